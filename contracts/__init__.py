@@ -1,0 +1,1 @@
+"""Berth contracts: the language every part speaks. Imports nothing of ours."""

@@ -1,0 +1,52 @@
+"""The catalog of all event types: one decoder for the whole history."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from contracts import agent, session, tenancy
+from contracts.envelope import Event
+
+__all__ = ["ALL_EVENTS", "AnyEvent", "decode_event", "encode_event", "event_class"]
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    session.SessionRequested,
+    session.SessionScheduled,
+    session.KernelPreparing,
+    session.KernelCreating,
+    session.KernelStarted,
+    session.KernelTerminated,
+    session.SessionStatusChanged,
+    agent.AgentRegistered,
+    agent.AgentCapacityChanged,
+    agent.KernelAssigned,
+    agent.KernelTerminationRequested,
+    agent.KernelReleased,
+    agent.AgentLost,
+    agent.AgentRecovered,
+    tenancy.KeypairCreated,
+    tenancy.KeypairDeactivated,
+)
+
+AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
+
+_BY_NAME = {cls.type_name(): cls for cls in ALL_EVENTS}
+_decoder = msgspec.json.Decoder(AnyEvent)
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def encode_event(event: Event) -> bytes:
+    """Returns the canonical JSON bytes of an event (stored and published as is)."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    """Returns the event in ``data``; raises ``msgspec.ValidationError``/``DecodeError`` on bad input."""
+    return _decoder.decode(data)
+
+
+def event_class(type_name: str) -> type[Event]:
+    """Returns the event class of a stable type name; raises ``KeyError`` when unknown."""
+    return _BY_NAME[type_name]

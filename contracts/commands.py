@@ -1,0 +1,98 @@
+"""Commands: imperative requests that the domain accepts or refuses with a clear error."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from contracts.session import KernelPlacement, KernelSpec
+from contracts.status import Reason, SessionType
+
+__all__ = [
+    "AssignKernel",
+    "MarkAgentLost",
+    "MarkAgentRecovered",
+    "MarkKernelCreating",
+    "MarkKernelExited",
+    "MarkKernelPreparing",
+    "MarkKernelStarted",
+    "RegisterAgent",
+    "ReleaseKernel",
+    "RequestKernelTermination",
+    "RequestSession",
+    "ScheduleSession",
+    "TerminateSession",
+]
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class RequestSession(Command, frozen=True, kw_only=True):
+    name: str
+    owner: str
+    image: str
+    session_type: SessionType = SessionType.INTERACTIVE
+    kernels: list[KernelSpec]
+    startup_command: str | None = None
+
+
+class ScheduleSession(Command, frozen=True, kw_only=True):
+    placements: list[KernelPlacement]
+
+
+class MarkKernelPreparing(Command, frozen=True, kw_only=True):
+    kernel_id: str
+
+
+class MarkKernelCreating(Command, frozen=True, kw_only=True):
+    kernel_id: str
+
+
+class MarkKernelStarted(Command, frozen=True, kw_only=True):
+    kernel_id: str
+    container_id: str
+
+
+class MarkKernelExited(Command, frozen=True, kw_only=True):
+    kernel_id: str
+    exit_code: int | None = None
+    reason: Reason = Reason.SELF_TERMINATED
+
+
+class TerminateSession(Command, frozen=True, kw_only=True):
+    reason: Reason = Reason.USER_REQUESTED
+
+
+class RegisterAgent(Command, frozen=True, kw_only=True):
+    capacity: dict[str, Decimal]
+    backend: str
+    hostname: str
+
+
+class AssignKernel(Command, frozen=True, kw_only=True):
+    kernel_id: str
+    session_id: str
+    image: str
+    slots: dict[str, Decimal]
+    cluster_role: str = "main"
+    startup_command: str | None = None
+
+
+class RequestKernelTermination(Command, frozen=True, kw_only=True):
+    kernel_id: str
+    reason: Reason
+
+
+class ReleaseKernel(Command, frozen=True, kw_only=True):
+    kernel_id: str
+
+
+class MarkAgentLost(Command, frozen=True, kw_only=True):
+    last_seen: float
+
+
+class MarkAgentRecovered(Command, frozen=True, kw_only=True):
+    pass

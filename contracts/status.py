@@ -1,0 +1,75 @@
+"""Statuses and reasons, named as in Backend.AI so its users feel at home."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["AgentStatus", "KernelStatus", "Reason", "SessionStatus", "SessionType"]
+
+
+class SessionStatus(str, Enum):
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    PREPARING = "PREPARING"
+    CREATING = "CREATING"
+    RUNNING = "RUNNING"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_SESSION
+
+
+_TERMINAL_SESSION = frozenset({SessionStatus.TERMINATED, SessionStatus.ERROR, SessionStatus.CANCELLED})
+
+
+class KernelStatus(str, Enum):
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    PREPARING = "PREPARING"
+    CREATING = "CREATING"
+    RUNNING = "RUNNING"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_KERNEL
+
+
+_TERMINAL_KERNEL = frozenset({KernelStatus.TERMINATED, KernelStatus.ERROR, KernelStatus.CANCELLED})
+
+
+class AgentStatus(str, Enum):
+    ALIVE = "ALIVE"
+    LOST = "LOST"
+
+
+class SessionType(str, Enum):
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
+class Reason(str, Enum):
+    """Closed vocabulary of transition reasons."""
+
+    USER_REQUESTED = "user-requested"
+    SCHEDULED = "scheduled"
+    KERNEL_PREPARING = "kernel-preparing"
+    KERNEL_CREATING = "kernel-creating"
+    ALL_KERNELS_RUNNING = "all-kernels-running"
+    ALL_KERNELS_TERMINATED = "all-kernels-terminated"
+    SELF_TERMINATED = "self-terminated"
+    FAILED_TO_START = "failed-to-start"
+    AGENT_LOST = "agent-lost"
+    TASK_FINISHED = "task-finished"
+    TASK_FAILED = "task-failed"
+    OOM_KILLED = "oom-killed"
+    IDLE_TIMEOUT = "idle-timeout"
+    MAX_LIFETIME = "max-lifetime"
+    FORCE_TERMINATED = "force-terminated"

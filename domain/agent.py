@@ -1,0 +1,215 @@
+"""The Agent aggregate: capacity, kernel allocations and liveness."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import reduce, singledispatch
+
+import msgspec
+
+from contracts import agent as ev
+from contracts import commands as c
+from contracts.envelope import Event
+from contracts.slots import SlotError, add_slots, fits, parse_slots, subtract_slots
+from contracts.status import AgentStatus
+from contracts.subjects import SubjectError, check_token
+from domain.emitting import Context, Emitter
+from domain.errors import InsufficientCapacityError, InvalidRequestError, InvalidTransitionError, NotFoundError
+
+__all__ = ["AgentState", "Allocation", "decide", "evolve", "replay"]
+
+
+class Allocation(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    slots: dict[str, Decimal]
+    terminating: bool = False
+
+
+class AgentState(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    version: int
+    capacity: dict[str, Decimal]
+    backend: str
+    hostname: str
+    status: AgentStatus = AgentStatus.ALIVE
+    allocations: dict[str, Allocation] = {}
+
+    @property
+    def occupied(self) -> dict[str, Decimal]:
+        return reduce(add_slots, (a.slots for a in self.allocations.values()), {})
+
+    @property
+    def free(self) -> dict[str, Decimal]:
+        return subtract_slots(self.capacity, self.occupied)
+
+
+def evolve(state: AgentState | None, event: Event) -> AgentState:
+    """Returns the state after ``event``."""
+    return _apply(event, state)
+
+
+def replay(events: list[Event]) -> AgentState | None:
+    """Returns the state after all ``events`` (None when there are none)."""
+    state: AgentState | None = None
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+@singledispatch
+def _apply(event: Event, state: AgentState | None) -> AgentState:
+    raise TypeError(f"Agent cannot apply {type(event).__name__}")
+
+
+def _bump(state: AgentState | None, event: Event, **changes: object) -> AgentState:
+    assert state is not None, f"{type(event).__name__} before agent.registered"
+    return msgspec.structs.replace(state, version=event.originator_version, **changes)
+
+
+@_apply.register
+def _(event: ev.AgentRegistered, state: AgentState | None) -> AgentState:
+    return AgentState(
+        id=event.originator_id,
+        version=event.originator_version,
+        capacity=dict(event.capacity),
+        backend=event.backend,
+        hostname=event.hostname,
+    )
+
+
+@_apply.register
+def _(event: ev.AgentCapacityChanged, state: AgentState) -> AgentState:
+    return _bump(state, event, capacity=dict(event.capacity))
+
+
+@_apply.register
+def _(event: ev.KernelAssigned, state: AgentState) -> AgentState:
+    allocation = Allocation(session_id=event.session_id, slots=dict(event.slots))
+    return _bump(state, event, allocations={**state.allocations, event.kernel_id: allocation})
+
+
+@_apply.register
+def _(event: ev.KernelTerminationRequested, state: AgentState) -> AgentState:
+    allocation = msgspec.structs.replace(state.allocations[event.kernel_id], terminating=True)
+    return _bump(state, event, allocations={**state.allocations, event.kernel_id: allocation})
+
+
+@_apply.register
+def _(event: ev.KernelReleased, state: AgentState) -> AgentState:
+    allocations = {k: v for k, v in state.allocations.items() if k != event.kernel_id}
+    return _bump(state, event, allocations=allocations)
+
+
+@_apply.register
+def _(event: ev.AgentLost, state: AgentState) -> AgentState:
+    return _bump(state, event, status=AgentStatus.LOST)
+
+
+@_apply.register
+def _(event: ev.AgentRecovered, state: AgentState) -> AgentState:
+    return _bump(state, event, status=AgentStatus.ALIVE)
+
+
+# ---------------------------------------------------------------- decide
+
+
+def decide(state: AgentState | None, command: c.Command, ctx: Context, agent_id: str) -> list[Event]:
+    """Returns the events that ``command`` causes; raises a ``DomainError`` when refused."""
+    return _decide(command, state, ctx, agent_id)
+
+
+@singledispatch
+def _decide(command: c.Command, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    raise TypeError(f"Agent cannot handle {type(command).__name__}")
+
+
+def _existing(state: AgentState | None, agent_id: str) -> AgentState:
+    if state is None:
+        raise NotFoundError(f"agent {agent_id} not found")
+    return state
+
+
+@_decide.register
+def _(command: c.RegisterAgent, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    try:
+        check_token(agent_id, "agent id")
+        capacity = parse_slots(command.capacity)
+    except (SubjectError, SlotError) as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    if state is None:
+        emit = Emitter(agent_id, 0, ctx)
+        return [emit(ev.AgentRegistered, capacity=capacity, backend=command.backend, hostname=command.hostname)]
+    emit = Emitter(agent_id, state.version, ctx)
+    events: list[Event] = []
+    if capacity != state.capacity:
+        events.append(emit(ev.AgentCapacityChanged, capacity=capacity))
+    if state.status is AgentStatus.LOST:
+        events.append(emit(ev.AgentRecovered))
+    return events
+
+
+@_decide.register
+def _(command: c.AssignKernel, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    state = _existing(state, agent_id)
+    if command.kernel_id in state.allocations:
+        return []
+    if state.status is not AgentStatus.ALIVE:
+        raise InvalidTransitionError(f"agent {agent_id} is {state.status.value}")
+    if not fits(command.slots, state.free):
+        raise InsufficientCapacityError(f"agent {agent_id} cannot hold {command.slots}; free {state.free}")
+    return [
+        Emitter(agent_id, state.version, ctx)(
+            ev.KernelAssigned,
+            kernel_id=command.kernel_id,
+            session_id=command.session_id,
+            image=command.image,
+            slots=dict(command.slots),
+            cluster_role=command.cluster_role,
+            startup_command=command.startup_command,
+        )
+    ]
+
+
+@_decide.register
+def _(command: c.RequestKernelTermination, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    state = _existing(state, agent_id)
+    allocation = state.allocations.get(command.kernel_id)
+    if allocation is None or allocation.terminating:
+        return []
+    return [
+        Emitter(agent_id, state.version, ctx)(
+            ev.KernelTerminationRequested,
+            kernel_id=command.kernel_id,
+            session_id=allocation.session_id,
+            reason=command.reason,
+        )
+    ]
+
+
+@_decide.register
+def _(command: c.ReleaseKernel, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    state = _existing(state, agent_id)
+    allocation = state.allocations.get(command.kernel_id)
+    if allocation is None:
+        return []
+    return [
+        Emitter(agent_id, state.version, ctx)(
+            ev.KernelReleased, kernel_id=command.kernel_id, session_id=allocation.session_id
+        )
+    ]
+
+
+@_decide.register
+def _(command: c.MarkAgentLost, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    state = _existing(state, agent_id)
+    if state.status is AgentStatus.LOST:
+        return []
+    return [Emitter(agent_id, state.version, ctx)(ev.AgentLost, last_seen=command.last_seen)]
+
+
+@_decide.register
+def _(command: c.MarkAgentRecovered, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    state = _existing(state, agent_id)
+    if state.status is AgentStatus.ALIVE:
+        return []
+    return [Emitter(agent_id, state.version, ctx)(ev.AgentRecovered)]

@@ -1,0 +1,279 @@
+"""The Session aggregate: immutable state, ``evolve`` and ``decide``.
+
+Transitions driven by agent reports are guarded like Backend.AI's compare-and-set
+updates: a report that arrives twice or late yields no event instead of an error.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import msgspec
+
+from contracts import commands as c
+from contracts import session as ev
+from contracts.envelope import Event
+from contracts.slots import SlotError, parse_slots
+from contracts.status import KernelStatus, Reason, SessionStatus, SessionType
+from contracts.subjects import SubjectError, check_token
+from domain.emitting import Context, Emitter
+from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
+
+__all__ = ["KernelState", "SessionState", "decide", "evolve", "replay"]
+
+MAX_NAME = 64
+
+
+class KernelState(msgspec.Struct, frozen=True, kw_only=True):
+    kernel_id: str
+    cluster_role: str
+    slots: dict
+    status: KernelStatus = KernelStatus.PENDING
+    agent_id: str | None = None
+    container_id: str | None = None
+    exit_code: int | None = None
+
+
+class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    version: int
+    name: str
+    owner: str
+    image: str
+    session_type: SessionType
+    status: SessionStatus
+    kernels: tuple[KernelState, ...]
+    startup_command: str | None = None
+
+    def kernel(self, kernel_id: str) -> KernelState:
+        for kernel in self.kernels:
+            if kernel.kernel_id == kernel_id:
+                return kernel
+        raise NotFoundError(f"session {self.id} has no kernel {kernel_id}")
+
+    def with_kernel(self, kernel_id: str, **changes: object) -> tuple[KernelState, ...]:
+        return tuple(
+            msgspec.structs.replace(k, **changes) if k.kernel_id == kernel_id else k for k in self.kernels
+        )
+
+
+# ---------------------------------------------------------------- evolve
+
+
+def evolve(state: SessionState | None, event: Event) -> SessionState:
+    """Returns the state after ``event``."""
+    return _apply(event, state)
+
+
+@singledispatch
+def _apply(event: Event, state: SessionState | None) -> SessionState:
+    raise TypeError(f"Session cannot apply {type(event).__name__}")
+
+
+def _bump(state: SessionState | None, event: Event, **changes: object) -> SessionState:
+    assert state is not None, f"{type(event).__name__} before session.requested"
+    return msgspec.structs.replace(state, version=event.originator_version, **changes)
+
+
+@_apply.register
+def _(event: ev.SessionRequested, state: SessionState | None) -> SessionState:
+    return SessionState(
+        id=event.originator_id,
+        version=event.originator_version,
+        name=event.name,
+        owner=event.owner,
+        image=event.image,
+        session_type=event.session_type,
+        status=SessionStatus.PENDING,
+        startup_command=event.startup_command,
+        kernels=tuple(
+            KernelState(kernel_id=k.kernel_id, cluster_role=k.cluster_role, slots=dict(k.slots)) for k in event.kernels
+        ),
+    )
+
+
+@_apply.register
+def _(event: ev.SessionScheduled, state: SessionState) -> SessionState:
+    where = {p.kernel_id: p.agent_id for p in event.placements}
+    kernels = tuple(
+        msgspec.structs.replace(k, status=KernelStatus.SCHEDULED, agent_id=where[k.kernel_id]) for k in state.kernels
+    )
+    return _bump(state, event, status=SessionStatus.SCHEDULED, kernels=kernels)
+
+
+@_apply.register
+def _(event: ev.KernelPreparing, state: SessionState) -> SessionState:
+    return _bump(state, event, kernels=state.with_kernel(event.kernel_id, status=KernelStatus.PREPARING))
+
+
+@_apply.register
+def _(event: ev.KernelCreating, state: SessionState) -> SessionState:
+    return _bump(state, event, kernels=state.with_kernel(event.kernel_id, status=KernelStatus.CREATING))
+
+
+@_apply.register
+def _(event: ev.KernelStarted, state: SessionState) -> SessionState:
+    kernels = state.with_kernel(event.kernel_id, status=KernelStatus.RUNNING, container_id=event.container_id)
+    return _bump(state, event, kernels=kernels)
+
+
+@_apply.register
+def _(event: ev.KernelTerminated, state: SessionState) -> SessionState:
+    status = KernelStatus.TERMINATED if event.reason is not Reason.FAILED_TO_START else KernelStatus.ERROR
+    kernels = state.with_kernel(event.kernel_id, status=status, exit_code=event.exit_code)
+    return _bump(state, event, kernels=kernels)
+
+
+@_apply.register
+def _(event: ev.SessionStatusChanged, state: SessionState) -> SessionState:
+    return _bump(state, event, status=event.status)
+
+
+def replay(events: list[Event]) -> SessionState | None:
+    """Returns the state after all ``events`` (None when there are none)."""
+    state: SessionState | None = None
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+# ---------------------------------------------------------------- decide
+
+_BEFORE_PREPARING = {KernelStatus.SCHEDULED}
+_BEFORE_CREATING = {KernelStatus.SCHEDULED, KernelStatus.PREPARING}
+_BEFORE_RUNNING = {KernelStatus.SCHEDULED, KernelStatus.PREPARING, KernelStatus.CREATING}
+_STARTING = {SessionStatus.SCHEDULED, SessionStatus.PREPARING, SessionStatus.CREATING}
+
+
+def decide(state: SessionState | None, command: c.Command, ctx: Context, session_id: str) -> list[Event]:
+    """Returns the events that ``command`` causes; raises a ``DomainError`` when refused."""
+    return _decide(command, state, ctx, session_id)
+
+
+@singledispatch
+def _decide(command: c.Command, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    raise TypeError(f"Session cannot handle {type(command).__name__}")
+
+
+def _existing(state: SessionState | None, session_id: str) -> SessionState:
+    if state is None:
+        raise NotFoundError(f"session {session_id} not found")
+    return state
+
+
+@_decide.register
+def _(command: c.RequestSession, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    if state is not None:
+        raise AlreadyExistsError(f"session {session_id} already exists")
+    _validate_request(command, session_id)
+    return [
+        Emitter(session_id, 0, ctx)(
+            ev.SessionRequested,
+            name=command.name,
+            owner=command.owner,
+            image=command.image,
+            session_type=command.session_type,
+            kernels=[msgspec.structs.replace(k, slots=parse_slots(k.slots)) for k in command.kernels],
+            startup_command=command.startup_command,
+        )
+    ]
+
+
+def _validate_request(command: c.RequestSession, session_id: str) -> None:
+    try:
+        check_token(session_id, "session id")
+        slots = {check_token(k.kernel_id, "kernel id"): parse_slots(k.slots) for k in command.kernels}
+    except (SubjectError, SlotError) as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    if not command.kernels:
+        raise InvalidRequestError("a session needs at least one kernel")
+    if not 0 < len(command.name) <= MAX_NAME:
+        raise InvalidRequestError(f"session name must be 1-{MAX_NAME} characters")
+    if not command.image.strip():
+        raise InvalidRequestError("image must not be empty")
+    if len({k.kernel_id for k in command.kernels}) != len(command.kernels):
+        raise InvalidRequestError("kernel ids must be unique")
+    for kernel_id, kernel_slots in slots.items():
+        if kernel_slots.get("cpu", 0) <= 0 or kernel_slots.get("mem", 0) <= 0:
+            raise InvalidRequestError(f"kernel {kernel_id} needs positive 'cpu' and 'mem' slots")
+
+
+@_decide.register
+def _(command: c.ScheduleSession, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    if state.status is not SessionStatus.PENDING:
+        raise InvalidTransitionError(f"session {session_id} is {state.status.value}, not PENDING")
+    if sorted(p.kernel_id for p in command.placements) != sorted(k.kernel_id for k in state.kernels):
+        raise InvalidRequestError(f"placements of session {session_id} must cover each kernel exactly once")
+    return [Emitter(session_id, state.version, ctx)(ev.SessionScheduled, placements=list(command.placements))]
+
+
+@_decide.register
+def _(command: c.MarkKernelPreparing, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    if state.kernel(command.kernel_id).status not in _BEFORE_PREPARING:
+        return []
+    emit = Emitter(session_id, state.version, ctx)
+    events: list[Event] = [emit(ev.KernelPreparing, kernel_id=command.kernel_id)]
+    if state.status is SessionStatus.SCHEDULED:
+        events.append(emit(ev.SessionStatusChanged, status=SessionStatus.PREPARING, reason=Reason.KERNEL_PREPARING))
+    return events
+
+
+@_decide.register
+def _(command: c.MarkKernelCreating, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    if state.kernel(command.kernel_id).status not in _BEFORE_CREATING:
+        return []
+    emit = Emitter(session_id, state.version, ctx)
+    events: list[Event] = [emit(ev.KernelCreating, kernel_id=command.kernel_id)]
+    if state.status in (SessionStatus.SCHEDULED, SessionStatus.PREPARING):
+        events.append(emit(ev.SessionStatusChanged, status=SessionStatus.CREATING, reason=Reason.KERNEL_CREATING))
+    return events
+
+
+@_decide.register
+def _(command: c.MarkKernelStarted, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    if state.kernel(command.kernel_id).status not in _BEFORE_RUNNING:
+        return []
+    emit = Emitter(session_id, state.version, ctx)
+    started = emit(ev.KernelStarted, kernel_id=command.kernel_id, container_id=command.container_id)
+    events: list[Event] = [started]
+    after = evolve(state, started)
+    if state.status in _STARTING and all(k.status is KernelStatus.RUNNING for k in after.kernels):
+        events.append(emit(ev.SessionStatusChanged, status=SessionStatus.RUNNING, reason=Reason.ALL_KERNELS_RUNNING))
+    return events
+
+
+@_decide.register
+def _(command: c.MarkKernelExited, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    if state.kernel(command.kernel_id).status.is_terminal:
+        return []
+    emit = Emitter(session_id, state.version, ctx)
+    exited = emit(ev.KernelTerminated, kernel_id=command.kernel_id, exit_code=command.exit_code, reason=command.reason)
+    events: list[Event] = [exited]
+    after = evolve(state, exited)
+    if state.status.is_terminal:
+        return events
+    if all(k.status.is_terminal for k in after.kernels):
+        failed = command.reason is Reason.FAILED_TO_START and state.status is not SessionStatus.TERMINATING
+        status = SessionStatus.ERROR if failed else SessionStatus.TERMINATED
+        events.append(emit(ev.SessionStatusChanged, status=status, reason=command.reason))
+    elif state.status is not SessionStatus.TERMINATING:
+        events.append(emit(ev.SessionStatusChanged, status=SessionStatus.TERMINATING, reason=command.reason))
+    return events
+
+
+@_decide.register
+def _(command: c.TerminateSession, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    if state.status.is_terminal:
+        raise InvalidTransitionError(f"session {session_id} is already {state.status.value}")
+    if state.status is SessionStatus.TERMINATING:
+        return []
+    emit = Emitter(session_id, state.version, ctx)
+    if state.status is SessionStatus.PENDING:
+        return [emit(ev.SessionStatusChanged, status=SessionStatus.CANCELLED, reason=command.reason)]
+    return [emit(ev.SessionStatusChanged, status=SessionStatus.TERMINATING, reason=command.reason)]

@@ -1,0 +1,1 @@
+"""Berth read models. Imports ``contracts`` only (not ``domain``, not ``services``)."""

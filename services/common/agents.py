@@ -1,0 +1,25 @@
+"""Use cases of the agent context: registration and liveness."""
+
+from __future__ import annotations
+
+from contracts import commands as c
+from domain import agent as agent_domain
+from domain.agent import AgentState
+from domain.emitting import Context
+from services.common.store import BerthApplication, retry_on_conflict
+
+__all__ = ["Agents"]
+
+
+class Agents(BerthApplication):
+    """Loads agents, decides, saves."""
+
+    def get(self, agent_id: str) -> AgentState | None:
+        """Returns the current state of an agent, None when unknown."""
+        return agent_domain.replay(self.load(agent_id))
+
+    def handle(self, agent_id: str, command: c.Command, ctx: Context) -> int | None:
+        """Applies ``command`` to one agent; returns the position, None when nothing changed."""
+        return retry_on_conflict(
+            lambda: self.record(agent_domain.decide(self.get(agent_id), command, ctx, agent_id))
+        )

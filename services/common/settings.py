@@ -1,0 +1,41 @@
+"""Settings of every service, read from ``BERTH_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["Settings", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """Returns ``$BERTH_DATA_DIR`` or ``~/.berth``: where ``berth up`` keeps its state."""
+    return Path(os.environ.get("BERTH_DATA_DIR") or Path.home() / ".berth")
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    nats_url: str = ""
+    pg_dsn: str = ""
+    data_dir: Path = msgspec.field(default_factory=default_data_dir)
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 0
+    agent_id: str = "local"
+    agent_backend: str = "simulated"
+    agent_capacity: str = "cpu=4,mem=8g"
+    sim_delay: float = 0.05
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        """Returns settings from ``BERTH_<FIELD>`` variables, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in msgspec.structs.fields(cls):
+            raw = env.get(f"BERTH_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return msgspec.convert(values, cls, strict=False)

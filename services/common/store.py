@@ -1,0 +1,121 @@
+"""The event store: ``eventsourcing`` on PostgreSQL (psycopg 3) with a msgspec mapper.
+
+The bytes stored are the canonical msgspec JSON that the relay publishes, and the
+topic is the stable type name. All bounded contexts share one notification log
+(table ``berth_events``) so one save can span several aggregates atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence, TypeVar
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
+from psycopg.conninfo import conninfo_to_dict
+
+from contracts.catalog import decode_event, encode_event
+from contracts.envelope import Event
+
+__all__ = ["BerthApplication", "ConcurrencyError", "MsgspecMapper", "eventsourcing_env", "retry_on_conflict"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ConcurrencyError(Exception):
+    """Raised when an aggregate changed since it was loaded (optimistic concurrency)."""
+
+
+class _Unused(Transcoder):
+    def encode(self, obj: Any) -> bytes:  # pragma: no cover - never called
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:  # pragma: no cover - never called
+        raise NotImplementedError
+
+
+class MsgspecMapper(Mapper[str]):
+    """Maps events to stored events and back with the contracts' msgspec codec."""
+
+    def __init__(self) -> None:
+        super().__init__(transcoder=_Unused())
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=type(domain_event).type_name(),
+            state=encode_event(domain_event),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return decode_event(stored_event.state)
+
+
+def eventsourcing_env(dsn: str | None, *, pool_size: int = 3) -> dict[str, str]:
+    """Returns the ``eventsourcing`` settings for a PostgreSQL DSN, or in-memory ones for None."""
+    if not dsn:
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    info = conninfo_to_dict(dsn)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(info.get("host") or "127.0.0.1"),
+        "POSTGRES_PORT": str(info.get("port") or "5432"),
+        "POSTGRES_USER": str(info.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(info.get("password") or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
+        "ORIGINATOR_ID_TYPE": "text",
+        "POSTGRES_LOCK_TIMEOUT": "5",
+    }
+
+
+class BerthApplication(Application[str]):
+    """Base of the use-case applications; every context shares the ``berth_events`` log."""
+
+    name = "Berth"
+
+    def __init__(self, dsn: str | None) -> None:
+        super().__init__(env=eventsourcing_env(dsn))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = "Berth"
+
+    def construct_mapper(self) -> Mapper[str]:
+        return MsgspecMapper()
+
+    def load(self, aggregate_id: str) -> list[Event]:
+        """Returns the history of one aggregate, oldest first."""
+        return list(self.events.get(aggregate_id))  # type: ignore[arg-type]
+
+    def record(self, events: Sequence[Event]) -> int | None:
+        """Saves ``events`` atomically; returns the last notification id (the position), None if nothing to save.
+
+        Raises ``ConcurrencyError`` when any aggregate moved on since it was loaded.
+        """
+        if not events:
+            return None
+        try:
+            recordings = self.save(*events)  # type: ignore[arg-type]
+        except IntegrityError as exc:
+            raise ConcurrencyError(str(exc)) from exc
+        return max(r.notification.id for r in recordings)
+
+    def position(self) -> int:
+        """Returns the last notification id in the log (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+
+def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = 8) -> T:
+    """Returns ``attempt()``, re-running it (it reloads and re-decides) after a ``ConcurrencyError``."""
+    for remaining in range(attempts - 1, -1, -1):
+        try:
+            return attempt()
+        except ConcurrencyError:
+            if remaining == 0:
+                raise
+            log.debug("concurrency conflict; retrying (%d left)", remaining)
+    raise AssertionError("unreachable")

@@ -1,0 +1,11 @@
+"""Shared fixtures; their implementation lives in tests/support."""
+
+import pytest
+
+from tests.support.infra import nats_url, pg_admin_dsn, pg_dsn, skip_without_docker
+
+__all__ = ["nats_url", "pg_admin_dsn", "pg_dsn"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    skip_without_docker(item)

@@ -1,0 +1,106 @@
+"""Test infrastructure: a NATS server and a PostgreSQL per test session, a fresh database per
+test, and Docker detection. ``tests/conftest.py`` re-exports the fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from services.common.embedded import EmbeddedPostgres, NatsServer, create_database, drop_database
+
+LOCAL_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DOCKER_SKIP_REASON = "no Docker engine answers (docker info); .ci/run provides one"
+
+# A mark for tests that need a Docker engine. The conftest hook ``skip_without_docker`` skips
+# them with DOCKER_SKIP_REASON when none answers; the probe runs only when such a test runs.
+requires_docker = pytest.mark.docker
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Yields the URL of a JetStream-enabled nats-server spawned for this session on a free port."""
+    server = NatsServer()
+    url = server.start(tmp_path_factory.mktemp("nats"))
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def _answers(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Yields a DSN with the right to create databases: an embedded PostgreSQL when
+    BERTH_TEST_PG_EMBEDDED=1, else BERTH_TEST_PG_DSN, else the machine's server at
+    127.0.0.1:5432 if it answers, else an embedded PostgreSQL started for this session."""
+    if os.environ.get("BERTH_TEST_PG_EMBEDDED") != "1":
+        configured = os.environ.get("BERTH_TEST_PG_DSN")
+        if configured:
+            yield configured
+            return
+        if _answers(LOCAL_PG_DSN):
+            yield LOCAL_PG_DSN
+            return
+    server = EmbeddedPostgres()
+    dsn = server.start(tmp_path_factory.mktemp("embedded-pg"))
+    try:
+        yield dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
+    """Yields the DSN of a fresh, empty database ``berth_test_<hex>``, dropped afterwards."""
+    name = f"berth_test_{uuid.uuid4().hex[:12]}"
+    dsn = create_database(pg_admin_dsn, name)
+    try:
+        yield dsn
+    finally:
+        drop_database(pg_admin_dsn, name)
+
+
+async def _docker_info() -> None:
+    import aiodocker
+
+    docker = aiodocker.Docker()
+    try:
+        await asyncio.wait_for(docker.system.info(), timeout=10)
+    finally:
+        await docker.close()
+
+
+@functools.cache
+def docker_available() -> bool:
+    """Returns True when a Docker engine answers ``info`` (checked once per process, in a
+    helper thread so that it works inside a running event loop too)."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(lambda: asyncio.run(_docker_info())).result(timeout=15)
+    except Exception:  # no socket, refused, timeout, API error: no usable engine
+        return False
+    finally:
+        pool.shutdown(wait=False)
+    return True
+
+
+def skip_without_docker(item: pytest.Item) -> None:
+    """Skips ``item`` with a clear reason when it carries the ``docker`` mark (requires_docker)
+    and no Docker engine answers."""
+    if item.get_closest_marker("docker") is not None and not docker_available():
+        pytest.skip(DOCKER_SKIP_REASON)
