@@ -55,10 +55,12 @@ CREATE TABLE IF NOT EXISTS agents (
     capacity      jsonb NOT NULL,
     occupied      jsonb NOT NULL,           -- sum of assigned kernels' slots
     kernel_count  integer NOT NULL,
+    allocations   jsonb NOT NULL DEFAULT '{}'::jsonb,  -- kernel_id -> slots of each assigned kernel
     registered_at timestamptz NOT NULL,
     updated_at    timestamptz NOT NULL,
     version       integer NOT NULL
 );
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS allocations jsonb NOT NULL DEFAULT '{}'::jsonb;
 
 CREATE TABLE IF NOT EXISTS event_log (
     position          bigint PRIMARY KEY,   -- event store notification id

@@ -45,7 +45,8 @@ STREAMS = (
 
 async def connect(url: str, name: str) -> Client:
     """Returns a connection that keeps reconnecting to ``url``."""
-    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    return await nats.connect(servers=servers, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
 
 
 async def ensure_streams(js: JetStreamContext) -> None:

@@ -15,6 +15,12 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("BERTH_DATA_DIR") or Path.home() / ".berth")
 
 
+def _decode_path(type_: type, value: object) -> object:
+    if type_ is Path and isinstance(value, (str, Path)):
+        return Path(value)
+    raise NotImplementedError(f"cannot convert {value!r} to {type_}")
+
+
 class Settings(msgspec.Struct, kw_only=True):
     nats_url: str = ""
     pg_dsn: str = ""
@@ -38,4 +44,4 @@ class Settings(msgspec.Struct, kw_only=True):
             if raw is not None and raw != "":
                 values[field.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return msgspec.convert(values, cls, strict=False)
+        return msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)

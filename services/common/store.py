@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from contracts.catalog import decode_event, encode_event
@@ -21,6 +22,8 @@ __all__ = ["BerthApplication", "ConcurrencyError", "MsgspecMapper", "eventsourci
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_SCHEMA_LOCK = 0x6265727468  # "berth": the advisory lock held while an application creates its tables
 
 
 class ConcurrencyError(Exception):
@@ -78,7 +81,18 @@ class BerthApplication(Application[str]):
     name = "Berth"
 
     def __init__(self, dsn: str | None) -> None:
-        super().__init__(env=eventsourcing_env(dsn))
+        if not dsn:
+            super().__init__(env=eventsourcing_env(dsn))
+            return
+        # Creating the tables and functions is not safe to run concurrently ("tuple concurrently
+        # updated" from CREATE OR REPLACE FUNCTION, duplicate pg_type from CREATE TABLE IF NOT
+        # EXISTS) when several services start at once: serialise it with an advisory lock.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+            try:
+                super().__init__(env=eventsourcing_env(dsn))
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

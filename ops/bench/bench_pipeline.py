@@ -1,0 +1,259 @@
+"""Benchmark of Berth's event pipeline: event store -> relay -> EVENTS -> projector -> read models.
+
+Measures, in one run and on the same machine:
+  (a) the whole pipeline: N session.requested events recorded in batches of 100 (one
+      transaction each, as the Sessions use case writes them), timed from the first write
+      until the projector's position reaches the last one (command -> visible in read model);
+  (b) the relay alone: N pre-recorded events published to EVENTS (timed from its first
+      message in the stream, so its start-up is not counted);
+  (c) a raw nats-py ``publish_async`` loop of N messages of the same size into a scratch
+      stream (the ceiling for (b));
+  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models.
+and prints the rates with their ratios. Nothing here is a pass/fail test.
+
+Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--nats-url URL] [--pg-admin-dsn DSN]
+Without --nats-url it starts its own nats-server (a given server's EVENTS and BENCH_RAW
+streams are deleted!). It always works in a scratch database ``berth_bench_<hex>`` created
+through --pg-admin-dsn (default $BERTH_PG_DSN, else postgresql://postgres@127.0.0.1:5432/postgres)
+and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import psycopg
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from contracts import commands as c  # noqa: E402
+from contracts.session import KernelSpec  # noqa: E402
+from contracts.subjects import EVENTS_STREAM  # noqa: E402
+from domain import session as session_domain  # noqa: E402
+from services.common.context import make_context  # noqa: E402
+from services.common.embedded import NatsServer, create_database, drop_database  # noqa: E402
+from services.common.sessions import Sessions  # noqa: E402
+from services.common.settings import Settings  # noqa: E402
+from services.projector.main import rebuild_read_models  # noqa: E402
+from services.relay.main import run_relay  # noqa: E402
+
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+WRITE_BATCH = 100
+
+
+def session_events(app: Sessions, count: int, prefix: str) -> Iterator[list]:
+    """Yields batches of session.requested events, decided by the domain as Sessions.request does."""
+    batch: list = []
+    for i in range(count):
+        command = c.RequestSession(
+            name=f"bench-{i}", owner="ak-bench", image="python:3.11",
+            kernels=[KernelSpec(kernel_id=f"{prefix}-k{i}", slots={"cpu": "1", "mem": "1g"})],
+        )
+        batch += session_domain.decide(None, command, make_context("ak-bench"), f"{prefix}-s{i}")
+        if len(batch) >= WRITE_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def record(app: Sessions, count: int, prefix: str) -> int:
+    """Records ``count`` events in batches; returns the last position."""
+    last = 0
+    for batch in session_events(app, count, prefix):
+        last = app.record(batch) or last
+    return last
+
+
+def applied_position(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        if conn.execute("SELECT to_regclass('projection_position')").fetchone() == (None,):
+            return 0
+        row = conn.execute("SELECT position FROM projection_position").fetchone()
+        return row[0] if row else 0
+
+
+async def wait_until(predicate, timeout: float, interval: float = 0.005) -> float:
+    """Polls ``predicate`` until true; returns the monotonic time it became true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark condition not reached")
+        await asyncio.sleep(interval)
+
+
+async def stream_messages(js: JetStreamContext, name: str) -> int:
+    try:
+        return (await js.stream_info(name)).state.messages
+    except NotFoundError:
+        return 0
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, log_dir: Path) -> AsyncIterator[None]:
+    """Runs the relay and the projector as processes, as in production."""
+    env = {**os.environ, "BERTH_NATS_URL": settings.nats_url, "BERTH_PG_DSN": settings.pg_dsn}
+    procs = []
+    for module in ("services.relay", "services.projector"):
+        log = open(log_dir / f"{module}.log", "ab")
+        procs.append(subprocess.Popen([sys.executable, "-m", module, "--log-level", "WARNING"], cwd=ROOT, env=env,
+                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
+async def bench_pipeline(settings: Settings, app: Sessions, js: JetStreamContext, n: int, log_dir: Path) -> float:
+    async with services(settings, log_dir):
+        await wait_until(lambda: applied_position(settings.pg_dsn) >= 0 and _schema(settings.pg_dsn), 30)
+        await wait_until(lambda: _stream_exists(js), 30)
+        start = time.monotonic()
+        last = await asyncio.to_thread(record, app, n, "p")
+        written = time.monotonic()
+        end = await wait_until(lambda: applied_position(settings.pg_dsn) >= last, 120, 0.002)
+    print(f"  (a) wrote {n} events in {written - start:.2f} s; visible in the read models {end - written:.3f} s later")
+    return end - start
+
+
+async def bench_relay(settings: Settings, app: Sessions, js: JetStreamContext, n: int) -> tuple[float, int]:
+    await js.delete_stream(EVENTS_STREAM)
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE berth_events")
+    await asyncio.to_thread(record, app, n, "r")
+    payload = await _mean_payload(settings.pg_dsn)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_relay(settings, stop))
+    start = await wait_until(lambda: _has(js, EVENTS_STREAM, 1), 60, 0.001)  # startup excluded
+    end = await wait_until(lambda: _has(js, EVENTS_STREAM, n), 120, 0.005)
+    stop.set()
+    await task
+    return end - start, payload
+
+
+async def bench_raw(js: JetStreamContext, n: int, payload_size: int) -> float:
+    name = "BENCH_RAW"
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(name)
+    await js.add_stream(StreamConfig(name=name, subjects=["bench.>"], storage=StorageType.FILE, duplicate_window=120.0))
+    payload = b"x" * payload_size
+    start = time.monotonic()
+    for i in range(n):
+        await js.publish_async(f"bench.session.s{i}.requested", payload, headers={"Nats-Msg-Id": str(i + 1)})
+    await js.publish_async_completed()
+    elapsed = time.monotonic() - start
+    assert await stream_messages(js, name) == n
+    await js.delete_stream(name)
+    return elapsed
+
+
+async def bench_projector(settings: Settings, n: int) -> float:
+    start = time.monotonic()
+    reached = await rebuild_read_models(settings)
+    elapsed = time.monotonic() - start
+    assert reached.stream_seq == n, reached
+    return elapsed
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    n = args.events
+    admin_dsn = args.pg_admin_dsn or os.environ.get("BERTH_PG_DSN") or DEFAULT_ADMIN_DSN
+    db_name = f"berth_bench_{uuid.uuid4().hex[:8]}"
+    tmp = Path(tempfile.mkdtemp(prefix="berth-bench-"))
+    server = None
+    nats_url = args.nats_url
+    if not nats_url:
+        server = NatsServer()
+        nats_url = server.start(tmp / "nats")
+    dsn = create_database(admin_dsn, db_name)
+    settings = Settings(nats_url=nats_url, pg_dsn=dsn)
+    app = Sessions(dsn)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(EVENTS_STREAM)
+        print(f"Berth pipeline benchmark: {n} events, {os.cpu_count()} CPUs, NATS {nats_url}, database {db_name}")
+        pipeline_s = await bench_pipeline(settings, app, js, n, tmp)
+        relay_s, payload = await bench_relay(settings, app, js, n)
+        raw_s = await bench_raw(js, n, payload)
+        projector_s = await bench_projector(settings, n)
+        rows = [
+            ("(a) pipeline: write -> read model", pipeline_s),
+            ("(b) relay: event store -> EVENTS", relay_s),
+            ("(c) raw nats-py publish_async", raw_s),
+            ("(d) projector: EVENTS -> read models", projector_s),
+        ]
+        print(f"\n  events of {payload} bytes on average\n")
+        print(f"  {'measure':<38} {'seconds':>8} {'events/s':>10} {'vs (c)':>7}")
+        for label, seconds in rows:
+            print(f"  {label:<38} {seconds:>8.2f} {n / seconds:>10.0f} {raw_s / seconds:>7.2f}")
+        print(f"\n  relay / raw publish_async = {raw_s / relay_s:.2f}; pipeline / relay = {relay_s / pipeline_s:.2f}; "
+              f"pipeline / projector = {projector_s / pipeline_s:.2f}")
+    finally:
+        await nc.close()
+        app.close()
+        drop_database(admin_dsn, db_name)
+        if server is not None:
+            server.stop()
+
+
+async def _has(js: JetStreamContext, name: str, n: int) -> bool:
+    return await stream_messages(js, name) >= n
+
+
+async def _stream_exists(js: JetStreamContext) -> bool:
+    try:
+        await js.stream_info(EVENTS_STREAM)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _schema(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT to_regclass('projection_position')").fetchone() != (None,)
+
+
+async def _mean_payload(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        (size,) = conn.execute("SELECT avg(length(state))::int FROM berth_events").fetchone()  # type: ignore[misc]
+    return int(size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000, help="events per measure (default 20000)")
+    parser.add_argument("--nats-url", default=None, help="use this server (its EVENTS stream is deleted!)")
+    parser.add_argument("--pg-admin-dsn", default=None, help="server on which to create the scratch database")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Read model ``kernels``: one row per kernel (container) of a session.
+
+Kernel statuses follow the session aggregate: PENDING when requested, SCHEDULED with
+its agent when placed, then PREPARING, CREATING, RUNNING, and TERMINATED (ERROR when
+it failed to start).
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from contracts import session as ev
+from contracts.envelope import Event
+from contracts.status import KernelStatus, Reason
+from projections.delivery import Entry
+from projections.writer import Writer, bulk_insert
+
+__all__ = ["project"]
+
+
+def project(w: Writer, entry: Entry) -> None:
+    """Applies ``entry`` to the kernels table (events without kernels change nothing)."""
+    if entry.event is not None:
+        _apply(entry.event, w, entry)
+
+
+@singledispatch
+def _apply(event: Event, w: Writer, entry: Entry) -> None:
+    """Ignores events that do not concern kernels."""
+
+
+@_apply.register
+def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
+    for kernel in event.kernels:
+        row = (
+            kernel.kernel_id,
+            event.originator_id,
+            kernel.cluster_role,
+            kernel.cluster_idx,
+            KernelStatus.PENDING.value,
+            kernel.slots,
+            event.timestamp,
+            event.timestamp,
+        )
+        w.defer(_insert, row)
+
+
+@_apply.register
+def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
+    for placement in event.placements:
+        w.execute_one(
+            "UPDATE kernels SET agent_id = %s, status = %s, updated_at = %s WHERE kernel_id = %s AND session_id = %s",
+            (placement.agent_id, KernelStatus.SCHEDULED.value, event.timestamp, placement.kernel_id,
+             event.originator_id),
+            _missing(event, placement.kernel_id),
+        )
+
+
+@_apply.register
+def _(event: ev.KernelPreparing, w: Writer, entry: Entry) -> None:
+    _set(w, event, event.kernel_id, status=KernelStatus.PREPARING.value)
+
+
+@_apply.register
+def _(event: ev.KernelCreating, w: Writer, entry: Entry) -> None:
+    _set(w, event, event.kernel_id, status=KernelStatus.CREATING.value)
+
+
+@_apply.register
+def _(event: ev.KernelStarted, w: Writer, entry: Entry) -> None:
+    _set(w, event, event.kernel_id, status=KernelStatus.RUNNING.value, container_id=event.container_id)
+
+
+@_apply.register
+def _(event: ev.KernelTerminated, w: Writer, entry: Entry) -> None:
+    status = KernelStatus.ERROR if event.reason is Reason.FAILED_TO_START else KernelStatus.TERMINATED
+    _set(w, event, event.kernel_id, status=status.value, exit_code=event.exit_code)
+
+
+_insert = bulk_insert(
+    "kernels",
+    [
+        ("kernel_id", "text"),
+        ("session_id", "text"),
+        ("cluster_role", "text"),
+        ("cluster_idx", "integer"),
+        ("status", "text"),
+        ("slots", "jsonb"),
+        ("created_at", "timestamptz"),
+        ("updated_at", "timestamptz"),
+    ],
+)
+_SETTABLE = ("status", "container_id", "exit_code")
+
+
+def _set(w: Writer, event: Event, kernel_id: str, **values: object) -> None:
+    columns = [name for name in _SETTABLE if name in values]
+    assignments = ", ".join(f"{name} = %s" for name in columns)
+    w.execute_one(
+        f"UPDATE kernels SET {assignments}, updated_at = %s WHERE kernel_id = %s AND session_id = %s",
+        (*(values[name] for name in columns), event.timestamp, kernel_id, event.originator_id),
+        _missing(event, kernel_id),
+    )
+
+
+def _missing(event: Event, kernel_id: str) -> str:
+    return f"no kernel {kernel_id} of session {event.originator_id} for {type(event).type_name()}"

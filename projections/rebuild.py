@@ -1,0 +1,36 @@
+"""Rebuilding the read models: drop and recreate the tables; the projector then replays the
+EVENTS stream from sequence 1. Rows take every value from events, so a rebuild gives
+identical tables (``dump_read_models`` compares them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from projections.schema import recreate_schema
+
+__all__ = ["PRIMARY_KEYS", "dump_read_models", "reset_read_models"]
+
+PRIMARY_KEYS = {
+    "sessions": "session_id",
+    "kernels": "kernel_id",
+    "agents": "agent_id",
+    "event_log": "position",
+}
+"""The read-model tables (the position table aside) and the key their dumps are ordered by."""
+
+
+def reset_read_models(conn: psycopg.Connection) -> None:
+    """Drops and recreates every read-model table and the position (back to zero), atomically."""
+    recreate_schema(conn)
+
+
+def dump_read_models(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Returns every row of every read model, as text, ordered by primary key."""
+    dumps: dict[str, list[tuple[Any, ...]]] = {}
+    for table, key in PRIMARY_KEYS.items():
+        query = sql.SQL("SELECT t::text FROM {} AS t ORDER BY {}").format(sql.Identifier(table), sql.Identifier(key))
+        dumps[table] = conn.execute(query).fetchall()
+    return dumps

@@ -1,0 +1,166 @@
+"""Applies a batch of stream messages to every read model in ONE transaction, with the position.
+
+The position row is locked first (``FOR UPDATE``), so that two projectors never apply
+the same batch and a caller that resumes from a stale position is told so
+(``PositionMovedError``). A message that cannot be applied is handed to ``on_reject``
+(the dead letters) before the commit, and the position moves past it.
+
+Fast path: the whole batch in one transaction, pipelined (one round trip to the server
+for all its statements). If applying an event fails for any reason other than the
+database connection, the batch is applied again with a savepoint per event, and only
+the failing events are rejected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Callable, NamedTuple, Sequence
+
+import psycopg
+
+from projections import agents, event_log, kernels, sessions
+from projections.delivery import Delivery, Entry, Rejected, check
+from projections.errors import PositionMovedError
+from projections.position import POSITION_CHANNEL, PROJECTION, Position
+from projections.writer import Writer
+
+__all__ = ["BatchResult", "DeadLetterError", "READ_MODELS", "apply_batch", "project"]
+
+log = logging.getLogger(__name__)
+
+READ_MODELS = (event_log, sessions, kernels, agents)
+"""Every read model, in the order they apply an event."""
+
+RejectHandler = Callable[[Rejected], None]
+
+_INFRASTRUCTURE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class BatchResult(NamedTuple):
+    """What a batch did: the position reached, and how many messages were applied or rejected."""
+
+    position: int
+    stream_seq: int
+    applied: int
+    rejected: int
+
+
+class DeadLetterError(RuntimeError):
+    """Raised when ``on_reject`` failed; the batch was rolled back and may be retried."""
+
+
+def project(w: Writer, entry: Entry) -> None:
+    """Applies one accepted entry to every read model."""
+    for model in READ_MODELS:
+        model.project(w, entry)
+
+
+def apply_batch(
+    conn: psycopg.Connection,
+    deliveries: Sequence[Delivery],
+    *,
+    on_reject: RejectHandler,
+    expected_stream_seq: int | None = None,
+) -> BatchResult:
+    """Applies ``deliveries`` (in stream order) and moves the position, in one transaction.
+
+    Messages at or below the stored stream sequence are skipped (already applied).
+    Raises ``PositionMovedError`` when ``expected_stream_seq`` is given and differs from
+    the stored one, ``DeadLetterError`` when ``on_reject`` fails, and psycopg's
+    ``OperationalError``/``InterfaceError`` when the database is unreachable; in each case
+    nothing was applied. ``conn`` must be in autocommit mode (transactions are explicit).
+    """
+    checked = [(delivery, check(delivery)) for delivery in deliveries]
+    try:
+        return _apply(conn, checked, on_reject, expected_stream_seq, isolate=False)
+    except (*_INFRASTRUCTURE, PositionMovedError, DeadLetterError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a poison event: find it with one savepoint per event
+        log.warning("batch failed (%s: %s); applying it event by event", type(exc).__name__, exc)
+        return _apply(conn, checked, on_reject, expected_stream_seq, isolate=True)
+
+
+def _apply(
+    conn: psycopg.Connection,
+    checked: list[tuple[Delivery, Entry | Rejected]],
+    on_reject: RejectHandler,
+    expected_stream_seq: int | None,
+    isolate: bool,
+) -> BatchResult:
+    """One attempt: pipelined in one go, or (``isolate``) one savepoint per event."""
+    rejects: list[Rejected] = []
+    applied = 0
+    with conn.transaction():
+        start = _lock_position(conn)
+        if expected_stream_seq is not None and start.stream_seq != expected_stream_seq:
+            raise PositionMovedError(expected_stream_seq, start.stream_seq)
+        position, stream_seq = start
+        with contextlib.ExitStack() as stack:
+            pipeline = None if isolate else stack.enter_context(conn.pipeline())
+            writer = Writer(conn, pipelined=pipeline is not None)
+            for delivery, item in checked:
+                if delivery.stream_seq <= stream_seq:
+                    continue
+                stream_seq = delivery.stream_seq
+                if isinstance(item, Entry) and item.position <= position:
+                    item = Rejected(delivery, f"position {item.position} is not after the applied position {position}")
+                if isinstance(item, Rejected):
+                    rejects.append(item)
+                    continue
+                failure = _project_one(conn, writer, item, isolate)
+                if failure is not None:
+                    rejects.append(Rejected(delivery, failure))
+                    continue
+                position = item.position
+                applied += 1
+            if stream_seq == start.stream_seq:
+                return BatchResult(position, stream_seq, 0, 0)
+            writer.flush()
+            writer.execute(
+                "UPDATE projection_position SET position = %s, stream_seq = %s WHERE projection = %s",
+                (position, stream_seq, PROJECTION),
+            )
+            writer.execute("SELECT pg_notify(%s, %s)", (POSITION_CHANNEL, str(position)))
+            if pipeline is not None:
+                pipeline.sync()
+                writer.verify()
+        for rejected in rejects:
+            _reject(on_reject, rejected)
+    return BatchResult(position, stream_seq, applied, len(rejects))
+
+
+def _project_one(conn: psycopg.Connection, writer: Writer, entry: Entry, isolate: bool) -> str | None:
+    if not isolate:
+        project(writer, entry)
+        return None
+    try:
+        with conn.transaction():
+            project(writer, entry)
+    except _INFRASTRUCTURE:
+        raise
+    except Exception as exc:  # noqa: BLE001 - this event cannot be applied: it goes to the dead letters
+        return f"cannot apply {entry.type_name} at position {entry.position}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _lock_position(conn: psycopg.Connection) -> Position:
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO projection_position (projection, position, stream_seq) VALUES (%s, 0, 0)"
+            " ON CONFLICT (projection) DO NOTHING",
+            (PROJECTION,),
+        )
+        cur.execute(
+            "SELECT position, stream_seq FROM projection_position WHERE projection = %s FOR UPDATE", (PROJECTION,)
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return Position(*row)
+
+
+def _reject(on_reject: RejectHandler, rejected: Rejected) -> None:
+    try:
+        on_reject(rejected)
+    except Exception as exc:
+        raise DeadLetterError(f"cannot dead-letter stream message {rejected.delivery.stream_seq}: {exc}") from exc

@@ -1,0 +1,45 @@
+"""Creates, drops and recreates the read-model tables described in ``schema.sql``."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+
+__all__ = ["TABLES", "create_schema", "drop_schema", "recreate_schema", "schema_sql"]
+
+TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position")
+"""Every table of the read models, the position table included."""
+
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'))"
+
+
+def schema_sql() -> str:
+    """Returns the DDL of the read models (``projections/schema.sql``)."""
+    return resources.files("projections").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def create_schema(conn: psycopg.Connection) -> None:
+    """Creates the read-model tables that are missing, in one transaction.
+
+    An advisory lock serialises concurrent creators (two services starting at once).
+    """
+    with conn.transaction():
+        conn.execute(_LOCK)
+        conn.execute(schema_sql())
+
+
+def drop_schema(conn: psycopg.Connection) -> None:
+    """Drops every read-model table, the position table included, in one transaction."""
+    with conn.transaction():
+        conn.execute(_LOCK)
+        conn.execute("DROP TABLE IF EXISTS " + ", ".join(TABLES))
+
+
+def recreate_schema(conn: psycopg.Connection) -> None:
+    """Drops and creates the read models in one transaction: readers see either the old
+    tables or the new empty ones, never a missing table."""
+    with conn.transaction():
+        conn.execute(_LOCK)
+        conn.execute("DROP TABLE IF EXISTS " + ", ".join(TABLES))
+        conn.execute(schema_sql())

@@ -1,0 +1,135 @@
+"""Read model ``sessions``: one row per session, its status and status history.
+
+The status comes only from events: ``session.requested`` gives PENDING,
+``session.scheduled`` SCHEDULED, ``session.status_changed`` any later status. Every
+event of the session aggregate moves ``version``, ``updated_at`` and ``last_position``.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from contracts import session as ev
+from contracts.envelope import Event
+from contracts.status import Reason, SessionStatus
+from projections.delivery import Entry
+from projections.values import iso, json_text, total_slots
+from projections.writer import Writer, bulk_insert
+
+__all__ = ["project"]
+
+_insert = bulk_insert(
+    "sessions",
+    [
+        ("session_id", "text"),
+        ("name", "text"),
+        ("owner", "text"),
+        ("image", "text"),
+        ("session_type", "text"),
+        ("status", "text"),
+        ("requested_slots", "jsonb"),
+        ("cluster_size", "integer"),
+        ("status_history", "jsonb"),
+        ("created_at", "timestamptz"),
+        ("updated_at", "timestamptz"),
+        ("version", "integer"),
+        ("last_position", "bigint"),
+    ],
+)
+_ENDED = frozenset({SessionStatus.TERMINATED, SessionStatus.CANCELLED, SessionStatus.ERROR})
+
+
+def project(w: Writer, entry: Entry) -> None:
+    """Applies ``entry`` to the sessions table (events of other aggregates change nothing)."""
+    if entry.event is not None:
+        _apply(entry.event, w, entry)
+
+
+@singledispatch
+def _apply(event: Event, w: Writer, entry: Entry) -> None:
+    """Ignores events that do not concern sessions."""
+
+
+@_apply.register
+def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
+    row = (
+        event.originator_id,
+        event.name,
+        event.owner,
+        event.image,
+        event.session_type.value,
+        SessionStatus.PENDING.value,
+        total_slots(k.slots for k in event.kernels),
+        len(event.kernels),
+        {SessionStatus.PENDING.value: iso(event.timestamp)},
+        event.timestamp,
+        event.timestamp,
+        event.originator_version,
+        entry.position,
+    )
+    w.defer(_insert, row)
+
+
+@_apply.register
+def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
+    agent_ids = sorted({p.agent_id for p in event.placements})
+    _change_status(w, event, entry, SessionStatus.SCHEDULED, Reason.SCHEDULED, agent_ids=agent_ids)
+
+
+@_apply.register
+def _(event: ev.SessionStatusChanged, w: Writer, entry: Entry) -> None:
+    _change_status(w, event, entry, event.status, event.reason)
+
+
+@_apply.register(ev.KernelPreparing)
+@_apply.register(ev.KernelCreating)
+@_apply.register(ev.KernelStarted)
+@_apply.register(ev.KernelTerminated)
+def _(event: Event, w: Writer, entry: Entry) -> None:
+    w.execute_one(
+        "UPDATE sessions SET version = %s, updated_at = %s, last_position = %s WHERE session_id = %s",
+        (event.originator_version, event.timestamp, entry.position, event.originator_id),
+        _missing(event),
+    )
+
+
+def _change_status(
+    w: Writer,
+    event: Event,
+    entry: Entry,
+    status: SessionStatus,
+    reason: Reason,
+    *,
+    agent_ids: list[str] | None = None,
+) -> None:
+    w.execute_one(
+        """
+        UPDATE sessions
+           SET status = %s,
+               status_reason = %s,
+               status_history = status_history || %s::jsonb,
+               agent_ids = COALESCE(%s, agent_ids),
+               terminated_at = CASE WHEN %s THEN %s ELSE terminated_at END,
+               updated_at = %s,
+               version = %s,
+               last_position = %s
+         WHERE session_id = %s
+        """,
+        (
+            status.value,
+            reason.value,
+            json_text({status.value: iso(event.timestamp)}),
+            agent_ids,
+            status in _ENDED,
+            event.timestamp,
+            event.timestamp,
+            event.originator_version,
+            entry.position,
+            event.originator_id,
+        ),
+        _missing(event),
+    )
+
+
+def _missing(event: Event) -> str:
+    return f"no session {event.originator_id} for {type(event).type_name()}"

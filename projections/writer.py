@@ -1,0 +1,108 @@
+"""The statements of the read models, run on one connection either directly or pipelined.
+
+Pipelined (psycopg pipeline mode), a whole batch goes to the server without waiting for
+each result, and inserts are deferred: rows of the same kind accumulate and go in one
+bulk statement, flushed before any other statement (so an update always finds the rows
+inserted before it) or, for rows nothing else touches, at the end of the batch. The
+"exactly one row" expectations of updates are checked after the pipeline syncs
+(``verify``). Directly (one savepoint per event), everything runs and is checked at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+import msgspec
+import psycopg
+
+from projections.errors import MissingRowError
+
+__all__ = ["BulkInsert", "Writer", "bulk_insert"]
+
+BulkInsert = Callable[["Writer", list[Any]], None]
+"""Inserts a list of deferred rows with one statement."""
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+class Writer:
+    """Runs read-model statements; defers bulk inserts and pipelined row-count checks."""
+
+    def __init__(self, conn: psycopg.Connection, *, pipelined: bool) -> None:
+        """Writes through ``conn``; ``pipelined`` when the caller opened ``conn.pipeline()``."""
+        self._conn = conn
+        self._cur = conn.cursor()
+        self._pipelined = pipelined
+        self._expectations: list[tuple[psycopg.Cursor, str]] = []
+        self._ordered: dict[BulkInsert, list[Any]] = {}
+        self._unordered: dict[BulkInsert, list[Any]] = {}
+
+    def defer(self, insert: BulkInsert, row: Any, *, ordered: bool = True) -> None:
+        """Queues ``row`` for ``insert`` (at once when not pipelined). ``ordered`` rows are
+        flushed before the next other statement; the others only by ``flush``."""
+        if not self._pipelined:
+            insert(self, [row])
+            return
+        (self._ordered if ordered else self._unordered).setdefault(insert, []).append(row)
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> None:
+        """Runs one statement (after the ordered deferred inserts)."""
+        self._flush(self._ordered)
+        self._cur.execute(query, params)  # type: ignore[arg-type]
+
+    def executemany(self, query: str, params: Iterable[Sequence[Any]]) -> None:
+        """Runs one statement per parameter set (after the ordered deferred inserts)."""
+        self._flush(self._ordered)
+        self._cur.executemany(query, params)  # type: ignore[arg-type]
+
+    def execute_one(self, query: str, params: Sequence[Any], missing: str) -> None:
+        """Runs an update that must change exactly one row; raises ``MissingRowError(missing)``
+        otherwise (at once, or at ``verify`` when pipelined)."""
+        self._flush(self._ordered)
+        if self._pipelined:
+            cur = self._conn.cursor()
+            cur.execute(query, params)  # type: ignore[arg-type]
+            self._expectations.append((cur, missing))
+            return
+        self._cur.execute(query, params)  # type: ignore[arg-type]
+        if self._cur.rowcount != 1:
+            raise MissingRowError(missing)
+
+    def fetchone(self, query: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """Runs a query and returns its first row (a pipeline syncs here)."""
+        self._flush(self._ordered)
+        return self._cur.execute(query, params).fetchone()  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        """Sends every deferred insert."""
+        self._flush(self._ordered)
+        self._flush(self._unordered)
+
+    def verify(self) -> None:
+        """Checks the pipelined expectations; call after the pipeline synced."""
+        expectations, self._expectations = self._expectations, []
+        for cur, missing in expectations:
+            if cur.rowcount != 1:
+                raise MissingRowError(missing)
+
+    def _flush(self, pending: dict[BulkInsert, list[Any]]) -> None:
+        while pending:
+            insert, rows = pending.popitem()
+            insert(self, rows)
+
+
+def bulk_insert(table: str, columns: Sequence[tuple[str, str]]) -> BulkInsert:
+    """Returns a ``BulkInsert`` of rows (tuples in ``columns`` order) into ``table``: one
+    statement whose only parameter is the rows as a JSON array (``json_to_recordset``).
+    ``columns`` are (name, SQL type) pairs; values are encoded as the events encode them
+    (decimals as strings, timestamps in RFC 3339), JSON columns take mappings as they are."""
+    names = [name for name, _ in columns]
+    query = (
+        f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(names)} FROM json_to_recordset(%s::json)"
+        f" AS r({', '.join(f'{name} {kind}' for name, kind in columns)})"
+    )
+
+    def insert(writer: Writer, rows: list[Any]) -> None:
+        writer.execute(query, (_encoder.encode([dict(zip(names, row)) for row in rows]).decode(),))
+
+    return insert

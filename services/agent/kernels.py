@@ -1,0 +1,94 @@
+"""Carries out the kernel events of the agent's own aggregate through a backend.
+
+``agent.kernel_assigned`` → pulling, creating, running reports;
+``agent.kernel_termination_requested`` → exited report. Idempotent: an event
+delivered again reports again under the same message ids (deduplicated by the
+stream) and never starts a kernel twice or restarts one already terminated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import OrderedDict
+from typing import Callable
+
+from contracts.agent import KernelAssigned, KernelTerminationRequested
+from contracts.envelope import Event, utc_now
+from contracts.reports import (
+    KernelCreatingReport,
+    KernelExitedReport,
+    KernelPullingReport,
+    KernelRunningReport,
+)
+from contracts.status import Reason
+from services.agent.backend import KernelBackend, KernelStartError
+from services.agent.reporting import Reporter
+
+__all__ = ["KernelLifecycle"]
+
+log = logging.getLogger(__name__)
+
+REMEMBERED = 10_000
+"""How many terminated kernel ids are kept to ignore late assignments."""
+
+
+class KernelLifecycle:
+    """Starts and stops kernels on request and reports each step."""
+
+    def __init__(self, backend: KernelBackend, reporter: Reporter, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self._backend = backend
+        self._reporter = reporter
+        self._clock = clock
+        self._terminated: OrderedDict[str, None] = OrderedDict()
+
+    async def handle(self, event: Event) -> None:
+        """Carries out a kernel event of the agent's aggregate; other events need nothing."""
+        if isinstance(event, KernelAssigned):
+            await self.start(event)
+        elif isinstance(event, KernelTerminationRequested):
+            await self.stop(event)
+
+    async def start(self, event: KernelAssigned) -> None:
+        """Pulls, creates and starts the assigned kernel, reporting each step."""
+        kernel_id, session_id = event.kernel_id, event.session_id
+        if kernel_id in self._terminated:
+            log.info("kernel %s was terminated already; ignoring its assignment", kernel_id)
+            return
+        base = {"agent_id": self._reporter.agent_id, "kernel_id": kernel_id, "session_id": session_id}
+        running = await self._backend.list_running()
+        if kernel_id not in running:
+            await self._reporter.send_kernel(KernelPullingReport(observed_at=self._clock(), **base), kernel_id)
+            try:
+                await self._backend.prepare(event)
+                await self._reporter.send_kernel(KernelCreatingReport(observed_at=self._clock(), **base), kernel_id)
+                container_id = await self._backend.create(event)
+            except KernelStartError as exc:
+                log.warning("kernel %s failed to start: %s", kernel_id, exc)
+                self._forget(kernel_id)
+                report = KernelExitedReport(observed_at=self._clock(), reason=Reason.FAILED_TO_START.value, **base)
+                await self._reporter.send_kernel(report, kernel_id)
+                return
+        else:
+            container_id = running[kernel_id]
+        report = KernelRunningReport(observed_at=self._clock(), container_id=container_id, **base)
+        await self._reporter.send_kernel(report, kernel_id)
+
+    async def stop(self, event: KernelTerminationRequested) -> None:
+        """Destroys the kernel and reports its exit with the reason of the request."""
+        exit_code = await self._backend.destroy(event.kernel_id)
+        self._forget(event.kernel_id)
+        report = KernelExitedReport(
+            agent_id=self._reporter.agent_id,
+            observed_at=self._clock(),
+            kernel_id=event.kernel_id,
+            session_id=event.session_id,
+            exit_code=exit_code,
+            reason=event.reason.value,
+        )
+        await self._reporter.send_kernel(report, event.kernel_id)
+
+    def _forget(self, kernel_id: str) -> None:
+        self._terminated[kernel_id] = None
+        while len(self._terminated) > REMEMBERED:
+            self._terminated.popitem(last=False)

@@ -1,0 +1,97 @@
+"""Composition root of the agent: backend, reporter, heartbeats and its durable event consumer.
+
+On start the agent beats once, announces itself with ``AgentStarted`` (the controller
+registers it) and consumes ``ev.agent.<id>.>`` with the durable consumer
+``agent-<id>``, so after a restart it resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+
+from nats.aio.msg import Msg
+
+from contracts.catalog import decode_event
+from contracts.envelope import utc_now
+from contracts.reports import AgentStarted
+from contracts.subjects import EVENTS_STREAM, agent_events_filter, check_token
+from services.agent.backend import KernelBackend
+from services.agent.capacity import parse_capacity
+from services.agent.heartbeat import beat
+from services.agent.kernels import KernelLifecycle
+from services.agent.reporting import Reporter
+from services.agent.simulated import SimulatedBackend
+from services.common.bus import connect, ensure_streams, heartbeat_bucket
+from services.common.consumer import consume
+from services.common.settings import Settings
+
+__all__ = ["build_backend", "durable_name", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("simulated",)
+
+
+def durable_name(agent_id: str) -> str:
+    """Returns the name of the agent's durable consumer on EVENTS."""
+    return f"agent-{agent_id}"
+
+
+def build_backend(settings: Settings) -> KernelBackend:
+    """Returns the backend named by ``settings.agent_backend``."""
+    if settings.agent_backend == "simulated":
+        return SimulatedBackend(delay=settings.sim_delay)
+    raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
+
+
+async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBackend | None = None) -> None:
+    """Runs the agent ``settings.agent_id`` until ``stop`` is set. A given ``backend`` is used
+    as is and left open; otherwise one is built from the settings and closed at the end."""
+    agent_id = check_token(settings.agent_id, "agent id")
+    capacity = parse_capacity(settings.agent_capacity)
+    if not settings.nats_url:
+        raise ValueError("the agent needs BERTH_NATS_URL")
+    if settings.heartbeat_interval <= 0:
+        raise ValueError(f"BERTH_HEARTBEAT_INTERVAL must be positive, got {settings.heartbeat_interval}")
+    owned = backend is None
+    backend = backend if backend is not None else build_backend(settings)
+    nc = await connect(settings.nats_url, f"berth-agent-{agent_id}")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        kv = await heartbeat_bucket(js)
+        reporter = Reporter(js, agent_id)
+        lifecycle = KernelLifecycle(backend, reporter)
+
+        async def handle(msg: Msg) -> None:
+            await lifecycle.handle(decode_event(msg.data))
+
+        heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop), name="agent-heartbeat")
+        try:
+            started = AgentStarted(
+                agent_id=agent_id,
+                observed_at=utc_now(),
+                capacity=capacity,
+                backend=backend.name,
+                hostname=socket.gethostname(),
+            )
+            await reporter.send(started, f"{agent_id}:started:{uuid.uuid4().hex}")
+            log.info("agent %s started (%s backend, capacity %s)", agent_id, backend.name, settings.agent_capacity)
+            await consume(
+                js,
+                durable=durable_name(agent_id),
+                subject=agent_events_filter(agent_id),
+                stream=EVENTS_STREAM,
+                handler=handle,
+                stop=stop,
+            )
+        finally:
+            heartbeats.cancel()
+            await asyncio.gather(heartbeats, return_exceptions=True)
+    finally:
+        await nc.close()
+        if owned:
+            await backend.close()

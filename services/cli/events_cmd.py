@@ -1,0 +1,76 @@
+"""``berth events``: the history of one aggregate or of everything, optionally followed live."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from typing import Any
+
+import click
+
+from services.cli import queries as q
+from services.cli.connection import connect_client
+from services.cli.main import run_async
+from services.cli.output import Output
+
+__all__ = ["events"]
+
+COLUMNS = [("position", "POS"), ("occurredAt", "TIME"), ("type", "TYPE"), ("aggregateId", "AGGREGATE"),
+           ("aggregateVersion", "VER"), ("actor", "ACTOR"), ("summary", "DETAILS")]
+PAGE = 500
+_ENVELOPE = {"type", "event_id", "originator_id", "originator_version", "timestamp", "metadata"}
+
+
+def _summary(payload: str) -> str:
+    body = {k: v for k, v in json.loads(payload).items() if k not in _ENVELOPE and v not in (None, [], {})}
+    return ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in body.items())[:120]
+
+
+@click.command()
+@click.argument("aggregate_id", required=False)
+@click.option("--since", type=click.DateTime(), help="Only events at or after this UTC time.")
+@click.option("--until", type=click.DateTime(), help="Only events before this UTC time.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between checks with --follow.")
+@click.pass_obj
+@run_async
+async def events(out: Output, aggregate_id: str | None, since: dt.datetime | None, until: dt.datetime | None,
+                 follow: bool, poll: float) -> None:
+    """Show the event history of AGGREGATE_ID (a session, agent or keypair id), or of everything."""
+    client = connect_client()
+    variables: dict[str, Any] = {
+        "aggregateId": aggregate_id,
+        "since": since.replace(tzinfo=dt.UTC).isoformat() if since else None,
+        "until": until.replace(tzinfo=dt.UTC).isoformat() if until else None,
+        "first": PAGE,
+        "after": None,
+    }
+    collected: list[dict[str, Any]] = []
+    while True:
+        page = (await client.execute(q.EVENTS, variables))["events"]
+        for row in page:
+            row["summary"] = _summary(row["payload"])
+        if follow:
+            _print_rows(out, page)
+        else:
+            collected += page
+        if page:
+            variables["after"] = page[-1]["position"]
+        if len(page) == PAGE:
+            continue
+        if not follow:
+            break
+        await asyncio.sleep(poll)
+    if not collected and not out.is_json:
+        out.info("no events" + (f" for {aggregate_id}" if aggregate_id else ""))
+        return
+    out.table(collected, COLUMNS)
+
+
+def _print_rows(out: Output, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        if out.is_json:
+            print(json.dumps(row, default=str), flush=True)
+        else:
+            out.console.print(f"{row['position']:>8}  {row['occurredAt']}  [bold]{row['type']:<34}[/bold] {row['aggregateId']}  {row['summary']}")

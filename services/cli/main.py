@@ -1,0 +1,67 @@
+"""Entry point of the ``berth`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+from typing import Any, Awaitable, Callable
+
+import click
+
+from services.cli.output import Output
+from services.common.client import BerthAPIError
+from services.common.instance import InstanceNotFoundError
+
+__all__ = ["main", "run_async"]
+
+
+def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """Wraps an async command: runs it and turns API errors into a clear message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except BerthAPIError as exc:
+            raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        except InstanceNotFoundError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot reach Berth: {exc}") from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format: human-readable tables or JSON for scripts.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.pass_context
+def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
+    """Berth: compute sessions on an event-sourced control plane.
+
+    \b
+    Start an instance:   berth up            (or ops/up)
+    Create a session:    berth session create
+    Watch it:            berth events SESSION_ID --follow
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Output(fmt)
+
+
+def _register() -> None:
+    from services.cli import agents_cmd, events_cmd, projections_cmd, session_cmd, up_cmd
+
+    cli.add_command(up_cmd.up)
+    cli.add_command(session_cmd.session)
+    cli.add_command(events_cmd.events)
+    cli.add_command(agents_cmd.agents)
+    cli.add_command(projections_cmd.projections)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the ``berth`` command."""
+    _register()
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="berth")

@@ -1,0 +1,47 @@
+"""The GraphQL documents the CLI sends, in one place."""
+
+SESSION_FIELDS = """
+  id name owner image sessionType status statusReason clusterSize requestedSlots
+  agentIds createdAt updatedAt terminatedAt statusHistory
+"""
+
+KERNEL_FIELDS = "id clusterRole clusterIdx agentId status containerId exitCode slots"
+
+CREATE_SESSION = """
+mutation($input: CreateSessionInput!) { createSession(input: $input) { sessionId position } }
+"""
+
+TERMINATE_SESSION = """
+mutation($id: String!) { terminateSession(sessionId: $id) { sessionId position } }
+"""
+
+SESSION = (
+    "query($id: String!, $after: Int) { session(id: $id, afterPosition: $after) {"
+    + SESSION_FIELDS
+    + " kernels { "
+    + KERNEL_FIELDS
+    + " } } }"
+)
+
+SESSIONS = (
+    "query($status: [String!], $first: Int, $after: String) {"
+    " sessions(status: $status, first: $first, after: $after) { edges { "
+    + SESSION_FIELDS
+    + " } endCursor hasNextPage } }"
+)
+
+AGENTS = "query { agents { id hostname backend status capacity occupied kernelCount registeredAt } }"
+
+EVENTS = """
+query($aggregateId: String, $after: Int, $first: Int, $since: DateTime, $until: DateTime) {
+  events(aggregateId: $aggregateId, afterPosition: $after, first: $first, since: $since, until: $until) {
+    position type aggregateId aggregateVersion occurredAt actor payload
+  }
+}
+"""
+
+SESSION_EVENTS = """
+subscription($id: String!, $from: Int) {
+  sessionEvents(sessionId: $id, fromPosition: $from) { position type occurredAt payload }
+}
+"""

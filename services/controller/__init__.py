@@ -1,0 +1,1 @@
+"""The controller: turns agent reports into domain events and watches agents' liveness."""

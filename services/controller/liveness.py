@@ -1,0 +1,140 @@
+"""Agent liveness: heartbeats from the KV bucket in, ``AgentLost`` / ``AgentRecovered`` out.
+
+``Liveness`` decides (no I/O, clocks injected); ``watch_heartbeats`` feeds it from
+the bucket and ``check_liveness`` applies its decisions through the Agents use case.
+Heartbeat age is measured on the controller's own monotonic clock from the moment
+it sees a heartbeat, so agents' clocks need not agree with it; only the values
+already in the bucket when the controller starts are aged by their ``sent_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+import msgspec
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.kv import KeyValue
+
+from contracts import commands as c
+from contracts.reports import AgentHeartbeat
+from contracts.status import AgentStatus
+from domain.errors import NotFoundError
+
+__all__ = ["Liveness", "check_liveness", "watch_heartbeats"]
+
+log = logging.getLogger(__name__)
+
+Apply = Callable[[str, c.Command], Awaitable[object]]
+
+
+class Liveness:
+    """Tracks each registered agent's status and last heartbeat; says who is lost or back."""
+
+    def __init__(
+        self, timeout: float, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"the heartbeat timeout must be positive, got {timeout}")
+        self.timeout = timeout
+        self._clock = clock
+        self._wall = wall
+        self._status: dict[str, AgentStatus] = {}
+        self._grace: dict[str, float] = {}
+        self._beat: dict[str, float] = {}
+        self._sent: dict[str, float] = {}
+
+    def status(self, agent_id: str, status: AgentStatus) -> None:
+        """Records an agent's status from its events; a newly known agent gets one timeout
+        of grace to send its first heartbeat."""
+        if agent_id not in self._status:
+            self._grace[agent_id] = self._clock()
+            self._sent.setdefault(agent_id, self._wall())
+        self._status[agent_id] = status
+
+    def heartbeat(self, agent_id: str, sent_at: float, *, live: bool = True) -> None:
+        """Records a heartbeat seen now (``live``) or found in the bucket at start (aged by
+        its ``sent_at``)."""
+        now = self._clock()
+        seen = now if live else now - max(0.0, self._wall() - sent_at)
+        if seen >= self._beat.get(agent_id, float("-inf")):
+            self._beat[agent_id] = seen
+            self._sent[agent_id] = sent_at
+
+    def due(self) -> list[tuple[str, c.Command]]:
+        """Returns the commands due now: ``MarkAgentLost`` for an alive agent silent for longer
+        than the timeout, ``MarkAgentRecovered`` for a lost agent with a fresh heartbeat."""
+        now = self._clock()
+        commands: list[tuple[str, c.Command]] = []
+        for agent_id, status in self._status.items():
+            beat = self._beat.get(agent_id)
+            if status is AgentStatus.ALIVE:
+                last = max(beat if beat is not None else float("-inf"), self._grace[agent_id])
+                if now - last > self.timeout:
+                    commands.append((agent_id, c.MarkAgentLost(last_seen=self._sent[agent_id])))
+            elif beat is not None and now - beat <= self.timeout:
+                commands.append((agent_id, c.MarkAgentRecovered()))
+        return commands
+
+    def applied(self, agent_id: str, command: c.Command) -> None:
+        """Records the status a command just applied, ahead of its event."""
+        if isinstance(command, c.MarkAgentLost):
+            self._status[agent_id] = AgentStatus.LOST
+        elif isinstance(command, c.MarkAgentRecovered):
+            self._status[agent_id] = AgentStatus.ALIVE
+
+    def forget(self, agent_id: str) -> None:
+        """Stops tracking an agent (the store does not know it)."""
+        for table in (self._status, self._grace, self._beat, self._sent):
+            table.pop(agent_id, None)
+
+
+async def watch_heartbeats(kv: KeyValue, liveness: Liveness, stop: asyncio.Event) -> None:
+    """Feeds every heartbeat put in the bucket to ``liveness`` until ``stop`` is set."""
+    watcher = await kv.watchall()
+    live = False
+    try:
+        while not stop.is_set():
+            try:
+                entry = await watcher.updates(timeout=0.5)
+            except NatsTimeoutError:
+                continue
+            if entry is None:
+                live = True  # the values present at start have all been delivered
+                continue
+            if entry.operation is not None or not entry.value:
+                continue  # a delete or purge: no news of the agent
+            try:
+                beat = msgspec.json.decode(entry.value, type=AgentHeartbeat)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("ignoring a malformed heartbeat under %r: %s", entry.key, exc)
+                continue
+            if beat.agent_id != entry.key:
+                log.warning("ignoring a heartbeat of %r put under %r", beat.agent_id, entry.key)
+                continue
+            liveness.heartbeat(entry.key, beat.sent_at, live=live)
+    finally:
+        await watcher.stop()
+
+
+async def check_liveness(liveness: Liveness, apply: Apply, interval: float, stop: asyncio.Event) -> None:
+    """Applies what ``liveness`` finds due every ``interval`` seconds until ``stop`` is set."""
+    while not stop.is_set():
+        for agent_id, command in liveness.due():
+            try:
+                await apply(agent_id, command)
+            except NotFoundError:
+                log.warning("agent %s is not in the event store; no longer watching it", agent_id)
+                liveness.forget(agent_id)
+                continue
+            except Exception as exc:  # noqa: BLE001 - retried at the next check
+                log.warning("could not apply %s to agent %s: %s", type(command).__name__, agent_id, exc)
+                continue
+            log.info("agent %s: %s", agent_id, type(command).__name__)
+            liveness.applied(agent_id, command)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except asyncio.TimeoutError:
+            pass

@@ -1,0 +1,83 @@
+"""Composition root of the controller: the REPORTS consumer and the liveness watch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from contracts import agent as agent_ev
+from contracts import commands as c
+from contracts.envelope import Event
+from contracts.status import AgentStatus
+from contracts.subjects import REPORTS_STREAM
+from services.common.agents import Agents
+from services.common.bus import connect, ensure_streams, heartbeat_bucket
+from services.common.consumer import consume
+from services.common.context import make_context
+from services.common.sessions import Sessions
+from services.common.settings import Settings
+from services.controller.follow import follow
+from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
+from services.controller.reports import ReportHandler, ReportProcessor
+
+__all__ = ["AGENT_SUBJECTS", "DURABLE", "REPORT_SUBJECT", "run_controller"]
+
+log = logging.getLogger(__name__)
+
+DURABLE = "controller"
+REPORT_SUBJECT = "rp.>"
+AGENT_SUBJECTS = ("ev.agent.*.registered", "ev.agent.*.lost", "ev.agent.*.recovered")
+ACTOR = "service:controller"
+
+_STATUS_OF = {
+    agent_ev.AgentRegistered: AgentStatus.ALIVE,
+    agent_ev.AgentRecovered: AgentStatus.ALIVE,
+    agent_ev.AgentLost: AgentStatus.LOST,
+}
+
+
+async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
+    """Runs the controller until ``stop`` is set."""
+    if not settings.nats_url or not settings.pg_dsn:
+        raise ValueError("the controller needs BERTH_NATS_URL and BERTH_PG_DSN")
+    if settings.heartbeat_interval <= 0 or settings.heartbeat_timeout <= 0:
+        raise ValueError(
+            "BERTH_HEARTBEAT_INTERVAL and BERTH_HEARTBEAT_TIMEOUT must be positive, "
+            f"got {settings.heartbeat_interval} and {settings.heartbeat_timeout}"
+        )
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="controller-store")
+    sessions = await loop.run_in_executor(executor, Sessions, settings.pg_dsn)
+    agents = await loop.run_in_executor(executor, Agents, settings.pg_dsn)
+    nc = await connect(settings.nats_url, "berth-controller")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        kv = await heartbeat_bucket(js)
+        liveness = Liveness(settings.heartbeat_timeout)
+
+        def on_event(event: Event) -> None:
+            status = _STATUS_OF.get(type(event))
+            if status is not None:
+                liveness.status(event.originator_id, status)
+
+        async def apply(agent_id: str, command: c.Command) -> object:
+            return await loop.run_in_executor(executor, agents.handle, agent_id, command, make_context(ACTOR))
+
+        sub = await follow(js, AGENT_SUBJECTS, on_event, asyncio.Event())
+        handler = ReportHandler(ReportProcessor(sessions, agents), executor)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(
+                    consume(js, durable=DURABLE, subject=REPORT_SUBJECT, stream=REPORTS_STREAM, handler=handler, stop=stop)
+                )
+                tasks.create_task(watch_heartbeats(kv, liveness, stop))
+                tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop))
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await nc.close()
+        for app in (sessions, agents):
+            await loop.run_in_executor(executor, app.close)
+        executor.shutdown(wait=False)

@@ -1,0 +1,138 @@
+"""Turns agent reports into domain events, idempotently.
+
+Each report maps to one command of the session or agent context; the domain makes
+a duplicate or late report a no-op. A report that can never be applied (unknown
+session or kernel, a kernel of another agent, an invalid registration) raises
+``PermanentError`` so the consumer moves it to the dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from functools import singledispatch
+
+from nats.aio.msg import Msg
+from nats.js.api import Header
+
+from contracts import commands as c
+from contracts.reports import (
+    AgentStarted,
+    AnyReport,
+    KernelCreatingReport,
+    KernelExitedReport,
+    KernelPullingReport,
+    KernelRunningReport,
+    decode_report,
+)
+from contracts.status import Reason
+from domain.errors import DomainError
+from services.common.agents import Agents
+from services.common.consumer import PermanentError
+from services.common.context import make_context
+from services.common.sessions import Sessions
+
+__all__ = ["ReportHandler", "ReportProcessor", "agent_of_subject", "command_for", "reason_of"]
+
+log = logging.getLogger(__name__)
+
+_REASONS = {reason.value: reason for reason in Reason}
+
+
+def reason_of(text: str) -> Reason:
+    """Returns the reason named ``text``; an unknown one counts as ``self-terminated``."""
+    reason = _REASONS.get(text)
+    if reason is None:
+        log.warning("unknown exit reason %r reported; recording %s", text, Reason.SELF_TERMINATED.value)
+        return Reason.SELF_TERMINATED
+    return reason
+
+
+@singledispatch
+def command_for(report: AnyReport) -> c.Command:
+    """Returns the command that applies ``report``."""
+    raise TypeError(f"no command for {type(report).__name__}")
+
+
+@command_for.register
+def _(report: AgentStarted) -> c.Command:
+    return c.RegisterAgent(capacity=dict(report.capacity), backend=report.backend, hostname=report.hostname)
+
+
+@command_for.register
+def _(report: KernelPullingReport) -> c.Command:
+    return c.MarkKernelPreparing(kernel_id=report.kernel_id)
+
+
+@command_for.register
+def _(report: KernelCreatingReport) -> c.Command:
+    return c.MarkKernelCreating(kernel_id=report.kernel_id)
+
+
+@command_for.register
+def _(report: KernelRunningReport) -> c.Command:
+    return c.MarkKernelStarted(kernel_id=report.kernel_id, container_id=report.container_id)
+
+
+@command_for.register
+def _(report: KernelExitedReport) -> c.Command:
+    return c.MarkKernelExited(kernel_id=report.kernel_id, exit_code=report.exit_code, reason=reason_of(report.reason))
+
+
+def agent_of_subject(subject: str) -> str:
+    """Returns the agent id of ``rp.agent.<agent_id>.<type>``."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["rp", "agent"]:
+        raise PermanentError(f"not a report subject: {subject!r}")
+    return parts[2]
+
+
+class ReportProcessor:
+    """Applies reports through the session and agent use cases (blocking: run it in a thread)."""
+
+    def __init__(self, sessions: Sessions, agents: Agents) -> None:
+        self._sessions = sessions
+        self._agents = agents
+
+    def process(self, sender: str, report: AnyReport, causation_id: str | None = None) -> int | None:
+        """Applies ``report`` sent by agent ``sender``; returns the position of the last event
+        recorded, None when the report changed nothing."""
+        if report.agent_id != sender:
+            raise PermanentError(f"agent {sender} sent a report as agent {report.agent_id}")
+        ctx = make_context(f"agent:{sender}", causation_id=causation_id)
+        command = command_for(report)
+        try:
+            if isinstance(report, AgentStarted):
+                position = self._agents.handle(sender, command, ctx)
+                if position is not None:
+                    log.info("agent %s registered (%s backend, capacity %s)", sender, report.backend, report.capacity)
+                return position
+            self._check_owner(sender, report.session_id, report.kernel_id)
+            return self._sessions.report(report.session_id, command, ctx)
+        except DomainError as exc:
+            raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _check_owner(self, sender: str, session_id: str, kernel_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return  # the use case raises NotFoundError
+        owner = session.kernel(kernel_id).agent_id
+        if owner != sender:
+            raise PermanentError(f"kernel {kernel_id} of session {session_id} is not assigned to agent {sender}")
+
+
+class ReportHandler:
+    """Consumer handler: decodes a report message and applies it in the store's thread."""
+
+    def __init__(self, processor: ReportProcessor, executor: Executor) -> None:
+        self._processor = processor
+        self._executor = executor
+
+    async def __call__(self, msg: Msg) -> None:
+        report = decode_report(msg.data)
+        sender = agent_of_subject(msg.subject)
+        causation = (msg.headers or {}).get(Header.MSG_ID.value)
+        loop = asyncio.get_running_loop()
+        position = await loop.run_in_executor(self._executor, self._processor.process, sender, report, causation)
+        log.debug("report %s from %s → position %s", report.type_name(), sender, position)

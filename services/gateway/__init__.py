@@ -1,0 +1,1 @@
+"""The GraphQL gateway: queries over the read models, mutations as commands, subscriptions from JetStream."""

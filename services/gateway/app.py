@@ -1,0 +1,79 @@
+"""The gateway's ASGI app: routes, lifespan, and the composition of auth layer and GraphQL view.
+
+Routes: ``/graphql`` (GraphiQL page on a browser GET, queries and mutations over
+POST, subscriptions over websocket), ``POST /auth/token`` and ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.gateway.asgi import Receive, Scope, Send, error_body, send_json
+from services.gateway.errors import NOT_FOUND, UNAVAILABLE
+from services.gateway.auth.middleware import AuthLayer, TokenEndpoint
+from services.gateway.resources import Resources
+from services.gateway.schema import build_schema
+from services.gateway.view import GRAPHQL_PATH, BerthGraphQL
+
+__all__ = ["GatewayApp", "TOKEN_PATH"]
+
+log = logging.getLogger(__name__)
+TOKEN_PATH = "/auth/token"
+
+
+class GatewayApp:
+    """Routes requests; opens the resources at startup (or on the first request) and closes them."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+        self._graphql = AuthLayer(BerthGraphQL(build_schema(), resources), resources.authenticator)
+        self._token = TokenEndpoint(resources.authenticator, resources.pool)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path = scope.get("path", "")
+        if path == "/healthz" and scope["type"] == "http":
+            await send_json(send, 200, {"status": "ok"})
+            return
+        if path not in (GRAPHQL_PATH, TOKEN_PATH) or (path == TOKEN_PATH and scope["type"] != "http"):
+            await self._not_found(scope, receive, send)
+            return
+        try:
+            await self.resources.start()
+        except Exception:  # noqa: BLE001 - the database is down or unreachable: say so, keep serving
+            log.exception("gateway resources unavailable")
+            if scope["type"] == "http":
+                await send_json(send, 503, error_body(UNAVAILABLE, "the gateway cannot reach its database"))
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1011})
+            return
+        await (self._graphql if path == GRAPHQL_PATH else self._token)(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Closes the pool, the event store and the NATS connection this app opened."""
+        await self.resources.close()
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send_json(send, 404, error_body(NOT_FOUND, f"no route {scope.get('path')}: use {GRAPHQL_PATH}"))
+        else:
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.resources.start()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,124 @@
+"""Entry points: ``build_app`` (the ASGI app), ``run_gateway`` (uvicorn until ``stop``) and ``main``.
+
+Run it alone with ``python -m services.gateway`` (settings from ``BERTH_*``); on the
+first start against an empty database it prints the admin keypair once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
+from nats.aio.client import Client as Nats
+
+from services.common.settings import Settings
+from services.gateway.app import GatewayApp
+from services.gateway.auth.keypairs import ensure_admin_keypair
+from services.gateway.resources import READ_WAIT, Resources
+from services.gateway.view import GRAPHQL_PATH
+
+__all__ = ["build_app", "main", "run_gateway"]
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings, *, nats: Nats | None = None, read_wait: float = READ_WAIT) -> GatewayApp:
+    """Returns the gateway's ASGI app; it opens its connections on startup or on the first request.
+
+    ``nats`` is a connected client to use for subscriptions (else one is opened to
+    ``settings.nats_url`` on first use); ``read_wait`` bounds the wait for ``afterPosition``.
+    Close it with ``await app.aclose()`` (ASGI lifespan shutdown does it too).
+    """
+    return GatewayApp(Resources(settings, nats=nats, read_wait=read_wait))
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone (the caller owns shutdown)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def run_gateway(
+    settings: Settings, stop: asyncio.Event, ready: Callable[[str], None] | None = None, *, nats: Nats | None = None,
+) -> None:
+    """Serves the gateway on ``settings.gateway_host:gateway_port`` (0: a free port) until ``stop`` is set.
+
+    Calls ``ready(url)`` with the base URL (``http://host:port``; GraphQL at ``url + "/graphql"``) once
+    it accepts connections. It does not create the admin keypair: the caller does
+    (``ensure_admin_keypair``), so that it can print the new one once.
+    """
+    app = build_app(settings, nats=nats)
+    sock: socket.socket | None = None
+    server: _Server | None = None
+    serving: asyncio.Task[None] | None = None
+    try:
+        await app.resources.start()
+        sock = _bind(settings.gateway_host, settings.gateway_port)
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", access_log=False, ws="websockets-sansio",
+            timeout_graceful_shutdown=5,
+        )
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if serving.done():
+                await serving
+                raise RuntimeError("the gateway server stopped during startup")
+            await asyncio.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        log.info("gateway serving GraphQL at %s%s", url, GRAPHQL_PATH)
+        if ready is not None:
+            ready(url)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+    finally:
+        if server is not None and serving is not None:
+            server.should_exit = True
+            await asyncio.wait({serving}, timeout=15)
+            if not serving.done():
+                serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
+        if sock is not None:
+            sock.close()
+        await app.aclose()
+    assert serving is not None
+    if not serving.cancelled():
+        serving.result()  # re-raises what stopped the server, if anything did
+
+
+def main() -> None:
+    """Runs the gateway from ``BERTH_*`` settings until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    created = ensure_admin_keypair(settings.pg_dsn)
+    if created is not None:
+        print(f"admin keypair created (shown once): access key {created[0]}  secret key {created[1]}", flush=True)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_gateway(settings, stop, lambda url: print(f"Berth GraphQL: {url}{GRAPHQL_PATH}", flush=True))
+
+    asyncio.run(serve())

@@ -1,0 +1,92 @@
+"""Mutations: each turns its input into a domain command and records the outcome in the event store.
+
+A refused command (bad input, unknown session, wrong status) raises a GraphQL
+error with ``extensions.code`` and records nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import strawberry
+
+from contracts import commands as c
+from contracts.session import KernelSpec
+from contracts.slots import SlotError, parse_slots
+from contracts.status import SessionType
+from contracts.subjects import SubjectError, check_token
+from domain.errors import DomainError
+from services.common.context import make_context
+from services.gateway.context import Info, caller
+from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError, from_domain
+from services.gateway.types import CreateSessionInput, SessionCommandResult
+
+__all__ = ["DEFAULT_RESOURCES", "MAX_CLUSTER_SIZE", "Mutation", "build_request"]
+
+DEFAULT_RESOURCES = {"cpu": "1", "mem": "1g"}
+MAX_CLUSTER_SIZE = 64
+
+
+def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.RequestSession:
+    """Returns the ``RequestSession`` command for a ``createSession`` input; raises ``GatewayError`` on bad input."""
+    if not 1 <= data.cluster_size <= MAX_CLUSTER_SIZE:
+        raise GatewayError(BAD_INPUT, f"clusterSize must be between 1 and {MAX_CLUSTER_SIZE}, got {data.cluster_size}")
+    try:
+        session_type = SessionType(data.session_type.lower())
+    except ValueError:
+        known = ", ".join(t.value for t in SessionType)
+        raise GatewayError(BAD_INPUT, f"unknown sessionType {data.session_type!r} (known: {known})") from None
+    raw = dict(DEFAULT_RESOURCES)
+    seen: set[str] = set()
+    for item in data.resources or ():
+        if item.slot in seen:
+            raise GatewayError(BAD_INPUT, f"resource slot {item.slot!r} given twice")
+        seen.add(item.slot)
+        raw[item.slot] = item.amount
+    try:
+        slots = parse_slots(raw)
+    except SlotError as exc:
+        raise GatewayError(BAD_INPUT, str(exc)) from exc
+    kernels = [
+        KernelSpec(kernel_id=f"{session_id}-k{idx}", cluster_role="main" if idx == 0 else "sub", cluster_idx=idx, slots=slots)
+        for idx in range(data.cluster_size)
+    ]
+    return c.RequestSession(
+        name=data.name if data.name is not None else f"session-{session_id[:8]}",
+        owner=owner, image=data.image, session_type=session_type, kernels=kernels,
+        startup_command=data.startup_command,
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Requests a new session owned by the caller; returns its id and event position.")
+    async def create_session(self, info: Info, input: CreateSessionInput) -> SessionCommandResult:
+        principal = caller(info)
+        resources = info.context.resources
+        session_id = uuid.uuid4().hex
+        command = build_request(input, principal.access_key, session_id)
+        try:
+            position = await resources.call(
+                resources.sessions.request, session_id, command, make_context(principal.access_key)
+            )
+        except (DomainError, SlotError, SubjectError) as exc:
+            raise from_domain(exc) from exc
+        return SessionCommandResult(session_id=session_id, position=position)
+
+    @strawberry.mutation(description="Terminates (or cancels, while pending) one of the caller's sessions.")
+    async def terminate_session(self, info: Info, session_id: str) -> SessionCommandResult:
+        principal = caller(info)
+        resources = info.context.resources
+        try:
+            check_token(session_id, "session id")
+        except SubjectError as exc:
+            raise GatewayError(BAD_INPUT, str(exc)) from exc
+        state = await resources.call(resources.sessions.get, session_id)
+        if state is None or not principal.may_see(state.owner):
+            raise GatewayError(NOT_FOUND, f"session {session_id} not found")
+        try:
+            position = await resources.call(resources.sessions.terminate, session_id, make_context(principal.access_key))
+        except DomainError as exc:
+            raise from_domain(exc) from exc
+        return SessionCommandResult(session_id=session_id, position=position or 0)

@@ -1,0 +1,100 @@
+"""Queries: they read only the read models, after waiting for ``afterPosition`` (read-your-writes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import strawberry
+
+from contracts.status import SessionStatus
+from services.gateway import readmodels as rm
+from services.gateway.context import Info, caller
+from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.types import Agent, EventRecord, Kernel, Session, SessionPage
+
+__all__ = ["MAX_PAGE", "Query"]
+
+MAX_PAGE = 500
+AfterPosition = Annotated[
+    int | None,
+    strawberry.argument(description="Wait until the read models reflect this event-store position (a mutation's `position`)."),
+]
+
+
+def _checked_first(first: int | None, default: int) -> int:
+    first = default if first is None else first
+    if not 1 <= first <= MAX_PAGE:
+        raise GatewayError(BAD_INPUT, f"first must be between 1 and {MAX_PAGE}, got {first}")
+    return first
+
+
+def _checked_statuses(statuses: list[str] | None) -> list[str] | None:
+    known = {s.value for s in SessionStatus}
+    unknown = sorted(set(statuses or ()) - known)
+    if unknown:
+        raise GatewayError(BAD_INPUT, f"unknown session status {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return statuses
+
+
+async def _with_kernels(info: Info, rows: list[dict]) -> list[Session]:
+    kernels = await rm.kernels_of(info.context.resources.pool, [row["session_id"] for row in rows])
+    return [Session.from_row(row, [Kernel.from_row(k) for k in kernels[row["session_id"]]]) for row in rows]
+
+
+async def _wait(info: Info, after_position: int | None) -> None:
+    resources = info.context.resources
+    await rm.wait_for_position(resources.pool, after_position, timeout=resources.read_wait)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Sessions, oldest first. Users see their own; admins see all (or `owner`'s).")
+    async def sessions(
+        self, info: Info, status: list[str] | None = None, owner: str | None = None, first: int | None = 50,
+        after: Annotated[str | None, strawberry.argument(description="endCursor of the previous page.")] = None,
+        after_position: AfterPosition = None,
+    ) -> SessionPage:
+        principal = caller(info)
+        first, statuses = _checked_first(first, 50), _checked_statuses(status)
+        cursor = rm.decode_cursor(after) if after else None
+        if not principal.is_admin:
+            if owner is not None and owner != principal.access_key:
+                return SessionPage(edges=[], end_cursor=None, has_next_page=False)
+            owner = principal.access_key
+        await _wait(info, after_position)
+        rows = await rm.list_sessions(info.context.resources.pool, owner=owner, statuses=statuses, first=first, after=cursor)
+        page, more = rows[:first], len(rows) > first
+        end = rm.encode_cursor(page[-1]["created_at"], page[-1]["session_id"]) if page else None
+        return SessionPage(edges=await _with_kernels(info, page), end_cursor=end, has_next_page=more)
+
+    @strawberry.field(description="One session with its kernels; null when unknown or not yours.")
+    async def session(self, info: Info, id: str, after_position: AfterPosition = None) -> Session | None:
+        principal = caller(info)
+        await _wait(info, after_position)
+        row = await rm.get_session(info.context.resources.pool, id)
+        if row is None or not principal.may_see(row["owner"]):
+            return None
+        return (await _with_kernels(info, [row]))[0]
+
+    @strawberry.field(description="Every agent (visible to all authenticated callers).")
+    async def agents(self, info: Info, after_position: AfterPosition = None) -> list[Agent]:
+        caller(info)
+        await _wait(info, after_position)
+        return [Agent.from_row(row) for row in await rm.list_agents(info.context.resources.pool)]
+
+    @strawberry.field(description="The event log in position order. Users see only their sessions' events.")
+    async def events(
+        self, info: Info, aggregate_id: str | None = None, since: dt.datetime | None = None,
+        until: dt.datetime | None = None, first: int | None = 100,
+        after_position: Annotated[int | None, strawberry.argument(
+            description="Position cursor: only events after it (the read models are awaited up to it first).")] = None,
+    ) -> list[EventRecord]:
+        principal = caller(info)
+        first = _checked_first(first, 100)
+        await _wait(info, after_position)
+        rows = await rm.list_events(
+            info.context.resources.pool, owner=None if principal.is_admin else principal.access_key,
+            aggregate_id=aggregate_id, since=since, until=until, after=after_position, first=first,
+        )
+        return [EventRecord.from_row(row) for row in rows]

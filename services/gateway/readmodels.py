@@ -1,0 +1,145 @@
+"""SQL reads of the read models (``projections/schema.sql``); the gateway never writes them.
+
+Read-your-writes: ``wait_for_position`` polls the projector's position until it
+reaches the position a mutation returned, or fails with a clear error at a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from services.gateway.errors import BAD_INPUT, READ_MODEL_BEHIND, UNAVAILABLE, GatewayError
+
+__all__ = [
+    "PROJECTION",
+    "decode_cursor",
+    "encode_cursor",
+    "get_session",
+    "kernels_of",
+    "list_agents",
+    "list_events",
+    "list_sessions",
+    "read_position",
+    "wait_for_position",
+]
+
+PROJECTION = "read_models"
+Row = dict[str, Any]
+
+
+def encode_cursor(created_at: dt.datetime, session_id: str) -> str:
+    """Returns the opaque cursor of a session row: its (created_at, session_id) sort key."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{session_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    """Returns the sort key inside a cursor; raises ``GatewayError`` (BAD_INPUT) when it is not one."""
+    try:
+        created_at, session_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        when = dt.datetime.fromisoformat(created_at)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise GatewayError(BAD_INPUT, f"invalid cursor {cursor!r}: pass pageInfo.endCursor of a previous page") from exc
+    if when.tzinfo is None or not session_id:
+        raise GatewayError(BAD_INPUT, f"invalid cursor {cursor!r}: pass pageInfo.endCursor of a previous page")
+    return when, session_id
+
+
+async def _fetch(pool: AsyncConnectionPool, query: str, params: Sequence[Any] = ()) -> list[Row]:
+    try:
+        async with pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            return await cur.fetchall()
+    except psycopg.errors.UndefinedTable as exc:
+        raise GatewayError(UNAVAILABLE, "read models are not initialised yet: is the projector running?") from exc
+
+
+async def read_position(pool: AsyncConnectionPool) -> int:
+    """Returns the last event-store position the read models reflect (0 before the first event)."""
+    rows = await _fetch(pool, "SELECT position FROM projection_position WHERE projection = %s", (PROJECTION,))
+    return int(rows[0]["position"]) if rows else 0
+
+
+async def wait_for_position(pool: AsyncConnectionPool, position: int | None, *, timeout: float, interval: float = 0.05) -> None:
+    """Returns once the read models reached ``position``; raises ``GatewayError`` after ``timeout`` seconds."""
+    if position is None or position <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    while (at := await read_position(pool)) < position:
+        if time.monotonic() >= deadline:
+            raise GatewayError(READ_MODEL_BEHIND, f"read model behind: at {at}, waiting for {position}")
+        await asyncio.sleep(interval)
+
+
+async def list_sessions(
+    pool: AsyncConnectionPool, *, owner: str | None, statuses: Sequence[str] | None,
+    first: int, after: tuple[dt.datetime, str] | None,
+) -> list[Row]:
+    """Returns up to ``first + 1`` sessions in (created_at, session_id) order after the cursor key."""
+    where, params = [], []
+    if owner is not None:
+        where.append("owner = %s")
+        params.append(owner)
+    if statuses:
+        where.append("status = ANY(%s)")
+        params.append(list(statuses))
+    if after is not None:
+        where.append("(created_at, session_id) > (%s, %s)")
+        params.extend(after)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return await _fetch(
+        pool, f"SELECT * FROM sessions {clause} ORDER BY created_at, session_id LIMIT %s", (*params, first + 1)
+    )
+
+
+async def get_session(pool: AsyncConnectionPool, session_id: str) -> Row | None:
+    """Returns one session row, None when the read model does not have it."""
+    rows = await _fetch(pool, "SELECT * FROM sessions WHERE session_id = %s", (session_id,))
+    return rows[0] if rows else None
+
+
+async def kernels_of(pool: AsyncConnectionPool, session_ids: Sequence[str]) -> dict[str, list[Row]]:
+    """Returns the kernel rows of the given sessions, by session id, in cluster order."""
+    by_session: dict[str, list[Row]] = {sid: [] for sid in session_ids}
+    if not session_ids:
+        return by_session
+    rows = await _fetch(
+        pool, "SELECT * FROM kernels WHERE session_id = ANY(%s) ORDER BY session_id, cluster_idx, kernel_id",
+        (list(session_ids),),
+    )
+    for row in rows:
+        by_session[row["session_id"]].append(row)
+    return by_session
+
+
+async def list_agents(pool: AsyncConnectionPool) -> list[Row]:
+    """Returns every agent row, by id."""
+    return await _fetch(pool, "SELECT * FROM agents ORDER BY agent_id")
+
+
+async def list_events(
+    pool: AsyncConnectionPool, *, owner: str | None, aggregate_id: str | None, since: dt.datetime | None,
+    until: dt.datetime | None, after: int | None, first: int,
+) -> list[Row]:
+    """Returns up to ``first`` event-log rows in position order; with ``owner``, only its sessions' events."""
+    where, params = [], []
+    if owner is not None:
+        where.append("aggregate_id IN (SELECT session_id FROM sessions WHERE owner = %s)")
+        params.append(owner)
+    for clause, value in (("aggregate_id = %s", aggregate_id), ("occurred_at >= %s", since),
+                          ("occurred_at < %s", until), ("position > %s", after)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return await _fetch(pool, f"SELECT * FROM event_log {clause} ORDER BY position LIMIT %s", (*params, first))

@@ -1,0 +1,100 @@
+"""What the gateway holds while it runs: the read-model pool, the event store, NATS, the auth tables.
+
+Everything opens lazily on the first request (or at ASGI lifespan startup), so the
+app also works under transports that skip lifespan, such as ``httpx.ASGITransport``.
+The blocking event store runs on a small bounded thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+
+from services.common.bus import connect
+from services.common.sessions import Sessions
+from services.common.settings import Settings
+from services.gateway.auth.keypairs import KEYPAIRS_DDL
+from services.gateway.auth.tokens import TOKENS_DDL
+from services.gateway.auth.verify import Authenticator
+from services.gateway.errors import UNAVAILABLE, GatewayError
+
+__all__ = ["READ_WAIT", "Resources"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+READ_WAIT = 10.0
+STORE_THREADS = 4
+
+
+class Resources:
+    """Opens, lends and closes the gateway's connections."""
+
+    def __init__(self, settings: Settings, *, nats: Nats | None = None, read_wait: float = READ_WAIT) -> None:
+        if not settings.pg_dsn:
+            raise ValueError("the gateway needs a PostgreSQL DSN (BERTH_PG_DSN)")
+        self.settings = settings
+        self.read_wait = read_wait
+        self.pool = AsyncConnectionPool(
+            settings.pg_dsn, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway"
+        )
+        self.authenticator = Authenticator(self.pool)
+        self._nats = nats
+        self._own_nats = nats is None
+        self._executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="gateway-store")
+        self._sessions: Sessions | None = None
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    @property
+    def sessions(self) -> Sessions:
+        """Returns the session use cases (call them through ``call``)."""
+        assert self._sessions is not None, "Resources.start() first"
+        return self._sessions
+
+    async def start(self) -> None:
+        """Opens the pool and the event store and creates the auth tables; does nothing when started."""
+        if self._started:
+            return
+        async with self._lock:
+            if self._started:
+                return
+            await self.pool.open(wait=True, timeout=30)
+            async with self.pool.connection() as conn:
+                await conn.execute(KEYPAIRS_DDL)
+                await conn.execute(TOKENS_DDL)
+            self._sessions = await self.call(Sessions, self.settings.pg_dsn)
+            self._started = True
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Returns ``fn(*args, **kwargs)`` run on the store's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def jetstream(self) -> JetStreamContext:
+        """Returns a JetStream context, connecting to ``settings.nats_url`` on first use."""
+        if self._nats is None:
+            async with self._lock:
+                if self._nats is None:
+                    if not self.settings.nats_url:
+                        raise GatewayError(UNAVAILABLE, "subscriptions need NATS: set BERTH_NATS_URL")
+                    self._nats = await connect(self.settings.nats_url, "berth-gateway")
+        return self._nats.jetstream()
+
+    async def close(self) -> None:
+        """Closes what this object opened (a NATS client handed in stays open)."""
+        if self._own_nats and self._nats is not None:
+            await self._nats.close()
+            self._nats = None
+        await self.pool.close()
+        if self._sessions is not None:
+            await self.call(self._sessions.close)
+            self._sessions = None
+        self._executor.shutdown(wait=False)
+        self._started = False

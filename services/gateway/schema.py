@@ -1,0 +1,53 @@
+"""The GraphQL schema: queries, mutations and subscriptions, with internal errors masked."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from services.gateway.errors import INTERNAL, GatewayError
+from services.gateway.mutations import Mutation
+from services.gateway.queries import Query
+from services.gateway.subscriptions import Subscription
+
+__all__ = ["build_schema"]
+
+log = logging.getLogger(__name__)
+
+
+def _is_internal(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GatewayError)
+
+
+class _MaskInternalErrors(MaskErrors):
+    """Replaces an unexpected error by "internal error" with code INTERNAL (details stay in the log)."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_is_internal, error_message="internal error")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": INTERNAL}
+        return masked
+
+
+class BerthSchema(strawberry.Schema):
+    """Logs unexpected resolver errors with their traceback; expected ones (GatewayError) stay quiet."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        for error in errors:
+            if _is_internal(error):
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+def build_schema() -> strawberry.Schema:
+    """Returns the gateway's schema; an unexpected error reaches the client as "internal error"."""
+    return BerthSchema(
+        query=Query, mutation=Mutation, subscription=Subscription,
+        extensions=[_MaskInternalErrors],
+    )

@@ -1,0 +1,163 @@
+"""GraphQL types of the gateway (Strawberry): read-model rows and mutation inputs/results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Mapping
+
+import strawberry
+from strawberry.scalars import JSON
+
+__all__ = [
+    "Agent",
+    "CreateSessionInput",
+    "DEFAULT_IMAGE",
+    "EventRecord",
+    "Kernel",
+    "Session",
+    "SessionCommandResult",
+    "SessionPage",
+    "SlotInput",
+    "slots_json",
+]
+
+DEFAULT_IMAGE = "berth/python:latest"
+
+
+def slots_json(slots: Mapping[str, Any] | None) -> dict[str, str]:
+    """Returns slots as a JSON object of decimal strings, sorted by name (mem in bytes)."""
+    return {name: str(amount) for name, amount in sorted((slots or {}).items())}
+
+
+@strawberry.type
+class Kernel:
+    id: str
+    session_id: str
+    cluster_role: str
+    cluster_idx: int
+    agent_id: str | None
+    status: str
+    container_id: str | None
+    exit_code: int | None
+    slots: JSON = strawberry.field(description='Slot amounts as decimal strings, e.g. {"cpu": "1", "mem": "1073741824"}.')
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> Kernel:
+        """Returns a kernel from a ``kernels`` row."""
+        fields = {k: row[k] for k in (
+            "session_id", "cluster_role", "cluster_idx", "agent_id", "status",
+            "container_id", "exit_code", "created_at", "updated_at")}
+        return Kernel(id=row["kernel_id"], slots=slots_json(row["slots"]), **fields)
+
+
+@strawberry.type
+class Session:
+    id: str
+    name: str
+    owner: str = strawberry.field(description="Access key of the owner.")
+    image: str
+    session_type: str
+    status: str
+    status_reason: str | None
+    requested_slots: JSON = strawberry.field(description="Sum of the kernels' slots, amounts as decimal strings.")
+    cluster_size: int
+    agent_ids: list[str]
+    status_history: JSON = strawberry.field(description='When each status was entered: {"PENDING": "<ISO time>", ...}.')
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    terminated_at: dt.datetime | None
+    version: int
+    last_position: int
+    kernels: list[Kernel]
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any], kernels: list[Kernel]) -> Session:
+        """Returns a session from a ``sessions`` row and its kernels."""
+        fields = {k: row[k] for k in (
+            "name", "owner", "image", "session_type", "status", "status_reason",
+            "cluster_size", "created_at", "updated_at", "terminated_at", "version", "last_position")}
+        return Session(
+            id=row["session_id"], requested_slots=slots_json(row["requested_slots"]),
+            agent_ids=list(row["agent_ids"] or []), status_history=dict(row["status_history"] or {}),
+            kernels=kernels, **fields,
+        )
+
+
+@strawberry.type(description="A page of sessions, oldest first; pass endCursor as `after` for the next page.")
+class SessionPage:
+    edges: list[Session]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class Agent:
+    id: str
+    hostname: str
+    backend: str
+    status: str
+    capacity: JSON
+    occupied: JSON
+    kernel_count: int
+    registered_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> Agent:
+        """Returns an agent from an ``agents`` row."""
+        fields = {k: row[k] for k in (
+            "hostname", "backend", "status", "kernel_count", "registered_at", "updated_at", "version")}
+        return Agent(
+            id=row["agent_id"], capacity=slots_json(row["capacity"]), occupied=slots_json(row["occupied"]), **fields
+        )
+
+
+@strawberry.type(name="Event", description="One event of the history; payload is the event's JSON text as stored.")
+class EventRecord:
+    position: int
+    type: str
+    aggregate_id: str
+    aggregate_version: int
+    occurred_at: dt.datetime
+    actor: str
+    correlation_id: str
+    causation_id: str | None
+    payload: str
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> EventRecord:
+        """Returns an event from an ``event_log`` row."""
+        return EventRecord(
+            position=row["position"], type=row["type"], aggregate_id=row["aggregate_id"],
+            aggregate_version=row["aggregate_version"], occurred_at=row["occurred_at"], actor=row["actor"],
+            correlation_id=row["correlation_id"], causation_id=row["causation_id"],
+            payload=json.dumps(row["payload"], separators=(",", ":")),
+        )
+
+
+@strawberry.input
+class SlotInput:
+    slot: str
+    amount: str
+
+
+@strawberry.input
+class CreateSessionInput:
+    name: str | None = strawberry.field(default=None, description='Defaults to "session-<8 hex>".')
+    image: str = DEFAULT_IMAGE
+    session_type: str = strawberry.field(default="interactive", description='"interactive" or "batch" (any case).')
+    resources: list[SlotInput] | None = strawberry.field(
+        default=None, description='Slots per kernel, e.g. [{slot: "cpu", amount: "2"}, {slot: "mem", amount: "4g"}];'
+        " missing cpu/mem default to 1 and 1g.")
+    cluster_size: int = 1
+    startup_command: str | None = None
+
+
+@strawberry.type
+class SessionCommandResult:
+    session_id: str
+    position: int = strawberry.field(description="Event-store position of the last event; pass it as afterPosition.")

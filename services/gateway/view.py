@@ -1,0 +1,61 @@
+"""The Strawberry ASGI view: builds the resolver context and authenticates websocket connections.
+
+A websocket client that did not authenticate its upgrade request sends its
+credentials in the ``connection_init`` payload: ``{"authorization": "Bearer <token>"}``
+or the signed headers of ``GET /graphql`` with an empty body
+(``authorization``, ``x-backendai-date`` and, if it signed one, ``content-type``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.schema import BaseSchema
+from strawberry.types.unset import UNSET, UnsetType
+
+from services.gateway.asgi import headers_of
+from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY
+from services.gateway.auth.principal import AuthError
+from services.gateway.context import GatewayContext
+from services.gateway.resources import Resources
+
+__all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
+
+log = logging.getLogger(__name__)
+GRAPHQL_PATH = "/graphql"
+_SIGNED_PARAMS = ("authorization", "x-backendai-date", "content-type")
+
+
+class BerthGraphQL(GraphQL):
+    """Strawberry's ASGI GraphQL with GraphiQL, graphql-transport-ws and Berth's context."""
+
+    def __init__(self, schema: BaseSchema, resources: Resources) -> None:
+        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
+        self.resources = resources
+
+    async def get_context(self, request: Any, response: Any) -> GatewayContext:  # type: ignore[override]
+        return GatewayContext(
+            request=request, response=response, resources=self.resources, principal=request.scope.get(PRINCIPAL_KEY)
+        )
+
+    async def on_ws_connect(self, context: GatewayContext) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
+        if context.principal is not None:
+            return UNSET
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        scope = context.request.scope
+        headers = {name: str(params[name]) for name in _SIGNED_PARAMS if params.get(name) is not None}
+        headers["host"] = headers_of(scope).get("host", "")
+        try:
+            context.principal = await self.resources.authenticator.authenticate(
+                method="GET", path=GRAPHQL_PATH, headers=headers, body=b""
+            )
+        except AuthError as exc:
+            log.info("refused websocket connection_init: %s", exc)
+            holder = scope.get(WS_AUTH_KEY)
+            if holder is not None:
+                holder["error"] = f"UNAUTHENTICATED: {exc}"
+            raise ConnectionRejectionError({"message": str(exc)}) from exc
+        return UNSET

@@ -1,0 +1,1 @@
+"""The projector: applies the EVENTS stream to the read models in PostgreSQL."""

@@ -1,0 +1,76 @@
+"""The projector's side of PostgreSQL: one blocking psycopg connection, used only on its own
+worker thread, that applies batches through ``projections.runner``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import psycopg
+
+from projections.delivery import Delivery
+from projections.position import Position, read_position
+from projections.rebuild import reset_read_models
+from projections.runner import BatchResult, RejectHandler, apply_batch
+from projections.schema import create_schema
+
+__all__ = ["BatchApplier"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchApplier:
+    """Applies batches to the read models; reconnects (and creates the schema) when needed."""
+
+    def __init__(self, dsn: str) -> None:
+        """Prepares the applier; the connection opens on first use."""
+        self._dsn = dsn
+        self._conn: psycopg.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector-db")
+
+    async def position(self) -> Position:
+        """Returns the applied position."""
+        return await self._run(read_position)
+
+    async def apply(
+        self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler
+    ) -> BatchResult:
+        """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch``)."""
+        return await self._run(
+            lambda conn: apply_batch(conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq)
+        )
+
+    async def reset(self) -> None:
+        """Drops and recreates the read models (position back to zero)."""
+        await self._run(reset_read_models)
+
+    async def close(self) -> None:
+        """Closes the connection and the worker thread."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, work: Callable[[psycopg.Connection], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
+
+    def _call(self, work: Callable[[psycopg.Connection], Any]) -> Any:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._disconnect()
+            conn = psycopg.connect(self._dsn, autocommit=True)
+            try:
+                create_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        try:
+            return work(self._conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,220 @@
+"""The projector: applies the EVENTS stream to the read models in PostgreSQL.
+
+It reads its position from ``projection_position``, consumes EVENTS from the next
+sequence with an ordered consumer, and applies each batch (rows and position) in one
+transaction. A message that cannot be applied goes to ``dlq.projector`` with the reason,
+and the position moves past it. After any failure it resumes from the position stored
+in PostgreSQL, the only truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Sequence
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
+from projections.delivery import Delivery, Rejected
+from projections.errors import PositionMovedError
+from projections.position import Position
+from services.common.bus import connect, dead_letter, ensure_streams
+from services.common.settings import Settings
+from services.projector.applier import BatchApplier
+from services.projector.feed import EventFeed
+
+__all__ = ["BATCH_SIZE", "DEAD_LETTER_CONSUMER", "Projector", "main", "rebuild_read_models", "run_projector"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+DEAD_LETTER_CONSUMER = "projector"
+IDLE_WAIT = 0.5
+DEAD_LETTER_TIMEOUT = 10.0
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class GapError(RuntimeError):
+    """Raised when the feed skipped a message that the stream still holds."""
+
+
+class Projector:
+    """Feeds EVENTS to the read models until stopped, or until a stream sequence is reached."""
+
+    def __init__(self, js: JetStreamContext, applier: BatchApplier, batch_size: int = BATCH_SIZE) -> None:
+        """Uses ``js`` for the stream and the dead letters, ``applier`` for PostgreSQL."""
+        self._js = js
+        self._applier = applier
+        self._batch_size = batch_size
+
+    async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> Position:
+        """Applies the stream until ``stop`` is set (or ``until_seq`` is applied); returns the
+        position reached. Any failure is retried from the stored position, with backoff."""
+        failures = 0
+        while True:
+            try:
+                position = await self._applier.position()
+                if stop.is_set() or (until_seq is not None and position.stream_seq >= until_seq):
+                    return position
+                await self._follow(position, stop, until_seq)
+                failures = 0
+            except PositionMovedError as exc:
+                log.info("%s; resuming from the stored position", exc)
+            except Exception as exc:  # noqa: BLE001 - the projector never dies: it resumes from PostgreSQL
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("projector interrupted (%s: %s); resuming in %.2f s", type(exc).__name__, exc, delay)
+                await _wait_or_stop(stop, delay)
+
+    async def _follow(self, position: Position, stop: asyncio.Event, until_seq: int | None) -> None:
+        feed = EventFeed(self._js, position.stream_seq + 1)
+        await feed.start()
+        log.info("projecting from stream sequence %d (position %d)", position.stream_seq + 1, position.position)
+        applied = position.stream_seq
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set() and (until_seq is None or applied < until_seq):
+                messages = await feed.next_batch(self._batch_size, IDLE_WAIT)
+                deliveries = await self._deliveries(messages, applied)
+                if not deliveries:
+                    continue
+                result = await self._applier.apply(deliveries, applied, lambda r: self._dead_letter(loop, r))
+                applied = result.stream_seq
+                if result.rejected:
+                    log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected, applied)
+        finally:
+            await feed.stop()
+
+    async def _deliveries(self, messages: list[Msg], applied: int) -> list[Delivery]:
+        deliveries: list[Delivery] = []
+        last = applied
+        for msg in messages:
+            seq = msg.metadata.sequence.stream
+            if seq <= last:
+                continue
+            if seq != last + 1:
+                await self._check_gap(last + 1, seq)
+            deliveries.append(Delivery(seq, msg.subject, (msg.headers or {}).get(HEADER_POSITION), msg.data))
+            last = seq
+        return deliveries
+
+    async def _check_gap(self, missing: int, got: int) -> None:
+        try:
+            await self._js.get_msg(EVENTS_STREAM, seq=missing)
+        except NotFoundError:
+            return  # deleted or aged out of the stream: nothing to apply
+        raise GapError(f"the feed went from sequence {missing - 1} to {got}, but {missing} exists")
+
+    def _dead_letter(self, loop: asyncio.AbstractEventLoop, rejected: Rejected) -> None:
+        """Publishes a rejected message to the dead letters; called on the database thread,
+        before the batch commits."""
+        delivery = rejected.delivery
+        error = f"stream_seq {delivery.stream_seq}, position {delivery.position}: {rejected.error}"
+        publish = dead_letter(self._js, DEAD_LETTER_CONSUMER, delivery.subject, delivery.data, error)
+        asyncio.run_coroutine_threadsafe(publish, loop).result(DEAD_LETTER_TIMEOUT)
+
+
+async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: bool = False) -> None:
+    """Projects EVENTS on ``settings.nats_url`` into the read models at ``settings.pg_dsn``
+    until ``stop`` is set, waiting for NATS to answer first; with ``rebuild`` it first drops
+    and recreates the read models (the stream is then replayed from sequence 1)."""
+    runtime = _Runtime(settings)
+    try:
+        if not await runtime.open(stop):
+            return
+        if rebuild:
+            await runtime.applier.reset()
+            log.info("read models dropped and recreated; replaying EVENTS from sequence 1")
+        await Projector(runtime.js, runtime.applier).run(stop)
+    finally:
+        await runtime.close()
+
+
+async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = None) -> Position:
+    """Drops and recreates the read models, replays EVENTS up to its last sequence at the
+    time of the call, and returns the position reached."""
+    runtime = _Runtime(settings)
+    try:
+        await runtime.open()
+        target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
+        await runtime.applier.reset()
+        log.info("rebuilding the read models from %d stream messages", target)
+        return await Projector(runtime.js, runtime.applier).run(stop or asyncio.Event(), until_seq=target)
+    finally:
+        await runtime.close()
+
+
+class _Runtime:
+    """Opens and closes what a projector needs: NATS (with the streams) and the applier."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.nats_url or not settings.pg_dsn:
+            raise ValueError("the projector needs BERTH_NATS_URL and BERTH_PG_DSN")
+        self._settings = settings
+        self.applier = BatchApplier(settings.pg_dsn)
+        self._nc: Client | None = None
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._nc is not None
+        return self._nc.jetstream()
+
+    async def open(self, stop: asyncio.Event | None = None) -> bool:
+        """Connects to NATS and ensures the streams; with ``stop``, retries until it works
+        (returns False when stopped first), else raises on the first failure."""
+        failures = 0
+        while True:
+            try:
+                self._nc = self._nc or await connect(self._settings.nats_url, "berth-projector")
+                await ensure_streams(self._nc.jetstream())
+                return True
+            except Exception as exc:
+                if stop is None:
+                    raise
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("cannot reach NATS (%s: %s); retrying in %.2f s", type(exc).__name__, exc, delay)
+                await _wait_or_stop(stop, delay)
+                if stop.is_set():
+                    return False
+
+    async def close(self) -> None:
+        """Closes NATS and the database connection."""
+        if self._nc is not None:
+            await self._nc.close()
+        await self.applier.close()
+
+
+async def _wait_or_stop(stop: asyncio.Event, delay: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+    except asyncio.TimeoutError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the projector from ``BERTH_*`` settings until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m services.projector", description=__doc__.splitlines()[0])
+    parser.add_argument("--rebuild", action="store_true", help="drop and recreate the read models, then replay")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    if not settings.nats_url or not settings.pg_dsn:
+        parser.error("set BERTH_NATS_URL and BERTH_PG_DSN")
+    asyncio.run(_serve(settings, args.rebuild))
+
+
+async def _serve(settings: Settings, rebuild: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_projector(settings, stop, rebuild=rebuild)
+    log.info("projector stopped")

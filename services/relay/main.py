@@ -1,0 +1,143 @@
+"""The relay: follows the event store's notification log and publishes every event to the
+EVENTS stream, in order, exactly once.
+
+On start, and after any failure, it re-reads the stream's last ``Berth-Position`` and
+resumes after it: the stream, not the relay, is the truth, so a crash or a lost ack can
+neither duplicate nor skip an event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Sequence
+
+from eventsourcing.persistence import Notification
+from nats.aio.client import Client
+
+from services.common.bus import connect, ensure_streams
+from services.common.settings import Settings
+from services.relay.source import ChangeSignal, NotificationSource
+from services.relay.stream import PipelinedPublisher, StreamCursor, read_cursor, send_batch
+
+__all__ = ["BATCH_SIZE", "main", "run_relay"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+ACK_TIMEOUT = 10.0
+IDLE_POLL = 1.0
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+async def run_relay(settings: Settings, stop: asyncio.Event, *, batch_size: int = BATCH_SIZE) -> None:
+    """Relays events from the event store at ``settings.pg_dsn`` to EVENTS on
+    ``settings.nats_url`` until ``stop`` is set; retries (with backoff) whatever fails."""
+    if not settings.nats_url or not settings.pg_dsn:
+        raise ValueError("the relay needs BERTH_NATS_URL and BERTH_PG_DSN")
+    source: NotificationSource | None = None
+    listener: asyncio.Task | None = None
+    nc: Client | None = None
+    failures = 0
+    try:
+        while not stop.is_set():
+            try:
+                if source is None:
+                    source = await NotificationSource.open(settings.pg_dsn)
+                    signal_ = ChangeSignal(settings.pg_dsn, source.channel)
+                    listener = asyncio.create_task(signal_.run(), name="relay-listen")
+                if nc is None:
+                    nc = await connect(settings.nats_url, "berth-relay")
+                    js = nc.jetstream()
+                    publisher = PipelinedPublisher(nc)
+                    await publisher.start()
+                await ensure_streams(js)
+                cursor = await read_cursor(js)
+                log.info("relaying after notification %d (stream sequence %d)", cursor.position, cursor.last_seq)
+                failures = 0
+                await _pump(publisher, source, signal_, cursor, stop, batch_size)
+            except Exception as exc:  # noqa: BLE001 - the relay never dies: it re-syncs from the stream
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("relay interrupted (%s: %s); re-syncing in %.2f s", type(exc).__name__, exc, delay)
+                await _wait_any([stop.wait()], delay)
+    finally:
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        if nc is not None:
+            await nc.close()
+        if source is not None:
+            await source.close()
+
+
+async def _pump(
+    publisher: PipelinedPublisher,
+    source: NotificationSource,
+    signal_: ChangeSignal,
+    cursor: StreamCursor,
+    stop: asyncio.Event,
+    batch_size: int,
+) -> None:
+    """Publishes new notifications until ``stop``; raises on any failure (the caller re-syncs).
+
+    While a full batch waits for its acks, the next one is already read from the store."""
+    stored = await source.max_id()
+    if stored < cursor.position:
+        log.error("the stream is at notification %d but the event store only at %d: nothing to relay"
+                  " until the store passes it", cursor.position, stored)
+
+    def read_after(position: int) -> asyncio.Future[Sequence[Notification]]:
+        signal_.changed.clear()  # before reading: a commit notified from now on is not missed
+        return asyncio.ensure_future(source.read(position, batch_size))
+
+    ahead: asyncio.Future[Sequence[Notification]] | None = None
+    try:
+        while not stop.is_set():
+            reading, ahead = ahead or read_after(cursor.position), None
+            notifications = await reading
+            if not notifications:
+                await _wait_any([signal_.changed.wait(), stop.wait()], IDLE_POLL)
+                continue
+            in_flight = await send_batch(publisher, notifications, cursor)
+            if len(notifications) == batch_size:
+                ahead = read_after(notifications[-1].id)
+            cursor = await in_flight.confirmed(ACK_TIMEOUT)
+            log.debug("published up to notification %d", cursor.position)
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+
+
+async def _wait_any(waits: Sequence, timeout: float) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the relay from ``BERTH_*`` settings until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m services.relay", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    if not settings.nats_url or not settings.pg_dsn:
+        parser.error("set BERTH_NATS_URL and BERTH_PG_DSN")
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_relay(settings, stop)
+    log.info("relay stopped")

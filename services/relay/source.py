@@ -1,0 +1,94 @@
+"""The relay's side of the event store: the notification log, read in a bounded thread, and a
+LISTEN connection that says when new events were committed.
+
+``eventsourcing`` is synchronous, so reads run on one dedicated worker thread, never on the
+event loop. Writers lock the events table while they insert, so notification ids become
+visible in order and reading ``id > last`` never skips a committed event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import psycopg
+from eventsourcing.persistence import Notification
+from psycopg import sql
+
+from services.common.store import BerthApplication
+
+__all__ = ["ChangeSignal", "NotificationSource"]
+
+log = logging.getLogger(__name__)
+
+
+class NotificationSource:
+    """Reads the notification log of the event store on one worker thread."""
+
+    def __init__(self, app: BerthApplication, executor: ThreadPoolExecutor) -> None:
+        """Wraps an open application; use ``open`` to build one."""
+        self._app = app
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, dsn: str) -> NotificationSource:
+        """Returns a source on the event store at ``dsn`` (creating its table when missing)."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store")
+        try:
+            app = await asyncio.get_running_loop().run_in_executor(executor, BerthApplication, dsn)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(app, executor)
+
+    @property
+    def channel(self) -> str:
+        """Returns the channel that writers NOTIFY after inserting events."""
+        return str(self._app.recorder.channel_name)  # type: ignore[attr-defined]
+
+    async def read(self, after: int, limit: int) -> Sequence[Notification]:
+        """Returns up to ``limit`` notifications with ids above ``after``, in id order."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._select, after, limit)
+
+    async def max_id(self) -> int:
+        """Returns the last notification id in the store (0 when empty)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._app.position)
+
+    async def close(self) -> None:
+        """Closes the application's connections and the worker thread."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._app.close)
+        self._executor.shutdown(wait=True)
+
+    def _select(self, after: int, limit: int) -> Sequence[Notification]:
+        return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+
+
+class ChangeSignal:
+    """Sets ``changed`` whenever the event store notifies its channel (and after each reconnect,
+    so that nothing notified while disconnected is missed)."""
+
+    def __init__(self, dsn: str, channel: str, retry_interval: float = 1.0) -> None:
+        """Prepares the signal; ``run`` listens until cancelled."""
+        self.changed = asyncio.Event()
+        self._dsn = dsn
+        self._channel = channel
+        self._retry_interval = retry_interval
+
+    async def run(self) -> None:
+        """Listens on the channel until cancelled, reconnecting after errors."""
+        while True:
+            try:
+                await self._listen()
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s failed (%s); retrying in %.1f s", self._channel, exc, self._retry_interval)
+            self.changed.set()
+            await asyncio.sleep(self._retry_interval)
+
+    async def _listen(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            self.changed.set()
+            async for _ in conn.notifies():
+                self.changed.set()

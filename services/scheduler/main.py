@@ -1,0 +1,67 @@
+"""Composition root of the scheduler: builds the snapshot, the follower and the pass runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Mapping, Sequence
+
+from contracts.session import KernelPlacement
+from contracts.subjects import EVENTS_STREAM
+from services.common.bus import connect, ensure_streams
+from services.common.context import make_context
+from services.common.settings import Settings
+from services.scheduler.follow import follow
+from services.scheduler.passes import PassRunner
+from services.scheduler.scheduling import Outcome, Scheduling
+from services.scheduler.snapshot import Snapshot
+
+__all__ = ["SUBJECTS", "run_scheduler"]
+
+log = logging.getLogger(__name__)
+
+SUBJECTS = (
+    "ev.session.*.requested",
+    "ev.session.*.scheduled",
+    "ev.session.*.status_changed",
+    "ev.agent.>",
+)
+"""The parts of ``EVENTS`` the snapshot is built from."""
+
+ACTOR = "service:scheduler"
+
+
+async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
+    """Runs the scheduler until ``stop`` is set."""
+    if not settings.nats_url or not settings.pg_dsn:
+        raise ValueError("the scheduler needs BERTH_NATS_URL and BERTH_PG_DSN")
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-store")
+    app = await loop.run_in_executor(executor, Scheduling, settings.pg_dsn)
+    nc = await connect(settings.nats_url, "berth-scheduler")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+
+        async def place(plan: Mapping[str, Sequence[KernelPlacement]]) -> Outcome:
+            return await loop.run_in_executor(executor, app.place, plan, make_context(ACTOR))
+
+        snapshot = Snapshot()
+        runner = PassRunner(snapshot, place)
+
+        def on_event(event: object) -> None:
+            if snapshot.apply(event):
+                runner.notify()
+
+        caught_up = asyncio.Event()
+        sub = await follow(js, SUBJECTS, on_event, caught_up)
+        log.info("scheduler following %s %s", EVENTS_STREAM, ", ".join(SUBJECTS))
+        try:
+            await runner.run(stop, caught_up)
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await nc.close()
+        await loop.run_in_executor(executor, app.close)
+        executor.shutdown(wait=False)

@@ -1,0 +1,1 @@
+"""``berth up``: the embedded default — infrastructure plus every service under one supervisor."""

@@ -1,0 +1,53 @@
+"""Starts the embedded NATS and PostgreSQL, or uses ``BERTH_NATS_URL`` / ``BERTH_PG_DSN``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+from psycopg import sql
+
+from services.common.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
+
+__all__ = ["Infrastructure", "ensure_database", "infrastructure"]
+
+log = logging.getLogger(__name__)
+DATABASE = "berth"
+
+
+class Infrastructure:
+    """Addresses of the bus and the database in use."""
+
+    def __init__(self, nats_url: str, pg_dsn: str, embedded: list[str]) -> None:
+        self.nats_url = nats_url
+        self.pg_dsn = pg_dsn
+        self.embedded = embedded
+
+
+def ensure_database(admin_dsn: str, name: str = DATABASE) -> str:
+    """Creates database ``name`` when missing (never drops anything); returns its DSN."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return dsn_with_dbname(admin_dsn, name)
+
+
+@contextlib.contextmanager
+def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iterator[Infrastructure]:
+    """Yields the infrastructure, starting embedded servers in ``data_dir`` where no address is given."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        embedded: list[str] = []
+        if not nats_url:
+            nats = stack.enter_context(NatsServer())
+            nats_url = nats.start(data_dir / "nats")
+            embedded.append(f"nats-server (pid {nats.pid}, data {data_dir / 'nats'})")
+        if not pg_dsn:
+            postgres = stack.enter_context(EmbeddedPostgres())
+            pg_dsn = ensure_database(postgres.start(data_dir))
+            embedded.append(f"postgresql (data {data_dir / 'pg'})")
+        yield Infrastructure(nats_url, pg_dsn, embedded)

@@ -1,0 +1,99 @@
+"""``berth up``: starts the infrastructure, prepares it, and runs every service until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Callable
+
+import msgspec
+
+from services.agent.main import run_agent
+from services.common.bus import connect, ensure_streams
+from services.common.instance import Instance, remove_instance, write_instance
+from services.common.settings import Settings
+from services.controller.main import run_controller
+from services.gateway.auth.keypairs import ensure_admin_keypair
+from services.gateway.main import run_gateway
+from services.projector.main import run_projector
+from services.relay.main import run_relay
+from services.scheduler.main import run_scheduler
+from services.supervisor.infrastructure import infrastructure
+from services.supervisor.supervision import Service, supervise
+
+__all__ = ["up"]
+
+log = logging.getLogger(__name__)
+
+
+def up(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Runs Berth in the foreground until SIGINT or SIGTERM."""
+    with infrastructure(settings.data_dir, settings.nats_url, settings.pg_dsn) as infra:
+        for line in infra.embedded:
+            say(f"started {line}")
+        settings = msgspec.structs.replace(settings, nats_url=infra.nats_url, pg_dsn=infra.pg_dsn)
+        asyncio.run(_run(settings, say))
+
+
+async def _prepare(settings: Settings) -> None:
+    nc = await connect(settings.nats_url, "berth-up")
+    try:
+        await ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+async def _run(settings: Settings, say: Callable[[str], None]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await _prepare(settings)
+    keypair_file = settings.data_dir / "admin.keypair"
+    created = await asyncio.to_thread(ensure_admin_keypair, settings.pg_dsn)
+    if created is not None:
+        access_key, secret_key = created
+        say("created the admin keypair (shown once; also saved for the local CLI):")
+        say(f"  access key: {access_key}")
+        say(f"  secret key: {secret_key}")
+        _write_secret(keypair_file, f"{access_key}\n{secret_key}\n")
+    access_key, secret_key = keypair_file.read_text().split()
+
+    def gateway_ready(url: str) -> None:
+        write_instance(
+            settings.data_dir,
+            Instance(
+                gateway_url=url,
+                nats_url=settings.nats_url,
+                pg_dsn=settings.pg_dsn,
+                pid=os.getpid(),
+                access_key=access_key,
+                secret_key=secret_key,
+            ),
+        )
+        say(f"Berth is up. GraphQL (and GraphiQL): {url}/graphql")
+        say(f"NATS: {settings.nats_url}   PostgreSQL: {settings.pg_dsn}")
+        say(f"agent '{settings.agent_id}' ({settings.agent_backend} backend) capacity {settings.agent_capacity}")
+        say("In another terminal: .venv/bin/berth session create   ·   Ctrl-C stops everything")
+
+    services = [
+        Service("relay", lambda s: run_relay(settings, s)),
+        Service("projector", lambda s: run_projector(settings, s)),
+        Service("scheduler", lambda s: run_scheduler(settings, s)),
+        Service("controller", lambda s: run_controller(settings, s)),
+        Service("agent", lambda s: run_agent(settings, s)),
+        Service("gateway", lambda s: run_gateway(settings, s, ready=gateway_ready)),
+    ]
+    try:
+        await supervise(services, stop)
+    finally:
+        remove_instance(settings.data_dir)
+        say("Berth stopped.")
+
+
+def _write_secret(path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

@@ -1,0 +1,81 @@
+"""Fixtures that run a whole Berth with `berth up` as a subprocess and drive it with the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.waiting import wait_for
+
+BERTH = [sys.executable, "-m", "services.cli"]
+
+
+class RunningBerth:
+    """A `berth up` process and a way to run `berth` commands against it."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.log = data_dir / "up.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "instance.json").unlink(missing_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([*BERTH, "up", *extra], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._ready, timeout=90, message=f"berth up did not become ready; log:\n{self.log_text()}")
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"berth up exited with {self.proc.returncode}; log:\n{self.log_text()}")
+        return (self.data_dir / "instance.json").exists()
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"berth up did not stop within 30 s; log:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def berth(self, *args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*BERTH, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"berth {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def berth_json(self, *args: str) -> object:
+        return json.loads(self.berth("-o", "json", *args).stdout)
+
+    def instance(self) -> dict[str, object]:
+        return json.loads((self.data_dir / "instance.json").read_text())
+
+
+def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+    env.update({"BERTH_DATA_DIR": str(data_dir), "BERTH_SIM_DELAY": "0.01", **extra})
+    return env
+
+
+@pytest.fixture
+def berth_up(tmp_path: Path, pg_dsn: str) -> Iterator[RunningBerth]:
+    """A running Berth with its own NATS (from the wheel) and a fresh database."""
+    running = RunningBerth(tmp_path / "berth", berth_env(tmp_path / "berth", BERTH_PG_DSN=pg_dsn))
+    running.start()
+    yield running
+    if running.proc and running.proc.poll() is None:
+        running.stop()

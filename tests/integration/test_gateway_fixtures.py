@@ -1,0 +1,151 @@
+"""Fixtures and helpers shared by the gateway's integration tests (imported by test_gateway_*.py).
+
+The read-model tables come from ``projections/schema.sql``; rows are inserted
+directly, as the projector would, so these tests do not depend on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from contracts import subjects as s
+from services.common import bus
+from services.common.settings import Settings
+from services.gateway.app import GatewayApp
+from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
+from services.gateway.client import BerthClient
+from services.gateway.main import build_app, run_gateway
+
+SCHEMA = Path(__file__).resolve().parents[2] / "projections" / "schema.sql"
+CREATE = "mutation($input: CreateSessionInput!) { createSession(input: $input) { sessionId position } }"
+TERMINATE = "mutation($id: String!) { terminateSession(sessionId: $id) { sessionId position } }"
+
+
+class Keys:
+    """The keypairs of a test: a superadmin and two users."""
+
+    def __init__(self, admin: tuple[str, str], alice: tuple[str, str], bob: tuple[str, str]) -> None:
+        self.admin, self.alice, self.bob = admin, alice, bob
+
+
+@pytest.fixture
+def read_models(pg_dsn: str) -> str:
+    """Returns ``pg_dsn`` after creating the read-model tables in it."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA.read_text())
+    return pg_dsn
+
+
+@pytest.fixture
+def keys(pg_dsn: str) -> Keys:
+    """Returns a superadmin keypair and the keypairs of users alice and bob."""
+    admin = ensure_admin_keypair(pg_dsn)
+    assert admin is not None
+    return Keys(admin, create_keypair(pg_dsn, "alice", "user"), create_keypair(pg_dsn, "bob", "user"))
+
+
+@pytest.fixture
+async def gateway(read_models: str, keys: Keys) -> AsyncIterator[GatewayApp]:
+    """Yields a gateway app (no server) on the test database, read waits bounded to 2 s."""
+    app = build_app(Settings(pg_dsn=read_models), read_wait=2.0)
+    try:
+        yield app
+    finally:
+        await app.aclose()
+
+
+@pytest.fixture
+async def client_for(gateway: GatewayApp) -> AsyncIterator[Callable[[tuple[str, str]], BerthClient]]:
+    """Yields a factory of clients that talk to the gateway app in process (httpx.ASGITransport)."""
+    clients: list[BerthClient] = []
+
+    def make(keypair: tuple[str, str]) -> BerthClient:
+        client = BerthClient("http://gateway.test", *keypair, transport=httpx.ASGITransport(app=gateway))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def clean_streams(nats_url: str) -> AsyncIterator[Any]:
+    """Yields a JetStream context whose Berth streams were deleted and re-created (empty)."""
+    nc = await bus.connect(nats_url, "gateway-tests")
+    js = nc.jetstream()
+    for name in (s.EVENTS_STREAM, s.REPORTS_STREAM, s.DEADLETTER_STREAM):
+        try:
+            await js.delete_stream(name)
+        except Exception:  # noqa: BLE001 - absent is fine
+            pass
+    await bus.ensure_streams(js)
+    try:
+        yield js
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def served(read_models: str, keys: Keys, nats_url: str, clean_streams: Any) -> AsyncIterator[str]:
+    """Yields the base URL of a real gateway (uvicorn on a free loopback port)."""
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0)
+    task = asyncio.create_task(run_gateway(settings, stop, ready.set_result))
+    done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        await task
+    assert ready.done(), "the gateway did not start within 30 s"
+    try:
+        yield ready.result()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def count_events(dsn: str) -> int:
+    """Returns the number of events in the event store."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM berth_events").fetchone()[0]
+
+
+def project_session(
+    dsn: str, session_id: str, owner: str, *, position: int, created_at: dt.datetime | None = None,
+    status: str = "PENDING", name: str | None = None,
+) -> None:
+    """Writes a session, its kernel and the projection position as the projector would."""
+    created_at = created_at or dt.datetime.now(dt.UTC)
+    slots = json.dumps({"cpu": "1", "mem": "1073741824"})
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO sessions (session_id, name, owner, image, session_type, status, requested_slots,"
+            " cluster_size, status_history, created_at, updated_at, version, last_position)"
+            " VALUES (%s, %s, %s, 'berth/python:latest', 'interactive', %s, %s, 1, %s, %s, %s, 1, %s)",
+            (session_id, name or f"session-{session_id[:8]}", owner, status, slots,
+             json.dumps({status: created_at.isoformat()}), created_at, created_at, position),
+        )
+        conn.execute(
+            "INSERT INTO kernels (kernel_id, session_id, cluster_role, cluster_idx, status, slots, created_at, updated_at)"
+            " VALUES (%s, %s, 'main', 0, %s, %s, %s, %s)",
+            (f"{session_id}-k0", session_id, status, slots, created_at, created_at),
+        )
+        set_position(conn, position)
+
+
+def set_position(conn: psycopg.Connection, position: int) -> None:
+    """Moves the read models' position forward to ``position``."""
+    conn.execute(
+        "INSERT INTO projection_position (projection, position, stream_seq) VALUES ('read_models', %s, %s)"
+        " ON CONFLICT (projection) DO UPDATE SET position = GREATEST(projection_position.position, EXCLUDED.position)",
+        (position, position),
+    )

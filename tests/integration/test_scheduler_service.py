@@ -1,0 +1,163 @@
+"""The scheduler service on real NATS and PostgreSQL, fed by the real relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from nats.js import JetStreamContext
+
+from contracts import commands as c
+from contracts.session import KernelSpec
+from contracts.status import Reason, SessionStatus
+from services.common.agents import Agents
+from services.common.context import make_context
+from services.common.sessions import Sessions
+from services.common.settings import Settings
+from services.relay.main import run_relay
+from services.scheduler.main import run_scheduler
+from tests.support.publish import ServiceTasks, fresh_bus, service_tasks
+from tests.support.waiting import async_wait_for
+
+GIB = Decimal(1024**3)
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    async with fresh_bus(nats_url) as js:
+        yield js
+
+
+@pytest.fixture
+def settings(nats_url: str, pg_dsn: str) -> Settings:
+    return Settings(nats_url=nats_url, pg_dsn=pg_dsn)
+
+
+@pytest.fixture
+def apps(pg_dsn: str) -> tuple[Sessions, Agents]:
+    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
+    yield sessions, agents
+    sessions.close()
+    agents.close()
+
+
+@pytest.fixture
+async def services(
+    js: JetStreamContext, settings: Settings, apps: tuple[Sessions, Agents]
+) -> AsyncIterator[ServiceTasks]:
+    # ``apps`` first: it creates the event store's tables before any service opens the store
+    async with service_tasks() as tasks:
+        tasks.start("relay", lambda stop: run_relay(settings, stop))
+        yield tasks
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def request(sessions: Sessions, cpu: int) -> str:
+    session_id = new_id()
+    command = c.RequestSession(
+        name="s", owner="alice", image="python:3.11",
+        kernels=[KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(cpu), "mem": GIB})],
+    )
+    await asyncio.to_thread(sessions.request, session_id, command, make_context("test"))
+    return session_id
+
+
+async def register(agents: Agents, agent_id: str, cpu: int = 4) -> None:
+    command = c.RegisterAgent(capacity={"cpu": Decimal(cpu), "mem": 8 * GIB}, backend="simulated", hostname="h")
+    await asyncio.to_thread(agents.handle, agent_id, command, make_context("test"))
+
+
+async def status_is(sessions: Sessions, session_id: str, status: SessionStatus) -> bool:
+    state = await asyncio.to_thread(sessions.get, session_id)
+    return state is not None and state.status is status
+
+
+async def wait_status(sessions: Sessions, session_id: str, status: SessionStatus, timeout: float = 10) -> None:
+    await async_wait_for(lambda: status_is(sessions, session_id, status), timeout=timeout,
+                         message=f"session {session_id} did not become {status.value}")
+
+
+async def test_places_what_fits_and_leaves_a_too_big_session_pending(
+    services: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents], caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions, agents = apps
+    caplog.set_level(logging.INFO, logger="services.scheduler.passes")
+    await register(agents, "a1", cpu=4)
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    big = await request(sessions, cpu=64)
+    small = await request(sessions, cpu=1)
+
+    await wait_status(sessions, small, SessionStatus.SCHEDULED)
+
+    assert await status_is(sessions, big, SessionStatus.PENDING), "a pass after the big request left it pending"
+    assert f"session {big} stays pending: no agent has enough free slots" in caplog.text
+    state = await asyncio.to_thread(sessions.get, small)
+    assert state is not None and state.kernels[0].agent_id == "a1"
+    agent = await asyncio.to_thread(agents.get, "a1")
+    assert agent is not None and list(agent.allocations) == [f"{small}-k"]
+    services.check()
+
+
+async def test_waits_for_an_agent_then_for_released_capacity(
+    services: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents]
+) -> None:
+    sessions, agents = apps
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    first = await request(sessions, cpu=4)
+    second = await request(sessions, cpu=4)
+
+    await register(agents, "a1", cpu=4)
+    await wait_status(sessions, first, SessionStatus.SCHEDULED)
+    assert await status_is(sessions, second, SessionStatus.PENDING)
+
+    # the first session's kernel ends: the agent's slots are released and the second fits
+    exited = c.MarkKernelExited(kernel_id=f"{first}-k", exit_code=0, reason=Reason.TASK_FINISHED)
+    await asyncio.to_thread(sessions.report, first, exited, make_context("test"))
+    await wait_status(sessions, second, SessionStatus.SCHEDULED)
+    agent = await asyncio.to_thread(agents.get, "a1")
+    assert agent is not None and list(agent.allocations) == [f"{second}-k"]
+
+
+async def test_a_restarted_scheduler_rebuilds_its_snapshot_and_never_places_twice(
+    services: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents]
+) -> None:
+    sessions, agents = apps
+    await register(agents, "a1", cpu=4)
+    placed = await request(sessions, cpu=1)
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    await wait_status(sessions, placed, SessionStatus.SCHEDULED)
+    await services.stop("scheduler")
+    history = len(await asyncio.to_thread(sessions.load, placed))
+
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    later = await request(sessions, cpu=1)
+    await wait_status(sessions, later, SessionStatus.SCHEDULED)
+
+    assert len(await asyncio.to_thread(sessions.load, placed)) == history
+    agent = await asyncio.to_thread(agents.get, "a1")
+    assert agent is not None and sorted(agent.allocations) == sorted([f"{placed}-k", f"{later}-k"])
+    assert agent.free["cpu"] == Decimal(2)
+
+
+async def test_a_lost_agent_gets_nothing_until_it_recovers(
+    services: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents], caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions, agents = apps
+    caplog.set_level(logging.INFO, logger="services.scheduler.passes")
+    await register(agents, "a1")
+    await asyncio.to_thread(agents.handle, "a1", c.MarkAgentLost(last_seen=0.0), make_context("test"))
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    session = await request(sessions, cpu=1)
+
+    await async_wait_for(lambda: f"session {session} stays pending: no agent is alive" in caplog.text, timeout=10)
+    assert await status_is(sessions, session, SessionStatus.PENDING)
+
+    await asyncio.to_thread(agents.handle, "a1", c.MarkAgentRecovered(), make_context("test"))
+    await wait_status(sessions, session, SessionStatus.SCHEDULED)

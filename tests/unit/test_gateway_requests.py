@@ -1,0 +1,49 @@
+"""The gateway's translation of a createSession input into a RequestSession command."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from contracts.status import SessionType
+from services.gateway.errors import GatewayError
+from services.gateway.mutations import build_request
+from services.gateway.types import DEFAULT_IMAGE, CreateSessionInput, SlotInput
+
+SID = "0123456789abcdef0123456789abcdef"
+
+
+def test_defaults() -> None:
+    command = build_request(CreateSessionInput(), "AKIAOWNER", SID)
+    assert command.name == "session-01234567" and command.image == DEFAULT_IMAGE
+    assert command.owner == "AKIAOWNER" and command.session_type is SessionType.INTERACTIVE
+    assert [(k.kernel_id, k.cluster_role, k.cluster_idx) for k in command.kernels] == [(f"{SID}-k0", "main", 0)]
+    assert command.kernels[0].slots == {"cpu": Decimal(1), "mem": Decimal(1024**3)}
+
+
+def test_resources_override_the_defaults_per_kernel() -> None:
+    data = CreateSessionInput(resources=[SlotInput(slot="mem", amount="512m"), SlotInput(slot="cuda.shares", amount="0.5")],
+                              cluster_size=3, session_type="BATCH", startup_command="make")
+    command = build_request(data, "AKIAOWNER", SID)
+    assert [k.cluster_role for k in command.kernels] == ["main", "sub", "sub"]
+    assert all(k.slots == {"cpu": Decimal(1), "cuda.shares": Decimal("0.5"), "mem": Decimal(512 * 1024**2)}
+               for k in command.kernels)
+    assert command.session_type is SessionType.BATCH and command.startup_command == "make"
+
+
+@pytest.mark.parametrize("data", [
+    CreateSessionInput(resources=[SlotInput(slot="cpu", amount="-1")]),
+    CreateSessionInput(resources=[SlotInput(slot="foo.bar", amount="1")]),
+    CreateSessionInput(resources=[SlotInput(slot="cpu", amount="1.5.2")]),
+    CreateSessionInput(resources=[SlotInput(slot="cpu", amount="inf")]),
+    CreateSessionInput(resources=[SlotInput(slot="cpu", amount="2g")]),
+    CreateSessionInput(resources=[SlotInput(slot="cpu", amount="1"), SlotInput(slot="cpu", amount="1")]),
+    CreateSessionInput(cluster_size=0),
+    CreateSessionInput(cluster_size=65),
+    CreateSessionInput(session_type="inference-ish"),
+])
+def test_bad_inputs_are_bad_input(data: CreateSessionInput) -> None:
+    with pytest.raises(GatewayError) as refused:
+        build_request(data, "AKIAOWNER", SID)
+    assert refused.value.code == "BAD_INPUT"
