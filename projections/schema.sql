@@ -60,7 +60,16 @@ CREATE TABLE IF NOT EXISTS agents (
     updated_at    timestamptz NOT NULL,
     version       integer NOT NULL
 );
-ALTER TABLE agents ADD COLUMN IF NOT EXISTS allocations jsonb NOT NULL DEFAULT '{}'::jsonb;
+-- agents.allocations came after the first schema: add it to tables created before (without
+-- locking the table when it is already there).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                    WHERE table_schema = current_schema() AND table_name = 'agents'
+                      AND column_name = 'allocations') THEN
+        ALTER TABLE agents ADD COLUMN allocations jsonb NOT NULL DEFAULT '{}'::jsonb;
+    END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS event_log (
     position          bigint PRIMARY KEY,   -- event store notification id

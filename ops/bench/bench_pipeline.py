@@ -4,6 +4,7 @@ Measures, in one run and on the same machine:
   (a) the whole pipeline: N session.requested events recorded in batches of 100 (one
       transaction each, as the Sessions use case writes them), timed from the first write
       until the projector's position reaches the last one (command -> visible in read model);
+  (w) the event store writes during (a) (100 events per transaction): the ceiling for (a);
   (b) the relay alone: N pre-recorded events published to EVENTS (timed from its first
       message in the stream, so its start-up is not counted);
   (c) a raw nats-py ``publish_async`` loop of N messages of the same size into a scratch
@@ -82,12 +83,9 @@ def record(app: Sessions, count: int, prefix: str) -> int:
     return last
 
 
-def applied_position(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        if conn.execute("SELECT to_regclass('projection_position')").fetchone() == (None,):
-            return 0
-        row = conn.execute("SELECT position FROM projection_position").fetchone()
-        return row[0] if row else 0
+def _position(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT position FROM projection_position").fetchone()
+    return row[0] if row else 0
 
 
 async def wait_until(predicate, timeout: float, interval: float = 0.005) -> float:
@@ -129,16 +127,19 @@ async def services(settings: Settings, log_dir: Path) -> AsyncIterator[None]:
             proc.wait(30)
 
 
-async def bench_pipeline(settings: Settings, app: Sessions, js: JetStreamContext, n: int, log_dir: Path) -> float:
+async def bench_pipeline(settings: Settings, app: Sessions, js: JetStreamContext, n: int, log_dir: Path) -> tuple[float, float]:
+    """Returns (seconds until the last event is visible in the read models, seconds of writing)."""
     async with services(settings, log_dir):
-        await wait_until(lambda: applied_position(settings.pg_dsn) >= 0 and _schema(settings.pg_dsn), 30)
-        await wait_until(lambda: _stream_exists(js), 30)
-        start = time.monotonic()
-        last = await asyncio.to_thread(record, app, n, "p")
-        written = time.monotonic()
-        end = await wait_until(lambda: applied_position(settings.pg_dsn) >= last, 120, 0.002)
+        await wait_until(lambda: _schema(settings.pg_dsn), 30, 0.05)
+        await wait_until(lambda: _stream_exists(js), 30, 0.05)
+        with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:  # one connection for polling
+            start = time.monotonic()
+            writer = asyncio.ensure_future(asyncio.to_thread(record, app, n, "p"))
+            last = await writer
+            written = time.monotonic()
+            end = await wait_until(lambda: _position(conn) >= last, 120, 0.005)
     print(f"  (a) wrote {n} events in {written - start:.2f} s; visible in the read models {end - written:.3f} s later")
-    return end - start
+    return end - start, written - start
 
 
 async def bench_relay(settings: Settings, app: Sessions, js: JetStreamContext, n: int) -> tuple[float, int]:
@@ -200,11 +201,12 @@ async def main_async(args: argparse.Namespace) -> None:
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(EVENTS_STREAM)
         print(f"Berth pipeline benchmark: {n} events, {os.cpu_count()} CPUs, NATS {nats_url}, database {db_name}")
-        pipeline_s = await bench_pipeline(settings, app, js, n, tmp)
+        pipeline_s, write_s = await bench_pipeline(settings, app, js, n, tmp)
         relay_s, payload = await bench_relay(settings, app, js, n)
         raw_s = await bench_raw(js, n, payload)
         projector_s = await bench_projector(settings, n)
         rows = [
+            ("(w) event store writes during (a)", write_s),
             ("(a) pipeline: write -> read model", pipeline_s),
             ("(b) relay: event store -> EVENTS", relay_s),
             ("(c) raw nats-py publish_async", raw_s),
@@ -214,8 +216,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"  {'measure':<38} {'seconds':>8} {'events/s':>10} {'vs (c)':>7}")
         for label, seconds in rows:
             print(f"  {label:<38} {seconds:>8.2f} {n / seconds:>10.0f} {raw_s / seconds:>7.2f}")
-        print(f"\n  relay / raw publish_async = {raw_s / relay_s:.2f}; pipeline / relay = {relay_s / pipeline_s:.2f}; "
-              f"pipeline / projector = {projector_s / pipeline_s:.2f}")
+        print(f"\n  relay / raw publish_async = {raw_s / relay_s:.2f}; pipeline / writes = {write_s / pipeline_s:.2f}; "
+              f"projector / relay = {relay_s / projector_s:.2f}")
     finally:
         await nc.close()
         app.close()

@@ -1,23 +1,7 @@
-"""``python -m services.agent``: runs an agent with settings from ``BERTH_*`` variables."""
-
-from __future__ import annotations
-
-import asyncio
-import logging
-import signal
+"""``python -m services.agent``: runs the agent with settings from ``BERTH_*`` variables."""
 
 from services.agent.main import run_agent
-from services.common.settings import Settings
-
-
-async def _main() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await run_agent(Settings.from_env(), stop)
-
+from services.common.entrypoint import run_until_signalled
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_main())
+    run_until_signalled("agent", run_agent, needs=("nats_url",))

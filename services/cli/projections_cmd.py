@@ -37,4 +37,4 @@ async def rebuild(out: Output) -> None:
         settings = msgspec.structs.replace(settings, nats_url=instance.nats_url, pg_dsn=instance.pg_dsn)
     out.info("rebuilding read models from the EVENTS stream…")
     position = await rebuild_read_models(settings)
-    out.info(f"done: read models at position {position}")
+    out.info(f"done: read models at event position {position.position} (stream sequence {position.stream_seq})")

@@ -17,7 +17,7 @@ from services.common.consumer import consume
 from services.common.context import make_context
 from services.common.sessions import Sessions
 from services.common.settings import Settings
-from services.controller.follow import follow
+from services.common.follow import follow
 from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from collections.abc import Callable, Iterator
 
 import uvicorn
 from nats.aio.client import Client as Nats
 
+from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
@@ -108,17 +108,11 @@ async def run_gateway(
 
 def main() -> None:
     """Runs the gateway from ``BERTH_*`` settings until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    created = ensure_admin_keypair(settings.pg_dsn)
-    if created is not None:
-        print(f"admin keypair created (shown once): access key {created[0]}  secret key {created[1]}", flush=True)
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def serve(settings: Settings, stop: asyncio.Event) -> None:
+        created = await asyncio.to_thread(ensure_admin_keypair, settings.pg_dsn)
+        if created is not None:
+            print(f"admin keypair created (shown once): access key {created[0]}  secret key {created[1]}", flush=True)
         await run_gateway(settings, stop, lambda url: print(f"Berth GraphQL: {url}{GRAPHQL_PATH}", flush=True))
 
-    asyncio.run(serve())
+    run_until_signalled("gateway", serve)

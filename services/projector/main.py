@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from typing import Sequence
 
 from nats.aio.client import Client
@@ -25,6 +24,7 @@ from projections.delivery import Delivery, Rejected
 from projections.errors import PositionMovedError
 from projections.position import Position
 from services.common.bus import connect, dead_letter, ensure_streams
+from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.projector.applier import BatchApplier
 from services.projector.feed import EventFeed
@@ -202,19 +202,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the projector from ``BERTH_*`` settings until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m services.projector", description=__doc__.splitlines()[0])
     parser.add_argument("--rebuild", action="store_true", help="drop and recreate the read models, then replay")
-    parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    if not settings.nats_url or not settings.pg_dsn:
-        parser.error("set BERTH_NATS_URL and BERTH_PG_DSN")
-    asyncio.run(_serve(settings, args.rebuild))
-
-
-async def _serve(settings: Settings, rebuild: bool) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await run_projector(settings, stop, rebuild=rebuild)
-    log.info("projector stopped")
+    run_until_signalled("projector", lambda settings, stop: run_projector(settings, stop, rebuild=args.rebuild))

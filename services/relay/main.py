@@ -8,16 +8,15 @@ neither duplicate nor skip an event.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import signal
 from typing import Sequence
 
 from eventsourcing.persistence import Notification
 from nats.aio.client import Client
 
 from services.common.bus import connect, ensure_streams
+from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.relay.source import ChangeSignal, NotificationSource
 from services.relay.stream import PipelinedPublisher, StreamCursor, read_cursor, send_batch
@@ -122,22 +121,6 @@ async def _wait_any(waits: Sequence, timeout: float) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main() -> None:
     """Runs the relay from ``BERTH_*`` settings until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m services.relay", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    if not settings.nats_url or not settings.pg_dsn:
-        parser.error("set BERTH_NATS_URL and BERTH_PG_DSN")
-    asyncio.run(_serve(settings))
-
-
-async def _serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await run_relay(settings, stop)
-    log.info("relay stopped")
+    run_until_signalled("relay", run_relay)

@@ -1,23 +1,7 @@
 """``python -m services.scheduler``: runs the scheduler with settings from ``BERTH_*`` variables."""
 
-from __future__ import annotations
-
-import asyncio
-import logging
-import signal
-
-from services.common.settings import Settings
 from services.scheduler.main import run_scheduler
-
-
-async def _main() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await run_scheduler(Settings.from_env(), stop)
-
+from services.common.entrypoint import run_until_signalled
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_main())
+    run_until_signalled("scheduler", run_scheduler, needs=("nats_url", "pg_dsn"))

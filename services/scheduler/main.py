@@ -12,7 +12,7 @@ from contracts.subjects import EVENTS_STREAM
 from services.common.bus import connect, ensure_streams
 from services.common.context import make_context
 from services.common.settings import Settings
-from services.scheduler.follow import follow
+from services.common.follow import follow
 from services.scheduler.passes import PassRunner
 from services.scheduler.scheduling import Outcome, Scheduling
 from services.scheduler.snapshot import Snapshot

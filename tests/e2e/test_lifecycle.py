@@ -135,3 +135,18 @@ def test_up_restarts_on_the_same_data_dir_and_resumes(tmp_path: Path, pg_dsn: st
     sessions = {s["id"] for s in berth.berth_json("session", "ls")}
     assert {session_id, second} <= sessions
     assert berth.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.slow
+def test_up_on_the_embedded_default_needs_no_settings(tmp_path: Path) -> None:
+    """`berth up` with no BERTH_* addresses: NATS from the wheel and embedded PostgreSQL."""
+    berth = RunningBerth(tmp_path / "embedded", berth_env(tmp_path / "embedded"))
+    berth.start()
+    try:
+        inst = berth.instance()
+        assert str(inst["nats_url"]).startswith("nats://127.0.0.1:")
+        assert "host=" in str(inst["pg_dsn"])  # the embedded server listens on a Unix socket only
+        session_id = berth.berth_json("session", "create")["id"]
+        assert berth.berth_json("session", "info", session_id)["status"] == "RUNNING"
+    finally:
+        assert berth.stop() == 0

@@ -16,7 +16,7 @@ import pytest
 from services.common.signing import sign_request
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
-from tests.integration.test_gateway_fixtures import (  # noqa: F401 - fixtures
+from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, count_events, gateway, keys, read_models,
 )
 

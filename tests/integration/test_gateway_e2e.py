@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from services.common.settings import Settings
-from services.gateway.client import BerthClient
-from tests.integration.test_gateway_fixtures import (  # noqa: F401 - fixtures
+from services.common.client import BerthClient
+from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, clean_streams, keys, read_models, served,
 )
 from tests.integration.test_gateway_subscriptions import take

@@ -11,8 +11,8 @@ import pytest
 
 from contracts.status import SessionStatus, SessionType
 from services.common.sessions import Sessions
-from services.gateway.client import BerthAPIError
-from tests.integration.test_gateway_fixtures import (  # noqa: F401 - fixtures
+from services.common.client import BerthAPIError
+from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, client_for, count_events, gateway, keys, read_models,
 )
 

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from services.common.settings import Settings
-from services.gateway.client import BerthAPIError, BerthClient
+from services.common.client import BerthAPIError, BerthClient
 from services.gateway.main import build_app
-from tests.integration.test_gateway_fixtures import (  # noqa: F401 - fixtures
+from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, gateway, keys, project_session, read_models, set_position,
 )
 

@@ -17,9 +17,9 @@ from contracts.catalog import decode_event
 from contracts.subjects import HEADER_POSITION, event_subject
 from services.common.settings import Settings
 from services.common.signing import sign_request
-from services.gateway.client import BerthAPIError, BerthClient
+from services.common.client import BerthAPIError, BerthClient
 from services.gateway.main import run_gateway
-from tests.integration.test_gateway_fixtures import (  # noqa: F401 - fixtures
+from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, clean_streams, keys, read_models, served,
 )
 

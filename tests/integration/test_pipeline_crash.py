@@ -22,7 +22,7 @@ from projections.rebuild import dump_read_models
 from services.common.context import make_context
 from services.common.embedded import NatsServer
 from services.common.sessions import Sessions
-from tests.integration.test_relay_kit import (  # noqa: F401
+from tests.support.relay import (  # noqa: F401
     jetstream,
     own_nats,
     request_sessions,

@@ -26,7 +26,7 @@ from services.common.sessions import Sessions
 from services.common.settings import Settings
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
-from tests.integration.test_relay_kit import (  # noqa: F401
+from tests.support.relay import (  # noqa: F401
     jetstream,
     own_nats,
     read_model_rows,
@@ -38,7 +38,7 @@ from tests.integration.test_relay_kit import (  # noqa: F401
     store_ids,
 )
 from tests.support.waiting import async_wait_for
-from tests.unit.test_projections_kit import Builder, slots
+from tests.support.projections import Builder, slots
 
 
 def schedule(app: Sessions, session_id: str, agent_id: str) -> int:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from contracts import agent as ag
 from contracts.status import Reason
-from tests.unit.test_projections_kit import Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
+from tests.support.projections import Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
 
 GIB = 1024**3
 

@@ -8,7 +8,7 @@ import uuid
 from contracts import tenancy
 from contracts.catalog import encode_event
 from contracts.status import Reason, SessionStatus
-from tests.unit.test_projections_kit import META, Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
+from tests.support.projections import META, Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
 
 
 def test_every_event_is_logged_with_its_envelope(feed: Feeder, build: Builder) -> None:

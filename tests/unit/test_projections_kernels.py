@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contracts import session as ss
 from contracts.status import Reason
-from tests.unit.test_projections_kit import Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
+from tests.support.projections import Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
 
 COLUMNS = "kernel_id, session_id, cluster_role, cluster_idx, agent_id, status, container_id, exit_code"
 

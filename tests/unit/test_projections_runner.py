@@ -14,7 +14,7 @@ from projections.position import Position, read_position
 from projections.rebuild import dump_read_models, reset_read_models
 from projections.runner import DeadLetterError, apply_batch
 from projections.schema import TABLES, create_schema, drop_schema
-from tests.unit.test_projections_kit import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
+from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
 
 
 def test_batch_moves_the_position_with_the_rows(feed: Feeder, build: Builder) -> None:

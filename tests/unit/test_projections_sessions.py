@@ -6,7 +6,7 @@ import json
 
 from contracts import session as ss
 from contracts.status import Reason, SessionStatus
-from tests.unit.test_projections_kit import Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
+from tests.support.projections import Builder, Feeder, at, build, feed, read_models, slots  # noqa: F401
 
 GIB = str(1024**3)
 

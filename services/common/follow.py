@@ -1,7 +1,8 @@
 """Follows the EVENTS stream from its first message with an ordered consumer.
 
-An ordered consumer is ephemeral and has no acks: the scheduler rebuilds its
-snapshot from the whole history at every start, so it needs no durable position.
+An ordered consumer is ephemeral and has no acks: for services (the scheduler, the
+controller) that rebuild an in-memory view from the whole history at every start,
+so they need no durable position.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def follow(
             on_event(decode_event(msg.data))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("skipping an undecodable event on %s: %s", msg.subject, exc)
-        except Exception:  # noqa: BLE001 - one bad event must not stop the snapshot
+        except Exception:  # noqa: BLE001 - one bad event must not stop the view
             log.exception("failed to apply the event on %s", msg.subject)
         if msg.metadata.num_pending == 0:
             caught_up.set()

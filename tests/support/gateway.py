@@ -17,13 +17,12 @@ import httpx
 import psycopg
 import pytest
 
-from contracts import subjects as s
-from services.common import bus
 from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
-from services.gateway.client import BerthClient
+from services.common.client import BerthClient
 from services.gateway.main import build_app, run_gateway
+from tests.support.publish import fresh_bus
 
 SCHEMA = Path(__file__).resolve().parents[2] / "projections" / "schema.sql"
 CREATE = "mutation($input: CreateSessionInput!) { createSession(input: $input) { sessionId position } }"
@@ -81,18 +80,8 @@ async def client_for(gateway: GatewayApp) -> AsyncIterator[Callable[[tuple[str, 
 @pytest.fixture
 async def clean_streams(nats_url: str) -> AsyncIterator[Any]:
     """Yields a JetStream context whose Berth streams were deleted and re-created (empty)."""
-    nc = await bus.connect(nats_url, "gateway-tests")
-    js = nc.jetstream()
-    for name in (s.EVENTS_STREAM, s.REPORTS_STREAM, s.DEADLETTER_STREAM):
-        try:
-            await js.delete_stream(name)
-        except Exception:  # noqa: BLE001 - absent is fine
-            pass
-    await bus.ensure_streams(js)
-    try:
+    async with fresh_bus(nats_url) as js:
         yield js
-    finally:
-        await nc.close()
 
 
 @pytest.fixture

@@ -1,0 +1,40 @@
+"""Runs one service in the foreground (``python -m services.<name>``) until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Awaitable, Callable
+
+from services.common.settings import Settings
+
+__all__ = ["run_until_signalled"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def run_until_signalled(
+    name: str,
+    run: Callable[[Settings, asyncio.Event], Awaitable[None]],
+    *,
+    needs: tuple[str, ...] = ("nats_url", "pg_dsn"),
+    level: int = logging.INFO,
+) -> None:
+    """Reads ``Settings`` from ``BERTH_*`` variables, checks the ones ``needs`` names, and runs ``run``."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    settings = Settings.from_env()
+    missing = [f"BERTH_{field.upper()}" for field in needs if not getattr(settings, field)]
+    if missing:
+        sys.exit(f"{name}: set {' and '.join(missing)}")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+        logging.getLogger(name).info("%s stopped", name)
+
+    asyncio.run(serve())
