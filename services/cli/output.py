@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from rich.console import Console
@@ -19,6 +21,24 @@ _STATUS_STYLE = {
     "LOST": "red",
     "ALIVE": "green",
 }
+
+
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+_BINARY = ((1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB"))
+
+
+def _amount(slot: str, value: Any) -> str:
+    """Returns a slot amount for people: memory in binary units, the rest as given."""
+    if slot != "mem":
+        return str(value)
+    try:
+        size = Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+    for factor, unit in _BINARY:
+        if size >= factor:
+            return f"{(size / factor).normalize():f}{unit}" if size % (factor // 1024 or 1) == 0 else f"{size / factor:.1f}{unit}"
+    return f"{size}B"
 
 
 class Output:
@@ -42,8 +62,8 @@ class Output:
             self.json(list(rows))
             return
         table = Table(title=title, header_style="bold")
-        for _, header in columns:
-            table.add_column(header)
+        for key, header in columns:
+            table.add_column(header, no_wrap=key == "id", overflow="fold")
         for row in rows:
             table.add_row(*(self._cell(key, row.get(key)) for key, _ in columns))
         self.console.print(table)
@@ -63,8 +83,14 @@ class Output:
     def _cell(self, key: str, value: Any) -> str:
         if value is None:
             return "-"
-        if isinstance(value, (dict, list)):
-            return json.dumps(value, default=str)
+        if isinstance(value, dict) and key == "statusHistory":
+            return " → ".join(f"{k} {str(v)[11:19]}" for k, v in sorted(value.items(), key=lambda kv: str(kv[1])))
+        if isinstance(value, dict):
+            return " ".join(f"{k}={_amount(k, v)}" for k, v in value.items()) or "-"
+        if isinstance(value, list):
+            return ", ".join(map(str, value)) or "-"
         text = str(value)
+        if _ISO_TIME.match(text):
+            text = text[:19].replace("T", " ")
         style = _STATUS_STYLE.get(text) if key in ("status",) else None
         return f"[{style}]{text}[/{style}]" if style else text

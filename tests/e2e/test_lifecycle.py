@@ -136,6 +136,13 @@ def test_up_restarts_on_the_same_data_dir_and_resumes(tmp_path: Path, pg_dsn: st
     assert {session_id, second} <= sessions
     assert berth.stop(signal.SIGTERM) == 0
 
+    # a data dir that lost its CLI keypair (the database keeps the admin) gets a new one, not an error
+    (berth.data_dir / "admin.keypair").unlink()
+    berth.start()
+    assert "for the local CLI" in berth.log_text()
+    assert berth.berth_json("session", "info", second)["status"] == "RUNNING"
+    assert berth.stop() == 0
+
 
 @pytest.mark.slow
 def test_up_on_the_embedded_default_needs_no_settings(tmp_path: Path) -> None:
