@@ -3,8 +3,9 @@
 import pytest
 
 from tests.support.infra import nats_url, pg_admin_dsn, pg_dsn, skip_without_docker
+from tests.support.publish import js
 
-__all__ = ["nats_url", "pg_admin_dsn", "pg_dsn"]
+__all__ = ["js", "nats_url", "pg_admin_dsn", "pg_dsn"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

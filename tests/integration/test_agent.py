@@ -34,16 +34,10 @@ from services.agent.main import durable_name, run_agent
 from services.agent.simulated import SimulatedBackend
 from services.common.context import make_context
 from services.common.settings import Settings
-from tests.support.publish import ServiceTasks, fresh_bus, publish_events, service_tasks
+from tests.support.publish import ServiceTasks, publish_events, service_tasks
 from tests.support.waiting import async_wait_for
 
 AGENT = "local"
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    async with fresh_bus(nats_url) as js:
-        yield js
 
 
 @pytest.fixture

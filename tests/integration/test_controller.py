@@ -27,17 +27,11 @@ from services.common.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay
-from tests.support.publish import ServiceTasks, fresh_bus, service_tasks
+from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
 
 AGENT = "local"
 GIB = Decimal(1024**3)
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    async with fresh_bus(nats_url) as js:
-        yield js
 
 
 @pytest.fixture
@@ -143,9 +137,8 @@ async def dead_letters(js: JetStreamContext, count: int) -> list:  # type: ignor
 
 @pytest.fixture
 async def heartbeats(js: JetStreamContext) -> AsyncIterator[dict[str, asyncio.Event]]:
-    """Starts heartbeats per agent on demand: ``heartbeats[agent_id] = asyncio.Event()`` stops them."""
+    """Starts heartbeats per agent on demand: ``heartbeats.start(agent_id)`` returns the event that stops them."""
     kv = await heartbeat_bucket(js)
-    stops: dict[str, asyncio.Event] = {}
     tasks: list[asyncio.Task[None]] = []
 
     class Beats(dict):  # type: ignore[type-arg]

@@ -20,16 +20,10 @@ from services.common.sessions import Sessions
 from services.common.settings import Settings
 from services.relay.main import run_relay
 from services.scheduler.main import run_scheduler
-from tests.support.publish import ServiceTasks, fresh_bus, service_tasks
+from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
 
 GIB = Decimal(1024**3)
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    async with fresh_bus(nats_url) as js:
-        yield js
 
 
 @pytest.fixture

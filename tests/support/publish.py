@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import nats
+import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ServerError
 
@@ -44,6 +45,13 @@ async def reset_bus(js: JetStreamContext) -> None:
         return True
 
     await async_wait_for(recreated, timeout=10, interval=0.05, message="could not recreate Berth's streams")
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """Yields a JetStream context on the shared test server with Berth's streams emptied."""
+    async with fresh_bus(nats_url) as js:
+        yield js
 
 
 @contextlib.asynccontextmanager
