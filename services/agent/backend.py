@@ -9,10 +9,28 @@ A backend knows nothing of NATS, reports or events beyond the assignment it is g
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import msgspec
 
 from contracts.agent import KernelAssigned
 
-__all__ = ["KernelBackend", "KernelStartError"]
+__all__ = ["ExitHandler", "KernelBackend", "KernelLaunch", "KernelStartError"]
+
+
+class KernelLaunch(msgspec.Struct, frozen=True, kw_only=True):
+    """What a backend needs to start one kernel: the assignment, its environment
+    (``BERTH_SESSION_ID``, ``BERTH_KERNEL_ID``, device variables, ...) and the concrete
+    devices allocated on this node per accelerator slot (e.g. ``{"cuda.device": ["0", "1"]}``)."""
+
+    kernel: KernelAssigned
+    env: dict[str, str]
+    devices: dict[str, list[str]] = {}
+
+
+ExitHandler = Callable[[str, "int | None", str], Awaitable[None]]
+"""Called with (kernel id, exit code, reason) when a kernel's container exits by itself."""
 
 
 class KernelStartError(Exception):
@@ -31,7 +49,7 @@ class KernelBackend(ABC):
         """Makes the kernel's image available on this node (pulls it when missing)."""
 
     @abstractmethod
-    async def create(self, kernel: KernelAssigned) -> str:
+    async def create(self, launch: KernelLaunch) -> str:
         """Creates and starts the kernel's container with its slots as limits; returns the
         container id. Returns the existing id when the kernel already runs."""
 
@@ -43,6 +61,18 @@ class KernelBackend(ABC):
     @abstractmethod
     async def list_running(self) -> dict[str, str]:
         """Returns the kernels running on this node: kernel id → container id."""
+
+    async def watch(self, on_exit: ExitHandler) -> None:
+        """Calls ``on_exit`` for each kernel that exits by itself, until cancelled. Backends
+        whose kernels never exit on their own return at once."""
+
+    def runner_socket(self, kernel_id: str) -> Path | None:
+        """Returns the host path of the kernel runner's Unix socket, None when there is none."""
+        return None
+
+    async def logs(self, kernel_id: str) -> str:
+        """Returns the kernel's container log (kept after exit), empty when there is none."""
+        return ""
 
     async def close(self) -> None:
         """Releases what the backend holds (connections); kernels keep running."""

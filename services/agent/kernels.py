@@ -22,7 +22,7 @@ from contracts.reports import (
     KernelRunningReport,
 )
 from contracts.status import Reason
-from services.agent.backend import KernelBackend, KernelStartError
+from services.agent.backend import KernelBackend, KernelLaunch, KernelStartError
 from services.agent.reporting import Reporter
 
 __all__ = ["KernelLifecycle"]
@@ -33,6 +33,16 @@ REMEMBERED = 10_000
 """How many terminated kernel ids are kept to ignore late assignments."""
 
 
+def launch_for(kernel: KernelAssigned) -> KernelLaunch:
+    """Returns the launch of an assigned kernel with the environment every kernel gets."""
+    env = {
+        "BERTH_SESSION_ID": kernel.session_id,
+        "BERTH_KERNEL_ID": kernel.kernel_id,
+        "BERTH_CLUSTER_ROLE": kernel.cluster_role,
+    }
+    return KernelLaunch(kernel=kernel, env=env)
+
+
 class KernelLifecycle:
     """Starts and stops kernels on request and reports each step."""
 
@@ -41,6 +51,8 @@ class KernelLifecycle:
         self._reporter = reporter
         self._clock = clock
         self._terminated: OrderedDict[str, None] = OrderedDict()
+        self._sessions: dict[str, str] = {}
+        """Session of each kernel started here (to report a spontaneous exit)."""
 
     async def handle(self, event: Event) -> None:
         """Carries out a kernel event of the agent's aggregate; other events need nothing."""
@@ -56,13 +68,14 @@ class KernelLifecycle:
             log.info("kernel %s was terminated already; ignoring its assignment", kernel_id)
             return
         base = {"agent_id": self._reporter.agent_id, "kernel_id": kernel_id, "session_id": session_id}
+        self._sessions[kernel_id] = session_id
         running = await self._backend.list_running()
         if kernel_id not in running:
             await self._reporter.send_kernel(KernelPullingReport(observed_at=self._clock(), **base), kernel_id)
             try:
                 await self._backend.prepare(event)
                 await self._reporter.send_kernel(KernelCreatingReport(observed_at=self._clock(), **base), kernel_id)
-                container_id = await self._backend.create(event)
+                container_id = await self._backend.create(launch_for(event))
             except KernelStartError as exc:
                 log.warning("kernel %s failed to start: %s", kernel_id, exc)
                 self._forget(kernel_id)
@@ -88,7 +101,20 @@ class KernelLifecycle:
         )
         await self._reporter.send_kernel(report, event.kernel_id)
 
+    async def exited(self, kernel_id: str, exit_code: int | None, reason: str) -> None:
+        """Reports a kernel that exited by itself (the backend's ``watch`` calls this)."""
+        session_id = self._sessions.get(kernel_id)
+        if session_id is None or kernel_id in self._terminated:
+            return
+        self._forget(kernel_id)
+        report = KernelExitedReport(
+            agent_id=self._reporter.agent_id, observed_at=self._clock(), kernel_id=kernel_id,
+            session_id=session_id, exit_code=exit_code, reason=reason,
+        )
+        await self._reporter.send_kernel(report, kernel_id)
+
     def _forget(self, kernel_id: str) -> None:
+        self._sessions.pop(kernel_id, None)
         self._terminated[kernel_id] = None
         while len(self._terminated) > REMEMBERED:
             self._terminated.popitem(last=False)

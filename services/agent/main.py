@@ -70,6 +70,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
             await lifecycle.handle(decode_event(msg.data))
 
         heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop), name="agent-heartbeat")
+        watcher = asyncio.create_task(backend.watch(lifecycle.exited), name="agent-exit-watch")
         try:
             started = AgentStarted(
                 agent_id=agent_id,
@@ -90,7 +91,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
             )
         finally:
             heartbeats.cancel()
-            await asyncio.gather(heartbeats, return_exceptions=True)
+            watcher.cancel()
+            await asyncio.gather(heartbeats, watcher, return_exceptions=True)
     finally:
         await nc.close()
         if owned:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from contracts.agent import KernelAssigned
-from services.agent.backend import KernelBackend
+from services.agent.backend import KernelBackend, KernelLaunch
 
 __all__ = ["SimulatedBackend"]
 
@@ -29,8 +29,9 @@ class SimulatedBackend(KernelBackend):
         """Pretends to pull the kernel's image."""
         await asyncio.sleep(self.delay)
 
-    async def create(self, kernel: KernelAssigned) -> str:
+    async def create(self, launch: KernelLaunch) -> str:
         """Pretends to start the kernel; its container id is ``sim-<kernel_id>``."""
+        kernel = launch.kernel
         if kernel.kernel_id in self._running:
             return self._running[kernel.kernel_id]
         await asyncio.sleep(self.delay)

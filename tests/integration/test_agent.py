@@ -29,7 +29,7 @@ from contracts.status import Reason
 from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, REPORTS_STREAM
 from domain import agent as agent_domain
 from domain.agent import AgentState
-from services.agent.backend import KernelStartError
+from services.agent.backend import KernelLaunch, KernelStartError
 from services.agent.main import durable_name, run_agent
 from services.agent.simulated import SimulatedBackend
 from services.common.context import make_context
@@ -188,8 +188,8 @@ async def test_terminating_a_kernel_unknown_to_the_backend_reports_no_exit_code(
 class BrokenImageBackend(SimulatedBackend):
     """Cannot start anything, as with an image that does not exist."""
 
-    async def create(self, kernel: KernelAssigned) -> str:
-        raise KernelStartError(f"image {kernel.image!r} not found")
+    async def create(self, launch: KernelLaunch) -> str:
+        raise KernelStartError(f"image {launch.kernel.image!r} not found")
 
 
 async def test_a_kernel_that_cannot_start_is_reported_as_failed_to_start(
@@ -225,11 +225,11 @@ class FlakyBackend(SimulatedBackend):
         super().__init__(delay=0.01)
         self.failures = 1
 
-    async def create(self, kernel: KernelAssigned) -> str:
+    async def create(self, launch: KernelLaunch) -> str:
         if self.failures:
             self.failures -= 1
             raise RuntimeError("engine busy")
-        return await super().create(kernel)
+        return await super().create(launch)
 
 
 async def test_a_failed_start_is_retried_without_duplicate_reports(
