@@ -19,6 +19,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     session.KernelStarted,
     session.KernelTerminated,
     session.SessionStatusChanged,
+    session.ExecutionFinished,
     agent.AgentRegistered,
     agent.AgentCapacityChanged,
     agent.KernelAssigned,

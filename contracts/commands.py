@@ -17,6 +17,7 @@ __all__ = [
     "MarkKernelExited",
     "MarkKernelPreparing",
     "MarkKernelStarted",
+    "RecordExecution",
     "RegisterAgent",
     "ReleaseKernel",
     "RequestKernelTermination",
@@ -60,6 +61,15 @@ class MarkKernelExited(Command, frozen=True, kw_only=True):
     kernel_id: str
     exit_code: int | None = None
     reason: Reason = Reason.SELF_TERMINATED
+
+
+class RecordExecution(Command, frozen=True, kw_only=True):
+    run_id: str
+    kernel_id: str
+    mode: str
+    exit_code: int
+    duration_ms: int
+    code_digest: str
 
 
 class TerminateSession(Command, frozen=True, kw_only=True):

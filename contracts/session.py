@@ -10,6 +10,7 @@ from contracts.envelope import Event
 from contracts.status import Reason, SessionStatus, SessionType
 
 __all__ = [
+    "ExecutionFinished",
     "KernelCreating",
     "KernelPlacement",
     "KernelPreparing",
@@ -66,6 +67,18 @@ class KernelTerminated(Event, frozen=True, kw_only=True, tag="session.kernel_ter
     kernel_id: str
     exit_code: int | None = None
     reason: Reason
+
+
+class ExecutionFinished(Event, frozen=True, kw_only=True, tag="session.execution_finished"):
+    """Audit record of one code execution (the output itself is never an event)."""
+
+    run_id: str
+    kernel_id: str
+    mode: str
+    exit_code: int
+    duration_ms: int
+    code_digest: str
+    """``sha256:<hex>`` of the code or command."""
 
 
 class SessionStatusChanged(Event, frozen=True, kw_only=True, tag="session.status_changed"):

@@ -125,6 +125,11 @@ def _(event: ev.KernelTerminated, state: SessionState) -> SessionState:
 
 
 @_apply.register
+def _(event: ev.ExecutionFinished, state: SessionState) -> SessionState:
+    return _bump(state, event)
+
+
+@_apply.register
 def _(event: ev.SessionStatusChanged, state: SessionState) -> SessionState:
     return _bump(state, event, status=event.status)
 
@@ -277,3 +282,11 @@ def _(command: c.TerminateSession, state: SessionState | None, ctx: Context, ses
     if state.status is SessionStatus.PENDING:
         return [emit(ev.SessionStatusChanged, status=SessionStatus.CANCELLED, reason=command.reason)]
     return [emit(ev.SessionStatusChanged, status=SessionStatus.TERMINATING, reason=command.reason)]
+
+
+@_decide.register
+def _(command: c.RecordExecution, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    state.kernel(command.kernel_id)
+    fields = msgspec.structs.asdict(command)
+    return [Emitter(session_id, state.version, ctx)(ev.ExecutionFinished, **fields)]

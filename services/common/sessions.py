@@ -42,6 +42,10 @@ class Sessions(BerthApplication):
 
         return retry_on_conflict(attempt)
 
+    def record_execution(self, session_id: str, command: c.RecordExecution, ctx: Context) -> int | None:
+        """Records the audit event of one code execution; returns its position."""
+        return retry_on_conflict(lambda: self.record(session_domain.decide(self.get(session_id), command, ctx, session_id)))
+
     def report(self, session_id: str, command: c.Command, ctx: Context) -> int | None:
         """Applies a kernel fact reported by an agent; duplicates and late reports change nothing."""
         if not isinstance(command, _KERNEL_FACTS):

@@ -1,0 +1,87 @@
+"""Interactive I/O between gateway and agent over core NATS (not events: DESIGN.md §7).
+
+The gateway subscribes to ``io.kernel.<kernel_id>.<run_id>`` first, then sends an
+``ExecRequest`` to ``exec.agent.<agent_id>`` and waits for an ``ExecAccepted`` reply;
+the agent streams ``ExecChunk`` messages and ends with one ``ExecDone``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import msgspec
+
+from contracts.subjects import check_token
+
+__all__ = [
+    "ExecAccepted",
+    "ExecChunk",
+    "ExecDone",
+    "ExecMode",
+    "ExecOutput",
+    "ExecRequest",
+    "LogsRequest",
+    "exec_subject",
+    "io_subject",
+    "logs_subject",
+]
+
+
+class ExecMode(str, Enum):
+    QUERY = "query"
+    """Python code run in the kernel's persistent namespace."""
+    BATCH = "batch"
+    """A shell command."""
+
+
+class ExecRequest(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    kernel_id: str
+    mode: ExecMode = ExecMode.QUERY
+    code: str
+    stdin: str | None = None
+    interrupt: bool = False
+    """When True, interrupts the run ``run_id`` instead of starting one."""
+
+
+class ExecAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    error: str | None = None
+
+
+class ExecChunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk", tag_field="kind"):
+    seq: int
+    stream: str
+    """``stdout`` or ``stderr``."""
+    data: str
+
+
+class ExecDone(msgspec.Struct, frozen=True, kw_only=True, tag="done", tag_field="kind"):
+    seq: int
+    exit_code: int
+    duration_ms: int
+    truncated: bool = False
+    """True when the output exceeded the bound and was cut."""
+
+
+ExecOutput = ExecChunk | ExecDone
+
+
+class LogsRequest(msgspec.Struct, frozen=True, kw_only=True):
+    kernel_id: str
+    tail: int | None = None
+
+
+def exec_subject(agent_id: str) -> str:
+    """Returns ``exec.agent.<agent_id>``, where an agent takes execution requests."""
+    return f"exec.agent.{check_token(agent_id, 'agent id')}"
+
+
+def logs_subject(agent_id: str) -> str:
+    """Returns ``logs.agent.<agent_id>``, where an agent answers log requests."""
+    return f"logs.agent.{check_token(agent_id, 'agent id')}"
+
+
+def io_subject(kernel_id: str, run_id: str) -> str:
+    """Returns ``io.kernel.<kernel_id>.<run_id>``, where a run's output streams."""
+    return f"io.kernel.{check_token(kernel_id, 'kernel id')}.{check_token(run_id, 'run id')}"
