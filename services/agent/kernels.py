@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from typing import Callable
 
-from contracts.agent import KernelAssigned, KernelTerminationRequested
+from contracts.agent import KernelAssigned, KernelReleased, KernelTerminationRequested
 from contracts.envelope import Event, utc_now
 from contracts.reports import (
     KernelCreatingReport,
@@ -23,6 +23,7 @@ from contracts.reports import (
 )
 from contracts.status import Reason
 from services.agent.backend import KernelBackend, KernelLaunch, KernelStartError
+from services.agent.devices import DeviceAllocator
 from services.agent.reporting import Reporter
 
 __all__ = ["KernelLifecycle"]
@@ -33,21 +34,28 @@ REMEMBERED = 10_000
 """How many terminated kernel ids are kept to ignore late assignments."""
 
 
-def launch_for(kernel: KernelAssigned) -> KernelLaunch:
-    """Returns the launch of an assigned kernel with the environment every kernel gets."""
+def launch_for(kernel: KernelAssigned, allocator: DeviceAllocator | None = None) -> KernelLaunch:
+    """Returns the launch of an assigned kernel with the environment every kernel gets and, with
+    an ``allocator``, its devices and their variables (``CUDA_VISIBLE_DEVICES``,
+    ``BERTH_CUDA_DEVICES``); raises ``DeviceAllocationError`` when they cannot be allocated."""
     env = {
         "BERTH_SESSION_ID": kernel.session_id,
         "BERTH_KERNEL_ID": kernel.kernel_id,
         "BERTH_CLUSTER_ROLE": kernel.cluster_role,
     }
-    return KernelLaunch(kernel=kernel, env=env)
+    if allocator is None:
+        return KernelLaunch(kernel=kernel, env=env)
+    allocation = allocator.allocate(kernel.kernel_id, kernel.slots)
+    return KernelLaunch(kernel=kernel, env={**allocator.env(allocation), **env}, devices=allocation.devices)
 
 
 class KernelLifecycle:
     """Starts and stops kernels on request and reports each step."""
 
-    def __init__(self, backend: KernelBackend, reporter: Reporter, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(self, backend: KernelBackend, reporter: Reporter, clock: Callable[[], dt.datetime] = utc_now,
+                 allocator: DeviceAllocator | None = None) -> None:
         self._backend = backend
+        self._allocator = allocator
         self._reporter = reporter
         self._clock = clock
         self._terminated: OrderedDict[str, None] = OrderedDict()
@@ -75,7 +83,7 @@ class KernelLifecycle:
             try:
                 await self._backend.prepare(event)
                 await self._reporter.send_kernel(KernelCreatingReport(observed_at=self._clock(), **base), kernel_id)
-                container_id = await self._backend.create(launch_for(event))
+                container_id = await self._backend.create(launch_for(event, self._allocator))
             except KernelStartError as exc:
                 log.warning("kernel %s failed to start: %s", kernel_id, exc)
                 self._forget(kernel_id)
@@ -101,10 +109,20 @@ class KernelLifecycle:
         )
         await self._reporter.send_kernel(report, event.kernel_id)
 
+    def recall(self, event: Event) -> None:
+        """Learns from the agent's own history which session each assigned kernel belongs to
+        (after a restart, so that the exit of an adopted kernel can be reported)."""
+        if isinstance(event, KernelAssigned):
+            self._sessions[event.kernel_id] = event.session_id
+        elif isinstance(event, KernelReleased):
+            self._sessions.pop(event.kernel_id, None)
+
     async def exited(self, kernel_id: str, exit_code: int | None, reason: str) -> None:
         """Reports a kernel that exited by itself (the backend's ``watch`` calls this)."""
         session_id = self._sessions.get(kernel_id)
         if session_id is None or kernel_id in self._terminated:
+            if self._allocator is not None:
+                self._allocator.release(kernel_id)
             return
         self._forget(kernel_id)
         report = KernelExitedReport(
@@ -114,6 +132,9 @@ class KernelLifecycle:
         await self._reporter.send_kernel(report, kernel_id)
 
     def _forget(self, kernel_id: str) -> None:
+        """Forgets a kernel that ended or never started and gives its devices back."""
+        if self._allocator is not None:
+            self._allocator.release(kernel_id)
         self._sessions.pop(kernel_id, None)
         self._terminated[kernel_id] = None
         while len(self._terminated) > REMEMBERED:

@@ -13,17 +13,24 @@ import socket
 import uuid
 
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from contracts.catalog import decode_event
 from contracts.envelope import utc_now
 from contracts.reports import AgentStarted
 from contracts.subjects import EVENTS_STREAM, agent_events_filter, check_token
+from services.agent.accelerators import build_plugins
 from services.agent.backend import KernelBackend
-from services.agent.capacity import parse_capacity
+from services.agent.capacity import resolve_capacity
+from services.agent.devices import DeviceAllocator
+from services.agent.docker import DockerBackend, docker_available_sync
+from services.agent.exec_server import ExecServer
 from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
+from services.agent.process import ProcessBackend
 from services.agent.reporting import Reporter
 from services.agent.simulated import SimulatedBackend
+from services.common.follow import follow
 from services.common.bus import connect, ensure_streams, heartbeat_bucket
 from services.common.consumer import consume
 from services.common.settings import Settings
@@ -32,7 +39,7 @@ __all__ = ["build_backend", "durable_name", "run_agent"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("simulated",)
+BACKENDS = ("simulated", "process", "docker", "auto")
 
 
 def durable_name(agent_id: str) -> str:
@@ -44,14 +51,33 @@ def build_backend(settings: Settings) -> KernelBackend:
     """Returns the backend named by ``settings.agent_backend``."""
     if settings.agent_backend == "simulated":
         return SimulatedBackend(delay=settings.sim_delay)
+    if settings.agent_backend == "process":
+        return ProcessBackend(settings.data_dir)
+    if settings.agent_backend == "docker" or (settings.agent_backend == "auto" and docker_available_sync()):
+        return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace)
+    if settings.agent_backend == "auto":
+        log.warning("NO DOCKER ENGINE ANSWERS: kernels run as plain local processes, WITHOUT ISOLATION or limits")
+        return ProcessBackend(settings.data_dir)
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
+
+
+async def _recall_assignments(js: JetStreamContext, agent_id: str, lifecycle: KernelLifecycle, timeout: float = 30.0) -> None:
+    """Replays the agent's own history so that kernels adopted after a restart are known by session."""
+    caught_up = asyncio.Event()
+    sub = await follow(js, [agent_events_filter(agent_id)], lifecycle.recall, caught_up)
+    try:
+        await asyncio.wait_for(caught_up.wait(), timeout)
+    finally:
+        await sub.unsubscribe()
 
 
 async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBackend | None = None) -> None:
     """Runs the agent ``settings.agent_id`` until ``stop`` is set. A given ``backend`` is used
     as is and left open; otherwise one is built from the settings and closed at the end."""
     agent_id = check_token(settings.agent_id, "agent id")
-    capacity = parse_capacity(settings.agent_capacity)
+    allocator = await DeviceAllocator.from_plugins(build_plugins(settings.agent_accelerators))
+    capacity = resolve_capacity(settings.agent_capacity, allocator.capacity(),
+                                reserved_cpu=settings.agent_reserved_cpu, reserved_mem=settings.agent_reserved_mem)
     if not settings.nats_url:
         raise ValueError("the agent needs BERTH_NATS_URL")
     if settings.heartbeat_interval <= 0:
@@ -64,11 +90,14 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         await ensure_streams(js)
         kv = await heartbeat_bucket(js)
         reporter = Reporter(js, agent_id)
-        lifecycle = KernelLifecycle(backend, reporter)
+        lifecycle = KernelLifecycle(backend, reporter, allocator=allocator)
+        await _recall_assignments(js, agent_id, lifecycle)
 
         async def handle(msg: Msg) -> None:
             await lifecycle.handle(decode_event(msg.data))
 
+        exec_server = ExecServer(nc, agent_id, backend)
+        await exec_server.start()
         heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop), name="agent-heartbeat")
         watcher = asyncio.create_task(backend.watch(lifecycle.exited), name="agent-exit-watch")
         try:
@@ -80,7 +109,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
                 hostname=socket.gethostname(),
             )
             await reporter.send(started, f"{agent_id}:started:{uuid.uuid4().hex}")
-            log.info("agent %s started (%s backend, capacity %s)", agent_id, backend.name, settings.agent_capacity)
+            log.info("agent %s started (%s backend, capacity %s)", agent_id, backend.name,
+                     ",".join(f"{name}={amount}" for name, amount in capacity.items()))
             await consume(
                 js,
                 durable=durable_name(agent_id),
@@ -90,6 +120,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
                 stop=stop,
             )
         finally:
+            await exec_server.stop()
             heartbeats.cancel()
             watcher.cancel()
             await asyncio.gather(heartbeats, watcher, return_exceptions=True)

@@ -52,13 +52,16 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from services.cli import agents_cmd, events_cmd, projections_cmd, session_cmd, up_cmd
+    from services.cli import agents_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd, up_cmd
 
     cli.add_command(up_cmd.up)
     cli.add_command(session_cmd.session)
     cli.add_command(events_cmd.events)
     cli.add_command(agents_cmd.agents)
     cli.add_command(projections_cmd.projections)
+    cli.add_command(run_cmd.run)
+    cli.add_command(exec_cmd.exec_)
+    cli.add_command(exec_cmd.logs)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,3 +45,11 @@ subscription($id: String!, $from: Int) {
   sessionEvents(sessionId: $id, fromPosition: $from) { position type occurredAt payload }
 }
 """
+
+EXECUTE = """
+subscription($id: String!, $code: String!, $mode: String!, $stdin: String) {
+  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin) { runId kind data exitCode durationMs truncated }
+}
+"""
+
+SESSION_LOGS = "query($id: String!) { sessionLogs(sessionId: $id) }"

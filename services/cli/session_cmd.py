@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 import click
@@ -12,11 +10,19 @@ from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.main import run_async
 from services.cli.output import Output
-from services.common.client import BerthClient
+from services.cli.sessions_common import (
+    DEFAULT_IMAGE,
+    GONE,
+    RUNNING_OR_DONE,
+    default_image,
+    fetch_session,
+    follow_status,
+    parse_resources,
+    request_session,
+)
 
 __all__ = ["session"]
 
-DEFAULT_IMAGE = "berth/python:latest"
 SESSION_COLUMNS = [
     ("id", "ID"),
     ("name", "NAME"),
@@ -34,8 +40,6 @@ SESSION_FIELDS = [
 ]
 KERNEL_COLUMNS = [("id", "KERNEL"), ("clusterRole", "ROLE"), ("agentId", "AGENT"), ("status", "STATUS"),
                   ("containerId", "CONTAINER"), ("exitCode", "EXIT")]
-RUNNING_OR_DONE = {"RUNNING", "TERMINATED", "CANCELLED", "ERROR"}
-GONE = {"TERMINATED", "CANCELLED", "ERROR"}
 
 
 @click.group()
@@ -43,20 +47,9 @@ def session() -> None:
     """Create, list, inspect and terminate compute sessions."""
 
 
-def _parse_resources(values: tuple[str, ...]) -> list[dict[str, str]]:
-    resources = []
-    for value in values:
-        for item in value.split(","):
-            slot, sep, amount = item.partition("=")
-            if not sep or not slot.strip() or not amount.strip():
-                raise click.BadParameter(f"expected SLOT=AMOUNT (e.g. cpu=2, mem=4g), got {item!r}", param_hint="-r")
-            resources.append({"slot": slot.strip(), "amount": amount.strip()})
-    return resources
-
-
 @session.command("create")
 @click.option("-n", "--name", help="Session name (default: generated).")
-@click.option("-i", "--image", default=DEFAULT_IMAGE, show_default=True, help="Kernel image.")
+@click.option("-i", "--image", default=default_image, show_default=DEFAULT_IMAGE, help="Kernel image ($BERTH_DEFAULT_IMAGE overrides the default).")
 @click.option("-r", "--resources", "resources", multiple=True, metavar="SLOT=AMOUNT",
               help="Resource slots per kernel, repeatable or comma-separated: -r cpu=2 -r mem=4g (default cpu=1,mem=1g).")
 @click.option("-t", "--type", "session_type", type=click.Choice(["interactive", "batch"]), default="interactive", show_default=True)
@@ -73,14 +66,13 @@ async def create(out: Output, name: str | None, image: str, resources: tuple[str
     if name:
         payload["name"] = name
     if resources:
-        payload["resources"] = _parse_resources(resources)
+        payload["resources"] = parse_resources(resources)
     if startup_command:
         payload["startupCommand"] = startup_command
-    result = (await client.execute(q.CREATE_SESSION, {"input": payload}))["createSession"]
-    session_id = result["sessionId"]
+    session_id, position = await request_session(client, payload)
     out.info(f"session {session_id} requested")
-    status = await _follow_status(client, out, session_id, RUNNING_OR_DONE, timeout) if wait else "PENDING"
-    data = await _session(client, session_id, result["position"])
+    status, last = await follow_status(client, out, session_id, RUNNING_OR_DONE, timeout) if wait else ("PENDING", None)
+    data = await fetch_session(client, session_id, last or position)
     if out.is_json:
         out.json(data)
     else:
@@ -116,7 +108,7 @@ async def ls(out: Output, statuses: tuple[str, ...], show_all: bool, limit: int)
 @run_async
 async def info(out: Output, session_id: str) -> None:
     """Show a session, its kernels and its status history."""
-    data = await _session(connect_client(), session_id, None)
+    data = await fetch_session(connect_client(), session_id, None)
     if out.is_json:
         out.json(data)
         return
@@ -137,55 +129,6 @@ async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: flo
         await client.execute(q.TERMINATE_SESSION, {"id": session_id})
         out.info(f"session {session_id}: termination requested")
         if wait:
-            await _follow_status(client, out, session_id, GONE, timeout)
+            _, last = await follow_status(client, out, session_id, GONE, timeout)
+            await fetch_session(client, session_id, last)  # returns once the read models show it
         click.echo(session_id)
-
-
-async def _session(client: BerthClient, session_id: str, after: int | None) -> dict[str, Any]:
-    data = (await client.execute(q.SESSION, {"id": session_id, "after": after}))["session"]
-    if data is None:
-        raise click.ClickException(f"session {session_id} not found")
-    return data
-
-
-def status_after(event_type: str, payload: dict[str, Any]) -> str | None:
-    """Returns the session status an event leads to, None when it changes none."""
-    if event_type == "session.requested":
-        return "PENDING"
-    if event_type == "session.scheduled":
-        return "SCHEDULED"
-    if event_type == "session.status_changed":
-        return str(payload["status"])
-    return None
-
-
-async def _follow_status(client: BerthClient, out: Output, session_id: str, until: set[str], timeout: float) -> str:
-    """Streams the session's status changes until one in ``until``; returns the last status."""
-    deadline = time.monotonic() + timeout
-    status = "PENDING"
-    stream = client.subscribe(q.SESSION_EVENTS, {"id": session_id, "from": 0})
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                out.info(f"session {session_id} is still {status} after {timeout:.0f}s; see `berth session info {session_id}`")
-                return status
-            try:
-                item = await _next(stream, remaining)
-            except StopAsyncIteration:
-                return status
-            event = item["sessionEvents"]
-            new = status_after(event["type"], json.loads(event["payload"]))
-            if new and new != status or event["type"] == "session.requested":
-                status = new or status
-                out.info(f"  {event['occurredAt']}  {status}")
-            if status in until:
-                return status
-    finally:
-        await stream.aclose()
-
-
-async def _next(stream: Any, timeout: float) -> Any:
-    import asyncio
-
-    return await asyncio.wait_for(stream.__anext__(), timeout=timeout)

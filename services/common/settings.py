@@ -30,6 +30,10 @@ class Settings(msgspec.Struct, kw_only=True):
     agent_id: str = "local"
     agent_backend: str = "simulated"
     agent_capacity: str = "cpu=4,mem=8g"
+    agent_reserved_cpu: str = "0"
+    agent_reserved_mem: str = "0"
+    agent_accelerators: str = ""
+    docker_stop_grace: float = 10.0
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0

@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 
 from contracts.status import SessionStatus
+from services.gateway import execution
 from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
@@ -49,6 +50,11 @@ async def _wait(info: Info, after_position: int | None) -> None:
 
 @strawberry.type
 class Query:
+    session_logs: str = strawberry.field(
+        resolver=execution.session_logs,
+        description="The log of the main kernel of one of your sessions, as its agent keeps it.",
+    )
+
     @strawberry.field(description="Sessions, oldest first. Users see their own; admins see all (or `owner`'s).")
     async def sessions(
         self, info: Info, status: list[str] | None = None, owner: str | None = None, first: int | None = 50,

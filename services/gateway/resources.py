@@ -77,15 +77,19 @@ class Resources:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def jetstream(self) -> JetStreamContext:
-        """Returns a JetStream context, connecting to ``settings.nats_url`` on first use."""
+    async def nats(self) -> Nats:
+        """Returns the NATS connection, connecting to ``settings.nats_url`` on first use."""
         if self._nats is None:
             async with self._lock:
                 if self._nats is None:
                     if not self.settings.nats_url:
-                        raise GatewayError(UNAVAILABLE, "subscriptions need NATS: set BERTH_NATS_URL")
+                        raise GatewayError(UNAVAILABLE, "subscriptions and execution need NATS: set BERTH_NATS_URL")
                     self._nats = await connect(self.settings.nats_url, "berth-gateway")
-        return self._nats.jetstream()
+        return self._nats
+
+    async def jetstream(self) -> JetStreamContext:
+        """Returns a JetStream context, connecting to ``settings.nats_url`` on first use."""
+        return (await self.nats()).jetstream()
 
     async def close(self) -> None:
         """Closes what this object opened (a NATS client handed in stays open)."""

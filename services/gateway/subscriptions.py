@@ -11,6 +11,7 @@ from nats.js.api import DeliverPolicy
 
 from contracts.catalog import decode_event
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, SubjectError, session_events_filter
+from services.gateway import execution
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
 from services.gateway.types import EventRecord
@@ -37,6 +38,12 @@ def record_of(msg: Msg) -> EventRecord | None:
 
 @strawberry.type
 class Subscription:
+    execute: execution.ExecItem = strawberry.subscription(
+        resolver=execution.execute,
+        description="Runs code in the main kernel of one of your RUNNING sessions (mode `query`: Python in a "
+        "persistent namespace; `batch`: a shell command); streams stdout/stderr chunks, then `done` with the exit code.",
+    )
+
     @strawberry.subscription(
         description="The events of one of your sessions, from the start (skipping positions <= fromPosition), then live."
     )

@@ -67,7 +67,7 @@ class RunningBerth:
 
 def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
-    env.update({"BERTH_DATA_DIR": str(data_dir), "BERTH_SIM_DELAY": "0.01", **extra})
+    env.update({"BERTH_DATA_DIR": str(data_dir), "BERTH_SIM_DELAY": "0.01", "BERTH_AGENT_BACKEND": "simulated", **extra})
     return env
 
 

@@ -1,0 +1,284 @@
+"""The Docker backend: each kernel is one container, limited, isolated and labelled.
+
+Containers are named ``berth-<kernel_id>`` and labelled with the kernel, session, agent
+and cluster role, so an agent restarted after a crash finds (adopts) the containers it
+started and never kills a healthy one. Per kernel it keeps ``<data_dir>/kernels/<id>/``:
+``work/`` (the scratch, ``/home/work``), ``io/`` (the runner's socket directory),
+``container.log`` and ``exit.json`` once the container is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+import aiodocker
+from aiodocker.containers import DockerContainer
+from aiodocker.exceptions import DockerError
+
+from contracts.agent import KernelAssigned
+from services.agent.backend import (
+    ExitHandler,
+    KernelBackend,
+    KernelLaunch,
+    KernelStartError,
+)
+from services.agent.docker.exits import ExitWatcher, exit_reason
+from services.agent.docker.images import ensure_image
+from services.agent.docker.spec import (
+    LABEL_AGENT,
+    LABEL_KERNEL,
+    LABEL_MODE,
+    RUNNER_FILE,
+    KernelPaths,
+    container_config,
+    container_name,
+)
+
+__all__ = ["DEFAULT_RUNNER_DIR", "DockerBackend"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
+"""``services/agent/runner``: mounted read-only at ``/opt/berth/runner`` in every kernel."""
+NEVER_STARTED = "0001-01-01T00:00:00Z"
+LISTEN_TIMEOUT = 30.0
+"""Seconds an interactive kernel's runner gets to open its socket after the start."""
+POLL_INTERVAL = 0.02
+
+
+class DockerBackend(KernelBackend):
+    """Runs kernels as Docker containers through aiodocker."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        agent_id: str,
+        data_dir: Path,
+        *,
+        grace: float = 10.0,
+        runner_dir: Path | None = None,
+        docker_url: str | None = None,
+    ) -> None:
+        if grace < 0:
+            raise ValueError(f"the stop grace must not be negative, got {grace}")
+        self.agent_id = agent_id
+        self.data_dir = Path(data_dir).absolute()
+        self.grace = grace
+        self.runner_dir = Path(runner_dir or DEFAULT_RUNNER_DIR).absolute()
+        self.user = f"{os.getuid()}:{os.getgid()}"
+        self._url = docker_url
+        self._docker: aiodocker.Docker | None = None
+        self._stopping: set[str] = set()
+        self._starting: set[str] = set()
+        """Kernels whose start is in progress: their exit fails the start instead."""
+        self._on_exit: ExitHandler | None = None
+
+    def _client(self) -> aiodocker.Docker:
+        if self._docker is None:
+            self._docker = aiodocker.Docker(url=self._url)
+        return self._docker
+
+    def _paths(self, kernel_id: str) -> KernelPaths:
+        return KernelPaths.of(self.data_dir, kernel_id)
+
+    async def prepare(self, kernel: KernelAssigned) -> None:
+        """Makes the kernel's image present: inspected, or pulled with its progress logged."""
+        await ensure_image(self._client(), kernel.image)
+
+    async def create(self, launch: KernelLaunch) -> str:
+        """Creates and starts the kernel's container; returns the id of the one already there
+        (started if it was only created). A kernel that already exited here is not restarted."""
+        kernel_id = launch.kernel.kernel_id
+        paths = self._paths(kernel_id)
+        existing = await self._find(kernel_id)
+        if existing is not None:
+            state = existing["State"]
+            if state.get("Status") == "created":
+                await self._start(existing, kernel_id)
+            return existing.id
+        if paths.exit_file.exists():
+            raise KernelStartError(f"kernel {kernel_id} already ran and exited on this node")
+        if not (self.runner_dir / RUNNER_FILE).is_file() and not launch.kernel.startup_command:
+            raise KernelStartError(f"the kernel runner {self.runner_dir / RUNNER_FILE} is missing")
+        config = container_config(launch, agent_id=self.agent_id, paths=paths, runner_dir=self.runner_dir, user=self.user)
+        paths.work.mkdir(parents=True, exist_ok=True)
+        paths.io.mkdir(parents=True, exist_ok=True)
+        paths.socket.unlink(missing_ok=True)
+        docker = self._client()
+        try:
+            container = await docker.containers.create(config, name=container_name(kernel_id))
+        except DockerError as exc:
+            if exc.status == 409:  # created concurrently (a redelivered assignment)
+                return await self.create(launch)
+            if exc.status in (400, 404):
+                raise KernelStartError(f"cannot create the container of kernel {kernel_id}: {exc.message}") from exc
+            raise
+        self._starting.add(kernel_id)
+        try:
+            await self._start(container, kernel_id)
+            if not launch.kernel.startup_command:
+                await self._until_listening(container, kernel_id)
+        finally:
+            self._starting.discard(kernel_id)
+        log.info("kernel %s started in container %s (%s)", kernel_id, container.id[:12], launch.kernel.image)
+        return container.id
+
+    async def _start(self, container: DockerContainer, kernel_id: str) -> None:
+        try:
+            await container.start()
+        except DockerError as exc:
+            await self._save_log(container, kernel_id)
+            await _remove(container)
+            raise KernelStartError(f"cannot start the container of kernel {kernel_id}: {exc.message}") from exc
+
+    async def _until_listening(self, container: DockerContainer, kernel_id: str) -> None:
+        """Waits until the runner's socket appears; a runner that dies or stays silent
+        fails the start (its log is kept, its container removed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LISTEN_TIMEOUT
+        socket, checks = self._paths(kernel_id).socket, 0
+        while not socket.exists():
+            checks += 1
+            if checks % 25 == 0 and not (await container.show())["State"].get("Running"):
+                await self._save_log(container, kernel_id)
+                await _remove(container)
+                tail = self._paths(kernel_id).log.read_text(errors="replace")[-2000:]
+                raise KernelStartError(f"the runner of kernel {kernel_id} exited before listening: {tail}")
+            if loop.time() > deadline:
+                await self._save_log(container, kernel_id)
+                await _remove(container)
+                raise KernelStartError(f"the runner of kernel {kernel_id} did not listen within {LISTEN_TIMEOUT:.0f} s")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def destroy(self, kernel_id: str) -> int | None:
+        """Stops the container (SIGTERM, then SIGKILL after the grace), keeps its log and
+        removes it; returns its exit code, None when the kernel never ran here."""
+        self._stopping.add(kernel_id)
+        container = await self._find(kernel_id)
+        if container is None:
+            return self._recorded_exit(kernel_id)
+        if container["State"].get("Running"):
+            try:
+                await container.stop(t=round(self.grace))
+            except DockerError as exc:
+                if exc.status != 404:
+                    raise
+        try:
+            state = (await container.show())["State"]
+        except DockerError as exc:
+            if exc.status == 404:  # removed meanwhile by the exit watcher
+                return self._recorded_exit(kernel_id)
+            raise
+        exit_code = None if state.get("StartedAt", NEVER_STARTED) == NEVER_STARTED else state.get("ExitCode")
+        await self._save_log(container, kernel_id)
+        self._record_exit(kernel_id, exit_code, None)
+        await _remove(container)
+        log.info("kernel %s destroyed (exit code %s)", kernel_id, exit_code)
+        return exit_code
+
+    async def list_running(self) -> dict[str, str]:
+        """Returns this agent's running containers by label: kernel id → container id."""
+        filters = {"label": [f"{LABEL_AGENT}={self.agent_id}"], "status": ["running"]}
+        containers = await self._client().containers.list(filters=json.dumps(filters))
+        running: dict[str, str] = {}
+        for container in containers:
+            kernel_id = (container._container.get("Labels") or {}).get(LABEL_KERNEL)
+            if kernel_id:
+                running[kernel_id] = container.id
+        return running
+
+    async def watch(self, on_exit: ExitHandler) -> None:
+        """Calls ``on_exit`` for each container of this agent that exits by itself (also those
+        that exited while the agent was down), until cancelled."""
+        self._on_exit = on_exit
+        await ExitWatcher(self._client(), self.agent_id, self._container_exited).run()
+
+    async def _container_exited(self, kernel_id: str, container_id: str) -> None:
+        if kernel_id in self._stopping or kernel_id in self._starting or self._on_exit is None:
+            return
+        container = self._client().containers.container(container_id)
+        try:
+            info = await container.show()
+        except DockerError as exc:
+            if exc.status == 404:
+                return
+            raise
+        state = info["State"]
+        if state.get("Running") or kernel_id in self._stopping:
+            return
+        exit_code = state.get("ExitCode")
+        batch = (info["Config"].get("Labels") or {}).get(LABEL_MODE) == "batch"
+        reason = exit_reason(exit_code, oom_killed=bool(state.get("OOMKilled")), batch=batch)
+        await self._save_log(container, kernel_id)
+        self._record_exit(kernel_id, exit_code, reason)
+        log.info("kernel %s exited by itself: code %s, %s", kernel_id, exit_code, reason)
+        await self._on_exit(kernel_id, exit_code, reason)
+        await _remove(container)
+
+    def runner_socket(self, kernel_id: str) -> Path | None:
+        """Returns ``<data_dir>/kernels/<kernel_id>/io/runner.sock``."""
+        return self._paths(kernel_id).socket
+
+    async def logs(self, kernel_id: str) -> str:
+        """Returns the live container log, or the one kept after the container was removed."""
+        container = await self._find(kernel_id)
+        if container is not None:
+            try:
+                return "".join(await container.log(stdout=True, stderr=True))
+            except DockerError as exc:
+                if exc.status != 404:
+                    raise
+        path = self._paths(kernel_id).log
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def close(self) -> None:
+        """Closes the connection to the engine; the containers keep running."""
+        if self._docker is not None:
+            docker, self._docker = self._docker, None
+            await docker.close()
+
+    async def _find(self, kernel_id: str) -> DockerContainer | None:
+        try:
+            container = await self._client().containers.get(container_name(kernel_id))
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        labels = container["Config"].get("Labels") or {}
+        if labels.get(LABEL_AGENT) != self.agent_id:
+            raise KernelStartError(f"container {container_name(kernel_id)} belongs to agent {labels.get(LABEL_AGENT)!r}")
+        return container
+
+    async def _save_log(self, container: DockerContainer, kernel_id: str) -> None:
+        try:
+            text = "".join(await container.log(stdout=True, stderr=True))
+        except DockerError as exc:
+            log.warning("cannot read the log of kernel %s: %s", kernel_id, exc)
+            return
+        path = self._paths(kernel_id).log
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(path.write_text, text)
+
+    def _record_exit(self, kernel_id: str, exit_code: int | None, reason: str | None) -> None:
+        path = self._paths(kernel_id).exit_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"exit_code": exit_code, "reason": reason}))
+
+    def _recorded_exit(self, kernel_id: str) -> int | None:
+        path = self._paths(kernel_id).exit_file
+        if not path.exists():
+            return None
+        return json.loads(path.read_text()).get("exit_code")
+
+
+async def _remove(container: DockerContainer) -> None:
+    try:
+        await container.delete(force=True)
+    except DockerError as exc:
+        if exc.status not in (404, 409):  # gone already, or removal already in progress
+            raise

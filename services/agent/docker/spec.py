@@ -1,0 +1,223 @@
+"""Pure translation of a kernel launch into a Docker container create config.
+
+Nothing here talks to Docker or touches the disk, so the limits and the security
+options are tested without an engine. Backend.AI facts: ``Memory = MemorySwap``
+(no swap), the CPU slot becomes a CFS quota (``NanoCpus``), and every kernel runs
+without network, without capabilities and without privilege escalation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from services.agent.backend import KernelLaunch, KernelStartError
+
+__all__ = [
+    "CONTAINER_IO",
+    "CONTAINER_RUNNER",
+    "CONTAINER_WORK",
+    "LABEL_AGENT",
+    "LABEL_KERNEL",
+    "LABEL_MODE",
+    "LABEL_ROLE",
+    "LABEL_SESSION",
+    "MIN_MEMORY",
+    "KernelPaths",
+    "container_config",
+    "container_name",
+    "device_env",
+    "kernel_command",
+    "limits",
+]
+
+LABEL_KERNEL = "berth.kernel_id"
+LABEL_SESSION = "berth.session_id"
+LABEL_AGENT = "berth.agent_id"
+LABEL_ROLE = "berth.cluster_role"
+LABEL_MODE = "berth.mode"
+"""``batch`` when the kernel runs its startup command, ``interactive`` when it runs the runner."""
+
+CONTAINER_WORK = PurePosixPath("/home/work")
+CONTAINER_RUNNER = PurePosixPath("/opt/berth/runner")
+CONTAINER_IO = PurePosixPath("/opt/berth/io")
+RUNNER_FILE = "berth_runner.py"
+SOCKET_NAME = "runner.sock"
+
+MIN_MEMORY = 6 * 1024 * 1024
+"""Docker refuses memory limits under 6 MiB."""
+CPU_PERIOD_NS = 1_000_000_000
+DEFAULT_PIDS_LIMIT = 1024
+LOG_MAX_SIZE = "10m"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class KernelPaths:
+    """Host paths of one kernel under ``<data_dir>/kernels/<kernel_id>``."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, data_dir: Path, kernel_id: str) -> KernelPaths:
+        """Returns the paths of ``kernel_id`` under ``data_dir``."""
+        return cls(Path(data_dir).absolute() / "kernels" / kernel_id)
+
+    @property
+    def work(self) -> Path:
+        """The scratch directory, mounted read-write at ``/home/work``."""
+        return self.root / "work"
+
+    @property
+    def io(self) -> Path:
+        """The directory of the runner's socket, mounted read-write at ``/opt/berth/io``."""
+        return self.root / "io"
+
+    @property
+    def socket(self) -> Path:
+        """The host path of the runner's Unix socket."""
+        return self.io / SOCKET_NAME
+
+    @property
+    def log(self) -> Path:
+        """Where the container log is kept after the container is removed."""
+        return self.root / "container.log"
+
+    @property
+    def exit_file(self) -> Path:
+        """Where the exit code and reason are kept after the container is removed."""
+        return self.root / "exit.json"
+
+
+def container_name(kernel_id: str) -> str:
+    """Returns the container name of a kernel: ``berth-<kernel_id>``."""
+    return f"berth-{kernel_id}"
+
+
+def limits(slots: Mapping[str, Decimal]) -> dict[str, int]:
+    """Returns the HostConfig limits for the ``cpu`` and ``mem`` slots: ``NanoCpus`` (a CFS
+    quota of ``cpu`` cores) and ``Memory`` = ``MemorySwap`` (no swap). A missing or zero slot
+    sets no limit; an amount Docker cannot honour raises KernelStartError."""
+    out: dict[str, int] = {}
+    cpu = Decimal(slots.get("cpu", 0))
+    if cpu < 0:
+        raise KernelStartError(f"cpu slot must not be negative, got {cpu}")
+    if cpu > 0:
+        nano = int(cpu * CPU_PERIOD_NS)
+        if nano < CPU_PERIOD_NS // 100:
+            raise KernelStartError(f"cpu slot {cpu} is below Docker's minimum of 0.01 cores")
+        out["NanoCpus"] = nano
+    mem = Decimal(slots.get("mem", 0))
+    if mem < 0:
+        raise KernelStartError(f"mem slot must not be negative, got {mem}")
+    if mem > 0:
+        memory = int(mem)
+        if memory < MIN_MEMORY:
+            raise KernelStartError(f"mem slot {memory} bytes is below Docker's minimum of {MIN_MEMORY} (6 MiB)")
+        out["Memory"] = memory
+        out["MemorySwap"] = memory
+    return out
+
+
+def device_env(devices: Mapping[str, list[str]]) -> dict[str, str]:
+    """Returns the variables naming the devices allocated per accelerator slot:
+    ``BERTH_DEVICES_<SLOT>`` for each slot and ``CUDA_VISIBLE_DEVICES`` for ``cuda.device``."""
+    env: dict[str, str] = {}
+    for slot, ids in sorted(devices.items()):
+        key = "BERTH_DEVICES_" + re.sub(r"[^A-Za-z0-9]", "_", slot).upper()
+        env[key] = ",".join(ids)
+        if slot == "cuda.device":
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+    return env
+
+
+def kernel_command(startup_command: str | None) -> list[str]:
+    """Returns the container command: the startup command through ``/bin/sh -c`` for a
+    batch kernel (its exit code is the task's), else the kernel runner on its socket."""
+    if startup_command:
+        return ["/bin/sh", "-c", startup_command]
+    return [
+        "python3",
+        str(CONTAINER_RUNNER / RUNNER_FILE),
+        "--socket",
+        str(CONTAINER_IO / SOCKET_NAME),
+    ]
+
+
+def _environment(launch: KernelLaunch) -> list[str]:
+    env = {"HOME": str(CONTAINER_WORK), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    env.update(device_env(launch.devices))
+    env.update(launch.env)
+    for name in env:
+        if not _ENV_NAME.match(name):
+            raise KernelStartError(f"invalid environment variable name {name!r}")
+    return [f"{name}={value}" for name, value in sorted(env.items())]
+
+
+def _bind(source: Path, target: PurePosixPath, *, read_only: bool) -> dict[str, Any]:
+    return {"Type": "bind", "Source": str(source), "Target": str(target), "ReadOnly": read_only}
+
+
+def container_config(
+    launch: KernelLaunch,
+    *,
+    agent_id: str,
+    paths: KernelPaths,
+    runner_dir: Path,
+    user: str | None = None,
+    pids_limit: int = DEFAULT_PIDS_LIMIT,
+) -> dict[str, Any]:
+    """Returns the body of ``POST /containers/create`` for ``launch``: image, command,
+    environment, labels, mounts (scratch, runner read-only, socket directory) and a
+    HostConfig with the kernel's limits, no network, no capabilities, no new privileges.
+    ``user`` (``uid:gid``) runs the kernel as the agent's own user, so the scratch files and
+    the runner's socket belong to it."""
+    kernel = launch.kernel
+    if not kernel.image:
+        raise KernelStartError("the kernel has no image")
+    if pids_limit <= 0:
+        raise KernelStartError(f"pids limit must be positive, got {pids_limit}")
+    batch = bool(kernel.startup_command)
+    host_config: dict[str, Any] = {
+        "NetworkMode": "none",
+        "Privileged": False,
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "PidsLimit": pids_limit,
+        "Init": True,
+        "Mounts": [
+            _bind(paths.work, CONTAINER_WORK, read_only=False),
+            _bind(Path(runner_dir).absolute(), CONTAINER_RUNNER, read_only=True),
+            _bind(paths.io, CONTAINER_IO, read_only=False),
+        ],
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": LOG_MAX_SIZE, "max-file": "2"}},
+        "RestartPolicy": {"Name": "no"},
+        **limits(kernel.slots),
+    }
+    config: dict[str, Any] = {
+        "Image": kernel.image,
+        "Cmd": kernel_command(kernel.startup_command),
+        "Env": _environment(launch),
+        "WorkingDir": str(CONTAINER_WORK),
+        "Labels": {
+            LABEL_KERNEL: kernel.kernel_id,
+            LABEL_SESSION: kernel.session_id,
+            LABEL_AGENT: agent_id,
+            LABEL_ROLE: kernel.cluster_role,
+            LABEL_MODE: "batch" if batch else "interactive",
+        },
+        "AttachStdin": False,
+        "AttachStdout": False,
+        "AttachStderr": False,
+        "Tty": False,
+        "OpenStdin": False,
+        "HostConfig": host_config,
+    }
+    if user:
+        config["User"] = user
+    return config

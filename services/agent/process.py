@@ -1,0 +1,176 @@
+"""A backend that runs each kernel's runner as a plain local process: no container, NO isolation.
+
+For machines without a container engine (and for tests). Each kernel gets
+``<data_dir>/kernels/<kernel_id>/`` with ``io/runner.sock`` (the runner's socket),
+``work/`` (its working directory and HOME), ``runner.log`` (its stdout and stderr) and
+``runner.pid``. The image and the slot limits are ignored: code runs as the agent's user
+with the agent's privileges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from contracts.agent import KernelAssigned
+from contracts.status import Reason
+from services.agent.backend import ExitHandler, KernelBackend, KernelLaunch, KernelStartError
+
+__all__ = ["RUNNER_SCRIPT", "ProcessBackend"]
+
+log = logging.getLogger(__name__)
+
+RUNNER_SCRIPT = Path(__file__).resolve().parent / "runner" / "berth_runner.py"
+START_TIMEOUT = 15.0
+LOG_LIMIT = 1 << 20
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def _exit_code(returncode: int) -> int:
+    """Returns a shell-style exit code: 128 + n for a process killed by signal n."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class ProcessBackend(KernelBackend):
+    """Runs ``berth_runner.py`` as a subprocess per kernel, in its own process group."""
+
+    name = "process"
+
+    def __init__(self, data_dir: Path, *, python: str = sys.executable, grace: float = 5.0) -> None:
+        self.root = Path(data_dir) / "kernels"
+        self.python = python
+        self.grace = grace
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._stopping: set[str] = set()
+        self._exits: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        self._waiters: set[asyncio.Task[None]] = set()
+        log.warning(
+            "PROCESS BACKEND: kernels run as plain local processes of this user, WITHOUT ANY ISOLATION "
+            "(no container, no resource limits, images ignored). Use it only on a trusted machine."
+        )
+
+    def kernel_dir(self, kernel_id: str) -> Path:
+        """Returns the kernel's directory (io/, work/, runner.log, runner.pid)."""
+        return self.root / kernel_id
+
+    def runner_socket(self, kernel_id: str) -> Path | None:
+        """Returns the runner's socket path while the kernel runs here, else None."""
+        proc = self._procs.get(kernel_id)
+        if proc is None or proc.returncode is not None:
+            return None
+        return self.kernel_dir(kernel_id) / "io" / "runner.sock"
+
+    async def prepare(self, kernel: KernelAssigned) -> None:
+        """Needs nothing: the image is ignored."""
+        log.info("process backend: ignoring image %s of kernel %s", kernel.image, kernel.kernel_id)
+
+    async def create(self, launch: KernelLaunch) -> str:
+        """Starts the kernel's runner and waits until it listens; returns ``proc-<pid>``."""
+        kernel_id = launch.kernel.kernel_id
+        running = self._procs.get(kernel_id)
+        if running is not None and running.returncode is None:
+            return f"proc-{running.pid}"
+        home = self.kernel_dir(kernel_id)
+        (home / "io").mkdir(parents=True, exist_ok=True)
+        (home / "work").mkdir(exist_ok=True)
+        sock = home / "io" / "runner.sock"
+        sock.unlink(missing_ok=True)
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update({"HOME": str(home / "work"), **launch.env})
+        with open(home / "runner.log", "ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                self.python, str(RUNNER_SCRIPT), "--socket", str(sock), cwd=home / "work", env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (home / "runner.pid").write_text(f"{proc.pid}\n")
+        await self._until_listening(kernel_id, proc, sock)
+        self._procs[kernel_id] = proc
+        self._stopping.discard(kernel_id)
+        waiter = asyncio.create_task(self._wait_exit(kernel_id, proc), name=f"process-wait-{kernel_id}")
+        self._waiters.add(waiter)
+        waiter.add_done_callback(self._waiters.discard)
+        log.info("kernel %s: runner process %d started", kernel_id, proc.pid)
+        return f"proc-{proc.pid}"
+
+    async def _until_listening(self, kernel_id: str, proc: asyncio.subprocess.Process, sock: Path) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while not sock.exists():
+            if proc.returncode is not None:
+                raise KernelStartError(f"the runner of kernel {kernel_id} exited with {proc.returncode}: {self._tail(kernel_id)}")
+            if loop.time() > deadline:
+                await self._kill(proc)
+                raise KernelStartError(f"the runner of kernel {kernel_id} did not listen within {START_TIMEOUT:.0f}s")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.02)
+
+    async def _wait_exit(self, kernel_id: str, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if kernel_id not in self._stopping and self._procs.get(kernel_id) is proc:
+            await self._exits.put((kernel_id, _exit_code(code)))
+
+    async def destroy(self, kernel_id: str) -> int | None:
+        """Sends SIGTERM to the runner's process group, SIGKILL after the grace period; returns
+        its exit code, None when the kernel never ran here."""
+        proc = self._procs.get(kernel_id)
+        if proc is None:
+            return None
+        self._stopping.add(kernel_id)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.grace)
+            except asyncio.TimeoutError:
+                await self._kill(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever the runner left in its group
+        self._procs.pop(kernel_id, None)
+        (self.kernel_dir(kernel_id) / "runner.pid").unlink(missing_ok=True)
+        assert proc.returncode is not None
+        return _exit_code(proc.returncode)
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+    async def list_running(self) -> dict[str, str]:
+        """Returns the kernels whose runner is alive."""
+        return {k: f"proc-{p.pid}" for k, p in self._procs.items() if p.returncode is None}
+
+    async def watch(self, on_exit: ExitHandler) -> None:
+        """Reports each runner that exits by itself: ``self-terminated`` with its exit code."""
+        while True:
+            kernel_id, code = await self._exits.get()
+            self._procs.pop(kernel_id, None)
+            log.warning("kernel %s: runner exited by itself with %d", kernel_id, code)
+            await on_exit(kernel_id, code, Reason.SELF_TERMINATED.value)
+
+    async def logs(self, kernel_id: str) -> str:
+        """Returns the runner's log (its last MiB), empty when there is none."""
+        return await asyncio.to_thread(self._read_log, kernel_id, LOG_LIMIT)
+
+    def _read_log(self, kernel_id: str, limit: int) -> str:
+        path = self.kernel_dir(kernel_id) / "runner.log"
+        if not path.exists():
+            return ""
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            return f.read().decode("utf-8", errors="replace")
+
+    def _tail(self, kernel_id: str) -> str:
+        return self._read_log(kernel_id, 2000).strip()[-2000:]
+
+    async def close(self) -> None:
+        """Stops watching; the runners keep running (as containers would)."""
+        for waiter in list(self._waiters):
+            waiter.cancel()
+        await asyncio.gather(*self._waiters, return_exceptions=True)

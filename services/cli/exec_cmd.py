@@ -1,0 +1,73 @@
+"""``berth exec SESSION CODE`` and ``berth logs SESSION``, and the output streaming ``berth run`` shares."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from services.cli import queries as q
+from services.cli.connection import connect_client
+from services.cli.main import run_async
+from services.common.client import BerthClient
+
+__all__ = ["exec_", "logs", "stream_execution"]
+
+INTERRUPTED = 130
+
+
+async def stream_execution(client: BerthClient, session_id: str, code: str, mode: str, stdin: str | None = None) -> int:
+    """Runs ``code`` in the session, writes its output to this process's stdout and stderr as it
+    arrives, and returns its exit code (1 with a message when the stream ends without one)."""
+    variables: dict[str, Any] = {"id": session_id, "code": code, "mode": mode, "stdin": stdin}
+    async for data in client.subscribe(q.EXECUTE, variables):
+        item = data["execute"]
+        if item["kind"] == "done":
+            if item.get("truncated"):
+                click.echo("berth: output truncated (too much output)", err=True)
+            return int(item["exitCode"])
+        stream = sys.stdout if item["kind"] == "stdout" else sys.stderr
+        stream.write(item["data"] or "")
+        stream.flush()
+    click.echo("berth: the execution ended without an exit code", err=True)
+    return 1
+
+
+def exit_with(code: int) -> None:
+    """Ends the command with the program's exit status (0..255)."""
+    sys.exit(code if 0 <= code <= 255 else 1)
+
+
+@run_async
+async def _exec(session_id: str, code: str, mode: str, stdin: str | None) -> int:
+    async with connect_client() as client:
+        return await stream_execution(client, session_id, code, mode, stdin)
+
+
+@click.command("exec")
+@click.argument("session_id")
+@click.argument("code")
+@click.option("--exec", "batch", is_flag=True, help="CODE is a shell command (batch mode), not Python.")
+@click.option("--stdin", "stdin_file", type=click.File("r"), help="Feed this file ('-' for ours) to the program's stdin.")
+def exec_(session_id: str, code: str, batch: bool, stdin_file: Any) -> None:
+    """Run CODE in a running session (Python in its persistent namespace, or a shell command
+    with --exec); stream its output; exit with its exit status."""
+    stdin = stdin_file.read() if stdin_file is not None else None
+    try:
+        exit_with(_exec(session_id, code, "batch" if batch else "query", stdin))
+    except KeyboardInterrupt:
+        exit_with(INTERRUPTED)
+
+
+@run_async
+async def _logs(session_id: str) -> str:
+    async with connect_client() as client:
+        return (await client.execute(q.SESSION_LOGS, {"id": session_id}))["sessionLogs"] or ""
+
+
+@click.command("logs")
+@click.argument("session_id")
+def logs(session_id: str) -> None:
+    """Print the log of a session's main kernel."""
+    click.echo(_logs(session_id), nl=False)

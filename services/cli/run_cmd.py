@@ -1,0 +1,89 @@
+"""``berth run``: a session, one program in it, its output, its exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from services.cli import queries as q
+from services.cli.connection import connect_client
+from services.cli.exec_cmd import INTERRUPTED, exit_with, stream_execution
+from services.cli.main import run_async
+from services.cli.output import Output
+from services.cli.sessions_common import (
+    DEFAULT_IMAGE,
+    RUNNING_OR_DONE,
+    default_image,
+    fetch_session,
+    follow_status,
+    parse_resources,
+    request_session,
+)
+
+__all__ = ["run"]
+
+
+@run_async
+async def _run(out: Output, image: str, code: str, mode: str, resources: tuple[str, ...], remove: bool, timeout: float) -> int:
+    async with connect_client() as client:
+        payload: dict[str, Any] = {"image": image}
+        if resources:
+            payload["resources"] = parse_resources(resources)
+        session_id, position = await request_session(client, payload)
+        out.info(f"session {session_id} requested ({image})")
+        try:
+            status, last = await follow_status(client, out, session_id, RUNNING_OR_DONE, timeout)
+            if status != "RUNNING":
+                data = await fetch_session(client, session_id, last or position)
+                reason = data.get("statusReason") or "no reason given"
+                out.info(f"berth: session {session_id} did not start: {status} ({reason})")
+                return 1
+            return await stream_execution(client, session_id, code, mode)
+        finally:
+            if remove:
+                await _remove(client, out, session_id)
+            else:
+                out.info(f"session {session_id} kept: `berth exec {session_id} CODE`, `berth session rm {session_id}`")
+
+
+async def _remove(client: Any, out: Output, session_id: str) -> None:
+    try:
+        await client.execute(q.TERMINATE_SESSION, {"id": session_id})
+        out.info(f"session {session_id}: termination requested")
+    except Exception as exc:  # noqa: BLE001 - the program's outcome matters more; say what was left
+        out.info(f"berth: could not terminate session {session_id}: {exc}")
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.option("-c", "code", metavar="CODE", help="Python code to run.")
+@click.option("--exec", "command", metavar="CMD", help="A shell command to run (batch mode) instead of Python.")
+@click.option("-i", "--image", default=default_image, show_default=DEFAULT_IMAGE,
+              help="Kernel image ($BERTH_DEFAULT_IMAGE overrides the default).")
+@click.option("-r", "--resources", "resources", multiple=True, metavar="SLOT=AMOUNT",
+              help="Resource slots, repeatable or comma-separated: -r cpu=2 -r mem=4g (default cpu=1,mem=1g).")
+@click.option("--rm", "remove", is_flag=True, help="Terminate the session afterwards.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the session to run.")
+@click.pass_obj
+def run(out: Output, file: Path | None, code: str | None, command: str | None, image: str,
+        resources: tuple[str, ...], remove: bool, timeout: float) -> None:
+    """Start a session, run Python (-c CODE or FILE) or a shell command (--exec CMD) in it,
+    stream its output and exit with its exit status.
+
+    \b
+    berth run -c "import os; print(os.cpu_count())"
+    berth run --rm train.py
+    berth run --exec "ls -l" -r cpu=2
+    """
+    given = [name for name, value in (("-c", code), ("FILE", file), ("--exec", command)) if value is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of -c CODE, FILE or --exec CMD")
+    if file is not None:
+        code = file.read_text()
+    mode = "batch" if command is not None else "query"
+    try:
+        exit_with(_run(out, image, command if command is not None else code, mode, resources, remove, timeout))
+    except KeyboardInterrupt:
+        exit_with(INTERRUPTED)

@@ -1,0 +1,112 @@
+"""Session helpers shared by ``berth session``, ``berth run`` and ``berth exec``: requesting a
+session, following its status, reading it back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any, NamedTuple
+
+import click
+
+from services.cli import queries as q
+from services.cli.output import Output
+from services.common.client import BerthClient
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "GONE",
+    "RUNNING_OR_DONE",
+    "default_image",
+    "fetch_session",
+    "follow_status",
+    "parse_resources",
+    "request_session",
+    "status_after",
+]
+
+DEFAULT_IMAGE = "berth/python:latest"
+RUNNING_OR_DONE = {"RUNNING", "TERMINATED", "CANCELLED", "ERROR"}
+GONE = {"TERMINATED", "CANCELLED", "ERROR"}
+
+
+def default_image() -> str:
+    """Returns ``$BERTH_DEFAULT_IMAGE`` or ``berth/python:latest``."""
+    return os.environ.get("BERTH_DEFAULT_IMAGE") or DEFAULT_IMAGE
+
+
+def parse_resources(values: tuple[str, ...]) -> list[dict[str, str]]:
+    """Returns the ``resources`` input of ``-r SLOT=AMOUNT`` options (repeatable or comma-separated)."""
+    resources = []
+    for value in values:
+        for item in value.split(","):
+            slot, sep, amount = item.partition("=")
+            if not sep or not slot.strip() or not amount.strip():
+                raise click.BadParameter(f"expected SLOT=AMOUNT (e.g. cpu=2, mem=4g), got {item!r}", param_hint="-r")
+            resources.append({"slot": slot.strip(), "amount": amount.strip()})
+    return resources
+
+
+async def request_session(client: BerthClient, payload: dict[str, Any]) -> tuple[str, int]:
+    """Requests a session (``createSession`` input ``payload``); returns its id and event position."""
+    result = (await client.execute(q.CREATE_SESSION, {"input": payload}))["createSession"]
+    return result["sessionId"], result["position"]
+
+
+async def fetch_session(client: BerthClient, session_id: str, after: int | None) -> dict[str, Any]:
+    """Returns a session with its kernels; raises a ClickException when it is unknown."""
+    data = (await client.execute(q.SESSION, {"id": session_id, "after": after}))["session"]
+    if data is None:
+        raise click.ClickException(f"session {session_id} not found")
+    return data
+
+
+def status_after(event_type: str, payload: dict[str, Any]) -> str | None:
+    """Returns the session status an event leads to, None when it changes none."""
+    if event_type == "session.requested":
+        return "PENDING"
+    if event_type == "session.scheduled":
+        return "SCHEDULED"
+    if event_type == "session.status_changed":
+        return str(payload["status"])
+    return None
+
+
+class Followed(NamedTuple):
+    """The last status seen and the position of the last event seen (for read-your-writes)."""
+
+    status: str
+    position: int | None
+
+
+async def follow_status(client: BerthClient, out: Output, session_id: str, until: set[str], timeout: float) -> Followed:
+    """Streams the session's status changes (on stderr) until one in ``until``; returns the last
+    status and the position of its event, so a following query can wait for the read model."""
+    deadline = time.monotonic() + timeout
+    status = "PENDING"
+    position: int | None = None
+    stream = client.subscribe(q.SESSION_EVENTS, {"id": session_id, "from": 0})
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                out.info(f"session {session_id} is still {status} after {timeout:.0f}s; see `berth session info {session_id}`")
+                return Followed(status, position)
+            try:
+                item = await asyncio.wait_for(stream.__anext__(), timeout=remaining)
+            except StopAsyncIteration:
+                return Followed(status, position)
+            except asyncio.TimeoutError:
+                continue
+            event = item["sessionEvents"]
+            position = event["position"]
+            new = status_after(event["type"], json.loads(event["payload"]))
+            if new and new != status or event["type"] == "session.requested":
+                status = new or status
+                out.info(f"  {event['occurredAt']}  {status}")
+            if status in until:
+                return Followed(status, position)
+    finally:
+        await stream.aclose()

@@ -1,0 +1,171 @@
+"""Code execution in a session's main kernel (subscription ``execute``) and its log (``sessionLogs``).
+
+Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
+``io.kernel.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
+``exec.agent.<agent_id>``; the agent streams ``ExecChunk``s and one ``ExecDone``. Only the
+outcome is recorded, as ``session.execution_finished`` (run id, exit code, duration, code
+digest, the caller as actor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncGenerator
+
+import msgspec
+import nats.errors
+import strawberry
+from nats.aio.client import Client as Nats
+
+from contracts import commands as c
+from contracts.execution import (
+    ExecAccepted,
+    ExecDone,
+    ExecMode,
+    ExecOutput,
+    ExecRequest,
+    LogsRequest,
+    exec_subject,
+    io_subject,
+    logs_subject,
+)
+from contracts.status import SessionStatus
+from contracts.subjects import SubjectError, check_token
+from domain.session import SessionState
+from services.common.context import make_context
+from services.gateway.context import Info, caller
+from services.gateway.errors import BAD_INPUT, CONFLICT, NOT_FOUND, UNAVAILABLE, GatewayError
+
+__all__ = ["ExecItem", "execute", "session_logs"]
+
+log = logging.getLogger(__name__)
+
+AGENT_TIMEOUT = 5.0
+"""Seconds an agent has to accept a run or answer a log request."""
+MAX_CODE = 1 << 20
+
+
+@strawberry.type(description="One item of an execution: an output chunk, or `done` with the exit code.")
+class ExecItem:
+    run_id: str
+    kind: str = strawberry.field(description="`stdout`, `stderr` or `done`.")
+    data: str | None = None
+    exit_code: int | None = None
+    duration_ms: int | None = None
+    truncated: bool | None = strawberry.field(default=None, description="On `done`: the output was cut at its bound.")
+
+
+async def _owned_session(info: Info, session_id: str) -> SessionState:
+    principal = caller(info)
+    try:
+        check_token(session_id, "session id")
+    except SubjectError as exc:
+        raise GatewayError(BAD_INPUT, str(exc)) from exc
+    resources = info.context.resources
+    state = await resources.call(resources.sessions.get, session_id)
+    if state is None or not principal.may_see(state.owner):
+        raise GatewayError(NOT_FOUND, f"session {session_id} not found")
+    return state
+
+
+def _main_kernel(state: SessionState) -> tuple[str, str]:
+    for kernel in state.kernels:
+        if kernel.cluster_role == "main" and kernel.agent_id is not None:
+            return kernel.kernel_id, kernel.agent_id
+    raise GatewayError(CONFLICT, f"session {state.id} has no main kernel placed on an agent")
+
+
+def _checked_mode(mode: str) -> ExecMode:
+    try:
+        return ExecMode(mode.lower())
+    except ValueError:
+        raise GatewayError(BAD_INPUT, f"unknown mode {mode!r} (known: query, batch)") from None
+
+
+async def execute(
+    info: Info, session_id: str, code: str, mode: str = "query", stdin: str | None = None
+) -> AsyncGenerator[ExecItem, None]:
+    """Runs ``code`` in the session's main kernel and streams its output, then ``done``."""
+    exec_mode = _checked_mode(mode)
+    if len(code.encode()) + len((stdin or "").encode()) > MAX_CODE:
+        raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_CODE} bytes together")
+    state = await _owned_session(info, session_id)
+    if state.status is not SessionStatus.RUNNING:
+        raise GatewayError(CONFLICT, f"session {session_id} is {state.status.value}, not RUNNING")
+    kernel_id, agent_id = _main_kernel(state)
+    resources = info.context.resources
+    nc = await resources.nats()
+    run_id = uuid.uuid4().hex
+    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin)
+    sub = await nc.subscribe(io_subject(kernel_id, run_id))
+    finished = False
+    try:
+        await _ask_agent(nc, agent_id, request)
+        pending: dict[int, ExecOutput] = {}
+        expected = 0
+        async for msg in sub.messages:
+            item = msgspec.json.decode(msg.data, type=ExecOutput)
+            pending[item.seq] = item
+            while expected in pending:
+                item = pending.pop(expected)
+                expected += 1
+                if isinstance(item, ExecDone):
+                    finished = True
+                    await _record(info, state, request, item)
+                    yield ExecItem(run_id=run_id, kind="done", exit_code=item.exit_code,
+                                   duration_ms=item.duration_ms, truncated=item.truncated)
+                    return
+                yield ExecItem(run_id=run_id, kind=item.stream, data=item.data)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        if not finished:
+            await _interrupt(nc, agent_id, kernel_id, run_id)
+
+
+async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> None:
+    try:
+        reply = await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not answer") from None
+    accepted = msgspec.json.decode(reply.data, type=ExecAccepted)
+    if not accepted.ok:
+        raise GatewayError(UNAVAILABLE, f"agent {agent_id} refused the run: {accepted.error}")
+
+
+async def _interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> None:
+    """Interrupts a run whose client went away (best effort)."""
+    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True)
+    try:
+        await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the client is gone; nothing else to do
+        log.info("could not interrupt run %s of kernel %s: %s", run_id, kernel_id, exc)
+
+
+async def _record(info: Info, state: SessionState, request: ExecRequest, done: ExecDone) -> None:
+    principal = caller(info)
+    resources = info.context.resources
+    command = c.RecordExecution(
+        run_id=request.run_id, kernel_id=request.kernel_id, mode=request.mode.value, exit_code=done.exit_code,
+        duration_ms=done.duration_ms, code_digest="sha256:" + hashlib.sha256(request.code.encode()).hexdigest(),
+    )
+    try:
+        await resources.call(resources.sessions.record_execution, state.id, command, make_context(principal.access_key))
+    except Exception:  # noqa: BLE001 - the run happened; its output still reaches the caller
+        log.exception("could not record execution %s of session %s", request.run_id, state.id)
+
+
+async def session_logs(info: Info, session_id: str) -> str:
+    """Returns the log of the session's main kernel, as its agent keeps it."""
+    state = await _owned_session(info, session_id)
+    kernel_id, agent_id = _main_kernel(state)
+    nc = await info.context.resources.nats()
+    try:
+        reply = await nc.request(logs_subject(agent_id), msgspec.json.encode(LogsRequest(kernel_id=kernel_id)),
+                                 timeout=AGENT_TIMEOUT)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not answer") from None
+    return reply.data.decode("utf-8", errors="replace")

@@ -1,0 +1,161 @@
+"""The Docker backend against a real engine: limits, isolation, destroy, adoption, images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from services.agent.backend import KernelStartError
+from services.agent.docker import DockerBackend
+from services.agent.docker.spec import container_name
+from tests.support.docker_backend import (
+    Exits,
+    agent_id,
+    backend,
+    exec_output,
+    exits,
+    launch,
+    make_backend,
+    runner_dir,
+)
+from tests.support.images import kernel_image
+from tests.support.waiting import async_wait_for
+
+__all__ = ["agent_id", "backend", "exits", "kernel_image", "runner_dir"]
+
+pytestmark = pytest.mark.docker
+
+MIB = 1024**2
+
+
+def _cpu_quota(text: str) -> tuple[int, int]:
+    """Returns (quota, period) from cgroup v1 files or the v2 ``cpu.max`` line."""
+    parts = text.split()
+    return int(parts[0]), int(parts[1])
+
+
+async def test_create_runs_an_isolated_container_with_the_slots_as_limits(backend: DockerBackend, kernel_image: str) -> None:
+    request = launch(kernel_image, cpu="0.5", mem=256 * MIB, devices={"cuda.device": ["0", "1"]})
+    kernel_id = request.kernel.kernel_id
+    await backend.prepare(request.kernel)
+    container_id = await backend.create(request)
+
+    assert await backend.create(request) == container_id  # idempotent
+    assert (await backend.list_running()) == {kernel_id: container_id}
+    docker = aiodocker.Docker()
+    try:
+        info = await docker.containers.container(container_id).show()
+        host = info["HostConfig"]
+        assert info["Name"] == f"/{container_name(kernel_id)}"
+        assert host["NetworkMode"] == "none"
+        assert host["Privileged"] is False
+        assert host["CapDrop"] == ["ALL"]
+        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["Memory"] == host["MemorySwap"] == 256 * MIB
+        assert host["NanoCpus"] == 500_000_000
+        assert host["PidsLimit"] == 1024
+        labels = info["Config"]["Labels"]
+        assert labels["berth.kernel_id"] == kernel_id
+        assert labels["berth.session_id"] == request.kernel.session_id
+        assert labels["berth.agent_id"] == backend.agent_id
+        assert labels["berth.cluster_role"] == "main"
+        env = dict(item.split("=", 1) for item in info["Config"]["Env"])
+        assert env["BERTH_SESSION_ID"] == request.kernel.session_id
+        assert env["BERTH_KERNEL_ID"] == kernel_id
+        assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
+        assert env["BERTH_DEVICES_CUDA_DEVICE"] == "0,1"
+
+        script = ("import os, pathlib; v1 = pathlib.Path('/sys/fs/cgroup/cpu/cpu.cfs_quota_us');"
+                  "print(v1.read_text().strip(), pathlib.Path('/sys/fs/cgroup/cpu/cpu.cfs_period_us').read_text().strip())"
+                  " if v1.exists() else print(pathlib.Path('/sys/fs/cgroup/cpu.max').read_text().strip())")
+        quota, period = _cpu_quota(await exec_output(docker, container_id, "python3", "-c", script))
+        assert quota / period == 0.5
+        inside = await exec_output(docker, container_id, "sh", "-c", "echo $BERTH_SESSION_ID; pwd; ls /opt/berth/runner")
+        assert inside.split() == [request.kernel.session_id, "/home/work", "berth_runner.py"]
+    finally:
+        await docker.close()
+    assert backend.runner_socket(kernel_id) == backend.data_dir / "kernels" / kernel_id / "io" / "runner.sock"
+
+
+async def test_destroy_stops_removes_and_keeps_the_log(backend: DockerBackend, exits: Exits, kernel_image: str) -> None:
+    request = launch(kernel_image)
+    kernel_id = request.kernel.kernel_id
+    await backend.create(request)
+    await async_wait_for(lambda: _logged(backend, kernel_id), timeout=20, message="runner never logged")
+
+    assert await backend.destroy(kernel_id) == 0  # the placeholder runner exits 0 on SIGTERM
+    assert kernel_id not in await backend.list_running()
+    assert "placeholder runner up" in (backend.data_dir / "kernels" / kernel_id / "container.log").read_text()
+    assert "placeholder runner up" in await backend.logs(kernel_id)
+    assert await backend.destroy(kernel_id) == 0  # idempotent
+    assert await backend.destroy("never-ran-here") is None
+
+    # A kernel that exits afterwards is reported; the destroyed one never was.
+    barrier = launch(kernel_image, startup_command="exit 3")
+    await backend.create(barrier)
+    await async_wait_for(lambda: barrier.kernel.kernel_id in exits.reports, timeout=30)
+    assert kernel_id not in exits.reports
+
+
+async def _logged(backend: DockerBackend, kernel_id: str) -> bool:
+    return "placeholder runner up" in await backend.logs(kernel_id)
+
+
+async def test_a_restarted_agent_adopts_its_running_containers(
+    backend: DockerBackend, agent_id: str, tmp_path: Path, runner_dir: Path, kernel_image: str
+) -> None:
+    request = launch(kernel_image)
+    kernel_id = request.kernel.kernel_id
+    container_id = await backend.create(request)
+    await backend.close()  # the agent dies; its container must not
+
+    restarted = make_backend(agent_id, backend.data_dir, runner_dir)
+    collected = Exits()
+    collected.start(restarted)
+    try:
+        assert await restarted.list_running() == {kernel_id: container_id}
+        assert await restarted.create(request) == container_id  # a redelivered assignment
+        barrier = launch(kernel_image, startup_command="exit 0")
+        await restarted.create(barrier)
+        await async_wait_for(lambda: barrier.kernel.kernel_id in collected.reports, timeout=30)
+        assert collected.reports[barrier.kernel.kernel_id] == (0, "task-finished")
+        assert await restarted.list_running() == {kernel_id: container_id}
+        assert kernel_id not in collected.reports
+    finally:
+        await collected.stop()
+        await restarted.close()
+
+
+async def test_an_unknown_image_is_a_start_error(backend: DockerBackend, kernel_image: str) -> None:
+    request = launch("berth-test/no-such-image:never")
+    with pytest.raises(KernelStartError, match="not found and could not be pulled"):
+        await backend.prepare(request.kernel)
+    with pytest.raises(KernelStartError, match="cannot create"):
+        await backend.create(request)
+    assert await backend.list_running() == {}
+
+
+async def test_an_interactive_kernel_needs_the_runner(agent_id: str, tmp_path: Path, kernel_image: str) -> None:
+    backend = make_backend(agent_id, tmp_path / "data", tmp_path / "no-runner")
+    try:
+        with pytest.raises(KernelStartError, match="runner"):
+            await backend.create(launch(kernel_image))
+        assert await backend.list_running() == {}
+    finally:
+        await backend.close()
+
+
+async def test_a_runner_that_dies_at_once_fails_the_start(
+    agent_id: str, tmp_path: Path, exits: Exits, backend: DockerBackend, kernel_image: str
+) -> None:
+    broken = tmp_path / "broken-runner"
+    broken.mkdir()
+    (broken / "berth_runner.py").write_text("print('runner broken'); raise SystemExit(2)\n")
+    backend.runner_dir = broken
+    request = launch(kernel_image)
+    with pytest.raises(KernelStartError, match="runner broken"):
+        await backend.create(request)
+    assert await backend.list_running() == {}
+    assert request.kernel.kernel_id not in exits.reports

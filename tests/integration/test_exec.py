@@ -1,0 +1,162 @@
+"""The exec path end to end in one process: gateway `execute` → agent exec server → process
+backend's runner, over real NATS and PostgreSQL (relay, scheduler, controller and agent run as tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.status import SessionStatus
+from services.agent.main import run_agent
+from services.agent.process import ProcessBackend
+from services.common.client import BerthAPIError, BerthClient
+from services.common.sessions import Sessions
+from services.common.settings import Settings
+from services.controller.main import run_controller
+from services.relay.main import run_relay
+from services.scheduler.main import run_scheduler
+from tests.support.gateway import CREATE, Keys, clean_streams, keys, read_models, served  # noqa: F401 - fixtures
+from tests.support.publish import ServiceTasks, service_tasks
+from tests.support.waiting import async_wait_for
+
+EXECUTE = """subscription($id: String!, $code: String!, $mode: String!, $stdin: String) {
+  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin) { runId kind data exitCode durationMs truncated } }"""
+LOGS = "query($id: String!) { sessionLogs(sessionId: $id) }"
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[ProcessBackend]:
+    backend = ProcessBackend(tmp_path, grace=2.0)
+    yield backend
+    for kernel_id in list(await backend.list_running()):
+        await backend.destroy(kernel_id)
+    await backend.close()
+
+
+@pytest.fixture
+async def cluster(served: str, nats_url: str, pg_dsn: str, backend: ProcessBackend) -> AsyncIterator[ServiceTasks]:
+    settings = Settings(nats_url=nats_url, pg_dsn=pg_dsn, agent_id="local", agent_capacity="cpu=4,mem=8g",
+                        heartbeat_interval=0.2, heartbeat_timeout=5.0)
+    async with service_tasks() as tasks:
+        tasks.start("relay", lambda stop: run_relay(settings, stop))
+        tasks.start("scheduler", lambda stop: run_scheduler(settings, stop))
+        tasks.start("controller", lambda stop: run_controller(settings, stop))
+        tasks.start("agent", lambda stop: run_agent(settings, stop, backend=backend))
+        yield tasks
+
+
+@pytest.fixture
+def sessions(pg_dsn: str) -> Any:
+    app = Sessions(pg_dsn)
+    yield app
+    app.close()
+
+
+async def running_session(client: BerthClient, sessions: Sessions, cpu: str = "1") -> str:
+    created = await client.execute(CREATE, {"input": {"resources": [{"slot": "cpu", "amount": cpu}]}})
+    session_id = created["createSession"]["sessionId"]
+
+    async def is_running() -> bool:
+        state = await asyncio.to_thread(sessions.get, session_id)
+        return state is not None and state.status is SessionStatus.RUNNING
+
+    await async_wait_for(is_running, timeout=30, message=f"session {session_id} did not run")
+    return session_id
+
+
+async def execute(client: BerthClient, session_id: str, code: str, mode: str = "query", stdin: str | None = None) -> list[dict]:
+    items = []
+    async with asyncio.timeout(30):
+        async for data in client.subscribe(EXECUTE, {"id": session_id, "code": code, "mode": mode, "stdin": stdin}):
+            items.append(data["execute"])
+            if data["execute"]["kind"] == "done":
+                break
+    return items
+
+
+def out(items: list[dict], kind: str = "stdout") -> str:
+    return "".join(i["data"] for i in items if i["kind"] == kind)
+
+
+async def test_execute_streams_output_keeps_the_namespace_and_records_each_run(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        first = await execute(alice, session_id, "x = 41")
+        assert [i["kind"] for i in first] == ["done"] and first[0]["exitCode"] == 0
+        second = await execute(alice, session_id, "print(x + 1)")
+        assert out(second) == "42\n"
+        assert second[-1]["exitCode"] == 0 and second[-1]["truncated"] is False
+        assert len({i["runId"] for i in second}) == 1
+        failed = await execute(alice, session_id, "raise SystemExit(3)")
+        assert failed[-1]["exitCode"] == 3
+        batch = await execute(alice, session_id, "tr a-z A-Z; echo e >&2", mode="batch", stdin="hi\n")
+        assert (out(batch), out(batch, "stderr"), batch[-1]["exitCode"]) == ("HI\n", "e\n", 0)
+
+    async def recorded() -> list[Any]:
+        events = await asyncio.to_thread(sessions.load, session_id)
+        return [e for e in events if type(e).type_name() == "session.execution_finished"]
+
+    runs = await async_wait_for(lambda: _at_least(recorded, 4), timeout=10)
+    assert [(e.mode, e.exit_code) for e in runs] == [("query", 0), ("query", 0), ("query", 3), ("batch", 0)]
+    assert runs[1].run_id == second[0]["runId"] and runs[1].metadata.actor == keys.alice[0]
+    assert runs[1].kernel_id == f"{session_id}-k0" and runs[1].code_digest.startswith("sha256:")
+    cluster.check()
+
+
+async def _at_least(fetch: Any, count: int) -> list[Any]:
+    found = await fetch()
+    return found if len(found) >= count else []
+
+
+async def test_a_client_that_goes_away_interrupts_its_run(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        stream = alice.subscribe(EXECUTE, {"id": session_id, "code": "print('go', flush=True)\nwhile True:\n    pass\n",
+                                           "mode": "query", "stdin": None})
+        async with asyncio.timeout(30):
+            first = await stream.__anext__()
+        assert first["execute"]["data"].startswith("go")
+        await stream.aclose()
+        after = await execute(alice, session_id, "print('free')")  # would wait forever behind the loop
+        assert out(after) == "free\n"
+
+
+async def test_session_logs_return_the_runner_log(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        logs = (await alice.execute(LOGS, {"id": session_id}))["sessionLogs"]
+        assert "berth runner" in logs and "listening" in logs
+
+
+async def test_execution_is_refused_clearly(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice, BerthClient(served, *keys.bob) as bob:
+        session_id = await running_session(alice, sessions)
+        with pytest.raises(BerthAPIError) as err:
+            await execute(bob, session_id, "print(1)")
+        assert err.value.code == "NOT_FOUND"
+        with pytest.raises(BerthAPIError) as err:
+            await execute(alice, session_id, "print(1)", mode="turbo")
+        assert err.value.code == "BAD_INPUT"
+        with pytest.raises(BerthAPIError) as err:
+            await bob.execute(LOGS, {"id": session_id})
+        assert err.value.code == "NOT_FOUND"
+        pending = (await alice.execute(CREATE, {"input": {"resources": [{"slot": "cpu", "amount": "64"}]}}))
+        with pytest.raises(BerthAPIError) as err:
+            await execute(alice, pending["createSession"]["sessionId"], "print(1)")
+        assert err.value.code == "CONFLICT" and "not RUNNING" in err.value.message
+        await cluster.stop("agent")
+        with pytest.raises(BerthAPIError) as err:
+            await execute(alice, session_id, "print(1)")
+        assert err.value.code == "UNAVAILABLE"

@@ -1,0 +1,158 @@
+"""The pure translation of a kernel launch into a Docker create config, and exit reasons."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from contracts.agent import KernelAssigned
+from contracts.envelope import Metadata, utc_now
+from services.agent.backend import KernelLaunch, KernelStartError
+from services.agent.docker.exits import exit_reason
+from services.agent.docker.spec import (
+    KernelPaths,
+    container_config,
+    container_name,
+    device_env,
+    kernel_command,
+    limits,
+)
+
+MIB = 1024**2
+
+
+def _launch(slots: dict[str, Decimal], *, startup_command: str | None = None,
+            env: dict[str, str] | None = None, devices: dict[str, list[str]] | None = None) -> KernelLaunch:
+    kernel = KernelAssigned(
+        event_id=uuid.uuid4(), originator_id="a1", originator_version=3, timestamp=utc_now(),
+        metadata=Metadata(actor="t", correlation_id="c"), kernel_id="k1", session_id="s1",
+        image="berth/python:latest", slots=slots, cluster_role="main", startup_command=startup_command,
+    )
+    return KernelLaunch(kernel=kernel, env=env if env is not None else {"BERTH_SESSION_ID": "s1"}, devices=devices or {})
+
+
+def _config(launch: KernelLaunch, **kwargs: object) -> dict:
+    paths = KernelPaths.of(Path("/data"), launch.kernel.kernel_id)
+    return container_config(launch, agent_id="a1", paths=paths, runner_dir=Path("/repo/runner"), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "nano"),
+    [("0.5", 500_000_000), ("1", 1_000_000_000), ("2.25", 2_250_000_000), ("0.01", 10_000_000)],
+)
+def test_the_cpu_slot_becomes_a_cfs_quota(cpu: str, nano: int) -> None:
+    assert limits({"cpu": Decimal(cpu)})["NanoCpus"] == nano
+
+
+def test_memory_and_swap_are_the_mem_slot() -> None:
+    assert limits({"mem": Decimal(256 * MIB)}) == {"Memory": 256 * MIB, "MemorySwap": 256 * MIB}
+
+
+def test_missing_slots_set_no_limit() -> None:
+    assert limits({}) == {}
+    assert limits({"cpu": Decimal(0), "mem": Decimal(0)}) == {}
+
+
+@pytest.mark.parametrize(
+    ("slots", "message"),
+    [({"mem": Decimal(MIB)}, "6 MiB"), ({"cpu": Decimal("0.001")}, "0.01"), ({"cpu": Decimal(-1)}, "negative")],
+)
+def test_limits_docker_cannot_honour_are_start_errors(slots: dict[str, Decimal], message: str) -> None:
+    with pytest.raises(KernelStartError, match=message):
+        limits(slots)
+
+
+def test_the_container_is_isolated_and_limited() -> None:
+    config = _config(_launch({"cpu": Decimal("0.5"), "mem": Decimal(256 * MIB)}))
+    host = config["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert host["Privileged"] is False
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == 1024
+    assert host["NanoCpus"] == 500_000_000
+    assert host["Memory"] == host["MemorySwap"] == 256 * MIB
+    assert "CapAdd" not in host
+
+
+def test_mounts_labels_command_and_environment() -> None:
+    config = _config(_launch({"cpu": Decimal(1)}), user="1000:1000")
+    mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in config["HostConfig"]["Mounts"]}
+    assert mounts == {
+        "/home/work": ("/data/kernels/k1/work", False),
+        "/opt/berth/runner": ("/repo/runner", True),
+        "/opt/berth/io": ("/data/kernels/k1/io", False),
+    }
+    assert config["Labels"] == {
+        "berth.kernel_id": "k1", "berth.session_id": "s1", "berth.agent_id": "a1",
+        "berth.cluster_role": "main", "berth.mode": "interactive",
+    }
+    assert config["Cmd"] == ["python3", "/opt/berth/runner/berth_runner.py", "--socket", "/opt/berth/io/runner.sock"]
+    assert config["WorkingDir"] == "/home/work"
+    assert config["User"] == "1000:1000"
+    assert "BERTH_SESSION_ID=s1" in config["Env"]
+    assert container_name("k1") == "berth-k1"
+
+
+def test_a_batch_kernel_runs_its_startup_command_through_the_shell() -> None:
+    config = _config(_launch({}, startup_command="python3 train.py && echo done"))
+    assert config["Cmd"] == ["/bin/sh", "-c", "python3 train.py && echo done"]
+    assert config["Labels"]["berth.mode"] == "batch"
+    assert kernel_command(None)[0] == "python3"
+
+
+def test_devices_are_named_in_the_environment() -> None:
+    assert device_env({"cuda.device": ["0", "2"], "cuda.shares": ["1"]}) == {
+        "BERTH_DEVICES_CUDA_DEVICE": "0,2", "CUDA_VISIBLE_DEVICES": "0,2", "BERTH_DEVICES_CUDA_SHARES": "1",
+    }
+    config = _config(_launch({}, devices={"cuda.device": ["3"]}))
+    assert "CUDA_VISIBLE_DEVICES=3" in config["Env"]
+
+
+def test_the_launch_environment_wins_and_bad_names_are_refused() -> None:
+    config = _config(_launch({}, env={"CUDA_VISIBLE_DEVICES": "7"}, devices={"cuda.device": ["3"]}))
+    assert "CUDA_VISIBLE_DEVICES=7" in config["Env"]
+    with pytest.raises(KernelStartError, match="environment variable"):
+        _config(_launch({}, env={"BAD=NAME": "x"}))
+
+
+def test_the_kernel_paths_live_under_the_data_dir() -> None:
+    paths = KernelPaths.of(Path("/data"), "k1")
+    assert paths.work == Path("/data/kernels/k1/work")
+    assert paths.socket == Path("/data/kernels/k1/io/runner.sock")
+    assert paths.log == Path("/data/kernels/k1/container.log")
+
+
+@pytest.mark.parametrize(
+    ("code", "oom", "batch", "reason"),
+    [
+        (137, True, False, "oom-killed"),
+        (137, True, True, "oom-killed"),
+        (0, False, True, "task-finished"),
+        (0, False, False, "self-terminated"),
+        (3, False, True, "task-failed"),
+        (1, False, False, "task-failed"),
+    ],
+)
+def test_exit_reasons(code: int, oom: bool, batch: bool, reason: str) -> None:
+    assert exit_reason(code, oom_killed=oom, batch=batch) == reason
+
+
+def test_the_probe_says_no_when_no_engine_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from services.agent.docker import docker_available_sync
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    assert docker_available_sync() is False
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    assert docker_available_sync() is False
+
+
+def test_the_agent_builds_the_docker_backend_from_settings(tmp_path: Path) -> None:
+    from services.agent.main import build_backend
+    from services.common.settings import Settings
+
+    backend = build_backend(Settings(agent_backend="docker", agent_id="a7", data_dir=tmp_path, docker_stop_grace=3))
+    assert (backend.name, backend.agent_id, backend.data_dir, backend.grace) == ("docker", "a7", tmp_path, 3)

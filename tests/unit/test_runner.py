@@ -1,0 +1,245 @@
+"""The kernel runner, run as a local subprocess on a temporary Unix socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.waiting import wait_for
+
+RUNNER = Path(__file__).resolve().parents[2] / "services" / "agent" / "runner" / "berth_runner.py"
+
+
+class RunnerClient:
+    """One connection to a runner, speaking its newline-delimited JSON."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rw", encoding="utf-8")
+
+    def send(self, message: dict) -> None:
+        self.file.write(json.dumps(message) + "\n")
+        self.file.flush()
+
+    def receive(self) -> dict:
+        line = self.file.readline()
+        assert line, "the runner closed the connection"
+        return json.loads(line)
+
+    def run(self, code: str, mode: str = "query", run_id: str = "r", stdin: str | None = None) -> tuple[list[dict], dict]:
+        """Returns the chunks of a run and its final ``done`` message."""
+        self.send({"op": "run", "run_id": run_id, "mode": mode, "code": code, "stdin": stdin})
+        chunks = []
+        while True:
+            message = self.receive()
+            if message.get("kind") == "done":
+                return chunks, message
+            assert message.get("kind") in ("stdout", "stderr"), message
+            chunks.append(message)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def text(chunks: list[dict], kind: str) -> str:
+    return "".join(c["data"] for c in chunks if c["kind"] == kind)
+
+
+def start_runner(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+    path = tmp_path / "io" / "runner.sock"
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen([sys.executable, str(RUNNER), "--socket", str(path), *extra], cwd=work,
+                            stderr=subprocess.DEVNULL)
+    wait_for(lambda: path.exists() or proc.poll() is not None, timeout=10, message="the runner did not listen")
+    assert proc.poll() is None, "the runner exited"
+    return proc, path
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[RunnerClient]:
+    proc, path = start_runner(tmp_path)
+    client = RunnerClient(path)
+    yield client
+    client.close()
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_ping_answers_pong(runner: RunnerClient) -> None:
+    runner.send({"op": "ping"})
+    assert runner.receive()["op"] == "pong"
+
+
+def test_the_socket_is_open_to_every_user(tmp_path: Path) -> None:
+    proc, path = start_runner(tmp_path)
+    try:
+        assert path.stat().st_mode & 0o777 == 0o666
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_namespace_persists_across_runs(runner: RunnerClient) -> None:
+    _, done = runner.run("x = 41", run_id="a")
+    assert done["exit_code"] == 0
+    chunks, done = runner.run("print(x + 1)", run_id="b")
+    assert text(chunks, "stdout") == "42\n"
+    assert done == {"run_id": "b", "kind": "done", "exit_code": 0, "duration_ms": done["duration_ms"], "truncated": False}
+
+
+def test_output_written_by_c_code_is_captured(runner: RunnerClient) -> None:
+    chunks, _ = runner.run("import os; os.write(1, b'low\\n'); os.write(2, b'level\\n')")
+    assert text(chunks, "stdout") == "low\n"
+    assert text(chunks, "stderr") == "level\n"
+
+
+def test_chunks_stream_before_the_run_ends(runner: RunnerClient) -> None:
+    code = "import time\nfor i in range(3):\n    print(i)\n    time.sleep(0.3)\n"
+    runner.send({"op": "run", "run_id": "slow", "mode": "query", "code": code})
+    first = runner.receive()
+    arrived = time.monotonic()
+    assert first["kind"] == "stdout" and first["data"].startswith("0")
+    rest = []
+    while (message := runner.receive())["kind"] != "done":
+        rest.append(message)
+    assert time.monotonic() - arrived >= 0.5, "the first chunk came only at the end"
+    assert text([first, *rest], "stdout") == "0\n1\n2\n"
+
+
+def test_system_exit_gives_its_code(runner: RunnerClient) -> None:
+    assert runner.run("raise SystemExit(3)")[1]["exit_code"] == 3
+    assert runner.run("import sys; sys.exit()", run_id="b")[1]["exit_code"] == 0
+    chunks, done = runner.run("raise SystemExit('bye')", run_id="c")
+    assert (done["exit_code"], text(chunks, "stderr")) == (1, "bye\n")
+
+
+def test_an_exception_prints_its_traceback_and_gives_1(runner: RunnerClient) -> None:
+    chunks, done = runner.run("def f():\n    return 1 / 0\nf()\n")
+    assert done["exit_code"] == 1
+    err = text(chunks, "stderr")
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert "ZeroDivisionError: division by zero" in err
+    assert "berth_runner" not in err
+
+
+def test_query_mode_reads_stdin_from_the_request(runner: RunnerClient) -> None:
+    chunks, _ = runner.run("print(input().upper())", stdin="hello\n")
+    assert text(chunks, "stdout") == "HELLO\n"
+
+
+def test_batch_mode_runs_a_shell_command_with_stdin_in_the_work_dir(runner: RunnerClient, tmp_path: Path) -> None:
+    chunks, done = runner.run("tr a-z A-Z; echo oops >&2; pwd; exit 4", mode="batch", stdin="hi\n")
+    assert done["exit_code"] == 4
+    assert text(chunks, "stdout") == f"HI\n{tmp_path / 'work'}\n"
+    assert text(chunks, "stderr") == "oops\n"
+
+
+def test_a_query_interrupt_raises_keyboard_interrupt(runner: RunnerClient) -> None:
+    runner.send({"op": "run", "run_id": "loop", "mode": "query", "code": "print('go', flush=True)\nwhile True:\n    pass\n"})
+    assert runner.receive()["data"].startswith("go")
+    runner.send({"op": "interrupt", "run_id": "loop"})
+    messages = []
+    while (message := runner.receive()).get("kind") != "done":
+        messages.append(message)
+    assert {"op": "interrupted", "run_id": "loop", "ok": True} in messages
+    assert message["exit_code"] == 130
+    assert "KeyboardInterrupt" in text([m for m in messages if "kind" in m], "stderr")
+    chunks, done = runner.run("print('still here')", run_id="after")
+    assert (text(chunks, "stdout"), done["exit_code"]) == ("still here\n", 0)
+
+
+def test_a_batch_interrupt_stops_the_process_group(runner: RunnerClient) -> None:
+    runner.send({"op": "run", "run_id": "sleep", "mode": "batch", "code": "echo start; sleep 30; echo never"})
+    assert runner.receive()["data"].startswith("start")
+    other = RunnerClient(runner.path)
+    try:
+        other.send({"op": "interrupt", "run_id": "sleep"})
+        assert other.receive()["ok"] is True
+    finally:
+        other.close()
+    started = time.monotonic()
+    while (message := runner.receive()).get("kind") != "done":
+        assert message.get("data") != "never\n"
+    assert message["exit_code"] == 130
+    assert time.monotonic() - started < 10
+
+
+def test_interrupting_an_unknown_run_says_so(runner: RunnerClient) -> None:
+    runner.send({"op": "interrupt", "run_id": "nope"})
+    assert runner.receive() == {"op": "interrupted", "run_id": "nope", "ok": False}
+
+
+def test_output_beyond_the_bound_is_dropped(tmp_path: Path) -> None:
+    proc, path = start_runner(tmp_path, "--max-output", "1000")
+    client = RunnerClient(path)
+    try:
+        chunks, done = client.run("print('x' * 5000); print('tail')")
+        assert done["truncated"] is True
+        assert len(text(chunks, "stdout")) == 1000
+        chunks, done = client.run("print('small')", run_id="b")
+        assert (text(chunks, "stdout"), done["truncated"]) == ("small\n", False)
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_default_bound_is_one_mebibyte(runner: RunnerClient) -> None:
+    chunks, done = runner.run("import sys\nfor _ in range(3):\n    sys.stdout.write('y' * (1 << 20))\n", mode="query")
+    assert done["truncated"] is True
+    assert len(text(chunks, "stdout")) == 1 << 20
+
+
+def test_a_dead_worker_gives_its_status_and_a_fresh_namespace(runner: RunnerClient) -> None:
+    runner.run("x = 1", run_id="a")
+    assert runner.run("import os; os._exit(7)", run_id="b")[1]["exit_code"] == 7
+    chunks, _ = runner.run("print('x' in globals())", run_id="c")
+    assert text(chunks, "stdout") == "False\n"
+
+
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        ({"op": "run", "mode": "query", "code": "1"}, "run_id"),
+        ({"op": "run", "run_id": "r", "mode": "turbo", "code": "1"}, "unknown mode"),
+        ({"op": "run", "run_id": "r", "code": 5}, "code"),
+        ({"op": "dance"}, "unknown op"),
+    ],
+)
+def test_bad_requests_get_a_clear_error(runner: RunnerClient, request_: dict, message: str) -> None:
+    runner.send(request_)
+    reply = runner.receive()
+    assert reply["kind"] == "error" and message in reply["message"]
+    runner.send({"op": "ping"})
+    assert runner.receive()["op"] == "pong"
+
+
+def test_a_long_socket_path_works(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    proc, path = start_runner(deep)
+    try:
+        assert len(str(path)) > 108
+        assert path.exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_sigterm_stops_the_runner_and_removes_its_socket(tmp_path: Path) -> None:
+    proc, path = start_runner(tmp_path)
+    proc.terminate()
+    assert proc.wait(timeout=10) == 128 + 15
+    assert not path.exists()
