@@ -14,6 +14,7 @@ import click
 from services.cli import queries as q
 from services.cli.output import Output
 from services.common.client import BerthClient
+from services.common.settings import DEFAULT_IMAGE
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -27,7 +28,7 @@ __all__ = [
     "status_after",
 ]
 
-DEFAULT_IMAGE = "berth/python:latest"
+
 RUNNING_OR_DONE = {"RUNNING", "TERMINATED", "CANCELLED", "ERROR"}
 GONE = {"TERMINATED", "CANCELLED", "ERROR"}
 

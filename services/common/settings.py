@@ -7,7 +7,10 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["DEFAULT_IMAGE", "Settings", "default_data_dir"]
+
+DEFAULT_IMAGE = "berth/python:latest"
+"""The kernel image of a session that names none (built offline by ops/images/build-python-image)."""
 
 
 def default_data_dir() -> Path:

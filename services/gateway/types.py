@@ -9,6 +9,8 @@ from typing import Any, Mapping
 import strawberry
 from strawberry.scalars import JSON
 
+from services.common.settings import DEFAULT_IMAGE
+
 __all__ = [
     "Agent",
     "CreateSessionInput",
@@ -21,8 +23,6 @@ __all__ = [
     "SlotInput",
     "slots_json",
 ]
-
-DEFAULT_IMAGE = "berth/python:latest"
 
 
 def slots_json(slots: Mapping[str, Any] | None) -> dict[str, str]:

@@ -10,10 +10,11 @@ from typing import Callable
 
 import msgspec
 
+from services.agent.docker import docker_available
 from services.agent.main import run_agent
 from services.common.bus import connect, ensure_streams
 from services.common.instance import Instance, remove_instance, write_instance
-from services.common.settings import Settings
+from services.common.settings import DEFAULT_IMAGE, Settings
 from services.controller.main import run_controller
 from contracts.tenancy import Role
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
@@ -38,6 +39,22 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
         asyncio.run(_run(settings, say))
 
 
+async def _check_kernel_image(settings: Settings, say: Callable[[str], None]) -> None:
+    """Warns when the agent will use Docker but the default kernel image is missing."""
+    if settings.agent_backend not in ("auto", "docker") or not await docker_available():
+        return
+    import aiodocker
+
+    docker = aiodocker.Docker()
+    try:
+        await docker.images.inspect(DEFAULT_IMAGE)
+    except aiodocker.exceptions.DockerError:
+        say(f"WARNING: the default kernel image {DEFAULT_IMAGE} is missing and no registry may be reachable: "
+            "build it offline with `ops/images/build-python-image` (root, debootstrap), or pass `--image`.")
+    finally:
+        await docker.close()
+
+
 async def _prepare(settings: Settings) -> None:
     nc = await connect(settings.nats_url, "berth-up")
     try:
@@ -52,6 +69,7 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await _prepare(settings)
+    await _check_kernel_image(settings, say)
     keypair_file = settings.data_dir / "admin.keypair"
     created = await asyncio.to_thread(ensure_admin_keypair, settings.pg_dsn)
     if created is not None:
