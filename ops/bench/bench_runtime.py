@@ -45,19 +45,36 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import msgspec
+import nats
+from websockets.asyncio.client import connect as ws_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from contracts.agent import KernelAssigned  # noqa: E402
-from contracts.slots import parse_slots  # noqa: E402
-from services.agent.backend import KernelLaunch  # noqa: E402
-from services.agent.docker.spec import LABEL_AGENT, LABEL_SESSION, KernelPaths, container_config  # noqa: E402
-from services.cli import queries as q  # noqa: E402
-from services.common.client import BerthClient  # noqa: E402
-from services.common.context import make_context  # noqa: E402
-from services.common.embedded import create_database, drop_database  # noqa: E402
-from services.common.instance import FILE_NAME, read_instance  # noqa: E402
+from contracts.agent import KernelAssigned
+from contracts.execution import (
+    ExecDone,
+    ExecOutput,
+    ExecRequest,
+    exec_subject,
+    io_subject,
+)
+from contracts.slots import parse_slots
+from services.agent.backend import KernelLaunch
+from services.agent.docker.spec import (
+    LABEL_AGENT,
+    LABEL_KERNEL,
+    LABEL_SESSION,
+    KernelPaths,
+    container_config,
+)
+from services.agent.exec_server import open_runner
+from services.cli import queries as q
+from services.common.client import BerthClient
+from services.common.context import make_context
+from services.common.embedded import create_database, drop_database
+from services.common.instance import FILE_NAME, read_instance
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_IMAGE = "berth/python:latest"
@@ -186,6 +203,47 @@ async def berth_exec(client: BerthClient, session_id: str) -> float:
     raise RuntimeError("execute ended without a done item")
 
 
+async def ws_handshake(client: BerthClient) -> float:
+    """Opens the gateway's websocket and waits for ``connection_ack`` (the fixed cost of a subscription)."""
+    t0 = time.perf_counter()
+    async with ws_connect("ws" + client.graphql_url[len("http"):], subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": client.connection_params()}))
+        while json.loads(await ws.recv()).get("type") != "connection_ack":
+            pass
+        return time.perf_counter() - t0
+
+
+async def agent_exec(nc: Any, agent_id: str, kernel_id: str) -> float:
+    """``print(1)`` straight to the agent over core NATS (no gateway): request -> ExecDone."""
+    t0 = time.perf_counter()
+    run_id = uuid.uuid4().hex
+    sub = await nc.subscribe(io_subject(kernel_id, run_id))
+    try:
+        request = ExecRequest(run_id=run_id, kernel_id=kernel_id, code="print(1)")
+        await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=10)
+        async for msg in sub.messages:
+            if isinstance(msgspec.json.decode(msg.data, type=ExecOutput), ExecDone):
+                return time.perf_counter() - t0
+    finally:
+        await sub.unsubscribe()
+    raise RuntimeError("no ExecDone")
+
+
+async def runner_exec(socket: Path) -> float:
+    """``print(1)`` straight to the kernel runner over its Unix socket: request -> done."""
+    t0 = time.perf_counter()
+    reader, writer = await open_runner(socket)
+    try:
+        run = {"op": "run", "run_id": uuid.uuid4().hex, "mode": "query", "code": "print(1)", "stdin": None}
+        writer.write((json.dumps(run) + "\n").encode())
+        await writer.drain()
+        while (line := await reader.readline()) and json.loads(line).get("kind") != "done":
+            pass
+        return time.perf_counter() - t0
+    finally:
+        writer.close()
+
+
 # --- raw Docker baseline -----------------------------------------------------------------
 
 
@@ -309,9 +367,25 @@ async def run(args: argparse.Namespace, instance: Any, raw_agent: str, data_dir:
             berth_e.append(await berth_exec(client, sid))
             api_e.append(await docker_exec_api(container, user))
             cli_e.append(await docker_exec_cli(container.id, user))
+        # where the Berth round trip goes: the websocket, the agent over NATS, the runner alone
+        kernel_id = container._container["Labels"][LABEL_KERNEL]
+        socket = KernelPaths.of(data_dir, kernel_id).socket
+        nc = await nats.connect(instance.nats_url)
+        try:
+            parts: dict[str, list[float]] = {"websocket connect + ack": [], "agent over NATS (no gateway)": [],
+                                             "runner over its socket": []}
+            for _ in range(args.exec_n):
+                parts["websocket connect + ack"].append(await ws_handshake(client))
+                parts["agent over NATS (no gateway)"].append(await agent_exec(nc, args.agent_id, kernel_id))
+                parts["runner over its socket"].append(await runner_exec(socket))
+        finally:
+            await nc.close()
         await berth_remove(client, docker, sid)
 
     report(args, berth_s, raw_s, raw_l, marks, berth_e, api_e, cli_e)
+    print("\nexec print(1), parts of the Berth round trip (p50 / p99 ms):")
+    for name, samples in parts.items():
+        print(f"  {name:<40} {ms(statistics.median(samples))} {ms(pct(samples, 99))}")
 
 
 def report(args, berth_s, raw_s, raw_l, marks, berth_e, api_e, cli_e) -> None:
