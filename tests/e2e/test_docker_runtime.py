@@ -1,7 +1,8 @@
 """The runtime's must-shows end to end with a real Docker engine, through `berth up` and the CLI.
 
 `berth run` prints from inside a real container and exits with the program's status; `berth
-exec` keeps one namespace and sees the CPU quota in the container's cgroup; containers that
+exec` keeps one namespace and sees the CPU quota in the container's cgroup (a memory hog run
+there loses only the runner's worker); containers that
 exit by themselves end their sessions with exit code and reason and free their slots; an agent
 that is SIGKILLed and restarted while a kernel runs adopts the container, exec still works and
 no duplicate kernel appears. (Create/rm, batch exit codes and the OOM reason are in
@@ -134,6 +135,12 @@ def test_exec_keeps_the_namespace_and_sees_the_cpu_quota(docker_berth: tuple[Run
     quota, period = berth.berth("exec", session_id, QUOTA_PROBE).stdout.split()
     assert int(quota) * 2 == int(period), (quota, period)  # cpu=0.5: half of every period
     assert len(_containers(session_id)) == 1
+
+    # a hog in query mode: the OOM killer takes the runner's worker (SIGKILL), not the container
+    hog = berth.berth("exec", session_id, "x = bytearray(1024**3)", check=False)
+    assert hog.returncode == 128 + signal.SIGKILL, hog
+    assert berth.berth("exec", session_id, "print('x' in globals())").stdout == "False\n"  # a fresh worker
+    assert berth.berth_json("session", "info", session_id)["status"] == "RUNNING"
     berth.berth("session", "rm", session_id)
 
 
@@ -148,14 +155,17 @@ def test_containers_that_exit_by_themselves_end_their_sessions_and_free_their_sl
     assert isinstance(batch, dict) and isinstance(hog, dict)
     assert not _slots_free(berth, agent_id)
 
-    berth.berth("exec", "--exec", interactive, "kill 1", check=False)  # the runner is the container's PID 1
+    # docker-init (PID 1) hands SIGTERM to the runner, which exits 128 + 15
+    killing = berth.berth("exec", "--exec", interactive, "kill 1", check=False)
 
     failed = wait_for(lambda: _ended(berth, batch["id"]), timeout=60, interval=0.5, message=berth.log_text())
     assert (failed["statusReason"], failed["kernels"][0]["exitCode"]) == ("task-failed", 3), failed
     killed = wait_for(lambda: _ended(berth, hog["id"]), timeout=60, interval=0.5, message=berth.log_text())
-    assert killed["statusReason"] == "oom-killed" and killed["kernels"][0]["exitCode"] is not None, killed
-    gone = wait_for(lambda: _ended(berth, interactive), timeout=60, interval=0.5, message=berth.log_text())
-    assert gone["statusReason"] == "self-terminated" and gone["kernels"][0]["exitCode"] is not None, gone
+    assert (killed["statusReason"], killed["kernels"][0]["exitCode"]) == ("oom-killed", 128 + signal.SIGKILL), killed
+    gone = wait_for(lambda: _ended(berth, interactive), timeout=60, interval=0.5,
+                    message=f"{killing}\n{berth.log_text()}")
+    assert gone["kernels"][0]["exitCode"] == 128 + signal.SIGTERM, gone  # the runner's exit on SIGTERM
+    assert gone["statusReason"] in ("self-terminated", "task-failed"), gone
 
     wait_for(lambda: _slots_free(berth, agent_id), timeout=30, interval=0.5,
              message=f"slots not freed: {_occupied(berth, agent_id)}")

@@ -452,9 +452,19 @@ def serve(socket_path: str, max_output: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A signal the kernel hands to a connection thread would not interrupt accept(): the
+    # wakeup pipe makes the main thread return to Python, where the handler runs.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
     print(f"berth runner {os.getpid()} listening on {socket_path}", file=sys.stderr, flush=True)
     try:
         while True:
+            readable, _, _ = select.select([server, wake_r], [], [])
+            if wake_r in readable:
+                os.read(wake_r, 512)
+            if server not in readable:
+                continue
             conn, _ = server.accept()
             threading.Thread(target=runner.serve_connection, args=(conn,), daemon=True).start()
     finally:
