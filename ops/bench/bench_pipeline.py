@@ -112,11 +112,11 @@ async def stream_messages(js: JetStreamContext, name: str) -> int:
 @contextlib.asynccontextmanager
 async def services(settings: Settings, log_dir: Path) -> AsyncIterator[None]:
     """Runs the relay and the projector as processes, as in production."""
-    env = {**os.environ, "BERTH_NATS_URL": settings.nats_url, "BERTH_PG_DSN": settings.pg_dsn}
+    env = {**os.environ, "BERTH_NATS_URL": settings.nats_url, "BERTH_PG_DSN": settings.pg_dsn, "BERTH_LOG_LEVEL": "WARNING"}
     procs = []
     for module in ("services.relay", "services.projector"):
         log = open(log_dir / f"{module}.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", module, "--log-level", "WARNING"], cwd=ROOT, env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
     try:
         yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Awaitable, Callable
@@ -20,10 +21,10 @@ def run_until_signalled(
     run: Callable[[Settings, asyncio.Event], Awaitable[None]],
     *,
     needs: tuple[str, ...] = ("nats_url", "pg_dsn"),
-    level: int = logging.INFO,
 ) -> None:
-    """Reads ``Settings`` from ``BERTH_*`` variables, checks the ones ``needs`` names, and runs ``run``."""
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    """Reads ``Settings`` from ``BERTH_*`` variables, checks the ones ``needs`` names, and runs ``run``.
+    ``BERTH_LOG_LEVEL`` (default INFO) sets the log level."""
+    logging.basicConfig(level=os.environ.get("BERTH_LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
     settings = Settings.from_env()
     missing = [f"BERTH_{field.upper()}" for field in needs if not getattr(settings, field)]
     if missing:
