@@ -4,33 +4,16 @@ Stdlib only (Python >= 3.9), no imports from Berth, so any image with ``python3`
 
     python3 berth_runner.py --socket /opt/berth/io/runner.sock
 
-Protocol: newline-delimited JSON on the socket, any number of connections, each served
-by its own thread; requests on one connection may overlap (an interrupt while a run streams).
-
-- ``{"op": "ping"}`` → ``{"op": "pong", "pid": N}``
-- ``{"op": "run", "run_id": ID, "mode": "query"|"batch", "code": STR, "stdin": STR|null}`` →
-  ``{"run_id", "kind": "stdout"|"stderr", "data"}`` chunks as output is produced, then
-  ``{"run_id", "kind": "done", "exit_code", "duration_ms", "truncated"}``.
-- ``{"op": "interrupt", "run_id": ID}`` → ``{"op": "interrupted", "run_id", "ok": bool}``
-- a request it cannot serve → ``{"kind": "error", "run_id"?, "message"}``.
-
-Query mode runs Python in one persistent namespace, held by a long-lived child process
-(the *worker*, this same file with ``--worker``): its real file descriptors 1 and 2 are
-pipes, so output of C extensions and subprocesses is captured too, and an interrupt is a
-real SIGINT (KeyboardInterrupt, exit code 130). ``SystemExit(n)`` gives exit code n; an
-uncaught exception prints its traceback on stderr and gives 1. When the worker dies
-(``os._exit``, a crash) the run ends with its exit status and a fresh worker (with an empty
-namespace) serves the next run. Query runs are serialised; batch runs (``/bin/sh -c``, in
-the working directory, own process group, stdin from the request) may run side by side.
-Output is bounded per run (``--max-output`` bytes, default 1 MiB): the rest is dropped and
-``truncated`` is true.
+Newline-delimited JSON on the socket (ops ``ping``, ``run``, ``interrupt``; the protocol is in
+README.md). Query mode runs Python in one persistent namespace held by the worker process
+(``berth_worker.py``); batch mode runs ``/bin/sh -c`` commands in their own process group.
+Output streams in chunks and is bounded per run (``--max-output``).
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
-import io
 import json
 import os
 import select
@@ -40,83 +23,10 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 MAX_OUTPUT = 1 << 20
 READ_SIZE = 16 << 10
 INTERRUPT_GRACE = 2.0
-
-
-# ------------------------------------------------------------------ worker (child process)
-
-
-def worker_main(control_fd: int, status_fd: int) -> None:
-    """Serves query runs for the runner: reads one JSON request per line on ``control_fd``,
-    runs it in the persistent namespace, writes ``{"exit_code": n}`` on ``status_fd``."""
-    import builtins
-
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
-    state = {"running": False}
-
-    def on_sigint(signum, frame):  # noqa: ARG001 - signal handler signature
-        if state["running"]:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=True)  # whole lines reach the runner as they are printed
-    control = os.fdopen(control_fd, "r", encoding="utf-8")
-    status = os.fdopen(status_fd, "w", encoding="utf-8")
-    while True:
-        try:
-            line = control.readline()
-            if not line:
-                return
-            request = json.loads(line)
-            sys.stdin = io.StringIO(request.get("stdin") or "")
-            state["running"] = True
-            try:
-                exit_code = _run_query(request["code"], namespace)
-            finally:
-                state["running"] = False
-        except KeyboardInterrupt:
-            exit_code = 130
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001 - user code may have replaced or closed it
-                pass
-        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        status.write(json.dumps({"exit_code": exit_code}) + "\n")
-        status.flush()
-
-
-def _run_query(code: str, namespace: dict) -> int:
-    try:
-        exec(compile(code, "<berth>", "exec"), namespace)  # noqa: S102 - running user code is the point
-        return 0
-    except SystemExit as exc:
-        return _exit_code_of(exc)
-    except KeyboardInterrupt:
-        _print_traceback()
-        return 130
-    except BaseException:  # noqa: BLE001 - any error of user code ends the run with 1
-        _print_traceback()
-        return 1
-
-
-def _exit_code_of(exc: SystemExit) -> int:
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
-def _print_traceback() -> None:
-    etype, value, tb = sys.exc_info()
-    traceback.print_exception(etype, value, tb.tb_next if tb is not None else None)
 
 
 # ------------------------------------------------------------------ output pumping
@@ -203,7 +113,7 @@ class QueryKernel:
         self.status_r, status_w = os.pipe()
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
-        args = [sys.executable, self.script, "--worker", "--control-fd", str(control_r), "--status-fd", str(status_w)]
+        args = [sys.executable, self.script, "--control-fd", str(control_r), "--status-fd", str(status_w)]
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(control_r, status_w)
         )
@@ -309,7 +219,7 @@ class Runner:
 
     def __init__(self, max_output: int = MAX_OUTPUT) -> None:
         self.max_output = max_output
-        self.query = QueryKernel(os.path.abspath(__file__))
+        self.query = QueryKernel(os.path.join(os.path.dirname(os.path.abspath(__file__)), "berth_worker.py"))
         self.runs = {}
         self.runs_lock = threading.Lock()
 
@@ -480,13 +390,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Berth kernel runner")
     parser.add_argument("--socket", help="Unix socket path to listen on")
     parser.add_argument("--max-output", type=int, default=MAX_OUTPUT, help="output bytes kept per run")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--status-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        worker_main(args.control_fd, args.status_fd)
-        return
     if not args.socket:
         parser.error("--socket is required")
     serve(args.socket, args.max_output)

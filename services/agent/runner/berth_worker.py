@@ -1,0 +1,99 @@
+"""The query worker of the Berth kernel runner: one long-lived child process per kernel that
+holds the persistent Python namespace (stdlib only, no imports from Berth).
+
+The runner (``berth_runner.py`` next to this file) starts it with its real file descriptors
+1 and 2 as pipes, and two more pipes: it reads one JSON request per line on ``--control-fd``
+and answers ``{"exit_code": n}`` per run on ``--status-fd``. SIGINT during a run raises
+KeyboardInterrupt (exit code 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import sys
+import traceback
+
+
+def worker_main(control_fd: int, status_fd: int) -> None:
+    """Serves query runs for the runner: reads one JSON request per line on ``control_fd``,
+    runs it in the persistent namespace, writes ``{"exit_code": n}`` on ``status_fd``."""
+    import builtins
+
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    state = {"running": False}
+
+    def on_sigint(signum, frame):  # noqa: ARG001 - signal handler signature
+        if state["running"]:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # whole lines reach the runner as they are printed
+    control = os.fdopen(control_fd, "r", encoding="utf-8")
+    status = os.fdopen(status_fd, "w", encoding="utf-8")
+    while True:
+        try:
+            line = control.readline()
+            if not line:
+                return
+            request = json.loads(line)
+            sys.stdin = io.StringIO(request.get("stdin") or "")
+            state["running"] = True
+            try:
+                exit_code = _run_query(request["code"], namespace)
+            finally:
+                state["running"] = False
+        except KeyboardInterrupt:
+            exit_code = 130
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - user code may have replaced or closed it
+                pass
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        status.write(json.dumps({"exit_code": exit_code}) + "\n")
+        status.flush()
+
+
+def _run_query(code: str, namespace: dict) -> int:
+    try:
+        exec(compile(code, "<berth>", "exec"), namespace)  # noqa: S102 - running user code is the point
+        return 0
+    except SystemExit as exc:
+        return _exit_code_of(exc)
+    except KeyboardInterrupt:
+        _print_traceback()
+        return 130
+    except BaseException:  # noqa: BLE001 - any error of user code ends the run with 1
+        _print_traceback()
+        return 1
+
+
+def _exit_code_of(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _print_traceback() -> None:
+    etype, value, tb = sys.exc_info()
+    traceback.print_exception(etype, value, tb.tb_next if tb is not None else None)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Berth kernel runner: query worker")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--status-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    worker_main(args.control_fd, args.status_fd)
+
+
+if __name__ == "__main__":
+    main()
