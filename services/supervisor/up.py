@@ -8,6 +8,7 @@ import os
 import signal
 from typing import Callable
 
+import aiodocker
 import msgspec
 
 from services.agent.docker import docker_available
@@ -43,8 +44,6 @@ async def _check_kernel_image(settings: Settings, say: Callable[[str], None]) ->
     """Warns when the agent will use Docker but the default kernel image is missing."""
     if settings.agent_backend not in ("auto", "docker") or not await docker_available():
         return
-    import aiodocker
-
     docker = aiodocker.Docker()
     try:
         await docker.images.inspect(DEFAULT_IMAGE)
