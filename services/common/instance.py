@@ -12,7 +12,9 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["Instance", "InstanceNotFoundError", "read_instance", "remove_instance", "write_instance"]
+__all__ = [
+    "Instance", "InstanceNotFoundError", "read_instance", "remove_instance", "write_instance", "write_private",
+]
 
 FILE_NAME = "instance.json"
 
@@ -30,15 +32,19 @@ class Instance(msgspec.Struct, kw_only=True):
     secret_key: str
 
 
-def write_instance(data_dir: Path, instance: Instance) -> Path:
-    """Writes the instance file atomically, readable by its owner only."""
-    path = data_dir / FILE_NAME
-    tmp = path.with_suffix(".tmp")
+def write_private(path: Path, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically, readable by its owner only (mode 0600)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(msgspec.json.format(msgspec.json.encode(instance)))
+        f.write(data)
     os.replace(tmp, path)
     return path
+
+
+def write_instance(data_dir: Path, instance: Instance) -> Path:
+    """Writes the instance file atomically, readable by its owner only."""
+    return write_private(data_dir / FILE_NAME, msgspec.json.format(msgspec.json.encode(instance)))
 
 
 def read_instance(data_dir: Path) -> Instance:

@@ -14,7 +14,7 @@ import msgspec
 from services.agent.docker import docker_available
 from services.agent.main import run_agent
 from services.common.bus import connect, ensure_streams
-from services.common.instance import Instance, remove_instance, write_instance
+from services.common.instance import Instance, remove_instance, write_instance, write_private
 from services.common.settings import DEFAULT_IMAGE, Settings
 from services.controller.main import run_controller
 from contracts.tenancy import Role
@@ -76,12 +76,12 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
         say("created the admin keypair (shown once; also saved for the local CLI):")
         say(f"  access key: {access_key}")
         say(f"  secret key: {secret_key}")
-        _write_secret(keypair_file, f"{access_key}\n{secret_key}\n")
+        write_private(keypair_file, f"{access_key}\n{secret_key}\n".encode())
     elif not keypair_file.exists():
         # The database already has its admin (e.g. a shared BERTH_PG_DSN) but this data dir has no
         # keypair for the local CLI: give it one of its own rather than re-printing a secret.
         access_key, secret_key = await asyncio.to_thread(create_keypair, settings.pg_dsn, "local-cli", Role.SUPERADMIN)
-        _write_secret(keypair_file, f"{access_key}\n{secret_key}\n")
+        write_private(keypair_file, f"{access_key}\n{secret_key}\n".encode())
         say(f"created keypair {access_key} for the local CLI (saved in {keypair_file})")
     access_key, secret_key = keypair_file.read_text().split()
 
@@ -115,9 +115,3 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
     finally:
         remove_instance(settings.data_dir)
         say("Berth stopped.")
-
-
-def _write_secret(path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)

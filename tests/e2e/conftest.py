@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -71,11 +72,20 @@ def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def running(data_dir: Path, env: dict[str, str]) -> Iterator[RunningBerth]:
+    """Yields a started `berth up`; stops it afterwards when it still runs."""
+    berth = RunningBerth(data_dir, env)
+    berth.start()
+    try:
+        yield berth
+    finally:
+        if berth.proc and berth.proc.poll() is None:
+            berth.stop()
+
+
 @pytest.fixture
 def berth_up(tmp_path: Path, pg_dsn: str) -> Iterator[RunningBerth]:
     """A running Berth with its own NATS (from the wheel) and a fresh database."""
-    running = RunningBerth(tmp_path / "berth", berth_env(tmp_path / "berth", BERTH_PG_DSN=pg_dsn))
-    running.start()
-    yield running
-    if running.proc and running.proc.poll() is None:
-        running.stop()
+    with running(tmp_path / "berth", berth_env(tmp_path / "berth", BERTH_PG_DSN=pg_dsn)) as berth:
+        yield berth

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from tests.e2e.conftest import RunningBerth, berth_env
+from tests.e2e.conftest import RunningBerth, berth_env, running
 from tests.support.docker_backend import remove_agent_containers
 from tests.support.images import kernel_image
 from tests.support.waiting import wait_for
@@ -93,14 +93,12 @@ def docker_berth(tmp_path: Path, pg_dsn: str, kernel_image: str) -> Iterator[tup
     """A running Berth whose local agent (a fresh id) runs kernels in Docker containers."""
     agent_id = f"e2e-{uuid.uuid4().hex[:8]}"
     data = tmp_path / "berth"
-    running = RunningBerth(data, _docker_env(data, pg_dsn, kernel_image, BERTH_AGENT_BACKEND="docker",
-                                             BERTH_AGENT_ID=agent_id, BERTH_AGENT_CAPACITY=CAPACITY))
-    running.start()
+    env = _docker_env(data, pg_dsn, kernel_image, BERTH_AGENT_BACKEND="docker",
+                      BERTH_AGENT_ID=agent_id, BERTH_AGENT_CAPACITY=CAPACITY)
     try:
-        yield running, agent_id
+        with running(data, env) as berth:
+            yield berth, agent_id
     finally:
-        if running.proc and running.proc.poll() is None:
-            running.stop()
         asyncio.run(remove_agent_containers(agent_id))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from tests.e2e.conftest import RunningBerth, berth_env
+from tests.e2e.conftest import RunningBerth, berth_env, running
 from tests.support.docker_backend import remove_agent_containers
 from tests.support.images import kernel_image
 from tests.support.waiting import wait_for
@@ -46,13 +46,10 @@ def docker_berth(tmp_path: Path, pg_dsn: str, kernel_image: str) -> Iterator[tup
     agent_id = f"e2e-{uuid.uuid4().hex[:8]}"
     env = berth_env(tmp_path / "berth", BERTH_PG_DSN=pg_dsn, BERTH_AGENT_BACKEND="docker",
                     BERTH_AGENT_ID=agent_id, BERTH_DOCKER_STOP_GRACE="2")
-    running = RunningBerth(tmp_path / "berth", env)
-    running.start()
     try:
-        yield running, agent_id
+        with running(tmp_path / "berth", env) as berth:
+            yield berth, agent_id
     finally:
-        if running.proc and running.proc.poll() is None:
-            running.stop()
         asyncio.run(remove_agent_containers(agent_id))
 
 

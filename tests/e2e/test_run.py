@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.conftest import RunningBerth, berth_env
+from tests.e2e.conftest import RunningBerth, berth_env, running
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -21,11 +21,8 @@ pytestmark = pytest.mark.e2e
 def berth(tmp_path: Path, pg_dsn: str) -> Iterator[RunningBerth]:
     """A running Berth whose agent runs kernels as local processes."""
     data = tmp_path / "berth"
-    running = RunningBerth(data, berth_env(data, BERTH_PG_DSN=pg_dsn, BERTH_AGENT_BACKEND="process"))
-    running.start()
-    yield running
-    if running.proc and running.proc.poll() is None:
-        running.stop()
+    with running(data, berth_env(data, BERTH_PG_DSN=pg_dsn, BERTH_AGENT_BACKEND="process")) as started:
+        yield started
     for pid_file in (data / "kernels").glob("*/runner.pid"):  # runners outlive their agent, as containers do
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.killpg(int(pid_file.read_text()), signal.SIGKILL)
