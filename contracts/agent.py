@@ -26,6 +26,7 @@ class AgentRegistered(Event, frozen=True, kw_only=True, tag="agent.registered"):
     capacity: dict[str, Decimal]
     backend: str
     hostname: str
+    resource_group: str = "default"
 
 
 class AgentCapacityChanged(Event, frozen=True, kw_only=True, tag="agent.capacity_changed"):

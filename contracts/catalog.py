@@ -6,7 +6,7 @@ from typing import Union
 
 import msgspec
 
-from contracts import agent, session, tenancy
+from contracts import agent, quota, session, tenancy
 from contracts.envelope import Event
 
 __all__ = ["ALL_EVENTS", "AnyEvent", "decode_event", "encode_event", "event_class"]
@@ -20,6 +20,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     session.KernelTerminated,
     session.SessionStatusChanged,
     session.ExecutionFinished,
+    session.SessionPendingReasonChanged,
     agent.AgentRegistered,
     agent.AgentCapacityChanged,
     agent.KernelAssigned,
@@ -27,8 +28,21 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     agent.KernelReleased,
     agent.AgentLost,
     agent.AgentRecovered,
+    tenancy.DomainCreated,
+    tenancy.DomainUpdated,
+    tenancy.ProjectCreated,
+    tenancy.ProjectUpdated,
+    tenancy.UserCreated,
+    tenancy.UserDeactivated,
     tenancy.KeypairCreated,
     tenancy.KeypairDeactivated,
+    tenancy.KeypairPolicyChanged,
+    tenancy.ResourcePolicyCreated,
+    tenancy.ResourcePolicyUpdated,
+    tenancy.ResourceGroupCreated,
+    tenancy.ResourceGroupUpdated,
+    quota.QuotaConsumed,
+    quota.QuotaReleased,
 )
 
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import msgspec
 
 from contracts.session import KernelPlacement, KernelSpec
-from contracts.status import Reason, SessionType
+from contracts.status import ClusterMode, Reason, SessionType
 
 __all__ = [
     "AssignKernel",
@@ -32,12 +33,24 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RequestSession(Command, frozen=True, kw_only=True):
+    """Fields as in ``SessionRequested``."""
+
     name: str
     owner: str
     image: str
     session_type: SessionType = SessionType.INTERACTIVE
     kernels: list[KernelSpec]
     startup_command: str | None = None
+    user: str = ""
+    domain: str = "default"
+    project: str = "default"
+    resource_group: str = "default"
+    priority: int = 10
+    cluster_mode: ClusterMode = ClusterMode.SINGLE_NODE
+    starts_at: dt.datetime | None = None
+    batch_timeout: int = 0
+    dependencies: list[str] = []
+    designated_agents: list[str] = []
 
 
 class ScheduleSession(Command, frozen=True, kw_only=True):
@@ -80,6 +93,7 @@ class RegisterAgent(Command, frozen=True, kw_only=True):
     capacity: dict[str, Decimal]
     backend: str
     hostname: str
+    resource_group: str = "default"
 
 
 class AssignKernel(Command, frozen=True, kw_only=True):

@@ -39,6 +39,7 @@ class AgentStarted(Report, frozen=True, kw_only=True, tag="agent_started"):
     capacity: dict[str, Decimal]
     backend: str
     hostname: str
+    resource_group: str = "default"
 
 
 class KernelPullingReport(Report, frozen=True, kw_only=True, tag="kernel_pulling"):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import msgspec
 
 from contracts.envelope import Event
-from contracts.status import Reason, SessionStatus, SessionType
+from contracts.status import ClusterMode, Reason, SessionStatus, SessionType
 
 __all__ = [
     "ExecutionFinished",
@@ -17,6 +18,7 @@ __all__ = [
     "KernelSpec",
     "KernelStarted",
     "KernelTerminated",
+    "SessionPendingReasonChanged",
     "SessionRequested",
     "SessionScheduled",
     "SessionStatusChanged",
@@ -40,10 +42,36 @@ class KernelPlacement(msgspec.Struct, frozen=True, kw_only=True):
 class SessionRequested(Event, frozen=True, kw_only=True, tag="session.requested"):
     name: str
     owner: str
+    """Access key of the owner."""
     image: str
     session_type: SessionType = SessionType.INTERACTIVE
     kernels: list[KernelSpec]
     startup_command: str | None = None
+    user: str = ""
+    """Name of the owning user ("" in history from before tenancy)."""
+    domain: str = "default"
+    project: str = "default"
+    resource_group: str = "default"
+    priority: int = 10
+    """0..100, higher first (Backend.AI's default is 10)."""
+    cluster_mode: ClusterMode = ClusterMode.SINGLE_NODE
+    starts_at: dt.datetime | None = None
+    """A batch session is not placed before this time."""
+    batch_timeout: int = 0
+    """Seconds a batch session may run (0: no limit)."""
+    dependencies: list[str] = []
+    """Sessions that must have finished successfully first."""
+    designated_agents: list[str] = []
+    """When not empty, only these agents may run the session."""
+
+
+class SessionPendingReasonChanged(Event, frozen=True, kw_only=True, tag="session.pending_reason_changed"):
+    """Why a pending session could not be placed by the last scheduling pass (recorded
+    only when the reason changes)."""
+
+    code: str
+    """A stable code: ``quota-exceeded``, ``no-agent``, ``head-of-line``, ``dependency``, ..."""
+    message: str
 
 
 class SessionScheduled(Event, frozen=True, kw_only=True, tag="session.scheduled"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["AgentStatus", "KernelStatus", "Reason", "SessionStatus", "SessionType"]
+__all__ = ["AgentStatus", "ClusterMode", "KernelStatus", "Reason", "SessionStatus", "SessionType"]
 
 
 class SessionStatus(str, Enum):
@@ -55,6 +55,13 @@ class SessionType(str, Enum):
     BATCH = "batch"
 
 
+class ClusterMode(str, Enum):
+    SINGLE_NODE = "single-node"
+    """Every kernel on one agent."""
+    MULTI_NODE = "multi-node"
+    """One agent per kernel allowed; placed all at once or not at all."""
+
+
 class Reason(str, Enum):
     """Closed vocabulary of transition reasons."""
 
@@ -73,3 +80,5 @@ class Reason(str, Enum):
     IDLE_TIMEOUT = "idle-timeout"
     MAX_LIFETIME = "max-lifetime"
     FORCE_TERMINATED = "force-terminated"
+    PENDING_TIMEOUT = "pending-timeout"
+    TASK_TIMEOUT = "task-timeout"

@@ -31,6 +31,7 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
     capacity: dict[str, Decimal]
     backend: str
     hostname: str
+    resource_group: str = "default"
     status: AgentStatus = AgentStatus.ALIVE
     allocations: dict[str, Allocation] = {}
 
@@ -74,6 +75,7 @@ def _(event: ev.AgentRegistered, state: AgentState | None) -> AgentState:
         capacity=dict(event.capacity),
         backend=event.backend,
         hostname=event.hostname,
+        resource_group=event.resource_group,
     )
 
 
@@ -138,7 +140,12 @@ def _(command: c.RegisterAgent, state: AgentState | None, ctx: Context, agent_id
         raise InvalidRequestError(str(exc)) from exc
     if state is None:
         emit = Emitter(agent_id, 0, ctx)
-        return [emit(ev.AgentRegistered, capacity=capacity, backend=command.backend, hostname=command.hostname)]
+        return [
+            emit(
+                ev.AgentRegistered, capacity=capacity, backend=command.backend, hostname=command.hostname,
+                resource_group=command.resource_group,
+            )
+        ]
     emit = Emitter(agent_id, state.version, ctx)
     events: list[Event] = []
     if capacity != state.capacity:

@@ -107,6 +107,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
                 capacity=capacity,
                 backend=backend.name,
                 hostname=socket.gethostname(),
+                resource_group=settings.agent_resource_group,
             )
             await reporter.send(started, f"{agent_id}:started:{uuid.uuid4().hex}")
             log.info("agent %s started (%s backend, capacity %s)", agent_id, backend.name,

@@ -32,6 +32,7 @@ class Settings(msgspec.Struct, kw_only=True):
     gateway_port: int = 0
     agent_id: str = "local"
     agent_backend: str = "simulated"
+    agent_resource_group: str = "default"
     agent_capacity: str = "cpu=4,mem=8g"
     agent_reserved_cpu: str = "0"
     agent_reserved_mem: str = "0"

@@ -57,7 +57,10 @@ def command_for(report: AnyReport) -> c.Command:
 
 @command_for.register
 def _(report: AgentStarted) -> c.Command:
-    return c.RegisterAgent(capacity=dict(report.capacity), backend=report.backend, hostname=report.hostname)
+    return c.RegisterAgent(
+        capacity=dict(report.capacity), backend=report.backend, hostname=report.hostname,
+        resource_group=report.resource_group,
+    )
 
 
 @command_for.register
