@@ -36,7 +36,7 @@ def test_events_without_a_read_model_are_only_logged(feed: Feeder, build: Builde
 
 def test_unknown_future_event_type_is_only_logged(feed: Feeder) -> None:
     future = {
-        "type": "quota.consumed",
+        "type": "volume.grown",
         "event_id": str(uuid.UUID(int=7)),
         "originator_id": "proj-1",
         "originator_version": 3,
@@ -44,8 +44,8 @@ def test_unknown_future_event_type_is_only_logged(feed: Feeder) -> None:
         "metadata": {"actor": "scheduler", "correlation_id": "c9"},
         "amount": {"cpu": "2"},
     }
-    result = feed.apply(feed.raw("ev.quota.proj-1.consumed", json.dumps(future).encode(), "1"))
+    result = feed.apply(feed.raw("ev.volume.proj-1.grown", json.dumps(future).encode(), "1"))
     assert (result.applied, result.rejected, result.position) == (1, 0, 1)
     assert feed.rows("SELECT type, context, aggregate_id, aggregate_version, actor FROM event_log") == [
-        ("quota.consumed", "quota", "proj-1", 3, "scheduler")
+        ("volume.grown", "volume", "proj-1", 3, "scheduler")
     ]
