@@ -12,6 +12,7 @@ from contracts.status import ClusterMode, Reason, SessionType
 
 __all__ = [
     "AssignKernel",
+    "ConsumeQuota",
     "MarkAgentLost",
     "MarkAgentRecovered",
     "MarkKernelCreating",
@@ -21,6 +22,7 @@ __all__ = [
     "RecordExecution",
     "RegisterAgent",
     "ReleaseKernel",
+    "ReleaseQuota",
     "RequestKernelTermination",
     "RequestSession",
     "ScheduleSession",
@@ -120,3 +122,16 @@ class MarkAgentLost(Command, frozen=True, kw_only=True):
 
 class MarkAgentRecovered(Command, frozen=True, kw_only=True):
     pass
+
+
+class ConsumeQuota(Command, frozen=True, kw_only=True):
+    """Sessions placed by one scheduling pass start holding these slots in one quota scope."""
+
+    allocations: dict[str, dict[str, Decimal]]
+    """session id -> slots (the sum over its kernels)."""
+
+
+class ReleaseQuota(Command, frozen=True, kw_only=True):
+    """A session stops holding its slots in one quota scope (a no-op when it holds none)."""
+
+    session_id: str

@@ -6,6 +6,7 @@ updates: a report that arrives twice or late yields no event instead of an error
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import singledispatch
 
 import msgspec
@@ -14,7 +15,7 @@ from contracts import commands as c
 from contracts import session as ev
 from contracts.envelope import Event
 from contracts.slots import SlotError, parse_slots
-from contracts.status import KernelStatus, Reason, SessionStatus, SessionType
+from contracts.status import ClusterMode, KernelStatus, Reason, SessionStatus, SessionType
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
@@ -22,6 +23,7 @@ from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransi
 __all__ = ["KernelState", "SessionState", "decide", "evolve", "replay"]
 
 MAX_NAME = 64
+MIN_PRIORITY, MAX_PRIORITY = 0, 100
 
 
 class KernelState(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +46,16 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     status: SessionStatus
     kernels: tuple[KernelState, ...]
     startup_command: str | None = None
+    user: str = ""
+    domain: str = "default"
+    project: str = "default"
+    resource_group: str = "default"
+    priority: int = 10
+    cluster_mode: ClusterMode = ClusterMode.SINGLE_NODE
+    starts_at: dt.datetime | None = None
+    batch_timeout: int = 0
+    dependencies: tuple[str, ...] = ()
+    designated_agents: tuple[str, ...] = ()
 
     def kernel(self, kernel_id: str) -> KernelState:
         for kernel in self.kernels:
@@ -86,6 +98,16 @@ def _(event: ev.SessionRequested, state: SessionState | None) -> SessionState:
         session_type=event.session_type,
         status=SessionStatus.PENDING,
         startup_command=event.startup_command,
+        user=event.user,
+        domain=event.domain,
+        project=event.project,
+        resource_group=event.resource_group,
+        priority=event.priority,
+        cluster_mode=event.cluster_mode,
+        starts_at=event.starts_at,
+        batch_timeout=event.batch_timeout,
+        dependencies=tuple(event.dependencies),
+        designated_agents=tuple(event.designated_agents),
         kernels=tuple(
             KernelState(kernel_id=k.kernel_id, cluster_role=k.cluster_role, slots=dict(k.slots)) for k in event.kernels
         ),
@@ -126,6 +148,11 @@ def _(event: ev.KernelTerminated, state: SessionState) -> SessionState:
 
 @_apply.register
 def _(event: ev.ExecutionFinished, state: SessionState) -> SessionState:
+    return _bump(state, event)
+
+
+@_apply.register
+def _(event: ev.SessionPendingReasonChanged, state: SessionState) -> SessionState:
     return _bump(state, event)
 
 
@@ -180,6 +207,16 @@ def _(command: c.RequestSession, state: SessionState | None, ctx: Context, sessi
             session_type=command.session_type,
             kernels=[msgspec.structs.replace(k, slots=parse_slots(k.slots)) for k in command.kernels],
             startup_command=command.startup_command,
+            user=command.user,
+            domain=command.domain,
+            project=command.project,
+            resource_group=command.resource_group,
+            priority=command.priority,
+            cluster_mode=command.cluster_mode,
+            starts_at=command.starts_at,
+            batch_timeout=command.batch_timeout,
+            dependencies=list(command.dependencies),
+            designated_agents=list(command.designated_agents),
         )
     ]
 
@@ -201,6 +238,31 @@ def _validate_request(command: c.RequestSession, session_id: str) -> None:
     for kernel_id, kernel_slots in slots.items():
         if kernel_slots.get("cpu", 0) <= 0 or kernel_slots.get("mem", 0) <= 0:
             raise InvalidRequestError(f"kernel {kernel_id} needs positive 'cpu' and 'mem' slots")
+    _validate_placement_options(command, session_id)
+
+
+def _validate_placement_options(command: c.RequestSession, session_id: str) -> None:
+    """Checks the tenancy and scheduling options of a request (priority, batch timeout, ids)."""
+    if not MIN_PRIORITY <= command.priority <= MAX_PRIORITY:
+        raise InvalidRequestError(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {command.priority}")
+    if command.batch_timeout < 0:
+        raise InvalidRequestError(f"batch timeout must be >= 0 seconds, got {command.batch_timeout}")
+    if command.starts_at is not None and command.starts_at.tzinfo is None:
+        raise InvalidRequestError("starts_at needs a time zone")
+    try:
+        for value, what in ((command.domain, "domain"), (command.project, "project"),
+                            (command.resource_group, "resource group")):
+            check_token(value, what)
+        if command.user:
+            check_token(command.user, "user")
+        for dependency in command.dependencies:
+            check_token(dependency, "dependency session id")
+        for agent_id in command.designated_agents:
+            check_token(agent_id, "designated agent id")
+    except SubjectError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    if session_id in command.dependencies:
+        raise InvalidRequestError("a session cannot depend on itself")
 
 
 @_decide.register

@@ -40,14 +40,15 @@ def _apply(event: Event, w: Writer, entry: Entry) -> None:
 def _(event: ev.AgentRegistered, w: Writer, entry: Entry) -> None:
     w.execute(
         """
-        INSERT INTO agents (agent_id, hostname, backend, status, capacity, occupied, kernel_count,
+        INSERT INTO agents (agent_id, hostname, backend, resource_group, status, capacity, occupied, kernel_count,
                             allocations, registered_at, updated_at, version)
-        VALUES (%s, %s, %s, %s, %s::jsonb, '{}'::jsonb, 0, '{}'::jsonb, %s, %s, %s)
+        VALUES (%s, %s, %s, %s, %s, %s::jsonb, '{}'::jsonb, 0, '{}'::jsonb, %s, %s, %s)
         """,
         (
             event.originator_id,
             event.hostname,
             event.backend,
+            event.resource_group,
             AgentStatus.ALIVE.value,
             json_text(event.capacity),
             event.timestamp,

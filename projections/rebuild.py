@@ -18,6 +18,13 @@ PRIMARY_KEYS = {
     "kernels": "kernel_id",
     "agents": "agent_id",
     "event_log": "position",
+    "quota_usage": "quota_id",
+    "domains": "name",
+    "projects": "name",
+    "users": "name",
+    "keypairs_view": "access_key",
+    "resource_policies": "name",
+    "resource_groups": "name",
 }
 """The read-model tables (the position table aside) and the key their dumps are ordered by."""
 

@@ -8,7 +8,8 @@ import psycopg
 
 __all__ = ["TABLES", "create_schema", "drop_schema", "recreate_schema", "schema_sql"]
 
-TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position")
+TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position", "quota_usage",
+          "domains", "projects", "users", "keypairs_view", "resource_policies", "resource_groups")
 """Every table of the read models, the position table included."""
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'))"

@@ -25,8 +25,38 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at      timestamptz NOT NULL,
     terminated_at   timestamptz,
     version         integer NOT NULL,
-    last_position   bigint NOT NULL
+    last_position   bigint NOT NULL,
+    user_name       text NOT NULL DEFAULT '',
+    domain          text NOT NULL DEFAULT 'default',
+    project         text NOT NULL DEFAULT 'default',
+    resource_group  text NOT NULL DEFAULT 'default',
+    priority        integer NOT NULL DEFAULT 10,
+    pending_code    text,                   -- why the last scheduling pass left it pending
+    pending_reason  text
 );
+-- Tenancy and scheduling columns came after the first schema: add them to tables created
+-- before (without locking the table when they are already there).
+DO $$
+DECLARE
+    col record;
+BEGIN
+    FOR col IN SELECT * FROM (VALUES
+        ('user_name', 'text NOT NULL DEFAULT '''''),
+        ('domain', 'text NOT NULL DEFAULT ''default'''),
+        ('project', 'text NOT NULL DEFAULT ''default'''),
+        ('resource_group', 'text NOT NULL DEFAULT ''default'''),
+        ('priority', 'integer NOT NULL DEFAULT 10'),
+        ('pending_code', 'text'),
+        ('pending_reason', 'text')) AS c(name, definition)
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                        WHERE table_schema = current_schema() AND table_name = 'sessions'
+                          AND column_name = col.name) THEN
+            EXECUTE format('ALTER TABLE sessions ADD COLUMN %I %s', col.name, col.definition);
+        END IF;
+    END LOOP;
+END $$;
+CREATE INDEX IF NOT EXISTS sessions_domain_created ON sessions (domain, created_at, session_id);
 CREATE INDEX IF NOT EXISTS sessions_owner_created ON sessions (owner, created_at, session_id);
 CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status);
 CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at, session_id);
@@ -51,6 +81,7 @@ CREATE TABLE IF NOT EXISTS agents (
     agent_id      text PRIMARY KEY,
     hostname      text NOT NULL,
     backend       text NOT NULL,
+    resource_group text NOT NULL DEFAULT 'default',
     status        text NOT NULL,            -- ALIVE | LOST
     capacity      jsonb NOT NULL,
     occupied      jsonb NOT NULL,           -- sum of assigned kernels' slots
@@ -68,6 +99,11 @@ BEGIN
                     WHERE table_schema = current_schema() AND table_name = 'agents'
                       AND column_name = 'allocations') THEN
         ALTER TABLE agents ADD COLUMN allocations jsonb NOT NULL DEFAULT '{}'::jsonb;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                    WHERE table_schema = current_schema() AND table_name = 'agents'
+                      AND column_name = 'resource_group') THEN
+        ALTER TABLE agents ADD COLUMN resource_group text NOT NULL DEFAULT 'default';
     END IF;
 END $$;
 
@@ -87,3 +123,102 @@ CREATE TABLE IF NOT EXISTS event_log (
 );
 CREATE INDEX IF NOT EXISTS event_log_aggregate ON event_log (aggregate_id, position);
 CREATE INDEX IF NOT EXISTS event_log_time ON event_log (occurred_at, position);
+
+-- quota_usage: what each quota scope holds (one row per Quota aggregate, quota_<scope>_<name>).
+CREATE TABLE IF NOT EXISTS quota_usage (
+    quota_id      text PRIMARY KEY,
+    scope         text NOT NULL,            -- keypair | project | domain
+    name          text NOT NULL,            -- access key, project or domain name
+    slots         jsonb NOT NULL,           -- sum of the holding sessions' slots
+    sessions      jsonb NOT NULL,           -- session_id -> slots of each holding session
+    session_count integer NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    version       integer NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS quota_usage_scope_name ON quota_usage (scope, name);
+
+-- Tenancy (projections/tenancy.py): domains, projects, users, keypairs (no secrets: those live
+-- in the gateway's own keypairs table), resource policies and resource groups, keyed by name.
+CREATE TABLE IF NOT EXISTS domains (
+    name                 text PRIMARY KEY,
+    description          text NOT NULL,
+    total_resource_slots jsonb NOT NULL,       -- a missing slot is unlimited
+    created_at           timestamptz NOT NULL,
+    updated_at           timestamptz NOT NULL,
+    version              integer NOT NULL,
+    last_position        bigint NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS projects (
+    name                 text PRIMARY KEY,
+    domain               text NOT NULL,
+    description          text NOT NULL,
+    total_resource_slots jsonb NOT NULL,
+    created_at           timestamptz NOT NULL,
+    updated_at           timestamptz NOT NULL,
+    version              integer NOT NULL,
+    last_position        bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS projects_domain ON projects (domain, name);
+
+CREATE TABLE IF NOT EXISTS users (
+    name           text PRIMARY KEY,
+    domain         text NOT NULL,
+    role           text NOT NULL,              -- superadmin | admin | user
+    projects       text[] NOT NULL,            -- membership
+    is_active      boolean NOT NULL,
+    created_at     timestamptz NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    version        integer NOT NULL,
+    last_position  bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_domain ON users (domain, name);
+
+CREATE TABLE IF NOT EXISTS keypairs_view (
+    access_key      text PRIMARY KEY,
+    user_name       text NOT NULL,
+    domain          text NOT NULL,
+    role            text NOT NULL,
+    resource_policy text NOT NULL,
+    is_active       boolean NOT NULL,
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    version         integer NOT NULL,
+    last_position   bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keypairs_view_user ON keypairs_view (user_name);
+CREATE INDEX IF NOT EXISTS keypairs_view_domain ON keypairs_view (domain, access_key);
+
+CREATE TABLE IF NOT EXISTS resource_policies (
+    name                               text PRIMARY KEY,
+    limits                             jsonb NOT NULL,   -- the whole KeypairLimits
+    total_resource_slots               jsonb NOT NULL,
+    max_concurrent_sessions            integer NOT NULL,  -- 0: no limit
+    max_pending_session_count          integer NOT NULL,
+    max_pending_session_resource_slots jsonb NOT NULL,
+    max_containers_per_session         integer NOT NULL,
+    idle_timeout                       integer NOT NULL,  -- seconds
+    max_session_lifetime               integer NOT NULL,  -- seconds
+    created_at                         timestamptz NOT NULL,
+    updated_at                         timestamptz NOT NULL,
+    version                            integer NOT NULL,
+    last_position                      bigint NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS resource_groups (
+    name                  text PRIMARY KEY,
+    description           text NOT NULL,
+    options               jsonb NOT NULL,      -- the whole ResourceGroupOptions
+    scheduler             text NOT NULL,       -- fifo | lifo | drf
+    agent_selection       text NOT NULL,       -- concentrated | dispersed | roundrobin
+    allowed_session_types text[] NOT NULL,
+    pending_timeout       integer NOT NULL,    -- seconds, 0: forever
+    is_public             boolean NOT NULL,
+    visible_domains       text[] NOT NULL,
+    visible_projects      text[] NOT NULL,
+    visible_keypairs      text[] NOT NULL,
+    created_at            timestamptz NOT NULL,
+    updated_at            timestamptz NOT NULL,
+    version               integer NOT NULL,
+    last_position         bigint NOT NULL
+);

@@ -34,6 +34,11 @@ _insert = bulk_insert(
         ("updated_at", "timestamptz"),
         ("version", "integer"),
         ("last_position", "bigint"),
+        ("user_name", "text"),
+        ("domain", "text"),
+        ("project", "text"),
+        ("resource_group", "text"),
+        ("priority", "integer"),
     ],
 )
 _ENDED = frozenset({SessionStatus.TERMINATED, SessionStatus.CANCELLED, SessionStatus.ERROR})
@@ -66,6 +71,11 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
         event.timestamp,
         event.originator_version,
         entry.position,
+        event.user,
+        event.domain,
+        event.project,
+        event.resource_group,
+        event.priority,
     )
     w.defer(_insert, row)
 
@@ -79,6 +89,18 @@ def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
 @_apply.register
 def _(event: ev.SessionStatusChanged, w: Writer, entry: Entry) -> None:
     _change_status(w, event, entry, event.status, event.reason)
+
+
+@_apply.register
+def _(event: ev.SessionPendingReasonChanged, w: Writer, entry: Entry) -> None:
+    w.execute_one(
+        """
+        UPDATE sessions SET pending_code = %s, pending_reason = %s, version = %s, updated_at = %s, last_position = %s
+         WHERE session_id = %s
+        """,
+        (event.code, event.message, event.originator_version, event.timestamp, entry.position, event.originator_id),
+        _missing(event),
+    )
 
 
 @_apply.register(ev.KernelPreparing)
@@ -107,6 +129,8 @@ def _change_status(
         UPDATE sessions
            SET status = %s,
                status_reason = %s,
+               pending_code = NULL,
+               pending_reason = NULL,
                status_history = status_history || %s::jsonb,
                agent_ids = COALESCE(%s, agent_ids),
                terminated_at = CASE WHEN %s THEN %s ELSE terminated_at END,

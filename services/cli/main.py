@@ -52,7 +52,9 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from services.cli import agents_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd, up_cmd
+    from services.cli import (
+        admin_cmd, agents_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd, up_cmd,
+    )
 
     cli.add_command(up_cmd.up)
     cli.add_command(session_cmd.session)
@@ -62,6 +64,8 @@ def _register() -> None:
     cli.add_command(run_cmd.run)
     cli.add_command(exec_cmd.exec_)
     cli.add_command(exec_cmd.logs)
+    cli.add_command(doctor_cmd.doctor)
+    cli.add_command(admin_cmd.admin)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 SESSION_FIELDS = """
   id name owner image sessionType status statusReason clusterSize requestedSlots
   agentIds createdAt updatedAt terminatedAt statusHistory
+  domain project resourceGroup priority pendingCode pendingReason
 """
 
 KERNEL_FIELDS = "id clusterRole clusterIdx agentId status containerId exitCode slots"

@@ -10,6 +10,7 @@ from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.main import run_async
 from services.cli.output import Output
+from services.cli.session_options import placement_input, placement_options
 from services.cli.sessions_common import (
     DEFAULT_IMAGE,
     GONE,
@@ -34,7 +35,9 @@ SESSION_COLUMNS = [
 ]
 SESSION_FIELDS = [
     ("id", "id"), ("name", "name"), ("owner", "owner"), ("image", "image"), ("sessionType", "type"),
-    ("status", "status"), ("statusReason", "reason"), ("clusterSize", "cluster size"),
+    ("status", "status"), ("statusReason", "reason"), ("pendingReason", "pending because"),
+    ("domain", "domain"), ("project", "project"), ("resourceGroup", "resource group"), ("priority", "priority"),
+    ("clusterSize", "cluster size"),
     ("requestedSlots", "slots"), ("agentIds", "agents"), ("createdAt", "created"),
     ("terminatedAt", "terminated"), ("statusHistory", "history"),
 ]
@@ -54,15 +57,21 @@ def session() -> None:
               help="Resource slots per kernel, repeatable or comma-separated: -r cpu=2 -r mem=4g (default cpu=1,mem=1g).")
 @click.option("-t", "--type", "session_type", type=click.Choice(["interactive", "batch"]), default="interactive", show_default=True)
 @click.option("--startup-command", help="Command a batch session runs.")
+@placement_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the session runs (or fails).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for RUNNING.")
 @click.pass_obj
 @run_async
 async def create(out: Output, name: str | None, image: str, resources: tuple[str, ...], session_type: str,
-                 startup_command: str | None, wait: bool, timeout: float) -> None:
-    """Create a session; with no options, a default one (1 CPU, 1 GiB)."""
+                 startup_command: str | None, wait: bool, timeout: float, **placement: Any) -> None:
+    """Create a session; with no options, a default one (1 CPU, 1 GiB) in your default project.
+
+    \b
+    berth session create -r cpu=2 -r mem=4g --project ml --priority 50
+    berth session create -t batch --startup-command "python train.py" --depends-on SESSION_ID --no-wait
+    """
     client = connect_client()
-    payload: dict[str, Any] = {"image": image, "sessionType": session_type.upper()}
+    payload: dict[str, Any] = {"image": image, "sessionType": session_type.upper(), **placement_input(**placement)}
     if name:
         payload["name"] = name
     if resources:
@@ -88,7 +97,7 @@ async def create(out: Output, name: str | None, image: str, resources: tuple[str
 @click.pass_obj
 @run_async
 async def ls(out: Output, statuses: tuple[str, ...], show_all: bool, limit: int) -> None:
-    """List your sessions (all sessions for admins), oldest first."""
+    """List your sessions (your domain's for admins, all for superadmins), oldest first."""
     client = connect_client()
     wanted = [s.upper() for s in statuses] or None
     rows: list[dict[str, Any]] = []

@@ -1,17 +1,25 @@
-"""Use cases of the session context: request, terminate, and kernel lifecycle facts."""
+"""Use cases of the session context: request, terminate, and kernel lifecycle facts.
+
+When a session that was scheduled (and so holds quota) reaches a terminal status, the
+same transaction records ``QuotaReleased`` in each of its quota scopes (keypair,
+project, domain); the terminal transition happens once, and a release of a session
+that does not hold is a no-op, so each scope is released exactly once.
+"""
 
 from __future__ import annotations
 
 from contracts import commands as c
 from contracts.envelope import Event
+from contracts.quota import quota_id
 from contracts.status import Reason, SessionStatus
 from domain import agent as agent_domain
+from domain import quota as quota_domain
 from domain import session as session_domain
 from domain.emitting import Context
 from domain.session import SessionState
 from services.common.store import BerthApplication, retry_on_conflict
 
-__all__ = ["Sessions"]
+__all__ = ["Sessions", "was_scheduled"]
 
 _KERNEL_FACTS = (c.MarkKernelPreparing, c.MarkKernelCreating, c.MarkKernelStarted, c.MarkKernelExited)
 
@@ -38,6 +46,8 @@ class Sessions(BerthApplication):
             events = session_domain.decide(state, c.TerminateSession(reason=reason), ctx, session_id)
             if state is not None and events and events[-1].status is SessionStatus.TERMINATING:  # type: ignore[attr-defined]
                 events += self._request_kernel_terminations(state, ctx, reason)
+            if state is not None:
+                events += self._release_quota_if_ended(state, events, ctx)
             return self.record(events) or self.position()
 
         return retry_on_conflict(attempt)
@@ -56,6 +66,7 @@ class Sessions(BerthApplication):
             events = session_domain.decide(state, command, ctx, session_id)
             if isinstance(command, c.MarkKernelExited) and state is not None:
                 events += self._after_exit(state, events, command, ctx)
+                events += self._release_quota_if_ended(state, events, ctx)
             return self.record(events)
 
         return retry_on_conflict(attempt)
@@ -91,3 +102,24 @@ class Sessions(BerthApplication):
 
     def _decide_agent(self, agent_id: str, command: c.Command, ctx: Context) -> list[Event]:
         return agent_domain.decide(agent_domain.replay(self.load(agent_id)), command, ctx, agent_id)
+
+    def _release_quota_if_ended(self, before: SessionState, events: list[Event], ctx: Context) -> list[Event]:
+        """Returns the ``QuotaReleased`` events due when ``events`` end a session that was scheduled."""
+        after = before
+        for event in events:
+            if event.originator_id == before.id:
+                after = session_domain.evolve(after, event)
+        if before.status.is_terminal or not after.status.is_terminal or not was_scheduled(after):
+            return []
+        released: list[Event] = []
+        for scope, name in quota_domain.quota_scopes(after.owner, after.project, after.domain):
+            aggregate_id = quota_id(scope, name)
+            state = quota_domain.replay(self.load(aggregate_id))
+            released += quota_domain.decide(state, c.ReleaseQuota(session_id=after.id), ctx, aggregate_id)
+        return released
+
+
+def was_scheduled(state: SessionState) -> bool:
+    """Returns True when the session was ever placed (so it consumed quota): a PENDING session
+    cancelled never was."""
+    return any(kernel.agent_id is not None for kernel in state.kernels)

@@ -1,4 +1,5 @@
-"""Composition root of the controller: the REPORTS consumer and the liveness watch."""
+"""Composition root of the controller: the REPORTS consumer, the liveness watch, the sweep of
+lost agents' kernels and the session timeouts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contracts import agent as agent_ev
 from contracts import commands as c
 from contracts.envelope import Event
-from contracts.status import AgentStatus
+from contracts.status import AgentStatus, Reason
 from contracts.subjects import REPORTS_STREAM
 from services.common.agents import Agents
 from services.common.bus import connect, ensure_streams, heartbeat_bucket
@@ -18,10 +19,12 @@ from services.common.context import make_context
 from services.common.sessions import Sessions
 from services.common.settings import Settings
 from services.common.follow import follow
+from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_lost_agents
 from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
+from services.controller.timeouts import TIMEOUT_SUBJECTS, Deadlines, enforce_timeouts
 
-__all__ = ["AGENT_SUBJECTS", "DURABLE", "REPORT_SUBJECT", "run_controller"]
+__all__ = ["AGENT_SUBJECTS", "DURABLE", "REPORT_SUBJECT", "TIMEOUT_SUBJECTS", "run_controller"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             f"got {settings.heartbeat_interval} and {settings.heartbeat_timeout}"
         )
     loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="controller-store")
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="controller-store")
     sessions = await loop.run_in_executor(executor, Sessions, settings.pg_dsn)
     agents = await loop.run_in_executor(executor, Agents, settings.pg_dsn)
     nc = await connect(settings.nats_url, "berth-controller")
@@ -56,16 +59,38 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         await ensure_streams(js)
         kv = await heartbeat_bucket(js)
         liveness = Liveness(settings.heartbeat_timeout)
+        lost = LostAgents()
+        deadlines, changed, caught_up = Deadlines(), asyncio.Event(), asyncio.Event()
+        sweeper = AgentLostSweeper(sessions, agents)
 
-        def on_event(event: Event) -> None:
+        def on_agent_event(event: Event) -> None:
             status = _STATUS_OF.get(type(event))
             if status is not None:
                 liveness.status(event.originator_id, status)
+                if status is AgentStatus.LOST:
+                    lost.lost(event.originator_id)
+                else:
+                    lost.alive(event.originator_id)
+
+        def on_session_event(event: Event) -> None:
+            deadlines.apply(event)
+            changed.set()
 
         async def apply(agent_id: str, command: c.Command) -> object:
             return await loop.run_in_executor(executor, agents.handle, agent_id, command, make_context(ACTOR))
 
-        sub = await follow(js, AGENT_SUBJECTS, on_event, asyncio.Event())
+        async def sweep(agent_id: str) -> bool:
+            return await loop.run_in_executor(executor, sweeper.sweep, agent_id)
+
+        async def terminate(session_id: str, reason: Reason) -> object:
+            return await loop.run_in_executor(executor, sessions.terminate, session_id, make_context(ACTOR), reason)
+
+        async def timeouts() -> None:
+            await _until(caught_up, stop)  # judge on the whole history, not a replay half-way
+            await enforce_timeouts(deadlines, terminate, changed, stop)
+
+        subs = [await follow(js, AGENT_SUBJECTS, on_agent_event, asyncio.Event()),
+                await follow(js, TIMEOUT_SUBJECTS, on_session_event, caught_up)]
         handler = ReportHandler(ReportProcessor(sessions, agents), executor)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -74,10 +99,23 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
                 )
                 tasks.create_task(watch_heartbeats(kv, liveness, stop))
                 tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop))
+                tasks.create_task(sweep_lost_agents(lost, sweep, settings.heartbeat_interval, stop))
+                tasks.create_task(timeouts())
         finally:
-            await sub.unsubscribe()
+            for sub in subs:
+                await sub.unsubscribe()
     finally:
         await nc.close()
         for app in (sessions, agents):
             await loop.run_in_executor(executor, app.close)
         executor.shutdown(wait=False)
+
+
+async def _until(event: asyncio.Event, stop: asyncio.Event) -> None:
+    """Returns once ``event`` or ``stop`` is set."""
+    waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -14,6 +14,7 @@ from domain.errors import (
     InvalidTransitionError,
     NotFoundError,
 )
+from domain.tenancy.enqueue import QuotaExceededError
 
 __all__ = [
     "BAD_INPUT",
@@ -22,6 +23,7 @@ __all__ = [
     "GatewayError",
     "INTERNAL",
     "NOT_FOUND",
+    "QUOTA",
     "READ_MODEL_BEHIND",
     "UNAUTHENTICATED",
     "UNAVAILABLE",
@@ -36,6 +38,7 @@ UNAUTHENTICATED = "UNAUTHENTICATED"
 READ_MODEL_BEHIND = "READ_MODEL_BEHIND"
 UNAVAILABLE = "UNAVAILABLE"
 INTERNAL = "INTERNAL"
+QUOTA = "QUOTA"
 
 _BY_DOMAIN: tuple[tuple[type[Exception], str], ...] = (
     (InvalidRequestError, BAD_INPUT),
@@ -45,6 +48,7 @@ _BY_DOMAIN: tuple[tuple[type[Exception], str], ...] = (
     (AlreadyExistsError, CONFLICT),
     (InvalidTransitionError, CONFLICT),
     (InsufficientCapacityError, CONFLICT),
+    (QuotaExceededError, QUOTA),
 )
 
 

@@ -66,7 +66,7 @@ async def _owned_session(info: Info, session_id: str) -> SessionState:
         raise GatewayError(BAD_INPUT, str(exc)) from exc
     resources = info.context.resources
     state = await resources.call(resources.sessions.get, session_id)
-    if state is None or not principal.may_see(state.owner):
+    if state is None or not principal.may_see(state.owner, state.domain):
         raise GatewayError(NOT_FOUND, f"session {session_id} not found")
     return state
 

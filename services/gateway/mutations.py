@@ -6,18 +6,22 @@ error with ``extensions.code`` and records nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from typing import Any
 
 import strawberry
 
 from contracts import commands as c
 from contracts.session import KernelSpec
 from contracts.slots import SlotError, parse_slots
-from contracts.status import SessionType
+from contracts.status import ClusterMode, SessionType
 from contracts.subjects import SubjectError, check_token
 from domain.errors import DomainError
+from domain.session import MAX_PRIORITY, MIN_PRIORITY
 from services.common.context import make_context
 from services.gateway.context import Info, caller
+from services.gateway.enqueue import enqueue_checked
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError, from_domain
 from services.gateway.types import CreateSessionInput, SessionCommandResult
 
@@ -54,18 +58,41 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
     return c.RequestSession(
         name=data.name if data.name is not None else f"session-{session_id[:8]}",
         owner=owner, image=data.image, session_type=session_type, kernels=kernels,
-        startup_command=data.startup_command,
+        startup_command=data.startup_command, **_placement_options(data),
     )
+
+
+def _placement_options(data: CreateSessionInput) -> dict[str, Any]:
+    """Returns the scheduling options of an input as ``RequestSession`` fields; BAD_INPUT when invalid."""
+    try:
+        cluster_mode = ClusterMode(data.cluster_mode.lower())
+    except ValueError:
+        known = ", ".join(m.value for m in ClusterMode)
+        raise GatewayError(BAD_INPUT, f"unknown clusterMode {data.cluster_mode!r} (known: {known})") from None
+    if not MIN_PRIORITY <= data.priority <= MAX_PRIORITY:
+        raise GatewayError(BAD_INPUT, f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {data.priority}")
+    if data.batch_timeout < 0:
+        raise GatewayError(BAD_INPUT, f"batchTimeout must be >= 0 seconds, got {data.batch_timeout}")
+    starts_at = data.starts_at
+    if starts_at is not None and starts_at.tzinfo is None:
+        starts_at = starts_at.replace(tzinfo=dt.UTC)
+    return {
+        "priority": data.priority, "cluster_mode": cluster_mode, "starts_at": starts_at,
+        "batch_timeout": data.batch_timeout, "dependencies": list(dict.fromkeys(data.dependencies or ())),
+        "designated_agents": list(dict.fromkeys(data.designated_agents or ())),
+    }
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Requests a new session owned by the caller; returns its id and event position.")
+    @strawberry.mutation(description="Requests a new session owned by the caller, in its domain, after the enqueue "
+                         "checks (project, resource group, resource policy); returns its id and event position.")
     async def create_session(self, info: Info, input: CreateSessionInput) -> SessionCommandResult:
         principal = caller(info)
         resources = info.context.resources
         session_id = uuid.uuid4().hex
         command = build_request(input, principal.access_key, session_id)
+        command = await enqueue_checked(info, principal, command, input.project, input.resource_group)
         try:
             position = await resources.call(
                 resources.sessions.request, session_id, command, make_context(principal.access_key)
@@ -83,7 +110,7 @@ class Mutation:
         except SubjectError as exc:
             raise GatewayError(BAD_INPUT, str(exc)) from exc
         state = await resources.call(resources.sessions.get, session_id)
-        if state is None or not principal.may_see(state.owner):
+        if state is None or not principal.may_see(state.owner, state.domain):
             raise GatewayError(NOT_FOUND, f"session {session_id} not found")
         try:
             position = await resources.call(resources.sessions.terminate, session_id, make_context(principal.access_key))

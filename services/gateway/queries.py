@@ -14,7 +14,7 @@ from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.types import Agent, EventRecord, Kernel, Session, SessionPage
 
-__all__ = ["MAX_PAGE", "Query"]
+__all__ = ["AfterPosition", "MAX_PAGE", "Query", "await_position"]
 
 MAX_PAGE = 500
 AfterPosition = Annotated[
@@ -43,7 +43,8 @@ async def _with_kernels(info: Info, rows: list[dict]) -> list[Session]:
     return [Session.from_row(row, [Kernel.from_row(k) for k in kernels[row["session_id"]]]) for row in rows]
 
 
-async def _wait(info: Info, after_position: int | None) -> None:
+async def await_position(info: Info, after_position: int | None) -> None:
+    """Returns once the read models reflect ``after_position`` (READ_MODEL_BEHIND after the wait)."""
     resources = info.context.resources
     await rm.wait_for_position(resources.pool, after_position, timeout=resources.read_wait)
 
@@ -55,7 +56,8 @@ class Query:
         description="The log of the main kernel of one of your sessions, as its agent keeps it.",
     )
 
-    @strawberry.field(description="Sessions, oldest first. Users see their own; admins see all (or `owner`'s).")
+    @strawberry.field(description="Sessions, oldest first. Users see their own, admins their domain's, superadmins "
+                      "all (or `owner`'s).")
     async def sessions(
         self, info: Info, status: list[str] | None = None, owner: str | None = None, first: int | None = 50,
         after: Annotated[str | None, strawberry.argument(description="endCursor of the previous page.")] = None,
@@ -68,8 +70,10 @@ class Query:
             if owner is not None and owner != principal.access_key:
                 return SessionPage(edges=[], end_cursor=None, has_next_page=False)
             owner = principal.access_key
-        await _wait(info, after_position)
-        rows = await rm.list_sessions(info.context.resources.pool, owner=owner, statuses=statuses, first=first, after=cursor)
+        domain = principal.domain if principal.is_admin and not principal.is_superadmin else None
+        await await_position(info, after_position)
+        rows = await rm.list_sessions(
+            info.context.resources.pool, owner=owner, statuses=statuses, first=first, after=cursor, domain=domain)
         page, more = rows[:first], len(rows) > first
         end = rm.encode_cursor(page[-1]["created_at"], page[-1]["session_id"]) if page else None
         return SessionPage(edges=await _with_kernels(info, page), end_cursor=end, has_next_page=more)
@@ -77,19 +81,20 @@ class Query:
     @strawberry.field(description="One session with its kernels; null when unknown or not yours.")
     async def session(self, info: Info, id: str, after_position: AfterPosition = None) -> Session | None:
         principal = caller(info)
-        await _wait(info, after_position)
+        await await_position(info, after_position)
         row = await rm.get_session(info.context.resources.pool, id)
-        if row is None or not principal.may_see(row["owner"]):
+        if row is None or not principal.may_see(row["owner"], row["domain"]):
             return None
         return (await _with_kernels(info, [row]))[0]
 
     @strawberry.field(description="Every agent (visible to all authenticated callers).")
     async def agents(self, info: Info, after_position: AfterPosition = None) -> list[Agent]:
         caller(info)
-        await _wait(info, after_position)
+        await await_position(info, after_position)
         return [Agent.from_row(row) for row in await rm.list_agents(info.context.resources.pool)]
 
-    @strawberry.field(description="The event log in position order. Users see only their sessions' events.")
+    @strawberry.field(description="The event log in position order. Users see only their sessions' events, admins "
+                      "those of their domain's sessions, superadmins every event.")
     async def events(
         self, info: Info, aggregate_id: str | None = None, since: dt.datetime | None = None,
         until: dt.datetime | None = None, first: int | None = 100,
@@ -98,9 +103,10 @@ class Query:
     ) -> list[EventRecord]:
         principal = caller(info)
         first = _checked_first(first, 100)
-        await _wait(info, after_position)
+        await await_position(info, after_position)
         rows = await rm.list_events(
             info.context.resources.pool, owner=None if principal.is_admin else principal.access_key,
+            domain=principal.domain if principal.is_admin and not principal.is_superadmin else None,
             aggregate_id=aggregate_id, since=since, until=until, after=after_position, first=first,
         )
         return [EventRecord.from_row(row) for row in rows]

@@ -24,11 +24,13 @@ __all__ = [
     "PROJECTION",
     "decode_cursor",
     "encode_cursor",
+    "fetch_rows",
     "get_session",
     "kernels_of",
     "list_agents",
     "list_events",
     "list_sessions",
+    "pending_of",
     "read_position",
     "wait_for_position",
 ]
@@ -54,7 +56,8 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     return when, session_id
 
 
-async def _fetch(pool: AsyncConnectionPool, query: str, params: Sequence[Any] = ()) -> list[Row]:
+async def fetch_rows(pool: AsyncConnectionPool, query: str, params: Sequence[Any] = ()) -> list[Row]:
+    """Returns the rows of a query as dicts; UNAVAILABLE when the read models do not exist yet."""
     try:
         async with pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
@@ -66,7 +69,7 @@ async def _fetch(pool: AsyncConnectionPool, query: str, params: Sequence[Any] = 
 
 async def read_position(pool: AsyncConnectionPool) -> int:
     """Returns the last event-store position the read models reflect (0 before the first event)."""
-    rows = await _fetch(pool, "SELECT position FROM projection_position WHERE projection = %s", (PROJECTION,))
+    rows = await fetch_rows(pool, "SELECT position FROM projection_position WHERE projection = %s", (PROJECTION,))
     return int(rows[0]["position"]) if rows else 0
 
 
@@ -83,13 +86,15 @@ async def wait_for_position(pool: AsyncConnectionPool, position: int | None, *, 
 
 async def list_sessions(
     pool: AsyncConnectionPool, *, owner: str | None, statuses: Sequence[str] | None,
-    first: int, after: tuple[dt.datetime, str] | None,
+    first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None,
 ) -> list[Row]:
-    """Returns up to ``first + 1`` sessions in (created_at, session_id) order after the cursor key."""
+    """Returns up to ``first + 1`` sessions in (created_at, session_id) order after the cursor key,
+    only ``owner``'s and only ``domain``'s when given."""
     where, params = [], []
-    if owner is not None:
-        where.append("owner = %s")
-        params.append(owner)
+    for clause, value in (("owner = %s", owner), ("domain = %s", domain)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
     if statuses:
         where.append("status = ANY(%s)")
         params.append(list(statuses))
@@ -97,14 +102,14 @@ async def list_sessions(
         where.append("(created_at, session_id) > (%s, %s)")
         params.extend(after)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return await _fetch(
+    return await fetch_rows(
         pool, f"SELECT * FROM sessions {clause} ORDER BY created_at, session_id LIMIT %s", (*params, first + 1)
     )
 
 
 async def get_session(pool: AsyncConnectionPool, session_id: str) -> Row | None:
     """Returns one session row, None when the read model does not have it."""
-    rows = await _fetch(pool, "SELECT * FROM sessions WHERE session_id = %s", (session_id,))
+    rows = await fetch_rows(pool, "SELECT * FROM sessions WHERE session_id = %s", (session_id,))
     return rows[0] if rows else None
 
 
@@ -113,7 +118,7 @@ async def kernels_of(pool: AsyncConnectionPool, session_ids: Sequence[str]) -> d
     by_session: dict[str, list[Row]] = {sid: [] for sid in session_ids}
     if not session_ids:
         return by_session
-    rows = await _fetch(
+    rows = await fetch_rows(
         pool, "SELECT * FROM kernels WHERE session_id = ANY(%s) ORDER BY session_id, cluster_idx, kernel_id",
         (list(session_ids),),
     )
@@ -124,22 +129,31 @@ async def kernels_of(pool: AsyncConnectionPool, session_ids: Sequence[str]) -> d
 
 async def list_agents(pool: AsyncConnectionPool) -> list[Row]:
     """Returns every agent row, by id."""
-    return await _fetch(pool, "SELECT * FROM agents ORDER BY agent_id")
+    return await fetch_rows(pool, "SELECT * FROM agents ORDER BY agent_id")
 
 
 async def list_events(
     pool: AsyncConnectionPool, *, owner: str | None, aggregate_id: str | None, since: dt.datetime | None,
-    until: dt.datetime | None, after: int | None, first: int,
+    until: dt.datetime | None, after: int | None, first: int, domain: str | None = None,
 ) -> list[Row]:
-    """Returns up to ``first`` event-log rows in position order; with ``owner``, only its sessions' events."""
+    """Returns up to ``first`` event-log rows in position order; with ``owner`` (or ``domain``), only
+    the events of its sessions (of the domain's sessions)."""
     where, params = [], []
-    if owner is not None:
-        where.append("aggregate_id IN (SELECT session_id FROM sessions WHERE owner = %s)")
-        params.append(owner)
+    for clause, value in (("aggregate_id IN (SELECT session_id FROM sessions WHERE owner = %s)", owner),
+                          ("aggregate_id IN (SELECT session_id FROM sessions WHERE domain = %s)", domain)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
     for clause, value in (("aggregate_id = %s", aggregate_id), ("occurred_at >= %s", since),
                           ("occurred_at < %s", until), ("position > %s", after)):
         if value is not None:
             where.append(clause)
             params.append(value)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return await _fetch(pool, f"SELECT * FROM event_log {clause} ORDER BY position LIMIT %s", (*params, first))
+    return await fetch_rows(pool, f"SELECT * FROM event_log {clause} ORDER BY position LIMIT %s", (*params, first))
+
+
+async def pending_of(pool: AsyncConnectionPool, owner: str) -> tuple[int, list[dict[str, str]]]:
+    """Returns how many PENDING sessions ``owner`` has and their requested slots (JSON objects)."""
+    rows = await fetch_rows(pool, "SELECT requested_slots FROM sessions WHERE owner = %s AND status = 'PENDING'", (owner,))
+    return len(rows), [row["requested_slots"] for row in rows]

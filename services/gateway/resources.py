@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common.bus import connect
 from services.common.sessions import Sessions
+from services.common.tenancy import Tenancy
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
 from services.gateway.auth.tokens import TOKENS_DDL
@@ -49,6 +50,7 @@ class Resources:
         self._own_nats = nats is None
         self._executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="gateway-store")
         self._sessions: Sessions | None = None
+        self._tenancy: Tenancy | None = None
         self._lock = asyncio.Lock()
         self._started = False
 
@@ -57,6 +59,12 @@ class Resources:
         """Returns the session use cases (call them through ``call``)."""
         assert self._sessions is not None, "Resources.start() first"
         return self._sessions
+
+    @property
+    def tenancy(self) -> Tenancy:
+        """Returns the tenancy use cases (call them through ``call``)."""
+        assert self._tenancy is not None, "Resources.start() first"
+        return self._tenancy
 
     async def start(self) -> None:
         """Opens the pool and the event store and creates the auth tables; does nothing when started."""
@@ -70,6 +78,7 @@ class Resources:
                 await conn.execute(KEYPAIRS_DDL)
                 await conn.execute(TOKENS_DDL)
             self._sessions = await self.call(Sessions, self.settings.pg_dsn)
+            self._tenancy = await self.call(Tenancy, self.settings.pg_dsn)
             self._started = True
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -100,5 +109,8 @@ class Resources:
         if self._sessions is not None:
             await self.call(self._sessions.close)
             self._sessions = None
+        if self._tenancy is not None:
+            await self.call(self._tenancy.close)
+            self._tenancy = None
         self._executor.shutdown(wait=False)
         self._started = False

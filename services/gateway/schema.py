@@ -8,11 +8,15 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.tools import merge_types
 
+from services.gateway.doctor import DoctorQuery
 from services.gateway.errors import INTERNAL, GatewayError
 from services.gateway.mutations import Mutation
 from services.gateway.queries import Query
 from services.gateway.subscriptions import Subscription
+from services.gateway.tenancy_mutations import TenancyMutation
+from services.gateway.tenancy_queries import TenancyQuery
 
 __all__ = ["build_schema"]
 
@@ -48,6 +52,7 @@ class BerthSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     """Returns the gateway's schema; an unexpected error reaches the client as "internal error"."""
     return BerthSchema(
-        query=Query, mutation=Mutation, subscription=Subscription,
+        query=merge_types("Query", (Query, DoctorQuery, TenancyQuery)),
+        mutation=merge_types("Mutation", (Mutation, TenancyMutation)), subscription=Subscription,
         extensions=[_MaskInternalErrors],
     )

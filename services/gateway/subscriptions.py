@@ -57,7 +57,7 @@ class Subscription:
         except SubjectError as exc:
             raise GatewayError(BAD_INPUT, str(exc)) from exc
         state = await resources.call(resources.sessions.get, session_id)
-        if state is None or not principal.may_see(state.owner):
+        if state is None or not principal.may_see(state.owner, state.domain):
             raise GatewayError(NOT_FOUND, f"session {session_id} not found")
         js = await resources.jetstream()
         sub = await js.subscribe(

@@ -71,6 +71,13 @@ class Session:
     terminated_at: dt.datetime | None
     version: int
     last_position: int
+    domain: str
+    project: str
+    resource_group: str
+    priority: int = strawberry.field(description="0..100; higher is scheduled first.")
+    pending_code: str | None = strawberry.field(
+        description="Why the last scheduling pass left it PENDING, as a stable code (quota-exceeded, no-agent, ...).")
+    pending_reason: str | None = strawberry.field(description="The same reason, for people.")
     kernels: list[Kernel]
 
     @staticmethod
@@ -78,7 +85,8 @@ class Session:
         """Returns a session from a ``sessions`` row and its kernels."""
         fields = {k: row[k] for k in (
             "name", "owner", "image", "session_type", "status", "status_reason",
-            "cluster_size", "created_at", "updated_at", "terminated_at", "version", "last_position")}
+            "cluster_size", "created_at", "updated_at", "terminated_at", "version", "last_position",
+            "domain", "project", "resource_group", "priority", "pending_code", "pending_reason")}
         return Session(
             id=row["session_id"], requested_slots=slots_json(row["requested_slots"]),
             agent_ids=list(row["agent_ids"] or []), status_history=dict(row["status_history"] or {}),
@@ -155,6 +163,19 @@ class CreateSessionInput:
         " missing cpu/mem default to 1 and 1g.")
     cluster_size: int = 1
     startup_command: str | None = None
+    project: str | None = strawberry.field(
+        default=None, description='Defaults to "default" when you are a member, else your first project.')
+    resource_group: str | None = strawberry.field(default=None, description='Defaults to "default".')
+    priority: int = strawberry.field(default=10, description="0..100; higher is scheduled first.")
+    cluster_mode: str = strawberry.field(
+        default="single-node", description='"single-node" (all kernels on one agent) or "multi-node".')
+    starts_at: dt.datetime | None = strawberry.field(
+        default=None, description="A batch session is not started before this time.")
+    batch_timeout: int = strawberry.field(default=0, description="Seconds a batch session may run (0: no limit).")
+    dependencies: list[str] | None = strawberry.field(
+        default=None, description="Sessions (ids) that must have finished successfully first; each must be yours.")
+    designated_agents: list[str] | None = strawberry.field(
+        default=None, description="Only these agents may run the session (admins only).")
 
 
 @strawberry.type

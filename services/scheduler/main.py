@@ -5,29 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping, Sequence
+from typing import Iterable, Sequence
 
-from contracts.session import KernelPlacement
+from contracts.envelope import Event
 from contracts.subjects import EVENTS_STREAM
 from services.common.bus import connect, ensure_streams
 from services.common.context import make_context
-from services.common.settings import Settings
 from services.common.follow import follow
+from services.common.settings import Settings
 from services.scheduler.passes import PassRunner
-from services.scheduler.scheduling import Outcome, Scheduling
-from services.scheduler.snapshot import Snapshot
+from services.scheduler.scheduling import Scheduling
+from services.scheduler.snapshot import SUBJECTS, Snapshot
 
 __all__ = ["SUBJECTS", "run_scheduler"]
 
 log = logging.getLogger(__name__)
-
-SUBJECTS = (
-    "ev.session.*.requested",
-    "ev.session.*.scheduled",
-    "ev.session.*.status_changed",
-    "ev.agent.>",
-)
-"""The parts of ``EVENTS`` the snapshot is built from."""
 
 ACTOR = "service:scheduler"
 
@@ -44,13 +36,16 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         js = nc.jetstream()
         await ensure_streams(js)
 
-        async def place(plan: Mapping[str, Sequence[KernelPlacement]]) -> Outcome:
-            return await loop.run_in_executor(executor, app.place, plan, make_context(ACTOR))
+        async def record(events: Sequence[Event]) -> int | None:
+            return await loop.run_in_executor(executor, app.record_pass, events)
+
+        async def reload(aggregate_ids: Iterable[str]) -> list[Event]:
+            return await loop.run_in_executor(executor, app.histories, list(aggregate_ids))
 
         snapshot = Snapshot()
-        runner = PassRunner(snapshot, place)
+        runner = PassRunner(snapshot, record, reload, lambda: make_context(ACTOR))
 
-        def on_event(event: object) -> None:
+        def on_event(event: Event) -> None:
             if snapshot.apply(event):
                 runner.notify()
 

@@ -1,27 +1,48 @@
-"""The scheduler's in-memory view of the cluster: pending sessions (FIFO) and agents.
+"""The scheduler's in-memory view of the cluster, kept from the EVENTS stream.
 
-Built from the EVENTS stream and refreshed with the fresh states the scheduler
-loads when it applies a plan. The event store stays the source of truth: a stale
-snapshot only costs a refused placement, never a wrong one.
+It holds the pending sessions (as ``domain.session`` states, with their last pending
+reason), the agents (``domain.agent`` states), quota usage per scope
+(kept incrementally), the tenancy limits and which sessions finished and how.
+The event store stays the source of truth: every event the scheduler writes carries
+the version the snapshot knows, so a stale snapshot costs a refused transaction
+(then a reload of the aggregates involved), never a wrong placement.
 """
 
 from __future__ import annotations
 
 import logging
 from functools import singledispatchmethod
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from contracts import agent as agent_ev
+from contracts import quota as quota_ev
+from contracts.quota import QuotaScope
 from contracts import session as session_ev
 from contracts.envelope import Event
-from contracts.status import SessionStatus
+from contracts.slots import add_slots, subtract_slots
+from contracts.status import AgentStatus, Reason, SessionStatus
 from domain import agent as agent_domain
+from domain import session as session_domain
 from domain.agent import AgentState
-from domain.placement import AgentView, PendingSession
+from domain.quota import QuotaState
+from domain.scheduling.model import AgentView, ClusterView, KernelRequest, PendingReason, PendingSession, Usage
+from domain.session import SessionState
+from services.scheduler.tenancy_view import TENANCY_SUBJECTS, TenancyView
 
-__all__ = ["Snapshot"]
+__all__ = ["SUBJECTS", "Snapshot"]
 
 log = logging.getLogger(__name__)
+
+SUBJECTS = (
+    "ev.session.*.requested",
+    "ev.session.*.scheduled",
+    "ev.session.*.status_changed",
+    "ev.session.*.pending_reason_changed",
+    "ev.agent.>",
+    "ev.quota.>",
+    *TENANCY_SUBJECTS,
+)
+"""The parts of ``EVENTS`` the snapshot is built from."""
 
 _MAY_ENABLE = (
     agent_ev.AgentRegistered,
@@ -29,74 +50,189 @@ _MAY_ENABLE = (
     agent_ev.KernelReleased,
     agent_ev.AgentRecovered,
 )
-"""Agent events after which a pending session may fit."""
+"""Events after which a pending session may fit."""
+
+_FAILED = frozenset({Reason.TASK_FAILED, Reason.TASK_TIMEOUT, Reason.FAILED_TO_START, Reason.AGENT_LOST, Reason.OOM_KILLED})
+"""Reasons of a TERMINATED session that make it a failed dependency."""
+
+
+class _Quota:
+    """Usage of one quota scope, kept incrementally: with thousands of sessions holding
+    quota, copying or summing the holdings at every event or pass would be quadratic."""
+
+    __slots__ = ("scope", "name", "version", "holding", "used")
+
+    def __init__(self, scope: QuotaScope, name: str) -> None:
+        self.scope = scope
+        self.name = name
+        self.version = 0
+        self.holding: dict[str, dict] = {}
+        self.used: dict = {}
+
+
+class _Pending:
+    __slots__ = ("request", "state", "reason")
+
+    def __init__(self, state: SessionState, request: PendingSession) -> None:
+        self.state = state
+        self.request = request
+        self.reason: PendingReason | None = None
 
 
 class Snapshot:
-    """Pending sessions in request order and the agents with their allocations."""
+    """Pending sessions in request order, agents, quota usage and tenancy limits."""
 
     def __init__(self) -> None:
-        self._pending: dict[str, PendingSession] = {}
+        self._versions: dict[str, int] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._finished: dict[str, bool] = {}
         self._agents: dict[str, AgentState] = {}
+        self._agent_views: dict[str, AgentView] = {}
+        self._quotas: dict[str, _Quota] = {}
+        self.tenancy = TenancyView()
+
+    # ------------------------------------------------------------ reads
 
     def pending(self) -> list[PendingSession]:
         """Returns the pending sessions, oldest request first."""
-        return list(self._pending.values())
+        return [p.request for p in self._pending.values()]
 
-    def agents(self) -> list[AgentView]:
-        """Returns every known agent with its free slots and liveness."""
-        return [AgentView(agent_id=a.id, free=a.free, status=a.status) for a in self._agents.values()]
+    def session(self, session_id: str) -> SessionState | None:
+        """Returns the state of a pending session."""
+        entry = self._pending.get(session_id)
+        return entry.state if entry is not None else None
+
+    def reason(self, session_id: str) -> PendingReason | None:
+        """Returns the last pending reason recorded for a pending session."""
+        entry = self._pending.get(session_id)
+        return entry.reason if entry is not None else None
 
     def agent(self, agent_id: str) -> AgentState | None:
-        """Returns the snapshot's state of one agent."""
         return self._agents.get(agent_id)
 
-    @singledispatchmethod
-    def apply(self, event: Event) -> bool:
-        """Applies one event from the stream; returns True when it may allow a placement."""
-        return False
+    def quota(self, quota_id: str) -> QuotaState | None:
+        """Returns the usage of one quota scope as a ``domain.quota`` state (sharing, not copying, its holdings)."""
+        quota = self._quotas.get(quota_id)
+        if quota is None:
+            return None
+        return QuotaState(id=quota_id, version=quota.version, scope=quota.scope, name=quota.name, holding=quota.holding)
 
-    @apply.register
-    def _(self, event: session_ev.SessionRequested) -> bool:
-        if event.originator_id in self._pending:
+    def view(self, round_robin: dict[str, int]) -> ClusterView:
+        """Returns what a planning pass needs, as immutable values."""
+        return ClusterView(
+            agents=dict(self._agent_views),
+            groups=self.tenancy.groups(),
+            keypair_limits=self.tenancy.keypair_limits(),
+            project_limits=self.tenancy.project_limits(),
+            domain_limits=self.tenancy.domain_limits(),
+            usage={(q.scope, q.name): Usage(slots=q.used, sessions=len(q.holding)) for q in self._quotas.values()},
+            finished=dict(self._finished),
+            round_robin=dict(round_robin),
+        )
+
+    # ------------------------------------------------------------ writes
+
+    def apply(self, event: Event) -> bool:
+        """Applies one event (from the stream, the store or the scheduler's own writes);
+        returns True when it may allow a placement. Events the snapshot already has are skipped."""
+        aggregate = event.originator_id
+        if event.originator_version <= self._versions.get(aggregate, 0):
             return False
-        kernels = tuple((k.kernel_id, dict(k.slots)) for k in event.kernels)
-        self._pending[event.originator_id] = PendingSession(session_id=event.originator_id, kernels=kernels)
+        self._versions[aggregate] = event.originator_version
+        return self._apply(event)
+
+    def forget(self, aggregate_ids: Iterable[str]) -> None:
+        """Drops what the snapshot knows of some aggregates, before reloading them from the store."""
+        for aggregate in aggregate_ids:
+            self._versions.pop(aggregate, None)
+            self._pending.pop(aggregate, None)
+            self._finished.pop(aggregate, None)
+            self._agents.pop(aggregate, None)
+            self._agent_views.pop(aggregate, None)
+            self._quotas.pop(aggregate, None)
+
+    @singledispatchmethod
+    def _apply(self, event: Event) -> bool:
+        return self.tenancy.apply(event)
+
+    @_apply.register
+    def _(self, event: session_ev.SessionRequested) -> bool:
+        state = session_domain.evolve(None, event)
+        self._pending[event.originator_id] = _Pending(state, _request(event))
         return True
 
-    @apply.register
-    def _(self, event: session_ev.SessionScheduled) -> bool:
-        self._pending.pop(event.originator_id, None)
-        return False
-
-    @apply.register
-    def _(self, event: session_ev.SessionStatusChanged) -> bool:
-        if event.status is not SessionStatus.PENDING:
-            self._pending.pop(event.originator_id, None)
-        return False
-
-    @apply.register(agent_ev.AgentRegistered)
-    @apply.register(agent_ev.AgentCapacityChanged)
-    @apply.register(agent_ev.KernelAssigned)
-    @apply.register(agent_ev.KernelTerminationRequested)
-    @apply.register(agent_ev.KernelReleased)
-    @apply.register(agent_ev.AgentLost)
-    @apply.register(agent_ev.AgentRecovered)
+    @_apply.register(session_ev.SessionScheduled)
+    @_apply.register(session_ev.SessionPendingReasonChanged)
+    @_apply.register(session_ev.SessionStatusChanged)
     def _(self, event: Event) -> bool:
-        current = self._agents.get(event.originator_id)
-        version = current.version if current is not None else 0
-        if event.originator_version <= version:
-            return False  # already in a fresher state loaded from the store
-        if event.originator_version != version + 1:
-            log.warning("agent %s: event v%d follows v%d", event.originator_id, event.originator_version, version)
-        self._agents[event.originator_id] = agent_domain.evolve(current, event)
+        entry = self._pending.get(event.originator_id)
+        if entry is not None:
+            entry.state = session_domain.evolve(entry.state, event)
+            if isinstance(event, session_ev.SessionPendingReasonChanged):
+                entry.reason = PendingReason(code=event.code, message=event.message)
+            if entry.state.status is not SessionStatus.PENDING:
+                del self._pending[event.originator_id]
+        if isinstance(event, session_ev.SessionStatusChanged) and event.status.is_terminal:
+            ok = event.status is SessionStatus.TERMINATED and event.reason not in _FAILED
+            self._finished[event.originator_id] = ok
+            return True  # a dependency may be met, or its failure known
+        return False
+
+    @_apply.register(agent_ev.AgentRegistered)
+    @_apply.register(agent_ev.AgentCapacityChanged)
+    @_apply.register(agent_ev.KernelAssigned)
+    @_apply.register(agent_ev.KernelTerminationRequested)
+    @_apply.register(agent_ev.KernelReleased)
+    @_apply.register(agent_ev.AgentLost)
+    @_apply.register(agent_ev.AgentRecovered)
+    def _(self, event: Event) -> bool:
+        agent = agent_domain.evolve(self._agents.get(event.originator_id), event)
+        self._agents[agent.id] = agent
+        self._agent_views[agent.id] = _agent_view(agent)
         return isinstance(event, _MAY_ENABLE)
 
-    def refresh(self, agents: Mapping[str, AgentState], gone: Iterable[str]) -> None:
-        """Takes fresh agent states loaded from the store and drops sessions no longer pending."""
-        for agent_id, fresh in agents.items():
-            current = self._agents.get(agent_id)
-            if current is None or fresh.version >= current.version:
-                self._agents[agent_id] = fresh
-        for session_id in gone:
-            self._pending.pop(session_id, None)
+    @_apply.register
+    def _(self, event: quota_ev.QuotaConsumed) -> bool:
+        quota = self._quotas.setdefault(event.originator_id, _Quota(event.scope, event.name))
+        quota.version = event.originator_version
+        for session_id, slots in event.allocations.items():
+            quota.holding[session_id] = dict(slots)
+            quota.used = add_slots(quota.used, slots)
+        return False
+
+    @_apply.register
+    def _(self, event: quota_ev.QuotaReleased) -> bool:
+        quota = self._quotas.setdefault(event.originator_id, _Quota(event.scope, event.name))
+        quota.version = event.originator_version
+        if quota.holding.pop(event.session_id, None) is not None:
+            quota.used = subtract_slots(quota.used, event.slots)
+        return True
+
+
+def _request(event: session_ev.SessionRequested) -> PendingSession:
+    return PendingSession(
+        session_id=event.originator_id,
+        owner=event.owner,
+        domain=event.domain,
+        project=event.project,
+        resource_group=event.resource_group,
+        kernels=tuple(KernelRequest(kernel_id=k.kernel_id, slots=dict(k.slots)) for k in event.kernels),
+        requested_at=event.timestamp,
+        session_type=event.session_type,
+        priority=event.priority,
+        cluster_mode=event.cluster_mode,
+        starts_at=event.starts_at,
+        dependencies=tuple(event.dependencies),
+        designated_agents=tuple(event.designated_agents),
+    )
+
+
+def _agent_view(agent: AgentState) -> AgentView:
+    return AgentView(
+        agent_id=agent.id,
+        resource_group=agent.resource_group,
+        capacity=agent.capacity,
+        occupied=agent.occupied,
+        alive=agent.status is AgentStatus.ALIVE,
+        kernel_count=len(agent.allocations),
+    )

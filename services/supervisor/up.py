@@ -17,7 +17,7 @@ from services.common.bus import connect, ensure_streams
 from services.common.instance import Instance, remove_instance, write_instance, write_private
 from services.common.settings import DEFAULT_IMAGE, Settings
 from services.controller.main import run_controller
-from contracts.tenancy import Role
+from services.common.tenancy import ADMIN_USER, ensure_defaults
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from services.gateway.main import run_gateway
 from services.projector.main import run_projector
@@ -70,6 +70,7 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
     await _prepare(settings)
     await _check_kernel_image(settings, say)
     keypair_file = settings.data_dir / "admin.keypair"
+    await asyncio.to_thread(ensure_defaults, settings.pg_dsn)  # domain, project, policy, resource group, admin
     created = await asyncio.to_thread(ensure_admin_keypair, settings.pg_dsn)
     if created is not None:
         access_key, secret_key = created
@@ -79,8 +80,8 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
         write_private(keypair_file, f"{access_key}\n{secret_key}\n".encode())
     elif not keypair_file.exists():
         # The database already has its admin (e.g. a shared BERTH_PG_DSN) but this data dir has no
-        # keypair for the local CLI: give it one of its own rather than re-printing a secret.
-        access_key, secret_key = await asyncio.to_thread(create_keypair, settings.pg_dsn, "local-cli", Role.SUPERADMIN)
+        # keypair for the local CLI: give the superadmin user another one rather than re-printing a secret.
+        access_key, secret_key = await asyncio.to_thread(create_keypair, settings.pg_dsn, ADMIN_USER)
         write_private(keypair_file, f"{access_key}\n{secret_key}\n".encode())
         say(f"created keypair {access_key} for the local CLI (saved in {keypair_file})")
     access_key, secret_key = keypair_file.read_text().split()

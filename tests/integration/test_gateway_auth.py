@@ -16,8 +16,9 @@ import pytest
 from services.common.signing import sign_request
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
+from services.common.tenancy import ensure_defaults
 from tests.support.gateway import (  # noqa: F401 - fixtures
-    CREATE, Keys, client_for, count_events, gateway, keys, read_models,
+    CREATE, Keys, client_for, count_events, create_user, gateway, keys, read_models,
 )
 
 HOST = "gateway.test"
@@ -145,7 +146,9 @@ def test_the_admin_keypair_is_created_once(keys: Keys, pg_dsn: str) -> None:
 
 
 def test_keypairs_look_like_backend_ai_and_record_an_event_without_the_secret(pg_dsn: str) -> None:
-    access_key, secret_key = create_keypair(pg_dsn, "carol", "admin")
+    ensure_defaults(pg_dsn)
+    create_user(pg_dsn, "carol", role="admin")
+    access_key, secret_key = create_keypair(pg_dsn, "carol")
     assert access_key.startswith("AKIA") and len(access_key) == 20 and access_key[4:].isalnum()
     assert access_key == access_key.upper() and len(secret_key) == 40
     with psycopg.connect(pg_dsn) as conn:

@@ -1,17 +1,20 @@
-"""The scheduler's snapshot, passes and one-transaction apply, on the in-memory event store."""
+"""The scheduler's snapshot, passes and one-transaction record, on the in-memory event store."""
 
 from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Iterable, Sequence
 
 import pytest
 
 from contracts import commands as c
 from contracts.envelope import Event
+from contracts.quota import QuotaScope, quota_id
 from contracts.session import KernelSpec
-from contracts.status import AgentStatus, SessionStatus
+from contracts.status import Reason, SessionStatus
 from domain import agent as agent_domain
+from domain import quota as quota_domain
 from domain import session as session_domain
 from services.common.context import make_context
 from services.common.store import ConcurrencyError
@@ -19,6 +22,8 @@ from services.scheduler.passes import PassRunner
 from services.scheduler.scheduling import Scheduling
 from services.scheduler.snapshot import Snapshot
 from tests.support.waiting import async_wait_for
+
+GIB = Decimal(1024**3)
 
 
 @pytest.fixture
@@ -28,11 +33,12 @@ def app() -> Scheduling:
     scheduling.close()
 
 
-def record_session(app: Scheduling, session_id: str, cpu: int = 1, kernels: int = 1) -> list[Event]:
+def record_session(app: Scheduling, session_id: str, cpu: int = 1, kernels: int = 1, **fields: object) -> list[Event]:
     command = c.RequestSession(
         name=session_id, owner="alice", image="python:3.11",
-        kernels=[KernelSpec(kernel_id=f"{session_id}-k{i}", slots={"cpu": Decimal(cpu), "mem": Decimal(1024)})
+        kernels=[KernelSpec(kernel_id=f"{session_id}-k{i}", slots={"cpu": Decimal(cpu), "mem": GIB})
                  for i in range(kernels)],
+        **fields,  # type: ignore[arg-type]
     )
     events = session_domain.decide(None, command, make_context("test"), session_id)
     app.record(events)
@@ -40,7 +46,7 @@ def record_session(app: Scheduling, session_id: str, cpu: int = 1, kernels: int 
 
 
 def record_agent(app: Scheduling, agent_id: str, command: c.Command | None = None) -> list[Event]:
-    command = command or c.RegisterAgent(capacity={"cpu": Decimal(4), "mem": Decimal(8 * 1024**3)}, backend="sim", hostname="h")
+    command = command or c.RegisterAgent(capacity={"cpu": Decimal(4), "mem": 8 * GIB}, backend="sim", hostname="h")
     state = agent_domain.replay(app.load(agent_id))
     events = agent_domain.decide(state, command, make_context("test"), agent_id)
     app.record(events)
@@ -55,11 +61,14 @@ def snapshot_of(app: Scheduling) -> Snapshot:
     return snapshot
 
 
-def runner_for(app: Scheduling, snapshot: Snapshot) -> PassRunner:
-    async def place(plan):  # type: ignore[no-untyped-def]
-        return await asyncio.to_thread(app.place, plan, make_context("scheduler"))
+def runner_for(app: Scheduling, snapshot: Snapshot, record=None) -> PassRunner:  # type: ignore[no-untyped-def]
+    async def do_record(events: Sequence[Event]) -> int | None:
+        return await asyncio.to_thread(record or app.record_pass, events)
 
-    return PassRunner(snapshot, place)
+    async def reload(ids: Iterable[str]) -> list[Event]:
+        return await asyncio.to_thread(app.histories, list(ids))
+
+    return PassRunner(snapshot, do_record, reload, lambda: make_context("scheduler"))
 
 
 def status(app: Scheduling, session_id: str) -> SessionStatus:
@@ -68,66 +77,90 @@ def status(app: Scheduling, session_id: str) -> SessionStatus:
     return state.status
 
 
-async def test_a_pass_places_pending_sessions_in_one_transaction(app: Scheduling) -> None:
+def holding(app: Scheduling, scope: QuotaScope, name: str) -> list[str]:
+    state = quota_domain.replay(app.load(quota_id(scope, name)))
+    return sorted(state.holding) if state is not None else []
+
+
+async def test_a_pass_records_placements_and_quota_in_one_transaction(app: Scheduling) -> None:
     record_agent(app, "a1")
     for sid in ("s1", "s2", "s3"):
         record_session(app, sid, cpu=2)
     before = app.position()
     calls: list[int] = []
-    record = app.record
-    app.record = lambda events: calls.append(len(events)) or record(events)  # type: ignore[method-assign]
 
-    outcome = await runner_for(app, snapshot_of(app)).run_pass()
+    def record(events: Sequence[Event]) -> int | None:
+        calls.append(len(events))
+        return app.record_pass(events)
 
-    assert outcome is not None
-    assert (outcome.placed, outcome.skipped, outcome.gone) == (["s1", "s2"], {}, [])
-    assert calls == [4], "two SessionScheduled and two KernelAssigned, saved together"
-    assert outcome.position == before + 4
+    decisions = await runner_for(app, snapshot_of(app), record).run_pass()
+
+    assert decisions is not None and decisions.placed == ["s1", "s2"]
+    # 2 SessionScheduled + 2 KernelAssigned + 3 QuotaConsumed (keypair, project, domain) + 1 pending reason (s3)
+    assert calls == [8]
+    assert app.position() == before + 8
     assert [status(app, s) for s in ("s1", "s2", "s3")] == [SessionStatus.SCHEDULED] * 2 + [SessionStatus.PENDING]
     agent = agent_domain.replay(app.load("a1"))
     assert agent is not None and sorted(agent.allocations) == ["s1-k0", "s2-k0"]
-    assert outcome.agents["a1"] == agent
+    for scope, name in ((QuotaScope.KEYPAIR, "alice"), (QuotaScope.PROJECT, "default"), (QuotaScope.DOMAIN, "default")):
+        assert holding(app, scope, name) == ["s1", "s2"]
+    reason = app.load("s3")[-1]
+    assert reason.code == "no-agent"  # type: ignore[attr-defined]
 
 
-async def test_the_snapshot_follows_what_the_pass_applied(app: Scheduling) -> None:
+async def test_a_pending_reason_is_recorded_only_when_it_changes(app: Scheduling) -> None:
+    record_agent(app, "a1")
+    record_session(app, "big", cpu=64)
+    snapshot = snapshot_of(app)
+    runner = runner_for(app, snapshot)
+    first = await runner.run_pass()
+    assert first is not None and [type(e).__name__ for e in first.events] == ["SessionPendingReasonChanged"]
+    assert await runner.run_pass() is None, "same reason: nothing recorded"
+    assert snapshot.reason("big") is not None and snapshot.reason("big").code == "no-agent"  # type: ignore[union-attr]
+
+
+async def test_the_snapshot_follows_what_the_pass_recorded(app: Scheduling) -> None:
     record_agent(app, "a1")
     record_session(app, "s1", cpu=4)
     snapshot = snapshot_of(app)
     runner = runner_for(app, snapshot)
     await runner.run_pass()
     assert snapshot.pending() == []
-    assert snapshot.agents()[0].free["cpu"] == Decimal(0)
+    assert snapshot.view({}).agents["a1"].occupied["cpu"] == Decimal(4)
+    assert snapshot.view({}).usage[(QuotaScope.KEYPAIR, "alice")].sessions == 1
     assert await runner.run_pass() is None, "nothing left to place"
 
 
-async def test_a_session_cancelled_meanwhile_is_skipped_alone(app: Scheduling) -> None:
+async def test_a_session_cancelled_behind_the_snapshot_conflicts_then_is_dropped(app: Scheduling) -> None:
     record_agent(app, "a1")
     record_session(app, "gone")
     record_session(app, "kept")
     snapshot = snapshot_of(app)
     cancelled = session_domain.decide(session_domain.replay(app.load("gone")), c.TerminateSession(), make_context("t"), "gone")
     app.record(cancelled)
-
-    outcome = await runner_for(app, snapshot).run_pass()
-
-    assert outcome is not None
-    assert (outcome.placed, outcome.gone) == (["kept"], ["gone"])
-    assert status(app, "gone") is SessionStatus.CANCELLED
-    assert [p.session_id for p in snapshot.pending()] == []
-
-
-async def test_a_stale_snapshot_is_refreshed_and_replanned(app: Scheduling) -> None:
-    record_agent(app, "full")
-    record_agent(app, "spare")
-    record_session(app, "s1", cpu=4)
-    snapshot = snapshot_of(app)
-    # "full" fills up behind the snapshot's back
-    record_agent(app, "full", c.AssignKernel(kernel_id="x", session_id="other", image="i",
-                                             slots={"cpu": Decimal(4), "mem": Decimal(1)}))
     runner = runner_for(app, snapshot)
 
-    first = await runner.run_pass()
-    assert first is not None and "InsufficientCapacityError" in first.skipped["s1"]
+    assert await runner.run_pass() is None, "the whole pass is refused: one transaction"
+    assert runner.stats.conflicts == 1
+    assert [p.session_id for p in snapshot.pending()] == ["kept"], "reloaded from the store"
+    second = await runner.run_pass()
+
+    assert second is not None and second.placed == ["kept"]
+    assert status(app, "gone") is SessionStatus.CANCELLED
+    assert holding(app, QuotaScope.KEYPAIR, "alice") == ["kept"]
+
+
+async def test_an_agent_filled_behind_the_snapshot_is_reloaded_and_the_session_goes_elsewhere(app: Scheduling) -> None:
+    record_agent(app, "full")
+    record_session(app, "s1", cpu=4)
+    snapshot = snapshot_of(app)
+    record_agent(app, "spare")
+    snapshot.apply(app.load("spare")[0])
+    # "full" fills up behind the snapshot's back
+    record_agent(app, "full", c.AssignKernel(kernel_id="x", session_id="other", image="i", slots={"cpu": Decimal(4), "mem": GIB}))
+    runner = runner_for(app, snapshot)
+
+    assert await runner.run_pass() is None
     second = await runner.run_pass()
 
     assert second is not None and second.placed == ["s1"]
@@ -139,37 +172,26 @@ async def test_a_lost_agent_gets_nothing(app: Scheduling) -> None:
     record_agent(app, "a1")
     record_agent(app, "a1", c.MarkAgentLost(last_seen=0.0))
     record_session(app, "s1")
-    snapshot = snapshot_of(app)
-    assert snapshot.agents()[0].status is AgentStatus.LOST
-    assert await runner_for(app, snapshot).run_pass() is None
+    decisions = await runner_for(app, snapshot_of(app)).run_pass()
+    assert decisions is not None and decisions.placed == []
     assert status(app, "s1") is SessionStatus.PENDING
 
 
-async def test_kernels_of_a_session_are_placed_together(app: Scheduling) -> None:
-    record_agent(app, "a1")
-    record_session(app, "s1", cpu=2, kernels=2)
-    outcome = await runner_for(app, snapshot_of(app)).run_pass()
-    assert outcome is not None and outcome.placed == ["s1"]
-    agent = agent_domain.replay(app.load("a1"))
-    assert agent is not None and sorted(agent.allocations) == ["s1-k0", "s1-k1"]
+async def test_a_pending_timeout_cancels_the_session(app: Scheduling) -> None:
+    from contracts.tenancy import ResourceGroupCreated, ResourceGroupOptions, rgroup_id
+    from domain.emitting import Emitter
 
-
-async def test_a_conflict_reloads_and_retries(app: Scheduling) -> None:
-    record_agent(app, "a1")
+    group = Emitter(rgroup_id("default"), 0, make_context("t"))(
+        ResourceGroupCreated, name="default", options=ResourceGroupOptions(pending_timeout=1))
+    app.record([group])
     record_session(app, "s1")
-    record = app.record
-    attempts: list[int] = []
-
-    def flaky(events):  # type: ignore[no-untyped-def]
-        attempts.append(len(events))
-        if len(attempts) == 1:
-            raise ConcurrencyError("someone else wrote first")
-        return record(events)
-
-    app.record = flaky  # type: ignore[method-assign]
-    outcome = await runner_for(app, snapshot_of(app)).run_pass()
-    assert outcome is not None and outcome.placed == ["s1"]
-    assert attempts == [2, 2]
+    snapshot = snapshot_of(app)
+    runner = runner_for(app, snapshot)
+    runner._clock = lambda: app.load("s1")[0].timestamp + __import__("datetime").timedelta(seconds=2)  # type: ignore[method-assign]
+    decisions = await runner.run_pass()
+    assert decisions is not None and decisions.expired == ["s1"]
+    last = app.load("s1")[-1]
+    assert (last.status, last.reason) == (SessionStatus.CANCELLED, Reason.PENDING_TIMEOUT)  # type: ignore[attr-defined]
 
 
 async def test_a_failed_pass_is_retried_later(app: Scheduling) -> None:
@@ -177,12 +199,12 @@ async def test_a_failed_pass_is_retried_later(app: Scheduling) -> None:
     record_session(app, "s1")
     failures = [RuntimeError("store down")]
 
-    async def place(plan):  # type: ignore[no-untyped-def]
+    def record(events: Sequence[Event]) -> int | None:
         if failures:
             raise failures.pop()
-        return await asyncio.to_thread(app.place, plan, make_context("scheduler"))
+        return app.record_pass(events)
 
-    runner = PassRunner(snapshot_of(app), place)
+    runner = runner_for(app, snapshot_of(app), record)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(runner.run(stop, ready))
     ready.set()
@@ -191,7 +213,20 @@ async def test_a_failed_pass_is_retried_later(app: Scheduling) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
-    assert runner.passes >= 2
+    assert runner.stats.passes >= 2
+
+
+async def test_a_conflicting_record_is_not_half_applied(app: Scheduling) -> None:
+    record_agent(app, "a1")
+    record_session(app, "s1")
+
+    def record(events: Sequence[Event]) -> int | None:
+        raise ConcurrencyError("someone else wrote first")
+
+    snapshot = snapshot_of(app)
+    assert await runner_for(app, snapshot, record).run_pass() is None
+    assert [p.session_id for p in snapshot.pending()] == ["s1"]
+    assert status(app, "s1") is SessionStatus.PENDING
 
 
 async def test_runner_waits_for_the_snapshot_and_stops(app: Scheduling) -> None:
@@ -201,33 +236,32 @@ async def test_runner_waits_for_the_snapshot_and_stops(app: Scheduling) -> None:
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(runner.run(stop, ready))
     await asyncio.sleep(0)
-    assert runner.passes == 0 and not task.done()
+    assert runner.stats.passes == 0 and not task.done()
     ready.set()
     await async_wait_for(lambda: status(app, "s1") is SessionStatus.SCHEDULED, timeout=5)
     stop.set()
     await asyncio.wait_for(task, 5)
 
 
-def test_snapshot_ignores_events_older_than_its_state(app: Scheduling) -> None:
+def test_snapshot_ignores_events_it_already_has(app: Scheduling) -> None:
     registered = record_agent(app, "a1")
     assigned = record_agent(app, "a1", c.AssignKernel(kernel_id="k", session_id="s", image="i",
                                                       slots={"cpu": Decimal(1), "mem": Decimal(1)}))
     snapshot = Snapshot()
     assert snapshot.apply(registered[0]) is True
     assert snapshot.apply(registered[0]) is False
-    fresh = agent_domain.replay(app.load("a1"))
-    assert fresh is not None
-    snapshot.refresh({"a1": fresh}, [])
-    assert snapshot.apply(assigned[0]) is False, "already part of the fresh state"
+    snapshot.apply(assigned[0])
+    assert snapshot.apply(assigned[0]) is False
     agent = snapshot.agent("a1")
     assert agent is not None and agent.version == 2 and "k" in agent.allocations
 
 
-def test_snapshot_tracks_pending_sessions_in_order(app: Scheduling) -> None:
+def test_snapshot_tracks_pending_sessions_in_order_and_finished_ones(app: Scheduling) -> None:
     snapshot = Snapshot()
     for sid in ("b", "a", "c"):
         assert snapshot.apply(record_session(app, sid)[0]) is True
     cancel = session_domain.decide(session_domain.replay(app.load("a")), c.TerminateSession(), make_context("t"), "a")
-    assert snapshot.apply(cancel[0]) is False
+    snapshot.apply(cancel[0])
     assert [p.session_id for p in snapshot.pending()] == ["b", "c"]
-    assert snapshot.pending()[0].kernels == (("b-k0", {"cpu": Decimal(1), "mem": Decimal(1024)}),)
+    assert snapshot.view({}).finished == {"a": False}
+    assert snapshot.pending()[0].kernels[0].slots == {"cpu": Decimal(1), "mem": GIB}

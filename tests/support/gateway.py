@@ -17,7 +17,11 @@ import httpx
 import psycopg
 import pytest
 
+from contracts.tenancy import user_id
+from contracts.tenancy_commands import CreateUser
+from services.common.context import make_context
 from services.common.settings import Settings
+from services.common.tenancy import Tenancy
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from services.common.client import BerthClient
@@ -44,12 +48,22 @@ def read_models(pg_dsn: str) -> str:
     return pg_dsn
 
 
+def create_user(dsn: str, name: str, *, role: str = "user", domain: str = "default",
+                projects: tuple[str, ...] = ("default",)) -> None:
+    """Records a new user (the domain and projects must exist)."""
+    with Tenancy(dsn) as tenancy:
+        command = CreateUser(name=name, domain=domain, role=role, projects=list(projects))
+        tenancy.handle(user_id(name), command, make_context("test"))
+
+
 @pytest.fixture
 def keys(pg_dsn: str) -> Keys:
-    """Returns a superadmin keypair and the keypairs of users alice and bob."""
+    """Returns a superadmin keypair and the keypairs of users alice and bob (domain and project default)."""
     admin = ensure_admin_keypair(pg_dsn)
     assert admin is not None
-    return Keys(admin, create_keypair(pg_dsn, "alice", "user"), create_keypair(pg_dsn, "bob", "user"))
+    create_user(pg_dsn, "alice")
+    create_user(pg_dsn, "bob")
+    return Keys(admin, create_keypair(pg_dsn, "alice"), create_keypair(pg_dsn, "bob"))
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ def test_schema_can_be_created_twice_and_dropped(read_models: psycopg.Connection
     create_schema(read_models)
     drop_schema(read_models)
     tables = read_models.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ANY(%s)", (list(TABLES),)
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ANY(%s) AND table_schema = current_schema()",
+        (list(TABLES),)
     ).fetchone()
     assert tables == (0,)

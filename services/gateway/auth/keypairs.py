@@ -1,9 +1,11 @@
-"""Keypairs in PostgreSQL: the ``keypairs`` table, key generation and creation.
+"""Keypairs in PostgreSQL: the ``keypairs`` table (the secrets), key generation, creation
+and deactivation.
 
-Each creation also records a ``keypair.created`` event (aggregate id = access key):
-the row is inserted first and committed only after the event is stored, so a
-failure to record the event leaves no keypair behind. The secret key lives only in
-the table, never in an event or a log line.
+Every change of a row is recorded as a tenancy event (aggregate id = access key): the
+row is written first and committed only after the event is stored, so a failure to
+record the event leaves the table unchanged. A keypair takes its role and domain from
+its user, who must exist. The secret key lives only in the table, never in an event or
+a log line.
 """
 
 from __future__ import annotations
@@ -13,21 +15,29 @@ import string
 
 import psycopg
 
-from contracts.tenancy import KeypairCreated, Role
-from domain.emitting import Emitter
+from contracts import tenancy_commands as tc
+from contracts.tenancy import DEFAULT_POLICY, Role, user_id
+from domain.emitting import Context
+from domain.errors import InvalidRequestError
+from domain.tenancy import UserState
 from services.common.context import make_context
-from services.gateway.auth.tenancy import Tenancy
+from services.common.tenancy import ADMIN_USER, Tenancy, ensure_defaults
 
 __all__ = [
+    "ADMIN_USER",
     "KEYPAIRS_DDL",
     "create_keypair",
+    "deactivate_keypair",
+    "deactivate_user",
     "ensure_admin_keypair",
     "ensure_keypairs_table",
+    "issue_keypair",
     "new_access_key",
     "new_secret_key",
 ]
 
 KEYPAIRS_DDL = """
+SELECT pg_advisory_xact_lock(hashtext('berth.gateway.keypairs_ddl'));
 CREATE TABLE IF NOT EXISTS keypairs (
     access_key  text PRIMARY KEY,
     secret_key  text NOT NULL,
@@ -35,10 +45,11 @@ CREATE TABLE IF NOT EXISTS keypairs (
     role        text NOT NULL,
     is_active   boolean NOT NULL DEFAULT true,
     created_at  timestamptz NOT NULL DEFAULT now()
-)
+);
+ALTER TABLE keypairs ADD COLUMN IF NOT EXISTS domain text NOT NULL DEFAULT 'default';
+CREATE INDEX IF NOT EXISTS keypairs_user ON keypairs (user_id)
 """
 
-ADMIN_USER = "admin"
 _ALNUM_UPPER = string.ascii_uppercase + string.digits
 _ADMIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.gateway.admin_keypair'))"
 
@@ -54,45 +65,79 @@ def new_secret_key() -> str:
 
 
 def ensure_keypairs_table(dsn: str) -> None:
-    """Creates the ``keypairs`` table when missing."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(KEYPAIRS_DDL)
+    """Creates the ``keypairs`` table when missing and adds the columns it gained since."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(KEYPAIRS_DDL)  # one implicit transaction: its advisory lock serialises creators
 
 
-def create_keypair(dsn: str, user_id: str, role: Role | str = Role.USER, *, actor: str = "system") -> tuple[str, str]:
-    """Creates an active keypair for ``user_id``; returns ``(access_key, secret_key)``."""
-    role = Role(role)
-    if not user_id.strip():
-        raise ValueError("user_id must not be empty")
+def issue_keypair(tenancy: Tenancy, dsn: str, user: str, ctx: Context, *,
+                  resource_policy: str = DEFAULT_POLICY) -> tuple[str, str, int]:
+    """Creates an active keypair for the existing, active ``user``; returns
+    ``(access_key, secret_key, position)``. Raises a ``DomainError`` when refused."""
+    access_key, secret_key = new_access_key(), new_secret_key()
+    command = tc.CreateKeypair(user=user, resource_policy=resource_policy)
+    with psycopg.connect(dsn) as conn:
+        owner = tenancy.get(user_id(user))
+        if not isinstance(owner, UserState):
+            raise InvalidRequestError(f"user {user} does not exist")
+        conn.execute(
+            "INSERT INTO keypairs (access_key, secret_key, user_id, role, domain) VALUES (%s, %s, %s, %s, %s)",
+            (access_key, secret_key, user, owner.role.value, owner.domain),
+        )
+        position = tenancy.handle(access_key, command, ctx)  # the row commits only after the event is stored
+        conn.commit()
+    return access_key, secret_key, position
+
+
+def create_keypair(dsn: str, user: str, *, resource_policy: str = DEFAULT_POLICY,
+                   actor: str = "system") -> tuple[str, str]:
+    """Creates an active keypair for the existing ``user`` (role and domain are the user's);
+    returns ``(access_key, secret_key)``."""
     ensure_keypairs_table(dsn)
-    with Tenancy(dsn) as tenancy, psycopg.connect(dsn) as conn:
-        return _create(conn, tenancy, user_id, role, actor)
+    with Tenancy(dsn) as tenancy:
+        access_key, secret_key, _ = issue_keypair(
+            tenancy, dsn, user, make_context(actor), resource_policy=resource_policy)
+    return access_key, secret_key
+
+
+def deactivate_keypair(tenancy: Tenancy, dsn: str, access_key: str, ctx: Context) -> int:
+    """Deactivates a keypair (it no longer authenticates); returns the position."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE keypairs SET is_active = false WHERE access_key = %s", (access_key,))
+        position = tenancy.handle(access_key, tc.DeactivateKeypair(), ctx)
+        conn.commit()
+    return position
+
+
+def deactivate_user(tenancy: Tenancy, dsn: str, user: str, ctx: Context) -> int:
+    """Deactivates a user and every keypair of theirs; returns the position."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "UPDATE keypairs SET is_active = false WHERE user_id = %s AND is_active RETURNING access_key", (user,)
+        ).fetchall()
+        position = tenancy.deactivate_user(user, [row[0] for row in rows], ctx)
+        conn.commit()
+    return position
 
 
 def ensure_admin_keypair(dsn: str) -> tuple[str, str] | None:
-    """Creates the first superadmin keypair when no active one exists.
+    """Creates the tenancy defaults (``ensure_defaults``) and, when no active superadmin keypair
+    exists, one for the superadmin user ``admin``.
 
-    Returns the new ``(access_key, secret_key)`` only when it created it (so the
-    caller prints it once), else None.
+    Returns the new ``(access_key, secret_key)`` only when it created it (so the caller
+    prints it once), else None.
     """
     ensure_keypairs_table(dsn)
-    with Tenancy(dsn) as tenancy, psycopg.connect(dsn) as conn:
-        conn.execute(_ADMIN_LOCK)  # two gateways starting at once create one admin
-        row = conn.execute(
-            "SELECT 1 FROM keypairs WHERE role = %s AND is_active LIMIT 1", (Role.SUPERADMIN.value,)
-        ).fetchone()
-        if row is not None:
-            return None
-        return _create(conn, tenancy, ADMIN_USER, Role.SUPERADMIN, "system")
-
-
-def _create(conn: psycopg.Connection, tenancy: Tenancy, user_id: str, role: Role, actor: str) -> tuple[str, str]:
-    access_key, secret_key = new_access_key(), new_secret_key()
-    conn.execute(
-        "INSERT INTO keypairs (access_key, secret_key, user_id, role) VALUES (%s, %s, %s, %s)",
-        (access_key, secret_key, user_id, role.value),
-    )
-    event = Emitter(access_key, 0, make_context(actor))(KeypairCreated, user=user_id, role=role)
-    tenancy.record([event])  # the row commits only after the event is stored
-    conn.commit()
+    with Tenancy(dsn) as tenancy:
+        ensure_defaults(dsn, app=tenancy)
+        with psycopg.connect(dsn) as conn:
+            conn.execute(_ADMIN_LOCK)  # two gateways starting at once create one admin
+            row = conn.execute(
+                "SELECT 1 FROM keypairs WHERE role = %s AND is_active LIMIT 1", (Role.SUPERADMIN.value,)
+            ).fetchone()
+            if row is not None:
+                return None
+            access_key, secret_key, _ = issue_keypair(tenancy, dsn, ADMIN_USER, make_context("system"))
+            conn.commit()  # releases the lock after the keypair is committed
     return access_key, secret_key
+

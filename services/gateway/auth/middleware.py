@@ -123,5 +123,5 @@ class TokenEndpoint:
         token, expires_at = await issue_token(self._pool, principal.access_key)
         await send_json(send, 200, {
             "token": token, "expires_at": expires_at.isoformat(), "access_key": principal.access_key,
-            "role": principal.role.value,
+            "role": principal.role.value, "domain": principal.domain,
         })

@@ -1,10 +1,10 @@
-"""Who is calling: the authenticated keypair and its role."""
+"""Who is calling: the authenticated keypair, its user, role and domain, and what it may see."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts.tenancy import Role
+from contracts.tenancy import DEFAULT_DOMAIN, Role
 
 __all__ = ["AuthError", "Principal"]
 
@@ -15,17 +15,30 @@ class AuthError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller: its access key, user and role."""
+    """The authenticated caller: its access key, user, role (its user's) and domain."""
 
     access_key: str
     user_id: str
     role: Role
+    domain: str = DEFAULT_DOMAIN
 
     @property
     def is_admin(self) -> bool:
-        """Returns True for ``admin`` and ``superadmin``: they see every tenant's sessions."""
+        """Returns True for ``admin`` (of its domain) and ``superadmin``."""
         return self.role in (Role.ADMIN, Role.SUPERADMIN)
 
-    def may_see(self, owner: str) -> bool:
-        """Returns True when this caller may see a session owned by ``owner``."""
-        return self.is_admin or owner == self.access_key
+    @property
+    def is_superadmin(self) -> bool:
+        """Returns True for ``superadmin``: it sees and manages everything."""
+        return self.role is Role.SUPERADMIN
+
+    def may_see(self, owner: str, domain: str = DEFAULT_DOMAIN) -> bool:
+        """Returns True when this caller may see (and touch) a session of ``owner`` (an access key)
+        in ``domain``: a user only their own, an admin those of their domain, a superadmin all."""
+        if self.is_superadmin or owner == self.access_key:
+            return True
+        return self.role is Role.ADMIN and domain == self.domain
+
+    def manages(self, domain: str) -> bool:
+        """Returns True when this caller administers ``domain`` (superadmin, or admin of it)."""
+        return self.is_superadmin or (self.role is Role.ADMIN and domain == self.domain)

@@ -47,7 +47,7 @@ async def principal_for_token(pool: AsyncConnectionPool, token: str) -> Principa
     """Returns the caller a token stands for; raises ``AuthError`` when it is unknown, expired or revoked."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT k.access_key, k.user_id, k.role FROM auth_tokens t"
+            "SELECT k.access_key, k.user_id, k.role, k.domain FROM auth_tokens t"
             " JOIN keypairs k ON k.access_key = t.access_key"
             " WHERE t.token_hash = %s AND t.expires_at > now() AND k.is_active",
             (_hash(token),),
@@ -55,4 +55,4 @@ async def principal_for_token(pool: AsyncConnectionPool, token: str) -> Principa
         row = await cur.fetchone()
     if row is None:
         raise AuthError("unknown or expired token")
-    return Principal(access_key=row[0], user_id=row[1], role=Role(row[2]))
+    return Principal(access_key=row[0], user_id=row[1], role=Role(row[2]), domain=row[3])

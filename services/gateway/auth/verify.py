@@ -91,10 +91,10 @@ class Authenticator:
     async def _keypair(self, access_key: str) -> tuple[str, Principal] | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT secret_key, user_id, role FROM keypairs WHERE access_key = %s AND is_active",
+                "SELECT secret_key, user_id, role, domain FROM keypairs WHERE access_key = %s AND is_active",
                 (access_key,),
             )
             row = await cur.fetchone()
         if row is None:
             return None
-        return row[0], Principal(access_key=access_key, user_id=row[1], role=Role(row[2]))
+        return row[0], Principal(access_key=access_key, user_id=row[1], role=Role(row[2]), domain=row[3])

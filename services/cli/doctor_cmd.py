@@ -1,0 +1,52 @@
+"""``berth doctor``: checks that the read models agree (quota usage, agent occupancy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from services.cli.connection import connect_client
+from services.cli.main import run_async
+from services.cli.output import Output
+
+__all__ = ["DOCTOR", "doctor"]
+
+DOCTOR = """
+query { doctor { clean position checks { name subjects drifts } drifts { kind subject expected actual } } }
+"""
+
+CHECK_COLUMNS = [("name", "CHECK"), ("subjects", "SUBJECTS"), ("drifts", "DRIFTS")]
+DRIFT_COLUMNS = [("kind", "KIND"), ("subject", "SUBJECT"), ("expected", "EXPECTED"), ("actual", "ACTUAL")]
+
+
+@run_async
+async def _run_checks() -> dict[str, Any]:
+    return (await connect_client().execute(DOCTOR, {}))["doctor"]
+
+
+@click.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check that quota usage and agent occupancy agree with the sessions and kernels.
+
+    \b
+    quota   each keypair / project / domain holds exactly the sessions that occupy
+            resources, and the sum of their requested slots
+    agents  each agent's occupied slots are those of its kernels still alive
+
+    Exits with status 0 when everything agrees, 1 when a drift is found (admins only).
+    """
+    out: Output = ctx.obj
+    report = _run_checks()
+    if out.is_json:
+        out.json(report)
+    else:
+        out.table(report["checks"], CHECK_COLUMNS, title="checks")
+        if report["drifts"]:
+            out.table(report["drifts"], DRIFT_COLUMNS, title="drifts")
+        where = f"read models at event position {report['position']}"
+        verdict = "[green]clean[/green]" if report["clean"] else f"[red]{len(report['drifts'])} drift(s)[/red]"
+        out.console.print(f"{verdict}: {where}")
+    if not report["clean"]:
+        ctx.exit(1)

@@ -1,0 +1,210 @@
+"""Session timeouts: idle timeout, maximum lifetime and batch timeout.
+
+``Deadlines`` (no I/O, clock injected) learns from events which sessions run, since
+when, when they last executed code, and each keypair's resource policy; it says which
+sessions are due and when the next deadline falls. ``enforce_timeouts`` sleeps until
+that deadline or until an event changes the picture (never polling), then terminates
+each due session through ``Sessions.terminate`` with the reason:
+
+* ``max-lifetime``: the owner keypair's ``max_session_lifetime`` seconds after RUNNING;
+* ``idle-timeout``: ``idle_timeout`` seconds without an ``ExecutionFinished`` since RUNNING
+  or the last execution (interactive sessions; a batch session runs its task);
+* ``task-timeout``: a batch session's ``batch_timeout`` seconds after RUNNING.
+
+0 means no limit. A keypair the controller has not seen created has no limits. The
+current policy applies, so changing a policy changes the deadlines of running sessions.
+Times are the events' timestamps (UTC), compared with the injected wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from functools import singledispatchmethod
+from typing import Awaitable, Callable
+
+import msgspec
+
+from contracts import session as sev
+from contracts import tenancy as tev
+from contracts.envelope import Event, utc_now
+from contracts.status import Reason, SessionStatus, SessionType
+from contracts.tenancy import KeypairLimits
+from domain.errors import DomainError
+
+__all__ = ["TIMEOUT_SUBJECTS", "Deadlines", "enforce_timeouts"]
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SUBJECTS = (
+    "ev.session.*.requested",
+    "ev.session.*.status_changed",
+    "ev.session.*.execution_finished",
+    "ev.keypair.*.created",
+    "ev.keypair.*.policy_changed",
+    "ev.policy.*.created",
+    "ev.policy.*.updated",
+)
+"""The events ``Deadlines`` learns from."""
+
+Clock = Callable[[], dt.datetime]
+_NO_LIMITS = KeypairLimits()
+_STOPPED = frozenset({SessionStatus.TERMINATING, SessionStatus.TERMINATED, SessionStatus.ERROR, SessionStatus.CANCELLED})
+
+
+class _Watch(msgspec.Struct, kw_only=True):
+    """What the deadlines of one session depend on."""
+
+    owner: str
+    batch: bool
+    batch_timeout: int
+    running_since: dt.datetime | None = None
+    last_activity: dt.datetime | None = None
+    retry_at: dt.datetime | None = None
+
+
+class Deadlines:
+    """Which running sessions are due for termination, and when the next one is."""
+
+    def __init__(self, clock: Clock = utc_now) -> None:
+        self._clock = clock
+        self._watch: dict[str, _Watch] = {}
+        self._policy_of: dict[str, str] = {}
+        """keypair (access key) -> resource policy name."""
+        self._limits: dict[str, KeypairLimits] = {}
+        """resource policy aggregate id -> its limits."""
+
+    @singledispatchmethod
+    def apply(self, event: Event) -> None:
+        """Learns from ``event`` (other events change nothing)."""
+
+    @apply.register
+    def _(self, event: sev.SessionRequested) -> None:
+        batch = event.session_type is SessionType.BATCH
+        self._watch[event.originator_id] = _Watch(owner=event.owner, batch=batch, batch_timeout=event.batch_timeout)
+
+    @apply.register
+    def _(self, event: sev.SessionStatusChanged) -> None:
+        watch = self._watch.get(event.originator_id)
+        if event.status in _STOPPED:
+            self._watch.pop(event.originator_id, None)
+        elif event.status is SessionStatus.RUNNING and watch is not None and watch.running_since is None:
+            watch.running_since = watch.last_activity = event.timestamp
+
+    @apply.register
+    def _(self, event: sev.ExecutionFinished) -> None:
+        watch = self._watch.get(event.originator_id)
+        if watch is not None and watch.last_activity is not None:
+            watch.last_activity = max(watch.last_activity, event.timestamp)
+
+    @apply.register(tev.KeypairCreated)
+    @apply.register(tev.KeypairPolicyChanged)
+    def _(self, event: tev.KeypairCreated | tev.KeypairPolicyChanged) -> None:
+        self._policy_of[event.originator_id] = event.resource_policy
+
+    @apply.register(tev.ResourcePolicyCreated)
+    @apply.register(tev.ResourcePolicyUpdated)
+    def _(self, event: tev.ResourcePolicyCreated | tev.ResourcePolicyUpdated) -> None:
+        self._limits[event.originator_id] = event.limits
+
+    def limits_of(self, owner: str) -> KeypairLimits:
+        """Returns the limits of keypair ``owner``'s resource policy (none when unknown)."""
+        policy = self._policy_of.get(owner)
+        return _NO_LIMITS if policy is None else self._limits.get(tev.policy_id(policy), _NO_LIMITS)
+
+    def deadline(self, session_id: str) -> tuple[dt.datetime, Reason] | None:
+        """Returns when session ``session_id`` is due and why; None when it has no deadline
+        (not running, or no limit applies)."""
+        watch = self._watch.get(session_id)
+        if watch is None or watch.running_since is None:
+            return None
+        limits = self.limits_of(watch.owner)
+        candidates: list[tuple[dt.datetime, int, Reason]] = []
+        if watch.batch and watch.batch_timeout > 0:
+            candidates.append((watch.running_since + _seconds(watch.batch_timeout), 0, Reason.TASK_TIMEOUT))
+        if limits.max_session_lifetime > 0:
+            candidates.append((watch.running_since + _seconds(limits.max_session_lifetime), 1, Reason.MAX_LIFETIME))
+        if not watch.batch and limits.idle_timeout > 0 and watch.last_activity is not None:
+            candidates.append((watch.last_activity + _seconds(limits.idle_timeout), 2, Reason.IDLE_TIMEOUT))
+        if not candidates:
+            return None
+        when, _, reason = min(candidates)
+        if watch.retry_at is not None:
+            when = max(when, watch.retry_at)
+        return when, reason
+
+    def due(self) -> list[tuple[str, Reason]]:
+        """Returns the sessions whose deadline has passed, with the reason, by session id."""
+        now = self._clock()
+        due = []
+        for session_id in sorted(self._watch):
+            found = self.deadline(session_id)
+            if found is not None and found[0] <= now:
+                due.append((session_id, found[1]))
+        return due
+
+    def next_deadline(self) -> dt.datetime | None:
+        """Returns the earliest deadline of any session, None when there is none."""
+        found = [d[0] for d in map(self.deadline, self._watch) if d is not None]
+        return min(found, default=None)
+
+    def done(self, session_id: str) -> None:
+        """Forgets ``session_id``: its termination was requested (or it cannot be terminated)."""
+        self._watch.pop(session_id, None)
+
+    def defer(self, session_id: str, seconds: float) -> None:
+        """Postpones the next attempt on ``session_id`` by ``seconds`` (after a failed one)."""
+        watch = self._watch.get(session_id)
+        if watch is not None:
+            watch.retry_at = self._clock() + dt.timedelta(seconds=seconds)
+
+
+def _seconds(value: int) -> dt.timedelta:
+    return dt.timedelta(seconds=value)
+
+
+Terminate = Callable[[str, Reason], Awaitable[object]]
+
+
+async def enforce_timeouts(
+    deadlines: Deadlines,
+    terminate: Terminate,
+    changed: asyncio.Event,
+    stop: asyncio.Event,
+    *,
+    clock: Clock = utc_now,
+    retry: float = 5.0,
+    longest_sleep: float = 60.0,
+) -> None:
+    """Terminates each session when its deadline passes, until ``stop`` is set.
+
+    Sleeps until the next deadline, or until ``changed`` is set (an event was applied to
+    ``deadlines``), at most ``longest_sleep`` seconds (so a jump of the wall clock is noticed).
+    A refused termination (the session already ended) is dropped; a failed one is retried
+    after ``retry`` seconds.
+    """
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            changed.clear()
+            for session_id, reason in deadlines.due():
+                try:
+                    await terminate(session_id, reason)
+                except DomainError as exc:
+                    log.info("not terminating session %s (%s): %s", session_id, reason.value, exc)
+                except Exception as exc:  # noqa: BLE001 - retried later
+                    log.warning("could not terminate session %s (%s): %s", session_id, reason.value, exc)
+                    deadlines.defer(session_id, retry)
+                    continue
+                else:
+                    log.info("session %s: %s", session_id, reason.value)
+                deadlines.done(session_id)
+            upcoming = deadlines.next_deadline()
+            sleep = longest_sleep if upcoming is None else (upcoming - clock()).total_seconds()
+            woken = asyncio.ensure_future(changed.wait())
+            await asyncio.wait({stopping, woken}, timeout=min(max(sleep, 0.0), longest_sleep),
+                               return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+    finally:
+        stopping.cancel()

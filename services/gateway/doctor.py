@@ -1,0 +1,101 @@
+"""Query ``doctor`` (admins only): do the read models agree with each other?
+
+It waits until the read models reflect every event recorded so far, reads the
+``sessions``, ``kernels``, ``agents`` and ``quota_usage`` tables in one snapshot, and
+runs the checks of ``services.common.doctor``. A drift that a transaction half
+applied could explain (the projector between two batches) would be gone a moment
+later, so a drift is reported only when a second snapshot, taken after the read
+models caught up again, still shows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import strawberry
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from strawberry.scalars import JSON
+
+from services.common import doctor
+from services.gateway import readmodels as rm
+from services.gateway.context import Info, caller
+from services.gateway.errors import FORBIDDEN, UNAVAILABLE, GatewayError
+
+__all__ = ["DoctorQuery", "DoctorReport", "read_snapshot"]
+
+_QUERIES = {
+    "sessions": "SELECT session_id, status, owner, project, domain, requested_slots FROM sessions WHERE status = ANY(%s)",
+    "kernels": "SELECT kernel_id, agent_id, status, slots FROM kernels WHERE agent_id IS NOT NULL",
+    "agents": "SELECT agent_id, occupied, allocations FROM agents",
+    "quotas": "SELECT scope, name, slots, sessions FROM quota_usage",
+}
+
+
+@strawberry.type(description="One disagreement between read models.")
+class Drift:
+    kind: str = strawberry.field(
+        description="quota-sessions, quota-slots (a quota scope), agent-kernels, agent-occupied (an agent).")
+    subject: str = strawberry.field(description="keypair/<access key>, project/<name>, domain/<name> or agent/<id>.")
+    expected: JSON = strawberry.field(description="What the other read models imply (session or kernel ids, or slots).")
+    actual: JSON
+
+
+@strawberry.type(description="One check: how many subjects it compared and how many drifts it found.")
+class DoctorCheck:
+    name: str
+    subjects: int
+    drifts: int
+
+
+@strawberry.type(description="The outcome of the consistency checks.")
+class DoctorReport:
+    clean: bool
+    position: int = strawberry.field(description="The event-store position the read models were checked at.")
+    checks: list[DoctorCheck]
+    drifts: list[Drift]
+
+
+async def read_snapshot(pool: AsyncConnectionPool) -> dict[str, list[dict[str, Any]]]:
+    """Returns the rows the checks need, read in one repeatable-read transaction."""
+    holding = sorted(status.value for status in doctor.HOLDING)
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur = conn.cursor(row_factory=dict_row)
+            rows = {}
+            for name, query in _QUERIES.items():
+                await cur.execute(query, (holding,) if name == "sessions" else ())
+                rows[name] = await cur.fetchall()
+            return rows
+    except psycopg.errors.UndefinedTable as exc:
+        raise GatewayError(UNAVAILABLE, "read models are not initialised yet: is the projector running?") from exc
+
+
+async def _diagnose(info: Info) -> tuple[int, doctor.DoctorReport]:
+    resources = info.context.resources
+    position = await resources.call(resources.sessions.position)
+    await rm.wait_for_position(resources.pool, position, timeout=resources.read_wait)
+    rows = await read_snapshot(resources.pool)
+    return position, doctor.diagnose(rows["sessions"], rows["kernels"], rows["agents"], rows["quotas"])
+
+
+@strawberry.type
+class DoctorQuery:
+    @strawberry.field(description="Checks that quota usage and agent occupancy agree with the sessions and kernels "
+                                  "(admins only). Waits until the read models reflect every recorded event.")
+    async def doctor(self, info: Info) -> DoctorReport:
+        principal = caller(info)
+        if not principal.is_admin:
+            raise GatewayError(FORBIDDEN, "doctor is for admins and superadmins")
+        position, report = await _diagnose(info)
+        if not report.clean:
+            position, again = await _diagnose(info)
+            report = doctor.persistent(report, again)
+        return DoctorReport(
+            clean=report.clean,
+            position=position,
+            checks=[DoctorCheck(name=c.name, subjects=c.subjects, drifts=c.drifts) for c in report.checks],
+            drifts=[Drift(kind=d.kind, subject=d.subject, expected=d.expected, actual=d.actual) for d in report.drifts],
+        )

@@ -1,0 +1,100 @@
+"""Enqueue-time validation of ``createSession`` (Backend.AI's enqueue validators), before anything
+is recorded: project membership, the resource group (exists, visible, allows the type), the
+caller's resource policy (containers per session, pending sessions and their slots),
+dependencies (exist and are the caller's to see) and designated agents (admins only).
+
+Tenancy facts come from the event store (never stale: a user created a moment ago may
+create a session at once); the pending sessions of the keypair come from the ``sessions``
+read model. The pure checks live in ``domain.tenancy.enqueue``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import reduce
+
+import msgspec
+
+from contracts import commands as c
+from contracts.slots import add_slots, parse_slots
+from contracts.subjects import SubjectError, check_token
+from contracts.tenancy import DEFAULT_POLICY, DEFAULT_RESOURCE_GROUP, KeypairLimits, policy_id, project_id, rgroup_id, user_id
+from domain.errors import DomainError
+from domain.tenancy import KeypairState, PolicyState, ProjectState, ResourceGroupState, UserState
+from domain.tenancy.enqueue import EnqueueFacts, check_enqueue, choose_project
+from services.common.tenancy import Tenancy
+from services.gateway import readmodels as rm
+from services.gateway.auth.principal import Principal
+from services.gateway.context import Info
+from services.gateway.errors import BAD_INPUT, FORBIDDEN, GatewayError, from_domain
+
+__all__ = ["enqueue_checked"]
+
+
+class _Loaded(msgspec.Struct, frozen=True, kw_only=True):
+    user: UserState | None
+    project_name: str
+    project: ProjectState | None
+    group: ResourceGroupState | None
+    limits: KeypairLimits
+
+
+def _load(tenancy: Tenancy, principal: Principal, project: str | None, group: str) -> _Loaded:
+    """Loads the tenancy facts of one request (runs on the store's threads)."""
+    user = tenancy.get(user_id(principal.user_id))
+    user = user if isinstance(user, UserState) else None
+    project_name = choose_project(user, project)
+    keypair = tenancy.get(principal.access_key)
+    policy_name = keypair.resource_policy if isinstance(keypair, KeypairState) else DEFAULT_POLICY
+    policy = tenancy.get(policy_id(policy_name))
+    found_project, found_group = tenancy.get(project_id(project_name)), tenancy.get(rgroup_id(group))
+    return _Loaded(
+        user=user, project_name=project_name,
+        project=found_project if isinstance(found_project, ProjectState) else None,
+        group=found_group if isinstance(found_group, ResourceGroupState) else None,
+        limits=policy.limits if isinstance(policy, PolicyState) else KeypairLimits(),
+    )
+
+
+async def _pending(info: Info, limits: KeypairLimits, owner: str) -> tuple[int, dict[str, Decimal]]:
+    if not limits.max_pending_session_count and not limits.max_pending_session_resource_slots:
+        return 0, {}
+    count, slots = await rm.pending_of(info.context.resources.pool, owner)
+    return count, reduce(add_slots, (parse_slots(s) for s in slots), {})
+
+
+async def _check_dependencies(info: Info, principal: Principal, dependencies: list[str]) -> None:
+    resources = info.context.resources
+    for dependency in dependencies:
+        try:
+            check_token(dependency, "dependency session id")
+        except SubjectError as exc:
+            raise GatewayError(BAD_INPUT, str(exc)) from exc
+        state = await resources.call(resources.sessions.get, dependency)
+        if state is None or not principal.may_see(state.owner, state.domain):
+            raise GatewayError(BAD_INPUT, f"dependency {dependency}: no such session of yours")
+
+
+async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSession,
+                          project: str | None, resource_group: str | None) -> c.RequestSession:
+    """Returns ``command`` with the caller's user, domain, project and resource group filled in, once
+    every enqueue check passed; raises a GraphQL error (BAD_INPUT, QUOTA, FORBIDDEN) otherwise."""
+    if command.designated_agents and not principal.is_admin:
+        raise GatewayError(FORBIDDEN, "only admins may designate agents")
+    resources = info.context.resources
+    group = resource_group or DEFAULT_RESOURCE_GROUP
+    try:
+        loaded = await resources.call(_load, resources.tenancy, principal, project, group)
+        pending_count, pending_slots = await _pending(info, loaded.limits, principal.access_key)
+        check_enqueue(EnqueueFacts(
+            access_key=principal.access_key, domain=principal.domain, privileged=principal.is_admin,
+            user=loaded.user, project_name=loaded.project_name, project=loaded.project, group_name=group,
+            group=loaded.group, session_type=command.session_type, cluster_size=len(command.kernels),
+            requested_slots=reduce(add_slots, (k.slots for k in command.kernels), {}), limits=loaded.limits,
+            pending_count=pending_count, pending_slots=pending_slots,
+        ))
+    except DomainError as exc:
+        raise from_domain(exc) from exc
+    await _check_dependencies(info, principal, command.dependencies)
+    return msgspec.structs.replace(
+        command, user=principal.user_id, domain=principal.domain, project=loaded.project_name, resource_group=group)

@@ -1,0 +1,220 @@
+"""GraphQL types of tenancy (Strawberry): read-model rows, mutation inputs and results.
+
+Slot maps are JSON objects of decimal strings; slot inputs are ``[{slot, amount}]`` lists
+as in ``createSession`` (``{slot: "mem", amount: "16g"}``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Mapping
+
+import strawberry
+from strawberry.scalars import JSON
+
+from services.gateway.types import SlotInput, slots_json
+
+__all__ = [
+    "Domain",
+    "DomainInput",
+    "Keypair",
+    "KeypairSecret",
+    "Project",
+    "ProjectInput",
+    "ResourceGroup",
+    "ResourceGroupInput",
+    "ResourcePolicy",
+    "ResourcePolicyInput",
+    "TenancyResult",
+    "User",
+    "UserInput",
+]
+
+_STAMPS = ("created_at", "updated_at", "version")
+
+
+def _fields(row: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {name: row[name] for name in (*names, *_STAMPS)}
+
+
+@strawberry.type
+class Domain:
+    name: str
+    description: str
+    total_resource_slots: JSON = strawberry.field(description="Domain quota; a missing slot is unlimited.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> Domain:
+        """Returns a domain from a ``domains`` row."""
+        return Domain(total_resource_slots=slots_json(row["total_resource_slots"]), **_fields(row, "name", "description"))
+
+
+@strawberry.type
+class Project:
+    name: str
+    domain: str
+    description: str
+    total_resource_slots: JSON
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> Project:
+        """Returns a project from a ``projects`` row."""
+        return Project(total_resource_slots=slots_json(row["total_resource_slots"]),
+                       **_fields(row, "name", "domain", "description"))
+
+
+@strawberry.type
+class User:
+    name: str
+    domain: str
+    role: str = strawberry.field(description="superadmin, admin or user.")
+    projects: list[str]
+    is_active: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> User:
+        """Returns a user from a ``users`` row."""
+        return User(projects=list(row["projects"]), **_fields(row, "name", "domain", "role", "is_active"))
+
+
+@strawberry.type(description="A keypair without its secret.")
+class Keypair:
+    access_key: str
+    user: str
+    domain: str
+    role: str
+    resource_policy: str
+    is_active: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> Keypair:
+        """Returns a keypair from a ``keypairs_view`` row."""
+        return Keypair(user=row["user_name"], **_fields(row, "access_key", "domain", "role", "resource_policy", "is_active"))
+
+
+@strawberry.type(description="A keypair resource policy; counts and durations of 0 and missing slots mean no limit.")
+class ResourcePolicy:
+    name: str
+    total_resource_slots: JSON
+    max_concurrent_sessions: int
+    max_pending_session_count: int
+    max_pending_session_resource_slots: JSON
+    max_containers_per_session: int
+    idle_timeout: int = strawberry.field(description="Seconds without an execution before termination.")
+    max_session_lifetime: int = strawberry.field(description="Seconds from RUNNING before termination.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> ResourcePolicy:
+        """Returns a policy from a ``resource_policies`` row."""
+        return ResourcePolicy(
+            total_resource_slots=slots_json(row["total_resource_slots"]),
+            max_pending_session_resource_slots=slots_json(row["max_pending_session_resource_slots"]),
+            **_fields(row, "name", "max_concurrent_sessions", "max_pending_session_count", "max_containers_per_session",
+                      "idle_timeout", "max_session_lifetime"),
+        )
+
+
+@strawberry.type
+class ResourceGroup:
+    name: str
+    description: str
+    scheduler: str = strawberry.field(description="fifo, lifo or drf.")
+    agent_selection: str = strawberry.field(description="concentrated, dispersed or roundrobin.")
+    allowed_session_types: list[str]
+    pending_timeout: int = strawberry.field(description="Seconds a session may stay PENDING (0: forever).")
+    public: bool
+    domains: list[str] = strawberry.field(description="When not public: domains that may use it.")
+    projects: list[str]
+    keypairs: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> ResourceGroup:
+        """Returns a resource group from a ``resource_groups`` row."""
+        return ResourceGroup(
+            public=row["is_public"], domains=list(row["visible_domains"]), projects=list(row["visible_projects"]),
+            keypairs=list(row["visible_keypairs"]), allowed_session_types=list(row["allowed_session_types"]),
+            **_fields(row, "name", "description", "scheduler", "agent_selection", "pending_timeout"),
+        )
+
+
+@strawberry.input
+class DomainInput:
+    name: str
+    description: str = ""
+    total_resource_slots: list[SlotInput] | None = strawberry.field(
+        default=None, description="On update: None keeps the quota, [] removes it.")
+
+
+@strawberry.input
+class ProjectInput:
+    name: str
+    domain: str | None = strawberry.field(default=None, description="Defaults to the caller's domain (create only).")
+    description: str = ""
+    total_resource_slots: list[SlotInput] | None = None
+
+
+@strawberry.input
+class UserInput:
+    name: str
+    domain: str | None = strawberry.field(default=None, description="Defaults to the caller's domain.")
+    role: str = strawberry.field(default="user", description="superadmin, admin or user (admins create admin/user).")
+    projects: list[str] | None = strawberry.field(
+        default=None, description='Projects the user belongs to; default ["default"] in domain "default", else none.')
+
+
+@strawberry.input(description="Limits to set; a field left out keeps its value (on create: no limit).")
+class ResourcePolicyInput:
+    name: str
+    total_resource_slots: list[SlotInput] | None = None
+    max_concurrent_sessions: int | None = None
+    max_pending_session_count: int | None = None
+    max_pending_session_resource_slots: list[SlotInput] | None = None
+    max_containers_per_session: int | None = None
+    idle_timeout: int | None = None
+    max_session_lifetime: int | None = None
+
+
+@strawberry.input(description="Options to set; a field left out keeps its value (on create: the default).")
+class ResourceGroupInput:
+    name: str
+    description: str = ""
+    scheduler: str | None = strawberry.field(default=None, description="fifo (default), lifo or drf.")
+    agent_selection: str | None = strawberry.field(
+        default=None, description="concentrated, dispersed (default) or roundrobin.")
+    allowed_session_types: list[str] | None = None
+    pending_timeout: int | None = None
+    public: bool | None = strawberry.field(default=None, description="Public (default) or only for the lists below.")
+    domains: list[str] | None = None
+    projects: list[str] | None = None
+    keypairs: list[str] | None = None
+
+
+@strawberry.type
+class TenancyResult:
+    id: str = strawberry.field(description="The name (an access key for keypairs).")
+    position: int = strawberry.field(description="Event-store position of the last event; pass it as afterPosition.")
+
+
+@strawberry.type(description="A new keypair: the secret key is shown this once and never again.")
+class KeypairSecret:
+    access_key: str
+    secret_key: str
+    position: int

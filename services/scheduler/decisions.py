@@ -1,0 +1,139 @@
+"""Turns a plan into the events of one scheduling pass, decided by the domain against
+the snapshot's states (and their versions).
+
+Per placed session: ``SessionScheduled`` and one ``KernelAssigned`` per kernel; per
+quota scope touched: one ``QuotaConsumed`` listing the pass's sessions; per session
+whose pending reason changed: ``SessionPendingReasonChanged``; per expired session:
+its cancellation. A session the domain refuses (the plan and the aggregates
+disagree) is left out on its own; the rest of the pass goes ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from contracts import commands as c
+from contracts.envelope import Event
+from contracts.quota import QuotaScope, quota_id
+from contracts.session import KernelPlacement, SessionPendingReasonChanged
+from contracts.slots import add_slots
+from contracts.status import Reason
+from domain import agent as agent_domain
+from domain import quota as quota_domain
+from domain import session as session_domain
+from domain.agent import AgentState
+from domain.emitting import Context, Emitter
+from domain.errors import DomainError
+from domain.quota import QuotaState
+from domain.scheduling.model import Plan, SessionPlacement
+from domain.session import SessionState
+
+__all__ = ["Decisions", "States", "decide_pass"]
+
+log = logging.getLogger(__name__)
+
+
+class States(Protocol):
+    """Where the current states come from (the snapshot)."""
+
+    def session(self, session_id: str) -> SessionState | None: ...
+
+    def agent(self, agent_id: str) -> AgentState | None: ...
+
+    def quota(self, quota_id: str) -> QuotaState | None: ...
+
+    def reason(self, session_id: str) -> object: ...
+
+
+class Decisions:
+    """The events of one pass and what they do."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.placed: list[str] = []
+        self.refused: dict[str, str] = {}
+        self.expired: list[str] = []
+        self.aggregates: set[str] = set()
+        """Every aggregate written (reloaded when the transaction conflicts)."""
+
+
+def decide_pass(plan: Plan, states: States, ctx: Context) -> Decisions:
+    """Returns the events of ``plan`` as decided against ``states``."""
+    out = Decisions()
+    agents: dict[str, AgentState] = {}
+    consumed: dict[tuple[QuotaScope, str], dict[str, dict]] = {}
+    for placement in plan.placements:
+        session = states.session(placement.session_id)
+        if session is None:
+            out.refused[placement.session_id] = "no longer pending"
+            continue
+        try:
+            events, trial = _place(session, placement, agents, states, ctx)
+        except DomainError as exc:
+            log.info("not placing session %s: %s", placement.session_id, exc)
+            out.refused[placement.session_id] = f"{type(exc).__name__}: {exc}"
+            continue
+        agents.update(trial)
+        out.events += events
+        out.placed.append(session.id)
+        total = _total(session)
+        for scope in _scopes(session):
+            consumed.setdefault(scope, {})[session.id] = total
+    for (scope, name), allocations in sorted(consumed.items()):
+        aggregate = quota_id(scope, name)
+        state = states.quota(aggregate)
+        out.events += quota_domain.decide(state, c.ConsumeQuota(allocations=allocations), ctx, aggregate)
+    for session_id, reason in plan.pending.items():
+        session = states.session(session_id)
+        if session is not None and states.reason(session_id) != reason:
+            emit = Emitter(session_id, session.version, ctx)
+            out.events.append(emit(SessionPendingReasonChanged, code=reason.code, message=reason.message))
+    for session_id in plan.expired:
+        session = states.session(session_id)
+        if session is not None:
+            out.events += session_domain.decide(session, c.TerminateSession(reason=Reason.PENDING_TIMEOUT), ctx, session_id)
+            out.expired.append(session_id)
+    out.aggregates = {e.originator_id for e in out.events}
+    return out
+
+
+def _place(
+    session: SessionState,
+    placement: SessionPlacement,
+    agents: dict[str, AgentState],
+    states: States,
+    ctx: Context,
+) -> tuple[list[Event], dict[str, AgentState]]:
+    """Returns the session's events and the agents after its assignments (all or nothing)."""
+    placements = [KernelPlacement(kernel_id=k, agent_id=a) for k, a in placement.kernels]
+    events = session_domain.decide(session, c.ScheduleSession(placements=placements), ctx, session.id)
+    trial: dict[str, AgentState] = {}
+    for kernel_id, agent_id in placement.kernels:
+        agent = trial.get(agent_id) or agents.get(agent_id) or states.agent(agent_id)
+        kernel = session.kernel(kernel_id)
+        command = c.AssignKernel(
+            kernel_id=kernel_id,
+            session_id=session.id,
+            image=session.image,
+            slots=dict(kernel.slots),
+            cluster_role=kernel.cluster_role,
+            startup_command=session.startup_command,
+        )
+        for event in agent_domain.decide(agent, command, ctx, agent_id):
+            agent = agent_domain.evolve(agent, event)
+            events.append(event)
+        assert agent is not None
+        trial[agent_id] = agent
+    return events, trial
+
+
+def _total(session: SessionState) -> dict:
+    total: dict = {}
+    for kernel in session.kernels:
+        total = add_slots(total, kernel.slots)
+    return total
+
+
+def _scopes(session: SessionState) -> list[tuple[QuotaScope, str]]:
+    return quota_domain.quota_scopes(session.owner, session.project, session.domain)

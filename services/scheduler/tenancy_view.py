@@ -1,0 +1,112 @@
+"""What the scheduler knows of tenancy: each keypair's policy limits, project and domain
+quotas, and resource groups' options — kept from the tenancy events."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import singledispatchmethod
+
+from contracts import tenancy as ev
+from contracts.envelope import Event
+from contracts.tenancy import KeypairLimits, ResourceGroupOptions
+
+__all__ = ["TENANCY_SUBJECTS", "TenancyView"]
+
+TENANCY_SUBJECTS = (
+    "ev.keypair.>",
+    "ev.policy.>",
+    "ev.project.>",
+    "ev.domain.>",
+    "ev.rgroup.>",
+)
+
+
+class TenancyView:
+    """Limits and options by name; a name never seen has no limit (or default options)."""
+
+    def __init__(self) -> None:
+        self._policy_of: dict[str, str] = {}
+        self._policies: dict[str, KeypairLimits] = {}
+        self._projects: dict[str, dict[str, Decimal]] = {}
+        self._domains: dict[str, dict[str, Decimal]] = {}
+        self._groups: dict[str, ResourceGroupOptions] = {}
+        self._names: dict[str, str] = {}
+        """aggregate id -> name, for the update events that carry no name."""
+
+    def keypair_limits(self) -> dict[str, KeypairLimits]:
+        """Returns the limits of every keypair whose policy is known."""
+        return {
+            key: self._policies[policy] for key, policy in self._policy_of.items() if policy in self._policies
+        }
+
+    def keypair_policy(self, access_key: str) -> KeypairLimits | None:
+        policy = self._policy_of.get(access_key)
+        return self._policies.get(policy) if policy is not None else None
+
+    def project_limits(self) -> dict[str, dict[str, Decimal]]:
+        return dict(self._projects)
+
+    def domain_limits(self) -> dict[str, dict[str, Decimal]]:
+        return dict(self._domains)
+
+    def groups(self) -> dict[str, ResourceGroupOptions]:
+        return dict(self._groups)
+
+    @singledispatchmethod
+    def apply(self, event: Event) -> bool:
+        """Applies one tenancy event; returns True when it may allow a placement."""
+        return False
+
+    @apply.register
+    def _(self, event: ev.KeypairCreated) -> bool:
+        self._policy_of[event.originator_id] = event.resource_policy
+        return False
+
+    @apply.register
+    def _(self, event: ev.KeypairPolicyChanged) -> bool:
+        self._policy_of[event.originator_id] = event.resource_policy
+        return True
+
+    @apply.register
+    def _(self, event: ev.ResourcePolicyCreated) -> bool:
+        self._names[event.originator_id] = event.name
+        self._policies[event.name] = event.limits
+        return False
+
+    @apply.register
+    def _(self, event: ev.ResourcePolicyUpdated) -> bool:
+        self._policies[self._names[event.originator_id]] = event.limits
+        return True
+
+    @apply.register
+    def _(self, event: ev.ProjectCreated) -> bool:
+        self._names[event.originator_id] = event.name
+        self._projects[event.name] = dict(event.total_resource_slots)
+        return False
+
+    @apply.register
+    def _(self, event: ev.ProjectUpdated) -> bool:
+        self._projects[self._names[event.originator_id]] = dict(event.total_resource_slots)
+        return True
+
+    @apply.register
+    def _(self, event: ev.DomainCreated) -> bool:
+        self._names[event.originator_id] = event.name
+        self._domains[event.name] = dict(event.total_resource_slots)
+        return False
+
+    @apply.register
+    def _(self, event: ev.DomainUpdated) -> bool:
+        self._domains[self._names[event.originator_id]] = dict(event.total_resource_slots)
+        return True
+
+    @apply.register
+    def _(self, event: ev.ResourceGroupCreated) -> bool:
+        self._names[event.originator_id] = event.name
+        self._groups[event.name] = event.options
+        return True
+
+    @apply.register
+    def _(self, event: ev.ResourceGroupUpdated) -> bool:
+        self._groups[self._names[event.originator_id]] = event.options
+        return True

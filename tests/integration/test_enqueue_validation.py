@@ -1,0 +1,119 @@
+"""Enqueue-time validation of createSession against tenancy: each refusal is a clear BAD_INPUT,
+QUOTA or FORBIDDEN error and records nothing; an accepted request carries the tenancy fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from contracts.status import ClusterMode
+from services.common.client import BerthClient
+from services.common.sessions import Sessions
+from tests.support.gateway import (  # noqa: F401 - fixtures
+    CREATE, Keys, client_for, count_events, gateway, keys, read_models,
+)
+from tests.support.tenancy import CREATE_POLICY, CREATE_PROJECT, CREATE_RGROUP, Tenants, catch_up, refused
+
+
+@pytest.fixture
+def sessions(pg_dsn: str):
+    app = Sessions(pg_dsn)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+async def tenants(client_for, keys: Keys) -> Tenants:
+    tenants = Tenants(client_for(keys.admin), client_for)
+    admin = tenants.admin
+    await tenants.lab()
+    await admin.execute(CREATE_POLICY, {"i": {"name": "tight", "maxContainersPerSession": 2,
+                                               "maxPendingSessionCount": 2,
+                                               "maxPendingSessionResourceSlots": [{"slot": "mem", "amount": "3g"}]}})
+    await admin.execute(CREATE_RGROUP, {"i": {"name": "batchonly", "allowedSessionTypes": ["batch"]}})
+    await admin.execute(CREATE_RGROUP, {"i": {"name": "private", "public": False, "domains": ["lab"]}})
+    await tenants.user("tess", domain="default", projects=["default"], policy="tight")
+    return tenants
+
+
+async def create(client: BerthClient, **data: object) -> str:
+    return (await client.execute(CREATE, {"input": data}))["createSession"]["sessionId"]
+
+
+async def assert_refused(client: BerthClient, pg_dsn: str, data: dict, code: str, fragment: str) -> None:
+    before = count_events(pg_dsn)
+    error = await refused(client, CREATE, {"input": data})
+    assert (error.code, fragment in error.message) == (code, True), error.message
+    assert count_events(pg_dsn) == before
+
+
+@pytest.mark.parametrize("who, data, code, fragment", [
+    ("alice", {"project": "ml"}, "BAD_INPUT", "project ml does not exist in domain default"),
+    ("alice", {"project": "nowhere"}, "BAD_INPUT", "project nowhere does not exist"),
+    ("dave", {"project": "default"}, "BAD_INPUT", "project default does not exist in domain lab"),
+    ("alice", {"resourceGroup": "ghost"}, "BAD_INPUT", "resource group ghost does not exist or is not available"),
+    ("alice", {"resourceGroup": "private"}, "BAD_INPUT", "resource group private does not exist or is not available"),
+    ("alice", {"resourceGroup": "batchonly"}, "BAD_INPUT", "does not allow interactive sessions (allowed: batch)"),
+    ("tess", {"clusterSize": 3}, "QUOTA", "at most 2 containers"),
+    ("tess", {"resources": [{"slot": "mem", "amount": "4g"}]}, "QUOTA", "max_pending_session_resource_slots"),
+    ("alice", {"designatedAgents": ["a1"]}, "FORBIDDEN", "only admins may designate agents"),
+    ("alice", {"dependencies": ["0123abcd"]}, "BAD_INPUT", "dependency 0123abcd: no such session of yours"),
+    ("alice", {"dependencies": ["../x"]}, "BAD_INPUT", "invalid dependency session id"),
+    ("alice", {"priority": 101}, "BAD_INPUT", "priority must be between 0 and 100"),
+    ("alice", {"priority": -1}, "BAD_INPUT", "priority must be between 0 and 100"),
+    ("alice", {"clusterMode": "everywhere"}, "BAD_INPUT", "unknown clusterMode"),
+    ("alice", {"batchTimeout": -1}, "BAD_INPUT", "batchTimeout must be >= 0"),
+])
+async def test_refused_requests_record_nothing(tenants: Tenants, client_for, keys: Keys, pg_dsn: str,
+                                               who: str, data: dict, code: str, fragment: str) -> None:
+    client = client_for(keys.alice) if who == "alice" else tenants.make(tenants.keys[who])
+    await assert_refused(client, pg_dsn, data, code, fragment)
+
+
+async def test_pending_count_and_slots_count_only_pending_sessions(tenants: Tenants, pg_dsn: str) -> None:
+    tess = tenants.make(tenants.keys["tess"])
+    first = await create(tess, resources=[{"slot": "mem", "amount": "2g"}])
+    catch_up(pg_dsn)
+    await assert_refused(tess, pg_dsn, {"resources": [{"slot": "mem", "amount": "2g"}]}, "QUOTA", "mem")
+    await create(tess)  # 1g more: 3g pending in all, the limit
+    catch_up(pg_dsn)
+    await assert_refused(tess, pg_dsn, {"resources": [{"slot": "mem", "amount": "512m"}]}, "QUOTA",
+                         "you already have 2 pending sessions; your resource policy allows 2")
+    await tess.execute("mutation($id: String!) { terminateSession(sessionId: $id) { position } }", {"id": first})
+    catch_up(pg_dsn)
+    await create(tess, resources=[{"slot": "mem", "amount": "2g"}])  # the cancelled one no longer counts
+
+
+async def test_accepted_request_carries_tenancy_and_scheduling_fields(tenants: Tenants, client_for, keys: Keys,
+                                                                      sessions: Sessions, pg_dsn: str) -> None:
+    dave = tenants.make(tenants.keys["dave"])
+    first = await create(dave)
+    state = sessions.get(first)
+    assert state is not None and (state.user, state.domain, state.project, state.resource_group) == (
+        "dave", "lab", "ml", "default")
+    starts = "2030-01-02T03:04:05+00:00"
+    second = await create(dave, resourceGroup="private", priority=55, clusterMode="MULTI-NODE", clusterSize=2,
+                          startsAt=starts, batchTimeout=600, sessionType="batch", startupCommand="true",
+                          dependencies=[first, first])
+    event = sessions.load(second)[0]
+    assert (event.resource_group, event.priority, event.cluster_mode, event.batch_timeout) == (
+        "private", 55, ClusterMode.MULTI_NODE, 600)
+    assert event.starts_at == dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert event.dependencies == [first]
+    # a superadmin may designate agents and use a project of its domain it is not a member of
+    await tenants.admin.execute(CREATE_PROJECT, {"i": {"name": "ops"}})
+    third = await create(tenants.admin, designatedAgents=["a1", "a2"], project="ops")
+    assert (sessions.load(third)[0].designated_agents, sessions.get(third).project) == (["a1", "a2"], "ops")
+    # someone else's session is no dependency of yours
+    await assert_refused(client_for(keys.alice), pg_dsn, {"dependencies": [first]}, "BAD_INPUT", "no such session")
+
+
+async def test_default_project_is_the_first_one_of_a_non_member_of_default(tenants: Tenants, sessions: Sessions) -> None:
+    await tenants.admin.execute(CREATE_PROJECT, {"i": {"name": "cv", "domain": "lab"}})
+    frank = await tenants.user("frank", projects=["cv", "ml"])
+    assert sessions.get(await create(frank)).project == "cv"
+    assert sessions.get(await create(frank, project="ml")).project == "ml"
+    nobody = await tenants.user("nobody", projects=[])
+    error = await refused(nobody, CREATE, {"input": {}})
+    assert (error.code, "belongs to no project" in error.message) == ("BAD_INPUT", True)

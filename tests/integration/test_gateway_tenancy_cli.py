@@ -1,0 +1,100 @@
+"""``berth admin`` and the new ``berth session create`` options, as subprocesses against a real
+gateway; a stand-in projector (the projections' runner over the event store) keeps the read
+models current, so the commands' read-your-writes waits finish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import (  # noqa: F401 - fixtures
+    Keys, clean_streams, keys, read_models, served,
+)
+from tests.support.tenancy import catch_up
+
+GIB = 1024**3
+
+
+@pytest.fixture
+async def projecting(pg_dsn: str) -> AsyncIterator[None]:
+    """Projects new events every 50 ms while the test runs (what the projector service does)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.to_thread(catch_up, pg_dsn)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def berth(url: str, keypair: tuple[str, str], *args: str, ok: bool = True) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+    env.update(BERTH_ENDPOINT=url, BERTH_ACCESS_KEY=keypair[0], BERTH_SECRET_KEY=keypair[1])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode == 0) is ok, (args, out.decode(), err.decode())
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def as_json(url: str, keypair: tuple[str, str], *args: str) -> Any:
+    return json.loads((await berth(url, keypair, "-o", "json", *args))[1])
+
+
+async def test_admin_commands_create_and_list(served: str, keys: Keys, projecting: None) -> None:
+    admin = keys.admin
+    domain = await as_json(served, admin, "admin", "domain", "create", "lab", "--total-slots", "cpu=8,mem=16g")
+    assert domain["totalResourceSlots"] == {"cpu": "8", "mem": str(16 * GIB)}
+    await berth(served, admin, "admin", "project", "create", "ml", "--domain", "lab", "--description", "models")
+    user = await as_json(served, admin, "admin", "user", "create", "dave", "--domain", "lab", "-p", "ml")
+    assert (user["domain"], user["role"], user["projects"], user["isActive"]) == ("lab", "user", ["ml"], True)
+    policy = await as_json(served, admin, "admin", "policy", "create", "small", "--max-pending-sessions", "2",
+                           "--max-pending-session-resource-slots", "mem=4g", "--max-containers-per-session", "1")
+    assert (policy["maxPendingSessionCount"], policy["maxContainersPerSession"]) == (2, 1)
+    assert policy["maxPendingSessionResourceSlots"] == {"mem": str(4 * GIB)}
+    policy = await as_json(served, admin, "admin", "policy", "update", "small", "--idle-timeout", "600")
+    assert (policy["idleTimeout"], policy["maxPendingSessionCount"]) == (600, 2)
+    created = await as_json(served, admin, "admin", "keypair", "create", "dave")
+    dave = (created["accessKey"], created["secretKey"])
+    row = await as_json(served, admin, "admin", "keypair", "set-policy", dave[0], "small")
+    assert (row["user"], row["resourcePolicy"], row["domain"]) == ("dave", "small", "lab")
+    group = await as_json(served, admin, "admin", "rgroup", "create", "gpu", "--scheduler", "drf", "--private",
+                          "--domain", "lab", "--allowed-types", "interactive,batch", "--pending-timeout", "60")
+    assert (group["scheduler"], group["public"], group["domains"], group["pendingTimeout"]) == ("drf", False, ["lab"], 60)
+    group = await as_json(served, admin, "admin", "rgroup", "update", "gpu", "--selection", "concentrated")
+    assert (group["agentSelection"], group["scheduler"]) == ("concentrated", "drf")
+    users = await as_json(served, admin, "admin", "user", "ls", "--domain", "lab")
+    assert [u["name"] for u in users] == ["dave"]
+    assert [g["name"] for g in await as_json(served, dave, "admin", "rgroup", "ls")] == ["default", "gpu"]
+
+    session = await as_json(served, dave, "session", "create", "--no-wait", "--project", "ml", "--priority", "50",
+                            "--resource-group", "gpu", "-r", "mem=2g")
+    assert (session["project"], session["priority"], session["resourceGroup"], session["domain"]) == (
+        "ml", 50, "gpu", "lab")
+    _, text, _ = await berth(served, dave, "session", "info", session["id"])
+    assert "pending because" in text and "resource group" in text and "gpu" in text
+    code, _, err = await berth(served, dave, "session", "create", "--no-wait", "--cluster-size", "2", ok=False)
+    assert code == 1 and "QUOTA" in err and "at most 1 containers" in err
+    code, _, err = await berth(served, dave, "admin", "domain", "create", "mine", ok=False)
+    assert "FORBIDDEN: only a superadmin may create domains" in err
+
+    await berth(served, admin, "admin", "user", "deactivate", "dave")
+    code, _, err = await berth(served, dave, "admin", "domain", "ls", ok=False)
+    assert "UNAUTHENTICATED" in err
+
+
+async def test_bad_slot_option_is_a_usage_error(served: str, keys: Keys) -> None:
+    code, _, err = await berth(served, keys.admin, "admin", "domain", "create", "x", "--total-slots", "cpu", ok=False)
+    assert code == 2 and "expected SLOT=AMOUNT" in err

@@ -1,0 +1,231 @@
+"""Session timeouts: the pure ``Deadlines`` (fake clock) and the enforcing loop (fake terminate)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from contracts import session as sev
+from contracts import tenancy as tev
+from contracts.envelope import Event, Metadata, utc_now
+from contracts.session import KernelSpec
+from contracts.status import Reason, SessionStatus, SessionType
+from contracts.tenancy import KeypairLimits
+from domain.errors import InvalidTransitionError
+from services.controller.timeouts import Deadlines, enforce_timeouts
+from tests.support.waiting import async_wait_for
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+_versions = itertools.count(1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def event(cls: type[Event], aggregate_id: str, at: dt.datetime = T0, **fields: Any) -> Event:
+    return cls(event_id=uuid.uuid4(), originator_id=aggregate_id, originator_version=next(_versions), timestamp=at,
+               metadata=Metadata(actor="t", correlation_id="c"), **fields)
+
+
+def requested(session_id: str, owner: str = "AK1", batch_timeout: int = 0,
+              session_type: SessionType = SessionType.INTERACTIVE) -> Event:
+    return event(sev.SessionRequested, session_id, name="n", owner=owner, image="i", session_type=session_type,
+                 batch_timeout=batch_timeout,
+                 kernels=[KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": Decimal(1)})])
+
+
+def status(session_id: str, value: SessionStatus, at: dt.datetime = T0) -> Event:
+    return event(sev.SessionStatusChanged, session_id, at, status=value, reason=Reason.ALL_KERNELS_RUNNING)
+
+
+def executed(session_id: str, at: dt.datetime) -> Event:
+    return event(sev.ExecutionFinished, session_id, at, run_id="r", kernel_id=f"{session_id}-k", mode="query",
+                 exit_code=0, duration_ms=1, code_digest="sha256:0")
+
+
+def policy(name: str, **limits: Any) -> Event:
+    return event(tev.ResourcePolicyCreated, tev.policy_id(name), name=name, limits=KeypairLimits(**limits))
+
+
+def keypair(access_key: str, policy_name: str) -> Event:
+    return event(tev.KeypairCreated, access_key, user="u", role=tev.Role.USER, resource_policy=policy_name)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def deadlines(clock: Clock) -> Deadlines:
+    return Deadlines(clock)
+
+
+def feed(deadlines: Deadlines, *events: Event) -> None:
+    for e in events:
+        deadlines.apply(e)
+
+
+def test_max_lifetime_counts_from_running(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("short", max_session_lifetime=60), keypair("AK1", "short"), requested("s1"))
+    clock.advance(1000)
+    assert deadlines.due() == [] and deadlines.next_deadline() is None, "a pending session has no deadline"
+    feed(deadlines, status("s1", SessionStatus.RUNNING, clock.now))
+    assert deadlines.next_deadline() == clock.now + dt.timedelta(seconds=60)
+    clock.advance(59.9)
+    assert deadlines.due() == []
+    clock.advance(0.1)
+    assert deadlines.due() == [("s1", Reason.MAX_LIFETIME)]
+
+
+def test_idle_timeout_restarts_at_each_execution(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("p", idle_timeout=30), keypair("AK1", "p"), requested("s1"), status("s1", SessionStatus.RUNNING))
+    clock.advance(20)
+    feed(deadlines, executed("s1", clock.now))
+    clock.advance(20)
+    assert deadlines.due() == []
+    assert deadlines.next_deadline() == T0 + dt.timedelta(seconds=50)
+    feed(deadlines, executed("s1", T0 + dt.timedelta(seconds=5)))  # a late, older record changes nothing
+    clock.advance(10)
+    assert deadlines.due() == [("s1", Reason.IDLE_TIMEOUT)]
+
+
+def test_the_earliest_limit_wins(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("p", idle_timeout=30, max_session_lifetime=100), keypair("AK1", "p"),
+         requested("s1"), status("s1", SessionStatus.RUNNING))
+    for _ in range(5):
+        clock.advance(25)
+        feed(deadlines, executed("s1", clock.now))
+    assert deadlines.deadline("s1") == (T0 + dt.timedelta(seconds=100), Reason.MAX_LIFETIME)
+
+
+def test_batch_timeout_applies_to_batch_sessions_only_and_idle_does_not(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("p", idle_timeout=10), keypair("AK1", "p"),
+         requested("batch", batch_timeout=40, session_type=SessionType.BATCH), status("batch", SessionStatus.RUNNING),
+         requested("inter", batch_timeout=5), status("inter", SessionStatus.RUNNING))
+    assert deadlines.deadline("batch") == (T0 + dt.timedelta(seconds=40), Reason.TASK_TIMEOUT)
+    assert deadlines.deadline("inter") == (T0 + dt.timedelta(seconds=10), Reason.IDLE_TIMEOUT)
+    clock.advance(40)
+    assert deadlines.due() == [("batch", Reason.TASK_TIMEOUT), ("inter", Reason.IDLE_TIMEOUT)]
+
+
+def test_zero_means_no_limit_and_unknown_keypairs_have_none(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("none"), keypair("AK1", "none"), requested("s1"), status("s1", SessionStatus.RUNNING),
+         requested("s2", owner="stranger"), status("s2", SessionStatus.RUNNING))
+    clock.advance(10**6)
+    assert deadlines.due() == [] and deadlines.next_deadline() is None
+
+
+def test_policy_changes_apply_to_running_sessions(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("a"), policy("b", max_session_lifetime=5), keypair("AK1", "a"),
+         requested("s1"), status("s1", SessionStatus.RUNNING))
+    assert deadlines.next_deadline() is None
+    feed(deadlines, event(tev.KeypairPolicyChanged, "AK1", resource_policy="b"))
+    assert deadlines.next_deadline() == T0 + dt.timedelta(seconds=5)
+    feed(deadlines, event(tev.ResourcePolicyUpdated, tev.policy_id("b"), limits=KeypairLimits(max_session_lifetime=7)))
+    assert deadlines.next_deadline() == T0 + dt.timedelta(seconds=7)
+
+
+@pytest.mark.parametrize("end", [SessionStatus.TERMINATING, SessionStatus.TERMINATED, SessionStatus.ERROR])
+def test_a_stopping_session_has_no_deadline(deadlines: Deadlines, clock: Clock, end: SessionStatus) -> None:
+    feed(deadlines, policy("p", max_session_lifetime=5), keypair("AK1", "p"), requested("s1"),
+         status("s1", SessionStatus.RUNNING), status("s1", end))
+    clock.advance(10)
+    assert deadlines.due() == [] and deadlines.next_deadline() is None
+
+
+def test_done_forgets_and_defer_postpones(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("p", max_session_lifetime=5), keypair("AK1", "p"),
+         requested("s1"), status("s1", SessionStatus.RUNNING), requested("s2"), status("s2", SessionStatus.RUNNING))
+    clock.advance(5)
+    assert deadlines.due() == [("s1", Reason.MAX_LIFETIME), ("s2", Reason.MAX_LIFETIME)]
+    deadlines.done("s1")
+    deadlines.defer("s2", 3)
+    assert deadlines.due() == []
+    assert deadlines.next_deadline() == clock.now + dt.timedelta(seconds=3)
+    clock.advance(3)
+    assert deadlines.due() == [("s2", Reason.MAX_LIFETIME)]
+
+
+def test_running_again_does_not_move_the_start(deadlines: Deadlines, clock: Clock) -> None:
+    feed(deadlines, policy("p", max_session_lifetime=5), keypair("AK1", "p"), requested("s1"),
+         status("s1", SessionStatus.RUNNING))
+    clock.advance(3)
+    feed(deadlines, status("s1", SessionStatus.RUNNING, clock.now))
+    assert deadlines.next_deadline() == T0 + dt.timedelta(seconds=5)
+
+
+# ---------------------------------------------------------------- the loop (real time, short)
+
+
+class CountingDeadlines(Deadlines):
+    def __init__(self) -> None:
+        super().__init__(utc_now)
+        self.checks = 0
+
+    def due(self) -> list[tuple[str, Reason]]:
+        self.checks += 1
+        return super().due()
+
+
+async def test_the_loop_terminates_at_the_deadline_without_polling() -> None:
+    deadlines = CountingDeadlines()
+    changed, stop = asyncio.Event(), asyncio.Event()
+    calls: list[tuple[str, Reason, dt.datetime]] = []
+
+    async def terminate(session_id: str, reason: Reason) -> None:
+        calls.append((session_id, reason, utc_now()))
+
+    task = asyncio.create_task(enforce_timeouts(deadlines, terminate, changed, stop, longest_sleep=30))
+    await asyncio.sleep(0.3)  # a quiet period: measures that the loop does not poll
+    assert deadlines.checks == 1, "nothing to wait for: one check, then sleep until a change"
+
+    started = utc_now() - dt.timedelta(seconds=0.7)  # running for 0.7 s of a 1 s lifetime
+    feed(deadlines, policy("p", max_session_lifetime=1), keypair("AK1", "p"), requested("s1"),
+         status("s1", SessionStatus.RUNNING, started))
+    changed.set()
+    await async_wait_for(lambda: calls, timeout=5)
+    ((session_id, reason, when),) = calls
+    assert (session_id, reason) == ("s1", Reason.MAX_LIFETIME)
+    assert when >= started + dt.timedelta(seconds=1)
+    assert deadlines.checks <= 4, f"woke {deadlines.checks} times"
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+
+
+async def test_the_loop_drops_refused_and_retries_failed_terminations() -> None:
+    deadlines = Deadlines(utc_now)
+    past = utc_now() - dt.timedelta(seconds=10)
+    feed(deadlines, policy("p", max_session_lifetime=1), keypair("AK1", "p"),
+         requested("gone"), status("gone", SessionStatus.RUNNING, past),
+         requested("flaky"), status("flaky", SessionStatus.RUNNING, past))
+    changed, stop = asyncio.Event(), asyncio.Event()
+    attempts: dict[str, int] = {}
+
+    async def terminate(session_id: str, reason: Reason) -> None:
+        attempts[session_id] = attempts.get(session_id, 0) + 1
+        if session_id == "gone":
+            raise InvalidTransitionError("session gone is already TERMINATED")
+        if attempts[session_id] == 1:
+            raise ConnectionError("database away")
+
+    task = asyncio.create_task(enforce_timeouts(deadlines, terminate, changed, stop, retry=0.2))
+    await async_wait_for(lambda: attempts.get("flaky") == 2, timeout=5)
+    assert attempts["gone"] == 1
+    assert deadlines.next_deadline() is None
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
