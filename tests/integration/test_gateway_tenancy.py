@@ -154,3 +154,18 @@ async def test_lab_admin_creates_in_its_domain_by_default(tenants: Tenants, pg_d
         assert exc.code == "FORBIDDEN"
     else:
         raise AssertionError("a user created a project")
+
+
+async def test_quotas_are_updated_and_removed(tenants: Tenants, pg_dsn: str) -> None:
+    carol, _ = await tenants.lab()
+    update_project = "mutation($s: [SlotInput!]) { updateProject(input: {name: \"ml\", totalResourceSlots: $s}) { position } }"
+    await carol.execute(update_project, {"s": [{"slot": "cpu", "amount": "4"}, {"slot": "mem", "amount": "8g"}]})
+    update_domain = "mutation($s: [SlotInput!]) { updateDomain(input: {name: \"lab\", totalResourceSlots: $s}) { position } }"
+    await tenants.admin.execute(update_domain, {"s": [{"slot": "cuda.device", "amount": "2"}]})
+    catch_up(pg_dsn)
+    rows = await carol.execute("query { domains { totalResourceSlots version } projects { totalResourceSlots } }")
+    assert rows["domains"] == [{"totalResourceSlots": {"cuda.device": "2"}, "version": 2}]
+    assert rows["projects"] == [{"totalResourceSlots": {"cpu": "4", "mem": str(8 * 1024**3)}}]
+    await carol.execute(update_project, {"s": []})
+    catch_up(pg_dsn)
+    assert (await carol.execute("query { projects { totalResourceSlots } }"))["projects"] == [{"totalResourceSlots": {}}]

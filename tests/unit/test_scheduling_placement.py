@@ -107,6 +107,27 @@ def test_single_node_puts_every_kernel_on_one_agent_with_room_for_the_sum() -> N
     result = run([agent("a1", 4), agent("a2", 8, used=(2, 0))], [session("s1", (3, 1), (3, 1))])
     assert where(result) == {"s1": ("a2", "a2")}
     assert run([agent("a1", 4), agent("a2", 4)], [session("s1", (3, 1), (3, 1))]).pending["s1"].code == "too-large"
+    busy = run([agent("a1", 4), agent("a2", 8, used=(3, 0))], [session("s1", (3, 1), (3, 1))])
+    assert busy.pending["s1"].code == "no-agent"
+
+
+def test_multi_node_with_a_kernel_larger_than_every_agent_is_too_large_and_does_not_block() -> None:
+    # Every kernel but the second fits some agent; the second fits none, even empty.
+    agents = [agent("a1", 4), agent("a2", 4, used=(2, 0))]
+    gang = session("gang", (1, 1), (5, 1), (1, 1), cluster_mode=MULTI, age=1)
+    result = run(agents, [gang, session("small", (1, 1))], ROUNDROBIN, round_robin={"default": 1})
+    assert result.pending["gang"].code == "too-large"
+    assert result.pending["gang"].message.startswith("no agent in resource group 'default' can ever hold ")
+    assert where(result) == {"small": ("a2",)}
+    assert result.round_robin == {"default": 0}
+
+
+def test_multi_node_that_fits_empty_agents_but_finds_no_room_blocks_the_line() -> None:
+    agents = [agent("a1", 4, used=(2, 0)), agent("a2", 4, used=(2, 0))]
+    gang = session("gang", (3, 1), (3, 1), cluster_mode=MULTI, age=1)
+    result = run(agents, [gang, session("small", (1, 1))])
+    assert {sid: r.code for sid, r in result.pending.items()} == {"gang": "no-agent", "small": "head-of-line"}
+    assert result.placements == []
 
 
 def test_multi_node_spreads_kernels_over_agents() -> None:

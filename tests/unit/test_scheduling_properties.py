@@ -1,6 +1,7 @@
 """Hypothesis properties of ``plan``: no agent is over-allocated, no quota is exceeded,
-gangs are all-or-nothing, DRF serves the lowest dominant share first, and the same
-input gives the same plan whatever the order it arrives in."""
+gangs are all-or-nothing, DRF serves the lowest dominant share first, ``too-large`` /
+``no-agent`` / ``head-of-line`` follow the agents' capacities, and the same input gives
+the same plan whatever the order it arrives in."""
 
 from __future__ import annotations
 
@@ -84,8 +85,8 @@ group_options = st.builds(
 
 
 @st.composite
-def views(draw: st.DrawFn) -> Case:
-    fleet = draw(agents())
+def views(draw: st.DrawFn, top: int = 16) -> Case:
+    fleet = draw(agents(top))
     pending = draw(sessions(sorted(fleet)))
     limit_slots = st.dictionaries(st.sampled_from(SLOTS), st.integers(0, 12).map(Decimal), max_size=2)
     keypair = {o: KeypairLimits(total_resource_slots=draw(limit_slots), max_concurrent_sessions=draw(st.integers(0, 3)))
@@ -211,6 +212,45 @@ def test_same_input_same_plan_whatever_the_order(case: Case, rnd: random.Random)
     rnd.shuffle(usage_items)
     shuffled = msgspec.structs.replace(view, agents=dict(agent_items), usage=dict(usage_items))
     assert msgspec.json.encode(plan(shuffled, shuffled_pending, NOW)) == first
+
+
+def placement_groups(session: PendingSession) -> list[dict[str, Decimal]]:
+    """Returns what must fit one agent: each kernel (multi-node) or their sum (single-node)."""
+    if session.cluster_mode is ClusterMode.MULTI_NODE:
+        return [kernel.slots for kernel in session.kernels]
+    return [total(session.kernels)]
+
+
+def could_hold(agent: AgentView, request: dict[str, Decimal]) -> bool:
+    return all(agent.capacity.get(name, 0) >= amount for name, amount in request.items() if amount)
+
+
+@PROPERTY
+@given(views() | views(top=5))
+def test_too_large_no_agent_and_head_of_line_follow_the_capacities(case: Case) -> None:
+    view, pending = case
+    result = plan(view, pending, NOW)
+    members: dict[str, list[AgentView]] = defaultdict(list)
+    for agent in view.agents.values():
+        if agent.alive:
+            members[agent.resource_group].append(agent)
+    blockers: set[str] = set()
+    for session in pending:
+        reason = result.pending.get(session.session_id)
+        if reason is None:
+            continue
+        group = members[session.resource_group]
+        ever = [any(could_hold(a, request) for a in group) for request in placement_groups(session)]
+        if reason.code == "too-large":
+            assert not session.designated_agents and group and not all(ever), session.session_id
+        elif reason.code == "no-agent":
+            blockers.add(session.resource_group)
+            if not session.designated_agents:
+                assert not group or all(ever), session.session_id
+    for session in pending:
+        reason = result.pending.get(session.session_id)
+        if reason is not None and reason.code == "head-of-line":
+            assert session.resource_group in blockers, session.session_id
 
 
 @st.composite
