@@ -99,8 +99,8 @@ class SessionPlacement(msgspec.Struct, frozen=True, kw_only=True):
 
 class PendingReason(msgspec.Struct, frozen=True, kw_only=True):
     code: str
-    """Stable: ``quota-exceeded``, ``concurrency-limit``, ``no-agent``, ``head-of-line``,
-    ``dependency``, ``starts-at``, ``session-type``, ``designated-agent``."""
+    """Stable: ``quota-exceeded``, ``concurrency-limit``, ``no-agent``, ``too-large``,
+    ``head-of-line``, ``dependency``, ``starts-at``, ``session-type``, ``designated-agent``."""
     message: str
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from domain.scheduling import reasons
 from domain.scheduling.demand import Demand
-from domain.scheduling.fixedpoint import SlotScale
+from domain.scheduling.fixedpoint import SlotScale, Sparse
 from domain.scheduling.model import PendingReason
 from domain.scheduling.pool import AgentPool
 
@@ -45,7 +45,7 @@ def select(demand: Demand, pool: AgentPool, group: str, scale: SlotScale) -> Ker
         request = scale.slots(demand.total)
         if designated:
             return reasons.designated_busy(designated, request)
-        if not _could_ever_fit(pool, demand):
+        if _too_large(pool, demand) is not None:
             return reasons.too_large(group, request)
         return reasons.no_agent_fits(group, request)
     pool.take(index, demand.total)
@@ -53,9 +53,13 @@ def select(demand: Demand, pool: AgentPool, group: str, scale: SlotScale) -> Ker
     return tuple((kernel.kernel_id, agent_id) for kernel in demand.session.kernels)
 
 
-def _could_ever_fit(pool: AgentPool, demand: Demand) -> bool:
-    """Returns True when every placement group of ``demand`` fits some agent of the pool when empty."""
-    return all(any(pool.could_fit(i, request) for i in range(len(pool))) for request in demand.groups())
+def _too_large(pool: AgentPool, demand: Demand) -> Sparse | None:
+    """Returns the first placement group of ``demand`` that no agent of the pool could hold
+    even when empty, None when every group fits some agent."""
+    for request in demand.groups():
+        if not any(pool.could_fit(i, request) for i in range(len(pool))):
+            return request
+    return None
 
 
 def _designated_refusal(
@@ -75,8 +79,9 @@ def _place_gang(
 ) -> Kernels | PendingReason:
     cursor = pool.cursor
     taken: list[tuple[int, int]] = []
-    if among is None and not _could_ever_fit(pool, demand):
-        return reasons.too_large(group, scale.slots(demand.total))
+    too_large = _too_large(pool, demand) if among is None else None
+    if too_large is not None:
+        return reasons.too_large(group, scale.slots(too_large))
     for position, request in enumerate(demand.kernels):
         index = pool.find(request, among)
         if index is None:

@@ -98,7 +98,7 @@ async def run_fleet(js: JetStreamContext, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             messages = await sub.fetch(500, timeout=0.2)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
             continue
         now = dt.datetime.now(dt.UTC)
         for msg in messages:

@@ -21,8 +21,11 @@ __all__ = ["up"]
               help="Agent backend (default $BERTH_AGENT_BACKEND, else auto: docker when an engine answers, "
                    "else process, which does not isolate).")
 @click.option("--sim-delay", type=float, help="Seconds the simulated backend takes per kernel step.")
+@click.option("--agents", type=click.IntRange(min=1),
+              help="Run this many local agents (<agent id>-1, -2, ...; simulated backend only), e.g. to try "
+                   "multi-node sessions on one machine (default $BERTH_AGENTS, else 1).")
 def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, backend: str | None,
-       sim_delay: float | None) -> None:
+       sim_delay: float | None, agents: int | None) -> None:
     """Start Berth on this machine and run it until Ctrl-C.
 
     Uses BERTH_NATS_URL / BERTH_PG_DSN when set; otherwise starts nats-server
@@ -37,6 +40,7 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, back
     if backend is None and not os.environ.get("BERTH_AGENT_BACKEND"):
         backend = "auto"
     settings = Settings.from_env(
-        data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, agent_backend=backend, sim_delay=sim_delay
+        data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, agent_backend=backend, sim_delay=sim_delay,
+        agents=agents,
     )
     run_up(settings, say=lambda line: click.echo(line, err=True))

@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, kw_only=True):
     agent_id: str = "local"
     agent_backend: str = "simulated"
     agent_resource_group: str = "default"
+    agents: int = 1
+    """How many agents ``berth up`` runs (more than one only with the simulated backend)."""
     agent_capacity: str = "cpu=4,mem=8g"
     agent_reserved_cpu: str = "0"
     agent_reserved_mem: str = "0"

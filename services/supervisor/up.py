@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -62,7 +63,21 @@ async def _prepare(settings: Settings) -> None:
         await nc.close()
 
 
+def agent_settings(settings: Settings) -> list[Settings]:
+    """Returns the settings of each local agent: one named ``agent_id``, or ``agents`` of them
+    named ``<agent_id>-1`` ... (simulated backend only: real backends would share one machine's
+    resources and count them several times)."""
+    if settings.agents < 1:
+        raise ValueError(f"BERTH_AGENTS must be at least 1, got {settings.agents}")
+    if settings.agents == 1:
+        return [settings]
+    if settings.agent_backend != "simulated":
+        raise ValueError(f"several local agents ({settings.agents}) need the simulated backend, not {settings.agent_backend!r}")
+    return [msgspec.structs.replace(settings, agent_id=f"{settings.agent_id}-{i}") for i in range(1, settings.agents + 1)]
+
+
 async def _run(settings: Settings, say: Callable[[str], None]) -> None:
+    agents = agent_settings(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,7 +115,8 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
         )
         say(f"Berth is up. GraphQL (and GraphiQL): {url}/graphql")
         say(f"NATS: {settings.nats_url}   PostgreSQL: {settings.pg_dsn}")
-        say(f"agent '{settings.agent_id}' ({settings.agent_backend} backend) capacity {settings.agent_capacity}")
+        ids = ", ".join(a.agent_id for a in agents)
+        say(f"agent {ids} ({settings.agent_backend} backend) capacity {settings.agent_capacity} each")
         say("In another terminal: .venv/bin/berth session create   ·   Ctrl-C stops everything")
 
     services = [
@@ -108,7 +124,7 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
         Service("projector", lambda s: run_projector(settings, s)),
         Service("scheduler", lambda s: run_scheduler(settings, s)),
         Service("controller", lambda s: run_controller(settings, s)),
-        Service("agent", lambda s: run_agent(settings, s)),
+        *(Service(f"agent {a.agent_id}", functools.partial(run_agent, a)) for a in agents),
         Service("gateway", lambda s: run_gateway(settings, s, ready=gateway_ready)),
     ]
     try:

@@ -74,11 +74,15 @@ def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running(data_dir: Path, env: dict[str, str]) -> Iterator[RunningBerth]:
-    """Yields a started `berth up`; stops it afterwards when it still runs."""
+    """Yields a started `berth up`; afterwards, when it still runs, checks with `berth doctor`
+    that quota usage and agent occupancy agree with the sessions, then stops it."""
     berth = RunningBerth(data_dir, env)
     berth.start()
     try:
         yield berth
+        if berth.proc and berth.proc.poll() is None:
+            doctor = berth.berth("doctor", check=False)
+            assert doctor.returncode == 0, f"berth doctor found drift at the end:\n{doctor.stdout}\n{doctor.stderr}"
     finally:
         if berth.proc and berth.proc.poll() is None:
             berth.stop()

@@ -116,7 +116,7 @@ async def test_a_pending_reason_is_recorded_only_when_it_changes(app: Scheduling
     first = await runner.run_pass()
     assert first is not None and [type(e).__name__ for e in first.events] == ["SessionPendingReasonChanged"]
     assert await runner.run_pass() is None, "same reason: nothing recorded"
-    assert snapshot.reason("big") is not None and snapshot.reason("big").code == "no-agent"  # type: ignore[union-attr]
+    assert snapshot.reason("big") is not None and snapshot.reason("big").code == "too-large"  # type: ignore[union-attr]
 
 
 async def test_the_snapshot_follows_what_the_pass_recorded(app: Scheduling) -> None:
