@@ -8,6 +8,8 @@ that does not hold is a no-op, so each scope is released exactly once.
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.quota import quota_id
@@ -19,9 +21,14 @@ from domain.emitting import Context
 from domain.session import SessionState
 from services.common.store import BerthApplication, retry_on_conflict
 
-__all__ = ["Sessions", "was_scheduled"]
+__all__ = ["PROGRESS_FACTS", "Guard", "Sessions", "was_scheduled"]
 
 _KERNEL_FACTS = (c.MarkKernelPreparing, c.MarkKernelCreating, c.MarkKernelStarted, c.MarkKernelExited)
+PROGRESS_FACTS = (c.MarkKernelPreparing, c.MarkKernelCreating, c.MarkKernelStarted)
+"""Kernel facts that change only their session (no agent, no quota): they can be batched."""
+
+Guard = Callable[[int, SessionState], None]
+"""Checks item ``i`` of a batch against its session before it is applied; raises to refuse it."""
 
 
 class Sessions(BerthApplication):
@@ -68,6 +75,40 @@ class Sessions(BerthApplication):
                 events += self._after_exit(state, events, command, ctx)
                 events += self._release_quota_if_ended(state, events, ctx)
             return self.record(events)
+
+        return retry_on_conflict(attempt)
+
+    def report_progress(
+        self, items: Sequence[tuple[str, c.Command, Context]], guard: Guard | None = None
+    ) -> list[Exception | None]:
+        """Applies many progress facts (``PROGRESS_FACTS``) in **one** transaction; returns, per item,
+        None when applied (or a no-op) or the error that refused it (unknown session, a ``guard``
+        refusal, a domain error); a refused item records nothing and does not stop the others."""
+        for _, command, _ in items:
+            if not isinstance(command, PROGRESS_FACTS):
+                raise TypeError(f"not a progress fact: {type(command).__name__}")
+
+        def attempt() -> list[Exception | None]:
+            states: dict[str, SessionState | None] = {}
+            events: list[Event] = []
+            outcomes: list[Exception | None] = []
+            for index, (session_id, command, ctx) in enumerate(items):
+                state = states[session_id] if session_id in states else self.get(session_id)
+                try:
+                    if state is not None and guard is not None:
+                        guard(index, state)
+                    new = session_domain.decide(state, command, ctx, session_id)
+                except Exception as exc:  # noqa: BLE001 - one bad fact must not refuse the batch
+                    outcomes.append(exc)
+                    states[session_id] = state
+                    continue
+                for event in new:
+                    state = session_domain.evolve(state, event)
+                states[session_id] = state
+                events += new
+                outcomes.append(None)
+            self.record(events)
+            return outcomes
 
         return retry_on_conflict(attempt)
 

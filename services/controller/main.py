@@ -95,7 +95,9 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(
-                    consume(js, durable=DURABLE, subject=REPORT_SUBJECT, stream=REPORTS_STREAM, handler=handler, stop=stop)
+                    consume(
+                        js, durable=DURABLE, subject=REPORT_SUBJECT, stream=REPORTS_STREAM, batch_handler=handler, stop=stop,
+                    )
                 )
                 tasks.create_task(watch_heartbeats(kv, liveness, stop))
                 tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop))

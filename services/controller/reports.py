@@ -12,6 +12,7 @@ import asyncio
 import logging
 from concurrent.futures import Executor
 from functools import singledispatch
+from typing import Sequence
 
 from nats.aio.msg import Msg
 from nats.js.api import Header
@@ -31,6 +32,7 @@ from domain.errors import DomainError
 from services.common.agents import Agents
 from services.common.consumer import PermanentError
 from services.common.context import make_context
+from domain.session import SessionState
 from services.common.sessions import Sessions
 
 __all__ = ["ReportHandler", "ReportProcessor", "agent_of_subject", "command_for", "reason_of"]
@@ -38,6 +40,10 @@ __all__ = ["ReportHandler", "ReportProcessor", "agent_of_subject", "command_for"
 log = logging.getLogger(__name__)
 
 _REASONS = {reason.value: reason for reason in Reason}
+_PROGRESS = (KernelPullingReport, KernelCreatingReport, KernelRunningReport)
+
+Item = tuple[str, AnyReport, str | None]
+"""(sending agent, report, causation id) of one report message."""
 
 
 def reason_of(text: str) -> Reason:
@@ -116,26 +122,82 @@ class ReportProcessor:
         except DomainError as exc:
             raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
 
+    def process_batch(self, items: Sequence[Item]) -> list[Exception | None]:
+        """Applies the reports of one fetch; returns, per item, None or the error that refused it.
+
+        Progress reports (pulling, creating, running) change only their session: they are
+        applied together in one transaction. The others (registrations, exits, which also
+        touch agents and quotas) follow one by one, in order. A kernel's exit is reported after
+        its progress, so applying the progress first keeps each session's order.
+        """
+        outcomes: list[Exception | None] = [None] * len(items)
+        progress = [i for i, item in enumerate(items) if isinstance(item[1], _PROGRESS)]
+        facts = []
+        for i in progress:
+            sender, report, causation = items[i]
+            if report.agent_id != sender:
+                outcomes[i] = PermanentError(f"agent {sender} sent a report as agent {report.agent_id}")
+                continue
+            ctx = make_context(f"agent:{sender}", causation_id=causation)
+            facts.append((i, (report.session_id, command_for(report), ctx)))  # type: ignore[union-attr]
+        senders = [items[i][0] for i, _ in facts]
+
+        def assigned_to_sender(index: int, session: SessionState) -> None:
+            _check_assigned(session, facts[index][1][1].kernel_id, senders[index])  # type: ignore[attr-defined]
+
+        results = self._sessions.report_progress([fact for _, fact in facts], guard=assigned_to_sender)
+        for (i, _), result in zip(facts, results, strict=True):
+            outcomes[i] = _permanent(result)
+        for i, (sender, report, causation) in enumerate(items):
+            if not isinstance(report, _PROGRESS):
+                try:
+                    self.process(sender, report, causation)
+                except Exception as exc:  # noqa: BLE001 - settled by the consumer
+                    outcomes[i] = exc
+        return outcomes
+
     def _check_owner(self, sender: str, session_id: str, kernel_id: str) -> None:
         session = self._sessions.get(session_id)
-        if session is None:
-            return  # the use case raises NotFoundError
+        if session is not None:  # an unknown session: the use case raises NotFoundError
+            _check_assigned(session, kernel_id, sender)
+
+
+def _check_assigned(session: SessionState, kernel_id: str, sender: str) -> None:
+    try:
         owner = session.kernel(kernel_id).agent_id
-        if owner != sender:
-            raise PermanentError(f"kernel {kernel_id} of session {session_id} is not assigned to agent {sender}")
+    except DomainError as exc:
+        raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
+    if owner != sender:
+        raise PermanentError(f"kernel {kernel_id} of session {session.id} is not assigned to agent {sender}")
+
+
+def _permanent(error: Exception | None) -> Exception | None:
+    """Returns a domain refusal as a ``PermanentError`` (the report can never apply)."""
+    if isinstance(error, DomainError):
+        return PermanentError(f"{type(error).__name__}: {error}")
+    return error
 
 
 class ReportHandler:
-    """Consumer handler: decodes a report message and applies it in the store's thread."""
+    """Batch consumer handler: decodes the reports of one fetch and applies them in the store's thread."""
 
     def __init__(self, processor: ReportProcessor, executor: Executor) -> None:
         self._processor = processor
         self._executor = executor
 
-    async def __call__(self, msg: Msg) -> None:
-        report = decode_report(msg.data)
-        sender = agent_of_subject(msg.subject)
-        causation = (msg.headers or {}).get(Header.MSG_ID.value)
+    async def __call__(self, messages: list[Msg]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(messages)
+        items: list[tuple[int, Item]] = []
+        for index, msg in enumerate(messages):
+            try:
+                report = decode_report(msg.data)
+                sender = agent_of_subject(msg.subject)
+            except Exception as exc:  # noqa: BLE001 - settled (dead-lettered) by the consumer
+                outcomes[index] = exc
+                continue
+            items.append((index, (sender, report, (msg.headers or {}).get(Header.MSG_ID.value))))
         loop = asyncio.get_running_loop()
-        position = await loop.run_in_executor(self._executor, self._processor.process, sender, report, causation)
-        log.debug("report %s from %s → position %s", report.type_name(), sender, position)
+        results = await loop.run_in_executor(self._executor, self._processor.process_batch, [i for _, i in items])
+        for (index, _), result in zip(items, results, strict=True):
+            outcomes[index] = result
+        return outcomes

@@ -1,0 +1,107 @@
+"""The controller's batched report processing, on PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from contracts import commands as c
+from contracts.reports import KernelExitedReport, KernelRunningReport
+from contracts.session import KernelPlacement, KernelSpec
+from contracts.status import SessionStatus
+from domain import agent as agent_domain
+from domain import session as session_domain
+from services.common.agents import Agents
+from services.common.consumer import PermanentError
+from services.common.context import make_context
+from services.common.sessions import Sessions
+from services.controller.reports import ReportProcessor
+
+NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+GIB = Decimal(1024**3)
+
+
+@pytest.fixture
+def apps(pg_dsn: str) -> tuple[Sessions, Agents]:
+    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
+    yield sessions, agents
+    sessions.close()
+    agents.close()
+
+
+def placed(sessions: Sessions, agents: Agents, session_id: str, agent_id: str = "a1") -> str:
+    """Records a session scheduled on ``agent_id``; returns its kernel id."""
+    ctx, kernel_id = make_context("test"), f"{session_id}-k0"
+    if agents.get(agent_id) is None:
+        agents.handle(agent_id, c.RegisterAgent(capacity={"cpu": Decimal(8), "mem": 8 * GIB}, backend="sim", hostname="h"), ctx)
+    sessions.request(session_id, c.RequestSession(
+        name=session_id, owner="AK", image="i", kernels=[KernelSpec(kernel_id=kernel_id, slots={"cpu": Decimal(1), "mem": GIB})]), ctx)
+    schedule = c.ScheduleSession(placements=[KernelPlacement(kernel_id=kernel_id, agent_id=agent_id)])
+    events = session_domain.decide(sessions.get(session_id), schedule, ctx, session_id)
+    events += agent_domain.decide(agents.get(agent_id), c.AssignKernel(
+        kernel_id=kernel_id, session_id=session_id, image="i", slots={"cpu": Decimal(1), "mem": GIB}), ctx, agent_id)
+    sessions.record(events)
+    return kernel_id
+
+
+def running(session_id: str, kernel_id: str, agent_id: str = "a1") -> tuple[str, KernelRunningReport, str]:
+    report = KernelRunningReport(agent_id=agent_id, observed_at=NOW, kernel_id=kernel_id, session_id=session_id,
+                                 container_id=f"c-{kernel_id}")
+    return agent_id, report, f"{agent_id}:{kernel_id}:running"
+
+
+def test_progress_reports_of_one_fetch_are_recorded_in_one_transaction(apps: tuple[Sessions, Agents]) -> None:
+    sessions, agents = apps
+    kernels = {sid: placed(sessions, agents, sid) for sid in ("s1", "s2", "s3")}
+    saves: list[int] = []
+    record = sessions.record
+    sessions.record = lambda events: saves.append(len(events)) or record(events)  # type: ignore[method-assign]
+
+    outcomes = ReportProcessor(sessions, agents).process_batch([running(sid, k) for sid, k in kernels.items()])
+
+    assert outcomes == [None, None, None]
+    assert saves == [6], "3 kernel_started + 3 status_changed(RUNNING) in one save"
+    assert all(sessions.get(sid).status is SessionStatus.RUNNING for sid in kernels)  # type: ignore[union-attr]
+
+
+def test_a_bad_report_in_a_batch_is_refused_alone(apps: tuple[Sessions, Agents]) -> None:
+    sessions, agents = apps
+    good = placed(sessions, agents, "good")
+    other = placed(sessions, agents, "other", agent_id="a2")
+    stranger = running("other", other, agent_id="a1")  # a1 reports a kernel of a2
+    unknown = running("nobody", "nobody-k0")
+    impostor = ("a1", running("good", good, agent_id="a2")[1], "x")  # sent by a1 as a2
+
+    outcomes = ReportProcessor(sessions, agents).process_batch([stranger, running("good", good), unknown, impostor])
+
+    assert outcomes[1] is None
+    assert [type(o) for o in (outcomes[0], outcomes[2], outcomes[3])] == [PermanentError] * 3
+    assert "not assigned to agent a1" in str(outcomes[0]) and "not found" in str(outcomes[2])
+    assert sessions.get("good").status is SessionStatus.RUNNING  # type: ignore[union-attr]
+    assert sessions.get("other").status is SessionStatus.SCHEDULED, "the refused report changed nothing"  # type: ignore[union-attr]
+
+
+def test_an_exit_after_progress_in_the_same_batch_keeps_the_order(apps: tuple[Sessions, Agents]) -> None:
+    sessions, agents = apps
+    kernel = placed(sessions, agents, "s1")
+    exited = KernelExitedReport(agent_id="a1", observed_at=NOW, kernel_id=kernel, session_id="s1", exit_code=0)
+
+    outcomes = ReportProcessor(sessions, agents).process_batch([running("s1", kernel), ("a1", exited, "e")])
+
+    assert outcomes == [None, None]
+    state = sessions.get("s1")
+    assert state is not None and state.status is SessionStatus.TERMINATED
+    assert agents.get("a1").allocations == {}  # type: ignore[union-attr]
+    assert [k.status.value for k in state.kernels] == ["TERMINATED"]
+
+
+def test_the_same_batch_applied_twice_changes_nothing_the_second_time(apps: tuple[Sessions, Agents]) -> None:
+    sessions, agents = apps
+    kernel = placed(sessions, agents, "s1")
+    processor = ReportProcessor(sessions, agents)
+    assert processor.process_batch([running("s1", kernel)]) == [None]
+    before = sessions.position()
+    assert processor.process_batch([running("s1", kernel)]) == [None]
+    assert sessions.position() == before
