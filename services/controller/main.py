@@ -32,6 +32,8 @@ DURABLE = "controller"
 REPORT_SUBJECT = "rp.>"
 AGENT_SUBJECTS = ("ev.agent.*.registered", "ev.agent.*.lost", "ev.agent.*.recovered")
 ACTOR = "service:controller"
+REPORT_BATCH = 256
+"""Reports fetched at once; their progress reports are recorded in one transaction."""
 
 _STATUS_OF = {
     agent_ev.AgentRegistered: AgentStatus.ALIVE,
@@ -97,6 +99,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
                 tasks.create_task(
                     consume(
                         js, durable=DURABLE, subject=REPORT_SUBJECT, stream=REPORTS_STREAM, batch_handler=handler, stop=stop,
+                        batch=REPORT_BATCH,
                     )
                 )
                 tasks.create_task(watch_heartbeats(kv, liveness, stop))
