@@ -24,7 +24,7 @@ from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError
 
-__all__ = ["QuotaState", "decide", "evolve", "parse_quota_id", "quota_scopes", "replay"]
+__all__ = ["QuotaState", "decide", "evolve", "parse_quota_id", "quota_scopes", "release_holder", "replay"]
 
 Slots = dict[str, Decimal]
 
@@ -163,4 +163,21 @@ def _(command: c.ReleaseQuota, state: QuotaState | None, ctx: Context, aggregate
             session_id=command.session_id,
             slots=dict(state.holding[command.session_id]),
         )
+    ]
+
+
+def release_holder(aggregate_id: str, version: int, session_id: str, slots: Slots, ctx: Context) -> list[Event]:
+    """Returns the ``QuotaReleased`` of a session known to hold quota, numbered after ``version``
+    (the aggregate's current version), without replaying its history.
+
+    For the caller that ends a scheduled session: ``QuotaConsumed`` was recorded with the
+    session's ``SessionScheduled`` and its terminal transition happens once, so the session
+    holds exactly ``slots`` here. The aggregate of a busy domain holds a long history; loading
+    it at every release would make each release slower than the last.
+    """
+    scope, name = parse_quota_id(aggregate_id)
+    if version < 1:
+        return []  # nothing was ever consumed in this scope
+    return [
+        Emitter(aggregate_id, version, ctx)(QuotaReleased, scope=scope, name=name, session_id=session_id, slots=dict(slots))
     ]

@@ -8,11 +8,13 @@ that does not hold is a no-op, so each scope is released exactly once.
 
 from __future__ import annotations
 
+from functools import reduce
 from typing import Callable, Sequence
 
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.quota import quota_id
+from contracts.slots import add_slots
 from contracts.status import Reason, SessionStatus
 from domain import agent as agent_domain
 from domain import quota as quota_domain
@@ -152,12 +154,17 @@ class Sessions(BerthApplication):
                 after = session_domain.evolve(after, event)
         if before.status.is_terminal or not after.status.is_terminal or not was_scheduled(after):
             return []
+        slots = reduce(add_slots, (kernel.slots for kernel in after.kernels), {})
         released: list[Event] = []
         for scope, name in quota_domain.quota_scopes(after.owner, after.project, after.domain):
             aggregate_id = quota_id(scope, name)
-            state = quota_domain.replay(self.load(aggregate_id))
-            released += quota_domain.decide(state, c.ReleaseQuota(session_id=after.id), ctx, aggregate_id)
+            released += quota_domain.release_holder(aggregate_id, self._version(aggregate_id), after.id, slots, ctx)
         return released
+
+    def _version(self, aggregate_id: str) -> int:
+        """Returns the current version of an aggregate (0 when it has no events) in one indexed read."""
+        last = self.recorder.select_events(aggregate_id, desc=True, limit=1)
+        return last[0].originator_version if last else 0
 
 
 def was_scheduled(state: SessionState) -> bool:

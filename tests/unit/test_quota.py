@@ -151,3 +151,14 @@ def test_a_foreign_event_cannot_be_applied() -> None:
         q.evolve(None, foreign)
     with pytest.raises(TypeError):
         q.replay([foreign])
+
+
+def test_release_holder_needs_no_history_and_matches_a_decided_release() -> None:
+    state, _ = run(None, c.ConsumeQuota(allocations={"s1": slots("2"), "s2": slots("1")}))
+    assert state is not None
+    (decided,) = q.decide(state, c.ReleaseQuota(session_id="s1"), ctx(), QID)
+    (direct,) = q.release_holder(QID, state.version, "s1", slots("2"), ctx())
+    assert (direct.originator_version, direct.session_id, direct.slots, direct.scope, direct.name) == (
+        decided.originator_version, decided.session_id, decided.slots, decided.scope, decided.name)
+    assert q.evolve(state, direct).holding == {"s2": slots("1")}
+    assert q.release_holder(QID, 0, "s1", slots("2"), ctx()) == [], "nothing was ever consumed"
