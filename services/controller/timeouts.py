@@ -27,11 +27,11 @@ from typing import Awaitable, Callable
 import msgspec
 
 from contracts import session as sev
-from contracts import tenancy as tev
 from contracts.envelope import Event, utc_now
 from contracts.status import Reason, SessionStatus, SessionType
 from contracts.tenancy import KeypairLimits
 from domain.errors import DomainError
+from services.common.policies import POLICY_SUBJECTS, KeypairPolicies
 
 __all__ = ["TIMEOUT_SUBJECTS", "Deadlines", "enforce_timeouts"]
 
@@ -41,10 +41,7 @@ TIMEOUT_SUBJECTS = (
     "ev.session.*.requested",
     "ev.session.*.status_changed",
     "ev.session.*.execution_finished",
-    "ev.keypair.*.created",
-    "ev.keypair.*.policy_changed",
-    "ev.policy.*.created",
-    "ev.policy.*.updated",
+    *POLICY_SUBJECTS,
 )
 """The events ``Deadlines`` learns from."""
 
@@ -70,14 +67,12 @@ class Deadlines:
     def __init__(self, clock: Clock = utc_now) -> None:
         self._clock = clock
         self._watch: dict[str, _Watch] = {}
-        self._policy_of: dict[str, str] = {}
-        """keypair (access key) -> resource policy name."""
-        self._limits: dict[str, KeypairLimits] = {}
-        """resource policy aggregate id -> its limits."""
+        self._policies = KeypairPolicies()
 
     @singledispatchmethod
     def apply(self, event: Event) -> None:
         """Learns from ``event`` (other events change nothing)."""
+        self._policies.apply(event)
 
     @apply.register
     def _(self, event: sev.SessionRequested) -> None:
@@ -98,20 +93,9 @@ class Deadlines:
         if watch is not None and watch.last_activity is not None:
             watch.last_activity = max(watch.last_activity, event.timestamp)
 
-    @apply.register(tev.KeypairCreated)
-    @apply.register(tev.KeypairPolicyChanged)
-    def _(self, event: tev.KeypairCreated | tev.KeypairPolicyChanged) -> None:
-        self._policy_of[event.originator_id] = event.resource_policy
-
-    @apply.register(tev.ResourcePolicyCreated)
-    @apply.register(tev.ResourcePolicyUpdated)
-    def _(self, event: tev.ResourcePolicyCreated | tev.ResourcePolicyUpdated) -> None:
-        self._limits[event.originator_id] = event.limits
-
     def limits_of(self, owner: str) -> KeypairLimits:
         """Returns the limits of keypair ``owner``'s resource policy (none when unknown)."""
-        policy = self._policy_of.get(owner)
-        return _NO_LIMITS if policy is None else self._limits.get(tev.policy_id(policy), _NO_LIMITS)
+        return self._policies.limits_of(owner) or _NO_LIMITS
 
     def deadline(self, session_id: str) -> tuple[dt.datetime, Reason] | None:
         """Returns when session ``session_id`` is due and why; None when it has no deadline

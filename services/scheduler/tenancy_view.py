@@ -9,6 +9,7 @@ from functools import singledispatchmethod
 from contracts import tenancy as ev
 from contracts.envelope import Event
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions
+from services.common.policies import KeypairPolicies
 
 __all__ = ["TENANCY_SUBJECTS", "TenancyView"]
 
@@ -25,8 +26,7 @@ class TenancyView:
     """Limits and options by name; a name never seen has no limit (or default options)."""
 
     def __init__(self) -> None:
-        self._policy_of: dict[str, str] = {}
-        self._policies: dict[str, KeypairLimits] = {}
+        self._policies = KeypairPolicies()
         self._projects: dict[str, dict[str, Decimal]] = {}
         self._domains: dict[str, dict[str, Decimal]] = {}
         self._groups: dict[str, ResourceGroupOptions] = {}
@@ -35,13 +35,7 @@ class TenancyView:
 
     def keypair_limits(self) -> dict[str, KeypairLimits]:
         """Returns the limits of every keypair whose policy is known."""
-        return {
-            key: self._policies[policy] for key, policy in self._policy_of.items() if policy in self._policies
-        }
-
-    def keypair_policy(self, access_key: str) -> KeypairLimits | None:
-        policy = self._policy_of.get(access_key)
-        return self._policies.get(policy) if policy is not None else None
+        return self._policies.all_limits()
 
     def project_limits(self) -> dict[str, dict[str, Decimal]]:
         return dict(self._projects)
@@ -55,28 +49,7 @@ class TenancyView:
     @singledispatchmethod
     def apply(self, event: Event) -> bool:
         """Applies one tenancy event; returns True when it may allow a placement."""
-        return False
-
-    @apply.register
-    def _(self, event: ev.KeypairCreated) -> bool:
-        self._policy_of[event.originator_id] = event.resource_policy
-        return False
-
-    @apply.register
-    def _(self, event: ev.KeypairPolicyChanged) -> bool:
-        self._policy_of[event.originator_id] = event.resource_policy
-        return True
-
-    @apply.register
-    def _(self, event: ev.ResourcePolicyCreated) -> bool:
-        self._names[event.originator_id] = event.name
-        self._policies[event.name] = event.limits
-        return False
-
-    @apply.register
-    def _(self, event: ev.ResourcePolicyUpdated) -> bool:
-        self._policies[self._names[event.originator_id]] = event.limits
-        return True
+        return self._policies.apply(event)
 
     @apply.register
     def _(self, event: ev.ProjectCreated) -> bool:
