@@ -33,6 +33,10 @@ __all__ = ["Decisions", "States", "decide_pass"]
 
 log = logging.getLogger(__name__)
 
+MAX_REASONS = 2000
+"""Pending-reason events one pass records at most (a pass over a long, newly blocked queue would
+otherwise write one huge transaction); the rest follow in the next passes."""
+
 
 class States(Protocol):
     """Where the current states come from (the snapshot)."""
@@ -56,6 +60,8 @@ class Decisions:
         self.expired: list[str] = []
         self.aggregates: set[str] = set()
         """Every aggregate written (reloaded when the transaction conflicts)."""
+        self.reasons_left = 0
+        """Changed pending reasons left for the next pass (over ``MAX_REASONS``)."""
 
 
 def decide_pass(plan: Plan, states: States, ctx: Context) -> Decisions:
@@ -84,11 +90,17 @@ def decide_pass(plan: Plan, states: States, ctx: Context) -> Decisions:
         aggregate = quota_id(scope, name)
         state = states.quota(aggregate)
         out.events += quota_domain.decide(state, c.ConsumeQuota(allocations=allocations), ctx, aggregate)
+    recorded = 0
     for session_id, reason in plan.pending.items():
         session = states.session(session_id)
-        if session is not None and states.reason(session_id) != reason:
-            emit = Emitter(session_id, session.version, ctx)
-            out.events.append(emit(SessionPendingReasonChanged, code=reason.code, message=reason.message))
+        if session is None or states.reason(session_id) == reason:
+            continue
+        if recorded == MAX_REASONS:
+            out.reasons_left += 1
+            continue
+        emit = Emitter(session_id, session.version, ctx)
+        out.events.append(emit(SessionPendingReasonChanged, code=reason.code, message=reason.message))
+        recorded += 1
     for session_id in plan.expired:
         session = states.session(session_id)
         if session is not None:

@@ -119,6 +119,8 @@ class PassRunner:
         self.stats.placed += len(decisions.placed)
         if decisions.placed:
             log.info("placed %d session(s)", len(decisions.placed))
+        if decisions.reasons_left:
+            self._wake.set()  # record the rest of the changed pending reasons
         if decisions.refused and self._reruns < MAX_RERUNS:
             self._reruns += 1  # the plan and the aggregates disagreed: plan again
             self._wake.set()

@@ -265,3 +265,22 @@ def test_snapshot_tracks_pending_sessions_in_order_and_finished_ones(app: Schedu
     assert [p.session_id for p in snapshot.pending()] == ["b", "c"]
     assert snapshot.view({}).finished == {"a": False}
     assert snapshot.pending()[0].kernels[0].slots == {"cpu": Decimal(1), "mem": GIB}
+
+
+async def test_a_long_newly_blocked_queue_records_its_reasons_over_several_passes(
+    app: Scheduling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.scheduler import decisions as decisions_module
+
+    monkeypatch.setattr(decisions_module, "MAX_REASONS", 2)
+    for sid in ("s1", "s2", "s3", "s4", "s5"):
+        record_session(app, sid)
+    snapshot = snapshot_of(app)
+    runner = runner_for(app, snapshot)
+    first = await runner.run_pass()
+    assert first is not None and len(first.events) == 2 and first.reasons_left == 3
+    second = await runner.run_pass()
+    third = await runner.run_pass()
+    assert second is not None and third is not None and (len(second.events), len(third.events)) == (2, 1)
+    assert await runner.run_pass() is None
+    assert all(snapshot.reason(s) is not None for s in ("s1", "s2", "s3", "s4", "s5"))
