@@ -11,7 +11,7 @@ from services.cli.output import Output
 
 __all__ = ["agents"]
 
-COLUMNS = [("id", "ID"), ("hostname", "HOST"), ("backend", "BACKEND"), ("status", "STATUS"),
+COLUMNS = [("id", "ID"), ("hostname", "HOST"), ("backend", "BACKEND"), ("resourceGroup", "GROUP"), ("status", "STATUS"),
            ("capacity", "CAPACITY"), ("occupied", "OCCUPIED"), ("kernelCount", "KERNELS")]
 
 

@@ -54,6 +54,7 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 def _register() -> None:
     from services.cli import (
         admin_cmd, agents_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd, up_cmd,
+        usage_cmd,
     )
 
     cli.add_command(up_cmd.up)
@@ -66,6 +67,7 @@ def _register() -> None:
     cli.add_command(exec_cmd.logs)
     cli.add_command(doctor_cmd.doctor)
     cli.add_command(admin_cmd.admin)
+    cli.add_command(usage_cmd.usage)
 
 
 def main(argv: list[str] | None = None) -> None:

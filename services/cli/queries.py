@@ -31,7 +31,9 @@ SESSIONS = (
     + " } endCursor hasNextPage } }"
 )
 
-AGENTS = "query { agents { id hostname backend status capacity occupied kernelCount registeredAt } }"
+AGENTS = "query { agents { id hostname backend resourceGroup status capacity occupied kernelCount registeredAt } }"
+
+USAGE = "query { quotaUsage { scope name used sessions limit maxSessions } }"
 
 EVENTS = """
 query($aggregateId: String, $after: Int, $first: Int, $since: DateTime, $until: DateTime) {

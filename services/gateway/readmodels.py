@@ -11,7 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -56,7 +56,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     return when, session_id
 
 
-async def fetch_rows(pool: AsyncConnectionPool, query: str, params: Sequence[Any] = ()) -> list[Row]:
+async def fetch_rows(pool: AsyncConnectionPool, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
     """Returns the rows of a query as dicts; UNAVAILABLE when the read models do not exist yet."""
     try:
         async with pool.connection() as conn:

@@ -17,6 +17,7 @@ from services.gateway.queries import Query
 from services.gateway.subscriptions import Subscription
 from services.gateway.tenancy_mutations import TenancyMutation
 from services.gateway.tenancy_queries import TenancyQuery
+from services.gateway.usage import UsageQuery
 
 __all__ = ["build_schema"]
 
@@ -52,7 +53,7 @@ class BerthSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     """Returns the gateway's schema; an unexpected error reaches the client as "internal error"."""
     return BerthSchema(
-        query=merge_types("Query", (Query, DoctorQuery, TenancyQuery)),
+        query=merge_types("Query", (Query, DoctorQuery, TenancyQuery, UsageQuery)),
         mutation=merge_types("Mutation", (Mutation, TenancyMutation)), subscription=Subscription,
         extensions=[_MaskInternalErrors],
     )

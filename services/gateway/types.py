@@ -106,6 +106,7 @@ class Agent:
     id: str
     hostname: str
     backend: str
+    resource_group: str
     status: str
     capacity: JSON
     occupied: JSON
@@ -118,7 +119,7 @@ class Agent:
     def from_row(row: Mapping[str, Any]) -> Agent:
         """Returns an agent from an ``agents`` row."""
         fields = {k: row[k] for k in (
-            "hostname", "backend", "status", "kernel_count", "registered_at", "updated_at", "version")}
+            "hostname", "backend", "resource_group", "status", "kernel_count", "registered_at", "updated_at", "version")}
         return Agent(
             id=row["agent_id"], capacity=slots_json(row["capacity"]), occupied=slots_json(row["occupied"]), **fields
         )

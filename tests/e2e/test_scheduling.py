@@ -99,12 +99,19 @@ def test_three_tenants_keep_their_limits_and_usage_drains_to_zero(cluster: Runni
     info = bob.berth("session", "info", pending["id"]).stdout
     assert "quota exceeded" in info and "cpu" in info, info
     assert cluster.berth("doctor").returncode == 0
+    bobs = {(u["scope"], u["name"]): u for u in bob.json("usage")}
+    assert set(bobs) == {("keypair", bob.access_key), ("project", "default"), ("domain", "default")}, "only bob's scopes"
+    assert (bobs[("keypair", bob.access_key)]["used"]["cpu"], bobs[("keypair", bob.access_key)]["limit"]) == ("3", {"cpu": "3"})
+    assert bobs[("domain", "default")]["sessions"] == 10
+    alices = {u["name"]: u for u in alice.json("usage") if u["scope"] == "keypair"}
+    assert (alices[alice.access_key]["sessions"], alices[alice.access_key]["maxSessions"]) == (2, 2)
 
     terminate_everything(cluster)
 
     wait_for(lambda: all(count == 0 for count in usage(cluster).values()), timeout=30,
              message=f"quota usage did not drain: {usage(cluster)}")
     assert usage(cluster), "quota was consumed and released"
+    assert all(u["sessions"] == 0 and all(v == "0" for v in u["used"].values()) for u in cluster.berth_json("usage"))
     agents = cluster.berth_json("agents", "ls")
     assert [a["kernelCount"] for a in agents] == [0, 0, 0]
     report = cluster.berth_json("doctor")
