@@ -284,3 +284,26 @@ async def test_a_long_newly_blocked_queue_records_its_reasons_over_several_passe
     assert second is not None and third is not None and (len(second.events), len(third.events)) == (2, 1)
     assert await runner.run_pass() is None
     assert all(snapshot.reason(s) is not None for s in ("s1", "s2", "s3", "s4", "s5"))
+
+
+async def test_a_session_starting_later_is_placed_when_its_time_comes_without_any_new_event(app: Scheduling) -> None:
+    import datetime as dt
+
+    from contracts.status import SessionType
+
+    record_agent(app, "a1")
+    starts_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5)
+    record_session(app, "later", session_type=SessionType.BATCH, startup_command="true", starts_at=starts_at)
+    runner = runner_for(app, snapshot_of(app))
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(runner.run(stop, ready))
+    ready.set()
+    try:
+        await async_wait_for(lambda: runner.stats.passes >= 1, timeout=5)
+        assert status(app, "later") is SessionStatus.PENDING
+        assert app.load("later")[-1].code == "starts-at"  # type: ignore[attr-defined]
+        await async_wait_for(lambda: status(app, "later") is SessionStatus.SCHEDULED, timeout=5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert app.load("later")[-1].timestamp >= starts_at, "placed no earlier than starts_at"
