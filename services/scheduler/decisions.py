@@ -26,7 +26,7 @@ from domain.agent import AgentState
 from domain.emitting import Context, Emitter
 from domain.errors import DomainError
 from domain.quota import QuotaState
-from domain.scheduling.model import Plan, SessionPlacement
+from domain.scheduling.model import PendingReason, Plan, SessionPlacement
 from domain.session import SessionState
 
 __all__ = ["Decisions", "States", "decide_pass"]
@@ -47,7 +47,7 @@ class States(Protocol):
 
     def quota(self, quota_id: str) -> QuotaState | None: ...
 
-    def reason(self, session_id: str) -> object: ...
+    def reason(self, session_id: str) -> PendingReason | None: ...
 
 
 class Decisions:
