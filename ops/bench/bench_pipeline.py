@@ -26,12 +26,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -53,6 +52,7 @@ from services.common.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 from services.projector.main import rebuild_read_models  # noqa: E402
 from services.relay.main import run_relay  # noqa: E402
+from processes import service_processes  # noqa: E402  (ops/bench, the script's folder)
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 WRITE_BATCH = 100
@@ -108,27 +108,9 @@ async def stream_messages(js: JetStreamContext, name: str) -> int:
         return 0
 
 
-@contextlib.asynccontextmanager
-async def services(settings: Settings, log_dir: Path) -> AsyncIterator[None]:
-    """Runs the relay and the projector as processes, as in production."""
-    env = {**os.environ, "BERTH_NATS_URL": settings.nats_url, "BERTH_PG_DSN": settings.pg_dsn, "BERTH_LOG_LEVEL": "WARNING"}
-    procs = []
-    for module in ("services.relay", "services.projector"):
-        log = open(log_dir / f"{module}.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
-                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
-    try:
-        yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-
-
 async def bench_pipeline(settings: Settings, app: Sessions, js: JetStreamContext, n: int, log_dir: Path) -> tuple[float, float]:
     """Returns (seconds until the last event is visible in the read models, seconds of writing)."""
-    async with services(settings, log_dir):
+    with service_processes(("services.relay", "services.projector"), settings.nats_url, settings.pg_dsn, log_dir):
         await wait_until(lambda: _schema(settings.pg_dsn), 30, 0.05)
         await wait_until(lambda: _stream_exists(js), 30, 0.05)
         with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:  # one connection for polling

@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -55,28 +52,11 @@ from services.common.bus import ensure_streams  # noqa: E402
 from services.common.context import make_context  # noqa: E402
 from services.common.embedded import NatsServer, create_database, drop_database  # noqa: E402
 from services.common.sessions import Sessions  # noqa: E402
+from processes import service_processes  # noqa: E402  (ops/bench, the script's folder)
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 WRITE_BATCH = 100
 SERVICES = ("services.relay", "services.projector", "services.scheduler", "services.controller")
-
-
-@contextlib.contextmanager
-def service_processes(nats_url: str, dsn: str, log_dir: Path):
-    env = {**os.environ, "BERTH_NATS_URL": nats_url, "BERTH_PG_DSN": dsn, "BERTH_LOG_LEVEL": "WARNING",
-           "BERTH_HEARTBEAT_TIMEOUT": "3600", "BERTH_HEARTBEAT_INTERVAL": "5"}
-    procs = []
-    for module in SERVICES:
-        log = open(log_dir / f"{module}.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
-                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
-    try:
-        yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
 
 
 async def register_fleet(js: JetStreamContext, agents: int, cpu: int, mem_gib: int) -> None:
@@ -157,7 +137,8 @@ async def main_async(args: argparse.Namespace) -> None:
           f" {os.cpu_count()} CPUs; logs in {tmp}")
     try:
         await ensure_streams(js)
-        with service_processes(nats_url, dsn, tmp), psycopg.connect(dsn, autocommit=True) as conn:
+        with service_processes(SERVICES, nats_url, dsn, tmp, BERTH_HEARTBEAT_TIMEOUT="3600", BERTH_HEARTBEAT_INTERVAL="5"), \
+                psycopg.connect(dsn, autocommit=True) as conn:
             await register_fleet(js, args.agents, per_agent, per_agent * 2)
             await wait_until(lambda: _count(conn, "SELECT count(*) FROM agents") >= args.agents, 120)
             fleet = asyncio.create_task(run_fleet(js, stop))

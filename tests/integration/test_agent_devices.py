@@ -54,14 +54,6 @@ def settings(nats_url: str, pg_dsn: str) -> Settings:
 
 
 @pytest.fixture
-def apps(pg_dsn: str) -> AsyncIterator[tuple[Sessions, Agents]]:
-    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
-    yield sessions, agents
-    sessions.close()
-    agents.close()
-
-
-@pytest.fixture
 def backend() -> CapturingBackend:
     return CapturingBackend()
 

@@ -40,14 +40,6 @@ def settings(nats_url: str, pg_dsn: str) -> Settings:
 
 
 @pytest.fixture
-def apps(pg_dsn: str) -> tuple[Sessions, Agents]:
-    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
-    yield sessions, agents
-    sessions.close()
-    agents.close()
-
-
-@pytest.fixture
 def backend() -> SimulatedBackend:
     return SimulatedBackend(delay=0.01)
 

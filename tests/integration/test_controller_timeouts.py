@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -43,14 +43,6 @@ LIMITED, FREE = "AKIA_LIMITED", "AKIA_FREE"
 def settings(nats_url: str, pg_dsn: str) -> Settings:
     return Settings(nats_url=nats_url, pg_dsn=pg_dsn, agent_id=AGENT, agent_capacity="cpu=4,mem=8g", sim_delay=0.01,
                     heartbeat_interval=0.1, heartbeat_timeout=2.0)
-
-
-@pytest.fixture
-def apps(pg_dsn: str) -> Iterator[tuple[Sessions, Agents]]:
-    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
-    yield sessions, agents
-    sessions.close()
-    agents.close()
 
 
 @pytest.fixture

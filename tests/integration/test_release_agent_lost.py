@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import msgspec
@@ -37,14 +37,6 @@ from tests.support.waiting import async_wait_for
 OWNER, PROJECT, DOMAIN = "AKIA_OWNER", "ml", "research"
 SCOPES = [(QuotaScope.KEYPAIR, OWNER), (QuotaScope.PROJECT, PROJECT), (QuotaScope.DOMAIN, DOMAIN)]
 GIB = Decimal(1024**3)
-
-
-@pytest.fixture
-def apps(pg_dsn: str) -> Iterator[tuple[Sessions, Agents]]:
-    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
-    yield sessions, agents
-    sessions.close()
-    agents.close()
 
 
 def register(agents: Agents, *agent_ids: str) -> None:

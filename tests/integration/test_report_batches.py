@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-import pytest
 
 from contracts import commands as c
 from contracts.reports import KernelExitedReport, KernelRunningReport
@@ -21,14 +20,6 @@ from services.controller.reports import ReportProcessor
 
 NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 GIB = Decimal(1024**3)
-
-
-@pytest.fixture
-def apps(pg_dsn: str) -> tuple[Sessions, Agents]:
-    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
-    yield sessions, agents
-    sessions.close()
-    agents.close()
 
 
 def placed(sessions: Sessions, agents: Agents, session_id: str, agent_id: str = "a1") -> str:

@@ -13,20 +13,11 @@ from contracts.catalog import encode_event
 from contracts.session import KernelPlacement, KernelSpec
 from domain import agent as agent_domain
 from domain import session as session_domain
-from services.common.agents import Agents
 from services.common.context import make_context
 from services.common.sessions import Sessions
 from services.common.store import ConcurrencyError
 
 SLOTS = {"cpu": Decimal(1), "mem": Decimal(1024**3)}
-
-
-@pytest.fixture
-def apps(pg_dsn: str):  # type: ignore[no-untyped-def]
-    sessions, agents = Sessions(pg_dsn), Agents(pg_dsn)
-    yield sessions, agents
-    sessions.close()
-    agents.close()
 
 
 def _request(sessions: Sessions, session_id: str) -> int:
