@@ -8,7 +8,7 @@ topic is the stable type name. All bounded contexts share one notification log
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
@@ -62,7 +62,7 @@ def eventsourcing_env(dsn: str | None, *, pool_size: int = 3) -> dict[str, str]:
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     info = conninfo_to_dict(dsn)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "services.common.pg_recorder:BerthPostgresFactory",
         "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
         "POSTGRES_HOST": str(info.get("host") or "127.0.0.1"),
         "POSTGRES_PORT": str(info.get("port") or "5432"),
@@ -121,6 +121,15 @@ class BerthApplication(Application[str]):
     def position(self) -> int:
         """Returns the last notification id in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
+
+    def newer_than(self, known: Mapping[str, int]) -> list[Event]:
+        """Returns the events after version ``known[id]`` of each aggregate, in store order: what a
+        stale view missed, at a cost that depends on what it missed, not on the histories' length."""
+        select = getattr(self.recorder, "select_newer", None)
+        if select is not None:
+            return [self.mapper.to_domain_event(stored) for stored in select(known)]
+        events = [e for aggregate, version in known.items() for e in self.events.get(aggregate, gt=version)]
+        return sorted(events, key=lambda e: e.timestamp)  # type: ignore[no-any-return]
 
 
 def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = 8) -> T:

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.common.bus import connect
 from services.common.sessions import Sessions
 from services.common.tenancy import Tenancy
+from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
 from services.gateway.auth.tokens import TOKENS_DDL
@@ -43,7 +44,7 @@ class Resources:
         self.settings = settings
         self.read_wait = read_wait
         self.pool = AsyncConnectionPool(
-            settings.pg_dsn, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway"
+            limited_dsn(settings.pg_dsn), min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway"
         )
         self.authenticator = Authenticator(self.pool)
         self._nats = nats

@@ -15,6 +15,7 @@ from projections.position import Position, read_position
 from projections.rebuild import reset_read_models
 from projections.runner import BatchResult, RejectHandler, apply_batch
 from projections.schema import create_schema
+from services.common.pg_limits import limited_dsn
 
 __all__ = ["BatchApplier"]
 
@@ -57,7 +58,7 @@ class BatchApplier:
     def _call(self, work: Callable[[psycopg.Connection], Any]) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._disconnect()
-            conn = psycopg.connect(self._dsn, autocommit=True)
+            conn = psycopg.connect(limited_dsn(self._dsn), autocommit=True)
             try:
                 create_schema(conn)
             except BaseException:

@@ -17,6 +17,7 @@ import psycopg
 from eventsourcing.persistence import Notification
 from psycopg import sql
 
+from services.common.pg_limits import limited_dsn
 from services.common.store import BerthApplication
 
 __all__ = ["ChangeSignal", "NotificationSource"]
@@ -87,7 +88,7 @@ class ChangeSignal:
             await asyncio.sleep(self._retry_interval)
 
     async def _listen(self) -> None:
-        async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(limited_dsn(self._dsn), autocommit=True) as conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
             self.changed.set()
             async for _ in conn.notifies():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Sequence
+from typing import Mapping, Sequence
 
 from contracts.envelope import Event
 from contracts.subjects import EVENTS_STREAM
@@ -39,11 +39,11 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         async def record(events: Sequence[Event]) -> int | None:
             return await loop.run_in_executor(executor, app.record_pass, events)
 
-        async def reload(aggregate_ids: Iterable[str]) -> list[Event]:
-            return await loop.run_in_executor(executor, app.histories, list(aggregate_ids))
+        async def catch_up(known: Mapping[str, int]) -> list[Event]:
+            return await loop.run_in_executor(executor, app.newer_than, dict(known))
 
         snapshot = Snapshot()
-        runner = PassRunner(snapshot, record, reload, lambda: make_context(ACTOR))
+        runner = PassRunner(snapshot, record, catch_up, lambda: make_context(ACTOR))
 
         def on_event(event: Event) -> None:
             if snapshot.apply(event):

@@ -4,9 +4,16 @@ There is no fixed tick. ``notify`` marks the snapshot as changed; the loop runs 
 pass, and another one afterwards if anything changed meanwhile. A pass plans with the
 pure ``domain.scheduling.plan``, turns the plan into events (``decide_pass``) and
 records them in one transaction; its own events then update the snapshot at once.
-When a pass is refused for a stale snapshot, the aggregates it touched are reloaded
-from the store and the pass runs again. A plan's ``wake_at`` (a ``starts_at``, a
-pending timeout) sets a timer for the next pass.
+
+When the transaction is refused because an aggregate moved on behind the snapshot (the
+controller released a kernel on an agent of the plan, a user cancelled a session), the pass
+is not thrown away: the snapshot catches up with only the events it missed on the aggregates
+the pass writes (one indexed read, whatever their age), the same plan is decided again against
+the fresh states — a placement that no longer fits, or a session no longer pending, is left
+out on its own, as Nomad's plan applier commits a plan partially — and the rest is recorded.
+So placements keep flowing while the controller writes, and a conflict costs one small read,
+not a replan over reloaded histories. A plan's ``wake_at`` (a ``starts_at``, a pending
+timeout) sets a timer for the next pass.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Awaitable, Callable, Iterable, Sequence
+from typing import Awaitable, Callable, Mapping, Sequence
 
 from contracts.envelope import Event, utc_now
 from domain.emitting import Context
@@ -29,8 +36,11 @@ __all__ = ["PassRunner", "PassStats"]
 log = logging.getLogger(__name__)
 
 Record = Callable[[Sequence[Event]], Awaitable[int | None]]
-Reload = Callable[[Iterable[str]], Awaitable[list[Event]]]
+CatchUp = Callable[[Mapping[str, int]], Awaitable[list[Event]]]
+"""Returns the events after the given version of each aggregate, in store order."""
 
+MAX_REBASES = 5
+"""Catch-ups of one pass after conflicts before it waits for the next change."""
 MAX_RERUNS = 3
 """Passes run back to back after refused placements before waiting for a new change."""
 RETRY_DELAYS = (0.2, 1.0, 5.0)
@@ -52,12 +62,12 @@ class PassRunner:
     """Triggers, coalesces and runs scheduling passes over a snapshot."""
 
     def __init__(
-        self, snapshot: Snapshot, record: Record, reload: Reload, context: Callable[[], Context],
+        self, snapshot: Snapshot, record: Record, catch_up: CatchUp, context: Callable[[], Context],
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self._snapshot = snapshot
         self._record = record
-        self._reload = reload
+        self._catch_up = catch_up
         self._context = context
         self._clock = clock
         self._wake = asyncio.Event()
@@ -91,25 +101,32 @@ class PassRunner:
         started = time.perf_counter()
         now = self._clock()
         plan = make_plan(self._snapshot.view(self._round_robin), self._snapshot.pending(), now)
-        decisions = decide_pass(plan, self._snapshot, self._context())
+        ctx = self._context()
+        decisions = decide_pass(plan, self._snapshot, ctx)
         self.stats.plan_seconds += time.perf_counter() - started
         self._set_timer(plan.wake_at, now)
-        if not decisions.events:
-            return None
         started = time.perf_counter()
-        try:
-            await self._record(decisions.events)
-        except ConcurrencyError:
-            self.stats.conflicts += 1
-            log.info("scheduling pass conflicted with a concurrent change; reloading %d aggregates",
-                     len(decisions.aggregates))
-            await self._refresh(decisions.aggregates)
-            return None
-        except Exception:  # noqa: BLE001 - the pass is retried later, the service goes on
-            delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
-            self._failures += 1
-            log.exception("scheduling pass failed; retrying in %.1fs", delay)
-            asyncio.get_running_loop().call_later(delay, self._wake.set)
+        rebases = 0
+        while decisions.events:
+            try:
+                await self._record(decisions.events)
+                break
+            except ConcurrencyError:
+                self.stats.conflicts += 1
+                if rebases == MAX_REBASES:
+                    self._wake.set()  # plan anew on the caught-up snapshot
+                    return None
+                if not await self._rebase(decisions.events):
+                    return None
+                rebases += 1
+                decisions = decide_pass(plan, self._snapshot, ctx)
+            except Exception:  # noqa: BLE001 - the pass is retried later, the service goes on
+                delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
+                self._failures += 1
+                log.exception("scheduling pass failed; retrying in %.1fs", delay)
+                asyncio.get_running_loop().call_later(delay, self._wake.set)
+                return None
+        if not decisions.events:
             return None
         self.stats.record_seconds += time.perf_counter() - started
         self._failures = 0
@@ -118,7 +135,8 @@ class PassRunner:
             self._snapshot.apply(event)
         self.stats.placed += len(decisions.placed)
         if decisions.placed:
-            log.info("placed %d session(s)", len(decisions.placed))
+            log.info("placed %d session(s)%s", len(decisions.placed),
+                     f" after {rebases} catch-up(s)" if rebases else "")
         if decisions.reasons_left:
             self._wake.set()  # record the rest of the changed pending reasons
         if decisions.refused and self._reruns < MAX_RERUNS:
@@ -126,17 +144,29 @@ class PassRunner:
             self._wake.set()
         return decisions
 
-    async def _refresh(self, aggregates: set[str]) -> None:
+    async def _rebase(self, events: Sequence[Event]) -> bool:
+        """Brings the snapshot up to date on the aggregates ``events`` write; False when it could not
+        (the next change, or a timer, runs the pass again)."""
+        seen: dict[str, int] = {}
+        for event in events:
+            seen[event.originator_id] = min(seen.get(event.originator_id, event.originator_version),
+                                            event.originator_version)
+        known = {aggregate: version - 1 for aggregate, version in seen.items()}
         try:
-            history = await self._reload(aggregates)
-        except Exception:  # noqa: BLE001 - the next pass conflicts again and retries the reload
-            log.exception("could not reload aggregates after a conflict")
+            missed = await self._catch_up(known)
+        except Exception:  # noqa: BLE001 - the next pass conflicts again and retries the catch-up
+            log.exception("could not catch up after a conflict")
             asyncio.get_running_loop().call_later(RETRY_DELAYS[0], self._wake.set)
-            return
-        self._snapshot.forget(aggregates)
-        for event in history:
+            return False
+        for event in missed:
             self._snapshot.apply(event)
-        self._wake.set()
+        log.info("scheduling pass conflicted with a concurrent change; caught up %d event(s) on %d of its"
+                 " %d aggregate(s) and deciding the same plan again",
+                 len(missed), len({e.originator_id for e in missed}), len(known))
+        if not missed:  # nothing to catch up with: plan anew a little later
+            asyncio.get_running_loop().call_later(RETRY_DELAYS[0], self._wake.set)
+            return False
+        return True
 
     def _set_timer(self, wake_at: dt.datetime | None, now: dt.datetime) -> None:
         if self._timer is not None:

@@ -1,14 +1,15 @@
-"""The scheduler's access to the event store: record a pass, reload aggregates.
+"""The scheduler's access to the event store: record a pass, catch up after a conflict.
 
 A pass is recorded in **one** transaction. Every event carries the version the
 snapshot knew, so if any aggregate moved on meanwhile (a session cancelled, a kernel
-released, quota released) the whole pass is refused with ``ConcurrencyError``; the
-scheduler then reloads those aggregates and plans again.
+released, quota released) the whole transaction is refused with ``ConcurrencyError``;
+the scheduler then reads only the events it missed on those aggregates (``newer_than``),
+decides the same plan again and records what still holds.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from contracts.envelope import Event
 from services.common.store import BerthApplication
@@ -17,7 +18,7 @@ __all__ = ["Scheduling"]
 
 
 class Scheduling(BerthApplication):
-    """Records scheduling passes and reloads aggregates after a conflict."""
+    """Records scheduling passes and reads what a stale snapshot missed."""
 
     def record_pass(self, events: Sequence[Event]) -> int | None:
         """Records all ``events`` atomically; returns the position of the last one.
@@ -25,10 +26,3 @@ class Scheduling(BerthApplication):
         Raises ``ConcurrencyError`` when any aggregate moved on since the snapshot saw it.
         """
         return self.record(events)
-
-    def histories(self, aggregate_ids: Iterable[str]) -> list[Event]:
-        """Returns the full histories of ``aggregate_ids``, each oldest first, one after the other."""
-        events: list[Event] = []
-        for aggregate_id in sorted(aggregate_ids):
-            events += self.load(aggregate_id)
-        return events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Mapping, Sequence
 
 import pytest
 
@@ -65,10 +65,10 @@ def runner_for(app: Scheduling, snapshot: Snapshot, record=None) -> PassRunner: 
     async def do_record(events: Sequence[Event]) -> int | None:
         return await asyncio.to_thread(record or app.record_pass, events)
 
-    async def reload(ids: Iterable[str]) -> list[Event]:
-        return await asyncio.to_thread(app.histories, list(ids))
+    async def catch_up(known: Mapping[str, int]) -> list[Event]:
+        return await asyncio.to_thread(app.newer_than, dict(known))
 
-    return PassRunner(snapshot, do_record, reload, lambda: make_context("scheduler"))
+    return PassRunner(snapshot, do_record, catch_up, lambda: make_context("scheduler"))
 
 
 def status(app: Scheduling, session_id: str) -> SessionStatus:
@@ -131,7 +131,7 @@ async def test_the_snapshot_follows_what_the_pass_recorded(app: Scheduling) -> N
     assert await runner.run_pass() is None, "nothing left to place"
 
 
-async def test_a_session_cancelled_behind_the_snapshot_conflicts_then_is_dropped(app: Scheduling) -> None:
+async def test_a_session_cancelled_behind_the_snapshot_is_left_out_and_the_rest_placed_in_the_same_pass(app: Scheduling) -> None:
     record_agent(app, "a1")
     record_session(app, "gone")
     record_session(app, "kept")
@@ -140,14 +140,40 @@ async def test_a_session_cancelled_behind_the_snapshot_conflicts_then_is_dropped
     app.record(cancelled)
     runner = runner_for(app, snapshot)
 
-    assert await runner.run_pass() is None, "the whole pass is refused: one transaction"
-    assert runner.stats.conflicts == 1
-    assert [p.session_id for p in snapshot.pending()] == ["kept"], "reloaded from the store"
-    second = await runner.run_pass()
+    decisions = await runner.run_pass()
 
-    assert second is not None and second.placed == ["kept"]
+    assert runner.stats.conflicts == 1, "the first transaction was refused"
+    assert decisions is not None and decisions.placed == ["kept"], "the rest of the plan went ahead"
+    assert [p.session_id for p in snapshot.pending()] == [], "caught up from the store"
     assert status(app, "gone") is SessionStatus.CANCELLED
     assert holding(app, QuotaScope.KEYPAIR, "alice") == ["kept"]
+
+
+async def test_placements_keep_flowing_while_another_writer_changes_every_agent(app: Scheduling) -> None:
+    """The livelock of issue 8: every pass touched an agent the controller had just changed, and
+    each refused pass was thrown away whole. Here every transaction of the scheduler is preceded by
+    another writer's change to each agent of the plan; every session is still placed."""
+    for agent in ("a1", "a2"):
+        record_agent(app, agent, c.RegisterAgent(capacity={"cpu": Decimal(100), "mem": 100 * GIB}, backend="sim", hostname="h"))
+    for i in range(20):
+        record_session(app, f"s{i}")
+    snapshot = snapshot_of(app)
+    interfering = {"count": 0}
+
+    def record_after_interference(events: Sequence[Event]) -> int | None:
+        if interfering["count"] < 3:  # the controller wins the race three times in a row
+            interfering["count"] += 1
+            for agent in sorted({e.originator_id for e in events if e.originator_id.startswith("a")}):
+                record_agent(app, agent, c.AssignKernel(kernel_id=f"x{interfering['count']}-{agent}", session_id="other",
+                                                        image="i", slots={"cpu": Decimal(1), "mem": GIB}))
+        return app.record_pass(events)
+
+    runner = runner_for(app, snapshot, record=record_after_interference)
+    decisions = await runner.run_pass()
+
+    assert runner.stats.conflicts == 3
+    assert decisions is not None and sorted(decisions.placed) == sorted(f"s{i}" for i in range(20))
+    assert all(status(app, f"s{i}") is SessionStatus.SCHEDULED for i in range(20))
 
 
 async def test_an_agent_filled_behind_the_snapshot_is_reloaded_and_the_session_goes_elsewhere(app: Scheduling) -> None:
@@ -292,18 +318,25 @@ async def test_a_session_starting_later_is_placed_when_its_time_comes_without_an
     from contracts.status import SessionType
 
     record_agent(app, "a1")
-    starts_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5)
+    created = dt.datetime.now(dt.UTC)
+    starts_at = created + dt.timedelta(seconds=0.5)
     record_session(app, "later", session_type=SessionType.BATCH, startup_command="true", starts_at=starts_at)
     runner = runner_for(app, snapshot_of(app))
+    # The runner's clock stands still at ``created`` until its first pass has been seen, so that pass
+    # finds the session early however slowly this machine runs; then it is the real clock. The timer
+    # that pass set (starts_at - created, in real time) is what must wake the runner.
+    frozen = True
+    runner._clock = lambda: created if frozen else dt.datetime.now(dt.UTC)  # type: ignore[method-assign]
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(runner.run(stop, ready))
     ready.set()
     try:
-        await async_wait_for(lambda: runner.stats.passes >= 1, timeout=5)
+        await async_wait_for(lambda: runner.stats.passes >= 1, timeout=10)
         assert status(app, "later") is SessionStatus.PENDING
         assert app.load("later")[-1].code == "starts-at"  # type: ignore[attr-defined]
-        await async_wait_for(lambda: status(app, "later") is SessionStatus.SCHEDULED, timeout=5)
+        frozen = False
+        await async_wait_for(lambda: status(app, "later") is SessionStatus.SCHEDULED, timeout=10)
     finally:
         stop.set()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(task, 10)
     assert app.load("later")[-1].timestamp >= starts_at, "placed no earlier than starts_at"

@@ -71,3 +71,16 @@ def test_a_save_across_aggregates_is_all_or_nothing(apps, pg_dsn: str) -> None: 
     assert sessions.record(retry) == sessions.position()
     assert sessions.get("s1").status.value == "SCHEDULED"
     assert list(agents.get("a1").allocations) == ["s1-k0"]
+
+
+def test_newer_than_returns_only_what_a_stale_view_missed_in_store_order(apps) -> None:  # type: ignore[no-untyped-def]
+    sessions, _ = apps
+    _request(sessions, "s1")
+    _request(sessions, "s2")
+    sessions.terminate("s1", make_context("t"))  # s1 version 2
+    _request(sessions, "s3")
+
+    missed = sessions.newer_than({"s1": 1, "s3": 0, "s2": 1})
+
+    assert [(e.originator_id, e.originator_version) for e in missed] == [("s1", 2), ("s3", 1)]
+    assert sessions.newer_than({}) == []

@@ -21,6 +21,7 @@ from domain.emitting import Context
 from domain.errors import InvalidRequestError
 from domain.tenancy import UserState
 from services.common.context import make_context
+from services.common.pg_limits import limited_dsn
 from services.common.tenancy import ADMIN_USER, Tenancy, ensure_defaults
 
 __all__ = [
@@ -66,7 +67,7 @@ def new_secret_key() -> str:
 
 def ensure_keypairs_table(dsn: str) -> None:
     """Creates the ``keypairs`` table when missing and adds the columns it gained since."""
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(limited_dsn(dsn)) as conn:
         conn.execute(KEYPAIRS_DDL)  # one implicit transaction: its advisory lock serialises creators
 
 
@@ -76,7 +77,7 @@ def issue_keypair(tenancy: Tenancy, dsn: str, user: str, ctx: Context, *,
     ``(access_key, secret_key, position)``. Raises a ``DomainError`` when refused."""
     access_key, secret_key = new_access_key(), new_secret_key()
     command = tc.CreateKeypair(user=user, resource_policy=resource_policy)
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(limited_dsn(dsn)) as conn:
         owner = tenancy.get(user_id(user))
         if not isinstance(owner, UserState):
             raise InvalidRequestError(f"user {user} does not exist")
@@ -102,7 +103,7 @@ def create_keypair(dsn: str, user: str, *, resource_policy: str = DEFAULT_POLICY
 
 def deactivate_keypair(tenancy: Tenancy, dsn: str, access_key: str, ctx: Context) -> int:
     """Deactivates a keypair (it no longer authenticates); returns the position."""
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(limited_dsn(dsn)) as conn:
         conn.execute("UPDATE keypairs SET is_active = false WHERE access_key = %s", (access_key,))
         position = tenancy.handle(access_key, tc.DeactivateKeypair(), ctx)
         conn.commit()
@@ -111,7 +112,7 @@ def deactivate_keypair(tenancy: Tenancy, dsn: str, access_key: str, ctx: Context
 
 def deactivate_user(tenancy: Tenancy, dsn: str, user: str, ctx: Context) -> int:
     """Deactivates a user and every keypair of theirs; returns the position."""
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(limited_dsn(dsn)) as conn:
         rows = conn.execute(
             "UPDATE keypairs SET is_active = false WHERE user_id = %s AND is_active RETURNING access_key", (user,)
         ).fetchall()
@@ -130,7 +131,7 @@ def ensure_admin_keypair(dsn: str) -> tuple[str, str] | None:
     ensure_keypairs_table(dsn)
     with Tenancy(dsn) as tenancy:
         ensure_defaults(dsn, app=tenancy)
-        with psycopg.connect(dsn) as conn:
+        with psycopg.connect(limited_dsn(dsn)) as conn:
             conn.execute(_ADMIN_LOCK)  # two gateways starting at once create one admin
             row = conn.execute(
                 "SELECT 1 FROM keypairs WHERE role = %s AND is_active LIMIT 1", (Role.SUPERADMIN.value,)

@@ -1,0 +1,188 @@
+"""The event store's PostgreSQL side: one statement per save, bounded sessions, a stall watch.
+
+Why not the library's default insert path: ``eventsourcing``'s ``PostgresApplicationRecorder``
+sends ``LOCK TABLE``, ``NOTIFY`` and the ``INSERT`` of a save in psycopg's *pipeline mode*. With
+a large save (a scheduling pass of a few thousand events, about 5 MB and more) the client ends up
+in ``Pipeline.sync → Connection.wait`` while the server sits in ``ClientRead`` inside the
+``INSERT``, waiting for the rest of a message that is never sent (the shape of psycopg issue
+#685) — holding the event table's ``EXCLUSIVE`` lock, so every other writer waits behind it
+forever. ``tests/integration/test_store_wedge.py`` reproduces it with the library's recorder.
+
+``BerthRecorder`` saves with ONE call of a PL/pgSQL function (``berth_insert_events_text``): it
+takes the same table lock (so notification ids are issued in commit order, which the relay
+relies on), notifies, inserts and returns the ids, in one round trip and one implicit
+transaction. No pipeline, and half the round trips of the library's path.
+
+Defence in depth: every connection of the store carries ``pg_limits.SESSION_LIMITS``
+(statement, lock and idle-in-transaction timeouts), and a save that does not return within
+``STALL_SECONDS`` is logged as an error and its connection shut down, so the library's retry
+runs it again on a fresh connection instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Iterator, Mapping, Sequence
+
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import retry
+from psycopg.sql import SQL, Identifier
+
+from services.common.pg_limits import session_options
+
+__all__ = ["STALL_SECONDS", "BerthPostgresFactory", "BerthRecorder", "StallWatch"]
+
+log = logging.getLogger(__name__)
+
+STALL_SECONDS = 30.0
+"""A save that has not returned after this long is stalled (the statement timeout is shorter)."""
+
+
+class StallWatch:
+    """Watches calls that use a connection; shuts down the socket of one that overruns its deadline.
+
+    Shutting the socket (not closing the descriptor, which psycopg still owns) wakes the
+    blocked thread with an ``OperationalError`` and makes the server abort the transaction and
+    release its locks.
+    """
+
+    def __init__(self, deadline: float = STALL_SECONDS, interval: float = 1.0) -> None:
+        self.deadline = deadline
+        self.interval = interval
+        self.stalls = 0
+        self._calls: dict[int, tuple[float, int, str]] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, fileno: int, what: str) -> Iterator[None]:
+        """Runs the body with the socket ``fileno`` under watch."""
+        with self._lock:
+            self._next += 1
+            token = self._next
+            self._calls[token] = (time.monotonic() + self.deadline, fileno, what)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="store-stall-watch", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._calls.pop(token, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [(t, c) for t, c in self._calls.items() if c[0] <= now]
+                for token, _ in overdue:
+                    del self._calls[token]
+            for _, (_, fileno, what) in overdue:
+                self.stalls += 1
+                log.error(
+                    "STALLED: %s has not returned after %.0f s; shutting its PostgreSQL connection down"
+                    " so it is retried on a fresh one", what, self.deadline)
+                _shutdown(fileno)
+
+
+def _shutdown(fileno: int) -> None:
+    try:
+        dup = os.dup(fileno)
+    except OSError:
+        return
+    sock = socket.socket(fileno=dup)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+class BerthRecorder(PostgresApplicationRecorder):
+    """The application recorder with a one-statement save (see the module docstring)."""
+
+    stall_watch = StallWatch()
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        function = Identifier(f"berth_insert_events_{self.datastore.originator_id_type}")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{event}[]) "
+                "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
+                "BEGIN "
+                "  SET LOCAL lock_timeout = '{lock_timeout}s'; "
+                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "  NOTIFY {channel}; "
+                "  RETURN QUERY INSERT INTO {schema}.{table}"
+                "    (originator_id, originator_version, topic, state)"
+                "    SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(events) AS e"
+                "    RETURNING notification_id; "
+                "END; $BODY$"
+            ).format(
+                schema=schema,
+                function=function,
+                event=Identifier(self.stored_event_type_name),
+                table=Identifier(self.events_table_name),
+                channel=Identifier(self.channel_name),
+                lock_timeout=int(self.datastore.lock_timeout or 5),
+            )
+        )
+        self._insert_call = SQL("SELECT {schema}.{function}(%s) AS id").format(
+            schema=schema, function=function)
+        self._select_newer = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {schema}.{table} e"
+            " JOIN unnest(%s::text[], %s::bigint[]) AS k(id, v)"
+            " ON e.originator_id = k.id AND e.originator_version > k.v ORDER BY e.notification_id"
+        ).format(schema=schema, table=Identifier(self.events_table_name))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        rows = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for e in stored_events
+        ]
+        with self.datastore.get_connection() as conn:
+            with self.stall_watch.watching(conn.pgconn.socket, f"saving {len(rows)} event(s)"):
+                with conn.cursor() as curs:
+                    curs.execute(self._insert_call, (rows,))
+                    return [row["id"] for row in curs.fetchall()]
+
+
+    def select_newer(self, known: Mapping[str, int]) -> list[StoredEvent]:
+        """Returns the stored events after version ``known[id]`` of each aggregate, in notification
+        order, with one indexed read."""
+        if not known:
+            return []
+        ids, versions = list(known), list(known.values())
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_newer, (ids, versions))
+            return [
+                StoredEvent(originator_id=r["originator_id"], originator_version=r["originator_version"],
+                            topic=r["topic"], state=bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+
+class BerthPostgresFactory(PostgresFactory):
+    """``eventsourcing``'s PostgreSQL factory with ``BerthRecorder`` and ``SESSION_LIMITS``."""
+
+    application_recorder_class = BerthRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        kwargs = self.datastore.pool.kwargs
+        assert isinstance(kwargs, dict)
+        kwargs["options"] = session_options()
