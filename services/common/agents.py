@@ -16,7 +16,7 @@ class Agents(BerthApplication):
 
     def get(self, agent_id: str) -> AgentState | None:
         """Returns the current state of an agent, None when unknown."""
-        return agent_domain.replay(self.load(agent_id))
+        return self.current(agent_id, agent_domain.evolve)
 
     def handle(self, agent_id: str, command: c.Command, ctx: Context) -> int | None:
         """Applies ``command`` to one agent; returns the position, None when nothing changed."""

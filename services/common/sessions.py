@@ -38,7 +38,7 @@ class Sessions(BerthApplication):
 
     def get(self, session_id: str) -> SessionState | None:
         """Returns the current state of a session, None when unknown."""
-        return session_domain.replay(self.load(session_id))
+        return self.current(session_id, session_domain.evolve)
 
     def request(self, session_id: str, command: c.RequestSession, ctx: Context) -> int:
         """Records a new session; returns the position of its ``session.requested`` event."""
@@ -135,7 +135,7 @@ class Sessions(BerthApplication):
                 by_agent.setdefault(kernel.agent_id, []).append(kernel.kernel_id)
         events: list[Event] = []
         for agent_id, kernel_ids in sorted(by_agent.items()):
-            agent = agent_domain.replay(self.load(agent_id))
+            agent = self.current(agent_id, agent_domain.evolve)
             for kernel_id in kernel_ids:
                 new = agent_domain.decide(agent, c.RequestKernelTermination(kernel_id=kernel_id, reason=reason), ctx, agent_id)
                 for event in new:
@@ -144,7 +144,7 @@ class Sessions(BerthApplication):
         return events
 
     def _decide_agent(self, agent_id: str, command: c.Command, ctx: Context) -> list[Event]:
-        return agent_domain.decide(agent_domain.replay(self.load(agent_id)), command, ctx, agent_id)
+        return agent_domain.decide(self.current(agent_id, agent_domain.evolve), command, ctx, agent_id)
 
     def _release_quota_if_ended(self, before: SessionState, events: list[Event], ctx: Context) -> list[Event]:
         """Returns the ``QuotaReleased`` events due when ``events`` end a session that was scheduled."""

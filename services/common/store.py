@@ -17,11 +17,13 @@ from psycopg.conninfo import conninfo_to_dict
 
 from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event
+from services.common.state_cache import StateCache
 
 __all__ = ["BerthApplication", "ConcurrencyError", "MsgspecMapper", "eventsourcing_env", "retry_on_conflict"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+S = TypeVar("S")
 
 _SCHEMA_LOCK = 0x6265727468  # "berth": the advisory lock held while an application creates its tables
 
@@ -81,6 +83,7 @@ class BerthApplication(Application[str]):
     name = "Berth"
 
     def __init__(self, dsn: str | None) -> None:
+        self._states = StateCache(self._read_after)
         if not dsn:
             super().__init__(env=eventsourcing_env(dsn))
             return
@@ -102,8 +105,17 @@ class BerthApplication(Application[str]):
         return MsgspecMapper()
 
     def load(self, aggregate_id: str) -> list[Event]:
-        """Returns the history of one aggregate, oldest first."""
+        """Returns the history of one aggregate, oldest first (audits and tests; use cases read
+        ``current``, whose cost does not grow with the history)."""
         return list(self.events.get(aggregate_id))  # type: ignore[arg-type]
+
+    def current(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
+        """Returns the current state of one aggregate, built by ``evolve`` and cached (see
+        ``services.common.state_cache``): only the events since the cached version are read."""
+        return self._states.current(aggregate_id, evolve)
+
+    def _read_after(self, aggregate_id: str, version: int) -> list[Event]:
+        return list(self.events.get(aggregate_id, gt=version or None))  # type: ignore[arg-type]
 
     def record(self, events: Sequence[Event]) -> int | None:
         """Saves ``events`` atomically; returns the last notification id (the position), None if nothing to save.

@@ -58,7 +58,7 @@ class Tenancy(BerthApplication):
 
     def get(self, aggregate_id: str) -> TenancyState | None:
         """Returns the current state of a tenancy aggregate, None when unknown."""
-        return tenancy.replay(self.load(aggregate_id))
+        return self.current(aggregate_id, tenancy.evolve)
 
     def decide(self, aggregate_id: str, command: Command, ctx: Context) -> list[Event]:
         """Returns the events ``command`` causes (nothing is saved); raises a ``DomainError``."""
