@@ -42,7 +42,7 @@ LIMITED, FREE = "AKIA_LIMITED", "AKIA_FREE"
 @pytest.fixture
 def settings(nats_url: str, pg_dsn: str) -> Settings:
     return Settings(nats_url=nats_url, pg_dsn=pg_dsn, agent_id=AGENT, agent_capacity="cpu=4,mem=8g", sim_delay=0.01,
-                    heartbeat_interval=0.1, heartbeat_timeout=2.0)
+                    heartbeat_interval=0.1, heartbeat_timeout=60.0)  # never lost: a loss would end the sessions
 
 
 @pytest.fixture
