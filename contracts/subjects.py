@@ -35,7 +35,8 @@ HEADER_POSITION = "Berth-Position"
 HEADER_ERROR = "Berth-Error"
 HEADER_ORIGINAL_SUBJECT = "Berth-Original-Subject"
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""A subject token; always used with ``fullmatch`` (``$`` would let a trailing newline through)."""
 
 
 class SubjectError(ValueError):
@@ -44,14 +45,20 @@ class SubjectError(ValueError):
 
 def check_token(value: str, what: str = "id") -> str:
     """Returns ``value`` when it is a safe subject token (letters, digits, ``-``, ``_``)."""
-    if not _TOKEN.match(value):
-        raise SubjectError(f"invalid {what} {value!r}: use 1-128 letters, digits, '-' or '_'")
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        shown = repr(value) if len(str(value)) <= 80 else f"{str(value)[:80]!r}... ({len(str(value))} characters)"
+        raise SubjectError(f"invalid {what} {shown}: use 1-128 letters, digits, '-' or '_'")
     return value
 
 
 def event_subject(type_name: str, aggregate_id: str) -> str:
-    """Returns ``ev.<context>.<aggregate_id>.<type>`` for an event."""
-    return f"ev.{context_of(type_name)}.{check_token(aggregate_id)}.{short_type_of(type_name)}"
+    """Returns ``ev.<context>.<aggregate_id>.<type>`` for an event; raises ``SubjectError`` when
+    any of its tokens is not a safe subject token (a type name needs a context and a type)."""
+    if "." not in type_name:
+        raise SubjectError(f"invalid event type name {type_name!r}: expected '<context>.<type>'")
+    context = check_token(context_of(type_name), "event context")
+    short_type = check_token(short_type_of(type_name), "event type")
+    return f"ev.{context}.{check_token(aggregate_id)}.{short_type}"
 
 
 def session_events_filter(session_id: str) -> str:

@@ -1,4 +1,5 @@
-"""``berth doctor``: checks that the read models agree (quota usage, agent occupancy)."""
+"""``berth doctor``: checks that the read models agree (quota usage, agent occupancy) and that the
+relay is not stuck."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def doctor(ctx: click.Context) -> None:
     quota   each keypair / project / domain holds exactly the sessions that occupy
             resources, and the sum of their requested slots
     agents  each agent's occupied slots are those of its kernels still alive
+    relay   the relay is not stuck at an event NATS refused ("relay stuck at
+            notification N: reason"); the read models are checked up to it
 
     Exits with status 0 when everything agrees, 1 when a drift is found (admins only).
     """

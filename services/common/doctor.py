@@ -4,7 +4,9 @@
   exactly the sessions that occupy resources (SCHEDULED … TERMINATING), and its slots
   are the sum of their requested slots;
 * **agents**: each agent's occupied slots and allocated kernels are exactly its
-  kernels that are not terminal.
+  kernels that are not terminal;
+* **relay**: the relay is not stuck at an event NATS refused (``berth_relay_stuck``);
+  while it is, nothing after that event reaches the read models.
 
 Rows are mappings as read from the read models (``sessions``, ``kernels``, ``agents``,
 ``quota_usage``); slot amounts may be decimal strings or numbers. Each disagreement is
@@ -21,10 +23,11 @@ import msgspec
 
 from contracts.quota import QuotaScope
 from contracts.status import KernelStatus, SessionStatus
+from services.common.relay_status import RelayStuck
 
 __all__ = [
-    "AGENT_KINDS", "HOLDING", "QUOTA_KINDS", "Check", "DoctorReport", "Drift", "check_agents", "check_quotas", "diagnose",
-    "persistent",
+    "AGENT_KINDS", "HOLDING", "QUOTA_KINDS", "RELAY_KINDS", "Check", "DoctorReport", "Drift", "check_agents",
+    "check_quotas", "check_relay", "diagnose", "persistent",
 ]
 
 HOLDING = frozenset({
@@ -36,6 +39,8 @@ QUOTA_KINDS = ("quota-sessions", "quota-slots")
 """Drift kinds of the quota check: the holding sessions differ; the slots differ."""
 AGENT_KINDS = ("agent-kernels", "agent-occupied")
 """Drift kinds of the agent check: the allocated kernels differ; the occupied slots differ."""
+RELAY_KINDS = ("relay-stuck",)
+"""Drift kind of the relay check: an event the relay cannot publish holds back everything after it."""
 
 Row = Mapping[str, Any]
 Slots = dict[str, Decimal]
@@ -147,11 +152,23 @@ def check_agents(kernels: Iterable[Row], agents: Iterable[Row]) -> tuple[Check, 
     return Check(name="agents", subjects=len(keys), drifts=len(drifts)), drifts
 
 
-def diagnose(sessions: Iterable[Row], kernels: Iterable[Row], agents: Iterable[Row], quotas: Iterable[Row]) -> DoctorReport:
-    """Returns every check with its drifts."""
+def check_relay(stuck: RelayStuck | None) -> tuple[Check, list[Drift]]:
+    """Reports the event the relay is stuck at, if any: ``relay stuck at notification N: reason``."""
+    if stuck is None:
+        return Check(name="relay", subjects=1, drifts=0), []
+    drift = Drift(kind=RELAY_KINDS[0], subject=f"notification/{stuck.notification_id}",
+                  expected="published to EVENTS", actual=stuck.describe())
+    return Check(name="relay", subjects=1, drifts=1), [drift]
+
+
+def diagnose(sessions: Iterable[Row], kernels: Iterable[Row], agents: Iterable[Row], quotas: Iterable[Row],
+             stuck: RelayStuck | None = None) -> DoctorReport:
+    """Returns every check with its drifts (``stuck``: where the relay is stuck, if it is)."""
     quota_check, quota_drifts = check_quotas(sessions, quotas)
     agent_check, agent_drifts = check_agents(kernels, agents)
-    return DoctorReport(checks=[quota_check, agent_check], drifts=quota_drifts + agent_drifts)
+    relay_check, relay_drifts = check_relay(stuck)
+    return DoctorReport(checks=[quota_check, agent_check, relay_check],
+                        drifts=quota_drifts + agent_drifts + relay_drifts)
 
 
 def persistent(first: DoctorReport, second: DoctorReport) -> DoctorReport:
@@ -159,7 +176,7 @@ def persistent(first: DoctorReport, second: DoctorReport) -> DoctorReport:
     subject): a drift seen once may be a transaction the projector had half applied."""
     seen = {(d.kind, d.subject) for d in first.drifts}
     drifts = [d for d in second.drifts if (d.kind, d.subject) in seen]
-    kinds = {"quota": QUOTA_KINDS, "agents": AGENT_KINDS}
+    kinds = {"quota": QUOTA_KINDS, "agents": AGENT_KINDS, "relay": RELAY_KINDS}
     checks = [
         Check(name=c.name, subjects=c.subjects, drifts=sum(1 for d in drifts if d.kind in kinds.get(c.name, ())))
         for c in second.checks

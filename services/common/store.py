@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event
+from contracts.travel import check_travels
 from services.common.state_cache import StateCache
 
 __all__ = ["BerthApplication", "ConcurrencyError", "MsgspecMapper", "eventsourcing_env", "retry_on_conflict"]
@@ -120,10 +121,12 @@ class BerthApplication(Application[str]):
     def record(self, events: Sequence[Event]) -> int | None:
         """Saves ``events`` atomically; returns the last notification id (the position), None if nothing to save.
 
-        Raises ``ConcurrencyError`` when any aggregate moved on since it was loaded.
+        Raises ``ConcurrencyError`` when any aggregate moved on since it was loaded, and
+        ``TravelError`` (recording nothing) when an event could not be published on the bus.
         """
         if not events:
             return None
+        check_travels(events)  # the guard: nothing recorded that cannot travel
         try:
             recordings = self.save(*events)  # type: ignore[arg-type]
         except IntegrityError as exc:

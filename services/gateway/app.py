@@ -1,16 +1,19 @@
 """The gateway's ASGI app: routes, lifespan, and the composition of auth layer and GraphQL view.
 
 Routes: ``/graphql`` (GraphiQL page on a browser GET, queries and mutations over
-POST, subscriptions over websocket), ``POST /auth/token`` and ``GET /healthz``.
+POST, subscriptions over websocket), ``POST /auth/token`` and ``GET /healthz`` (503 naming
+the event while the relay is stuck at one NATS refused: nothing after it reaches anyone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from services.gateway.asgi import Receive, Scope, Send, error_body, send_json
 from services.gateway.errors import NOT_FOUND, UNAVAILABLE
 from services.gateway.auth.middleware import AuthLayer, TokenEndpoint
+from services.gateway.doctor import relay_stuck
 from services.gateway.resources import Resources
 from services.gateway.schema import build_schema
 from services.gateway.view import GRAPHQL_PATH, BerthGraphQL
@@ -19,6 +22,7 @@ __all__ = ["GatewayApp", "TOKEN_PATH"]
 
 log = logging.getLogger(__name__)
 TOKEN_PATH = "/auth/token"
+HEALTH_TIMEOUT = 2.0
 
 
 class GatewayApp:
@@ -35,7 +39,7 @@ class GatewayApp:
             return
         path = scope.get("path", "")
         if path == "/healthz" and scope["type"] == "http":
-            await send_json(send, 200, {"status": "ok"})
+            await self._health(send)
             return
         if path not in (GRAPHQL_PATH, TOKEN_PATH) or (path == TOKEN_PATH and scope["type"] != "http"):
             await self._not_found(scope, receive, send)
@@ -55,6 +59,18 @@ class GatewayApp:
     async def aclose(self) -> None:
         """Closes the pool, the event store and the NATS connection this app opened."""
         await self.resources.close()
+
+    async def _health(self, send: Send) -> None:
+        """Answers 200 ``{"status": "ok"}``, or 503 ``{"status": "relay-stuck", "relay": ...}`` while the
+        relay is stuck (a database the gateway cannot reach yet is not the relay's fault: still ok)."""
+        try:
+            stuck = await asyncio.wait_for(relay_stuck(self.resources.pool), HEALTH_TIMEOUT)
+        except Exception:  # noqa: BLE001 - pool not open yet, database unreachable: nothing to report here
+            stuck = None
+        if stuck is None:
+            await send_json(send, 200, {"status": "ok"})
+        else:
+            await send_json(send, 503, {"status": "relay-stuck", "relay": stuck.describe()})
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -6,6 +6,10 @@ runs the checks of ``services.common.doctor``. A drift that a transaction half
 applied could explain (the projector between two batches) would be gone a moment
 later, so a drift is reported only when a second snapshot, taken after the read
 models caught up again, still shows it.
+
+While the relay is stuck at an event NATS refused (``berth_relay_stuck``), nothing
+after it can reach the read models: the checks then run at the position before that
+event, and the relay check names it.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from psycopg_pool import AsyncConnectionPool
 from strawberry.scalars import JSON
 
 from services.common import doctor
+from services.common.relay_status import RelayStuck, read_stuck
 from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller
 from services.gateway.errors import FORBIDDEN, UNAVAILABLE, GatewayError
 
-__all__ = ["DoctorQuery", "DoctorReport", "read_snapshot"]
+__all__ = ["DoctorQuery", "DoctorReport", "read_snapshot", "relay_stuck"]
 
 _QUERIES = {
     "sessions": "SELECT session_id, status, owner, project, domain, requested_slots FROM sessions WHERE status = ANY(%s)",
@@ -36,8 +41,10 @@ _QUERIES = {
 @strawberry.type(description="One disagreement between read models.")
 class Drift:
     kind: str = strawberry.field(
-        description="quota-sessions, quota-slots (a quota scope), agent-kernels, agent-occupied (an agent).")
-    subject: str = strawberry.field(description="keypair/<access key>, project/<name>, domain/<name> or agent/<id>.")
+        description="quota-sessions, quota-slots (a quota scope), agent-kernels, agent-occupied (an agent), "
+                    "relay-stuck (an event the relay cannot publish).")
+    subject: str = strawberry.field(
+        description="keypair/<access key>, project/<name>, domain/<name>, agent/<id> or notification/<id>.")
     expected: JSON = strawberry.field(description="What the other read models imply (session or kernel ids, or slots).")
     actual: JSON
 
@@ -73,18 +80,28 @@ async def read_snapshot(pool: AsyncConnectionPool) -> dict[str, list[dict[str, A
         raise GatewayError(UNAVAILABLE, "read models are not initialised yet: is the projector running?") from exc
 
 
+async def relay_stuck(pool: AsyncConnectionPool) -> RelayStuck | None:
+    """Returns where the relay is stuck, None when it is not."""
+    async with pool.connection() as conn:
+        return await read_stuck(conn)
+
+
 async def _diagnose(info: Info) -> tuple[int, doctor.DoctorReport]:
     resources = info.context.resources
+    stuck = await relay_stuck(resources.pool)
     position = await resources.call(resources.sessions.position)
+    if stuck is not None:  # nothing after the stuck event reaches the read models
+        position = min(position, stuck.notification_id - 1)
     await rm.wait_for_position(resources.pool, position, timeout=resources.read_wait)
     rows = await read_snapshot(resources.pool)
-    return position, doctor.diagnose(rows["sessions"], rows["kernels"], rows["agents"], rows["quotas"])
+    return position, doctor.diagnose(rows["sessions"], rows["kernels"], rows["agents"], rows["quotas"], stuck)
 
 
 @strawberry.type
 class DoctorQuery:
-    @strawberry.field(description="Checks that quota usage and agent occupancy agree with the sessions and kernels "
-                                  "(admins only). Waits until the read models reflect every recorded event.")
+    @strawberry.field(description="Checks that quota usage and agent occupancy agree with the sessions and kernels, "
+                                  "and that the relay is not stuck (admins only). Waits until the read models reflect "
+                                  "every recorded event (every one before the event the relay is stuck at).")
     async def doctor(self, info: Info) -> DoctorReport:
         principal = caller(info)
         if not principal.is_admin:

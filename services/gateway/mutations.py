@@ -13,6 +13,7 @@ from typing import Any
 import strawberry
 
 from contracts import commands as c
+from contracts.limits import LIMITS
 from contracts.session import KernelSpec
 from contracts.slots import SlotError, parse_slots
 from contracts.status import ClusterMode, SessionType
@@ -23,6 +24,7 @@ from services.common.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.enqueue import enqueue_checked
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError, from_domain
+from services.gateway.limits import checked, checked_value
 from services.gateway.types import CreateSessionInput, SessionCommandResult
 
 __all__ = ["DEFAULT_RESOURCES", "MAX_CLUSTER_SIZE", "Mutation", "build_request"]
@@ -32,7 +34,8 @@ MAX_CLUSTER_SIZE = 64
 
 
 def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.RequestSession:
-    """Returns the ``RequestSession`` command for a ``createSession`` input; raises ``GatewayError`` on bad input."""
+    """Returns the ``RequestSession`` command for a ``createSession`` input; raises ``GatewayError`` on bad input
+    (BAD_INPUT for any field over its limit in ``contracts.limits``)."""
     if not 1 <= data.cluster_size <= MAX_CLUSTER_SIZE:
         raise GatewayError(BAD_INPUT, f"clusterSize must be between 1 and {MAX_CLUSTER_SIZE}, got {data.cluster_size}")
     try:
@@ -48,6 +51,7 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
         seen.add(item.slot)
         raw[item.slot] = item.amount
     try:
+        checked_value(LIMITS[KernelSpec]["slots"], raw)
         slots = parse_slots(raw)
     except SlotError as exc:
         raise GatewayError(BAD_INPUT, str(exc)) from exc
@@ -55,11 +59,14 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
         KernelSpec(kernel_id=f"{session_id}-k{idx}", cluster_role="main" if idx == 0 else "sub", cluster_idx=idx, slots=slots)
         for idx in range(data.cluster_size)
     ]
-    return c.RequestSession(
+    for field, value in (("project", data.project), ("resource_group", data.resource_group)):
+        if value is not None:
+            checked_value(LIMITS[c.RequestSession][field], value)
+    return checked(c.RequestSession(
         name=data.name if data.name is not None else f"session-{session_id[:8]}",
         owner=owner, image=data.image, session_type=session_type, kernels=kernels,
         startup_command=data.startup_command, **_placement_options(data),
-    )
+    ))
 
 
 def _placement_options(data: CreateSessionInput) -> dict[str, Any]:

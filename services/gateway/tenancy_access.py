@@ -21,6 +21,7 @@ from services.common.context import make_context
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain
+from services.gateway.limits import checked
 from services.gateway.types import SlotInput
 
 __all__ = [
@@ -94,6 +95,8 @@ async def guarded(info: Info, fn: Callable[..., T], *args: object) -> T:
 
 
 async def run_command(info: Info, principal: Principal, aggregate_id: str, command: Command) -> int:
-    """Decides and saves a tenancy command as ``principal``; returns the position."""
+    """Decides and saves a tenancy command as ``principal`` (BAD_INPUT when a field is over its
+    limit, ``contracts.limits``); returns the position."""
+    checked(command)
     tenancy = info.context.resources.tenancy
     return await guarded(info, tenancy.handle, aggregate_id, command, make_context(principal.access_key))

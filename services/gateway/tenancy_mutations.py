@@ -14,6 +14,7 @@ from services.gateway.auth import keypairs
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, GatewayError
+from services.gateway.limits import checked
 from services.gateway.tenancy_access import (
     admin_caller, guarded, in_scope, load, raw_slots, run_command, superadmin_caller, unless_superadmin_target,
 )
@@ -123,6 +124,7 @@ class TenancyMutation:
                          "key is returned this once.")
     async def create_keypair(self, info: Info, user: str, resource_policy: str = "default") -> KeypairSecret:
         principal = admin_caller(info, "create keypairs")
+        checked(tc.CreateKeypair(user=user, resource_policy=resource_policy))
         owner = in_scope(principal, await load(info, user_id(user)), UserState, "user", user)
         unless_superadmin_target(principal, owner.role, "create a keypair")
         resources = info.context.resources

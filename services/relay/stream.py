@@ -25,6 +25,7 @@ from eventsourcing.persistence import Notification
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import BadSubjectError, MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import Header
 from nats.js.errors import NotFoundError
@@ -37,6 +38,7 @@ __all__ = [
     "PipelinedPublisher",
     "PublishError",
     "StreamCursor",
+    "UnpublishableError",
     "publish_batch",
     "read_cursor",
     "send_batch",
@@ -46,8 +48,30 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+MESSAGE_TOO_LARGE = 10054
+"""JetStream's error code for a message over the stream's (or the server's) maximum size."""
+
+
 class PublishError(RuntimeError):
-    """Raised when a batch was not fully acknowledged; the stream is the truth: re-read it."""
+    """Raised when a batch was not fully acknowledged; the stream is the truth: re-read it.
+    ``code`` is JetStream's error code when the server refused a message."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnpublishableError(PublishError):
+    """Raised when NATS refuses an event for good (too large, invalid subject): publishing it
+    again cannot succeed, and nothing after it may be published before it."""
+
+    def __init__(self, notification: Notification, reason: str) -> None:
+        super().__init__(f"event {notification.id} ({notification.topic} of {notification.originator_id!r}) "
+                         f"cannot be published: {reason}")
+        self.notification_id = notification.id
+        self.aggregate_id = notification.originator_id
+        self.topic = notification.topic
+        self.reason = reason
 
 
 class StreamCursor(NamedTuple):
@@ -113,6 +137,11 @@ class PipelinedPublisher:
         self._pending: dict[str, asyncio.Future[Ack]] = {}
         self._sub: Subscription | None = None
 
+    @property
+    def max_payload(self) -> int:
+        """Returns the largest payload the server takes (bytes)."""
+        return self._nc.max_payload
+
     async def start(self) -> None:
         """Subscribes to the reply inbox."""
         self._prefix = self._nc.new_inbox()
@@ -142,7 +171,8 @@ class PipelinedPublisher:
             return
         error = reply.get("error")
         if error:
-            future.set_exception(PublishError(f"refused: {error.get('description')} (code {error.get('err_code')})"))
+            code = error.get("err_code")
+            future.set_exception(PublishError(f"refused: {error.get('description')} (code {code})", code))
         else:
             future.set_result(Ack(int(reply["seq"]), bool(reply.get("duplicate"))))
 
@@ -163,6 +193,8 @@ class InFlight(NamedTuple):
             self.cancel()
             raise PublishError(f"no ack for {len(self.futures)} events within {timeout} s") from exc
         for notification, ack in zip(self.notifications, acks):
+            if isinstance(ack, PublishError) and ack.code == MESSAGE_TOO_LARGE:
+                raise UnpublishableError(notification, f"the stream {ack}")
             if isinstance(ack, BaseException):
                 raise PublishError(f"event {notification.id} was not stored: {ack}")
         return self.cursor._replace(last_seq=acks[-1].seq)
@@ -177,7 +209,8 @@ async def send_batch(
     publisher: PipelinedPublisher, notifications: Sequence[Notification], cursor: StreamCursor
 ) -> InFlight:
     """Sends ``notifications`` pipelined, each chained to the previous one; returns them in
-    flight. Raises ``PublishError`` when sending fails (nothing is awaited then)."""
+    flight. Raises ``PublishError`` when sending fails (nothing is awaited then), and
+    ``UnpublishableError`` when NATS refuses an event for good (too large, invalid subject)."""
     futures: list[asyncio.Future[Ack]] = []
     last_msg_id, last_seq = cursor.last_msg_id, cursor.last_seq
     try:
@@ -190,8 +223,19 @@ async def send_batch(
                 headers[Header.EXPECTED_LAST_MSG_ID.value] = last_msg_id
             elif last_seq > 0:
                 headers[Header.EXPECTED_LAST_SEQUENCE.value] = str(last_seq)
-            futures.append(await publisher.publish(subject, notification.state, headers))
+            try:
+                futures.append(await publisher.publish(subject, notification.state, headers))
+            except MaxPayloadError as exc:
+                size = len(notification.state)
+                raise UnpublishableError(notification, f"{size} bytes, over NATS max_payload "
+                                                       f"({publisher.max_payload} bytes)") from exc
+            except BadSubjectError as exc:
+                raise UnpublishableError(notification, f"NATS refuses its subject {subject!r}") from exc
             last_msg_id = msg_id
+    except UnpublishableError:
+        for future in futures:
+            future.cancel()
+        raise
     except Exception as exc:
         for future in futures:
             future.cancel()

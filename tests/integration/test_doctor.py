@@ -116,7 +116,8 @@ async def test_doctor_is_clean_then_reports_a_tampered_read_model(
     assert report["position"] == await asyncio.to_thread(sessions.position), "the read models were awaited"
     assert report["clean"] is True and report["drifts"] == []
     assert report["checks"] == [{"name": "quota", "subjects": 3, "drifts": 0},
-                                {"name": "agents", "subjects": 1, "drifts": 0}]
+                                {"name": "agents", "subjects": 1, "drifts": 0},
+                                {"name": "relay", "subjects": 1, "drifts": 0}]
     status, output = await berth_doctor(served, keys.admin)
     assert status == 0, output
     assert json.loads(output)["clean"] is True
@@ -133,7 +134,7 @@ async def test_doctor_is_clean_then_reports_a_tampered_read_model(
         ("quota-sessions", f"keypair/{keys.alice[0]}"): ([running], sorted([running, ended])),
         ("agent-occupied", f"agent/{AGENT}"): ({"cpu": "1", "mem": str(GIB)}, {"cpu": "2"}),
     }
-    assert [(c["name"], c["drifts"]) for c in report["checks"]] == [("quota", 1), ("agents", 1)]
+    assert [(c["name"], c["drifts"]) for c in report["checks"]] == [("quota", 1), ("agents", 1), ("relay", 0)]
 
     status, output = await berth_doctor(served, keys.admin)
     assert status == 1, output

@@ -50,7 +50,7 @@ def test_a_consistent_system_is_clean() -> None:
                kernel("k5", None, "PENDING")]
     report = diagnose(sessions + ended, kernels, [agent("a1", k1="1", k2="2"), agent("a2", k3="1"), agent("a3")], quotas)
     assert report.clean and report.drifts == []
-    assert [(c.name, c.subjects, c.drifts) for c in report.checks] == [("quota", 6, 0), ("agents", 3, 0)]
+    assert [(c.name, c.subjects, c.drifts) for c in report.checks] == [("quota", 6, 0), ("agents", 3, 0), ("relay", 1, 0)]
 
 
 def test_decimal_spellings_and_zero_amounts_do_not_drift() -> None:
@@ -126,6 +126,6 @@ def test_only_drifts_seen_twice_persist() -> None:
     report = persistent(first, second)
     assert {(d.kind, d.subject) for d in report.drifts} == {
         (kind, subject) for kind in ("quota-sessions", "quota-slots") for subject in ("keypair/AK1", "project/ml")}
-    assert [(c.name, c.drifts) for c in report.checks] == [("quota", 4), ("agents", 0)]
+    assert [(c.name, c.drifts) for c in report.checks] == [("quota", 4), ("agents", 0), ("relay", 0)]
     assert persistent(second, diagnose([session("s1")], [kernel("k1")], [agent("a1", k1="1")],
                                        quotas_for(session("s1")))).clean

@@ -1,0 +1,87 @@
+"""Nothing recorded that cannot travel, through the gateway: a createSession with a ~450 kB image
+or startup command (the request that used to halt the relay) is refused with BAD_INPUT naming
+the field and its limit, records nothing, and the next ordinary request works; the same for
+tenancy input, a session name or id with a trailing newline, and an event the domain would
+accept but the travel guard refuses."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from contracts import commands as c
+from contracts.session import KernelSpec
+from contracts.travel import MAX_EVENT_BYTES, TravelError
+from domain import session as session_domain
+from services.common.client import BerthClient
+from services.common.context import make_context
+from services.common.sessions import Sessions
+from tests.support.gateway import (  # noqa: F401 - fixtures
+    CREATE, TERMINATE, Keys, client_for, count_events, gateway, keys, read_models,
+)
+from tests.support.tenancy import CREATE_DOMAIN, CREATE_RGROUP, refused
+
+BIG = 450_000
+
+
+async def assert_bad_input(client: BerthClient, pg_dsn: str, query: str, variables: dict, fragment: str) -> None:
+    before = count_events(pg_dsn)
+    error = await refused(client, query, variables)
+    assert (error.code, fragment in error.message) == ("BAD_INPUT", True), error.message
+    assert len(error.message) < 1000, "the refusal does not echo the input"
+    assert count_events(pg_dsn) == before
+
+
+async def test_a_450_kb_create_session_is_refused_and_the_next_one_works(
+    client_for, keys: Keys, pg_dsn: str
+) -> None:
+    alice = client_for(keys.alice)
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"image": "x" * BIG}},
+                           f"image: at most 255 characters, got {BIG}")
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"startupCommand": "x" * BIG}},
+                           f"startupCommand: at most 65536 bytes (UTF-8), got {BIG}")
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"image": "x" * BIG, "startupCommand": "y" * BIG}},
+                           "at most")
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"name": "train\n"}}, "session name")
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"project": "p" * BIG}}, "project: at most 128")
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"resources": [{"slot": "cpu", "amount": "9" * BIG}]}},
+                           "resource amount: at most 64")
+    await assert_bad_input(alice, pg_dsn, TERMINATE, {"id": "0" * 31 + "\n"}, "invalid session id")
+
+    before = count_events(pg_dsn)
+    created = (await alice.execute(CREATE, {"input": {"name": "after", "startupCommand": "python train.py"}}))
+    assert created["createSession"]["position"] > 0 and count_events(pg_dsn) == before + 1
+
+
+async def test_oversized_tenancy_input_is_refused(client_for, keys: Keys, pg_dsn: str) -> None:
+    admin = client_for(keys.admin)
+    await assert_bad_input(admin, pg_dsn, CREATE_DOMAIN, {"i": {"name": "lab", "description": "x" * BIG}},
+                           "description: at most 1024 characters")
+    await assert_bad_input(admin, pg_dsn, CREATE_DOMAIN, {"i": {"name": "d" * BIG}}, "name: at most 64 characters")
+    await assert_bad_input(admin, pg_dsn, CREATE_RGROUP, {"i": {"name": "g", "keypairs": ["k"] * 300}},
+                           "keypairs: at most 256 entries")
+    await assert_bad_input(admin, pg_dsn, CREATE_DOMAIN, {"i": {"name": "lab\n"}}, "invalid domain name")
+    assert (await admin.execute(CREATE_DOMAIN, {"i": {"name": "lab", "description": "x" * 1024}}))["createDomain"]
+
+
+def test_the_store_refuses_an_event_that_cannot_travel_whatever_the_path(pg_dsn: str) -> None:
+    """Sessions.request without the gateway's limits: the guard where events are saved refuses it."""
+    with Sessions(pg_dsn) as sessions:
+        command = c.RequestSession(name="big", owner="AK1", image="python:3.11", startup_command="x" * MAX_EVENT_BYTES,
+                                   kernels=[KernelSpec(kernel_id="s1-k0", slots={"cpu": "1", "mem": "1g"})])
+        with pytest.raises(TravelError, match=f"over the limit of {MAX_EVENT_BYTES} bytes"):
+            sessions.request("s1", command, make_context("AK1"))
+        with pytest.raises(TravelError, match="invalid id"):
+            sessions.record([_requested_with_id("s2\n")])
+        assert count_events(pg_dsn) == 0 and sessions.position() == 0
+        small = c.RequestSession(name="ok", owner="AK1", image="python:3.11",
+                                 kernels=[KernelSpec(kernel_id="s3-k0", slots={"cpu": "1", "mem": "1g"})])
+        assert sessions.request("s3", small, make_context("AK1")) == 1
+
+
+def _requested_with_id(session_id: str):
+    """A ``session.requested`` event for an id the domain would refuse (built past its checks)."""
+    command = c.RequestSession(name="n", owner="AK1", image="python:3.11",
+                               kernels=[KernelSpec(kernel_id="k", slots={"cpu": "1", "mem": "1g"})])
+    (event,) = session_domain.decide(None, command, make_context("AK1"), "s2")
+    return msgspec.structs.replace(event, originator_id=session_id)
