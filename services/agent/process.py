@@ -4,7 +4,8 @@ For machines without a container engine (and for tests). Each kernel gets
 ``<data_dir>/kernels/<kernel_id>/`` with ``io/runner.sock`` (the runner's socket),
 ``work/`` (its working directory and HOME), ``runner.log`` (its stdout and stderr) and
 ``runner.pid``. The image and the slot limits are ignored: code runs as the agent's user
-with the agent's privileges.
+with the agent's privileges. Each runner gets SIGTERM when the agent's process dies, even by
+SIGKILL (parent-death signal, ``services.common.lifetime``), and then kills what it started.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from contracts.agent import KernelAssigned
 from contracts.status import Reason
 from services.agent.backend import ExitHandler, KernelBackend, KernelLaunch, KernelStartError
+from services.common.lifetime import die_with_parent
 
 __all__ = ["RUNNER_SCRIPT", "ProcessBackend"]
 
@@ -86,7 +88,7 @@ class ProcessBackend(KernelBackend):
             proc = await asyncio.create_subprocess_exec(
                 self.python, str(RUNNER_SCRIPT), "--socket", str(sock), cwd=home / "work", env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),
             )
         (home / "runner.pid").write_text(f"{proc.pid}\n")
         await self._until_listening(kernel_id, proc, sock)
@@ -170,7 +172,7 @@ class ProcessBackend(KernelBackend):
         return self._read_log(kernel_id, 2000).strip()[-2000:]
 
     async def close(self) -> None:
-        """Stops watching; the runners keep running (as containers would)."""
+        """Stops watching; the runners keep running (as containers would) while this process lives."""
         for waiter in list(self._waiters):
             waiter.cancel()
         await asyncio.gather(*self._waiters, return_exceptions=True)

@@ -43,4 +43,6 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, back
         data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, agent_backend=backend, sim_delay=sim_delay,
         agents=agents,
     )
-    run_up(settings, say=lambda line: click.echo(line, err=True))
+    status = run_up(settings, say=lambda line: click.echo(line, err=True))
+    if status:
+        raise SystemExit(status)

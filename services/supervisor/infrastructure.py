@@ -1,11 +1,15 @@
-"""Starts the embedded NATS and PostgreSQL, or uses ``BERTH_NATS_URL`` / ``BERTH_PG_DSN``."""
+"""Starts the embedded NATS and PostgreSQL, or uses ``BERTH_NATS_URL`` / ``BERTH_PG_DSN``.
+
+The embedded servers are children of this process that end with it (parent-death signal);
+leaving ``infrastructure()`` stops them in order, each within ``STOP_TIMEOUT`` seconds before it
+is killed; ``Infrastructure.halt`` ends them at once, from any thread."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -16,15 +20,27 @@ __all__ = ["Infrastructure", "ensure_database", "infrastructure"]
 
 log = logging.getLogger(__name__)
 DATABASE = "berth"
+STOP_TIMEOUT = 5.0
+HALT_WAIT = 3.0
 
 
 class Infrastructure:
     """Addresses of the bus and the database in use."""
 
-    def __init__(self, nats_url: str, pg_dsn: str, embedded: list[str]) -> None:
+    def __init__(self, nats_url: str, pg_dsn: str, embedded: list[str],
+                 servers: Sequence[NatsServer | EmbeddedPostgres] = ()) -> None:
         self.nats_url = nats_url
         self.pg_dsn = pg_dsn
         self.embedded = embedded
+        self._servers = list(servers)
+
+    def halt(self) -> None:
+        """Ends the embedded servers at once (NATS: SIGKILL; PostgreSQL: immediate shutdown),
+        waiting up to HALT_WAIT seconds for each; safe from another thread."""
+        for server in self._servers:
+            server.halt()
+        for server in self._servers:
+            server.halt(wait=HALT_WAIT)
 
 
 def ensure_database(admin_dsn: str, name: str = DATABASE) -> str:
@@ -42,12 +58,18 @@ def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iter
     data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         embedded: list[str] = []
+        servers: list[NatsServer | EmbeddedPostgres] = []
         if not nats_url:
-            nats = stack.enter_context(NatsServer())
+            nats = NatsServer()
+            stack.callback(nats.stop, STOP_TIMEOUT)
+            servers.append(nats)
             nats_url = nats.start(data_dir / "nats")
             embedded.append(f"nats-server (pid {nats.pid}, data {data_dir / 'nats'})")
         if not pg_dsn:
-            postgres = stack.enter_context(EmbeddedPostgres())
+            postgres = EmbeddedPostgres()
+            stack.callback(postgres.stop, STOP_TIMEOUT)
+            servers.append(postgres)
             pg_dsn = ensure_database(postgres.start(data_dir))
-            embedded.append(f"postgresql (data {data_dir / 'pg'})")
-        yield Infrastructure(nats_url, pg_dsn, embedded)
+            running = f"pid {postgres.pid}" if postgres.pid else "already running"
+            embedded.append(f"postgresql ({running}, data {data_dir / 'pg'})")
+        yield Infrastructure(nats_url, pg_dsn, embedded, servers)

@@ -1,4 +1,7 @@
-"""Runs services as asyncio tasks; restarts one that crashes, with backoff; stops all on request."""
+"""Runs services as asyncio tasks; restarts one that crashes, with backoff; stops all on request,
+within a bounded time: ``grace`` seconds to finish, then cancellation, then ``cancel_grace``
+seconds more; a service still running after that is named in the log and left behind (the caller
+decides how to end the process, see ``services.supervisor.stopping``)."""
 
 from __future__ import annotations
 
@@ -40,12 +43,30 @@ async def _keep_running(service: Service, stop: asyncio.Event, max_backoff: floa
                 log.warning("service %s returned early; restarting", service.name)
 
 
-async def supervise(services: Sequence[Service], stop: asyncio.Event, *, grace: float = 10.0, max_backoff: float = 10.0) -> None:
-    """Runs every service until ``stop`` is set, then waits ``grace`` seconds for them to finish."""
+async def supervise(services: Sequence[Service], stop: asyncio.Event, *, grace: float = 10.0,
+                    cancel_grace: float = 5.0, max_backoff: float = 10.0) -> list[str]:
+    """Runs every service until ``stop`` is set, then waits ``grace`` seconds for them to finish,
+    cancels those still running and waits ``cancel_grace`` seconds more. Returns the names of the
+    services that did not finish within ``grace`` (each is logged), empty when all stopped in time.
+
+    A cancelled service may leave a thread behind (``asyncio.to_thread`` cannot interrupt its
+    thread): the caller must not wait for the executor's threads without a deadline."""
     tasks = [asyncio.create_task(_keep_running(s, stop, max_backoff), name=s.name) for s in services]
-    await stop.wait()
-    done, pending = await asyncio.wait(tasks, timeout=grace)
-    for task in pending:
-        log.warning("service %s did not stop within %.0fs; cancelling", task.get_name(), grace)
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    try:
+        await stop.wait()
+    finally:
+        stop.set()  # also when supervise itself is cancelled
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            log.warning("service %s did not stop within %.0fs of the stop request; cancelling it",
+                        task.get_name(), grace)
+            task.cancel()
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=cancel_grace)
+            for task in stuck:
+                log.error("service %s is still running %.0fs after being cancelled; leaving it behind",
+                          task.get_name(), cancel_grace)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("service %s ended with an error", task.get_name(), exc_info=task.exception())
+    return [task.get_name() for task in pending]

@@ -1,4 +1,9 @@
-"""``berth up``: starts the infrastructure, prepares it, and runs every service until Ctrl-C."""
+"""``berth up``: starts the infrastructure, prepares it, and runs every service until Ctrl-C.
+
+Stopping is bounded (``services.supervisor.stopping``): on SIGINT/SIGTERM the services get GRACE
+seconds to finish, then are cancelled; the embedded servers are stopped next; a thread still stuck
+after that does not hold the process. Whatever happens, the process ends DEADLINE seconds after the
+first signal, or at once on a second one, and its children end with it (parent-death signal)."""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import asyncio
 import functools
 import logging
 import os
-import signal
 from typing import Callable
 
 import aiodocker
@@ -25,20 +29,34 @@ from services.projector.main import run_projector
 from services.relay.main import run_relay
 from services.scheduler.main import run_scheduler
 from services.supervisor.infrastructure import infrastructure
+from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
 from services.supervisor.supervision import Service, supervise
 
 __all__ = ["up"]
 
 log = logging.getLogger(__name__)
 
+GRACE = 10.0  # seconds the services get to finish after a stop request, before they are cancelled
+CANCEL_GRACE = 5.0  # seconds a cancelled service gets to finish
+THREAD_GRACE = 2.0  # seconds left threads get once everything else has stopped
+DEADLINE = 20.0  # the process ends this long after the first SIGINT/SIGTERM at the latest (+ HALT_TIMEOUT)
 
-def up(settings: Settings, say: Callable[[str], None] = print) -> None:
-    """Runs Berth in the foreground until SIGINT or SIGTERM."""
+
+def up(settings: Settings, say: Callable[[str], None] = print) -> int:
+    """Runs Berth in the foreground until SIGINT or SIGTERM; returns the exit status: 0 when every
+    service stopped within the grace period, else 1 (the ones that did not are logged). Ends the
+    process itself (status 1) when threads are still stuck once everything else has stopped."""
+    guard = StopGuard(DEADLINE)
+    guard.install()
+    guard.add_halt(lambda: remove_instance(settings.data_dir))
     with infrastructure(settings.data_dir, settings.nats_url, settings.pg_dsn) as infra:
+        guard.add_halt(infra.halt)
         for line in infra.embedded:
             say(f"started {line}")
         settings = msgspec.structs.replace(settings, nats_url=infra.nats_url, pg_dsn=infra.pg_dsn)
-        asyncio.run(_run(settings, say))
+        late = run_loop(functools.partial(_run, settings, say), guard)
+    exit_if_threads_stuck(THREAD_GRACE, 1)
+    return 1 if late else 0
 
 
 async def _check_kernel_image(settings: Settings, say: Callable[[str], None]) -> None:
@@ -76,12 +94,10 @@ def agent_settings(settings: Settings) -> list[Settings]:
     return [msgspec.structs.replace(settings, agent_id=f"{settings.agent_id}-{i}") for i in range(1, settings.agents + 1)]
 
 
-async def _run(settings: Settings, say: Callable[[str], None]) -> None:
+async def _run(settings: Settings, say: Callable[[str], None], stop: asyncio.Event) -> list[str]:
+    """Prepares the infrastructure and supervises every service until ``stop`` is set; returns
+    the names of the services that did not stop within the grace period."""
     agents = agent_settings(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await _prepare(settings)
     await _check_kernel_image(settings, say)
     keypair_file = settings.data_dir / "admin.keypair"
@@ -128,7 +144,7 @@ async def _run(settings: Settings, say: Callable[[str], None]) -> None:
         Service("gateway", lambda s: run_gateway(settings, s, ready=gateway_ready)),
     ]
     try:
-        await supervise(services, stop)
+        return await supervise(services, stop, grace=GRACE, cancel_grace=CANCEL_GRACE)
     finally:
         remove_instance(settings.data_dir)
         say("Berth stopped.")
