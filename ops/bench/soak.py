@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from services.common.embedded import create_database, drop_database  # noqa: E402
 from services.common.instance import FILE_NAME, Instance, read_instance  # noqa: E402
-from soak_driver import Endpoint, format_table, run_soak  # noqa: E402  (ops/bench, the script's folder)
+from ops.bench.soak_driver import Endpoint, run_soak  # noqa: E402
+from ops.bench.soak_report import format_table  # noqa: E402
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CAPACITY = "cpu=1000,mem=1000g"

@@ -13,7 +13,8 @@ from typing import Iterator
 
 import pytest
 
-from ops.bench.soak_driver import Endpoint, format_table, run_soak
+from ops.bench.soak_driver import Endpoint, run_soak
+from ops.bench.soak_report import format_table
 from tests.e2e.conftest import RunningBerth, berth_env, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
