@@ -6,7 +6,7 @@ from typing import Union
 
 import msgspec
 
-from contracts import agent, quota, session, tenancy
+from contracts import agent, quota, session, session_names, tenancy
 from contracts.envelope import Event
 
 __all__ = ["ALL_EVENTS", "AnyEvent", "decode_event", "encode_event", "event_class"]
@@ -15,12 +15,14 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     session.SessionRequested,
     session.SessionScheduled,
     session.KernelPreparing,
+    session.KernelProgressed,
     session.KernelCreating,
     session.KernelStarted,
     session.KernelTerminated,
     session.SessionStatusChanged,
     session.ExecutionFinished,
     session.SessionPendingReasonChanged,
+    session_names.SessionNameClaimed,
     agent.AgentRegistered,
     agent.AgentCapacityChanged,
     agent.KernelAssigned,

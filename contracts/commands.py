@@ -20,6 +20,7 @@ __all__ = [
     "MarkKernelPreparing",
     "MarkKernelStarted",
     "RecordExecution",
+    "RecordKernelProgress",
     "RegisterAgent",
     "ReleaseKernel",
     "ReleaseQuota",
@@ -76,6 +77,12 @@ class MarkKernelExited(Command, frozen=True, kw_only=True):
     kernel_id: str
     exit_code: int | None = None
     reason: Reason = Reason.SELF_TERMINATED
+    detail: str | None = None
+
+
+class RecordKernelProgress(Command, frozen=True, kw_only=True):
+    kernel_id: str
+    detail: str
 
 
 class RecordExecution(Command, frozen=True, kw_only=True):

@@ -18,12 +18,19 @@ __all__ = [
     "AnyReport",
     "KernelCreatingReport",
     "KernelExitedReport",
+    "KernelProgressReport",
     "KernelPullingReport",
     "KernelRunningReport",
+    "MAX_DETAIL_CHARS",
     "Report",
+    "clip_detail",
     "decode_report",
     "encode_report",
 ]
+
+
+MAX_DETAIL_CHARS = 2000
+"""The longest status detail a report carries into an event (longer ones are clipped)."""
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -47,6 +54,15 @@ class KernelPullingReport(Report, frozen=True, kw_only=True, tag="kernel_pulling
     session_id: str
 
 
+class KernelProgressReport(Report, frozen=True, kw_only=True, tag="kernel_progress"):
+    """How the preparation of a kernel advances (an image pull's layers and bytes), for people.
+    Sent at most every few seconds per kernel; a lost one is harmless."""
+
+    kernel_id: str
+    session_id: str
+    detail: str
+
+
 class KernelCreatingReport(Report, frozen=True, kw_only=True, tag="kernel_creating"):
     kernel_id: str
     session_id: str
@@ -63,11 +79,30 @@ class KernelExitedReport(Report, frozen=True, kw_only=True, tag="kernel_exited")
     session_id: str
     exit_code: int | None = None
     reason: str = "self-terminated"
+    detail: str | None = None
+    """Why, for people: the cause of a failed start (Docker's or the registry's message, the
+    runner's last words, ...); None when the reason says it all."""
 
 
-AnyReport = AgentStarted | KernelPullingReport | KernelCreatingReport | KernelRunningReport | KernelExitedReport
+AnyReport = (
+    AgentStarted | KernelPullingReport | KernelProgressReport | KernelCreatingReport | KernelRunningReport
+    | KernelExitedReport
+)
 
 _report_decoder = msgspec.json.Decoder(AnyReport)
+
+
+def clip_detail(text: str | None, limit: int = MAX_DETAIL_CHARS) -> str | None:
+    """Returns ``text`` stripped and at most ``limit`` characters long: a longer one keeps its
+    beginning and its end (where a log's last words are) around an ellipsis; None stays None."""
+    if text is None:
+        return None
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    tail = limit - head - 5
+    return f"{text[:head]} ... {text[-tail:]}"
 
 
 def encode_report(report: Report) -> bytes:

@@ -15,6 +15,7 @@ __all__ = [
     "KernelCreating",
     "KernelPlacement",
     "KernelPreparing",
+    "KernelProgressed",
     "KernelSpec",
     "KernelStarted",
     "KernelTerminated",
@@ -82,6 +83,14 @@ class KernelPreparing(Event, frozen=True, kw_only=True, tag="session.kernel_prep
     kernel_id: str
 
 
+class KernelProgressed(Event, frozen=True, kw_only=True, tag="session.kernel_progressed"):
+    """How a preparing kernel advances (an image pull's layers and bytes), for people: the
+    session's status detail until its next status. Recorded at most every few seconds."""
+
+    kernel_id: str
+    detail: str
+
+
 class KernelCreating(Event, frozen=True, kw_only=True, tag="session.kernel_creating"):
     kernel_id: str
 
@@ -95,6 +104,8 @@ class KernelTerminated(Event, frozen=True, kw_only=True, tag="session.kernel_ter
     kernel_id: str
     exit_code: int | None = None
     reason: Reason
+    detail: str | None = None
+    """Why, for people (the cause of a failed start as the agent saw it); None in older history."""
 
 
 class ExecutionFinished(Event, frozen=True, kw_only=True, tag="session.execution_finished"):
@@ -112,3 +123,5 @@ class ExecutionFinished(Event, frozen=True, kw_only=True, tag="session.execution
 class SessionStatusChanged(Event, frozen=True, kw_only=True, tag="session.status_changed"):
     status: SessionStatus
     reason: Reason
+    detail: str | None = None
+    """Why, for people: the cause of a failed start carried over from the kernel that failed."""

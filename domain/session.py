@@ -34,6 +34,8 @@ class KernelState(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: str | None = None
     container_id: str | None = None
     exit_code: int | None = None
+    detail: str | None = None
+    """Why it ended, for people (the cause of a failed start)."""
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,12 +144,13 @@ def _(event: ev.KernelStarted, state: SessionState) -> SessionState:
 @_apply.register
 def _(event: ev.KernelTerminated, state: SessionState) -> SessionState:
     status = KernelStatus.TERMINATED if event.reason is not Reason.FAILED_TO_START else KernelStatus.ERROR
-    kernels = state.with_kernel(event.kernel_id, status=status, exit_code=event.exit_code)
+    kernels = state.with_kernel(event.kernel_id, status=status, exit_code=event.exit_code, detail=event.detail)
     return _bump(state, event, kernels=kernels)
 
 
-@_apply.register
-def _(event: ev.ExecutionFinished, state: SessionState) -> SessionState:
+@_apply.register(ev.ExecutionFinished)
+@_apply.register(ev.KernelProgressed)
+def _(event: Event, state: SessionState) -> SessionState:
     return _bump(state, event)
 
 
@@ -319,18 +322,37 @@ def _(command: c.MarkKernelExited, state: SessionState | None, ctx: Context, ses
     if state.kernel(command.kernel_id).status.is_terminal:
         return []
     emit = Emitter(session_id, state.version, ctx)
-    exited = emit(ev.KernelTerminated, kernel_id=command.kernel_id, exit_code=command.exit_code, reason=command.reason)
+    exited = emit(ev.KernelTerminated, kernel_id=command.kernel_id, exit_code=command.exit_code, reason=command.reason,
+                  detail=command.detail)
     events: list[Event] = [exited]
     after = evolve(state, exited)
     if state.status.is_terminal:
         return events
+    detail = _why_ended(after)
     if all(k.status.is_terminal for k in after.kernels):
         failed = command.reason is Reason.FAILED_TO_START and state.status is not SessionStatus.TERMINATING
         status = SessionStatus.ERROR if failed else SessionStatus.TERMINATED
-        events.append(emit(ev.SessionStatusChanged, status=status, reason=command.reason))
+        events.append(emit(ev.SessionStatusChanged, status=status, reason=command.reason, detail=detail))
     elif state.status is not SessionStatus.TERMINATING:
-        events.append(emit(ev.SessionStatusChanged, status=SessionStatus.TERMINATING, reason=command.reason))
+        events.append(emit(ev.SessionStatusChanged, status=SessionStatus.TERMINATING, reason=command.reason,
+                           detail=detail))
     return events
+
+
+def _why_ended(state: SessionState) -> str | None:
+    """Returns the detail of the first kernel that ended with one (the cause of a failed start
+    stays the session's detail while its other kernels are stopped)."""
+    return next((k.detail for k in state.kernels if k.status.is_terminal and k.detail), None)
+
+
+@_decide.register
+def _(command: c.RecordKernelProgress, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
+    state = _existing(state, session_id)
+    preparing = state.kernel(command.kernel_id).status is KernelStatus.PREPARING and state.status in _STARTING
+    if not preparing or not command.detail:
+        return []
+    return [Emitter(session_id, state.version, ctx)(ev.KernelProgressed, kernel_id=command.kernel_id,
+                                                    detail=command.detail)]
 
 
 @_decide.register

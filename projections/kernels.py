@@ -2,7 +2,8 @@
 
 Kernel statuses follow the session aggregate: PENDING when requested, SCHEDULED with
 its agent when placed, then PREPARING, CREATING, RUNNING, and TERMINATED (ERROR when
-it failed to start).
+it failed to start) with the reason and, for a failed start, its cause (``status_detail``,
+which holds the pull progress while it prepares).
 """
 
 from __future__ import annotations
@@ -62,19 +63,26 @@ def _(event: ev.KernelPreparing, w: Writer, entry: Entry) -> None:
 
 
 @_apply.register
+def _(event: ev.KernelProgressed, w: Writer, entry: Entry) -> None:
+    _set(w, event, event.kernel_id, status_detail=event.detail)
+
+
+@_apply.register
 def _(event: ev.KernelCreating, w: Writer, entry: Entry) -> None:
-    _set(w, event, event.kernel_id, status=KernelStatus.CREATING.value)
+    _set(w, event, event.kernel_id, status=KernelStatus.CREATING.value, status_detail=None)
 
 
 @_apply.register
 def _(event: ev.KernelStarted, w: Writer, entry: Entry) -> None:
-    _set(w, event, event.kernel_id, status=KernelStatus.RUNNING.value, container_id=event.container_id)
+    _set(w, event, event.kernel_id, status=KernelStatus.RUNNING.value, container_id=event.container_id,
+         status_detail=None)
 
 
 @_apply.register
 def _(event: ev.KernelTerminated, w: Writer, entry: Entry) -> None:
     status = KernelStatus.ERROR if event.reason is Reason.FAILED_TO_START else KernelStatus.TERMINATED
-    _set(w, event, event.kernel_id, status=status.value, exit_code=event.exit_code)
+    _set(w, event, event.kernel_id, status=status.value, exit_code=event.exit_code, status_reason=event.reason.value,
+         status_detail=event.detail)
 
 
 _insert = bulk_insert(
@@ -90,7 +98,7 @@ _insert = bulk_insert(
         ("updated_at", "timestamptz"),
     ],
 )
-_SETTABLE = ("status", "container_id", "exit_code")
+_SETTABLE = ("status", "container_id", "exit_code", "status_reason", "status_detail")
 
 
 def _set(w: Writer, event: Event, kernel_id: str, **values: object) -> None:

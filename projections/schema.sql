@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     resource_group  text NOT NULL DEFAULT 'default',
     priority        integer NOT NULL DEFAULT 10,
     pending_code    text,                   -- why the last scheduling pass left it pending
-    pending_reason  text
+    pending_reason  text,
+    status_detail   text                    -- for people: pull progress while preparing, the cause of a failed start
 );
 -- Tenancy and scheduling columns came after the first schema: add them to tables created
 -- before (without locking the table when they are already there).
@@ -47,7 +48,8 @@ BEGIN
         ('resource_group', 'text NOT NULL DEFAULT ''default'''),
         ('priority', 'integer NOT NULL DEFAULT 10'),
         ('pending_code', 'text'),
-        ('pending_reason', 'text')) AS c(name, definition)
+        ('pending_reason', 'text'),
+        ('status_detail', 'text')) AS c(name, definition)
     LOOP
         IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                         WHERE table_schema = current_schema() AND table_name = 'sessions'
@@ -60,6 +62,9 @@ CREATE INDEX IF NOT EXISTS sessions_domain_created ON sessions (domain, created_
 CREATE INDEX IF NOT EXISTS sessions_owner_created ON sessions (owner, created_at, session_id);
 CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status);
 CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at, session_id);
+-- Session references (projections/session_refs.py): a name per owner, an id prefix (LIKE 'abcd%').
+CREATE INDEX IF NOT EXISTS sessions_name_owner ON sessions (name, owner);
+CREATE INDEX IF NOT EXISTS sessions_id_pattern ON sessions (session_id text_pattern_ops);
 
 CREATE TABLE IF NOT EXISTS kernels (
     kernel_id     text PRIMARY KEY,
@@ -72,8 +77,19 @@ CREATE TABLE IF NOT EXISTS kernels (
     exit_code     integer,
     slots         jsonb NOT NULL,
     created_at    timestamptz NOT NULL,
-    updated_at    timestamptz NOT NULL
+    updated_at    timestamptz NOT NULL,
+    status_reason text,                     -- why it ended
+    status_detail text                      -- for people: pull progress while preparing, the cause of a failed start
 );
+-- The kernels' status reason and detail came after the first schema: add them to tables created before.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                    WHERE table_schema = current_schema() AND table_name = 'kernels'
+                      AND column_name = 'status_detail') THEN
+        ALTER TABLE kernels ADD COLUMN status_reason text, ADD COLUMN status_detail text;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS kernels_session ON kernels (session_id);
 CREATE INDEX IF NOT EXISTS kernels_agent ON kernels (agent_id);
 

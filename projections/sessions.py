@@ -3,6 +3,9 @@
 The status comes only from events: ``session.requested`` gives PENDING,
 ``session.scheduled`` SCHEDULED, ``session.status_changed`` any later status. Every
 event of the session aggregate moves ``version``, ``updated_at`` and ``last_position``.
+``status_detail`` (for people) is the last ``session.kernel_progressed`` detail while the
+session prepares, and each status change's own detail (the cause of a failed start), so a
+new status clears what no longer applies.
 """
 
 from __future__ import annotations
@@ -88,7 +91,16 @@ def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.SessionStatusChanged, w: Writer, entry: Entry) -> None:
-    _change_status(w, event, entry, event.status, event.reason)
+    _change_status(w, event, entry, event.status, event.reason, detail=event.detail)
+
+
+@_apply.register
+def _(event: ev.KernelProgressed, w: Writer, entry: Entry) -> None:
+    w.execute_one(
+        "UPDATE sessions SET status_detail = %s, version = %s, updated_at = %s, last_position = %s WHERE session_id = %s",
+        (event.detail, event.originator_version, event.timestamp, entry.position, event.originator_id),
+        _missing(event),
+    )
 
 
 @_apply.register
@@ -123,12 +135,14 @@ def _change_status(
     reason: Reason,
     *,
     agent_ids: list[str] | None = None,
+    detail: str | None = None,
 ) -> None:
     w.execute_one(
         """
         UPDATE sessions
            SET status = %s,
                status_reason = %s,
+               status_detail = %s,
                pending_code = NULL,
                pending_reason = NULL,
                status_history = status_history || %s::jsonb,
@@ -142,6 +156,7 @@ def _change_status(
         (
             status.value,
             reason.value,
+            detail,
             json_text({status.value: iso(event.timestamp)}),
             agent_ids,
             status in _ENDED,

@@ -16,7 +16,7 @@ import msgspec
 
 from contracts.agent import KernelAssigned
 
-__all__ = ["ExitHandler", "KernelBackend", "KernelLaunch", "KernelStartError"]
+__all__ = ["ExitHandler", "KernelBackend", "KernelLaunch", "KernelStartError", "ProgressHandler"]
 
 
 class KernelLaunch(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,10 +32,15 @@ class KernelLaunch(msgspec.Struct, frozen=True, kw_only=True):
 ExitHandler = Callable[[str, "int | None", str], Awaitable[None]]
 """Called with (kernel id, exit code, reason) when a kernel's container exits by itself."""
 
+ProgressHandler = Callable[[str], Awaitable[None]]
+"""Called with a short line for people each time a kernel's preparation advances (an image
+pull's layers and bytes); the caller throttles what it reports."""
+
 
 class KernelStartError(Exception):
     """Raised by a backend when a kernel cannot be started and retrying will not help
-    (unknown image, invalid limits); the agent reports the kernel as failed to start."""
+    (unknown image, invalid limits); the agent reports the kernel as failed to start, with
+    the message as its cause: say what failed and name the image, limit or file involved."""
 
 
 class KernelBackend(ABC):
@@ -45,8 +50,9 @@ class KernelBackend(ABC):
     name: str = "abstract"
     """Reported to the controller as the agent's backend."""
 
-    async def prepare(self, kernel: KernelAssigned) -> None:
-        """Makes the kernel's image available on this node (pulls it when missing)."""
+    async def prepare(self, kernel: KernelAssigned, progress: ProgressHandler | None = None) -> None:
+        """Makes the kernel's image available on this node (pulls it when missing, telling
+        ``progress`` how the pull advances)."""
 
     @abstractmethod
     async def create(self, launch: KernelLaunch) -> str:

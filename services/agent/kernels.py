@@ -1,9 +1,13 @@
 """Carries out the kernel events of the agent's own aggregate through a backend.
 
-``agent.kernel_assigned`` → pulling, creating, running reports;
+``agent.kernel_assigned`` → pulling, progress (throttled), creating, running reports;
 ``agent.kernel_termination_requested`` → exited report. Idempotent: an event
 delivered again reports again under the same message ids (deduplicated by the
 stream) and never starts a kernel twice or restarts one already terminated.
+
+A start that fails for good (``KernelStartError``), or for any other reason on the
+last delivery of the assignment, is reported as exited with ``failed-to-start`` and
+its cause as the detail; other errors before the last delivery are retried.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from contracts.reports import (
     KernelExitedReport,
     KernelPullingReport,
     KernelRunningReport,
+    clip_detail,
 )
 from contracts.status import Reason
 from services.agent.backend import KernelBackend, KernelLaunch, KernelStartError
 from services.agent.devices import DeviceAllocator
+from services.agent.progress import ProgressReports
 from services.agent.reporting import Reporter
 
 __all__ = ["KernelLifecycle"]
@@ -62,15 +68,18 @@ class KernelLifecycle:
         self._sessions: dict[str, str] = {}
         """Session of each kernel started here (to report a spontaneous exit)."""
 
-    async def handle(self, event: Event) -> None:
-        """Carries out a kernel event of the agent's aggregate; other events need nothing."""
+    async def handle(self, event: Event, *, last_attempt: bool = False) -> None:
+        """Carries out a kernel event of the agent's aggregate; other events need nothing.
+        ``last_attempt``: the event will not be delivered again, so a start that fails now
+        for whatever reason is reported as failed."""
         if isinstance(event, KernelAssigned):
-            await self.start(event)
+            await self.start(event, last_attempt=last_attempt)
         elif isinstance(event, KernelTerminationRequested):
             await self.stop(event)
 
-    async def start(self, event: KernelAssigned) -> None:
-        """Pulls, creates and starts the assigned kernel, reporting each step."""
+    async def start(self, event: KernelAssigned, *, last_attempt: bool = False) -> None:
+        """Pulls, creates and starts the assigned kernel, reporting each step; reports a start
+        that fails for good as exited with ``failed-to-start`` and its cause."""
         kernel_id, session_id = event.kernel_id, event.session_id
         if kernel_id in self._terminated:
             log.info("kernel %s was terminated already; ignoring its assignment", kernel_id)
@@ -80,15 +89,19 @@ class KernelLifecycle:
         running = await self._backend.list_running()
         if kernel_id not in running:
             await self._reporter.send_kernel(KernelPullingReport(observed_at=self._clock(), **base), kernel_id)
+            progress = ProgressReports(self._reporter, kernel_id, session_id, clock=self._clock)
             try:
-                await self._backend.prepare(event)
+                await self._backend.prepare(event, progress)
+                await progress.flush()
                 await self._reporter.send_kernel(KernelCreatingReport(observed_at=self._clock(), **base), kernel_id)
                 container_id = await self._backend.create(launch_for(event, self._allocator))
             except KernelStartError as exc:
-                log.warning("kernel %s failed to start: %s", kernel_id, exc)
-                self._forget(kernel_id)
-                report = KernelExitedReport(observed_at=self._clock(), reason=Reason.FAILED_TO_START.value, **base)
-                await self._reporter.send_kernel(report, kernel_id)
+                await self._failed(base, str(exc))
+                return
+            except Exception as exc:
+                if not last_attempt:
+                    raise
+                await self._failed(base, f"{type(exc).__name__}: {exc} (on the last of several attempts)")
                 return
         else:
             container_id = running[kernel_id]
@@ -108,6 +121,15 @@ class KernelLifecycle:
             reason=event.reason.value,
         )
         await self._reporter.send_kernel(report, event.kernel_id)
+
+    async def _failed(self, base: dict[str, str], cause: str) -> None:
+        """Reports a kernel that could not start, with ``cause`` for people."""
+        kernel_id = base["kernel_id"]
+        log.warning("kernel %s failed to start: %s", kernel_id, cause)
+        self._forget(kernel_id)
+        report = KernelExitedReport(observed_at=self._clock(), reason=Reason.FAILED_TO_START.value,
+                                    detail=clip_detail(cause), **base)
+        await self._reporter.send_kernel(report, kernel_id)
 
     def recall(self, event: Event) -> None:
         """Learns from the agent's own history which session each assigned kernel belongs to

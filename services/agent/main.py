@@ -23,7 +23,7 @@ from services.agent.accelerators import build_plugins
 from services.agent.backend import KernelBackend
 from services.agent.capacity import resolve_capacity
 from services.agent.devices import DeviceAllocator
-from services.agent.docker import DockerBackend, docker_available_sync
+from services.agent.docker import DockerBackend, docker_problem, no_docker_message
 from services.agent.exec_server import ExecServer
 from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
@@ -40,6 +40,8 @@ __all__ = ["build_backend", "durable_name", "run_agent"]
 log = logging.getLogger(__name__)
 
 BACKENDS = ("simulated", "process", "docker", "auto")
+ATTEMPTS = 5
+"""Deliveries of one event of the agent's aggregate before it is given up (dead-lettered)."""
 
 
 def durable_name(agent_id: str) -> str:
@@ -48,16 +50,19 @@ def durable_name(agent_id: str) -> str:
 
 
 def build_backend(settings: Settings) -> KernelBackend:
-    """Returns the backend named by ``settings.agent_backend``."""
+    """Returns the backend named by ``settings.agent_backend``: ``auto`` is docker when an engine
+    answers, else a ValueError saying how to get one (never the unisolated process backend, which
+    must be asked for by name)."""
     if settings.agent_backend == "simulated":
         return SimulatedBackend(delay=settings.sim_delay)
     if settings.agent_backend == "process":
         return ProcessBackend(settings.data_dir)
-    if settings.agent_backend == "docker" or (settings.agent_backend == "auto" and docker_available_sync()):
-        return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace)
     if settings.agent_backend == "auto":
-        log.warning("NO DOCKER ENGINE ANSWERS: kernels run as plain local processes, WITHOUT ISOLATION or limits")
-        return ProcessBackend(settings.data_dir)
+        problem = docker_problem()
+        if problem is not None:
+            raise ValueError(no_docker_message(problem))
+    if settings.agent_backend in ("docker", "auto"):
+        return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace)
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
 
 
@@ -94,7 +99,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         await _recall_assignments(js, agent_id, lifecycle)
 
         async def handle(msg: Msg) -> None:
-            await lifecycle.handle(decode_event(msg.data))
+            await lifecycle.handle(decode_event(msg.data), last_attempt=msg.metadata.num_delivered >= ATTEMPTS)
 
         exec_server = ExecServer(nc, agent_id, backend)
         await exec_server.start()
@@ -119,6 +124,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
                 stream=EVENTS_STREAM,
                 handler=handle,
                 stop=stop,
+                max_deliver=ATTEMPTS,
             )
         finally:
             await exec_server.stop()

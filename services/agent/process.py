@@ -20,7 +20,7 @@ from pathlib import Path
 
 from contracts.agent import KernelAssigned
 from contracts.status import Reason
-from services.agent.backend import ExitHandler, KernelBackend, KernelLaunch, KernelStartError
+from services.agent.backend import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
 __all__ = ["RUNNER_SCRIPT", "ProcessBackend"]
@@ -67,7 +67,7 @@ class ProcessBackend(KernelBackend):
             return None
         return self.kernel_dir(kernel_id) / "io" / "runner.sock"
 
-    async def prepare(self, kernel: KernelAssigned) -> None:
+    async def prepare(self, kernel: KernelAssigned, progress: ProgressHandler | None = None) -> None:
         """Needs nothing: the image is ignored."""
         log.info("process backend: ignoring image %s of kernel %s", kernel.image, kernel.kernel_id)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from contracts.agent import KernelAssigned
-from services.agent.backend import KernelBackend, KernelLaunch
+from services.agent.backend import KernelBackend, KernelLaunch, ProgressHandler
 
 __all__ = ["SimulatedBackend"]
 
@@ -25,7 +25,7 @@ class SimulatedBackend(KernelBackend):
         self.delay = delay
         self._running: dict[str, str] = {}
 
-    async def prepare(self, kernel: KernelAssigned) -> None:
+    async def prepare(self, kernel: KernelAssigned, progress: ProgressHandler | None = None) -> None:
         """Pretends to pull the kernel's image."""
         await asyncio.sleep(self.delay)
 

@@ -49,7 +49,7 @@ def doctor(ctx: click.Context) -> None:
         if report["drifts"]:
             out.table(report["drifts"], DRIFT_COLUMNS, title="drifts")
         where = f"read models at event position {report['position']}"
-        verdict = "[green]clean[/green]" if report["clean"] else f"[red]{len(report['drifts'])} drift(s)[/red]"
-        out.console.print(f"{verdict}: {where}")
+        verdict = ("clean", "green") if report["clean"] else (f"{len(report['drifts'])} drift(s)", "red")
+        out.line(verdict, f": {where}")
     if not report["clean"]:
         ctx.exit(1)

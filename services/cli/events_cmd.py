@@ -13,6 +13,7 @@ from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.main import run_async
 from services.cli.output import Output
+from services.common.client import BerthAPIError, BerthClient
 
 __all__ = ["events"]
 
@@ -24,7 +25,7 @@ _ENVELOPE = {"type", "event_id", "originator_id", "originator_version", "timesta
 
 def _summary(payload: str) -> str:
     body = {k: v for k, v in json.loads(payload).items() if k not in _ENVELOPE and v not in (None, [], {})}
-    return ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in body.items())[:120]
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, separators=(',', ':'))}" for k, v in body.items())[:120]
 
 
 @click.command()
@@ -37,8 +38,11 @@ def _summary(payload: str) -> str:
 @run_async
 async def events(out: Output, aggregate_id: str | None, since: dt.datetime | None, until: dt.datetime | None,
                  follow: bool, poll: float) -> None:
-    """Show the event history of AGGREGATE_ID (a session, agent or keypair id), or of everything."""
+    """Show the event history of AGGREGATE_ID (a session: its id, a unique id prefix or its name;
+    an agent or keypair id), or of everything."""
     client = connect_client()
+    if aggregate_id is not None:
+        aggregate_id = await _session_or_aggregate(client, aggregate_id)
     variables: dict[str, Any] = {
         "aggregateId": aggregate_id,
         "since": since.replace(tzinfo=dt.UTC).isoformat() if since else None,
@@ -68,9 +72,22 @@ async def events(out: Output, aggregate_id: str | None, since: dt.datetime | Non
     out.table(collected, COLUMNS)
 
 
+async def _session_or_aggregate(client: BerthClient, ref: str) -> str:
+    """Returns the id of the session ``ref`` means (the gateway resolves it), else ``ref`` itself (an
+    agent, a keypair, ...); an ambiguous reference is an error that lists the candidates."""
+    try:
+        found = (await client.execute(q.SESSION_ID, {"id": ref}))["session"]
+    except BerthAPIError as exc:
+        if exc.code != "BAD_INPUT":
+            raise
+        return ref
+    return str(found["id"]) if found else ref
+
+
 def _print_rows(out: Output, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if out.is_json:
             print(json.dumps(row, default=str), flush=True)
         else:
-            out.console.print(f"{row['position']:>8}  {row['occurredAt']}  [bold]{row['type']:<34}[/bold] {row['aggregateId']}  {row['summary']}")
+            out.line(f"{row['position']:>8}  {row['occurredAt']}  ", (f"{row['type']:<34}", "bold"),
+                     f" {row['aggregateId']}  {row['summary']}")

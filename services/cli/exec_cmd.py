@@ -9,6 +9,7 @@ import click
 
 from services.cli import queries as q
 from services.cli.connection import connect_client
+from services.cli.logs_follow import follow_logs
 from services.cli.main import run_async
 from services.common.client import BerthClient
 
@@ -46,13 +47,15 @@ async def _exec(session_id: str, code: str, mode: str, stdin: str | None) -> int
 
 
 @click.command("exec")
-@click.argument("session_id")
+@click.argument("session_id", metavar="SESSION")
 @click.argument("code")
 @click.option("--exec", "batch", is_flag=True, help="CODE is a shell command (batch mode), not Python.")
 @click.option("--stdin", "stdin_file", type=click.File("r"), help="Feed this file ('-' for ours) to the program's stdin.")
 def exec_(session_id: str, code: str, batch: bool, stdin_file: Any) -> None:
     """Run CODE in a running session (Python in its persistent namespace, or a shell command
-    with --exec); stream its output; exit with its exit status."""
+    with --exec); stream its output; exit with its exit status.
+
+    SESSION is an id, a unique id prefix (4+ characters) or a name."""
     stdin = stdin_file.read() if stdin_file is not None else None
     try:
         exit_with(_exec(session_id, code, "batch" if batch else "query", stdin))
@@ -66,8 +69,29 @@ async def _logs(session_id: str) -> str:
         return (await client.execute(q.SESSION_LOGS, {"id": session_id}))["sessionLogs"] or ""
 
 
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@run_async
+async def _follow(session_id: str, poll: float) -> None:
+    async with connect_client() as client:
+        await follow_logs(client, session_id, _write, lambda message: click.echo(message, err=True), poll)
+
+
 @click.command("logs")
-@click.argument("session_id")
-def logs(session_id: str) -> None:
-    """Print the log of a session's main kernel."""
-    click.echo(_logs(session_id), nl=False)
+@click.argument("session_id", metavar="SESSION")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what is added until the session ends (or Ctrl-C).")
+@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between checks with --follow.")
+def logs(session_id: str, follow: bool, poll: float) -> None:
+    """Print the log of a session's main kernel; with -f, follow it.
+
+    SESSION is an id, a unique id prefix (4+ characters) or a name."""
+    if not follow:
+        click.echo(_logs(session_id), nl=False)
+        return
+    try:
+        _follow(session_id, poll)
+    except KeyboardInterrupt:
+        exit_with(INTERRUPTED)

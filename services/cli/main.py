@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 
 import click
 
+from services.cli.options import BerthGroup
 from services.cli.output import Output
 from services.common.client import BerthAPIError
 from services.common.instance import InstanceNotFoundError
@@ -34,7 +35,8 @@ def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=BerthGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="berth", prog_name="berth", message="%(prog)s %(version)s")
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Output format: human-readable tables or JSON for scripts.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -46,6 +48,9 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
     Start an instance:   berth up            (or ops/up)
     Create a session:    berth session create
     Watch it:            berth events SESSION_ID --follow
+
+    Piped, tables are plain columns (awk-friendly); -o json after any command
+    gives JSON; -q on ls commands prints only ids.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = Output(fmt)
@@ -53,12 +58,13 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 
 def _register() -> None:
     from services.cli import (
-        admin_cmd, agents_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd, up_cmd,
-        usage_cmd,
+        admin_cmd, agents_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd, token_cmd,
+        up_cmd, usage_cmd,
     )
 
     cli.add_command(up_cmd.up)
     cli.add_command(session_cmd.session)
+    cli.add_command(session_cmd.ls, "ps")
     cli.add_command(events_cmd.events)
     cli.add_command(agents_cmd.agents)
     cli.add_command(projections_cmd.projections)
@@ -68,9 +74,14 @@ def _register() -> None:
     cli.add_command(doctor_cmd.doctor)
     cli.add_command(admin_cmd.admin)
     cli.add_command(usage_cmd.usage)
+    cli.add_command(token_cmd.token)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Runs the ``berth`` command."""
+    for stream in (sys.stdout, sys.stderr):  # a character the locale cannot encode prints escaped, not a crash
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     _register()
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="berth")

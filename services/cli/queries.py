@@ -1,12 +1,12 @@
 """The GraphQL documents the CLI sends, in one place."""
 
 SESSION_FIELDS = """
-  id name owner image sessionType status statusReason clusterSize requestedSlots
+  id name owner image sessionType status statusReason statusDetail clusterSize requestedSlots
   agentIds createdAt updatedAt terminatedAt statusHistory
   domain project resourceGroup priority pendingCode pendingReason
 """
 
-KERNEL_FIELDS = "id clusterRole clusterIdx agentId status containerId exitCode slots"
+KERNEL_FIELDS = "id clusterRole clusterIdx agentId status statusReason statusDetail containerId exitCode slots"
 
 CREATE_SESSION = """
 mutation($input: CreateSessionInput!) { createSession(input: $input) { sessionId position } }
@@ -23,6 +23,9 @@ SESSION = (
     + KERNEL_FIELDS
     + " } } }"
 )
+
+SESSION_ID = "query($id: String!) { session(id: $id) { id } }"
+"""The id of the session an id, unique id prefix or name means (null when none)."""
 
 SESSIONS = (
     "query($status: [String!], $first: Int, $after: String) {"

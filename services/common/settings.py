@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["DEFAULT_IMAGE", "Settings", "default_data_dir"]
+__all__ = ["DEFAULT_IMAGE", "Settings", "default_cache_dir", "default_data_dir"]
 
 DEFAULT_IMAGE = "berth/python:latest"
 """The kernel image of a session that names none (built offline by ops/images/build-python-image)."""
@@ -16,6 +16,14 @@ DEFAULT_IMAGE = "berth/python:latest"
 def default_data_dir() -> Path:
     """Returns ``$BERTH_DATA_DIR`` or ``~/.berth``: where ``berth up`` keeps its state."""
     return Path(os.environ.get("BERTH_DATA_DIR") or Path.home() / ".berth")
+
+
+def default_cache_dir() -> Path:
+    """Returns ``$BERTH_CACHE_DIR``, else ``$XDG_CACHE_HOME/berth`` or ``~/.cache/berth``: what
+    can be rebuilt but is slow to (the kernel image's root filesystem)."""
+    if os.environ.get("BERTH_CACHE_DIR"):
+        return Path(os.environ["BERTH_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "berth"
 
 
 def _decode_path(type_: type, value: object) -> object:
@@ -28,6 +36,9 @@ class Settings(msgspec.Struct, kw_only=True):
     nats_url: str = ""
     pg_dsn: str = ""
     data_dir: Path = msgspec.field(default_factory=default_data_dir)
+    cache_dir: Path = msgspec.field(default_factory=default_cache_dir)
+    default_image: str = DEFAULT_IMAGE
+    """The kernel image of a session that names none, which ``berth up`` makes present."""
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 0
     agent_id: str = "local"

@@ -23,8 +23,10 @@ from contracts.reports import (
     AnyReport,
     KernelCreatingReport,
     KernelExitedReport,
+    KernelProgressReport,
     KernelPullingReport,
     KernelRunningReport,
+    clip_detail,
     decode_report,
 )
 from contracts.status import Reason
@@ -40,7 +42,7 @@ __all__ = ["ReportHandler", "ReportProcessor", "agent_of_subject", "command_for"
 log = logging.getLogger(__name__)
 
 _REASONS = {reason.value: reason for reason in Reason}
-_PROGRESS = (KernelPullingReport, KernelCreatingReport, KernelRunningReport)
+_PROGRESS = (KernelPullingReport, KernelProgressReport, KernelCreatingReport, KernelRunningReport)
 
 Item = tuple[str, AnyReport, str | None]
 """(sending agent, report, causation id) of one report message."""
@@ -75,6 +77,11 @@ def _(report: KernelPullingReport) -> c.Command:
 
 
 @command_for.register
+def _(report: KernelProgressReport) -> c.Command:
+    return c.RecordKernelProgress(kernel_id=report.kernel_id, detail=clip_detail(report.detail) or "")
+
+
+@command_for.register
 def _(report: KernelCreatingReport) -> c.Command:
     return c.MarkKernelCreating(kernel_id=report.kernel_id)
 
@@ -86,7 +93,8 @@ def _(report: KernelRunningReport) -> c.Command:
 
 @command_for.register
 def _(report: KernelExitedReport) -> c.Command:
-    return c.MarkKernelExited(kernel_id=report.kernel_id, exit_code=report.exit_code, reason=reason_of(report.reason))
+    return c.MarkKernelExited(kernel_id=report.kernel_id, exit_code=report.exit_code, reason=reason_of(report.reason),
+                              detail=clip_detail(report.detail) or None)
 
 
 def agent_of_subject(subject: str) -> str:

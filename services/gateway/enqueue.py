@@ -1,7 +1,9 @@
 """Enqueue-time validation of ``createSession`` (Backend.AI's enqueue validators), before anything
 is recorded: project membership, the resource group (exists, visible, allows the type), the
 caller's resource policy (containers per session, pending sessions and their slots),
-dependencies (exist and are the caller's to see) and designated agents (admins only).
+dependencies (each an id, a unique id prefix or a name of a session the caller may see; stored
+as ids) and designated agents (admins only). The name's uniqueness is checked where the session
+is recorded, in the same transaction (``Sessions.request(..., unique_name=True)``).
 
 Tenancy facts come from the event store (never stale: a user created a moment ago may
 create a session at once); the pending sessions of the keypair come from the ``sessions``
@@ -17,7 +19,6 @@ import msgspec
 
 from contracts import commands as c
 from contracts.slots import add_slots, parse_slots
-from contracts.subjects import SubjectError, check_token
 from contracts.tenancy import DEFAULT_POLICY, DEFAULT_RESOURCE_GROUP, KeypairLimits, policy_id, project_id, rgroup_id, user_id
 from domain.errors import DomainError
 from domain.tenancy import KeypairState, PolicyState, ProjectState, ResourceGroupState, UserState
@@ -26,7 +27,8 @@ from services.common.tenancy import Tenancy
 from services.gateway import readmodels as rm
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
-from services.gateway.errors import BAD_INPUT, FORBIDDEN, GatewayError, from_domain
+from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain
+from services.gateway.session_refs import resolve_session_id
 
 __all__ = ["enqueue_checked"]
 
@@ -63,16 +65,18 @@ async def _pending(info: Info, limits: KeypairLimits, owner: str) -> tuple[int, 
     return count, reduce(add_slots, (parse_slots(s) for s in slots), {})
 
 
-async def _check_dependencies(info: Info, principal: Principal, dependencies: list[str]) -> None:
-    resources = info.context.resources
+async def _resolved_dependencies(info: Info, dependencies: list[str]) -> list[str]:
+    """Returns the ids of the dependencies (each an id, a unique id prefix or a name of a session the
+    caller may see), without repeats; BAD_INPUT (or AMBIGUOUS) when one names no such session."""
+    resolved: list[str] = []
     for dependency in dependencies:
         try:
-            check_token(dependency, "dependency session id")
-        except SubjectError as exc:
-            raise GatewayError(BAD_INPUT, str(exc)) from exc
-        state = await resources.call(resources.sessions.get, dependency)
-        if state is None or not principal.may_see(state.owner, state.domain):
-            raise GatewayError(BAD_INPUT, f"dependency {dependency}: no such session of yours")
+            resolved.append(await resolve_session_id(info, dependency, "dependency session id"))
+        except GatewayError as exc:
+            if exc.code != NOT_FOUND:
+                raise
+            raise GatewayError(BAD_INPUT, f"dependency {dependency}: no such session of yours") from None
+    return list(dict.fromkeys(resolved))
 
 
 async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSession,
@@ -95,6 +99,7 @@ async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSe
         ))
     except DomainError as exc:
         raise from_domain(exc) from exc
-    await _check_dependencies(info, principal, command.dependencies)
+    dependencies = await _resolved_dependencies(info, command.dependencies)
     return msgspec.structs.replace(
-        command, user=principal.user_id, domain=principal.domain, project=loaded.project_name, resource_group=group)
+        command, user=principal.user_id, domain=principal.domain, project=loaded.project_name, resource_group=group,
+        dependencies=dependencies)

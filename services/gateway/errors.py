@@ -17,6 +17,7 @@ from domain.errors import (
 from domain.tenancy.enqueue import QuotaExceededError
 
 __all__ = [
+    "AMBIGUOUS",
     "BAD_INPUT",
     "CONFLICT",
     "FORBIDDEN",
@@ -39,6 +40,8 @@ READ_MODEL_BEHIND = "READ_MODEL_BEHIND"
 UNAVAILABLE = "UNAVAILABLE"
 INTERNAL = "INTERNAL"
 QUOTA = "QUOTA"
+AMBIGUOUS = "AMBIGUOUS"
+"""A session reference (id prefix or name) that matches several sessions; the message lists them."""
 
 _BY_DOMAIN: tuple[tuple[type[Exception], str], ...] = (
     (InvalidRequestError, BAD_INPUT),

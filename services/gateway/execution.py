@@ -33,11 +33,11 @@ from contracts.execution import (
     logs_subject,
 )
 from contracts.status import SessionStatus
-from contracts.subjects import SubjectError, check_token
 from domain.session import SessionState
 from services.common.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, NOT_FOUND, UNAVAILABLE, GatewayError
+from services.gateway.session_refs import resolve_session_id
 
 __all__ = ["ExecItem", "execute", "session_logs"]
 
@@ -59,11 +59,9 @@ class ExecItem:
 
 
 async def _owned_session(info: Info, session_id: str) -> SessionState:
+    """Returns the session a reference (id, unique id prefix or name) means, if the caller may see it."""
     principal = caller(info)
-    try:
-        check_token(session_id, "session id")
-    except SubjectError as exc:
-        raise GatewayError(BAD_INPUT, str(exc)) from exc
+    session_id = await resolve_session_id(info, session_id)
     resources = info.context.resources
     state = await resources.call(resources.sessions.get, session_id)
     if state is None or not principal.may_see(state.owner, state.domain):
@@ -94,7 +92,7 @@ async def execute(
         raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_CODE} bytes together")
     state = await _owned_session(info, session_id)
     if state.status is not SessionStatus.RUNNING:
-        raise GatewayError(CONFLICT, f"session {session_id} is {state.status.value}, not RUNNING")
+        raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}, not RUNNING")
     kernel_id, agent_id = _main_kernel(state)
     resources = info.context.resources
     nc = await resources.nats()

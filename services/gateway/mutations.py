@@ -17,7 +17,7 @@ from contracts.limits import LIMITS
 from contracts.session import KernelSpec
 from contracts.slots import SlotError, parse_slots
 from contracts.status import ClusterMode, SessionType
-from contracts.subjects import SubjectError, check_token
+from contracts.subjects import SubjectError
 from domain.errors import DomainError
 from domain.session import MAX_PRIORITY, MIN_PRIORITY
 from services.common.context import make_context
@@ -25,6 +25,7 @@ from services.gateway.context import Info, caller
 from services.gateway.enqueue import enqueue_checked
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError, from_domain
 from services.gateway.limits import checked, checked_value
+from services.gateway.session_refs import resolve_session_id
 from services.gateway.types import CreateSessionInput, SessionCommandResult
 
 __all__ = ["DEFAULT_RESOURCES", "MAX_CLUSTER_SIZE", "Mutation", "build_request"]
@@ -93,7 +94,8 @@ def _placement_options(data: CreateSessionInput) -> dict[str, Any]:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Requests a new session owned by the caller, in its domain, after the enqueue "
-                         "checks (project, resource group, resource policy); returns its id and event position.")
+                         "checks (project, resource group, resource policy); returns its id and event position. Its "
+                         "name must not be that of another live session of the caller (CONFLICT naming it).")
     async def create_session(self, info: Info, input: CreateSessionInput) -> SessionCommandResult:
         principal = caller(info)
         resources = info.context.resources
@@ -102,20 +104,18 @@ class Mutation:
         command = await enqueue_checked(info, principal, command, input.project, input.resource_group)
         try:
             position = await resources.call(
-                resources.sessions.request, session_id, command, make_context(principal.access_key)
+                resources.sessions.request, session_id, command, make_context(principal.access_key), unique_name=True
             )
         except (DomainError, SlotError, SubjectError) as exc:
             raise from_domain(exc) from exc
         return SessionCommandResult(session_id=session_id, position=position)
 
-    @strawberry.mutation(description="Terminates (or cancels, while pending) one of the caller's sessions.")
+    @strawberry.mutation(description="Terminates (or cancels, while pending) one of the caller's sessions: "
+                         "`sessionId` is its id, a unique id prefix or its name; the result carries its id.")
     async def terminate_session(self, info: Info, session_id: str) -> SessionCommandResult:
         principal = caller(info)
         resources = info.context.resources
-        try:
-            check_token(session_id, "session id")
-        except SubjectError as exc:
-            raise GatewayError(BAD_INPUT, str(exc)) from exc
+        session_id = await resolve_session_id(info, session_id)
         state = await resources.call(resources.sessions.get, session_id)
         if state is None or not principal.may_see(state.owner, state.domain):
             raise GatewayError(NOT_FOUND, f"session {session_id} not found")

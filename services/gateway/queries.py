@@ -12,6 +12,7 @@ from services.gateway import execution
 from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.session_refs import find_session
 from services.gateway.types import Agent, EventRecord, Kernel, Session, SessionPage
 
 __all__ = ["AfterPosition", "MAX_PAGE", "Query", "await_position"]
@@ -53,7 +54,8 @@ async def await_position(info: Info, after_position: int | None) -> None:
 class Query:
     session_logs: str = strawberry.field(
         resolver=execution.session_logs,
-        description="The log of the main kernel of one of your sessions, as its agent keeps it.",
+        description="The log of the main kernel of one of your sessions (`sessionId`: its id, a unique id prefix or "
+        "its name), as its agent keeps it.",
     )
 
     @strawberry.field(description="Sessions, oldest first. Users see their own, admins their domain's, superadmins "
@@ -78,12 +80,14 @@ class Query:
         end = rm.encode_cursor(page[-1]["created_at"], page[-1]["session_id"]) if page else None
         return SessionPage(edges=await _with_kernels(info, page), end_cursor=end, has_next_page=more)
 
-    @strawberry.field(description="One session with its kernels; null when unknown or not yours.")
+    @strawberry.field(description="One session with its kernels: `id` is its id, a unique id prefix (at least 4 "
+                      "characters) or its name (see the README's rule); null when it names none of the sessions you "
+                      "may see; error AMBIGUOUS, listing the candidates, when it names several.")
     async def session(self, info: Info, id: str, after_position: AfterPosition = None) -> Session | None:
-        principal = caller(info)
+        caller(info)
         await await_position(info, after_position)
-        row = await rm.get_session(info.context.resources.pool, id)
-        if row is None or not principal.may_see(row["owner"], row["domain"]):
+        row = await find_session(info, id)
+        if row is None:
             return None
         return (await _with_kernels(info, [row]))[0]
 

@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from projections import session_refs
 from services.gateway.errors import BAD_INPUT, READ_MODEL_BEHIND, UNAVAILABLE, GatewayError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "list_agents",
     "list_events",
     "list_sessions",
+    "match_sessions",
     "pending_of",
     "read_position",
     "wait_for_position",
@@ -111,6 +113,16 @@ async def get_session(pool: AsyncConnectionPool, session_id: str) -> Row | None:
     """Returns one session row, None when the read model does not have it."""
     rows = await fetch_rows(pool, "SELECT * FROM sessions WHERE session_id = %s", (session_id,))
     return rows[0] if rows else None
+
+
+async def match_sessions(pool: AsyncConnectionPool, ref: str, *, owner: str | None, domain: str | None) -> list[Row]:
+    """Returns the session rows a reference may mean (``projections.session_refs.match_sessions``),
+    only ``owner``'s and ``domain``'s when given; UNAVAILABLE when the read models do not exist yet."""
+    try:
+        async with pool.connection() as conn:
+            return await session_refs.match_sessions(conn, ref, owner=owner, domain=domain)
+    except psycopg.errors.UndefinedTable as exc:
+        raise GatewayError(UNAVAILABLE, "read models are not initialised yet: is the projector running?") from exc
 
 
 async def kernels_of(pool: AsyncConnectionPool, session_ids: Sequence[str]) -> dict[str, list[Row]]:

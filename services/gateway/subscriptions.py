@@ -14,6 +14,7 @@ from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, SubjectError, ses
 from services.gateway import execution
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
+from services.gateway.session_refs import resolve_session_id
 from services.gateway.types import EventRecord
 
 __all__ = ["Subscription", "record_of"]
@@ -40,18 +41,21 @@ def record_of(msg: Msg) -> EventRecord | None:
 class Subscription:
     execute: execution.ExecItem = strawberry.subscription(
         resolver=execution.execute,
-        description="Runs code in the main kernel of one of your RUNNING sessions (mode `query`: Python in a "
+        description="Runs code in the main kernel of one of your RUNNING sessions (`sessionId`: its id, a unique id "
+        "prefix or its name; mode `query`: Python in a "
         "persistent namespace; `batch`: a shell command); streams stdout/stderr chunks, then `done` with the exit code.",
     )
 
     @strawberry.subscription(
-        description="The events of one of your sessions, from the start (skipping positions <= fromPosition), then live."
+        description="The events of one of your sessions (`sessionId`: its id, a unique id prefix or its name), from "
+        "the start (skipping positions <= fromPosition), then live."
     )
     async def session_events(
         self, info: Info, session_id: str, from_position: int | None = 0
     ) -> AsyncGenerator[EventRecord, None]:
         principal = caller(info)
         resources = info.context.resources
+        session_id = await resolve_session_id(info, session_id)
         try:
             subject = session_events_filter(session_id)
         except SubjectError as exc:

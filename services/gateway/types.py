@@ -40,6 +40,9 @@ class Kernel:
     status: str
     container_id: str | None
     exit_code: int | None
+    status_reason: str | None = strawberry.field(description="Why it ended (failed-to-start, user-requested, ...).")
+    status_detail: str | None = strawberry.field(
+        description="For people: the image pull's progress while PREPARING; the cause of a failed start.")
     slots: JSON = strawberry.field(description='Slot amounts as decimal strings, e.g. {"cpu": "1", "mem": "1073741824"}.')
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -49,7 +52,7 @@ class Kernel:
         """Returns a kernel from a ``kernels`` row."""
         fields = {k: row[k] for k in (
             "session_id", "cluster_role", "cluster_idx", "agent_id", "status",
-            "container_id", "exit_code", "created_at", "updated_at")}
+            "container_id", "exit_code", "status_reason", "status_detail", "created_at", "updated_at")}
         return Kernel(id=row["kernel_id"], slots=slots_json(row["slots"]), **fields)
 
 
@@ -62,6 +65,9 @@ class Session:
     session_type: str
     status: str
     status_reason: str | None
+    status_detail: str | None = strawberry.field(
+        description="For people: the image pull's progress while PREPARING; why it ended (the cause of a failed "
+        "start, as the agent saw it: Docker's or the registry's message, the runner's last words, ...).")
     requested_slots: JSON = strawberry.field(description="Sum of the kernels' slots, amounts as decimal strings.")
     cluster_size: int
     agent_ids: list[str]
@@ -84,7 +90,7 @@ class Session:
     def from_row(row: Mapping[str, Any], kernels: list[Kernel]) -> Session:
         """Returns a session from a ``sessions`` row and its kernels."""
         fields = {k: row[k] for k in (
-            "name", "owner", "image", "session_type", "status", "status_reason",
+            "name", "owner", "image", "session_type", "status", "status_reason", "status_detail",
             "cluster_size", "created_at", "updated_at", "terminated_at", "version", "last_position",
             "domain", "project", "resource_group", "priority", "pending_code", "pending_reason")}
         return Session(

@@ -13,14 +13,12 @@ import logging
 import os
 from typing import Callable
 
-import aiodocker
 import msgspec
 
-from services.agent.docker import docker_available
 from services.agent.main import run_agent
 from services.common.bus import connect, ensure_streams
 from services.common.instance import Instance, remove_instance, write_instance, write_private
-from services.common.settings import DEFAULT_IMAGE, Settings
+from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.common.tenancy import ADMIN_USER, ensure_defaults
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
@@ -29,6 +27,7 @@ from services.projector.main import run_projector
 from services.relay.main import run_relay
 from services.scheduler.main import run_scheduler
 from services.supervisor.infrastructure import infrastructure
+from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity, prepare_default_image
 from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
 from services.supervisor.supervision import Service, supervise
 
@@ -45,7 +44,15 @@ DEADLINE = 20.0  # the process ends this long after the first SIGINT/SIGTERM at 
 def up(settings: Settings, say: Callable[[str], None] = print) -> int:
     """Runs Berth in the foreground until SIGINT or SIGTERM; returns the exit status: 0 when every
     service stopped within the grace period, else 1 (the ones that did not are logged). Ends the
-    process itself (status 1) when threads are still stuck once everything else has stopped."""
+    process itself (status 1) when threads are still stuck once everything else has stopped.
+    Refuses to start (status 1, one line said) when the backend wants Docker and none answers."""
+    try:
+        settings, note = choose_backend(settings)
+    except StartRefused as exc:
+        say(f"berth up: {exc}")
+        return 1
+    if note:
+        say(note)
     guard = StopGuard(DEADLINE)
     guard.install()
     guard.add_halt(lambda: remove_instance(settings.data_dir))
@@ -57,20 +64,6 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
         late = run_loop(functools.partial(_run, settings, say), guard)
     exit_if_threads_stuck(THREAD_GRACE, 1)
     return 1 if late else 0
-
-
-async def _check_kernel_image(settings: Settings, say: Callable[[str], None]) -> None:
-    """Warns when the agent will use Docker but the default kernel image is missing."""
-    if settings.agent_backend not in ("auto", "docker") or not await docker_available():
-        return
-    docker = aiodocker.Docker()
-    try:
-        await docker.images.inspect(DEFAULT_IMAGE)
-    except aiodocker.exceptions.DockerError:
-        say(f"WARNING: the default kernel image {DEFAULT_IMAGE} is missing and no registry may be reachable: "
-            "build it offline with `ops/images/build-python-image` (root, debootstrap), or pass `--image`.")
-    finally:
-        await docker.close()
 
 
 async def _prepare(settings: Settings) -> None:
@@ -99,7 +92,11 @@ async def _run(settings: Settings, say: Callable[[str], None], stop: asyncio.Eve
     the names of the services that did not stop within the grace period."""
     agents = agent_settings(settings)
     await _prepare(settings)
-    await _check_kernel_image(settings, say)
+    if settings.agent_backend == "docker":
+        await prepare_default_image(settings, say, stop)
+    if stop.is_set():  # stopped while the image was being made
+        say("Berth stopped.")
+        return []
     keypair_file = settings.data_dir / "admin.keypair"
     await asyncio.to_thread(ensure_defaults, settings.pg_dsn)  # domain, project, policy, resource group, admin
     created = await asyncio.to_thread(ensure_admin_keypair, settings.pg_dsn)
@@ -132,8 +129,9 @@ async def _run(settings: Settings, say: Callable[[str], None], stop: asyncio.Eve
         say(f"Berth is up. GraphQL (and GraphiQL): {url}/graphql")
         say(f"NATS: {settings.nats_url}   PostgreSQL: {settings.pg_dsn}")
         ids = ", ".join(a.agent_id for a in agents)
-        say(f"agent {ids} ({settings.agent_backend} backend) capacity {settings.agent_capacity} each")
-        say("In another terminal: .venv/bin/berth session create   ·   Ctrl-C stops everything")
+        say(f"agent {ids} ({settings.agent_backend} backend) capacity {describe_capacity(settings)} each")
+        try_it = "session create" if settings.agent_backend == "simulated" else "run -c 'print(1)'"
+        say(f"In another terminal: .venv/bin/berth {try_it}   ·   Ctrl-C stops everything")
 
     services = [
         Service("relay", lambda s: run_relay(settings, s)),

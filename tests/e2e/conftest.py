@@ -27,12 +27,12 @@ class RunningBerth:
         self.log = data_dir / "up.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, timeout: float = 90) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "instance.json").unlink(missing_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([*BERTH, "up", *extra], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._ready, timeout=90, message=f"berth up did not become ready; log:\n{self.log_text()}")
+        wait_for(self._ready, timeout=timeout, message=f"berth up did not become ready; log:\n{self.log_text()}")
 
     def _ready(self) -> bool:
         assert self.proc is not None
@@ -69,10 +69,11 @@ class RunningBerth:
 def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a test's `berth up`. No e2e test means to lose an agent, and a loss ends its
     sessions: the heartbeat timeout is far longer than an agent's restart (a SIGKILLed agent process
-    starting again) or a stall of a busy machine, not the production default of 5 s."""
+    starting again) or a stall of a busy machine, not the production default of 5 s. The agent's
+    capacity is fixed (`berth up` would detect the machine's), so tests do not depend on the machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
     env.update({"BERTH_DATA_DIR": str(data_dir), "BERTH_SIM_DELAY": "0.01", "BERTH_AGENT_BACKEND": "simulated",
-                "BERTH_HEARTBEAT_TIMEOUT": "60", **extra})
+                "BERTH_HEARTBEAT_TIMEOUT": "60", "BERTH_AGENT_CAPACITY": "cpu=4,mem=8g", **extra})
     return env
 
 

@@ -6,12 +6,14 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
+import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.e2e.conftest import RunningBerth, berth_env, running
+from tests.e2e.conftest import BERTH, RunningBerth, berth_env, running
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -33,6 +35,8 @@ def kernel_pids(berth: RunningBerth) -> list[str]:
 
 
 def test_berth_run_prints_and_exits_with_the_program_status(berth: RunningBerth) -> None:
+    assert "process backend: code in sessions runs as user" in berth.log_text()  # said at start: unisolated
+    assert "UNISOLATED" in berth.log_text()
     done = berth.berth("run", "--rm", "-c", "import os; print(os.cpu_count())")
     assert re.fullmatch(r"\d+\n", done.stdout), done.stdout
     assert "RUNNING" in done.stderr
@@ -74,3 +78,28 @@ def test_exec_keeps_the_namespace_logs_and_events_show_the_runs(berth: RunningBe
     berth.berth("session", "rm", session_id)
     done = berth.berth("exec", session_id, "print(1)", check=False)
     assert done.returncode == 1 and "not RUNNING" in done.stderr
+
+
+def test_logs_follow_prints_what_is_added_and_ends_with_the_session(berth: RunningBerth) -> None:
+    session_id = berth.berth("session", "create").stdout.strip()
+    follower = subprocess.Popen([*BERTH, "logs", "-f", "--poll", "0.2", session_id], env=berth.env,
+                                stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout or []), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("listening" in line for line in list(lines)), timeout=30,
+                 message="the follower did not print the log so far")
+        # the process backend's kernel log is runner.log next to its working directory
+        berth.berth("exec", "--exec", session_id, "echo followed-line-1 >> ../runner.log")
+        berth.berth("exec", "--exec", session_id, "echo followed-line-2 >> ../runner.log")
+        wait_for(lambda: "followed-line-2\n" in list(lines), timeout=30, message="the follower missed new lines")
+        berth.berth("session", "rm", session_id)
+        assert follower.wait(timeout=30) == 0, "following ends when the session has ended"
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    reader.join(timeout=10)
+    printed = [line for line in lines if line.startswith("followed-line-")]
+    assert printed == ["followed-line-1\n", "followed-line-2\n"], "each line once, in order"

@@ -68,6 +68,7 @@ async def assert_refused(client: BerthClient, pg_dsn: str, data: dict, code: str
 async def test_refused_requests_record_nothing(tenants: Tenants, client_for, keys: Keys, pg_dsn: str,
                                                who: str, data: dict, code: str, fragment: str) -> None:
     client = client_for(keys.alice) if who == "alice" else tenants.make(tenants.keys[who])
+    catch_up(pg_dsn)  # as a running projector would: a dependency named by a reference is looked up in the read models
     await assert_refused(client, pg_dsn, data, code, fragment)
 
 

@@ -25,6 +25,7 @@ from services.agent.backend import (
     KernelBackend,
     KernelLaunch,
     KernelStartError,
+    ProgressHandler,
 )
 from services.agent.docker.exits import ExitWatcher, exit_reason
 from services.agent.docker.images import ensure_image
@@ -86,9 +87,10 @@ class DockerBackend(KernelBackend):
     def _paths(self, kernel_id: str) -> KernelPaths:
         return KernelPaths.of(self.data_dir, kernel_id)
 
-    async def prepare(self, kernel: KernelAssigned) -> None:
-        """Makes the kernel's image present: inspected, or pulled with its progress logged."""
-        await ensure_image(self._client(), kernel.image)
+    async def prepare(self, kernel: KernelAssigned, progress: ProgressHandler | None = None) -> None:
+        """Makes the kernel's image present: inspected, or pulled with its progress told to
+        ``progress`` and logged."""
+        await ensure_image(self._client(), kernel.image, progress)
 
     async def create(self, launch: KernelLaunch) -> str:
         """Creates and starts the kernel's container; returns the id of the one already there
