@@ -28,9 +28,12 @@ __all__ = ["run"]
 
 
 @run_async
-async def _run(out: Output, image: str, code: str, mode: str, resources: tuple[str, ...], remove: bool, timeout: float) -> int:
+async def _run(out: Output, image: str, name: str | None, code: str, mode: str, resources: tuple[str, ...],
+               remove: bool, timeout: float) -> int:
     async with connect_client() as client:
         payload: dict[str, Any] = {"image": image}
+        if name is not None:
+            payload["name"] = name
         if resources:
             payload["resources"] = parse_resources(resources)
         session_id, position = await request_session(client, payload)
@@ -70,12 +73,13 @@ async def _remove(client: Any, out: Output, session_id: str) -> None:
 @click.option("--exec", "command", metavar="CMD", help="A shell command to run (batch mode) instead of Python.")
 @click.option("-i", "--image", default=default_image, show_default=DEFAULT_IMAGE,
               help="Kernel image ($BERTH_DEFAULT_IMAGE overrides the default).")
+@click.option("-n", "--name", default=None, help="Session name (unique among your live sessions), to address it later.")
 @click.option("-r", "--resources", "resources", multiple=True, metavar="SLOT=AMOUNT",
               help="Resource slots, repeatable or comma-separated: -r cpu=2 -r mem=4g (default cpu=1,mem=1g).")
 @click.option("--rm", "remove", is_flag=True, help="Terminate the session afterwards.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the session to run.")
 @click.pass_obj
-def run(out: Output, file: Path | None, code: str | None, command: str | None, image: str,
+def run(out: Output, file: Path | None, code: str | None, command: str | None, image: str, name: str | None,
         resources: tuple[str, ...], remove: bool, timeout: float) -> None:
     """Start a session, run Python (-c CODE or FILE) or a shell command (--exec CMD) in it,
     stream its output and exit with its exit status.
@@ -84,6 +88,7 @@ def run(out: Output, file: Path | None, code: str | None, command: str | None, i
     berth run -c "import os; print(os.cpu_count())"
     berth run --rm train.py
     berth run --exec "ls -l" -r cpu=2
+    berth run -n train --exec "python3 train.py"   (then: berth logs train, berth session info train)
     """
     given = [name for name, value in (("-c", code), ("FILE", file), ("--exec", command)) if value is not None]
     if len(given) != 1:
@@ -92,6 +97,6 @@ def run(out: Output, file: Path | None, code: str | None, command: str | None, i
         code = file.read_text()
     mode = "batch" if command is not None else "query"
     try:
-        exit_with(_run(out, image, command if command is not None else code, mode, resources, remove, timeout))
+        exit_with(_run(out, image, name, command if command is not None else code, mode, resources, remove, timeout))
     except KeyboardInterrupt:
         exit_with(INTERRUPTED)
