@@ -62,7 +62,8 @@ def build_backend(settings: Settings) -> KernelBackend:
         if problem is not None:
             raise ValueError(no_docker_message(problem))
     if settings.agent_backend in ("docker", "auto"):
-        return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace)
+        return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace,
+                             pull=settings.image_pull)
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
 
 

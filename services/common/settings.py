@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, kw_only=True):
     agent_reserved_mem: str = "0"
     agent_accelerators: str = ""
     docker_stop_grace: float = 10.0
+    image_pull: str = "missing"
+    """When the agent pulls a kernel image: ``missing`` (when not on the node) or ``never`` (offline
+    nodes and tests: a missing image fails the start at once, without asking any registry)."""
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0

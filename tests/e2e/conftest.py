@@ -70,10 +70,12 @@ def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a test's `berth up`. No e2e test means to lose an agent, and a loss ends its
     sessions: the heartbeat timeout is far longer than an agent's restart (a SIGKILLed agent process
     starting again) or a stall of a busy machine, not the production default of 5 s. The agent's
-    capacity is fixed (`berth up` would detect the machine's), so tests do not depend on the machine."""
+    capacity is fixed (`berth up` would detect the machine's), so tests do not depend on the machine,
+    and the agent never pulls an image: no test sends traffic to a registry."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
     env.update({"BERTH_DATA_DIR": str(data_dir), "BERTH_SIM_DELAY": "0.01", "BERTH_AGENT_BACKEND": "simulated",
-                "BERTH_HEARTBEAT_TIMEOUT": "60", "BERTH_AGENT_CAPACITY": "cpu=4,mem=8g", **extra})
+                "BERTH_HEARTBEAT_TIMEOUT": "60", "BERTH_AGENT_CAPACITY": "cpu=4,mem=8g", "BERTH_IMAGE_PULL": "never",
+                **extra})
     return env
 
 

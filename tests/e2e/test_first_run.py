@@ -78,7 +78,7 @@ def test_berth_up_builds_the_missing_image_and_berth_run_prints_from_a_container
 
         failed = berth.berth("run", "-i", "does-not-exist/image:1", "-c", "1", check=False, timeout=120)
         assert failed.returncode != 0 and failed.stdout == ""
-        assert "did not start: ERROR (failed-to-start): image 'does-not-exist/image:1'" in failed.stderr, failed.stderr
+        assert "did not start: ERROR (failed-to-start): image 'does-not-exist/image:1' not found" in failed.stderr, failed.stderr
         assert "berth exec" not in failed.stderr
         berth.berth("doctor")
 

@@ -130,7 +130,7 @@ async def test_a_restarted_agent_adopts_its_running_containers(
 
 async def test_an_unknown_image_is_a_start_error(backend: DockerBackend, kernel_image: str) -> None:
     request = launch("berth-test/no-such-image:never")
-    with pytest.raises(KernelStartError, match="not found and could not be pulled"):
+    with pytest.raises(KernelStartError, match="not found on this agent, and pulling is off"):
         await backend.prepare(request.kernel)
     with pytest.raises(KernelStartError, match="cannot create"):
         await backend.create(request)

@@ -53,8 +53,8 @@ def launch(image: str, *, cpu: str = "1", mem: int = 256 * 1024**2, startup_comm
 
 
 def make_backend(agent_id: str, data_dir: Path, runner_dir: Path) -> DockerBackend:
-    """Returns a Docker backend with a short stop grace."""
-    return DockerBackend(agent_id, data_dir, grace=2, runner_dir=runner_dir)
+    """Returns a Docker backend with a short stop grace that never pulls (no test asks a registry)."""
+    return DockerBackend(agent_id, data_dir, grace=2, runner_dir=runner_dir, pull="never")
 
 
 async def remove_agent_containers(agent_id: str) -> None:

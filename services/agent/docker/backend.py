@@ -28,7 +28,7 @@ from services.agent.backend import (
     ProgressHandler,
 )
 from services.agent.docker.exits import ExitWatcher, exit_reason
-from services.agent.docker.images import ensure_image
+from services.agent.docker.images import PULL_POLICIES, ensure_image
 from services.agent.docker.spec import (
     LABEL_AGENT,
     LABEL_KERNEL,
@@ -64,9 +64,13 @@ class DockerBackend(KernelBackend):
         grace: float = 10.0,
         runner_dir: Path | None = None,
         docker_url: str | None = None,
+        pull: str = "missing",
     ) -> None:
         if grace < 0:
             raise ValueError(f"the stop grace must not be negative, got {grace}")
+        if pull not in PULL_POLICIES:
+            raise ValueError(f"BERTH_IMAGE_PULL must be one of {', '.join(PULL_POLICIES)}, got {pull!r}")
+        self.pull = pull
         self.agent_id = agent_id
         self.data_dir = Path(data_dir).absolute()
         self.grace = grace
@@ -90,7 +94,7 @@ class DockerBackend(KernelBackend):
     async def prepare(self, kernel: KernelAssigned, progress: ProgressHandler | None = None) -> None:
         """Makes the kernel's image present: inspected, or pulled with its progress told to
         ``progress`` and logged."""
-        await ensure_image(self._client(), kernel.image, progress)
+        await ensure_image(self._client(), kernel.image, progress, pull=self.pull != "never")
 
     async def create(self, launch: KernelLaunch) -> str:
         """Creates and starts the kernel's container; returns the id of the one already there

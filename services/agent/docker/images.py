@@ -20,7 +20,7 @@ from aiodocker.exceptions import DockerError
 
 from services.agent.backend import KernelStartError, ProgressHandler
 
-__all__ = ["PullProgress", "ensure_image", "human_bytes"]
+__all__ = ["PULL_POLICIES", "PullProgress", "ensure_image", "human_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ PULL_STALL_TIMEOUT = 120.0
 ENGINE_UNREACHABLE = 900
 """aiodocker's status for "cannot connect to the Docker engine"."""
 _DONE = ("Pull complete", "Already exists")
+
+
+PULL_POLICIES = ("missing", "never")
+"""``BERTH_IMAGE_PULL``: pull an image the node lacks, or never ask a registry."""
 
 
 def human_bytes(amount: int | float) -> str:
@@ -85,16 +89,19 @@ class PullProgress:
 
 
 async def ensure_image(docker: aiodocker.Docker, image: str, progress: ProgressHandler | None = None,
-                       *, stall_timeout: float = PULL_STALL_TIMEOUT) -> bool:
+                       *, stall_timeout: float = PULL_STALL_TIMEOUT, pull: bool = True) -> bool:
     """Returns False when ``image`` is present, True after pulling it (its progress handed to
-    ``progress`` and logged). Raises KernelStartError when it is neither present nor pullable,
-    or when the pull makes no progress for ``stall_timeout`` seconds."""
+    ``progress`` and logged). Raises KernelStartError when it is neither present nor pullable
+    (nor, with ``pull`` False, present), or when the pull makes no progress for ``stall_timeout``
+    seconds."""
     try:
         await docker.images.inspect(image)
         return False
     except DockerError as exc:
         if exc.status != 404:
             raise
+    if not pull:
+        raise KernelStartError(f"image {image!r} not found on this agent, and pulling is off (BERTH_IMAGE_PULL=never)")
     log.info("pulling image %s", image)
     started = time.monotonic()
     pull = PullProgress(image)
