@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pytest
 
+from services.common.lifetime import die_with_parent
 from tests.support.waiting import wait_for
 
 BERTH = [sys.executable, "-m", "services.cli"]
@@ -31,7 +32,9 @@ class RunningBerth:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "instance.json").unlink(missing_ok=True)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([*BERTH, "up", *extra], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            # a killed test run must not leave its berth up (and that one's NATS and PostgreSQL) behind
+            self.proc = subprocess.Popen([*BERTH, "up", *extra], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=die_with_parent(signal.SIGTERM))
         wait_for(self._ready, timeout=timeout, message=f"berth up did not become ready; log:\n{self.log_text()}")
 
     def _ready(self) -> bool:
