@@ -143,8 +143,20 @@ class BerthApplication(Application[str]):
         select = getattr(self.recorder, "select_newer", None)
         if select is not None:
             return [self.mapper.to_domain_event(stored) for stored in select(known)]
-        events = [e for aggregate, version in known.items() for e in self.events.get(aggregate, gt=version)]
-        return sorted(events, key=lambda e: e.timestamp)  # type: ignore[no-any-return]
+        return self._scan_newer(known)
+
+    def _scan_newer(self, known: Mapping[str, int], page: int = 1000) -> list[Event]:
+        """``newer_than`` for recorders without ``select_newer`` (the in-memory one of unit tests): a
+        walk of the notification log, which keeps store order."""
+        events: list[Event] = []
+        start = 1
+        while notifications := self.recorder.select_notifications(start=start, limit=page):
+            for notification in notifications:
+                version = known.get(notification.originator_id)  # type: ignore[call-overload]
+                if version is not None and notification.originator_version > version:
+                    events.append(self.mapper.to_domain_event(notification))
+            start = notifications[-1].id + 1
+        return events
 
 
 def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = 8) -> T:
