@@ -46,9 +46,9 @@ from contracts import commands as c  # noqa: E402
 from contracts.session import KernelSpec  # noqa: E402
 from contracts.subjects import EVENTS_STREAM  # noqa: E402
 from domain import session as session_domain  # noqa: E402
-from services.common.context import make_context  # noqa: E402
-from services.common.embedded import NatsServer, create_database, drop_database  # noqa: E402
-from services.common.sessions import Sessions  # noqa: E402
+from services.application.context import make_context  # noqa: E402
+from services.supervisor.embedded import NatsServer, create_database, drop_database  # noqa: E402
+from services.application.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 from services.projector.main import rebuild_read_models  # noqa: E402
 from services.relay.main import run_relay  # noqa: E402

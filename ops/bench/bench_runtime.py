@@ -61,8 +61,8 @@ from contracts.execution import (
     io_subject,
 )
 from contracts.slots import parse_slots
-from services.agent.backend import KernelLaunch
-from services.agent.docker.spec import (
+from services.agent.backends.base import KernelLaunch
+from services.agent.backends.docker.spec import (
     LABEL_AGENT,
     LABEL_KERNEL,
     LABEL_SESSION,
@@ -71,10 +71,10 @@ from services.agent.docker.spec import (
 )
 from services.agent.exec_server import open_runner
 from services.cli import queries as q
-from services.common.client import BerthClient
-from services.common.context import make_context
-from services.common.embedded import create_database, drop_database
-from services.common.instance import FILE_NAME, read_instance
+from services.sdk.client import BerthClient
+from services.application.context import make_context
+from services.supervisor.embedded import create_database, drop_database
+from services.sdk.instance import FILE_NAME, read_instance
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_IMAGE = "berth/python:latest"

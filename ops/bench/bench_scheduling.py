@@ -49,9 +49,9 @@ from contracts.session import KernelSpec  # noqa: E402
 from contracts.subjects import EVENTS_STREAM, report_subject  # noqa: E402
 from domain import session as session_domain  # noqa: E402
 from services.common.bus import ensure_streams  # noqa: E402
-from services.common.context import make_context  # noqa: E402
-from services.common.embedded import NatsServer, create_database, drop_database  # noqa: E402
-from services.common.sessions import Sessions  # noqa: E402
+from services.application.context import make_context  # noqa: E402
+from services.supervisor.embedded import NatsServer, create_database, drop_database  # noqa: E402
+from services.application.sessions import Sessions  # noqa: E402
 from processes import service_processes  # noqa: E402  (ops/bench, the script's folder)
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -33,7 +33,7 @@ import httpx
 from ops.bench.soak_report import RoundResult, SoakResult
 from ops.bench.soak_report import counts as _counts
 from services.cli import queries as q
-from services.common.client import BerthAPIError, BerthClient
+from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = ["CONFLICT_MARKS", "Endpoint", "run_soak"]
 

@@ -21,7 +21,9 @@ berth_ensure_venv() {
     fi
     echo "ops: installing requirements.lock and berth (editable) into .venv" >&2
     rm -f "$stamp"
+    # The lock holds every extra (server, embedded, test: see its header); --no-deps keeps pip from
+    # resolving anything beyond it.
     .venv/bin/pip install -q -r requirements.lock
-    .venv/bin/pip install -q --no-deps -e .
+    .venv/bin/pip install -q --no-deps -e '.[server,embedded,test]'
     printf '%s\n' "$digest" > "$stamp"
 }

@@ -14,7 +14,7 @@ from decimal import Decimal
 import msgspec
 
 from services.agent.accelerators.base import AcceleratorPlugin
-from services.agent.backend import KernelStartError
+from services.agent.backends.base import KernelStartError
 
 __all__ = ["QUANTUM", "Allocation", "DeviceAllocationError", "DeviceAllocator", "DevicePool"]
 

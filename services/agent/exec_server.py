@@ -31,7 +31,7 @@ from contracts.execution import (
     io_subject,
     logs_subject,
 )
-from services.agent.backend import KernelBackend
+from services.agent.backends.base import KernelBackend
 
 __all__ = ["ExecServer", "open_runner"]
 

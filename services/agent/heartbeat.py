@@ -11,6 +11,7 @@ import msgspec
 from nats.js.kv import KeyValue
 
 from contracts.reports import AgentHeartbeat
+from services.common.waiting import first_of
 
 __all__ = ["beat"]
 
@@ -29,7 +30,4 @@ async def beat(
             await kv.put(agent_id, msgspec.json.encode(AgentHeartbeat(agent_id=agent_id, sent_at=clock())))
         except Exception as exc:  # noqa: BLE001 - a missed beat is not fatal; the next one may pass
             log.warning("heartbeat of agent %s failed: %s", agent_id, exc)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except asyncio.TimeoutError:
-            pass
+        await first_of(stop, timeout=interval)

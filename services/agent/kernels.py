@@ -27,7 +27,7 @@ from contracts.reports import (
     clip_detail,
 )
 from contracts.status import Reason
-from services.agent.backend import KernelBackend, KernelLaunch, KernelStartError
+from services.agent.backends.base import KernelBackend, KernelLaunch, KernelStartError
 from services.agent.devices import DeviceAllocator
 from services.agent.progress import ProgressReports
 from services.agent.reporting import Reporter

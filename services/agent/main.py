@@ -20,16 +20,16 @@ from contracts.envelope import utc_now
 from contracts.reports import AgentStarted
 from contracts.subjects import EVENTS_STREAM, agent_events_filter, check_token
 from services.agent.accelerators import build_plugins
-from services.agent.backend import KernelBackend
+from services.agent.backends.base import KernelBackend
+from services.agent.backends.docker import DockerBackend, docker_problem, no_docker_message
+from services.agent.backends.process import ProcessBackend
+from services.agent.backends.simulated import SimulatedBackend
 from services.agent.capacity import resolve_capacity
 from services.agent.devices import DeviceAllocator
-from services.agent.docker import DockerBackend, docker_problem, no_docker_message
 from services.agent.exec_server import ExecServer
 from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
-from services.agent.process import ProcessBackend
 from services.agent.reporting import Reporter
-from services.agent.simulated import SimulatedBackend
 from services.common.follow import follow
 from services.common.bus import connect, ensure_streams, heartbeat_bucket
 from services.common.consumer import consume

@@ -15,7 +15,7 @@ from services.cli import admin_queries as aq
 from services.cli.admin_access_cmd import keypair, policy
 from services.cli.admin_common import apply_and_show, csv_list, list_rows, slot_list, slots_option
 from services.cli.admin_rgroup_cmd import rgroup
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
 
 __all__ = ["admin"]

@@ -9,7 +9,7 @@ import click
 
 from services.cli import admin_queries as aq
 from services.cli.admin_common import apply_and_show, csv_list, list_rows
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
 
 __all__ = ["rgroup"]

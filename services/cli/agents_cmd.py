@@ -6,7 +6,7 @@ import click
 
 from services.cli import queries as q
 from services.cli.connection import connect_client
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
 
 __all__ = ["agents"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from services.common.client import BerthClient
-from services.common.instance import read_instance
+from services.sdk.client import BerthClient
+from services.sdk.instance import read_instance
 from services.common.settings import default_data_dir
 
 __all__ = ["connect_client"]

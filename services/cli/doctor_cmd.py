@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from services.cli.connection import connect_client
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
 
 __all__ = ["DOCTOR", "doctor"]

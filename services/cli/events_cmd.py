@@ -11,9 +11,9 @@ import click
 
 from services.cli import queries as q
 from services.cli.connection import connect_client
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
-from services.common.client import BerthAPIError, BerthClient
+from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = ["events"]
 

@@ -10,8 +10,8 @@ import click
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
-from services.cli.main import run_async
-from services.common.client import BerthClient
+from services.cli.running import run_async
+from services.sdk.client import BerthClient
 
 __all__ = ["exec_", "logs", "stream_execution"]
 

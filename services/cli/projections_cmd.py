@@ -7,9 +7,9 @@ import os
 import click
 import msgspec
 
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
-from services.common.instance import read_instance
+from services.sdk.instance import read_instance
 from services.common.settings import Settings, default_data_dir
 
 __all__ = ["projections"]

@@ -10,7 +10,7 @@ import click
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.exec_cmd import INTERRUPTED, exit_with, stream_execution
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
 from services.cli.sessions_common import (
     DEFAULT_IMAGE,

@@ -13,7 +13,7 @@ import click
 
 from services.cli import queries as q
 from services.cli.output import Output
-from services.common.client import BerthClient
+from services.sdk.client import BerthClient
 from services.common.settings import DEFAULT_IMAGE
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from services.cli.connection import connect_client
-from services.cli.main import run_async
+from services.cli.running import run_async
 from services.cli.output import Output
 
 __all__ = ["token"]

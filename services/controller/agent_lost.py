@@ -21,9 +21,10 @@ from typing import Awaitable, Callable
 from contracts import commands as c
 from contracts.status import AgentStatus, Reason
 from domain.errors import DomainError
-from services.common.agents import Agents
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.agents import Agents
+from services.application.context import make_context
+from services.application.sessions import Sessions
+from services.common.waiting import first_of
 
 __all__ = ["AgentLostSweeper", "LostAgents", "sweep_lost_agents"]
 
@@ -91,21 +92,14 @@ Sweep = Callable[[str], Awaitable[bool]]
 async def sweep_lost_agents(lost: LostAgents, sweep: Sweep, retry: float, stop: asyncio.Event) -> None:
     """Sweeps every pending lost agent when one is lost, and again every ``retry`` seconds while
     a sweep is unfinished (an error, or a kernel assigned meanwhile), until ``stop`` is set."""
-    waiter = asyncio.ensure_future(stop.wait())
-    try:
-        while not stop.is_set():
-            lost.wake.clear()
-            for agent_id in lost.pending():
-                try:
-                    done = await sweep(agent_id)
-                except Exception as exc:  # noqa: BLE001 - retried at the next sweep
-                    log.warning("could not sweep lost agent %s: %s", agent_id, exc)
-                    continue
-                if done:
-                    lost.swept(agent_id)
-            woken = asyncio.ensure_future(lost.wake.wait())
-            await asyncio.wait({waiter, woken}, timeout=retry if lost.pending() else None,
-                               return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-    finally:
-        waiter.cancel()
+    while not stop.is_set():
+        lost.wake.clear()
+        for agent_id in lost.pending():
+            try:
+                done = await sweep(agent_id)
+            except Exception as exc:  # noqa: BLE001 - retried at the next sweep
+                log.warning("could not sweep lost agent %s: %s", agent_id, exc)
+                continue
+            if done:
+                lost.swept(agent_id)
+        await first_of(stop, lost.wake, timeout=retry if lost.pending() else None)

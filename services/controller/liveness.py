@@ -22,6 +22,7 @@ from contracts import commands as c
 from contracts.reports import AgentHeartbeat
 from contracts.status import AgentStatus
 from domain.errors import NotFoundError
+from services.common.waiting import first_of
 
 __all__ = ["Liveness", "check_liveness", "watch_heartbeats"]
 
@@ -134,7 +135,4 @@ async def check_liveness(liveness: Liveness, apply: Apply, interval: float, stop
                 continue
             log.info("agent %s: %s", agent_id, type(command).__name__)
             liveness.applied(agent_id, command)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except asyncio.TimeoutError:
-            pass
+        await first_of(stop, timeout=interval)

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from contracts import agent as agent_ev
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.status import AgentStatus, Reason
 from contracts.subjects import REPORTS_STREAM
-from services.common.agents import Agents
+from services.application.agents import Agents
+from services.application.facade import Facade
 from services.common.bus import connect, ensure_streams, heartbeat_bucket
 from services.common.consumer import consume
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.common.follow import follow
+from services.common.waiting import until
 from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_lost_agents
 from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
@@ -51,10 +52,9 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             "BERTH_HEARTBEAT_INTERVAL and BERTH_HEARTBEAT_TIMEOUT must be positive, "
             f"got {settings.heartbeat_interval} and {settings.heartbeat_timeout}"
         )
-    loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="controller-store")
-    sessions = await loop.run_in_executor(executor, Sessions, settings.pg_dsn)
-    agents = await loop.run_in_executor(executor, Agents, settings.pg_dsn)
+    store = Facade("controller-store", 4)
+    sessions = await store.open(Sessions, settings.pg_dsn)
+    agents = await store.open(Agents, settings.pg_dsn)
     nc = await connect(settings.nats_url, "berth-controller")
     try:
         js = nc.jetstream()
@@ -79,21 +79,21 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             changed.set()
 
         async def apply(agent_id: str, command: c.Command) -> object:
-            return await loop.run_in_executor(executor, agents.handle, agent_id, command, make_context(ACTOR))
+            return await store.call(agents.handle, agent_id, command, make_context(ACTOR))
 
         async def sweep(agent_id: str) -> bool:
-            return await loop.run_in_executor(executor, sweeper.sweep, agent_id)
+            return await store.call(sweeper.sweep, agent_id)
 
         async def terminate(session_id: str, reason: Reason) -> object:
-            return await loop.run_in_executor(executor, sessions.terminate, session_id, make_context(ACTOR), reason)
+            return await store.call(sessions.terminate, session_id, make_context(ACTOR), reason)
 
         async def timeouts() -> None:
-            await _until(caught_up, stop)  # judge on the whole history, not a replay half-way
+            await until(caught_up, stop)  # judge on the whole history, not a replay half-way
             await enforce_timeouts(deadlines, terminate, changed, stop)
 
         subs = [await follow(js, AGENT_SUBJECTS, on_agent_event, asyncio.Event()),
                 await follow(js, TIMEOUT_SUBJECTS, on_session_event, caught_up)]
-        handler = ReportHandler(ReportProcessor(sessions, agents), executor)
+        handler = ReportHandler(ReportProcessor(sessions, agents), store)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(
@@ -111,16 +111,5 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
                 await sub.unsubscribe()
     finally:
         await nc.close()
-        for app in (sessions, agents):
-            await loop.run_in_executor(executor, app.close)
-        executor.shutdown(wait=False)
+        await store.close()
 
-
-async def _until(event: asyncio.Event, stop: asyncio.Event) -> None:
-    """Returns once ``event`` or ``stop`` is set."""
-    waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()

@@ -8,9 +8,7 @@ session or kernel, a kernel of another agent, an invalid registration) raises
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import Executor
 from functools import singledispatch
 from typing import Sequence
 
@@ -31,11 +29,12 @@ from contracts.reports import (
 )
 from contracts.status import Reason
 from domain.errors import DomainError
-from services.common.agents import Agents
+from services.application.agents import Agents
+from services.application.facade import Facade
 from services.common.consumer import PermanentError
-from services.common.context import make_context
+from services.application.context import make_context
 from domain.session import SessionState
-from services.common.sessions import Sessions
+from services.application.sessions import Sessions
 
 __all__ = ["ReportHandler", "ReportProcessor", "agent_of_subject", "command_for", "reason_of"]
 
@@ -189,9 +188,9 @@ def _permanent(error: Exception | None) -> Exception | None:
 class ReportHandler:
     """Batch consumer handler: decodes the reports of one fetch and applies them in the store's thread."""
 
-    def __init__(self, processor: ReportProcessor, executor: Executor) -> None:
+    def __init__(self, processor: ReportProcessor, store: Facade) -> None:
         self._processor = processor
-        self._executor = executor
+        self._store = store
 
     async def __call__(self, messages: list[Msg]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = [None] * len(messages)
@@ -204,8 +203,7 @@ class ReportHandler:
                 outcomes[index] = exc
                 continue
             items.append((index, (sender, report, (msg.headers or {}).get(Header.MSG_ID.value))))
-        loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self._executor, self._processor.process_batch, [i for _, i in items])
+        results = await self._store.call(self._processor.process_batch, [i for _, i in items])
         for (index, _), result in zip(items, results, strict=True):
             outcomes[index] = result
         return outcomes

@@ -31,7 +31,8 @@ from contracts.envelope import Event, utc_now
 from contracts.status import Reason, SessionStatus, SessionType
 from contracts.tenancy import KeypairLimits
 from domain.errors import DomainError
-from services.common.policies import POLICY_SUBJECTS, KeypairPolicies
+from services.application.policies import POLICY_SUBJECTS, KeypairPolicies
+from services.common.waiting import first_of
 
 __all__ = ["TIMEOUT_SUBJECTS", "Deadlines", "enforce_timeouts"]
 
@@ -168,27 +169,20 @@ async def enforce_timeouts(
     A refused termination (the session already ended) is dropped; a failed one is retried
     after ``retry`` seconds.
     """
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        while not stop.is_set():
-            changed.clear()
-            for session_id, reason in deadlines.due():
-                try:
-                    await terminate(session_id, reason)
-                except DomainError as exc:
-                    log.info("not terminating session %s (%s): %s", session_id, reason.value, exc)
-                except Exception as exc:  # noqa: BLE001 - retried later
-                    log.warning("could not terminate session %s (%s): %s", session_id, reason.value, exc)
-                    deadlines.defer(session_id, retry)
-                    continue
-                else:
-                    log.info("session %s: %s", session_id, reason.value)
-                deadlines.done(session_id)
-            upcoming = deadlines.next_deadline()
-            sleep = longest_sleep if upcoming is None else (upcoming - clock()).total_seconds()
-            woken = asyncio.ensure_future(changed.wait())
-            await asyncio.wait({stopping, woken}, timeout=min(max(sleep, 0.0), longest_sleep),
-                               return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-    finally:
-        stopping.cancel()
+    while not stop.is_set():
+        changed.clear()
+        for session_id, reason in deadlines.due():
+            try:
+                await terminate(session_id, reason)
+            except DomainError as exc:
+                log.info("not terminating session %s (%s): %s", session_id, reason.value, exc)
+            except Exception as exc:  # noqa: BLE001 - retried later
+                log.warning("could not terminate session %s (%s): %s", session_id, reason.value, exc)
+                deadlines.defer(session_id, retry)
+                continue
+            else:
+                log.info("session %s: %s", session_id, reason.value)
+            deadlines.done(session_id)
+        upcoming = deadlines.next_deadline()
+        sleep = longest_sleep if upcoming is None else (upcoming - clock()).total_seconds()
+        await first_of(stop, changed, timeout=min(max(sleep, 0.0), longest_sleep))

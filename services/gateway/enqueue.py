@@ -23,7 +23,7 @@ from contracts.tenancy import DEFAULT_POLICY, DEFAULT_RESOURCE_GROUP, KeypairLim
 from domain.errors import DomainError
 from domain.tenancy import KeypairState, PolicyState, ProjectState, ResourceGroupState, UserState
 from domain.tenancy.enqueue import EnqueueFacts, check_enqueue, choose_project
-from services.common.tenancy import Tenancy
+from services.application.tenancy import Tenancy
 from services.gateway import readmodels as rm
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info

@@ -34,9 +34,10 @@ from contracts.execution import (
 )
 from contracts.status import SessionStatus
 from domain.session import SessionState
-from services.common.context import make_context
+from services.application.context import make_context
 from services.gateway.context import Info, caller
-from services.gateway.errors import BAD_INPUT, CONFLICT, NOT_FOUND, UNAVAILABLE, GatewayError
+from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
+from services.gateway.ownership import owned_session
 from services.gateway.session_refs import resolve_session_id
 
 __all__ = ["ExecItem", "execute", "session_logs"]
@@ -60,13 +61,9 @@ class ExecItem:
 
 async def _owned_session(info: Info, session_id: str) -> SessionState:
     """Returns the session a reference (id, unique id prefix or name) means, if the caller may see it."""
-    principal = caller(info)
+    caller(info)
     session_id = await resolve_session_id(info, session_id)
-    resources = info.context.resources
-    state = await resources.call(resources.sessions.get, session_id)
-    if state is None or not principal.may_see(state.owner, state.domain):
-        raise GatewayError(NOT_FOUND, f"session {session_id} not found")
-    return state
+    return await owned_session(info, session_id)
 
 
 def _main_kernel(state: SessionState) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
 from services.gateway.resources import READ_WAIT, Resources
 from services.gateway.view import GRAPHQL_PATH
+from services.common.waiting import first_of
 
 __all__ = ["build_app", "main", "run_gateway"]
 
@@ -89,11 +90,7 @@ async def run_gateway(
         log.info("gateway serving GraphQL at %s%s", url, GRAPHQL_PATH)
         if ready is not None:
             ready(url)
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
+        await first_of(serving, stop)
     finally:
         if server is not None and serving is not None:
             server.should_exit = True

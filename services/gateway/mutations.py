@@ -20,10 +20,11 @@ from contracts.status import ClusterMode, SessionType
 from contracts.subjects import SubjectError
 from domain.errors import DomainError
 from domain.session import MAX_PRIORITY, MIN_PRIORITY
-from services.common.context import make_context
+from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.enqueue import enqueue_checked
-from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError, from_domain
+from services.gateway.errors import BAD_INPUT, GatewayError, from_domain
+from services.gateway.ownership import owned_session
 from services.gateway.limits import checked, checked_value
 from services.gateway.session_refs import resolve_session_id
 from services.gateway.types import CreateSessionInput, SessionCommandResult
@@ -116,9 +117,7 @@ class Mutation:
         principal = caller(info)
         resources = info.context.resources
         session_id = await resolve_session_id(info, session_id)
-        state = await resources.call(resources.sessions.get, session_id)
-        if state is None or not principal.may_see(state.owner, state.domain):
-            raise GatewayError(NOT_FOUND, f"session {session_id} not found")
+        await owned_session(info, session_id)
         try:
             position = await resources.call(resources.sessions.terminate, session_id, make_context(principal.access_key))
         except DomainError as exc:

@@ -12,6 +12,7 @@ from services.gateway import execution
 from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.ownership import session_scope
 from services.gateway.session_refs import find_session
 from services.gateway.types import Agent, EventRecord, Kernel, Session, SessionPage
 
@@ -68,11 +69,12 @@ class Query:
         principal = caller(info)
         first, statuses = _checked_first(first, 50), _checked_statuses(status)
         cursor = rm.decode_cursor(after) if after else None
-        if not principal.is_admin:
-            if owner is not None and owner != principal.access_key:
+        scope = session_scope(principal)
+        if scope["owner"] is not None:
+            if owner is not None and owner != scope["owner"]:
                 return SessionPage(edges=[], end_cursor=None, has_next_page=False)
-            owner = principal.access_key
-        domain = principal.domain if principal.is_admin and not principal.is_superadmin else None
+            owner = scope["owner"]
+        domain = scope["domain"]
         await await_position(info, after_position)
         rows = await rm.list_sessions(
             info.context.resources.pool, owner=owner, statuses=statuses, first=first, after=cursor, domain=domain)
@@ -109,8 +111,7 @@ class Query:
         first = _checked_first(first, 100)
         await await_position(info, after_position)
         rows = await rm.list_events(
-            info.context.resources.pool, owner=None if principal.is_admin else principal.access_key,
-            domain=principal.domain if principal.is_admin and not principal.is_superadmin else None,
+            info.context.resources.pool, **session_scope(principal),
             aggregate_id=aggregate_id, since=since, until=until, after=after_position, first=first,
         )
         return [EventRecord.from_row(row) for row in rows]

@@ -8,18 +8,17 @@ The blocking event store runs on a small bounded thread pool, never on the event
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from services.application.facade import Facade
 from services.common.bus import connect
-from services.common.sessions import Sessions
-from services.common.tenancy import Tenancy
+from services.application.sessions import Sessions
+from services.application.tenancy import Tenancy
 from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
@@ -49,7 +48,7 @@ class Resources:
         self.authenticator = Authenticator(self.pool)
         self._nats = nats
         self._own_nats = nats is None
-        self._executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="gateway-store")
+        self._store = Facade("gateway-store", STORE_THREADS)
         self._sessions: Sessions | None = None
         self._tenancy: Tenancy | None = None
         self._lock = asyncio.Lock()
@@ -78,14 +77,13 @@ class Resources:
             async with self.pool.connection() as conn:
                 await conn.execute(KEYPAIRS_DDL)
                 await conn.execute(TOKENS_DDL)
-            self._sessions = await self.call(Sessions, self.settings.pg_dsn)
-            self._tenancy = await self.call(Tenancy, self.settings.pg_dsn)
+            self._sessions = await self._store.open(Sessions, self.settings.pg_dsn)
+            self._tenancy = await self._store.open(Tenancy, self.settings.pg_dsn)
             self._started = True
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Returns ``fn(*args, **kwargs)`` run on the store's thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await self._store.call(fn, *args, **kwargs)
 
     async def nats(self) -> Nats:
         """Returns the NATS connection, connecting to ``settings.nats_url`` on first use."""
@@ -107,11 +105,6 @@ class Resources:
             await self._nats.close()
             self._nats = None
         await self.pool.close()
-        if self._sessions is not None:
-            await self.call(self._sessions.close)
-            self._sessions = None
-        if self._tenancy is not None:
-            await self.call(self._tenancy.close)
-            self._tenancy = None
-        self._executor.shutdown(wait=False)
+        self._sessions = self._tenancy = None
+        await self._store.close()  # closes the use cases it opened, then its threads
         self._started = False

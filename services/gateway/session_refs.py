@@ -26,9 +26,9 @@ from typing import Any
 from domain.session_names import ID_FORM
 from projections.session_refs import MAX_CANDIDATES
 from services.gateway import readmodels as rm
-from services.gateway.auth.principal import Principal
 from services.gateway.context import Info, caller
 from services.gateway.errors import AMBIGUOUS, BAD_INPUT, NOT_FOUND, GatewayError
+from services.gateway.ownership import session_scope, visible_session
 
 __all__ = ["AmbiguousSessionError", "checked_ref", "find_session", "resolve_session_id"]
 
@@ -62,14 +62,6 @@ def checked_ref(ref: str, what: str = "session id") -> str:
     return ref
 
 
-def _scope(principal: Principal) -> dict[str, str | None]:
-    if principal.is_superadmin:
-        return {"owner": None, "domain": None}
-    if principal.is_admin:
-        return {"owner": None, "domain": principal.domain}
-    return {"owner": principal.access_key, "domain": None}
-
-
 def _distinct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -83,12 +75,12 @@ async def find_session(info: Info, ref: str, what: str = "session id", *, catch_
     ``catch_up``, a miss while the read models are behind the event store waits for them once."""
     principal = caller(info)
     resources = info.context.resources
-    rows = await rm.match_sessions(resources.pool, checked_ref(ref, what), **_scope(principal))
+    rows = await rm.match_sessions(resources.pool, checked_ref(ref, what), **session_scope(principal))
     if not rows and catch_up:  # read-your-writes: a session requested a moment ago may not be projected yet
         position = await resources.call(resources.sessions.position)
         if await rm.read_position(resources.pool) < position:
             await rm.wait_for_position(resources.pool, position, timeout=resources.read_wait)
-            rows = await rm.match_sessions(resources.pool, ref, **_scope(principal))
+            rows = await rm.match_sessions(resources.pool, ref, **session_scope(principal))
     exact = [row for row in rows if row["matched"] == "id"]
     if exact:
         return exact[0]
@@ -110,11 +102,9 @@ async def resolve_session_id(info: Info, ref: str, what: str = "session id") -> 
 
     A reference of the form of an id is looked up in the event store only (never behind, and no
     name has that form); anything else in the read models."""
-    principal = caller(info)
+    caller(info)
     if ID_FORM.fullmatch(checked_ref(ref, what)):
-        resources = info.context.resources
-        state = await resources.call(resources.sessions.get, ref)
-        if state is not None and principal.may_see(state.owner, state.domain):
+        if await visible_session(info, ref) is not None:
             return ref
     else:
         row = await find_session(info, ref, what, catch_up=True)

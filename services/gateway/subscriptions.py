@@ -13,7 +13,8 @@ from contracts.catalog import decode_event
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, SubjectError, session_events_filter
 from services.gateway import execution
 from services.gateway.context import Info, caller
-from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
+from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.ownership import owned_session
 from services.gateway.session_refs import resolve_session_id
 from services.gateway.types import EventRecord
 
@@ -53,16 +54,14 @@ class Subscription:
     async def session_events(
         self, info: Info, session_id: str, from_position: int | None = 0
     ) -> AsyncGenerator[EventRecord, None]:
-        principal = caller(info)
+        caller(info)
         resources = info.context.resources
         session_id = await resolve_session_id(info, session_id)
         try:
             subject = session_events_filter(session_id)
         except SubjectError as exc:
             raise GatewayError(BAD_INPUT, str(exc)) from exc
-        state = await resources.call(resources.sessions.get, session_id)
-        if state is None or not principal.may_see(state.owner, state.domain):
-            raise GatewayError(NOT_FOUND, f"session {session_id} not found")
+        await owned_session(info, session_id)
         js = await resources.jetstream()
         sub = await js.subscribe(
             subject, stream=EVENTS_STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL

@@ -17,7 +17,7 @@ from contracts.subjects import SubjectError
 from contracts.tenancy import Role
 from domain.errors import DomainError
 from domain.tenancy import TenancyState
-from services.common.context import make_context
+from services.application.context import make_context
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain

@@ -9,7 +9,7 @@ import strawberry
 from contracts import tenancy_commands as tc
 from contracts.tenancy import DEFAULT_DOMAIN, DEFAULT_PROJECT, Role, domain_id, policy_id, project_id, rgroup_id, user_id
 from domain.tenancy import KeypairState, ProjectState, UserState
-from services.common.context import make_context
+from services.application.context import make_context
 from services.gateway.auth import keypairs
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info

@@ -3,9 +3,7 @@ worker thread, that applies batches through ``projections.runner``."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import psycopg
@@ -15,6 +13,7 @@ from projections.position import Position, read_position
 from projections.rebuild import reset_read_models
 from projections.runner import BatchResult, RejectHandler, apply_batch
 from projections.schema import create_schema
+from services.application.facade import Facade
 from services.common.pg_limits import limited_dsn
 
 __all__ = ["BatchApplier"]
@@ -29,7 +28,7 @@ class BatchApplier:
         """Prepares the applier; the connection opens on first use."""
         self._dsn = dsn
         self._conn: psycopg.Connection | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector-db")
+        self._db = Facade("projector-db")  # one thread: the connection never changes threads
 
     async def position(self) -> Position:
         """Returns the applied position."""
@@ -49,11 +48,11 @@ class BatchApplier:
 
     async def close(self) -> None:
         """Closes the connection and the worker thread."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=True)
+        await self._db.call(self._disconnect)
+        await self._db.close(wait=True)
 
     async def _run(self, work: Callable[[psycopg.Connection], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
+        return await self._db.call(self._call, work)
 
     def _call(self, work: Callable[[psycopg.Connection], Any]) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -28,6 +28,7 @@ from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.projector.applier import BatchApplier
 from services.projector.feed import EventFeed
+from services.common.waiting import first_of
 
 __all__ = ["BATCH_SIZE", "DEAD_LETTER_CONSUMER", "Projector", "main", "rebuild_read_models", "run_projector"]
 
@@ -192,10 +193,7 @@ class _Runtime:
 
 
 async def _wait_or_stop(stop: asyncio.Event, delay: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), delay)
-    except asyncio.TimeoutError:
-        pass
+    await first_of(stop, timeout=delay)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -25,6 +25,7 @@ from contracts.travel import HEADER_ALLOWANCE, MAX_EVENT_BYTES
 from services.common.bus import connect, ensure_streams
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
+from services.common.waiting import first_of
 from services.relay.source import ChangeSignal, NotificationSource
 from services.relay.stream import PipelinedPublisher, StreamCursor, UnpublishableError, read_cursor, send_batch
 from services.relay.stuck import StuckMarker
@@ -79,12 +80,12 @@ async def run_relay(
                           exc.notification_id, exc.aggregate_id, exc.topic, exc.reason, stuck_retry)
                 await marker.mark(exc)
                 failures = 0
-                await _wait_any([stop.wait()], stuck_retry)
+                await first_of(stop, timeout=stuck_retry)
             except Exception as exc:  # noqa: BLE001 - the relay never dies: it re-syncs from the stream
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 log.warning("relay interrupted (%s: %s); re-syncing in %.2f s", type(exc).__name__, exc, delay)
-                await _wait_any([stop.wait()], delay)
+                await first_of(stop, timeout=delay)
     finally:
         if listener is not None:
             listener.cancel()
@@ -122,7 +123,7 @@ async def _pump(
             reading, ahead = ahead or read_after(cursor.position), None
             notifications = await reading
             if not notifications:
-                await _wait_any([signal_.changed.wait(), stop.wait()], IDLE_POLL)
+                await first_of(signal_.changed, stop, timeout=IDLE_POLL)
                 continue
             in_flight = await send_batch(publisher, notifications, cursor)
             if len(notifications) == batch_size:
@@ -143,15 +144,6 @@ def _check_max_payload(nc: Client) -> None:
                   "raise max_payload to at least 1 MiB or the relay may get stuck", nc.max_payload,
                   MAX_EVENT_BYTES + HEADER_ALLOWANCE)
 
-
-async def _wait_any(waits: Sequence, timeout: float) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def main() -> None:

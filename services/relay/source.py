@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import psycopg
 from eventsourcing.persistence import Notification
 from psycopg import sql
 
+from services.application.facade import Facade
 from services.common.pg_limits import limited_dsn
 from services.common.store import BerthApplication
 
@@ -28,21 +28,21 @@ log = logging.getLogger(__name__)
 class NotificationSource:
     """Reads the notification log of the event store on one worker thread."""
 
-    def __init__(self, app: BerthApplication, executor: ThreadPoolExecutor) -> None:
-        """Wraps an open application; use ``open`` to build one."""
+    def __init__(self, app: BerthApplication, store: Facade) -> None:
+        """Wraps an application opened by ``store``; use ``open`` to build one."""
         self._app = app
-        self._executor = executor
+        self._store = store
 
     @classmethod
     async def open(cls, dsn: str) -> NotificationSource:
         """Returns a source on the event store at ``dsn`` (creating its table when missing)."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store")
+        store = Facade("relay-store")
         try:
-            app = await asyncio.get_running_loop().run_in_executor(executor, BerthApplication, dsn)
+            app = await store.open(BerthApplication, dsn)
         except BaseException:
-            executor.shutdown(wait=False)
+            await store.close()  # nothing opened: only lets the thread go
             raise
-        return cls(app, executor)
+        return cls(app, store)
 
     @property
     def channel(self) -> str:
@@ -51,16 +51,15 @@ class NotificationSource:
 
     async def read(self, after: int, limit: int) -> Sequence[Notification]:
         """Returns up to ``limit`` notifications with ids above ``after``, in id order."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._select, after, limit)
+        return await self._store.call(self._select, after, limit)
 
     async def max_id(self) -> int:
         """Returns the last notification id in the store (0 when empty)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._app.position)
+        return await self._store.call(self._app.position)
 
     async def close(self) -> None:
         """Closes the application's connections and the worker thread."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._app.close)
-        self._executor.shutdown(wait=True)
+        await self._store.close(wait=True)
 
     def _select(self, after: int, limit: int) -> Sequence[Notification]:
         return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from contracts.envelope import Event
 from contracts.subjects import EVENTS_STREAM
+from services.application.facade import Facade
 from services.common.bus import connect, ensure_streams
-from services.common.context import make_context
+from services.application.context import make_context
 from services.common.follow import follow
 from services.common.settings import Settings
 from services.scheduler.passes import PassRunner
-from services.scheduler.scheduling import Scheduling
+from services.application.scheduling import Scheduling
 from services.scheduler.snapshot import SUBJECTS, Snapshot
 
 __all__ = ["SUBJECTS", "run_scheduler"]
@@ -28,19 +28,18 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
     """Runs the scheduler until ``stop`` is set."""
     if not settings.nats_url or not settings.pg_dsn:
         raise ValueError("the scheduler needs BERTH_NATS_URL and BERTH_PG_DSN")
-    loop = asyncio.get_running_loop()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-store")
-    app = await loop.run_in_executor(executor, Scheduling, settings.pg_dsn)
+    store = Facade("scheduler-store")
+    app = await store.open(Scheduling, settings.pg_dsn)
     nc = await connect(settings.nats_url, "berth-scheduler")
     try:
         js = nc.jetstream()
         await ensure_streams(js)
 
         async def record(events: Sequence[Event]) -> int | None:
-            return await loop.run_in_executor(executor, app.record_pass, events)
+            return await store.call(app.record_pass, events)
 
         async def catch_up(known: Mapping[str, int]) -> list[Event]:
-            return await loop.run_in_executor(executor, app.newer_than, dict(known))
+            return await store.call(app.newer_than, dict(known))
 
         snapshot = Snapshot()
         runner = PassRunner(snapshot, record, catch_up, lambda: make_context(ACTOR))
@@ -58,5 +57,4 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
             await sub.unsubscribe()
     finally:
         await nc.close()
-        await loop.run_in_executor(executor, app.close)
-        executor.shutdown(wait=False)
+        await store.close()

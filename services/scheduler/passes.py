@@ -28,6 +28,7 @@ from contracts.envelope import Event, utc_now
 from domain.emitting import Context
 from domain.scheduling import plan as make_plan
 from services.common.store import ConcurrencyError
+from services.common.waiting import until
 from services.scheduler.decisions import Decisions, decide_pass
 from services.scheduler.snapshot import Snapshot
 
@@ -84,11 +85,11 @@ class PassRunner:
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
         """Runs passes until ``stop`` is set, starting once ``ready`` (the snapshot caught up) is set."""
-        if not await _first(ready, stop):
+        if not await until(ready, stop):
             return
         self._wake.set()
         try:
-            while await _first(self._wake, stop):
+            while await until(self._wake, stop):
                 self._wake.clear()
                 await self.run_pass()
         finally:
@@ -177,13 +178,3 @@ class PassRunner:
             self._timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
 
 
-async def _first(event: asyncio.Event, stop: asyncio.Event) -> bool:
-    """Waits for ``event`` or ``stop``; returns True when ``event`` is set and ``stop`` is not."""
-    if not event.is_set() and not stop.is_set():
-        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-    return event.is_set() and not stop.is_set()

@@ -9,7 +9,7 @@ from functools import singledispatchmethod
 from contracts import tenancy as ev
 from contracts.envelope import Event
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions
-from services.common.policies import KeypairPolicies
+from services.application.policies import KeypairPolicies
 
 __all__ = ["TENANCY_SUBJECTS", "TenancyView"]
 

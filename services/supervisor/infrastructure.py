@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import psycopg
 from psycopg import sql
 
-from services.common.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
+from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
 
 __all__ = ["Infrastructure", "ensure_database", "infrastructure"]
 

@@ -25,9 +25,10 @@ import aiodocker
 import msgspec
 
 from services.agent.capacity import AUTO, CapacityError, resolve_capacity
-from services.agent.docker import docker_problem, no_docker_message
-from services.agent.docker.kernel_image import ImageBuildError, buildable, ensure_kernel_image, image_present
+from services.agent.backends.docker import docker_problem, no_docker_message
+from services.agent.backends.docker.kernel_image import ImageBuildError, buildable, ensure_kernel_image, image_present
 from services.common.settings import Settings
+from services.common.waiting import first_of
 
 __all__ = ["StartRefused", "choose_backend", "describe_capacity", "prepare_default_image"]
 
@@ -87,9 +88,7 @@ async def prepare_default_image(settings: Settings, say: Say, stop: asyncio.Even
         build = asyncio.create_task(
             ensure_kernel_image(docker, image, cache_dir=settings.cache_dir, say=lambda line: say(f"  {line}")),
             name="kernel-image")
-        stopped = asyncio.create_task(stop.wait(), name="kernel-image-stop")
-        await asyncio.wait({build, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
+        await first_of(build, stop)
         if not build.done():
             build.cancel()
             await asyncio.gather(build, return_exceptions=True)

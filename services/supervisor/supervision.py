@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Awaitable, Callable, Sequence
+from services.common.waiting import first_of
 
 __all__ = ["Service", "supervise"]
 
@@ -33,10 +34,7 @@ async def _keep_running(service: Service, stop: asyncio.Event, max_backoff: floa
             raise
         except Exception:  # noqa: BLE001 - a crashed service is logged and restarted
             log.exception("service %s crashed; restarting in %.1fs", service.name, backoff)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            except asyncio.TimeoutError:
-                pass
+            await first_of(stop, timeout=backoff)
             backoff = min(backoff * 2, max_backoff)
         else:
             if not stop.is_set():

@@ -17,10 +17,10 @@ import msgspec
 
 from services.agent.main import run_agent
 from services.common.bus import connect, ensure_streams
-from services.common.instance import Instance, remove_instance, write_instance, write_private
+from services.sdk.instance import Instance, remove_instance, write_instance, write_private
 from services.common.settings import Settings
 from services.controller.main import run_controller
-from services.common.tenancy import ADMIN_USER, ensure_defaults
+from services.application.tenancy import ADMIN_USER, ensure_defaults
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from services.gateway.main import run_gateway
 from services.projector.main import run_projector

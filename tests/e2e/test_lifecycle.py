@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.client import BerthClient
+from services.sdk.client import BerthClient
 from tests.e2e.conftest import RunningBerth, berth_env
 
 pytestmark = pytest.mark.e2e

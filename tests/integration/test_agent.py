@@ -29,10 +29,10 @@ from contracts.status import Reason
 from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, REPORTS_STREAM
 from domain import agent as agent_domain
 from domain.agent import AgentState
-from services.agent.backend import KernelLaunch, KernelStartError
+from services.agent.backends.base import KernelLaunch, KernelStartError
 from services.agent.main import durable_name, run_agent
-from services.agent.simulated import SimulatedBackend
-from services.common.context import make_context
+from services.agent.backends.simulated import SimulatedBackend
+from services.application.context import make_context
 from services.common.settings import Settings
 from tests.support.publish import ServiceTasks, publish_events, service_tasks
 from tests.support.waiting import async_wait_for

@@ -8,7 +8,7 @@ import pytest
 
 from services.agent.capacity import CapacityError, parse_capacity
 from services.agent.main import build_backend
-from services.agent.simulated import SimulatedBackend
+from services.agent.backends.simulated import SimulatedBackend
 from services.common.settings import Settings
 
 

@@ -16,12 +16,12 @@ from contracts import commands as c
 from contracts.session import KernelSpec
 from contracts.slots import parse_slots
 from contracts.status import SessionStatus
-from services.agent.backend import KernelLaunch
+from services.agent.backends.base import KernelLaunch
 from services.agent.main import run_agent
-from services.agent.simulated import SimulatedBackend
-from services.common.agents import Agents
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.agent.backends.simulated import SimulatedBackend
+from services.application.agents import Agents
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay

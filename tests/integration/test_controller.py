@@ -20,10 +20,10 @@ from contracts.subjects import DEADLETTER_STREAM, HEADER_ERROR, HEADER_ORIGINAL_
 from domain import agent as agent_domain
 from domain import session as session_domain
 from services.agent.heartbeat import beat
-from services.common.agents import Agents
+from services.application.agents import Agents
 from services.common.bus import heartbeat_bucket
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay

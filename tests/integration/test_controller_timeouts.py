@@ -24,10 +24,10 @@ from domain import quota as quota_domain
 from domain import session as session_domain
 from domain.emitting import Emitter
 from services.agent.main import run_agent
-from services.agent.simulated import SimulatedBackend
-from services.common.agents import Agents
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.agent.backends.simulated import SimulatedBackend
+from services.application.agents import Agents
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay

@@ -7,9 +7,9 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from services.agent.backend import KernelStartError
-from services.agent.docker import DockerBackend
-from services.agent.docker.spec import container_name
+from services.agent.backends.base import KernelStartError
+from services.agent.backends.docker import DockerBackend
+from services.agent.backends.docker.spec import container_name
 from tests.support.docker_backend import (
     Exits,
     agent_id,

@@ -7,8 +7,8 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from services.agent.docker import DockerBackend
-from services.agent.docker.spec import container_name
+from services.agent.backends.docker import DockerBackend
+from services.agent.backends.docker.spec import container_name
 from tests.support.docker_backend import (
     Exits,
     agent_id,

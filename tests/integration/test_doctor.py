@@ -22,9 +22,9 @@ from contracts.session import KernelPlacement, KernelSpec
 from domain import agent as agent_domain
 from domain import quota as quota_domain
 from domain import session as session_domain
-from services.common.client import BerthAPIError, BerthClient
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.sdk.client import BerthAPIError, BerthClient
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.projector.main import run_projector
 from services.relay.main import run_relay

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from services.common.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname, free_port
+from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname, free_port
 from tests.support.waiting import wait_for
 
 

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from contracts.status import ClusterMode
-from services.common.client import BerthClient
-from services.common.sessions import Sessions
+from services.sdk.client import BerthClient
+from services.application.sessions import Sessions
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, count_events, gateway, keys, read_models,
 )

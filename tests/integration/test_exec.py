@@ -12,9 +12,9 @@ import pytest
 
 from contracts.status import SessionStatus
 from services.agent.main import run_agent
-from services.agent.process import ProcessBackend
-from services.common.client import BerthAPIError, BerthClient
-from services.common.sessions import Sessions
+from services.agent.backends.process import ProcessBackend
+from services.sdk.client import BerthAPIError, BerthClient
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay

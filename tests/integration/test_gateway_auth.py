@@ -13,10 +13,10 @@ import httpx
 import psycopg
 import pytest
 
-from services.common.signing import sign_request
+from services.sdk.signing import sign_request
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
-from services.common.tenancy import ensure_defaults
+from services.application.tenancy import ensure_defaults
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, count_events, create_user, gateway, keys, read_models,
 )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.common.settings import Settings
-from services.common.client import BerthClient
+from services.sdk.client import BerthClient
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, clean_streams, keys, read_models, served,
 )

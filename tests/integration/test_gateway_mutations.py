@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from contracts.status import SessionStatus, SessionType
-from services.common.sessions import Sessions
-from services.common.client import BerthAPIError
+from services.application.sessions import Sessions
+from services.sdk.client import BerthAPIError
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, client_for, count_events, gateway, keys, read_models,
 )

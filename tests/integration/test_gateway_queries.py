@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from services.common.settings import Settings
-from services.common.client import BerthAPIError, BerthClient
+from services.sdk.client import BerthAPIError, BerthClient
 from services.gateway.main import build_app
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, gateway, keys, project_session, read_models, set_position,

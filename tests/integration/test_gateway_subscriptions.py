@@ -16,8 +16,8 @@ from websockets.exceptions import InvalidStatus
 from contracts.catalog import decode_event
 from contracts.subjects import HEADER_POSITION, event_subject
 from services.common.settings import Settings
-from services.common.signing import sign_request
-from services.common.client import BerthAPIError, BerthClient
+from services.sdk.signing import sign_request
+from services.sdk.client import BerthAPIError, BerthClient
 from services.gateway.main import run_gateway
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, clean_streams, keys, read_models, served,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.client import BerthAPIError
+from services.sdk.client import BerthAPIError
 from tests.support.gateway import (  # noqa: F401 - fixtures
     Keys, client_for, count_events, gateway, keys, read_models,
 )

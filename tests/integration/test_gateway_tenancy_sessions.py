@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.client import BerthClient
+from services.sdk.client import BerthClient
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, client_for, count_events, gateway, keys, read_models,
 )

@@ -13,9 +13,9 @@ from contracts import commands as c
 from contracts.session import KernelSpec
 from contracts.travel import MAX_EVENT_BYTES, TravelError
 from domain import session as session_domain
-from services.common.client import BerthClient
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.sdk.client import BerthClient
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, client_for, count_events, gateway, keys, read_models,
 )

@@ -14,9 +14,9 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from services.agent.docker import kernel_image
-from services.agent.docker.kernel_image import ImageBuildError, ensure_kernel_image, import_rootfs
-from services.agent.docker.rootfs import rootfs_tarball
+from services.agent.backends.docker import kernel_image
+from services.agent.backends.docker.kernel_image import ImageBuildError, ensure_kernel_image, import_rootfs
+from services.agent.backends.docker.rootfs import rootfs_tarball
 from services.common.settings import Settings
 from services.supervisor.runtime import prepare_default_image
 

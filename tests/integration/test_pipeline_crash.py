@@ -19,9 +19,9 @@ import pytest
 
 from contracts.subjects import EVENTS_STREAM
 from projections.rebuild import dump_read_models
-from services.common.context import make_context
-from services.common.embedded import NatsServer
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.supervisor.embedded import NatsServer
+from services.application.sessions import Sessions
 from tests.support.relay import (  # noqa: F401
     jetstream,
     own_nats,

@@ -15,9 +15,9 @@ import pytest
 
 from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata, utc_now
-from services.agent.backend import KernelLaunch
+from services.agent.backends.base import KernelLaunch
 from services.agent.exec_server import open_runner
-from services.agent.process import ProcessBackend
+from services.agent.backends.process import ProcessBackend
 from tests.support.waiting import async_wait_for
 
 

@@ -18,11 +18,11 @@ from domain import agent as agent_domain
 from domain import session as session_domain
 from projections.position import read_position, wait_for_position
 from projections.rebuild import dump_read_models
-from services.common.agents import Agents
+from services.application.agents import Agents
 from services.common.bus import ensure_streams
-from services.common.context import make_context
-from services.common.embedded import NatsServer, free_port
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.supervisor.embedded import NatsServer, free_port
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay

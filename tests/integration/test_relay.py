@@ -10,8 +10,8 @@ from nats.js.errors import BadRequestError
 
 from contracts.subjects import HEADER_POSITION, event_subject
 from services.common.bus import ensure_streams
-from services.common.embedded import NatsServer
-from services.common.sessions import Sessions
+from services.supervisor.embedded import NatsServer
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.relay.main import run_relay
 from tests.support.relay import (  # noqa: F401

@@ -22,9 +22,9 @@ from contracts.catalog import encode_event
 from contracts.envelope import Event
 from contracts.session import KernelSpec
 from domain import session as session_domain
-from services.common.client import BerthClient
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.sdk.client import BerthClient
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.projector.main import run_projector
 from services.relay.main import run_relay

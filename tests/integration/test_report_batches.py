@@ -12,10 +12,10 @@ from contracts.session import KernelPlacement, KernelSpec
 from contracts.status import SessionStatus
 from domain import agent as agent_domain
 from domain import session as session_domain
-from services.common.agents import Agents
+from services.application.agents import Agents
 from services.common.consumer import PermanentError
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.controller.reports import ReportProcessor
 
 NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)

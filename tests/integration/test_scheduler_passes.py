@@ -16,10 +16,10 @@ from contracts.status import Reason, SessionStatus
 from domain import agent as agent_domain
 from domain import quota as quota_domain
 from domain import session as session_domain
-from services.common.context import make_context
+from services.application.context import make_context
 from services.common.store import ConcurrencyError
 from services.scheduler.passes import PassRunner
-from services.scheduler.scheduling import Scheduling
+from services.application.scheduling import Scheduling
 from services.scheduler.snapshot import Snapshot
 from tests.support.waiting import async_wait_for
 

@@ -14,9 +14,9 @@ from nats.js import JetStreamContext
 from contracts import commands as c
 from contracts.session import KernelSpec
 from contracts.status import Reason, SessionStatus
-from services.common.agents import Agents
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.agents import Agents
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.relay.main import run_relay
 from services.scheduler.main import run_scheduler

@@ -19,9 +19,9 @@ from contracts.session import KernelSpec
 from contracts.session_names import name_claim_id
 from domain.errors import AlreadyExistsError
 from projections.session_refs import match_query
-from services.common.client import BerthAPIError, BerthClient
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.sdk.client import BerthAPIError, BerthClient
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, client_for, count_events, gateway, keys, project_session, read_models,
 )

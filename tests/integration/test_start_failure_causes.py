@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from contracts.agent import KernelAssigned
-from services.agent.backend import KernelLaunch, KernelStartError, ProgressHandler
+from services.agent.backends.base import KernelLaunch, KernelStartError, ProgressHandler
 from services.agent.main import run_agent
-from services.agent.simulated import SimulatedBackend
-from services.common.client import BerthClient
+from services.agent.backends.simulated import SimulatedBackend
+from services.sdk.client import BerthClient
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.projector.main import run_projector

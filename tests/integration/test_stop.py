@@ -174,8 +174,8 @@ RUNNER_PARENT = textwrap.dedent('''
     from pathlib import Path
     from contracts.agent import KernelAssigned
     from contracts.envelope import Metadata, utc_now
-    from services.agent.backend import KernelLaunch
-    from services.agent.process import ProcessBackend
+    from services.agent.backends.base import KernelLaunch
+    from services.agent.backends.process import ProcessBackend
 
     async def main():
         kernel = KernelAssigned(

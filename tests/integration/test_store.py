@@ -13,8 +13,8 @@ from contracts.catalog import encode_event
 from contracts.session import KernelPlacement, KernelSpec
 from domain import agent as agent_domain
 from domain import session as session_domain
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.application.sessions import Sessions
 from services.common.store import ConcurrencyError
 
 SLOTS = {"cpu": Decimal(1), "mem": Decimal(1024**3)}

@@ -15,10 +15,10 @@ import pytest
 from contracts import commands as c
 from contracts.session import KernelSpec
 from domain import session as session_domain
-from services.common.context import make_context
+from services.application.context import make_context
 from services.common.pg_limits import SESSION_LIMITS, limited_dsn
 from services.common.pg_recorder import StallWatch
-from services.common.sessions import Sessions
+from services.application.sessions import Sessions
 
 SLOTS = {"cpu": Decimal(1), "mem": Decimal(1024**3)}
 DEADLINE = 120.0

@@ -19,9 +19,9 @@ import pytest
 
 from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata, utc_now
-from services.agent.backend import KernelLaunch
-from services.agent.docker import DockerBackend
-from services.agent.docker.spec import LABEL_AGENT
+from services.agent.backends.base import KernelLaunch
+from services.agent.backends.docker import DockerBackend
+from services.agent.backends.docker.spec import LABEL_AGENT
 from services.agent.kernels import launch_for
 
 __all__ = ["PLACEHOLDER_RUNNER", "Exits", "exec_output", "launch", "make_backend", "remove_agent_containers"]

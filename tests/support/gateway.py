@@ -19,12 +19,12 @@ import pytest
 
 from contracts.tenancy import user_id
 from contracts.tenancy_commands import CreateUser
-from services.common.context import make_context
+from services.application.context import make_context
 from services.common.settings import Settings
-from services.common.tenancy import Tenancy
+from services.application.tenancy import Tenancy
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
-from services.common.client import BerthClient
+from services.sdk.client import BerthClient
 from services.gateway.main import build_app, run_gateway
 from tests.support.publish import fresh_bus
 

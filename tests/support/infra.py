@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from services.common.embedded import EmbeddedPostgres, NatsServer, create_database, drop_database
+from services.supervisor.embedded import EmbeddedPostgres, NatsServer, create_database, drop_database
 
 LOCAL_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DOCKER_SKIP_REASON = "no Docker engine answers (docker info); .ci/run provides one"

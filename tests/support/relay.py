@@ -20,9 +20,9 @@ from nats.js.errors import NotFoundError
 from contracts import commands as c
 from contracts.session import KernelSpec
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
-from services.common.context import make_context
-from services.common.embedded import NatsServer
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.supervisor.embedded import NatsServer
+from services.application.sessions import Sessions
 from services.common.settings import Settings
 
 

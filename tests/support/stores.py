@@ -6,8 +6,8 @@ from typing import Iterator
 
 import pytest
 
-from services.common.agents import Agents
-from services.common.sessions import Sessions
+from services.application.agents import Agents
+from services.application.sessions import Sessions
 
 __all__ = ["apps"]
 

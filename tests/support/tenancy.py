@@ -16,7 +16,7 @@ import psycopg
 from contracts.subjects import event_subject
 from projections.delivery import Delivery
 from projections.runner import apply_batch
-from services.common.client import BerthAPIError, BerthClient
+from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = [
     "CREATE_DOMAIN", "CREATE_KEYPAIR", "CREATE_POLICY", "CREATE_PROJECT", "CREATE_RGROUP", "CREATE_USER",

@@ -17,11 +17,11 @@ from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata
 from contracts.reports import KernelExitedReport, KernelProgressReport, Report
 from contracts.status import Reason
-from services.agent.backend import KernelLaunch, KernelStartError, ProgressHandler
-from services.agent.docker.images import PullProgress, ensure_image, human_bytes
+from services.agent.backends.base import KernelLaunch, KernelStartError, ProgressHandler
+from services.agent.backends.docker.images import PullProgress, ensure_image, human_bytes
 from services.agent.kernels import KernelLifecycle
 from services.agent.progress import ProgressReports
-from services.agent.simulated import SimulatedBackend
+from services.agent.backends.simulated import SimulatedBackend
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MB = 1_000_000

@@ -9,11 +9,11 @@ from contracts.reports import KernelExitedReport, KernelRunningReport, Report
 from contracts.status import Reason
 from domain.emitting import Emitter
 from services.agent.accelerators.mock import MockPlugin
-from services.agent.backend import KernelLaunch
+from services.agent.backends.base import KernelLaunch
 from services.agent.devices import DeviceAllocator
 from services.agent.kernels import KernelLifecycle, launch_for
-from services.agent.simulated import SimulatedBackend
-from services.common.context import make_context
+from services.agent.backends.simulated import SimulatedBackend
+from services.application.context import make_context
 
 D = Decimal
 emit = Emitter("local", 1, make_context("test"))

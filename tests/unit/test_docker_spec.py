@@ -10,9 +10,9 @@ import pytest
 
 from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata, utc_now
-from services.agent.backend import KernelLaunch, KernelStartError
-from services.agent.docker.exits import exit_reason
-from services.agent.docker.spec import (
+from services.agent.backends.base import KernelLaunch, KernelStartError
+from services.agent.backends.docker.exits import exit_reason
+from services.agent.backends.docker.spec import (
     KernelPaths,
     container_config,
     container_name,
@@ -142,7 +142,7 @@ def test_exit_reasons(code: int, oom: bool, batch: bool, reason: str) -> None:
 
 
 def test_the_probe_says_no_when_no_engine_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from services.agent.docker import docker_available_sync
+    from services.agent.backends.docker import docker_available_sync
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     assert docker_available_sync() is False

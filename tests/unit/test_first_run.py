@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 from aiodocker.exceptions import DockerError
 
-from services.agent.docker import kernel_image
-from services.agent.docker.kernel_image import ImageBuildError, buildable, ensure_kernel_image, split_tag
-from services.agent.docker.probe import docker_problem, no_docker_message
-from services.agent.docker.rootfs import _PER_PACKAGE, DEFAULT_MIRROR, debian_mirror, debian_suite, rootfs_tarball
+from services.agent.backends.docker import kernel_image
+from services.agent.backends.docker.kernel_image import ImageBuildError, buildable, ensure_kernel_image, split_tag
+from services.agent.backends.docker.probe import docker_problem, no_docker_message
+from services.agent.backends.docker.rootfs import _PER_PACKAGE, DEFAULT_MIRROR, debian_mirror, debian_suite, rootfs_tarball
 from services.agent.main import build_backend
 from services.common.settings import Settings
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity

@@ -18,7 +18,7 @@ from contracts.tenancy import ResourceGroupCreated, ResourceGroupOptions, Visibi
 from contracts.travel import MAX_EVENT_BYTES, check_travels
 from domain import agent as agent_domain
 from domain import session as session_domain
-from services.common.context import make_context
+from services.application.context import make_context
 
 GIB = Decimal(1024**3)
 

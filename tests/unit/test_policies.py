@@ -5,8 +5,8 @@ from __future__ import annotations
 from contracts import tenancy as ev
 from contracts.tenancy import KeypairLimits, policy_id
 from domain.emitting import Emitter
-from services.common.context import make_context
-from services.common.policies import KeypairPolicies
+from services.application.context import make_context
+from services.application.policies import KeypairPolicies
 
 
 def event(cls, aggregate_id: str, version: int = 0, **fields):  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ from domain import agent as agent_domain
 from domain import quota as quota_domain
 from domain import session as session_domain
 from domain.emitting import Context, Emitter
-from services.common.sessions import Sessions, was_scheduled
+from services.application.sessions import Sessions, was_scheduled
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 OWNER, PROJECT, DOMAIN = "AKIA_ALICE", "ml", "research"

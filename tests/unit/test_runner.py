@@ -184,7 +184,10 @@ def test_a_batch_interrupt_stops_the_process_group(runner: RunnerClient) -> None
     started = time.monotonic()
     while (message := runner.receive()).get("kind") != "done":
         assert message.get("data") != "never\n"
-    assert message["exit_code"] == 130
+    # 130: the shell died of the SIGINT; 143: the runner escalated to SIGTERM because the group had
+    # not ended within INTERRUPT_GRACE (a machine busy enough can delay a dying process that long).
+    # Either way the interrupt stopped the run before its end.
+    assert message["exit_code"] in (130, 143)
     assert time.monotonic() - started < 10
 
 

@@ -20,8 +20,8 @@ from domain.emitting import Context
 from domain.errors import AlreadyExistsError, InvalidRequestError
 from domain.session import SessionState
 from domain.session_names import claim
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.application.sessions import Sessions
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""Backend.AI request signing (services.common.signing): what the signature covers and header parsing."""
+"""Backend.AI request signing (services.sdk.signing): what the signature covers and header parsing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from services.common.signing import API_VERSION, SignatureError, parse_authorization, sign_request, signature_for
+from services.sdk.signing import API_VERSION, SignatureError, parse_authorization, sign_request, signature_for
 
 DATE = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 BASE = dict(secret_key="s" * 40, method="POST", path="/graphql", date=DATE, host="127.0.0.1:8080",

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from contracts import commands as c
 from domain import agent as agent_domain
-from services.common.agents import Agents
-from services.common.context import make_context
+from services.application.agents import Agents
+from services.application.context import make_context
 from services.common.state_cache import StateCache
 
 

@@ -16,8 +16,8 @@ from contracts.envelope import Metadata
 from contracts.session import KernelSpec, SessionRequested
 from contracts.subjects import SubjectError, check_token, event_subject, session_events_filter
 from contracts.travel import MAX_EVENT_BYTES, TravelError, check_travels
-from services.common.context import make_context
-from services.common.sessions import Sessions
+from services.application.context import make_context
+from services.application.sessions import Sessions
 
 NOW = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 

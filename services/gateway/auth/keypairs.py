@@ -20,9 +20,9 @@ from contracts.tenancy import DEFAULT_POLICY, Role, user_id
 from domain.emitting import Context
 from domain.errors import InvalidRequestError
 from domain.tenancy import UserState
-from services.common.context import make_context
+from services.application.context import make_context
 from services.common.pg_limits import limited_dsn
-from services.common.tenancy import ADMIN_USER, Tenancy, ensure_defaults
+from services.application.tenancy import ADMIN_USER, Tenancy, ensure_defaults
 
 __all__ = [
     "ADMIN_USER",

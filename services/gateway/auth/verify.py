@@ -2,7 +2,7 @@
 
 The signed string covers the method, the request path with its query string, the
 ``X-BackendAI-Date``, the ``Host`` and ``Content-Type`` headers and a hash of the
-body (see ``services.common.signing``). The date must lie within a window around
+body (see ``services.sdk.signing``). The date must lie within a window around
 the server's clock so that a captured request cannot be replayed later.
 """
 
@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from contracts.envelope import utc_now
 from contracts.tenancy import Role
-from services.common.signing import SignatureError, parse_authorization, signature_for
+from services.sdk.signing import SignatureError, parse_authorization, signature_for
 from services.gateway.auth.principal import AuthError, Principal
 from services.gateway.auth.tokens import principal_for_token
 

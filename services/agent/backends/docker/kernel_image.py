@@ -5,7 +5,7 @@ root filesystem (``rootfs.py``: ``<cache>/kernel-rootfs-<suite>-<arch>.tar``), b
 first with debootstrap when it is not cached (root and debootstrap needed; about a minute),
 with ``CMD ["python3"]`` and ``LANG=C.UTF-8``. No registry is ever asked for ``berth/python``
 (a name on Docker Hub could be anyone's). ``berth up`` calls it for the default image;
-``ops/images/build-python-image`` runs ``main`` (``python -m services.agent.docker.kernel_image``).
+``ops/images/build-python-image`` runs ``main`` (``python -m services.agent.backends.docker.kernel_image``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import msgspec
 from aiodocker.exceptions import DockerError
 from yarl import URL
 
-from services.agent.docker.probe import docker_problem, no_docker_message
-from services.agent.docker.rootfs import (
+from services.agent.backends.docker.probe import docker_problem, no_docker_message
+from services.agent.backends.docker.rootfs import (
     ImageBuildError,
     Say,
     build_rootfs,
@@ -130,7 +130,7 @@ async def ensure_kernel_image(docker: aiodocker.Docker, image: str, *, cache_dir
 
 
 def _script() -> str:
-    return str(Path(__file__).resolve().parents[3] / "ops" / "images" / "build-python-image")
+    return str(Path(__file__).resolve().parents[4] / "ops" / "images" / "build-python-image")
 
 
 async def _build(image: str, force: bool, cache_dir: Path, say: Say) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from contracts.agent import KernelAssigned
-from services.agent.backend import KernelBackend, KernelLaunch, ProgressHandler
+from services.agent.backends.base import KernelBackend, KernelLaunch, ProgressHandler
 
 __all__ = ["SimulatedBackend"]
 

@@ -20,7 +20,7 @@ import httpx
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from services.common.signing import sign_request
+from services.sdk.signing import sign_request
 
 __all__ = ["BerthAPIError", "BerthClient"]
 

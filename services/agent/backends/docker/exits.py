@@ -17,7 +17,7 @@ import aiodocker
 from aiodocker.events import DockerEvents
 
 from contracts.status import Reason
-from services.agent.docker.spec import LABEL_AGENT, LABEL_KERNEL
+from services.agent.backends.docker.spec import LABEL_AGENT, LABEL_KERNEL
 
 __all__ = ["ExitWatcher", "exit_reason"]
 

@@ -27,7 +27,7 @@ from domain import tenancy
 from domain.emitting import Context
 from domain.errors import AlreadyExistsError
 from domain.tenancy import TenancyState
-from services.common.context import make_context
+from services.application.context import make_context
 from services.common.store import BerthApplication, ConcurrencyError, retry_on_conflict
 
 __all__ = ["ADMIN_USER", "Tenancy", "default_commands", "ensure_defaults"]

@@ -18,7 +18,7 @@ from typing import Any
 import aiodocker
 from aiodocker.exceptions import DockerError
 
-from services.agent.backend import KernelStartError, ProgressHandler
+from services.agent.backends.base import KernelStartError, ProgressHandler
 
 __all__ = ["PULL_POLICIES", "PullProgress", "ensure_image", "human_bytes"]
 

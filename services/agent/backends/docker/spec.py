@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from services.agent.backend import KernelLaunch, KernelStartError
+from services.agent.backends.base import KernelLaunch, KernelStartError
 
 __all__ = [
     "CONTAINER_IO",

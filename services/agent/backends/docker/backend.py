@@ -20,16 +20,16 @@ from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
 from contracts.agent import KernelAssigned
-from services.agent.backend import (
+from services.agent.backends.base import (
     ExitHandler,
     KernelBackend,
     KernelLaunch,
     KernelStartError,
     ProgressHandler,
 )
-from services.agent.docker.exits import ExitWatcher, exit_reason
-from services.agent.docker.images import PULL_POLICIES, ensure_image
-from services.agent.docker.spec import (
+from services.agent.backends.docker.exits import ExitWatcher, exit_reason
+from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
+from services.agent.backends.docker.spec import (
     LABEL_AGENT,
     LABEL_KERNEL,
     LABEL_MODE,
@@ -43,7 +43,7 @@ __all__ = ["DEFAULT_RUNNER_DIR", "DockerBackend"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
+DEFAULT_RUNNER_DIR = Path(__file__).resolve().parents[2] / "runner"
 """``services/agent/runner``: mounted read-only at ``/opt/berth/runner`` in every kernel."""
 NEVER_STARTED = "0001-01-01T00:00:00Z"
 LISTEN_TIMEOUT = 30.0

@@ -20,14 +20,14 @@ from pathlib import Path
 
 from contracts.agent import KernelAssigned
 from contracts.status import Reason
-from services.agent.backend import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
+from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
 __all__ = ["RUNNER_SCRIPT", "ProcessBackend"]
 
 log = logging.getLogger(__name__)
 
-RUNNER_SCRIPT = Path(__file__).resolve().parent / "runner" / "berth_runner.py"
+RUNNER_SCRIPT = Path(__file__).resolve().parents[1] / "runner" / "berth_runner.py"
 START_TIMEOUT = 15.0
 LOG_LIMIT = 1 << 20
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")

@@ -1,0 +1,2 @@
+"""The agent's kernel backends: the port (``base``) and its implementations (``docker``,
+``process``, ``simulated``). See README.md."""

@@ -1,6 +1,0 @@
-"""The Docker backend of the agent (aiodocker): see README.md."""
-
-from services.agent.docker.backend import DockerBackend
-from services.agent.docker.probe import docker_available, docker_available_sync, docker_problem, no_docker_message
-
-__all__ = ["DockerBackend", "docker_available", "docker_available_sync", "docker_problem", "no_docker_message"]

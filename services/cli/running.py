@@ -1,0 +1,32 @@
+"""How a ``berth`` command runs its async body: ``run_async`` turns API and connection errors into a
+one-line message and exit status 1. Commands import it from here; ``main`` only composes them."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Awaitable, Callable
+
+import click
+
+from services.sdk.client import BerthAPIError
+from services.sdk.instance import InstanceNotFoundError
+
+__all__ = ["run_async"]
+
+
+def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """Wraps an async command: runs it and turns API errors into a clear message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except BerthAPIError as exc:
+            raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        except InstanceNotFoundError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot reach Berth: {exc}") from None
+
+    return wrapper

@@ -1,0 +1,44 @@
+"""The one ownership check: which sessions a caller may see and touch.
+
+A user sees its own sessions (by access key), an admin those of its domain, a superadmin all
+(``Principal.may_see``). ``owned_session`` is that rule on the write side (load from the event
+store, NOT_FOUND when missing or not the caller's, so that another's session is never revealed);
+``session_scope`` is the same rule as a read-model filter.
+"""
+
+from __future__ import annotations
+
+from domain.session import SessionState
+from services.gateway.auth.principal import Principal
+from services.gateway.context import Info, caller
+from services.gateway.errors import NOT_FOUND, GatewayError
+
+__all__ = ["owned_session", "session_scope", "visible_session"]
+
+
+def session_scope(principal: Principal) -> dict[str, str | None]:
+    """Returns the read-model filter of the sessions ``principal`` may see: ``owner`` (an access
+    key) and ``domain``, each None when not restricted."""
+    if principal.is_superadmin:
+        return {"owner": None, "domain": None}
+    if principal.is_admin:
+        return {"owner": None, "domain": principal.domain}
+    return {"owner": principal.access_key, "domain": None}
+
+
+async def visible_session(info: Info, session_id: str) -> SessionState | None:
+    """Returns the session ``session_id`` from the event store if the caller may see it, else None."""
+    principal = caller(info)
+    resources = info.context.resources
+    state = await resources.call(resources.sessions.get, session_id)
+    if state is None or not principal.may_see(state.owner, state.domain):
+        return None
+    return state
+
+
+async def owned_session(info: Info, session_id: str) -> SessionState:
+    """Returns the session ``session_id`` if the caller may see it; NOT_FOUND otherwise."""
+    state = await visible_session(info, session_id)
+    if state is None:
+        raise GatewayError(NOT_FOUND, f"session {session_id} not found")
+    return state
