@@ -4,7 +4,7 @@ The one query behind every session reference of the API (``match_sessions``). Ea
 is served by an index of ``schema.sql``: the primary key (exact id),
 ``sessions_name_owner`` (name, then owner) and ``sessions_id_pattern`` (``session_id
 text_pattern_ops``, so ``LIKE 'abcd%'`` is an index range whatever the collation). The
-caller picks among the candidates (``services.gateway.session_refs``).
+caller picks among the candidates (``services.gateway.sessions.refs``).
 """
 
 from __future__ import annotations

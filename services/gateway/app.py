@@ -13,7 +13,7 @@ import logging
 from services.gateway.asgi import Receive, Scope, Send, error_body, send_json
 from services.gateway.errors import NOT_FOUND, UNAVAILABLE
 from services.gateway.auth.middleware import AuthLayer, TokenEndpoint
-from services.gateway.doctor import relay_stuck
+from services.gateway.health.doctor import relay_stuck
 from services.gateway.resources import Resources
 from services.gateway.schema import build_schema
 from services.gateway.view import GRAPHQL_PATH, BerthGraphQL

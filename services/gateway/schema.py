@@ -1,4 +1,4 @@
-"""The GraphQL schema: queries, mutations and subscriptions, with internal errors masked."""
+"""The GraphQL schema, assembled from the features' queries, mutations and subscriptions, with internal errors masked."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.tools import merge_types
 
-from services.gateway.doctor import DoctorQuery
 from services.gateway.errors import INTERNAL, GatewayError
-from services.gateway.mutations import Mutation
-from services.gateway.queries import Query
-from services.gateway.subscriptions import Subscription
-from services.gateway.tenancy_mutations import TenancyMutation
-from services.gateway.tenancy_queries import TenancyQuery
-from services.gateway.usage import UsageQuery
+from services.gateway.execution.queries import ExecutionQuery
+from services.gateway.execution.subscriptions import ExecutionSubscription
+from services.gateway.health.doctor import DoctorQuery
+from services.gateway.sessions.mutations import Mutation
+from services.gateway.sessions.queries import Query
+from services.gateway.sessions.subscriptions import Subscription
+from services.gateway.tenancy.mutations import TenancyMutation
+from services.gateway.tenancy.queries import TenancyQuery
+from services.gateway.tenancy.usage import UsageQuery
 
 __all__ = ["build_schema"]
 
@@ -53,7 +55,8 @@ class BerthSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     """Returns the gateway's schema; an unexpected error reaches the client as "internal error"."""
     return BerthSchema(
-        query=merge_types("Query", (Query, DoctorQuery, TenancyQuery, UsageQuery)),
-        mutation=merge_types("Mutation", (Mutation, TenancyMutation)), subscription=Subscription,
+        query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, TenancyQuery, UsageQuery)),
+        mutation=merge_types("Mutation", (Mutation, TenancyMutation)),
+        subscription=merge_types("Subscription", (ExecutionSubscription, Subscription)),
         extensions=[_MaskInternalErrors],
     )

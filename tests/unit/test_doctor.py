@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.gateway.drift import Drift, check_agents, check_quotas, diagnose, persistent
+from services.gateway.health.drift import Drift, check_agents, check_quotas, diagnose, persistent
 
 
 def session(sid: str, status: str = "RUNNING", owner: str = "AK1", project: str = "ml", domain: str = "d",

@@ -9,7 +9,7 @@ import pytest
 from contracts.slots import SlotError
 from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
 from services.gateway.errors import GatewayError, from_domain
-from services.gateway.readmodels import decode_cursor, encode_cursor
+from services.gateway.sessions.readmodels import decode_cursor, encode_cursor
 
 
 def test_cursor_round_trip() -> None:

@@ -8,8 +8,9 @@ import pytest
 
 from contracts.status import SessionType
 from services.gateway.errors import GatewayError
-from services.gateway.mutations import build_request
-from services.gateway.types import DEFAULT_IMAGE, CreateSessionInput, SlotInput
+from services.gateway.sessions.mutations import build_request
+from services.gateway.sessions.types import DEFAULT_IMAGE, CreateSessionInput
+from services.gateway.slots import SlotInput
 
 SID = "0123456789abcdef0123456789abcdef"
 

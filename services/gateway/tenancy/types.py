@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import strawberry
 from strawberry.scalars import JSON
 
-from services.gateway.types import SlotInput, slots_json
+from services.gateway.slots import SlotInput, slots_json
 
 __all__ = [
     "Domain",

@@ -11,12 +11,11 @@ from nats.js.api import DeliverPolicy
 
 from contracts.catalog import decode_event
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, SubjectError, session_events_filter
-from services.gateway import execution
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
-from services.gateway.ownership import owned_session
-from services.gateway.session_refs import resolve_session_id
-from services.gateway.types import EventRecord
+from services.gateway.sessions.ownership import owned_session
+from services.gateway.sessions.refs import resolve_session_id
+from services.gateway.sessions.types import EventRecord
 
 __all__ = ["Subscription", "record_of"]
 
@@ -40,13 +39,6 @@ def record_of(msg: Msg) -> EventRecord | None:
 
 @strawberry.type
 class Subscription:
-    execute: execution.ExecItem = strawberry.subscription(
-        resolver=execution.execute,
-        description="Runs code in the main kernel of one of your RUNNING sessions (`sessionId`: its id, a unique id "
-        "prefix or its name; mode `query`: Python in a "
-        "persistent namespace; `batch`: a shell command); streams stdout/stderr chunks, then `done` with the exit code.",
-    )
-
     @strawberry.subscription(
         description="The events of one of your sessions (`sessionId`: its id, a unique id prefix or its name), from "
         "the start (skipping positions <= fromPosition), then live."

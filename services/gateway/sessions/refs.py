@@ -25,10 +25,11 @@ from typing import Any
 
 from domain.session_names import ID_FORM
 from projections.session_refs import MAX_CANDIDATES
-from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller
 from services.gateway.errors import AMBIGUOUS, BAD_INPUT, NOT_FOUND, GatewayError
-from services.gateway.ownership import session_scope, visible_session
+from services.gateway.readmodels import read_position, wait_for_position
+from services.gateway.sessions import readmodels as rm
+from services.gateway.sessions.ownership import session_scope, visible_session
 
 __all__ = ["AmbiguousSessionError", "checked_ref", "find_session", "resolve_session_id"]
 
@@ -78,8 +79,8 @@ async def find_session(info: Info, ref: str, what: str = "session id", *, catch_
     rows = await rm.match_sessions(resources.pool, checked_ref(ref, what), **session_scope(principal))
     if not rows and catch_up:  # read-your-writes: a session requested a moment ago may not be projected yet
         position = await resources.call(resources.sessions.position)
-        if await rm.read_position(resources.pool) < position:
-            await rm.wait_for_position(resources.pool, position, timeout=resources.read_wait)
+        if await read_position(resources.pool) < position:
+            await wait_for_position(resources.pool, position, timeout=resources.read_wait)
             rows = await rm.match_sessions(resources.pool, ref, **session_scope(principal))
     exact = [row for row in rows if row["matched"] == "id"]
     if exact:

@@ -8,21 +8,17 @@ from typing import Annotated
 import strawberry
 
 from contracts.status import SessionStatus
-from services.gateway import execution
-from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
-from services.gateway.ownership import session_scope
-from services.gateway.session_refs import find_session
-from services.gateway.types import Agent, EventRecord, Kernel, Session, SessionPage
+from services.gateway.readmodels import AfterPosition, await_position
+from services.gateway.sessions import readmodels as rm
+from services.gateway.sessions.ownership import session_scope
+from services.gateway.sessions.refs import find_session
+from services.gateway.sessions.types import Agent, EventRecord, Kernel, Session, SessionPage
 
-__all__ = ["AfterPosition", "MAX_PAGE", "Query", "await_position"]
+__all__ = ["MAX_PAGE", "Query"]
 
 MAX_PAGE = 500
-AfterPosition = Annotated[
-    int | None,
-    strawberry.argument(description="Wait until the read models reflect this event-store position (a mutation's `position`)."),
-]
 
 
 def _checked_first(first: int | None, default: int) -> int:
@@ -45,20 +41,8 @@ async def _with_kernels(info: Info, rows: list[dict]) -> list[Session]:
     return [Session.from_row(row, [Kernel.from_row(k) for k in kernels[row["session_id"]]]) for row in rows]
 
 
-async def await_position(info: Info, after_position: int | None) -> None:
-    """Returns once the read models reflect ``after_position`` (READ_MODEL_BEHIND after the wait)."""
-    resources = info.context.resources
-    await rm.wait_for_position(resources.pool, after_position, timeout=resources.read_wait)
-
-
 @strawberry.type
 class Query:
-    session_logs: str = strawberry.field(
-        resolver=execution.session_logs,
-        description="The log of the main kernel of one of your sessions (`sessionId`: its id, a unique id prefix or "
-        "its name), as its agent keeps it.",
-    )
-
     @strawberry.field(description="Sessions, oldest first. Users see their own, admins their domain's, superadmins "
                       "all (or `owner`'s).")
     async def sessions(

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import strawberry
 
-from services.gateway import tenancy_readmodels as trm
+from services.gateway.tenancy import readmodels as trm
 from services.gateway.context import Info, caller
-from services.gateway.queries import AfterPosition, await_position
-from services.gateway.tenancy_types import Domain, Keypair, Project, ResourceGroup, ResourcePolicy, User
+from services.gateway.readmodels import AfterPosition, await_position
+from services.gateway.tenancy.types import Domain, Keypair, Project, ResourceGroup, ResourcePolicy, User
 
 __all__ = ["TenancyQuery"]
 

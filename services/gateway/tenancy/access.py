@@ -22,7 +22,7 @@ from services.gateway.auth.principal import Principal
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain
 from services.gateway.limits import checked
-from services.gateway.types import SlotInput
+from services.gateway.slots import SlotInput
 
 __all__ = [
     "admin_caller",

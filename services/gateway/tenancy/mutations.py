@@ -15,13 +15,13 @@ from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, GatewayError
 from services.gateway.limits import checked
-from services.gateway.tenancy_access import (
+from services.gateway.slots import SlotInput
+from services.gateway.tenancy.access import (
     admin_caller, guarded, in_scope, load, raw_slots, run_command, superadmin_caller, unless_superadmin_target,
 )
-from services.gateway.tenancy_types import (
+from services.gateway.tenancy.types import (
     DomainInput, KeypairSecret, ProjectInput, ResourceGroupInput, ResourcePolicyInput, TenancyResult, UserInput,
 )
-from services.gateway.types import SlotInput
 
 __all__ = ["TenancyMutation"]
 

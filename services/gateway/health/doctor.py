@@ -2,7 +2,7 @@
 
 It waits until the read models reflect every event recorded so far, reads the
 ``sessions``, ``kernels``, ``agents`` and ``quota_usage`` tables in one snapshot, and
-runs the checks of ``services.gateway.drift``. A drift that a transaction half
+runs the checks of ``services.gateway.health.drift``. A drift that a transaction half
 applied could explain (the projector between two batches) would be gone a moment
 later, so a drift is reported only when a second snapshot, taken after the read
 models caught up again, still shows it.
@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from strawberry.scalars import JSON
 
-from services.gateway import drift as doctor
+from services.gateway.health import drift as doctor
 from services.common.relay_status import RelayStuck, read_stuck
 from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller

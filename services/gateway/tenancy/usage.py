@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 from services.gateway import readmodels as rm
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info, caller
-from services.gateway.types import slots_json
+from services.gateway.slots import slots_json
 
 __all__ = ["QuotaUsage", "UsageQuery"]
 

@@ -24,11 +24,11 @@ from domain.errors import DomainError
 from domain.tenancy import KeypairState, PolicyState, ProjectState, ResourceGroupState, UserState
 from domain.tenancy.enqueue import EnqueueFacts, check_enqueue, choose_project
 from services.application.tenancy import Tenancy
-from services.gateway import readmodels as rm
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain
-from services.gateway.session_refs import resolve_session_id
+from services.gateway.sessions import readmodels as rm
+from services.gateway.sessions.refs import resolve_session_id
 
 __all__ = ["enqueue_checked"]
 

@@ -1,4 +1,4 @@
-"""GraphQL types of the gateway (Strawberry): read-model rows and mutation inputs/results."""
+"""GraphQL types of sessions (Strawberry): read-model rows and mutation inputs/results."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from services.common.settings import DEFAULT_IMAGE
+from services.gateway.slots import SlotInput, slots_json
 
 __all__ = [
     "Agent",
@@ -20,14 +21,7 @@ __all__ = [
     "Session",
     "SessionCommandResult",
     "SessionPage",
-    "SlotInput",
-    "slots_json",
 ]
-
-
-def slots_json(slots: Mapping[str, Any] | None) -> dict[str, str]:
-    """Returns slots as a JSON object of decimal strings, sorted by name (mem in bytes)."""
-    return {name: str(amount) for name, amount in sorted((slots or {}).items())}
 
 
 @strawberry.type
@@ -152,12 +146,6 @@ class EventRecord:
             correlation_id=row["correlation_id"], causation_id=row["causation_id"],
             payload=json.dumps(row["payload"], separators=(",", ":")),
         )
-
-
-@strawberry.input
-class SlotInput:
-    slot: str
-    amount: str
 
 
 @strawberry.input

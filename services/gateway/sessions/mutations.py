@@ -22,12 +22,12 @@ from domain.errors import DomainError
 from domain.session import MAX_PRIORITY, MIN_PRIORITY
 from services.application.context import make_context
 from services.gateway.context import Info, caller
-from services.gateway.enqueue import enqueue_checked
 from services.gateway.errors import BAD_INPUT, GatewayError, from_domain
-from services.gateway.ownership import owned_session
 from services.gateway.limits import checked, checked_value
-from services.gateway.session_refs import resolve_session_id
-from services.gateway.types import CreateSessionInput, SessionCommandResult
+from services.gateway.sessions.enqueue import enqueue_checked
+from services.gateway.sessions.ownership import owned_session
+from services.gateway.sessions.refs import resolve_session_id
+from services.gateway.sessions.types import CreateSessionInput, SessionCommandResult
 
 __all__ = ["DEFAULT_RESOURCES", "MAX_CLUSTER_SIZE", "Mutation", "build_request"]
 

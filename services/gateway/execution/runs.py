@@ -37,8 +37,8 @@ from domain.session import SessionState
 from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
-from services.gateway.ownership import owned_session
-from services.gateway.session_refs import resolve_session_id
+from services.gateway.sessions.ownership import owned_session
+from services.gateway.sessions.refs import resolve_session_id
 
 __all__ = ["ExecItem", "execute", "session_logs"]
 

@@ -1,0 +1,1 @@
+"""Sessions: queries, mutations and subscriptions of sessions, their enqueue checks, references and ownership."""

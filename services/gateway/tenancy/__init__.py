@@ -1,0 +1,1 @@
+"""Tenancy: domains, projects, users, keypairs, resource policies and groups, and quota usage."""
