@@ -103,3 +103,14 @@ def berth_up(tmp_path: Path, pg_dsn: str) -> Iterator[RunningBerth]:
     """A running Berth with its own NATS (from the wheel) and a fresh database."""
     with running(tmp_path / "berth", berth_env(tmp_path / "berth", BERTH_PG_DSN=pg_dsn)) as berth:
         yield berth
+
+
+@pytest.fixture
+def process_berth(tmp_path: Path, pg_dsn: str) -> Iterator[RunningBerth]:
+    """A running Berth whose agent runs kernels as local processes."""
+    data = tmp_path / "berth"
+    with running(data, berth_env(data, BERTH_PG_DSN=pg_dsn, BERTH_AGENT_BACKEND="process")) as started:
+        yield started
+    for pid_file in (data / "kernels").glob("*/runner.pid"):  # runners outlive their agent, as containers do
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)

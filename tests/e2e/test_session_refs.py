@@ -3,28 +3,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-from pathlib import Path
-from typing import Iterator
-
 import pytest
 
-from tests.e2e.conftest import RunningBerth, berth_env, running
+from tests.e2e.conftest import RunningBerth
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def berth(tmp_path: Path, pg_dsn: str) -> Iterator[RunningBerth]:
-    """A running Berth whose agent runs kernels as local processes."""
-    data = tmp_path / "berth"
-    with running(data, berth_env(data, BERTH_PG_DSN=pg_dsn, BERTH_AGENT_BACKEND="process")) as started:
-        yield started
-    for pid_file in (data / "kernels").glob("*/runner.pid"):  # runners outlive their agent, as containers do
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+def berth(process_berth: RunningBerth) -> RunningBerth:
+    """A running Berth whose agent runs kernels as local processes (``process_berth``)."""
+    return process_berth
 
 
 def info(berth: RunningBerth, ref: str) -> dict:
