@@ -33,6 +33,12 @@ __all__ = ["Decisions", "States", "decide_pass"]
 
 log = logging.getLogger(__name__)
 
+MAX_PLACEMENTS = 1000
+"""Sessions one pass places at most. A pass's ``QuotaConsumed`` lists every session it places in a
+scope (about 100 bytes each): unbounded, a burst of thousands placed at once would make an event
+over ``contracts.travel.MAX_EVENT_BYTES``, which the store refuses — and the pass would fail for
+ever. The rest are placed by the next passes, at once."""
+
 MAX_REASONS = 2000
 """Pending-reason events one pass records at most (a pass over a long, newly blocked queue would
 otherwise write one huge transaction); the rest follow in the next passes."""
@@ -59,17 +65,23 @@ class Decisions:
         self.refused: dict[str, str] = {}
         self.expired: list[str] = []
         self.aggregates: set[str] = set()
-        """Every aggregate written (reloaded when the transaction conflicts)."""
+        """Every aggregate written (caught up when the transaction conflicts)."""
         self.reasons_left = 0
         """Changed pending reasons left for the next pass (over ``MAX_REASONS``)."""
+        self.placements_left = 0
+        """Planned placements left for the next pass (over the pass's placement cap)."""
 
 
-def decide_pass(plan: Plan, states: States, ctx: Context) -> Decisions:
-    """Returns the events of ``plan`` as decided against ``states``."""
+def decide_pass(plan: Plan, states: States, ctx: Context, *, max_placements: int = MAX_PLACEMENTS) -> Decisions:
+    """Returns the events of ``plan`` as decided against ``states`` (at most ``max_placements``
+    sessions placed; ``placements_left`` counts the rest)."""
     out = Decisions()
     agents: dict[str, AgentState] = {}
     consumed: dict[tuple[QuotaScope, str], dict[str, dict]] = {}
     for placement in plan.placements:
+        if len(out.placed) == max_placements:
+            out.placements_left += 1
+            continue
         session = states.session(placement.session_id)
         if session is None:
             out.refused[placement.session_id] = "no longer pending"

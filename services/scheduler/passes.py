@@ -29,7 +29,7 @@ from domain.emitting import Context
 from domain.scheduling import plan as make_plan
 from services.common.store import ConcurrencyError
 from services.common.waiting import until
-from services.scheduler.decisions import Decisions, decide_pass
+from services.scheduler.decisions import MAX_PLACEMENTS, Decisions, decide_pass
 from services.scheduler.snapshot import Snapshot
 
 __all__ = ["PassRunner", "PassStats"]
@@ -77,6 +77,7 @@ class PassRunner:
         self._reruns = 0
         self._round_robin: dict[str, int] = {}
         self.stats = PassStats()
+        self.max_placements = MAX_PLACEMENTS
 
     def notify(self) -> None:
         """Marks the snapshot as changed in a way that may allow a placement."""
@@ -103,7 +104,7 @@ class PassRunner:
         now = self._clock()
         plan = make_plan(self._snapshot.view(self._round_robin), self._snapshot.pending(), now)
         ctx = self._context()
-        decisions = decide_pass(plan, self._snapshot, ctx)
+        decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
         self.stats.plan_seconds += time.perf_counter() - started
         self._set_timer(plan.wake_at, now)
         started = time.perf_counter()
@@ -120,7 +121,7 @@ class PassRunner:
                 if not await self._rebase(decisions.events):
                     return None
                 rebases += 1
-                decisions = decide_pass(plan, self._snapshot, ctx)
+                decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
             except Exception:  # noqa: BLE001 - the pass is retried later, the service goes on
                 delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
                 self._failures += 1
@@ -138,8 +139,8 @@ class PassRunner:
         if decisions.placed:
             log.info("placed %d session(s)%s", len(decisions.placed),
                      f" after {rebases} catch-up(s)" if rebases else "")
-        if decisions.reasons_left:
-            self._wake.set()  # record the rest of the changed pending reasons
+        if decisions.reasons_left or decisions.placements_left:
+            self._wake.set()  # record the rest of the changed pending reasons, place the rest
         if decisions.refused and self._reruns < MAX_RERUNS:
             self._reruns += 1  # the plan and the aggregates disagreed: plan again
             self._wake.set()

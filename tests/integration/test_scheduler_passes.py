@@ -340,3 +340,23 @@ async def test_a_session_starting_later_is_placed_when_its_time_comes_without_an
         stop.set()
         await asyncio.wait_for(task, 10)
     assert app.load("later")[-1].timestamp >= starts_at, "placed no earlier than starts_at"
+
+
+async def test_a_pass_places_at_most_its_cap_and_the_next_passes_place_the_rest(app: Scheduling) -> None:
+    """A burst placed in one pass would make a QuotaConsumed too large to travel (issue 8): the cap
+    bounds every pass's events, and the rest follow at once."""
+    record_agent(app, "a1", c.RegisterAgent(capacity={"cpu": Decimal(100), "mem": 100 * GIB}, backend="sim", hostname="h"))
+    for i in range(25):
+        record_session(app, f"s{i}")
+    snapshot = snapshot_of(app)
+    runner = runner_for(app, snapshot)
+    runner.max_placements = 10
+
+    first = await runner.run_pass()
+    assert first is not None and len(first.placed) == 10 and first.placements_left == 15
+    assert runner._wake.is_set(), "the next pass is due at once"
+    placed = len(first.placed)
+    while (more := await runner.run_pass()) is not None:
+        placed += len(more.placed)
+    assert placed == 25
+    assert all(status(app, f"s{i}") is SessionStatus.SCHEDULED for i in range(25))
