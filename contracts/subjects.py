@@ -16,6 +16,7 @@ __all__ = [
     "SubjectError",
     "agent_events_filter",
     "check_token",
+    "context_events_filter",
     "dead_letter_subject",
     "event_subject",
     "report_subject",
@@ -59,6 +60,11 @@ def event_subject(type_name: str, aggregate_id: str) -> str:
     context = check_token(context_of(type_name), "event context")
     short_type = check_token(short_type_of(type_name), "event type")
     return f"ev.{context}.{check_token(aggregate_id)}.{short_type}"
+
+
+def context_events_filter(type_name: str) -> str:
+    """Returns ``ev.<context>.>``: every event of the context of the event type ``type_name``."""
+    return f"ev.{check_token(context_of(type_name), 'event context')}.>"
 
 
 def session_events_filter(session_id: str) -> str:

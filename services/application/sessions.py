@@ -63,8 +63,7 @@ class Sessions(BerthApplication):
 
     def _claim_name(self, session_id: str, command: c.RequestSession, ctx: Context) -> list[Event]:
         """Returns the claim of the request's name; reads only the claim's last event (constant cost)."""
-        stored = self.recorder.select_events(name_claim_id(command.owner, command.name), desc=True, limit=1)
-        last = self.mapper.to_domain_event(stored[0]) if stored else None
+        last = self.last_event(name_claim_id(command.owner, command.name))
         last = last if isinstance(last, SessionNameClaimed) else None
         holder = self.get(last.session_id) if last is not None else None
         return session_names.claim(last, holder, owner=command.owner, name=command.name, session_id=session_id, ctx=ctx)
@@ -185,8 +184,8 @@ class Sessions(BerthApplication):
 
     def _version(self, aggregate_id: str) -> int:
         """Returns the current version of an aggregate (0 when it has no events) in one indexed read."""
-        last = self.recorder.select_events(aggregate_id, desc=True, limit=1)
-        return last[0].originator_version if last else 0
+        last = self.last_event(aggregate_id)
+        return last.originator_version if last is not None else 0
 
 
 def was_scheduled(state: SessionState) -> bool:

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event
-from contracts.travel import check_travels
+from contracts.travel import check_travel
 from services.common.state_cache import StateCache
 
 __all__ = ["BerthApplication", "ConcurrencyError", "MsgspecMapper", "eventsourcing_env", "retry_on_conflict"]
@@ -48,11 +48,15 @@ class MsgspecMapper(Mapper[str]):
         super().__init__(transcoder=_Unused())
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        """Encodes one event, refusing (``TravelError``) what could not be published: the guard runs
+        here, on the very bytes stored, before the store writes any event of the save."""
+        state = encode_event(domain_event)
+        check_travel(domain_event, state)
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=type(domain_event).type_name(),
-            state=encode_event(domain_event),
+            state=state,
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
@@ -110,6 +114,11 @@ class BerthApplication(Application[str]):
         ``current``, whose cost does not grow with the history)."""
         return list(self.events.get(aggregate_id))  # type: ignore[arg-type]
 
+    def last_event(self, aggregate_id: str) -> Event | None:
+        """Returns the latest event of one aggregate (None when it has none), in one indexed read."""
+        stored = self.recorder.select_events(aggregate_id, desc=True, limit=1)
+        return self.mapper.to_domain_event(stored[0]) if stored else None  # type: ignore[no-any-return]
+
     def current(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
         """Returns the current state of one aggregate, built by ``evolve`` and cached (see
         ``services.common.state_cache``): only the events since the cached version are read."""
@@ -126,7 +135,6 @@ class BerthApplication(Application[str]):
         """
         if not events:
             return None
-        check_travels(events)  # the guard: nothing recorded that cannot travel
         try:
             recordings = self.save(*events)  # type: ignore[arg-type]
         except IntegrityError as exc:

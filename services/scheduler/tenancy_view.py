@@ -8,18 +8,17 @@ from functools import singledispatchmethod
 
 from contracts import tenancy as ev
 from contracts.envelope import Event
+from contracts.subjects import context_events_filter
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions
 from services.application.policies import KeypairPolicies
 
 __all__ = ["TENANCY_SUBJECTS", "TenancyView"]
 
-TENANCY_SUBJECTS = (
-    "ev.keypair.>",
-    "ev.policy.>",
-    "ev.project.>",
-    "ev.domain.>",
-    "ev.rgroup.>",
+TENANCY_SUBJECTS = tuple(
+    context_events_filter(cls.type_name())
+    for cls in (ev.KeypairCreated, ev.ResourcePolicyCreated, ev.ProjectCreated, ev.DomainCreated, ev.ResourceGroupCreated)
 )
+"""Every event of the keypair, policy, project, domain and resource-group contexts."""
 
 
 class TenancyView:
