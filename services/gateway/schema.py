@@ -7,7 +7,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from services.gateway.errors import INTERNAL, GatewayError
@@ -21,7 +21,11 @@ from services.gateway.tenancy.mutations import TenancyMutation
 from services.gateway.tenancy.queries import TenancyQuery
 from services.gateway.tenancy.usage import UsageQuery
 
-__all__ = ["build_schema"]
+__all__ = ["DOCUMENT_CACHE_SIZE", "build_schema"]
+
+DOCUMENT_CACHE_SIZE = 512
+"""Distinct query texts whose parse and validation are kept (LRU; clients send a few dozen; bounded so that
+unique texts cannot grow the memory)."""
 
 log = logging.getLogger(__name__)
 
@@ -58,5 +62,6 @@ def build_schema() -> strawberry.Schema:
         query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, TenancyQuery, UsageQuery)),
         mutation=merge_types("Mutation", (Mutation, TenancyMutation)),
         subscription=merge_types("Subscription", (ExecutionSubscription, Subscription)),
-        extensions=[_MaskInternalErrors],
+        extensions=[_MaskInternalErrors, lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+                    lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)],
     )
