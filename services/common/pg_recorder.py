@@ -35,6 +35,7 @@ from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
 from services.common.pg_limits import session_options
+from services.common.snapshots import Snapshot
 
 __all__ = ["STALL_SECONDS", "BerthPostgresFactory", "BerthRecorder", "StallWatch"]
 
@@ -140,6 +141,25 @@ class BerthRecorder(PostgresApplicationRecorder):
         )
         self._insert_call = SQL("SELECT {schema}.{function}(%s) AS id").format(
             schema=schema, function=function)
+        snapshots = Identifier(f"{self.events_table_name}_snapshots")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{snapshots} ("
+                " aggregate_id text NOT NULL, kind text NOT NULL, version bigint NOT NULL,"
+                " type_name text NOT NULL, fingerprint text NOT NULL, state bytea NOT NULL,"
+                " PRIMARY KEY (aggregate_id, kind))"
+            ).format(schema=schema, snapshots=snapshots)
+        )
+        self._get_snapshot = SQL(
+            "SELECT version, type_name, fingerprint, state FROM {schema}.{snapshots}"
+            " WHERE aggregate_id = %s AND kind = %s"
+        ).format(schema=schema, snapshots=snapshots)
+        self._put_snapshot = SQL(
+            "INSERT INTO {schema}.{snapshots} AS s (aggregate_id, kind, version, type_name, fingerprint, state)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (aggregate_id, kind) DO UPDATE SET"
+            " version = EXCLUDED.version, type_name = EXCLUDED.type_name, fingerprint = EXCLUDED.fingerprint,"
+            " state = EXCLUDED.state WHERE s.version < EXCLUDED.version"
+        ).format(schema=schema, snapshots=snapshots)
         self._select_newer = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {schema}.{table} e"
             " JOIN unnest(%s::text[], %s::bigint[]) AS k(id, v)"
@@ -174,6 +194,22 @@ class BerthRecorder(PostgresApplicationRecorder):
                             topic=r["topic"], state=bytes(r["state"]))
                 for r in curs.fetchall()
             ]
+
+
+    def get_snapshot(self, aggregate_id: str, kind: str) -> Snapshot | None:
+        """Returns the latest snapshot of one aggregate's state of ``kind`` (one indexed read)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._get_snapshot, (aggregate_id, kind))
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return Snapshot(int(row["version"]), row["type_name"], row["fingerprint"], bytes(row["state"]))
+
+    def put_snapshot(self, aggregate_id: str, kind: str, snapshot: Snapshot) -> None:
+        """Stores ``snapshot`` unless a newer one of the same aggregate and kind is stored."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._put_snapshot, (aggregate_id, kind, snapshot.version, snapshot.type_name,
+                                              snapshot.fingerprint, snapshot.state))
 
 
 class BerthPostgresFactory(PostgresFactory):

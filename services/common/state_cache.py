@@ -6,17 +6,26 @@ was. ``StateCache.current`` keeps the last state it built per aggregate (bounded
 recently used first out) and reads only the events after that state's version — one indexed
 range read — so a load costs what changed since, not the aggregate's age. Nothing is cached
 that was not read from the store, so the cache can be behind the store, never ahead of it.
+
+A state the cache does not hold (a process just started, or it was evicted) starts from the
+aggregate's latest snapshot when a ``SnapshotStore`` is given (``services.common.snapshots``), and
+a snapshot is written each time a state moved ``snapshots.EVERY`` versions past the last one: a cold
+load reads at most that many events, whatever the aggregate's age.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, TypeVar
 
 from contracts.envelope import Event
+from services.common.snapshots import EVERY, SnapshotStore, codec_of
 
 __all__ = ["CAPACITY", "StateCache"]
+
+log = logging.getLogger(__name__)
 
 S = TypeVar("S")
 Evolve = Callable[[Any, Event], Any]
@@ -29,26 +38,71 @@ CAPACITY = 20_000
 class StateCache:
     """Per-aggregate states built by ``evolve``, caught up on every read."""
 
-    def __init__(self, read_after: ReadAfter, capacity: int = CAPACITY) -> None:
+    def __init__(self, read_after: ReadAfter, capacity: int = CAPACITY, snapshots: SnapshotStore | None = None,
+                 every: int = EVERY) -> None:
         self._read_after = read_after
         self._capacity = capacity
-        self._states: OrderedDict[tuple[Evolve, str], Any] = OrderedDict()
+        self._snapshots = snapshots
+        self._every = every
+        self._states: OrderedDict[tuple[Evolve, str], tuple[Any, int]] = OrderedDict()
+        """(state, version of its aggregate's latest snapshot) per (evolve, aggregate id)."""
         self._lock = threading.Lock()
 
     def current(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
         """Returns the current state of ``aggregate_id`` (None when it has no events)."""
         key = (evolve, aggregate_id)
         with self._lock:
-            state = self._states.get(key)
-        version = state.version if state is not None else 0  # type: ignore[attr-defined]
-        for event in self._read_after(aggregate_id, version):
+            state, snapshotted = self._states.get(key, (None, 0))
+        if state is None:
+            state, snapshotted, events = self._from_snapshot(aggregate_id, evolve)
+        else:
+            events = self._read_after(aggregate_id, state.version)  # type: ignore[attr-defined]
+        for event in events:
             state = evolve(state, event)
-        if state is not None:
-            with self._lock:
-                cached = self._states.get(key)
-                if cached is None or cached.version <= state.version:  # type: ignore[attr-defined]
-                    self._states[key] = state
-                self._states.move_to_end(key)
-                while len(self._states) > self._capacity:
-                    self._states.popitem(last=False)
+        if state is None:
+            return None
+        if self._snapshots is not None and state.version - snapshotted >= self._every:  # type: ignore[attr-defined]
+            snapshotted = self._snapshot(aggregate_id, evolve, state, snapshotted)
+        with self._lock:
+            cached = self._states.get(key)
+            if cached is None or cached[0].version <= state.version:  # type: ignore[attr-defined]
+                self._states[key] = (state, max(snapshotted, cached[1] if cached else 0))
+            self._states.move_to_end(key)
+            while len(self._states) > self._capacity:
+                self._states.popitem(last=False)
         return state
+
+    def _from_snapshot(self, aggregate_id: str, evolve: Evolve) -> tuple[Any, int, Iterable[Event]]:
+        """Returns the latest snapshot's state (or None), its version and the events to apply after it.
+
+        The events are read from the snapshot's own version on, in the same read, to check that the
+        store still holds the event the snapshot ends with: a snapshot of a history the store no
+        longer has (a database restored from an older backup, say) is ignored."""
+        if self._snapshots is None:
+            return None, 0, self._read_after(aggregate_id, 0)
+        codec = codec_of(evolve)
+        snapshot = self._snapshots.get_snapshot(aggregate_id, codec.kind)
+        state = codec.decode(snapshot) if snapshot is not None else None
+        if state is None:
+            return None, 0, self._read_after(aggregate_id, 0)
+        events = list(self._read_after(aggregate_id, state.version - 1))
+        if not events or events[0].originator_version != state.version:
+            log.warning("ignoring the snapshot of %s at version %d: the store does not hold that version",
+                        aggregate_id, state.version)
+            return None, 0, self._read_after(aggregate_id, 0)
+        return state, state.version, events[1:]
+
+    def _snapshot(self, aggregate_id: str, evolve: Evolve, state: Any, snapshotted: int) -> int:
+        """Writes a snapshot of ``state``; returns the version now snapshotted (a failed write is
+        only logged: the next load reads the events instead)."""
+        assert self._snapshots is not None
+        codec = codec_of(evolve)
+        snapshot = codec.encode(state)
+        if snapshot is None:
+            return snapshotted
+        try:
+            self._snapshots.put_snapshot(aggregate_id, codec.kind, snapshot)
+        except Exception:  # noqa: BLE001 - a snapshot is an optimisation; the history stays the truth
+            log.warning("could not write the snapshot of %s at version %d", aggregate_id, state.version, exc_info=True)
+            return snapshotted
+        return int(state.version)

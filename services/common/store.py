@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event
 from contracts.travel import check_travel
+from services.common.snapshots import MemorySnapshots
 from services.common.state_cache import StateCache
 
 __all__ = ["BerthApplication", "ConcurrencyError", "MsgspecMapper", "eventsourcing_env", "retry_on_conflict"]
@@ -88,9 +89,9 @@ class BerthApplication(Application[str]):
     name = "Berth"
 
     def __init__(self, dsn: str | None) -> None:
-        self._states = StateCache(self._read_after)
         if not dsn:
             super().__init__(env=eventsourcing_env(dsn))
+            self._states = StateCache(self._read_after, snapshots=MemorySnapshots())
             return
         # Creating the tables and functions is not safe to run concurrently ("tuple concurrently
         # updated" from CREATE OR REPLACE FUNCTION, duplicate pg_type from CREATE TABLE IF NOT
@@ -101,6 +102,7 @@ class BerthApplication(Application[str]):
                 super().__init__(env=eventsourcing_env(dsn))
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        self._states = StateCache(self._read_after, snapshots=self.recorder)  # type: ignore[arg-type]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
