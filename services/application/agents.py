@@ -14,6 +14,8 @@ __all__ = ["Agents"]
 class Agents(BerthApplication):
     """Loads agents, decides, saves."""
 
+    long_lived = frozenset({agent_domain.evolve})
+
     def get(self, agent_id: str) -> AgentState | None:
         """Returns the current state of an agent, None when unknown."""
         return self.current(agent_id, agent_domain.evolve)

@@ -39,6 +39,8 @@ Guard = Callable[[int, SessionState], None]
 class Sessions(BerthApplication):
     """Loads sessions, decides, and saves the outcome with the agents it touches, atomically."""
 
+    long_lived = frozenset({agent_domain.evolve})
+
     def get(self, session_id: str) -> SessionState | None:
         """Returns the current state of a session, None when unknown."""
         return self.current(session_id, session_domain.evolve)

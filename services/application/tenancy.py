@@ -56,6 +56,8 @@ def default_commands() -> list[tuple[str, Command]]:
 class Tenancy(BerthApplication):
     """Loads tenancy aggregates (and the ones a decision refers to), decides, and saves."""
 
+    long_lived = frozenset({tenancy.evolve})
+
     def get(self, aggregate_id: str) -> TenancyState | None:
         """Returns the current state of a tenancy aggregate, None when unknown."""
         return self.current(aggregate_id, tenancy.evolve)

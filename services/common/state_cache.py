@@ -48,21 +48,25 @@ class StateCache:
         """(state, version of its aggregate's latest snapshot) per (evolve, aggregate id)."""
         self._lock = threading.Lock()
 
-    def current(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
-        """Returns the current state of ``aggregate_id`` (None when it has no events)."""
+    def current(self, aggregate_id: str, evolve: Callable[[S | None, Event], S], *, snapshot: bool = False) -> S | None:
+        """Returns the current state of ``aggregate_id`` (None when it has no events). ``snapshot``
+        is for long-lived aggregates (agents, quota scopes, keypairs): a state not cached starts
+        from the latest snapshot, and snapshots are written as it grows; short-lived ones (a
+        session's few events) skip the snapshot read."""
         key = (evolve, aggregate_id)
+        snapshots = self._snapshots if snapshot else None
         with self._lock:
             state, snapshotted = self._states.get(key, (None, 0))
         if state is None:
-            state, snapshotted, events = self._from_snapshot(aggregate_id, evolve)
+            state, snapshotted, events = self._from_snapshot(aggregate_id, evolve, snapshots)
         else:
             events = self._read_after(aggregate_id, state.version)  # type: ignore[attr-defined]
         for event in events:
             state = evolve(state, event)
         if state is None:
             return None
-        if self._snapshots is not None and state.version - snapshotted >= self._every:  # type: ignore[attr-defined]
-            snapshotted = self._snapshot(aggregate_id, evolve, state, snapshotted)
+        if snapshots is not None and state.version - snapshotted >= self._every:  # type: ignore[attr-defined]
+            snapshotted = self._snapshot(snapshots, aggregate_id, evolve, state, snapshotted)
         with self._lock:
             cached = self._states.get(key)
             if cached is None or cached[0].version <= state.version:  # type: ignore[attr-defined]
@@ -72,16 +76,17 @@ class StateCache:
                 self._states.popitem(last=False)
         return state
 
-    def _from_snapshot(self, aggregate_id: str, evolve: Evolve) -> tuple[Any, int, Iterable[Event]]:
+    def _from_snapshot(self, aggregate_id: str, evolve: Evolve,
+                       snapshots: SnapshotStore | None) -> tuple[Any, int, Iterable[Event]]:
         """Returns the latest snapshot's state (or None), its version and the events to apply after it.
 
         The events are read from the snapshot's own version on, in the same read, to check that the
         store still holds the event the snapshot ends with: a snapshot of a history the store no
         longer has (a database restored from an older backup, say) is ignored."""
-        if self._snapshots is None:
+        if snapshots is None:
             return None, 0, self._read_after(aggregate_id, 0)
         codec = codec_of(evolve)
-        snapshot = self._snapshots.get_snapshot(aggregate_id, codec.kind)
+        snapshot = snapshots.get_snapshot(aggregate_id, codec.kind)
         state = codec.decode(snapshot) if snapshot is not None else None
         if state is None:
             return None, 0, self._read_after(aggregate_id, 0)
@@ -92,16 +97,15 @@ class StateCache:
             return None, 0, self._read_after(aggregate_id, 0)
         return state, state.version, events[1:]
 
-    def _snapshot(self, aggregate_id: str, evolve: Evolve, state: Any, snapshotted: int) -> int:
+    def _snapshot(self, snapshots: SnapshotStore, aggregate_id: str, evolve: Evolve, state: Any, snapshotted: int) -> int:
         """Writes a snapshot of ``state``; returns the version now snapshotted (a failed write is
         only logged: the next load reads the events instead)."""
-        assert self._snapshots is not None
         codec = codec_of(evolve)
         snapshot = codec.encode(state)
         if snapshot is None:
             return snapshotted
         try:
-            self._snapshots.put_snapshot(aggregate_id, codec.kind, snapshot)
+            snapshots.put_snapshot(aggregate_id, codec.kind, snapshot)
         except Exception:  # noqa: BLE001 - a snapshot is an optimisation; the history stays the truth
             log.warning("could not write the snapshot of %s at version %d", aggregate_id, state.version, exc_info=True)
             return snapshotted

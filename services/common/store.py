@@ -87,6 +87,9 @@ class BerthApplication(Application[str]):
     """Base of the use-case applications; every context shares the ``berth_events`` log."""
 
     name = "Berth"
+    long_lived: frozenset[Callable[..., Any]] = frozenset()
+    """The ``evolve`` functions of aggregates whose histories grow with the platform's age (agents,
+    quota scopes, keypairs): their states are snapshotted (``services.common.snapshots``)."""
 
     def __init__(self, dsn: str | None) -> None:
         if not dsn:
@@ -123,8 +126,9 @@ class BerthApplication(Application[str]):
 
     def current(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
         """Returns the current state of one aggregate, built by ``evolve`` and cached (see
-        ``services.common.state_cache``): only the events since the cached version are read."""
-        return self._states.current(aggregate_id, evolve)
+        ``services.common.state_cache``): only the events since the cached version are read, and
+        the states of ``long_lived`` aggregates start from their latest snapshot."""
+        return self._states.current(aggregate_id, evolve, snapshot=evolve in self.long_lived)
 
     def _read_after(self, aggregate_id: str, version: int) -> list[Event]:
         return list(self.events.get(aggregate_id, gt=version or None))  # type: ignore[arg-type]

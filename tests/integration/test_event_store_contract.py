@@ -41,6 +41,8 @@ SLOTS = {"cpu": Decimal("1.5"), "mem": Decimal(1024**3)}
 class CountingStore(BerthApplication):
     """The application as the services use it, counting what ``current`` reads from the store."""
 
+    long_lived = frozenset({agent_domain.evolve})
+
     def __init__(self, dsn: str | None) -> None:
         self.reads: list[tuple[str, int, int]] = []  # (aggregate, after version, events read)
         super().__init__(dsn)
