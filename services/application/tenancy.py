@@ -62,6 +62,10 @@ class Tenancy(BerthApplication):
         """Returns the current state of a tenancy aggregate, None when unknown."""
         return self.current(aggregate_id, tenancy.evolve)
 
+    def get_many(self, aggregate_ids: Iterable[str]) -> dict[str, TenancyState | None]:
+        """``get`` of several aggregates, caught up with one read (an enqueue check's facts, say)."""
+        return self.current_many(aggregate_ids, tenancy.evolve)
+
     def decide(self, aggregate_id: str, command: Command, ctx: Context) -> list[Event]:
         """Returns the events ``command`` causes (nothing is saved); raises a ``DomainError``."""
         known = {ref: self.get(ref) for ref in tenancy.references(command)}

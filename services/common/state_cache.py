@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from contracts.envelope import Event
 from services.common.snapshots import EVERY, SnapshotStore, codec_of
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 S = TypeVar("S")
 Evolve = Callable[[Any, Event], Any]
 ReadAfter = Callable[[str, int], Iterable[Event]]
+ReadNewer = Callable[[Mapping[str, int]], Iterable[Event]]
 
 CAPACITY = 20_000
 """States kept per process (a few KB each)."""
@@ -63,13 +64,36 @@ class StateCache:
             events = self._read_after(aggregate_id, state.version)  # type: ignore[attr-defined]
         for event in events:
             state = evolve(state, event)
+        return self._keep(key, state, snapshotted, snapshots)
+
+    def current_many(self, aggregate_ids: Iterable[str], evolve: Callable[[S | None, Event], S],
+                     read_newer: ReadNewer, *, snapshot: bool = False) -> dict[str, S | None]:
+        """``current`` of several aggregates, with ONE read (``read_newer``: the events after each
+        given version, in store order) for all those already cached; the others are read one by one."""
+        snapshots = self._snapshots if snapshot else None
+        ids = list(dict.fromkeys(aggregate_ids))
+        with self._lock:
+            cached = {i: self._states[(evolve, i)] for i in ids if (evolve, i) in self._states}
+        found: dict[str, Any] = {i: self.current(i, evolve, snapshot=snapshot) for i in ids if i not in cached}
+        newer: dict[str, list[Event]] = {}
+        for event in read_newer({i: state.version for i, (state, _) in cached.items()}) if cached else ():
+            newer.setdefault(event.originator_id, []).append(event)
+        for aggregate_id, (state, snapshotted) in cached.items():
+            for event in newer.get(aggregate_id, ()):
+                state = evolve(state, event)
+            found[aggregate_id] = self._keep((evolve, aggregate_id), state, snapshotted, snapshots)
+        return {i: found[i] for i in ids}
+
+    def _keep(self, key: tuple[Evolve, str], state: Any, snapshotted: int, snapshots: SnapshotStore | None) -> Any:
+        """Caches ``state`` (unless a newer one is cached), first snapshotting it when it moved
+        ``every`` versions past its last snapshot; returns it."""
         if state is None:
             return None
-        if snapshots is not None and state.version - snapshotted >= self._every:  # type: ignore[attr-defined]
-            snapshotted = self._snapshot(snapshots, aggregate_id, evolve, state, snapshotted)
+        if snapshots is not None and state.version - snapshotted >= self._every:
+            snapshotted = self._snapshot(snapshots, key[1], key[0], state, snapshotted)
         with self._lock:
             cached = self._states.get(key)
-            if cached is None or cached[0].version <= state.version:  # type: ignore[attr-defined]
+            if cached is None or cached[0].version <= state.version:
                 self._states[key] = (state, max(snapshotted, cached[1] if cached else 0))
             self._states.move_to_end(key)
             while len(self._states) > self._capacity:

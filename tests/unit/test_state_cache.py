@@ -53,3 +53,34 @@ def test_the_applications_use_cases_see_every_change() -> None:
     assert len(agents.get("a1").allocations) == 2  # type: ignore[union-attr]
     agents.handle("a1", c.AssignKernel(kernel_id="k9", session_id="s9", image="i", slots={"cpu": Decimal(1)}), make_context("t"))
     assert len(agents.get("a1").allocations) == 3  # type: ignore[union-attr]
+
+
+def test_several_cached_states_are_caught_up_with_one_read() -> None:
+    agents = _agents_with_history(3)
+    ctx = make_context("t")
+    agents.handle("a2", c.RegisterAgent(capacity={"cpu": Decimal(8)}, backend="sim", hostname="h2"), ctx)
+    reads: list[str] = []
+    newer_reads: list[dict] = []
+
+    def read_after(aggregate_id: str, version: int) -> list:
+        reads.append(aggregate_id)
+        return agents._read_after(aggregate_id, version)
+
+    def read_newer(known: dict) -> list:
+        newer_reads.append(dict(known))
+        return agents.newer_than(known)
+
+    cache = StateCache(read_after)
+    cache.current("a1", agent_domain.evolve)
+    cache.current("a2", agent_domain.evolve)
+    agents.handle("a1", c.AssignKernel(kernel_id="n1", session_id="n1", image="i", slots={"cpu": Decimal(1)}), ctx)
+    agents.handle("a2", c.AssignKernel(kernel_id="n2", session_id="n2", image="i", slots={"cpu": Decimal(1)}), ctx)
+    reads.clear()
+
+    states = cache.current_many(["a1", "a2", "nobody"], agent_domain.evolve, read_newer)
+
+    assert newer_reads == [{"a1": 4, "a2": 1}], "one read for both cached agents"
+    assert reads == ["nobody"], "only the uncached one read on its own"
+    assert states == {"a1": agent_domain.replay(agents.load("a1")), "a2": agent_domain.replay(agents.load("a2")),
+                      "nobody": None}
+    assert cache.current("a1", agent_domain.evolve) == states["a1"]

@@ -42,14 +42,16 @@ class _Loaded(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _load(tenancy: Tenancy, principal: Principal, project: str | None, group: str) -> _Loaded:
-    """Loads the tenancy facts of one request (runs on the store's threads)."""
-    user = tenancy.get(user_id(principal.user_id))
+    """Loads the tenancy facts of one request (runs on the store's threads): two reads, the second
+    for what the first names (the user's project, the keypair's policy)."""
+    first = tenancy.get_many([user_id(principal.user_id), principal.access_key, rgroup_id(group)])
+    user, keypair = first[user_id(principal.user_id)], first[principal.access_key]
     user = user if isinstance(user, UserState) else None
     project_name = choose_project(user, project)
-    keypair = tenancy.get(principal.access_key)
     policy_name = keypair.resource_policy if isinstance(keypair, KeypairState) else DEFAULT_POLICY
-    policy = tenancy.get(policy_id(policy_name))
-    found_project, found_group = tenancy.get(project_id(project_name)), tenancy.get(rgroup_id(group))
+    second = tenancy.get_many([project_id(project_name), policy_id(policy_name)])
+    policy, found_project = second[policy_id(policy_name)], second[project_id(project_name)]
+    found_group = first[rgroup_id(group)]
     return _Loaded(
         user=user, project_name=project_name,
         project=found_project if isinstance(found_project, ProjectState) else None,
