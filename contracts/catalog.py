@@ -1,4 +1,4 @@
-"""The catalog of all event types: one decoder for the whole history."""
+"""The catalog of all event types: one decoder for the whole history (older shapes upcast)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import msgspec
 
 from contracts import agent, quota, session, session_names, tenancy
 from contracts.envelope import Event
+from contracts.upcasts import upcast
 
 __all__ = ["ALL_EVENTS", "AnyEvent", "decode_event", "encode_event", "event_class"]
 
@@ -60,8 +61,18 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(data: bytes) -> Event:
-    """Returns the event in ``data``; raises ``msgspec.ValidationError``/``DecodeError`` on bad input."""
-    return _decoder.decode(data)
+    """Returns the event in ``data`` (an older stored shape upcast to the current one, see
+    ``contracts.upcasts``); raises ``msgspec.ValidationError``/``DecodeError`` on bad input."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as refused:
+        current = upcast(msgspec.json.decode(data))
+        if current is None:
+            raise
+        try:
+            return msgspec.convert(current, _BY_NAME[current["type"]])
+        except msgspec.ValidationError:
+            raise refused from None
 
 
 def event_class(type_name: str) -> type[Event]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import msgspec
 
-from contracts.session import KernelPlacement, KernelSpec
-from contracts.status import ClusterMode, Reason, SessionType
+from contracts.session import KernelPlacement, SessionSpec
+from contracts.status import Reason
 
 __all__ = [
     "AssignKernel",
@@ -36,24 +35,10 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RequestSession(Command, frozen=True, kw_only=True):
-    """Fields as in ``SessionRequested``."""
+    """Asks for a new session: its owner (an access key) and what it asks for."""
 
-    name: str
     owner: str
-    image: str
-    session_type: SessionType = SessionType.INTERACTIVE
-    kernels: list[KernelSpec]
-    startup_command: str | None = None
-    user: str = ""
-    domain: str = "default"
-    project: str = "default"
-    resource_group: str = "default"
-    priority: int = 10
-    cluster_mode: ClusterMode = ClusterMode.SINGLE_NODE
-    starts_at: dt.datetime | None = None
-    batch_timeout: int = 0
-    dependencies: list[str] = []
-    designated_agents: list[str] = []
+    spec: SessionSpec
 
 
 class ScheduleSession(Command, frozen=True, kw_only=True):

@@ -1,7 +1,8 @@
 """Limits on input from outside: every command field that reaches an event, declared once.
 
 ``LIMITS`` maps each command built from API input to the limits of its fields; nested
-structs (``KernelSpec``, ``LimitsChange``, ``GroupOptionsChange``) have their own entries.
+structs (``SessionSpec``, ``KernelSpec``, ``LimitsChange``, ``GroupOptionsChange``) have their
+own entries.
 The gateway runs ``check_limits`` on every such command before anything is loaded or
 recorded, so a client gets a clear BAD_INPUT naming the field and its limit. Together they
 keep every event far below ``contracts.travel.MAX_EVENT_BYTES``; the travel guard where
@@ -21,9 +22,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from contracts import commands as c
 from contracts import tenancy_commands as tc
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 
 __all__ = [
     "AMOUNT", "CHOICE", "DESCRIPTION", "IMAGE", "IMAGE_REFERENCE", "LIMITS", "Limit", "LimitError", "MAX_LIST",
@@ -90,7 +90,7 @@ def _names(field: str, max_length: int = 128, max_items: int = MAX_LIST) -> Many
 
 
 LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
-    c.RequestSession: {
+    SessionSpec: {
         "name": SESSION_NAME, "image": IMAGE, "startup_command": STARTUP_COMMAND,
         "kernels": Many("kernels", MAX_SESSION_LIST),
         "dependencies": _names("dependencies", max_items=MAX_SESSION_LIST),
@@ -116,7 +116,7 @@ LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
     },
 }
 """Command (or nested struct) type -> field -> its limit. A struct field without an entry is
-still walked when it holds a struct (``LimitsChange``, ``GroupOptionsChange``)."""
+still walked when it holds a struct (``RequestSession.spec``, ``LimitsChange``, ``GroupOptionsChange``)."""
 
 
 def check_limits(command: msgspec.Struct) -> None:

@@ -14,6 +14,7 @@ import msgspec
 
 __all__ = [
     "AgentHeartbeat",
+    "ALL_REPORTS",
     "AgentStarted",
     "AnyReport",
     "KernelCreatingReport",
@@ -83,6 +84,12 @@ class KernelExitedReport(Report, frozen=True, kw_only=True, tag="kernel_exited")
     """Why, for people: the cause of a failed start (Docker's or the registry's message, the
     runner's last words, ...); None when the reason says it all."""
 
+
+ALL_REPORTS: tuple[type[Report], ...] = (
+    AgentStarted, KernelPullingReport, KernelProgressReport, KernelCreatingReport, KernelRunningReport,
+    KernelExitedReport,
+)
+"""Every report type (the decoder's union, the controller's table, the AsyncAPI document)."""
 
 AnyReport = (
     AgentStarted | KernelPullingReport | KernelProgressReport | KernelCreatingReport | KernelRunningReport

@@ -22,6 +22,7 @@ __all__ = [
     "SessionPendingReasonChanged",
     "SessionRequested",
     "SessionScheduled",
+    "SessionSpec",
     "SessionStatusChanged",
 ]
 
@@ -40,10 +41,12 @@ class KernelPlacement(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: str
 
 
-class SessionRequested(Event, frozen=True, kw_only=True, tag="session.requested"):
+class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A session as requested: everything its owner asks for (and the tenancy the gateway fills
+    in at enqueue), declared once and carried whole by ``RequestSession``, ``SessionRequested``
+    and the Session aggregate's state."""
+
     name: str
-    owner: str
-    """Access key of the owner."""
     image: str
     session_type: SessionType = SessionType.INTERACTIVE
     kernels: list[KernelSpec]
@@ -64,6 +67,15 @@ class SessionRequested(Event, frozen=True, kw_only=True, tag="session.requested"
     """Sessions that must have finished successfully first."""
     designated_agents: list[str] = []
     """When not empty, only these agents may run the session."""
+
+
+class SessionRequested(Event, frozen=True, kw_only=True, tag="session.requested"):
+    """A session was requested. History from before ``spec`` has the spec's fields flat in the
+    event; ``contracts.catalog.decode_event`` upcasts it (``contracts.upcasts``)."""
+
+    owner: str
+    """Access key of the owner."""
+    spec: SessionSpec
 
 
 class SessionPendingReasonChanged(Event, frozen=True, kw_only=True, tag="session.pending_reason_changed"):

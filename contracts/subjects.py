@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from contracts.envelope import context_of, short_type_of
+from contracts.catalog import ALL_EVENTS
+from contracts.envelope import Event, context_of, short_type_of
+from contracts.reports import ALL_REPORTS, Report
 
 __all__ = [
     "DEADLETTER_STREAM",
@@ -18,8 +21,14 @@ __all__ = [
     "check_token",
     "context_events_filter",
     "dead_letter_subject",
+    "event_filters",
     "event_subject",
+    "invalid_event_subject",
+    "event_type_filter",
+    "report_filters",
+    "report_sender",
     "report_subject",
+    "report_type_filter",
     "session_events_filter",
 ]
 
@@ -62,9 +71,42 @@ def event_subject(type_name: str, aggregate_id: str) -> str:
     return f"ev.{context}.{check_token(aggregate_id)}.{short_type}"
 
 
+def invalid_event_subject(position: int) -> str:
+    """Returns ``ev.invalid.<position>.event``: where the relay publishes a stored event whose type or
+    id cannot form a subject (never produced by the domain), so the stream keeps every position."""
+    return f"ev.invalid.{int(position)}.event"
+
+
 def context_events_filter(type_name: str) -> str:
     """Returns ``ev.<context>.>``: every event of the context of the event type ``type_name``."""
     return f"ev.{check_token(context_of(type_name), 'event context')}.>"
+
+
+def event_type_filter(cls: type[Event], aggregate_id: str = "*") -> str:
+    """Returns ``ev.<context>.*.<type>``: every event of the class ``cls`` (of one aggregate when
+    ``aggregate_id`` is given)."""
+    type_name = cls.type_name()
+    if aggregate_id != "*":
+        check_token(aggregate_id)
+    return f"ev.{check_token(context_of(type_name), 'event context')}.{aggregate_id}.{check_token(short_type_of(type_name), 'event type')}"
+
+
+def event_filters(classes: Iterable[type[Event]], aggregate_id: str = "*") -> tuple[str, ...]:
+    """Returns the fewest filter subjects that take exactly the events of ``classes`` (of one
+    aggregate when ``aggregate_id`` is given): ``ev.<context>.<id>.>`` for a context whose every
+    catalogued event is among them (``ev.<context>.>`` for all aggregates), else
+    ``ev.<context>.<id>.<type>`` per class, sorted."""
+    wanted = set(classes)
+    filters: set[str] = set()
+    for cls in wanted:
+        context = context_of(cls.type_name())
+        whole = {c for c in ALL_EVENTS if context_of(c.type_name()) == context}
+        if whole <= wanted:
+            context = check_token(context, "event context")
+            filters.add(f"ev.{context}.>" if aggregate_id == "*" else f"ev.{context}.{check_token(aggregate_id)}.>")
+        else:
+            filters.add(event_type_filter(cls, aggregate_id))
+    return tuple(sorted(filters))
 
 
 def session_events_filter(session_id: str) -> str:
@@ -78,6 +120,29 @@ def agent_events_filter(agent_id: str) -> str:
 def report_subject(agent_id: str, report_type: str) -> str:
     """Returns ``rp.agent.<agent_id>.<type>``."""
     return f"rp.agent.{check_token(agent_id, 'agent id')}.{report_type}"
+
+
+def report_type_filter(cls: type[Report]) -> str:
+    """Returns ``rp.agent.*.<type>``: the reports of the class ``cls`` from every agent."""
+    return f"rp.agent.*.{check_token(cls.type_name(), 'report type')}"
+
+
+def report_filters(classes: Iterable[type[Report]]) -> tuple[str, ...]:
+    """Returns the filter subjects that take exactly the reports of ``classes``: the whole
+    ``REPORTS`` stream when they are every report type, else one per class, sorted."""
+    wanted = set(classes)
+    if set(ALL_REPORTS) <= wanted:
+        return tuple(REPORTS_SUBJECTS)
+    return tuple(sorted(report_type_filter(cls) for cls in wanted))
+
+
+def report_sender(subject: str) -> str:
+    """Returns the agent id of a report subject ``rp.agent.<agent_id>.<type>``; raises
+    ``SubjectError`` when ``subject`` is not one."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["rp", "agent"]:
+        raise SubjectError(f"not a report subject: {subject!r}")
+    return check_token(parts[2], "agent id")
 
 
 def dead_letter_subject(consumer: str) -> str:

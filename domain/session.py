@@ -6,7 +6,6 @@ updates: a report that arrives twice or late yields no event instead of an error
 
 from __future__ import annotations
 
-import datetime as dt
 from functools import singledispatch
 
 import msgspec
@@ -15,7 +14,7 @@ from contracts import commands as c
 from contracts import session as ev
 from contracts.envelope import Event
 from contracts.slots import SlotError, parse_slots
-from contracts.status import ClusterMode, KernelStatus, Reason, SessionStatus, SessionType
+from contracts.status import KernelStatus, Reason, SessionStatus
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
@@ -41,23 +40,12 @@ class KernelState(msgspec.Struct, frozen=True, kw_only=True):
 class SessionState(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     version: int
-    name: str
     owner: str
-    image: str
-    session_type: SessionType
+    """Access key of the owner."""
+    spec: ev.SessionSpec
+    """What was requested (its kernels as requested; ``kernels`` are their states)."""
     status: SessionStatus
     kernels: tuple[KernelState, ...]
-    startup_command: str | None = None
-    user: str = ""
-    domain: str = "default"
-    project: str = "default"
-    resource_group: str = "default"
-    priority: int = 10
-    cluster_mode: ClusterMode = ClusterMode.SINGLE_NODE
-    starts_at: dt.datetime | None = None
-    batch_timeout: int = 0
-    dependencies: tuple[str, ...] = ()
-    designated_agents: tuple[str, ...] = ()
 
     def kernel(self, kernel_id: str) -> KernelState:
         for kernel in self.kernels:
@@ -94,24 +82,12 @@ def _(event: ev.SessionRequested, state: SessionState | None) -> SessionState:
     return SessionState(
         id=event.originator_id,
         version=event.originator_version,
-        name=event.name,
         owner=event.owner,
-        image=event.image,
-        session_type=event.session_type,
+        spec=event.spec,
         status=SessionStatus.PENDING,
-        startup_command=event.startup_command,
-        user=event.user,
-        domain=event.domain,
-        project=event.project,
-        resource_group=event.resource_group,
-        priority=event.priority,
-        cluster_mode=event.cluster_mode,
-        starts_at=event.starts_at,
-        batch_timeout=event.batch_timeout,
-        dependencies=tuple(event.dependencies),
-        designated_agents=tuple(event.designated_agents),
         kernels=tuple(
-            KernelState(kernel_id=k.kernel_id, cluster_role=k.cluster_role, slots=dict(k.slots)) for k in event.kernels
+            KernelState(kernel_id=k.kernel_id, cluster_role=k.cluster_role, slots=dict(k.slots))
+            for k in event.spec.kernels
         ),
     )
 
@@ -200,71 +176,54 @@ def _existing(state: SessionState | None, session_id: str) -> SessionState:
 def _(command: c.RequestSession, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
     if state is not None:
         raise AlreadyExistsError(f"session {session_id} already exists")
-    _validate_request(command, session_id)
-    return [
-        Emitter(session_id, 0, ctx)(
-            ev.SessionRequested,
-            name=command.name,
-            owner=command.owner,
-            image=command.image,
-            session_type=command.session_type,
-            kernels=[msgspec.structs.replace(k, slots=parse_slots(k.slots)) for k in command.kernels],
-            startup_command=command.startup_command,
-            user=command.user,
-            domain=command.domain,
-            project=command.project,
-            resource_group=command.resource_group,
-            priority=command.priority,
-            cluster_mode=command.cluster_mode,
-            starts_at=command.starts_at,
-            batch_timeout=command.batch_timeout,
-            dependencies=list(command.dependencies),
-            designated_agents=list(command.designated_agents),
-        )
-    ]
+    spec = command.spec
+    _validate_request(spec, session_id)
+    kernels = [msgspec.structs.replace(k, slots=parse_slots(k.slots)) for k in spec.kernels]
+    spec = msgspec.structs.replace(spec, kernels=kernels, dependencies=list(spec.dependencies),
+                                   designated_agents=list(spec.designated_agents))
+    return [Emitter(session_id, 0, ctx)(ev.SessionRequested, owner=command.owner, spec=spec)]
 
 
-def _validate_request(command: c.RequestSession, session_id: str) -> None:
+def _validate_request(spec: ev.SessionSpec, session_id: str) -> None:
     try:
         check_token(session_id, "session id")
-        slots = {check_token(k.kernel_id, "kernel id"): parse_slots(k.slots) for k in command.kernels}
+        slots = {check_token(k.kernel_id, "kernel id"): parse_slots(k.slots) for k in spec.kernels}
     except (SubjectError, SlotError) as exc:
         raise InvalidRequestError(str(exc)) from exc
-    if not command.kernels:
+    if not spec.kernels:
         raise InvalidRequestError("a session needs at least one kernel")
-    if not 0 < len(command.name) <= MAX_NAME:
+    if not 0 < len(spec.name) <= MAX_NAME:
         raise InvalidRequestError(f"session name must be 1-{MAX_NAME} characters")
-    if not command.image.strip():
+    if not spec.image.strip():
         raise InvalidRequestError("image must not be empty")
-    if len({k.kernel_id for k in command.kernels}) != len(command.kernels):
+    if len({k.kernel_id for k in spec.kernels}) != len(spec.kernels):
         raise InvalidRequestError("kernel ids must be unique")
     for kernel_id, kernel_slots in slots.items():
         if kernel_slots.get("cpu", 0) <= 0 or kernel_slots.get("mem", 0) <= 0:
             raise InvalidRequestError(f"kernel {kernel_id} needs positive 'cpu' and 'mem' slots")
-    _validate_placement_options(command, session_id)
+    _validate_placement_options(spec, session_id)
 
 
-def _validate_placement_options(command: c.RequestSession, session_id: str) -> None:
+def _validate_placement_options(spec: ev.SessionSpec, session_id: str) -> None:
     """Checks the tenancy and scheduling options of a request (priority, batch timeout, ids)."""
-    if not MIN_PRIORITY <= command.priority <= MAX_PRIORITY:
-        raise InvalidRequestError(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {command.priority}")
-    if command.batch_timeout < 0:
-        raise InvalidRequestError(f"batch timeout must be >= 0 seconds, got {command.batch_timeout}")
-    if command.starts_at is not None and command.starts_at.tzinfo is None:
+    if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
+        raise InvalidRequestError(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {spec.priority}")
+    if spec.batch_timeout < 0:
+        raise InvalidRequestError(f"batch timeout must be >= 0 seconds, got {spec.batch_timeout}")
+    if spec.starts_at is not None and spec.starts_at.tzinfo is None:
         raise InvalidRequestError("starts_at needs a time zone")
     try:
-        for value, what in ((command.domain, "domain"), (command.project, "project"),
-                            (command.resource_group, "resource group")):
+        for value, what in ((spec.domain, "domain"), (spec.project, "project"), (spec.resource_group, "resource group")):
             check_token(value, what)
-        if command.user:
-            check_token(command.user, "user")
-        for dependency in command.dependencies:
+        if spec.user:
+            check_token(spec.user, "user")
+        for dependency in spec.dependencies:
             check_token(dependency, "dependency session id")
-        for agent_id in command.designated_agents:
+        for agent_id in spec.designated_agents:
             check_token(agent_id, "designated agent id")
     except SubjectError as exc:
         raise InvalidRequestError(str(exc)) from exc
-    if session_id in command.dependencies:
+    if session_id in spec.dependencies:
         raise InvalidRequestError("a session cannot depend on itself")
 
 

@@ -32,7 +32,7 @@ def _apply(event: Event, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
-    for kernel in event.kernels:
+    for kernel in event.spec.kernels:
         row = (
             kernel.kernel_id,
             event.originator_id,

@@ -1,14 +1,22 @@
-"""The position of the read models: the last event (notification id) and stream message applied.
+"""The position of the read models: the last event (notification id) and stream message applied,
+and the one read-your-writes wait.
 
-The projector updates it in the same transaction as the rows, and notifies
-``POSITION_CHANNEL`` with the new position on commit, so that a reader can wait until
-its own write is visible (read-your-writes).
+The projector updates the position in the same transaction as the rows and notifies
+``POSITION_CHANNEL`` with the new position (``projections.runner``); a rebuild notifies
+``RESET`` (``projections.rebuild``). A reader waits until its own write is visible with a
+``PositionWatcher``: ONE ``LISTEN`` connection per process, shared by every waiter, that
+wakes each waiter whose position the notifications reach. A notification is never the only
+way to learn the position: on every (re)connect the watcher reads the stored position after
+``LISTEN`` (so one sent while it was not listening is not lost), and while anyone waits it
+reads it again every ``recheck`` seconds (a writer that does not notify, a dropped
+connection not noticed yet); every wait has a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
 
 import psycopg
@@ -17,17 +25,25 @@ __all__ = [
     "POSITION_CHANNEL",
     "PROJECTION",
     "Position",
+    "PositionTimeoutError",
+    "PositionWatcher",
+    "RESET",
     "read_position",
     "read_position_async",
     "wait_for_position",
 ]
 
+log = logging.getLogger(__name__)
+
 PROJECTION = "read_models"
 """The name of the read models' row in ``projection_position``."""
 POSITION_CHANNEL = "berth_projection_position"
-"""The PostgreSQL channel notified with the new position after each applied batch."""
+"""The PostgreSQL channel notified with the new position (decimal text) after each applied batch."""
+RESET = "0"
+"""The payload notified when the read models were reset (the position is back to zero)."""
 
 _SELECT = "SELECT position, stream_seq FROM projection_position WHERE projection = %s"
+_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
 class Position(NamedTuple):
@@ -35,6 +51,16 @@ class Position(NamedTuple):
 
     position: int
     stream_seq: int
+
+
+class PositionTimeoutError(TimeoutError):
+    """Raised when the read models did not reach ``position`` before the deadline; ``current``
+    is the last position known."""
+
+    def __init__(self, position: int, current: int, timeout: float) -> None:
+        super().__init__(f"read models at position {current}, not {position}, after {timeout} s")
+        self.position = position
+        self.current = current
 
 
 def read_position(conn: psycopg.Connection) -> Position:
@@ -50,18 +76,122 @@ async def read_position_async(conn: psycopg.AsyncConnection) -> Position:
     return Position(*row) if row else Position(0, 0)
 
 
-async def wait_for_position(
-    conn: psycopg.AsyncConnection, position: int, timeout: float, interval: float = 0.005
-) -> int:
-    """Returns the applied position once it reaches ``position``; raises ``TimeoutError`` when
-    ``timeout`` seconds pass first. Polls with a growing interval (at most 50 ms)."""
-    deadline = time.monotonic() + timeout
+class _Seen(NamedTuple):
+    position: int
+    stored: bool  # read from the table (authoritative), not notified
+
+
+async def _follow(conn: psycopg.AsyncConnection, recheck: float, busy: Callable[[], bool]) -> AsyncIterator[_Seen]:
+    """Yields the position on ``conn`` (autocommit): the stored one once ``LISTEN`` holds, each
+    notified one, and the stored one again every ``recheck`` seconds while ``busy()``."""
+    await conn.execute(f"LISTEN {POSITION_CHANNEL}")
+    yield _Seen((await read_position_async(conn)).position, True)
     while True:
-        current = (await read_position_async(conn)).position
-        if current >= position:
-            return current
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"read models at position {current}, not {position}, after {timeout} s")
-        await asyncio.sleep(min(interval, remaining))
-        interval = min(interval * 2, 0.05)
+        async for note in conn.notifies(timeout=recheck):
+            if note.payload.isdigit():
+                yield _Seen(int(note.payload), False)
+        if busy():
+            yield _Seen((await read_position_async(conn)).position, True)
+
+
+class PositionWatcher:
+    """Waits for the read models to reach a position (``wait``), woken by the projector's
+    notifications on one ``LISTEN`` connection that it opens on the first wait and keeps,
+    reconnecting after ``retry`` seconds when it is lost."""
+
+    def __init__(self, dsn: str, *, recheck: float = 1.0, retry: float = 0.5) -> None:
+        """Prepares the watcher on ``dsn``; nothing connects before the first ``wait``."""
+        self._dsn = dsn
+        self._recheck = recheck
+        self._retry = retry
+        self._known: int | None = None
+        self._waiters: dict[asyncio.Future[int], int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.connects = 0
+        """How many times the LISTEN connection was opened (for tests and logs)."""
+        self.backend_pid: int | None = None
+        """The server process of the LISTEN connection while it is open."""
+
+    @property
+    def position(self) -> int | None:
+        """Returns the last position known, None before the first read."""
+        return self._known
+
+    async def wait(self, position: int, timeout: float) -> int:
+        """Returns the position once the read models reached ``position`` (at once when already
+        known); raises ``PositionTimeoutError`` when ``timeout`` seconds pass first."""
+        if self._closed:
+            raise RuntimeError("the position watcher is closed")
+        if self._known is not None and self._known >= position:
+            return self._known
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen(), name="berth-position-watcher")
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters[waiter] = position
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise PositionTimeoutError(position, self._known or 0, timeout) from None
+        finally:
+            self._waiters.pop(waiter, None)
+
+    async def close(self) -> None:
+        """Stops listening; waiters still waiting fail."""
+        self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the position watcher is closed"))
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def _seen(self, seen: _Seen) -> None:
+        if seen.stored or (seen.position == 0 and self._known is not None):
+            self._known = seen.position  # stored: the truth; a notified 0: the read models were reset
+        else:
+            self._known = max(self._known or 0, seen.position)  # a notification may trail a read
+        for waiter, target in self._waiters.items():
+            if target <= self._known and not waiter.done():
+                waiter.set_result(self._known)
+
+    async def _listen(self) -> None:
+        while not self._closed:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, **_KEEPALIVE) as conn:
+                    self.connects += 1
+                    self.backend_pid = conn.info.backend_pid
+                    async for seen in _follow(conn, self._recheck, lambda: bool(self._waiters)):
+                        self._seen(seen)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a lost or refused connection: waiters keep their deadlines
+                log.warning("position watcher: %s: %s; listening again in %.1f s", type(exc).__name__, exc, self._retry)
+            finally:
+                self.backend_pid = None
+            await asyncio.sleep(self._retry)
+
+
+async def wait_for_position(conn: psycopg.AsyncConnection, position: int, timeout: float) -> int:
+    """Returns the applied position once it reaches ``position``, listening on the caller's
+    connection (autocommit; ``UNLISTEN`` after) as a ``PositionWatcher`` does; raises
+    ``PositionTimeoutError`` when ``timeout`` seconds pass first. For one-off waits (tests,
+    tools); a process that waits often shares one ``PositionWatcher``."""
+    current = 0
+
+    async def reach() -> int:
+        nonlocal current
+        async for seen in _follow(conn, 1.0, lambda: True):
+            current = seen.position if seen.stored else max(current, seen.position)
+            if current >= position:
+                return current
+        raise AssertionError("unreachable")
+
+    try:
+        return await asyncio.wait_for(reach(), timeout)
+    except TimeoutError:
+        raise PositionTimeoutError(position, current, timeout) from None
+    finally:
+        if not conn.closed:
+            await conn.execute(f"UNLISTEN {POSITION_CHANNEL}")

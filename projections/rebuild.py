@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from projections.position import POSITION_CHANNEL, RESET
 from projections.schema import recreate_schema
 
 __all__ = ["PRIMARY_KEYS", "dump_read_models", "reset_read_models"]
@@ -30,8 +31,11 @@ PRIMARY_KEYS = {
 
 
 def reset_read_models(conn: psycopg.Connection) -> None:
-    """Drops and recreates every read-model table and the position (back to zero), atomically."""
-    recreate_schema(conn)
+    """Drops and recreates every read-model table and the position (back to zero), atomically, and
+    notifies ``POSITION_CHANNEL`` with ``RESET`` on commit (waiters must not trust older positions)."""
+    with conn.transaction():
+        recreate_schema(conn)
+        conn.execute("SELECT pg_notify(%s, %s)", (POSITION_CHANNEL, RESET))
 
 
 def dump_read_models(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:

@@ -1,7 +1,8 @@
 """Read model ``sessions``: one row per session, its status and status history.
 
-The status comes only from events: ``session.requested`` gives PENDING,
-``session.scheduled`` SCHEDULED, ``session.status_changed`` any later status. Every
+The status comes only from events, as ``projections.session_status`` derives it:
+``session.requested`` gives PENDING, ``session.scheduled`` SCHEDULED,
+``session.status_changed`` any later status. Every
 event of the session aggregate moves ``version``, ``updated_at`` and ``last_position``.
 ``status_detail`` (for people) is the last ``session.kernel_progressed`` detail while the
 session prepares, and each status change's own detail (the cause of a failed start), so a
@@ -14,8 +15,9 @@ from functools import singledispatch
 
 from contracts import session as ev
 from contracts.envelope import Event
-from contracts.status import Reason, SessionStatus
+from contracts.status import SessionStatus
 from projections.delivery import Entry
+from projections.session_status import StatusChange, status_change
 from projections.values import iso, json_text, total_slots
 from projections.writer import Writer, bulk_insert
 
@@ -60,25 +62,26 @@ def _apply(event: Event, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
+    spec = event.spec
     row = (
         event.originator_id,
-        event.name,
+        spec.name,
         event.owner,
-        event.image,
-        event.session_type.value,
+        spec.image,
+        spec.session_type.value,
         SessionStatus.PENDING.value,
-        total_slots(k.slots for k in event.kernels),
-        len(event.kernels),
+        total_slots(k.slots for k in spec.kernels),
+        len(spec.kernels),
         {SessionStatus.PENDING.value: iso(event.timestamp)},
         event.timestamp,
         event.timestamp,
         event.originator_version,
         entry.position,
-        event.user,
-        event.domain,
-        event.project,
-        event.resource_group,
-        event.priority,
+        spec.user,
+        spec.domain,
+        spec.project,
+        spec.resource_group,
+        spec.priority,
     )
     w.defer(_insert, row)
 
@@ -86,19 +89,19 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
 @_apply.register
 def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
     agent_ids = sorted({p.agent_id for p in event.placements})
-    _change_status(w, event, entry, SessionStatus.SCHEDULED, Reason.SCHEDULED, agent_ids=agent_ids)
+    _change_status(w, event, entry, status_change(event), agent_ids=agent_ids)
 
 
 @_apply.register
 def _(event: ev.SessionStatusChanged, w: Writer, entry: Entry) -> None:
-    _change_status(w, event, entry, event.status, event.reason, detail=event.detail)
+    _change_status(w, event, entry, status_change(event))
 
 
 @_apply.register
 def _(event: ev.KernelProgressed, w: Writer, entry: Entry) -> None:
     w.execute_one(
         "UPDATE sessions SET status_detail = %s, version = %s, updated_at = %s, last_position = %s WHERE session_id = %s",
-        (event.detail, event.originator_version, event.timestamp, entry.position, event.originator_id),
+        (status_change(event).detail, event.originator_version, event.timestamp, entry.position, event.originator_id),
         _missing(event),
     )
 
@@ -128,15 +131,10 @@ def _(event: Event, w: Writer, entry: Entry) -> None:
 
 
 def _change_status(
-    w: Writer,
-    event: Event,
-    entry: Entry,
-    status: SessionStatus,
-    reason: Reason,
-    *,
-    agent_ids: list[str] | None = None,
-    detail: str | None = None,
+    w: Writer, event: Event, entry: Entry, change: StatusChange, *, agent_ids: list[str] | None = None
 ) -> None:
+    status, reason, detail = change.status, change.reason, change.detail
+    assert status is not None and reason is not None
     w.execute_one(
         """
         UPDATE sessions

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from contracts import commands as c  # noqa: E402
-from contracts.session import KernelSpec  # noqa: E402
+from contracts.session import KernelSpec, SessionSpec  # noqa: E402
 from contracts.subjects import EVENTS_STREAM  # noqa: E402
 from domain import session as session_domain  # noqa: E402
 from services.application.context import make_context  # noqa: E402
@@ -62,10 +62,10 @@ def session_events(app: Sessions, count: int, prefix: str) -> Iterator[list]:
     """Yields batches of session.requested events, decided by the domain as Sessions.request does."""
     batch: list = []
     for i in range(count):
-        command = c.RequestSession(
-            name=f"bench-{i}", owner="ak-bench", image="python:3.11",
+        command = c.RequestSession(owner="ak-bench", spec=SessionSpec(
+            name=f"bench-{i}", image="python:3.11",
             kernels=[KernelSpec(kernel_id=f"{prefix}-k{i}", slots={"cpu": "1", "mem": "1g"})],
-        )
+        ))
         batch += session_domain.decide(None, command, make_context("ak-bench"), f"{prefix}-s{i}")
         if len(batch) >= WRITE_BATCH:
             yield batch

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from contracts import commands as c  # noqa: E402
 from contracts.catalog import decode_event  # noqa: E402
 from contracts.reports import AgentStarted, KernelRunningReport, encode_report  # noqa: E402
-from contracts.session import KernelSpec  # noqa: E402
+from contracts.session import KernelSpec, SessionSpec  # noqa: E402
 from contracts.subjects import EVENTS_STREAM, report_subject  # noqa: E402
 from domain import session as session_domain  # noqa: E402
 from services.common.bus import ensure_streams  # noqa: E402
@@ -97,8 +97,9 @@ def burst(app: Sessions, sessions: int) -> float:
     batch: list = []
     for i in range(sessions):
         sid = f"b{i:06d}"
-        command = c.RequestSession(name=f"bench-{i}", owner="AKBENCH", image="python:3.11",
-                                   kernels=[KernelSpec(kernel_id=f"{sid}-k0", slots={"cpu": "1", "mem": "1g"})])
+        command = c.RequestSession(owner="AKBENCH", spec=SessionSpec(
+            name=f"bench-{i}", image="python:3.11",
+            kernels=[KernelSpec(kernel_id=f"{sid}-k0", slots={"cpu": "1", "mem": "1g"})]))
         batch += session_domain.decide(None, command, make_context("AKBENCH"), sid)
         if len(batch) >= WRITE_BATCH:
             app.record(batch)

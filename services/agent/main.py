@@ -1,8 +1,9 @@
 """Composition root of the agent: backend, reporter, heartbeats and its durable event consumer.
 
 On start the agent beats once, announces itself with ``AgentStarted`` (the controller
-registers it) and consumes ``ev.agent.<id>.>`` with the durable consumer
-``agent-<id>``, so after a restart it resumes exactly where it stopped.
+registers it) and consumes its own aggregate's events with the durable consumer
+``agent-<id>`` (the tables of ``flow.py``), so after a restart it resumes exactly where it
+stopped.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import logging
 import socket
 import uuid
 
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
+from faststream.nats import NatsBroker
 
-from contracts.catalog import decode_event
 from contracts.envelope import utc_now
 from contracts.reports import AgentStarted
-from contracts.subjects import EVENTS_STREAM, agent_events_filter, check_token
+from contracts.subjects import check_token
 from services.agent.accelerators import build_plugins
 from services.agent.backends.base import KernelBackend
 from services.agent.backends.docker import DockerBackend, docker_problem, no_docker_message
@@ -27,26 +26,24 @@ from services.agent.backends.simulated import SimulatedBackend
 from services.agent.capacity import resolve_capacity
 from services.agent.devices import DeviceAllocator
 from services.agent.exec_server import ExecServer
+from services.agent.flow import ATTEMPTS, KERNELS, RECALL
 from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
 from services.agent.reporting import Reporter
-from services.common.follow import follow
-from services.common.bus import connect, ensure_streams, heartbeat_bucket
-from services.common.consumer import consume
+from services.common.bus import ensure_streams, heartbeat_bucket
+from services.common.flow import consume, follow, open_broker
 from services.common.settings import Settings
 
-__all__ = ["build_backend", "durable_name", "run_agent"]
+__all__ = ["ATTEMPTS", "build_backend", "durable_name", "run_agent"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("simulated", "process", "docker", "auto")
-ATTEMPTS = 5
-"""Deliveries of one event of the agent's aggregate before it is given up (dead-lettered)."""
 
 
 def durable_name(agent_id: str) -> str:
     """Returns the name of the agent's durable consumer on EVENTS."""
-    return f"agent-{agent_id}"
+    return KERNELS.consumer_name(agent_id=agent_id)
 
 
 def build_backend(settings: Settings) -> KernelBackend:
@@ -67,14 +64,14 @@ def build_backend(settings: Settings) -> KernelBackend:
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
 
 
-async def _recall_assignments(js: JetStreamContext, agent_id: str, lifecycle: KernelLifecycle, timeout: float = 30.0) -> None:
+async def _recall_assignments(broker: NatsBroker, agent_id: str, lifecycle: KernelLifecycle, timeout: float = 30.0) -> None:
     """Replays the agent's own history so that kernels adopted after a restart are known by session."""
     caught_up = asyncio.Event()
-    sub = await follow(js, [agent_events_filter(agent_id)], lifecycle.recall, caught_up)
+    sub = await follow(broker, RECALL, lifecycle, caught_up, agent_id=agent_id)
     try:
         await asyncio.wait_for(caught_up.wait(), timeout)
     finally:
-        await sub.unsubscribe()
+        await sub.stop()
 
 
 async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBackend | None = None) -> None:
@@ -90,17 +87,16 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         raise ValueError(f"BERTH_HEARTBEAT_INTERVAL must be positive, got {settings.heartbeat_interval}")
     owned = backend is None
     backend = backend if backend is not None else build_backend(settings)
-    nc = await connect(settings.nats_url, f"berth-agent-{agent_id}")
+    broker = open_broker(settings.nats_url, f"berth-agent-{agent_id}")
+    nc = await broker.connect()
     try:
         js = nc.jetstream()
         await ensure_streams(js)
         kv = await heartbeat_bucket(js)
         reporter = Reporter(js, agent_id)
         lifecycle = KernelLifecycle(backend, reporter, allocator=allocator)
-        await _recall_assignments(js, agent_id, lifecycle)
-
-        async def handle(msg: Msg) -> None:
-            await lifecycle.handle(decode_event(msg.data), last_attempt=msg.metadata.num_delivered >= ATTEMPTS)
+        await broker.start()
+        await _recall_assignments(broker, agent_id, lifecycle)
 
         exec_server = ExecServer(nc, agent_id, backend)
         await exec_server.start()
@@ -118,21 +114,13 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
             await reporter.send(started, f"{agent_id}:started:{uuid.uuid4().hex}")
             log.info("agent %s started (%s backend, capacity %s)", agent_id, backend.name,
                      ",".join(f"{name}={amount}" for name, amount in capacity.items()))
-            await consume(
-                js,
-                durable=durable_name(agent_id),
-                subject=agent_events_filter(agent_id),
-                stream=EVENTS_STREAM,
-                handler=handle,
-                stop=stop,
-                max_deliver=ATTEMPTS,
-            )
+            await consume(broker, js, KERNELS, lifecycle, stop, agent_id=agent_id)
         finally:
             await exec_server.stop()
             heartbeats.cancel()
             watcher.cancel()
             await asyncio.gather(heartbeats, watcher, return_exceptions=True)
     finally:
-        await nc.close()
+        await broker.stop()
         if owned:
             await backend.close()

@@ -9,15 +9,15 @@ from contracts import tenancy as ev
 from contracts.envelope import Event
 from contracts.tenancy import KeypairLimits
 
-__all__ = ["POLICY_SUBJECTS", "KeypairPolicies"]
+__all__ = ["POLICY_EVENTS", "KeypairPolicies"]
 
-POLICY_SUBJECTS = (
-    "ev.keypair.*.created",
-    "ev.keypair.*.policy_changed",
-    "ev.policy.*.created",
-    "ev.policy.*.updated",
+POLICY_EVENTS: tuple[type[Event], ...] = (
+    ev.KeypairCreated,
+    ev.KeypairPolicyChanged,
+    ev.ResourcePolicyCreated,
+    ev.ResourcePolicyUpdated,
 )
-"""The events ``KeypairPolicies`` learns from."""
+"""The events ``KeypairPolicies`` learns from (the followers derive their subjects from them)."""
 
 
 class KeypairPolicies:

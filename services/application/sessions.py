@@ -63,12 +63,52 @@ class Sessions(BerthApplication):
 
         return retry_on_conflict(attempt) if unique_name else attempt()
 
+    def request_many(self, requests: Sequence[tuple[str, c.RequestSession, Context]]) -> list[int | Exception]:
+        """``request(id, command, ctx, unique_name=True)`` of several sessions, saved in ONE
+        transaction (group commit) when their aggregates are disjoint. A request that touches an
+        aggregate another one of the group touches (two claims of one name), that is refused, or that
+        belongs to a group whose save failed, runs on its own afterwards: each outcome, a position or
+        the error, is what ``request`` alone would have given."""
+        outcomes: list[int | Exception | None] = [None] * len(requests)
+        grouped: list[int] = []
+        groups: list[list[Event]] = []
+        alone: list[int] = []
+        touched: set[str] = set()
+        for i, (session_id, command, ctx) in enumerate(requests):
+            try:
+                events = self._claim_name(session_id, command, ctx) + session_domain.decide(
+                    self.get(session_id), command, ctx, session_id)
+            except Exception:  # noqa: BLE001 - decided again, alone, below: the error is then its outcome
+                alone.append(i)
+                continue
+            ids = {event.originator_id for event in events}
+            if ids & touched:
+                alone.append(i)
+                continue
+            touched |= ids
+            grouped.append(i)
+            groups.append(events)
+        if groups:
+            try:
+                for i, position in zip(grouped, self.record_groups(groups), strict=True):
+                    outcomes[i] = position
+            except Exception:  # noqa: BLE001 - a conflict or a bad event: each runs alone to find whose
+                alone = sorted(alone + grouped)
+        for i in alone:
+            session_id, command, ctx = requests[i]
+            try:
+                outcomes[i] = self.request(session_id, command, ctx, unique_name=True)
+            except Exception as exc:  # noqa: BLE001 - the caller's outcome
+                outcomes[i] = exc
+        return outcomes  # type: ignore[return-value]
+
     def _claim_name(self, session_id: str, command: c.RequestSession, ctx: Context) -> list[Event]:
         """Returns the claim of the request's name; reads only the claim's last event (constant cost)."""
-        last = self.last_event(name_claim_id(command.owner, command.name))
+        last = self.last_event(name_claim_id(command.owner, command.spec.name))
         last = last if isinstance(last, SessionNameClaimed) else None
         holder = self.get(last.session_id) if last is not None else None
-        return session_names.claim(last, holder, owner=command.owner, name=command.name, session_id=session_id, ctx=ctx)
+        return session_names.claim(last, holder, owner=command.owner, name=command.spec.name, session_id=session_id,
+                                   ctx=ctx)
 
     def terminate(self, session_id: str, ctx: Context, reason: Reason = Reason.USER_REQUESTED) -> int | None:
         """Cancels a pending session or starts terminating its kernels; returns the position."""
@@ -179,7 +219,7 @@ class Sessions(BerthApplication):
             return []
         slots = reduce(add_slots, (kernel.slots for kernel in after.kernels), {})
         released: list[Event] = []
-        for scope, name in quota_domain.quota_scopes(after.owner, after.project, after.domain):
+        for scope, name in quota_domain.quota_scopes(after.owner, after.spec.project, after.spec.domain):
             aggregate_id = quota_id(scope, name)
             released += quota_domain.release_holder(aggregate_id, self._version(aggregate_id), after.id, slots, ctx)
         return released

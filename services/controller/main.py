@@ -1,46 +1,32 @@
 """Composition root of the controller: the REPORTS consumer, the liveness watch, the sweep of
-lost agents' kernels and the session timeouts."""
+lost agents' kernels and the session timeouts (what it consumes: the tables of ``flow.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from contracts import agent as agent_ev
 from contracts import commands as c
-from contracts.envelope import Event
-from contracts.status import AgentStatus, Reason
-from contracts.subjects import REPORTS_STREAM
+from contracts.status import Reason
 from services.application.agents import Agents
 from services.application.facade import Facade
-from services.common.bus import connect, ensure_streams, heartbeat_bucket
-from services.common.consumer import consume
+from services.common.bus import ensure_streams, heartbeat_bucket
+from services.common.flow import consume, follow, open_broker
 from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.common.settings import Settings
-from services.common.follow import follow
 from services.common.waiting import until
 from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_lost_agents
+from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, AgentWatch, DeadlineWatch
 from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
-from services.controller.timeouts import TIMEOUT_SUBJECTS, Deadlines, enforce_timeouts
+from services.controller.timeouts import Deadlines, enforce_timeouts
 
-__all__ = ["AGENT_SUBJECTS", "DURABLE", "REPORT_SUBJECT", "TIMEOUT_SUBJECTS", "run_controller"]
+__all__ = ["DURABLE", "run_controller"]
 
 log = logging.getLogger(__name__)
 
-DURABLE = "controller"
-REPORT_SUBJECT = "rp.>"
-AGENT_SUBJECTS = ("ev.agent.*.registered", "ev.agent.*.lost", "ev.agent.*.recovered")
 ACTOR = "service:controller"
-REPORT_BATCH = 256
-"""Reports fetched at once; their progress reports are recorded in one transaction."""
-
-_STATUS_OF = {
-    agent_ev.AgentRegistered: AgentStatus.ALIVE,
-    agent_ev.AgentRecovered: AgentStatus.ALIVE,
-    agent_ev.AgentLost: AgentStatus.LOST,
-}
 
 
 async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
@@ -55,7 +41,8 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
     store = Facade("controller-store", 4)
     sessions = await store.open(Sessions, settings.pg_dsn)
     agents = await store.open(Agents, settings.pg_dsn)
-    nc = await connect(settings.nats_url, "berth-controller")
+    broker = open_broker(settings.nats_url, "berth-controller")
+    nc = await broker.connect()
     try:
         js = nc.jetstream()
         await ensure_streams(js)
@@ -64,19 +51,6 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         lost = LostAgents()
         deadlines, changed, caught_up = Deadlines(), asyncio.Event(), asyncio.Event()
         sweeper = AgentLostSweeper(sessions, agents)
-
-        def on_agent_event(event: Event) -> None:
-            status = _STATUS_OF.get(type(event))
-            if status is not None:
-                liveness.status(event.originator_id, status)
-                if status is AgentStatus.LOST:
-                    lost.lost(event.originator_id)
-                else:
-                    lost.alive(event.originator_id)
-
-        def on_session_event(event: Event) -> None:
-            deadlines.apply(event)
-            changed.set()
 
         async def apply(agent_id: str, command: c.Command) -> object:
             return await store.call(agents.handle, agent_id, command, make_context(ACTOR))
@@ -91,25 +65,21 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             await until(caught_up, stop)  # judge on the whole history, not a replay half-way
             await enforce_timeouts(deadlines, terminate, changed, stop)
 
-        subs = [await follow(js, AGENT_SUBJECTS, on_agent_event, asyncio.Event()),
-                await follow(js, TIMEOUT_SUBJECTS, on_session_event, caught_up)]
+        await broker.start()
+        subs = [await follow(broker, AGENTS, AgentWatch(liveness, lost), asyncio.Event()),
+                await follow(broker, DEADLINES, DeadlineWatch(deadlines, changed), caught_up)]
         handler = ReportHandler(ReportProcessor(sessions, agents), store)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(
-                    consume(
-                        js, durable=DURABLE, subject=REPORT_SUBJECT, stream=REPORTS_STREAM, batch_handler=handler, stop=stop,
-                        batch=REPORT_BATCH,
-                    )
-                )
+                tasks.create_task(consume(broker, js, REPORTS_IN, handler, stop))
                 tasks.create_task(watch_heartbeats(kv, liveness, stop))
                 tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop))
                 tasks.create_task(sweep_lost_agents(lost, sweep, settings.heartbeat_interval, stop))
                 tasks.create_task(timeouts())
         finally:
             for sub in subs:
-                await sub.unsubscribe()
+                await sub.stop()
     finally:
-        await nc.close()
+        await broker.stop()
         await store.close()
 

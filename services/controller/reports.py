@@ -28,10 +28,11 @@ from contracts.reports import (
     decode_report,
 )
 from contracts.status import Reason
+from contracts.subjects import SubjectError, report_sender
 from domain.errors import DomainError
 from services.application.agents import Agents
 from services.application.facade import Facade
-from services.common.consumer import PermanentError
+from services.common.flow import PermanentError
 from services.application.context import make_context
 from domain.session import SessionState
 from services.application.sessions import Sessions
@@ -97,11 +98,12 @@ def _(report: KernelExitedReport) -> c.Command:
 
 
 def agent_of_subject(subject: str) -> str:
-    """Returns the agent id of ``rp.agent.<agent_id>.<type>``."""
-    parts = subject.split(".")
-    if len(parts) != 4 or parts[:2] != ["rp", "agent"]:
-        raise PermanentError(f"not a report subject: {subject!r}")
-    return parts[2]
+    """Returns the agent id of ``rp.agent.<agent_id>.<type>``; raises ``PermanentError`` when
+    ``subject`` is not a report subject."""
+    try:
+        return report_sender(subject)
+    except SubjectError as exc:
+        raise PermanentError(str(exc)) from exc
 
 
 class ReportProcessor:

@@ -31,18 +31,18 @@ from contracts.envelope import Event, utc_now
 from contracts.status import Reason, SessionStatus, SessionType
 from contracts.tenancy import KeypairLimits
 from domain.errors import DomainError
-from services.application.policies import POLICY_SUBJECTS, KeypairPolicies
+from services.application.policies import POLICY_EVENTS, KeypairPolicies
 from services.common.waiting import first_of
 
-__all__ = ["TIMEOUT_SUBJECTS", "Deadlines", "enforce_timeouts"]
+__all__ = ["TIMEOUT_EVENTS", "Deadlines", "enforce_timeouts"]
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_SUBJECTS = (
-    "ev.session.*.requested",
-    "ev.session.*.status_changed",
-    "ev.session.*.execution_finished",
-    *POLICY_SUBJECTS,
+TIMEOUT_EVENTS: tuple[type[Event], ...] = (
+    sev.SessionRequested,
+    sev.SessionStatusChanged,
+    sev.ExecutionFinished,
+    *POLICY_EVENTS,
 )
 """The events ``Deadlines`` learns from."""
 
@@ -77,8 +77,9 @@ class Deadlines:
 
     @apply.register
     def _(self, event: sev.SessionRequested) -> None:
-        batch = event.session_type is SessionType.BATCH
-        self._watch[event.originator_id] = _Watch(owner=event.owner, batch=batch, batch_timeout=event.batch_timeout)
+        spec = event.spec
+        batch = spec.session_type is SessionType.BATCH
+        self._watch[event.originator_id] = _Watch(owner=event.owner, batch=batch, batch_timeout=spec.batch_timeout)
 
     @apply.register
     def _(self, event: sev.SessionStatusChanged) -> None:

@@ -1,65 +1,69 @@
-"""The read models (``projections/schema.sql``), shared by every feature: rows, the projector's position
-and the read-your-writes wait; the gateway never writes them.
+"""The gateway's access to the read models, shared by every feature: no SQL here, only the query
+functions of ``projections`` (``projections.queries``, ``projections.session_refs``,
+``projections.position``), with their errors as GraphQL errors; the gateway never writes them.
 
-Read-your-writes: ``wait_for_position`` polls the projector's position until it
-reaches the position a mutation returned, or fails with a clear error at a deadline;
-``await_position`` is that wait for a resolver's ``afterPosition`` argument.
+Read-your-writes: ``wait_for_position`` waits, on the gateway's one ``PositionWatcher``
+(``projections.position``: woken by the projector's notification, never polling), until the
+read models reach the position a mutation returned, or fails at the gateway's read wait with
+READ_MODEL_BEHIND; ``await_position`` is that wait for a resolver's ``afterPosition`` argument.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import psycopg
 import strawberry
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from projections.position import PositionTimeoutError, read_position_async
+from projections.queries import ReadModelsMissingError
 from services.gateway.context import Info
 from services.gateway.errors import READ_MODEL_BEHIND, UNAVAILABLE, GatewayError
+from services.gateway.resources import Resources
 
-__all__ = ["AfterPosition", "PROJECTION", "Row", "await_position", "fetch_rows", "read_position", "wait_for_position"]
+__all__ = ["AfterPosition", "await_position", "read", "read_position", "wait_for_position"]
 
-PROJECTION = "read_models"
-Row = dict[str, Any]
+T = TypeVar("T")
 AfterPosition = Annotated[
     int | None,
     strawberry.argument(description="Wait until the read models reflect this event-store position (a mutation's `position`)."),
 ]
+_MISSING = "read models are not initialised yet: is the projector running?"
 
 
-async def fetch_rows(pool: AsyncConnectionPool, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
-    """Returns the rows of a query as dicts; UNAVAILABLE when the read models do not exist yet."""
+async def read(query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Returns ``await query(*args, **kwargs)`` (a query function of ``projections``); UNAVAILABLE
+    when the read models do not exist yet."""
     try:
-        async with pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(query, params)
-            return await cur.fetchall()
+        return await query(*args, **kwargs)
+    except ReadModelsMissingError as exc:
+        raise GatewayError(UNAVAILABLE, _MISSING) from exc
     except psycopg.errors.UndefinedTable as exc:
-        raise GatewayError(UNAVAILABLE, "read models are not initialised yet: is the projector running?") from exc
+        raise GatewayError(UNAVAILABLE, _MISSING) from exc
 
 
 async def read_position(pool: AsyncConnectionPool) -> int:
     """Returns the last event-store position the read models reflect (0 before the first event)."""
-    rows = await fetch_rows(pool, "SELECT position FROM projection_position WHERE projection = %s", (PROJECTION,))
-    return int(rows[0]["position"]) if rows else 0
+
+    async def position() -> int:
+        async with pool.connection() as conn:
+            return (await read_position_async(conn)).position
+
+    return await read(position)
 
 
-async def wait_for_position(pool: AsyncConnectionPool, position: int | None, *, timeout: float, interval: float = 0.05) -> None:
-    """Returns once the read models reached ``position``; raises ``GatewayError`` after ``timeout`` seconds."""
+async def wait_for_position(resources: Resources, position: int | None) -> None:
+    """Returns once the read models reached ``position``; READ_MODEL_BEHIND after the gateway's read wait."""
     if position is None or position <= 0:
         return
-    deadline = time.monotonic() + timeout
-    while (at := await read_position(pool)) < position:
-        if time.monotonic() >= deadline:
-            raise GatewayError(READ_MODEL_BEHIND, f"read model behind: at {at}, waiting for {position}")
-        await asyncio.sleep(interval)
+    try:
+        await resources.positions.wait(position, resources.read_wait)
+    except PositionTimeoutError as exc:
+        raise GatewayError(READ_MODEL_BEHIND, f"read model behind: at {exc.current}, waiting for {position}") from exc
 
 
 async def await_position(info: Info, after_position: int | None) -> None:
     """Returns once the read models reflect ``after_position`` (READ_MODEL_BEHIND after the wait)."""
-    resources = info.context.resources
-    await wait_for_position(resources.pool, after_position, timeout=resources.read_wait)
+    await wait_for_position(info.context.resources, after_position)

@@ -1,4 +1,5 @@
-"""What the gateway holds while it runs: the read-model pool, the event store, NATS, the auth tables.
+"""What the gateway holds while it runs: the read-model pool and position watcher, the event store, NATS,
+the auth tables.
 
 Everything opens lazily on the first request (or at ASGI lifespan startup), so the
 app also works under transports that skip lifespan, such as ``httpx.ASGITransport``.
@@ -15,7 +16,11 @@ from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from contracts.commands import RequestSession
+from domain.emitting import Context
+from projections.position import PositionWatcher
 from services.application.facade import Facade
+from services.application.group_commit import GroupCommit
 from services.common.bus import connect
 from services.application.sessions import Sessions
 from services.application.tenancy import Tenancy
@@ -30,6 +35,7 @@ __all__ = ["READ_WAIT", "Resources"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SessionRequest = tuple[str, RequestSession, Context]
 READ_WAIT = 10.0
 STORE_THREADS = 4
 
@@ -45,12 +51,14 @@ class Resources:
         self.pool = AsyncConnectionPool(
             limited_dsn(settings.pg_dsn), min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway"
         )
+        self.positions = PositionWatcher(limited_dsn(settings.pg_dsn))  # read-your-writes: one LISTEN connection
         self.authenticator = Authenticator(self.pool)
         self._nats = nats
         self._own_nats = nats is None
         self._store = Facade("gateway-store", STORE_THREADS)
         self._sessions: Sessions | None = None
         self._tenancy: Tenancy | None = None
+        self._requests: GroupCommit[SessionRequest, int] | None = None
         self._lock = asyncio.Lock()
         self._started = False
 
@@ -59,6 +67,13 @@ class Resources:
         """Returns the session use cases (call them through ``call``)."""
         assert self._sessions is not None, "Resources.start() first"
         return self._sessions
+
+    @property
+    def session_requests(self) -> GroupCommit[SessionRequest, int]:
+        """Records ``(session_id, RequestSession, ctx)`` requests, concurrent ones in one transaction
+        (``Sessions.request_many``): ``await resources.session_requests.submit(request)``."""
+        assert self._requests is not None, "Resources.start() first"
+        return self._requests
 
     @property
     def tenancy(self) -> Tenancy:
@@ -79,6 +94,7 @@ class Resources:
                 await conn.execute(TOKENS_DDL)
             self._sessions = await self._store.open(Sessions, self.settings.pg_dsn)
             self._tenancy = await self._store.open(Tenancy, self.settings.pg_dsn)
+            self._requests = GroupCommit(self._store, self._sessions.request_many)
             self._started = True
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -104,7 +120,11 @@ class Resources:
         if self._own_nats and self._nats is not None:
             await self._nats.close()
             self._nats = None
+        await self.positions.close()
+        self.positions = PositionWatcher(limited_dsn(self.settings.pg_dsn))  # a restart listens afresh
+        if self._requests is not None:
+            await self._requests.close()
         await self.pool.close()
-        self._sessions = self._tenancy = None
+        self._sessions = self._tenancy = self._requests = None
         await self._store.close()  # closes the use cases it opened, then its threads
         self._started = False

@@ -4,6 +4,13 @@ push consumer whose messages queue up until the projector takes them.
 Nothing about the consumer is durable: PostgreSQL holds the position, and a new feed
 starts after it. The bounded queue gives back-pressure: when it is full, flow control
 stops the server from pushing more.
+
+Hand-written on nats-py, not on faststream like the services' flows
+(``services/common/flow.py``): this is the projector's hot path (every event of the
+platform, in batches of thousands), and faststream's per-message dispatch (parser,
+middlewares, context) costs about four times the raw callback here (≈80 µs against ≈20 µs
+per event, measured on the ordered follow), which would make the projector the pipeline's
+bottleneck. It takes every event (``EVENTS_SUBJECTS``), so there is no table to derive.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ Publishing is pipelined like nats-py's ``publish_async`` (every message is sent 
 then the acks are awaited), but with our own reply inbox: nats-py 2.16 never resolves a
 ``publish_async`` future when the server refuses a message (``APIError.from_error`` raises
 inside its reply handler), so a refused publish would only show up as a timeout.
+
+The relay stays on nats-py rather than faststream (on which the services' consumers are
+declared, ``services/common/flow.py``): faststream's publishers await one ack per message
+(≈5k msg/s here) and have no asynchronous-ack publish, while this pipelined publisher
+reaches ≈20-40k msg/s; and the relay consumes nothing from NATS, so it has no flow table.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from nats.js import JetStreamContext
 from nats.js.api import Header
 from nats.js.errors import NotFoundError
 
-from contracts.subjects import EVENTS_STREAM, HEADER_ERROR, HEADER_POSITION, SubjectError, event_subject
+from contracts.subjects import (
+    EVENTS_STREAM, HEADER_ERROR, HEADER_POSITION, SubjectError, event_subject, invalid_event_subject,
+)
 
 __all__ = [
     "Ack",
@@ -108,14 +115,14 @@ def subject_of(notification: Notification) -> tuple[str, dict[str, str]]:
     """Returns the subject of a stored event and any extra headers.
 
     An event whose topic or id cannot form a subject (never produced by the domain) is
-    published under ``ev.invalid.<id>.event`` with a ``Berth-Error`` header, so the stream
+    published under ``contracts.subjects.invalid_event_subject`` with a ``Berth-Error`` header, so the stream
     keeps every position; the projector dead-letters it.
     """
     try:
         return event_subject(notification.topic, notification.originator_id), {}
     except (SubjectError, IndexError) as exc:
         log.error("event %d (%s) has no valid subject: %s", notification.id, notification.topic, exc)
-        return f"ev.invalid.{notification.id}.event", {HEADER_ERROR: f"no valid subject: {exc}"[:1000]}
+        return invalid_event_subject(notification.id), {HEADER_ERROR: f"no valid subject: {exc}"[:1000]}
 
 
 class Ack(NamedTuple):

@@ -139,10 +139,10 @@ def _place(
         command = c.AssignKernel(
             kernel_id=kernel_id,
             session_id=session.id,
-            image=session.image,
+            image=session.spec.image,
             slots=dict(kernel.slots),
             cluster_role=kernel.cluster_role,
-            startup_command=session.startup_command,
+            startup_command=session.spec.startup_command,
         )
         for event in agent_domain.decide(agent, command, ctx, agent_id):
             agent = agent_domain.evolve(agent, event)
@@ -160,4 +160,4 @@ def _total(session: SessionState) -> dict:
 
 
 def _scopes(session: SessionState) -> list[tuple[QuotaScope, str]]:
-    return quota_domain.quota_scopes(session.owner, session.project, session.domain)
+    return quota_domain.quota_scopes(session.owner, session.spec.project, session.spec.domain)

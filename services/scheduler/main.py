@@ -1,4 +1,5 @@
-"""Composition root of the scheduler: builds the snapshot, the follower and the pass runner."""
+"""Composition root of the scheduler: builds the snapshot, its follower (``flow.SNAPSHOT``) and
+the pass runner."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import logging
 from typing import Mapping, Sequence
 
 from contracts.envelope import Event
-from contracts.subjects import EVENTS_STREAM
 from services.application.facade import Facade
-from services.common.bus import connect, ensure_streams
+from services.common.bus import ensure_streams
 from services.application.context import make_context
-from services.common.follow import follow
+from services.common.flow import follow, open_broker
 from services.common.settings import Settings
+from services.scheduler.flow import SNAPSHOT, SnapshotFeed
 from services.scheduler.passes import PassRunner
 from services.application.scheduling import Scheduling
-from services.scheduler.snapshot import SUBJECTS, Snapshot
+from services.scheduler.snapshot import Snapshot
 
-__all__ = ["SUBJECTS", "run_scheduler"]
+__all__ = ["run_scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         raise ValueError("the scheduler needs BERTH_NATS_URL and BERTH_PG_DSN")
     store = Facade("scheduler-store")
     app = await store.open(Scheduling, settings.pg_dsn)
-    nc = await connect(settings.nats_url, "berth-scheduler")
+    broker = open_broker(settings.nats_url, "berth-scheduler")
+    nc = await broker.connect()
     try:
         js = nc.jetstream()
         await ensure_streams(js)
@@ -43,18 +45,14 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
 
         snapshot = Snapshot()
         runner = PassRunner(snapshot, record, catch_up, lambda: make_context(ACTOR))
-
-        def on_event(event: Event) -> None:
-            if snapshot.apply(event):
-                runner.notify()
-
         caught_up = asyncio.Event()
-        sub = await follow(js, SUBJECTS, on_event, caught_up)
-        log.info("scheduler following %s %s", EVENTS_STREAM, ", ".join(SUBJECTS))
+        await broker.start()
+        sub = await follow(broker, SNAPSHOT, SnapshotFeed(snapshot, runner), caught_up)
+        log.info("scheduler following %s %s", SNAPSHOT.stream, ", ".join(SNAPSHOT.filters()))
         try:
             await runner.run(stop, caught_up)
         finally:
-            await sub.unsubscribe()
+            await sub.stop()
     finally:
-        await nc.close()
+        await broker.stop()
         await store.close()

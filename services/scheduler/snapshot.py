@@ -27,22 +27,29 @@ from domain.agent import AgentState
 from domain.quota import QuotaState
 from domain.scheduling.model import AgentView, ClusterView, KernelRequest, PendingReason, PendingSession, Usage
 from domain.session import SessionState
-from services.scheduler.tenancy_view import TENANCY_SUBJECTS, TenancyView
+from services.scheduler.tenancy_view import TENANCY_EVENTS, TenancyView
 
-__all__ = ["SUBJECTS", "Snapshot"]
+__all__ = ["SNAPSHOT_EVENTS", "Snapshot"]
 
 log = logging.getLogger(__name__)
 
-SUBJECTS = (
-    "ev.session.*.requested",
-    "ev.session.*.scheduled",
-    "ev.session.*.status_changed",
-    "ev.session.*.pending_reason_changed",
-    "ev.agent.>",
-    "ev.quota.>",
-    *TENANCY_SUBJECTS,
+SNAPSHOT_EVENTS: tuple[type[Event], ...] = (
+    session_ev.SessionRequested,
+    session_ev.SessionScheduled,
+    session_ev.SessionStatusChanged,
+    session_ev.SessionPendingReasonChanged,
+    agent_ev.AgentRegistered,
+    agent_ev.AgentCapacityChanged,
+    agent_ev.KernelAssigned,
+    agent_ev.KernelTerminationRequested,
+    agent_ev.KernelReleased,
+    agent_ev.AgentLost,
+    agent_ev.AgentRecovered,
+    quota_ev.QuotaConsumed,
+    quota_ev.QuotaReleased,
+    *TENANCY_EVENTS,
 )
-"""The parts of ``EVENTS`` the snapshot is built from."""
+"""The events the snapshot is built from (``flow.SNAPSHOT`` derives its subjects from them)."""
 
 _MAY_ENABLE = (
     agent_ev.AgentRegistered,
@@ -210,20 +217,21 @@ class Snapshot:
 
 
 def _request(event: session_ev.SessionRequested) -> PendingSession:
+    spec = event.spec
     return PendingSession(
         session_id=event.originator_id,
         owner=event.owner,
-        domain=event.domain,
-        project=event.project,
-        resource_group=event.resource_group,
-        kernels=tuple(KernelRequest(kernel_id=k.kernel_id, slots=dict(k.slots)) for k in event.kernels),
+        domain=spec.domain,
+        project=spec.project,
+        resource_group=spec.resource_group,
+        kernels=tuple(KernelRequest(kernel_id=k.kernel_id, slots=dict(k.slots)) for k in spec.kernels),
         requested_at=event.timestamp,
-        session_type=event.session_type,
-        priority=event.priority,
-        cluster_mode=event.cluster_mode,
-        starts_at=event.starts_at,
-        dependencies=tuple(event.dependencies),
-        designated_agents=tuple(event.designated_agents),
+        session_type=spec.session_type,
+        priority=spec.priority,
+        cluster_mode=spec.cluster_mode,
+        starts_at=spec.starts_at,
+        dependencies=tuple(spec.dependencies),
+        designated_agents=tuple(spec.designated_agents),
     )
 
 

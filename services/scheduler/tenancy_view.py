@@ -8,17 +8,20 @@ from functools import singledispatchmethod
 
 from contracts import tenancy as ev
 from contracts.envelope import Event
-from contracts.subjects import context_events_filter
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions
 from services.application.policies import KeypairPolicies
 
-__all__ = ["TENANCY_SUBJECTS", "TenancyView"]
+__all__ = ["TENANCY_EVENTS", "TenancyView"]
 
-TENANCY_SUBJECTS = tuple(
-    context_events_filter(cls.type_name())
-    for cls in (ev.KeypairCreated, ev.ResourcePolicyCreated, ev.ProjectCreated, ev.DomainCreated, ev.ResourceGroupCreated)
+TENANCY_EVENTS: tuple[type[Event], ...] = (
+    ev.KeypairCreated, ev.KeypairDeactivated, ev.KeypairPolicyChanged,
+    ev.ResourcePolicyCreated, ev.ResourcePolicyUpdated,
+    ev.ProjectCreated, ev.ProjectUpdated,
+    ev.DomainCreated, ev.DomainUpdated,
+    ev.ResourceGroupCreated, ev.ResourceGroupUpdated,
 )
-"""Every event of the keypair, policy, project, domain and resource-group contexts."""
+"""Every event of the keypair, policy, project, domain and resource-group contexts (what the
+view is kept from)."""
 
 
 class TenancyView:

@@ -1,9 +1,17 @@
 """``berth up``: starts the infrastructure, prepares it, and runs every service until Ctrl-C.
 
+Each service runs as a child process of its own (``python -m services.<name>``, settings passed as
+``BERTH_*`` variables; ``services.supervisor.processes``), so that they do not share one GIL: the
+gateway, relay, projector, scheduler, controller and one agent process (``--agents N`` simulated
+agents are N agents in that one process, ``services.agent.fleet``). Their output is merged into
+this one's, each line prefixed with the service's name. ``in_process=True`` runs them as asyncio
+tasks of this process instead (``services.supervisor.supervision``), as before.
+
 Stopping is bounded (``services.supervisor.stopping``): on SIGINT/SIGTERM the services get GRACE
-seconds to finish, then are cancelled; the embedded servers are stopped next; a thread still stuck
-after that does not hold the process. Whatever happens, the process ends DEADLINE seconds after the
-first signal, or at once on a second one, and its children end with it (parent-death signal)."""
+seconds to finish, then are killed (child processes) or cancelled (tasks); the embedded servers are
+stopped next; a thread still stuck after that does not hold the process. Whatever happens, the
+process ends DEADLINE seconds after the first signal, or at once on a second one, and its children
+end with it (parent-death signal)."""
 
 from __future__ import annotations
 
@@ -11,10 +19,13 @@ import asyncio
 import functools
 import logging
 import os
-from typing import Callable
+import re
+import socket
+from typing import Callable, Mapping
 
 import msgspec
 
+from services.agent.fleet import fleet_settings
 from services.agent.main import run_agent
 from services.common.bus import connect, ensure_streams
 from services.sdk.instance import Instance, remove_instance, write_instance, write_private
@@ -27,25 +38,28 @@ from services.projector.main import run_projector
 from services.relay.main import run_relay
 from services.scheduler.main import run_scheduler
 from services.supervisor.infrastructure import infrastructure
+from services.supervisor.processes import Child, Children, module_argv
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity, prepare_default_image
 from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
 from services.supervisor.supervision import Service, supervise
 
-__all__ = ["up"]
+__all__ = ["agent_settings", "child_env", "service_processes", "up"]
 
 log = logging.getLogger(__name__)
 
-GRACE = 10.0  # seconds the services get to finish after a stop request, before they are cancelled
-CANCEL_GRACE = 5.0  # seconds a cancelled service gets to finish
+GRACE = 10.0  # seconds the services get to finish after a stop request, before they are killed (cancelled)
+CANCEL_GRACE = 5.0  # seconds a cancelled service gets to finish (in-process mode)
 THREAD_GRACE = 2.0  # seconds left threads get once everything else has stopped
 DEADLINE = 20.0  # the process ends this long after the first SIGINT/SIGTERM at the latest (+ HALT_TIMEOUT)
+GATEWAY_READY = re.compile(r"^Berth GraphQL: (\S+)/graphql$")  # what `python -m services.gateway` prints
 
 
-def up(settings: Settings, say: Callable[[str], None] = print) -> int:
+def up(settings: Settings, say: Callable[[str], None] = print, *, in_process: bool = False) -> int:
     """Runs Berth in the foreground until SIGINT or SIGTERM; returns the exit status: 0 when every
     service stopped within the grace period, else 1 (the ones that did not are logged). Ends the
     process itself (status 1) when threads are still stuck once everything else has stopped.
-    Refuses to start (status 1, one line said) when the backend wants Docker and none answers."""
+    Refuses to start (status 1, one line said) when the backend wants Docker and none answers.
+    Each service is a child process, or, with ``in_process``, an asyncio task of this process."""
     try:
         settings, note = choose_backend(settings)
     except StartRefused as exc:
@@ -61,7 +75,7 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> int:
         for line in infra.embedded:
             say(f"started {line}")
         settings = msgspec.structs.replace(settings, nats_url=infra.nats_url, pg_dsn=infra.pg_dsn)
-        late = run_loop(functools.partial(_run, settings, say), guard)
+        late = run_loop(functools.partial(_run, settings, say, guard, in_process), guard)
     exit_if_threads_stuck(THREAD_GRACE, 1)
     return 1 if late else 0
 
@@ -78,16 +92,54 @@ def agent_settings(settings: Settings) -> list[Settings]:
     """Returns the settings of each local agent: one named ``agent_id``, or ``agents`` of them
     named ``<agent_id>-1`` ... (simulated backend only: real backends would share one machine's
     resources and count them several times)."""
-    if settings.agents < 1:
-        raise ValueError(f"BERTH_AGENTS must be at least 1, got {settings.agents}")
-    if settings.agents == 1:
-        return [settings]
-    if settings.agent_backend != "simulated":
-        raise ValueError(f"several local agents ({settings.agents}) need the simulated backend, not {settings.agent_backend!r}")
-    return [msgspec.structs.replace(settings, agent_id=f"{settings.agent_id}-{i}") for i in range(1, settings.agents + 1)]
+    return fleet_settings(settings)
 
 
-async def _run(settings: Settings, say: Callable[[str], None], stop: asyncio.Event) -> list[str]:
+def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Returns the environment of a service's process: ``base`` (default: this process's), every
+    field of ``settings`` as its ``BERTH_<FIELD>`` variable (``Settings.from_env`` reads them back
+    as they are), unbuffered output."""
+    env = dict(os.environ if base is None else base)
+    for field in msgspec.structs.fields(Settings):
+        env[f"BERTH_{field.name.upper()}"] = str(getattr(settings, field.name))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def service_processes(settings: Settings, gateway_ready: Callable[[str], None], *, grace: float = GRACE) -> Children:
+    """Returns the services as child processes: gateway, relay, projector, scheduler, controller and
+    one agent process (hosting every local agent). The gateway keeps one port across restarts (a
+    free one is chosen here when ``gateway_port`` is 0), and ``gateway_ready(url)`` is called each
+    time it says it serves."""
+    if settings.gateway_port == 0:
+        settings = msgspec.structs.replace(settings, gateway_port=_free_port(settings.gateway_host))
+    env = child_env(settings)
+
+    def gateway_line(line: str) -> None:
+        match = GATEWAY_READY.match(line)
+        if match:
+            gateway_ready(match.group(1))
+
+    agents = "agent" if settings.agents == 1 else "agents"
+    return Children([
+        Child("relay", module_argv("services.relay"), env),
+        Child("projector", module_argv("services.projector"), env),
+        Child("scheduler", module_argv("services.scheduler"), env),
+        Child("controller", module_argv("services.controller"), env),
+        Child(agents, module_argv("services.agent"), env),
+        Child("gateway", module_argv("services.gateway"), env, on_line=gateway_line),
+    ], grace=grace)
+
+
+async def _run(settings: Settings, say: Callable[[str], None], guard: StopGuard, in_process: bool,
+               stop: asyncio.Event) -> list[str]:
     """Prepares the infrastructure and supervises every service until ``stop`` is set; returns
     the names of the services that did not stop within the grace period."""
     agents = agent_settings(settings)
@@ -114,7 +166,13 @@ async def _run(settings: Settings, say: Callable[[str], None], stop: asyncio.Eve
         say(f"created keypair {access_key} for the local CLI (saved in {keypair_file})")
     access_key, secret_key = keypair_file.read_text().split()
 
+    answering: list[str] = []  # the gateway's URL, once it answered
+
     def gateway_ready(url: str) -> None:
+        first = not answering
+        if not first and url == answering[0]:
+            return  # a restarted gateway process, on the same port: the instance file holds
+        answering[:] = [url]
         write_instance(
             settings.data_dir,
             Instance(
@@ -126,6 +184,9 @@ async def _run(settings: Settings, say: Callable[[str], None], stop: asyncio.Eve
                 secret_key=secret_key,
             ),
         )
+        if not first:
+            say(f"the gateway now answers at {url}/graphql")
+            return
         say(f"Berth is up. GraphQL (and GraphiQL): {url}/graphql")
         say(f"NATS: {settings.nats_url}   PostgreSQL: {settings.pg_dsn}")
         ids = ", ".join(a.agent_id for a in agents)
@@ -133,15 +194,19 @@ async def _run(settings: Settings, say: Callable[[str], None], stop: asyncio.Eve
         try_it = "session create" if settings.agent_backend == "simulated" else "run -c 'print(1)'"
         say(f"In another terminal: .venv/bin/berth {try_it}   ·   Ctrl-C stops everything")
 
-    services = [
-        Service("relay", lambda s: run_relay(settings, s)),
-        Service("projector", lambda s: run_projector(settings, s)),
-        Service("scheduler", lambda s: run_scheduler(settings, s)),
-        Service("controller", lambda s: run_controller(settings, s)),
-        *(Service(f"agent {a.agent_id}", functools.partial(run_agent, a)) for a in agents),
-        Service("gateway", lambda s: run_gateway(settings, s, ready=gateway_ready)),
-    ]
     try:
+        if not in_process:
+            children = service_processes(settings, gateway_ready)
+            guard.add_halt(children.kill)
+            return await children.run(stop)
+        services = [
+            Service("relay", lambda s: run_relay(settings, s)),
+            Service("projector", lambda s: run_projector(settings, s)),
+            Service("scheduler", lambda s: run_scheduler(settings, s)),
+            Service("controller", lambda s: run_controller(settings, s)),
+            *(Service(f"agent {a.agent_id}", functools.partial(run_agent, a)) for a in agents),
+            Service("gateway", lambda s: run_gateway(settings, s, ready=gateway_ready)),
+        ]
         return await supervise(services, stop, grace=GRACE, cancel_grace=CANCEL_GRACE)
     finally:
         remove_instance(settings.data_dir)

@@ -13,7 +13,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from contracts import commands as c
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.slots import parse_slots
 from contracts.status import SessionStatus
 from services.agent.backends.base import KernelLaunch
@@ -72,8 +72,9 @@ async def request(sessions: Sessions, **extra: str) -> tuple[str, str]:
     session_id = uuid.uuid4().hex[:12]
     kernel_id = f"{session_id}-k"
     slots = parse_slots({"cpu": "1", "mem": "1g", **extra})  # what the gateway does with its input
-    command = c.RequestSession(name="s", owner="alice", image="python:3.11",
-                               kernels=[KernelSpec(kernel_id=kernel_id, slots=slots)])
+    command = c.RequestSession(owner="alice", spec=SessionSpec(
+        name="s", image="python:3.11", kernels=[KernelSpec(kernel_id=kernel_id, slots=slots)],
+    ))
     await asyncio.to_thread(sessions.request, session_id, command, make_context("test"))
     return session_id, kernel_id
 

@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from contracts import commands as c
 from contracts.reports import AgentStarted, KernelCreatingReport, KernelExitedReport, KernelPullingReport
 from contracts.reports import KernelRunningReport, Report, encode_report
-from contracts.session import KernelPlacement, KernelSpec
+from contracts.session import KernelPlacement, KernelSpec, SessionSpec
 from contracts.status import AgentStatus, SessionStatus
 from contracts.subjects import DEADLETTER_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, REPORTS_STREAM, report_subject
 from domain import agent as agent_domain
@@ -93,8 +93,9 @@ def schedule(sessions: Sessions, agent_id: str = AGENT) -> tuple[str, str]:
     session_id = uuid.uuid4().hex[:12]
     kernel_id = f"{session_id}-k"
     ctx = make_context("test")
-    request = c.RequestSession(name="s", owner="alice", image="img",
-                               kernels=[KernelSpec(kernel_id=kernel_id, slots={"cpu": Decimal(1), "mem": GIB})])
+    request = c.RequestSession(owner="alice", spec=SessionSpec(
+        name="s", image="img", kernels=[KernelSpec(kernel_id=kernel_id, slots={"cpu": Decimal(1), "mem": GIB})],
+    ))
     sessions.request(session_id, request, ctx)
     state = sessions.get(session_id)
     events = session_domain.decide(

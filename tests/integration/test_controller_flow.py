@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 
 from contracts import commands as c
 from contracts.reports import KernelRunningReport, encode_report
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.status import AgentStatus, Reason, SessionStatus
 from contracts.subjects import REPORTS_STREAM, report_subject
 from services.agent.main import run_agent
@@ -62,8 +62,10 @@ async def cluster(
 async def request(sessions: Sessions, cpu: int = 1) -> tuple[str, str]:
     session_id = uuid.uuid4().hex[:12]
     kernel_id = f"{session_id}-k"
-    command = c.RequestSession(name="s", owner="alice", image="python:3.11",
-                               kernels=[KernelSpec(kernel_id=kernel_id, slots={"cpu": Decimal(cpu), "mem": GIB})])
+    command = c.RequestSession(owner="alice", spec=SessionSpec(
+        name="s", image="python:3.11",
+        kernels=[KernelSpec(kernel_id=kernel_id, slots={"cpu": Decimal(cpu), "mem": GIB})],
+    ))
     await asyncio.to_thread(sessions.request, session_id, command, make_context("test"))
     return session_id, kernel_id
 

@@ -10,7 +10,7 @@ import pytest
 from contracts import commands as c
 from contracts.reports import AgentStarted, KernelExitedReport, KernelPullingReport, KernelRunningReport
 from contracts.status import AgentStatus, Reason
-from services.common.consumer import PermanentError
+from services.common.flow import PermanentError
 from services.controller.liveness import Liveness
 from services.controller.reports import agent_of_subject, command_for, reason_of
 

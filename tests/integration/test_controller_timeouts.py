@@ -72,8 +72,9 @@ def start_session(sessions: Sessions, owner: str) -> str:
     session_id = uuid.uuid4().hex[:12]
     ctx = make_context("test")
     kernel = KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": GIB})
-    sessions.record([Emitter(session_id, 0, ctx)(ev.SessionRequested, name="s", owner=owner, image="python:3.11",
-                                                 kernels=[kernel])])
+    sessions.record([Emitter(session_id, 0, ctx)(ev.SessionRequested, owner=owner, spec=ev.SessionSpec(
+        name="s", image="python:3.11", kernels=[kernel],
+    ))])
     state = sessions.get(session_id)
     events = session_domain.decide(state, c.ScheduleSession(
         placements=[KernelPlacement(kernel_id=kernel.kernel_id, agent_id=AGENT)]), ctx, session_id)

@@ -18,7 +18,7 @@ import pytest
 
 from contracts import commands as c
 from contracts.quota import quota_id
-from contracts.session import KernelPlacement, KernelSpec
+from contracts.session import KernelPlacement, KernelSpec, SessionSpec
 from domain import agent as agent_domain
 from domain import quota as quota_domain
 from domain import session as session_domain
@@ -68,7 +68,9 @@ def populate(sessions: Sessions, owner: str) -> list[str]:
     for _ in range(3):
         session_id = uuid.uuid4().hex[:12]
         kernels = [KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": GIB})]
-        sessions.request(session_id, c.RequestSession(name="s", owner=owner, image="python:3.11", kernels=kernels), ctx)
+        sessions.request(session_id, c.RequestSession(owner=owner, spec=SessionSpec(
+            name="s", image="python:3.11", kernels=kernels,
+        )), ctx)
         ids.append(session_id)
     for session_id in ids[:2]:
         place(sessions, session_id)
@@ -87,8 +89,8 @@ def place(sessions: Sessions, session_id: str) -> None:
     events = session_domain.decide(state, c.ScheduleSession(
         placements=[KernelPlacement(kernel_id=kernel.kernel_id, agent_id=AGENT)]), ctx, session_id)
     events += agent_domain.decide(agent_domain.replay(sessions.load(AGENT)), c.AssignKernel(
-        kernel_id=kernel.kernel_id, session_id=session_id, image=state.image, slots=kernel.slots), ctx, AGENT)
-    for scope, name in quota_domain.quota_scopes(state.owner, state.project, state.domain):
+        kernel_id=kernel.kernel_id, session_id=session_id, image=state.spec.image, slots=kernel.slots), ctx, AGENT)
+    for scope, name in quota_domain.quota_scopes(state.owner, state.spec.project, state.spec.domain):
         qid = quota_id(scope, name)
         events += quota_domain.decide(quota_domain.replay(sessions.load(qid)),
                                       c.ConsumeQuota(allocations={session_id: dict(kernel.slots)}), ctx, qid)

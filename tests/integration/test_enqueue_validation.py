@@ -91,21 +91,23 @@ async def test_accepted_request_carries_tenancy_and_scheduling_fields(tenants: T
     dave = tenants.make(tenants.keys["dave"])
     first = await create(dave)
     state = sessions.get(first)
-    assert state is not None and (state.user, state.domain, state.project, state.resource_group) == (
+    assert state is not None
+    assert (state.spec.user, state.spec.domain, state.spec.project, state.spec.resource_group) == (
         "dave", "lab", "ml", "default")
     starts = "2030-01-02T03:04:05+00:00"
     second = await create(dave, resourceGroup="private", priority=55, clusterMode="MULTI-NODE", clusterSize=2,
                           startsAt=starts, batchTimeout=600, sessionType="batch", startupCommand="true",
                           dependencies=[first, first])
-    event = sessions.load(second)[0]
-    assert (event.resource_group, event.priority, event.cluster_mode, event.batch_timeout) == (
+    spec = sessions.load(second)[0].spec
+    assert (spec.resource_group, spec.priority, spec.cluster_mode, spec.batch_timeout) == (
         "private", 55, ClusterMode.MULTI_NODE, 600)
-    assert event.starts_at == dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    assert event.dependencies == [first]
+    assert spec.starts_at == dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert spec.dependencies == [first]
     # a superadmin may designate agents and use a project of its domain it is not a member of
     await tenants.admin.execute(CREATE_PROJECT, {"i": {"name": "ops"}})
     third = await create(tenants.admin, designatedAgents=["a1", "a2"], project="ops")
-    assert (sessions.load(third)[0].designated_agents, sessions.get(third).project) == (["a1", "a2"], "ops")
+    third_spec = sessions.get(third).spec  # type: ignore[union-attr]
+    assert (sessions.load(third)[0].spec.designated_agents, third_spec.project) == (["a1", "a2"], "ops")
     # someone else's session is no dependency of yours
     await assert_refused(client_for(keys.alice), pg_dsn, {"dependencies": [first]}, "BAD_INPUT", "no such session")
 
@@ -113,8 +115,8 @@ async def test_accepted_request_carries_tenancy_and_scheduling_fields(tenants: T
 async def test_default_project_is_the_first_one_of_a_non_member_of_default(tenants: Tenants, sessions: Sessions) -> None:
     await tenants.admin.execute(CREATE_PROJECT, {"i": {"name": "cv", "domain": "lab"}})
     frank = await tenants.user("frank", projects=["cv", "ml"])
-    assert sessions.get(await create(frank)).project == "cv"
-    assert sessions.get(await create(frank, project="ml")).project == "ml"
+    assert sessions.get(await create(frank)).spec.project == "cv"  # type: ignore[union-attr]
+    assert sessions.get(await create(frank, project="ml")).spec.project == "ml"  # type: ignore[union-attr]
     nobody = await tenants.user("nobody", projects=[])
     error = await refused(nobody, CREATE, {"input": {}})
     assert (error.code, "belongs to no project" in error.message) == ("BAD_INPUT", True)

@@ -21,15 +21,17 @@ from typing import Any, Callable
 
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from contracts import agent as agent_events
 from contracts import quota as quota_events
 from contracts import session as session_events
 from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event, Metadata
-from contracts.status import Reason
+from contracts.status import Reason, SessionType
 from contracts.travel import MAX_EVENT_BYTES, TravelError
 from domain import agent as agent_domain
+from domain import session as session_domain
 from domain.emitting import Context, Emitter
 from services.common import snapshots
 from services.common.store import BerthApplication, ConcurrencyError
@@ -314,8 +316,10 @@ def test_the_bytes_stored_are_the_canonical_msgspec_json_under_the_stable_type_n
     ctx = Context(now=NOW, metadata=meta)
     events: list[Event] = [
         Emitter("s1", 0, ctx)(
-            session_events.SessionRequested, name="n", owner="AK1", image="img",
-            kernels=[session_events.KernelSpec(kernel_id="s1-k0", slots=SLOTS)], startup_command="echo \u00e9\u2603",
+            session_events.SessionRequested, owner="AK1", spec=session_events.SessionSpec(
+                name="n", image="img", kernels=[session_events.KernelSpec(kernel_id="s1-k0", slots=SLOTS)],
+                startup_command="echo \u00e9\u2603",
+            ),
         ),
         Emitter("quota_keypair_AK1", 0, ctx)(
             quota_events.QuotaConsumed, scope=quota_events.QuotaScope.KEYPAIR, name="AK1", allocations={"s1": SLOTS},
@@ -343,6 +347,34 @@ def test_the_bytes_stored_are_the_canonical_msgspec_json_under_the_stable_type_n
         assert [(r[0], r[1], r[2], bytes(r[3])) for r in rows] == [
             (e.originator_id, e.originator_version, type(e).type_name(), encode_event(e)) for e in events
         ]
+
+
+FLAT_REQUESTED = (
+    b'{"type":"session.requested","event_id":"00000000-0000-0000-0000-000000000001","originator_id":"s-old",'
+    b'"originator_version":1,"timestamp":"2026-01-01T00:00:00Z","metadata":{"actor":"AK1","correlation_id":"c1",'
+    b'"causation_id":null,"trace":{}},"name":"old","owner":"AK1","image":"py","session_type":"batch",'
+    b'"kernels":[{"kernel_id":"s-old-k0","cluster_role":"main","cluster_idx":0,"slots":{"cpu":"1.5","mem":"1024"}}],'
+    b'"startup_command":"make","user":"alice","domain":"lab","project":"ml","resource_group":"default","priority":10,'
+    b'"cluster_mode":"single-node","starts_at":null,"batch_timeout":60,"dependencies":[],"designated_agents":[]}'
+)
+"""A ``session.requested`` as stored before ``SessionSpec`` (its fields flat beside ``owner``)."""
+
+
+def test_history_stored_in_the_flat_form_loads_with_the_nested_spec(backend: Backend) -> None:
+    backend.store.recorder.insert_events([StoredEvent(
+        originator_id="s-old", originator_version=1, topic="session.requested", state=FLAT_REQUESTED)])
+    peer = backend.open()
+
+    (event,) = peer.load("s-old")
+    state = peer.current("s-old", session_domain.evolve)
+
+    assert isinstance(event, session_events.SessionRequested) and event.owner == "AK1"
+    assert event.spec == session_events.SessionSpec(
+        name="old", image="py", session_type=SessionType.BATCH, startup_command="make", user="alice", domain="lab",
+        project="ml", batch_timeout=60,
+        kernels=[session_events.KernelSpec(kernel_id="s-old-k0", slots={"cpu": Decimal("1.5"), "mem": Decimal(1024)})],
+    )
+    assert state is not None and state.spec == event.spec and state.version == 1
 
 
 # --- the travel guard ---------------------------------------------------------------------------

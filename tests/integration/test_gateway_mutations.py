@@ -31,8 +31,8 @@ async def test_create_session_records_the_request_with_defaults(client_for, keys
     state = sessions.get(session_id)
     assert state is not None
     assert state.owner == keys.alice[0]
-    assert state.name == f"session-{session_id[:8]}"
-    assert state.image == "berth/python:latest" and state.session_type is SessionType.INTERACTIVE
+    assert state.spec.name == f"session-{session_id[:8]}"
+    assert state.spec.image == "berth/python:latest" and state.spec.session_type is SessionType.INTERACTIVE
     assert state.status is SessionStatus.PENDING
     assert [(k.kernel_id, k.cluster_role) for k in state.kernels] == [(f"{session_id}-k0", "main")]
     assert state.kernels[0].slots == {"cpu": Decimal(1), "mem": Decimal(1024**3)}
@@ -49,7 +49,7 @@ async def test_create_session_with_options(client_for, keys: Keys, sessions: Ses
     session_id = (await client_for(keys.bob).execute(CREATE, {"input": data}))["createSession"]["sessionId"]
     state = sessions.get(session_id)
     assert state is not None
-    assert (state.name, state.image, state.session_type, state.startup_command) == (
+    assert (state.spec.name, state.spec.image, state.spec.session_type, state.spec.startup_command) == (
         "train", "berth/torch:2", SessionType.BATCH, "python train.py")
     assert [(k.kernel_id, k.cluster_role) for k in state.kernels] == [
         (f"{session_id}-k0", "main"), (f"{session_id}-k1", "sub")]

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from contracts import commands as c
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.travel import MAX_EVENT_BYTES, TravelError
 from domain import session as session_domain
 from services.sdk.client import BerthClient
@@ -67,21 +67,26 @@ async def test_oversized_tenancy_input_is_refused(client_for, keys: Keys, pg_dsn
 def test_the_store_refuses_an_event_that_cannot_travel_whatever_the_path(pg_dsn: str) -> None:
     """Sessions.request without the gateway's limits: the guard where events are saved refuses it."""
     with Sessions(pg_dsn) as sessions:
-        command = c.RequestSession(name="big", owner="AK1", image="python:3.11", startup_command="x" * MAX_EVENT_BYTES,
-                                   kernels=[KernelSpec(kernel_id="s1-k0", slots={"cpu": "1", "mem": "1g"})])
+        command = c.RequestSession(owner="AK1", spec=SessionSpec(
+            name="big", image="python:3.11", startup_command="x" * MAX_EVENT_BYTES,
+            kernels=[KernelSpec(kernel_id="s1-k0", slots={"cpu": "1", "mem": "1g"})],
+        ))
         with pytest.raises(TravelError, match=f"over the limit of {MAX_EVENT_BYTES} bytes"):
             sessions.request("s1", command, make_context("AK1"))
         with pytest.raises(TravelError, match="invalid id"):
             sessions.record([_requested_with_id("s2\n")])
         assert count_events(pg_dsn) == 0 and sessions.position() == 0
-        small = c.RequestSession(name="ok", owner="AK1", image="python:3.11",
-                                 kernels=[KernelSpec(kernel_id="s3-k0", slots={"cpu": "1", "mem": "1g"})])
+        small = c.RequestSession(owner="AK1", spec=SessionSpec(
+            name="ok", image="python:3.11",
+            kernels=[KernelSpec(kernel_id="s3-k0", slots={"cpu": "1", "mem": "1g"})],
+        ))
         assert sessions.request("s3", small, make_context("AK1")) == 1
 
 
 def _requested_with_id(session_id: str):
     """A ``session.requested`` event for an id the domain would refuse (built past its checks)."""
-    command = c.RequestSession(name="n", owner="AK1", image="python:3.11",
-                               kernels=[KernelSpec(kernel_id="k", slots={"cpu": "1", "mem": "1g"})])
+    command = c.RequestSession(owner="AK1", spec=SessionSpec(
+        name="n", image="python:3.11", kernels=[KernelSpec(kernel_id="k", slots={"cpu": "1", "mem": "1g"})],
+    ))
     (event,) = session_domain.decide(None, command, make_context("AK1"), "s2")
     return msgspec.structs.replace(event, originator_id=session_id)

@@ -50,7 +50,7 @@ def schedule(app: Sessions, session_id: str, agent_id: str) -> int:
     events = session_domain.decide(state, c.ScheduleSession(placements=placements), ctx, session_id)
     agent = agent_domain.replay(app.load(agent_id))
     for kernel in state.kernels:
-        command = c.AssignKernel(kernel_id=kernel.kernel_id, session_id=session_id, image=state.image, slots=kernel.slots)
+        command = c.AssignKernel(kernel_id=kernel.kernel_id, session_id=session_id, image=state.spec.image, slots=kernel.slots)
         for event in agent_domain.decide(agent, command, ctx, agent_id):
             agent = agent_domain.evolve(agent, event)
             events.append(event)

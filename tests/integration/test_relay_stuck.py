@@ -21,7 +21,7 @@ from eventsourcing.persistence import StoredEvent
 from contracts import commands as c
 from contracts.catalog import encode_event
 from contracts.envelope import Event
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from domain import session as session_domain
 from services.sdk.client import BerthClient
 from services.application.context import make_context
@@ -44,8 +44,9 @@ TOO_LARGE = 1_200_000
 
 def requested(session_id: str, startup_command: str | None = None) -> Event:
     kernel = KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": Decimal(2**30)})
-    command = c.RequestSession(name="s", owner="ak-test", image="python:3.11", startup_command=startup_command,
-                               kernels=[kernel])
+    command = c.RequestSession(owner="ak-test", spec=SessionSpec(
+        name="s", image="python:3.11", startup_command=startup_command, kernels=[kernel],
+    ))
     (event,) = session_domain.decide(None, command, make_context("ak-test"), session_id)
     return event
 

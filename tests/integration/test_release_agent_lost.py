@@ -51,7 +51,9 @@ def request(sessions: Sessions, kernels: int = 1) -> str:
     specs = [KernelSpec(kernel_id=f"{session_id}-k{i}", cluster_idx=i, slots={"cpu": Decimal(1), "mem": GIB})
              for i in range(kernels)]
     sessions.record([Emitter(session_id, 0, make_context("test"))(
-        ev.SessionRequested, name="s", owner=OWNER, image="python:3.11", kernels=specs, project=PROJECT, domain=DOMAIN)])
+        ev.SessionRequested, owner=OWNER, spec=ev.SessionSpec(
+            name="s", image="python:3.11", kernels=specs, project=PROJECT, domain=DOMAIN,
+        ))])
     return session_id
 
 
@@ -67,7 +69,7 @@ def place(sessions: Sessions, session_id: str, *agent_ids: str) -> None:
     for kernel in state.kernels:
         agent_id = where[kernel.kernel_id]
         for event in agent_domain.decide(agents[agent_id], c.AssignKernel(
-                kernel_id=kernel.kernel_id, session_id=session_id, image=state.image, slots=kernel.slots), ctx, agent_id):
+                kernel_id=kernel.kernel_id, session_id=session_id, image=state.spec.image, slots=kernel.slots), ctx, agent_id):
             agents[agent_id] = agent_domain.evolve(agents[agent_id], event)
             events.append(event)
     total = {"cpu": Decimal(len(state.kernels)), "mem": GIB * len(state.kernels)}

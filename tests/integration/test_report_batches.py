@@ -8,12 +8,12 @@ from decimal import Decimal
 
 from contracts import commands as c
 from contracts.reports import KernelExitedReport, KernelRunningReport
-from contracts.session import KernelPlacement, KernelSpec
+from contracts.session import KernelPlacement, KernelSpec, SessionSpec
 from contracts.status import SessionStatus
 from domain import agent as agent_domain
 from domain import session as session_domain
 from services.application.agents import Agents
-from services.common.consumer import PermanentError
+from services.common.flow import PermanentError
 from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.controller.reports import ReportProcessor
@@ -28,7 +28,10 @@ def placed(sessions: Sessions, agents: Agents, session_id: str, agent_id: str = 
     if agents.get(agent_id) is None:
         agents.handle(agent_id, c.RegisterAgent(capacity={"cpu": Decimal(8), "mem": 8 * GIB}, backend="sim", hostname="h"), ctx)
     sessions.request(session_id, c.RequestSession(
-        name=session_id, owner="AK", image="i", kernels=[KernelSpec(kernel_id=kernel_id, slots={"cpu": Decimal(1), "mem": GIB})]), ctx)
+        owner="AK", spec=SessionSpec(
+            name=session_id, image="i",
+            kernels=[KernelSpec(kernel_id=kernel_id, slots={"cpu": Decimal(1), "mem": GIB})],
+        )), ctx)
     schedule = c.ScheduleSession(placements=[KernelPlacement(kernel_id=kernel_id, agent_id=agent_id)])
     events = session_domain.decide(sessions.get(session_id), schedule, ctx, session_id)
     events += agent_domain.decide(agents.get(agent_id), c.AssignKernel(

@@ -11,7 +11,7 @@ import pytest
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.quota import QuotaScope, quota_id
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.status import Reason, SessionStatus
 from domain import agent as agent_domain
 from domain import quota as quota_domain
@@ -35,10 +35,12 @@ def app() -> Scheduling:
 
 def record_session(app: Scheduling, session_id: str, cpu: int = 1, kernels: int = 1, **fields: object) -> list[Event]:
     command = c.RequestSession(
-        name=session_id, owner="alice", image="python:3.11",
-        kernels=[KernelSpec(kernel_id=f"{session_id}-k{i}", slots={"cpu": Decimal(cpu), "mem": GIB})
-                 for i in range(kernels)],
-        **fields,  # type: ignore[arg-type]
+        owner="alice", spec=SessionSpec(
+            name=session_id, image="python:3.11",
+            kernels=[KernelSpec(kernel_id=f"{session_id}-k{i}", slots={"cpu": Decimal(cpu), "mem": GIB})
+                     for i in range(kernels)],
+            **fields,  # type: ignore[arg-type]
+        ),
     )
     events = session_domain.decide(None, command, make_context("test"), session_id)
     app.record(events)

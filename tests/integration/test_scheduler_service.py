@@ -12,7 +12,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from contracts import commands as c
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.status import Reason, SessionStatus
 from services.application.agents import Agents
 from services.application.context import make_context
@@ -48,8 +48,10 @@ def new_id() -> str:
 async def request(sessions: Sessions, cpu: int) -> str:
     session_id = new_id()
     command = c.RequestSession(
-        name="s", owner="alice", image="python:3.11",
-        kernels=[KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(cpu), "mem": GIB})],
+        owner="alice", spec=SessionSpec(
+            name="s", image="python:3.11",
+            kernels=[KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(cpu), "mem": GIB})],
+        ),
     )
     await asyncio.to_thread(sessions.request, session_id, command, make_context("test"))
     return session_id

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from contracts import commands as c
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.session_names import name_claim_id
 from domain.errors import AlreadyExistsError
 from projections.session_refs import match_query
@@ -177,8 +177,8 @@ def test_two_requests_that_read_a_free_name_at_once_conflict_and_one_is_refused(
 
     def request(app: Sessions, session_id: str) -> None:
         app.barrier = barrier  # type: ignore[attr-defined]
-        command = c.RequestSession(name="job", owner="AK1", image="py", kernels=[
-            KernelSpec(kernel_id=f"{session_id}-k0", slots={"cpu": Decimal(1), "mem": Decimal(1024**3)})])
+        command = c.RequestSession(owner="AK1", spec=SessionSpec(name="job", image="py", kernels=[
+            KernelSpec(kernel_id=f"{session_id}-k0", slots={"cpu": Decimal(1), "mem": Decimal(1024**3)})]))
         try:
             outcomes[session_id] = app.request(session_id, command, make_context("AK1"), unique_name=True)
         except AlreadyExistsError as exc:
@@ -256,7 +256,7 @@ async def test_dependencies_take_references_and_are_stored_as_ids(
     prep = await create(alice, "prep")
     catch_up(pg_dsn)
     job = await create(alice, "job", sessionType="batch", startupCommand="true", dependencies=["prep", prep[:8], prep])
-    assert sessions.load(job)[0].dependencies == [prep]
+    assert sessions.load(job)[0].spec.dependencies == [prep]
     catch_up(pg_dsn)
     error = await refused(client_for(keys.bob), CREATE, {"input": {"dependencies": ["prep"]}})
     assert (error.code, error.message) == ("BAD_INPUT", "dependency prep: no such session of yours")

@@ -1,5 +1,6 @@
 """Stop means stop: `berth up` ends every service and child within a bounded time, whatever is
-stuck, and leaves no nats-server, postgres or kernel runner behind even when it is SIGKILLed.
+stuck, and leaves no service process, nats-server, postgres or kernel runner behind even when it
+is SIGKILLed; a service process that dies is started again.
 
 Real processes throughout: `berth up` with its embedded NATS and PostgreSQL, a frozen database
 (SIGSTOP) as the stuck condition, and small supervisors run with ``python -c``."""
@@ -79,6 +80,7 @@ class Up:
         self.children = descendants(self.proc.pid)
         names = set(self.children.values())
         assert {"nats-server", "postgres"} <= names, f"no embedded servers among {self.children}"
+        assert set(self.services()) == set(SERVICES), f"not one process per service: {self.services()}"
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -90,6 +92,18 @@ class Up:
 
     def pids(self, name: str) -> list[int]:
         return [pid for (pid, _), comm in self.children.items() if comm == name]
+
+    def services(self) -> dict[str, int]:
+        """The service processes running now (``python -m services.<name>``): name → PID."""
+        found = {}
+        for pid, _ in descendants(self.proc.pid):
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"-m" in argv and argv.index(b"-m") + 1 < len(argv):
+                    module = argv[argv.index(b"-m") + 1].decode()
+                    if module.startswith("services.") and module != "services.cli":
+                        found[module.removeprefix("services.")] = pid
+        return found
 
     def wait(self, timeout: float) -> int:
         try:
@@ -122,8 +136,11 @@ def freeze(pids: list[int]) -> None:
             os.kill(pid, signal.SIGSTOP)
 
 
+SERVICES = ("gateway", "relay", "projector", "scheduler", "controller", "agent")
+
+
 @pytest.mark.slow
-def test_sigkill_leaves_no_nats_server_nor_postgres_behind(up: Up) -> None:
+def test_sigkill_leaves_no_service_nats_server_nor_postgres_behind(up: Up) -> None:
     up.proc.kill()
     assert up.wait(10) == -signal.SIGKILL
     up.assert_no_child_left(timeout=20)
@@ -136,6 +153,19 @@ def test_sigterm_stops_every_service_and_child(up: Up) -> None:
     up.assert_no_child_left(timeout=5)
     assert "Berth stopped." in up.text()
     assert not (up.data_dir / "instance.json").exists()
+
+
+@pytest.mark.slow
+def test_a_service_process_killed_with_sigkill_is_started_again(up: Up) -> None:
+    relay = up.services()["relay"]
+    os.kill(relay, signal.SIGKILL)
+    wait_for(lambda: up.services().get("relay") not in (None, relay), timeout=30,
+             message=f"the relay was not started again; log:\n{up.text()[-3000:]}")
+    assert "service relay exited with signal SIGKILL; restarting in" in up.text()
+    assert (up.data_dir / "instance.json").exists()
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.wait(DEADLINE + 10) == 0
+    assert not up.services()
 
 
 @pytest.mark.slow

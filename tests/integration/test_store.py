@@ -10,7 +10,7 @@ import pytest
 
 from contracts import commands as c
 from contracts.catalog import encode_event
-from contracts.session import KernelPlacement, KernelSpec
+from contracts.session import KernelPlacement, KernelSpec, SessionSpec
 from domain import agent as agent_domain
 from domain import session as session_domain
 from services.application.context import make_context
@@ -21,7 +21,9 @@ SLOTS = {"cpu": Decimal(1), "mem": Decimal(1024**3)}
 
 
 def _request(sessions: Sessions, session_id: str) -> int:
-    command = c.RequestSession(name=session_id, owner="AK", image="py", kernels=[KernelSpec(kernel_id=f"{session_id}-k0", slots=SLOTS)])
+    command = c.RequestSession(owner="AK", spec=SessionSpec(
+        name=session_id, image="py", kernels=[KernelSpec(kernel_id=f"{session_id}-k0", slots=SLOTS)],
+    ))
     return sessions.request(session_id, command, make_context("test"))
 
 

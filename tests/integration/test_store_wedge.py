@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from contracts import commands as c
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from domain import session as session_domain
 from services.application.context import make_context
 from services.common.pg_limits import SESSION_LIMITS, limited_dsn
@@ -30,8 +30,10 @@ def _requests(count: int, padding: int, prefix: str = "s") -> list:
     events = []
     for i in range(count):
         command = c.RequestSession(
-            name=f"{prefix}{i}", owner="AK", image="py", startup_command="x" * padding,
-            kernels=[KernelSpec(kernel_id=f"{prefix}{i}-k0", slots=SLOTS)],
+            owner="AK", spec=SessionSpec(
+                name=f"{prefix}{i}", image="py", startup_command="x" * padding,
+                kernels=[KernelSpec(kernel_id=f"{prefix}{i}-k0", slots=SLOTS)],
+            ),
         )
         events += session_domain.decide(None, command, ctx, f"{prefix}-{i}")
     return events

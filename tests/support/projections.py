@@ -62,7 +62,8 @@ class Builder:
             ss.KernelSpec(kernel_id=kid, cluster_role="main" if i == 0 else "sub", cluster_idx=i, slots=slots)
             for i, (kid, slots) in enumerate(kernels)
         ]
-        return self(ss.SessionRequested, session_id, name=name, owner="ak-owner", image="python:3.11", kernels=specs)
+        return self(ss.SessionRequested, session_id, owner="ak-owner",
+                    spec=ss.SessionSpec(name=name, image="python:3.11", kernels=specs))
 
     def scheduled(self, session_id: str, **placements: str) -> Event:
         return self(

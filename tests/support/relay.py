@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts import commands as c
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
 from services.application.context import make_context
 from services.supervisor.embedded import NatsServer
@@ -72,12 +72,11 @@ async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
 
 def request_command(index: int) -> c.RequestSession:
     """Returns the request of a one-kernel session numbered ``index``."""
-    return c.RequestSession(
+    return c.RequestSession(owner="ak-test", spec=SessionSpec(
         name=f"job-{index}",
-        owner="ak-test",
         image="python:3.11",
         kernels=[KernelSpec(kernel_id=f"k-{index}", slots={"cpu": "1", "mem": "1g"})],
-    )
+    ))
 
 
 def request_sessions(app: Sessions, indices: range) -> list[int]:

@@ -11,7 +11,7 @@ import pytest
 
 from contracts.catalog import ALL_EVENTS, decode_event, encode_event, event_class
 from contracts.envelope import Metadata
-from contracts.session import KernelSpec, SessionRequested
+from contracts.session import KernelSpec, SessionRequested, SessionSpec
 from contracts.slots import SlotError, add_slots, fits, parse_amount, parse_slots, subtract_slots
 from contracts.subjects import SubjectError, event_subject, report_subject
 
@@ -66,10 +66,11 @@ def _requested() -> SessionRequested:
         originator_version=1,
         timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         metadata=Metadata(actor="AKIA", correlation_id="c1"),
-        name="n",
         owner="AKIA",
-        image="python",
-        kernels=[KernelSpec(kernel_id="k0", slots={"cpu": Decimal("1.5"), "mem": Decimal(1024)})],
+        spec=SessionSpec(
+            name="n", image="python",
+            kernels=[KernelSpec(kernel_id="k0", slots={"cpu": Decimal("1.5"), "mem": Decimal(1024)})],
+        ),
     )
 
 

@@ -43,9 +43,9 @@ def event(cls: type[Event], aggregate_id: str, at: dt.datetime = T0, **fields: A
 
 def requested(session_id: str, owner: str = "AK1", batch_timeout: int = 0,
               session_type: SessionType = SessionType.INTERACTIVE) -> Event:
-    return event(sev.SessionRequested, session_id, name="n", owner=owner, image="i", session_type=session_type,
-                 batch_timeout=batch_timeout,
-                 kernels=[KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": Decimal(1)})])
+    return event(sev.SessionRequested, session_id, owner=owner, spec=sev.SessionSpec(
+        name="n", image="i", session_type=session_type, batch_timeout=batch_timeout,
+        kernels=[KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": Decimal(1)})]))
 
 
 def status(session_id: str, value: SessionStatus, at: dt.datetime = T0) -> Event:

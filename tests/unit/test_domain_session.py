@@ -12,7 +12,7 @@ import pytest
 from contracts import commands as c
 from contracts import session as ev
 from contracts.envelope import Event, Metadata
-from contracts.session import KernelPlacement, KernelSpec
+from contracts.session import KernelPlacement, KernelSpec, SessionSpec
 from contracts.status import KernelStatus, Reason, SessionStatus
 from domain import session as s
 from domain.emitting import Context
@@ -36,7 +36,7 @@ def kernel(kernel_id: str = "k1", cpu: str = "1", mem: str = "1024") -> KernelSp
 
 
 def request(*kernels: KernelSpec, name: str = "n", image: str = "python:3.11") -> c.RequestSession:
-    return c.RequestSession(name=name, owner="alice", image=image, kernels=list(kernels or [kernel()]))
+    return c.RequestSession(owner="alice", spec=SessionSpec(name=name, image=image, kernels=list(kernels or [kernel()])))
 
 
 def run(state: s.SessionState | None, command: c.Command, session_id: str = SID) -> tuple[s.SessionState | None, list[Event]]:
@@ -212,7 +212,7 @@ def test_multi_kernel_session_runs_when_all_kernels_run() -> None:
         (SID, request(kernel(cpu="0"))),
         (SID, request(kernel(mem="0"))),
         (SID, request(KernelSpec(kernel_id="k1", slots={"cpu": Decimal(1), "mem": Decimal(1), "gpu": Decimal(1)}))),
-        (SID, c.RequestSession(name="n", owner="alice", image="img", kernels=[])),
+        (SID, c.RequestSession(owner="alice", spec=SessionSpec(name="n", image="img", kernels=[]))),
         ("bad id", request()),
         ("", request()),
         (SID, request(kernel("bad.kernel"))),
@@ -232,10 +232,10 @@ def test_bad_requests_are_refused(session_id: str, command: c.RequestSession) ->
 
 
 def test_request_normalises_slots() -> None:
-    command = c.RequestSession(
-        name="n", owner="o", image="i",
+    command = c.RequestSession(owner="o", spec=SessionSpec(
+        name="n", image="i",
         kernels=[KernelSpec(kernel_id="k1", slots={"cpu": "2", "mem": "1g"})],  # type: ignore[dict-item]
-    )
+    ))
     state, _ = run(None, command)
     assert state is not None
     assert state.kernel("k1").slots == {"cpu": Decimal(2), "mem": Decimal(1024**3)}

@@ -17,20 +17,21 @@ SID = "0123456789abcdef0123456789abcdef"
 
 def test_defaults() -> None:
     command = build_request(CreateSessionInput(), "AKIAOWNER", SID)
-    assert command.name == "session-01234567" and command.image == DEFAULT_IMAGE
-    assert command.owner == "AKIAOWNER" and command.session_type is SessionType.INTERACTIVE
-    assert [(k.kernel_id, k.cluster_role, k.cluster_idx) for k in command.kernels] == [(f"{SID}-k0", "main", 0)]
-    assert command.kernels[0].slots == {"cpu": Decimal(1), "mem": Decimal(1024**3)}
+    spec = command.spec
+    assert spec.name == "session-01234567" and spec.image == DEFAULT_IMAGE
+    assert command.owner == "AKIAOWNER" and spec.session_type is SessionType.INTERACTIVE
+    assert [(k.kernel_id, k.cluster_role, k.cluster_idx) for k in spec.kernels] == [(f"{SID}-k0", "main", 0)]
+    assert spec.kernels[0].slots == {"cpu": Decimal(1), "mem": Decimal(1024**3)}
 
 
 def test_resources_override_the_defaults_per_kernel() -> None:
     data = CreateSessionInput(resources=[SlotInput(slot="mem", amount="512m"), SlotInput(slot="cuda.shares", amount="0.5")],
                               cluster_size=3, session_type="BATCH", startup_command="make")
-    command = build_request(data, "AKIAOWNER", SID)
-    assert [k.cluster_role for k in command.kernels] == ["main", "sub", "sub"]
+    spec = build_request(data, "AKIAOWNER", SID).spec
+    assert [k.cluster_role for k in spec.kernels] == ["main", "sub", "sub"]
     assert all(k.slots == {"cpu": Decimal(1), "cuda.shares": Decimal("0.5"), "mem": Decimal(512 * 1024**2)}
-               for k in command.kernels)
-    assert command.session_type is SessionType.BATCH and command.startup_command == "make"
+               for k in spec.kernels)
+    assert spec.session_type is SessionType.BATCH and spec.startup_command == "make"
 
 
 @pytest.mark.parametrize("data", [

@@ -13,7 +13,7 @@ from contracts import commands as c
 from contracts import tenancy_commands as tc
 from contracts.catalog import encode_event
 from contracts.limits import IMAGE_REFERENCE, LIMITS, LimitError, Text, check_limits
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.tenancy import ResourceGroupCreated, ResourceGroupOptions, Visibility
 from contracts.travel import MAX_EVENT_BYTES, check_travels
 from domain import agent as agent_domain
@@ -25,11 +25,11 @@ GIB = Decimal(1024**3)
 
 def request(**fields: object) -> c.RequestSession:
     values: dict[str, object] = {
-        "name": "train", "owner": "AK1", "image": "berth/python:latest",
+        "name": "train", "image": "berth/python:latest",
         "kernels": [KernelSpec(kernel_id="s1-k0", slots={"cpu": Decimal(1), "mem": GIB})],
     }
     values.update(fields)
-    return c.RequestSession(**values)  # type: ignore[arg-type]
+    return c.RequestSession(owner="AK1", spec=SessionSpec(**values))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("reference", [
@@ -115,7 +115,7 @@ def test_tenancy_commands_are_limited(command: msgspec.Struct, fragment: str) ->
 
 
 def test_every_command_from_the_api_with_text_fields_has_limits() -> None:
-    from_api = {c.RequestSession, tc.CreateDomain, tc.UpdateDomain, tc.CreateProject, tc.UpdateProject, tc.CreateUser,
+    from_api = {SessionSpec, tc.CreateDomain, tc.UpdateDomain, tc.CreateProject, tc.UpdateProject, tc.CreateUser,
                 tc.CreateKeypair, tc.ChangeKeypairPolicy, tc.CreateResourcePolicy, tc.CreateResourceGroup}
     assert from_api <= set(LIMITS)
     for cls, fields in LIMITS.items():
@@ -124,7 +124,7 @@ def test_every_command_from_the_api_with_text_fields_has_limits() -> None:
 
 def test_patterns_are_anchored_by_fullmatch() -> None:
     assert IMAGE_REFERENCE.fullmatch("python") and not IMAGE_REFERENCE.fullmatch("python\n")
-    name = LIMITS[c.RequestSession]["name"]
+    name = LIMITS[SessionSpec]["name"]
     assert isinstance(name, Text) and name.pattern is not None and not name.pattern.fullmatch("a\n")
 
 
@@ -143,9 +143,9 @@ def test_a_request_at_every_limit_yields_events_that_travel() -> None:
     agent = agent_domain.decide(None, c.RegisterAgent(capacity={"cpu": Decimal(1), "mem": GIB},
                                                       backend="simulated", hostname="h"), ctx, "a" * 128)
     assigned = agent_domain.decide(agent_domain.replay(agent), c.AssignKernel(
-        kernel_id=kernels[0].kernel_id, session_id="s" * 128, image=command.image,
+        kernel_id=kernels[0].kernel_id, session_id="s" * 128, image=command.spec.image,
         slots={"cpu": Decimal(1), "mem": GIB},
-        startup_command=command.startup_command), ctx, "a" * 128)
+        startup_command=command.spec.startup_command), ctx, "a" * 128)
     check_travels(events + assigned)
     assert max(len(encode_event(e)) for e in events + assigned) < MAX_EVENT_BYTES // 2
 

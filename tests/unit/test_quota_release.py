@@ -52,7 +52,8 @@ def request(app: Sessions, session_id: str, *cpus: int) -> None:
     """Records a session of OWNER in PROJECT / DOMAIN with one kernel per cpu amount."""
     kernels = [KernelSpec(kernel_id=f"{session_id}-k{i}", cluster_idx=i, slots=slots(cpu)) for i, cpu in enumerate(cpus or (1,))]
     app.record([Emitter(session_id, 0, ctx())(
-        ev.SessionRequested, name="n", owner=OWNER, image="python", kernels=kernels, domain=DOMAIN, project=PROJECT)])
+        ev.SessionRequested, owner=OWNER,
+        spec=ev.SessionSpec(name="n", image="python", kernels=kernels, domain=DOMAIN, project=PROJECT))])
 
 
 def place(app: Sessions, session_id: str, *agents: str) -> None:
@@ -200,11 +201,13 @@ def test_a_scheduled_session_without_recorded_quota_ends_cleanly(app: Sessions) 
 def test_session_state_keeps_the_tenancy_fields_of_the_request(app: Sessions) -> None:
     starts = NOW + dt.timedelta(hours=1)
     app.record([Emitter("s9", 0, ctx())(
-        ev.SessionRequested, name="n", owner=OWNER, image="python", kernels=[KernelSpec(kernel_id="k", slots=slots(1))],
-        user="alice", domain=DOMAIN, project=PROJECT, resource_group="gpu", priority=50, batch_timeout=30,
-        starts_at=starts, dependencies=["s1"], designated_agents=["a2"])])
+        ev.SessionRequested, owner=OWNER, spec=ev.SessionSpec(
+            name="n", image="python", kernels=[KernelSpec(kernel_id="k", slots=slots(1))],
+            user="alice", domain=DOMAIN, project=PROJECT, resource_group="gpu", priority=50, batch_timeout=30,
+            starts_at=starts, dependencies=["s1"], designated_agents=["a2"]))])
     state = app.get("s9")
     assert state is not None
-    assert (state.user, state.domain, state.project, state.resource_group, state.priority, state.batch_timeout,
-            state.starts_at, state.dependencies, state.designated_agents) == (
-        "alice", DOMAIN, PROJECT, "gpu", 50, 30, starts, ("s1",), ("a2",))
+    spec = state.spec
+    assert (spec.user, spec.domain, spec.project, spec.resource_group, spec.priority, spec.batch_timeout,
+            spec.starts_at, spec.dependencies, spec.designated_agents) == (
+        "alice", DOMAIN, PROJECT, "gpu", 50, 30, starts, ["s1"], ["a2"])

@@ -12,7 +12,7 @@ import pytest
 
 from contracts import commands as c
 from contracts.envelope import Metadata
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.session_names import SessionNameClaimed, name_claim_id
 from contracts.status import SessionStatus, SessionType
 from contracts.subjects import check_token
@@ -31,8 +31,8 @@ def ctx() -> Context:
 
 
 def holder(status: SessionStatus, session_id: str = "s-old") -> SessionState:
-    return SessionState(id=session_id, version=1, name="job", owner="AK1", image="py",
-                        session_type=SessionType.INTERACTIVE, status=status, kernels=())
+    return SessionState(id=session_id, version=1, owner="AK1", status=status, kernels=(),
+                        spec=SessionSpec(name="job", image="py", session_type=SessionType.INTERACTIVE, kernels=[]))
 
 
 def claimed(session_id: str = "s-old", version: int = 1) -> SessionNameClaimed:
@@ -85,8 +85,8 @@ def sessions() -> Iterator[Sessions]:
 
 
 def request(name: str, owner: str = "AK1") -> c.RequestSession:
-    return c.RequestSession(name=name, owner=owner, image="py",
-                            kernels=[KernelSpec(kernel_id=f"k-{uuid.uuid4().hex}", slots={"cpu": Decimal(1), "mem": Decimal(1024)})])
+    return c.RequestSession(owner=owner, spec=SessionSpec(name=name, image="py", kernels=[
+        KernelSpec(kernel_id=f"k-{uuid.uuid4().hex}", slots={"cpu": Decimal(1), "mem": Decimal(1024)})]))
 
 
 def test_the_use_case_claims_in_the_same_save_and_frees_a_name_when_its_session_ends(sessions: Sessions) -> None:

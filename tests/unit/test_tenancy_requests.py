@@ -11,7 +11,7 @@ import pytest
 
 from contracts import commands as c
 from contracts.envelope import Metadata
-from contracts.session import KernelSpec, SessionRequested
+from contracts.session import KernelSpec, SessionRequested, SessionSpec
 from contracts.status import ClusterMode
 from contracts.tenancy import Role
 from domain import session as s
@@ -29,7 +29,7 @@ def ctx() -> Context:
 
 def request(**fields: object) -> c.RequestSession:
     kernel = KernelSpec(kernel_id="k1", slots={"cpu": Decimal(1), "mem": Decimal(1024)})
-    return c.RequestSession(name="n", owner="AKIAO", image="py", kernels=[kernel], **fields)  # type: ignore[arg-type]
+    return c.RequestSession(owner="AKIAO", spec=SessionSpec(name="n", image="py", kernels=[kernel], **fields))  # type: ignore[arg-type]
 
 
 def test_requested_event_carries_the_tenancy_and_scheduling_fields() -> None:
@@ -38,10 +38,11 @@ def test_requested_event_carries_the_tenancy_and_scheduling_fields() -> None:
         user="dave", domain="lab", project="ml", resource_group="gpu", priority=0, cluster_mode=ClusterMode.MULTI_NODE,
         starts_at=starts, batch_timeout=60, dependencies=["s0"], designated_agents=["a1"]), ctx(), "s1")
     assert isinstance(event, SessionRequested)
-    assert (event.user, event.domain, event.project, event.resource_group) == ("dave", "lab", "ml", "gpu")
-    assert (event.priority, event.cluster_mode, event.starts_at, event.batch_timeout) == (
+    spec = event.spec
+    assert (spec.user, spec.domain, spec.project, spec.resource_group) == ("dave", "lab", "ml", "gpu")
+    assert (spec.priority, spec.cluster_mode, spec.starts_at, spec.batch_timeout) == (
         0, ClusterMode.MULTI_NODE, starts, 60)
-    assert (event.dependencies, event.designated_agents) == (["s0"], ["a1"])
+    assert (spec.dependencies, spec.designated_agents) == (["s0"], ["a1"])
 
 
 @pytest.mark.parametrize("fields, fragment", [

@@ -13,7 +13,7 @@ import pytest
 from contracts import commands as c
 from contracts.catalog import ALL_EVENTS, encode_event
 from contracts.envelope import Metadata
-from contracts.session import KernelSpec, SessionRequested
+from contracts.session import KernelSpec, SessionRequested, SessionSpec
 from contracts.subjects import SubjectError, check_token, event_subject, session_events_filter
 from contracts.travel import MAX_EVENT_BYTES, TravelError, check_travels
 from services.application.context import make_context
@@ -24,17 +24,19 @@ NOW = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 def requested(session_id: str = "s1", **fields: object) -> SessionRequested:
     values: dict[str, object] = {
-        "name": "s", "owner": "AK1", "image": "python:3.11",
+        "name": "s", "image": "python:3.11",
         "kernels": [KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": Decimal(1024)})],
     }
     values.update(fields)
     return SessionRequested(event_id=uuid.uuid4(), originator_id=session_id, originator_version=1, timestamp=NOW,
-                            metadata=Metadata(actor="AK1", correlation_id="c"), **values)  # type: ignore[arg-type]
+                            metadata=Metadata(actor="AK1", correlation_id="c"), owner="AK1",
+                            spec=SessionSpec(**values))  # type: ignore[arg-type]
 
 
 def request(startup_command: str | None = None) -> c.RequestSession:
-    return c.RequestSession(name="s", owner="AK1", image="python:3.11", startup_command=startup_command,
-                            kernels=[KernelSpec(kernel_id="k0", slots={"cpu": Decimal(1), "mem": Decimal(1024)})])
+    return c.RequestSession(owner="AK1", spec=SessionSpec(
+        name="s", image="python:3.11", startup_command=startup_command,
+        kernels=[KernelSpec(kernel_id="k0", slots={"cpu": Decimal(1), "mem": Decimal(1024)})]))
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Query ``doctor`` (admins only): do the read models agree with each other?
 
 It waits until the read models reflect every event recorded so far, reads the
-``sessions``, ``kernels``, ``agents`` and ``quota_usage`` tables in one snapshot, and
+``sessions``, ``kernels``, ``agents`` and ``quota_usage`` tables in one snapshot
+(``projections.queries.health``), and
 runs the checks of ``services.gateway.health.drift``. A drift that a transaction half
 applied could explain (the projector between two batches) would be gone a moment
 later, so a drift is reported only when a second snapshot, taken after the read
@@ -16,26 +17,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import strawberry
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from strawberry.scalars import JSON
 
+from projections.queries import health
 from services.gateway.health import drift as doctor
 from services.common.relay_status import RelayStuck, read_stuck
 from services.gateway import readmodels as rm
 from services.gateway.context import Info, caller
-from services.gateway.errors import FORBIDDEN, UNAVAILABLE, GatewayError
+from services.gateway.errors import FORBIDDEN, GatewayError
 
 __all__ = ["DoctorQuery", "DoctorReport", "read_snapshot", "relay_stuck"]
-
-_QUERIES = {
-    "sessions": "SELECT session_id, status, owner, project, domain, requested_slots FROM sessions WHERE status = ANY(%s)",
-    "kernels": "SELECT kernel_id, agent_id, status, slots FROM kernels WHERE agent_id IS NOT NULL",
-    "agents": "SELECT agent_id, occupied, allocations FROM agents",
-    "quotas": "SELECT scope, name, slots, sessions FROM quota_usage",
-}
 
 
 @strawberry.type(description="One disagreement between read models.")
@@ -65,19 +58,11 @@ class DoctorReport:
 
 
 async def read_snapshot(pool: AsyncConnectionPool) -> dict[str, list[dict[str, Any]]]:
-    """Returns the rows the checks need, read in one repeatable-read transaction."""
-    holding = sorted(status.value for status in doctor.HOLDING)
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur = conn.cursor(row_factory=dict_row)
-            rows = {}
-            for name, query in _QUERIES.items():
-                await cur.execute(query, (holding,) if name == "sessions" else ())
-                rows[name] = await cur.fetchall()
-            return rows
-    except psycopg.errors.UndefinedTable as exc:
-        raise GatewayError(UNAVAILABLE, "read models are not initialised yet: is the projector running?") from exc
+    """Returns the rows the checks need, read in one repeatable-read transaction
+    (``projections.queries.health.read_snapshot``)."""
+    snapshot = await rm.read(health.read_snapshot, pool, [status.value for status in doctor.HOLDING])
+    return {"sessions": snapshot.sessions, "kernels": snapshot.kernels, "agents": snapshot.agents,
+            "quotas": snapshot.quotas}
 
 
 async def relay_stuck(pool: AsyncConnectionPool) -> RelayStuck | None:
@@ -92,7 +77,7 @@ async def _diagnose(info: Info) -> tuple[int, doctor.DoctorReport]:
     position = await resources.call(resources.sessions.position)
     if stuck is not None:  # nothing after the stuck event reaches the read models
         position = min(position, stuck.notification_id - 1)
-    await rm.wait_for_position(resources.pool, position, timeout=resources.read_wait)
+    await rm.wait_for_position(resources, position)
     rows = await read_snapshot(resources.pool)
     return position, doctor.diagnose(rows["sessions"], rows["kernels"], rows["agents"], rows["quotas"], stuck)
 

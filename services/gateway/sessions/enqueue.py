@@ -85,7 +85,8 @@ async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSe
                           project: str | None, resource_group: str | None) -> c.RequestSession:
     """Returns ``command`` with the caller's user, domain, project and resource group filled in, once
     every enqueue check passed; raises a GraphQL error (BAD_INPUT, QUOTA, FORBIDDEN) otherwise."""
-    if command.designated_agents and not principal.is_admin:
+    spec = command.spec
+    if spec.designated_agents and not principal.is_admin:
         raise GatewayError(FORBIDDEN, "only admins may designate agents")
     resources = info.context.resources
     group = resource_group or DEFAULT_RESOURCE_GROUP
@@ -95,13 +96,13 @@ async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSe
         check_enqueue(EnqueueFacts(
             access_key=principal.access_key, domain=principal.domain, privileged=principal.is_admin,
             user=loaded.user, project_name=loaded.project_name, project=loaded.project, group_name=group,
-            group=loaded.group, session_type=command.session_type, cluster_size=len(command.kernels),
-            requested_slots=reduce(add_slots, (k.slots for k in command.kernels), {}), limits=loaded.limits,
+            group=loaded.group, session_type=spec.session_type, cluster_size=len(spec.kernels),
+            requested_slots=reduce(add_slots, (k.slots for k in spec.kernels), {}), limits=loaded.limits,
             pending_count=pending_count, pending_slots=pending_slots,
         ))
     except DomainError as exc:
         raise from_domain(exc) from exc
-    dependencies = await _resolved_dependencies(info, command.dependencies)
-    return msgspec.structs.replace(
-        command, user=principal.user_id, domain=principal.domain, project=loaded.project_name, resource_group=group,
-        dependencies=dependencies)
+    dependencies = await _resolved_dependencies(info, spec.dependencies)
+    return msgspec.structs.replace(command, spec=msgspec.structs.replace(
+        spec, user=principal.user_id, domain=principal.domain, project=loaded.project_name, resource_group=group,
+        dependencies=dependencies))

@@ -14,7 +14,7 @@ import strawberry
 
 from contracts import commands as c
 from contracts.limits import LIMITS
-from contracts.session import KernelSpec
+from contracts.session import KernelSpec, SessionSpec
 from contracts.slots import SlotError, parse_slots
 from contracts.status import ClusterMode, SessionType
 from contracts.subjects import SubjectError
@@ -63,16 +63,16 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
     ]
     for field, value in (("project", data.project), ("resource_group", data.resource_group)):
         if value is not None:
-            checked_value(LIMITS[c.RequestSession][field], value)
-    return checked(c.RequestSession(
+            checked_value(LIMITS[SessionSpec][field], value)
+    return checked(c.RequestSession(owner=owner, spec=SessionSpec(
         name=data.name if data.name is not None else f"session-{session_id[:8]}",
-        owner=owner, image=data.image, session_type=session_type, kernels=kernels,
+        image=data.image, session_type=session_type, kernels=kernels,
         startup_command=data.startup_command, **_placement_options(data),
-    ))
+    )))
 
 
 def _placement_options(data: CreateSessionInput) -> dict[str, Any]:
-    """Returns the scheduling options of an input as ``RequestSession`` fields; BAD_INPUT when invalid."""
+    """Returns the scheduling options of an input as ``SessionSpec`` fields; BAD_INPUT when invalid."""
     try:
         cluster_mode = ClusterMode(data.cluster_mode.lower())
     except ValueError:
@@ -104,9 +104,7 @@ class Mutation:
         command = build_request(input, principal.access_key, session_id)
         command = await enqueue_checked(info, principal, command, input.project, input.resource_group)
         try:
-            position = await resources.call(
-                resources.sessions.request, session_id, command, make_context(principal.access_key), unique_name=True
-            )
+            position = await resources.session_requests.submit((session_id, command, make_context(principal.access_key)))
         except (DomainError, SlotError, SubjectError) as exc:
             raise from_domain(exc) from exc
         return SessionCommandResult(session_id=session_id, position=position)

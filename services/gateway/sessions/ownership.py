@@ -31,7 +31,7 @@ async def visible_session(info: Info, session_id: str) -> SessionState | None:
     principal = caller(info)
     resources = info.context.resources
     state = await resources.call(resources.sessions.get, session_id)
-    if state is None or not principal.may_see(state.owner, state.domain):
+    if state is None or not principal.may_see(state.owner, state.spec.domain):
         return None
     return state
 

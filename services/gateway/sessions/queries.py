@@ -8,6 +8,8 @@ from typing import Annotated
 import strawberry
 
 from contracts.status import SessionStatus
+from projections.queries.rows import SessionRow
+from projections.queries.sessions import session_row
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.readmodels import AfterPosition, await_position
@@ -36,9 +38,9 @@ def _checked_statuses(statuses: list[str] | None) -> list[str] | None:
     return statuses
 
 
-async def _with_kernels(info: Info, rows: list[dict]) -> list[Session]:
-    kernels = await rm.kernels_of(info.context.resources.pool, [row["session_id"] for row in rows])
-    return [Session.from_row(row, [Kernel.from_row(k) for k in kernels[row["session_id"]]]) for row in rows]
+async def _with_kernels(info: Info, rows: list[SessionRow]) -> list[Session]:
+    kernels = await rm.kernels_of(info.context.resources.pool, [row.session_id for row in rows])
+    return [Session.from_row(row, [Kernel.from_row(k) for k in kernels[row.session_id]]) for row in rows]
 
 
 @strawberry.type
@@ -63,7 +65,7 @@ class Query:
         rows = await rm.list_sessions(
             info.context.resources.pool, owner=owner, statuses=statuses, first=first, after=cursor, domain=domain)
         page, more = rows[:first], len(rows) > first
-        end = rm.encode_cursor(page[-1]["created_at"], page[-1]["session_id"]) if page else None
+        end = rm.encode_cursor(page[-1].created_at, page[-1].session_id) if page else None
         return SessionPage(edges=await _with_kernels(info, page), end_cursor=end, has_next_page=more)
 
     @strawberry.field(description="One session with its kernels: `id` is its id, a unique id prefix (at least 4 "
@@ -75,7 +77,7 @@ class Query:
         row = await find_session(info, id)
         if row is None:
             return None
-        return (await _with_kernels(info, [row]))[0]
+        return (await _with_kernels(info, [session_row(row)]))[0]
 
     @strawberry.field(description="Every agent (visible to all authenticated callers).")
     async def agents(self, info: Info, after_position: AfterPosition = None) -> list[Agent]:

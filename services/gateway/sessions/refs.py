@@ -80,7 +80,7 @@ async def find_session(info: Info, ref: str, what: str = "session id", *, catch_
     if not rows and catch_up:  # read-your-writes: a session requested a moment ago may not be projected yet
         position = await resources.call(resources.sessions.position)
         if await read_position(resources.pool) < position:
-            await wait_for_position(resources.pool, position, timeout=resources.read_wait)
+            await wait_for_position(resources, position)
             rows = await rm.match_sessions(resources.pool, ref, **session_scope(principal))
     exact = [row for row in rows if row["matched"] == "id"]
     if exact:

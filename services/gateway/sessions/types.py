@@ -1,14 +1,16 @@
-"""GraphQL types of sessions (Strawberry): read-model rows and mutation inputs/results."""
+"""GraphQL types of sessions (Strawberry), mapped from the typed rows of ``projections.queries``;
+mutation inputs/results; a session's status updates."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Mapping
 
 import strawberry
 from strawberry.scalars import JSON
 
+from projections.queries.rows import AgentRow, EventLogRow, KernelRow, SessionRow
+from projections.session_status import SessionStatusView
 from services.common.settings import DEFAULT_IMAGE
 from services.gateway.slots import SlotInput, slots_json
 
@@ -21,6 +23,7 @@ __all__ = [
     "Session",
     "SessionCommandResult",
     "SessionPage",
+    "SessionStatusUpdate",
 ]
 
 
@@ -42,12 +45,12 @@ class Kernel:
     updated_at: dt.datetime
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> Kernel:
+    def from_row(row: KernelRow) -> Kernel:
         """Returns a kernel from a ``kernels`` row."""
-        fields = {k: row[k] for k in (
+        fields = {k: getattr(row, k) for k in (
             "session_id", "cluster_role", "cluster_idx", "agent_id", "status",
             "container_id", "exit_code", "status_reason", "status_detail", "created_at", "updated_at")}
-        return Kernel(id=row["kernel_id"], slots=slots_json(row["slots"]), **fields)
+        return Kernel(id=row.kernel_id, slots=slots_json(row.slots), **fields)
 
 
 @strawberry.type
@@ -81,15 +84,15 @@ class Session:
     kernels: list[Kernel]
 
     @staticmethod
-    def from_row(row: Mapping[str, Any], kernels: list[Kernel]) -> Session:
+    def from_row(row: SessionRow, kernels: list[Kernel]) -> Session:
         """Returns a session from a ``sessions`` row and its kernels."""
-        fields = {k: row[k] for k in (
+        fields = {k: getattr(row, k) for k in (
             "name", "owner", "image", "session_type", "status", "status_reason", "status_detail",
             "cluster_size", "created_at", "updated_at", "terminated_at", "version", "last_position",
             "domain", "project", "resource_group", "priority", "pending_code", "pending_reason")}
         return Session(
-            id=row["session_id"], requested_slots=slots_json(row["requested_slots"]),
-            agent_ids=list(row["agent_ids"] or []), status_history=dict(row["status_history"] or {}),
+            id=row.session_id, requested_slots=slots_json(row.requested_slots),
+            agent_ids=list(row.agent_ids or []), status_history=dict(row.status_history or {}),
             kernels=kernels, **fields,
         )
 
@@ -116,12 +119,12 @@ class Agent:
     version: int
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> Agent:
+    def from_row(row: AgentRow) -> Agent:
         """Returns an agent from an ``agents`` row."""
-        fields = {k: row[k] for k in (
+        fields = {k: getattr(row, k) for k in (
             "hostname", "backend", "resource_group", "status", "kernel_count", "registered_at", "updated_at", "version")}
         return Agent(
-            id=row["agent_id"], capacity=slots_json(row["capacity"]), occupied=slots_json(row["occupied"]), **fields
+            id=row.agent_id, capacity=slots_json(row.capacity), occupied=slots_json(row.occupied), **fields
         )
 
 
@@ -138,13 +141,33 @@ class EventRecord:
     payload: str
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> EventRecord:
+    def from_row(row: EventLogRow) -> EventRecord:
         """Returns an event from an ``event_log`` row."""
         return EventRecord(
-            position=row["position"], type=row["type"], aggregate_id=row["aggregate_id"],
-            aggregate_version=row["aggregate_version"], occurred_at=row["occurred_at"], actor=row["actor"],
-            correlation_id=row["correlation_id"], causation_id=row["causation_id"],
-            payload=json.dumps(row["payload"], separators=(",", ":")),
+            position=row.position, type=row.type, aggregate_id=row.aggregate_id,
+            aggregate_version=row.aggregate_version, occurred_at=row.occurred_at, actor=row.actor,
+            correlation_id=row.correlation_id, causation_id=row.causation_id,
+            payload=json.dumps(row.payload, separators=(",", ":")),
+        )
+
+
+@strawberry.type(description="A session's status after one of its events (subscription sessionStatus).")
+class SessionStatusUpdate:
+    session_id: str
+    status: str
+    status_reason: str | None = strawberry.field(description="Why it entered the status (scheduled, "
+                                                 "kernel-preparing, failed-to-start, user-requested, ...).")
+    status_detail: str | None = strawberry.field(
+        description="For people: the image pull's progress while PREPARING; the cause of a failed start.")
+    position: int = strawberry.field(description="Event-store position of the event; pass it as afterPosition.")
+    occurred_at: dt.datetime
+
+    @staticmethod
+    def of(session_id: str, position: int, occurred_at: dt.datetime, view: SessionStatusView) -> SessionStatusUpdate:
+        """Returns the update of a session's status view after the event at ``position``."""
+        return SessionStatusUpdate(
+            session_id=session_id, status=view.status.value, status_reason=view.reason.value if view.reason else None,
+            status_detail=view.detail, position=position, occurred_at=occurred_at,
         )
 
 

@@ -1,5 +1,5 @@
 """Tenancy queries: domains, projects, users, keypairs, resource policies and resource groups,
-read from the read models and narrowed to what the caller may see (``tenancy_readmodels.Scope``):
+read from the read models and narrowed to what the caller may see (``readmodels.scope_of``):
 a superadmin sees everything, an admin its domain, a user itself."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from services.gateway.tenancy.types import Domain, Keypair, Project, ResourceGro
 __all__ = ["TenancyQuery"]
 
 
-async def _scope(info: Info, after_position: int | None) -> trm.Scope:
-    scope = trm.Scope.of(caller(info))
+async def _scope(info: Info, after_position: int | None) -> trm.TenancyScope:
+    scope = trm.scope_of(caller(info))
     await await_position(info, after_position)
     return scope
 

@@ -1,4 +1,5 @@
-"""GraphQL types of tenancy (Strawberry): read-model rows, mutation inputs and results.
+"""GraphQL types of tenancy (Strawberry), mapped from the typed rows of ``projections.queries``;
+mutation inputs and results.
 
 Slot maps are JSON objects of decimal strings; slot inputs are ``[{slot, amount}]`` lists
 as in ``createSession`` (``{slot: "mem", amount: "16g"}``).
@@ -7,11 +8,13 @@ as in ``createSession`` (``{slot: "mem", amount: "16g"}``).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from typing import Any
 
+import msgspec
 import strawberry
 from strawberry.scalars import JSON
 
+from projections.queries.rows import DomainRow, KeypairRow, ProjectRow, ResourceGroupRow, ResourcePolicyRow, UserRow
 from services.gateway.slots import SlotInput, slots_json
 
 __all__ = [
@@ -33,8 +36,8 @@ __all__ = [
 _STAMPS = ("created_at", "updated_at", "version")
 
 
-def _fields(row: Mapping[str, Any], *names: str) -> dict[str, Any]:
-    return {name: row[name] for name in (*names, *_STAMPS)}
+def _fields(row: msgspec.Struct, *names: str) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in (*names, *_STAMPS)}
 
 
 @strawberry.type
@@ -47,9 +50,9 @@ class Domain:
     version: int
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> Domain:
+    def from_row(row: DomainRow) -> Domain:
         """Returns a domain from a ``domains`` row."""
-        return Domain(total_resource_slots=slots_json(row["total_resource_slots"]), **_fields(row, "name", "description"))
+        return Domain(total_resource_slots=slots_json(row.total_resource_slots), **_fields(row, "name", "description"))
 
 
 @strawberry.type
@@ -63,9 +66,9 @@ class Project:
     version: int
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> Project:
+    def from_row(row: ProjectRow) -> Project:
         """Returns a project from a ``projects`` row."""
-        return Project(total_resource_slots=slots_json(row["total_resource_slots"]),
+        return Project(total_resource_slots=slots_json(row.total_resource_slots),
                        **_fields(row, "name", "domain", "description"))
 
 
@@ -81,9 +84,9 @@ class User:
     version: int
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> User:
+    def from_row(row: UserRow) -> User:
         """Returns a user from a ``users`` row."""
-        return User(projects=list(row["projects"]), **_fields(row, "name", "domain", "role", "is_active"))
+        return User(projects=list(row.projects), **_fields(row, "name", "domain", "role", "is_active"))
 
 
 @strawberry.type(description="A keypair without its secret.")
@@ -99,9 +102,9 @@ class Keypair:
     version: int
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> Keypair:
+    def from_row(row: KeypairRow) -> Keypair:
         """Returns a keypair from a ``keypairs_view`` row."""
-        return Keypair(user=row["user_name"], **_fields(row, "access_key", "domain", "role", "resource_policy", "is_active"))
+        return Keypair(user=row.user_name, **_fields(row, "access_key", "domain", "role", "resource_policy", "is_active"))
 
 
 @strawberry.type(description="A keypair resource policy; counts and durations of 0 and missing slots mean no limit.")
@@ -119,11 +122,11 @@ class ResourcePolicy:
     version: int
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> ResourcePolicy:
+    def from_row(row: ResourcePolicyRow) -> ResourcePolicy:
         """Returns a policy from a ``resource_policies`` row."""
         return ResourcePolicy(
-            total_resource_slots=slots_json(row["total_resource_slots"]),
-            max_pending_session_resource_slots=slots_json(row["max_pending_session_resource_slots"]),
+            total_resource_slots=slots_json(row.total_resource_slots),
+            max_pending_session_resource_slots=slots_json(row.max_pending_session_resource_slots),
             **_fields(row, "name", "max_concurrent_sessions", "max_pending_session_count", "max_containers_per_session",
                       "idle_timeout", "max_session_lifetime"),
         )
@@ -146,11 +149,11 @@ class ResourceGroup:
     version: int
 
     @staticmethod
-    def from_row(row: Mapping[str, Any]) -> ResourceGroup:
+    def from_row(row: ResourceGroupRow) -> ResourceGroup:
         """Returns a resource group from a ``resource_groups`` row."""
         return ResourceGroup(
-            public=row["is_public"], domains=list(row["visible_domains"]), projects=list(row["visible_projects"]),
-            keypairs=list(row["visible_keypairs"]), allowed_session_types=list(row["allowed_session_types"]),
+            public=row.is_public, domains=list(row.visible_domains), projects=list(row.visible_projects),
+            keypairs=list(row.visible_keypairs), allowed_session_types=list(row.allowed_session_types),
             **_fields(row, "name", "description", "scheduler", "agent_selection", "pending_timeout"),
         )
 

@@ -1,0 +1,119 @@
+"""Reads of the sessions' read models: ``sessions``, ``kernels``, ``agents`` and ``event_log``.
+
+Pages of sessions are in (created_at, session_id) order after a cursor key, served by the
+indexes ``sessions_created``, ``sessions_owner_created`` and ``sessions_domain_created``;
+kernels by ``kernels_session``; the event log by its primary key, ``event_log_aggregate``
+and ``event_log_time``. Looking sessions up by reference is ``projections.session_refs``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+from psycopg_pool import AsyncConnectionPool
+
+from projections.queries.fetch import columns, fetch_all
+from projections.queries.rows import AgentRow, EventLogRow, KernelRow, SessionRow
+
+__all__ = [
+    "get_session",
+    "kernels_of",
+    "list_agents",
+    "list_events",
+    "list_sessions",
+    "pending_of",
+    "session_row",
+]
+
+_SESSION = columns(SessionRow)
+_KERNEL = columns(KernelRow)
+
+
+class _RequestedSlots(msgspec.Struct, frozen=True, kw_only=True):
+    requested_slots: dict[str, Any]
+
+
+def session_row(row: Mapping[str, Any]) -> SessionRow:
+    """Returns the ``SessionRow`` of a ``sessions`` row read as a mapping (``session_refs`` gives those)."""
+    return SessionRow(**{name: row[name] for name in SessionRow.__struct_fields__})
+
+
+def _where(clauses: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """Returns the WHERE clause of the conditions whose value is not None, and their parameters."""
+    kept = [(clause, value) for clause, value in clauses if value is not None]
+    condition = f"WHERE {' AND '.join(clause for clause, _ in kept)}" if kept else ""
+    return condition, [value for _, value in kept]
+
+
+async def list_sessions(
+    pool: AsyncConnectionPool, *, owner: str | None, statuses: Sequence[str] | None,
+    first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None,
+) -> list[SessionRow]:
+    """Returns up to ``first + 1`` sessions in (created_at, session_id) order after the cursor key
+    ``after``, only ``owner``'s, ``domain``'s and those in ``statuses`` when given."""
+    clauses: list[tuple[str, Any]] = [("owner = %s", owner), ("domain = %s", domain),
+                                      ("status = ANY(%s)", list(statuses) if statuses else None)]
+    condition, params = _where(clauses)
+    if after is not None:
+        condition = f"{condition} AND" if condition else "WHERE"
+        condition += " (created_at, session_id) > (%s, %s)"
+        params.extend(after)
+    return await fetch_all(
+        pool, SessionRow,
+        f"SELECT {_SESSION} FROM sessions {condition} ORDER BY created_at, session_id LIMIT %s", (*params, first + 1),
+    )
+
+
+async def get_session(pool: AsyncConnectionPool, session_id: str) -> SessionRow | None:
+    """Returns one session, None when the read model does not have it."""
+    rows = await fetch_all(pool, SessionRow, f"SELECT {_SESSION} FROM sessions WHERE session_id = %s", (session_id,))
+    return rows[0] if rows else None
+
+
+async def kernels_of(pool: AsyncConnectionPool, session_ids: Sequence[str]) -> dict[str, list[KernelRow]]:
+    """Returns the kernels of the given sessions, by session id, in cluster order."""
+    by_session: dict[str, list[KernelRow]] = {sid: [] for sid in session_ids}
+    if not session_ids:
+        return by_session
+    rows = await fetch_all(
+        pool, KernelRow,
+        f"SELECT {_KERNEL} FROM kernels WHERE session_id = ANY(%s) ORDER BY session_id, cluster_idx, kernel_id",
+        (list(session_ids),),
+    )
+    for row in rows:
+        by_session[row.session_id].append(row)
+    return by_session
+
+
+async def list_agents(pool: AsyncConnectionPool) -> list[AgentRow]:
+    """Returns every agent, by id."""
+    return await fetch_all(pool, AgentRow, f"SELECT {columns(AgentRow)} FROM agents ORDER BY agent_id")
+
+
+async def list_events(
+    pool: AsyncConnectionPool, *, owner: str | None, aggregate_id: str | None, since: dt.datetime | None,
+    until: dt.datetime | None, after: int | None, first: int, domain: str | None = None,
+) -> list[EventLogRow]:
+    """Returns up to ``first`` events of the log in position order; with ``owner`` (or ``domain``),
+    only the events of its sessions (of the domain's sessions)."""
+    condition, params = _where([
+        ("aggregate_id IN (SELECT session_id FROM sessions WHERE owner = %s)", owner),
+        ("aggregate_id IN (SELECT session_id FROM sessions WHERE domain = %s)", domain),
+        ("aggregate_id = %s", aggregate_id), ("occurred_at >= %s", since), ("occurred_at < %s", until),
+        ("position > %s", after),
+    ])
+    return await fetch_all(
+        pool, EventLogRow,
+        f"SELECT {columns(EventLogRow)} FROM event_log {condition} ORDER BY position LIMIT %s", (*params, first),
+    )
+
+
+async def pending_of(pool: AsyncConnectionPool, owner: str) -> tuple[int, list[dict[str, Any]]]:
+    """Returns how many PENDING sessions ``owner`` has and their requested slots (JSON objects)."""
+    rows = await fetch_all(
+        pool, _RequestedSlots, "SELECT requested_slots FROM sessions WHERE owner = %s AND status = 'PENDING'", (owner,)
+    )
+    return len(rows), [row.requested_slots for row in rows]

@@ -1,0 +1,98 @@
+"""The controller's event flow: what it consumes, as tables of message class -> handler.
+
+* ``REPORTS_IN`` — the durable consumer ``controller`` on ``REPORTS``: every report type,
+  fetched up to ``REPORT_BATCH`` at once and applied by ``ReportHandler`` (progress reports
+  of one fetch in one transaction).
+* ``AGENTS`` — the agents' registrations, losses and recoveries, followed from the start of
+  ``EVENTS``: liveness and the lost-agent sweep know every agent and its status.
+* ``DEADLINES`` — the events the session timeouts learn from (``timeouts.TIMEOUT_EVENTS``),
+  followed from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from contracts import agent as agent_ev
+from contracts import session as session_ev
+from contracts import tenancy
+from contracts.envelope import Event
+from contracts.reports import ALL_REPORTS
+from contracts.status import AgentStatus
+from contracts.subjects import EVENTS_STREAM, REPORTS_STREAM
+from services.common.flow import Subscription
+from services.controller.agent_lost import LostAgents
+from services.controller.liveness import Liveness
+from services.controller.reports import ReportHandler
+from services.controller.timeouts import TIMEOUT_EVENTS, Deadlines
+
+__all__ = ["AGENTS", "DEADLINES", "DURABLE", "FLOW", "REPORTS_IN", "REPORT_BATCH", "AgentWatch", "DeadlineWatch"]
+
+DURABLE = "controller"
+REPORT_BATCH = 256
+"""Reports fetched at once; their progress reports are recorded in one transaction."""
+
+
+class AgentWatch:
+    """Tells the liveness check and the lost-agent sweep what the agent events say."""
+
+    def __init__(self, liveness: Liveness, lost: LostAgents) -> None:
+        self._liveness = liveness
+        self._lost = lost
+
+    def alive(self, event: Event) -> None:
+        self._liveness.status(event.originator_id, AgentStatus.ALIVE)
+        self._lost.alive(event.originator_id)
+
+    def lost(self, event: Event) -> None:
+        self._liveness.status(event.originator_id, AgentStatus.LOST)
+        self._lost.lost(event.originator_id)
+
+
+class DeadlineWatch:
+    """Teaches ``Deadlines`` an event and wakes the timeout enforcement."""
+
+    def __init__(self, deadlines: Deadlines, changed: asyncio.Event) -> None:
+        self._deadlines = deadlines
+        self._changed = changed
+
+    def apply(self, event: Event) -> None:
+        self._deadlines.apply(event)
+        self._changed.set()
+
+
+REPORTS_IN = Subscription(
+    name=DURABLE,
+    stream=REPORTS_STREAM,
+    durable=True,
+    batch=REPORT_BATCH,
+    routes=dict.fromkeys(ALL_REPORTS, ReportHandler.__call__),
+    description="Agent reports -> session and agent commands, idempotently.",
+)
+
+AGENTS = Subscription(
+    name="controller-agents",
+    stream=EVENTS_STREAM,
+    routes={
+        agent_ev.AgentRegistered: AgentWatch.alive,
+        agent_ev.AgentRecovered: AgentWatch.alive,
+        agent_ev.AgentLost: AgentWatch.lost,
+    },
+    ignored=(agent_ev.AgentCapacityChanged, agent_ev.KernelAssigned, agent_ev.KernelTerminationRequested,
+             agent_ev.KernelReleased),
+    description="Every agent and its status, for liveness and the lost-agent sweep.",
+)
+
+DEADLINES = Subscription(
+    name="controller-deadlines",
+    stream=EVENTS_STREAM,
+    routes=dict.fromkeys(TIMEOUT_EVENTS, DeadlineWatch.apply),
+    ignored=(
+        session_ev.SessionScheduled, session_ev.KernelPreparing, session_ev.KernelProgressed, session_ev.KernelCreating,
+        session_ev.KernelStarted, session_ev.KernelTerminated, session_ev.SessionPendingReasonChanged,
+        tenancy.KeypairDeactivated,
+    ),
+    description="Running sessions, their executions and the keypairs' policies: the session timeouts.",
+)
+
+FLOW = (REPORTS_IN, AGENTS, DEADLINES)
