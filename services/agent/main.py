@@ -13,7 +13,7 @@ import logging
 import socket
 import uuid
 
-from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
 
 from contracts.envelope import utc_now
 from contracts.reports import AgentStarted
@@ -64,10 +64,10 @@ def build_backend(settings: Settings) -> KernelBackend:
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
 
 
-async def _recall_assignments(broker: NatsBroker, agent_id: str, lifecycle: KernelLifecycle, timeout: float = 30.0) -> None:
+async def _recall_assignments(js: JetStreamContext, agent_id: str, lifecycle: KernelLifecycle, timeout: float = 30.0) -> None:
     """Replays the agent's own history so that kernels adopted after a restart are known by session."""
     caught_up = asyncio.Event()
-    sub = await follow(broker, RECALL, lifecycle, caught_up, agent_id=agent_id)
+    sub = await follow(js, RECALL, lifecycle, caught_up, agent_id=agent_id)
     try:
         await asyncio.wait_for(caught_up.wait(), timeout)
     finally:
@@ -96,7 +96,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         reporter = Reporter(js, agent_id)
         lifecycle = KernelLifecycle(backend, reporter, allocator=allocator)
         await broker.start()
-        await _recall_assignments(broker, agent_id, lifecycle)
+        await _recall_assignments(js, agent_id, lifecycle)
 
         exec_server = ExecServer(nc, agent_id, backend)
         await exec_server.start()

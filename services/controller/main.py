@@ -66,8 +66,8 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             await enforce_timeouts(deadlines, terminate, changed, stop)
 
         await broker.start()
-        subs = [await follow(broker, AGENTS, AgentWatch(liveness, lost), asyncio.Event()),
-                await follow(broker, DEADLINES, DeadlineWatch(deadlines, changed), caught_up)]
+        subs = [await follow(js, AGENTS, AgentWatch(liveness, lost), asyncio.Event()),
+                await follow(js, DEADLINES, DeadlineWatch(deadlines, changed), caught_up)]
         handler = ReportHandler(ReportProcessor(sessions, agents), store)
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -47,7 +47,7 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         runner = PassRunner(snapshot, record, catch_up, lambda: make_context(ACTOR))
         caught_up = asyncio.Event()
         await broker.start()
-        sub = await follow(broker, SNAPSHOT, SnapshotFeed(snapshot, runner), caught_up)
+        sub = await follow(js, SNAPSHOT, SnapshotFeed(snapshot, runner), caught_up)
         log.info("scheduler following %s %s", SNAPSHOT.stream, ", ".join(SNAPSHOT.filters()))
         try:
             await runner.run(stop, caught_up)

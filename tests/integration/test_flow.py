@@ -158,7 +158,7 @@ async def test_a_follow_replays_the_history_and_survives_a_failing_handler(nats_
     broker = open_broker(nats_url, "flow-test")
     await broker.connect()
     caught_up = asyncio.Event()
-    subscriber = await follow(broker, view, seen, caught_up)
+    subscriber = await follow(js, view, seen, caught_up)
     try:
         await asyncio.wait_for(caught_up.wait(), 30)
         assert seen == ["ok-1", "ok-3"]
@@ -174,7 +174,7 @@ async def test_a_follow_of_an_empty_history_is_caught_up_at_once(nats_url: str, 
     broker = open_broker(nats_url, "flow-test")
     await broker.connect()
     caught_up = asyncio.Event()
-    subscriber = await follow(broker, view, None, caught_up)
+    subscriber = await follow(js, view, None, caught_up)
     try:
         await asyncio.wait_for(caught_up.wait(), 30)
     finally:
