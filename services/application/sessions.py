@@ -68,7 +68,11 @@ class Sessions(BerthApplication):
         transaction (group commit) when their aggregates are disjoint. A request that touches an
         aggregate another one of the group touches (two claims of one name), that is refused, or that
         belongs to a group whose save failed, runs on its own afterwards: each outcome, a position or
-        the error, is what ``request`` alone would have given."""
+        the error, is what ``request`` alone would have given.
+
+        A requested session is new (its id is fresh), so the group decides on "no such session yet"
+        without reading it: if one did exist, the save conflicts on its first version, and every
+        request of the group runs alone, reading its state first."""
         outcomes: list[int | Exception | None] = [None] * len(requests)
         grouped: list[int] = []
         groups: list[list[Event]] = []
@@ -77,7 +81,7 @@ class Sessions(BerthApplication):
         for i, (session_id, command, ctx) in enumerate(requests):
             try:
                 events = self._claim_name(session_id, command, ctx) + session_domain.decide(
-                    self.get(session_id), command, ctx, session_id)
+                    None, command, ctx, session_id)
             except Exception:  # noqa: BLE001 - decided again, alone, below: the error is then its outcome
                 alone.append(i)
                 continue

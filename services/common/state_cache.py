@@ -66,6 +66,13 @@ class StateCache:
             state = evolve(state, event)
         return self._keep(key, state, snapshotted, snapshots)
 
+    def peek(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
+        """Returns the cached state of ``aggregate_id`` as it is (possibly behind the store), None
+        when none is cached; reads nothing. For guesses that a later read confirms."""
+        with self._lock:
+            entry = self._states.get((evolve, aggregate_id))
+        return entry[0] if entry is not None else None
+
     def current_many(self, aggregate_ids: Iterable[str], evolve: Callable[[S | None, Event], S],
                      read_newer: ReadNewer, *, snapshot: bool = False) -> dict[str, S | None]:
         """``current`` of several aggregates, with ONE read (``read_newer``: the events after each

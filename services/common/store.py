@@ -130,6 +130,10 @@ class BerthApplication(Application[str]):
         the states of ``long_lived`` aggregates start from their latest snapshot."""
         return self._states.current(aggregate_id, evolve, snapshot=evolve in self.long_lived)
 
+    def peek(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
+        """The cached state of one aggregate, possibly behind the store; reads nothing."""
+        return self._states.peek(aggregate_id, evolve)
+
     def current_many(self, aggregate_ids: Iterable[str], evolve: Callable[[S | None, Event], S]) -> dict[str, S | None]:
         """``current`` of several aggregates: one indexed read catches up all those cached."""
         return self._states.current_many(aggregate_ids, evolve, self.newer_than, snapshot=evolve in self.long_lived)

@@ -96,3 +96,17 @@ async def test_concurrent_create_session_calls_each_get_their_outcome(client_for
     refused = [o for o in outcomes if isinstance(o, BerthAPIError)]
     assert len(created) == len(set(created)) == 25, outcomes
     assert [e.code for e in refused] == ["CONFLICT"] and "twin" in refused[0].message
+
+
+def test_a_group_with_an_id_that_exists_still_gives_each_its_own_outcome(sessions: Sessions) -> None:
+    existing = _request("first")
+    assert isinstance(sessions.request_many([existing])[0], int)  # type: ignore[list-item]
+    again = (existing[0], _request("second")[1], existing[2])  # a request for an id already recorded
+    fresh = _request("third")
+
+    outcomes = sessions.request_many([fresh, again])  # type: ignore[list-item]
+
+    assert isinstance(outcomes[0], int), "the other request of the group is recorded"
+    assert isinstance(outcomes[1], Exception), "the one for an existing id is refused, as alone"
+    assert sessions.get(fresh[0]) is not None
+    assert sessions.get(existing[0]).spec.name == "first"  # type: ignore[union-attr]
