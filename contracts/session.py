@@ -11,6 +11,7 @@ from contracts.envelope import Event
 from contracts.status import ClusterMode, Reason, SessionStatus, SessionType
 
 __all__ = [
+    "DEFAULT_PRIORITY",
     "ExecutionFinished",
     "KernelCreating",
     "KernelPlacement",
@@ -25,6 +26,9 @@ __all__ = [
     "SessionSpec",
     "SessionStatusChanged",
 ]
+
+DEFAULT_PRIORITY = 10
+"""A session's priority unless asked otherwise; a user may ask for less, only an admin for more."""
 
 
 class KernelSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,8 +60,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
     domain: str = "default"
     project: str = "default"
     resource_group: str = "default"
-    priority: int = 10
-    """0..100, higher first (Backend.AI's default is 10)."""
+    priority: int = DEFAULT_PRIORITY
+    """0..100, higher first (Backend.AI's default is 10); above the default for admins only."""
     cluster_mode: ClusterMode = ClusterMode.SINGLE_NODE
     starts_at: dt.datetime | None = None
     """A batch session is not placed before this time."""

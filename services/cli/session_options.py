@@ -16,7 +16,7 @@ def placement_options(func: Any) -> Any:
     options = [
         click.option("--project", help='Project to run in (default: "default" if you belong to it, else your first).'),
         click.option("--resource-group", help='Resource group to run in (default: "default").'),
-        click.option("--priority", type=click.IntRange(0, 100), help="0..100, higher is scheduled first (default 10)."),
+        click.option("--priority", type=click.IntRange(0, 100), help="0..100, higher is scheduled first (default 10; above 10: admins only)."),
         click.option("--cluster-size", type=click.IntRange(1, 64), help="Number of kernels (default 1)."),
         click.option("--cluster-mode", type=click.Choice(["single-node", "multi-node"]),
                      help="All kernels on one agent (default), or one agent per kernel allowed."),

@@ -19,6 +19,7 @@ from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
+from services.gateway.auth.middleware import MAX_BODY
 from services.gateway.resources import READ_WAIT, Resources
 from services.gateway.view import GRAPHQL_PATH
 from services.common.waiting import first_of
@@ -76,7 +77,7 @@ async def run_gateway(
         sock = _bind(settings.gateway_host, settings.gateway_port)
         config = uvicorn.Config(
             app, lifespan="off", log_level="warning", access_log=False, ws="websockets-sansio",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=5, ws_max_size=MAX_BODY,  # a websocket message: the HTTP body limit
         )
         server = _Server(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))

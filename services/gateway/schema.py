@@ -7,7 +7,9 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.tools import merge_types
 
 from services.gateway.errors import INTERNAL, GatewayError
@@ -21,11 +23,21 @@ from services.gateway.tenancy.mutations import TenancyMutation
 from services.gateway.tenancy.queries import TenancyQuery
 from services.gateway.tenancy.usage import UsageQuery
 
-__all__ = ["DOCUMENT_CACHE_SIZE", "build_schema"]
+__all__ = ["DOCUMENT_CACHE_SIZE", "MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
 
 DOCUMENT_CACHE_SIZE = 512
 """Distinct query texts whose parse and validation are kept (LRU; clients send a few dozen; bounded so that
 unique texts cannot grow the memory)."""
+MAX_DEPTH = 15
+"""Nesting of fields a document may have (GraphiQL's introspection needs 13)."""
+MAX_ALIASES = 20
+"""Aliases per document: one request must not fan out into thousands of resolver calls (say, aliased
+read-your-writes waits)."""
+MAX_TOKENS = 2000
+"""Tokens per document, counted while parsing, before any other work (introspection has ~160)."""
+_COST_RULES = [depth_rule(MAX_DEPTH, None), aliases_rule(MAX_ALIASES)]
+"""strawberry's depth and alias rules, built once: the same rule classes for every request keep the
+validation cache's key stable (its limiter extensions would build new classes per request)."""
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +74,7 @@ def build_schema() -> strawberry.Schema:
         query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, TenancyQuery, UsageQuery)),
         mutation=merge_types("Mutation", (Mutation, TenancyMutation)),
         subscription=merge_types("Subscription", (ExecutionSubscription, Subscription)),
-        extensions=[_MaskInternalErrors, lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        extensions=[_MaskInternalErrors, lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+                    lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE), lambda: AddValidationRules(_COST_RULES),
                     lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)],
     )

@@ -60,6 +60,7 @@ async def assert_refused(client: BerthClient, pg_dsn: str, data: dict, code: str
     ("alice", {"designatedAgents": ["a1"]}, "FORBIDDEN", "only admins may designate agents"),
     ("alice", {"dependencies": ["0123abcd"]}, "BAD_INPUT", "dependency 0123abcd: no such session of yours"),
     ("alice", {"dependencies": ["../x"]}, "BAD_INPUT", "invalid dependency session id"),
+    ("alice", {"priority": 11}, "FORBIDDEN", "only admins may ask for a priority above 10"),
     ("alice", {"priority": 101}, "BAD_INPUT", "priority must be between 0 and 100"),
     ("alice", {"priority": -1}, "BAD_INPUT", "priority must be between 0 and 100"),
     ("alice", {"clusterMode": "everywhere"}, "BAD_INPUT", "unknown clusterMode"),
@@ -95,12 +96,12 @@ async def test_accepted_request_carries_tenancy_and_scheduling_fields(tenants: T
     assert (state.spec.user, state.spec.domain, state.spec.project, state.spec.resource_group) == (
         "dave", "lab", "ml", "default")
     starts = "2030-01-02T03:04:05+00:00"
-    second = await create(dave, resourceGroup="private", priority=55, clusterMode="MULTI-NODE", clusterSize=2,
+    second = await create(dave, resourceGroup="private", priority=5, clusterMode="MULTI-NODE", clusterSize=2,
                           startsAt=starts, batchTimeout=600, sessionType="batch", startupCommand="true",
                           dependencies=[first, first])
     spec = sessions.load(second)[0].spec
     assert (spec.resource_group, spec.priority, spec.cluster_mode, spec.batch_timeout) == (
-        "private", 55, ClusterMode.MULTI_NODE, 600)
+        "private", 5, ClusterMode.MULTI_NODE, 600)
     assert spec.starts_at == dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert spec.dependencies == [first]
     # a superadmin may designate agents and use a project of its domain it is not a member of
@@ -120,3 +121,9 @@ async def test_default_project_is_the_first_one_of_a_non_member_of_default(tenan
     nobody = await tenants.user("nobody", projects=[])
     error = await refused(nobody, CREATE, {"input": {}})
     assert (error.code, "belongs to no project" in error.message) == ("BAD_INPUT", True)
+
+
+async def test_an_admin_may_ask_for_a_priority_above_the_default(client_for, keys: Keys, sessions: Sessions) -> None:
+    admin = client_for(keys.admin)
+    state = sessions.get(await create(admin, priority=90))
+    assert state is not None and state.spec.priority == 90

@@ -53,3 +53,19 @@ async def test_created_session_is_readable_after_its_position_and_streams(served
             ("session.requested", created["position"]), ("session.status_changed", terminated["position"])]
         after = (await alice.execute(SESSION, {"id": session_id, "pos": terminated["position"]}))["session"]
         assert after["status"] == "CANCELLED"
+
+
+async def test_a_websocket_message_over_the_body_limit_closes_the_socket(served: str, keys: Keys) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from services.gateway.auth.middleware import MAX_BODY
+
+    url = served.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=["graphql-transport-ws"], max_size=None) as ws:  # type: ignore[list-item]
+        await ws.send('{"type":"connection_init","payload":{"pad":"' + "x" * (MAX_BODY + 1) + '"}}')
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value  # message too big
+    async with BerthClient(served, *keys.alice) as alice:  # the gateway still serves
+        assert (await alice.execute("query { __typename }"))["__typename"] == "Query"

@@ -79,10 +79,10 @@ async def test_admin_commands_create_and_list(served: str, keys: Keys, projectin
     assert [u["name"] for u in users] == ["dave"]
     assert [g["name"] for g in await as_json(served, dave, "admin", "rgroup", "ls")] == ["default", "gpu"]
 
-    session = await as_json(served, dave, "session", "create", "--no-wait", "--project", "ml", "--priority", "50",
+    session = await as_json(served, dave, "session", "create", "--no-wait", "--project", "ml", "--priority", "5",
                             "--resource-group", "gpu", "-r", "mem=2g")
     assert (session["project"], session["priority"], session["resourceGroup"], session["domain"]) == (
-        "ml", 50, "gpu", "lab")
+        "ml", 5, "gpu", "lab")
     _, text, _ = await berth(served, dave, "session", "info", session["id"])
     assert "pending because" in text and "resource group" in text and "gpu" in text
     code, _, err = await berth(served, dave, "session", "create", "--no-wait", "--cluster-size", "2", ok=False)

@@ -18,9 +18,11 @@ from functools import reduce
 import msgspec
 
 from contracts import commands as c
+from contracts.session import DEFAULT_PRIORITY
 from contracts.slots import add_slots, parse_slots
 from contracts.tenancy import DEFAULT_POLICY, DEFAULT_RESOURCE_GROUP, KeypairLimits, policy_id, project_id, rgroup_id, user_id
 from domain.errors import DomainError
+from domain.session import MAX_PRIORITY
 from domain.tenancy import KeypairState, PolicyState, ProjectState, ResourceGroupState, UserState
 from domain.tenancy.enqueue import EnqueueFacts, check_enqueue, choose_project
 from services.application.tenancy import Tenancy
@@ -101,6 +103,9 @@ async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSe
     spec = command.spec
     if spec.designated_agents and not principal.is_admin:
         raise GatewayError(FORBIDDEN, "only admins may designate agents")
+    if DEFAULT_PRIORITY < spec.priority <= MAX_PRIORITY and not principal.is_admin:  # out of range: BAD_INPUT later
+        raise GatewayError(FORBIDDEN, f"only admins may ask for a priority above {DEFAULT_PRIORITY} (the default); "
+                                      f"got {spec.priority}")
     resources = info.context.resources
     group = resource_group or DEFAULT_RESOURCE_GROUP
     try:
