@@ -15,6 +15,11 @@ from services.sdk.instance import InstanceNotFoundError
 __all__ = ["run_async"]
 
 
+AUTH_HINT = ("\n(the gateway answers every authentication failure the same way: check the keypair — "
+             "BERTH_ACCESS_KEY / BERTH_SECRET_KEY or the instance file — is active, and that this machine's clock "
+             "is within 15 minutes of the gateway's; the gateway's log says which)")
+
+
 def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     """Wraps an async command: runs it and turns API errors into a clear message and exit status 1."""
 
@@ -23,7 +28,8 @@ def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         try:
             return asyncio.run(func(*args, **kwargs))
         except BerthAPIError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from None
+            hint = AUTH_HINT if exc.code == "UNAUTHENTICATED" else ""
+            raise click.ClickException(f"{exc.code}: {exc.message}{hint}") from None
         except InstanceNotFoundError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:

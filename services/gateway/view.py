@@ -18,7 +18,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from services.gateway.asgi import headers_of
 from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY
-from services.gateway.auth.principal import AuthError
+from services.gateway.auth.principal import AUTH_FAILED, AuthError
 from services.gateway.context import GatewayContext
 from services.gateway.resources import Resources
 
@@ -56,6 +56,6 @@ class BerthGraphQL(GraphQL):
             log.info("refused websocket connection_init: %s", exc)
             holder = scope.get(WS_AUTH_KEY)
             if holder is not None:
-                holder["error"] = f"UNAUTHENTICATED: {exc}"
-            raise ConnectionRejectionError({"message": str(exc)}) from exc
+                holder["error"] = f"UNAUTHENTICATED: {AUTH_FAILED}"
+            raise ConnectionRejectionError({"message": AUTH_FAILED}) from exc
         return UNSET

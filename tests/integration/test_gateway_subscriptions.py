@@ -81,7 +81,7 @@ async def test_subscription_checks_ownership_and_credentials(served: str, keys: 
         assert hidden.value.code == "NOT_FOUND"
         with pytest.raises(BerthAPIError) as forged:
             await take(forger, session_id, 1)
-        assert forged.value.code == "UNAUTHENTICATED" and "signature mismatch" in forged.value.message
+        assert forged.value.code == "UNAUTHENTICATED" and "authentication failed" in forged.value.message
 
 
 async def _first_message(url: str, init_payload: dict, headers: dict | None = None) -> dict:

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.gateway.asgi import (
     App, BodyTooLargeError, Receive, Scope, Send, error_body, headers_of, read_body, replay, send_json, signed_path,
 )
-from services.gateway.auth.principal import AuthError, Principal
+from services.gateway.auth.principal import AUTH_FAILED, AuthError, Principal
 from services.gateway.auth.tokens import issue_token
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import BAD_INPUT, UNAUTHENTICATED
@@ -53,7 +53,7 @@ async def _authenticate_http(
         )
     except AuthError as exc:
         log.info("refused %s %s: %s", scope["method"], scope.get("path"), exc)
-        await unauthorized(send, str(exc))
+        await unauthorized(send, AUTH_FAILED)
         return None
     return principal, body
 
@@ -93,7 +93,7 @@ class AuthLayer:
             except AuthError as exc:
                 log.info("refused websocket upgrade: %s", exc)
                 await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
+                await send({"type": "websocket.close", "code": 1008, "reason": AUTH_FAILED})
                 return
         holder: dict[str, Any] = {"error": None}
 

@@ -6,11 +6,16 @@ from dataclasses import dataclass
 
 from contracts.tenancy import DEFAULT_DOMAIN, Role
 
-__all__ = ["AuthError", "Principal"]
+__all__ = ["AUTH_FAILED", "AuthError", "Principal"]
+
+AUTH_FAILED = "authentication failed"
+"""The one answer a client gets for every authentication failure (an unknown key, a bad signature, an old
+date, ...): it tells an attacker nothing about which keys exist. The reason goes to the gateway's log."""
 
 
 class AuthError(Exception):
-    """Raised when a request cannot be authenticated; the message says why (never a secret)."""
+    """Raised when a request cannot be authenticated; the message says why (never a secret) and is only
+    logged: the client is told ``AUTH_FAILED``."""
 
 
 @dataclass(frozen=True, slots=True)
