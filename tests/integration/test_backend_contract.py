@@ -215,6 +215,20 @@ async def test_the_runner_socket_answers_while_the_kernel_runs(node: Node) -> No
     assert await run_code(path, "raise SystemExit(4)") == ("", 4)
 
 
+async def test_the_runner_socket_and_the_kernel_directory_are_private_to_the_agents_user(node: Node) -> None:
+    node.require("runner")
+    backend = node.backend()
+    request = node.launch()
+    await start(backend, request)
+
+    socket_path = backend.runner_socket(request.kernel.kernel_id)
+    assert socket_path is not None
+    assert socket_path.stat().st_mode & 0o077 == 0, f"{socket_path} is {oct(socket_path.stat().st_mode)}"
+    for directory in (socket_path.parent, socket_path.parent.parent, socket_path.parent.parent.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700, f"{directory} is {oct(directory.stat().st_mode)}"
+    assert await run_code(socket_path, "print(1)") == ("1\n", 0), "the agent's user still runs code"
+
+
 async def test_a_kernel_that_exits_by_itself_is_reported_with_its_exit_code(node: Node) -> None:
     node.require("exits")
     node.require("runner")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from contracts.agent import KernelAssigned
 from contracts.status import Reason
+from services.agent.backends.private import private_dirs
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
@@ -78,8 +79,7 @@ class ProcessBackend(KernelBackend):
         if running is not None and running.returncode is None:
             return f"proc-{running.pid}"
         home = self.kernel_dir(kernel_id)
-        (home / "io").mkdir(parents=True, exist_ok=True)
-        (home / "work").mkdir(exist_ok=True)
+        private_dirs(home, home / "io", home / "work")
         sock = home / "io" / "runner.sock"
         sock.unlink(missing_ok=True)
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}

@@ -20,6 +20,7 @@ from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
 from contracts.agent import KernelAssigned
+from services.agent.backends.private import private_dirs
 from services.agent.backends.base import (
     ExitHandler,
     KernelBackend,
@@ -112,8 +113,7 @@ class DockerBackend(KernelBackend):
         if not (self.runner_dir / RUNNER_FILE).is_file() and not launch.kernel.startup_command:
             raise KernelStartError(f"the kernel runner {self.runner_dir / RUNNER_FILE} is missing")
         config = container_config(launch, agent_id=self.agent_id, paths=paths, runner_dir=self.runner_dir, user=self.user)
-        paths.work.mkdir(parents=True, exist_ok=True)
-        paths.io.mkdir(parents=True, exist_ok=True)
+        private_dirs(paths.root, paths.work, paths.io)
         paths.socket.unlink(missing_ok=True)
         docker = self._client()
         try:
