@@ -169,7 +169,10 @@ class ExecServer:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             text = f"bad logs request: {exc}"
         else:
-            text = await self._backend.logs(request.kernel_id)
+            try:
+                text = await self._backend.logs(request.kernel_id)
+            except ValueError as exc:  # an id that is no plain token never becomes a path
+                text = f"bad logs request: {exc}"
             if request.tail is not None and request.tail >= 0:
                 text = "".join(text.splitlines(keepends=True)[-request.tail:]) if request.tail else ""
         data = text.encode()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from contracts.agent import KernelAssigned
 from contracts.status import Reason
+from contracts.subjects import check_token
 from services.agent.backends.private import private_dirs
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
@@ -58,8 +59,9 @@ class ProcessBackend(KernelBackend):
         )
 
     def kernel_dir(self, kernel_id: str) -> Path:
-        """Returns the kernel's directory (io/, work/, runner.log, runner.pid)."""
-        return self.root / kernel_id
+        """Returns the kernel's directory (io/, work/, runner.log, runner.pid); ``SubjectError`` (a
+        ValueError) when the id is not a plain token (``../x`` must never name a path outside it)."""
+        return self.root / check_token(kernel_id, "kernel id")
 
     def runner_socket(self, kernel_id: str) -> Path | None:
         """Returns the runner's socket path while the kernel runs here, else None."""

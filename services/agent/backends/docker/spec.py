@@ -15,6 +15,8 @@ from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from contracts.subjects import check_token
+
 from services.agent.backends.base import KernelLaunch, KernelStartError
 
 __all__ = [
@@ -65,8 +67,9 @@ class KernelPaths:
 
     @classmethod
     def of(cls, data_dir: Path, kernel_id: str) -> KernelPaths:
-        """Returns the paths of ``kernel_id`` under ``data_dir``."""
-        return cls(Path(data_dir).absolute() / "kernels" / kernel_id)
+        """Returns the paths of ``kernel_id`` under ``data_dir``; ``SubjectError`` (a ValueError) when the id
+        is not a plain token (``../x`` must never name a path outside ``kernels/``)."""
+        return cls(Path(data_dir).absolute() / "kernels" / check_token(kernel_id, "kernel id"))
 
     @property
     def work(self) -> Path:
