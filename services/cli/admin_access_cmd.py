@@ -73,7 +73,7 @@ async def keypair_deactivate(out: Output, access_key: str) -> None:
 @click.pass_obj
 @run_async
 async def keypair_set_policy(out: Output, access_key: str, resource_policy: str) -> None:
-    """Assign RESOURCE_POLICY to a keypair."""
+    """Assign RESOURCE_POLICY to a keypair (superadmins only)."""
     await apply_and_show(out, aq.SET_KEYPAIR_POLICY, {"k": access_key, "p": resource_policy},
                          (aq.KEYPAIRS, "keypairs", {}), ("accessKey", access_key), _KEYPAIR_FIELDS)
 

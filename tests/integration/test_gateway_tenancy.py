@@ -87,16 +87,26 @@ async def test_deactivated_user_and_keypair_stop_authenticating(tenants: Tenants
     assert [k["isActive"] for k in keypairs] == [False, False]
 
 
-async def test_admin_assigns_policies_within_its_domain(tenants: Tenants, pg_dsn: str) -> None:
+async def test_only_a_superadmin_assigns_policies(tenants: Tenants, pg_dsn: str) -> None:
     carol, _ = await tenants.lab()
     await tenants.admin.execute(CREATE_POLICY, {"i": {"name": "small", "maxContainersPerSession": 1}})
     set_policy = "mutation($k: String!, $p: String!) { setKeypairPolicy(accessKey: $k, resourcePolicy: $p) { position } }"
-    position = (await carol.execute(set_policy, {"k": tenants.keys["dave"][0], "p": "small"}))["setKeypairPolicy"]["position"]
+    before = count_events(pg_dsn)
+    for key in (tenants.keys["dave"][0], tenants.keys["carol"][0]):  # a domain admin: not even its own
+        denied = await refused(carol, set_policy, {"k": key, "p": "small"})
+        assert (denied.code, "only a superadmin may assign resource policies" in denied.message) == ("FORBIDDEN", True)
+    denied = await refused(carol, CREATE_KEYPAIR, {"u": "dave", "p": "small"})
+    assert denied.code == "FORBIDDEN" and "only a superadmin may assign resource policies" in denied.message
+    assert count_events(pg_dsn) == before, "nothing recorded"
+    await carol.execute(CREATE_KEYPAIR, {"u": "dave"})  # the default policy: a domain admin may
+
+    position = (await tenants.admin.execute(set_policy, {"k": tenants.keys["dave"][0], "p": "small"}))[
+        "setKeypairPolicy"]["position"]
     catch_up(pg_dsn)
     rows = (await carol.execute("query($p: Int) { keypairs(user: \"dave\", afterPosition: $p) { resourcePolicy } }",
                                 {"p": position}))["keypairs"]
-    assert rows == [{"resourcePolicy": "small"}]
-    missing = await refused(carol, set_policy, {"k": tenants.keys["dave"][0], "p": "ghost"})
+    assert sorted(r["resourcePolicy"] for r in rows) == ["default", "small"]
+    missing = await refused(tenants.admin, set_policy, {"k": tenants.keys["dave"][0], "p": "ghost"})
     assert (missing.code, missing.message) == ("BAD_INPUT", "resource policy ghost does not exist")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import strawberry
 
 from contracts import tenancy_commands as tc
-from contracts.tenancy import DEFAULT_DOMAIN, DEFAULT_PROJECT, Role, domain_id, policy_id, project_id, rgroup_id, user_id
+from contracts.tenancy import DEFAULT_DOMAIN, DEFAULT_POLICY, DEFAULT_PROJECT, Role, domain_id, policy_id, project_id, rgroup_id, user_id
 from domain.tenancy import KeypairState, ProjectState, UserState
 from services.application.context import make_context
 from services.gateway.auth import keypairs
@@ -124,6 +124,9 @@ class TenancyMutation:
                          "key is returned this once.")
     async def create_keypair(self, info: Info, user: str, resource_policy: str = "default") -> KeypairSecret:
         principal = admin_caller(info, "create keypairs")
+        if resource_policy != DEFAULT_POLICY and not principal.is_superadmin:
+            raise GatewayError(FORBIDDEN, f"only a superadmin may assign resource policies (a domain admin's keypairs "
+                                          f"get {DEFAULT_POLICY!r})")
         checked(tc.CreateKeypair(user=user, resource_policy=resource_policy))
         owner = in_scope(principal, await load(info, user_id(user)), UserState, "user", user)
         unless_superadmin_target(principal, owner.role, "create a keypair")
@@ -141,8 +144,10 @@ class TenancyMutation:
                                  access_key, make_context(principal.access_key))
         return TenancyResult(id=access_key, position=position)
 
-    @strawberry.mutation(description="Assigns a resource policy to a keypair (its domain's admin or a superadmin).")
+    @strawberry.mutation(description="Assigns a resource policy to a keypair (superadmin: a domain admin must not lift "
+                         "the limits a superadmin set, its own included).")
     async def set_keypair_policy(self, info: Info, access_key: str, resource_policy: str) -> TenancyResult:
+        superadmin_caller(info, "assign resource policies")
         principal, _ = await _keypair_in_scope(info, access_key, "change the policy")
         command = tc.ChangeKeypairPolicy(resource_policy=resource_policy)
         return TenancyResult(id=access_key, position=await run_command(info, principal, access_key, command))
