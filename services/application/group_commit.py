@@ -42,8 +42,6 @@ class GroupCommit(Generic[I, R]):
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[I, asyncio.Future[R]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self.batches = 0
-        """Batches saved (for tests and the logs)."""
 
     async def submit(self, item: I) -> R:
         """Returns the outcome of ``item`` once its batch is saved (or raises its error)."""
@@ -81,7 +79,6 @@ class GroupCommit(Generic[I, R]):
             except Exception as exc:  # noqa: BLE001 - every call of the batch gets the error
                 log.exception("a group commit of %d call(s) failed", len(batch))
                 outcomes = [exc] * len(batch)
-            self.batches += 1
             for (_, future), outcome in zip(batch, outcomes):
                 if future.done():
                     continue

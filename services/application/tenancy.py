@@ -62,9 +62,9 @@ class Tenancy(BerthApplication):
         """Returns the current state of a tenancy aggregate, None when unknown."""
         return self.current(aggregate_id, tenancy.evolve)
 
-    def peek(self, aggregate_id: str) -> TenancyState | None:
+    def cached(self, aggregate_id: str) -> TenancyState | None:
         """The cached state of a tenancy aggregate, possibly behind the store (a guess; reads nothing)."""
-        return super().peek(aggregate_id, tenancy.evolve)
+        return self.peek(aggregate_id, tenancy.evolve)
 
     def get_many(self, aggregate_ids: Iterable[str]) -> dict[str, TenancyState | None]:
         """``get`` of several aggregates, caught up with one read (an enqueue check's facts, say)."""

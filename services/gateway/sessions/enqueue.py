@@ -49,17 +49,17 @@ def _load(tenancy: Tenancy, principal: Principal, project: str | None, group: st
     (the usual case), a second one for what they name otherwise."""
     user_key, keypair_key, group_key = user_id(principal.user_id), principal.access_key, rgroup_id(group)
     try:
-        guesses: tuple[str, ...] = _named(tenancy.peek(user_key), tenancy.peek(keypair_key), project)
+        guesses: tuple[str, ...] = _keys(*_named(tenancy.cached(user_key), tenancy.cached(keypair_key), project))
     except DomainError:  # the cached user may be behind: decided on the caught-up one below
         guesses = ()
     found = tenancy.get_many([user_key, keypair_key, group_key, *guesses])
     user = found[user_key] if isinstance(found[user_key], UserState) else None
-    project_key, policy_key = _named(user, found[keypair_key], project)
+    project_name, policy_name = _named(user, found[keypair_key], project)
+    project_key, policy_key = _keys(project_name, policy_name)
     missing = [key for key in (project_key, policy_key) if key not in found]
     if missing:
         found |= tenancy.get_many(missing)
     policy, found_project, found_group = found[policy_key], found[project_key], found[group_key]
-    project_name = choose_project(user, project)
     return _Loaded(
         user=user, project_name=project_name,
         project=found_project if isinstance(found_project, ProjectState) else None,
@@ -69,10 +69,14 @@ def _load(tenancy: Tenancy, principal: Principal, project: str | None, group: st
 
 
 def _named(user: object, keypair: object, project: str | None) -> tuple[str, str]:
-    """The aggregate ids of the project and the policy a request uses, by its user and keypair."""
+    """The names of the project and the policy a request uses, by its user and keypair."""
     user = user if isinstance(user, UserState) else None
     policy_name = keypair.resource_policy if isinstance(keypair, KeypairState) else DEFAULT_POLICY
-    return project_id(choose_project(user, project)), policy_id(policy_name)
+    return choose_project(user, project), policy_name
+
+
+def _keys(project_name: str, policy_name: str) -> tuple[str, str]:
+    return project_id(project_name), policy_id(policy_name)
 
 
 async def _pending(info: Info, limits: KeypairLimits, owner: str) -> tuple[int, dict[str, Decimal]]:
