@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import msgspec
@@ -32,26 +31,11 @@ from contracts.execution import (
     logs_subject,
 )
 from services.agent.backends.base import KernelBackend
+from services.agent.runner_socket import CONNECT_TIMEOUT, open_runner
 
 __all__ = ["ExecServer", "open_runner"]
 
 log = logging.getLogger(__name__)
-
-LINE_LIMIT = 4 << 20
-CONNECT_TIMEOUT = 5.0
-
-
-async def open_runner(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connects to a runner's socket, through ``/proc/self/fd`` when the path is too long for AF_UNIX."""
-    if len(str(path).encode()) < 100:
-        return await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=LINE_LIMIT), CONNECT_TIMEOUT)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        short = f"/proc/self/fd/{dir_fd}/{path.name}"
-        return await asyncio.wait_for(asyncio.open_unix_connection(short, limit=LINE_LIMIT), CONNECT_TIMEOUT)
-    finally:
-        os.close(dir_fd)
-
 
 async def _send(writer: asyncio.StreamWriter, message: dict) -> None:
     writer.write((json.dumps(message) + "\n").encode())

@@ -60,7 +60,8 @@ def build_backend(settings: Settings) -> KernelBackend:
             raise ValueError(no_docker_message(problem))
     if settings.agent_backend in ("docker", "auto"):
         return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace,
-                             pull=settings.image_pull)
+                             pull=settings.image_pull, user=settings.kernel_user, scratch=settings.kernel_scratch,
+                             tmp=settings.kernel_tmp)
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
 
 

@@ -54,6 +54,12 @@ class Settings(msgspec.Struct, kw_only=True):
     image_pull: str = "missing"
     """When the agent pulls a kernel image: ``missing`` (when not on the node) or ``never`` (offline
     nodes and tests: a missing image fails the start at once, without asking any registry)."""
+    kernel_user: str = "auto"
+    """``uid:gid`` Docker kernels run as (never root); ``auto``: 1000:1000 under a root agent, else the agent's own."""
+    kernel_scratch: str = "1g"
+    """Size of a Docker kernel's ``/home/work`` (tmpfs, at most half its ``mem`` slot)."""
+    kernel_tmp: str = "256m"
+    """Size of a Docker kernel's ``/tmp`` (tmpfs, at most a quarter of its ``mem`` slot)."""
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0

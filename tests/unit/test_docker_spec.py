@@ -11,6 +11,7 @@ import pytest
 from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata, utc_now
 from services.agent.backends.base import KernelLaunch, KernelStartError
+from services.agent.backends.docker.confinement import KernelUser, Scratch, kernel_user, scratch_sizes
 from services.agent.backends.docker.exits import exit_reason
 from services.agent.backends.docker.spec import (
     KernelPaths,
@@ -34,9 +35,14 @@ def _launch(slots: dict[str, Decimal], *, startup_command: str | None = None,
     return KernelLaunch(kernel=kernel, env=env if env is not None else {"BERTH_SESSION_ID": "s1"}, devices=devices or {})
 
 
+WORK = KernelUser(1000, 1000)
+SCRATCH = Scratch(work=1024 * MIB, tmp=256 * MIB)
+
+
 def _config(launch: KernelLaunch, **kwargs: object) -> dict:
     paths = KernelPaths.of(Path("/data"), launch.kernel.kernel_id)
-    return container_config(launch, agent_id="a1", paths=paths, runner_dir=Path("/repo/runner"), **kwargs)
+    options: dict = {"user": WORK, "scratch": SCRATCH, **kwargs}
+    return container_config(launch, agent_id="a1", paths=paths, runner_dir=Path("/repo/runner"), **options)
 
 
 @pytest.mark.parametrize(
@@ -76,13 +82,49 @@ def test_the_container_is_isolated_and_limited() -> None:
     assert host["NanoCpus"] == 500_000_000
     assert host["Memory"] == host["MemorySwap"] == 256 * MIB
     assert "CapAdd" not in host
+    assert host["ReadonlyRootfs"] is True
+    assert config["User"] == "1000:1000"
+
+
+def test_the_scratch_is_tmpfs_bounded_by_the_setting_and_the_mem_slot() -> None:
+    unbounded = _config(_launch({"cpu": Decimal(1)}))["HostConfig"]["Tmpfs"]
+    assert unbounded == {
+        "/home/work": f"rw,exec,nosuid,nodev,size={1024 * MIB},uid=1000,gid=1000,mode=0755",
+        "/tmp": f"rw,exec,nosuid,nodev,size={256 * MIB},mode=1777",
+    }
+    # Tmpfs pages count against the memory limit: a full scratch must end in ENOSPC, not an OOM kill.
+    small = _config(_launch({"mem": Decimal(256 * MIB)}))["HostConfig"]["Tmpfs"]
+    assert f"size={128 * MIB}," in small["/home/work"] and f"size={64 * MIB}," in small["/tmp"]
+    assert "/home/work" not in {m["Target"] for m in _config(_launch({}))["HostConfig"]["Mounts"]}
+
+
+def test_the_kernel_user_is_never_root() -> None:
+    assert kernel_user("auto", agent_uid=0, agent_gid=0) == KernelUser(1000, 1000)
+    assert kernel_user("auto", agent_uid=1234, agent_gid=99) == KernelUser(1234, 99)
+    assert kernel_user("2000:3000", agent_uid=0, agent_gid=0) == KernelUser(2000, 3000)
+    assert kernel_user(" 1234:99 ", agent_uid=1234, agent_gid=99) == KernelUser(1234, 99)
+    with pytest.raises(ValueError, match="never run as root"):
+        kernel_user("0:1000", agent_uid=0, agent_gid=0)
+    with pytest.raises(ValueError, match="never run as root"):
+        kernel_user("1000:0", agent_uid=0, agent_gid=0)
+    with pytest.raises(ValueError, match="'auto' or 'uid:gid'"):
+        kernel_user("work", agent_uid=0, agent_gid=0)
+    with pytest.raises(ValueError, match="cannot hand"):
+        kernel_user("1000:1000", agent_uid=1234, agent_gid=99)
+
+
+def test_scratch_sizes_are_checked() -> None:
+    assert scratch_sizes("1g", "256MiB") == SCRATCH
+    with pytest.raises(ValueError, match="BERTH_KERNEL_SCRATCH must be a size"):
+        scratch_sizes("lots", "1m")
+    with pytest.raises(ValueError, match="BERTH_KERNEL_TMP=512k is below the minimum"):
+        scratch_sizes("1g", "512k")
 
 
 def test_mounts_labels_command_and_environment() -> None:
-    config = _config(_launch({"cpu": Decimal(1)}), user="1000:1000")
+    config = _config(_launch({"cpu": Decimal(1)}), user=KernelUser(1000, 1001))
     mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in config["HostConfig"]["Mounts"]}
     assert mounts == {
-        "/home/work": ("/data/kernels/k1/work", False),
         "/opt/berth/runner": ("/repo/runner", True),
         "/opt/berth/io": ("/data/kernels/k1/io", False),
     }
@@ -92,7 +134,7 @@ def test_mounts_labels_command_and_environment() -> None:
     }
     assert config["Cmd"] == ["python3", "/opt/berth/runner/berth_runner.py", "--socket", "/opt/berth/io/runner.sock"]
     assert config["WorkingDir"] == "/home/work"
-    assert config["User"] == "1000:1000"
+    assert config["User"] == "1000:1001"
     assert "BERTH_SESSION_ID=s1" in config["Env"]
     assert container_name("k1") == "berth-k1"
 
@@ -101,6 +143,8 @@ def test_a_batch_kernel_runs_its_startup_command_through_the_shell() -> None:
     config = _config(_launch({}, startup_command="python3 train.py && echo done"))
     assert config["Cmd"] == ["/bin/sh", "-c", "python3 train.py && echo done"]
     assert config["Labels"]["berth.mode"] == "batch"
+    # No runner, so no socket: the kernel's command may not write the agent's io directory.
+    assert {m["Target"]: m["ReadOnly"] for m in config["HostConfig"]["Mounts"]}["/opt/berth/io"] is True
     assert kernel_command(None)[0] == "python3"
 
 
@@ -121,7 +165,6 @@ def test_the_launch_environment_wins_and_bad_names_are_refused() -> None:
 
 def test_the_kernel_paths_live_under_the_data_dir() -> None:
     paths = KernelPaths.of(Path("/data"), "k1")
-    assert paths.work == Path("/data/kernels/k1/work")
     assert paths.socket == Path("/data/kernels/k1/io/runner.sock")
     assert paths.log == Path("/data/kernels/k1/container.log")
 

@@ -3,8 +3,8 @@
 Containers are named ``berth-<kernel_id>`` and labelled with the kernel, session, agent
 and cluster role, so an agent restarted after a crash finds (adopts) the containers it
 started and never kills a healthy one. Per kernel it keeps ``<data_dir>/kernels/<id>/``:
-``work/`` (the scratch, ``/home/work``), ``io/`` (the runner's socket directory),
-``container.log`` and ``exit.json`` once the container is gone.
+``io/`` (the runner's socket directory), ``container.log`` and ``exit.json`` once the container
+is gone. The scratch (``/home/work``, ``/tmp``) is tmpfs of bounded size, never the host's disk.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from pathlib import Path
 
 import aiodocker
@@ -20,7 +19,7 @@ from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
 from contracts.agent import KernelAssigned
-from services.agent.backends.private import private_dirs
+from services.agent.backends.private import hand_over, private_dirs, take_back
 from services.agent.backends.base import (
     ExitHandler,
     KernelBackend,
@@ -28,6 +27,7 @@ from services.agent.backends.base import (
     KernelStartError,
     ProgressHandler,
 )
+from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
 from services.agent.backends.docker.exits import ExitWatcher, exit_reason
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.spec import (
@@ -66,7 +66,12 @@ class DockerBackend(KernelBackend):
         runner_dir: Path | None = None,
         docker_url: str | None = None,
         pull: str = "missing",
+        user: str = AUTO_USER,
+        scratch: str = "1g",
+        tmp: str = "256m",
     ) -> None:
+        """``user`` (``BERTH_KERNEL_USER``), ``scratch`` and ``tmp`` (``BERTH_KERNEL_SCRATCH``,
+        ``BERTH_KERNEL_TMP``) are read by ``confinement.py``; a bad one is a ValueError naming it."""
         if grace < 0:
             raise ValueError(f"the stop grace must not be negative, got {grace}")
         if pull not in PULL_POLICIES:
@@ -76,7 +81,8 @@ class DockerBackend(KernelBackend):
         self.data_dir = Path(data_dir).absolute()
         self.grace = grace
         self.runner_dir = Path(runner_dir or DEFAULT_RUNNER_DIR).absolute()
-        self.user = f"{os.getuid()}:{os.getgid()}"
+        self.user = kernel_user(user)
+        self.scratch = scratch_sizes(scratch, tmp)
         self._url = docker_url
         self._docker: aiodocker.Docker | None = None
         self._stopping: set[str] = set()
@@ -107,14 +113,19 @@ class DockerBackend(KernelBackend):
             state = existing["State"]
             if state.get("Status") == "created":
                 await self._start(existing, kernel_id)
+            if paths.socket.exists():  # the agent may have stopped before taking it back
+                take_back(paths.io)
             return existing.id
         if paths.exit_file.exists():
             raise KernelStartError(f"kernel {kernel_id} already ran and exited on this node")
         if not (self.runner_dir / RUNNER_FILE).is_file() and not launch.kernel.startup_command:
             raise KernelStartError(f"the kernel runner {self.runner_dir / RUNNER_FILE} is missing")
-        config = container_config(launch, agent_id=self.agent_id, paths=paths, runner_dir=self.runner_dir, user=self.user)
-        private_dirs(paths.root, paths.work, paths.io)
+        config = container_config(launch, agent_id=self.agent_id, paths=paths, runner_dir=self.runner_dir,
+                                  user=self.user, scratch=self.scratch)
+        private_dirs(paths.root, paths.io)
         paths.socket.unlink(missing_ok=True)
+        if not launch.kernel.startup_command:  # the runner creates its socket there; a batch kernel has none
+            hand_over(paths.io, self.user.uid, self.user.gid)
         docker = self._client()
         try:
             container = await docker.containers.create(config, name=container_name(kernel_id))
@@ -129,6 +140,7 @@ class DockerBackend(KernelBackend):
             await self._start(container, kernel_id)
             if not launch.kernel.startup_command:
                 await self._until_listening(container, kernel_id)
+                take_back(paths.io)
         finally:
             self._starting.discard(kernel_id)
         log.info("kernel %s started in container %s (%s)", kernel_id, container.id[:12], launch.kernel.image)

@@ -18,10 +18,12 @@ from typing import Any
 from contracts.subjects import check_token
 
 from services.agent.backends.base import KernelLaunch, KernelStartError
+from services.agent.backends.docker.confinement import KernelUser, Scratch, bounded_by_slots
 
 __all__ = [
     "CONTAINER_IO",
     "CONTAINER_RUNNER",
+    "CONTAINER_TMP",
     "CONTAINER_WORK",
     "LABEL_AGENT",
     "LABEL_KERNEL",
@@ -35,6 +37,7 @@ __all__ = [
     "device_env",
     "kernel_command",
     "limits",
+    "scratch_mounts",
 ]
 
 LABEL_KERNEL = "berth.kernel_id"
@@ -45,6 +48,7 @@ LABEL_MODE = "berth.mode"
 """``batch`` when the kernel runs its startup command, ``interactive`` when it runs the runner."""
 
 CONTAINER_WORK = PurePosixPath("/home/work")
+CONTAINER_TMP = PurePosixPath("/tmp")
 CONTAINER_RUNNER = PurePosixPath("/opt/berth/runner")
 CONTAINER_IO = PurePosixPath("/opt/berth/io")
 RUNNER_FILE = "berth_runner.py"
@@ -72,13 +76,9 @@ class KernelPaths:
         return cls(Path(data_dir).absolute() / "kernels" / check_token(kernel_id, "kernel id"))
 
     @property
-    def work(self) -> Path:
-        """The scratch directory, mounted read-write at ``/home/work``."""
-        return self.root / "work"
-
-    @property
     def io(self) -> Path:
-        """The directory of the runner's socket, mounted read-write at ``/opt/berth/io``."""
+        """The directory of the runner's socket, mounted at ``/opt/berth/io`` (writable by the kernel only
+        while its runner starts)."""
         return self.root / "io"
 
     @property
@@ -166,20 +166,31 @@ def _bind(source: Path, target: PurePosixPath, *, read_only: bool) -> dict[str, 
     return {"Type": "bind", "Source": str(source), "Target": str(target), "ReadOnly": read_only}
 
 
+def scratch_mounts(scratch: Scratch, user: KernelUser) -> dict[str, str]:
+    """Returns ``HostConfig.Tmpfs``: ``/home/work`` (owned by ``user``) and ``/tmp`` (sticky, like any
+    ``/tmp``), each a tmpfs of its size, executable (kernels run what they build) but never setuid."""
+    common = "rw,exec,nosuid,nodev"
+    return {
+        str(CONTAINER_WORK): f"{common},size={scratch.work},uid={user.uid},gid={user.gid},mode=0755",
+        str(CONTAINER_TMP): f"{common},size={scratch.tmp},mode=1777",
+    }
+
+
 def container_config(
     launch: KernelLaunch,
     *,
     agent_id: str,
     paths: KernelPaths,
     runner_dir: Path,
-    user: str | None = None,
+    user: KernelUser,
+    scratch: Scratch,
     pids_limit: int = DEFAULT_PIDS_LIMIT,
 ) -> dict[str, Any]:
     """Returns the body of ``POST /containers/create`` for ``launch``: image, command,
-    environment, labels, mounts (scratch, runner read-only, socket directory) and a
-    HostConfig with the kernel's limits, no network, no capabilities, no new privileges.
-    ``user`` (``uid:gid``) runs the kernel as the agent's own user, so the scratch files and
-    the runner's socket belong to it."""
+    environment, labels, mounts (runner read-only, socket directory: read-only for a batch
+    kernel, which has no runner) and a HostConfig with the kernel's limits, no network, no
+    capabilities, no new privileges, a read-only root filesystem and ``scratch`` (capped by the
+    ``mem`` slot) as the tmpfs ``/home/work`` and ``/tmp``; the kernel runs as ``user``, never root."""
     kernel = launch.kernel
     if not kernel.image:
         raise KernelStartError("the kernel has no image")
@@ -193,10 +204,11 @@ def container_config(
         "SecurityOpt": ["no-new-privileges"],
         "PidsLimit": pids_limit,
         "Init": True,
+        "ReadonlyRootfs": True,
+        "Tmpfs": scratch_mounts(bounded_by_slots(scratch, kernel.slots), user),
         "Mounts": [
-            _bind(paths.work, CONTAINER_WORK, read_only=False),
             _bind(Path(runner_dir).absolute(), CONTAINER_RUNNER, read_only=True),
-            _bind(paths.io, CONTAINER_IO, read_only=False),
+            _bind(paths.io, CONTAINER_IO, read_only=batch),
         ],
         "LogConfig": {"Type": "json-file", "Config": {"max-size": LOG_MAX_SIZE, "max-file": "2"}},
         "RestartPolicy": {"Name": "no"},
@@ -207,6 +219,7 @@ def container_config(
         "Cmd": kernel_command(kernel.startup_command),
         "Env": _environment(launch),
         "WorkingDir": str(CONTAINER_WORK),
+        "User": str(user),
         "Labels": {
             LABEL_KERNEL: kernel.kernel_id,
             LABEL_SESSION: kernel.session_id,
@@ -221,6 +234,4 @@ def container_config(
         "OpenStdin": False,
         "HostConfig": host_config,
     }
-    if user:
-        config["User"] = user
     return config

@@ -1,0 +1,57 @@
+"""Connects to a kernel runner's Unix socket without following a link the kernel could have planted.
+
+The socket lives in the kernel's ``io/`` directory, which the container writes while its runner
+starts. ``connect()`` follows a symbolic link in the last component of a path, so a kernel that
+replaced ``runner.sock`` with a link to a host socket (the Docker engine's, NATS's) would have the
+agent send its requests there. Instead the socket is opened with ``O_PATH | O_NOFOLLOW`` relative to
+the directory (itself opened without following a link), the open file must be a socket, and the
+connection goes through ``/proc/self/fd/<fd>``: the very inode that was checked, with no window
+between the check and the connect. Long paths need no special case either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["CONNECT_TIMEOUT", "LINE_LIMIT", "RunnerSocketRefused", "open_runner"]
+
+log = logging.getLogger(__name__)
+
+LINE_LIMIT = 4 << 20
+CONNECT_TIMEOUT = 5.0
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class RunnerSocketRefused(OSError):
+    """Raised when a runner's socket path names a link or anything else but a socket."""
+
+
+def _socket_fd(path: Path) -> int:
+    """Returns an ``O_PATH`` descriptor of the socket at ``path``; RunnerSocketRefused when it is not
+    a socket (a link is never followed), FileNotFoundError when it is missing."""
+    dir_fd = os.open(path.parent, _PATH_FLAGS | os.O_DIRECTORY)
+    try:
+        fd = os.open(path.name, _PATH_FLAGS, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISSOCK(mode):
+        os.close(fd)
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a socket"
+        log.warning("refused to connect to %s: it is %s (planted in the kernel's io directory?)", path, kind)
+        raise RunnerSocketRefused(f"{path.name} is {kind}, refused (the agent never follows a link there)")
+    return fd
+
+
+async def open_runner(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connects to the runner's socket at ``path``, never following a link (see the module's docstring)."""
+    fd = _socket_fd(Path(path))
+    try:
+        return await asyncio.wait_for(asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=LINE_LIMIT),
+                                      CONNECT_TIMEOUT)
+    finally:
+        os.close(fd)
