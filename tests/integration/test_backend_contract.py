@@ -9,8 +9,10 @@ declared in ``NOT_APPLICABLE`` — never silently.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +27,7 @@ from services.agent.backends.docker.backend import DEFAULT_RUNNER_DIR
 from services.agent.backends.process import ProcessBackend
 from services.agent.backends.simulated import SimulatedBackend
 from services.agent.exec_server import open_runner
+from services.agent.runner_socket import RunnerSocketRefused
 from tests.support.docker_backend import Exits, launch, make_backend, remove_agent_containers
 from tests.support.images import kernel_image
 from tests.support.waiting import async_wait_for
@@ -227,6 +230,46 @@ async def test_the_runner_socket_and_the_kernel_directory_are_private_to_the_age
     for directory in (socket_path.parent, socket_path.parent.parent, socket_path.parent.parent.parent):
         assert directory.stat().st_mode & 0o777 == 0o700, f"{directory} is {oct(directory.stat().st_mode)}"
     assert await run_code(socket_path, "print(1)") == ("1\n", 0), "the agent's user still runs code"
+
+
+PLANT_A_LINK = """
+import os
+try:
+    os.symlink({target!r}, {io!r} + '/planted')
+    os.rename({io!r} + '/planted', {io!r} + '/runner.sock')
+    print('planted')
+except OSError as exc:
+    print('refused', exc.errno)
+"""
+"""Kernel code that replaces its runner's socket with a link to ``target``, a socket on the host."""
+
+
+async def test_a_link_a_kernel_plants_for_its_socket_is_never_followed(node: Node, tmp_path: Path) -> None:
+    node.require("runner")
+    backend = node.backend()
+    request = node.launch()
+    await start(backend, request)
+    socket_path = backend.runner_socket(request.kernel.kernel_id)
+    assert socket_path is not None
+    decoy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # stands for the Docker engine's socket
+    decoy.bind(str(tmp_path / "host.sock"))
+    decoy.listen(4)
+    decoy.setblocking(False)
+    try:
+        io = "/opt/berth/io" if node.name == "docker" else str(socket_path.parent)
+        out, code = await run_code(socket_path, PLANT_A_LINK.format(target=str(tmp_path / "host.sock"), io=io))
+        assert code == 0, out
+        if node.name == "docker":  # once its runner listens, the kernel may not write io/ at all
+            assert out == f"refused {errno.EACCES}\n", out
+            assert await run_code(socket_path, "print(1)") == ("1\n", 0)
+        else:  # a process kernel can plant it: the agent refuses the link
+            assert out == "planted\n", out
+            with pytest.raises(RunnerSocketRefused, match="symbolic link"):
+                await open_runner(socket_path)
+        with pytest.raises(BlockingIOError):
+            decoy.accept()  # the agent never connected to the host's socket
+    finally:
+        decoy.close()
 
 
 async def test_a_kernel_that_exits_by_itself_is_reported_with_its_exit_code(node: Node) -> None:
