@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import signal
 import socket
 import sys
@@ -30,6 +29,7 @@ from services.agent.exec_server import open_runner
 from services.agent.runner_socket import RunnerSocketRefused
 from tests.support.docker_backend import Exits, launch, make_backend, remove_agent_containers
 from tests.support.images import kernel_image
+from tests.support.runner_calls import ask, run_code
 from tests.support.waiting import async_wait_for
 
 __all__ = ["kernel_image"]
@@ -125,29 +125,6 @@ async def start(backend: KernelBackend, request: KernelLaunch) -> str:
     container_id = await backend.create(request)
     assert all(isinstance(line, str) and line for line in lines), lines
     return container_id
-
-
-async def ask(path: Path, request: dict, *, until: Callable[[dict], bool]) -> list[dict]:
-    """Sends one request to a runner socket; returns its answers up to the one ``until`` accepts."""
-    reader, writer = await open_runner(path)
-    try:
-        writer.write((json.dumps(request) + "\n").encode())
-        await writer.drain()
-        answers: list[dict] = []
-        while True:
-            answers.append(json.loads(await asyncio.wait_for(reader.readline(), 20)))
-            if until(answers[-1]):
-                return answers
-    finally:
-        writer.close()
-
-
-async def run_code(path: Path, code: str) -> tuple[str, int]:
-    """Runs ``code`` in the kernel's namespace through its runner; returns (stdout, exit code)."""
-    answers = await ask(path, {"op": "run", "run_id": "r", "mode": "query", "code": code},
-                        until=lambda a: a.get("kind") == "done")
-    out = "".join(a["data"] for a in answers if a.get("kind") == "stdout")
-    return out, answers[-1]["exit_code"]
 
 
 async def test_create_returns_a_container_id_that_list_running_shows(node: Node) -> None:

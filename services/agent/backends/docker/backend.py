@@ -249,7 +249,7 @@ class DockerBackend(KernelBackend):
             try:
                 return "".join(await container.log(stdout=True, stderr=True))
             except DockerError as exc:
-                if exc.status != 404:
+                if exc.status not in (404, 409):  # gone, or being removed (its log is kept by then)
                     raise
         path = self._paths(kernel_id).log
         return path.read_text(errors="replace") if path.exists() else ""

@@ -1,0 +1,118 @@
+"""What a kernel may touch, on the real Docker engine with the real runner: it runs as a non-root
+user on a read-only root filesystem, writes only its bounded tmpfs ``/home/work`` and ``/tmp``, and
+filling them ends in ENOSPC in the container while the host's disk is untouched."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from services.agent.backends.docker import DockerBackend
+from services.agent.backends.docker.backend import DEFAULT_RUNNER_DIR
+from tests.support.docker_backend import Exits, agent_id, exec_output, launch, remove_agent_containers
+from tests.support.images import kernel_image
+from tests.support.runner_calls import run_code
+from tests.support.waiting import async_wait_for
+
+__all__ = ["agent_id", "kernel_image"]
+
+pytestmark = pytest.mark.docker
+
+MIB = 1024**2
+SCRATCH = 32 * MIB
+TMP = 8 * MIB
+FILL = 256
+"""MiB a kernel tries to write: far past its scratch, and enough to see on the host's disk."""
+
+CHECKS = """
+import errno, os
+def attempt(path):
+    try:
+        with open(path, 'w') as f:
+            f.write('x')
+        return 'ok'
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+print(os.getuid(), os.getgid(), os.getcwd(), os.environ['HOME'])
+for path in ('/x', '/usr/x', '/etc/passwd', '/home/work/x', '/tmp/x', '/opt/berth/runner/x', '/opt/berth/io/x'):
+    print(path, attempt(path))
+"""
+
+
+@pytest.fixture
+async def backend(agent_id: str, tmp_path: Path) -> AsyncIterator[DockerBackend]:
+    """A Docker backend with the real runner and small scratch mounts; its containers removed after."""
+    instance = DockerBackend(agent_id, tmp_path / "data", grace=2, runner_dir=DEFAULT_RUNNER_DIR, pull="never",
+                             scratch=f"{SCRATCH // MIB}m", tmp=f"{TMP // MIB}m")
+    try:
+        yield instance
+    finally:
+        await instance.close()
+        await remove_agent_containers(agent_id)
+
+
+def _usage(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+async def test_a_kernel_is_not_root_and_writes_only_its_scratch(backend: DockerBackend, kernel_image: str) -> None:
+    request = launch(kernel_image, mem=512 * MIB)
+    await backend.create(request)
+    socket_path = backend.runner_socket(request.kernel.kernel_id)
+    assert socket_path is not None
+
+    out, code = await run_code(socket_path, CHECKS)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "1000 1000 /home/work /home/work"  # BERTH_KERNEL_USER=auto under a root agent
+    assert dict(line.split() for line in lines[1:]) == {
+        "/x": "EROFS", "/usr/x": "EROFS", "/etc/passwd": "EROFS",
+        "/home/work/x": "ok", "/tmp/x": "ok",
+        "/opt/berth/runner/x": "EROFS",
+        "/opt/berth/io/x": "EACCES",  # the agent's once the runner listens
+    }
+
+
+async def test_filling_the_scratch_ends_in_enospc_and_leaves_the_host_disk_alone(backend: DockerBackend,
+                                                                                  kernel_image: str) -> None:
+    request = launch(kernel_image, mem=512 * MIB)
+    container_id = await backend.create(request)
+    kernel_dir = backend.data_dir / "kernels" / request.kernel.kernel_id
+    free_before = shutil.disk_usage(backend.data_dir).free
+
+    docker = aiodocker.Docker()
+    try:
+        work = await exec_output(docker, container_id, "dd", "if=/dev/zero", "of=/home/work/fill", "bs=1M",
+                                 f"count={FILL}")
+        tmp = await exec_output(docker, container_id, "dd", "if=/dev/zero", "of=/tmp/fill", "bs=1M", f"count={FILL}")
+        sizes = await exec_output(docker, container_id, "stat", "-c", "%s", "/home/work/fill", "/tmp/fill")
+        mounts = await exec_output(docker, container_id, "cat", "/proc/mounts")
+    finally:
+        await docker.close()
+
+    assert "No space left on device" in work and "No space left on device" in tmp, (work, tmp)
+    assert [int(size) for size in sizes.split()] == [SCRATCH, TMP]
+    assert f"tmpfs /home/work tmpfs rw,nosuid,nodev,relatime,size={SCRATCH // 1024}k" in mounts, mounts
+    assert _usage(kernel_dir) < MIB, "the kernel's files reached the host"
+    # Other work on this machine may write meanwhile: bounded well under what dd tried to write.
+    assert free_before - shutil.disk_usage(backend.data_dir).free < FILL * MIB // 2
+    assert await run_code(backend.runner_socket(request.kernel.kernel_id), "print('still here')") == ("still here\n", 0)
+
+
+async def test_a_batch_kernel_cannot_write_the_agents_io_directory(backend: DockerBackend, kernel_image: str) -> None:
+    exits = Exits()
+    exits.start(backend)
+    try:
+        request = launch(kernel_image, startup_command="echo x > /opt/berth/io/planted")
+        kernel_id = request.kernel.kernel_id
+        await backend.create(request)
+        await async_wait_for(lambda: kernel_id in exits.reports, timeout=30, message="the batch kernel never exited")
+    finally:
+        await exits.stop()
+    assert exits.reports[kernel_id][0] != 0
+    assert "cannot create /opt/berth/io/planted" in await backend.logs(kernel_id)  # not its, and read-only
+    assert not (backend.data_dir / "kernels" / kernel_id / "io" / "planted").exists()
