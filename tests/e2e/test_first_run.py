@@ -100,4 +100,5 @@ def test_without_docker_berth_up_refuses_in_one_line_that_says_how_to_get_it(tmp
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"berth up: no Docker engine answers ({tmp_path}/no-docker.sock does not exist)")
     assert "apt-get install docker.io" in line and "--backend process" in line
+    assert "would run tenant code unisolated, as the operator" in line
     assert not (data / "nats").exists(), "it started something before refusing"

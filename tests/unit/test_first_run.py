@@ -26,6 +26,7 @@ def test_without_docker_berth_up_refuses_with_one_line_saying_how_to_get_it(back
     assert "\n" not in line
     assert "no Docker engine answers (/var/run/docker.sock does not exist)" in line
     assert "apt-get install docker.io" in line and "--backend process" in line
+    assert "would run tenant code unisolated, as the operator" in line
 
 
 def test_a_socket_it_may_not_use_says_how_to_join_the_docker_group() -> None:
@@ -52,8 +53,10 @@ def test_the_agent_alone_never_falls_back_to_running_code_unisolated(monkeypatch
                                                                      tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
     assert docker_problem() == f"{tmp_path}/docker.sock does not exist"
-    with pytest.raises(ValueError, match="no Docker engine answers"):
+    with pytest.raises(ValueError, match="no Docker engine answers") as refused:
         build_backend(Settings(agent_backend="auto", data_dir=tmp_path))
+    assert "`--backend process` (BERTH_AGENT_BACKEND=process) would run tenant code unisolated, as the operator" \
+        in str(refused.value)
 
 
 def test_a_docker_host_that_is_not_a_unix_socket_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,15 +58,16 @@ def docker_problem(timeout: float = 3.0) -> str | None:
 
 def no_docker_message(problem: str) -> str:
     """Returns the one line that says no Docker engine answers (``problem``: why) and how to
-    get one, or how to run code without one."""
+    get one, and what the process backend, never chosen by ``auto``, would mean."""
     if "permission denied" in problem:
         fix = "Add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again)"
     else:
         fix = ("Install and start one (Debian/Ubuntu: `sudo apt-get install docker.io`, then "
                "`sudo systemctl start docker` or `sudo dockerd &`)")
-    return (f"no Docker engine answers ({problem}), and Berth runs code in Docker containers. {fix}, "
-            "or run code unisolated, as this user on this host, with `--backend process` "
-            "(BERTH_AGENT_BACKEND=process).")
+    return (f"no Docker engine answers ({problem}), and Berth runs code in Docker containers. {fix}. "
+            "`--backend process` (BERTH_AGENT_BACKEND=process) would run tenant code unisolated, as the "
+            "operator (this user, on this host, able to read Berth's keys): choose it only by name, where "
+            "you trust everyone who can create a session.")
 
 
 async def docker_available(timeout: float = 3.0) -> bool:
