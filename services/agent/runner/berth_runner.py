@@ -353,7 +353,7 @@ def serve(socket_path: str, max_output: int) -> None:
     if os.path.exists(temp):
         os.unlink(temp)
     bind_unix(server, temp)
-    os.chmod(temp, 0o600)  # only the agent's user (the container runs as that user) may connect
+    os.chmod(temp, 0o600)  # only its own user, and a root agent, may connect
     server.listen(16)
     os.rename(temp, socket_path)  # appears only once it accepts connections
 
