@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -199,3 +200,19 @@ def test_the_agent_builds_the_docker_backend_from_settings(tmp_path: Path) -> No
 
     backend = build_backend(Settings(agent_backend="docker", agent_id="a7", data_dir=tmp_path, docker_stop_grace=3))
     assert (backend.name, backend.agent_id, backend.data_dir, backend.grace) == ("docker", "a7", tmp_path, 3)
+
+
+def test_the_agent_reads_the_kernel_user_and_scratch_settings_and_refuses_bad_ones(tmp_path: Path) -> None:
+    from services.agent.main import build_backend
+    from services.common.settings import Settings
+
+    user = KernelUser(2000, 2000) if os.getuid() == 0 else KernelUser(os.getuid(), os.getgid())  # a non-root agent: its own
+    env = {"BERTH_AGENT_BACKEND": "docker", "BERTH_DATA_DIR": str(tmp_path), "BERTH_KERNEL_USER": str(user),
+           "BERTH_KERNEL_SCRATCH": "64m", "BERTH_KERNEL_TMP": "16m"}
+    backend = build_backend(Settings.from_env(env))
+    assert backend.user == user
+    assert backend.scratch == Scratch(work=64 * MIB, tmp=16 * MIB)
+    with pytest.raises(ValueError, match="never run as root"):
+        build_backend(Settings.from_env({**env, "BERTH_KERNEL_USER": "0:0"}))
+    with pytest.raises(ValueError, match="BERTH_KERNEL_TMP must be a size"):
+        build_backend(Settings.from_env({**env, "BERTH_KERNEL_TMP": "-1"}))
