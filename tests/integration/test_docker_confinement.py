@@ -4,6 +4,7 @@ filling them ends in ENOSPC in the container while the host's disk is untouched.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from services.agent.backends.docker import DockerBackend
 from services.agent.backends.docker.backend import DEFAULT_RUNNER_DIR
+from services.agent.backends.docker.confinement import kernel_user
 from tests.support.docker_backend import Exits, agent_id, exec_output, launch, remove_agent_containers
 from tests.support.images import kernel_image
 from tests.support.runner_calls import run_code
@@ -68,12 +70,14 @@ async def test_a_kernel_is_not_root_and_writes_only_its_scratch(backend: DockerB
     out, code = await run_code(socket_path, CHECKS)
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0] == "1000 1000 /home/work /home/work"  # BERTH_KERNEL_USER=auto under a root agent
+    user = kernel_user("auto")  # 1000:1000 under a root agent (CI), else the agent's own uid
+    assert user.uid != 0 and lines[0] == f"{user.uid} {user.gid} /home/work /home/work"
     assert dict(line.split() for line in lines[1:]) == {
         "/x": "EROFS", "/usr/x": "EROFS", "/etc/passwd": "EROFS",
         "/home/work/x": "ok", "/tmp/x": "ok",
         "/opt/berth/runner/x": "EROFS",
-        "/opt/berth/io/x": "EACCES",  # the agent's once the runner listens
+        # The agent's once the runner listens; a non-root agent's kernel shares its uid and owns io/.
+        "/opt/berth/io/x": "EACCES" if os.getuid() == 0 else "ok",
     }
 
 
