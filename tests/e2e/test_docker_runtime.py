@@ -27,7 +27,7 @@ import aiodocker
 import pytest
 
 from tests.e2e.conftest import RunningBerth, berth_env, running
-from tests.support.docker_backend import remove_agent_containers
+from tests.support.docker_backend import release_io_mounts, remove_agent_containers
 from tests.support.images import kernel_image
 from tests.support.waiting import wait_for
 
@@ -100,6 +100,7 @@ def docker_berth(tmp_path: Path, pg_dsn: str, kernel_image: str) -> Iterator[tup
             yield berth, agent_id
     finally:
         asyncio.run(remove_agent_containers(agent_id))
+        release_io_mounts(tmp_path)
 
 
 def test_berth_run_prints_from_a_real_container_and_exits_with_its_status(
@@ -253,3 +254,4 @@ def test_a_sigkilled_agent_restarts_adopts_its_container_and_exec_still_works(
         if berth.proc and berth.proc.poll() is None:
             berth.stop()
         asyncio.run(remove_agent_containers(node))
+        release_io_mounts(tmp_path)

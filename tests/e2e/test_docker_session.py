@@ -17,7 +17,7 @@ import aiodocker
 import pytest
 
 from tests.e2e.conftest import RunningBerth, berth_env, running
-from tests.support.docker_backend import remove_agent_containers
+from tests.support.docker_backend import release_io_mounts, remove_agent_containers
 from tests.support.images import kernel_image
 from tests.support.waiting import wait_for
 
@@ -51,6 +51,7 @@ def docker_berth(tmp_path: Path, pg_dsn: str, kernel_image: str) -> Iterator[tup
             yield berth, agent_id
     finally:
         asyncio.run(remove_agent_containers(agent_id))
+        release_io_mounts(tmp_path)
 
 
 def test_a_session_runs_in_a_real_container(docker_berth: tuple[RunningBerth, str], kernel_image: str) -> None:

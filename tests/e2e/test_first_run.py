@@ -21,7 +21,7 @@ import aiodocker
 import pytest
 
 from tests.e2e.conftest import BERTH, RunningBerth, berth_env
-from tests.support.docker_backend import remove_agent_containers
+from tests.support.docker_backend import release_io_mounts, remove_agent_containers
 
 pytestmark = pytest.mark.e2e
 
@@ -89,6 +89,7 @@ def test_berth_up_builds_the_missing_image_and_berth_run_prints_from_a_container
         if berth.proc is not None and berth.proc.poll() is None:
             berth.stop()
         asyncio.run(remove_agent_containers(agent_id))
+        release_io_mounts(tmp_path)
         _remove_image(tag)
 
 

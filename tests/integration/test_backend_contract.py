@@ -28,7 +28,7 @@ from services.agent.backends.process import ProcessBackend
 from services.agent.backends.simulated import SimulatedBackend
 from services.agent.exec_server import open_runner
 from services.agent.runner_socket import RunnerSocketRefused
-from tests.support.docker_backend import Exits, launch, make_backend, remove_agent_containers
+from tests.support.docker_backend import Exits, launch, make_backend, release_io_mounts, remove_agent_containers
 from tests.support.images import kernel_image
 from tests.support.runner_calls import ask, run_code
 from tests.support.waiting import async_wait_for
@@ -113,6 +113,7 @@ async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             await instance.close()
         if kind == "docker":
             await remove_agent_containers(agent_id)
+            release_io_mounts(data_dir)
 
 
 async def start(backend: KernelBackend, request: KernelLaunch) -> str:

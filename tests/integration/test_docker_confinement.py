@@ -1,9 +1,11 @@
 """What a kernel may touch, on the real Docker engine with the real runner: it runs as a non-root
 user on a read-only root filesystem, writes only its bounded tmpfs ``/home/work`` and ``/tmp``, and
-filling them ends in ENOSPC in the container while the host's disk is untouched."""
+filling them, or its socket directory, ends in ENOSPC in the container while the host's disk is
+untouched."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -15,7 +17,11 @@ import pytest
 from services.agent.backends.docker import DockerBackend
 from services.agent.backends.docker.backend import DEFAULT_RUNNER_DIR
 from services.agent.backends.docker.confinement import kernel_user
-from tests.support.docker_backend import Exits, agent_id, exec_output, launch, remove_agent_containers
+from services.agent.backends.docker.io_mount import IO_SIZE, mounted_under
+from services.agent.runner_socket import open_runner
+from tests.support.docker_backend import (
+    Exits, agent_id, exec_output, launch, release_io_mounts, remove_agent_containers,
+)
 from tests.support.images import kernel_image
 from tests.support.runner_calls import run_code
 from tests.support.waiting import async_wait_for
@@ -55,6 +61,7 @@ async def backend(agent_id: str, tmp_path: Path) -> AsyncIterator[DockerBackend]
     finally:
         await instance.close()
         await remove_agent_containers(agent_id)
+        release_io_mounts(tmp_path / "data")
 
 
 def _usage(path: Path) -> int:
@@ -120,3 +127,60 @@ async def test_a_batch_kernel_cannot_write_the_agents_io_directory(backend: Dock
     assert exits.reports[kernel_id][0] != 0
     assert "cannot create /opt/berth/io/planted" in await backend.logs(kernel_id)  # not its, and read-only
     assert not (backend.data_dir / "kernels" / kernel_id / "io" / "planted").exists()
+
+
+GREEDY_RUNNER = """\
+import errno, os, signal, socket, sys
+path = sys.argv[sys.argv.index("--socket") + 1]
+fill = open(os.path.join(os.path.dirname(path), "fill"), "wb", buffering=0)
+
+def write(mib):
+    try:
+        for _ in range(mib * 16):
+            fill.write(bytes(65536))
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+
+print("while starting:", write(%(fill)d), flush=True)
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen()
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+conn, _ = server.accept()  # the agent took io/ back before anyone connects
+print("after the agent took io/ back:", write(%(fill)d), flush=True)
+conn.sendall(b"done\\n")
+signal.pause()
+"""
+"""A runner (standing for a tenant's image) that fills its socket directory while it starts, and
+through the file it keeps open once the agent took the directory back."""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root agent mounts a tmpfs on io/ (README: a non-root agent)")
+async def test_a_kernel_cannot_fill_the_host_disk_through_its_socket_directory(agent_id: str, tmp_path: Path,
+                                                                               kernel_image: str) -> None:
+    runner = tmp_path / "greedy"
+    runner.mkdir()
+    (runner / "berth_runner.py").write_text(GREEDY_RUNNER % {"fill": FILL})
+    data = tmp_path / "data"
+    backend = DockerBackend(agent_id, data, grace=2, runner_dir=runner, pull="never")
+    try:
+        request = launch(kernel_image, mem=512 * MIB)
+        kernel_id = request.kernel.kernel_id
+        free_before = shutil.disk_usage(data.parent).free
+        await backend.create(request)
+        reader, writer = await open_runner(backend.runner_socket(kernel_id))
+        assert await asyncio.wait_for(reader.readline(), 30) == b"done\n"
+        writer.close()
+        log = await backend.logs(kernel_id)
+        io = data / "kernels" / kernel_id / "io"
+        assert "while starting: ENOSPC" in log and "after the agent took io/ back: ENOSPC" in log, log
+        assert (io / "fill").stat().st_size <= IO_SIZE
+        assert free_before - shutil.disk_usage(data.parent).free < FILL * MIB // 2
+        assert io in mounted_under(data)
+        await backend.destroy(kernel_id)
+        assert mounted_under(data) == [], "the io/ tmpfs outlived its container"
+    finally:
+        await backend.close()
+        await remove_agent_containers(agent_id)
+        release_io_mounts(data)

@@ -21,10 +21,13 @@ from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata, utc_now
 from services.agent.backends.base import KernelLaunch
 from services.agent.backends.docker import DockerBackend
+from services.agent.backends.docker.io_mount import mounted_under, unmount_io
 from services.agent.backends.docker.spec import LABEL_AGENT
 from services.agent.kernels import launch_for
 
-__all__ = ["PLACEHOLDER_RUNNER", "Exits", "exec_output", "launch", "make_backend", "remove_agent_containers"]
+__all__ = [
+    "PLACEHOLDER_RUNNER", "Exits", "exec_output", "launch", "make_backend", "release_io_mounts", "remove_agent_containers",
+]
 
 PLACEHOLDER_RUNNER = """\
 import signal, socket, sys, time
@@ -70,6 +73,13 @@ async def remove_agent_containers(agent_id: str) -> None:
                     raise
     finally:
         await docker.close()
+
+
+def release_io_mounts(data_dir: Path) -> None:
+    """Unmounts the kernels' ``io/`` tmpfs mounts under ``data_dir`` that a test's containers, removed
+    behind the backend's back, left (a root agent mounts one per interactive kernel)."""
+    for point in mounted_under(data_dir):
+        unmount_io(point)
 
 
 async def exec_output(docker: aiodocker.Docker, container_id: str, *cmd: str) -> str:
@@ -126,6 +136,7 @@ async def backend(agent_id: str, tmp_path: Path, runner_dir: Path) -> AsyncItera
     finally:
         await instance.close()
         await remove_agent_containers(agent_id)
+        release_io_mounts(tmp_path / "data")
 
 
 @pytest.fixture

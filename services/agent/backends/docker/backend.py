@@ -30,6 +30,7 @@ from services.agent.backends.base import (
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
 from services.agent.backends.docker.exits import ExitWatcher, exit_reason
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
+from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.spec import (
     LABEL_AGENT,
     LABEL_KERNEL,
@@ -125,6 +126,7 @@ class DockerBackend(KernelBackend):
         private_dirs(paths.root, paths.io)
         paths.socket.unlink(missing_ok=True)
         if not launch.kernel.startup_command:  # the runner creates its socket there; a batch kernel has none
+            mount_io(paths.io, self.user.uid, self.user.gid)
             hand_over(paths.io, self.user.uid, self.user.gid)
         docker = self._client()
         try:
@@ -133,6 +135,7 @@ class DockerBackend(KernelBackend):
             if exc.status == 409:  # created concurrently (a redelivered assignment)
                 return await self.create(launch)
             if exc.status in (400, 404):
+                unmount_io(paths.io)
                 raise KernelStartError(f"cannot create the container of kernel {kernel_id}: {exc.message}") from exc
             raise
         self._starting.add(kernel_id)
@@ -151,7 +154,7 @@ class DockerBackend(KernelBackend):
             await container.start()
         except DockerError as exc:
             await self._save_log(container, kernel_id)
-            await _remove(container)
+            await self._discard(container, kernel_id)
             raise KernelStartError(f"cannot start the container of kernel {kernel_id}: {exc.message}") from exc
 
     async def _until_listening(self, container: DockerContainer, kernel_id: str) -> None:
@@ -164,12 +167,12 @@ class DockerBackend(KernelBackend):
             checks += 1
             if checks % 25 == 0 and not (await container.show())["State"].get("Running"):
                 await self._save_log(container, kernel_id)
-                await _remove(container)
+                await self._discard(container, kernel_id)
                 tail = self._paths(kernel_id).log.read_text(errors="replace")[-2000:]
                 raise KernelStartError(f"the runner of kernel {kernel_id} exited before listening: {tail}")
             if loop.time() > deadline:
                 await self._save_log(container, kernel_id)
-                await _remove(container)
+                await self._discard(container, kernel_id)
                 raise KernelStartError(f"the runner of kernel {kernel_id} did not listen within {LISTEN_TIMEOUT:.0f} s")
             await asyncio.sleep(POLL_INTERVAL)
 
@@ -179,6 +182,7 @@ class DockerBackend(KernelBackend):
         self._stopping.add(kernel_id)
         container = await self._find(kernel_id)
         if container is None:
+            unmount_io(self._paths(kernel_id).io)  # its container removed by someone else
             return self._recorded_exit(kernel_id)
         if container["State"].get("Running"):
             try:
@@ -195,7 +199,7 @@ class DockerBackend(KernelBackend):
         exit_code = None if state.get("StartedAt", NEVER_STARTED) == NEVER_STARTED else state.get("ExitCode")
         await self._save_log(container, kernel_id)
         self._record_exit(kernel_id, exit_code, None)
-        await _remove(container)
+        await self._discard(container, kernel_id)
         log.info("kernel %s destroyed (exit code %s)", kernel_id, exit_code)
         return exit_code
 
@@ -236,7 +240,7 @@ class DockerBackend(KernelBackend):
         self._record_exit(kernel_id, exit_code, reason)
         log.info("kernel %s exited by itself: code %s, %s", kernel_id, exit_code, reason)
         await self._on_exit(kernel_id, exit_code, reason)
-        await _remove(container)
+        await self._discard(container, kernel_id)
 
     def runner_socket(self, kernel_id: str) -> Path | None:
         """Returns ``<data_dir>/kernels/<kernel_id>/io/runner.sock``."""
@@ -292,6 +296,11 @@ class DockerBackend(KernelBackend):
         if not path.exists():
             return None
         return json.loads(path.read_text()).get("exit_code")
+
+    async def _discard(self, container: DockerContainer, kernel_id: str) -> None:
+        """Removes the kernel's container, then unmounts its ``io/`` tmpfs (``io_mount.py``)."""
+        await _remove(container)
+        unmount_io(self._paths(kernel_id).io)
 
 
 async def _remove(container: DockerContainer) -> None:
