@@ -126,7 +126,11 @@ class DockerBackend(KernelBackend):
         private_dirs(paths.root, paths.io)
         paths.socket.unlink(missing_ok=True)
         if not launch.kernel.startup_command:  # the runner creates its socket there; a batch kernel has none
-            mount_io(paths.io, self.user.uid, self.user.gid)
+            try:
+                mount_io(paths.io, self.user.uid, self.user.gid)
+            except OSError as exc:  # root without CAP_SYS_ADMIN (an agent in a container): never unbounded
+                raise KernelStartError(f"kernel {kernel_id}: {exc.strerror}; the agent runs as root but cannot "
+                                       "mount its kernels' socket directories (run it on the host)") from exc
             hand_over(paths.io, self.user.uid, self.user.gid)
         docker = self._client()
         try:

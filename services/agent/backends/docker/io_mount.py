@@ -36,7 +36,8 @@ def _check(result: int, what: str, path: Path) -> None:
 
 def mount_io(path: Path, uid: int, gid: int) -> bool:
     """Mounts a tmpfs of ``IO_SIZE`` owned by ``uid:gid`` (0700) on the directory ``path``; returns
-    False without mounting when the agent is not root. A mount already there is kept."""
+    False without mounting when the agent is not root. A mount already there is kept. OSError when
+    the mount fails (root without CAP_SYS_ADMIN): the kernel does not start rather than run unbounded."""
     if os.geteuid() != 0:
         return False
     if os.path.ismount(path):
