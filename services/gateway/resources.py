@@ -27,6 +27,7 @@ from services.application.tenancy import Tenancy
 from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
+from services.gateway.auth.replay import SEEN_SIGNATURES_DDL
 from services.gateway.auth.tokens import TOKENS_DDL
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import UNAVAILABLE, GatewayError
@@ -92,6 +93,7 @@ class Resources:
             async with self.pool.connection() as conn:
                 await conn.execute(KEYPAIRS_DDL)
                 await conn.execute(TOKENS_DDL)
+                await conn.execute(SEEN_SIGNATURES_DDL)
             self._sessions = await self._store.open(Sessions, self.settings.pg_dsn)
             self._tenancy = await self._store.open(Tenancy, self.settings.pg_dsn)
             self._requests = GroupCommit(self._store, self._sessions.request_many)
