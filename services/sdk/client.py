@@ -150,6 +150,9 @@ class BerthClient:
     def _closed_error(exc: ConnectionClosed) -> BerthAPIError:
         reason = exc.rcvd.reason if exc.rcvd is not None else ""
         code = exc.rcvd.code if exc.rcvd is not None else None
+        for refusal in ("RATE_LIMITED", "SUBSCRIPTION_LIMIT"):
+            if reason.startswith(f"{refusal}: "):
+                return BerthAPIError(refusal, reason.removeprefix(f"{refusal}: "))
         if code == 4403 or reason.startswith("UNAUTHENTICATED"):
             return BerthAPIError("UNAUTHENTICATED", reason.removeprefix("UNAUTHENTICATED: ") or "connection refused")
         return BerthAPIError("CONNECTION_CLOSED", f"websocket closed ({code}): {reason}")
