@@ -29,6 +29,7 @@ from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
 from services.gateway.auth.replay import SEEN_SIGNATURES_DDL
+from services.gateway.auth.revocation import KeypairWatch
 from services.gateway.auth.tokens import TOKENS_DDL
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import UNAVAILABLE, GatewayError
@@ -62,6 +63,8 @@ class Resources:
         """Each keypair's policy limits (rate limit, subscriptions), a few seconds old at most."""
         self.rate_limiter = RateLimiter()
         self.subscription_slots = SubscriptionSlots()
+        self.keypair_watch = KeypairWatch(self.pool)
+        """Closes websockets of deactivated keypairs (one re-check every 2 s for all of them)."""
         self._nats = nats
         self._own_nats = nats is None
         self._store = Facade("gateway-store", STORE_THREADS)
@@ -140,6 +143,7 @@ class Resources:
             await self._nats.close()
             self._nats = None
         await self.positions.close()
+        await self.keypair_watch.close()
         self.positions = PositionWatcher(limited_dsn(self.settings.pg_dsn))  # a restart listens afresh
         if self._requests is not None:
             await self._requests.close()

@@ -66,4 +66,7 @@ class BerthGraphQL(GraphQL):
             if holder is not None:
                 holder["error"] = f"{RATE_LIMITED}: {reason}"
             raise ConnectionRejectionError({"message": reason, "code": RATE_LIMITED})
+        holder = scope.get(WS_AUTH_KEY)
+        if holder is not None and holder.get("follow") is not None:
+            holder["follow"](context.principal.access_key)  # closed once its keypair is deactivated
         return UNSET

@@ -1,11 +1,13 @@
 """Limits that hold under abuse, per keypair and from its resource policy: the request rate limit
 (HTTP 429 / RATE_LIMITED with Retry-After) and the cap on concurrent subscriptions
-(SUBSCRIPTION_LIMIT, the slot given back when the websocket closes)."""
+(SUBSCRIPTION_LIMIT, the slot given back when the websocket closes); websockets closed within
+seconds of their keypair's deactivation."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import httpx
@@ -16,11 +18,11 @@ from contracts.tenancy import policy_id
 from services.application.context import make_context
 from services.application.tenancy import Tenancy
 from services.gateway.app import GatewayApp
-from services.gateway.auth.keypairs import create_keypair
+from services.gateway.auth.keypairs import create_keypair, deactivate_keypair
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.integration.test_gateway_subscriptions import SUBSCRIBE, publish_from_store
 from tests.support.gateway import (  # noqa: F401 - fixtures
-    CREATE, Keys, clean_streams, client_for, count_events, create_user, gateway, keys, read_models, served,
+    CREATE, TERMINATE, Keys, clean_streams, client_for, count_events, create_user, gateway, keys, read_models, served,
 )
 
 QUERY = "{ sessions { edges { id } } }"
@@ -106,3 +108,34 @@ async def test_subscriptions_over_the_cap_are_refused_until_one_closes(
         async with asyncio.timeout(15):
             while not await second_opens():
                 await asyncio.sleep(0.1)  # the server notices the close on its own schedule; bounded above
+
+
+async def test_websockets_close_within_seconds_of_their_keypairs_deactivation(
+    served: str, keys: Keys, clean_streams, pg_dsn: str,
+) -> None:
+    """Alice's live subscription ends with UNAUTHENTICATED a few seconds after her keypair is
+    deactivated (the gateway re-checks every 2 s); Bob's, on the same gateway, goes on."""
+    async with BerthClient(served, *keys.alice) as alice, BerthClient(served, *keys.bob) as bob:
+        mine = (await alice.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
+        his = (await bob.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
+        published = await publish_from_store(clean_streams, pg_dsn, 0)
+        alice_events = alice.subscribe(SUBSCRIBE, {"id": mine, "from": 0})
+        bob_events = bob.subscribe(SUBSCRIBE, {"id": his, "from": 0})
+        async with asyncio.timeout(15):
+            assert (await anext(alice_events))["sessionEvents"]["type"] == "session.requested"
+            assert (await anext(bob_events))["sessionEvents"]["type"] == "session.requested"
+        with Tenancy(pg_dsn) as tenancy:
+            deactivate_keypair(tenancy, pg_dsn, keys.alice[0], make_context("test"))
+        started = time.monotonic()
+        with pytest.raises(BerthAPIError) as closed:
+            async with asyncio.timeout(15):
+                await anext(alice_events)
+        elapsed = time.monotonic() - started
+        assert closed.value.code == "UNAUTHENTICATED" and "deactivated" in closed.value.message
+        assert elapsed < 10, f"closed after {elapsed:.1f} s"
+        await alice_events.aclose()
+        terminated = (await bob.execute(TERMINATE, {"id": his}))["terminateSession"]["position"]
+        await publish_from_store(clean_streams, pg_dsn, published)
+        async with asyncio.timeout(15):
+            assert (await anext(bob_events))["sessionEvents"]["position"] == terminated
+        await bob_events.aclose()

@@ -7,7 +7,8 @@ HTTP requests to ``/graphql`` must be signed or carry a bearer token, else they 
 on ``connection_init`` (see ``services.gateway.view``). The caller goes to the inner
 app in ``scope["berth.principal"]``. Every authenticated request, and every websocket
 connection, counts against its keypair's rate limit (``admit``): over it, HTTP 429 with
-``Retry-After`` and code RATE_LIMITED, or a websocket closed with 4429.
+``Retry-After`` and code RATE_LIMITED, or a websocket closed with 4429. An authenticated
+websocket is closed within seconds of its keypair's deactivation (``auth.revocation``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.gateway.asgi import (
     App, BodyTooLargeError, Receive, Scope, Send, error_body, headers_of, read_body, replay, send_json, signed_path,
 )
 from services.gateway.auth.principal import AUTH_FAILED, AuthError, Principal
+from services.gateway.auth.revocation import KeypairWatch, RevocableSocket
 from services.gateway.auth.tokens import issue_token
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAUTHENTICATED
@@ -87,10 +89,11 @@ async def _authenticate_http(
 class AuthLayer:
     """Wraps the GraphQL app: authenticates each request and hands the caller on in the scope."""
 
-    def __init__(self, app: App, authenticator: Authenticator, admit: Admit) -> None:
+    def __init__(self, app: App, authenticator: Authenticator, admit: Admit, watch: KeypairWatch) -> None:
         self._app = app
         self._authenticator = authenticator
         self._admit = admit
+        self._watch = watch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -135,7 +138,14 @@ class AuthLayer:
                 message = {**message, "reason": holder["error"][:120]}
             await send(message)
 
-        await self._app({**scope, PRINCIPAL_KEY: principal, WS_AUTH_KEY: holder}, receive, send_with_reason)
+        socket = RevocableSocket(receive, send_with_reason, self._watch)
+        if principal is not None:
+            socket.follow(principal.access_key)
+        holder["follow"] = socket.follow  # the view follows a principal authenticated at connection_init
+        try:
+            await self._app({**scope, PRINCIPAL_KEY: principal, WS_AUTH_KEY: holder}, socket.receive, socket.send)
+        finally:
+            socket.release()
 
 
 class TokenEndpoint:
