@@ -1,7 +1,7 @@
 """Limits that hold under abuse, per keypair and from its resource policy: the request rate limit
 (HTTP 429 / RATE_LIMITED with Retry-After) and the cap on concurrent subscriptions
 (SUBSCRIPTION_LIMIT, the slot given back when the websocket closes); websockets closed within
-seconds of their keypair's deactivation."""
+seconds of their keypair's deactivation; createSession's idempotency key."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable
 
 import httpx
+import psycopg
 import pytest
 
 from contracts import tenancy_commands as tc
 from contracts.tenancy import policy_id
 from services.application.context import make_context
 from services.application.tenancy import Tenancy
+from services.cli.sessions_common import request_session
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, deactivate_keypair
 from services.sdk.client import BerthAPIError, BerthClient
@@ -139,3 +141,70 @@ async def test_websockets_close_within_seconds_of_their_keypairs_deactivation(
         async with asyncio.timeout(15):
             assert (await anext(bob_events))["sessionEvents"]["position"] == terminated
         await bob_events.aclose()
+
+
+async def test_a_retried_create_session_with_its_idempotency_key_creates_one_session(
+    client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str,
+) -> None:
+    alice = client_for(keys.alice)
+    first = (await alice.execute(CREATE, {"input": {"idempotencyKey": "k-1"}}))["createSession"]
+    after_first = count_events(pg_dsn)
+    again = (await alice.execute(CREATE, {"input": {"idempotencyKey": "k-1", "name": "other"}}))["createSession"]
+    assert again["sessionId"] == first["sessionId"] and again["position"] >= first["position"]
+    assert count_events(pg_dsn) == after_first, "the retry records nothing"
+    other = (await alice.execute(CREATE, {"input": {"idempotencyKey": "k-2"}}))["createSession"]
+    assert other["sessionId"] != first["sessionId"]
+    bobs = (await client_for(keys.bob).execute(CREATE, {"input": {"idempotencyKey": "k-1"}}))["createSession"]
+    assert bobs["sessionId"] not in (first["sessionId"], other["sessionId"]), "keys are scoped per keypair"
+
+
+async def test_concurrent_requests_with_one_idempotency_key_create_one_session(
+    client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str,
+) -> None:
+    alice = client_for(keys.alice)
+    before = count_events(pg_dsn)
+    results = await asyncio.gather(*(alice.execute(CREATE, {"input": {"idempotencyKey": "same"}}) for _ in range(6)))
+    assert len({r["createSession"]["sessionId"] for r in results}) == 1
+    assert count_events(pg_dsn) == before + 2  # one session.requested and the claim of its name
+
+
+@pytest.mark.parametrize("key", ["", "x" * 129, "has space", "tab\t"])
+async def test_a_bad_idempotency_key_is_bad_input_and_records_nothing(
+    client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, key: str,
+) -> None:
+    before = count_events(pg_dsn)
+    with pytest.raises(BerthAPIError) as refused:
+        await client_for(keys.alice).execute(CREATE, {"input": {"idempotencyKey": key}})
+    assert refused.value.code == "BAD_INPUT" and "idempotencyKey" in refused.value.message
+    assert count_events(pg_dsn) == before
+
+
+class _AnswerLost(httpx.AsyncBaseTransport):
+    """Delivers every request to the gateway but loses the first ``lose`` answers (a reset connection)."""
+
+    def __init__(self, app: GatewayApp, lose: int) -> None:
+        self._inner = httpx.ASGITransport(app=app)
+        self.lose = lose
+        self.sent = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        self.sent += 1
+        if self.lose > 0:
+            self.lose -= 1
+            await response.aclose()
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+async def test_the_cli_retries_a_lost_create_session_with_the_same_key(gateway: GatewayApp, keys: Keys,
+                                                                      pg_dsn: str) -> None:
+    transport = _AnswerLost(gateway, lose=2)
+    before = count_events(pg_dsn)
+    async with BerthClient("http://gateway.test", *keys.alice, transport=transport) as alice:
+        session_id, _ = await request_session(alice, {})
+        assert transport.sent == 3, "sent, lost twice, re-sent (each signed afresh: no replay)"
+        assert count_events(pg_dsn) == before + 2, "three deliveries, one session"
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM berth_events WHERE originator_id = %s",
+                            (session_id,)).fetchone()[0] == 1

@@ -194,6 +194,10 @@ class CreateSessionInput:
         default=None, description="Sessions (ids) that must have finished successfully first; each must be yours.")
     designated_agents: list[str] | None = strawberry.field(
         default=None, description="Only these agents may run the session (admins only).")
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="1 to 128 visible ASCII characters, chosen by the client per session it means to "
+        "create and sent again on a retry: a request with a key this keypair used before returns that session and "
+        "creates nothing. Keys never expire: a new session needs a new key.")
 
 
 @strawberry.type
