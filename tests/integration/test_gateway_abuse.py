@@ -20,11 +20,14 @@ from services.application.context import make_context
 from services.application.tenancy import Tenancy
 from services.cli.sessions_common import request_session
 from services.gateway.app import GatewayApp
+from services.common.settings import Settings
 from services.gateway.auth.keypairs import create_keypair, deactivate_keypair
+from services.gateway.main import build_app
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.integration.test_gateway_subscriptions import SUBSCRIBE, publish_from_store
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, clean_streams, client_for, count_events, create_user, gateway, keys, read_models, served,
+    set_position,
 )
 
 QUERY = "{ sessions { edges { id } } }"
@@ -208,3 +211,31 @@ async def test_the_cli_retries_a_lost_create_session_with_the_same_key(gateway: 
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM berth_events WHERE originator_id = %s",
                             (session_id,)).fetchone()[0] == 1
+
+
+async def test_many_aliased_read_your_writes_waits_hold_no_pool_connection(read_models: str, keys: Keys) -> None:
+    """60 afterPosition waits (3 requests of 20 aliases) on a gateway whose pool has 8 connections:
+    they wait on the one LISTEN connection of the position watcher, not on the pool, so a plain query
+    is answered while they wait, and they all end once the read models reach their position."""
+    app = build_app(Settings(pg_dsn=read_models), read_wait=60.0)
+    try:
+        alice = BerthClient("http://gateway.test", *keys.alice, transport=httpx.ASGITransport(app=app))
+        aliased = "{ " + " ".join(f"a{i}: sessions(afterPosition: 50) {{ edges {{ id }} }}" for i in range(20)) + " }"
+        waits = [asyncio.create_task(alice.execute(aliased)) for _ in range(3)]
+        async with asyncio.timeout(30):
+            while app.resources.positions.waiting < 60:  # until every alias waits (deadline above)
+                await asyncio.sleep(0.02)
+            stats = app.resources.pool.get_stats()
+            assert await alice.execute(QUERY) == {"sessions": {"edges": []}}
+        assert stats["pool_size"] - stats.get("pool_available", 0) <= 1, stats
+        assert stats.get("requests_waiting", 0) == 0, stats
+        assert not any(wait.done() for wait in waits), "the read models are not at 50 yet"
+        with psycopg.connect(read_models) as conn:
+            set_position(conn, 50)
+        async with asyncio.timeout(30):
+            results = await asyncio.gather(*waits)
+        assert all(len(result) == 20 for result in results)
+        assert app.resources.positions.connects == 1
+        await alice.aclose()
+    finally:
+        await app.aclose()
