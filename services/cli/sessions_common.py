@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from typing import Any, NamedTuple
 
 import click
-import httpx
 
 from services.cli import queries as q
 from services.cli.output import Output
@@ -20,7 +18,6 @@ from services.common.settings import DEFAULT_IMAGE
 __all__ = [
     "DEFAULT_IMAGE",
     "GONE",
-    "REQUEST_ATTEMPTS",
     "RUNNING_OR_DONE",
     "default_image",
     "fetch_session",
@@ -31,10 +28,6 @@ __all__ = [
 ]
 
 
-REQUEST_ATTEMPTS = 3
-"""Times ``request_session`` sends a request that did not reach the gateway or got no answer."""
-RETRY_DELAY = 0.5
-"""Seconds before the first retry (then twice that)."""
 RUNNING_OR_DONE = {"RUNNING", "TERMINATED", "CANCELLED", "ERROR"}
 GONE = {"TERMINATED", "CANCELLED", "ERROR"}
 
@@ -58,20 +51,10 @@ def parse_resources(values: tuple[str, ...]) -> list[dict[str, str]]:
 
 async def request_session(client: BerthClient, payload: dict[str, Any]) -> tuple[str, int]:
     """Requests a session (``createSession`` input ``payload``); returns its id and event position.
-
-    The request carries a fresh ``idempotencyKey``, the same on each of its retries: a request lost
-    on the way (connection reset, timeout) is sent again, up to ``REQUEST_ATTEMPTS`` times (each
-    signed afresh), and still creates one session."""
-    payload = {**payload, "idempotencyKey": payload.get("idempotencyKey") or uuid.uuid4().hex}
-    for attempt in range(1, REQUEST_ATTEMPTS + 1):
-        try:
-            result = (await client.execute(q.CREATE_SESSION, {"input": payload}))["createSession"]
-            return result["sessionId"], result["position"]
-        except httpx.TransportError:
-            if attempt == REQUEST_ATTEMPTS:
-                raise
-            await asyncio.sleep(RETRY_DELAY * attempt)  # back off before the retry
-    raise AssertionError("unreachable")
+    A retry of a lost request creates no second session (``BerthClient.create_session``: an
+    idempotency key kept across its retries)."""
+    result = await client.create_session(payload)
+    return result["sessionId"], result["position"]
 
 
 async def fetch_session(client: BerthClient, session_id: str, after: int | None) -> dict[str, Any]:

@@ -84,6 +84,16 @@ async def test_a_policy_of_rate_limit_zero_has_no_limit(client_for: Callable[[tu
         await carol.execute(QUERY)
 
 
+async def test_a_websocket_connection_counts_against_the_rate_limit(served: str, keys: Keys, pg_dsn: str) -> None:
+    carol_keys = tight_keypair(pg_dsn, rate_limit=1)
+    async with BerthClient(served, *carol_keys) as carol:
+        session_id = (await carol.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
+        with pytest.raises(BerthAPIError) as refused:
+            async with asyncio.timeout(15):
+                await anext(carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0}))
+    assert refused.value.code == "RATE_LIMITED" and "retry after" in refused.value.message
+
+
 async def test_subscriptions_over_the_cap_are_refused_until_one_closes(
     served: str, keys: Keys, clean_streams, pg_dsn: str,
 ) -> None:
