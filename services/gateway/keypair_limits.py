@@ -8,6 +8,7 @@ get here, so an attacker cannot fill it with made-up keys.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,8 @@ MAX_CACHED = 10_000
 
 
 class KeypairLimitsCache:
-    """``await cache.get(access_key)``: the keypair's limits, loaded by ``load`` at most once per ``ttl``."""
+    """``await cache.get(access_key)``: the keypair's limits, loaded by ``load`` at most once per ``ttl``
+    (concurrent requests of one keypair share one load)."""
 
     def __init__(
         self, load: Callable[[str], Awaitable[KeypairLimits]], *, ttl: float = LIMITS_TTL, size: int = MAX_CACHED,
@@ -34,6 +36,7 @@ class KeypairLimitsCache:
         self._size = size
         self._clock = clock
         self._known: OrderedDict[str, tuple[float, KeypairLimits]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[KeypairLimits]] = {}
 
     async def get(self, access_key: str) -> KeypairLimits:
         """Returns the limits of ``access_key``'s policy, at most ``ttl`` seconds old."""
@@ -41,7 +44,11 @@ class KeypairLimitsCache:
         if found is not None and found[0] > self._clock():
             self._known.move_to_end(access_key)
             return found[1]
-        limits = await self._load(access_key)
+        loading = self._loading.get(access_key)
+        if loading is None:  # one load per keypair at a time, however many of its requests wait for it
+            loading = self._loading[access_key] = asyncio.ensure_future(self._load(access_key))
+            loading.add_done_callback(lambda _: self._loading.pop(access_key, None))
+        limits = await asyncio.shield(loading)
         self._known[access_key] = (self._clock() + self._ttl, limits)
         self._known.move_to_end(access_key)
         while len(self._known) > self._size:

@@ -116,8 +116,13 @@ class Resources:
         return self.rate_limiter.take(access_key, limits.rate_limit)
 
     async def _load_limits(self, access_key: str) -> KeypairLimits:
-        await self.start()
-        return await self.call(self.tenancy.keypair_limits, access_key)
+        """The keypair's policy limits; the defaults while the event store cannot say (logged)."""
+        try:
+            await self.start()
+            return await self.call(self.tenancy.keypair_limits, access_key)
+        except Exception as exc:  # noqa: BLE001 - the store is away: the default limits hold meanwhile
+            log.warning("limits of %s unknown (%s: %s): the defaults apply", access_key, type(exc).__name__, exc)
+            return KeypairLimits()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Returns ``fn(*args, **kwargs)`` run on the store's thread pool."""

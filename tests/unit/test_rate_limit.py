@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from contracts.tenancy import KeypairLimits
 from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateLimiter
@@ -62,6 +64,23 @@ async def test_limits_are_loaded_once_per_ttl() -> None:
     await cache.get("c")
     await cache.get("a")  # dropped as least recently used: loaded again
     assert loads == ["a", "a", "b", "c", "a"]
+
+
+async def test_concurrent_requests_of_one_keypair_share_one_load() -> None:
+    release = asyncio.Event()
+    loads: list[str] = []
+
+    async def load(key: str) -> KeypairLimits:
+        loads.append(key)
+        await release.wait()
+        return KeypairLimits(rate_limit=7)
+
+    cache = KeypairLimitsCache(load, clock=Clock())
+    waiting = [asyncio.create_task(cache.get("a")) for _ in range(50)]
+    await asyncio.sleep(0)  # let every request reach the cache (no timing: the load waits for ``release``)
+    release.set()
+    assert {limits.rate_limit for limits in await asyncio.gather(*waiting)} == {7}
+    assert loads == ["a"]
 
 
 def test_subscription_slots_are_counted_per_keypair_and_given_back() -> None:
