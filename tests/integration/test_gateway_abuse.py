@@ -13,6 +13,8 @@ from collections.abc import Callable
 import httpx
 import psycopg
 import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
 
 from contracts import tenancy_commands as tc
 from contracts.tenancy import policy_id
@@ -249,3 +251,17 @@ async def test_many_aliased_read_your_writes_waits_hold_no_pool_connection(read_
         await alice.aclose()
     finally:
         await app.aclose()
+
+
+async def test_a_signed_websocket_upgrade_over_the_rate_limit_gets_429(served: str, keys: Keys, pg_dsn: str) -> None:
+    carol_keys = tight_keypair(pg_dsn, rate_limit=1)
+    async with BerthClient(served, *carol_keys) as carol:
+        await carol.execute(QUERY)
+        headers = carol.signed_headers("GET", carol.graphql_url, b"")
+    with pytest.raises(InvalidStatus) as refused:
+        async with asyncio.timeout(15), ws_connect("ws" + served[len("http"):] + "/graphql",
+                                                   subprotocols=["graphql-transport-ws"], additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 429
+    assert refused.value.response.headers["Retry-After"] == "900"
+    assert json.loads(refused.value.response.body)["errors"][0]["extensions"]["code"] == "RATE_LIMITED"

@@ -7,7 +7,8 @@ HTTP requests to ``/graphql`` must be signed or carry a bearer token, else they 
 on ``connection_init`` (see ``services.gateway.view``). The caller goes to the inner
 app in ``scope["berth.principal"]``. Every authenticated request, and every websocket
 connection, counts against its keypair's rate limit (``admit``): over it, HTTP 429 with
-``Retry-After`` and code RATE_LIMITED, or a websocket closed with 4429. An authenticated
+``Retry-After`` and code RATE_LIMITED (a signed websocket upgrade too; one refused at
+``connection_init`` is closed, the reason starting ``RATE_LIMITED:``). An authenticated
 websocket is closed within seconds of its keypair's deactivation (``auth.revocation``).
 """
 
@@ -21,7 +22,8 @@ from urllib.parse import parse_qs
 from psycopg_pool import AsyncConnectionPool
 
 from services.gateway.asgi import (
-    App, BodyTooLargeError, Receive, Scope, Send, error_body, headers_of, read_body, replay, send_json, signed_path,
+    App, BodyTooLargeError, Receive, Scope, Send, deny_websocket, error_body, headers_of, read_body, replay, send_json,
+    signed_path,
 )
 from services.gateway.auth.principal import AUTH_FAILED, AuthError, Principal
 from services.gateway.auth.revocation import KeypairWatch, RevocableSocket
@@ -52,12 +54,15 @@ def rate_limited_reason(decision: RateDecision) -> str:
             f" {int(WINDOW) // 60} minutes; retry after {decision.retry_after} s")
 
 
+def _too_many_headers(decision: RateDecision) -> dict[str, str]:
+    """Returns ``Retry-After`` and Backend.AI's ``X-RateLimit-*`` headers of a refusal."""
+    return {"retry-after": str(decision.retry_after), "x-ratelimit-limit": str(decision.limit),
+            "x-ratelimit-remaining": "0", "x-ratelimit-window": str(int(WINDOW))}
+
+
 async def _too_many(send: Send, decision: RateDecision) -> None:
     """Answers 429 with ``Retry-After`` and Backend.AI's ``X-RateLimit-*`` headers."""
-    await send_json(send, 429, error_body(RATE_LIMITED, rate_limited_reason(decision)), {
-        "retry-after": str(decision.retry_after), "x-ratelimit-limit": str(decision.limit),
-        "x-ratelimit-remaining": "0", "x-ratelimit-window": str(int(WINDOW)),
-    })
+    await send_json(send, 429, error_body(RATE_LIMITED, rate_limited_reason(decision)), _too_many_headers(decision))
 
 
 async def _authenticate_http(
@@ -127,9 +132,9 @@ class AuthLayer:
                 return
             decision = await self._admit(principal.access_key)
             if not decision.admitted:
-                await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 4429,
-                            "reason": f"{RATE_LIMITED}: {rate_limited_reason(decision)}"[:120]})
+                reason = rate_limited_reason(decision)
+                await deny_websocket(scope, receive, send, 429, error_body(RATE_LIMITED, reason),
+                                     _too_many_headers(decision), 4429, f"{RATE_LIMITED}: {reason}")
                 return
         holder: dict[str, Any] = {"error": None}
 
