@@ -1,7 +1,8 @@
 """Limits that hold under abuse, per keypair and from its resource policy: the request rate limit
 (HTTP 429 / RATE_LIMITED with Retry-After) and the cap on concurrent subscriptions
 (SUBSCRIPTION_LIMIT, the slot given back when the websocket closes); websockets closed within
-seconds of their keypair's deactivation; createSession's idempotency key."""
+seconds of their keypair's deactivation; createSession's idempotency key (and the CLI's retries);
+aliased read-your-writes waits that hold no pool connection."""
 
 from __future__ import annotations
 
