@@ -20,8 +20,10 @@ from contracts.status import SessionType
 
 __all__ = [
     "DEFAULT_DOMAIN",
+    "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_POLICY",
     "DEFAULT_PROJECT",
+    "DEFAULT_RATE_LIMIT",
     "DEFAULT_RESOURCE_GROUP",
     "DomainCreated",
     "DomainUpdated",
@@ -97,6 +99,13 @@ def rgroup_id(name: str) -> str:
     return f"rgroup_{name}"
 
 
+DEFAULT_RATE_LIMIT = 30000
+"""A policy's ``rate_limit`` unless set (also of the policies recorded before it existed): 30,000
+requests per 15 minutes, 33 a second on average, bursts up to the whole window."""
+DEFAULT_MAX_SUBSCRIPTIONS = 64
+"""A policy's ``max_concurrent_subscriptions`` unless set (also of the policies recorded before it existed)."""
+
+
 class KeypairLimits(msgspec.Struct, frozen=True, kw_only=True):
     """A keypair resource policy (Backend.AI's ``keypair_resource_policies``)."""
 
@@ -109,6 +118,10 @@ class KeypairLimits(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds without an execution before a session is terminated."""
     max_session_lifetime: int = 0
     """Seconds from RUNNING before a session is terminated."""
+    rate_limit: int = DEFAULT_RATE_LIMIT
+    """API requests a keypair may make per 15 minutes (Backend.AI's keypair ``rate_limit``; 0: no limit)."""
+    max_concurrent_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
+    """GraphQL subscriptions a keypair may have open at once (0: no limit)."""
 
 
 class Visibility(msgspec.Struct, frozen=True, kw_only=True):

@@ -97,6 +97,8 @@ class LimitsChange(msgspec.Struct, frozen=True, kw_only=True):
     max_containers_per_session: int | None = None
     idle_timeout: int | None = None
     max_session_lifetime: int | None = None
+    rate_limit: int | None = None
+    max_concurrent_subscriptions: int | None = None
 
 
 class CreateResourcePolicy(Command, frozen=True, kw_only=True):

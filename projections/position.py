@@ -118,6 +118,11 @@ class PositionWatcher:
         """Returns the last position known, None before the first read."""
         return self._known
 
+    @property
+    def waiting(self) -> int:
+        """Returns how many waits are in progress (for tests and logs)."""
+        return len(self._waiters)
+
     async def wait(self, position: int, timeout: float) -> int:
         """Returns the position once the read models reached ``position`` (at once when already
         known); raises ``PositionTimeoutError`` when ``timeout`` seconds pass first."""

@@ -69,7 +69,7 @@ def apply_limits(current: KeypairLimits, change: LimitsChange) -> KeypairLimits:
         if raw is not None:
             fields[name] = checked_slots(raw, name)
     for name in ("max_concurrent_sessions", "max_pending_session_count", "max_containers_per_session",
-                 "idle_timeout", "max_session_lifetime"):
+                 "idle_timeout", "max_session_lifetime", "rate_limit", "max_concurrent_subscriptions"):
         value = getattr(change, name)
         if value is not None:
             fields[name] = _count(value, name)

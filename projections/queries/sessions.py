@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from projections.queries.fetch import columns, fetch_all
 from projections.queries.rows import AgentRow, EventLogRow, KernelRow, SessionRow
+from projections.queries.tenancy import VISIBLE_TO_USER
 
 __all__ = [
     "get_session",
@@ -88,9 +89,17 @@ async def kernels_of(pool: AsyncConnectionPool, session_ids: Sequence[str]) -> d
     return by_session
 
 
-async def list_agents(pool: AsyncConnectionPool) -> list[AgentRow]:
-    """Returns every agent, by id."""
-    return await fetch_all(pool, AgentRow, f"SELECT {columns(AgentRow)} FROM agents ORDER BY agent_id")
+async def list_agents(pool: AsyncConnectionPool, *, user: tuple[str, str] | None = None) -> list[AgentRow]:
+    """Returns every agent, by id; with ``user`` (its domain and name), only the agents of the resource
+    groups that user may use (public, or visible to its domain, one of its projects or keypairs)."""
+    select = f"SELECT {columns(AgentRow)} FROM agents"
+    if user is None:
+        return await fetch_all(pool, AgentRow, f"{select} ORDER BY agent_id")
+    domain, name = user
+    return await fetch_all(
+        pool, AgentRow,
+        f"{select} WHERE resource_group IN (SELECT name FROM resource_groups WHERE {VISIBLE_TO_USER}) ORDER BY agent_id",
+        [domain, name, name])
 
 
 async def list_events(

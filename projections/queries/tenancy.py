@@ -18,6 +18,7 @@ from projections.queries.rows import DomainRow, KeypairRow, ProjectRow, Resource
 
 __all__ = [
     "TenancyScope",
+    "VISIBLE_TO_USER",
     "list_domains",
     "list_keypairs",
     "list_policies",
@@ -85,7 +86,7 @@ _VISIBLE_TO_DOMAIN = (
     " OR visible_projects && ARRAY(SELECT name FROM projects WHERE domain = %s)"
     " OR visible_keypairs && ARRAY(SELECT access_key FROM keypairs_view WHERE domain = %s))"
 )
-_VISIBLE_TO_USER = (
+VISIBLE_TO_USER = (  # a resource group (row) a user may use; parameters: its domain, its name twice
     "(is_public OR %s = ANY(visible_domains)"
     " OR visible_projects && ARRAY(SELECT unnest(projects) FROM users WHERE name = %s)"
     " OR visible_keypairs && ARRAY(SELECT access_key FROM keypairs_view WHERE user_name = %s))"
@@ -100,5 +101,5 @@ async def list_resource_groups(pool: AsyncConnectionPool, scope: TenancyScope) -
     if scope.user is None:
         return await fetch_all(pool, ResourceGroupRow, f"{select} WHERE {_VISIBLE_TO_DOMAIN} ORDER BY name",
                                [scope.domain] * 3)
-    return await fetch_all(pool, ResourceGroupRow, f"{select} WHERE {_VISIBLE_TO_USER} ORDER BY name",
+    return await fetch_all(pool, ResourceGroupRow, f"{select} WHERE {VISIBLE_TO_USER} ORDER BY name",
                            [scope.domain, scope.user, scope.user])

@@ -17,6 +17,7 @@ from contracts.tenancy import (
     DEFAULT_POLICY,
     DEFAULT_PROJECT,
     DEFAULT_RESOURCE_GROUP,
+    KeypairLimits,
     domain_id,
     policy_id,
     project_id,
@@ -26,7 +27,7 @@ from contracts.tenancy import (
 from domain import tenancy
 from domain.emitting import Context
 from domain.errors import AlreadyExistsError
-from domain.tenancy import TenancyState
+from domain.tenancy import KeypairState, PolicyState, TenancyState
 from services.application.context import make_context
 from services.common.store import BerthApplication, ConcurrencyError, retry_on_conflict
 
@@ -69,6 +70,14 @@ class Tenancy(BerthApplication):
     def get_many(self, aggregate_ids: Iterable[str]) -> dict[str, TenancyState | None]:
         """``get`` of several aggregates, caught up with one read (an enqueue check's facts, say)."""
         return self.current_many(aggregate_ids, tenancy.evolve)
+
+    def keypair_limits(self, access_key: str) -> KeypairLimits:
+        """Returns the limits of the resource policy of keypair ``access_key`` (the default policy's
+        when the keypair names none; no limits when the policy is unknown)."""
+        keypair = self.get(access_key)
+        name = keypair.resource_policy if isinstance(keypair, KeypairState) else DEFAULT_POLICY
+        policy = self.get(policy_id(name))
+        return policy.limits if isinstance(policy, PolicyState) else KeypairLimits()
 
     def decide(self, aggregate_id: str, command: Command, ctx: Context) -> list[Event]:
         """Returns the events ``command`` causes (nothing is saved); raises a ``DomainError``."""

@@ -19,7 +19,8 @@ KEYPAIR_COLUMNS = [("accessKey", "ACCESS KEY"), ("user", "USER"), ("domain", "DO
 POLICY_COLUMNS = [("name", "NAME"), ("totalResourceSlots", "TOTAL SLOTS"), ("maxConcurrentSessions", "CONCURRENT"),
                   ("maxPendingSessionCount", "PENDING"), ("maxPendingSessionResourceSlots", "PENDING SLOTS"),
                   ("maxContainersPerSession", "CONTAINERS"), ("idleTimeout", "IDLE S"),
-                  ("maxSessionLifetime", "LIFETIME S")]
+                  ("maxSessionLifetime", "LIFETIME S"), ("rateLimit", "REQ/15MIN"),
+                  ("maxConcurrentSubscriptions", "SUBSCRIPTIONS")]
 _KEYPAIR_FIELDS = [(key, header.lower()) for key, header in KEYPAIR_COLUMNS]
 _POLICY_FIELDS = [(key, header.lower()) for key, header in POLICY_COLUMNS]
 
@@ -92,6 +93,10 @@ def _limit_options(func: Any) -> Any:
         click.option("--max-containers-per-session", type=int, help="Kernels of one session (0 = unlimited)."),
         click.option("--idle-timeout", type=int, help="Seconds without an execution before termination (0 = never)."),
         click.option("--max-session-lifetime", type=int, help="Seconds from RUNNING before termination (0 = never)."),
+        click.option("--rate-limit", type=int, help="API requests per 15 minutes of each keypair (0 = unlimited; "
+                     "default 30000)."),
+        click.option("--max-concurrent-subscriptions", type=int, help="Subscriptions (websocket streams) open at once "
+                     "per keypair (0 = unlimited; default 64)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -106,6 +111,7 @@ def _limits(name: str, total_slots: str | None, pending_slots: str | None, **cou
         "maxPendingSessionCount": counts["max_pending_session_count"],
         "maxContainersPerSession": counts["max_containers_per_session"],
         "idleTimeout": counts["idle_timeout"], "maxSessionLifetime": counts["max_session_lifetime"],
+        "rateLimit": counts["rate_limit"], "maxConcurrentSubscriptions": counts["max_concurrent_subscriptions"],
     }
 
 

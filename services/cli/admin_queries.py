@@ -5,7 +5,8 @@ PROJECT_FIELDS = "name domain description totalResourceSlots createdAt"
 USER_FIELDS = "name domain role projects isActive createdAt"
 KEYPAIR_FIELDS = "accessKey user domain role resourcePolicy isActive createdAt"
 POLICY_FIELDS = """name totalResourceSlots maxConcurrentSessions maxPendingSessionCount
-  maxPendingSessionResourceSlots maxContainersPerSession idleTimeout maxSessionLifetime"""
+  maxPendingSessionResourceSlots maxContainersPerSession idleTimeout maxSessionLifetime
+  rateLimit maxConcurrentSubscriptions"""
 RGROUP_FIELDS = "name description scheduler agentSelection allowedSessionTypes pendingTimeout public domains projects keypairs"
 
 DOMAINS = "query($p: Int) { domains(afterPosition: $p) { " + DOMAIN_FIELDS + " } }"

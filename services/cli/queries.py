@@ -8,10 +8,6 @@ SESSION_FIELDS = """
 
 KERNEL_FIELDS = "id clusterRole clusterIdx agentId status statusReason statusDetail containerId exitCode slots"
 
-CREATE_SESSION = """
-mutation($input: CreateSessionInput!) { createSession(input: $input) { sessionId position } }
-"""
-
 TERMINATE_SESSION = """
 mutation($id: String!) { terminateSession(sessionId: $id) { sessionId position } }
 """

@@ -50,8 +50,10 @@ def parse_resources(values: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 async def request_session(client: BerthClient, payload: dict[str, Any]) -> tuple[str, int]:
-    """Requests a session (``createSession`` input ``payload``); returns its id and event position."""
-    result = (await client.execute(q.CREATE_SESSION, {"input": payload}))["createSession"]
+    """Requests a session (``createSession`` input ``payload``); returns its id and event position.
+    A retry of a lost request creates no second session (``BerthClient.create_session``: an
+    idempotency key kept across its retries)."""
+    result = await client.create_session(payload)
     return result["sessionId"], result["position"]
 
 

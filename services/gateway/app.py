@@ -30,8 +30,9 @@ class GatewayApp:
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
-        self._graphql = AuthLayer(BerthGraphQL(build_schema(), resources), resources.authenticator)
-        self._token = TokenEndpoint(resources.authenticator, resources.pool)
+        self._graphql = AuthLayer(BerthGraphQL(build_schema(), resources), resources.authenticator, resources.admit,
+                                  resources.keypair_watch)
+        self._token = TokenEndpoint(resources.authenticator, resources.admit, resources.pool)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

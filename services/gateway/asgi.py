@@ -6,7 +6,10 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["BodyTooLargeError", "Scope", "error_body", "headers_of", "read_body", "replay", "send_json", "signed_path"]
+__all__ = [
+    "BodyTooLargeError", "Scope", "deny_websocket", "error_body", "headers_of", "read_body", "replay", "send_json",
+    "signed_path",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,10 +70,23 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
-async def send_json(send: Send, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
-    """Sends a complete JSON response."""
+async def send_json(send: Send, status: int, document: Any, headers: dict[str, str] | None = None,
+                    *, kind: str = "http") -> None:
+    """Sends a complete JSON response (``kind`` "websocket.http": a websocket handshake's denial)."""
     body = json.dumps(document).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{kind}.response.start", "status": status, "headers": raw})
+    await send({"type": f"{kind}.response.body", "body": body})
+
+
+async def deny_websocket(scope: Scope, receive: Receive, send: Send, status: int, document: Any,
+                         headers: dict[str, str], close_code: int, reason: str) -> None:
+    """Refuses a websocket handshake: with an HTTP ``status`` response where the server can send one
+    (the ASGI ``websocket.http.response`` extension, as uvicorn has), else by closing it with ``close_code``
+    and ``reason`` (which the server turns into a 403)."""
+    await receive()  # websocket.connect
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send_json(send, status, document, headers, kind="websocket.http")
+    else:
+        await send({"type": "websocket.close", "code": close_code, "reason": reason[:120]})

@@ -25,7 +25,9 @@ __all__ = [
     "INTERNAL",
     "NOT_FOUND",
     "QUOTA",
+    "RATE_LIMITED",
     "READ_MODEL_BEHIND",
+    "SUBSCRIPTION_LIMIT",
     "UNAUTHENTICATED",
     "UNAVAILABLE",
     "from_domain",
@@ -40,6 +42,10 @@ READ_MODEL_BEHIND = "READ_MODEL_BEHIND"
 UNAVAILABLE = "UNAVAILABLE"
 INTERNAL = "INTERNAL"
 QUOTA = "QUOTA"
+RATE_LIMITED = "RATE_LIMITED"
+"""The keypair made more requests than its policy's ``rate_limit`` allows per 15 minutes (HTTP 429, Retry-After)."""
+SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
+"""The keypair has its policy's ``max_concurrent_subscriptions`` open already."""
 AMBIGUOUS = "AMBIGUOUS"
 """A session reference (id prefix or name) that matches several sessions; the message lists them."""
 

@@ -1,5 +1,5 @@
 """What the gateway holds while it runs: the read-model pool and position watcher, the event store, NATS,
-the auth tables.
+the auth tables, and the per-keypair request rate and subscription counts.
 
 Everything opens lazily on the first request (or at ASGI lifespan startup), so the
 app also works under transports that skip lifespan, such as ``httpx.ASGITransport``.
@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from contracts.commands import RequestSession
+from contracts.tenancy import KeypairLimits
 from domain.emitting import Context
 from projections.position import PositionWatcher
 from services.application.facade import Facade
@@ -27,9 +28,14 @@ from services.application.tenancy import Tenancy
 from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
+from services.gateway.auth.replay import SEEN_SIGNATURES_DDL
+from services.gateway.auth.revocation import KeypairWatch
 from services.gateway.auth.tokens import TOKENS_DDL
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import UNAVAILABLE, GatewayError
+from services.gateway.keypair_limits import KeypairLimitsCache
+from services.gateway.rate_limit import RateDecision, RateLimiter
+from services.gateway.subscription_slots import SubscriptionSlots
 
 __all__ = ["READ_WAIT", "Resources"]
 
@@ -53,6 +59,12 @@ class Resources:
         )
         self.positions = PositionWatcher(limited_dsn(settings.pg_dsn))  # read-your-writes: one LISTEN connection
         self.authenticator = Authenticator(self.pool)
+        self.keypair_limits = KeypairLimitsCache(self._load_limits)
+        """Each keypair's policy limits (rate limit, subscriptions), a few seconds old at most."""
+        self.rate_limiter = RateLimiter()
+        self.subscription_slots = SubscriptionSlots()
+        self.keypair_watch = KeypairWatch(self.pool)
+        """Closes websockets of deactivated keypairs (one re-check every 2 s for all of them)."""
         self._nats = nats
         self._own_nats = nats is None
         self._store = Facade("gateway-store", STORE_THREADS)
@@ -92,10 +104,25 @@ class Resources:
             async with self.pool.connection() as conn:
                 await conn.execute(KEYPAIRS_DDL)
                 await conn.execute(TOKENS_DDL)
+                await conn.execute(SEEN_SIGNATURES_DDL)
             self._sessions = await self._store.open(Sessions, self.settings.pg_dsn)
             self._tenancy = await self._store.open(Tenancy, self.settings.pg_dsn)
             self._requests = GroupCommit(self._store, self._sessions.request_many)
             self._started = True
+
+    async def admit(self, access_key: str) -> RateDecision:
+        """Counts one request of ``access_key`` against its policy's ``rate_limit``."""
+        limits = await self.keypair_limits.get(access_key)
+        return self.rate_limiter.take(access_key, limits.rate_limit)
+
+    async def _load_limits(self, access_key: str) -> KeypairLimits:
+        """The keypair's policy limits; the defaults while the event store cannot say (logged)."""
+        try:
+            await self.start()
+            return await self.call(self.tenancy.keypair_limits, access_key)
+        except Exception as exc:  # noqa: BLE001 - the store is away: the default limits hold meanwhile
+            log.warning("limits of %s unknown (%s: %s): the defaults apply", access_key, type(exc).__name__, exc)
+            return KeypairLimits()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Returns ``fn(*args, **kwargs)`` run on the store's thread pool."""
@@ -121,6 +148,7 @@ class Resources:
             await self._nats.close()
             self._nats = None
         await self.positions.close()
+        await self.keypair_watch.close()
         self.positions = PositionWatcher(limited_dsn(self.settings.pg_dsn))  # a restart listens afresh
         if self._requests is not None:
             await self._requests.close()

@@ -17,9 +17,10 @@ from strawberry.schema import BaseSchema
 from strawberry.types.unset import UNSET, UnsetType
 
 from services.gateway.asgi import headers_of
-from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY
+from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_limited_reason
 from services.gateway.auth.principal import AUTH_FAILED, AuthError
 from services.gateway.context import GatewayContext
+from services.gateway.errors import RATE_LIMITED
 from services.gateway.resources import Resources
 
 __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
@@ -58,4 +59,14 @@ class BerthGraphQL(GraphQL):
             if holder is not None:
                 holder["error"] = f"UNAUTHENTICATED: {AUTH_FAILED}"
             raise ConnectionRejectionError({"message": AUTH_FAILED}) from exc
+        decision = await self.resources.admit(context.principal.access_key)
+        if not decision.admitted:
+            reason = rate_limited_reason(decision)
+            holder = scope.get(WS_AUTH_KEY)
+            if holder is not None:
+                holder["error"] = f"{RATE_LIMITED}: {reason}"
+            raise ConnectionRejectionError({"message": reason, "code": RATE_LIMITED})
+        holder = scope.get(WS_AUTH_KEY)
+        if holder is not None and holder.get("follow") is not None:
+            holder["follow"](context.principal.access_key)  # closed once its keypair is deactivated
         return UNSET

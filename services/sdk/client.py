@@ -11,8 +11,10 @@ Every request is signed with the keypair (Backend.AI HMAC); a GraphQL error rais
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +26,11 @@ from services.sdk.signing import sign_request
 
 __all__ = ["BerthAPIError", "BerthClient"]
 
+CREATE_SESSION = "mutation($input: CreateSessionInput!) { createSession(input: $input) { sessionId position } }"
+REQUEST_ATTEMPTS = 3
+"""Times ``create_session`` sends a request whose answer was lost (connection reset, timeout)."""
+RETRY_DELAY = 0.5
+"""Seconds before its first retry (then twice that)."""
 GRAPHQL_PATH = "/graphql"
 TOKEN_PATH = "/auth/token"
 PROTOCOL = "graphql-transport-ws"
@@ -89,6 +96,22 @@ class BerthClient:
             _raise_first(document["errors"])
         return document.get("data") or {}
 
+    async def create_session(self, input: dict[str, Any]) -> dict[str, Any]:
+        """Requests a session (a ``CreateSessionInput``); returns ``{sessionId, position}``.
+
+        The request carries an ``idempotencyKey`` (``input``'s, else a fresh random one) and is sent
+        again, with that key and signed afresh, when its answer is lost (up to ``REQUEST_ATTEMPTS``
+        times): however often it reaches the gateway, it creates one session."""
+        input = {**input, "idempotencyKey": input.get("idempotencyKey") or uuid.uuid4().hex}
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+            try:
+                return dict((await self.execute(CREATE_SESSION, {"input": input}))["createSession"])
+            except httpx.TransportError:
+                if attempt == REQUEST_ATTEMPTS:
+                    raise
+                await asyncio.sleep(RETRY_DELAY * attempt)  # back off before the retry
+        raise AssertionError("unreachable")
+
     async def issue_token(self) -> str:
         """Returns a new bearer token (valid 12 h) for this keypair, from ``POST /auth/token``."""
         url = self.base_url + TOKEN_PATH
@@ -150,6 +173,9 @@ class BerthClient:
     def _closed_error(exc: ConnectionClosed) -> BerthAPIError:
         reason = exc.rcvd.reason if exc.rcvd is not None else ""
         code = exc.rcvd.code if exc.rcvd is not None else None
+        for refusal in ("RATE_LIMITED", "SUBSCRIPTION_LIMIT"):
+            if reason.startswith(f"{refusal}: "):
+                return BerthAPIError(refusal, reason.removeprefix(f"{refusal}: "))
         if code == 4403 or reason.startswith("UNAUTHENTICATED"):
             return BerthAPIError("UNAUTHENTICATED", reason.removeprefix("UNAUTHENTICATED: ") or "connection refused")
         return BerthAPIError("CONNECTION_CLOSED", f"websocket closed ({code}): {reason}")

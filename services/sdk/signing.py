@@ -4,6 +4,10 @@
 with the date in ``X-BackendAI-Date`` (ISO 8601, UTC). The signing key is derived
 from the secret key, the date (``YYYYMMDD``) and the host, as Backend.AI does; the
 signed string also covers a SHA-256 of the body, so a body cannot be swapped.
+
+The gateway accepts a signature once (a replay within the date window is refused), so
+``sign_request`` never dates two requests alike: the date keeps its microseconds and is
+strictly increasing within a process (``next_date``); a retry is signed afresh.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+import threading
 
 __all__ = [
     "API_VERSION",
     "SignatureError",
+    "next_date",
     "parse_authorization",
     "sign_request",
     "signature_for",
@@ -23,6 +29,21 @@ __all__ = [
 
 API_VERSION = "v8.20260101"
 _AUTH = re.compile(r"^BackendAI signMethod=HMAC-(?P<hash>[A-Z0-9]+), credential=(?P<access>[^:\s]+):(?P<sig>[0-9a-f]+)$")
+
+
+_last_date = dt.datetime.min.replace(tzinfo=dt.UTC)
+_date_lock = threading.Lock()
+
+
+def next_date() -> dt.datetime:
+    """Returns the current UTC time, with microseconds, later than every date this process returned
+    before (a microsecond later when the clock did not move or went back): no two requests signed
+    here carry the same date, so none carries the signature of another."""
+    global _last_date
+    with _date_lock:
+        now = dt.datetime.now(dt.UTC)
+        _last_date = now if now > _last_date else _last_date + dt.timedelta(microseconds=1)
+        return _last_date
 
 
 class SignatureError(ValueError):
@@ -54,8 +75,8 @@ def sign_request(
     *, access_key: str, secret_key: str, method: str, path: str, host: str, body: bytes,
     content_type: str = "application/json", date: dt.datetime | None = None,
 ) -> dict[str, str]:
-    """Returns the headers that sign a request."""
-    date = (date or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    """Returns the headers that sign a request, dated ``date`` or else ``next_date()``."""
+    date = date or next_date()
     signature = signature_for(
         secret_key=secret_key, method=method, path=path, date=date, host=host, content_type=content_type, body=body
     )

@@ -158,3 +158,43 @@ def test_keypairs_look_like_backend_ai_and_record_an_event_without_the_secret(pg
     assert topic == "keypair.created"
     assert secret_key.encode() not in bytes(state)
     assert json.loads(bytes(state))["user"] == "carol"
+
+
+async def test_replayed_signed_request_gets_401_and_creates_nothing(http: httpx.AsyncClient, keys: Keys, pg_dsn: str) -> None:
+    """A captured createSession sent again within the date window: the first creates a session, the
+    replay gets the one answer for every authentication failure and records nothing."""
+    headers = signed(keys.alice)
+    first = await http.post(URL, content=CREATE_BODY, headers=headers)
+    assert first.status_code == 200, first.text
+    after_first = count_events(pg_dsn)
+    replay = await http.post(URL, content=CREATE_BODY, headers=headers)
+    assert replay.status_code == 401
+    assert error_of(replay) == ("UNAUTHENTICATED", "authentication failed")
+    assert count_events(pg_dsn) == after_first
+
+
+async def test_replayed_token_request_mints_no_token(http: httpx.AsyncClient, keys: Keys, pg_dsn: str) -> None:
+    headers = signed(keys.alice, b"", path="/auth/token")
+    first = await http.post(f"http://{HOST}/auth/token", content=b"", headers=headers)
+    assert first.status_code == 200, first.text
+    replay = await http.post(f"http://{HOST}/auth/token", content=b"", headers=headers)
+    assert replay.status_code == 401 and error_of(replay)[1] == "authentication failed"
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM auth_tokens WHERE access_key = %s",
+                            (keys.alice[0],)).fetchone()[0] == 1
+
+
+async def test_a_signature_another_keypair_used_is_no_replay(http: httpx.AsyncClient, keys: Keys) -> None:
+    """The ledger is keyed by access key and signature; the same request of two keypairs passes."""
+    date = dt.datetime.now(dt.UTC)
+    query = json.dumps({"query": "{ sessions { edges { id } } }"}).encode()
+    for keypair in (keys.alice, keys.bob):
+        response = await http.post(URL, content=query, headers=signed(keypair, query, date=date))
+        assert response.status_code == 200, response.text
+
+
+async def test_sdk_client_sends_the_same_query_twice_in_a_row(client_for, keys: Keys) -> None:  # noqa: ANN001 - fixture
+    """The SDK signs every request afresh: a poll that repeats a query within a clock tick is no replay."""
+    client = client_for(keys.alice)
+    for _ in range(5):
+        assert await client.execute("{ sessions { edges { id } } }") == {"sessions": {"edges": []}}

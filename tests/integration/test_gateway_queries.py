@@ -1,4 +1,5 @@
-"""Gateway queries over the read models: read-your-writes, ownership, paging, agents, the event log.
+"""Gateway queries over the read models: read-your-writes, ownership, paging, agents (by resource group
+visibility), the event log.
 
 Read-model rows are written directly here, as the projector would write them.
 """
@@ -102,19 +103,51 @@ async def test_bad_query_arguments_are_bad_input(client_for, keys: Keys, variabl
     assert refused.value.code == "BAD_INPUT" and fragment in refused.value.message
 
 
-async def test_agents_are_visible_to_every_caller(client_for, keys: Keys, pg_dsn: str) -> None:
+def _agent(conn: psycopg.Connection, agent_id: str, group: str) -> None:
+    conn.execute(
+        "INSERT INTO agents (agent_id, hostname, backend, resource_group, status, capacity, occupied, kernel_count,"
+        " registered_at, updated_at, version) VALUES (%s, %s, 'docker', %s, 'ALIVE', %s, %s, 0, %s, %s, 1)",
+        (agent_id, f"host-{agent_id}", group, json.dumps({"cpu": "8", "mem": "17179869184"}), json.dumps({}), T0, T0),
+    )
+
+
+def _group(conn: psycopg.Connection, name: str, *, public: bool = False, domains: tuple[str, ...] = (),
+           keypairs: tuple[str, ...] = ()) -> None:
+    conn.execute(
+        "INSERT INTO resource_groups (name, description, options, scheduler, agent_selection, allowed_session_types,"
+        " pending_timeout, is_public, visible_domains, visible_projects, visible_keypairs, created_at, updated_at,"
+        " version, last_position) VALUES (%s, '', '{}', 'fifo', 'dispersed', '{interactive,batch}', 0, %s, %s, '{}',"
+        " %s, %s, %s, 1, 1)",
+        (name, public, list(domains), list(keypairs), T0, T0),
+    )
+
+
+async def test_users_see_agents_of_their_resource_groups_without_hostnames(client_for, keys: Keys, pg_dsn: str) -> None:
+    """An admin sees every agent with its hostname; a user only those of the resource groups it may use
+    (public, its domain's, its keypair's), hostname null."""
     with psycopg.connect(pg_dsn) as conn:
+        _group(conn, "default", public=True)
+        _group(conn, "ours", domains=("default",))
+        _group(conn, "theirs", domains=("other",))
+        _group(conn, "alices", keypairs=(keys.alice[0],))
         conn.execute(
-            "INSERT INTO agents (agent_id, hostname, backend, status, capacity, occupied, kernel_count,"
-            " registered_at, updated_at, version) VALUES ('a1', 'node1', 'docker', 'ALIVE', %s, %s, 0, %s, %s, 1)",
-            (json.dumps({"cpu": "8", "mem": "17179869184"}), json.dumps({}), T0, T0),
+            "INSERT INTO keypairs_view (access_key, user_name, domain, role, resource_policy, is_active, created_at,"
+            " updated_at, version, last_position) VALUES (%s, 'alice', 'default', 'user', 'default', true, %s, %s, 1, 1)",
+            (keys.alice[0], T0, T0),
         )
+        for agent_id, group in (("a1", "default"), ("a2", "ours"), ("a3", "theirs"), ("a4", "alices")):
+            _agent(conn, agent_id, group)
         set_position(conn, 7)
-    query = "query($pos: Int) { agents(afterPosition: $pos) { id hostname status capacity occupied kernelCount } }"
-    for keypair in (keys.alice, keys.admin):
-        agents = (await client_for(keypair).execute(query, {"pos": 7}))["agents"]
-        assert agents == [{"id": "a1", "hostname": "node1", "status": "ALIVE",
-                           "capacity": {"cpu": "8", "mem": "17179869184"}, "occupied": {}, "kernelCount": 0}]
+    query = "query($pos: Int) { agents(afterPosition: $pos) { id hostname resourceGroup capacity occupied kernelCount } }"
+    admin = (await client_for(keys.admin).execute(query, {"pos": 7}))["agents"]
+    assert [(a["id"], a["hostname"]) for a in admin] == [("a1", "host-a1"), ("a2", "host-a2"), ("a3", "host-a3"),
+                                                         ("a4", "host-a4")]
+    alice = (await client_for(keys.alice).execute(query, {"pos": 7}))["agents"]
+    assert [(a["id"], a["hostname"]) for a in alice] == [("a1", None), ("a2", None), ("a4", None)]
+    assert alice[0] == {"id": "a1", "hostname": None, "resourceGroup": "default",
+                        "capacity": {"cpu": "8", "mem": "17179869184"}, "occupied": {}, "kernelCount": 0}
+    bob = (await client_for(keys.bob).execute(query, {"pos": 7}))["agents"]
+    assert [a["id"] for a in bob] == ["a1", "a2"]
 
 
 def _log_event(conn: psycopg.Connection, position: int, aggregate_id: str, type_: str, at: dt.datetime) -> None:

@@ -64,8 +64,11 @@ async def test_admin_commands_create_and_list(served: str, keys: Keys, projectin
                            "--max-pending-session-resource-slots", "mem=4g", "--max-containers-per-session", "1")
     assert (policy["maxPendingSessionCount"], policy["maxContainersPerSession"]) == (2, 1)
     assert policy["maxPendingSessionResourceSlots"] == {"mem": str(4 * GIB)}
-    policy = await as_json(served, admin, "admin", "policy", "update", "small", "--idle-timeout", "600")
+    assert (policy["rateLimit"], policy["maxConcurrentSubscriptions"]) == (30000, 64)  # the defaults
+    policy = await as_json(served, admin, "admin", "policy", "update", "small", "--idle-timeout", "600",
+                           "--rate-limit", "900", "--max-concurrent-subscriptions", "4")
     assert (policy["idleTimeout"], policy["maxPendingSessionCount"]) == (600, 2)
+    assert (policy["rateLimit"], policy["maxConcurrentSubscriptions"]) == (900, 4)
     created = await as_json(served, admin, "admin", "keypair", "create", "dave")
     dave = (created["accessKey"], created["secretKey"])
     row = await as_json(served, admin, "admin", "keypair", "set-policy", dave[0], "small")

@@ -43,10 +43,23 @@ def test_sign_request_headers_round_trip_through_parse_authorization() -> None:
     assert headers["Content-Type"] == "application/json"
 
 
-def test_sign_request_drops_microseconds_so_the_header_date_is_the_signed_one() -> None:
-    headers = sign_request(access_key="AK", secret_key="s", method="GET", path="/", host="h", body=b"",
-                           date=DATE.replace(microsecond=123456))
-    assert headers["X-BackendAI-Date"] == DATE.isoformat()
+def test_sign_request_keeps_microseconds_so_the_header_date_is_the_signed_one() -> None:
+    date = DATE.replace(microsecond=123456)
+    headers = sign_request(access_key="AK", secret_key="s", method="GET", path="/", host="h", body=b"", date=date)
+    assert headers["X-BackendAI-Date"] == date.isoformat()
+    signature = parse_authorization(headers["Authorization"])[1]
+    assert signature == signature_for(secret_key="s", method="GET", path="/", date=dt.datetime.fromisoformat(
+        headers["X-BackendAI-Date"]), host="h", content_type="application/json", body=b"")
+
+
+def test_identical_requests_signed_in_a_row_never_share_a_signature() -> None:
+    """The gateway accepts a signature once: a client that sends the same request twice (a poll, a
+    retry) must sign it twice, differently, even within one clock tick."""
+    signed = [sign_request(access_key="AK", secret_key="s", method="POST", path="/graphql", host="h", body=b"{}")
+              for _ in range(200)]
+    assert len({headers["Authorization"] for headers in signed}) == 200
+    dates = [dt.datetime.fromisoformat(headers["X-BackendAI-Date"]) for headers in signed]
+    assert dates == sorted(dates)
 
 
 @pytest.mark.parametrize("header, fragment", [

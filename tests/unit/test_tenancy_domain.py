@@ -91,6 +91,10 @@ def test_domain_created_with_parsed_slots_then_updated(world: World) -> None:
     (policy_id("default"), tc.CreateResourcePolicy(name="default"), AlreadyExistsError, "already exists"),
     (policy_id("p"), tc.CreateResourcePolicy(name="p", limits=tc.LimitsChange(max_concurrent_sessions=-1)),
      InvalidRequestError, "max_concurrent_sessions must be a non-negative integer"),
+    (policy_id("p"), tc.CreateResourcePolicy(name="p", limits=tc.LimitsChange(rate_limit=-1)),
+     InvalidRequestError, "rate_limit must be a non-negative integer"),
+    (policy_id("p"), tc.CreateResourcePolicy(name="p", limits=tc.LimitsChange(max_concurrent_subscriptions=-3)),
+     InvalidRequestError, "max_concurrent_subscriptions must be a non-negative integer"),
     (policy_id("p"), tc.CreateResourcePolicy(name="p", limits=tc.LimitsChange(
         max_pending_session_resource_slots={"mem": "lots"})), InvalidRequestError, "max_pending_session_resource_slots"),
     (policy_id("nope"), tc.UpdateResourcePolicy(limits=tc.LimitsChange()), NotFoundError, "resource policy nope not found"),

@@ -5,31 +5,42 @@ HTTP requests to ``/graphql`` must be signed or carry a bearer token, else they 
 ``query`` parameter) is served to anyone. A websocket upgrade that carries an
 ``Authorization`` header is checked here; one without is checked by the GraphQL view
 on ``connection_init`` (see ``services.gateway.view``). The caller goes to the inner
-app in ``scope["berth.principal"]``.
+app in ``scope["berth.principal"]``. Every authenticated request, and every websocket
+connection, counts against its keypair's rate limit (``admit``): over it, HTTP 429 with
+``Retry-After`` and code RATE_LIMITED (a signed websocket upgrade too; one refused at
+``connection_init`` is closed, the reason starting ``RATE_LIMITED:``). An authenticated
+websocket is closed within seconds of its keypair's deactivation (``auth.revocation``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from psycopg_pool import AsyncConnectionPool
 
 from services.gateway.asgi import (
-    App, BodyTooLargeError, Receive, Scope, Send, error_body, headers_of, read_body, replay, send_json, signed_path,
+    App, BodyTooLargeError, Receive, Scope, Send, deny_websocket, error_body, headers_of, read_body, replay, send_json,
+    signed_path,
 )
 from services.gateway.auth.principal import AUTH_FAILED, AuthError, Principal
+from services.gateway.auth.revocation import KeypairWatch, RevocableSocket
 from services.gateway.auth.tokens import issue_token
 from services.gateway.auth.verify import Authenticator
-from services.gateway.errors import BAD_INPUT, UNAUTHENTICATED
+from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAUTHENTICATED
+from services.gateway.rate_limit import WINDOW, RateDecision
 
-__all__ = ["MAX_BODY", "PRINCIPAL_KEY", "WS_AUTH_KEY", "AuthLayer", "TokenEndpoint", "unauthorized"]
+__all__ = ["MAX_BODY", "PRINCIPAL_KEY", "WS_AUTH_KEY", "Admit", "AuthLayer", "TokenEndpoint", "rate_limited_reason",
+           "unauthorized"]
 
 log = logging.getLogger(__name__)
 PRINCIPAL_KEY = "berth.principal"
 WS_AUTH_KEY = "berth.ws_auth"
 MAX_BODY = 1 << 20
+Admit = Callable[[str], Awaitable[RateDecision]]
+"""Counts one request of an access key against its rate limit (``Resources.admit``)."""
 
 
 async def unauthorized(send: Send, reason: str) -> None:
@@ -37,8 +48,25 @@ async def unauthorized(send: Send, reason: str) -> None:
     await send_json(send, 401, error_body(UNAUTHENTICATED, reason), {"www-authenticate": "BackendAI, Bearer"})
 
 
+def rate_limited_reason(decision: RateDecision) -> str:
+    """Returns what a refused client is told: the limit and when to try again."""
+    return (f"rate limit exceeded: your resource policy allows {decision.limit} requests per"
+            f" {int(WINDOW) // 60} minutes; retry after {decision.retry_after} s")
+
+
+def _too_many_headers(decision: RateDecision) -> dict[str, str]:
+    """Returns ``Retry-After`` and Backend.AI's ``X-RateLimit-*`` headers of a refusal."""
+    return {"retry-after": str(decision.retry_after), "x-ratelimit-limit": str(decision.limit),
+            "x-ratelimit-remaining": "0", "x-ratelimit-window": str(int(WINDOW))}
+
+
+async def _too_many(send: Send, decision: RateDecision) -> None:
+    """Answers 429 with ``Retry-After`` and Backend.AI's ``X-RateLimit-*`` headers."""
+    await send_json(send, 429, error_body(RATE_LIMITED, rate_limited_reason(decision)), _too_many_headers(decision))
+
+
 async def _authenticate_http(
-    authenticator: Authenticator, scope: Scope, receive: Receive, send: Send, *, allow_bearer: bool
+    authenticator: Authenticator, admit: Admit, scope: Scope, receive: Receive, send: Send, *, allow_bearer: bool
 ) -> tuple[Principal, bytes] | None:
     """Returns the caller and the body, or answers the error itself and returns None."""
     try:
@@ -55,15 +83,22 @@ async def _authenticate_http(
         log.info("refused %s %s: %s", scope["method"], scope.get("path"), exc)
         await unauthorized(send, AUTH_FAILED)
         return None
+    decision = await admit(principal.access_key)
+    if not decision.admitted:
+        log.info("rate limited %s: %s %s", principal.access_key, scope["method"], scope.get("path"))
+        await _too_many(send, decision)
+        return None
     return principal, body
 
 
 class AuthLayer:
     """Wraps the GraphQL app: authenticates each request and hands the caller on in the scope."""
 
-    def __init__(self, app: App, authenticator: Authenticator) -> None:
+    def __init__(self, app: App, authenticator: Authenticator, admit: Admit, watch: KeypairWatch) -> None:
         self._app = app
         self._authenticator = authenticator
+        self._admit = admit
+        self._watch = watch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -77,7 +112,7 @@ class AuthLayer:
         if scope["method"] == "GET" and "query" not in parse_qs(scope.get("query_string", b"").decode("latin-1")):
             await self._app(scope, receive, send)  # the GraphiQL page; its queries need credentials
             return
-        found = await _authenticate_http(self._authenticator, scope, receive, send, allow_bearer=True)
+        found = await _authenticate_http(self._authenticator, self._admit, scope, receive, send, allow_bearer=True)
         if found is not None:
             principal, body = found
             await self._app({**scope, PRINCIPAL_KEY: principal}, replay(body, receive), send)
@@ -95,6 +130,12 @@ class AuthLayer:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008, "reason": AUTH_FAILED})
                 return
+            decision = await self._admit(principal.access_key)
+            if not decision.admitted:
+                reason = rate_limited_reason(decision)
+                await deny_websocket(scope, receive, send, 429, error_body(RATE_LIMITED, reason),
+                                     _too_many_headers(decision), 4429, f"{RATE_LIMITED}: {reason}")
+                return
         holder: dict[str, Any] = {"error": None}
 
         async def send_with_reason(message: dict[str, Any]) -> None:
@@ -102,21 +143,29 @@ class AuthLayer:
                 message = {**message, "reason": holder["error"][:120]}
             await send(message)
 
-        await self._app({**scope, PRINCIPAL_KEY: principal, WS_AUTH_KEY: holder}, receive, send_with_reason)
+        socket = RevocableSocket(receive, send_with_reason, self._watch)
+        if principal is not None:
+            socket.follow(principal.access_key)
+        holder["follow"] = socket.follow  # the view follows a principal authenticated at connection_init
+        try:
+            await self._app({**scope, PRINCIPAL_KEY: principal, WS_AUTH_KEY: holder}, socket.receive, socket.send)
+        finally:
+            socket.release()
 
 
 class TokenEndpoint:
     """``POST /auth/token``: a signed request gets a bearer token valid for 12 hours."""
 
-    def __init__(self, authenticator: Authenticator, pool: AsyncConnectionPool) -> None:
+    def __init__(self, authenticator: Authenticator, admit: Admit, pool: AsyncConnectionPool) -> None:
         self._authenticator = authenticator
+        self._admit = admit
         self._pool = pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await send_json(send, 405, error_body(BAD_INPUT, "use POST /auth/token with a signed request"))
             return
-        found = await _authenticate_http(self._authenticator, scope, receive, send, allow_bearer=False)
+        found = await _authenticate_http(self._authenticator, self._admit, scope, receive, send, allow_bearer=False)
         if found is None:
             return
         principal = found[0]

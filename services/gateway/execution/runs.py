@@ -39,6 +39,7 @@ from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
 from services.gateway.sessions.ownership import owned_session
 from services.gateway.sessions.refs import resolve_session_id
+from services.gateway.subscription_guard import subscription_slot
 
 __all__ = ["ExecItem", "execute", "session_logs"]
 
@@ -95,30 +96,31 @@ async def execute(
     nc = await resources.nats()
     run_id = uuid.uuid4().hex
     request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin)
-    sub = await nc.subscribe(io_subject(kernel_id, run_id))
-    finished = False
-    try:
-        await _ask_agent(nc, agent_id, request)
-        pending: dict[int, ExecOutput] = {}
-        expected = 0
-        async for msg in sub.messages:
-            item = msgspec.json.decode(msg.data, type=ExecOutput)
-            pending[item.seq] = item
-            while expected in pending:
-                item = pending.pop(expected)
-                expected += 1
-                if isinstance(item, ExecDone):
-                    finished = True
-                    await _record(info, state, request, item)
-                    yield ExecItem(run_id=run_id, kind="done", exit_code=item.exit_code,
-                                   duration_ms=item.duration_ms, truncated=item.truncated)
-                    return
-                yield ExecItem(run_id=run_id, kind=item.stream, data=item.data)
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        if not finished:
-            await _interrupt(nc, agent_id, kernel_id, run_id)
+    async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
+        sub = await nc.subscribe(io_subject(kernel_id, run_id))
+        finished = False
+        try:
+            await _ask_agent(nc, agent_id, request)
+            pending: dict[int, ExecOutput] = {}
+            expected = 0
+            async for msg in sub.messages:
+                item = msgspec.json.decode(msg.data, type=ExecOutput)
+                pending[item.seq] = item
+                while expected in pending:
+                    item = pending.pop(expected)
+                    expected += 1
+                    if isinstance(item, ExecDone):
+                        finished = True
+                        await _record(info, state, request, item)
+                        yield ExecItem(run_id=run_id, kind="done", exit_code=item.exit_code,
+                                       duration_ms=item.duration_ms, truncated=item.truncated)
+                        return
+                    yield ExecItem(run_id=run_id, kind=item.stream, data=item.data)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            if not finished:
+                await _interrupt(nc, agent_id, kernel_id, run_id)
 
 
 async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> None:

@@ -25,6 +25,7 @@ from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError, from_domain
 from services.gateway.limits import checked, checked_value
 from services.gateway.sessions.enqueue import enqueue_checked
+from services.gateway.sessions.idempotency import earlier_request, session_id_for
 from services.gateway.sessions.ownership import owned_session
 from services.gateway.sessions.refs import resolve_session_id
 from services.gateway.sessions.types import CreateSessionInput, SessionCommandResult
@@ -96,16 +97,22 @@ def _placement_options(data: CreateSessionInput) -> dict[str, Any]:
 class Mutation:
     @strawberry.mutation(description="Requests a new session owned by the caller, in its domain, after the enqueue "
                          "checks (project, resource group, resource policy); returns its id and event position. Its "
-                         "name must not be that of another live session of the caller (CONFLICT naming it).")
+                         "name must not be that of another live session of the caller (CONFLICT naming it). With an "
+                         "`idempotencyKey` this keypair used before, it returns that session and creates nothing.")
     async def create_session(self, info: Info, input: CreateSessionInput) -> SessionCommandResult:
         principal = caller(info)
         resources = info.context.resources
-        session_id = uuid.uuid4().hex
+        key = input.idempotency_key
+        session_id = uuid.uuid4().hex if key is None else session_id_for(principal.access_key, key)
+        if key is not None and (earlier := await earlier_request(info, principal, session_id)) is not None:
+            return earlier  # a retry: the session its first request created, nothing recorded
         command = build_request(input, principal.access_key, session_id)
         command = await enqueue_checked(info, principal, command, input.project, input.resource_group)
         try:
             position = await resources.session_requests.submit((session_id, command, make_context(principal.access_key)))
         except (DomainError, SlotError, SubjectError) as exc:
+            if key is not None and (earlier := await earlier_request(info, principal, session_id)) is not None:
+                return earlier  # a concurrent retry created it first
             raise from_domain(exc) from exc
         return SessionCommandResult(session_id=session_id, position=position)
 

@@ -79,11 +79,17 @@ class Query:
             return None
         return (await _with_kernels(info, [session_row(row)]))[0]
 
-    @strawberry.field(description="Every agent (visible to all authenticated callers).")
+    @strawberry.field(description="The agents: every one, with its hostname, for admins; for a user only those of "
+                      "the resource groups it may use (public, or visible to its domain, a project or keypair of its), "
+                      "without hostname.")
     async def agents(self, info: Info, after_position: AfterPosition = None) -> list[Agent]:
-        caller(info)
+        principal = caller(info)
         await await_position(info, after_position)
-        return [Agent.from_row(row) for row in await rm.list_agents(info.context.resources.pool)]
+        pool = info.context.resources.pool
+        if principal.is_admin:
+            return [Agent.from_row(row) for row in await rm.list_agents(pool)]
+        rows = await rm.list_agents(pool, user=(principal.domain, principal.user_id))
+        return [Agent.from_row(row, with_host=False) for row in rows]
 
     @strawberry.field(description="The event log in position order. Users see only their sessions' events, admins "
                       "those of their domain's sessions, superadmins every event.")

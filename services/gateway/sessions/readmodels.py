@@ -77,9 +77,9 @@ async def kernels_of(pool: AsyncConnectionPool, session_ids: Sequence[str]) -> d
     return await read(q.kernels_of, pool, session_ids)
 
 
-async def list_agents(pool: AsyncConnectionPool) -> list[AgentRow]:
-    """Returns every agent, by id."""
-    return await read(q.list_agents, pool)
+async def list_agents(pool: AsyncConnectionPool, *, user: tuple[str, str] | None = None) -> list[AgentRow]:
+    """Returns every agent, by id; with ``user`` (domain, name) those of the resource groups it may use."""
+    return await read(q.list_agents, pool, user=user)
 
 
 async def list_events(

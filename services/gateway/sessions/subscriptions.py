@@ -19,6 +19,7 @@ from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.sessions.ownership import owned_session
 from services.gateway.sessions.refs import resolve_session_id
 from services.gateway.sessions.types import EventRecord, SessionStatusUpdate
+from services.gateway.subscription_guard import subscription_slot
 
 __all__ = ["Subscription", "record_of"]
 
@@ -58,15 +59,16 @@ async def _session_messages(info: Info, session_ref: str) -> AsyncIterator[tuple
     except SubjectError as exc:
         raise GatewayError(BAD_INPUT, str(exc)) from exc
     await owned_session(info, session_id)
-    js = await resources.jetstream()
-    sub = await js.subscribe(
-        subject, stream=EVENTS_STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-    )
-    try:
-        async for msg in sub.messages:
-            yield session_id, msg
-    finally:
-        await sub.unsubscribe()
+    async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
+        js = await resources.jetstream()
+        sub = await js.subscribe(
+            subject, stream=EVENTS_STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+        try:
+            async for msg in sub.messages:
+                yield session_id, msg
+        finally:
+            await sub.unsubscribe()
 
 
 @strawberry.type

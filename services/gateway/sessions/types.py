@@ -107,7 +107,7 @@ class SessionPage:
 @strawberry.type
 class Agent:
     id: str
-    hostname: str
+    hostname: str | None = strawberry.field(description="The agent's host; null unless you are an admin.")
     backend: str
     resource_group: str
     status: str
@@ -119,12 +119,13 @@ class Agent:
     version: int
 
     @staticmethod
-    def from_row(row: AgentRow) -> Agent:
-        """Returns an agent from an ``agents`` row."""
+    def from_row(row: AgentRow, *, with_host: bool = True) -> Agent:
+        """Returns an agent from an ``agents`` row; its hostname only ``with_host`` (for admins)."""
         fields = {k: getattr(row, k) for k in (
-            "hostname", "backend", "resource_group", "status", "kernel_count", "registered_at", "updated_at", "version")}
+            "backend", "resource_group", "status", "kernel_count", "registered_at", "updated_at", "version")}
         return Agent(
-            id=row.agent_id, capacity=slots_json(row.capacity), occupied=slots_json(row.occupied), **fields
+            id=row.agent_id, hostname=row.hostname if with_host else None, capacity=slots_json(row.capacity),
+            occupied=slots_json(row.occupied), **fields
         )
 
 
@@ -194,6 +195,10 @@ class CreateSessionInput:
         default=None, description="Sessions (ids) that must have finished successfully first; each must be yours.")
     designated_agents: list[str] | None = strawberry.field(
         default=None, description="Only these agents may run the session (admins only).")
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="1 to 128 visible ASCII characters, chosen by the client per session it means to "
+        "create and sent again on a retry: a request with a key this keypair used before returns that session and "
+        "creates nothing. Keys never expire: a new session needs a new key.")
 
 
 @strawberry.type

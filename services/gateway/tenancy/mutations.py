@@ -36,6 +36,8 @@ def _limits(data: ResourcePolicyInput) -> tc.LimitsChange:
         max_containers_per_session=data.max_containers_per_session,
         idle_timeout=data.idle_timeout,
         max_session_lifetime=data.max_session_lifetime,
+        rate_limit=data.rate_limit,
+        max_concurrent_subscriptions=data.max_concurrent_subscriptions,
     )
 
 

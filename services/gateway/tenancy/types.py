@@ -14,6 +14,7 @@ import msgspec
 import strawberry
 from strawberry.scalars import JSON
 
+from contracts.tenancy import KeypairLimits
 from projections.queries.rows import DomainRow, KeypairRow, ProjectRow, ResourceGroupRow, ResourcePolicyRow, UserRow
 from services.gateway.slots import SlotInput, slots_json
 
@@ -117,6 +118,9 @@ class ResourcePolicy:
     max_containers_per_session: int
     idle_timeout: int = strawberry.field(description="Seconds without an execution before termination.")
     max_session_lifetime: int = strawberry.field(description="Seconds from RUNNING before termination.")
+    rate_limit: int = strawberry.field(description="API requests per 15 minutes of each keypair (HTTP 429 / "
+                                       "RATE_LIMITED beyond; Backend.AI's keypair rate_limit).")
+    max_concurrent_subscriptions: int = strawberry.field(description="Subscriptions each keypair may have open at once.")
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
@@ -124,7 +128,9 @@ class ResourcePolicy:
     @staticmethod
     def from_row(row: ResourcePolicyRow) -> ResourcePolicy:
         """Returns a policy from a ``resource_policies`` row."""
+        limits = msgspec.convert(row.limits, KeypairLimits, strict=False)  # the fields without a column of their own
         return ResourcePolicy(
+            rate_limit=limits.rate_limit, max_concurrent_subscriptions=limits.max_concurrent_subscriptions,
             total_resource_slots=slots_json(row.total_resource_slots),
             max_pending_session_resource_slots=slots_json(row.max_pending_session_resource_slots),
             **_fields(row, "name", "max_concurrent_sessions", "max_pending_session_count", "max_containers_per_session",
@@ -193,6 +199,9 @@ class ResourcePolicyInput:
     max_containers_per_session: int | None = None
     idle_timeout: int | None = None
     max_session_lifetime: int | None = None
+    rate_limit: int | None = strawberry.field(default=None, description="Requests per 15 minutes (on create: 30000).")
+    max_concurrent_subscriptions: int | None = strawberry.field(
+        default=None, description="Subscriptions open at once (on create: 64).")
 
 
 @strawberry.input(description="Options to set; a field left out keeps its value (on create: the default).")
