@@ -57,6 +57,16 @@ class Settings(msgspec.Struct, kw_only=True):
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
+    stuck_scheduled_timeout: float = 300.0
+    """Seconds a session may stay SCHEDULED before the controller ends it in ERROR (0: never)."""
+    stuck_preparing_timeout: float = 900.0
+    """Seconds a session may stay PREPARING without any pull progress (0: never)."""
+    stuck_creating_timeout: float = 300.0
+    """Seconds a session may stay CREATING (0: never)."""
+    stuck_terminating_timeout: float = 300.0
+    """Seconds a session may stay TERMINATING (0: never)."""
+    reconcile_interval: float = 60.0
+    """Seconds between two comparisons of an agent's containers with its assigned kernels."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
