@@ -87,7 +87,7 @@ AGENTS = Subscription(
         agent_ev.AgentLost: AgentWatch.lost,
     },
     ignored=(agent_ev.AgentCapacityChanged, agent_ev.KernelAssigned, agent_ev.KernelTerminationRequested,
-             agent_ev.KernelReleased),
+             agent_ev.KernelReleased, agent_ev.OrphanContainerDestroyed),
     description="Every agent and its status, for liveness and the lost-agent sweep.",
 )
 

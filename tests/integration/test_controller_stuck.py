@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.js import JetStreamContext
 
-from contracts.agent import KernelAssigned, KernelTerminationRequested
 from contracts import session as ev
-from contracts.quota import QuotaReleased, QuotaScope, quota_id
+from contracts.agent import KernelAssigned, KernelTerminationRequested
+from contracts.quota import QuotaScope
 from contracts.status import KernelStatus, Reason, SessionStatus
-from domain import quota as quota_domain
 from services.agent.backends.base import ProgressHandler
 from services.agent.backends.simulated import SimulatedBackend
 from services.agent.main import run_agent
@@ -25,7 +24,7 @@ from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay
-from tests.integration.test_controller_timeouts import AGENT, has_status, start_session, status_changes
+from tests.support.placed import AGENT, has_status, quota_releases, start_session, status_changes
 from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
 
@@ -87,10 +86,7 @@ async def test_a_session_stuck_in_preparing_ends_in_error_with_everything_releas
     history = await asyncio.to_thread(sessions.load, session_id)
     assert [e.reason for e in history if isinstance(e, ev.KernelTerminated)] == [Reason.TRANSITION_TIMEOUT]
 
-    releases = [e for s, n in quota_domain.quota_scopes(OWNER, "default", "default")
-                for e in await asyncio.to_thread(sessions.load, quota_id(s, n))
-                if isinstance(e, QuotaReleased) and e.session_id == session_id]
-    assert [(e.scope, e.name) for e in releases] == [
+    assert await asyncio.to_thread(quota_releases, sessions, OWNER, session_id) == [
         (QuotaScope.KEYPAIR, OWNER), (QuotaScope.PROJECT, "default"), (QuotaScope.DOMAIN, "default")]
     agent = await asyncio.to_thread(agents.get, AGENT)
     assert agent is not None and agent.allocations == {}
