@@ -20,7 +20,7 @@ from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_l
 from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, AgentWatch, DeadlineWatch
 from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
-from services.controller.stuck import StuckDeadlines, StuckSessionSweeper, stuck_limits
+from services.controller.stuck import StuckDeadlines, StuckSessionSweeper
 from services.controller.timeouts import Deadlines, enforce_timeouts
 
 __all__ = ["DURABLE", "run_controller"]
@@ -39,8 +39,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             "BERTH_HEARTBEAT_INTERVAL and BERTH_HEARTBEAT_TIMEOUT must be positive, "
             f"got {settings.heartbeat_interval} and {settings.heartbeat_timeout}"
         )
-    limits = stuck_limits(settings.stuck_scheduled_timeout, settings.stuck_preparing_timeout,
-                          settings.stuck_creating_timeout, settings.stuck_terminating_timeout)
+    limits = settings.stuck_deadlines()
     store = Facade("controller-store", 4)
     sessions = await store.open(Sessions, settings.pg_dsn)
     agents = await store.open(Agents, settings.pg_dsn)

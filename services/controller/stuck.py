@@ -36,27 +36,14 @@ from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.controller.timeouts import Clock
 
-__all__ = ["STUCK_EVENTS", "TRANSITIONAL", "StuckDeadlines", "StuckSessionSweeper", "stuck_limits"]
+__all__ = ["STUCK_EVENTS", "StuckDeadlines", "StuckSessionSweeper"]
 
 log = logging.getLogger(__name__)
 
 ACTOR = "service:controller"
 
-TRANSITIONAL = (SessionStatus.SCHEDULED, SessionStatus.PREPARING, SessionStatus.CREATING, SessionStatus.TERMINATING)
-"""The states a session passes through; it is stuck when it stays in one beyond its deadline."""
-
 STUCK_EVENTS: tuple[type[Event], ...] = (sev.SessionScheduled, sev.SessionStatusChanged, sev.KernelProgressed)
 """The events ``StuckDeadlines`` learns from."""
-
-
-def stuck_limits(scheduled: float, preparing: float, creating: float, terminating: float) -> dict[SessionStatus, float]:
-    """Returns the deadline of each transitional state in seconds (0: none); raises ValueError
-    for a negative one."""
-    limits = dict(zip(TRANSITIONAL, (scheduled, preparing, creating, terminating), strict=True))
-    for status, seconds in limits.items():
-        if seconds < 0:
-            raise ValueError(f"the {status.value} deadline must not be negative, got {seconds}")
-    return limits
 
 
 class _Stay(msgspec.Struct):
@@ -69,6 +56,7 @@ class StuckDeadlines:
     """Which sessions stayed too long in a transitional state, and when the next one will have."""
 
     def __init__(self, limits: Mapping[SessionStatus, float], clock: Clock = utc_now) -> None:
+        """``limits``: the deadline in seconds of each transitional status (``Settings.stuck_deadlines``)."""
         self._limits = {status: seconds for status, seconds in limits.items() if seconds > 0}
         self._clock = clock
         self._stays: dict[str, _Stay] = {}

@@ -10,10 +10,12 @@ import pytest
 from contracts import session as sev
 from contracts.session import KernelPlacement
 from contracts.status import Reason, SessionStatus
-from services.controller.stuck import StuckDeadlines, stuck_limits
+from services.common.settings import Settings
+from services.controller.stuck import StuckDeadlines
 from tests.unit.test_deadlines import T0, Clock, event, status
 
-LIMITS = stuck_limits(scheduled=10, preparing=60, creating=20, terminating=30)
+LIMITS = Settings(stuck_scheduled_timeout=10, stuck_preparing_timeout=60, stuck_creating_timeout=20,
+                  stuck_terminating_timeout=30).stuck_deadlines()
 
 
 @pytest.fixture
@@ -66,7 +68,9 @@ def test_a_settled_session_is_never_stuck(stuck: StuckDeadlines, clock: Clock, s
 
 
 def test_terminating_has_a_deadline_and_zero_means_none(clock: Clock) -> None:
-    stuck = StuckDeadlines(stuck_limits(scheduled=0, preparing=0, creating=0, terminating=5), clock)
+    limits = Settings(stuck_scheduled_timeout=0, stuck_preparing_timeout=0, stuck_creating_timeout=0,
+                      stuck_terminating_timeout=5).stuck_deadlines()
+    stuck = StuckDeadlines(limits, clock)
     stuck.apply(scheduled("s1"))
     stuck.apply(status("s2", SessionStatus.TERMINATING))
     clock.advance(5)
@@ -85,5 +89,5 @@ def test_defer_postpones_and_done_forgets(stuck: StuckDeadlines, clock: Clock) -
 
 
 def test_a_negative_deadline_is_refused() -> None:
-    with pytest.raises(ValueError, match="PREPARING deadline must not be negative"):
-        stuck_limits(scheduled=1, preparing=-1, creating=1, terminating=1)
+    with pytest.raises(ValueError, match="BERTH_STUCK_PREPARING_TIMEOUT must not be negative"):
+        Settings(stuck_preparing_timeout=-1).stuck_deadlines()
