@@ -24,10 +24,12 @@ __all__ = [
     "agent_events_filter",
     "check_token",
     "context_events_filter",
+    "dead_letter_consumer",
     "dead_letter_subject",
     "event_filters",
     "event_subject",
     "invalid_event_subject",
+    "is_event_subject",
     "event_type_filter",
     "report_filters",
     "report_sender",
@@ -160,3 +162,14 @@ def report_sender(subject: str) -> str:
 def dead_letter_subject(consumer: str) -> str:
     """Returns the dead-letter subject of a consumer: ``dlq.<consumer>``."""
     return f"dlq.{check_token(consumer, 'consumer')}"
+
+
+def dead_letter_consumer(subject: str) -> str:
+    """Returns the consumer of a dead-letter subject ``dlq.<consumer>`` (empty when it is not one)."""
+    head, _, consumer = subject.partition(".")
+    return consumer if head == DEADLETTER_SUBJECTS[0].split(".")[0] else ""
+
+
+def is_event_subject(subject: str) -> bool:
+    """Returns True when ``subject`` is on the EVENTS stream (``ev.…``)."""
+    return subject.split(".")[0] == EVENTS_SUBJECTS[0].split(".")[0]

@@ -25,10 +25,11 @@ AGENT = "local"
 GIB = Decimal(1024**3)
 
 
-def start_session(sessions: Sessions, owner: str, *, agent: str = AGENT, image: str = "python:3.11") -> str:
-    """Records a one-kernel session of ``owner`` and places it on ``agent`` with its quota, as the
-    scheduler does; returns its id."""
-    session_id = uuid.uuid4().hex[:12]
+def start_session(sessions: Sessions, owner: str, *, agent: str = AGENT, image: str = "python:3.11",
+                  session_id: str | None = None) -> str:
+    """Records a one-kernel session of ``owner`` (id ``session_id``, else a new one) and places it on
+    ``agent`` with its quota, as the scheduler does; returns its id."""
+    session_id = session_id or uuid.uuid4().hex[:12]
     ctx = make_context("test")
     kernel = KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": GIB})
     sessions.record([Emitter(session_id, 0, ctx)(ev.SessionRequested, owner=owner, spec=ev.SessionSpec(

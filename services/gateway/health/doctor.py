@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from strawberry.scalars import JSON
 
 from contracts.envelope import utc_now
-from contracts.subjects import DEADLETTER_STREAM
+from contracts.subjects import DEADLETTER_STREAM, DEADLETTER_SUBJECTS
 from projections.queries import health
 from services.common.event_stream import read_cursor
 from services.gateway.health import drift as doctor
@@ -87,7 +87,7 @@ async def dead_letter_counts(resources: Resources) -> dict[str, int]:
     """Returns how many messages each dead-letter subject (``dlq.<consumer>``) holds."""
     js = await resources.jetstream()
     try:
-        info = await js.stream_info(DEADLETTER_STREAM, subjects_filter=">")
+        info = await js.stream_info(DEADLETTER_STREAM, subjects_filter=DEADLETTER_SUBJECTS[0])
     except NotFoundError:  # no service created the streams yet
         return {}
     return dict(info.state.subjects or {})

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 import msgspec
 
 from contracts.status import SessionStatus
+from contracts.subjects import dead_letter_consumer
 from services.gateway.health.drift import Check, Drift, Row
 
 __all__ = ["DEAD_LETTER_KINDS", "LAG_KINDS", "OPERATION_KINDS", "STUCK_KINDS", "Positions", "check_dead_letters",
@@ -35,7 +36,7 @@ OPERATION_KINDS = {"dead-letters": DEAD_LETTER_KINDS, "lag": LAG_KINDS, "stuck":
 def check_dead_letters(counts: Mapping[str, int]) -> tuple[Check, list[Drift]]:
     """Reports each consumer with messages in its dead-letter subject: ``counts`` maps
     ``dlq.<consumer>`` to how many it holds."""
-    drifts = [Drift(kind=DEAD_LETTER_KINDS[0], subject=f"consumer/{subject.removeprefix('dlq.')}", expected=0,
+    drifts = [Drift(kind=DEAD_LETTER_KINDS[0], subject=f"consumer/{dead_letter_consumer(subject)}", expected=0,
                     actual=count) for subject, count in sorted(counts.items()) if count > 0]
     return Check(name="dead-letters", subjects=len(counts), drifts=len(drifts)), drifts
 
