@@ -90,3 +90,25 @@ async def test_a_vanished_kernel_ends_its_session_and_an_orphan_is_destroyed(
     [orphan] = await recorded()
     assert (orphan.kernel_id, orphan.container_id, orphan.reason) == ("ghost-k", "sim-ghost-k", Reason.ORPHANED)
     tasks.check()
+
+
+async def test_a_kernel_gone_while_the_agent_was_down_is_reported_after_its_restart(
+    cluster: tuple[ServiceTasks, Engine], apps: tuple[Sessions, Agents], settings: Settings
+) -> None:
+    tasks, _ = cluster
+    sessions, agents = apps
+    await async_wait_for(lambda: asyncio.to_thread(agents.get, AGENT), timeout=15, message="the agent did not register")
+    session_id = await asyncio.to_thread(start_session, sessions, OWNER)
+    await async_wait_for(lambda: has_status(sessions, session_id, SessionStatus.RUNNING), timeout=15)
+
+    await tasks.stop("agent")  # the node reboots: its containers are gone when the agent comes back
+    rebooted = Engine(delay=0.01)
+    tasks.start("agent", lambda stop: run_agent(settings, stop, backend=rebooted))
+
+    await async_wait_for(lambda: has_status(sessions, session_id, SessionStatus.TERMINATED), timeout=15,
+                         message="the kernel lost with the node did not end its session")
+    exits = [e for e in await asyncio.to_thread(sessions.load, session_id) if isinstance(e, ev.KernelTerminated)]
+    assert [e.reason for e in exits] == [Reason.VANISHED]
+    agent = await asyncio.to_thread(agents.get, AGENT)
+    assert agent is not None and agent.allocations == {}
+    tasks.check()
