@@ -31,7 +31,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import BadSubjectError, MaxPayloadError
-from nats.js import JetStreamContext
 from nats.js.api import Header
 
 from contracts.subjects import HEADER_ERROR, HEADER_POSITION, SubjectError, event_subject, invalid_event_subject
