@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.agent.reconcile import Corrections, compare
 
@@ -24,3 +26,20 @@ CASES = [
 def test_compare(assigned: dict[str, str], expected: set[str], running: dict[str, str],
                  corrections: Corrections) -> None:
     assert compare(assigned, expected, running) == corrections
+
+
+KERNELS = st.sampled_from([f"k{i}" for i in range(8)])
+
+
+@given(assigned=st.dictionaries(KERNELS, st.just("s")), expected=st.sets(KERNELS),
+       running=st.dictionaries(KERNELS, st.just("c")))
+def test_every_kernel_is_accounted_for_once(assigned: dict[str, str], expected: set[str],
+                                            running: dict[str, str]) -> None:
+    found = compare(assigned, expected, running)
+    orphans = {k for k, _ in found.orphans}
+    vanished = {k for k, _ in found.vanished}
+    assert orphans == set(running) - set(assigned)  # only unassigned containers are destroyed
+    assert vanished == (expected & set(assigned)) - set(running)  # only what should run and does not
+    assert set(found.adopted) == (set(assigned) & set(running)) - expected
+    assert set(found.suspects) == set(assigned) - set(running) - expected
+    assert not vanished & set(found.suspects) and not orphans & set(assigned)
