@@ -112,3 +112,7 @@ async def test_bad_input_is_refused_with_a_clear_error(served: str, keys: Keys) 
     assert "BAD_INPUT" in out + err
     _, out, err = await berth(served, keys.admin, "dlq", "replay", ok=False)
     assert "exactly one of SEQ, --consumer or --all" in out + err
+    _, out, err = await berth(served, keys.admin, "dlq", "show", "0", ok=False)
+    assert "BAD_INPUT" in out + err and "positive" in out + err
+    _, out, err = await berth(served, keys.admin, "dlq", "ls", "--limit", "5000", ok=False)
+    assert "5000" in out + err

@@ -88,6 +88,12 @@ def _limit(limit: int) -> int:
     return limit
 
 
+def _seq(seq: int) -> int:
+    if seq < 1:
+        raise GatewayError(BAD_INPUT, f"a dead letter's sequence is a positive number, got {seq}")
+    return seq
+
+
 def _consumer(consumer: str | None) -> str | None:
     """Returns ``consumer`` once checked as a subject token; BAD_INPUT otherwise."""
     if consumer is not None:
@@ -105,7 +111,7 @@ async def _selected(js: JetStreamContext, seq: int | None, consumer: str | None,
     if sum((seq is not None, consumer is not None, all_)) != 1:
         raise GatewayError(BAD_INPUT, "give exactly one of seq, consumer or all")
     if seq is not None:
-        letter = await queue.entry(js, seq)
+        letter = await queue.entry(js, _seq(seq))
         return ([letter], []) if letter is not None else ([], [DeadLetterRefusal(seq=seq, reason="no such dead letter")])
     return await queue.entries(js, _consumer(consumer), limit=_limit(limit)), []
 
@@ -123,7 +129,7 @@ class DeadLetterQuery:
 
     @strawberry.field(description="Shows one dead letter with its headers and body (superadmins).")
     async def dead_letter(self, info: Info, seq: int) -> DeadLetterDetail:
-        letter = await queue.entry(await _jetstream(info, "show"), seq)
+        letter = await queue.entry(await _jetstream(info, "show"), _seq(seq))
         if letter is None:
             raise GatewayError(NOT_FOUND, f"no dead letter {seq}")
         return _detail(letter)
