@@ -19,6 +19,7 @@ __all__ = [
     "KernelAssigned",
     "KernelReleased",
     "KernelTerminationRequested",
+    "OrphanContainerDestroyed",
 ]
 
 
@@ -51,6 +52,16 @@ class KernelTerminationRequested(Event, frozen=True, kw_only=True, tag="agent.ke
 class KernelReleased(Event, frozen=True, kw_only=True, tag="agent.kernel_released"):
     kernel_id: str
     session_id: str
+
+
+class OrphanContainerDestroyed(Event, frozen=True, kw_only=True, tag="agent.orphan_container_destroyed"):
+    """The agent found a container of its own with no kernel assigned to it (the kernel was
+    released, or never assigned) and destroyed it: recorded so the history says why."""
+
+    kernel_id: str
+    container_id: str
+    exit_code: int | None = None
+    reason: Reason = Reason.ORPHANED
 
 
 class AgentLost(Event, frozen=True, kw_only=True, tag="agent.lost"):

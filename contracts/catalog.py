@@ -29,6 +29,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     agent.KernelAssigned,
     agent.KernelTerminationRequested,
     agent.KernelReleased,
+    agent.OrphanContainerDestroyed,
     agent.AgentLost,
     agent.AgentRecovered,
     tenancy.DomainCreated,

@@ -20,6 +20,7 @@ __all__ = [
     "MarkKernelStarted",
     "RecordExecution",
     "RecordKernelProgress",
+    "RecordOrphanDestroyed",
     "RegisterAgent",
     "ReleaseKernel",
     "ReleaseQuota",
@@ -114,6 +115,12 @@ class MarkAgentLost(Command, frozen=True, kw_only=True):
 
 class MarkAgentRecovered(Command, frozen=True, kw_only=True):
     pass
+
+
+class RecordOrphanDestroyed(Command, frozen=True, kw_only=True):
+    kernel_id: str
+    container_id: str
+    exit_code: int | None = None
 
 
 class ConsumeQuota(Command, frozen=True, kw_only=True):

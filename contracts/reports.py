@@ -23,6 +23,7 @@ __all__ = [
     "KernelPullingReport",
     "KernelRunningReport",
     "MAX_DETAIL_CHARS",
+    "OrphanDestroyedReport",
     "Report",
     "clip_detail",
     "decode_report",
@@ -85,15 +86,23 @@ class KernelExitedReport(Report, frozen=True, kw_only=True, tag="kernel_exited")
     runner's last words, ...); None when the reason says it all."""
 
 
+class OrphanDestroyedReport(Report, frozen=True, kw_only=True, tag="orphan_destroyed"):
+    """The agent destroyed a container of its own that no kernel assigned to it explains."""
+
+    kernel_id: str
+    container_id: str
+    exit_code: int | None = None
+
+
 ALL_REPORTS: tuple[type[Report], ...] = (
     AgentStarted, KernelPullingReport, KernelProgressReport, KernelCreatingReport, KernelRunningReport,
-    KernelExitedReport,
+    KernelExitedReport, OrphanDestroyedReport,
 )
 """Every report type (the decoder's union, the controller's table, the AsyncAPI document)."""
 
 AnyReport = (
     AgentStarted | KernelPullingReport | KernelProgressReport | KernelCreatingReport | KernelRunningReport
-    | KernelExitedReport
+    | KernelExitedReport | OrphanDestroyedReport
 )
 
 _report_decoder = msgspec.json.Decoder(AnyReport)

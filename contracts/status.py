@@ -82,3 +82,18 @@ class Reason(str, Enum):
     FORCE_TERMINATED = "force-terminated"
     PENDING_TIMEOUT = "pending-timeout"
     TASK_TIMEOUT = "task-timeout"
+    TRANSITION_TIMEOUT = "transition-timeout"
+    """The session stayed in a transitional state (SCHEDULED, PREPARING, CREATING, TERMINATING)
+    beyond that state's deadline: the controller ended it in ERROR."""
+    VANISHED = "vanished"
+    """The agent found no container for a kernel it ran (removed behind its back)."""
+    ORPHANED = "orphaned"
+    """The agent destroyed a container of its own with no kernel assigned to it."""
+
+    @property
+    def fails_kernel(self) -> bool:
+        """True when a kernel that ended for this reason ended in ERROR, not TERMINATED."""
+        return self in _KERNEL_FAILURES
+
+
+_KERNEL_FAILURES = frozenset({Reason.FAILED_TO_START, Reason.TRANSITION_TIMEOUT})

@@ -13,17 +13,23 @@ __all__ = [
     "DEADLETTER_STREAM",
     "EVENTS_STREAM",
     "HEADER_POSITION",
+    "HEADER_CONSUMER",
+    "HEADER_DEAD_LETTERED_AT",
+    "HEADER_DELIVERIES",
     "HEADER_ERROR",
+    "HEADER_ORIGINAL_SUBJECT",
     "HEARTBEAT_BUCKET",
     "REPORTS_STREAM",
     "SubjectError",
     "agent_events_filter",
     "check_token",
     "context_events_filter",
+    "dead_letter_consumer",
     "dead_letter_subject",
     "event_filters",
     "event_subject",
     "invalid_event_subject",
+    "is_event_subject",
     "event_type_filter",
     "report_filters",
     "report_sender",
@@ -43,7 +49,15 @@ HEARTBEAT_BUCKET = "agent_heartbeats"
 HEADER_POSITION = "Berth-Position"
 """Header carrying the event store notification id (the global position) of an event."""
 HEADER_ERROR = "Berth-Error"
+"""Dead letters: why the message was given up (the error, at most 1,000 characters)."""
 HEADER_ORIGINAL_SUBJECT = "Berth-Original-Subject"
+"""Dead letters: the subject the message was consumed from (where a replay publishes it)."""
+HEADER_DELIVERIES = "Berth-Deliveries"
+"""Dead letters: how many times the consumer got the message (decimal; 0 when not known)."""
+HEADER_CONSUMER = "Berth-Consumer"
+"""Dead letters: the consumer that gave the message up (its durable name)."""
+HEADER_DEAD_LETTERED_AT = "Berth-Dead-Lettered-At"
+"""Dead letters: when the message was given up (ISO 8601, UTC)."""
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """A subject token; always used with ``fullmatch`` (``$`` would let a trailing newline through)."""
@@ -148,3 +162,14 @@ def report_sender(subject: str) -> str:
 def dead_letter_subject(consumer: str) -> str:
     """Returns the dead-letter subject of a consumer: ``dlq.<consumer>``."""
     return f"dlq.{check_token(consumer, 'consumer')}"
+
+
+def dead_letter_consumer(subject: str) -> str:
+    """Returns the consumer of a dead-letter subject ``dlq.<consumer>`` (empty when it is not one)."""
+    head, _, consumer = subject.partition(".")
+    return consumer if head == DEADLETTER_SUBJECTS[0].split(".")[0] else ""
+
+
+def is_event_subject(subject: str) -> bool:
+    """Returns True when ``subject`` is on the EVENTS stream (``ev.…``)."""
+    return subject.split(".")[0] == EVENTS_SUBJECTS[0].split(".")[0]

@@ -103,6 +103,11 @@ def _(event: ev.KernelReleased, state: AgentState) -> AgentState:
 
 
 @_apply.register
+def _(event: ev.OrphanContainerDestroyed, state: AgentState) -> AgentState:
+    return _bump(state, event)
+
+
+@_apply.register
 def _(event: ev.AgentLost, state: AgentState) -> AgentState:
     return _bump(state, event, status=AgentStatus.LOST)
 
@@ -220,3 +225,13 @@ def _(command: c.MarkAgentRecovered, state: AgentState | None, ctx: Context, age
     if state.status is AgentStatus.ALIVE:
         return []
     return [Emitter(agent_id, state.version, ctx)(ev.AgentRecovered)]
+
+
+@_decide.register
+def _(command: c.RecordOrphanDestroyed, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
+    state = _existing(state, agent_id)
+    allocation = state.allocations.get(command.kernel_id)
+    if allocation is not None and not allocation.terminating:
+        raise InvalidRequestError(f"kernel {command.kernel_id} is assigned to agent {agent_id}: not an orphan")
+    return [Emitter(agent_id, state.version, ctx)(ev.OrphanContainerDestroyed, kernel_id=command.kernel_id,
+                                                  container_id=command.container_id, exit_code=command.exit_code)]

@@ -119,7 +119,7 @@ def _(event: ev.KernelStarted, state: SessionState) -> SessionState:
 
 @_apply.register
 def _(event: ev.KernelTerminated, state: SessionState) -> SessionState:
-    status = KernelStatus.TERMINATED if event.reason is not Reason.FAILED_TO_START else KernelStatus.ERROR
+    status = KernelStatus.ERROR if event.reason.fails_kernel else KernelStatus.TERMINATED
     kernels = state.with_kernel(event.kernel_id, status=status, exit_code=event.exit_code, detail=event.detail)
     return _bump(state, event, kernels=kernels)
 
@@ -278,8 +278,11 @@ def _(command: c.MarkKernelStarted, state: SessionState | None, ctx: Context, se
 @_decide.register
 def _(command: c.MarkKernelExited, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
     state = _existing(state, session_id)
-    if state.kernel(command.kernel_id).status.is_terminal:
+    kernel_status = state.kernel(command.kernel_id).status
+    if kernel_status.is_terminal:
         return []
+    if command.reason is Reason.VANISHED and kernel_status is not KernelStatus.RUNNING:
+        return []  # a kernel still starting has no container yet: its absence proves nothing
     emit = Emitter(session_id, state.version, ctx)
     exited = emit(ev.KernelTerminated, kernel_id=command.kernel_id, exit_code=command.exit_code, reason=command.reason,
                   detail=command.detail)
@@ -289,7 +292,8 @@ def _(command: c.MarkKernelExited, state: SessionState | None, ctx: Context, ses
         return events
     detail = _why_ended(after)
     if all(k.status.is_terminal for k in after.kernels):
-        failed = command.reason is Reason.FAILED_TO_START and state.status is not SessionStatus.TERMINATING
+        failed = command.reason is Reason.TRANSITION_TIMEOUT or (
+            command.reason is Reason.FAILED_TO_START and state.status is not SessionStatus.TERMINATING)
         status = SessionStatus.ERROR if failed else SessionStatus.TERMINATED
         events.append(emit(ev.SessionStatusChanged, status=status, reason=command.reason, detail=detail))
     elif state.status is not SessionStatus.TERMINATING:

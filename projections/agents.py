@@ -92,6 +92,11 @@ def _(event: ev.AgentRecovered, w: Writer, entry: Entry) -> None:
     _update(w, event, "status = %s", AgentStatus.ALIVE.value)
 
 
+@_apply.register
+def _(event: ev.OrphanContainerDestroyed, w: Writer, entry: Entry) -> None:
+    _update(w, event, None)
+
+
 def _read_allocations(w: Writer, event: Event) -> dict[str, dict[str, Decimal]]:
     row = w.fetchone("SELECT allocations::text FROM agents WHERE agent_id = %s", (event.originator_id,))
     if row is None:

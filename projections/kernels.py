@@ -12,7 +12,7 @@ from functools import singledispatch
 
 from contracts import session as ev
 from contracts.envelope import Event
-from contracts.status import KernelStatus, Reason
+from contracts.status import KernelStatus
 from projections.delivery import Entry
 from projections.writer import Writer, bulk_insert
 
@@ -80,7 +80,7 @@ def _(event: ev.KernelStarted, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.KernelTerminated, w: Writer, entry: Entry) -> None:
-    status = KernelStatus.ERROR if event.reason is Reason.FAILED_TO_START else KernelStatus.TERMINATED
+    status = KernelStatus.ERROR if event.reason.fails_kernel else KernelStatus.TERMINATED
     _set(w, event, event.kernel_id, status=status.value, exit_code=event.exit_code, status_reason=event.reason.value,
          status_detail=event.detail)
 

@@ -16,7 +16,8 @@ from projections.queries.fetch import missing
 __all__ = ["HealthSnapshot", "read_snapshot"]
 
 _QUERIES = {
-    "sessions": "SELECT session_id, status, owner, project, domain, requested_slots FROM sessions WHERE status = ANY(%s)",
+    "sessions": "SELECT session_id, status, owner, project, domain, requested_slots, "
+                "status_history->>status AS status_since, updated_at FROM sessions WHERE status = ANY(%s)",
     "kernels": "SELECT kernel_id, agent_id, status, slots FROM kernels WHERE agent_id IS NOT NULL",
     "agents": "SELECT agent_id, occupied, allocations FROM agents",
     "quotas": "SELECT scope, name, slots, sessions FROM quota_usage",
@@ -25,7 +26,7 @@ _QUERIES = {
 
 class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """The rows, as mappings: ``sessions`` holding resources (id, status, owner, project, domain,
-    requested_slots), placed ``kernels`` (id, agent, status, slots), ``agents`` (id, occupied,
+    requested_slots, status_since: when it entered its status, updated_at: its last event), placed ``kernels`` (id, agent, status, slots), ``agents`` (id, occupied,
     allocations) and ``quotas`` (scope, name, slots, sessions)."""
 
     sessions: list[dict[str, Any]]

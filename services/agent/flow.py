@@ -31,6 +31,7 @@ KERNELS = Subscription(
         ev.AgentRegistered: skip,
         ev.AgentCapacityChanged: skip,
         ev.KernelReleased: skip,
+        ev.OrphanContainerDestroyed: skip,
         ev.AgentLost: skip,
         ev.AgentRecovered: skip,
     },
@@ -43,7 +44,7 @@ RECALL = Subscription(
     aggregate="{agent_id}",
     routes={ev.KernelAssigned: KernelLifecycle.recall, ev.KernelReleased: KernelLifecycle.recall},
     ignored=(ev.AgentRegistered, ev.AgentCapacityChanged, ev.KernelTerminationRequested, ev.AgentLost,
-             ev.AgentRecovered),
+             ev.AgentRecovered, ev.OrphanContainerDestroyed),
     description="The agent's own history at start: which session each kernel it runs belongs to.",
 )
 

@@ -67,6 +67,8 @@ class KernelLifecycle:
         self._terminated: OrderedDict[str, None] = OrderedDict()
         self._sessions: dict[str, str] = {}
         """Session of each kernel started here (to report a spontaneous exit)."""
+        self._started: set[str] = set()
+        """Kernels seen running here and not stopped since (what reconciliation expects to find)."""
 
     async def handle(self, event: Event, *, last_attempt: bool = False) -> None:
         """Carries out a kernel event of the agent's aggregate; other events need nothing.
@@ -107,9 +109,11 @@ class KernelLifecycle:
             container_id = running[kernel_id]
         report = KernelRunningReport(observed_at=self._clock(), container_id=container_id, **base)
         await self._reporter.send_kernel(report, kernel_id)
+        self._started.add(kernel_id)
 
     async def stop(self, event: KernelTerminationRequested) -> None:
         """Destroys the kernel and reports its exit with the reason of the request."""
+        self._started.discard(event.kernel_id)
         exit_code = await self._backend.destroy(event.kernel_id)
         self._forget(event.kernel_id)
         report = KernelExitedReport(
@@ -153,11 +157,29 @@ class KernelLifecycle:
         )
         await self._reporter.send_kernel(report, kernel_id)
 
+    def assigned(self) -> dict[str, str]:
+        """Returns the kernels assigned here and not ended: kernel id → session id."""
+        return dict(self._sessions)
+
+    def started(self) -> frozenset[str]:
+        """Returns the kernels seen running here and not stopped since."""
+        return frozenset(self._started)
+
+    def adopt(self, kernel_id: str) -> None:
+        """Records that assigned kernel ``kernel_id`` was found running (after a restart)."""
+        if kernel_id in self._sessions:
+            self._started.add(kernel_id)
+
+    def vanished(self, kernel_id: str) -> None:
+        """Forgets a kernel whose container disappeared (its exit was reported)."""
+        self._forget(kernel_id)
+
     def _forget(self, kernel_id: str) -> None:
         """Forgets a kernel that ended or never started and gives its devices back."""
         if self._allocator is not None:
             self._allocator.release(kernel_id)
         self._sessions.pop(kernel_id, None)
+        self._started.discard(kernel_id)
         self._terminated[kernel_id] = None
         while len(self._terminated) > REMEMBERED:
             self._terminated.popitem(last=False)

@@ -3,7 +3,8 @@
 On start the agent beats once, announces itself with ``AgentStarted`` (the controller
 registers it) and consumes its own aggregate's events with the durable consumer
 ``agent-<id>`` (the tables of ``flow.py``), so after a restart it resumes exactly where it
-stopped.
+stopped. Meanwhile it reconciles its containers with its assigned kernels at start and every
+``BERTH_RECONCILE_INTERVAL`` seconds (``reconcile.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from services.agent.exec_server import ExecServer
 from services.agent.flow import ATTEMPTS, KERNELS, RECALL
 from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
+from services.agent.reconcile import Reconciler, reconcile_periodically
 from services.agent.reporting import Reporter
 from services.common.bus import ensure_streams, heartbeat_bucket
 from services.common.flow import consume, follow, open_broker
@@ -86,6 +88,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         raise ValueError("the agent needs BERTH_NATS_URL")
     if settings.heartbeat_interval <= 0:
         raise ValueError(f"BERTH_HEARTBEAT_INTERVAL must be positive, got {settings.heartbeat_interval}")
+    if settings.reconcile_interval <= 0:
+        raise ValueError(f"BERTH_RECONCILE_INTERVAL must be positive, got {settings.reconcile_interval}")
     owned = backend is None
     backend = backend if backend is not None else build_backend(settings)
     broker = open_broker(settings.nats_url, f"berth-agent-{agent_id}")
@@ -103,6 +107,9 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         await exec_server.start()
         heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop), name="agent-heartbeat")
         watcher = asyncio.create_task(backend.watch(lifecycle.exited), name="agent-exit-watch")
+        reconciler = Reconciler(backend, lifecycle, reporter)
+        reconciling = asyncio.create_task(reconcile_periodically(reconciler, settings.reconcile_interval, stop),
+                                          name="agent-reconcile")
         try:
             started = AgentStarted(
                 agent_id=agent_id,
@@ -120,7 +127,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
             await exec_server.stop()
             heartbeats.cancel()
             watcher.cancel()
-            await asyncio.gather(heartbeats, watcher, return_exceptions=True)
+            reconciling.cancel()
+            await asyncio.gather(heartbeats, watcher, reconciling, return_exceptions=True)
     finally:
         await broker.stop()
         if owned:

@@ -43,8 +43,8 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 
 def _register() -> None:
     from services.cli import (
-        admin_cmd, agents_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd, token_cmd,
-        up_cmd, usage_cmd,
+        admin_cmd, agents_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd,
+        token_cmd, up_cmd, usage_cmd,
     )
 
     cli.add_command(up_cmd.up)
@@ -57,6 +57,7 @@ def _register() -> None:
     cli.add_command(exec_cmd.exec_)
     cli.add_command(exec_cmd.logs)
     cli.add_command(doctor_cmd.doctor)
+    cli.add_command(dlq_cmd.dlq)
     cli.add_command(admin_cmd.admin)
     cli.add_command(usage_cmd.usage)
     cli.add_command(token_cmd.token)

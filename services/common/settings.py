@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from contracts.status import SessionStatus
+
 __all__ = ["DEFAULT_IMAGE", "Settings", "default_cache_dir", "default_data_dir"]
 
 DEFAULT_IMAGE = "berth/python:latest"
@@ -63,6 +65,30 @@ class Settings(msgspec.Struct, kw_only=True):
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
+    stuck_scheduled_timeout: float = 300.0
+    """Seconds a session may stay SCHEDULED before the controller ends it in ERROR (0: never)."""
+    stuck_preparing_timeout: float = 900.0
+    """Seconds a session may stay PREPARING without any pull progress (0: never)."""
+    stuck_creating_timeout: float = 300.0
+    """Seconds a session may stay CREATING (0: never)."""
+    stuck_terminating_timeout: float = 300.0
+    """Seconds a session may stay TERMINATING (0: never)."""
+    reconcile_interval: float = 60.0
+    """Seconds between two comparisons of an agent's containers with its assigned kernels."""
+
+    def stuck_deadlines(self) -> dict[SessionStatus, float]:
+        """Returns the seconds a session may stay in each transitional status (0: no deadline), from
+        ``BERTH_STUCK_<STATUS>_TIMEOUT``; raises ValueError for a negative one."""
+        deadlines = {
+            SessionStatus.SCHEDULED: self.stuck_scheduled_timeout,
+            SessionStatus.PREPARING: self.stuck_preparing_timeout,
+            SessionStatus.CREATING: self.stuck_creating_timeout,
+            SessionStatus.TERMINATING: self.stuck_terminating_timeout,
+        }
+        for status, seconds in deadlines.items():
+            if seconds < 0:
+                raise ValueError(f"BERTH_STUCK_{status.value}_TIMEOUT must not be negative, got {seconds}")
+        return deadlines
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":

@@ -5,8 +5,8 @@
   of one fetch in one transaction).
 * ``AGENTS`` — the agents' registrations, losses and recoveries, followed from the start of
   ``EVENTS``: liveness and the lost-agent sweep know every agent and its status.
-* ``DEADLINES`` — the events the session timeouts learn from (``timeouts.TIMEOUT_EVENTS``),
-  followed from the start.
+* ``DEADLINES`` — the events the session timeouts learn from (``timeouts.TIMEOUT_EVENTS``)
+  and the stuck-session deadlines (``stuck.STUCK_EVENTS``), followed from the start.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from services.common.flow import Subscription
 from services.controller.agent_lost import LostAgents
 from services.controller.liveness import Liveness
 from services.controller.reports import ReportHandler
+from services.controller.stuck import STUCK_EVENTS, StuckDeadlines
 from services.controller.timeouts import TIMEOUT_EVENTS, Deadlines
 
 __all__ = ["AGENTS", "DEADLINES", "DURABLE", "FLOW", "REPORTS_IN", "REPORT_BATCH", "AgentWatch", "DeadlineWatch"]
@@ -50,15 +51,22 @@ class AgentWatch:
 
 
 class DeadlineWatch:
-    """Teaches ``Deadlines`` an event and wakes the timeout enforcement."""
+    """Teaches ``Deadlines`` and ``StuckDeadlines`` an event and wakes their enforcement."""
 
-    def __init__(self, deadlines: Deadlines, changed: asyncio.Event) -> None:
+    def __init__(self, deadlines: Deadlines, changed: asyncio.Event, stuck: StuckDeadlines | None = None,
+                 stuck_changed: asyncio.Event | None = None) -> None:
         self._deadlines = deadlines
         self._changed = changed
+        self._stuck = stuck
+        self._stuck_changed = stuck_changed
 
     def apply(self, event: Event) -> None:
         self._deadlines.apply(event)
         self._changed.set()
+        if self._stuck is not None:
+            self._stuck.apply(event)
+        if self._stuck_changed is not None:
+            self._stuck_changed.set()
 
 
 REPORTS_IN = Subscription(
@@ -79,20 +87,21 @@ AGENTS = Subscription(
         agent_ev.AgentLost: AgentWatch.lost,
     },
     ignored=(agent_ev.AgentCapacityChanged, agent_ev.KernelAssigned, agent_ev.KernelTerminationRequested,
-             agent_ev.KernelReleased),
+             agent_ev.KernelReleased, agent_ev.OrphanContainerDestroyed),
     description="Every agent and its status, for liveness and the lost-agent sweep.",
 )
 
 DEADLINES = Subscription(
     name="controller-deadlines",
     stream=EVENTS_STREAM,
-    routes=dict.fromkeys(TIMEOUT_EVENTS, DeadlineWatch.apply),
+    routes=dict.fromkeys((*TIMEOUT_EVENTS, *STUCK_EVENTS), DeadlineWatch.apply),
     ignored=(
-        session_ev.SessionScheduled, session_ev.KernelPreparing, session_ev.KernelProgressed, session_ev.KernelCreating,
+        session_ev.KernelPreparing, session_ev.KernelCreating,
         session_ev.KernelStarted, session_ev.KernelTerminated, session_ev.SessionPendingReasonChanged,
         tenancy.KeypairDeactivated,
     ),
-    description="Running sessions, their executions and the keypairs' policies: the session timeouts.",
+    description="Running sessions, their executions and the keypairs' policies, and sessions in a "
+                "transitional state: the session timeouts and the stuck-session deadlines.",
 )
 
 FLOW = (REPORTS_IN, AGENTS, DEADLINES)

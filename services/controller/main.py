@@ -1,5 +1,5 @@
 """Composition root of the controller: the REPORTS consumer, the liveness watch, the sweep of
-lost agents' kernels and the session timeouts (what it consumes: the tables of ``flow.py``)."""
+lost agents' kernels, the session timeouts and the stuck-session deadlines (what it consumes: the tables of ``flow.py``)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_l
 from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, AgentWatch, DeadlineWatch
 from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
+from services.controller.stuck import StuckDeadlines, StuckSessionSweeper
 from services.controller.timeouts import Deadlines, enforce_timeouts
 
 __all__ = ["DURABLE", "run_controller"]
@@ -38,6 +39,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             "BERTH_HEARTBEAT_INTERVAL and BERTH_HEARTBEAT_TIMEOUT must be positive, "
             f"got {settings.heartbeat_interval} and {settings.heartbeat_timeout}"
         )
+    limits = settings.stuck_deadlines()
     store = Facade("controller-store", 4)
     sessions = await store.open(Sessions, settings.pg_dsn)
     agents = await store.open(Agents, settings.pg_dsn)
@@ -51,6 +53,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         lost = LostAgents()
         deadlines, changed, caught_up = Deadlines(), asyncio.Event(), asyncio.Event()
         sweeper = AgentLostSweeper(sessions, agents)
+        stuck, stuck_changed, stuck_sweeper = StuckDeadlines(limits), asyncio.Event(), StuckSessionSweeper(sessions, agents)
 
         async def apply(agent_id: str, command: c.Command) -> object:
             return await store.call(agents.handle, agent_id, command, make_context(ACTOR))
@@ -61,13 +64,23 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         async def terminate(session_id: str, reason: Reason) -> object:
             return await store.call(sessions.terminate, session_id, make_context(ACTOR), reason)
 
+        async def expire(session_id: str, reason: Reason) -> object:
+            stay = stuck.stay(session_id)
+            if stay is None:  # it moved on since it was found due
+                return None
+            return await store.call(stuck_sweeper.expire, session_id, *stay)
+
         async def timeouts() -> None:
             await until(caught_up, stop)  # judge on the whole history, not a replay half-way
             await enforce_timeouts(deadlines, terminate, changed, stop)
 
+        async def stuck_sessions() -> None:
+            await until(caught_up, stop)
+            await enforce_timeouts(stuck, expire, stuck_changed, stop)
+
         await broker.start()
         subs = [await follow(js, AGENTS, AgentWatch(liveness, lost), asyncio.Event()),
-                await follow(js, DEADLINES, DeadlineWatch(deadlines, changed), caught_up)]
+                await follow(js, DEADLINES, DeadlineWatch(deadlines, changed, stuck, stuck_changed), caught_up)]
         handler = ReportHandler(ReportProcessor(sessions, agents), store)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -76,6 +89,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
                 tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop))
                 tasks.create_task(sweep_lost_agents(lost, sweep, settings.heartbeat_interval, stop))
                 tasks.create_task(timeouts())
+                tasks.create_task(stuck_sessions())
         finally:
             for sub in subs:
                 await sub.stop()

@@ -24,6 +24,7 @@ from contracts.reports import (
     KernelProgressReport,
     KernelPullingReport,
     KernelRunningReport,
+    OrphanDestroyedReport,
     clip_detail,
     decode_report,
 )
@@ -97,6 +98,16 @@ def _(report: KernelExitedReport) -> c.Command:
                               detail=clip_detail(report.detail) or None)
 
 
+@command_for.register
+def _(report: OrphanDestroyedReport) -> c.Command:
+    return c.RecordOrphanDestroyed(kernel_id=report.kernel_id, container_id=report.container_id,
+                                   exit_code=report.exit_code)
+
+
+_AGENT_FACTS = (AgentStarted, OrphanDestroyedReport)
+"""Reports about the agent itself, applied to its aggregate (not to a session)."""
+
+
 def agent_of_subject(subject: str) -> str:
     """Returns the agent id of ``rp.agent.<agent_id>.<type>``; raises ``PermanentError`` when
     ``subject`` is not a report subject."""
@@ -121,9 +132,9 @@ class ReportProcessor:
         ctx = make_context(f"agent:{sender}", causation_id=causation_id)
         command = command_for(report)
         try:
-            if isinstance(report, AgentStarted):
+            if isinstance(report, _AGENT_FACTS):
                 position = self._agents.handle(sender, command, ctx)
-                if position is not None:
+                if position is not None and isinstance(report, AgentStarted):
                     log.info("agent %s registered (%s backend, capacity %s)", sender, report.backend, report.capacity)
                 return position
             self._check_owner(sender, report.session_id, report.kernel_id)

@@ -22,7 +22,7 @@ import asyncio
 import datetime as dt
 import logging
 from functools import singledispatchmethod
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 import msgspec
 
@@ -34,7 +34,7 @@ from domain.errors import DomainError
 from services.application.policies import POLICY_EVENTS, KeypairPolicies
 from services.common.waiting import first_of
 
-__all__ = ["TIMEOUT_EVENTS", "Deadlines", "enforce_timeouts"]
+__all__ = ["TIMEOUT_EVENTS", "Clock", "Deadlines", "DueSessions", "enforce_timeouts"]
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,17 @@ def _seconds(value: int) -> dt.timedelta:
 Terminate = Callable[[str, Reason], Awaitable[object]]
 
 
+class DueSessions(Protocol):
+    """What ``enforce_timeouts`` drives: ``Deadlines``, ``stuck.StuckDeadlines``."""
+
+    def due(self) -> list[tuple[str, Reason]]: ...
+    def next_deadline(self) -> dt.datetime | None: ...
+    def done(self, session_id: str) -> None: ...
+    def defer(self, session_id: str, seconds: float) -> None: ...
+
+
 async def enforce_timeouts(
-    deadlines: Deadlines,
+    deadlines: DueSessions,
     terminate: Terminate,
     changed: asyncio.Event,
     stop: asyncio.Event,

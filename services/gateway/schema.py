@@ -12,6 +12,7 @@ from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.tools import merge_types
 
+from services.gateway.deadletters.resolvers import DeadLetterMutation, DeadLetterQuery
 from services.gateway.errors import INTERNAL, GatewayError
 from services.gateway.execution.queries import ExecutionQuery
 from services.gateway.execution.subscriptions import ExecutionSubscription
@@ -71,8 +72,8 @@ class BerthSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     """Returns the gateway's schema; an unexpected error reaches the client as "internal error"."""
     return BerthSchema(
-        query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, TenancyQuery, UsageQuery)),
-        mutation=merge_types("Mutation", (Mutation, TenancyMutation)),
+        query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, DeadLetterQuery, TenancyQuery, UsageQuery)),
+        mutation=merge_types("Mutation", (Mutation, TenancyMutation, DeadLetterMutation)),
         subscription=merge_types("Subscription", (ExecutionSubscription, Subscription)),
         extensions=[_MaskInternalErrors, lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
                     lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE), lambda: AddValidationRules(_COST_RULES),

@@ -31,13 +31,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import BadSubjectError, MaxPayloadError
-from nats.js import JetStreamContext
 from nats.js.api import Header
-from nats.js.errors import NotFoundError
 
-from contracts.subjects import (
-    EVENTS_STREAM, HEADER_ERROR, HEADER_POSITION, SubjectError, event_subject, invalid_event_subject,
-)
+from contracts.subjects import HEADER_ERROR, HEADER_POSITION, SubjectError, event_subject, invalid_event_subject
+from services.common.event_stream import StreamCursor, read_cursor
 
 __all__ = [
     "Ack",
@@ -79,36 +76,6 @@ class UnpublishableError(PublishError):
         self.aggregate_id = notification.originator_id
         self.topic = notification.topic
         self.reason = reason
-
-
-class StreamCursor(NamedTuple):
-    """Where the stream stands: the last notification id in it, its last sequence, and the
-    message id of the last message the relay published in this run (None right after a sync)."""
-
-    position: int
-    last_seq: int
-    last_msg_id: str | None = None
-
-
-async def read_cursor(js: JetStreamContext) -> StreamCursor:
-    """Returns the last ``Berth-Position`` found in EVENTS (0 when there is none) and its last
-    sequence. Messages without the header (not from the relay) are stepped over."""
-    info = await js.stream_info(EVENTS_STREAM)
-    last_seq = info.state.last_seq
-    seq = last_seq
-    while seq >= max(info.state.first_seq, 1):
-        try:
-            msg = await js.get_msg(EVENTS_STREAM, seq=seq)
-        except NotFoundError:  # deleted message
-            seq -= 1
-            continue
-        position = _position((msg.headers or {}).get(HEADER_POSITION))
-        if position is not None:
-            return StreamCursor(position, last_seq)
-        if (last_seq - seq) % 1000 == 999:
-            log.warning("still looking for the last Berth-Position in %s at sequence %d", EVENTS_STREAM, seq)
-        seq -= 1
-    return StreamCursor(0, last_seq)
 
 
 def subject_of(notification: Notification) -> tuple[str, dict[str, str]]:
@@ -258,5 +225,3 @@ async def publish_batch(
     return await (await send_batch(publisher, notifications, cursor)).confirmed(ack_timeout)
 
 
-def _position(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and raw.isdigit() else None

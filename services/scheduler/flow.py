@@ -7,6 +7,7 @@ placement wakes the pass runner. The session events of the kernels' lives are le
 
 from __future__ import annotations
 
+from contracts import agent as agent_ev
 from contracts import session as session_ev
 from contracts.envelope import Event
 from contracts.subjects import EVENTS_STREAM
@@ -35,7 +36,7 @@ SNAPSHOT = Subscription(
     routes=dict.fromkeys(SNAPSHOT_EVENTS, SnapshotFeed.apply),
     ignored=(
         session_ev.KernelPreparing, session_ev.KernelProgressed, session_ev.KernelCreating, session_ev.KernelStarted,
-        session_ev.KernelTerminated, session_ev.ExecutionFinished,
+        session_ev.KernelTerminated, session_ev.ExecutionFinished, agent_ev.OrphanContainerDestroyed,
     ),
     description="The cluster as the scheduler sees it: pending sessions, agents, quota usage, tenancy limits.",
 )

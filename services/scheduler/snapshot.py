@@ -59,7 +59,8 @@ _MAY_ENABLE = (
 )
 """Events after which a pending session may fit."""
 
-_FAILED = frozenset({Reason.TASK_FAILED, Reason.TASK_TIMEOUT, Reason.FAILED_TO_START, Reason.AGENT_LOST, Reason.OOM_KILLED})
+_FAILED = frozenset({Reason.TASK_FAILED, Reason.TASK_TIMEOUT, Reason.FAILED_TO_START, Reason.AGENT_LOST, Reason.OOM_KILLED,
+                     Reason.TRANSITION_TIMEOUT})
 """Reasons of a TERMINATED session that make it a failed dependency."""
 
 

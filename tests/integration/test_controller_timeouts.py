@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator
-from decimal import Decimal
 
 import pytest
 from nats.js import JetStreamContext
 
-from contracts import commands as c
-from contracts import session as ev
 from contracts import tenancy as tev
-from contracts.quota import QuotaReleased, QuotaScope, quota_id
-from contracts.session import KernelPlacement, KernelSpec
+from contracts.quota import QuotaScope
 from contracts.status import Reason, SessionStatus
-from domain import agent as agent_domain
-from domain import quota as quota_domain
-from domain import session as session_domain
 from domain.emitting import Emitter
 from services.agent.main import run_agent
 from services.agent.backends.simulated import SimulatedBackend
@@ -31,11 +23,10 @@ from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay
+from tests.support.placed import AGENT, has_status, quota_releases, start_session, status_changes
 from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
 
-AGENT = "local"
-GIB = Decimal(1024**3)
 LIMITED, FREE = "AKIA_LIMITED", "AKIA_FREE"
 
 
@@ -66,37 +57,6 @@ def tenancy(sessions: Sessions) -> None:
     ])
 
 
-def start_session(sessions: Sessions, owner: str) -> str:
-    """Records a one-kernel session of ``owner`` and places it on AGENT with its quota, as the
-    scheduler does; returns its id."""
-    session_id = uuid.uuid4().hex[:12]
-    ctx = make_context("test")
-    kernel = KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(1), "mem": GIB})
-    sessions.record([Emitter(session_id, 0, ctx)(ev.SessionRequested, owner=owner, spec=ev.SessionSpec(
-        name="s", image="python:3.11", kernels=[kernel],
-    ))])
-    state = sessions.get(session_id)
-    events = session_domain.decide(state, c.ScheduleSession(
-        placements=[KernelPlacement(kernel_id=kernel.kernel_id, agent_id=AGENT)]), ctx, session_id)
-    events += agent_domain.decide(agent_domain.replay(sessions.load(AGENT)), c.AssignKernel(
-        kernel_id=kernel.kernel_id, session_id=session_id, image="python:3.11", slots=kernel.slots), ctx, AGENT)
-    for scope, name in quota_domain.quota_scopes(owner, "default", "default"):
-        qid = quota_id(scope, name)
-        events += quota_domain.decide(quota_domain.replay(sessions.load(qid)),
-                                      c.ConsumeQuota(allocations={session_id: dict(kernel.slots)}), ctx, qid)
-    sessions.record(events)
-    return session_id
-
-
-def status_changes(sessions: Sessions, session_id: str) -> list[ev.SessionStatusChanged]:
-    return [e for e in sessions.load(session_id) if isinstance(e, ev.SessionStatusChanged)]
-
-
-async def has_status(sessions: Sessions, session_id: str, status: SessionStatus) -> bool:
-    state = await asyncio.to_thread(sessions.get, session_id)
-    return state is not None and state.status is status
-
-
 async def test_a_session_past_its_max_lifetime_is_terminated(
     cluster: ServiceTasks, apps: tuple[Sessions, Agents]
 ) -> None:
@@ -117,10 +77,7 @@ async def test_a_session_past_its_max_lifetime_is_terminated(
     assert by_status[SessionStatus.TERMINATING].metadata.actor == "service:controller"
     lived = by_status[SessionStatus.TERMINATING].timestamp - by_status[SessionStatus.RUNNING].timestamp
     assert dt.timedelta(seconds=1) <= lived < dt.timedelta(seconds=10)
-    releases = [e for s, n in quota_domain.quota_scopes(LIMITED, "default", "default")
-                for e in await asyncio.to_thread(sessions.load, quota_id(s, n))
-                if isinstance(e, QuotaReleased) and e.session_id == limited]
-    assert [(e.scope, e.name) for e in releases] == [
+    assert await asyncio.to_thread(quota_releases, sessions, LIMITED, limited) == [
         (QuotaScope.KEYPAIR, LIMITED), (QuotaScope.PROJECT, "default"), (QuotaScope.DOMAIN, "default")]
 
     await async_wait_for(lambda: has_status(sessions, free, SessionStatus.RUNNING), timeout=10)

@@ -34,7 +34,8 @@ from tests.support.publish import ServiceTasks, service_tasks
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "a1"
 GIB = Decimal(1024**3)
-DOCTOR = "query { doctor { clean position checks { name subjects drifts } drifts { kind subject expected actual } } }"
+DOCTOR = ("query { doctor { clean position deadLetters relayLag projectorLag checks { name subjects drifts } "
+          "drifts { kind subject expected actual } } }")
 
 
 @pytest.fixture
@@ -119,7 +120,11 @@ async def test_doctor_is_clean_then_reports_a_tampered_read_model(
     assert report["clean"] is True and report["drifts"] == []
     assert report["checks"] == [{"name": "quota", "subjects": 3, "drifts": 0},
                                 {"name": "agents", "subjects": 1, "drifts": 0},
-                                {"name": "relay", "subjects": 1, "drifts": 0}]
+                                {"name": "relay", "subjects": 1, "drifts": 0},
+                                {"name": "dead-letters", "subjects": 0, "drifts": 0},
+                                {"name": "lag", "subjects": 2, "drifts": 0},
+                                {"name": "stuck", "subjects": 0, "drifts": 0}]
+    assert (report["deadLetters"], report["relayLag"], report["projectorLag"]) == (0, 0, 0)
     status, output = await berth_doctor(served, keys.admin)
     assert status == 0, output
     assert json.loads(output)["clean"] is True
@@ -136,7 +141,8 @@ async def test_doctor_is_clean_then_reports_a_tampered_read_model(
         ("quota-sessions", f"keypair/{keys.alice[0]}"): ([running], sorted([running, ended])),
         ("agent-occupied", f"agent/{AGENT}"): ({"cpu": "1", "mem": str(GIB)}, {"cpu": "2"}),
     }
-    assert [(c["name"], c["drifts"]) for c in report["checks"]] == [("quota", 1), ("agents", 1), ("relay", 0)]
+    assert [(c["name"], c["drifts"]) for c in report["checks"]] == [
+        ("quota", 1), ("agents", 1), ("relay", 0), ("dead-letters", 0), ("lag", 0), ("stuck", 0)]
 
     status, output = await berth_doctor(served, keys.admin)
     assert status == 1, output

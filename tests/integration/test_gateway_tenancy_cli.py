@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import sys
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
+from tests.support.cli import as_json, berth
 from tests.support.gateway import (  # noqa: F401 - fixtures
     Keys, clean_streams, keys, read_models, served,
 )
@@ -36,21 +33,6 @@ async def projecting(pg_dsn: str) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def berth(url: str, keypair: tuple[str, str], *args: str, ok: bool = True) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
-    env.update(BERTH_ENDPOINT=url, BERTH_ACCESS_KEY=keypair[0], BERTH_SECRET_KEY=keypair[1])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert (proc.returncode == 0) is ok, (args, out.decode(), err.decode())
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-async def as_json(url: str, keypair: tuple[str, str], *args: str) -> Any:
-    return json.loads((await berth(url, keypair, "-o", "json", *args))[1])
 
 
 async def test_admin_commands_create_and_list(served: str, keys: Keys, projecting: None) -> None:

@@ -175,3 +175,14 @@ def test_versions_follow_the_history() -> None:
 def test_unknown_agent_is_not_found(command: c.Command) -> None:
     with pytest.raises(NotFoundError):
         a.decide(None, command, ctx(), AID)
+
+
+def test_an_orphan_destroyed_is_recorded_unless_its_kernel_is_assigned_here() -> None:
+    orphan = c.RecordOrphanDestroyed(kernel_id="k9", container_id="c9", exit_code=137)
+    state, events = run(registered(), orphan)
+    assert types(events) == ["agent.orphan_container_destroyed"]
+    assert (events[0].kernel_id, events[0].reason) == ("k9", Reason.ORPHANED)  # type: ignore[attr-defined]
+    assert state is not None and state.allocations == {}
+    assigned, _ = run(registered(), assign("k9"))
+    with pytest.raises(InvalidRequestError, match="not an orphan"):
+        run(assigned, orphan)

@@ -190,6 +190,23 @@ def test_failed_to_start_is_an_error() -> None:
     assert (state.status, state.kernel("k1").status) == (SessionStatus.ERROR, KernelStatus.ERROR)
 
 
+@pytest.mark.parametrize("status", [SessionStatus.PREPARING, SessionStatus.CREATING, SessionStatus.TERMINATING])
+def test_a_transition_timeout_is_an_error_even_while_terminating(status: SessionStatus) -> None:
+    state, events = run(at(status), c.MarkKernelExited(kernel_id="k1", reason=Reason.TRANSITION_TIMEOUT, detail="d"))
+    assert state is not None
+    assert (state.status, state.kernel("k1").status) == (SessionStatus.ERROR, KernelStatus.ERROR)
+    assert events[-1].reason is Reason.TRANSITION_TIMEOUT  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [SessionStatus.SCHEDULED, SessionStatus.PREPARING, SessionStatus.CREATING])
+def test_a_vanished_report_ends_only_a_running_kernel(status: SessionStatus) -> None:
+    vanished = c.MarkKernelExited(kernel_id="k1", reason=Reason.VANISHED)
+    assert run(at(status), vanished)[1] == []  # still starting: no container yet proves nothing
+    state, _ = run(at(SessionStatus.RUNNING), vanished)
+    assert state is not None
+    assert (state.status, state.kernel("k1").status) == (SessionStatus.TERMINATED, KernelStatus.TERMINATED)
+
+
 def test_multi_kernel_session_runs_when_all_kernels_run() -> None:
     state, _ = run(None, request(kernel("k1"), kernel("k2")))
     state, _ = run(state, schedule_cmd("k1", "k2"))

@@ -26,8 +26,8 @@ from contracts.status import KernelStatus, SessionStatus
 from services.common.relay_status import RelayStuck
 
 __all__ = [
-    "AGENT_KINDS", "HOLDING", "QUOTA_KINDS", "RELAY_KINDS", "Check", "DoctorReport", "Drift", "check_agents",
-    "check_quotas", "check_relay", "diagnose", "persistent",
+    "AGENT_KINDS", "CHECK_KINDS", "HOLDING", "QUOTA_KINDS", "RELAY_KINDS", "Check", "DoctorReport", "Drift", "Row",
+    "check_agents", "check_quotas", "check_relay", "diagnose", "persistent",
 ]
 
 HOLDING = frozenset({
@@ -41,6 +41,9 @@ AGENT_KINDS = ("agent-kernels", "agent-occupied")
 """Drift kinds of the agent check: the allocated kernels differ; the occupied slots differ."""
 RELAY_KINDS = ("relay-stuck",)
 """Drift kind of the relay check: an event the relay cannot publish holds back everything after it."""
+
+CHECK_KINDS = {"quota": QUOTA_KINDS, "agents": AGENT_KINDS, "relay": RELAY_KINDS}
+"""The drift kinds of each consistency check, by check name."""
 
 Row = Mapping[str, Any]
 Slots = dict[str, Decimal]
@@ -171,12 +174,13 @@ def diagnose(sessions: Iterable[Row], kernels: Iterable[Row], agents: Iterable[R
                         drifts=quota_drifts + agent_drifts + relay_drifts)
 
 
-def persistent(first: DoctorReport, second: DoctorReport) -> DoctorReport:
+def persistent(first: DoctorReport, second: DoctorReport,
+               kinds: Mapping[str, tuple[str, ...]] = CHECK_KINDS) -> DoctorReport:
     """Returns ``second`` keeping only the drifts that ``first`` found too (same kind and
-    subject): a drift seen once may be a transaction the projector had half applied."""
+    subject): a drift seen once may be a transaction the projector had half applied.
+    ``kinds``: the drift kinds of each check, by check name."""
     seen = {(d.kind, d.subject) for d in first.drifts}
     drifts = [d for d in second.drifts if (d.kind, d.subject) in seen]
-    kinds = {"quota": QUOTA_KINDS, "agents": AGENT_KINDS, "relay": RELAY_KINDS}
     checks = [
         Check(name=c.name, subjects=c.subjects, drifts=sum(1 for d in drifts if d.kind in kinds.get(c.name, ())))
         for c in second.checks

@@ -1,0 +1,1 @@
+"""Dead letters: list, show, replay and drop what consumers gave up (superadmins)."""

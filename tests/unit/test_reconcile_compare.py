@@ -1,0 +1,45 @@
+"""Agent reconciliation: the pure ``compare`` of assigned kernels and running containers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.agent.reconcile import Corrections, compare
+
+CASES = [
+    pytest.param({}, set(), {}, Corrections(), id="nothing"),
+    pytest.param({"k1": "s1"}, {"k1"}, {"k1": "c1"}, Corrections(), id="all-agree"),
+    pytest.param({}, set(), {"k9": "c9"}, Corrections(orphans=[("k9", "c9")]), id="unassigned-container-is-orphan"),
+    pytest.param({"k1": "s1"}, {"k1"}, {}, Corrections(vanished=[("k1", "s1")]), id="expected-without-container"),
+    pytest.param({"k1": "s1"}, set(), {"k1": "c1"}, Corrections(adopted=["k1"]), id="found-running-is-adopted"),
+    pytest.param({"k1": "s1"}, set(), {}, Corrections(suspects=["k1"]), id="assigned-not-started-is-suspect"),
+    pytest.param({}, {"k1"}, {}, Corrections(), id="expected-but-no-longer-assigned"),
+    pytest.param({"k2": "s2", "k1": "s1"}, {"k1", "k2"}, {"k3": "c3", "k0": "c0"},
+                 Corrections(orphans=[("k0", "c0"), ("k3", "c3")], vanished=[("k1", "s1"), ("k2", "s2")]),
+                 id="sorted-by-kernel"),
+]
+
+
+@pytest.mark.parametrize(("assigned", "expected", "running", "corrections"), CASES)
+def test_compare(assigned: dict[str, str], expected: set[str], running: dict[str, str],
+                 corrections: Corrections) -> None:
+    assert compare(assigned, expected, running) == corrections
+
+
+KERNELS = st.sampled_from([f"k{i}" for i in range(8)])
+
+
+@given(assigned=st.dictionaries(KERNELS, st.just("s")), expected=st.sets(KERNELS),
+       running=st.dictionaries(KERNELS, st.just("c")))
+def test_every_kernel_is_accounted_for_once(assigned: dict[str, str], expected: set[str],
+                                            running: dict[str, str]) -> None:
+    found = compare(assigned, expected, running)
+    orphans = {k for k, _ in found.orphans}
+    vanished = {k for k, _ in found.vanished}
+    assert orphans == set(running) - set(assigned)  # only unassigned containers are destroyed
+    assert vanished == (expected & set(assigned)) - set(running)  # only what should run and does not
+    assert set(found.adopted) == (set(assigned) & set(running)) - expected
+    assert set(found.suspects) == set(assigned) - set(running) - expected
+    assert not vanished & set(found.suspects) and not orphans & set(assigned)
