@@ -217,7 +217,7 @@ async def agent_exec(nc: Any, agent_id: str, kernel_id: str) -> float:
     """``print(1)`` straight to the agent over core NATS (no gateway): request -> ExecDone."""
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex
-    sub = await nc.subscribe(io_subject(kernel_id, run_id))
+    sub = await nc.subscribe(io_subject(agent_id, kernel_id, run_id))
     try:
         request = ExecRequest(run_id=run_id, kernel_id=kernel_id, code="print(1)")
         await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=10)

@@ -30,7 +30,7 @@ from services.agent.flow import ATTEMPTS, KERNELS, RECALL
 from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
 from services.agent.reporting import Reporter
-from services.common.bus import ensure_streams, heartbeat_bucket
+from services.common.bus import existing_heartbeat_bucket
 from services.common.flow import consume, follow, open_broker
 from services.common.settings import Settings
 
@@ -87,12 +87,12 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         raise ValueError(f"BERTH_HEARTBEAT_INTERVAL must be positive, got {settings.heartbeat_interval}")
     owned = backend is None
     backend = backend if backend is not None else build_backend(settings)
-    broker = open_broker(settings.nats_url, f"berth-agent-{agent_id}")
+    broker = open_broker(settings.nats_url, f"berth-agent-{agent_id}",
+                         settings.nats_creds.replace("{agent_id}", agent_id) or None)
     nc = await broker.connect()
     try:
         js = nc.jetstream()
-        await ensure_streams(js)
-        kv = await heartbeat_bucket(js)
+        kv = await existing_heartbeat_bucket(js)
         reporter = Reporter(js, agent_id)
         lifecycle = KernelLifecycle(backend, reporter, allocator=allocator)
         await broker.start()

@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from services.common.bus_trust import BusTrust
 from services.common.lifetime import die_with_parent
 
 __all__ = [
@@ -77,7 +78,8 @@ def _nats_server_binary() -> str:
 
 
 class NatsServer:
-    """Runs one ``nats-server -js`` bound to 127.0.0.1, with its state under a data directory."""
+    """Runs one ``nats-server -js`` bound to 127.0.0.1, with its state under a data directory and
+    its authentication (operator mode, ``services.common.bus_trust``) in ``data_dir/auth``."""
 
     host = "127.0.0.1"
 
@@ -86,6 +88,14 @@ class NatsServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self.data_dir: Path | None = None
+        self.trust: BusTrust | None = None
+
+    def credentials(self, identity: str) -> Path:
+        """Returns the ``.creds`` file of ``identity`` (``admin``, a service, ``agent-<id>``) for
+        this server, issued when missing."""
+        if self.trust is None:
+            raise RuntimeError("NatsServer is not started")
+        return self.trust.credentials(identity)
 
     @property
     def url(self) -> str:
@@ -118,7 +128,8 @@ class NatsServer:
         port = port if port is not None else free_port(self.host)
         port_file.write_text(f"{port}\n")
         log_path = data_dir / "nats-server.log"
-        cmd = [_nats_server_binary(), "-a", self.host, "-p", str(port),
+        self.trust = BusTrust.load_or_create(data_dir / "auth")
+        cmd = [_nats_server_binary(), "-c", str(self.trust.server_config), "-a", self.host, "-p", str(port),
                "-js", "-sd", str(data_dir / "jetstream")]
         with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
