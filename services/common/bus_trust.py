@@ -20,27 +20,15 @@ from pathlib import Path
 
 from services.common import nats_jwt
 from services.common.bus_identities import permissions
+from services.sdk.instance import write_private
 
-__all__ = ["BusTrust", "write_private"]
+__all__ = ["BusTrust"]
 
 _TRUST = "trust.json"
 _CONFIG = "server.conf"
 _CREDS = "creds"
 _ACCOUNT = "BERTH"
 _SYSTEM = "SYS"
-
-
-def write_private(path: Path, text: str, exclusive: bool = False) -> Path:
-    """Writes ``text`` to ``path`` with mode 0600 from the first byte (``exclusive``: refuses an
-    existing file with ``FileExistsError``); returns ``path``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | os.O_NOFOLLOW
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    return path
 
 
 def _private_dir(path: Path) -> Path:
@@ -68,7 +56,7 @@ class BusTrust:
             trust = cls(directory, nats_jwt.new_seed("operator"), nats_jwt.new_seed("account"),
                         nats_jwt.new_seed("account"))
             write_private(path, json.dumps({"operator": trust.operator_seed, "account": trust.account_seed,
-                                            "system": trust.system_seed}))
+                                            "system": trust.system_seed}).encode())
         trust.write_server_config()
         return trust
 
@@ -97,13 +85,13 @@ class BusTrust:
         preload = "\n".join(f'  {key}: "{jwt}"' for key, jwt in accounts.items())
         text = (f'operator: "{nats_jwt.operator_jwt(self.operator_seed, "berth", system)}"\n'
                 f"system_account: {system}\nresolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n")
-        return write_private(self.server_config, text)
+        return write_private(self.server_config, text.encode())
 
-    def issue(self, identity: str, path: Path, exclusive: bool = False) -> Path:
+    def issue(self, identity: str, path: Path) -> Path:
         """Writes a new credential of ``identity`` to ``path`` (0600); returns ``path``."""
         seed = nats_jwt.new_seed("user")
         jwt = nats_jwt.user_jwt(self.account_seed, nats_jwt.public_key(seed), identity, permissions(identity))
-        return write_private(Path(path), nats_jwt.creds_text(jwt, seed), exclusive=exclusive)
+        return write_private(Path(path), nats_jwt.creds_text(jwt, seed).encode())
 
     def credentials(self, identity: str) -> Path:
         """Returns the instance's own credential of ``identity`` (``creds/<identity>.creds``),

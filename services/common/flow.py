@@ -243,6 +243,7 @@ async def consume(
         filters[0], stream=JStream(subscription.stream, declare=False), durable=durable, config=config,
         pull_sub=pull, ack_policy=AckPolicy.MANUAL, decoder=_undecoded, persistent=False,
         include_in_schema=False,
+        inbox_prefix=None,  # nats-py's default: the connection's own prefix (faststream's is _INBOX)
     )
     subscriber(handle)
     await subscriber.start()

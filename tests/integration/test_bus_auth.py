@@ -1,0 +1,173 @@
+"""The bus under authentication (DESIGN.md §10): a real nats-server in operator mode refuses what
+an identity may not do — an agent's credential reaches only its own subjects, only the relay
+publishes events, an unauthenticated client is refused — and an agent's own flow works."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from decimal import Decimal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from contracts import commands as c
+from contracts.execution import exec_subject, io_subject, logs_subject
+from contracts.reports import AgentStarted, KernelRunningReport
+from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, agent_events_filter, report_subject
+from services.agent.main import run_agent
+from services.common.bus import connect_options
+from services.common.bus_identities import SERVICES, agent_identity, inbox_prefix
+from services.common.settings import Settings
+from services.supervisor.embedded import NatsServer
+from tests.integration.test_agent import AgentHistory, Reports
+from tests.support.waiting import async_wait_for
+
+AGENT = "local"
+"""The agent of ``AgentHistory`` (test_agent.py); the one whose credential is tested."""
+OTHER = "other"
+
+
+class Probe:
+    """A connection under one identity that records the permission violations the server reports."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.nc: Client | None = None
+
+    async def on_error(self, error: Exception) -> None:
+        self.errors.append(str(error))
+
+    async def refused(self, action: Callable[[Client], Awaitable[object]], subject: str) -> None:
+        """Runs ``action`` and waits for the server's permissions violation naming ``subject``."""
+        assert self.nc is not None
+        await action(self.nc)
+        await self.nc.flush()
+        await async_wait_for(lambda: any("permissions violation" in e.lower() and f'"{subject.lower()}"' in e.lower() for e in self.errors),
+                             timeout=10, message=f"no permissions violation for {subject!r}: {self.errors}")
+
+
+@pytest.fixture
+async def connect_as(nats_server: NatsServer) -> AsyncIterator[Callable[[str], Awaitable[Probe]]]:
+    probes: list[Probe] = []
+
+    async def connect(identity: str) -> Probe:
+        probe = Probe()
+        options = connect_options(nats_server.url, f"probe-{identity}", nats_server.credentials(identity))
+        probe.nc = await nats.connect(**options, error_cb=probe.on_error, connect_timeout=5)
+        probes.append(probe)
+        return probe
+
+    yield connect
+    for probe in probes:
+        assert probe.nc is not None
+        await probe.nc.close()
+
+
+async def _publish(subject: str, data: bytes = b"{}") -> Callable[[Client], Awaitable[None]]:
+    async def action(nc: Client) -> None:
+        await nc.publish(subject, data)
+    return action
+
+
+async def test_an_unauthenticated_client_is_refused(nats_url: str) -> None:
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def test_an_agent_cannot_act_as_another_agent(js: JetStreamContext, connect_as) -> None:
+    probe = await connect_as(agent_identity(AGENT))
+    report = report_subject(OTHER, "AgentStarted")
+    await probe.refused(await _publish(report), report)
+    await probe.refused(await _publish(exec_subject(OTHER)), exec_subject(OTHER))
+    kv_key = f"$KV.{HEARTBEAT_BUCKET}.{OTHER}"
+    await probe.refused(await _publish(kv_key), kv_key)
+    for subject in (io_subject(OTHER, "k1", "r1"), exec_subject(OTHER), logs_subject(OTHER),
+                    f"{inbox_prefix(agent_identity(OTHER))}.x", f"{inbox_prefix('gateway')}.x", "io.agent.*.>"):
+        await probe.refused(lambda nc, s=subject: nc.subscribe(s), subject)
+    assert (await js.stream_info("REPORTS")).state.messages == 0
+
+
+async def test_only_the_relay_publishes_events(connect_as) -> None:
+    subject = "ev.agent.local.KernelAssigned"
+    for identity in (*(s for s in SERVICES if s != "relay"), agent_identity(AGENT)):
+        probe = await connect_as(identity)
+        await probe.refused(await _publish(subject), subject)
+    relay = await connect_as("relay")
+    await relay.nc.publish("ev.invalid.0.event", b"{}")
+    await relay.nc.flush()
+    assert relay.errors == []
+
+
+async def test_an_agent_creates_no_consumer_but_its_own(js: JetStreamContext, connect_as) -> None:
+    probe = await connect_as(agent_identity(AGENT))
+    others = agent_events_filter(OTHER)
+    forbidden = (
+        f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{agent_identity(OTHER)}.{others}",  # another agent's
+        f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{agent_identity(AGENT)}.ev.>",  # its own name, every event
+        f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}",  # an ephemeral one with any filter
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENTS_STREAM}.{agent_identity(AGENT)}",  # filter not in the subject
+        f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.projector",
+        f"$JS.API.STREAM.DELETE.{EVENTS_STREAM}",
+    )
+    for subject in forbidden:
+        await probe.refused(await _publish(subject), subject)
+    names = [name async for name in _consumer_names(js)]
+    assert not [n for n in names if OTHER in n or n == agent_identity(AGENT)], names
+
+
+async def _consumer_names(js: JetStreamContext) -> AsyncIterator[str]:
+    for info in await js.consumers_info(EVENTS_STREAM):
+        yield info.name
+
+
+async def test_an_agent_runs_its_own_flow_under_its_own_credential(js: JetStreamContext, nats_server: NatsServer) -> None:
+    history = AgentHistory(js)
+    await history.do(c.RegisterAgent(capacity={"cpu": Decimal(4), "mem": Decimal(8 * 1024**3)}, backend="simulated",
+                                     hostname="h"))
+    creds = nats_server.credentials(agent_identity(AGENT))
+    settings = Settings(nats_url=nats_server.url, nats_creds=str(creds), agent_id=AGENT, sim_delay=0.01,
+                        heartbeat_interval=0.1)
+    log_start = _log_size(nats_server)
+    reports = Reports(js)
+    kv = await js.key_value(HEARTBEAT_BUCKET)
+    for kernel in ("k1", "k2"):  # the second time, a restarted agent recalls its history (named consumer again)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_agent(settings, stop))
+        try:
+            await history.assign(kernel)
+            seen: list[object] = []
+
+            async def running(kernel: str = kernel) -> bool:
+                seen.extend(await reports.take(1, timeout=10))
+                return _has_running(seen, kernel)
+
+            await async_wait_for(running, timeout=30, message=f"{kernel} never reported RUNNING")
+            assert any(isinstance(r, AgentStarted) for r in seen)
+            assert (await kv.get(AGENT)).value
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    violations = [line for line in _log_lines(nats_server, log_start) if re.search(r"(Publish|Subscription) Violation", line)]
+    assert violations == []
+
+
+def _has_running(reports: list, kernel_id: str) -> bool:
+    return any(isinstance(r, KernelRunningReport) and r.kernel_id == kernel_id for r in reports)
+
+
+def _log_size(server: NatsServer) -> int:
+    assert server.data_dir is not None
+    return (server.data_dir / "nats-server.log").stat().st_size
+
+
+def _log_lines(server: NatsServer, start: int) -> list[str]:
+    assert server.data_dir is not None
+    with open(server.data_dir / "nats-server.log", "rb") as log:
+        log.seek(start)
+        return log.read().decode(errors="replace").splitlines()
+
