@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common import nats_jwt
-from services.common.bus_identities import permissions
+from services.common.bus_identities import agent_identity, permissions
 from services.sdk.instance import write_private
 
 __all__ = ["BusTrust"]
@@ -98,3 +98,10 @@ class BusTrust:
         issued when missing."""
         path = _private_dir(self.directory / _CREDS) / f"{identity}.creds"
         return path if path.is_file() else self.issue(identity, path)
+
+    def agent_credentials(self, agent_ids: list[str]) -> str:
+        """Issues the missing credentials of the agents ``agent_ids``; returns their path as a
+        ``Settings.nats_creds`` template (``.../agent-{agent_id}.creds``)."""
+        for agent_id in agent_ids:
+            self.credentials(agent_identity(agent_id))
+        return str(self.directory / _CREDS / (agent_identity("AGENT_ID").replace("AGENT_ID", "{agent_id}") + ".creds"))

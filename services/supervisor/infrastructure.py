@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import psycopg
 from psycopg import sql
 
+from services.common.bus_trust import BusTrust
 from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
 
 __all__ = ["Infrastructure", "ensure_database", "infrastructure"]
@@ -28,8 +29,10 @@ class Infrastructure:
     """Addresses of the bus and the database in use."""
 
     def __init__(self, nats_url: str, pg_dsn: str, embedded: list[str],
-                 servers: Sequence[NatsServer | EmbeddedPostgres] = ()) -> None:
+                 servers: Sequence[NatsServer | EmbeddedPostgres] = (), bus_trust: BusTrust | None = None) -> None:
         self.nats_url = nats_url
+        self.bus_trust = bus_trust
+        """The embedded NATS's trust (it issues each service's credential); None for ``BERTH_NATS_URL``."""
         self.pg_dsn = pg_dsn
         self.embedded = embedded
         self._servers = list(servers)
@@ -59,11 +62,13 @@ def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iter
     with contextlib.ExitStack() as stack:
         embedded: list[str] = []
         servers: list[NatsServer | EmbeddedPostgres] = []
+        bus_trust = None
         if not nats_url:
             nats = NatsServer()
             stack.callback(nats.stop, STOP_TIMEOUT)
             servers.append(nats)
             nats_url = nats.start(data_dir / "nats")
+            bus_trust = nats.trust
             embedded.append(f"nats-server (pid {nats.pid}, data {data_dir / 'nats'})")
         if not pg_dsn:
             postgres = EmbeddedPostgres()
@@ -72,4 +77,4 @@ def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iter
             pg_dsn = ensure_database(postgres.start(data_dir))
             running = f"pid {postgres.pid}" if postgres.pid else "already running"
             embedded.append(f"postgresql ({running}, data {data_dir / 'pg'})")
-        yield Infrastructure(nats_url, pg_dsn, embedded, servers)
+        yield Infrastructure(nats_url, pg_dsn, embedded, servers, bus_trust)
