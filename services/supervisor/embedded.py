@@ -90,6 +90,11 @@ class NatsServer:
         self.data_dir: Path | None = None
         self.trust: BusTrust | None = None
 
+    @staticmethod
+    def trust_dir(data_dir: Path) -> Path:
+        """Returns where a server with its state in ``data_dir`` keeps its bus trust."""
+        return Path(data_dir) / "auth"
+
     def credentials(self, identity: str) -> Path:
         """Returns the ``.creds`` file of ``identity`` (``admin``, a service, ``agent-<id>``) for
         this server, issued when missing."""
@@ -128,7 +133,7 @@ class NatsServer:
         port = port if port is not None else free_port(self.host)
         port_file.write_text(f"{port}\n")
         log_path = data_dir / "nats-server.log"
-        self.trust = BusTrust.load_or_create(data_dir / "auth")
+        self.trust = BusTrust.load_or_create(self.trust_dir(data_dir))
         cmd = [_nats_server_binary(), "-c", str(self.trust.server_config), "-a", self.host, "-p", str(port),
                "-js", "-sd", str(data_dir / "jetstream")]
         with open(log_path, "ab") as log:

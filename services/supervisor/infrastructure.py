@@ -17,7 +17,7 @@ from psycopg import sql
 from services.common.bus_trust import BusTrust
 from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
 
-__all__ = ["Infrastructure", "ensure_database", "infrastructure"]
+__all__ = ["Infrastructure", "bus_trust_dir", "ensure_database", "infrastructure"]
 
 log = logging.getLogger(__name__)
 DATABASE = "berth"
@@ -46,6 +46,16 @@ class Infrastructure:
             server.halt(wait=HALT_WAIT)
 
 
+def nats_data_dir(data_dir: Path) -> Path:
+    """Returns where the embedded nats-server of the instance in ``data_dir`` keeps its state."""
+    return data_dir / "nats"
+
+
+def bus_trust_dir(data_dir: Path) -> Path:
+    """Returns where the embedded bus's trust (keys, credentials) of ``data_dir`` lives (0700)."""
+    return NatsServer.trust_dir(nats_data_dir(data_dir))
+
+
 def ensure_database(admin_dsn: str, name: str = DATABASE) -> str:
     """Creates database ``name`` when missing (never drops anything); returns its DSN."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -67,9 +77,9 @@ def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iter
             nats = NatsServer()
             stack.callback(nats.stop, STOP_TIMEOUT)
             servers.append(nats)
-            nats_url = nats.start(data_dir / "nats")
+            nats_url = nats.start(nats_data_dir(data_dir))
             bus_trust = nats.trust
-            embedded.append(f"nats-server (pid {nats.pid}, data {data_dir / 'nats'})")
+            embedded.append(f"nats-server (pid {nats.pid}, data {nats_data_dir(data_dir)})")
         if not pg_dsn:
             postgres = EmbeddedPostgres()
             stack.callback(postgres.stop, STOP_TIMEOUT)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import stat
 from decimal import Decimal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import nats
 import nats.errors
 import pytest
+from click.testing import CliRunner
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -20,8 +23,8 @@ from contracts.execution import exec_subject, io_subject, logs_subject
 from contracts.reports import AgentStarted, KernelRunningReport
 from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, agent_events_filter, report_subject
 from services.agent.main import run_agent
-from services.common.bus import connect_options
-from services.common.bus_identities import SERVICES, agent_identity, inbox_prefix
+from services.common.bus import connect, connect_options, ensure_streams
+from services.common.bus_identities import ADMIN, SERVICES, agent_identity, inbox_prefix
 from services.common.settings import Settings
 from services.supervisor.embedded import NatsServer
 from tests.integration.test_agent import AgentHistory, Reports
@@ -171,3 +174,36 @@ def _log_lines(server: NatsServer, start: int) -> list[str]:
         log.seek(start)
         return log.read().decode(errors="replace").splitlines()
 
+
+
+async def test_an_enrolled_agent_connects_without_a_server_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.cli.main import cli, _register
+
+    server = NatsServer()
+    server.start(tmp_path / "data" / "nats")  # the instance layout of ``berth up`` in tmp_path/data
+    try:
+        _register()
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(cli, ["admin", "agent", "enrol", "gpu-7", "--data-dir", str(tmp_path / "data")])
+        assert result.exit_code == 0, result.output
+        creds = tmp_path / "gpu-7.creds"
+        assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+        again = CliRunner().invoke(cli, ["admin", "agent", "enrol", "gpu-7", "--data-dir", str(tmp_path / "data")])
+        assert again.exit_code != 0 and "exists" in again.output
+        bad = CliRunner().invoke(cli, ["admin", "agent", "enrol", "../x", "--data-dir", str(tmp_path / "data")])
+        assert bad.exit_code != 0 and "invalid agent id" in bad.output
+
+        admin = await connect(server.url, "test-admin", server.credentials(ADMIN))
+        await ensure_streams(admin.jetstream())
+        await admin.close()
+        probe = Probe()
+        probe.nc = await nats.connect(**connect_options(server.url, "gpu-7", creds), error_cb=probe.on_error)
+        try:
+            js = probe.nc.jetstream()
+            ack = await js.publish(report_subject("gpu-7", "AgentStarted"), b"{}")
+            assert ack.stream == "REPORTS"
+            await probe.refused(await _publish(report_subject("gpu-8", "AgentStarted")), report_subject("gpu-8", "AgentStarted"))
+        finally:
+            await probe.nc.close()
+    finally:
+        server.stop()

@@ -1,0 +1,67 @@
+"""``berth admin agent``: an agent's bus credential (enrolment).
+
+The credential is signed with the instance's account key, kept by ``berth up`` in
+``<data dir>/nats/auth`` (0700, files 0600): only whoever may read that directory — the
+instance's operator, the superadmin who also holds ``admin.keypair`` there — can enrol an agent.
+It is not an API operation on purpose: the gateway would then hold the signing key, and a
+compromised gateway could mint any identity, the relay's included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from contracts.subjects import SubjectError, check_token
+from services.cli.output import Output
+from services.common.settings import default_data_dir
+
+__all__ = ["agent"]
+
+
+@click.group()
+def agent() -> None:
+    """Agents' bus credentials (the instance's local admin material; run where `berth up` runs).
+
+    \b
+    berth admin agent enrol gpu-7                   # writes ./gpu-7.creds (0600)
+    BERTH_NATS_CREDS=gpu-7.creds BERTH_AGENT_ID=gpu-7 python -m services.agent
+    """
+
+
+@agent.command("enrol")
+@click.argument("agent_id")
+@click.option("--file", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the credential (default ./<agent-id>.creds); never overwritten.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The instance's data directory (default $BERTH_DATA_DIR or ~/.berth).")
+@click.pass_obj
+def enrol(out: Output, agent_id: str, output: Path | None, data_dir: Path | None) -> None:
+    """Issue the bus credential of agent AGENT_ID: it may use only its own subjects (its reports,
+    its events consumer, its exec, logs and output subjects, its heartbeat). The agent takes it with
+    BERTH_NATS_CREDS. Needs the server packages (berth[server,embedded])."""
+    from services.common.bus_identities import agent_identity
+    from services.common.bus_trust import BusTrust
+    from services.supervisor.infrastructure import bus_trust_dir
+
+    try:
+        check_token(agent_id, "agent id")
+    except SubjectError as exc:
+        raise click.BadParameter(str(exc), param_hint="AGENT_ID") from None
+    directory = bus_trust_dir(data_dir or default_data_dir())
+    try:
+        trust = BusTrust.load(directory)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    except PermissionError:
+        raise click.ClickException(f"cannot read {directory}: enrol as the user that runs berth up") from None
+    path = output or Path(f"{agent_id}.creds")
+    if path.exists() or path.is_symlink():
+        raise click.ClickException(f"{path} exists: remove it or choose another --output")
+    trust.issue(agent_identity(agent_id), path)
+    if out.is_json:
+        out.json({"agentId": agent_id, "credentials": str(path)})
+        return
+    out.info(f"wrote the bus credential of agent {agent_id} to {path} (mode 0600); "
+             f"start the agent with BERTH_NATS_CREDS={path} BERTH_AGENT_ID={agent_id}")
