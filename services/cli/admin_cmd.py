@@ -13,7 +13,7 @@ import click
 
 from services.cli import admin_queries as aq
 from services.cli.admin_access_cmd import keypair, policy
-from services.cli.admin_agent_cmd import agent
+from services.cli.admin_bus_cmd import agent, bus
 from services.cli.admin_common import apply_and_show, csv_list, list_rows, slot_list, slots_option
 from services.cli.admin_rgroup_cmd import rgroup
 from services.cli.running import run_async
@@ -49,6 +49,7 @@ def admin() -> None:
 
 
 admin.add_command(agent)
+admin.add_command(bus)
 admin.add_command(keypair)
 admin.add_command(policy)
 admin.add_command(rgroup)

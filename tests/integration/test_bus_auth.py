@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import stat
+import subprocess
 from decimal import Decimal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -26,7 +28,7 @@ from services.agent.main import run_agent
 from services.common.bus import connect, connect_options, ensure_streams
 from services.common.bus_identities import ADMIN, SERVICES, agent_identity, inbox_prefix
 from services.common.settings import Settings
-from services.supervisor.embedded import NatsServer
+from services.supervisor.embedded import NatsServer, nats_server_binary
 from tests.integration.test_agent import AgentHistory, Reports
 from tests.support.waiting import async_wait_for
 
@@ -207,3 +209,23 @@ async def test_an_enrolled_agent_connects_without_a_server_reload(tmp_path: Path
             await probe.nc.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("config, trust_at", [("nats.conf", ".berth/nats/auth"), ("ops/nats/cluster.conf", "auth")])
+def test_the_sample_configs_include_the_trust_that_bus_init_writes(tmp_path: Path, config: str, trust_at: str) -> None:
+    from services.cli.main import cli, _register
+
+    _register()
+    result = CliRunner().invoke(cli, ["admin", "bus", "init", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    (tmp_path / trust_at).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / trust_at).symlink_to(tmp_path / "data" / "nats" / "auth")
+    copy = tmp_path / "server.conf"
+    shutil.copy(Path(__file__).parents[2] / config, copy)
+    checked = subprocess.run([nats_server_binary(), "-c", str(copy), "-t"], capture_output=True, text=True,
+                             timeout=30, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (tmp_path / trust_at).unlink()  # without the trust the config does not load: it never runs open
+    refused = subprocess.run([nats_server_binary(), "-c", str(copy), "-t"], capture_output=True, text=True,
+                             timeout=30, cwd=tmp_path)
+    assert refused.returncode != 0 and "server.conf" in refused.stdout + refused.stderr

@@ -1,4 +1,5 @@
-"""``berth admin agent``: an agent's bus credential (enrolment).
+"""``berth admin agent``: an agent's bus credential (enrolment); ``berth admin bus init``: the bus
+trust and the services' credentials for a NATS run by hand (nats.conf, docker-compose.yml).
 
 The credential is signed with the instance's account key, kept by ``berth up`` in
 ``<data dir>/nats/auth`` (0700, files 0600): only whoever may read that directory — the
@@ -17,7 +18,17 @@ from contracts.subjects import SubjectError, check_token
 from services.cli.output import Output
 from services.common.settings import default_data_dir
 
-__all__ = ["agent"]
+__all__ = ["agent", "bus"]
+
+
+_DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help="The instance's data directory (default $BERTH_DATA_DIR or ~/.berth).")
+
+
+def _trust_dir(data_dir: Path | None) -> Path:
+    from services.supervisor.infrastructure import bus_trust_dir
+
+    return bus_trust_dir(data_dir or default_data_dir())
 
 
 @click.group()
@@ -34,8 +45,7 @@ def agent() -> None:
 @click.argument("agent_id")
 @click.option("--file", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the credential (default ./<agent-id>.creds); never overwritten.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The instance's data directory (default $BERTH_DATA_DIR or ~/.berth).")
+@_DATA_DIR
 @click.pass_obj
 def enrol(out: Output, agent_id: str, output: Path | None, data_dir: Path | None) -> None:
     """Issue the bus credential of agent AGENT_ID: it may use only its own subjects (its reports,
@@ -43,13 +53,12 @@ def enrol(out: Output, agent_id: str, output: Path | None, data_dir: Path | None
     BERTH_NATS_CREDS. Needs the server packages (berth[server,embedded])."""
     from services.common.bus_identities import agent_identity
     from services.common.bus_trust import BusTrust
-    from services.supervisor.infrastructure import bus_trust_dir
 
     try:
         check_token(agent_id, "agent id")
     except SubjectError as exc:
         raise click.BadParameter(str(exc), param_hint="AGENT_ID") from None
-    directory = bus_trust_dir(data_dir or default_data_dir())
+    directory = _trust_dir(data_dir)
     try:
         trust = BusTrust.load(directory)
     except FileNotFoundError as exc:
@@ -65,3 +74,34 @@ def enrol(out: Output, agent_id: str, output: Path | None, data_dir: Path | None
         return
     out.info(f"wrote the bus credential of agent {agent_id} to {path} (mode 0600); "
              f"start the agent with BERTH_NATS_CREDS={path} BERTH_AGENT_ID={agent_id}")
+
+
+@click.group()
+def bus() -> None:
+    """The bus's trust, for a NATS you run yourself (`berth up` makes its own on first start)."""
+
+
+@bus.command("init")
+@_DATA_DIR
+@click.option("--agent", "agent_ids", multiple=True, default=("local",), show_default=True,
+              help="Also issue this agent's credential (repeatable).")
+@click.pass_obj
+def bus_init(out: Output, data_dir: Path | None, agent_ids: tuple[str, ...]) -> None:
+    """Create the bus trust in DATA_DIR/nats/auth (kept when it exists): server.conf, which
+    nats.conf and ops/nats/cluster.conf include, and creds/<identity>.creds for admin, every
+    service and each --agent (0600)."""
+    from services.common.bus_identities import ADMIN, SERVICES, agent_identity
+    from services.common.bus_trust import BusTrust
+
+    for agent_id in agent_ids:
+        try:
+            check_token(agent_id, "agent id")
+        except SubjectError as exc:
+            raise click.BadParameter(str(exc), param_hint="--agent") from None
+    trust = BusTrust.load_or_create(_trust_dir(data_dir))
+    issued = [trust.credentials(identity) for identity in (ADMIN, *SERVICES, *map(agent_identity, agent_ids))]
+    if out.is_json:
+        out.json({"serverConfig": str(trust.server_config), "credentials": [str(p) for p in issued]})
+        return
+    out.info(f"bus trust in {trust.directory}: include {trust.server_config} in the server's config; "
+             f"credentials in {issued[0].parent}")
