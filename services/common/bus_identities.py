@@ -34,8 +34,8 @@ _STREAMS = (EVENTS_STREAM, REPORTS_STREAM, DEADLETTER_STREAM, _KV_STREAM)
 _SERVICE_JS = (
     "$JS.API.INFO",
     *(f"$JS.API.STREAM.{verb}.{stream}" for verb in ("INFO", "CREATE", "UPDATE") for stream in _STREAMS),
-    f"$JS.API.STREAM.MSG.GET.{_KV_STREAM}",
-    f"$JS.API.DIRECT.GET.{_KV_STREAM}.>",
+    *(f"$JS.API.STREAM.MSG.GET.{stream}" for stream in _STREAMS),
+    *(f"$JS.API.DIRECT.GET.{stream}.>" for stream in _STREAMS),
     *(f"$JS.API.CONSUMER.{verb}.{stream}.>" for verb in ("CREATE", "DURABLE.CREATE", "INFO", "MSG.NEXT", "DELETE")
       for stream in _STREAMS),
     *(f"$JS.API.CONSUMER.CREATE.{stream}" for stream in _STREAMS),
@@ -44,8 +44,8 @@ _SERVICE_JS = (
     "dlq.>",
 )
 """What every service does on JetStream: look up and create (or update to the current config)
-Berth's streams and bucket — never delete or purge them — and run its own consumers; and
-dead-letter what it cannot process."""
+Berth's streams and bucket — never delete or purge them —, read a message by sequence (the relay's
+last position), run its consumers; and dead-letter what it cannot process."""
 
 _SERVICE_EXTRA: dict[str, Permissions] = {
     "relay": Permissions(publish=EVENTS_SUBJECTS),
