@@ -14,6 +14,9 @@ import msgspec
 from contracts.subjects import check_token
 
 __all__ = [
+    "EXEC_SUBJECTS",
+    "IO_SUBJECTS",
+    "LOGS_SUBJECTS",
     "ExecAccepted",
     "ExecChunk",
     "ExecDone",
@@ -71,6 +74,14 @@ ExecOutput = ExecChunk | ExecDone
 class LogsRequest(msgspec.Struct, frozen=True, kw_only=True):
     kernel_id: str
     tail: int | None = None
+
+
+EXEC_SUBJECTS = "exec.agent.*"
+"""Every agent's exec subject (the gateway sends execution requests to any agent)."""
+LOGS_SUBJECTS = "logs.agent.*"
+"""Every agent's logs subject."""
+IO_SUBJECTS = "io.agent.*.>"
+"""The output of every run on every agent."""
 
 
 def exec_subject(agent_id: str) -> str:

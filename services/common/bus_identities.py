@@ -11,9 +11,10 @@ tests) may do everything.
 
 from __future__ import annotations
 
-from contracts.execution import exec_subject, io_agent_filter, logs_subject
+from contracts.execution import EXEC_SUBJECTS, IO_SUBJECTS, LOGS_SUBJECTS, exec_subject, io_agent_filter, logs_subject
 from contracts.subjects import (
     DEADLETTER_STREAM,
+    DEADLETTER_SUBJECTS,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     HEARTBEAT_BUCKET,
@@ -21,6 +22,8 @@ from contracts.subjects import (
     agent_events_filter,
     check_token,
     dead_letter_subject,
+    heartbeat_key_subject,
+    report_agent_filter,
 )
 from services.common.nats_jwt import Permissions
 
@@ -41,7 +44,7 @@ _SERVICE_JS = (
     *(f"$JS.API.CONSUMER.CREATE.{stream}" for stream in _STREAMS),
     *(f"$JS.ACK.{stream}.>" for stream in _STREAMS),
     "$JS.FC.>",
-    "dlq.>",
+    *DEADLETTER_SUBJECTS,
 )
 """What every service does on JetStream: look up and create (or update to the current config)
 Berth's streams and bucket — never delete or purge them —, read a message by sequence (the relay's
@@ -52,7 +55,7 @@ _SERVICE_EXTRA: dict[str, Permissions] = {
     "projector": Permissions(),
     "scheduler": Permissions(),
     "controller": Permissions(),
-    "gateway": Permissions(publish=("exec.agent.*", "logs.agent.*"), subscribe=("io.agent.*.>",)),
+    "gateway": Permissions(publish=(EXEC_SUBJECTS, LOGS_SUBJECTS), subscribe=(IO_SUBJECTS,)),
 }
 
 SERVICES = tuple(_SERVICE_EXTRA)
@@ -75,8 +78,8 @@ def _agent(agent_id: str) -> Permissions:
     consumers = (own, f"{own}-recall")
     return Permissions(
         publish=(
-            f"rp.agent.{agent_id}.>",
-            f"$KV.{HEARTBEAT_BUCKET}.{agent_id}",
+            report_agent_filter(agent_id),
+            heartbeat_key_subject(agent_id),
             f"$JS.API.STREAM.INFO.{_KV_STREAM}",
             "$JS.API.INFO",
             *(f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{name}.{events}" for name in consumers),

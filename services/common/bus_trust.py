@@ -20,7 +20,6 @@ from pathlib import Path
 
 from services.common import nats_jwt
 from services.common.bus_identities import agent_identity, permissions
-from services.sdk.instance import write_private
 
 __all__ = ["BusTrust"]
 
@@ -29,6 +28,16 @@ _CONFIG = "server.conf"
 _CREDS = "creds"
 _ACCOUNT = "BERTH"
 _SYSTEM = "SYS"
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Replaces ``path`` with ``data`` in a file created 0600 (never readable by others, even briefly)."""
+    staged = path.with_name(f".{path.name}.new")
+    staged.unlink(missing_ok=True)
+    staged.touch(mode=0o600, exist_ok=False)
+    staged.write_bytes(data)
+    staged.replace(path)
+    return path
 
 
 def _private_dir(path: Path) -> Path:
