@@ -11,6 +11,7 @@ compromised gateway could mint any identity, the relay's included.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +32,18 @@ def _trust_dir(data_dir: Path | None) -> Path:
     return bus_trust_dir(data_dir or default_data_dir())
 
 
+def _load_trust(data_dir: Path | None) -> Any:
+    from services.common.bus_trust import BusTrust
+
+    directory = _trust_dir(data_dir)
+    try:
+        return BusTrust.load(directory)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    except PermissionError:
+        raise click.ClickException(f"cannot read {directory}: run this as the user that runs berth up") from None
+
+
 @click.group()
 def agent() -> None:
     """Agents' bus credentials (the instance's local admin material; run where `berth up` runs).
@@ -38,6 +51,7 @@ def agent() -> None:
     \b
     berth admin agent enrol gpu-7                   # writes ./gpu-7.creds (0600)
     BERTH_NATS_CREDS=gpu-7.creds BERTH_AGENT_ID=gpu-7 python -m services.agent
+    berth admin agent revoke gpu-7                  # NATS refuses its credentials from now on
     """
 
 
@@ -52,19 +66,12 @@ def enrol(out: Output, agent_id: str, output: Path | None, data_dir: Path | None
     its events consumer, its exec, logs and output subjects, its heartbeat). The agent takes it with
     BERTH_NATS_CREDS. Needs the server packages (berth[server,embedded])."""
     from services.common.bus_identities import agent_identity
-    from services.common.bus_trust import BusTrust
 
     try:
         check_token(agent_id, "agent id")
     except SubjectError as exc:
         raise click.BadParameter(str(exc), param_hint="AGENT_ID") from None
-    directory = _trust_dir(data_dir)
-    try:
-        trust = BusTrust.load(directory)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
-    except PermissionError:
-        raise click.ClickException(f"cannot read {directory}: enrol as the user that runs berth up") from None
+    trust = _load_trust(data_dir)
     path = output or Path(f"{agent_id}.creds")
     if path.exists() or path.is_symlink():
         raise click.ClickException(f"{path} exists: remove it or choose another --output")
@@ -74,6 +81,33 @@ def enrol(out: Output, agent_id: str, output: Path | None, data_dir: Path | None
         return
     out.info(f"wrote the bus credential of agent {agent_id} to {path} (mode 0600); "
              f"start the agent with BERTH_NATS_CREDS={path} BERTH_AGENT_ID={agent_id}")
+
+
+@agent.command("revoke")
+@click.argument("agent_id")
+@_DATA_DIR
+@click.pass_obj
+def revoke(out: Output, agent_id: str, data_dir: Path | None) -> None:
+    """Revoke every bus credential issued to agent AGENT_ID: the instance's NATS is told to reload
+    and refuses them from then on (a connected agent is cut off)."""
+    from services.common.bus_identities import agent_identity
+    from services.supervisor.embedded import NatsServer
+    from services.supervisor.infrastructure import nats_data_dir
+
+    try:
+        check_token(agent_id, "agent id")
+    except SubjectError as exc:
+        raise click.BadParameter(str(exc), param_hint="AGENT_ID") from None
+    trust = _load_trust(data_dir)
+    revoked = trust.revoke(agent_identity(agent_id))
+    reloaded = NatsServer.reload(nats_data_dir(data_dir or default_data_dir()))
+    if out.is_json:
+        out.json({"agentId": agent_id, "revoked": revoked, "reloaded": reloaded})
+        return
+    out.info(f"revoked {revoked} credential(s) of agent {agent_id}; " + (
+        "NATS reloaded: they are refused now" if reloaded else
+        f"no NATS of this instance runs: they are refused from its next start (a NATS of your own: "
+        f"nats-server --signal reload)"))
 
 
 @click.group()

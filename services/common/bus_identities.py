@@ -27,10 +27,12 @@ from contracts.subjects import (
 )
 from services.common.nats_jwt import Permissions
 
-__all__ = ["ADMIN", "SERVICES", "agent_identity", "inbox_prefix", "permissions"]
+__all__ = ["ADMIN", "AGENT_IDENTITY", "SERVICES", "agent_identity", "inbox_prefix", "permissions"]
 
 ADMIN = "admin"
 _AGENT = "agent-"
+AGENT_IDENTITY = _AGENT + "{agent_id}"
+"""The identity of an agent, as a template of its id."""
 _KV_STREAM = f"KV_{HEARTBEAT_BUCKET}"
 _STREAMS = (EVENTS_STREAM, REPORTS_STREAM, DEADLETTER_STREAM, _KV_STREAM)
 
@@ -64,7 +66,7 @@ SERVICES = tuple(_SERVICE_EXTRA)
 
 def agent_identity(agent_id: str) -> str:
     """Returns the identity (NATS user name, credentials file stem) of the agent ``agent_id``."""
-    return f"{_AGENT}{check_token(agent_id, 'agent id')}"
+    return AGENT_IDENTITY.format(agent_id=check_token(agent_id, "agent id"))
 
 
 def inbox_prefix(identity: str) -> str:

@@ -13,13 +13,17 @@ the account seed only: the server accepts it at once, without a reload.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from services.common import nats_jwt
-from services.common.bus_identities import agent_identity, permissions
+from services.common.bus_identities import AGENT_IDENTITY, agent_identity, permissions
 
 __all__ = ["BusTrust"]
 
@@ -46,12 +50,15 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-@dataclass(frozen=True)
 class BusTrust:
-    directory: Path
-    operator_seed: str
-    account_seed: str
-    system_seed: str
+    """The trust kept in one directory (``load_or_create`` / ``load``)."""
+
+    def __init__(self, directory: Path, state: dict[str, Any]) -> None:
+        self.directory = directory
+        self._state = state
+        self.operator_seed: str = state["operator"]
+        self.account_seed: str = state["account"]
+        self.system_seed: str = state["system"]
 
     @classmethod
     def load_or_create(cls, directory: Path) -> BusTrust:
@@ -59,13 +66,18 @@ class BusTrust:
         directory = _private_dir(Path(directory))
         path = directory / _TRUST
         if path.exists():
-            seeds = json.loads(path.read_text())
-            trust = cls(directory, seeds["operator"], seeds["account"], seeds["system"])
+            trust = cls(directory, json.loads(path.read_text()))
         else:
-            trust = cls(directory, nats_jwt.new_seed("operator"), nats_jwt.new_seed("account"),
-                        nats_jwt.new_seed("account"))
-            write_private(path, json.dumps({"operator": trust.operator_seed, "account": trust.account_seed,
-                                            "system": trust.system_seed}).encode())
+            operator, system = nats_jwt.new_seed("operator"), nats_jwt.new_seed("account")
+            system_key = nats_jwt.public_key(system)
+            trust = cls(directory, {
+                "operator": operator, "account": nats_jwt.new_seed("account"), "system": system,
+                # signed once: a server reloads a changed account, never a changed operator
+                "operator_jwt": nats_jwt.operator_jwt(operator, "berth", system_key),
+                "system_jwt": nats_jwt.account_jwt(operator, system_key, _SYSTEM, jetstream=False),
+                "issued": {}, "revoked": {},
+            })
+            trust._save()
         trust.write_server_config()
         return trust
 
@@ -75,6 +87,19 @@ class BusTrust:
         if not (Path(directory) / _TRUST).is_file():
             raise FileNotFoundError(f"no bus trust in {directory} (berth up creates it on its first start)")
         return cls.load_or_create(directory)
+
+    def _save(self) -> None:
+        write_private(self.directory / _TRUST, json.dumps(self._state, indent=1).encode())
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, Any]]:
+        """Yields the state as on disk now, under an exclusive lock, and saves it afterwards: ``berth
+        up`` and an ``enrol`` or ``revoke`` of the CLI may change it at the same time."""
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._state = json.loads((self.directory / _TRUST).read_text())
+            yield self._state
+            self._save()
 
     @property
     def account(self) -> str:
@@ -86,21 +111,44 @@ class BusTrust:
         return self.directory / _CONFIG
 
     def write_server_config(self) -> Path:
+        """Writes the server's auth include: the operator, the system account, and the account
+        with its revocations (a running server takes a change on reload: SIGHUP)."""
         system = nats_jwt.public_key(self.system_seed)
+        # a running server ignores an account JWT not issued after the one it has: never the same second
+        with self._changing() as state:
+            issued_at = max(int(time.time()), state.get("account_issued_at", 0) + 1)
+            state["account_issued_at"] = issued_at
         accounts = {
-            self.account: nats_jwt.account_jwt(self.operator_seed, self.account, _ACCOUNT, jetstream=True),
-            system: nats_jwt.account_jwt(self.operator_seed, system, _SYSTEM, jetstream=False),
+            self.account: nats_jwt.account_jwt(self.operator_seed, self.account, _ACCOUNT, jetstream=True,
+                                               revocations=self._state["revoked"], issued_at=issued_at),
+            system: self._state["system_jwt"],
         }
         preload = "\n".join(f'  {key}: "{jwt}"' for key, jwt in accounts.items())
-        text = (f'operator: "{nats_jwt.operator_jwt(self.operator_seed, "berth", system)}"\n'
+        text = (f'operator: "{self._state["operator_jwt"]}"\n'
                 f"system_account: {system}\nresolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n")
         return write_private(self.server_config, text.encode())
 
     def issue(self, identity: str, path: Path) -> Path:
-        """Writes a new credential of ``identity`` to ``path`` (0600); returns ``path``."""
+        """Writes a new credential of ``identity`` to ``path`` (0600) and records its key (for
+        ``revoke``); returns ``path``."""
         seed = nats_jwt.new_seed("user")
-        jwt = nats_jwt.user_jwt(self.account_seed, nats_jwt.public_key(seed), identity, permissions(identity))
+        user = nats_jwt.public_key(seed)
+        jwt = nats_jwt.user_jwt(self.account_seed, user, identity, permissions(identity))
+        with self._changing() as state:
+            state["issued"].setdefault(identity, []).append(user)
         return write_private(Path(path), nats_jwt.creds_text(jwt, seed).encode())
+
+    def revoke(self, identity: str) -> int:
+        """Revokes every credential issued to ``identity`` so far (recorded in the account JWT
+        of the server config); returns how many. The server applies it on its next reload."""
+        with self._changing() as state:
+            keys = state["issued"].pop(identity, [])
+            # every JWT of these keys issued up to the next second: one issued this very second
+            # included (a key is never issued again: a new credential has a new key)
+            state["revoked"].update(dict.fromkeys(keys, int(time.time()) + 1))
+        (self.directory / _CREDS / f"{identity}.creds").unlink(missing_ok=True)
+        self.write_server_config()
+        return len(keys)
 
     def credentials(self, identity: str) -> Path:
         """Returns the instance's own credential of ``identity`` (``creds/<identity>.creds``),
@@ -113,4 +161,4 @@ class BusTrust:
         ``Settings.nats_creds`` template (``.../agent-{agent_id}.creds``)."""
         for agent_id in agent_ids:
             self.credentials(agent_identity(agent_id))
-        return str(self.directory / _CREDS / (agent_identity("AGENT_ID").replace("AGENT_ID", "{agent_id}") + ".creds"))
+        return str(self.directory / _CREDS / f"{AGENT_IDENTITY}.creds")

@@ -75,9 +75,9 @@ def _encode(claims: dict[str, Any], signer_seed: str) -> str:
     return f"{signing_input}.{_b64(signature)}"
 
 
-def _claims(issuer_seed: str, subject: str, name: str, nats: dict[str, Any]) -> dict[str, Any]:
-    return {"iat": int(time.time()), "iss": public_key(issuer_seed), "sub": subject, "name": name,
-            "nats": dict(nats, version=2)}
+def _claims(issuer_seed: str, subject: str, name: str, nats: dict[str, Any], issued_at: int | None = None) -> dict[str, Any]:
+    return {"iat": int(time.time()) if issued_at is None else issued_at, "iss": public_key(issuer_seed),
+            "sub": subject, "name": name, "nats": dict(nats, version=2)}
 
 
 def operator_jwt(operator_seed: str, name: str, system_account: str) -> str:
@@ -87,10 +87,11 @@ def operator_jwt(operator_seed: str, name: str, system_account: str) -> str:
 
 
 def account_jwt(operator_seed: str, account: str, name: str, jetstream: bool,
-                revocations: Mapping[str, int] | None = None) -> str:
+                revocations: Mapping[str, int] | None = None, issued_at: int | None = None) -> str:
     """Returns the JWT of ``account`` signed by the operator; ``jetstream`` enables unlimited
-    JetStream storage; ``revocations`` maps a user's public key to the time (seconds) before
-    which its JWTs are refused."""
+    JetStream storage; ``revocations`` maps a user's public key to the time (seconds) up to
+    which its JWTs are refused. A server takes an account JWT only when it was issued later than
+    the one it has (``issued_at``, default now)."""
     storage = _UNLIMITED if jetstream else 0
     limits = {"subs": _UNLIMITED, "data": _UNLIMITED, "payload": _UNLIMITED, "imports": _UNLIMITED,
               "exports": _UNLIMITED, "wildcards": True, "conn": _UNLIMITED, "leaf": _UNLIMITED,
@@ -99,7 +100,7 @@ def account_jwt(operator_seed: str, account: str, name: str, jetstream: bool,
     nats: dict[str, Any] = {"type": "account", "limits": limits, "default_permissions": {"pub": {}, "sub": {}}}
     if revocations:
         nats["revocations"] = dict(revocations)
-    return _encode(_claims(operator_seed, account, name, nats), operator_seed)
+    return _encode(_claims(operator_seed, account, name, nats, issued_at), operator_seed)
 
 
 def user_jwt(account_seed: str, user: str, name: str, permissions: Permissions) -> str:

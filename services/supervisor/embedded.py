@@ -93,6 +93,26 @@ class NatsServer:
         self.trust: BusTrust | None = None
 
     @staticmethod
+    def pid_file(data_dir: Path) -> Path:
+        """Returns where a server with its state in ``data_dir`` writes its PID."""
+        return Path(data_dir) / "nats-server.pid"
+
+    @classmethod
+    def reload(cls, data_dir: Path) -> bool:
+        """Asks the server running with its state in ``data_dir`` (started by any process) to
+        reload its config (SIGHUP: a revoked credential is refused from then on); returns False
+        when none runs there."""
+        try:
+            pid = int(cls.pid_file(data_dir).read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        if b"nats-server" not in cmdline or str(cls.pid_file(data_dir)).encode() not in cmdline:
+            return False  # a stale file: that PID is some other process now
+        os.kill(pid, signal.SIGHUP)
+        return True
+
+    @staticmethod
     def trust_dir(data_dir: Path) -> Path:
         """Returns where a server with its state in ``data_dir`` keeps its bus trust."""
         return Path(data_dir) / "auth"
@@ -137,7 +157,7 @@ class NatsServer:
         log_path = data_dir / "nats-server.log"
         self.trust = BusTrust.load_or_create(self.trust_dir(data_dir))
         cmd = [nats_server_binary(), "-c", str(self.trust.server_config), "-a", self.host, "-p", str(port),
-               "-js", "-sd", str(data_dir / "jetstream")]
+               "-js", "-sd", str(data_dir / "jetstream"), "-P", str(self.pid_file(data_dir))]
         with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True,

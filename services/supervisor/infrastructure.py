@@ -17,7 +17,7 @@ from psycopg import sql
 from services.common.bus_trust import BusTrust
 from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
 
-__all__ = ["Infrastructure", "bus_trust_dir", "ensure_database", "infrastructure"]
+__all__ = ["Infrastructure", "bus_trust_dir", "ensure_database", "infrastructure", "nats_data_dir"]
 
 log = logging.getLogger(__name__)
 DATABASE = "berth"

@@ -25,10 +25,13 @@ from contracts.execution import exec_subject, io_subject, logs_subject
 from contracts.reports import AgentStarted, KernelRunningReport
 from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, agent_events_filter, report_subject
 from services.agent.main import run_agent
-from services.common.bus import connect, connect_options, ensure_streams
+from services.agent.fleet import fleet_settings
+from services.common.bus import connect, connect_options, credentials_identity, ensure_streams
 from services.common.bus_identities import ADMIN, SERVICES, agent_identity, inbox_prefix
+from services.common.bus_trust import BusTrust
 from services.common.settings import Settings
 from services.supervisor.embedded import NatsServer, nats_server_binary
+from services.supervisor.up import with_identity
 from tests.integration.test_agent import AgentHistory, Reports
 from tests.support.waiting import async_wait_for
 
@@ -178,7 +181,7 @@ def _log_lines(server: NatsServer, start: int) -> list[str]:
 
 
 
-async def test_an_enrolled_agent_connects_without_a_server_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_enrolled_agent_connects_without_a_server_reload_and_a_revoked_one_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from services.cli.main import cli, _register
 
     server = NatsServer()
@@ -205,6 +208,12 @@ async def test_an_enrolled_agent_connects_without_a_server_reload(tmp_path: Path
             ack = await js.publish(report_subject("gpu-7", "AgentStarted"), b"{}")
             assert ack.stream == "REPORTS"
             await probe.refused(await _publish(report_subject("gpu-8", "AgentStarted")), report_subject("gpu-8", "AgentStarted"))
+
+            revoked = CliRunner().invoke(cli, ["admin", "agent", "revoke", "gpu-7", "--data-dir", str(tmp_path / "data")])
+            assert revoked.exit_code == 0 and "NATS reloaded" in revoked.output, revoked.output
+            await async_wait_for(lambda: not probe.nc.is_connected, timeout=10, message="a revoked agent stays connected")
+            with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+                await nats.connect(server.url, user_credentials=str(creds), allow_reconnect=False, connect_timeout=5)
         finally:
             await probe.nc.close()
     finally:
@@ -229,3 +238,17 @@ def test_the_sample_configs_include_the_trust_that_bus_init_writes(tmp_path: Pat
     refused = subprocess.run([nats_server_binary(), "-c", str(copy), "-t"], capture_output=True, text=True,
                              timeout=30, cwd=tmp_path)
     assert refused.returncode != 0 and "server.conf" in refused.stdout + refused.stderr
+
+
+def test_berth_up_gives_each_service_and_each_local_agent_its_own_credential(tmp_path: Path) -> None:
+    trust = BusTrust.load_or_create(tmp_path / "auth")
+    settings = Settings(agents=3, agent_backend="simulated", agent_id="local", data_dir=tmp_path)
+    for service in SERVICES:
+        assert credentials_identity(with_identity(settings, trust, service).nats_creds) == service
+    fleet = with_identity(settings, trust, "agents")
+    for agent in fleet_settings(fleet):
+        creds = Path(agent.nats_creds.replace("{agent_id}", agent.agent_id))
+        assert credentials_identity(creds) == agent_identity(agent.agent_id)
+        assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "auth").stat().st_mode) == 0o700
+    assert with_identity(settings, None, "relay") == settings  # an external bus: BERTH_NATS_CREDS as given
