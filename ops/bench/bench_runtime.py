@@ -71,6 +71,7 @@ from services.agent.backends.docker.spec import (
 )
 from services.agent.exec_server import open_runner
 from services.cli import queries as q
+from services.common.bus import connect_options
 from services.sdk.client import BerthClient
 from services.application.context import make_context
 from services.supervisor.embedded import create_database, drop_database
@@ -370,7 +371,7 @@ async def run(args: argparse.Namespace, instance: Any, raw_agent: str, data_dir:
         # where the Berth round trip goes: the websocket, the agent over NATS, the runner alone
         kernel_id = container._container["Labels"][LABEL_KERNEL]
         socket = KernelPaths.of(data_dir, kernel_id).socket
-        nc = await nats.connect(instance.nats_url)
+        nc = await nats.connect(**connect_options(instance.nats_url, "bench", instance.nats_creds or None))
         try:
             parts: dict[str, list[float]] = {"websocket connect + ack": [], "agent over NATS (no gateway)": [],
                                              "runner over its socket": []}
