@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from contracts import commands as c
 from contracts.execution import exec_subject, io_subject, logs_subject
 from contracts.reports import AgentStarted, KernelRunningReport
-from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, agent_events_filter, report_subject
+from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, agent_events_filter, heartbeat_key_subject, report_subject
 from services.agent.main import run_agent
 from services.agent.fleet import fleet_settings
 from services.common.bus import connect, connect_options, credentials_identity, ensure_streams
@@ -76,7 +76,7 @@ async def connect_as(nats_server: NatsServer) -> AsyncIterator[Callable[[str], A
         await probe.nc.close()
 
 
-async def _publish(subject: str, data: bytes = b"{}") -> Callable[[Client], Awaitable[None]]:
+def _publish(subject: str, data: bytes = b"{}") -> Callable[[Client], Awaitable[None]]:
     async def action(nc: Client) -> None:
         await nc.publish(subject, data)
     return action
@@ -90,10 +90,10 @@ async def test_an_unauthenticated_client_is_refused(nats_url: str) -> None:
 async def test_an_agent_cannot_act_as_another_agent(js: JetStreamContext, connect_as) -> None:
     probe = await connect_as(agent_identity(AGENT))
     report = report_subject(OTHER, "AgentStarted")
-    await probe.refused(await _publish(report), report)
-    await probe.refused(await _publish(exec_subject(OTHER)), exec_subject(OTHER))
-    kv_key = f"$KV.{HEARTBEAT_BUCKET}.{OTHER}"
-    await probe.refused(await _publish(kv_key), kv_key)
+    await probe.refused(_publish(report), report)
+    await probe.refused(_publish(exec_subject(OTHER)), exec_subject(OTHER))
+    kv_key = heartbeat_key_subject(OTHER)
+    await probe.refused(_publish(kv_key), kv_key)
     for subject in (io_subject(OTHER, "k1", "r1"), exec_subject(OTHER), logs_subject(OTHER),
                     f"{inbox_prefix(agent_identity(OTHER))}.x", f"{inbox_prefix('gateway')}.x", "io.agent.*.>"):
         await probe.refused(lambda nc, s=subject: nc.subscribe(s), subject)
@@ -104,7 +104,7 @@ async def test_only_the_relay_publishes_events(connect_as) -> None:
     subject = "ev.agent.local.KernelAssigned"
     for identity in (*(s for s in SERVICES if s != "relay"), agent_identity(AGENT)):
         probe = await connect_as(identity)
-        await probe.refused(await _publish(subject), subject)
+        await probe.refused(_publish(subject), subject)
     relay = await connect_as("relay")
     await relay.nc.publish("ev.invalid.0.event", b"{}")
     await relay.nc.flush()
@@ -123,7 +123,7 @@ async def test_an_agent_creates_no_consumer_but_its_own(js: JetStreamContext, co
         f"$JS.API.STREAM.DELETE.{EVENTS_STREAM}",
     )
     for subject in forbidden:
-        await probe.refused(await _publish(subject), subject)
+        await probe.refused(_publish(subject), subject)
     names = [name async for name in _consumer_names(js)]
     assert not [n for n in names if OTHER in n or n == agent_identity(AGENT)], names
 
@@ -207,7 +207,7 @@ async def test_an_enrolled_agent_connects_without_a_server_reload_and_a_revoked_
             js = probe.nc.jetstream()
             ack = await js.publish(report_subject("gpu-7", "AgentStarted"), b"{}")
             assert ack.stream == "REPORTS"
-            await probe.refused(await _publish(report_subject("gpu-8", "AgentStarted")), report_subject("gpu-8", "AgentStarted"))
+            await probe.refused(_publish(report_subject("gpu-8", "AgentStarted")), report_subject("gpu-8", "AgentStarted"))
 
             revoked = CliRunner().invoke(cli, ["admin", "agent", "revoke", "gpu-7", "--data-dir", str(tmp_path / "data")])
             assert revoked.exit_code == 0 and "NATS reloaded" in revoked.output, revoked.output
