@@ -13,6 +13,7 @@ from decimal import Decimal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import nats
 import nats.errors
 import pytest
@@ -252,3 +253,13 @@ def test_berth_up_gives_each_service_and_each_local_agent_its_own_credential(tmp
         assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "auth").stat().st_mode) == 0o700
     assert with_identity(settings, None, "relay") == settings  # an external bus: BERTH_NATS_CREDS as given
+
+
+async def test_an_agent_refuses_to_start_with_another_agents_credential(nats_server: NatsServer, tmp_path: Path) -> None:
+    theirs = Settings(nats_url=nats_server.url, nats_creds=str(nats_server.credentials(agent_identity(OTHER))),
+                      agent_id=AGENT)
+    with pytest.raises(ValueError, match=f"credential of agent-{OTHER}, not of agent {AGENT}: .*enrol {AGENT}"):
+        await run_agent(theirs, asyncio.Event())
+    missing = msgspec.structs.replace(theirs, nats_creds=str(tmp_path / "none.creds"))
+    with pytest.raises(ValueError, match="BERTH_NATS_CREDS .*none.creds"):
+        await run_agent(missing, asyncio.Event())
