@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import nats.errors
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.security import NatsCredentials
@@ -42,7 +43,6 @@ from faststream.nats.subscriber.usecases import LogicSubscriber
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -156,8 +156,8 @@ class Following:
 
     async def stop(self) -> None:
         await self._subscription.unsubscribe()
-        if self._named is not None:
-            with contextlib.suppress(NotFoundError):
+        if self._named is not None:  # gone already, or NATS unreachable: the server expires it when inactive
+            with contextlib.suppress(nats.errors.Error):
                 await self._js.delete_consumer(self._stream, self._named)
 
 
