@@ -1,6 +1,6 @@
 """Interactive I/O between gateway and agent over core NATS (not events: DESIGN.md §7).
 
-The gateway subscribes to ``io.kernel.<kernel_id>.<run_id>`` first, then sends an
+The gateway subscribes to ``io.agent.<agent_id>.<kernel_id>.<run_id>`` first, then sends an
 ``ExecRequest`` to ``exec.agent.<agent_id>`` and waits for an ``ExecAccepted`` reply;
 the agent streams ``ExecChunk`` messages and ends with one ``ExecDone``.
 """
@@ -14,6 +14,9 @@ import msgspec
 from contracts.subjects import check_token
 
 __all__ = [
+    "EXEC_SUBJECTS",
+    "IO_SUBJECTS",
+    "LOGS_SUBJECTS",
     "ExecAccepted",
     "ExecChunk",
     "ExecDone",
@@ -22,6 +25,7 @@ __all__ = [
     "ExecRequest",
     "LogsRequest",
     "exec_subject",
+    "io_agent_filter",
     "io_subject",
     "logs_subject",
 ]
@@ -72,6 +76,14 @@ class LogsRequest(msgspec.Struct, frozen=True, kw_only=True):
     tail: int | None = None
 
 
+EXEC_SUBJECTS = "exec.agent.*"
+"""Every agent's exec subject (the gateway sends execution requests to any agent)."""
+LOGS_SUBJECTS = "logs.agent.*"
+"""Every agent's logs subject."""
+IO_SUBJECTS = "io.agent.*.>"
+"""The output of every run on every agent."""
+
+
 def exec_subject(agent_id: str) -> str:
     """Returns ``exec.agent.<agent_id>``, where an agent takes execution requests."""
     return f"exec.agent.{check_token(agent_id, 'agent id')}"
@@ -82,6 +94,13 @@ def logs_subject(agent_id: str) -> str:
     return f"logs.agent.{check_token(agent_id, 'agent id')}"
 
 
-def io_subject(kernel_id: str, run_id: str) -> str:
-    """Returns ``io.kernel.<kernel_id>.<run_id>``, where a run's output streams."""
-    return f"io.kernel.{check_token(kernel_id, 'kernel id')}.{check_token(run_id, 'run id')}"
+def io_subject(agent_id: str, kernel_id: str, run_id: str) -> str:
+    """Returns ``io.agent.<agent_id>.<kernel_id>.<run_id>``, where a run's output streams. The
+    agent's id leads so that a permission can give each agent its own kernels' output and no other."""
+    return (f"{io_agent_filter(agent_id)[:-1]}{check_token(kernel_id, 'kernel id')}."
+            f"{check_token(run_id, 'run id')}")
+
+
+def io_agent_filter(agent_id: str) -> str:
+    """Returns ``io.agent.<agent_id>.>``: the output of every run on the agent's kernels."""
+    return f"io.agent.{check_token(agent_id, 'agent id')}.>"

@@ -31,6 +31,8 @@ __all__ = [
     "invalid_event_subject",
     "is_event_subject",
     "event_type_filter",
+    "heartbeat_key_subject",
+    "report_agent_filter",
     "report_filters",
     "report_sender",
     "report_subject",
@@ -134,6 +136,16 @@ def agent_events_filter(agent_id: str) -> str:
 def report_subject(agent_id: str, report_type: str) -> str:
     """Returns ``rp.agent.<agent_id>.<type>``."""
     return f"rp.agent.{check_token(agent_id, 'agent id')}.{report_type}"
+
+
+def report_agent_filter(agent_id: str) -> str:
+    """Returns ``rp.agent.<agent_id>.>``: every report of one agent."""
+    return report_subject(agent_id, ">")
+
+
+def heartbeat_key_subject(agent_id: str) -> str:
+    """Returns ``$KV.<bucket>.<agent_id>``: where the agent's heartbeat key is written."""
+    return f"$KV.{HEARTBEAT_BUCKET}.{check_token(agent_id, 'agent id')}"
 
 
 def report_type_filter(cls: type[Report]) -> str:

@@ -47,6 +47,8 @@ from contracts.session import KernelSpec, SessionSpec  # noqa: E402
 from contracts.subjects import EVENTS_STREAM  # noqa: E402
 from domain import session as session_domain  # noqa: E402
 from services.application.context import make_context  # noqa: E402
+from services.common.bus import CREDENTIALS_ENV, connect_options  # noqa: E402
+from services.common.bus_identities import ADMIN  # noqa: E402
 from services.supervisor.embedded import NatsServer, create_database, drop_database  # noqa: E402
 from services.application.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
@@ -173,10 +175,11 @@ async def main_async(args: argparse.Namespace) -> None:
     if not nats_url:
         server = NatsServer()
         nats_url = server.start(tmp / "nats")
+        os.environ[CREDENTIALS_ENV] = str(server.credentials(ADMIN))  # every connection of the benchmark
     dsn = create_database(admin_dsn, db_name)
     settings = Settings(nats_url=nats_url, pg_dsn=dsn)
     app = Sessions(dsn)
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(**connect_options(nats_url, "bench"))
     js = nc.jetstream()
     try:
         with contextlib.suppress(NotFoundError):

@@ -71,6 +71,7 @@ from services.agent.backends.docker.spec import (
 )
 from services.agent.exec_server import open_runner
 from services.cli import queries as q
+from services.common.bus import connect_options
 from services.sdk.client import BerthClient
 from services.application.context import make_context
 from services.supervisor.embedded import create_database, drop_database
@@ -217,7 +218,7 @@ async def agent_exec(nc: Any, agent_id: str, kernel_id: str) -> float:
     """``print(1)`` straight to the agent over core NATS (no gateway): request -> ExecDone."""
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex
-    sub = await nc.subscribe(io_subject(kernel_id, run_id))
+    sub = await nc.subscribe(io_subject(agent_id, kernel_id, run_id))
     try:
         request = ExecRequest(run_id=run_id, kernel_id=kernel_id, code="print(1)")
         await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=10)
@@ -370,7 +371,7 @@ async def run(args: argparse.Namespace, instance: Any, raw_agent: str, data_dir:
         # where the Berth round trip goes: the websocket, the agent over NATS, the runner alone
         kernel_id = container._container["Labels"][LABEL_KERNEL]
         socket = KernelPaths.of(data_dir, kernel_id).socket
-        nc = await nats.connect(instance.nats_url)
+        nc = await nats.connect(**connect_options(instance.nats_url, "bench", instance.nats_creds or None))
         try:
             parts: dict[str, list[float]] = {"websocket connect + ack": [], "agent over NATS (no gateway)": [],
                                              "runner over its socket": []}

@@ -48,7 +48,8 @@ from contracts.reports import AgentStarted, KernelRunningReport, encode_report  
 from contracts.session import KernelSpec, SessionSpec  # noqa: E402
 from contracts.subjects import EVENTS_STREAM, report_subject  # noqa: E402
 from domain import session as session_domain  # noqa: E402
-from services.common.bus import ensure_streams  # noqa: E402
+from services.common.bus import CREDENTIALS_ENV, connect_options, ensure_streams  # noqa: E402
+from services.common.bus_identities import ADMIN  # noqa: E402
 from services.application.context import make_context  # noqa: E402
 from services.supervisor.embedded import NatsServer, create_database, drop_database  # noqa: E402
 from services.application.sessions import Sessions  # noqa: E402
@@ -128,9 +129,10 @@ async def main_async(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     server = NatsServer()
     nats_url = server.start(tmp / "nats")
+    os.environ[CREDENTIALS_ENV] = str(server.credentials(ADMIN))  # every connection of the benchmark
     dsn = create_database(admin_dsn, db_name)
     app = Sessions(dsn)
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(**connect_options(nats_url, "bench"))
     js = nc.jetstream()
     stop = asyncio.Event()
     per_agent = -(-args.sessions // args.agents) + 2

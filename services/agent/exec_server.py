@@ -2,7 +2,7 @@
 
 ``exec.agent.<id>``: an ``ExecRequest`` is answered with ``ExecAccepted`` (ok, or why not),
 then the run goes to the kernel runner's Unix socket and each output chunk is published to
-``io.kernel.<kernel_id>.<run_id>`` as an ``ExecChunk`` (seq 0, 1, ...), the last one as
+``io.agent.<agent_id>.<kernel_id>.<run_id>`` as an ``ExecChunk`` (seq 0, 1, ...), the last one as
 ``ExecDone``. A request with ``interrupt`` set interrupts the run ``run_id``.
 ``logs.agent.<id>``: a ``LogsRequest`` is answered with the kernel's log as UTF-8 text.
 """
@@ -74,7 +74,7 @@ class ExecServer:
     async def _on_exec(self, msg: Msg) -> None:
         try:
             request = msgspec.json.decode(msg.data, type=ExecRequest)
-            io_subject(request.kernel_id, request.run_id)
+            io_subject(self._agent_id, request.kernel_id, request.run_id)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
             await self._reply(msg, False, f"bad exec request: {exc}")
             return
@@ -113,7 +113,7 @@ class ExecServer:
         return (True, None) if answer.get("ok") else (False, f"run {run_id} is not running")
 
     async def _stream(self, request: ExecRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        subject = io_subject(request.kernel_id, request.run_id)
+        subject = io_subject(self._agent_id, request.kernel_id, request.run_id)
         seq = 0
         try:
             while True:

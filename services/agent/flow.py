@@ -24,6 +24,7 @@ KERNELS = Subscription(
     stream=EVENTS_STREAM,
     durable=True,
     aggregate="{agent_id}",
+    named=True,
     max_deliver=ATTEMPTS,
     routes={
         ev.KernelAssigned: KernelLifecycle.handle,
@@ -39,12 +40,13 @@ KERNELS = Subscription(
 )
 
 RECALL = Subscription(
-    name="agent-recall",
+    name="agent-{agent_id}-recall",
     stream=EVENTS_STREAM,
     aggregate="{agent_id}",
-    routes={ev.KernelAssigned: KernelLifecycle.recall, ev.KernelReleased: KernelLifecycle.recall},
-    ignored=(ev.AgentRegistered, ev.AgentCapacityChanged, ev.KernelTerminationRequested, ev.AgentLost,
-             ev.AgentRecovered, ev.OrphanContainerDestroyed),
+    named=True,
+    routes={ev.KernelAssigned: KernelLifecycle.recall, ev.KernelReleased: KernelLifecycle.recall,
+            ev.AgentRegistered: skip, ev.AgentCapacityChanged: skip, ev.KernelTerminationRequested: skip,
+            ev.AgentLost: skip, ev.AgentRecovered: skip, ev.OrphanContainerDestroyed: skip},
     description="The agent's own history at start: which session each kernel it runs belongs to.",
 )
 

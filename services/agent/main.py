@@ -32,15 +32,33 @@ from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
 from services.agent.reconcile import Reconciler, reconcile_periodically
 from services.agent.reporting import Reporter
-from services.common.bus import ensure_streams, heartbeat_bucket
+from services.common.bus import credentials_identity, existing_heartbeat_bucket
+from services.common.bus_identities import ADMIN, agent_identity
 from services.common.flow import consume, follow, open_broker
 from services.common.settings import Settings
 
-__all__ = ["ATTEMPTS", "build_backend", "durable_name", "run_agent"]
+__all__ = ["ATTEMPTS", "build_backend", "durable_name", "own_credentials", "run_agent"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("simulated", "process", "docker", "auto")
+
+
+def own_credentials(settings: Settings, agent_id: str) -> str | None:
+    """Returns the agent's bus credential (``nats_creds``, ``{agent_id}`` replaced), None when none
+    is set (``bus.connect`` then uses ``$BERTH_NATS_CREDS``); raises ``ValueError`` when it is not
+    this agent's (nor ``admin``'s): NATS would refuse every subject of this agent."""
+    creds = settings.nats_creds.replace("{agent_id}", agent_id)
+    if not creds:
+        return None
+    try:
+        identity = credentials_identity(creds)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"BERTH_NATS_CREDS {creds}: {exc}") from None
+    if identity not in (ADMIN, agent_identity(agent_id)):
+        raise ValueError(f"BERTH_NATS_CREDS {creds} is the credential of {identity}, not of agent {agent_id}: "
+                         f"issue one with `berth admin agent enrol {agent_id}`")
+    return creds
 
 
 def durable_name(agent_id: str) -> str:
@@ -90,14 +108,14 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         raise ValueError(f"BERTH_HEARTBEAT_INTERVAL must be positive, got {settings.heartbeat_interval}")
     if settings.reconcile_interval <= 0:
         raise ValueError(f"BERTH_RECONCILE_INTERVAL must be positive, got {settings.reconcile_interval}")
+    creds = own_credentials(settings, agent_id)
     owned = backend is None
     backend = backend if backend is not None else build_backend(settings)
-    broker = open_broker(settings.nats_url, f"berth-agent-{agent_id}")
+    broker = open_broker(settings.nats_url, f"berth-agent-{agent_id}", creds)
     nc = await broker.connect()
     try:
         js = nc.jetstream()
-        await ensure_streams(js)
-        kv = await heartbeat_bucket(js)
+        kv = await existing_heartbeat_bucket(js)
         reporter = Reporter(js, agent_id)
         lifecycle = KernelLifecycle(backend, reporter, allocator=allocator)
         await broker.start()

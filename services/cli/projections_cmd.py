@@ -34,7 +34,8 @@ async def rebuild(out: Output) -> None:
     settings = Settings.from_env()
     if not (settings.nats_url and settings.pg_dsn) and not os.environ.get("BERTH_ENDPOINT"):
         instance = read_instance(default_data_dir())
-        settings = msgspec.structs.replace(settings, nats_url=instance.nats_url, pg_dsn=instance.pg_dsn)
+        settings = msgspec.structs.replace(settings, nats_url=instance.nats_url, pg_dsn=instance.pg_dsn,
+                                           nats_creds=instance.nats_creds or settings.nats_creds)
     out.info("rebuilding read models from the EVENTS stream…")
     position = await rebuild_read_models(settings)
     out.info(f"done: read models at event position {position.position} (stream sequence {position.stream_seq})")

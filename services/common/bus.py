@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -12,8 +19,14 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts import subjects as s
+from services.common.bus_identities import inbox_prefix
 
-__all__ = ["connect", "dead_letter", "ensure_streams", "heartbeat_bucket"]
+__all__ = ["CREDENTIALS_ENV", "connect", "connect_options", "credentials_identity", "dead_letter", "ensure_streams",
+           "existing_heartbeat_bucket", "heartbeat_bucket"]
+
+CREDENTIALS_ENV = "BERTH_NATS_CREDS"
+"""The credential (``.creds`` file) a process connects with when it is given none explicitly."""
+_USER_JWT = re.compile(r"-----BEGIN NATS USER JWT-----\s*(\S+)\s*------END NATS USER JWT------")
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +56,33 @@ STREAMS = (
 )
 
 
-async def connect(url: str, name: str) -> Client:
-    """Returns a connection that keeps reconnecting to ``url``."""
+def credentials_identity(credentials: str | Path) -> str:
+    """Returns the identity (the user JWT's name) of a ``.creds`` file."""
+    found = _USER_JWT.search(Path(credentials).read_text())
+    if found is None:
+        raise ValueError(f"{credentials} is not a NATS credentials file (no user JWT)")
+    payload = found.group(1).split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["name"])
+
+
+def connect_options(url: str, name: str, credentials: str | Path | None = None) -> dict[str, Any]:
+    """Returns the ``nats.connect`` options of every Berth connection: the servers of ``url``
+    (comma-separated), endless reconnects, and the credential ``credentials`` (default
+    ``$BERTH_NATS_CREDS``; none when empty) with its identity's own inbox prefix."""
     servers = [u.strip() for u in url.split(",") if u.strip()]
-    return await nats.connect(servers=servers, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    options: dict[str, Any] = {"servers": servers, "name": name, "max_reconnect_attempts": -1,
+                               "reconnect_time_wait": 0.2}
+    creds = os.environ.get(CREDENTIALS_ENV, "") if credentials is None else str(credentials)
+    if creds:
+        options["user_credentials"] = creds
+        options["inbox_prefix"] = inbox_prefix(credentials_identity(creds))
+    return options
+
+
+async def connect(url: str, name: str, credentials: str | Path | None = None) -> Client:
+    """Returns a connection that keeps reconnecting to ``url``, authenticated by ``credentials``
+    (default ``$BERTH_NATS_CREDS``)."""
+    return await nats.connect(**connect_options(url, name, credentials))
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -65,6 +101,19 @@ async def heartbeat_bucket(js: JetStreamContext) -> KeyValue:
         return await js.key_value(s.HEARTBEAT_BUCKET)
     except BucketNotFoundError:
         return await js.create_key_value(KeyValueConfig(bucket=s.HEARTBEAT_BUCKET, history=1))
+
+
+async def existing_heartbeat_bucket(js: JetStreamContext) -> KeyValue:
+    """Returns the agents' heartbeat bucket once it exists, waiting for it (an agent may create no
+    stream: ``berth up`` or a service creates them, maybe after the agent started)."""
+    wait = 0.1
+    while True:
+        try:
+            return await js.key_value(s.HEARTBEAT_BUCKET)
+        except BucketNotFoundError:
+            log.info("waiting for the bucket %s (created by berth up or a service)", s.HEARTBEAT_BUCKET)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 2.0)
 
 
 async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: bytes, error: str) -> None:

@@ -26,15 +26,19 @@ undecoded (one msgspec decode, no pydantic).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import string
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import nats.errors
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.security import NatsCredentials
 from faststream.nats.subscriber.usecases import LogicSubscriber
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -46,7 +50,7 @@ from contracts.catalog import decode_event
 from contracts.envelope import Event
 from contracts.reports import Report
 from contracts.subjects import event_filters, report_filters
-from services.common.bus import dead_letter
+from services.common.bus import connect_options, dead_letter
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
 
@@ -90,6 +94,10 @@ class Subscription:
     max_deliver: int = 5
     backoff: tuple[float, ...] = BACKOFF
     description: str = ""
+    named: bool = False
+    """Creates the consumer under its name with its one filter in the API subject
+    (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``), so that a permission can allow this
+    consumer and no other (an agent's identity: ``services.common.bus_identities``)."""
     reports: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +111,8 @@ class Subscription:
             raise ValueError(f"{self.name}: a batched subscription has one handler")
         if self.batch > 1 and not self.durable:
             raise ValueError(f"{self.name}: only a durable subscription is batched")
+        if self.named and len(self.filters(**dict.fromkeys(_template_ids(self.aggregate), "x"))) != 1:
+            raise ValueError(f"{self.name}: a named consumer takes one filter subject (route its whole aggregate)")
 
     def consumer_name(self, **ids: str) -> str:
         return self.name.format(**ids)
@@ -114,12 +124,14 @@ class Subscription:
         return event_filters(self.routes, self.aggregate.format(**ids))
 
 
-def open_broker(url: str, name: str) -> NatsBroker:
-    """Returns a broker (not yet connected) that keeps reconnecting to ``url``. faststream logs to
+def open_broker(url: str, name: str, credentials: str | None = None) -> NatsBroker:
+    """Returns a broker (not yet connected) that keeps reconnecting to ``url``, authenticated as
+    ``bus.connect`` does. faststream logs to
     the ``faststream`` logger: its per-message lines at DEBUG (off by default; the handlers log
     what matters), its own errors (a consume task that failed and was restarted) as errors."""
-    servers = [u.strip() for u in url.split(",") if u.strip()]
-    return NatsBroker(servers, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+    options = connect_options(url, name, credentials)
+    creds = options.pop("user_credentials", None)
+    return NatsBroker(options.pop("servers"), **options, security=NatsCredentials(creds) if creds else None,
                       logger=logging.getLogger("faststream"), log_level=logging.DEBUG, apply_types=False)
 
 
@@ -129,14 +141,24 @@ async def _undecoded(message: Any) -> Any:
     return message
 
 
-class Following:
-    """A running ordered follow; ``await following.stop()`` ends it."""
+def _template_ids(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
-    def __init__(self, subscription: JetStreamContext.PushSubscription) -> None:
+
+class Following:
+    """A running ordered follow; ``await following.stop()`` ends it (and deletes a named consumer,
+    which would otherwise outlive it for the server's inactivity threshold)."""
+
+    def __init__(self, subscription: JetStreamContext.PushSubscription, js: JetStreamContext,
+                 stream: str, named: str | None = None) -> None:
         self._subscription = subscription
+        self._js, self._stream, self._named = js, stream, named
 
     async def stop(self) -> None:
         await self._subscription.unsubscribe()
+        if self._named is not None:  # gone already, or NATS unreachable: the server expires it when inactive
+            with contextlib.suppress(nats.errors.Error):
+                await self._js.delete_consumer(self._stream, self._named)
 
 
 async def follow(
@@ -170,14 +192,16 @@ async def follow(
             caught_up.set()
 
     filters = list(subscription.filters(**ids))
+    name = subscription.consumer_name(**ids) if subscription.named else None
+    config = ConsumerConfig(name=name, filter_subject=filters[0]) if name else ConsumerConfig(filter_subjects=filters)
     sub = await js.subscribe(
         filters[0], stream=subscription.stream, cb=deliver, ordered_consumer=True,
-        config=ConsumerConfig(filter_subjects=filters), deliver_policy=DeliverPolicy.ALL,
+        config=config, deliver_policy=DeliverPolicy.ALL,
     )
     info = await sub.consumer_info()
     if info.num_pending == 0 and info.delivered.consumer_seq == 0:  # nothing to catch up on
         caught_up.set()
-    return Following(sub)
+    return Following(sub, js, subscription.stream, name)
 
 
 async def consume(
@@ -189,6 +213,7 @@ async def consume(
     filters = subscription.filters(**ids)
     config = ConsumerConfig(
         durable_name=durable,
+        name=durable if subscription.named else None,
         ack_policy=JsAckPolicy.EXPLICIT,
         max_deliver=subscription.max_deliver + 1,
         ack_wait=30,
@@ -218,6 +243,7 @@ async def consume(
         filters[0], stream=JStream(subscription.stream, declare=False), durable=durable, config=config,
         pull_sub=pull, ack_policy=AckPolicy.MANUAL, decoder=_undecoded, persistent=False,
         include_in_schema=False,
+        inbox_prefix=None,  # nats-py's default: the connection's own prefix (faststream's is _INBOX)
     )
     subscriber(handle)
     await subscriber.start()

@@ -36,6 +36,9 @@ def _decode_path(type_: type, value: object) -> object:
 
 class Settings(msgspec.Struct, kw_only=True):
     nats_url: str = ""
+    nats_creds: str = ""
+    """The NATS credential (``.creds`` file) to connect with (``BERTH_NATS_CREDS``); an agent's may
+    hold ``{agent_id}``, replaced by each agent's id (a fleet: one credential per agent)."""
     pg_dsn: str = ""
     data_dir: Path = msgspec.field(default_factory=default_data_dir)
     cache_dir: Path = msgspec.field(default_factory=default_cache_dir)

@@ -43,7 +43,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
     store = Facade("controller-store", 4)
     sessions = await store.open(Sessions, settings.pg_dsn)
     agents = await store.open(Agents, settings.pg_dsn)
-    broker = open_broker(settings.nats_url, "berth-controller")
+    broker = open_broker(settings.nats_url, "berth-controller", settings.nats_creds or None)
     nc = await broker.connect()
     try:
         js = nc.jetstream()

@@ -135,7 +135,7 @@ class Resources:
                 if self._nats is None:
                     if not self.settings.nats_url:
                         raise GatewayError(UNAVAILABLE, "subscriptions and execution need NATS: set BERTH_NATS_URL")
-                    self._nats = await connect(self.settings.nats_url, "berth-gateway")
+                    self._nats = await connect(self.settings.nats_url, "berth-gateway", self.settings.nats_creds or None)
         return self._nats
 
     async def jetstream(self) -> JetStreamContext:

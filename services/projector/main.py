@@ -172,7 +172,7 @@ class _Runtime:
         failures = 0
         while True:
             try:
-                self._nc = self._nc or await connect(self._settings.nats_url, "berth-projector")
+                self._nc = self._nc or await connect(self._settings.nats_url, "berth-projector", self._settings.nats_creds or None)
                 await ensure_streams(self._nc.jetstream())
                 return True
             except Exception as exc:

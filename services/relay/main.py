@@ -64,7 +64,7 @@ async def run_relay(
                     signal_ = ChangeSignal(settings.pg_dsn, source.channel)
                     listener = asyncio.create_task(signal_.run(), name="relay-listen")
                 if nc is None:
-                    nc = await connect(settings.nats_url, "berth-relay")
+                    nc = await connect(settings.nats_url, "berth-relay", settings.nats_creds or None)
                     _check_max_payload(nc)
                     js = nc.jetstream()
                     publisher = PipelinedPublisher(nc)

@@ -31,7 +31,7 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         raise ValueError("the scheduler needs BERTH_NATS_URL and BERTH_PG_DSN")
     store = Facade("scheduler-store")
     app = await store.open(Scheduling, settings.pg_dsn)
-    broker = open_broker(settings.nats_url, "berth-scheduler")
+    broker = open_broker(settings.nats_url, "berth-scheduler", settings.nats_creds or None)
     nc = await broker.connect()
     try:
         js = nc.jetstream()

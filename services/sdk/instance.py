@@ -1,7 +1,7 @@
 """The instance file: how ``berth`` commands find the instance that ``berth up`` runs.
 
 ``berth up`` writes ``<data dir>/instance.json`` (mode 0600) with the gateway URL,
-the bus and database addresses, and the local admin keypair; the CLI reads it when
+the bus and database addresses, the bus's admin credential, and the local admin keypair; the CLI reads it when
 no ``BERTH_ENDPOINT`` / ``BERTH_ACCESS_KEY`` / ``BERTH_SECRET_KEY`` are set.
 """
 
@@ -30,6 +30,9 @@ class Instance(msgspec.Struct, kw_only=True):
     pid: int
     access_key: str
     secret_key: str
+    nats_creds: str = ""
+    """The bus credential of the instance's administrator (``admin``), for the CLI's direct
+    NATS commands; empty when the bus is external."""
 
 
 def write_private(path: Path, data: bytes) -> Path:

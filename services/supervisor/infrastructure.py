@@ -14,9 +14,10 @@ from typing import Iterator, Sequence
 import psycopg
 from psycopg import sql
 
+from services.common.bus_trust import BusTrust
 from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
 
-__all__ = ["Infrastructure", "ensure_database", "infrastructure"]
+__all__ = ["Infrastructure", "bus_trust_dir", "ensure_database", "infrastructure", "nats_data_dir"]
 
 log = logging.getLogger(__name__)
 DATABASE = "berth"
@@ -28,8 +29,10 @@ class Infrastructure:
     """Addresses of the bus and the database in use."""
 
     def __init__(self, nats_url: str, pg_dsn: str, embedded: list[str],
-                 servers: Sequence[NatsServer | EmbeddedPostgres] = ()) -> None:
+                 servers: Sequence[NatsServer | EmbeddedPostgres] = (), bus_trust: BusTrust | None = None) -> None:
         self.nats_url = nats_url
+        self.bus_trust = bus_trust
+        """The embedded NATS's trust (it issues each service's credential); None for ``BERTH_NATS_URL``."""
         self.pg_dsn = pg_dsn
         self.embedded = embedded
         self._servers = list(servers)
@@ -41,6 +44,16 @@ class Infrastructure:
             server.halt()
         for server in self._servers:
             server.halt(wait=HALT_WAIT)
+
+
+def nats_data_dir(data_dir: Path) -> Path:
+    """Returns where the embedded nats-server of the instance in ``data_dir`` keeps its state."""
+    return data_dir / "nats"
+
+
+def bus_trust_dir(data_dir: Path) -> Path:
+    """Returns where the embedded bus's trust (keys, credentials) of ``data_dir`` lives (0700)."""
+    return NatsServer.trust_dir(nats_data_dir(data_dir))
 
 
 def ensure_database(admin_dsn: str, name: str = DATABASE) -> str:
@@ -59,12 +72,14 @@ def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iter
     with contextlib.ExitStack() as stack:
         embedded: list[str] = []
         servers: list[NatsServer | EmbeddedPostgres] = []
+        bus_trust = None
         if not nats_url:
             nats = NatsServer()
             stack.callback(nats.stop, STOP_TIMEOUT)
             servers.append(nats)
-            nats_url = nats.start(data_dir / "nats")
-            embedded.append(f"nats-server (pid {nats.pid}, data {data_dir / 'nats'})")
+            nats_url = nats.start(nats_data_dir(data_dir))
+            bus_trust = nats.trust
+            embedded.append(f"nats-server (pid {nats.pid}, data {nats_data_dir(data_dir)})")
         if not pg_dsn:
             postgres = EmbeddedPostgres()
             stack.callback(postgres.stop, STOP_TIMEOUT)
@@ -72,4 +87,4 @@ def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iter
             pg_dsn = ensure_database(postgres.start(data_dir))
             running = f"pid {postgres.pid}" if postgres.pid else "already running"
             embedded.append(f"postgresql ({running}, data {data_dir / 'pg'})")
-        yield Infrastructure(nats_url, pg_dsn, embedded, servers)
+        yield Infrastructure(nats_url, pg_dsn, embedded, servers, bus_trust)

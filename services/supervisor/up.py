@@ -28,6 +28,8 @@ import msgspec
 from services.agent.fleet import fleet_settings
 from services.agent.main import run_agent
 from services.common.bus import connect, ensure_streams
+from services.common.bus_identities import ADMIN
+from services.common.bus_trust import BusTrust
 from services.sdk.instance import Instance, remove_instance, write_instance, write_private
 from services.common.settings import Settings
 from services.controller.main import run_controller
@@ -43,7 +45,7 @@ from services.supervisor.runtime import StartRefused, choose_backend, describe_c
 from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
 from services.supervisor.supervision import Service, supervise
 
-__all__ = ["agent_settings", "child_env", "service_processes", "up"]
+__all__ = ["agent_settings", "child_env", "service_processes", "up", "with_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +77,30 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, in_process: bo
         for line in infra.embedded:
             say(f"started {line}")
         settings = msgspec.structs.replace(settings, nats_url=infra.nats_url, pg_dsn=infra.pg_dsn)
-        late = run_loop(functools.partial(_run, settings, say, guard, in_process), guard)
+        settings = with_identity(settings, infra.bus_trust, ADMIN)
+        late = run_loop(functools.partial(_run, settings, infra.bus_trust, say, guard, in_process), guard)
     exit_if_threads_stuck(THREAD_GRACE, 1)
     return 1 if late else 0
 
 
 async def _prepare(settings: Settings) -> None:
-    nc = await connect(settings.nats_url, "berth-up")
+    nc = await connect(settings.nats_url, "berth-up", settings.nats_creds or None)
     try:
         await ensure_streams(nc.jetstream())
     finally:
         await nc.close()
+
+
+def with_identity(settings: Settings, trust: BusTrust | None, identity: str) -> Settings:
+    """Returns ``settings`` with the embedded bus's credential of ``identity`` (a service, or
+    ``agents``: the template of every local agent's own); unchanged with an external bus (every
+    service then connects with ``BERTH_NATS_CREDS``)."""
+    if trust is None:
+        return settings
+    if identity == "agents":
+        return msgspec.structs.replace(settings, nats_creds=trust.agent_credentials(
+            [a.agent_id for a in agent_settings(settings)]))
+    return msgspec.structs.replace(settings, nats_creds=str(trust.credentials(identity)))
 
 
 def agent_settings(settings: Settings) -> list[Settings]:
@@ -113,14 +128,18 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def service_processes(settings: Settings, gateway_ready: Callable[[str], None], *, grace: float = GRACE) -> Children:
+def service_processes(settings: Settings, gateway_ready: Callable[[str], None], *, grace: float = GRACE,
+                      bus_trust: BusTrust | None = None) -> Children:
     """Returns the services as child processes: gateway, relay, projector, scheduler, controller and
-    one agent process (hosting every local agent). The gateway keeps one port across restarts (a
+    one agent process (hosting every local agent), each with its own bus credential when
+    ``bus_trust`` is given. The gateway keeps one port across restarts (a
     free one is chosen here when ``gateway_port`` is 0), and ``gateway_ready(url)`` is called each
     time it says it serves."""
     if settings.gateway_port == 0:
         settings = msgspec.structs.replace(settings, gateway_port=_free_port(settings.gateway_host))
-    env = child_env(settings)
+
+    def env(identity: str) -> dict[str, str]:
+        return child_env(with_identity(settings, bus_trust, identity))
 
     def gateway_line(line: str) -> None:
         match = GATEWAY_READY.match(line)
@@ -129,20 +148,20 @@ def service_processes(settings: Settings, gateway_ready: Callable[[str], None], 
 
     agents = "agent" if settings.agents == 1 else "agents"
     return Children([
-        Child("relay", module_argv("services.relay"), env),
-        Child("projector", module_argv("services.projector"), env),
-        Child("scheduler", module_argv("services.scheduler"), env),
-        Child("controller", module_argv("services.controller"), env),
-        Child(agents, module_argv("services.agent"), env),
-        Child("gateway", module_argv("services.gateway"), env, on_line=gateway_line),
+        Child("relay", module_argv("services.relay"), env("relay")),
+        Child("projector", module_argv("services.projector"), env("projector")),
+        Child("scheduler", module_argv("services.scheduler"), env("scheduler")),
+        Child("controller", module_argv("services.controller"), env("controller")),
+        Child(agents, module_argv("services.agent"), env("agents")),
+        Child("gateway", module_argv("services.gateway"), env("gateway"), on_line=gateway_line),
     ], grace=grace)
 
 
-async def _run(settings: Settings, say: Callable[[str], None], guard: StopGuard, in_process: bool,
-               stop: asyncio.Event) -> list[str]:
+async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[str], None], guard: StopGuard,
+               in_process: bool, stop: asyncio.Event) -> list[str]:
     """Prepares the infrastructure and supervises every service until ``stop`` is set; returns
     the names of the services that did not stop within the grace period."""
-    agents = agent_settings(settings)
+    agents = agent_settings(with_identity(settings, bus_trust, "agents"))
     await _prepare(settings)
     if settings.agent_backend == "docker":
         await prepare_default_image(settings, say, stop)
@@ -178,6 +197,7 @@ async def _run(settings: Settings, say: Callable[[str], None], guard: StopGuard,
             Instance(
                 gateway_url=url,
                 nats_url=settings.nats_url,
+                nats_creds=settings.nats_creds,
                 pg_dsn=settings.pg_dsn,
                 pid=os.getpid(),
                 access_key=access_key,
@@ -196,16 +216,19 @@ async def _run(settings: Settings, say: Callable[[str], None], guard: StopGuard,
 
     try:
         if not in_process:
-            children = service_processes(settings, gateway_ready)
+            children = service_processes(settings, gateway_ready, bus_trust=bus_trust)
             guard.add_halt(children.kill)
             return await children.run(stop)
+        def as_(identity: str) -> Settings:
+            return with_identity(settings, bus_trust, identity)
+
         services = [
-            Service("relay", lambda s: run_relay(settings, s)),
-            Service("projector", lambda s: run_projector(settings, s)),
-            Service("scheduler", lambda s: run_scheduler(settings, s)),
-            Service("controller", lambda s: run_controller(settings, s)),
+            Service("relay", lambda s: run_relay(as_("relay"), s)),
+            Service("projector", lambda s: run_projector(as_("projector"), s)),
+            Service("scheduler", lambda s: run_scheduler(as_("scheduler"), s)),
+            Service("controller", lambda s: run_controller(as_("controller"), s)),
             *(Service(f"agent {a.agent_id}", functools.partial(run_agent, a)) for a in agents),
-            Service("gateway", lambda s: run_gateway(settings, s, ready=gateway_ready)),
+            Service("gateway", lambda s: run_gateway(as_("gateway"), s, ready=gateway_ready)),
         ]
         return await supervise(services, stop, grace=GRACE, cancel_grace=CANCEL_GRACE)
     finally:

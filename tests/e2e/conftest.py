@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,13 @@ class RunningBerth:
     def instance(self) -> dict[str, object]:
         return json.loads((self.data_dir / "instance.json").read_text())
 
+    def bus_violations(self) -> list[str]:
+        """Returns the embedded NATS's log lines about a permission refused to a service or agent:
+        none when every identity may do what its work needs (DESIGN.md §10)."""
+        log = self.data_dir / "nats" / "nats-server.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return [line for line in text.splitlines() if re.search(r"(Publish|Subscription) Violation", line)]
+
 
 def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a test's `berth up`. No e2e test means to lose an agent, and a loss ends its
@@ -93,6 +101,7 @@ def running(data_dir: Path, env: dict[str, str]) -> Iterator[RunningBerth]:
         if berth.proc and berth.proc.poll() is None:
             doctor = berth.berth("doctor", check=False)
             assert doctor.returncode == 0, f"berth doctor found drift at the end:\n{doctor.stdout}\n{doctor.stderr}"
+            assert berth.bus_violations() == []
     finally:
         if berth.proc and berth.proc.poll() is None:
             berth.stop()

@@ -81,6 +81,7 @@ def test_berth_up_builds_the_missing_image_and_berth_run_prints_from_a_container
         assert "did not start: ERROR (failed-to-start): image 'does-not-exist/image:1' not found" in failed.stderr, failed.stderr
         assert "berth exec" not in failed.stderr
         berth.berth("doctor")
+        assert berth.bus_violations() == []  # each service and the agent ran under its own least privilege
 
         assert berth.stop() == 0
         berth.start()

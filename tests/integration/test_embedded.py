@@ -9,12 +9,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from services.common.bus import connect_options
 from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname, free_port
 from tests.support.waiting import wait_for
 
 
 async def test_nats_fixture_serves_jetstream(nats_url: str) -> None:
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+    nc = await nats.connect(**{**connect_options(nats_url, "test"), "max_reconnect_attempts": 0}, connect_timeout=5)
     try:
         info = await nc.jetstream().account_info()
         assert info.limits is not None

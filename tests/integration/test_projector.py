@@ -20,6 +20,8 @@ from projections.position import read_position, wait_for_position
 from projections.rebuild import dump_read_models
 from services.application.agents import Agents
 from services.common.bus import ensure_streams
+from services.common.bus_identities import ADMIN
+from services.common.bus_trust import BusTrust
 from services.application.context import make_context
 from services.supervisor.embedded import NatsServer, free_port
 from services.application.sessions import Sessions
@@ -207,7 +209,8 @@ async def test_wait_for_position_returns_once_applied(settings: Settings, sessio
 async def test_services_wait_for_nats_to_come_up(tmp_path, pg_dsn: str, sessions: Sessions) -> None:
     server = NatsServer()
     port = free_port()
-    settings = Settings(nats_url=f"nats://127.0.0.1:{port}", pg_dsn=pg_dsn)
+    trust = BusTrust.load_or_create(NatsServer.trust_dir(tmp_path / "late-nats"))  # the one it will start with
+    settings = Settings(nats_url=f"nats://127.0.0.1:{port}", pg_dsn=pg_dsn, nats_creds=str(trust.credentials(ADMIN)))
     projector = await run_until_stopped(run_projector, settings)
     relay = await run_until_stopped(run_relay, settings)
     await asyncio.to_thread(request_sessions, sessions, range(3))

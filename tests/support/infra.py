@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from services.common.bus import CREDENTIALS_ENV
+from services.common.bus_identities import ADMIN
 from services.supervisor.embedded import EmbeddedPostgres, NatsServer, create_database, drop_database
 
 LOCAL_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -24,14 +26,28 @@ requires_docker = pytest.mark.docker
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Yields the URL of a JetStream-enabled nats-server spawned for this session on a free port."""
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """Yields a JetStream-enabled nats-server spawned for this session on a free port, with
+    authentication on (as ``berth up`` runs it); ``nats_server.credentials(identity)`` issues the
+    ``.creds`` of ``admin``, a service or ``agent-<id>``. While it runs, ``BERTH_NATS_CREDS`` names
+    the ``admin`` credential, so every connection of the tests (``bus.connect``, services run in
+    the test process) is authenticated and may do everything; tests of the permissions connect
+    with the identity they test."""
     server = NatsServer()
-    url = server.start(tmp_path_factory.mktemp("nats"))
+    server.start(tmp_path_factory.mktemp("nats"))
+    env = pytest.MonkeyPatch()
+    env.setenv(CREDENTIALS_ENV, str(server.credentials(ADMIN)))
     try:
-        yield url
+        yield server
     finally:
+        env.undo()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    """Returns the URL of the session's nats-server (``nats_server``)."""
+    return nats_server.url
 
 
 def _answers(dsn: str) -> bool:

@@ -22,7 +22,7 @@ from contracts.subjects import (
     REPORTS_STREAM,
     event_subject,
 )
-from services.common.bus import ensure_streams
+from services.common.bus import connect_options, ensure_streams
 from tests.support.waiting import async_wait_for
 
 __all__ = ["ServiceTasks", "fresh_bus", "publish_events", "reset_bus", "service_tasks"]
@@ -57,7 +57,7 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 @contextlib.asynccontextmanager
 async def fresh_bus(nats_url: str) -> AsyncIterator[JetStreamContext]:
     """Yields a JetStream context on ``nats_url`` after ``reset_bus``; closes the connection after."""
-    nc = await nats.connect(nats_url, connect_timeout=5)
+    nc = await nats.connect(**connect_options(nats_url, "test-bus"), connect_timeout=5)
     try:
         js = nc.jetstream()
         await reset_bus(js)

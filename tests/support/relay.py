@@ -21,6 +21,8 @@ from contracts import commands as c
 from contracts.session import KernelSpec, SessionSpec
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
 from services.application.context import make_context
+from services.common.bus import CREDENTIALS_ENV, connect_options
+from services.common.bus_identities import ADMIN
 from services.supervisor.embedded import NatsServer
 from services.application.sessions import Sessions
 from services.common.settings import Settings
@@ -34,10 +36,12 @@ class StreamMessage(NamedTuple):
 
 
 @pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """Yields a nats-server started for this test alone."""
+def own_nats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NatsServer]:
+    """Yields a nats-server started for this test alone; meanwhile ``BERTH_NATS_CREDS`` names its
+    ``admin`` credential (as the session's ``nats_server`` fixture does for its own)."""
     server = NatsServer()
     server.start(tmp_path / "nats")
+    monkeypatch.setenv(CREDENTIALS_ENV, str(server.credentials(ADMIN)))
     try:
         yield server
     finally:
@@ -63,7 +67,7 @@ def sessions(pg_dsn: str) -> Iterator[Sessions]:
 @contextlib.asynccontextmanager
 async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
     """Yields a JetStream context on ``url``, closed afterwards."""
-    nc: Client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    nc: Client = await nats.connect(**connect_options(url, "test-relay"), connect_timeout=5)
     try:
         yield nc.jetstream()
     finally:

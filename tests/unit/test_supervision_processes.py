@@ -140,7 +140,10 @@ def test_children_end_when_their_supervisor_is_sigkilled() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
+        # the child's own output may be forwarded before the parent prints its pid
         line = parent.stdout.readline()
+        while line and not line.startswith("child "):
+            line = parent.stdout.readline()
         assert line.startswith("child "), line
         pid = int(line.split()[1])
         assert _alive(pid)

@@ -1,7 +1,7 @@
 """Code execution in a session's main kernel (subscription ``execute``) and its log (``sessionLogs``).
 
 Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
-``io.kernel.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
+``io.agent.<agent_id>.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
 ``exec.agent.<agent_id>``; the agent streams ``ExecChunk``s and one ``ExecDone``. Only the
 outcome is recorded, as ``session.execution_finished`` (run id, exit code, duration, code
 digest, the caller as actor).
@@ -97,7 +97,7 @@ async def execute(
     run_id = uuid.uuid4().hex
     request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin)
     async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
-        sub = await nc.subscribe(io_subject(kernel_id, run_id))
+        sub = await nc.subscribe(io_subject(agent_id, kernel_id, run_id))
         finished = False
         try:
             await _ask_agent(nc, agent_id, request)
