@@ -7,6 +7,7 @@ directly, as the projector would, so these tests do not depend on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
@@ -43,9 +44,14 @@ class Keys:
 @pytest.fixture
 def read_models(pg_dsn: str) -> str:
     """Returns ``pg_dsn`` after creating the read-model tables in it."""
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA.read_text())
+    create_read_models(pg_dsn)
     return pg_dsn
+
+
+def create_read_models(dsn: str) -> None:
+    """Creates the read-model tables (``projections/schema.sql``) in ``dsn``."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA.read_text())
 
 
 def create_user(dsn: str, name: str, *, role: str = "user", domain: str = "default",
@@ -98,12 +104,12 @@ async def clean_streams(nats_url: str) -> AsyncIterator[Any]:
         yield js
 
 
-@pytest.fixture
-async def served(read_models: str, keys: Keys, nats_url: str, clean_streams: Any) -> AsyncIterator[str]:
-    """Yields the base URL of a real gateway (uvicorn on a free loopback port)."""
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[str]:
+    """Runs a real gateway (uvicorn on a free loopback port when ``settings.gateway_port`` is 0) and
+    yields its base URL; stops it on exit."""
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0)
     task = asyncio.create_task(run_gateway(settings, stop, ready.set_result))
     done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
@@ -114,6 +120,14 @@ async def served(read_models: str, keys: Keys, nats_url: str, clean_streams: Any
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def served(read_models: str, keys: Keys, nats_url: str, clean_streams: Any) -> AsyncIterator[str]:
+    """Yields the base URL of a real gateway (uvicorn on a free loopback port)."""
+    settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0)
+    async with serving(settings) as url:
+        yield url
 
 
 def count_events(dsn: str) -> int:

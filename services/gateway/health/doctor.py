@@ -1,4 +1,5 @@
-"""Query ``doctor`` (admins only): do the read models agree with each other?
+"""Query ``doctor`` (superadmins only: it reads every domain's sessions, keypairs and agents): do the read
+models agree with each other?
 
 It waits until the read models reflect every event recorded so far, reads the
 ``sessions``, ``kernels``, ``agents`` and ``quota_usage`` tables in one snapshot
@@ -85,12 +86,12 @@ async def _diagnose(info: Info) -> tuple[int, doctor.DoctorReport]:
 @strawberry.type
 class DoctorQuery:
     @strawberry.field(description="Checks that quota usage and agent occupancy agree with the sessions and kernels, "
-                                  "and that the relay is not stuck (admins only). Waits until the read models reflect "
+                                  "and that the relay is not stuck (superadmins only: it covers every domain). Waits until the read models reflect "
                                   "every recorded event (every one before the event the relay is stuck at).")
     async def doctor(self, info: Info) -> DoctorReport:
         principal = caller(info)
-        if not principal.is_admin:
-            raise GatewayError(FORBIDDEN, "doctor is for admins and superadmins")
+        if not principal.is_superadmin:  # a domain admin would read other domains' access keys and sessions
+            raise GatewayError(FORBIDDEN, "doctor is for superadmins")
         position, report = await _diagnose(info)
         if not report.clean:
             position, again = await _diagnose(info)
