@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Callable
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from services.sdk.client import BerthClient
 from services.gateway.main import build_app, run_gateway
+from services.gateway.resources import READ_WAIT
 from tests.support.publish import fresh_bus
 
 SCHEMA = Path(__file__).resolve().parents[2] / "projections" / "schema.sql"
@@ -120,6 +123,37 @@ async def serving(settings: Settings) -> AsyncIterator[str]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+@contextlib.contextmanager
+def serving_in_thread(settings: Settings, *, read_wait: float = READ_WAIT) -> Iterator[str]:
+    """Runs a real gateway on an event loop of its own in a thread (for synchronous clients such as
+    schemathesis' ``requests``) and yields its base URL; stops it on exit."""
+    started: queue.Queue[tuple[asyncio.AbstractEventLoop, asyncio.Event, str] | BaseException] = queue.Queue()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        await run_gateway(settings, stop, lambda url: started.put((loop, stop, url)), read_wait=read_wait)
+
+    def run() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            started.put(exc)
+
+    thread = threading.Thread(target=run, name="gateway", daemon=True)
+    thread.start()
+    outcome = started.get(timeout=30)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    loop, stop, url = outcome
+    try:
+        yield url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        assert not thread.is_alive(), "the gateway thread did not stop within 30 s"
 
 
 @pytest.fixture
