@@ -61,8 +61,9 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
         KernelSpec(kernel_id=f"{session_id}-k{idx}", cluster_role="main" if idx == 0 else "sub", cluster_idx=idx, slots=slots)
         for idx in range(data.cluster_size)
     ]
-    for field, value in (("project", data.project), ("resource_group", data.resource_group)):
-        if value is not None:
+    for field, value in (("project", data.project), ("resource_group", data.resource_group),
+                         ("dependencies", data.dependencies), ("designated_agents", data.designated_agents)):
+        if value is not None:  # the lists as given, before their repeats are dropped
             checked_value(LIMITS[SessionSpec][field], value)
     return checked(c.RequestSession(owner=owner, spec=SessionSpec(
         name=data.name if data.name is not None else f"session-{session_id[:8]}",

@@ -96,8 +96,8 @@ class TenancyMutation:
     async def update_project(self, info: Info, input: ProjectInput) -> TenancyResult:
         checked_input(input)
         principal = admin_caller(info, "update projects")
+        command = checked(tc.UpdateProject(total_resource_slots=_quota(input.total_resource_slots)))
         in_scope(principal, await load(info, project_id(input.name)), ProjectState, "project", input.name)
-        command = tc.UpdateProject(total_resource_slots=_quota(input.total_resource_slots))
         return TenancyResult(id=input.name, position=await run_command(info, principal, project_id(input.name), command))
 
     @strawberry.mutation(description="Creates a user in a domain (its admin or a superadmin; only a superadmin "
@@ -156,8 +156,8 @@ class TenancyMutation:
                          "the limits a superadmin set, its own included).")
     async def set_keypair_policy(self, info: Info, access_key: str, resource_policy: str) -> TenancyResult:
         superadmin_caller(info, "assign resource policies")
+        command = checked(tc.ChangeKeypairPolicy(resource_policy=resource_policy))
         principal, _ = await _keypair_in_scope(info, access_key, "change the policy")
-        command = tc.ChangeKeypairPolicy(resource_policy=resource_policy)
         return TenancyResult(id=access_key, position=await run_command(info, principal, access_key, command))
 
     @strawberry.mutation(description="Creates a keypair resource policy (superadmin).")
