@@ -77,13 +77,15 @@ def _required(value: graphql.GraphQLArgument | graphql.GraphQLInputField) -> boo
 
 
 def _minimal(type_: graphql.GraphQLInputType) -> Any:
-    """Returns a small valid-looking value of a type: required input fields only."""
+    """Returns a small valid-looking value of a type: required input fields only; a text is
+    ``default``, the name of the domain, project, policy and resource group every installation has
+    (so that an update finds what it loads, and refuses the bad value rather than a missing name)."""
     type_ = graphql.get_nullable_type(type_)
     if isinstance(type_, graphql.GraphQLList):
         return []
     if isinstance(type_, graphql.GraphQLInputObjectType):
         return {name: _minimal(sub.type) for name, sub in type_.fields.items() if _required(sub)}
-    return {"Int": 1, "Boolean": False, "DateTime": "2030-01-01T00:00:00+00:00"}.get(type_.name, "x")
+    return {"Int": 1, "Boolean": False, "DateTime": "2030-01-01T00:00:00+00:00"}.get(type_.name, "default")
 
 
 def _with(type_: graphql.GraphQLInputType, path: tuple[str, ...], is_list: bool, bad: Any) -> Any:

@@ -96,8 +96,8 @@ class TenancyMutation:
     async def update_project(self, info: Info, input: ProjectInput) -> TenancyResult:
         checked_input(input)
         principal = admin_caller(info, "update projects")
-        command = checked(tc.UpdateProject(total_resource_slots=_quota(input.total_resource_slots)))
         in_scope(principal, await load(info, project_id(input.name)), ProjectState, "project", input.name)
+        command = tc.UpdateProject(total_resource_slots=_quota(input.total_resource_slots))
         return TenancyResult(id=input.name, position=await run_command(info, principal, project_id(input.name), command))
 
     @strawberry.mutation(description="Creates a user in a domain (its admin or a superadmin; only a superadmin "
