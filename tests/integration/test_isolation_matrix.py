@@ -14,7 +14,8 @@ Outcomes, one letter per caller (owner, peer, admin, foreign, superadmin, deacti
   session is not RUNNING, no agent runs here);
 * ``N`` NOT_FOUND, ``F`` FORBIDDEN, ``U`` UNAUTHENTICATED.
 
-Every outcome but ``A`` must record nothing (the event store's count is unchanged).
+Every outcome but ``A`` must record nothing (the event store's count is unchanged). Filters name the
+owner's objects outright (``sessions(owner:)``, ``users(domain:)``, ...), as an attacker would.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ async def _new_victim(world: World) -> dict[str, Any]:
 ID = "$id: String!"
 RULES: dict[str, Rule] = {
     # --- queries ---
-    "Query.sessions": Rule("query { sessions(first: 500) { edges { id } } }", "A H A H A U",
+    "Query.sessions": Rule("query($o: String) { sessions(owner: $o, first: 500) { edges { id } } }", "A H A H A U",
+                           lambda w: {"o": w.owner_key},
                            shows=lambda data, w: w.session_id in {e["id"] for e in data["edges"]}),
     "Query.session": Rule(f"query({ID}) {{ session(id: $id) {{ id }} }}", "A H A H A U", _the_session,
                           shows=lambda data, w: data is not None and data["id"] == w.session_id),
@@ -96,9 +98,11 @@ RULES: dict[str, Rule] = {
     "Query.sessionLogs": Rule(f"query({ID}) {{ sessionLogs(sessionId: $id) }}", "C N C N C U", _the_session),
     "Query.doctor": Rule("query { doctor { clean } }", "F F F F A U"),
     "Query.domains": Rule("query { domains { name } }", "A A A H A U", shows=_names("name", lambda w: "default")),
-    "Query.projects": Rule("query { projects { name } }", "A A A H A U", shows=_names("name", lambda w: "default")),
-    "Query.users": Rule("query { users { name } }", "A H A H A U", shows=_names("name", lambda w: "alice")),
-    "Query.keypairs": Rule("query { keypairs { accessKey } }", "A H A H A U",
+    "Query.projects": Rule('query { projects(domain: "default") { name } }', "A A A H A U",
+                           shows=_names("name", lambda w: "default")),
+    "Query.users": Rule('query { users(domain: "default") { name } }', "A H A H A U",
+                        shows=_names("name", lambda w: "alice")),
+    "Query.keypairs": Rule('query { keypairs(user: "alice") { accessKey } }', "A H A H A U",
                            shows=_names("accessKey", lambda w: w.owner_key)),
     "Query.resourcePolicies": Rule("query { resourcePolicies { name } }", "A H A A A U",
                                    shows=_names("name", lambda w: w.policy)),
