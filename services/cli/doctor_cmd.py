@@ -38,7 +38,7 @@ def doctor(ctx: click.Context) -> None:
     relay   the relay is not stuck at an event NATS refused ("relay stuck at
             notification N: reason"); the read models are checked up to it
 
-    Exits with status 0 when everything agrees, 1 when a drift is found (admins only).
+    Exits with status 0 when everything agrees, 1 when a drift is found (superadmins only).
     """
     out: Output = ctx.obj
     report = _run_checks()
