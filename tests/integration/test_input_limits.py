@@ -113,8 +113,8 @@ async def test_oversized_and_malformed_input_over_http_and_websocket_then_a_sess
                 pass
         assert refused.value.code == "BAD_INPUT" and f"({BIG} characters)" in refused.value.message
         assert await _refused_over_the_websocket(ws_url, alice, "{not json") == 4400
-        assert await _refused_over_the_websocket(ws_url, alice, json.dumps(
-            {"type": "subscribe", "id": "1", "payload": {"query": STATUS, "variables": {"id": "x" * MAX_BODY}}})) == 1009
+        too_big = {"type": "subscribe", "id": "1", "payload": {"query": STATUS, "variables": {"id": "x" * MAX_BODY}}}
+        assert await _refused_over_the_websocket(ws_url, alice, json.dumps(too_big)) == 1009
         assert count_events(pg_dsn) == before
 
         session_id = await running_session(alice, sessions)

@@ -86,8 +86,9 @@ async def _diagnose(info: Info) -> tuple[int, doctor.DoctorReport]:
 @strawberry.type
 class DoctorQuery:
     @strawberry.field(description="Checks that quota usage and agent occupancy agree with the sessions and kernels, "
-                                  "and that the relay is not stuck (superadmins only: it covers every domain). Waits until the read models reflect "
-                                  "every recorded event (every one before the event the relay is stuck at).")
+                                  "and that the relay is not stuck (superadmins only: it covers every domain). Waits "
+                                  "until the read models reflect every recorded event (every one before the event the "
+                                  "relay is stuck at).")
     async def doctor(self, info: Info) -> DoctorReport:
         principal = caller(info)
         if not principal.is_superadmin:  # a domain admin would read other domains' access keys and sessions
