@@ -13,7 +13,11 @@ __all__ = [
     "DEADLETTER_STREAM",
     "EVENTS_STREAM",
     "HEADER_POSITION",
+    "HEADER_CONSUMER",
+    "HEADER_DEAD_LETTERED_AT",
+    "HEADER_DELIVERIES",
     "HEADER_ERROR",
+    "HEADER_ORIGINAL_SUBJECT",
     "HEARTBEAT_BUCKET",
     "REPORTS_STREAM",
     "SubjectError",
@@ -43,7 +47,15 @@ HEARTBEAT_BUCKET = "agent_heartbeats"
 HEADER_POSITION = "Berth-Position"
 """Header carrying the event store notification id (the global position) of an event."""
 HEADER_ERROR = "Berth-Error"
+"""Dead letters: why the message was given up (the error, at most 1,000 characters)."""
 HEADER_ORIGINAL_SUBJECT = "Berth-Original-Subject"
+"""Dead letters: the subject the message was consumed from (where a replay publishes it)."""
+HEADER_DELIVERIES = "Berth-Deliveries"
+"""Dead letters: how many times the consumer got the message (decimal; 0 when not known)."""
+HEADER_CONSUMER = "Berth-Consumer"
+"""Dead letters: the consumer that gave the message up (its durable name)."""
+HEADER_DEAD_LETTERED_AT = "Berth-Dead-Lettered-At"
+"""Dead letters: when the message was given up (ISO 8601, UTC)."""
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """A subject token; always used with ``fullmatch`` (``$`` would let a trailing newline through)."""
