@@ -52,7 +52,7 @@ from contracts.envelope import Event
 from contracts.reports import Report
 from contracts.subjects import event_filters, report_filters
 from services.common import transient
-from services.common.settler import PermanentError, Settler
+from services.common.settler import ACK_WAIT, PermanentError, Settler
 from services.common.transient import NATS, OUTAGES, unavailable_dependency
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
@@ -61,8 +61,6 @@ log = logging.getLogger(__name__)
 
 BACKOFF = (0.1, 0.5, 2.0, 5.0)
 """Delays before the next try of a message whose handler failed (not for a dependency outage)."""
-ACK_WAIT = 30
-"""Seconds the server waits for a message to be settled before delivering it again."""
 FETCH_WAIT = 0.5
 """Seconds a pull waits for a first message (one message at a time)."""
 BATCH_WAIT = 0.1

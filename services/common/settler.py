@@ -7,6 +7,8 @@
   order, with backoff and without limit; its ack deadline pushed back (``in_progress``), its
   delivery count untouched; never acked or dead-lettered because of it;
 * any other error → nak with backoff, and dead-lettered after ``max_deliver`` tries;
+* still being handled → its ack deadline pushed back every ``KEEP_ALIVE`` seconds, so that a
+  slow attempt is not redelivered (and handled twice) meanwhile;
 * delivered ``SETTLE_SLACK`` times more than ``max_deliver`` without ever being settled (the
   consumer died each time it handled it) → dead-lettered before it is handled again.
 """
@@ -26,10 +28,14 @@ from services.common.bus import dead_letter
 from services.common.transient import OUTAGES, unavailable_dependency
 from services.common.waiting import first_of
 
-__all__ = ["Attempt", "PermanentError", "SETTLE_SLACK", "Settler"]
+__all__ = ["ACK_WAIT", "Attempt", "PermanentError", "SETTLE_SLACK", "Settler"]
 
 log = logging.getLogger(__name__)
 
+ACK_WAIT = 30
+"""Seconds the server waits for a message to be settled before delivering it again."""
+KEEP_ALIVE = ACK_WAIT / 3
+"""Seconds between two ``in_progress`` of messages still being handled."""
 SETTLE_SLACK = 20
 """Deliveries beyond ``max_deliver`` that a message may get without being settled (the consumer
 restarted while handling it) before it is dead-lettered as one that kills its consumer."""
@@ -63,7 +69,7 @@ class Settler:
         pending = [msg for msg in messages if not await self._unsettled_too_often(msg)]
         tries = 0
         while pending:
-            outcomes = await attempt(pending)
+            outcomes = await _kept_alive(pending, attempt)
             waiting: list[Msg] = []
             dependency = failure = None
             for msg, error in zip(pending, outcomes, strict=True):
@@ -113,6 +119,23 @@ class Settler:
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         await dead_letter(self._js, self._durable, msg.subject, msg.data, reason, deliveries=msg.metadata.num_delivered)
         await msg.term()
+
+
+async def _kept_alive(messages: list[Msg], attempt: Attempt) -> Sequence[BaseException | None]:
+    """Returns ``attempt(messages)``, pushing back their ack deadline every ``KEEP_ALIVE`` seconds
+    meanwhile: an attempt may take long (the event store's own retries while PostgreSQL is away
+    last about a minute), and a message redelivered while it is still being handled would be
+    handled twice."""
+    task = asyncio.ensure_future(attempt(messages))
+    try:
+        while True:
+            done, _ = await asyncio.wait([task], timeout=KEEP_ALIVE)
+            if done:
+                return task.result()
+            for msg in messages:
+                await _in_progress(msg)
+    finally:
+        task.cancel()
 
 
 async def _in_progress(msg: Msg) -> None:

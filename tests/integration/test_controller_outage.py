@@ -1,11 +1,13 @@
 """The controller while PostgreSQL is away (a TCP proxy the test closes, on real NATS and PostgreSQL):
-a report that arrives meanwhile fails its batch with a database error; it is retried until the
-database is back and then applied once — no crash, no dead letter, nothing left to the server's
-``max_deliver``."""
+a report that arrives meanwhile fails its batch with a database error; it is retried (the wait is
+in ``OUTAGES``) until the database is back and then applied once — no crash, no dead letter,
+nothing left to the server's ``max_deliver``."""
 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from nats.js import JetStreamContext
 
@@ -19,7 +21,7 @@ from services.common.transient import OUTAGES
 from services.controller.flow import DURABLE
 from services.controller.main import run_controller
 from tests.integration.test_flow import dead_letters
-from tests.integration.test_flow_outages import OLD_TRIES, outage_tries
+from tests.integration.test_flow_outages import outage_tries
 from tests.integration.test_report_batches import placed, running
 from tests.support.publish import service_tasks
 from tests.support.tcp_proxy import tcp_proxy
@@ -35,7 +37,11 @@ async def consumer_ready(js: JetStreamContext) -> bool:
 
 
 async def test_a_report_waits_out_a_database_outage_and_is_applied_once(
-        nats_url: str, js: JetStreamContext, pg_dsn: str, apps: tuple[Sessions, Agents]) -> None:
+        nats_url: str, js: JetStreamContext, pg_dsn: str, apps: tuple[Sessions, Agents],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the controller's event store waits 1 s (not 30) for a connection, and retries each
+    # statement ten times: one try fails after about 15 s instead of minutes
+    monkeypatch.setenv("POSTGRES_CONNECT_TIMEOUT", "1")
     sessions, agents = apps
     kernel_id = await asyncio.to_thread(placed, sessions, agents, "s1")
     sender, report, msg_id = running("s1", kernel_id)
@@ -47,7 +53,8 @@ async def test_a_report_waits_out_a_database_outage_and_is_applied_once(
         await proxy.close()  # PostgreSQL goes away
         await js.publish(report_subject(sender, report.type_name()), encode_report(report), stream=REPORTS_STREAM,
                          headers={"Nats-Msg-Id": msg_id})
-        await async_wait_for(lambda: outage_tries(DURABLE) > OLD_TRIES + 1, timeout=60,
+        # two failed tries: the outage lasts well past the old five tries' backoff (8 s)
+        await async_wait_for(lambda: outage_tries(DURABLE) >= 2, timeout=180,
                              message=f"the controller retries while PostgreSQL is away: {OUTAGES.describe()}")
         await proxy.open()  # and comes back
         await async_wait_for(lambda: asyncio.to_thread(lambda: sessions.get("s1").status is SessionStatus.RUNNING),
