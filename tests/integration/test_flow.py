@@ -20,7 +20,7 @@ from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event, Metadata
 from contracts.subjects import DEADLETTER_STREAM, EVENTS_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, event_subject
 from domain.emitting import Context, Emitter
-from services.common.flow import PermanentError, Subscription, consume, follow, open_broker
+from services.common.flow import Following, PermanentError, Subscription, consume, follow, open_broker
 from tests.support.waiting import async_wait_for
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -155,28 +155,25 @@ async def test_a_follow_replays_the_history_then_follows_live_events(nats_url: s
 
     await publish(js, [assigned("a1", 1, "ok-1"), assigned("a1", 2, "ok-2"), assigned("a1", 3, "ok-3")])
     view = Subscription(name="flowtest-view", stream=EVENTS_STREAM, routes={ev.KernelAssigned: apply})
-    broker = open_broker(nats_url, "flow-test")
-    await broker.connect()
-    caught_up = asyncio.Event()
-    subscriber = await follow(js, view, seen, caught_up)
-    try:
+    async with following(js, view, seen) as (_, caught_up):
         await asyncio.wait_for(caught_up.wait(), 30)
         assert seen == ["ok-1", "ok-2", "ok-3"]
         await publish(js, [assigned("a1", 4, "ok-4")])
         await async_wait_for(lambda: seen[-1:] == ["ok-4"], timeout=30, message=f"live events: {seen}")
-    finally:
-        await subscriber.stop()
-        await broker.stop()
 
 
 async def test_a_follow_of_an_empty_history_is_caught_up_at_once(nats_url: str, js: JetStreamContext) -> None:
     view = Subscription(name="flowtest-empty", stream=EVENTS_STREAM, routes={ev.KernelAssigned: lambda t, e: None})
-    broker = open_broker(nats_url, "flow-test")
-    await broker.connect()
-    caught_up = asyncio.Event()
-    subscriber = await follow(js, view, None, caught_up)
-    try:
+    async with following(js, view, None) as (_, caught_up):
         await asyncio.wait_for(caught_up.wait(), 30)
+
+
+@contextlib.asynccontextmanager
+async def following(js: JetStreamContext, view: Subscription, target: Any) -> AsyncIterator[tuple[Following, asyncio.Event]]:
+    """Yields a running follow of ``view`` into ``target`` and its "caught up" event; stopped after."""
+    caught_up = asyncio.Event()
+    running_follow = await follow(js, view, target, caught_up)
+    try:
+        yield running_follow, caught_up
     finally:
-        await subscriber.stop()
-        await broker.stop()
+        await running_follow.stop()

@@ -25,9 +25,9 @@ from contracts.subjects import (
     HEADER_ORIGINAL_SUBJECT,
     event_subject,
 )
-from services.common.flow import PermanentError, Subscription, follow, open_broker
+from services.common.flow import PermanentError, Subscription
 from services.common.transient import OUTAGES
-from tests.integration.test_flow import assigned, async_wait_for_letters, dead_letters, publish, running
+from tests.integration.test_flow import assigned, async_wait_for_letters, dead_letters, following, publish, running
 from tests.support.tcp_proxy import tcp_proxy
 from tests.support.waiting import async_wait_for
 
@@ -168,20 +168,13 @@ async def test_a_follow_whose_handler_failed_follows_again_from_that_event(nats_
 
     await publish(js, [assigned("a1", 1, "ok-1"), assigned("a1", 2, "bad-2"), assigned("a1", 3, "ok-3")])
     view = Subscription(name="outagetest-view", stream=EVENTS_STREAM, routes={ev.KernelAssigned: apply})
-    broker = open_broker(nats_url, "flow-test")
-    await broker.connect()
-    caught_up = asyncio.Event()
-    following = await follow(js, view, seen, caught_up)
-    try:
+    async with following(js, view, seen) as (running_follow, caught_up):
         await asyncio.wait_for(caught_up.wait(), 60)
         assert seen == ["ok-1", "bad-2", "ok-3"], "nothing skipped, nothing twice, in order"
-        assert following.resyncs == 3
+        assert running_follow.resyncs == 3
         assert outage_tries("outagetest-view") == 0
         await publish(js, [assigned("a1", 4, "ok-4")])
         await async_wait_for(lambda: seen[-1:] == ["ok-4"], timeout=30, message=f"live events: {seen}")
-    finally:
-        await following.stop()
-        await broker.stop()
 
 
 async def test_a_follow_stays_at_an_event_it_cannot_apply_and_says_so(nats_url: str, js: JetStreamContext) -> None:
@@ -194,12 +187,9 @@ async def test_a_follow_stays_at_an_event_it_cannot_apply_and_says_so(nats_url: 
 
     await publish(js, [assigned("a1", 1, "ok-1"), assigned("a1", 2, "bad-2"), assigned("a1", 3, "ok-3")])
     view = Subscription(name="outagetest-stuck", stream=EVENTS_STREAM, routes={ev.KernelAssigned: apply})
-    caught_up = asyncio.Event()
-    following = await follow(js, view, seen, caught_up)
-    try:
+    async with following(js, view, seen) as (_, caught_up):
         await async_wait_for(lambda: outage_tries("outagetest-stuck") >= 3, timeout=30, message="retried")
         assert seen == ["ok-1"] and not caught_up.is_set(), "the view does not go past the event"
         assert any("outagetest-stuck" in line and "RuntimeError: a bug in the view" in line
                    for line in OUTAGES.describe())
-    finally:
-        await following.stop()
+    assert outage_tries("outagetest-stuck") == 0, "forgotten when stopped"
