@@ -92,6 +92,8 @@ class Subscription:
     aggregate: str = "*"
     """The aggregate id of the events taken (a template such as ``{agent_id}``); ``*``: all."""
     max_deliver: int = 5
+    """Tries of a message whose handler fails (not counting tries while a dependency is away)
+    before it is dead-lettered."""
     backoff: tuple[float, ...] = BACKOFF
     description: str = ""
     reports: bool = field(init=False)

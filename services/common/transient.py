@@ -38,9 +38,14 @@ DOCKER_UNREACHABLE = 900
 
 _CHAIN_DEPTH = 8
 
-_POSTGRESQL = (psycopg.OperationalError, psycopg.InterfaceError, es.OperationalError, es.InterfaceError)
-# psycopg_pool.PoolTimeout is a psycopg.OperationalError; so are AdminShutdown (the server
-# stopping, pg_terminate_backend) and a statement timeout.
+_PSYCOPG = (psycopg.OperationalError, psycopg.InterfaceError)
+_EVENTSOURCING = (es.OperationalError, es.InterfaceError)
+_PG_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+"""SQLSTATE classes of a server away or busy for now: connection exception, transaction rollback
+(serialization failure, deadlock), insufficient resources, operator intervention (admin shutdown,
+cannot connect now, query canceled by a timeout), system error."""
+_PG_TRANSIENT_STATES = ("55P03", "55006")
+"""lock_not_available, object_in_use."""
 _NATS = (
     nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError, nats.errors.ConnectionDrainingError,
     nats.errors.NoServersError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
@@ -65,8 +70,10 @@ def unavailable_dependency(error: BaseException | None) -> str | None:
     while error is not None and seen < _CHAIN_DEPTH:
         if isinstance(error, UnavailableError):
             return error.dependency
-        if isinstance(error, _POSTGRESQL):
-            return POSTGRESQL
+        if isinstance(error, _PSYCOPG):
+            return POSTGRESQL if _postgresql_away(error) else None
+        if isinstance(error, _EVENTSOURCING) and not isinstance(error.__cause__, psycopg.Error):
+            return POSTGRESQL  # (with a psycopg cause, the cause decides)
         if isinstance(error, _NATS):
             return NATS
         if isinstance(error, aiodocker.exceptions.DockerError) and error.status == DOCKER_UNREACHABLE:
@@ -74,6 +81,14 @@ def unavailable_dependency(error: BaseException | None) -> str | None:
         error = error.__cause__ or error.__context__
         seen += 1
     return None
+
+
+def _postgresql_away(error: psycopg.Error) -> bool:
+    """True for an error without a server code (no connection, pool timeout: psycopg_pool's
+    ``PoolTimeout`` is an ``OperationalError``) or with a code of a server away or busy; False
+    for one the same statement would meet again (a program limit exceeded, say)."""
+    state = error.sqlstate
+    return state is None or state[:2] in _PG_TRANSIENT_CLASSES or state in _PG_TRANSIENT_STATES
 
 
 def backoff(tries: int) -> float:
