@@ -42,7 +42,7 @@ from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayErr
 from services.gateway.sessions.ownership import owned_session
 from services.gateway.sessions.refs import resolve_session_id
 
-__all__ = ["ExecItem", "execute", "session_logs"]
+__all__ = ["ExecItem", "execute", "finish_recording", "session_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,8 @@ async def _record(info: Info, state: SessionState, request: ExecRequest, done: E
         await resources.call(resources.sessions.record_execution, state.id, command,
                              make_context(principal.access_key), seen_version=state.version)
 
-    task = asyncio.create_task(_until_recorded(record, f"execution {request.run_id} of session {state.id}"))
+    what = f"execution {request.run_id} of session {state.id}"
+    task = asyncio.create_task(_until_recorded(record, what), name=what)
     _RECORDING.add(task)
     task.add_done_callback(_RECORDING.discard)
     await asyncio.shield(task)
@@ -164,6 +165,17 @@ async def _record(info: Info, state: SessionState, request: ExecRequest, done: E
 
 _RECORDING: set[asyncio.Task[None]] = set()
 """Audit records still being written (kept referenced until done)."""
+
+
+async def finish_recording(timeout: float) -> None:
+    """Waits up to ``timeout`` seconds for the audit records still being written (the gateway is
+    stopping); logs, as an error, each one it has to give up."""
+    pending = set(_RECORDING)
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+    for task in pending - {t for t in pending if t.done()}:
+        log.error("stopping with an execution audit record not written: %s", task.get_name())
+        task.cancel()
 
 
 async def _until_recorded(record: Callable[[], Awaitable[None]], what: str) -> None:
