@@ -193,3 +193,40 @@ async def test_a_follow_stays_at_an_event_it_cannot_apply_and_says_so(nats_url: 
         assert any("outagetest-stuck" in line and "RuntimeError: a bug in the view" in line
                    for line in OUTAGES.describe())
     assert outage_tries("outagetest-stuck") == 0, "forgotten when stopped"
+
+
+async def test_a_message_whose_consumer_keeps_dying_is_dead_lettered(nats_url: str, js: JetStreamContext,
+                                                                    pg_dsn: str, monkeypatch: Any) -> None:
+    """A consumer that died each time it handled a message (here: fetched twice and never settled,
+    as a killed process leaves it) does not get it for ever: beyond max_deliver + SETTLE_SLACK
+    deliveries it is dead-lettered before it is handled again."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from services.common import settler
+
+    monkeypatch.setattr(settler, "SETTLE_SLACK", 1)
+    sub = table(max_deliver=1)
+    await js.add_consumer(EVENTS_STREAM, ConsumerConfig(
+        durable_name="outagetest-a1", ack_policy=AckPolicy.EXPLICIT, ack_wait=1, max_deliver=-1,
+        filter_subject=sub.filters(agent_id="a1")[0]))
+    await publish(js, [assigned("a1", 1, "k-1")])
+    dying = await js.pull_subscribe_bind("outagetest-a1", stream=EVENTS_STREAM)
+    for delivery in (1, 2):  # two lives that took the message and died with it
+        (msg,) = await async_wait_for(lambda: _fetch_one(dying), timeout=30, message=f"delivery {delivery}")
+        assert msg.metadata.num_delivered == delivery
+    await msg.nak()  # the second gives it back as it goes (else the next delivery waits for the new ack_wait)
+    await dying.unsubscribe()
+    await create_table(pg_dsn)
+    target = Applier(pg_dsn)
+    async with running(nats_url, js, sub, target):
+        (letter,) = await async_wait_for_letters(js, "outagetest-a1", 1)
+    assert target.attempts == 0, "not handled a third time"
+    assert letter.headers[HEADER_DELIVERIES] == "3"
+    assert "delivered 3 times without being settled" in letter.headers[HEADER_ERROR]
+
+
+async def _fetch_one(sub: Any) -> list[Any]:
+    try:
+        return await sub.fetch(1, timeout=0.5)
+    except Exception:  # noqa: BLE001 - not redelivered yet
+        return []
