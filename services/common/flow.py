@@ -159,7 +159,10 @@ class Following:
         self._filters = list(subscription.filters(**ids))
         self._name = subscription.consumer_name(**ids)
         self._sub: JetStreamContext.PushSubscription | None = None
-        self._resync: asyncio.Task[None] | None = None
+        self._resyncing = False
+        """True from a failed event until the follow starts again at it (deliveries ignored)."""
+        self._restarting: asyncio.Task[None] | None = None
+        self._stopped = False
         self._tries = 0
         self.resyncs = 0
         """How many times the follow started again at an event that had failed (tests, logs)."""
@@ -177,16 +180,17 @@ class Following:
             self._caught_up.set()
 
     async def stop(self) -> None:
+        self._stopped = True
         OUTAGES.forget(self._name)
-        if self._resync is not None:
-            self._resync.cancel()
-            await asyncio.gather(self._resync, return_exceptions=True)
+        if self._restarting is not None:
+            self._restarting.cancel()
+            await asyncio.gather(self._restarting, return_exceptions=True)
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
 
     async def _deliver(self, msg: Msg) -> None:
-        if self._resync is not None:
+        if self._resyncing or self._stopped:
             return  # still queued by the subscription being dropped: delivered again after the resync
         try:
             event = decode_event(msg.data)
@@ -214,22 +218,23 @@ class Following:
             log.error("%s: applying the event at stream sequence %d (%s) failed; following again from it",
                       self._name, seq, msg.subject, exc_info=error)
         OUTAGES.failed(self._name, unavailable_dependency(error) or f"its event at stream sequence {seq}", error)
-        self._resync = asyncio.create_task(self._restart(seq), name=f"resync-{self._name}")
+        self._resyncing = True
+        self._restarting = asyncio.create_task(self._restart(seq), name=f"resync-{self._name}")
 
     async def _restart(self, seq: int) -> None:
         await asyncio.sleep(transient.backoff(self._tries))
-        while True:
+        while not self._stopped:
             try:
                 if self._sub is not None:
                     sub, self._sub = self._sub, None
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
-                self._resync = None
+                self._resyncing = False
                 self.resyncs += 1
                 await self.start(seq)
                 return
             except Exception as exc:  # noqa: BLE001 - NATS away: try again
-                self._resync = asyncio.current_task()  # type: ignore[assignment]
+                self._resyncing = True
                 self._tries += 1
                 OUTAGES.failed(self._name, unavailable_dependency(exc) or NATS, exc)
                 await asyncio.sleep(transient.backoff(self._tries))
