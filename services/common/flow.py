@@ -9,15 +9,16 @@ in its own ``flow.py``; the filter subjects are derived from the classes
   to ``dlq.<durable>`` and terms it; an error that says PostgreSQL, NATS or Docker is away
   (``services.common.transient``) is retried in place with backoff, without limit, and never
   settled because of it; any other error is nak'ed with backoff and dead-lettered after the
-  last try. The server never drops a message (``max_deliver`` -1): nothing leaves the
-  consumer but by an ack or a dead letter. The loop never stops on a bad message. With ``batch`` > 1 one handler
-  gets every message of a fetch (to apply them in one transaction, say) and returns one
-  outcome per message, settled the same way.
+  last try (``settler.Settler``). The server never drops a message (``max_deliver`` -1):
+  nothing leaves the consumer but by an ack or a dead letter. The loop never stops on a bad
+  message. With ``batch`` > 1 one handler gets every message of a fetch (to apply them in one
+  transaction, say) and returns one outcome per message, settled the same way.
 * ``follow`` — an **ordered** (ephemeral, unacknowledged) consumer replaying the stream from
   its first message, for the in-memory views rebuilt at every start. ``caught_up`` is set once
   the history that existed at subscription time has been delivered; an event whose handler
-  fails is followed again (it and all after it, after a backoff), never skipped. The hot path of the platform, so it runs on nats-py's
-  ordered consumer directly (figures in ``follow``'s docstring).
+  fails is followed again (it and all after it, after a backoff), never skipped. The hot path
+  of the platform, so it runs on nats-py's ordered consumer directly (figures in ``follow``'s
+  docstring).
 
 A handler is called as ``handler(target, message)`` — ``target`` being the object the
 composition root hands over (a view, a use-case adapter) — plus ``last_attempt=`` for a durable
