@@ -197,7 +197,8 @@ async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = N
         target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
         await runtime.applier.reset()
         log.info("rebuilding the read models from %d stream messages", target)
-        return await Projector(runtime.js, runtime.applier, runtime.backfill).run(stop or asyncio.Event(), until_seq=target)
+        projector = Projector(runtime.js, runtime.applier, runtime.backfill)
+        return await projector.run(stop or asyncio.Event(), until_seq=target)
     finally:
         await runtime.close()
 
