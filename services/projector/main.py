@@ -27,6 +27,7 @@ from projections.position import Position
 from services.common.bus import connect, dead_letter, ensure_streams
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
+from services.common.transient import OUTAGES, unavailable_dependency
 from services.projector.applier import BatchApplier
 from services.projector.backfill import StoreBackfill
 from services.projector.feed import EventFeed
@@ -94,12 +95,14 @@ class Projector:
             except Exception as exc:  # noqa: BLE001 - the projector never dies: it resumes from PostgreSQL
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
+                OUTAGES.failed(DEAD_LETTER_CONSUMER, unavailable_dependency(exc) or "its stream and read models", exc)
                 log.warning("projector interrupted (%s: %s); resuming in %.2f s", type(exc).__name__, exc, delay)
                 await _wait_or_stop(stop, delay)
 
     async def _follow(self, position: Position, stop: asyncio.Event, until_seq: int | None) -> None:
         feed = EventFeed(self._js, position.stream_seq + 1)
         await feed.start()
+        OUTAGES.recovered(DEAD_LETTER_CONSUMER)  # PostgreSQL (the position) and NATS (the feed) answered
         log.info("projecting from stream sequence %d (position %d)", position.stream_seq + 1, position.position)
         applied = position
         loop = asyncio.get_running_loop()
