@@ -162,6 +162,13 @@ async def bench_projector(settings: Settings, n: int) -> float:
     return elapsed
 
 
+async def bench_backfill(settings: Settings, js: JetStreamContext, n: int) -> float:
+    """Rebuilds once more after purging EVENTS but its last message: the projector reads the
+    events the stream no longer holds from the event store (``services/projector/backfill.py``)."""
+    await js.purge_stream(EVENTS_STREAM, seq=n)
+    return await bench_projector(settings, n)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     n = args.events
@@ -186,19 +193,22 @@ async def main_async(args: argparse.Namespace) -> None:
         relay_s, payload = await bench_relay(settings, app, js, n)
         raw_s = await bench_raw(js, n, payload)
         projector_s = await bench_projector(settings, n)
+        backfill_s = await bench_backfill(settings, js, n)
         rows = [
             ("(w) event store writes during (a)", write_s),
             ("(a) pipeline: write -> read model", pipeline_s),
             ("(b) relay: event store -> EVENTS", relay_s),
             ("(c) raw nats-py publish_async", raw_s),
             ("(d) projector: EVENTS -> read models", projector_s),
+            ("(e) projector: event store -> models", backfill_s),
         ]
         print(f"\n  events of {payload} bytes on average\n")
         print(f"  {'measure':<38} {'seconds':>8} {'events/s':>10} {'vs (c)':>7}")
         for label, seconds in rows:
             print(f"  {label:<38} {seconds:>8.2f} {n / seconds:>10.0f} {raw_s / seconds:>7.2f}")
         print(f"\n  relay / raw publish_async = {raw_s / relay_s:.2f}; pipeline / writes = {write_s / pipeline_s:.2f}; "
-              f"projector / relay = {relay_s / projector_s:.2f}")
+              f"projector / relay = {relay_s / projector_s:.2f}; "
+              f"backfill from the event store / projector from EVENTS = {projector_s / backfill_s:.2f}")
     finally:
         await nc.close()
         app.close()

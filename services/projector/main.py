@@ -134,7 +134,8 @@ class Projector:
                 continue
             if seq != last + 1:
                 await self._check_gap(last + 1, seq)
-                filled = await self._backfill_gap(after, last + 1, seq)
+                next_position = _position((msg.headers or {}).get(HEADER_POSITION), 0)
+                filled = await self._backfill_gap(after, last + 1, seq, next_position)
                 deliveries += filled
                 last, after = filled[-1].stream_seq, int(filled[-1].position or after)
                 if last != seq - 1:
@@ -151,15 +152,24 @@ class Projector:
             return  # aged out of (or deleted from) the stream: the event store still has it
         raise GapError(f"the feed went from sequence {missing - 1} to {got}, but {missing} exists")
 
-    async def _backfill_gap(self, after: int, first_seq: int, next_seq: int) -> list[Delivery]:
+    async def _backfill_gap(self, after: int, first_seq: int, next_seq: int, next_position: int) -> list[Delivery]:
         """Returns the stored events of stream sequences ``first_seq`` to ``next_seq - 1`` (at most
         ``BACKFILL_LIMIT``), which the stream no longer holds; raises ``GapError`` when the event
-        store does not have them all."""
+        store does not have them all, or when the one it has after them is not the message at
+        ``next_seq`` (position ``next_position``; 0: not known): then the stream is not the
+        store's events in order (recreated from elsewhere, say) and no sequence can be trusted."""
         count = min(next_seq - first_seq, BACKFILL_LIMIT)
-        filled = await self._backfill.deliveries(after, first_seq, count)
-        if len(filled) < count:
+        whole = count == next_seq - first_seq
+        filled = await self._backfill.deliveries(after, first_seq, count + 1 if whole else count)
+        if len(filled) < count + whole:  # with the whole gap, the store also has the next message's event
             raise GapError(f"the stream no longer holds sequences {first_seq}-{next_seq - 1} and the event store "
-                           f"has {len(filled)} events after position {after}, not {count}")
+                           f"has {len(filled)} events after position {after}, not {count + whole}")
+        if whole:
+            following = filled.pop()
+            if next_position and following.position != next_position:
+                raise GapError(f"the stream no longer holds sequences {first_seq}-{next_seq - 1}, and the event "
+                               f"store's event after them is {following.position}, not the stream's next "
+                               f"({next_position}): the stream does not hold the store's events in order")
         self.backfilled += len(filled)
         log.warning("the stream no longer holds sequences %d-%d: applying %d of them from the event store "
                     "(positions %s-%s)", first_seq, next_seq - 1, len(filled), filled[0].position,

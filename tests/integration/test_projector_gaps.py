@@ -12,11 +12,12 @@ import psycopg
 import pytest
 from nats.js import JetStreamContext
 
-from contracts.subjects import EVENTS_STREAM
+from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, event_subject
 from projections.position import read_position
 from projections.rebuild import dump_read_models
 from services.application.context import make_context
 from services.application.sessions import Sessions
+from services.common.bus import ensure_streams
 from services.common.settings import Settings
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
@@ -30,6 +31,7 @@ from tests.support.relay import (  # noqa: F401
     settings,
     stop_task,
     store_ids,
+    store_notifications,
 )
 from tests.support.waiting import async_wait_for
 
@@ -80,3 +82,24 @@ async def test_an_aged_out_gap_is_read_from_the_event_store(
 
     await rebuild_read_models(settings)  # a fresh rebuild: the stream lost its first messages too
     assert dump(settings.pg_dsn) == projected
+
+
+async def test_a_stream_that_is_not_the_stores_events_in_order_is_refused_not_skipped(
+        settings: Settings, sessions: Sessions, caplog: pytest.LogCaptureFixture) -> None:
+    """The stream lost sequences 1-2, and its sequence 3 is the store's 6th event, not its 3rd:
+    no sequence can be trusted, so the projector applies nothing and says why (and retries)."""
+    caplog.set_level(logging.WARNING, logger="services.projector.main")
+    await asyncio.to_thread(request_sessions, sessions, range(6))
+    stored = store_notifications(settings.pg_dsn)
+    async with jetstream(settings.nats_url) as js:
+        await ensure_streams(js)
+        for notification_id, topic, originator_id, state in (*stored[:2], stored[5]):
+            await js.publish(event_subject(topic, originator_id), state, headers={HEADER_POSITION: str(notification_id)})
+        await js.purge_stream(EVENTS_STREAM, seq=3)
+    projector = await run_until_stopped(run_projector, settings)
+    try:
+        await async_wait_for(lambda: any("does not hold the store's events in order" in r.getMessage()
+                                         for r in caplog.records), timeout=30, message="it says why")
+        assert applied_seq(settings.pg_dsn) == 0, "nothing applied out of order, nothing skipped"
+    finally:
+        await stop_task(*projector)
