@@ -9,7 +9,9 @@ Measures, in one run and on the same machine:
       message in the stream, so its start-up is not counted);
   (c) a raw nats-py ``publish_async`` loop of N messages of the same size into a scratch
       stream (the ceiling for (b));
-  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models.
+  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models;
+  (e) the same rebuild after EVENTS was purged but its last message: the projector reads the
+      others from the event store (the gap backfill of services/projector/backfill.py).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
 Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--nats-url URL] [--pg-admin-dsn DSN]
