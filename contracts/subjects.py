@@ -18,6 +18,7 @@ __all__ = [
     "HEADER_DELIVERIES",
     "HEADER_ERROR",
     "HEADER_ORIGINAL_SUBJECT",
+    "HEALTH_BUCKET",
     "HEARTBEAT_BUCKET",
     "REPORTS_STREAM",
     "SubjectError",
@@ -47,6 +48,8 @@ REPORTS_SUBJECTS = ["rp.>"]
 DEADLETTER_STREAM = "DEADLETTER"
 DEADLETTER_SUBJECTS = ["dlq.>"]
 HEARTBEAT_BUCKET = "agent_heartbeats"
+HEALTH_BUCKET = "service_health"
+"""Key-value bucket: per service process (key ``<service>-<pid>``), the outages it is waiting out."""
 
 HEADER_POSITION = "Berth-Position"
 """Header carrying the event store notification id (the global position) of an event."""

@@ -9,7 +9,9 @@ Measures, in one run and on the same machine:
       message in the stream, so its start-up is not counted);
   (c) a raw nats-py ``publish_async`` loop of N messages of the same size into a scratch
       stream (the ceiling for (b));
-  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models.
+  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models;
+  (e) the same rebuild after EVENTS was purged but its last message: the projector reads the
+      others from the event store (the gap backfill of services/projector/backfill.py).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
 Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--nats-url URL] [--pg-admin-dsn DSN]
@@ -164,6 +166,13 @@ async def bench_projector(settings: Settings, n: int) -> float:
     return elapsed
 
 
+async def bench_backfill(settings: Settings, js: JetStreamContext, n: int) -> float:
+    """Rebuilds once more after purging EVENTS but its last message: the projector reads the
+    events the stream no longer holds from the event store (``services/projector/backfill.py``)."""
+    await js.purge_stream(EVENTS_STREAM, seq=n)
+    return await bench_projector(settings, n)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     n = args.events
@@ -189,19 +198,22 @@ async def main_async(args: argparse.Namespace) -> None:
         relay_s, payload = await bench_relay(settings, app, js, n)
         raw_s = await bench_raw(js, n, payload)
         projector_s = await bench_projector(settings, n)
+        backfill_s = await bench_backfill(settings, js, n)
         rows = [
             ("(w) event store writes during (a)", write_s),
             ("(a) pipeline: write -> read model", pipeline_s),
             ("(b) relay: event store -> EVENTS", relay_s),
             ("(c) raw nats-py publish_async", raw_s),
             ("(d) projector: EVENTS -> read models", projector_s),
+            ("(e) projector: event store -> models", backfill_s),
         ]
         print(f"\n  events of {payload} bytes on average\n")
         print(f"  {'measure':<38} {'seconds':>8} {'events/s':>10} {'vs (c)':>7}")
         for label, seconds in rows:
             print(f"  {label:<38} {seconds:>8.2f} {n / seconds:>10.0f} {raw_s / seconds:>7.2f}")
         print(f"\n  relay / raw publish_async = {raw_s / relay_s:.2f}; pipeline / writes = {write_s / pipeline_s:.2f}; "
-              f"projector / relay = {relay_s / projector_s:.2f}")
+              f"projector / relay = {relay_s / projector_s:.2f}; "
+              f"backfill from the event store / projector from EVENTS = {projector_s / backfill_s:.2f}")
     finally:
         await nc.close()
         app.close()

@@ -5,4 +5,4 @@ from services.agent.fleet import run_fleet
 from services.common.entrypoint import run_until_signalled
 
 if __name__ == "__main__":
-    run_until_signalled("agent", run_fleet, needs=("nats_url",))
+    run_until_signalled("agent", run_fleet, needs=("nats_url",), health=False)

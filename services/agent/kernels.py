@@ -7,7 +7,8 @@ stream) and never starts a kernel twice or restarts one already terminated.
 
 A start that fails for good (``KernelStartError``), or for any other reason on the
 last delivery of the assignment, is reported as exited with ``failed-to-start`` and
-its cause as the detail; other errors before the last delivery are retried.
+its cause as the detail; other errors before the last delivery are retried. Docker (or NATS)
+unavailable is never a failed start: the consumer waits it out (``services.common.transient``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.agent.backends.base import KernelBackend, KernelLaunch, KernelStar
 from services.agent.devices import DeviceAllocator
 from services.agent.progress import ProgressReports
 from services.agent.reporting import Reporter
+from services.common.transient import unavailable_dependency
 
 __all__ = ["KernelLifecycle"]
 
@@ -101,8 +103,8 @@ class KernelLifecycle:
                 await self._failed(base, str(exc))
                 return
             except Exception as exc:
-                if not last_attempt:
-                    raise
+                if not last_attempt or unavailable_dependency(exc) is not None:
+                    raise  # retried; Docker (or NATS) away is waited out, never a failed start
                 await self._failed(base, f"{type(exc).__name__}: {exc} (on the last of several attempts)")
                 return
         else:

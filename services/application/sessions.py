@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from contracts import commands as c
 from contracts.envelope import Event
+from contracts.session import ExecutionFinished
 from contracts.quota import quota_id
 from contracts.session_names import SessionNameClaimed, name_claim_id
 from contracts.slots import add_slots
@@ -128,9 +129,22 @@ class Sessions(BerthApplication):
 
         return retry_on_conflict(attempt)
 
-    def record_execution(self, session_id: str, command: c.RecordExecution, ctx: Context) -> int | None:
-        """Records the audit event of one code execution; returns its position."""
-        return retry_on_conflict(lambda: self.record(session_domain.decide(self.get(session_id), command, ctx, session_id)))
+    def record_execution(self, session_id: str, command: c.RecordExecution, ctx: Context,
+                         *, seen_version: int | None = None) -> int | None:
+        """Records the audit event of one code execution; returns its position. With
+        ``seen_version`` (the session's version before the run) it is idempotent: when an
+        ``ExecutionFinished`` of the same run was recorded since (a retry after a save whose
+        outcome was not known), it records nothing and returns None."""
+
+        def attempt() -> int | None:
+            state = self.get(session_id)
+            if seen_version is not None and state is not None and state.version > seen_version and any(
+                    isinstance(e, ExecutionFinished) and e.run_id == command.run_id
+                    for e in self._read_after(session_id, seen_version)):
+                return None
+            return self.record(session_domain.decide(state, command, ctx, session_id))
+
+        return retry_on_conflict(attempt)
 
     def report(self, session_id: str, command: c.Command, ctx: Context) -> int | None:
         """Applies a kernel fact reported by an agent; duplicates and late reports change nothing."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -116,8 +117,11 @@ async def existing_heartbeat_bucket(js: JetStreamContext) -> KeyValue:
             wait = min(wait * 2, 2.0)
 
 
-async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: bytes, error: str) -> None:
-    """Moves a message that cannot be processed to ``dlq.<consumer>`` with its error."""
-    log.warning("dead-lettering a message on %s for %s: %s", subject, consumer, error)
-    headers = {s.HEADER_ERROR: error[:1000], s.HEADER_ORIGINAL_SUBJECT: subject}
+async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: bytes, error: str, *,
+                      deliveries: int = 0) -> None:
+    """Moves a message that cannot be processed to ``dlq.<consumer>`` with its error, original
+    subject, delivery count, consumer and time (headers: services/common/README.md)."""
+    log.warning("dead-lettering a message on %s for %s after %d deliveries: %s", subject, consumer, deliveries, error)
+    headers = {s.HEADER_ERROR: error[:1000], s.HEADER_ORIGINAL_SUBJECT: subject, s.HEADER_DELIVERIES: str(deliveries),
+               s.HEADER_CONSUMER: consumer, s.HEADER_DEAD_LETTERED_AT: dt.datetime.now(dt.UTC).isoformat()}
     await js.publish(s.dead_letter_subject(consumer), data, headers=headers)

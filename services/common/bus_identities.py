@@ -17,6 +17,7 @@ from contracts.subjects import (
     DEADLETTER_SUBJECTS,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
+    HEALTH_BUCKET,
     HEARTBEAT_BUCKET,
     REPORTS_STREAM,
     REPORTS_SUBJECTS,
@@ -35,7 +36,8 @@ _AGENT = "agent-"
 AGENT_IDENTITY = _AGENT + "{agent_id}"
 """The identity of an agent, as a template of its id."""
 _KV_STREAM = f"KV_{HEARTBEAT_BUCKET}"
-_STREAMS = (EVENTS_STREAM, REPORTS_STREAM, DEADLETTER_STREAM, _KV_STREAM)
+_HEALTH_STREAM = f"KV_{HEALTH_BUCKET}"
+_STREAMS = (EVENTS_STREAM, REPORTS_STREAM, DEADLETTER_STREAM, _KV_STREAM, _HEALTH_STREAM)
 
 _SERVICE_JS = (
     "$JS.API.INFO",
@@ -48,10 +50,12 @@ _SERVICE_JS = (
     *(f"$JS.ACK.{stream}.>" for stream in _STREAMS),
     "$JS.FC.>",
     *DEADLETTER_SUBJECTS,
+    f"$KV.{HEALTH_BUCKET}.>",
 )
 """What every service does on JetStream: look up and create (or update to the current config)
 Berth's streams and bucket — never delete or purge them —, read a message by sequence (the relay's
-last position), run its consumers; and dead-letter what it cannot process."""
+last position), run its consumers; dead-letter what it cannot process; and put its outages in the
+health bucket (``services.common.health_board``; agents do not: their identity writes nothing shared)."""
 
 _SERVICE_EXTRA: dict[str, Permissions] = {
     "relay": Permissions(publish=EVENTS_SUBJECTS),

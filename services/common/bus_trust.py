@@ -29,6 +29,9 @@ __all__ = ["BusTrust"]
 
 _TRUST = "trust.json"
 _CONFIG = "server.conf"
+MAX_CONTROL_LINE = 32768
+"""The server's limit on a protocol line (default 4096): a client's CONNECT carries its user JWT,
+whose permissions list every subject the identity may use (a service's is about 6 KB)."""
 _CREDS = "creds"
 _ACCOUNT = "BERTH"
 _SYSTEM = "SYS"
@@ -125,7 +128,8 @@ class BusTrust:
         }
         preload = "\n".join(f'  {key}: "{jwt}"' for key, jwt in accounts.items())
         text = (f'operator: "{self._state["operator_jwt"]}"\n'
-                f"system_account: {system}\nresolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n")
+                f"system_account: {system}\nresolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n"
+                f"max_control_line: {MAX_CONTROL_LINE}\n")
         return write_private(self.server_config, text.encode())
 
     def issue(self, identity: str, path: Path) -> Path:

@@ -9,11 +9,14 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
+from services.common.health_board import publish_health
 from services.common.settings import Settings
 
 __all__ = ["run_until_signalled"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+HEALTH_GRACE = 3.0
+"""Seconds the health publisher has, at the end, to delete its entry."""
 
 
 def run_until_signalled(
@@ -21,8 +24,11 @@ def run_until_signalled(
     run: Callable[[Settings, asyncio.Event], Awaitable[None]],
     *,
     needs: tuple[str, ...] = ("nats_url", "pg_dsn"),
+    health: bool = True,
 ) -> None:
-    """Reads ``Settings`` from ``BERTH_*`` variables, checks the ones ``needs`` names, and runs ``run``.
+    """Reads ``Settings`` from ``BERTH_*`` variables, checks the ones ``needs`` names, and runs ``run``,
+    putting the outages the process waits out in the health bucket meanwhile (``health_board``) unless
+    ``health`` is False (agents: their bus identity may write nothing shared; they log their outages).
     ``BERTH_LOG_LEVEL`` (default INFO) sets the log level."""
     logging.basicConfig(level=os.environ.get("BERTH_LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
     settings = Settings.from_env()
@@ -35,7 +41,13 @@ def run_until_signalled(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
+        board = asyncio.create_task(publish_health(settings.nats_url, name, stop)) if settings.nats_url and health else None
+        try:
+            await run(settings, stop)
+        finally:
+            stop.set()
+            if board is not None:
+                await asyncio.wait([board], timeout=HEALTH_GRACE)
         logging.getLogger(name).info("%s stopped", name)
 
     asyncio.run(serve())

@@ -6,15 +6,19 @@ in its own ``flow.py``; the filter subjects are derived from the classes
 
 * ``consume`` — a **durable** JetStream pull consumer with explicit ack. A handler that
   raises ``PermanentError`` (or a msgspec decode/validation error) sends the message straight
-  to ``dlq.<durable>`` and terms it; any other error is nak'ed with backoff and dead-lettered
-  after the last try. The loop never stops on a bad message. With ``batch`` > 1 one handler
-  gets every message of a fetch (to apply them in one transaction, say) and returns one
-  outcome per message, settled the same way.
+  to ``dlq.<durable>`` and terms it; an error that says PostgreSQL, NATS or Docker is away
+  (``services.common.transient``) is retried in place with backoff, without limit, and never
+  settled because of it; any other error is nak'ed with backoff and dead-lettered after the
+  last try (``settler.Settler``). The server never drops a message (``max_deliver`` -1):
+  nothing leaves the consumer but by an ack or a dead letter. The loop never stops on a bad
+  message. With ``batch`` > 1 one handler gets every message of a fetch (to apply them in one
+  transaction, say) and returns one outcome per message, settled the same way.
 * ``follow`` — an **ordered** (ephemeral, unacknowledged) consumer replaying the stream from
   its first message, for the in-memory views rebuilt at every start. ``caught_up`` is set once
-  the history that existed at subscription time has been delivered; one bad event is logged
-  and skipped, never stopping the view. The hot path of the platform, so it runs on nats-py's
-  ordered consumer directly (figures in ``follow``'s docstring).
+  the history that existed at subscription time has been delivered; an event whose handler
+  fails is followed again (it and all after it, after a backoff), never skipped. The hot path
+  of the platform, so it runs on nats-py's ordered consumer directly (figures in ``follow``'s
+  docstring).
 
 A handler is called as ``handler(target, message)`` — ``target`` being the object the
 composition root hands over (a view, a use-case adapter) — plus ``last_attempt=`` for a durable
@@ -36,6 +40,7 @@ from typing import Any
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.security import NatsCredentials
@@ -50,24 +55,29 @@ from contracts.catalog import decode_event
 from contracts.envelope import Event
 from contracts.reports import Report
 from contracts.subjects import event_filters, report_filters
+from services.common import transient
 from services.common.bus import connect_options, dead_letter
+from services.common.settler import ACK_WAIT, PermanentError, Settler
+from services.common.transient import NATS, OUTAGES, unavailable_dependency
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
 
 log = logging.getLogger(__name__)
 
 BACKOFF = (0.1, 0.5, 2.0, 5.0)
+"""Delays before the next try of a message whose handler failed (not for a dependency outage)."""
 FETCH_WAIT = 0.5
 """Seconds a pull waits for a first message (one message at a time)."""
 BATCH_WAIT = 0.1
 """Seconds faststream's batch pull waits to fill a batch before handing over what it has."""
 
+FOLLOW_HEARTBEAT = 1.0
+"""Seconds between the server's idle heartbeats to an ordered follow: two missed ones make
+nats-py start the consumer again where it was (after a NATS restart, say: ≈2 s instead of ≈17 s
+with its default of 5 s; measured in tests/integration/test_flow_nats_restart.py)."""
+
 BatchHandler = Callable[[Any, list[Msg]], Awaitable[Sequence[BaseException | None]]]
 """Returns, per message and in order, None when handled or the error it raised."""
-
-
-class PermanentError(Exception):
-    """Raised by a handler when a message can never be processed (it goes to the dead letters)."""
 
 
 def skip(target: Any, message: Any, **_: Any) -> None:
@@ -92,6 +102,8 @@ class Subscription:
     aggregate: str = "*"
     """The aggregate id of the events taken (a template such as ``{agent_id}``); ``*``: all."""
     max_deliver: int = 5
+    """Tries of a message whose handler fails (not counting tries while a dependency is away)
+    before it is dead-lettered."""
     backoff: tuple[float, ...] = BACKOFF
     description: str = ""
     named: bool = False
@@ -146,19 +158,115 @@ def _template_ids(template: str) -> list[str]:
 
 
 class Following:
-    """A running ordered follow; ``await following.stop()`` ends it (and deletes a named consumer,
-    which would otherwise outlive it for the server's inactivity threshold)."""
+    """A running ordered follow of one subscription; ``await following.stop()`` ends it.
 
-    def __init__(self, subscription: JetStreamContext.PushSubscription, js: JetStreamContext,
-                 stream: str, named: str | None = None) -> None:
+    An event whose handler fails is never skipped: the ordered consumer is dropped, and after
+    a backoff a new one starts at that event's stream sequence, so the view gets the event
+    again and everything after it in order (a handler that failed half-way must therefore
+    tolerate being called again with the same event). Until then the failure is in
+    ``OUTAGES`` (the health answer) and logged. Only an event this version cannot decode is
+    logged as an error and passed over: no retry can decode it. A ``named`` subscription's consumer is
+    created under its name with its one filter (its identity may create no other) and deleted when
+    the follow stops or starts again (it would otherwise outlive it for the server's inactivity
+    threshold)."""
+
+    def __init__(self, js: JetStreamContext, subscription: Subscription, target: Any, caught_up: asyncio.Event,
+                 ids: Mapping[str, str]) -> None:
+        self._js = js
         self._subscription = subscription
-        self._js, self._stream, self._named = js, stream, named
+        self._target = target
+        self._caught_up = caught_up
+        self._filters = list(subscription.filters(**ids))
+        self._name = subscription.consumer_name(**ids)
+        self._named = self._name if subscription.named else None
+        self._sub: JetStreamContext.PushSubscription | None = None
+        self._resyncing = False
+        """True from a failed event until the follow starts again at it (deliveries ignored)."""
+        self._restarting: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._tries = 0
+        self.resyncs = 0
+        """How many times the follow started again at an event that had failed (tests, logs)."""
+
+    async def start(self, start_seq: int | None = None) -> None:
+        """Subscribes from the first event (or ``start_seq``) of the stream."""
+        policy = {"deliver_policy": DeliverPolicy.ALL} if start_seq is None else {
+            "deliver_policy": DeliverPolicy.BY_START_SEQUENCE}
+        config = (ConsumerConfig(name=self._named, filter_subject=self._filters[0], opt_start_seq=start_seq, **policy)
+                  if self._named else ConsumerConfig(filter_subjects=self._filters, opt_start_seq=start_seq, **policy))
+        self._sub = await self._js.subscribe(self._filters[0], stream=self._subscription.stream, cb=self._deliver,
+                                             ordered_consumer=True, idle_heartbeat=FOLLOW_HEARTBEAT, config=config,
+                                             **policy)
+        info = await self._sub.consumer_info()
+        if info.num_pending == 0 and info.delivered.consumer_seq == 0:  # nothing to catch up on
+            self._caught_up.set()
 
     async def stop(self) -> None:
-        await self._subscription.unsubscribe()
+        self._stopped = True
+        OUTAGES.forget(self._name)
+        if self._restarting is not None:
+            self._restarting.cancel()
+            await asyncio.gather(self._restarting, return_exceptions=True)
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        await self._delete_named()
+
+    async def _delete_named(self) -> None:
         if self._named is not None:  # gone already, or NATS unreachable: the server expires it when inactive
             with contextlib.suppress(nats.errors.Error):
-                await self._js.delete_consumer(self._stream, self._named)
+                await self._js.delete_consumer(self._subscription.stream, self._named)
+
+    async def _deliver(self, msg: Msg) -> None:
+        if self._resyncing or self._stopped:
+            return  # still queued by the subscription being dropped: delivered again after the resync
+        try:
+            event = decode_event(msg.data)
+            handler = self._subscription.routes.get(type(event))
+            if handler is not None:
+                result = handler(self._target, event)
+                if inspect.isawaitable(result):
+                    await result
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("%s: passing over an event this version cannot decode at stream sequence %d (%s): %s",
+                      self._name, msg.metadata.sequence.stream, msg.subject, exc)
+        except Exception as exc:  # noqa: BLE001 - retried from this event on, never skipped
+            self._failed(msg, exc)
+            return
+        if self._tries:
+            self._tries = 0
+            OUTAGES.recovered(self._name)
+        if msg.metadata.num_pending == 0:
+            self._caught_up.set()
+
+    def _failed(self, msg: Msg, error: Exception) -> None:
+        self._tries += 1
+        seq = msg.metadata.sequence.stream
+        if self._tries == 1 and unavailable_dependency(error) is None:
+            log.error("%s: applying the event at stream sequence %d (%s) failed; following again from it",
+                      self._name, seq, msg.subject, exc_info=error)
+        OUTAGES.failed(self._name, unavailable_dependency(error) or f"its event at stream sequence {seq}", error)
+        self._resyncing = True
+        self._restarting = asyncio.create_task(self._restart(seq), name=f"resync-{self._name}")
+
+    async def _restart(self, seq: int) -> None:
+        await asyncio.sleep(transient.backoff(self._tries))
+        while not self._stopped:
+            try:
+                if self._sub is not None:
+                    sub, self._sub = self._sub, None
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                await self._delete_named()
+                self._resyncing = False
+                self.resyncs += 1
+                await self.start(seq)
+                return
+            except Exception as exc:  # noqa: BLE001 - NATS away: try again
+                self._resyncing = True
+                self._tries += 1
+                OUTAGES.failed(self._name, unavailable_dependency(exc) or NATS, exc)
+                await asyncio.sleep(transient.backoff(self._tries))
 
 
 async def follow(
@@ -166,7 +274,8 @@ async def follow(
 ) -> Following:
     """Calls the handler of each event of ``subscription``, oldest first, and sets ``caught_up``
     once the history that existed at subscription time has been delivered. Returns the running
-    follow (``await following.stop()`` ends it).
+    follow (``await following.stop()`` ends it). An event whose handler fails is retried, with
+    everything after it, never skipped (``Following``).
 
     Runs on nats-py's ordered consumer, not on faststream: a follow replays the whole history at
     every start and then sees every event of its contexts (the scheduler's snapshot is the
@@ -174,34 +283,9 @@ async def follow(
     event against 20 µs here; with it the scheduling benchmark placed 0.74x and reached RUNNING
     0.86x as fast (ops/bench/bench_scheduling.py, 500 agents, 10,000 sessions, same machine and
     run). The table, its derived filters and its AsyncAPI entry are the same either way."""
-    routes = subscription.routes
-
-    async def deliver(msg: Msg) -> None:
-        try:
-            event = decode_event(msg.data)
-            handler = routes.get(type(event))
-            if handler is not None:
-                result = handler(target, event)
-                if inspect.isawaitable(result):
-                    await result
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("skipping an undecodable event on %s: %s", msg.subject, exc)
-        except Exception:  # noqa: BLE001 - one bad event must not stop the view
-            log.exception("failed to apply the event on %s", msg.subject)
-        if msg.metadata.num_pending == 0:
-            caught_up.set()
-
-    filters = list(subscription.filters(**ids))
-    name = subscription.consumer_name(**ids) if subscription.named else None
-    config = ConsumerConfig(name=name, filter_subject=filters[0]) if name else ConsumerConfig(filter_subjects=filters)
-    sub = await js.subscribe(
-        filters[0], stream=subscription.stream, cb=deliver, ordered_consumer=True,
-        config=config, deliver_policy=DeliverPolicy.ALL,
-    )
-    info = await sub.consumer_info()
-    if info.num_pending == 0 and info.delivered.consumer_seq == 0:  # nothing to catch up on
-        caught_up.set()
-    return Following(sub, js, subscription.stream, name)
+    following = Following(js, subscription, target, caught_up, ids)
+    await following.start()
+    return following
 
 
 async def consume(
@@ -215,28 +299,34 @@ async def consume(
         durable_name=durable,
         name=durable if subscription.named else None,
         ack_policy=JsAckPolicy.EXPLICIT,
-        max_deliver=subscription.max_deliver + 1,
-        ack_wait=30,
+        max_deliver=-1,  # the server never drops a message: Settler dead-letters it
+        ack_wait=ACK_WAIT,
         deliver_policy=DeliverPolicy.ALL,
         **({"filter_subject": filters[0]} if len(filters) == 1 else {"filter_subjects": list(filters)}),
     )
-    settle = _Settler(js, durable, subscription.max_deliver, subscription.backoff)
+    await _update_consumer(js, subscription.stream, config)
+    settle = Settler(js, durable, subscription.max_deliver, subscription.backoff, stop)
     if subscription.batch > 1:
         batch_handler = next(iter(subscription.routes.values()))
 
+        async def attempt_batch(messages: list[Msg]) -> Sequence[BaseException | None]:
+            try:
+                return await batch_handler(target, messages)
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed: settled message by message
+                return [exc] * len(messages)
+
         async def handle(message: Any) -> None:
-            messages: list[Msg] = list(message.raw_message)
-            outcomes = await batch_handler(target, messages)
-            for msg, error in zip(messages, outcomes, strict=True):
-                await settle(msg, error)
+            await settle.run(list(message.raw_message), attempt_batch)
 
         pull = PullSub(batch_size=subscription.batch, timeout=BATCH_WAIT, batch=True)
     else:
         routes = subscription.routes
 
+        async def attempt_one(messages: list[Msg]) -> Sequence[BaseException | None]:
+            return [await _outcome(routes, target, msg, subscription.max_deliver) for msg in messages]
+
         async def handle(message: Any) -> None:
-            msg: Msg = message.raw_message
-            await settle(msg, await _outcome(routes, target, msg, subscription.max_deliver))
+            await settle.run([message.raw_message], attempt_one)
 
         pull = PullSub(batch_size=1, timeout=FETCH_WAIT)
     subscriber = broker.subscriber(
@@ -252,6 +342,16 @@ async def consume(
         await stop.wait()
     finally:
         await subscriber.stop()
+
+
+async def _update_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    """Creates the durable consumer, or brings an existing one to ``config`` (one created by an
+    older version kept its ``max_deliver``, after which the server dropped a message silently);
+    the pull subscription then binds to it as it is."""
+    try:
+        await js.add_consumer(stream, config=config)
+    except nats.js.errors.BadRequestError as exc:
+        log.warning("consumer %s keeps its configuration: %s", config.durable_name, exc)
 
 
 def _fetch_timeouts_as_nats(subscriber: LogicSubscriber[Any]) -> None:
@@ -286,33 +386,6 @@ async def _outcome(routes: Mapping[type, Callable[..., Any]], target: Any, msg: 
         result = handler(target, event, last_attempt=msg.metadata.num_delivered >= max_deliver)
         if inspect.isawaitable(result):
             await result
-    except Exception as exc:  # noqa: BLE001 - settled by _Settler
+    except Exception as exc:  # noqa: BLE001 - settled by Settler
         return exc
     return None
-
-
-class _Settler:
-    """Acks a handled message; dead-letters a permanent failure; retries any other with backoff,
-    and dead-letters it after the last try."""
-
-    def __init__(self, js: JetStreamContext, durable: str, max_deliver: int, backoff: Sequence[float]) -> None:
-        self._js = js
-        self._durable = durable
-        self._max_deliver = max_deliver
-        self._backoff = backoff
-
-    async def __call__(self, msg: Msg, error: BaseException | None) -> None:
-        if error is None:
-            await msg.ack()
-        elif isinstance(error, (PermanentError, msgspec.DecodeError, msgspec.ValidationError)):
-            await dead_letter(self._js, self._durable, msg.subject, msg.data, f"{type(error).__name__}: {error}")
-            await msg.term()
-        else:
-            delivered = msg.metadata.num_delivered
-            if delivered >= self._max_deliver:
-                await dead_letter(self._js, self._durable, msg.subject, msg.data,
-                                  f"{type(error).__name__}: {error} (after {delivered} tries)")
-                await msg.term()
-            else:
-                log.warning("%s: %s on %s; retry %d/%d", self._durable, error, msg.subject, delivered, self._max_deliver)
-                await msg.nak(delay=self._backoff[min(delivered - 1, len(self._backoff) - 1)])

@@ -2,7 +2,8 @@
 
 Routes: ``/graphql`` (GraphiQL page on a browser GET, queries and mutations over
 POST, subscriptions over websocket), ``POST /auth/token`` and ``GET /healthz`` (503 naming
-the event while the relay is stuck at one NATS refused: nothing after it reaches anyone).
+the event while the relay is stuck at one NATS refused: nothing after it reaches anyone;
+``degraded`` with the outages the services are waiting out).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from services.gateway.asgi import Receive, Scope, Send, error_body, send_json
 from services.gateway.errors import NOT_FOUND, UNAVAILABLE
 from services.gateway.auth.middleware import AuthLayer, TokenEndpoint
 from services.gateway.health.doctor import relay_stuck
+from services.gateway.health.outages import service_outages
 from services.gateway.resources import Resources
 from services.gateway.schema import build_schema
 from services.gateway.view import GRAPHQL_PATH, BerthGraphQL
@@ -62,16 +64,24 @@ class GatewayApp:
         await self.resources.close()
 
     async def _health(self, send: Send) -> None:
-        """Answers 200 ``{"status": "ok"}``, or 503 ``{"status": "relay-stuck", "relay": ...}`` while the
-        relay is stuck (a database the gateway cannot reach yet is not the relay's fault: still ok)."""
+        """Answers 200 ``{"status": "ok"}``, 200 ``{"status": "degraded", "outages": [...]}`` while a
+        service waits out PostgreSQL, NATS or Docker (nothing is lost meanwhile), or 503
+        ``{"status": "relay-stuck", "relay": ..., "outages": [...]}`` while the relay is stuck (a
+        database the gateway cannot reach yet is not the relay's fault)."""
         try:
             stuck = await asyncio.wait_for(relay_stuck(self.resources.pool), HEALTH_TIMEOUT)
         except Exception:  # noqa: BLE001 - pool not open yet, database unreachable: nothing to report here
             stuck = None
-        if stuck is None:
-            await send_json(send, 200, {"status": "ok"})
+        try:
+            outages = await asyncio.wait_for(service_outages(self.resources), HEALTH_TIMEOUT)
+        except TimeoutError:
+            outages = ["gateway: no answer from NATS within the health timeout"]
+        if stuck is not None:
+            await send_json(send, 503, {"status": "relay-stuck", "relay": stuck.describe(), "outages": outages})
+        elif outages:
+            await send_json(send, 200, {"status": "degraded", "outages": outages})
         else:
-            await send_json(send, 503, {"status": "relay-stuck", "relay": stuck.describe()})
+            await send_json(send, 200, {"status": "ok"})
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

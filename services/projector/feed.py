@@ -26,6 +26,10 @@ from contracts.subjects import EVENTS_STREAM, EVENTS_SUBJECTS
 
 __all__ = ["EventFeed"]
 
+HEARTBEAT = 1.0
+"""Seconds between the server's idle heartbeats: two missed ones make nats-py start the consumer
+again where it was (after a NATS restart: ≈2 s, against ≈17 s with its default of 5 s)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +51,7 @@ class EventFeed:
             stream=EVENTS_STREAM,
             cb=self._receive,
             ordered_consumer=True,
+            idle_heartbeat=HEARTBEAT,
             config=config,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         )

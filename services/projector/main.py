@@ -4,7 +4,8 @@ It reads its position from ``projection_position``, consumes EVENTS from the nex
 sequence with an ordered consumer, and applies each batch (rows and position) in one
 transaction. A message that cannot be applied goes to ``dlq.projector`` with the reason,
 and the position moves past it. After any failure it resumes from the position stored
-in PostgreSQL, the only truth.
+in PostgreSQL, the only truth. It never skips a gap: what the stream no longer holds (aged
+out by its limits) is read from the event store (``backfill.py``), and the log says so.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from projections.position import Position
 from services.common.bus import connect, dead_letter, ensure_streams
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
+from services.common.transient import OUTAGES, unavailable_dependency
 from services.projector.applier import BatchApplier
+from services.projector.backfill import StoreBackfill
 from services.projector.feed import EventFeed
 from services.common.waiting import first_of
 
@@ -39,20 +42,42 @@ DEAD_LETTER_CONSUMER = "projector"
 IDLE_WAIT = 0.5
 DEAD_LETTER_TIMEOUT = 10.0
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+BACKFILL_LIMIT = 10_000
+"""Events read from the event store at once for a gap in the stream (then the feed starts again)."""
 
 
 class GapError(RuntimeError):
-    """Raised when the feed skipped a message that the stream still holds."""
+    """Raised when the feed skipped a message that the stream still holds, or when neither the
+    stream nor the event store holds an event the read models need."""
+
+
+class _GapContinues(Exception):
+    """Raised when a gap longer than ``BACKFILL_LIMIT`` was partly filled: a new feed goes on."""
+
+    def __init__(self, stream_seq: int) -> None:
+        super().__init__(f"a gap in the stream filled from the event store up to sequence {stream_seq}")
+
+
+def _position(header: str | int | None, previous: int) -> int:
+    """Returns the position a message's header names, ``previous`` when it names none."""
+    if isinstance(header, int):
+        return header
+    return int(header) if header and header.isdigit() else previous
 
 
 class Projector:
     """Feeds EVENTS to the read models until stopped, or until a stream sequence is reached."""
 
-    def __init__(self, js: JetStreamContext, applier: BatchApplier, batch_size: int = BATCH_SIZE) -> None:
-        """Uses ``js`` for the stream and the dead letters, ``applier`` for PostgreSQL."""
+    def __init__(self, js: JetStreamContext, applier: BatchApplier, backfill: StoreBackfill,
+                 batch_size: int = BATCH_SIZE) -> None:
+        """Uses ``js`` for the stream and the dead letters, ``applier`` for the read models,
+        ``backfill`` for what the stream no longer holds."""
         self._js = js
         self._applier = applier
+        self._backfill = backfill
         self._batch_size = batch_size
+        self.backfilled = 0
+        """Events applied from the event store because the stream no longer held them."""
 
     async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> Position:
         """Applies the stream until ``stop`` is set (or ``until_seq`` is applied); returns the
@@ -65,52 +90,91 @@ class Projector:
                     return position
                 await self._follow(position, stop, until_seq)
                 failures = 0
-            except PositionMovedError as exc:
+            except (PositionMovedError, _GapContinues) as exc:
                 log.info("%s; resuming from the stored position", exc)
             except Exception as exc:  # noqa: BLE001 - the projector never dies: it resumes from PostgreSQL
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
+                OUTAGES.failed(DEAD_LETTER_CONSUMER, unavailable_dependency(exc) or "its stream and read models", exc)
                 log.warning("projector interrupted (%s: %s); resuming in %.2f s", type(exc).__name__, exc, delay)
                 await _wait_or_stop(stop, delay)
 
     async def _follow(self, position: Position, stop: asyncio.Event, until_seq: int | None) -> None:
         feed = EventFeed(self._js, position.stream_seq + 1)
         await feed.start()
+        OUTAGES.recovered(DEAD_LETTER_CONSUMER)  # PostgreSQL (the position) and NATS (the feed) answered
         log.info("projecting from stream sequence %d (position %d)", position.stream_seq + 1, position.position)
-        applied = position.stream_seq
+        applied = position
         loop = asyncio.get_running_loop()
         try:
-            while not stop.is_set() and (until_seq is None or applied < until_seq):
+            while not stop.is_set() and (until_seq is None or applied.stream_seq < until_seq):
                 messages = await feed.next_batch(self._batch_size, IDLE_WAIT)
-                deliveries = await self._deliveries(messages, applied)
-                if not deliveries:
-                    continue
-                result = await self._applier.apply(deliveries, applied, lambda r: self._dead_letter(loop, r))
-                applied = result.stream_seq
-                if result.rejected:
-                    log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected, applied)
+                deliveries, complete = await self._deliveries(messages, applied)
+                for start in range(0, len(deliveries), self._batch_size):
+                    chunk = deliveries[start:start + self._batch_size]
+                    result = await self._applier.apply(chunk, applied.stream_seq, lambda r: self._dead_letter(loop, r))
+                    applied = Position(result.position, result.stream_seq)
+                    if result.rejected:
+                        log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected,
+                                    applied.stream_seq)
+                if not complete:
+                    raise _GapContinues(applied.stream_seq)
         finally:
             await feed.stop()
 
-    async def _deliveries(self, messages: list[Msg], applied: int) -> list[Delivery]:
+    async def _deliveries(self, messages: list[Msg], applied: Position) -> tuple[list[Delivery], bool]:
+        """Returns the deliveries of ``messages`` after ``applied``, with what the stream no
+        longer holds before one of them read from the event store; False when the store was
+        read up to ``BACKFILL_LIMIT`` and the rest of the batch left for the next feed."""
         deliveries: list[Delivery] = []
-        last = applied
+        last, after = applied.stream_seq, applied.position
         for msg in messages:
             seq = msg.metadata.sequence.stream
             if seq <= last:
                 continue
             if seq != last + 1:
                 await self._check_gap(last + 1, seq)
-            deliveries.append(Delivery(seq, msg.subject, (msg.headers or {}).get(HEADER_POSITION), msg.data))
-            last = seq
-        return deliveries
+                next_position = _position((msg.headers or {}).get(HEADER_POSITION), 0)
+                filled = await self._backfill_gap(after, last + 1, seq, next_position)
+                deliveries += filled
+                last, after = filled[-1].stream_seq, int(filled[-1].position or after)
+                if last != seq - 1:
+                    return deliveries, False
+            delivery = Delivery(seq, msg.subject, (msg.headers or {}).get(HEADER_POSITION), msg.data)
+            deliveries.append(delivery)
+            last, after = seq, _position(delivery.position, after)
+        return deliveries, True
 
     async def _check_gap(self, missing: int, got: int) -> None:
         try:
             await self._js.get_msg(EVENTS_STREAM, seq=missing)
         except NotFoundError:
-            return  # deleted or aged out of the stream: nothing to apply
+            return  # aged out of (or deleted from) the stream: the event store still has it
         raise GapError(f"the feed went from sequence {missing - 1} to {got}, but {missing} exists")
+
+    async def _backfill_gap(self, after: int, first_seq: int, next_seq: int, next_position: int) -> list[Delivery]:
+        """Returns the stored events of stream sequences ``first_seq`` to ``next_seq - 1`` (at most
+        ``BACKFILL_LIMIT``), which the stream no longer holds; raises ``GapError`` when the event
+        store does not have them all, or when the one it has after them is not the message at
+        ``next_seq`` (position ``next_position``; 0: not known): then the stream is not the
+        store's events in order (recreated from elsewhere, say) and no sequence can be trusted."""
+        count = min(next_seq - first_seq, BACKFILL_LIMIT)
+        whole = count == next_seq - first_seq
+        filled = await self._backfill.deliveries(after, first_seq, count + 1 if whole else count)
+        if len(filled) < count + whole:  # with the whole gap, the store also has the next message's event
+            raise GapError(f"the stream no longer holds sequences {first_seq}-{next_seq - 1} and the event store "
+                           f"has {len(filled)} events after position {after}, not {count + whole}")
+        if whole:
+            following = filled.pop()
+            if next_position and following.position != next_position:
+                raise GapError(f"the stream no longer holds sequences {first_seq}-{next_seq - 1}, and the event "
+                               f"store's event after them is {following.position}, not the stream's next "
+                               f"({next_position}): the stream does not hold the store's events in order")
+        self.backfilled += len(filled)
+        log.warning("the stream no longer holds sequences %d-%d: applying %d of them from the event store "
+                    "(positions %s-%s)", first_seq, next_seq - 1, len(filled), filled[0].position,
+                    filled[-1].position)
+        return filled
 
     def _dead_letter(self, loop: asyncio.AbstractEventLoop, rejected: Rejected) -> None:
         """Publishes a rejected message to the dead letters; called on the database thread,
@@ -132,7 +196,7 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
         if rebuild:
             await runtime.applier.reset()
             log.info("read models dropped and recreated; replaying EVENTS from sequence 1")
-        await Projector(runtime.js, runtime.applier).run(stop)
+        await Projector(runtime.js, runtime.applier, runtime.backfill).run(stop)
     finally:
         await runtime.close()
 
@@ -146,7 +210,8 @@ async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = N
         target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
         await runtime.applier.reset()
         log.info("rebuilding the read models from %d stream messages", target)
-        return await Projector(runtime.js, runtime.applier).run(stop or asyncio.Event(), until_seq=target)
+        projector = Projector(runtime.js, runtime.applier, runtime.backfill)
+        return await projector.run(stop or asyncio.Event(), until_seq=target)
     finally:
         await runtime.close()
 
@@ -159,6 +224,7 @@ class _Runtime:
             raise ValueError("the projector needs BERTH_NATS_URL and BERTH_PG_DSN")
         self._settings = settings
         self.applier = BatchApplier(settings.pg_dsn)
+        self.backfill = StoreBackfill(settings.pg_dsn)
         self._nc: Client | None = None
 
     @property
@@ -190,6 +256,7 @@ class _Runtime:
         if self._nc is not None:
             await self._nc.close()
         await self.applier.close()
+        await self.backfill.close()
 
 
 async def _wait_or_stop(stop: asyncio.Event, delay: float) -> None:

@@ -26,6 +26,7 @@ from services.common.bus import connect, ensure_streams
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.common.waiting import first_of
+from services.common.transient import OUTAGES, unavailable_dependency
 from services.relay.source import ChangeSignal, NotificationSource
 from services.relay.stream import PipelinedPublisher, StreamCursor, UnpublishableError, read_cursor, send_batch
 from services.relay.stuck import StuckMarker
@@ -85,6 +86,7 @@ async def run_relay(
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 log.warning("relay interrupted (%s: %s); re-syncing in %.2f s", type(exc).__name__, exc, delay)
+                OUTAGES.failed("relay", unavailable_dependency(exc) or "its event store and stream", exc)
                 await first_of(stop, timeout=delay)
     finally:
         if listener is not None:
@@ -109,6 +111,7 @@ async def _pump(
 
     While a full batch waits for its acks, the next one is already read from the store."""
     stored = await source.max_id()
+    OUTAGES.recovered("relay")  # the stream (the cursor) and the event store (its last id) answered
     if stored < cursor.position:
         log.error("the stream is at notification %d but the event store only at %d: nothing to relay"
                   " until the store passes it", cursor.position, stored)

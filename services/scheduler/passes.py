@@ -31,6 +31,7 @@ from services.common.store import ConcurrencyError
 from services.common.waiting import until
 from services.scheduler.decisions import MAX_PLACEMENTS, Decisions, decide_pass
 from services.scheduler.snapshot import Snapshot
+from services.common.transient import OUTAGES, unavailable_dependency
 
 __all__ = ["PassRunner", "PassStats"]
 
@@ -122,16 +123,21 @@ class PassRunner:
                     return None
                 rebases += 1
                 decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
-            except Exception:  # noqa: BLE001 - the pass is retried later, the service goes on
+            except Exception as exc:  # noqa: BLE001 - the pass is retried later, the service goes on
                 delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
                 self._failures += 1
-                log.exception("scheduling pass failed; retrying in %.1fs", delay)
+                away = unavailable_dependency(exc)
+                if away is not None:  # logged (and shown in health) by OUTAGES, without a traceback each time
+                    OUTAGES.failed("scheduler", away, exc)
+                else:
+                    log.exception("scheduling pass failed; retrying in %.1fs", delay)
                 asyncio.get_running_loop().call_later(delay, self._wake.set)
                 return None
         if not decisions.events:
             return None
         self.stats.record_seconds += time.perf_counter() - started
         self._failures = 0
+        OUTAGES.recovered("scheduler")
         self._round_robin = dict(plan.round_robin)
         for event in decisions.events:
             self._snapshot.apply(event)

@@ -144,10 +144,18 @@ class Snapshot:
         """Applies one event (from the stream, the store or the scheduler's own writes);
         returns True when it may allow a placement. Events the snapshot already has are skipped."""
         aggregate = event.originator_id
-        if event.originator_version <= self._versions.get(aggregate, 0):
+        known = self._versions.get(aggregate, 0)
+        if event.originator_version <= known:
             return False
         self._versions[aggregate] = event.originator_version
-        return self._apply(event)
+        try:
+            return self._apply(event)
+        except Exception:  # not applied: the follow delivers it again, and it must not be skipped then
+            if known:
+                self._versions[aggregate] = known
+            else:
+                del self._versions[aggregate]
+            raise
 
     def forget(self, aggregate_ids: Iterable[str]) -> None:
         """Drops what the snapshot knows of some aggregates, before reloading them from the store."""

@@ -12,6 +12,7 @@ import pytest
 from contracts.subjects import SubjectError
 from services.common import nats_jwt
 from services.common.bus import credentials_identity
+from services.common.bus_trust import MAX_CONTROL_LINE
 from services.common.bus_identities import ADMIN, SERVICES, agent_identity, inbox_prefix, permissions
 
 SHARED_BY_AGENTS = {"$JS.API.INFO", "$JS.API.STREAM.INFO.KV_agent_heartbeats", "$JS.FC.EVENTS.>"}
@@ -83,3 +84,13 @@ def test_a_user_jwt_carries_its_permissions_and_the_account_signature(tmp_path: 
     (tmp_path / "not.creds").write_text("nope")
     with pytest.raises(ValueError, match="not a NATS credentials file"):
         credentials_identity(tmp_path / "not.creds")
+
+
+def test_every_identity_connects_within_the_servers_control_line() -> None:
+    """A client's CONNECT line carries its user JWT; over the server's ``max_control_line`` the
+    server drops the connection and the client retries for ever (seen when the services'
+    permissions grew past the 4096-byte default)."""
+    account, user = nats_jwt.new_seed("account"), nats_jwt.new_seed("user")
+    for identity in (*SERVICES, ADMIN, agent_identity("a" * 64)):
+        jwt = nats_jwt.user_jwt(account, nats_jwt.public_key(user), identity, permissions(identity))
+        assert len(jwt) + 1024 < MAX_CONTROL_LINE, identity  # the rest of CONNECT: signature, name, options

@@ -1,1 +1,1 @@
-"""Health: the `doctor` query (read models against the event store) and the relay-stuck check of `/healthz`."""
+"""Health: the `doctor` query (read models against the event store) the relay-stuck check and the services' outages of `/healthz`."""

@@ -95,8 +95,11 @@ async def dead_letter_counts(resources: Resources) -> dict[str, int]:
 
 
 async def _positions(resources: Resources, store: int) -> operations.Positions:
-    cursor = await read_cursor(await resources.jetstream())
-    return operations.Positions(store=store, stream=cursor.position, read_models=await rm.read_position(resources.pool))
+    try:
+        published = (await read_cursor(await resources.jetstream())).position
+    except NotFoundError:  # no service created the streams yet: nothing was published
+        published = 0
+    return operations.Positions(store=store, stream=published, read_models=await rm.read_position(resources.pool))
 
 
 async def relay_stuck(pool: AsyncConnectionPool) -> RelayStuck | None:

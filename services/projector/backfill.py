@@ -1,0 +1,59 @@
+"""What the EVENTS stream no longer holds, read from the event store (PostgreSQL, the database of
+record) instead.
+
+The relay publishes every stored event once, in notification-id order, so the messages a
+stream lost to its limits (age, size) between sequences ``s + 1`` and ``t - 1`` are exactly
+the ``t - 1 - s`` stored events that follow the last one applied: they become deliveries with
+those sequences, the payload the relay would have published (the stored bytes) and the
+subject it would have used, and are applied like the stream's own messages.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from eventsourcing.persistence import Notification
+
+from contracts.subjects import SubjectError, event_subject, invalid_event_subject
+from projections.delivery import Delivery
+from services.application.facade import Facade
+from services.common.store import BerthApplication
+
+__all__ = ["StoreBackfill"]
+
+
+class StoreBackfill:
+    """Reads stored events as stream deliveries; the event store opens on first use."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._store: Facade | None = None
+        self._app: BerthApplication | None = None
+
+    async def deliveries(self, after_position: int, first_seq: int, count: int) -> list[Delivery]:
+        """Returns up to ``count`` stored events after ``after_position`` as deliveries numbered
+        from ``first_seq`` (fewer when the store holds fewer)."""
+        if self._app is None:
+            self._store = self._store or Facade("projector-store")
+            self._app = await self._store.open(BerthApplication, self._dsn)
+        assert self._store is not None
+        notifications = await self._store.call(self._select, after_position, count)
+        return [Delivery(first_seq + i, _subject(n), n.id, n.state) for i, n in enumerate(notifications)]
+
+    async def close(self) -> None:
+        """Closes the event store, if it was opened."""
+        if self._store is not None:
+            await self._store.close(wait=True)
+            self._store = self._app = None
+
+    def _select(self, after: int, limit: int) -> Sequence[Notification]:
+        assert self._app is not None
+        return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+
+
+def _subject(notification: Notification) -> str:
+    """Returns the subject the relay published ``notification`` under (``subject_of`` there)."""
+    try:
+        return event_subject(notification.topic, notification.originator_id)
+    except (SubjectError, IndexError):
+        return invalid_event_subject(notification.id)
