@@ -35,11 +35,14 @@ class BatchApplier:
         return await self._run(read_position)
 
     async def apply(
-        self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler
+        self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler, *, bulk: bool = False
     ) -> BatchResult:
-        """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch``)."""
+        """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch``;
+        ``bulk`` for a rebuild)."""
         return await self._run(
-            lambda conn: apply_batch(conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq)
+            lambda conn: apply_batch(
+                conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq, bulk=bulk
+            )
         )
 
     async def reset(self) -> None:
