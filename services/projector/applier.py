@@ -45,9 +45,14 @@ class BatchApplier:
             )
         )
 
-    async def reset(self) -> None:
-        """Drops and recreates the read models (position back to zero)."""
-        await self._run(reset_read_models)
+    async def reset(self, *, bulk: bool = False) -> None:
+        """Drops and recreates the read models (position back to zero); with ``bulk`` without
+        their secondary indexes, which ``finish_bulk`` puts back."""
+        await self._run(lambda conn: reset_read_models(conn, bulk=bulk))
+
+    async def finish_bulk(self) -> None:
+        """Creates what a bulk reset left out (the secondary indexes)."""
+        await self._run(create_schema)
 
     async def close(self) -> None:
         """Closes the connection and the worker thread."""

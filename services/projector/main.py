@@ -155,15 +155,18 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
 
 async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = None) -> Position:
     """Drops and recreates the read models, replays EVENTS up to its last sequence at the
-    time of the call in bulk (batches of ``REBUILD_BATCH_SIZE``), and returns the position reached."""
+    time of the call in bulk (batches of ``REBUILD_BATCH_SIZE``, secondary indexes created at the
+    end), and returns the position reached."""
     runtime = _Runtime(settings)
     try:
         await runtime.open()
         target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
-        await runtime.applier.reset()
+        await runtime.applier.reset(bulk=True)
         log.info("rebuilding the read models from %d stream messages", target)
         projector = Projector(runtime.js, runtime.applier, REBUILD_BATCH_SIZE, bulk=True)
-        return await projector.run(stop or asyncio.Event(), until_seq=target)
+        reached = await projector.run(stop or asyncio.Event(), until_seq=target)
+        await runtime.applier.finish_bulk()
+        return reached
     finally:
         await runtime.close()
 

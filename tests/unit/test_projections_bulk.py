@@ -18,8 +18,9 @@ from contracts.status import Reason, SessionStatus
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions, Role
 from projections.delivery import Delivery
 from projections.position import Position, read_position
-from projections.rebuild import dump_read_models, reset_read_models
+from projections.rebuild import dump_read_models, reset_read_models, secondary_indexes
 from projections.runner import apply_batch
+from projections.schema import create_schema
 from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
 
 ODD = 'tab\there "quoted" back\\slash\nnew line, \\N, ünïcødé, \x01'
@@ -102,8 +103,9 @@ def test_bulk_rebuild_gives_the_incremental_tables(feed: Feeder, build: Builder)
     assert all(incremental.values()), "every read model has rows"
 
     for size in (len(deliveries), 50):  # one batch, then batches that cut histories apart
-        reset_read_models(feed.conn)
+        reset_read_models(feed.conn, bulk=True)
         replay(feed.conn, deliveries, size, bulk=True)
+        create_schema(feed.conn)
         assert dump_read_models(feed.conn) == incremental
         assert read_position(feed.conn) == Position(feed.position, feed.stream_seq)
 
@@ -117,3 +119,19 @@ def test_a_poison_event_in_a_bulk_batch_is_isolated(feed: Feeder, build: Builder
     assert "no session ghost" in feed.rejected[0].error
     assert feed.rows("SELECT session_id FROM sessions ORDER BY 1") == [("s0",), ("s1",), ("s2",)]
     assert feed.rows("SELECT position FROM event_log ORDER BY 1") == [(1,), (3,), (4,)]
+
+
+def test_a_bulk_reset_leaves_out_only_the_secondary_indexes_until_the_schema_is_created(
+    read_models: psycopg.Connection,
+) -> None:
+    def indexes() -> set[str]:
+        return {name for (name,) in read_models.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()").fetchall()}
+
+    everything, secondary = indexes(), secondary_indexes(read_models)
+    assert {"sessions_status", "event_log_aggregate", "kernels_session"} <= set(secondary)
+    reset_read_models(read_models, bulk=True)
+    assert secondary_indexes(read_models) == []
+    assert indexes() == everything - set(secondary)  # primary keys and unique indexes stay
+    create_schema(read_models)
+    assert indexes() == everything and secondary_indexes(read_models) == secondary
