@@ -46,6 +46,7 @@ from contracts.catalog import decode_event
 from contracts.envelope import Event
 from contracts.reports import Report
 from contracts.subjects import event_filters, report_filters
+from services.common.pull_batches import hand_over_available
 from services.common.bus import dead_letter
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
@@ -56,7 +57,8 @@ BACKOFF = (0.1, 0.5, 2.0, 5.0)
 FETCH_WAIT = 0.5
 """Seconds a pull waits for a first message (one message at a time)."""
 BATCH_WAIT = 0.1
-"""Seconds faststream's batch pull waits to fill a batch before handing over what it has."""
+"""Seconds a batched pull waits for the first message of a batch; what else is there then is handed
+over with it at once (``pull_batches.hand_over_available``), a batch never waits to fill."""
 
 BatchHandler = Callable[[Any, list[Msg]], Awaitable[Sequence[BaseException | None]]]
 """Returns, per message and in order, None when handled or the error it raised."""
@@ -222,6 +224,8 @@ async def consume(
     subscriber(handle)
     await subscriber.start()
     _fetch_timeouts_as_nats(subscriber)
+    if subscription.batch > 1:
+        hand_over_available(subscriber.subscription)  # type: ignore[attr-defined]
     try:
         await stop.wait()
     finally:
