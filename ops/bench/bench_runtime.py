@@ -9,7 +9,7 @@ Measures, in one run and on the same machine, with the docker backend:
       timed to ``start`` returning and, separately, until the runner's socket appears (what
       Berth waits for before it reports RUNNING);
   (e) the exec round trip of ``print(1)`` through Berth (``execute`` subscription, request ->
-      the ``done`` item, a new websocket per call as the client opens one), next to
+      the ``done`` item, on the client's warm websocket: the SDK keeps one per client), next to
   (d) ``docker exec`` of ``python3 -c 'print(1)'`` in the same container, through aiodocker
       and through the docker CLI.
 It prints p50/p99 and the ratios, plus the median time between the session's events
