@@ -16,7 +16,7 @@ from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from contracts.commands import RequestSession
+from contracts.commands import RecordExecution, RequestSession
 from domain.emitting import Context
 from projections.position import PositionWatcher
 from services.application.facade import Facade
@@ -30,6 +30,7 @@ from services.gateway.auth.keypairs import KEYPAIRS_DDL
 from services.gateway.auth.tokens import TOKENS_DDL
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import UNAVAILABLE, GatewayError
+from services.gateway.execution_audit import ExecutionAudit
 
 __all__ = ["READ_WAIT", "Resources"]
 
@@ -59,6 +60,8 @@ class Resources:
         self._sessions: Sessions | None = None
         self._tenancy: Tenancy | None = None
         self._requests: GroupCommit[SessionRequest, int] | None = None
+        self.execution_audit = ExecutionAudit(self._record_execution)
+        """Records each run's ``session.execution_finished`` off the critical path (drained by ``close``)."""
         self._lock = asyncio.Lock()
         self._started = False
 
@@ -101,6 +104,10 @@ class Resources:
         """Returns ``fn(*args, **kwargs)`` run on the store's thread pool."""
         return await self._store.call(fn, *args, **kwargs)
 
+    async def _record_execution(self, session_id: str, command: RecordExecution, ctx: Context) -> None:
+        await self.start()
+        await self.call(self.sessions.record_execution, session_id, command, ctx)
+
     async def nats(self) -> Nats:
         """Returns the NATS connection, connecting to ``settings.nats_url`` on first use."""
         if self._nats is None:
@@ -116,7 +123,9 @@ class Resources:
         return (await self.nats()).jetstream()
 
     async def close(self) -> None:
-        """Closes what this object opened (a NATS client handed in stays open)."""
+        """Closes what this object opened (a NATS client handed in stays open), after the queued
+        execution records are written."""
+        await self.execution_audit.close()
         if self._own_nats and self._nats is not None:
             await self._nats.close()
             self._nats = None

@@ -4,7 +4,8 @@ Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
 ``io.kernel.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
 ``exec.agent.<agent_id>``; the agent streams ``ExecChunk``s and one ``ExecDone``. Only the
 outcome is recorded, as ``session.execution_finished`` (run id, exit code, duration, code
-digest, the caller as actor).
+digest, the caller as actor), off the critical path: the record is handed to the gateway's
+``ExecutionAudit`` (``services/gateway/execution_audit.py``) and ``done`` goes out without waiting for the store.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ async def execute(
                 expected += 1
                 if isinstance(item, ExecDone):
                     finished = True
-                    await _record(info, state, request, item)
+                    await _audit(info, state, request, item)
                     yield ExecItem(run_id=run_id, kind="done", exit_code=item.exit_code,
                                    duration_ms=item.duration_ms, truncated=item.truncated)
                     return
@@ -140,17 +141,13 @@ async def _interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> No
         log.info("could not interrupt run %s of kernel %s: %s", run_id, kernel_id, exc)
 
 
-async def _record(info: Info, state: SessionState, request: ExecRequest, done: ExecDone) -> None:
-    principal = caller(info)
-    resources = info.context.resources
+async def _audit(info: Info, state: SessionState, request: ExecRequest, done: ExecDone) -> None:
+    """Hands the run's record to the audit (written after ``done`` went out, never dropped)."""
     command = c.RecordExecution(
         run_id=request.run_id, kernel_id=request.kernel_id, mode=request.mode.value, exit_code=done.exit_code,
         duration_ms=done.duration_ms, code_digest="sha256:" + hashlib.sha256(request.code.encode()).hexdigest(),
     )
-    try:
-        await resources.call(resources.sessions.record_execution, state.id, command, make_context(principal.access_key))
-    except Exception:  # noqa: BLE001 - the run happened; its output still reaches the caller
-        log.exception("could not record execution %s of session %s", request.run_id, state.id)
+    await info.context.resources.execution_audit.submit(state.id, command, make_context(caller(info).access_key))
 
 
 async def session_logs(info: Info, session_id: str) -> str:
