@@ -1,6 +1,11 @@
 """Rebuilding the read models: drop and recreate the tables; the projector then replays the
 EVENTS stream from sequence 1. Rows take every value from events, so a rebuild gives
-identical tables (``dump_read_models`` compares them)."""
+identical tables (``dump_read_models`` compares them).
+
+A bulk rebuild (``reset_read_models(conn, bulk=True)``) also leaves out the secondary
+indexes (neither unique nor primary: nothing the replay needs), so that the replay does
+not maintain them row by row; ``create_schema`` puts them back in one pass each, at the
+end of the rebuild or, if it was interrupted, whenever a projector (re)connects."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from psycopg import sql
 from projections.position import POSITION_CHANNEL, RESET
 from projections.schema import recreate_schema
 
-__all__ = ["PRIMARY_KEYS", "dump_read_models", "reset_read_models"]
+__all__ = ["PRIMARY_KEYS", "dump_read_models", "reset_read_models", "secondary_indexes"]
 
 PRIMARY_KEYS = {
     "sessions": "session_id",
@@ -30,12 +35,30 @@ PRIMARY_KEYS = {
 """The read-model tables (the position table aside) and the key their dumps are ordered by."""
 
 
-def reset_read_models(conn: psycopg.Connection) -> None:
+_SECONDARY = """
+SELECT i.relname FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class t ON t.oid = x.indrelid
+ WHERE t.relname = ANY(%s) AND t.relnamespace = to_regnamespace(current_schema()) AND NOT x.indisunique
+ ORDER BY 1
+"""
+
+
+def reset_read_models(conn: psycopg.Connection, *, bulk: bool = False) -> None:
     """Drops and recreates every read-model table and the position (back to zero), atomically, and
-    notifies ``POSITION_CHANNEL`` with ``RESET`` on commit (waiters must not trust older positions)."""
+    notifies ``POSITION_CHANNEL`` with ``RESET`` on commit (waiters must not trust older positions).
+    With ``bulk``, the new tables have no secondary index until ``create_schema`` runs again."""
     with conn.transaction():
         recreate_schema(conn)
+        if bulk:
+            for name in secondary_indexes(conn):
+                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
         conn.execute("SELECT pg_notify(%s, %s)", (POSITION_CHANNEL, RESET))
+
+
+def secondary_indexes(conn: psycopg.Connection) -> list[str]:
+    """Returns the names of the read models' indexes that are neither unique nor primary."""
+    return [name for (name,) in conn.execute(_SECONDARY, (list(PRIMARY_KEYS),)).fetchall()]
 
 
 def dump_read_models(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:

@@ -9,6 +9,11 @@ Fast path: the whole batch in one transaction, pipelined (one round trip to the 
 for all its statements). If applying an event fails for any reason other than the
 database connection, the batch is applied again with a savepoint per event, and only
 the failing events are rejected.
+
+Bulk (``bulk=True``, the rebuild): the same, but the rows still deferred at the end of the
+batch go with ``COPY`` after the pipeline closes (``Writer.copy_pending``), and the
+transaction commits with ``synchronous_commit = off``: a crash can lose only the last
+batches, rows and position together, which the replay then applies again.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def apply_batch(
     *,
     on_reject: RejectHandler,
     expected_stream_seq: int | None = None,
+    bulk: bool = False,
 ) -> BatchResult:
     """Applies ``deliveries`` (in stream order) and moves the position, in one transaction.
 
@@ -70,10 +76,11 @@ def apply_batch(
     the stored one, ``DeadLetterError`` when ``on_reject`` fails, and psycopg's
     ``OperationalError``/``InterfaceError`` when the database is unreachable; in each case
     nothing was applied. ``conn`` must be in autocommit mode (transactions are explicit).
+    ``bulk`` for a rebuild: see the module's documentation.
     """
     checked = [(delivery, check(delivery)) for delivery in deliveries]
     try:
-        return _apply(conn, checked, on_reject, expected_stream_seq, isolate=False)
+        return _apply(conn, checked, on_reject, expected_stream_seq, isolate=False, bulk=bulk)
     except (*_INFRASTRUCTURE, PositionMovedError, DeadLetterError):
         raise
     except Exception as exc:  # noqa: BLE001 - a poison event: find it with one savepoint per event
@@ -87,12 +94,16 @@ def _apply(
     on_reject: RejectHandler,
     expected_stream_seq: int | None,
     isolate: bool,
+    bulk: bool = False,
 ) -> BatchResult:
-    """One attempt: pipelined in one go, or (``isolate``) one savepoint per event."""
+    """One attempt: pipelined in one go (its remaining inserts copied when ``bulk``), or
+    (``isolate``) one savepoint per event."""
     rejects: list[Rejected] = []
     applied = 0
     with conn.transaction():
         start = _lock_position(conn)
+        if bulk:
+            conn.execute("SET LOCAL synchronous_commit = off")
         if expected_stream_seq is not None and start.stream_seq != expected_stream_seq:
             raise PositionMovedError(expected_stream_seq, start.stream_seq)
         position, stream_seq = start
@@ -116,15 +127,16 @@ def _apply(
                 applied += 1
             if stream_seq == start.stream_seq:
                 return BatchResult(position, stream_seq, 0, 0)
-            writer.flush()
-            writer.execute(
-                "UPDATE projection_position SET position = %s, stream_seq = %s WHERE projection = %s",
-                (position, stream_seq, PROJECTION),
-            )
-            writer.execute("SELECT pg_notify(%s, %s)", (POSITION_CHANNEL, str(position)))
+            copied = bulk and pipeline is not None
+            if not copied:
+                writer.flush()
+                _move_position(writer, position, stream_seq)
             if pipeline is not None:
                 pipeline.sync()
                 writer.verify()
+        if copied:
+            writer.copy_pending()
+            _move_position(writer, position, stream_seq)
         for rejected in rejects:
             _reject(on_reject, rejected)
     return BatchResult(position, stream_seq, applied, len(rejects))
@@ -142,6 +154,14 @@ def _project_one(conn: psycopg.Connection, writer: Writer, entry: Entry, isolate
     except Exception as exc:  # noqa: BLE001 - this event cannot be applied: it goes to the dead letters
         return f"cannot apply {entry.type_name} at position {entry.position}: {type(exc).__name__}: {exc}"
     return None
+
+
+def _move_position(writer: Writer, position: int, stream_seq: int) -> None:
+    writer.execute(
+        "UPDATE projection_position SET position = %s, stream_seq = %s WHERE projection = %s",
+        (position, stream_seq, PROJECTION),
+    )
+    writer.execute("SELECT pg_notify(%s, %s)", (POSITION_CHANNEL, str(position)))
 
 
 def _lock_position(conn: psycopg.Connection) -> Position:

@@ -6,11 +6,15 @@ bulk statement, flushed before any other statement (so an update always finds th
 inserted before it) or, for rows nothing else touches, at the end of the batch. The
 "exactly one row" expectations of updates are checked after the pipeline syncs
 (``verify``). Directly (one savepoint per event), everything runs and is checked at once.
+
+In bulk (a rebuild), the rows still deferred when the batch ends do not go as statements
+in the pipeline: ``copy_pending`` sends them with ``COPY ... FROM STDIN`` once the pipeline
+is closed (COPY cannot run in pipeline mode), each value as the statement would take it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import msgspec
 import psycopg
@@ -19,10 +23,41 @@ from projections.errors import MissingRowError
 
 __all__ = ["BulkInsert", "Writer", "bulk_insert"]
 
-BulkInsert = Callable[["Writer", list[Any]], None]
-"""Inserts a list of deferred rows with one statement."""
-
 _encoder = msgspec.json.Encoder(decimal_format="string")
+_JSON_TYPES = frozenset({"json", "jsonb"})
+
+
+class BulkInsert:
+    """Inserts deferred rows (tuples in ``columns`` order) into ``table``: as one statement whose
+    only parameter is the rows as a JSON array (``json_to_recordset``), or with ``COPY``.
+    ``columns`` are (name, SQL type) pairs; values are encoded as the events encode them
+    (decimals as strings, timestamps in RFC 3339), JSON columns take mappings as they are."""
+
+    def __init__(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        """Prepares both statements of ``table``."""
+        self._names = [name for name, _ in columns]
+        self._json = [kind in _JSON_TYPES for _, kind in columns]
+        names = ", ".join(self._names)
+        self._insert = (
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM json_to_recordset(%s::json)"
+            f" AS r({', '.join(f'{name} {kind}' for name, kind in columns)})"
+        )
+        self._copy = f"COPY {table} ({names}) FROM STDIN"
+
+    def __call__(self, writer: Writer, rows: list[Any]) -> None:
+        """Inserts ``rows`` with one statement through ``writer``."""
+        writer.execute(self._insert, (_encoder.encode([dict(zip(self._names, row)) for row in rows]).decode(),))
+
+    def copy(self, cur: psycopg.Cursor, rows: list[Any]) -> None:
+        """Inserts ``rows`` with ``COPY`` on ``cur`` (not in pipeline mode); JSON values go as
+        the JSON text the statement would have held, so both give the same rows."""
+        json_columns = self._json
+        with cur.copy(self._copy) as copy:  # type: ignore[arg-type]
+            for row in rows:
+                copy.write_row([
+                    _encoder.encode(value).decode() if is_json and value is not None else value
+                    for value, is_json in zip(row, json_columns)
+                ])
 
 
 class Writer:
@@ -78,6 +113,13 @@ class Writer:
         self._flush(self._ordered)
         self._flush(self._unordered)
 
+    def copy_pending(self) -> None:
+        """Sends every deferred insert with ``COPY`` (call once the pipeline is closed)."""
+        for pending in (self._ordered, self._unordered):
+            while pending:
+                insert, rows = pending.popitem()
+                insert.copy(self._cur, rows)
+
     def verify(self) -> None:
         """Checks the pipelined expectations; call after the pipeline synced."""
         expectations, self._expectations = self._expectations, []
@@ -92,17 +134,5 @@ class Writer:
 
 
 def bulk_insert(table: str, columns: Sequence[tuple[str, str]]) -> BulkInsert:
-    """Returns a ``BulkInsert`` of rows (tuples in ``columns`` order) into ``table``: one
-    statement whose only parameter is the rows as a JSON array (``json_to_recordset``).
-    ``columns`` are (name, SQL type) pairs; values are encoded as the events encode them
-    (decimals as strings, timestamps in RFC 3339), JSON columns take mappings as they are."""
-    names = [name for name, _ in columns]
-    query = (
-        f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(names)} FROM json_to_recordset(%s::json)"
-        f" AS r({', '.join(f'{name} {kind}' for name, kind in columns)})"
-    )
-
-    def insert(writer: Writer, rows: list[Any]) -> None:
-        writer.execute(query, (_encoder.encode([dict(zip(names, row)) for row in rows]).decode(),))
-
-    return insert
+    """Returns the ``BulkInsert`` of rows (tuples in ``columns`` order) into ``table``."""
+    return BulkInsert(table, columns)

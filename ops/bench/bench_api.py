@@ -28,7 +28,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,8 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
-
+from ops.bench.pg_baselines import measure_baselines  # noqa: E402
 from ops.bench.soak import DEFAULT_ADMIN_DSN, BerthUp, scratch_database  # noqa: E402
 from ops.bench.soak_driver import Endpoint, list_sessions  # noqa: E402
 from services.cli import queries as q  # noqa: E402
@@ -50,57 +48,6 @@ POLL = 0.25
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-# --- baselines -------------------------------------------------------------------------------------
-
-
-def _single_row_rate(dsn: str, connections: int, per_connection: int) -> float:
-    """Single-row INSERT + COMMIT transactions per second from ``connections`` threads."""
-    conns = [psycopg.connect(dsn, autocommit=True) for _ in range(connections)]
-    barrier = threading.Barrier(connections + 1)
-
-    def work(conn: psycopg.Connection) -> None:
-        barrier.wait()
-        for i in range(per_connection):
-            conn.execute("INSERT INTO bench_raw (payload) VALUES (%s)", (f"row {i}",))
-
-    threads = [threading.Thread(target=work, args=(c,)) for c in conns]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    for c in conns:
-        c.close()
-    return connections * per_connection / elapsed
-
-
-def _batched_rate(dsn: str, rows: int, batch: int = 100) -> float:
-    with psycopg.connect(dsn) as conn:
-        started = time.perf_counter()
-        for start in range(0, rows, batch):
-            with conn.cursor() as cur:
-                cur.executemany("INSERT INTO bench_raw (payload) VALUES (%s)",
-                                [(f"row {i}",) for i in range(start, min(start + batch, rows))])
-            conn.commit()
-        return rows / (time.perf_counter() - started)
-
-
-def measure_baselines(dsn: str) -> dict[str, float]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload text NOT NULL)")
-    try:
-        return {
-            "raw single-row tx/s, 1 connection": _single_row_rate(dsn, 1, 1000),
-            "raw single-row tx/s, 16 connections": _single_row_rate(dsn, 16, 200),
-            "raw batched rows/s (100 per tx)": _batched_rate(dsn, 20_000),
-        }
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("DROP TABLE bench_raw")
 
 
 # --- phases through the API ------------------------------------------------------------------------

@@ -9,8 +9,11 @@ Measures, in one run and on the same machine:
       message in the stream, so its start-up is not counted);
   (c) a raw nats-py ``publish_async`` loop of N messages of the same size into a scratch
       stream (the ceiling for (b));
-  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models;
-  (e) the same rebuild after EVENTS was purged but its last message: the projector reads the
+  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models (bulk:
+      batches of 5000, inserts with COPY);
+  (e) raw PostgreSQL batched inserts: N one-column rows, 100 per transaction, on the same server
+      (the baseline for (d): goal (d) >= 0.5 x (e));
+  (f) the same rebuild after EVENTS was purged but its last message: the projector reads the
       others from the event store (the gap backfill of services/projector/backfill.py).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
@@ -51,6 +54,7 @@ from domain import session as session_domain  # noqa: E402
 from services.application.context import make_context  # noqa: E402
 from services.common.bus import CREDENTIALS_ENV, connect_options  # noqa: E402
 from services.common.bus_identities import ADMIN  # noqa: E402
+from ops.bench.pg_baselines import batched_rate, scratch_table  # noqa: E402
 from services.supervisor.embedded import NatsServer, create_database, drop_database  # noqa: E402
 from services.application.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
@@ -199,13 +203,16 @@ async def main_async(args: argparse.Namespace) -> None:
         raw_s = await bench_raw(js, n, payload)
         projector_s = await bench_projector(settings, n)
         backfill_s = await bench_backfill(settings, js, n)
+        with scratch_table(dsn):
+            batched_s = n / await asyncio.to_thread(batched_rate, dsn, n)
         rows = [
             ("(w) event store writes during (a)", write_s),
             ("(a) pipeline: write -> read model", pipeline_s),
             ("(b) relay: event store -> EVENTS", relay_s),
             ("(c) raw nats-py publish_async", raw_s),
             ("(d) projector: EVENTS -> read models", projector_s),
-            ("(e) projector: event store -> models", backfill_s),
+            ("(e) raw PostgreSQL batched inserts", batched_s),
+            ("(f) projector: event store -> models", backfill_s),
         ]
         print(f"\n  events of {payload} bytes on average\n")
         print(f"  {'measure':<38} {'seconds':>8} {'events/s':>10} {'vs (c)':>7}")
@@ -213,6 +220,7 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"  {label:<38} {seconds:>8.2f} {n / seconds:>10.0f} {raw_s / seconds:>7.2f}")
         print(f"\n  relay / raw publish_async = {raw_s / relay_s:.2f}; pipeline / writes = {write_s / pipeline_s:.2f}; "
               f"projector / relay = {relay_s / projector_s:.2f}; "
+              f"rebuild / batched inserts = {batched_s / projector_s:.2f} (goal >= 0.5); "
               f"backfill from the event store / projector from EVENTS = {projector_s / backfill_s:.2f}")
     finally:
         await nc.close()

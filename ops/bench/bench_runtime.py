@@ -9,7 +9,7 @@ Measures, in one run and on the same machine, with the docker backend:
       timed to ``start`` returning and, separately, until the runner's socket appears (what
       Berth waits for before it reports RUNNING);
   (e) the exec round trip of ``print(1)`` through Berth (``execute`` subscription, request ->
-      the ``done`` item, a new websocket per call as the client opens one), next to
+      the ``done`` item, on the client's warm websocket: the SDK keeps one per client), next to
   (d) ``docker exec`` of ``python3 -c 'print(1)'`` in the same container, through aiodocker
       and through the docker CLI.
 It prints p50/p99 and the ratios, plus the median time between the session's events
@@ -62,6 +62,8 @@ from contracts.execution import (
 )
 from contracts.slots import parse_slots
 from services.agent.backends.base import KernelLaunch
+from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
+from services.agent.backends.private import hand_over, private_dirs
 from services.agent.backends.docker.spec import (
     LABEL_AGENT,
     LABEL_KERNEL,
@@ -82,6 +84,16 @@ DEFAULT_IMAGE = "berth/python:latest"
 SLOTS = {"cpu": "1", "mem": "256m"}
 RUNNER_DIR = ROOT / "services" / "agent" / "runner"
 POLL = 0.005
+SESSION_EVENTS = """
+subscription($id: String!, $from: Int) {
+  sessionEvents(sessionId: $id, fromPosition: $from) { position type occurredAt payload }
+}
+"""
+"""Every event of a session (the CLI follows only ``sessionStatus``; the marks need each event's time)."""
+KERNEL_USER = kernel_user(AUTO_USER)
+"""The user the docker backend runs kernels as (its default, ``BERTH_KERNEL_USER=auto``)."""
+SCRATCH = scratch_sizes("1g", "256m")
+"""The docker backend's default scratch sizes."""
 GONE = {"TERMINATED", "CANCELLED", "ERROR"}
 
 
@@ -145,7 +157,7 @@ async def follow(client: BerthClient, session_id: str, until: set[str], timeout:
     """Follows the session's events until a status in ``until``; returns {status: occurredAt epoch}
     plus ``"_seen"``: the local time the last one arrived."""
     marks: dict[str, float] = {}
-    stream = client.subscribe(q.SESSION_EVENTS, {"id": session_id, "from": 0})
+    stream = client.subscribe(SESSION_EVENTS, {"id": session_id, "from": 0})
     try:
         async with asyncio.timeout(timeout):
             async for item in stream:
@@ -260,15 +272,15 @@ def raw_config(image: str, agent_id: str, data_dir: Path) -> tuple[dict[str, Any
     env = {"BERTH_SESSION_ID": session_id, "BERTH_KERNEL_ID": kernel_id, "BERTH_CLUSTER_ROLE": "main"}
     paths = KernelPaths.of(data_dir, kernel_id)
     config = container_config(KernelLaunch(kernel=kernel, env=env), agent_id=agent_id, paths=paths,
-                              runner_dir=RUNNER_DIR, user=f"{os.getuid()}:{os.getgid()}")
+                              runner_dir=RUNNER_DIR, user=KERNEL_USER, scratch=SCRATCH)
     return config, paths
 
 
 async def raw_start(docker: aiodocker.Docker, image: str, agent_id: str, data_dir: Path) -> tuple[float, float]:
     """Creates, starts and removes one container; returns (create+start, create+start+socket) seconds."""
     config, paths = raw_config(image, agent_id, data_dir)
-    paths.work.mkdir(parents=True, exist_ok=True)
-    paths.io.mkdir(parents=True, exist_ok=True)
+    private_dirs(paths.root, paths.io)
+    hand_over(paths.io, KERNEL_USER.uid, KERNEL_USER.gid)  # the runner (kernel user) creates its socket there
     t0 = time.perf_counter()
     container = await docker.containers.create(config)
     try:
@@ -358,7 +370,7 @@ async def run(args: argparse.Namespace, instance: Any, raw_agent: str, data_dir:
         _, sid, _ = await berth_start(client, args.image)
         filters = json.dumps({"label": [f"{LABEL_SESSION}={sid}"]})
         container = (await docker.containers.list(filters=filters))[0]
-        user = f"{os.getuid()}:{os.getgid()}"
+        user = str(KERNEL_USER)
         for _ in range(2):  # warm-up
             await berth_exec(client, sid)
             await docker_exec_api(container, user)

@@ -59,6 +59,7 @@ from services.common import transient
 from services.common.bus import connect_options, dead_letter
 from services.common.settler import ACK_WAIT, PermanentError, Settler
 from services.common.transient import NATS, OUTAGES, unavailable_dependency
+from services.common.pull_batches import hand_over_available
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
 
@@ -69,7 +70,8 @@ BACKOFF = (0.1, 0.5, 2.0, 5.0)
 FETCH_WAIT = 0.5
 """Seconds a pull waits for a first message (one message at a time)."""
 BATCH_WAIT = 0.1
-"""Seconds faststream's batch pull waits to fill a batch before handing over what it has."""
+"""Seconds a batched pull waits for the first message of a batch; what else is there then is handed
+over with it at once (``pull_batches.hand_over_available``), a batch never waits to fill."""
 
 FOLLOW_HEARTBEAT = 1.0
 """Seconds between the server's idle heartbeats to an ordered follow: two missed ones make
@@ -338,6 +340,8 @@ async def consume(
     subscriber(handle)
     await subscriber.start()
     _fetch_timeouts_as_nats(subscriber)
+    if subscription.batch > 1:
+        hand_over_available(subscriber.subscription)  # type: ignore[attr-defined]
     try:
         await stop.wait()
     finally:

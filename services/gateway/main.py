@@ -21,17 +21,12 @@ from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
 from services.gateway.auth.middleware import MAX_BODY
 from services.gateway.resources import READ_WAIT, Resources
-from services.gateway.execution.runs import finish_recording
 from services.gateway.view import GRAPHQL_PATH
 from services.common.waiting import first_of
 
 __all__ = ["build_app", "main", "run_gateway"]
 
 log = logging.getLogger(__name__)
-
-RECORD_GRACE = 10.0
-"""Seconds a stopping gateway gives the execution audit records still being written."""
-
 
 def build_app(settings: Settings, *, nats: Nats | None = None, read_wait: float = READ_WAIT) -> GatewayApp:
     """Returns the gateway's ASGI app; it opens its connections on startup or on the first request.
@@ -107,7 +102,6 @@ async def run_gateway(
                 await asyncio.gather(serving, return_exceptions=True)
         if sock is not None:
             sock.close()
-        await finish_recording(RECORD_GRACE)
         await app.aclose()
     assert serving is not None
     if not serving.cancelled():

@@ -16,7 +16,7 @@ from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from contracts.commands import RequestSession
+from contracts.commands import RecordExecution, RequestSession
 from contracts.tenancy import KeypairLimits
 from domain.emitting import Context
 from projections.position import PositionWatcher
@@ -33,6 +33,7 @@ from services.gateway.auth.revocation import KeypairWatch
 from services.gateway.auth.tokens import TOKENS_DDL
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import UNAVAILABLE, GatewayError
+from services.gateway.execution_audit import ExecutionAudit
 from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateDecision, RateLimiter
 from services.gateway.subscription_slots import SubscriptionSlots
@@ -71,6 +72,8 @@ class Resources:
         self._sessions: Sessions | None = None
         self._tenancy: Tenancy | None = None
         self._requests: GroupCommit[SessionRequest, int] | None = None
+        self.execution_audit = ExecutionAudit(self._record_execution)
+        """Records each run's ``session.execution_finished`` off the critical path (drained by ``close``)."""
         self._lock = asyncio.Lock()
         self._started = False
 
@@ -128,6 +131,11 @@ class Resources:
         """Returns ``fn(*args, **kwargs)`` run on the store's thread pool."""
         return await self._store.call(fn, *args, **kwargs)
 
+    async def _record_execution(self, session_id: str, command: RecordExecution, ctx: Context,
+                                seen_version: int | None) -> None:
+        await self.start()
+        await self.call(self.sessions.record_execution, session_id, command, ctx, seen_version=seen_version)
+
     async def nats(self) -> Nats:
         """Returns the NATS connection, connecting to ``settings.nats_url`` on first use."""
         if self._nats is None:
@@ -143,7 +151,9 @@ class Resources:
         return (await self.nats()).jetstream()
 
     async def close(self) -> None:
-        """Closes what this object opened (a NATS client handed in stays open)."""
+        """Closes what this object opened (a NATS client handed in stays open), after the queued
+        execution records are written."""
+        await self.execution_audit.close()
         if self._own_nats and self._nats is not None:
             await self._nats.close()
             self._nats = None

@@ -35,16 +35,24 @@ class BatchApplier:
         return await self._run(read_position)
 
     async def apply(
-        self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler
+        self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler, *, bulk: bool = False
     ) -> BatchResult:
-        """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch``)."""
+        """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch``;
+        ``bulk`` for a rebuild)."""
         return await self._run(
-            lambda conn: apply_batch(conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq)
+            lambda conn: apply_batch(
+                conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq, bulk=bulk
+            )
         )
 
-    async def reset(self) -> None:
-        """Drops and recreates the read models (position back to zero)."""
-        await self._run(reset_read_models)
+    async def reset(self, *, bulk: bool = False) -> None:
+        """Drops and recreates the read models (position back to zero); with ``bulk`` without
+        their secondary indexes, which ``finish_bulk`` puts back."""
+        await self._run(lambda conn: reset_read_models(conn, bulk=bulk))
+
+    async def finish_bulk(self) -> None:
+        """Creates what a bulk reset left out (the secondary indexes)."""
+        await self._run(create_schema)
 
     async def close(self) -> None:
         """Closes the connection and the worker thread."""

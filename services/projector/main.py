@@ -33,11 +33,21 @@ from services.projector.backfill import StoreBackfill
 from services.projector.feed import EventFeed
 from services.common.waiting import first_of
 
-__all__ = ["BATCH_SIZE", "DEAD_LETTER_CONSUMER", "Projector", "main", "rebuild_read_models", "run_projector"]
+__all__ = [
+    "BATCH_SIZE",
+    "DEAD_LETTER_CONSUMER",
+    "Projector",
+    "REBUILD_BATCH_SIZE",
+    "main",
+    "rebuild_read_models",
+    "run_projector",
+]
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+REBUILD_BATCH_SIZE = 5000
+"""Messages per transaction of a rebuild (bulk: its inserts go with COPY)."""
 DEAD_LETTER_CONSUMER = "projector"
 IDLE_WAIT = 0.5
 DEAD_LETTER_TIMEOUT = 10.0
@@ -69,15 +79,17 @@ class Projector:
     """Feeds EVENTS to the read models until stopped, or until a stream sequence is reached."""
 
     def __init__(self, js: JetStreamContext, applier: BatchApplier, backfill: StoreBackfill,
-                 batch_size: int = BATCH_SIZE) -> None:
+                 batch_size: int = BATCH_SIZE, *, bulk: bool = False) -> None:
         """Uses ``js`` for the stream and the dead letters, ``applier`` for the read models,
-        ``backfill`` for what the stream no longer holds."""
+        ``backfill`` for what the stream no longer holds; ``bulk`` (a rebuild) applies batches of up
+        to ``batch_size`` in bulk (``apply_batch``)."""
         self._js = js
         self._applier = applier
         self._backfill = backfill
         self._batch_size = batch_size
         self.backfilled = 0
         """Events applied from the event store because the stream no longer held them."""
+        self._bulk = bulk
 
     async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> Position:
         """Applies the stream until ``stop`` is set (or ``until_seq`` is applied); returns the
@@ -100,7 +112,7 @@ class Projector:
                 await _wait_or_stop(stop, delay)
 
     async def _follow(self, position: Position, stop: asyncio.Event, until_seq: int | None) -> None:
-        feed = EventFeed(self._js, position.stream_seq + 1)
+        feed = EventFeed(self._js, position.stream_seq + 1, capacity=max(5000, 2 * self._batch_size))
         await feed.start()
         OUTAGES.recovered(DEAD_LETTER_CONSUMER)  # PostgreSQL (the position) and NATS (the feed) answered
         log.info("projecting from stream sequence %d (position %d)", position.stream_seq + 1, position.position)
@@ -112,7 +124,8 @@ class Projector:
                 deliveries, complete = await self._deliveries(messages, applied)
                 for start in range(0, len(deliveries), self._batch_size):
                     chunk = deliveries[start:start + self._batch_size]
-                    result = await self._applier.apply(chunk, applied.stream_seq, lambda r: self._dead_letter(loop, r))
+                    result = await self._applier.apply(chunk, applied.stream_seq, lambda r: self._dead_letter(loop, r),
+                                                       bulk=self._bulk)
                     applied = Position(result.position, result.stream_seq)
                     if result.rejected:
                         log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected,
@@ -203,15 +216,18 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
 
 async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = None) -> Position:
     """Drops and recreates the read models, replays EVENTS up to its last sequence at the
-    time of the call, and returns the position reached."""
+    time of the call in bulk (batches of ``REBUILD_BATCH_SIZE``, secondary indexes created at the
+    end), and returns the position reached."""
     runtime = _Runtime(settings)
     try:
         await runtime.open()
         target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
-        await runtime.applier.reset()
+        await runtime.applier.reset(bulk=True)
         log.info("rebuilding the read models from %d stream messages", target)
-        projector = Projector(runtime.js, runtime.applier, runtime.backfill)
-        return await projector.run(stop or asyncio.Event(), until_seq=target)
+        projector = Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE, bulk=True)
+        reached = await projector.run(stop or asyncio.Event(), until_seq=target)
+        await runtime.applier.finish_bulk()
+        return reached
     finally:
         await runtime.close()
 

@@ -12,17 +12,16 @@ Every request is signed with the keypair (Backend.AI HMAC); a GraphQL error rais
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
 
+from services.sdk.errors import BerthAPIError, raise_first
 from services.sdk.signing import sign_request
+from services.sdk.subscriptions import SubscriptionChannel
 
 __all__ = ["BerthAPIError", "BerthClient"]
 
@@ -33,22 +32,6 @@ RETRY_DELAY = 0.5
 """Seconds before its first retry (then twice that)."""
 GRAPHQL_PATH = "/graphql"
 TOKEN_PATH = "/auth/token"
-PROTOCOL = "graphql-transport-ws"
-
-
-class BerthAPIError(Exception):
-    """Raised when the gateway refuses a request; ``code`` is the GraphQL ``extensions.code``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-def _raise_first(errors: list[dict[str, Any]], fallback: str = "GRAPHQL_ERROR") -> None:
-    first = errors[0] if errors else {}
-    code = (first.get("extensions") or {}).get("code") or fallback
-    raise BerthAPIError(str(code), str(first.get("message", "unknown error")))
 
 
 class BerthClient:
@@ -65,7 +48,7 @@ class BerthClient:
         self.access_key = access_key
         self._secret_key = secret_key
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
-        self._ids = itertools.count(1)
+        self._channel = SubscriptionChannel("ws" + self.graphql_url[len("http"):], self.connection_params)
 
     async def __aenter__(self) -> BerthClient:
         return self
@@ -74,7 +57,8 @@ class BerthClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Closes the HTTP connections."""
+        """Closes the HTTP connections and the websocket."""
+        await self._channel.close()
         await self._http.aclose()
 
     def signed_headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
@@ -93,7 +77,7 @@ class BerthClient:
         )
         document = self._document(response)
         if document.get("errors"):
-            _raise_first(document["errors"])
+            raise_first(document["errors"])
         return document.get("data") or {}
 
     async def create_session(self, input: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +109,7 @@ class BerthClient:
         except ValueError:
             raise BerthAPIError(f"HTTP_{response.status_code}", response.text[:500]) from None
         if response.status_code != 200:
-            _raise_first(document.get("errors") or [{"message": response.text[:500]}], f"HTTP_{response.status_code}")
+            raise_first(document.get("errors") or [{"message": response.text[:500]}], f"HTTP_{response.status_code}")
         return document
 
     def connection_params(self) -> dict[str, str]:
@@ -133,49 +117,12 @@ class BerthClient:
         headers = self.signed_headers("GET", self.graphql_url, b"")
         return {name.lower(): value for name, value in headers.items()}
 
-    async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Yields the ``data`` of each result of a subscription until the server completes it."""
-        ws_url = "ws" + self.graphql_url[len("http"):]
-        op_id = str(next(self._ids))
-        try:
-            async with ws_connect(ws_url, subprotocols=[PROTOCOL], open_timeout=30) as ws:  # type: ignore[list-item]
-                await ws.send(json.dumps({"type": "connection_init", "payload": self.connection_params()}))
-                await self._wait_for_ack(ws)
-                await ws.send(json.dumps({"type": "subscribe", "id": op_id,
-                                          "payload": {"query": query, "variables": variables or {}}}))
-                async for raw in ws:
-                    message = json.loads(raw)
-                    kind = message.get("type")
-                    if kind == "ping":
-                        await ws.send(json.dumps({"type": "pong"}))
-                    elif kind == "next" and message.get("id") == op_id:
-                        payload = message.get("payload") or {}
-                        if payload.get("errors"):
-                            _raise_first(payload["errors"])
-                        yield payload.get("data") or {}
-                    elif kind == "error" and message.get("id") == op_id:
-                        _raise_first(message.get("payload") or [])
-                    elif kind == "complete" and message.get("id") == op_id:
-                        return
-        except ConnectionClosed as exc:
-            raise self._closed_error(exc) from exc
+    @property
+    def websocket_connects(self) -> int:
+        """How many times this client opened its websocket (one while it stays up)."""
+        return self._channel.connects
 
-    @staticmethod
-    async def _wait_for_ack(ws: Any) -> None:
-        while True:
-            message = json.loads(await ws.recv())
-            if message.get("type") == "connection_ack":
-                return
-            if message.get("type") == "ping":
-                await ws.send(json.dumps({"type": "pong"}))
-
-    @staticmethod
-    def _closed_error(exc: ConnectionClosed) -> BerthAPIError:
-        reason = exc.rcvd.reason if exc.rcvd is not None else ""
-        code = exc.rcvd.code if exc.rcvd is not None else None
-        for refusal in ("RATE_LIMITED", "SUBSCRIPTION_LIMIT"):
-            if reason.startswith(f"{refusal}: "):
-                return BerthAPIError(refusal, reason.removeprefix(f"{refusal}: "))
-        if code == 4403 or reason.startswith("UNAUTHENTICATED"):
-            return BerthAPIError("UNAUTHENTICATED", reason.removeprefix("UNAUTHENTICATED: ") or "connection refused")
-        return BerthAPIError("CONNECTION_CLOSED", f"websocket closed ({code}): {reason}")
+    def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> AsyncGenerator[dict[str, Any], None]:
+        """Yields the ``data`` of each result of a subscription until the server completes it; every
+        subscription of this client runs on one warm websocket (``subscriptions.SubscriptionChannel``)."""
+        return self._channel.subscribe(query, variables)

@@ -12,13 +12,12 @@ from contracts import commands as c
 from services.application.agents import Agents
 from services.application.context import make_context
 from services.application.sessions import Sessions
-from services.gateway.execution.runs import _until_recorded
+from services.gateway.execution_audit import OUTAGE as AUDIT
+from services.gateway.execution_audit import ExecutionAudit
 from tests.integration.test_flow_outages import outage_tries
 from tests.integration.test_report_batches import placed
 from tests.support.tcp_proxy import tcp_proxy
 from tests.support.waiting import async_wait_for
-
-AUDIT = "gateway-execution-audit"
 
 
 def execution(kernel_id: str, run_id: str = "run-1") -> c.RecordExecution:
@@ -53,15 +52,17 @@ async def test_the_audit_record_waits_out_a_database_outage(pg_dsn: str, apps: t
         try:
             await proxy.close()
 
-            async def record() -> None:
-                await asyncio.to_thread(gateway_store.record_execution, "s1", execution(kernel_id),
-                                        make_context("AK"), seen_version=seen)
+            async def record(session_id: str, command: c.RecordExecution, ctx, seen_version: int | None) -> None:
+                await asyncio.to_thread(gateway_store.record_execution, session_id, command, ctx,
+                                        seen_version=seen_version)
 
-            task = asyncio.create_task(_until_recorded(record, "execution run-1"))
+            audit = ExecutionAudit(record, retry_delays=(0.2,))
+            await audit.submit("s1", execution(kernel_id), make_context("AK"), seen_version=seen)
             await async_wait_for(lambda: outage_tries(AUDIT) >= 2, timeout=120, message="retried while away")
-            assert not task.done() and executions(sessions, "s1") == []
+            assert audit.recorded == 0 and executions(sessions, "s1") == []
             await proxy.open()
-            await asyncio.wait_for(task, 60)
+            await audit.close(timeout=60)
+            assert audit.recorded == 1
         finally:
             await asyncio.to_thread(gateway_store.close)
     assert executions(sessions, "s1") == ["run-1"]

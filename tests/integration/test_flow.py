@@ -20,6 +20,7 @@ from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event, Metadata
 from contracts.subjects import DEADLETTER_STREAM, EVENTS_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, event_subject
 from domain.emitting import Context, Emitter
+from services.common import flow
 from services.common.flow import Following, PermanentError, Subscription, consume, follow, open_broker
 from tests.support.waiting import async_wait_for
 
@@ -134,6 +135,38 @@ async def test_a_batch_handler_settles_each_message_by_its_outcome(nats_url: str
         letters = await async_wait_for_letters(js, "flowtest-a1", 1)
     assert [decode_event(m.data).kernel_id for m in letters] == ["bad-2"]  # type: ignore[attr-defined]
     assert sorted(target.handled) == ["ok-1", "ok-3", "ok-4", "ok-5"]
+
+
+class BatchRecorder(Recorder):
+    """Also records the size of every batch handed over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def batch(self, messages: list[Any]) -> list[BaseException | None]:
+        self.sizes.append(len(messages))
+        return await super().batch(messages)
+
+
+async def test_a_batched_consumer_hands_over_what_is_there_without_waiting_to_fill(
+    nats_url: str, js: JetStreamContext, monkeypatch: Any
+) -> None:
+    """A lone message reaches the batch handler at once, not after the batch wait (set far beyond the
+    deadlines here); messages that queued up meanwhile still go together."""
+    monkeypatch.setattr(flow, "BATCH_WAIT", 20.0)
+    target = BatchRecorder()
+    await publish(js, [assigned("a1", v, f"ok-{v}") for v in range(1, 11)])
+    batched = Subscription(name="flowtest-{agent_id}", stream=EVENTS_STREAM, durable=True, aggregate="{agent_id}",
+                           routes={ev.KernelAssigned: BatchRecorder.batch}, batch=16)
+    async with running(nats_url, js, batched, target):
+        await async_wait_for(lambda: len(target.handled) == 10, timeout=8, message=f"handled {target.handled}")
+        assert max(target.sizes) > 1, f"queued messages go together: {target.sizes}"
+        for v in (11, 12):  # one at a time, while the consumer waits
+            await publish(js, [assigned("a1", v, f"ok-{v}")])
+            await async_wait_for(lambda: f"ok-{v}" in target.handled, timeout=8,  # noqa: B023 - waited here
+                                 message=f"a lone message waited for the batch to fill: {target.handled}")
+    assert sorted(target.handled) == sorted(f"ok-{v}" for v in range(1, 13))
 
 
 async def test_a_restarted_durable_consumer_resumes_where_it_stopped(nats_url: str, js: JetStreamContext) -> None:

@@ -58,6 +58,26 @@ async def test_session_events_stream_live_and_resume_without_repeats(served: str
         assert [e["position"] for e in resumed] == [terminated["position"]]
 
 
+async def test_a_client_runs_its_subscriptions_on_one_warm_websocket(
+    served: str, keys: Keys, clean_streams, pg_dsn: str
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice:
+        mine = (await alice.execute(CREATE, {"input": {}}))["createSession"]
+        await publish_from_store(clean_streams, pg_dsn, 0)
+        one_after_another = [await take(alice, mine["sessionId"], 1) for _ in range(3)]
+        side_by_side = await asyncio.gather(*(take(alice, mine["sessionId"], 1) for _ in range(3)))
+        assert {e[0]["position"] for e in one_after_another + side_by_side} == {mine["position"]}
+        left_early = alice.subscribe(SUBSCRIBE, {"id": mine["sessionId"], "from": mine["position"]})
+        waiting = asyncio.ensure_future(left_early.__anext__())  # nothing comes: the session has no later event
+        await asyncio.sleep(0)
+        waiting.cancel()  # the caller gives up: the operation is completed towards the server
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await left_early.aclose()
+        assert await take(alice, mine["sessionId"], 1) == one_after_another[0]
+        assert alice.websocket_connects == 1
+
+
 async def test_subscription_checks_ownership_and_credentials(served: str, keys: Keys) -> None:
     async with BerthClient(served, *keys.alice) as alice, BerthClient(served, *keys.bob) as bob, \
             BerthClient(served, keys.alice[0], "wrong-secret") as forger:

@@ -4,17 +4,17 @@ Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
 ``io.agent.<agent_id>.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
 ``exec.agent.<agent_id>``; the agent streams ``ExecChunk``s and one ``ExecDone``. Only the
 outcome is recorded, as ``session.execution_finished`` (run id, exit code, duration, code
-digest, the caller as actor).
+digest, the caller as actor), off the critical path: the record is handed to the gateway's
+``ExecutionAudit`` (``services/gateway/execution_audit.py``) and ``done`` goes out without waiting for the store.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 
 import msgspec
 import nats.errors
@@ -36,7 +36,6 @@ from contracts.execution import (
 from contracts.status import SessionStatus
 from domain.session import SessionState
 from services.application.context import make_context
-from services.common.transient import OUTAGES, backoff, unavailable_dependency
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
 from services.gateway.limits import checked_choice
@@ -44,7 +43,7 @@ from services.gateway.sessions.ownership import owned_session
 from services.gateway.sessions.refs import resolve_session_id
 from services.gateway.subscription_guard import subscription_slot
 
-__all__ = ["ExecItem", "execute", "finish_recording", "session_logs"]
+__all__ = ["ExecItem", "execute", "session_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ async def execute(
                     expected += 1
                     if isinstance(item, ExecDone):
                         finished = True
-                        await _record(info, state, request, item)
+                        await _audit(info, state, request, item)
                         yield ExecItem(run_id=run_id, kind="done", exit_code=item.exit_code,
                                        duration_ms=item.duration_ms, truncated=item.truncated)
                         return
@@ -145,60 +144,14 @@ async def _interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> No
         log.info("could not interrupt run %s of kernel %s: %s", run_id, kernel_id, exc)
 
 
-async def _record(info: Info, state: SessionState, request: ExecRequest, done: ExecDone) -> None:
-    """Records the run's ``ExecutionFinished``, waiting out a database outage; the record goes on
-    when the caller goes away meanwhile (it is in ``_RECORDING`` until it is done)."""
-    principal = caller(info)
-    resources = info.context.resources
+async def _audit(info: Info, state: SessionState, request: ExecRequest, done: ExecDone) -> None:
+    """Hands the run's record to the audit (written after ``done`` went out, never dropped)."""
     command = c.RecordExecution(
         run_id=request.run_id, kernel_id=request.kernel_id, mode=request.mode.value, exit_code=done.exit_code,
         duration_ms=done.duration_ms, code_digest="sha256:" + hashlib.sha256(request.code.encode()).hexdigest(),
     )
-
-    async def record() -> None:
-        await resources.call(resources.sessions.record_execution, state.id, command,
-                             make_context(principal.access_key), seen_version=state.version)
-
-    what = f"execution {request.run_id} of session {state.id}"
-    task = asyncio.create_task(_until_recorded(record, what), name=what)
-    _RECORDING.add(task)
-    task.add_done_callback(_RECORDING.discard)
-    await asyncio.shield(task)
-
-
-_RECORDING: set[asyncio.Task[None]] = set()
-"""Audit records still being written (kept referenced until done)."""
-
-
-async def finish_recording(timeout: float) -> None:
-    """Waits up to ``timeout`` seconds for the audit records still being written (the gateway is
-    stopping); logs, as an error, each one it has to give up."""
-    pending = set(_RECORDING)
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)
-    for task in pending - {t for t in pending if t.done()}:
-        log.error("stopping with an execution audit record not written: %s", task.get_name())
-        task.cancel()
-
-
-async def _until_recorded(record: Callable[[], Awaitable[None]], what: str) -> None:
-    """Calls ``record`` until it succeeds, retrying while the database is away (idempotent: see
-    ``Sessions.record_execution``); any other failure is logged as the error it is."""
-    tries = 0
-    while True:
-        try:
-            await record()
-        except Exception as exc:  # noqa: BLE001 - the run happened; its output still reaches the caller
-            if unavailable_dependency(exc) is None:
-                log.exception("could not record %s", what)
-                return
-            tries += 1
-            OUTAGES.failed("gateway-execution-audit", unavailable_dependency(exc) or "", exc)
-            await asyncio.sleep(backoff(tries))
-            continue
-        if tries:
-            OUTAGES.recovered("gateway-execution-audit")
-        return
+    await info.context.resources.execution_audit.submit(state.id, command, make_context(caller(info).access_key),
+                                                        seen_version=state.version)
 
 
 async def session_logs(info: Info, session_id: str) -> str:

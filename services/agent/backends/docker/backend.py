@@ -50,7 +50,10 @@ DEFAULT_RUNNER_DIR = Path(__file__).resolve().parents[2] / "runner"
 NEVER_STARTED = "0001-01-01T00:00:00Z"
 LISTEN_TIMEOUT = 30.0
 """Seconds an interactive kernel's runner gets to open its socket after the start."""
-POLL_INTERVAL = 0.02
+POLL_INTERVAL = 0.005
+"""Seconds between two looks for the runner's socket (a ``stat``; the start waits for it)."""
+STATE_CHECK_EVERY = 100
+"""Looks for the socket between two asks to the engine whether the container still runs (0.5 s)."""
 
 
 class DockerBackend(KernelBackend):
@@ -169,7 +172,7 @@ class DockerBackend(KernelBackend):
         socket, checks = self._paths(kernel_id).socket, 0
         while not socket.exists():
             checks += 1
-            if checks % 25 == 0 and not (await container.show())["State"].get("Running"):
+            if checks % STATE_CHECK_EVERY == 0 and not (await container.show())["State"].get("Running"):
                 await self._save_log(container, kernel_id)
                 await self._discard(container, kernel_id)
                 tail = self._paths(kernel_id).log.read_text(errors="replace")[-2000:]

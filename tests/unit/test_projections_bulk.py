@@ -1,0 +1,137 @@
+"""The bulk path of a rebuild (``apply_batch(..., bulk=True)``: large batches, inserts with
+COPY) gives exactly the tables of the incremental path, on a history that touches every
+read model, with values that COPY must escape."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+import psycopg
+
+from contracts import agent as ag
+from contracts import session as ss
+from contracts import tenancy as tn
+from contracts.envelope import Event
+from contracts.quota import QuotaConsumed, QuotaReleased, QuotaScope, quota_id
+from contracts.status import Reason, SessionStatus
+from contracts.tenancy import KeypairLimits, ResourceGroupOptions, Role
+from projections.delivery import Delivery
+from projections.position import Position, read_position
+from projections.rebuild import dump_read_models, reset_read_models, secondary_indexes
+from projections.runner import apply_batch
+from projections.schema import create_schema
+from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
+
+ODD = 'tab\there "quoted" back\\slash\nnew line, \\N, ünïcødé, \x01'
+"""Text that COPY's text format must escape (tabs, newlines, backslashes, its NULL marker)."""
+
+
+def mixed_history(build: Builder, sessions: int) -> list[Event]:
+    """Every kind of event the read models apply, interleaved across aggregates."""
+    qid = quota_id(QuotaScope.PROJECT, "ml")
+    events: list[Event] = [
+        build(tn.DomainCreated, "domain_lab", name="lab", description=ODD, total_resource_slots={"cpu": Decimal(64)}),
+        build(tn.ProjectCreated, "project_ml", name="ml", domain="lab"),
+        build(tn.UserCreated, "user_alice", name="alice", domain="lab", role=Role.ADMIN, projects=["ml"]),
+        build(tn.ResourcePolicyCreated, "policy_small", name="small",
+              limits=KeypairLimits(total_resource_slots={"cpu": Decimal(8)}, max_pending_session_count=2)),
+        build(tn.KeypairCreated, "AKIAALICE", user="alice", role=Role.ADMIN, domain="lab", resource_policy="small"),
+        build(tn.ResourceGroupCreated, "rgroup_gpu", name="gpu", options=ResourceGroupOptions()),
+        build.registered("a1", cpu="64", mem=str(64 * 1024**3)),
+        build.registered("a2", cpu="64", mem=str(64 * 1024**3)),
+    ]
+    for i in range(sessions):
+        sid, agent = f"s{i}", f"a{1 + i % 2}"
+        kernels = [(f"k{i}-{j}", slots("1", "1024", cuda_shares="0.5")) for j in range(1 + i % 3)]
+        events.append(build.requested(sid, *kernels, name=f"job {ODD} {i}"))
+        if i % 5 == 4:
+            events.append(build(ss.SessionPendingReasonChanged, sid, code="no-agent", message=f"none fits: {ODD}"))
+            events.append(build.status(sid, SessionStatus.CANCELLED, Reason.USER_REQUESTED))
+            continue
+        events.append(build(QuotaConsumed, qid, scope=QuotaScope.PROJECT, name="ml",
+                            allocations={sid: slots(str(len(kernels)), str(1024 * len(kernels)))}))
+        events.append(build.scheduled(sid, **{kid: agent for kid, _ in kernels}))
+        for kid, amount in kernels:
+            events.append(build(ag.KernelAssigned, agent, kernel_id=kid, session_id=sid, image="py", slots=amount))
+            events.append(build(ss.KernelPreparing, sid, kernel_id=kid))
+            events.append(build(ss.KernelProgressed, sid, kernel_id=kid, detail=f"pulling: {ODD}"))
+            events.append(build(ss.KernelCreating, sid, kernel_id=kid))
+            events.append(build(ss.KernelStarted, sid, kernel_id=kid, container_id=f"c-{kid}"))
+        events.append(build.status(sid, SessionStatus.RUNNING, Reason.ALL_KERNELS_RUNNING))
+        if i % 3 == 0:
+            for kid, _ in kernels:
+                events.append(build(ss.KernelTerminated, sid, kernel_id=kid, exit_code=i % 2, reason=Reason.USER_REQUESTED))
+                events.append(build(ag.KernelReleased, agent, kernel_id=kid, session_id=sid))
+            events.append(build(QuotaReleased, qid, scope=QuotaScope.PROJECT, name="ml", session_id=sid,
+                                slots=slots(str(len(kernels)), str(1024 * len(kernels)))))
+            events.append(build.status(sid, SessionStatus.TERMINATED, Reason.USER_REQUESTED))
+    events += [
+        build(tn.KeypairPolicyChanged, "AKIAALICE", resource_policy="default"),
+        build(tn.DomainUpdated, "domain_lab", total_resource_slots={"cpu": Decimal(32)}),
+        build(ag.AgentLost, "a2", last_seen=1.5),
+    ]
+    return events
+
+
+def unknown_type(feed: Feeder, build: Builder) -> Delivery:
+    """A message of a type this version does not know: it reaches only the event log."""
+    envelope = msgspec.json.decode(msgspec.json.encode(build.registered("a9", cpu="1", mem="1")))
+    envelope.update(type="agent.from_the_future", note=ODD)
+    feed.position += 1
+    feed.stream_seq += 1
+    return Delivery(feed.stream_seq, "ev.agent.a9.from_the_future", str(feed.position), msgspec.json.encode(envelope))
+
+
+def replay(conn: psycopg.Connection, deliveries: list[Delivery], size: int, *, bulk: bool) -> None:
+    for start in range(0, len(deliveries), size):
+        result = apply_batch(conn, deliveries[start:start + size], on_reject=_no_rejects, bulk=bulk)
+        assert result.rejected == 0
+
+
+def _no_rejects(rejected: object) -> None:
+    raise AssertionError(f"rejected: {rejected}")
+
+
+def test_bulk_rebuild_gives_the_incremental_tables(feed: Feeder, build: Builder) -> None:
+    events = mixed_history(build, 30)
+    deliveries = [feed.delivery(e) for e in events[:40]] + [unknown_type(feed, build)]
+    deliveries += [feed.delivery(e) for e in events[40:]]
+    replay(feed.conn, deliveries, 7, bulk=False)
+    incremental = dump_read_models(feed.conn)
+    assert len(incremental["sessions"]) == 30 and len(incremental["event_log"]) == len(deliveries)
+    assert all(incremental.values()), "every read model has rows"
+
+    for size in (len(deliveries), 50):  # one batch, then batches that cut histories apart
+        reset_read_models(feed.conn, bulk=True)
+        replay(feed.conn, deliveries, size, bulk=True)
+        create_schema(feed.conn)
+        assert dump_read_models(feed.conn) == incremental
+        assert read_position(feed.conn) == Position(feed.position, feed.stream_seq)
+
+
+def test_a_poison_event_in_a_bulk_batch_is_isolated(feed: Feeder, build: Builder) -> None:
+    good = [build.requested(f"s{i}", (f"k{i}", slots("1", "1"))) for i in range(3)]
+    orphan = build(ss.KernelStarted, "ghost", kernel_id="kx", container_id="c")
+    result = apply_batch(feed.conn, [feed.delivery(e) for e in (good[0], orphan, *good[1:])],
+                         on_reject=feed.rejected.append, bulk=True)
+    assert (result.applied, result.rejected) == (3, 1)
+    assert "no session ghost" in feed.rejected[0].error
+    assert feed.rows("SELECT session_id FROM sessions ORDER BY 1") == [("s0",), ("s1",), ("s2",)]
+    assert feed.rows("SELECT position FROM event_log ORDER BY 1") == [(1,), (3,), (4,)]
+
+
+def test_a_bulk_reset_leaves_out_only_the_secondary_indexes_until_the_schema_is_created(
+    read_models: psycopg.Connection,
+) -> None:
+    def indexes() -> set[str]:
+        return {name for (name,) in read_models.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()").fetchall()}
+
+    everything, secondary = indexes(), secondary_indexes(read_models)
+    assert {"sessions_status", "event_log_aggregate", "kernels_session"} <= set(secondary)
+    reset_read_models(read_models, bulk=True)
+    assert secondary_indexes(read_models) == []
+    assert indexes() == everything - set(secondary)  # primary keys and unique indexes stay
+    create_schema(read_models)
+    assert indexes() == everything and secondary_indexes(read_models) == secondary
