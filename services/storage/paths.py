@@ -7,9 +7,9 @@ instead of leading out of the folder. The last component is opened by the caller
 the returned parent fd, again with ``O_NOFOLLOW``. Nothing here calls ``realpath`` and then opens
 by name (that races with a rename).
 
-``split_path`` checks the text first (the rules of ``contracts.vfolder.check_folder_path``):
-relative POSIX, NFC, no NUL, no ``.``/``..``/empty component, each component ≤ 255 bytes, the
-whole ≤ 4096 bytes.
+``split_path`` checks the text first with ``contracts.vfolder.check_folder_path`` (the one
+validator): relative POSIX, NFC, no NUL, no ``.``/``..``/empty component, each component ≤ 255
+bytes, the whole ≤ 4096 bytes.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import unicodedata
 from collections.abc import Iterator
 
-__all__ = ["MAX_COMPONENT_BYTES", "MAX_PATH_BYTES", "PathError", "open_dir", "open_parent", "split_path"]
+from contracts.vfolder import FolderPathError, check_folder_path
 
-MAX_COMPONENT_BYTES = 255
-MAX_PATH_BYTES = 4096
+__all__ = ["PathError", "open_dir", "open_parent", "split_path"]
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -32,33 +31,14 @@ class PathError(ValueError):
 
 
 def split_path(path: str) -> tuple[str, ...]:
-    """Returns the components of a folder-relative path ("" → the folder itself); raises
-    ``PathError`` naming the rule it breaks."""
-    if not isinstance(path, str):
-        raise PathError("a path is a string")
-    if "\x00" in path:
-        raise PathError("a path has no NUL character")
+    """Returns the components of a folder-relative path ("" → the folder itself), checked by
+    ``contracts.vfolder.check_folder_path`` (which normalises: NFC, a trailing ``/`` dropped);
+    raises ``PathError`` naming the rule it breaks."""
     try:
-        encoded = path.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise PathError("a path is valid UTF-8") from exc
-    if len(encoded) > MAX_PATH_BYTES:
-        raise PathError(f"a path is at most {MAX_PATH_BYTES} bytes")
-    if path == "":
-        return ()
-    if path.startswith("/"):
-        raise PathError("a path is relative to its folder (no leading '/')")
-    if unicodedata.normalize("NFC", path) != path:
-        raise PathError("a path is in Unicode NFC form")
-    parts = tuple(path.split("/"))
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise PathError(f"a path has no empty, '.' or '..' component: {path!r}")
-        if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            raise PathError(f"a path component is at most {MAX_COMPONENT_BYTES} bytes")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in part):
-            raise PathError("a path has no control characters")
-    return parts
+        normal = check_folder_path(path, allow_root=True)
+    except FolderPathError as exc:
+        raise PathError(str(exc)) from None
+    return tuple(normal.split("/")) if normal else ()
 
 
 def _open_child_dir(parent: int, name: str, create: bool) -> int:
