@@ -21,13 +21,21 @@ from collections.abc import Iterator
 
 from contracts.vfolder import FolderPathError, check_folder_path
 
-__all__ = ["PathError", "open_dir", "open_parent", "split_path"]
+__all__ = ["MissingPathError", "PathError", "open_dir", "open_parent", "split_path"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class PathError(ValueError):
-    """Raised when a path is malformed, escapes its folder, crosses a symlink, or is missing."""
+    """Raised when a path is malformed, escapes its folder or crosses a symlink (HTTP 400)."""
+
+    status = 400
+
+
+class MissingPathError(PathError):
+    """Raised when a path names nothing (HTTP 404)."""
+
+    status = 404
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -46,7 +54,7 @@ def _open_child_dir(parent: int, name: str, create: bool) -> int:
         return os.open(name, _DIR_FLAGS, dir_fd=parent)
     except FileNotFoundError:
         if not create:
-            raise PathError(f"no such directory: {name!r}") from None
+            raise MissingPathError(f"no such directory: {name!r}") from None
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o755, dir_fd=parent)
         return _open_child_dir(parent, name, create=False)

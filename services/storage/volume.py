@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from services.storage.paths import PathError, open_dir, open_parent, split_path
+from services.storage.paths import MissingPathError, PathError, open_dir, open_parent, split_path
 
-__all__ = ["Entry", "PosixVolume", "Volume", "VolumeError", "check_folder_id"]
+__all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id"]
 
 _FOLDER_ID = re.compile(r"vfolder_[0-9a-f]{32}")
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -32,7 +32,15 @@ MAX_LIST_ENTRIES = 10_000
 
 
 class VolumeError(Exception):
-    """Raised when an operation cannot be done (a missing folder, an existing destination)."""
+    """Raised when an operation cannot be done (an existing destination: HTTP 409)."""
+
+    status = 409
+
+
+class MissingFolderError(VolumeError):
+    """Raised when a folder does not exist on its volume (HTTP 404)."""
+
+    status = 404
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class Entry:
 def check_folder_id(folder_id: str) -> str:
     """Returns ``folder_id`` when it is ``vfolder_<32 hex>``; raises ``VolumeError``."""
     if not isinstance(folder_id, str) or not _FOLDER_ID.fullmatch(folder_id):
-        raise VolumeError(f"not a folder id: {folder_id!r}")
+        raise MissingFolderError(f"not a folder id: {folder_id!r}")
     return folder_id
 
 
@@ -102,7 +110,7 @@ class PosixVolume:
         try:
             fd = os.open(self.folder_path(folder_id), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            raise VolumeError(f"folder {folder_id} does not exist on volume {self.name}") from None
+            raise MissingFolderError(f"folder {folder_id} does not exist on volume {self.name}") from None
         try:
             yield fd
         finally:
@@ -185,7 +193,7 @@ class PosixVolume:
             try:
                 fd = os.open(name, _FILE_FLAGS, dir_fd=parent)
             except FileNotFoundError:
-                raise PathError(f"no such file: {path!r}") from None
+                raise MissingPathError(f"no such file: {path!r}") from None
             except OSError as exc:
                 raise PathError(f"not a regular file: {path!r}") from exc
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -245,7 +253,7 @@ class PosixVolume:
             try:
                 os.stat(sname, dir_fd=sp, follow_symlinks=False)
             except FileNotFoundError:
-                raise PathError(f"no such entry: {src!r}") from None
+                raise MissingPathError(f"no such entry: {src!r}") from None
             with contextlib.suppress(FileNotFoundError):
                 os.stat(dname, dir_fd=dp, follow_symlinks=False)
                 raise VolumeError(f"{dst!r} exists")
