@@ -21,6 +21,7 @@ from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair
 from services.gateway.main import build_app
+from services.gateway.vfolders.transfers import MAX_UPLOAD_BYTES
 from services.sdk.client import BerthClient
 from tests.support.gateway import Keys, client_for, create_user, keys, read_models  # noqa: F401 - fixtures
 from tests.support.tenancy import catch_up, refused
@@ -138,7 +139,7 @@ async def test_invitations_are_accepted_and_give_the_invited_permission(
     ticket = (await bob.execute(UPLOAD, {"f": folder_id, "p": "in/b.bin", "s": 10}))["requestUpload"]
     claims = verify_token(KEY, ticket["token"], op="upload", now=time.time(), path="in/b.bin", folder=folder_id)
     assert (claims.user, claims.max_bytes, claims.quota_scope, ticket["url"]) == (
-        "bob", 10, "user:alice", "http://127.0.0.1:9")
+        "bob", MAX_UPLOAD_BYTES, "user:alice", "http://127.0.0.1:9")  # no limit: the largest upload
 
 
 async def test_trash_restore_trash_purge_frees_the_name(

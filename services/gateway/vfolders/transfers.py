@@ -7,8 +7,11 @@ Each needs the folder ready, the caller's permission (read: ro; upload, mkdir, m
 wd, as Backend.AI) and its policy's volume permission (download-file / upload-file). An upload's
 size is checked against the quota at issue: ``max_bytes`` = the least of what the quota scope
 (the owner's user or project) and the folder's own cap have left (0 limits: none); over it is
-QUOTA and nothing is issued. The token carries ``max_bytes`` = the upload's size, so the storage
-service refuses a longer upload; concurrent uploads are bounded there (its reservation per scope).
+QUOTA and nothing is issued. The token carries that ``max_bytes`` (the remaining quota at issue;
+``MAX_UPLOAD_BYTES`` when no limit applies) and the folder's quota scope: the storage service refuses
+an ``Upload-Length`` over it and bounds concurrent uploads of one scope by its reservation of
+in-flight bytes (see services/storage). What is not enforced here: writes from inside a session to a
+mounted folder (they show in the usage measured afterwards).
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ class TransferQuery:
 @strawberry.type
 class TransferMutation:
     @strawberry.mutation(description="A token to upload `size` bytes to `path` of a folder you may write (tus at "
-                         "`url`); QUOTA when the folder's or its scope's quota has less left.")
+                         "`url`); QUOTA when the folder's or its scope's quota has less left; `maxBytes`: the quota "
+                         "left at issue, the most the storage service accepts with this token.")
     async def request_upload(self, info: Info, folder: str, path: str, size: float) -> TransferTicket:
         normal = _path(path)
         if size != size or size < 0 or size != int(size) or size > MAX_UPLOAD_BYTES:
@@ -114,8 +118,9 @@ class TransferMutation:
         if left is not None and int(size) > left:
             raise GatewayError(QUOTA, f"an upload of {int(size)} bytes is over the quota: {left} bytes left in "
                                       f"{state.quota_scope} and folder {state.name!r}")
-        minted = _mint(info, actor, state, normal, "upload", max_bytes=int(size))
-        return _ticket(minted, normal, int(size))
+        max_bytes = MAX_UPLOAD_BYTES if left is None else min(left, MAX_UPLOAD_BYTES)
+        minted = _mint(info, actor, state, normal, "upload", max_bytes=max_bytes)
+        return _ticket(minted, normal, max_bytes)
 
     @strawberry.mutation(description="A token to download a file of a folder you may read (GET `url`/download, "
                          "Range supported).")
