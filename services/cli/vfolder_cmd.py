@@ -16,6 +16,7 @@ import click
 from services.cli.connection import connect_client
 from services.cli.output import Output
 from services.cli.running import run_async
+from services.sdk.client import BerthAPIError
 
 __all__ = ["FOLDER_FIELDS", "STORAGE_COLUMNS", "human_bytes", "storage_rows", "vfolder"]
 
@@ -43,6 +44,7 @@ ACCEPT = "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id
 REJECT = "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id position } }"
 LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id position } }"
 STORAGE = "query { storageUsage { quotaScope folders usageBytes usageFiles limitBytes } }"
+SCOPE = "query($s: [String!]) { storageUsage(scopes: $s) { quotaScope folders usageBytes limitBytes } }"
 
 COLUMNS = [("id", "ID"), ("name", "NAME"), ("owner", "OWNER"), ("ownerKind", "KIND"), ("myPermission", "PERM"),
            ("status", "STATUS"), ("usage", "USAGE"), ("volume", "VOLUME")]
@@ -132,10 +134,19 @@ async def ls(out: Output, status: str | None, include_purged: bool, quiet: bool)
 @click.pass_obj
 @run_async
 async def info(out: Output, folder: str) -> None:
-    """Show FOLDER: owner, permissions, status, usage next to its quota, who it is shared with."""
+    """Show FOLDER: owner, permissions, status, usage next to its quota and its quota scope's, who
+    it is shared with."""
     async with connect_client() as client:
         row = (await client.execute(ONE, {"f": folder, "p": None}))["vfolder"]
-    out.record(_shown(row), FOLDER_FIELDS)
+        try:
+            (scope,) = (await client.execute(SCOPE, {"s": [row["quotaScope"]]}))["storageUsage"]
+        except BerthAPIError:  # a scope not yours (a folder shared with you): its figures are not shown
+            scope = None
+    shown = _shown(row)
+    if scope is not None:
+        limit = human_bytes(scope["limitBytes"]) if scope["limitBytes"] else "none"
+        shown["scopeUsage"] = f"{human_bytes(scope['usageBytes'])} of {limit} ({scope['folders']} folders)"
+    out.record(shown, [*FOLDER_FIELDS[:17], ("scopeUsage", "scope usage"), *FOLDER_FIELDS[17:]])
 
 
 @vfolder.command("rename")

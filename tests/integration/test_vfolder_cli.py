@@ -59,7 +59,7 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     (seen,) = await as_json(served, bob, "vfolder", "ls")
     assert (seen["id"], seen["myPermission"], seen["status"]) == (folder_id, "rw", "ready")
     _, text, _ = await berth(served, alice, "vfolder", "info", "data")
-    assert "3.0 MiB" in text and "bob:rw" in text
+    assert "3.0 MiB" in text and "bob:rw" in text and "3.0 MiB of none (1 folders)" in text
     await as_json(served, alice, "vfolder", "unshare", "data", "bob")
     assert await as_json(served, bob, "vfolder", "ls") == []
 
