@@ -25,7 +25,7 @@ from contracts.vfolder import (
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError, NotFoundError
 from domain.vfolder.access import Actor, check_volume, may_see, require, require_manager
-from domain.vfolder.state import VFolderState
+from domain.vfolder.state import Invitation, VFolderState
 
 __all__ = [
     "MAX_QUOTA_BYTES",
@@ -220,7 +220,7 @@ def invite(state: VFolderState | None, invitation_id: str, invitee: str, permiss
                               by=actor.user)]
 
 
-def _pending(state: VFolderState | None, invitation_id: str, actor: Actor):  # type: ignore[no-untyped-def]
+def _pending(state: VFolderState | None, invitation_id: str, actor: Actor) -> tuple[VFolderState, Invitation]:
     invitation = state.invitation(invitation_id) if state is not None else None
     if state is None or invitation is None or invitation.invitee != actor.user:
         raise InvalidRequestError(f"no invitation {invitation_id!r} for you")

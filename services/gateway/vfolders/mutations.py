@@ -9,6 +9,7 @@ import strawberry
 
 from contracts.subjects import SubjectError, check_token
 from contracts.vfolder import DEFAULT_VOLUME, OwnerKind
+from domain.emitting import Context
 from domain.vfolder.decide import NewFolder
 from projections.queries import vfolders as q
 from services.application.context import make_context
@@ -31,7 +32,7 @@ class CreateVFolderInput:
     cloneable: bool = False
 
 
-def _ctx(info: Info):  # type: ignore[no-untyped-def]
+def _ctx(info: Info) -> Context:
     """The decision context: events' actor is the caller's access key (``by`` names its user)."""
     return make_context(caller(info).access_key)
 

@@ -31,7 +31,7 @@ from services.gateway.errors import BAD_INPUT, CONFLICT, QUOTA, GatewayError, fr
 from services.gateway.readmodels import read
 from services.gateway.resources import Resources
 from services.gateway.vfolders.access import acting, load_folder
-from services.gateway.vfolders.storage_client import MAX_LISTING, StorageClient
+from services.gateway.vfolders.storage_client import MAX_LISTING, Minted, StorageClient
 from services.gateway.vfolders.types import FolderFile, TransferTicket, VFolderResult
 
 __all__ = ["TransferMutation", "TransferQuery", "remaining_bytes"]
@@ -79,14 +79,15 @@ def remaining_bytes(scope_limit: int, scope_usage: int, folder_cap: int, folder_
     return max(0, min(left)) if left else None
 
 
-def _ticket(minted: object, path: str, max_bytes: int = 0) -> TransferTicket:
-    return TransferTicket(url=minted.url, token=minted.token, expires_at=minted.expires_at,  # type: ignore[attr-defined]
-                          path=path, max_bytes=max_bytes)
+def _ticket(minted: Minted, path: str, max_bytes: int = 0) -> TransferTicket:
+    return TransferTicket(url=minted.url, token=minted.token, expires_at=minted.expires_at, path=path,
+                          max_bytes=max_bytes)
 
 
-def _mint(info: Info, actor: Actor, state: VFolderState, path: str, op: StorageOp, **extra: object):  # type: ignore[no-untyped-def]
+def _mint(info: Info, actor: Actor, state: VFolderState, path: str, op: StorageOp, *, max_bytes: int = 0,
+          dst: str = "") -> Minted:
     return storage_client(info).mint(folder=state.id, volume=state.volume, path=path, op=op, user=actor.user,
-                                     quota_scope=state.quota_scope, **extra)  # type: ignore[arg-type]
+                                     quota_scope=state.quota_scope, max_bytes=max_bytes, dst=dst)
 
 
 @strawberry.type
