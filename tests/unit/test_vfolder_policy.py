@@ -1,5 +1,6 @@
 """The storage fields of a resource policy: max_vfolder_count, max_quota_scope_size and
-allowed_vfolder_hosts (validated by the tenancy domain), and their defaults."""
+allowed_vfolder_hosts (validated by the tenancy domain), their defaults, and what an upload may
+add under the scope's limit and the folder's cap."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contracts.tenancy_commands import LimitsChange
 from contracts.vfolder import VolumePermission
 from domain.errors import InvalidRequestError
 from domain.tenancy.values import apply_limits
+from services.gateway.vfolders.transfers import remaining_bytes
 
 
 def test_the_defaults_allow_everything_on_the_default_volume() -> None:
@@ -29,3 +31,15 @@ def test_storage_limits_are_set_and_validated() -> None:
         apply_limits(KeypairLimits(), LimitsChange(allowed_vfolder_hosts={"a b": []}))
     with pytest.raises(InvalidRequestError, match="max_quota_scope_size"):
         apply_limits(KeypairLimits(), LimitsChange(max_quota_scope_size=-1))
+
+
+@pytest.mark.parametrize(("scope_limit", "scope_used", "cap", "used", "left"), [
+    (0, 0, 0, 0, None),          # no limit anywhere
+    (100, 30, 0, 0, 70),         # the scope's
+    (0, 0, 50, 45, 5),           # the folder's cap
+    (100, 30, 50, 45, 5),        # the least of both
+    (100, 130, 0, 0, 0),         # over already (measured after writes from a session): nothing left
+])
+def test_an_upload_may_add_what_the_scope_and_the_folder_have_left(
+        scope_limit: int, scope_used: int, cap: int, used: int, left: int | None) -> None:
+    assert remaining_bytes(scope_limit, scope_used, cap, used) == left
