@@ -114,10 +114,12 @@ class VFolders(BerthApplication):
         ``owned``: folders the owner has now (the read models' count; checked against the
         actor's ``max_vfolder_count``)."""
         folder_id = folder_id or new_folder_id()
-        if request.owner_kind is OwnerKind.PROJECT:
+        if request.owner_kind is OwnerKind.PROJECT:  # a project's folder lives in the project's domain
             project = self.current(project_id(request.owner), tenancy.evolve)
-            if not isinstance(project, ProjectState) or project.domain != request.domain:
-                raise InvalidRequestError(f"no project {request.owner!r} in domain {request.domain!r}")
+            if not isinstance(project, ProjectState) or not (actor.manages(project.domain)
+                                                             or request.owner in actor.projects):
+                raise NotFoundError(f"project {request.owner!r} not found")
+            request.domain = project.domain
 
         def attempt() -> int:
             events = d.create(self.get(folder_id), folder_id, request, actor, ctx, owned=owned)

@@ -62,11 +62,10 @@ async def _change(info: Info, folder: str, method: str, *args: object) -> VFolde
 
 
 async def _invitation_folder(info: Info, user: str, invitation_id: str) -> str:
-    rows = await read(q.invitations_for, info.context.resources.pool, user, state=None)
-    for row in rows:
-        if row.invitation_id == invitation_id:
-            return row.folder_id
-    raise GatewayError(NOT_FOUND, f"no invitation {invitation_id!r} for you")
+    row = await read(q.invitation, info.context.resources.pool, user, invitation_id)
+    if row is None:
+        raise GatewayError(NOT_FOUND, f"no invitation {invitation_id!r} for you")
+    return row.folder_id
 
 
 @strawberry.type
