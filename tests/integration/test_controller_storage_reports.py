@@ -28,6 +28,7 @@ from services.application.vfolders import VFolders
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.gateway.deadletters import queue
+from services.supervisor.embedded import NatsServer
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from tests.support.gateway import create_user
 from tests.support.publish import ServiceTasks, service_tasks
@@ -35,8 +36,10 @@ from tests.support.waiting import async_wait_for
 
 
 @pytest.fixture
-async def controller(js: JetStreamContext, nats_url: str, pg_dsn: str) -> AsyncIterator[ServiceTasks]:
-    settings = Settings(nats_url=nats_url, pg_dsn=pg_dsn, heartbeat_interval=0.1, heartbeat_timeout=60.0)
+async def controller(js: JetStreamContext, nats_server: NatsServer, pg_dsn: str) -> AsyncIterator[ServiceTasks]:
+    """The controller under its own bus identity (least privilege: it must still run this consumer)."""
+    settings = Settings(nats_url=nats_server.url, nats_creds=str(nats_server.credentials("controller")), pg_dsn=pg_dsn,
+                        heartbeat_interval=0.1, heartbeat_timeout=60.0)
     async with service_tasks() as tasks:
         tasks.start("controller", lambda stop: run_controller(settings, stop))
         yield tasks
