@@ -79,12 +79,9 @@ class VFolders(BerthApplication):
                      max_vfolder_count=limits.max_vfolder_count)
 
     def limits(self, keypair: KeypairState) -> KeypairLimits:
+        """Returns the limits of the keypair's resource policy (none when it is unknown)."""
         policy = self.current(policy_id(keypair.resource_policy or DEFAULT_POLICY), tenancy.evolve)
         return policy.limits if isinstance(policy, PolicyState) else KeypairLimits()
-
-    def keypair_limits(self, access_key: str) -> KeypairLimits:
-        keypair = self.current(access_key, tenancy.evolve)
-        return self.limits(keypair) if isinstance(keypair, KeypairState) else KeypairLimits()
 
     def _user_domain(self, name: str) -> str | None:
         user = self.current(user_id(name), tenancy.evolve)
