@@ -32,6 +32,7 @@ __all__ = [
     "NewFolder",
     "accept",
     "check_paths",
+    "files_deleted",
     "content_changed",
     "provision_failed",
     "provisioned",
@@ -334,6 +335,29 @@ def content_changed(state: VFolderState, cls: type[Event], ctx: Context, **field
     if state.status is VFolderStatus.PURGED:
         return []
     return [_emit(state, ctx)(cls, **fields)]
+
+
+MAX_PATHS_BYTES_PER_EVENT = 64 * 1024
+"""The most path bytes one ``vfolder.files_deleted`` carries; a longer list is split over several
+events (each far below ``contracts.travel.MAX_EVENT_BYTES``)."""
+
+
+def files_deleted(state: VFolderState, paths: Sequence[str], by: str, ctx: Context) -> list[Event]:
+    """The deletion of ``paths`` (normalised), in as many events as their size needs (recorded unless purged)."""
+    if state.status is VFolderStatus.PURGED or not paths:
+        return []
+    emit = _emit(state, ctx)
+    events: list[Event] = []
+    chunk: list[str] = []
+    size = 0
+    for path in check_paths(paths):
+        if chunk and size + len(path.encode()) > MAX_PATHS_BYTES_PER_EVENT:
+            events.append(emit(ev.VFolderFilesDeleted, paths=chunk, by=by))
+            chunk, size = [], 0
+        chunk.append(path)
+        size += len(path.encode())
+    events.append(emit(ev.VFolderFilesDeleted, paths=chunk, by=by))
+    return events
 
 
 def check_paths(paths: Sequence[str]) -> list[str]:

@@ -275,7 +275,7 @@ def _(report: FileUploadedReport, state: VFolderState, ctx: Context) -> list[Eve
 
 @_facts.register
 def _(report: FilesDeletedReport, state: VFolderState, ctx: Context) -> list[Event]:
-    return d.content_changed(state, ev.VFolderFilesDeleted, ctx, paths=d.check_paths(report.paths), by=report.by)
+    return d.files_deleted(state, report.paths, report.by, ctx)
 
 
 @_facts.register

@@ -15,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts import vfolder as ev
+from contracts.catalog import encode_event
 from contracts.envelope import Event, Metadata
 from contracts.tenancy import Role
+from contracts.travel import MAX_EVENT_BYTES
 from contracts.vfolder import (
     FolderPathError,
     VFolderPermission,
@@ -261,6 +263,16 @@ def test_a_name_is_claimed_unless_a_live_folder_of_the_owner_holds_it() -> None:
     (again,) = names.claim(claimed, renamed, owner_kind=holder.owner_kind, owner="alice", name="data",
                            folder_id="vfolder_" + "e" * 32, ctx=ctx())
     assert again.originator_version == 2
+
+
+def test_a_long_deletion_is_split_over_events_that_each_travel() -> None:
+    state = folder()
+    paths = [f"dir/{i:04d}/" + "x" * 200 for i in range(2000)]
+    events = d.files_deleted(state, paths, "alice", ctx())
+    assert len(events) > 1 and [p for e in events for p in e.paths] == paths  # type: ignore[attr-defined]
+    assert [e.originator_version for e in events] == list(range(state.version + 1, state.version + 1 + len(events)))
+    assert all(len(encode_event(e)) < MAX_EVENT_BYTES for e in events)
+    assert d.files_deleted(state, [], "alice", ctx()) == []
 
 
 # --- paths --------------------------------------------------------------------------------
