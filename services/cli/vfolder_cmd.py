@@ -1,5 +1,5 @@
 """``berth vfolder``: virtual folders' metadata — create, ls, info, rename, rm (to the trash),
-restore, purge, clone, share, unshare, invite, invitations, accept, reject, leave.
+restore, purge, clone, share, unshare, invite, invitations, accept, reject, leave, set-quota.
 
 A FOLDER argument is a folder id or a name (your own folder first; a name several visible folders
 share is refused with their ids). Each change prints the folder as the read models show it once
@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from services.cli.admin_common import size_bytes
 from services.cli.connection import connect_client
 from services.cli.output import Output
 from services.cli.running import run_async
@@ -43,6 +44,7 @@ INVITATIONS = ("query($all: Boolean!) { vfolderInvitations(all: $all) { id folde
 ACCEPT = "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id position } }"
 REJECT = "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id position } }"
 LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id position } }"
+SET_QUOTA = "mutation($f: String!, $b: Float!) { setVFolderQuota(folder: $f, limitBytes: $b) { id position } }"
 STORAGE = "query { storageUsage { quotaScope folders usageBytes usageFiles limitBytes } }"
 SCOPE = "query($s: [String!]) { storageUsage(scopes: $s) { quotaScope folders usageBytes limitBytes } }"
 
@@ -272,3 +274,13 @@ async def leave(out: Output, folder: str) -> None:
     async with connect_client() as client:
         result = (await client.execute(LEAVE, {"f": folder}))["leaveVFolder"]
     out.record({"folder": result["id"], "state": "left"}, [("folder", "folder"), ("state", "state")])
+
+
+@vfolder.command("set-quota")
+@click.argument("folder")
+@click.argument("size")
+@click.pass_obj
+@run_async
+async def set_quota(out: Output, folder: str, size: str) -> None:
+    """Cap FOLDER at SIZE, e.g. 10g (0 = no cap of its own; admins). Uploads beyond it are refused."""
+    await _change(out, SET_QUOTA, {"f": folder, "b": size_bytes(size, "SIZE")})

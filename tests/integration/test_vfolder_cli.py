@@ -74,6 +74,9 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     assert (accepted["name"], accepted["myPermission"]) == ("copy", "ro")
     assert (await as_json(served, bob, "vfolder", "leave", copy["id"]))["state"] == "left"
 
+    _, _, err = await berth(served, alice, "vfolder", "set-quota", "data", "1g", ok=False)
+    assert "admin" in err
+    assert (await as_json(served, keys.admin, "vfolder", "set-quota", folder_id, "1g"))["quotaLimit"] == 1024**3
     renamed = await as_json(served, alice, "vfolder", "rename", "data", "kept")
     assert renamed["name"] == "kept"
     assert (await as_json(served, alice, "vfolder", "rm", "kept"))["status"] == "trashed"
