@@ -8,7 +8,8 @@ recorded, so a client gets a clear BAD_INPUT naming the field and its limit. Tog
 keep every event far below ``contracts.travel.MAX_EVENT_BYTES``; the travel guard where
 events are saved is the backstop for any other path.
 
-Only size and shape are checked here. What a value means (does the project exist, is the
+Only size and shape are checked here (no text may hold a NUL character: PostgreSQL's text and
+jsonb cannot). What a value means (does the project exist, is the
 role known, is a name a valid subject token) stays the domain's to decide, with its own
 messages; a name's length is checked here too so that an oversized one never travels
 through the domain at all.
@@ -107,7 +108,9 @@ LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
     tc.CreateKeypair: {"user": NAME, "resource_policy": Text("resourcePolicy", 64)},
     tc.ChangeKeypairPolicy: {"resource_policy": Text("resourcePolicy", 64)},
     tc.CreateResourcePolicy: {"name": NAME},
-    tc.LimitsChange: {"total_resource_slots": SLOTS, "max_pending_session_resource_slots": SLOTS},
+    tc.LimitsChange: {"total_resource_slots": SLOTS, "max_pending_session_resource_slots": SLOTS,
+                      "allowed_vfolder_hosts": Many("allowedVfolderHosts", 64, keys=Text("volume", 64))},
+    # (each volume's permissions are known names, checked by the domain, at most 8 distinct)
     tc.CreateResourceGroup: {"name": NAME, "description": DESCRIPTION},
     tc.GroupOptionsChange: {
         "scheduler": Text("scheduler", CHOICE), "agent_selection": Text("agentSelection", CHOICE),
@@ -152,6 +155,8 @@ def check_value(limit: Limit, value: Any) -> None:
 
 
 def _check_text(limit: Text, value: str) -> None:
+    if "\x00" in value:  # PostgreSQL text and jsonb cannot hold it: an event with one could never be projected
+        raise LimitError(f"{limit.field}: must not contain NUL characters")
     size = len(value.encode()) if limit.in_bytes else len(value)
     if size > limit.max_length:
         unit = "bytes (UTF-8)" if limit.in_bytes else "characters"
