@@ -25,6 +25,9 @@ class UsageMeter:
     def usage_of(self, folder_id: str) -> tuple[int, int] | None:
         return self._last.get(folder_id)
 
+    def forget(self, folder_id: str) -> None:
+        self._last.pop(folder_id, None)
+
     async def measure(self, volume: PosixVolume, folder_id: str) -> tuple[int, int] | None:
         """Measures one folder (in a thread) and posts a ``usage_measured`` report if it changed."""
         try:

@@ -75,6 +75,16 @@ class Volume(Protocol):
     def create(self, folder_id: str) -> None: ...
     def clone(self, source_id: str, folder_id: str) -> None: ...
     def delete(self, folder_id: str) -> None: ...
+    def claim(self, folder_id: str) -> None:
+        """Marks the folder as this volume's (before its directory is made), so that a purge
+        request redelivered after the directory is gone is still known to be this volume's."""
+        owned = self.root / ".work" / "owned"
+        owned.mkdir(exist_ok=True)
+        (owned / check_folder_id(folder_id)).touch()
+
+    def owns(self, folder_id: str) -> bool:
+        return (self.root / ".work" / "owned" / check_folder_id(folder_id)).exists()
+
     def exists(self, folder_id: str) -> bool: ...
     def usage(self, folder_id: str) -> tuple[int, int]: ...
     def open_file(self, folder_id: str, path: str) -> int: ...
@@ -121,6 +131,16 @@ class PosixVolume:
             os.chown(name, *self.owner, dir_fd=dir_fd, follow_symlinks=False)
 
     # -- folders ---------------------------------------------------------------------------------
+    def claim(self, folder_id: str) -> None:
+        """Marks the folder as this volume's (before its directory is made), so that a purge
+        request redelivered after the directory is gone is still known to be this volume's."""
+        owned = self.root / ".work" / "owned"
+        owned.mkdir(exist_ok=True)
+        (owned / check_folder_id(folder_id)).touch()
+
+    def owns(self, folder_id: str) -> bool:
+        return (self.root / ".work" / "owned" / check_folder_id(folder_id)).exists()
+
     def exists(self, folder_id: str) -> bool:
         return self.folder_path(folder_id).is_dir()
 
