@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import uuid
 
 import msgspec
@@ -67,8 +66,11 @@ class Reports:
         return [r for r in self.seen if r.type_name() == kind and r.folder_id == folder]
 
 
-async def test_folder_events_provision_clone_and_purge_once_each(tmp_path, js, nats_url):
-    settings = Settings(nats_url=nats_url, nats_creds=os.environ.get("BERTH_NATS_CREDS", ""), data_dir=tmp_path,
+async def test_folder_events_provision_clone_and_purge_once_each(tmp_path, js, nats_server):
+    """Under the storage service's own bus identity: no permission it lacks is needed."""
+    log = nats_server.data_dir / "nats-server.log"
+    log_start = log.stat().st_size
+    settings = Settings(nats_url=nats_server.url, nats_creds=str(nats_server.credentials("storage")), data_dir=tmp_path,
                         storage_volumes=f"local={tmp_path}/vol", storage_usage_interval=3600)
     root = tmp_path / "vol" / "folders"
     urls: list[str] = []
@@ -107,3 +109,6 @@ async def test_folder_events_provision_clone_and_purge_once_each(tmp_path, js, n
     assert len(reports.of("folder_purged", source)) == 1
     assert "not on volume local" in reports.of("folder_provision_failed", missing)[0].reason
     assert not [r for r in reports.seen if r.volume != "local"]
+    with open(log, "rb") as f:
+        f.seek(log_start)
+        assert b"Violation" not in f.read()
