@@ -72,7 +72,7 @@ def _channel_of(cls: type) -> tuple[str, dict[str, Any]]:
 
 
 def _operation(service: str, sub: Subscription) -> dict[str, Any]:
-    ids = {"agent_id": _AGENT}
+    ids = {"agent_id": _AGENT, "volume": _VOLUME}
     routed = sorted(sub.routes, key=lambda c: c.type_name())  # type: ignore[attr-defined]
     handlers = {c.type_name(): getattr(h, "__qualname__", repr(h)) for c, h in sub.routes.items()}  # type: ignore[attr-defined]
     return {
@@ -84,9 +84,9 @@ def _operation(service: str, sub: Subscription) -> dict[str, Any]:
             "consumer": sub.name,
             "kind": "durable pull, explicit ack" if sub.durable else "ordered, from the first message",
             "stream": sub.stream,
-            "filter_subjects": [_template(f, agent_id="") for f in sub.filters(**ids)],
+            "filter_subjects": [_template(f, agent_id="", volume="") for f in sub.filters(**ids)],
             **({"batch": sub.batch} if sub.batch > 1 else {}),
-            **({"max_deliver": sub.max_deliver, "dead_letters": _template(dead_letter_subject(sub.consumer_name(**ids)), agent_id="")} if sub.durable else {}),
+            **({"max_deliver": sub.max_deliver, "dead_letters": _template(dead_letter_subject(sub.consumer_name(**ids)), agent_id="", volume="")} if sub.durable else {}),
             "handlers": dict(sorted(handlers.items())),
             "ignored": sorted(c.type_name() for c in sub.ignored),  # type: ignore[attr-defined]
         },
@@ -106,7 +106,7 @@ def asyncapi_document(flows: Mapping[str, Sequence[Subscription]]) -> dict[str, 
         "x-stream": DEADLETTER_STREAM,
     }
     operations = {
-        f"{service}.{sub.name.replace('{agent_id}', 'id')}": _operation(service, sub)
+        f"{service}.{sub.name.replace('{agent_id}', 'id').replace('{volume}', 'volume')}": _operation(service, sub)
         for service, subs in sorted(flows.items())
         for sub in subs
     }

@@ -49,7 +49,7 @@ def forgotten(sub: Subscription) -> list[str]:
 
 
 def test_every_service_declares_its_flow() -> None:
-    assert set(GENERATOR.FLOWS) == {"agent", "controller", "scheduler"}
+    assert set(GENERATOR.FLOWS) == {"agent", "controller", "scheduler", "storage"}
     assert all(isinstance(sub, Subscription) for _, sub in SUBSCRIPTIONS)
 
 
