@@ -83,3 +83,10 @@ def test_a_user_jwt_carries_its_permissions_and_the_account_signature(tmp_path: 
     (tmp_path / "not.creds").write_text("nope")
     with pytest.raises(ValueError, match="not a NATS credentials file"):
         credentials_identity(tmp_path / "not.creds")
+
+
+def test_the_storage_service_publishes_its_reports_and_no_agents_or_events() -> None:
+    granted = permissions("storage").publish
+    assert any(_covers(p, "rp.storage.local.folder_provisioned") for p in granted)
+    for other in ("rp.agent.a1.kernel_running", "ev.vfolder.x.provisioned", "exec.agent.a1"):
+        assert not any(_covers(p, other) for p in granted), other
