@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -21,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from contracts.vfolder import is_folder_id
 from services.storage.paths import MissingPathError, PathError, open_dir, open_parent, split_path
 
 __all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id"]
 
-_FOLDER_ID = re.compile(r"vfolder_[0-9a-f]{32}")
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LIST_ENTRIES = 10_000
 """Entries one listing returns at most (the rest are left out, ``truncated``)."""
@@ -54,7 +53,7 @@ class Entry:
 
 def check_folder_id(folder_id: str) -> str:
     """Returns ``folder_id`` when it is ``vfolder_<32 hex>``; raises ``VolumeError``."""
-    if not isinstance(folder_id, str) or not _FOLDER_ID.fullmatch(folder_id):
+    if not is_folder_id(folder_id):
         raise MissingFolderError(f"not a folder id: {folder_id!r}")
     return folder_id
 
