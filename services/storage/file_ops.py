@@ -58,5 +58,5 @@ async def delete_files(request: Request) -> Response:
     removed = await asyncio.to_thread(volume.remove, claims.folder, claims.path)
     if removed:
         ctx.reporter.post(FilesDeletedReport(**_report_fields(ctx, claims), paths=[claims.path], by=claims.user))
-        await ctx.meter.measure(volume, claims.folder)
+        ctx.meter.touch(volume, claims.folder)
     return JSONResponse({"deleted": [claims.path] if removed else []})

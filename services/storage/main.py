@@ -93,6 +93,7 @@ async def run_storage(settings: Settings, stop: asyncio.Event, ready: Callable[[
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(meter.settle(), 10)
                 await asyncio.wait_for(reporter.flush(), 10)
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception():

@@ -109,4 +109,4 @@ async def _complete(ctx: StorageContext, store: UploadStore, upload: PendingUplo
     ctx.reporter.post(FileUploadedReport(report_id=new_report_id(), volume=store.volume.name, folder_id=upload.folder,
                                          observed_at=now_utc(), path=upload.path, size=upload.length, sha256=digest,
                                          by=upload.user))
-    await ctx.meter.measure(store.volume, upload.folder)
+    ctx.meter.touch(store.volume, upload.folder)

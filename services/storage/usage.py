@@ -15,12 +15,36 @@ __all__ = ["UsageMeter"]
 log = logging.getLogger(__name__)
 
 
+DEBOUNCE = 1.0
+"""Seconds a measure after a change waits, so that a burst of changes to one folder (10,000 small
+uploads) costs one walk of it, not one per change."""
+
+
 class UsageMeter:
     """Last reported (bytes, files) per folder; a report only when a measure differs."""
 
-    def __init__(self, reporter: Reporter) -> None:
+    def __init__(self, reporter: Reporter, debounce: float = DEBOUNCE) -> None:
         self._reporter = reporter
         self._last: dict[str, tuple[int, int]] = {}
+        self._pending: dict[str, asyncio.Task[object]] = {}
+        self._debounce = debounce
+
+    def touch(self, volume: PosixVolume, folder_id: str) -> None:
+        """Measures the folder ``DEBOUNCE`` seconds from now, unless a measure is already due."""
+        if folder_id not in self._pending:
+            self._pending[folder_id] = asyncio.get_running_loop().create_task(self._later(volume, folder_id))
+
+    async def _later(self, volume: PosixVolume, folder_id: str) -> None:
+        try:
+            await asyncio.sleep(self._debounce)
+        finally:
+            self._pending.pop(folder_id, None)
+        await self.measure(volume, folder_id)
+
+    async def settle(self) -> None:
+        """Waits for the measures that are due."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending.values()), return_exceptions=True)
 
     def usage_of(self, folder_id: str) -> tuple[int, int] | None:
         return self._last.get(folder_id)

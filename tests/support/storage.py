@@ -56,4 +56,5 @@ async def running_storage(root: Path, js: JetStreamContext | None = None,
     ctx = ctx or make_context(root, js)
     async with serving(build_app(ctx), bind("127.0.0.1", 0)) as url:
         yield RunningStorage(url, ctx, ctx.volumes["local"])
+        await ctx.meter.settle()
         await ctx.reporter.flush()
