@@ -57,7 +57,8 @@ def _plant_links(volume: PosixVolume, outside: Path) -> None:
     os.symlink("..", root / "up")
 
 
-NAMES = st.sampled_from(["escape", "d", "file-link", "rootlink", "up", "topsecret", "x", "..", ".", "", "/", "etc", "passwd"])
+NAMES = st.sampled_from(["escape", "d", "file-link", "rootlink", "up", "topsecret", "x", "..", ".", "", "/", "etc", "passwd",
+                         "\u2025", "\uff0e\uff0e", "e\u0301", "\x00", "\uff0f", "//"])
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
