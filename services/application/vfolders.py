@@ -55,7 +55,11 @@ def report_context_id(report: StorageReport) -> str:
 
 
 class VFolders(BerthApplication):
-    """Loads folders (and the tenancy facts a decision needs), decides, and saves."""
+    """Loads folders (and the tenancy facts a decision needs), decides, and saves. A folder's history
+    grows with its content (each upload is an event): its state is snapshotted, as are the keypairs'
+    and policies' it reads."""
+
+    long_lived = frozenset({evolve, tenancy.evolve})
 
     def get(self, folder_id: str) -> VFolderState | None:
         """Returns the current state of a folder, None when unknown (or not a folder's id)."""

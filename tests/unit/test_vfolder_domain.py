@@ -36,6 +36,7 @@ from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor, permission_of
 from domain.vfolder.state import VFolderState, evolve
+from services.common.snapshots import codec_of
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ALL = frozenset(VolumePermission)
@@ -273,6 +274,16 @@ def test_a_long_deletion_is_split_over_events_that_each_travel() -> None:
     assert [e.originator_version for e in events] == list(range(state.version + 1, state.version + 1 + len(events)))
     assert all(len(encode_event(e)) < MAX_EVENT_BYTES for e in events)
     assert d.files_deleted(state, [], "alice", ctx()) == []
+
+
+def test_a_folder_state_survives_its_snapshot() -> None:
+    state = folder()
+    state = apply(state, d.share(state, "bob", "rw", ALICE, ctx(), user_domain="default"))
+    state = apply(state, d.invite(state, "inv1", "carol", "ro", ALICE, ctx(), invitee_domain="default"))
+    state = apply(state, d.content_changed(state, ev.VFolderDirectoryCreated, ctx("report:r1"), path="a", by="alice"))
+    codec = codec_of(evolve)
+    snapshot = codec.encode(state)
+    assert snapshot is not None and codec.decode(snapshot) == state
 
 
 # --- paths --------------------------------------------------------------------------------
