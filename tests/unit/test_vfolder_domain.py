@@ -112,8 +112,11 @@ def test_project_folders_are_created_by_admins_and_members_get_the_default_permi
     state = folder(ADMIN, kind="project", owner_name="ml", permission="ro")
     assert state.quota_scope == "project:ml"
     assert permission_of(state, ALICE) is VFolderPermission.RO and permission_of(state, CAROL) is None
-    state = apply(state, d.share(state, "alice", "rw", ADMIN, ctx(), user_domain="default"))
+    state = apply(state, d.share(state, "alice", "rw", ADMIN, ctx(), user_domain="default",
+                                 user_projects=frozenset({"ml"})))
     assert permission_of(state, ALICE) is VFolderPermission.RW  # a per-user override
+    with pytest.raises(InvalidRequestError, match="not a member"):
+        d.share(state, "carol", "ro", ADMIN, ctx(), user_domain="default")
 
 
 def test_the_volume_policy_is_checked() -> None:
