@@ -157,15 +157,18 @@ def rename(state: VFolderState | None, name: str, actor: Actor, ctx: Context) ->
 
 
 def share(state: VFolderState | None, user: str, permission: str, actor: Actor, ctx: Context, *,
-          user_domain: str | None) -> list[Event]:
+          user_domain: str | None, user_projects: frozenset[str] = frozenset()) -> list[Event]:
     """Gives ``user`` (of the folder's domain; ``user_domain`` None: no such user) ``permission``:
-    a project folder's per-user override, or a user folder shared by its owner directly.
-    Sharing again with another permission changes it."""
+    a project folder's per-user override (for a member of the project, ``user_projects``), or a
+    user folder shared by its owner directly. Sharing again with another permission changes it."""
     state = require_manager(state, actor, "share it")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
     _live(state, "share it")
     wanted = _permission(permission)
     _check_other_user(state, user, user_domain)
+    if state.owner_kind is OwnerKind.PROJECT and state.owner not in user_projects:
+        raise InvalidRequestError(f"{user!r} is not a member of project {state.owner!r}: a project folder's "
+                                  "permissions are its members'")
     current = state.shares.get(user)
     if current is wanted:
         return []

@@ -55,7 +55,11 @@ def report_context_id(report: StorageReport) -> str:
 
 
 class VFolders(BerthApplication):
-    """Loads folders (and the tenancy facts a decision needs), decides, and saves."""
+    """Loads folders (and the tenancy facts a decision needs), decides, and saves. A folder's history
+    grows with its content (each upload is an event): its state is snapshotted, as are the keypairs'
+    and policies' it reads."""
+
+    long_lived = frozenset({evolve, tenancy.evolve})
 
     def get(self, folder_id: str) -> VFolderState | None:
         """Returns the current state of a folder, None when unknown (or not a folder's id)."""
@@ -83,9 +87,14 @@ class VFolders(BerthApplication):
         policy = self.current(policy_id(keypair.resource_policy or DEFAULT_POLICY), tenancy.evolve)
         return policy.limits if isinstance(policy, PolicyState) else KeypairLimits()
 
-    def _user_domain(self, name: str) -> str | None:
+    def _user(self, name: str) -> UserState | None:
+        """Returns an active user's state, None when there is no such active user."""
         user = self.current(user_id(name), tenancy.evolve)
-        return user.domain if isinstance(user, UserState) and user.is_active else None
+        return user if isinstance(user, UserState) and user.is_active else None
+
+    def _user_domain(self, name: str) -> str | None:
+        user = self._user(name)
+        return user.domain if user is not None else None
 
     # --- names ------------------------------------------------------------------------------
 
@@ -161,8 +170,10 @@ class VFolders(BerthApplication):
         return self._change(folder_id, decision)
 
     def share(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context) -> int:
-        domain = self._user_domain(user)
-        return self._change(folder_id, lambda s: d.share(s, user, permission, actor, ctx, user_domain=domain))
+        found = self._user(user)
+        domain, projects = (found.domain, frozenset(found.projects)) if found is not None else (None, frozenset())
+        return self._change(folder_id, lambda s: d.share(s, user, permission, actor, ctx, user_domain=domain,
+                                                         user_projects=projects))
 
     def unshare(self, folder_id: str, user: str, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.unshare(s, user, actor, ctx))

@@ -36,6 +36,7 @@ from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor, permission_of
 from domain.vfolder.state import VFolderState, evolve
+from services.common.snapshots import codec_of
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ALL = frozenset(VolumePermission)
@@ -111,8 +112,11 @@ def test_project_folders_are_created_by_admins_and_members_get_the_default_permi
     state = folder(ADMIN, kind="project", owner_name="ml", permission="ro")
     assert state.quota_scope == "project:ml"
     assert permission_of(state, ALICE) is VFolderPermission.RO and permission_of(state, CAROL) is None
-    state = apply(state, d.share(state, "alice", "rw", ADMIN, ctx(), user_domain="default"))
+    state = apply(state, d.share(state, "alice", "rw", ADMIN, ctx(), user_domain="default",
+                                 user_projects=frozenset({"ml"})))
     assert permission_of(state, ALICE) is VFolderPermission.RW  # a per-user override
+    with pytest.raises(InvalidRequestError, match="not a member"):
+        d.share(state, "carol", "ro", ADMIN, ctx(), user_domain="default")
 
 
 def test_the_volume_policy_is_checked() -> None:
@@ -273,6 +277,16 @@ def test_a_long_deletion_is_split_over_events_that_each_travel() -> None:
     assert [e.originator_version for e in events] == list(range(state.version + 1, state.version + 1 + len(events)))
     assert all(len(encode_event(e)) < MAX_EVENT_BYTES for e in events)
     assert d.files_deleted(state, [], "alice", ctx()) == []
+
+
+def test_a_folder_state_survives_its_snapshot() -> None:
+    state = folder()
+    state = apply(state, d.share(state, "bob", "rw", ALICE, ctx(), user_domain="default"))
+    state = apply(state, d.invite(state, "inv1", "carol", "ro", ALICE, ctx(), invitee_domain="default"))
+    state = apply(state, d.content_changed(state, ev.VFolderDirectoryCreated, ctx("report:r1"), path="a", by="alice"))
+    codec = codec_of(evolve)
+    snapshot = codec.encode(state)
+    assert snapshot is not None and codec.decode(snapshot) == state
 
 
 # --- paths --------------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def decide(state: VFolderState, request: tuple, invitations: list[str]) -> list:
     if op == "rename":
         return d.rename(state, args[1], ACTORS[args[0]], c)
     if op == "share":
-        return d.share(state, args[1], args[2], ACTORS[args[0]], c, user_domain=DOMAINS[args[1]])
+        return d.share(state, args[1], args[2], ACTORS[args[0]], c, user_domain=DOMAINS[args[1]],
+                       user_projects=ACTORS[args[1]].projects)
     if op == "unshare":
         return d.unshare(state, args[1], ACTORS[args[0]], c)
     if op == "set_permission":
@@ -125,4 +126,6 @@ def test_any_sequence_of_requests_keeps_the_access_rules(kind: str, requests: li
             if own is not None:
                 assert (kind == "user" and name == "alice") or name in state.shares or (
                     kind == "project" and "ml" in actor.projects)
+        if kind == "project":
+            assert all("ml" in ACTORS[user].projects for user in state.shares)
         assert set(state.shares) <= {n for n, dom in DOMAINS.items() if dom == state.domain}

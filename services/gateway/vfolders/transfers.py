@@ -20,6 +20,7 @@ import weakref
 
 import strawberry
 
+from contracts.limits import Many
 from contracts.storage_token import StorageOp
 from contracts.vfolder import FolderPathError, VFolderPermission, VFolderStatus, VolumePermission, check_folder_path
 from domain.errors import DomainError
@@ -28,9 +29,10 @@ from domain.vfolder.state import VFolderState
 from projections.queries import vfolders as q
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, CONFLICT, QUOTA, GatewayError, from_domain
+from services.gateway.limits import checked_value
 from services.gateway.readmodels import read
 from services.gateway.resources import Resources
-from services.gateway.vfolders.access import acting, load_folder
+from services.gateway.vfolders.access import FOLDER_REF, PATH, acting, load_folder
 from services.gateway.vfolders.storage_client import MAX_LISTING, Minted, StorageClient
 from services.gateway.vfolders.types import FolderFile, TransferTicket, VFolderResult
 
@@ -38,7 +40,7 @@ __all__ = ["TransferMutation", "TransferQuery", "remaining_bytes"]
 
 MAX_UPLOAD_BYTES = 2**50
 """The largest single upload a token is issued for (1 PiB)."""
-MAX_PATHS = 1000
+MAX_PATHS = 256
 """The most paths one vfolderDeleteFiles takes."""
 
 _clients: weakref.WeakKeyDictionary[Resources, StorageClient] = weakref.WeakKeyDictionary()
@@ -52,7 +54,8 @@ def storage_client(info: Info) -> StorageClient:
     return client
 
 
-def _path(path: str, *, root: bool = False) -> str:
+def _path(path: str, *, root: bool = False, field: str = "path") -> str:
+    checked_value(PATH._replace(field=field), path)
     try:
         return check_folder_path(path, allow_root=root)
     except FolderPathError as exc:
@@ -147,7 +150,7 @@ class TransferMutation:
 
     @strawberry.mutation(description="Moves (renames) a file or directory within a folder you may write.")
     async def vfolder_move(self, info: Info, folder: str, src: str, dst: str) -> VFolderResult:
-        source, target = _path(src), _path(dst)
+        source, target = _path(src, field="src"), _path(dst, field="dst")
         actor, state = await _allowed(info, folder, VFolderPermission.RW, VolumePermission.UPLOAD_FILE, "moving files")
         await storage_client(info).call("POST", "/move", _mint(info, actor, state, source, "move", dst=target),
                                         body={"src": source, "dst": target})
@@ -155,9 +158,11 @@ class TransferMutation:
 
     @strawberry.mutation(description="Deletes files or directories (recursively) of a folder where you have wd.")
     async def vfolder_delete_files(self, info: Info, folder: str, paths: list[str]) -> VFolderResult:
-        if not paths or len(paths) > MAX_PATHS:
+        checked_value(Many("paths", MAX_PATHS), paths)
+        checked_value(FOLDER_REF, folder)
+        if not paths:
             raise GatewayError(BAD_INPUT, f"give 1 to {MAX_PATHS} paths")
-        normal = [_path(p) for p in paths]
+        normal = [_path(p, field="paths entry") for p in paths]
         actor, state = await _allowed(info, folder, VFolderPermission.WD, VolumePermission.UPLOAD_FILE,
                                       "deleting files")
         client = storage_client(info)
