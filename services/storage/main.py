@@ -25,6 +25,7 @@ from services.storage.provisioning import Provisioner
 from services.storage.quota import Reservations
 from services.storage.reporting import Reporter
 from services.storage.server import bind, parse_bind, serving
+from services.storage.tus import report_uploaded
 from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
 from services.storage.volume import PosixVolume
@@ -79,6 +80,9 @@ async def run_storage(settings: Settings, stop: asyncio.Event, ready: Callable[[
         uploads = {name: UploadStore(v, reservations, settings.storage_upload_ttl) for name, v in volumes.items()}
         ctx = StorageContext(volumes=volumes, uploads=uploads, key=key, reporter=reporter, meter=meter)
         await broker.start()
+        for store in uploads.values():  # sealed before a crash: reported again (stored once)
+            for sealed in store.recovered:
+                report_uploaded(ctx, store, sealed)
         tasks = [asyncio.create_task(consume(broker, js, FOLDERS, Provisioner(v, reporter, meter), stop, volume=name),
                                      name=f"storage-{name}") for name, v in volumes.items()]
         tasks.append(asyncio.create_task(meter.run(list(volumes.values()), settings.storage_usage_interval, stop)))

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -38,7 +39,7 @@ class Reporter:
 
     def __init__(self, js: JetStreamContext | None) -> None:
         self._js = js
-        self._queue: asyncio.Queue[StorageReport] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[StorageReport, Callable[[], None] | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def send(self, report: StorageReport) -> None:
@@ -58,16 +59,19 @@ class Reporter:
                 log.warning("storage report %s not stored yet (%s); retrying in %.1f s", subject, exc, delay)
                 await asyncio.sleep(delay)
 
-    def post(self, report: StorageReport) -> None:
-        """Queues ``report`` for the background sender (started on first use)."""
-        self._queue.put_nowait(report)
+    def post(self, report: StorageReport, after: Callable[[], None] | None = None) -> None:
+        """Queues ``report`` for the background sender (started on first use); ``after()`` runs
+        once it is stored."""
+        self._queue.put_nowait((report, after))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         while not self._queue.empty():
-            report = self._queue.get_nowait()
+            report, after = self._queue.get_nowait()
             await self.send(report)
+            if after is not None:
+                after()
             self._queue.task_done()
 
     async def flush(self) -> None:

@@ -15,10 +15,10 @@ from starlette.responses import Response
 from contracts.storage_token import StorageClaims
 from contracts.vfolder import FileUploadedReport
 from services.storage.context import StorageContext
-from services.storage.reporting import new_report_id, now_utc
-from services.storage.uploads import PendingUpload, UploadError, UploadStore
+from services.storage.reporting import now_utc
+from services.storage.uploads import PendingUpload, Sealed, UploadError, UploadStore
 
-__all__ = ["TUS_HEADERS", "tus_create", "tus_delete", "tus_head", "tus_options", "tus_patch"]
+__all__ = ["TUS_HEADERS", "report_uploaded", "tus_create", "tus_delete", "tus_head", "tus_options", "tus_patch"]
 
 TUS_VERSION = "1.0.0"
 TUS_HEADERS = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
@@ -105,8 +105,14 @@ async def tus_delete(request: Request) -> Response:
 
 
 async def _complete(ctx: StorageContext, store: UploadStore, upload: PendingUpload) -> None:
-    digest = await store.finish(upload)
-    ctx.reporter.post(FileUploadedReport(report_id=new_report_id(), volume=store.volume.name, folder_id=upload.folder,
-                                         observed_at=now_utc(), path=upload.path, size=upload.length, sha256=digest,
-                                         by=upload.user))
+    report_uploaded(ctx, store, await store.finish(upload))
     ctx.meter.touch(store.volume, upload.folder)
+
+
+def report_uploaded(ctx: StorageContext, store: UploadStore, sealed: Sealed) -> None:
+    """Posts the ``file_uploaded`` report of a sealed upload; the seal is dropped once it is stored."""
+    upload = sealed.upload
+    ctx.reporter.post(FileUploadedReport(report_id=sealed.report_id, volume=store.volume.name, folder_id=upload.folder,
+                                         observed_at=now_utc(), path=upload.path, size=upload.length,
+                                         sha256=sealed.sha256, by=upload.user),
+                      after=lambda: store.acknowledge(sealed))

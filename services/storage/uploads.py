@@ -3,8 +3,11 @@
 An upload is ``<id>.json`` (what it is for: folder, path, length, user, quota scope, creation
 time) and ``<id>.part`` (the bytes so far; its size is the offset, so an upload resumes after a
 restart of the service or of the client). On the last byte the part is fsynced, hashed (SHA-256,
-kept incrementally while the process lives, else read again), and moved into the folder with one
-``os.replace`` between directory fds: a reader sees the old file or the new one, never a piece.
+kept incrementally while the process lives, else read again), sealed (``<id>.done``: what its
+report says), and moved into the folder with one ``os.replace`` between directory fds: a reader
+sees the old file or the new one, never a piece. The seal stays until the report is stored; at
+start, every seal left is finished (moved, if it was not) and reported again (same report id:
+stored once).
 Unfinished uploads expire after ``ttl`` seconds (default 24 h) and are removed.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -24,8 +28,9 @@ import msgspec
 from services.storage.quota import Reservations
 from services.storage.volume import PosixVolume
 
-__all__ = ["PendingUpload", "UploadError", "UploadStore", "UPLOAD_TTL"]
+__all__ = ["PendingUpload", "Sealed", "UploadError", "UploadStore", "UPLOAD_TTL"]
 
+log = logging.getLogger(__name__)
 UPLOAD_TTL = 24 * 3600
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -48,6 +53,15 @@ class PendingUpload(msgspec.Struct, frozen=True, kw_only=True):
     created: float
 
 
+class Sealed(msgspec.Struct, frozen=True, kw_only=True):
+    """A complete upload, hashed, recorded as ``<id>.done`` before it is moved into its folder and
+    kept until its report is stored (so neither the move nor the report is lost to a crash)."""
+
+    upload: PendingUpload
+    sha256: str
+    report_id: str
+
+
 @dataclass
 class _Progress:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -64,6 +78,8 @@ class UploadStore:
         self.ttl = ttl
         self._dir = volume.uploads
         self._progress: dict[str, _Progress] = {}
+        self.recovered = self._recover()
+        """Uploads sealed before a restart whose report may not be stored: to report again."""
         for upload in self.pending():
             reservations.restore(upload.id, upload.scope, upload.length)
 
@@ -136,28 +152,59 @@ class UploadStore:
                 os.close(fd)
             return current
 
-    async def finish(self, upload: PendingUpload) -> str:
-        """Moves a complete upload into its folder and returns its SHA-256 (hex)."""
+    async def finish(self, upload: PendingUpload) -> Sealed:
+        """Moves a complete upload into its folder; returns what its report says (acknowledge it
+        with ``acknowledge`` once the report is stored)."""
         progress = self._progress.pop(upload.id, None)
         hasher = progress.hasher if progress and progress.hashed == upload.length else None
-        digest = await asyncio.to_thread(self._seal, upload, hasher)
+        sealed = await asyncio.to_thread(self._seal, upload, hasher)
         self.reservations.release(upload.id)
-        return digest
+        return sealed
 
-    def _seal(self, upload: PendingUpload, hasher: "hashlib._Hash | None") -> str:
-        part = self._part(upload.id)
-        with open(part, "rb") as f:
+    def _seal(self, upload: PendingUpload, hasher: "hashlib._Hash | None") -> Sealed:
+        with open(self._part(upload.id), "rb") as f:
             os.fsync(f.fileno())
             if hasher is None:
                 hasher = hashlib.file_digest(f, "sha256")
-        dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            self.volume.put(upload.folder, upload.path, dir_fd, f"{upload.id}.part")
-        finally:
-            os.close(dir_fd)
+        sealed = Sealed(upload=upload, sha256=hasher.hexdigest(), report_id=f"upload:{upload.id}")
+        done = self._dir / f"{upload.id}.done"
+        tmp = self._dir / f"{upload.id}.done.tmp"
+        with open(tmp, "wb") as f:
+            f.write(msgspec.json.encode(sealed))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, done)  # from here on, a crash redoes the move and the report at start
+        self._place(sealed)
+        return sealed
+
+    def _place(self, sealed: Sealed) -> None:
+        upload = sealed.upload
+        if os.path.exists(self._part(upload.id)):
+            dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                self.volume.put(upload.folder, upload.path, dir_fd, f"{upload.id}.part")
+            finally:
+                os.close(dir_fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._dir / f"{upload.id}.json")
-        return hasher.hexdigest()
+
+    def _recover(self) -> list[Sealed]:
+        """Finishes the uploads sealed before a crash (moved into their folder if they were not)."""
+        found = []
+        for done in sorted(self._dir.glob("*.done")):
+            try:
+                sealed = msgspec.json.decode(done.read_bytes(), type=Sealed)
+                self._place(sealed)
+            except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("cannot finish the sealed upload %s: %s", done.name, exc)
+                continue
+            found.append(sealed)
+        return found
+
+    def acknowledge(self, sealed: Sealed) -> None:
+        """Forgets a finished upload once its report is stored."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._dir / f"{sealed.upload.id}.done")
 
     def terminate(self, upload: PendingUpload) -> None:
         """Removes an unfinished upload and its reservation (idempotent)."""

@@ -52,7 +52,8 @@ async def test_a_tus_upload_lands_atomically_and_is_reported(tmp_path, js):
         token = storage.token(folder, "dir/data.bin", "upload", max_bytes=len(data))
         await asyncio.to_thread(_tus_upload, storage, token, data)
         assert (storage.volume.folder_path(folder) / "dir" / "data.bin").read_bytes() == data
-        assert list(storage.volume.uploads.iterdir()) == []
+        await storage.ctx.reporter.flush()
+        assert list(storage.volume.uploads.iterdir()) == []  # the seal went with the stored report
     reports = await _reports(js)
     uploaded = [r for r in reports if r.type_name() == "file_uploaded"]
     assert [(r.path, r.size, r.sha256, r.by) for r in uploaded] == [
