@@ -4,8 +4,9 @@ The data plane (``services.storage.app``: tus uploads, downloads, archives) runs
 own on a volume in a temporary directory (no NATS: its reports are dropped); the client side is
 the one ``berth vfolder upload`` uses (tuspy, 8 MiB PATCHes) and an httpx stream for downloads.
 
-  - one file of --size-mib (default 1024): tus upload MiB/s and download MiB/s, each next to a plain
-    ``shutil.copyfile`` of the same file on the same disk (ratio = copy time / transfer time);
+  - one file of --size-mib (default 1024): tus upload MiB/s next to ``shutil.copyfile`` + fsync (an
+    upload is fsynced before it lands) and a plain copy; download MiB/s next to the plain copy (ratio =
+    baseline time / transfer time);
   - --files (default 10,000) small files of --file-bytes (default 1024): uploaded one tus upload
     each (files/s) next to ``shutil.copyfile`` of each; then the folder's listing of them, and its
     tar archive streamed over HTTP next to ``tarfile`` writing the same directory locally.
@@ -88,6 +89,13 @@ class Plane:
                 f.write(chunk)
 
 
+def _durable_copy(source: Path, target: Path) -> None:
+    """A copy as durable as a finished upload: its bytes fsynced."""
+    shutil.copyfile(source, target)
+    with open(target, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def timed(fn) -> float:  # noqa: ANN001
     start = time.perf_counter()
     fn()
@@ -132,12 +140,15 @@ def run(plane: Plane, work: Path, args: argparse.Namespace) -> list[tuple[str, f
         for _ in range(args.size_mib):
             f.write(os.urandom(MiB))
     copy_s = timed(lambda: shutil.copyfile(big, work / "big.copy"))
+    (work / "big.copy").unlink()
+    durable_s = timed(lambda: _durable_copy(big, work / "big.copy"))
     up_s = timed(lambda: plane.upload(big, "big.bin"))
     down_s = timed(lambda: plane.download("big.bin", work / "big.down"))
     assert (work / "big.down").stat().st_size == size
     for name in ("big.copy", "big.down"):
         (work / name).unlink()
-    rows = [(f"upload {args.size_mib} MiB (tus) vs copy", size / MiB / up_s, size / MiB / copy_s, "MiB/s"),
+    rows = [(f"upload {args.size_mib} MiB (tus) vs copy+fsync", size / MiB / up_s, size / MiB / durable_s, "MiB/s"),
+            (f"upload {args.size_mib} MiB (tus) vs copy", size / MiB / up_s, size / MiB / copy_s, "MiB/s"),
             (f"download {args.size_mib} MiB vs copy", size / MiB / down_s, size / MiB / copy_s, "MiB/s")]
 
     small = work / "small"
