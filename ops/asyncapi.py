@@ -18,8 +18,9 @@ from services.agent.flow import FLOW as AGENT  # noqa: E402
 from services.common.flow_asyncapi import asyncapi_document, render  # noqa: E402
 from services.controller.flow import FLOW as CONTROLLER  # noqa: E402
 from services.scheduler.flow import FLOW as SCHEDULER  # noqa: E402
+from services.storage.flow import FLOW as STORAGE  # noqa: E402
 
-FLOWS = {"agent": AGENT, "controller": CONTROLLER, "scheduler": SCHEDULER}
+FLOWS = {"agent": AGENT, "controller": CONTROLLER, "scheduler": SCHEDULER, "storage": STORAGE}
 """Every service's flow table (the services whose consumption is declared on faststream)."""
 DOCUMENT = ROOT / "contracts" / "asyncapi.json"
 

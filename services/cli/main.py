@@ -44,8 +44,9 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 def _register() -> None:
     from services.cli import (
         admin_cmd, agents_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd,
-        token_cmd, up_cmd, usage_cmd,
+        token_cmd, up_cmd, usage_cmd, vfolder_cmd,
     )
+    from services.cli import vfolder_transfer_cmd  # noqa: F401  (adds the data commands to `berth vfolder`)
 
     cli.add_command(up_cmd.up)
     cli.add_command(session_cmd.session)
@@ -61,6 +62,7 @@ def _register() -> None:
     cli.add_command(admin_cmd.admin)
     cli.add_command(usage_cmd.usage)
     cli.add_command(token_cmd.token)
+    cli.add_command(vfolder_cmd.vfolder)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ import msgspec
 
 from contracts.catalog import ALL_EVENTS
 from contracts.reports import ALL_REPORTS
+from contracts.vfolder import ALL_STORAGE_REPORTS
 from contracts.subjects import (
     DEADLETTER_STREAM,
     EVENTS_STREAM,
@@ -25,6 +26,7 @@ from contracts.subjects import (
     dead_letter_subject,
     event_type_filter,
     report_subject,
+    storage_report_subject,
 )
 from services.common.bus import STREAMS
 from services.common.flow import Subscription
@@ -33,6 +35,7 @@ __all__ = ["asyncapi_document", "render"]
 
 _REF = "#/components/schemas/{name}"
 _AGENT = "__agent_id__"
+_VOLUME = "__volume__"
 """A valid subject token standing for the agent id in the templates, shown as ``{agent_id}``."""
 
 
@@ -53,6 +56,13 @@ def _channel_of(cls: type) -> tuple[str, dict[str, Any]]:
             "messages": {cls.__name__: {"$ref": f"#/components/messages/{cls.__name__}"}},
             "x-stream": REPORTS_STREAM,
         }
+    if cls in ALL_STORAGE_REPORTS:
+        return f"storage_report.{name}", {
+            "address": _template(storage_report_subject(_VOLUME, name), volume=""),
+            "parameters": {"volume": {"description": "the storage service's volume"}},
+            "messages": {cls.__name__: {"$ref": f"#/components/messages/{cls.__name__}"}},
+            "x-stream": REPORTS_STREAM,
+        }
     return f"event.{name}", {
         "address": _template(event_type_filter(cls, "__aggregate_id__"), aggregate_id=""),  # type: ignore[arg-type]
         "parameters": {"aggregate_id": {"description": "the originator (aggregate) id"}},
@@ -62,7 +72,7 @@ def _channel_of(cls: type) -> tuple[str, dict[str, Any]]:
 
 
 def _operation(service: str, sub: Subscription) -> dict[str, Any]:
-    ids = {"agent_id": _AGENT}
+    ids = {"agent_id": _AGENT, "volume": _VOLUME}
     routed = sorted(sub.routes, key=lambda c: c.type_name())  # type: ignore[attr-defined]
     handlers = {c.type_name(): getattr(h, "__qualname__", repr(h)) for c, h in sub.routes.items()}  # type: ignore[attr-defined]
     return {
@@ -74,9 +84,9 @@ def _operation(service: str, sub: Subscription) -> dict[str, Any]:
             "consumer": sub.name,
             "kind": "durable pull, explicit ack" if sub.durable else "ordered, from the first message",
             "stream": sub.stream,
-            "filter_subjects": [_template(f, agent_id="") for f in sub.filters(**ids)],
+            "filter_subjects": [_template(f, agent_id="", volume="") for f in sub.filters(**ids)],
             **({"batch": sub.batch} if sub.batch > 1 else {}),
-            **({"max_deliver": sub.max_deliver, "dead_letters": _template(dead_letter_subject(sub.consumer_name(**ids)), agent_id="")} if sub.durable else {}),
+            **({"max_deliver": sub.max_deliver, "dead_letters": _template(dead_letter_subject(sub.consumer_name(**ids)), agent_id="", volume="")} if sub.durable else {}),
             "handlers": dict(sorted(handlers.items())),
             "ignored": sorted(c.type_name() for c in sub.ignored),  # type: ignore[attr-defined]
         },
@@ -85,7 +95,7 @@ def _operation(service: str, sub: Subscription) -> dict[str, Any]:
 
 def asyncapi_document(flows: Mapping[str, Sequence[Subscription]]) -> dict[str, Any]:
     """Returns the AsyncAPI 3.0 document of ``flows`` (service name -> its subscriptions)."""
-    classes = [*ALL_EVENTS, *ALL_REPORTS]
+    classes = [*ALL_EVENTS, *ALL_REPORTS, *ALL_STORAGE_REPORTS]
     (_, components) = msgspec.json.schema_components(classes, ref_template=_REF)
     channels = dict(sorted(_channel_of(c) for c in classes))
     channels["deadletter"] = {
@@ -96,7 +106,7 @@ def asyncapi_document(flows: Mapping[str, Sequence[Subscription]]) -> dict[str, 
         "x-stream": DEADLETTER_STREAM,
     }
     operations = {
-        f"{service}.{sub.name.replace('{agent_id}', 'id')}": _operation(service, sub)
+        f"{service}.{sub.name.replace('{agent_id}', 'id').replace('{volume}', 'volume')}": _operation(service, sub)
         for service, subs in sorted(flows.items())
         for sub in subs
     }

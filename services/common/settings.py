@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, kw_only=True):
     """Size of a Docker kernel's ``/home/work`` (tmpfs, at most half its ``mem`` slot)."""
     kernel_tmp: str = "256m"
     """Size of a Docker kernel's ``/tmp`` (tmpfs, at most a quarter of its ``mem`` slot)."""
+    storage_volumes: str = ""
+    """Storage volumes of this machine, ``name=/path[,...]`` (``services.common.volumes``); empty: ``local``
+    at ``<data dir>/storage/local``. Agents bind-mount session folders from these roots."""
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
@@ -76,6 +79,18 @@ class Settings(msgspec.Struct, kw_only=True):
     """Seconds a session may stay CREATING (0: never)."""
     stuck_terminating_timeout: float = 300.0
     """Seconds a session may stay TERMINATING (0: never)."""
+    storage_url: str = ""
+    """The storage service's HTTP base URL, handed out by the gateway with each storage token
+    (``BERTH_STORAGE_URL``; ``berth up`` sets it)."""
+    storage_key_file: str = ""
+    """The storage tokens' signing key (32 bytes, 0600) shared by the gateway and the storage service;
+    empty: ``<data dir>/storage.key``."""
+    storage_bind: str = "127.0.0.1:0"
+    """``host:port`` the storage service's HTTP data plane listens on (port 0: a free one)."""
+    storage_usage_interval: float = 60.0
+    """Seconds between two measures of every folder's usage by the storage service."""
+    storage_upload_ttl: float = 86400.0
+    """Seconds an unfinished upload is kept before it is removed (its bytes released)."""
     reconcile_interval: float = 60.0
     """Seconds between two comparisons of an agent's containers with its assigned kernels."""
 

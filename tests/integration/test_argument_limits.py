@@ -85,7 +85,7 @@ def _minimal(type_: graphql.GraphQLInputType) -> Any:
         return []
     if isinstance(type_, graphql.GraphQLInputObjectType):
         return {name: _minimal(sub.type) for name, sub in type_.fields.items() if _required(sub)}
-    return {"Int": 1, "Boolean": False, "DateTime": "2030-01-01T00:00:00+00:00"}.get(type_.name, "default")
+    return {"Int": 1, "Float": 1.0, "Boolean": False, "DateTime": "2030-01-01T00:00:00+00:00"}.get(type_.name, "default")
 
 
 def _with(type_: graphql.GraphQLInputType, path: tuple[str, ...], is_list: bool, bad: Any) -> Any:
@@ -117,10 +117,26 @@ def request_for(leaf: Leaf, bad: Any) -> tuple[str, str, dict[str, Any]]:
     return kind, f"{kind}({declared}) {{ {name}({passed}){selection} }}", variables
 
 
+def _entry_type(leaf: Leaf) -> graphql.GraphQLInputType:
+    """Returns the type of the entries of the list at ``leaf``."""
+    root_name, name = leaf.field.split(".")
+    root = next(root for _, root in _roots(SCHEMA) if root.name == root_name)
+    type_: Any = graphql.get_nullable_type(root.fields[name].args[leaf.argument].type)
+    for step in leaf.path:
+        while isinstance(type_, graphql.GraphQLList):
+            type_ = graphql.get_nullable_type(type_.of_type)
+        type_ = graphql.get_nullable_type(type_.fields[step].type)
+    return graphql.get_nullable_type(type_.of_type)
+
+
 def _bad_value(leaf: Leaf, kind: str) -> Any:
     if leaf.is_list:
-        return [{"slot": f"s{i}", "amount": "1"} for i in range(MANY)] if leaf.path and leaf.path[-1] in (
-            "resources", "totalResourceSlots", "maxPendingSessionResourceSlots") else [f"x{i}" for i in range(MANY)]
+        if leaf.path and leaf.path[-1] in ("resources", "totalResourceSlots", "maxPendingSessionResourceSlots"):
+            return [{"slot": f"s{i}", "amount": "1"} for i in range(MANY)]
+        entry = _entry_type(leaf)
+        if isinstance(entry, graphql.GraphQLInputObjectType):  # a list of input objects: minimal ones
+            return [_minimal(entry) for _ in range(MANY)]
+        return [f"x{i}" for i in range(MANY)]
     return "x" * BIG if kind == "big" else "x\x00y"
 
 

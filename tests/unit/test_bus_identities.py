@@ -94,3 +94,10 @@ def test_every_identity_connects_within_the_servers_control_line() -> None:
     for identity in (*SERVICES, ADMIN, agent_identity("a" * 64)):
         jwt = nats_jwt.user_jwt(account, nats_jwt.public_key(user), identity, permissions(identity))
         assert len(jwt) + 1024 < MAX_CONTROL_LINE, identity  # the rest of CONNECT: signature, name, options
+
+
+def test_the_storage_service_publishes_its_reports_and_no_agents_or_events() -> None:
+    granted = permissions("storage").publish
+    assert any(_covers(p, "rp.storage.local.folder_provisioned") for p in granted)
+    for other in ("rp.agent.a1.kernel_running", "ev.vfolder.x.provisioned", "exec.agent.a1"):
+        assert not any(_covers(p, other) for p in granted), other

@@ -20,7 +20,7 @@ import pytest
 from services.agent import fleet
 from services.common.settings import Settings
 from services.supervisor.processes import Child, Children, describe_exit
-from services.supervisor.up import child_env, service_processes
+from services.supervisor.up import child_env, service_processes, with_storage_endpoint
 from tests.support.waiting import async_wait_for, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,12 +171,16 @@ def test_every_setting_reaches_a_child_as_it_is(tmp_path: Path) -> None:
 
 def test_berth_up_runs_one_process_per_service_and_one_for_its_agents(tmp_path: Path) -> None:
     ready: list[str] = []
-    children = service_processes(Settings(data_dir=tmp_path, agents=10, nats_url="nats://n", pg_dsn="pg"),
-                                 ready.append)
+    settings = with_storage_endpoint(Settings(data_dir=tmp_path, agents=10, nats_url="nats://n", pg_dsn="pg"))
+    children = service_processes(settings, ready.append)
     modules = {c.name: c.argv[-1] for c in children.children}
     assert modules == {"relay": "services.relay", "projector": "services.projector",
                        "scheduler": "services.scheduler", "controller": "services.controller",
-                       "agents": "services.agent", "gateway": "services.gateway"}
+                       "storage": "services.storage", "agents": "services.agent", "gateway": "services.gateway"}
+    binds = {c.env["BERTH_STORAGE_BIND"] for c in children.children}
+    (bind,) = binds
+    assert not bind.endswith(":0")  # the storage port is fixed first: the gateway hands its URL out
+    assert {c.env["BERTH_STORAGE_URL"] for c in children.children} == {f"http://{bind}"}
     envs = {c.env["BERTH_GATEWAY_PORT"] for c in children.children}
     assert len(envs) == 1 and envs != {"0"}  # one port, kept across the gateway's restarts
     assert {c.env["BERTH_AGENTS"] for c in children.children} == {"10"}

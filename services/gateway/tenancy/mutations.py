@@ -14,6 +14,8 @@ from services.gateway.auth import keypairs
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, GatewayError
+from contracts.limits import CHOICE, Many, Text
+from contracts.vfolder import VolumePermission
 from services.gateway.limits import ACCESS_KEY, checked, checked_name, checked_value
 from services.gateway.slots import SlotInput
 from services.gateway.tenancy.access import (
@@ -22,6 +24,7 @@ from services.gateway.tenancy.access import (
 )
 from services.gateway.tenancy.types import (
     DomainInput, KeypairSecret, ProjectInput, ResourceGroupInput, ResourcePolicyInput, TenancyResult, UserInput,
+    VolumeHostInput,
 )
 
 __all__ = ["TenancyMutation"]
@@ -39,7 +42,32 @@ def _limits(data: ResourcePolicyInput) -> tc.LimitsChange:
         max_session_lifetime=data.max_session_lifetime,
         rate_limit=data.rate_limit,
         max_concurrent_subscriptions=data.max_concurrent_subscriptions,
+        max_vfolder_count=data.max_vfolder_count,
+        max_quota_scope_size=_whole(data.max_quota_scope_size, "maxQuotaScopeSize"),
+        allowed_vfolder_hosts=None if data.allowed_vfolder_hosts is None else _hosts(data.allowed_vfolder_hosts),
     )
+
+
+def _whole(value: float | None, what: str) -> int | None:
+    """Returns a float input that must be a whole number >= 0 as an int (None stays None)."""
+    if value is None:
+        return None
+    if value != value or value < 0 or value != int(value):
+        raise GatewayError(BAD_INPUT, f"{what} is a whole number >= 0")
+    return int(value)
+
+
+def _hosts(items: list[VolumeHostInput]) -> dict[str, list[str]]:
+    checked_value(Many("allowedVfolderHosts", 64), items)
+    hosts: dict[str, list[str]] = {}
+    for item in items:
+        checked_name("allowedVfolderHosts.volume", item.volume)
+        checked_value(Many("allowedVfolderHosts.permissions", len(VolumePermission),
+                           each=Text("allowedVfolderHosts.permissions entry", CHOICE)), item.permissions)
+        if item.volume in hosts:
+            raise GatewayError(BAD_INPUT, f"allowedVfolderHosts: volume {item.volume!r} given twice")
+        hosts[item.volume] = list(item.permissions)
+    return hosts
 
 
 def _quota(items: list[SlotInput] | None) -> dict[str, str]:
