@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from contracts import tenancy_commands as tc
+from contracts.mounts import MAX_MOUNTS, MAX_TARGET_BYTES, MountSpec
 from contracts.session import KernelSpec, SessionSpec
 
 __all__ = [
@@ -97,8 +98,11 @@ LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
         "designated_agents": _names("designatedAgents", max_items=MAX_SESSION_LIST),
         "user": Text("user", 128), "domain": Text("domain", 128), "project": Text("project", 128),
         "resource_group": Text("resourceGroup", 128),
+        "mounts": Many("mounts", MAX_MOUNTS),
     },
     KernelSpec: {"slots": SLOTS},
+    MountSpec: {"folder_id": Text("mount folder", 64), "name": Text("mount name", 128),
+                "volume": Text("mount volume", 64), "target": Text("mount target", MAX_TARGET_BYTES, in_bytes=True)},
     tc.CreateDomain: {"name": NAME, "description": DESCRIPTION, "total_resource_slots": SLOTS},
     tc.UpdateDomain: {"total_resource_slots": SLOTS},
     tc.CreateProject: {"name": NAME, "domain": NAME, "description": DESCRIPTION, "total_resource_slots": SLOTS},

@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, kw_only=True):
     """Size of a Docker kernel's ``/home/work`` (tmpfs, at most half its ``mem`` slot)."""
     kernel_tmp: str = "256m"
     """Size of a Docker kernel's ``/tmp`` (tmpfs, at most a quarter of its ``mem`` slot)."""
+    storage_volumes: str = ""
+    """Storage volumes of this machine, ``name=/path[,...]`` (``services.common.volumes``); empty: ``local``
+    at ``<data dir>/storage/local``. Agents bind-mount session folders from these roots."""
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
