@@ -6,7 +6,7 @@ from typing import Union
 
 import msgspec
 
-from contracts import agent, quota, session, session_names, tenancy
+from contracts import agent, quota, session, session_names, tenancy, vfolder
 from contracts.envelope import Event
 from contracts.upcasts import upcast
 
@@ -47,6 +47,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     tenancy.ResourceGroupUpdated,
     quota.QuotaConsumed,
     quota.QuotaReleased,
+    tenancy.ProjectStorageLimitSet,
+    *vfolder.ALL_VFOLDER_EVENTS,
 )
 
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]

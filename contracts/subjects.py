@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from contracts.catalog import ALL_EVENTS
 from contracts.envelope import Event, context_of, short_type_of
 from contracts.reports import ALL_REPORTS, Report
+from contracts.vfolder import ALL_STORAGE_REPORTS, StorageReport
 
 __all__ = [
     "DEADLETTER_STREAM",
@@ -38,12 +39,17 @@ __all__ = [
     "report_subject",
     "report_type_filter",
     "session_events_filter",
+    "storage_report_filter",
+    "storage_report_subject",
+    "storage_report_volume",
 ]
 
 EVENTS_STREAM = "EVENTS"
 EVENTS_SUBJECTS = ["ev.>"]
 REPORTS_STREAM = "REPORTS"
 REPORTS_SUBJECTS = ["rp.>"]
+AGENT_REPORTS_FILTER = "rp.agent.>"
+"""Every agent's reports (the storage service's are on ``rp.storage.>``)."""
 DEADLETTER_STREAM = "DEADLETTER"
 DEADLETTER_SUBJECTS = ["dlq.>"]
 HEARTBEAT_BUCKET = "agent_heartbeats"
@@ -153,13 +159,43 @@ def report_type_filter(cls: type[Report]) -> str:
     return f"rp.agent.*.{check_token(cls.type_name(), 'report type')}"
 
 
-def report_filters(classes: Iterable[type[Report]]) -> tuple[str, ...]:
-    """Returns the filter subjects that take exactly the reports of ``classes``: the whole
-    ``REPORTS`` stream when they are every report type, else one per class, sorted."""
+def report_filters(classes: Iterable[type[Report] | type[StorageReport]]) -> tuple[str, ...]:
+    """Returns the filter subjects that take exactly the reports of ``classes``: every agent's
+    (``rp.agent.>``) when they are every agent report type, every storage report
+    (``rp.storage.>``) when they are every storage report type, else one per class, sorted."""
     wanted = set(classes)
-    if set(ALL_REPORTS) <= wanted:
-        return tuple(REPORTS_SUBJECTS)
-    return tuple(sorted(report_type_filter(cls) for cls in wanted))
+    filters: set[str] = set()
+    agent = {cls for cls in wanted if issubclass(cls, Report)}
+    storage = {cls for cls in wanted if issubclass(cls, StorageReport)}
+    if agent:
+        filters |= {AGENT_REPORTS_FILTER} if set(ALL_REPORTS) <= agent else {report_type_filter(cls) for cls in agent}
+    if storage:
+        filters |= ({storage_report_filter()} if set(ALL_STORAGE_REPORTS) <= storage
+                    else {storage_report_subject("*", cls.type_name()) for cls in storage})
+    return tuple(sorted(filters))
+
+
+def storage_report_subject(volume: str, report_type: str) -> str:
+    """Returns ``rp.storage.<volume>.<type>`` (``*`` / ``>`` allowed as wildcards)."""
+    if volume != "*":
+        check_token(volume, "volume")
+    if report_type not in ("*", ">"):
+        check_token(report_type, "report type")
+    return f"rp.storage.{volume}.{report_type}"
+
+
+def storage_report_filter(volume: str = "*") -> str:
+    """Returns ``rp.storage.<volume>.>`` (every volume's with ``*``: ``rp.storage.>``)."""
+    return "rp.storage.>" if volume == "*" else storage_report_subject(volume, ">")
+
+
+def storage_report_volume(subject: str) -> str:
+    """Returns the volume of a storage report subject ``rp.storage.<volume>.<type>``; raises
+    ``SubjectError`` when ``subject`` is not one."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["rp", "storage"]:
+        raise SubjectError(f"not a storage report subject: {subject!r}")
+    return check_token(parts[2], "volume")
 
 
 def report_sender(subject: str) -> str:

@@ -17,13 +17,16 @@ import msgspec
 
 from contracts.envelope import Event
 from contracts.status import SessionType
+from contracts.vfolder import DEFAULT_VOLUME, VolumePermission
 
 __all__ = [
     "DEFAULT_DOMAIN",
     "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_POLICY",
     "DEFAULT_PROJECT",
+    "DEFAULT_MAX_VFOLDER_COUNT",
     "DEFAULT_RATE_LIMIT",
+    "DEFAULT_VFOLDER_HOSTS",
     "DEFAULT_RESOURCE_GROUP",
     "DomainCreated",
     "DomainUpdated",
@@ -32,6 +35,7 @@ __all__ = [
     "KeypairLimits",
     "KeypairPolicyChanged",
     "ProjectCreated",
+    "ProjectStorageLimitSet",
     "ProjectUpdated",
     "ResourceGroupCreated",
     "ResourceGroupOptions",
@@ -105,6 +109,17 @@ requests per 15 minutes, 33 a second on average, bursts up to the whole window."
 DEFAULT_MAX_SUBSCRIPTIONS = 64
 """A policy's ``max_concurrent_subscriptions`` unless set (also of the policies recorded before it existed)."""
 
+DEFAULT_MAX_VFOLDER_COUNT = 100
+"""A policy's ``max_vfolder_count`` unless set: folders a user may own (0: no limit)."""
+
+
+def _default_vfolder_hosts() -> dict[str, list[VolumePermission]]:
+    return {DEFAULT_VOLUME: list(VolumePermission)}
+
+
+DEFAULT_VFOLDER_HOSTS = _default_vfolder_hosts()
+"""A policy's ``allowed_vfolder_hosts`` unless set: the default volume with every permission."""
+
 
 class KeypairLimits(msgspec.Struct, frozen=True, kw_only=True):
     """A keypair resource policy (Backend.AI's ``keypair_resource_policies``)."""
@@ -122,6 +137,13 @@ class KeypairLimits(msgspec.Struct, frozen=True, kw_only=True):
     """API requests a keypair may make per 15 minutes (Backend.AI's keypair ``rate_limit``; 0: no limit)."""
     max_concurrent_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
     """GraphQL subscriptions a keypair may have open at once (0: no limit)."""
+    max_vfolder_count: int = DEFAULT_MAX_VFOLDER_COUNT
+    """Folders a user may own, trashed ones included (0: no limit)."""
+    max_quota_scope_size: int = 0
+    """Bytes all folders of a user may hold together (the user's quota scope; 0: no limit)."""
+    allowed_vfolder_hosts: dict[str, list[VolumePermission]] = msgspec.field(default_factory=_default_vfolder_hosts)
+    """Volume -> what the keypair may do there (Backend.AI's ``allowed_vfolder_hosts``); a volume
+    absent from the map: nothing."""
 
 
 class Visibility(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,6 +185,12 @@ class ProjectCreated(Event, frozen=True, kw_only=True, tag="project.created"):
 
 class ProjectUpdated(Event, frozen=True, kw_only=True, tag="project.updated"):
     total_resource_slots: dict[str, Decimal]
+
+
+class ProjectStorageLimitSet(Event, frozen=True, kw_only=True, tag="project.storage_limit_set"):
+    """Bytes all folders of the project may hold together (its quota scope; 0: no limit)."""
+
+    max_quota_scope_size: int
 
 
 class UserCreated(Event, frozen=True, kw_only=True, tag="user.created"):

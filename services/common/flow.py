@@ -50,6 +50,7 @@ from contracts.catalog import decode_event
 from contracts.envelope import Event
 from contracts.reports import Report
 from contracts.subjects import event_filters, report_filters
+from contracts.vfolder import StorageReport
 from services.common.bus import connect_options, dead_letter
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
@@ -101,8 +102,8 @@ class Subscription:
     reports: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        kinds = {issubclass(cls, Report) for cls in self.routes}
-        if len(kinds) != 1 or not all(issubclass(cls, (Event, Report)) for cls in self.routes):
+        kinds = {issubclass(cls, (Report, StorageReport)) for cls in self.routes}
+        if len(kinds) != 1 or not all(issubclass(cls, (Event, Report, StorageReport)) for cls in self.routes):
             raise ValueError(f"{self.name}: routes must be all events or all reports")
         object.__setattr__(self, "reports", kinds == {True})
         if set(self.routes) & set(self.ignored):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contracts import agent as agent_ev
 from contracts import session as session_ev
+from contracts import tenancy
 from contracts.envelope import Event
 from contracts.subjects import EVENTS_STREAM
 from services.common.flow import Subscription
@@ -37,6 +38,7 @@ SNAPSHOT = Subscription(
     ignored=(
         session_ev.KernelPreparing, session_ev.KernelProgressed, session_ev.KernelCreating, session_ev.KernelStarted,
         session_ev.KernelTerminated, session_ev.ExecutionFinished, agent_ev.OrphanContainerDestroyed,
+        tenancy.ProjectStorageLimitSet,
     ),
     description="The cluster as the scheduler sees it: pending sessions, agents, quota usage, tenancy limits.",
 )
