@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from contracts.subjects import SubjectError, check_token
+from contracts.vfolder import DEFAULT_VOLUME
 
-__all__ = ["DEFAULT_VOLUME", "parse_volumes"]
-
-DEFAULT_VOLUME = "local"
+__all__ = ["parse_volumes"]
 
 
 def parse_volumes(setting: str, data_dir: Path) -> dict[str, Path]:

@@ -1,7 +1,7 @@
 """Where a kernel's storage folders are on this node: each mount's volume mapped to the agent's
 own root for it (``BERTH_STORAGE_VOLUMES``), never a host path taken from an event.
 
-A folder is ``<root>/folders/<folder_id>``: the id must be a plain token (no ``/``, no ``..``), the
+A folder is ``<root>/folders/<folder_id>``: the id must be ``vfolder_<32 hex>`` (no ``/``, no ``..``), the
 directory must exist and neither it nor ``folders/`` may be a symbolic link (a bind mount follows
 links; one planted there would mount another place of the host). The target is checked again
 (``contracts.mounts``). A mount that fails any check fails the kernel's start, naming the folder.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.mounts import MountError, MountSpec, check_mount_target, check_mount_targets
-from contracts.subjects import SubjectError, check_token
+from contracts.vfolder import is_folder_id
 from services.agent.backends.base import KernelStartError
 
 __all__ = ["FOLDERS_DIR", "FolderBind", "folder_binds"]
@@ -50,10 +50,9 @@ def _bind(mount: MountSpec, volumes: Mapping[str, Path]) -> FolderBind:
         known = ", ".join(sorted(volumes)) or "none"
         raise KernelStartError(f"folder {mount.name}: volume {mount.volume!r} is not on this node "
                                f"(BERTH_STORAGE_VOLUMES has: {known})")
-    try:
-        folder_id = check_token(mount.folder_id, "folder id")
-    except SubjectError as exc:
-        raise KernelStartError(f"folder {mount.name}: {exc}") from exc
+    folder_id = mount.folder_id
+    if not is_folder_id(folder_id):
+        raise KernelStartError(f"folder {mount.name}: invalid folder id {folder_id[:80]!r} (expected vfolder_<32 hex>)")
     folders = Path(root).absolute() / FOLDERS_DIR
     source = folders / folder_id
     for path in (folders, source):
