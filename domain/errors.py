@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExistsError",
     "DomainError",
+    "ForbiddenError",
     "InsufficientCapacityError",
     "InvalidRequestError",
     "InvalidTransitionError",
@@ -34,3 +35,7 @@ class InvalidTransitionError(DomainError):
 
 class InsufficientCapacityError(DomainError):
     """Raised when an agent cannot hold the requested slots."""
+
+
+class ForbiddenError(DomainError):
+    """Raised when the actor may see the aggregate but not do what the command asks."""

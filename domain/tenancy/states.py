@@ -45,6 +45,8 @@ class ProjectState(msgspec.Struct, frozen=True, kw_only=True):
     domain: str
     description: str
     total_resource_slots: dict[str, Decimal]
+    max_quota_scope_size: int = 0
+    """Bytes the project's folders may hold together (0: no limit)."""
 
 
 class UserState(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +135,11 @@ def _(event: ev.ProjectCreated, state: TenancyState | None) -> TenancyState:
 @_apply.register
 def _(event: ev.ProjectUpdated, state: TenancyState | None) -> TenancyState:
     return _bump(state, event, total_resource_slots=dict(event.total_resource_slots))
+
+
+@_apply.register
+def _(event: ev.ProjectStorageLimitSet, state: TenancyState | None) -> TenancyState:
+    return _bump(state, event, max_quota_scope_size=event.max_quota_scope_size)
 
 
 @_apply.register

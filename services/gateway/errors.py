@@ -9,6 +9,7 @@ from contracts.subjects import SubjectError
 from domain.errors import (
     AlreadyExistsError,
     DomainError,
+    ForbiddenError,
     InsufficientCapacityError,
     InvalidRequestError,
     InvalidTransitionError,
@@ -54,6 +55,7 @@ _BY_DOMAIN: tuple[tuple[type[Exception], str], ...] = (
     (SlotError, BAD_INPUT),
     (SubjectError, BAD_INPUT),
     (NotFoundError, NOT_FOUND),
+    (ForbiddenError, FORBIDDEN),
     (AlreadyExistsError, CONFLICT),
     (InvalidTransitionError, CONFLICT),
     (InsufficientCapacityError, CONFLICT),

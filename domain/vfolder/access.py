@@ -1,0 +1,100 @@
+"""Who may do what with a folder (Backend.AI's rules), as pure functions of an ``Actor``.
+
+Effective permission of a user (``permission_of``):
+- the owner of a user folder: ``wd``;
+- a user the folder is shared with (directly, or by an accepted invitation): that permission;
+- a member of the project owning a project folder: the per-user override (a share) or the
+  folder's default ``permission``;
+- otherwise none. A domain admin (of the folder's domain) or a superadmin *manages* every folder
+  (``may_manage``: rename, trash, restore, purge, share, quota) but gets no permission on another
+  user's personal folder for reading or mounting (Backend.AI does not give it either).
+
+Volume permissions (``allowed_vfolder_hosts`` of the actor's keypair policy): each operation
+also needs its ``VolumePermission`` on the folder's volume (``check_volume``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from contracts.tenancy import Role
+from contracts.vfolder import OwnerKind, VFolderPermission, VolumePermission
+from domain.errors import ForbiddenError, NotFoundError
+from domain.vfolder.state import VFolderState
+
+__all__ = ["Actor", "check_volume", "may_manage", "may_see", "permission_of", "require", "require_manager"]
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    """The user acting, as a folder decision needs to know it."""
+
+    user: str
+    role: Role = Role.USER
+    domain: str
+    projects: frozenset[str] = frozenset()
+    volumes: Mapping[str, frozenset[VolumePermission]] = {}
+    """Volume -> what the actor's keypair policy allows there."""
+
+    @property
+    def is_superadmin(self) -> bool:
+        return self.role is Role.SUPERADMIN
+
+    def manages(self, domain: str) -> bool:
+        return self.is_superadmin or (self.role is Role.ADMIN and self.domain == domain)
+
+
+def permission_of(folder: VFolderState, actor: Actor) -> VFolderPermission | None:
+    """Returns the actor's own permission on ``folder`` (None: none)."""
+    if folder.owner_kind is OwnerKind.USER and folder.owner == actor.user:
+        return VFolderPermission.WD
+    shared = folder.shares.get(actor.user)
+    if shared is not None:
+        return shared
+    if folder.owner_kind is OwnerKind.PROJECT and folder.owner in actor.projects:
+        return folder.permission
+    return None
+
+
+def may_manage(folder: VFolderState, actor: Actor) -> bool:
+    """Returns True when the actor administers the folder: owner of a user folder, an admin of
+    its domain, a superadmin."""
+    if folder.owner_kind is OwnerKind.USER and folder.owner == actor.user:
+        return True
+    return actor.manages(folder.domain)
+
+
+def may_see(folder: VFolderState, actor: Actor) -> bool:
+    return permission_of(folder, actor) is not None or may_manage(folder, actor)
+
+
+def _not_found(folder: VFolderState) -> NotFoundError:
+    return NotFoundError(f"folder {folder.id} not found")
+
+
+def require(folder: VFolderState | None, actor: Actor, needed: VFolderPermission, what: str) -> VFolderState:
+    """Returns ``folder`` when the actor's permission is at least ``needed``; NotFoundError when
+    the actor may not see it (existence does not leak), ForbiddenError when too low."""
+    if folder is None or not may_see(folder, actor):
+        raise NotFoundError("folder not found") if folder is None else _not_found(folder)
+    own = permission_of(folder, actor)
+    if own is None or not own.at_least(needed):
+        shown = own.value if own is not None else "none"
+        raise ForbiddenError(f"{what} needs permission {needed.value} on folder {folder.name!r}; you have {shown}")
+    return folder
+
+
+def require_manager(folder: VFolderState | None, actor: Actor, what: str) -> VFolderState:
+    """Returns ``folder`` when the actor manages it; NotFoundError / ForbiddenError otherwise."""
+    if folder is None or not may_see(folder, actor):
+        raise NotFoundError("folder not found") if folder is None else _not_found(folder)
+    if not may_manage(folder, actor):
+        raise ForbiddenError(f"only the owner of folder {folder.name!r} or an admin may {what}")
+    return folder
+
+
+def check_volume(actor: Actor, volume: str, needed: VolumePermission) -> None:
+    """Raises ForbiddenError unless the actor's policy allows ``needed`` on ``volume``."""
+    if needed not in actor.volumes.get(volume, frozenset()):
+        raise ForbiddenError(f"your resource policy does not allow {needed.value} on volume {volume!r}")

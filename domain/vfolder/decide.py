@@ -1,0 +1,343 @@
+"""Folder decisions: each returns the events a request causes (none for a no-op) or raises a
+``DomainError`` saying why it is refused. Pure: time, actor and ids arrive as arguments.
+
+Who may: ``access.py``. Limits: ``max_vfolder_count`` (folders a user owns, trashed ones
+included) is checked by ``create`` with the count the caller read; a quota cap is 0..2^62 bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from contracts import vfolder as ev
+from contracts.envelope import Event
+from contracts.vfolder import (
+    FolderPathError,
+    OwnerKind,
+    UsageMode,
+    VFolderPermission,
+    VFolderStatus,
+    VolumePermission,
+    check_folder_name,
+    check_folder_path,
+    quota_scope_of,
+)
+from domain.emitting import Context, Emitter
+from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError
+from domain.vfolder.access import Actor, check_volume, permission_of, require, require_manager
+from domain.vfolder.state import VFolderState
+
+__all__ = [
+    "MAX_QUOTA_BYTES",
+    "NewFolder",
+    "accept",
+    "check_paths",
+    "content_changed",
+    "provision_failed",
+    "provisioned",
+    "purged",
+    "usage_measured",
+    "clone",
+    "create",
+    "invite",
+    "leave",
+    "purge",
+    "reject",
+    "rename",
+    "restore",
+    "set_permission",
+    "set_quota",
+    "share",
+    "trash",
+    "unshare",
+    "valid_name",
+]
+
+MAX_QUOTA_BYTES = 2**62
+"""The largest folder cap accepted (bytes; 4 EiB)."""
+
+_RO, _RW, _WD = VFolderPermission.RO, VFolderPermission.RW, VFolderPermission.WD
+
+
+def valid_name(name: str) -> str:
+    """Returns the folder name normalised; InvalidRequestError when it is not valid."""
+    try:
+        return check_folder_name(name)
+    except FolderPathError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+
+
+def _permission(value: str | VFolderPermission) -> VFolderPermission:
+    try:
+        return VFolderPermission(value)
+    except ValueError:
+        raise InvalidRequestError(f"unknown permission {value!r}: use ro, rw or wd") from None
+
+
+def _emit(state: VFolderState, ctx: Context) -> Emitter:
+    return Emitter(state.id, state.version, ctx)
+
+
+def _live(state: VFolderState, what: str) -> None:
+    if state.status in (VFolderStatus.TRASHED, VFolderStatus.PURGING, VFolderStatus.PURGED):
+        raise InvalidTransitionError(f"folder {state.name!r} is {state.status.value}: cannot {what}")
+
+
+class NewFolder:
+    """What ``create`` needs to know of a new folder's request, validated."""
+
+    def __init__(self, *, name: str, volume: str, owner_kind: str | OwnerKind, owner: str, domain: str,
+                 usage_mode: str | UsageMode = UsageMode.GENERAL, permission: str | VFolderPermission = _RW,
+                 cloneable: bool = False, clone_of: str | None = None) -> None:
+        self.name = valid_name(name)
+        self.volume = volume
+        try:
+            self.owner_kind = OwnerKind(owner_kind)
+            self.usage_mode = UsageMode(usage_mode)
+        except ValueError as exc:
+            raise InvalidRequestError(f"{exc}: owner kind is user or project, usage mode general, model or data") from None
+        self.owner = owner
+        self.domain = domain
+        self.permission = _permission(permission)
+        self.cloneable = cloneable
+        self.clone_of = clone_of
+
+
+def create(state: VFolderState | None, folder_id: str, request: NewFolder, actor: Actor, ctx: Context, *,
+           owned: int, max_count: int) -> list[Event]:
+    """A new folder (``provisioning``). A project folder needs an admin of the project's domain
+    (Backend.AI: only admins create group folders) or a member when ``actor`` manages; a user
+    folder is the actor's own. ``owned``: folders the owner has now; refused at ``max_count``
+    (0: no limit)."""
+    if state is not None:
+        raise AlreadyExistsError(f"folder {folder_id} already exists")
+    check_volume(actor, request.volume, VolumePermission.CREATE_VFOLDER)
+    if request.owner_kind is OwnerKind.USER:
+        if request.owner != actor.user:
+            raise ForbiddenError("a user folder is created by its owner")
+        if max_count and owned >= max_count:
+            raise InvalidRequestError(
+                f"you own {owned} folders, the most your resource policy allows (max_vfolder_count {max_count}): "
+                "purge one first")
+    elif not actor.manages(request.domain):
+        raise ForbiddenError(f"only an admin of domain {request.domain!r} may create project folders")
+    emit = Emitter(folder_id, 0, ctx)
+    return [emit(ev.VFolderCreated, name=request.name, volume=request.volume, owner_kind=request.owner_kind,
+                 owner=request.owner, domain=request.domain,
+                 quota_scope=quota_scope_of(request.owner_kind, request.owner), usage_mode=request.usage_mode,
+                 permission=request.permission, cloneable=request.cloneable, clone_of=request.clone_of,
+                 by=actor.user)]
+
+
+def clone(source: VFolderState | None, folder_id: str, name: str, actor: Actor, ctx: Context, *,
+          owned: int, max_count: int, cloneable: bool = False, usage_mode: str | None = None) -> list[Event]:
+    """A new user folder of the actor with a copy of ``source``'s content (the storage service
+    copies it). The source must be cloneable, ready and readable by the actor."""
+    source = require(source, actor, _RO, "cloning")
+    if not source.cloneable:
+        raise ForbiddenError(f"folder {source.name!r} is not cloneable")
+    if source.status is not VFolderStatus.READY:
+        raise InvalidTransitionError(f"folder {source.name!r} is {source.status.value}: only a ready folder is cloned")
+    request = NewFolder(name=name, volume=source.volume, owner_kind=OwnerKind.USER, owner=actor.user,
+                        domain=actor.domain, usage_mode=usage_mode or source.usage_mode, cloneable=cloneable,
+                        clone_of=source.id)
+    return create(None, folder_id, request, actor, ctx, owned=owned, max_count=max_count)
+
+
+def rename(state: VFolderState | None, name: str, actor: Actor, ctx: Context) -> list[Event]:
+    state = require_manager(state, actor, "rename it")
+    check_volume(actor, state.volume, VolumePermission.MODIFY_VFOLDER)
+    _live(state, "rename it")
+    name = valid_name(name)
+    if name == state.name:
+        return []
+    return [_emit(state, ctx)(ev.VFolderRenamed, name=name, previous=state.name, by=actor.user)]
+
+
+def share(state: VFolderState | None, user: str, permission: str, actor: Actor, ctx: Context, *,
+          user_domain: str | None) -> list[Event]:
+    """Gives ``user`` (of the folder's domain; ``user_domain`` None: no such user) ``permission``:
+    a project folder's per-user override, or a user folder shared by its owner directly.
+    Sharing again with another permission changes it."""
+    state = require_manager(state, actor, "share it")
+    check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
+    _live(state, "share it")
+    wanted = _permission(permission)
+    _check_other_user(state, user, user_domain)
+    current = state.shares.get(user)
+    if current is wanted:
+        return []
+    emit = _emit(state, ctx)
+    if current is not None:
+        return [emit(ev.VFolderPermissionChanged, user=user, permission=wanted, by=actor.user)]
+    return [emit(ev.VFolderShared, user=user, permission=wanted, by=actor.user)]
+
+
+def _check_other_user(state: VFolderState, user: str, user_domain: str | None) -> None:
+    if user_domain is None or user_domain != state.domain:
+        raise InvalidRequestError(f"no user {user!r} in domain {state.domain!r}")
+    if state.owner_kind is OwnerKind.USER and user == state.owner:
+        raise InvalidRequestError(f"{user!r} owns folder {state.name!r}")
+
+
+def set_permission(state: VFolderState | None, user: str, permission: str, actor: Actor, ctx: Context) -> list[Event]:
+    """Changes the permission of a user the folder is shared with."""
+    state = require_manager(state, actor, "change permissions")
+    check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
+    wanted = _permission(permission)
+    current = state.shares.get(user)
+    if current is None:
+        raise InvalidRequestError(f"folder {state.name!r} is not shared with {user!r}")
+    if current is wanted:
+        return []
+    return [_emit(state, ctx)(ev.VFolderPermissionChanged, user=user, permission=wanted, by=actor.user)]
+
+
+def unshare(state: VFolderState | None, user: str, actor: Actor, ctx: Context) -> list[Event]:
+    state = require_manager(state, actor, "unshare it")
+    check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
+    if user not in state.shares:
+        return []
+    return [_emit(state, ctx)(ev.VFolderUnshared, user=user, by=actor.user)]
+
+
+def invite(state: VFolderState | None, invitation_id: str, invitee: str, permission: str, actor: Actor,
+           ctx: Context, *, invitee_domain: str | None) -> list[Event]:
+    """Invites ``invitee`` to a user folder (Backend.AI: invitations are for personal folders)."""
+    state = require_manager(state, actor, "invite others")
+    check_volume(actor, state.volume, VolumePermission.INVITE_OTHERS)
+    _live(state, "invite others")
+    if state.owner_kind is not OwnerKind.USER:
+        raise InvalidRequestError("invitations are for user folders: share a project folder instead")
+    wanted = _permission(permission)
+    _check_other_user(state, invitee, invitee_domain)
+    if invitee in state.shares:
+        raise AlreadyExistsError(f"folder {state.name!r} is already shared with {invitee!r}")
+    if state.pending_invitation_of(invitee) is not None:
+        raise AlreadyExistsError(f"{invitee!r} already has a pending invitation to folder {state.name!r}")
+    return [_emit(state, ctx)(ev.VFolderInvited, invitation_id=invitation_id, invitee=invitee, permission=wanted,
+                              by=actor.user)]
+
+
+def _pending(state: VFolderState | None, invitation_id: str, actor: Actor):  # type: ignore[no-untyped-def]
+    invitation = state.invitation(invitation_id) if state is not None else None
+    if state is None or invitation is None or invitation.invitee != actor.user:
+        raise InvalidRequestError(f"no invitation {invitation_id!r} for you")
+    return state, invitation
+
+
+def accept(state: VFolderState | None, invitation_id: str, actor: Actor, ctx: Context) -> list[Event]:
+    """The invitee accepts: the folder is shared with them at the invited permission. Accepting
+    again is a no-op; an answered or withdrawn one cannot be accepted."""
+    state, invitation = _pending(state, invitation_id, actor)
+    if invitation.state == "accepted":
+        return []
+    if invitation.state != "pending":
+        raise InvalidTransitionError(f"invitation {invitation_id} was {invitation.state}")
+    _live(state, "accept the invitation")
+    return [_emit(state, ctx)(ev.VFolderInvitationAccepted, invitation_id=invitation_id, invitee=actor.user)]
+
+
+def reject(state: VFolderState | None, invitation_id: str, actor: Actor, ctx: Context) -> list[Event]:
+    state, invitation = _pending(state, invitation_id, actor)
+    if invitation.state == "rejected":
+        return []
+    if invitation.state != "pending":
+        raise InvalidTransitionError(f"invitation {invitation_id} was {invitation.state}")
+    return [_emit(state, ctx)(ev.VFolderInvitationRejected, invitation_id=invitation_id, invitee=actor.user)]
+
+
+def leave(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
+    """A user the folder is shared with stops having it (its owner and project members cannot leave)."""
+    if state is None or actor.user not in state.shares:
+        if state is not None and permission_of(state, actor) is not None:
+            raise InvalidRequestError(f"folder {state.name!r} is not shared with you: you own it or are a "
+                                      "member of its project")
+        raise InvalidRequestError("that folder is not shared with you")
+    return [_emit(state, ctx)(ev.VFolderLeft, user=actor.user)]
+
+
+def trash(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
+    state = require_manager(state, actor, "move it to the trash")
+    check_volume(actor, state.volume, VolumePermission.DELETE_VFOLDER)
+    if state.status is VFolderStatus.TRASHED:
+        return []
+    if state.status not in (VFolderStatus.READY, VFolderStatus.ERROR):
+        raise InvalidTransitionError(f"folder {state.name!r} is {state.status.value}: only a ready or failed "
+                                     "folder goes to the trash")
+    return [_emit(state, ctx)(ev.VFolderTrashed, by=actor.user)]
+
+
+def restore(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
+    state = require_manager(state, actor, "restore it")
+    if state.status is not VFolderStatus.TRASHED:
+        raise InvalidTransitionError(f"folder {state.name!r} is {state.status.value}, not in the trash")
+    return [_emit(state, ctx)(ev.VFolderRestored, by=actor.user)]
+
+
+def purge(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
+    """Deletes a folder for good (only from the trash); the storage service removes its directory."""
+    state = require_manager(state, actor, "purge it")
+    check_volume(actor, state.volume, VolumePermission.DELETE_VFOLDER)
+    if state.status in (VFolderStatus.PURGING, VFolderStatus.PURGED):
+        return []
+    if state.status is not VFolderStatus.TRASHED:
+        raise InvalidTransitionError(f"folder {state.name!r} is {state.status.value}: move it to the trash first")
+    return [_emit(state, ctx)(ev.VFolderPurgeRequested, by=actor.user)]
+
+
+def set_quota(state: VFolderState | None, limit_bytes: int, actor: Actor, ctx: Context) -> list[Event]:
+    """Sets the folder's own cap in bytes (0: none); an admin's act (a user does not raise its own)."""
+    state = require_manager(state, actor, "set its quota")
+    if not actor.manages(state.domain):
+        raise ForbiddenError("only an admin may set a folder's quota")
+    if not 0 <= limit_bytes <= MAX_QUOTA_BYTES:
+        raise InvalidRequestError(f"a quota is 0 (none) to {MAX_QUOTA_BYTES} bytes, not {limit_bytes}")
+    _live(state, "set its quota")
+    if limit_bytes == state.quota_limit:
+        return []
+    return [_emit(state, ctx)(ev.VFolderQuotaSet, limit_bytes=limit_bytes, by=actor.user)]
+
+
+# --- facts reported by the storage service --------------------------------------------------
+
+
+def provisioned(state: VFolderState, ctx: Context) -> list[Event]:
+    if state.provisioned or not state.is_live:
+        return []
+    return [_emit(state, ctx)(ev.VFolderProvisioned)]
+
+
+def provision_failed(state: VFolderState, reason: str, ctx: Context) -> list[Event]:
+    if state.provisioned or state.status is not VFolderStatus.PROVISIONING:
+        return []
+    return [_emit(state, ctx)(ev.VFolderProvisionFailed, reason=reason[:2000])]
+
+
+def purged(state: VFolderState, ctx: Context) -> list[Event]:
+    if state.status is not VFolderStatus.PURGING:
+        return []
+    return [_emit(state, ctx)(ev.VFolderPurged)]
+
+
+def usage_measured(state: VFolderState, size: int, files: int, ctx: Context) -> list[Event]:
+    if state.status is VFolderStatus.PURGED or (size, files) == (state.usage_bytes, state.usage_files):
+        return []
+    if size < 0 or files < 0:
+        raise InvalidRequestError("usage is never negative")
+    return [_emit(state, ctx)(ev.VFolderUsageMeasured, bytes=size, files=files)]
+
+
+def content_changed(state: VFolderState, cls: type[Event], ctx: Context, **fields: object) -> list[Event]:
+    """A file uploaded, files deleted or moved, a directory created (recorded unless purged)."""
+    if state.status is VFolderStatus.PURGED:
+        return []
+    return [_emit(state, ctx)(cls, **fields)]
+
+
+def check_paths(paths: Sequence[str]) -> list[str]:
+    """Returns the paths normalised; InvalidRequestError naming the first bad one."""
+    try:
+        return [check_folder_path(p) for p in paths]
+    except FolderPathError as exc:
+        raise InvalidRequestError(str(exc)) from exc
