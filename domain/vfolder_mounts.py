@@ -17,17 +17,13 @@ import msgspec
 
 from contracts.mounts import MountError, MountPermission, MountSpec, check_mount_target, check_mount_targets
 from contracts.vfolder import VFolderPermission, VFolderStatus
-from domain.errors import DomainError, InvalidRequestError
+from domain.errors import ForbiddenError, InvalidRequestError
 from domain.tenancy.enqueue import QuotaExceededError
 
-__all__ = ["AUTOMATIC_PREFIX", "FolderFacts", "MountForbiddenError", "MountRequest", "resolve_mounts"]
+__all__ = ["AUTOMATIC_PREFIX", "FolderFacts", "MountRequest", "resolve_mounts"]
 
 AUTOMATIC_PREFIX = "."
 """A user's folders whose name starts with it mount into every session of the user."""
-
-
-class MountForbiddenError(DomainError):
-    """Raised when the user may not mount a folder, or not with the permission asked for."""
 
 
 class MountRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +53,7 @@ def resolve_mounts(requested: Sequence[tuple[MountRequest, FolderFacts | None]],
                    automatic: Sequence[FolderFacts] = ()) -> list[MountSpec]:
     """Returns the mounts of a session: each requested folder (``None``: no folder of that name the
     user can see), then the automatic ones not requested explicitly. Raises ``InvalidRequestError``
-    (unknown, not ready, bad or clashing target), ``MountForbiddenError`` (not shared, not mountable,
+    (unknown, not ready, bad or clashing target), ``ForbiddenError`` (not shared, not mountable,
     permission above the user's) or ``QuotaExceededError`` (``rw`` over quota)."""
     mounts = [_explicit(request, facts) for request, facts in requested]
     chosen = {mount.folder_id for mount in mounts}
@@ -85,13 +81,13 @@ def _explicit(request: MountRequest, facts: FolderFacts | None) -> MountSpec:
         raise InvalidRequestError(f"folder {facts.name} is not ready (it is {facts.status.value})")
     own = facts.permission
     if own is None:
-        raise MountForbiddenError(f"folder {facts.name} is not shared with you")
+        raise ForbiddenError(f"folder {facts.name} is not shared with you")
     if not facts.mountable:
-        raise MountForbiddenError(f"your resource policy does not allow mounting folders of volume {facts.volume}")
+        raise ForbiddenError(f"your resource policy does not allow mounting folders of volume {facts.volume}")
     capped: MountPermission = "rw" if own.at_least(VFolderPermission.RW) else "ro"
     permission = request.permission or capped
     if permission == "rw" and capped == "ro":
-        raise MountForbiddenError(f"folder {facts.name}: you may mount it read-only only (your permission is ro)")
+        raise ForbiddenError(f"folder {facts.name}: you may mount it read-only only (your permission is ro)")
     if permission == "rw" and facts.over_quota:
         raise QuotaExceededError(f"folder {facts.name} is over its quota: mount it read-only (:ro) or free space")
     return MountSpec(folder_id=facts.folder_id, name=facts.name, volume=facts.volume,

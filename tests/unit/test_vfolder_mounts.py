@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from contracts.mounts import MAX_MOUNTS, MountError, MountSpec, check_mount_target, check_mount_targets
 from contracts.session import SessionSpec
 from contracts.vfolder import VFolderPermission, VFolderStatus
-from domain.errors import InvalidRequestError
+from domain.errors import ForbiddenError, InvalidRequestError
 from domain.tenancy.enqueue import QuotaExceededError
-from domain.vfolder_mounts import FolderFacts, MountForbiddenError, MountRequest, resolve_mounts
+from domain.vfolder_mounts import FolderFacts, MountRequest, resolve_mounts
 
 RO, RW, WD = VFolderPermission.RO, VFolderPermission.RW, VFolderPermission.WD
 
@@ -40,7 +40,7 @@ def test_the_permission_is_the_users_own_capped_at_rw_or_less_when_asked(own, as
 
 
 def test_rw_above_the_users_permission_is_forbidden() -> None:
-    with pytest.raises(MountForbiddenError, match="read-only only"):
+    with pytest.raises(ForbiddenError, match="read-only only"):
         one(MountRequest(name="data", permission="rw"), facts(permission=RO))
 
 
@@ -49,8 +49,8 @@ def test_rw_above_the_users_permission_is_forbidden() -> None:
     (facts(status=VFolderStatus.TRASHED), InvalidRequestError, "in the trash"),
     (facts(status=VFolderStatus.PROVISIONING), InvalidRequestError, "not ready (it is provisioning)"),
     (facts(status=VFolderStatus.PURGED), InvalidRequestError, "not ready (it is purged)"),
-    (facts(permission=None), MountForbiddenError, "not shared with you"),
-    (facts(mountable=False), MountForbiddenError, "does not allow mounting folders of volume local"),
+    (facts(permission=None), ForbiddenError, "not shared with you"),
+    (facts(mountable=False), ForbiddenError, "does not allow mounting folders of volume local"),
 ])
 def test_a_folder_that_cannot_be_mounted_is_refused_with_the_reason(found, error, fragment) -> None:
     with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):

