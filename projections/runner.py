@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import psycopg
 
-from projections import agents, event_log, kernels, quota_usage, sessions, tenancy
+from projections import agents, event_log, kernels, quota_usage, sessions, tenancy, vfolders
 from projections.delivery import Delivery, Entry, Rejected, check
 from projections.errors import PositionMovedError
 from projections.position import POSITION_CHANNEL, PROJECTION, Position
@@ -29,7 +29,7 @@ __all__ = ["BatchResult", "DeadLetterError", "READ_MODELS", "apply_batch", "proj
 
 log = logging.getLogger(__name__)
 
-READ_MODELS = (event_log, sessions, kernels, agents, quota_usage, tenancy)
+READ_MODELS = (event_log, sessions, kernels, agents, quota_usage, tenancy, vfolders)
 """Every read model, in the order they apply an event."""
 
 RejectHandler = Callable[[Rejected], None]

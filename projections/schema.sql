@@ -240,3 +240,58 @@ CREATE TABLE IF NOT EXISTS resource_groups (
     version               integer NOT NULL,
     last_position         bigint NOT NULL
 );
+
+-- Virtual folders (projections/vfolders.py): one row per folder (purged ones stay, status
+-- 'purged'), who it is shared with (directly or by an accepted invitation), its invitations,
+-- and the storage limit of each project's quota scope.
+CREATE TABLE IF NOT EXISTS vfolders (
+    folder_id     text PRIMARY KEY,
+    name          text NOT NULL,
+    volume        text NOT NULL,
+    owner_kind    text NOT NULL,       -- user | project
+    owner         text NOT NULL,       -- a user or project name
+    domain        text NOT NULL,
+    quota_scope   text NOT NULL,       -- user:<name> | project:<name>
+    usage_mode    text NOT NULL,       -- general | model | data
+    permission    text NOT NULL,       -- project members' default: ro | rw | wd
+    cloneable     boolean NOT NULL,
+    clone_of      text,
+    status        text NOT NULL,       -- provisioning | ready | error | trashed | purging | purged
+    status_detail text,                -- why a provision failed
+    quota_limit   bigint NOT NULL,     -- the folder's own cap in bytes, 0: none
+    usage_bytes   bigint NOT NULL,
+    usage_files   bigint NOT NULL,
+    created_by    text NOT NULL,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    version       integer NOT NULL,
+    last_position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vfolders_owner ON vfolders (owner_kind, owner, name);
+CREATE INDEX IF NOT EXISTS vfolders_domain ON vfolders (domain, name);
+CREATE INDEX IF NOT EXISTS vfolders_scope ON vfolders (quota_scope);
+
+CREATE TABLE IF NOT EXISTS vfolder_shares (
+    folder_id  text NOT NULL,
+    user_name  text NOT NULL,
+    permission text NOT NULL,
+    PRIMARY KEY (folder_id, user_name)
+);
+CREATE INDEX IF NOT EXISTS vfolder_shares_user ON vfolder_shares (user_name);
+
+CREATE TABLE IF NOT EXISTS vfolder_invitations (
+    invitation_id text PRIMARY KEY,
+    folder_id     text NOT NULL,
+    inviter       text NOT NULL,
+    invitee       text NOT NULL,
+    permission    text NOT NULL,
+    state         text NOT NULL,       -- pending | accepted | rejected
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vfolder_invitations_invitee ON vfolder_invitations (invitee, state);
+
+CREATE TABLE IF NOT EXISTS vfolder_scope_limits (
+    quota_scope text PRIMARY KEY,      -- project:<name> (a user's comes from its keypairs' policies)
+    limit_bytes bigint NOT NULL        -- 0: no limit
+);

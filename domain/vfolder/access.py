@@ -36,6 +36,8 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     projects: frozenset[str] = frozenset()
     volumes: Mapping[str, frozenset[VolumePermission]] = {}
     """Volume -> what the actor's keypair policy allows there."""
+    max_vfolder_count: int = 0
+    """Folders the actor may own (its policy's; 0: no limit)."""
 
     @property
     def is_superadmin(self) -> bool:

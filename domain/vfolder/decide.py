@@ -104,17 +104,18 @@ class NewFolder:
 
 
 def create(state: VFolderState | None, folder_id: str, request: NewFolder, actor: Actor, ctx: Context, *,
-           owned: int, max_count: int) -> list[Event]:
+           owned: int) -> list[Event]:
     """A new folder (``provisioning``). A project folder needs an admin of the project's domain
     (Backend.AI: only admins create group folders) or a member when ``actor`` manages; a user
-    folder is the actor's own. ``owned``: folders the owner has now; refused at ``max_count``
-    (0: no limit)."""
+    folder is the actor's own. ``owned``: folders the owner has now; refused at the actor's
+    ``max_vfolder_count`` (0: no limit)."""
     if state is not None:
         raise AlreadyExistsError(f"folder {folder_id} already exists")
     check_volume(actor, request.volume, VolumePermission.CREATE_VFOLDER)
     if request.owner_kind is OwnerKind.USER:
         if request.owner != actor.user:
             raise ForbiddenError("a user folder is created by its owner")
+        max_count = actor.max_vfolder_count
         if max_count and owned >= max_count:
             raise InvalidRequestError(
                 f"you own {owned} folders, the most your resource policy allows (max_vfolder_count {max_count}): "
@@ -130,7 +131,7 @@ def create(state: VFolderState | None, folder_id: str, request: NewFolder, actor
 
 
 def clone(source: VFolderState | None, folder_id: str, name: str, actor: Actor, ctx: Context, *,
-          owned: int, max_count: int, cloneable: bool = False, usage_mode: str | None = None) -> list[Event]:
+          owned: int, cloneable: bool = False, usage_mode: str | None = None) -> list[Event]:
     """A new user folder of the actor with a copy of ``source``'s content (the storage service
     copies it). The source must be cloneable, ready and readable by the actor."""
     source = require(source, actor, _RO, "cloning")
@@ -141,7 +142,7 @@ def clone(source: VFolderState | None, folder_id: str, name: str, actor: Actor, 
     request = NewFolder(name=name, volume=source.volume, owner_kind=OwnerKind.USER, owner=actor.user,
                         domain=actor.domain, usage_mode=usage_mode or source.usage_mode, cloneable=cloneable,
                         clone_of=source.id)
-    return create(None, folder_id, request, actor, ctx, owned=owned, max_count=max_count)
+    return create(None, folder_id, request, actor, ctx, owned=owned)
 
 
 def rename(state: VFolderState | None, name: str, actor: Actor, ctx: Context) -> list[Event]:

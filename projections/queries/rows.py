@@ -21,7 +21,11 @@ __all__ = [
     "ResourceGroupRow",
     "ResourcePolicyRow",
     "SessionRow",
+    "StorageUsageRow",
     "UserRow",
+    "VFolderInvitationRow",
+    "VFolderRow",
+    "VFolderShareRow",
 ]
 
 JSONObject = dict[str, Any]
@@ -213,3 +217,62 @@ class ResourceGroupRow(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: dt.datetime
     version: int
     last_position: int
+
+
+class VFolderRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of ``vfolders`` with the reader's own share (``shared_permission``, None when none)."""
+
+    folder_id: str
+    name: str
+    volume: str
+    owner_kind: str
+    owner: str
+    domain: str
+    quota_scope: str
+    usage_mode: str
+    permission: str
+    cloneable: bool
+    clone_of: str | None
+    status: str
+    status_detail: str | None
+    quota_limit: int
+    usage_bytes: int
+    usage_files: int
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+    last_position: int
+    shared_permission: str | None = None
+
+
+class VFolderShareRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of ``vfolder_shares``."""
+
+    folder_id: str
+    user_name: str
+    permission: str
+
+
+class VFolderInvitationRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of ``vfolder_invitations`` with its folder's name."""
+
+    invitation_id: str
+    folder_id: str
+    folder_name: str
+    inviter: str
+    invitee: str
+    permission: str
+    state: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class StorageUsageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One quota scope's storage: bytes and files in its live folders, their count, its limit (0: none)."""
+
+    quota_scope: str
+    folders: int
+    usage_bytes: int
+    usage_files: int
+    limit_bytes: int

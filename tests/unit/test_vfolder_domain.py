@@ -65,7 +65,7 @@ def folder(owner: Actor = ALICE, *, kind: str = "user", owner_name: str | None =
            cloneable: bool = False, ready: bool = True) -> VFolderState:
     request = d.NewFolder(name="data", volume="local", owner_kind=kind, owner=owner_name or owner.user,
                           domain="default", permission=permission, cloneable=cloneable)
-    state = apply(None, d.create(None, "vfolder_" + "a" * 32, request, owner, ctx(), owned=0, max_count=0))
+    state = apply(None, d.create(None, "vfolder_" + "a" * 32, request, owner, ctx(), owned=0))
     return apply(state, d.provisioned(state, ctx())) if ready else state
 
 
@@ -92,18 +92,20 @@ def test_a_failed_provision_is_an_error_with_its_reason() -> None:
 def test_a_user_creates_only_their_own_folders_within_max_vfolder_count() -> None:
     request = d.NewFolder(name="x", volume="local", owner_kind="user", owner="bob", domain="default")
     with pytest.raises(ForbiddenError):
-        d.create(None, "vfolder_" + "b" * 32, request, ALICE, ctx(), owned=0, max_count=0)
+        d.create(None, "vfolder_" + "b" * 32, request, ALICE, ctx(), owned=0)
     mine = d.NewFolder(name="x", volume="local", owner_kind="user", owner="alice", domain="default")
+    limited = Actor(user="alice", domain="default", volumes={"local": ALL}, max_vfolder_count=3)
     with pytest.raises(InvalidRequestError, match="max_vfolder_count 3"):
-        d.create(None, "vfolder_" + "b" * 32, mine, ALICE, ctx(), owned=3, max_count=3)
-    assert d.create(None, "vfolder_" + "b" * 32, mine, ALICE, ctx(), owned=2, max_count=3)
+        d.create(None, "vfolder_" + "b" * 32, mine, limited, ctx(), owned=3)
+    assert d.create(None, "vfolder_" + "b" * 32, mine, limited, ctx(), owned=2)
+    assert d.create(None, "vfolder_" + "b" * 32, mine, ALICE, ctx(), owned=1000)  # 0: no limit
 
 
 def test_project_folders_are_created_by_admins_and_members_get_the_default_permission() -> None:
     request = d.NewFolder(name="shared", volume="local", owner_kind="project", owner="ml", domain="default",
                           permission="ro")
     with pytest.raises(ForbiddenError, match="admin"):
-        d.create(None, "vfolder_" + "c" * 32, request, ALICE, ctx(), owned=0, max_count=0)
+        d.create(None, "vfolder_" + "c" * 32, request, ALICE, ctx(), owned=0)
     state = folder(ADMIN, kind="project", owner_name="ml", permission="ro")
     assert state.quota_scope == "project:ml"
     assert permission_of(state, ALICE) is VFolderPermission.RO and permission_of(state, CAROL) is None
@@ -115,10 +117,10 @@ def test_the_volume_policy_is_checked() -> None:
     request = d.NewFolder(name="x", volume="local", owner_kind="user", owner="alice", domain="default")
     limited = actor("alice", volumes=frozenset({VolumePermission.MOUNT_IN_SESSION}))
     with pytest.raises(ForbiddenError, match="create-vfolder"):
-        d.create(None, "vfolder_" + "b" * 32, request, limited, ctx(), owned=0, max_count=0)
+        d.create(None, "vfolder_" + "b" * 32, request, limited, ctx(), owned=0)
     other = d.NewFolder(name="x", volume="elsewhere", owner_kind="user", owner="alice", domain="default")
     with pytest.raises(ForbiddenError, match="elsewhere"):
-        d.create(None, "vfolder_" + "b" * 32, other, ALICE, ctx(), owned=0, max_count=0)
+        d.create(None, "vfolder_" + "b" * 32, other, ALICE, ctx(), owned=0)
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", " x", "x\x00", "x" * 65, "tab\there"])
@@ -213,14 +215,14 @@ def test_only_members_with_wd_or_managers_trash_and_a_reader_cannot() -> None:
 def test_clone_needs_a_cloneable_ready_readable_source() -> None:
     source = folder(cloneable=False)
     with pytest.raises(ForbiddenError, match="not cloneable"):
-        d.clone(source, "vfolder_" + "d" * 32, "copy", ALICE, ctx(), owned=1, max_count=0)
+        d.clone(source, "vfolder_" + "d" * 32, "copy", ALICE, ctx(), owned=1)
     source = folder(cloneable=True)
     with pytest.raises(NotFoundError):
-        d.clone(source, "vfolder_" + "d" * 32, "copy", BOB, ctx(), owned=0, max_count=0)
-    (created,) = d.clone(source, "vfolder_" + "d" * 32, "copy", ALICE, ctx(), owned=1, max_count=0)
+        d.clone(source, "vfolder_" + "d" * 32, "copy", BOB, ctx(), owned=0)
+    (created,) = d.clone(source, "vfolder_" + "d" * 32, "copy", ALICE, ctx(), owned=1)
     assert isinstance(created, ev.VFolderCreated) and created.clone_of == source.id and created.owner == "alice"
     with pytest.raises(InvalidTransitionError):
-        d.clone(folder(cloneable=True, ready=False), "vfolder_" + "d" * 32, "copy", ALICE, ctx(), owned=1, max_count=0)
+        d.clone(folder(cloneable=True, ready=False), "vfolder_" + "d" * 32, "copy", ALICE, ctx(), owned=1)
 
 
 def test_quota_is_set_by_admins_within_bounds() -> None:

@@ -1,0 +1,291 @@
+"""Use cases of the vfolder context: load a folder, decide, save (with its name claim when the
+name changes), and the storage service's reports turned into events.
+
+Every change runs under ``retry_on_conflict``: a concurrent change of the folder (or of the
+name claim) re-reads and re-decides. A creation or rename saves the claim of the name in the
+same transaction, so two folders of one owner never get one name.
+
+Reports (``apply_report``) are idempotent: a report whose id the folder remembers
+(``VFolderState.recent_reports``, the events' causation ``report:<id>``), or a fact already
+true (provisioned twice, usage unchanged, a purged folder's late content report), records nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import singledispatch
+
+from contracts import vfolder as ev
+from contracts.envelope import Event
+from contracts.tenancy import DEFAULT_POLICY, KeypairLimits, ProjectStorageLimitSet, policy_id, project_id, user_id
+from contracts.vfolder import (
+    DirectoryCreatedReport,
+    FileMovedReport,
+    FilesDeletedReport,
+    FileUploadedReport,
+    FolderProvisionedReport,
+    FolderProvisionFailedReport,
+    FolderPurgedReport,
+    OwnerKind,
+    StorageReport,
+    UsageMeasuredReport,
+    VFolderNameClaimed,
+    folder_name_claim_id,
+    new_folder_id,
+)
+from domain import tenancy
+from domain.emitting import Context, Emitter
+from domain.errors import ForbiddenError, InvalidRequestError, NotFoundError
+from domain.tenancy import KeypairState, PolicyState, ProjectState, UserState
+from domain.vfolder import decide as d
+from domain.vfolder import names
+from domain.vfolder.access import Actor
+from domain.vfolder.state import VFolderState, evolve
+from services.common.store import BerthApplication, retry_on_conflict
+
+__all__ = ["VFolders", "report_context_id"]
+
+Decision = Callable[[VFolderState | None], list[Event]]
+
+
+def report_context_id(report: StorageReport) -> str:
+    """Returns the causation id of the events a report causes: ``report:<report_id>``."""
+    return f"report:{report.report_id}"
+
+
+class VFolders(BerthApplication):
+    """Loads folders (and the tenancy facts a decision needs), decides, and saves."""
+
+    def get(self, folder_id: str) -> VFolderState | None:
+        """Returns the current state of a folder, None when unknown (or not a folder's id)."""
+        if not folder_id.startswith("vfolder_"):
+            return None
+        return self.current(folder_id, evolve)
+
+    # --- who acts ---------------------------------------------------------------------------
+
+    def actor(self, access_key: str) -> Actor:
+        """Returns the actor of keypair ``access_key``: its user, role, domain, projects and the
+        volume permissions of its resource policy. NotFoundError for an unknown keypair."""
+        keypair = self.current(access_key, tenancy.evolve)
+        if not isinstance(keypair, KeypairState):
+            raise NotFoundError(f"keypair {access_key} not found")
+        user = self.current(user_id(keypair.user), tenancy.evolve)
+        projects = frozenset(user.projects) if isinstance(user, UserState) else frozenset()
+        limits = self.limits(keypair)
+        return Actor(user=keypair.user, role=keypair.role, domain=keypair.domain, projects=projects,
+                     volumes={volume: frozenset(perms) for volume, perms in limits.allowed_vfolder_hosts.items()},
+                     max_vfolder_count=limits.max_vfolder_count)
+
+    def limits(self, keypair: KeypairState) -> KeypairLimits:
+        policy = self.current(policy_id(keypair.resource_policy or DEFAULT_POLICY), tenancy.evolve)
+        return policy.limits if isinstance(policy, PolicyState) else KeypairLimits()
+
+    def keypair_limits(self, access_key: str) -> KeypairLimits:
+        keypair = self.current(access_key, tenancy.evolve)
+        return self.limits(keypair) if isinstance(keypair, KeypairState) else KeypairLimits()
+
+    def _user_domain(self, name: str) -> str | None:
+        user = self.current(user_id(name), tenancy.evolve)
+        return user.domain if isinstance(user, UserState) and user.is_active else None
+
+    # --- names ------------------------------------------------------------------------------
+
+    def find(self, owner_kind: OwnerKind | str, owner: str, name: str) -> VFolderState | None:
+        """Returns the live folder of an owner with ``name`` (by its claim), None when none."""
+        last = self.last_event(folder_name_claim_id(owner_kind, owner, name))
+        if not isinstance(last, VFolderNameClaimed):
+            return None
+        holder = self.get(last.folder_id)
+        return holder if names.holds(holder, name) else None
+
+    def _claim(self, folder_id: str, owner_kind: OwnerKind, owner: str, name: str, ctx: Context) -> list[Event]:
+        last = self.last_event(folder_name_claim_id(owner_kind, owner, name))
+        last = last if isinstance(last, VFolderNameClaimed) else None
+        holder = self.get(last.folder_id) if last is not None else None
+        return names.claim(last, holder, owner_kind=owner_kind, owner=owner, name=name, folder_id=folder_id, ctx=ctx)
+
+    # --- changes ----------------------------------------------------------------------------
+
+    def create(self, actor: Actor, request: d.NewFolder, ctx: Context, *, owned: int,
+               folder_id: str | None = None) -> tuple[str, int]:
+        """Records a new folder and the claim of its name; returns (its id, the position).
+        ``owned``: folders the owner has now (the read models' count; checked against the
+        actor's ``max_vfolder_count``)."""
+        folder_id = folder_id or new_folder_id()
+        if request.owner_kind is OwnerKind.PROJECT:
+            project = self.current(project_id(request.owner), tenancy.evolve)
+            if not isinstance(project, ProjectState) or project.domain != request.domain:
+                raise InvalidRequestError(f"no project {request.owner!r} in domain {request.domain!r}")
+
+        def attempt() -> int:
+            events = d.create(self.get(folder_id), folder_id, request, actor, ctx, owned=owned)
+            events = self._claim(folder_id, request.owner_kind, request.owner, request.name, ctx) + events
+            position = self.record(events)
+            assert position is not None
+            return position
+
+        return folder_id, retry_on_conflict(attempt)
+
+    def clone(self, source_id: str, actor: Actor, name: str, ctx: Context, *, owned: int,
+              cloneable: bool = False) -> tuple[str, int]:
+        """Records a new folder of the actor cloned from ``source_id``; returns (its id, position)."""
+        folder_id = new_folder_id()
+        name = d.valid_name(name)
+
+        def attempt() -> int:
+            events = d.clone(self.get(source_id), folder_id, name, actor, ctx, owned=owned, cloneable=cloneable)
+            events = self._claim(folder_id, OwnerKind.USER, actor.user, name, ctx) + events
+            position = self.record(events)
+            assert position is not None
+            return position
+
+        return folder_id, retry_on_conflict(attempt)
+
+    def _change(self, folder_id: str, decision: Decision) -> int:
+        """Decides on the folder's current state and saves; returns the position (the current one
+        when nothing changed)."""
+
+        def attempt() -> int:
+            return self.record(decision(self.get(folder_id))) or self.position()
+
+        return retry_on_conflict(attempt)
+
+    def rename(self, folder_id: str, name: str, actor: Actor, ctx: Context) -> int:
+        def decision(state: VFolderState | None) -> list[Event]:
+            events = d.rename(state, name, actor, ctx)
+            if events and state is not None:
+                events = self._claim(state.id, state.owner_kind, state.owner, events[0].name, ctx) + events  # type: ignore[attr-defined]
+            return events
+
+        return self._change(folder_id, decision)
+
+    def share(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context) -> int:
+        domain = self._user_domain(user)
+        return self._change(folder_id, lambda s: d.share(s, user, permission, actor, ctx, user_domain=domain))
+
+    def unshare(self, folder_id: str, user: str, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.unshare(s, user, actor, ctx))
+
+    def set_permission(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.set_permission(s, user, permission, actor, ctx))
+
+    def invite(self, folder_id: str, invitee: str, permission: str, actor: Actor, ctx: Context) -> tuple[str, int]:
+        """Records an invitation; returns (its id, the position)."""
+        invitation_id = uuid.uuid4().hex
+        domain = self._user_domain(invitee)
+        position = self._change(folder_id, lambda s: d.invite(s, invitation_id, invitee, permission, actor, ctx,
+                                                               invitee_domain=domain))
+        return invitation_id, position
+
+    def accept(self, folder_id: str, invitation_id: str, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.accept(s, invitation_id, actor, ctx))
+
+    def reject(self, folder_id: str, invitation_id: str, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.reject(s, invitation_id, actor, ctx))
+
+    def leave(self, folder_id: str, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.leave(s, actor, ctx))
+
+    def trash(self, folder_id: str, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.trash(s, actor, ctx))
+
+    def restore(self, folder_id: str, actor: Actor, ctx: Context) -> int:
+        """A folder in the trash keeps its name, so a restore needs no claim."""
+        return self._change(folder_id, lambda s: d.restore(s, actor, ctx))
+
+    def purge(self, folder_id: str, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.purge(s, actor, ctx))
+
+    def set_quota(self, folder_id: str, limit_bytes: int, actor: Actor, ctx: Context) -> int:
+        return self._change(folder_id, lambda s: d.set_quota(s, limit_bytes, actor, ctx))
+
+    def set_project_storage_limit(self, project: str, limit_bytes: int, actor: Actor, ctx: Context) -> int:
+        """Sets the bytes a project's folders may hold together (0: no limit); an admin of its domain."""
+        if not 0 <= limit_bytes <= d.MAX_QUOTA_BYTES:
+            raise InvalidRequestError(f"a quota is 0 (none) to {d.MAX_QUOTA_BYTES} bytes, not {limit_bytes}")
+
+        def attempt() -> int:
+            state = self.current(project_id(project), tenancy.evolve)
+            if not isinstance(state, ProjectState) or not (actor.manages(state.domain) or project in actor.projects):
+                raise NotFoundError(f"project {project} not found")
+            if not actor.manages(state.domain):
+                raise ForbiddenError("only an admin may set a project's storage limit")
+            if state.max_quota_scope_size == limit_bytes:
+                return self.position()
+            emit = Emitter(state.id, state.version, ctx)
+            position = self.record([emit(ProjectStorageLimitSet, max_quota_scope_size=limit_bytes)])
+            assert position is not None
+            return position
+
+        return retry_on_conflict(attempt)
+
+    # --- storage reports --------------------------------------------------------------------
+
+    def apply_report(self, report: StorageReport, ctx: Context) -> int | None:
+        """Records what a storage report says (its ``ctx`` has causation ``report:<id>``); returns
+        the position, None when it changed nothing. NotFoundError for an unknown folder,
+        InvalidRequestError for a report from another volume than the folder's or a bad path."""
+
+        def attempt() -> int | None:
+            state = self.get(report.folder_id)
+            if state is None:
+                raise NotFoundError(f"folder {report.folder_id} not found")
+            if report.volume != state.volume:
+                raise InvalidRequestError(
+                    f"a report from volume {report.volume!r} about folder {state.id} of volume {state.volume!r}")
+            if ctx.metadata.causation_id in state.recent_reports:
+                return None
+            return self.record(_facts(report, state, ctx))
+
+        return retry_on_conflict(attempt)
+
+
+@singledispatch
+def _facts(report: StorageReport, state: VFolderState, ctx: Context) -> list[Event]:
+    raise TypeError(f"no decision for {type(report).__name__}")
+
+
+@_facts.register
+def _(report: FolderProvisionedReport, state: VFolderState, ctx: Context) -> list[Event]:
+    return d.provisioned(state, ctx)
+
+
+@_facts.register
+def _(report: FolderProvisionFailedReport, state: VFolderState, ctx: Context) -> list[Event]:
+    return d.provision_failed(state, report.reason, ctx)
+
+
+@_facts.register
+def _(report: FolderPurgedReport, state: VFolderState, ctx: Context) -> list[Event]:
+    return d.purged(state, ctx)
+
+
+@_facts.register
+def _(report: UsageMeasuredReport, state: VFolderState, ctx: Context) -> list[Event]:
+    return d.usage_measured(state, report.bytes, report.files, ctx)
+
+
+@_facts.register
+def _(report: FileUploadedReport, state: VFolderState, ctx: Context) -> list[Event]:
+    (path,) = d.check_paths([report.path])
+    return d.content_changed(state, ev.VFolderFileUploaded, ctx, path=path, size=report.size, sha256=report.sha256,
+                             by=report.by)
+
+
+@_facts.register
+def _(report: FilesDeletedReport, state: VFolderState, ctx: Context) -> list[Event]:
+    return d.content_changed(state, ev.VFolderFilesDeleted, ctx, paths=d.check_paths(report.paths), by=report.by)
+
+
+@_facts.register
+def _(report: FileMovedReport, state: VFolderState, ctx: Context) -> list[Event]:
+    src, dst = d.check_paths([report.src, report.dst])
+    return d.content_changed(state, ev.VFolderFileMoved, ctx, src=src, dst=dst, by=report.by)
+
+
+@_facts.register
+def _(report: DirectoryCreatedReport, state: VFolderState, ctx: Context) -> list[Event]:
+    (path,) = d.check_paths([report.path])
+    return d.content_changed(state, ev.VFolderDirectoryCreated, ctx, path=path, by=report.by)
