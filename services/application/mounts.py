@@ -4,9 +4,10 @@ once), then checked by ``domain.vfolder_mounts``.
 
 A name is looked up as the user's own folder, then as a folder of the session's project (both through
 their name claims, ``contracts.vfolder.folder_name_claim_id``), then as a folder id, then among
-``listed``: the folders a read model says are shared with the user or are the user's dot-folders
+``listed``: the folders a read model says the user sees by that name, and the user's dot-folders
 (their current state is read here, so a stale listing never grants anything). A name two shared
-folders have is ambiguous: the caller mounts by folder id then.
+folders have is ambiguous: the caller mounts by folder id then. A folder by id, or a project
+folder, counts only when the user has a permission on it (an id never reveals a name).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def session_mounts(app: BerthApplication, requests: Sequence[MountRequest], acto
     holders = _claimed(app, [claim for pair in claims.values() for claim in pair])
     direct = [r.name for r in requests if is_folder_id(r.name)]
     folders = _folders(app, [*holders.values(), *direct, *listed])
-    found = {name: _named(name, [holders.get(claim) for claim in pair], folders, listed, actor)
+    found = {name: _named(name, [holders.get(claim) for claim in pair], folders, listed, actor, project)
              for name, pair in claims.items()}
     automatic = [folders[i] for i in listed if i in folders and _is_dot_folder(folders[i], actor)]
     facts = {folder.id: _facts(folder, actor, scopes or {}) for folder in [*filter(None, found.values()), *automatic]}
@@ -69,21 +70,29 @@ def _folders(app: BerthApplication, folder_ids: Sequence[str]) -> dict[str, VFol
 
 
 def _named(name: str, claimed: list[str | None], folders: Mapping[str, VFolderState], listed: Sequence[str],
-           actor: Actor) -> VFolderState | None:
-    """Returns the folder ``name`` means to ``actor``: own, project's, an id, or the one shared folder so named."""
+           actor: Actor, project: str) -> VFolderState | None:
+    """Returns the folder ``name`` means to ``actor``: own, the session project's, an id, or the one folder so
+    named shared with the actor (a project folder only of the session's project, as Backend.AI)."""
     for folder_id in claimed:
         folder = folders.get(folder_id) if folder_id else None
         if folder is not None and holds(folder, name):
             return folder
-    if is_folder_id(name):  # by id: only a folder the actor has a permission on (ids never leak names)
+    if is_folder_id(name):  # by id: only a folder the actor may mount here (ids never leak names)
         folder = folders.get(name)
-        return folder if folder is not None and permission_of(folder, actor) is not None else None
+        return folder if folder is not None and _reachable(folder, actor, project) else None
     shared = [folders[i] for i in dict.fromkeys(listed)
-              if i in folders and holds(folders[i], name) and permission_of(folders[i], actor) is not None]
+              if i in folders and holds(folders[i], name) and _reachable(folders[i], actor, project)]
     if len(shared) > 1:
         ids = ", ".join(sorted(folder.id for folder in shared))
         raise InvalidRequestError(f"several folders shared with you are named {name!r} ({ids}): mount one by its id")
     return shared[0] if shared else None
+
+
+def _reachable(folder: VFolderState, actor: Actor, project: str) -> bool:
+    """A user folder the actor has a permission on, or a folder of the session's project."""
+    if permission_of(folder, actor) is None:
+        return False
+    return folder.owner_kind is OwnerKind.USER or folder.owner == project
 
 
 def _is_dot_folder(folder: VFolderState, actor: Actor) -> bool:

@@ -14,7 +14,7 @@ from tests.support.folders import seed_folder
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, count_events, gateway, keys, read_models,
 )
-from tests.support.tenancy import catch_up, refused
+from tests.support.tenancy import CREATE_PROJECT, catch_up, refused
 
 SESSION = "query($id: String!) { session(id: $id) { id mounts { name folderId volume target permission } } }"
 
@@ -93,6 +93,30 @@ async def test_refused_mounts_record_nothing(client_for, keys: Keys, folders: di
     error = await refused(client_for(keys.alice), CREATE, {"input": {"mounts": mounts}})
     assert (error.code, fragment in error.message) == (code, True), error.message
     assert count_events(pg_dsn) == before
+
+
+async def test_shared_folders_mount_by_name_and_dot_folders_by_themselves(
+        client_for, keys: Keys, folders: dict[str, str], sessions: Sessions, pg_dsn: str) -> None:
+    dot = seed_folder(pg_dsn, ".config")
+    seed_folder(pg_dsn, ".cache", status="trashed")
+    seed_folder(pg_dsn, ".bobs", owner="bob", shares={"alice": "rw"})  # not alice's own: never automatic
+    seed_folder(pg_dsn, "common", owner="bob", shares={"alice": "ro"})
+    seed_folder(pg_dsn, "common", owner="admin", shares={"alice": "ro"}, permission="ro")
+    await client_for(keys.admin).execute(CREATE_PROJECT, {"i": {"name": "ml"}})
+    seed_folder(pg_dsn, "elsewhere", owner="ml", owner_kind="project")  # a project alice is not in
+    catch_up(pg_dsn)  # as a running projector would: shared folders are found by name in the read models
+    alice = client_for(keys.alice)
+
+    session_id = await create(alice, [{"name": "bobs"}])
+
+    mounts = [(m.name, m.folder_id, m.target, m.permission) for m in sessions.get(session_id).spec.mounts]
+    assert mounts == [("bobs", folders["bobs"], "/home/work/bobs", "ro"), (".config", dot, "/home/work/.config", "rw")]
+    error = await refused(alice, CREATE, {"input": {"mounts": [{"name": "common"}]}})
+    assert (error.code, "several folders shared with you are named 'common'" in error.message) == (
+        "BAD_INPUT", True), error.message
+    for name in ("elsewhere", "gone", "secret"):
+        error = await refused(alice, CREATE, {"input": {"mounts": [{"name": name}]}})
+        assert (error.code, f"no folder named '{name}'" in error.message) == ("BAD_INPUT", True), error.message
 
 
 async def test_a_session_without_mounts_has_none(client_for, keys: Keys, sessions: Sessions, pg_dsn: str) -> None:

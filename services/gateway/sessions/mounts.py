@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from psycopg_pool import AsyncConnectionPool
+
 from contracts.mounts import MountSpec
 from contracts.tenancy import KeypairLimits
+from contracts.vfolder import VFolderStatus, is_folder_id
 from domain.tenancy import UserState
 from domain.vfolder import Actor
-from domain.vfolder_mounts import MountRequest
+from domain.vfolder_mounts import AUTOMATIC_PREFIX, MountRequest
+from projections.queries.rows import VFolderRow
+from projections.queries.vfolders import FolderScope, folders_named, list_folders, storage_usage
 from services.application.mounts import ScopeLimits, session_mounts
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
@@ -48,14 +53,27 @@ def actor_of(principal: Principal, user: UserState | None, limits: KeypairLimits
 async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest], project: str) -> list[MountSpec]:
     """Returns the session's mounts (raises the domain's errors for the caller to map)."""
     resources = info.context.resources
-    listed, scopes = await _listed(info, actor, project)
+    listed = await _listed(resources.pool, actor, requests)
     if not requests and not listed:
         return []
-    return await resources.call(session_mounts, resources.tenancy, requests, actor, project=project, listed=listed,
-                                scopes=scopes)
+    scopes = await _scopes(resources.pool, actor, project, listed)
+    return await resources.call(session_mounts, resources.tenancy, requests, actor, project=project,
+                                listed=[row.folder_id for row in listed], scopes=scopes)
 
 
-async def _listed(info: Info, actor: Actor, project: str) -> tuple[list[str], ScopeLimits]:
-    """The folders shared with the caller and the caller's dot-folders, by the read model (their state
-    is read from the store afterwards), and the usage of the quota scopes."""
-    return [], {}
+async def _listed(pool: AsyncConnectionPool, actor: Actor, requests: list[MountRequest]) -> list[VFolderRow]:
+    """The folders of the requested names the caller sees as a user (own, shared, projects': never
+    another user's through an admin's reach) and the caller's own dot-folders, by the read model;
+    their state is read from the store afterwards, so a stale row grants nothing."""
+    scope = FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects))
+    rows = [row for row in await list_folders(pool, scope, status=VFolderStatus.READY.value, owner_kind="user")
+            if row.owner == actor.user and row.name.startswith(AUTOMATIC_PREFIX)]
+    for name in dict.fromkeys(r.name for r in requests if not is_folder_id(r.name)):
+        rows += await folders_named(pool, scope, name)
+    return rows
+
+
+async def _scopes(pool: AsyncConnectionPool, actor: Actor, project: str, listed: list[VFolderRow]) -> ScopeLimits:
+    """The limit and usage of the quota scopes a mount may fall in, by the read model."""
+    wanted = {f"user:{actor.user}", f"project:{project}", *(row.quota_scope for row in listed)}
+    return {row.quota_scope: (row.limit_bytes, row.usage_bytes) for row in await storage_usage(pool, sorted(wanted))}
