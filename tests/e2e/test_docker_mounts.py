@@ -1,0 +1,98 @@
+"""Storage folders mounted into real containers through `berth up` with the Docker backend and the CLI:
+`berth run --mount data` writes a file that lands on the volume's directory on the host, `--mount data:ro`
+reads it and a write fails with EROFS, `berth session info` shows the mounts, and a refused mount (in
+the trash) fails `berth run` with the reason before any session exists."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.agent.backends.docker.confinement import kernel_user
+from tests.e2e.conftest import RunningBerth, berth_env, running
+from tests.support.docker_backend import release_io_mounts, remove_agent_containers
+from tests.support.folders import seed_folder
+from tests.support.images import kernel_image
+
+__all__ = ["kernel_image"]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+
+WRITE = """
+import errno
+try:
+    with open('/home/work/data/new.txt', 'w') as f:
+        f.write('x')
+    print('wrote')
+except OSError as exc:
+    print(errno.errorcode[exc.errno])
+print(open('/home/work/data/out.txt').read().strip())
+"""
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Path:
+    root = tmp_path / "volume"
+    (root / "folders").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def docker_berth(tmp_path: Path, pg_dsn: str, volume: Path, kernel_image: str) -> Iterator[RunningBerth]:
+    """A running Berth whose agent runs kernels in Docker and knows the volume ``local``."""
+    agent_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = berth_env(tmp_path / "berth", BERTH_PG_DSN=pg_dsn, BERTH_AGENT_BACKEND="docker", BERTH_AGENT_ID=agent_id,
+                    BERTH_DOCKER_STOP_GRACE="2", BERTH_STORAGE_VOLUMES=f"local={volume}")
+    try:
+        with running(tmp_path / "berth", env) as berth:
+            yield berth
+    finally:
+        asyncio.run(remove_agent_containers(agent_id))
+        release_io_mounts(tmp_path)
+
+
+def provisioned(dsn: str, volume: Path, name: str, **options: object) -> Path:
+    """A ready folder of the CLI's user (``admin``) and its directory, as the storage service makes it."""
+    folder_id = seed_folder(dsn, name, owner="admin", **options)  # type: ignore[arg-type]
+    directory = volume / "folders" / folder_id
+    directory.mkdir()
+    user = kernel_user("auto")
+    os.chown(directory, user.uid, user.gid)
+    return directory
+
+
+def test_folders_mount_rw_and_ro_into_real_containers(docker_berth: RunningBerth, pg_dsn: str, volume: Path,
+                                                      kernel_image: str) -> None:
+    berth = docker_berth
+    data = provisioned(pg_dsn, volume, "data")
+
+    wrote = berth.berth("run", "-i", kernel_image, "-n", "writer", "--mount", "data",
+                        "--exec", "echo from-kernel > /home/work/data/out.txt")
+    assert wrote.returncode == 0, wrote.stderr
+    assert (data / "out.txt").read_text() == "from-kernel\n"
+    info = berth.berth_json("session", "info", "writer")
+    assert [(m["name"], m["target"], m["permission"]) for m in info["mounts"]] == [("data", "/home/work/data", "rw")]
+
+    read = berth.berth("run", "--rm", "-i", kernel_image, "--mount", "data:ro", "-c", WRITE)
+    assert read.stdout.split() == ["EROFS", "from-kernel"], (read.stdout, read.stderr)
+    assert sorted(p.name for p in data.iterdir()) == ["out.txt"]
+
+    table = berth.berth("session", "info", "writer").stdout
+    assert "/home/work/data" in table and "rw" in table
+
+
+def test_a_refused_mount_fails_before_any_session(docker_berth: RunningBerth, pg_dsn: str, volume: Path,
+                                                  kernel_image: str) -> None:
+    berth = docker_berth
+    provisioned(pg_dsn, volume, "old", status="trashed")
+
+    done = berth.berth("run", "-i", kernel_image, "--mount", "old", "-c", "print(1)", check=False)
+
+    assert done.returncode != 0
+    assert "folder old is in the trash" in done.stderr, done.stderr
+    assert berth.berth_json("session", "ls", "--all") == []
