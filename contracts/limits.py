@@ -8,7 +8,8 @@ recorded, so a client gets a clear BAD_INPUT naming the field and its limit. Tog
 keep every event far below ``contracts.travel.MAX_EVENT_BYTES``; the travel guard where
 events are saved is the backstop for any other path.
 
-Only size and shape are checked here. What a value means (does the project exist, is the
+Only size and shape are checked here (no text may hold a NUL character: PostgreSQL's text and
+jsonb cannot). What a value means (does the project exist, is the
 role known, is a name a valid subject token) stays the domain's to decide, with its own
 messages; a name's length is checked here too so that an oversized one never travels
 through the domain at all.
@@ -156,6 +157,8 @@ def check_value(limit: Limit, value: Any) -> None:
 
 
 def _check_text(limit: Text, value: str) -> None:
+    if "\x00" in value:  # PostgreSQL text and jsonb cannot hold it: an event with one could never be projected
+        raise LimitError(f"{limit.field}: must not contain NUL characters")
     size = len(value.encode()) if limit.in_bytes else len(value)
     if size > limit.max_length:
         unit = "bytes (UTF-8)" if limit.in_bytes else "characters"

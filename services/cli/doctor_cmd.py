@@ -44,7 +44,7 @@ def doctor(ctx: click.Context) -> None:
     stuck         no session stays SCHEDULED / PREPARING / CREATING / TERMINATING
                   beyond that status's deadline (BERTH_STUCK_<STATUS>_TIMEOUT)
 
-    Exits with status 0 when everything agrees, 1 when a drift is found (admins only).
+    Exits with status 0 when everything agrees, 1 when a drift is found (superadmins only).
     """
     out: Output = ctx.obj
     report = _run_checks()

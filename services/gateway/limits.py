@@ -1,6 +1,10 @@
 """The input limits of ``contracts.limits`` at the gateway: a command built from GraphQL input, or
 a raw input value, that is over its limit is refused with BAD_INPUT naming the field and the
-limit, before anything is loaded or recorded."""
+limit, before anything is loaded or recorded.
+
+The arguments that never become a command field (what a query filters on, the key of what a
+mutation loads first, a choice checked against its vocabulary) have their limits here; the README's
+"Limits" table lists every argument's."""
 
 from __future__ import annotations
 
@@ -8,10 +12,19 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from contracts.limits import Limit, LimitError, check_limits, check_value
+from contracts.limits import CHOICE, NAME, Limit, LimitError, Many, Text, check_limits, check_value
 from services.gateway.errors import BAD_INPUT, GatewayError
 
-__all__ = ["checked", "checked_value"]
+__all__ = [
+    "ACCESS_KEY", "AGGREGATE_ID", "CURSOR", "STATUSES", "checked", "checked_choice", "checked_name", "checked_value",
+]
+
+ACCESS_KEY = Text("accessKey", 64)
+"""An access key named by an argument (``owner``, ``accessKey``); Berth's are 20 characters."""
+AGGREGATE_ID = Text("aggregateId", 128)
+CURSOR = Text("after", 256)
+"""A page cursor (``endCursor``: a timestamp and a session id, base64)."""
+STATUSES = Many("status", 16, each=Text("status entry", CHOICE))
 
 C = TypeVar("C", bound=msgspec.Struct)
 
@@ -23,6 +36,20 @@ def checked(command: C) -> C:
     except LimitError as exc:
         raise GatewayError(BAD_INPUT, str(exc)) from exc
     return command
+
+
+def checked_name(field: str, value: str | None) -> None:
+    """Returns when ``value`` (a domain, project, user, policy or group name; None: not given) is
+    within the names' limit; BAD_INPUT naming ``field`` otherwise."""
+    if value is not None:
+        checked_value(NAME._replace(field=field), value)
+
+
+def checked_choice(field: str, value: str) -> str:
+    """Returns ``value`` (a choice from a closed vocabulary) when it is within the choices' limit,
+    so that an error that names the choice never echoes a huge text; BAD_INPUT otherwise."""
+    checked_value(Text(field, CHOICE), value)
+    return value
 
 
 def checked_value(limit: Limit, value: Any) -> None:

@@ -61,14 +61,16 @@ def _bind(host: str, port: int) -> socket.socket:
 
 async def run_gateway(
     settings: Settings, stop: asyncio.Event, ready: Callable[[str], None] | None = None, *, nats: Nats | None = None,
+    read_wait: float = READ_WAIT,
 ) -> None:
     """Serves the gateway on ``settings.gateway_host:gateway_port`` (0: a free port) until ``stop`` is set.
 
     Calls ``ready(url)`` with the base URL (``http://host:port``; GraphQL at ``url + "/graphql"``) once
-    it accepts connections. It does not create the admin keypair: the caller does
+    it accepts connections; ``read_wait`` bounds the wait for ``afterPosition`` (as ``build_app``'s).
+    It does not create the admin keypair: the caller does
     (``ensure_admin_keypair``), so that it can print the new one once.
     """
-    app = build_app(settings, nats=nats)
+    app = build_app(settings, nats=nats, read_wait=read_wait)
     sock: socket.socket | None = None
     server: _Server | None = None
     serving: asyncio.Task[None] | None = None

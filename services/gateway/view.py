@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cross_web import HTTPException
+from starlette.requests import Request
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.types.unset import UNSET, UnsetType
 
-from services.gateway.asgi import headers_of
+from services.gateway.asgi import Receive, Scope, Send, error_body, headers_of, send_json
 from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_limited_reason
 from services.gateway.auth.principal import AUTH_FAILED, AuthError
 from services.gateway.context import GatewayContext
-from services.gateway.errors import RATE_LIMITED
+from services.gateway.errors import BAD_INPUT, RATE_LIMITED
 from services.gateway.resources import Resources
 
 __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
@@ -36,6 +38,28 @@ class BerthGraphQL(GraphQL):
     def __init__(self, schema: BaseSchema, resources: Resources) -> None:
         super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
         self.resources = resources
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's, except that a request it cannot take (a body that is not a JSON object, a
+        missing query, an unsupported content type) is answered as every other refusal: a GraphQL
+        error document with code BAD_INPUT, not plain text."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            await send_json(send, exc.status_code, error_body(BAD_INPUT, exc.reason))
+            return
+        await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """Returns a request body's JSON object; a body that is valid JSON but not an object (a string,
+        a number, a list: batching is off) is refused (strawberry would fail on it: a 500)."""
+        value = super().parse_json(data)
+        if not isinstance(value, dict):
+            raise HTTPException(400, 'the request body must be a JSON object: {"query": ..., "variables": {...}}')
+        return value
 
     async def get_context(self, request: Any, response: Any) -> GatewayContext:  # type: ignore[override]
         return GatewayContext(

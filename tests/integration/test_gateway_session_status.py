@@ -17,7 +17,7 @@ from contracts.subjects import HEADER_POSITION, event_subject
 from services.cli.output import Output
 from services.cli.sessions_common import GONE, RUNNING_OR_DONE, follow_status
 from services.sdk.client import BerthAPIError, BerthClient
-from tests.integration.test_gateway_subscriptions import publish_from_store
+from tests.support.publish import publish_from_store
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, clean_streams, keys, read_models, served,
 )

@@ -6,36 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
-import psycopg
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from contracts.catalog import decode_event
-from contracts.subjects import HEADER_POSITION, event_subject
 from services.common.settings import Settings
 from services.sdk.signing import sign_request
 from services.sdk.client import BerthAPIError, BerthClient
 from services.gateway.main import run_gateway
+from tests.support.publish import publish_from_store
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, TERMINATE, Keys, clean_streams, keys, read_models, served,
 )
 
 SUBSCRIBE = """subscription($id: String!, $from: Int) {
   sessionEvents(sessionId: $id, fromPosition: $from) { position type aggregateId occurredAt actor payload } }"""
-
-
-async def publish_from_store(js: Any, dsn: str, after: int) -> int:
-    """Publishes the stored events after ``after`` as the relay does; returns the last position."""
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT notification_id, state FROM berth_events WHERE notification_id > %s ORDER BY notification_id", (after,)).fetchall()
-    for position, state in rows:
-        event = decode_event(bytes(state))
-        await js.publish(event_subject(event.type_name(), event.originator_id), bytes(state),
-                         headers={HEADER_POSITION: str(position)})
-    return rows[-1][0] if rows else after
 
 
 async def take(client: BerthClient, session_id: str, count: int, from_position: int = 0) -> list[dict]:

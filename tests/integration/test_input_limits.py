@@ -6,18 +6,26 @@ accept but the travel guard refuses."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import httpx
 import msgspec
 import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from contracts import commands as c
 from contracts.session import KernelSpec, SessionSpec
 from contracts.travel import MAX_EVENT_BYTES, TravelError
 from domain import session as session_domain
-from services.sdk.client import BerthClient
+from services.gateway.auth.middleware import MAX_BODY
+from services.sdk.client import BerthAPIError, BerthClient
 from services.application.context import make_context
 from services.application.sessions import Sessions
+from tests.integration.test_exec import backend, cluster, running_session, sessions  # noqa: F401 - fixtures
 from tests.support.gateway import (  # noqa: F401 - fixtures
-    CREATE, TERMINATE, Keys, client_for, count_events, gateway, keys, read_models,
+    CREATE, TERMINATE, Keys, clean_streams, client_for, count_events, gateway, keys, read_models, served,
 )
 from tests.support.tenancy import CREATE_DOMAIN, CREATE_RGROUP, refused
 
@@ -62,6 +70,55 @@ async def test_oversized_tenancy_input_is_refused(client_for, keys: Keys, pg_dsn
                            "keypairs: at most 256 entries")
     await assert_bad_input(admin, pg_dsn, CREATE_DOMAIN, {"i": {"name": "lab\n"}}, "invalid domain name")
     assert (await admin.execute(CREATE_DOMAIN, {"i": {"name": "lab", "description": "x" * 1024}}))["createDomain"]
+
+
+MALFORMED_BODIES = [b"{not json", b'"x"', b"[1, 2]", b'{"query": 5}', b'{"query": "{ __typename }", "variables": "x"}']
+STATUS = "subscription($id: String!) { sessionStatus(sessionId: $id) { status } }"
+
+
+async def _refused_over_the_websocket(url: str, client: BerthClient, message: str) -> int:
+    """Sends ``message`` after an accepted connection_init; returns the code the gateway closes with."""
+    async with ws_connect(url, subprotocols=["graphql-transport-ws"], max_size=None) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": client.connection_params()}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] == "connection_ack"
+        await ws.send(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 30)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+async def test_oversized_and_malformed_input_over_http_and_websocket_then_a_session_runs(
+    served: str, keys: Keys, cluster, sessions, pg_dsn: str,
+) -> None:
+    """Refused, nothing recorded, and the next session still reaches RUNNING on a real agent."""
+    before = count_events(pg_dsn)
+    async with BerthClient(served, *keys.alice) as alice, httpx.AsyncClient() as http:
+        for variables, fragment in (({"input": {"image": "x" * BIG}}, "image: at most 255"),
+                                    ({"input": {"name": "a\x00b"}}, "must not contain NUL"),
+                                    ({"input": {"startupCommand": "x" * (MAX_BODY + 1)}}, "larger than")):
+            with pytest.raises(BerthAPIError) as refused:
+                await alice.execute(CREATE, variables)
+            assert (refused.value.code, fragment in refused.value.message) == ("BAD_INPUT", True), refused.value
+        for body in MALFORMED_BODIES:  # each was a plain-text 400, '"x"' a 500 (strawberry failed on it)
+            response = await http.post(alice.graphql_url, content=body,
+                                       headers=alice.signed_headers("POST", alice.graphql_url, body))
+            assert response.status_code == 400, (body, response.status_code, response.text)
+            assert response.json()["errors"][0]["extensions"]["code"] == "BAD_INPUT", response.text
+
+        ws_url = "ws" + alice.graphql_url[len("http"):]
+        with pytest.raises(BerthAPIError) as refused:
+            async for _ in alice.subscribe(STATUS, {"id": "x" * BIG}):
+                pass
+        assert refused.value.code == "BAD_INPUT" and f"({BIG} characters)" in refused.value.message
+        assert await _refused_over_the_websocket(ws_url, alice, "{not json") == 4400
+        too_big = {"type": "subscribe", "id": "1", "payload": {"query": STATUS, "variables": {"id": "x" * MAX_BODY}}}
+        assert await _refused_over_the_websocket(ws_url, alice, json.dumps(too_big)) == 1009
+        assert count_events(pg_dsn) == before
+
+        session_id = await running_session(alice, sessions)
+    assert count_events(pg_dsn) > before and session_id
 
 
 def test_the_store_refuses_an_event_that_cannot_travel_whatever_the_path(pg_dsn: str) -> None:

@@ -7,9 +7,12 @@ directly, as the projector would, so these tests do not depend on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Callable
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from services.sdk.client import BerthClient
 from services.gateway.main import build_app, run_gateway
+from services.gateway.resources import READ_WAIT
 from tests.support.publish import fresh_bus
 
 SCHEMA = Path(__file__).resolve().parents[2] / "projections" / "schema.sql"
@@ -43,9 +47,14 @@ class Keys:
 @pytest.fixture
 def read_models(pg_dsn: str) -> str:
     """Returns ``pg_dsn`` after creating the read-model tables in it."""
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA.read_text())
+    create_read_models(pg_dsn)
     return pg_dsn
+
+
+def create_read_models(dsn: str) -> None:
+    """Creates the read-model tables (``projections/schema.sql``) in ``dsn``."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA.read_text())
 
 
 def create_user(dsn: str, name: str, *, role: str = "user", domain: str = "default",
@@ -98,12 +107,12 @@ async def clean_streams(nats_url: str) -> AsyncIterator[Any]:
         yield js
 
 
-@pytest.fixture
-async def served(read_models: str, keys: Keys, nats_url: str, clean_streams: Any) -> AsyncIterator[str]:
-    """Yields the base URL of a real gateway (uvicorn on a free loopback port)."""
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[str]:
+    """Runs a real gateway (uvicorn on a free loopback port when ``settings.gateway_port`` is 0) and
+    yields its base URL; stops it on exit."""
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0)
     task = asyncio.create_task(run_gateway(settings, stop, ready.set_result))
     done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
@@ -114,6 +123,45 @@ async def served(read_models: str, keys: Keys, nats_url: str, clean_streams: Any
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+@contextlib.contextmanager
+def serving_in_thread(settings: Settings, *, read_wait: float = READ_WAIT) -> Iterator[str]:
+    """Runs a real gateway on an event loop of its own in a thread (for synchronous clients such as
+    schemathesis' ``requests``) and yields its base URL; stops it on exit."""
+    started: queue.Queue[tuple[asyncio.AbstractEventLoop, asyncio.Event, str] | BaseException] = queue.Queue()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        await run_gateway(settings, stop, lambda url: started.put((loop, stop, url)), read_wait=read_wait)
+
+    def run() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            started.put(exc)
+
+    thread = threading.Thread(target=run, name="gateway", daemon=True)
+    thread.start()
+    outcome = started.get(timeout=30)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    loop, stop, url = outcome
+    try:
+        yield url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        assert not thread.is_alive(), "the gateway thread did not stop within 30 s"
+
+
+@pytest.fixture
+async def served(read_models: str, keys: Keys, nats_url: str, clean_streams: Any) -> AsyncIterator[str]:
+    """Yields the base URL of a real gateway (uvicorn on a free loopback port)."""
+    settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0)
+    async with serving(settings) as url:
+        yield url
 
 
 def count_events(dsn: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import os
 import uuid
@@ -83,12 +84,20 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
     """Yields the DSN of a fresh, empty database ``berth_test_<hex>``, dropped afterwards."""
+    with fresh_database(pg_admin_dsn) as dsn:
+        yield dsn
+
+
+@contextlib.contextmanager
+def fresh_database(admin_dsn: str) -> Iterator[str]:
+    """Yields the DSN of a fresh, empty database ``berth_test_<hex>`` (for fixtures of a wider scope
+    than ``pg_dsn``), dropped on exit."""
     name = f"berth_test_{uuid.uuid4().hex[:12]}"
-    dsn = create_database(pg_admin_dsn, name)
+    dsn = create_database(admin_dsn, name)
     try:
         yield dsn
     finally:
-        drop_database(pg_admin_dsn, name)
+        drop_database(admin_dsn, name)
 
 
 async def _docker_info() -> None:

@@ -8,11 +8,12 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import nats
+import psycopg
 import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ServerError
 
-from contracts.catalog import encode_event
+from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event
 from contracts.subjects import (
     DEADLETTER_STREAM,
@@ -25,7 +26,7 @@ from contracts.subjects import (
 from services.common.bus import connect_options, ensure_streams
 from tests.support.waiting import async_wait_for
 
-__all__ = ["ServiceTasks", "fresh_bus", "publish_events", "reset_bus", "service_tasks"]
+__all__ = ["ServiceTasks", "fresh_bus", "publish_events", "publish_from_store", "reset_bus", "service_tasks"]
 
 
 async def reset_bus(js: JetStreamContext) -> None:
@@ -64,6 +65,18 @@ async def fresh_bus(nats_url: str) -> AsyncIterator[JetStreamContext]:
         yield js
     finally:
         await nc.close()
+
+
+async def publish_from_store(js: JetStreamContext, dsn: str, after: int) -> int:
+    """Publishes the stored events after position ``after`` as the relay does; returns the last position."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT notification_id, state FROM berth_events WHERE notification_id > %s"
+                            " ORDER BY notification_id", (after,)).fetchall()
+    for position, state in rows:
+        event = decode_event(bytes(state))
+        await js.publish(event_subject(event.type_name(), event.originator_id), bytes(state),
+                         headers={HEADER_POSITION: str(position)})
+    return rows[-1][0] if rows else after
 
 
 async def publish_events(js: JetStreamContext, events: Sequence[Event], position: int, *, msg_id: str | None = None) -> None:

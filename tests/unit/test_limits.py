@@ -114,6 +114,18 @@ def test_tenancy_commands_are_limited(command: msgspec.Struct, fragment: str) ->
     assert fragment in str(refused.value)
 
 
+@pytest.mark.parametrize("command", [
+    tc.CreateDomain(name="lab", description="a\x00b"),
+    tc.CreateUser(name="u", domain="d\x00"),
+    tc.CreateResourceGroup(name="g", options=tc.GroupOptionsChange(keypairs=["k\x00"])),
+    request(startup_command="python\x00"),
+])
+def test_no_text_holds_a_nul_character(command: msgspec.Struct) -> None:
+    """PostgreSQL's text and jsonb cannot hold one: such an event could never be projected."""
+    with pytest.raises(LimitError, match="must not contain NUL characters"):
+        check_limits(command)
+
+
 def test_every_command_from_the_api_with_text_fields_has_limits() -> None:
     from_api = {SessionSpec, tc.CreateDomain, tc.UpdateDomain, tc.CreateProject, tc.UpdateProject, tc.CreateUser,
                 tc.CreateKeypair, tc.ChangeKeypairPolicy, tc.CreateResourcePolicy, tc.CreateResourceGroup}

@@ -37,6 +37,7 @@ from domain.session import SessionState
 from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
+from services.gateway.limits import checked_choice
 from services.gateway.sessions.ownership import owned_session
 from services.gateway.sessions.refs import resolve_session_id
 from services.gateway.subscription_guard import subscription_slot
@@ -76,7 +77,7 @@ def _main_kernel(state: SessionState) -> tuple[str, str]:
 
 def _checked_mode(mode: str) -> ExecMode:
     try:
-        return ExecMode(mode.lower())
+        return ExecMode(checked_choice("mode", mode).lower())
     except ValueError:
         raise GatewayError(BAD_INPUT, f"unknown mode {mode!r} (known: query, batch)") from None
 

@@ -1,5 +1,6 @@
-"""Query ``doctor`` (admins only): do the read models agree with each other, and is anything
-left behind (dead letters, a lagging relay or projector, stuck sessions)?
+"""Query ``doctor`` (superadmins only: it reads every domain's sessions, keypairs and agents): do the
+read models agree with each other, and is anything left behind (dead letters, a lagging relay or
+projector, stuck sessions)?
 
 It waits (at most the gateway's read wait) until the read models reflect every event recorded so far, reads the
 ``sessions``, ``kernels``, ``agents`` and ``quota_usage`` tables in one snapshot
@@ -142,12 +143,13 @@ class DoctorQuery:
     @strawberry.field(description="Checks that quota usage and agent occupancy agree with the sessions and kernels, "
                                   "that the relay is not stuck, that no consumer has dead letters, that the relay and "
                                   "the projector keep up and that no session is stuck in a transitional status "
-                                  "(admins only). Waits until the read models reflect every recorded event (every "
-                                  "one before the event the relay is stuck at), at most the gateway's read wait.")
+                                  "(superadmins only: it covers every domain). Waits until the read models reflect "
+                                  "every recorded event (every one before the event the relay is stuck at), at most "
+                                  "the gateway's read wait.")
     async def doctor(self, info: Info) -> DoctorReport:
         principal = caller(info)
-        if not principal.is_admin:
-            raise GatewayError(FORBIDDEN, "doctor is for admins and superadmins")
+        if not principal.is_superadmin:  # a domain admin would read other domains' access keys and sessions
+            raise GatewayError(FORBIDDEN, "doctor is for superadmins")
         found = await _diagnose(info)
         report = found.report
         if not report.clean:

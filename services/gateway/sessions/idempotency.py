@@ -33,7 +33,7 @@ make retries of earlier requests create new sessions)."""
 def session_id_for(access_key: str, key: str) -> str:
     """Returns the id of the session that ``key`` of ``access_key`` stands for; BAD_INPUT for a bad key."""
     if not _KEY.fullmatch(key):
-        raise GatewayError(BAD_INPUT, f"idempotencyKey must be 1 to {MAX_KEY} visible ASCII characters")
+        raise GatewayError(BAD_INPUT, f"idempotencyKey must be visible ASCII characters, at least 1 and at most {MAX_KEY}")
     return uuid.uuid5(_NAMESPACE, f"{access_key}\n{key}").hex
 
 

@@ -23,7 +23,7 @@ from domain.session import MAX_PRIORITY, MIN_PRIORITY
 from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError, from_domain
-from services.gateway.limits import checked, checked_value
+from services.gateway.limits import checked, checked_choice, checked_value
 from services.gateway.sessions.enqueue import enqueue_checked
 from services.gateway.sessions.idempotency import earlier_request, session_id_for
 from services.gateway.sessions.mounts import mount_requests
@@ -43,7 +43,7 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
     if not 1 <= data.cluster_size <= MAX_CLUSTER_SIZE:
         raise GatewayError(BAD_INPUT, f"clusterSize must be between 1 and {MAX_CLUSTER_SIZE}, got {data.cluster_size}")
     try:
-        session_type = SessionType(data.session_type.lower())
+        session_type = SessionType(checked_choice("sessionType", data.session_type).lower())
     except ValueError:
         known = ", ".join(t.value for t in SessionType)
         raise GatewayError(BAD_INPUT, f"unknown sessionType {data.session_type!r} (known: {known})") from None
@@ -63,8 +63,9 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
         KernelSpec(kernel_id=f"{session_id}-k{idx}", cluster_role="main" if idx == 0 else "sub", cluster_idx=idx, slots=slots)
         for idx in range(data.cluster_size)
     ]
-    for field, value in (("project", data.project), ("resource_group", data.resource_group)):
-        if value is not None:
+    for field, value in (("project", data.project), ("resource_group", data.resource_group),
+                         ("dependencies", data.dependencies), ("designated_agents", data.designated_agents)):
+        if value is not None:  # the lists as given, before their repeats are dropped
             checked_value(LIMITS[SessionSpec][field], value)
     return checked(c.RequestSession(owner=owner, spec=SessionSpec(
         name=data.name if data.name is not None else f"session-{session_id[:8]}",
@@ -76,7 +77,7 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
 def _placement_options(data: CreateSessionInput) -> dict[str, Any]:
     """Returns the scheduling options of an input as ``SessionSpec`` fields; BAD_INPUT when invalid."""
     try:
-        cluster_mode = ClusterMode(data.cluster_mode.lower())
+        cluster_mode = ClusterMode(checked_choice("clusterMode", data.cluster_mode).lower())
     except ValueError:
         known = ", ".join(m.value for m in ClusterMode)
         raise GatewayError(BAD_INPUT, f"unknown clusterMode {data.cluster_mode!r} (known: {known})") from None

@@ -12,6 +12,7 @@ from projections.queries.rows import SessionRow
 from projections.queries.sessions import session_row
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.limits import ACCESS_KEY, AGGREGATE_ID, STATUSES, checked_value
 from services.gateway.readmodels import AfterPosition, await_position
 from services.gateway.sessions import readmodels as rm
 from services.gateway.sessions.ownership import session_scope
@@ -31,6 +32,8 @@ def _checked_first(first: int | None, default: int) -> int:
 
 
 def _checked_statuses(statuses: list[str] | None) -> list[str] | None:
+    if statuses is not None:
+        checked_value(STATUSES, statuses)
     known = {s.value for s in SessionStatus}
     unknown = sorted(set(statuses or ()) - known)
     if unknown:
@@ -54,6 +57,8 @@ class Query:
     ) -> SessionPage:
         principal = caller(info)
         first, statuses = _checked_first(first, 50), _checked_statuses(status)
+        if owner is not None:
+            checked_value(ACCESS_KEY, owner)
         cursor = rm.decode_cursor(after) if after else None
         scope = session_scope(principal)
         if scope["owner"] is not None:
@@ -101,6 +106,8 @@ class Query:
     ) -> list[EventRecord]:
         principal = caller(info)
         first = _checked_first(first, 100)
+        if aggregate_id is not None:
+            checked_value(AGGREGATE_ID, aggregate_id)
         await await_position(info, after_position)
         rows = await rm.list_events(
             info.context.resources.pool, **session_scope(principal),

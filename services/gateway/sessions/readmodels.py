@@ -15,6 +15,7 @@ from projections import session_refs
 from projections.queries import sessions as q
 from projections.queries.rows import AgentRow, EventLogRow, KernelRow, SessionRow
 from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.limits import CURSOR, checked_value
 from services.gateway.readmodels import read
 
 __all__ = [
@@ -37,12 +38,13 @@ def encode_cursor(created_at: dt.datetime, session_id: str) -> str:
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     """Returns the sort key inside a cursor; raises ``GatewayError`` (BAD_INPUT) when it is not one."""
+    checked_value(CURSOR, cursor)
     try:
         created_at, session_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         when = dt.datetime.fromisoformat(created_at)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise GatewayError(BAD_INPUT, f"invalid cursor {cursor!r}: pass pageInfo.endCursor of a previous page") from exc
-    if when.tzinfo is None or not session_id:
+    if when.tzinfo is None or not session_id or "\x00" in session_id:
         raise GatewayError(BAD_INPUT, f"invalid cursor {cursor!r}: pass pageInfo.endCursor of a previous page")
     return when, session_id
 

@@ -21,11 +21,13 @@ from services.application.context import make_context
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain
-from services.gateway.limits import checked
+from contracts.limits import DESCRIPTION
+from services.gateway.limits import checked, checked_name, checked_value
 from services.gateway.slots import SlotInput
 
 __all__ = [
     "admin_caller",
+    "checked_input",
     "guarded",
     "in_scope",
     "load",
@@ -66,6 +68,17 @@ def unless_superadmin_target(principal: Principal, role: Role, what: str) -> Non
     """Refuses (FORBIDDEN) an admin acting on a superadmin's user or keypair."""
     if role is Role.SUPERADMIN and not principal.is_superadmin:
         raise GatewayError(FORBIDDEN, f"only a superadmin may {what} of a superadmin")
+
+
+def checked_input(data: object) -> None:
+    """Refuses (BAD_INPUT) a tenancy input whose name, domain or description is over its limit, before
+    anything is loaded (an update's name is the key of what it loads; a description it ignores is
+    bounded all the same)."""
+    for field in ("name", "domain"):
+        checked_name(field, getattr(data, field, None))
+    description = getattr(data, "description", None)
+    if description is not None:
+        checked_value(DESCRIPTION, description)
 
 
 def raw_slots(items: list[SlotInput] | None, what: str) -> dict[str, str] | None:

@@ -14,10 +14,11 @@ from services.gateway.auth import keypairs
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, GatewayError
-from services.gateway.limits import checked
+from services.gateway.limits import ACCESS_KEY, checked, checked_name, checked_value
 from services.gateway.slots import SlotInput
 from services.gateway.tenancy.access import (
-    admin_caller, guarded, in_scope, load, raw_slots, run_command, superadmin_caller, unless_superadmin_target,
+    admin_caller, checked_input, guarded, in_scope, load, raw_slots, run_command, superadmin_caller,
+    unless_superadmin_target,
 )
 from services.gateway.tenancy.types import (
     DomainInput, KeypairSecret, ProjectInput, ResourceGroupInput, ResourcePolicyInput, TenancyResult, UserInput,
@@ -58,6 +59,7 @@ def _options(data: ResourceGroupInput) -> tc.GroupOptionsChange:
 
 
 async def _keypair_in_scope(info: Info, access_key: str, what: str) -> tuple[Principal, KeypairState]:
+    checked_value(ACCESS_KEY, access_key)
     principal = admin_caller(info, what)
     keypair = in_scope(principal, await load(info, access_key), KeypairState, "keypair", access_key)
     unless_superadmin_target(principal, keypair.role, what)
@@ -68,6 +70,7 @@ async def _keypair_in_scope(info: Info, access_key: str, what: str) -> tuple[Pri
 class TenancyMutation:
     @strawberry.mutation(description="Creates a domain (superadmin).")
     async def create_domain(self, info: Info, input: DomainInput) -> TenancyResult:
+        checked_input(input)
         principal = superadmin_caller(info, "create domains")
         command = tc.CreateDomain(name=input.name, description=input.description,
                                   total_resource_slots=raw_slots(input.total_resource_slots, "totalResourceSlots") or {})
@@ -75,12 +78,14 @@ class TenancyMutation:
 
     @strawberry.mutation(description="Sets a domain's quota, totalResourceSlots (superadmin).")
     async def update_domain(self, info: Info, input: DomainInput) -> TenancyResult:
+        checked_input(input)
         principal = superadmin_caller(info, "update domains")
         command = tc.UpdateDomain(total_resource_slots=_quota(input.total_resource_slots))
         return TenancyResult(id=input.name, position=await run_command(info, principal, domain_id(input.name), command))
 
     @strawberry.mutation(description="Creates a project in a domain (its admin or a superadmin).")
     async def create_project(self, info: Info, input: ProjectInput) -> TenancyResult:
+        checked_input(input)
         principal = admin_caller(info, "create projects")
         domain = input.domain or principal.domain
         if not principal.manages(domain):
@@ -91,6 +96,7 @@ class TenancyMutation:
 
     @strawberry.mutation(description="Sets a project's quota, totalResourceSlots (its domain's admin or a superadmin).")
     async def update_project(self, info: Info, input: ProjectInput) -> TenancyResult:
+        checked_input(input)
         principal = admin_caller(info, "update projects")
         in_scope(principal, await load(info, project_id(input.name)), ProjectState, "project", input.name)
         command = tc.UpdateProject(total_resource_slots=_quota(input.total_resource_slots))
@@ -99,6 +105,7 @@ class TenancyMutation:
     @strawberry.mutation(description="Creates a user in a domain (its admin or a superadmin; only a superadmin "
                          "creates superadmins).")
     async def create_user(self, info: Info, input: UserInput) -> TenancyResult:
+        checked_input(input)
         principal = admin_caller(info, "create users")
         domain = input.domain or principal.domain
         if not principal.manages(domain):
@@ -112,6 +119,7 @@ class TenancyMutation:
 
     @strawberry.mutation(description="Deactivates a user and all its keypairs (they stop authenticating).")
     async def deactivate_user(self, info: Info, name: str) -> TenancyResult:
+        checked_name("name", name)
         principal = admin_caller(info, "deactivate users")
         user = in_scope(principal, await load(info, user_id(name)), UserState, "user", name)
         unless_superadmin_target(principal, user.role, "deactivate the user")
@@ -150,30 +158,34 @@ class TenancyMutation:
                          "the limits a superadmin set, its own included).")
     async def set_keypair_policy(self, info: Info, access_key: str, resource_policy: str) -> TenancyResult:
         superadmin_caller(info, "assign resource policies")
+        command = checked(tc.ChangeKeypairPolicy(resource_policy=resource_policy))
         principal, _ = await _keypair_in_scope(info, access_key, "change the policy")
-        command = tc.ChangeKeypairPolicy(resource_policy=resource_policy)
         return TenancyResult(id=access_key, position=await run_command(info, principal, access_key, command))
 
     @strawberry.mutation(description="Creates a keypair resource policy (superadmin).")
     async def create_resource_policy(self, info: Info, input: ResourcePolicyInput) -> TenancyResult:
+        checked_input(input)
         principal = superadmin_caller(info, "create resource policies")
         command = tc.CreateResourcePolicy(name=input.name, limits=_limits(input))
         return TenancyResult(id=input.name, position=await run_command(info, principal, policy_id(input.name), command))
 
     @strawberry.mutation(description="Changes the given limits of a resource policy (superadmin).")
     async def update_resource_policy(self, info: Info, input: ResourcePolicyInput) -> TenancyResult:
+        checked_input(input)
         principal = superadmin_caller(info, "update resource policies")
         command = tc.UpdateResourcePolicy(limits=_limits(input))
         return TenancyResult(id=input.name, position=await run_command(info, principal, policy_id(input.name), command))
 
     @strawberry.mutation(description="Creates a resource group (superadmin).")
     async def create_resource_group(self, info: Info, input: ResourceGroupInput) -> TenancyResult:
+        checked_input(input)
         principal = superadmin_caller(info, "create resource groups")
         command = tc.CreateResourceGroup(name=input.name, description=input.description, options=_options(input))
         return TenancyResult(id=input.name, position=await run_command(info, principal, rgroup_id(input.name), command))
 
     @strawberry.mutation(description="Changes the given options of a resource group (superadmin).")
     async def update_resource_group(self, info: Info, input: ResourceGroupInput) -> TenancyResult:
+        checked_input(input)
         principal = superadmin_caller(info, "update resource groups")
         command = tc.UpdateResourceGroup(options=_options(input))
         return TenancyResult(id=input.name, position=await run_command(info, principal, rgroup_id(input.name), command))

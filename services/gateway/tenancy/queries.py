@@ -8,6 +8,7 @@ import strawberry
 
 from services.gateway.tenancy import readmodels as trm
 from services.gateway.context import Info, caller
+from services.gateway.limits import checked_name
 from services.gateway.readmodels import AfterPosition, await_position
 from services.gateway.tenancy.types import Domain, Keypair, Project, ResourceGroup, ResourcePolicy, User
 
@@ -29,17 +30,20 @@ class TenancyQuery:
 
     @strawberry.field(description="Projects: all for superadmins, the domain's for admins, a user's own.")
     async def projects(self, info: Info, domain: str | None = None, after_position: AfterPosition = None) -> list[Project]:
+        checked_name("domain", domain)
         scope = await _scope(info, after_position)
         rows = await trm.list_projects(info.context.resources.pool, scope, domain=domain)
         return [Project.from_row(row) for row in rows]
 
     @strawberry.field(description="Users: all for superadmins, the domain's for admins, a user itself.")
     async def users(self, info: Info, domain: str | None = None, after_position: AfterPosition = None) -> list[User]:
+        checked_name("domain", domain)
         scope = await _scope(info, after_position)
         return [User.from_row(row) for row in await trm.list_users(info.context.resources.pool, scope, domain=domain)]
 
     @strawberry.field(description="Keypairs without secrets: all for superadmins, the domain's for admins, a user's own.")
     async def keypairs(self, info: Info, user: str | None = None, after_position: AfterPosition = None) -> list[Keypair]:
+        checked_name("user", user)
         scope = await _scope(info, after_position)
         rows = await trm.list_keypairs(info.context.resources.pool, scope, user=user)
         return [Keypair.from_row(row) for row in rows]

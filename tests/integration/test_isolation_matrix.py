@@ -1,0 +1,212 @@
+"""The tenant-isolation matrix: every query, mutation and subscription field of the schema (read
+from the schema itself) × every caller of ``tests.support.isolation.ACTORS``, run against one real
+gateway (uvicorn, real PostgreSQL and NATS), each cell checked against its rule.
+
+A field of the schema without a rule in ``RULES`` fails; so does a rule for a field the schema no
+longer has. Adding a rule is one line: the document, the expected outcome of each caller, and,
+when the cell needs them, the variables and what in the answer is the owner's object.
+
+Outcomes, one letter per caller (owner, peer, admin, foreign, superadmin, deactivated):
+
+* ``A`` allowed: data, and the owner's object is in it;
+* ``H`` hidden: data, and the owner's object is not in it (a list narrowed to the caller, a null);
+* ``C`` the tenant check passed, the operation is refused for the session's state (CONFLICT: the
+  session is not RUNNING, no agent runs here);
+* ``N`` NOT_FOUND, ``F`` FORBIDDEN, ``U`` UNAUTHENTICATED.
+
+Every outcome but ``A`` must record nothing (the event store's count is unchanged). Filters name the
+owner's objects outright (``sessions(owner:)``, ``users(domain:)``, ...), as an attacker would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from services.gateway.schema import build_schema
+from services.sdk.client import BerthAPIError, BerthClient
+from tests.support.gateway import CREATE
+from tests.support.isolation import ACTORS, World, tenant_world
+from tests.support.tenancy import (
+    CREATE_DOMAIN, CREATE_KEYPAIR, CREATE_POLICY, CREATE_PROJECT, CREATE_RGROUP, CREATE_USER,
+)
+
+Variables = Callable[[World], "dict[str, Any] | Awaitable[dict[str, Any]]"]
+CODES = {"CONFLICT": "C", "NOT_FOUND": "N", "FORBIDDEN": "F", "UNAUTHENTICATED": "U"}
+SUBSCRIPTION_WAIT = 20.0
+
+
+def _no_variables(world: World) -> dict[str, Any]:
+    return {}
+
+
+def _the_session(world: World) -> dict[str, Any]:
+    return {"id": world.session_id}
+
+
+def _any_data(data: Any, world: World) -> bool:
+    return bool(data)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one field is tried: ``expect`` holds one outcome letter per caller of ``ACTORS``."""
+
+    document: str
+    expect: str
+    variables: Variables = _no_variables
+    shows: Callable[[Any, World], bool] = _any_data
+
+
+def _names(key: str, value: Callable[[World], str]) -> Callable[[Any, World], bool]:
+    """Shows: the answer's list holds an item whose ``key`` is the owner's ``value``."""
+    return lambda data, world: value(world) in {item[key] for item in data}
+
+
+def _fresh(prefix: str, **fields: Any) -> Variables:
+    return lambda world: {"i": {"name": world.fresh(prefix), **fields}}
+
+
+async def _new_session(world: World) -> dict[str, Any]:
+    return {"id": await world.owner_session()}
+
+
+async def _new_keypair(world: World) -> dict[str, Any]:
+    return {"k": await world.owner_keypair()}
+
+
+async def _new_victim(world: World) -> dict[str, Any]:
+    return {"n": await world.victim_user()}
+
+
+ID = "$id: String!"
+RULES: dict[str, Rule] = {
+    # --- queries ---
+    "Query.sessions": Rule("query($o: String) { sessions(owner: $o, first: 500) { edges { id } } }", "A H A H A U",
+                           lambda w: {"o": w.owner_key},
+                           shows=lambda data, w: w.session_id in {e["id"] for e in data["edges"]}),
+    "Query.session": Rule(f"query({ID}) {{ session(id: $id) {{ id }} }}", "A H A H A U", _the_session,
+                          shows=lambda data, w: data is not None and data["id"] == w.session_id),
+    "Query.events": Rule("query($id: String) { events(aggregateId: $id) { aggregateId } }", "A H A H A U",
+                         _the_session),
+    "Query.agents": Rule("query { agents { id } }", "A A A A A U", shows=lambda data, w: isinstance(data, list)),
+    "Query.sessionLogs": Rule(f"query({ID}) {{ sessionLogs(sessionId: $id) }}", "C N C N C U", _the_session),
+    "Query.doctor": Rule("query { doctor { clean } }", "F F F F A U"),
+    "Query.deadLetters": Rule("query { deadLetters { total } }", "F F F F A U"),
+    "Query.deadLetter": Rule("query { deadLetter(seq: 999999) { seq } }", "F F F F N U"),
+    "Query.domains": Rule("query { domains { name } }", "A A A H A U", shows=_names("name", lambda w: "default")),
+    "Query.projects": Rule('query { projects(domain: "default") { name } }', "A A A H A U",
+                           shows=_names("name", lambda w: "default")),
+    "Query.users": Rule('query { users(domain: "default") { name } }', "A H A H A U",
+                        shows=_names("name", lambda w: "alice")),
+    "Query.keypairs": Rule('query { keypairs(user: "alice") { accessKey } }', "A H A H A U",
+                           shows=_names("accessKey", lambda w: w.owner_key)),
+    "Query.resourcePolicies": Rule("query { resourcePolicies { name } }", "A H A A A U",
+                                   shows=_names("name", lambda w: w.policy)),
+    "Query.resourceGroups": Rule("query { resourceGroups { name } }", "A A A H A U",
+                                 shows=_names("name", lambda w: w.group)),
+    "Query.quotaUsage": Rule("query { quotaUsage { scope name } }", "A H A H A U",
+                             shows=_names("name", lambda w: w.owner_key)),
+    # --- mutations ---
+    "Mutation.createSession": Rule(CREATE, "A A A A A U", lambda w: {"input": {}}),
+    "Mutation.terminateSession": Rule(f"mutation({ID}) {{ terminateSession(sessionId: $id) {{ sessionId }} }}",
+                                      "A N A N A U", _new_session),
+    "Mutation.createDomain": Rule(CREATE_DOMAIN, "F F F F A U", _fresh("dom")),
+    "Mutation.updateDomain": Rule("mutation($i: DomainInput!) { updateDomain(input: $i) { id } }", "F F F F A U",
+                                  lambda w: {"i": {"name": "default", "totalResourceSlots": []}}),
+    "Mutation.createProject": Rule(CREATE_PROJECT, "F F A F A U", _fresh("proj", domain="default")),
+    "Mutation.updateProject": Rule("mutation($i: ProjectInput!) { updateProject(input: $i) { id } }", "F F A N A U",
+                                   lambda w: {"i": {"name": "default", "totalResourceSlots": []}}),
+    "Mutation.createUser": Rule(CREATE_USER, "F F A F A U", _fresh("user", domain="default")),
+    "Mutation.replayDeadLetters": Rule('mutation { replayDeadLetters(consumer: "nobody") { done } }', "F F F F A U"),
+    "Mutation.dropDeadLetters": Rule('mutation { dropDeadLetters(consumer: "nobody") { done } }', "F F F F A U"),
+    "Mutation.deactivateUser": Rule("mutation($n: String!) { deactivateUser(name: $n) { id } }", "F F A N A U",
+                                    _new_victim),
+    "Mutation.createKeypair": Rule(CREATE_KEYPAIR, "F F A N A U", lambda w: {"u": "alice"}),
+    "Mutation.deactivateKeypair": Rule("mutation($k: String!) { deactivateKeypair(accessKey: $k) { id } }",
+                                       "F F A N A U", _new_keypair),
+    "Mutation.setKeypairPolicy": Rule(
+        "mutation($k: String!, $p: String!) { setKeypairPolicy(accessKey: $k, resourcePolicy: $p) { id } }",
+        "F F F F A U", lambda w: {"k": w.owner_key, "p": w.policy}),
+    "Mutation.createResourcePolicy": Rule(CREATE_POLICY, "F F F F A U", _fresh("pol")),
+    "Mutation.updateResourcePolicy": Rule(
+        "mutation($i: ResourcePolicyInput!) { updateResourcePolicy(input: $i) { id } }", "F F F F A U",
+        lambda w: {"i": {"name": w.policy, "maxConcurrentSessions": 30}}),
+    "Mutation.createResourceGroup": Rule(CREATE_RGROUP, "F F F F A U", _fresh("rg")),
+    "Mutation.updateResourceGroup": Rule(
+        "mutation($i: ResourceGroupInput!) { updateResourceGroup(input: $i) { id } }", "F F F F A U",
+        lambda w: {"i": {"name": w.group, "public": False}}),
+    # --- subscriptions ---
+    "Subscription.sessionEvents": Rule(f"subscription({ID}) {{ sessionEvents(sessionId: $id) {{ aggregateId }} }}",
+                                       "A N A N A U", _the_session),
+    "Subscription.sessionStatus": Rule(f"subscription({ID}) {{ sessionStatus(sessionId: $id) {{ status }} }}",
+                                       "A N A N A U", _the_session),
+    "Subscription.execute": Rule(f'subscription({ID}) {{ execute(sessionId: $id, code: "1") {{ kind }} }}',
+                                 "C N C N C U", _the_session),
+}
+
+
+def schema_fields() -> list[str]:
+    """Returns every root field of the gateway's schema as ``Type.field``."""
+    schema = build_schema()._schema
+    roots = (schema.query_type, schema.mutation_type, schema.subscription_type)
+    return sorted(f"{root.name}.{name}" for root in roots if root is not None for name in root.fields)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(pg_admin_dsn: str, nats_url: str) -> AsyncIterator[World]:
+    async with tenant_world(pg_admin_dsn, nats_url) as built:
+        yield built
+
+
+async def _first_item(client: BerthClient, document: str, variables: dict[str, Any]) -> dict[str, Any]:
+    async with asyncio.timeout(SUBSCRIPTION_WAIT):
+        async for data in client.subscribe(document, variables):
+            return data
+    raise AssertionError("the subscription ended without an item")
+
+
+async def _answer(client: BerthClient, field: str, rule: Rule, variables: dict[str, Any]) -> dict[str, Any]:
+    if field.startswith("Subscription."):
+        return await _first_item(client, rule.document, variables)
+    return await client.execute(rule.document, variables)
+
+
+async def run_cell(world: World, field: str, rule: Rule, actor: str) -> str:
+    """Returns the outcome letter of one cell; a refusal that recorded something is marked ``!``."""
+    variables = rule.variables(world)
+    variables = await variables if inspect.isawaitable(variables) else variables
+    before = world.events()
+    try:
+        data = await _answer(world.clients[actor], field, rule, variables)
+    except BerthAPIError as exc:
+        letter = CODES.get(exc.code, f"?{exc.code}")
+    else:
+        letter = "A" if rule.shows(data[field.split(".")[1]], world) else "H"
+    if letter != "A" and world.events() != before:
+        letter += "!"
+    return letter
+
+
+def test_every_schema_field_has_a_rule() -> None:
+    fields = set(schema_fields())
+    assert not fields - set(RULES), f"schema fields without an isolation rule: {sorted(fields - set(RULES))}"
+    assert not set(RULES) - fields, f"rules for fields the schema lacks: {sorted(set(RULES) - fields)}"
+    assert all(len(rule.expect.split()) == len(ACTORS) for rule in RULES.values())
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("field", schema_fields())
+async def test_cells(world: World, field: str) -> None:
+    rule = RULES.get(field)
+    if rule is None:
+        pytest.fail(f"{field} has no isolation rule: add one to RULES")
+    await world.settle()  # the read models and the stream hold what earlier cells recorded
+    got = [await run_cell(world, field, rule, actor) for actor in ACTORS]
+    assert " ".join(got) == rule.expect, f"{field}: got {dict(zip(ACTORS, got))}, expected {rule.expect}"
