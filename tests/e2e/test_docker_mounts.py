@@ -6,20 +6,18 @@ the trash) fails `berth run` with the reason before any session exists."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.agent.backends.docker.confinement import kernel_user
 from tests.e2e.conftest import RunningBerth, berth_env, running
 from tests.support.docker_backend import release_io_mounts, remove_agent_containers
-from tests.support.folders import seed_folder
+from tests.support.folders import folder_directory, seed_folder, volume
 from tests.support.images import kernel_image
 
-__all__ = ["kernel_image"]
+__all__ = ["kernel_image", "volume"]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -33,13 +31,6 @@ except OSError as exc:
     print(errno.errorcode[exc.errno])
 print(open('/home/work/data/out.txt').read().strip())
 """
-
-
-@pytest.fixture
-def volume(tmp_path: Path) -> Path:
-    root = tmp_path / "volume"
-    (root / "folders").mkdir(parents=True)
-    return root
 
 
 @pytest.fixture
@@ -58,12 +49,7 @@ def docker_berth(tmp_path: Path, pg_dsn: str, volume: Path, kernel_image: str) -
 
 def provisioned(dsn: str, volume: Path, name: str, **options: object) -> Path:
     """A ready folder of the CLI's user (``admin``) and its directory, as the storage service makes it."""
-    folder_id = seed_folder(dsn, name, owner="admin", **options)  # type: ignore[arg-type]
-    directory = volume / "folders" / folder_id
-    directory.mkdir()
-    user = kernel_user("auto")
-    os.chown(directory, user.uid, user.gid)
-    return directory
+    return folder_directory(volume, seed_folder(dsn, name, owner="admin", **options))  # type: ignore[arg-type]
 
 
 def test_folders_mount_rw_and_ro_into_real_containers(docker_berth: RunningBerth, pg_dsn: str, volume: Path,

@@ -6,7 +6,6 @@ with a reason naming it."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,12 +16,12 @@ from contracts.mounts import MountSpec
 from services.agent.backends.base import KernelStartError
 from services.agent.backends.docker import DockerBackend
 from services.agent.backends.docker.backend import DEFAULT_RUNNER_DIR
-from services.agent.backends.docker.confinement import kernel_user
 from tests.support.docker_backend import agent_id, launch, release_io_mounts, remove_agent_containers
+from tests.support.folders import folder_directory, volume
 from tests.support.images import kernel_image
 from tests.support.runner_calls import run_code
 
-__all__ = ["agent_id", "kernel_image"]
+__all__ = ["agent_id", "kernel_image", "volume"]
 
 pytestmark = pytest.mark.docker
 
@@ -43,14 +42,6 @@ print(open({read!r}).read())
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> Path:
-    """A volume root, as the storage service lays it out (``folders/``)."""
-    root = tmp_path / "volume"
-    (root / "folders").mkdir(parents=True)
-    return root
-
-
-@pytest.fixture
 async def backend(agent_id: str, tmp_path: Path, volume: Path) -> AsyncIterator[DockerBackend]:
     instance = DockerBackend(agent_id, tmp_path / "data", grace=2, runner_dir=DEFAULT_RUNNER_DIR, pull="never",
                              scratch="16m", tmp="8m", volumes={"local": volume})
@@ -63,14 +54,9 @@ async def backend(agent_id: str, tmp_path: Path, volume: Path) -> AsyncIterator[
 
 
 def folder(volume: Path, content: str) -> str:
-    """Creates a folder directory owned by the kernel user (as the storage service does); returns its id."""
+    """Creates a folder directory with ``readme.txt``; returns its id."""
     folder_id = f"vfolder_{uuid.uuid4().hex}"
-    directory = volume / "folders" / folder_id
-    directory.mkdir()
-    (directory / "readme.txt").write_text(content)
-    user = kernel_user("auto")
-    for path in (directory, directory / "readme.txt"):
-        os.chown(path, user.uid, user.gid)
+    folder_directory(volume, folder_id, {"readme.txt": content})
     return folder_id
 
 

@@ -1,10 +1,15 @@
 """Folders recorded through the folder use cases (``services.application.vfolders``), in the state a
 test needs (ready, provisioning, trashed, shared, over quota), with the storage service's reports
-played by hand (no storage service runs)."""
+played by hand (no storage service runs); a volume root and folder directories laid out as the
+storage service lays them out, owned by the kernel user."""
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
+
+import pytest
 
 from contracts.envelope import utc_now
 from contracts.tenancy import Role
@@ -12,9 +17,10 @@ from contracts.vfolder import FolderProvisionedReport, UsageMeasuredReport, Volu
 from domain.vfolder import Actor
 from domain.vfolder.decide import NewFolder
 from services.application.context import make_context
+from services.agent.backends.docker.confinement import kernel_user
 from services.application.vfolders import VFolders, report_context_id
 
-__all__ = ["seed_folder"]
+__all__ = ["folder_directory", "seed_folder", "volume"]
 
 ALL_VOLUMES = {"local": frozenset(VolumePermission)}
 
@@ -44,6 +50,26 @@ def seed_folder(dsn: str, name: str, *, owner: str = "alice", owner_kind: str = 
         if status == "trashed":
             app.trash(folder_id, admin, ctx)
     return folder_id
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Path:
+    """A volume root with its ``folders/``."""
+    root = tmp_path / "volume"
+    (root / "folders").mkdir(parents=True)
+    return root
+
+
+def folder_directory(volume: Path, folder_id: str, files: dict[str, str] | None = None) -> Path:
+    """Makes a folder's directory (with ``files``), owned by the kernel user as the storage service makes it."""
+    directory = volume / "folders" / folder_id
+    directory.mkdir()
+    for name, content in (files or {}).items():
+        (directory / name).write_text(content)
+    user = kernel_user("auto")
+    for path in (directory, *directory.iterdir()):
+        os.chown(path, user.uid, user.gid)
+    return directory
 
 
 def _report(app: VFolders, kind: type, folder_id: str, **fields: object) -> None:
