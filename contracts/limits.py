@@ -29,7 +29,7 @@ from contracts.session import KernelSpec, SessionSpec
 
 __all__ = [
     "AMOUNT", "CHOICE", "DESCRIPTION", "IMAGE", "IMAGE_REFERENCE", "LIMITS", "Limit", "LimitError", "MAX_LIST",
-    "MAX_SESSION_LIST", "Many", "NAME", "SESSION_NAME", "SLOTS", "STARTUP_COMMAND", "Text", "check_limits",
+    "MAX_SESSION_LIST", "MOUNT_FIELDS", "Many", "NAME", "SESSION_NAME", "SLOTS", "STARTUP_COMMAND", "Text", "check_limits",
     "check_value",
 ]
 
@@ -85,6 +85,9 @@ MAX_LIST = 256
 """Entries of a list of names in tenancy (a user's projects, a resource group's visibility lists)."""
 MAX_SESSION_LIST = 64
 """Entries of a session's lists of ids (dependencies, designated agents) and of its kernels."""
+MOUNT_FIELDS = {"folder_id": Text("mount folder", 64), "name": Text("mount name", 128),
+                "volume": Text("mount volume", 64), "target": Text("mount target", MAX_TARGET_BYTES, in_bytes=True)}
+"""A mount's fields; ``name`` is a folder's name or id as asked for (``--mount NAME``), ``target`` a path."""
 
 
 def _names(field: str, max_length: int = 128, max_items: int = MAX_LIST) -> Many:
@@ -102,8 +105,7 @@ LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
         "mounts": Many("mounts", MAX_MOUNTS),
     },
     KernelSpec: {"slots": SLOTS},
-    MountSpec: {"folder_id": Text("mount folder", 64), "name": Text("mount name", 128),
-                "volume": Text("mount volume", 64), "target": Text("mount target", MAX_TARGET_BYTES, in_bytes=True)},
+    MountSpec: MOUNT_FIELDS,
     tc.CreateDomain: {"name": NAME, "description": DESCRIPTION, "total_resource_slots": SLOTS},
     tc.UpdateDomain: {"total_resource_slots": SLOTS},
     tc.CreateProject: {"name": NAME, "domain": NAME, "description": DESCRIPTION, "total_resource_slots": SLOTS},

@@ -6,7 +6,7 @@ host path; the agent maps the volume to a root of its own (``BERTH_STORAGE_VOLUM
 
 A target is a path inside the container under ``/home/work`` (a relative one is taken from there):
 normalised, without ``.``/``..`` or empty components, NUL, control characters or ``:``, each component
-at most 255 bytes, the whole at most 4096; two mounts of a session never share a target nor nest.
+at most 255 bytes, the whole at most 512; two mounts of a session never share a target nor nest.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ __all__ = [
 
 MOUNT_ROOT = PurePosixPath("/home/work")
 """Every mount lies under the kernel's home (Backend.AI's ``/home/work``)."""
-MAX_MOUNTS = 32
+MAX_MOUNTS = 16
 """Mounts of one session (explicit and automatic together)."""
 MAX_COMPONENT_BYTES = 255
-MAX_TARGET_BYTES = 4096
+MAX_TARGET_BYTES = 512
+"""The longest target: each kernel's assignment carries every mount, and events stay small."""
 
 MountPermission = Literal["ro", "rw"]
 """What a kernel may do in a mounted folder; a ``wd`` permission on the folder mounts ``rw``."""

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
-from contracts.mounts import MountSpec
+from contracts.limits import MOUNT_FIELDS
+from contracts.mounts import MAX_MOUNTS, MountSpec
 from contracts.tenancy import KeypairLimits
 from contracts.vfolder import VFolderStatus, is_folder_id
 from domain.tenancy import UserState
@@ -25,6 +26,7 @@ from services.application.mounts import ScopeLimits, session_mounts
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, GatewayError
+from services.gateway.limits import checked_value
 from services.gateway.sessions.types import MountInput
 
 __all__ = ["actor_of", "mount_requests", "resolved_mounts"]
@@ -33,9 +35,16 @@ PERMISSIONS = ("ro", "rw")
 
 
 def mount_requests(inputs: Sequence[MountInput] | None) -> list[MountRequest]:
-    """Returns the requests of the input's mounts; BAD_INPUT for a permission other than ro or rw."""
+    """Returns the requests of the input's mounts; BAD_INPUT for more than ``MAX_MOUNTS``, a name or
+    target over its limit (``contracts.limits.MOUNT_FIELDS``), or a permission other than ro or rw."""
+    inputs = list(inputs or ())
+    if len(inputs) > MAX_MOUNTS:
+        raise GatewayError(BAD_INPUT, f"mounts: at most {MAX_MOUNTS} entries, got {len(inputs)}")
     requests: list[MountRequest] = []
-    for item in inputs or ():
+    for item in inputs:
+        checked_value(MOUNT_FIELDS["name"], item.name)
+        if item.target is not None:
+            checked_value(MOUNT_FIELDS["target"], item.target)
         permission = item.permission.lower() if item.permission is not None else None
         if permission is not None and permission not in PERMISSIONS:
             raise GatewayError(BAD_INPUT, f"mount {item.name}: permission must be ro or rw, got {item.permission!r}")
