@@ -8,12 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contracts.agent import KernelAssigned
+from contracts.catalog import decode_event, encode_event
 from contracts.mounts import MAX_MOUNTS, MountError, MountSpec, check_mount_target, check_mount_targets
 from contracts.session import SessionSpec
 from contracts.vfolder import VFolderPermission, VFolderStatus
 from domain.errors import ForbiddenError, InvalidRequestError
 from domain.tenancy.enqueue import QuotaExceededError
 from domain.vfolder_mounts import FolderFacts, MountRequest, resolve_mounts
+from services.application.context import make_context
 
 RO, RW, WD = VFolderPermission.RO, VFolderPermission.RW, VFolderPermission.WD
 
@@ -110,6 +113,13 @@ def test_too_many_mounts_are_refused() -> None:
 def test_history_from_before_mounts_decodes_with_none() -> None:
     old = b'{"name":"s","image":"i","kernels":[]}'
     assert msgspec.json.decode(old, type=SessionSpec).mounts == []
+    ctx = make_context("test")
+    assigned = KernelAssigned(event_id=ctx.new_id(), originator_id="a1", originator_version=1, timestamp=ctx.now,
+                              metadata=ctx.metadata, kernel_id="k", session_id="s", image="i", slots={})
+    stored = msgspec.json.decode(encode_event(assigned))
+    del stored["mounts"]
+    decoded = decode_event(msgspec.json.encode(stored))
+    assert isinstance(decoded, KernelAssigned) and decoded.mounts == []
 
 
 @given(st.text(max_size=60))
