@@ -114,7 +114,9 @@ LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
     tc.CreateKeypair: {"user": NAME, "resource_policy": Text("resourcePolicy", 64)},
     tc.ChangeKeypairPolicy: {"resource_policy": Text("resourcePolicy", 64)},
     tc.CreateResourcePolicy: {"name": NAME},
-    tc.LimitsChange: {"total_resource_slots": SLOTS, "max_pending_session_resource_slots": SLOTS},
+    tc.LimitsChange: {"total_resource_slots": SLOTS, "max_pending_session_resource_slots": SLOTS,
+                      "allowed_vfolder_hosts": Many("allowedVfolderHosts", 64, keys=Text("volume", 64),
+                                                    each=Text("volume permission", CHOICE))},
     tc.CreateResourceGroup: {"name": NAME, "description": DESCRIPTION},
     tc.GroupOptionsChange: {
         "scheduler": Text("scheduler", CHOICE), "agent_selection": Text("agentSelection", CHOICE),

@@ -40,6 +40,7 @@ __all__ = [
     "report_type_filter",
     "session_events_filter",
     "storage_report_filter",
+    "vfolder_events_filter",
     "storage_report_subject",
     "storage_report_volume",
 ]
@@ -133,6 +134,10 @@ def event_filters(classes: Iterable[type[Event]], aggregate_id: str = "*") -> tu
 
 def session_events_filter(session_id: str) -> str:
     return f"ev.session.{check_token(session_id, 'session id')}.>"
+
+
+def vfolder_events_filter(folder_id: str) -> str:
+    return f"ev.vfolder.{check_token(folder_id, 'folder id')}.>"
 
 
 def agent_events_filter(agent_id: str) -> str:

@@ -99,6 +99,10 @@ class LimitsChange(msgspec.Struct, frozen=True, kw_only=True):
     max_session_lifetime: int | None = None
     rate_limit: int | None = None
     max_concurrent_subscriptions: int | None = None
+    max_vfolder_count: int | None = None
+    max_quota_scope_size: int | None = None
+    allowed_vfolder_hosts: dict[str, list[str]] | None = None
+    """Volume -> volume permissions (``contracts.vfolder.VolumePermission`` values); replaces the map."""
 
 
 class CreateResourcePolicy(Command, frozen=True, kw_only=True):

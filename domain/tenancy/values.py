@@ -13,6 +13,7 @@ from contracts.status import SessionType
 from contracts.subjects import SubjectError, check_token
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions, Role, SchedulerPolicy, SelectionStrategy, Visibility
 from contracts.tenancy_commands import GroupOptionsChange, LimitsChange
+from contracts.vfolder import VolumePermission
 from domain.errors import InvalidRequestError
 
 __all__ = ["MAX_NAME", "apply_limits", "apply_options", "checked_name", "checked_role", "checked_slots"]
@@ -69,10 +70,16 @@ def apply_limits(current: KeypairLimits, change: LimitsChange) -> KeypairLimits:
         if raw is not None:
             fields[name] = checked_slots(raw, name)
     for name in ("max_concurrent_sessions", "max_pending_session_count", "max_containers_per_session",
-                 "idle_timeout", "max_session_lifetime", "rate_limit", "max_concurrent_subscriptions"):
+                 "idle_timeout", "max_session_lifetime", "rate_limit", "max_concurrent_subscriptions",
+                 "max_vfolder_count", "max_quota_scope_size"):
         value = getattr(change, name)
         if value is not None:
             fields[name] = _count(value, name)
+    if change.allowed_vfolder_hosts is not None:
+        fields["allowed_vfolder_hosts"] = {
+            checked_name(volume, "volume"): sorted({_choice(VolumePermission, p, "volume permission") for p in perms},
+                                                   key=lambda p: p.value)
+            for volume, perms in change.allowed_vfolder_hosts.items()}
     return msgspec.structs.replace(current, **fields)
 
 

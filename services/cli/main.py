@@ -44,7 +44,7 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 def _register() -> None:
     from services.cli import (
         admin_cmd, agents_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd,
-        token_cmd, up_cmd, usage_cmd,
+        token_cmd, up_cmd, usage_cmd, vfolder_cmd,
     )
 
     cli.add_command(up_cmd.up)
@@ -61,6 +61,7 @@ def _register() -> None:
     cli.add_command(admin_cmd.admin)
     cli.add_command(usage_cmd.usage)
     cli.add_command(token_cmd.token)
+    cli.add_command(vfolder_cmd.vfolder)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.running import run_async
 from services.cli.output import Output
+from services.cli.vfolder_cmd import STORAGE, STORAGE_COLUMNS, storage_rows
 
 __all__ = ["usage"]
 
@@ -16,15 +17,24 @@ COLUMNS = [("scope", "SCOPE"), ("name", "NAME"), ("used", "USED"), ("limit", "LI
 
 
 @click.command()
+@click.option("--storage", "storage_only", is_flag=True, help="Only the storage table (with -o json: its rows).")
 @click.pass_obj
 @run_async
-async def usage(out: Output) -> None:
-    """Show quota usage next to the limits: slots held by sessions that occupy resources.
+async def usage(out: Output, storage_only: bool) -> None:
+    """Show quota usage next to the limits: slots held by sessions that occupy resources, then
+    storage: the bytes and files of the folders of your quota scopes (user:<you>, project:<each>).
 
     \b
     A user sees its keypair, its projects and its domain; an admin every scope of its
     domain; a superadmin all. An empty LIMIT, or a slot missing from it, is unlimited;
-    MAX SESSIONS 0 is unlimited.
+    MAX SESSIONS 0 is unlimited; a storage LIMIT "none" is unlimited. With -o json the
+    sessions' rows are printed (--storage: the storage rows).
     """
-    rows = (await connect_client().execute(q.USAGE, {}))["quotaUsage"]
-    out.table(rows, COLUMNS)
+    async with connect_client() as client:
+        rows = [] if storage_only else (await client.execute(q.USAGE, {}))["quotaUsage"]
+        storage = (await client.execute(STORAGE, {}))["storageUsage"] if storage_only or not out.is_json else []
+    if not storage_only:
+        out.table(rows, COLUMNS)
+    if storage_only or not out.is_json:
+        out.table(storage if out.is_json else storage_rows(storage), STORAGE_COLUMNS,
+                  title=None if storage_only or not out.terminal else "Storage")

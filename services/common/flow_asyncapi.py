@@ -18,6 +18,7 @@ import msgspec
 
 from contracts.catalog import ALL_EVENTS
 from contracts.reports import ALL_REPORTS
+from contracts.vfolder import ALL_STORAGE_REPORTS
 from contracts.subjects import (
     DEADLETTER_STREAM,
     EVENTS_STREAM,
@@ -25,6 +26,7 @@ from contracts.subjects import (
     dead_letter_subject,
     event_type_filter,
     report_subject,
+    storage_report_subject,
 )
 from services.common.bus import STREAMS
 from services.common.flow import Subscription
@@ -33,6 +35,7 @@ __all__ = ["asyncapi_document", "render"]
 
 _REF = "#/components/schemas/{name}"
 _AGENT = "__agent_id__"
+_VOLUME = "__volume__"
 """A valid subject token standing for the agent id in the templates, shown as ``{agent_id}``."""
 
 
@@ -50,6 +53,13 @@ def _channel_of(cls: type) -> tuple[str, dict[str, Any]]:
         return f"report.{name}", {
             "address": _template(report_subject(_AGENT, name), agent_id=""),
             "parameters": {"agent_id": {"description": "the sending agent"}},
+            "messages": {cls.__name__: {"$ref": f"#/components/messages/{cls.__name__}"}},
+            "x-stream": REPORTS_STREAM,
+        }
+    if cls in ALL_STORAGE_REPORTS:
+        return f"storage_report.{name}", {
+            "address": _template(storage_report_subject(_VOLUME, name), volume=""),
+            "parameters": {"volume": {"description": "the storage service's volume"}},
             "messages": {cls.__name__: {"$ref": f"#/components/messages/{cls.__name__}"}},
             "x-stream": REPORTS_STREAM,
         }
@@ -85,7 +95,7 @@ def _operation(service: str, sub: Subscription) -> dict[str, Any]:
 
 def asyncapi_document(flows: Mapping[str, Sequence[Subscription]]) -> dict[str, Any]:
     """Returns the AsyncAPI 3.0 document of ``flows`` (service name -> its subscriptions)."""
-    classes = [*ALL_EVENTS, *ALL_REPORTS]
+    classes = [*ALL_EVENTS, *ALL_REPORTS, *ALL_STORAGE_REPORTS]
     (_, components) = msgspec.json.schema_components(classes, ref_template=_REF)
     channels = dict(sorted(_channel_of(c) for c in classes))
     channels["deadletter"] = {

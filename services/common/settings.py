@@ -79,6 +79,12 @@ class Settings(msgspec.Struct, kw_only=True):
     """Seconds a session may stay CREATING (0: never)."""
     stuck_terminating_timeout: float = 300.0
     """Seconds a session may stay TERMINATING (0: never)."""
+    storage_url: str = ""
+    """The storage service's HTTP base URL, handed out by the gateway with each storage token
+    (``BERTH_STORAGE_URL``; ``berth up`` sets it)."""
+    storage_key_file: str = ""
+    """The storage tokens' signing key (32 bytes, 0600) shared by the gateway and the storage service;
+    empty: ``<data dir>/storage.key``."""
     reconcile_interval: float = 60.0
     """Seconds between two comparisons of an agent's containers with its assigned kernels."""
 

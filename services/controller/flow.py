@@ -3,6 +3,8 @@
 * ``REPORTS_IN`` — the durable consumer ``controller`` on ``REPORTS``: every report type,
   fetched up to ``REPORT_BATCH`` at once and applied by ``ReportHandler`` (progress reports
   of one fetch in one transaction).
+* ``STORAGE_REPORTS_IN`` — the durable consumer ``controller-storage`` on ``REPORTS``: every
+  storage report (``rp.storage.>``), applied in order by ``StorageReportHandler`` as folder events.
 * ``AGENTS`` — the agents' registrations, losses and recoveries, followed from the start of
   ``EVENTS``: liveness and the lost-agent sweep know every agent and its status.
 * ``DEADLINES`` — the events the session timeouts learn from (``timeouts.TIMEOUT_EVENTS``)
@@ -20,14 +22,17 @@ from contracts.envelope import Event
 from contracts.reports import ALL_REPORTS
 from contracts.status import AgentStatus
 from contracts.subjects import EVENTS_STREAM, REPORTS_STREAM
+from contracts.vfolder import ALL_STORAGE_REPORTS
 from services.common.flow import Subscription
 from services.controller.agent_lost import LostAgents
 from services.controller.liveness import Liveness
 from services.controller.reports import ReportHandler
+from services.controller.storage_reports import StorageReportHandler
 from services.controller.stuck import STUCK_EVENTS, StuckDeadlines
 from services.controller.timeouts import TIMEOUT_EVENTS, Deadlines
 
-__all__ = ["AGENTS", "DEADLINES", "DURABLE", "FLOW", "REPORTS_IN", "REPORT_BATCH", "AgentWatch", "DeadlineWatch"]
+__all__ = ["AGENTS", "DEADLINES", "DURABLE", "FLOW", "REPORTS_IN", "REPORT_BATCH", "STORAGE_REPORTS_IN", "AgentWatch",
+           "DeadlineWatch"]
 
 DURABLE = "controller"
 REPORT_BATCH = 256
@@ -78,6 +83,15 @@ REPORTS_IN = Subscription(
     description="Agent reports -> session and agent commands, idempotently.",
 )
 
+STORAGE_REPORTS_IN = Subscription(
+    name="controller-storage",
+    stream=REPORTS_STREAM,
+    durable=True,
+    batch=64,
+    routes=dict.fromkeys(ALL_STORAGE_REPORTS, StorageReportHandler.__call__),
+    description="Storage reports -> folder events (provisioned, purged, content, usage), idempotently.",
+)
+
 AGENTS = Subscription(
     name="controller-agents",
     stream=EVENTS_STREAM,
@@ -104,4 +118,4 @@ DEADLINES = Subscription(
                 "transitional state: the session timeouts and the stuck-session deadlines.",
 )
 
-FLOW = (REPORTS_IN, AGENTS, DEADLINES)
+FLOW = (REPORTS_IN, STORAGE_REPORTS_IN, AGENTS, DEADLINES)

@@ -10,6 +10,7 @@ from contracts import commands as c
 from contracts.status import Reason
 from services.application.agents import Agents
 from services.application.facade import Facade
+from services.application.vfolders import VFolders
 from services.common.bus import ensure_streams, heartbeat_bucket
 from services.common.flow import consume, follow, open_broker
 from services.application.context import make_context
@@ -17,9 +18,10 @@ from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.common.waiting import until
 from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_lost_agents
-from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, AgentWatch, DeadlineWatch
+from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, STORAGE_REPORTS_IN, AgentWatch, DeadlineWatch
 from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
+from services.controller.storage_reports import StorageReportHandler
 from services.controller.stuck import StuckDeadlines, StuckSessionSweeper
 from services.controller.timeouts import Deadlines, enforce_timeouts
 
@@ -43,6 +45,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
     store = Facade("controller-store", 4)
     sessions = await store.open(Sessions, settings.pg_dsn)
     agents = await store.open(Agents, settings.pg_dsn)
+    vfolders = await store.open(VFolders, settings.pg_dsn)
     broker = open_broker(settings.nats_url, "berth-controller", settings.nats_creds or None)
     nc = await broker.connect()
     try:
@@ -85,6 +88,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(consume(broker, js, REPORTS_IN, handler, stop))
+                tasks.create_task(consume(broker, js, STORAGE_REPORTS_IN, StorageReportHandler(vfolders, store), stop))
                 tasks.create_task(watch_heartbeats(kv, liveness, stop))
                 tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop))
                 tasks.create_task(sweep_lost_agents(lost, sweep, settings.heartbeat_interval, stop))

@@ -25,6 +25,7 @@ from services.application.group_commit import GroupCommit
 from services.common.bus import connect
 from services.application.sessions import Sessions
 from services.application.tenancy import Tenancy
+from services.application.vfolders import VFolders
 from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
@@ -70,6 +71,7 @@ class Resources:
         self._store = Facade("gateway-store", STORE_THREADS)
         self._sessions: Sessions | None = None
         self._tenancy: Tenancy | None = None
+        self._vfolders: VFolders | None = None
         self._requests: GroupCommit[SessionRequest, int] | None = None
         self._lock = asyncio.Lock()
         self._started = False
@@ -93,6 +95,12 @@ class Resources:
         assert self._tenancy is not None, "Resources.start() first"
         return self._tenancy
 
+    @property
+    def vfolders(self) -> VFolders:
+        """Returns the folder use cases (call them through ``call``)."""
+        assert self._vfolders is not None, "Resources.start() first"
+        return self._vfolders
+
     async def start(self) -> None:
         """Opens the pool and the event store and creates the auth tables; does nothing when started."""
         if self._started:
@@ -107,6 +115,7 @@ class Resources:
                 await conn.execute(SEEN_SIGNATURES_DDL)
             self._sessions = await self._store.open(Sessions, self.settings.pg_dsn)
             self._tenancy = await self._store.open(Tenancy, self.settings.pg_dsn)
+            self._vfolders = await self._store.open(VFolders, self.settings.pg_dsn)
             self._requests = GroupCommit(self._store, self._sessions.request_many)
             self._started = True
 
@@ -154,5 +163,6 @@ class Resources:
             await self._requests.close()
         await self.pool.close()
         self._sessions = self._tenancy = self._requests = None
+        self._vfolders = None
         await self._store.close()  # closes the use cases it opened, then its threads
         self._started = False

@@ -23,6 +23,10 @@ from services.gateway.sessions.subscriptions import Subscription
 from services.gateway.tenancy.mutations import TenancyMutation
 from services.gateway.tenancy.queries import TenancyQuery
 from services.gateway.tenancy.usage import UsageQuery
+from services.gateway.vfolders.mutations import VFolderMutation
+from services.gateway.vfolders.queries import VFolderQuery
+from services.gateway.vfolders.subscriptions import VFolderSubscription
+from services.gateway.vfolders.transfers import TransferMutation, TransferQuery
 
 __all__ = ["DOCUMENT_CACHE_SIZE", "MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "build_schema"]
 
@@ -72,9 +76,11 @@ class BerthSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     """Returns the gateway's schema; an unexpected error reaches the client as "internal error"."""
     return BerthSchema(
-        query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, DeadLetterQuery, TenancyQuery, UsageQuery)),
-        mutation=merge_types("Mutation", (Mutation, TenancyMutation, DeadLetterMutation)),
-        subscription=merge_types("Subscription", (ExecutionSubscription, Subscription)),
+        query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, DeadLetterQuery, TenancyQuery, UsageQuery,
+                                    VFolderQuery, TransferQuery)),
+        mutation=merge_types("Mutation", (Mutation, TenancyMutation, DeadLetterMutation, VFolderMutation,
+                                          TransferMutation)),
+        subscription=merge_types("Subscription", (ExecutionSubscription, Subscription, VFolderSubscription)),
         extensions=[_MaskInternalErrors, lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
                     lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE), lambda: AddValidationRules(_COST_RULES),
                     lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)],

@@ -20,6 +20,7 @@ from contracts.catalog import ALL_EVENTS
 from contracts.envelope import context_of
 from contracts.reports import ALL_REPORTS
 from contracts.subjects import event_filters, report_filters
+from contracts.vfolder import ALL_STORAGE_REPORTS
 from services.common.flow import Subscription
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,8 @@ SUBSCRIPTIONS = [(service, sub) for service, subs in GENERATOR.FLOWS.items() for
 def forgotten(sub: Subscription) -> list[str]:
     """Returns the catalogued types of the subscription's contexts it neither handles nor ignores."""
     if sub.reports:
-        return [r.type_name() for r in ALL_REPORTS if r not in sub.routes and r not in sub.ignored]
+        family = ALL_STORAGE_REPORTS if set(sub.routes) <= set(ALL_STORAGE_REPORTS) else ALL_REPORTS
+        return [r.type_name() for r in family if r not in sub.routes and r not in sub.ignored]
     contexts = {context_of(cls.type_name()) for cls in sub.routes}
     return sorted(cls.type_name() for cls in ALL_EVENTS
                   if context_of(cls.type_name()) in contexts and cls not in sub.routes and cls not in sub.ignored)

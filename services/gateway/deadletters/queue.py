@@ -30,6 +30,7 @@ from contracts.subjects import (
     DEADLETTER_STREAM, DEADLETTER_SUBJECTS, HEADER_CONSUMER, HEADER_DEAD_LETTERED_AT, HEADER_DELIVERIES, HEADER_ERROR,
     HEADER_ORIGINAL_SUBJECT, REPORTS_STREAM, SubjectError, dead_letter_consumer, dead_letter_subject, is_event_subject,
     report_sender,
+    storage_report_volume,
 )
 
 __all__ = ["ALL_DEAD_LETTERS", "DeadLetter", "NotReplayableError", "check_consumer", "count", "drop", "entries",
@@ -125,11 +126,19 @@ async def entry(js: JetStreamContext, seq: int) -> DeadLetter | None:
         return None
 
 
+def _report_subject(subject: str) -> None:
+    """Returns when ``subject`` is an agent's or a storage volume's report subject; SubjectError otherwise."""
+    try:
+        report_sender(subject)
+    except SubjectError:
+        storage_report_volume(subject)
+
+
 async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
     """Publishes ``letter`` again on its original subject, then deletes it (see the module's
     docstring); raises NotReplayableError for an event or an entry without a report subject."""
     try:
-        report_sender(letter.subject)
+        _report_subject(letter.subject)
     except SubjectError as exc:
         if is_event_subject(letter.subject):
             raise NotReplayableError(

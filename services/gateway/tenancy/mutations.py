@@ -22,6 +22,7 @@ from services.gateway.tenancy.access import (
 )
 from services.gateway.tenancy.types import (
     DomainInput, KeypairSecret, ProjectInput, ResourceGroupInput, ResourcePolicyInput, TenancyResult, UserInput,
+    VolumeHostInput,
 )
 
 __all__ = ["TenancyMutation"]
@@ -39,7 +40,28 @@ def _limits(data: ResourcePolicyInput) -> tc.LimitsChange:
         max_session_lifetime=data.max_session_lifetime,
         rate_limit=data.rate_limit,
         max_concurrent_subscriptions=data.max_concurrent_subscriptions,
+        max_vfolder_count=data.max_vfolder_count,
+        max_quota_scope_size=_whole(data.max_quota_scope_size, "maxQuotaScopeSize"),
+        allowed_vfolder_hosts=None if data.allowed_vfolder_hosts is None else _hosts(data.allowed_vfolder_hosts),
     )
+
+
+def _whole(value: float | None, what: str) -> int | None:
+    """Returns a float input that must be a whole number >= 0 as an int (None stays None)."""
+    if value is None:
+        return None
+    if value != value or value < 0 or value != int(value):
+        raise GatewayError(BAD_INPUT, f"{what} is a whole number >= 0")
+    return int(value)
+
+
+def _hosts(items: list[VolumeHostInput]) -> dict[str, list[str]]:
+    hosts: dict[str, list[str]] = {}
+    for item in items:
+        if item.volume in hosts:
+            raise GatewayError(BAD_INPUT, f"allowedVfolderHosts: volume {item.volume!r} given twice")
+        hosts[item.volume] = list(item.permissions)
+    return hosts
 
 
 def _quota(items: list[SlotInput] | None) -> dict[str, str]:

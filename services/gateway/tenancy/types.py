@@ -121,6 +121,9 @@ class ResourcePolicy:
     rate_limit: int = strawberry.field(description="API requests per 15 minutes of each keypair (HTTP 429 / "
                                        "RATE_LIMITED beyond; Backend.AI's keypair rate_limit).")
     max_concurrent_subscriptions: int = strawberry.field(description="Subscriptions each keypair may have open at once.")
+    max_vfolder_count: int = strawberry.field(description="Folders each user may own (0: no limit).")
+    max_quota_scope_size: float = strawberry.field(description="Bytes a user's folders may hold (0: no limit).")
+    allowed_vfolder_hosts: JSON = strawberry.field(description="Volume -> the permissions granted there.")
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
@@ -131,6 +134,9 @@ class ResourcePolicy:
         limits = msgspec.convert(row.limits, KeypairLimits, strict=False)  # the fields without a column of their own
         return ResourcePolicy(
             rate_limit=limits.rate_limit, max_concurrent_subscriptions=limits.max_concurrent_subscriptions,
+            max_vfolder_count=limits.max_vfolder_count, max_quota_scope_size=limits.max_quota_scope_size,
+            allowed_vfolder_hosts={volume: [p.value for p in perms]
+                                   for volume, perms in limits.allowed_vfolder_hosts.items()},
             total_resource_slots=slots_json(row.total_resource_slots),
             max_pending_session_resource_slots=slots_json(row.max_pending_session_resource_slots),
             **_fields(row, "name", "max_concurrent_sessions", "max_pending_session_count", "max_containers_per_session",
@@ -189,6 +195,14 @@ class UserInput:
         default=None, description='Projects the user belongs to; default ["default"] in domain "default", else none.')
 
 
+@strawberry.input(description="A volume and the permissions a policy grants there (create-vfolder, modify-vfolder, "
+                  "delete-vfolder, mount-in-session, upload-file, download-file, invite-others, "
+                  "set-user-specific-permission).")
+class VolumeHostInput:
+    volume: str
+    permissions: list[str]
+
+
 @strawberry.input(description="Limits to set; a field left out keeps its value (on create: no limit).")
 class ResourcePolicyInput:
     name: str
@@ -202,6 +216,13 @@ class ResourcePolicyInput:
     rate_limit: int | None = strawberry.field(default=None, description="Requests per 15 minutes (on create: 30000).")
     max_concurrent_subscriptions: int | None = strawberry.field(
         default=None, description="Subscriptions open at once (on create: 64).")
+    max_vfolder_count: int | None = strawberry.field(
+        default=None, description="Folders each user may own (on create: 100; 0: no limit).")
+    max_quota_scope_size: float | None = strawberry.field(
+        default=None, description="Bytes all folders of a user may hold (on create: 0, no limit).")
+    allowed_vfolder_hosts: list[VolumeHostInput] | None = strawberry.field(
+        default=None, description="Volume -> what may be done there (replaces the map; on create: volume local with "
+                                  "every permission).")
 
 
 @strawberry.input(description="Options to set; a field left out keeps its value (on create: the default).")

@@ -1,0 +1,263 @@
+"""``berth vfolder``: virtual folders' metadata — create, ls, info, rename, rm (to the trash),
+restore, purge, clone, share, unshare, invite, invitations, accept, reject, leave.
+
+A FOLDER argument is a folder id or a name (your own folder first; a name several visible folders
+share is refused with their ids). Each change prints the folder as the read models show it once
+they reached the change. The data commands (upload, download, ls-files, mkdir, mv, rm-files) join
+this group from ``vfolder_transfer_cmd``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from services.cli.connection import connect_client
+from services.cli.output import Output
+from services.cli.running import run_async
+
+__all__ = ["FOLDER_FIELDS", "STORAGE_COLUMNS", "human_bytes", "storage_rows", "vfolder"]
+
+_FOLDER = ("id name volume ownerKind owner domain quotaScope usageMode permission myPermission cloneable cloneOf "
+           "status statusDetail quotaLimit usageBytes usageFiles createdBy createdAt updatedAt position "
+           "shares { user permission }")
+LIST = ("query($s: String, $all: Boolean!, $p: Int) { vfolders(status: $s, includePurged: $all, afterPosition: $p) "
+        f"{{ {_FOLDER} }} }}")
+ONE = f"query($f: String!, $p: Int) {{ vfolder(folder: $f, afterPosition: $p) {{ {_FOLDER} }} }}"
+CREATE = "mutation($i: CreateVFolderInput!) { createVFolder(input: $i) { id position } }"
+CLONE = ("mutation($f: String!, $n: String!, $c: Boolean!) { cloneVFolder(folder: $f, name: $n, cloneable: $c) "
+         "{ id position } }")
+RENAME = "mutation($f: String!, $n: String!) { renameVFolder(folder: $f, name: $n) { id position } }"
+TRASH = "mutation($f: String!) { trashVFolder(folder: $f) { id position } }"
+RESTORE = "mutation($f: String!) { restoreVFolder(folder: $f) { id position } }"
+PURGE = "mutation($f: String!) { purgeVFolder(folder: $f) { id position } }"
+SHARE = ("mutation($f: String!, $u: String!, $m: String!) { shareVFolder(folder: $f, user: $u, permission: $m) "
+         "{ id position } }")
+UNSHARE = "mutation($f: String!, $u: String!) { unshareVFolder(folder: $f, user: $u) { id position } }"
+INVITE = ("mutation($f: String!, $u: String!, $m: String!) { inviteToVFolder(folder: $f, user: $u, permission: $m) "
+          "{ id position } }")
+INVITATIONS = ("query($all: Boolean!) { vfolderInvitations(all: $all) { id folderId folderName inviter invitee "
+               "permission state createdAt } }")
+ACCEPT = "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id position } }"
+REJECT = "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id position } }"
+LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id position } }"
+STORAGE = "query { storageUsage { quotaScope folders usageBytes usageFiles limitBytes } }"
+
+COLUMNS = [("id", "ID"), ("name", "NAME"), ("owner", "OWNER"), ("ownerKind", "KIND"), ("myPermission", "PERM"),
+           ("status", "STATUS"), ("usage", "USAGE"), ("volume", "VOLUME")]
+FOLDER_FIELDS = [("id", "id"), ("name", "name"), ("status", "status"), ("statusDetail", "status detail"),
+                 ("owner", "owner"), ("ownerKind", "owner kind"), ("domain", "domain"), ("volume", "volume"),
+                 ("usageMode", "usage mode"), ("permission", "default perm"), ("myPermission", "your perm"),
+                 ("cloneable", "cloneable"), ("cloneOf", "clone of"), ("quotaScope", "quota scope"),
+                 ("usage", "usage"), ("usageFiles", "files"), ("quota", "quota"), ("sharedWith", "shared with"),
+                 ("createdBy", "created by"), ("createdAt", "created"), ("updatedAt", "updated")]
+INVITATION_COLUMNS = [("id", "ID"), ("folderName", "FOLDER"), ("inviter", "FROM"), ("permission", "PERM"),
+                      ("state", "STATE"), ("createdAt", "SENT")]
+STORAGE_COLUMNS = [("quotaScope", "SCOPE"), ("folders", "FOLDERS"), ("used", "USED"), ("files", "FILES"),
+                   ("limit", "LIMIT")]
+_UNITS = ((1024**5, "PiB"), (1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB"))
+_PERMISSIONS = click.Choice(["ro", "rw", "wd"])
+
+
+def human_bytes(value: float | int | None) -> str:
+    """Returns a byte count in binary units (``1.5 MiB``); ``0 B`` for 0."""
+    size = int(value or 0)
+    for factor, unit in _UNITS:
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} B"
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """Adds the display fields of a folder row (usage and quota in binary units, shares)."""
+    quota = row.get("quotaLimit") or 0
+    return {**row, "usage": human_bytes(row.get("usageBytes")), "quota": human_bytes(quota) if quota else "none",
+            "sharedWith": [f"{s['user']}:{s['permission']}" for s in row.get("shares") or []]}
+
+
+def storage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Returns storage usage rows with their display fields (``berth usage``, ``berth vfolder info``)."""
+    return [{**r, "used": human_bytes(r["usageBytes"]), "files": r["usageFiles"],
+             "limit": human_bytes(r["limitBytes"]) if r["limitBytes"] else "none"} for r in rows]
+
+
+async def _change(out: Output, mutation: str, variables: dict[str, Any], *, show: str | None = None) -> None:
+    """Runs a folder mutation, then prints the folder it changed once the read models show it."""
+    async with connect_client() as client:
+        result = next(iter((await client.execute(mutation, variables)).values()))
+        folder = (await client.execute(ONE, {"f": show or result["id"], "p": result["position"]}))["vfolder"]
+    out.record(_shown(folder), FOLDER_FIELDS)
+
+
+@click.group()
+def vfolder() -> None:
+    """Virtual folders: your data, kept across sessions and mounted into them."""
+
+
+@vfolder.command("create")
+@click.argument("name")
+@click.option("--project", help="Create the project's folder (admins); its members get --permission.")
+@click.option("--volume", default="local", show_default=True, help="The storage volume (host).")
+@click.option("--usage-mode", type=click.Choice(["general", "model", "data"]), default="general", show_default=True)
+@click.option("--permission", type=_PERMISSIONS, default="rw", show_default=True,
+              help="A project folder's default permission for its members.")
+@click.option("--cloneable", is_flag=True, help="Others who may read it may clone it.")
+@click.pass_obj
+@run_async
+async def create(out: Output, name: str, project: str | None, volume: str, usage_mode: str, permission: str,
+                 cloneable: bool) -> None:
+    """Create folder NAME (yours, or --project's); it is ready once the storage service made it."""
+    data = {"name": name, "volume": volume, "usageMode": usage_mode, "permission": permission, "cloneable": cloneable,
+            **({"project": project} if project else {})}
+    await _change(out, CREATE, {"i": data})
+
+
+@vfolder.command("ls")
+@click.option("--status", type=click.Choice(["provisioning", "ready", "error", "trashed", "purging", "purged"]))
+@click.option("--all", "include_purged", is_flag=True, help="Purged folders too.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only ids.")
+@click.pass_obj
+@run_async
+async def ls(out: Output, status: str | None, include_purged: bool, quiet: bool) -> None:
+    """List the folders you see: yours, shared with you, your projects' (admins: the domain's)."""
+    out.quiet = quiet
+    async with connect_client() as client:
+        rows = (await client.execute(LIST, {"s": status, "all": include_purged, "p": None}))["vfolders"]
+    out.table(rows if out.is_json else [_shown(r) for r in rows], COLUMNS)
+
+
+@vfolder.command("info")
+@click.argument("folder")
+@click.pass_obj
+@run_async
+async def info(out: Output, folder: str) -> None:
+    """Show FOLDER: owner, permissions, status, usage next to its quota, who it is shared with."""
+    async with connect_client() as client:
+        row = (await client.execute(ONE, {"f": folder, "p": None}))["vfolder"]
+    out.record(_shown(row), FOLDER_FIELDS)
+
+
+@vfolder.command("rename")
+@click.argument("folder")
+@click.argument("new_name")
+@click.pass_obj
+@run_async
+async def rename(out: Output, folder: str, new_name: str) -> None:
+    """Rename FOLDER to NEW_NAME (its owner or an admin)."""
+    await _change(out, RENAME, {"f": folder, "n": new_name})
+
+
+@vfolder.command("rm")
+@click.argument("folder")
+@click.pass_obj
+@run_async
+async def rm(out: Output, folder: str) -> None:
+    """Move FOLDER to the trash (restore it, or purge it for good)."""
+    await _change(out, TRASH, {"f": folder})
+
+
+@vfolder.command("restore")
+@click.argument("folder")
+@click.pass_obj
+@run_async
+async def restore(out: Output, folder: str) -> None:
+    """Bring FOLDER back from the trash."""
+    await _change(out, RESTORE, {"f": folder})
+
+
+@vfolder.command("purge")
+@click.argument("folder")
+@click.pass_obj
+@run_async
+async def purge(out: Output, folder: str) -> None:
+    """Delete FOLDER (in the trash) and its data for good; its history stays."""
+    await _change(out, PURGE, {"f": folder})
+
+
+@vfolder.command("clone")
+@click.argument("folder")
+@click.argument("new_name")
+@click.option("--cloneable", is_flag=True, help="The copy may be cloned in turn.")
+@click.pass_obj
+@run_async
+async def clone(out: Output, folder: str, new_name: str, cloneable: bool) -> None:
+    """Copy a cloneable FOLDER you may read into a new folder of yours, NEW_NAME."""
+    await _change(out, CLONE, {"f": folder, "n": new_name, "c": cloneable})
+
+
+@vfolder.command("share")
+@click.argument("folder")
+@click.argument("user")
+@click.option("--permission", type=_PERMISSIONS, default="ro", show_default=True)
+@click.pass_obj
+@run_async
+async def share(out: Output, folder: str, user: str, permission: str) -> None:
+    """Share FOLDER with USER (of its domain); sharing again changes the permission."""
+    await _change(out, SHARE, {"f": folder, "u": user, "m": permission})
+
+
+@vfolder.command("unshare")
+@click.argument("folder")
+@click.argument("user")
+@click.pass_obj
+@run_async
+async def unshare(out: Output, folder: str, user: str) -> None:
+    """Stop sharing FOLDER with USER."""
+    await _change(out, UNSHARE, {"f": folder, "u": user})
+
+
+@vfolder.command("invite")
+@click.argument("folder")
+@click.argument("user")
+@click.option("--permission", type=_PERMISSIONS, default="ro", show_default=True)
+@click.pass_obj
+@run_async
+async def invite(out: Output, folder: str, user: str, permission: str) -> None:
+    """Invite USER to your FOLDER; prints the invitation's id."""
+    async with connect_client() as client:
+        result = (await client.execute(INVITE, {"f": folder, "u": user, "m": permission}))["inviteToVFolder"]
+    out.record(result, [("id", "invitation"), ("position", "position")])
+
+
+@vfolder.command("invitations")
+@click.option("--all", "everything", is_flag=True, help="Answered invitations too.")
+@click.pass_obj
+@run_async
+async def invitations(out: Output, everything: bool) -> None:
+    """List your invitations to folders (pending ones)."""
+    async with connect_client() as client:
+        rows = (await client.execute(INVITATIONS, {"all": everything}))["vfolderInvitations"]
+    out.table(rows, INVITATION_COLUMNS)
+
+
+@vfolder.command("accept")
+@click.argument("invitation")
+@click.pass_obj
+@run_async
+async def accept(out: Output, invitation: str) -> None:
+    """Accept INVITATION: the folder is shared with you."""
+    await _change(out, ACCEPT, {"i": invitation})
+
+
+@vfolder.command("reject")
+@click.argument("invitation")
+@click.pass_obj
+@run_async
+async def reject(out: Output, invitation: str) -> None:
+    """Reject INVITATION."""
+    async with connect_client() as client:
+        result = (await client.execute(REJECT, {"i": invitation}))["rejectVFolderInvitation"]
+    out.record({"invitation": invitation, "folder": result["id"], "state": "rejected"},
+               [("invitation", "invitation"), ("folder", "folder"), ("state", "state")])
+
+
+@vfolder.command("leave")
+@click.argument("folder")
+@click.pass_obj
+@run_async
+async def leave(out: Output, folder: str) -> None:
+    """Leave FOLDER, shared with you."""
+    async with connect_client() as client:
+        result = (await client.execute(LEAVE, {"f": folder}))["leaveVFolder"]
+    out.record({"folder": result["id"], "state": "left"}, [("folder", "folder"), ("state", "state")])

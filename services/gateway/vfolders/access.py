@@ -1,0 +1,101 @@
+"""Who is acting on folders and which folder an argument means; the plumbing the folder
+resolvers share.
+
+The actor (``domain.vfolder.access.Actor``) comes from the event store (keypair, user, policy),
+so a just-changed membership or policy applies at once. A folder argument is its id
+(``vfolder_<32 hex>``) or a name: the caller's own user folder of that name first (its claim,
+never stale), else the live folders of that name the caller sees in the read models; several
+of those are AMBIGUOUS with the candidates' ids. What the caller may not see is NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from contracts.subjects import SubjectError
+from contracts.vfolder import FolderPathError, OwnerKind, UsageMode, VFolderPermission, VFolderStatus, is_folder_id
+from domain.errors import DomainError
+from domain.vfolder.access import Actor, may_manage, permission_of
+from domain.vfolder.state import VFolderState
+from projections.queries import vfolders as q
+from projections.queries.rows import VFolderRow
+from services.gateway.context import Info, caller
+from services.gateway.errors import AMBIGUOUS, BAD_INPUT, NOT_FOUND, GatewayError, from_domain
+from services.gateway.readmodels import read
+
+__all__ = ["acting", "folder_scope", "guarded", "load_folder", "resolve_folder", "row_access", "state_of_row"]
+
+T = TypeVar("T")
+
+
+async def guarded(info: Info, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Returns ``fn(*args)`` run on the store's threads; a refusal becomes its GraphQL error."""
+    try:
+        return await info.context.resources.call(fn, *args, **kwargs)
+    except (DomainError, SubjectError) as exc:
+        raise from_domain(exc) from exc
+    except FolderPathError as exc:
+        raise GatewayError(BAD_INPUT, str(exc)) from exc
+
+
+async def acting(info: Info) -> Actor:
+    """Returns the caller as a folder actor (UNAUTHENTICATED when none)."""
+    principal = caller(info)
+    resources = info.context.resources
+    await resources.start()
+    return await guarded(info, resources.vfolders.actor, principal.access_key)
+
+
+def folder_scope(actor: Actor) -> q.FolderScope:
+    """Returns what the actor sees of the folder read models."""
+    managed = actor.domain if actor.manages(actor.domain) else None
+    return q.FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects), managed=managed,
+                         everything=actor.is_superadmin)
+
+
+async def resolve_folder(info: Info, actor: Actor, ref: str) -> str:
+    """Returns the id of the folder ``ref`` means (see the module's rule)."""
+    if not isinstance(ref, str) or not ref or len(ref) > 128:
+        raise GatewayError(BAD_INPUT, "a folder is given by its id or name (1-128 characters)")
+    if is_folder_id(ref):
+        return ref
+    resources = info.context.resources
+    own = await resources.call(resources.vfolders.find, OwnerKind.USER, actor.user, ref)
+    if own is not None:
+        return own.id
+    rows = await read(q.folders_named, resources.pool, folder_scope(actor), ref)
+    if not rows:
+        raise GatewayError(NOT_FOUND, f"folder {ref!r} not found")
+    if len(rows) > 1:
+        candidates = ", ".join(f"{r.folder_id} ({r.owner_kind} {r.owner})" for r in rows)
+        raise GatewayError(AMBIGUOUS, f"folder name {ref!r} matches several folders: {candidates}; give its id")
+    return rows[0].folder_id
+
+
+async def load_folder(info: Info, actor: Actor, ref: str) -> VFolderState:
+    """Returns the current state of the folder ``ref`` means, from the event store; NOT_FOUND
+    unless the caller may see it."""
+    folder_id = await resolve_folder(info, actor, ref)
+    resources = info.context.resources
+    state = await resources.call(resources.vfolders.get, folder_id)
+    if state is None or (permission_of(state, actor) is None and not may_manage(state, actor)):
+        raise GatewayError(NOT_FOUND, f"folder {ref!r} not found")
+    return state
+
+
+def state_of_row(row: VFolderRow, actor: Actor) -> VFolderState:
+    """Returns the part of a folder's state the access rules read, from its row (with the reader's share)."""
+    shares = {actor.user: VFolderPermission(row.shared_permission)} if row.shared_permission else {}
+    return VFolderState(
+        id=row.folder_id, version=row.version, name=row.name, volume=row.volume, owner_kind=OwnerKind(row.owner_kind),
+        owner=row.owner, domain=row.domain, quota_scope=row.quota_scope, usage_mode=UsageMode(row.usage_mode),
+        permission=VFolderPermission(row.permission), cloneable=row.cloneable, clone_of=row.clone_of,
+        created_by=row.created_by, status=VFolderStatus(row.status), shares=shares,
+    )
+
+
+def row_access(row: VFolderRow, actor: Actor) -> tuple[str | None, bool]:
+    """Returns the reader's own permission on a folder row (None: none) and whether it manages it."""
+    state = state_of_row(row, actor)
+    own = permission_of(state, actor)
+    return (own.value if own is not None else None), may_manage(state, actor)

@@ -1,0 +1,174 @@
+"""Folder mutations: each a decision of ``services.application.vfolders.VFolders`` as the caller
+(``access.acting``); who may do what is the domain's rule (``domain.vfolder.access``), a refusal
+records nothing. Each returns the folder (or invitation) id and the event-store position of its
+last event (pass it as ``afterPosition``)."""
+
+from __future__ import annotations
+
+import strawberry
+
+from contracts.vfolder import DEFAULT_VOLUME, OwnerKind
+from domain.vfolder.decide import NewFolder
+from projections.queries import vfolders as q
+from services.application.context import make_context
+from services.gateway.context import caller
+from services.gateway.context import Info
+from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
+from services.gateway.readmodels import AfterPosition, await_position, read
+from services.gateway.vfolders.access import acting, guarded, resolve_folder
+from services.gateway.vfolders.types import VFolderResult
+
+__all__ = ["CreateVFolderInput", "VFolderMutation"]
+
+MAX_NAME_CHARS = 128
+"""The longest user, project or volume name a folder mutation accepts."""
+
+
+@strawberry.input(description="A new folder: yours, or a project's when `project` is given (admins).")
+class CreateVFolderInput:
+    name: str
+    volume: str = DEFAULT_VOLUME
+    project: str | None = None
+    usage_mode: str = "general"
+    permission: str = strawberry.field(default="rw", description="A project folder's members' default: ro, rw or wd.")
+    cloneable: bool = False
+
+
+def _ctx(info: Info):  # type: ignore[no-untyped-def]
+    """The decision context: events' actor is the caller's access key (``by`` names its user)."""
+    return make_context(caller(info).access_key)
+
+
+def _bounded(value: str, what: str) -> str:
+    if not value or len(value) > MAX_NAME_CHARS:
+        raise GatewayError(BAD_INPUT, f"{what}: 1-{MAX_NAME_CHARS} characters")
+    return value
+
+
+def _bytes(value: float, what: str) -> int:
+    if value != value or value < 0 or value != int(value):
+        raise GatewayError(BAD_INPUT, f"{what} is a whole number of bytes >= 0")
+    return int(value)
+
+
+async def _change(info: Info, folder: str, method: str, *args: object) -> VFolderResult:
+    """Resolves ``folder`` and runs ``VFolders.<method>(folder_id, *args, actor, ctx)``."""
+    actor = await acting(info)
+    folder_id = await resolve_folder(info, actor, folder)
+    vfolders = info.context.resources.vfolders
+    position = await guarded(info, getattr(vfolders, method), folder_id, *args, actor, _ctx(info))
+    return VFolderResult(id=folder_id, position=position)
+
+
+async def _invitation_folder(info: Info, user: str, invitation_id: str) -> str:
+    rows = await read(q.invitations_for, info.context.resources.pool, user, state=None)
+    for row in rows:
+        if row.invitation_id == invitation_id:
+            return row.folder_id
+    raise GatewayError(NOT_FOUND, f"no invitation {invitation_id!r} for you")
+
+
+@strawberry.type
+class VFolderMutation:
+    @strawberry.mutation(name="createVFolder", description="Creates a folder (status provisioning until the storage service made it).")
+    async def create_vfolder(self, info: Info, input: CreateVFolderInput) -> VFolderResult:
+        actor = await acting(info)
+        _bounded(input.volume, "volume")
+        kind, owner = (OwnerKind.PROJECT, _bounded(input.project, "project")) if input.project else (
+            OwnerKind.USER, actor.user)
+        resources = info.context.resources
+        owned = 0 if kind is OwnerKind.PROJECT else await read(q.owned_count, resources.pool, actor.user)
+
+        def create() -> tuple[str, int]:
+            request = NewFolder(name=input.name, volume=input.volume, owner_kind=kind, owner=owner,
+                                domain=actor.domain, usage_mode=input.usage_mode, permission=input.permission,
+                                cloneable=input.cloneable)
+            return resources.vfolders.create(actor, request, _ctx(info), owned=owned)
+
+        folder_id, position = await guarded(info, create)
+        return VFolderResult(id=folder_id, position=position)
+
+    @strawberry.mutation(name="cloneVFolder", description="Clones a cloneable folder you may read into a new folder of yours.")
+    async def clone_vfolder(self, info: Info, folder: str, name: str, cloneable: bool = False) -> VFolderResult:
+        actor = await acting(info)
+        source = await resolve_folder(info, actor, folder)
+        resources = info.context.resources
+        owned = await read(q.owned_count, resources.pool, actor.user)
+        folder_id, position = await guarded(info, resources.vfolders.clone, source, actor, name,
+                                            _ctx(info), owned=owned, cloneable=cloneable)
+        return VFolderResult(id=folder_id, position=position)
+
+    @strawberry.mutation(name="renameVFolder", description="Renames a folder (its owner or an admin).")
+    async def rename_vfolder(self, info: Info, folder: str, name: str) -> VFolderResult:
+        return await _change(info, folder, "rename", name)
+
+    @strawberry.mutation(name="trashVFolder", description="Moves a folder to the trash (it can no longer be mounted; restore or purge it).")
+    async def trash_vfolder(self, info: Info, folder: str) -> VFolderResult:
+        return await _change(info, folder, "trash")
+
+    @strawberry.mutation(name="restoreVFolder", description="Brings a folder back from the trash.")
+    async def restore_vfolder(self, info: Info, folder: str) -> VFolderResult:
+        return await _change(info, folder, "restore")
+
+    @strawberry.mutation(name="purgeVFolder", description="Deletes a folder in the trash for good (the storage service removes its data; "
+                         "its history stays).")
+    async def purge_vfolder(self, info: Info, folder: str) -> VFolderResult:
+        return await _change(info, folder, "purge")
+
+    @strawberry.mutation(name="shareVFolder", description="Shares a folder with a user of its domain at a permission (a project folder: a "
+                         "per-user override); sharing again changes the permission.")
+    async def share_vfolder(self, info: Info, folder: str, user: str, permission: str = "ro") -> VFolderResult:
+        return await _change(info, folder, "share", _bounded(user, "user"), permission)
+
+    @strawberry.mutation(name="unshareVFolder", description="Stops sharing a folder with a user.")
+    async def unshare_vfolder(self, info: Info, folder: str, user: str) -> VFolderResult:
+        return await _change(info, folder, "unshare", _bounded(user, "user"))
+
+    @strawberry.mutation(name="setVFolderPermission", description="Changes the permission of a user a folder is shared with.")
+    async def set_vfolder_permission(self, info: Info, folder: str, user: str, permission: str) -> VFolderResult:
+        return await _change(info, folder, "set_permission", _bounded(user, "user"), permission)
+
+    @strawberry.mutation(name="setVFolderQuota", description="Sets a folder's own cap in bytes, 0: none (admins).")
+    async def set_vfolder_quota(self, info: Info, folder: str, limit_bytes: float) -> VFolderResult:
+        return await _change(info, folder, "set_quota", _bytes(limit_bytes, "limitBytes"))
+
+    @strawberry.mutation(name="inviteToVFolder", description="Invites a user of its domain to your folder; `id` is the invitation's.")
+    async def invite_to_vfolder(self, info: Info, folder: str, user: str, permission: str = "ro") -> VFolderResult:
+        actor = await acting(info)
+        folder_id = await resolve_folder(info, actor, folder)
+        invitation_id, position = await guarded(info, info.context.resources.vfolders.invite, folder_id,
+                                                _bounded(user, "user"), permission, actor, _ctx(info))
+        return VFolderResult(id=invitation_id, position=position)
+
+    @strawberry.mutation(name="acceptVFolderInvitation", description="Accepts an invitation of yours: the folder is shared with you.")
+    async def accept_vfolder_invitation(self, info: Info, invitation_id: str,
+                                        after_position: AfterPosition = None) -> VFolderResult:
+        return await _answer(info, invitation_id, "accept", after_position)
+
+    @strawberry.mutation(name="rejectVFolderInvitation", description="Rejects an invitation of yours.")
+    async def reject_vfolder_invitation(self, info: Info, invitation_id: str,
+                                        after_position: AfterPosition = None) -> VFolderResult:
+        return await _answer(info, invitation_id, "reject", after_position)
+
+    @strawberry.mutation(name="leaveVFolder", description="Leaves a folder shared with you.")
+    async def leave_vfolder(self, info: Info, folder: str) -> VFolderResult:
+        return await _change(info, folder, "leave")
+
+    @strawberry.mutation(name="setProjectStorageLimit", description="Sets the bytes a project's folders may hold together, 0: no limit (admins of "
+                         "its domain).")
+    async def set_project_storage_limit(self, info: Info, project: str, limit_bytes: float) -> VFolderResult:
+        actor = await acting(info)
+        position = await guarded(info, info.context.resources.vfolders.set_project_storage_limit,
+                                 _bounded(project, "project"), _bytes(limit_bytes, "limitBytes"), actor,
+                                 _ctx(info))
+        return VFolderResult(id=project, position=position)
+
+
+async def _answer(info: Info, invitation_id: str, method: str, after_position: int | None) -> VFolderResult:
+    actor = await acting(info)
+    _bounded(invitation_id, "invitationId")
+    await await_position(info, after_position)
+    folder_id = await _invitation_folder(info, actor.user, invitation_id)
+    position = await guarded(info, getattr(info.context.resources.vfolders, method), folder_id, invitation_id, actor,
+                             _ctx(info))
+    return VFolderResult(id=folder_id, position=position)

@@ -1,0 +1,96 @@
+"""``berth vfolder`` metadata commands and ``berth usage``'s storage table, as subprocesses
+against a real gateway; a stand-in projector keeps the read models current, and the storage
+service's reports are applied as the controller applies them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from contracts.vfolder import FolderProvisionedReport, FolderPurgedReport, UsageMeasuredReport
+from services.application.context import make_context
+from services.application.vfolders import VFolders, report_context_id
+from tests.support.cli import as_json, berth
+from tests.support.gateway import Keys, clean_streams, keys, read_models, served  # noqa: F401 - fixtures
+from tests.support.tenancy import catch_up
+from tests.support.waiting import async_wait_for
+
+
+@pytest.fixture
+async def projecting(pg_dsn: str) -> AsyncIterator[None]:
+    """Projects new events every 50 ms while the test runs (what the projector service does)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.to_thread(catch_up, pg_dsn)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def storage_says(pg_dsn: str, cls: type, folder_id: str, **fields: object) -> None:
+    rep = cls(report_id=uuid.uuid4().hex, volume="local", folder_id=folder_id, observed_at=dt.datetime.now(dt.UTC),
+              **fields)
+    with VFolders(pg_dsn) as app:
+        app.apply_report(rep, make_context("storage:local", causation_id=report_context_id(rep)))
+
+
+async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_dsn: str) -> None:
+    alice, bob = keys.alice, keys.bob
+    created = await as_json(served, alice, "vfolder", "create", "data", "--cloneable")
+    assert (created["name"], created["status"], created["myPermission"]) == ("data", "provisioning", "wd")
+    folder_id = created["id"]
+    storage_says(pg_dsn, FolderProvisionedReport, folder_id)
+    storage_says(pg_dsn, UsageMeasuredReport, folder_id, bytes=3 * 1024**2, files=2)
+    _, err_out, err = await berth(served, alice, "vfolder", "create", "data", ok=False)
+    assert "already exists" in err
+
+    shared = await as_json(served, alice, "vfolder", "share", "data", "bob", "--permission", "rw")
+    assert shared["shares"] == [{"user": "bob", "permission": "rw"}]
+    (seen,) = await as_json(served, bob, "vfolder", "ls")
+    assert (seen["id"], seen["myPermission"], seen["status"]) == (folder_id, "rw", "ready")
+    _, text, _ = await berth(served, alice, "vfolder", "info", "data")
+    assert "3.0 MiB" in text and "bob:rw" in text
+    await as_json(served, alice, "vfolder", "unshare", "data", "bob")
+    assert await as_json(served, bob, "vfolder", "ls") == []
+
+    copy = await as_json(served, alice, "vfolder", "clone", "data", "copy")
+    assert copy["cloneOf"] == folder_id and copy["status"] == "provisioning"
+    invitation = (await as_json(served, alice, "vfolder", "invite", "copy", "bob", "--permission", "ro"))["id"]
+    await async_wait_for(lambda: _has(as_json(served, bob, "vfolder", "invitations"), lambda rows: len(rows) == 1),
+                         timeout=20)
+    (pending,) = await as_json(served, bob, "vfolder", "invitations")
+    assert (pending["id"], pending["folderName"], pending["inviter"]) == (invitation, "copy", "alice")
+    accepted = await as_json(served, bob, "vfolder", "accept", invitation)
+    assert (accepted["name"], accepted["myPermission"]) == ("copy", "ro")
+    assert (await as_json(served, bob, "vfolder", "leave", copy["id"]))["state"] == "left"
+
+    renamed = await as_json(served, alice, "vfolder", "rename", "data", "kept")
+    assert renamed["name"] == "kept"
+    assert (await as_json(served, alice, "vfolder", "rm", "kept"))["status"] == "trashed"
+    assert (await as_json(served, alice, "vfolder", "restore", "kept"))["status"] == "ready"
+    await as_json(served, alice, "vfolder", "rm", "kept")
+    assert (await as_json(served, alice, "vfolder", "purge", "kept"))["status"] == "purging"
+    storage_says(pg_dsn, FolderPurgedReport, folder_id)
+    await async_wait_for(lambda: _has(as_json(served, alice, "vfolder", "ls", "--all"),
+                                      lambda rows: any(r["id"] == folder_id and r["status"] == "purged" for r in rows)),
+                         timeout=20)
+    assert [r["name"] for r in await as_json(served, alice, "vfolder", "ls")] == ["copy"]
+
+    storage = {r["quotaScope"]: r for r in await as_json(served, alice, "usage", "--storage")}
+    assert storage["user:alice"]["folders"] == 1 and storage["user:alice"]["limitBytes"] == 0
+    _, table, _ = await berth(served, alice, "usage")
+    assert "user:alice" in table
+
+
+async def _has(rows, done) -> bool:  # type: ignore[no-untyped-def]
+    return bool(done(await rows))
