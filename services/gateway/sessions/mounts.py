@@ -27,6 +27,7 @@ from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.limits import checked_value
+from services.gateway.readmodels import read
 from services.gateway.sessions.types import MountInput
 
 __all__ = ["actor_of", "mount_requests", "resolved_mounts"]
@@ -66,7 +67,7 @@ async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest]
     if not requests and not listed:
         return []
     scopes = await _scopes(resources.pool, actor, project, listed)
-    return await resources.call(session_mounts, resources.tenancy, requests, actor, project=project,
+    return await resources.call(session_mounts, resources.vfolders, requests, actor, project=project,
                                 listed=[row.folder_id for row in listed], scopes=scopes)
 
 
@@ -75,14 +76,15 @@ async def _listed(pool: AsyncConnectionPool, actor: Actor, requests: list[MountR
     another user's through an admin's reach) and the caller's own dot-folders, by the read model;
     their state is read from the store afterwards, so a stale row grants nothing."""
     scope = FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects))
-    rows = [row for row in await list_folders(pool, scope, status=VFolderStatus.READY.value, owner_kind="user")
-            if row.owner == actor.user and row.name.startswith(AUTOMATIC_PREFIX)]
+    ready = await read(list_folders, pool, scope, status=VFolderStatus.READY.value, owner_kind="user")
+    rows = [row for row in ready if row.owner == actor.user and row.name.startswith(AUTOMATIC_PREFIX)]
     for name in dict.fromkeys(r.name for r in requests if not is_folder_id(r.name)):
-        rows += await folders_named(pool, scope, name)
+        rows += await read(folders_named, pool, scope, name)
     return rows
 
 
 async def _scopes(pool: AsyncConnectionPool, actor: Actor, project: str, listed: list[VFolderRow]) -> ScopeLimits:
     """The limit and usage of the quota scopes a mount may fall in, by the read model."""
     wanted = {f"user:{actor.user}", f"project:{project}", *(row.quota_scope for row in listed)}
-    return {row.quota_scope: (row.limit_bytes, row.usage_bytes) for row in await storage_usage(pool, sorted(wanted))}
+    usage = await read(storage_usage, pool, sorted(wanted))
+    return {row.quota_scope: (row.limit_bytes, row.usage_bytes) for row in usage}
