@@ -23,8 +23,8 @@ from contracts.vfolder import (
     quota_scope_of,
 )
 from domain.emitting import Context, Emitter
-from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError
-from domain.vfolder.access import Actor, check_volume, permission_of, require, require_manager
+from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError, NotFoundError
+from domain.vfolder.access import Actor, check_volume, may_see, require, require_manager
 from domain.vfolder.state import VFolderState
 
 __all__ = [
@@ -250,11 +250,11 @@ def reject(state: VFolderState | None, invitation_id: str, actor: Actor, ctx: Co
 
 def leave(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
     """A user the folder is shared with stops having it (its owner and project members cannot leave)."""
-    if state is None or actor.user not in state.shares:
-        if state is not None and permission_of(state, actor) is not None:
-            raise InvalidRequestError(f"folder {state.name!r} is not shared with you: you own it or are a "
-                                      "member of its project")
-        raise InvalidRequestError("that folder is not shared with you")
+    if state is None or not may_see(state, actor):
+        raise NotFoundError("folder not found")
+    if actor.user not in state.shares:
+        raise InvalidTransitionError(f"folder {state.name!r} is not shared with you (you own it, manage it or are a "
+                                     "member of its project): nothing to leave")
     return [_emit(state, ctx)(ev.VFolderLeft, user=actor.user)]
 
 

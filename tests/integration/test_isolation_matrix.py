@@ -12,7 +12,9 @@ Outcomes, one letter per caller (owner, peer, admin, foreign, superadmin, deacti
 * ``H`` hidden: data, and the owner's object is not in it (a list narrowed to the caller, a null);
 * ``C`` the tenant check passed, the operation is refused for the session's state (CONFLICT: the
   session is not RUNNING, no agent runs here);
-* ``N`` NOT_FOUND, ``F`` FORBIDDEN, ``U`` UNAUTHENTICATED.
+* ``N`` NOT_FOUND, ``F`` FORBIDDEN, ``U`` UNAUTHENTICATED;
+* ``V`` the tenant check passed and the gateway went on to the storage service, which the world's
+  gateway cannot reach (UNAVAILABLE): the file operations of folders.
 
 Every outcome but ``A`` must record nothing (the event store's count is unchanged). Filters name the
 owner's objects outright (``sessions(owner:)``, ``users(domain:)``, ...), as an attacker would.
@@ -21,7 +23,9 @@ owner's objects outright (``sessions(owner:)``, ``users(domain:)``, ...), as an 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import inspect
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +33,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from contracts.vfolder import FolderProvisionedReport
+from services.application.context import make_context
+from services.application.vfolders import VFolders, report_context_id
 from services.gateway.schema import build_schema
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.support.gateway import CREATE
@@ -38,7 +45,7 @@ from tests.support.tenancy import (
 )
 
 Variables = Callable[[World], "dict[str, Any] | Awaitable[dict[str, Any]]"]
-CODES = {"CONFLICT": "C", "NOT_FOUND": "N", "FORBIDDEN": "F", "UNAUTHENTICATED": "U"}
+CODES = {"CONFLICT": "C", "NOT_FOUND": "N", "FORBIDDEN": "F", "UNAUTHENTICATED": "U", "UNAVAILABLE": "V"}
 SUBSCRIPTION_WAIT = 20.0
 
 
@@ -85,6 +92,79 @@ async def _new_victim(world: World) -> dict[str, Any]:
     return {"n": await world.victim_user()}
 
 
+async def _folder(world: World, *, cloneable: bool = True, shared_with: str | None = None,
+                  trashed: bool = False) -> str:
+    """Creates a ready folder of the owner's (as the storage service would report it); returns its id."""
+    owner = world.clients["owner"]
+    folder = (await owner.execute(CREATE_VFOLDER, {"i": {"name": world.fresh("f"), "cloneable": cloneable}}
+                                  ))["createVFolder"]["id"]
+    _storage_reports(world, folder)
+    if shared_with is not None:
+        await owner.execute(SHARE_VFOLDER, {"f": folder, "u": shared_with})
+    if trashed:
+        await owner.execute("mutation($f: String!) { trashVFolder(folder: $f) { id } }", {"f": folder})
+    await world.settle()
+    return folder
+
+
+def _storage_reports(world: World, folder_id: str) -> None:
+    report = FolderProvisionedReport(report_id=uuid.uuid4().hex, volume="local", folder_id=folder_id,
+                                     observed_at=dt.datetime.now(dt.UTC))
+    with VFolders(world.dsn) as app:
+        app.apply_report(report, make_context("storage:local", causation_id=report_context_id(report)))
+
+
+async def _the_folder(world: World) -> dict[str, Any]:
+    """The owner's one cloneable folder of the world (made on first use)."""
+    if not getattr(world, "folder_id", None):
+        world.folder_id = await _folder(world)  # type: ignore[attr-defined]
+    return {"f": world.folder_id}  # type: ignore[attr-defined]
+
+
+async def _new_folder(world: World) -> dict[str, Any]:
+    return {"f": await _folder(world)}
+
+
+async def _new_trashed(world: World) -> dict[str, Any]:
+    return {"f": await _folder(world, trashed=True)}
+
+
+async def _new_shared(world: World) -> dict[str, Any]:
+    return {"f": await _folder(world, shared_with="bob")}
+
+
+async def _peers_shared(world: World) -> dict[str, Any]:
+    """A folder of the peer's shared with the owner (what the owner may leave)."""
+    peer = world.clients["peer"]
+    folder = (await peer.execute(CREATE_VFOLDER, {"i": {"name": world.fresh("p")}}))["createVFolder"]["id"]
+    _storage_reports(world, folder)
+    await peer.execute(SHARE_VFOLDER, {"f": folder, "u": "alice"})
+    await world.settle()
+    return {"f": folder}
+
+
+async def _invitation_to_owner(world: World) -> dict[str, Any]:
+    """A pending invitation of the owner's, to a folder of the peer's."""
+    peer = world.clients["peer"]
+    folder = (await peer.execute(CREATE_VFOLDER, {"i": {"name": world.fresh("i")}}))["createVFolder"]["id"]
+    _storage_reports(world, folder)
+    invitation = (await peer.execute(INVITE_VFOLDER, {"f": folder, "u": "alice"}))["inviteToVFolder"]["id"]
+    await world.settle()
+    world.invitation_id = invitation  # type: ignore[attr-defined]
+    return {"i": invitation}
+
+
+def _folder_shown(data: Any, world: World) -> bool:
+    return world.folder_id in {item["id"] for item in data}  # type: ignore[attr-defined]
+
+
+CREATE_VFOLDER = "mutation($i: CreateVFolderInput!) { createVFolder(input: $i) { id } }"
+SHARE_VFOLDER = "mutation($f: String!, $u: String!) { shareVFolder(folder: $f, user: $u, permission: \"ro\") { id } }"
+INVITE_VFOLDER = ("mutation($f: String!, $u: String!) { inviteToVFolder(folder: $f, user: $u, permission: \"ro\") "
+                  "{ id } }")
+F = "$f: String!"
+
+
 ID = "$id: String!"
 RULES: dict[str, Rule] = {
     # --- queries ---
@@ -113,6 +193,12 @@ RULES: dict[str, Rule] = {
                                  shows=_names("name", lambda w: w.group)),
     "Query.quotaUsage": Rule("query { quotaUsage { scope name } }", "A H A H A U",
                              shows=_names("name", lambda w: w.owner_key)),
+    "Query.vfolders": Rule("query { vfolders { id } }", "A H A H A U", _the_folder, shows=_folder_shown),
+    "Query.vfolder": Rule(f"query({F}) {{ vfolder(folder: $f) {{ id }} }}", "A N A N A U", _the_folder),
+    "Query.vfolderInvitations": Rule("query { vfolderInvitations { id } }", "A H H H H U", _invitation_to_owner,
+                                     shows=lambda data, w: w.invitation_id in {i["id"] for i in data}),
+    "Query.storageUsage": Rule('query { storageUsage(scopes: ["user:alice"]) { quotaScope } }', "A N A N A U"),
+    "Query.vfolderFiles": Rule(f"query({F}) {{ vfolderFiles(folder: $f) {{ name }} }}", "V N F N F U", _the_folder),
     # --- mutations ---
     "Mutation.createSession": Rule(CREATE, "A A A A A U", lambda w: {"input": {}}),
     "Mutation.terminateSession": Rule(f"mutation({ID}) {{ terminateSession(sessionId: $id) {{ sessionId }} }}",
@@ -139,6 +225,48 @@ RULES: dict[str, Rule] = {
         "mutation($i: ResourcePolicyInput!) { updateResourcePolicy(input: $i) { id } }", "F F F F A U",
         lambda w: {"i": {"name": w.policy, "maxConcurrentSessions": 30}}),
     "Mutation.createResourceGroup": Rule(CREATE_RGROUP, "F F F F A U", _fresh("rg")),
+    "Mutation.createVFolder": Rule(CREATE_VFOLDER, "A A A A A U", _fresh("vf")),
+    "Mutation.cloneVFolder": Rule("mutation($f: String!, $n: String!) { cloneVFolder(folder: $f, name: $n) { id } }",
+                                  "A N F N F U", lambda w: _with_name(w, _the_folder)),
+    "Mutation.renameVFolder": Rule("mutation($f: String!, $n: String!) { renameVFolder(folder: $f, name: $n) { id } }",
+                                   "A N A N A U", lambda w: _with_name(w, _new_folder)),
+    "Mutation.trashVFolder": Rule(f"mutation({F}) {{ trashVFolder(folder: $f) {{ id }} }}", "A N A N A U", _new_folder),
+    "Mutation.restoreVFolder": Rule(f"mutation({F}) {{ restoreVFolder(folder: $f) {{ id }} }}", "A N A N A U",
+                                    _new_trashed),
+    "Mutation.purgeVFolder": Rule(f"mutation({F}) {{ purgeVFolder(folder: $f) {{ id }} }}", "A N A N A U",
+                                  _new_trashed),
+    "Mutation.shareVFolder": Rule(SHARE_VFOLDER, "A N A N A U", lambda w: _with_user(w, _new_folder)),
+    "Mutation.unshareVFolder": Rule("mutation($f: String!, $u: String!) { unshareVFolder(folder: $f, user: $u) { id } }",
+                                    "A F A N A U", lambda w: _with_user(w, _new_shared)),
+    "Mutation.setVFolderPermission": Rule(
+        'mutation($f: String!, $u: String!) { setVFolderPermission(folder: $f, user: $u, permission: "rw") { id } }',
+        "A F A N A U", lambda w: _with_user(w, _new_shared)),
+    "Mutation.setVFolderQuota": Rule(f"mutation({F}) {{ setVFolderQuota(folder: $f, limitBytes: 1000) {{ id }} }}",
+                                     "F N A N A U", _new_folder),
+    "Mutation.inviteToVFolder": Rule(INVITE_VFOLDER, "A N A N A U", lambda w: _with_user(w, _new_folder)),
+    "Mutation.acceptVFolderInvitation": Rule(
+        "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id } }", "A N N N N U",
+        _invitation_to_owner),
+    "Mutation.rejectVFolderInvitation": Rule(
+        "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id } }", "A N N N N U",
+        _invitation_to_owner),
+    "Mutation.leaveVFolder": Rule(f"mutation({F}) {{ leaveVFolder(folder: $f) {{ id }} }}", "A C C N C U",
+                                  _peers_shared),
+    "Mutation.setProjectStorageLimit": Rule(
+        'mutation { setProjectStorageLimit(project: "default", limitBytes: 1000000) { id } }', "F F A N A U"),
+    "Mutation.requestUpload": Rule(
+        f'mutation({F}) {{ requestUpload(folder: $f, path: "a.txt", size: 1) {{ token }} }}', "A N F N F U",
+        _the_folder),
+    "Mutation.requestDownload": Rule(f'mutation({F}) {{ requestDownload(folder: $f, path: "a.txt") {{ token }} }}',
+                                     "A N F N F U", _the_folder),
+    "Mutation.requestArchive": Rule(f"mutation({F}) {{ requestArchive(folder: $f) {{ token }} }}", "A N F N F U",
+                                    _the_folder),
+    "Mutation.vfolderMkdir": Rule(f'mutation({F}) {{ vfolderMkdir(folder: $f, path: "d") {{ id }} }}',
+                                  "V N F N F U", _the_folder),
+    "Mutation.vfolderMove": Rule(f'mutation({F}) {{ vfolderMove(folder: $f, src: "a", dst: "b") {{ id }} }}',
+                                 "V N F N F U", _the_folder),
+    "Mutation.vfolderDeleteFiles": Rule(f'mutation({F}) {{ vfolderDeleteFiles(folder: $f, paths: ["a"]) {{ id }} }}',
+                                        "V N F N F U", _the_folder),
     "Mutation.updateResourceGroup": Rule(
         "mutation($i: ResourceGroupInput!) { updateResourceGroup(input: $i) { id } }", "F F F F A U",
         lambda w: {"i": {"name": w.group, "public": False}}),
@@ -147,9 +275,19 @@ RULES: dict[str, Rule] = {
                                        "A N A N A U", _the_session),
     "Subscription.sessionStatus": Rule(f"subscription({ID}) {{ sessionStatus(sessionId: $id) {{ status }} }}",
                                        "A N A N A U", _the_session),
+    "Subscription.vfolderEvents": Rule(f"subscription({F}) {{ vfolderEvents(folder: $f) {{ type }} }}",
+                                       "A N A N A U", _the_folder),
     "Subscription.execute": Rule(f'subscription({ID}) {{ execute(sessionId: $id, code: "1") {{ kind }} }}',
                                  "C N C N C U", _the_session),
 }
+
+
+async def _with_name(world: World, folder: Callable[[World], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    return {**await folder(world), "n": world.fresh("n")}
+
+
+async def _with_user(world: World, folder: Callable[[World], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    return {**await folder(world), "u": "bob"}
 
 
 def schema_fields() -> list[str]:

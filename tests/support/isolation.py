@@ -14,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,7 +30,10 @@ from tests.support.infra import fresh_database
 from tests.support.publish import fresh_bus, publish_from_store
 from tests.support.tenancy import CREATE_DOMAIN, CREATE_POLICY, CREATE_PROJECT, CREATE_RGROUP, catch_up
 
-__all__ = ["ACTORS", "World", "tenant_world"]
+__all__ = ["ACTORS", "UNREACHABLE_STORAGE", "World", "tenant_world"]
+
+UNREACHABLE_STORAGE = "http://127.0.0.1:9"
+"""The storage URL of the world's gateway: the discard port, where nothing answers on loopback."""
 
 ACTORS = ("owner", "peer", "admin", "foreign", "superadmin", "deactivated")
 """The callers of every cell, in the order of a rule's expectation string."""
@@ -118,7 +124,13 @@ async def tenant_world(admin_dsn: str, nats_url: str) -> AsyncIterator[World]:
         keys = {"owner": create_keypair(dsn, "alice"), "peer": create_keypair(dsn, "bob"),
                 "admin": create_keypair(dsn, "dana"), "superadmin": superadmin,
                 "deactivated": create_keypair(dsn, "alice")}
-        settings = Settings(pg_dsn=dsn, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0)
+        key_dir = tempfile.TemporaryDirectory(prefix="berth-isolation-")
+        key_file = Path(key_dir.name) / "storage.key"
+        key_file.write_bytes(os.urandom(32))
+        # storage tokens are minted with this key; the storage service's own URL answers nothing here
+        # (the file operations of the matrix are UNAVAILABLE once their tenant check passed)
+        settings = Settings(pg_dsn=dsn, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0,
+                            storage_url=UNREACHABLE_STORAGE, storage_key_file=str(key_file))
         async with fresh_bus(nats_url) as js, serving(settings) as url:
             world = World(dsn, url, keys)
             try:
@@ -134,3 +146,4 @@ async def tenant_world(admin_dsn: str, nats_url: str) -> AsyncIterator[World]:
                 yield world
             finally:
                 await world.aclose()
+                key_dir.cleanup()

@@ -170,8 +170,10 @@ def test_invitations_accept_reject_and_leave() -> None:
         d.reject(state, "inv1", BOB, ctx())
     state = apply(state, d.leave(state, BOB, ctx()))
     assert permission_of(state, BOB) is None
-    with pytest.raises(InvalidRequestError, match="own it"):
+    with pytest.raises(InvalidTransitionError, match="own it"):
         d.leave(state, ALICE, ctx())
+    with pytest.raises(NotFoundError):
+        d.leave(state, CAROL, ctx())  # cannot see it
     state = apply(state, d.invite(state, "inv3", "carol", "ro", ALICE, ctx(), invitee_domain="default"))
     state = apply(state, d.reject(state, "inv3", CAROL, ctx()))
     assert permission_of(state, CAROL) is None and state.invitation("inv3").state == "rejected"  # type: ignore[union-attr]
