@@ -16,12 +16,13 @@ from psycopg_pool import AsyncConnectionPool
 from contracts.limits import MOUNT_FIELDS
 from contracts.mounts import MAX_MOUNTS, MountSpec
 from contracts.tenancy import KeypairLimits
-from contracts.vfolder import VFolderStatus, is_folder_id
+from contracts.vfolder import is_folder_id
 from domain.tenancy import UserState
 from domain.vfolder import Actor
-from domain.vfolder_mounts import AUTOMATIC_PREFIX, MountRequest
+from domain.vfolder_mounts import MountRequest
+from projections.queries.mounts import MountCandidateRow, automatic_folders
 from projections.queries.rows import VFolderRow
-from projections.queries.vfolders import FolderScope, folders_named, list_folders, storage_usage
+from projections.queries.vfolders import FolderScope, folders_named, storage_usage
 from services.application.mounts import ScopeLimits, session_mounts
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
@@ -33,6 +34,8 @@ from services.gateway.sessions.types import MountInput
 __all__ = ["actor_of", "mount_requests", "resolved_mounts"]
 
 PERMISSIONS = ("ro", "rw")
+Candidate = MountCandidateRow | VFolderRow
+"""A read-model row of a folder that may be mounted (its id and quota scope are what is used)."""
 
 
 def mount_requests(inputs: Sequence[MountInput] | None) -> list[MountRequest]:
@@ -71,19 +74,18 @@ async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest]
                                 listed=[row.folder_id for row in listed], scopes=scopes)
 
 
-async def _listed(pool: AsyncConnectionPool, actor: Actor, requests: list[MountRequest]) -> list[VFolderRow]:
-    """The folders of the requested names the caller sees as a user (own, shared, projects': never
-    another user's through an admin's reach) and the caller's own dot-folders, by the read model;
+async def _listed(pool: AsyncConnectionPool, actor: Actor, requests: list[MountRequest]) -> list[Candidate]:
+    """The caller's own dot-folders and the folders of the requested names the caller sees as a user
+    (own, shared, projects': never another user's through an admin's reach), by the read models;
     their state is read from the store afterwards, so a stale row grants nothing."""
+    rows: list[Candidate] = list(await read(automatic_folders, pool, actor.user))
     scope = FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects))
-    ready = await read(list_folders, pool, scope, status=VFolderStatus.READY.value, owner_kind="user")
-    rows = [row for row in ready if row.owner == actor.user and row.name.startswith(AUTOMATIC_PREFIX)]
     for name in dict.fromkeys(r.name for r in requests if not is_folder_id(r.name)):
         rows += await read(folders_named, pool, scope, name)
     return rows
 
 
-async def _scopes(pool: AsyncConnectionPool, actor: Actor, project: str, listed: list[VFolderRow]) -> ScopeLimits:
+async def _scopes(pool: AsyncConnectionPool, actor: Actor, project: str, listed: list[Candidate]) -> ScopeLimits:
     """The limit and usage of the quota scopes a mount may fall in, by the read model."""
     wanted = {f"user:{actor.user}", f"project:{project}", *(row.quota_scope for row in listed)}
     usage = await read(storage_usage, pool, sorted(wanted))
