@@ -10,12 +10,13 @@ import pytest
 
 from services.application.sessions import Sessions
 from services.sdk.client import BerthClient
-from tests.support.folders import seed_folder
+from tests.support.folders import seed_folder, set_project_limit
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, count_events, gateway, keys, read_models,
 )
-from tests.support.tenancy import CREATE_PROJECT, catch_up, refused
+from tests.support.tenancy import CREATE_POLICY, CREATE_PROJECT, catch_up, refused
 
+SET_POLICY = "mutation($k: String!, $p: String!) { setKeypairPolicy(accessKey: $k, resourcePolicy: $p) { id } }"
 SESSION = "query($id: String!) { session(id: $id) { id mounts { name folderId volume target permission } } }"
 
 
@@ -27,9 +28,14 @@ def sessions(pg_dsn: str):
 
 
 @pytest.fixture
-def folders(keys: Keys, read_models: str) -> dict[str, str]:
+async def folders(client_for, keys: Keys, read_models: str) -> dict[str, str]:
+    """Folders of alice, bob (whose folders may hold 1500 bytes together) and project default (1000)."""
     dsn = read_models
-    return {
+    admin = client_for(keys.admin)
+    await admin.execute(CREATE_POLICY, {"i": {"name": "small", "maxQuotaScopeSize": 1500}})
+    await admin.execute(SET_POLICY, {"k": keys.bob[0], "p": "small"})
+    set_project_limit(dsn, "default", 1000)
+    seeded = {
         "data": seed_folder(dsn, "data"),
         "models": seed_folder(dsn, "models"),
         "draft": seed_folder(dsn, "draft", status="provisioning"),
@@ -39,7 +45,11 @@ def folders(keys: Keys, read_models: str) -> dict[str, str]:
         "bobs": seed_folder(dsn, "bobs", owner="bob", shares={"alice": "ro"}),
         "gone": seed_folder(dsn, "gone", owner="bob", shares={"alice": "rw"}, unshare=("alice",)),
         "secret": seed_folder(dsn, "secret", owner="bob"),
+        "teamfull": seed_folder(dsn, "teamfull", owner="default", owner_kind="project", usage=2000),
+        "bobfull": seed_folder(dsn, "bobfull", owner="bob", shares={"alice": "rw"}, usage=2000),
     }
+    catch_up(dsn)  # as a running projector would: quota scopes are read from the read models
+    return seeded
 
 
 async def create(client: BerthClient, mounts: list[dict]) -> str:
@@ -77,6 +87,9 @@ async def test_a_session_records_its_mounts(client_for, keys: Keys, folders: dic
     ([{"name": "team", "permission": "rw"}], "FORBIDDEN", "folder team: you may mount it read-only only"),
     ([{"name": "@bobs", "permission": "rw"}], "FORBIDDEN", "folder bobs: you may mount it read-only only"),
     ([{"name": "full"}], "QUOTA", "folder full is over its quota"),
+    ([{"name": "teamfull"}], "QUOTA", "folder teamfull is over its quota"),
+    ([{"name": "@teamfull"}], "QUOTA", "folder teamfull is over its quota"),
+    ([{"name": "@bobfull", "permission": "rw"}], "QUOTA", "folder bobfull is over its quota"),
     ([{"name": "data", "target": "/etc"}], "BAD_INPUT", "must be a path under /home/work"),
     ([{"name": "data", "target": "../../etc"}], "BAD_INPUT", "no empty, '.' or '..' components"),
     ([{"name": "data", "target": "x"}, {"name": "models", "target": "x/y"}], "BAD_INPUT",

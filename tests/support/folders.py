@@ -20,9 +20,19 @@ from services.application.context import make_context
 from services.agent.backends.docker.confinement import kernel_user
 from services.application.vfolders import VFolders, report_context_id
 
-__all__ = ["folder_directory", "seed_folder", "volume"]
+__all__ = ["folder_directory", "seed_folder", "set_project_limit", "volume"]
 
 ALL_VOLUMES = {"local": frozenset(VolumePermission)}
+
+
+def _admin(domain: str = "default") -> Actor:
+    return Actor(user="admin", role=Role.SUPERADMIN, domain=domain, volumes=ALL_VOLUMES)
+
+
+def set_project_limit(dsn: str, project: str, limit_bytes: int) -> None:
+    """Sets the bytes a project's folders may hold together (its quota scope's limit)."""
+    with VFolders(dsn) as app:
+        app.set_project_storage_limit(project, limit_bytes, _admin(), make_context("test"))
 
 
 def seed_folder(dsn: str, name: str, *, owner: str = "alice", owner_kind: str = "user", domain: str = "default",
@@ -31,7 +41,7 @@ def seed_folder(dsn: str, name: str, *, owner: str = "alice", owner_kind: str = 
     """Records a folder of ``owner`` (a user or a project) and returns its id: ``ready`` (provisioned),
     ``provisioning`` or ``trashed``; shared with ``shares`` (user -> permission), then unshared from
     ``unshare``; with a cap of ``quota`` bytes and ``usage`` bytes used."""
-    admin = Actor(user="admin", role=Role.SUPERADMIN, domain=domain, volumes=ALL_VOLUMES)
+    admin = _admin(domain)
     actor = Actor(user=owner, domain=domain, volumes=ALL_VOLUMES) if owner_kind == "user" else admin
     ctx = make_context("test")
     with VFolders(dsn) as app:

@@ -22,7 +22,7 @@ from domain.vfolder import Actor
 from domain.vfolder_mounts import MountRequest
 from projections.queries.mounts import MountCandidateRow, automatic_folders
 from projections.queries.rows import VFolderRow
-from projections.queries.vfolders import FolderScope, folders_named, storage_usage
+from projections.queries.vfolders import FolderScope, folder, folders_named, storage_usage
 from services.application.mounts import ScopeLimits, session_mounts
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
@@ -80,8 +80,11 @@ async def _listed(pool: AsyncConnectionPool, actor: Actor, requests: list[MountR
     their state is read from the store afterwards, so a stale row grants nothing."""
     rows: list[Candidate] = list(await read(automatic_folders, pool, actor.user))
     scope = FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects))
-    for name in dict.fromkeys(r.name for r in requests if not is_folder_id(r.name)):
-        rows += await read(folders_named, pool, scope, name)
+    for name in dict.fromkeys(r.name for r in requests):
+        if not is_folder_id(name):
+            rows += await read(folders_named, pool, scope, name)
+        elif (row := await read(folder, pool, scope, name)) is not None:  # for its quota scope
+            rows.append(row)
     return rows
 
 
