@@ -67,7 +67,10 @@ def resolve_mounts(requested: Sequence[tuple[MountRequest, FolderFacts | None]],
     try:
         check_mount_targets(mount.target for mount in mounts)
     except MountError as exc:
-        raise InvalidRequestError(str(exc)) from exc
+        automatic_count = len(mounts) - len(requested)
+        hint = f" ({automatic_count} of them your folders named .something, which mount by themselves)" \
+            if automatic_count else ""
+        raise InvalidRequestError(f"{exc}{hint}") from exc
     return mounts
 
 

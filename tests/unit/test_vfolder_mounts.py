@@ -108,6 +108,9 @@ def test_too_many_mounts_are_refused() -> None:
     folders = [facts(f"f{i}") for i in range(MAX_MOUNTS + 1)]
     with pytest.raises(InvalidRequestError, match=f"at most {MAX_MOUNTS} mounts"):
         resolve_mounts([(MountRequest(name=f.name), f) for f in folders])
+    dots = [facts(f".d{i}") for i in range(MAX_MOUNTS)]
+    with pytest.raises(InvalidRequestError, match=f"got {MAX_MOUNTS + 1} \\({MAX_MOUNTS} of them your folders named"):
+        resolve_mounts([(MountRequest(name="data"), facts())], dots)
 
 
 def test_history_from_before_mounts_decodes_with_none() -> None:
