@@ -37,7 +37,7 @@ def _mounts(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 
 mount_option = click.option(
     "--mount", "mounts", multiple=True, metavar="NAME[:PATH][:ro|rw]", callback=_mounts,
-    help="Mount a storage folder (yours, your project's or shared with you; repeatable) at PATH (default "
+    help="Mount a storage folder (yours, your project's or shared with you, by name or id; repeatable) at PATH (default "
          "/home/work/NAME; relative paths are under /home/work), read-only or read-write (default: your "
          "permission, at most rw). Your folders named .something mount by themselves.")
 """``--mount``: reaches the command as ``mounts``, a list of ``createSession`` mount inputs."""

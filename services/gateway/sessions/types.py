@@ -192,7 +192,8 @@ class SessionStatusUpdate:
 
 @strawberry.input(description="A storage folder to mount (`berth ... --mount NAME[:PATH][:ro|rw]`).")
 class MountInput:
-    name: str = strawberry.field(description="A folder of yours, of the session's project, or shared with you.")
+    name: str = strawberry.field(description="A folder of yours, of the session's project, or shared with you: its "
+                                 "name (yours first, then the project's, then the one shared with you) or its id.")
     target: str | None = strawberry.field(
         default=None, description="Where in the container: a path under /home/work (relative: from there); "
         "default /home/work/<name>.")
