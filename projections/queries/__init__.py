@@ -10,6 +10,7 @@ exist yet raises ``ReadModelsMissingError``.
 | `sessions.py` | sessions (pages, one, pending of an owner), kernels, agents, the event log |
 | `tenancy.py` | domains, projects, users, keypairs, resource policies, resource groups within a `TenancyScope` |
 | `usage.py` | quota usage next to each scope's limit |
+| `vfolders.py` | folders within a `FolderScope`, invitations, owned count, storage usage and limits per quota scope |
 | `mounts.py` | a user's folders that mount by themselves (ready, named `.something`) |
 | `health.py` | the doctor's consistent snapshot of sessions, kernels, agents and quota usage |
 """

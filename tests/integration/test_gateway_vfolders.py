@@ -44,6 +44,7 @@ UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder
 DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token path } }"
 CLONE = "mutation($f: String!, $n: String!) { cloneVFolder(folder: $f, name: $n) { id } }"
 USAGE = "query { storageUsage { quotaScope folders usageBytes limitBytes } }"
+USAGE_OF = "query($s: [String!]) { storageUsage(scopes: $s) { quotaScope } }"
 KEY = bytes(range(32))
 
 
@@ -96,6 +97,9 @@ async def test_a_folder_is_created_provisioned_listed_shared_and_renamed(
     assert (await refused(alice, CREATE, {"i": {"name": "data"}})).code == "CONFLICT"
     assert (await refused(alice, CREATE, {"i": {"name": "../x"}})).code == "BAD_INPUT"
     assert (await refused(bob, ONE, {"f": folder_id})).code == "NOT_FOUND"
+    assert (await refused(alice, ONE, {"f": "a\x00b"})).code == "BAD_INPUT"  # never reaches PostgreSQL
+    assert (await refused(alice, SHARE, {"f": folder_id, "u": "b\x00", "p": "ro"})).code == "BAD_INPUT"
+    assert (await refused(alice, USAGE_OF, {"s": ["user:a\x00"]})).code == "BAD_INPUT"
     assert (await refused(bob, SHARE, {"f": folder_id, "u": "bob", "p": "rw"})).code == "NOT_FOUND"
 
     storage(FolderProvisionedReport, folder_id)

@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Callable, TypeVar
 
 from contracts.subjects import SubjectError
-from contracts.vfolder import FolderPathError, OwnerKind, UsageMode, VFolderPermission, VFolderStatus, is_folder_id
+from contracts.vfolder import (
+    FolderPathError, OwnerKind, UsageMode, VFolderPermission, VFolderStatus, check_folder_name, is_folder_id,
+)
 from domain.errors import DomainError
 from domain.vfolder.access import Actor, may_manage, permission_of
 from domain.vfolder.state import VFolderState
@@ -55,10 +57,12 @@ def folder_scope(actor: Actor) -> q.FolderScope:
 
 async def resolve_folder(info: Info, actor: Actor, ref: str) -> str:
     """Returns the id of the folder ``ref`` means (see the module's rule)."""
-    if not isinstance(ref, str) or not ref or len(ref) > 128:
-        raise GatewayError(BAD_INPUT, "a folder is given by its id or name (1-128 characters)")
     if is_folder_id(ref):
         return ref
+    try:
+        ref = check_folder_name(ref)
+    except FolderPathError as exc:
+        raise GatewayError(BAD_INPUT, f"a folder is given by its id or its name: {exc}") from exc
     resources = info.context.resources
     own = await resources.call(resources.vfolders.find, OwnerKind.USER, actor.user, ref)
     if own is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import strawberry
 
+from contracts.subjects import SubjectError, check_token
 from contracts.vfolder import DEFAULT_VOLUME, OwnerKind
 from domain.vfolder.decide import NewFolder
 from projections.queries import vfolders as q
@@ -19,10 +20,6 @@ from services.gateway.vfolders.access import acting, guarded, resolve_folder
 from services.gateway.vfolders.types import VFolderResult
 
 __all__ = ["CreateVFolderInput", "VFolderMutation"]
-
-MAX_NAME_CHARS = 128
-"""The longest user, project or volume name a folder mutation accepts."""
-
 
 @strawberry.input(description="A new folder: yours, or a project's when `project` is given (admins).")
 class CreateVFolderInput:
@@ -40,9 +37,12 @@ def _ctx(info: Info):  # type: ignore[no-untyped-def]
 
 
 def _bounded(value: str, what: str) -> str:
-    if not value or len(value) > MAX_NAME_CHARS:
-        raise GatewayError(BAD_INPUT, f"{what}: 1-{MAX_NAME_CHARS} characters")
-    return value
+    """Returns a user, project, volume or invitation name when it can be one (1-128 letters, digits,
+    ``-``, ``_``: every such name is a subject token); BAD_INPUT otherwise."""
+    try:
+        return check_token(value, what)
+    except SubjectError as exc:
+        raise GatewayError(BAD_INPUT, str(exc)) from exc
 
 
 def _bytes(value: float, what: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import strawberry
 
+from contracts.subjects import SubjectError, check_token
 from contracts.tenancy import project_id, user_id
 from contracts.vfolder import quota_scope_of
 from domain.vfolder.access import Actor
@@ -29,6 +30,14 @@ async def to_folder(info: Info, row: VFolderRow, actor: Actor) -> VFolder:
         shares = [VFolderShare.from_row(s) for s in await read(q.folder_shares, info.context.resources.pool,
                                                                  row.folder_id)]
     return VFolder.from_row(row, mine, shares)
+
+
+def is_token(name: str) -> bool:
+    try:
+        check_token(name)
+    except SubjectError:
+        return False
+    return True
 
 
 async def _manages_scope(info: Info, actor: Actor, kind: str, name: str) -> bool:
@@ -86,8 +95,8 @@ class VFolderQuery:
             raise GatewayError(BAD_INPUT, "at most 1000 scopes")
         for scope in wanted:
             kind, _, name = scope.partition(":")
-            if kind not in ("user", "project") or not name:
-                raise GatewayError(BAD_INPUT, f"a quota scope is user:<name> or project:<name>, not {scope!r}")
+            if kind not in ("user", "project") or not is_token(name):
+                raise GatewayError(BAD_INPUT, f"a quota scope is user:<name> or project:<name>, not {scope[:80]!r}")
             if scope not in own and not await _manages_scope(info, actor, kind, name):
                 raise GatewayError(NOT_FOUND, f"quota scope {scope!r} not found")
         await await_position(info, after_position)
