@@ -98,6 +98,10 @@ async def test_a_session_records_its_mounts(client_for, keys: Keys, folders: dic
     ([{"name": "data", "permission": "wd"}], "BAD_INPUT", "permission must be ro or rw"),
     ([{"name": "data", "target": "a" * 513}], "BAD_INPUT", "mount target: at most 512"),
     ([{"name": "n" * 129}], "BAD_INPUT", "mount name: at most 128"),
+    ([{"name": "da\x00ta"}], "BAD_INPUT", "must not contain NUL"),
+    ([{"name": "a/b"}], "BAD_INPUT", "contains '/'"),
+    ([{"name": "da\nta"}], "BAD_INPUT", "control character"),
+    ([{"name": "data", "target": "x\x00y"}], "BAD_INPUT", "NUL"),
     ([{"name": "data", "target": f"t{i}"} for i in range(17)], "BAD_INPUT", "mounts: at most 16 entries, got 17"),
 ])
 async def test_refused_mounts_record_nothing(client_for, keys: Keys, folders: dict[str, str], pg_dsn: str,

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from contracts.limits import MOUNT_FIELDS
 from contracts.mounts import MAX_MOUNTS, MountSpec
 from contracts.tenancy import KeypairLimits
-from contracts.vfolder import is_folder_id
+from contracts.vfolder import FolderPathError, check_folder_name, is_folder_id
 from domain.tenancy import UserState
 from domain.vfolder import Actor
 from domain.vfolder_mounts import MountRequest
@@ -39,14 +39,21 @@ Candidate = MountCandidateRow | VFolderRow
 
 
 def mount_requests(inputs: Sequence[MountInput] | None) -> list[MountRequest]:
-    """Returns the requests of the input's mounts; BAD_INPUT for more than ``MAX_MOUNTS``, a name or
-    target over its limit (``contracts.limits.MOUNT_FIELDS``), or a permission other than ro or rw."""
+    """Returns the requests of the input's mounts; BAD_INPUT, before any query, for more than ``MAX_MOUNTS``,
+    a name or target over its limit (``contracts.limits.MOUNT_FIELDS``), a name that is no folder id nor a
+    valid folder name (``check_folder_name``: no NUL, control characters, ``/``), or a permission other
+    than ro or rw."""
     inputs = list(inputs or ())
     if len(inputs) > MAX_MOUNTS:
         raise GatewayError(BAD_INPUT, f"mounts: at most {MAX_MOUNTS} entries, got {len(inputs)}")
     requests: list[MountRequest] = []
     for item in inputs:
         checked_value(MOUNT_FIELDS["name"], item.name)
+        if not is_folder_id(item.name):
+            try:
+                check_folder_name(item.name)
+            except FolderPathError as exc:
+                raise GatewayError(BAD_INPUT, f"mount {item.name!r}: {exc}") from exc
         if item.target is not None:
             checked_value(MOUNT_FIELDS["target"], item.target)
         permission = item.permission.lower() if item.permission is not None else None
