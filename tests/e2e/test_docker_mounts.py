@@ -82,3 +82,16 @@ def test_a_refused_mount_fails_before_any_session(docker_berth: RunningBerth, pg
     assert done.returncode != 0
     assert "folder old is in the trash" in done.stderr, done.stderr
     assert berth.berth_json("session", "ls", "--all") == []
+
+
+def test_a_folder_missing_on_the_node_fails_the_start_with_the_reason(docker_berth: RunningBerth, pg_dsn: str,
+                                                                        kernel_image: str) -> None:
+    berth = docker_berth
+    folder_id = seed_folder(pg_dsn, "lost", owner="admin")  # ready, but its directory is not on this node's volume
+
+    done = berth.berth("run", "-i", kernel_image, "-n", "lost", "--mount", "lost", "-c", "print(1)", check=False)
+
+    assert done.returncode != 0
+    info = berth.berth_json("session", "info", "lost")
+    assert info["status"] == "ERROR" and info["statusReason"] == "failed-to-start", info
+    assert f"folder lost ({folder_id}) is missing on volume local" in info["statusDetail"], info
