@@ -115,8 +115,8 @@ LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
     tc.ChangeKeypairPolicy: {"resource_policy": Text("resourcePolicy", 64)},
     tc.CreateResourcePolicy: {"name": NAME},
     tc.LimitsChange: {"total_resource_slots": SLOTS, "max_pending_session_resource_slots": SLOTS,
-                      "allowed_vfolder_hosts": Many("allowedVfolderHosts", 64, keys=Text("volume", 64),
-                                                    each=Text("volume permission", CHOICE))},
+                      "allowed_vfolder_hosts": Many("allowedVfolderHosts", 64, keys=Text("volume", 64))},
+    # (each volume's permissions are known names, checked by the domain, at most 8 distinct)
     tc.CreateResourceGroup: {"name": NAME, "description": DESCRIPTION},
     tc.GroupOptionsChange: {
         "scheduler": Text("scheduler", CHOICE), "agent_selection": Text("agentSelection", CHOICE),

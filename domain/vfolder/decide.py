@@ -25,13 +25,14 @@ from contracts.vfolder import (
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError, NotFoundError
 from domain.vfolder.access import Actor, check_volume, may_see, require, require_manager
-from domain.vfolder.state import VFolderState
+from domain.vfolder.state import Invitation, VFolderState
 
 __all__ = [
     "MAX_QUOTA_BYTES",
     "NewFolder",
     "accept",
     "check_paths",
+    "files_deleted",
     "content_changed",
     "provision_failed",
     "provisioned",
@@ -156,15 +157,18 @@ def rename(state: VFolderState | None, name: str, actor: Actor, ctx: Context) ->
 
 
 def share(state: VFolderState | None, user: str, permission: str, actor: Actor, ctx: Context, *,
-          user_domain: str | None) -> list[Event]:
+          user_domain: str | None, user_projects: frozenset[str] = frozenset()) -> list[Event]:
     """Gives ``user`` (of the folder's domain; ``user_domain`` None: no such user) ``permission``:
-    a project folder's per-user override, or a user folder shared by its owner directly.
-    Sharing again with another permission changes it."""
+    a project folder's per-user override (for a member of the project, ``user_projects``), or a
+    user folder shared by its owner directly. Sharing again with another permission changes it."""
     state = require_manager(state, actor, "share it")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
     _live(state, "share it")
     wanted = _permission(permission)
     _check_other_user(state, user, user_domain)
+    if state.owner_kind is OwnerKind.PROJECT and state.owner not in user_projects:
+        raise InvalidRequestError(f"{user!r} is not a member of project {state.owner!r}: a project folder's "
+                                  "permissions are its members'")
     current = state.shares.get(user)
     if current is wanted:
         return []
@@ -220,7 +224,7 @@ def invite(state: VFolderState | None, invitation_id: str, invitee: str, permiss
                               by=actor.user)]
 
 
-def _pending(state: VFolderState | None, invitation_id: str, actor: Actor):  # type: ignore[no-untyped-def]
+def _pending(state: VFolderState | None, invitation_id: str, actor: Actor) -> tuple[VFolderState, Invitation]:
     invitation = state.invitation(invitation_id) if state is not None else None
     if state is None or invitation is None or invitation.invitee != actor.user:
         raise InvalidRequestError(f"no invitation {invitation_id!r} for you")
@@ -334,6 +338,29 @@ def content_changed(state: VFolderState, cls: type[Event], ctx: Context, **field
     if state.status is VFolderStatus.PURGED:
         return []
     return [_emit(state, ctx)(cls, **fields)]
+
+
+MAX_PATHS_BYTES_PER_EVENT = 64 * 1024
+"""The most path bytes one ``vfolder.files_deleted`` carries; a longer list is split over several
+events (each far below ``contracts.travel.MAX_EVENT_BYTES``)."""
+
+
+def files_deleted(state: VFolderState, paths: Sequence[str], by: str, ctx: Context) -> list[Event]:
+    """The deletion of ``paths`` (normalised), in as many events as their size needs (recorded unless purged)."""
+    if state.status is VFolderStatus.PURGED or not paths:
+        return []
+    emit = _emit(state, ctx)
+    events: list[Event] = []
+    chunk: list[str] = []
+    size = 0
+    for path in check_paths(paths):
+        if chunk and size + len(path.encode()) > MAX_PATHS_BYTES_PER_EVENT:
+            events.append(emit(ev.VFolderFilesDeleted, paths=chunk, by=by))
+            chunk, size = [], 0
+        chunk.append(path)
+        size += len(path.encode())
+    events.append(emit(ev.VFolderFilesDeleted, paths=chunk, by=by))
+    return events
 
 
 def check_paths(paths: Sequence[str]) -> list[str]:

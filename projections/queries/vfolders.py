@@ -22,6 +22,7 @@ __all__ = [
     "folder",
     "folder_shares",
     "folders_named",
+    "invitation",
     "invitations_for",
     "list_folders",
     "owned_count",
@@ -109,6 +110,15 @@ async def invitations_for(pool: AsyncConnectionPool, invitee: str, *, state: str
              f" ORDER BY i.created_at, i.invitation_id LIMIT %(limit)s")
     return await fetch_all(pool, VFolderInvitationRow, query,
                            {"invitee": invitee, "state": state, "limit": max(0, min(limit, MAX_FOLDERS))})
+
+
+async def invitation(pool: AsyncConnectionPool, invitee: str, invitation_id: str) -> VFolderInvitationRow | None:
+    """Returns one invitation of ``invitee`` (in any state), None when there is none."""
+    query = ("SELECT i.invitation_id, i.folder_id, f.name AS folder_name, i.inviter, i.invitee, i.permission,"
+             " i.state, i.created_at, i.updated_at FROM vfolder_invitations i JOIN vfolders f USING (folder_id)"
+             " WHERE i.invitation_id = %s AND i.invitee = %s")
+    rows = await fetch_all(pool, VFolderInvitationRow, query, (invitation_id, invitee))
+    return rows[0] if rows else None
 
 
 class _Count(msgspec.Struct, frozen=True):

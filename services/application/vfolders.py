@@ -55,7 +55,11 @@ def report_context_id(report: StorageReport) -> str:
 
 
 class VFolders(BerthApplication):
-    """Loads folders (and the tenancy facts a decision needs), decides, and saves."""
+    """Loads folders (and the tenancy facts a decision needs), decides, and saves. A folder's history
+    grows with its content (each upload is an event): its state is snapshotted, as are the keypairs'
+    and policies' it reads."""
+
+    long_lived = frozenset({evolve, tenancy.evolve})
 
     def get(self, folder_id: str) -> VFolderState | None:
         """Returns the current state of a folder, None when unknown (or not a folder's id)."""
@@ -79,16 +83,18 @@ class VFolders(BerthApplication):
                      max_vfolder_count=limits.max_vfolder_count)
 
     def limits(self, keypair: KeypairState) -> KeypairLimits:
+        """Returns the limits of the keypair's resource policy (none when it is unknown)."""
         policy = self.current(policy_id(keypair.resource_policy or DEFAULT_POLICY), tenancy.evolve)
         return policy.limits if isinstance(policy, PolicyState) else KeypairLimits()
 
-    def keypair_limits(self, access_key: str) -> KeypairLimits:
-        keypair = self.current(access_key, tenancy.evolve)
-        return self.limits(keypair) if isinstance(keypair, KeypairState) else KeypairLimits()
+    def _user(self, name: str) -> UserState | None:
+        """Returns an active user's state, None when there is no such active user."""
+        user = self.current(user_id(name), tenancy.evolve)
+        return user if isinstance(user, UserState) and user.is_active else None
 
     def _user_domain(self, name: str) -> str | None:
-        user = self.current(user_id(name), tenancy.evolve)
-        return user.domain if isinstance(user, UserState) and user.is_active else None
+        user = self._user(name)
+        return user.domain if user is not None else None
 
     # --- names ------------------------------------------------------------------------------
 
@@ -114,10 +120,12 @@ class VFolders(BerthApplication):
         ``owned``: folders the owner has now (the read models' count; checked against the
         actor's ``max_vfolder_count``)."""
         folder_id = folder_id or new_folder_id()
-        if request.owner_kind is OwnerKind.PROJECT:
+        if request.owner_kind is OwnerKind.PROJECT:  # a project's folder lives in the project's domain
             project = self.current(project_id(request.owner), tenancy.evolve)
-            if not isinstance(project, ProjectState) or project.domain != request.domain:
-                raise InvalidRequestError(f"no project {request.owner!r} in domain {request.domain!r}")
+            if not isinstance(project, ProjectState) or not (actor.manages(project.domain)
+                                                             or request.owner in actor.projects):
+                raise NotFoundError(f"project {request.owner!r} not found")
+            request.domain = project.domain
 
         def attempt() -> int:
             events = d.create(self.get(folder_id), folder_id, request, actor, ctx, owned=owned)
@@ -162,8 +170,10 @@ class VFolders(BerthApplication):
         return self._change(folder_id, decision)
 
     def share(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context) -> int:
-        domain = self._user_domain(user)
-        return self._change(folder_id, lambda s: d.share(s, user, permission, actor, ctx, user_domain=domain))
+        found = self._user(user)
+        domain, projects = (found.domain, frozenset(found.projects)) if found is not None else (None, frozenset())
+        return self._change(folder_id, lambda s: d.share(s, user, permission, actor, ctx, user_domain=domain,
+                                                         user_projects=projects))
 
     def unshare(self, folder_id: str, user: str, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.unshare(s, user, actor, ctx))
@@ -276,7 +286,7 @@ def _(report: FileUploadedReport, state: VFolderState, ctx: Context) -> list[Eve
 
 @_facts.register
 def _(report: FilesDeletedReport, state: VFolderState, ctx: Context) -> list[Event]:
-    return d.content_changed(state, ev.VFolderFilesDeleted, ctx, paths=d.check_paths(report.paths), by=report.by)
+    return d.files_deleted(state, report.paths, report.by, ctx)
 
 
 @_facts.register

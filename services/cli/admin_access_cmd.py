@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from services.cli import admin_queries as aq
-from services.cli.admin_common import apply_and_show, list_rows, slot_list, slots_option
+from services.cli.admin_common import apply_and_show, list_rows, size_bytes, slot_list, slots_option
 from services.cli.connection import connect_client
 from services.cli.running import run_async
 from services.cli.output import Output
@@ -20,7 +20,8 @@ POLICY_COLUMNS = [("name", "NAME"), ("totalResourceSlots", "TOTAL SLOTS"), ("max
                   ("maxPendingSessionCount", "PENDING"), ("maxPendingSessionResourceSlots", "PENDING SLOTS"),
                   ("maxContainersPerSession", "CONTAINERS"), ("idleTimeout", "IDLE S"),
                   ("maxSessionLifetime", "LIFETIME S"), ("rateLimit", "REQ/15MIN"),
-                  ("maxConcurrentSubscriptions", "SUBSCRIPTIONS")]
+                  ("maxConcurrentSubscriptions", "SUBSCRIPTIONS"), ("maxVfolderCount", "FOLDERS"),
+                  ("maxQuotaScopeSize", "STORAGE B"), ("allowedVfolderHosts", "VOLUMES")]
 _KEYPAIR_FIELDS = [(key, header.lower()) for key, header in KEYPAIR_COLUMNS]
 _POLICY_FIELDS = [(key, header.lower()) for key, header in POLICY_COLUMNS]
 
@@ -97,6 +98,13 @@ def _limit_options(func: Any) -> Any:
                      "default 30000)."),
         click.option("--max-concurrent-subscriptions", type=int, help="Subscriptions (websocket streams) open at once "
                      "per keypair (0 = unlimited; default 64)."),
+        click.option("--max-vfolder-count", type=int, help="Folders each user may own (0 = unlimited; default 100)."),
+        click.option("--max-quota-scope-size", metavar="SIZE", help="Bytes all folders of a user may hold, e.g. 100g "
+                     "(0 = unlimited, the default)."),
+        click.option("--vfolder-host", "vfolder_hosts", multiple=True, metavar="VOLUME=PERM[,PERM]",
+                     help="A volume and what may be done there (create-vfolder, modify-vfolder, delete-vfolder, "
+                     "mount-in-session, upload-file, download-file, invite-others, set-user-specific-permission); "
+                     "repeatable, replaces the map (default: local with all)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -112,7 +120,23 @@ def _limits(name: str, total_slots: str | None, pending_slots: str | None, **cou
         "maxContainersPerSession": counts["max_containers_per_session"],
         "idleTimeout": counts["idle_timeout"], "maxSessionLifetime": counts["max_session_lifetime"],
         "rateLimit": counts["rate_limit"], "maxConcurrentSubscriptions": counts["max_concurrent_subscriptions"],
+        "maxVfolderCount": counts["max_vfolder_count"],
+        "maxQuotaScopeSize": size_bytes(counts["max_quota_scope_size"], "--max-quota-scope-size"),
+        "allowedVfolderHosts": _hosts(counts["vfolder_hosts"]),
     }
+
+
+def _hosts(values: Any) -> list[dict[str, Any]] | None:
+    """Returns ``local=upload-file,download-file`` options as ``[{volume, permissions}]``; None when none."""
+    if not values:
+        return None
+    hosts = []
+    for value in values:
+        volume, sep, perms = str(value).partition("=")
+        if not sep or not volume.strip():
+            raise click.BadParameter(f"expected VOLUME=PERM[,PERM...], got {value!r}", param_hint="--vfolder-host")
+        hosts.append({"volume": volume.strip(), "permissions": [p.strip() for p in perms.split(",") if p.strip()]})
+    return hosts
 
 
 @click.group()

@@ -14,7 +14,8 @@ import click
 from services.cli import admin_queries as aq
 from services.cli.admin_access_cmd import keypair, policy
 from services.cli.admin_bus_cmd import agent, bus
-from services.cli.admin_common import apply_and_show, csv_list, list_rows, slot_list, slots_option
+from services.cli.connection import connect_client
+from services.cli.admin_common import apply_and_show, csv_list, list_rows, size_bytes, slot_list, slots_option
 from services.cli.admin_rgroup_cmd import rgroup
 from services.cli.running import run_async
 from services.cli.output import Output
@@ -142,6 +143,20 @@ async def project_update(out: Output, name: str, total_slots: str | None) -> Non
     data = {"name": name, "totalResourceSlots": slot_list(total_slots, "--total-slots")}
     await apply_and_show(out, aq.UPDATE_PROJECT, {"i": data}, (aq.PROJECTS, "projects", {}), ("name", name),
                          _fields(PROJECT_COLUMNS))
+
+
+@project.command("set-storage-limit")
+@click.argument("name")
+@click.argument("size")
+@click.pass_obj
+@run_async
+async def project_set_storage_limit(out: Output, name: str, size: str) -> None:
+    """Set the bytes all folders of project NAME may hold together, e.g. 1t (0 = no limit)."""
+    async with connect_client() as client:
+        result = (await client.execute(aq.SET_PROJECT_STORAGE_LIMIT,
+                                       {"n": name, "b": size_bytes(size, "SIZE")}))["setProjectStorageLimit"]
+    out.record({"project": name, "limitBytes": size_bytes(size, "SIZE"), "position": result["position"]},
+               [("project", "project"), ("limitBytes", "storage limit (bytes)"), ("position", "position")])
 
 
 # ---------------------------------------------------------------- user

@@ -7,10 +7,11 @@ from typing import Any, Sequence
 
 import click
 
+from contracts.slots import SlotError, parse_amount
 from services.cli.connection import connect_client
 from services.cli.output import Output
 
-__all__ = ["apply_and_show", "csv_list", "list_rows", "slot_list", "slots_option"]
+__all__ = ["apply_and_show", "csv_list", "list_rows", "size_bytes", "slot_list", "slots_option"]
 
 
 def slot_list(value: str | None, option: str) -> list[dict[str, str]] | None:
@@ -27,6 +28,17 @@ def slot_list(value: str | None, option: str) -> list[dict[str, str]] | None:
                                      param_hint=option)
         slots.append({"slot": slot.strip(), "amount": amount.strip()})
     return slots
+
+
+def size_bytes(value: Any, option: str) -> float | None:
+    """Returns a size (``100g``, ``1.5t`` or a byte count) as bytes; None when not given."""
+    if value is None:
+        return None
+    try:
+        return float(parse_amount("mem", str(value)))
+    except (SlotError, ArithmeticError, ValueError) as exc:
+        raise click.BadParameter(f"expected a size such as 100g or a number of bytes, got {value!r}",
+                                 param_hint=option) from exc
 
 
 def csv_list(values: Sequence[str]) -> list[str] | None:

@@ -6,7 +6,7 @@ USER_FIELDS = "name domain role projects isActive createdAt"
 KEYPAIR_FIELDS = "accessKey user domain role resourcePolicy isActive createdAt"
 POLICY_FIELDS = """name totalResourceSlots maxConcurrentSessions maxPendingSessionCount
   maxPendingSessionResourceSlots maxContainersPerSession idleTimeout maxSessionLifetime
-  rateLimit maxConcurrentSubscriptions"""
+  rateLimit maxConcurrentSubscriptions maxVfolderCount maxQuotaScopeSize allowedVfolderHosts"""
 RGROUP_FIELDS = "name description scheduler agentSelection allowedSessionTypes pendingTimeout public domains projects keypairs"
 
 DOMAINS = "query($p: Int) { domains(afterPosition: $p) { " + DOMAIN_FIELDS + " } }"
@@ -32,3 +32,5 @@ CREATE_POLICY = "mutation($i: ResourcePolicyInput!) { createResourcePolicy(input
 UPDATE_POLICY = "mutation($i: ResourcePolicyInput!) { updateResourcePolicy(input: $i) " + RESULT + " }"
 CREATE_RGROUP = "mutation($i: ResourceGroupInput!) { createResourceGroup(input: $i) " + RESULT + " }"
 UPDATE_RGROUP = "mutation($i: ResourceGroupInput!) { updateResourceGroup(input: $i) " + RESULT + " }"
+SET_PROJECT_STORAGE_LIMIT = ("mutation($n: String!, $b: Float!) { setProjectStorageLimit(project: $n, limitBytes: $b) "
+                             "{ id position } }")

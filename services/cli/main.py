@@ -46,6 +46,7 @@ def _register() -> None:
         admin_cmd, agents_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd,
         token_cmd, up_cmd, usage_cmd, vfolder_cmd,
     )
+    from services.cli import vfolder_transfer_cmd  # noqa: F401  (adds the data commands to `berth vfolder`)
 
     cli.add_command(up_cmd.up)
     cli.add_command(session_cmd.session)

@@ -1,5 +1,5 @@
 """``berth vfolder``: virtual folders' metadata — create, ls, info, rename, rm (to the trash),
-restore, purge, clone, share, unshare, invite, invitations, accept, reject, leave.
+restore, purge, clone, share, unshare, invite, invitations, accept, reject, leave, set-quota.
 
 A FOLDER argument is a folder id or a name (your own folder first; a name several visible folders
 share is refused with their ids). Each change prints the folder as the read models show it once
@@ -13,9 +13,11 @@ from typing import Any
 
 import click
 
+from services.cli.admin_common import size_bytes
 from services.cli.connection import connect_client
 from services.cli.output import Output
 from services.cli.running import run_async
+from services.sdk.client import BerthAPIError
 
 __all__ = ["FOLDER_FIELDS", "STORAGE_COLUMNS", "human_bytes", "storage_rows", "vfolder"]
 
@@ -42,7 +44,9 @@ INVITATIONS = ("query($all: Boolean!) { vfolderInvitations(all: $all) { id folde
 ACCEPT = "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id position } }"
 REJECT = "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id position } }"
 LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id position } }"
+SET_QUOTA = "mutation($f: String!, $b: Float!) { setVFolderQuota(folder: $f, limitBytes: $b) { id position } }"
 STORAGE = "query { storageUsage { quotaScope folders usageBytes usageFiles limitBytes } }"
+SCOPE = "query($s: [String!]) { storageUsage(scopes: $s) { quotaScope folders usageBytes limitBytes } }"
 
 COLUMNS = [("id", "ID"), ("name", "NAME"), ("owner", "OWNER"), ("ownerKind", "KIND"), ("myPermission", "PERM"),
            ("status", "STATUS"), ("usage", "USAGE"), ("volume", "VOLUME")]
@@ -132,10 +136,19 @@ async def ls(out: Output, status: str | None, include_purged: bool, quiet: bool)
 @click.pass_obj
 @run_async
 async def info(out: Output, folder: str) -> None:
-    """Show FOLDER: owner, permissions, status, usage next to its quota, who it is shared with."""
+    """Show FOLDER: owner, permissions, status, usage next to its quota and its quota scope's, who
+    it is shared with."""
     async with connect_client() as client:
         row = (await client.execute(ONE, {"f": folder, "p": None}))["vfolder"]
-    out.record(_shown(row), FOLDER_FIELDS)
+        try:
+            (scope,) = (await client.execute(SCOPE, {"s": [row["quotaScope"]]}))["storageUsage"]
+        except BerthAPIError:  # a scope not yours (a folder shared with you): its figures are not shown
+            scope = None
+    shown = _shown(row)
+    if scope is not None:
+        limit = human_bytes(scope["limitBytes"]) if scope["limitBytes"] else "none"
+        shown["scopeUsage"] = f"{human_bytes(scope['usageBytes'])} of {limit} ({scope['folders']} folders)"
+    out.record(shown, [*FOLDER_FIELDS[:17], ("scopeUsage", "scope usage"), *FOLDER_FIELDS[17:]])
 
 
 @vfolder.command("rename")
@@ -261,3 +274,13 @@ async def leave(out: Output, folder: str) -> None:
     async with connect_client() as client:
         result = (await client.execute(LEAVE, {"f": folder}))["leaveVFolder"]
     out.record({"folder": result["id"], "state": "left"}, [("folder", "folder"), ("state", "state")])
+
+
+@vfolder.command("set-quota")
+@click.argument("folder")
+@click.argument("size")
+@click.pass_obj
+@run_async
+async def set_quota(out: Output, folder: str, size: str) -> None:
+    """Cap FOLDER at SIZE, e.g. 10g (0 = no cap of its own; admins). Uploads beyond it are refused."""
+    await _change(out, SET_QUOTA, {"f": folder, "b": size_bytes(size, "SIZE")})

@@ -25,6 +25,7 @@ from contracts.subjects import (
     dead_letter_subject,
     heartbeat_key_subject,
     report_agent_filter,
+    storage_report_filter,
 )
 from services.common.nats_jwt import Permissions
 
@@ -58,6 +59,8 @@ _SERVICE_EXTRA: dict[str, Permissions] = {
     "projector": Permissions(),
     "scheduler": Permissions(),
     "controller": Permissions(),
+    # folder events in (its durable consumers storage-<volume>), its reports on rp.storage.> out.
+    "storage": Permissions(publish=(storage_report_filter(),)),
     # exec and logs requests into any kernel, their output; ``berth dlq replay`` (superadmins) publishes a
     # dead-lettered report again and deletes the entry.
     "gateway": Permissions(publish=(EXEC_SUBJECTS, LOGS_SUBJECTS, *REPORTS_SUBJECTS,

@@ -85,6 +85,12 @@ class Settings(msgspec.Struct, kw_only=True):
     storage_key_file: str = ""
     """The storage tokens' signing key (32 bytes, 0600) shared by the gateway and the storage service;
     empty: ``<data dir>/storage.key``."""
+    storage_bind: str = "127.0.0.1:0"
+    """``host:port`` the storage service's HTTP data plane listens on (port 0: a free one)."""
+    storage_usage_interval: float = 60.0
+    """Seconds between two measures of every folder's usage by the storage service."""
+    storage_upload_ttl: float = 86400.0
+    """Seconds an unfinished upload is kept before it is removed (its bytes released)."""
     reconcile_interval: float = 60.0
     """Seconds between two comparisons of an agent's containers with its assigned kernels."""
 

@@ -33,6 +33,9 @@ class Instance(msgspec.Struct, kw_only=True):
     nats_creds: str = ""
     """The bus credential of the instance's administrator (``admin``), for the CLI's direct
     NATS commands; empty when the bus is external."""
+    storage_url: str = ""
+    """The storage service's data plane (uploads, downloads); the gateway also hands it out with
+    each storage token."""
 
 
 def write_private(path: Path, data: bytes) -> Path:

@@ -2,7 +2,7 @@
 
 Each service runs as a child process of its own (``python -m services.<name>``, settings passed as
 ``BERTH_*`` variables; ``services.supervisor.processes``), so that they do not share one GIL: the
-gateway, relay, projector, scheduler, controller and one agent process (``--agents N`` simulated
+gateway, relay, projector, scheduler, controller, storage and one agent process (``--agents N`` simulated
 agents are N agents in that one process, ``services.agent.fleet``). Their output is merged into
 this one's, each line prefixed with the service's name. ``in_process=True`` runs them as asyncio
 tasks of this process instead (``services.supervisor.supervision``), as before.
@@ -39,6 +39,9 @@ from services.gateway.main import run_gateway
 from services.projector.main import run_projector
 from services.relay.main import run_relay
 from services.scheduler.main import run_scheduler
+from services.storage.keys import ensure_key, key_path
+from services.storage.main import run_storage
+from services.storage.server import parse_bind
 from services.supervisor.infrastructure import infrastructure
 from services.supervisor.processes import Child, Children, module_argv
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity, prepare_default_image
@@ -128,9 +131,22 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
+def with_storage_endpoint(settings: Settings) -> Settings:
+    """Returns ``settings`` with the storage service's port fixed (a free one when
+    ``BERTH_STORAGE_BIND`` says 0, kept across restarts) and ``storage_url`` naming it when unset,
+    so the gateway and the instance file know the URL before the service starts."""
+    host, port = parse_bind(settings.storage_bind)
+    if port == 0:
+        port = _free_port(host)
+        settings = msgspec.structs.replace(settings, storage_bind=f"{f'[{host}]' if ':' in host else host}:{port}")
+    if not settings.storage_url:
+        settings = msgspec.structs.replace(settings, storage_url=f"http://{f'[{host}]' if ':' in host else host}:{port}")
+    return settings
+
+
 def service_processes(settings: Settings, gateway_ready: Callable[[str], None], *, grace: float = GRACE,
                       bus_trust: BusTrust | None = None) -> Children:
-    """Returns the services as child processes: gateway, relay, projector, scheduler, controller and
+    """Returns the services as child processes: gateway, relay, projector, scheduler, controller, storage and
     one agent process (hosting every local agent), each with its own bus credential when
     ``bus_trust`` is given. The gateway keeps one port across restarts (a
     free one is chosen here when ``gateway_port`` is 0), and ``gateway_ready(url)`` is called each
@@ -152,6 +168,7 @@ def service_processes(settings: Settings, gateway_ready: Callable[[str], None], 
         Child("projector", module_argv("services.projector"), env("projector")),
         Child("scheduler", module_argv("services.scheduler"), env("scheduler")),
         Child("controller", module_argv("services.controller"), env("controller")),
+        Child("storage", module_argv("services.storage"), env("storage")),
         Child(agents, module_argv("services.agent"), env("agents")),
         Child("gateway", module_argv("services.gateway"), env("gateway"), on_line=gateway_line),
     ], grace=grace)
@@ -161,6 +178,8 @@ async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[st
                in_process: bool, stop: asyncio.Event) -> list[str]:
     """Prepares the infrastructure and supervises every service until ``stop`` is set; returns
     the names of the services that did not stop within the grace period."""
+    settings = with_storage_endpoint(settings)
+    await asyncio.to_thread(ensure_key, key_path(settings))  # the gateway mints with it from its start
     agents = agent_settings(with_identity(settings, bus_trust, "agents"))
     await _prepare(settings)
     if settings.agent_backend == "docker":
@@ -202,13 +221,14 @@ async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[st
                 pid=os.getpid(),
                 access_key=access_key,
                 secret_key=secret_key,
+                storage_url=settings.storage_url,
             ),
         )
         if not first:
             say(f"the gateway now answers at {url}/graphql")
             return
         say(f"Berth is up. GraphQL (and GraphiQL): {url}/graphql")
-        say(f"NATS: {settings.nats_url}   PostgreSQL: {settings.pg_dsn}")
+        say(f"NATS: {settings.nats_url}   PostgreSQL: {settings.pg_dsn}   storage: {settings.storage_url}")
         ids = ", ".join(a.agent_id for a in agents)
         say(f"agent {ids} ({settings.agent_backend} backend) capacity {describe_capacity(settings)} each")
         try_it = "session create" if settings.agent_backend == "simulated" else "run -c 'print(1)'"
@@ -227,6 +247,7 @@ async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[st
             Service("projector", lambda s: run_projector(as_("projector"), s)),
             Service("scheduler", lambda s: run_scheduler(as_("scheduler"), s)),
             Service("controller", lambda s: run_controller(as_("controller"), s)),
+            Service("storage", lambda s: run_storage(as_("storage"), s)),
             *(Service(f"agent {a.agent_id}", functools.partial(run_agent, a)) for a in agents),
             Service("gateway", lambda s: run_gateway(as_("gateway"), s, ready=gateway_ready)),
         ]

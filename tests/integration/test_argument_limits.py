@@ -85,7 +85,7 @@ def _minimal(type_: graphql.GraphQLInputType) -> Any:
         return []
     if isinstance(type_, graphql.GraphQLInputObjectType):
         return {name: _minimal(sub.type) for name, sub in type_.fields.items() if _required(sub)}
-    return {"Int": 1, "Boolean": False, "DateTime": "2030-01-01T00:00:00+00:00"}.get(type_.name, "default")
+    return {"Int": 1, "Float": 1.0, "Boolean": False, "DateTime": "2030-01-01T00:00:00+00:00"}.get(type_.name, "default")
 
 
 def _with(type_: graphql.GraphQLInputType, path: tuple[str, ...], is_list: bool, bad: Any) -> Any:
@@ -119,6 +119,8 @@ def request_for(leaf: Leaf, bad: Any) -> tuple[str, str, dict[str, Any]]:
 
 def _bad_value(leaf: Leaf, kind: str) -> Any:
     if leaf.is_list:
+        if leaf.path and leaf.path[-1] == "allowedVfolderHosts":
+            return [{"volume": f"v{i}", "permissions": []} for i in range(MANY)]
         return [{"slot": f"s{i}", "amount": "1"} for i in range(MANY)] if leaf.path and leaf.path[-1] in (
             "resources", "totalResourceSlots", "maxPendingSessionResourceSlots") else [f"x{i}" for i in range(MANY)]
     return "x" * BIG if kind == "big" else "x\x00y"

@@ -1,7 +1,7 @@
 """The controller turns storage reports into folder events, on real NATS and PostgreSQL: a folder
 is provisioned by its report; the same report again (past the stream's deduplication, another
 message id) records nothing; a report sent on another volume's subject, or about an unknown
-folder, is dead-lettered; agent reports and storage reports go to their own consumers."""
+folder, is dead-lettered, and replayed (``berth dlq replay``) once its cause is dealt with."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ from contracts.vfolder import (
     UsageMeasuredReport,
     VFolderStatus,
     encode_storage_report,
+    new_folder_id,
 )
 from domain.vfolder.decide import NewFolder
 from services.application.context import make_context
 from services.application.vfolders import VFolders
 from services.common.settings import Settings
 from services.controller.main import run_controller
+from services.gateway.deadletters import queue
+from services.supervisor.embedded import NatsServer
 from services.gateway.auth.keypairs import create_keypair, ensure_admin_keypair
 from tests.support.gateway import create_user
 from tests.support.publish import ServiceTasks, service_tasks
@@ -33,8 +36,10 @@ from tests.support.waiting import async_wait_for
 
 
 @pytest.fixture
-async def controller(js: JetStreamContext, nats_url: str, pg_dsn: str) -> AsyncIterator[ServiceTasks]:
-    settings = Settings(nats_url=nats_url, pg_dsn=pg_dsn, heartbeat_interval=0.1, heartbeat_timeout=60.0)
+async def controller(js: JetStreamContext, nats_server: NatsServer, pg_dsn: str) -> AsyncIterator[ServiceTasks]:
+    """The controller under its own bus identity (least privilege: it must still run this consumer)."""
+    settings = Settings(nats_url=nats_server.url, nats_creds=str(nats_server.credentials("controller")), pg_dsn=pg_dsn,
+                        heartbeat_interval=0.1, heartbeat_timeout=60.0)
     async with service_tasks() as tasks:
         tasks.start("controller", lambda stop: run_controller(settings, stop))
         yield tasks
@@ -103,3 +108,24 @@ async def test_storage_reports_become_folder_events_once(
 
 async def _at_least(count: object, n: int) -> bool:
     return await count >= n  # type: ignore[misc,operator]
+
+
+async def test_a_dead_lettered_storage_report_is_replayed_once_its_cause_is_dealt_with(
+        js: JetStreamContext, controller: ServiceTasks, vfolders: VFolders, pg_dsn: str) -> None:
+    key, _ = create_keypair(pg_dsn, "alice")
+    folder_id = new_folder_id()
+    await publish(js, report(FolderProvisionedReport, folder_id))  # a folder the store does not know (yet)
+    await async_wait_for(lambda: _at_least(dead_letters(js), 1), timeout=20, message="not dead-lettered")
+    request = NewFolder(name="late", volume="local", owner_kind="user", owner="alice", domain="default")
+    await asyncio.to_thread(vfolders.create, vfolders.actor(key), request, make_context(key), owned=0,
+                            folder_id=folder_id)
+    (letter,) = await queue.entries(js, "controller-storage")
+    await queue.replay(js, letter)
+
+    async def ready() -> bool:
+        state = await asyncio.to_thread(vfolders.get, folder_id)
+        return state is not None and state.status is VFolderStatus.READY
+
+    await async_wait_for(ready, timeout=20, message="the replayed report was not applied")
+    assert await dead_letters(js) == 0
+    controller.check()

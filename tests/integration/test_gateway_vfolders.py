@@ -21,9 +21,10 @@ from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import create_keypair
 from services.gateway.main import build_app
+from services.gateway.vfolders.transfers import MAX_UPLOAD_BYTES
 from services.sdk.client import BerthClient
 from tests.support.gateway import Keys, client_for, create_user, keys, read_models  # noqa: F401 - fixtures
-from tests.support.tenancy import catch_up, refused
+from tests.support.tenancy import CREATE_DOMAIN, CREATE_PROJECT, catch_up, refused
 
 CREATE = "mutation($i: CreateVFolderInput!) { createVFolder(input: $i) { id position } }"
 LIST = ("query { vfolders { id name ownerKind owner status myPermission permission quotaScope usageBytes "
@@ -138,7 +139,7 @@ async def test_invitations_are_accepted_and_give_the_invited_permission(
     ticket = (await bob.execute(UPLOAD, {"f": folder_id, "p": "in/b.bin", "s": 10}))["requestUpload"]
     claims = verify_token(KEY, ticket["token"], op="upload", now=time.time(), path="in/b.bin", folder=folder_id)
     assert (claims.user, claims.max_bytes, claims.quota_scope, ticket["url"]) == (
-        "bob", 10, "user:alice", "http://127.0.0.1:9")
+        "bob", MAX_UPLOAD_BYTES, "user:alice", "http://127.0.0.1:9")  # no limit: the largest upload
 
 
 async def test_trash_restore_trash_purge_frees_the_name(
@@ -203,3 +204,19 @@ async def test_policy_limits_folder_count_and_scope_size(
     storage(UsageMeasuredReport, first, bytes=45, files=3)
     assert (await refused(carol, UPLOAD, {"f": first, "p": "x", "s": 6})).code == "QUOTA"
     assert (await carol.execute(UPLOAD, {"f": first, "p": "x", "s": 5}))["requestUpload"]["maxBytes"] == 5
+
+
+async def test_a_project_folder_lives_in_its_projects_domain(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: Any) -> None:
+    admin = client_for(keys.admin)
+    await admin.execute(CREATE_DOMAIN, {"i": {"name": "lab"}})
+    await admin.execute(CREATE_PROJECT, {"i": {"name": "ml", "domain": "lab"}})
+    create_user(pg_dsn, "dave", domain="lab", projects=("ml",))
+    dave = client_for(create_keypair(pg_dsn, "dave"))
+    alice = client_for(keys.alice)
+    assert (await refused(alice, CREATE, {"i": {"name": "x", "project": "ml"}})).code == "NOT_FOUND"
+    folder_id = await create(admin, pg_dsn, "models", project="ml", permission="rw")
+    (row,) = (await dave.execute(LIST))["vfolders"]
+    assert (row["id"], row["owner"], row["myPermission"]) == (folder_id, "ml", "rw")
+    assert (await alice.execute(LIST))["vfolders"] == []
+    assert (await refused(alice, ONE, {"f": folder_id})).code == "NOT_FOUND"

@@ -136,7 +136,7 @@ def freeze(pids: list[int]) -> None:
             os.kill(pid, signal.SIGSTOP)
 
 
-SERVICES = ("gateway", "relay", "projector", "scheduler", "controller", "agent")
+SERVICES = ("gateway", "relay", "projector", "scheduler", "controller", "storage", "agent")
 
 
 @pytest.mark.slow

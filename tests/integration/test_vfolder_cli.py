@@ -59,7 +59,7 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     (seen,) = await as_json(served, bob, "vfolder", "ls")
     assert (seen["id"], seen["myPermission"], seen["status"]) == (folder_id, "rw", "ready")
     _, text, _ = await berth(served, alice, "vfolder", "info", "data")
-    assert "3.0 MiB" in text and "bob:rw" in text
+    assert "3.0 MiB" in text and "bob:rw" in text and "3.0 MiB of none (1 folders)" in text
     await as_json(served, alice, "vfolder", "unshare", "data", "bob")
     assert await as_json(served, bob, "vfolder", "ls") == []
 
@@ -74,6 +74,9 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     assert (accepted["name"], accepted["myPermission"]) == ("copy", "ro")
     assert (await as_json(served, bob, "vfolder", "leave", copy["id"]))["state"] == "left"
 
+    _, _, err = await berth(served, alice, "vfolder", "set-quota", "data", "1g", ok=False)
+    assert "admin" in err
+    assert (await as_json(served, keys.admin, "vfolder", "set-quota", folder_id, "1g"))["quotaLimit"] == 1024**3
     renamed = await as_json(served, alice, "vfolder", "rename", "data", "kept")
     assert renamed["name"] == "kept"
     assert (await as_json(served, alice, "vfolder", "rm", "kept"))["status"] == "trashed"
@@ -94,3 +97,20 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
 
 async def _has(rows, done) -> bool:  # type: ignore[no-untyped-def]
     return bool(done(await rows))
+
+
+async def test_storage_policy_and_project_limit_commands(served: str, keys: Keys, projecting: None) -> None:
+    admin = keys.admin
+    policy = await as_json(served, admin, "admin", "policy", "create", "tiny", "--max-vfolder-count", "1",
+                           "--max-quota-scope-size", "1g", "--vfolder-host", "local=create-vfolder,upload-file")
+    assert (policy["maxVfolderCount"], policy["maxQuotaScopeSize"]) == (1, 1024**3)
+    assert policy["allowedVfolderHosts"] == {"local": ["create-vfolder", "upload-file"]}
+    _, _, err = await berth(served, admin, "admin", "policy", "update", "tiny", "--vfolder-host", "local", ok=False)
+    assert "VOLUME=PERM" in err or "permission" in err
+    limit = await as_json(served, admin, "admin", "project", "set-storage-limit", "default", "2g")
+    assert limit["limitBytes"] == 2 * 1024**3
+    await async_wait_for(lambda: _has(as_json(served, keys.alice, "usage", "--storage"),
+                                      lambda rows: {r["quotaScope"]: r["limitBytes"] for r in rows}.get(
+                                          "project:default") == 2 * 1024**3), timeout=20)
+    _, _, err = await berth(served, keys.alice, "admin", "project", "set-storage-limit", "default", "1g", ok=False)
+    assert "FORBIDDEN" in err or "admin" in err

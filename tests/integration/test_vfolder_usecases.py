@@ -133,3 +133,17 @@ def test_concurrent_creations_of_one_name_record_one_folder(world: tuple[VFolder
     with psycopg.connect(pg_dsn) as conn:
         count = conn.execute("SELECT count(*) FROM berth_events WHERE topic = 'vfolder.created'").fetchone()[0]
     assert count == 1
+
+
+def test_a_busy_folder_is_loaded_from_its_snapshot(world: tuple[VFolders, str], pg_dsn: str) -> None:
+    app, key = world
+    folder_id, _ = app.create(app.actor(key), mine("busy"), make_context(key), owned=0)
+    apply(app, report(FolderProvisionedReport, folder_id))
+    for i in range(450):  # uploads: the history grows with the content
+        apply(app, report(FileUploadedReport, folder_id, path=f"f{i}", size=1, sha256="0" * 64, by="alice"))
+    with psycopg.connect(pg_dsn) as conn:
+        (version,) = conn.execute("SELECT max(version) FROM berth_events_snapshots WHERE aggregate_id = %s",
+                                  (folder_id,)).fetchone()
+    assert version >= 400
+    with VFolders(pg_dsn) as fresh:
+        assert fresh.get(folder_id) == app.get(folder_id)

@@ -15,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts import vfolder as ev
+from contracts.catalog import encode_event
 from contracts.envelope import Event, Metadata
 from contracts.tenancy import Role
+from contracts.travel import MAX_EVENT_BYTES
 from contracts.vfolder import (
     FolderPathError,
     VFolderPermission,
@@ -34,6 +36,7 @@ from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor, permission_of
 from domain.vfolder.state import VFolderState, evolve
+from services.common.snapshots import codec_of
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ALL = frozenset(VolumePermission)
@@ -109,8 +112,11 @@ def test_project_folders_are_created_by_admins_and_members_get_the_default_permi
     state = folder(ADMIN, kind="project", owner_name="ml", permission="ro")
     assert state.quota_scope == "project:ml"
     assert permission_of(state, ALICE) is VFolderPermission.RO and permission_of(state, CAROL) is None
-    state = apply(state, d.share(state, "alice", "rw", ADMIN, ctx(), user_domain="default"))
+    state = apply(state, d.share(state, "alice", "rw", ADMIN, ctx(), user_domain="default",
+                                 user_projects=frozenset({"ml"})))
     assert permission_of(state, ALICE) is VFolderPermission.RW  # a per-user override
+    with pytest.raises(InvalidRequestError, match="not a member"):
+        d.share(state, "carol", "ro", ADMIN, ctx(), user_domain="default")
 
 
 def test_the_volume_policy_is_checked() -> None:
@@ -261,6 +267,26 @@ def test_a_name_is_claimed_unless_a_live_folder_of_the_owner_holds_it() -> None:
     (again,) = names.claim(claimed, renamed, owner_kind=holder.owner_kind, owner="alice", name="data",
                            folder_id="vfolder_" + "e" * 32, ctx=ctx())
     assert again.originator_version == 2
+
+
+def test_a_long_deletion_is_split_over_events_that_each_travel() -> None:
+    state = folder()
+    paths = [f"dir/{i:04d}/" + "x" * 200 for i in range(2000)]
+    events = d.files_deleted(state, paths, "alice", ctx())
+    assert len(events) > 1 and [p for e in events for p in e.paths] == paths  # type: ignore[attr-defined]
+    assert [e.originator_version for e in events] == list(range(state.version + 1, state.version + 1 + len(events)))
+    assert all(len(encode_event(e)) < MAX_EVENT_BYTES for e in events)
+    assert d.files_deleted(state, [], "alice", ctx()) == []
+
+
+def test_a_folder_state_survives_its_snapshot() -> None:
+    state = folder()
+    state = apply(state, d.share(state, "bob", "rw", ALICE, ctx(), user_domain="default"))
+    state = apply(state, d.invite(state, "inv1", "carol", "ro", ALICE, ctx(), invitee_domain="default"))
+    state = apply(state, d.content_changed(state, ev.VFolderDirectoryCreated, ctx("report:r1"), path="a", by="alice"))
+    codec = codec_of(evolve)
+    snapshot = codec.encode(state)
+    assert snapshot is not None and codec.decode(snapshot) == state
 
 
 # --- paths --------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from services.gateway.auth import keypairs
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, GatewayError
+from contracts.limits import CHOICE, Many, Text
+from contracts.vfolder import VolumePermission
 from services.gateway.limits import ACCESS_KEY, checked, checked_name, checked_value
 from services.gateway.slots import SlotInput
 from services.gateway.tenancy.access import (
@@ -56,8 +58,12 @@ def _whole(value: float | None, what: str) -> int | None:
 
 
 def _hosts(items: list[VolumeHostInput]) -> dict[str, list[str]]:
+    checked_value(Many("allowedVfolderHosts", 64), items)
     hosts: dict[str, list[str]] = {}
     for item in items:
+        checked_name("allowedVfolderHosts.volume", item.volume)
+        checked_value(Many("allowedVfolderHosts.permissions", len(VolumePermission),
+                           each=Text("allowedVfolderHosts.permissions entry", CHOICE)), item.permissions)
         if item.volume in hosts:
             raise GatewayError(BAD_INPUT, f"allowedVfolderHosts: volume {item.volume!r} given twice")
         hosts[item.volume] = list(item.permissions)

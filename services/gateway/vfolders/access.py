@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
+from contracts.limits import Text
 from contracts.subjects import SubjectError
 from contracts.vfolder import (
-    FolderPathError, OwnerKind, UsageMode, VFolderPermission, VFolderStatus, check_folder_name, is_folder_id,
+    MAX_FOLDER_NAME_CHARS, MAX_PATH_BYTES, FolderPathError, OwnerKind, UsageMode, VFolderPermission, VFolderStatus,
+    check_folder_name, is_folder_id,
 )
 from domain.errors import DomainError
 from domain.vfolder.access import Actor, may_manage, permission_of
@@ -23,11 +25,17 @@ from projections.queries import vfolders as q
 from projections.queries.rows import VFolderRow
 from services.gateway.context import Info, caller
 from services.gateway.errors import AMBIGUOUS, BAD_INPUT, NOT_FOUND, GatewayError, from_domain
+from services.gateway.limits import checked_value
 from services.gateway.readmodels import read
 
-__all__ = ["acting", "folder_scope", "guarded", "load_folder", "resolve_folder", "row_access", "state_of_row"]
+__all__ = ["FOLDER_REF", "FOLDER_NAME", "PATH", "acting", "folder_scope", "guarded", "load_folder", "resolve_folder", "row_access", "state_of_row"]
 
 T = TypeVar("T")
+
+FOLDER_REF = Text("folder", 128)
+"""A folder argument: an id (40 characters) or a name (at most 64)."""
+FOLDER_NAME = Text("name", MAX_FOLDER_NAME_CHARS)
+PATH = Text("path", MAX_PATH_BYTES, in_bytes=True)
 
 
 async def guarded(info: Info, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -57,6 +65,7 @@ def folder_scope(actor: Actor) -> q.FolderScope:
 
 async def resolve_folder(info: Info, actor: Actor, ref: str) -> str:
     """Returns the id of the folder ``ref`` means (see the module's rule)."""
+    checked_value(FOLDER_REF, ref)
     if is_folder_id(ref):
         return ref
     try:

@@ -9,14 +9,16 @@ import strawberry
 
 from contracts.subjects import SubjectError, check_token
 from contracts.vfolder import DEFAULT_VOLUME, OwnerKind
+from domain.emitting import Context
 from domain.vfolder.decide import NewFolder
 from projections.queries import vfolders as q
 from services.application.context import make_context
 from services.gateway.context import caller
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
+from services.gateway.limits import checked_choice, checked_name, checked_value
 from services.gateway.readmodels import AfterPosition, await_position, read
-from services.gateway.vfolders.access import acting, guarded, resolve_folder
+from services.gateway.vfolders.access import FOLDER_NAME, acting, guarded, resolve_folder
 from services.gateway.vfolders.types import VFolderResult
 
 __all__ = ["CreateVFolderInput", "VFolderMutation"]
@@ -31,14 +33,15 @@ class CreateVFolderInput:
     cloneable: bool = False
 
 
-def _ctx(info: Info):  # type: ignore[no-untyped-def]
+def _ctx(info: Info) -> Context:
     """The decision context: events' actor is the caller's access key (``by`` names its user)."""
     return make_context(caller(info).access_key)
 
 
 def _bounded(value: str, what: str) -> str:
-    """Returns a user, project, volume or invitation name when it can be one (1-128 letters, digits,
-    ``-``, ``_``: every such name is a subject token); BAD_INPUT otherwise."""
+    """Returns a user, project, volume or invitation name when it can be one (at most 64 letters,
+    digits, ``-``, ``_``: every such name is a subject token); BAD_INPUT otherwise."""
+    checked_name(what, value)
     try:
         return check_token(value, what)
     except SubjectError as exc:
@@ -61,17 +64,19 @@ async def _change(info: Info, folder: str, method: str, *args: object) -> VFolde
 
 
 async def _invitation_folder(info: Info, user: str, invitation_id: str) -> str:
-    rows = await read(q.invitations_for, info.context.resources.pool, user, state=None)
-    for row in rows:
-        if row.invitation_id == invitation_id:
-            return row.folder_id
-    raise GatewayError(NOT_FOUND, f"no invitation {invitation_id!r} for you")
+    row = await read(q.invitation, info.context.resources.pool, user, invitation_id)
+    if row is None:
+        raise GatewayError(NOT_FOUND, f"no invitation {invitation_id!r} for you")
+    return row.folder_id
 
 
 @strawberry.type
 class VFolderMutation:
     @strawberry.mutation(name="createVFolder", description="Creates a folder (status provisioning until the storage service made it).")
     async def create_vfolder(self, info: Info, input: CreateVFolderInput) -> VFolderResult:
+        checked_value(FOLDER_NAME, input.name)
+        checked_choice("usageMode", input.usage_mode)
+        checked_choice("permission", input.permission)
         actor = await acting(info)
         _bounded(input.volume, "volume")
         kind, owner = (OwnerKind.PROJECT, _bounded(input.project, "project")) if input.project else (
@@ -90,6 +95,7 @@ class VFolderMutation:
 
     @strawberry.mutation(name="cloneVFolder", description="Clones a cloneable folder you may read into a new folder of yours.")
     async def clone_vfolder(self, info: Info, folder: str, name: str, cloneable: bool = False) -> VFolderResult:
+        checked_value(FOLDER_NAME, name)
         actor = await acting(info)
         source = await resolve_folder(info, actor, folder)
         resources = info.context.resources
@@ -100,6 +106,7 @@ class VFolderMutation:
 
     @strawberry.mutation(name="renameVFolder", description="Renames a folder (its owner or an admin).")
     async def rename_vfolder(self, info: Info, folder: str, name: str) -> VFolderResult:
+        checked_value(FOLDER_NAME, name)
         return await _change(info, folder, "rename", name)
 
     @strawberry.mutation(name="trashVFolder", description="Moves a folder to the trash (it can no longer be mounted; restore or purge it).")
@@ -118,7 +125,7 @@ class VFolderMutation:
     @strawberry.mutation(name="shareVFolder", description="Shares a folder with a user of its domain at a permission (a project folder: a "
                          "per-user override); sharing again changes the permission.")
     async def share_vfolder(self, info: Info, folder: str, user: str, permission: str = "ro") -> VFolderResult:
-        return await _change(info, folder, "share", _bounded(user, "user"), permission)
+        return await _change(info, folder, "share", _bounded(user, "user"), checked_choice("permission", permission))
 
     @strawberry.mutation(name="unshareVFolder", description="Stops sharing a folder with a user.")
     async def unshare_vfolder(self, info: Info, folder: str, user: str) -> VFolderResult:
@@ -126,7 +133,8 @@ class VFolderMutation:
 
     @strawberry.mutation(name="setVFolderPermission", description="Changes the permission of a user a folder is shared with.")
     async def set_vfolder_permission(self, info: Info, folder: str, user: str, permission: str) -> VFolderResult:
-        return await _change(info, folder, "set_permission", _bounded(user, "user"), permission)
+        return await _change(info, folder, "set_permission", _bounded(user, "user"),
+                             checked_choice("permission", permission))
 
     @strawberry.mutation(name="setVFolderQuota", description="Sets a folder's own cap in bytes, 0: none (admins).")
     async def set_vfolder_quota(self, info: Info, folder: str, limit_bytes: float) -> VFolderResult:
@@ -134,10 +142,11 @@ class VFolderMutation:
 
     @strawberry.mutation(name="inviteToVFolder", description="Invites a user of its domain to your folder; `id` is the invitation's.")
     async def invite_to_vfolder(self, info: Info, folder: str, user: str, permission: str = "ro") -> VFolderResult:
+        user, permission = _bounded(user, "user"), checked_choice("permission", permission)
         actor = await acting(info)
         folder_id = await resolve_folder(info, actor, folder)
         invitation_id, position = await guarded(info, info.context.resources.vfolders.invite, folder_id,
-                                                _bounded(user, "user"), permission, actor, _ctx(info))
+                                                user, permission, actor, _ctx(info))
         return VFolderResult(id=invitation_id, position=position)
 
     @strawberry.mutation(name="acceptVFolderInvitation", description="Accepts an invitation of yours: the folder is shared with you.")
@@ -165,8 +174,8 @@ class VFolderMutation:
 
 
 async def _answer(info: Info, invitation_id: str, method: str, after_position: int | None) -> VFolderResult:
-    actor = await acting(info)
     _bounded(invitation_id, "invitationId")
+    actor = await acting(info)
     await await_position(info, after_position)
     folder_id = await _invitation_folder(info, actor.user, invitation_id)
     position = await guarded(info, getattr(info.context.resources.vfolders, method), folder_id, invitation_id, actor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import strawberry
 
+from contracts.limits import Many, Text
 from contracts.subjects import SubjectError, check_token
 from contracts.tenancy import project_id, user_id
 from contracts.vfolder import quota_scope_of
@@ -13,12 +14,14 @@ from projections.queries import vfolders as q
 from projections.queries.rows import VFolderRow
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
+from services.gateway.limits import checked_choice, checked_value
 from services.gateway.readmodels import AfterPosition, await_position, read
 from services.gateway.vfolders.access import acting, folder_scope, resolve_folder, row_access
 from services.gateway.vfolders.types import StorageUsage, VFolder, VFolderInvitation, VFolderShare
 
 __all__ = ["VFolderQuery", "to_folder"]
 
+SCOPES = Many("scopes", 64, each=Text("scopes entry", 80))
 _STATUSES = ("provisioning", "ready", "error", "trashed", "purging", "purged")
 
 
@@ -55,6 +58,10 @@ class VFolderQuery:
                       "domain's; a superadmin: all). Live ones (trashed included) unless includePurged; at most 1000.")
     async def vfolders(self, info: Info, status: str | None = None, include_purged: bool = False,
                        owner_kind: str | None = None, after_position: AfterPosition = None) -> list[VFolder]:
+        if status is not None:
+            checked_choice("status", status)
+        if owner_kind is not None:
+            checked_choice("ownerKind", owner_kind)
         actor = await acting(info)
         if status is not None and status not in _STATUSES:
             raise GatewayError(BAD_INPUT, f"unknown status {status!r}: one of {', '.join(_STATUSES)}")
@@ -88,11 +95,11 @@ class VFolderQuery:
                       "of its domain's users and projects in `scopes`, as user:<name> or project:<name>).")
     async def storage_usage(self, info: Info, scopes: list[str] | None = None,
                             after_position: AfterPosition = None) -> list[StorageUsage]:
+        if scopes is not None:
+            checked_value(SCOPES, scopes)
         actor = await acting(info)
         own = [quota_scope_of("user", actor.user)] + [quota_scope_of("project", p) for p in sorted(actor.projects)]
         wanted = scopes if scopes is not None else own
-        if len(wanted) > 1000:
-            raise GatewayError(BAD_INPUT, "at most 1000 scopes")
         for scope in wanted:
             kind, _, name = scope.partition(":")
             if kind not in ("user", "project") or not is_token(name):

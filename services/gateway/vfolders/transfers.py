@@ -7,8 +7,11 @@ Each needs the folder ready, the caller's permission (read: ro; upload, mkdir, m
 wd, as Backend.AI) and its policy's volume permission (download-file / upload-file). An upload's
 size is checked against the quota at issue: ``max_bytes`` = the least of what the quota scope
 (the owner's user or project) and the folder's own cap have left (0 limits: none); over it is
-QUOTA and nothing is issued. The token carries ``max_bytes`` = the upload's size, so the storage
-service refuses a longer upload; concurrent uploads are bounded there (its reservation per scope).
+QUOTA and nothing is issued. The token carries that ``max_bytes`` (the remaining quota at issue;
+``MAX_UPLOAD_BYTES`` when no limit applies) and the folder's quota scope: the storage service refuses
+an ``Upload-Length`` over it and bounds concurrent uploads of one scope by its reservation of
+in-flight bytes (see services/storage). What is not enforced here: writes from inside a session to a
+mounted folder (they show in the usage measured afterwards).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import weakref
 
 import strawberry
 
+from contracts.limits import Many
 from contracts.storage_token import StorageOp
 from contracts.vfolder import FolderPathError, VFolderPermission, VFolderStatus, VolumePermission, check_folder_path
 from domain.errors import DomainError
@@ -25,17 +29,18 @@ from domain.vfolder.state import VFolderState
 from projections.queries import vfolders as q
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, CONFLICT, QUOTA, GatewayError, from_domain
+from services.gateway.limits import checked_value
 from services.gateway.readmodels import read
 from services.gateway.resources import Resources
-from services.gateway.vfolders.access import acting, load_folder
-from services.gateway.vfolders.storage_client import MAX_LISTING, StorageClient
+from services.gateway.vfolders.access import FOLDER_REF, PATH, acting, load_folder
+from services.gateway.vfolders.storage_client import MAX_LISTING, Minted, StorageClient
 from services.gateway.vfolders.types import FolderFile, TransferTicket, VFolderResult
 
 __all__ = ["TransferMutation", "TransferQuery", "remaining_bytes"]
 
 MAX_UPLOAD_BYTES = 2**50
 """The largest single upload a token is issued for (1 PiB)."""
-MAX_PATHS = 1000
+MAX_PATHS = 256
 """The most paths one vfolderDeleteFiles takes."""
 
 _clients: weakref.WeakKeyDictionary[Resources, StorageClient] = weakref.WeakKeyDictionary()
@@ -49,7 +54,8 @@ def storage_client(info: Info) -> StorageClient:
     return client
 
 
-def _path(path: str, *, root: bool = False) -> str:
+def _path(path: str, *, root: bool = False, field: str = "path") -> str:
+    checked_value(PATH._replace(field=field), path)
     try:
         return check_folder_path(path, allow_root=root)
     except FolderPathError as exc:
@@ -76,14 +82,15 @@ def remaining_bytes(scope_limit: int, scope_usage: int, folder_cap: int, folder_
     return max(0, min(left)) if left else None
 
 
-def _ticket(minted: object, path: str, max_bytes: int = 0) -> TransferTicket:
-    return TransferTicket(url=minted.url, token=minted.token, expires_at=minted.expires_at,  # type: ignore[attr-defined]
-                          path=path, max_bytes=max_bytes)
+def _ticket(minted: Minted, path: str, max_bytes: int = 0) -> TransferTicket:
+    return TransferTicket(url=minted.url, token=minted.token, expires_at=minted.expires_at, path=path,
+                          max_bytes=max_bytes)
 
 
-def _mint(info: Info, actor: Actor, state: VFolderState, path: str, op: StorageOp, **extra: object):  # type: ignore[no-untyped-def]
+def _mint(info: Info, actor: Actor, state: VFolderState, path: str, op: StorageOp, *, max_bytes: int = 0,
+          dst: str = "") -> Minted:
     return storage_client(info).mint(folder=state.id, volume=state.volume, path=path, op=op, user=actor.user,
-                                     quota_scope=state.quota_scope, **extra)  # type: ignore[arg-type]
+                                     quota_scope=state.quota_scope, max_bytes=max_bytes, dst=dst)
 
 
 @strawberry.type
@@ -103,7 +110,8 @@ class TransferQuery:
 @strawberry.type
 class TransferMutation:
     @strawberry.mutation(description="A token to upload `size` bytes to `path` of a folder you may write (tus at "
-                         "`url`); QUOTA when the folder's or its scope's quota has less left.")
+                         "`url`); QUOTA when the folder's or its scope's quota has less left; `maxBytes`: the quota "
+                         "left at issue, the most the storage service accepts with this token.")
     async def request_upload(self, info: Info, folder: str, path: str, size: float) -> TransferTicket:
         normal = _path(path)
         if size != size or size < 0 or size != int(size) or size > MAX_UPLOAD_BYTES:
@@ -114,8 +122,9 @@ class TransferMutation:
         if left is not None and int(size) > left:
             raise GatewayError(QUOTA, f"an upload of {int(size)} bytes is over the quota: {left} bytes left in "
                                       f"{state.quota_scope} and folder {state.name!r}")
-        minted = _mint(info, actor, state, normal, "upload", max_bytes=int(size))
-        return _ticket(minted, normal, int(size))
+        max_bytes = MAX_UPLOAD_BYTES if left is None else min(left, MAX_UPLOAD_BYTES)
+        minted = _mint(info, actor, state, normal, "upload", max_bytes=max_bytes)
+        return _ticket(minted, normal, max_bytes)
 
     @strawberry.mutation(description="A token to download a file of a folder you may read (GET `url`/download, "
                          "Range supported).")
@@ -141,7 +150,7 @@ class TransferMutation:
 
     @strawberry.mutation(description="Moves (renames) a file or directory within a folder you may write.")
     async def vfolder_move(self, info: Info, folder: str, src: str, dst: str) -> VFolderResult:
-        source, target = _path(src), _path(dst)
+        source, target = _path(src, field="src"), _path(dst, field="dst")
         actor, state = await _allowed(info, folder, VFolderPermission.RW, VolumePermission.UPLOAD_FILE, "moving files")
         await storage_client(info).call("POST", "/move", _mint(info, actor, state, source, "move", dst=target),
                                         body={"src": source, "dst": target})
@@ -149,9 +158,11 @@ class TransferMutation:
 
     @strawberry.mutation(description="Deletes files or directories (recursively) of a folder where you have wd.")
     async def vfolder_delete_files(self, info: Info, folder: str, paths: list[str]) -> VFolderResult:
-        if not paths or len(paths) > MAX_PATHS:
+        checked_value(Many("paths", MAX_PATHS), paths)
+        checked_value(FOLDER_REF, folder)
+        if not paths:
             raise GatewayError(BAD_INPUT, f"give 1 to {MAX_PATHS} paths")
-        normal = [_path(p) for p in paths]
+        normal = [_path(p, field="paths entry") for p in paths]
         actor, state = await _allowed(info, folder, VFolderPermission.WD, VolumePermission.UPLOAD_FILE,
                                       "deleting files")
         client = storage_client(info)

@@ -1,0 +1,290 @@
+"""``berth vfolder upload|download|ls-files|mkdir|mv|rm-files``: a folder's data.
+
+Uploads go straight to the storage service over tus (the ``tuspy`` client) with a token the
+gateway issues per file (``requestUpload``, the quota checked at issue); an interrupted upload
+(Ctrl-C, a lost connection) resumes where it stopped when the same command runs again: the upload's
+URL is remembered per folder, path, size and modification time in ``<cache dir>/uploads.json``.
+Downloads use ``Range`` to continue a partial ``<file>.part``, then rename it into place. Progress
+bars (rich) show on a terminal only. A token expiring during a long transfer is renewed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from tusclient import client as tus_client
+from tusclient.exceptions import TusCommunicationError
+
+from services.cli.connection import connect_client
+from services.cli.output import Output
+from services.cli.running import run_async
+from services.cli.vfolder_cmd import vfolder
+from services.common.settings import default_cache_dir
+
+__all__ = ["CHUNK", "download", "ls_files", "mkdir", "mv", "rm_files", "upload"]
+
+CHUNK = 8 * 1024 * 1024
+"""Bytes per tus PATCH request (an interruption loses at most this much)."""
+REQUEST_UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
+                  "{ url token expiresAt path maxBytes } }")
+REQUEST_DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token path } }"
+REQUEST_ARCHIVE = "mutation($f: String!, $p: String!) { requestArchive(folder: $f, path: $p) { url token path } }"
+FILES = "query($f: String!, $p: String!) { vfolderFiles(folder: $f, path: $p) { name type size mtime } }"
+MKDIR = "mutation($f: String!, $p: String!) { vfolderMkdir(folder: $f, path: $p) { id } }"
+MOVE = "mutation($f: String!, $s: String!, $d: String!) { vfolderMove(folder: $f, src: $s, dst: $d) { id } }"
+DELETE = "mutation($f: String!, $p: [String!]!) { vfolderDeleteFiles(folder: $f, paths: $p) { id } }"
+FILE_COLUMNS = [("name", "NAME"), ("type", "TYPE"), ("size", "SIZE"), ("modified", "MODIFIED")]
+
+
+def _progress(out: Output) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=out.err, disable=not out.err_terminal, transient=False)
+
+
+class _Resumes:
+    """Upload URLs to resume, per (folder, path, size, mtime), in a small JSON file (0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data: dict[str, str] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    @staticmethod
+    def key(folder: str, dest: str, source: Path) -> str:
+        st = source.stat()
+        return f"{folder}\x00{dest}\x00{st.st_size}\x00{st.st_mtime_ns}"
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.data, f)
+        os.replace(tmp, self.path)
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def put(self, key: str, url: str) -> None:
+        self.data[key] = url
+        self._save()
+
+    def drop(self, key: str) -> None:
+        if self.data.pop(key, None) is not None:
+            self._save()
+
+
+def _walk(sources: tuple[Path, ...], dest: str) -> Iterator[tuple[Path, str]]:
+    """Yields (local file, folder path) for files and the files under directories (links skipped)."""
+    base = dest.strip("/")
+    for source in sources:
+        if source.is_dir() and not source.is_symlink():
+            for root, dirs, files in os.walk(source):
+                dirs.sort()
+                for name in sorted(files):
+                    local = Path(root) / name
+                    if local.is_file() and not local.is_symlink():
+                        rel = local.relative_to(source.parent).as_posix()
+                        yield local, f"{base}/{rel}" if base else rel
+        elif source.is_file():
+            yield source, f"{base}/{source.name}" if base else source.name
+        else:
+            raise click.BadParameter(f"{source}: not a file or directory", param_hint="SOURCES")
+
+
+def _reason(content: bytes | str | None) -> str:
+    """Returns the storage service's ``error`` of a refusal, else its text (clipped)."""
+    text = content.decode(errors="replace") if isinstance(content, bytes) else str(content or "")
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(text)["error"])[:500]
+    return text[:500]
+
+
+def _tus_upload(ticket: dict[str, Any], source: Path, resume_url: str | None, renew: Any, on_progress: Any,
+                remember: Any) -> None:
+    """Uploads ``source`` with tuspy, resuming at ``resume_url`` when it is still there; renews the
+    token (``renew()`` → a new ticket) when the storage service refuses an expired one."""
+    client = tus_client.TusClient(ticket["url"].rstrip("/") + "/tus",
+                                  headers={"Authorization": f"Bearer {ticket['token']}"})
+    uploader = None
+    if resume_url:
+        with contextlib.suppress(TusCommunicationError):
+            uploader = client.uploader(file_path=str(source), url=resume_url, chunk_size=CHUNK)
+    if uploader is None:
+        uploader = client.uploader(file_path=str(source), chunk_size=CHUNK, metadata={"filename": source.name})
+        uploader.set_url(uploader.create_url())
+        uploader.offset = 0
+    remember(uploader.url)
+    on_progress(uploader.offset)
+    size = source.stat().st_size
+    while uploader.offset < size:
+        try:
+            uploader.upload_chunk()
+        except TusCommunicationError as exc:
+            if exc.status_code != 403:
+                raise
+            fresh = renew()
+            client.set_headers({"Authorization": f"Bearer {fresh['token']}"})
+            uploader.offset = uploader.get_offset()
+        on_progress(uploader.offset)
+
+
+@vfolder.command("upload")
+@click.argument("folder")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--dest", default="", help="Directory of the folder to upload into (default: its root).")
+@click.pass_obj
+@run_async
+async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str) -> None:
+    """Upload files or directories SOURCES into FOLDER; run it again to resume an interrupted upload."""
+    resumes = _Resumes(default_cache_dir() / "uploads.json")
+    files = list(_walk(sources, dest))
+    async with connect_client() as client:
+        async def ticket(path: str, size: int) -> dict[str, Any]:
+            return (await client.execute(REQUEST_UPLOAD, {"f": folder, "p": path, "s": size}))["requestUpload"]
+
+        loop = asyncio.get_running_loop()
+        with _progress(out) as progress:
+            for local, path in files:
+                size = local.stat().st_size
+                first = await ticket(path, size)
+                key = _Resumes.key(folder, first["path"], local)
+                task = progress.add_task(path, total=size)
+                try:
+                    await asyncio.to_thread(
+                        _tus_upload, first, local, resumes.get(key),
+                        lambda p=path, s=size: asyncio.run_coroutine_threadsafe(ticket(p, s), loop).result(),
+                        lambda done, t=task: progress.update(t, completed=done),
+                        lambda url, k=key: resumes.put(k, url))
+                except TusCommunicationError as exc:
+                    raise click.ClickException(f"upload of {path} failed ({exc.status_code}): "
+                                               f"{_reason(exc.response_content)}") from exc
+                resumes.drop(key)
+                if not out.err_terminal and not out.is_json:
+                    out.info(f"uploaded {path} ({size} bytes)")
+    if out.is_json:
+        out.json({"uploaded": [p for _, p in files]})
+
+
+async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Progress, label: str) -> int:
+    """Downloads ``url`` to ``target`` through ``<target>.part``, continuing a partial one with Range."""
+    part = target.with_name(target.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    async with http.stream("GET", url, headers=headers) as response:
+        if response.status_code == 416 and have:  # the partial file is already whole
+            part.replace(target)
+            return have
+        if response.status_code >= 400:
+            await response.aread()
+            raise click.ClickException(f"download refused ({response.status_code}): {response.text[:300]}")
+        if response.status_code == 200:
+            have = 0  # no range served: start over
+        total = int(response.headers.get("content-length", 0)) + have
+        task = progress.add_task(label, total=total or None, completed=have)
+        with open(part, "ab" if have else "wb") as f:
+            async for chunk in response.aiter_bytes(1 << 20):
+                f.write(chunk)
+                have += len(chunk)
+                progress.update(task, completed=have)
+    part.replace(target)
+    return have
+
+
+@vfolder.command("download")
+@click.argument("folder")
+@click.argument("path")
+@click.option("--to", "output", type=click.Path(path_type=Path),
+              help="Local file or directory (default: PATH's name here).")
+@click.option("--tar", "as_tar", is_flag=True, help="PATH is a directory: download it as a tar archive.")
+@click.pass_obj
+@run_async
+async def download(out: Output, folder: str, path: str, output: Path | None, as_tar: bool) -> None:
+    """Download PATH of FOLDER (a file; a directory with --tar); resumes a partial download."""
+    name = (path.rstrip("/").rsplit("/", 1)[-1] or "folder") + (".tar" if as_tar else "")
+    target = output if output is not None else Path(name)
+    if target.is_dir():
+        target = target / name
+    async with connect_client() as client:
+        query, field = (REQUEST_ARCHIVE, "requestArchive") if as_tar else (REQUEST_DOWNLOAD, "requestDownload")
+        ticket = (await client.execute(query, {"f": folder, "p": path}))[field]
+    route = "/archive" if as_tar else "/download"
+    if as_tar:  # an archive is streamed as it is built: never resumed
+        target.with_name(target.name + ".part").unlink(missing_ok=True)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=None)) as http:
+        with _progress(out) as progress:
+            size = await _fetch(http, f"{ticket['url'].rstrip('/')}{route}?token={ticket['token']}", target,
+                                progress, path)
+    if out.is_json:
+        out.json({"path": path, "file": str(target), "bytes": size})
+    elif not out.err_terminal:
+        out.info(f"downloaded {path} to {target} ({size} bytes)")
+
+
+@vfolder.command("ls-files")
+@click.argument("folder")
+@click.argument("path", default="")
+@click.pass_obj
+@run_async
+async def ls_files(out: Output, folder: str, path: str) -> None:
+    """List the directory PATH of FOLDER (default: its root); links are shown, never followed."""
+    import datetime as dt
+
+    async with connect_client() as client:
+        rows = (await client.execute(FILES, {"f": folder, "p": path}))["vfolderFiles"]
+    if out.is_json:
+        out.json(rows)
+        return
+    out.table([{**r, "size": int(r["size"]),
+                "modified": dt.datetime.fromtimestamp(r["mtime"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")}
+               for r in rows], FILE_COLUMNS)
+
+
+async def _run(query: str, variables: dict[str, Any]) -> None:
+    async with connect_client() as client:
+        await client.execute(query, variables)
+
+
+@vfolder.command("mkdir")
+@click.argument("folder")
+@click.argument("path")
+@click.pass_obj
+@run_async
+async def mkdir(out: Output, folder: str, path: str) -> None:
+    """Create the directory PATH (and its parents) in FOLDER."""
+    await _run(MKDIR, {"f": folder, "p": path})
+    out.info(f"created {path}")
+
+
+@vfolder.command("mv")
+@click.argument("folder")
+@click.argument("src")
+@click.argument("dst")
+@click.pass_obj
+@run_async
+async def mv(out: Output, folder: str, src: str, dst: str) -> None:
+    """Move or rename SRC to DST inside FOLDER (DST must not exist)."""
+    await _run(MOVE, {"f": folder, "s": src, "d": dst})
+    out.info(f"moved {src} to {dst}")
+
+
+@vfolder.command("rm-files")
+@click.argument("folder")
+@click.argument("paths", nargs=-1, required=True)
+@click.pass_obj
+@run_async
+async def rm_files(out: Output, folder: str, paths: tuple[str, ...]) -> None:
+    """Delete PATHS (files, or directories with what they hold) of FOLDER."""
+    await _run(DELETE, {"f": folder, "p": list(paths)})
+    out.info(f"deleted {', '.join(paths)}")

@@ -1,0 +1,1 @@
+"""The storage service: folders on volumes, and their data plane over HTTP."""

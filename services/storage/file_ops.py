@@ -1,0 +1,62 @@
+"""File operations the gateway calls with a token it minted: ``GET /files`` (list a directory),
+``POST /mkdir``, ``POST /move``, ``POST /delete``. Each change posts its report (``by``: the
+token's user) and a new usage measure."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from contracts.vfolder import DirectoryCreatedReport, FileMovedReport, FilesDeletedReport
+from services.storage.context import StorageContext
+from services.storage.paths import split_path
+from services.storage.reporting import new_report_id, now_utc
+
+__all__ = ["delete_files", "list_files", "make_directory", "move_file"]
+
+
+async def list_files(request: Request) -> Response:
+    ctx: StorageContext = request.app.state.ctx
+    path = request.query_params.get("path")
+    claims = ctx.authorize(request, "list", path)
+    path = claims.path if path is None else "/".join(split_path(path))
+    entries = await asyncio.to_thread(ctx.volume(claims).list, claims.folder, path)
+    return JSONResponse({"path": path, "entries": [
+        {"name": e.name, "type": e.type, "size": e.size, "mtime": e.mtime} for e in entries]})
+
+
+def _report_fields(ctx: StorageContext, claims) -> dict:  # noqa: ANN001
+    return {"report_id": new_report_id(), "volume": claims.volume, "folder_id": claims.folder,
+            "observed_at": now_utc()}
+
+
+async def make_directory(request: Request) -> Response:
+    ctx: StorageContext = request.app.state.ctx
+    claims = ctx.authorize(request, "mkdir")
+    volume = ctx.volume(claims)
+    await asyncio.to_thread(volume.mkdir, claims.folder, claims.path)
+    ctx.reporter.post(DirectoryCreatedReport(**_report_fields(ctx, claims), path=claims.path, by=claims.user))
+    return JSONResponse({"path": claims.path})
+
+
+async def move_file(request: Request) -> Response:
+    ctx: StorageContext = request.app.state.ctx
+    claims = ctx.authorize(request, "move")
+    dst = "/".join(split_path(claims.dst))
+    volume = ctx.volume(claims)
+    await asyncio.to_thread(volume.move, claims.folder, claims.path, dst)
+    ctx.reporter.post(FileMovedReport(**_report_fields(ctx, claims), src=claims.path, dst=dst, by=claims.user))
+    return JSONResponse({"src": claims.path, "dst": dst})
+
+
+async def delete_files(request: Request) -> Response:
+    ctx: StorageContext = request.app.state.ctx
+    claims = ctx.authorize(request, "delete")
+    volume = ctx.volume(claims)
+    removed = await asyncio.to_thread(volume.remove, claims.folder, claims.path)
+    if removed:
+        ctx.reporter.post(FilesDeletedReport(**_report_fields(ctx, claims), paths=[claims.path], by=claims.user))
+        await ctx.meter.measure(volume, claims.folder)
+    return JSONResponse({"deleted": [claims.path] if removed else []})

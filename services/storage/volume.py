@@ -1,0 +1,293 @@
+"""Volumes: where folders live. ``Volume`` is the port; ``PosixVolume`` a directory on this host.
+
+Layout under a volume's root: ``folders/<folder_id>/`` (a folder's data, what sessions mount),
+``.uploads/`` (partial uploads, never inside a folder), ``.work/`` (clones being copied and
+folders being deleted, renamed there first so that a crash mid-way is redone, never half-seen).
+Every path inside a folder is resolved by ``services.storage.paths`` (openat walk, no symlink
+followed); a symlink found in a folder is listed as ``link`` and never read, copied or archived.
+Folder directories and what the service writes in them belong to ``owner`` (the kernels' uid:gid)
+when the service runs as root, so non-root kernels can write rw mounts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from services.storage.paths import MissingPathError, PathError, open_dir, open_parent, split_path
+
+__all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id"]
+
+_FOLDER_ID = re.compile(r"vfolder_[0-9a-f]{32}")
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LIST_ENTRIES = 10_000
+"""Entries one listing returns at most (the rest are left out, ``truncated``)."""
+
+
+class VolumeError(Exception):
+    """Raised when an operation cannot be done (an existing destination: HTTP 409)."""
+
+    status = 409
+
+
+class MissingFolderError(VolumeError):
+    """Raised when a folder does not exist on its volume (HTTP 404)."""
+
+    status = 404
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    type: str
+    """``file``, ``dir``, ``link`` (never followed) or ``other``."""
+    size: int
+    mtime: float
+
+
+def check_folder_id(folder_id: str) -> str:
+    """Returns ``folder_id`` when it is ``vfolder_<32 hex>``; raises ``VolumeError``."""
+    if not isinstance(folder_id, str) or not _FOLDER_ID.fullmatch(folder_id):
+        raise MissingFolderError(f"not a folder id: {folder_id!r}")
+    return folder_id
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "link" if stat.S_ISLNK(mode) else "other"
+
+
+class Volume(Protocol):
+    """A place folders live; every path is folder-relative and checked."""
+
+    name: str
+
+    def create(self, folder_id: str) -> None: ...
+    def clone(self, source_id: str, folder_id: str) -> None: ...
+    def delete(self, folder_id: str) -> None: ...
+    def claim(self, folder_id: str) -> None:
+        """Marks the folder as this volume's (before its directory is made), so that a purge
+        request redelivered after the directory is gone is still known to be this volume's."""
+        owned = self.root / ".work" / "owned"
+        owned.mkdir(exist_ok=True)
+        (owned / check_folder_id(folder_id)).touch()
+
+    def owns(self, folder_id: str) -> bool:
+        return (self.root / ".work" / "owned" / check_folder_id(folder_id)).exists()
+
+    def exists(self, folder_id: str) -> bool: ...
+    def usage(self, folder_id: str) -> tuple[int, int]: ...
+    def open_file(self, folder_id: str, path: str) -> int: ...
+    def put(self, folder_id: str, path: str, upload_dir_fd: int, upload_name: str) -> None: ...
+    def list(self, folder_id: str, path: str) -> list[Entry]: ...
+    def mkdir(self, folder_id: str, path: str) -> None: ...
+    def move(self, folder_id: str, src: str, dst: str) -> None: ...
+    def remove(self, folder_id: str, path: str) -> bool: ...
+
+
+class PosixVolume:
+    """A volume that is a directory of this host (see the module's docstring)."""
+
+    def __init__(self, name: str, root: Path, owner: tuple[int, int] | None = None) -> None:
+        self.name = name
+        self.root = Path(root)
+        self.owner = owner if os.geteuid() == 0 else None
+        for sub in ("folders", ".uploads", ".work"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
+        os.chmod(self.root / ".uploads", 0o700)
+        os.chmod(self.root / ".work", 0o700)
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / ".uploads"
+
+    def folder_path(self, folder_id: str) -> Path:
+        return self.root / "folders" / check_folder_id(folder_id)
+
+    @contextlib.contextmanager
+    def folder_fd(self, folder_id: str) -> Iterator[int]:
+        """Yields an fd of the folder's directory; ``VolumeError`` when it does not exist."""
+        try:
+            fd = os.open(self.folder_path(folder_id), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise MissingFolderError(f"folder {folder_id} does not exist on volume {self.name}") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _own(self, name: str, dir_fd: int) -> None:
+        if self.owner is not None:
+            os.chown(name, *self.owner, dir_fd=dir_fd, follow_symlinks=False)
+
+    # -- folders ---------------------------------------------------------------------------------
+    def claim(self, folder_id: str) -> None:
+        """Marks the folder as this volume's (before its directory is made), so that a purge
+        request redelivered after the directory is gone is still known to be this volume's."""
+        owned = self.root / ".work" / "owned"
+        owned.mkdir(exist_ok=True)
+        (owned / check_folder_id(folder_id)).touch()
+
+    def owns(self, folder_id: str) -> bool:
+        return (self.root / ".work" / "owned" / check_folder_id(folder_id)).exists()
+
+    def exists(self, folder_id: str) -> bool:
+        return self.folder_path(folder_id).is_dir()
+
+    def create(self, folder_id: str) -> None:
+        """Creates the folder's directory (idempotent)."""
+        path = self.folder_path(folder_id)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o755)
+        if self.owner is not None:
+            os.chown(path, *self.owner, follow_symlinks=False)
+
+    def clone(self, source_id: str, folder_id: str) -> None:
+        """Copies the source folder into a new one (idempotent: a finished clone is left alone;
+        an interrupted copy is started over). Symlinks and special files are not copied."""
+        target = self.folder_path(folder_id)
+        if target.is_dir():
+            return
+        work = self.root / ".work" / f"clone-{folder_id}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(mode=0o755)
+        with self.folder_fd(source_id) as src_fd:
+            self._copy_tree(src_fd, work)
+        if self.owner is not None:
+            os.chown(work, *self.owner)
+        os.rename(work, target)
+
+    def _copy_tree(self, src_fd: int, dest: Path) -> None:
+        for top, dirs, files, top_fd in os.fwalk(".", dir_fd=src_fd, follow_symlinks=False):
+            out = dest / top
+            for name in dirs:
+                if stat.S_ISDIR(os.stat(name, dir_fd=top_fd, follow_symlinks=False).st_mode):
+                    (out / name).mkdir(mode=0o755)
+                    if self.owner is not None:
+                        os.chown(out / name, *self.owner)
+            for name in files:
+                if not stat.S_ISREG(os.stat(name, dir_fd=top_fd, follow_symlinks=False).st_mode):
+                    continue
+                fd = os.open(name, _FILE_FLAGS, dir_fd=top_fd)
+                with os.fdopen(fd, "rb") as src, open(out / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                if self.owner is not None:
+                    os.chown(out / name, *self.owner)
+
+    def delete(self, folder_id: str) -> None:
+        """Deletes the folder's directory (idempotent): renamed into ``.work`` first, then removed."""
+        path = self.folder_path(folder_id)
+        work = self.root / ".work" / f"purge-{folder_id}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, work)
+        if work.exists():
+            shutil.rmtree(work)
+
+    def usage(self, folder_id: str) -> tuple[int, int]:
+        """Returns the folder's (bytes, files): regular files' sizes, links not followed."""
+        total = files = 0
+        with self.folder_fd(folder_id) as fd:
+            for _, _, names, top_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+                for name in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode):
+                            total += st.st_size
+                            files += 1
+        return total, files
+
+    # -- content ---------------------------------------------------------------------------------
+    def open_file(self, folder_id: str, path: str) -> int:
+        """Returns a read-only fd of a regular file of the folder (the caller closes it)."""
+        with self.folder_fd(folder_id) as root, open_parent(root, split_path(path)) as (parent, name):
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                raise MissingPathError(f"no such file: {path!r}") from None
+            except OSError as exc:
+                raise PathError(f"not a regular file: {path!r}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise PathError(f"not a regular file: {path!r}")
+        return fd
+
+    @contextlib.contextmanager
+    def open_directory(self, folder_id: str, path: str) -> Iterator[int]:
+        """Yields an fd of a directory of the folder."""
+        with self.folder_fd(folder_id) as root, open_dir(root, split_path(path)) as fd:
+            yield fd
+
+    def put(self, folder_id: str, path: str, upload_dir_fd: int, upload_name: str) -> None:
+        """Moves a finished upload into the folder at ``path`` atomically (``os.replace`` between
+        directory fds), creating missing parent directories; an existing directory there is refused."""
+        with self.folder_fd(folder_id) as root, open_parent(root, split_path(path), create=True) as (parent, name):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                    raise VolumeError(f"{path!r} exists and is a directory")
+            os.replace(upload_name, name, src_dir_fd=upload_dir_fd, dst_dir_fd=parent)
+            self._own(name, parent)
+            os.fsync(parent)
+
+    def list(self, folder_id: str, path: str) -> list[Entry]:
+        """Returns the entries of a directory of the folder (links listed, not followed)."""
+        entries = []
+        with self.open_directory(folder_id, path) as fd:
+            for item in os.scandir(fd):
+                st = item.stat(follow_symlinks=False)
+                entries.append(Entry(item.name, _kind(st.st_mode), st.st_size, st.st_mtime))
+                if len(entries) >= MAX_LIST_ENTRIES:
+                    break
+        return sorted(entries, key=lambda e: e.name)
+
+    def mkdir(self, folder_id: str, path: str) -> None:
+        """Creates a directory and its missing parents (idempotent)."""
+        parts = split_path(path)
+        with self.folder_fd(folder_id) as root:
+            for depth in range(1, len(parts) + 1):
+                with open_parent(root, parts[:depth]) as (parent, name):
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=parent)
+                        self._own(name, parent)
+                    if not stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                        raise PathError(f"not a directory: {'/'.join(parts[:depth])!r}")
+
+    def move(self, folder_id: str, src: str, dst: str) -> None:
+        """Renames an entry inside the folder; refuses an existing destination or a move into itself."""
+        src_parts, dst_parts = split_path(src), split_path(dst)
+        if not src_parts or not dst_parts:
+            raise PathError("the folder's root cannot be moved or replaced")
+        if dst_parts[: len(src_parts)] == src_parts:
+            raise PathError("cannot move a directory into itself")
+        with self.folder_fd(folder_id) as root, open_parent(root, src_parts) as (sp, sname), \
+                open_parent(root, dst_parts) as (dp, dname):
+            try:
+                os.stat(sname, dir_fd=sp, follow_symlinks=False)
+            except FileNotFoundError:
+                raise MissingPathError(f"no such entry: {src!r}") from None
+            with contextlib.suppress(FileNotFoundError):
+                os.stat(dname, dir_fd=dp, follow_symlinks=False)
+                raise VolumeError(f"{dst!r} exists")
+            os.rename(sname, dname, src_dir_fd=sp, dst_dir_fd=dp)
+
+    def remove(self, folder_id: str, path: str) -> bool:
+        """Deletes a file, link or directory tree of the folder; returns False when it was absent."""
+        with self.folder_fd(folder_id) as root, open_parent(root, split_path(path)) as (parent, name):
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=parent)
+            else:
+                os.unlink(name, dir_fd=parent)
+            return True

@@ -1,0 +1,109 @@
+"""``berth vfolder upload|download|ls-files|mkdir|mv|rm-files`` as subprocesses against a real
+gateway and a real storage data plane: the upload goes over tus (tuspy) with a gateway-issued
+token, an upload killed half-way resumes the same upload when run again, a partial download
+continues with Range, and the file operations reach the folder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from contracts.vfolder import FolderProvisionedReport
+from services.common.settings import Settings
+from services.storage.uploads import UploadStore
+from tests.integration.test_vfolder_cli import projecting, storage_says  # noqa: F401 - fixture
+from tests.support.cli import as_json, berth
+from tests.support.gateway import Keys, clean_streams, keys, read_models, serving  # noqa: F401 - fixtures
+from tests.support.storage import RunningStorage, running_storage
+from tests.support.waiting import async_wait_for
+
+pytestmark = pytest.mark.asyncio
+MiB = 1 << 20
+
+
+class Throttled:
+    """Slows each PATCH the storage service takes by ``delay`` s (so a test can kill a client
+    mid-upload), and counts the uploads created."""
+
+    def __init__(self, store: UploadStore, delay: float) -> None:
+        self.created = 0
+        create, append = store.create, store.append
+
+        def counting_create(**kwargs):  # noqa: ANN003, ANN202
+            self.created += 1
+            return create(**kwargs)
+
+        async def slow_append(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            await asyncio.sleep(delay)
+            return await append(*args, **kwargs)
+
+        store.create, store.append = counting_create, slow_append  # type: ignore[method-assign]
+
+
+async def test_upload_resume_download_and_file_operations_through_the_cli(
+        tmp_path: Path, read_models: str, keys: Keys, nats_url: str, clean_streams, projecting, pg_dsn: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    async with running_storage(tmp_path / "vol") as storage:
+        key_file = tmp_path / "storage.key"
+        key_file.write_bytes(storage.ctx.key)
+        key_file.chmod(0o600)
+        settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0,
+                            storage_url=storage.url, storage_key_file=str(key_file))
+        async with serving(settings) as url:
+            await _exercise(url, keys.alice, storage, tmp_path, pg_dsn)
+
+
+async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, tmp_path: Path, pg_dsn: str) -> None:
+    folder = (await as_json(url, alice, "vfolder", "create", "data"))["id"]
+    storage.volume.create(folder)
+    storage_says(pg_dsn, FolderProvisionedReport, folder)
+    await async_wait_for(lambda: _ready(url, alice), timeout=20, message="folder never ready")
+    root = storage.volume.folder_path(folder)
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(40 * MiB))
+    throttle = Throttled(storage.ctx.uploads["local"], delay=0.3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+    env.update(BERTH_ENDPOINT=url, BERTH_ACCESS_KEY=alice[0], BERTH_SECRET_KEY=alice[1])
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli", "vfolder", "upload", "data",
+                                                str(big), "--dest", "in", env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    parts = storage.volume.uploads
+
+    def some_bytes_in() -> bool:
+        return any(p.stat().st_size >= 8 * MiB for p in parts.glob("*.part"))
+
+    await async_wait_for(some_bytes_in, timeout=60, message="the upload never started")
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    assert not (root / "in" / "big.bin").exists()
+    await berth(url, alice, "vfolder", "upload", "data", str(big), "--dest", "in")
+    assert (root / "in" / "big.bin").read_bytes() == big.read_bytes()
+    assert throttle.created == 1  # the second run resumed the first run's upload
+    assert list(parts.iterdir()) == []
+
+    # a partial download continues where it stopped
+    target = tmp_path / "copy.bin"
+    (tmp_path / "copy.bin.part").write_bytes(big.read_bytes()[: 5 * MiB])
+    await berth(url, alice, "vfolder", "download", "data", "in/big.bin", "--to", str(target))
+    assert target.read_bytes() == big.read_bytes()
+
+    await berth(url, alice, "vfolder", "mkdir", "data", "made/deep")
+    await berth(url, alice, "vfolder", "mv", "data", "in/big.bin", "made/deep/moved.bin")
+    listed = await as_json(url, alice, "vfolder", "ls-files", "data", "made/deep")
+    assert [(e["name"], e["type"], int(e["size"])) for e in listed] == [("moved.bin", "file", 40 * MiB)]
+    await berth(url, alice, "vfolder", "rm-files", "data", "made")
+    assert sorted(p.name for p in root.iterdir()) == ["in"]
+    _, _, err = await berth(url, alice, "vfolder", "download", "data", "../etc/passwd", ok=False)
+    assert "component" in err or "path" in err
+
+
+async def _ready(url: str, alice: tuple[str, str]) -> bool:
+    return (await as_json(url, alice, "vfolder", "info", "data"))["status"] == "ready"
