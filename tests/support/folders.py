@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,9 @@ from domain.vfolder.decide import NewFolder
 from services.application.context import make_context
 from services.agent.backends.docker.confinement import kernel_user
 from services.application.vfolders import VFolders, report_context_id
+from tests.support.waiting import wait_for
 
-__all__ = ["folder_directory", "seed_folder", "set_project_limit", "volume"]
+__all__ = ["created_with_cli", "folder_directory", "seed_folder", "set_project_limit", "volume"]
 
 ALL_VOLUMES = {"local": frozenset(VolumePermission)}
 
@@ -60,6 +62,18 @@ def seed_folder(dsn: str, name: str, *, owner: str = "alice", owner_kind: str = 
         if status == "trashed":
             app.trash(folder_id, admin, ctx)
     return folder_id
+
+
+def created_with_cli(berth: Any, name: str, timeout: float = 60) -> dict[str, Any]:
+    """Creates folder ``name`` with ``berth vfolder create`` (``berth``: a running ``berth up`` of the e2e
+    tests) and returns its ``berth vfolder info`` once its storage service made it ready."""
+    berth.berth("vfolder", "create", name)
+
+    def ready() -> dict[str, Any] | None:
+        info = berth.berth_json("vfolder", "info", name)
+        return info if info["status"] == "ready" else None
+
+    return wait_for(ready, timeout=timeout, interval=0.2, message=f"folder {name} never became ready")
 
 
 @pytest.fixture
