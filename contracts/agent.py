@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from contracts.envelope import Event
+from contracts.mounts import MountSpec
 from contracts.status import Reason
 
 __all__ = [
@@ -41,6 +42,8 @@ class KernelAssigned(Event, frozen=True, kw_only=True, tag="agent.kernel_assigne
     slots: dict[str, Decimal]
     cluster_role: str = "main"
     startup_command: str | None = None
+    mounts: list[MountSpec] = []
+    """The session's folders, bind-mounted by the agent (none in older history)."""
 
 
 class KernelTerminationRequested(Event, frozen=True, kw_only=True, tag="agent.kernel_termination_requested"):

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import msgspec
 
+from contracts.mounts import MountSpec
 from contracts.session import KernelPlacement, SessionSpec
 from contracts.status import Reason
 
@@ -98,6 +99,7 @@ class AssignKernel(Command, frozen=True, kw_only=True):
     slots: dict[str, Decimal]
     cluster_role: str = "main"
     startup_command: str | None = None
+    mounts: list[MountSpec] = []
 
 
 class RequestKernelTermination(Command, frozen=True, kw_only=True):

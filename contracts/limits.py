@@ -24,11 +24,12 @@ from typing import Any, NamedTuple
 import msgspec
 
 from contracts import tenancy_commands as tc
+from contracts.mounts import MAX_MOUNTS, MAX_TARGET_BYTES, MountSpec
 from contracts.session import KernelSpec, SessionSpec
 
 __all__ = [
     "AMOUNT", "CHOICE", "DESCRIPTION", "IMAGE", "IMAGE_REFERENCE", "LIMITS", "Limit", "LimitError", "MAX_LIST",
-    "MAX_SESSION_LIST", "Many", "NAME", "SESSION_NAME", "SLOTS", "STARTUP_COMMAND", "Text", "check_limits",
+    "MAX_SESSION_LIST", "MOUNT_FIELDS", "Many", "NAME", "SESSION_NAME", "SLOTS", "STARTUP_COMMAND", "Text", "check_limits",
     "check_value",
 ]
 
@@ -84,6 +85,9 @@ MAX_LIST = 256
 """Entries of a list of names in tenancy (a user's projects, a resource group's visibility lists)."""
 MAX_SESSION_LIST = 64
 """Entries of a session's lists of ids (dependencies, designated agents) and of its kernels."""
+MOUNT_FIELDS = {"folder_id": Text("mount folder", 64), "name": Text("mount name", 128),
+                "volume": Text("mount volume", 64), "target": Text("mount target", MAX_TARGET_BYTES, in_bytes=True)}
+"""A mount's fields; ``name`` is a folder's name or id as asked for (``--mount NAME``), ``target`` a path."""
 
 
 def _names(field: str, max_length: int = 128, max_items: int = MAX_LIST) -> Many:
@@ -98,8 +102,10 @@ LIMITS: dict[type[msgspec.Struct], dict[str, Limit]] = {
         "designated_agents": _names("designatedAgents", max_items=MAX_SESSION_LIST),
         "user": Text("user", 128), "domain": Text("domain", 128), "project": Text("project", 128),
         "resource_group": Text("resourceGroup", 128),
+        "mounts": Many("mounts", MAX_MOUNTS),
     },
     KernelSpec: {"slots": SLOTS},
+    MountSpec: MOUNT_FIELDS,
     tc.CreateDomain: {"name": NAME, "description": DESCRIPTION, "total_resource_slots": SLOTS},
     tc.UpdateDomain: {"total_resource_slots": SLOTS},
     tc.CreateProject: {"name": NAME, "domain": NAME, "description": DESCRIPTION, "total_resource_slots": SLOTS},

@@ -8,6 +8,7 @@ from decimal import Decimal
 import msgspec
 
 from contracts.envelope import Event
+from contracts.mounts import MountSpec
 from contracts.status import ClusterMode, Reason, SessionStatus, SessionType
 
 __all__ = [
@@ -71,6 +72,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Sessions that must have finished successfully first."""
     designated_agents: list[str] = []
     """When not empty, only these agents may run the session."""
+    mounts: list[MountSpec] = []
+    """Storage folders mounted into every kernel, resolved and checked at enqueue (none in older history)."""
 
 
 class SessionRequested(Event, frozen=True, kw_only=True, tag="session.requested"):

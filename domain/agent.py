@@ -178,6 +178,7 @@ def _(command: c.AssignKernel, state: AgentState | None, ctx: Context, agent_id:
             slots=dict(command.slots),
             cluster_role=command.cluster_role,
             startup_command=command.startup_command,
+            mounts=list(command.mounts),
         )
     ]
 

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     priority        integer NOT NULL DEFAULT 10,
     pending_code    text,                   -- why the last scheduling pass left it pending
     pending_reason  text,
-    status_detail   text                    -- for people: pull progress while preparing, the cause of a failed start
+    status_detail   text,                   -- for people: pull progress while preparing, the cause of a failed start
+    mounts          jsonb NOT NULL DEFAULT '[]'  -- the folders mounted (contracts.mounts.MountSpec as JSON)
 );
 -- Tenancy and scheduling columns came after the first schema: add them to tables created
 -- before (without locking the table when they are already there).
@@ -49,7 +50,8 @@ BEGIN
         ('priority', 'integer NOT NULL DEFAULT 10'),
         ('pending_code', 'text'),
         ('pending_reason', 'text'),
-        ('status_detail', 'text')) AS c(name, definition)
+        ('status_detail', 'text'),
+        ('mounts', 'jsonb NOT NULL DEFAULT ''[]''')) AS c(name, definition)
     LOOP
         IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                         WHERE table_schema = current_schema() AND table_name = 'sessions'

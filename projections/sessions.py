@@ -44,6 +44,7 @@ _insert = bulk_insert(
         ("project", "text"),
         ("resource_group", "text"),
         ("priority", "integer"),
+        ("mounts", "jsonb"),
     ],
 )
 _ENDED = frozenset({SessionStatus.TERMINATED, SessionStatus.CANCELLED, SessionStatus.ERROR})
@@ -82,6 +83,7 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
         spec.project,
         spec.resource_group,
         spec.priority,
+        spec.mounts,
     )
     w.defer(_insert, row)
 

@@ -58,6 +58,8 @@ class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
     priority: int
     pending_code: str | None
     pending_reason: str | None
+    mounts: list[JSONObject] = []
+    """The folders mounted: ``contracts.mounts.MountSpec`` fields as JSON."""
 
 
 class KernelRow(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,6 +36,7 @@ from services.common.bus import credentials_identity, existing_heartbeat_bucket
 from services.common.bus_identities import ADMIN, agent_identity
 from services.common.flow import consume, follow, open_broker
 from services.common.settings import Settings
+from services.common.volumes import parse_volumes
 
 __all__ = ["ATTEMPTS", "build_backend", "durable_name", "own_credentials", "run_agent"]
 
@@ -73,7 +74,7 @@ def build_backend(settings: Settings) -> KernelBackend:
     if settings.agent_backend == "simulated":
         return SimulatedBackend(delay=settings.sim_delay)
     if settings.agent_backend == "process":
-        return ProcessBackend(settings.data_dir)
+        return ProcessBackend(settings.data_dir, volumes=parse_volumes(settings.storage_volumes, settings.data_dir))
     if settings.agent_backend == "auto":
         problem = docker_problem()
         if problem is not None:
@@ -81,7 +82,8 @@ def build_backend(settings: Settings) -> KernelBackend:
     if settings.agent_backend in ("docker", "auto"):
         return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace,
                              pull=settings.image_pull, user=settings.kernel_user, scratch=settings.kernel_scratch,
-                             tmp=settings.kernel_tmp)
+                             tmp=settings.kernel_tmp,
+                             volumes=parse_volumes(settings.storage_volumes, settings.data_dir))
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
 
 

@@ -4,6 +4,7 @@ SESSION_FIELDS = """
   id name owner image sessionType status statusReason statusDetail clusterSize requestedSlots
   agentIds createdAt updatedAt terminatedAt statusHistory
   domain project resourceGroup priority pendingCode pendingReason
+  mounts { name folderId volume target permission }
 """
 
 KERNEL_FIELDS = "id clusterRole clusterIdx agentId status statusReason statusDetail containerId exitCode slots"

@@ -12,6 +12,7 @@ from services.cli.connection import connect_client
 from services.cli.exec_cmd import INTERRUPTED, exit_with, stream_execution
 from services.cli.running import run_async
 from services.cli.output import Output
+from services.cli.session_options import mount_option
 from services.cli.sessions_common import (
     DEFAULT_IMAGE,
     GONE,
@@ -29,13 +30,15 @@ __all__ = ["run"]
 
 @run_async
 async def _run(out: Output, image: str, name: str | None, code: str, mode: str, resources: tuple[str, ...],
-               remove: bool, timeout: float) -> int:
+               mounts: list[dict[str, str]], remove: bool, timeout: float) -> int:
     async with connect_client() as client:
         payload: dict[str, Any] = {"image": image}
         if name is not None:
             payload["name"] = name
         if resources:
             payload["resources"] = parse_resources(resources)
+        if mounts:
+            payload["mounts"] = mounts
         session_id, position = await request_session(client, payload)
         out.info(f"session {session_id} requested ({image})")
         status, running = "PENDING", False
@@ -76,11 +79,12 @@ async def _remove(client: Any, out: Output, session_id: str) -> None:
 @click.option("-n", "--name", default=None, help="Session name (unique among your live sessions), to address it later.")
 @click.option("-r", "--resources", "resources", multiple=True, metavar="SLOT=AMOUNT",
               help="Resource slots, repeatable or comma-separated: -r cpu=2 -r mem=4g (default cpu=1,mem=1g).")
+@mount_option
 @click.option("--rm", "remove", is_flag=True, help="Terminate the session afterwards.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the session to run.")
 @click.pass_obj
 def run(out: Output, file: Path | None, code: str | None, command: str | None, image: str, name: str | None,
-        resources: tuple[str, ...], remove: bool, timeout: float) -> None:
+        resources: tuple[str, ...], mounts: list[dict[str, str]], remove: bool, timeout: float) -> None:
     """Start a session, run Python (-c CODE or FILE) or a shell command (--exec CMD) in it,
     stream its output and exit with its exit status.
 
@@ -89,6 +93,7 @@ def run(out: Output, file: Path | None, code: str | None, command: str | None, i
     berth run --rm train.py
     berth run --exec "ls -l" -r cpu=2
     berth run -n train --exec "python3 train.py"   (then: berth logs train, berth session info train)
+    berth run --mount data --mount models:ro --exec "python3 /home/work/data/train.py"
     """
     given = [name for name, value in (("-c", code), ("FILE", file), ("--exec", command)) if value is not None]
     if len(given) != 1:
@@ -97,6 +102,7 @@ def run(out: Output, file: Path | None, code: str | None, command: str | None, i
         code = file.read_text()
     mode = "batch" if command is not None else "query"
     try:
-        exit_with(_run(out, image, name, command if command is not None else code, mode, resources, remove, timeout))
+        exit_with(_run(out, image, name, command if command is not None else code, mode, resources, mounts, remove,
+                       timeout))
     except KeyboardInterrupt:
         exit_with(INTERRUPTED)

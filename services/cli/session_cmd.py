@@ -43,6 +43,8 @@ SESSION_FIELDS = [
     ("requestedSlots", "slots"), ("agentIds", "agents"), ("createdAt", "created"),
     ("terminatedAt", "terminated"), ("statusHistory", "history"),
 ]
+MOUNT_COLUMNS = [("name", "FOLDER"), ("target", "MOUNTED AT"), ("permission", "PERMISSION"), ("volume", "VOLUME"),
+                 ("folderId", "FOLDER ID")]
 KERNEL_COLUMNS = [("id", "KERNEL"), ("clusterRole", "ROLE"), ("agentId", "AGENT"), ("status", "STATUS"),
                   ("containerId", "CONTAINER"), ("exitCode", "EXIT")]
 
@@ -71,6 +73,7 @@ async def create(out: Output, name: str | None, image: str, resources: tuple[str
     \b
     berth session create -r cpu=2 -r mem=4g --project ml --priority 50
     berth session create -t batch --startup-command "python train.py" --depends-on SESSION_ID --no-wait
+    berth session create --mount data --mount models:/home/work/m:ro
     """
     client = connect_client()
     payload: dict[str, Any] = {"image": image, "sessionType": session_type.upper(), **placement_input(**placement)}
@@ -126,6 +129,8 @@ async def info(out: Output, session_id: str) -> None:
         out.json(data)
         return
     out.record(data, SESSION_FIELDS)
+    if data.get("mounts"):
+        out.table(data["mounts"], MOUNT_COLUMNS)
     out.table(data.get("kernels") or [], KERNEL_COLUMNS)
 
 

@@ -143,6 +143,7 @@ def _place(
             slots=dict(kernel.slots),
             cluster_role=kernel.cluster_role,
             startup_command=session.spec.startup_command,
+            mounts=list(session.spec.mounts),
         )
         for event in agent_domain.decide(agent, command, ctx, agent_id):
             agent = agent_domain.evolve(agent, event)

@@ -19,6 +19,7 @@ import pytest
 
 from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata, utc_now
+from contracts.mounts import MountSpec
 from services.agent.backends.base import KernelLaunch
 from services.agent.backends.docker import DockerBackend
 from services.agent.backends.docker.io_mount import mounted_under, unmount_io
@@ -42,14 +43,14 @@ while True:
 
 
 def launch(image: str, *, cpu: str = "1", mem: int = 256 * 1024**2, startup_command: str | None = None,
-           devices: dict[str, list[str]] | None = None) -> KernelLaunch:
-    """Returns a launch of a new kernel of ``image`` with the given slots."""
+           devices: dict[str, list[str]] | None = None, mounts: list[MountSpec] | None = None) -> KernelLaunch:
+    """Returns a launch of a new kernel of ``image`` with the given slots (and folder mounts)."""
     kernel_id = f"k{uuid.uuid4().hex[:12]}"
     assigned = KernelAssigned(
         event_id=uuid.uuid4(), originator_id="test-agent", originator_version=1, timestamp=utc_now(),
         metadata=Metadata(actor="test", correlation_id=kernel_id), kernel_id=kernel_id,
         session_id=f"s{uuid.uuid4().hex[:12]}", image=image,
-        slots={"cpu": Decimal(cpu), "mem": Decimal(mem)}, startup_command=startup_command,
+        slots={"cpu": Decimal(cpu), "mem": Decimal(mem)}, startup_command=startup_command, mounts=mounts or [],
     )
     base = launch_for(assigned)
     return KernelLaunch(kernel=assigned, env=base.env, devices=devices or {})

@@ -13,6 +13,7 @@ from contracts import commands as c
 from contracts import tenancy_commands as tc
 from contracts.catalog import encode_event
 from contracts.limits import IMAGE_REFERENCE, LIMITS, LimitError, Text, check_limits
+from contracts.mounts import MAX_MOUNTS, MountSpec
 from contracts.session import KernelSpec, SessionSpec
 from contracts.tenancy import ResourceGroupCreated, ResourceGroupOptions, Visibility
 from contracts.travel import MAX_EVENT_BYTES, check_travels
@@ -141,14 +142,16 @@ def test_patterns_are_anchored_by_fullmatch() -> None:
 
 
 def test_a_request_at_every_limit_yields_events_that_travel() -> None:
-    """The session's event and the kernel assignments on the agent (which copy the image and the
-    startup command) stay far below the travel limit."""
+    """The session's event and the kernel assignments on the agent (which copy the image, the
+    startup command and the mounts) stay far below the travel limit."""
     kernels = [KernelSpec(kernel_id=f"{'k' * 120}{i:03d}", slots={"cpu": Decimal("9" * 60), "mem": Decimal("9" * 64),
                                                                    "cuda.device": Decimal("1" * 64)})
                for i in range(64)]
+    mounts = [MountSpec(folder_id="f" * 64, name="m" * 128, volume="v" * 64, target="/" + "é" * 255, permission="rw")
+              for _ in range(MAX_MOUNTS)]
     command = request(name="n" * 64, image="r" * 240 + ":" + "t" * 14, startup_command="x" * 64 * 1024,
                       kernels=kernels, dependencies=["d" * 128] * 64, designated_agents=["a" * 128] * 64,
-                      user="u" * 64, domain="d" * 64, project="p" * 64, resource_group="g" * 64)
+                      user="u" * 64, domain="d" * 64, project="p" * 64, resource_group="g" * 64, mounts=mounts)
     check_limits(command)
     ctx = make_context("A" * 128)
     events = session_domain.decide(None, command, ctx, "s" * 128)
@@ -157,7 +160,7 @@ def test_a_request_at_every_limit_yields_events_that_travel() -> None:
     assigned = agent_domain.decide(agent_domain.replay(agent), c.AssignKernel(
         kernel_id=kernels[0].kernel_id, session_id="s" * 128, image=command.spec.image,
         slots={"cpu": Decimal(1), "mem": GIB},
-        startup_command=command.spec.startup_command), ctx, "a" * 128)
+        startup_command=command.spec.startup_command, mounts=mounts), ctx, "a" * 128)
     check_travels(events + assigned)
     assert max(len(encode_event(e)) for e in events + assigned) < MAX_EVENT_BYTES // 2
 

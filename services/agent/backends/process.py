@@ -4,7 +4,8 @@ For machines without a container engine (and for tests). Each kernel gets
 ``<data_dir>/kernels/<kernel_id>/`` with ``io/runner.sock`` (the runner's socket),
 ``work/`` (its working directory and HOME), ``runner.log`` (its stdout and stderr) and
 ``runner.pid``. The image and the slot limits are ignored: code runs as the agent's user
-with the agent's privileges. Each runner gets SIGTERM when the agent's process dies, even by
+with the agent's privileges. A session's folders appear as symbolic links at their targets
+under ``work/`` (``/home/work/x`` → ``work/x``); ``ro`` is NOT enforced (nothing is, here). Each runner gets SIGTERM when the agent's process dies, even by
 SIGKILL (parent-death signal, ``services.common.lifetime``), and then kills what it started.
 """
 
@@ -16,12 +17,15 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 
 from contracts.agent import KernelAssigned
 from contracts.status import Reason
 from contracts.subjects import check_token
 from services.agent.backends.private import private_dirs
+from contracts.mounts import MOUNT_ROOT as CONTAINER_HOME
+from services.agent.backends.folder_mounts import FolderBind, folder_binds
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
@@ -35,6 +39,18 @@ LOG_LIMIT = 1 << 20
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
+def _link_folders(work: Path, binds: list[FolderBind]) -> None:
+    """Links each folder at its target under ``work`` (which stands for ``/home/work``)."""
+    for bind in binds:
+        link = work / PurePosixPath(bind.target).relative_to(CONTAINER_HOME)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and os.readlink(link) == str(bind.source):
+            continue  # a redelivered assignment
+        link.symlink_to(bind.source, target_is_directory=True)
+        if bind.read_only:
+            log.warning("process backend: folder %s is linked at %s WITHOUT read-only protection", bind.source, link)
+
+
 def _exit_code(returncode: int) -> int:
     """Returns a shell-style exit code: 128 + n for a process killed by signal n."""
     return 128 - returncode if returncode < 0 else returncode
@@ -45,8 +61,10 @@ class ProcessBackend(KernelBackend):
 
     name = "process"
 
-    def __init__(self, data_dir: Path, *, python: str = sys.executable, grace: float = 5.0) -> None:
+    def __init__(self, data_dir: Path, *, python: str = sys.executable, grace: float = 5.0,
+                 volumes: Mapping[str, Path] | None = None) -> None:
         self.root = Path(data_dir) / "kernels"
+        self.volumes = dict(volumes or {})
         self.python = python
         self.grace = grace
         self._procs: dict[str, asyncio.subprocess.Process] = {}
@@ -82,6 +100,7 @@ class ProcessBackend(KernelBackend):
             return f"proc-{running.pid}"
         home = self.kernel_dir(kernel_id)
         private_dirs(home, home / "io", home / "work")
+        _link_folders(home / "work", folder_binds(launch.kernel.mounts, self.volumes))
         sock = home / "io" / "runner.sock"
         sock.unlink(missing_ok=True)
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}

@@ -2,7 +2,7 @@
 is recorded: project membership, the resource group (exists, visible, allows the type), the
 caller's resource policy (containers per session, pending sessions and their slots),
 dependencies (each an id, a unique id prefix or a name of a session the caller may see; stored
-as ids) and designated agents (admins only). The name's uniqueness is checked where the session
+as ids), designated agents (admins only) and folder mounts (``services.gateway.sessions.mounts``). The name's uniqueness is checked where the session
 is recorded, in the same transaction (``Sessions.request(..., unique_name=True)``).
 
 Tenancy facts come from the event store (never stale: a user created a moment ago may
@@ -12,6 +12,7 @@ read model. The pure checks live in ``domain.tenancy.enqueue``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import reduce
 
@@ -25,11 +26,13 @@ from domain.errors import DomainError
 from domain.session import MAX_PRIORITY
 from domain.tenancy import KeypairState, PolicyState, ProjectState, ResourceGroupState, UserState
 from domain.tenancy.enqueue import EnqueueFacts, check_enqueue, choose_project
+from domain.vfolder_mounts import MountRequest
 from services.application.tenancy import Tenancy
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain
 from services.gateway.sessions import readmodels as rm
+from services.gateway.sessions.mounts import actor_of, resolved_mounts
 from services.gateway.sessions.refs import resolve_session_id
 
 __all__ = ["enqueue_checked"]
@@ -101,9 +104,10 @@ async def _resolved_dependencies(info: Info, dependencies: list[str]) -> list[st
 
 
 async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSession,
-                          project: str | None, resource_group: str | None) -> c.RequestSession:
-    """Returns ``command`` with the caller's user, domain, project and resource group filled in, once
-    every enqueue check passed; raises a GraphQL error (BAD_INPUT, QUOTA, FORBIDDEN) otherwise."""
+                          project: str | None, resource_group: str | None,
+                          mounts: Sequence[MountRequest] = ()) -> c.RequestSession:
+    """Returns ``command`` with the caller's user, domain, project, resource group and resolved ``mounts``
+    filled in, once every enqueue check passed; raises a GraphQL error (BAD_INPUT, QUOTA, FORBIDDEN) otherwise."""
     spec = command.spec
     if spec.designated_agents and not principal.is_admin:
         raise GatewayError(FORBIDDEN, "only admins may designate agents")
@@ -122,9 +126,11 @@ async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSe
             requested_slots=reduce(add_slots, (k.slots for k in spec.kernels), {}), limits=loaded.limits,
             pending_count=pending_count, pending_slots=pending_slots,
         ))
+        resolved = await resolved_mounts(info, actor_of(principal, loaded.user, loaded.limits), list(mounts),
+                                         loaded.project_name)
     except DomainError as exc:
         raise from_domain(exc) from exc
     dependencies = await _resolved_dependencies(info, spec.dependencies)
     return msgspec.structs.replace(command, spec=msgspec.structs.replace(
         spec, user=principal.user_id, domain=principal.domain, project=loaded.project_name, resource_group=group,
-        dependencies=dependencies))
+        dependencies=dependencies, mounts=resolved))

@@ -26,6 +26,7 @@ from services.gateway.errors import BAD_INPUT, GatewayError, from_domain
 from services.gateway.limits import checked, checked_choice, checked_value
 from services.gateway.sessions.enqueue import enqueue_checked
 from services.gateway.sessions.idempotency import earlier_request, session_id_for
+from services.gateway.sessions.mounts import mount_requests
 from services.gateway.sessions.ownership import owned_session
 from services.gateway.sessions.refs import resolve_session_id
 from services.gateway.sessions.types import CreateSessionInput, SessionCommandResult
@@ -108,7 +109,8 @@ class Mutation:
         if key is not None and (earlier := await earlier_request(info, principal, session_id)) is not None:
             return earlier  # a retry: the session its first request created, nothing recorded
         command = build_request(input, principal.access_key, session_id)
-        command = await enqueue_checked(info, principal, command, input.project, input.resource_group)
+        command = await enqueue_checked(info, principal, command, input.project, input.resource_group,
+                                        mount_requests(input.mounts))
         try:
             position = await resources.session_requests.submit((session_id, command, make_context(principal.access_key)))
         except (DomainError, SlotError, SubjectError) as exc:

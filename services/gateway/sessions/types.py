@@ -20,6 +20,8 @@ __all__ = [
     "DEFAULT_IMAGE",
     "EventRecord",
     "Kernel",
+    "Mount",
+    "MountInput",
     "Session",
     "SessionCommandResult",
     "SessionPage",
@@ -53,6 +55,21 @@ class Kernel:
         return Kernel(id=row.kernel_id, slots=slots_json(row.slots), **fields)
 
 
+@strawberry.type(description="A storage folder mounted into every kernel of a session, as resolved at its request.")
+class Mount:
+    name: str = strawberry.field(description="The folder's name when the session was requested.")
+    folder_id: str
+    volume: str
+    target: str = strawberry.field(description="Where it is in the container (under /home/work).")
+    permission: str = strawberry.field(description='"ro" or "rw".')
+
+    @staticmethod
+    def from_json(value: dict) -> Mount:
+        """Returns a mount from one entry of a ``sessions`` row's ``mounts``."""
+        return Mount(name=value["name"], folder_id=value["folder_id"], volume=value["volume"],
+                     target=value["target"], permission=value.get("permission", "ro"))
+
+
 @strawberry.type
 class Session:
     id: str
@@ -81,6 +98,7 @@ class Session:
     pending_code: str | None = strawberry.field(
         description="Why the last scheduling pass left it PENDING, as a stable code (quota-exceeded, no-agent, ...).")
     pending_reason: str | None = strawberry.field(description="The same reason, for people.")
+    mounts: list[Mount] = strawberry.field(description="The storage folders mounted, resolved at its request.")
     kernels: list[Kernel]
 
     @staticmethod
@@ -93,7 +111,7 @@ class Session:
         return Session(
             id=row.session_id, requested_slots=slots_json(row.requested_slots),
             agent_ids=list(row.agent_ids or []), status_history=dict(row.status_history or {}),
-            kernels=kernels, **fields,
+            mounts=[Mount.from_json(m) for m in row.mounts or ()], kernels=kernels, **fields,
         )
 
 
@@ -172,6 +190,17 @@ class SessionStatusUpdate:
         )
 
 
+@strawberry.input(description="A storage folder to mount (`berth ... --mount NAME[:PATH][:ro|rw]`).")
+class MountInput:
+    name: str = strawberry.field(description="A folder of yours, of the session's project, or shared with you: its "
+                                 "name (yours first, then the project's, then the one shared with you) or its id.")
+    target: str | None = strawberry.field(
+        default=None, description="Where in the container: a path under /home/work (relative: from there); "
+        "default /home/work/<name>.")
+    permission: str | None = strawberry.field(
+        default=None, description='"ro" or "rw" (any case); default: your permission on the folder, at most rw.')
+
+
 @strawberry.input
 class CreateSessionInput:
     name: str | None = strawberry.field(default=None, description='Defaults to "session-<8 hex>".')
@@ -195,6 +224,9 @@ class CreateSessionInput:
         default=None, description="Sessions (ids) that must have finished successfully first; each must be yours.")
     designated_agents: list[str] | None = strawberry.field(
         default=None, description="Only these agents may run the session (admins only).")
+    mounts: list[MountInput] | None = strawberry.field(
+        default=None, description="Storage folders to mount, checked at enqueue; your folders named .something "
+        "mount by themselves at /home/work/<name>.")
     idempotency_key: str | None = strawberry.field(
         default=None, description="1 to 128 visible ASCII characters, chosen by the client per session it means to "
         "create and sent again on a retry: a request with a key this keypair used before returns that session and "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiodocker
@@ -31,6 +32,7 @@ from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, s
 from services.agent.backends.docker.exits import ExitWatcher, exit_reason
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
+from services.agent.backends.folder_mounts import folder_binds
 from services.agent.backends.docker.spec import (
     LABEL_AGENT,
     LABEL_KERNEL,
@@ -73,9 +75,12 @@ class DockerBackend(KernelBackend):
         user: str = AUTO_USER,
         scratch: str = "1g",
         tmp: str = "256m",
+        volumes: Mapping[str, Path] | None = None,
     ) -> None:
         """``user`` (``BERTH_KERNEL_USER``), ``scratch`` and ``tmp`` (``BERTH_KERNEL_SCRATCH``,
-        ``BERTH_KERNEL_TMP``) are read by ``confinement.py``; a bad one is a ValueError naming it."""
+        ``BERTH_KERNEL_TMP``) are read by ``confinement.py``; a bad one is a ValueError naming it.
+        ``volumes`` (``BERTH_STORAGE_VOLUMES``): the root of each storage volume on this node, from which
+        sessions' folders are bind-mounted (none: a session with mounts fails to start)."""
         if grace < 0:
             raise ValueError(f"the stop grace must not be negative, got {grace}")
         if pull not in PULL_POLICIES:
@@ -87,6 +92,7 @@ class DockerBackend(KernelBackend):
         self.runner_dir = Path(runner_dir or DEFAULT_RUNNER_DIR).absolute()
         self.user = kernel_user(user)
         self.scratch = scratch_sizes(scratch, tmp)
+        self.volumes = dict(volumes or {})
         self._url = docker_url
         self._docker: aiodocker.Docker | None = None
         self._stopping: set[str] = set()
@@ -125,7 +131,8 @@ class DockerBackend(KernelBackend):
         if not (self.runner_dir / RUNNER_FILE).is_file() and not launch.kernel.startup_command:
             raise KernelStartError(f"the kernel runner {self.runner_dir / RUNNER_FILE} is missing")
         config = container_config(launch, agent_id=self.agent_id, paths=paths, runner_dir=self.runner_dir,
-                                  user=self.user, scratch=self.scratch)
+                                  user=self.user, scratch=self.scratch,
+                                  folders=folder_binds(launch.kernel.mounts, self.volumes))
         private_dirs(paths.root, paths.io)
         paths.socket.unlink(missing_ok=True)
         if not launch.kernel.startup_command:  # the runner creates its socket there; a batch kernel has none

@@ -9,7 +9,7 @@ without network, without capabilities and without privilege escalation.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
@@ -19,6 +19,7 @@ from contracts.subjects import check_token
 
 from services.agent.backends.base import KernelLaunch, KernelStartError
 from services.agent.backends.docker.confinement import KernelUser, Scratch, bounded_by_slots
+from services.agent.backends.folder_mounts import FolderBind
 
 __all__ = [
     "CONTAINER_IO",
@@ -185,12 +186,14 @@ def container_config(
     user: KernelUser,
     scratch: Scratch,
     pids_limit: int = DEFAULT_PIDS_LIMIT,
+    folders: Sequence[FolderBind] = (),
 ) -> dict[str, Any]:
     """Returns the body of ``POST /containers/create`` for ``launch``: image, command,
     environment, labels, mounts (runner read-only, socket directory: read-only for a batch
     kernel, which has no runner) and a HostConfig with the kernel's limits, no network, no
     capabilities, no new privileges, a read-only root filesystem and ``scratch`` (capped by the
-    ``mem`` slot) as the tmpfs ``/home/work`` and ``/tmp``; the kernel runs as ``user``, never root."""
+    ``mem`` slot) as the tmpfs ``/home/work`` and ``/tmp``, the session's ``folders`` bound at their targets
+    (read-only for ``ro`` mounts: a write fails with EROFS); the kernel runs as ``user``, never root."""
     kernel = launch.kernel
     if not kernel.image:
         raise KernelStartError("the kernel has no image")
@@ -209,6 +212,7 @@ def container_config(
         "Mounts": [
             _bind(Path(runner_dir).absolute(), CONTAINER_RUNNER, read_only=True),
             _bind(paths.io, CONTAINER_IO, read_only=batch),
+            *(_bind(f.source, PurePosixPath(f.target), read_only=f.read_only) for f in folders),
         ],
         "LogConfig": {"Type": "json-file", "Config": {"max-size": LOG_MAX_SIZE, "max-file": "2"}},
         "RestartPolicy": {"Name": "no"},
