@@ -27,7 +27,7 @@ from services.application.mounts import ScopeLimits, session_mounts
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, GatewayError
-from services.gateway.limits import checked_value
+from services.gateway.limits import checked_choice, checked_value
 from services.gateway.readmodels import read
 from services.gateway.sessions.types import MountInput
 
@@ -56,7 +56,7 @@ def mount_requests(inputs: Sequence[MountInput] | None) -> list[MountRequest]:
                 raise GatewayError(BAD_INPUT, f"mount {item.name!r}: {exc}") from exc
         if item.target is not None:
             checked_value(MOUNT_FIELDS["target"], item.target)
-        permission = item.permission.lower() if item.permission is not None else None
+        permission = checked_choice("mount permission", item.permission).lower() if item.permission is not None else None
         if permission is not None and permission not in PERMISSIONS:
             raise GatewayError(BAD_INPUT, f"mount {item.name}: permission must be ro or rw, got {item.permission!r}")
         requests.append(MountRequest(name=item.name, target=item.target, permission=permission))  # type: ignore[arg-type]
