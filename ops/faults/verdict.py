@@ -28,7 +28,7 @@ class Verdict:
     doctor_output: str
     ledger: Ledger
     drift: list[str] = field(default_factory=list)  # read-model tables that differ from a rebuild
-    recovered_after: float = 0.0  # seconds until doctor was clean
+    clean_at: float = 0.0  # time.monotonic() when doctor was first clean
 
     @property
     def clean(self) -> bool:
@@ -48,7 +48,7 @@ async def judge(env: Mapping[str, str], instance: Mapping[str, object], timeout:
         if doctor.returncode == 0 or time.monotonic() - started > timeout:
             break
         await asyncio.sleep(DOCTOR_POLL)
-    recovered = time.monotonic() - started
+    clean_at = time.monotonic()
     dsn = str(instance["pg_dsn"])
     ledger = await read_ledger(str(instance["nats_url"]), str(instance.get("nats_creds") or ""), dsn)
     with psycopg.connect(dsn) as conn:
@@ -57,4 +57,4 @@ async def judge(env: Mapping[str, str], instance: Mapping[str, object], timeout:
     with psycopg.connect(dsn) as conn:
         after = dump_read_models(conn)
     drift = table_drift(before, after) if rebuilt.returncode == 0 else [f"rebuild failed: {rebuilt.stderr[-500:]}"]
-    return Verdict(doctor.returncode == 0, doctor.stdout + doctor.stderr, ledger, drift, recovered)
+    return Verdict(doctor.returncode == 0, doctor.stdout + doctor.stderr, ledger, drift, clean_at)
