@@ -35,11 +35,18 @@ def _nats_pid(nats_dir: Path) -> int:
     return pid
 
 
+def _ended(pid: int) -> bool:
+    """Whether ``pid`` has ended: gone, or a zombie (`berth up`, its parent, reaps it when it gets to it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2:].startswith("Z")
+
+
 async def _gone(pid: int, deadline: float) -> bool:
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _ended(pid):
             return True
         await asyncio.sleep(0.05)
     return False
