@@ -1,0 +1,137 @@
+"""One fault scenario on a fresh instance: a PostgreSQL of its own (``EmbeddedPostgres``), `berth up`
+on simulated agents against it, the soak load (``ops/bench/soak_driver.py``: signed createSession /
+terminateSession from several clients) with the fault injected while it runs, then the verdict
+(``ops/faults/verdict.py``). Shared by ``python -m ops.faults`` and tests/e2e/test_faults.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from ops.bench.soak import BerthUp
+from ops.bench.soak_driver import Endpoint, run_soak
+from ops.bench.soak_report import SoakResult
+from ops.faults.kills import KillPlan, kill_services
+from ops.faults.outages import postgres_outage, restart_nats
+from ops.faults.verdict import Verdict, judge
+from services.supervisor.embedded import EmbeddedPostgres, NatsServer
+from services.supervisor.infrastructure import ensure_database, nats_data_dir
+
+__all__ = ["SCENARIOS", "Load", "Outcome", "run_scenario"]
+
+SERVICES = ["relay", "projector", "scheduler", "controller", "gateway", "agent"]
+
+
+@dataclass
+class Load:
+    rounds: int = 2
+    sessions: int = 40  # per round
+    clients: int = 8
+    agents: int = 3
+    timeout: float = 120.0  # seconds per phase of the load, and for doctor to be clean afterwards
+    kills: int = 1  # SIGKILLs of each service
+    down: float = 3.0  # seconds PostgreSQL or NATS stays down
+    seed: int = 13
+
+
+@dataclass
+class Outcome:
+    fault: str
+    soak: SoakResult
+    verdict: Verdict
+    injected: list[str] = field(default_factory=list)  # what was done, for people
+    problems: list[str] = field(default_factory=list)  # the injection's own failures
+    fault_ended: float = 0.0  # time.monotonic() at the end of the last fault
+
+    @property
+    def requested(self) -> int:
+        return sum(r.requested for r in self.soak.rounds)
+
+    @property
+    def converged(self) -> int:
+        return sum(len(r.ids) for r in self.soak.rounds if r.converged)
+
+    @property
+    def recovery(self) -> float:
+        """Seconds from the end of the last fault to a clean doctor (0 when it was clean at once)."""
+        return max(0.0, self.verdict.clean_at - self.fault_ended)
+
+    @property
+    def ok(self) -> bool:
+        return (self.converged == self.requested and self.soak.converged and not self.problems
+                and self.verdict.clean)
+
+
+class _Context:
+    def __init__(self, berth: BerthUp, postgres: EmbeddedPostgres, pg_root: Path, load: Load) -> None:
+        self.berth, self.postgres, self.pg_root, self.load = berth, postgres, pg_root, load
+        self.injected: list[str] = []
+        self.problems: list[str] = []
+        self.owned_nats: list[NatsServer] = []
+
+
+Inject = Callable[[_Context], Awaitable[None]]
+
+
+def _kills(services: list[str]) -> Inject:
+    async def inject(ctx: _Context) -> None:
+        assert ctx.berth.proc is not None
+        plan = KillPlan(services=services, times=ctx.load.kills, delay=0.5, gap=1.0, seed=ctx.load.seed)
+        await kill_services(ctx.berth.proc.pid, plan, asyncio.Event(), ctx.injected.append)
+        ctx.problems.extend(plan.problems)
+    return inject
+
+
+async def _postgres(ctx: _Context) -> None:
+    await asyncio.sleep(1.0)  # into the load: the fault's moment, not a synchronisation
+    down = await postgres_outage(ctx.postgres, ctx.pg_root, ctx.load.down)
+    ctx.injected.append(f"PostgreSQL stopped and started again ({down:.1f} s down)")
+
+
+async def _nats(ctx: _Context) -> None:
+    await asyncio.sleep(1.0)  # into the load: the fault's moment, not a synchronisation
+    ctx.owned_nats.append(await restart_nats(nats_data_dir(ctx.berth.data_dir), ctx.load.down))
+    ctx.injected.append(f"NATS stopped and started again ({ctx.load.down:.1f} s down)")
+
+
+SCENARIOS: dict[str, Inject] = {
+    "sigkill relay+controller+scheduler": _kills(["relay", "controller", "scheduler"]),
+    "sigkill every service": _kills(SERVICES),
+    "postgresql stop/start": _postgres,
+    "nats restart": _nats,
+}
+
+
+async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[str], None]) -> Outcome:
+    """Runs scenario ``fault`` (a key of SCENARIOS) in ``work_dir``; stops everything it started."""
+    inject = SCENARIOS[fault]
+    pg_root = work_dir / "postgres"
+    postgres = EmbeddedPostgres()
+    admin_dsn = await asyncio.to_thread(postgres.start, pg_root)
+    berth = BerthUp(work_dir / "berth", ensure_database(admin_dsn), load.agents, None)
+    # a killed agent process starts again within a second or two, not a lost agent: no heartbeat timeout
+    berth.env["BERTH_HEARTBEAT_TIMEOUT"] = "60"
+    berth.data_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _Context(berth, postgres, pg_root, load)
+    try:
+        instance = await asyncio.to_thread(berth.start)
+        endpoint = Endpoint(instance.gateway_url, instance.access_key, instance.secret_key)
+        injection = asyncio.create_task(inject(ctx))
+        soak = await run_soak(endpoint, rounds=load.rounds, sessions=load.sessions, clients=load.clients,
+                              timeout=load.timeout, log=berth.log, say=say, alive=berth.alive)
+        await injection
+        fault_ended = time.monotonic()
+        env = {**berth.env}
+        facts = {"pg_dsn": instance.pg_dsn, "nats_url": instance.nats_url, "nats_creds": instance.nats_creds}
+        verdict = await judge(env, facts, load.timeout)
+        return Outcome(fault, soak, verdict, ctx.injected, ctx.problems, fault_ended)
+    finally:
+        berth.stop()
+        for server in ctx.owned_nats:
+            server.stop()
+        with contextlib.suppress(Exception):
+            postgres.stop()
