@@ -13,7 +13,8 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 
 from services.gateway.deadletters.resolvers import DeadLetterMutation, DeadLetterQuery
-from services.gateway.errors import INTERNAL, GatewayError
+from services.common.transient import unavailable_dependency
+from services.gateway.errors import BAD_INPUT, INTERNAL, UNAVAILABLE, GatewayError
 from services.gateway.execution.queries import ExecutionQuery
 from services.gateway.execution.subscriptions import ExecutionSubscription
 from services.gateway.health.doctor import DoctorQuery
@@ -46,6 +47,9 @@ validation cache's key stable (its limiter extensions would build new classes pe
 
 log = logging.getLogger(__name__)
 
+MAX_INPUT_MESSAGE = 500
+"""Characters of a refusal of the request's variables kept (the message may quote the value)."""
+
 
 def _is_internal(error: GraphQLError) -> bool:
     original = error.original_error
@@ -53,14 +57,25 @@ def _is_internal(error: GraphQLError) -> bool:
 
 
 class _MaskInternalErrors(MaskErrors):
-    """Replaces an unexpected error by "internal error" with code INTERNAL (details stay in the log)."""
+    """Replaces an unexpected error by "internal error" with code INTERNAL (details stay in the log);
+    one caused by PostgreSQL, NATS or Docker being away by "<it> is unavailable; retry", code UNAVAILABLE;
+    variables that do not fit the schema by graphql-core's refusal (≤ 500 characters), code BAD_INPUT."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_internal, error_message="internal error")
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)
-        masked.extensions = {"code": INTERNAL}
+        if isinstance(error.original_error, GraphQLError):  # the request's variables do not fit the schema
+            masked.message = error.message[:MAX_INPUT_MESSAGE]
+            masked.extensions = {"code": BAD_INPUT}
+            return masked
+        away = unavailable_dependency(error.original_error) if error.original_error is not None else None
+        if away is not None:  # an outage the client waits out and retries (with its idempotency key)
+            masked.message = f"{away} is unavailable; retry"
+            masked.extensions = {"code": UNAVAILABLE}
+        else:
+            masked.extensions = {"code": INTERNAL}
         return masked
 
 
@@ -69,7 +84,7 @@ class BerthSchema(strawberry.Schema):
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         for error in errors:
-            if _is_internal(error):
+            if _is_internal(error) and not isinstance(error.original_error, GraphQLError):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 

@@ -94,6 +94,12 @@ class Projector:
     async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> Position:
         """Applies the stream until ``stop`` is set (or ``until_seq`` is applied); returns the
         position reached. Any failure is retried from the stored position, with backoff."""
+        try:
+            return await self._run(stop, until_seq)
+        finally:
+            OUTAGES.forget(DEAD_LETTER_CONSUMER)  # stopped: it waits out nothing any more
+
+    async def _run(self, stop: asyncio.Event, until_seq: int | None) -> Position:
         failures = 0
         while True:
             try:

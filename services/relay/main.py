@@ -89,6 +89,7 @@ async def run_relay(
                 OUTAGES.failed("relay", unavailable_dependency(exc) or "its event store and stream", exc)
                 await first_of(stop, timeout=delay)
     finally:
+        OUTAGES.forget("relay")  # stopped: it waits out nothing any more
         if listener is not None:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)

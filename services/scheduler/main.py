@@ -13,6 +13,7 @@ from services.common.bus import ensure_streams
 from services.application.context import make_context
 from services.common.flow import follow, open_broker
 from services.common.settings import Settings
+from services.common.transient import OUTAGES
 from services.scheduler.flow import SNAPSHOT, SnapshotFeed
 from services.scheduler.passes import PassRunner
 from services.application.scheduling import Scheduling
@@ -54,5 +55,6 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         finally:
             await sub.stop()
     finally:
+        OUTAGES.forget("scheduler")  # stopped: it waits out nothing any more
         await broker.stop()
         await store.close()

@@ -30,6 +30,11 @@ REQUEST_ATTEMPTS = 3
 """Times ``create_session`` sends a request whose answer was lost (connection reset, timeout)."""
 RETRY_DELAY = 0.5
 """Seconds before its first retry (then twice that)."""
+RETRIED_CODES = frozenset({"UNAVAILABLE", "HTTP_502", "HTTP_503", "HTTP_504"})
+"""Answers after which ``create_session`` sends its request again: nothing was recorded."""
+UNAVAILABLE_WINDOW = 60.0
+"""Seconds ``create_session`` keeps retrying while the gateway answers UNAVAILABLE (an outage of
+PostgreSQL or NATS, a gateway restarting)."""
 GRAPHQL_PATH = "/graphql"
 TOKEN_PATH = "/auth/token"
 
@@ -85,16 +90,23 @@ class BerthClient:
 
         The request carries an ``idempotencyKey`` (``input``'s, else a fresh random one) and is sent
         again, with that key and signed afresh, when its answer is lost (up to ``REQUEST_ATTEMPTS``
-        times): however often it reaches the gateway, it creates one session."""
+        times) or is UNAVAILABLE (for up to ``UNAVAILABLE_WINDOW`` seconds): however often it reaches
+        the gateway, it creates one session."""
         input = {**input, "idempotencyKey": input.get("idempotencyKey") or uuid.uuid4().hex}
-        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+        lost = 0
+        deadline = asyncio.get_running_loop().time() + UNAVAILABLE_WINDOW
+        while True:
             try:
                 return dict((await self.execute(CREATE_SESSION, {"input": input}))["createSession"])
             except httpx.TransportError:
-                if attempt == REQUEST_ATTEMPTS:
+                lost += 1
+                if lost == REQUEST_ATTEMPTS:
                     raise
-                await asyncio.sleep(RETRY_DELAY * attempt)  # back off before the retry
-        raise AssertionError("unreachable")
+                await asyncio.sleep(RETRY_DELAY * lost)  # back off before the retry
+            except BerthAPIError as exc:
+                if exc.code not in RETRIED_CODES or asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await asyncio.sleep(RETRY_DELAY)  # the gateway's store or bus is away: nothing was recorded
 
     async def issue_token(self) -> str:
         """Returns a new bearer token (valid 12 h) for this keypair, from ``POST /auth/token``."""

@@ -213,8 +213,11 @@ def test_a_sigkilled_agent_restarts_adopts_its_container_and_exec_still_works(
     try:
         nats_url = berth.instance()["nats_url"]
         assert isinstance(nats_url, str)
+        creds = tmp_path / f"{node}.creds"  # the bus is authenticated: the second node is enrolled first
+        berth.berth("admin", "agent", "enrol", node, "--data-dir", str(data), "--file", str(creds))
         agent_env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
         agent_env.update({"BERTH_AGENT_ID": node, "BERTH_AGENT_BACKEND": "docker", "BERTH_NATS_URL": nats_url,
+                          "BERTH_NATS_CREDS": str(creds),
                           "BERTH_DATA_DIR": str(tmp_path / "node2"), "BERTH_AGENT_CAPACITY": CAPACITY,
                           "BERTH_DOCKER_STOP_GRACE": "2"})
         agent = SecondAgent(tmp_path / "node2", agent_env)

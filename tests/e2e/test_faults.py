@@ -23,16 +23,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 LOAD = Load(rounds=2, sessions=40, clients=8, agents=3, timeout=120.0, kills=1, down=3.0)
 
 
-# Found by the full-size run (ops/README.md): a request in flight when PostgreSQL shuts down gets HTTP 500 /
-# INTERNAL (psycopg AdminShutdown from the replay ledger in the auth middleware or from the event store), not
-# a retryable UNAVAILABLE the SDK would resend with its idempotency key. Whether one is in flight at that
-# moment is chance, so until that is fixed this scenario may fail; it is kept to show the fix works.
-POSTGRES_500 = pytest.mark.xfail(strict=False, reason="createSession in flight at a PostgreSQL shutdown answers "
-                                                      "HTTP 500 / INTERNAL instead of a retryable UNAVAILABLE")
 
 
 @pytest.mark.parametrize("fault", ["sigkill relay+controller+scheduler",
-                                   pytest.param("postgresql stop/start", marks=POSTGRES_500), "nats restart"])
+                                   "postgresql stop/start", "nats restart"])
 async def test_fault_mid_load_loses_nothing(fault: str, tmp_path: Path) -> None:
     progress: list[str] = []
     outcome = await run_scenario(fault, tmp_path, LOAD, progress.append)

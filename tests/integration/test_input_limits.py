@@ -30,6 +30,8 @@ from tests.support.gateway import (  # noqa: F401 - fixtures
 from tests.support.tenancy import CREATE_DOMAIN, CREATE_RGROUP, refused
 
 BIG = 450_000
+AGENT = ("local",)
+"""The agent of ``cluster``: its own events (lost and recovered under load) are not the requests'."""
 
 
 async def assert_bad_input(client: BerthClient, pg_dsn: str, query: str, variables: dict, fragment: str) -> None:
@@ -72,6 +74,16 @@ async def test_oversized_tenancy_input_is_refused(client_for, keys: Keys, pg_dsn
     assert (await admin.execute(CREATE_DOMAIN, {"i": {"name": "lab", "description": "x" * 1024}}))["createDomain"]
 
 
+async def test_variables_that_do_not_fit_the_schema_are_bad_input_not_internal(client_for, keys: Keys,
+                                                                                pg_dsn: str) -> None:
+    """graphql-core refuses them before any resolver runs; they reached the client as INTERNAL."""
+    alice = client_for(keys.alice)
+    for variables, fragment in (({"input": {"kernels": 1}}, "not to include unknown field"),
+                                ({"input": "x" * BIG}, "to be an object"),
+                                ({}, "to be provided")):
+        await assert_bad_input(alice, pg_dsn, CREATE, variables, fragment)
+
+
 MALFORMED_BODIES = [b"{not json", b'"x"', b"[1, 2]", b'{"query": 5}', b'{"query": "{ __typename }", "variables": "x"}']
 STATUS = "subscription($id: String!) { sessionStatus(sessionId: $id) { status } }"
 
@@ -93,7 +105,7 @@ async def test_oversized_and_malformed_input_over_http_and_websocket_then_a_sess
     served: str, keys: Keys, cluster, sessions, pg_dsn: str,
 ) -> None:
     """Refused, nothing recorded, and the next session still reaches RUNNING on a real agent."""
-    before = count_events(pg_dsn)
+    before = count_events(pg_dsn, excluding=AGENT)
     async with BerthClient(served, *keys.alice) as alice, httpx.AsyncClient() as http:
         for variables, fragment in (({"input": {"image": "x" * BIG}}, "image: at most 255"),
                                     ({"input": {"name": "a\x00b"}}, "must not contain NUL"),
@@ -115,10 +127,10 @@ async def test_oversized_and_malformed_input_over_http_and_websocket_then_a_sess
         assert await _refused_over_the_websocket(ws_url, alice, "{not json") == 4400
         too_big = {"type": "subscribe", "id": "1", "payload": {"query": STATUS, "variables": {"id": "x" * MAX_BODY}}}
         assert await _refused_over_the_websocket(ws_url, alice, json.dumps(too_big)) == 1009
-        assert count_events(pg_dsn) == before
+        assert count_events(pg_dsn, excluding=AGENT) == before
 
         session_id = await running_session(alice, sessions)
-    assert count_events(pg_dsn) > before and session_id
+    assert count_events(pg_dsn, excluding=AGENT) > before and session_id
 
 
 def test_the_store_refuses_an_event_that_cannot_travel_whatever_the_path(pg_dsn: str) -> None:

@@ -16,6 +16,7 @@ from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, event_subject
 from projections.position import read_position
 from projections.rebuild import dump_read_models
 from services.application.context import make_context
+from services.common.transient import OUTAGES
 from services.application.sessions import Sessions
 from services.common.bus import ensure_streams
 from services.common.settings import Settings
@@ -101,5 +102,10 @@ async def test_a_stream_that_is_not_the_stores_events_in_order_is_refused_not_sk
         await async_wait_for(lambda: any("does not hold the store's events in order" in r.getMessage()
                                          for r in caplog.records), timeout=30, message="it says why")
         assert applied_seq(settings.pg_dsn) == 0, "nothing applied out of order, nothing skipped"
+        await async_wait_for(lambda: any("projector" in o for o in OUTAGES.describe()), timeout=30,
+                             message="the refusal is in the health answer")
     finally:
         await stop_task(*projector)
+    # stopped, it waits out nothing: an outage left behind made this process's /healthz 'degraded' for ever
+    assert not [o for o in OUTAGES.describe() if "projector" in o], OUTAGES.describe()
+

@@ -29,7 +29,8 @@ from services.gateway.auth.principal import AUTH_FAILED, AuthError, Principal
 from services.gateway.auth.revocation import KeypairWatch, RevocableSocket
 from services.gateway.auth.tokens import issue_token
 from services.gateway.auth.verify import Authenticator
-from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAUTHENTICATED
+from services.common.transient import unavailable_dependency
+from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAUTHENTICATED, UNAVAILABLE
 from services.gateway.rate_limit import WINDOW, RateDecision
 
 __all__ = ["MAX_BODY", "PRINCIPAL_KEY", "WS_AUTH_KEY", "Admit", "AuthLayer", "TokenEndpoint", "rate_limited_reason",
@@ -60,6 +61,12 @@ def _too_many_headers(decision: RateDecision) -> dict[str, str]:
             "x-ratelimit-remaining": "0", "x-ratelimit-window": str(int(WINDOW))}
 
 
+async def unavailable(send: Send, away: str) -> None:
+    """Answers 503 ``UNAVAILABLE`` with ``Retry-After: 1``: a dependency is away; the request changed
+    nothing and may be sent again (``createSession`` with its idempotency key)."""
+    await send_json(send, 503, error_body(UNAVAILABLE, f"{away} is unavailable; retry"), {"retry-after": "1"})
+
+
 async def _too_many(send: Send, decision: RateDecision) -> None:
     """Answers 429 with ``Retry-After`` and Backend.AI's ``X-RateLimit-*`` headers."""
     await send_json(send, 429, error_body(RATE_LIMITED, rate_limited_reason(decision)), _too_many_headers(decision))
@@ -79,11 +86,18 @@ async def _authenticate_http(
             method=scope["method"], path=signed_path(scope), headers=headers_of(scope), body=body,
             allow_bearer=allow_bearer,
         )
+        decision = await admit(principal.access_key)
     except AuthError as exc:
         log.info("refused %s %s: %s", scope["method"], scope.get("path"), exc)
         await unauthorized(send, AUTH_FAILED)
         return None
-    decision = await admit(principal.access_key)
+    except Exception as exc:
+        away = unavailable_dependency(exc)
+        if away is None:
+            raise
+        log.warning("cannot authenticate %s %s while %s is away: %s", scope["method"], scope.get("path"), away, exc)
+        await unavailable(send, away)
+        return None
     if not decision.admitted:
         log.info("rate limited %s: %s %s", principal.access_key, scope["method"], scope.get("path"))
         await _too_many(send, decision)
@@ -129,6 +143,14 @@ class AuthLayer:
                 log.info("refused websocket upgrade: %s", exc)
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008, "reason": AUTH_FAILED})
+                return
+            except Exception as exc:
+                away = unavailable_dependency(exc)
+                if away is None:
+                    raise
+                log.warning("cannot authenticate a websocket upgrade while %s is away: %s", away, exc)
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1013, "reason": f"{UNAVAILABLE}: {away} is unavailable; retry"})
                 return
             decision = await self._admit(principal.access_key)
             if not decision.admitted:

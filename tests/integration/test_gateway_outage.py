@@ -1,0 +1,73 @@
+"""A request that arrives while PostgreSQL is away is answered UNAVAILABLE (HTTP 503 at
+authentication, the GraphQL code in a resolver) and records nothing; the SDK sends
+``createSession`` again with its idempotency key until the store is back, and exactly one session
+is recorded. Found by the fault suite (ops/faults): 11 of 500 requests during a 10 s outage got
+HTTP 500 or INTERNAL, which no client retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+
+from services.common.settings import Settings
+from services.gateway.main import build_app
+from services.sdk.client import BerthAPIError, BerthClient
+from tests.support.gateway import CREATE, Keys, count_events
+from tests.support.gateway import keys, read_models  # noqa: F401 - fixtures
+from tests.support.tcp_proxy import tcp_proxy
+from tests.support.waiting import async_wait_for
+
+SESSION = {"name": "during-outage"}
+
+
+@pytest.fixture(autouse=True)
+def _quick_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTGRES_CONNECT_TIMEOUT", "1")  # a try fails in seconds, not minutes
+
+
+async def test_a_request_while_postgresql_is_away_is_unavailable_and_records_nothing(
+        read_models: str, keys: Keys, pg_dsn: str) -> None:
+    async with tcp_proxy(read_models) as proxy:
+        app = build_app(Settings(pg_dsn=proxy.url(read_models)), read_wait=2.0)
+        try:
+            async with BerthClient("http://gateway.test", *keys.alice, transport=httpx.ASGITransport(app=app)) as alice:
+                await alice.execute("query { sessions(first: 1) { edges { id } } }")  # the pool is open
+                before = count_events(pg_dsn)
+                await proxy.close()
+                with pytest.raises(BerthAPIError) as refused:
+                    await alice.execute(CREATE, {"input": {**SESSION, "idempotencyKey": "outage-1"}})
+                assert refused.value.code in ("UNAVAILABLE", "HTTP_503"), refused.value
+                assert "postgresql" in refused.value.message
+                assert count_events(pg_dsn) == before
+        finally:
+            await app.aclose()
+
+
+async def test_the_sdk_sends_create_session_again_until_the_store_is_back_and_one_session_is_recorded(
+        read_models: str, keys: Keys, pg_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="services.gateway.auth.middleware")
+    async with tcp_proxy(read_models) as proxy:
+        app = build_app(Settings(pg_dsn=proxy.url(read_models)), read_wait=2.0)
+        try:
+            async with BerthClient("http://gateway.test", *keys.alice, transport=httpx.ASGITransport(app=app)) as alice:
+                await alice.execute("query { sessions(first: 1) { edges { id } } }")
+                before = count_events(pg_dsn)
+                await proxy.close()
+                request = asyncio.create_task(alice.create_session(dict(SESSION)))
+                # the gateway answered UNAVAILABLE at least twice while the store was away: sent again
+                await async_wait_for(lambda: len(_unavailable(caplog)) >= 2 or request.done(), timeout=120,
+                                     message="the gateway never answered UNAVAILABLE twice")
+                assert not request.done(), request
+                await proxy.open()
+                created = await asyncio.wait_for(request, 90)
+        finally:
+            await app.aclose()
+    assert created["sessionId"]
+    assert count_events(pg_dsn) == before + 2, "one session: its request and its name claim"
+
+
+def _unavailable(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "is away" in r.getMessage()]
