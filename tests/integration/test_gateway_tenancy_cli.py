@@ -4,9 +4,6 @@ models current, so the commands' read-your-writes waits finish."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,25 +11,9 @@ from tests.support.cli import as_json, berth
 from tests.support.gateway import (  # noqa: F401 - fixtures
     Keys, clean_streams, keys, read_models, served,
 )
-from tests.support.tenancy import catch_up
+from tests.support.tenancy import projecting  # noqa: F401 - fixture
 
 GIB = 1024**3
-
-
-@pytest.fixture
-async def projecting(pg_dsn: str) -> AsyncIterator[None]:
-    """Projects new events every 50 ms while the test runs (what the projector service does)."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.to_thread(catch_up, pg_dsn)
-            await asyncio.sleep(0.05)
-
-    task = asyncio.create_task(loop())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def test_admin_commands_create_and_list(served: str, keys: Keys, projecting: None) -> None:

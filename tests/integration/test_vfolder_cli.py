@@ -4,11 +4,8 @@ service's reports are applied as the controller applies them."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,24 +14,8 @@ from services.application.context import make_context
 from services.application.vfolders import VFolders, report_context_id
 from tests.support.cli import as_json, berth
 from tests.support.gateway import Keys, clean_streams, keys, read_models, served  # noqa: F401 - fixtures
-from tests.support.tenancy import catch_up
+from tests.support.tenancy import projecting  # noqa: F401 - fixture
 from tests.support.waiting import async_wait_for
-
-
-@pytest.fixture
-async def projecting(pg_dsn: str) -> AsyncIterator[None]:
-    """Projects new events every 50 ms while the test runs (what the projector service does)."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.to_thread(catch_up, pg_dsn)
-            await asyncio.sleep(0.05)
-
-    task = asyncio.create_task(loop())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def storage_says(pg_dsn: str, cls: type, folder_id: str, **fields: object) -> None:

@@ -8,10 +8,13 @@ these tests need no NATS and see exactly what a real projector writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
+import pytest
 
 from contracts.subjects import event_subject
 from projections.delivery import Delivery
@@ -20,7 +23,7 @@ from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = [
     "CREATE_DOMAIN", "CREATE_KEYPAIR", "CREATE_POLICY", "CREATE_PROJECT", "CREATE_RGROUP", "CREATE_USER",
-    "SESSION", "SESSIONS", "Tenants", "catch_up", "refused",
+    "SESSION", "SESSIONS", "Tenants", "catch_up", "projecting", "refused",
 ]
 
 CREATE_DOMAIN = "mutation($i: DomainInput!) { createDomain(input: $i) { id position } }"
@@ -33,6 +36,22 @@ CREATE_KEYPAIR = ("mutation($u: String!, $p: String! = \"default\") {"
 SESSION = ("query($id: String!) { session(id: $id) { id owner domain project resourceGroup priority"
            " pendingCode pendingReason status } }")
 SESSIONS = "query { sessions(first: 100) { edges { id owner domain } } }"
+
+
+@pytest.fixture
+async def projecting(pg_dsn: str) -> AsyncIterator[None]:
+    """Projects new events every 50 ms while the test runs (what the projector service does)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.to_thread(catch_up, pg_dsn)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def catch_up(dsn: str) -> int:
