@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from ops.bench.soak_report import RoundResult, SoakResult
+from ops.bench.soak_report import AGENT_LOST, CONVERGED, RoundResult, SoakResult
 from ops.bench.soak_report import counts as _counts
 from services.cli import queries as q
 from services.sdk.client import BerthAPIError, BerthClient
@@ -49,10 +49,12 @@ PAGE = 500
 LIST_SESSIONS = """
 query($status: [String!], $first: Int, $after: String, $pos: Int) {
   sessions(status: $status, first: $first, after: $after, afterPosition: $pos) {
-    edges { id status statusHistory } endCursor hasNextPage
+    edges { id status statusReason statusHistory } endCursor hasNextPage
   }
 }
 """
+
+SESSION_END = "query($id: String!) { session(id: $id) { status statusReason } }"
 
 DOCTOR = "query { doctor { clean position checks { name subjects drifts } drifts { kind subject expected actual } } }"
 
@@ -122,6 +124,17 @@ async def list_sessions(client: BerthClient, statuses: list[str] | None, positio
             break
         after, position = page["endCursor"], None
     return rows
+
+
+async def _ended_by_agent_loss(client: BerthClient, exc: BaseException, session_id: str) -> bool:
+    """Was ``exc`` a terminateSession refused because the session had already ended, its agent lost?"""
+    if not isinstance(exc, BerthAPIError) or exc.code != "CONFLICT":
+        return False
+    try:
+        row = (await client.execute(SESSION_END, {"id": session_id}))["session"]
+    except TRANSIENT:
+        return False
+    return bool(row) and row["status"] in ENDED and row["statusReason"] == AGENT_LOST
 
 
 async def _each(clients: list[BerthClient], items: list[Any], call: Callable[[BerthClient, Any], Awaitable[None]]) -> None:
@@ -212,7 +225,8 @@ class _Soak:
             try:
                 data = await client.execute(q.TERMINATE_SESSION, {"id": session_id})
             except TRANSIENT as exc:
-                rnd.terminate_errors[_error_text(exc)] += 1
+                if not await _ended_by_agent_loss(client, exc, session_id):
+                    rnd.terminate_errors[_error_text(exc)] += 1
                 return
             rnd.terminated_requests += 1
             self.position = max(self.position, int(data["terminateSession"]["position"] or 0))
@@ -271,6 +285,9 @@ class _Soak:
                 history = row["statusHistory"] or {}
                 if "RUNNING" in history:
                     running.append(_epoch(history["RUNNING"]))
+                lost = row["status"] in ENDED and row.get("statusReason") == AGENT_LOST
+                rnd.agent_lost += lost
+                rnd.settled += lost or ("RUNNING" in history and row["status"] in CONVERGED)
                 if row["status"] in ENDED and row["status"] in history:
                     ended.append(_epoch(history[row["status"]]))
             rnd.reached_running = len(running)
@@ -279,6 +296,7 @@ class _Soak:
             if not rnd.converged:
                 never = len(rnd.ids) - len(running)
                 detail = f"; {never} never RUNNING" if never and rnd.all_running_seen else ""
+                detail += f"; {rnd.agent_lost} ended because their agent was lost" if rnd.agent_lost else ""
                 self.result.problems.append(f"round {rnd.index} did not converge: {len(rnd.ids)}/{rnd.requested} "
                                             f"accepted; end state: {_counts(rnd.statuses)}{detail}")
 

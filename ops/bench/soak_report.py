@@ -6,9 +6,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CONVERGED", "RoundResult", "SoakResult", "counts", "format_table"]
+__all__ = ["AGENT_LOST", "CONVERGED", "RoundResult", "SoakResult", "counts", "format_table"]
 
 CONVERGED = {"TERMINATED", "CANCELLED"}
+AGENT_LOST = "agent-lost"
+"""The status reason of a session ended because its agent was lost (the controller's heartbeat timeout):
+converged, whether or not it had reached RUNNING (issue 13 item 5e)."""
 
 
 def counts(counter: Counter[str]) -> str:
@@ -30,6 +33,8 @@ class RoundResult:
     all_running_seen: bool = False
     last_running: float | None = None
     reached_running: int = 0
+    agent_lost: int = 0  # sessions ended (TERMINATED or ERROR) with reason agent-lost
+    settled: int = 0  # sessions RUNNING once then TERMINATED or CANCELLED, or ended because their agent was lost
     last_ended: float | None = None
     statuses: Counter[str] = field(default_factory=Counter)
     log_start: int | None = None
@@ -50,9 +55,10 @@ class RoundResult:
 
     @property
     def converged(self) -> bool:
-        """Every request accepted, every session RUNNING once, then TERMINATED (or CANCELLED)."""
+        """Every request accepted, every session RUNNING once, then TERMINATED (or CANCELLED); a session
+        whose agent was lost may have ended (TERMINATED or ERROR, reason agent-lost) before RUNNING."""
         return (not self.create_errors and len(self.ids) == self.requested and self.all_running_seen
-                and self.reached_running == len(self.ids) and sum(self.statuses[s] for s in CONVERGED) == len(self.ids))
+                and self.settled == len(self.ids))
 
     @property
     def terminate_seconds(self) -> float | None:

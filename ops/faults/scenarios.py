@@ -16,8 +16,10 @@ from ops.bench.soak import BerthUp
 from ops.bench.soak_driver import Endpoint, run_soak
 from ops.bench.soak_report import SoakResult
 from ops.faults.kills import KillPlan, kill_services
+from ops.faults.lost_agent import LoneAgent
 from ops.faults.outages import postgres_outage, restart_nats
 from ops.faults.verdict import Verdict, judge
+from services.sdk.instance import read_instance
 from services.supervisor.embedded import EmbeddedPostgres, NatsServer
 from services.supervisor.infrastructure import ensure_database, nats_data_dir
 
@@ -72,6 +74,7 @@ class _Context:
         self.injected: list[str] = []
         self.problems: list[str] = []
         self.owned_nats: list[NatsServer] = []
+        self.lone_agent: LoneAgent | None = None
 
 
 Inject = Callable[[_Context], Awaitable[None]]
@@ -98,12 +101,44 @@ async def _nats(ctx: _Context) -> None:
     ctx.injected.append(f"NATS stopped and started again ({ctx.load.down:.1f} s down)")
 
 
+LOST_AGENT = "lone-agent"
+LOST_AGENT_TIMEOUT = 5.0  # s: BERTH_HEARTBEAT_TIMEOUT in the agent-lost scenario
+
+
+async def _start_lone_agent(ctx: _Context) -> None:
+    """Before the load: the agent to be lost runs, in a process of its own, and is ALIVE."""
+    instance = read_instance(ctx.berth.data_dir)
+    ctx.lone_agent = LoneAgent(LOST_AGENT, ctx.berth.data_dir.parent / LOST_AGENT, ctx.berth.env,
+                               str(instance.nats_url))
+    ctx.lone_agent.start()
+    await ctx.lone_agent.wait_for("ALIVE", lambda row: row["status"] == "ALIVE", ctx.load.timeout)
+
+
+async def _lose_agent(ctx: _Context) -> None:
+    """Once the lone agent holds kernels (the load's sessions), SIGKILLs it for good and waits for the
+    controller to mark it LOST."""
+    agent = ctx.lone_agent
+    assert agent is not None
+    try:
+        await agent.wait_for("holding kernels", lambda row: int(row.get("kernelCount") or 0) > 0, ctx.load.timeout)
+        pid = agent.kill()
+        ctx.injected.append(f"SIGKILL agent {LOST_AGENT} (pid {pid}) for good, holding kernels")
+        await agent.wait_for("lost", lambda row: row["status"] == "LOST", ctx.load.timeout)
+        ctx.injected.append(f"agent {LOST_AGENT} marked LOST")
+    except RuntimeError as exc:
+        ctx.problems.append(str(exc))
+
+
 SCENARIOS: dict[str, Inject] = {
     "sigkill relay+controller+scheduler": _kills(["relay", "controller", "scheduler"]),
     "sigkill every service": _kills(SERVICES),
     "postgresql stop/start": _postgres,
     "nats restart": _nats,
+    "agent lost for good": _lose_agent,
 }
+PREPARE: dict[str, Inject] = {"agent lost for good": _start_lone_agent}
+"""What a scenario needs running before the load starts."""
+HEARTBEAT_TIMEOUT = {"agent lost for good": LOST_AGENT_TIMEOUT}
 
 
 async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[str], None]) -> Outcome:
@@ -114,12 +149,14 @@ async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[st
     admin_dsn = await asyncio.to_thread(postgres.start, pg_root)
     berth = BerthUp(work_dir / "berth", ensure_database(admin_dsn), load.agents, None)
     # a killed agent process starts again within a second or two, not a lost agent: no heartbeat timeout
-    berth.env["BERTH_HEARTBEAT_TIMEOUT"] = "60"
+    berth.env["BERTH_HEARTBEAT_TIMEOUT"] = str(HEARTBEAT_TIMEOUT.get(fault, 60))
     berth.data_dir.mkdir(parents=True, exist_ok=True)
     ctx = _Context(berth, postgres, pg_root, load)
     try:
         instance = await asyncio.to_thread(berth.start)
         endpoint = Endpoint(instance.gateway_url, instance.access_key, instance.secret_key)
+        if fault in PREPARE:
+            await PREPARE[fault](ctx)
         injection = asyncio.create_task(inject(ctx))
         soak = await run_soak(endpoint, rounds=load.rounds, sessions=load.sessions, clients=load.clients,
                               timeout=load.timeout, log=berth.log, say=say, alive=berth.alive)
@@ -130,6 +167,8 @@ async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[st
         verdict = await judge(env, facts, load.timeout)
         return Outcome(fault, soak, verdict, ctx.injected, ctx.problems, fault_ended)
     finally:
+        if ctx.lone_agent is not None:
+            ctx.lone_agent.stop()
         berth.stop()
         for server in ctx.owned_nats:
             server.stop()
