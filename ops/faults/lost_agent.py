@@ -7,19 +7,21 @@ end with reason ``agent-lost``."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
+
+from services.cli.queries import AGENTS
+from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = ["LoneAgent"]
 
 BERTH = [sys.executable, "-m", "services.cli"]
-POLL = 0.5
+POLL = 0.1
 
 
 class LoneAgent:
@@ -53,17 +55,19 @@ class LoneAgent:
             self.proc = subprocess.Popen([sys.executable, "-m", "services.agent"], env=env,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
-    def _row(self) -> dict[str, object] | None:
-        rows = json.loads(self._berth("-o", "json", "agents", "ls"))
-        return next((row for row in rows if row.get("id") == self.agent_id), None)
-
-    async def wait_for(self, what: str, check, timeout: float) -> None:
-        """Waits (at most ``timeout`` s) for ``check(row)`` on the agent's row of `berth agents ls`."""
+    async def wait_for(self, client: BerthClient, what: str, check: Callable[[dict[str, Any]], bool],
+                       timeout: float) -> None:
+        """Waits (at most ``timeout`` s) for ``check(row)`` on the agent's row of the ``agents`` query."""
         deadline = time.monotonic() + timeout
+        row: dict[str, Any] | None = None
         while True:
-            if self.proc is not None and self.proc.poll() is not None and "lost" not in what:
+            if self.proc is not None and self.proc.returncode is None and self.proc.poll() is not None:
                 raise RuntimeError(f"agent {self.agent_id} exited: {self.tail()}")
-            row = await asyncio.to_thread(self._row)
+            try:
+                rows = (await client.execute(AGENTS))["agents"]
+                row = next((r for r in rows if r["id"] == self.agent_id), None)
+            except BerthAPIError:
+                row = None
             if row is not None and check(row):
                 return
             if time.monotonic() >= deadline:

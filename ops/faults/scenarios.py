@@ -75,6 +75,7 @@ class _Context:
         self.problems: list[str] = []
         self.owned_nats: list[NatsServer] = []
         self.lone_agent: LoneAgent | None = None
+        self.endpoint: Endpoint | None = None
 
 
 Inject = Callable[[_Context], Awaitable[None]]
@@ -111,22 +112,26 @@ async def _start_lone_agent(ctx: _Context) -> None:
     ctx.lone_agent = LoneAgent(LOST_AGENT, ctx.berth.data_dir.parent / LOST_AGENT, ctx.berth.env,
                                str(instance.nats_url))
     ctx.lone_agent.start()
-    await ctx.lone_agent.wait_for("ALIVE", lambda row: row["status"] == "ALIVE", ctx.load.timeout)
+    assert ctx.endpoint is not None
+    async with ctx.endpoint.client() as client:
+        await ctx.lone_agent.wait_for(client, "ALIVE", lambda row: row["status"] == "ALIVE", ctx.load.timeout)
 
 
 async def _lose_agent(ctx: _Context) -> None:
     """Once the lone agent holds kernels (the load's sessions), SIGKILLs it for good and waits for the
     controller to mark it LOST."""
     agent = ctx.lone_agent
-    assert agent is not None
-    try:
-        await agent.wait_for("holding kernels", lambda row: int(row.get("kernelCount") or 0) > 0, ctx.load.timeout)
-        pid = agent.kill()
-        ctx.injected.append(f"SIGKILL agent {LOST_AGENT} (pid {pid}) for good, holding kernels")
-        await agent.wait_for("lost", lambda row: row["status"] == "LOST", ctx.load.timeout)
-        ctx.injected.append(f"agent {LOST_AGENT} marked LOST")
-    except RuntimeError as exc:
-        ctx.problems.append(str(exc))
+    assert agent is not None and ctx.endpoint is not None
+    async with ctx.endpoint.client() as client:
+        try:
+            await agent.wait_for(client, "holding kernels", lambda row: int(row["kernelCount"] or 0) > 0,
+                                 ctx.load.timeout)
+            pid = agent.kill()
+            ctx.injected.append(f"SIGKILL agent {LOST_AGENT} (pid {pid}) for good, holding kernels")
+            await agent.wait_for(client, "lost", lambda row: row["status"] == "LOST", ctx.load.timeout)
+            ctx.injected.append(f"agent {LOST_AGENT} marked LOST")
+        except RuntimeError as exc:
+            ctx.problems.append(str(exc))
 
 
 SCENARIOS: dict[str, Inject] = {
@@ -154,13 +159,16 @@ async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[st
     ctx = _Context(berth, postgres, pg_root, load)
     try:
         instance = await asyncio.to_thread(berth.start)
-        endpoint = Endpoint(instance.gateway_url, instance.access_key, instance.secret_key)
+        endpoint = ctx.endpoint = Endpoint(instance.gateway_url, instance.access_key, instance.secret_key)
         if fault in PREPARE:
             await PREPARE[fault](ctx)
         injection = asyncio.create_task(inject(ctx))
         soak = await run_soak(endpoint, rounds=load.rounds, sessions=load.sessions, clients=load.clients,
                               timeout=load.timeout, log=berth.log, say=say, alive=berth.alive)
         await injection
+        lost = sum(r.agent_lost for r in soak.rounds)
+        if lost:
+            ctx.injected.append(f"{lost} sessions ended with reason agent-lost")
         fault_ended = time.monotonic()
         env = {**berth.env}
         facts = {"pg_dsn": instance.pg_dsn, "nats_url": instance.nats_url, "nats_creds": instance.nats_creds}

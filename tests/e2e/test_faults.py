@@ -39,3 +39,5 @@ async def test_fault_mid_load_loses_nothing(fault: str, tmp_path: Path) -> None:
     assert outcome.verdict.doctor_clean, detail
     assert outcome.verdict.ledger.clean, detail
     assert outcome.verdict.drift == [], detail
+    if fault == "agent lost for good":
+        assert sum(r.agent_lost for r in outcome.soak.rounds) > 0, detail
