@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -22,11 +23,14 @@ from nats.js.kv import KeyValue
 from contracts import subjects as s
 from services.common.bus_identities import inbox_prefix
 
-__all__ = ["CREDENTIALS_ENV", "connect", "connect_options", "credentials_identity", "dead_letter", "ensure_streams",
-           "existing_heartbeat_bucket", "heartbeat_bucket"]
+__all__ = ["CREDENTIALS_ENV", "REPLICAS_ENV", "connect", "connect_options", "credentials_identity", "dead_letter", "ensure_streams",
+           "existing_heartbeat_bucket", "heartbeat_bucket", "stream_replicas"]
 
 CREDENTIALS_ENV = "BERTH_NATS_CREDS"
 """The credential (``.creds`` file) a process connects with when it is given none explicitly."""
+REPLICAS_ENV = "BERTH_STREAM_REPLICAS"
+"""Replicas of every stream and bucket Berth creates: 1 (default) on one nats-server, 3 on a 3-node cluster."""
+MAX_REPLICAS = 5  # JetStream's limit
 _USER_JWT = re.compile(r"-----BEGIN NATS USER JWT-----\s*(\S+)\s*------END NATS USER JWT------")
 
 log = logging.getLogger(__name__)
@@ -86,9 +90,19 @@ async def connect(url: str, name: str, credentials: str | Path | None = None) ->
     return await nats.connect(**connect_options(url, name, credentials))
 
 
+def stream_replicas() -> int:
+    """Returns ``$BERTH_STREAM_REPLICAS`` (default 1); raises ValueError unless it is 1 to 5."""
+    raw = os.environ.get(REPLICAS_ENV, "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPLICAS:
+        raise ValueError(f"{REPLICAS_ENV} must be a whole number from 1 to {MAX_REPLICAS}, not {raw!r}")
+    return int(raw)
+
+
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Creates the streams and buckets Berth needs, or updates them to the current config."""
-    for config in STREAMS:
+    """Creates the streams and buckets Berth needs (``stream_replicas()`` replicas each), or updates
+    them to the current config."""
+    replicas = stream_replicas()
+    for config in (dataclasses.replace(c, num_replicas=replicas) for c in STREAMS):
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
@@ -101,7 +115,8 @@ async def heartbeat_bucket(js: JetStreamContext) -> KeyValue:
     try:
         return await js.key_value(s.HEARTBEAT_BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=s.HEARTBEAT_BUCKET, history=1))
+        return await js.create_key_value(KeyValueConfig(bucket=s.HEARTBEAT_BUCKET, history=1,
+                                                        replicas=stream_replicas()))
 
 
 async def existing_heartbeat_bucket(js: JetStreamContext) -> KeyValue:

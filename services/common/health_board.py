@@ -22,7 +22,7 @@ from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from contracts.subjects import HEALTH_BUCKET
-from services.common.bus import connect
+from services.common.bus import connect, stream_replicas
 from services.common.transient import OUTAGES
 from services.common.waiting import first_of
 
@@ -50,7 +50,8 @@ async def health_bucket(js: JetStreamContext) -> KeyValue:
     try:
         return await js.key_value(HEALTH_BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=HEALTH_BUCKET, history=1, ttl=HEALTH_TTL))
+        return await js.create_key_value(KeyValueConfig(bucket=HEALTH_BUCKET, history=1, ttl=HEALTH_TTL,
+                                                        replicas=stream_replicas()))
 
 
 async def publish_health(url: str, service: str, stop: asyncio.Event) -> None:
