@@ -17,6 +17,7 @@ from ops.bench.soak_driver import Endpoint, run_soak
 from ops.bench.soak_report import SoakResult
 from ops.faults.kills import KillPlan, kill_services
 from ops.faults.lost_agent import LoneAgent
+from ops.faults.nats_cluster import NatsCluster
 from ops.faults.outages import postgres_outage, restart_nats
 from ops.faults.verdict import Verdict, judge
 from services.sdk.instance import read_instance
@@ -76,6 +77,7 @@ class _Context:
         self.owned_nats: list[NatsServer] = []
         self.lone_agent: LoneAgent | None = None
         self.endpoint: Endpoint | None = None
+        self.cluster: NatsCluster | None = None
 
 
 Inject = Callable[[_Context], Awaitable[None]]
@@ -134,13 +136,30 @@ async def _lose_agent(ctx: _Context) -> None:
             ctx.problems.append(str(exc))
 
 
+def _start_cluster(ctx: _Context) -> None:
+    """Before `berth up`: the 3-node NATS cluster it is to use, with R3 streams."""
+    ctx.cluster = NatsCluster(ctx.berth.data_dir.parent / "nats-cluster", nats_data_dir(ctx.berth.data_dir) / "auth")
+    ctx.berth.env.update({"BERTH_NATS_URL": ctx.cluster.start(), "BERTH_STREAM_REPLICAS": "3",
+                          "BERTH_NATS_CREDS": str(ctx.cluster.admin_credentials())})
+
+
+async def _cluster_node(ctx: _Context) -> None:
+    await asyncio.sleep(1.0)  # into the load: the fault's moment, not a synchronisation
+    assert ctx.cluster is not None
+    pid = ctx.cluster.kill(0)
+    ctx.injected.append(f"SIGKILL NATS node 0 of 3 (pid {pid}) for good")
+
+
 SCENARIOS: dict[str, Inject] = {
     "sigkill relay+controller+scheduler": _kills(["relay", "controller", "scheduler"]),
     "sigkill every service": _kills(SERVICES),
     "postgresql stop/start": _postgres,
     "nats restart": _nats,
     "agent lost for good": _lose_agent,
+    "nats cluster node lost": _cluster_node,
 }
+BEFORE_UP: dict[str, Callable[[_Context], None]] = {"nats cluster node lost": _start_cluster}
+"""What a scenario needs before `berth up` starts."""
 PREPARE: dict[str, Inject] = {"agent lost for good": _start_lone_agent}
 """What a scenario needs running before the load starts."""
 HEARTBEAT_TIMEOUT = {"agent lost for good": LOST_AGENT_TIMEOUT}
@@ -158,6 +177,8 @@ async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[st
     berth.data_dir.mkdir(parents=True, exist_ok=True)
     ctx = _Context(berth, postgres, pg_root, load)
     try:
+        if fault in BEFORE_UP:
+            await asyncio.to_thread(BEFORE_UP[fault], ctx)
         instance = await asyncio.to_thread(berth.start)
         endpoint = ctx.endpoint = Endpoint(instance.gateway_url, instance.access_key, instance.secret_key)
         if fault in PREPARE:
@@ -171,13 +192,15 @@ async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[st
             ctx.injected.append(f"{lost} sessions ended with reason agent-lost")
         fault_ended = time.monotonic()
         env = {**berth.env}
-        facts = {"pg_dsn": instance.pg_dsn, "nats_url": instance.nats_url, "nats_creds": instance.nats_creds}
+        facts = {"pg_dsn": instance.pg_dsn, "nats_url": instance.nats_url, "nats_creds": instance.nats_creds or env.get("BERTH_NATS_CREDS", "")}
         verdict = await judge(env, facts, load.timeout)
         return Outcome(fault, soak, verdict, ctx.injected, ctx.problems, fault_ended)
     finally:
         if ctx.lone_agent is not None:
             ctx.lone_agent.stop()
         berth.stop()
+        if ctx.cluster is not None:
+            ctx.cluster.stop()
         for server in ctx.owned_nats:
             server.stop()
         with contextlib.suppress(Exception):
