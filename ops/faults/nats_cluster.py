@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+from services.common.bus import connect
 from services.common.bus_trust import BusTrust
 from services.common.lifetime import die_with_parent
 from services.supervisor.embedded import free_port, nats_server_binary
@@ -23,7 +25,6 @@ START_TIMEOUT = 30.0
 
 
 def _answers(port: int) -> bool:
-    import socket
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((HOST, port)) == 0
@@ -45,22 +46,19 @@ class NatsCluster:
     def admin_credentials(self) -> Path:
         return self.trust.credentials("admin")
 
-    def _config(self, index: int) -> Path:
-        node = self.work_dir / f"node-{index}"
-        node.mkdir(parents=True, exist_ok=True)
-        routes = ", ".join(f"nats://{HOST}:{port}" for port in self.routes)
-        conf = node / "node.conf"
-        conf.write_text(f'server_name: n{index}\nlisten: "{HOST}:{self.ports[index]}"\n'
-                        f'jetstream {{ store_dir: "{node / "jetstream"}" }}\n'
-                        f'cluster {{ name: berth\n  listen: "{HOST}:{self.routes[index]}"\n  routes: [ {routes} ] }}\n'
-                        f'include "{self.trust.server_config}"\n')
-        return conf
+    def _command(self, index: int) -> list[str]:
+        """The trust's server config (as the embedded server uses it), the node's port, storage and routes."""
+        routes = ",".join(f"nats://{HOST}:{port}" for port in self.routes)
+        return [nats_server_binary(), "-c", str(self.trust.server_config), "-n", f"n{index}", "-a", HOST,
+                "-p", str(self.ports[index]), "-js", "-sd", str(self.work_dir / f"node-{index}" / "jetstream"),
+                "--cluster_name", "berth", "--cluster", f"nats://{HOST}:{self.routes[index]}", "--routes", routes]
 
     def start(self) -> str:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         for index in range(NODES):
             with open(self.work_dir / f"node-{index}.log", "ab") as log:
                 self.procs[index] = subprocess.Popen(
-                    [nats_server_binary(), "-c", str(self._config(index))], stdin=subprocess.DEVNULL, stdout=log,
+                    self._command(index), stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
         deadline = time.monotonic() + START_TIMEOUT
         while not all(_answers(port) for port in self.ports):
@@ -68,6 +66,14 @@ class NatsCluster:
                 raise RuntimeError(f"the NATS cluster did not start: {self.tail()}")
             time.sleep(0.1)
         return self.url
+
+    async def stream_replicas(self, stream: str) -> int:
+        """Returns the replicas of ``stream``."""
+        nc = await connect(self.url, "berth-faults", self.admin_credentials())
+        try:
+            return (await nc.jetstream().stream_info(stream)).config.num_replicas or 1
+        finally:
+            await nc.close()
 
     def kill(self, index: int) -> int:
         """SIGKILLs node ``index`` for good; returns its PID."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from contracts.subjects import EVENTS_STREAM
 from ops.bench.soak import BerthUp
 from ops.bench.soak_driver import Endpoint, run_soak
 from ops.bench.soak_report import SoakResult
@@ -146,8 +147,11 @@ def _start_cluster(ctx: _Context) -> None:
 async def _cluster_node(ctx: _Context) -> None:
     await asyncio.sleep(1.0)  # into the load: the fault's moment, not a synchronisation
     assert ctx.cluster is not None
+    replicas = await ctx.cluster.stream_replicas(EVENTS_STREAM)
+    if replicas != 3:
+        ctx.problems.append(f"{EVENTS_STREAM} has {replicas} replicas, not 3")
     pid = ctx.cluster.kill(0)
-    ctx.injected.append(f"SIGKILL NATS node 0 of 3 (pid {pid}) for good")
+    ctx.injected.append(f"SIGKILL NATS node 0 of 3 (pid {pid}) for good; {EVENTS_STREAM} had {replicas} replicas")
 
 
 SCENARIOS: dict[str, Inject] = {

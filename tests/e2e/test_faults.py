@@ -1,7 +1,7 @@
 """Fault suite, CI size (issue 13 item 5): while a load of signed createSession / terminateSession runs
 through the public API on simulated agents, SIGKILL relay, controller and scheduler; stop PostgreSQL
 and start it again; restart NATS; SIGKILL for good an agent running as its own process (its sessions
-end with reason agent-lost after the controller's heartbeat timeout, 5 s here, and count as converged). Each scenario on a fresh instance with a PostgreSQL of its own.
+end with reason agent-lost after the controller's heartbeat timeout, 5 s here, and count as converged); SIGKILL for good one node of a 3-node NATS cluster whose streams have 3 replicas. Each scenario on a fresh instance with a PostgreSQL of its own.
 
 The full-size version (≥ 1,000 sessions, every service) is ``python -m ops.faults``. After each fault:
 every session converged, `berth doctor` clean, every stored event in EVENTS exactly once, read models
@@ -27,7 +27,8 @@ LOAD = Load(rounds=2, sessions=40, clients=8, agents=3, timeout=120.0, kills=1, 
 
 
 @pytest.mark.parametrize("fault", ["sigkill relay+controller+scheduler",
-                                   "postgresql stop/start", "nats restart", "agent lost for good"])
+                                   "postgresql stop/start", "nats restart", "agent lost for good",
+                                   "nats cluster node lost"])
 async def test_fault_mid_load_loses_nothing(fault: str, tmp_path: Path) -> None:
     progress: list[str] = []
     outcome = await run_scenario(fault, tmp_path, LOAD, progress.append)
