@@ -107,6 +107,7 @@ async def _nats(ctx: _Context) -> None:
 
 LOST_AGENT = "lone-agent"
 LOST_AGENT_TIMEOUT = 5.0  # s: BERTH_HEARTBEAT_TIMEOUT in the agent-lost scenario
+LOST_AGENT_KERNELS = 3  # the lone agent is killed once it holds this many kernels
 
 
 async def _start_lone_agent(ctx: _Context) -> None:
@@ -127,8 +128,8 @@ async def _lose_agent(ctx: _Context) -> None:
     assert agent is not None and ctx.endpoint is not None
     async with ctx.endpoint.client() as client:
         try:
-            await agent.wait_for(client, "holding kernels", lambda row: int(row["kernelCount"] or 0) > 0,
-                                 ctx.load.timeout)
+            await agent.wait_for(client, f"holding {LOST_AGENT_KERNELS} kernels",
+                                 lambda row: int(row["kernelCount"] or 0) >= LOST_AGENT_KERNELS, ctx.load.timeout)
             pid = agent.kill()
             ctx.injected.append(f"SIGKILL agent {LOST_AGENT} (pid {pid}) for good, holding kernels")
             await agent.wait_for(client, "lost", lambda row: row["status"] == "LOST", ctx.load.timeout)
