@@ -2,8 +2,9 @@
 [--kills 3] [--down 10] [--timeout 300] [--only FAULT ...]``.
 
 Each scenario of ``ops/faults/scenarios.py`` (SIGKILL of relay+controller+scheduler, of every service
-several times each; PostgreSQL stopped ``--down`` s; NATS restarted) runs on a fresh instance (its own
-PostgreSQL, `berth up --backend simulated`) under ``--rounds`` x ``--sessions`` sessions, then prints the
+several times each; PostgreSQL stopped ``--down`` s; NATS restarted; an agent in its own process SIGKILLed
+for good; one node of a 3-node NATS cluster with R3 streams SIGKILLed for good) runs on a fresh instance
+(its own PostgreSQL, `berth up --backend simulated`) under ``--rounds`` x ``--sessions`` sessions, then prints the
 table: fault, sessions, converged, lost, duplicated, drift, recover s. Exits 1 when a scenario failed.
 """
 
