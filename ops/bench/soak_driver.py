@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from ops.bench.soak_report import AGENT_LOST, CONVERGED, RoundResult, SoakResult
+from ops.bench.soak_report import RoundResult, SoakResult, ended_by_agent_loss, settled
 from ops.bench.soak_report import counts as _counts
 from services.cli import queries as q
 from services.sdk.client import BerthAPIError, BerthClient
@@ -134,7 +134,7 @@ async def _ended_by_agent_loss(client: BerthClient, exc: BaseException, session_
         row = (await client.execute(SESSION_END, {"id": session_id}))["session"]
     except TRANSIENT:
         return False
-    return bool(row) and row["status"] in ENDED and row["statusReason"] == AGENT_LOST
+    return bool(row) and ended_by_agent_loss(row)
 
 
 async def _each(clients: list[BerthClient], items: list[Any], call: Callable[[BerthClient, Any], Awaitable[None]]) -> None:
@@ -285,9 +285,8 @@ class _Soak:
                 history = row["statusHistory"] or {}
                 if "RUNNING" in history:
                     running.append(_epoch(history["RUNNING"]))
-                lost = row["status"] in ENDED and row.get("statusReason") == AGENT_LOST
-                rnd.agent_lost += lost
-                rnd.settled += lost or ("RUNNING" in history and row["status"] in CONVERGED)
+                rnd.agent_lost += ended_by_agent_loss(row)
+                rnd.settled += settled(row)
                 if row["status"] in ENDED and row["status"] in history:
                     ended.append(_epoch(history[row["status"]]))
             rnd.reached_running = len(running)

@@ -6,12 +6,22 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AGENT_LOST", "CONVERGED", "RoundResult", "SoakResult", "counts", "format_table"]
+__all__ = ["AGENT_LOST", "CONVERGED", "ended_by_agent_loss", "settled", "RoundResult", "SoakResult", "counts", "format_table"]
 
 CONVERGED = {"TERMINATED", "CANCELLED"}
 AGENT_LOST = "agent-lost"
 """The status reason of a session ended because its agent was lost (the controller's heartbeat timeout):
 converged, whether or not it had reached RUNNING (issue 13 item 5e)."""
+
+
+def ended_by_agent_loss(row: dict[str, Any]) -> bool:
+    """Did the session (a row of the ``sessions`` query) end because its agent was lost?"""
+    return row["status"] in ("TERMINATED", "ERROR") and row.get("statusReason") == AGENT_LOST
+
+
+def settled(row: dict[str, Any]) -> bool:
+    """Has the session converged: RUNNING once, then TERMINATED or CANCELLED, or ended by agent loss?"""
+    return ended_by_agent_loss(row) or ("RUNNING" in (row.get("statusHistory") or {}) and row["status"] in CONVERGED)
 
 
 def counts(counter: Counter[str]) -> str:
