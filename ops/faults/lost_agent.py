@@ -27,8 +27,10 @@ POLL = 0.1
 class LoneAgent:
     """A simulated agent ``agent_id`` in a process of its own, against the `berth up` of ``berth_env``."""
 
-    def __init__(self, agent_id: str, work_dir: Path, berth_env: Mapping[str, str], nats_url: str) -> None:
+    def __init__(self, agent_id: str, work_dir: Path, berth_env: Mapping[str, str], nats_url: str,
+                 capacity: str) -> None:
         self.agent_id, self.work_dir, self.berth_env, self.nats_url = agent_id, work_dir, dict(berth_env), nats_url
+        self.capacity = capacity
         self.log = work_dir / "agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -47,7 +49,7 @@ class LoneAgent:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
         env.update({"BERTH_AGENT_ID": self.agent_id, "BERTH_AGENT_BACKEND": "simulated",
                     "BERTH_NATS_URL": self.nats_url, "BERTH_NATS_CREDS": str(creds),
-                    "BERTH_DATA_DIR": str(self.work_dir)})
+                    "BERTH_DATA_DIR": str(self.work_dir), "BERTH_AGENT_CAPACITY": self.capacity})
         for name in ("BERTH_HEARTBEAT_INTERVAL", "BERTH_SIM_DELAY"):
             if name in self.berth_env:
                 env[name] = self.berth_env[name]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from contracts.subjects import EVENTS_STREAM
-from ops.bench.soak import BerthUp
+from ops.bench.soak import CAPACITY, BerthUp
 from ops.bench.soak_driver import Endpoint, run_soak
 from ops.bench.soak_report import SoakResult
 from ops.faults.kills import KillPlan, kill_services
@@ -114,7 +114,7 @@ async def _start_lone_agent(ctx: _Context) -> None:
     """Before the load: the agent to be lost runs, in a process of its own, and is ALIVE."""
     instance = read_instance(ctx.berth.data_dir)
     ctx.lone_agent = LoneAgent(LOST_AGENT, ctx.berth.data_dir.parent / LOST_AGENT, ctx.berth.env,
-                               str(instance.nats_url))
+                               str(instance.nats_url), CAPACITY)  # the capacity of the others: its share of the load
     ctx.lone_agent.start()
     assert ctx.endpoint is not None
     async with ctx.endpoint.client() as client:
