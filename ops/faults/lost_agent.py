@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from services.cli.queries import AGENTS
+from services.common.lifetime import die_with_parent
 from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = ["LoneAgent"]
@@ -55,7 +56,8 @@ class LoneAgent:
                 env[name] = self.berth_env[name]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "services.agent"], env=env,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=die_with_parent(signal.SIGTERM))
 
     async def wait_for(self, client: BerthClient, what: str, check: Callable[[dict[str, Any]], bool],
                        timeout: float) -> None:
