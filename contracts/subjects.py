@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from contracts.catalog import ALL_EVENTS
 from contracts.envelope import Event, context_of, short_type_of
 from contracts.reports import ALL_REPORTS, Report
-from contracts.vfolder import ALL_STORAGE_REPORTS, StorageReport
+from contracts.storage_reports import ALL_STORAGE_REPORTS, StorageReport
 
 __all__ = [
     "DEADLETTER_STREAM",

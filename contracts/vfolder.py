@@ -1,4 +1,4 @@
-"""Events of the vfolder context (virtual folders) and the storage service's reports.
+"""Events of the vfolder context (virtual folders).
 
 A folder is one aggregate ``vfolder_<32 hex>`` (``new_folder_id``); its events travel on
 ``ev.vfolder.<id>.<type>``. A folder's name is unique per owner among live (not purged)
@@ -11,42 +11,26 @@ Every event carries ``by``: the user name who acted ("" for a fact the storage s
 Permissions: ``ro`` < ``rw`` < ``wd`` (Backend.AI's). Paths in events are normalised
 relative POSIX paths, checked by ``check_folder_path`` (the one validator everyone uses).
 
-Storage reports (``StorageReport``) are not events: the storage service observes them at its
-volumes and publishes them on ``REPORTS`` (``rp.storage.<volume>.<type>``, with
-``Nats-Msg-Id`` = ``report_id``); the controller turns them into events, idempotently.
+The storage service's reports on its volumes are in ``contracts.storage_reports``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import unicodedata
 import uuid
 from enum import Enum
 
-import msgspec
-
 from contracts.envelope import Event
 
 __all__ = [
-    "ALL_STORAGE_REPORTS",
     "ALL_VFOLDER_EVENTS",
-    "AnyStorageReport",
     "DEFAULT_VOLUME",
-    "DirectoryCreatedReport",
-    "FileMovedReport",
-    "FileUploadedReport",
-    "FilesDeletedReport",
     "FolderPathError",
-    "FolderProvisionFailedReport",
-    "FolderProvisionedReport",
-    "FolderPurgedReport",
     "MAX_FOLDER_NAME_CHARS",
     "MAX_PATH_BYTES",
     "MAX_PATH_COMPONENT_BYTES",
     "OwnerKind",
-    "StorageReport",
-    "UsageMeasuredReport",
     "UsageMode",
     "VFolderCreated",
     "VFolderDirectoryCreated",
@@ -75,8 +59,6 @@ __all__ = [
     "VolumePermission",
     "check_folder_name",
     "check_folder_path",
-    "decode_storage_report",
-    "encode_storage_report",
     "folder_name_claim_id",
     "is_folder_id",
     "new_folder_id",
@@ -372,84 +354,3 @@ ALL_VFOLDER_EVENTS: tuple[type[Event], ...] = (
     VFolderDirectoryCreated, VFolderNameClaimed,
 )
 """Every event of this module (the catalog lists them)."""
-
-
-# --- storage reports ----------------------------------------------------------------------
-
-
-class StorageReport(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """A fact the storage service observed on one of its volumes. ``report_id`` is unique per
-    fact (sent as ``Nats-Msg-Id``; the same fact sent again carries the same id)."""
-
-    report_id: str
-    volume: str
-    folder_id: str
-    observed_at: dt.datetime
-
-    @classmethod
-    def type_name(cls) -> str:
-        return str(cls.__struct_config__.tag)
-
-
-class FolderProvisionedReport(StorageReport, frozen=True, kw_only=True, tag="folder_provisioned"):
-    """The folder's directory exists (a clone: with the source's content)."""
-
-
-class FolderProvisionFailedReport(StorageReport, frozen=True, kw_only=True, tag="folder_provision_failed"):
-    reason: str
-
-
-class FolderPurgedReport(StorageReport, frozen=True, kw_only=True, tag="folder_purged"):
-    """The folder's directory is gone."""
-
-
-class FileUploadedReport(StorageReport, frozen=True, kw_only=True, tag="file_uploaded"):
-    path: str
-    size: int
-    sha256: str
-    by: str
-
-
-class FilesDeletedReport(StorageReport, frozen=True, kw_only=True, tag="files_deleted"):
-    paths: list[str]
-    by: str
-
-
-class FileMovedReport(StorageReport, frozen=True, kw_only=True, tag="file_moved"):
-    src: str
-    dst: str
-    by: str
-
-
-class DirectoryCreatedReport(StorageReport, frozen=True, kw_only=True, tag="directory_created"):
-    path: str
-    by: str
-
-
-class UsageMeasuredReport(StorageReport, frozen=True, kw_only=True, tag="usage_measured"):
-    bytes: int
-    files: int
-
-
-ALL_STORAGE_REPORTS: tuple[type[StorageReport], ...] = (
-    FolderProvisionedReport, FolderProvisionFailedReport, FolderPurgedReport, FileUploadedReport,
-    FilesDeletedReport, FileMovedReport, DirectoryCreatedReport, UsageMeasuredReport,
-)
-"""Every storage report type (the decoder's union, the controller's table)."""
-
-AnyStorageReport = (
-    FolderProvisionedReport | FolderProvisionFailedReport | FolderPurgedReport | FileUploadedReport
-    | FilesDeletedReport | FileMovedReport | DirectoryCreatedReport | UsageMeasuredReport
-)
-
-_storage_report_decoder = msgspec.json.Decoder(AnyStorageReport)
-
-
-def encode_storage_report(report: StorageReport) -> bytes:
-    """Returns the JSON bytes of a storage report."""
-    return msgspec.json.encode(report)
-
-
-def decode_storage_report(data: bytes) -> AnyStorageReport:
-    """Returns the storage report in ``data``; raises ``msgspec.ValidationError``/``DecodeError``."""
-    return _storage_report_decoder.decode(data)

@@ -19,7 +19,7 @@ from functools import singledispatch
 from contracts import vfolder as ev
 from contracts.envelope import Event
 from contracts.tenancy import DEFAULT_POLICY, KeypairLimits, ProjectStorageLimitSet, policy_id, project_id, user_id
-from contracts.vfolder import (
+from contracts.storage_reports import (
     DirectoryCreatedReport,
     FileMovedReport,
     FilesDeletedReport,
@@ -27,13 +27,10 @@ from contracts.vfolder import (
     FolderProvisionedReport,
     FolderProvisionFailedReport,
     FolderPurgedReport,
-    OwnerKind,
     StorageReport,
     UsageMeasuredReport,
-    VFolderNameClaimed,
-    folder_name_claim_id,
-    new_folder_id,
 )
+from contracts.vfolder import OwnerKind, VFolderNameClaimed, folder_name_claim_id, new_folder_id
 from domain import tenancy
 from domain.emitting import Context, Emitter
 from domain.errors import ForbiddenError, InvalidRequestError, NotFoundError

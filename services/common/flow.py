@@ -55,7 +55,7 @@ from contracts.catalog import decode_event
 from contracts.envelope import Event
 from contracts.reports import Report
 from contracts.subjects import event_filters, report_filters
-from contracts.vfolder import StorageReport
+from contracts.storage_reports import StorageReport
 from services.common import transient
 from services.common.bus import connect_options, dead_letter
 from services.common.settler import ACK_WAIT, PermanentError, Settler

@@ -18,7 +18,7 @@ import msgspec
 
 from contracts.catalog import ALL_EVENTS
 from contracts.reports import ALL_REPORTS
-from contracts.vfolder import ALL_STORAGE_REPORTS
+from contracts.storage_reports import ALL_STORAGE_REPORTS
 from contracts.subjects import (
     DEADLETTER_STREAM,
     EVENTS_STREAM,

@@ -22,7 +22,7 @@ from contracts.envelope import Event
 from contracts.reports import ALL_REPORTS
 from contracts.status import AgentStatus
 from contracts.subjects import EVENTS_STREAM, REPORTS_STREAM
-from contracts.vfolder import ALL_STORAGE_REPORTS
+from contracts.storage_reports import ALL_STORAGE_REPORTS
 from services.common.flow import Subscription
 from services.controller.agent_lost import LostAgents
 from services.controller.liveness import Liveness

@@ -1,6 +1,6 @@
 """Turns the storage service's reports into folder events, idempotently.
 
-Each report (``contracts.vfolder.StorageReport`` on ``rp.storage.<volume>.<type>``) is applied by
+Each report (``contracts.storage_reports.StorageReport`` on ``rp.storage.<volume>.<type>``) is applied by
 ``services.application.vfolders.VFolders.apply_report`` with causation ``report:<report_id>``:
 the same report delivered again (after JetStream's deduplication window, or redelivered after a
 crash before its ack) records nothing, nor does a fact already true. A report that can never
@@ -16,7 +16,7 @@ import logging
 from nats.aio.msg import Msg
 
 from contracts.subjects import SubjectError, storage_report_volume
-from contracts.vfolder import AnyStorageReport, decode_storage_report
+from contracts.storage_reports import AnyStorageReport, decode_storage_report
 from domain.errors import DomainError
 from services.application.context import make_context
 from services.application.facade import Facade

@@ -9,7 +9,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from contracts.vfolder import DirectoryCreatedReport, FileMovedReport, FilesDeletedReport
+from contracts.storage_reports import DirectoryCreatedReport, FileMovedReport, FilesDeletedReport
 from services.storage.context import StorageContext
 from services.storage.paths import split_path
 from services.storage.reporting import new_report_id, now_utc

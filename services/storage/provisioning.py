@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from contracts.vfolder import (
+from contracts.storage_reports import (
     FolderProvisionedReport,
     FolderProvisionFailedReport,
     FolderPurgedReport,
-    VFolderCreated,
-    VFolderPurgeRequested,
 )
+from contracts.vfolder import VFolderCreated, VFolderPurgeRequested
 from services.storage.reporting import Reporter, now_utc
 from services.storage.usage import UsageMeter
 from services.storage.volume import PosixVolume, VolumeError

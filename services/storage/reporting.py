@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import Header
 
 from contracts.subjects import storage_report_subject
-from contracts.vfolder import StorageReport, encode_storage_report
+from contracts.storage_reports import StorageReport, encode_storage_report
 
 __all__ = ["Reporter", "new_report_id", "now_utc"]
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.storage_token import StorageClaims
-from contracts.vfolder import FileUploadedReport
+from contracts.storage_reports import FileUploadedReport
 from services.storage.context import StorageContext
 from services.storage.reporting import now_utc
 from services.storage.uploads import PendingUpload, Sealed, UploadError, UploadStore

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from contracts.vfolder import UsageMeasuredReport
+from contracts.storage_reports import UsageMeasuredReport
 from services.storage.reporting import Reporter, new_report_id, now_utc
 from services.storage.volume import PosixVolume, VolumeError
 

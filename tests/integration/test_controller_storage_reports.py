@@ -14,14 +14,13 @@ import pytest
 from nats.js import JetStreamContext
 
 from contracts.subjects import DEADLETTER_STREAM, REPORTS_STREAM, dead_letter_subject, storage_report_subject
-from contracts.vfolder import (
+from contracts.storage_reports import (
     FolderProvisionedReport,
     StorageReport,
     UsageMeasuredReport,
-    VFolderStatus,
     encode_storage_report,
-    new_folder_id,
 )
+from contracts.vfolder import VFolderStatus, new_folder_id
 from domain.vfolder.decide import NewFolder
 from services.application.context import make_context
 from services.application.vfolders import VFolders

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from contracts.vfolder import FolderProvisionedReport
+from contracts.storage_reports import FolderProvisionedReport
 from services.application.context import make_context
 from services.application.vfolders import VFolders, report_context_id
 from services.common.settings import Settings

@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from contracts.storage_token import verify_token
-from contracts.vfolder import FolderProvisionedReport, FolderPurgedReport, StorageReport, UsageMeasuredReport
+from contracts.storage_reports import (
+    FolderProvisionedReport,
+    FolderPurgedReport,
+    StorageReport,
+    UsageMeasuredReport,
+)
 from services.application.context import make_context
 from services.application.vfolders import VFolders, report_context_id
 from services.common.settings import Settings

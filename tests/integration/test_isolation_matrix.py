@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from contracts.vfolder import FolderProvisionedReport
+from contracts.storage_reports import FolderProvisionedReport
 from services.application.context import make_context
 from services.application.vfolders import VFolders, report_context_id
 from services.gateway.schema import build_schema

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from tusclient import client as tus_client
 
 from contracts.subjects import REPORTS_STREAM
-from contracts.vfolder import decode_storage_report
+from contracts.storage_reports import decode_storage_report
 from tests.support.storage import RunningStorage, running_storage
 
 pytestmark = pytest.mark.asyncio

@@ -14,13 +14,8 @@ from nats.js import JetStreamContext
 
 from contracts.envelope import Event, Metadata
 from contracts.subjects import REPORTS_STREAM
-from contracts.vfolder import (
-    OwnerKind,
-    VFolderCreated,
-    VFolderPurgeRequested,
-    decode_storage_report,
-    new_folder_id,
-)
+from contracts.storage_reports import decode_storage_report
+from contracts.vfolder import OwnerKind, VFolderCreated, VFolderPurgeRequested, new_folder_id
 from services.common.settings import Settings
 from services.storage.main import run_storage
 from tests.support.publish import publish_events, service_tasks

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from contracts.vfolder import FolderProvisionedReport, FolderPurgedReport, UsageMeasuredReport
+from contracts.storage_reports import FolderProvisionedReport, FolderPurgedReport, UsageMeasuredReport
 from services.application.context import make_context
 from services.application.vfolders import VFolders, report_context_id
 from tests.support.cli import as_json, berth

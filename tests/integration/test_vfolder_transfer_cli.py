@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.vfolder import FolderProvisionedReport
+from contracts.storage_reports import FolderProvisionedReport
 from services.common.settings import Settings
 from services.storage.uploads import UploadStore
 from tests.integration.test_vfolder_cli import projecting, storage_says  # noqa: F401 - fixture

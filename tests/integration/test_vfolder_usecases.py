@@ -14,13 +14,13 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from contracts.vfolder import (
+from contracts.storage_reports import (
     FileUploadedReport,
     FolderProvisionedReport,
     FolderPurgedReport,
     UsageMeasuredReport,
-    VFolderStatus,
 )
+from contracts.vfolder import VFolderStatus
 from domain.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from domain.vfolder.decide import NewFolder
 from projections.queries import vfolders as q

@@ -14,7 +14,8 @@ import pytest
 
 from contracts.envelope import utc_now
 from contracts.tenancy import Role
-from contracts.vfolder import FolderProvisionedReport, UsageMeasuredReport, VolumePermission
+from contracts.storage_reports import FolderProvisionedReport, UsageMeasuredReport
+from contracts.vfolder import VolumePermission
 from domain.vfolder import Actor
 from domain.vfolder.decide import NewFolder
 from services.application.context import make_context

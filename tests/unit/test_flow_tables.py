@@ -20,7 +20,7 @@ from contracts.catalog import ALL_EVENTS
 from contracts.envelope import context_of
 from contracts.reports import ALL_REPORTS
 from contracts.subjects import event_filters, report_filters
-from contracts.vfolder import ALL_STORAGE_REPORTS
+from contracts.storage_reports import ALL_STORAGE_REPORTS
 from services.common.flow import Subscription
 
 ROOT = Path(__file__).resolve().parents[2]
