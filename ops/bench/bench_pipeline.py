@@ -55,7 +55,8 @@ from services.application.context import make_context  # noqa: E402
 from services.common.bus import CREDENTIALS_ENV, connect_options  # noqa: E402
 from services.common.bus_identities import ADMIN  # noqa: E402
 from ops.bench.pg_baselines import batched_rate, scratch_table  # noqa: E402
-from services.supervisor.embedded import NatsServer, create_database, drop_database  # noqa: E402
+from services.supervisor.embedded import NatsServer  # noqa: E402
+from services.supervisor.embedded_postgres import create_database, drop_database  # noqa: E402
 from services.application.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 from services.projector.main import rebuild_read_models  # noqa: E402

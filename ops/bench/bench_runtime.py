@@ -76,7 +76,7 @@ from services.cli import queries as q
 from services.common.bus import connect_options
 from services.sdk.client import BerthClient
 from services.application.context import make_context
-from services.supervisor.embedded import create_database, drop_database
+from services.supervisor.embedded_postgres import create_database, drop_database
 from services.sdk.instance import FILE_NAME, read_instance
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -51,7 +51,8 @@ from domain import session as session_domain  # noqa: E402
 from services.common.bus import CREDENTIALS_ENV, connect_options, ensure_streams  # noqa: E402
 from services.common.bus_identities import ADMIN  # noqa: E402
 from services.application.context import make_context  # noqa: E402
-from services.supervisor.embedded import NatsServer, create_database, drop_database  # noqa: E402
+from services.supervisor.embedded import NatsServer  # noqa: E402
+from services.supervisor.embedded_postgres import create_database, drop_database  # noqa: E402
 from services.application.sessions import Sessions  # noqa: E402
 from processes import service_processes  # noqa: E402  (ops/bench, the script's folder)
 

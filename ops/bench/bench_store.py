@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from services.common import store  # noqa: E402
-from services.supervisor.embedded import create_database, drop_database  # noqa: E402
+from services.supervisor.embedded_postgres import create_database, drop_database  # noqa: E402
 
 LIBRARY = "eventsourcing.postgres"
 BERTH = "services.common.pg_recorder:BerthPostgresFactory"

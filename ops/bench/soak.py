@@ -45,7 +45,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from services.supervisor.embedded import create_database, drop_database  # noqa: E402
+from services.supervisor.embedded_postgres import create_database, drop_database  # noqa: E402
 from services.sdk.instance import FILE_NAME, Instance, read_instance  # noqa: E402
 from ops.bench.soak_driver import Endpoint, run_soak  # noqa: E402
 from ops.bench.soak_report import format_table  # noqa: E402

@@ -11,7 +11,8 @@ import signal
 import time
 from pathlib import Path
 
-from services.supervisor.embedded import EmbeddedPostgres, NatsServer
+from services.supervisor.embedded import NatsServer
+from services.supervisor.embedded_postgres import EmbeddedPostgres
 
 __all__ = ["postgres_outage", "restart_nats"]
 

@@ -22,7 +22,8 @@ from ops.faults.nats_cluster import NatsCluster
 from ops.faults.outages import postgres_outage, restart_nats
 from ops.faults.verdict import Verdict, judge
 from services.sdk.instance import read_instance
-from services.supervisor.embedded import EmbeddedPostgres, NatsServer
+from services.supervisor.embedded import NatsServer
+from services.supervisor.embedded_postgres import EmbeddedPostgres
 from services.supervisor.infrastructure import ensure_database, nats_data_dir
 
 __all__ = ["SCENARIOS", "Load", "Outcome", "run_scenario"]

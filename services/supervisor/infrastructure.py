@@ -15,7 +15,8 @@ import psycopg
 from psycopg import sql
 
 from services.common.bus_trust import BusTrust
-from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname
+from services.supervisor.embedded import NatsServer
+from services.supervisor.embedded_postgres import EmbeddedPostgres, dsn_with_dbname
 
 __all__ = ["Infrastructure", "bus_trust_dir", "ensure_database", "infrastructure", "nats_data_dir"]
 

@@ -10,7 +10,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from services.common.bus import connect_options
-from services.supervisor.embedded import EmbeddedPostgres, NatsServer, dsn_with_dbname, free_port
+from services.supervisor.embedded import NatsServer, free_port
+from services.supervisor.embedded_postgres import EmbeddedPostgres, dsn_with_dbname
 from tests.support.waiting import wait_for
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from services.common.bus import CREDENTIALS_ENV
 from services.common.bus_identities import ADMIN
-from services.supervisor.embedded import EmbeddedPostgres, NatsServer, create_database, drop_database
+from services.supervisor.embedded import NatsServer
+from services.supervisor.embedded_postgres import EmbeddedPostgres, create_database, drop_database
 
 LOCAL_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DOCKER_SKIP_REASON = "no Docker engine answers (docker info); .ci/run provides one"
