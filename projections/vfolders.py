@@ -133,24 +133,21 @@ def _(event: ev.VFolderInvitationRejected, w: Writer, entry: Entry) -> None:
     _update(w, event, entry)
 
 
-@_apply.register
-def _(event: ev.VFolderTrashed, w: Writer, entry: Entry) -> None:
-    _update(w, event, entry, "status = 'trashed'")
+_STATUS_CHANGES: dict[type[Event], str] = {
+    ev.VFolderTrashed: "status = 'trashed'",
+    ev.VFolderRestored: "status = CASE WHEN status_detail IS NULL THEN 'ready' ELSE 'error' END",
+    ev.VFolderPurgeRequested: "status = 'purging'",
+    ev.VFolderPurged: "status = 'purged', usage_bytes = 0, usage_files = 0",
+}
+"""The lifecycle events that only move a folder's status (trash, restore, purge)."""
 
 
-@_apply.register
-def _(event: ev.VFolderRestored, w: Writer, entry: Entry) -> None:
-    _update(w, event, entry, "status = CASE WHEN status_detail IS NULL THEN 'ready' ELSE 'error' END")
+def _status_change(event: Event, w: Writer, entry: Entry) -> None:
+    _update(w, event, entry, _STATUS_CHANGES[type(event)])
 
 
-@_apply.register
-def _(event: ev.VFolderPurgeRequested, w: Writer, entry: Entry) -> None:
-    _update(w, event, entry, "status = 'purging'")
-
-
-@_apply.register
-def _(event: ev.VFolderPurged, w: Writer, entry: Entry) -> None:
-    _update(w, event, entry, "status = 'purged', usage_bytes = 0, usage_files = 0")
+for _event_type in _STATUS_CHANGES:
+    _apply.register(_event_type, _status_change)
 
 
 @_apply.register

@@ -161,31 +161,21 @@ async def rename(out: Output, folder: str, new_name: str) -> None:
     await _change(out, RENAME, {"f": folder, "n": new_name})
 
 
-@vfolder.command("rm")
-@click.argument("folder")
-@click.pass_obj
-@run_async
-async def rm(out: Output, folder: str) -> None:
-    """Move FOLDER to the trash (restore it, or purge it for good)."""
-    await _change(out, TRASH, {"f": folder})
+def _folder_command(name: str, mutation: str, help_text: str) -> None:
+    """Adds ``berth vfolder NAME FOLDER``: one folder mutation with the folder as its only argument."""
+
+    @click.argument("folder")
+    @click.pass_obj
+    @run_async
+    async def command(out: Output, folder: str) -> None:
+        await _change(out, mutation, {"f": folder})
+
+    vfolder.command(name, help=help_text)(command)
 
 
-@vfolder.command("restore")
-@click.argument("folder")
-@click.pass_obj
-@run_async
-async def restore(out: Output, folder: str) -> None:
-    """Bring FOLDER back from the trash."""
-    await _change(out, RESTORE, {"f": folder})
-
-
-@vfolder.command("purge")
-@click.argument("folder")
-@click.pass_obj
-@run_async
-async def purge(out: Output, folder: str) -> None:
-    """Delete FOLDER (in the trash) and its data for good; its history stays."""
-    await _change(out, PURGE, {"f": folder})
+_folder_command("rm", TRASH, "Move FOLDER to the trash (restore it, or purge it for good).")
+_folder_command("restore", RESTORE, "Bring FOLDER back from the trash.")
+_folder_command("purge", PURGE, "Delete FOLDER (in the trash) and its data for good; its history stays.")
 
 
 @vfolder.command("clone")

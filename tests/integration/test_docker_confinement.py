@@ -23,7 +23,7 @@ from tests.support.docker_backend import (
     Exits, agent_id, exec_output, launch, release_io_mounts, remove_agent_containers,
 )
 from tests.support.images import kernel_image
-from tests.support.runner_calls import run_code
+from tests.support.runner_calls import WRITE_ATTEMPT, run_code
 from tests.support.waiting import async_wait_for
 
 __all__ = ["agent_id", "kernel_image"]
@@ -36,15 +36,7 @@ TMP = 8 * MIB
 FILL = 256
 """MiB a kernel tries to write: far past its scratch, and enough to see on the host's disk."""
 
-CHECKS = """
-import errno, os
-def attempt(path):
-    try:
-        with open(path, 'w') as f:
-            f.write('x')
-        return 'ok'
-    except OSError as exc:
-        return errno.errorcode[exc.errno]
+CHECKS = WRITE_ATTEMPT + """
 print(os.getuid(), os.getgid(), os.getcwd(), os.environ['HOME'])
 for path in ('/x', '/usr/x', '/etc/passwd', '/home/work/x', '/tmp/x', '/opt/berth/runner/x', '/opt/berth/io/x'):
     print(path, attempt(path))

@@ -19,7 +19,7 @@ from services.agent.backends.docker.backend import DEFAULT_RUNNER_DIR
 from tests.support.docker_backend import agent_id, launch, release_io_mounts, remove_agent_containers
 from tests.support.folders import folder_directory, volume
 from tests.support.images import kernel_image
-from tests.support.runner_calls import run_code
+from tests.support.runner_calls import WRITE_ATTEMPT, run_code
 
 __all__ = ["agent_id", "kernel_image", "volume"]
 
@@ -27,16 +27,8 @@ pytestmark = pytest.mark.docker
 
 MIB = 1024**2
 
-ATTEMPT = """
-import errno, os
-def attempt(path):
-    try:
-        with open(path, 'w') as f:
-            f.write('from the kernel')
-        return 'ok'
-    except OSError as exc:
-        return errno.errorcode[exc.errno]
-print(attempt({path!r}))
+ATTEMPT = WRITE_ATTEMPT + """
+print(attempt({path!r}, 'from the kernel'))
 print(open({read!r}).read())
 """
 

@@ -9,7 +9,19 @@ from pathlib import Path
 
 from services.agent.runner_socket import open_runner
 
-__all__ = ["ask", "run_code"]
+__all__ = ["WRITE_ATTEMPT", "ask", "run_code"]
+
+WRITE_ATTEMPT = """
+import errno, os
+def attempt(path, text='x'):
+    try:
+        with open(path, 'w') as f:
+            f.write(text)
+        return 'ok'
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+"""
+"""Code for a kernel: ``attempt(path, text)`` writes a file and returns 'ok' or the errno's name (EROFS, EACCES...)."""
 
 
 async def ask(path: Path, request: dict, *, until: Callable[[dict], bool]) -> list[dict]:
