@@ -48,13 +48,15 @@ class Authenticator:
 
     def __init__(
         self, pool: AsyncConnectionPool, *, window: dt.timedelta = DATE_WINDOW,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Callable[[], dt.datetime] = utc_now, keypairs: KeypairCache | None = None,
     ) -> None:
+        """Authenticates against the tables of ``pool``; ``keypairs`` is the cache of keypairs
+        (``KeypairCache(size=0)``: none kept, each request reads its keypair)."""
         self._pool = pool
         self._window = window
         self._clock = clock
         self._ledger = SignatureLedger()
-        self._keypairs = KeypairCache()
+        self._keypairs = keypairs if keypairs is not None else KeypairCache()
 
     async def authenticate(
         self, *, method: str, path: str, headers: Mapping[str, str], body: bytes, allow_bearer: bool = True
