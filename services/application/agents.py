@@ -6,6 +6,7 @@ from contracts import commands as c
 from domain import agent as agent_domain
 from domain.agent import AgentState
 from domain.emitting import Context
+from services.application.long_lived import LONG_LIVED
 from services.common.store import BerthApplication, retry_on_conflict
 
 __all__ = ["Agents"]
@@ -14,7 +15,7 @@ __all__ = ["Agents"]
 class Agents(BerthApplication):
     """Loads agents, decides, saves."""
 
-    long_lived = frozenset({agent_domain.evolve})
+    long_lived = LONG_LIVED
 
     def get(self, agent_id: str) -> AgentState | None:
         """Returns the current state of an agent, None when unknown."""

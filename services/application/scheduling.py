@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from contracts.envelope import Event
+from services.application.long_lived import LONG_LIVED
 from services.common.store import BerthApplication
 
 __all__ = ["Scheduling"]
@@ -19,6 +20,8 @@ __all__ = ["Scheduling"]
 
 class Scheduling(BerthApplication):
     """Records scheduling passes and reads what a stale snapshot missed."""
+
+    long_lived = LONG_LIVED
 
     def record_pass(self, events: Sequence[Event]) -> int | None:
         """Records all ``events`` atomically; returns the position of the last one.

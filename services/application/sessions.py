@@ -24,6 +24,7 @@ from domain import session as session_domain
 from domain import session_names
 from domain.emitting import Context
 from domain.session import SessionState
+from services.application.long_lived import LONG_LIVED
 from services.common.store import BerthApplication, retry_on_conflict
 
 __all__ = ["PROGRESS_FACTS", "Guard", "Sessions", "was_scheduled"]
@@ -40,7 +41,7 @@ Guard = Callable[[int, SessionState], None]
 class Sessions(BerthApplication):
     """Loads sessions, decides, and saves the outcome with the agents it touches, atomically."""
 
-    long_lived = frozenset({agent_domain.evolve})
+    long_lived = LONG_LIVED
 
     def get(self, session_id: str) -> SessionState | None:
         """Returns the current state of a session, None when unknown."""

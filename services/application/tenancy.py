@@ -29,6 +29,7 @@ from domain.emitting import Context
 from domain.errors import AlreadyExistsError
 from domain.tenancy import KeypairState, PolicyState, TenancyState
 from services.application.context import make_context
+from services.application.long_lived import LONG_LIVED
 from services.common.store import BerthApplication, ConcurrencyError, retry_on_conflict
 
 __all__ = ["ADMIN_USER", "Tenancy", "default_commands", "ensure_defaults"]
@@ -57,7 +58,7 @@ def default_commands() -> list[tuple[str, Command]]:
 class Tenancy(BerthApplication):
     """Loads tenancy aggregates (and the ones a decision refers to), decides, and saves."""
 
-    long_lived = frozenset({tenancy.evolve})
+    long_lived = LONG_LIVED
 
     def get(self, aggregate_id: str) -> TenancyState | None:
         """Returns the current state of a tenancy aggregate, None when unknown."""

@@ -39,6 +39,7 @@ from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor
 from domain.vfolder.state import VFolderState, evolve
+from services.application.long_lived import LONG_LIVED
 from services.common.store import BerthApplication, retry_on_conflict
 
 __all__ = ["VFolders", "report_context_id"]
@@ -56,7 +57,7 @@ class VFolders(BerthApplication):
     grows with its content (each upload is an event): its state is snapshotted, as are the keypairs'
     and policies' it reads."""
 
-    long_lived = frozenset({evolve, tenancy.evolve})
+    long_lived = LONG_LIVED
 
     def get(self, folder_id: str) -> VFolderState | None:
         """Returns the current state of a folder, None when unknown (or not a folder's id)."""

@@ -206,15 +206,15 @@ class Projector:
 
 async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: bool = False) -> None:
     """Projects EVENTS on ``settings.nats_url`` into the read models at ``settings.pg_dsn``
-    until ``stop`` is set, waiting for NATS to answer first; with ``rebuild`` it first drops
-    and recreates the read models (the stream is then replayed from sequence 1)."""
+    until ``stop`` is set, waiting for NATS to answer first; with ``rebuild`` it first rebuilds
+    the read models in bulk up to the stream's last sequence (as ``rebuild_read_models``), then
+    goes on with what comes after."""
     runtime = _Runtime(settings)
     try:
         if not await runtime.open(stop):
             return
         if rebuild:
-            await runtime.applier.reset()
-            log.info("read models dropped and recreated; replaying EVENTS from sequence 1")
+            await _rebuild(runtime, stop)
         await Projector(runtime.js, runtime.applier, runtime.backfill).run(stop)
     finally:
         await runtime.close()
@@ -227,15 +227,22 @@ async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = N
     runtime = _Runtime(settings)
     try:
         await runtime.open()
-        target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
-        await runtime.applier.reset(bulk=True)
-        log.info("rebuilding the read models from %d stream messages", target)
-        projector = Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE, bulk=True)
-        reached = await projector.run(stop or asyncio.Event(), until_seq=target)
-        await runtime.applier.finish_bulk()
-        return reached
+        return await _rebuild(runtime, stop or asyncio.Event())
     finally:
         await runtime.close()
+
+
+async def _rebuild(runtime: _Runtime, stop: asyncio.Event) -> Position:
+    """The bulk rebuild on an open ``runtime``, up to the stream's last sequence now; returns the
+    position reached (less when ``stop`` came first; the indexes are created either way)."""
+    target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
+    await runtime.applier.reset(bulk=True)
+    log.info("rebuilding the read models from %d stream messages", target)
+    projector = Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE, bulk=True)
+    reached = await projector.run(stop, until_seq=target)
+    await runtime.applier.finish_bulk()
+    log.info("read models rebuilt up to stream sequence %d (position %d)", reached.stream_seq, reached.position)
+    return reached
 
 
 class _Runtime:
@@ -288,6 +295,7 @@ async def _wait_or_stop(stop: asyncio.Event, delay: float) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the projector from ``BERTH_*`` settings until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m services.projector", description=__doc__.splitlines()[0])
-    parser.add_argument("--rebuild", action="store_true", help="drop and recreate the read models, then replay")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild the read models in bulk up to the stream's last sequence, then go on projecting")
     args = parser.parse_args(argv)
     run_until_signalled("projector", lambda settings, stop: run_projector(settings, stop, rebuild=args.rebuild))

@@ -198,6 +198,51 @@ async def test_rebuild_gives_identical_tables(settings: Settings, sessions: Sess
     assert len(after["sessions"]) == 45 and after["event_log"][:50] == before["event_log"]
 
 
+def _table_oid(dsn: str, table: str) -> int | None:
+    """Returns the table's catalog id (a new one after the read models were dropped and recreated)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT to_regclass(%s)::oid::bigint", (table,)).fetchone()[0]
+
+
+def _built_after_rows(dsn: str, table: str) -> dict[str, bool]:
+    """Returns, for each secondary index of ``table``, whether it was created after every row of the
+    table was written (its catalog row's transaction id is newer than theirs): what a bulk rebuild
+    does, unlike the incremental path, which creates the indexes with the empty tables."""
+    with psycopg.connect(dsn) as conn:
+        newest_row = conn.execute(f"SELECT max(xmin::text::bigint) FROM {table}").fetchone()[0]
+        return {name: conn.execute("SELECT xmin::text::bigint FROM pg_class WHERE relname = %s",
+                                   (name,)).fetchone()[0] > newest_row
+                for name in secondary_indexes(conn) if name.startswith(f"{table}_")}
+
+
+async def test_the_rebuild_flag_rebuilds_in_bulk_then_follows(settings: Settings, sessions: Sessions) -> None:
+    relay = await run_until_stopped(run_relay, settings)
+    projector = await run_until_stopped(run_projector, settings)
+    await asyncio.to_thread(request_sessions, sessions, range(30))
+    await caught_up(settings.pg_dsn)
+    await stop_task(*projector)
+    with psycopg.connect(settings.pg_dsn) as conn:
+        before = dump_read_models(conn)
+    assert not any(_built_after_rows(settings.pg_dsn, "event_log").values())  # the incremental path
+    table_before = _table_oid(settings.pg_dsn, "event_log")
+
+    rebuilding = await run_until_stopped(lambda s, stop: run_projector(s, stop, rebuild=True), settings)
+    await async_wait_for(lambda: _table_oid(settings.pg_dsn, "event_log") != table_before, timeout=30,
+                         message="the read models were not recreated")
+    await caught_up(settings.pg_dsn)
+    await async_wait_for(lambda: len(_built_after_rows(settings.pg_dsn, "event_log")) == 2, timeout=30,
+                         message="the secondary indexes of event_log were not created")
+    built_after = _built_after_rows(settings.pg_dsn, "event_log")
+    assert built_after and all(built_after.values()), built_after  # bulk: indexes built after the rows
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == before
+    await asyncio.to_thread(request_sessions, sessions, range(30, 35))  # then it goes on incrementally
+    await caught_up(settings.pg_dsn)
+    await stop_task(*rebuilding)
+    await stop_task(*relay)
+    assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(35,)]
+
+
 async def test_wait_for_position_returns_once_applied(settings: Settings, sessions: Sessions, pipeline: None) -> None:
     await async_wait_for(lambda: _has_schema(settings.pg_dsn), timeout=30, message="projector did not create its tables")
     (position,) = await asyncio.to_thread(request_sessions, sessions, range(1))

@@ -3,7 +3,9 @@ and deactivation.
 
 Every change of a row is recorded as a tenancy event (aggregate id = access key): the
 row is written first and committed only after the event is stored, so a failure to
-record the event leaves the table unchanged. A keypair takes its role and domain from
+record the event leaves the table unchanged. Every statement that writes the table also raises the
+keypair epoch in its transaction (a trigger, ``keypair_cache``), which tells each gateway's cache
+that what it holds may be stale. A keypair takes its role and domain from
 its user, who must exist. The secret key lives only in the table, never in an event or
 a log line.
 """
@@ -22,6 +24,7 @@ from domain.errors import InvalidRequestError
 from domain.tenancy import UserState
 from services.application.context import make_context
 from services.common.pg_limits import limited_dsn
+from services.gateway.auth.keypair_cache import KEYPAIR_EPOCH_DDL
 from services.application.tenancy import ADMIN_USER, Tenancy, ensure_defaults
 
 __all__ = [
@@ -48,8 +51,8 @@ CREATE TABLE IF NOT EXISTS keypairs (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE keypairs ADD COLUMN IF NOT EXISTS domain text NOT NULL DEFAULT 'default';
-CREATE INDEX IF NOT EXISTS keypairs_user ON keypairs (user_id)
-"""
+CREATE INDEX IF NOT EXISTS keypairs_user ON keypairs (user_id);
+""" + KEYPAIR_EPOCH_DDL
 
 _ALNUM_UPPER = string.ascii_uppercase + string.digits
 _ADMIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.gateway.admin_keypair'))"
@@ -66,7 +69,8 @@ def new_secret_key() -> str:
 
 
 def ensure_keypairs_table(dsn: str) -> None:
-    """Creates the ``keypairs`` table when missing and adds the columns it gained since."""
+    """Creates the ``keypairs`` table when missing, adds the columns it gained since, and the keypair
+    epoch's row and trigger (``keypair_cache``)."""
     with psycopg.connect(limited_dsn(dsn)) as conn:
         conn.execute(KEYPAIRS_DDL)  # one implicit transaction: its advisory lock serialises creators
 
