@@ -13,11 +13,12 @@ true (provisioned twice, usage unchanged, a purged folder's late content report)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import singledispatch
 
 from contracts import vfolder as ev
 from contracts.envelope import Event
+from contracts.session import SessionRequested
 from contracts.tenancy import DEFAULT_POLICY, KeypairLimits, ProjectStorageLimitSet, policy_id, project_id, user_id
 from contracts.vfolder import (
     DirectoryCreatedReport,
@@ -36,17 +37,21 @@ from contracts.vfolder import (
 )
 from domain import tenancy
 from domain.emitting import Context, Emitter
+from domain.session import SessionState
+from domain.session import evolve as session_evolve
 from domain.errors import ForbiddenError, InvalidRequestError, NotFoundError
 from domain.tenancy import KeypairState, PolicyState, ProjectState, UserState
 from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor
+from domain.vfolder.in_use import MountingSession
 from domain.vfolder.state import VFolderState, evolve
 from services.common.store import BerthApplication, retry_on_conflict
 
 __all__ = ["VFolders", "report_context_id"]
 
 Decision = Callable[[VFolderState | None], list[Event]]
+_REQUESTED = SessionRequested.type_name()
 
 
 def report_context_id(report: StorageReport) -> str:
@@ -198,15 +203,42 @@ class VFolders(BerthApplication):
     def leave(self, folder_id: str, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.leave(s, actor, ctx))
 
-    def trash(self, folder_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.trash(s, actor, ctx))
+    def trash(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
+              seen: int = 0) -> int:
+        """Moves the folder to the trash; refused while a live session mounts it (``mounting``)."""
+        return self._change(folder_id, lambda s: d.trash(s, actor, ctx, self.mounting(folder_id, candidates, seen)))
 
     def restore(self, folder_id: str, actor: Actor, ctx: Context) -> int:
         """A folder in the trash keeps its name, so a restore needs no claim."""
         return self._change(folder_id, lambda s: d.restore(s, actor, ctx))
 
-    def purge(self, folder_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.purge(s, actor, ctx))
+    def purge(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
+              seen: int = 0) -> int:
+        """Purges a folder in the trash; refused, as ``trash``, while a live session mounts it."""
+        return self._change(folder_id, lambda s: d.purge(s, actor, ctx, self.mounting(folder_id, candidates, seen)))
+
+    def mounting(self, folder_id: str, candidates: Sequence[str], seen: int) -> list[MountingSession]:
+        """Returns the live (not ended) sessions that mount the folder, by their current state in the
+        store: among ``candidates`` (the ids a read model at position ``seen`` or later gave) and the
+        sessions requested after ``seen`` (read from the store's log: what the read model may lack).
+        So every session recorded before this call is seen, whatever the read model's lag."""
+        later = [event.originator_id for event in self._requested_after(seen)
+                 if any(mount.folder_id == folder_id for mount in event.spec.mounts)]
+        ids = list(dict.fromkeys([*candidates, *later]))
+        states = self.current_many(ids, session_evolve) if ids else {}
+        return [MountingSession(id=state.id, name=state.spec.name, user=state.spec.user)
+                for state in states.values()
+                if isinstance(state, SessionState) and not state.status.is_terminal
+                and any(mount.folder_id == folder_id for mount in state.spec.mounts)]
+
+    def _requested_after(self, position: int, page: int = 1000) -> list[SessionRequested]:
+        """Returns the ``session.requested`` events after ``position``, in store order."""
+        found: list[SessionRequested] = []
+        start = position + 1
+        while notifications := self.recorder.select_notifications(start=start, limit=page, topics=[_REQUESTED]):
+            found += [e for e in map(self.mapper.to_domain_event, notifications) if isinstance(e, SessionRequested)]
+            start = notifications[-1].id + 1
+        return found
 
     def set_quota(self, folder_id: str, limit_bytes: int, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.set_quota(s, limit_bytes, actor, ctx))
