@@ -232,6 +232,13 @@ class UploadStore:
                 os.unlink(self._dir / f"{upload.id}{suffix}")
         self.reservations.release(upload.id)
 
+    def terminate_folder(self, folder: str) -> int:
+        """Removes the unfinished uploads into ``folder`` (closed to its tokens); returns how many."""
+        pending = [u for u in self.pending() if u.folder == folder]
+        for upload in pending:
+            self.terminate(upload)
+        return len(pending)
+
     def expire(self, now: float) -> int:
         """Removes uploads older than the ttl; returns how many."""
         stale = [u for u in self.pending() if now - u.created >= self.ttl]
