@@ -2,7 +2,8 @@
 ``DomainError`` saying why it is refused. Pure: time, actor and ids arrive as arguments.
 
 Who may: ``access.py``. Limits: ``max_vfolder_count`` (folders a user owns, trashed ones
-included) is checked by ``create`` with the count the caller read; a quota cap is 0..2^62 bytes.
+included) is checked by ``create`` with the count the caller read (``count.py``, saved with the
+creation); a quota cap is 0..2^62 bytes.
 A folder mounted by a live session is neither trashed nor purged (Backend.AI refuses it too):
 ``trash`` and ``purge`` take the live sessions mounting it, as the caller found them.
 """

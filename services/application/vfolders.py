@@ -20,6 +20,7 @@ from contracts import vfolder as ev
 from contracts.envelope import Event
 from contracts.session import SessionRequested
 from contracts.tenancy import DEFAULT_POLICY, KeypairLimits, ProjectStorageLimitSet, policy_id, project_id, user_id
+from contracts.vfolder_count import VFolderCountChanged, folder_count_id
 from contracts.vfolder import (
     DirectoryCreatedReport,
     FileMovedReport,
@@ -41,6 +42,7 @@ from domain.session import SessionState
 from domain.session import evolve as session_evolve
 from domain.errors import ForbiddenError, InvalidRequestError, NotFoundError
 from domain.tenancy import KeypairState, PolicyState, ProjectState, UserState
+from domain.vfolder import count as folder_count
 from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor
@@ -122,8 +124,9 @@ class VFolders(BerthApplication):
     def create(self, actor: Actor, request: d.NewFolder, ctx: Context, *, owned: int,
                folder_id: str | None = None) -> tuple[str, int]:
         """Records a new folder and the claim of its name; returns (its id, the position).
-        ``owned``: folders the owner has now (the read models' count; checked against the
-        actor's ``max_vfolder_count``)."""
+        ``owned``: folders the owner has now by the read models, used only while the owner's count
+        (``contracts.vfolder_count``, saved with each creation) was never recorded; the count is
+        checked against the actor's ``max_vfolder_count``."""
         folder_id = folder_id or new_folder_id()
         if request.owner_kind is OwnerKind.PROJECT:  # a project's folder lives in the project's domain
             project = self.current(project_id(request.owner), tenancy.evolve)
@@ -133,13 +136,30 @@ class VFolders(BerthApplication):
             request.domain = project.domain
 
         def attempt() -> int:
-            events = d.create(self.get(folder_id), folder_id, request, actor, ctx, owned=owned)
+            if request.owner_kind is not OwnerKind.USER:  # max_vfolder_count bounds user folders only
+                events = d.create(self.get(folder_id), folder_id, request, actor, ctx, owned=owned)
+            else:
+                events = self._counted(request.owner, owned, folder_id, ctx,
+                                       lambda count: d.create(self.get(folder_id), folder_id, request, actor, ctx,
+                                                              owned=count))
             events = self._claim(folder_id, request.owner_kind, request.owner, request.name, ctx) + events
             position = self.record(events)
             assert position is not None
             return position
 
         return folder_id, retry_on_conflict(attempt)
+
+    def _counted(self, user: str, owned: int, folder_id: str, ctx: Context,
+                 decision: Callable[[int], list[Event]]) -> list[Event]:
+        """Returns ``decision(count)`` (the user's current folder count) and the count plus one, saved
+        together: a concurrent creation conflicts on the count and is decided again."""
+        last = self._last_count(user)
+        count = folder_count.current(last, owned)
+        return decision(count) + folder_count.changed(last, user=user, count=count + 1, folder_id=folder_id, ctx=ctx)
+
+    def _last_count(self, user: str) -> VFolderCountChanged | None:
+        last = self.last_event(folder_count_id(user))
+        return last if isinstance(last, VFolderCountChanged) else None
 
     def clone(self, source_id: str, actor: Actor, name: str, ctx: Context, *, owned: int,
               cloneable: bool = False) -> tuple[str, int]:
@@ -148,7 +168,8 @@ class VFolders(BerthApplication):
         name = d.valid_name(name)
 
         def attempt() -> int:
-            events = d.clone(self.get(source_id), folder_id, name, actor, ctx, owned=owned, cloneable=cloneable)
+            events = self._counted(actor.user, owned, folder_id, ctx, lambda count: d.clone(
+                self.get(source_id), folder_id, name, actor, ctx, owned=count, cloneable=cloneable))
             events = self._claim(folder_id, OwnerKind.USER, actor.user, name, ctx) + events
             position = self.record(events)
             assert position is not None
@@ -215,7 +236,16 @@ class VFolders(BerthApplication):
     def purge(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
               seen: int = 0) -> int:
         """Purges a folder in the trash; refused, as ``trash``, while a live session mounts it."""
-        return self._change(folder_id, lambda s: d.purge(s, actor, ctx, self.mounting(folder_id, candidates, seen)))
+        def decision(state: VFolderState | None) -> list[Event]:
+            events = d.purge(state, actor, ctx, self.mounting(folder_id, candidates, seen))
+            if events and state is not None and state.owner_kind is OwnerKind.USER:
+                last = self._last_count(state.owner)
+                if last is not None:  # never recorded: the read models' count, read at the next creation
+                    events += folder_count.changed(last, user=state.owner, count=last.count - 1, folder_id=folder_id,
+                                                   ctx=ctx)
+            return events
+
+        return self._change(folder_id, decision)
 
     def mounting(self, folder_id: str, candidates: Sequence[str], seen: int) -> list[MountingSession]:
         """Returns the live (not ended) sessions that mount the folder, by their current state in the
