@@ -6,7 +6,7 @@ from typing import Union
 
 import msgspec
 
-from contracts import agent, quota, session, session_names, tenancy, vfolder
+from contracts import agent, quota, session, session_names, tenancy, vfolder, vfolder_count
 from contracts.envelope import Event
 from contracts.upcasts import upcast
 
@@ -49,6 +49,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     quota.QuotaReleased,
     tenancy.ProjectStorageLimitSet,
     *vfolder.ALL_VFOLDER_EVENTS,
+    vfolder_count.VFolderCountChanged,
 )
 
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]

@@ -2,7 +2,10 @@
 ``DomainError`` saying why it is refused. Pure: time, actor and ids arrive as arguments.
 
 Who may: ``access.py``. Limits: ``max_vfolder_count`` (folders a user owns, trashed ones
-included) is checked by ``create`` with the count the caller read; a quota cap is 0..2^62 bytes.
+included) is checked by ``create`` with the count the caller read (``count.py``, saved with the
+creation); a quota cap is 0..2^62 bytes.
+A folder mounted by a live session is neither trashed nor purged (Backend.AI refuses it too):
+``trash`` and ``purge`` take the live sessions mounting it, as the caller found them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from contracts.vfolder import (
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError, NotFoundError
 from domain.vfolder.access import Actor, check_volume, may_see, require, require_manager
+from domain.vfolder.in_use import MountingSession, check_not_mounted
 from domain.vfolder.state import Invitation, VFolderState
 
 __all__ = [
@@ -262,7 +266,9 @@ def leave(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]
     return [_emit(state, ctx)(ev.VFolderLeft, user=actor.user)]
 
 
-def trash(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
+def trash(state: VFolderState | None, actor: Actor, ctx: Context,
+          mounted_by: Sequence[MountingSession] = ()) -> list[Event]:
+    """Moves the folder to the trash; refused while a live session (``mounted_by``) mounts it."""
     state = require_manager(state, actor, "move it to the trash")
     check_volume(actor, state.volume, VolumePermission.DELETE_VFOLDER)
     if state.status is VFolderStatus.TRASHED:
@@ -270,6 +276,7 @@ def trash(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]
     if state.status not in (VFolderStatus.READY, VFolderStatus.ERROR):
         raise InvalidTransitionError(f"folder {state.name!r} is {state.status.value}: only a ready or failed "
                                      "folder goes to the trash")
+    check_not_mounted(state, mounted_by, actor, "move it to the trash")
     return [_emit(state, ctx)(ev.VFolderTrashed, by=actor.user)]
 
 
@@ -280,14 +287,17 @@ def restore(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Even
     return [_emit(state, ctx)(ev.VFolderRestored, by=actor.user)]
 
 
-def purge(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
-    """Deletes a folder for good (only from the trash); the storage service removes its directory."""
+def purge(state: VFolderState | None, actor: Actor, ctx: Context,
+          mounted_by: Sequence[MountingSession] = ()) -> list[Event]:
+    """Deletes a folder for good (only from the trash); the storage service removes its directory.
+    Refused while a live session (``mounted_by``: one that mounted it before it was trashed) mounts it."""
     state = require_manager(state, actor, "purge it")
     check_volume(actor, state.volume, VolumePermission.DELETE_VFOLDER)
     if state.status in (VFolderStatus.PURGING, VFolderStatus.PURGED):
         return []
     if state.status is not VFolderStatus.TRASHED:
         raise InvalidTransitionError(f"folder {state.name!r} is {state.status.value}: move it to the trash first")
+    check_not_mounted(state, mounted_by, actor, "purge it")
     return [_emit(state, ctx)(ev.VFolderPurgeRequested, by=actor.user)]
 
 

@@ -11,7 +11,7 @@ exist yet raises ``ReadModelsMissingError``.
 | `tenancy.py` | domains, projects, users, keypairs, resource policies, resource groups within a `TenancyScope` |
 | `usage.py` | quota usage next to each scope's limit |
 | `vfolders.py` | folders within a `FolderScope`, invitations, owned count, storage usage and limits per quota scope |
-| `mounts.py` | a user's folders that mount by themselves (ready, named `.something`) |
+| `mounts.py` | a user's folders that mount by themselves (ready, named `.something`); the live sessions mounting a folder |
 | `health.py` | the doctor's consistent snapshot of sessions, kernels, agents and quota usage |
 """
 

@@ -13,11 +13,12 @@ true (provisioned twice, usage unchanged, a purged folder's late content report)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import singledispatch
 
 from contracts import vfolder as ev
 from contracts.envelope import Event
+from contracts.session import SessionRequested
 from contracts.tenancy import DEFAULT_POLICY, KeypairLimits, ProjectStorageLimitSet, policy_id, project_id, user_id
 from contracts.storage_reports import (
     DirectoryCreatedReport,
@@ -31,13 +32,18 @@ from contracts.storage_reports import (
     UsageMeasuredReport,
 )
 from contracts.vfolder import OwnerKind, VFolderNameClaimed, folder_name_claim_id, new_folder_id
+from contracts.vfolder_count import VFolderCountChanged, folder_count_id
 from domain import tenancy
 from domain.emitting import Context, Emitter
+from domain.session import SessionState
+from domain.session import evolve as session_evolve
 from domain.errors import ForbiddenError, InvalidRequestError, NotFoundError
 from domain.tenancy import KeypairState, PolicyState, ProjectState, UserState
+from domain.vfolder import count as folder_count
 from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor
+from domain.vfolder.in_use import MountingSession
 from domain.vfolder.state import VFolderState, evolve
 from services.application.long_lived import LONG_LIVED
 from services.common.store import BerthApplication, retry_on_conflict
@@ -45,6 +51,7 @@ from services.common.store import BerthApplication, retry_on_conflict
 __all__ = ["VFolders", "report_context_id"]
 
 Decision = Callable[[VFolderState | None], list[Event]]
+_REQUESTED = SessionRequested.type_name()
 
 
 def report_context_id(report: StorageReport) -> str:
@@ -115,8 +122,9 @@ class VFolders(BerthApplication):
     def create(self, actor: Actor, request: d.NewFolder, ctx: Context, *, owned: int,
                folder_id: str | None = None) -> tuple[str, int]:
         """Records a new folder and the claim of its name; returns (its id, the position).
-        ``owned``: folders the owner has now (the read models' count; checked against the
-        actor's ``max_vfolder_count``)."""
+        ``owned``: folders the owner has now by the read models, used only while the owner's count
+        (``contracts.vfolder_count``, saved with each creation) was never recorded; the count is
+        checked against the actor's ``max_vfolder_count``."""
         folder_id = folder_id or new_folder_id()
         if request.owner_kind is OwnerKind.PROJECT:  # a project's folder lives in the project's domain
             project = self.current(project_id(request.owner), tenancy.evolve)
@@ -126,13 +134,30 @@ class VFolders(BerthApplication):
             request.domain = project.domain
 
         def attempt() -> int:
-            events = d.create(self.get(folder_id), folder_id, request, actor, ctx, owned=owned)
+            if request.owner_kind is not OwnerKind.USER:  # max_vfolder_count bounds user folders only
+                events = d.create(self.get(folder_id), folder_id, request, actor, ctx, owned=owned)
+            else:
+                events = self._counted(request.owner, owned, folder_id, ctx,
+                                       lambda count: d.create(self.get(folder_id), folder_id, request, actor, ctx,
+                                                              owned=count))
             events = self._claim(folder_id, request.owner_kind, request.owner, request.name, ctx) + events
             position = self.record(events)
             assert position is not None
             return position
 
         return folder_id, retry_on_conflict(attempt)
+
+    def _counted(self, user: str, owned: int, folder_id: str, ctx: Context,
+                 decision: Callable[[int], list[Event]]) -> list[Event]:
+        """Returns ``decision(count)`` (the user's current folder count) and the count plus one, saved
+        together: a concurrent creation conflicts on the count and is decided again."""
+        last = self._last_count(user)
+        count = folder_count.current(last, owned)
+        return decision(count) + folder_count.changed(last, user=user, count=count + 1, folder_id=folder_id, ctx=ctx)
+
+    def _last_count(self, user: str) -> VFolderCountChanged | None:
+        last = self.last_event(folder_count_id(user))
+        return last if isinstance(last, VFolderCountChanged) else None
 
     def clone(self, source_id: str, actor: Actor, name: str, ctx: Context, *, owned: int,
               cloneable: bool = False) -> tuple[str, int]:
@@ -141,7 +166,8 @@ class VFolders(BerthApplication):
         name = d.valid_name(name)
 
         def attempt() -> int:
-            events = d.clone(self.get(source_id), folder_id, name, actor, ctx, owned=owned, cloneable=cloneable)
+            events = self._counted(actor.user, owned, folder_id, ctx, lambda count: d.clone(
+                self.get(source_id), folder_id, name, actor, ctx, owned=count, cloneable=cloneable))
             events = self._claim(folder_id, OwnerKind.USER, actor.user, name, ctx) + events
             position = self.record(events)
             assert position is not None
@@ -196,15 +222,51 @@ class VFolders(BerthApplication):
     def leave(self, folder_id: str, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.leave(s, actor, ctx))
 
-    def trash(self, folder_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.trash(s, actor, ctx))
+    def trash(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
+              seen: int = 0) -> int:
+        """Moves the folder to the trash; refused while a live session mounts it (``mounting``)."""
+        return self._change(folder_id, lambda s: d.trash(s, actor, ctx, self.mounting(folder_id, candidates, seen)))
 
     def restore(self, folder_id: str, actor: Actor, ctx: Context) -> int:
         """A folder in the trash keeps its name, so a restore needs no claim."""
         return self._change(folder_id, lambda s: d.restore(s, actor, ctx))
 
-    def purge(self, folder_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.purge(s, actor, ctx))
+    def purge(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
+              seen: int = 0) -> int:
+        """Purges a folder in the trash; refused, as ``trash``, while a live session mounts it."""
+        def decision(state: VFolderState | None) -> list[Event]:
+            events = d.purge(state, actor, ctx, self.mounting(folder_id, candidates, seen))
+            if events and state is not None and state.owner_kind is OwnerKind.USER:
+                last = self._last_count(state.owner)
+                if last is not None:  # never recorded: the read models' count, read at the next creation
+                    events += folder_count.changed(last, user=state.owner, count=last.count - 1, folder_id=folder_id,
+                                                   ctx=ctx)
+            return events
+
+        return self._change(folder_id, decision)
+
+    def mounting(self, folder_id: str, candidates: Sequence[str], seen: int) -> list[MountingSession]:
+        """Returns the live (not ended) sessions that mount the folder, by their current state in the
+        store: among ``candidates`` (the ids a read model at position ``seen`` or later gave) and the
+        sessions requested after ``seen`` (read from the store's log: what the read model may lack).
+        So every session recorded before this call is seen, whatever the read model's lag."""
+        later = [event.originator_id for event in self._requested_after(seen)
+                 if any(mount.folder_id == folder_id for mount in event.spec.mounts)]
+        ids = list(dict.fromkeys([*candidates, *later]))
+        states = self.current_many(ids, session_evolve) if ids else {}
+        return [MountingSession(id=state.id, name=state.spec.name, user=state.spec.user)
+                for state in states.values()
+                if isinstance(state, SessionState) and not state.status.is_terminal
+                and any(mount.folder_id == folder_id for mount in state.spec.mounts)]
+
+    def _requested_after(self, position: int, page: int = 1000) -> list[SessionRequested]:
+        """Returns the ``session.requested`` events after ``position``, in store order."""
+        found: list[SessionRequested] = []
+        start = position + 1
+        while notifications := self.recorder.select_notifications(start=start, limit=page, topics=[_REQUESTED]):
+            found += [e for e in map(self.mapper.to_domain_event, notifications) if isinstance(e, SessionRequested)]
+            start = notifications[-1].id + 1
+        return found
 
     def set_quota(self, folder_id: str, limit_bytes: int, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.set_quota(s, limit_bytes, actor, ctx))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from contracts.storage_token import StorageClaims, verify_token
+from contracts.storage_token import StorageClaims, TokenError, verify_token
 from contracts.vfolder import check_folder_path
 from services.storage.paths import PathError
 from services.storage.reporting import Reporter
@@ -41,7 +41,8 @@ class StorageContext:
 
     def authorize(self, request: Request, op: str, path: str | None = None) -> StorageClaims:
         """Returns the claims of the request's token for ``op`` (and the normalised ``path`` when
-        given: it must be the token's, or under it for list/archive); raises ``TokenError``."""
+        given: it must be the token's, or under it for list/archive); raises ``TokenError``, also for
+        a token of a folder in the trash (closed when the storage service saw ``vfolder.trashed``)."""
         if path is not None:
             try:
                 path = check_folder_path(path, allow_root=True)
@@ -50,6 +51,8 @@ class StorageContext:
         claims = verify_token(self.key, request_token(request), op=op, now=self.clock(), path=path)
         if claims.volume not in self.volumes:
             raise VolumeError(f"volume {claims.volume!r} is not served here")
+        if self.volumes[claims.volume].is_closed(claims.folder):
+            raise TokenError(f"folder {claims.folder} is in the trash: its tokens no longer work")
         return claims
 
     def volume(self, claims: StorageClaims) -> PosixVolume:

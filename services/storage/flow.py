@@ -1,7 +1,7 @@
 """The storage service's event flow: the durable consumer ``storage-<volume>`` on every folder
-event (``ev.vfolder.>``), one per volume this process serves. ``VFolderCreated`` and
-``VFolderPurgeRequested`` are carried out by ``Provisioner`` (only for folders of its volume);
-the other folder events need nothing from storage."""
+event (``ev.vfolder.>``), one per volume this process serves. ``VFolderCreated``,
+``VFolderTrashed``, ``VFolderRestored`` and ``VFolderPurgeRequested`` are carried out by
+``Provisioner`` (only for folders of its volume); the other folder events need nothing from storage."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ __all__ = ["ATTEMPTS", "FLOW", "FOLDERS"]
 ATTEMPTS = 5
 """Deliveries of one folder event before it is given up (a provisioning reports its failure)."""
 
-_HANDLED = {ev.VFolderCreated: Provisioner.created, ev.VFolderPurgeRequested: Provisioner.purge_requested}
+_HANDLED = {ev.VFolderCreated: Provisioner.created, ev.VFolderTrashed: Provisioner.trashed,
+            ev.VFolderRestored: Provisioner.restored, ev.VFolderPurgeRequested: Provisioner.purge_requested}
 
 FOLDERS = Subscription(
     name="storage-{volume}",

@@ -6,6 +6,10 @@ then the step is done (each step is itself idempotent), then the report is store
 id fixed per folder and step, so a redelivered event redoes what is missing and a report sent
 twice is stored once (JetStream dedup) and is a no-op at the controller. A failure that persists
 to the last delivery reports ``folder_provision_failed`` with the reason instead of dead-lettering.
+
+A folder moved to the trash is closed (``PosixVolume.close``: a mark under ``.work``, so it survives
+a restart): every request with a token of it is refused from then on — tokens issued before the trash
+included — and its unfinished uploads are dropped; a restore opens it again. A purge leaves it closed.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from contracts.storage_reports import (
     FolderProvisionFailedReport,
     FolderPurgedReport,
 )
-from contracts.vfolder import VFolderCreated, VFolderPurgeRequested
+from contracts.vfolder import VFolderCreated, VFolderPurgeRequested, VFolderRestored, VFolderTrashed
 from services.storage.reporting import Reporter, now_utc
+from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
 from services.storage.volume import PosixVolume, VolumeError
 
@@ -29,12 +34,13 @@ log = logging.getLogger(__name__)
 
 
 class Provisioner:
-    """Provisions and purges the folders of one volume."""
+    """Provisions, closes (in the trash), reopens and purges the folders of one volume."""
 
-    def __init__(self, volume: PosixVolume, reporter: Reporter, meter: UsageMeter) -> None:
+    def __init__(self, volume: PosixVolume, reporter: Reporter, meter: UsageMeter, uploads: UploadStore) -> None:
         self.volume = volume
         self._reporter = reporter
         self._meter = meter
+        self._uploads = uploads
 
     def _id(self, folder_id: str, step: str) -> str:
         return f"{self.volume.name}:{folder_id}:{step}"
@@ -74,6 +80,22 @@ class Provisioner:
         await self._reporter.send(FolderProvisionFailedReport(
             report_id=self._id(folder, "provision_failed"), volume=self.volume.name, folder_id=folder,
             observed_at=now_utc(), reason=reason[:2000]))
+
+    async def trashed(self, event: VFolderTrashed, *, last_attempt: bool = False) -> None:
+        """Closes the folder to every token, issued before or after, and drops its unfinished uploads."""
+        folder = event.originator_id
+        if self.volume.owns(folder):
+            await asyncio.to_thread(self._close, folder)
+
+    def _close(self, folder: str) -> None:
+        self.volume.close(folder, True)
+        if dropped := self._uploads.terminate_folder(folder):
+            log.info("folder %s in the trash: %d unfinished upload(s) dropped", folder, dropped)
+
+    async def restored(self, event: VFolderRestored, *, last_attempt: bool = False) -> None:
+        folder = event.originator_id
+        if self.volume.owns(folder):
+            await asyncio.to_thread(self.volume.close, folder, False)
 
     async def purge_requested(self, event: VFolderPurgeRequested, *, last_attempt: bool = False) -> None:
         folder = event.originator_id

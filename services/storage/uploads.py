@@ -8,6 +8,9 @@ report says), and moved into the folder with one ``os.replace`` between director
 sees the old file or the new one, never a piece. The seal stays until the report is stored; at
 start, every seal left is finished (moved, if it was not) and reported again (same report id:
 stored once).
+An upload whose destination is refused (a malformed path at creation; at the move, a path through a
+link, a directory there, the folder gone) is dropped whole: its part, its record, its seal and its
+reservation — nothing of it stays, and it answers the refusal (400 / 409).
 Unfinished uploads expire after ``ttl`` seconds (default 24 h) and are removed.
 """
 
@@ -25,8 +28,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from services.storage.paths import PathError, split_path
 from services.storage.quota import Reservations
-from services.storage.volume import PosixVolume
+from services.storage.volume import PosixVolume, VolumeError
 
 __all__ = ["PendingUpload", "Sealed", "UploadError", "UploadStore", "UPLOAD_TTL"]
 
@@ -98,6 +102,7 @@ class UploadStore:
                now: float) -> PendingUpload:
         """Starts an upload of ``length`` bytes to ``path`` of ``folder`` (reserving them in
         ``scope`` within ``room``); raises ``QuotaError`` when they do not fit."""
+        split_path(path)  # PathError before anything is reserved or written
         upload = PendingUpload(id=secrets.token_hex(16), folder=folder, path=path, length=length, user=user,
                                scope=scope, created=now)
         self.reservations.reserve(upload.id, scope, length, room)
@@ -174,8 +179,17 @@ class UploadStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, done)  # from here on, a crash redoes the move and the report at start
-        self._place(sealed)
+        try:
+            self._place(sealed)
+        except (PathError, VolumeError):
+            self._drop(sealed)
+            raise
         return sealed
+
+    def _drop(self, sealed: Sealed) -> None:
+        """Forgets a sealed upload whose destination is refused: seal, part, record and reservation."""
+        self.acknowledge(sealed)
+        self.terminate(sealed.upload)
 
     def _place(self, sealed: Sealed) -> None:
         upload = sealed.upload
@@ -195,6 +209,10 @@ class UploadStore:
             try:
                 sealed = msgspec.json.decode(done.read_bytes(), type=Sealed)
                 self._place(sealed)
+            except (PathError, VolumeError) as exc:
+                log.warning("dropped the sealed upload %s: its destination is refused: %s", done.name, exc)
+                self._drop(sealed)
+                continue
             except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.warning("cannot finish the sealed upload %s: %s", done.name, exc)
                 continue
@@ -213,6 +231,13 @@ class UploadStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._dir / f"{upload.id}{suffix}")
         self.reservations.release(upload.id)
+
+    def terminate_folder(self, folder: str) -> int:
+        """Removes the unfinished uploads into ``folder`` (closed to its tokens); returns how many."""
+        pending = [u for u in self.pending() if u.folder == folder]
+        for upload in pending:
+            self.terminate(upload)
+        return len(pending)
 
     def expire(self, now: float) -> int:
         """Removes uploads older than the ttl; returns how many."""

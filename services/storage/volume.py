@@ -76,6 +76,8 @@ class Volume(Protocol):
     def delete(self, folder_id: str) -> None: ...
     def claim(self, folder_id: str) -> None: ...
     def owns(self, folder_id: str) -> bool: ...
+    def close(self, folder_id: str, closed: bool) -> None: ...
+    def is_closed(self, folder_id: str) -> bool: ...
     def exists(self, folder_id: str) -> bool: ...
     def usage(self, folder_id: str) -> tuple[int, int]: ...
     def open_file(self, folder_id: str, path: str) -> int: ...
@@ -131,6 +133,18 @@ class PosixVolume:
 
     def owns(self, folder_id: str) -> bool:
         return (self.root / ".work" / "owned" / check_folder_id(folder_id)).exists()
+
+    def close(self, folder_id: str, closed: bool) -> None:
+        """Marks the folder closed to its tokens (in the trash) or open again (restored); idempotent."""
+        mark = self.root / ".work" / "closed" / check_folder_id(folder_id)
+        if closed:
+            mark.parent.mkdir(exist_ok=True)
+            mark.touch()
+        else:
+            mark.unlink(missing_ok=True)
+
+    def is_closed(self, folder_id: str) -> bool:
+        return (self.root / ".work" / "closed" / check_folder_id(folder_id)).exists()
 
     def exists(self, folder_id: str) -> bool:
         return self.folder_path(folder_id).is_dir()

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -75,6 +75,34 @@ class RunningBerth:
         log = self.data_dir / "nats" / "nats-server.log"
         text = log.read_text(errors="replace") if log.exists() else ""
         return [line for line in text.splitlines() if re.search(r"(Publish|Subscription) Violation", line)]
+
+
+class Tenant:
+    """Runs `berth` with one keypair's credentials."""
+
+    def __init__(self, berth: RunningBerth, access_key: str, secret_key: str) -> None:
+        self.access_key = access_key
+        self.env = {**berth.env, "BERTH_ENDPOINT": str(berth.instance()["gateway_url"]),
+                    "BERTH_ACCESS_KEY": access_key, "BERTH_SECRET_KEY": secret_key}
+
+    def berth(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*BERTH, *args], env=self.env, capture_output=True, text=True, timeout=90)
+        if check and done.returncode != 0:
+            raise AssertionError(f"berth {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.berth("-o", "json", *args).stdout)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self.json("session", "ls", "--all")
+
+
+def tenant(berth: RunningBerth, user: str, policy: str = "default") -> Tenant:
+    """Creates user ``user`` (domain and project default) with a keypair of ``policy``; returns its CLI."""
+    berth.berth("admin", "user", "create", user)
+    created = berth.berth_json("admin", "keypair", "create", user, "--policy", policy)
+    return Tenant(berth, created["accessKey"], created["secretKey"])
 
 
 def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:

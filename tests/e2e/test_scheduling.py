@@ -3,15 +3,13 @@ as an admin and as three tenants with different resource policies."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
 import psycopg
 import pytest
 
-from tests.e2e.conftest import BERTH, RunningBerth, berth_env, running
+from tests.e2e.conftest import RunningBerth, berth_env, running, tenant
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -25,33 +23,6 @@ def cluster(tmp_path: Path, pg_dsn: str) -> Iterator[RunningBerth]:
     env = berth_env(tmp_path / "berth", BERTH_PG_DSN=pg_dsn, BERTH_AGENTS="3", BERTH_AGENT_CAPACITY="cpu=4,mem=8g")
     with running(tmp_path / "berth", env) as berth:
         yield berth
-
-
-class Tenant:
-    """Runs `berth` with one keypair's credentials."""
-
-    def __init__(self, berth: RunningBerth, access_key: str, secret_key: str) -> None:
-        self.access_key = access_key
-        self.env = {**berth.env, "BERTH_ENDPOINT": str(berth.instance()["gateway_url"]),
-                    "BERTH_ACCESS_KEY": access_key, "BERTH_SECRET_KEY": secret_key}
-
-    def berth(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*BERTH, *args], env=self.env, capture_output=True, text=True, timeout=90)
-        if check and done.returncode != 0:
-            raise AssertionError(f"berth {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
-        return done
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.berth("-o", "json", *args).stdout)
-
-    def sessions(self) -> list[dict[str, Any]]:
-        return self.json("session", "ls", "--all")
-
-
-def tenant(berth: RunningBerth, user: str, policy: str) -> Tenant:
-    berth.berth("admin", "user", "create", user)
-    created = berth.berth_json("admin", "keypair", "create", user, "--policy", policy)
-    return Tenant(berth, created["accessKey"], created["secretKey"])
 
 
 def by_status(sessions: list[dict[str, Any]]) -> dict[str, int]:

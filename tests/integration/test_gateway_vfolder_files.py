@@ -38,6 +38,9 @@ MKDIR = "mutation($f: String!, $p: String!) { vfolderMkdir(folder: $f, path: $p)
 MOVE = "mutation($f: String!, $s: String!, $d: String!) { vfolderMove(folder: $f, src: $s, dst: $d) { id } }"
 DELETE = "mutation($f: String!, $p: [String!]!) { vfolderDeleteFiles(folder: $f, paths: $p) { id } }"
 DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token } }"
+UPLOAD = "mutation($f: String!, $p: String!) { requestUpload(folder: $f, path: $p, size: 1) { url token } }"
+ARCHIVE = "mutation($f: String!, $p: String!) { requestArchive(folder: $f, path: $p) { url token } }"
+TRAVERSALS = ["../x", "/etc/passwd", "a\x00b", "a/../../x", "..", "./a", "a//b"]
 
 
 @pytest.fixture
@@ -118,3 +121,18 @@ async def test_file_operations_through_the_gateway(
         assert content == [("vfolder.directory_created", "alice"), ("vfolder.file_moved", "alice"),
                            ("vfolder.files_deleted", "alice"), ("vfolder.files_deleted", "alice")]
         tasks.check()
+
+
+async def test_every_operation_refuses_a_traversal_before_the_storage_service_is_asked(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: RunningStorage) -> None:
+    alice = client_for(keys.alice)
+    folder = await ready_folder(alice, storage, pg_dsn, "work")
+    (storage.volume.folder_path(folder) / "ok.txt").write_text("inside")
+    for bad in TRAVERSALS:
+        for document, variables in [(UPLOAD, {"p": bad}), (DOWNLOAD, {"p": bad}), (ARCHIVE, {"p": bad}),
+                                    (FILES, {"p": bad}), (MKDIR, {"p": bad}), (MOVE, {"s": bad, "d": "x"}),
+                                    (MOVE, {"s": "ok.txt", "d": bad}), (DELETE, {"p": [bad]}),
+                                    (DELETE, {"p": ["ok.txt", bad]})]:
+            error = await refused(alice, document, {"f": folder, **variables})
+            assert error.code == "BAD_INPUT", (document, bad, error.message)
+    assert sorted(p.name for p in storage.volume.folder_path(folder).iterdir()) == ["ok.txt"]

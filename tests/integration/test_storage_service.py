@@ -1,21 +1,25 @@
 """The storage service as it runs (``run_storage``) on real NATS: folder events provision, clone
 and purge directories on its volume, idempotently under redelivery, and each step is reported
-once; its data plane answers and its key is created 0600."""
+once; a folder in the trash refuses every token (issued before the trash too) until restored; its
+data plane answers and its key is created 0600."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 
+import httpx
 import msgspec
 import pytest
 from nats.js import JetStreamContext
 
 from contracts.envelope import Event, Metadata
+from contracts.storage_token import mint_token
 from contracts.subjects import REPORTS_STREAM
 from contracts.storage_reports import decode_storage_report
-from contracts.vfolder import OwnerKind, VFolderCreated, VFolderPurgeRequested, new_folder_id
+from contracts.vfolder import OwnerKind, VFolderCreated, VFolderPurgeRequested, VFolderRestored, VFolderTrashed, new_folder_id
 from services.common.settings import Settings
 from services.storage.main import run_storage
 from tests.support.publish import publish_events, service_tasks
@@ -107,3 +111,54 @@ async def test_folder_events_provision_clone_and_purge_once_each(tmp_path, js, n
     with open(log, "rb") as f:
         f.seek(log_start)
         assert b"Violation" not in f.read()
+
+
+async def test_a_folder_in_the_trash_refuses_every_token_until_restored(tmp_path, js, nats_server):
+    """Tokens issued before the trash included; its unfinished uploads are dropped."""
+    settings = Settings(nats_url=nats_server.url, nats_creds=str(nats_server.credentials("storage")), data_dir=tmp_path,
+                        storage_volumes=f"local={tmp_path}/vol", storage_usage_interval=3600)
+    folder = new_folder_id()
+    urls: list[str] = []
+    async with service_tasks() as services, httpx.AsyncClient() as http:
+        services.start("storage", lambda stop: run_storage(settings, stop, urls.append))
+        await async_wait_for(lambda: urls, message="the storage service did not start")
+        await publish_events(js, [created(folder)], 1)
+        await async_wait_for(lambda: (tmp_path / "vol" / "folders" / folder).is_dir(), message="not provisioned")
+        (tmp_path / "vol" / "folders" / folder / "a.txt").write_text("hello")
+        key = (tmp_path / "storage.key").read_bytes()
+
+        def token(path: str, op: str) -> str:
+            return mint_token(key, folder=folder, volume="local", path=path, op=op, user="alice",  # type: ignore[arg-type]
+                              now=time.time(), ttl=900, max_bytes=100, quota_scope="user:alice")[0]
+
+        download, upload = token("a.txt", "download"), token("b.bin", "upload")
+        started = await http.post(f"{urls[0]}/tus", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10",
+                                                             "Authorization": f"Bearer {upload}"})
+        assert started.status_code == 201
+
+        async def status() -> int:
+            return (await http.get(f"{urls[0]}/download", params={"token": download})).status_code
+
+        assert await status() == 200
+        await publish_events(js, [_trashed(folder, 2)], 2)
+        await async_wait_for(lambda: _is(status(), 403), message="a token of a trashed folder still works")
+        refused = await http.get(f"{urls[0]}/download", params={"token": download})
+        assert "in the trash" in refused.json()["error"]
+        assert sorted(p.name for p in (tmp_path / "vol" / ".uploads").iterdir()) == []  # the upload dropped
+        files = await http.get(f"{urls[0]}/files", params={"token": token("", "list")})
+        assert files.status_code == 403  # a token issued after the trash neither
+
+        await publish_events(js, [_restored(folder, 3)], 3)
+        await async_wait_for(lambda: _is(status(), 200), message="a restored folder's token does not work")
+
+
+async def _is(status, wanted: int) -> bool:  # type: ignore[no-untyped-def]
+    return await status == wanted
+
+
+def _trashed(folder: str, version: int) -> VFolderTrashed:
+    return VFolderTrashed(**_envelope(folder, version), by="alice")
+
+
+def _restored(folder: str, version: int) -> VFolderRestored:
+    return VFolderRestored(**_envelope(folder, version), by="alice")

@@ -1,6 +1,7 @@
 """The folder use cases on real PostgreSQL: creation with its name claim (one live folder per owner
-and name, also under concurrent creations), rename, the storage reports (idempotent, a duplicate
-after the bus's dedup window included), the read models they feed, and the scope usage query."""
+and name, also under concurrent creations), ``max_vfolder_count`` held under concurrent creations,
+rename, the storage reports (idempotent, a duplicate after the bus's dedup window included), the read
+models they feed, and the scope usage query."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 
+import msgspec
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -133,6 +135,43 @@ def test_concurrent_creations_of_one_name_record_one_folder(world: tuple[VFolder
     with psycopg.connect(pg_dsn) as conn:
         count = conn.execute("SELECT count(*) FROM berth_events WHERE topic = 'vfolder.created'").fetchone()[0]
     assert count == 1
+
+
+def test_concurrent_creations_never_pass_max_vfolder_count(world: tuple[VFolders, str], pg_dsn: str) -> None:
+    """Each creation is given the same stale read-model count (0); the count in the store decides."""
+    app, key = world
+    actor = msgspec.structs.replace(app.actor(key), max_vfolder_count=2)
+    apps = [VFolders(pg_dsn) for _ in range(4)]
+    outcomes: list[object] = []
+    barrier = threading.Barrier(len(apps))
+
+    def run(a: VFolders, i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(a.create(actor, mine(f"f{i}"), make_context(key), owned=0))
+        except InvalidRequestError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a, i)) for i, a in enumerate(apps)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for a in apps:
+        a.close()
+    created = [o[0] for o in outcomes if isinstance(o, tuple)]
+    refused = [str(o) for o in outcomes if isinstance(o, InvalidRequestError)]
+    assert (len(created), len(refused)) == (2, 2), outcomes
+    assert all("you own 2 folders" in r and "max_vfolder_count 2" in r for r in refused), refused
+
+    apply(app, report(FolderProvisionedReport, created[0]))
+    app.trash(created[0], actor, make_context(key))
+    with pytest.raises(InvalidRequestError):  # a trashed folder still counts
+        app.create(actor, mine("again"), make_context(key), owned=0)
+    app.purge(created[0], actor, make_context(key))
+    app.create(actor, mine("again"), make_context(key), owned=0)  # a purged one does not
+    with pytest.raises(InvalidRequestError):
+        app.create(actor, mine("more"), make_context(key), owned=0)
 
 
 def test_a_busy_folder_is_loaded_from_its_snapshot(world: tuple[VFolders, str], pg_dsn: str) -> None:

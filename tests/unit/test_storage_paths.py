@@ -1,5 +1,6 @@
 """Safe folder paths: malformed text refused; no walk leaves the folder or follows a symlink,
-including links planted from inside (a kernel writing through a rw mount)."""
+including links planted from inside (a kernel writing through a rw mount), in every volume operation:
+open (download), list, mkdir, remove, move (source and destination) and put (an upload's last step)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.storage.paths import PathError, split_path
-from services.storage.volume import PosixVolume
+from services.storage.volume import PosixVolume, VolumeError
 
 FOLDER = "vfolder_" + "a" * 32
 
@@ -65,8 +66,9 @@ NAMES = st.sampled_from(["escape", "d", "file-link", "rootlink", "up", "topsecre
 @given(st.lists(NAMES, min_size=1, max_size=5))
 def test_no_path_reaches_outside_through_planted_links(volume, tmp_path, parts):
     outside = tmp_path / "secret"
-    if not (volume.folder_path(FOLDER) / "escape").is_symlink():
-        _plant_links(volume, outside)
+    volume.delete(FOLDER)  # each example starts from the planted links (a move or remove changes them)
+    volume.create(FOLDER)
+    _plant_links(volume, outside)
     path = "/".join(parts)
     try:
         fd = volume.open_file(FOLDER, path)
@@ -82,13 +84,27 @@ def test_no_path_reaches_outside_through_planted_links(volume, tmp_path, parts):
     except (PathError, OSError):
         entries = []
     assert "OUTSIDE-MARKER" not in {e.name for e in entries}
-    for op in (lambda: volume.mkdir(FOLDER, path + "/new"), lambda: volume.remove(FOLDER, path + "/topsecret")):
+    (volume.folder_path(FOLDER) / "m.txt").write_text("moved")
+    (volume.uploads / "u.part").write_text("uploaded")
+    for op in (lambda: volume.mkdir(FOLDER, path + "/new"), lambda: volume.remove(FOLDER, path + "/topsecret"),
+               lambda: volume.move(FOLDER, "m.txt", path + "/new"), lambda: volume.move(FOLDER, path, "taken"),
+               lambda: _put(volume, path + "/new"), lambda: _put(volume, path)):
         try:
             op()
-        except (PathError, OSError):
+        except (PathError, VolumeError, OSError):
             pass
     assert (outside / "topsecret").read_text() == "s3cret"
-    assert not (outside / "new").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["OUTSIDE-MARKER", "topsecret"]
+    assert not (tmp_path / "taken").exists() and not (tmp_path / "new").exists()
+
+
+def _put(volume: PosixVolume, path: str) -> None:
+    """A finished upload moved into the folder at ``path`` (as the storage service does on the last byte)."""
+    fd = os.open(volume.uploads, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        volume.put(FOLDER, path, fd, "u.part")
+    finally:
+        os.close(fd)
 
 
 def test_links_are_listed_as_links_and_never_read(volume, tmp_path):

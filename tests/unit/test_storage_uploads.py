@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from contracts.vfolder import new_folder_id
+from services.storage.paths import PathError
 from services.storage.quota import Reservations
 from services.storage.uploads import Sealed, UploadStore
 from services.storage.volume import PosixVolume
@@ -55,3 +56,31 @@ async def test_an_unfinished_upload_keeps_its_reservation_across_a_restart_until
     assert again.expire(now=99) == 0
     assert again.expire(now=100) == 1
     assert restarted.reserved("s") == 0 and list(volume.uploads.iterdir()) == []
+
+
+async def test_an_upload_whose_destination_is_refused_leaves_nothing(tmp_path):
+    volume = PosixVolume("local", tmp_path / "vol")
+    folder = new_folder_id()
+    volume.create(folder)
+    (tmp_path / "outside").mkdir()
+    reservations = Reservations()
+    store = UploadStore(volume, reservations)
+    with pytest.raises(PathError):
+        store.create(folder=folder, path="../x", length=3, user="a", scope="s", room=10, now=0)
+    upload = store.create(folder=folder, path="d/x.bin", length=3, user="a", scope="s", room=10, now=0)
+    crashed = store.create(folder=folder, path="d/y.bin", length=3, user="a", scope="s", room=10, now=0)
+    await store.append(upload, 0, _chunks(b"abc"))
+    await store.append(crashed, 0, _chunks(b"abc"))
+    sealed = Sealed(upload=crashed, sha256=hashlib.sha256(b"abc").hexdigest(), report_id=f"upload:{crashed.id}")
+    (volume.uploads / f"{crashed.id}.done").write_bytes(msgspec.json.encode(sealed))  # sealed, then a crash
+    (volume.folder_path(folder) / "d").symlink_to(tmp_path / "outside")  # planted by a kernel meanwhile
+
+    with pytest.raises(PathError):
+        await store.finish(upload)
+    restarted = Reservations()
+    again = UploadStore(volume, restarted)
+
+    assert again.recovered == [] and again.pending() == []
+    assert reservations.reserved("s") == 3  # the crashed one, until the restart dropped it
+    assert restarted.reserved("s") == 0
+    assert list(volume.uploads.iterdir()) == [] and list((tmp_path / "outside").iterdir()) == []

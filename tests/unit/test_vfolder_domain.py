@@ -35,6 +35,7 @@ from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestErro
 from domain.vfolder import decide as d
 from domain.vfolder import names
 from domain.vfolder.access import Actor, permission_of
+from domain.vfolder.in_use import MAX_SESSIONS_NAMED, MountingSession
 from domain.vfolder.state import VFolderState, evolve
 from services.common.snapshots import codec_of
 
@@ -210,6 +211,24 @@ def test_trash_restore_trash_purge() -> None:
     state = apply(state, d.purged(state, ctx()))
     assert state.status is VFolderStatus.PURGED and d.purged(state, ctx()) == []
     assert d.content_changed(state, ev.VFolderDirectoryCreated, ctx(), path="x", by="") == []
+
+
+def test_a_folder_mounted_by_a_live_session_is_neither_trashed_nor_purged() -> None:
+    state = folder()
+    mine = MountingSession(id="s1", name="train", user="alice")
+    others = [MountingSession(id=f"b{i}", name="secret", user="bob") for i in range(2)]
+    with pytest.raises(InvalidTransitionError, match=r"mounted by live session\(s\) train \(s1\), 2 of other users: "
+                                                     "move it to the trash once they have ended") as refused:
+        d.trash(state, ALICE, ctx(), [mine, *others])
+    assert "secret" not in str(refused.value) and "b0" not in str(refused.value)  # bob's sessions are not alice's
+    many = [MountingSession(id=f"s{i}", name=f"n{i}", user="alice") for i in range(MAX_SESSIONS_NAMED + 2)]
+    with pytest.raises(InvalidTransitionError, match="2 more of yours"):
+        d.trash(state, ALICE, ctx(), many)
+    state = apply(state, d.trash(state, ALICE, ctx(), []))  # once they ended
+    assert d.trash(state, ALICE, ctx(), [mine]) == []  # already in the trash: nothing to refuse
+    with pytest.raises(InvalidTransitionError, match=r"train \(s1\): purge it once"):
+        d.purge(state, ALICE, ctx(), [mine])  # mounted before the trash, still running
+    assert d.purge(state, ALICE, ctx(), [])
 
 
 def test_only_members_with_wd_or_managers_trash_and_a_reader_cannot() -> None:

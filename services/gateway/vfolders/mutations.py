@@ -12,12 +12,13 @@ from contracts.vfolder import DEFAULT_VOLUME, OwnerKind
 from domain.emitting import Context
 from domain.vfolder.decide import NewFolder
 from projections.queries import vfolders as q
+from projections.queries.mounts import sessions_mounting
 from services.application.context import make_context
 from services.gateway.context import caller
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
 from services.gateway.limits import checked_choice, checked_name, checked_value
-from services.gateway.readmodels import AfterPosition, await_position, read
+from services.gateway.readmodels import AfterPosition, await_position, read, read_position
 from services.gateway.vfolders.access import FOLDER_NAME, acting, guarded, resolve_folder
 from services.gateway.vfolders.types import VFolderResult
 
@@ -54,13 +55,24 @@ def _bytes(value: float, what: str) -> int:
     return int(value)
 
 
-async def _change(info: Info, folder: str, method: str, *args: object) -> VFolderResult:
-    """Resolves ``folder`` and runs ``VFolders.<method>(folder_id, *args, actor, ctx)``."""
+async def _change(info: Info, folder: str, method: str, *args: object, in_use: bool = False) -> VFolderResult:
+    """Resolves ``folder`` and runs ``VFolders.<method>(folder_id, *args, actor, ctx)``; with ``in_use``
+    (trash, purge), also the live sessions a read model says mount it (``_mounting``)."""
     actor = await acting(info)
     folder_id = await resolve_folder(info, actor, folder)
     vfolders = info.context.resources.vfolders
-    position = await guarded(info, getattr(vfolders, method), folder_id, *args, actor, _ctx(info))
+    extra = await _mounting(info, folder_id) if in_use else {}
+    position = await guarded(info, getattr(vfolders, method), folder_id, *args, actor, _ctx(info), **extra)
     return VFolderResult(id=folder_id, position=position)
+
+
+async def _mounting(info: Info, folder_id: str) -> dict[str, object]:
+    """Returns ``candidates``: the ids of the live sessions that mount the folder by the sessions read
+    model, and ``seen``: a position it had reached before (the use case reads the sessions requested
+    after it from the store, so a lagging read model hides none)."""
+    pool = info.context.resources.pool
+    seen = await read_position(pool)
+    return {"candidates": await read(sessions_mounting, pool, folder_id), "seen": seen}
 
 
 async def _invitation_folder(info: Info, user: str, invitation_id: str) -> str:
@@ -109,18 +121,19 @@ class VFolderMutation:
         checked_value(FOLDER_NAME, name)
         return await _change(info, folder, "rename", name)
 
-    @strawberry.mutation(name="trashVFolder", description="Moves a folder to the trash (it can no longer be mounted; restore or purge it).")
+    @strawberry.mutation(name="trashVFolder", description="Moves a folder to the trash (it can no longer be mounted; restore or purge it); "
+                         "CONFLICT while a live session mounts it.")
     async def trash_vfolder(self, info: Info, folder: str) -> VFolderResult:
-        return await _change(info, folder, "trash")
+        return await _change(info, folder, "trash", in_use=True)
 
     @strawberry.mutation(name="restoreVFolder", description="Brings a folder back from the trash.")
     async def restore_vfolder(self, info: Info, folder: str) -> VFolderResult:
         return await _change(info, folder, "restore")
 
     @strawberry.mutation(name="purgeVFolder", description="Deletes a folder in the trash for good (the storage service removes its data; "
-                         "its history stays).")
+                         "its history stays); CONFLICT while a live session mounts it.")
     async def purge_vfolder(self, info: Info, folder: str) -> VFolderResult:
-        return await _change(info, folder, "purge")
+        return await _change(info, folder, "purge", in_use=True)
 
     @strawberry.mutation(name="shareVFolder", description="Shares a folder with a user of its domain at a permission (a project folder: a "
                          "per-user override); sharing again changes the permission.")
