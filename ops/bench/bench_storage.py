@@ -2,7 +2,8 @@
 
 The data plane (``services.storage.app``: tus uploads, downloads, archives) runs in a process of its
 own on a volume in a temporary directory (no NATS: its reports are dropped); the client side is
-the one ``berth vfolder upload`` uses (tuspy, 8 MiB PATCHes) and an httpx stream for downloads.
+the one ``berth vfolder upload`` uses (tuspy, 8 MiB PATCHes) and an httpx stream for downloads;
+the server runs on uvloop like the service.
 
   - one file of --size-mib (default 1024): tus upload MiB/s next to ``shutil.copyfile`` + fsync (an
     upload is fsynced before it lands) and a plain copy; download MiB/s next to the plain copy (ratio =
@@ -51,7 +52,7 @@ def serve(root: Path, key_file: Path) -> None:
     from services.storage.context import StorageContext
     from services.storage.quota import Reservations
     from services.storage.reporting import Reporter
-    from services.storage.server import bind, serving
+    from services.storage.server import bind, new_event_loop, serving
     from services.storage.uploads import UploadStore
     from services.storage.usage import UsageMeter
     from services.storage.volume import PosixVolume
@@ -65,7 +66,8 @@ def serve(root: Path, key_file: Path) -> None:
             print(url, flush=True)
             await asyncio.Event().wait()
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(run())
 
 
 class Plane:
