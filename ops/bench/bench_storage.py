@@ -2,8 +2,8 @@
 
 The data plane (``services.storage.app``: tus uploads, downloads, archives) runs in a process of its
 own on a volume in a temporary directory (no NATS: its reports are dropped); the client side is
-the one ``berth vfolder upload`` uses (tuspy, 8 MiB PATCHes) and an httpx stream for downloads;
-the server runs on uvloop like the service.
+the one ``berth vfolder upload`` uses (tuspy, 64 MiB PATCHes) and an httpx stream
+for downloads (written as received); the server runs on uvloop like the service.
 
   - one file of --size-mib (default 1024): tus upload MiB/s next to ``shutil.copyfile`` + fsync (an
     upload is fsynced before it lands) and a plain copy; download MiB/s next to the plain copy (ratio =
@@ -41,7 +41,7 @@ from contracts.storage_token import mint_token, new_key  # noqa: E402
 from contracts.vfolder import new_folder_id  # noqa: E402
 
 MiB = 1 << 20
-CHUNK = 8 * MiB  # as services/cli/vfolder_transfer_cmd.py
+CHUNK = 64 * MiB  # as services/cli/vfolder_transfer_cmd.py
 ROOM = 1 << 40
 """The room left each upload token grants (quota: plenty)."""
 
@@ -87,7 +87,7 @@ class Plane:
         with httpx.stream("GET", self.url + "/download", params={"token": self.token(path, "download")},
                           timeout=None) as response, open(target, "wb") as f:
             response.raise_for_status()
-            for chunk in response.iter_bytes(MiB):
+            for chunk in response.iter_raw():  # as services/cli/vfolder_transfer_cmd.py
                 f.write(chunk)
 
 

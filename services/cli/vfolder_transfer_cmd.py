@@ -32,8 +32,9 @@ from services.common.settings import default_cache_dir
 
 __all__ = ["CHUNK", "download", "ls_files", "mkdir", "mv", "rm_files", "upload"]
 
-CHUNK = 8 * 1024 * 1024
-"""Bytes per tus PATCH request (an interruption loses at most this much)."""
+CHUNK = 64 * 1024 * 1024
+"""Bytes per tus PATCH request (tuspy reads each into memory; the service keeps what an interrupted
+one delivered, so a resume starts where the bytes stopped)."""
 REQUEST_UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
                   "{ url token expiresAt path maxBytes } }")
 REQUEST_DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token path } }"
@@ -194,7 +195,7 @@ async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Prog
         total = int(response.headers.get("content-length", 0)) + have
         task = progress.add_task(label, total=total or None, completed=have)
         with open(part, "ab" if have else "wb") as f:
-            async for chunk in response.aiter_bytes(1 << 20):
+            async for chunk in response.aiter_raw():  # as received: the service never encodes a body
                 f.write(chunk)
                 have += len(chunk)
                 progress.update(task, completed=have)
