@@ -2,8 +2,9 @@
 
 The data plane (``services.storage.app``: tus uploads, downloads, archives) runs in a process of its
 own on a volume in a temporary directory (no NATS: its reports are dropped); the client side is
-the one ``berth vfolder upload`` uses (tuspy, 64 MiB PATCHes) and an httpx stream
-for downloads (written as received); the server runs on uvloop like the service.
+the one ``berth vfolder upload`` uses (``services.sdk.tus``: a kept-alive connection per thread, 64 MiB
+PATCHes streamed from the file, a small file in its creation request) and an httpx stream for
+downloads (written as received); the server runs on uvloop like the service.
 
   - one file of --size-mib (default 1024): tus upload MiB/s next to ``shutil.copyfile`` + fsync (an
     upload is fsynced before it lands) and a plain copy; download MiB/s next to the plain copy (ratio =
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,13 +37,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from tusclient import client as tus_client  # noqa: E402
 
 from contracts.storage_token import mint_token, new_key  # noqa: E402
 from contracts.vfolder import new_folder_id  # noqa: E402
+from services.sdk.tus import TusUploader  # noqa: E402
 
 MiB = 1 << 20
-CHUNK = 64 * MiB  # as services/cli/vfolder_transfer_cmd.py
 ROOM = 1 << 40
 """The room left each upload token grants (quota: plenty)."""
 
@@ -73,15 +74,21 @@ def serve(root: Path, key_file: Path) -> None:
 class Plane:
     def __init__(self, url: str, key: bytes, folder: str) -> None:
         self.url, self.key, self.folder = url, key, folder
+        self._local = threading.local()
+
+    @property
+    def http(self) -> httpx.Client:
+        """This thread's kept-alive connection (as one ``berth vfolder upload`` keeps one)."""
+        if not hasattr(self._local, "http"):
+            self._local.http = httpx.Client(timeout=httpx.Timeout(60.0, write=None))
+        return self._local.http
 
     def token(self, path: str, op: str, max_bytes: int = 0) -> str:
         return mint_token(self.key, folder=self.folder, volume="local", path=path, op=op,  # type: ignore[arg-type]
                           user="bench", now=time.time(), ttl=3600, max_bytes=max_bytes, quota_scope="user:bench")[0]
 
     def upload(self, source: Path, path: str) -> None:
-        client = tus_client.TusClient(self.url + "/tus",
-                                      headers={"Authorization": f"Bearer {self.token(path, 'upload', ROOM)}"})
-        client.uploader(file_path=str(source), chunk_size=CHUNK).upload()
+        TusUploader(self.http, self.url, self.token(path, "upload", ROOM)).upload(source)
 
     def download(self, path: str, target: Path) -> None:
         with httpx.stream("GET", self.url + "/download", params={"token": self.token(path, "download")},
