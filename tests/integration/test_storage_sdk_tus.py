@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 
 import httpx
 import pytest
 
 from contracts.subjects import REPORTS_STREAM
-from contracts.vfolder import decode_storage_report
 from services.sdk.tus import TusError, TusUploader
 from tests.support.storage import running_storage
 
@@ -46,8 +46,9 @@ async def test_a_small_file_is_one_request_and_is_reported(tmp_path, js):
         await storage.ctx.reporter.flush()
     sub = await js.pull_subscribe("rp.storage.*.file_uploaded", stream=REPORTS_STREAM)
     [msg] = await sub.fetch(1, timeout=5)
-    report = decode_storage_report(msg.data)
-    assert (report.path, report.size, report.sha256) == ("d/small.txt", 12, hashlib.sha256(b"a small file").hexdigest())
+    report = json.loads(msg.data)
+    assert (report["path"], report["size"], report["sha256"], report["by"]) == (
+        "d/small.txt", 12, hashlib.sha256(b"a small file").hexdigest(), "alice")
 
 
 async def test_a_large_file_goes_in_patches_and_an_interrupted_one_resumes(tmp_path):
