@@ -1,7 +1,8 @@
 """``berth vfolder upload|download|ls-files|mkdir|mv|rm-files``: a folder's data.
 
-Uploads go straight to the storage service over tus (the ``tuspy`` client) with a token the
-gateway issues per file (``requestUpload``, the quota checked at issue); an interrupted upload
+Uploads go straight to the storage service over tus (``services.sdk.tus``: one kept-alive
+connection, a small file in its creation request, 64 MiB PATCHes streamed from the file) with a
+token the gateway issues per file (``requestUpload``, the quota checked at issue); an interrupted upload
 (Ctrl-C, a lost connection) resumes where it stopped when the same command runs again: the upload's
 URL is remembered per folder, path, size and modification time in ``<cache dir>/uploads.json``.
 Downloads use ``Range`` to continue a partial ``<file>.part``, then rename it into place. Progress
@@ -11,7 +12,6 @@ bars (rich) show on a terminal only. A token expiring during a long transfer is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -21,19 +21,16 @@ from typing import Any
 import click
 import httpx
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from tusclient import client as tus_client
-from tusclient.exceptions import TusCommunicationError
 
 from services.cli.connection import connect_client
 from services.cli.output import Output
 from services.cli.running import run_async
 from services.cli.vfolder_cmd import vfolder
 from services.common.settings import default_cache_dir
+from services.sdk.tus import TusError, TusUploader
 
-__all__ = ["CHUNK", "download", "ls_files", "mkdir", "mv", "rm_files", "upload"]
+__all__ = ["download", "ls_files", "mkdir", "mv", "rm_files", "upload"]
 
-CHUNK = 8 * 1024 * 1024
-"""Bytes per tus PATCH request (an interruption loses at most this much)."""
 REQUEST_UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
                   "{ url token expiresAt path maxBytes } }")
 REQUEST_DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token path } }"
@@ -103,43 +100,6 @@ def _walk(sources: tuple[Path, ...], dest: str) -> Iterator[tuple[Path, str]]:
             raise click.BadParameter(f"{source}: not a file or directory", param_hint="SOURCES")
 
 
-def _reason(content: bytes | str | None) -> str:
-    """Returns the storage service's ``error`` of a refusal, else its text (clipped)."""
-    text = content.decode(errors="replace") if isinstance(content, bytes) else str(content or "")
-    with contextlib.suppress(ValueError, AttributeError):
-        return str(json.loads(text)["error"])[:500]
-    return text[:500]
-
-
-def _tus_upload(ticket: dict[str, Any], source: Path, resume_url: str | None, renew: Any, on_progress: Any,
-                remember: Any) -> None:
-    """Uploads ``source`` with tuspy, resuming at ``resume_url`` when it is still there; renews the
-    token (``renew()`` → a new ticket) when the storage service refuses an expired one."""
-    client = tus_client.TusClient(ticket["url"].rstrip("/") + "/tus",
-                                  headers={"Authorization": f"Bearer {ticket['token']}"})
-    uploader = None
-    if resume_url:
-        with contextlib.suppress(TusCommunicationError):
-            uploader = client.uploader(file_path=str(source), url=resume_url, chunk_size=CHUNK)
-    if uploader is None:
-        uploader = client.uploader(file_path=str(source), chunk_size=CHUNK, metadata={"filename": source.name})
-        uploader.set_url(uploader.create_url())
-        uploader.offset = 0
-    remember(uploader.url)
-    on_progress(uploader.offset)
-    size = source.stat().st_size
-    while uploader.offset < size:
-        try:
-            uploader.upload_chunk()
-        except TusCommunicationError as exc:
-            if exc.status_code != 403:
-                raise
-            fresh = renew()
-            client.set_headers({"Authorization": f"Bearer {fresh['token']}"})
-            uploader.offset = uploader.get_offset()
-        on_progress(uploader.offset)
-
-
 @vfolder.command("upload")
 @click.argument("folder")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -155,21 +115,22 @@ async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str)
             return (await client.execute(REQUEST_UPLOAD, {"f": folder, "p": path, "s": size}))["requestUpload"]
 
         loop = asyncio.get_running_loop()
-        with _progress(out) as progress:
+        with _progress(out) as progress, httpx.Client(timeout=httpx.Timeout(60.0, write=None)) as http:
             for local, path in files:
                 size = local.stat().st_size
                 first = await ticket(path, size)
                 key = _Resumes.key(folder, first["path"], local)
                 task = progress.add_task(path, total=size)
+                uploader = TusUploader(http, first["url"], first["token"], renew=lambda p=path, s=size: (
+                    asyncio.run_coroutine_threadsafe(ticket(p, s), loop).result()["token"]))
                 try:
-                    await asyncio.to_thread(
-                        _tus_upload, first, local, resumes.get(key),
-                        lambda p=path, s=size: asyncio.run_coroutine_threadsafe(ticket(p, s), loop).result(),
-                        lambda done, t=task: progress.update(t, completed=done),
-                        lambda url, k=key: resumes.put(k, url))
-                except TusCommunicationError as exc:
-                    raise click.ClickException(f"upload of {path} failed ({exc.status_code}): "
-                                               f"{_reason(exc.response_content)}") from exc
+                    await asyncio.to_thread(uploader.upload, local, resumes.get(key),
+                                            on_url=lambda url, k=key: resumes.put(k, url),
+                                            on_progress=lambda done, t=task: progress.update(t, completed=done))
+                except TusError as exc:
+                    raise click.ClickException(f"upload of {path} failed ({exc.status}): {exc.reason}") from exc
+                except httpx.HTTPError as exc:
+                    raise click.ClickException(f"upload of {path} failed: {exc}") from exc
                 resumes.drop(key)
                 if not out.err_terminal and not out.is_json:
                     out.info(f"uploaded {path} ({size} bytes)")
@@ -194,7 +155,7 @@ async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Prog
         total = int(response.headers.get("content-length", 0)) + have
         task = progress.add_task(label, total=total or None, completed=have)
         with open(part, "ab" if have else "wb") as f:
-            async for chunk in response.aiter_bytes(1 << 20):
+            async for chunk in response.aiter_raw():  # as received: the service never encodes a body
                 f.write(chunk)
                 have += len(chunk)
                 progress.update(task, completed=have)

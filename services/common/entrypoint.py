@@ -25,11 +25,13 @@ def run_until_signalled(
     *,
     needs: tuple[str, ...] = ("nats_url", "pg_dsn"),
     health: bool = True,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> None:
     """Reads ``Settings`` from ``BERTH_*`` variables, checks the ones ``needs`` names, and runs ``run``,
     putting the outages the process waits out in the health bucket meanwhile (``health_board``) unless
     ``health`` is False (agents: their bus identity may write nothing shared; they log their outages).
-    ``BERTH_LOG_LEVEL`` (default INFO) sets the log level."""
+    ``BERTH_LOG_LEVEL`` (default INFO) sets the log level; ``loop_factory`` makes the event loop
+    (default: asyncio's)."""
     logging.basicConfig(level=os.environ.get("BERTH_LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
     settings = Settings.from_env()
     missing = [f"BERTH_{field.upper()}" for field in needs if not getattr(settings, field)]
@@ -50,4 +52,5 @@ def run_until_signalled(
                 await asyncio.wait([board], timeout=HEALTH_GRACE)
         logging.getLogger(name).info("%s stopped", name)
 
-    asyncio.run(serve())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve())

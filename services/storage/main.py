@@ -24,7 +24,7 @@ from services.storage.keys import ensure_key, key_path
 from services.storage.provisioning import Provisioner
 from services.storage.quota import Reservations
 from services.storage.reporting import Reporter
-from services.storage.server import bind, parse_bind, serving
+from services.storage.server import bind, new_event_loop, parse_bind, serving
 from services.storage.tus import report_uploaded
 from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
@@ -113,4 +113,4 @@ def main() -> None:
     async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await run_storage(settings, stop, lambda url: print(READY_LINE.format(url=url), flush=True))
 
-    run_until_signalled("storage", serve, needs=("nats_url",))
+    run_until_signalled("storage", serve, needs=("nats_url",), loop_factory=new_event_loop)

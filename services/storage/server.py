@@ -1,5 +1,6 @@
 """Serves the data plane with uvicorn on a socket bound beforehand (so port 0 picks a free one
-and the URL is known before the first request)."""
+and the URL is known before the first request): httptools parses HTTP, and the process runs on
+uvloop (``new_event_loop``; uvicorn's own choice applies only when uvicorn makes the loop)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 
-__all__ = ["bind", "parse_bind", "serving"]
+__all__ = ["bind", "new_event_loop", "parse_bind", "serving"]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the storage service runs on (uvloop: its sockets cost less per byte)."""
+    return uvloop.new_event_loop()
 
 
 class _Server(uvicorn.Server):
@@ -45,8 +52,8 @@ def bind(host: str, port: int) -> socket.socket:
 @contextlib.asynccontextmanager
 async def serving(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
     """Serves ``app`` on ``sock`` while the block runs; yields the base URL."""
-    config = uvicorn.Config(app, log_level=logging.WARNING, access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5, h11_max_incomplete_event_size=64 * 1024)
+    config = uvicorn.Config(app, http="httptools", log_level=logging.WARNING, access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=5)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -19,7 +19,9 @@ from services.storage.context import StorageContext
 
 __all__ = ["archive", "download"]
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+"""Bytes read from a file at once for a download."""
+ARCHIVE_CHUNK = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -41,15 +43,24 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 async def _read(fd: int, start: int, end: int) -> AsyncIterator[bytes]:
+    """Yields the bytes ``start..end`` of ``fd`` (then closes it) in ``CHUNK`` pieces read by a
+    worker thread, the next piece read while the one before is being sent."""
+    def read(offset: int) -> "asyncio.Future[bytes]":
+        return asyncio.ensure_future(asyncio.to_thread(os.pread, fd, min(CHUNK, end - offset + 1), offset))
+
+    ahead = read(start) if start <= end else None
     try:
         offset = start
-        while offset <= end:
-            chunk = await asyncio.to_thread(os.pread, fd, min(CHUNK, end - offset + 1), offset)
+        while ahead is not None:
+            chunk = await asyncio.shield(ahead)
+            offset += len(chunk)
+            ahead = read(offset) if chunk and offset <= end else None
             if not chunk:
                 break
-            offset += len(chunk)
             yield chunk
     finally:
+        if ahead is not None:
+            await asyncio.gather(ahead, return_exceptions=True)  # never close the fd under a read
         os.close(fd)
 
 
@@ -100,7 +111,8 @@ def _tar_blocks(dir_fd: int) -> Iterator[bytes]:
                 yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
                 sent = 0
                 while sent < st.st_size:  # a file that shrank meanwhile is padded with zeros
-                    chunk = os.read(fd, min(CHUNK, st.st_size - sent)) or bytes(min(CHUNK, st.st_size - sent))
+                    want = min(ARCHIVE_CHUNK, st.st_size - sent)
+                    chunk = os.read(fd, want) or bytes(want)
                     sent += len(chunk)
                     yield chunk
                 if st.st_size % tarfile.BLOCKSIZE:

@@ -1,10 +1,13 @@
-"""tus 1.0.0 uploads (core + creation + termination): an ordinary tus client works unchanged.
+"""tus 1.0.0 uploads (core + creation + creation-with-upload + termination): an ordinary tus client
+works unchanged.
 
 ``POST /tus`` with an upload token (its ``path`` is the destination, its ``max_bytes`` the room
-left) and ``Upload-Length`` creates an upload; ``HEAD /tus/<id>`` gives its offset; ``PATCH``
-appends at the offset; ``DELETE`` terminates it. HEAD/PATCH/DELETE need an upload token of the
-same folder and path (a fresh one resumes an upload whose first token expired). The last byte
-moves the file into the folder atomically and posts a ``file_uploaded`` report.
+left) and ``Upload-Length`` creates an upload; with ``Content-Type: application/offset+octet-stream``
+its body is the upload's first bytes (a small file in one request; a creation whose body is refused
+or cut short is undone, as its client never learnt the upload's URL). ``HEAD /tus/<id>`` gives its
+offset; ``PATCH`` appends at the offset; ``DELETE`` terminates it. HEAD/PATCH/DELETE need an upload
+token of the same folder and path (a fresh one resumes an upload whose first token expired). The
+last byte moves the file into the folder atomically and posts a ``file_uploaded`` report.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ __all__ = ["TUS_HEADERS", "report_uploaded", "tus_create", "tus_delete", "tus_he
 
 TUS_VERSION = "1.0.0"
 TUS_HEADERS = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
+OCTETS = "application/offset+octet-stream"
 MAX_UPLOAD_LENGTH = 1 << 40
 """The longest upload the service takes (1 TiB), whatever the token's room."""
 
@@ -44,7 +48,7 @@ def _length(request: Request, name: str) -> int:
 
 async def tus_options(request: Request) -> Response:
     return Response(status_code=204, headers={**TUS_HEADERS, "Tus-Version": TUS_VERSION,
-                                              "Tus-Extension": "creation,termination",
+                                              "Tus-Extension": "creation,creation-with-upload,termination",
                                               "Tus-Max-Size": str(MAX_UPLOAD_LENGTH)})
 
 
@@ -65,9 +69,16 @@ async def tus_create(request: Request) -> Response:
     upload = store.create(folder=claims.folder, path=claims.path, length=length, user=claims.user,
                           scope=claims.quota_scope or f"folder:{claims.folder}", room=claims.max_bytes,
                           now=ctx.clock())
-    if length == 0:
+    offset = 0
+    if request.headers.get("content-type") == OCTETS:
+        try:
+            offset = await store.append(upload, 0, request.stream())
+        except BaseException:
+            store.terminate(upload)
+            raise
+    if offset == length:
         await _complete(ctx, store, upload)
-    return _tus(201, Location=f"/tus/{upload.id}", **{"Upload-Offset": "0"})
+    return _tus(201, Location=f"/tus/{upload.id}", **{"Upload-Offset": str(offset)})
 
 
 def _own_upload(ctx: StorageContext, request: Request) -> tuple[StorageClaims, UploadStore, PendingUpload]:
@@ -89,7 +100,7 @@ async def tus_head(request: Request) -> Response:
 async def tus_patch(request: Request) -> Response:
     ctx: StorageContext = request.app.state.ctx
     _, store, upload = _own_upload(ctx, request)
-    if request.headers.get("content-type") != "application/offset+octet-stream":
+    if request.headers.get("content-type") != OCTETS:
         raise UploadError("Content-Type must be application/offset+octet-stream", 415)
     offset = await store.append(upload, _length(request, "upload-offset"), request.stream())
     if offset == upload.length:

@@ -1,5 +1,5 @@
 """``berth vfolder upload|download|ls-files|mkdir|mv|rm-files`` as subprocesses against a real
-gateway and a real storage data plane: the upload goes over tus (tuspy) with a gateway-issued
+gateway and a real storage data plane: the upload goes over tus (``services.sdk.tus``) with a gateway-issued
 token, an upload killed half-way resumes the same upload when run again, a partial download
 continues with Range, and the file operations reach the folder."""
 
@@ -27,7 +27,7 @@ MiB = 1 << 20
 
 
 class Throttled:
-    """Slows each PATCH the storage service takes by ``delay`` s (so a test can kill a client
+    """Slows the bytes the storage service takes by ``delay`` s per MiB (so a test can kill a client
     mid-upload), and counts the uploads created."""
 
     def __init__(self, store: UploadStore, delay: float) -> None:
@@ -38,9 +38,16 @@ class Throttled:
             self.created += 1
             return create(**kwargs)
 
-        async def slow_append(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            await asyncio.sleep(delay)
-            return await append(*args, **kwargs)
+        async def slow_append(upload, offset, chunks):  # noqa: ANN001, ANN202
+            async def slowed():  # noqa: ANN202
+                since = 0
+                async for chunk in chunks:
+                    yield chunk
+                    since += len(chunk)
+                    if since >= MiB:
+                        since = 0
+                        await asyncio.sleep(delay)
+            return await append(upload, offset, slowed())
 
         store.create, store.append = counting_create, slow_append  # type: ignore[method-assign]
 
@@ -69,7 +76,7 @@ async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, t
 
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(40 * MiB))
-    throttle = Throttled(storage.ctx.uploads["local"], delay=0.3)
+    throttle = Throttled(storage.ctx.uploads["local"], delay=0.1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
     env.update(BERTH_ENDPOINT=url, BERTH_ACCESS_KEY=alice[0], BERTH_SECRET_KEY=alice[1])
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli", "vfolder", "upload", "data",
