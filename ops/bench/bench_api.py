@@ -40,7 +40,7 @@ from ops.bench.pg_baselines import measure_baselines  # noqa: E402
 from ops.bench.soak import DEFAULT_ADMIN_DSN, BerthUp, scratch_database  # noqa: E402
 from ops.bench.soak_driver import Endpoint, list_sessions  # noqa: E402
 from services.cli import queries as q  # noqa: E402
-from services.sdk.client import BerthClient  # noqa: E402
+from services.sdk.client import CREATE_SESSION, BerthClient  # noqa: E402
 
 ENDED = ("TERMINATED", "CANCELLED", "ERROR")
 POLL = 0.25
@@ -94,6 +94,8 @@ async def _wait_for(observer: BerthClient, ids: list[str], status: str, position
     """Waits until every session of ``ids`` reached ``status`` (or ended, for TERMINATED); returns the
     latest time any of them reached it (from its ``statusHistory``), None on timeout."""
     wanted = set(ids)
+    if not wanted:
+        return None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = [r for r in await list_sessions(observer, None, position) if r["id"] in wanted]
@@ -113,7 +115,7 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
             nonlocal position
             sent = time.perf_counter()
             try:
-                data = await client.execute(q.CREATE_SESSION, {"input": {"name": f"{phase.label}-{i}"}})
+                data = await client.execute(CREATE_SESSION, {"input": {"name": f"{phase.label}-{i}"}})
             except Exception as exc:  # noqa: BLE001 - counted and shown
                 phase.errors[f"{type(exc).__name__}: {str(exc)[:100]}"] += 1
                 return
@@ -198,6 +200,8 @@ async def run(endpoint: Endpoint, client_counts: list[int], sessions: int, round
             p = phases[-1]
             say(f"bench_api: {p.label}: {p.create_rate:.1f} createSession/s, p99 {_ms(p.percentile(0.99))} ms, "
                 f"RUNNING/s {_rate(p.running_rate)}, terminated/s {_rate(p.terminate_rate)}")
+            for error, count in p.errors.most_common(5):
+                say(f"bench_api: {p.label}: {count} x {error}")
     finally:
         await observer.aclose()
     return phases
