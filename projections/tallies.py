@@ -20,10 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Hashable
-
-if TYPE_CHECKING:
-    from projections.writer import Writer
+from typing import Any, Callable, Hashable
 
 __all__ = ["Held", "Tally"]
 
@@ -46,5 +43,6 @@ class Tally:
     tallied row of one key. Compared by identity: each read model has one."""
 
     name: str
-    load: Callable[[Writer, Hashable], Held | None]
-    store: Callable[[Writer, Hashable, Held], None]
+    load: Callable[[Any, Hashable], Held | None]
+    """Reads the row of a key through a ``Writer`` (not imported here: the writer imports this)."""
+    store: Callable[[Any, Hashable, Held], None]
