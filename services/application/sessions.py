@@ -9,7 +9,7 @@ that does not hold is a no-op, so each scope is released exactly once.
 from __future__ import annotations
 
 from functools import reduce
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from contracts import commands as c
 from contracts.envelope import Event
@@ -32,6 +32,8 @@ _KERNEL_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCrea
                  c.MarkKernelExited)
 PROGRESS_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCreating, c.MarkKernelStarted)
 """Kernel facts that change only their session (no agent, no quota): they can be batched."""
+
+T = TypeVar("T")
 
 Guard = Callable[[int, SessionState], None]
 """Checks item ``i`` of a batch against its session before it is applied; raises to refuse it."""
@@ -119,16 +121,56 @@ class Sessions(BerthApplication):
         """Cancels a pending session or starts terminating its kernels; returns the position."""
 
         def attempt() -> int | None:
-            reads = Reads(self)
-            state = reads.session(session_id)
-            events = reads.decided(session_domain.decide(state, c.TerminateSession(reason=reason), ctx, session_id))
-            if state is not None and events and events[-1].status is SessionStatus.TERMINATING:  # type: ignore[attr-defined]
-                events += self._request_kernel_terminations(reads, state, ctx, reason)
-            if state is not None:
-                events += self._release_quota_if_ended(reads, state, events, ctx)
-            return self.record(events) or self.position()
+            return self.record(self._termination(Reads(self), session_id, ctx, reason)) or self.position()
 
         return retry_on_conflict(attempt)
+
+    def terminate_many(self, items: Sequence[tuple[str, Context]]) -> list[int | Exception]:
+        """``terminate`` (user-requested) of several sessions in ONE transaction (group commit), each
+        decided on the states the earlier ones left (their agents, quota scopes); returns, per item,
+        its position or the error that refused it (which records nothing for it)."""
+
+        def attempt() -> list[int | Exception]:
+            groups, outcomes = self._each(
+                Reads(self), items, lambda reads, _, item: self._termination(reads, item[0], item[1]))
+            positions = self.record_groups(groups)
+            now: int | None = None
+            results: list[int | Exception] = []
+            for outcome, position in zip(outcomes, positions, strict=True):
+                if outcome is None and position is None:  # nothing to record: already ending or ended
+                    now = now if now is not None else self.position()
+                results.append(outcome if outcome is not None else position if position is not None else now)  # type: ignore[arg-type]
+            return results
+
+        return retry_on_conflict(attempt)
+
+    def _termination(self, reads: Reads, session_id: str, ctx: Context,
+                     reason: Reason = Reason.USER_REQUESTED) -> list[Event]:
+        state = reads.session(session_id)
+        events = reads.decided(session_domain.decide(state, c.TerminateSession(reason=reason), ctx, session_id))
+        if state is not None and events and events[-1].status is SessionStatus.TERMINATING:  # type: ignore[attr-defined]
+            events += self._request_kernel_terminations(reads, state, ctx, reason)
+        if state is not None:
+            events += self._release_quota_if_ended(reads, state, events, ctx)
+        return events
+
+    @staticmethod
+    def _each(reads: Reads, items: Sequence[T], decide: Callable[[Reads, int, T], list[Event]]
+              ) -> tuple[list[list[Event]], list[Exception | None]]:
+        """Decides each item in turn on ``reads`` (which the accepted ones' events move on); returns
+        each item's events ([] when refused) and its error (None when accepted)."""
+        groups: list[list[Event]] = []
+        outcomes: list[Exception | None] = []
+        for index, item in enumerate(items):
+            before = reads.mark()
+            try:
+                groups.append(decide(reads, index, item))
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - one refused item must not refuse the batch
+                reads.restore(before)
+                groups.append([])
+                outcomes.append(exc)
+        return groups, outcomes
 
     def record_execution(self, session_id: str, command: c.RecordExecution, ctx: Context,
                          *, seen_version: int | None = None) -> int | None:
@@ -168,23 +210,16 @@ class Sessions(BerthApplication):
             if not isinstance(command, c.MarkKernelExited):
                 raise TypeError(f"not a kernel exit: {type(command).__name__}")
 
+        def exit_of(reads: Reads, index: int, item: tuple[str, c.MarkKernelExited, Context]) -> list[Event]:
+            session_id, command, ctx = item
+            state = reads.session(session_id)
+            if state is not None and guard is not None:
+                guard(index, state)
+            return self._report_events(reads, session_id, command, ctx)
+
         def attempt() -> list[Exception | None]:
-            reads = Reads(self)
-            events: list[Event] = []
-            outcomes: list[Exception | None] = []
-            for index, (session_id, command, ctx) in enumerate(items):
-                before = reads.mark()
-                try:
-                    state = reads.session(session_id)
-                    if state is not None and guard is not None:
-                        guard(index, state)
-                    events += self._report_events(reads, session_id, command, ctx)
-                except Exception as exc:  # noqa: BLE001 - one bad fact must not refuse the batch
-                    reads.restore(before)
-                    outcomes.append(exc)
-                    continue
-                outcomes.append(None)
-            self.record(events)
+            groups, outcomes = self._each(Reads(self), items, exit_of)
+            self.record([event for group in groups for event in group])
             return outcomes
 
         return retry_on_conflict(attempt)

@@ -160,3 +160,25 @@ def test_a_refused_exit_in_a_batch_leaves_the_others(apps: tuple[Sessions, Agent
     assert sessions.get("s1").status is SessionStatus.SCHEDULED  # type: ignore[union-attr]
     assert sessions.get("s2").status is SessionStatus.TERMINATED  # type: ignore[union-attr]
     assert set(agents.get("a1").allocations) == {kernels["s1"]}  # type: ignore[union-attr]
+
+
+def test_terminations_of_sessions_on_one_agent_are_recorded_in_one_transaction(apps: tuple[Sessions, Agents]) -> None:
+    """The gateway's group commit of ``terminateSession``: each decided on the agent the earlier ones left."""
+    sessions, agents = apps
+    kernels = {sid: placed(sessions, agents, sid) for sid in ("s1", "s2", "s3")}
+    assert ReportProcessor(sessions, agents).process_batch([running(sid, k) for sid, k in kernels.items()]) == [None] * 3
+    saves: list[int] = []
+    record_groups = sessions.record_groups
+    sessions.record_groups = lambda groups: saves.append(sum(map(len, groups))) or record_groups(groups)  # type: ignore[method-assign]
+    ctx = make_context("AK")
+
+    outcomes = sessions.terminate_many([("s1", ctx), ("nobody", ctx), ("s2", ctx), ("s3", ctx), ("s1", ctx)])
+
+    assert saves == [6], "per session: status_changed(TERMINATING), kernel_termination_requested"
+    assert isinstance(outcomes[1], Exception) and "not found" in str(outcomes[1])
+    positions = [outcomes[i] for i in (0, 2, 3)]
+    assert all(isinstance(p, int) for p in positions) and len(set(positions)) == 3, outcomes
+    assert outcomes[4] == sessions.position(), "a second termination records nothing and answers the position"
+    assert all(sessions.get(sid).status is SessionStatus.TERMINATING for sid in kernels)  # type: ignore[union-attr]
+    agent = agents.get("a1")
+    assert agent is not None and agent.version == 1 + 3 + 3, "registered, 3 assigned, 3 termination requests"
