@@ -35,6 +35,13 @@ PROGRESS_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCre
 
 T = TypeVar("T")
 
+
+class Missing:
+    """The type of ``MISSING``: an argument not given (None is a value there)."""
+
+
+MISSING = Missing()
+
 Guard = Callable[[int, SessionState], None]
 """Checks item ``i`` of a batch against its session before it is applied; raises to refuse it."""
 
@@ -75,15 +82,18 @@ class Sessions(BerthApplication):
 
         A requested session is new (its id is fresh), so the group decides on "no such session yet"
         without reading it: if one did exist, the save conflicts on its first version, and every
-        request of the group runs alone, reading its state first."""
+        request of the group runs alone, reading its state first. The claims of the group's names are
+        read with one statement."""
         outcomes: list[int | Exception | None] = [None] * len(requests)
         grouped: list[int] = []
         groups: list[list[Event]] = []
         alone: list[int] = []
         touched: set[str] = set()
+        claims = self.last_events([name_claim_id(command.owner, command.spec.name) for _, command, _ in requests])
         for i, (session_id, command, ctx) in enumerate(requests):
             try:
-                events = self._claim_name(session_id, command, ctx) + session_domain.decide(
+                last = claims[name_claim_id(command.owner, command.spec.name)]
+                events = self._claim_name(session_id, command, ctx, last) + session_domain.decide(
                     None, command, ctx, session_id)
             except Exception:  # noqa: BLE001 - decided again, alone, below: the error is then its outcome
                 alone.append(i)
@@ -109,9 +119,12 @@ class Sessions(BerthApplication):
                 outcomes[i] = exc
         return outcomes  # type: ignore[return-value]
 
-    def _claim_name(self, session_id: str, command: c.RequestSession, ctx: Context) -> list[Event]:
-        """Returns the claim of the request's name; reads only the claim's last event (constant cost)."""
-        last = self.last_event(name_claim_id(command.owner, command.spec.name))
+    def _claim_name(self, session_id: str, command: c.RequestSession, ctx: Context,
+                    last: Event | None | Missing = MISSING) -> list[Event]:
+        """Returns the claim of the request's name; reads only the claim's last event (constant cost),
+        unless the caller read it already (``last``: the claim's last event, None when it has none)."""
+        if isinstance(last, Missing):
+            last = self.last_event(name_claim_id(command.owner, command.spec.name))
         last = last if isinstance(last, SessionNameClaimed) else None
         holder = self.get(last.session_id) if last is not None else None
         return session_names.claim(last, holder, owner=command.owner, name=command.spec.name, session_id=session_id,
