@@ -8,6 +8,7 @@ that does not hold is a no-op, so each scope is released exactly once.
 
 from __future__ import annotations
 
+import logging
 from functools import reduce
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -27,6 +28,8 @@ from domain.session import SessionState
 from services.common.store import BerthApplication, retry_on_conflict
 
 __all__ = ["PROGRESS_FACTS", "Guard", "Reads", "Sessions", "was_scheduled"]
+
+log = logging.getLogger(__name__)
 
 _KERNEL_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCreating, c.MarkKernelStarted,
                  c.MarkKernelExited)
@@ -141,7 +144,8 @@ class Sessions(BerthApplication):
     def terminate_many(self, items: Sequence[tuple[str, Context]]) -> list[int | Exception]:
         """``terminate`` (user-requested) of several sessions in ONE transaction (group commit), each
         decided on the states the earlier ones left (their agents, quota scopes); returns, per item,
-        its position or the error that refused it (which records nothing for it)."""
+        its position or the error that refused it (which records nothing for it). When the group's
+        save keeps conflicting (or fails), each item runs alone, as ``terminate``."""
 
         def attempt() -> list[int | Exception]:
             groups, outcomes = self._each(
@@ -155,7 +159,17 @@ class Sessions(BerthApplication):
                 results.append(outcome if outcome is not None else position if position is not None else now)  # type: ignore[arg-type]
             return results
 
-        return retry_on_conflict(attempt)
+        try:
+            return retry_on_conflict(attempt, attempts=3)
+        except Exception:  # noqa: BLE001 - each alone, so that each gets its own outcome
+            log.debug("a group of %d terminations failed; terminating each alone", len(items), exc_info=True)
+        alone: list[int | Exception] = []
+        for session_id, ctx in items:
+            try:
+                alone.append(self.terminate(session_id, ctx) or self.position())
+            except Exception as exc:  # noqa: BLE001 - the caller's outcome
+                alone.append(exc)
+        return alone
 
     def _termination(self, reads: Reads, session_id: str, ctx: Context,
                      reason: Reason = Reason.USER_REQUESTED) -> list[Event]:

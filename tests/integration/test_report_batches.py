@@ -16,6 +16,7 @@ from domain import quota as quota_domain
 from domain import session as session_domain
 from services.application.agents import Agents
 from services.common.flow import PermanentError
+from services.common.store import ConcurrencyError
 from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.controller.reports import ReportProcessor
@@ -182,3 +183,18 @@ def test_terminations_of_sessions_on_one_agent_are_recorded_in_one_transaction(a
     assert all(sessions.get(sid).status is SessionStatus.TERMINATING for sid in kernels)  # type: ignore[union-attr]
     agent = agents.get("a1")
     assert agent is not None and agent.version == 1 + 3 + 3, "registered, 3 assigned, 3 termination requests"
+
+
+def test_terminations_whose_group_keeps_conflicting_run_alone(apps: tuple[Sessions, Agents]) -> None:
+    sessions, agents = apps
+    for sid in ("s1", "s2"):
+        placed(sessions, agents, sid)
+
+    def conflicting(groups: object) -> list[int | None]:
+        raise ConcurrencyError("another writer moved the agent on")
+
+    sessions.record_groups = conflicting  # type: ignore[method-assign]
+    outcomes = sessions.terminate_many([("s1", make_context("AK")), ("s2", make_context("AK"))])
+
+    assert all(isinstance(o, int) for o in outcomes), outcomes
+    assert all(sessions.get(sid).status is SessionStatus.TERMINATING for sid in ("s1", "s2"))  # type: ignore[union-attr]
