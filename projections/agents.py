@@ -2,13 +2,15 @@
 
 ``allocations`` keeps the slots of each assigned kernel (kernel id -> slots), so a
 release subtracts exactly what the assignment added; ``occupied`` is their sum and
-``kernel_count`` their number, as in the Agent aggregate.
+``kernel_count`` their number, as in the Agent aggregate. Within a batch, each agent's
+allocations are read once and written once (``projections.tallies``).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from functools import singledispatch
+from typing import Hashable
 
 import msgspec
 
@@ -17,6 +19,7 @@ from contracts.envelope import Event
 from contracts.status import AgentStatus
 from projections.delivery import Entry
 from projections.errors import MissingRowError
+from projections.tallies import Held, Tally
 from projections.values import json_text, total_slots
 from projections.writer import Writer
 
@@ -65,16 +68,16 @@ def _(event: ev.AgentCapacityChanged, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.KernelAssigned, w: Writer, entry: Entry) -> None:
-    allocations = _read_allocations(w, event)
-    allocations[event.kernel_id] = dict(event.slots)
-    _write_allocations(w, event, allocations)
+    held = _held(w, event)
+    held.entries[event.kernel_id] = dict(event.slots)
+    _changed(w, event, held)
 
 
 @_apply.register
 def _(event: ev.KernelReleased, w: Writer, entry: Entry) -> None:
-    allocations = _read_allocations(w, event)
-    allocations.pop(event.kernel_id, None)
-    _write_allocations(w, event, allocations)
+    held = _held(w, event)
+    held.entries.pop(event.kernel_id, None)
+    _changed(w, event, held)
 
 
 @_apply.register
@@ -97,30 +100,48 @@ def _(event: ev.OrphanContainerDestroyed, w: Writer, entry: Entry) -> None:
     _update(w, event, None)
 
 
-def _read_allocations(w: Writer, event: Event) -> dict[str, dict[str, Decimal]]:
-    row = w.fetchone("SELECT allocations::text FROM agents WHERE agent_id = %s", (event.originator_id,))
-    if row is None:
+def _held(w: Writer, event: Event) -> Held:
+    held = w.tally(ALLOCATIONS, event.originator_id)
+    if held is None:
         raise MissingRowError(_missing(event))
-    return _allocations.decode(row[0])
+    return held
 
 
-def _write_allocations(w: Writer, event: Event, allocations: dict[str, dict[str, Decimal]]) -> None:
+def _changed(w: Writer, event: Event, held: Held) -> None:
+    held.version, held.updated_at = event.originator_version, event.timestamp
+    w.put_tally(ALLOCATIONS, event.originator_id, held)
+
+
+def _load(w: Writer, agent_id: Hashable) -> Held | None:
+    row = w.fetchone("SELECT allocations::text, version, updated_at FROM agents WHERE agent_id = %s", (agent_id,))
+    return None if row is None else Held(_allocations.decode(row[0]), row[1], row[2])
+
+
+def _store(w: Writer, agent_id: Hashable, held: Held) -> None:
+    """Writes an agent's allocations; ``version`` and ``updated_at`` only when this is the newer
+    change (see ``projections.tallies``)."""
     w.execute_one(
         """
-        UPDATE agents SET allocations = %s::jsonb, occupied = %s::jsonb, kernel_count = %s,
-                          updated_at = %s, version = %s
-         WHERE agent_id = %s
+        UPDATE agents SET allocations = %(allocations)s::jsonb, occupied = %(occupied)s::jsonb,
+                          kernel_count = %(count)s,
+                          updated_at = CASE WHEN version <= %(version)s THEN %(at)s ELSE updated_at END,
+                          version = GREATEST(version, %(version)s)
+         WHERE agent_id = %(id)s
         """,
-        (
-            json_text(allocations),
-            json_text(total_slots(allocations.values())),
-            len(allocations),
-            event.timestamp,
-            event.originator_version,
-            event.originator_id,
-        ),
-        _missing(event),
+        {
+            "allocations": json_text(held.entries),
+            "occupied": json_text(total_slots(held.entries.values())),
+            "count": len(held.entries),
+            "at": held.updated_at,
+            "version": held.version,
+            "id": agent_id,
+        },
+        f"no agent {agent_id} for its allocations",
     )
+
+
+ALLOCATIONS = Tally("agents.allocations", _load, _store)
+"""Each agent's allocations, tallied per batch (``projections.tallies``)."""
 
 
 def _update(w: Writer, event: Event, assignment: str | None, *values: object) -> None:

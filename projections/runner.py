@@ -128,6 +128,7 @@ def _apply(
             if stream_seq == start.stream_seq:
                 return BatchResult(position, stream_seq, 0, 0)
             copied = bulk and pipeline is not None
+            writer.flush_tallies()
             if not copied:
                 writer.flush()
                 _move_position(writer, position, stream_seq)

@@ -14,12 +14,13 @@ is closed (COPY cannot run in pipeline mode), each value as the statement would 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import msgspec
 import psycopg
 
 from projections.errors import MissingRowError
+from projections.tallies import Held, Tally
 
 __all__ = ["BulkInsert", "Writer", "bulk_insert"]
 
@@ -71,6 +72,28 @@ class Writer:
         self._expectations: list[tuple[psycopg.Cursor, str]] = []
         self._ordered: dict[BulkInsert, list[Any]] = {}
         self._unordered: dict[BulkInsert, list[Any]] = {}
+        self._tallies: dict[tuple[Tally, Hashable], Held] = {}
+        self._changed: dict[tuple[Tally, Hashable], None] = {}
+        """The tallied rows changed and not yet written, in the order they were first changed."""
+
+    def tally(self, tally: Tally, key: Hashable) -> Held | None:
+        """Returns the tallied row of ``key`` as the batch's events so far left it: read from its
+        table the first time (a pipeline syncs then), kept for the rest of a pipelined batch; None
+        while there is no such row."""
+        held = self._tallies.get((tally, key))
+        if held is None:
+            held = tally.load(self, key)
+            if held is not None and self._pipelined:
+                self._tallies[(tally, key)] = held
+        return held
+
+    def put_tally(self, tally: Tally, key: Hashable, held: Held) -> None:
+        """Records the new state of a tallied row: written at ``flush`` when pipelined, else at once."""
+        if not self._pipelined:
+            tally.store(self, key, held)
+            return
+        self._tallies[(tally, key)] = held
+        self._changed[(tally, key)] = None
 
     def defer(self, insert: BulkInsert, row: Any, *, ordered: bool = True) -> None:
         """Queues ``row`` for ``insert`` (at once when not pipelined). ``ordered`` rows are
@@ -90,7 +113,7 @@ class Writer:
         self._flush(self._ordered)
         self._cur.executemany(query, params)  # type: ignore[arg-type]
 
-    def execute_one(self, query: str, params: Sequence[Any], missing: str) -> None:
+    def execute_one(self, query: str, params: Sequence[Any] | Mapping[str, Any], missing: str) -> None:
         """Runs an update that must change exactly one row; raises ``MissingRowError(missing)``
         otherwise (at once, or at ``verify`` when pipelined)."""
         self._flush(self._ordered)
@@ -109,9 +132,16 @@ class Writer:
         return self._cur.execute(query, params).fetchone()  # type: ignore[arg-type]
 
     def flush(self) -> None:
-        """Sends every deferred insert."""
+        """Sends every deferred insert and writes every changed tallied row."""
+        self.flush_tallies()
         self._flush(self._ordered)
         self._flush(self._unordered)
+
+    def flush_tallies(self) -> None:
+        """Writes every tallied row changed since the last flush (each once, with its final state)."""
+        changed, self._changed = self._changed, {}
+        for tally, key in changed:
+            tally.store(self, key, self._tallies[(tally, key)])
 
     def copy_pending(self) -> None:
         """Sends every deferred insert with ``COPY`` (call once the pipeline is closed)."""

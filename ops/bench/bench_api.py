@@ -14,7 +14,9 @@ TERMINATED (terminations/s the same way):
   - one phase per client count of --clients (default 1, 16, 64);
   - then --rounds (default 5) more phases at 16 clients on the same instance, to show aging: each
     figure of the last round divided by the first's (>= 0.9 means no aging).
-Prints one table and the ratios to the baselines. Nothing here is a pass/fail test.
+Prints one table and the ratios to the baselines, then the CPU milliseconds each process spent per session
+in each phase (``cpu_split.py``: berth up's services, its nats-server, the PostgreSQL backends of its
+database, and this script's clients). Nothing here is a pass/fail test.
 
 Usage: .venv/bin/python ops/bench/bench_api.py [--sessions 400] [--clients 1,16,64] [--rounds 5] [--agents 10]
 """
@@ -36,6 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from psycopg.conninfo import conninfo_to_dict  # noqa: E402
+
+from ops.bench.cpu_split import CpuSampler, per_item  # noqa: E402
 from ops.bench.pg_baselines import measure_baselines  # noqa: E402
 from ops.bench.soak import DEFAULT_ADMIN_DSN, BerthUp, scratch_database  # noqa: E402
 from ops.bench.soak_driver import Endpoint, list_sessions  # noqa: E402
@@ -43,7 +48,9 @@ from services.cli import queries as q  # noqa: E402
 from services.sdk.client import CREATE_SESSION, BerthClient  # noqa: E402
 
 ENDED = ("TERMINATED", "CANCELLED", "ERROR")
-POLL = 0.25
+POLL = 1.0
+"""Seconds between two reads of every session while waiting (the rates come from ``statusHistory``, not
+from when a read saw them, so a slower poll only spares the system under test the observer's load)."""
 
 
 def say(line: str) -> None:
@@ -64,6 +71,8 @@ class Phase:
     create_seconds: float = 0.0
     running_rate: float | None = None
     terminate_rate: float | None = None
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    """CPU milliseconds per session (request, RUNNING, terminated) of each process, see ``cpu_split``."""
 
     @property
     def create_rate(self) -> float:
@@ -107,9 +116,11 @@ async def _wait_for(observer: BerthClient, ids: list[str], status: str, position
     return None
 
 
-async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, timeout: float) -> Phase:
+async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, timeout: float,
+                    cpu: CpuSampler | None = None) -> Phase:
     clients = [endpoint.client() for _ in range(phase.clients)]
     position = 0
+    cpu_before = _with_bench(cpu.mark()) if cpu is not None else None
     try:
         async def create(client: BerthClient, i: int) -> None:
             nonlocal position
@@ -144,10 +155,19 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
         last_ended = await _wait_for(observer, phase.ids, "TERMINATED", position, timeout)
         if last_ended is not None:
             phase.terminate_rate = len(phase.ids) / max(last_ended - first_terminate, 1e-6)
+        if cpu is not None and cpu_before is not None:
+            phase.cpu_ms = per_item(cpu_before, _with_bench(cpu.mark()), len(phase.ids))
     finally:
         for client in clients:
             await client.aclose()
     return phase
+
+
+def _with_bench(marks: Counter[str]) -> Counter[str]:
+    """``marks`` plus this process's own CPU seconds (the clients and the observer), as ``bench``."""
+    times = os.times()
+    marks["bench (clients)"] = times.user + times.system
+    return marks
 
 
 def _ms(value: float | None) -> str:
@@ -171,6 +191,14 @@ def table(phases: list[Phase], baselines: dict[str, float]) -> str:
             f"| {_rate(p.terminate_rate)} | {sum(p.errors.values())} |")
     lines.append("")
     lines += [f"{name}: {value:,.0f}" for name, value in baselines.items()]
+    names = list(dict.fromkeys(n for p in phases for n in p.cpu_ms))
+    if names:
+        lines += ["", "CPU ms per session (created, RUNNING, terminated; /proc of berth up's processes, its nats-server,"
+                  " the PostgreSQL backends of its database, and this script):", "",
+                  "| phase | total | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+        for p in phases:
+            lines.append(f"| {p.label} | {sum(p.cpu_ms.values()):.1f} | "
+                         + " | ".join(f"{p.cpu_ms.get(n, 0.0):.1f}" for n in names) + " |")
     aging = [p for p in phases if p.label.startswith("round")]
     if len(aging) >= 2:
         first, last = aging[0], aging[-1]
@@ -188,7 +216,8 @@ def table(phases: list[Phase], baselines: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-async def run(endpoint: Endpoint, client_counts: list[int], sessions: int, rounds: int, timeout: float) -> list[Phase]:
+async def run(endpoint: Endpoint, client_counts: list[int], sessions: int, rounds: int, timeout: float,
+              cpu: CpuSampler | None = None) -> list[Phase]:
     phases: list[Phase] = []
     observer = endpoint.client()
     try:
@@ -196,10 +225,12 @@ async def run(endpoint: Endpoint, client_counts: list[int], sessions: int, round
         plan += [Phase(f"round{i}", 16, sessions) for i in range(1, rounds + 1)]
         for phase in plan:
             say(f"bench_api: {phase.label}: {phase.clients} clients x {phase.sessions} sessions")
-            phases.append(await run_phase(endpoint, observer, phase, timeout))
+            phases.append(await run_phase(endpoint, observer, phase, timeout, cpu))
             p = phases[-1]
             say(f"bench_api: {p.label}: {p.create_rate:.1f} createSession/s, p99 {_ms(p.percentile(0.99))} ms, "
                 f"RUNNING/s {_rate(p.running_rate)}, terminated/s {_rate(p.terminate_rate)}")
+            for error, count in p.errors.most_common(5):
+                say(f"bench_api: {p.label}: {count} x {error}")
     finally:
         await observer.aclose()
     return phases
@@ -229,7 +260,10 @@ def main() -> int:
             try:
                 instance = berth.start()
                 endpoint = Endpoint(instance.gateway_url, instance.access_key, instance.secret_key)
-                phases = asyncio.run(run(endpoint, client_counts, args.sessions, args.rounds, args.timeout))
+                assert berth.proc is not None
+                dbname = str(conninfo_to_dict(pg_dsn).get("dbname"))
+                with CpuSampler(berth.proc.pid, data_dir, dbname) as cpu:
+                    phases = asyncio.run(run(endpoint, client_counts, args.sessions, args.rounds, args.timeout, cpu))
             finally:
                 berth.stop()
         print(table(phases, baselines))

@@ -8,8 +8,9 @@ that does not hold is a no-op, so each scope is released exactly once.
 
 from __future__ import annotations
 
+import logging
 from functools import reduce
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from contracts import commands as c
 from contracts.envelope import Event
@@ -27,12 +28,23 @@ from domain.session import SessionState
 from services.application.long_lived import LONG_LIVED
 from services.common.store import BerthApplication, retry_on_conflict
 
-__all__ = ["PROGRESS_FACTS", "Guard", "Sessions", "was_scheduled"]
+__all__ = ["PROGRESS_FACTS", "Guard", "Reads", "Sessions", "was_scheduled"]
+
+log = logging.getLogger(__name__)
 
 _KERNEL_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCreating, c.MarkKernelStarted,
                  c.MarkKernelExited)
 PROGRESS_FACTS = (c.MarkKernelPreparing, c.RecordKernelProgress, c.MarkKernelCreating, c.MarkKernelStarted)
 """Kernel facts that change only their session (no agent, no quota): they can be batched."""
+
+T = TypeVar("T")
+
+
+class Missing:
+    """The type of ``MISSING``: an argument not given (None is a value there)."""
+
+
+MISSING = Missing()
 
 Guard = Callable[[int, SessionState], None]
 """Checks item ``i`` of a batch against its session before it is applied; raises to refuse it."""
@@ -74,15 +86,18 @@ class Sessions(BerthApplication):
 
         A requested session is new (its id is fresh), so the group decides on "no such session yet"
         without reading it: if one did exist, the save conflicts on its first version, and every
-        request of the group runs alone, reading its state first."""
+        request of the group runs alone, reading its state first. The claims of the group's names are
+        read with one statement."""
         outcomes: list[int | Exception | None] = [None] * len(requests)
         grouped: list[int] = []
         groups: list[list[Event]] = []
         alone: list[int] = []
         touched: set[str] = set()
+        claims = self.last_events([name_claim_id(command.owner, command.spec.name) for _, command, _ in requests])
         for i, (session_id, command, ctx) in enumerate(requests):
             try:
-                events = self._claim_name(session_id, command, ctx) + session_domain.decide(
+                last = claims[name_claim_id(command.owner, command.spec.name)]
+                events = self._claim_name(session_id, command, ctx, last) + session_domain.decide(
                     None, command, ctx, session_id)
             except Exception:  # noqa: BLE001 - decided again, alone, below: the error is then its outcome
                 alone.append(i)
@@ -108,9 +123,12 @@ class Sessions(BerthApplication):
                 outcomes[i] = exc
         return outcomes  # type: ignore[return-value]
 
-    def _claim_name(self, session_id: str, command: c.RequestSession, ctx: Context) -> list[Event]:
-        """Returns the claim of the request's name; reads only the claim's last event (constant cost)."""
-        last = self.last_event(name_claim_id(command.owner, command.spec.name))
+    def _claim_name(self, session_id: str, command: c.RequestSession, ctx: Context,
+                    last: Event | None | Missing = MISSING) -> list[Event]:
+        """Returns the claim of the request's name; reads only the claim's last event (constant cost),
+        unless the caller read it already (``last``: the claim's last event, None when it has none)."""
+        if isinstance(last, Missing):
+            last = self.last_event(name_claim_id(command.owner, command.spec.name))
         last = last if isinstance(last, SessionNameClaimed) else None
         holder = self.get(last.session_id) if last is not None else None
         return session_names.claim(last, holder, owner=command.owner, name=command.spec.name, session_id=session_id,
@@ -120,15 +138,67 @@ class Sessions(BerthApplication):
         """Cancels a pending session or starts terminating its kernels; returns the position."""
 
         def attempt() -> int | None:
-            state = self.get(session_id)
-            events = session_domain.decide(state, c.TerminateSession(reason=reason), ctx, session_id)
-            if state is not None and events and events[-1].status is SessionStatus.TERMINATING:  # type: ignore[attr-defined]
-                events += self._request_kernel_terminations(state, ctx, reason)
-            if state is not None:
-                events += self._release_quota_if_ended(state, events, ctx)
-            return self.record(events) or self.position()
+            return self.record(self._termination(Reads(self), session_id, ctx, reason)) or self.position()
 
         return retry_on_conflict(attempt)
+
+    def terminate_many(self, items: Sequence[tuple[str, Context]]) -> list[int | Exception]:
+        """``terminate`` (user-requested) of several sessions in ONE transaction (group commit), each
+        decided on the states the earlier ones left (their agents, quota scopes); returns, per item,
+        its position or the error that refused it (which records nothing for it). When the group's
+        save keeps conflicting (or fails), each item runs alone, as ``terminate``."""
+
+        def attempt() -> list[int | Exception]:
+            groups, outcomes = self._each(
+                Reads(self), items, lambda reads, _, item: self._termination(reads, item[0], item[1]))
+            positions = self.record_groups(groups)
+            now: int | None = None
+            results: list[int | Exception] = []
+            for outcome, position in zip(outcomes, positions, strict=True):
+                if outcome is None and position is None:  # nothing to record: already ending or ended
+                    now = now if now is not None else self.position()
+                results.append(outcome if outcome is not None else position if position is not None else now)  # type: ignore[arg-type]
+            return results
+
+        try:
+            return retry_on_conflict(attempt, attempts=3)
+        except Exception:  # noqa: BLE001 - each alone, so that each gets its own outcome
+            log.debug("a group of %d terminations failed; terminating each alone", len(items), exc_info=True)
+        alone: list[int | Exception] = []
+        for session_id, ctx in items:
+            try:
+                alone.append(self.terminate(session_id, ctx) or self.position())
+            except Exception as exc:  # noqa: BLE001 - the caller's outcome
+                alone.append(exc)
+        return alone
+
+    def _termination(self, reads: Reads, session_id: str, ctx: Context,
+                     reason: Reason = Reason.USER_REQUESTED) -> list[Event]:
+        state = reads.session(session_id)
+        events = reads.decided(session_domain.decide(state, c.TerminateSession(reason=reason), ctx, session_id))
+        if state is not None and events and events[-1].status is SessionStatus.TERMINATING:  # type: ignore[attr-defined]
+            events += self._request_kernel_terminations(reads, state, ctx, reason)
+        if state is not None:
+            events += self._release_quota_if_ended(reads, state, events, ctx)
+        return events
+
+    @staticmethod
+    def _each(reads: Reads, items: Sequence[T], decide: Callable[[Reads, int, T], list[Event]]
+              ) -> tuple[list[list[Event]], list[Exception | None]]:
+        """Decides each item in turn on ``reads`` (which the accepted ones' events move on); returns
+        each item's events ([] when refused) and its error (None when accepted)."""
+        groups: list[list[Event]] = []
+        outcomes: list[Exception | None] = []
+        for index, item in enumerate(items):
+            before = reads.mark()
+            try:
+                groups.append(decide(reads, index, item))
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - one refused item must not refuse the batch
+                reads.restore(before)
+                groups.append([])
+                outcomes.append(exc)
+        return groups, outcomes
 
     def record_execution(self, session_id: str, command: c.RecordExecution, ctx: Context,
                          *, seen_version: int | None = None) -> int | None:
@@ -153,14 +223,42 @@ class Sessions(BerthApplication):
             raise TypeError(f"not a kernel fact: {type(command).__name__}")
 
         def attempt() -> int | None:
-            state = self.get(session_id)
-            events = session_domain.decide(state, command, ctx, session_id)
-            if isinstance(command, c.MarkKernelExited) and state is not None:
-                events += self._after_exit(state, events, command, ctx)
-                events += self._release_quota_if_ended(state, events, ctx)
-            return self.record(events)
+            return self.record(self._report_events(Reads(self), session_id, command, ctx))
 
         return retry_on_conflict(attempt)
+
+    def report_exits(
+        self, items: Sequence[tuple[str, c.MarkKernelExited, Context]], guard: Guard | None = None
+    ) -> list[Exception | None]:
+        """``report`` of many kernel exits in **one** transaction, each decided against the states the
+        earlier ones left (its session, its agent, the quota scopes it releases); returns, per item,
+        None when applied (or a no-op) or the error that refused it (unknown session, a ``guard``
+        refusal, a domain error); a refused item records nothing and does not stop the others."""
+        for _, command, _ in items:
+            if not isinstance(command, c.MarkKernelExited):
+                raise TypeError(f"not a kernel exit: {type(command).__name__}")
+
+        def exit_of(reads: Reads, index: int, item: tuple[str, c.MarkKernelExited, Context]) -> list[Event]:
+            session_id, command, ctx = item
+            state = reads.session(session_id)
+            if state is not None and guard is not None:
+                guard(index, state)
+            return self._report_events(reads, session_id, command, ctx)
+
+        def attempt() -> list[Exception | None]:
+            groups, outcomes = self._each(Reads(self), items, exit_of)
+            self.record([event for group in groups for event in group])
+            return outcomes
+
+        return retry_on_conflict(attempt)
+
+    def _report_events(self, reads: Reads, session_id: str, command: c.Command, ctx: Context) -> list[Event]:
+        state = reads.session(session_id)
+        events = reads.decided(session_domain.decide(state, command, ctx, session_id))
+        if isinstance(command, c.MarkKernelExited) and state is not None:
+            events += self._after_exit(reads, state, events, command, ctx)
+            events += self._release_quota_if_ended(reads, state, events, ctx)
+        return events
 
     def report_progress(
         self, items: Sequence[tuple[str, c.Command, Context]], guard: Guard | None = None
@@ -197,38 +295,35 @@ class Sessions(BerthApplication):
         return retry_on_conflict(attempt)
 
     def _after_exit(
-        self, before: SessionState, events: list[Event], command: c.MarkKernelExited, ctx: Context
+        self, reads: Reads, before: SessionState, events: list[Event], command: c.MarkKernelExited, ctx: Context
     ) -> list[Event]:
         extra: list[Event] = []
         agent_id = before.kernel(command.kernel_id).agent_id
         if agent_id is not None:
-            extra += self._decide_agent(agent_id, c.ReleaseKernel(kernel_id=command.kernel_id), ctx)
+            extra += reads.decided(agent_domain.decide(
+                reads.agent(agent_id), c.ReleaseKernel(kernel_id=command.kernel_id), ctx, agent_id))
         after = before
         for event in events:
             after = session_domain.evolve(after, event)
         if before.status is not SessionStatus.TERMINATING and after.status is SessionStatus.TERMINATING:
-            extra += self._request_kernel_terminations(after, ctx, command.reason)
+            extra += self._request_kernel_terminations(reads, after, ctx, command.reason)
         return extra
 
-    def _request_kernel_terminations(self, state: SessionState, ctx: Context, reason: Reason) -> list[Event]:
+    def _request_kernel_terminations(self, reads: Reads, state: SessionState, ctx: Context,
+                                     reason: Reason) -> list[Event]:
         by_agent: dict[str, list[str]] = {}
         for kernel in state.kernels:
             if kernel.agent_id is not None and not kernel.status.is_terminal:
                 by_agent.setdefault(kernel.agent_id, []).append(kernel.kernel_id)
         events: list[Event] = []
         for agent_id, kernel_ids in sorted(by_agent.items()):
-            agent = self.current(agent_id, agent_domain.evolve)
             for kernel_id in kernel_ids:
-                new = agent_domain.decide(agent, c.RequestKernelTermination(kernel_id=kernel_id, reason=reason), ctx, agent_id)
-                for event in new:
-                    agent = agent_domain.evolve(agent, event)
-                events += new
+                events += reads.decided(agent_domain.decide(
+                    reads.agent(agent_id), c.RequestKernelTermination(kernel_id=kernel_id, reason=reason), ctx, agent_id))
         return events
 
-    def _decide_agent(self, agent_id: str, command: c.Command, ctx: Context) -> list[Event]:
-        return agent_domain.decide(self.current(agent_id, agent_domain.evolve), command, ctx, agent_id)
-
-    def _release_quota_if_ended(self, before: SessionState, events: list[Event], ctx: Context) -> list[Event]:
+    def _release_quota_if_ended(self, reads: Reads, before: SessionState, events: list[Event],
+                                ctx: Context) -> list[Event]:
         """Returns the ``QuotaReleased`` events due when ``events`` end a session that was scheduled."""
         after = before
         for event in events:
@@ -240,10 +335,11 @@ class Sessions(BerthApplication):
         released: list[Event] = []
         for scope, name in quota_domain.quota_scopes(after.owner, after.spec.project, after.spec.domain):
             aggregate_id = quota_id(scope, name)
-            released += quota_domain.release_holder(aggregate_id, self._version(aggregate_id), after.id, slots, ctx)
+            released += reads.decided(quota_domain.release_holder(aggregate_id, reads.version(aggregate_id), after.id,
+                                                                  slots, ctx))
         return released
 
-    def _version(self, aggregate_id: str) -> int:
+    def version_of(self, aggregate_id: str) -> int:
         """Returns the current version of an aggregate (0 when it has no events) in one indexed read."""
         last = self.last_event(aggregate_id)
         return last.originator_version if last is not None else 0
@@ -253,3 +349,49 @@ def was_scheduled(state: SessionState) -> bool:
     """Returns True when the session was ever placed (so it consumed quota): a PENDING session
     cancelled never was."""
     return any(kernel.agent_id is not None for kernel in state.kernels)
+
+
+class Reads:
+    """What the decisions of one save read (sessions, agents, quota scopes' versions): read from the
+    store the first time, then as the events decided so far left them, so that facts decided together
+    (a batch, or the several steps of one fact) build on each other; nothing is recorded here."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._app = sessions
+        self._sessions: dict[str, SessionState | None] = {}
+        self._agents: dict[str, agent_domain.AgentState | None] = {}
+        self._versions: dict[str, int] = {}
+
+    def session(self, session_id: str) -> SessionState | None:
+        if session_id not in self._sessions:
+            self._sessions[session_id] = self._app.get(session_id)
+        return self._sessions[session_id]
+
+    def agent(self, agent_id: str) -> agent_domain.AgentState | None:
+        if agent_id not in self._agents:
+            self._agents[agent_id] = self._app.current(agent_id, agent_domain.evolve)
+        return self._agents[agent_id]
+
+    def version(self, aggregate_id: str) -> int:
+        """Returns the version of an aggregate (0 when it has no events), read in one indexed read."""
+        if aggregate_id not in self._versions:
+            self._versions[aggregate_id] = self._app.version_of(aggregate_id)
+        return self._versions[aggregate_id]
+
+    def decided(self, events: list[Event]) -> list[Event]:
+        """Applies ``events`` (just decided) to what is read next; returns them."""
+        for event in events:
+            aggregate_id = event.originator_id
+            if aggregate_id in self._sessions:
+                self._sessions[aggregate_id] = session_domain.evolve(self._sessions[aggregate_id], event)
+            elif aggregate_id in self._agents:
+                self._agents[aggregate_id] = agent_domain.evolve(self._agents[aggregate_id], event)
+            self._versions[aggregate_id] = event.originator_version
+        return events
+
+    def mark(self) -> tuple[dict[str, Any], ...]:
+        """Returns what ``restore`` needs to forget the events decided after this call."""
+        return dict(self._sessions), dict(self._agents), dict(self._versions)
+
+    def restore(self, mark: tuple[dict[str, Any], ...]) -> None:
+        self._sessions, self._agents, self._versions = (dict(m) for m in mark)  # type: ignore[assignment]

@@ -166,6 +166,25 @@ class BerthRecorder(PostgresApplicationRecorder):
             " ON e.originator_id = k.id AND e.originator_version > k.v ORDER BY e.notification_id"
         ).format(schema=schema, table=Identifier(self.events_table_name))
 
+        self._select_last = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(%s::text[]) AS k(id)"
+            " CROSS JOIN LATERAL (SELECT * FROM {schema}.{table} WHERE originator_id = k.id"
+            " ORDER BY originator_version DESC LIMIT 1) AS e"
+        ).format(schema=schema, table=Identifier(self.events_table_name))
+
+    def select_last(self, aggregate_ids: Sequence[str]) -> list[StoredEvent]:
+        """Returns the latest stored event of each of ``aggregate_ids`` that has any, with ONE
+        statement (an indexed read per id)."""
+        if not aggregate_ids:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_last, (list(aggregate_ids),))
+            return [
+                StoredEvent(originator_id=r["originator_id"], originator_version=r["originator_version"],
+                            topic=r["topic"], state=bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if not stored_events:

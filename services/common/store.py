@@ -124,6 +124,16 @@ class BerthApplication(Application[str]):
         stored = self.recorder.select_events(aggregate_id, desc=True, limit=1)
         return self.mapper.to_domain_event(stored[0]) if stored else None  # type: ignore[no-any-return]
 
+    def last_events(self, aggregate_ids: Sequence[str]) -> dict[str, Event | None]:
+        """``last_event`` of several aggregates, in one read where the recorder has ``select_last``."""
+        select = getattr(self.recorder, "select_last", None)
+        if select is None:
+            return {i: self.last_event(i) for i in aggregate_ids}
+        found: dict[str, Event | None] = dict.fromkeys(aggregate_ids)
+        for stored in select(list(dict.fromkeys(aggregate_ids))):
+            found[stored.originator_id] = self.mapper.to_domain_event(stored)
+        return found
+
     def current(self, aggregate_id: str, evolve: Callable[[S | None, Event], S]) -> S | None:
         """Returns the current state of one aggregate, built by ``evolve`` and cached (see
         ``services.common.state_cache``): only the events since the cached version are read, and

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from functools import singledispatch
-from typing import Sequence
+from typing import Callable, Sequence
 
 from nats.aio.msg import Msg
 from nats.js.api import Header
@@ -146,35 +146,51 @@ class ReportProcessor:
         """Applies the reports of one fetch; returns, per item, None or the error that refused it.
 
         Progress reports (pulling, creating, running) change only their session: they are
-        applied together in one transaction. The others (registrations, exits, which also
-        touch agents and quotas) follow one by one, in order. A kernel's exit is reported after
-        its progress, so applying the progress first keeps each session's order.
+        applied together in one transaction. Exits (which also release agents and quotas) are
+        applied together too, each run of them between two other reports in one transaction, in
+        order; the others (registrations) one by one. A kernel's exit is reported after its
+        progress, so applying the progress first keeps each session's order.
         """
         outcomes: list[Exception | None] = [None] * len(items)
-        progress = [i for i, item in enumerate(items) if isinstance(item[1], _PROGRESS)]
+        self._together(items, [i for i, item in enumerate(items) if isinstance(item[1], _PROGRESS)],
+                       self._sessions.report_progress, outcomes)
+        exits: list[int] = []
+        for i, (sender, report, causation) in enumerate(items):
+            if isinstance(report, KernelExitedReport):
+                exits.append(i)
+            elif not isinstance(report, _PROGRESS):
+                self._together(items, exits, self._sessions.report_exits, outcomes)
+                exits = []
+                try:
+                    self.process(sender, report, causation)
+                except Exception as exc:  # noqa: BLE001 - settled by the consumer
+                    outcomes[i] = exc
+        self._together(items, exits, self._sessions.report_exits, outcomes)
+        return outcomes
+
+    def _together(self, items: Sequence[Item], indexes: list[int], apply: Callable[..., list[Exception | None]],
+                  outcomes: list[Exception | None]) -> None:
+        """Applies the session facts of ``items[indexes]`` with ONE call of ``apply`` (a batch use
+        case of ``Sessions``), each checked to come from the agent its kernel is assigned to; puts
+        each one's outcome in ``outcomes``."""
         facts = []
-        for i in progress:
+        for i in indexes:
             sender, report, causation = items[i]
             if report.agent_id != sender:
                 outcomes[i] = PermanentError(f"agent {sender} sent a report as agent {report.agent_id}")
                 continue
             ctx = make_context(f"agent:{sender}", causation_id=causation)
             facts.append((i, (report.session_id, command_for(report), ctx)))  # type: ignore[union-attr]
+        if not facts:
+            return
         senders = [items[i][0] for i, _ in facts]
 
         def assigned_to_sender(index: int, session: SessionState) -> None:
             _check_assigned(session, facts[index][1][1].kernel_id, senders[index])  # type: ignore[attr-defined]
 
-        results = self._sessions.report_progress([fact for _, fact in facts], guard=assigned_to_sender)
+        results = apply([fact for _, fact in facts], guard=assigned_to_sender)
         for (i, _), result in zip(facts, results, strict=True):
             outcomes[i] = _permanent(result)
-        for i, (sender, report, causation) in enumerate(items):
-            if not isinstance(report, _PROGRESS):
-                try:
-                    self.process(sender, report, causation)
-                except Exception as exc:  # noqa: BLE001 - settled by the consumer
-                    outcomes[i] = exc
-        return outcomes
 
     def _check_owner(self, sender: str, session_id: str, kernel_id: str) -> None:
         session = self._sessions.get(session_id)

@@ -74,6 +74,7 @@ class Resources:
         self._tenancy: Tenancy | None = None
         self._vfolders: VFolders | None = None
         self._requests: GroupCommit[SessionRequest, int] | None = None
+        self._terminations: GroupCommit[tuple[str, Context], int] | None = None
         self.execution_audit = ExecutionAudit(self._record_execution)
         """Records each run's ``session.execution_finished`` off the critical path (drained by ``close``)."""
         self._lock = asyncio.Lock()
@@ -91,6 +92,13 @@ class Resources:
         (``Sessions.request_many``): ``await resources.session_requests.submit(request)``."""
         assert self._requests is not None, "Resources.start() first"
         return self._requests
+
+    @property
+    def session_terminations(self) -> GroupCommit[tuple[str, Context], int]:
+        """Records user-requested terminations ``(session_id, ctx)``, concurrent ones in one transaction
+        (``Sessions.terminate_many``): ``await resources.session_terminations.submit(item)``."""
+        assert self._terminations is not None, "Resources.start() first"
+        return self._terminations
 
     @property
     def tenancy(self) -> Tenancy:
@@ -120,6 +128,7 @@ class Resources:
             self._tenancy = await self._store.open(Tenancy, self.settings.pg_dsn)
             self._vfolders = await self._store.open(VFolders, self.settings.pg_dsn)
             self._requests = GroupCommit(self._store, self._sessions.request_many)
+            self._terminations = GroupCommit(self._store, self._sessions.terminate_many)
             self._started = True
 
     async def admit(self, access_key: str) -> RateDecision:
@@ -169,10 +178,11 @@ class Resources:
         await self.positions.close()
         await self.keypair_watch.close()
         self.positions = PositionWatcher(limited_dsn(self.settings.pg_dsn))  # a restart listens afresh
-        if self._requests is not None:
-            await self._requests.close()
+        for commits in (self._requests, self._terminations):
+            if commits is not None:
+                await commits.close()
         await self.pool.close()
-        self._sessions = self._tenancy = self._requests = None
+        self._sessions = self._tenancy = self._requests = self._terminations = None
         self._vfolders = None
         await self._store.close()  # closes the use cases it opened, then its threads
         self._started = False

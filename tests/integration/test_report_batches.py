@@ -7,13 +7,16 @@ from decimal import Decimal
 
 
 from contracts import commands as c
+from contracts.quota import quota_id
 from contracts.reports import KernelExitedReport, KernelRunningReport
 from contracts.session import KernelPlacement, KernelSpec, SessionSpec
 from contracts.status import SessionStatus
 from domain import agent as agent_domain
+from domain import quota as quota_domain
 from domain import session as session_domain
 from services.application.agents import Agents
 from services.common.flow import PermanentError
+from services.common.store import ConcurrencyError
 from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.controller.reports import ReportProcessor
@@ -99,3 +102,99 @@ def test_the_same_batch_applied_twice_changes_nothing_the_second_time(apps: tupl
     before = sessions.position()
     assert processor.process_batch([running("s1", kernel)]) == [None]
     assert sessions.position() == before
+
+
+def _holding(sessions: Sessions, session_ids: list[str]) -> None:
+    """Records the quota each session holds in its owner's scopes, as a scheduling pass does."""
+    ctx, events = make_context("test"), []
+    state = sessions.get(session_ids[0])
+    assert state is not None
+    for scope, name in quota_domain.quota_scopes(state.owner, state.spec.project, state.spec.domain):
+        qid = quota_id(scope, name)
+        last = sessions.last_event(qid)
+        holding = quota_domain.replay(sessions.load(qid)) if last is not None else None
+        events += quota_domain.decide(holding, c.ConsumeQuota(
+            allocations={sid: {"cpu": Decimal(1), "mem": GIB} for sid in session_ids}), ctx, qid)
+    sessions.record(events)
+
+
+def exited(session_id: str, kernel_id: str, agent_id: str = "a1") -> tuple[str, KernelExitedReport, str]:
+    report = KernelExitedReport(agent_id=agent_id, observed_at=NOW, kernel_id=kernel_id, session_id=session_id,
+                                exit_code=0)
+    return agent_id, report, f"{agent_id}:{kernel_id}:exited"
+
+
+def test_exits_of_one_fetch_are_recorded_in_one_transaction(apps: tuple[Sessions, Agents]) -> None:
+    """Sessions on one agent, holding quota in the same scopes: each exit builds on the ones before it."""
+    sessions, agents = apps
+    kernels = {sid: placed(sessions, agents, sid) for sid in ("s1", "s2", "s3")}
+    _holding(sessions, list(kernels))
+    processor = ReportProcessor(sessions, agents)
+    assert processor.process_batch([running(sid, k) for sid, k in kernels.items()]) == [None] * 3
+    saves: list[int] = []
+    record = sessions.record
+    sessions.record = lambda events: saves.append(len(events)) or record(events)  # type: ignore[method-assign]
+
+    outcomes = processor.process_batch([exited(sid, k) for sid, k in kernels.items()])
+
+    assert outcomes == [None, None, None]
+    assert saves == [3 * (2 + 1 + 3)], "per exit: kernel_exited, status_changed, kernel_released, 3 quota_released"
+    assert all(sessions.get(sid).status is SessionStatus.TERMINATED for sid in kernels)  # type: ignore[union-attr]
+    assert agents.get("a1").allocations == {}  # type: ignore[union-attr]
+    state = sessions.get("s1")
+    assert state is not None
+    for scope, name in quota_domain.quota_scopes(state.owner, state.spec.project, state.spec.domain):
+        quota = quota_domain.replay(sessions.load(quota_id(scope, name)))
+        assert quota is not None and quota.holding == {} and quota.version == 4
+
+
+def test_a_refused_exit_in_a_batch_leaves_the_others(apps: tuple[Sessions, Agents]) -> None:
+    sessions, agents = apps
+    kernels = {sid: placed(sessions, agents, sid) for sid in ("s1", "s2")}
+    _holding(sessions, list(kernels))
+    impostor = exited("s1", kernels["s1"], agent_id="a2")  # a2 reports a kernel of a1
+
+    outcomes = ReportProcessor(sessions, agents).process_batch(
+        [impostor, exited("s2", kernels["s2"]), exited("nobody", "nobody-k0")])
+
+    assert outcomes[1] is None and [type(o) for o in (outcomes[0], outcomes[2])] == [PermanentError] * 2
+    assert sessions.get("s1").status is SessionStatus.SCHEDULED  # type: ignore[union-attr]
+    assert sessions.get("s2").status is SessionStatus.TERMINATED  # type: ignore[union-attr]
+    assert set(agents.get("a1").allocations) == {kernels["s1"]}  # type: ignore[union-attr]
+
+
+def test_terminations_of_sessions_on_one_agent_are_recorded_in_one_transaction(apps: tuple[Sessions, Agents]) -> None:
+    """The gateway's group commit of ``terminateSession``: each decided on the agent the earlier ones left."""
+    sessions, agents = apps
+    kernels = {sid: placed(sessions, agents, sid) for sid in ("s1", "s2", "s3")}
+    assert ReportProcessor(sessions, agents).process_batch([running(sid, k) for sid, k in kernels.items()]) == [None] * 3
+    saves: list[int] = []
+    record_groups = sessions.record_groups
+    sessions.record_groups = lambda groups: saves.append(sum(map(len, groups))) or record_groups(groups)  # type: ignore[method-assign]
+    ctx = make_context("AK")
+
+    outcomes = sessions.terminate_many([("s1", ctx), ("nobody", ctx), ("s2", ctx), ("s3", ctx), ("s1", ctx)])
+
+    assert saves == [6], "per session: status_changed(TERMINATING), kernel_termination_requested"
+    assert isinstance(outcomes[1], Exception) and "not found" in str(outcomes[1])
+    positions = [outcomes[i] for i in (0, 2, 3)]
+    assert all(isinstance(p, int) for p in positions) and len(set(positions)) == 3, outcomes
+    assert outcomes[4] == sessions.position(), "a second termination records nothing and answers the position"
+    assert all(sessions.get(sid).status is SessionStatus.TERMINATING for sid in kernels)  # type: ignore[union-attr]
+    agent = agents.get("a1")
+    assert agent is not None and agent.version == 1 + 3 + 3, "registered, 3 assigned, 3 termination requests"
+
+
+def test_terminations_whose_group_keeps_conflicting_run_alone(apps: tuple[Sessions, Agents]) -> None:
+    sessions, agents = apps
+    for sid in ("s1", "s2"):
+        placed(sessions, agents, sid)
+
+    def conflicting(groups: object) -> list[int | None]:
+        raise ConcurrencyError("another writer moved the agent on")
+
+    sessions.record_groups = conflicting  # type: ignore[method-assign]
+    outcomes = sessions.terminate_many([("s1", make_context("AK")), ("s2", make_context("AK"))])
+
+    assert all(isinstance(o, int) for o in outcomes), outcomes
+    assert all(sessions.get(sid).status is SessionStatus.TERMINATING for sid in ("s1", "s2"))  # type: ignore[union-attr]

@@ -110,3 +110,18 @@ def test_a_group_with_an_id_that_exists_still_gives_each_its_own_outcome(session
     assert isinstance(outcomes[1], Exception), "the one for an existing id is refused, as alone"
     assert sessions.get(fresh[0]) is not None
     assert sessions.get(existing[0]).spec.name == "first"  # type: ignore[union-attr]
+
+
+def test_a_group_reads_the_claims_of_its_names_with_one_statement(sessions: Sessions) -> None:
+    recorder = sessions.recorder
+    reads: list[str] = []
+    select_events, select_last = recorder.select_events, recorder.select_last  # type: ignore[attr-defined]
+    recorder.select_events = lambda *a, **k: reads.append("one") or select_events(*a, **k)  # type: ignore[method-assign]
+    recorder.select_last = lambda ids: reads.append(f"{len(ids)} at once") or select_last(ids)  # type: ignore[attr-defined]
+
+    outcomes = sessions.request_many([_request(f"n{i}") for i in range(16)])  # type: ignore[arg-type]
+
+    assert all(isinstance(o, int) for o in outcomes), outcomes
+    assert reads == ["16 at once"]
+    again = sessions.request_many([_request("n3"), _request("fresh")])  # type: ignore[arg-type]
+    assert isinstance(again[0], AlreadyExistsError) and isinstance(again[1], int), again

@@ -39,8 +39,7 @@ from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
 from services.gateway.limits import checked_choice
-from services.gateway.sessions.ownership import owned_session
-from services.gateway.sessions.refs import resolve_session_id
+from services.gateway.sessions.refs import resolve_owned_session
 from services.gateway.subscription_guard import subscription_slot
 
 __all__ = ["ExecItem", "execute", "session_logs"]
@@ -65,8 +64,7 @@ class ExecItem:
 async def _owned_session(info: Info, session_id: str) -> SessionState:
     """Returns the session a reference (id, unique id prefix or name) means, if the caller may see it."""
     caller(info)
-    session_id = await resolve_session_id(info, session_id)
-    return await owned_session(info, session_id)
+    return await resolve_owned_session(info, session_id)
 
 
 def _main_kernel(state: SessionState) -> tuple[str, str]:

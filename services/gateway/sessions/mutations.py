@@ -27,8 +27,7 @@ from services.gateway.limits import checked, checked_choice, checked_value
 from services.gateway.sessions.enqueue import enqueue_checked
 from services.gateway.sessions.idempotency import earlier_request, session_id_for
 from services.gateway.sessions.mounts import mount_requests
-from services.gateway.sessions.ownership import owned_session
-from services.gateway.sessions.refs import resolve_session_id
+from services.gateway.sessions.refs import resolve_owned_session
 from services.gateway.sessions.types import CreateSessionInput, SessionCommandResult
 
 __all__ = ["DEFAULT_RESOURCES", "MAX_CLUSTER_SIZE", "Mutation", "build_request"]
@@ -124,10 +123,9 @@ class Mutation:
     async def terminate_session(self, info: Info, session_id: str) -> SessionCommandResult:
         principal = caller(info)
         resources = info.context.resources
-        session_id = await resolve_session_id(info, session_id)
-        await owned_session(info, session_id)
+        session_id = (await resolve_owned_session(info, session_id)).id
         try:
-            position = await resources.call(resources.sessions.terminate, session_id, make_context(principal.access_key))
+            position = await resources.session_terminations.submit((session_id, make_context(principal.access_key)))
         except DomainError as exc:
             raise from_domain(exc) from exc
         return SessionCommandResult(session_id=session_id, position=position or 0)

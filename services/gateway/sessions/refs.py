@@ -23,15 +23,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from domain.session import SessionState
 from domain.session_names import ID_FORM
 from projections.session_refs import MAX_CANDIDATES
 from services.gateway.context import Info, caller
 from services.gateway.errors import AMBIGUOUS, BAD_INPUT, NOT_FOUND, GatewayError
 from services.gateway.readmodels import read_position, wait_for_position
 from services.gateway.sessions import readmodels as rm
-from services.gateway.sessions.ownership import session_scope, visible_session
+from services.gateway.sessions.ownership import owned_session, session_scope, visible_session
 
-__all__ = ["AmbiguousSessionError", "checked_ref", "find_session", "resolve_session_id"]
+__all__ = ["AmbiguousSessionError", "checked_ref", "find_session", "resolve_owned_session", "resolve_session_id"]
 
 MAX_REF = 128
 _REF = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_REF)
@@ -103,12 +104,24 @@ async def resolve_session_id(info: Info, ref: str, what: str = "session id") -> 
 
     A reference of the form of an id is looked up in the event store only (never behind, and no
     name has that form); anything else in the read models."""
+    return (await _resolved(info, ref, what))[0]
+
+
+async def resolve_owned_session(info: Info, ref: str) -> SessionState:
+    """Returns the session ``ref`` means (as ``resolve_session_id``) from the event store, if the
+    caller may see it; NOT_FOUND otherwise. A reference of the form of an id is read once."""
+    session_id, state = await _resolved(info, ref, "session id")
+    return state if state is not None else await owned_session(info, session_id)
+
+
+async def _resolved(info: Info, ref: str, what: str) -> tuple[str, SessionState | None]:
+    """Returns the id ``ref`` means, with its state when it was read from the event store to find it."""
     caller(info)
     if ID_FORM.fullmatch(checked_ref(ref, what)):
-        if await visible_session(info, ref) is not None:
-            return ref
+        if (state := await visible_session(info, ref)) is not None:
+            return ref, state
     else:
         row = await find_session(info, ref, what, catch_up=True)
         if row is not None:
-            return str(row["session_id"])
+            return str(row["session_id"]), None
     raise GatewayError(NOT_FOUND, f"session {ref} not found")

@@ -16,8 +16,7 @@ from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, SubjectError, ses
 from projections.session_status import SessionStatusView, evolve_status
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError
-from services.gateway.sessions.ownership import owned_session
-from services.gateway.sessions.refs import resolve_session_id
+from services.gateway.sessions.refs import resolve_owned_session
 from services.gateway.sessions.types import EventRecord, SessionStatusUpdate
 from services.gateway.subscription_guard import subscription_slot
 
@@ -53,12 +52,11 @@ async def _session_messages(info: Info, session_ref: str) -> AsyncIterator[tuple
     EVENTS stream, from the first, then live; NOT_FOUND unless the caller may see it."""
     caller(info)
     resources = info.context.resources
-    session_id = await resolve_session_id(info, session_ref)
+    session_id = (await resolve_owned_session(info, session_ref)).id
     try:
         subject = session_events_filter(session_id)
     except SubjectError as exc:
         raise GatewayError(BAD_INPUT, str(exc)) from exc
-    await owned_session(info, session_id)
     async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
         js = await resources.jetstream()
         sub = await js.subscribe(
