@@ -179,7 +179,7 @@ async def berth_start(client: BerthClient, image: str) -> tuple[float, str, dict
     """Requests a session and waits for RUNNING; returns (seconds, session id, event marks)."""
     payload = {"image": image, "resources": [{"slot": k, "amount": v} for k, v in SLOTS.items()]}
     wall0, t0 = time.time(), time.perf_counter()
-    result = (await client.execute(q.CREATE_SESSION, {"input": payload}))["createSession"]
+    result = await client.create_session(payload)
     marks = await follow(client, result["sessionId"], {"RUNNING"} | GONE)
     elapsed = time.perf_counter() - t0
     if marks["_status"] != "RUNNING":
