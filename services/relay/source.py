@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class NotificationSource:
-    """Reads the notification log of the event store on one worker thread."""
+    """Reads the notification log of the event store (the application, on one worker thread,
+    creates the table and answers the last id; reads go on a connection of their own)."""
 
     def __init__(self, app: BerthApplication, store: Facade, dsn: str) -> None:
         """Wraps an application opened by ``store``; use ``open`` to build one."""
@@ -68,7 +69,7 @@ class NotificationSource:
                 self._conn = await psycopg.AsyncConnection.connect(limited_dsn(self._dsn), autocommit=True)
             cursor = await self._conn.execute(self._select, (after, limit), prepare=True)
             rows = await cursor.fetchall()
-        except psycopg.Error:
+        except (psycopg.Error, asyncio.CancelledError):  # broken, or left mid-query: the next read connects
             await self._drop_connection()
             raise
         return [Notification(id=row[0], originator_id=row[1], originator_version=row[2], topic=row[3],
