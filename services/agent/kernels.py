@@ -104,38 +104,29 @@ class KernelLifecycle:
 
     async def _create(self, event: KernelAssigned, base: dict[str, str], last_attempt: bool) -> str | None:
         """Prepares and creates the kernel; returns its container id, None when it failed for good
-        (reported). The pulling report goes out before the first progress line of a pull or, when
-        the image is there, right before the creating report (so the controller takes both in one
-        fetch and records them in one transaction); no report waits for its ack before the next
-        step, and both are stored before the running report."""
+        (reported). The pulling report goes out before the preparation (a pull that hangs shows as
+        PREPARING, and is judged stuck there), the creating one before the creation; neither waits
+        for its ack before the next step, and both are stored before the running report."""
         kernel_id = event.kernel_id
-        pulling = KernelPullingReport(observed_at=self._clock(), **base)
         progress = ProgressReports(self._reporter, kernel_id, event.session_id, clock=self._clock)
         acks: list[Awaitable[object]] = []
-
-        async def announce() -> None:
-            if not acks:
-                acks.append(await self._reporter.post_kernel(pulling, kernel_id))
-
-        async def told(line: str) -> None:
-            await announce()
-            await progress(line)
-
         try:
-            await self._backend.prepare(event, told)
+            acks.append(await self._reporter.post_kernel(KernelPullingReport(observed_at=self._clock(), **base),
+                                                         kernel_id))
+            await self._backend.prepare(event, progress)
             await progress.flush()
-            await announce()
             creating = KernelCreatingReport(observed_at=self._clock(), **base)
             acks.append(await self._reporter.post_kernel(creating, kernel_id))
             container_id = await self._backend.create(launch_for(event, self._allocator))
         except KernelStartError as exc:
-            await self._failed_after(announce, acks, base, str(exc))
+            await settled(acks)
+            await self._failed(base, str(exc))
             return None
         except Exception as exc:
+            await settled(acks)
             if not last_attempt or unavailable_dependency(exc) is not None:
-                await settled(acks)
                 raise  # retried; Docker (or NATS) away is waited out, never a failed start
-            await self._failed_after(announce, acks, base, f"{type(exc).__name__}: {exc} (on the last of several attempts)")
+            await self._failed(base, f"{type(exc).__name__}: {exc} (on the last of several attempts)")
             return None
         await stored(acks)  # not stored: raised, and the assignment is delivered again
         return container_id
@@ -154,14 +145,6 @@ class KernelLifecycle:
             reason=event.reason.value,
         )
         await self._reporter.send_kernel(report, event.kernel_id)
-
-    async def _failed_after(self, announce: Callable[[], Awaitable[None]], acks: list[Awaitable[object]],
-                            base: dict[str, str], cause: str) -> None:
-        """Reports a start that failed during its preparation or creation: preparing (when not yet
-        reported), then exited with ``cause``."""
-        await announce()
-        await settled(acks)
-        await self._failed(base, cause)
 
     async def _failed(self, base: dict[str, str], cause: str) -> None:
         """Reports a kernel that could not start, with ``cause`` for people."""
