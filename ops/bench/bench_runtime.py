@@ -74,7 +74,7 @@ from services.agent.backends.docker.spec import (
 from services.agent.exec_server import open_runner
 from services.cli import queries as q
 from services.common.bus import connect_options
-from services.sdk.client import CREATE_SESSION, BerthClient
+from services.sdk.client import BerthClient
 from services.application.context import make_context
 from services.supervisor.embedded_postgres import create_database, drop_database
 from services.sdk.instance import FILE_NAME, read_instance
@@ -179,7 +179,7 @@ async def berth_start(client: BerthClient, image: str) -> tuple[float, str, dict
     """Requests a session and waits for RUNNING; returns (seconds, session id, event marks)."""
     payload = {"image": image, "resources": [{"slot": k, "amount": v} for k, v in SLOTS.items()]}
     wall0, t0 = time.time(), time.perf_counter()
-    result = (await client.execute(CREATE_SESSION, {"input": payload}))["createSession"]
+    result = await client.create_session(payload)
     marks = await follow(client, result["sessionId"], {"RUNNING"} | GONE)
     elapsed = time.perf_counter() - t0
     if marks["_status"] != "RUNNING":

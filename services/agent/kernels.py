@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import Callable
 
 from contracts.agent import KernelAssigned, KernelReleased, KernelTerminationRequested
@@ -31,7 +32,7 @@ from contracts.status import Reason
 from services.agent.backends.base import KernelBackend, KernelLaunch, KernelStartError
 from services.agent.devices import DeviceAllocator
 from services.agent.progress import ProgressReports
-from services.agent.reporting import Reporter
+from services.agent.reporting import Reporter, settled, stored
 from services.common.transient import unavailable_dependency
 
 __all__ = ["KernelLifecycle"]
@@ -91,27 +92,44 @@ class KernelLifecycle:
         base = {"agent_id": self._reporter.agent_id, "kernel_id": kernel_id, "session_id": session_id}
         self._sessions[kernel_id] = session_id
         running = await self._backend.list_running()
-        if kernel_id not in running:
-            await self._reporter.send_kernel(KernelPullingReport(observed_at=self._clock(), **base), kernel_id)
-            progress = ProgressReports(self._reporter, kernel_id, session_id, clock=self._clock)
-            try:
-                await self._backend.prepare(event, progress)
-                await progress.flush()
-                await self._reporter.send_kernel(KernelCreatingReport(observed_at=self._clock(), **base), kernel_id)
-                container_id = await self._backend.create(launch_for(event, self._allocator))
-            except KernelStartError as exc:
-                await self._failed(base, str(exc))
-                return
-            except Exception as exc:
-                if not last_attempt or unavailable_dependency(exc) is not None:
-                    raise  # retried; Docker (or NATS) away is waited out, never a failed start
-                await self._failed(base, f"{type(exc).__name__}: {exc} (on the last of several attempts)")
-                return
+        if kernel_id in running:
+            container_id: str | None = running[kernel_id]
         else:
-            container_id = running[kernel_id]
+            container_id = await self._create(event, base, last_attempt)
+            if container_id is None:
+                return
         report = KernelRunningReport(observed_at=self._clock(), container_id=container_id, **base)
         await self._reporter.send_kernel(report, kernel_id)
         self._started.add(kernel_id)
+
+    async def _create(self, event: KernelAssigned, base: dict[str, str], last_attempt: bool) -> str | None:
+        """Prepares and creates the kernel; returns its container id, None when it failed for good
+        (reported). The pulling report goes out before the preparation (a pull that hangs shows as
+        PREPARING, and is judged stuck there), the creating one before the creation; neither waits
+        for its ack before the next step, and both are stored before the running report."""
+        kernel_id = event.kernel_id
+        progress = ProgressReports(self._reporter, kernel_id, event.session_id, clock=self._clock)
+        acks: list[Awaitable[object]] = []
+        try:
+            acks.append(await self._reporter.post_kernel(KernelPullingReport(observed_at=self._clock(), **base),
+                                                         kernel_id))
+            await self._backend.prepare(event, progress)
+            await progress.flush()
+            creating = KernelCreatingReport(observed_at=self._clock(), **base)
+            acks.append(await self._reporter.post_kernel(creating, kernel_id))
+            container_id = await self._backend.create(launch_for(event, self._allocator))
+        except KernelStartError as exc:
+            await settled(acks)
+            await self._failed(base, str(exc))
+            return None
+        except Exception as exc:
+            await settled(acks)
+            if not last_attempt or unavailable_dependency(exc) is not None:
+                raise  # retried; Docker (or NATS) away is waited out, never a failed start
+            await self._failed(base, f"{type(exc).__name__}: {exc} (on the last of several attempts)")
+            return None
+        await stored(acks)  # not stored: raised, and the assignment is delivered again
+        return container_id
 
     async def stop(self, event: KernelTerminationRequested) -> None:
         """Destroys the kernel and reports its exit with the reason of the request."""

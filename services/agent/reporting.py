@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 from nats.js import JetStreamContext
 from nats.js.api import Header
 
 from contracts.reports import Report, encode_report
 from contracts.subjects import report_subject
 
-__all__ = ["Reporter"]
+__all__ = ["ACK_TIMEOUT", "Reporter", "settled", "stored"]
+
+ACK_TIMEOUT = 5.0
+"""Seconds the stream has to acknowledge a report posted without waiting (``Reporter.post``)."""
 
 
 class Reporter:
@@ -30,4 +36,43 @@ class Reporter:
 
     async def send_kernel(self, report: Report, kernel_id: str) -> None:
         """Publishes a kernel report with the id ``<agent>:<kernel>:<type>``: one per kernel and step."""
-        await self.send(report, f"{self.agent_id}:{kernel_id}:{report.type_name()}")
+        await self.send(report, self.kernel_msg_id(report, kernel_id))
+
+    async def post_kernel(self, report: Report, kernel_id: str) -> Awaitable[object]:
+        """Publishes a kernel report as ``send_kernel`` does but returns once it is on its way, with
+        the stream's ack to await (``stored``): the work that follows does not wait a round trip
+        per report. Reports published one after another on the agent's connection are stored in
+        that order."""
+        return await self._js.publish_async(
+            report_subject(self.agent_id, report.type_name()),
+            encode_report(report),
+            headers={Header.MSG_ID.value: self.kernel_msg_id(report, kernel_id)},
+        )
+
+    def kernel_msg_id(self, report: Report, kernel_id: str) -> str:
+        return f"{self.agent_id}:{kernel_id}:{report.type_name()}"
+
+
+async def stored(acks: list[Awaitable[object]], timeout: float = ACK_TIMEOUT) -> None:
+    """Waits until the stream acknowledged every posted report; raises the first failure (or
+    ``TimeoutError``) after ``timeout`` seconds. Every ack is awaited, failed or not."""
+    if not acks:
+        return
+    outcomes = await asyncio.wait_for(asyncio.gather(*acks, return_exceptions=True), timeout)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+async def settled(acks: list[Awaitable[object]], timeout: float = ACK_TIMEOUT) -> None:
+    """Waits up to ``timeout`` seconds for the acks of posted reports, whatever they say (after a
+    failed start, whose exit report is what counts); those still pending are cancelled."""
+    if not acks:
+        return
+    futures = [asyncio.ensure_future(ack) for ack in acks]
+    done, pending = await asyncio.wait(futures, timeout=timeout)
+    for future in pending:
+        future.cancel()
+    for future in done:
+        if not future.cancelled():
+            future.exception()  # retrieved: a failed ack is no error here

@@ -6,8 +6,14 @@ message, waits for the rest until the request expires. Either way a lone message
 report while the platform is quiet) waited the whole timeout (``flow.BATCH_WAIT``) before its
 handler saw it: on every hop of a session's start. ``hand_over_available`` makes each round
 wait for its FIRST message only (a lingering ``fetch(batch=1)``, answered as soon as one is
-there), take at once what else is already available (up to the batch, ``AVAILABLE_WAIT``), and
-end the round; under load the batches still fill from what queued up meanwhile.
+there), take at once what else is already available, and end the round; under load the batches
+still fill from what queued up meanwhile.
+
+What else is available is what the first message's metadata counts (``num_pending``: the
+consumer's messages after it), so a lone message asks nothing more (a probe would cost a round
+trip, and the server holds even a ``no_wait`` request with an expiry for that whole expiry), and
+the rest is asked for exactly (up to the batch): a request the server can fill at once ends at
+once. ``AVAILABLE_WAIT`` bounds it when another client took some of them meanwhile.
 """
 
 from __future__ import annotations
@@ -38,12 +44,21 @@ def hand_over_available(subscription: Any) -> None:
             handed = False
             raise NatsTimeoutError
         messages: list[Msg] = list(await fetch(batch=1, timeout=timeout, **kwargs))
-        if batch > 1:
+        more = min(batch - 1, _pending_after(messages[-1])) if messages else 0
+        if more > 0:
             try:
-                messages += await fetch(batch=batch - 1, timeout=AVAILABLE_WAIT, **kwargs)
+                messages += await fetch(batch=more, timeout=AVAILABLE_WAIT, **kwargs)
             except (NatsTimeoutError, asyncio.TimeoutError):
-                pass  # nothing else there
+                pass  # taken by another client meanwhile
         handed = len(messages) < batch
         return messages
 
     subscription.fetch = fetch_available
+
+
+def _pending_after(message: Msg) -> int:
+    """Returns how many messages the consumer held after ``message`` when it was delivered."""
+    try:
+        return int(message.metadata.num_pending)
+    except Exception:  # noqa: BLE001 - not a JetStream message (no metadata): ask as before, for the batch
+        return 1 << 30

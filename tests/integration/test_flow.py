@@ -20,7 +20,7 @@ from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event, Metadata
 from contracts.subjects import DEADLETTER_STREAM, EVENTS_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, event_subject
 from domain.emitting import Context, Emitter
-from services.common import flow
+from services.common import flow, pull_batches
 from services.common.flow import Following, PermanentError, Subscription, consume, follow, open_broker
 from tests.support.waiting import async_wait_for
 
@@ -210,3 +210,26 @@ async def following(js: JetStreamContext, view: Subscription, target: Any) -> As
         yield running_follow, caught_up
     finally:
         await running_follow.stop()
+
+
+async def test_a_batched_consumer_asks_for_no_more_than_the_consumer_holds(
+    nats_url: str, js: JetStreamContext, monkeypatch: Any
+) -> None:
+    """After the first message of a round, a batched consumer asks for exactly the messages the
+    consumer still holds (its metadata's count), so no request lingers for its expiry: neither a
+    lone message nor a queue shorter than the batch waits ``AVAILABLE_WAIT`` (set far beyond the
+    deadlines here) before its handler sees it."""
+    monkeypatch.setattr(pull_batches, "AVAILABLE_WAIT", 20.0)
+    target = BatchRecorder()
+    await publish(js, [assigned("a1", v, f"ok-{v}") for v in range(1, 6)])
+    batched = Subscription(name="flowtest-{agent_id}", stream=EVENTS_STREAM, durable=True, aggregate="{agent_id}",
+                           routes={ev.KernelAssigned: BatchRecorder.batch}, batch=16)
+    async with running(nats_url, js, batched, target):
+        await async_wait_for(lambda: len(target.handled) == 5, timeout=8,
+                             message=f"a queue shorter than the batch waited for more: {target.handled}")
+        assert max(target.sizes) > 1, f"queued messages go together: {target.sizes}"
+        for v in (6, 7):  # one at a time, while the consumer waits
+            await publish(js, [assigned("a1", v, f"ok-{v}")])
+            await async_wait_for(lambda: f"ok-{v}" in target.handled, timeout=8,  # noqa: B023 - waited here
+                                 message=f"a lone message waited for more: {target.handled}")
+    assert sorted(target.handled) == sorted(f"ok-{v}" for v in range(1, 8))

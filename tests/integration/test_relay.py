@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 from nats.js.errors import BadRequestError
 
@@ -14,6 +15,7 @@ from services.supervisor.embedded import NatsServer
 from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.relay.main import run_relay
+from services.relay.source import NotificationSource
 from tests.support.relay import (  # noqa: F401
     jetstream,
     own_nats,
@@ -128,3 +130,23 @@ async def test_server_checks_duplicates_before_the_expected_last_msg_id(own_nats
         with pytest.raises(BadRequestError):
             await js.publish(subject, b"4", headers={"Nats-Msg-Id": "4", "Nats-Expected-Last-Msg-Id": "3"})
         assert await stream_count(js) == 2
+
+
+async def test_the_log_is_read_again_after_the_reading_connection_was_dropped(pg_dsn: str, sessions: Sessions) -> None:
+    """The relay reads the notification log on an asynchronous connection of its own: one that the
+    server dropped fails that read, and the next read connects again and misses nothing."""
+    await asyncio.to_thread(request_sessions, sessions, range(0, 3))
+    source = await NotificationSource.open(pg_dsn)
+    try:
+        first = await source.read(0, 100)
+        assert [n.id for n in first] == store_ids(pg_dsn)
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (source._conn.info.backend_pid,))  # type: ignore[union-attr]
+        with pytest.raises(psycopg.OperationalError):
+            await source.read(0, 100)
+        await asyncio.to_thread(request_sessions, sessions, range(3, 5))
+        again = await source.read(first[-1].id, 100)
+        assert [n.id for n in first + list(again)] == store_ids(pg_dsn)
+        assert [(n.topic, n.state) for n in again] == [(n[1], n[3]) for n in store_notifications(pg_dsn)[len(first):]]
+    finally:
+        await source.close()

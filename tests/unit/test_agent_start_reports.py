@@ -22,27 +22,10 @@ from services.agent.backends.docker.images import PullProgress, ensure_image, hu
 from services.agent.kernels import KernelLifecycle
 from services.agent.progress import ProgressReports
 from services.agent.backends.simulated import SimulatedBackend
+from tests.support.reports import RecordingReporter
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MB = 1_000_000
-
-
-class Reports:
-    """Stands in for the agent's ``Reporter``: keeps what would be published, by message id."""
-
-    agent_id = "a1"
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Report]] = []
-
-    async def send(self, report: Report, msg_id: str) -> None:
-        self.sent.append((msg_id, report))
-
-    async def send_kernel(self, report: Report, kernel_id: str) -> None:
-        await self.send(report, f"{self.agent_id}:{kernel_id}:{report.type_name()}")
-
-    def kinds(self) -> list[str]:
-        return [report.type_name() for _, report in self.sent]
 
 
 class Clock:
@@ -54,7 +37,7 @@ class Clock:
 
 
 async def test_progress_is_sent_at_most_every_interval_and_the_last_line_on_flush() -> None:
-    reports, clock = Reports(), Clock()
+    reports, clock = RecordingReporter(), Clock()
     progress = ProgressReports(reports, "k1", "s1", interval=2.0, monotonic=clock, clock=lambda: NOW)  # type: ignore[arg-type]
     await progress("one")
     await progress("two")
@@ -71,12 +54,12 @@ async def test_progress_is_sent_at_most_every_interval_and_the_last_line_on_flus
 
 
 async def test_progress_lines_are_clipped_and_a_failing_send_does_not_fail_the_start() -> None:
-    class Broken(Reports):
+    class Broken(RecordingReporter):
         async def send(self, report: Report, msg_id: str) -> None:
             raise ConnectionError("nats is down")
 
     await ProgressReports(Broken(), "k1", "s1")("x" * 10_000)  # type: ignore[arg-type]
-    reports = Reports()
+    reports = RecordingReporter()
     await ProgressReports(reports, "k1", "s1")("x" * 10_000)  # type: ignore[arg-type]
     assert len(reports.sent[0][1].detail) == 200  # type: ignore[attr-defined]
 
@@ -187,7 +170,7 @@ class FailingBackend(SimulatedBackend):
 
 
 async def test_a_start_error_is_reported_with_its_cause_after_the_progress() -> None:
-    reports = Reports()
+    reports = RecordingReporter()
     lifecycle = KernelLifecycle(FailingBackend(KernelStartError("image 'nope/image:1' not found")), reports)  # type: ignore[arg-type]
     await lifecycle.handle(assigned())
     assert reports.kinds() == ["kernel_pulling", "kernel_progress", "kernel_progress", "kernel_creating", "kernel_exited"]
@@ -199,7 +182,7 @@ async def test_a_start_error_is_reported_with_its_cause_after_the_progress() -> 
 
 
 async def test_another_error_is_retried_and_reported_as_the_cause_on_the_last_attempt() -> None:
-    reports = Reports()
+    reports = RecordingReporter()
     lifecycle = KernelLifecycle(FailingBackend(RuntimeError("engine busy")), reports)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         await lifecycle.handle(assigned())
@@ -208,3 +191,60 @@ async def test_another_error_is_retried_and_reported_as_the_cause_on_the_last_at
     exited = reports.sent[-1][1]
     assert isinstance(exited, KernelExitedReport) and exited.reason == Reason.FAILED_TO_START.value
     assert exited.detail is not None and exited.detail.startswith("RuntimeError: engine busy")
+
+
+class CreateWatch(SimulatedBackend):
+    """Notes what had been reported, and which acks had come, when the container was created."""
+
+    def __init__(self, reports: RecordingReporter) -> None:
+        super().__init__(delay=0)
+        self.reports = reports
+        self.created = asyncio.Event()
+        self.seen: list[str] = []
+        self.acked_then = 0
+
+    async def create(self, launch: KernelLaunch) -> str:
+        self.seen = self.reports.kinds()
+        self.acked_then = sum(ack.done() for ack in self.reports.acks)
+        self.created.set()
+        return await super().create(launch)
+
+
+class AckCheckingReporter(RecordingReporter):
+    """Fails the test's check when the running report goes out before every posted report was acked."""
+
+    def __init__(self) -> None:
+        super().__init__(hold_acks=True)
+        self.running_before_acks = False
+
+    async def send_kernel(self, report: Report, kernel_id: str) -> None:
+        if report.type_name() == "kernel_running" and not all(ack.done() for ack in self.acks):
+            self.running_before_acks = True
+        await super().send_kernel(report, kernel_id)
+
+
+async def test_pulling_and_creating_go_out_together_without_waiting_for_acks_and_running_after_them() -> None:
+    # One round trip per report (pulling, creating) on the way to the container is gone; the
+    # running report still follows their storage, so the controller sees them in order.
+    reports = AckCheckingReporter()
+    backend = CreateWatch(reports)
+    start = asyncio.create_task(KernelLifecycle(backend, reports).handle(assigned()))  # type: ignore[arg-type]
+    await asyncio.wait_for(backend.created.wait(), 10)
+    assert backend.seen == ["kernel_pulling", "kernel_creating"]
+    assert backend.acked_then == 0
+    reports.release()
+    await asyncio.wait_for(start, 10)
+    assert reports.kinds() == ["kernel_pulling", "kernel_creating", "kernel_running"]
+    assert not reports.running_before_acks
+
+
+async def test_a_report_the_stream_did_not_store_fails_the_start_and_nothing_runs_reported() -> None:
+    reports = AckCheckingReporter()
+    backend = CreateWatch(reports)
+    start = asyncio.create_task(KernelLifecycle(backend, reports).handle(assigned()))  # type: ignore[arg-type]
+    await asyncio.wait_for(backend.created.wait(), 10)
+    reports.acks[0].set_exception(ConnectionError("nats went away"))
+    reports.release()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(start, 10)  # the assignment is delivered again (same message ids)
+    assert "kernel_running" not in reports.kinds()

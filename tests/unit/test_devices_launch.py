@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from contracts.agent import KernelAssigned, KernelTerminationRequested
-from contracts.reports import KernelExitedReport, KernelRunningReport, Report
+from contracts.reports import KernelExitedReport, KernelRunningReport
 from contracts.status import Reason
 from domain.emitting import Emitter
 from services.agent.accelerators.mock import MockPlugin
@@ -14,6 +14,7 @@ from services.agent.devices import DeviceAllocator
 from services.agent.kernels import KernelLifecycle, launch_for
 from services.agent.backends.simulated import SimulatedBackend
 from services.application.context import make_context
+from tests.support.reports import RecordingReporter
 
 D = Decimal
 emit = Emitter("local", 1, make_context("test"))
@@ -26,16 +27,6 @@ def assigned(kernel_id: str, gpus: int) -> KernelAssigned:
 
 async def mock_allocator(devices: int = 4) -> DeviceAllocator:
     return await DeviceAllocator.from_plugins([MockPlugin("cuda.device", D(devices))])
-
-
-class RecordingReporter:
-    agent_id = "local"
-
-    def __init__(self) -> None:
-        self.reports: list[Report] = []
-
-    async def send_kernel(self, report: Report, kernel_id: str) -> None:
-        self.reports.append(report)
 
 
 class CapturingBackend(SimulatedBackend):

@@ -258,3 +258,33 @@ def test_sigterm_stops_the_runner_and_removes_its_socket(tmp_path: Path) -> None
     proc.terminate()
     assert proc.wait(timeout=10) == 128 + 15
     assert not path.exists()
+
+
+def test_the_runner_listens_before_it_loads_its_server(tmp_path: Path) -> None:
+    # The entry point binds and listens with the interpreter's own modules only; the server (its
+    # protocol, json, subprocess, threads) is imported once the socket is there, so that its imports
+    # overlap the report of the kernel's start instead of delaying it.
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.argv[1:] = ['--socket', sys.argv[2]]\n"
+        "import berth_runner\n"
+        "loaded = set(sys.modules)\n"
+        "server = berth_runner.listen(sys.argv[2])\n"
+        "print(' '.join(sorted(loaded & {'berth_server', 'json', 'subprocess', 'threading', 'socket', 'select',"
+        " 'argparse', 'enum', 're'})))\n"
+    )
+    path = tmp_path / "io" / "runner.sock"
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(RUNNER.parent), str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+    assert path.exists()
+
+
+def test_bad_arguments_are_refused_with_the_usage(tmp_path: Path) -> None:
+    for args, message in ((["--max-output", "1000"], "--socket is required"),
+                          (["--socket", str(tmp_path / "s"), "--bogus"], "unknown argument '--bogus'"),
+                          (["--socket", str(tmp_path / "s"), "--max-output", "lots"], "--max-output must be a number")):
+        done = subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        assert "usage: berth_runner.py --socket PATH" in done.stderr and message in done.stderr
+        assert not (tmp_path / "s").exists()

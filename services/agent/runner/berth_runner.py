@@ -2,334 +2,69 @@
 
 Stdlib only (Python >= 3.9), no imports from Berth, so any image with ``python3`` runs it:
 
-    python3 berth_runner.py --socket /opt/berth/io/runner.sock
+    python3 berth_runner.py --socket /opt/berth/io/runner.sock [--max-output BYTES]
 
-Newline-delimited JSON on the socket (ops ``ping``, ``run``, ``interrupt``; the protocol is in
-README.md). Query mode runs Python in one persistent namespace held by the worker process
-(``berth_worker.py``); batch mode runs ``/bin/sh -c`` commands in their own process group.
-Output streams in chunks and is bounded per run (``--max-output``).
+This is its entry point, and it **listens first**: with only the interpreter's own modules
+(``os``, ``sys``, ``_socket``, ``_signal``: no import of ``socket``, ``json``, ``subprocess``, ...)
+it binds the socket, listens and renames it into place, and only then loads the server
+(``berth_server.py``, next to this file: the protocol, the worker, the accept loop). The agent
+reports a kernel RUNNING once the socket is there, so the server's imports (≈40 ms of a one-CPU
+kernel's start, more on a busy node) overlap that report's way to the user instead of delaying
+it; a client that connects meanwhile waits in the listen backlog and is served once they are done.
 """
 
-from __future__ import annotations
-
-import argparse
-import codecs
-import json
 import os
-import select
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
 
-MAX_OUTPUT = 1 << 20
-READ_SIZE = 16 << 10
-INTERRUPT_GRACE = 2.0
+try:
+    import _signal as _signals
+    import _socket as _sockets
+except ImportError:  # an interpreter without CPython's private modules: the public ones do
+    import signal as _signals  # type: ignore[no-redef]
+    import socket as _sockets  # type: ignore[no-redef]
 
-
-# ------------------------------------------------------------------ output pumping
-
-
-class Output:
-    """Sends a run's output as chunks, decoding UTF-8 incrementally, up to ``limit`` bytes."""
-
-    def __init__(self, send, run_id: str, limit: int) -> None:
-        self.send = send
-        self.run_id = run_id
-        self.left = limit
-        self.truncated = False
-        self.decoders = {
-            "stdout": codecs.getincrementaldecoder("utf-8")("replace"),
-            "stderr": codecs.getincrementaldecoder("utf-8")("replace"),
-        }
-
-    def feed(self, kind: str, data: bytes) -> None:
-        if self.left <= 0:
-            self.truncated = self.truncated or bool(data)
-            return
-        if len(data) > self.left:
-            data, self.truncated = data[: self.left], True
-        self.left -= len(data)
-        text = self.decoders[kind].decode(data)
-        if text:
-            self.send({"run_id": self.run_id, "kind": kind, "data": text})
-
-    def flush(self) -> None:
-        for kind, decoder in self.decoders.items():
-            text = decoder.decode(b"", final=True)
-            if text:
-                self.send({"run_id": self.run_id, "kind": kind, "data": text})
+USAGE = "usage: berth_runner.py --socket PATH [--max-output BYTES]"
+BACKLOG = 16
 
 
-def pump(fds: dict, output: Output, until_fd=None, until=None) -> bytes:
-    """Reads the file descriptors ``fds`` (fd → stream kind) into ``output`` until all reach
-    EOF, or until ``until_fd`` has data (returned) or ``until()`` turns true; then drains
-    what is already buffered in the pipes."""
-    open_fds = dict(fds)
-    watched = list(open_fds) + ([until_fd] if until_fd is not None else [])
-    while open_fds or until_fd is not None:
-        ready, _, _ = select.select(watched, [], [], 0.05)
-        for fd in ready:
-            if fd == until_fd:
-                result = os.read(fd, 65536)
-                _drain(open_fds, output)
-                return result
-            data = os.read(fd, READ_SIZE)
-            if data:
-                output.feed(open_fds[fd], data)
-            else:
-                del open_fds[fd]
-                watched.remove(fd)
-        if until is not None and until():
-            _drain(open_fds, output)
-            return b""
-    return b""
+def parse_args(argv):
+    """Returns ``(socket_path, max_output or None)`` from ``--socket PATH [--max-output BYTES]``
+    (also ``--name=value``); exits 2 with the usage on anything else, 0 on ``-h``/``--help``."""
+    values = {}
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-h", "--help"):
+            print(USAGE)
+            sys.exit(0)
+        name, eq, value = arg.partition("=")
+        if name not in ("--socket", "--max-output"):
+            _usage_error(f"unknown argument {arg!r}")
+        if not eq:
+            if not rest:
+                _usage_error(f"{name} needs a value")
+            value = rest.pop(0)
+        values[name] = value
+    if not values.get("--socket"):
+        _usage_error("--socket is required")
+    max_output = values.get("--max-output")
+    if max_output is not None:
+        if not max_output.isdigit():
+            _usage_error(f"--max-output must be a number of bytes, got {max_output!r}")
+        max_output = int(max_output)
+    return values["--socket"], max_output
 
 
-def _drain(open_fds: dict, output: Output) -> None:
-    for fd, kind in open_fds.items():
-        while select.select([fd], [], [], 0)[0]:
-            data = os.read(fd, READ_SIZE)
-            if not data:
-                break
-            output.feed(kind, data)
+def _usage_error(message):
+    print(f"{USAGE}\nberth_runner.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
-# ------------------------------------------------------------------ kernels of code
+def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise SystemExit(128 + signum)
 
 
-class QueryKernel:
-    """The persistent Python worker process holding the namespace of query runs."""
-
-    def __init__(self, script: str) -> None:
-        self.script = script
-        self.lock = threading.Lock()
-        self.proc = None
-
-    def _start(self) -> None:
-        control_r, self.control_w = os.pipe()
-        self.status_r, status_w = os.pipe()
-        self.out_r, out_w = os.pipe()
-        self.err_r, err_w = os.pipe()
-        args = [sys.executable, self.script, "--control-fd", str(control_r), "--status-fd", str(status_w)]
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(control_r, status_w)
-        )
-        for fd in (control_r, status_w, out_w, err_w):
-            os.close(fd)
-
-    def _stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for fd in (self.control_w, self.status_r, self.out_r, self.err_r):
-            os.close(fd)
-        self.proc = None
-
-    def run(self, request: dict, output: Output) -> int:
-        """Runs one query in the namespace; returns its exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            self._stop()
-            self._start()
-        line = json.dumps({"code": request["code"], "stdin": request.get("stdin")}) + "\n"
-        try:
-            os.write(self.control_w, line.encode("utf-8"))
-        except OSError:
-            pass  # the worker died: reported below by its exit status
-        status = pump({self.out_r: "stdout", self.err_r: "stderr"}, output, until_fd=self.status_r)
-        if status:
-            return int(json.loads(status.decode("utf-8"))["exit_code"])
-        code = self.proc.wait()
-        self._stop()
-        return 128 - code if code < 0 else code
-
-    def warm(self) -> None:
-        """Starts the worker ahead of the first run."""
-        with self.lock:
-            if self.proc is None:
-                self._start()
-
-    def interrupt(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-
-    def close(self) -> None:
-        self._stop()
-
-
-class BatchRun:
-    """One shell command in its own process group."""
-
-    def __init__(self, request: dict) -> None:
-        self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", request["code"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True,
-        )
-        self.stdin = (request.get("stdin") or "").encode("utf-8")
-
-    def run(self, output: Output) -> int:
-        feeder = threading.Thread(target=self._feed, daemon=True)
-        feeder.start()
-        fds = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
-        pump(fds, output, until=lambda: self.proc.poll() is not None)
-        code = self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return 128 - code if code < 0 else code
-
-    def _feed(self) -> None:
-        try:
-            if self.stdin:
-                self.proc.stdin.write(self.stdin)
-            self.proc.stdin.close()
-        except OSError:
-            pass
-
-    def interrupt(self) -> None:
-        threading.Thread(target=self._escalate, daemon=True).start()
-
-    def _escalate(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except OSError:
-                return
-            deadline = time.monotonic() + INTERRUPT_GRACE
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    return
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-# ------------------------------------------------------------------ server
-
-
-class Runner:
-    """Serves connections: starts runs, streams their output, forwards interrupts."""
-
-    def __init__(self, max_output: int = MAX_OUTPUT) -> None:
-        self.max_output = max_output
-        self.query = QueryKernel(os.path.join(os.path.dirname(os.path.abspath(__file__)), "berth_worker.py"))
-        self.runs = {}
-        self.runs_lock = threading.Lock()
-
-    def serve_connection(self, conn: socket.socket) -> None:
-        write_lock = threading.Lock()
-
-        def send(message: dict) -> None:
-            data = (json.dumps(message) + "\n").encode("utf-8")
-            with write_lock:
-                try:
-                    conn.sendall(data)
-                except OSError:
-                    pass  # the client went away; the run goes on
-
-        reader = conn.makefile("r", encoding="utf-8")
-        try:
-            for line in reader:
-                if line.strip():
-                    self.handle(line, send)
-        except (OSError, ValueError):
-            pass
-        finally:
-            reader.close()
-            conn.close()
-
-    def handle(self, line: str, send) -> None:
-        try:
-            request = json.loads(line)
-            op = request["op"]
-        except (ValueError, KeyError, TypeError):
-            send({"kind": "error", "message": "expected a JSON object with an 'op'"})
-            return
-        if op == "ping":
-            send({"op": "pong", "pid": os.getpid()})
-        elif op == "interrupt":
-            send({"op": "interrupted", "run_id": request.get("run_id"), "ok": self.interrupt(request.get("run_id"))})
-        elif op == "run":
-            error = self.check_run(request)
-            if error:
-                send({"kind": "error", "run_id": request.get("run_id"), "message": error})
-            else:
-                threading.Thread(target=self.run, args=(request, send), daemon=True).start()
-        else:
-            send({"kind": "error", "message": f"unknown op {op!r} (known: ping, run, interrupt)"})
-
-    def check_run(self, request: dict) -> str | None:
-        run_id = request.get("run_id")
-        if not isinstance(run_id, str) or not run_id:
-            return "a run needs a run_id"
-        if request.get("mode", "query") not in ("query", "batch"):
-            return f"unknown mode {request.get('mode')!r} (known: query, batch)"
-        if not isinstance(request.get("code"), str):
-            return "a run needs code (a string)"
-        if request.get("stdin") is not None and not isinstance(request["stdin"], str):
-            return "stdin must be a string"
-        with self.runs_lock:
-            if run_id in self.runs:
-                return f"run {run_id} is already running"
-            self.runs[run_id] = None
-        return None
-
-    def run(self, request: dict, send) -> None:
-        run_id = request["run_id"]
-        output = Output(send, run_id, self.max_output)
-        started = time.monotonic()
-        try:
-            if request.get("mode", "query") == "batch":
-                try:
-                    batch = BatchRun(request)
-                except OSError as exc:
-                    output.feed("stderr", f"cannot start /bin/sh: {exc}\n".encode())
-                    exit_code = 127
-                else:
-                    self._register(run_id, batch)
-                    exit_code = batch.run(output)
-            else:
-                with self.query.lock:
-                    self._register(run_id, self.query)
-                    exit_code = self.query.run(request, output)
-        except Exception as exc:  # noqa: BLE001 - a runner fault ends the run, never the runner
-            output.feed("stderr", f"berth runner error: {exc!r}\n".encode())
-            exit_code = 1
-        finally:
-            with self.runs_lock:
-                self.runs.pop(run_id, None)
-        output.flush()
-        duration_ms = int((time.monotonic() - started) * 1000)
-        send({"run_id": run_id, "kind": "done", "exit_code": exit_code, "duration_ms": duration_ms, "truncated": output.truncated})
-
-    def _register(self, run_id: str, target) -> None:
-        with self.runs_lock:
-            self.runs[run_id] = target
-
-    def interrupt(self, run_id) -> bool:
-        with self.runs_lock:
-            target = self.runs.get(run_id)
-        if target is None:
-            return False
-        target.interrupt()
-        return True
-
-    def shutdown(self) -> None:
-        with self.runs_lock:
-            targets = [t for t in self.runs.values() if isinstance(t, BatchRun)]
-        for target in targets:
-            target.kill()
-        self.query.close()
-
-
-def bind_unix(sock: socket.socket, path: str) -> None:
+def bind_unix(sock, path):
     """Binds ``sock`` to ``path``, through ``/proc/self/fd`` when the path is too long for AF_UNIX."""
     if len(path.encode()) < 100:
         sock.bind(path)
@@ -341,59 +76,41 @@ def bind_unix(sock: socket.socket, path: str) -> None:
         os.close(dir_fd)
 
 
-def serve(socket_path: str, max_output: int) -> None:
-    """Listens on ``socket_path`` until SIGTERM or SIGINT."""
+def listen(socket_path):
+    """Returns a socket listening on ``socket_path`` (mode 0600: its own user and a root agent may
+    connect), which appears there only once it accepts connections (bound under a temporary name,
+    then renamed)."""
     os.makedirs(os.path.dirname(os.path.abspath(socket_path)), exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
-    runner = Runner(max_output)
-    runner.query.warm()
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server = _sockets.socket(_sockets.AF_UNIX, _sockets.SOCK_STREAM)
     temp = socket_path + ".tmp"
     if os.path.exists(temp):
         os.unlink(temp)
     bind_unix(server, temp)
-    os.chmod(temp, 0o600)  # only its own user, and a root agent, may connect
-    server.listen(16)
-    os.rename(temp, socket_path)  # appears only once it accepts connections
+    os.chmod(temp, 0o600)
+    server.listen(BACKLOG)
+    os.rename(temp, socket_path)
+    return server
 
-    def stop(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    # A signal the kernel hands to a connection thread would not interrupt accept(): the
-    # wakeup pipe makes the main thread return to Python, where the handler runs.
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    print(f"berth runner {os.getpid()} listening on {socket_path}", file=sys.stderr, flush=True)
+def main(argv=None):
+    socket_path, max_output = parse_args(sys.argv[1:] if argv is None else argv)
+    _signals.signal(_signals.SIGTERM, _stop)  # from the moment the socket exists: exit 128+signal, socket removed
+    _signals.signal(_signals.SIGINT, _stop)
+    server = listen(socket_path)
     try:
-        while True:
-            readable, _, _ = select.select([server, wake_r], [], [])
-            if wake_r in readable:
-                os.read(wake_r, 512)
-            if server not in readable:
-                continue
-            conn, _ = server.accept()
-            threading.Thread(target=runner.serve_connection, args=(conn,), daemon=True).start()
+        here = os.path.dirname(os.path.abspath(__file__))
+        if here not in sys.path:  # ``python3 -I`` does not put the script's directory first
+            sys.path.insert(0, here)
+        import berth_server  # noqa: PLC0415 - loaded once the socket accepts (see the module's doc)
+
+        berth_server.serve(server, socket_path, max_output)
     finally:
-        runner.shutdown()
-        server.close()
         try:
             os.unlink(socket_path)
         except OSError:
             pass
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Berth kernel runner")
-    parser.add_argument("--socket", help="Unix socket path to listen on")
-    parser.add_argument("--max-output", type=int, default=MAX_OUTPUT, help="output bytes kept per run")
-    args = parser.parse_args(argv)
-    if not args.socket:
-        parser.error("--socket is required")
-    serve(args.socket, args.max_output)
 
 
 if __name__ == "__main__":
