@@ -27,6 +27,7 @@ from domain.agent import AgentState
 from domain.quota import QuotaState
 from domain.scheduling.model import AgentView, ClusterView, KernelRequest, PendingReason, PendingSession, Usage
 from domain.session import SessionState
+from services.scheduler.snapshot_state import PendingState, QuotaUsage, SnapshotState
 from services.scheduler.tenancy_view import TENANCY_EVENTS, TenancyView
 
 __all__ = ["SNAPSHOT_EVENTS", "Snapshot"]
@@ -134,9 +135,48 @@ class Snapshot:
             project_limits=self.tenancy.project_limits(),
             domain_limits=self.tenancy.domain_limits(),
             usage={(q.scope, q.name): Usage(slots=q.used, sessions=len(q.holding)) for q in self._quotas.values()},
-            finished=dict(self._finished),
+            finished=self._outcomes(),
             round_robin=dict(round_robin),
         )
+
+    def export(self) -> SnapshotState:
+        """Returns everything it holds as values (for a checkpoint; ``restore`` takes it back)."""
+        return SnapshotState(
+            versions=dict(self._versions),
+            pending=[PendingState(state=p.state, request=p.request, reason=p.reason) for p in self._pending.values()],
+            finished=dict(self._finished),
+            agents=list(self._agents.values()),
+            quotas=[QuotaUsage(id=quota_id, version=q.version, scope=q.scope, name=q.name,
+                               holding={s: dict(slots) for s, slots in q.holding.items()}, used=dict(q.used))
+                    for quota_id, q in self._quotas.items()],
+            tenancy=self.tenancy.export(),
+        )
+
+    @classmethod
+    def restore(cls, state: SnapshotState) -> Snapshot:
+        """Returns a snapshot holding what ``export`` returned ``state`` of."""
+        snapshot = cls()
+        snapshot._versions = dict(state.versions)
+        for entry in state.pending:
+            pending = snapshot._pending[entry.state.id] = _Pending(entry.state, entry.request)
+            pending.reason = entry.reason
+        snapshot._finished = dict(state.finished)
+        for agent in state.agents:
+            snapshot._agents[agent.id] = agent
+            snapshot._agent_views[agent.id] = _agent_view(agent)
+        for usage in state.quotas:
+            quota = snapshot._quotas[usage.id] = _Quota(usage.scope, usage.name)
+            quota.version = usage.version
+            quota.holding = {s: dict(slots) for s, slots in usage.holding.items()}
+            quota.used = dict(usage.used)
+        snapshot.tenancy = TenancyView.restore(state.tenancy)
+        return snapshot
+
+    def _outcomes(self) -> dict[str, bool]:
+        """Returns how the dependencies of the pending sessions finished (those that did): a pass
+        costs what is pending, not every session that ever finished."""
+        finished = self._finished
+        return {d: finished[d] for p in self._pending.values() for d in p.request.dependencies if d in finished}
 
     # ------------------------------------------------------------ writes
 
@@ -188,6 +228,8 @@ class Snapshot:
                 entry.reason = PendingReason(code=event.code, message=event.message)
             if entry.state.status is not SessionStatus.PENDING:
                 del self._pending[event.originator_id]
+        if event.originator_id not in self._pending:  # placed or over: nothing more to order
+            self._versions.pop(event.originator_id, None)
         if isinstance(event, session_ev.SessionStatusChanged) and event.status.is_terminal:
             ok = event.status is SessionStatus.TERMINATED and event.reason not in _FAILED
             self._finished[event.originator_id] = ok
