@@ -161,8 +161,12 @@ class Checkpointer:
     async def write(self) -> bool:
         """Writes a checkpoint of the snapshot as it is now; False (logged) when it could not."""
         seq = self._position()
-        raw = encode_checkpoint(self._snapshot, seq, self._created)
-        data = await asyncio.to_thread(zlib.compress, raw, 1)
+        try:
+            raw = encode_checkpoint(self._snapshot, seq, self._created)
+            data = await asyncio.to_thread(zlib.compress, raw, 1)
+        except Exception:  # noqa: BLE001 - a bug here must not stop the scheduler: it replays at the next start
+            log.exception("could not encode the scheduler checkpoint at sequence %d", seq)
+            return False
         if len(data) > self._max_bytes:
             log.warning("scheduler checkpoint not written: %d bytes compressed, above the %d a message may have",
                         len(data), self._max_bytes)

@@ -19,6 +19,7 @@ from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.relay.main import run_relay
+from services.scheduler.checkpoint import KEY, checkpoint_bucket, decode_checkpoint
 from services.scheduler.main import run_scheduler
 from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
@@ -133,6 +134,34 @@ async def test_a_restarted_scheduler_rebuilds_its_snapshot_and_never_places_twic
     agent = await asyncio.to_thread(agents.get, "a1")
     assert agent is not None and sorted(agent.allocations) == sorted([f"{placed}-k", f"{later}-k"])
     assert agent.free["cpu"] == Decimal(2)
+
+
+async def test_a_restarted_scheduler_starts_from_its_checkpoint_and_follows_only_the_tail(
+    services: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents], js: JetStreamContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sessions, agents = apps
+    caplog.set_level(logging.INFO, logger="services.scheduler.checkpoint")
+    await register(agents, "a1", cpu=4)
+    placed = await request(sessions, cpu=1)
+    waiting = await request(sessions, cpu=64)  # too large: pending across the restart
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    await wait_status(sessions, placed, SessionStatus.SCHEDULED)
+    await services.stop("scheduler")  # writes a last checkpoint
+    kv = await checkpoint_bucket(js)
+    checkpoint = decode_checkpoint((await kv.get(KEY)).value or b"")
+    assert checkpoint.stream_seq > 0 and [p.state.id for p in checkpoint.state.pending] == [waiting]
+
+    caplog.clear()
+    later = await request(sessions, cpu=1)
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    await wait_status(sessions, later, SessionStatus.SCHEDULED)
+    assert f"scheduler checkpoint at EVENTS sequence {checkpoint.stream_seq}" in caplog.text
+    assert "replaying EVENTS from its start" not in caplog.text
+    assert await status_is(sessions, waiting, SessionStatus.PENDING)
+    agent = await asyncio.to_thread(agents.get, "a1")
+    assert agent is not None and sorted(agent.allocations) == sorted([f"{placed}-k", f"{later}-k"])
+    services.check()
 
 
 async def test_a_lost_agent_gets_nothing_until_it_recovers(
