@@ -58,7 +58,8 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         sub = await follow(js, SNAPSHOT, SnapshotFeed(snapshot, runner), caught_up,
                            start_seq=checkpoint.stream_seq + 1 if checkpoint is not None else None)
         log.info("scheduler following %s %s", SNAPSHOT.stream, ", ".join(SNAPSHOT.filters()))
-        checkpointer = Checkpointer(kv, snapshot, lambda: sub.position, stream.created,
+        checkpointer = Checkpointer(kv, snapshot, lambda: sub.position,
+                                    (checkpoint.stream_seq if checkpoint is not None else 0, stream.created),
                                     nc.max_payload - PAYLOAD_ALLOWANCE)
         checkpoints = asyncio.create_task(checkpointer.run(stop), name="scheduler-checkpoints")
         try:
