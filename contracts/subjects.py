@@ -22,6 +22,7 @@ __all__ = [
     "HEALTH_BUCKET",
     "HEARTBEAT_BUCKET",
     "REPORTS_STREAM",
+    "SCHEDULER_CHECKPOINT_BUCKET",
     "SubjectError",
     "agent_events_filter",
     "check_token",
@@ -57,6 +58,9 @@ DEADLETTER_SUBJECTS = ["dlq.>"]
 HEARTBEAT_BUCKET = "agent_heartbeats"
 HEALTH_BUCKET = "service_health"
 """Key-value bucket: per service process (key ``<service>-<pid>``), the outages it is waiting out."""
+SCHEDULER_CHECKPOINT_BUCKET = "scheduler_checkpoint"
+"""Key-value bucket: the scheduler's snapshot with the ``EVENTS`` sequence it reflects (written by
+the scheduler's identity only)."""
 
 HEADER_POSITION = "Berth-Position"
 """Header carrying the event store notification id (the global position) of an event."""

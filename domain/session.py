@@ -13,7 +13,7 @@ import msgspec
 from contracts import commands as c
 from contracts import session as ev
 from contracts.envelope import Event
-from contracts.slots import SlotError, parse_slots
+from contracts.slots import ResourceSlots, SlotError, parse_slots
 from contracts.status import KernelStatus, Reason, SessionStatus
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
@@ -28,7 +28,7 @@ MIN_PRIORITY, MAX_PRIORITY = 0, 100
 class KernelState(msgspec.Struct, frozen=True, kw_only=True):
     kernel_id: str
     cluster_role: str
-    slots: dict
+    slots: ResourceSlots
     status: KernelStatus = KernelStatus.PENDING
     agent_id: str | None = None
     container_id: str | None = None

@@ -28,6 +28,17 @@ class KeypairPolicies:
         self._limits: dict[str, KeypairLimits] = {}
         """policy aggregate id -> its limits."""
 
+    def export(self) -> tuple[dict[str, str], dict[str, KeypairLimits]]:
+        """Returns what it knows (keypair -> policy name, policy id -> limits), as copies."""
+        return dict(self._policy_of), dict(self._limits)
+
+    @classmethod
+    def restore(cls, policy_of: dict[str, str], limits: dict[str, KeypairLimits]) -> KeypairPolicies:
+        """Returns the policies ``export`` returned."""
+        policies = cls()
+        policies._policy_of, policies._limits = dict(policy_of), dict(limits)
+        return policies
+
     def limits_of(self, access_key: str) -> KeypairLimits | None:
         """Returns the limits of the keypair's policy, None when unknown."""
         policy = self._policy_of.get(access_key)

@@ -21,6 +21,7 @@ from contracts.subjects import (
     HEARTBEAT_BUCKET,
     REPORTS_STREAM,
     REPORTS_SUBJECTS,
+    SCHEDULER_CHECKPOINT_BUCKET,
     agent_events_filter,
     check_token,
     dead_letter_subject,
@@ -39,6 +40,7 @@ AGENT_IDENTITY = _AGENT + "{agent_id}"
 _KV_STREAM = f"KV_{HEARTBEAT_BUCKET}"
 _HEALTH_STREAM = f"KV_{HEALTH_BUCKET}"
 _STREAMS = (EVENTS_STREAM, REPORTS_STREAM, DEADLETTER_STREAM, _KV_STREAM, _HEALTH_STREAM)
+_CHECKPOINT_STREAM = f"KV_{SCHEDULER_CHECKPOINT_BUCKET}"
 
 _SERVICE_JS = (
     "$JS.API.INFO",
@@ -61,7 +63,12 @@ health bucket (``services.common.health_board``; agents do not: their identity w
 _SERVICE_EXTRA: dict[str, Permissions] = {
     "relay": Permissions(publish=EVENTS_SUBJECTS),
     "projector": Permissions(),
-    "scheduler": Permissions(),
+    # its checkpoint bucket, which no other identity (but admin) reads or writes.
+    "scheduler": Permissions(publish=(
+        *(f"$JS.API.STREAM.{verb}.{_CHECKPOINT_STREAM}" for verb in ("INFO", "CREATE", "MSG.GET")),
+        f"$JS.API.DIRECT.GET.{_CHECKPOINT_STREAM}.>",
+        f"$KV.{SCHEDULER_CHECKPOINT_BUCKET}.>",
+    )),
     "controller": Permissions(),
     # folder events in (its durable consumers storage-<volume>), its reports on rp.storage.> out.
     "storage": Permissions(publish=(storage_report_filter(),)),

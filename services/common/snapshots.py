@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import msgspec
 
-__all__ = ["EVERY", "MemorySnapshots", "Snapshot", "SnapshotCodec", "SnapshotStore", "codec_of"]
+__all__ = ["EVERY", "MemorySnapshots", "fingerprint", "Snapshot", "SnapshotCodec", "SnapshotStore", "codec_of"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class SnapshotCodec:
         self.kind = f"{evolve.__module__}.{evolve.__qualname__}"
         returned = typing.get_type_hints(evolve)["return"]
         members = typing.get_args(returned) if typing.get_origin(returned) is typing.Union else (returned,)
-        self._types: dict[str, tuple[type, str]] = {t.__name__: (t, _fingerprint(t)) for t in members}
+        self._types: dict[str, tuple[type, str]] = {t.__name__: (t, fingerprint(t)) for t in members}
 
     def encode(self, state: Any) -> Snapshot | None:
         entry = self._types.get(type(state).__name__)
@@ -89,7 +89,9 @@ class SnapshotCodec:
 
 
 @functools.cache
-def _fingerprint(state_type: type) -> str:
+def fingerprint(state_type: type) -> str:
+    """Returns a hash of ``state_type``'s JSON schema: it changes whenever its shape (or the shape of
+    anything in it) changes."""
     schema = msgspec.json.encode(msgspec.json.schema(state_type), order="sorted")
     return hashlib.sha256(schema).hexdigest()[:16]
 

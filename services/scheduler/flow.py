@@ -1,7 +1,8 @@
 """The scheduler's event flow: what it consumes, as a table of event class -> handler.
 
 ``SNAPSHOT``: the events the snapshot is built from (``snapshot.SNAPSHOT_EVENTS``), followed
-from the start of ``EVENTS`` at every start (ordered consumer); a change that may allow a
+at every start from the sequence after its checkpoint (``checkpoint.py``), or from the start of
+``EVENTS`` when there is none it can trust (ordered consumer); a change that may allow a
 placement wakes the pass runner. The session events of the kernels' lives are left out.
 """
 

@@ -1,5 +1,5 @@
-"""Composition root of the scheduler: builds the snapshot, its follower (``flow.SNAPSHOT``) and
-the pass runner."""
+"""Composition root of the scheduler: builds the snapshot (from its checkpoint when there is one it
+can trust), its follower (``flow.SNAPSHOT``), the checkpointer and the pass runner."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from services.application.context import make_context
 from services.common.flow import follow, open_broker
 from services.common.settings import Settings
 from services.common.transient import OUTAGES
+from contracts.subjects import EVENTS_STREAM
+from services.scheduler.checkpoint import Checkpointer, checkpoint_bucket, load_checkpoint
 from services.scheduler.flow import SNAPSHOT, SnapshotFeed
 from services.scheduler.passes import PassRunner
 from services.application.scheduling import Scheduling
@@ -24,6 +26,8 @@ __all__ = ["run_scheduler"]
 log = logging.getLogger(__name__)
 
 ACTOR = "service:scheduler"
+PAYLOAD_ALLOWANCE = 64 * 1024
+"""Bytes of a message left to the headers and protocol when a checkpoint is sized."""
 
 
 async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
@@ -44,16 +48,25 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
         async def catch_up(known: Mapping[str, int]) -> list[Event]:
             return await store.call(app.newer_than, dict(known))
 
-        snapshot = Snapshot()
+        kv = await checkpoint_bucket(js)
+        stream = await js.stream_info(EVENTS_STREAM)
+        checkpoint = await load_checkpoint(kv, stream)
+        snapshot = Snapshot.restore(checkpoint.state) if checkpoint is not None else Snapshot()
         runner = PassRunner(snapshot, record, catch_up, lambda: make_context(ACTOR))
         caught_up = asyncio.Event()
         await broker.start()
-        sub = await follow(js, SNAPSHOT, SnapshotFeed(snapshot, runner), caught_up)
+        sub = await follow(js, SNAPSHOT, SnapshotFeed(snapshot, runner), caught_up,
+                           start_seq=checkpoint.stream_seq + 1 if checkpoint is not None else None)
         log.info("scheduler following %s %s", SNAPSHOT.stream, ", ".join(SNAPSHOT.filters()))
+        checkpointer = Checkpointer(kv, snapshot, lambda: sub.position,
+                                    (checkpoint.stream_seq if checkpoint is not None else 0, stream.created),
+                                    nc.max_payload - PAYLOAD_ALLOWANCE)
+        checkpoints = asyncio.create_task(checkpointer.run(stop), name="scheduler-checkpoints")
         try:
             await runner.run(stop, caught_up)
         finally:
             await sub.stop()
+            await checkpoints  # a last checkpoint, of the snapshot as the follow left it
     finally:
         OUTAGES.forget("scheduler")  # stopped: it waits out nothing any more
         await broker.stop()

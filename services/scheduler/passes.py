@@ -29,6 +29,7 @@ from domain.emitting import Context
 from domain.scheduling import plan as make_plan
 from services.common.store import ConcurrencyError
 from services.common.waiting import until
+from services.scheduler.dependencies import session_outcome
 from services.scheduler.decisions import MAX_PLACEMENTS, Decisions, decide_pass
 from services.scheduler.snapshot import Snapshot
 from services.common.transient import OUTAGES, unavailable_dependency
@@ -101,6 +102,9 @@ class PassRunner:
     async def run_pass(self) -> Decisions | None:
         """Plans and records one pass; returns its decisions, None when it wrote nothing."""
         self.stats.passes += 1
+        unresolved = self._snapshot.unresolved_dependencies()
+        if unresolved:
+            await self._resolve(unresolved)
         started = time.perf_counter()
         now = self._clock()
         plan = make_plan(self._snapshot.view(self._round_robin), self._snapshot.pending(), now)
@@ -175,6 +179,22 @@ class PassRunner:
             asyncio.get_running_loop().call_later(RETRY_DELAYS[0], self._wake.set)
             return False
         return True
+
+    async def _resolve(self, dependencies: set[str]) -> None:
+        """Looks up in the store how dependencies the snapshot cannot tell finished (they finished
+        before the session that waits on them was requested, or before the snapshot's start)."""
+        try:
+            events = await self._catch_up(dict.fromkeys(dependencies, 0))
+        except Exception:  # noqa: BLE001 - the sessions waiting on them stay pending; the next pass asks again
+            log.exception("could not look up %d dependency(ies) in the store", len(dependencies))
+            asyncio.get_running_loop().call_later(RETRY_DELAYS[0], self._wake.set)
+            return
+        outcomes: dict[str, bool | None] = dict.fromkeys(dependencies)
+        for event in events:
+            ok = session_outcome(event)
+            if ok is not None:
+                outcomes[event.originator_id] = ok
+        self._snapshot.resolve(outcomes)
 
     def _set_timer(self, wake_at: dt.datetime | None, now: dt.datetime) -> None:
         if self._timer is not None:

@@ -20,13 +20,15 @@ from contracts.quota import QuotaScope
 from contracts import session as session_ev
 from contracts.envelope import Event
 from contracts.slots import add_slots, subtract_slots
-from contracts.status import AgentStatus, Reason, SessionStatus
+from contracts.status import AgentStatus, SessionStatus
 from domain import agent as agent_domain
 from domain import session as session_domain
 from domain.agent import AgentState
 from domain.quota import QuotaState
 from domain.scheduling.model import AgentView, ClusterView, KernelRequest, PendingReason, PendingSession, Usage
 from domain.session import SessionState
+from services.scheduler.dependencies import Dependencies, session_outcome
+from services.scheduler.snapshot_state import PendingState, QuotaUsage, SnapshotState
 from services.scheduler.tenancy_view import TENANCY_EVENTS, TenancyView
 
 __all__ = ["SNAPSHOT_EVENTS", "Snapshot"]
@@ -59,11 +61,6 @@ _MAY_ENABLE = (
 )
 """Events after which a pending session may fit."""
 
-_FAILED = frozenset({Reason.TASK_FAILED, Reason.TASK_TIMEOUT, Reason.FAILED_TO_START, Reason.AGENT_LOST, Reason.OOM_KILLED,
-                     Reason.TRANSITION_TIMEOUT})
-"""Reasons of a TERMINATED session that make it a failed dependency."""
-
-
 class _Quota:
     """Usage of one quota scope, kept incrementally: with thousands of sessions holding
     quota, copying or summing the holdings at every event or pass would be quadratic."""
@@ -93,7 +90,7 @@ class Snapshot:
     def __init__(self) -> None:
         self._versions: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
-        self._finished: dict[str, bool] = {}
+        self._dependencies = Dependencies()
         self._agents: dict[str, AgentState] = {}
         self._agent_views: dict[str, AgentView] = {}
         self._quotas: dict[str, _Quota] = {}
@@ -134,9 +131,51 @@ class Snapshot:
             project_limits=self.tenancy.project_limits(),
             domain_limits=self.tenancy.domain_limits(),
             usage={(q.scope, q.name): Usage(slots=q.used, sessions=len(q.holding)) for q in self._quotas.values()},
-            finished=dict(self._finished),
+            finished=self._dependencies.outcomes(),
             round_robin=dict(round_robin),
         )
+
+    def export(self) -> SnapshotState:
+        """Returns everything it holds as values (for a checkpoint; ``restore`` takes it back)."""
+        return SnapshotState(
+            versions=dict(self._versions),
+            pending=[PendingState(state=p.state, request=p.request, reason=p.reason) for p in self._pending.values()],
+            finished=self._dependencies.outcomes(),
+            agents=list(self._agents.values()),
+            quotas=[QuotaUsage(id=quota_id, version=q.version, scope=q.scope, name=q.name,
+                               holding={s: dict(slots) for s, slots in q.holding.items()}, used=dict(q.used))
+                    for quota_id, q in self._quotas.items()],
+            tenancy=self.tenancy.export(),
+        )
+
+    @classmethod
+    def restore(cls, state: SnapshotState) -> Snapshot:
+        """Returns a snapshot holding what ``export`` returned ``state`` of."""
+        snapshot = cls()
+        snapshot._versions = dict(state.versions)
+        for entry in state.pending:
+            pending = snapshot._pending[entry.state.id] = _Pending(entry.state, entry.request)
+            pending.reason = entry.reason
+        snapshot._dependencies = Dependencies.restore((p.request.dependencies for p in state.pending), state.finished,
+                                                      snapshot._pending.__contains__)
+        for agent in state.agents:
+            snapshot._agents[agent.id] = agent
+            snapshot._agent_views[agent.id] = _agent_view(agent)
+        for usage in state.quotas:
+            quota = snapshot._quotas[usage.id] = _Quota(usage.scope, usage.name)
+            quota.version = usage.version
+            quota.holding = {s: dict(slots) for s, slots in usage.holding.items()}
+            quota.used = dict(usage.used)
+        snapshot.tenancy = TenancyView.restore(state.tenancy)
+        return snapshot
+
+    def unresolved_dependencies(self) -> set[str]:
+        """Returns the dependencies of pending sessions whose outcome the store must tell (``resolve``)."""
+        return self._dependencies.unresolved()
+
+    def resolve(self, outcomes: dict[str, bool | None]) -> None:
+        """Takes how unresolved dependencies finished (None: not finished), as the store says."""
+        self._dependencies.resolve(outcomes)
 
     # ------------------------------------------------------------ writes
 
@@ -161,8 +200,7 @@ class Snapshot:
         """Drops what the snapshot knows of some aggregates, before reloading them from the store."""
         for aggregate in aggregate_ids:
             self._versions.pop(aggregate, None)
-            self._pending.pop(aggregate, None)
-            self._finished.pop(aggregate, None)
+            self._drop_pending(aggregate)
             self._agents.pop(aggregate, None)
             self._agent_views.pop(aggregate, None)
             self._quotas.pop(aggregate, None)
@@ -174,7 +212,9 @@ class Snapshot:
     @_apply.register
     def _(self, event: session_ev.SessionRequested) -> bool:
         state = session_domain.evolve(None, event)
-        self._pending[event.originator_id] = _Pending(state, _request(event))
+        request = _request(event)
+        self._pending[event.originator_id] = _Pending(state, request)
+        self._dependencies.want(request.dependencies, self._pending.__contains__)
         return True
 
     @_apply.register(session_ev.SessionScheduled)
@@ -187,12 +227,19 @@ class Snapshot:
             if isinstance(event, session_ev.SessionPendingReasonChanged):
                 entry.reason = PendingReason(code=event.code, message=event.message)
             if entry.state.status is not SessionStatus.PENDING:
-                del self._pending[event.originator_id]
-        if isinstance(event, session_ev.SessionStatusChanged) and event.status.is_terminal:
-            ok = event.status is SessionStatus.TERMINATED and event.reason not in _FAILED
-            self._finished[event.originator_id] = ok
-            return True  # a dependency may be met, or its failure known
+                self._drop_pending(event.originator_id)
+        if event.originator_id not in self._pending:  # placed or over: nothing more to order
+            self._versions.pop(event.originator_id, None)
+        ok = session_outcome(event)
+        if ok is not None:
+            self._dependencies.finished(event.originator_id, ok)
+            return True  # a dependency may be met or its failure known, a session ahead in the queue gone
         return False
+
+    def _drop_pending(self, session_id: str) -> None:
+        entry = self._pending.pop(session_id, None)
+        if entry is not None:
+            self._dependencies.release(entry.request.dependencies)
 
     @_apply.register(agent_ev.AgentRegistered)
     @_apply.register(agent_ev.AgentCapacityChanged)

@@ -10,6 +10,7 @@ from contracts import tenancy as ev
 from contracts.envelope import Event
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions
 from services.application.policies import KeypairPolicies
+from services.scheduler.snapshot_state import PoliciesState, TenancyState
 
 __all__ = ["TENANCY_EVENTS", "TenancyView"]
 
@@ -34,6 +35,24 @@ class TenancyView:
         self._groups: dict[str, ResourceGroupOptions] = {}
         self._names: dict[str, str] = {}
         """aggregate id -> name, for the update events that carry no name."""
+
+    def export(self) -> TenancyState:
+        """Returns what it knows as values (copies)."""
+        policy_of, limits = self._policies.export()
+        return TenancyState(policies=PoliciesState(policy_of=policy_of, limits=limits),
+                            projects={k: dict(v) for k, v in self._projects.items()},
+                            domains={k: dict(v) for k, v in self._domains.items()},
+                            groups=dict(self._groups), names=dict(self._names))
+
+    @classmethod
+    def restore(cls, state: TenancyState) -> TenancyView:
+        """Returns the view ``export`` returned ``state`` of."""
+        view = cls()
+        view._policies = KeypairPolicies.restore(state.policies.policy_of, state.policies.limits)
+        view._projects = {k: dict(v) for k, v in state.projects.items()}
+        view._domains = {k: dict(v) for k, v in state.domains.items()}
+        view._groups, view._names = dict(state.groups), dict(state.names)
+        return view
 
     def keypair_limits(self) -> dict[str, KeypairLimits]:
         """Returns the limits of every keypair whose policy is known."""

@@ -24,13 +24,17 @@ from nats.js import JetStreamContext
 from contracts import commands as c
 from contracts.execution import exec_subject, io_subject, logs_subject
 from contracts.reports import AgentStarted, KernelRunningReport
-from contracts.subjects import EVENTS_STREAM, HEARTBEAT_BUCKET, agent_events_filter, heartbeat_key_subject, report_subject
+from contracts.subjects import (
+    EVENTS_STREAM, HEARTBEAT_BUCKET, SCHEDULER_CHECKPOINT_BUCKET, agent_events_filter, heartbeat_key_subject,
+    report_subject,
+)
 from services.agent.main import run_agent
 from services.agent.fleet import fleet_settings
 from services.common.bus import connect, connect_options, credentials_identity, ensure_streams
 from services.common.bus_identities import ADMIN, SERVICES, agent_identity, inbox_prefix
 from services.common.bus_trust import BusTrust
 from services.common.settings import Settings
+from services.scheduler.checkpoint import KEY, checkpoint_bucket
 from services.supervisor.embedded import NatsServer, nats_server_binary
 from services.supervisor.up import with_identity
 from tests.integration.test_agent import AgentHistory, Reports
@@ -263,3 +267,17 @@ async def test_an_agent_refuses_to_start_with_another_agents_credential(nats_ser
     missing = msgspec.structs.replace(theirs, nats_creds=str(tmp_path / "none.creds"))
     with pytest.raises(ValueError, match="BERTH_NATS_CREDS .*none.creds"):
         await run_agent(missing, asyncio.Event())
+
+
+async def test_only_the_scheduler_writes_and_reads_its_checkpoint(js: JetStreamContext, connect_as) -> None:
+    key = f"$KV.{SCHEDULER_CHECKPOINT_BUCKET}.{KEY}"
+    for identity in (*(s for s in SERVICES if s != "scheduler"), agent_identity(AGENT)):
+        probe = await connect_as(identity)
+        await probe.refused(_publish(key), key)
+        info = f"$JS.API.STREAM.INFO.KV_{SCHEDULER_CHECKPOINT_BUCKET}"
+        await probe.refused(_publish(info), info)
+    scheduler = await connect_as("scheduler")
+    kv = await checkpoint_bucket(scheduler.nc.jetstream())  # creates it, as the scheduler does at start
+    await kv.put(KEY, b"checkpoint")
+    assert (await kv.get(KEY)).value == b"checkpoint"
+    assert scheduler.errors == []

@@ -19,6 +19,7 @@ from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.relay.main import run_relay
+from services.scheduler.checkpoint import KEY, checkpoint_bucket, decode_checkpoint
 from services.scheduler.main import run_scheduler
 from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
@@ -45,12 +46,13 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-async def request(sessions: Sessions, cpu: int) -> str:
+async def request(sessions: Sessions, cpu: int, dependencies: tuple[str, ...] = ()) -> str:
     session_id = new_id()
     command = c.RequestSession(
         owner="alice", spec=SessionSpec(
             name="s", image="python:3.11",
             kernels=[KernelSpec(kernel_id=f"{session_id}-k", slots={"cpu": Decimal(cpu), "mem": GIB})],
+            dependencies=list(dependencies),
         ),
     )
     await asyncio.to_thread(sessions.request, session_id, command, make_context("test"))
@@ -133,6 +135,62 @@ async def test_a_restarted_scheduler_rebuilds_its_snapshot_and_never_places_twic
     agent = await asyncio.to_thread(agents.get, "a1")
     assert agent is not None and sorted(agent.allocations) == sorted([f"{placed}-k", f"{later}-k"])
     assert agent.free["cpu"] == Decimal(2)
+
+
+async def test_a_restarted_scheduler_starts_from_its_checkpoint_and_follows_only_the_tail(
+    services: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents], js: JetStreamContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sessions, agents = apps
+    caplog.set_level(logging.INFO, logger="services.scheduler.checkpoint")
+    await register(agents, "a1", cpu=4)
+    placed = await request(sessions, cpu=1)
+    waiting = await request(sessions, cpu=64)  # too large: pending across the restart
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    await wait_status(sessions, placed, SessionStatus.SCHEDULED)
+    await services.stop("scheduler")  # writes a last checkpoint
+    kv = await checkpoint_bucket(js)
+    checkpoint = decode_checkpoint((await kv.get(KEY)).value or b"")
+    assert checkpoint.stream_seq > 0 and [p.state.id for p in checkpoint.state.pending] == [waiting]
+
+    caplog.clear()
+    later = await request(sessions, cpu=1)
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    await wait_status(sessions, later, SessionStatus.SCHEDULED)
+    assert f"scheduler checkpoint at EVENTS sequence {checkpoint.stream_seq}" in caplog.text
+    assert "replaying EVENTS from its start" not in caplog.text
+    assert await status_is(sessions, waiting, SessionStatus.PENDING)
+    agent = await asyncio.to_thread(agents.get, "a1")
+    assert agent is not None and sorted(agent.allocations) == sorted([f"{placed}-k", f"{later}-k"])
+    services.check()
+
+
+async def test_a_dependency_that_finished_before_the_request_is_looked_up_in_the_store(
+    services: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents]
+) -> None:
+    sessions, agents = apps
+    await register(agents, "a1", cpu=4)
+    services.start("scheduler", lambda stop: run_scheduler(settings, stop))
+    done, failed = await request(sessions, cpu=1), await request(sessions, cpu=1)
+    await wait_status(sessions, done, SessionStatus.SCHEDULED)
+    await wait_status(sessions, failed, SessionStatus.SCHEDULED)
+    for session_id, reason in ((done, Reason.TASK_FINISHED), (failed, Reason.TASK_FAILED)):
+        exited = c.MarkKernelExited(kernel_id=f"{session_id}-k", exit_code=0, reason=reason)
+        await asyncio.to_thread(sessions.report, session_id, exited, make_context("test"))
+        await wait_status(sessions, session_id, SessionStatus.TERMINATED)
+
+    # requested after they finished: the snapshot keeps no outcome of a session nobody waits on
+    after_done = await request(sessions, cpu=1, dependencies=(done,))
+    after_failed = await request(sessions, cpu=1, dependencies=(failed,))
+    await wait_status(sessions, after_done, SessionStatus.SCHEDULED)
+
+    async def held() -> bool:
+        last = (await asyncio.to_thread(sessions.load, after_failed))[-1]
+        return getattr(last, "code", None) == "dependency" and "failed" in getattr(last, "message", "")
+
+    await async_wait_for(held, timeout=10, message="the session after a failed one was not held")
+    assert await status_is(sessions, after_failed, SessionStatus.PENDING)
+    services.check()
 
 
 async def test_a_lost_agent_gets_nothing_until_it_recovers(

@@ -21,6 +21,7 @@ from contracts.subjects import (
     HEADER_POSITION,
     HEARTBEAT_BUCKET,
     REPORTS_STREAM,
+    SCHEDULER_CHECKPOINT_BUCKET,
     event_subject,
 )
 from services.common.bus import connect_options, ensure_streams
@@ -30,13 +31,14 @@ __all__ = ["ServiceTasks", "fresh_bus", "publish_events", "publish_from_store", 
 
 
 async def reset_bus(js: JetStreamContext) -> None:
-    """Deletes Berth's streams (with their consumers) and the heartbeat bucket, then creates
+    """Deletes Berth's streams (with their consumers), the heartbeat and checkpoint buckets, then creates
     them afresh, so a test starts from an empty bus on a shared server."""
     for stream in (EVENTS_STREAM, REPORTS_STREAM, DEADLETTER_STREAM):
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream)
-    with contextlib.suppress(NotFoundError):
-        await js.delete_key_value(HEARTBEAT_BUCKET)
+    for bucket in (HEARTBEAT_BUCKET, SCHEDULER_CHECKPOINT_BUCKET):
+        with contextlib.suppress(NotFoundError):
+            await js.delete_key_value(bucket)
 
     async def recreated() -> bool:
         try:
