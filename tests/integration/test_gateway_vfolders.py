@@ -4,6 +4,7 @@ own ``verify_token``). The storage service's reports are applied as the controll
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -43,6 +44,7 @@ PURGE = "mutation($f: String!) { purgeVFolder(folder: $f) { id } }"
 INVITE = "mutation($f: String!, $u: String!) { inviteToVFolder(folder: $f, user: $u, permission: \"rw\") { id } }"
 INVITATIONS = "query { vfolderInvitations { id folderId folderName inviter permission state } }"
 ACCEPT = "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id } }"
+REJECT = "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id } }"
 LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id } }"
 QUOTA = "mutation($f: String!, $b: Float!) { setVFolderQuota(folder: $f, limitBytes: $b) { id } }"
 UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
@@ -145,6 +147,39 @@ async def test_invitations_are_accepted_and_give_the_invited_permission(
     claims = verify_token(KEY, ticket["token"], op="upload", now=time.time(), path="in/b.bin", folder=folder_id)
     assert (claims.user, claims.max_bytes, claims.quota_scope, ticket["url"]) == (
         "bob", MAX_UPLOAD_BYTES, "user:alice", "http://127.0.0.1:9")  # no limit: the largest upload
+
+
+async def paused(gateway: GatewayApp, pg_dsn: str, request: Any) -> Any:
+    """Returns the result of ``request`` (a coroutine) sent while the read models lag the store: the
+    projector runs only once the gateway waits for them, or once the request has ended."""
+    task = asyncio.ensure_future(request)
+    deadline = time.monotonic() + 30
+    while gateway.resources.positions.waiting == 0 and not task.done():
+        assert time.monotonic() < deadline, "the request neither ended nor waited for the read models"
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(catch_up, pg_dsn)
+    return await task
+
+
+async def test_a_change_made_elsewhere_is_never_missing_while_the_read_models_lag(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: Any,
+        gateway: GatewayApp) -> None:
+    alice, bob = client_for(keys.alice), client_for(keys.bob)
+    for round in range(4):  # invite, then answer at once (no afterPosition), the projector not run yet
+        folder_id = await create(alice, pg_dsn, f"work{round}")
+        storage(FolderProvisionedReport, folder_id)
+        invitation = (await alice.execute(INVITE, {"f": folder_id, "u": "bob"}))["inviteToVFolder"]["id"]
+        answer, key = (ACCEPT, "acceptVFolderInvitation") if round % 2 == 0 else (REJECT, "rejectVFolderInvitation")
+        assert (await paused(gateway, pg_dsn, bob.execute(answer, {"i": invitation})))[key]["id"] == folder_id
+    catch_up(pg_dsn)
+    assert (await refused(bob, ACCEPT, {"i": "0" * 32})).code == "NOT_FOUND"  # unknown: still refused
+    shared = await create(alice, pg_dsn, "shared")
+    storage(FolderProvisionedReport, shared)
+    await alice.execute(SHARE, {"f": "shared", "u": "bob", "p": "rw"})  # then bob names it at once
+    assert (await paused(gateway, pg_dsn, bob.execute(ONE, {"f": "shared"})))["vfolder"]["id"] == shared
+    await alice.execute(SHARE, {"f": shared, "u": "admin", "p": "ro"})
+    admin = client_for(keys.admin)
+    assert (await paused(gateway, pg_dsn, admin.execute(ONE, {"f": shared})))["vfolder"]["id"] == shared
 
 
 async def test_trash_restore_trash_purge_frees_the_name(

@@ -28,7 +28,8 @@ from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.limits import checked_choice, checked_value
-from services.gateway.readmodels import read
+from services.gateway.readmodels import read, read_settled
+from services.gateway.resources import Resources
 from services.gateway.sessions.types import MountInput
 
 __all__ = ["actor_of", "mount_requests", "resolved_mounts"]
@@ -73,7 +74,7 @@ def actor_of(principal: Principal, user: UserState | None, limits: KeypairLimits
 async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest], project: str) -> list[MountSpec]:
     """Returns the session's mounts (raises the domain's errors for the caller to map)."""
     resources = info.context.resources
-    listed = await _listed(resources.pool, actor, requests)
+    listed = await _listed(resources, actor, requests)
     if not requests and not listed:
         return []
     scopes = await _scopes(resources.pool, actor, project, listed)
@@ -81,16 +82,18 @@ async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest]
                                 listed=[row.folder_id for row in listed], scopes=scopes)
 
 
-async def _listed(pool: AsyncConnectionPool, actor: Actor, requests: list[MountRequest]) -> list[Candidate]:
+async def _listed(resources: Resources, actor: Actor, requests: list[MountRequest]) -> list[Candidate]:
     """The caller's own dot-folders and the folders of the requested names the caller sees as a user
-    (own, shared, projects': never another user's through an admin's reach), by the read models;
-    their state is read from the store afterwards, so a stale row grants nothing."""
+    (own, shared, projects': never another user's through an admin's reach), by the read models (a
+    name they lack is looked up again once they caught up with the store: ``read_settled``); their
+    state is read from the store afterwards, so a stale row grants nothing."""
+    pool = resources.pool
     rows: list[Candidate] = list(await read(automatic_folders, pool, actor.user))
     scope = FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects))
     for name in dict.fromkeys(r.name for r in requests):
         if not is_folder_id(name):
-            rows += await read(folders_named, pool, scope, name)
-        elif (row := await read(folder, pool, scope, name)) is not None:  # for its quota scope
+            rows += await read_settled(resources, folders_named, pool, scope, name)
+        elif (row := await read_settled(resources, folder, pool, scope, name)) is not None:  # for its quota scope
             rows.append(row)
     return rows
 
