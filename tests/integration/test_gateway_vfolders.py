@@ -16,6 +16,7 @@ import pytest
 
 from contracts.storage_token import verify_token
 from contracts.storage_reports import (
+    FileUploadedReport,
     FolderProvisionedReport,
     FolderPurgedReport,
     StorageReport,
@@ -244,6 +245,35 @@ async def test_policy_limits_folder_count_and_scope_size(
     storage(UsageMeasuredReport, first, bytes=45, files=3)
     assert (await refused(carol, UPLOAD, {"f": first, "p": "x", "s": 6})).code == "QUOTA"
     assert (await carol.execute(UPLOAD, {"f": first, "p": "x", "s": 5}))["requestUpload"]["maxBytes"] == 5
+
+
+async def test_uploaded_files_count_against_the_quota_before_their_usage_is_measured(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: Any) -> None:
+    admin = client_for(keys.admin)
+    await admin.execute("mutation { createResourcePolicy(input: {name: \"room\", maxQuotaScopeSize: 150}) { id } }")
+    create_user(pg_dsn, "erin")
+    erin = client_for(create_keypair(pg_dsn, "erin", resource_policy="room"))
+    catch_up(pg_dsn)
+    folder_id = await create(erin, pg_dsn, "data")
+    storage(FolderProvisionedReport, folder_id)
+
+    def uploaded(path: str, size: int) -> None:  # the storage service's report of a finished upload
+        storage(FileUploadedReport, folder_id, path=path, size=size, sha256="0" * 64, by="erin")
+
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "a", "s": 100}))["requestUpload"]["maxBytes"] == 150
+    uploaded("a", 100)  # no usage measured yet: the next token still counts it
+    assert (await refused(erin, UPLOAD, {"f": "data", "p": "b", "s": 100})).code == "QUOTA"
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "b", "s": 50}))["requestUpload"]["maxBytes"] == 50
+    usage = {u["quotaScope"]: u for u in (await erin.execute(USAGE))["storageUsage"]}
+    assert usage["user:erin"]["usageBytes"] == 100
+    storage(UsageMeasuredReport, folder_id, bytes=100, files=1)  # the measure takes over: counted once
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "b", "s": 50}))["requestUpload"]["maxBytes"] == 50
+    uploaded("a", 100)  # "a" again: usage unchanged, yet counted until measured
+    assert (await refused(erin, UPLOAD, {"f": "data", "p": "b", "s": 50})).code == "QUOTA"
+    storage(UsageMeasuredReport, folder_id, bytes=100, files=1)  # an unchanged measure settles it
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "b", "s": 50}))["requestUpload"]["maxBytes"] == 50
+    usage = {u["quotaScope"]: u for u in (await erin.execute(USAGE))["storageUsage"]}
+    assert usage["user:erin"]["usageBytes"] == 100
 
 
 async def test_a_project_folder_lives_in_its_projects_domain(

@@ -118,7 +118,7 @@ class TransferMutation:
             raise GatewayError(BAD_INPUT, f"size is a whole number of bytes, 0 to {MAX_UPLOAD_BYTES}")
         actor, state = await _allowed(info, folder, VFolderPermission.RW, VolumePermission.UPLOAD_FILE, "uploading")
         scope = await read(q.scope_usage, info.context.resources.pool, state.quota_scope)
-        left = remaining_bytes(scope.limit_bytes, scope.usage_bytes, state.quota_limit, state.usage_bytes)
+        left = remaining_bytes(scope.limit_bytes, scope.usage_bytes, state.quota_limit, state.counted_bytes)
         if left is not None and int(size) > left:
             raise GatewayError(QUOTA, f"an upload of {int(size)} bytes is over the quota: {left} bytes left in "
                                       f"{state.quota_scope} and folder {state.name!r}")
