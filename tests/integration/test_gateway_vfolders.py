@@ -52,6 +52,7 @@ UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder
           "{ url token expiresAt path maxBytes } }")
 DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token path } }"
 CLONE = "mutation($f: String!, $n: String!) { cloneVFolder(folder: $f, name: $n) { id } }"
+ROOM = "query($f: String!) { vfolderUploadRoom(folder: $f) }"
 USAGE = "query { storageUsage { quotaScope folders usageBytes limitBytes } }"
 USAGE_OF = "query($s: [String!]) { storageUsage(scopes: $s) { quotaScope } }"
 KEY = bytes(range(32))
@@ -148,6 +149,7 @@ async def test_invitations_are_accepted_and_give_the_invited_permission(
     claims = verify_token(KEY, ticket["token"], op="upload", now=time.time(), path="in/b.bin", folder=folder_id)
     assert (claims.user, claims.max_bytes, claims.quota_scope, ticket["url"]) == (
         "bob", MAX_UPLOAD_BYTES, "user:alice", "http://127.0.0.1:9")  # no limit: the largest upload
+    assert (await bob.execute(ROOM, {"f": folder_id}))["vfolderUploadRoom"] is None
 
 
 async def paused(gateway: GatewayApp, pg_dsn: str, request: Any) -> Any:
@@ -263,6 +265,8 @@ async def test_uploaded_files_count_against_the_quota_before_their_usage_is_meas
     assert (await erin.execute(UPLOAD, {"f": "data", "p": "a", "s": 100}))["requestUpload"]["maxBytes"] == 150
     uploaded("a", 100)  # no usage measured yet: the next token still counts it
     assert (await refused(erin, UPLOAD, {"f": "data", "p": "b", "s": 100})).code == "QUOTA"
+    assert (await erin.execute(ROOM, {"f": "data"}))["vfolderUploadRoom"] == 50
+    assert (await refused(client_for(keys.bob), ROOM, {"f": folder_id})).code == "NOT_FOUND"
     assert (await erin.execute(UPLOAD, {"f": "data", "p": "b", "s": 50}))["requestUpload"]["maxBytes"] == 50
     usage = {u["quotaScope"]: u for u in (await erin.execute(USAGE))["storageUsage"]}
     assert usage["user:erin"]["usageBytes"] == 100
