@@ -5,7 +5,7 @@ connection, a small file in its creation request, 64 MiB PATCHes streamed from t
 token the gateway issues per file (``requestUpload``, the quota checked at issue); an interrupted upload
 (Ctrl-C, a lost connection) resumes where it stopped when the same command runs again: the upload's
 URL is remembered per folder, path, size and modification time in ``<cache dir>/uploads.json``.
-Before sending anything, the files' total size is checked against the room the folder's and its
+Before sending anything, several files' total size is checked against the room the folder's and its
 quota scope's quotas leave (``vfolderUploadRoom``): a command that would not fit uploads nothing.
 Downloads use ``Range`` to continue a partial ``<file>.part``, then rename it into place. Progress
 bars (rich) show on a terminal only. A token expiring during a long transfer is renewed.
@@ -125,9 +125,10 @@ async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str)
     resumes = _Resumes(default_cache_dir() / "uploads.json")
     files = [(local, path, local.stat().st_size) for local, path in _walk(sources, dest)]
     async with connect_client() as client:
-        refused = _over_room(files, (await client.execute(UPLOAD_ROOM, {"f": folder}))["vfolderUploadRoom"])
-        if refused is not None:
-            raise click.ClickException(refused)
+        if len(files) > 1:  # one file: its own requestUpload refuses it before anything is sent
+            refused = _over_room(files, (await client.execute(UPLOAD_ROOM, {"f": folder}))["vfolderUploadRoom"])
+            if refused is not None:
+                raise click.ClickException(refused)
 
         async def ticket(path: str, size: int) -> dict[str, Any]:
             return (await client.execute(REQUEST_UPLOAD, {"f": folder, "p": path, "s": size}))["requestUpload"]
