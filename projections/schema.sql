@@ -261,12 +261,22 @@ CREATE TABLE IF NOT EXISTS vfolders (
     quota_limit   bigint NOT NULL,     -- the folder's own cap in bytes, 0: none
     usage_bytes   bigint NOT NULL,
     usage_files   bigint NOT NULL,
+    uploaded_bytes bigint NOT NULL DEFAULT 0,  -- files uploaded since the last usage measure: counted by quotas
     created_by    text NOT NULL,
     created_at    timestamptz NOT NULL,
     updated_at    timestamptz NOT NULL,
     version       integer NOT NULL,
     last_position bigint NOT NULL
 );
+-- uploaded_bytes came after the first schema: add it to tables created before.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                    WHERE table_schema = current_schema() AND table_name = 'vfolders'
+                      AND column_name = 'uploaded_bytes') THEN
+        ALTER TABLE vfolders ADD COLUMN uploaded_bytes bigint NOT NULL DEFAULT 0;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS vfolders_owner ON vfolders (owner_kind, owner, name);
 CREATE INDEX IF NOT EXISTS vfolders_domain ON vfolders (domain, name);
 CREATE INDEX IF NOT EXISTS vfolders_scope ON vfolders (quota_scope);

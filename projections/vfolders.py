@@ -137,7 +137,7 @@ _STATUS_CHANGES: dict[type[Event], str] = {
     ev.VFolderTrashed: "status = 'trashed'",
     ev.VFolderRestored: "status = CASE WHEN status_detail IS NULL THEN 'ready' ELSE 'error' END",
     ev.VFolderPurgeRequested: "status = 'purging'",
-    ev.VFolderPurged: "status = 'purged', usage_bytes = 0, usage_files = 0",
+    ev.VFolderPurged: "status = 'purged', usage_bytes = 0, usage_files = 0, uploaded_bytes = 0",
 }
 """The lifecycle events that only move a folder's status (trash, restore, purge)."""
 
@@ -157,10 +157,14 @@ def _(event: ev.VFolderQuotaSet, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.VFolderUsageMeasured, w: Writer, entry: Entry) -> None:
-    _update(w, event, entry, "usage_bytes = %s, usage_files = %s", event.bytes, event.files)
+    _update(w, event, entry, "usage_bytes = %s, usage_files = %s, uploaded_bytes = 0", event.bytes, event.files)
 
 
-@_apply.register(ev.VFolderFileUploaded)
+@_apply.register
+def _(event: ev.VFolderFileUploaded, w: Writer, entry: Entry) -> None:
+    _update(w, event, entry, "uploaded_bytes = uploaded_bytes + %s", event.size)
+
+
 @_apply.register(ev.VFolderFilesDeleted)
 @_apply.register(ev.VFolderFileMoved)
 @_apply.register(ev.VFolderDirectoryCreated)

@@ -336,7 +336,8 @@ def purged(state: VFolderState, ctx: Context) -> list[Event]:
 
 
 def usage_measured(state: VFolderState, size: int, files: int, ctx: Context) -> list[Event]:
-    if state.status is VFolderStatus.PURGED or (size, files) == (state.usage_bytes, state.usage_files):
+    unchanged = (size, files) == (state.usage_bytes, state.usage_files) and not state.uploaded_bytes
+    if state.status is VFolderStatus.PURGED or unchanged:  # a measure after uploads settles their bytes
         return []
     if size < 0 or files < 0:
         raise InvalidRequestError("usage is never negative")

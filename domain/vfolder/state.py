@@ -56,7 +56,14 @@ class VFolderState(msgspec.Struct, frozen=True, kw_only=True):
     quota_limit: int = 0
     usage_bytes: int = 0
     usage_files: int = 0
+    uploaded_bytes: int = 0
+    """The bytes of the files uploaded since the last usage measure: quotas count them until it comes."""
     recent_reports: tuple[str, ...] = ()
+
+    @property
+    def counted_bytes(self) -> int:
+        """The bytes quotas count: the last measure and the files uploaded since."""
+        return self.usage_bytes + self.uploaded_bytes
 
     @property
     def is_live(self) -> bool:
@@ -197,7 +204,7 @@ def _(event: ev.VFolderPurgeRequested, state: VFolderState | None) -> VFolderSta
 
 @_apply.register
 def _(event: ev.VFolderPurged, state: VFolderState | None) -> VFolderState:
-    return _bump(state, event, status=VFolderStatus.PURGED, usage_bytes=0, usage_files=0)
+    return _bump(state, event, status=VFolderStatus.PURGED, usage_bytes=0, usage_files=0, uploaded_bytes=0)
 
 
 @_apply.register
@@ -207,10 +214,15 @@ def _(event: ev.VFolderQuotaSet, state: VFolderState | None) -> VFolderState:
 
 @_apply.register
 def _(event: ev.VFolderUsageMeasured, state: VFolderState | None) -> VFolderState:
-    return _bump(state, event, usage_bytes=event.bytes, usage_files=event.files)
+    return _bump(state, event, usage_bytes=event.bytes, usage_files=event.files, uploaded_bytes=0)
 
 
-@_apply.register(ev.VFolderFileUploaded)
+@_apply.register
+def _(event: ev.VFolderFileUploaded, state: VFolderState | None) -> VFolderState:
+    assert state is not None
+    return _bump(state, event, uploaded_bytes=state.uploaded_bytes + event.size)
+
+
 @_apply.register(ev.VFolderFilesDeleted)
 @_apply.register(ev.VFolderFileMoved)
 @_apply.register(ev.VFolderDirectoryCreated)

@@ -148,7 +148,7 @@ async def storage_usage(pool: AsyncConnectionPool, scopes: list[str]) -> list[St
     files of its live folders, their count and the scope's limit, by scope."""
     query = f"""
 SELECT u.scope AS quota_scope, count(f.folder_id)::int AS folders,
-       COALESCE(sum(f.usage_bytes), 0)::bigint AS usage_bytes, COALESCE(sum(f.usage_files), 0)::bigint AS usage_files,
+       COALESCE(sum(f.usage_bytes + f.uploaded_bytes), 0)::bigint AS usage_bytes, COALESCE(sum(f.usage_files), 0)::bigint AS usage_files,
        {_LIMIT} AS limit_bytes
   FROM unnest(%(scopes)s::text[]) AS u(scope)
   LEFT JOIN vfolders f ON f.quota_scope = u.scope AND {_LIVE}

@@ -101,7 +101,7 @@ def _is_dot_folder(folder: VFolderState, actor: Actor) -> bool:
 
 def _facts(folder: VFolderState, actor: Actor, scopes: ScopeLimits) -> FolderFacts:
     limit, used = scopes.get(folder.quota_scope, (0, 0))
-    over = bool(folder.quota_limit and folder.usage_bytes >= folder.quota_limit) or bool(limit and used >= limit)
+    over = bool(folder.quota_limit and folder.counted_bytes >= folder.quota_limit) or bool(limit and used >= limit)
     permission: VFolderPermission | None = permission_of(folder, actor)
     return FolderFacts(
         folder_id=folder.id, name=folder.name, volume=folder.volume, status=folder.status, permission=permission,

@@ -5,6 +5,8 @@ connection, a small file in its creation request, 64 MiB PATCHes streamed from t
 token the gateway issues per file (``requestUpload``, the quota checked at issue); an interrupted upload
 (Ctrl-C, a lost connection) resumes where it stopped when the same command runs again: the upload's
 URL is remembered per folder, path, size and modification time in ``<cache dir>/uploads.json``.
+Before sending anything, several files' total size is checked against the room the folder's and its
+quota scope's quotas leave (``vfolderUploadRoom``): a command that would not fit uploads nothing.
 Downloads use ``Range`` to continue a partial ``<file>.part``, then rename it into place. Progress
 bars (rich) show on a terminal only. A token expiring during a long transfer is renewed.
 """
@@ -25,7 +27,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from services.cli.connection import connect_client
 from services.cli.output import Output
 from services.cli.running import run_async
-from services.cli.vfolder_cmd import vfolder
+from services.cli.vfolder_cmd import human_bytes, vfolder
 from services.common.settings import default_cache_dir
 from services.sdk.tus import TusError, TusUploader
 
@@ -33,6 +35,7 @@ __all__ = ["download", "ls_files", "mkdir", "mv", "rm_files", "upload"]
 
 REQUEST_UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
                   "{ url token expiresAt path maxBytes } }")
+UPLOAD_ROOM = "query($f: String!) { vfolderUploadRoom(folder: $f) }"
 REQUEST_DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token path } }"
 REQUEST_ARCHIVE = "mutation($f: String!, $p: String!) { requestArchive(folder: $f, path: $p) { url token path } }"
 FILES = "query($f: String!, $p: String!) { vfolderFiles(folder: $f, path: $p) { name type size mtime } }"
@@ -100,6 +103,17 @@ def _walk(sources: tuple[Path, ...], dest: str) -> Iterator[tuple[Path, str]]:
             raise click.BadParameter(f"{source}: not a file or directory", param_hint="SOURCES")
 
 
+def _over_room(files: list[tuple[Path, str, int]], room: float | None) -> str | None:
+    """Returns why the files do not fit in ``room`` bytes (None: they fit, or no limit applies)."""
+    total = sum(size for _, _, size in files)
+    if room is None or total <= room:
+        return None
+    largest = ", ".join(f"{path} ({human_bytes(size)})" for _, path, size in sorted(files, key=lambda f: -f[2])[:3])
+    return (f"{len(files)} file(s) of {total} bytes ({human_bytes(total)}) in all are over the quota: {int(room)} "
+            f"bytes ({human_bytes(room)}) left in the folder and its quota scope (largest: {largest}); "
+            "nothing was uploaded")
+
+
 @vfolder.command("upload")
 @click.argument("folder")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -109,15 +123,19 @@ def _walk(sources: tuple[Path, ...], dest: str) -> Iterator[tuple[Path, str]]:
 async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str) -> None:
     """Upload files or directories SOURCES into FOLDER; run it again to resume an interrupted upload."""
     resumes = _Resumes(default_cache_dir() / "uploads.json")
-    files = list(_walk(sources, dest))
+    files = [(local, path, local.stat().st_size) for local, path in _walk(sources, dest)]
     async with connect_client() as client:
+        if len(files) > 1:  # one file: its own requestUpload refuses it before anything is sent
+            refused = _over_room(files, (await client.execute(UPLOAD_ROOM, {"f": folder}))["vfolderUploadRoom"])
+            if refused is not None:
+                raise click.ClickException(refused)
+
         async def ticket(path: str, size: int) -> dict[str, Any]:
             return (await client.execute(REQUEST_UPLOAD, {"f": folder, "p": path, "s": size}))["requestUpload"]
 
         loop = asyncio.get_running_loop()
         with _progress(out) as progress, httpx.Client(timeout=httpx.Timeout(60.0, write=None)) as http:
-            for local, path in files:
-                size = local.stat().st_size
+            for local, path, size in files:
                 first = await ticket(path, size)
                 key = _Resumes.key(folder, first["path"], local)
                 task = progress.add_task(path, total=size)
@@ -135,7 +153,7 @@ async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str)
                 if not out.err_terminal and not out.is_json:
                     out.info(f"uploaded {path} ({size} bytes)")
     if out.is_json:
-        out.json({"uploaded": [p for _, p in files]})
+        out.json({"uploaded": [p for _, p, _ in files]})
 
 
 async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Progress, label: str) -> int:

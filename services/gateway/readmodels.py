@@ -6,6 +6,12 @@ Read-your-writes: ``wait_for_position`` waits, on the gateway's one ``PositionWa
 (``projections.position``: woken by the projector's notification, never polling), until the
 read models reach the position a mutation returned, or fails at the gateway's read wait with
 READ_MODEL_BEHIND; ``await_position`` is that wait for a resolver's ``afterPosition`` argument.
+
+Read-others'-writes: a lookup that finds nothing may only lag a change made elsewhere (another
+user's invitation or share, another terminal's command) that no ``afterPosition`` names.
+``read_settled`` then waits for the read models to reach the event store's position at that
+moment (every change committed before the request is below it) and reads again, so a thing
+that exists is never reported missing: it is found, or the wait fails with READ_MODEL_BEHIND.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from services.gateway.context import Info
 from services.gateway.errors import READ_MODEL_BEHIND, UNAVAILABLE, GatewayError
 from services.gateway.resources import Resources
 
-__all__ = ["AfterPosition", "await_position", "read", "read_position", "wait_for_position"]
+__all__ = ["AfterPosition", "await_position", "read", "read_position", "read_settled", "wait_for_position"]
 
 T = TypeVar("T")
 AfterPosition = Annotated[
@@ -67,3 +73,15 @@ async def wait_for_position(resources: Resources, position: int | None) -> None:
 async def await_position(info: Info, after_position: int | None) -> None:
     """Returns once the read models reflect ``after_position`` (READ_MODEL_BEHIND after the wait)."""
     await wait_for_position(info.context.resources, after_position)
+
+
+async def read_settled(resources: Resources, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Returns ``read(query, ...)``; when that finds nothing (None or empty), reads again once the
+    read models reached the event store's current position (READ_MODEL_BEHIND after the wait)."""
+    found = await read(query, *args, **kwargs)
+    if found:
+        return found
+    await resources.start()
+    stored = await resources.call(resources.vfolders.position)
+    await wait_for_position(resources, stored)
+    return await read(query, *args, **kwargs)

@@ -1,4 +1,5 @@
-"""Measures folders' usage and reports it when it changed (after each change and periodically)."""
+"""Measures folders' usage and reports it: after each change of a folder (always: the measure
+settles the bytes of its uploads, which quotas count until then) and periodically (when it changed)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class UsageMeter:
             await asyncio.sleep(self._debounce)
         finally:
             self._pending.pop(folder_id, None)
-        await self.measure(volume, folder_id)
+        await self.measure(volume, folder_id, changed=True)
 
     async def settle(self) -> None:
         """Waits for the measures that are due."""
@@ -52,14 +53,15 @@ class UsageMeter:
     def forget(self, folder_id: str) -> None:
         self._last.pop(folder_id, None)
 
-    async def measure(self, volume: PosixVolume, folder_id: str) -> tuple[int, int] | None:
-        """Measures one folder (in a thread) and posts a ``usage_measured`` report if it changed."""
+    async def measure(self, volume: PosixVolume, folder_id: str, *, changed: bool = False) -> tuple[int, int] | None:
+        """Measures one folder (in a thread) and posts a ``usage_measured`` report if the usage differs
+        from the last one reported or the folder ``changed`` (its uploads are then settled)."""
         try:
             usage = await asyncio.to_thread(volume.usage, folder_id)
         except VolumeError:
             self._last.pop(folder_id, None)
             return None
-        if self._last.get(folder_id) != usage:
+        if changed or self._last.get(folder_id) != usage:
             self._last[folder_id] = usage
             self._reporter.post(UsageMeasuredReport(report_id=new_report_id(), volume=volume.name,
                                                     folder_id=folder_id, observed_at=now_utc(),

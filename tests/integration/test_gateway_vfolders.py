@@ -4,6 +4,7 @@ own ``verify_token``). The storage service's reports are applied as the controll
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -15,6 +16,7 @@ import pytest
 
 from contracts.storage_token import verify_token
 from contracts.storage_reports import (
+    FileUploadedReport,
     FolderProvisionedReport,
     FolderPurgedReport,
     StorageReport,
@@ -43,12 +45,14 @@ PURGE = "mutation($f: String!) { purgeVFolder(folder: $f) { id } }"
 INVITE = "mutation($f: String!, $u: String!) { inviteToVFolder(folder: $f, user: $u, permission: \"rw\") { id } }"
 INVITATIONS = "query { vfolderInvitations { id folderId folderName inviter permission state } }"
 ACCEPT = "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id } }"
+REJECT = "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id } }"
 LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id } }"
 QUOTA = "mutation($f: String!, $b: Float!) { setVFolderQuota(folder: $f, limitBytes: $b) { id } }"
 UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
           "{ url token expiresAt path maxBytes } }")
 DOWNLOAD = "mutation($f: String!, $p: String!) { requestDownload(folder: $f, path: $p) { url token path } }"
 CLONE = "mutation($f: String!, $n: String!) { cloneVFolder(folder: $f, name: $n) { id } }"
+ROOM = "query($f: String!) { vfolderUploadRoom(folder: $f) }"
 USAGE = "query { storageUsage { quotaScope folders usageBytes limitBytes } }"
 USAGE_OF = "query($s: [String!]) { storageUsage(scopes: $s) { quotaScope } }"
 KEY = bytes(range(32))
@@ -145,6 +149,40 @@ async def test_invitations_are_accepted_and_give_the_invited_permission(
     claims = verify_token(KEY, ticket["token"], op="upload", now=time.time(), path="in/b.bin", folder=folder_id)
     assert (claims.user, claims.max_bytes, claims.quota_scope, ticket["url"]) == (
         "bob", MAX_UPLOAD_BYTES, "user:alice", "http://127.0.0.1:9")  # no limit: the largest upload
+    assert (await bob.execute(ROOM, {"f": folder_id}))["vfolderUploadRoom"] is None
+
+
+async def paused(gateway: GatewayApp, pg_dsn: str, request: Any) -> Any:
+    """Returns the result of ``request`` (a coroutine) sent while the read models lag the store: the
+    projector runs only once the gateway waits for them, or once the request has ended."""
+    task = asyncio.ensure_future(request)
+    deadline = time.monotonic() + 30
+    while gateway.resources.positions.waiting == 0 and not task.done():
+        assert time.monotonic() < deadline, "the request neither ended nor waited for the read models"
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(catch_up, pg_dsn)
+    return await task
+
+
+async def test_a_change_made_elsewhere_is_never_missing_while_the_read_models_lag(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: Any,
+        gateway: GatewayApp) -> None:
+    alice, bob = client_for(keys.alice), client_for(keys.bob)
+    for round in range(4):  # invite, then answer at once (no afterPosition), the projector not run yet
+        folder_id = await create(alice, pg_dsn, f"work{round}")
+        storage(FolderProvisionedReport, folder_id)
+        invitation = (await alice.execute(INVITE, {"f": folder_id, "u": "bob"}))["inviteToVFolder"]["id"]
+        answer, key = (ACCEPT, "acceptVFolderInvitation") if round % 2 == 0 else (REJECT, "rejectVFolderInvitation")
+        assert (await paused(gateway, pg_dsn, bob.execute(answer, {"i": invitation})))[key]["id"] == folder_id
+    catch_up(pg_dsn)
+    assert (await refused(bob, ACCEPT, {"i": "0" * 32})).code == "NOT_FOUND"  # unknown: still refused
+    shared = await create(alice, pg_dsn, "shared")
+    storage(FolderProvisionedReport, shared)
+    await alice.execute(SHARE, {"f": "shared", "u": "bob", "p": "rw"})  # then bob names it at once
+    assert (await paused(gateway, pg_dsn, bob.execute(ONE, {"f": "shared"})))["vfolder"]["id"] == shared
+    await alice.execute(SHARE, {"f": shared, "u": "admin", "p": "ro"})
+    admin = client_for(keys.admin)
+    assert (await paused(gateway, pg_dsn, admin.execute(ONE, {"f": shared})))["vfolder"]["id"] == shared
 
 
 async def test_trash_restore_trash_purge_frees_the_name(
@@ -209,6 +247,37 @@ async def test_policy_limits_folder_count_and_scope_size(
     storage(UsageMeasuredReport, first, bytes=45, files=3)
     assert (await refused(carol, UPLOAD, {"f": first, "p": "x", "s": 6})).code == "QUOTA"
     assert (await carol.execute(UPLOAD, {"f": first, "p": "x", "s": 5}))["requestUpload"]["maxBytes"] == 5
+
+
+async def test_uploaded_files_count_against_the_quota_before_their_usage_is_measured(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: Any) -> None:
+    admin = client_for(keys.admin)
+    await admin.execute("mutation { createResourcePolicy(input: {name: \"room\", maxQuotaScopeSize: 150}) { id } }")
+    create_user(pg_dsn, "erin")
+    erin = client_for(create_keypair(pg_dsn, "erin", resource_policy="room"))
+    catch_up(pg_dsn)
+    folder_id = await create(erin, pg_dsn, "data")
+    storage(FolderProvisionedReport, folder_id)
+
+    def uploaded(path: str, size: int) -> None:  # the storage service's report of a finished upload
+        storage(FileUploadedReport, folder_id, path=path, size=size, sha256="0" * 64, by="erin")
+
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "a", "s": 100}))["requestUpload"]["maxBytes"] == 150
+    uploaded("a", 100)  # no usage measured yet: the next token still counts it
+    assert (await refused(erin, UPLOAD, {"f": "data", "p": "b", "s": 100})).code == "QUOTA"
+    assert (await erin.execute(ROOM, {"f": "data"}))["vfolderUploadRoom"] == 50
+    assert (await refused(client_for(keys.bob), ROOM, {"f": folder_id})).code == "NOT_FOUND"
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "b", "s": 50}))["requestUpload"]["maxBytes"] == 50
+    usage = {u["quotaScope"]: u for u in (await erin.execute(USAGE))["storageUsage"]}
+    assert usage["user:erin"]["usageBytes"] == 100
+    storage(UsageMeasuredReport, folder_id, bytes=100, files=1)  # the measure takes over: counted once
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "b", "s": 50}))["requestUpload"]["maxBytes"] == 50
+    uploaded("a", 100)  # "a" again: usage unchanged, yet counted until measured
+    assert (await refused(erin, UPLOAD, {"f": "data", "p": "b", "s": 50})).code == "QUOTA"
+    storage(UsageMeasuredReport, folder_id, bytes=100, files=1)  # an unchanged measure settles it
+    assert (await erin.execute(UPLOAD, {"f": "data", "p": "b", "s": 50}))["requestUpload"]["maxBytes"] == 50
+    usage = {u["quotaScope"]: u for u in (await erin.execute(USAGE))["storageUsage"]}
+    assert usage["user:erin"]["usageBytes"] == 100
 
 
 async def test_a_project_folder_lives_in_its_projects_domain(

@@ -61,6 +61,19 @@ async def test_a_tus_upload_lands_atomically_and_is_reported(tmp_path, js):
     assert any(r.type_name() == "usage_measured" and r.bytes == len(data) for r in reports)
 
 
+async def test_every_upload_is_followed_by_a_measure_even_when_usage_is_unchanged(tmp_path, js):
+    """The measure settles the bytes of the uploads before it, which quotas count until then."""
+    async with running_storage(tmp_path / "vol", js) as storage:
+        folder = storage.new_folder()
+        for _ in range(2):  # the same file twice: the second leaves the usage as it was
+            token = storage.token(folder, "a.bin", "upload", max_bytes=10)
+            await asyncio.to_thread(_tus_upload, storage, token, b"0123456789")
+            await storage.ctx.meter.settle()
+        await storage.ctx.reporter.flush()
+    kinds = [(r.type_name(), getattr(r, "bytes", None)) for r in await _reports(js)]
+    assert kinds == [("file_uploaded", None), ("usage_measured", 10)] * 2
+
+
 async def test_an_interrupted_upload_resumes_where_it_stopped(tmp_path):
     data = os.urandom(5 * (1 << 20))
     async with running_storage(tmp_path / "vol") as storage:

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from contracts.limits import MOUNT_FIELDS
 from contracts.mounts import MAX_MOUNTS, MountSpec
 from contracts.tenancy import KeypairLimits
-from contracts.vfolder import FolderPathError, check_folder_name, is_folder_id
+from contracts.vfolder import FolderPathError, OwnerKind, check_folder_name, is_folder_id
 from domain.tenancy import UserState
 from domain.vfolder import Actor
 from domain.vfolder_mounts import MountRequest
@@ -28,7 +28,8 @@ from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.limits import checked_choice, checked_value
-from services.gateway.readmodels import read
+from services.gateway.readmodels import read, read_settled
+from services.gateway.resources import Resources
 from services.gateway.sessions.types import MountInput
 
 __all__ = ["actor_of", "mount_requests", "resolved_mounts"]
@@ -73,7 +74,7 @@ def actor_of(principal: Principal, user: UserState | None, limits: KeypairLimits
 async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest], project: str) -> list[MountSpec]:
     """Returns the session's mounts (raises the domain's errors for the caller to map)."""
     resources = info.context.resources
-    listed = await _listed(resources.pool, actor, requests)
+    listed = await _listed(resources, actor, requests)
     if not requests and not listed:
         return []
     scopes = await _scopes(resources.pool, actor, project, listed)
@@ -81,18 +82,29 @@ async def resolved_mounts(info: Info, actor: Actor, requests: list[MountRequest]
                                 listed=[row.folder_id for row in listed], scopes=scopes)
 
 
-async def _listed(pool: AsyncConnectionPool, actor: Actor, requests: list[MountRequest]) -> list[Candidate]:
+async def _listed(resources: Resources, actor: Actor, requests: list[MountRequest]) -> list[Candidate]:
     """The caller's own dot-folders and the folders of the requested names the caller sees as a user
-    (own, shared, projects': never another user's through an admin's reach), by the read models;
-    their state is read from the store afterwards, so a stale row grants nothing."""
+    (own, shared, projects': never another user's through an admin's reach), by the read models (a
+    name they lack, not the caller's own, is looked up again once they caught up with the store:
+    ``_named``); their state is read from the store afterwards, so a stale row grants nothing."""
+    pool = resources.pool
     rows: list[Candidate] = list(await read(automatic_folders, pool, actor.user))
     scope = FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects))
     for name in dict.fromkeys(r.name for r in requests):
         if not is_folder_id(name):
-            rows += await read(folders_named, pool, scope, name)
+            rows += await _named(resources, actor, scope, name)
         elif (row := await read(folder, pool, scope, name)) is not None:  # for its quota scope
             rows.append(row)
     return rows
+
+
+async def _named(resources: Resources, actor: Actor, scope: FolderScope, name: str) -> list[Candidate]:
+    """The folders named ``name`` the read models show the caller; when none, and the caller has no
+    folder of that name (its claim, in the store), once they caught up with the store."""
+    rows = await read(folders_named, resources.pool, scope, name)
+    if rows or await resources.call(resources.vfolders.find, OwnerKind.USER, actor.user, name) is not None:
+        return list(rows)
+    return list(await read_settled(resources, folders_named, resources.pool, scope, name))
 
 
 async def _scopes(pool: AsyncConnectionPool, actor: Actor, project: str, listed: list[Candidate]) -> ScopeLimits:

@@ -4,8 +4,9 @@ resolvers share.
 The actor (``domain.vfolder.access.Actor``) comes from the event store (keypair, user, policy),
 so a just-changed membership or policy applies at once. A folder argument is its id
 (``vfolder_<32 hex>``) or a name: the caller's own user folder of that name first (its claim,
-never stale), else the live folders of that name the caller sees in the read models; several
-of those are AMBIGUOUS with the candidates' ids. What the caller may not see is NOT_FOUND.
+never stale), else the live folders of that name the caller sees in the read models (when none,
+once they caught up with the store: a folder just shared with the caller is found); several of
+those are AMBIGUOUS with the candidates' ids. What the caller may not see is NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from projections.queries.rows import VFolderRow
 from services.gateway.context import Info, caller
 from services.gateway.errors import AMBIGUOUS, BAD_INPUT, NOT_FOUND, GatewayError, from_domain
 from services.gateway.limits import checked_value
-from services.gateway.readmodels import read
+from services.gateway.readmodels import read_settled
 
 __all__ = ["FOLDER_REF", "FOLDER_NAME", "PATH", "acting", "folder_scope", "guarded", "load_folder", "resolve_folder", "row_access", "state_of_row"]
 
@@ -76,7 +77,7 @@ async def resolve_folder(info: Info, actor: Actor, ref: str) -> str:
     own = await resources.call(resources.vfolders.find, OwnerKind.USER, actor.user, ref)
     if own is not None:
         return own.id
-    rows = await read(q.folders_named, resources.pool, folder_scope(actor), ref)
+    rows = await read_settled(resources, q.folders_named, resources.pool, folder_scope(actor), ref)
     if not rows:
         raise GatewayError(NOT_FOUND, f"folder {ref!r} not found")
     if len(rows) > 1:

@@ -18,7 +18,7 @@ from services.gateway.context import caller
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
 from services.gateway.limits import checked_choice, checked_name, checked_value
-from services.gateway.readmodels import AfterPosition, await_position, read, read_position
+from services.gateway.readmodels import AfterPosition, await_position, read, read_position, read_settled
 from services.gateway.vfolders.access import FOLDER_NAME, acting, guarded, resolve_folder
 from services.gateway.vfolders.types import VFolderResult
 
@@ -76,7 +76,10 @@ async def _mounting(info: Info, folder_id: str) -> dict[str, object]:
 
 
 async def _invitation_folder(info: Info, user: str, invitation_id: str) -> str:
-    row = await read(q.invitation, info.context.resources.pool, user, invitation_id)
+    """Returns the folder of an invitation of ``user``: one just sent (no ``afterPosition``) is found
+    once the read models caught up with the store (``read_settled``), never refused as unknown."""
+    resources = info.context.resources
+    row = await read_settled(resources, q.invitation, resources.pool, user, invitation_id)
     if row is None:
         raise GatewayError(NOT_FOUND, f"no invitation {invitation_id!r} for you")
     return row.folder_id

@@ -15,7 +15,7 @@ from projections.queries.rows import VFolderRow
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, NOT_FOUND, GatewayError
 from services.gateway.limits import checked_choice, checked_value
-from services.gateway.readmodels import AfterPosition, await_position, read
+from services.gateway.readmodels import AfterPosition, await_position, read, read_settled
 from services.gateway.vfolders.access import acting, folder_scope, resolve_folder, row_access
 from services.gateway.vfolders.types import StorageUsage, VFolder, VFolderInvitation, VFolderShare
 
@@ -77,7 +77,8 @@ class VFolderQuery:
         actor = await acting(info)
         folder_id = await resolve_folder(info, actor, folder)
         await await_position(info, after_position)
-        row = await read(q.folder, info.context.resources.pool, folder_scope(actor), folder_id)
+        resources = info.context.resources
+        row = await read_settled(resources, q.folder, resources.pool, folder_scope(actor), folder_id)
         if row is None:
             raise GatewayError(NOT_FOUND, f"folder {folder!r} not found")
         return await to_folder(info, row, actor)

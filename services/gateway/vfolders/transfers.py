@@ -82,6 +82,12 @@ def remaining_bytes(scope_limit: int, scope_usage: int, folder_cap: int, folder_
     return max(0, min(left)) if left else None
 
 
+async def _room(info: Info, state: VFolderState) -> int | None:
+    """Returns the bytes an upload to the folder may still add by its and its scope's quota (None: no limit)."""
+    scope = await read(q.scope_usage, info.context.resources.pool, state.quota_scope)
+    return remaining_bytes(scope.limit_bytes, scope.usage_bytes, state.quota_limit, state.counted_bytes)
+
+
 def _ticket(minted: Minted, path: str, max_bytes: int = 0) -> TransferTicket:
     return TransferTicket(url=minted.url, token=minted.token, expires_at=minted.expires_at, path=path,
                           max_bytes=max_bytes)
@@ -106,6 +112,12 @@ class TransferQuery:
         return [FolderFile(name=str(e.get("name", "")), type=str(e.get("type", "")), size=float(e.get("size", 0)),
                            mtime=float(e.get("mtime", 0))) for e in entries[:MAX_LISTING] if isinstance(e, dict)]
 
+    @strawberry.field(description="The bytes uploads to a folder you may write may still add, by its cap and its "
+                      "quota scope's limit (what `requestUpload` checks each size against); null: no limit applies.")
+    async def vfolder_upload_room(self, info: Info, folder: str) -> float | None:
+        _, state = await _allowed(info, folder, VFolderPermission.RW, VolumePermission.UPLOAD_FILE, "uploading")
+        return await _room(info, state)
+
 
 @strawberry.type
 class TransferMutation:
@@ -117,8 +129,7 @@ class TransferMutation:
         if size != size or size < 0 or size != int(size) or size > MAX_UPLOAD_BYTES:
             raise GatewayError(BAD_INPUT, f"size is a whole number of bytes, 0 to {MAX_UPLOAD_BYTES}")
         actor, state = await _allowed(info, folder, VFolderPermission.RW, VolumePermission.UPLOAD_FILE, "uploading")
-        scope = await read(q.scope_usage, info.context.resources.pool, state.quota_scope)
-        left = remaining_bytes(scope.limit_bytes, scope.usage_bytes, state.quota_limit, state.usage_bytes)
+        left = await _room(info, state)
         if left is not None and int(size) > left:
             raise GatewayError(QUOTA, f"an upload of {int(size)} bytes is over the quota: {left} bytes left in "
                                       f"{state.quota_scope} and folder {state.name!r}")
