@@ -5,7 +5,10 @@
 over), a larger one in ``PATCH`` requests of ``chunk`` bytes, each body streamed from the file in
 ``READ`` pieces (never a whole chunk in memory; what an interrupted PATCH delivered is kept). An upload whose URL is given resumes at the offset the service reports
 (``HEAD``); a request the service refuses with 403 (the token expired) is retried once with the
-token ``renew()`` returns. Any tus server works; the storage service answers errors as
+token ``renew()`` returns. A PATCH refused because another request still writes the upload (423:
+the interrupted client's last request is still draining on the server) or because the offset moved
+(409) is sent again from the offset ``HEAD`` then reports, for up to ``BUSY_WAIT`` seconds. Any tus
+server works; the storage service answers errors as
 ``{"error": ...}``, which ``TusError`` carries.
 """
 
@@ -15,12 +18,13 @@ import base64
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
-__all__ = ["CHUNK", "READ", "SMALL", "TusError", "TusUploader"]
+__all__ = ["BUSY_WAIT", "CHUNK", "READ", "SMALL", "TusError", "TusUploader"]
 
 CHUNK = 64 << 20
 """Bytes per PATCH request."""
@@ -28,6 +32,8 @@ SMALL = 1 << 20
 """A file of at most this many bytes is sent with its creation (not resumable: it is short)."""
 READ = 1 << 20
 """Bytes read from the file at once while a body is streamed."""
+BUSY_WAIT = 60.0
+"""Seconds a resumed upload keeps asking while the server still writes the interrupted request's bytes."""
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
 
@@ -110,16 +116,32 @@ class TusUploader:
             on_url(url)
         if on_progress is not None:
             on_progress(offset)
+        busy_until: float | None = None
         while offset < size:
-            length = min(self._chunk, size - offset)
-            start = offset
-            response = self._send("PATCH", url, {"Upload-Offset": str(start), "Content-Type": OCTETS,
-                                                 "Content-Length": str(length)},
-                                  lambda: _body(source, start, length), ok=(204,))
-            offset = int(response.headers["upload-offset"])
+            try:
+                offset = self._patch(url, source, offset, min(self._chunk, size - offset))
+            except TusError as exc:
+                if exc.status not in (409, 423):
+                    raise
+                busy_until = busy_until or time.monotonic() + BUSY_WAIT
+                if time.monotonic() > busy_until:
+                    raise
+                time.sleep(0.2)  # the other request's bytes are still being written: ask again
+                now = self.offset(url)
+                if now is None:
+                    raise
+                offset = now
+                continue
+            busy_until = None
             if on_progress is not None:
                 on_progress(offset)
         return url
+
+    def _patch(self, url: str, source: Path, start: int, length: int) -> int:
+        response = self._send("PATCH", url, {"Upload-Offset": str(start), "Content-Type": OCTETS,
+                                             "Content-Length": str(length)},
+                              lambda: _body(source, start, length), ok=(204,))
+        return int(response.headers["upload-offset"])
 
     def _create(self, source: Path, size: int) -> tuple[str, int]:
         headers = {"Upload-Length": str(size),

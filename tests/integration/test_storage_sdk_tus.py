@@ -96,3 +96,47 @@ async def test_a_creation_whose_body_is_refused_leaves_nothing(tmp_path):
             with pytest.raises(TusError) as refused:
                 await asyncio.to_thread(uploader.upload, source)
         assert refused.value.status == 403
+
+
+async def test_a_resume_waits_while_the_interrupted_request_still_writes(tmp_path):
+    """A client killed mid-PATCH and run again at once: the server is still writing the first request's
+    bytes (423 for the second writer); the resumed upload asks again and finishes from the new offset."""
+    data = os.urandom(3 * MiB)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    async with running_storage(tmp_path / "vol") as storage, httpx.AsyncClient(timeout=30) as slow:
+        folder = storage.new_folder()
+        token = storage.token(folder, "big.bin", "upload", max_bytes=len(data))
+        urls: list[str] = []
+
+        def stop_at_once(offset: int) -> None:
+            raise Stop
+
+        with httpx.Client() as http:
+            uploader = TusUploader(http, storage.url, token, chunk=MiB)
+            with pytest.raises(Stop):
+                await asyncio.to_thread(uploader.upload, source, None, urls.append, stop_at_once)
+            release, sent = asyncio.Event(), asyncio.Event()
+
+            async def held_body():  # the interrupted client's request, still arriving
+                yield data[:MiB // 2]
+                sent.set()
+                await release.wait()
+                yield data[MiB // 2:MiB]
+
+            draining = asyncio.create_task(slow.patch(
+                urls[0], content=held_body(),
+                headers={**TUS, "Upload-Offset": "0", "Content-Type": OCTETS, "Content-Length": str(MiB),
+                         "Authorization": f"Bearer {token}"}))
+            await sent.wait()
+            statuses: list[int] = []
+            http.event_hooks["response"] = [lambda r: statuses.append(r.status_code)]
+            resumed = asyncio.create_task(asyncio.to_thread(uploader.upload, source, urls[0]))
+            deadline = asyncio.get_running_loop().time() + 30
+            while 423 not in statuses:  # the resumed upload met the writer still at work
+                assert asyncio.get_running_loop().time() < deadline and not resumed.done(), statuses
+                await asyncio.sleep(0.02)
+            release.set()
+            assert (await draining).status_code == 204
+            assert await resumed == urls[0]
+        assert (storage.volume.folder_path(folder) / "big.bin").read_bytes() == data
