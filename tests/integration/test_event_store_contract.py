@@ -35,24 +35,16 @@ from domain import session as session_domain
 from domain.emitting import Context, Emitter
 from services.common import snapshots
 from services.common.store import BerthApplication, ConcurrencyError
+from tests.support.read_counting import CountsReads
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SLOTS = {"cpu": Decimal("1.5"), "mem": Decimal(1024**3)}
 
 
-class CountingStore(BerthApplication):
+class CountingStore(CountsReads, BerthApplication):
     """The application as the services use it, counting what ``current`` reads from the store."""
 
     long_lived = frozenset({agent_domain.evolve})
-
-    def __init__(self, dsn: str | None) -> None:
-        self.reads: list[tuple[str, int, int]] = []  # (aggregate, after version, events read)
-        super().__init__(dsn)
-
-    def _read_after(self, aggregate_id: str, version: int) -> list[Event]:
-        events = super()._read_after(aggregate_id, version)
-        self.reads.append((aggregate_id, version, len(events)))
-        return events
 
 
 @dataclass

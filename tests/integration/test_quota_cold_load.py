@@ -18,6 +18,7 @@ from domain import quota as quota_domain
 from domain.emitting import Context
 from services.application.scheduling import Scheduling
 from services.common import snapshots
+from tests.support.read_counting import CountsReads
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SLOTS = {"cpu": Decimal(1), "mem": Decimal(2**30)}
@@ -25,17 +26,8 @@ SCOPE = quota_id(QuotaScope.DOMAIN, "default")
 PER_PASS = 10
 
 
-class CountingScheduling(Scheduling):
+class CountingScheduling(CountsReads, Scheduling):
     """The scheduler's application, counting what ``current`` reads from the store."""
-
-    def __init__(self, dsn: str) -> None:
-        self.reads: list[tuple[str, int, int]] = []  # (aggregate, after version, events read)
-        super().__init__(dsn)
-
-    def _read_after(self, aggregate_id: str, version: int) -> list[Event]:
-        events = super()._read_after(aggregate_id, version)
-        self.reads.append((aggregate_id, version, len(events)))
-        return events
 
 
 def _ctx() -> Context:

@@ -6,9 +6,11 @@ continues with Range, and the file operations reach the folder."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -52,11 +54,10 @@ class Throttled:
         store.create, store.append = counting_create, slow_append  # type: ignore[method-assign]
 
 
-async def test_upload_resume_download_and_file_operations_through_the_cli(
-        tmp_path: Path, read_models: str, keys: Keys, nats_url: str, clean_streams, projecting, pg_dsn: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
+@contextlib.asynccontextmanager
+async def _gateway_and_storage(tmp_path: Path, read_models: str,
+                               nats_url: str) -> AsyncIterator[tuple[str, RunningStorage]]:
+    """A storage data plane and a gateway that issues its tokens (with its key); yields (gateway URL, storage)."""
     async with running_storage(tmp_path / "vol") as storage:
         key_file = tmp_path / "storage.key"
         key_file.write_bytes(storage.ctx.key)
@@ -64,7 +65,16 @@ async def test_upload_resume_download_and_file_operations_through_the_cli(
         settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0,
                             storage_url=storage.url, storage_key_file=str(key_file))
         async with serving(settings) as url:
-            await _exercise(url, keys.alice, storage, tmp_path, pg_dsn)
+            yield url, storage
+
+
+async def test_upload_resume_download_and_file_operations_through_the_cli(
+        tmp_path: Path, read_models: str, keys: Keys, nats_url: str, clean_streams, projecting, pg_dsn: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    async with _gateway_and_storage(tmp_path, read_models, nats_url) as (url, storage):
+        await _exercise(url, keys.alice, storage, tmp_path, pg_dsn)
 
 
 async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, tmp_path: Path, pg_dsn: str) -> None:
@@ -116,29 +126,23 @@ async def test_an_upload_that_does_not_fit_sends_nothing(
         tmp_path: Path, read_models: str, keys: Keys, nats_url: str, clean_streams, projecting, pg_dsn: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    async with running_storage(tmp_path / "vol") as storage:
-        key_file = tmp_path / "storage.key"
-        key_file.write_bytes(storage.ctx.key)
-        key_file.chmod(0o600)
-        settings = Settings(pg_dsn=read_models, nats_url=nats_url, gateway_host="127.0.0.1", gateway_port=0,
-                            storage_url=storage.url, storage_key_file=str(key_file))
-        async with serving(settings) as url:
-            folder = (await as_json(url, keys.alice, "vfolder", "create", "data"))["id"]
-            storage.volume.create(folder)
-            storage_says(pg_dsn, FolderProvisionedReport, folder)
-            await async_wait_for(lambda: _ready(url, keys.alice), timeout=20, message="folder never ready")
-            await berth(url, keys.admin, "vfolder", "set-quota", folder, "25")
-            throttle = Throttled(storage.ctx.uploads["local"], delay=0)
-            (tmp_path / "a.txt").write_bytes(b"a" * 10)
-            (tmp_path / "b.txt").write_bytes(b"b" * 20)
+    async with _gateway_and_storage(tmp_path, read_models, nats_url) as (url, storage):
+        folder = (await as_json(url, keys.alice, "vfolder", "create", "data"))["id"]
+        storage.volume.create(folder)
+        storage_says(pg_dsn, FolderProvisionedReport, folder)
+        await async_wait_for(lambda: _ready(url, keys.alice), timeout=20, message="folder never ready")
+        await berth(url, keys.admin, "vfolder", "set-quota", folder, "25")
+        throttle = Throttled(storage.ctx.uploads["local"], delay=0)
+        (tmp_path / "a.txt").write_bytes(b"a" * 10)
+        (tmp_path / "b.txt").write_bytes(b"b" * 20)
 
-            _, _, err = await berth(url, keys.alice, "vfolder", "upload", "data", str(tmp_path / "a.txt"),
-                                    str(tmp_path / "b.txt"), ok=False)
-            assert "2 file(s) of 30 bytes" in err and "25 bytes" in err and "b.txt (20 B)" in err, err
-            assert "nothing was uploaded" in err
-            assert (throttle.created, list(storage.volume.folder_path(folder).iterdir())) == (0, [])
-            await berth(url, keys.alice, "vfolder", "upload", "data", str(tmp_path / "b.txt"))  # this one fits
-            assert (storage.volume.folder_path(folder) / "b.txt").read_bytes() == b"b" * 20
+        _, _, err = await berth(url, keys.alice, "vfolder", "upload", "data", str(tmp_path / "a.txt"),
+                                str(tmp_path / "b.txt"), ok=False)
+        assert "2 file(s) of 30 bytes" in err and "25 bytes" in err and "b.txt (20 B)" in err, err
+        assert "nothing was uploaded" in err
+        assert (throttle.created, list(storage.volume.folder_path(folder).iterdir())) == (0, [])
+        await berth(url, keys.alice, "vfolder", "upload", "data", str(tmp_path / "b.txt"))  # this one fits
+        assert (storage.volume.folder_path(folder) / "b.txt").read_bytes() == b"b" * 20
 
 
 async def _ready(url: str, alice: tuple[str, str]) -> bool:
