@@ -198,6 +198,8 @@ RULES: dict[str, Rule] = {
     "Query.vfolderInvitations": Rule("query { vfolderInvitations { id } }", "A H H H H U", _invitation_to_owner,
                                      shows=lambda data, w: w.invitation_id in {i["id"] for i in data}),
     "Query.storageUsage": Rule('query { storageUsage(scopes: ["user:alice"]) { quotaScope } }', "A N A N A U"),
+    "Query.vfolderUploadRoom": Rule(f"query({F}) {{ vfolderUploadRoom(folder: $f) }}", "A N F N F U", _the_folder,
+                                    shows=lambda data, w: data is None or data >= 0),  # null: no limit applies
     "Query.vfolderFiles": Rule(f"query({F}) {{ vfolderFiles(folder: $f) {{ name }} }}", "V N F N F U", _the_folder),
     # --- mutations ---
     "Mutation.createSession": Rule(CREATE, "A A A A A U", lambda w: {"input": {}}),
