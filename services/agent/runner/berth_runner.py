@@ -79,7 +79,7 @@ def bind_unix(sock, path):
 def listen(socket_path):
     """Returns a socket listening on ``socket_path`` (mode 0600: its own user and a root agent may
     connect), which appears there only once it accepts connections (bound under a temporary name,
-    then renamed)."""
+    then renamed) and its "listening" line is in the log."""
     os.makedirs(os.path.dirname(os.path.abspath(socket_path)), exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
@@ -90,6 +90,9 @@ def listen(socket_path):
     bind_unix(server, temp)
     os.chmod(temp, 0o600)
     server.listen(BACKLOG)
+    # Logged before the socket appears: a kernel seen started (its socket there) has said so in its log.
+    sys.stderr.write(f"berth runner {os.getpid()} listening on {socket_path}\n")
+    sys.stderr.flush()
     os.rename(temp, socket_path)
     return server
 

@@ -344,7 +344,6 @@ def serve(listening, socket_path: str, max_output: int | None = None) -> None:
     signal.set_wakeup_fd(wake_w)
     try:
         runner.query.warm()
-        print(f"berth runner {os.getpid()} listening on {socket_path}", file=sys.stderr, flush=True)
         while True:
             readable, _, _ = select.select([server, wake_r], [], [])
             if wake_r in readable:
