@@ -17,19 +17,13 @@ from tests.support.folders import seed_folder
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, count_events, gateway, keys, read_models,
 )
+from tests.support.relay import sessions  # noqa: F401 - fixture
 from tests.support.tenancy import catch_up, refused
 
 TRASH = "mutation($f: String!) { trashVFolder(folder: $f) { id } }"
 RESTORE = "mutation($f: String!) { restoreVFolder(folder: $f) { id } }"
 PURGE = "mutation($f: String!) { purgeVFolder(folder: $f) { id } }"
 STATUS = "query($f: String!) { vfolder(folder: $f) { status } }"
-
-
-@pytest.fixture
-def sessions(pg_dsn: str):
-    app = Sessions(pg_dsn)
-    yield app
-    app.close()
 
 
 async def test_a_mounted_folder_is_not_trashed_until_its_sessions_ended(

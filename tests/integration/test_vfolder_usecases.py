@@ -25,6 +25,7 @@ from contracts.storage_reports import (
 from contracts.vfolder import VFolderStatus
 from domain.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from domain.vfolder.decide import NewFolder
+from domain.vfolder.access import Actor
 from projections.queries import vfolders as q
 from services.application.context import make_context
 from services.application.vfolders import VFolders, report_context_id
@@ -112,24 +113,7 @@ def test_create_report_and_read(world: tuple[VFolders, str], pg_dsn: str) -> Non
 def test_concurrent_creations_of_one_name_record_one_folder(world: tuple[VFolders, str], pg_dsn: str) -> None:
     app, key = world
     actor = app.actor(key)
-    apps = [VFolders(pg_dsn) for _ in range(4)]
-    outcomes: list[object] = []
-    barrier = threading.Barrier(len(apps))
-
-    def run(a: VFolders) -> None:
-        barrier.wait()
-        try:
-            outcomes.append(a.create(actor, mine("race"), make_context(key), owned=0))
-        except AlreadyExistsError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for a in apps:
-        a.close()
+    outcomes = _create_at_once(pg_dsn, actor, key, ["race"] * 4, AlreadyExistsError)
     created = [o for o in outcomes if isinstance(o, tuple)]
     assert len(outcomes) == 4 and len(created) == 1
     with psycopg.connect(pg_dsn) as conn:
@@ -141,24 +125,7 @@ def test_concurrent_creations_never_pass_max_vfolder_count(world: tuple[VFolders
     """Each creation is given the same stale read-model count (0); the count in the store decides."""
     app, key = world
     actor = msgspec.structs.replace(app.actor(key), max_vfolder_count=2)
-    apps = [VFolders(pg_dsn) for _ in range(4)]
-    outcomes: list[object] = []
-    barrier = threading.Barrier(len(apps))
-
-    def run(a: VFolders, i: int) -> None:
-        barrier.wait()
-        try:
-            outcomes.append(a.create(actor, mine(f"f{i}"), make_context(key), owned=0))
-        except InvalidRequestError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=run, args=(a, i)) for i, a in enumerate(apps)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for a in apps:
-        a.close()
+    outcomes = _create_at_once(pg_dsn, actor, key, [f"f{i}" for i in range(4)], InvalidRequestError)
     created = [o[0] for o in outcomes if isinstance(o, tuple)]
     refused = [str(o) for o in outcomes if isinstance(o, InvalidRequestError)]
     assert (len(created), len(refused)) == (2, 2), outcomes
@@ -186,3 +153,28 @@ def test_a_busy_folder_is_loaded_from_its_snapshot(world: tuple[VFolders, str], 
     assert version >= 400
     with VFolders(pg_dsn) as fresh:
         assert fresh.get(folder_id) == app.get(folder_id)
+
+
+def _create_at_once(pg_dsn: str, actor: Actor, key: str, names: list[str],
+                    refusal: type[Exception]) -> list[object]:
+    """Creates folder ``names[i]`` from its own application (process-like) in its own thread, all
+    released together; returns each outcome: the creation's result or the ``refusal`` raised."""
+    apps = [VFolders(pg_dsn) for _ in names]
+    outcomes: list[object] = []
+    barrier = threading.Barrier(len(apps))
+
+    def run(a: VFolders, name: str) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(a.create(actor, mine(name), make_context(key), owned=0))
+        except refusal as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a, name)) for a, name in zip(apps, names)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for a in apps:
+        a.close()
+    return outcomes
