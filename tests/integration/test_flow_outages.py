@@ -149,9 +149,13 @@ async def test_an_older_consumer_is_brought_to_the_current_configuration(nats_ur
         durable_name="outagetest-a1", ack_policy=AckPolicy.EXPLICIT, max_deliver=6,
         filter_subject=table().filters(agent_id="a1")[0]))
     await create_table(pg_dsn)
+
+    async def unbounded() -> bool:
+        return (await js.consumer_info(EVENTS_STREAM, "outagetest-a1")).config.max_deliver == -1
+
     async with running(nats_url, js, table(), Applier(pg_dsn)):
-        info = await js.consumer_info(EVENTS_STREAM, "outagetest-a1")
-    assert info.config.max_deliver == -1
+        # the consumer starts in a task of its own: its configuration is updated once that task has run
+        await async_wait_for(unbounded, timeout=30, message="the durable kept its bounded max_deliver")
 
 
 async def test_a_follow_whose_handler_failed_follows_again_from_that_event(nats_url: str,
