@@ -34,6 +34,7 @@ from contracts.status import Reason, SessionStatus
 from services.application.agents import Agents
 from services.application.context import make_context
 from services.application.sessions import Sessions
+from services.controller.deadline_index import DeadlineIndex
 from services.controller.timeouts import Clock
 
 __all__ = ["STUCK_EVENTS", "StuckDeadlines", "StuckSessionSweeper"]
@@ -60,6 +61,7 @@ class StuckDeadlines:
         self._limits = {status: seconds for status, seconds in limits.items() if seconds > 0}
         self._clock = clock
         self._stays: dict[str, _Stay] = {}
+        self._index = DeadlineIndex()
 
     @singledispatchmethod
     def apply(self, event: Event) -> None:
@@ -78,12 +80,14 @@ class StuckDeadlines:
         stay = self._stays.get(event.originator_id)
         if stay is not None and stay.status is SessionStatus.PREPARING:
             stay.since = max(stay.since, event.timestamp)
+            self._index.set(event.originator_id, self.deadline(event.originator_id))
 
     def _enter(self, session_id: str, status: SessionStatus, when: dt.datetime) -> None:
         if status in self._limits:
             self._stays[session_id] = _Stay(status, when)
+            self._index.set(session_id, self.deadline(session_id))
         else:
-            self._stays.pop(session_id, None)
+            self.done(session_id)
 
     def stay(self, session_id: str) -> tuple[SessionStatus, float] | None:
         """Returns the transitional state ``session_id`` is in and that state's deadline in
@@ -101,23 +105,23 @@ class StuckDeadlines:
 
     def due(self) -> list[tuple[str, Reason]]:
         """Returns the sessions past their state's deadline, by session id, with the reason."""
-        now = self._clock()
-        return [(session_id, Reason.TRANSITION_TIMEOUT) for session_id in sorted(self._stays)
-                if (when := self.deadline(session_id)) is not None and when <= now]
+        return [(session_id, Reason.TRANSITION_TIMEOUT) for session_id in self._index.due(self._clock())]
 
     def next_deadline(self) -> dt.datetime | None:
         """Returns the earliest deadline of any session, None when there is none."""
-        return min(filter(None, map(self.deadline, self._stays)), default=None)
+        return self._index.earliest()
 
     def done(self, session_id: str) -> None:
         """Forgets ``session_id`` until its next transition (it was ended, or cannot be)."""
         self._stays.pop(session_id, None)
+        self._index.discard(session_id)
 
     def defer(self, session_id: str, seconds: float) -> None:
         """Postpones the next attempt on ``session_id`` by ``seconds`` (after a failed one)."""
         stay = self._stays.get(session_id)
         if stay is not None:
             stay.retry_at = self._clock() + dt.timedelta(seconds=seconds)
+            self._index.set(session_id, self.deadline(session_id))
 
 
 class StuckSessionSweeper:

@@ -22,17 +22,19 @@ import asyncio
 import datetime as dt
 import logging
 from functools import singledispatchmethod
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable, Iterable, Protocol
 
 import msgspec
 
 from contracts import session as sev
+from contracts import tenancy as tev
 from contracts.envelope import Event, utc_now
 from contracts.status import Reason, SessionStatus, SessionType
 from contracts.tenancy import KeypairLimits
 from domain.errors import DomainError
 from services.application.policies import POLICY_EVENTS, KeypairPolicies
 from services.common.waiting import first_of
+from services.controller.deadline_index import DeadlineIndex
 
 __all__ = ["TIMEOUT_EVENTS", "Clock", "Deadlines", "DueSessions", "enforce_timeouts"]
 
@@ -68,32 +70,46 @@ class Deadlines:
     def __init__(self, clock: Clock = utc_now) -> None:
         self._clock = clock
         self._watch: dict[str, _Watch] = {}
+        self._of_owner: dict[str, set[str]] = {}
+        self._index = DeadlineIndex()
         self._policies = KeypairPolicies()
 
     @singledispatchmethod
     def apply(self, event: Event) -> None:
         """Learns from ``event`` (other events change nothing)."""
-        self._policies.apply(event)
+        changed = self._policies.apply(event)
+        if isinstance(event, (tev.KeypairCreated, tev.KeypairPolicyChanged)):
+            self._reindex(self._of_owner.get(event.originator_id, ()))
+        elif changed:  # a policy's limits: every session may be concerned (an administrator's rare act)
+            self._reindex(list(self._watch))
 
     @apply.register
     def _(self, event: sev.SessionRequested) -> None:
         spec = event.spec
         batch = spec.session_type is SessionType.BATCH
         self._watch[event.originator_id] = _Watch(owner=event.owner, batch=batch, batch_timeout=spec.batch_timeout)
+        self._of_owner.setdefault(event.owner, set()).add(event.originator_id)
 
     @apply.register
     def _(self, event: sev.SessionStatusChanged) -> None:
         watch = self._watch.get(event.originator_id)
         if event.status in _STOPPED:
-            self._watch.pop(event.originator_id, None)
+            self.done(event.originator_id)
         elif event.status is SessionStatus.RUNNING and watch is not None and watch.running_since is None:
             watch.running_since = watch.last_activity = event.timestamp
+            self._reindex((event.originator_id,))
 
     @apply.register
     def _(self, event: sev.ExecutionFinished) -> None:
         watch = self._watch.get(event.originator_id)
         if watch is not None and watch.last_activity is not None:
             watch.last_activity = max(watch.last_activity, event.timestamp)
+            self._reindex((event.originator_id,))
+
+    def _reindex(self, session_ids: Iterable[str]) -> None:
+        for session_id in session_ids:
+            found = self.deadline(session_id)
+            self._index.set(session_id, None if found is None else found[0])
 
     def limits_of(self, owner: str) -> KeypairLimits:
         """Returns the limits of keypair ``owner``'s resource policy (none when unknown)."""
@@ -122,28 +138,33 @@ class Deadlines:
 
     def due(self) -> list[tuple[str, Reason]]:
         """Returns the sessions whose deadline has passed, with the reason, by session id."""
-        now = self._clock()
         due = []
-        for session_id in sorted(self._watch):
+        for session_id in self._index.due(self._clock()):
             found = self.deadline(session_id)
-            if found is not None and found[0] <= now:
+            if found is not None:
                 due.append((session_id, found[1]))
         return due
 
     def next_deadline(self) -> dt.datetime | None:
         """Returns the earliest deadline of any session, None when there is none."""
-        found = [d[0] for d in map(self.deadline, self._watch) if d is not None]
-        return min(found, default=None)
+        return self._index.earliest()
 
     def done(self, session_id: str) -> None:
         """Forgets ``session_id``: its termination was requested (or it cannot be terminated)."""
-        self._watch.pop(session_id, None)
+        watch = self._watch.pop(session_id, None)
+        self._index.discard(session_id)
+        if watch is not None:
+            owned = self._of_owner.get(watch.owner, set())
+            owned.discard(session_id)
+            if not owned:
+                self._of_owner.pop(watch.owner, None)
 
     def defer(self, session_id: str, seconds: float) -> None:
         """Postpones the next attempt on ``session_id`` by ``seconds`` (after a failed one)."""
         watch = self._watch.get(session_id)
         if watch is not None:
             watch.retry_at = self._clock() + dt.timedelta(seconds=seconds)
+            self._reindex((session_id,))
 
 
 def _seconds(value: int) -> dt.timedelta:

@@ -91,3 +91,27 @@ def test_defer_postpones_and_done_forgets(stuck: StuckDeadlines, clock: Clock) -
 def test_a_negative_deadline_is_refused() -> None:
     with pytest.raises(ValueError, match="BERTH_STUCK_PREPARING_TIMEOUT must not be negative"):
         Settings(stuck_preparing_timeout=-1).stuck_deadlines()
+
+
+class EvaluationCount(StuckDeadlines):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(LIMITS, clock)
+        self.evaluated = 0
+
+    def deadline(self, session_id: str) -> dt.datetime | None:
+        self.evaluated += 1
+        return super().deadline(session_id)
+
+
+def test_a_transition_costs_the_same_with_ten_thousand_sessions_in_flight(clock: Clock) -> None:
+    stuck = EvaluationCount(clock)
+    for i in range(10_000):
+        stuck.apply(status(f"s{i}", SessionStatus.PREPARING, T0 + dt.timedelta(milliseconds=i)))
+    stuck.evaluated = 0
+    stuck.apply(progressed("s0", T0 + dt.timedelta(seconds=1)))
+    stuck.apply(status("s1", SessionStatus.RUNNING))
+    assert stuck.due() == []
+    assert stuck.next_deadline() == T0 + dt.timedelta(seconds=60, milliseconds=2)
+    assert stuck.evaluated <= 2, f"{stuck.evaluated} sessions looked at for two events"
+    clock.advance(71)
+    assert [session for session, _ in stuck.due()] == sorted(f"s{i}" for i in range(10_000) if i != 1)
