@@ -34,9 +34,15 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
     resource_group: str = "default"
     status: AgentStatus = AgentStatus.ALIVE
     allocations: dict[str, Allocation] = {}
+    occupied_slots: dict[str, Decimal] | None = None
+    """The allocations' slots summed, kept as kernels are assigned and released (an agent's every
+    event used to sum all its allocations again: 64 % of the scheduler's CPU with 200 kernels on
+    each agent). None in a state saved before it was kept: summed once, at the next change."""
 
     @property
     def occupied(self) -> dict[str, Decimal]:
+        if self.occupied_slots is not None:
+            return self.occupied_slots
         return reduce(add_slots, (a.slots for a in self.allocations.values()), {})
 
     @property
@@ -87,7 +93,10 @@ def _(event: ev.AgentCapacityChanged, state: AgentState) -> AgentState:
 @_apply.register
 def _(event: ev.KernelAssigned, state: AgentState) -> AgentState:
     allocation = Allocation(session_id=event.session_id, slots=dict(event.slots))
-    return _bump(state, event, allocations={**state.allocations, event.kernel_id: allocation})
+    replaced = state.allocations.get(event.kernel_id)
+    occupied = state.occupied if replaced is None else subtract_slots(state.occupied, replaced.slots)
+    return _bump(state, event, allocations={**state.allocations, event.kernel_id: allocation},
+                 occupied_slots=add_slots(occupied, allocation.slots))
 
 
 @_apply.register
@@ -98,8 +107,10 @@ def _(event: ev.KernelTerminationRequested, state: AgentState) -> AgentState:
 
 @_apply.register
 def _(event: ev.KernelReleased, state: AgentState) -> AgentState:
-    allocations = {k: v for k, v in state.allocations.items() if k != event.kernel_id}
-    return _bump(state, event, allocations=allocations)
+    allocations = dict(state.allocations)
+    released = allocations.pop(event.kernel_id, None)
+    occupied = state.occupied if released is None else subtract_slots(state.occupied, released.slots)
+    return _bump(state, event, allocations=allocations, occupied_slots=occupied if allocations else {})
 
 
 @_apply.register

@@ -7,7 +7,10 @@ import itertools
 import uuid
 from decimal import Decimal
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts import commands as c
 from contracts.envelope import Event, Metadata
@@ -186,3 +189,33 @@ def test_an_orphan_destroyed_is_recorded_unless_its_kernel_is_assigned_here() ->
     assigned, _ = run(registered(), assign("k9"))
     with pytest.raises(InvalidRequestError, match="not an orphan"):
         run(assigned, orphan)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["assign", "terminate", "release"]), st.integers(0, 4), st.integers(1, 3)),
+                max_size=40))
+def test_occupancy_kept_incrementally_is_the_sum_of_the_allocations(steps: list[tuple[str, int, int]]) -> None:
+    state = registered()
+    state, _ = run(state, c.RegisterAgent(capacity={"cpu": "1000", "mem": "1000g"}, backend="simulated",  # type: ignore[dict-item]
+                                          hostname="h"))
+    for step, kernel, cpu in steps:
+        kernel_id = f"k{kernel}"
+        command: c.Command = {
+            "assign": assign(kernel_id, cpu=cpu, session_id=f"s{kernel}"),
+            "terminate": c.RequestKernelTermination(kernel_id=kernel_id, reason=Reason.USER_REQUESTED),
+            "release": c.ReleaseKernel(kernel_id=kernel_id),
+        }[step]
+        try:
+            state, _ = run(state, command)
+        except (InvalidRequestError, InvalidTransitionError, NotFoundError, InsufficientCapacityError):
+            continue
+        assert state is not None
+        summed = msgspec.structs.replace(state, occupied_slots=None).occupied
+        assert state.occupied == summed, steps
+
+
+def test_a_state_saved_before_occupancy_was_kept_sums_it_once() -> None:
+    state, _ = run(registered(), assign("k1", cpu=2))
+    older = msgspec.json.decode(msgspec.json.encode(state).replace(b'"occupied_slots"', b'"_gone"'), type=a.AgentState)
+    assert older.occupied_slots is None and older.occupied == {"cpu": Decimal(2), "mem": GIB}
+    later, _ = run(older, assign("k2", cpu=1, session_id="s2"))
+    assert later is not None and later.occupied_slots == {"cpu": Decimal(3), "mem": 2 * GIB}
