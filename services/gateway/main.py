@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Iterator
 
 import uvicorn
+import uvloop
 from nats.aio.client import Client as Nats
 
 from services.common.entrypoint import run_until_signalled
@@ -117,4 +118,4 @@ def main() -> None:
             print(f"admin keypair created (shown once): access key {created[0]}  secret key {created[1]}", flush=True)
         await run_gateway(settings, stop, lambda url: print(f"Berth GraphQL: {url}{GRAPHQL_PATH}", flush=True))
 
-    run_until_signalled("gateway", serve)
+    run_until_signalled("gateway", serve, loop_factory=uvloop.new_event_loop)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Sequence
 
+import uvloop
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -298,4 +299,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rebuild", action="store_true",
                         help="rebuild the read models in bulk up to the stream's last sequence, then go on projecting")
     args = parser.parse_args(argv)
-    run_until_signalled("projector", lambda settings, stop: run_projector(settings, stop, rebuild=args.rebuild))
+    run_until_signalled("projector", lambda settings, stop: run_projector(settings, stop, rebuild=args.rebuild),
+                        loop_factory=uvloop.new_event_loop)

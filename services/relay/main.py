@@ -19,6 +19,7 @@ import logging
 from typing import Sequence
 
 from eventsourcing.persistence import Notification
+import uvloop
 from nats.aio.client import Client
 
 from contracts.travel import HEADER_ALLOWANCE, MAX_EVENT_BYTES
@@ -152,4 +153,4 @@ def _check_max_payload(nc: Client) -> None:
 
 def main() -> None:
     """Runs the relay from ``BERTH_*`` settings until SIGTERM or SIGINT."""
-    run_until_signalled("relay", run_relay)
+    run_until_signalled("relay", run_relay, loop_factory=uvloop.new_event_loop)
