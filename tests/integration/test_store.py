@@ -86,3 +86,32 @@ def test_newer_than_returns_only_what_a_stale_view_missed_in_store_order(apps) -
 
     assert [(e.originator_id, e.originator_version) for e in missed] == [("s1", 2), ("s3", 1)]
     assert sessions.newer_than({}) == []
+
+
+def _generic_plan(dsn: str, statement: str, types: str) -> str:
+    """The plan PostgreSQL keeps for ``statement`` once prepared and run a few times (psycopg prepares
+    a statement at its fifth run; the server may then keep one generic plan for all parameters)."""
+    numbered = statement
+    for i in range(1, statement.count("%s") + 1):
+        numbered = numbered.replace("%s", f"${i}", 1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE generic ({types}) AS {numbered}")
+        rows = conn.execute("EXPLAIN EXECUTE generic (ARRAY['a'], ARRAY[1]::bigint[])").fetchall()
+        return "\n".join(row[0] for row in rows)
+
+
+def test_newer_than_reads_each_aggregates_range_even_in_a_generic_plan(apps, pg_dsn: str) -> None:  # type: ignore[no-untyped-def]
+    """A long history of few aggregates (agents, quota scopes): the catch-up read of the gateway's
+    every tenancy load hash-joined a scan of the whole table in its generic plan."""
+    sessions, _ = apps
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO berth_events (originator_id, originator_version, topic, state)"
+                     " SELECT 'agent-' || (i % 20), i, 'agent.kernel_assigned', '\\x00'::bytea"
+                     " FROM generate_series(1, 50000) AS i")
+        conn.execute("ANALYZE berth_events")
+    with psycopg.connect(pg_dsn) as conn:
+        statement = sessions.recorder._select_newer.as_string(conn)
+    plan = _generic_plan(pg_dsn, statement, "text[], bigint[]")
+    assert "Seq Scan on berth_events" not in plan, plan
+    assert "berth_events_pkey" in plan, plan
