@@ -43,7 +43,7 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 from ops.bench.cpu_split import CpuSampler, per_item  # noqa: E402
 from ops.bench.pg_baselines import measure_baselines  # noqa: E402
 from ops.bench.soak import DEFAULT_ADMIN_DSN, BerthUp, scratch_database  # noqa: E402
-from ops.bench.soak_driver import Endpoint, list_sessions  # noqa: E402
+from ops.bench.soak_driver import Endpoint, last_cursor, list_sessions  # noqa: E402
 from services.cli import queries as q  # noqa: E402
 from services.sdk.client import CREATE_SESSION, BerthClient  # noqa: E402
 
@@ -99,15 +99,18 @@ def _epoch(value: str) -> float:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-async def _wait_for(observer: BerthClient, ids: list[str], status: str, position: int, timeout: float) -> float | None:
-    """Waits until every session of ``ids`` reached ``status`` (or ended, for TERMINATED); returns the
-    latest time any of them reached it (from its ``statusHistory``), None on timeout."""
+async def _wait_for(observer: BerthClient, ids: list[str], status: str, position: int, timeout: float,
+                    after: str | None) -> float | None:
+    """Waits until every session of ``ids`` (created after the cursor ``after``) reached ``status`` (or
+    ended, for TERMINATED); returns the latest time any of them reached it (from its ``statusHistory``),
+    None on timeout. Only the phase's sessions are read: reading the whole history at every poll made
+    the gateway's and PostgreSQL's CPU per session grow round after round (the benchmark's own aging)."""
     wanted = set(ids)
     if not wanted:  # every request failed: nothing to wait for (the table counts the errors)
         return None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = [r for r in await list_sessions(observer, None, position) if r["id"] in wanted]
+        rows = [r for r in await list_sessions(observer, None, position, after) if r["id"] in wanted]
         history = [r["statusHistory"] or {} for r in rows]
         reached = [h[status] for h in history if status in h]
         if len(reached) == len(wanted):
@@ -120,6 +123,7 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
                     cpu: CpuSampler | None = None) -> Phase:
     clients = [endpoint.client() for _ in range(phase.clients)]
     position = 0
+    start = await last_cursor(observer)
     cpu_before = _with_bench(cpu.mark()) if cpu is not None else None
     try:
         async def create(client: BerthClient, i: int) -> None:
@@ -138,7 +142,7 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
         started = time.perf_counter()
         await _each(clients, phase.sessions, create)
         phase.create_seconds = time.perf_counter() - started
-        last_running = await _wait_for(observer, phase.ids, "RUNNING", position, timeout)
+        last_running = await _wait_for(observer, phase.ids, "RUNNING", position, timeout, start)
         if last_running is not None:
             phase.running_rate = len(phase.ids) / max(last_running - first_sent, 1e-6)
 
@@ -152,7 +156,7 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
 
         first_terminate = time.time()
         await _each(clients, len(phase.ids), terminate)
-        last_ended = await _wait_for(observer, phase.ids, "TERMINATED", position, timeout)
+        last_ended = await _wait_for(observer, phase.ids, "TERMINATED", position, timeout, start)
         if last_ended is not None:
             phase.terminate_rate = len(phase.ids) / max(last_ended - first_terminate, 1e-6)
         if cpu is not None and cpu_before is not None:

@@ -112,18 +112,33 @@ def count_conflicts(log: Path, start: int, end: int | None) -> int:
     return sum(chunk.count(mark.encode()) for mark in CONFLICT_MARKS)
 
 
-async def list_sessions(client: BerthClient, statuses: list[str] | None, position: int | None = None) -> list[dict]:
-    """Every session (in ``statuses`` when given) visible to the keypair, all pages."""
+async def list_sessions(client: BerthClient, statuses: list[str] | None, position: int | None = None,
+                        after: str | None = None) -> list[dict]:
+    """Every session (in ``statuses`` when given) visible to the keypair, all pages; only those
+    created after the cursor ``after`` when given."""
+    rows, _ = await _pages(client, statuses, position, after)
+    return rows
+
+
+async def last_cursor(client: BerthClient) -> str | None:
+    """The cursor after the newest session visible to the keypair (None: there is none): what a
+    later ``list_sessions`` starts from to see only the sessions created since."""
+    _, cursor = await _pages(client, None, None, None)
+    return cursor
+
+
+async def _pages(client: BerthClient, statuses: list[str] | None, position: int | None,
+                 after: str | None) -> tuple[list[dict], str | None]:
     rows: list[dict] = []
-    after: str | None = None
     for _ in range(10_000):  # bounded: 5 million sessions
         page = (await client.execute(LIST_SESSIONS, {"status": statuses, "first": PAGE, "after": after,
                                                      "pos": position}))["sessions"]
         rows += page["edges"]
+        after = page["endCursor"] or after
         if not page["hasNextPage"] or not page["endCursor"]:
             break
-        after, position = page["endCursor"], None
-    return rows
+        position = None
+    return rows, after
 
 
 async def _ended_by_agent_loss(client: BerthClient, exc: BaseException, session_id: str) -> bool:
