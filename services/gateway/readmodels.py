@@ -12,6 +12,7 @@ user's invitation or share, another terminal's command) that no ``afterPosition`
 ``read_settled`` then waits for the read models to reach the event store's position at that
 moment (every change committed before the request is below it) and reads again, so a thing
 that exists is never reported missing: it is found, or the wait fails with READ_MODEL_BEHIND.
+``read_caught_up`` is that wait and second read alone, for a caller that already read once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from services.gateway.context import Info
 from services.gateway.errors import READ_MODEL_BEHIND, UNAVAILABLE, GatewayError
 from services.gateway.resources import Resources
 
-__all__ = ["AfterPosition", "await_position", "read", "read_position", "read_settled", "wait_for_position"]
+__all__ = ["AfterPosition", "await_position", "read", "read_caught_up", "read_position", "read_settled",
+           "wait_for_position"]
 
 T = TypeVar("T")
 AfterPosition = Annotated[
@@ -76,11 +78,16 @@ async def await_position(info: Info, after_position: int | None) -> None:
 
 
 async def read_settled(resources: Resources, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-    """Returns ``read(query, ...)``; when that finds nothing (None or empty), reads again once the
-    read models reached the event store's current position (READ_MODEL_BEHIND after the wait)."""
+    """Returns ``read(query, ...)``; when that finds nothing (None or empty), ``read_caught_up``."""
     found = await read(query, *args, **kwargs)
     if found:
         return found
+    return await read_caught_up(resources, query, *args, **kwargs)
+
+
+async def read_caught_up(resources: Resources, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Returns ``read(query, ...)`` once the read models reached the event store's current position
+    (READ_MODEL_BEHIND after the wait)."""
     await resources.start()
     stored = await resources.call(resources.vfolders.position)
     await wait_for_position(resources, stored)

@@ -28,7 +28,7 @@ from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.limits import checked_choice, checked_value
-from services.gateway.readmodels import read, read_settled
+from services.gateway.readmodels import read, read_caught_up
 from services.gateway.resources import Resources
 from services.gateway.sessions.types import MountInput
 
@@ -104,7 +104,7 @@ async def _named(resources: Resources, actor: Actor, scope: FolderScope, name: s
     rows = await read(folders_named, resources.pool, scope, name)
     if rows or await resources.call(resources.vfolders.find, OwnerKind.USER, actor.user, name) is not None:
         return list(rows)
-    return list(await read_settled(resources, folders_named, resources.pool, scope, name))
+    return list(await read_caught_up(resources, folders_named, resources.pool, scope, name))
 
 
 async def _scopes(pool: AsyncConnectionPool, actor: Actor, project: str, listed: list[Candidate]) -> ScopeLimits:
