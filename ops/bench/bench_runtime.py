@@ -8,6 +8,9 @@ Measures, in one run and on the same machine, with the docker backend:
       (``container_config``: same image, runner command, mounts, limits, network ``none``),
       timed to ``start`` returning and, separately, until the runner's socket appears (what
       Berth waits for before it reports RUNNING);
+  (b) a burst: B sessions requested at once on the one agent (small slots, so that all fit), timed
+      until the last is RUNNING, next to B raw create+start of the same body at once, timed until
+      the last runner's socket appears (--burst, --burst-rounds);
   (e) the exec round trip of ``print(1)`` through Berth (``execute`` subscription, request ->
       the ``done`` item, on the client's warm websocket: the SDK keeps one per client), next to
   (d) ``docker exec`` of ``python3 -c 'print(1)'`` in the same container, through aiodocker
@@ -82,6 +85,8 @@ from services.sdk.instance import FILE_NAME, read_instance
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_IMAGE = "berth/python:latest"
 SLOTS = {"cpu": "1", "mem": "256m"}
+BURST_SLOTS = {"cpu": "0.1", "mem": "128m"}
+"""Slots of each session of a burst: ten fit on a 1-core agent."""
 RUNNER_DIR = ROOT / "services" / "agent" / "runner"
 POLL = 0.005
 SESSION_EVENTS = """
@@ -175,9 +180,9 @@ async def follow(client: BerthClient, session_id: str, until: set[str], timeout:
     raise RuntimeError(f"session {session_id}: event stream ended before {until}")
 
 
-async def berth_start(client: BerthClient, image: str) -> tuple[float, str, dict[str, float]]:
+async def berth_start(client: BerthClient, image: str, slots: dict[str, str] = SLOTS) -> tuple[float, str, dict[str, float]]:
     """Requests a session and waits for RUNNING; returns (seconds, session id, event marks)."""
-    payload = {"image": image, "resources": [{"slot": k, "amount": v} for k, v in SLOTS.items()]}
+    payload = {"image": image, "resources": [{"slot": k, "amount": v} for k, v in slots.items()]}
     wall0, t0 = time.time(), time.perf_counter()
     result = await client.create_session(payload)
     marks = await follow(client, result["sessionId"], {"RUNNING"} | GONE)
@@ -297,6 +302,21 @@ async def raw_start(docker: aiodocker.Docker, image: str, agent_id: str, data_di
     return started, listening
 
 
+async def berth_burst(client: BerthClient, docker: aiodocker.Docker, image: str, count: int) -> float:
+    """Requests ``count`` sessions at once (``BURST_SLOTS`` each, so that they all fit on one agent);
+    returns the seconds until the last one was RUNNING, then removes them."""
+    starts = await asyncio.gather(*(berth_start(client, image, BURST_SLOTS) for _ in range(count)))
+    await asyncio.gather(*(berth_remove(client, docker, sid) for _, sid, _ in starts))
+    return max(elapsed for elapsed, _, _ in starts)
+
+
+async def raw_burst(docker: aiodocker.Docker, image: str, agent_id: str, data_dir: Path, count: int) -> float:
+    """Creates and starts ``count`` containers at once; returns the seconds until the last runner
+    listened (each timed from its own create, all sent together)."""
+    starts = await asyncio.gather(*(raw_start(docker, image, agent_id, data_dir) for _ in range(count)))
+    return max(listening for _, listening in starts)
+
+
 async def docker_exec_api(container: Any, user: str) -> float:
     t0 = time.perf_counter()
     exe = await container.exec(["python3", "-c", "print(1)"], user=user)
@@ -367,6 +387,13 @@ async def run(args: argparse.Namespace, instance: Any, raw_agent: str, data_dir:
             print(f"  start #{i + 1}: berth {elapsed * 1000:.0f} ms, raw create+start {started * 1000:.0f} ms "
                   f"(+socket {listening * 1000:.0f} ms)", file=sys.stderr)
 
+        berth_b, raw_b = [], []
+        for i in range(args.burst_rounds):
+            raw_b.append(await raw_burst(docker, args.image, raw_agent, data_dir / "raw", args.burst))
+            berth_b.append(await berth_burst(client, docker, args.image, args.burst))
+            print(f"  burst #{i + 1} of {args.burst}: berth {berth_b[-1] * 1000:.0f} ms, raw create+start+socket "
+                  f"{raw_b[-1] * 1000:.0f} ms", file=sys.stderr)
+
         _, sid, _ = await berth_start(client, args.image)
         filters = json.dumps({"label": [f"{LABEL_SESSION}={sid}"]})
         container = (await docker.containers.list(filters=filters))[0]
@@ -395,13 +422,13 @@ async def run(args: argparse.Namespace, instance: Any, raw_agent: str, data_dir:
             await nc.close()
         await berth_remove(client, docker, sid)
 
-    report(args, berth_s, raw_s, raw_l, marks, berth_e, api_e, cli_e)
+    report(args, berth_s, raw_s, raw_l, marks, berth_e, api_e, cli_e, berth_b, raw_b)
     print("\nexec print(1), parts of the Berth round trip (p50 / p99 ms):")
     for name, samples in parts.items():
         print(f"  {name:<40} {ms(statistics.median(samples))} {ms(pct(samples, 99))}")
 
 
-def report(args, berth_s, raw_s, raw_l, marks, berth_e, api_e, cli_e) -> None:
+def report(args, berth_s, raw_s, raw_l, marks, berth_e, api_e, cli_e, berth_b, raw_b) -> None:
     def row(measure: str, ours: list[float], base: list[float], base_name: str) -> None:
         ratio = statistics.median(ours) / statistics.median(base)
         print(f"{measure:<26} {ms(statistics.median(ours))} {ms(pct(ours, 99))}   {base_name:<30} "
@@ -412,6 +439,7 @@ def report(args, berth_s, raw_s, raw_l, marks, berth_e, api_e, cli_e) -> None:
     print(f"{'measure':<26} {'p50':>8} {'p99':>8}   {'baseline':<30} {'p50':>8} {'p99':>8}   ratio (p50)")
     row("session start", berth_s, raw_s, "aiodocker create+start")
     row("session start", berth_s, raw_l, "create+start+runner socket")
+    row(f"burst of {args.burst} starts", berth_b, raw_b, f"{args.burst} at once, to socket")
     row("exec print(1)", berth_e, api_e, "docker exec (aiodocker)")
     row("exec print(1)", berth_e, cli_e, "docker exec (CLI)")
     print("\nsession start, median per step (event occurredAt; client steps by wall clock):")
@@ -423,11 +451,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=10, help="sessions to start (default 10)")
     parser.add_argument("--exec-n", type=int, default=20, help="exec round trips of each kind (default 20)")
+    parser.add_argument("--burst", type=int, default=8, help="sessions of each burst, requested at once (default 8)")
+    parser.add_argument("--burst-rounds", type=int, default=3, help="bursts of each kind (default 3)")
     parser.add_argument("--image", default=DEFAULT_IMAGE)
     parser.add_argument("--pg-admin-dsn", default=os.environ.get("BERTH_PG_DSN") or DEFAULT_ADMIN_DSN)
     args = parser.parse_args()
-    if args.n < 1 or args.exec_n < 1:
-        parser.error("-n and --exec-n must be at least 1")
+    if min(args.n, args.exec_n, args.burst, args.burst_rounds) < 1:
+        parser.error("-n, --exec-n, --burst and --burst-rounds must be at least 1")
     suffix = uuid.uuid4().hex[:8]
     args.agent_id = f"bench-{suffix}"
     raw_agent = f"bench-raw-{suffix}"
