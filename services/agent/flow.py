@@ -2,7 +2,8 @@
 
 ``KERNELS``: the durable consumer ``agent-<id>`` on the agent's own aggregate
 (``ev.agent.<id>.>``): assignments and termination requests are carried out by
-``KernelLifecycle``; the aggregate's other events are acknowledged and need nothing.
+``KernelLifecycle``, up to ``KERNELS_AT_ONCE`` kernels at once (each kernel's events in order);
+the aggregate's other events are acknowledged and need nothing.
 ``RECALL``: the same history, replayed once at start (ordered consumer) so that kernels
 adopted after a restart are known by session.
 """
@@ -10,14 +11,25 @@ adopted after a restart are known by session.
 from __future__ import annotations
 
 from contracts import agent as ev
+from contracts.envelope import Event
 from contracts.subjects import EVENTS_STREAM
 from services.agent.kernels import KernelLifecycle
 from services.common.flow import Subscription, skip
 
-__all__ = ["ATTEMPTS", "FLOW", "KERNELS", "RECALL"]
+__all__ = ["ATTEMPTS", "FLOW", "KERNELS", "KERNELS_AT_ONCE", "RECALL"]
 
 ATTEMPTS = 5
 """Deliveries of one event of the agent's aggregate before it is given up (dead-lettered)."""
+KERNELS_AT_ONCE = 16
+"""Events of the agent's aggregate fetched together and carried out concurrently, one lane per
+kernel: a burst of assignments starts its kernels at once (Docker creates and starts containers in
+parallel), not one after the other. The next fetch waits for the whole batch, so a long pull holds
+back later assignments as it did when they were carried out one by one."""
+
+
+def kernel_lane(event: Event) -> str | None:
+    """The lane of an event of the agent's aggregate: its kernel (None: the agent's own events)."""
+    return getattr(event, "kernel_id", None)
 
 KERNELS = Subscription(
     name="agent-{agent_id}",
@@ -26,6 +38,8 @@ KERNELS = Subscription(
     aggregate="{agent_id}",
     named=True,
     max_deliver=ATTEMPTS,
+    batch=KERNELS_AT_ONCE,
+    concurrent_by=kernel_lane,
     routes={
         ev.KernelAssigned: KernelLifecycle.handle,
         ev.KernelTerminationRequested: KernelLifecycle.handle,

@@ -12,7 +12,9 @@ in its own ``flow.py``; the filter subjects are derived from the classes
   last try (``settler.Settler``). The server never drops a message (``max_deliver`` -1):
   nothing leaves the consumer but by an ack or a dead letter. The loop never stops on a bad
   message. With ``batch`` > 1 one handler gets every message of a fetch (to apply them in one
-  transaction, say) and returns one outcome per message, settled the same way.
+  transaction, say) and returns one outcome per message, settled the same way; with
+  ``concurrent_by`` as well, the messages of a fetch go to their own handlers concurrently, in
+  order within each key (an agent starts several kernels at once, each kernel's events in order).
 * ``follow`` — an **ordered** (ephemeral, unacknowledged) consumer replaying the stream from
   its first message, for the in-memory views rebuilt at every start. ``caught_up`` is set once
   the history that existed at subscription time has been delivered; an event whose handler
@@ -34,7 +36,7 @@ import contextlib
 import inspect
 import logging
 import string
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +59,7 @@ from contracts.reports import Report
 from contracts.subjects import event_filters, report_filters
 from contracts.storage_reports import StorageReport
 from services.common import transient
-from services.common.bus import connect_options, dead_letter
+from services.common.bus import connect_options
 from services.common.settler import ACK_WAIT, PermanentError, Settler
 from services.common.transient import NATS, OUTAGES, unavailable_dependency
 from services.common.pull_batches import hand_over_available
@@ -101,7 +103,11 @@ class Subscription:
     ignored: tuple[type, ...] = ()
     durable: bool = False
     batch: int = 1
-    """> 1: fetches up to ``batch`` messages and hands them all to the one handler of the routes."""
+    """> 1: fetches up to ``batch`` messages and hands them all to the one handler of the routes (or,
+    with ``concurrent_by``, each to its own handler, concurrently)."""
+    concurrent_by: Callable[[Any], Hashable] | None = None
+    """With ``batch`` > 1: the key of a decoded message; the messages of a fetch with different keys are
+    handled concurrently, those with the same key one after the other in stream order."""
     aggregate: str = "*"
     """The aggregate id of the events taken (a template such as ``{agent_id}``); ``*``: all."""
     max_deliver: int = 5
@@ -122,8 +128,10 @@ class Subscription:
         object.__setattr__(self, "reports", kinds == {True})
         if set(self.routes) & set(self.ignored):
             raise ValueError(f"{self.name}: a class both routed and ignored")
-        if self.batch > 1 and len(set(self.routes.values())) != 1:
-            raise ValueError(f"{self.name}: a batched subscription has one handler")
+        if self.batch > 1 and self.concurrent_by is None and len(set(self.routes.values())) != 1:
+            raise ValueError(f"{self.name}: a batched subscription has one handler (or a concurrent_by key)")
+        if self.concurrent_by is not None and self.batch < 2:
+            raise ValueError(f"{self.name}: concurrent_by needs a batch of at least 2")
         if self.batch > 1 and not self.durable:
             raise ValueError(f"{self.name}: only a durable subscription is batched")
         if self.named and len(self.filters(**dict.fromkeys(_template_ids(self.aggregate), "x"))) != 1:
@@ -313,7 +321,18 @@ async def consume(
     )
     await _update_consumer(js, subscription.stream, config)
     settle = Settler(js, durable, subscription.max_deliver, subscription.backoff, stop)
-    if subscription.batch > 1:
+    key = subscription.concurrent_by
+    if key is not None:
+        routes = subscription.routes
+
+        async def attempt_concurrently(messages: list[Msg]) -> Sequence[BaseException | None]:
+            return await _concurrent_outcomes(routes, target, messages, subscription.max_deliver, key)
+
+        async def handle(message: Any) -> None:
+            await settle.run(list(message.raw_message), attempt_concurrently)
+
+        pull = PullSub(batch_size=subscription.batch, timeout=FETCH_WAIT, batch=True)
+    elif subscription.batch > 1:
         batch_handler = next(iter(subscription.routes.values()))
 
         async def attempt_batch(messages: list[Msg]) -> Sequence[BaseException | None]:
@@ -384,6 +403,28 @@ def _fetch_timeouts_as_nats(subscriber: LogicSubscriber[Any]) -> None:
             raise NatsTimeoutError from exc
 
     subscription.fetch = fetch_with_nats_timeouts
+
+
+async def _concurrent_outcomes(routes: Mapping[type, Callable[..., Any]], target: Any, messages: list[Msg],
+                               max_deliver: int, key: Callable[[Any], Hashable]) -> list[BaseException | None]:
+    """Handles ``messages`` with their routes: those of one key (``key`` of the decoded event) one after
+    the other in order, the keys concurrently; returns the outcome of each, in order. A message that
+    does not decode is its own key (its outcome says why)."""
+    lanes: dict[Hashable, list[int]] = {}
+    for index, msg in enumerate(messages):
+        try:
+            lane: Hashable = ("key", key(decode_event(msg.data)))
+        except Exception:  # noqa: BLE001 - undecodable or keyless: alone, and _outcome says why
+            lane = ("alone", index)
+        lanes.setdefault(lane, []).append(index)
+    outcomes: list[BaseException | None] = [None] * len(messages)
+
+    async def run_lane(indexes: list[int]) -> None:
+        for index in indexes:
+            outcomes[index] = await _outcome(routes, target, messages[index], max_deliver)
+
+    await asyncio.gather(*(run_lane(indexes) for indexes in lanes.values()))
+    return outcomes
 
 
 async def _outcome(routes: Mapping[type, Callable[..., Any]], target: Any, msg: Msg, max_deliver: int) -> BaseException | None:

@@ -86,6 +86,7 @@ def _operation(service: str, sub: Subscription) -> dict[str, Any]:
             "stream": sub.stream,
             "filter_subjects": [_template(f, agent_id="", volume="") for f in sub.filters(**ids)],
             **({"batch": sub.batch} if sub.batch > 1 else {}),
+            **({"concurrent_by": sub.concurrent_by.__name__} if sub.concurrent_by is not None else {}),
             **({"max_deliver": sub.max_deliver, "dead_letters": _template(dead_letter_subject(sub.consumer_name(**ids)), agent_id="", volume="")} if sub.durable else {}),
             "handlers": dict(sorted(handlers.items())),
             "ignored": sorted(c.type_name() for c in sub.ignored),  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -126,6 +127,10 @@ async def consumed_everything(js: JetStreamContext) -> bool:
 
 def kinds(reports: list[AnyReport]) -> list[type]:
     return [type(r) for r in reports]
+
+
+def of_kernel(reports: list[AnyReport], kernel_id: str) -> list[AnyReport]:
+    return [r for r in reports if getattr(r, "kernel_id", None) == kernel_id]
 
 
 async def test_announces_itself_and_beats(js: JetStreamContext, services: ServiceTasks, settings: Settings) -> None:
@@ -261,12 +266,66 @@ async def test_a_restarted_agent_resumes_where_it_stopped(
     services.start("agent", lambda stop: run_agent(settings, stop, backend=backend))
 
     got = await reports.take(5)
-    assert kinds(got) == [AgentStarted, KernelPullingReport, KernelCreatingReport, KernelRunningReport,
-                          KernelExitedReport]
-    assert [getattr(r, "kernel_id", None) for r in got] == [None, "k2", "k2", "k2", "k1"]
-    assert got[-1].exit_code == 0
+    assert isinstance(got[0], AgentStarted)
+    assert kinds(of_kernel(got, "k2")) == [KernelPullingReport, KernelCreatingReport, KernelRunningReport]
+    (k1_exit,) = of_kernel(got, "k1")  # k1 and k2 are carried out concurrently: only each one's order holds
+    assert isinstance(k1_exit, KernelExitedReport) and k1_exit.exit_code == 0
     await async_wait_for(lambda: consumed_everything(js), timeout=10)
     assert await stored_reports(js) == 9, "k1's reports were not sent again"
+    assert await backend.list_running() == {"k2": "sim-k2"}
+
+
+class GatedBackend(SimulatedBackend):
+    """Creates a kernel only once ``together`` creations are under way at the same time (or after
+    ``patience`` seconds, so that a serial agent is shown, not hung); records the most at once."""
+
+    def __init__(self, together: int, patience: float = 5.0) -> None:
+        super().__init__(delay=0.01)
+        self.together, self.patience = together, patience
+        self.in_flight = self.most_at_once = 0
+        self._all_there = asyncio.Event()
+
+    async def create(self, launch: KernelLaunch) -> str:
+        self.in_flight += 1
+        self.most_at_once = max(self.most_at_once, self.in_flight)
+        if self.in_flight >= self.together:
+            self._all_there.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_there.wait(), self.patience)
+            return await super().create(launch)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_kernels_assigned_together_start_at_the_same_time(
+    js: JetStreamContext, services: ServiceTasks, settings: Settings, history: AgentHistory
+) -> None:
+    for kernel_id in ("k1", "k2", "k3"):  # assigned before the agent starts: it fetches them together
+        await history.assign(kernel_id)
+    backend = GatedBackend(together=3)
+    services.start("agent", lambda stop: run_agent(settings, stop, backend=backend))
+
+    got = await Reports(js).take(10)
+    for kernel_id in ("k1", "k2", "k3"):
+        assert kinds(of_kernel(got, kernel_id)) == [KernelPullingReport, KernelCreatingReport, KernelRunningReport]
+    assert backend.most_at_once == 3, "the kernels were created one after the other"
+
+
+async def test_the_events_of_one_kernel_are_carried_out_in_order_when_fetched_together(
+    js: JetStreamContext, services: ServiceTasks, settings: Settings, history: AgentHistory
+) -> None:
+    backend = SimulatedBackend(delay=0.01)
+    await history.assign("k1")
+    await history.assign("k2")
+    await history.terminate("k1")  # in the same fetch as its assignment: after it, never before
+    services.start("agent", lambda stop: run_agent(settings, stop, backend=backend))
+
+    got = await Reports(js).take(8)
+    assert kinds(of_kernel(got, "k1")) == [KernelPullingReport, KernelCreatingReport, KernelRunningReport,
+                                           KernelExitedReport]
+    assert kinds(of_kernel(got, "k2")) == [KernelPullingReport, KernelCreatingReport, KernelRunningReport]
+    await async_wait_for(lambda: consumed_everything(js), timeout=10)
     assert await backend.list_running() == {"k2": "sim-k2"}
 
 
