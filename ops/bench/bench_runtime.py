@@ -19,7 +19,7 @@ It prints p50/p99 and the ratios, plus the median time between the session's eve
 (requested -> scheduled -> preparing -> ... -> running). p99 is the nearest rank: with fewer
 than 100 samples it is the maximum. Nothing here is a pass/fail test.
 
-Usage: .venv/bin/python ops/bench/bench_runtime.py [-n N] [--exec-n N] [--image IMG] [--pg-admin-dsn DSN]
+Usage: .venv/bin/python ops/bench/bench_runtime.py [-n N] [--exec-n N] [--burst B] [--burst-rounds R] [--image IMG] [--pg-admin-dsn DSN]
 It runs ``berth up --backend docker`` as a subprocess (its own nats-server, a data dir in a
 temporary directory) on a scratch database ``berth_bench_<hex>`` created through
 --pg-admin-dsn (default $BERTH_PG_DSN, else postgresql://postgres@127.0.0.1:5432/postgres),
