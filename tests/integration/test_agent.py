@@ -7,7 +7,9 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
+import aiodocker
 import msgspec
 import pytest
 from nats.js import JetStreamContext
@@ -327,6 +329,42 @@ async def test_the_events_of_one_kernel_are_carried_out_in_order_when_fetched_to
     assert kinds(of_kernel(got, "k2")) == [KernelPullingReport, KernelCreatingReport, KernelRunningReport]
     await async_wait_for(lambda: consumed_everything(js), timeout=10)
     assert await backend.list_running() == {"k2": "sim-k2"}
+
+
+class DockerAwayOnceBackend(SimulatedBackend):
+    """Creates ``kernel_id`` through a Docker engine that does not answer the first time (the real
+    aiodocker client on a socket nobody listens on), then as the simulated backend does."""
+
+    def __init__(self, kernel_id: str, socket: Path) -> None:
+        super().__init__(delay=0.01)
+        self.kernel_id, self.url, self.outages = kernel_id, f"unix://{socket}", 1
+
+    async def create(self, launch: KernelLaunch) -> str:
+        if launch.kernel.kernel_id == self.kernel_id and self.outages:
+            self.outages -= 1
+            docker = aiodocker.Docker(url=self.url)
+            try:
+                await docker.containers.list()
+            finally:
+                await docker.close()
+        return await super().create(launch)
+
+
+async def test_an_outage_in_one_kernels_lane_is_waited_out_without_holding_back_the_others(
+    js: JetStreamContext, services: ServiceTasks, settings: Settings, history: AgentHistory, tmp_path: Path
+) -> None:
+    await history.assign("k1")
+    await history.assign("k2")
+    backend = DockerAwayOnceBackend("k1", tmp_path / "no-docker.sock")
+    services.start("agent", lambda stop: run_agent(settings, stop, backend=backend))
+
+    got = await Reports(js).take(7)
+    assert kinds(of_kernel(got, "k2")) == [KernelPullingReport, KernelCreatingReport, KernelRunningReport]
+    assert kinds(of_kernel(got, "k1"))[-1] is KernelRunningReport  # retried in place: not failed, not dropped
+    assert backend.outages == 0
+    await async_wait_for(lambda: consumed_everything(js), timeout=10)
+    assert await backend.list_running() == {"k1": "sim-k1", "k2": "sim-k2"}
+    assert await stored_reports(js) == 7, "a report was stored twice"
 
 
 async def test_a_bad_capacity_is_refused_before_anything_starts(settings: Settings) -> None:
