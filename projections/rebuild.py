@@ -31,8 +31,13 @@ PRIMARY_KEYS = {
     "keypairs_view": "access_key",
     "resource_policies": "name",
     "resource_groups": "name",
+    "vfolders": "folder_id",
+    "vfolder_shares": ("folder_id", "user_name"),
+    "vfolder_invitations": "invitation_id",
+    "vfolder_scope_limits": "quota_scope",
 }
-"""The read-model tables (the position table aside) and the key their dumps are ordered by."""
+"""The read-model tables (the position table aside) and the key (column or columns) their dumps are
+ordered by: every table of ``projections.schema.TABLES`` but ``projection_position``."""
 
 
 _SECONDARY = """
@@ -65,6 +70,8 @@ def dump_read_models(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]
     """Returns every row of every read model, as text, ordered by primary key."""
     dumps: dict[str, list[tuple[Any, ...]]] = {}
     for table, key in PRIMARY_KEYS.items():
-        query = sql.SQL("SELECT t::text FROM {} AS t ORDER BY {}").format(sql.Identifier(table), sql.Identifier(key))
+        columns = (key,) if isinstance(key, str) else key
+        query = sql.SQL("SELECT t::text FROM {} AS t ORDER BY {}").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
         dumps[table] = conn.execute(query).fetchall()
     return dumps

@@ -12,15 +12,16 @@ import psycopg
 from contracts import agent as ag
 from contracts import session as ss
 from contracts import tenancy as tn
+from contracts import vfolder as vf
 from contracts.envelope import Event
 from contracts.quota import QuotaConsumed, QuotaReleased, QuotaScope, quota_id
 from contracts.status import Reason, SessionStatus
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions, Role
 from projections.delivery import Delivery
 from projections.position import Position, read_position
-from projections.rebuild import dump_read_models, reset_read_models, secondary_indexes
+from projections.rebuild import PRIMARY_KEYS, dump_read_models, reset_read_models, secondary_indexes
 from projections.runner import apply_batch
-from projections.schema import create_schema
+from projections.schema import TABLES, create_schema
 from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
 
 ODD = 'tab\there "quoted" back\\slash\nnew line, \\N, ünïcødé, \x01'
@@ -66,12 +67,46 @@ def mixed_history(build: Builder, sessions: int) -> list[Event]:
             events.append(build(QuotaReleased, qid, scope=QuotaScope.PROJECT, name="ml", session_id=sid,
                                 slots=slots(str(len(kernels)), str(1024 * len(kernels)))))
             events.append(build.status(sid, SessionStatus.TERMINATED, Reason.USER_REQUESTED))
+    events += vfolder_history(build)
     events += [
         build(tn.KeypairPolicyChanged, "AKIAALICE", resource_policy="default"),
         build(tn.DomainUpdated, "domain_lab", total_resource_slots={"cpu": Decimal(32)}),
         build(ag.AgentLost, "a2", last_seen=1.5),
     ]
     return events
+
+
+def vfolder_history(build: Builder) -> list[Event]:
+    """Folders created, provisioned, shared, invited into, renamed, measured, trashed and restored,
+    one purged; a project's storage limit."""
+    def created(folder: str, name: str, **fields: object) -> Event:
+        return build(vf.VFolderCreated, folder, name=name, volume="local", owner_kind=vf.OwnerKind.USER,
+                     owner="alice", domain="lab", quota_scope="user:alice", by="AKIAALICE", **fields)
+
+    rw, ro = vf.VFolderPermission.RW, vf.VFolderPermission.RO
+    return [
+        created("vf1", f"data {ODD}"),
+        build(vf.VFolderProvisioned, "vf1"),
+        build(vf.VFolderShared, "vf1", user="bob", permission=rw, by="alice"),
+        build(vf.VFolderShared, "vf1", user="carol", permission=ro, by="alice"),
+        build(vf.VFolderPermissionChanged, "vf1", user="carol", permission=rw, by="alice"),
+        build(vf.VFolderInvited, "vf1", invitation_id="inv1", invitee="dave", permission=ro, by="alice"),
+        build(vf.VFolderInvitationAccepted, "vf1", invitation_id="inv1", invitee="dave"),
+        build(vf.VFolderInvited, "vf1", invitation_id="inv2", invitee="erin", permission=ro, by="alice"),
+        build(vf.VFolderInvitationRejected, "vf1", invitation_id="inv2", invitee="erin"),
+        build(vf.VFolderUnshared, "vf1", user="bob", by="alice"),
+        build(vf.VFolderRenamed, "vf1", name="data2", previous=f"data {ODD}", by="alice"),
+        build(vf.VFolderQuotaSet, "vf1", limit_bytes=10**9, by="alice"),
+        build(vf.VFolderUsageMeasured, "vf1", bytes=12345, files=7),
+        build(vf.VFolderTrashed, "vf1", by="alice"),
+        build(vf.VFolderRestored, "vf1", by="alice"),
+        created("vf2", "scratch", cloneable=True),
+        build(vf.VFolderProvisionFailed, "vf2", reason=f"disk full: {ODD}"),
+        build(vf.VFolderTrashed, "vf2", by="alice"),
+        build(vf.VFolderPurgeRequested, "vf2", by="alice"),
+        build(vf.VFolderPurged, "vf2"),
+        build(tn.ProjectStorageLimitSet, "project_ml", max_quota_scope_size=5 * 10**9),
+    ]
 
 
 def unknown_type(feed: Feeder, build: Builder) -> Delivery:
@@ -108,6 +143,10 @@ def test_bulk_rebuild_gives_the_incremental_tables(feed: Feeder, build: Builder)
         create_schema(feed.conn)
         assert dump_read_models(feed.conn) == incremental
         assert read_position(feed.conn) == Position(feed.position, feed.stream_seq)
+
+
+def test_the_dumps_cover_every_read_model_table() -> None:
+    assert set(PRIMARY_KEYS) == set(TABLES) - {"projection_position"}
 
 
 def test_a_poison_event_in_a_bulk_batch_is_isolated(feed: Feeder, build: Builder) -> None:
