@@ -121,3 +121,10 @@ def test_schema_can_be_created_twice_and_dropped(read_models: psycopg.Connection
         (list(TABLES),)
     ).fetchone()
     assert tables == (0,)
+
+
+def test_the_schema_creates_exactly_the_tables_a_rebuild_drops(read_models: psycopg.Connection) -> None:
+    """A table of ``schema.sql`` missing from ``TABLES`` would survive a rebuild with its old rows."""
+    created = {name for (name,) in read_models.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()").fetchall()}
+    assert created == set(TABLES)
