@@ -12,7 +12,7 @@ Measures, in one run and on the same machine:
   (d) the projector alone: a rebuild replaying N events from EVENTS into the read models (bulk:
       batches of 5000, inserts with COPY);
   (e) raw PostgreSQL batched inserts: N one-column rows, 100 per transaction, on the same server
-      (the baseline for (d): goal (d) >= 0.5 x (e));
+      (the baseline for (d): goal (d) >= 0.5 x (e); (d) is also printed as read-model rows/s);
   (f) the same rebuild after EVENTS was purged but its last message: the projector reads the
       others from the event store (the gap backfill of services/projector/backfill.py).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import nats
 import psycopg
+from psycopg import sql
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -60,6 +61,7 @@ from services.supervisor.embedded_postgres import create_database, drop_database
 from services.application.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 from services.projector.main import rebuild_read_models  # noqa: E402
+from projections.rebuild import PRIMARY_KEYS  # noqa: E402
 from services.relay.main import run_relay  # noqa: E402
 from processes import service_processes  # noqa: E402  (ops/bench, the script's folder)
 
@@ -203,6 +205,7 @@ async def main_async(args: argparse.Namespace) -> None:
         relay_s, payload = await bench_relay(settings, app, js, n)
         raw_s = await bench_raw(js, n, payload)
         projector_s = await bench_projector(settings, n)
+        rebuilt_rows = await asyncio.to_thread(_read_model_rows, dsn)
         backfill_s = await bench_backfill(settings, js, n)
         with scratch_table(dsn):
             batched_s = n / await asyncio.to_thread(batched_rate, dsn, n)
@@ -223,6 +226,9 @@ async def main_async(args: argparse.Namespace) -> None:
               f"projector / relay = {relay_s / projector_s:.2f}; "
               f"rebuild / batched inserts = {batched_s / projector_s:.2f} (goal >= 0.5); "
               f"backfill from the event store / projector from EVENTS = {projector_s / backfill_s:.2f}")
+        print(f"  the rebuild (d) wrote {rebuilt_rows} read-model rows ({rebuilt_rows / n:.1f} per event): "
+              f"{rebuilt_rows / projector_s:.0f} rows/s = {batched_s * rebuilt_rows / n / projector_s:.2f} x the "
+              f"batched one-column rows of (e)")
     finally:
         await nc.close()
         app.close()
@@ -246,6 +252,13 @@ async def _stream_exists(js: JetStreamContext) -> bool:
 def _schema(dsn: str) -> bool:
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT to_regclass('projection_position')").fetchone() != (None,)
+
+
+def _read_model_rows(dsn: str) -> int:
+    """Returns how many rows the read models hold (every table a rebuild writes)."""
+    with psycopg.connect(dsn) as conn:
+        return sum(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+                   for table in PRIMARY_KEYS)
 
 
 async def _mean_payload(dsn: str) -> int:
