@@ -47,8 +47,8 @@ def descendants(pid: int) -> dict[Process, str]:
                 continue
             for child in pids:
                 fields = _stat(child)
-                if fields is not None:
-                    found[(child, fields[20])] = Path(f"/proc/{child}/comm").read_text().strip()
+                if fields is not None:  # the name from the same read: the child may exit just after it
+                    found[(child, fields[20])] = fields[0][fields[0].index("(") + 1: -1]
                     todo.append(child)
     return found
 
