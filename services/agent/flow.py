@@ -21,10 +21,10 @@ __all__ = ["ATTEMPTS", "FLOW", "KERNELS", "KERNELS_AT_ONCE", "RECALL"]
 ATTEMPTS = 5
 """Deliveries of one event of the agent's aggregate before it is given up (dead-lettered)."""
 KERNELS_AT_ONCE = 16
-"""Events of the agent's aggregate fetched together and carried out concurrently, one lane per
-kernel: a burst of assignments starts its kernels at once (Docker creates and starts containers in
-parallel), not one after the other. The next fetch waits for the whole batch, so a long pull holds
-back later assignments as it did when they were carried out one by one."""
+"""Events of the agent's aggregate held at once and carried out concurrently, one lane per kernel
+(``services.common.lanes``): a burst of assignments starts its kernels at once (Docker creates and
+starts containers in parallel), not one after the other; a long pull holds back only its own
+kernel's events, never the next assignment."""
 
 
 def kernel_lane(event: Event) -> str | None:

@@ -13,8 +13,10 @@ in its own ``flow.py``; the filter subjects are derived from the classes
   nothing leaves the consumer but by an ack or a dead letter. The loop never stops on a bad
   message. With ``batch`` > 1 one handler gets every message of a fetch (to apply them in one
   transaction, say) and returns one outcome per message, settled the same way; with
-  ``concurrent_by`` as well, the messages of a fetch go to their own handlers concurrently, in
-  order within each key (an agent starts several kernels at once, each kernel's events in order).
+  ``concurrent_by`` as well, each message goes to its own handler in the lane of its key
+  (``services.common.lanes``): the lanes concurrently, each lane in order, the next fetch as soon as
+  there is room (an agent starts several kernels at once, each kernel's events in order, and a
+  slow start holds back only its own kernel).
 * ``follow`` — an **ordered** (ephemeral, unacknowledged) consumer replaying the stream from
   its first message, for the in-memory views rebuilt at every start. ``caught_up`` is set once
   the history that existed at subscription time has been delivered; an event whose handler
@@ -62,6 +64,7 @@ from services.common import transient
 from services.common.bus import connect_options
 from services.common.settler import ACK_WAIT, PermanentError, Settler
 from services.common.transient import NATS, OUTAGES, unavailable_dependency
+from services.common.lanes import Lanes
 from services.common.pull_batches import hand_over_available
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
@@ -104,10 +107,11 @@ class Subscription:
     durable: bool = False
     batch: int = 1
     """> 1: fetches up to ``batch`` messages and hands them all to the one handler of the routes (or,
-    with ``concurrent_by``, each to its own handler, concurrently)."""
+    with ``concurrent_by``, each to its own handler in its lane, at most ``batch`` held at once)."""
     concurrent_by: Callable[[Any], Hashable] | None = None
-    """With ``batch`` > 1: the key of a decoded message; the messages of a fetch with different keys are
-    handled concurrently, those with the same key one after the other in stream order."""
+    """With ``batch`` > 1: the key of a decoded message, its lane (``services.common.lanes``): messages
+    with different keys are handled concurrently, those with the same key one after the other in
+    stream order; the next fetch waits only for room, never for a slow lane."""
     aggregate: str = "*"
     """The aggregate id of the events taken (a template such as ``{agent_id}``); ``*``: all."""
     max_deliver: int = 5
@@ -321,15 +325,19 @@ async def consume(
     )
     await _update_consumer(js, subscription.stream, config)
     settle = Settler(js, durable, subscription.max_deliver, subscription.backoff, stop)
-    key = subscription.concurrent_by
-    if key is not None:
-        routes = subscription.routes
+    routes = subscription.routes
 
-        async def attempt_concurrently(messages: list[Msg]) -> Sequence[BaseException | None]:
-            return await _concurrent_outcomes(routes, target, messages, subscription.max_deliver, key)
+    async def attempt_one(messages: list[Msg]) -> Sequence[BaseException | None]:
+        return [await _outcome(routes, target, msg, subscription.max_deliver) for msg in messages]
+
+    lanes: Lanes | None = None
+    if subscription.concurrent_by is not None:
+        key = subscription.concurrent_by
+        lanes = running = Lanes(subscription.batch, lambda msg: _lane(msg, key),
+                                lambda msg: settle.run([msg], attempt_one))
 
         async def handle(message: Any) -> None:
-            await settle.run(list(message.raw_message), attempt_concurrently)
+            await running.accept(list(message.raw_message))  # returns while slow lanes go on
 
         pull = PullSub(batch_size=subscription.batch, timeout=FETCH_WAIT, batch=True)
     elif subscription.batch > 1:
@@ -346,11 +354,6 @@ async def consume(
 
         pull = PullSub(batch_size=subscription.batch, timeout=BATCH_WAIT, batch=True)
     else:
-        routes = subscription.routes
-
-        async def attempt_one(messages: list[Msg]) -> Sequence[BaseException | None]:
-            return [await _outcome(routes, target, msg, subscription.max_deliver) for msg in messages]
-
         async def handle(message: Any) -> None:
             await settle.run([message.raw_message], attempt_one)
 
@@ -370,6 +373,8 @@ async def consume(
         await stop.wait()
     finally:
         await subscriber.stop()
+        if lanes is not None:
+            await lanes.close()
 
 
 async def _update_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
@@ -405,26 +410,13 @@ def _fetch_timeouts_as_nats(subscriber: LogicSubscriber[Any]) -> None:
     subscription.fetch = fetch_with_nats_timeouts
 
 
-async def _concurrent_outcomes(routes: Mapping[type, Callable[..., Any]], target: Any, messages: list[Msg],
-                               max_deliver: int, key: Callable[[Any], Hashable]) -> list[BaseException | None]:
-    """Handles ``messages`` with their routes: those of one key (``key`` of the decoded event) one after
-    the other in order, the keys concurrently; returns the outcome of each, in order. A message that
-    does not decode is its own key (its outcome says why)."""
-    lanes: dict[Hashable, list[int]] = {}
-    for index, msg in enumerate(messages):
-        try:
-            lane: Hashable = ("key", key(decode_event(msg.data)))
-        except Exception:  # noqa: BLE001 - undecodable or keyless: alone, and _outcome says why
-            lane = ("alone", index)
-        lanes.setdefault(lane, []).append(index)
-    outcomes: list[BaseException | None] = [None] * len(messages)
-
-    async def run_lane(indexes: list[int]) -> None:
-        for index in indexes:
-            outcomes[index] = await _outcome(routes, target, messages[index], max_deliver)
-
-    await asyncio.gather(*(run_lane(indexes) for indexes in lanes.values()))
-    return outcomes
+def _lane(msg: Msg, key: Callable[[Any], Hashable]) -> Hashable:
+    """The lane of a message: ``key`` of its event; one that does not decode (or has no key) is a lane
+    of its own (``_outcome`` says why it fails)."""
+    try:
+        return ("key", key(decode_event(msg.data)))
+    except Exception:  # noqa: BLE001 - undecodable or keyless: alone
+        return ("alone", id(msg))
 
 
 async def _outcome(routes: Mapping[type, Callable[..., Any]], target: Any, msg: Msg, max_deliver: int) -> BaseException | None:

@@ -28,7 +28,7 @@ from services.common.bus import dead_letter
 from services.common.transient import OUTAGES, unavailable_dependency
 from services.common.waiting import first_of
 
-__all__ = ["ACK_WAIT", "Attempt", "PermanentError", "SETTLE_SLACK", "Settler"]
+__all__ = ["ACK_WAIT", "Attempt", "KEEP_ALIVE", "PermanentError", "SETTLE_SLACK", "Settler", "in_progress"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Settler:
             tries += 1
             OUTAGES.failed(self._durable, dependency or "", failure or Exception())
             for msg in waiting:
-                await _in_progress(msg)
+                await in_progress(msg)
             await first_of(self._stop, timeout=transient.backoff(tries))
             if self._stop.is_set():
                 OUTAGES.forget(self._durable)
@@ -133,13 +133,14 @@ async def _kept_alive(messages: list[Msg], attempt: Attempt) -> Sequence[BaseExc
             if done:
                 return task.result()
             for msg in messages:
-                await _in_progress(msg)
+                await in_progress(msg)
     finally:
         task.cancel()
 
 
-async def _in_progress(msg: Msg) -> None:
-    """Pushes back the ack deadline of a message being retried; NATS itself may be the
+async def in_progress(msg: Msg) -> None:
+    """Pushes back the ack deadline of a message still held (being retried, or waiting for its turn);
+    NATS itself may be the
     dependency that is away, so a failure only means it may be redelivered."""
     try:
         await msg.in_progress()

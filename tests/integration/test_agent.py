@@ -367,6 +367,42 @@ async def test_an_outage_in_one_kernels_lane_is_waited_out_without_holding_back_
     assert await stored_reports(js) == 7, "a report was stored twice"
 
 
+class HeldBackend(SimulatedBackend):
+    """Holds the creation of ``kernel_id`` until ``release`` is set: an image pull that takes long."""
+
+    def __init__(self, kernel_id: str) -> None:
+        super().__init__(delay=0.01)
+        self.kernel_id, self.holding, self.release = kernel_id, asyncio.Event(), asyncio.Event()
+
+    async def create(self, launch: KernelLaunch) -> str:
+        if launch.kernel.kernel_id == self.kernel_id:
+            self.holding.set()
+            await self.release.wait()
+        return await super().create(launch)
+
+
+async def test_a_slow_start_holds_back_no_later_assignment(
+    js: JetStreamContext, services: ServiceTasks, settings: Settings, history: AgentHistory
+) -> None:
+    backend = HeldBackend("k1")
+    reports = Reports(js)
+    services.start("agent", lambda stop: run_agent(settings, stop, backend=backend))
+    try:
+        await history.assign("k1")
+        await async_wait_for(backend.holding.is_set, timeout=10, message="k1's creation never began")
+        await history.assign("k2")  # fetched while k1 is still being created
+
+        got = await reports.take(6)  # AgentStarted; k1 pulling, creating; k2 pulling, creating, running
+        assert kinds(of_kernel(got, "k2")) == [KernelPullingReport, KernelCreatingReport, KernelRunningReport]
+        assert kinds(of_kernel(got, "k1")) == [KernelPullingReport, KernelCreatingReport]
+    finally:
+        backend.release.set()
+    (k1_running,) = await reports.take(1)
+    assert isinstance(k1_running, KernelRunningReport) and k1_running.kernel_id == "k1"
+    await async_wait_for(lambda: consumed_everything(js), timeout=10)
+    assert await backend.list_running() == {"k1": "sim-k1", "k2": "sim-k2"}
+
+
 async def test_a_bad_capacity_is_refused_before_anything_starts(settings: Settings) -> None:
     bad = msgspec.structs.replace(settings, agent_capacity="cpu=4,gpu=1", nats_url="nats://127.0.0.1:1")
     with pytest.raises(ValueError, match="unknown resource slot 'gpu'"):
