@@ -1,35 +1,40 @@
-"""Read model ``quota_usage``: what each quota scope (keypair, project, domain) holds.
+"""Read models ``quota_usage`` and ``quota_usage_sessions``: what each quota scope (keypair, project,
+domain) holds.
 
-One row per Quota aggregate. ``sessions`` maps each holding session to its slots, so a
-release subtracts exactly what the consumption added; ``slots`` is their sum and
-``session_count`` their number, as in the aggregate. A scope whose sessions all
-released keeps its row, with nothing held. Within a batch, each scope's row is read once and
-written once (``projections.tallies``).
+One ``quota_usage`` row per Quota aggregate: ``slots``, the sum of its holding sessions' slots, and
+``session_count``, their number, as in the aggregate; one ``quota_usage_sessions`` row per holding
+session with its slots. A consumption adds its sessions' rows and their slots to the sum; a release
+deletes the session's row and subtracts the slots it carries (what the consumption added: the
+aggregate releases exactly what the session holds). So a change costs the same whether the scope
+holds one session or a domain's thousands: neither map nor sum is read or written whole. A scope
+whose sessions all released keeps its row, with nothing held. Within a batch, each scope's row is
+read once and written once (``projections.tallies``).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from functools import singledispatch
-from typing import Hashable
+from typing import Hashable, Mapping
 
 import msgspec
 
 from contracts import quota as ev
 from contracts.envelope import Event
+from contracts.slots import add_slots, subtract_slots
 from projections.delivery import Entry
 from projections.errors import MissingRowError
 from projections.tallies import Held, Tally
-from projections.values import json_text, total_slots
+from projections.values import json_text
 from projections.writer import Writer
 
 __all__ = ["project"]
 
-_sessions = msgspec.json.Decoder(dict[str, dict[str, Decimal]])
+_slots = msgspec.json.Decoder(dict[str, Decimal])
 
 
 def project(w: Writer, entry: Entry) -> None:
-    """Applies ``entry`` to the quota_usage table (events of other aggregates change nothing)."""
+    """Applies ``entry`` to the quota usage tables (events of other aggregates change nothing)."""
     if entry.event is not None:
         _apply(entry.event, w, entry)
 
@@ -41,54 +46,61 @@ def _apply(event: Event, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.QuotaConsumed, w: Writer, entry: Entry) -> None:
-    held = w.tally(SESSIONS, event.originator_id) or Held({}, 0, None)
-    held.entries.update((session_id, dict(slots)) for session_id, slots in event.allocations.items())
+    held = w.tally(SUM, event.originator_id) or Held({}, 0, None)
+    for session_id, slots in event.allocations.items():
+        w.execute("INSERT INTO quota_usage_sessions (quota_id, session_id, slots) VALUES (%s, %s, %s::jsonb)",
+                  (event.originator_id, session_id, json_text(dict(slots))))
+        held.total = _canonical(add_slots(held.total, slots))
+    held.count += len(event.allocations)
     _changed(w, event, held)
 
 
 @_apply.register
 def _(event: ev.QuotaReleased, w: Writer, entry: Entry) -> None:
-    held = w.tally(SESSIONS, event.originator_id)
+    held = w.tally(SUM, event.originator_id)
     if held is None:
         raise MissingRowError(f"no quota {event.originator_id} for {type(event).type_name()}")
-    held.entries.pop(event.session_id, None)
+    w.execute("DELETE FROM quota_usage_sessions WHERE quota_id = %s AND session_id = %s",
+              (event.originator_id, event.session_id))
+    held.total = _canonical(subtract_slots(held.total, event.slots))
+    held.count -= 1
     _changed(w, event, held)
+
+
+def _canonical(slots: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """The non-zero amounts, each written the shortest way (a sum after a subtraction reads as the
+    sum of what is left: 3.5 - 1.5 is 2, not 2.0)."""
+    return {name: amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
+            for name, amount in slots.items() if amount != 0}
 
 
 def _changed(w: Writer, event: ev.QuotaConsumed | ev.QuotaReleased, held: Held) -> None:
     held.version, held.updated_at = event.originator_version, event.timestamp
     held.extra = (ev.QuotaScope(event.scope).value, event.name)
-    w.put_tally(SESSIONS, event.originator_id, held)
+    w.put_tally(SUM, event.originator_id, held)
 
 
 def _load(w: Writer, quota_id: Hashable) -> Held | None:
-    row = w.fetchone("SELECT sessions::text, version, updated_at, scope, name FROM quota_usage WHERE quota_id = %s",
-                     (quota_id,))
-    return None if row is None else Held(_sessions.decode(row[0]), row[1], row[2], (row[3], row[4]))
+    row = w.fetchone("SELECT slots::text, session_count, version, updated_at, scope, name FROM quota_usage"
+                     " WHERE quota_id = %s", (quota_id,))
+    if row is None:
+        return None
+    return Held({}, row[2], row[3], (row[4], row[5]), total=_slots.decode(row[0]), count=row[1])
 
 
 def _store(w: Writer, quota_id: Hashable, held: Held) -> None:
     scope, name = held.extra
     w.execute(
         """
-        INSERT INTO quota_usage (quota_id, scope, name, slots, sessions, session_count, updated_at, version)
-        VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)
+        INSERT INTO quota_usage (quota_id, scope, name, slots, session_count, updated_at, version)
+        VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s)
         ON CONFLICT (quota_id) DO UPDATE
-           SET slots = EXCLUDED.slots, sessions = EXCLUDED.sessions, session_count = EXCLUDED.session_count,
+           SET slots = EXCLUDED.slots, session_count = EXCLUDED.session_count,
                updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
         """,
-        (
-            quota_id,
-            scope,
-            name,
-            json_text(total_slots(held.entries.values())),
-            json_text(dict(sorted(held.entries.items()))),
-            len(held.entries),
-            held.updated_at,
-            held.version,
-        ),
+        (quota_id, scope, name, json_text(dict(sorted(held.total.items()))), held.count, held.updated_at, held.version),
     )
 
 
-SESSIONS = Tally("quota_usage.sessions", _load, _store)
-"""Each quota scope's holding sessions, tallied per batch (``projections.tallies``)."""
+SUM = Tally("quota_usage", _load, _store)
+"""Each quota scope's sum and session count, tallied per batch (``projections.tallies``)."""

@@ -25,6 +25,7 @@ PRIMARY_KEYS = {
     "agents": "agent_id",
     "event_log": "position",
     "quota_usage": "quota_id",
+    "quota_usage_sessions": ("quota_id", "session_id"),
     "domains": "name",
     "projects": "name",
     "users": "name",

@@ -9,6 +9,7 @@ import psycopg
 __all__ = ["TABLES", "create_schema", "drop_schema", "recreate_schema", "schema_sql"]
 
 TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position", "quota_usage",
+          "quota_usage_sessions",
           "domains", "projects", "users", "keypairs_view", "resource_policies", "resource_groups",
           "vfolders", "vfolder_shares", "vfolder_invitations", "vfolder_scope_limits")
 """Every table of the read models, the position table included."""

@@ -142,18 +142,38 @@ CREATE TABLE IF NOT EXISTS event_log (
 CREATE INDEX IF NOT EXISTS event_log_aggregate ON event_log (aggregate_id, position);
 CREATE INDEX IF NOT EXISTS event_log_time ON event_log (occurred_at, position);
 
--- quota_usage: what each quota scope holds (one row per Quota aggregate, quota_<scope>_<name>).
+-- quota_usage: what each quota scope holds (one row per Quota aggregate, quota_<scope>_<name>),
+-- and quota_usage_sessions: one row per holding session, so that a change writes the sum and the
+-- one session's row, never every session the scope holds.
 CREATE TABLE IF NOT EXISTS quota_usage (
     quota_id      text PRIMARY KEY,
     scope         text NOT NULL,            -- keypair | project | domain
     name          text NOT NULL,            -- access key, project or domain name
     slots         jsonb NOT NULL,           -- sum of the holding sessions' slots
-    sessions      jsonb NOT NULL,           -- session_id -> slots of each holding session
     session_count integer NOT NULL,
     updated_at    timestamptz NOT NULL,
     version       integer NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS quota_usage_scope_name ON quota_usage (scope, name);
+CREATE TABLE IF NOT EXISTS quota_usage_sessions (
+    quota_id      text NOT NULL,
+    session_id    text NOT NULL,
+    slots         jsonb NOT NULL,           -- the session's slots (the sum over its kernels)
+    PRIMARY KEY (quota_id, session_id)
+);
+-- quota_usage.sessions (session_id -> slots, one map per scope) came first: its entries move to
+-- quota_usage_sessions and the column goes, in this transaction.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+                WHERE table_schema = current_schema() AND table_name = 'quota_usage'
+                  AND column_name = 'sessions') THEN
+        INSERT INTO quota_usage_sessions (quota_id, session_id, slots)
+            SELECT q.quota_id, s.key, s.value FROM quota_usage q, jsonb_each(q.sessions) AS s
+            ON CONFLICT (quota_id, session_id) DO NOTHING;
+        ALTER TABLE quota_usage DROP COLUMN sessions;
+    END IF;
+END $$;
 
 -- Tenancy (projections/tenancy.py): domains, projects, users, keypairs (no secrets: those live
 -- in the gateway's own keypairs table), resource policies and resource groups, keyed by name.

@@ -1,9 +1,9 @@
 """Rows that many events of one batch change in turn: read once per batch, changed in memory, written once.
 
-An agent's ``allocations`` (one entry per assigned kernel) and a quota scope's ``sessions`` (one entry
-per holding session) are JSON maps that every assignment, release, consumption changes. Read, decoded,
+An agent's ``allocations`` (one entry per assigned kernel) is a JSON map that every assignment and
+release changes, and a quota scope's sum and session count change with every consumption and release. Read, decoded,
 re-encoded and written back per event, a batch paid one round trip (the pipeline syncs on each read)
-and an encoding of the whole map per event: the more the scope held, the more each event cost. A
+and an encoding of the whole map per event: the more the agent held, the more each event cost. A
 ``Tally`` says how to read and write one such row; ``Writer.tally`` / ``Writer.put_tally``
 (``projections.writer``) keep the row of each key for the rest of a pipelined batch and write it when
 the batch flushes. Applied one event at a time (a batch retried with a savepoint per event), every
@@ -27,14 +27,18 @@ __all__ = ["Held", "Tally"]
 
 @dataclass
 class Held:
-    """One tallied row as the events so far left it: its map (kernel or session id -> slots), and
-    the version and time of the latest event that changed it; ``extra`` holds what the read model
-    needs to insert the row (a quota scope's scope and name)."""
+    """One tallied row as the events so far left it: its map (kernel id -> slots: an agent's
+    allocations) or, for a row that keeps only a sum (a quota scope, whose holding sessions have rows
+    of their own), its ``total`` and ``count``; and the version and time of the latest event that
+    changed it; ``extra`` holds what the read model needs to insert the row (a quota scope's scope and
+    name)."""
 
     entries: dict[str, dict[str, Decimal]]
     version: int
     updated_at: dt.datetime | None
     extra: tuple[Any, ...] = field(default=())
+    total: dict[str, Decimal] = field(default_factory=dict)
+    count: int = 0
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,9 @@ _QUERIES = {
                 "status_history->>status AS status_since, updated_at FROM sessions WHERE status = ANY(%s)",
     "kernels": "SELECT kernel_id, agent_id, status, slots FROM kernels WHERE agent_id IS NOT NULL",
     "agents": "SELECT agent_id, occupied, allocations FROM agents",
-    "quotas": "SELECT scope, name, slots, sessions FROM quota_usage",
+    "quotas": "SELECT q.scope, q.name, q.slots, COALESCE((SELECT jsonb_object_agg(s.session_id, s.slots)"
+              " FROM quota_usage_sessions s WHERE s.quota_id = q.quota_id), '{}'::jsonb) AS sessions"
+              " FROM quota_usage q",
 }
 
 

@@ -130,8 +130,9 @@ async def test_doctor_is_clean_then_reports_a_tampered_read_model(
     assert json.loads(output)["clean"] is True
 
     with psycopg.connect(pg_dsn) as conn:  # a release the read model "lost", and a stale agent occupancy
-        conn.execute("UPDATE quota_usage SET sessions = sessions || %s::jsonb WHERE scope = 'keypair'",
-                     (json.dumps({ended: {"cpu": "1", "mem": str(GIB)}}),))
+        conn.execute("INSERT INTO quota_usage_sessions (quota_id, session_id, slots)"
+                     " SELECT quota_id, %s, %s::jsonb FROM quota_usage WHERE scope = 'keypair'",
+                     (ended, json.dumps({"cpu": "1", "mem": str(GIB)})))
         conn.execute("UPDATE agents SET occupied = '{\"cpu\": \"2\"}'::jsonb WHERE agent_id = %s", (AGENT,))
 
     report = (await admin.execute(DOCTOR))["doctor"]

@@ -98,9 +98,10 @@ def _hold_quota(dsn: str, access_key: str, session_id: str) -> None:
     slots = json.dumps({"cpu": "1", "mem": "1073741824"})
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO quota_usage (quota_id, scope, name, slots, sessions, session_count, updated_at, version)"
-            " VALUES (%s, 'keypair', %s, %s, %s, 1, now(), 1)",
-            (f"quota-keypair-{access_key}", access_key, slots, json.dumps({session_id: json.loads(slots)})))
+            "INSERT INTO quota_usage (quota_id, scope, name, slots, session_count, updated_at, version)"
+            " VALUES (%s, 'keypair', %s, %s, 1, now(), 1)", (f"quota-keypair-{access_key}", access_key, slots))
+        conn.execute("INSERT INTO quota_usage_sessions (quota_id, session_id, slots) VALUES (%s, %s, %s)",
+                     (f"quota-keypair-{access_key}", session_id, slots))
 
 
 async def _populate(world: World, superadmin: BerthClient) -> None:

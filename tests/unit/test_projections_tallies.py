@@ -1,4 +1,4 @@
-"""Tallied rows (``projections.tallies``): an agent's allocations and a quota scope's sessions are read
+"""Tallied rows (``projections.tallies``): an agent's allocations and a quota scope's sum are read
 once and written once per batch, and end as applying the events one by one leaves them."""
 
 from __future__ import annotations
