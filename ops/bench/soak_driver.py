@@ -238,7 +238,7 @@ class _Soak:
             if rnd.first_terminate is None:
                 rnd.first_terminate = time.time()
             try:
-                data = await client.execute(q.TERMINATE_SESSION, {"id": session_id})
+                data = await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": session_id})
             except TRANSIENT as exc:
                 if not await _ended_by_agent_loss(client, exc, session_id):
                     rnd.terminate_errors[_error_text(exc)] += 1

@@ -64,7 +64,7 @@ async def _run(out: Output, image: str, name: str | None, code: str, mode: str, 
 
 async def _remove(client: Any, out: Output, session_id: str) -> None:
     try:
-        await client.execute(q.TERMINATE_SESSION, {"id": session_id})
+        await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": session_id})
         out.info(f"session {session_id}: termination requested")
     except Exception as exc:  # noqa: BLE001 - the program's outcome matters more; say what was left
         out.info(f"berth: could not terminate session {session_id}: {exc}")

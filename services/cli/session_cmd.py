@@ -146,7 +146,7 @@ async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: flo
     Each SESSION is an id, a unique id prefix (4+ characters) or a name."""
     client = connect_client()
     for ref in session_ids:
-        session_id = (await client.execute(q.TERMINATE_SESSION, {"id": ref}))["terminateSession"]["sessionId"]
+        session_id = (await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": ref}))["terminateSession"]["sessionId"]
         out.info(f"session {session_id}: termination requested")
         if wait:
             _, last = await follow_status(client, out, session_id, GONE, timeout)

@@ -31,9 +31,9 @@ REQUEST_ATTEMPTS = 3
 RETRY_DELAY = 0.5
 """Seconds before its first retry (then twice that)."""
 RETRIED_CODES = frozenset({"UNAVAILABLE", "HTTP_502", "HTTP_503", "HTTP_504"})
-"""Answers after which ``create_session`` sends its request again: nothing was recorded."""
+"""Answers after which ``create_session`` and ``execute_while_unavailable`` send a request again: nothing was recorded."""
 UNAVAILABLE_WINDOW = 60.0
-"""Seconds ``create_session`` keeps retrying while the gateway answers UNAVAILABLE (an outage of
+"""Seconds ``create_session`` and ``execute_while_unavailable`` keep retrying while the gateway answers UNAVAILABLE (an outage of
 PostgreSQL or NATS, a gateway restarting)."""
 GRAPHQL_PATH = "/graphql"
 TOKEN_PATH = "/auth/token"
@@ -97,14 +97,27 @@ class BerthClient:
         deadline = asyncio.get_running_loop().time() + UNAVAILABLE_WINDOW
         while True:
             try:
-                return dict((await self.execute(CREATE_SESSION, {"input": input}))["createSession"])
+                return dict((await self.execute_while_unavailable(CREATE_SESSION, {"input": input},
+                                                                  deadline=deadline))["createSession"])
             except httpx.TransportError:
                 lost += 1
                 if lost == REQUEST_ATTEMPTS:
                     raise
                 await asyncio.sleep(RETRY_DELAY * lost)  # back off before the retry
+
+    async def execute_while_unavailable(self, query: str, variables: dict[str, Any] | None = None, *,
+                                        deadline: float | None = None) -> dict[str, Any]:
+        """Runs ``execute``, sent again while the gateway answers UNAVAILABLE (its PostgreSQL or NATS
+        away, a gateway restarting: the request recorded nothing) until ``deadline`` (the event loop's
+        clock; default ``UNAVAILABLE_WINDOW`` seconds from now). For a request that may be sent twice
+        when it recorded nothing the first time (``terminateSession``, any query); other errors raise."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UNAVAILABLE_WINDOW if deadline is None else deadline
+        while True:
+            try:
+                return await self.execute(query, variables)
             except BerthAPIError as exc:
-                if exc.code not in RETRIED_CODES or asyncio.get_running_loop().time() >= deadline:
+                if exc.code not in RETRIED_CODES or loop.time() >= deadline:
                     raise
                 await asyncio.sleep(RETRY_DELAY)  # the gateway's store or bus is away: nothing was recorded
 

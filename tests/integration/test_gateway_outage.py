@@ -2,7 +2,9 @@
 authentication, the GraphQL code in a resolver) and records nothing; the SDK sends
 ``createSession`` again with its idempotency key until the store is back, and exactly one session
 is recorded. Found by the fault suite (ops/faults): 11 of 500 requests during a 10 s outage got
-HTTP 500 or INTERNAL, which no client retries."""
+HTTP 500 or INTERNAL, which no client retries. ``terminateSession`` is sent again the same way
+(``execute_while_unavailable``, as `berth session rm` and the soak driver send it): the fault suite
+once saw 7 terminations refused UNAVAILABLE in a 3 s outage, and their sessions left running."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 import httpx
 import pytest
 
+from services.cli.queries import TERMINATE_SESSION
 from services.common.settings import Settings
 from services.gateway.main import build_app
 from services.sdk.client import BerthAPIError, BerthClient
@@ -67,6 +70,28 @@ async def test_the_sdk_sends_create_session_again_until_the_store_is_back_and_on
             await app.aclose()
     assert created["sessionId"]
     assert count_events(pg_dsn) == before + 2, "one session: its request and its name claim"
+
+
+async def test_a_termination_is_sent_again_until_the_store_is_back(
+        read_models: str, keys: Keys, pg_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="services.gateway.auth.middleware")
+    async with tcp_proxy(read_models) as proxy:
+        app = build_app(Settings(pg_dsn=proxy.url(read_models)), read_wait=2.0)
+        try:
+            async with BerthClient("http://gateway.test", *keys.alice, transport=httpx.ASGITransport(app=app)) as alice:
+                session_id = (await alice.create_session(dict(SESSION)))["sessionId"]
+                before = count_events(pg_dsn)
+                await proxy.close()
+                request = asyncio.create_task(alice.execute_while_unavailable(TERMINATE_SESSION, {"id": session_id}))
+                await async_wait_for(lambda: len(_unavailable(caplog)) >= 2 or request.done(), timeout=120,
+                                     message="the gateway never answered UNAVAILABLE twice")
+                assert not request.done(), request
+                await proxy.open()
+                terminated = await asyncio.wait_for(request, 90)
+        finally:
+            await app.aclose()
+    assert terminated["terminateSession"]["sessionId"] == session_id
+    assert count_events(pg_dsn) > before, "the termination was not recorded"
 
 
 def _unavailable(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
