@@ -48,9 +48,7 @@ import nats.js.errors
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.security import NatsCredentials
-from faststream.nats.subscriber.usecases import LogicSubscriber
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -64,8 +62,8 @@ from services.common import transient
 from services.common.bus import connect_options
 from services.common.settler import ACK_WAIT, PermanentError, Settler
 from services.common.transient import NATS, OUTAGES, unavailable_dependency
-from services.common.lanes import Lanes
-from services.common.pull_batches import hand_over_available
+from services.common.lanes import Lanes, event_lane
+from services.common.pull_batches import fetch_timeouts_as_nats, hand_over_available
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
 
@@ -332,8 +330,7 @@ async def consume(
 
     lanes: Lanes | None = None
     if subscription.concurrent_by is not None:
-        key = subscription.concurrent_by
-        lanes = running = Lanes(subscription.batch, lambda msg: _lane(msg, key),
+        lanes = running = Lanes(subscription.batch, event_lane(subscription.concurrent_by),
                                 lambda msg: settle.run([msg], attempt_one))
 
         async def handle(message: Any) -> None:
@@ -366,7 +363,7 @@ async def consume(
     )
     subscriber(handle)
     await subscriber.start()
-    _fetch_timeouts_as_nats(subscriber)
+    fetch_timeouts_as_nats(subscriber.subscription)  # type: ignore[attr-defined]
     if subscription.batch > 1:
         hand_over_available(subscriber.subscription)  # type: ignore[attr-defined]
     try:
@@ -385,38 +382,6 @@ async def _update_consumer(js: JetStreamContext, stream: str, config: ConsumerCo
         await js.add_consumer(stream, config=config)
     except nats.js.errors.BadRequestError as exc:
         log.warning("consumer %s keeps its configuration: %s", config.durable_name, exc)
-
-
-def _fetch_timeouts_as_nats(subscriber: LogicSubscriber[Any]) -> None:
-    """Makes the pull subscription's ``fetch`` raise ``nats.errors.TimeoutError`` for every timeout.
-
-    Since nats-py 2.15 (nats.py#934) ``fetch`` raises a plain ``asyncio.TimeoutError`` when its
-    deadline ran out between two requests (nats.py#1008, open); faststream's pull loop catches only
-    ``nats.errors.TimeoutError``, so its task died, was restarted by faststream's task supervisor,
-    and the partial batch it had fetched was dropped unacknowledged: redelivered only after
-    ``ack_wait`` (30 s). Seen under load as reports and kernel assignments arriving 30 s late;
-    ``tests/unit/test_flow_fetch.py`` holds its test."""
-    subscription = subscriber.subscription  # type: ignore[attr-defined]
-    fetch = subscription.fetch
-
-    async def fetch_with_nats_timeouts(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fetch(*args, **kwargs)
-        except NatsTimeoutError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise NatsTimeoutError from exc
-
-    subscription.fetch = fetch_with_nats_timeouts
-
-
-def _lane(msg: Msg, key: Callable[[Any], Hashable]) -> Hashable:
-    """The lane of a message: ``key`` of its event; one that does not decode (or has no key) is a lane
-    of its own (``_outcome`` says why it fails)."""
-    try:
-        return ("key", key(decode_event(msg.data)))
-    except Exception:  # noqa: BLE001 - undecodable or keyless: alone
-        return ("alone", id(msg))
 
 
 async def _outcome(routes: Mapping[type, Callable[..., Any]], target: Any, msg: Msg, max_deliver: int) -> BaseException | None:

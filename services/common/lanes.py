@@ -19,13 +19,29 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
+from typing import Any
+
 from nats.aio.msg import Msg
 
+from contracts.catalog import decode_event
 from services.common.settler import KEEP_ALIVE, in_progress
 
-__all__ = ["Lanes"]
+__all__ = ["Lanes", "event_lane"]
 
 log = logging.getLogger(__name__)
+
+
+def event_lane(key: Callable[[Any], Hashable]) -> Callable[[Msg], Hashable]:
+    """Returns the lane of a message by ``key`` of its decoded event; a message that does not decode
+    (or has no key) is a lane of its own (its handler's attempt says why it fails)."""
+
+    def lane_of(msg: Msg) -> Hashable:
+        try:
+            return ("key", key(decode_event(msg.data)))
+        except Exception:  # noqa: BLE001 - undecodable or keyless: alone
+            return ("alone", id(msg))
+
+    return lane_of
 
 
 class Lanes:
@@ -88,13 +104,13 @@ class Lanes:
                 except Exception:  # settling failed (NATS away): unsettled, the server delivers it again
                     log.exception("could not settle %s; it will be delivered again", queue[0].subject)
                 queue.popleft()
-                await self._released(1)
+                await self._released()
         finally:
             if self._lanes.get(lane) is queue:
                 del self._lanes[lane]
 
-    async def _released(self, count: int) -> None:
-        self._held -= count
+    async def _released(self) -> None:
+        self._held -= 1
         async with self._room:
             self._room.notify_all()
 

@@ -1,4 +1,5 @@
-"""A batched pull that hands over what is there instead of waiting to fill the batch.
+"""The pull loop's ``fetch``, mended: a batched pull hands over what is there instead of waiting to
+fill the batch (``hand_over_available``), and every fetch timeout is nats-py's (``fetch_timeouts_as_nats``).
 
 faststream's batched pull loop keeps fetching until it has ``batch_size`` messages or its
 timeout ran out, and nats-py's ``fetch(batch=n)``, once a lingering request got its first
@@ -24,7 +25,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 
-__all__ = ["AVAILABLE_WAIT", "hand_over_available"]
+__all__ = ["AVAILABLE_WAIT", "fetch_timeouts_as_nats", "hand_over_available"]
 
 AVAILABLE_WAIT = 0.002
 """Seconds a round waits for the messages already available after its first one."""
@@ -62,3 +63,26 @@ def _pending_after(message: Msg) -> int:
         return int(message.metadata.num_pending)
     except Exception:  # noqa: BLE001 - not a JetStream message (no metadata): ask as before, for the batch
         return 1 << 30
+
+
+def fetch_timeouts_as_nats(subscription: Any) -> None:
+    """Makes ``subscription.fetch`` (nats-py's pull subscription, as faststream's loop calls it)
+    raise ``nats.errors.TimeoutError`` for every timeout.
+
+    Since nats-py 2.15 (nats.py#934) ``fetch`` raises a plain ``asyncio.TimeoutError`` when its
+    deadline ran out between two requests (nats.py#1008, open); faststream's pull loop catches only
+    ``nats.errors.TimeoutError``, so its task died, was restarted by faststream's task supervisor,
+    and the partial batch it had fetched was dropped unacknowledged: redelivered only after
+    ``ack_wait`` (30 s). Seen under load as reports and kernel assignments arriving 30 s late;
+    ``tests/unit/test_flow_fetch.py`` holds its test."""
+    fetch = subscription.fetch
+
+    async def fetch_with_nats_timeouts(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fetch(*args, **kwargs)
+        except NatsTimeoutError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise NatsTimeoutError from exc
+
+    subscription.fetch = fetch_with_nats_timeouts

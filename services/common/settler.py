@@ -140,8 +140,7 @@ async def _kept_alive(messages: list[Msg], attempt: Attempt) -> Sequence[BaseExc
 
 async def in_progress(msg: Msg) -> None:
     """Pushes back the ack deadline of a message still held (being retried, or waiting for its turn);
-    NATS itself may be the
-    dependency that is away, so a failure only means it may be redelivered."""
+    NATS itself may be the dependency that is away, so a failure only means it may be redelivered."""
     try:
         await msg.in_progress()
     except Exception as exc:  # noqa: BLE001 - best effort, see above

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from services.common.flow import _fetch_timeouts_as_nats
+from services.common.pull_batches import fetch_timeouts_as_nats
 
 
 def subscriber_raising(error: BaseException | None) -> SimpleNamespace:
@@ -25,16 +25,16 @@ def subscriber_raising(error: BaseException | None) -> SimpleNamespace:
 @pytest.mark.parametrize("error", [asyncio.TimeoutError(), NatsTimeoutError()])
 async def test_every_fetch_timeout_is_a_nats_timeout(error: BaseException) -> None:
     subscriber = subscriber_raising(error)
-    _fetch_timeouts_as_nats(subscriber)  # type: ignore[arg-type]
+    fetch_timeouts_as_nats(subscriber.subscription)
     with pytest.raises(NatsTimeoutError):
         await subscriber.subscription.fetch(batch=4, timeout=0.1)
 
 
 async def test_messages_and_other_errors_pass_through() -> None:
     subscriber = subscriber_raising(None)
-    _fetch_timeouts_as_nats(subscriber)  # type: ignore[arg-type]
+    fetch_timeouts_as_nats(subscriber.subscription)
     assert await subscriber.subscription.fetch(batch=2, timeout=0.1) == ["m", "m"]
     failing = subscriber_raising(ConnectionError("gone"))
-    _fetch_timeouts_as_nats(failing)  # type: ignore[arg-type]
+    fetch_timeouts_as_nats(failing.subscription)
     with pytest.raises(ConnectionError):
         await failing.subscription.fetch()
