@@ -7,6 +7,9 @@ Runs ``berth up --backend simulated --agents N --agent-capacity cpu=1000,mem=100
 Baselines, on the same PostgreSQL server and in the same run (a scratch table of the scratch database):
   - raw single-row transactions/s: one ``INSERT`` + ``COMMIT`` at a time, from 1 and from 16 connections;
   - raw batched rows/s: ``INSERT`` of 100 rows per transaction from one connection.
+First (--floor N, default 2000), 16 clients send N signed ``query { __typename }``: a request with no
+resolver, so its rate is the API's own ceiling on this machine (HTTP, the signature check with its
+replay-ledger insert, GraphQL), which bounds every operation's.
 Phases, each: C clients send S signed ``createSession`` (latency of every call: p50, p99, requests/s),
 then wait until the read models show all S RUNNING (Requested -> RUNNING/s: S / (last RUNNING in
 ``statusHistory`` - first request sent)), then ``terminateSession`` all S and wait until all are
@@ -119,6 +122,18 @@ async def _wait_for(observer: BerthClient, ids: list[str], status: str, position
     return None
 
 
+async def _timed(phase: Phase, client: BerthClient, query: str, variables: dict) -> dict | None:
+    """Sends one request; keeps its latency in ``phase``, or counts its error there (None)."""
+    sent = time.perf_counter()
+    try:
+        data = await client.execute(query, variables)
+    except Exception as exc:  # noqa: BLE001 - counted and shown
+        phase.errors[f"{type(exc).__name__}: {str(exc)[:100]}"] += 1
+        return None
+    phase.latencies.append(time.perf_counter() - sent)
+    return data
+
+
 async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, timeout: float,
                     cpu: CpuSampler | None = None) -> Phase:
     clients = [endpoint.client() for _ in range(phase.clients)]
@@ -128,15 +143,10 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
     try:
         async def create(client: BerthClient, i: int) -> None:
             nonlocal position
-            sent = time.perf_counter()
-            try:
-                data = await client.execute(CREATE_SESSION, {"input": {"name": f"{phase.label}-{i}"}})
-            except Exception as exc:  # noqa: BLE001 - counted and shown
-                phase.errors[f"{type(exc).__name__}: {str(exc)[:100]}"] += 1
-                return
-            phase.latencies.append(time.perf_counter() - sent)
-            phase.ids.append(data["createSession"]["sessionId"])
-            position = max(position, int(data["createSession"]["position"] or 0))
+            data = await _timed(phase, client, CREATE_SESSION, {"input": {"name": f"{phase.label}-{i}"}})
+            if data is not None:
+                phase.ids.append(data["createSession"]["sessionId"])
+                position = max(position, int(data["createSession"]["position"] or 0))
 
         first_sent = time.time()
         started = time.perf_counter()
@@ -159,6 +169,32 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
         last_ended = await _wait_for(observer, phase.ids, "TERMINATED", position, timeout, start)
         if last_ended is not None:
             phase.terminate_rate = len(phase.ids) / max(last_ended - first_terminate, 1e-6)
+        if cpu is not None and cpu_before is not None:
+            phase.cpu_ms = per_item(cpu_before, _with_bench(cpu.mark()), len(phase.ids))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return phase
+
+
+FLOOR_QUERY = "query { __typename }"
+"""A signed request with no resolver: what every call pays before any work of its own (HTTP, the signature
+check and its replay-ledger insert, the GraphQL execution)."""
+
+
+async def run_floor(endpoint: Endpoint, phase: Phase, cpu: CpuSampler | None = None) -> Phase:
+    """Sends ``FLOOR_QUERY`` ``phase.sessions`` times from ``phase.clients`` clients: the API's own ceiling on
+    this machine, which bounds what any operation through it can reach."""
+    clients = [endpoint.client() for _ in range(phase.clients)]
+    cpu_before = _with_bench(cpu.mark()) if cpu is not None else None
+    try:
+        async def call(client: BerthClient, i: int) -> None:
+            if await _timed(phase, client, FLOOR_QUERY, {}) is not None:
+                phase.ids.append(str(i))
+
+        started = time.perf_counter()
+        await _each(clients, phase.sessions, call)
+        phase.create_seconds = time.perf_counter() - started
         if cpu is not None and cpu_before is not None:
             phase.cpu_ms = per_item(cpu_before, _with_bench(cpu.mark()), len(phase.ids))
     finally:
@@ -221,8 +257,12 @@ def table(phases: list[Phase], baselines: dict[str, float]) -> str:
 
 
 async def run(endpoint: Endpoint, client_counts: list[int], sessions: int, rounds: int, timeout: float,
-              cpu: CpuSampler | None = None) -> list[Phase]:
+              cpu: CpuSampler | None = None, floor: int = 0) -> list[Phase]:
     phases: list[Phase] = []
+    if floor:
+        say(f"bench_api: floor: 16 clients x {floor} signed {FLOOR_QUERY!r}")
+        phases.append(await run_floor(endpoint, Phase("floor", 16, floor), cpu))
+        say(f"bench_api: floor: {phases[-1].create_rate:.1f} requests/s, p99 {_ms(phases[-1].percentile(0.99))} ms")
     observer = endpoint.client()
     try:
         plan = [Phase(f"c{n}", n, sessions) for n in client_counts]
@@ -247,14 +287,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="aging rounds at 16 clients (default 5)")
     parser.add_argument("--agents", type=int, default=10, help="simulated agents (default 10)")
     parser.add_argument("--timeout", type=float, default=300, help="deadline of each wait in seconds (default 300)")
+    parser.add_argument("--floor", type=int, default=2000,
+                        help=f"signed {FLOOR_QUERY!r} requests from 16 clients first, the API's own ceiling (0: none)")
     parser.add_argument("--pg-admin-dsn", default=os.environ.get("BERTH_PG_DSN") or DEFAULT_ADMIN_DSN)
     args = parser.parse_args()
     try:
         client_counts = [int(n) for n in args.clients.split(",") if n.strip()]
     except ValueError:
         parser.error("--clients takes comma-separated numbers, e.g. 1,16,64")
-    if min([args.sessions, args.agents, *client_counts]) < 1 or args.rounds < 0:
-        parser.error("--sessions, --agents and every client count must be at least 1")
+    if min([args.sessions, args.agents, *client_counts]) < 1 or args.rounds < 0 or args.floor < 0:
+        parser.error("--sessions, --agents and every client count must be at least 1; --rounds and --floor at least 0")
     data_dir = Path(tempfile.mkdtemp(prefix="berth-bench-api-"))
     try:
         with scratch_database(args.pg_admin_dsn) as pg_dsn:
@@ -267,7 +309,8 @@ def main() -> int:
                 assert berth.proc is not None
                 dbname = str(conninfo_to_dict(pg_dsn).get("dbname"))
                 with CpuSampler(berth.proc.pid, data_dir, dbname) as cpu:
-                    phases = asyncio.run(run(endpoint, client_counts, args.sessions, args.rounds, args.timeout, cpu))
+                    phases = asyncio.run(run(endpoint, client_counts, args.sessions, args.rounds, args.timeout, cpu,
+                                             args.floor))
             finally:
                 berth.stop()
         print(table(phases, baselines))

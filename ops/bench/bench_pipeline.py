@@ -9,12 +9,12 @@ Measures, in one run and on the same machine:
       message in the stream, so its start-up is not counted);
   (c) a raw nats-py ``publish_async`` loop of N messages of the same size into a scratch
       stream (the ceiling for (b));
-  (d) the projector alone: a rebuild replaying N events from EVENTS into the read models (bulk:
-      batches of 5000, inserts with COPY);
+  (d) the projector alone: a rebuild replaying N events into the read models (bulk: batches of
+      5000, inserts with COPY), reading them from the event store (it holds exactly the stream's);
   (e) raw PostgreSQL batched inserts: N one-column rows, 100 per transaction, on the same server
       (the baseline for (d): goal (d) >= 0.5 x (e); (d) is also printed as read-model rows/s);
-  (f) the same rebuild after EVENTS was purged but its last message: the projector reads the
-      others from the event store (the gap backfill of services/projector/backfill.py).
+  (f) the same rebuild reading EVENTS instead (``from_store=False``: what a rebuild did before it read
+      the store, and still does when the stream holds messages the store does not).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
 Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--nats-url URL] [--pg-admin-dsn DSN]
@@ -60,6 +60,7 @@ from services.supervisor.embedded import NatsServer  # noqa: E402
 from services.supervisor.embedded_postgres import create_database, drop_database  # noqa: E402
 from services.application.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
+from services.common.gc_tuning import tune_gc  # noqa: E402
 from services.projector.main import rebuild_read_models  # noqa: E402
 from projections.rebuild import PRIMARY_KEYS  # noqa: E402
 from services.relay.main import run_relay  # noqa: E402
@@ -165,19 +166,12 @@ async def bench_raw(js: JetStreamContext, n: int, payload_size: int) -> float:
     return elapsed
 
 
-async def bench_projector(settings: Settings, n: int) -> float:
+async def bench_projector(settings: Settings, n: int, *, from_store: bool = True) -> float:
     start = time.monotonic()
-    reached = await rebuild_read_models(settings)
+    reached = await rebuild_read_models(settings, from_store=from_store)
     elapsed = time.monotonic() - start
     assert reached.stream_seq == n, reached
     return elapsed
-
-
-async def bench_backfill(settings: Settings, js: JetStreamContext, n: int) -> float:
-    """Rebuilds once more after purging EVENTS but its last message: the projector reads the
-    events the stream no longer holds from the event store (``services/projector/backfill.py``)."""
-    await js.purge_stream(EVENTS_STREAM, seq=n)
-    return await bench_projector(settings, n)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -206,7 +200,7 @@ async def main_async(args: argparse.Namespace) -> None:
         raw_s = await bench_raw(js, n, payload)
         projector_s = await bench_projector(settings, n)
         rebuilt_rows = await asyncio.to_thread(_read_model_rows, dsn)
-        backfill_s = await bench_backfill(settings, js, n)
+        stream_s = await bench_projector(settings, n, from_store=False)
         with scratch_table(dsn):
             batched_s = n / await asyncio.to_thread(batched_rate, dsn, n)
         rows = [
@@ -214,9 +208,9 @@ async def main_async(args: argparse.Namespace) -> None:
             ("(a) pipeline: write -> read model", pipeline_s),
             ("(b) relay: event store -> EVENTS", relay_s),
             ("(c) raw nats-py publish_async", raw_s),
-            ("(d) projector: EVENTS -> read models", projector_s),
+            ("(d) rebuild: event store -> models", projector_s),
             ("(e) raw PostgreSQL batched inserts", batched_s),
-            ("(f) projector: event store -> models", backfill_s),
+            ("(f) rebuild: EVENTS -> read models", stream_s),
         ]
         print(f"\n  events of {payload} bytes on average\n")
         print(f"  {'measure':<38} {'seconds':>8} {'events/s':>10} {'vs (c)':>7}")
@@ -225,7 +219,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"\n  relay / raw publish_async = {raw_s / relay_s:.2f}; pipeline / writes = {write_s / pipeline_s:.2f}; "
               f"projector / relay = {relay_s / projector_s:.2f}; "
               f"rebuild / batched inserts = {batched_s / projector_s:.2f} (goal >= 0.5); "
-              f"backfill from the event store / projector from EVENTS = {projector_s / backfill_s:.2f}")
+              f"rebuild from the event store / from EVENTS = {stream_s / projector_s:.2f}")
         print(f"  the rebuild (d) wrote {rebuilt_rows} read-model rows ({rebuilt_rows / n:.1f} per event): "
               f"{rebuilt_rows / projector_s:.0f} rows/s = {batched_s * rebuilt_rows / n / projector_s:.2f} x the "
               f"batched one-column rows of (e)")
@@ -272,7 +266,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="events per measure (default 20000)")
     parser.add_argument("--nats-url", default=None, help="use this server (its EVENTS stream is deleted!)")
     parser.add_argument("--pg-admin-dsn", default=None, help="server on which to create the scratch database")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--untuned-gc", action="store_true",
+                        help="keep CPython's garbage-collector defaults (the services run with services.common.gc_tuning)")
+    args = parser.parse_args()
+    if not args.untuned_gc:
+        tune_gc()  # as the services and `berth projections rebuild` run
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from eventsourcing.persistence import Notification
+from psycopg.sql import SQL, Identifier
 
 from contracts.subjects import SubjectError, event_subject, invalid_event_subject
 from projections.delivery import Delivery
@@ -33,12 +34,21 @@ class StoreBackfill:
     async def deliveries(self, after_position: int, first_seq: int, count: int) -> list[Delivery]:
         """Returns up to ``count`` stored events after ``after_position`` as deliveries numbered
         from ``first_seq`` (fewer when the store holds fewer)."""
+        store = await self._opened()
+        notifications = await store.call(self._select, after_position, count)
+        return [Delivery(first_seq + i, _subject(n), n.id, n.state) for i, n in enumerate(notifications)]
+
+    async def count_through(self, position: int) -> int:
+        """Returns how many events the store holds up to notification id ``position`` (an index-only count)."""
+        store = await self._opened()
+        return await store.call(self._count, position)
+
+    async def _opened(self) -> Facade:
         if self._app is None:
             self._store = self._store or Facade("projector-store")
             self._app = await self._store.open(BerthApplication, self._dsn)
         assert self._store is not None
-        notifications = await self._store.call(self._select, after_position, count)
-        return [Delivery(first_seq + i, _subject(n), n.id, n.state) for i, n in enumerate(notifications)]
+        return self._store
 
     async def close(self) -> None:
         """Closes the event store, if it was opened."""
@@ -49,6 +59,17 @@ class StoreBackfill:
     def _select(self, after: int, limit: int) -> Sequence[Notification]:
         assert self._app is not None
         return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+
+
+    def _count(self, position: int) -> int:
+        assert self._app is not None
+        recorder = self._app.recorder
+        query = SQL("SELECT count(*) AS n FROM {} WHERE notification_id <= %s").format(
+            Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (position,))
+            row = cursor.fetchone()
+        return int(row["n"]) if row is not None else 0
 
 
 def _subject(notification: Notification) -> str:

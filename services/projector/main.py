@@ -165,6 +165,64 @@ class Projector:
             last, after = seq, _position(delivery.position, after)
         return deliveries, True
 
+    async def replay_store(self, stop: asyncio.Event, until_seq: int) -> None:
+        """Applies the stream's sequences up to ``until_seq`` from the event store instead of the stream,
+        when the store holds exactly ``until_seq`` events up to the position of the message at
+        ``until_seq``: then sequence s is the s-th stored event (the relay published each once, in
+        order; ``backfill.py`` reads a gap the same way). The same bytes, without NATS's per-message
+        parsing. Else, on any failure, or when another writer moves the position, it stops, and
+        ``run`` goes on from the stored position with the stream. The next batch is read while one
+        is applied."""
+        reading: asyncio.Future[list[Delivery]] | None = None
+        try:
+            applied = await self._applier.position()
+            position = await self._stored_position(until_seq)
+            if position is None or applied.stream_seq >= until_seq:
+                return
+            counted = await self._backfill.count_through(position)
+            if counted != until_seq:
+                log.info("the event store holds %d events up to position %d, the stream %d messages: "
+                         "rebuilding from the stream", counted, position, until_seq)
+                return
+            log.info("rebuilding from the event store: %d events up to position %d", until_seq, position)
+            loop = asyncio.get_running_loop()
+
+            def read(after_position: int, after_seq: int) -> asyncio.Future[list[Delivery]]:
+                count = min(self._batch_size, until_seq - after_seq)
+                return asyncio.ensure_future(self._backfill.deliveries(after_position, after_seq + 1, count))
+
+            reading = read(applied.position, applied.stream_seq)
+            while not stop.is_set() and applied.stream_seq < until_seq:
+                deliveries, reading = await reading, None
+                if not deliveries:
+                    return
+                last = deliveries[-1]
+                if last.stream_seq < until_seq:
+                    reading = read(int(last.position or 0), last.stream_seq)
+                result = await self._applier.apply(deliveries, applied.stream_seq,
+                                                   lambda r: self._dead_letter(loop, r), bulk=self._bulk)
+                applied = Position(result.position, result.stream_seq)
+        except PositionMovedError as exc:
+            log.info("%s; rebuilding the rest from the stream", exc)
+        except Exception as exc:  # noqa: BLE001 - run() goes on from the stored position, retrying
+            log.warning("rebuild from the event store interrupted (%s: %s); going on from the stream",
+                        type(exc).__name__, exc)
+        finally:
+            if reading is not None:
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
+
+    async def _stored_position(self, seq: int) -> int | None:
+        """Returns the ``Berth-Position`` of the stream's message at ``seq`` (None: none, or no such message)."""
+        if seq < 1:
+            return None
+        try:
+            msg = await self._js.get_msg(EVENTS_STREAM, seq=seq)
+        except NotFoundError:
+            return None
+        position = _position((msg.headers or {}).get(HEADER_POSITION), 0)
+        return position or None
+
     async def _check_gap(self, missing: int, got: int) -> None:
         try:
             await self._js.get_msg(EVENTS_STREAM, seq=missing)
@@ -221,25 +279,30 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
         await runtime.close()
 
 
-async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = None) -> Position:
+async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = None, *,
+                              from_store: bool = True) -> Position:
     """Drops and recreates the read models, replays EVENTS up to its last sequence at the
     time of the call in bulk (batches of ``REBUILD_BATCH_SIZE``, secondary indexes created at the
-    end), and returns the position reached."""
+    end), and returns the position reached. The events are read from the event store when it holds
+    exactly the stream's (``Projector.replay_store``); ``from_store=False`` reads the stream only
+    (``bench_pipeline.py`` compares the two)."""
     runtime = _Runtime(settings)
     try:
         await runtime.open()
-        return await _rebuild(runtime, stop or asyncio.Event())
+        return await _rebuild(runtime, stop or asyncio.Event(), from_store)
     finally:
         await runtime.close()
 
 
-async def _rebuild(runtime: _Runtime, stop: asyncio.Event) -> Position:
+async def _rebuild(runtime: _Runtime, stop: asyncio.Event, from_store: bool = True) -> Position:
     """The bulk rebuild on an open ``runtime``, up to the stream's last sequence now; returns the
     position reached (less when ``stop`` came first; the indexes are created either way)."""
     target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
     await runtime.applier.reset(bulk=True)
     log.info("rebuilding the read models from %d stream messages", target)
     projector = Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE, bulk=True)
+    if from_store:
+        await projector.replay_store(stop, target)
     reached = await projector.run(stop, until_seq=target)
     await runtime.applier.finish_bulk()
     log.info("read models rebuilt up to stream sequence %d (position %d)", reached.stream_seq, reached.position)

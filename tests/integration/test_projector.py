@@ -5,6 +5,7 @@ identical tables."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import psycopg
 import pytest
@@ -13,7 +14,7 @@ from contracts import commands as c
 from contracts.session import KernelPlacement
 from contracts.catalog import encode_event
 from contracts.envelope import Event
-from contracts.subjects import DEADLETTER_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, HEADER_POSITION, event_subject
+from contracts.subjects import DEADLETTER_STREAM, EVENTS_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, HEADER_POSITION, event_subject
 from domain import agent as agent_domain
 from domain import session as session_domain
 from projections.position import read_position, wait_for_position
@@ -196,6 +197,58 @@ async def test_rebuild_gives_identical_tables(settings: Settings, sessions: Sess
     with psycopg.connect(settings.pg_dsn) as conn:
         after = dump_read_models(conn)
     assert len(after["sessions"]) == 45 and after["event_log"][:50] == before["event_log"]
+
+
+async def _published_and_projected(settings: Settings, sessions: Sessions, count: int) -> dict:
+    """Has the relay publish ``count`` sessions' requests and the projector apply them; returns the read models."""
+    relay = await run_until_stopped(run_relay, settings)
+    projector = await run_until_stopped(run_projector, settings)
+    await asyncio.to_thread(request_sessions, sessions, range(count))
+    await caught_up(settings.pg_dsn)
+    await stop_task(*projector)
+    await stop_task(*relay)
+    with psycopg.connect(settings.pg_dsn) as conn:
+        return dump_read_models(conn)
+
+
+async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(
+    settings: Settings, sessions: Sessions, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = await _published_and_projected(settings, sessions, 30)
+    async with jetstream(settings.nats_url) as js:
+        await js.delete_msg(EVENTS_STREAM, 5)  # the stream path would have to fill this from the store
+    caplog.set_level(logging.INFO, logger="services.projector.main")
+    reached = await rebuild_read_models(settings)
+    assert reached.position == max(store_ids(settings.pg_dsn)) and reached.stream_seq == 30
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == before
+    assert "rebuilding from the event store: 30 events" in caplog.text
+    assert "no longer holds" not in caplog.text  # no stream message was read, so no gap was seen
+
+
+async def test_a_rebuild_reads_the_stream_when_it_holds_what_the_store_does_not(
+    settings: Settings, sessions: Sessions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message in EVENTS that is not a stored event (here an undecodable one without a position)
+    breaks the one-to-one numbering: the rebuild goes by the stream, which dead-letters it again."""
+    relay = await run_until_stopped(run_relay, settings)
+    async with jetstream(settings.nats_url) as js:
+        await ensure_streams(js)
+
+        async def published(count: int) -> bool:
+            return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
+
+        await asyncio.to_thread(request_sessions, sessions, range(3))
+        await async_wait_for(lambda: published(3), timeout=30, message="the relay did not publish 3 events")
+        await js.publish("ev.session.x.requested", b"not json")
+        await asyncio.to_thread(request_sessions, sessions, range(3, 6))
+        await async_wait_for(lambda: published(7), timeout=30, message="the relay did not publish 3 more events")
+    await stop_task(*relay)
+    caplog.set_level(logging.INFO, logger="services.projector.main")
+    reached = await rebuild_read_models(settings)
+    assert reached.stream_seq == 7 and reached.position == max(store_ids(settings.pg_dsn))
+    assert "rebuilding from the stream" in caplog.text and "dead-lettered 1 messages" in caplog.text
+    assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(6,)]
 
 
 def _table_oid(dsn: str, table: str) -> int | None:
