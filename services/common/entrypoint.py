@@ -9,6 +9,7 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
+from services.common.gc_tuning import tune_gc
 from services.common.health_board import publish_health
 from services.common.settings import Settings
 
@@ -31,7 +32,8 @@ def run_until_signalled(
     putting the outages the process waits out in the health bucket meanwhile (``health_board``) unless
     ``health`` is False (agents: their bus identity may write nothing shared; they log their outages).
     ``BERTH_LOG_LEVEL`` (default INFO) sets the log level; ``loop_factory`` makes the event loop
-    (default: asyncio's)."""
+    (default: asyncio's). The garbage collector is set for a long-running process (``gc_tuning``)."""
+    tune_gc()
     logging.basicConfig(level=os.environ.get("BERTH_LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
     settings = Settings.from_env()
     missing = [f"BERTH_{field.upper()}" for field in needs if not getattr(settings, field)]
