@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -37,6 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import AsyncIterator
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -134,13 +136,26 @@ async def _timed(phase: Phase, client: BerthClient, query: str, variables: dict)
     return data
 
 
-async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, timeout: float,
-                    cpu: CpuSampler | None = None) -> Phase:
+@contextlib.asynccontextmanager
+async def _clients(endpoint: Endpoint, phase: Phase, cpu: CpuSampler | None) -> AsyncIterator[list[BerthClient]]:
+    """``phase.clients`` clients, closed at the end; the CPU spent meanwhile per item of ``phase.ids`` goes
+    to ``phase.cpu_ms``."""
     clients = [endpoint.client() for _ in range(phase.clients)]
-    position = 0
-    start = await last_cursor(observer)
     cpu_before = _with_bench(cpu.mark()) if cpu is not None else None
     try:
+        yield clients
+        if cpu is not None and cpu_before is not None:
+            phase.cpu_ms = per_item(cpu_before, _with_bench(cpu.mark()), len(phase.ids))
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, timeout: float,
+                    cpu: CpuSampler | None = None) -> Phase:
+    position = 0
+    start = await last_cursor(observer)
+    async with _clients(endpoint, phase, cpu) as clients:
         async def create(client: BerthClient, i: int) -> None:
             nonlocal position
             data = await _timed(phase, client, CREATE_SESSION, {"input": {"name": f"{phase.label}-{i}"}})
@@ -169,11 +184,6 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
         last_ended = await _wait_for(observer, phase.ids, "TERMINATED", position, timeout, start)
         if last_ended is not None:
             phase.terminate_rate = len(phase.ids) / max(last_ended - first_terminate, 1e-6)
-        if cpu is not None and cpu_before is not None:
-            phase.cpu_ms = per_item(cpu_before, _with_bench(cpu.mark()), len(phase.ids))
-    finally:
-        for client in clients:
-            await client.aclose()
     return phase
 
 
@@ -185,9 +195,7 @@ check and its replay-ledger insert, the GraphQL execution)."""
 async def run_floor(endpoint: Endpoint, phase: Phase, cpu: CpuSampler | None = None) -> Phase:
     """Sends ``FLOOR_QUERY`` ``phase.sessions`` times from ``phase.clients`` clients: the API's own ceiling on
     this machine, which bounds what any operation through it can reach."""
-    clients = [endpoint.client() for _ in range(phase.clients)]
-    cpu_before = _with_bench(cpu.mark()) if cpu is not None else None
-    try:
+    async with _clients(endpoint, phase, cpu) as clients:
         async def call(client: BerthClient, i: int) -> None:
             if await _timed(phase, client, FLOOR_QUERY, {}) is not None:
                 phase.ids.append(str(i))
@@ -195,11 +203,6 @@ async def run_floor(endpoint: Endpoint, phase: Phase, cpu: CpuSampler | None = N
         started = time.perf_counter()
         await _each(clients, phase.sessions, call)
         phase.create_seconds = time.perf_counter() - started
-        if cpu is not None and cpu_before is not None:
-            phase.cpu_ms = per_item(cpu_before, _with_bench(cpu.mark()), len(phase.ids))
-    finally:
-        for client in clients:
-            await client.aclose()
     return phase
 
 
