@@ -60,7 +60,6 @@ class StoreBackfill:
         assert self._app is not None
         return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
 
-
     def _count(self, position: int) -> int:
         assert self._app is not None
         recorder = self._app.recorder
