@@ -24,7 +24,8 @@ def projections() -> None:
 @click.pass_obj
 @run_async
 async def rebuild(out: Output) -> None:
-    """Drop every read model and rebuild it from the EVENTS stream.
+    """Drop every read model and rebuild it from the event history, up to the EVENTS stream's last
+    message: read from the event store, or from the stream where it holds messages the store does not.
 
     Talks to NATS and PostgreSQL directly: BERTH_NATS_URL / BERTH_PG_DSN, or the
     instance that `berth up` runs.
