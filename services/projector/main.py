@@ -124,23 +124,26 @@ class Projector:
         OUTAGES.recovered(DEAD_LETTER_CONSUMER)  # PostgreSQL (the position) and NATS (the feed) answered
         log.info("projecting from stream sequence %d (position %d)", position.stream_seq + 1, position.position)
         applied = position
-        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set() and (until_seq is None or applied.stream_seq < until_seq):
                 messages = await feed.next_batch(self._batch_size, IDLE_WAIT)
                 deliveries, complete = await self._deliveries(messages, applied)
                 for start in range(0, len(deliveries), self._batch_size):
-                    chunk = deliveries[start:start + self._batch_size]
-                    result = await self._applier.apply(chunk, applied.stream_seq, lambda r: self._dead_letter(loop, r),
-                                                       bulk=self._bulk)
-                    applied = Position(result.position, result.stream_seq)
-                    if result.rejected:
-                        log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected,
-                                    applied.stream_seq)
+                    applied = await self._apply(deliveries[start:start + self._batch_size], applied)
                 if not complete:
                     raise _GapContinues(applied.stream_seq)
         finally:
             await feed.stop()
+
+    async def _apply(self, deliveries: list[Delivery], applied: Position) -> Position:
+        """Applies one batch after ``applied`` (what a read model cannot apply is dead-lettered); returns
+        the position reached."""
+        loop = asyncio.get_running_loop()
+        result = await self._applier.apply(deliveries, applied.stream_seq, lambda r: self._dead_letter(loop, r),
+                                           bulk=self._bulk)
+        if result.rejected:
+            log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected, result.stream_seq)
+        return Position(result.position, result.stream_seq)
 
     async def _deliveries(self, messages: list[Msg], applied: Position) -> tuple[list[Delivery], bool]:
         """Returns the deliveries of ``messages`` after ``applied``, with what the stream no
@@ -185,7 +188,6 @@ class Projector:
                          "rebuilding from the stream", counted, position, until_seq)
                 return
             log.info("rebuilding from the event store: %d events up to position %d", until_seq, position)
-            loop = asyncio.get_running_loop()
 
             def read(after_position: int, after_seq: int) -> asyncio.Future[list[Delivery]]:
                 count = min(self._batch_size, until_seq - after_seq)
@@ -199,9 +201,7 @@ class Projector:
                 last = deliveries[-1]
                 if last.stream_seq < until_seq:
                     reading = read(int(last.position or 0), last.stream_seq)
-                result = await self._applier.apply(deliveries, applied.stream_seq,
-                                                   lambda r: self._dead_letter(loop, r), bulk=self._bulk)
-                applied = Position(result.position, result.stream_seq)
+                applied = await self._apply(deliveries, applied)
         except PositionMovedError as exc:
             log.info("%s; rebuilding the rest from the stream", exc)
         except Exception as exc:  # noqa: BLE001 - run() goes on from the stored position, retrying
