@@ -100,8 +100,11 @@ async def applied_once_after_an_outage(nats_url: str, js: JetStreamContext, pg_d
             await async_wait_for(lambda: sorted(target.applied) == sorted(kernels), timeout=30,
                                  message=f"applied after the outage: {target.applied}")
             await async_wait_for(lambda: outage_tries("outagetest-a1") == 0, timeout=10, message="outage cleared")
-            info = await js.consumer_info(EVENTS_STREAM, "outagetest-a1")
-            await async_wait_for(lambda: info.num_ack_pending == 0, timeout=10, message="all acknowledged")
+
+            async def acknowledged() -> bool:  # read again at each poll: the last ack may still be on its way
+                return (await js.consumer_info(EVENTS_STREAM, "outagetest-a1")).num_ack_pending == 0
+
+            await async_wait_for(acknowledged, timeout=10, message="all acknowledged")
     assert await rows(pg_dsn) == sorted(kernels), "applied exactly once"
     assert await dead_letters(js, "outagetest-a1") == [], "an outage is not poison"
     return target
