@@ -18,6 +18,7 @@ from services.common.lifetime import die_with_parent
 from tests.support.waiting import wait_for
 
 BERTH = [sys.executable, "-m", "services.cli"]
+UP_SUMMARY_END = b"Ctrl-C stops everything"
 
 
 class RunningBerth:
@@ -28,10 +29,12 @@ class RunningBerth:
         self.env = env
         self.log = data_dir / "up.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     def start(self, *extra: str, timeout: float = 90) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "instance.json").unlink(missing_ok=True)
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             # a killed test run must not leave its berth up (and that one's NATS and PostgreSQL) behind
             self.proc = subprocess.Popen([*BERTH, "up", *extra], env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -42,7 +45,13 @@ class RunningBerth:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"berth up exited with {self.proc.returncode}; log:\n{self.log_text()}")
-        return (self.data_dir / "instance.json").exists()
+        # instance.json is written before `berth up` prints its summary; a test reads that summary
+        # (agent, capacity) right after start, so ready is the summary's last line printed by this start.
+        if not (self.data_dir / "instance.json").exists():
+            return False
+        with open(self.log, "rb") as log:
+            log.seek(self._log_start)
+            return UP_SUMMARY_END in log.read()
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         assert self.proc is not None
