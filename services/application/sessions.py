@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from functools import reduce
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from contracts import commands as c
 from contracts.envelope import Event
@@ -26,9 +26,10 @@ from domain import session_names
 from domain.emitting import Context
 from domain.session import SessionState
 from services.application.long_lived import LONG_LIVED
+from services.application.session_reads import Reads
 from services.common.store import BerthApplication, retry_on_conflict
 
-__all__ = ["PROGRESS_FACTS", "Guard", "Reads", "Sessions", "was_scheduled"]
+__all__ = ["PROGRESS_FACTS", "Guard", "Sessions", "was_scheduled"]
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ class Sessions(BerthApplication):
 
         def attempt() -> list[int | Exception]:
             groups, outcomes = self._each(
-                Reads(self), items, lambda reads, _, item: self._termination(reads, item[0], item[1]))
+                self._reads_of(session_id for session_id, _ in items), items,
+                lambda reads, _, item: self._termination(reads, item[0], item[1]))
             positions = self.record_groups(groups)
             now: int | None = None
             results: list[int | Exception] = []
@@ -181,6 +183,12 @@ class Sessions(BerthApplication):
         if state is not None:
             events += self._release_quota_if_ended(reads, state, events, ctx)
         return events
+
+    def _reads_of(self, session_ids: Iterable[str]) -> Reads:
+        """A batch's ``Reads``, its sessions read in one read."""
+        reads = Reads(self)
+        reads.read_sessions(session_ids)
+        return reads
 
     @staticmethod
     def _each(reads: Reads, items: Sequence[T], decide: Callable[[Reads, int, T], list[Event]]
@@ -246,7 +254,7 @@ class Sessions(BerthApplication):
             return self._report_events(reads, session_id, command, ctx)
 
         def attempt() -> list[Exception | None]:
-            groups, outcomes = self._each(Reads(self), items, exit_of)
+            groups, outcomes = self._each(self._reads_of(session_id for session_id, _, _ in items), items, exit_of)
             self.record([event for group in groups for event in group])
             return outcomes
 
@@ -271,11 +279,11 @@ class Sessions(BerthApplication):
                 raise TypeError(f"not a progress fact: {type(command).__name__}")
 
         def attempt() -> list[Exception | None]:
-            states: dict[str, SessionState | None] = {}
+            states = self.current_many([session_id for session_id, _, _ in items], session_domain.evolve)
             events: list[Event] = []
             outcomes: list[Exception | None] = []
             for index, (session_id, command, ctx) in enumerate(items):
-                state = states[session_id] if session_id in states else self.get(session_id)
+                state = states[session_id]
                 try:
                     if state is not None and guard is not None:
                         guard(index, state)
@@ -350,48 +358,3 @@ def was_scheduled(state: SessionState) -> bool:
     cancelled never was."""
     return any(kernel.agent_id is not None for kernel in state.kernels)
 
-
-class Reads:
-    """What the decisions of one save read (sessions, agents, quota scopes' versions): read from the
-    store the first time, then as the events decided so far left them, so that facts decided together
-    (a batch, or the several steps of one fact) build on each other; nothing is recorded here."""
-
-    def __init__(self, sessions: Sessions) -> None:
-        self._app = sessions
-        self._sessions: dict[str, SessionState | None] = {}
-        self._agents: dict[str, agent_domain.AgentState | None] = {}
-        self._versions: dict[str, int] = {}
-
-    def session(self, session_id: str) -> SessionState | None:
-        if session_id not in self._sessions:
-            self._sessions[session_id] = self._app.get(session_id)
-        return self._sessions[session_id]
-
-    def agent(self, agent_id: str) -> agent_domain.AgentState | None:
-        if agent_id not in self._agents:
-            self._agents[agent_id] = self._app.current(agent_id, agent_domain.evolve)
-        return self._agents[agent_id]
-
-    def version(self, aggregate_id: str) -> int:
-        """Returns the version of an aggregate (0 when it has no events), read in one indexed read."""
-        if aggregate_id not in self._versions:
-            self._versions[aggregate_id] = self._app.version_of(aggregate_id)
-        return self._versions[aggregate_id]
-
-    def decided(self, events: list[Event]) -> list[Event]:
-        """Applies ``events`` (just decided) to what is read next; returns them."""
-        for event in events:
-            aggregate_id = event.originator_id
-            if aggregate_id in self._sessions:
-                self._sessions[aggregate_id] = session_domain.evolve(self._sessions[aggregate_id], event)
-            elif aggregate_id in self._agents:
-                self._agents[aggregate_id] = agent_domain.evolve(self._agents[aggregate_id], event)
-            self._versions[aggregate_id] = event.originator_version
-        return events
-
-    def mark(self) -> tuple[dict[str, Any], ...]:
-        """Returns what ``restore`` needs to forget the events decided after this call."""
-        return dict(self._sessions), dict(self._agents), dict(self._versions)
-
-    def restore(self, mark: tuple[dict[str, Any], ...]) -> None:
-        self._sessions, self._agents, self._versions = (dict(m) for m in mark)  # type: ignore[assignment]

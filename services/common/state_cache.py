@@ -76,16 +76,21 @@ class StateCache:
     def current_many(self, aggregate_ids: Iterable[str], evolve: Callable[[S | None, Event], S],
                      read_newer: ReadNewer, *, snapshot: bool = False) -> dict[str, S | None]:
         """``current`` of several aggregates, with ONE read (``read_newer``: the events after each
-        given version, in store order) for all those already cached; the others are read one by one."""
+        given version, in store order) for all those already cached and, without ``snapshot``, for
+        those not cached too (from version 0: a session's few events); the others (a long-lived
+        aggregate not cached starts from its snapshot) are read one by one."""
         snapshots = self._snapshots if snapshot else None
         ids = list(dict.fromkeys(aggregate_ids))
         with self._lock:
-            cached = {i: self._states[(evolve, i)] for i in ids if (evolve, i) in self._states}
-        found: dict[str, Any] = {i: self.current(i, evolve, snapshot=snapshot) for i in ids if i not in cached}
+            start = {i: self._states[(evolve, i)] for i in ids if (evolve, i) in self._states}
+        if snapshots is None:
+            start |= {i: (None, 0) for i in ids if i not in start}
+        found: dict[str, Any] = {i: self.current(i, evolve, snapshot=snapshot) for i in ids if i not in start}
+        known = {i: state.version if state is not None else 0 for i, (state, _) in start.items()}
         newer: dict[str, list[Event]] = {}
-        for event in read_newer({i: state.version for i, (state, _) in cached.items()}) if cached else ():
+        for event in read_newer(known) if known else ():
             newer.setdefault(event.originator_id, []).append(event)
-        for aggregate_id, (state, snapshotted) in cached.items():
+        for aggregate_id, (state, snapshotted) in start.items():
             for event in newer.get(aggregate_id, ()):
                 state = evolve(state, event)
             found[aggregate_id] = self._keep((evolve, aggregate_id), state, snapshotted, snapshots)

@@ -20,6 +20,7 @@ from services.common.store import ConcurrencyError
 from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.controller.reports import ReportProcessor
+from tests.support.read_counting import CountsReads
 
 NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 GIB = Decimal(1024**3)
@@ -198,3 +199,40 @@ def test_terminations_whose_group_keeps_conflicting_run_alone(apps: tuple[Sessio
 
     assert all(isinstance(o, int) for o in outcomes), outcomes
     assert all(sessions.get(sid).status is SessionStatus.TERMINATING for sid in ("s1", "s2"))  # type: ignore[union-attr]
+
+
+
+class CountingSessions(CountsReads, Sessions):
+    """The session use cases, counting what they read from the store."""
+
+
+def test_a_batch_reads_its_sessions_in_one_read(pg_dsn: str) -> None:
+    """Progress, exits and terminations of many sessions: one store read for all of them, not one each
+    (the controller read every session of a fetch on its own)."""
+    sessions, agents = CountingSessions(pg_dsn), Agents(pg_dsn)
+    try:
+        kernels = {sid: placed(sessions, agents, sid) for sid in ("s1", "s2", "s3", "s4")}
+        processor = ReportProcessor(sessions, agents)
+
+        def session_reads() -> tuple[list[str], list[set[str]]]:
+            alone = [aggregate for aggregate, _, _ in sessions.reads if aggregate in kernels]
+            together = [ids & set(kernels) for ids in sessions.reads_together if ids & set(kernels)]
+            sessions.reads.clear()
+            sessions.reads_together.clear()
+            return alone, together
+
+        session_reads()
+        assert processor.process_batch([running(sid, kernels[sid]) for sid in ("s1", "s2", "s3", "s4")]) == [None] * 4
+        assert session_reads() == ([], [set(kernels)])
+
+        ctx = make_context("AK")
+        assert all(isinstance(p, int) for p in sessions.terminate_many([("s1", ctx), ("s2", ctx)]))
+        assert session_reads() == ([], [{"s1", "s2"}])
+
+        assert processor.process_batch([exited(sid, kernels[sid]) for sid in ("s1", "s2", "s3")]) == [None] * 3
+        assert session_reads() == ([], [{"s1", "s2", "s3"}])
+        assert [sessions.get(sid).status for sid in kernels] == [  # type: ignore[union-attr]
+            SessionStatus.TERMINATED, SessionStatus.TERMINATED, SessionStatus.TERMINATED, SessionStatus.RUNNING]
+    finally:
+        sessions.close()
+        agents.close()

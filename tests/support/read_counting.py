@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from contracts.envelope import Event
 
@@ -11,11 +11,17 @@ __all__ = ["CountsReads"]
 
 
 class CountsReads:
-    """Records ``(aggregate, after version, events read)`` for every read of the store in ``reads``."""
+    """Records ``(aggregate, after version, events read)`` for every read of one aggregate in ``reads``,
+    and the aggregates of every read of several at once (``newer_than``) in ``reads_together``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.reads: list[tuple[str, int, int]] = []
+        self.reads_together: list[set[str]] = []
         super().__init__(*args, **kwargs)
+
+    def newer_than(self, known: Mapping[str, int]) -> list[Event]:
+        self.reads_together.append(set(known))
+        return super().newer_than(known)  # type: ignore[misc, no-any-return]
 
     def _read_after(self, aggregate_id: str, version: int) -> list[Event]:
         events = super()._read_after(aggregate_id, version)  # type: ignore[misc]

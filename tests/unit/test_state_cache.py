@@ -59,6 +59,7 @@ def test_several_cached_states_are_caught_up_with_one_read() -> None:
     agents = _agents_with_history(3)
     ctx = make_context("t")
     agents.handle("a2", c.RegisterAgent(capacity={"cpu": Decimal(8)}, backend="sim", hostname="h2"), ctx)
+    agents.handle("a3", c.RegisterAgent(capacity={"cpu": Decimal(2)}, backend="sim", hostname="h3"), ctx)
     reads: list[str] = []
     newer_reads: list[dict] = []
 
@@ -77,10 +78,12 @@ def test_several_cached_states_are_caught_up_with_one_read() -> None:
     agents.handle("a2", c.AssignKernel(kernel_id="n2", session_id="n2", image="i", slots={"cpu": Decimal(1)}), ctx)
     reads.clear()
 
-    states = cache.current_many(["a1", "a2", "nobody"], agent_domain.evolve, read_newer)
+    states = cache.current_many(["a1", "a2", "a3", "nobody"], agent_domain.evolve, read_newer)
 
-    assert newer_reads == [{"a1": 4, "a2": 1}], "one read for both cached agents"
-    assert reads == ["nobody"], "only the uncached one read on its own"
+    assert newer_reads == [{"a1": 4, "a2": 1, "a3": 0, "nobody": 0}], \
+        "one read for all: the cached from their versions, the others (no snapshot asked) from 0"
+    assert reads == [], "none read on its own"
     assert states == {"a1": agent_domain.replay(agents.load("a1")), "a2": agent_domain.replay(agents.load("a2")),
-                      "nobody": None}
+                      "a3": agent_domain.replay(agents.load("a3")), "nobody": None}
     assert cache.current("a1", agent_domain.evolve) == states["a1"]
+    assert cache.peek("a3", agent_domain.evolve) == states["a3"], "what the one read built is cached"
