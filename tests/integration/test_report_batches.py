@@ -201,7 +201,6 @@ def test_terminations_whose_group_keeps_conflicting_run_alone(apps: tuple[Sessio
     assert all(sessions.get(sid).status is SessionStatus.TERMINATING for sid in ("s1", "s2"))  # type: ignore[union-attr]
 
 
-
 class CountingSessions(CountsReads, Sessions):
     """The session use cases, counting what they read from the store."""
 
