@@ -50,16 +50,19 @@ class CoalescingTransport(asyncio.Transport):
 
     def flush(self) -> None:
         """Writes what is held now."""
+        data = self._take()
+        if data and not self._transport.is_closing():  # the peer went away: what it would have read goes too
+            self._transport.write(data)
+
+    def _take(self) -> bytes:
+        """Returns what is held (b"" when nothing) and holds nothing more, no flush pending."""
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if not self._held:
-            return
         data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
         self._held.clear()
         self._held_bytes = 0
-        if not self._transport.is_closing():  # the peer went away: what it would have read goes too
-            self._transport.write(data)
+        return data
 
     def close(self) -> None:
         self.flush()
@@ -70,11 +73,7 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.write_eof()
 
     def abort(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
-        self._held.clear()
-        self._held_bytes = 0
+        self._take()
         self._transport.abort()
 
     def can_write_eof(self) -> bool:
