@@ -29,6 +29,8 @@ from services.application.vfolders import VFolders
 from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
+from services.gateway.auth.limits_epoch import LIMITS_EPOCH, LIMITS_EVENTS_TRIGGER_DDL
+from services.gateway.auth.principal import Principal
 from services.gateway.auth.replay import SEEN_SIGNATURES_DDL
 from services.gateway.auth.revocation import KeypairWatch
 from services.gateway.auth.tokens import TOKENS_DDL
@@ -62,7 +64,7 @@ class Resources:
         self.positions = PositionWatcher(limited_dsn(settings.pg_dsn))  # read-your-writes: one LISTEN connection
         self.authenticator = Authenticator(self.pool)
         self.keypair_limits = KeypairLimitsCache(self._load_limits)
-        """Each keypair's policy limits (rate limit, subscriptions), a few seconds old at most."""
+        """Each keypair's policy limits (rate limit, subscriptions), as of the caller's limits epoch."""
         self.rate_limiter = RateLimiter()
         self.subscription_slots = SubscriptionSlots()
         self.keypair_watch = KeypairWatch(self.pool)
@@ -127,23 +129,29 @@ class Resources:
             self._sessions = await self._store.open(Sessions, self.settings.pg_dsn)
             self._tenancy = await self._store.open(Tenancy, self.settings.pg_dsn)
             self._vfolders = await self._store.open(VFolders, self.settings.pg_dsn)
+            async with self.pool.connection() as conn:  # the event table exists now
+                await conn.execute(LIMITS_EVENTS_TRIGGER_DDL)
             self._requests = GroupCommit(self._store, self._sessions.request_many)
             self._terminations = GroupCommit(self._store, self._sessions.terminate_many)
             self._started = True
 
-    async def admit(self, access_key: str) -> RateDecision:
-        """Counts one request of ``access_key`` against its policy's ``rate_limit``."""
-        limits = await self.keypair_limits.get(access_key)
-        return self.rate_limiter.take(access_key, limits.rate_limit)
+    async def admit(self, principal: Principal) -> RateDecision:
+        """Counts one request of ``principal`` against its policy's ``rate_limit``."""
+        limits = await self.keypair_limits.get(principal.access_key, principal.limits_epoch)
+        return self.rate_limiter.take(principal.access_key, limits.rate_limit)
+
+    async def current_limits(self, principal: Principal) -> KeypairLimits:
+        """The policy limits of ``principal``'s keypair as of now, not as of its authentication (a
+        websocket may have been authenticated hours ago): one read of the limits epoch."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT {LIMITS_EPOCH}")
+            row = await cur.fetchone()
+        assert row is not None
+        return await self.keypair_limits.get(principal.access_key, row[0])
 
     async def _load_limits(self, access_key: str) -> KeypairLimits:
-        """The keypair's policy limits; the defaults while the event store cannot say (logged)."""
-        try:
-            await self.start()
-            return await self.call(self.tenancy.keypair_limits, access_key)
-        except Exception as exc:  # noqa: BLE001 - the store is away: the default limits hold meanwhile
-            log.warning("limits of %s unknown (%s: %s): the defaults apply", access_key, type(exc).__name__, exc)
-            return KeypairLimits()
+        await self.start()
+        return await self.call(self.tenancy.keypair_limits, access_key)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Returns ``fn(*args, **kwargs)`` run on the store's thread pool."""

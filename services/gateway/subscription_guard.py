@@ -17,7 +17,7 @@ async def subscription_slot(info: Info) -> AsyncIterator[None]:
     """Holds one of the caller's subscription slots for the body; SUBSCRIPTION_LIMIT when none is free."""
     principal = caller(info)
     resources = info.context.resources
-    limit = (await resources.keypair_limits.get(principal.access_key)).max_concurrent_subscriptions
+    limit = (await resources.current_limits(principal)).max_concurrent_subscriptions
     if not resources.subscription_slots.acquire(principal.access_key, limit):
         raise GatewayError(
             SUBSCRIPTION_LIMIT, f"too many subscriptions: your resource policy allows {limit} open at once;"

@@ -83,7 +83,7 @@ class BerthGraphQL(GraphQL):
             if holder is not None:
                 holder["error"] = f"UNAUTHENTICATED: {AUTH_FAILED}"
             raise ConnectionRejectionError({"message": AUTH_FAILED}) from exc
-        decision = await self.resources.admit(context.principal.access_key)
+        decision = await self.resources.admit(context.principal)
         if not decision.admitted:
             reason = rate_limited_reason(decision)
             holder = scope.get(WS_AUTH_KEY)

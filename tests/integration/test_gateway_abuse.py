@@ -87,6 +87,59 @@ async def test_a_policy_of_rate_limit_zero_has_no_limit(client_for: Callable[[tu
         await carol.execute(QUERY)
 
 
+def update_policy(dsn: str, name: str, **limits: int) -> None:
+    """Changes policy ``name`` straight in the event store, as any writer (not this gateway) may."""
+    with Tenancy(dsn) as tenancy:
+        tenancy.handle(policy_id(name), tc.UpdateResourcePolicy(limits=tc.LimitsChange(**limits)), make_context("test"))
+
+
+async def test_a_policy_change_applies_to_the_very_next_request(
+    client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str,
+) -> None:
+    carol = client_for(tight_keypair(pg_dsn, rate_limit=1000))
+    await carol.execute(QUERY)  # the gateway now holds carol's limits: 1,000 per 15 minutes
+    update_policy(pg_dsn, "tight", rate_limit=1)
+    await carol.execute(QUERY)  # the lowered limit leaves at most 1 in the bucket: taken
+    with pytest.raises(BerthAPIError) as refused:
+        await carol.execute(QUERY)
+    assert refused.value.code == "RATE_LIMITED" and "1 requests per 15 minutes" in refused.value.message
+
+
+async def test_a_keypairs_new_policy_applies_to_the_very_next_request(
+    client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str,
+) -> None:
+    carol_keys = tight_keypair(pg_dsn, rate_limit=1000)
+    carol = client_for(carol_keys)
+    await carol.execute(QUERY)  # the gateway now holds carol's limits: 1,000 per 15 minutes
+    with Tenancy(pg_dsn) as tenancy:
+        ctx = make_context("test")
+        tenancy.handle(policy_id("single"), tc.CreateResourcePolicy(name="single", limits=tc.LimitsChange(rate_limit=1)),
+                       ctx)
+        tenancy.handle(carol_keys[0], tc.ChangeKeypairPolicy(resource_policy="single"), ctx)
+    await carol.execute(QUERY)
+    with pytest.raises(BerthAPIError) as refused:
+        await carol.execute(QUERY)
+    assert refused.value.code == "RATE_LIMITED" and "1 requests per 15 minutes" in refused.value.message
+
+
+async def test_a_new_subscription_sees_a_policy_changed_after_its_websocket_opened(
+    served: str, keys: Keys, clean_streams, pg_dsn: str,
+) -> None:
+    carol_keys = tight_keypair(pg_dsn, max_concurrent_subscriptions=2)
+    async with BerthClient(served, *carol_keys) as carol:
+        session_id = (await carol.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
+        await publish_from_store(clean_streams, pg_dsn, 0)
+        first = carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0})
+        async with asyncio.timeout(15):
+            assert (await anext(first))["sessionEvents"]["type"] == "session.requested"
+        update_policy(pg_dsn, "tight", max_concurrent_subscriptions=1)
+        with pytest.raises(BerthAPIError) as refused:
+            async with asyncio.timeout(15):
+                await anext(carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0}))
+        assert refused.value.code == "SUBSCRIPTION_LIMIT" and "allows 1 open at once" in refused.value.message
+        await first.aclose()
+
+
 async def test_a_websocket_connection_counts_against_the_rate_limit(served: str, keys: Keys, pg_dsn: str) -> None:
     carol_keys = tight_keypair(pg_dsn, rate_limit=1)
     async with BerthClient(served, *carol_keys) as carol:

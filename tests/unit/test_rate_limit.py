@@ -1,11 +1,8 @@
-"""The per-keypair token bucket (``services.gateway.rate_limit``) and the limits cache, on a fake clock."""
+"""The per-keypair token bucket (``services.gateway.rate_limit``), on a fake clock, and the subscription
+slots (the limits cache: ``test_keypair_limits.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-
-from contracts.tenancy import KeypairLimits
-from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateLimiter
 from services.gateway.subscription_slots import SubscriptionSlots
 
@@ -45,42 +42,6 @@ def test_buckets_are_bounded() -> None:
     for key in "abcdef":
         limiter.take(key, 1)
     assert len(limiter._buckets) == 3  # noqa: SLF001 - the bound is the point
-
-
-async def test_limits_are_loaded_once_per_ttl() -> None:
-    clock = Clock()
-    loads: list[str] = []
-
-    async def load(key: str) -> KeypairLimits:
-        loads.append(key)
-        return KeypairLimits(rate_limit=len(loads))
-
-    cache = KeypairLimitsCache(load, ttl=5.0, size=2, clock=clock)
-    assert (await cache.get("a")).rate_limit == 1
-    assert (await cache.get("a")).rate_limit == 1
-    clock.now += 5.1
-    assert (await cache.get("a")).rate_limit == 2
-    await cache.get("b")
-    await cache.get("c")
-    await cache.get("a")  # dropped as least recently used: loaded again
-    assert loads == ["a", "a", "b", "c", "a"]
-
-
-async def test_concurrent_requests_of_one_keypair_share_one_load() -> None:
-    release = asyncio.Event()
-    loads: list[str] = []
-
-    async def load(key: str) -> KeypairLimits:
-        loads.append(key)
-        await release.wait()
-        return KeypairLimits(rate_limit=7)
-
-    cache = KeypairLimitsCache(load, clock=Clock())
-    waiting = [asyncio.create_task(cache.get("a")) for _ in range(50)]
-    await asyncio.sleep(0)  # let every request reach the cache (no timing: the load waits for ``release``)
-    release.set()
-    assert {limits.rate_limit for limits in await asyncio.gather(*waiting)} == {7}
-    assert loads == ["a"]
 
 
 def test_subscription_slots_are_counted_per_keypair_and_given_back() -> None:

@@ -25,6 +25,7 @@ from domain.tenancy import UserState
 from services.application.context import make_context
 from services.common.pg_limits import limited_dsn
 from services.gateway.auth.keypair_cache import KEYPAIR_EPOCH_DDL
+from services.gateway.auth.limits_epoch import LIMITS_EPOCH_DDL
 from services.application.tenancy import ADMIN_USER, Tenancy, ensure_defaults
 
 __all__ = [
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS keypairs (
 );
 ALTER TABLE keypairs ADD COLUMN IF NOT EXISTS domain text NOT NULL DEFAULT 'default';
 CREATE INDEX IF NOT EXISTS keypairs_user ON keypairs (user_id);
-""" + KEYPAIR_EPOCH_DDL
+""" + KEYPAIR_EPOCH_DDL + ";\n" + LIMITS_EPOCH_DDL
 
 _ALNUM_UPPER = string.ascii_uppercase + string.digits
 _ADMIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.gateway.admin_keypair'))"

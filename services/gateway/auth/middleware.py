@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 PRINCIPAL_KEY = "berth.principal"
 WS_AUTH_KEY = "berth.ws_auth"
 MAX_BODY = 1 << 20
-Admit = Callable[[str], Awaitable[RateDecision]]
-"""Counts one request of an access key against its rate limit (``Resources.admit``)."""
+Admit = Callable[[Principal], Awaitable[RateDecision]]
+"""Counts one request of a caller against its rate limit, as of its limits epoch (``Resources.admit``)."""
 
 
 async def unauthorized(send: Send, reason: str) -> None:
@@ -86,7 +86,7 @@ async def _authenticate_http(
             method=scope["method"], path=signed_path(scope), headers=headers_of(scope), body=body,
             allow_bearer=allow_bearer,
         )
-        decision = await admit(principal.access_key)
+        decision = await admit(principal)
     except AuthError as exc:
         log.info("refused %s %s: %s", scope["method"], scope.get("path"), exc)
         await unauthorized(send, AUTH_FAILED)
@@ -152,7 +152,7 @@ class AuthLayer:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1013, "reason": f"{UNAVAILABLE}: {away} is unavailable; retry"})
                 return
-            decision = await self._admit(principal.access_key)
+            decision = await self._admit(principal)
             if not decision.admitted:
                 reason = rate_limited_reason(decision)
                 await deny_websocket(scope, receive, send, 429, error_body(RATE_LIMITED, reason),

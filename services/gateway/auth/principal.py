@@ -26,6 +26,9 @@ class Principal:
     user_id: str
     role: Role
     domain: str = DEFAULT_DOMAIN
+    limits_epoch: int = 0
+    """The limits epoch when this caller was authenticated (``services.gateway.auth.limits_epoch``):
+    policy limits cached at an older epoch are not used for its request."""
 
     @property
     def is_admin(self) -> bool:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from psycopg import AsyncConnection
 
 from services.gateway.auth.keypair_cache import EPOCH
+from services.gateway.auth.limits_epoch import LIMITS_EPOCH
 
 __all__ = ["PURGE_EVERY", "SEEN_SIGNATURES_DDL", "Recorded", "SignatureLedger"]
 
@@ -40,21 +41,24 @@ _RECORD = (
     "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),"
     " recorded AS (INSERT INTO auth_seen_signatures (access_key, signature, expires_at)"
     " SELECT %s, %s, %s FROM relaxed ON CONFLICT DO NOTHING RETURNING 1)"
-    f" SELECT EXISTS (SELECT 1 FROM recorded), {EPOCH}"
+    f" SELECT EXISTS (SELECT 1 FROM recorded), {EPOCH}, {LIMITS_EPOCH}"
 )
 """One statement, one round trip, its own transaction (autocommit) that does not wait for the WAL flush
 (``synchronous_commit`` off for it alone): 0.12 ms instead of 1.3 ms per signed request here. The price:
 a PostgreSQL crash forgets the signatures of its last ~0.6 s (three ``wal_writer_delay``), so a request
 captured in that instant could be replayed once after the crash. The same statement (one snapshot)
 returns the keypair epoch, against which the gateway checks its cached keypair
-(``services.gateway.auth.keypair_cache``): no round trip of its own."""
+(``services.gateway.auth.keypair_cache``), and the limits epoch, against which it checks the keypair's
+cached policy limits (``services.gateway.auth.limits_epoch``): no round trip of their own."""
 
 
 class Recorded(NamedTuple):
-    """What recording a signature found: whether it was its first use, and the keypair epoch then."""
+    """What recording a signature found: whether it was its first use, and the keypair and limits
+    epochs then."""
 
     first_use: bool
     epoch: int
+    limits_epoch: int
 
 
 class SignatureLedger:
@@ -66,7 +70,7 @@ class SignatureLedger:
 
     async def record(self, conn: AsyncConnection, access_key: str, signature: str, expires_at: dt.datetime) -> Recorded:
         """Records ``signature`` of ``access_key`` until ``expires_at``; returns whether this is its first
-        use (False: a replay) and the keypair epoch as of the insert."""
+        use (False: a replay) and the keypair and limits epochs as of the insert."""
         now = time.monotonic()
         if now - self._last_purge >= self._purge_every:
             self._last_purge = now
@@ -74,4 +78,4 @@ class SignatureLedger:
         cur = await conn.execute(_RECORD, (access_key, signature, expires_at))
         row = await cur.fetchone()
         assert row is not None  # the outer SELECT yields one row
-        return Recorded(first_use=row[0], epoch=row[1])
+        return Recorded(first_use=row[0], epoch=row[1], limits_epoch=row[2])

@@ -9,6 +9,7 @@ import secrets
 from psycopg_pool import AsyncConnectionPool
 
 from contracts.tenancy import Role
+from services.gateway.auth.limits_epoch import LIMITS_EPOCH
 from services.gateway.auth.principal import AuthError, Principal
 
 __all__ = ["TOKENS_DDL", "TOKEN_TTL", "issue_token", "principal_for_token"]
@@ -47,7 +48,7 @@ async def principal_for_token(pool: AsyncConnectionPool, token: str) -> Principa
     """Returns the caller a token stands for; raises ``AuthError`` when it is unknown, expired or revoked."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT k.access_key, k.user_id, k.role, k.domain FROM auth_tokens t"
+            f"SELECT k.access_key, k.user_id, k.role, k.domain, {LIMITS_EPOCH} FROM auth_tokens t"
             " JOIN keypairs k ON k.access_key = t.access_key"
             " WHERE t.token_hash = %s AND t.expires_at > now() AND k.is_active",
             (_hash(token),),
@@ -55,4 +56,4 @@ async def principal_for_token(pool: AsyncConnectionPool, token: str) -> Principa
         row = await cur.fetchone()
     if row is None:
         raise AuthError("unknown or expired token")
-    return Principal(access_key=row[0], user_id=row[1], role=Role(row[2]), domain=row[3])
+    return Principal(access_key=row[0], user_id=row[1], role=Role(row[2]), domain=row[3], limits_epoch=row[4])

@@ -9,7 +9,8 @@ request gets the one "authentication failed" answer.
 
 The keypair comes from this process's cache (``services.gateway.auth.keypair_cache``) while the
 keypair epoch that the replay ledger's insert returns is the one it was read at; otherwise it is
-read again before the request is let through. A warm signed request is one statement.
+read again before the request is let through. A warm signed request is one statement, which also
+returns the limits epoch that the caller's ``Principal`` carries to the policy-limits cache.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -94,7 +96,7 @@ class Authenticator:
             self._keypairs.put(keypair)  # its signature matched
             if not recorded.first_use:
                 raise AuthError("replayed signature: this signed request was accepted before")
-        return keypair.principal
+        return replace(keypair.principal, limits_epoch=recorded.limits_epoch)
 
     def _window_end(self, date: dt.datetime) -> dt.datetime:
         """Returns when the date check starts refusing a request dated ``date``."""
