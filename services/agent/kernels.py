@@ -91,10 +91,8 @@ class KernelLifecycle:
             return
         base = {"agent_id": self._reporter.agent_id, "kernel_id": kernel_id, "session_id": session_id}
         self._sessions[kernel_id] = session_id
-        running = await self._backend.list_running()
-        if kernel_id in running:
-            container_id: str | None = running[kernel_id]
-        else:
+        container_id = await self._backend.running_container(kernel_id)
+        if container_id is None:
             container_id = await self._create(event, base, last_attempt)
             if container_id is None:
                 return

@@ -18,6 +18,8 @@ from tests.support.docker_backend import (
     exits,
     launch,
     make_backend,
+    release_io_mounts,
+    remove_agent_containers,
     runner_dir,
 )
 from tests.support.images import kernel_image
@@ -97,6 +99,44 @@ async def test_destroy_stops_removes_and_keeps_the_log(backend: DockerBackend, e
     await backend.create(barrier)
     await async_wait_for(lambda: barrier.kernel.kernel_id in exits.reports, timeout=30)
     assert kernel_id not in exits.reports
+
+
+async def test_a_kernels_running_container_is_found_without_listing_the_agents_containers(
+    backend: DockerBackend, exits: Exits, agent_id: str, tmp_path: Path, runner_dir: Path, kernel_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A start asks whether its kernel runs already (a redelivered assignment): one lookup by the
+    kernel's name, the same cost however many kernels the agent runs; only a running container of
+    this agent counts."""
+    running = [launch(kernel_image) for _ in range(3)]
+    ids = [await backend.create(request) for request in running]
+    finished = launch(kernel_image, startup_command="exit 0")
+    await backend.create(finished)
+    await async_wait_for(lambda: finished.kernel.kernel_id in exits.reports, timeout=30)
+    other = make_backend(f"{agent_id}-other", tmp_path / "other", runner_dir)
+    theirs = launch(kernel_image)
+    try:
+        await other.create(theirs)
+        lists = 0
+        containers = backend._client().containers  # noqa: SLF001 - the engine calls are the point
+        list_all = containers.list
+
+        async def counted_list(*args, **kwargs):
+            nonlocal lists
+            lists += 1
+            return await list_all(*args, **kwargs)
+
+        monkeypatch.setattr(containers, "list", counted_list)
+        for request, container_id in zip(running, ids):
+            assert await backend.running_container(request.kernel.kernel_id) == container_id
+        assert await backend.running_container(finished.kernel.kernel_id) is None, "exited: not running"
+        assert await backend.running_container(theirs.kernel.kernel_id) is None, "another agent's container"
+        assert await backend.running_container("never-ran-here") is None
+        assert lists == 0
+    finally:
+        await other.close()
+        await remove_agent_containers(f"{agent_id}-other")
+        release_io_mounts(tmp_path / "other")
 
 
 async def _logged(backend: DockerBackend, kernel_id: str) -> bool:

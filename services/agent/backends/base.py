@@ -68,6 +68,12 @@ class KernelBackend(ABC):
     async def list_running(self) -> dict[str, str]:
         """Returns the kernels running on this node: kernel id → container id."""
 
+    async def running_container(self, kernel_id: str) -> str | None:
+        """Returns the container id of ``kernel_id`` when it runs on this node, else None. A backend
+        whose ``list_running`` costs more than one lookup (Docker lists every container of the agent)
+        answers from the kernel's own container, so that a start costs the same however many kernels run."""
+        return (await self.list_running()).get(kernel_id)
+
     async def watch(self, on_exit: ExitHandler) -> None:
         """Calls ``on_exit`` for each kernel that exits by itself, until cancelled. Backends
         whose kernels never exit on their own return at once."""

@@ -217,6 +217,20 @@ class DockerBackend(KernelBackend):
         log.info("kernel %s destroyed (exit code %s)", kernel_id, exit_code)
         return exit_code
 
+    async def running_container(self, kernel_id: str) -> str | None:
+        """Returns the id of the kernel's container when it runs and is this agent's (one lookup by its
+        name, whatever the agent runs), else None."""
+        try:
+            container = await self._client().containers.get(container_name(kernel_id))
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        labels = container["Config"].get("Labels") or {}
+        if labels.get(LABEL_AGENT) != self.agent_id or container["State"].get("Status") != "running":
+            return None
+        return container.id
+
     async def list_running(self) -> dict[str, str]:
         """Returns this agent's running containers by label: kernel id → container id."""
         filters = {"label": [f"{LABEL_AGENT}={self.agent_id}"], "status": ["running"]}
