@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 
 import httpx
 import psycopg
@@ -43,6 +43,25 @@ def tight_keypair(dsn: str, **limits: int) -> tuple[str, str]:
                        make_context("test"))
     create_user(dsn, "carol")
     return create_keypair(dsn, "carol", resource_policy="tight")
+
+
+async def open_one_subscription(carol: BerthClient, streams, dsn: str) -> tuple[str, AsyncGenerator[dict, None]]:
+    """Creates a session of carol's and opens one subscription to its events (first event read);
+    returns the session id and the open subscription."""
+    session_id = (await carol.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
+    await publish_from_store(streams, dsn, 0)
+    first = carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0})
+    async with asyncio.timeout(15):
+        assert (await anext(first))["sessionEvents"]["type"] == "session.requested"
+    return session_id, first
+
+
+async def refused_subscription(carol: BerthClient, session_id: str) -> BerthAPIError:
+    """Returns the error of one more subscription of carol's to the session's events."""
+    with pytest.raises(BerthAPIError) as refused:
+        async with asyncio.timeout(15):
+            await anext(carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0}))
+    return refused.value
 
 
 async def test_requests_over_the_rate_limit_get_429_with_retry_after(gateway: GatewayApp, keys: Keys, pg_dsn: str) -> None:
@@ -127,16 +146,10 @@ async def test_a_new_subscription_sees_a_policy_changed_after_its_websocket_open
 ) -> None:
     carol_keys = tight_keypair(pg_dsn, max_concurrent_subscriptions=2)
     async with BerthClient(served, *carol_keys) as carol:
-        session_id = (await carol.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
-        await publish_from_store(clean_streams, pg_dsn, 0)
-        first = carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0})
-        async with asyncio.timeout(15):
-            assert (await anext(first))["sessionEvents"]["type"] == "session.requested"
+        session_id, first = await open_one_subscription(carol, clean_streams, pg_dsn)
         update_policy(pg_dsn, "tight", max_concurrent_subscriptions=1)
-        with pytest.raises(BerthAPIError) as refused:
-            async with asyncio.timeout(15):
-                await anext(carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0}))
-        assert refused.value.code == "SUBSCRIPTION_LIMIT" and "allows 1 open at once" in refused.value.message
+        refused = await refused_subscription(carol, session_id)
+        assert refused.code == "SUBSCRIPTION_LIMIT" and "allows 1 open at once" in refused.message
         await first.aclose()
 
 
@@ -144,10 +157,8 @@ async def test_a_websocket_connection_counts_against_the_rate_limit(served: str,
     carol_keys = tight_keypair(pg_dsn, rate_limit=1)
     async with BerthClient(served, *carol_keys) as carol:
         session_id = (await carol.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
-        with pytest.raises(BerthAPIError) as refused:
-            async with asyncio.timeout(15):
-                await anext(carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0}))
-    assert refused.value.code == "RATE_LIMITED" and "retry after" in refused.value.message
+        refused = await refused_subscription(carol, session_id)
+    assert refused.code == "RATE_LIMITED" and "retry after" in refused.message
 
 
 async def test_subscriptions_over_the_cap_are_refused_until_one_closes(
@@ -155,16 +166,10 @@ async def test_subscriptions_over_the_cap_are_refused_until_one_closes(
 ) -> None:
     carol_keys = tight_keypair(pg_dsn, max_concurrent_subscriptions=1)
     async with BerthClient(served, *carol_keys) as carol:
-        session_id = (await carol.execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
-        await publish_from_store(clean_streams, pg_dsn, 0)
-        first = carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0})
-        async with asyncio.timeout(15):
-            assert (await anext(first))["sessionEvents"]["type"] == "session.requested"
-        with pytest.raises(BerthAPIError) as refused:
-            async with asyncio.timeout(15):
-                await anext(carol.subscribe(SUBSCRIBE, {"id": session_id, "from": 0}))
-        assert refused.value.code == "SUBSCRIPTION_LIMIT"
-        assert "allows 1 open at once" in refused.value.message
+        session_id, first = await open_one_subscription(carol, clean_streams, pg_dsn)
+        refused = await refused_subscription(carol, session_id)
+        assert refused.code == "SUBSCRIPTION_LIMIT"
+        assert "allows 1 open at once" in refused.message
         await first.aclose()  # closes its websocket: the gateway gives the slot back
 
         async def second_opens() -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from psycopg import AsyncConnection
 
 from contracts.tenancy import Role
+from services.gateway.auth.epochs import epoch_row_ddl
 from services.gateway.auth.principal import AuthError, Principal
 
 __all__ = ["EPOCH", "KEYPAIR_EPOCH_DDL", "MAX_CACHED", "CachedKeypair", "KeypairCache", "read_keypair"]
@@ -32,14 +33,7 @@ __all__ = ["EPOCH", "KEYPAIR_EPOCH_DDL", "MAX_CACHED", "CachedKeypair", "Keypair
 MAX_CACHED = 10_000
 """Keypairs kept at most per gateway process."""
 
-KEYPAIR_EPOCH_DDL = """
-CREATE TABLE IF NOT EXISTS keypair_epoch (
-    one    boolean PRIMARY KEY DEFAULT true CHECK (one),
-    epoch  bigint NOT NULL DEFAULT 0
-);
-INSERT INTO keypair_epoch (one) VALUES (true) ON CONFLICT DO NOTHING;
-CREATE OR REPLACE FUNCTION berth_keypair_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS
-$$ BEGIN UPDATE keypair_epoch SET epoch = epoch + 1; RETURN NULL; END $$;
+KEYPAIR_EPOCH_DDL = epoch_row_ddl("keypair_epoch", "berth_keypair_epoch_bump") + """;
 CREATE OR REPLACE TRIGGER keypairs_epoch AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keypairs
     FOR EACH STATEMENT EXECUTE FUNCTION berth_keypair_epoch_bump()
 """

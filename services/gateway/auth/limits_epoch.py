@@ -18,17 +18,11 @@ connection would wait for the first, which waits for it.
 
 from __future__ import annotations
 
+from services.gateway.auth.epochs import epoch_row_ddl
+
 __all__ = ["LIMITS_EPOCH", "LIMITS_EPOCH_DDL", "LIMITS_EVENTS_TRIGGER_DDL", "TRIGGER_NAME"]
 
-LIMITS_EPOCH_DDL = """
-CREATE TABLE IF NOT EXISTS limits_epoch (
-    one    boolean PRIMARY KEY DEFAULT true CHECK (one),
-    epoch  bigint NOT NULL DEFAULT 0
-);
-INSERT INTO limits_epoch (one) VALUES (true) ON CONFLICT DO NOTHING;
-CREATE OR REPLACE FUNCTION berth_limits_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS
-$$ BEGIN UPDATE limits_epoch SET epoch = epoch + 1; RETURN NULL; END $$
-"""
+LIMITS_EPOCH_DDL = epoch_row_ddl("limits_epoch", "berth_limits_epoch_bump")
 """The epoch row and the function that raises it (run with the ``keypairs`` table's DDL)."""
 
 TRIGGER_NAME = "berth_events_limits_epoch"

@@ -220,14 +220,8 @@ class DockerBackend(KernelBackend):
     async def running_container(self, kernel_id: str) -> str | None:
         """Returns the id of the kernel's container when it runs and is this agent's (one lookup by its
         name, whatever the agent runs), else None."""
-        try:
-            container = await self._client().containers.get(container_name(kernel_id))
-        except DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        labels = container["Config"].get("Labels") or {}
-        if labels.get(LABEL_AGENT) != self.agent_id or container["State"].get("Status") != "running":
+        container = await self._named(kernel_id)
+        if container is None or _agent_of(container) != self.agent_id or container["State"].get("Status") != "running":
             return None
         return container.id
 
@@ -293,16 +287,20 @@ class DockerBackend(KernelBackend):
             await docker.close()
 
     async def _find(self, kernel_id: str) -> DockerContainer | None:
+        """The kernel's container, None when there is none; raises when another agent's has its name."""
+        container = await self._named(kernel_id)
+        if container is not None and _agent_of(container) != self.agent_id:
+            raise KernelStartError(f"container {container_name(kernel_id)} belongs to agent {_agent_of(container)!r}")
+        return container
+
+    async def _named(self, kernel_id: str) -> DockerContainer | None:
+        """The container with the kernel's name, whoever's it is; None when there is none."""
         try:
-            container = await self._client().containers.get(container_name(kernel_id))
+            return await self._client().containers.get(container_name(kernel_id))
         except DockerError as exc:
             if exc.status == 404:
                 return None
             raise
-        labels = container["Config"].get("Labels") or {}
-        if labels.get(LABEL_AGENT) != self.agent_id:
-            raise KernelStartError(f"container {container_name(kernel_id)} belongs to agent {labels.get(LABEL_AGENT)!r}")
-        return container
 
     async def _save_log(self, container: DockerContainer, kernel_id: str) -> None:
         try:
@@ -337,3 +335,8 @@ async def _remove(container: DockerContainer) -> None:
     except DockerError as exc:
         if exc.status not in (404, 409):  # gone already, or removal already in progress
             raise
+
+
+def _agent_of(container: DockerContainer) -> str | None:
+    """The agent a container is labelled with."""
+    return (container["Config"].get("Labels") or {}).get(LABEL_AGENT)
