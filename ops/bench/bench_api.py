@@ -16,9 +16,9 @@ then wait until the read models show all S RUNNING (Requested -> RUNNING/s: S / 
 TERMINATED (terminations/s the same way):
   - one phase per client count of --clients (default 1, 16, 64);
   - then --rounds (default 5) more phases at 16 clients on the same instance, to show aging: each
-    figure of the last round divided by the first's (>= 0.9 means no aging), next to the same ratio
-    of the machine's speed (``machine_speed.py``: a CPU probe before each phase), so that a machine
-    that slowed down meanwhile is not read as aging.
+    figure of the last round divided by the first's (>= 0.9 means no aging), next to the share of
+    CPU time the hypervisor took during each round (``cpu_steal.py``), so that a machine that was
+    slowed down meanwhile is not read as aging.
 Prints one table and the ratios to the baselines, then the CPU milliseconds each process spent per session
 in each phase (``cpu_split.py``: berth up's services, its nats-server, the PostgreSQL backends of its
 database, and this script's clients). Nothing here is a pass/fail test.
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
 from ops.bench.cpu_split import CpuSampler, per_item  # noqa: E402
-from ops.bench.machine_speed import StealMeter, probe_ms  # noqa: E402
+from ops.bench.cpu_steal import StealMeter  # noqa: E402
 from ops.bench.pg_baselines import measure_baselines  # noqa: E402
 from ops.bench.soak import DEFAULT_ADMIN_DSN, BerthUp, scratch_database  # noqa: E402
 from ops.bench.soak_driver import Endpoint, last_cursor, list_sessions  # noqa: E402
@@ -81,10 +81,8 @@ class Phase:
     terminate_rate: float | None = None
     cpu_ms: dict[str, float] = field(default_factory=dict)
     """CPU milliseconds per session (request, RUNNING, terminated) of each process, see ``cpu_split``."""
-    probe_ms: float | None = None
-    """The machine's speed just before the phase (``machine_speed.probe_ms``: lower is faster)."""
     steal: float | None = None
-    """The share of CPU time the hypervisor took during the phase (``machine_speed.StealMeter``)."""
+    """The share of CPU time the hypervisor took during the phase (``cpu_steal.StealMeter``)."""
 
     @property
     def create_rate(self) -> float:
@@ -266,10 +264,8 @@ def table(phases: list[Phase], baselines: dict[str, float]) -> str:
             f" (first ÷ last), Requested→RUNNING/s {ratio(first.running_rate, last.running_rate)}, terminated/s "
             f"{ratio(first.terminate_rate, last.terminate_rate)}")
         lines.append(
-            f"the machine's speed over the same rounds (CPU probe before each, {last.label} ÷ {first.label}; below 1:"
-            f" the machine was slower, and the figures above with it): {ratio(first.probe_ms, last.probe_ms, True)};"
-            " per round (ms): " + ", ".join(f"{p.probe_ms:.1f}" for p in aging if p.probe_ms is not None)
-            + "; CPU time taken by the hypervisor (steal) during each round: "
+            "CPU time taken by the hypervisor (steal) during each round (more in a later round: the machine was"
+            " slowed down meanwhile; the clients' CPU ms per session above are the other witness): "
             + ", ".join(f"{p.steal:.0%}" for p in aging if p.steal is not None))
     return "\n".join(lines)
 
@@ -286,9 +282,7 @@ async def run(endpoint: Endpoint, client_counts: list[int], sessions: int, round
         plan = [Phase(f"c{n}", n, sessions) for n in client_counts]
         plan += [Phase(f"round{i}", 16, sessions) for i in range(1, rounds + 1)]
         for phase in plan:
-            phase.probe_ms = probe_ms()
-            say(f"bench_api: {phase.label}: {phase.clients} clients x {phase.sessions} sessions"
-                f" (CPU probe {phase.probe_ms:.1f} ms)")
+            say(f"bench_api: {phase.label}: {phase.clients} clients x {phase.sessions} sessions")
             phases.append(await run_phase(endpoint, observer, phase, timeout, cpu))
             p = phases[-1]
             say(f"bench_api: {p.label}: {p.create_rate:.1f} createSession/s, p99 {_ms(p.percentile(0.99))} ms, "
