@@ -13,6 +13,11 @@ takes the same table lock (so notification ids are issued in commit order, which
 relies on), notifies, inserts and returns the ids, in one round trip and one implicit
 transaction. No pipeline, and half the round trips of the library's path.
 
+Its own reads and the snapshot upsert (``select_last``, ``select_newer``, ``get_snapshot``, ``put_snapshot``)
+are tried again on a fresh connection after a connection error, as the library's methods are: after
+PostgreSQL dropped the pool's connections (a restart, a network cut) each of them fails once, and
+without the retry each would fail one request.
+
 Defence in depth: every connection of the store carries ``pg_limits.SESSION_LIMITS``
 (statement, lock and idle-in-transaction timeouts), and a save that does not return within
 ``STALL_SECONDS`` is logged as an error and its connection shut down, so the library's retry
@@ -177,6 +182,7 @@ class BerthRecorder(PostgresApplicationRecorder):
             " ORDER BY originator_version DESC LIMIT 1) AS e"
         ).format(schema=schema, table=Identifier(self.events_table_name))
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_last(self, aggregate_ids: Sequence[str]) -> list[StoredEvent]:
         """Returns the latest stored event of each of ``aggregate_ids`` that has any, with ONE
         statement (an indexed read per id)."""
@@ -205,6 +211,7 @@ class BerthRecorder(PostgresApplicationRecorder):
                     return [row["id"] for row in curs.fetchall()]
 
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_newer(self, known: Mapping[str, int]) -> list[StoredEvent]:
         """Returns the stored events after version ``known[id]`` of each aggregate, in notification
         order, with one indexed read."""
@@ -220,6 +227,7 @@ class BerthRecorder(PostgresApplicationRecorder):
             ]
 
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def get_snapshot(self, aggregate_id: str, kind: str) -> Snapshot | None:
         """Returns the latest snapshot of one aggregate's state of ``kind`` (one indexed read)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -229,6 +237,7 @@ class BerthRecorder(PostgresApplicationRecorder):
             return None
         return Snapshot(int(row["version"]), row["type_name"], row["fingerprint"], bytes(row["state"]))
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def put_snapshot(self, aggregate_id: str, kind: str, snapshot: Snapshot) -> None:
         """Stores ``snapshot`` unless a newer one of the same aggregate and kind is stored."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

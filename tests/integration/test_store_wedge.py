@@ -1,5 +1,6 @@
-"""The event store never wedges: a large save completes, a stalled one is cut off and retried, and
-every session the store opens carries statement, lock and idle-in-transaction timeouts.
+"""The event store never wedges: a large save completes, a stalled one is cut off and retried,
+every session the store opens carries statement, lock and idle-in-transaction timeouts, and each read
+is tried again on a fresh connection when PostgreSQL dropped the pooled ones.
 
 Before ``services.common.pg_recorder``, a save of a few MB (one scheduling pass over a long queue)
 hung forever in psycopg's pipeline mode while holding the event table's lock."""
@@ -18,6 +19,7 @@ from domain import session as session_domain
 from services.application.context import make_context
 from services.common.pg_limits import SESSION_LIMITS, limited_dsn
 from services.common.pg_recorder import StallWatch
+from services.common.snapshots import Snapshot
 from services.application.sessions import Sessions
 
 SLOTS = {"cpu": Decimal(1), "mem": Decimal(1024**3)}
@@ -115,3 +117,34 @@ def test_a_stalled_call_is_cut_off_and_its_locks_released(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as other:  # the lock went with the connection
         other.execute("SET lock_timeout = '10s'")  # shorter than the statement timeout: the watch freed it
         other.execute("LOCK TABLE held IN EXCLUSIVE MODE")
+
+
+def _drop_other_connections(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+    return len(rows)
+
+
+def test_each_read_is_tried_again_on_a_fresh_connection_when_postgresql_dropped_the_pooled_ones(
+        pg_dsn: str) -> None:
+    """After an outage, the first use of each pooled connection fails: the read is tried again on
+    the next connection instead of failing the request (a gateway answered UNAVAILABLE to one
+    ``createSession`` retry after another until the client gave up)."""
+    sessions = Sessions(pg_dsn)
+    recorder = sessions.recorder
+    snapshot = Snapshot(1, "State", "fingerprint", b"{}")
+    reads = {
+        "select_last": lambda: recorder.select_last(["s1"]),  # type: ignore[attr-defined]
+        "select_newer": lambda: recorder.select_newer({"s1": 0}),  # type: ignore[attr-defined]
+        "get_snapshot": lambda: recorder.get_snapshot("s1", "kind"),  # type: ignore[attr-defined]
+        "put_snapshot": lambda: recorder.put_snapshot("s1", "kind", snapshot),  # type: ignore[attr-defined]
+    }
+    try:
+        for read in reads.values():
+            read()  # a connection of the store's pool is open
+            assert _drop_other_connections(pg_dsn) > 0
+            read()  # raised OperationalError on the dropped connection before
+        assert recorder.get_snapshot("s1", "kind") == snapshot  # type: ignore[attr-defined]
+    finally:
+        sessions.close()
