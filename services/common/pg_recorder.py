@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 STALL_SECONDS = 30.0
 """A save that has not returned after this long is stalled (the statement timeout is shorter)."""
 
+_on_a_fresh_connection = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+"""Tries a call again after a connection error, up to 10 times 0.2 s apart, as the library's recorder
+methods are: the pool hands out the next connection, so dropped ones are passed over one by one."""
+
 
 class StallWatch:
     """Watches calls that use a connection; shuts down the socket of one that overruns its deadline.
@@ -182,7 +186,7 @@ class BerthRecorder(PostgresApplicationRecorder):
             " ORDER BY originator_version DESC LIMIT 1) AS e"
         ).format(schema=schema, table=Identifier(self.events_table_name))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @_on_a_fresh_connection
     def select_last(self, aggregate_ids: Sequence[str]) -> list[StoredEvent]:
         """Returns the latest stored event of each of ``aggregate_ids`` that has any, with ONE
         statement (an indexed read per id)."""
@@ -196,7 +200,7 @@ class BerthRecorder(PostgresApplicationRecorder):
                 for r in curs.fetchall()
             ]
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @_on_a_fresh_connection
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if not stored_events:
             return []
@@ -211,7 +215,7 @@ class BerthRecorder(PostgresApplicationRecorder):
                     return [row["id"] for row in curs.fetchall()]
 
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @_on_a_fresh_connection
     def select_newer(self, known: Mapping[str, int]) -> list[StoredEvent]:
         """Returns the stored events after version ``known[id]`` of each aggregate, in notification
         order, with one indexed read."""
@@ -227,7 +231,7 @@ class BerthRecorder(PostgresApplicationRecorder):
             ]
 
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @_on_a_fresh_connection
     def get_snapshot(self, aggregate_id: str, kind: str) -> Snapshot | None:
         """Returns the latest snapshot of one aggregate's state of ``kind`` (one indexed read)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -237,7 +241,7 @@ class BerthRecorder(PostgresApplicationRecorder):
             return None
         return Snapshot(int(row["version"]), row["type_name"], row["fingerprint"], bytes(row["state"]))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @_on_a_fresh_connection
     def put_snapshot(self, aggregate_id: str, kind: str, snapshot: Snapshot) -> None:
         """Stores ``snapshot`` unless a newer one of the same aggregate and kind is stored."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
