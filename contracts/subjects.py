@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from contracts.catalog import ALL_EVENTS
 from contracts.envelope import Event, context_of, short_type_of
@@ -94,11 +95,17 @@ def check_token(value: str, what: str = "id") -> str:
 def event_subject(type_name: str, aggregate_id: str) -> str:
     """Returns ``ev.<context>.<aggregate_id>.<type>`` for an event; raises ``SubjectError`` when
     any of its tokens is not a safe subject token (a type name needs a context and a type)."""
+    context, short_type = _type_tokens(type_name)
+    return f"ev.{context}.{check_token(aggregate_id)}.{short_type}"
+
+
+@lru_cache(maxsize=1024)
+def _type_tokens(type_name: str) -> tuple[str, str]:
+    """Returns the context and the type of an event type name, each checked as a subject token
+    (kept: a platform has a few dozen type names, and every event's subject needs them)."""
     if "." not in type_name:
         raise SubjectError(f"invalid event type name {type_name!r}: expected '<context>.<type>'")
-    context = check_token(context_of(type_name), "event context")
-    short_type = check_token(short_type_of(type_name), "event type")
-    return f"ev.{context}.{check_token(aggregate_id)}.{short_type}"
+    return check_token(context_of(type_name), "event context"), check_token(short_type_of(type_name), "event type")
 
 
 def invalid_event_subject(position: int) -> str:

@@ -24,7 +24,7 @@ _insert = bulk_insert(
         ("actor", "text"),
         ("correlation_id", "text"),
         ("causation_id", "text"),
-        ("payload", "jsonb"),
+        ("payload", "json"),
     ],
 )
 

@@ -68,6 +68,7 @@ def apply_batch(
     on_reject: RejectHandler,
     expected_stream_seq: int | None = None,
     bulk: bool = False,
+    checked: Sequence[Entry | Rejected] | None = None,
 ) -> BatchResult:
     """Applies ``deliveries`` (in stream order) and moves the position, in one transaction.
 
@@ -76,16 +77,19 @@ def apply_batch(
     the stored one, ``DeadLetterError`` when ``on_reject`` fails, and psycopg's
     ``OperationalError``/``InterfaceError`` when the database is unreachable; in each case
     nothing was applied. ``conn`` must be in autocommit mode (transactions are explicit).
-    ``bulk`` for a rebuild: see the module's documentation.
+    ``bulk`` for a rebuild: see the module's documentation. ``checked``: what ``check`` returns for
+    each delivery, when the caller has it already (a rebuild checks the next batch while one is
+    applied); else each delivery is checked here.
     """
-    checked = [(delivery, check(delivery)) for delivery in deliveries]
+    results = [check(delivery) for delivery in deliveries] if checked is None else checked
+    pairs = list(zip(deliveries, results, strict=True))
     try:
-        return _apply(conn, checked, on_reject, expected_stream_seq, isolate=False, bulk=bulk)
+        return _apply(conn, pairs, on_reject, expected_stream_seq, isolate=False, bulk=bulk)
     except (*_INFRASTRUCTURE, PositionMovedError, DeadLetterError):
         raise
     except Exception as exc:  # noqa: BLE001 - a poison event: find it with one savepoint per event
         log.warning("batch failed (%s: %s); applying it event by event", type(exc).__name__, exc)
-        return _apply(conn, checked, on_reject, expected_stream_seq, isolate=True)
+        return _apply(conn, pairs, on_reject, expected_stream_seq, isolate=True)
 
 
 def _apply(

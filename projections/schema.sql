@@ -137,7 +137,9 @@ CREATE TABLE IF NOT EXISTS event_log (
     actor             text NOT NULL,
     correlation_id    text NOT NULL,
     causation_id      text,
-    payload           jsonb NOT NULL        -- the event as stored and published
+    payload           json NOT NULL         -- the event as stored and published, byte for byte (json, not
+                                            -- jsonb: checked but kept as its text, not reordered; and not
+                                            -- parsed, 40 % of a rebuild's time writing this table)
 );
 CREATE INDEX IF NOT EXISTS event_log_aggregate ON event_log (aggregate_id, position);
 CREATE INDEX IF NOT EXISTS event_log_time ON event_log (occurred_at, position);

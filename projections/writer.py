@@ -8,8 +8,10 @@ inserted before it) or, for rows nothing else touches, at the end of the batch. 
 (``verify``). Directly (one savepoint per event), everything runs and is checked at once.
 
 In bulk (a rebuild), the rows still deferred when the batch ends do not go as statements
-in the pipeline: ``copy_pending`` sends them with ``COPY ... FROM STDIN`` once the pipeline
-is closed (COPY cannot run in pipeline mode), each value as the statement would take it.
+in the pipeline: ``copy_pending`` sends them with ``COPY ... FROM STDIN (FORMAT BINARY)`` once the
+pipeline is closed (COPY cannot run in pipeline mode): each value in its column type's binary
+form, which psycopg writes in C and the server takes without parsing text (a third of the client's
+time of text COPY), JSON values as the statement's JSON text.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import msgspec
 import psycopg
+from psycopg.types.json import set_json_dumps
 
 from projections.errors import MissingRowError
 from projections.tallies import Held, Tally
@@ -25,7 +28,6 @@ from projections.tallies import Held, Tally
 __all__ = ["BulkInsert", "Writer", "bulk_insert"]
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
-_JSON_TYPES = frozenset({"json", "jsonb"})
 
 
 class BulkInsert:
@@ -37,28 +39,27 @@ class BulkInsert:
     def __init__(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
         """Prepares both statements of ``table``."""
         self._names = [name for name, _ in columns]
-        self._json = [kind in _JSON_TYPES for _, kind in columns]
+        self._types = [kind for _, kind in columns]
         names = ", ".join(self._names)
         self._insert = (
             f"INSERT INTO {table} ({names}) SELECT {names} FROM json_to_recordset(%s::json)"
             f" AS r({', '.join(f'{name} {kind}' for name, kind in columns)})"
         )
-        self._copy = f"COPY {table} ({names}) FROM STDIN"
+        self._copy = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
 
     def __call__(self, writer: Writer, rows: list[Any]) -> None:
         """Inserts ``rows`` with one statement through ``writer``."""
         writer.execute(self._insert, (_encoder.encode([dict(zip(self._names, row)) for row in rows]).decode(),))
 
     def copy(self, cur: psycopg.Cursor, rows: list[Any]) -> None:
-        """Inserts ``rows`` with ``COPY`` on ``cur`` (not in pipeline mode); JSON values go as
-        the JSON text the statement would have held, so both give the same rows."""
-        json_columns = self._json
+        """Inserts ``rows`` with a binary ``COPY`` on ``cur`` (not in pipeline mode): each value is
+        dumped as its column's type (a JSON value as the JSON text the statement would have held,
+        so both give the same rows)."""
+        set_json_dumps(_encoder.encode, context=cur)
         with cur.copy(self._copy) as copy:  # type: ignore[arg-type]
+            copy.set_types(self._types)
             for row in rows:
-                copy.write_row([
-                    _encoder.encode(value).decode() if is_json and value is not None else value
-                    for value, is_json in zip(row, json_columns)
-                ])
+                copy.write_row(row)
 
 
 class Writer:

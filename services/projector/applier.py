@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 import psycopg
 
-from projections.delivery import Delivery
+from projections.delivery import Delivery, Entry, Rejected
 from projections.position import Position, read_position
 from projections.rebuild import reset_read_models
 from projections.runner import BatchResult, RejectHandler, apply_batch
@@ -35,13 +35,15 @@ class BatchApplier:
         return await self._run(read_position)
 
     async def apply(
-        self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler, *, bulk: bool = False
+        self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler, *, bulk: bool = False,
+        checked: Sequence[Entry | Rejected] | None = None,
     ) -> BatchResult:
         """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch``;
-        ``bulk`` for a rebuild)."""
+        ``bulk`` for a rebuild, ``checked`` when they were checked already)."""
         return await self._run(
             lambda conn: apply_batch(
-                conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq, bulk=bulk
+                conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq, bulk=bulk,
+                checked=checked,
             )
         )
 

@@ -10,8 +10,6 @@ subject it would have used, and are applied like the stream's own messages.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
 
@@ -35,8 +33,7 @@ class StoreBackfill:
         """Returns up to ``count`` stored events after ``after_position`` as deliveries numbered
         from ``first_seq`` (fewer when the store holds fewer)."""
         store = await self._opened()
-        notifications = await store.call(self._select, after_position, count)
-        return [Delivery(first_seq + i, _subject(n), n.id, n.state) for i, n in enumerate(notifications)]
+        return await store.call(self._select, after_position, first_seq, count)
 
     async def count_through(self, position: int) -> int:
         """Returns how many events the store holds up to notification id ``position`` (an index-only count)."""
@@ -56,9 +53,11 @@ class StoreBackfill:
             await self._store.close(wait=True)
             self._store = self._app = None
 
-    def _select(self, after: int, limit: int) -> Sequence[Notification]:
+    def _select(self, after: int, first_seq: int, limit: int) -> list[Delivery]:
+        """Reads the events on the store's thread, and makes them deliveries there too."""
         assert self._app is not None
-        return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+        notifications = self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+        return [Delivery(first_seq + i, _subject(n), n.id, n.state) for i, n in enumerate(notifications)]
 
     def _count(self, position: int) -> int:
         assert self._app is not None

@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
-from projections.delivery import Delivery, Rejected
+from projections.delivery import Delivery, Entry, Rejected, check
 from projections.errors import PositionMovedError
 from projections.position import Position
 from services.common.bus import connect, dead_letter, ensure_streams
@@ -135,12 +135,13 @@ class Projector:
         finally:
             await feed.stop()
 
-    async def _apply(self, deliveries: list[Delivery], applied: Position) -> Position:
-        """Applies one batch after ``applied`` (what a read model cannot apply is dead-lettered); returns
-        the position reached."""
+    async def _apply(self, deliveries: list[Delivery], applied: Position,
+                     checked: list[Entry | Rejected] | None = None) -> Position:
+        """Applies one batch after ``applied`` (what a read model cannot apply is dead-lettered; ``checked``:
+        the batch's ``check`` results, when known); returns the position reached."""
         loop = asyncio.get_running_loop()
         result = await self._applier.apply(deliveries, applied.stream_seq, lambda r: self._dead_letter(loop, r),
-                                           bulk=self._bulk)
+                                           bulk=self._bulk, checked=checked)
         if result.rejected:
             log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected, result.stream_seq)
         return Position(result.position, result.stream_seq)
@@ -174,9 +175,10 @@ class Projector:
         ``until_seq``: then sequence s is the s-th stored event (the relay published each once, in
         order; ``backfill.py`` reads a gap the same way). The same bytes, without NATS's per-message
         parsing. Else, on any failure, or when another writer moves the position, it stops, and
-        ``run`` goes on from the stored position with the stream. The next batch is read while one
-        is applied."""
-        reading: asyncio.Future[list[Delivery]] | None = None
+        ``run`` goes on from the stored position with the stream. The next batch is read and checked
+        (decoded) while one is applied, on threads of their own: both wait on PostgreSQL much of
+        the time."""
+        reading: asyncio.Future[tuple[list[Delivery], list[Entry | Rejected]]] | None = None
         try:
             applied = await self._applier.position()
             position = await self._stored_position(until_seq)
@@ -189,19 +191,24 @@ class Projector:
                 return
             log.info("rebuilding from the event store: %d events up to position %d", until_seq, position)
 
-            def read(after_position: int, after_seq: int) -> asyncio.Future[list[Delivery]]:
+            async def checked_batch(after_position: int, first_seq: int, count: int,
+                                    ) -> tuple[list[Delivery], list[Entry | Rejected]]:
+                deliveries = await self._backfill.deliveries(after_position, first_seq, count)
+                return deliveries, await asyncio.to_thread(lambda: [check(d) for d in deliveries])
+
+            def read(after_position: int, after_seq: int) -> asyncio.Future[tuple[list[Delivery], list[Entry | Rejected]]]:
                 count = min(self._batch_size, until_seq - after_seq)
-                return asyncio.ensure_future(self._backfill.deliveries(after_position, after_seq + 1, count))
+                return asyncio.ensure_future(checked_batch(after_position, after_seq + 1, count))
 
             reading = read(applied.position, applied.stream_seq)
             while not stop.is_set() and applied.stream_seq < until_seq:
-                deliveries, reading = await reading, None
+                (deliveries, checked), reading = await reading, None
                 if not deliveries:
                     return
                 last = deliveries[-1]
                 if last.stream_seq < until_seq:
                     reading = read(int(last.position or 0), last.stream_seq)
-                applied = await self._apply(deliveries, applied)
+                applied = await self._apply(deliveries, applied, checked)
         except PositionMovedError as exc:
             log.info("%s; rebuilding the rest from the stream", exc)
         except Exception as exc:  # noqa: BLE001 - run() goes on from the stored position, retrying

@@ -1,6 +1,6 @@
 """The bulk path of a rebuild (``apply_batch(..., bulk=True)``: large batches, inserts with
-COPY) gives exactly the tables of the incremental path, on a history that touches every
-read model, with values that COPY must escape."""
+binary COPY) gives exactly the tables of the incremental path, on a history that touches every
+read model, with values that a text COPY would have to escape."""
 
 from __future__ import annotations
 

@@ -26,6 +26,13 @@ def test_every_event_is_logged_with_its_envelope(feed: Feeder, build: Builder) -
     assert json.loads(payload) == json.loads(encode_event(requested))
 
 
+def test_the_payload_is_logged_byte_for_byte_as_stored(feed: Feeder, build: Builder) -> None:
+    delivery = feed.delivery(build.requested("s1", ("k1", slots("1", "1024"))))
+    feed.apply(delivery)
+    (payload,) = feed.row("SELECT payload::text FROM event_log WHERE position = 1")  # type: ignore[misc]
+    assert payload.encode() == delivery.data  # not reordered nor respaced (the bulk path gives the same tables)
+
+
 def test_events_without_a_read_model_are_only_logged(feed: Feeder, build: Builder) -> None:
     result = feed.apply(build(tenancy.KeypairCreated, "AKTEST", user="u1", role=tenancy.Role.USER))
     assert (result.applied, result.rejected) == (1, 0)
