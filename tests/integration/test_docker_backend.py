@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from pathlib import Path
 
 import aiodocker
@@ -9,6 +11,8 @@ import pytest
 
 from services.agent.backends.base import KernelStartError
 from services.agent.backends.docker import DockerBackend
+from services.agent.backends.docker import backend as backend_module
+from services.agent.backends.docker.io_mount import mounted_under
 from services.agent.backends.docker.spec import container_name
 from tests.support.docker_backend import (
     Exits,
@@ -175,6 +179,74 @@ async def test_an_unknown_image_is_a_start_error(backend: DockerBackend, kernel_
     with pytest.raises(KernelStartError, match="cannot create"):
         await backend.create(request)
     assert await backend.list_running() == {}
+
+
+def _count_inspects(backend: DockerBackend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Returns the list to which every image inspect of ``backend``'s engine client adds its image."""
+    images = backend._client().images  # noqa: SLF001 - the engine calls are the point
+    inspect, asked = images.inspect, []
+
+    async def counted(name: str) -> dict:
+        asked.append(name)
+        return await inspect(name)
+
+    monkeypatch.setattr(images, "inspect", counted)
+    return asked
+
+
+async def test_a_start_asks_the_engine_about_an_image_only_the_first_time(
+    backend: DockerBackend, kernel_image: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked = _count_inspects(backend, monkeypatch)
+    for _ in range(3):
+        request = launch(kernel_image)
+        await backend.prepare(request.kernel)
+        await backend.create(request)
+    assert asked == [kernel_image]
+    assert len(await backend.list_running()) == 3
+
+
+async def test_an_image_removed_since_a_start_found_it_is_made_present_again(
+    backend: DockerBackend, kernel_image: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A container create that finds a remembered image gone has it pulled again (here: a pull
+    that tags it again, no registry being reachable) and creates the container; when it cannot be
+    had, the start fails naming the image, and leaves no socket directory mounted."""
+    docker = backend._client()  # noqa: SLF001 - the engine calls are the point
+    repository, tag = "berth-test/vanishing", uuid.uuid4().hex[:12]
+    image = f"{repository}:{tag}"
+    await docker.images.tag(kernel_image, repository, tag=tag)
+    try:
+        first = launch(image)
+        await backend.prepare(first.kernel)
+        await backend.create(first)
+        await backend.destroy(first.kernel.kernel_id)
+        await docker.images.delete(image)
+        pulls: list[str] = []
+
+        async def pulled_again(engine: aiodocker.Docker, name: str, *args: object, **kwargs: object) -> bool:
+            pulls.append(name)
+            await engine.images.tag(kernel_image, repository, tag=tag)
+            return True
+
+        monkeypatch.setattr(backend_module, "ensure_image", pulled_again)
+        second = launch(image)
+        await backend.prepare(second.kernel)
+        assert pulls == [], "remembered as present: not asked again before the create"
+        assert await backend.create(second) and pulls == [image]
+        assert second.kernel.kernel_id in await backend.list_running()
+        await backend.destroy(second.kernel.kernel_id)
+
+        monkeypatch.undo()  # the real one: not present, and this backend never pulls
+        await docker.images.delete(image)
+        third = launch(image)
+        await backend.prepare(third.kernel)
+        with pytest.raises(KernelStartError, match=f"{image}.* not found on this agent"):
+            await backend.create(third)
+        assert mounted_under(backend.data_dir) == []
+    finally:
+        with contextlib.suppress(aiodocker.DockerError):
+            await docker.images.delete(image)
 
 
 async def test_an_interactive_kernel_needs_the_runner(agent_id: str, tmp_path: Path, kernel_image: str) -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aiodocker
 from aiodocker.containers import DockerContainer
@@ -56,6 +57,8 @@ POLL_INTERVAL = 0.005
 """Seconds between two looks for the runner's socket (a ``stat``; the start waits for it)."""
 STATE_CHECK_EVERY = 100
 """Looks for the socket between two asks to the engine whether the container still runs (0.5 s)."""
+IMAGES_REMEMBERED = 256
+"""Images a backend remembers as present (then it forgets them all and asks the engine again)."""
 
 
 class DockerBackend(KernelBackend):
@@ -99,6 +102,9 @@ class DockerBackend(KernelBackend):
         self._starting: set[str] = set()
         """Kernels whose start is in progress: their exit fails the start instead."""
         self._on_exit: ExitHandler | None = None
+        self._images: set[str] = set()
+        """Images seen present on this node: ``prepare`` does not ask the engine again (1.6-2.1 ms a
+        start); a container create that finds one gone has it pulled again, as ``docker run`` does."""
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -109,9 +115,16 @@ class DockerBackend(KernelBackend):
         return KernelPaths.of(self.data_dir, kernel_id)
 
     async def prepare(self, kernel: KernelAssigned, progress: ProgressHandler | None = None) -> None:
-        """Makes the kernel's image present: inspected, or pulled with its progress told to
-        ``progress`` and logged."""
-        await ensure_image(self._client(), kernel.image, progress, pull=self.pull != "never")
+        """Makes the kernel's image present: seen here before, inspected, or pulled with its
+        progress told to ``progress`` and logged."""
+        if kernel.image not in self._images:
+            await self._ensure_image(kernel.image, progress)
+
+    async def _ensure_image(self, image: str, progress: ProgressHandler | None = None) -> None:
+        await ensure_image(self._client(), image, progress, pull=self.pull != "never")
+        if len(self._images) >= IMAGES_REMEMBERED:
+            self._images.clear()
+        self._images.add(image)
 
     async def create(self, launch: KernelLaunch) -> str:
         """Creates and starts the kernel's container; returns the id of the one already there
@@ -142,9 +155,11 @@ class DockerBackend(KernelBackend):
                 raise KernelStartError(f"kernel {kernel_id}: {exc.strerror}; the agent runs as root but cannot "
                                        "mount its kernels' socket directories (run it on the host)") from exc
             hand_over(paths.io, self.user.uid, self.user.gid)
-        docker = self._client()
         try:
-            container = await docker.containers.create(config, name=container_name(kernel_id))
+            container = await self._create_container(config, kernel_id, launch.kernel.image)
+        except KernelStartError:
+            unmount_io(paths.io)
+            raise
         except DockerError as exc:
             if exc.status == 409:  # created concurrently (a redelivered assignment)
                 return await self.create(launch)
@@ -162,6 +177,21 @@ class DockerBackend(KernelBackend):
             self._starting.discard(kernel_id)
         log.info("kernel %s started in container %s (%s)", kernel_id, container.id[:12], launch.kernel.image)
         return container.id
+
+    async def _create_container(self, config: dict[str, Any], kernel_id: str, image: str) -> DockerContainer:
+        """Creates the container; when the engine no longer has an image that ``prepare`` took as seen
+        before (removed since), forgets it, makes it present again (pulled, without progress: the
+        kernel is CREATING by then) and creates once more."""
+        containers = self._client().containers
+        try:
+            return await containers.create(config, name=container_name(kernel_id))
+        except DockerError as exc:
+            if exc.status != 404 or image not in self._images:
+                raise
+        self._images.discard(image)
+        log.warning("image %s is gone from this node since a start found it; making it present again", image)
+        await self._ensure_image(image)
+        return await containers.create(config, name=container_name(kernel_id))
 
     async def _start(self, container: DockerContainer, kernel_id: str) -> None:
         try:
