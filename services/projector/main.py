@@ -57,6 +57,10 @@ BACKFILL_LIMIT = 10_000
 """Events read from the event store at once for a gap in the stream (then the feed starts again)."""
 
 
+_Checked = tuple[list[Delivery], list[Entry | Rejected]]
+"""A batch of deliveries with what ``check`` returned for each."""
+
+
 class GapError(RuntimeError):
     """Raised when the feed skipped a message that the stream still holds, or when neither the
     stream nor the event store holds an event the read models need."""
@@ -178,7 +182,7 @@ class Projector:
         ``run`` goes on from the stored position with the stream. The next batch is read and checked
         (decoded) while one is applied, on threads of their own: both wait on PostgreSQL much of
         the time."""
-        reading: asyncio.Future[tuple[list[Delivery], list[Entry | Rejected]]] | None = None
+        reading: asyncio.Future[_Checked] | None = None
         try:
             applied = await self._applier.position()
             position = await self._stored_position(until_seq)
@@ -191,14 +195,9 @@ class Projector:
                 return
             log.info("rebuilding from the event store: %d events up to position %d", until_seq, position)
 
-            async def checked_batch(after_position: int, first_seq: int, count: int,
-                                    ) -> tuple[list[Delivery], list[Entry | Rejected]]:
-                deliveries = await self._backfill.deliveries(after_position, first_seq, count)
-                return deliveries, await asyncio.to_thread(lambda: [check(d) for d in deliveries])
-
-            def read(after_position: int, after_seq: int) -> asyncio.Future[tuple[list[Delivery], list[Entry | Rejected]]]:
+            def read(after_position: int, after_seq: int) -> asyncio.Future[_Checked]:
                 count = min(self._batch_size, until_seq - after_seq)
-                return asyncio.ensure_future(checked_batch(after_position, after_seq + 1, count))
+                return asyncio.ensure_future(self._stored_batch(after_position, after_seq + 1, count))
 
             reading = read(applied.position, applied.stream_seq)
             while not stop.is_set() and applied.stream_seq < until_seq:
@@ -218,6 +217,12 @@ class Projector:
             if reading is not None:
                 reading.cancel()
                 await asyncio.gather(reading, return_exceptions=True)
+
+    async def _stored_batch(self, after_position: int, first_seq: int, count: int) -> _Checked:
+        """Reads up to ``count`` stored events after ``after_position`` as deliveries numbered from
+        ``first_seq``, and checks them (on a thread: the loop goes on meanwhile)."""
+        deliveries = await self._backfill.deliveries(after_position, first_seq, count)
+        return deliveries, await asyncio.to_thread(lambda: [check(d) for d in deliveries])
 
     async def _stored_position(self, seq: int) -> int | None:
         """Returns the ``Berth-Position`` of the stream's message at ``seq`` (None: none, or no such message)."""

@@ -9,6 +9,7 @@ import pytest
 from contracts import session as ss
 from contracts.catalog import encode_event
 from contracts.status import Reason, SessionStatus
+from projections.delivery import check
 from projections.errors import PositionMovedError
 from projections.position import Position, read_position
 from projections.rebuild import dump_read_models, reset_read_models
@@ -56,7 +57,7 @@ def test_a_poison_event_is_isolated_and_the_rest_of_the_batch_applies(feed: Feed
         build.status("ghost", SessionStatus.CANCELLED, Reason.USER_REQUESTED),
         build.status("s1", SessionStatus.CANCELLED, Reason.USER_REQUESTED),
     )
-    assert (result.applied, result.rejected, result.position) == (2, 1, 3)
+    assert (result.applied, result.rejected, result.position, result.stream_seq) == (2, 1, int(later.position), 3)
     assert feed.rows("SELECT session_id, status FROM sessions") == [("s1", "CANCELLED")]
     assert feed.rows("SELECT position FROM event_log ORDER BY 1") == [(1,), (3,)]
 
@@ -111,6 +112,22 @@ def test_reset_then_replay_gives_identical_tables(feed: Feeder, build: Builder) 
         apply_batch(feed.conn, [delivery], on_reject=feed.rejected.append)
     assert dump_read_models(feed.conn) == before
     assert feed.rejected == []
+
+
+def test_a_batch_checked_by_the_caller_is_applied_as_checked(feed: Feeder, build: Builder) -> None:
+    """A rebuild checks the next batch while one is applied: the runner takes those results (and
+    refuses results that are not one per delivery)."""
+    good = feed.delivery(build.requested("s1", ("k1", slots("1", "1"))))
+    garbage = feed.raw("ev.session.x.requested", b"{not json", "2")
+    later = feed.delivery(build.requested("s2", ("k2", slots("1", "1"))))
+    deliveries = [good, garbage, later]
+    with pytest.raises(ValueError):
+        apply_batch(feed.conn, deliveries, on_reject=feed.rejected.append, checked=[check(good)])
+    assert read_position(feed.conn) == Position(0, 0)
+    result = apply_batch(feed.conn, deliveries, on_reject=feed.rejected.append, checked=[check(d) for d in deliveries])
+    assert (result.applied, result.rejected, result.position, result.stream_seq) == (2, 1, int(later.position), 3)
+    assert [r.delivery for r in feed.rejected] == [garbage]
+    assert feed.rows("SELECT session_id FROM sessions ORDER BY session_id") == [("s1",), ("s2",)]
 
 
 def test_schema_can_be_created_twice_and_dropped(read_models: psycopg.Connection) -> None:
