@@ -57,7 +57,7 @@ def test_a_poison_event_is_isolated_and_the_rest_of_the_batch_applies(feed: Feed
         build.status("ghost", SessionStatus.CANCELLED, Reason.USER_REQUESTED),
         build.status("s1", SessionStatus.CANCELLED, Reason.USER_REQUESTED),
     )
-    assert (result.applied, result.rejected, result.position, result.stream_seq) == (2, 1, int(later.position), 3)
+    assert (result.applied, result.rejected, result.position) == (2, 1, 3)
     assert feed.rows("SELECT session_id, status FROM sessions") == [("s1", "CANCELLED")]
     assert feed.rows("SELECT position FROM event_log ORDER BY 1") == [(1,), (3,)]
 
