@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["MissingRowError", "PositionMovedError"]
+__all__ = ["DuplicateRowError", "MissingRowError", "PositionMovedError"]
 
 
 class MissingRowError(LookupError):
     """Raised when an event refers to a row that its earlier events should have created."""
+
+
+class DuplicateRowError(LookupError):
+    """Raised when a batch inserts a held row twice (as the table's primary key would refuse it)."""
 
 
 class PositionMovedError(RuntimeError):

@@ -14,6 +14,7 @@ from contracts import session as ev
 from contracts.envelope import Event
 from contracts.status import KernelStatus
 from projections.delivery import Entry
+from projections.errors import MissingRowError
 from projections.writer import Writer, bulk_insert
 
 __all__ = ["project"]
@@ -42,19 +43,19 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
             kernel.slots,
             event.timestamp,
             event.timestamp,
+            None,
+            None,
+            None,
+            None,
+            None,
         )
-        w.defer(_insert, row)
+        w.defer(_insert, row, key=kernel.kernel_id)
 
 
 @_apply.register
 def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
     for placement in event.placements:
-        w.execute_one(
-            "UPDATE kernels SET agent_id = %s, status = %s, updated_at = %s WHERE kernel_id = %s AND session_id = %s",
-            (placement.agent_id, KernelStatus.SCHEDULED.value, event.timestamp, placement.kernel_id,
-             event.originator_id),
-            _missing(event, placement.kernel_id),
-        )
+        _set(w, event, placement.kernel_id, agent_id=placement.agent_id, status=KernelStatus.SCHEDULED.value)
 
 
 @_apply.register
@@ -96,13 +97,27 @@ _insert = bulk_insert(
         ("slots", "jsonb"),
         ("created_at", "timestamptz"),
         ("updated_at", "timestamptz"),
+        ("agent_id", "text"),
+        ("container_id", "text"),
+        ("exit_code", "integer"),
+        ("status_reason", "text"),
+        ("status_detail", "text"),
     ],
 )
-_SETTABLE = ("status", "container_id", "exit_code", "status_reason", "status_detail")
+"""Every column: a row held in memory (a rebuild's batch, ``Writer.held``) is written whole."""
+_SETTABLE = ("agent_id", "status", "container_id", "exit_code", "status_reason", "status_detail")
 
 
 def _set(w: Writer, event: Event, kernel_id: str, **values: object) -> None:
+    """Sets ``values`` (of ``_SETTABLE``) and the event's time on the kernel's row of the event's session:
+    in memory when the batch holds it, else with one statement."""
     columns = [name for name in _SETTABLE if name in values]
+    row = w.held(_insert, kernel_id)
+    if row is not None:
+        if row["session_id"] != event.originator_id:
+            raise MissingRowError(_missing(event, kernel_id))
+        row.update({name: values[name] for name in columns}, updated_at=event.timestamp)
+        return
     assignments = ", ".join(f"{name} = %s" for name in columns)
     w.execute_one(
         f"UPDATE kernels SET {assignments}, updated_at = %s WHERE kernel_id = %s AND session_id = %s",

@@ -113,7 +113,7 @@ def _apply(
         position, stream_seq = start
         with contextlib.ExitStack() as stack:
             pipeline = None if isolate else stack.enter_context(conn.pipeline())
-            writer = Writer(conn, pipelined=pipeline is not None)
+            writer = Writer(conn, pipelined=pipeline is not None, hold=bulk)
             for delivery, item in checked:
                 if delivery.stream_seq <= stream_seq:
                     continue

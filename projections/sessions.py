@@ -45,8 +45,15 @@ _insert = bulk_insert(
         ("resource_group", "text"),
         ("priority", "integer"),
         ("mounts", "jsonb"),
+        ("status_reason", "text"),
+        ("agent_ids", "text[]"),
+        ("terminated_at", "timestamptz"),
+        ("pending_code", "text"),
+        ("pending_reason", "text"),
+        ("status_detail", "text"),
     ],
 )
+"""Every column: a row held in memory (a rebuild's batch, ``Writer.held``) is written whole."""
 _ENDED = frozenset({SessionStatus.TERMINATED, SessionStatus.CANCELLED, SessionStatus.ERROR})
 
 
@@ -84,8 +91,14 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
         spec.resource_group,
         spec.priority,
         spec.mounts,
+        None,
+        [],
+        None,
+        None,
+        None,
+        None,
     )
-    w.defer(_insert, row)
+    w.defer(_insert, row, key=event.originator_id)
 
 
 @_apply.register
@@ -101,23 +114,12 @@ def _(event: ev.SessionStatusChanged, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.KernelProgressed, w: Writer, entry: Entry) -> None:
-    w.execute_one(
-        "UPDATE sessions SET status_detail = %s, version = %s, updated_at = %s, last_position = %s WHERE session_id = %s",
-        (status_change(event).detail, event.originator_version, event.timestamp, entry.position, event.originator_id),
-        _missing(event),
-    )
+    _set(w, event, entry, status_detail=status_change(event).detail)
 
 
 @_apply.register
 def _(event: ev.SessionPendingReasonChanged, w: Writer, entry: Entry) -> None:
-    w.execute_one(
-        """
-        UPDATE sessions SET pending_code = %s, pending_reason = %s, version = %s, updated_at = %s, last_position = %s
-         WHERE session_id = %s
-        """,
-        (event.code, event.message, event.originator_version, event.timestamp, entry.position, event.originator_id),
-        _missing(event),
-    )
+    _set(w, event, entry, pending_code=event.code, pending_reason=event.message)
 
 
 @_apply.register(ev.KernelPreparing)
@@ -125,11 +127,20 @@ def _(event: ev.SessionPendingReasonChanged, w: Writer, entry: Entry) -> None:
 @_apply.register(ev.KernelStarted)
 @_apply.register(ev.KernelTerminated)
 def _(event: Event, w: Writer, entry: Entry) -> None:
-    w.execute_one(
-        "UPDATE sessions SET version = %s, updated_at = %s, last_position = %s WHERE session_id = %s",
-        (event.originator_version, event.timestamp, entry.position, event.originator_id),
-        _missing(event),
-    )
+    _set(w, event, entry)
+
+
+def _set(w: Writer, event: Event, entry: Entry, **values: object) -> None:
+    """Sets ``values`` (columns of this module's code, never of input) and the event's version, time and
+    position on the session's row: in memory when the batch holds it, else with one statement."""
+    values.update(version=event.originator_version, updated_at=event.timestamp, last_position=entry.position)
+    row = w.held(_insert, event.originator_id)
+    if row is not None:
+        row.update(values)
+        return
+    assignments = ", ".join(f"{name} = %s" for name in values)
+    w.execute_one(f"UPDATE sessions SET {assignments} WHERE session_id = %s", (*values.values(), event.originator_id),
+                  _missing(event))
 
 
 def _change_status(
@@ -137,6 +148,16 @@ def _change_status(
 ) -> None:
     status, reason, detail = change.status, change.reason, change.detail
     assert status is not None and reason is not None
+    row = w.held(_insert, event.originator_id)
+    if row is not None:  # as the statement below changes it
+        row.update(status=status.value, status_reason=reason.value, status_detail=detail, pending_code=None,
+                   pending_reason=None, status_history={**row["status_history"], status.value: iso(event.timestamp)},
+                   updated_at=event.timestamp, version=event.originator_version, last_position=entry.position)
+        if agent_ids is not None:
+            row["agent_ids"] = agent_ids
+        if status in _ENDED:
+            row["terminated_at"] = event.timestamp
+        return
     w.execute_one(
         """
         UPDATE sessions

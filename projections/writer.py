@@ -7,7 +7,13 @@ inserted before it) or, for rows nothing else touches, at the end of the batch. 
 "exactly one row" expectations of updates are checked after the pipeline syncs
 (``verify``). Directly (one savepoint per event), everything runs and is checked at once.
 
-In bulk (a rebuild), the rows still deferred when the batch ends do not go as statements
+In bulk (a rebuild), a new row deferred with a ``key`` is held in memory instead (``held``): the
+batch's later events change it there rather than with one statement each (its read model asks
+``held`` first; a row from an earlier batch is changed with a statement as ever), and it is written
+once, as the batch's events left it. A rebuild's batch holds most of a session's history, so most
+rows are written once, not once per event.
+
+In bulk, the rows still deferred when the batch ends do not go as statements
 in the pipeline: ``copy_pending`` sends them with ``COPY ... FROM STDIN (FORMAT BINARY)`` once the
 pipeline is closed (COPY cannot run in pipeline mode): each value in its column type's binary
 form, which psycopg writes in C and the server takes without parsing text (a third of the client's
@@ -22,7 +28,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import set_json_dumps
 
-from projections.errors import MissingRowError
+from projections.errors import DuplicateRowError, MissingRowError
 from projections.tallies import Held, Tally
 
 __all__ = ["BulkInsert", "Writer", "bulk_insert"]
@@ -38,9 +44,10 @@ class BulkInsert:
 
     def __init__(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
         """Prepares both statements of ``table``."""
-        self._names = [name for name, _ in columns]
+        self.table = table
+        self.names = [name for name, _ in columns]
         self._types = [kind for _, kind in columns]
-        names = ", ".join(self._names)
+        names = ", ".join(self.names)
         self._insert = (
             f"INSERT INTO {table} ({names}) SELECT {names} FROM json_to_recordset(%s::json)"
             f" AS r({', '.join(f'{name} {kind}' for name, kind in columns)})"
@@ -49,7 +56,7 @@ class BulkInsert:
 
     def __call__(self, writer: Writer, rows: list[Any]) -> None:
         """Inserts ``rows`` with one statement through ``writer``."""
-        writer.execute(self._insert, (_encoder.encode([dict(zip(self._names, row)) for row in rows]).decode(),))
+        writer.execute(self._insert, (_encoder.encode([dict(zip(self.names, row)) for row in rows]).decode(),))
 
     def copy(self, cur: psycopg.Cursor, rows: list[Any]) -> None:
         """Inserts ``rows`` with a binary ``COPY`` on ``cur`` (not in pipeline mode): each value is
@@ -65,11 +72,14 @@ class BulkInsert:
 class Writer:
     """Runs read-model statements; defers bulk inserts and pipelined row-count checks."""
 
-    def __init__(self, conn: psycopg.Connection, *, pipelined: bool) -> None:
-        """Writes through ``conn``; ``pipelined`` when the caller opened ``conn.pipeline()``."""
+    def __init__(self, conn: psycopg.Connection, *, pipelined: bool, hold: bool = False) -> None:
+        """Writes through ``conn``; ``pipelined`` when the caller opened ``conn.pipeline()``; ``hold``
+        (bulk, pipelined only): new rows deferred with a key are held in memory (``held``)."""
         self._conn = conn
         self._cur = conn.cursor()
         self._pipelined = pipelined
+        self._held: dict[BulkInsert, dict[Hashable, Any]] | None = {} if hold and pipelined else None
+        """Per insert, the held rows by key: as deferred (a tuple) until ``held`` first returns one (a dict)."""
         self._expectations: list[tuple[psycopg.Cursor, str]] = []
         self._ordered: dict[BulkInsert, list[Any]] = {}
         self._unordered: dict[BulkInsert, list[Any]] = {}
@@ -96,13 +106,32 @@ class Writer:
         self._tallies[(tally, key)] = held
         self._changed[(tally, key)] = None
 
-    def defer(self, insert: BulkInsert, row: Any, *, ordered: bool = True) -> None:
+    def defer(self, insert: BulkInsert, row: Any, *, ordered: bool = True, key: Hashable = None) -> None:
         """Queues ``row`` for ``insert`` (at once when not pipelined). ``ordered`` rows are
-        flushed before the next other statement; the others only by ``flush``."""
+        flushed before the next other statement; the others only by ``flush``. With a ``key``
+        (the row's primary key) and rows held (bulk), the row is held in memory for ``held``;
+        raises ``DuplicateRowError`` when the batch holds that key already."""
         if not self._pipelined:
             insert(self, [row])
             return
+        if key is not None and self._held is not None:
+            rows = self._held.setdefault(insert, {})
+            if key in rows:
+                raise DuplicateRowError(f"{insert.table} {key!r} is inserted twice")
+            rows[key] = row
+            return
         (self._ordered if ordered else self._unordered).setdefault(insert, []).append(row)
+
+    def held(self, insert: BulkInsert, key: Hashable) -> dict[str, Any] | None:
+        """Returns the row of ``key`` that this batch inserted and holds in memory (column name ->
+        value; changes to it are written with it), None when it holds none: the row, if any, is
+        then in the table."""
+        rows = self._held.get(insert) if self._held is not None else None
+        row = rows.get(key) if rows else None
+        if row is None or isinstance(row, dict):
+            return row
+        rows[key] = row = dict(zip(insert.names, row))  # changed from now on: by name
+        return row
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> None:
         """Runs one statement (after the ordered deferred inserts)."""
@@ -133,8 +162,9 @@ class Writer:
         return self._cur.execute(query, params).fetchone()  # type: ignore[arg-type]
 
     def flush(self) -> None:
-        """Sends every deferred insert and writes every changed tallied row."""
+        """Sends every deferred insert and held row, and writes every changed tallied row."""
         self.flush_tallies()
+        self._release_held()
         self._flush(self._ordered)
         self._flush(self._unordered)
 
@@ -145,7 +175,8 @@ class Writer:
             tally.store(self, key, self._tallies[(tally, key)])
 
     def copy_pending(self) -> None:
-        """Sends every deferred insert with ``COPY`` (call once the pipeline is closed)."""
+        """Sends every deferred insert and held row with ``COPY`` (call once the pipeline is closed)."""
+        self._release_held()
         for pending in (self._ordered, self._unordered):
             while pending:
                 insert, rows = pending.popitem()
@@ -157,6 +188,22 @@ class Writer:
         for cur, missing in expectations:
             if cur.rowcount != 1:
                 raise MissingRowError(missing)
+
+    def _release_held(self) -> None:
+        """Queues the held rows, as the batch left them, with the inserts that nothing else touches."""
+        if not self._held:
+            return
+        for insert, rows in self._held.items():
+            width = len(insert.names)
+            pending = self._unordered.setdefault(insert, [])
+            for key, row in rows.items():
+                if not isinstance(row, dict):
+                    pending.append(row)
+                    continue
+                if len(row) != width:  # its values are in column order only while no key was added
+                    raise ValueError(f"held {insert.table} row {key!r} has columns {sorted(row)}, not {insert.names}")
+                pending.append(tuple(row.values()))
+        self._held.clear()
 
     def _flush(self, pending: dict[BulkInsert, list[Any]]) -> None:
         while pending:

@@ -14,7 +14,10 @@ Measures, in one run and on the same machine:
   (e) raw PostgreSQL batched inserts: N one-column rows, 100 per transaction, on the same server
       (the baseline for (d): goal (d) >= 0.5 x (e); (d) is also printed as read-model rows/s);
   (f) the same rebuild reading EVENTS instead (``from_store=False``: what a rebuild did before it read
-      the store, and still does when the stream holds messages the store does not).
+      the store, and still does when the stream holds messages the store does not);
+  (g) the rebuild (d) of a store of whole session lifecycles instead (requested, scheduled, each
+      kernel preparing to started, RUNNING, terminating, terminated: what a platform's history holds,
+      most events changing rows that an earlier one inserted).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
 Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--nats-url URL] [--pg-admin-dsn DSN]
@@ -49,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from contracts import commands as c  # noqa: E402
-from contracts.session import KernelSpec, SessionSpec  # noqa: E402
+from contracts.session import KernelPlacement, KernelSpec, SessionSpec  # noqa: E402
+from contracts.status import Reason  # noqa: E402
 from contracts.subjects import EVENTS_STREAM  # noqa: E402
 from domain import session as session_domain  # noqa: E402
 from services.application.context import make_context  # noqa: E402
@@ -86,10 +90,42 @@ def session_events(app: Sessions, count: int, prefix: str) -> Iterator[list]:
         yield batch
 
 
-def record(app: Sessions, count: int, prefix: str) -> int:
-    """Records ``count`` events in batches; returns the last position."""
+def lifecycle_events(app: Sessions, count: int, prefix: str) -> Iterator[list]:
+    """Yields batches of about ``count`` events of whole session lifecycles, decided by the domain as
+    the services decide them: requested, scheduled, each kernel preparing, progressed, creating and
+    started, RUNNING, terminating, each kernel terminated, TERMINATED (two kernels each: 17 events)."""
+    batch: list = []
+    made, i = 0, 0
+    while made < count:
+        sid, ctx = f"{prefix}-s{i}", make_context("ak-bench")
+        kernels = [f"{prefix}-k{i}-{j}" for j in range(2)]
+        commands: list = [c.RequestSession(owner="ak-bench", spec=SessionSpec(
+            name=f"bench-{i}", image="python:3.11",
+            kernels=[KernelSpec(kernel_id=k, slots={"cpu": "1", "mem": "1g"}) for k in kernels]))]
+        commands.append(c.ScheduleSession(placements=[KernelPlacement(kernel_id=k, agent_id="a1") for k in kernels]))
+        for k in kernels:
+            commands += [c.MarkKernelPreparing(kernel_id=k), c.RecordKernelProgress(kernel_id=k, detail="pulling 1/2"),
+                         c.MarkKernelCreating(kernel_id=k), c.MarkKernelStarted(kernel_id=k, container_id=f"c-{k}")]
+        commands.append(c.TerminateSession())
+        commands += [c.MarkKernelExited(kernel_id=k, exit_code=0, reason=Reason.USER_REQUESTED) for k in kernels]
+        state = None
+        for command in commands:
+            for event in session_domain.decide(state, command, ctx, sid):
+                state = session_domain.evolve(state, event)
+                batch.append(event)
+                made += 1
+        if len(batch) >= WRITE_BATCH:
+            yield batch
+            batch = []
+        i += 1
+    if batch:
+        yield batch
+
+
+def record(app: Sessions, count: int, prefix: str, history=session_events) -> int:
+    """Records ``count`` events (of ``history``) in batches; returns the last position."""
     last = 0
-    for batch in session_events(app, count, prefix):
+    for batch in history(app, count, prefix):
         last = app.record(batch) or last
     return last
 
@@ -135,11 +171,15 @@ async def bench_pipeline(settings: Settings, app: Sessions, js: JetStreamContext
     return end - start, written - start
 
 
-async def bench_relay(settings: Settings, app: Sessions, js: JetStreamContext, n: int) -> tuple[float, int]:
+async def bench_relay(settings: Settings, app: Sessions, js: JetStreamContext, n: int,
+                      history=session_events) -> tuple[float, int, int]:
+    """Has the relay publish a new store of ``n`` events of ``history``; returns (seconds, mean payload,
+    events stored)."""
     await js.delete_stream(EVENTS_STREAM)
     with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE berth_events")
-    await asyncio.to_thread(record, app, n, "r")
+    await asyncio.to_thread(record, app, n, "r", history)
+    n = await asyncio.to_thread(_stored_events, settings.pg_dsn)  # a lifecycle is recorded whole: a few more
     payload = await _mean_payload(settings.pg_dsn)
     stop = asyncio.Event()
     task = asyncio.create_task(run_relay(settings, stop))
@@ -147,7 +187,7 @@ async def bench_relay(settings: Settings, app: Sessions, js: JetStreamContext, n
     end = await wait_until(lambda: _has(js, EVENTS_STREAM, n), 120, 0.005)
     stop.set()
     await task
-    return end - start, payload
+    return end - start, payload, n
 
 
 async def bench_raw(js: JetStreamContext, n: int, payload_size: int) -> float:
@@ -164,6 +204,11 @@ async def bench_raw(js: JetStreamContext, n: int, payload_size: int) -> float:
     assert await stream_messages(js, name) == n
     await js.delete_stream(name)
     return elapsed
+
+
+def _stored_events(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM berth_events").fetchone()[0]  # type: ignore[index]
 
 
 async def bench_projector(settings: Settings, n: int, *, from_store: bool = True) -> float:
@@ -196,11 +241,14 @@ async def main_async(args: argparse.Namespace) -> None:
             await js.delete_stream(EVENTS_STREAM)
         print(f"Berth pipeline benchmark: {n} events, {os.cpu_count()} CPUs, NATS {nats_url}, database {db_name}")
         pipeline_s, write_s = await bench_pipeline(settings, app, js, n, tmp)
-        relay_s, payload = await bench_relay(settings, app, js, n)
+        relay_s, payload, _ = await bench_relay(settings, app, js, n)
         raw_s = await bench_raw(js, n, payload)
         projector_s = await bench_projector(settings, n)
         rebuilt_rows = await asyncio.to_thread(_read_model_rows, dsn)
         stream_s = await bench_projector(settings, n, from_store=False)
+        _, lifecycle_payload, lifecycle_n = await bench_relay(settings, app, js, n, lifecycle_events)
+        lifecycle_s = await bench_projector(settings, lifecycle_n)
+        lifecycle_rows = await asyncio.to_thread(_read_model_rows, dsn)
         with scratch_table(dsn):
             batched_s = n / await asyncio.to_thread(batched_rate, dsn, n)
         rows = [
@@ -223,6 +271,10 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"  the rebuild (d) wrote {rebuilt_rows} read-model rows ({rebuilt_rows / n:.1f} per event): "
               f"{rebuilt_rows / projector_s:.0f} rows/s = {batched_s * rebuilt_rows / n / projector_s:.2f} x the "
               f"batched one-column rows of (e)")
+        print(f"  (g) rebuild of whole lifecycles from the event store (requested ... TERMINATED, 2 kernels, "
+              f"{lifecycle_payload} bytes on average): {lifecycle_n} events in {lifecycle_s:.2f} s = "
+              f"{lifecycle_n / lifecycle_s:.0f} events/s = {batched_s * lifecycle_n / n / lifecycle_s:.2f} x (e); "
+              f"{lifecycle_rows} read-model rows")
     finally:
         await nc.close()
         app.close()

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import msgspec
 import psycopg
+import pytest
 
 from contracts import agent as ag
 from contracts import session as ss
@@ -137,7 +138,7 @@ def test_bulk_rebuild_gives_the_incremental_tables(feed: Feeder, build: Builder)
     assert len(incremental["sessions"]) == 30 and len(incremental["event_log"]) == len(deliveries)
     assert all(incremental.values()), "every read model has rows"
 
-    for size in (len(deliveries), 50):  # one batch, then batches that cut histories apart
+    for size in (len(deliveries), 50, 3):  # one batch, then batches that cut histories apart
         reset_read_models(feed.conn, bulk=True)
         replay(feed.conn, deliveries, size, bulk=True)
         create_schema(feed.conn)
@@ -158,6 +159,36 @@ def test_a_poison_event_in_a_bulk_batch_is_isolated(feed: Feeder, build: Builder
     assert "no session ghost" in feed.rejected[0].error
     assert feed.rows("SELECT session_id FROM sessions ORDER BY 1") == [("s0",), ("s1",), ("s2",)]
     assert feed.rows("SELECT position FROM event_log ORDER BY 1") == [(1,), (3,), (4,)]
+
+
+@pytest.mark.parametrize("poison", ["a held kernel of another session", "a session requested twice"])
+def test_a_poison_event_among_held_rows_is_rejected_as_the_incremental_path_rejects_it(
+    feed: Feeder, build: Builder, poison: str,
+) -> None:
+    """A rebuild's batch holds its new rows in memory: an event naming a held kernel of another
+    session, or a session requested twice, is refused there as the table's statements refuse it."""
+    bad = {
+        "a held kernel of another session": build(ss.KernelStarted, "s1", kernel_id="k0", container_id="c"),
+        "a session requested twice": build.requested("s0", ("k9", slots("2", "2"))),
+    }[poison]
+    events = [
+        build.requested("s0", ("k0", slots("1", "1"))),
+        build.requested("s1", ("k1", slots("1", "1"))),
+        bad,
+        build(ss.KernelStarted, "s0", kernel_id="k0", container_id="c0"),
+        build.status("s0", SessionStatus.RUNNING, Reason.ALL_KERNELS_RUNNING),
+    ]
+    deliveries = [feed.delivery(e) for e in events]
+    outcomes = []
+    for bulk in (False, True):
+        reset_read_models(feed.conn, bulk=bulk)
+        feed.rejected.clear()
+        result = apply_batch(feed.conn, deliveries, on_reject=feed.rejected.append, bulk=bulk)
+        create_schema(feed.conn)
+        outcomes.append(((result.applied, result.rejected), [r.delivery.stream_seq for r in feed.rejected],
+                         dump_read_models(feed.conn)))
+    assert outcomes[0][:2] == ((4, 1), [3])
+    assert outcomes[1] == outcomes[0]
 
 
 def test_a_bulk_reset_leaves_out_only_the_secondary_indexes_until_the_schema_is_created(
