@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import time
+from typing import Callable
 
 import click
 import msgspec
 
 from services.cli.running import run_async
-from services.cli.output import Output
+from services.cli.output import Output, Waiting
 from services.sdk.instance import read_instance
 from services.common.settings import Settings, default_data_dir
 
-__all__ = ["projections"]
+__all__ = ["RebuildReport", "projections"]
+
+REPORT_EVERY = 5.0
+"""Seconds between two progress lines of a rebuild when stderr is not a terminal."""
 
 
 @click.group()
@@ -40,5 +45,29 @@ async def rebuild(out: Output) -> None:
         settings = msgspec.structs.replace(settings, nats_url=instance.nats_url, pg_dsn=instance.pg_dsn,
                                            nats_creds=instance.nats_creds or settings.nats_creds)
     out.info("rebuilding read models from the event store (the EVENTS stream where it holds other messages)…")
-    position = await rebuild_read_models(settings)
-    out.info(f"done: read models at event position {position.position} (stream sequence {position.stream_seq})")
+    with out.waiting("rebuilding: dropping and recreating the tables") as waiting:
+        report = RebuildReport(out, waiting)
+        position = await rebuild_read_models(settings, progress=report)
+    seconds = max(time.monotonic() - report.started, 1e-3)
+    out.info(f"done: read models at event position {position.position} (stream sequence {position.stream_seq}): "
+             f"{position.stream_seq:,} events in {seconds:.1f} s ({position.stream_seq / seconds:,.0f} events/s)")
+
+
+class RebuildReport:
+    """Tells how far a rebuild got, after each batch: beside the spinner on a terminal, else as a
+    line on stderr at most every ``REPORT_EVERY`` seconds (a long rebuild's log shows it moving)."""
+
+    def __init__(self, out: Output, waiting: Waiting, clock: Callable[[], float] = time.monotonic) -> None:
+        self._out = out
+        self._waiting = waiting
+        self._clock = clock
+        self.started = self._last = clock()
+
+    def __call__(self, applied: int, target: int) -> None:
+        now = self._clock()
+        rate = applied / max(now - self.started, 1e-3)
+        text = f"rebuilt {applied:,} of {target:,} events ({applied * 100 // max(target, 1)} %), {rate:,.0f} events/s"
+        self._waiting.update(text)
+        if not self._out.err_terminal and now - self._last >= REPORT_EVERY:
+            self._out.info(text)
+            self._last = now

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 import uvloop
 from nats.aio.client import Client
@@ -39,6 +39,7 @@ __all__ = [
     "DEAD_LETTER_CONSUMER",
     "Projector",
     "REBUILD_BATCH_SIZE",
+    "RebuildProgress",
     "main",
     "rebuild_read_models",
     "run_projector",
@@ -84,10 +85,11 @@ class Projector:
     """Feeds EVENTS to the read models until stopped, or until a stream sequence is reached."""
 
     def __init__(self, js: JetStreamContext, applier: BatchApplier, backfill: StoreBackfill,
-                 batch_size: int = BATCH_SIZE, *, bulk: bool = False) -> None:
+                 batch_size: int = BATCH_SIZE, *, bulk: bool = False,
+                 on_applied: Callable[[Position], None] | None = None) -> None:
         """Uses ``js`` for the stream and the dead letters, ``applier`` for the read models,
         ``backfill`` for what the stream no longer holds; ``bulk`` (a rebuild) applies batches of up
-        to ``batch_size`` in bulk (``apply_batch``)."""
+        to ``batch_size`` in bulk (``apply_batch``); ``on_applied`` is told the position after each batch."""
         self._js = js
         self._applier = applier
         self._backfill = backfill
@@ -95,6 +97,7 @@ class Projector:
         self.backfilled = 0
         """Events applied from the event store because the stream no longer held them."""
         self._bulk = bulk
+        self._on_applied = on_applied
 
     async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> Position:
         """Applies the stream until ``stop`` is set (or ``until_seq`` is applied); returns the
@@ -148,7 +151,10 @@ class Projector:
                                            bulk=self._bulk, checked=checked)
         if result.rejected:
             log.warning("dead-lettered %d messages up to stream sequence %d", result.rejected, result.stream_seq)
-        return Position(result.position, result.stream_seq)
+        reached = Position(result.position, result.stream_seq)
+        if self._on_applied is not None:
+            self._on_applied(reached)
+        return reached
 
     async def _deliveries(self, messages: list[Msg], applied: Position) -> tuple[list[Delivery], bool]:
         """Returns the deliveries of ``messages`` after ``applied``, with what the stream no
@@ -291,28 +297,34 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
         await runtime.close()
 
 
+RebuildProgress = Callable[[int, int], None]
+"""Told after each batch of a rebuild: the stream sequence applied, and the one the rebuild goes to."""
+
+
 async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = None, *,
-                              from_store: bool = True) -> Position:
+                              from_store: bool = True, progress: RebuildProgress | None = None) -> Position:
     """Drops and recreates the read models, replays EVENTS up to its last sequence at the
     time of the call in bulk (batches of ``REBUILD_BATCH_SIZE``, secondary indexes created at the
     end), and returns the position reached. The events are read from the event store when it holds
     exactly the stream's (``Projector.replay_store``); ``from_store=False`` reads the stream only
-    (``bench_pipeline.py`` compares the two)."""
+    (``bench_pipeline.py`` compares the two). ``progress`` is told how far it got after each batch."""
     runtime = _Runtime(settings)
     try:
         await runtime.open()
-        return await _rebuild(runtime, stop or asyncio.Event(), from_store)
+        return await _rebuild(runtime, stop or asyncio.Event(), from_store, progress)
     finally:
         await runtime.close()
 
 
-async def _rebuild(runtime: _Runtime, stop: asyncio.Event, from_store: bool = True) -> Position:
+async def _rebuild(runtime: _Runtime, stop: asyncio.Event, from_store: bool = True,
+                   progress: RebuildProgress | None = None) -> Position:
     """The bulk rebuild on an open ``runtime``, up to the stream's last sequence now; returns the
     position reached (less when ``stop`` came first; the indexes are created either way)."""
     target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
     await runtime.applier.reset(bulk=True)
     log.info("rebuilding the read models from %d stream messages", target)
-    projector = Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE, bulk=True)
+    projector = Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE, bulk=True,
+                          on_applied=None if progress is None else lambda reached: progress(reached.stream_seq, target))
     if from_store:
         await projector.replay_store(stop, target)
     reached = await projector.run(stop, until_seq=target)

@@ -42,7 +42,7 @@ def test_rebuild_on_a_running_instance_gives_identical_read_models(berth_up: Run
     with psycopg.connect(dsn) as conn:
         before = dump_read_models(conn)
     done = berth_up.berth("projections", "rebuild")
-    assert "done: read models at event position" in done.stderr
+    assert "done: read models at event position" in done.stderr and " events in " in done.stderr
     with psycopg.connect(dsn) as conn:
         after = dump_read_models(conn)
     assert after == before

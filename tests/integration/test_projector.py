@@ -27,6 +27,7 @@ from services.application.context import make_context
 from services.supervisor.embedded import NatsServer, free_port
 from services.application.sessions import Sessions
 from services.common.settings import Settings
+from services.projector import main as projector_main
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
 from tests.support.relay import (  # noqa: F401
@@ -209,6 +210,18 @@ async def _published_and_projected(settings: Settings, sessions: Sessions, count
     await stop_task(*relay)
     with psycopg.connect(settings.pg_dsn) as conn:
         return dump_read_models(conn)
+
+
+async def test_a_rebuild_tells_how_far_it_got_after_each_batch(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = await _published_and_projected(settings, sessions, 30)
+    monkeypatch.setattr(projector_main, "REBUILD_BATCH_SIZE", 7)
+    told: list[tuple[int, int]] = []
+    reached = await rebuild_read_models(settings, progress=lambda applied, target: told.append((applied, target)))
+    assert told == [(7, 30), (14, 30), (21, 30), (28, 30), (30, 30)] and reached.stream_seq == 30
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == before
 
 
 async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(

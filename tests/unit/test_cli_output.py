@@ -10,7 +10,8 @@ import re
 import pytest
 
 from services.cli.cells import cell, escape_controls
-from services.cli.output import Output
+from services.cli.output import Output, Waiting
+from services.cli.projections_cmd import RebuildReport
 from services.cli.session_cmd import SESSION_COLUMNS, SESSION_FIELDS
 
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -135,3 +136,17 @@ def test_a_spinner_only_when_stderr_is_a_terminal() -> None:
     with out.waiting("session x: PENDING") as waiting:
         waiting.update("session x: \x1b[2JRUNNING")
     assert "session x" in stderr.getvalue() and "\x1b[2J" not in stderr.getvalue()
+
+
+def test_a_rebuilds_progress_is_a_line_at_most_every_few_seconds_when_stderr_is_not_a_terminal() -> None:
+    out, _, stderr = make(terminal=False)
+    now = [100.0]
+    report = RebuildReport(out, Waiting(None), clock=lambda: now[0])
+    for applied, at in ((5_000, 101.0), (10_000, 105.5), (15_000, 106.0), (20_000, 111.0)):
+        now[0] = at
+        report(applied, 20_000)
+    assert stderr.getvalue().splitlines() == [
+        "rebuilt 10,000 of 20,000 events (50 %), 1,818 events/s",
+        "rebuilt 20,000 of 20,000 events (100 %), 1,818 events/s",
+    ]
+
