@@ -11,7 +11,11 @@ forever. ``tests/integration/test_store_wedge.py`` reproduces it with the librar
 ``BerthRecorder`` saves with ONE call of a PL/pgSQL function (``berth_insert_events_text``): it
 takes the same table lock (so notification ids are issued in commit order, which the relay
 relies on), notifies, inserts and returns the ids, in one round trip and one implicit
-transaction. No pipeline, and half the round trips of the library's path.
+transaction. No pipeline, and half the round trips of the library's path. The events go as four
+arrays (ids, versions, topics, states) in binary, not as the library's array of a composite type:
+psycopg dumps a composite value by value in Python, and the server parses its text, where an array
+of text or bytea is copied in C both sides (a save of 19 events: 589 -> 117 us of client CPU,
+992 -> 385 us; of 200: 5.5 -> 0.35 ms, 8.0 -> 1.4 ms).
 
 Its own reads and the snapshot upsert (``select_last``, ``select_newer``, ``get_snapshot``, ``put_snapshot``)
 are tried again on a fresh connection after a connection error, as the library's methods are: after
@@ -125,10 +129,12 @@ class BerthRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(self.datastore.schema)
+        id_type = SQL(self.datastore.originator_id_type)
         function = Identifier(f"berth_insert_events_{self.datastore.originator_id_type}")
         self.sql_create_statements.append(
             SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{event}[]) "
+                "CREATE OR REPLACE FUNCTION {schema}.{function}("
+                "ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
                 "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
                 "BEGIN "
                 "  SET LOCAL lock_timeout = '{lock_timeout}s'; "
@@ -136,20 +142,21 @@ class BerthRecorder(PostgresApplicationRecorder):
                 "  NOTIFY {channel}; "
                 "  RETURN QUERY INSERT INTO {schema}.{table}"
                 "    (originator_id, originator_version, topic, state)"
-                "    SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(events) AS e"
+                "    SELECT * FROM unnest(ids, versions, topics, states)"
                 "    RETURNING notification_id; "
                 "END; $BODY$"
             ).format(
                 schema=schema,
                 function=function,
-                event=Identifier(self.stored_event_type_name),
+                id_type=id_type,
                 table=Identifier(self.events_table_name),
                 channel=Identifier(self.channel_name),
                 lock_timeout=int(self.datastore.lock_timeout or 5),
             )
         )
-        self._insert_call = SQL("SELECT {schema}.{function}(%s) AS id").format(
-            schema=schema, function=function)
+        self._insert_call = SQL(
+            "SELECT {schema}.{function}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) AS id"
+        ).format(schema=schema, function=function, id_type=id_type)
         snapshots = Identifier(f"{self.events_table_name}_snapshots")
         self.sql_create_statements.append(
             SQL(
@@ -204,14 +211,16 @@ class BerthRecorder(PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if not stored_events:
             return []
-        rows = [
-            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
-            for e in stored_events
-        ]
+        columns = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        )
         with self.datastore.get_connection() as conn:
-            with self.stall_watch.watching(conn.pgconn.socket, f"saving {len(rows)} event(s)"):
+            with self.stall_watch.watching(conn.pgconn.socket, f"saving {len(stored_events)} event(s)"):
                 with conn.cursor() as curs:
-                    curs.execute(self._insert_call, (rows,))
+                    curs.execute(self._insert_call, columns)
                     return [row["id"] for row in curs.fetchall()]
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from contracts import commands as c
 from contracts.catalog import encode_event
@@ -38,6 +39,20 @@ def test_stores_the_canonical_msgspec_bytes_under_the_stable_type_name(apps, pg_
     _request(sessions, "s1")
     (event,) = sessions.load("s1")
     assert _stored(pg_dsn) == [("s1", 1, "session.requested", encode_event(event))]
+
+
+def test_a_save_stores_any_bytes_and_ids_exactly_and_returns_its_ids_in_order(apps, pg_dsn: str) -> None:  # type: ignore[no-untyped-def]
+    """The save sends its events as arrays in binary: every byte of a state, and ids with the
+    characters a text encoding escapes, arrive as they were; the notification ids come back one per
+    event, in order."""
+    sessions, _ = apps
+    awkward = ['a"b', "c,d", "(e)", "f\\g", "h i", "NULL", "", "ü{}"]
+    events = [StoredEvent(originator_id=f"{awkward[i % len(awkward)]}-{i}", originator_version=1,
+                          topic="session.requested", state=bytes((i + j) % 256 for j in range(300)))
+              for i in range(500)]
+    ids = sessions.recorder.insert_events(events)
+    assert ids == list(range(ids[0], ids[0] + len(events)))
+    assert _stored(pg_dsn) == [(e.originator_id, 1, e.topic, e.state) for e in events]
 
 
 def test_a_stale_writer_gets_a_concurrency_error_and_writes_nothing(apps, pg_dsn: str) -> None:  # type: ignore[no-untyped-def]
