@@ -10,9 +10,10 @@ for all its statements). If applying an event fails for any reason other than th
 database connection, the batch is applied again with a savepoint per event, and only
 the failing events are rejected.
 
-Bulk (``bulk=True``, the rebuild): the same, but the rows still deferred at the end of the
-batch go with ``COPY`` after the pipeline closes (``Writer.copy_pending``), and the
-transaction commits with ``synchronous_commit = off``: a crash can lose only the last
+Bulk (``bulk=True``: a rebuild, and the live projector's large batches): the same, but the batch
+holds the rows it inserts in memory (``Writer.held``) and the rows still deferred at the end of the
+batch go with ``COPY`` after the pipeline closes (``Writer.copy_pending``). Not ``durable`` (a
+rebuild), the transaction commits with ``synchronous_commit = off``: a crash can lose only the last
 batches, rows and position together, which the replay then applies again.
 """
 
@@ -68,6 +69,7 @@ def apply_batch(
     on_reject: RejectHandler,
     expected_stream_seq: int | None = None,
     bulk: bool = False,
+    durable: bool = True,
     checked: Sequence[Entry | Rejected] | None = None,
 ) -> BatchResult:
     """Applies ``deliveries`` (in stream order) and moves the position, in one transaction.
@@ -77,14 +79,14 @@ def apply_batch(
     the stored one, ``DeadLetterError`` when ``on_reject`` fails, and psycopg's
     ``OperationalError``/``InterfaceError`` when the database is unreachable; in each case
     nothing was applied. ``conn`` must be in autocommit mode (transactions are explicit).
-    ``bulk`` for a rebuild: see the module's documentation. ``checked``: what ``check`` returns for
+    ``bulk`` and ``durable``: see the module's documentation. ``checked``: what ``check`` returns for
     each delivery, when the caller has it already (a rebuild checks the next batch while one is
     applied); else each delivery is checked here.
     """
     results = [check(delivery) for delivery in deliveries] if checked is None else checked
     pairs = list(zip(deliveries, results, strict=True))
     try:
-        return _apply(conn, pairs, on_reject, expected_stream_seq, isolate=False, bulk=bulk)
+        return _apply(conn, pairs, on_reject, expected_stream_seq, isolate=False, bulk=bulk, durable=durable)
     except (*_INFRASTRUCTURE, PositionMovedError, DeadLetterError):
         raise
     except Exception as exc:  # noqa: BLE001 - a poison event: find it with one savepoint per event
@@ -99,6 +101,7 @@ def _apply(
     expected_stream_seq: int | None,
     isolate: bool,
     bulk: bool = False,
+    durable: bool = True,
 ) -> BatchResult:
     """One attempt: pipelined in one go (its remaining inserts copied when ``bulk``), or
     (``isolate``) one savepoint per event."""
@@ -106,7 +109,7 @@ def _apply(
     applied = 0
     with conn.transaction():
         start = _lock_position(conn)
-        if bulk:
+        if not durable:
             conn.execute("SET LOCAL synchronous_commit = off")
         if expected_stream_seq is not None and start.stream_seq != expected_stream_seq:
             raise PositionMovedError(expected_stream_seq, start.stream_seq)

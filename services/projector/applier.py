@@ -36,14 +36,14 @@ class BatchApplier:
 
     async def apply(
         self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler, *, bulk: bool = False,
-        checked: Sequence[Entry | Rejected] | None = None,
+        durable: bool = True, checked: Sequence[Entry | Rejected] | None = None,
     ) -> BatchResult:
-        """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch``;
-        ``bulk`` for a rebuild, ``checked`` when they were checked already)."""
+        """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch`` for ``bulk``
+        and ``durable``; ``checked`` when they were checked already)."""
         return await self._run(
             lambda conn: apply_batch(
                 conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq, bulk=bulk,
-                checked=checked,
+                durable=durable, checked=checked,
             )
         )
 

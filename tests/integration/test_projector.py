@@ -27,6 +27,8 @@ from services.application.context import make_context
 from services.supervisor.embedded import NatsServer, free_port
 from services.application.sessions import Sessions
 from services.common.settings import Settings
+from projections.runner import apply_batch
+from services.projector import applier as applier_module
 from services.projector import main as projector_main
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
@@ -210,6 +212,29 @@ async def _published_and_projected(settings: Settings, sessions: Sessions, count
     await stop_task(*relay)
     with psycopg.connect(settings.pg_dsn) as conn:
         return dump_read_models(conn)
+
+
+async def test_a_large_live_batch_goes_in_bulk_and_commits_durably(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A live batch of ``BULK_FROM`` messages or more holds its rows and copies them (as a rebuild
+    does) but, unlike a rebuild, waits for the WAL flush at commit; the tables are a rebuild's."""
+    monkeypatch.setattr(projector_main, "BULK_FROM", 1)  # every live batch, however the feed cuts them
+    applied: list[tuple[int, bool, bool]] = []
+
+    def spy(conn, deliveries, **options):  # type: ignore[no-untyped-def]
+        applied.append((len(deliveries), options["bulk"], options["durable"]))
+        return apply_batch(conn, deliveries, **options)
+
+    monkeypatch.setattr(applier_module, "apply_batch", spy)
+    live = await _published_and_projected(settings, sessions, 30)
+    assert applied and all(bulk and durable for _, bulk, durable in applied), applied
+    assert sum(n for n, _, _ in applied) == 30
+    applied.clear()
+    await rebuild_read_models(settings)
+    assert applied and all(bulk and not durable for _, bulk, durable in applied), applied
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == live
 
 
 async def test_a_rebuild_tells_how_far_it_got_after_each_batch(
