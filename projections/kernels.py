@@ -9,6 +9,7 @@ which holds the pull progress while it prepares).
 from __future__ import annotations
 
 from functools import singledispatch
+from typing import Iterable
 
 from contracts import session as ev
 from contracts.envelope import Event
@@ -17,13 +18,29 @@ from projections.delivery import Entry
 from projections.errors import MissingRowError
 from projections.writer import Writer, bulk_insert
 
-__all__ = ["project"]
+__all__ = ["preload", "project"]
 
 
 def project(w: Writer, entry: Entry) -> None:
     """Applies ``entry`` to the kernels table (events without kernels change nothing)."""
     if entry.event is not None:
         _apply(entry.event, w, entry)
+
+
+def preload(w: Writer, entries: Iterable[Entry]) -> None:
+    """Has a bulk batch hold the rows of the kernels its ``entries`` change but do not create
+    (``Writer.preload``): they are changed in memory, as the rows it inserts are."""
+    created: set[str] = set()
+    changed: set[str] = set()
+    for entry in entries:
+        event = entry.event
+        if isinstance(event, ev.SessionRequested):
+            created.update(kernel.kernel_id for kernel in event.spec.kernels)
+        elif isinstance(event, ev.SessionScheduled):
+            changed.update(placement.kernel_id for placement in event.placements)
+        elif isinstance(event, _KERNEL_EVENTS):
+            changed.add(event.kernel_id)
+    w.preload(_insert, changed - created)
 
 
 @singledispatch
@@ -103,8 +120,9 @@ _insert = bulk_insert(
         ("status_reason", "text"),
         ("status_detail", "text"),
     ],
+    key="kernel_id",
 )
-"""Every column: a row held in memory (a rebuild's batch, ``Writer.held``) is written whole."""
+"""Every column: a row held in memory (a bulk batch, ``Writer.held``) is written whole."""
 _SETTABLE = ("agent_id", "status", "container_id", "exit_code", "status_reason", "status_detail")
 
 
@@ -124,6 +142,10 @@ def _set(w: Writer, event: Event, kernel_id: str, **values: object) -> None:
         (*(values[name] for name in columns), event.timestamp, kernel_id, event.originator_id),
         _missing(event, kernel_id),
     )
+
+
+_KERNEL_EVENTS = (ev.KernelPreparing, ev.KernelProgressed, ev.KernelCreating, ev.KernelStarted, ev.KernelTerminated)
+"""The events that change the row of the kernel they name (``kernel_id``)."""
 
 
 def _missing(event: Event, kernel_id: str) -> str:

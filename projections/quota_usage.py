@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import singledispatch
-from typing import Hashable, Mapping
+from typing import Hashable, Iterable, Mapping
 
 import msgspec
 
@@ -28,7 +28,7 @@ from projections.tallies import Held, Tally
 from projections.values import json_text
 from projections.writer import Writer
 
-__all__ = ["project"]
+__all__ = ["preload", "project"]
 
 _slots = msgspec.json.Decoder(dict[str, Decimal])
 
@@ -88,6 +88,20 @@ def _load(w: Writer, quota_id: Hashable) -> Held | None:
     return Held({}, row[2], row[3], (row[4], row[5]), total=_slots.decode(row[0]), count=row[1])
 
 
+def _load_many(w: Writer, quota_ids: list[Hashable]) -> dict[Hashable, Held]:
+    rows = w.fetchall("SELECT quota_id, slots::text, session_count, version, updated_at, scope, name FROM quota_usage"
+                      " WHERE quota_id = ANY(%s)", (quota_ids,))
+    return {row[0]: Held({}, row[3], row[4], (row[5], row[6]), total=_slots.decode(row[1]), count=row[2])
+            for row in rows}
+
+
+def preload(w: Writer, entries: Iterable[Entry]) -> None:
+    """Has a bulk batch read the sum of every quota scope its ``entries`` consume or release with one
+    statement (``Writer.preload_tallies``)."""
+    w.preload_tallies(SUM, {entry.event.originator_id for entry in entries
+                            if isinstance(entry.event, (ev.QuotaConsumed, ev.QuotaReleased))})
+
+
 def _store(w: Writer, quota_id: Hashable, held: Held) -> None:
     scope, name = held.extra
     w.execute(
@@ -102,5 +116,5 @@ def _store(w: Writer, quota_id: Hashable, held: Held) -> None:
     )
 
 
-SUM = Tally("quota_usage", _load, _store)
+SUM = Tally("quota_usage", _load, _store, _load_many)
 """Each quota scope's sum and session count, tallied per batch (``projections.tallies``)."""

@@ -31,12 +31,15 @@ from projections.errors import PositionMovedError
 from projections.position import POSITION_CHANNEL, PROJECTION, Position
 from projections.writer import Writer
 
-__all__ = ["BatchResult", "DeadLetterError", "READ_MODELS", "apply_batch", "project"]
+__all__ = ["BatchResult", "DeadLetterError", "PRELOADED", "READ_MODELS", "apply_batch", "project"]
 
 log = logging.getLogger(__name__)
 
 READ_MODELS = (event_log, sessions, kernels, agents, quota_usage, tenancy, vfolders)
 """Every read model, in the order they apply an event."""
+PRELOADED = (sessions, kernels, agents, quota_usage)
+"""The read models whose rows a bulk batch reads first, one statement each, and changes in memory
+(``Writer.preload``, ``Writer.preload_tallies``)."""
 
 RejectHandler = Callable[[Rejected], None]
 
@@ -117,6 +120,8 @@ def _apply(
         with contextlib.ExitStack() as stack:
             pipeline = None if isolate else stack.enter_context(conn.pipeline())
             writer = Writer(conn, pipelined=pipeline is not None, hold=bulk)
+            if bulk and pipeline is not None:
+                _preload(writer, [item for _, item in checked if isinstance(item, Entry)])
             for delivery, item in checked:
                 if delivery.stream_seq <= stream_seq:
                     continue
@@ -148,6 +153,12 @@ def _apply(
         for rejected in rejects:
             _reject(on_reject, rejected)
     return BatchResult(position, stream_seq, applied, len(rejects))
+
+
+def _preload(writer: Writer, entries: list[Entry]) -> None:
+    """Has a bulk batch hold the existing rows its events change (where a read model can hold them)."""
+    for model in PRELOADED:
+        model.preload(writer, entries)
 
 
 def _project_one(conn: psycopg.Connection, writer: Writer, entry: Entry, isolate: bool) -> str | None:

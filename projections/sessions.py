@@ -12,6 +12,7 @@ new status clears what no longer applies.
 from __future__ import annotations
 
 from functools import singledispatch
+from typing import Iterable
 
 from contracts import session as ev
 from contracts.envelope import Event
@@ -21,7 +22,7 @@ from projections.session_status import StatusChange, status_change
 from projections.values import iso, json_text, total_slots
 from projections.writer import Writer, bulk_insert
 
-__all__ = ["project"]
+__all__ = ["preload", "project"]
 
 _insert = bulk_insert(
     "sessions",
@@ -52,8 +53,9 @@ _insert = bulk_insert(
         ("pending_reason", "text"),
         ("status_detail", "text"),
     ],
+    key="session_id",
 )
-"""Every column: a row held in memory (a rebuild's batch, ``Writer.held``) is written whole."""
+"""Every column: a row held in memory (a bulk batch, ``Writer.held``) is written whole."""
 _ENDED = frozenset({SessionStatus.TERMINATED, SessionStatus.CANCELLED, SessionStatus.ERROR})
 
 
@@ -61,6 +63,19 @@ def project(w: Writer, entry: Entry) -> None:
     """Applies ``entry`` to the sessions table (events of other aggregates change nothing)."""
     if entry.event is not None:
         _apply(entry.event, w, entry)
+
+
+def preload(w: Writer, entries: Iterable[Entry]) -> None:
+    """Has a bulk batch hold the rows of the sessions its ``entries`` change but do not create
+    (``Writer.preload``): they are changed in memory, as the rows it inserts are."""
+    created: set[str] = set()
+    changed: set[str] = set()
+    for entry in entries:
+        if isinstance(entry.event, ev.SessionRequested):
+            created.add(entry.event.originator_id)
+        elif isinstance(entry.event, _CHANGES):
+            changed.add(entry.event.originator_id)
+    w.preload(_insert, changed - created)
 
 
 @singledispatch
@@ -193,3 +208,7 @@ def _change_status(
 
 def _missing(event: Event) -> str:
     return f"no session {event.originator_id} for {type(event).type_name()}"
+
+
+_CHANGES = tuple(kind for kind in _apply.registry if kind not in (object, ev.SessionRequested))
+"""The events that change a session's row (each of the session's own aggregate)."""

@@ -50,3 +50,5 @@ class Tally:
     load: Callable[[Any, Hashable], Held | None]
     """Reads the row of a key through a ``Writer`` (not imported here: the writer imports this)."""
     store: Callable[[Any, Hashable, Held], None]
+    load_many: Callable[[Any, list[Hashable]], dict[Hashable, Held]] | None = None
+    """Reads the rows of many keys with one statement (``Writer.preload_tallies``): those it finds."""

@@ -22,7 +22,7 @@ time of text COPY), JSON values as the statement's JSON text.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Collection, Hashable, Iterable, Mapping, Sequence
 
 import msgspec
 import psycopg
@@ -40,10 +40,11 @@ class BulkInsert:
     """Inserts deferred rows (tuples in ``columns`` order) into ``table``: as one statement whose
     only parameter is the rows as a JSON array (``json_to_recordset``), or with ``COPY``.
     ``columns`` are (name, SQL type) pairs; values are encoded as the events encode them
-    (decimals as strings, timestamps in RFC 3339), JSON columns take mappings as they are."""
+    (decimals as strings, timestamps in RFC 3339), JSON columns take mappings as they are.
+    With a ``key`` (the primary key's one column), rows of the table can be held (``Writer.preload``)."""
 
-    def __init__(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
-        """Prepares both statements of ``table``."""
+    def __init__(self, table: str, columns: Sequence[tuple[str, str]], key: str | None = None) -> None:
+        """Prepares the statements of ``table``."""
         self.table = table
         self.names = [name for name, _ in columns]
         self._types = [kind for _, kind in columns]
@@ -53,6 +54,8 @@ class BulkInsert:
             f" AS r({', '.join(f'{name} {kind}' for name, kind in columns)})"
         )
         self._copy = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
+        self.select_keys = f"SELECT {key}, {names} FROM {table} WHERE {key} = ANY(%s)" if key else None
+        self.delete_keys = f"DELETE FROM {table} WHERE {key} = ANY(%s)" if key else None
 
     def __call__(self, writer: Writer, rows: list[Any]) -> None:
         """Inserts ``rows`` with one statement through ``writer``."""
@@ -80,6 +83,10 @@ class Writer:
         self._pipelined = pipelined
         self._held: dict[BulkInsert, dict[Hashable, Any]] | None = {} if hold and pipelined else None
         """Per insert, the held rows by key: as deferred (a tuple) until ``held`` first returns one (a dict)."""
+        self._loaded: dict[BulkInsert, dict[Hashable, bool]] = {}
+        """Per insert, the keys of the held rows read from the table (``preload``): whether ``held`` gave it."""
+        self._replaced: dict[BulkInsert, list[Hashable]] = {}
+        """Per insert, the keys whose rows in the table go before the held rows are written."""
         self._expectations: list[tuple[psycopg.Cursor, str]] = []
         self._ordered: dict[BulkInsert, list[Any]] = {}
         self._unordered: dict[BulkInsert, list[Any]] = {}
@@ -97,6 +104,16 @@ class Writer:
             if held is not None and self._pipelined:
                 self._tallies[(tally, key)] = held
         return held
+
+    def preload_tallies(self, tally: Tally, keys: Collection[Hashable]) -> None:
+        """Reads the tallied rows of ``keys`` with one statement (pipelined, where ``tally`` can), so that
+        the batch's events find them held instead of syncing the pipeline once per row; a key without a
+        row is left to ``tally`` (the batch may insert it before its first use)."""
+        keys = [key for key in keys if (tally, key) not in self._tallies]
+        if not self._pipelined or not keys or tally.load_many is None:
+            return
+        for key, held in tally.load_many(self, keys).items():
+            self._tallies[(tally, key)] = held
 
     def put_tally(self, tally: Tally, key: Hashable, held: Held) -> None:
         """Records the new state of a tallied row: written at ``flush`` when pipelined, else at once."""
@@ -122,12 +139,29 @@ class Writer:
             return
         (self._ordered if ordered else self._unordered).setdefault(insert, []).append(row)
 
+    def preload(self, insert: BulkInsert, keys: Collection[Hashable]) -> None:
+        """Holds the rows of ``keys`` that the table has (rows held only: a rebuild's or a large batch),
+        read with one statement, so that the batch's events change them in memory, as they change the
+        rows it inserts. A row ``held`` gave is written back whole: deleted, then copied with the new
+        rows (one statement and the COPY, where each change was one statement)."""
+        if self._held is None or not keys or insert.select_keys is None:
+            return
+        rows = self._held.setdefault(insert, {})
+        loaded = self._loaded.setdefault(insert, {})
+        for key, *values in self.fetchall(insert.select_keys, (list(keys),)):
+            if key in rows:  # inserted by this batch already: its own row wins, as the table's would refuse it
+                continue
+            rows[key] = dict(zip(insert.names, values))
+            loaded[key] = False
+
     def held(self, insert: BulkInsert, key: Hashable) -> dict[str, Any] | None:
-        """Returns the row of ``key`` that this batch inserted and holds in memory (column name ->
-        value; changes to it are written with it), None when it holds none: the row, if any, is
-        then in the table."""
+        """Returns the row of ``key`` that this batch inserted or read (``preload``) and holds in memory
+        (column name -> value; changes to it are written with it), None when it holds none: the row,
+        if any, is then in the table."""
         rows = self._held.get(insert) if self._held is not None else None
         row = rows.get(key) if rows else None
+        if row is not None and key in self._loaded.get(insert, ()):
+            self._loaded[insert][key] = True
         if row is None or isinstance(row, dict):
             return row
         rows[key] = row = dict(zip(insert.names, row))  # changed from now on: by name
@@ -161,6 +195,11 @@ class Writer:
         self._flush(self._ordered)
         return self._cur.execute(query, params).fetchone()  # type: ignore[arg-type]
 
+    def fetchall(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Runs a query and returns its rows (a pipeline syncs here)."""
+        self._flush(self._ordered)
+        return self._cur.execute(query, params).fetchall()  # type: ignore[arg-type]
+
     def flush(self) -> None:
         """Sends every deferred insert and held row, and writes every changed tallied row."""
         self.flush_tallies()
@@ -180,6 +219,7 @@ class Writer:
         for pending in (self._ordered, self._unordered):
             while pending:
                 insert, rows = pending.popitem()
+                self._delete_replaced(insert)
                 insert.copy(self._cur, rows)
 
     def verify(self) -> None:
@@ -196,21 +236,35 @@ class Writer:
         for insert, rows in self._held.items():
             width = len(insert.names)
             pending = self._unordered.setdefault(insert, [])
+            loaded = self._loaded.get(insert, {})
             for key, row in rows.items():
                 if not isinstance(row, dict):
                     pending.append(row)
                     continue
+                if key in loaded:
+                    if not loaded[key]:
+                        continue  # read, never changed: the table has it as it is
+                    self._replaced.setdefault(insert, []).append(key)
                 if len(row) != width:  # its values are in column order only while no key was added
                     raise ValueError(f"held {insert.table} row {key!r} has columns {sorted(row)}, not {insert.names}")
                 pending.append(tuple(row.values()))
         self._held.clear()
+        self._loaded.clear()
+
+    def _delete_replaced(self, insert: BulkInsert) -> None:
+        """Deletes the table's rows that held rows of ``insert`` replace (before they are written)."""
+        keys = self._replaced.pop(insert, None)
+        if keys:
+            assert insert.delete_keys is not None  # keys are replaced only where rows were preloaded
+            self._cur.execute(insert.delete_keys, (keys,))
 
     def _flush(self, pending: dict[BulkInsert, list[Any]]) -> None:
         while pending:
             insert, rows = pending.popitem()
+            self._delete_replaced(insert)
             insert(self, rows)
 
 
-def bulk_insert(table: str, columns: Sequence[tuple[str, str]]) -> BulkInsert:
-    """Returns the ``BulkInsert`` of rows (tuples in ``columns`` order) into ``table``."""
-    return BulkInsert(table, columns)
+def bulk_insert(table: str, columns: Sequence[tuple[str, str]], key: str | None = None) -> BulkInsert:
+    """Returns the ``BulkInsert`` of rows (tuples in ``columns`` order) into ``table``; ``key``: see ``BulkInsert``."""
+    return BulkInsert(table, columns, key)

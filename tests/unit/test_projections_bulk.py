@@ -22,6 +22,7 @@ from projections.delivery import Delivery
 from projections.position import Position, read_position
 from projections.rebuild import PRIMARY_KEYS, dump_read_models, reset_read_models, secondary_indexes
 from projections.runner import apply_batch
+from projections.writer import Writer
 from projections.schema import TABLES, create_schema
 from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
 
@@ -129,7 +130,7 @@ def _no_rejects(rejected: object) -> None:
     raise AssertionError(f"rejected: {rejected}")
 
 
-def test_bulk_rebuild_gives_the_incremental_tables(feed: Feeder, build: Builder) -> None:
+def test_bulk_rebuild_gives_the_incremental_tables(feed: Feeder, build: Builder, caplog: pytest.LogCaptureFixture) -> None:
     events = mixed_history(build, 30)
     deliveries = [feed.delivery(e) for e in events[:40]] + [unknown_type(feed, build)]
     deliveries += [feed.delivery(e) for e in events[40:]]
@@ -140,10 +141,13 @@ def test_bulk_rebuild_gives_the_incremental_tables(feed: Feeder, build: Builder)
 
     for size in (len(deliveries), 50, 3):  # one batch, then batches that cut histories apart
         reset_read_models(feed.conn, bulk=True)
+        caplog.clear()
         replay(feed.conn, deliveries, size, bulk=True)
         create_schema(feed.conn)
         assert dump_read_models(feed.conn) == incremental
         assert read_position(feed.conn) == Position(feed.position, feed.stream_seq)
+        # in bulk each time, not by the event-by-event fallback (rows of earlier batches held too)
+        assert not [r for r in caplog.records if "event by event" in r.getMessage()], size
 
 
 def test_the_dumps_cover_every_read_model_table() -> None:
@@ -189,6 +193,31 @@ def test_a_poison_event_among_held_rows_is_rejected_as_the_incremental_path_reje
                          dump_read_models(feed.conn)))
     assert outcomes[0][:2] == ((4, 1), [3])
     assert outcomes[1] == outcomes[0]
+
+
+def test_a_bulk_batch_changes_the_rows_of_earlier_batches_in_memory(
+    feed: Feeder, build: Builder, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sessions, kernels, agents' allocations and quota sums that a bulk batch's events change are
+    read first, one statement per table: no statement per change, no pipeline sync per row."""
+    deliveries = [feed.delivery(e) for e in mixed_history(build, 30)]
+    replay(feed.conn, deliveries, 7, bulk=False)
+    incremental = dump_read_models(feed.conn)
+    reset_read_models(feed.conn)
+    half = len(deliveries) // 2  # the second half goes on with the sessions, kernels, agents, quota of the first
+    replay(feed.conn, deliveries[:half], half, bulk=True)
+    statements: list[str] = []
+    for method in ("execute_one", "fetchone"):
+        real = getattr(Writer, method)
+
+        def counted(self, query, *args, _real=real, **kwargs):  # type: ignore[no-untyped-def]
+            statements.append(" ".join(query.split()[:2]))
+            return _real(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(Writer, method, counted)
+    replay(feed.conn, deliveries[half:], len(deliveries), bulk=True)
+    assert statements and not [s for s in statements if s in ("UPDATE sessions", "UPDATE kernels") or s.startswith("SELECT")]
+    assert dump_read_models(feed.conn) == incremental
 
 
 def test_a_bulk_reset_leaves_out_only_the_secondary_indexes_until_the_schema_is_created(
