@@ -26,11 +26,14 @@ from projections.delivery import Entry
 from projections.errors import MissingRowError
 from projections.tallies import Held, Tally
 from projections.values import json_text
-from projections.writer import Writer
+from projections.writer import Writer, bulk_insert
 
 __all__ = ["preload", "project"]
 
 _slots = msgspec.json.Decoder(dict[str, Decimal])
+_holding = bulk_insert("quota_usage_sessions", [("quota_id", "text"), ("session_id", "text"), ("slots", "jsonb")])
+"""A session's row in a scope: deferred (one statement per batch, or the batch's COPY), held in bulk, so a
+release in the same batch drops it before it is written (``Writer.discard``)."""
 
 
 def project(w: Writer, entry: Entry) -> None:
@@ -48,8 +51,7 @@ def _apply(event: Event, w: Writer, entry: Entry) -> None:
 def _(event: ev.QuotaConsumed, w: Writer, entry: Entry) -> None:
     held = w.tally(SUM, event.originator_id) or Held({}, 0, None)
     for session_id, slots in event.allocations.items():
-        w.execute("INSERT INTO quota_usage_sessions (quota_id, session_id, slots) VALUES (%s, %s, %s::jsonb)",
-                  (event.originator_id, session_id, json_text(dict(slots))))
+        w.defer(_holding, (event.originator_id, session_id, dict(slots)), key=(event.originator_id, session_id))
         held.total = _canonical(add_slots(held.total, slots))
     held.count += len(event.allocations)
     _changed(w, event, held)
@@ -60,8 +62,9 @@ def _(event: ev.QuotaReleased, w: Writer, entry: Entry) -> None:
     held = w.tally(SUM, event.originator_id)
     if held is None:
         raise MissingRowError(f"no quota {event.originator_id} for {type(event).type_name()}")
-    w.execute("DELETE FROM quota_usage_sessions WHERE quota_id = %s AND session_id = %s",
-              (event.originator_id, event.session_id))
+    if not w.discard(_holding, (event.originator_id, event.session_id)):
+        w.execute("DELETE FROM quota_usage_sessions WHERE quota_id = %s AND session_id = %s",
+                  (event.originator_id, event.session_id))
     held.total = _canonical(subtract_slots(held.total, event.slots))
     held.count -= 1
     _changed(w, event, held)

@@ -139,6 +139,17 @@ class Writer:
             return
         (self._ordered if ordered else self._unordered).setdefault(insert, []).append(row)
 
+    def discard(self, insert: BulkInsert, key: Hashable) -> bool:
+        """Drops the row of ``key`` that this batch holds (it is not written; one read from the table
+        is deleted with the batch's writes); False when it holds none: the row, if any, is in the table."""
+        rows = self._held.get(insert) if self._held is not None else None
+        if not rows or key not in rows:
+            return False
+        del rows[key]
+        if self._loaded.get(insert, {}).pop(key, None) is not None:
+            self._replaced.setdefault(insert, []).append(key)
+        return True
+
     def preload(self, insert: BulkInsert, keys: Collection[Hashable]) -> None:
         """Holds the rows of ``keys`` that the table has (rows held only: a rebuild's or a large batch),
         read with one statement, so that the batch's events change them in memory, as they change the
@@ -206,6 +217,7 @@ class Writer:
         self._release_held()
         self._flush(self._ordered)
         self._flush(self._unordered)
+        self._delete_discarded()
 
     def flush_tallies(self) -> None:
         """Writes every tallied row changed since the last flush (each once, with its final state)."""
@@ -220,7 +232,9 @@ class Writer:
             while pending:
                 insert, rows = pending.popitem()
                 self._delete_replaced(insert)
-                insert.copy(self._cur, rows)
+                if rows:
+                    insert.copy(self._cur, rows)
+        self._delete_discarded()
 
     def verify(self) -> None:
         """Checks the pipelined expectations; call after the pipeline synced."""
@@ -251,6 +265,11 @@ class Writer:
         self._held.clear()
         self._loaded.clear()
 
+    def _delete_discarded(self) -> None:
+        """Deletes the rows read from a table and discarded, that no held row replaces."""
+        for insert in list(self._replaced):
+            self._delete_replaced(insert)
+
     def _delete_replaced(self, insert: BulkInsert) -> None:
         """Deletes the table's rows that held rows of ``insert`` replace (before they are written)."""
         keys = self._replaced.pop(insert, None)
@@ -262,7 +281,8 @@ class Writer:
         while pending:
             insert, rows = pending.popitem()
             self._delete_replaced(insert)
-            insert(self, rows)
+            if rows:
+                insert(self, rows)
 
 
 def bulk_insert(table: str, columns: Sequence[tuple[str, str]], key: str | None = None) -> BulkInsert:
