@@ -101,7 +101,7 @@ def _(event: ev.OrphanContainerDestroyed, w: Writer, entry: Entry) -> None:
 
 
 def _held(w: Writer, event: Event) -> Held:
-    held = w.tally(ALLOCATIONS, event.originator_id)
+    held = w.tallies.get(ALLOCATIONS, event.originator_id)
     if held is None:
         raise MissingRowError(_missing(event))
     return held
@@ -109,7 +109,7 @@ def _held(w: Writer, event: Event) -> Held:
 
 def _changed(w: Writer, event: Event, held: Held) -> None:
     held.version, held.updated_at = event.originator_version, event.timestamp
-    w.put_tally(ALLOCATIONS, event.originator_id, held)
+    w.tallies.put(ALLOCATIONS, event.originator_id, held)
 
 
 def _load(w: Writer, agent_id: Hashable) -> Held | None:
@@ -125,9 +125,9 @@ def _load_many(w: Writer, agent_ids: list[Hashable]) -> dict[Hashable, Held]:
 
 def preload(w: Writer, entries: Iterable[Entry]) -> None:
     """Has a bulk batch read the allocations of every agent its ``entries`` assign to or release from
-    with one statement (``Writer.preload_tallies``)."""
-    w.preload_tallies(ALLOCATIONS, {entry.event.originator_id for entry in entries
-                                    if isinstance(entry.event, (ev.KernelAssigned, ev.KernelReleased))})
+    with one statement (``Tallies.preload``)."""
+    w.tallies.preload(ALLOCATIONS, {entry.event.originator_id for entry in entries
+                                   if isinstance(entry.event, (ev.KernelAssigned, ev.KernelReleased))})
 
 
 def _store(w: Writer, agent_id: Hashable, held: Held) -> None:

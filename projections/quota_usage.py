@@ -49,7 +49,7 @@ def _apply(event: Event, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.QuotaConsumed, w: Writer, entry: Entry) -> None:
-    held = w.tally(SUM, event.originator_id) or Held({}, 0, None)
+    held = w.tallies.get(SUM, event.originator_id) or Held({}, 0, None)
     for session_id, slots in event.allocations.items():
         w.defer(_holding, (event.originator_id, session_id, dict(slots)), key=(event.originator_id, session_id))
         held.total = _canonical(add_slots(held.total, slots))
@@ -59,7 +59,7 @@ def _(event: ev.QuotaConsumed, w: Writer, entry: Entry) -> None:
 
 @_apply.register
 def _(event: ev.QuotaReleased, w: Writer, entry: Entry) -> None:
-    held = w.tally(SUM, event.originator_id)
+    held = w.tallies.get(SUM, event.originator_id)
     if held is None:
         raise MissingRowError(f"no quota {event.originator_id} for {type(event).type_name()}")
     if not w.discard(_holding, (event.originator_id, event.session_id)):
@@ -80,7 +80,7 @@ def _canonical(slots: Mapping[str, Decimal]) -> dict[str, Decimal]:
 def _changed(w: Writer, event: ev.QuotaConsumed | ev.QuotaReleased, held: Held) -> None:
     held.version, held.updated_at = event.originator_version, event.timestamp
     held.extra = (ev.QuotaScope(event.scope).value, event.name)
-    w.put_tally(SUM, event.originator_id, held)
+    w.tallies.put(SUM, event.originator_id, held)
 
 
 def _load(w: Writer, quota_id: Hashable) -> Held | None:
@@ -100,8 +100,8 @@ def _load_many(w: Writer, quota_ids: list[Hashable]) -> dict[Hashable, Held]:
 
 def preload(w: Writer, entries: Iterable[Entry]) -> None:
     """Has a bulk batch read the sum of every quota scope its ``entries`` consume or release with one
-    statement (``Writer.preload_tallies``)."""
-    w.preload_tallies(SUM, {entry.event.originator_id for entry in entries
+    statement (``Tallies.preload``)."""
+    w.tallies.preload(SUM, {entry.event.originator_id for entry in entries
                             if isinstance(entry.event, (ev.QuotaConsumed, ev.QuotaReleased))})
 
 

@@ -39,7 +39,7 @@ READ_MODELS = (event_log, sessions, kernels, agents, quota_usage, tenancy, vfold
 """Every read model, in the order they apply an event."""
 PRELOADED = (sessions, kernels, agents, quota_usage)
 """The read models whose rows a bulk batch reads first, one statement each, and changes in memory
-(``Writer.preload``, ``Writer.preload_tallies``)."""
+(``Writer.preload``, ``Tallies.preload``)."""
 
 RejectHandler = Callable[[Rejected], None]
 
@@ -140,7 +140,7 @@ def _apply(
             if stream_seq == start.stream_seq:
                 return BatchResult(position, stream_seq, 0, 0)
             copied = bulk and pipeline is not None
-            writer.flush_tallies()
+            writer.tallies.flush()
             if not copied:
                 writer.flush()
                 _move_position(writer, position, stream_seq)

@@ -11,7 +11,9 @@ In bulk (a rebuild), a new row deferred with a ``key`` is held in memory instead
 batch's later events change it there rather than with one statement each (its read model asks
 ``held`` first; a row from an earlier batch is changed with a statement as ever), and it is written
 once, as the batch's events left it. A rebuild's batch holds most of a session's history, so most
-rows are written once, not once per event.
+rows are written once, not once per event. A bulk batch also reads first the rows of earlier batches
+that its events change (``preload``: one statement per table) and holds them the same way: each is
+written back whole, deleted and copied (``projections.held_rows`` keeps the books).
 
 In bulk, the rows still deferred when the batch ends do not go as statements
 in the pipeline: ``copy_pending`` sends them with ``COPY ... FROM STDIN (FORMAT BINARY)`` once the
@@ -22,14 +24,15 @@ time of text COPY), JSON values as the statement's JSON text.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Collection, Hashable, Mapping, Sequence
 
 import msgspec
 import psycopg
 from psycopg.types.json import set_json_dumps
 
-from projections.errors import DuplicateRowError, MissingRowError
-from projections.tallies import Held, Tally
+from projections.errors import MissingRowError
+from projections.held_rows import HeldRows
+from projections.tallies import Tallies
 
 __all__ = ["BulkInsert", "Writer", "bulk_insert"]
 
@@ -81,47 +84,14 @@ class Writer:
         self._conn = conn
         self._cur = conn.cursor()
         self._pipelined = pipelined
-        self._held: dict[BulkInsert, dict[Hashable, Any]] | None = {} if hold and pipelined else None
-        """Per insert, the held rows by key: as deferred (a tuple) until ``held`` first returns one (a dict)."""
-        self._loaded: dict[BulkInsert, dict[Hashable, bool]] = {}
-        """Per insert, the keys of the held rows read from the table (``preload``): whether ``held`` gave it."""
+        self._held = HeldRows() if hold and pipelined else None
         self._replaced: dict[BulkInsert, list[Hashable]] = {}
-        """Per insert, the keys whose rows in the table go before the held rows are written."""
+        """Per insert, the keys whose rows the table loses before the held rows are written."""
         self._expectations: list[tuple[psycopg.Cursor, str]] = []
         self._ordered: dict[BulkInsert, list[Any]] = {}
         self._unordered: dict[BulkInsert, list[Any]] = {}
-        self._tallies: dict[tuple[Tally, Hashable], Held] = {}
-        self._changed: dict[tuple[Tally, Hashable], None] = {}
-        """The tallied rows changed and not yet written, in the order they were first changed."""
-
-    def tally(self, tally: Tally, key: Hashable) -> Held | None:
-        """Returns the tallied row of ``key`` as the batch's events so far left it: read from its
-        table the first time (a pipeline syncs then), kept for the rest of a pipelined batch; None
-        while there is no such row."""
-        held = self._tallies.get((tally, key))
-        if held is None:
-            held = tally.load(self, key)
-            if held is not None and self._pipelined:
-                self._tallies[(tally, key)] = held
-        return held
-
-    def preload_tallies(self, tally: Tally, keys: Collection[Hashable]) -> None:
-        """Reads the tallied rows of ``keys`` with one statement (pipelined, where ``tally`` can), so that
-        the batch's events find them held instead of syncing the pipeline once per row; a key without a
-        row is left to ``tally`` (the batch may insert it before its first use)."""
-        keys = [key for key in keys if (tally, key) not in self._tallies]
-        if not self._pipelined or not keys or tally.load_many is None:
-            return
-        for key, held in tally.load_many(self, keys).items():
-            self._tallies[(tally, key)] = held
-
-    def put_tally(self, tally: Tally, key: Hashable, held: Held) -> None:
-        """Records the new state of a tallied row: written at ``flush`` when pipelined, else at once."""
-        if not self._pipelined:
-            tally.store(self, key, held)
-            return
-        self._tallies[(tally, key)] = held
-        self._changed[(tally, key)] = None
+        self.tallies = Tallies(self, pipelined=pipelined)
+        """The batch's tallied rows (``projections.tallies``)."""
 
     def defer(self, insert: BulkInsert, row: Any, *, ordered: bool = True, key: Hashable = None) -> None:
         """Queues ``row`` for ``insert`` (at once when not pipelined). ``ordered`` rows are
@@ -132,61 +102,33 @@ class Writer:
             insert(self, [row])
             return
         if key is not None and self._held is not None:
-            rows = self._held.setdefault(insert, {})
-            if key in rows:
-                raise DuplicateRowError(f"{insert.table} {key!r} is inserted twice")
-            rows[key] = row
+            self._held.add(insert, key, row)
             return
         (self._ordered if ordered else self._unordered).setdefault(insert, []).append(row)
 
     def discard(self, insert: BulkInsert, key: Hashable) -> bool:
         """Drops the row of ``key`` that this batch holds (it is not written; one read from the table
         is deleted with the batch's writes); False when it holds none: the row, if any, is in the table."""
-        rows = self._held.get(insert) if self._held is not None else None
-        if not rows or key not in rows:
-            return False
-        del rows[key]
-        if self._loaded.get(insert, {}).pop(key, None) is not None:
-            self._replaced.setdefault(insert, []).append(key)
-        return True
+        return self._held is not None and self._held.discard(insert, key)
 
     def preload(self, insert: BulkInsert, keys: Collection[Hashable]) -> None:
         """Holds the rows of ``keys`` that the table has (rows held only: a rebuild's or a large batch),
         read with one statement, so that the batch's events change them in memory, as they change the
         rows it inserts. A row ``held`` gave is written back whole: deleted, then copied with the new
         rows (one statement and the COPY, where each change was one statement)."""
-        if self._held is None or not keys or insert.select_keys is None:
-            return
-        rows = self._held.setdefault(insert, {})
-        loaded = self._loaded.setdefault(insert, {})
-        for key, *values in self.fetchall(insert.select_keys, (list(keys),)):
-            if key in rows:  # inserted by this batch already: its own row wins, as the table's would refuse it
-                continue
-            rows[key] = dict(zip(insert.names, values))
-            loaded[key] = False
+        if self._held is not None and keys and insert.select_keys is not None:
+            self._held.load(insert, self.fetchall(insert.select_keys, (list(keys),)))
 
     def held(self, insert: BulkInsert, key: Hashable) -> dict[str, Any] | None:
         """Returns the row of ``key`` that this batch inserted or read (``preload``) and holds in memory
         (column name -> value; changes to it are written with it), None when it holds none: the row,
         if any, is then in the table."""
-        rows = self._held.get(insert) if self._held is not None else None
-        row = rows.get(key) if rows else None
-        if row is not None and key in self._loaded.get(insert, ()):
-            self._loaded[insert][key] = True
-        if row is None or isinstance(row, dict):
-            return row
-        rows[key] = row = dict(zip(insert.names, row))  # changed from now on: by name
-        return row
+        return self._held.get(insert, key) if self._held is not None else None
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> None:
         """Runs one statement (after the ordered deferred inserts)."""
         self._flush(self._ordered)
         self._cur.execute(query, params)  # type: ignore[arg-type]
-
-    def executemany(self, query: str, params: Iterable[Sequence[Any]]) -> None:
-        """Runs one statement per parameter set (after the ordered deferred inserts)."""
-        self._flush(self._ordered)
-        self._cur.executemany(query, params)  # type: ignore[arg-type]
 
     def execute_one(self, query: str, params: Sequence[Any] | Mapping[str, Any], missing: str) -> None:
         """Runs an update that must change exactly one row; raises ``MissingRowError(missing)``
@@ -213,17 +155,11 @@ class Writer:
 
     def flush(self) -> None:
         """Sends every deferred insert and held row, and writes every changed tallied row."""
-        self.flush_tallies()
+        self.tallies.flush()
         self._release_held()
         self._flush(self._ordered)
         self._flush(self._unordered)
         self._delete_discarded()
-
-    def flush_tallies(self) -> None:
-        """Writes every tallied row changed since the last flush (each once, with its final state)."""
-        changed, self._changed = self._changed, {}
-        for tally, key in changed:
-            tally.store(self, key, self._tallies[(tally, key)])
 
     def copy_pending(self) -> None:
         """Sends every deferred insert and held row with ``COPY`` (call once the pipeline is closed)."""
@@ -245,25 +181,13 @@ class Writer:
 
     def _release_held(self) -> None:
         """Queues the held rows, as the batch left them, with the inserts that nothing else touches."""
-        if not self._held:
+        if self._held is None:
             return
-        for insert, rows in self._held.items():
-            width = len(insert.names)
-            pending = self._unordered.setdefault(insert, [])
-            loaded = self._loaded.get(insert, {})
-            for key, row in rows.items():
-                if not isinstance(row, dict):
-                    pending.append(row)
-                    continue
-                if key in loaded:
-                    if not loaded[key]:
-                        continue  # read, never changed: the table has it as it is
-                    self._replaced.setdefault(insert, []).append(key)
-                if len(row) != width:  # its values are in column order only while no key was added
-                    raise ValueError(f"held {insert.table} row {key!r} has columns {sorted(row)}, not {insert.names}")
-                pending.append(tuple(row.values()))
-        self._held.clear()
-        self._loaded.clear()
+        writes, deletes = self._held.release()
+        for insert, rows in writes.items():
+            self._unordered.setdefault(insert, []).extend(rows)
+        for insert, keys in deletes.items():
+            self._replaced.setdefault(insert, []).extend(keys)
 
     def _delete_discarded(self) -> None:
         """Deletes the rows read from a table and discarded, that no held row replaces."""

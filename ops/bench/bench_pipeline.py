@@ -17,7 +17,10 @@ Measures, in one run and on the same machine:
       the store, and still does when the stream holds messages the store does not);
   (g) the rebuild (d) of a store of whole session lifecycles instead (requested, scheduled, each
       kernel preparing to started, RUNNING, terminating, terminated: what a platform's history holds,
-      most events changing rows that an earlier one inserted).
+      most events changing rows that an earlier one inserted);
+  (h) the live projector catching up on that same store: the read models reset with every index
+      (as a projector finds them after downtime) and ``run_projector`` started, timed from its start
+      until it has applied the stream's last message (its batches of up to 500, committed durably).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
 Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--nats-url URL] [--pg-admin-dsn DSN]
@@ -65,8 +68,8 @@ from services.supervisor.embedded_postgres import create_database, drop_database
 from services.application.sessions import Sessions  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 from services.common.gc_tuning import tune_gc  # noqa: E402
-from services.projector.main import rebuild_read_models  # noqa: E402
-from projections.rebuild import PRIMARY_KEYS  # noqa: E402
+from services.projector.main import rebuild_read_models, run_projector  # noqa: E402
+from projections.rebuild import PRIMARY_KEYS, reset_read_models  # noqa: E402
 from services.relay.main import run_relay  # noqa: E402
 from processes import service_processes  # noqa: E402  (ops/bench, the script's folder)
 
@@ -219,6 +222,30 @@ async def bench_projector(settings: Settings, n: int, *, from_store: bool = True
     return elapsed
 
 
+def _applied_seq(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT stream_seq FROM projection_position").fetchone()
+        return row[0] if row else 0
+
+
+async def bench_catch_up(settings: Settings, n: int) -> float:
+    """Resets the read models (every index kept, position 0) and times the live projector from its start
+    until it has applied stream sequence ``n``."""
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        reset_read_models(conn)
+    async def caught_up() -> bool:
+        return await asyncio.to_thread(_applied_seq, settings.pg_dsn) >= n
+
+    stop = asyncio.Event()
+    start = time.monotonic()
+    task = asyncio.create_task(run_projector(settings, stop))
+    try:
+        return await wait_until(caught_up, 300, 0.01) - start
+    finally:
+        stop.set()
+        await task
+
+
 async def main_async(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     n = args.events
@@ -249,6 +276,7 @@ async def main_async(args: argparse.Namespace) -> None:
         _, lifecycle_payload, lifecycle_n = await bench_relay(settings, app, js, n, lifecycle_events)
         lifecycle_s = await bench_projector(settings, lifecycle_n)
         lifecycle_rows = await asyncio.to_thread(_read_model_rows, dsn)
+        catch_up_s = await bench_catch_up(settings, lifecycle_n)
         with scratch_table(dsn):
             batched_s = n / await asyncio.to_thread(batched_rate, dsn, n)
         rows = [
@@ -275,6 +303,8 @@ async def main_async(args: argparse.Namespace) -> None:
               f"{lifecycle_payload} bytes on average): {lifecycle_n} events in {lifecycle_s:.2f} s = "
               f"{lifecycle_n / lifecycle_s:.0f} events/s = {batched_s * lifecycle_n / n / lifecycle_s:.2f} x (e); "
               f"{lifecycle_rows} read-model rows")
+        print(f"  (h) the live projector catching up on the store of (g) after downtime: {lifecycle_n} events in "
+              f"{catch_up_s:.2f} s = {lifecycle_n / catch_up_s:.0f} events/s = {lifecycle_s / catch_up_s:.2f} x (g)")
     finally:
         await nc.close()
         app.close()
