@@ -10,16 +10,21 @@ changed is neither: the table has it as it is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Hashable, Iterable
+from typing import Any, Hashable, Iterable, Protocol, Sequence
 
 from projections.errors import DuplicateRowError
 
-if TYPE_CHECKING:
-    from projections.writer import BulkInsert
+__all__ = ["HeldRows", "Insert", "Release"]
 
-__all__ = ["HeldRows", "Release"]
 
-Release = tuple[dict["BulkInsert", list[tuple[Any, ...]]], dict["BulkInsert", list[Hashable]]]
+class Insert(Protocol):
+    """What rows are held by: a table's insert (``projections.writer.BulkInsert``)."""
+
+    table: str
+    names: Sequence[str]
+
+
+Release = tuple[dict[Insert, list[tuple[Any, ...]]], dict[Insert, list[Hashable]]]
 """What ``release`` gives: per insert, the rows to write (tuples in column order) and the keys to
 delete from the table before they are written."""
 
@@ -28,14 +33,14 @@ class HeldRows:
     """The rows of one batch held in memory, per insert and key."""
 
     def __init__(self) -> None:
-        self._rows: dict[BulkInsert, dict[Hashable, Any]] = {}
+        self._rows: dict[Insert, dict[Hashable, Any]] = {}
         """Per insert, the rows by key: as added (a tuple) until ``get`` first gives one (a dict)."""
-        self._loaded: dict[BulkInsert, dict[Hashable, bool]] = {}
+        self._loaded: dict[Insert, dict[Hashable, bool]] = {}
         """Per insert, the keys read from the table: whether ``get`` gave the row since."""
-        self._deleted: dict[BulkInsert, list[Hashable]] = {}
+        self._deleted: dict[Insert, list[Hashable]] = {}
         """Per insert, the keys read from the table and discarded."""
 
-    def add(self, insert: BulkInsert, key: Hashable, row: tuple[Any, ...]) -> None:
+    def add(self, insert: Insert, key: Hashable, row: tuple[Any, ...]) -> None:
         """Holds the new row ``row`` of ``key``; raises ``DuplicateRowError`` when one is held already
         (as the table's primary key would refuse it)."""
         rows = self._rows.setdefault(insert, {})
@@ -43,7 +48,7 @@ class HeldRows:
             raise DuplicateRowError(f"{insert.table} {key!r} is inserted twice")
         rows[key] = row
 
-    def load(self, insert: BulkInsert, found: Iterable[tuple[Any, ...]]) -> None:
+    def load(self, insert: Insert, found: Iterable[tuple[Any, ...]]) -> None:
         """Holds the rows read from the table (each its key, then its values in column order), but
         not over a row the batch holds already."""
         rows = self._rows.setdefault(insert, {})
@@ -53,7 +58,7 @@ class HeldRows:
                 rows[key] = dict(zip(insert.names, values))
                 loaded[key] = False
 
-    def get(self, insert: BulkInsert, key: Hashable) -> dict[str, Any] | None:
+    def get(self, insert: Insert, key: Hashable) -> dict[str, Any] | None:
         """Returns the held row of ``key`` to be changed (a dict by column; changes to it are written
         with it), None when none is held."""
         rows = self._rows.get(insert)
@@ -67,7 +72,7 @@ class HeldRows:
             rows[key] = row = dict(zip(insert.names, row))  # changed from now on: by name  # type: ignore[index]
         return row
 
-    def discard(self, insert: BulkInsert, key: Hashable) -> bool:
+    def discard(self, insert: Insert, key: Hashable) -> bool:
         """Drops the held row of ``key`` (a row read from the table is then deleted from it); False
         when none is held."""
         rows = self._rows.get(insert)
@@ -80,7 +85,7 @@ class HeldRows:
 
     def release(self) -> Release:
         """Returns what to write (see ``Release``) and holds nothing from then on."""
-        writes: dict[BulkInsert, list[tuple[Any, ...]]] = {}
+        writes: dict[Insert, list[tuple[Any, ...]]] = {}
         deletes = self._deleted
         for insert, rows in self._rows.items():
             width = len(insert.names)
