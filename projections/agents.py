@@ -153,7 +153,27 @@ def _store(w: Writer, agent_id: Hashable, held: Held) -> None:
     )
 
 
-ALLOCATIONS = Tally("agents.allocations", _load, _store, _load_many)
+def _store_many(w: Writer, items: list[tuple[Hashable, Held]]) -> None:
+    """Writes the allocations of many agents with one statement, each as ``_store`` writes it."""
+    rows = [{"agent_id": agent_id, "allocations": held.entries, "occupied": total_slots(held.entries.values()),
+             "kernel_count": len(held.entries), "updated_at": held.updated_at, "version": held.version}
+            for agent_id, held in items]
+    w.execute_one(
+        """
+        UPDATE agents AS a SET allocations = r.allocations, occupied = r.occupied, kernel_count = r.kernel_count,
+                               updated_at = CASE WHEN a.version <= r.version THEN r.updated_at ELSE a.updated_at END,
+                               version = GREATEST(a.version, r.version)
+          FROM json_to_recordset(%s::json) AS r(agent_id text, allocations jsonb, occupied jsonb,
+                                                kernel_count integer, updated_at timestamptz, version integer)
+         WHERE a.agent_id = r.agent_id
+        """,
+        (json_text(rows),),
+        f"no agent among {sorted(str(agent_id) for agent_id, _ in items)} for its allocations",
+        rows=len(rows),
+    )
+
+
+ALLOCATIONS = Tally("agents.allocations", _load, _store, _load_many, _store_many)
 """Each agent's allocations, tallied per batch (``projections.tallies``)."""
 
 

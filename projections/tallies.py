@@ -52,6 +52,8 @@ class Tally:
     store: Callable[[Any, Hashable, Held], None]
     load_many: Callable[[Any, list[Hashable]], dict[Hashable, Held]] | None = None
     """Reads the rows of many keys with one statement (``Tallies.preload``): those it finds."""
+    store_many: Callable[[Any, list[tuple[Hashable, Held]]], None] | None = None
+    """Writes the rows of many keys with one statement (``Tallies.flush``), as ``store`` writes each."""
 
 
 class Tallies:
@@ -95,7 +97,15 @@ class Tallies:
         self._changed[(tally, key)] = None
 
     def flush(self) -> None:
-        """Writes every row changed since the last flush (each once, with its final state)."""
+        """Writes every row changed since the last flush (each once, with its final state; those of a
+        ``Tally`` with ``store_many`` in one statement)."""
         changed, self._changed = self._changed, {}
+        by_tally: dict[Tally, list[tuple[Hashable, Held]]] = {}
         for tally, key in changed:
-            tally.store(self._writer, key, self._rows[(tally, key)])
+            by_tally.setdefault(tally, []).append((key, self._rows[(tally, key)]))
+        for tally, items in by_tally.items():
+            if tally.store_many is not None and len(items) > 1:
+                tally.store_many(self._writer, items)
+                continue
+            for key, held in items:
+                tally.store(self._writer, key, held)

@@ -87,7 +87,7 @@ class Writer:
         self._held = HeldRows() if hold and pipelined else None
         self._replaced: dict[BulkInsert, list[Hashable]] = {}
         """Per insert, the keys whose rows the table loses before the held rows are written."""
-        self._expectations: list[tuple[psycopg.Cursor, str]] = []
+        self._expectations: list[tuple[psycopg.Cursor, int, str]] = []
         self._ordered: dict[BulkInsert, list[Any]] = {}
         self._unordered: dict[BulkInsert, list[Any]] = {}
         self.tallies = Tallies(self, pipelined=pipelined)
@@ -130,17 +130,17 @@ class Writer:
         self._flush(self._ordered)
         self._cur.execute(query, params)  # type: ignore[arg-type]
 
-    def execute_one(self, query: str, params: Sequence[Any] | Mapping[str, Any], missing: str) -> None:
-        """Runs an update that must change exactly one row; raises ``MissingRowError(missing)``
+    def execute_one(self, query: str, params: Sequence[Any] | Mapping[str, Any], missing: str, rows: int = 1) -> None:
+        """Runs an update that must change exactly one row (or ``rows``); raises ``MissingRowError(missing)``
         otherwise (at once, or at ``verify`` when pipelined)."""
         self._flush(self._ordered)
         if self._pipelined:
             cur = self._conn.cursor()
             cur.execute(query, params)  # type: ignore[arg-type]
-            self._expectations.append((cur, missing))
+            self._expectations.append((cur, rows, missing))
             return
         self._cur.execute(query, params)  # type: ignore[arg-type]
-        if self._cur.rowcount != 1:
+        if self._cur.rowcount != rows:
             raise MissingRowError(missing)
 
     def fetchone(self, query: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
@@ -175,8 +175,8 @@ class Writer:
     def verify(self) -> None:
         """Checks the pipelined expectations; call after the pipeline synced."""
         expectations, self._expectations = self._expectations, []
-        for cur, missing in expectations:
-            if cur.rowcount != 1:
+        for cur, rows, missing in expectations:
+            if cur.rowcount != rows:
                 raise MissingRowError(missing)
 
     def _release_held(self) -> None:
