@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import singledispatch
-from typing import Hashable, Iterable
+from typing import Hashable, Mapping
 
 import msgspec
 
@@ -123,11 +123,11 @@ def _load_many(w: Writer, agent_ids: list[Hashable]) -> dict[Hashable, Held]:
     return {row[0]: Held(_allocations.decode(row[1]), row[2], row[3]) for row in rows}
 
 
-def preload(w: Writer, entries: Iterable[Entry]) -> None:
-    """Has a bulk batch read the allocations of every agent its ``entries`` assign to or release from
-    with one statement (``Tallies.preload``)."""
-    w.tallies.preload(ALLOCATIONS, {entry.event.originator_id for entry in entries
-                                   if isinstance(entry.event, (ev.KernelAssigned, ev.KernelReleased))})
+def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
+    """Has a bulk batch read the allocations of every agent its ``events`` (by type) assign to or release
+    from with one statement (``Tallies.preload``)."""
+    w.tallies.preload(ALLOCATIONS, {event.originator_id for kind in (ev.KernelAssigned, ev.KernelReleased)
+                                   for event in events.get(kind, ())})
 
 
 def _store(w: Writer, agent_id: Hashable, held: Held) -> None:

@@ -9,7 +9,7 @@ which holds the pull progress while it prepares).
 from __future__ import annotations
 
 from functools import singledispatch
-from typing import Iterable
+from typing import Mapping
 
 from contracts import session as ev
 from contracts.envelope import Event
@@ -27,19 +27,12 @@ def project(w: Writer, entry: Entry) -> None:
         _apply(entry.event, w, entry)
 
 
-def preload(w: Writer, entries: Iterable[Entry]) -> None:
-    """Has a bulk batch hold the rows of the kernels its ``entries`` change but do not create
-    (``Writer.preload``): they are changed in memory, as the rows it inserts are."""
-    created: set[str] = set()
-    changed: set[str] = set()
-    for entry in entries:
-        event = entry.event
-        if isinstance(event, ev.SessionRequested):
-            created.update(kernel.kernel_id for kernel in event.spec.kernels)
-        elif isinstance(event, ev.SessionScheduled):
-            changed.update(placement.kernel_id for placement in event.placements)
-        elif isinstance(event, _KERNEL_EVENTS):
-            changed.add(event.kernel_id)
+def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
+    """Has a bulk batch hold the rows of the kernels its ``events`` (by type) change but do not
+    create (``Writer.preload``): they are changed in memory, as the rows it inserts are."""
+    created = {kernel.kernel_id for event in events.get(ev.SessionRequested, ()) for kernel in event.spec.kernels}
+    changed = {placement.kernel_id for event in events.get(ev.SessionScheduled, ()) for placement in event.placements}
+    changed.update(event.kernel_id for kind in _KERNEL_EVENTS for event in events.get(kind, ()))
     w.preload(_insert, changed - created)
 
 

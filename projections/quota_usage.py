@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import singledispatch
-from typing import Hashable, Iterable, Mapping
+from typing import Hashable, Mapping
 
 import msgspec
 
@@ -98,11 +98,11 @@ def _load_many(w: Writer, quota_ids: list[Hashable]) -> dict[Hashable, Held]:
             for row in rows}
 
 
-def preload(w: Writer, entries: Iterable[Entry]) -> None:
-    """Has a bulk batch read the sum of every quota scope its ``entries`` consume or release with one
-    statement (``Tallies.preload``)."""
-    w.tallies.preload(SUM, {entry.event.originator_id for entry in entries
-                            if isinstance(entry.event, (ev.QuotaConsumed, ev.QuotaReleased))})
+def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
+    """Has a bulk batch read the sum of every quota scope its ``events`` (by type) consume or release
+    with one statement (``Tallies.preload``)."""
+    w.tallies.preload(SUM, {event.originator_id for kind in (ev.QuotaConsumed, ev.QuotaReleased)
+                            for event in events.get(kind, ())})
 
 
 def _store(w: Writer, quota_id: Hashable, held: Held) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import psycopg
 
@@ -156,9 +156,14 @@ def _apply(
 
 
 def _preload(writer: Writer, entries: list[Entry]) -> None:
-    """Has a bulk batch hold the existing rows its events change (where a read model can hold them)."""
+    """Has a bulk batch hold the existing rows its events change (where a read model can hold them);
+    each read model is given the batch's events by type."""
+    events: dict[type, list[Any]] = {}
+    for entry in entries:
+        if entry.event is not None:
+            events.setdefault(type(entry.event), []).append(entry.event)
     for model in PRELOADED:
-        model.preload(writer, entries)
+        model.preload(writer, events)
 
 
 def _project_one(conn: psycopg.Connection, writer: Writer, entry: Entry, isolate: bool) -> str | None:

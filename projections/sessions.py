@@ -12,7 +12,7 @@ new status clears what no longer applies.
 from __future__ import annotations
 
 from functools import singledispatch
-from typing import Iterable
+from typing import Mapping
 
 from contracts import session as ev
 from contracts.envelope import Event
@@ -65,16 +65,11 @@ def project(w: Writer, entry: Entry) -> None:
         _apply(entry.event, w, entry)
 
 
-def preload(w: Writer, entries: Iterable[Entry]) -> None:
-    """Has a bulk batch hold the rows of the sessions its ``entries`` change but do not create
-    (``Writer.preload``): they are changed in memory, as the rows it inserts are."""
-    created: set[str] = set()
-    changed: set[str] = set()
-    for entry in entries:
-        if isinstance(entry.event, ev.SessionRequested):
-            created.add(entry.event.originator_id)
-        elif isinstance(entry.event, _CHANGES):
-            changed.add(entry.event.originator_id)
+def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
+    """Has a bulk batch hold the rows of the sessions its ``events`` (by type) change but do not
+    create (``Writer.preload``): they are changed in memory, as the rows it inserts are."""
+    created = {event.originator_id for event in events.get(ev.SessionRequested, ())}
+    changed = {event.originator_id for kind in _CHANGES for event in events.get(kind, ())}
     w.preload(_insert, changed - created)
 
 

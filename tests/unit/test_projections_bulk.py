@@ -22,6 +22,7 @@ from projections.delivery import Delivery
 from projections.position import Position, read_position
 from projections.rebuild import PRIMARY_KEYS, dump_read_models, reset_read_models, secondary_indexes
 from projections.runner import apply_batch
+from projections import writer
 from projections.writer import Writer
 from projections.schema import TABLES, create_schema
 from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
@@ -207,6 +208,7 @@ def test_a_bulk_batch_changes_the_rows_of_earlier_batches_in_memory(
     reset_read_models(feed.conn)
     half = len(deliveries) // 2  # the second half goes on with the sessions, kernels, agents, quota of the first
     replay(feed.conn, deliveries[:half], half, bulk=True)
+    monkeypatch.setattr(writer, "PRELOAD_FROM", 1)  # however few rows the halves share
     statements: list[str] = []
     for method in ("execute", "execute_one", "fetchone"):
         real = getattr(Writer, method)
