@@ -7,13 +7,14 @@ inserted before it) or, for rows nothing else touches, at the end of the batch. 
 "exactly one row" expectations of updates are checked after the pipeline syncs
 (``verify``). Directly (one savepoint per event), everything runs and is checked at once.
 
-In bulk (a rebuild), a new row deferred with a ``key`` is held in memory instead (``held``): the
-batch's later events change it there rather than with one statement each (its read model asks
-``held`` first; a row from an earlier batch is changed with a statement as ever), and it is written
-once, as the batch's events left it. A rebuild's batch holds most of a session's history, so most
-rows are written once, not once per event. A bulk batch also reads first the rows of earlier batches
-that its events change (``preload``: one statement per table) and holds them the same way: each is
-written back whole, deleted and copied (``projections.held_rows`` keeps the books).
+In bulk (a rebuild, a large live batch), a new row deferred with a ``key`` is held in memory instead
+(``held``): the batch's later events change it there rather than with one statement each (its read
+model asks ``held`` first), and it is written once, as the batch's events left it. A rebuild's batch
+holds most of a session's history, so most rows are written once, not once per event. A bulk batch
+also reads first the rows of earlier batches that its events change (``preload``: one statement per
+table, for ``PRELOAD_FROM`` rows or more) and holds them the same way: each one changed is written
+back whole, deleted and copied (``projections.held_rows`` keeps the books). Any other row of an
+earlier batch is changed with a statement, as ever.
 
 In bulk, the rows still deferred when the batch ends do not go as statements
 in the pipeline: ``copy_pending`` sends them with ``COPY ... FROM STDIN (FORMAT BINARY)`` once the
@@ -116,10 +117,11 @@ class Writer:
         return self._held is not None and self._held.discard(insert, key)
 
     def preload(self, insert: BulkInsert, keys: Collection[Hashable]) -> None:
-        """Holds the rows of ``keys`` that the table has (rows held only: a rebuild's or a large batch),
-        read with one statement, so that the batch's events change them in memory, as they change the
-        rows it inserts. A row ``held`` gave is written back whole: deleted, then copied with the new
-        rows (one statement and the COPY, where each change was one statement)."""
+        """Holds the rows of ``keys`` that the table has (rows held only: a rebuild's or a large batch;
+        ``PRELOAD_FROM`` keys or more), read with one statement, so that the batch's events change them
+        in memory, as they change the rows it inserts. A row that ``held`` gave out is written back
+        whole: deleted, then copied with the new rows (one statement and the COPY, where each change
+        was one statement)."""
         if self._held is not None and len(keys) >= PRELOAD_FROM and insert.select_keys is not None:
             self._held.load(insert, self.fetchall(insert.select_keys, (list(keys),)))
 
