@@ -121,7 +121,7 @@ def _apply(
             pipeline = None if isolate else stack.enter_context(conn.pipeline())
             writer = Writer(conn, pipelined=pipeline is not None, hold=bulk)
             if bulk and pipeline is not None:
-                _preload(writer, [item for _, item in checked if isinstance(item, Entry)])
+                _preload(writer, checked)
             for delivery, item in checked:
                 if delivery.stream_seq <= stream_seq:
                     continue
@@ -155,13 +155,13 @@ def _apply(
     return BatchResult(position, stream_seq, applied, len(rejects))
 
 
-def _preload(writer: Writer, entries: list[Entry]) -> None:
+def _preload(writer: Writer, checked: list[tuple[Delivery, Entry | Rejected]]) -> None:
     """Has a bulk batch hold the existing rows its events change (where a read model can hold them);
     each read model is given the batch's events by type."""
     events: dict[type, list[Any]] = {}
-    for entry in entries:
-        if entry.event is not None:
-            events.setdefault(type(entry.event), []).append(entry.event)
+    for _, item in checked:
+        if isinstance(item, Entry) and item.event is not None:
+            events.setdefault(type(item.event), []).append(item.event)
     for model in PRELOADED:
         model.preload(writer, events)
 

@@ -90,8 +90,6 @@ class Writer:
         self._cur = conn.cursor()
         self._pipelined = pipelined
         self._held = HeldRows() if hold and pipelined else None
-        self._replaced: dict[BulkInsert, list[Hashable]] = {}
-        """Per insert, the keys whose rows the table loses before the held rows are written."""
         self._expectations: list[tuple[psycopg.Cursor, int, str]] = []
         self._ordered: dict[BulkInsert, list[Any]] = {}
         self._unordered: dict[BulkInsert, list[Any]] = {}
@@ -165,7 +163,6 @@ class Writer:
         self._release_held()
         self._flush(self._ordered)
         self._flush(self._unordered)
-        self._delete_discarded()
 
     def copy_pending(self) -> None:
         """Sends every deferred insert and held row with ``COPY`` (call once the pipeline is closed)."""
@@ -173,10 +170,7 @@ class Writer:
         for pending in (self._ordered, self._unordered):
             while pending:
                 insert, rows = pending.popitem()
-                self._delete_replaced(insert)
-                if rows:
-                    insert.copy(self._cur, rows)
-        self._delete_discarded()
+                insert.copy(self._cur, rows)
 
     def verify(self) -> None:
         """Checks the pipelined expectations; call after the pipeline synced."""
@@ -186,33 +180,21 @@ class Writer:
                 raise MissingRowError(missing)
 
     def _release_held(self) -> None:
-        """Queues the held rows, as the batch left them, with the inserts that nothing else touches."""
+        """Deletes the table's rows that held rows replace or that were discarded, then queues the held
+        rows, as the batch left them, with the inserts that nothing else touches."""
         if self._held is None:
             return
         writes, deletes = self._held.release()
+        for insert, keys in deletes.items():
+            assert insert.delete_keys is not None  # rows are deleted only where they were preloaded
+            self._cur.execute(insert.delete_keys, (keys,))
         for insert, rows in writes.items():
             self._unordered.setdefault(insert, []).extend(rows)
-        for insert, keys in deletes.items():
-            self._replaced.setdefault(insert, []).extend(keys)
-
-    def _delete_discarded(self) -> None:
-        """Deletes the rows read from a table and discarded, that no held row replaces."""
-        for insert in list(self._replaced):
-            self._delete_replaced(insert)
-
-    def _delete_replaced(self, insert: BulkInsert) -> None:
-        """Deletes the table's rows that held rows of ``insert`` replace (before they are written)."""
-        keys = self._replaced.pop(insert, None)
-        if keys:
-            assert insert.delete_keys is not None  # keys are replaced only where rows were preloaded
-            self._cur.execute(insert.delete_keys, (keys,))
 
     def _flush(self, pending: dict[BulkInsert, list[Any]]) -> None:
         while pending:
             insert, rows = pending.popitem()
-            self._delete_replaced(insert)
-            if rows:
-                insert(self, rows)
+            insert(self, rows)
 
 
 def bulk_insert(table: str, columns: Sequence[tuple[str, str]], key: str | None = None) -> BulkInsert:
