@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from enum import Enum
-from typing import Mapping
+from typing import Iterable, Mapping
 
 __all__ = [
     "KNOWN_SLOTS",
@@ -21,6 +21,7 @@ __all__ = [
     "parse_amount",
     "parse_slots",
     "subtract_slots",
+    "sum_slots",
 ]
 
 ResourceSlots = dict[str, Decimal]
@@ -77,16 +78,30 @@ def parse_slots(raw: Mapping[str, str | int | Decimal]) -> ResourceSlots:
     return {name: parse_amount(name, value) for name, value in sorted(raw.items())}
 
 
+_ZERO = Decimal(0)
+"""The amount of a slot that a mapping leaves out (one constant: these run on every event of the scheduler)."""
+
+
 def add_slots(a: Mapping[str, Decimal], b: Mapping[str, Decimal]) -> ResourceSlots:
     """Returns the slot-wise sum of ``a`` and ``b``."""
-    return {k: a.get(k, Decimal(0)) + b.get(k, Decimal(0)) for k in sorted(set(a) | set(b))}
+    return {k: a.get(k, _ZERO) + b.get(k, _ZERO) for k in sorted(a.keys() | b.keys())}
+
+
+def sum_slots(terms: Iterable[Mapping[str, Decimal]]) -> ResourceSlots:
+    """Returns the slot-wise sum of ``terms`` ({} when there are none), in one pass: what a ``reduce``
+    of ``add_slots`` gives, without a sorted dict per term."""
+    total: ResourceSlots = {}
+    for amounts in terms:
+        for name, amount in amounts.items():
+            total[name] = total.get(name, _ZERO) + amount
+    return dict(sorted(total.items()))
 
 
 def subtract_slots(a: Mapping[str, Decimal], b: Mapping[str, Decimal]) -> ResourceSlots:
     """Returns the slot-wise difference ``a - b`` (may be negative)."""
-    return {k: a.get(k, Decimal(0)) - b.get(k, Decimal(0)) for k in sorted(set(a) | set(b))}
+    return {k: a.get(k, _ZERO) - b.get(k, _ZERO) for k in sorted(a.keys() | b.keys())}
 
 
 def fits(request: Mapping[str, Decimal], free: Mapping[str, Decimal]) -> bool:
     """Returns True when every requested amount is available in ``free``."""
-    return all(amount <= free.get(name, Decimal(0)) for name, amount in request.items() if amount > 0)
+    return all(amount <= free.get(name, _ZERO) for name, amount in request.items() if amount > 0)

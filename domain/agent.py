@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import reduce, singledispatch
+from functools import singledispatch
 
 import msgspec
 
 from contracts import agent as ev
 from contracts import commands as c
 from contracts.envelope import Event
-from contracts.slots import SlotError, add_slots, fits, parse_slots, subtract_slots
+from contracts.slots import SlotError, add_slots, fits, parse_slots, subtract_slots, sum_slots
 from contracts.status import AgentStatus
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
@@ -43,7 +43,7 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
     def occupied(self) -> dict[str, Decimal]:
         if self.occupied_slots is not None:
             return self.occupied_slots
-        return reduce(add_slots, (a.slots for a in self.allocations.values()), {})
+        return sum_slots(a.slots for a in self.allocations.values())
 
     @property
     def free(self) -> dict[str, Decimal]:

@@ -12,14 +12,14 @@ long history replays in linear time; ``evolve`` (one event) copies the mapping.
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import reduce, singledispatch
+from functools import singledispatch
 
 import msgspec
 
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.quota import QuotaConsumed, QuotaReleased, QuotaScope, quota_id
-from contracts.slots import SlotError, add_slots, parse_slots
+from contracts.slots import SlotError, parse_slots, sum_slots
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError
@@ -42,7 +42,7 @@ class QuotaState(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def used(self) -> Slots:
         """Returns the slot-wise sum of what the sessions hold ({} when none)."""
-        return reduce(add_slots, self.holding.values(), {})
+        return sum_slots(self.holding.values())
 
     @property
     def sessions(self) -> int:

@@ -16,11 +16,12 @@ import msgspec
 
 from contracts import agent as ev
 from contracts.envelope import Event
+from contracts.slots import sum_slots
 from contracts.status import AgentStatus
 from projections.delivery import Entry
 from projections.errors import MissingRowError
 from projections.tallies import Held, Tally
-from projections.values import json_text, total_slots
+from projections.values import json_text
 from projections.writer import Writer
 
 __all__ = ["preload", "project"]
@@ -143,7 +144,7 @@ def _store(w: Writer, agent_id: Hashable, held: Held) -> None:
         """,
         {
             "allocations": json_text(held.entries),
-            "occupied": json_text(total_slots(held.entries.values())),
+            "occupied": json_text(sum_slots(held.entries.values())),
             "count": len(held.entries),
             "at": held.updated_at,
             "version": held.version,
@@ -155,7 +156,7 @@ def _store(w: Writer, agent_id: Hashable, held: Held) -> None:
 
 def _store_many(w: Writer, items: list[tuple[Hashable, Held]]) -> None:
     """Writes the allocations of many agents with one statement, each as ``_store`` writes it."""
-    rows = [{"agent_id": agent_id, "allocations": held.entries, "occupied": total_slots(held.entries.values()),
+    rows = [{"agent_id": agent_id, "allocations": held.entries, "occupied": sum_slots(held.entries.values()),
              "kernel_count": len(held.entries), "updated_at": held.updated_at, "version": held.version}
             for agent_id, held in items]
     w.execute_one(

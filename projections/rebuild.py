@@ -4,20 +4,30 @@ identical tables (``dump_read_models`` compares them).
 
 A bulk rebuild (``reset_read_models(conn, bulk=True)``) also leaves out the secondary
 indexes (neither unique nor primary: nothing the replay needs), so that the replay does
-not maintain them row by row; ``create_schema`` puts them back in one pass each, at the
-end of the rebuild or, if it was interrupted, whenever a projector (re)connects."""
+not maintain them row by row; ``create_secondary_indexes`` puts them back in one pass each,
+over two connections at once, at the end of the rebuild or, if it was interrupted,
+``create_schema`` whenever a projector (re)connects."""
 
 from __future__ import annotations
 
+import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from projections.position import POSITION_CHANNEL, RESET
-from projections.schema import recreate_schema
+from projections.schema import recreate_schema, schema_sql
 
-__all__ = ["PRIMARY_KEYS", "dump_read_models", "reset_read_models", "secondary_indexes"]
+__all__ = [
+    "PRIMARY_KEYS",
+    "create_secondary_indexes",
+    "dump_read_models",
+    "reset_read_models",
+    "secondary_index_statements",
+    "secondary_indexes",
+]
 
 PRIMARY_KEYS = {
     "sessions": "session_id",
@@ -65,6 +75,31 @@ def reset_read_models(conn: psycopg.Connection, *, bulk: bool = False) -> None:
 def secondary_indexes(conn: psycopg.Connection) -> list[str]:
     """Returns the names of the read models' indexes that are neither unique nor primary."""
     return [name for (name,) in conn.execute(_SECONDARY, (list(PRIMARY_KEYS),)).fetchall()]
+
+
+_CREATE_INDEX = re.compile(r"^CREATE INDEX IF NOT EXISTS \w+ ON [^;]+;", re.MULTILINE)
+
+
+def secondary_index_statements() -> list[str]:
+    """Returns the DDL of the secondary indexes, one ``CREATE INDEX IF NOT EXISTS`` each, in the
+    order of ``schema.sql`` (where every index that is neither unique nor primary is written so)."""
+    return _CREATE_INDEX.findall(schema_sql())
+
+
+def create_secondary_indexes(conn: psycopg.Connection, other: psycopg.Connection) -> None:
+    """Creates the secondary indexes that are missing, half of them on ``conn`` and half on ``other``
+    (autocommit connections to the same database) at once: PostgreSQL builds an index of tables this
+    size with one process, and the two builds take a table's lock in shared mode, so they overlap."""
+    statements = secondary_index_statements()
+    with ThreadPoolExecutor(1, thread_name_prefix="indexes") as pool:
+        elsewhere = pool.submit(_execute_each, other, statements[1::2])
+        _execute_each(conn, statements[::2])
+        elsewhere.result()
+
+
+def _execute_each(conn: psycopg.Connection, statements: list[str]) -> None:
+    for statement in statements:
+        conn.execute(statement)  # type: ignore[call-overload]  # literal DDL from schema.sql
 
 
 def dump_read_models(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:

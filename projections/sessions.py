@@ -16,10 +16,11 @@ from typing import Mapping
 
 from contracts import session as ev
 from contracts.envelope import Event
+from contracts.slots import sum_slots
 from contracts.status import SessionStatus
 from projections.delivery import Entry
 from projections.session_status import StatusChange, status_change
-from projections.values import iso, json_text, total_slots
+from projections.values import iso, json_text
 from projections.writer import Writer, bulk_insert
 
 __all__ = ["preload", "project"]
@@ -88,7 +89,7 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
         spec.image,
         spec.session_type.value,
         SessionStatus.PENDING.value,
-        total_slots(k.slots for k in spec.kernels),
+        sum_slots(k.slots for k in spec.kernels),
         len(spec.kernels),
         {SessionStatus.PENDING.value: iso(event.timestamp)},
         event.timestamp,

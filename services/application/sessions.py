@@ -9,7 +9,6 @@ that does not hold is a no-op, so each scope is released exactly once.
 from __future__ import annotations
 
 import logging
-from functools import reduce
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from contracts import commands as c
@@ -17,7 +16,7 @@ from contracts.envelope import Event
 from contracts.session import ExecutionFinished
 from contracts.quota import quota_id
 from contracts.session_names import SessionNameClaimed, name_claim_id
-from contracts.slots import add_slots
+from contracts.slots import sum_slots
 from contracts.status import Reason, SessionStatus
 from domain import agent as agent_domain
 from domain import quota as quota_domain
@@ -339,7 +338,7 @@ class Sessions(BerthApplication):
                 after = session_domain.evolve(after, event)
         if before.status.is_terminal or not after.status.is_terminal or not was_scheduled(after):
             return []
-        slots = reduce(add_slots, (kernel.slots for kernel in after.kernels), {})
+        slots = sum_slots(kernel.slots for kernel in after.kernels)
         released: list[Event] = []
         for scope, name in quota_domain.quota_scopes(after.owner, after.spec.project, after.spec.domain):
             aggregate_id = quota_id(scope, name)

@@ -10,7 +10,7 @@ import psycopg
 
 from projections.delivery import Delivery, Entry, Rejected
 from projections.position import Position, read_position
-from projections.rebuild import reset_read_models
+from projections.rebuild import create_secondary_indexes, reset_read_models
 from projections.runner import BatchResult, RejectHandler, apply_batch
 from projections.schema import create_schema
 from services.application.facade import Facade
@@ -50,26 +50,33 @@ class BatchApplier:
     async def reset(self, *, bulk: bool = False) -> None:
         """Drops and recreates the read models (position back to zero); with ``bulk`` without
         their secondary indexes, which ``finish_bulk`` puts back."""
-        await self._run(lambda conn: reset_read_models(conn, bulk=bulk))
+        await self._run(lambda conn: reset_read_models(conn, bulk=bulk), create=False)  # it creates them
 
     async def finish_bulk(self) -> None:
-        """Creates what a bulk reset left out (the secondary indexes)."""
-        await self._run(create_schema)
+        """Creates what a bulk reset left out (the secondary indexes), over this connection and a second
+        one at once (``create_secondary_indexes``)."""
+        await self._run(self._create_indexes)
+
+    def _create_indexes(self, conn: psycopg.Connection) -> None:
+        with psycopg.connect(limited_dsn(self._dsn), autocommit=True) as other:
+            create_secondary_indexes(conn, other)
 
     async def close(self) -> None:
         """Closes the connection and the worker thread."""
         await self._db.call(self._disconnect)
         await self._db.close(wait=True)
 
-    async def _run(self, work: Callable[[psycopg.Connection], Any]) -> Any:
-        return await self._db.call(self._call, work)
+    async def _run(self, work: Callable[[psycopg.Connection], Any], *, create: bool = True) -> Any:
+        return await self._db.call(self._call, work, create)
 
-    def _call(self, work: Callable[[psycopg.Connection], Any]) -> Any:
+    def _call(self, work: Callable[[psycopg.Connection], Any], create: bool) -> Any:
+        """Runs ``work`` on the connection, opened first when needed (and the schema created, with ``create``)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._disconnect()
             conn = psycopg.connect(limited_dsn(self._dsn), autocommit=True)
             try:
-                create_schema(conn)
+                if create:
+                    create_schema(conn)
             except BaseException:
                 conn.close()
                 raise

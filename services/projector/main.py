@@ -186,7 +186,7 @@ class Projector:
             last, after = seq, _position(delivery.position, after)
         return deliveries, True
 
-    async def replay_store(self, stop: asyncio.Event, until_seq: int) -> None:
+    async def replay_store(self, stop: asyncio.Event, until_seq: int, *, reset: asyncio.Future[None] | None = None) -> None:
         """Applies the stream's sequences up to ``until_seq`` from the event store instead of the stream,
         when the store holds exactly ``until_seq`` events up to the position of the message at
         ``until_seq``: then sequence s is the s-th stored event (the relay published each once, in
@@ -194,10 +194,11 @@ class Projector:
         parsing. Else, on any failure, or when another writer moves the position, it stops, and
         ``run`` goes on from the stored position with the stream. The next batch is read and checked
         (decoded) while one is applied, on threads of their own: both wait on PostgreSQL much of
-        the time."""
+        the time. With ``reset`` (a rebuild's reset of the read models, under way), the replay starts
+        from position 0 and reads the store meanwhile; nothing is applied before the reset succeeded."""
         reading: asyncio.Future[_Checked] | None = None
         try:
-            applied = await self._applier.position()
+            applied = Position(0, 0) if reset is not None else await self._applier.position()
             position = await self._stored_position(until_seq)
             if position is None or applied.stream_seq >= until_seq:
                 return
@@ -220,6 +221,8 @@ class Projector:
                 last = deliveries[-1]
                 if last.stream_seq < until_seq:
                     reading = read(int(last.position or 0), last.stream_seq)
+                if reset is not None:
+                    await reset
                 applied = await self._apply(deliveries, applied, checked)
         except PositionMovedError as exc:
             log.info("%s; rebuilding the rest from the stream", exc)
@@ -328,12 +331,13 @@ async def _rebuild(runtime: _Runtime, stop: asyncio.Event, from_store: bool = Tr
     """The bulk rebuild on an open ``runtime``, up to the stream's last sequence now; returns the
     position reached (less when ``stop`` came first; the indexes are created either way)."""
     target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
-    await runtime.applier.reset(bulk=True)
     log.info("rebuilding the read models from %d stream messages", target)
+    resetting = asyncio.ensure_future(runtime.applier.reset(bulk=True))  # while the store is read
     projector = Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE, bulk=True,
                           on_applied=None if progress is None else lambda reached: progress(reached.stream_seq, target))
     if from_store:
-        await projector.replay_store(stop, target)
+        await projector.replay_store(stop, target, reset=resetting)
+    await resetting  # its failure ends the rebuild here, whatever the store's replay made of it
     reached = await projector.run(stop, until_seq=target)
     await runtime.applier.finish_bulk()
     log.info("read models rebuilt up to stream sequence %d (position %d)", reached.stream_seq, reached.position)

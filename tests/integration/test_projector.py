@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import psycopg
 import pytest
@@ -29,6 +30,7 @@ from services.application.sessions import Sessions
 from services.common.settings import Settings
 from projections.runner import apply_batch
 from services.projector import applier as applier_module
+from services.projector import backfill as backfill_module
 from services.projector import main as projector_main
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
@@ -245,6 +247,61 @@ async def test_a_rebuild_tells_how_far_it_got_after_each_batch(
     told: list[tuple[int, int]] = []
     reached = await rebuild_read_models(settings, progress=lambda applied, target: told.append((applied, target)))
     assert told == [(7, 30), (14, 30), (21, 30), (28, 30), (30, 30)] and reached.stream_seq == 30
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == before
+
+
+async def test_a_rebuild_reads_the_store_while_its_reset_runs_and_applies_nothing_before_the_reset_ended(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reset (dropping and creating every table) and the store's first read overlap: the reset
+    here waits until the read began (it would wait in vain if the read came after it)."""
+    before = await _published_and_projected(settings, sessions, 12)
+    read_began, reset_ended = threading.Event(), threading.Event()
+    overlapped: list[bool] = []
+    applied_after_reset: list[bool] = []
+    deliveries, reset, apply = backfill_module.StoreBackfill.deliveries, applier_module.reset_read_models, applier_module.apply_batch
+
+    async def reading(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read_began.set()
+        return await deliveries(self, *args, **kwargs)
+
+    def resetting(conn, **options):  # type: ignore[no-untyped-def]
+        overlapped.append(read_began.wait(timeout=20))
+        reset(conn, **options)
+        reset_ended.set()
+
+    def applying(conn, batch, **options):  # type: ignore[no-untyped-def]
+        applied_after_reset.append(reset_ended.is_set())
+        return apply(conn, batch, **options)
+
+    monkeypatch.setattr(backfill_module.StoreBackfill, "deliveries", reading)
+    monkeypatch.setattr(applier_module, "reset_read_models", resetting)
+    monkeypatch.setattr(applier_module, "apply_batch", applying)
+    reached = await rebuild_read_models(settings)
+    assert overlapped == [True] and applied_after_reset and all(applied_after_reset)
+    assert reached.stream_seq == 12
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == before
+
+
+async def test_a_rebuild_whose_reset_fails_fails_and_applies_nothing(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = await _published_and_projected(settings, sessions, 6)
+    applied: list[int] = []
+
+    def refused(conn, **options):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the reset was refused")
+
+    def applying(conn, batch, **options):  # type: ignore[no-untyped-def]
+        applied.append(len(batch))
+
+    monkeypatch.setattr(applier_module, "reset_read_models", refused)
+    monkeypatch.setattr(applier_module, "apply_batch", applying)
+    with pytest.raises(RuntimeError, match="the reset was refused"):
+        await rebuild_read_models(settings)
+    assert applied == []
     with psycopg.connect(settings.pg_dsn) as conn:
         assert dump_read_models(conn) == before
 

@@ -12,7 +12,7 @@ import pytest
 from contracts.catalog import ALL_EVENTS, decode_event, encode_event, event_class
 from contracts.envelope import Metadata
 from contracts.session import KernelSpec, SessionRequested, SessionSpec
-from contracts.slots import SlotError, add_slots, fits, parse_amount, parse_slots, subtract_slots
+from contracts.slots import SlotError, add_slots, fits, parse_amount, parse_slots, subtract_slots, sum_slots
 from contracts.subjects import SubjectError, event_subject, report_subject
 
 
@@ -57,6 +57,20 @@ def test_slot_arithmetic() -> None:
     assert not fits({"cpu": Decimal("4.5")}, a)
     assert not fits({"cuda.device": Decimal(1)}, a)
     assert fits({"cuda.device": Decimal(0)}, a)
+
+
+@pytest.mark.parametrize("terms", [
+    [],
+    [{"mem": Decimal("1E+1"), "cpu": Decimal("-0")}],
+    [{"cpu": Decimal("1.50")}, {"mem": Decimal("2"), "cpu": Decimal("0.5")}, {"cuda.shares": Decimal("0.25")}],
+])
+def test_a_sum_of_slots_is_the_pairwise_sum_with_the_same_values_names_and_order(terms: list[dict[str, Decimal]]) -> None:
+    pairwise: dict[str, Decimal] = {}
+    for term in terms:
+        pairwise = add_slots(pairwise, term)
+    total = sum_slots(iter(terms))
+    assert list(total.items()) == list(pairwise.items())
+    assert [str(v) for v in total.values()] == [str(v) for v in pairwise.values()]  # "10", not "1E+1"
 
 
 def _requested() -> SessionRequested:

@@ -20,7 +20,14 @@ from contracts.status import Reason, SessionStatus
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions, Role
 from projections.delivery import Delivery
 from projections.position import Position, read_position
-from projections.rebuild import PRIMARY_KEYS, dump_read_models, reset_read_models, secondary_indexes
+from projections.rebuild import (
+    PRIMARY_KEYS,
+    create_secondary_indexes,
+    dump_read_models,
+    reset_read_models,
+    secondary_index_statements,
+    secondary_indexes,
+)
 from projections.runner import apply_batch
 from projections import writer
 from projections.writer import Writer
@@ -238,3 +245,28 @@ def test_a_bulk_reset_leaves_out_only_the_secondary_indexes_until_the_schema_is_
     assert indexes() == everything - set(secondary)  # primary keys and unique indexes stay
     create_schema(read_models)
     assert indexes() == everything and secondary_indexes(read_models) == secondary
+
+
+def test_a_bulk_reset_s_indexes_come_back_built_over_two_connections_at_once(
+    read_models: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``create_secondary_indexes`` (the end of a rebuild) gives the indexes of ``create_schema``, half
+    of them built on each connection; ``secondary_index_statements`` names every secondary index."""
+    secondary = secondary_indexes(read_models)
+    assert sorted(statement.split()[5] for statement in secondary_index_statements()) == secondary
+    reset_read_models(read_models, bulk=True)
+    built: dict[int, list[str]] = {}
+    original = psycopg.Connection.execute
+
+    def execute(conn, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(query, str) and query.startswith("CREATE INDEX"):
+            built.setdefault(id(conn), []).append(query.split()[5])
+        return original(conn, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    with psycopg.connect(read_models.info.dsn, autocommit=True) as other:
+        create_secondary_indexes(read_models, other)
+    monkeypatch.undo()
+    assert secondary_indexes(read_models) == secondary
+    assert sorted(built) == sorted([id(read_models), id(other)])
+    assert sorted(name for names in built.values() for name in names) == secondary

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from functools import reduce
 
 import msgspec
 
 from contracts import commands as c
 from contracts.session import DEFAULT_PRIORITY
-from contracts.slots import add_slots, parse_slots
+from contracts.slots import parse_slots, sum_slots
 from contracts.tenancy import DEFAULT_POLICY, DEFAULT_RESOURCE_GROUP, KeypairLimits, policy_id, project_id, rgroup_id, user_id
 from domain.errors import DomainError
 from domain.session import MAX_PRIORITY
@@ -86,7 +85,7 @@ async def _pending(info: Info, limits: KeypairLimits, owner: str) -> tuple[int, 
     if not limits.max_pending_session_count and not limits.max_pending_session_resource_slots:
         return 0, {}
     count, slots = await rm.pending_of(info.context.resources.pool, owner)
-    return count, reduce(add_slots, (parse_slots(s) for s in slots), {})
+    return count, sum_slots(parse_slots(s) for s in slots)
 
 
 async def _resolved_dependencies(info: Info, dependencies: list[str]) -> list[str]:
@@ -123,7 +122,7 @@ async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSe
             access_key=principal.access_key, domain=principal.domain, privileged=principal.is_admin,
             user=loaded.user, project_name=loaded.project_name, project=loaded.project, group_name=group,
             group=loaded.group, session_type=spec.session_type, cluster_size=len(spec.kernels),
-            requested_slots=reduce(add_slots, (k.slots for k in spec.kernels), {}), limits=loaded.limits,
+            requested_slots=sum_slots(k.slots for k in spec.kernels), limits=loaded.limits,
             pending_count=pending_count, pending_slots=pending_slots,
         ))
         resolved = await resolved_mounts(info, actor_of(principal, loaded.user, loaded.limits), list(mounts),
