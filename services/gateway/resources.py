@@ -41,12 +41,16 @@ from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateDecision, RateLimiter
 from services.gateway.subscription_slots import SubscriptionSlots
 
-__all__ = ["READ_WAIT", "Resources"]
+__all__ = ["POOL_WAIT", "READ_WAIT", "Resources"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SessionRequest = tuple[str, RequestSession, Context]
 READ_WAIT = 10.0
+POOL_WAIT = 5.0
+"""Seconds a request waits for a read-model connection (psycopg_pool's default is 30). PostgreSQL back
+within it (a restart): the request goes on; else it is answered 503 UNAVAILABLE with ``Retry-After``,
+having changed nothing, and the client sends it again (the SDK and the CLI do)."""
 STORE_THREADS = 4
 
 
@@ -59,7 +63,8 @@ class Resources:
         self.settings = settings
         self.read_wait = read_wait
         self.pool = AsyncConnectionPool(
-            limited_dsn(settings.pg_dsn), min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway"
+            limited_dsn(settings.pg_dsn), min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway",
+            timeout=POOL_WAIT,
         )
         self.positions = PositionWatcher(limited_dsn(settings.pg_dsn))  # read-your-writes: one LISTEN connection
         self.authenticator = Authenticator(self.pool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ import pytest
 
 from services.cli.queries import TERMINATE_SESSION
 from services.common.settings import Settings
+from services.gateway import resources
 from services.gateway.main import build_app
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.support.gateway import CREATE, Keys, count_events
@@ -69,6 +71,23 @@ async def test_a_request_while_postgresql_is_away_is_unavailable_and_records_not
             await alice.execute(CREATE, {"input": {**SESSION, "idempotencyKey": "outage-1"}})
         assert refused.value.code in ("UNAVAILABLE", "HTTP_503"), refused.value
         assert "postgresql" in refused.value.message
+        assert count_events(pg_dsn) == before
+
+
+async def test_each_request_while_postgresql_is_away_waits_for_a_connection_at_most_the_pool_wait(
+        read_models: str, keys: Keys, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg_pool's default wait (30 s) held every request of an outage for half a minute before its 503."""
+    monkeypatch.setattr(resources, "POOL_WAIT", 1.0)
+    async with gateway_behind_proxy(read_models, keys) as (proxy, alice):
+        await alice.execute("query { sessions(first: 1) { edges { id } } }")
+        before = count_events(pg_dsn)
+        await proxy.close()
+        started = time.monotonic()
+        for attempt in range(3):
+            with pytest.raises(BerthAPIError) as refused:
+                await alice.execute(CREATE, {"input": {**SESSION, "idempotencyKey": f"outage-wait-{attempt}"}})
+            assert refused.value.code in ("UNAVAILABLE", "HTTP_503"), refused.value
+        assert time.monotonic() - started < 25, "a request waited longer than the pool wait and a connect attempt"
         assert count_events(pg_dsn) == before
 
 
