@@ -10,7 +10,7 @@ subject it would have used, and are applied like the stream's own messages.
 
 from __future__ import annotations
 
-from eventsourcing.persistence import Notification
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from contracts.subjects import SubjectError, event_subject, invalid_event_subject
@@ -54,10 +54,20 @@ class StoreBackfill:
             self._store = self._app = None
 
     def _select(self, after: int, first_seq: int, limit: int) -> list[Delivery]:
-        """Reads the events on the store's thread, and makes them deliveries there too."""
+        """Reads the events on the store's thread, and makes them deliveries there too: the columns a
+        delivery needs, in binary (a state crosses as its bytes, where the recorder's
+        ``select_notifications`` has it hex-encoded as text, and builds a ``Notification`` of every
+        column by name: 4-5 us an event, against about 1.5 us)."""
         assert self._app is not None
-        notifications = self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
-        return [Delivery(first_seq + i, _subject(n), n.id, n.state) for i, n in enumerate(notifications)]
+        recorder = self._app.recorder
+        query = SQL("SELECT notification_id, topic, originator_id, state FROM {} WHERE notification_id > %s"
+                    " ORDER BY notification_id LIMIT %s").format(Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.row_factory = tuple_row  # type: ignore[assignment]  # this cursor only
+            cursor.execute(query, (after, limit), binary=True)
+            rows: list[tuple[int, str, str, bytes]] = cursor.fetchall()  # type: ignore[assignment]
+        return [Delivery(first_seq + i, _subject(topic, originator_id, position), position, state)
+                for i, (position, topic, originator_id, state) in enumerate(rows)]
 
     def _count(self, position: int) -> int:
         assert self._app is not None
@@ -70,9 +80,9 @@ class StoreBackfill:
         return int(row["n"]) if row is not None else 0
 
 
-def _subject(notification: Notification) -> str:
-    """Returns the subject the relay published ``notification`` under (``subject_of`` there)."""
+def _subject(topic: str, originator_id: str, position: int) -> str:
+    """Returns the subject the relay published the stored event under (``subject_of`` there)."""
     try:
-        return event_subject(notification.topic, notification.originator_id)
+        return event_subject(topic, originator_id)
     except (SubjectError, IndexError):
-        return invalid_event_subject(notification.id)
+        return invalid_event_subject(position)

@@ -2,7 +2,8 @@
 when new events were committed.
 
 The log is read on an asynchronous connection of its own (one indexed SELECT after the last id,
-the statement ``eventsourcing``'s recorder runs), not through the synchronous recorder on a
+the statement ``eventsourcing``'s recorder runs, but with binary rows: a state crosses as its bytes,
+not hex-encoded as text: half the client's CPU of a read), not through the synchronous recorder on a
 worker thread: a relay hop is on every step of a session's start, and the two thread hand-offs
 per read cost more than the read on a busy node. The application (on one worker thread) only
 creates the table and answers the last id. Writers lock the events table while they insert, so
@@ -67,7 +68,7 @@ class NotificationSource:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(limited_dsn(self._dsn), autocommit=True)
-            cursor = await self._conn.execute(self._select, (after, limit), prepare=True)
+            cursor = await self._conn.execute(self._select, (after, limit), prepare=True, binary=True)
             rows = await cursor.fetchall()
         except (psycopg.Error, asyncio.CancelledError):  # broken, or left mid-query: the next read connects
             await self._drop_connection()
