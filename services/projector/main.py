@@ -36,6 +36,7 @@ from services.common.waiting import first_of
 
 __all__ = [
     "BATCH_SIZE",
+    "CATCH_UP_FROM",
     "DEAD_LETTER_CONSUMER",
     "Projector",
     "REBUILD_BATCH_SIZE",
@@ -54,6 +55,9 @@ commit): from about 30 it costs less CPU than a statement per change (2.4x less 
 below, COPY's round trips per table cost more than they save."""
 REBUILD_BATCH_SIZE = 5000
 """Messages per transaction of a rebuild (bulk: its inserts go with COPY)."""
+CATCH_UP_FROM = 5000
+"""Messages behind the stream's end, at start, from which the projector first reads them from the event
+store (``_catch_up``): the stored bytes in batches of thousands, without NATS's parsing of each message."""
 DEAD_LETTER_CONSUMER = "projector"
 IDLE_WAIT = 0.5
 DEAD_LETTER_TIMEOUT = 10.0
@@ -302,9 +306,27 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
             return
         if rebuild:
             await _rebuild(runtime, stop)
+        else:
+            await _catch_up(runtime, stop)
         await Projector(runtime.js, runtime.applier, runtime.backfill).run(stop)
     finally:
         await runtime.close()
+
+
+async def _catch_up(runtime: _Runtime, stop: asyncio.Event) -> None:
+    """After downtime: when the read models are ``CATCH_UP_FROM`` messages or more behind the stream's
+    end, applies them from the event store first, as a rebuild reads them (``Projector.replay_store``,
+    batches of ``REBUILD_BATCH_SIZE``), but into the live tables and committed durably. Whatever it
+    doubts or fails at, the stream does after it (``Projector.run`` goes on from the stored position)."""
+    try:
+        target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
+        behind = target - (await runtime.applier.position()).stream_seq
+    except Exception as exc:  # noqa: BLE001 - run() waits out PostgreSQL and NATS
+        log.info("no catch-up from the event store (%s: %s)", type(exc).__name__, exc)
+        return
+    if behind >= CATCH_UP_FROM:
+        log.info("%d stream messages behind: catching up from the event store", behind)
+        await Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE).replay_store(stop, target)
 
 
 RebuildProgress = Callable[[int, int], None]

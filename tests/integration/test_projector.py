@@ -19,7 +19,7 @@ from contracts.subjects import DEADLETTER_STREAM, EVENTS_STREAM, HEADER_ERROR, H
 from domain import agent as agent_domain
 from domain import session as session_domain
 from projections.position import read_position, wait_for_position
-from projections.rebuild import dump_read_models, secondary_indexes
+from projections.rebuild import dump_read_models, reset_read_models, secondary_indexes
 from services.application.agents import Agents
 from services.common.bus import ensure_streams
 from services.common.bus_identities import ADMIN
@@ -304,6 +304,33 @@ async def test_a_rebuild_whose_reset_fails_fails_and_applies_nothing(
     assert applied == []
     with psycopg.connect(settings.pg_dsn) as conn:
         assert dump_read_models(conn) == before
+
+
+@pytest.mark.parametrize("catch_up_from, from_store", [(10, True), (10**6, False)])
+async def test_a_projector_far_behind_at_start_catches_up_from_the_event_store(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch, catch_up_from: int, from_store: bool,
+) -> None:
+    """``CATCH_UP_FROM`` messages or more behind the stream at start: the projector reads them from the
+    event store (as a rebuild does, into the live tables); fewer: from the stream. The same tables."""
+    live = await _published_and_projected(settings, sessions, 15)
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        reset_read_models(conn)  # as after downtime: every message of the stream still to apply
+    monkeypatch.setattr(projector_main, "CATCH_UP_FROM", catch_up_from)
+    read: list[int] = []
+    deliveries = backfill_module.StoreBackfill.deliveries
+
+    async def reading(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batch = await deliveries(self, *args, **kwargs)
+        read.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(backfill_module.StoreBackfill, "deliveries", reading)
+    projector = await run_until_stopped(run_projector, settings)
+    await caught_up(settings.pg_dsn)
+    await stop_task(*projector)
+    assert sum(read) == (len(live["event_log"]) if from_store else 0)
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == live
 
 
 async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(
