@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from projections.position import POSITION_CHANNEL, RESET
-from projections.schema import recreate_schema, schema_sql
+from projections.schema import execute_beside_others, recreate_schema, schema_sql
 
 __all__ = [
     "PRIMARY_KEYS",
@@ -89,17 +89,14 @@ def secondary_index_statements() -> list[str]:
 def create_secondary_indexes(conn: psycopg.Connection, other: psycopg.Connection) -> None:
     """Creates the secondary indexes that are missing, half of them on ``conn`` and half on ``other``
     (autocommit connections to the same database) at once: PostgreSQL builds an index of tables this
-    size with one process, and the two builds take a table's lock in shared mode, so they overlap."""
+    size with one process, and the two builds take a table's lock in shared mode, so they overlap. A
+    projector creating the schema meanwhile (``create_schema``, at its connection) waits, or is waited
+    for (``execute_beside_others``)."""
     statements = secondary_index_statements()
     with ThreadPoolExecutor(1, thread_name_prefix="indexes") as pool:
-        elsewhere = pool.submit(_execute_each, other, statements[1::2])
-        _execute_each(conn, statements[::2])
+        elsewhere = pool.submit(execute_beside_others, other, statements[1::2])
+        execute_beside_others(conn, statements[::2])
         elsewhere.result()
-
-
-def _execute_each(conn: psycopg.Connection, statements: list[str]) -> None:
-    for statement in statements:
-        conn.execute(statement)  # type: ignore[call-overload]  # literal DDL from schema.sql
 
 
 def dump_read_models(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:

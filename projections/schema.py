@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Sequence
 
 import psycopg
 
-__all__ = ["TABLES", "create_schema", "drop_schema", "recreate_schema", "schema_sql"]
+__all__ = ["TABLES", "create_schema", "drop_schema", "execute_beside_others", "recreate_schema", "schema_sql"]
 
 TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position", "quota_usage",
           "quota_usage_sessions",
@@ -15,6 +16,8 @@ TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position", "
 """Every table of the read models, the position table included."""
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'))"
+_SHARED_LOCK = "SELECT pg_advisory_xact_lock_shared(hashtext('berth.projections.schema'))"
+_STATEMENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'), hashtext(%s))"
 
 
 def schema_sql() -> str:
@@ -30,6 +33,19 @@ def create_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute(_LOCK)
         conn.execute(schema_sql())
+
+
+def execute_beside_others(conn: psycopg.Connection, statements: Sequence[str]) -> None:
+    """Runs DDL statements of the schema (``CREATE ... IF NOT EXISTS``), each in a transaction of its
+    own that holds the schema's lock in shared mode, so that other connections doing the same run at
+    once while ``create_schema`` and ``recreate_schema`` wait, and a lock on the statement, so that
+    no two connections make one object at once (PostgreSQL's ``IF NOT EXISTS`` does not see an
+    object another transaction is still creating: the second then fails on the catalog's key)."""
+    for statement in statements:
+        with conn.transaction():
+            conn.execute(_SHARED_LOCK)
+            conn.execute(_STATEMENT_LOCK, (statement,))
+            conn.execute(statement)  # type: ignore[call-overload]  # literal DDL from schema.sql
 
 
 def drop_schema(conn: psycopg.Connection) -> None:

@@ -209,9 +209,9 @@ class Projector:
             counted = await self._backfill.count_through(position)
             if counted != until_seq:
                 log.info("the event store holds %d events up to position %d, the stream %d messages: "
-                         "rebuilding from the stream", counted, position, until_seq)
+                         "applying from the stream", counted, position, until_seq)
                 return
-            log.info("rebuilding from the event store: %d events up to position %d", until_seq, position)
+            log.info("applying from the event store: %d events up to position %d", until_seq, position)
 
             def read(after_position: int, after_seq: int) -> asyncio.Future[_Checked]:
                 count = min(self._batch_size, until_seq - after_seq)
@@ -229,9 +229,9 @@ class Projector:
                     await reset
                 applied = await self._apply(deliveries, applied, checked)
         except PositionMovedError as exc:
-            log.info("%s; rebuilding the rest from the stream", exc)
+            log.info("%s; applying the rest from the stream", exc)
         except Exception as exc:  # noqa: BLE001 - run() goes on from the stored position, retrying
-            log.warning("rebuild from the event store interrupted (%s: %s); going on from the stream",
+            log.warning("applying from the event store interrupted (%s: %s); going on from the stream",
                         type(exc).__name__, exc)
         finally:
             if reading is not None:

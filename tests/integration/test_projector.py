@@ -344,7 +344,7 @@ async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(
     assert reached.position == max(store_ids(settings.pg_dsn)) and reached.stream_seq == 30
     with psycopg.connect(settings.pg_dsn) as conn:
         assert dump_read_models(conn) == before
-    assert "rebuilding from the event store: 30 events" in caplog.text
+    assert "applying from the event store: 30 events" in caplog.text
     assert "no longer holds" not in caplog.text  # no stream message was read, so no gap was seen
 
 
@@ -369,7 +369,7 @@ async def test_a_rebuild_reads_the_stream_when_it_holds_what_the_store_does_not(
     caplog.set_level(logging.INFO, logger="services.projector.main")
     reached = await rebuild_read_models(settings)
     assert reached.stream_seq == 7 and reached.position == max(store_ids(settings.pg_dsn))
-    assert "rebuilding from the stream" in caplog.text and "dead-lettered 1 messages" in caplog.text
+    assert "applying from the stream" in caplog.text and "dead-lettered 1 messages" in caplog.text
     assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(6,)]
 
 

@@ -4,6 +4,7 @@ read model, with values that a text COPY would have to escape."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import msgspec
@@ -33,6 +34,7 @@ from projections import writer
 from projections.writer import Writer
 from projections.schema import TABLES, create_schema
 from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
+from tests.support.waiting import wait_for
 
 ODD = 'tab\there "quoted" back\\slash\nnew line, \\N, ünïcødé, \x01'
 """Text that COPY's text format must escape (tabs, newlines, backslashes, its NULL marker)."""
@@ -270,3 +272,38 @@ def test_a_bulk_reset_s_indexes_come_back_built_over_two_connections_at_once(
     assert secondary_indexes(read_models) == secondary
     assert sorted(built) == sorted([id(read_models), id(other)])
     assert sorted(name for names in built.values() for name in names) == secondary
+
+
+def test_indexes_built_while_a_projector_creates_the_schema_wait_for_it_and_do_not_fail(
+    read_models: psycopg.Connection,
+) -> None:
+    """A projector connecting during a rebuild's last step runs ``create_schema``, whose ``CREATE INDEX
+    IF NOT EXISTS`` does not see an index another transaction is still creating: without the schema's
+    lock, the rebuild's build of the same index failed on the catalog's unique key once the
+    projector committed (seen in CI)."""
+    secondary = secondary_indexes(read_models)
+    reset_read_models(read_models, bulk=True)
+    dsn = read_models.info.dsn
+    failures: list[BaseException] = []
+    with psycopg.connect(dsn, autocommit=True) as projector, psycopg.connect(dsn, autocommit=True) as first, \
+            psycopg.connect(dsn, autocommit=True) as second:
+        def build() -> None:
+            try:
+                create_secondary_indexes(first, second)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        def waiting() -> bool:
+            return bool(read_models.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = ANY(%s)",
+                ([first.info.backend_pid, second.info.backend_pid],)).fetchone()[0])
+
+        with projector.transaction():  # as create_schema: its lock, then the index
+            projector.execute("SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'))")
+            projector.execute(secondary_index_statements()[0])
+            builder = threading.Thread(target=build)
+            builder.start()
+            wait_for(waiting, timeout=30, message="the rebuild's index builds never waited")
+        builder.join(60)
+    assert not builder.is_alive() and failures == []
+    assert secondary_indexes(read_models) == secondary
