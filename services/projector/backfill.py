@@ -35,10 +35,11 @@ class StoreBackfill:
         store = await self._opened()
         return await store.call(self._select, after_position, first_seq, count)
 
-    async def count_through(self, position: int) -> int:
-        """Returns how many events the store holds up to notification id ``position`` (an index-only count)."""
+    async def count_between(self, after: int, through: int) -> int:
+        """Returns how many events the store holds after notification id ``after`` up to ``through`` (an
+        index-only count of that range: its cost is the range's, not the history's)."""
         store = await self._opened()
-        return await store.call(self._count, position)
+        return await store.call(self._count, after, through)
 
     async def _opened(self) -> Facade:
         if self._app is None:
@@ -69,13 +70,13 @@ class StoreBackfill:
         return [Delivery(first_seq + i, _subject(topic, originator_id, position), position, state)
                 for i, (position, topic, originator_id, state) in enumerate(rows)]
 
-    def _count(self, position: int) -> int:
+    def _count(self, after: int, through: int) -> int:
         assert self._app is not None
         recorder = self._app.recorder
-        query = SQL("SELECT count(*) AS n FROM {} WHERE notification_id <= %s").format(
+        query = SQL("SELECT count(*) AS n FROM {} WHERE notification_id > %s AND notification_id <= %s").format(
             Identifier(recorder.events_table_name))
         with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(query, (position,))
+            cursor.execute(query, (after, through))
             row = cursor.fetchone()
         return int(row["n"]) if row is not None else 0
 

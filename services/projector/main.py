@@ -192,9 +192,10 @@ class Projector:
 
     async def replay_store(self, stop: asyncio.Event, until_seq: int, *, reset: asyncio.Future[None] | None = None) -> None:
         """Applies the stream's sequences up to ``until_seq`` from the event store instead of the stream,
-        when the store holds exactly ``until_seq`` events up to the position of the message at
-        ``until_seq``: then sequence s is the s-th stored event (the relay published each once, in
-        order; ``backfill.py`` reads a gap the same way). The same bytes, without NATS's per-message
+        when the store holds exactly as many events after the applied position, up to the position of
+        the message at ``until_seq``, as the stream has messages after the applied sequence: then each
+        sequence is the next stored event (the relay published each once, in order; ``backfill.py``
+        reads a gap the same way). The count covers what is to apply, not the whole history. The same bytes, without NATS's per-message
         parsing. Else, on any failure, or when another writer moves the position, it stops, and
         ``run`` goes on from the stored position with the stream. The next batch is read and checked
         (decoded) while one is applied, on threads of their own: both wait on PostgreSQL much of
@@ -206,12 +207,13 @@ class Projector:
             position = await self._stored_position(until_seq)
             if position is None or applied.stream_seq >= until_seq:
                 return
-            counted = await self._backfill.count_through(position)
-            if counted != until_seq:
-                log.info("the event store holds %d events up to position %d, the stream %d messages: "
-                         "applying from the stream", counted, position, until_seq)
+            counted = await self._backfill.count_between(applied.position, position)
+            if counted != until_seq - applied.stream_seq:
+                log.info("the event store holds %d events after position %d up to %d, the stream %d messages "
+                         "after sequence %d: applying from the stream", counted, applied.position, position,
+                         until_seq - applied.stream_seq, applied.stream_seq)
                 return
-            log.info("applying from the event store: %d events up to position %d", until_seq, position)
+            log.info("applying from the event store: %d events up to position %d", counted, position)
 
             def read(after_position: int, after_seq: int) -> asyncio.Future[_Checked]:
                 count = min(self._batch_size, until_seq - after_seq)

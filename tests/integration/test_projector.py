@@ -80,6 +80,14 @@ def applied_position(dsn: str) -> int:
         return read_position(conn).position
 
 
+def applied_seq(dsn: str) -> int:
+    """Returns the applied stream sequence, 0 before the projector created its tables."""
+    if not _has_schema(dsn):
+        return 0
+    with psycopg.connect(dsn) as conn:
+        return read_position(conn).stream_seq
+
+
 async def caught_up(dsn: str, timeout: float = 30) -> None:
     target = max(store_ids(dsn), default=0)
     await async_wait_for(
@@ -371,6 +379,44 @@ async def test_a_rebuild_reads_the_stream_when_it_holds_what_the_store_does_not(
     assert reached.stream_seq == 7 and reached.position == max(store_ids(settings.pg_dsn))
     assert "applying from the stream" in caplog.text and "dead-lettered 1 messages" in caplog.text
     assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(6,)]
+
+
+async def test_a_catch_up_reads_the_store_when_the_stream_s_foreign_message_was_applied_before_it(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store and the stream are compared only over what is to apply: a message that is not a stored
+    event, dead-lettered before the projector stopped, does not send its catch-up to the stream."""
+    relay = await run_until_stopped(run_relay, settings)
+    async with jetstream(settings.nats_url) as js:
+        await ensure_streams(js)
+
+        async def published(count: int) -> bool:
+            return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
+
+        await asyncio.to_thread(request_sessions, sessions, range(3))
+        await async_wait_for(lambda: published(3), timeout=30, message="the relay did not publish 3 events")
+        await js.publish("ev.session.x.requested", b"not json")
+        projector = await run_until_stopped(run_projector, settings)
+        await async_wait_for(lambda: applied_seq(settings.pg_dsn) >= 4, timeout=30, message="not applied")
+        await stop_task(*projector)
+        await asyncio.to_thread(request_sessions, sessions, range(3, 13))
+        await async_wait_for(lambda: published(14), timeout=30, message="the relay did not publish 10 more events")
+    await stop_task(*relay)
+    monkeypatch.setattr(projector_main, "CATCH_UP_FROM", 5)
+    read: list[int] = []
+    deliveries = backfill_module.StoreBackfill.deliveries
+
+    async def reading(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batch = await deliveries(self, *args, **kwargs)
+        read.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(backfill_module.StoreBackfill, "deliveries", reading)
+    projector = await run_until_stopped(run_projector, settings)
+    await caught_up(settings.pg_dsn)
+    await stop_task(*projector)
+    assert sum(read) == 10
+    assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(13,)]
 
 
 def _table_oid(dsn: str, table: str) -> int | None:
