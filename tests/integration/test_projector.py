@@ -10,6 +10,7 @@ import threading
 
 import psycopg
 import pytest
+from nats.js import JetStreamContext
 
 from contracts import commands as c
 from contracts.session import KernelPlacement
@@ -314,15 +315,9 @@ async def test_a_rebuild_whose_reset_fails_fails_and_applies_nothing(
         assert dump_read_models(conn) == before
 
 
-@pytest.mark.parametrize("catch_up_from, from_store", [(10, True), (10**6, False)])
-async def test_a_projector_far_behind_at_start_catches_up_from_the_event_store(
-    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch, catch_up_from: int, from_store: bool,
-) -> None:
-    """``CATCH_UP_FROM`` messages or more behind the stream at start: the projector reads them from the
-    event store (as a rebuild does, into the live tables); fewer: from the stream. The same tables."""
-    live = await _published_and_projected(settings, sessions, 15)
-    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
-        reset_read_models(conn)  # as after downtime: every message of the stream still to apply
+async def _projector_started_behind(settings: Settings, monkeypatch: pytest.MonkeyPatch, catch_up_from: int) -> list[int]:
+    """Runs a projector with ``CATCH_UP_FROM`` at ``catch_up_from`` until it applied the whole store; returns
+    the sizes of the batches it read from the event store."""
     monkeypatch.setattr(projector_main, "CATCH_UP_FROM", catch_up_from)
     read: list[int] = []
     deliveries = backfill_module.StoreBackfill.deliveries
@@ -336,6 +331,19 @@ async def test_a_projector_far_behind_at_start_catches_up_from_the_event_store(
     projector = await run_until_stopped(run_projector, settings)
     await caught_up(settings.pg_dsn)
     await stop_task(*projector)
+    return read
+
+
+@pytest.mark.parametrize("catch_up_from, from_store", [(10, True), (10**6, False)])
+async def test_a_projector_far_behind_at_start_catches_up_from_the_event_store(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch, catch_up_from: int, from_store: bool,
+) -> None:
+    """``CATCH_UP_FROM`` messages or more behind the stream at start: the projector reads them from the
+    event store (as a rebuild does, into the live tables); fewer: from the stream. The same tables."""
+    live = await _published_and_projected(settings, sessions, 15)
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        reset_read_models(conn)  # as after downtime: every message of the stream still to apply
+    read = await _projector_started_behind(settings, monkeypatch, catch_up_from)
     assert sum(read) == (len(live["event_log"]) if from_store else 0)
     with psycopg.connect(settings.pg_dsn) as conn:
         assert dump_read_models(conn) == live
@@ -356,6 +364,19 @@ async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(
     assert "no longer holds" not in caplog.text  # no stream message was read, so no gap was seen
 
 
+async def _published(js: JetStreamContext, count: int) -> bool:
+    return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
+
+
+async def _three_stored_events_then_a_foreign_message(js: JetStreamContext, sessions: Sessions) -> None:
+    """Has the (running) relay publish three sessions' requests, then publishes after them a message that is
+    not a stored event (undecodable, without a position)."""
+    await ensure_streams(js)
+    await asyncio.to_thread(request_sessions, sessions, range(3))
+    await async_wait_for(lambda: _published(js, 3), timeout=30, message="the relay did not publish 3 events")
+    await js.publish("ev.session.x.requested", b"not json")
+
+
 async def test_a_rebuild_reads_the_stream_when_it_holds_what_the_store_does_not(
     settings: Settings, sessions: Sessions, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -363,16 +384,9 @@ async def test_a_rebuild_reads_the_stream_when_it_holds_what_the_store_does_not(
     breaks the one-to-one numbering: the rebuild goes by the stream, which dead-letters it again."""
     relay = await run_until_stopped(run_relay, settings)
     async with jetstream(settings.nats_url) as js:
-        await ensure_streams(js)
-
-        async def published(count: int) -> bool:
-            return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
-
-        await asyncio.to_thread(request_sessions, sessions, range(3))
-        await async_wait_for(lambda: published(3), timeout=30, message="the relay did not publish 3 events")
-        await js.publish("ev.session.x.requested", b"not json")
+        await _three_stored_events_then_a_foreign_message(js, sessions)
         await asyncio.to_thread(request_sessions, sessions, range(3, 6))
-        await async_wait_for(lambda: published(7), timeout=30, message="the relay did not publish 3 more events")
+        await async_wait_for(lambda: _published(js, 7), timeout=30, message="the relay did not publish 3 more events")
     await stop_task(*relay)
     caplog.set_level(logging.INFO, logger="services.projector.main")
     reached = await rebuild_read_models(settings)
@@ -388,33 +402,14 @@ async def test_a_catch_up_reads_the_store_when_the_stream_s_foreign_message_was_
     event, dead-lettered before the projector stopped, does not send its catch-up to the stream."""
     relay = await run_until_stopped(run_relay, settings)
     async with jetstream(settings.nats_url) as js:
-        await ensure_streams(js)
-
-        async def published(count: int) -> bool:
-            return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
-
-        await asyncio.to_thread(request_sessions, sessions, range(3))
-        await async_wait_for(lambda: published(3), timeout=30, message="the relay did not publish 3 events")
-        await js.publish("ev.session.x.requested", b"not json")
+        await _three_stored_events_then_a_foreign_message(js, sessions)
         projector = await run_until_stopped(run_projector, settings)
         await async_wait_for(lambda: applied_seq(settings.pg_dsn) >= 4, timeout=30, message="not applied")
         await stop_task(*projector)
         await asyncio.to_thread(request_sessions, sessions, range(3, 13))
-        await async_wait_for(lambda: published(14), timeout=30, message="the relay did not publish 10 more events")
+        await async_wait_for(lambda: _published(js, 14), timeout=30, message="the relay did not publish 10 more events")
     await stop_task(*relay)
-    monkeypatch.setattr(projector_main, "CATCH_UP_FROM", 5)
-    read: list[int] = []
-    deliveries = backfill_module.StoreBackfill.deliveries
-
-    async def reading(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        batch = await deliveries(self, *args, **kwargs)
-        read.append(len(batch))
-        return batch
-
-    monkeypatch.setattr(backfill_module.StoreBackfill, "deliveries", reading)
-    projector = await run_until_stopped(run_projector, settings)
-    await caught_up(settings.pg_dsn)
-    await stop_task(*projector)
+    read = await _projector_started_behind(settings, monkeypatch, 5)
     assert sum(read) == 10
     assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(13,)]
 
