@@ -16,7 +16,6 @@ import logging
 from typing import Callable, Sequence
 
 import uvloop
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -25,14 +24,14 @@ from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
 from projections.delivery import Delivery, Entry, Rejected, check
 from projections.errors import PositionMovedError
 from projections.position import Position
-from services.common.bus import connect, dead_letter, ensure_streams
+from services.common.bus import dead_letter
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.common.transient import OUTAGES, unavailable_dependency
 from services.projector.applier import BatchApplier
 from services.projector.backfill import StoreBackfill
 from services.projector.feed import EventFeed
-from services.common.waiting import first_of
+from services.projector.runtime import RETRY_DELAYS, Runtime, wait_or_stop
 
 __all__ = [
     "BATCH_SIZE",
@@ -61,7 +60,6 @@ store (``_catch_up``): the stored bytes in batches of thousands, without NATS's 
 DEAD_LETTER_CONSUMER = "projector"
 IDLE_WAIT = 0.5
 DEAD_LETTER_TIMEOUT = 10.0
-RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 BACKFILL_LIMIT = 10_000
 """Events read from the event store at once for a gap in the stream (then the feed starts again)."""
 
@@ -133,7 +131,7 @@ class Projector:
                 failures += 1
                 OUTAGES.failed(DEAD_LETTER_CONSUMER, unavailable_dependency(exc) or "its stream and read models", exc)
                 log.warning("projector interrupted (%s: %s); resuming in %.2f s", type(exc).__name__, exc, delay)
-                await _wait_or_stop(stop, delay)
+                await wait_or_stop(stop, delay)
 
     async def _follow(self, position: Position, stop: asyncio.Event, until_seq: int | None) -> None:
         feed = EventFeed(self._js, position.stream_seq + 1, capacity=max(5000, 2 * self._batch_size))
@@ -302,7 +300,7 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
     until ``stop`` is set, waiting for NATS to answer first; with ``rebuild`` it first rebuilds
     the read models in bulk up to the stream's last sequence (as ``rebuild_read_models``), then
     goes on with what comes after."""
-    runtime = _Runtime(settings)
+    runtime = Runtime(settings)
     try:
         if not await runtime.open(stop):
             return
@@ -315,7 +313,7 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
         await runtime.close()
 
 
-async def _catch_up(runtime: _Runtime, stop: asyncio.Event) -> None:
+async def _catch_up(runtime: Runtime, stop: asyncio.Event) -> None:
     """After downtime: when the read models are ``CATCH_UP_FROM`` messages or more behind the stream's
     end, applies them from the event store first, as a rebuild reads them (``Projector.replay_store``,
     batches of ``REBUILD_BATCH_SIZE``), but into the live tables and committed durably. Whatever it
@@ -342,7 +340,7 @@ async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = N
     end), and returns the position reached. The events are read from the event store when it holds
     exactly the stream's (``Projector.replay_store``); ``from_store=False`` reads the stream only
     (``bench_pipeline.py`` compares the two). ``progress`` is told how far it got after each batch."""
-    runtime = _Runtime(settings)
+    runtime = Runtime(settings)
     try:
         await runtime.open()
         return await _rebuild(runtime, stop or asyncio.Event(), from_store, progress)
@@ -350,7 +348,7 @@ async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = N
         await runtime.close()
 
 
-async def _rebuild(runtime: _Runtime, stop: asyncio.Event, from_store: bool = True,
+async def _rebuild(runtime: Runtime, stop: asyncio.Event, from_store: bool = True,
                    progress: RebuildProgress | None = None) -> Position:
     """The bulk rebuild on an open ``runtime``, up to the stream's last sequence now; returns the
     position reached (less when ``stop`` came first; the indexes are created either way)."""
@@ -366,53 +364,6 @@ async def _rebuild(runtime: _Runtime, stop: asyncio.Event, from_store: bool = Tr
     await runtime.applier.finish_bulk()
     log.info("read models rebuilt up to stream sequence %d (position %d)", reached.stream_seq, reached.position)
     return reached
-
-
-class _Runtime:
-    """Opens and closes what a projector needs: NATS (with the streams) and the applier."""
-
-    def __init__(self, settings: Settings) -> None:
-        if not settings.nats_url or not settings.pg_dsn:
-            raise ValueError("the projector needs BERTH_NATS_URL and BERTH_PG_DSN")
-        self._settings = settings
-        self.applier = BatchApplier(settings.pg_dsn)
-        self.backfill = StoreBackfill(settings.pg_dsn)
-        self._nc: Client | None = None
-
-    @property
-    def js(self) -> JetStreamContext:
-        assert self._nc is not None
-        return self._nc.jetstream()
-
-    async def open(self, stop: asyncio.Event | None = None) -> bool:
-        """Connects to NATS and ensures the streams; with ``stop``, retries until it works
-        (returns False when stopped first), else raises on the first failure."""
-        failures = 0
-        while True:
-            try:
-                self._nc = self._nc or await connect(self._settings.nats_url, "berth-projector", self._settings.nats_creds or None)
-                await ensure_streams(self._nc.jetstream())
-                return True
-            except Exception as exc:
-                if stop is None:
-                    raise
-                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
-                failures += 1
-                log.warning("cannot reach NATS (%s: %s); retrying in %.2f s", type(exc).__name__, exc, delay)
-                await _wait_or_stop(stop, delay)
-                if stop.is_set():
-                    return False
-
-    async def close(self) -> None:
-        """Closes NATS and the database connection."""
-        if self._nc is not None:
-            await self._nc.close()
-        await self.applier.close()
-        await self.backfill.close()
-
-
-async def _wait_or_stop(stop: asyncio.Event, delay: float) -> None:
-    await first_of(stop, timeout=delay)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
