@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -257,6 +258,39 @@ def test_sigterm_stops_the_runner_and_removes_its_socket(tmp_path: Path) -> None
     proc, path = start_runner(tmp_path)
     proc.terminate()
     assert proc.wait(timeout=10) == 128 + 15
+    assert not path.exists()
+
+
+# A server that, while it is imported, takes a SIGTERM inside a finalizer: where Python prints an
+# exception raised there and drops it, as it does in the weakref callback of an import's module lock,
+# which is where CI's runner once took its SIGTERM, and went on serving.
+SIGNALLED_IN_A_FINALIZER = """
+import signal as _signal
+
+
+class _Finalized:
+    def __del__(self):
+        _signal.raise_signal(_signal.SIGTERM)
+
+
+_Finalized()
+"""
+
+
+def test_a_sigterm_taken_where_python_drops_exceptions_still_stops_the_runner(tmp_path: Path) -> None:
+    runner_dir = tmp_path / "runner"
+    shutil.copytree(RUNNER.parent, runner_dir)
+    server = runner_dir / "berth_server.py"
+    server.write_text(server.read_text() + SIGNALLED_IN_A_FINALIZER)
+    path = tmp_path / "io" / "runner.sock"
+    proc = subprocess.Popen([sys.executable, str(runner_dir / RUNNER.name), "--socket", str(path)], cwd=tmp_path,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert proc.wait(timeout=30) == 128 + 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert not path.exists()
 
 

@@ -60,8 +60,16 @@ def _usage_error(message):
     sys.exit(2)
 
 
+STOPS = []
+"""The stop signals received (SIGTERM, SIGINT), in order. The handler only records them: an exception
+raised in a handler surfaces wherever the main thread happens to be, and where that is a finalizer or
+a weakref callback (an import's module lock has one) Python prints it and drops it; the signal would
+be lost. The server acts on the record (``berth_server.serve``), which also covers a signal received
+before it started."""
+
+
 def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise SystemExit(128 + signum)
+    STOPS.append(signum)
 
 
 def bind_unix(sock, path):
@@ -108,7 +116,7 @@ def main(argv=None):
             sys.path.insert(0, here)
         import berth_server  # noqa: PLC0415 - loaded once the socket accepts (see the module's doc)
 
-        berth_server.serve(server, socket_path, max_output)
+        berth_server.serve(server, socket_path, max_output, STOPS)
     finally:
         try:
             os.unlink(socket_path)

@@ -326,25 +326,28 @@ class Runner:
         self.query.close()
 
 
-def serve(listening, socket_path: str, max_output: int | None = None) -> None:
+def serve(listening, socket_path: str, max_output: int | None = None, stops: list | None = None) -> None:
     """Serves the connections of ``listening`` (a listening ``_socket.socket`` bound at
-    ``socket_path``) until SIGTERM or SIGINT; removes the socket on the way out."""
+    ``socket_path``) until SIGTERM or SIGINT, then raises ``SystemExit(128 + signal)``; removes the
+    socket on the way out. ``stops``: the stop signals received so far, appended to by the caller's
+    handler (a signal received before this started ends it at once); this one's handler appends there too."""
     server = socket.socket(fileno=listening.detach())
     runner = Runner(MAX_OUTPUT if max_output is None else max_output)
+    stops = [] if stops is None else stops
 
     def stop(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise SystemExit(128 + signum)
+        stops.append(signum)  # acted on by the loop below: an exception raised here could be dropped
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    # A signal the kernel hands to a connection thread would not interrupt accept(): the
-    # wakeup pipe makes the main thread return to Python, where the handler runs.
+    # The handler runs on the main thread, but a signal the kernel hands to a connection thread
+    # would not interrupt select(): the wakeup pipe makes it return, whichever thread got it.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     try:
         runner.query.warm()
-        while True:
+        while not stops:
             readable, _, _ = select.select([server, wake_r], [], [])
             if wake_r in readable:
                 os.read(wake_r, 512)
@@ -352,6 +355,7 @@ def serve(listening, socket_path: str, max_output: int | None = None) -> None:
                 continue
             conn, _ = server.accept()
             threading.Thread(target=runner.serve_connection, args=(conn,), daemon=True).start()
+        raise SystemExit(128 + stops[0])
     finally:
         runner.shutdown()
         server.close()
