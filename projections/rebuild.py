@@ -10,7 +10,6 @@ over two connections at once, at the end of the rebuild or, if it was interrupte
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from projections.position import POSITION_CHANNEL, RESET
-from projections.schema import execute_beside_others, recreate_schema, schema_sql
+from projections.schema import execute_beside_others, recreate_schema, secondary_index_statements
 
 __all__ = [
     "PRIMARY_KEYS",
@@ -65,25 +64,13 @@ def reset_read_models(conn: psycopg.Connection, *, bulk: bool = False) -> None:
     notifies ``POSITION_CHANNEL`` with ``RESET`` on commit (waiters must not trust older positions).
     With ``bulk``, the new tables have no secondary index until ``create_schema`` runs again."""
     with conn.transaction():
-        recreate_schema(conn)
-        if bulk:
-            for name in secondary_indexes(conn):
-                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        recreate_schema(conn, secondary_indexes=not bulk)
         conn.execute("SELECT pg_notify(%s, %s)", (POSITION_CHANNEL, RESET))
 
 
 def secondary_indexes(conn: psycopg.Connection) -> list[str]:
     """Returns the names of the read models' indexes that are neither unique nor primary."""
     return [name for (name,) in conn.execute(_SECONDARY, (list(PRIMARY_KEYS),)).fetchall()]
-
-
-_CREATE_INDEX = re.compile(r"^CREATE INDEX IF NOT EXISTS \w+ ON [^;]+;", re.MULTILINE)
-
-
-def secondary_index_statements() -> list[str]:
-    """Returns the DDL of the secondary indexes, one ``CREATE INDEX IF NOT EXISTS`` each, in the
-    order of ``schema.sql`` (where every index that is neither unique nor primary is written so)."""
-    return _CREATE_INDEX.findall(schema_sql())
 
 
 def create_secondary_indexes(conn: psycopg.Connection, other: psycopg.Connection) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Sequence
 
 import psycopg
 
-__all__ = ["TABLES", "create_schema", "drop_schema", "execute_beside_others", "recreate_schema", "schema_sql"]
+__all__ = ["TABLES", "create_schema", "drop_schema", "execute_beside_others", "recreate_schema", "schema_sql",
+           "secondary_index_statements"]
 
 TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position", "quota_usage",
           "quota_usage_sessions",
@@ -20,9 +22,18 @@ _SHARED_LOCK = "SELECT pg_advisory_xact_lock_shared(hashtext('berth.projections.
 _STATEMENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'), hashtext(%s))"
 
 
+_CREATE_INDEX = re.compile(r"^CREATE INDEX IF NOT EXISTS \w+ ON [^;]+;", re.MULTILINE)
+
+
 def schema_sql() -> str:
     """Returns the DDL of the read models (``projections/schema.sql``)."""
     return resources.files("projections").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def secondary_index_statements() -> list[str]:
+    """Returns the DDL of the secondary indexes, one ``CREATE INDEX IF NOT EXISTS`` each, in the
+    order of ``schema.sql`` (where every index that is neither unique nor primary is written so)."""
+    return _CREATE_INDEX.findall(schema_sql())
 
 
 def create_schema(conn: psycopg.Connection) -> None:
@@ -55,10 +66,11 @@ def drop_schema(conn: psycopg.Connection) -> None:
         conn.execute("DROP TABLE IF EXISTS " + ", ".join(TABLES))
 
 
-def recreate_schema(conn: psycopg.Connection) -> None:
+def recreate_schema(conn: psycopg.Connection, *, secondary_indexes: bool = True) -> None:
     """Drops and creates the read models in one transaction: readers see either the old
-    tables or the new empty ones, never a missing table."""
+    tables or the new empty ones, never a missing table. Without ``secondary_indexes``, the
+    tables come without the indexes of ``secondary_index_statements``. The DDL goes in one
+    statement string: one round trip."""
+    ddl = schema_sql() if secondary_indexes else _CREATE_INDEX.sub("", schema_sql())
     with conn.transaction():
-        conn.execute(_LOCK)
-        conn.execute("DROP TABLE IF EXISTS " + ", ".join(TABLES))
-        conn.execute(schema_sql())
+        conn.execute(f"{_LOCK};\nDROP TABLE IF EXISTS {', '.join(TABLES)};\n{ddl}")  # type: ignore[call-overload]

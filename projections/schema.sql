@@ -53,9 +53,8 @@ BEGIN
         ('status_detail', 'text'),
         ('mounts', 'jsonb NOT NULL DEFAULT ''[]''')) AS c(name, definition)
     LOOP
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                        WHERE table_schema = current_schema() AND table_name = 'sessions'
-                          AND column_name = col.name) THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                        WHERE attrelid = 'sessions'::regclass AND attname = col.name AND NOT attisdropped) THEN
             EXECUTE format('ALTER TABLE sessions ADD COLUMN %I %s', col.name, col.definition);
         END IF;
     END LOOP;
@@ -86,9 +85,8 @@ CREATE TABLE IF NOT EXISTS kernels (
 -- The kernels' status reason and detail came after the first schema: add them to tables created before.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                    WHERE table_schema = current_schema() AND table_name = 'kernels'
-                      AND column_name = 'status_detail') THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = 'kernels'::regclass AND attname = 'status_detail' AND NOT attisdropped) THEN
         ALTER TABLE kernels ADD COLUMN status_reason text, ADD COLUMN status_detail text;
     END IF;
 END $$;
@@ -113,14 +111,12 @@ CREATE TABLE IF NOT EXISTS agents (
 -- locking the table when it is already there).
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                    WHERE table_schema = current_schema() AND table_name = 'agents'
-                      AND column_name = 'allocations') THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = 'agents'::regclass AND attname = 'allocations' AND NOT attisdropped) THEN
         ALTER TABLE agents ADD COLUMN allocations jsonb NOT NULL DEFAULT '{}'::jsonb;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                    WHERE table_schema = current_schema() AND table_name = 'agents'
-                      AND column_name = 'resource_group') THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = 'agents'::regclass AND attname = 'resource_group' AND NOT attisdropped) THEN
         ALTER TABLE agents ADD COLUMN resource_group text NOT NULL DEFAULT 'default';
     END IF;
 END $$;
@@ -167,9 +163,8 @@ CREATE TABLE IF NOT EXISTS quota_usage_sessions (
 -- quota_usage_sessions and the column goes, in this transaction.
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM information_schema.columns
-                WHERE table_schema = current_schema() AND table_name = 'quota_usage'
-                  AND column_name = 'sessions') THEN
+    IF EXISTS (SELECT 1 FROM pg_attribute
+                WHERE attrelid = 'quota_usage'::regclass AND attname = 'sessions' AND NOT attisdropped) THEN
         INSERT INTO quota_usage_sessions (quota_id, session_id, slots)
             SELECT q.quota_id, s.key, s.value FROM quota_usage q, jsonb_each(q.sessions) AS s
             ON CONFLICT (quota_id, session_id) DO NOTHING;
@@ -293,9 +288,8 @@ CREATE TABLE IF NOT EXISTS vfolders (
 -- uploaded_bytes came after the first schema: add it to tables created before.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                    WHERE table_schema = current_schema() AND table_name = 'vfolders'
-                      AND column_name = 'uploaded_bytes') THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = 'vfolders'::regclass AND attname = 'uploaded_bytes' AND NOT attisdropped) THEN
         ALTER TABLE vfolders ADD COLUMN uploaded_bytes bigint NOT NULL DEFAULT 0;
     END IF;
 END $$;

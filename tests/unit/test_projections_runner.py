@@ -140,6 +140,34 @@ def test_schema_can_be_created_twice_and_dropped(read_models: psycopg.Connection
     assert tables == (0,)
 
 
+ADDED_COLUMNS = (
+    ("sessions", ("user_name", "domain", "project", "resource_group", "priority", "pending_code", "pending_reason",
+                  "status_detail", "mounts")),
+    ("kernels", ("status_reason", "status_detail")),
+    ("agents", ("allocations", "resource_group")),
+    ("vfolders", ("uploaded_bytes",)),
+)
+"""The columns that ``schema.sql`` adds to tables created before them."""
+
+
+def _columns(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    return conn.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = ANY(%s) ORDER BY 1, 2",
+        ([table for table, _ in ADDED_COLUMNS],)).fetchall()
+
+
+def test_tables_created_before_their_later_columns_get_every_one_of_them(read_models: psycopg.Connection) -> None:
+    fresh = _columns(read_models)
+    for table, columns in ADDED_COLUMNS:
+        read_models.execute(f"ALTER TABLE {table} " + ", ".join(f"DROP COLUMN {name}" for name in columns))
+    assert len(_columns(read_models)) == len(fresh) - sum(len(columns) for _, columns in ADDED_COLUMNS)
+    create_schema(read_models)
+    assert _columns(read_models) == fresh
+    create_schema(read_models)  # and once there, they are left as they are
+    assert _columns(read_models) == fresh
+
+
 def test_the_schema_creates_exactly_the_tables_a_rebuild_drops(read_models: psycopg.Connection) -> None:
     """A table of ``schema.sql`` missing from ``TABLES`` would survive a rebuild with its old rows."""
     created = {name for (name,) in read_models.execute(
