@@ -24,23 +24,18 @@ from projections.tallies import Held, Tally
 from projections.values import json_text
 from projections.writer import Writer
 
-__all__ = ["preload", "project"]
+__all__ = ["apply_event", "preload"]
 
 _allocations = msgspec.json.Decoder(dict[str, dict[str, Decimal]])
 
 
-def project(w: Writer, entry: Entry) -> None:
-    """Applies ``entry`` to the agents table (events of other aggregates change nothing)."""
-    if entry.event is not None:
-        _apply(entry.event, w, entry)
-
-
 @singledispatch
-def _apply(event: Event, w: Writer, entry: Entry) -> None:
-    """Ignores events that do not concern agents."""
+def apply_event(event: Event, w: Writer, entry: Entry) -> None:
+    """Applies ``event`` (of ``entry``) to the agents table, by its type; this default, for events that do not
+    concern agents, changes nothing (``runner.handlers`` leaves it out)."""
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.AgentRegistered, w: Writer, entry: Entry) -> None:
     w.execute(
         """
@@ -62,41 +57,41 @@ def _(event: ev.AgentRegistered, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.AgentCapacityChanged, w: Writer, entry: Entry) -> None:
     _update(w, event, "capacity = %s::jsonb", json_text(event.capacity))
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelAssigned, w: Writer, entry: Entry) -> None:
     held = _held(w, event)
     held.entries[event.kernel_id] = dict(event.slots)
     _changed(w, event, held)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelReleased, w: Writer, entry: Entry) -> None:
     held = _held(w, event)
     held.entries.pop(event.kernel_id, None)
     _changed(w, event, held)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelTerminationRequested, w: Writer, entry: Entry) -> None:
     _update(w, event, None)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.AgentLost, w: Writer, entry: Entry) -> None:
     _update(w, event, "status = %s", AgentStatus.LOST.value)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.AgentRecovered, w: Writer, entry: Entry) -> None:
     _update(w, event, "status = %s", AgentStatus.ALIVE.value)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.OrphanContainerDestroyed, w: Writer, entry: Entry) -> None:
     _update(w, event, None)
 

@@ -18,13 +18,7 @@ from projections.delivery import Entry
 from projections.errors import MissingRowError
 from projections.writer import Writer, bulk_insert
 
-__all__ = ["preload", "project"]
-
-
-def project(w: Writer, entry: Entry) -> None:
-    """Applies ``entry`` to the kernels table (events without kernels change nothing)."""
-    if entry.event is not None:
-        _apply(entry.event, w, entry)
+__all__ = ["apply_event", "preload"]
 
 
 def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
@@ -37,11 +31,12 @@ def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
 
 
 @singledispatch
-def _apply(event: Event, w: Writer, entry: Entry) -> None:
-    """Ignores events that do not concern kernels."""
+def apply_event(event: Event, w: Writer, entry: Entry) -> None:
+    """Applies ``event`` (of ``entry``) to the kernels table, by its type; this default, for events that do not
+    concern kernels, changes nothing (``runner.handlers`` leaves it out)."""
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
     for kernel in event.spec.kernels:
         row = (
@@ -62,34 +57,34 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
         w.defer(_insert, row, key=kernel.kernel_id)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
     for placement in event.placements:
         _set(w, event, placement.kernel_id, agent_id=placement.agent_id, status=KernelStatus.SCHEDULED.value)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelPreparing, w: Writer, entry: Entry) -> None:
     _set(w, event, event.kernel_id, status=KernelStatus.PREPARING.value)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelProgressed, w: Writer, entry: Entry) -> None:
     _set(w, event, event.kernel_id, status_detail=event.detail)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelCreating, w: Writer, entry: Entry) -> None:
     _set(w, event, event.kernel_id, status=KernelStatus.CREATING.value, status_detail=None)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelStarted, w: Writer, entry: Entry) -> None:
     _set(w, event, event.kernel_id, status=KernelStatus.RUNNING.value, container_id=event.container_id,
          status_detail=None)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelTerminated, w: Writer, entry: Entry) -> None:
     status = KernelStatus.ERROR if event.reason.fails_kernel else KernelStatus.TERMINATED
     _set(w, event, event.kernel_id, status=status.value, exit_code=event.exit_code, status_reason=event.reason.value,

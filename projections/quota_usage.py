@@ -28,7 +28,7 @@ from projections.tallies import Held, Tally
 from projections.values import json_text
 from projections.writer import Writer, bulk_insert
 
-__all__ = ["preload", "project"]
+__all__ = ["apply_event", "preload"]
 
 _slots = msgspec.json.Decoder(dict[str, Decimal])
 _holding = bulk_insert("quota_usage_sessions", [("quota_id", "text"), ("session_id", "text"), ("slots", "jsonb")])
@@ -36,18 +36,13 @@ _holding = bulk_insert("quota_usage_sessions", [("quota_id", "text"), ("session_
 release in the same batch drops it before it is written (``Writer.discard``)."""
 
 
-def project(w: Writer, entry: Entry) -> None:
-    """Applies ``entry`` to the quota usage tables (events of other aggregates change nothing)."""
-    if entry.event is not None:
-        _apply(entry.event, w, entry)
-
-
 @singledispatch
-def _apply(event: Event, w: Writer, entry: Entry) -> None:
-    """Ignores events that do not concern quotas."""
+def apply_event(event: Event, w: Writer, entry: Entry) -> None:
+    """Applies ``event`` (of ``entry``) to the quota usage tables, by its type; this default, for events that do not
+    concern quotas, changes nothing (``runner.handlers`` leaves it out)."""
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.QuotaConsumed, w: Writer, entry: Entry) -> None:
     held = w.tallies.get(SUM, event.originator_id) or Held({}, 0, None)
     for session_id, slots in event.allocations.items():
@@ -57,7 +52,7 @@ def _(event: ev.QuotaConsumed, w: Writer, entry: Entry) -> None:
     _changed(w, event, held)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.QuotaReleased, w: Writer, entry: Entry) -> None:
     held = w.tallies.get(SUM, event.originator_id)
     if held is None:

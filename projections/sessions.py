@@ -23,7 +23,7 @@ from projections.session_status import StatusChange, status_change
 from projections.values import iso, json_text
 from projections.writer import Writer, bulk_insert
 
-__all__ = ["preload", "project"]
+__all__ = ["apply_event", "preload"]
 
 _insert = bulk_insert(
     "sessions",
@@ -60,12 +60,6 @@ _insert = bulk_insert(
 _ENDED = frozenset({SessionStatus.TERMINATED, SessionStatus.CANCELLED, SessionStatus.ERROR})
 
 
-def project(w: Writer, entry: Entry) -> None:
-    """Applies ``entry`` to the sessions table (events of other aggregates change nothing)."""
-    if entry.event is not None:
-        _apply(entry.event, w, entry)
-
-
 def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
     """Has a bulk batch hold the rows of the sessions its ``events`` (by type) change but do not
     create (``Writer.preload``): they are changed in memory, as the rows it inserts are."""
@@ -75,11 +69,12 @@ def preload(w: Writer, events: Mapping[type, list[Event]]) -> None:
 
 
 @singledispatch
-def _apply(event: Event, w: Writer, entry: Entry) -> None:
-    """Ignores events that do not concern sessions."""
+def apply_event(event: Event, w: Writer, entry: Entry) -> None:
+    """Applies ``event`` (of ``entry``) to the sessions table, by its type; this default, for events that do not
+    concern sessions, changes nothing (``runner.handlers`` leaves it out)."""
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
     spec = event.spec
     row = (
@@ -112,31 +107,31 @@ def _(event: ev.SessionRequested, w: Writer, entry: Entry) -> None:
     w.defer(_insert, row, key=event.originator_id)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.SessionScheduled, w: Writer, entry: Entry) -> None:
     agent_ids = sorted({p.agent_id for p in event.placements})
     _change_status(w, event, entry, status_change(event), agent_ids=agent_ids)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.SessionStatusChanged, w: Writer, entry: Entry) -> None:
     _change_status(w, event, entry, status_change(event))
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KernelProgressed, w: Writer, entry: Entry) -> None:
     _set(w, event, entry, status_detail=status_change(event).detail)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.SessionPendingReasonChanged, w: Writer, entry: Entry) -> None:
     _set(w, event, entry, pending_code=event.code, pending_reason=event.message)
 
 
-@_apply.register(ev.KernelPreparing)
-@_apply.register(ev.KernelCreating)
-@_apply.register(ev.KernelStarted)
-@_apply.register(ev.KernelTerminated)
+@apply_event.register(ev.KernelPreparing)
+@apply_event.register(ev.KernelCreating)
+@apply_event.register(ev.KernelStarted)
+@apply_event.register(ev.KernelTerminated)
 def _(event: Event, w: Writer, entry: Entry) -> None:
     _set(w, event, entry)
 
@@ -206,5 +201,5 @@ def _missing(event: Event) -> str:
     return f"no session {event.originator_id} for {type(event).type_name()}"
 
 
-_CHANGES = tuple(kind for kind in _apply.registry if kind not in (object, ev.SessionRequested))
+_CHANGES = tuple(kind for kind in apply_event.registry if kind not in (object, ev.SessionRequested))
 """The events that change a session's row (each of the session's own aggregate)."""

@@ -18,21 +18,16 @@ from projections.delivery import Entry
 from projections.values import json_text
 from projections.writer import Writer
 
-__all__ = ["project"]
+__all__ = ["apply_event"]
 
 _PREFIXES = {"domains": "domain_", "projects": "project_", "users": "user_", "resource_policies": "policy_",
              "resource_groups": "rgroup_"}
 
 
-def project(w: Writer, entry: Entry) -> None:
-    """Applies ``entry`` to the tenancy tables (events of other aggregates change nothing)."""
-    if entry.event is not None:
-        _apply(entry.event, w, entry)
-
-
 @singledispatch
-def _apply(event: Event, w: Writer, entry: Entry) -> None:
-    """Ignores events that do not concern tenancy."""
+def apply_event(event: Event, w: Writer, entry: Entry) -> None:
+    """Applies ``event`` (of ``entry``) to the tenancy tables, by its type; this default, for events that do not
+    concern tenancy, changes nothing (``runner.handlers`` leaves it out)."""
 
 
 def _stamp(event: Event, entry: Entry) -> tuple[object, ...]:
@@ -56,7 +51,7 @@ def _update(w: Writer, table: str, event: Event, entry: Entry, assignments: str 
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.DomainCreated, w: Writer, entry: Entry) -> None:
     w.execute(
         "INSERT INTO domains (name, description, total_resource_slots, created_at, updated_at, version, last_position)"
@@ -65,12 +60,12 @@ def _(event: ev.DomainCreated, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.DomainUpdated, w: Writer, entry: Entry) -> None:
     _update(w, "domains", event, entry, "total_resource_slots = %s::jsonb", json_text(event.total_resource_slots))
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.ProjectCreated, w: Writer, entry: Entry) -> None:
     w.execute(
         "INSERT INTO projects (name, domain, description, total_resource_slots, created_at, updated_at, version,"
@@ -79,12 +74,12 @@ def _(event: ev.ProjectCreated, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.ProjectUpdated, w: Writer, entry: Entry) -> None:
     _update(w, "projects", event, entry, "total_resource_slots = %s::jsonb", json_text(event.total_resource_slots))
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.UserCreated, w: Writer, entry: Entry) -> None:
     w.execute(
         "INSERT INTO users (name, domain, role, projects, is_active, created_at, updated_at, version, last_position)"
@@ -93,12 +88,12 @@ def _(event: ev.UserCreated, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.UserDeactivated, w: Writer, entry: Entry) -> None:
     _update(w, "users", event, entry, "is_active = false")
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KeypairCreated, w: Writer, entry: Entry) -> None:
     w.execute(
         "INSERT INTO keypairs_view (access_key, user_name, domain, role, resource_policy, is_active, created_at,"
@@ -108,12 +103,12 @@ def _(event: ev.KeypairCreated, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KeypairDeactivated, w: Writer, entry: Entry) -> None:
     _update(w, "keypairs_view", event, entry, "is_active = false")
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.KeypairPolicyChanged, w: Writer, entry: Entry) -> None:
     _update(w, "keypairs_view", event, entry, "resource_policy = %s", event.resource_policy)
 
@@ -137,7 +132,7 @@ def _placeholders(columns: tuple[str, ...]) -> str:
     return ", ".join("%s::jsonb" if c in _SLOT_COLUMNS else "%s" for c in columns)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.ResourcePolicyCreated, w: Writer, entry: Entry) -> None:
     w.execute(
         f"INSERT INTO resource_policies (name, limits, {', '.join(_LIMIT_COLUMNS)}, created_at, updated_at, version,"
@@ -146,7 +141,7 @@ def _(event: ev.ResourcePolicyCreated, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.ResourcePolicyUpdated, w: Writer, entry: Entry) -> None:
     sets = ", ".join(["limits = %s::jsonb"] + [
         f"{c} = %s::jsonb" if c in _SLOT_COLUMNS else f"{c} = %s" for c in _LIMIT_COLUMNS])
@@ -166,7 +161,7 @@ _OPTION_COLUMNS = ("options", "scheduler", "agent_selection", "allowed_session_t
                    "visible_domains", "visible_projects", "visible_keypairs")
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.ResourceGroupCreated, w: Writer, entry: Entry) -> None:
     w.execute(
         f"INSERT INTO resource_groups (name, description, {', '.join(_OPTION_COLUMNS)}, created_at, updated_at,"
@@ -175,7 +170,7 @@ def _(event: ev.ResourceGroupCreated, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.ResourceGroupUpdated, w: Writer, entry: Entry) -> None:
     sets = ", ".join("options = %s::jsonb" if c == "options" else f"{c} = %s" for c in _OPTION_COLUMNS)
     _update(w, "resource_groups", event, entry, sets, *_option_values(event.options))

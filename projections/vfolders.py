@@ -20,18 +20,13 @@ from contracts.vfolder import VFolderStatus, quota_scope_of
 from projections.delivery import Entry
 from projections.writer import Writer
 
-__all__ = ["project"]
-
-
-def project(w: Writer, entry: Entry) -> None:
-    """Applies ``entry`` to the folder tables (events of other contexts change nothing)."""
-    if entry.event is not None:
-        _apply(entry.event, w, entry)
+__all__ = ["apply_event"]
 
 
 @singledispatch
-def _apply(event: Event, w: Writer, entry: Entry) -> None:
-    """Ignores events that do not concern folders (and name claims)."""
+def apply_event(event: Event, w: Writer, entry: Entry) -> None:
+    """Applies ``event`` (of ``entry``) to the folder tables, by its type; this default, for events that do not
+    concern folders (and name claims), changes nothing (``runner.handlers`` leaves it out)."""
 
 
 def _update(w: Writer, event: Event, entry: Entry, assignments: str = "", *values: object) -> None:
@@ -43,7 +38,7 @@ def _update(w: Writer, event: Event, entry: Entry, assignments: str = "", *value
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderCreated, w: Writer, entry: Entry) -> None:
     w.execute(
         "INSERT INTO vfolders (folder_id, name, volume, owner_kind, owner, domain, quota_scope, usage_mode, permission,"
@@ -57,18 +52,18 @@ def _(event: ev.VFolderCreated, w: Writer, entry: Entry) -> None:
     )
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderProvisioned, w: Writer, entry: Entry) -> None:
     _update(w, event, entry, "status = CASE WHEN status IN ('provisioning', 'error') THEN 'ready' ELSE status END,"
             " status_detail = NULL")
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderProvisionFailed, w: Writer, entry: Entry) -> None:
     _update(w, event, entry, "status = 'error', status_detail = %s", event.reason)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderRenamed, w: Writer, entry: Entry) -> None:
     _update(w, event, entry, "name = %s", event.name)
 
@@ -85,21 +80,21 @@ def _drop_share(w: Writer, folder_id: str, user: str) -> None:
     w.execute("DELETE FROM vfolder_shares WHERE folder_id = %s AND user_name = %s", (folder_id, user))
 
 
-@_apply.register(ev.VFolderShared)
-@_apply.register(ev.VFolderPermissionChanged)
+@apply_event.register(ev.VFolderShared)
+@apply_event.register(ev.VFolderPermissionChanged)
 def _(event: ev.VFolderShared | ev.VFolderPermissionChanged, w: Writer, entry: Entry) -> None:
     _set_share(w, event.originator_id, event.user, event.permission.value)
     _update(w, event, entry)
 
 
-@_apply.register(ev.VFolderUnshared)
-@_apply.register(ev.VFolderLeft)
+@apply_event.register(ev.VFolderUnshared)
+@apply_event.register(ev.VFolderLeft)
 def _(event: ev.VFolderUnshared | ev.VFolderLeft, w: Writer, entry: Entry) -> None:
     _drop_share(w, event.originator_id, event.user)
     _update(w, event, entry)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderInvited, w: Writer, entry: Entry) -> None:
     w.execute(
         "INSERT INTO vfolder_invitations (invitation_id, folder_id, inviter, invitee, permission, state, created_at,"
@@ -115,7 +110,7 @@ def _answer(w: Writer, event: ev.VFolderInvitationAccepted | ev.VFolderInvitatio
                   (state, event.timestamp, event.invitation_id), f"no invitation {event.invitation_id}")
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderInvitationAccepted, w: Writer, entry: Entry) -> None:
     _answer(w, event, "accepted")
     w.execute(
@@ -127,7 +122,7 @@ def _(event: ev.VFolderInvitationAccepted, w: Writer, entry: Entry) -> None:
     _update(w, event, entry)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderInvitationRejected, w: Writer, entry: Entry) -> None:
     _answer(w, event, "rejected")
     _update(w, event, entry)
@@ -147,32 +142,32 @@ def _status_change(event: Event, w: Writer, entry: Entry) -> None:
 
 
 for _event_type in _STATUS_CHANGES:
-    _apply.register(_event_type, _status_change)
+    apply_event.register(_event_type, _status_change)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderQuotaSet, w: Writer, entry: Entry) -> None:
     _update(w, event, entry, "quota_limit = %s", event.limit_bytes)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderUsageMeasured, w: Writer, entry: Entry) -> None:
     _update(w, event, entry, "usage_bytes = %s, usage_files = %s, uploaded_bytes = 0", event.bytes, event.files)
 
 
-@_apply.register
+@apply_event.register
 def _(event: ev.VFolderFileUploaded, w: Writer, entry: Entry) -> None:
     _update(w, event, entry, "uploaded_bytes = uploaded_bytes + %s", event.size)
 
 
-@_apply.register(ev.VFolderFilesDeleted)
-@_apply.register(ev.VFolderFileMoved)
-@_apply.register(ev.VFolderDirectoryCreated)
+@apply_event.register(ev.VFolderFilesDeleted)
+@apply_event.register(ev.VFolderFileMoved)
+@apply_event.register(ev.VFolderDirectoryCreated)
 def _(event: Event, w: Writer, entry: Entry) -> None:
     _update(w, event, entry)
 
 
-@_apply.register
+@apply_event.register
 def _(event: tev.ProjectStorageLimitSet, w: Writer, entry: Entry) -> None:
     w.execute(
         "INSERT INTO vfolder_scope_limits (quota_scope, limit_bytes) VALUES (%s, %s)"

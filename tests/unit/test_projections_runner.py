@@ -7,13 +7,14 @@ import psycopg
 import pytest
 
 from contracts import session as ss
+from contracts.agent import AgentRegistered
 from contracts.catalog import encode_event
 from contracts.status import Reason, SessionStatus
 from projections.delivery import check
 from projections.errors import PositionMovedError
 from projections.position import Position, read_position
 from projections.rebuild import dump_read_models, reset_read_models
-from projections.runner import DeadLetterError, apply_batch
+from projections.runner import DeadLetterError, apply_batch, handlers
 from projections.schema import TABLES, create_schema, drop_schema
 from tests.support.projections import Builder, Feeder, build, feed, read_models, slots  # noqa: F401
 
@@ -128,6 +129,15 @@ def test_a_batch_checked_by_the_caller_is_applied_as_checked(feed: Feeder, build
     assert (result.applied, result.rejected, result.position, result.stream_seq) == (2, 1, int(later.position), 3)
     assert [r.delivery for r in feed.rejected] == [garbage]
     assert feed.rows("SELECT session_id FROM sessions ORDER BY session_id") == [("s1",), ("s2",)]
+
+
+def test_an_event_type_goes_to_the_read_models_it_changes_only_in_their_order() -> None:
+    def models(event_type: type) -> list[str]:
+        return [handler.__module__ for handler in handlers(event_type)]
+
+    assert models(ss.SessionRequested) == ["projections.sessions", "projections.kernels"]
+    assert models(AgentRegistered) == ["projections.agents"]
+    assert models(ss.ExecutionFinished) == []  # the event log's only
 
 
 def test_schema_can_be_created_twice_and_dropped(read_models: psycopg.Connection) -> None:
