@@ -55,8 +55,8 @@ below, COPY's round trips per table cost more than they save."""
 REBUILD_BATCH_SIZE = 5000
 """Messages per transaction of a rebuild (bulk: its inserts go with COPY)."""
 CATCH_UP_FROM = 5000
-"""Messages behind the stream's end, at start, from which the projector first reads them from the event
-store (``_catch_up``): the stored bytes in batches of thousands, without NATS's parsing of each message."""
+"""Messages behind the stream's end from which the live projector reads them from the event store instead
+(``Projector._catch_up``): the stored bytes in batches of thousands, without NATS's parsing of each message."""
 DEAD_LETTER_CONSUMER = "projector"
 IDLE_WAIT = 0.5
 DEAD_LETTER_TIMEOUT = 10.0
@@ -71,6 +71,15 @@ _Checked = tuple[list[Delivery], list[Entry | Rejected]]
 class GapError(RuntimeError):
     """Raised when the feed skipped a message that the stream still holds, or when neither the
     stream nor the event store holds an event the read models need."""
+
+
+class _FarBehind(Exception):
+    """Raised when the live feed shows ``CATCH_UP_FROM`` messages or more still to apply: the event store
+    applies them first (``Projector._catch_up``)."""
+
+    def __init__(self, until_seq: int, behind: int) -> None:
+        super().__init__(f"{behind} stream messages behind: catching up from the event store")
+        self.until_seq = until_seq
 
 
 class _GapContinues(Exception):
@@ -106,6 +115,8 @@ class Projector:
         """Events applied from the event store because the stream no longer held them."""
         self._bulk = bulk
         self._on_applied = on_applied
+        self._store_declined_until = 0
+        """The stream sequence up to which the event store last declined a catch-up (the stream applies it)."""
 
     async def run(self, stop: asyncio.Event, until_seq: int | None = None) -> Position:
         """Applies the stream until ``stop`` is set (or ``until_seq`` is applied); returns the
@@ -124,6 +135,9 @@ class Projector:
                     return position
                 await self._follow(position, stop, until_seq)
                 failures = 0
+            except _FarBehind as exc:
+                log.info("%s", exc)
+                await self._catch_up(stop, exc.until_seq)
             except (PositionMovedError, _GapContinues) as exc:
                 log.info("%s; resuming from the stored position", exc)
             except Exception as exc:  # noqa: BLE001 - the projector never dies: it resumes from PostgreSQL
@@ -142,6 +156,8 @@ class Projector:
         try:
             while not stop.is_set() and (until_seq is None or applied.stream_seq < until_seq):
                 messages = await feed.next_batch(self._batch_size, IDLE_WAIT)
+                if until_seq is None:  # following live (a rebuild has read the store already)
+                    self._check_behind(messages, applied)
                 deliveries, complete = await self._deliveries(messages, applied)
                 for start in range(0, len(deliveries), self._batch_size):
                     applied = await self._apply(deliveries[start:start + self._batch_size], applied)
@@ -149,6 +165,26 @@ class Projector:
                     raise _GapContinues(applied.stream_seq)
         finally:
             await feed.stop()
+
+    def _check_behind(self, messages: list[Msg], applied: Position) -> None:
+        """Raises ``_FarBehind`` when the stream's end, as the batch's last message knows it (its sequence and
+        the messages pending after it), is ``CATCH_UP_FROM`` or more after ``applied``: after downtime, at
+        start, or when a burst outran the projector. Not again before the stream has applied what the store
+        last declined (its events and the stream's did not match), so a declined catch-up is not retried
+        with every batch."""
+        if not messages or applied.stream_seq < self._store_declined_until:
+            return
+        end = messages[-1].metadata.sequence.stream + messages[-1].metadata.num_pending
+        if end - applied.stream_seq >= CATCH_UP_FROM:
+            raise _FarBehind(end, end - applied.stream_seq)
+
+    async def _catch_up(self, stop: asyncio.Event, until_seq: int) -> None:
+        """Applies up to ``until_seq`` from the event store, as a rebuild reads it (``replay_store``, batches of
+        ``REBUILD_BATCH_SIZE``), but into the live tables with their indexes, committed durably; whatever
+        it doubts or fails at is left to the stream (``run`` goes on from the stored position)."""
+        await self.replay_store(stop, until_seq, batch_size=REBUILD_BATCH_SIZE)
+        if (await self._applier.position()).stream_seq < until_seq:
+            self._store_declined_until = until_seq
 
     async def _apply(self, deliveries: list[Delivery], applied: Position,
                      checked: list[Entry | Rejected] | None = None) -> Position:
@@ -188,7 +224,8 @@ class Projector:
             last, after = seq, _position(delivery.position, after)
         return deliveries, True
 
-    async def replay_store(self, stop: asyncio.Event, until_seq: int, *, reset: asyncio.Future[None] | None = None) -> None:
+    async def replay_store(self, stop: asyncio.Event, until_seq: int, *, reset: asyncio.Future[None] | None = None,
+                           batch_size: int | None = None) -> None:
         """Applies the stream's sequences up to ``until_seq`` from the event store instead of the stream,
         when the store holds exactly as many events after the applied position, up to the position of
         the message at ``until_seq``, as the stream has messages after the applied sequence: then each
@@ -198,7 +235,8 @@ class Projector:
         ``run`` goes on from the stored position with the stream. The next batch is read and checked
         (decoded) while one is applied, on threads of their own: both wait on PostgreSQL much of
         the time. With ``reset`` (a rebuild's reset of the read models, under way), the replay starts
-        from position 0 and reads the store meanwhile; nothing is applied before the reset succeeded."""
+        from position 0 and reads the store meanwhile; nothing is applied before the reset succeeded.
+        ``batch_size``: events per read and transaction (the projector's own by default)."""
         reading: asyncio.Future[_Checked] | None = None
         try:
             applied = Position(0, 0) if reset is not None else await self._applier.position()
@@ -214,7 +252,7 @@ class Projector:
             log.info("applying from the event store: %d events up to position %d", counted, position)
 
             def read(after_position: int, after_seq: int) -> asyncio.Future[_Checked]:
-                count = min(self._batch_size, until_seq - after_seq)
+                count = min(batch_size or self._batch_size, until_seq - after_seq)
                 return asyncio.ensure_future(self._stored_batch(after_position, after_seq + 1, count))
 
             reading = read(applied.position, applied.stream_seq)
@@ -306,27 +344,9 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
             return
         if rebuild:
             await _rebuild(runtime, stop)
-        else:
-            await _catch_up(runtime, stop)
         await Projector(runtime.js, runtime.applier, runtime.backfill).run(stop)
     finally:
         await runtime.close()
-
-
-async def _catch_up(runtime: Runtime, stop: asyncio.Event) -> None:
-    """After downtime: when the read models are ``CATCH_UP_FROM`` messages or more behind the stream's
-    end, applies them from the event store first, as a rebuild reads them (``Projector.replay_store``,
-    batches of ``REBUILD_BATCH_SIZE``), but into the live tables and committed durably. Whatever it
-    doubts or fails at, the stream does after it (``Projector.run`` goes on from the stored position)."""
-    try:
-        target = (await runtime.js.stream_info(EVENTS_STREAM)).state.last_seq
-        behind = target - (await runtime.applier.position()).stream_seq
-    except Exception as exc:  # noqa: BLE001 - run() waits out PostgreSQL and NATS
-        log.info("no catch-up from the event store (%s: %s)", type(exc).__name__, exc)
-        return
-    if behind >= CATCH_UP_FROM:
-        log.info("%d stream messages behind: catching up from the event store", behind)
-        await Projector(runtime.js, runtime.applier, runtime.backfill, REBUILD_BATCH_SIZE).replay_store(stop, target)
 
 
 RebuildProgress = Callable[[int, int], None]

@@ -1,0 +1,99 @@
+"""The live projector reads from the event store what it is far behind on: after downtime, at start
+(``test_projector.py``), and while it follows, when a burst outran it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+from nats.js import JetStreamContext
+
+from contracts.subjects import EVENTS_STREAM
+from services.application.sessions import Sessions
+from services.common.settings import Settings
+from services.projector import applier as applier_module
+from services.projector import backfill as backfill_module
+from services.projector import main as projector_main
+from services.projector.main import run_projector
+from services.relay.main import run_relay
+from tests.support.relay import (  # noqa: F401
+    jetstream,
+    own_nats,
+    read_model_rows,
+    request_sessions,
+    run_until_stopped,
+    sessions,
+    settings,
+    stop_task,
+    store_ids,
+)
+from tests.support.waiting import async_wait_for
+
+
+async def _published(js: JetStreamContext, count: int) -> bool:
+    return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
+
+
+async def _requested_and_published(js: JetStreamContext, sessions: Sessions, indices: range, dsn: str) -> int:
+    """Requests the sessions of ``indices`` and waits for the relay to publish them; returns the stream's
+    last sequence (the relay publishes each stored event once, in order: the store's count)."""
+    await asyncio.to_thread(request_sessions, sessions, indices)
+    stored = len(store_ids(dsn))
+    await async_wait_for(lambda: _published(js, stored), timeout=30, message=f"the relay did not publish {stored}")
+    return stored
+
+
+def _applied_seq(dsn: str) -> int:
+    """Returns the applied stream sequence (0 before the projector's first batch or its tables)."""
+    try:
+        rows = read_model_rows(dsn, "SELECT stream_seq FROM projection_position")
+    except psycopg.errors.UndefinedTable:
+        return 0
+    return rows[0][0] if rows else 0
+
+
+async def test_a_projector_that_a_burst_left_far_behind_catches_up_from_the_event_store(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the projector applies a batch, a burst of ``CATCH_UP_FROM`` events or more reaches the stream:
+    it applies the burst from the event store (before, from the stream, 500 messages at a time)."""
+    monkeypatch.setattr(projector_main, "CATCH_UP_FROM", 10)
+    read_from_store: list[int] = []
+    deliveries = backfill_module.StoreBackfill.deliveries
+
+    async def reading(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batch = await deliveries(self, *args, **kwargs)
+        read_from_store.extend(delivery.stream_seq for delivery in batch)
+        return batch
+
+    gate, held = asyncio.Event(), asyncio.Event()
+    gate.set()
+    apply = applier_module.BatchApplier.apply
+
+    async def gated(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        held.set()
+        await gate.wait()
+        return await apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(backfill_module.StoreBackfill, "deliveries", reading)
+    monkeypatch.setattr(applier_module.BatchApplier, "apply", gated)
+    relay = await run_until_stopped(run_relay, settings)
+    projector = await run_until_stopped(run_projector, settings)
+    try:
+        async with jetstream(settings.nats_url) as js:
+            first = await _requested_and_published(js, sessions, range(1), settings.pg_dsn)
+            await async_wait_for(lambda: _applied_seq(settings.pg_dsn) >= first, timeout=30, message="not applied")
+            gate.clear()
+            held.clear()
+            before = await _requested_and_published(js, sessions, range(1, 2), settings.pg_dsn)
+            await async_wait_for(held.is_set, timeout=30, message="the projector took no batch")
+            end = await _requested_and_published(js, sessions, range(2, 12), settings.pg_dsn)  # the burst
+            gate.set()
+            await async_wait_for(lambda: _applied_seq(settings.pg_dsn) >= end, timeout=30, message="not caught up")
+    finally:
+        gate.set()
+        await stop_task(*projector)
+        await stop_task(*relay)
+    assert set(range(before + 1, end + 1)) <= set(read_from_store)  # the held batch ended at ``before`` or earlier
+    assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(12,)]
