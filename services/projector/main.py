@@ -127,9 +127,12 @@ class Projector:
             OUTAGES.forget(DEAD_LETTER_CONSUMER)  # stopped: it waits out nothing any more
 
     async def _run(self, stop: asyncio.Event, until_seq: int | None) -> Position:
-        failures = 0
+        failures, catch_up_to = 0, None
         while True:
             try:
+                if catch_up_to is not None:  # in the try: a failure here is waited out and retried as any other
+                    await self._catch_up(stop, catch_up_to)
+                    catch_up_to = None
                 position = await self._applier.position()
                 if stop.is_set() or (until_seq is not None and position.stream_seq >= until_seq):
                     return position
@@ -137,7 +140,7 @@ class Projector:
                 failures = 0
             except _FarBehind as exc:
                 log.info("%s", exc)
-                await self._catch_up(stop, exc.until_seq)
+                catch_up_to = exc.until_seq
             except (PositionMovedError, _GapContinues) as exc:
                 log.info("%s; resuming from the stored position", exc)
             except Exception as exc:  # noqa: BLE001 - the projector never dies: it resumes from PostgreSQL

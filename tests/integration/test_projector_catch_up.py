@@ -53,20 +53,26 @@ def _applied_seq(dsn: str) -> int:
     return rows[0][0] if rows else 0
 
 
-async def test_a_projector_that_a_burst_left_far_behind_catches_up_from_the_event_store(
-    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """While the projector applies a batch, a burst of ``CATCH_UP_FROM`` events or more reaches the stream:
-    it applies the burst from the event store (before, from the stream, 500 messages at a time)."""
-    monkeypatch.setattr(projector_main, "CATCH_UP_FROM", 10)
-    read_from_store: list[int] = []
+def _read_from_store(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Returns the list to which every stream sequence read from the event store is added."""
+    read: list[int] = []
     deliveries = backfill_module.StoreBackfill.deliveries
 
     async def reading(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         batch = await deliveries(self, *args, **kwargs)
-        read_from_store.extend(delivery.stream_seq for delivery in batch)
+        read.extend(delivery.stream_seq for delivery in batch)
         return batch
 
+    monkeypatch.setattr(backfill_module.StoreBackfill, "deliveries", reading)
+    return read
+
+
+async def _a_burst_while_a_batch_is_held(settings: Settings, sessions: Sessions,
+                                         monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """Runs the relay and a projector (``CATCH_UP_FROM`` 10); while the projector applies the batch of the
+    second session, a burst of ten more reaches the stream; returns the stream sequences of the held batch's
+    last event and of the burst's, once the projector applied the burst (it must not have died)."""
+    monkeypatch.setattr(projector_main, "CATCH_UP_FROM", 10)
     gate, held = asyncio.Event(), asyncio.Event()
     gate.set()
     apply = applier_module.BatchApplier.apply
@@ -76,7 +82,6 @@ async def test_a_projector_that_a_burst_left_far_behind_catches_up_from_the_even
         await gate.wait()
         return await apply(self, *args, **kwargs)
 
-    monkeypatch.setattr(backfill_module.StoreBackfill, "deliveries", reading)
     monkeypatch.setattr(applier_module.BatchApplier, "apply", gated)
     relay = await run_until_stopped(run_relay, settings)
     projector = await run_until_stopped(run_projector, settings)
@@ -88,12 +93,44 @@ async def test_a_projector_that_a_burst_left_far_behind_catches_up_from_the_even
             held.clear()
             before = await _requested_and_published(js, sessions, range(1, 2), settings.pg_dsn)
             await async_wait_for(held.is_set, timeout=30, message="the projector took no batch")
-            end = await _requested_and_published(js, sessions, range(2, 12), settings.pg_dsn)  # the burst
+            end = await _requested_and_published(js, sessions, range(2, 12), settings.pg_dsn)
             gate.set()
-            await async_wait_for(lambda: _applied_seq(settings.pg_dsn) >= end, timeout=30, message="not caught up")
+            await async_wait_for(lambda: projector[1].done() or _applied_seq(settings.pg_dsn) >= end, timeout=30,
+                                 message="the projector did not apply the burst")
+            assert not projector[1].done(), projector[1].exception()
     finally:
         gate.set()
         await stop_task(*projector)
         await stop_task(*relay)
-    assert set(range(before + 1, end + 1)) <= set(read_from_store)  # the held batch ended at ``before`` or earlier
     assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(12,)]
+    return before, end
+
+
+async def test_a_projector_that_a_burst_left_far_behind_catches_up_from_the_event_store(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of ``CATCH_UP_FROM`` events or more while the projector applies a batch: it applies the
+    burst from the event store (before, from the stream, 500 messages at a time)."""
+    read = _read_from_store(monkeypatch)
+    before, end = await _a_burst_while_a_batch_is_held(settings, sessions, monkeypatch)
+    assert set(range(before + 1, end + 1)) <= set(read)  # the held batch ended at ``before`` or earlier
+
+
+async def test_a_catch_up_that_fails_is_waited_out_and_tried_again(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL going away during a catch-up does not end the projector (it did: the failure was raised
+    outside its retries): it waits, then catches up again."""
+    read = _read_from_store(monkeypatch)
+    replay_store, failed = projector_main.Projector.replay_store, []
+
+    async def failing_once(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(True)
+            raise psycopg.OperationalError("the server closed the connection unexpectedly")
+        return await replay_store(self, *args, **kwargs)
+
+    monkeypatch.setattr(projector_main.Projector, "replay_store", failing_once)
+    monkeypatch.setattr(projector_main, "RETRY_DELAYS", (0.05,))
+    before, end = await _a_burst_while_a_batch_is_held(settings, sessions, monkeypatch)
+    assert failed and set(range(before + 1, end + 1)) <= set(read)
