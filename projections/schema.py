@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Sequence
 
 import psycopg
+from psycopg import sql
 
 __all__ = ["TABLES", "create_schema", "drop_schema", "execute_beside_others", "recreate_schema", "schema_sql",
            "secondary_index_statements"]
@@ -18,8 +19,11 @@ TABLES = ("sessions", "kernels", "agents", "event_log", "projection_position", "
 """Every table of the read models, the position table included."""
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'))"
-_SHARED_LOCK = "SELECT pg_advisory_xact_lock_shared(hashtext('berth.projections.schema'))"
-_STATEMENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'), hashtext(%s))"
+_BESIDE_OTHERS = sql.SQL(
+    "SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock_shared(hashtext('berth.projections.schema'));"
+    " SELECT pg_advisory_xact_lock(hashtext('berth.projections.schema'), hashtext({})); ")
+"""What each statement of ``execute_beside_others`` runs first, in its transaction (the statement's text
+as the literal)."""
 
 
 _CREATE_INDEX = re.compile(r"^CREATE INDEX IF NOT EXISTS \w+ ON [^;]+;", re.MULTILINE)
@@ -47,16 +51,16 @@ def create_schema(conn: psycopg.Connection) -> None:
 
 
 def execute_beside_others(conn: psycopg.Connection, statements: Sequence[str]) -> None:
-    """Runs DDL statements of the schema (``CREATE ... IF NOT EXISTS``), each in a transaction of its
-    own that holds the schema's lock in shared mode, so that other connections doing the same run at
-    once while ``create_schema`` and ``recreate_schema`` wait, and a lock on the statement, so that
-    no two connections make one object at once (PostgreSQL's ``IF NOT EXISTS`` does not see an
-    object another transaction is still creating: the second then fails on the catalog's key)."""
+    """Runs DDL statements of the schema (``CREATE ... IF NOT EXISTS``) on ``conn`` (autocommit), each in
+    a transaction of its own that holds the schema's lock in shared mode, so that other connections
+    doing the same run at once while ``create_schema`` and ``recreate_schema`` wait, and a lock on the
+    statement, so that no two connections make one object at once (PostgreSQL's ``IF NOT EXISTS`` does
+    not see an object another transaction is still creating: the second then fails on the catalog's
+    key). Each goes as one string (one round trip, the implicit transaction of a multi-statement
+    query) and commits without waiting for its WAL to be flushed: a crash can lose only objects that
+    ``create_schema`` makes again, whenever a projector connects."""
     for statement in statements:
-        with conn.transaction():
-            conn.execute(_SHARED_LOCK)
-            conn.execute(_STATEMENT_LOCK, (statement,))
-            conn.execute(statement)  # type: ignore[call-overload]  # literal DDL from schema.sql
+        conn.execute(_BESIDE_OTHERS.format(sql.Literal(statement)) + sql.SQL(statement))  # type: ignore[arg-type]
 
 
 def drop_schema(conn: psycopg.Connection) -> None:

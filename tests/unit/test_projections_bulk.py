@@ -4,12 +4,14 @@ read model, with values that a text COPY would have to escape."""
 
 from __future__ import annotations
 
+import re
 import threading
 from decimal import Decimal
 
 import msgspec
 import psycopg
 import pytest
+from psycopg import sql
 
 from contracts import agent as ag
 from contracts import session as ss
@@ -261,8 +263,9 @@ def test_a_bulk_reset_s_indexes_come_back_built_over_two_connections_at_once(
     original = psycopg.Connection.execute
 
     def execute(conn, query, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if isinstance(query, str) and query.startswith("CREATE INDEX"):
-            built.setdefault(id(conn), []).append(query.split()[5])
+        text = query.as_string(conn) if isinstance(query, sql.Composable) else str(query)
+        if index := re.search(r"CREATE INDEX IF NOT EXISTS (\w+)", text):
+            built.setdefault(id(conn), []).append(index.group(1))
         return original(conn, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Connection, "execute", execute)
