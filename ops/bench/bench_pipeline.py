@@ -13,6 +13,7 @@ Measures, in one run and on the same machine:
       5000, inserts with COPY), reading them from the event store (it holds exactly the stream's);
   (e) raw PostgreSQL batched inserts: N one-column rows, 100 per transaction, on the same server
       (the baseline for (d): goal (d) >= 0.5 x (e); (d) is also printed as read-model rows/s);
+      (d) and (e) are run ``--repeat`` times (3) in turns, and their medians printed;
   (f) the same rebuild reading EVENTS instead (``from_store=False``: what a rebuild did before it read
       the store, and still does when the stream holds messages the store does not);
   (g) the rebuild (d) of a store of whole session lifecycles instead (requested, scheduled, each
@@ -23,7 +24,7 @@ Measures, in one run and on the same machine:
       until it has applied the stream's last message (its batches of up to 500, committed durably).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
-Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--nats-url URL] [--pg-admin-dsn DSN]
+Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--repeat 3] [--nats-url URL] [--pg-admin-dsn DSN]
 Without --nats-url it starts its own nats-server (a given server's EVENTS and BENCH_RAW
 streams are deleted!). It always works in a scratch database ``berth_bench_<hex>`` created
 through --pg-admin-dsn (default $BERTH_PG_DSN, else postgresql://postgres@127.0.0.1:5432/postgres)
@@ -37,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -246,6 +248,18 @@ async def bench_catch_up(settings: Settings, n: int) -> float:
         await task
 
 
+async def _rebuilds_and_baselines(settings: Settings, n: int, repeat: int) -> tuple[list[float], list[float]]:
+    """Returns the seconds of ``repeat`` rebuilds (d) of the store and of as many baselines (e), in turns
+    (the baseline of a busy machine moves between runs: a ratio of one of each was noise)."""
+    rebuilds: list[float] = []
+    baselines: list[float] = []
+    with scratch_table(settings.pg_dsn):
+        for _ in range(repeat):
+            rebuilds.append(await bench_projector(settings, n))
+            baselines.append(n / await asyncio.to_thread(batched_rate, settings.pg_dsn, n))
+    return rebuilds, baselines
+
+
 async def main_async(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     n = args.events
@@ -270,15 +284,14 @@ async def main_async(args: argparse.Namespace) -> None:
         pipeline_s, write_s = await bench_pipeline(settings, app, js, n, tmp)
         relay_s, payload, _ = await bench_relay(settings, app, js, n)
         raw_s = await bench_raw(js, n, payload)
-        projector_s = await bench_projector(settings, n)
+        projector_runs, batched_runs = await _rebuilds_and_baselines(settings, n, args.repeat)
+        projector_s, batched_s = statistics.median(projector_runs), statistics.median(batched_runs)
         rebuilt_rows = await asyncio.to_thread(_read_model_rows, dsn)
         stream_s = await bench_projector(settings, n, from_store=False)
         _, lifecycle_payload, lifecycle_n = await bench_relay(settings, app, js, n, lifecycle_events)
         lifecycle_s = await bench_projector(settings, lifecycle_n)
         lifecycle_rows = await asyncio.to_thread(_read_model_rows, dsn)
         catch_up_s = await bench_catch_up(settings, lifecycle_n)
-        with scratch_table(dsn):
-            batched_s = n / await asyncio.to_thread(batched_rate, dsn, n)
         rows = [
             ("(w) event store writes during (a)", write_s),
             ("(a) pipeline: write -> read model", pipeline_s),
@@ -296,6 +309,8 @@ async def main_async(args: argparse.Namespace) -> None:
               f"projector / relay = {relay_s / projector_s:.2f}; "
               f"rebuild / batched inserts = {batched_s / projector_s:.2f} (goal >= 0.5); "
               f"rebuild from the event store / from EVENTS = {stream_s / projector_s:.2f}")
+        pairs = ", ".join(f"{e / d:.2f}" for d, e in zip(projector_runs, batched_runs))
+        print(f"  (d) and (e): medians of {args.repeat} runs each, alternating; (d) / (e) per pair: {pairs}")
         print(f"  the rebuild (d) wrote {rebuilt_rows} read-model rows ({rebuilt_rows / n:.1f} per event): "
               f"{rebuilt_rows / projector_s:.0f} rows/s = {batched_s * rebuilt_rows / n / projector_s:.2f} x the "
               f"batched one-column rows of (e)")
@@ -348,9 +363,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="events per measure (default 20000)")
     parser.add_argument("--nats-url", default=None, help="use this server (its EVENTS stream is deleted!)")
     parser.add_argument("--pg-admin-dsn", default=None, help="server on which to create the scratch database")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rebuilds (d) and baselines (e), in turns, whose medians are printed (default 3)")
     parser.add_argument("--untuned-gc", action="store_true",
                         help="keep CPython's garbage-collector defaults (the services run with services.common.gc_tuning)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
     if not args.untuned_gc:
         tune_gc()  # as the services and `berth projections rebuild` run
     asyncio.run(main_async(args))
