@@ -21,7 +21,8 @@ Measures, in one run and on the same machine:
       most events changing rows that an earlier one inserted);
   (h) the live projector catching up on that same store: the read models reset with every index
       (as a projector finds them after downtime) and ``run_projector`` started, timed from its start
-      until it has applied the stream's last message (its batches of up to 500, committed durably).
+      until it has applied the stream's last message (far behind, it reads them from the event store in
+      batches of 5,000, committed durably: ``Projector._catch_up``).
 and prints the rates with their ratios. Nothing here is a pass/fail test.
 
 Usage: .venv/bin/python ops/bench/bench_pipeline.py [--events N] [--repeat 3] [--nats-url URL] [--pg-admin-dsn DSN]
