@@ -5,7 +5,7 @@ sequence with an ordered consumer, and applies each batch (rows and position) in
 transaction. A message that cannot be applied goes to ``dlq.projector`` with the reason,
 and the position moves past it. After any failure it resumes from the position stored
 in PostgreSQL, the only truth. It never skips a gap: what the stream no longer holds (aged
-out by its limits) is read from the event store (``backfill.py``), and the log says so.
+out by its limits) is read from the event store (``gaps.py``, ``backfill.py``), and the log says so.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from services.common.transient import OUTAGES, unavailable_dependency
 from services.projector.applier import BatchApplier
 from services.projector.backfill import StoreBackfill
 from services.projector.feed import EventFeed
+from services.projector.gaps import FeedDeliveries, header_position
 from services.projector.runtime import RETRY_DELAYS, Runtime, wait_or_stop
 
 __all__ = [
@@ -60,17 +61,10 @@ CATCH_UP_FROM = 5000
 DEAD_LETTER_CONSUMER = "projector"
 IDLE_WAIT = 0.5
 DEAD_LETTER_TIMEOUT = 10.0
-BACKFILL_LIMIT = 10_000
-"""Events read from the event store at once for a gap in the stream (then the feed starts again)."""
 
 
 _Checked = tuple[list[Delivery], list[Entry | Rejected]]
 """A batch of deliveries with what ``check`` returned for each."""
-
-
-class GapError(RuntimeError):
-    """Raised when the feed skipped a message that the stream still holds, or when neither the
-    stream nor the event store holds an event the read models need."""
 
 
 class _FarBehind(Exception):
@@ -89,13 +83,6 @@ class _GapContinues(Exception):
         super().__init__(f"a gap in the stream filled from the event store up to sequence {stream_seq}")
 
 
-def _position(header: str | int | None, previous: int) -> int:
-    """Returns the position a message's header names, ``previous`` when it names none."""
-    if isinstance(header, int):
-        return header
-    return int(header) if header and header.isdigit() else previous
-
-
 class Projector:
     """Feeds EVENTS to the read models until stopped, or until a stream sequence is reached."""
 
@@ -111,8 +98,7 @@ class Projector:
         self._applier = applier
         self._backfill = backfill
         self._batch_size = batch_size
-        self.backfilled = 0
-        """Events applied from the event store because the stream no longer held them."""
+        self._gaps = FeedDeliveries(js, backfill)
         self._bulk = bulk
         self._on_applied = on_applied
         self._store_declined_until = 0
@@ -161,7 +147,7 @@ class Projector:
                 messages = await feed.next_batch(self._batch_size, IDLE_WAIT)
                 if until_seq is None:  # following live (a rebuild has read the store already)
                     self._check_behind(messages, applied)
-                deliveries, complete = await self._deliveries(messages, applied)
+                deliveries, complete = await self._gaps.deliveries(messages, applied)
                 for start in range(0, len(deliveries), self._batch_size):
                     applied = await self._apply(deliveries[start:start + self._batch_size], applied)
                 if not complete:
@@ -203,29 +189,6 @@ class Projector:
         if self._on_applied is not None:
             self._on_applied(reached)
         return reached
-
-    async def _deliveries(self, messages: list[Msg], applied: Position) -> tuple[list[Delivery], bool]:
-        """Returns the deliveries of ``messages`` after ``applied``, with what the stream no
-        longer holds before one of them read from the event store; False when the store was
-        read up to ``BACKFILL_LIMIT`` and the rest of the batch left for the next feed."""
-        deliveries: list[Delivery] = []
-        last, after = applied.stream_seq, applied.position
-        for msg in messages:
-            seq = msg.metadata.sequence.stream
-            if seq <= last:
-                continue
-            if seq != last + 1:
-                await self._check_gap(last + 1, seq)
-                next_position = _position((msg.headers or {}).get(HEADER_POSITION), 0)
-                filled = await self._backfill_gap(after, last + 1, seq, next_position)
-                deliveries += filled
-                last, after = filled[-1].stream_seq, int(filled[-1].position or after)
-                if last != seq - 1:
-                    return deliveries, False
-            delivery = Delivery(seq, msg.subject, (msg.headers or {}).get(HEADER_POSITION), msg.data)
-            deliveries.append(delivery)
-            last, after = seq, _position(delivery.position, after)
-        return deliveries, True
 
     async def replay_store(self, stop: asyncio.Event, until_seq: int, *, reset: asyncio.Future[None] | None = None,
                            batch_size: int | None = None) -> None:
@@ -293,39 +256,8 @@ class Projector:
             msg = await self._js.get_msg(EVENTS_STREAM, seq=seq)
         except NotFoundError:
             return None
-        position = _position((msg.headers or {}).get(HEADER_POSITION), 0)
+        position = header_position((msg.headers or {}).get(HEADER_POSITION), 0)
         return position or None
-
-    async def _check_gap(self, missing: int, got: int) -> None:
-        try:
-            await self._js.get_msg(EVENTS_STREAM, seq=missing)
-        except NotFoundError:
-            return  # aged out of (or deleted from) the stream: the event store still has it
-        raise GapError(f"the feed went from sequence {missing - 1} to {got}, but {missing} exists")
-
-    async def _backfill_gap(self, after: int, first_seq: int, next_seq: int, next_position: int) -> list[Delivery]:
-        """Returns the stored events of stream sequences ``first_seq`` to ``next_seq - 1`` (at most
-        ``BACKFILL_LIMIT``), which the stream no longer holds; raises ``GapError`` when the event
-        store does not have them all, or when the one it has after them is not the message at
-        ``next_seq`` (position ``next_position``; 0: not known): then the stream is not the
-        store's events in order (recreated from elsewhere, say) and no sequence can be trusted."""
-        count = min(next_seq - first_seq, BACKFILL_LIMIT)
-        whole = count == next_seq - first_seq
-        filled = await self._backfill.deliveries(after, first_seq, count + 1 if whole else count)
-        if len(filled) < count + whole:  # with the whole gap, the store also has the next message's event
-            raise GapError(f"the stream no longer holds sequences {first_seq}-{next_seq - 1} and the event store "
-                           f"has {len(filled)} events after position {after}, not {count + whole}")
-        if whole:
-            following = filled.pop()
-            if next_position and following.position != next_position:
-                raise GapError(f"the stream no longer holds sequences {first_seq}-{next_seq - 1}, and the event "
-                               f"store's event after them is {following.position}, not the stream's next "
-                               f"({next_position}): the stream does not hold the store's events in order")
-        self.backfilled += len(filled)
-        log.warning("the stream no longer holds sequences %d-%d: applying %d of them from the event store "
-                    "(positions %s-%s)", first_seq, next_seq - 1, len(filled), filled[0].position,
-                    filled[-1].position)
-        return filled
 
     def _dead_letter(self, loop: asyncio.AbstractEventLoop, rejected: Rejected) -> None:
         """Publishes a rejected message to the dead letters; called on the database thread,
