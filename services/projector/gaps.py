@@ -42,8 +42,6 @@ class FeedDeliveries:
         """Asks ``js`` whether a skipped message exists, ``backfill`` for what the stream no longer holds."""
         self._js = js
         self._backfill = backfill
-        self.backfilled = 0
-        """Events applied from the event store because the stream no longer held them."""
 
     async def deliveries(self, messages: list[Msg], applied: Position) -> tuple[list[Delivery], bool]:
         """Returns the deliveries of ``messages`` after ``applied``, with what the stream no
@@ -93,7 +91,6 @@ class FeedDeliveries:
                 raise GapError(f"the stream no longer holds sequences {first_seq}-{next_seq - 1}, and the event "
                                f"store's event after them is {following.position}, not the stream's next "
                                f"({next_position}): the stream does not hold the store's events in order")
-        self.backfilled += len(filled)
         log.warning("the stream no longer holds sequences %d-%d: applying %d of them from the event store "
                     "(positions %s-%s)", first_seq, next_seq - 1, len(filled), filled[0].position,
                     filled[-1].position)

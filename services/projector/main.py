@@ -171,8 +171,7 @@ class Projector:
         """Applies up to ``until_seq`` from the event store, as a rebuild reads it (``replay_store``, batches of
         ``REBUILD_BATCH_SIZE``), but into the live tables with their indexes, committed durably; whatever
         it doubts or fails at is left to the stream (``run`` goes on from the stored position)."""
-        await self.replay_store(stop, until_seq, batch_size=REBUILD_BATCH_SIZE)
-        if (await self._applier.position()).stream_seq < until_seq:
+        if not await self.replay_store(stop, until_seq, batch_size=REBUILD_BATCH_SIZE):
             self._store_declined_until = until_seq
 
     async def _apply(self, deliveries: list[Delivery], applied: Position,
@@ -191,7 +190,7 @@ class Projector:
         return reached
 
     async def replay_store(self, stop: asyncio.Event, until_seq: int, *, reset: asyncio.Future[None] | None = None,
-                           batch_size: int | None = None) -> None:
+                           batch_size: int | None = None) -> bool:
         """Applies the stream's sequences up to ``until_seq`` from the event store instead of the stream,
         when the store holds exactly as many events after the applied position, up to the position of
         the message at ``until_seq``, as the stream has messages after the applied sequence: then each
@@ -202,19 +201,20 @@ class Projector:
         (decoded) while one is applied, on threads of their own: both wait on PostgreSQL much of
         the time. With ``reset`` (a rebuild's reset of the read models, under way), the replay starts
         from position 0 and reads the store meanwhile; nothing is applied before the reset succeeded.
-        ``batch_size``: events per read and transaction (the projector's own by default)."""
+        ``batch_size``: events per read and transaction (the projector's own by default). Returns whether
+        ``until_seq`` is applied."""
         reading: asyncio.Future[_Checked] | None = None
         try:
             applied = Position(0, 0) if reset is not None else await self._applier.position()
             position = await self._stored_position(until_seq)
             if position is None or applied.stream_seq >= until_seq:
-                return
+                return applied.stream_seq >= until_seq
             counted = await self._backfill.count_between(applied.position, position)
             if counted != until_seq - applied.stream_seq:
                 log.info("the event store holds %d events after position %d up to %d, the stream %d messages "
                          "after sequence %d: applying from the stream", counted, applied.position, position,
                          until_seq - applied.stream_seq, applied.stream_seq)
-                return
+                return False
             log.info("applying from the event store: %d events up to position %d", counted, position)
 
             def read(after_position: int, after_seq: int) -> asyncio.Future[_Checked]:
@@ -225,13 +225,14 @@ class Projector:
             while not stop.is_set() and applied.stream_seq < until_seq:
                 (deliveries, checked), reading = await reading, None
                 if not deliveries:
-                    return
+                    return False
                 last = deliveries[-1]
                 if last.stream_seq < until_seq:
                     reading = read(int(last.position or 0), last.stream_seq)
                 if reset is not None:
                     await reset
                 applied = await self._apply(deliveries, applied, checked)
+            return applied.stream_seq >= until_seq
         except PositionMovedError as exc:
             log.info("%s; applying the rest from the stream", exc)
         except Exception as exc:  # noqa: BLE001 - run() goes on from the stored position, retrying
@@ -241,6 +242,7 @@ class Projector:
             if reading is not None:
                 reading.cancel()
                 await asyncio.gather(reading, return_exceptions=True)
+        return False
 
     async def _stored_batch(self, after_position: int, first_seq: int, count: int) -> _Checked:
         """Reads up to ``count`` stored events after ``after_position`` as deliveries numbered from

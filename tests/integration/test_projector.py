@@ -36,8 +36,12 @@ from services.projector import main as projector_main
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
 from tests.support.relay import (  # noqa: F401
+    applied_position,
+    applied_seq,
+    has_schema,
     jetstream,
     own_nats,
+    published,
     read_model_rows,
     request_sessions,
     run_until_stopped,
@@ -66,27 +70,6 @@ def schedule(app: Sessions, session_id: str, agent_id: str) -> int:
     position = app.record(events)
     assert position is not None
     return position
-
-
-def _has_schema(dsn: str) -> bool:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT to_regclass('projection_position')").fetchone() != (None,)
-
-
-def applied_position(dsn: str) -> int:
-    """Returns the applied position, 0 before the projector created its tables."""
-    if not _has_schema(dsn):
-        return 0
-    with psycopg.connect(dsn) as conn:
-        return read_position(conn).position
-
-
-def applied_seq(dsn: str) -> int:
-    """Returns the applied stream sequence, 0 before the projector created its tables."""
-    if not _has_schema(dsn):
-        return 0
-    with psycopg.connect(dsn) as conn:
-        return read_position(conn).stream_seq
 
 
 async def caught_up(dsn: str, timeout: float = 30) -> None:
@@ -364,16 +347,12 @@ async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(
     assert "no longer holds" not in caplog.text  # no stream message was read, so no gap was seen
 
 
-async def _published(js: JetStreamContext, count: int) -> bool:
-    return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
-
-
 async def _three_stored_events_then_a_foreign_message(js: JetStreamContext, sessions: Sessions) -> None:
     """Has the (running) relay publish three sessions' requests, then publishes after them a message that is
     not a stored event (undecodable, without a position)."""
     await ensure_streams(js)
     await asyncio.to_thread(request_sessions, sessions, range(3))
-    await async_wait_for(lambda: _published(js, 3), timeout=30, message="the relay did not publish 3 events")
+    await async_wait_for(lambda: published(js, 3), timeout=30, message="the relay did not publish 3 events")
     await js.publish("ev.session.x.requested", b"not json")
 
 
@@ -386,7 +365,7 @@ async def test_a_rebuild_reads_the_stream_when_it_holds_what_the_store_does_not(
     async with jetstream(settings.nats_url) as js:
         await _three_stored_events_then_a_foreign_message(js, sessions)
         await asyncio.to_thread(request_sessions, sessions, range(3, 6))
-        await async_wait_for(lambda: _published(js, 7), timeout=30, message="the relay did not publish 3 more events")
+        await async_wait_for(lambda: published(js, 7), timeout=30, message="the relay did not publish 3 more events")
     await stop_task(*relay)
     caplog.set_level(logging.INFO, logger="services.projector.main")
     reached = await rebuild_read_models(settings)
@@ -407,7 +386,7 @@ async def test_a_catch_up_reads_the_store_when_the_stream_s_foreign_message_was_
         await async_wait_for(lambda: applied_seq(settings.pg_dsn) >= 4, timeout=30, message="not applied")
         await stop_task(*projector)
         await asyncio.to_thread(request_sessions, sessions, range(3, 13))
-        await async_wait_for(lambda: _published(js, 14), timeout=30, message="the relay did not publish 10 more events")
+        await async_wait_for(lambda: published(js, 14), timeout=30, message="the relay did not publish 10 more events")
     await stop_task(*relay)
     read = await _projector_started_behind(settings, monkeypatch, 5)
     assert sum(read) == 10
@@ -460,7 +439,7 @@ async def test_the_rebuild_flag_rebuilds_in_bulk_then_follows(settings: Settings
 
 
 async def test_wait_for_position_returns_once_applied(settings: Settings, sessions: Sessions, pipeline: None) -> None:
-    await async_wait_for(lambda: _has_schema(settings.pg_dsn), timeout=30, message="projector did not create its tables")
+    await async_wait_for(lambda: has_schema(settings.pg_dsn), timeout=30, message="projector did not create its tables")
     (position,) = await asyncio.to_thread(request_sessions, sessions, range(1))
     async with await psycopg.AsyncConnection.connect(settings.pg_dsn, autocommit=True) as conn:
         assert await wait_for_position(conn, position, timeout=30) >= position

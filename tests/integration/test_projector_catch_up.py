@@ -9,7 +9,6 @@ import psycopg
 import pytest
 from nats.js import JetStreamContext
 
-from contracts.subjects import EVENTS_STREAM
 from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.projector import applier as applier_module
@@ -18,8 +17,10 @@ from services.projector import main as projector_main
 from services.projector.main import run_projector
 from services.relay.main import run_relay
 from tests.support.relay import (  # noqa: F401
+    applied_seq,
     jetstream,
     own_nats,
+    published,
     read_model_rows,
     request_sessions,
     run_until_stopped,
@@ -31,26 +32,13 @@ from tests.support.relay import (  # noqa: F401
 from tests.support.waiting import async_wait_for
 
 
-async def _published(js: JetStreamContext, count: int) -> bool:
-    return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
-
-
 async def _requested_and_published(js: JetStreamContext, sessions: Sessions, indices: range, dsn: str) -> int:
     """Requests the sessions of ``indices`` and waits for the relay to publish them; returns the stream's
     last sequence (the relay publishes each stored event once, in order: the store's count)."""
     await asyncio.to_thread(request_sessions, sessions, indices)
     stored = len(store_ids(dsn))
-    await async_wait_for(lambda: _published(js, stored), timeout=30, message=f"the relay did not publish {stored}")
+    await async_wait_for(lambda: published(js, stored), timeout=30, message=f"the relay did not publish {stored}")
     return stored
-
-
-def _applied_seq(dsn: str) -> int:
-    """Returns the applied stream sequence (0 before the projector's first batch or its tables)."""
-    try:
-        rows = read_model_rows(dsn, "SELECT stream_seq FROM projection_position")
-    except psycopg.errors.UndefinedTable:
-        return 0
-    return rows[0][0] if rows else 0
 
 
 def _read_from_store(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -88,14 +76,14 @@ async def _a_burst_while_a_batch_is_held(settings: Settings, sessions: Sessions,
     try:
         async with jetstream(settings.nats_url) as js:
             first = await _requested_and_published(js, sessions, range(1), settings.pg_dsn)
-            await async_wait_for(lambda: _applied_seq(settings.pg_dsn) >= first, timeout=30, message="not applied")
+            await async_wait_for(lambda: applied_seq(settings.pg_dsn) >= first, timeout=30, message="not applied")
             gate.clear()
             held.clear()
             before = await _requested_and_published(js, sessions, range(1, 2), settings.pg_dsn)
             await async_wait_for(held.is_set, timeout=30, message="the projector took no batch")
             end = await _requested_and_published(js, sessions, range(2, 12), settings.pg_dsn)
             gate.set()
-            await async_wait_for(lambda: projector[1].done() or _applied_seq(settings.pg_dsn) >= end, timeout=30,
+            await async_wait_for(lambda: projector[1].done() or applied_seq(settings.pg_dsn) >= end, timeout=30,
                                  message="the projector did not apply the burst")
             assert not projector[1].done(), projector[1].exception()
     finally:

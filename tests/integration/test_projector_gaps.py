@@ -13,7 +13,6 @@ import pytest
 from nats.js import JetStreamContext
 
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, event_subject
-from projections.position import read_position
 from projections.rebuild import dump_read_models
 from services.application.context import make_context
 from services.common.transient import OUTAGES
@@ -24,6 +23,7 @@ from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
 from tests.integration.test_projector import caught_up
 from tests.support.relay import (  # noqa: F401
+    applied_seq,
     jetstream,
     own_nats,
     request_sessions,
@@ -46,14 +46,9 @@ def dump(dsn: str) -> dict:
         return dump_read_models(conn)
 
 
-def applied_seq(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        return read_position(conn).stream_seq
-
-
 async def test_an_aged_out_gap_is_read_from_the_event_store(
         settings: Settings, sessions: Sessions, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="services.projector.main")
+    caplog.set_level(logging.WARNING, logger="services.projector.gaps")
     relay = await run_until_stopped(run_relay, settings)
     projector = await run_until_stopped(run_projector, settings)
     await asyncio.to_thread(request_sessions, sessions, range(10))
@@ -89,7 +84,7 @@ async def test_a_stream_that_is_not_the_stores_events_in_order_is_refused_not_sk
         settings: Settings, sessions: Sessions, caplog: pytest.LogCaptureFixture) -> None:
     """The stream lost sequences 1-2, and its sequence 3 is the store's 6th event, not its 3rd:
     no sequence can be trusted, so the projector applies nothing and says why (and retries)."""
-    caplog.set_level(logging.WARNING, logger="services.projector.main")
+    caplog.set_level(logging.WARNING, logger="services.projector.gaps")
     await asyncio.to_thread(request_sessions, sessions, range(6))
     stored = store_notifications(settings.pg_dsn)
     async with jetstream(settings.nats_url) as js:

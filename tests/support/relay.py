@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 from contracts import commands as c
 from contracts.session import KernelSpec, SessionSpec
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
+from projections.position import read_position
 from services.application.context import make_context
 from services.common.bus import CREDENTIALS_ENV, connect_options
 from services.common.bus_identities import ADMIN
@@ -130,6 +131,33 @@ def read_model_rows(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]
     """Returns the rows of ``query`` on the read models."""
     with psycopg.connect(dsn) as conn:
         return conn.execute(query, params).fetchall()
+
+
+def has_schema(dsn: str) -> bool:
+    """Whether the projector has created its tables."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT to_regclass('projection_position')").fetchone() != (None,)
+
+
+def applied_position(dsn: str) -> int:
+    """Returns the applied position, 0 before the projector created its tables."""
+    if not has_schema(dsn):
+        return 0
+    with psycopg.connect(dsn) as conn:
+        return read_position(conn).position
+
+
+def applied_seq(dsn: str) -> int:
+    """Returns the applied stream sequence, 0 before the projector created its tables."""
+    if not has_schema(dsn):
+        return 0
+    with psycopg.connect(dsn) as conn:
+        return read_position(conn).stream_seq
+
+
+async def published(js: JetStreamContext, count: int) -> bool:
+    """Whether EVENTS holds stream sequence ``count`` (the relay has published that many events)."""
+    return (await js.stream_info(EVENTS_STREAM)).state.last_seq >= count
 
 
 async def run_until_stopped(coro_factory: Any, *args: Any) -> tuple[asyncio.Event, asyncio.Task]:
