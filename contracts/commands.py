@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class Command(msgspec.Struct, frozen=True, kw_only=True):
+class Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     pass
 
 

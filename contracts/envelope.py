@@ -1,6 +1,7 @@
 """The common envelope of every Berth event.
 
-Every event is a frozen, kw-only ``msgspec.Struct`` tagged with a stable type name
+Every event is a frozen, kw-only ``msgspec.Struct`` (``gc=False``: plain data, left out of the
+cyclic collector's walks, as every struct of ``contracts``) tagged with a stable type name
 (``"session.requested"``), never a Python path, so moving a class never breaks
 stored history. The bytes stored in the event store are the bytes published on
 JetStream: ``encode_event`` produces both.
@@ -16,7 +17,7 @@ import msgspec
 __all__ = ["Event", "Metadata", "context_of", "short_type_of", "utc_now"]
 
 
-class Metadata(msgspec.Struct, frozen=True, kw_only=True):
+class Metadata(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Says who caused an event and how it relates to others."""
 
     actor: str
@@ -25,7 +26,7 @@ class Metadata(msgspec.Struct, frozen=True, kw_only=True):
     trace: dict[str, str] = {}
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """Base of all events: aggregate id and version, UTC timestamp and metadata."""
 
     event_id: uuid.UUID

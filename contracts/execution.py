@@ -38,7 +38,7 @@ class ExecMode(str, Enum):
     """A shell command."""
 
 
-class ExecRequest(msgspec.Struct, frozen=True, kw_only=True):
+class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     run_id: str
     kernel_id: str
     mode: ExecMode = ExecMode.QUERY
@@ -48,19 +48,19 @@ class ExecRequest(msgspec.Struct, frozen=True, kw_only=True):
     """When True, interrupts the run ``run_id`` instead of starting one."""
 
 
-class ExecAccepted(msgspec.Struct, frozen=True, kw_only=True):
+class ExecAccepted(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ok: bool
     error: str | None = None
 
 
-class ExecChunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk", tag_field="kind"):
+class ExecChunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk", tag_field="kind", gc=False):
     seq: int
     stream: str
     """``stdout`` or ``stderr``."""
     data: str
 
 
-class ExecDone(msgspec.Struct, frozen=True, kw_only=True, tag="done", tag_field="kind"):
+class ExecDone(msgspec.Struct, frozen=True, kw_only=True, tag="done", tag_field="kind", gc=False):
     seq: int
     exit_code: int
     duration_ms: int
@@ -71,7 +71,7 @@ class ExecDone(msgspec.Struct, frozen=True, kw_only=True, tag="done", tag_field=
 ExecOutput = ExecChunk | ExecDone
 
 
-class LogsRequest(msgspec.Struct, frozen=True, kw_only=True):
+class LogsRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     kernel_id: str
     tail: int | None = None
 

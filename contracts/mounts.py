@@ -44,7 +44,7 @@ class MountError(ValueError):
     """Raised when a mount target is not a safe path under ``/home/work`` or clashes with another."""
 
 
-class MountSpec(msgspec.Struct, frozen=True, kw_only=True):
+class MountSpec(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One folder mounted into every kernel of a session."""
 
     folder_id: str

@@ -35,7 +35,7 @@ MAX_DETAIL_CHARS = 2000
 """The longest status detail a report carries into an event (longer ones are clipped)."""
 
 
-class Report(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Report(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     agent_id: str
     observed_at: dt.datetime
 
@@ -131,7 +131,7 @@ def decode_report(data: bytes) -> AnyReport:
     return _report_decoder.decode(data)
 
 
-class AgentHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
+class AgentHeartbeat(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Liveness beacon put in the heartbeat KV bucket; not an event."""
 
     agent_id: str

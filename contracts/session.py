@@ -32,7 +32,7 @@ DEFAULT_PRIORITY = 10
 """A session's priority unless asked otherwise; a user may ask for less, only an admin for more."""
 
 
-class KernelSpec(msgspec.Struct, frozen=True, kw_only=True):
+class KernelSpec(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One container of a session, as requested."""
 
     kernel_id: str
@@ -41,12 +41,12 @@ class KernelSpec(msgspec.Struct, frozen=True, kw_only=True):
     slots: dict[str, Decimal]
 
 
-class KernelPlacement(msgspec.Struct, frozen=True, kw_only=True):
+class KernelPlacement(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     kernel_id: str
     agent_id: str
 
 
-class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
+class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A session as requested: everything its owner asks for (and the tenancy the gateway fills
     in at enqueue), declared once and carried whole by ``RequestSession``, ``SessionRequested``
     and the Session aggregate's state."""

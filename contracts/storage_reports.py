@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-class StorageReport(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class StorageReport(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """A fact the storage service observed on one of its volumes. ``report_id`` is unique per
     fact (sent as ``Nats-Msg-Id``; the same fact sent again carries the same id)."""
 

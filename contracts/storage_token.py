@@ -55,7 +55,7 @@ class TokenError(Exception):
     """Raised when a token is malformed, forged, expired, or does not grant the request."""
 
 
-class StorageClaims(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class StorageClaims(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """What a storage token grants. ``path`` is a folder-relative POSIX path ("" = the folder's
     root); ``max_bytes`` bounds an upload (the remaining quota at issue); ``dst`` is a move's
     destination; ``quota_scope`` ("user:<name>" | "project:<name>") keys the storage service's

@@ -121,7 +121,7 @@ DEFAULT_VFOLDER_HOSTS = _default_vfolder_hosts()
 """A policy's ``allowed_vfolder_hosts`` unless set: the default volume with every permission."""
 
 
-class KeypairLimits(msgspec.Struct, frozen=True, kw_only=True):
+class KeypairLimits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A keypair resource policy (Backend.AI's ``keypair_resource_policies``)."""
 
     total_resource_slots: dict[str, Decimal] = {}
@@ -146,7 +146,7 @@ class KeypairLimits(msgspec.Struct, frozen=True, kw_only=True):
     absent from the map: nothing."""
 
 
-class Visibility(msgspec.Struct, frozen=True, kw_only=True):
+class Visibility(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Who may use a resource group: everyone when public, else the union of the lists."""
 
     public: bool = True
@@ -155,7 +155,7 @@ class Visibility(msgspec.Struct, frozen=True, kw_only=True):
     keypairs: list[str] = []
 
 
-class ResourceGroupOptions(msgspec.Struct, frozen=True, kw_only=True):
+class ResourceGroupOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     scheduler: SchedulerPolicy = SchedulerPolicy.FIFO
     agent_selection: SelectionStrategy = SelectionStrategy.DISPERSED
     allowed_session_types: list[SessionType] = msgspec.field(

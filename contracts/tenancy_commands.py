@@ -87,7 +87,7 @@ class ChangeKeypairPolicy(Command, frozen=True, kw_only=True):
     resource_policy: str
 
 
-class LimitsChange(msgspec.Struct, frozen=True, kw_only=True):
+class LimitsChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Fields of ``KeypairLimits`` to set; None keeps the current value (0 / {}: no limit)."""
 
     total_resource_slots: RawSlots | None = None
@@ -114,7 +114,7 @@ class UpdateResourcePolicy(Command, frozen=True, kw_only=True):
     limits: LimitsChange
 
 
-class GroupOptionsChange(msgspec.Struct, frozen=True, kw_only=True):
+class GroupOptionsChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Options of a resource group to set; None keeps the current value."""
 
     scheduler: str | None = None
