@@ -1,5 +1,5 @@
-"""The live projector reads from the event store what it is far behind on: after downtime, at start
-(``test_projector.py``), and while it follows, when a burst outran it."""
+"""The live projector reads from the event store what it is far behind on: after downtime, at start,
+and while it follows, when a burst outran it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from nats.js import JetStreamContext
 
+from projections.rebuild import dump_read_models, reset_read_models
 from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.projector import applier as applier_module
@@ -16,6 +17,11 @@ from services.projector import backfill as backfill_module
 from services.projector import main as projector_main
 from services.projector.main import run_projector
 from services.relay.main import run_relay
+from tests.support.projector import (
+    projector_started_behind,
+    published_and_projected,
+    three_stored_events_then_a_foreign_message,
+)
 from tests.support.relay import (  # noqa: F401
     applied_seq,
     jetstream,
@@ -122,3 +128,37 @@ async def test_a_catch_up_that_fails_is_waited_out_and_tried_again(
     monkeypatch.setattr(projector_main, "RETRY_DELAYS", (0.05,))
     before, end = await _a_burst_while_a_batch_is_held(settings, sessions, monkeypatch)
     assert failed and set(range(before + 1, end + 1)) <= set(read)
+
+
+@pytest.mark.parametrize("catch_up_from, from_store", [(10, True), (10**6, False)])
+async def test_a_projector_far_behind_at_start_catches_up_from_the_event_store(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch, catch_up_from: int, from_store: bool,
+) -> None:
+    """``CATCH_UP_FROM`` messages or more behind the stream at start: the projector reads them from the
+    event store (as a rebuild does, into the live tables); fewer: from the stream. The same tables."""
+    live = await published_and_projected(settings, sessions, 15)
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        reset_read_models(conn)  # as after downtime: every message of the stream still to apply
+    read = await projector_started_behind(settings, monkeypatch, catch_up_from)
+    assert sum(read) == (len(live["event_log"]) if from_store else 0)
+    with psycopg.connect(settings.pg_dsn) as conn:
+        assert dump_read_models(conn) == live
+
+
+async def test_a_catch_up_reads_the_store_when_the_stream_s_foreign_message_was_applied_before_it(
+    settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store and the stream are compared only over what is to apply: a message that is not a stored
+    event, dead-lettered before the projector stopped, does not send its catch-up to the stream."""
+    relay = await run_until_stopped(run_relay, settings)
+    async with jetstream(settings.nats_url) as js:
+        await three_stored_events_then_a_foreign_message(js, sessions)
+        projector = await run_until_stopped(run_projector, settings)
+        await async_wait_for(lambda: applied_seq(settings.pg_dsn) >= 4, timeout=30, message="not applied")
+        await stop_task(*projector)
+        await asyncio.to_thread(request_sessions, sessions, range(3, 13))
+        await async_wait_for(lambda: published(js, 14), timeout=30, message="the relay did not publish 10 more events")
+    await stop_task(*relay)
+    read = await projector_started_behind(settings, monkeypatch, 5)
+    assert sum(read) == 10
+    assert read_model_rows(settings.pg_dsn, "SELECT count(*) FROM sessions") == [(13,)]
