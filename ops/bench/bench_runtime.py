@@ -42,8 +42,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +53,6 @@ from websockets.asyncio.client import connect as ws_connect
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from contracts.agent import KernelAssigned
 from contracts.execution import (
     ExecDone,
     ExecOutput,
@@ -63,42 +60,33 @@ from contracts.execution import (
     exec_subject,
     io_subject,
 )
-from contracts.slots import parse_slots
-from services.agent.backends.base import KernelLaunch
-from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
-from services.agent.backends.private import hand_over, private_dirs
-from services.agent.backends.docker.spec import (
-    LABEL_AGENT,
-    LABEL_KERNEL,
-    LABEL_SESSION,
-    KernelPaths,
-    container_config,
-)
+from services.agent.backends.docker.spec import LABEL_KERNEL, LABEL_SESSION, KernelPaths
 from services.agent.exec_server import open_runner
 from services.cli import queries as q
 from services.common.bus import connect_options
 from services.sdk.client import BerthClient
-from services.application.context import make_context
 from services.supervisor.embedded_postgres import create_database, drop_database
 from services.sdk.instance import FILE_NAME, read_instance
+from raw_docker import (  # noqa: E402  (ops/bench, the script's folder)
+    KERNEL_USER,
+    SLOTS,
+    docker_client,
+    docker_exec_api,
+    docker_exec_cli,
+    raw_burst,
+    raw_start,
+)
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_IMAGE = "berth/python:latest"
-SLOTS = {"cpu": "1", "mem": "256m"}
 BURST_SLOTS = {"cpu": "0.1", "mem": "128m"}
 """Slots of each session of a burst: ten fit on a 1-core agent."""
-RUNNER_DIR = ROOT / "services" / "agent" / "runner"
-POLL = 0.005
 SESSION_EVENTS = """
 subscription($id: String!, $from: Int) {
   sessionEvents(sessionId: $id, fromPosition: $from) { position type occurredAt payload }
 }
 """
 """Every event of a session (the CLI follows only ``sessionStatus``; the marks need each event's time)."""
-KERNEL_USER = kernel_user(AUTO_USER)
-"""The user the docker backend runs kernels as (its default, ``BERTH_KERNEL_USER=auto``)."""
-SCRATCH = scratch_sizes("1g", "256m")
-"""The docker backend's default scratch sizes."""
 GONE = {"TERMINATED", "CANCELLED", "ERROR"}
 
 
@@ -262,46 +250,6 @@ async def runner_exec(socket: Path) -> float:
         writer.close()
 
 
-# --- raw Docker baseline -----------------------------------------------------------------
-
-
-def raw_config(image: str, agent_id: str, data_dir: Path) -> tuple[dict[str, Any], KernelPaths]:
-    """Returns the container body Berth's docker backend would send, for a fresh kernel id."""
-    kernel_id, session_id = f"raw-{uuid.uuid4().hex[:12]}", f"raw-s-{uuid.uuid4().hex[:8]}"
-    ctx = make_context("bench")
-    kernel = KernelAssigned(
-        event_id=uuid.uuid4(), originator_id=agent_id, originator_version=1, timestamp=ctx.now,
-        metadata=ctx.metadata, kernel_id=kernel_id, session_id=session_id, image=image,
-        slots={k: Decimal(v) for k, v in parse_slots(SLOTS).items()},
-    )
-    env = {"BERTH_SESSION_ID": session_id, "BERTH_KERNEL_ID": kernel_id, "BERTH_CLUSTER_ROLE": "main"}
-    paths = KernelPaths.of(data_dir, kernel_id)
-    config = container_config(KernelLaunch(kernel=kernel, env=env), agent_id=agent_id, paths=paths,
-                              runner_dir=RUNNER_DIR, user=KERNEL_USER, scratch=SCRATCH)
-    return config, paths
-
-
-async def raw_start(docker: aiodocker.Docker, image: str, agent_id: str, data_dir: Path) -> tuple[float, float]:
-    """Creates, starts and removes one container; returns (create+start, create+start+socket) seconds."""
-    config, paths = raw_config(image, agent_id, data_dir)
-    private_dirs(paths.root, paths.io)
-    hand_over(paths.io, KERNEL_USER.uid, KERNEL_USER.gid)  # the runner (kernel user) creates its socket there
-    t0 = time.perf_counter()
-    container = await docker.containers.create(config)
-    try:
-        await container.start()
-        started = time.perf_counter() - t0
-        deadline = time.monotonic() + 30
-        while not paths.socket.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the runner did not listen in the raw container")
-            await asyncio.sleep(POLL)
-        listening = time.perf_counter() - t0
-    finally:
-        await container.delete(force=True)
-    return started, listening
-
-
 async def berth_burst(client: BerthClient, docker: aiodocker.Docker, image: str, count: int) -> float:
     """Requests ``count`` sessions at once (``BURST_SLOTS`` each, so that they all fit on one agent);
     returns the seconds until the last one was RUNNING, then removes them."""
@@ -310,53 +258,7 @@ async def berth_burst(client: BerthClient, docker: aiodocker.Docker, image: str,
     return max(elapsed for elapsed, _, _ in starts)
 
 
-async def raw_burst(docker: aiodocker.Docker, image: str, agent_id: str, data_dir: Path, count: int) -> float:
-    """Creates and starts ``count`` containers at once; returns the seconds until the last runner
-    listened (each timed from its own create, all sent together)."""
-    starts = await asyncio.gather(*(raw_start(docker, image, agent_id, data_dir) for _ in range(count)))
-    return max(listening for _, listening in starts)
-
-
-async def docker_exec_api(container: Any, user: str) -> float:
-    t0 = time.perf_counter()
-    exe = await container.exec(["python3", "-c", "print(1)"], user=user)
-    out = b""
-    async with exe.start(detach=False) as stream:
-        while (msg := await stream.read_out()) is not None:
-            out += msg.data
-    elapsed = time.perf_counter() - t0
-    if out.strip() != b"1":
-        raise RuntimeError(f"docker exec printed {out!r}")
-    return elapsed
-
-
-async def docker_exec_cli(container_id: str, user: str) -> float:
-    t0 = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec("docker", "exec", "-u", user, container_id, "python3", "-c", "print(1)",
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await proc.communicate()
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0 or out.strip() != b"1":
-        raise RuntimeError(f"docker exec (CLI) failed: {proc.returncode} {err!r}")
-    return elapsed
-
-
 # --- the run -----------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def docker_client(agent_ids: list[str]) -> AsyncIterator[aiodocker.Docker]:
-    """Yields a Docker client; on the way out removes every container of ``agent_ids``."""
-    docker = aiodocker.Docker()
-    try:
-        yield docker
-    finally:
-        for agent_id in agent_ids:
-            filters = json.dumps({"label": [f"{LABEL_AGENT}={agent_id}"]})
-            for container in await docker.containers.list(all=True, filters=filters):
-                with contextlib.suppress(aiodocker.DockerError):
-                    await container.delete(force=True)
-        await docker.close()
 
 
 def bridged_phases(all_marks: list[dict[str, float]]) -> list[tuple[str, float]]:
