@@ -33,6 +33,7 @@ from services.projector.backfill import StoreBackfill
 from services.projector.feed import EventFeed
 from services.projector.gaps import FeedDeliveries, header_position
 from services.projector.runtime import RETRY_DELAYS, Runtime, wait_or_stop
+from services.projector.upkeep import ReadModelUpkeep
 
 __all__ = [
     "BATCH_SIZE",
@@ -274,14 +275,20 @@ async def run_projector(settings: Settings, stop: asyncio.Event, *, rebuild: boo
     """Projects EVENTS on ``settings.nats_url`` into the read models at ``settings.pg_dsn``
     until ``stop`` is set, waiting for NATS to answer first; with ``rebuild`` it first rebuilds
     the read models in bulk up to the stream's last sequence (as ``rebuild_read_models``), then
-    goes on with what comes after."""
+    goes on with what comes after. Meanwhile it tends the read models (``ReadModelUpkeep``)."""
     runtime = Runtime(settings)
     try:
         if not await runtime.open(stop):
             return
         if rebuild:
             await _rebuild(runtime, stop)
-        await Projector(runtime.js, runtime.applier, runtime.backfill).run(stop)
+        tending = asyncio.create_task(ReadModelUpkeep(settings.pg_dsn).run(stop), name="read-model-upkeep")
+        try:
+            await Projector(runtime.js, runtime.applier, runtime.backfill).run(stop)
+        finally:
+            if not stop.is_set():  # stopped, it ends by itself (and closes its connection)
+                tending.cancel()
+            await asyncio.gather(tending, return_exceptions=True)
     finally:
         await runtime.close()
 

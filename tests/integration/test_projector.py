@@ -25,6 +25,7 @@ from services.application.context import make_context
 from services.supervisor.embedded import NatsServer, free_port
 from services.application.sessions import Sessions
 from services.common.settings import Settings
+from services.projector import upkeep as upkeep_module
 from services.projector.main import run_projector
 from services.relay.main import run_relay
 from tests.support.relay import (  # noqa: F401
@@ -176,3 +177,26 @@ async def test_services_wait_for_nats_to_come_up(tmp_path, pg_dsn: str, sessions
     finally:
         server.stop()
     assert read_model_rows(pg_dsn, "SELECT count(*) FROM sessions") == [(3,)]
+
+
+def _manual_vacuums(dsn: str, table: str) -> int:
+    return read_model_rows(dsn, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = %s", table)[0][0]
+
+
+async def test_the_projector_vacuums_a_read_model_whose_rows_died(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever PostgreSQL's autovacuum does (off here for the table), the projector's upkeep vacuums a
+    read-model table once enough of its rows are dead (``projections.upkeep``)."""
+    monkeypatch.setattr(upkeep_module, "UPKEEP_EVERY", 0.05)
+    projector = await run_until_stopped(run_projector, settings)
+    await async_wait_for(lambda: has_schema(settings.pg_dsn), timeout=30, message="projector did not create its tables")
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:  # closed: its statistics reach the server's
+        conn.execute("ALTER TABLE domains SET (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO domains SELECT 'd' || i, '', '{}', now(), now(), 1, i FROM generate_series(1, 200) AS i")
+        conn.execute("DELETE FROM domains")
+    try:
+        await async_wait_for(lambda: _manual_vacuums(settings.pg_dsn, "domains") >= 1, timeout=30,
+                             message="the projector did not vacuum the domains' 200 dead rows")
+    finally:
+        await stop_task(*projector)
