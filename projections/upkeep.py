@@ -6,10 +6,11 @@ batch's preloaded sessions, kernels and quota rows deleted and copied back whole
 version behind (and, for a row copied back, an entry in every index of the table) until a ``VACUUM``
 removes it; until then every lookup of the row walks them. PostgreSQL's autovacuum may be off (as on
 the development machine: ``autovacuum = off``) or far behind (by default it visits a database once a
-minute and waits for a fifth of a table to be dead): then each operation cost more the older the
-platform was — under ``bench_api.py``, 16 clients, PostgreSQL's CPU per session rose from 3.7 to 5.6 ms
-over ten rounds of 500 sessions, the projector's kernel lookups from 0.8 to 2.7 ms. ``ANALYZE`` keeps
-the planner's statistics as current as the tables (autovacuum also analyzes; off, nothing does).
+minute and waits for a fifth of a table to be dead). Then each operation cost more the older the
+platform was: under ``bench_api.py`` (16 clients, rounds of 500 sessions) PostgreSQL's CPU per session
+rose from 3.7 to 5.6 ms in ten rounds, and the projector's lookup of a batch's kernels from 0.8 to
+2.7 ms in six. ``ANALYZE`` keeps the planner's statistics as current as the tables (autovacuum also
+analyzes; off, nothing does).
 
 ``due(stats)`` says which tables need what (pure); ``tend(conn)`` reads the statistics and does it,
 ``SKIP_LOCKED`` (a table locked meanwhile, by an index build or autovacuum, waits for the next time).
