@@ -1,10 +1,10 @@
 """The projector's side of PostgreSQL: one blocking psycopg connection, used only on its own
-worker thread, that applies batches through ``projections.runner``."""
+worker thread (``ThreadConnection``), that applies batches through ``projections.runner``."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import psycopg
 
@@ -13,8 +13,8 @@ from projections.position import Position, read_position
 from projections.rebuild import create_secondary_indexes, reset_read_models
 from projections.runner import BatchResult, RejectHandler, apply_batch
 from projections.schema import create_schema
-from services.application.facade import Facade
 from services.common.pg_limits import limited_dsn
+from services.projector.connection import ThreadConnection
 
 __all__ = ["BatchApplier"]
 
@@ -25,14 +25,13 @@ class BatchApplier:
     """Applies batches to the read models; reconnects (and creates the schema) when needed."""
 
     def __init__(self, dsn: str) -> None:
-        """Prepares the applier; the connection opens on first use."""
+        """Prepares the applier; the connection opens on first use (and creates the schema then)."""
         self._dsn = dsn
-        self._conn: psycopg.Connection | None = None
-        self._db = Facade("projector-db")  # one thread: the connection never changes threads
+        self._conn = ThreadConnection(dsn, "projector-db", prepare=create_schema)
 
     async def position(self) -> Position:
         """Returns the applied position."""
-        return await self._run(read_position)
+        return await self._conn.call(read_position)
 
     async def apply(
         self, deliveries: Sequence[Delivery], expected_stream_seq: int, on_reject: RejectHandler, *, bulk: bool = False,
@@ -40,7 +39,7 @@ class BatchApplier:
     ) -> BatchResult:
         """Applies ``deliveries`` in one transaction (see ``projections.runner.apply_batch`` for ``bulk``
         and ``durable``; ``checked`` when they were checked already)."""
-        return await self._run(
+        return await self._conn.call(
             lambda conn: apply_batch(
                 conn, deliveries, on_reject=on_reject, expected_stream_seq=expected_stream_seq, bulk=bulk,
                 durable=durable, checked=checked,
@@ -50,12 +49,12 @@ class BatchApplier:
     async def reset(self, *, bulk: bool = False) -> None:
         """Drops and recreates the read models (position back to zero); with ``bulk`` without
         their secondary indexes, which ``finish_bulk`` puts back."""
-        await self._run(lambda conn: reset_read_models(conn, bulk=bulk), create=False)  # it creates them
+        await self._conn.call(lambda conn: reset_read_models(conn, bulk=bulk), prepare=False)  # it creates them
 
     async def finish_bulk(self) -> None:
         """Creates what a bulk reset left out (the secondary indexes), over this connection and a second
         one at once (``create_secondary_indexes``)."""
-        await self._run(self._create_indexes)
+        await self._conn.call(self._create_indexes)
 
     def _create_indexes(self, conn: psycopg.Connection) -> None:
         with psycopg.connect(limited_dsn(self._dsn), autocommit=True) as other:
@@ -63,31 +62,4 @@ class BatchApplier:
 
     async def close(self) -> None:
         """Closes the connection and the worker thread."""
-        await self._db.call(self._disconnect)
-        await self._db.close(wait=True)
-
-    async def _run(self, work: Callable[[psycopg.Connection], Any], *, create: bool = True) -> Any:
-        return await self._db.call(self._call, work, create)
-
-    def _call(self, work: Callable[[psycopg.Connection], Any], create: bool) -> Any:
-        """Runs ``work`` on the connection, opened first when needed (and the schema created, with ``create``)."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._disconnect()
-            conn = psycopg.connect(limited_dsn(self._dsn), autocommit=True)
-            try:
-                if create:
-                    create_schema(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        try:
-            return work(self._conn)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            self._disconnect()
-            raise
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await self._conn.close()

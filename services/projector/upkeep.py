@@ -11,9 +11,8 @@ import logging
 
 import psycopg
 
-from projections.upkeep import Tended, tend
-from services.application.facade import Facade
-from services.common.pg_limits import limited_dsn
+from projections.upkeep import tend
+from services.projector.connection import ThreadConnection
 from services.projector.runtime import wait_or_stop
 
 __all__ = ["STATEMENT_TIMEOUT", "UPKEEP_EVERY", "ReadModelUpkeep"]
@@ -34,10 +33,8 @@ class ReadModelUpkeep:
     def __init__(self, dsn: str, every: float | None = None) -> None:
         """Prepares the upkeep of the read models at ``dsn``, every ``every`` seconds (``UPKEEP_EVERY`` by
         default); its connection opens on first use."""
-        self._dsn = dsn
         self._every = UPKEEP_EVERY if every is None else every
-        self._conn: psycopg.Connection | None = None
-        self._db = Facade("projector-upkeep")  # one thread: the connection never changes threads
+        self._conn = ThreadConnection(dsn, "projector-upkeep", prepare=_long_statements)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tends the read models every ``every`` seconds until ``stop`` is set; never raises (a failure
@@ -49,7 +46,7 @@ class ReadModelUpkeep:
                 if stop.is_set():
                     return
                 try:
-                    tended = await self._db.call(self._tend)
+                    tended = await self._conn.call(tend)
                 except Exception as exc:  # noqa: BLE001 - tried again at the next turn
                     if not failing:
                         log.warning("read-model upkeep failed (%s: %s); trying again every %.1f s",
@@ -62,21 +59,8 @@ class ReadModelUpkeep:
                 if tended.vacuumed or tended.analyzed:
                     log.debug("vacuumed %s, analyzed %s", tended.vacuumed, tended.analyzed)
         finally:
-            await self._db.call(self._disconnect)
-            await self._db.close(wait=True)
+            await self._conn.close()
 
-    def _tend(self) -> Tended:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._disconnect()
-            self._conn = psycopg.connect(limited_dsn(self._dsn), autocommit=True)
-            self._conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
-        try:
-            return tend(self._conn)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            self._disconnect()
-            raise
 
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+def _long_statements(conn: psycopg.Connection) -> None:
+    conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
