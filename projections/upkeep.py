@@ -77,14 +77,11 @@ def tend(conn: psycopg.Connection, tables: Iterable[str] = TABLES) -> Tended:
     due for ``ANALYZE`` gets both in one pass."""
     found = [TableStats(*row) for row in conn.execute(_STATS, (list(tables),)).fetchall()]
     todo = due(found)
-    both = [table for table in todo.vacuumed if table in todo.analyzed]
-    for options, names in (
-        ("ANALYZE, SKIP_LOCKED", both),
-        ("SKIP_LOCKED", [table for table in todo.vacuumed if table not in both]),
+    for command, names in (
+        ("VACUUM (ANALYZE, SKIP_LOCKED)", [table for table in todo.vacuumed if table in todo.analyzed]),
+        ("VACUUM (SKIP_LOCKED)", [table for table in todo.vacuumed if table not in todo.analyzed]),
+        ("ANALYZE (SKIP_LOCKED)", [table for table in todo.analyzed if table not in todo.vacuumed]),
     ):
         if names:
-            conn.execute(sql.SQL("VACUUM ({}) {}").format(sql.SQL(options), sql.SQL(", ").join(map(sql.Identifier, names))))
-    analyze_only = [table for table in todo.analyzed if table not in both]
-    if analyze_only:
-        conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(sql.SQL(", ").join(map(sql.Identifier, analyze_only))))
+            conn.execute(sql.SQL(command + " {}").format(sql.SQL(", ").join(map(sql.Identifier, names))))
     return todo

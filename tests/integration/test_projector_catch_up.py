@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from nats.js import JetStreamContext
 
-from projections.rebuild import dump_read_models, reset_read_models
+from projections.rebuild import reset_read_models
 from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.projector import applier as applier_module
@@ -20,6 +20,7 @@ from services.relay.main import run_relay
 from tests.support.projector import (
     projector_started_behind,
     published_and_projected,
+    read_models_dump,
     three_stored_events_then_a_foreign_message,
 )
 from tests.support.relay import (  # noqa: F401
@@ -141,8 +142,7 @@ async def test_a_projector_far_behind_at_start_catches_up_from_the_event_store(
         reset_read_models(conn)  # as after downtime: every message of the stream still to apply
     read = await projector_started_behind(settings, monkeypatch, catch_up_from)
     assert sum(read) == (len(live["event_log"]) if from_store else 0)
-    with psycopg.connect(settings.pg_dsn) as conn:
-        assert dump_read_models(conn) == live
+    assert read_models_dump(settings.pg_dsn) == live
 
 
 async def test_a_catch_up_reads_the_store_when_the_stream_s_foreign_message_was_applied_before_it(

@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import psycopg
 import pytest
 from nats.js import JetStreamContext
 
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION, event_subject
-from projections.rebuild import dump_read_models
 from services.application.context import make_context
 from services.common.transient import OUTAGES
 from services.application.sessions import Sessions
@@ -21,7 +19,7 @@ from services.common.bus import ensure_streams
 from services.common.settings import Settings
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
-from tests.integration.test_projector import caught_up
+from tests.support.projector import caught_up, read_models_dump
 from tests.support.relay import (  # noqa: F401
     applied_seq,
     jetstream,
@@ -39,11 +37,6 @@ from tests.support.waiting import async_wait_for
 
 async def relayed(js: JetStreamContext, dsn: str) -> bool:
     return (await js.stream_info(EVENTS_STREAM)).state.last_seq == len(store_ids(dsn))
-
-
-def dump(dsn: str) -> dict:
-    with psycopg.connect(dsn) as conn:
-        return dump_read_models(conn)
 
 
 async def test_an_aged_out_gap_is_read_from_the_event_store(
@@ -69,7 +62,7 @@ async def test_an_aged_out_gap_is_read_from_the_event_store(
     await caught_up(settings.pg_dsn)
     await stop_task(*projector)
     await stop_task(*relay)
-    projected = dump(settings.pg_dsn)
+    projected = read_models_dump(settings.pg_dsn)
     assert any("no longer holds sequences" in r.getMessage() for r in caplog.records), "it says so"
 
     store = store_ids(settings.pg_dsn)
@@ -77,7 +70,7 @@ async def test_an_aged_out_gap_is_read_from_the_event_store(
     assert len(projected["sessions"]) == 40
 
     await rebuild_read_models(settings)  # a fresh rebuild: the stream lost its first messages too
-    assert dump(settings.pg_dsn) == projected
+    assert read_models_dump(settings.pg_dsn) == projected
 
 
 async def test_a_stream_that_is_not_the_stores_events_in_order_is_refused_not_skipped(

@@ -21,7 +21,12 @@ from services.projector import backfill as backfill_module
 from services.projector import main as projector_main
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
-from tests.support.projector import caught_up, published_and_projected, three_stored_events_then_a_foreign_message
+from tests.support.projector import (
+    caught_up,
+    published_and_projected,
+    read_models_dump,
+    three_stored_events_then_a_foreign_message,
+)
 from tests.support.relay import (  # noqa: F401
     jetstream,
     own_nats,
@@ -61,8 +66,7 @@ async def test_rebuild_gives_identical_tables(settings: Settings, sessions: Sess
     await caught_up(settings.pg_dsn)
     await stop_task(*projector)
     await stop_task(*relay)
-    with psycopg.connect(settings.pg_dsn) as conn:
-        after = dump_read_models(conn)
+    after = read_models_dump(settings.pg_dsn)
     assert len(after["sessions"]) == 45 and after["event_log"][:50] == before["event_log"]
 
 
@@ -85,8 +89,7 @@ async def test_a_large_live_batch_goes_in_bulk_and_commits_durably(
     applied.clear()
     await rebuild_read_models(settings)
     assert applied and all(bulk and not durable for _, bulk, durable in applied), applied
-    with psycopg.connect(settings.pg_dsn) as conn:
-        assert dump_read_models(conn) == live
+    assert read_models_dump(settings.pg_dsn) == live
 
 
 async def test_a_rebuild_tells_how_far_it_got_after_each_batch(
@@ -97,8 +100,7 @@ async def test_a_rebuild_tells_how_far_it_got_after_each_batch(
     told: list[tuple[int, int]] = []
     reached = await rebuild_read_models(settings, progress=lambda applied, target: told.append((applied, target)))
     assert told == [(7, 30), (14, 30), (21, 30), (28, 30), (30, 30)] and reached.stream_seq == 30
-    with psycopg.connect(settings.pg_dsn) as conn:
-        assert dump_read_models(conn) == before
+    assert read_models_dump(settings.pg_dsn) == before
 
 
 async def test_a_rebuild_reads_the_store_while_its_reset_runs_and_applies_nothing_before_the_reset_ended(
@@ -131,8 +133,7 @@ async def test_a_rebuild_reads_the_store_while_its_reset_runs_and_applies_nothin
     reached = await rebuild_read_models(settings)
     assert overlapped == [True] and applied_after_reset and all(applied_after_reset)
     assert reached.stream_seq == 12
-    with psycopg.connect(settings.pg_dsn) as conn:
-        assert dump_read_models(conn) == before
+    assert read_models_dump(settings.pg_dsn) == before
 
 
 async def test_a_rebuild_whose_reset_fails_fails_and_applies_nothing(
@@ -152,8 +153,7 @@ async def test_a_rebuild_whose_reset_fails_fails_and_applies_nothing(
     with pytest.raises(RuntimeError, match="the reset was refused"):
         await rebuild_read_models(settings)
     assert applied == []
-    with psycopg.connect(settings.pg_dsn) as conn:
-        assert dump_read_models(conn) == before
+    assert read_models_dump(settings.pg_dsn) == before
 
 
 async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(
@@ -165,8 +165,7 @@ async def test_a_rebuild_reads_the_event_store_when_it_holds_the_streams_events(
     caplog.set_level(logging.INFO, logger="services.projector.main")
     reached = await rebuild_read_models(settings)
     assert reached.position == max(store_ids(settings.pg_dsn)) and reached.stream_seq == 30
-    with psycopg.connect(settings.pg_dsn) as conn:
-        assert dump_read_models(conn) == before
+    assert read_models_dump(settings.pg_dsn) == before
     assert "applying from the event store: 30 events" in caplog.text
     assert "no longer holds" not in caplog.text  # no stream message was read, so no gap was seen
 
@@ -212,8 +211,7 @@ async def test_the_rebuild_flag_rebuilds_in_bulk_then_follows(settings: Settings
     await asyncio.to_thread(request_sessions, sessions, range(30))
     await caught_up(settings.pg_dsn)
     await stop_task(*projector)
-    with psycopg.connect(settings.pg_dsn) as conn:
-        before = dump_read_models(conn)
+    before = read_models_dump(settings.pg_dsn)
     assert not any(_built_after_rows(settings.pg_dsn, "event_log").values())  # the incremental path
     table_before = _table_oid(settings.pg_dsn, "event_log")
 
@@ -225,8 +223,7 @@ async def test_the_rebuild_flag_rebuilds_in_bulk_then_follows(settings: Settings
                          message="the secondary indexes of event_log were not created")
     built_after = _built_after_rows(settings.pg_dsn, "event_log")
     assert built_after and all(built_after.values()), built_after  # bulk: indexes built after the rows
-    with psycopg.connect(settings.pg_dsn) as conn:
-        assert dump_read_models(conn) == before
+    assert read_models_dump(settings.pg_dsn) == before
     await asyncio.to_thread(request_sessions, sessions, range(30, 35))  # then it goes on incrementally
     await caught_up(settings.pg_dsn)
     await stop_task(*rebuilding)

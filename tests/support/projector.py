@@ -24,6 +24,7 @@ __all__ = [
     "caught_up",
     "projector_started_behind",
     "published_and_projected",
+    "read_models_dump",
     "three_stored_events_then_a_foreign_message",
 ]
 
@@ -44,7 +45,12 @@ async def published_and_projected(settings: Settings, sessions: Sessions, count:
     await caught_up(settings.pg_dsn)
     await stop_task(*projector)
     await stop_task(*relay)
-    with psycopg.connect(settings.pg_dsn) as conn:
+    return read_models_dump(settings.pg_dsn)
+
+
+def read_models_dump(dsn: str) -> dict:
+    """Returns every row of every read model (``dump_read_models``), on a connection of its own."""
+    with psycopg.connect(dsn) as conn:
         return dump_read_models(conn)
 
 

@@ -20,7 +20,7 @@ from nats.js.errors import NotFoundError
 from contracts import commands as c
 from contracts.session import KernelSpec, SessionSpec
 from contracts.subjects import EVENTS_STREAM, HEADER_POSITION
-from projections.position import read_position
+from projections.position import Position, read_position
 from services.application.context import make_context
 from services.common.bus import CREDENTIALS_ENV, connect_options
 from services.common.bus_identities import ADMIN
@@ -136,23 +136,27 @@ def read_model_rows(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]
 def has_schema(dsn: str) -> bool:
     """Whether the projector has created its tables."""
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT to_regclass('projection_position')").fetchone() != (None,)
+        return _has_schema(conn)
+
+
+def _has_schema(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('projection_position')").fetchone() != (None,)
+
+
+def _applied(dsn: str) -> Position:
+    """Returns the applied position, (0, 0) before the projector created its tables."""
+    with psycopg.connect(dsn) as conn:
+        return read_position(conn) if _has_schema(conn) else Position(0, 0)
 
 
 def applied_position(dsn: str) -> int:
     """Returns the applied position, 0 before the projector created its tables."""
-    if not has_schema(dsn):
-        return 0
-    with psycopg.connect(dsn) as conn:
-        return read_position(conn).position
+    return _applied(dsn).position
 
 
 def applied_seq(dsn: str) -> int:
     """Returns the applied stream sequence, 0 before the projector created its tables."""
-    if not has_schema(dsn):
-        return 0
-    with psycopg.connect(dsn) as conn:
-        return read_position(conn).stream_seq
+    return _applied(dsn).stream_seq
 
 
 async def published(js: JetStreamContext, count: int) -> bool:
