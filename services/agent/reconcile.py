@@ -13,6 +13,10 @@ to it, on start and every ``BERTH_RECONCILE_INTERVAL`` seconds, and corrects the
   pending assignments were carried out), and the domain applies a ``vanished`` exit only to a
   kernel its session knows RUNNING, so a kernel still starting is never ended by it.
 
+* After each pass, what ended kernels left on the node (the Docker backend keeps an ended kernel's log
+  and exit in its directory) is removed once kept for ``BERTH_KERNEL_RETENTION`` seconds (a week):
+  ``KernelBackend.sweep``.
+
 ``compare`` is the pure part (table-tested); ``Reconciler`` does the I/O. Reports carry
 deduplicating message ids (``<agent>:<kernel>:kernel_vanished``, ``…:kernel_vanished_at_start``,
 ``<agent>:<kernel>:orphan:<container>``), and the controller's handling is idempotent (a second
@@ -97,6 +101,10 @@ class Reconciler:
             await self._report_vanished(kernel_id, session_id, suspect=kernel_id not in started)
         return found
 
+    async def sweep(self) -> list[str]:
+        """Removes what ended kernels left on the node past the backend's retention (``KernelBackend.sweep``)."""
+        return await self._backend.sweep()
+
     async def _destroy_orphan(self, kernel_id: str, container_id: str) -> None:
         log.warning("destroying orphan container %s (kernel %s is not assigned to this agent)", container_id, kernel_id)
         exit_code = await self._backend.destroy(kernel_id)
@@ -117,11 +125,12 @@ class Reconciler:
 
 
 async def reconcile_periodically(reconciler: Reconciler, interval: float, stop: asyncio.Event) -> None:
-    """Runs a pass now and every ``interval`` seconds until ``stop`` is set; a failed pass (the
-    engine or NATS away) is logged and tried again at the next one."""
+    """Runs a pass, then a sweep of what ended kernels left, now and every ``interval`` seconds until ``stop``
+    is set; a failed pass (the engine or NATS away) is logged and tried again at the next one."""
     while not stop.is_set():
         try:
             found = await reconciler.once()
+            swept = await reconciler.sweep()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the next pass tries again
@@ -130,4 +139,6 @@ async def reconcile_periodically(reconciler: Reconciler, interval: float, stop: 
             if found.orphans or found.vanished:
                 log.info("reconciliation: %d orphan(s) destroyed, %d vanished kernel(s) reported",
                          len(found.orphans), len(found.vanished))
+            if swept:
+                log.info("removed what %d kernel(s) left on this node, ended longer than the retention ago", len(swept))
         await first_of(stop, timeout=interval)

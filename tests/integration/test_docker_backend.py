@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 import uuid
 from pathlib import Path
 
@@ -187,6 +189,33 @@ async def test_a_running_container_whose_kernel_directory_is_gone_is_found_by_it
     finally:
         await elsewhere.close()
         release_io_mounts(tmp_path / "elsewhere")
+
+
+def _age(root: Path, days: float) -> None:
+    """Makes the kernel directory ``root`` and what it holds look last changed ``days`` ago."""
+    then = time.time() - days * 86400
+    for path in [*root.iterdir(), root]:
+        os.utime(path, (then, then), follow_symlinks=False)
+
+
+async def test_an_ended_kernels_directory_goes_once_kept_past_the_retention_and_a_running_ones_stays(
+    backend: DockerBackend, kernel_image: str,
+) -> None:
+    """An ended kernel's log and exit are kept a week (``BERTH_KERNEL_RETENTION``), not for good: a node's disk
+    no longer fills with every kernel it ever ran. A kernel whose container runs keeps its directory."""
+    ended, running = launch(kernel_image), launch(kernel_image)
+    await backend.create(ended)
+    container_id = await backend.create(running)
+    await backend.destroy(ended.kernel.kernel_id)
+    roots = {request.kernel.kernel_id: backend.data_dir / "kernels" / request.kernel.kernel_id
+             for request in (ended, running)}
+    for root in roots.values():
+        _age(root, 8)
+    assert await backend.sweep() == [ended.kernel.kernel_id]  # its first look finds every directory there
+    assert not roots[ended.kernel.kernel_id].exists()
+    assert roots[running.kernel.kernel_id].is_dir()
+    assert await backend.running_container(running.kernel.kernel_id) == container_id
+    assert await backend.sweep() == []
 
 
 async def _logged(backend: DockerBackend, kernel_id: str) -> bool:

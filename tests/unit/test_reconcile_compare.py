@@ -1,12 +1,14 @@
-"""Agent reconciliation: the pure ``compare`` of assigned kernels and running containers."""
+"""Agent reconciliation: the pure ``compare`` of assigned kernels and running containers, and the periodic passes."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.agent.reconcile import Corrections, compare
+from services.agent.reconcile import Corrections, compare, reconcile_periodically
 
 CASES = [
     pytest.param({}, set(), {}, Corrections(), id="nothing"),
@@ -43,3 +45,29 @@ def test_every_kernel_is_accounted_for_once(assigned: dict[str, str], expected: 
     assert set(found.adopted) == (set(assigned) & set(running)) - expected
     assert set(found.suspects) == set(assigned) - set(running) - expected
     assert not vanished & set(found.suspects) and not orphans & set(assigned)
+
+
+async def test_every_pass_is_followed_by_a_sweep_of_what_ended_kernels_left() -> None:
+    """The periodic reconciliation also removes what ended kernels left past the retention, and a failed pass
+    (the engine away) leaves the loop running."""
+    stop = asyncio.Event()
+
+    class Passes:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        async def once(self) -> Corrections:
+            self.calls.append("once")
+            if len(self.calls) == 1:
+                raise OSError("the engine is away")
+            return Corrections()
+
+        async def sweep(self) -> list[str]:
+            self.calls.append("sweep")
+            if self.calls.count("sweep") == 2:
+                stop.set()
+            return ["k1"]
+
+    passes = Passes()
+    await asyncio.wait_for(reconcile_periodically(passes, 0.01, stop), timeout=30)  # type: ignore[arg-type]
+    assert passes.calls == ["once", "once", "sweep", "once", "sweep"]

@@ -74,6 +74,11 @@ class KernelBackend(ABC):
         answers from the kernel's own container, so that a start costs the same however many kernels run."""
         return (await self.list_running()).get(kernel_id)
 
+    async def sweep(self) -> list[str]:
+        """Removes what ended kernels left on this node once kept past the backend's retention; returns their
+        ids. Backends that leave nothing behind have nothing to sweep."""
+        return []
+
     async def watch(self, on_exit: ExitHandler) -> None:
         """Calls ``on_exit`` for each kernel that exits by itself, until cancelled. Backends
         whose kernels never exit on their own return at once."""

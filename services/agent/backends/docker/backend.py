@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, s
 from services.agent.backends.docker.exits import ExitWatcher, exit_reason
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
+from services.agent.backends.docker.leftovers import DEFAULT_KEEP, Leftovers
 from services.agent.backends.folder_mounts import folder_binds
 from services.agent.backends.docker.spec import (
     LABEL_AGENT,
@@ -79,11 +81,13 @@ class DockerBackend(KernelBackend):
         scratch: str = "1g",
         tmp: str = "256m",
         volumes: Mapping[str, Path] | None = None,
+        retention: float = DEFAULT_KEEP,
     ) -> None:
         """``user`` (``BERTH_KERNEL_USER``), ``scratch`` and ``tmp`` (``BERTH_KERNEL_SCRATCH``,
         ``BERTH_KERNEL_TMP``) are read by ``confinement.py``; a bad one is a ValueError naming it.
         ``volumes`` (``BERTH_STORAGE_VOLUMES``): the root of each storage volume on this node, from which
-        sessions' folders are bind-mounted (none: a session with mounts fails to start)."""
+        sessions' folders are bind-mounted (none: a session with mounts fails to start). ``retention``
+        (``BERTH_KERNEL_RETENTION``): seconds an ended kernel's directory is kept (``leftovers.py``; 0: for good)."""
         if grace < 0:
             raise ValueError(f"the stop grace must not be negative, got {grace}")
         if pull not in PULL_POLICIES:
@@ -102,6 +106,7 @@ class DockerBackend(KernelBackend):
         self._starting: set[str] = set()
         """Kernels whose start is in progress: their exit fails the start instead."""
         self._on_exit: ExitHandler | None = None
+        self._leftovers = Leftovers(self.data_dir / "kernels", retention)
         self._images: set[str] = set()
         """Images seen present on this node: ``prepare`` does not ask the engine again (1.6-2.1 ms a
         start); a container create that finds one gone has it pulled again, as ``docker run`` does."""
@@ -147,6 +152,7 @@ class DockerBackend(KernelBackend):
                                   user=self.user, scratch=self.scratch,
                                   folders=folder_binds(launch.kernel.mounts, self.volumes))
         private_dirs(paths.root, paths.io)
+        self._leftovers.began(kernel_id)
         paths.socket.unlink(missing_ok=True)
         if not launch.kernel.startup_command:  # the runner creates its socket there; a batch kernel has none
             try:
@@ -296,6 +302,14 @@ class DockerBackend(KernelBackend):
         await self._on_exit(kernel_id, exit_code, reason)
         await self._discard(container, kernel_id)
 
+    async def sweep(self) -> list[str]:
+        """Removes the directories (kept log and exit) of the kernels ended longer than the retention ago;
+        a kernel whose container is still there, or whose ``io/`` is still mounted, keeps its own."""
+        return await self._leftovers.sweep(self._in_use)
+
+    async def _in_use(self, kernel_id: str) -> bool:
+        return os.path.ismount(self._paths(kernel_id).io) or await self._named(kernel_id) is not None
+
     def runner_socket(self, kernel_id: str) -> Path | None:
         """Returns ``<data_dir>/kernels/<kernel_id>/io/runner.sock``."""
         return self._paths(kernel_id).socket
@@ -320,7 +334,7 @@ class DockerBackend(KernelBackend):
 
     def _never_began(self, kernel_id: str) -> bool:
         """True when no start of the kernel ever began on this node: ``create`` makes the kernel's directory
-        before its container (and keeps it after, for the log and the exit), so without the directory there is
+        before its container (and keeps it after, for the log and the exit, a week by default), so without it there is
         no container of this agent to look for, and a first start asks the engine nothing before its create
         (two lookups by name, 1.5-3.7 ms each while Docker creates other containers). Should the directory
         be gone while the container lives (removed by hand), the create's name conflict finds it."""

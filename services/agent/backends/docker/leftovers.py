@@ -1,0 +1,125 @@
+"""Retention of the kernels' directories on a Docker node.
+
+``<data_dir>/kernels/<kernel_id>`` holds what a kernel leaves behind once its container is removed: its log
+(``berth logs`` after the end) and its exit. Kept for good, they would fill the node's disk with every kernel
+it ever ran (up to 2 x 10 MB of log each, and a directory). A directory is removed once nothing in it has
+changed for ``keep`` seconds (``BERTH_KERNEL_RETENTION``, a week by default; 0 keeps them for good) and the
+backend finds no container of its kernel: a kernel that runs for longer than that keeps its directory.
+
+``Leftovers`` knows when each directory is next due for a look (a heap): the directories found at the first
+look, and each one a start makes. A look (``due``) costs what is due, never a walk of every directory the node
+kept: a node's cost stays the same however many kernels it ran. A directory looked at too soon (changed since,
+or its kernel still running) is due again ``keep`` seconds after its last change, or after the look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from contracts.subjects import SubjectError, check_token
+
+__all__ = ["DEFAULT_KEEP", "Leftovers"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEEP = 7 * 86400.0
+"""Seconds an ended kernel's directory (its log and exit) stays on the node: a week."""
+
+
+class Leftovers:
+    """When each kernel directory under ``kernels_dir`` is due for removal, and its removal."""
+
+    def __init__(self, kernels_dir: Path, keep: float = DEFAULT_KEEP, clock: Callable[[], float] = time.time) -> None:
+        """``keep``: seconds without a change before a directory goes (0: never); ``clock``: wall-clock
+        seconds, as the directories' modification times."""
+        if keep < 0:
+            raise ValueError(f"BERTH_KERNEL_RETENTION must not be negative, got {keep}")
+        self._dir = kernels_dir
+        self._keep = keep
+        self._clock = clock
+        self._heap: list[tuple[float, str]] = []
+        self._loaded = False
+
+    def began(self, kernel_id: str) -> None:
+        """Notes that a start made (or found) the directory of ``kernel_id``."""
+        if self._keep:
+            heapq.heappush(self._heap, (self._clock() + self._keep, kernel_id))
+
+    def due(self) -> list[str]:
+        """Returns the kernels whose directory is due for a look (and forgets them: ``remove`` or ``later``
+        each); the first call also notes the directories already there."""
+        if not self._keep:
+            return []
+        if not self._loaded:
+            self._loaded = True
+            self._load()
+        now, kernels = self._clock(), []
+        while self._heap and self._heap[0][0] <= now:
+            kernels.append(heapq.heappop(self._heap)[1])
+        return kernels
+
+    def later(self, kernel_id: str) -> None:
+        """Looks at the directory of ``kernel_id`` again in ``keep`` seconds (its kernel runs)."""
+        self.began(kernel_id)
+
+    def remove(self, kernel_id: str) -> bool:
+        """Removes the directory of ``kernel_id`` when nothing in it changed for ``keep`` seconds (else it is due
+        again when it will be that old); returns whether it was removed. Links in it are removed, never followed."""
+        root = self._dir / kernel_id
+        changed = _last_change(root)
+        if changed is None:
+            return False  # gone already
+        if changed + self._keep > self._clock():
+            heapq.heappush(self._heap, (changed + self._keep, kernel_id))
+            return False
+        shutil.rmtree(root, onerror=_logged)
+        return not root.exists()
+
+    async def sweep(self, in_use: Callable[[str], Awaitable[bool]]) -> list[str]:
+        """Removes the directories due whose kernel is not ``in_use`` (asked of each; those in use are looked at
+        again later); returns the kernels whose directory went."""
+        removed = []
+        for kernel_id in self.due():
+            if await in_use(kernel_id):
+                self.later(kernel_id)
+            elif await asyncio.to_thread(self.remove, kernel_id):
+                removed.append(kernel_id)
+        return removed
+
+    def _load(self) -> None:
+        try:
+            entries = list(os.scandir(self._dir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                check_token(entry.name, "kernel id")
+            except SubjectError:
+                continue  # not a kernel's directory: never Berth's to remove
+            changed = _last_change(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else None
+            if changed is not None:
+                heapq.heappush(self._heap, (changed + self._keep, entry.name))
+
+
+def _last_change(root: Path) -> float | None:
+    """The latest modification time of ``root`` and of what it holds one level down (the log, the exit, the
+    socket's directory), links not followed; None when ``root`` is gone."""
+    try:
+        latest = root.lstat().st_mtime
+        with os.scandir(root) as entries:
+            for entry in entries:
+                latest = max(latest, entry.stat(follow_symlinks=False).st_mtime)
+    except FileNotFoundError:
+        return None
+    return latest
+
+
+def _logged(function: Callable[..., object], path: str, exc_info: tuple) -> None:
+    log.warning("cannot remove %s of an ended kernel: %s", path, exc_info[1])
