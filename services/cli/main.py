@@ -51,6 +51,7 @@ def _register() -> None:
     cli.add_command(up_cmd.up)
     cli.add_command(session_cmd.session)
     cli.add_command(session_cmd.ls, "ps")
+    cli.add_command(session_cmd.rm, "rm")
     cli.add_command(events_cmd.events)
     cli.add_command(agents_cmd.agents)
     cli.add_command(projections_cmd.projections)

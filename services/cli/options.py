@@ -16,7 +16,7 @@ import click
 from services.cli.cells import escape_controls
 from services.cli.output import Output
 
-__all__ = ["FORMATS", "BerthGroup"]
+__all__ = ["FORMATS", "AliasedGroup", "BerthGroup"]
 
 FORMATS = ("table", "json")
 
@@ -72,3 +72,36 @@ class BerthGroup(click.Group):
         except click.ClickException as exc:
             exc.message = escape_controls(exc.message, keep_newlines=True)
             raise
+
+
+class AliasedGroup(click.Group):
+    """A group whose commands also answer to other names (``aliases``: alias → command name), as Backend.AI's
+    ``backend.ai session destroy|rm|kill``; the help lists each command once, its aliases after its summary."""
+
+    def __init__(self, *args: Any, aliases: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases = dict(aliases or {})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Returns the command named ``cmd_name``, or the one it is an alias of."""
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        """Resolves as ``click.Group`` does, under the command's own name (what its usage and errors show)."""
+        _, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command is not None else None), command, rest
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Lists the commands as ``click.Group`` does, each followed by its aliases."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            also = sorted(alias for alias, target in self.aliases.items() if target == name)
+            suffix = f" (also: {', '.join(also)})" if also else ""
+            limit = formatter.width - 6 - max(len(n) for n in self.commands) - len(suffix)
+            rows.append((name, command.get_short_help_str(limit) + suffix))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)

@@ -8,6 +8,7 @@ import click
 
 from services.cli import queries as q
 from services.cli.connection import connect_client
+from services.cli.options import AliasedGroup
 from services.cli.running import run_async
 from services.cli.output import Output
 from services.cli.session_options import placement_input, placement_options
@@ -49,7 +50,11 @@ KERNEL_COLUMNS = [("id", "KERNEL"), ("clusterRole", "ROLE"), ("agentId", "AGENT"
                   ("containerId", "CONTAINER"), ("exitCode", "EXIT")]
 
 
-@click.group()
+SESSION_ALIASES = {"start": "create", "list": "ls", "destroy": "rm", "kill": "rm"}
+"""The names Backend.AI's ``backend.ai session`` gives the same commands."""
+
+
+@click.group(cls=AliasedGroup, aliases=SESSION_ALIASES)
 def session() -> None:
     """Create, list, inspect and terminate compute sessions."""
 

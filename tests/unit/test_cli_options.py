@@ -1,5 +1,5 @@
 """The ``berth`` command tree: ``-o`` after any command, ``-q`` on every ``ls``, error messages
-escaped, ``--version``, ``berth ps``; and how ``berth logs -f`` finds what a poll added."""
+escaped, ``--version``, ``berth ps``, Backend.AI's names of the session commands; and how ``berth logs -f`` finds what a poll added."""
 
 from __future__ import annotations
 
@@ -86,6 +86,24 @@ def test_ps_is_session_ls() -> None:
     assert result.exit_code == 0
     for option in ("--status", "--all", "--limit", "--output", "--quiet"):
         assert option in result.stdout
+
+
+def test_the_session_commands_answer_to_backend_ais_names_too() -> None:
+    """``berth session destroy|kill`` is ``rm``, ``start`` is ``create``, ``list`` is ``ls`` (as in ``backend.ai
+    session``), and ``berth rm`` is ``berth session rm`` (as ``backend.ai rm``); the help lists each command once,
+    with its aliases; a name that is neither is still refused."""
+    _register()
+    for alias, name in (("destroy", "rm"), ("kill", "rm"), ("start", "create"), ("list", "ls")):
+        result = CliRunner().invoke(cli, ["session", alias, "-h"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"Usage: cli session {name} "), result.stdout  # CliRunner names the root "cli"
+    assert cli.commands["rm"] is cli.commands["session"].commands["rm"]  # type: ignore[attr-defined]
+    listing = CliRunner().invoke(cli, ["session", "-h"]).stdout
+    assert "(also: destroy, kill)" in listing and "(also: start)" in listing
+    assert [line.split()[0] for line in listing.split("Commands:")[1].splitlines() if line.strip()] == [
+        "create", "info", "ls", "rm"]
+    refused = CliRunner().invoke(cli, ["session", "nope"])
+    assert refused.exit_code == 2 and "No such command 'nope'" in refused.output
 
 
 def test_a_growing_log_prints_only_what_was_added() -> None:
