@@ -21,6 +21,7 @@ import aiodocker
 from contracts.agent import KernelAssigned
 from contracts.slots import parse_slots
 from services.agent.backends.base import KernelLaunch
+from services.agent.backends.dir_changes import DirectoryChanges
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
 from services.agent.backends.docker.spec import LABEL_AGENT, KernelPaths, container_config
 from services.agent.backends.private import hand_over, private_dirs
@@ -61,13 +62,14 @@ async def raw_start(docker: aiodocker.Docker, image: str, agent_id: str, data_di
     t0 = time.perf_counter()
     container = await docker.containers.create(config)
     try:
-        await container.start()
-        started = time.perf_counter() - t0
-        deadline = time.monotonic() + 30
-        while not paths.socket.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the runner did not listen in the raw container")
-            await asyncio.sleep(POLL)
+        with DirectoryChanges(paths.io, fallback=POLL) as changes:  # woken as the backend is (dir_changes.py)
+            await container.start()
+            started = time.perf_counter() - t0
+            deadline = time.monotonic() + 30
+            while not paths.socket.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the runner did not listen in the raw container")
+                await changes.wait(deadline - time.monotonic())
         listening = time.perf_counter() - t0
     finally:
         await container.delete(force=True)

@@ -35,6 +35,7 @@ from services.agent.backends.docker.exits import ExitWatcher, exit_reason
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.leftovers import DEFAULT_KEEP, Leftovers
+from services.agent.backends.dir_changes import DirectoryChanges
 from services.agent.backends.folder_mounts import folder_binds
 from services.agent.backends.docker.spec import (
     LABEL_AGENT,
@@ -56,9 +57,9 @@ NEVER_STARTED = "0001-01-01T00:00:00Z"
 LISTEN_TIMEOUT = 30.0
 """Seconds an interactive kernel's runner gets to open its socket after the start."""
 POLL_INTERVAL = 0.005
-"""Seconds between two looks for the runner's socket (a ``stat``; the start waits for it)."""
-STATE_CHECK_EVERY = 100
-"""Looks for the socket between two asks to the engine whether the container still runs (0.5 s)."""
+"""Seconds between two looks for the runner's socket where its directory cannot be watched (``dir_changes.py``)."""
+STATE_CHECK_PERIOD = 0.5
+"""Seconds between two asks to the engine, while the start waits for the socket, whether the container still runs."""
 IMAGES_REMEMBERED = 256
 """Images a backend remembers as present (then it forgets them all and asks the engine again)."""
 
@@ -175,10 +176,11 @@ class DockerBackend(KernelBackend):
             raise
         self._starting.add(kernel_id)
         try:
-            await self._start(container, kernel_id)
-            if not launch.kernel.startup_command:
-                await self._until_listening(container, kernel_id)
-                take_back(paths.io)
+            with DirectoryChanges(paths.io, fallback=POLL_INTERVAL) as changes:  # before the runner can listen
+                await self._start(container, kernel_id)
+                if not launch.kernel.startup_command:
+                    await self._until_listening(container, kernel_id, changes)
+                    take_back(paths.io)
         finally:
             self._starting.discard(kernel_id)
         log.info("kernel %s started in container %s (%s)", kernel_id, container.id[:12], launch.kernel.image)
@@ -207,24 +209,26 @@ class DockerBackend(KernelBackend):
             await self._discard(container, kernel_id)
             raise KernelStartError(f"cannot start the container of kernel {kernel_id}: {exc.message}") from exc
 
-    async def _until_listening(self, container: DockerContainer, kernel_id: str) -> None:
-        """Waits until the runner's socket appears; a runner that dies or stays silent
-        fails the start (its log is kept, its container removed)."""
+    async def _until_listening(self, container: DockerContainer, kernel_id: str, changes: DirectoryChanges) -> None:
+        """Waits until the runner's socket appears (woken by ``changes`` in its directory); a runner that dies or
+        stays silent fails the start (its log is kept, its container removed)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LISTEN_TIMEOUT
-        socket, checks = self._paths(kernel_id).socket, 0
+        socket, next_check = self._paths(kernel_id).socket, loop.time() + STATE_CHECK_PERIOD
         while not socket.exists():
-            checks += 1
-            if checks % STATE_CHECK_EVERY == 0 and not (await container.show())["State"].get("Running"):
-                await self._save_log(container, kernel_id)
-                await self._discard(container, kernel_id)
-                tail = self._paths(kernel_id).log.read_text(errors="replace")[-2000:]
-                raise KernelStartError(f"the runner of kernel {kernel_id} exited before listening: {tail}")
-            if loop.time() > deadline:
+            now = loop.time()
+            if now >= next_check:
+                next_check = now + STATE_CHECK_PERIOD
+                if not (await container.show())["State"].get("Running"):
+                    await self._save_log(container, kernel_id)
+                    await self._discard(container, kernel_id)
+                    tail = self._paths(kernel_id).log.read_text(errors="replace")[-2000:]
+                    raise KernelStartError(f"the runner of kernel {kernel_id} exited before listening: {tail}")
+            if now > deadline:
                 await self._save_log(container, kernel_id)
                 await self._discard(container, kernel_id)
                 raise KernelStartError(f"the runner of kernel {kernel_id} did not listen within {LISTEN_TIMEOUT:.0f} s")
-            await asyncio.sleep(POLL_INTERVAL)
+            await changes.wait(min(next_check, deadline) - loop.time())
 
     async def destroy(self, kernel_id: str) -> int | None:
         """Stops the container (SIGTERM, then SIGKILL after the grace), keeps its log and
