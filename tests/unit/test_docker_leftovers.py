@@ -40,7 +40,7 @@ def test_a_directory_unchanged_for_the_retention_goes_and_a_younger_one_stays(tm
     young = kernel_dir(tmp_path, "k-young", NOW - 6 * DAY)
     leftovers = Leftovers(tmp_path, 7 * DAY, clock)
     assert leftovers.due() == ["k-old"]
-    assert leftovers.remove("k-old")
+    assert leftovers.remove("k-old") is None
     assert not old.exists() and young.exists()
     assert leftovers.due() == []
     clock.now += DAY
@@ -53,13 +53,15 @@ def test_a_directory_changed_since_it_was_noted_is_due_again_a_retention_after_i
     leftovers = Leftovers(tmp_path, 7 * DAY, clock)
     assert leftovers.due() == ["k1"]
     os.utime(root / "container.log", (NOW - DAY, NOW - DAY))  # written since (a log saved late)
-    assert not leftovers.remove("k1")
+    again = leftovers.remove("k1")
+    assert again == NOW + 6 * DAY
     assert root.exists()
+    leftovers.later("k1", again)
     clock.now += 6 * DAY - 1
     assert leftovers.due() == []
     clock.now += 1
     assert leftovers.due() == ["k1"]
-    assert leftovers.remove("k1")
+    assert leftovers.remove("k1") is None
 
 
 def test_a_start_notes_its_directory_and_the_first_look_finds_those_already_there(tmp_path: Path) -> None:
@@ -90,7 +92,7 @@ def test_only_kernel_directories_are_ever_removed(tmp_path: Path) -> None:
         os.utime(path, (NOW - 9 * DAY, NOW - 9 * DAY))
     leftovers = Leftovers(kernels, 7 * DAY, clock)
     assert leftovers.due() == ["k1"]
-    assert leftovers.remove("k1")
+    assert leftovers.remove("k1") is None
     assert sorted(p.name for p in kernels.iterdir()) == [".hidden", "a link", "notes.txt"]
     assert (target / "precious").read_text() == "keep me"
 

@@ -9,7 +9,8 @@ backend finds no container of its kernel: a kernel that runs for longer than tha
 ``Leftovers`` knows when each directory is next due for a look (a heap): the directories found at the first
 look, and each one a start makes. A look (``due``) costs what is due, never a walk of every directory the node
 kept: a node's cost stays the same however many kernels it ran. A directory looked at too soon (changed since,
-or its kernel still running) is due again ``keep`` seconds after its last change, or after the look.
+or its kernel still running) is due again ``keep`` seconds after its last change, or after the look. The heap
+holds an entry per directory kept: its memory follows the retention, not the node's age.
 """
 
 from __future__ import annotations
@@ -48,56 +49,33 @@ class Leftovers:
         self._loaded = False
 
     def began(self, kernel_id: str) -> None:
-        """Notes that a start made (or found) the directory of ``kernel_id``."""
+        """Notes that a start made the directory of ``kernel_id``."""
+        self.later(kernel_id, self._clock() + self._keep)
+
+    def later(self, kernel_id: str, when: float) -> None:
+        """Looks at the directory of ``kernel_id`` again at ``when`` (wall-clock seconds)."""
         if self._keep:
-            heapq.heappush(self._heap, (self._clock() + self._keep, kernel_id))
+            heapq.heappush(self._heap, (when, kernel_id))
 
     def due(self) -> list[str]:
-        """Returns the kernels whose directory is due for a look (and forgets them: ``remove`` or ``later``
-        each); the first call also notes the directories already there."""
+        """Returns the kernels whose directory is due for a look, and forgets them (each is removed, or noted
+        ``later``); the first call also notes the directories already there."""
         if not self._keep:
             return []
         if not self._loaded:
-            self._loaded = True
-            self._load()
+            self._note_found(self.found())
         now, kernels = self._clock(), []
         while self._heap and self._heap[0][0] <= now:
             kernels.append(heapq.heappop(self._heap)[1])
         return kernels
 
-    def later(self, kernel_id: str) -> None:
-        """Looks at the directory of ``kernel_id`` again in ``keep`` seconds (its kernel runs)."""
-        self.began(kernel_id)
-
-    def remove(self, kernel_id: str) -> bool:
-        """Removes the directory of ``kernel_id`` when nothing in it changed for ``keep`` seconds (else it is due
-        again when it will be that old); returns whether it was removed. Links in it are removed, never followed."""
-        root = self._dir / kernel_id
-        changed = _last_change(root)
-        if changed is None:
-            return False  # gone already
-        if changed + self._keep > self._clock():
-            heapq.heappush(self._heap, (changed + self._keep, kernel_id))
-            return False
-        shutil.rmtree(root, onerror=_logged)
-        return not root.exists()
-
-    async def sweep(self, in_use: Callable[[str], Awaitable[bool]]) -> list[str]:
-        """Removes the directories due whose kernel is not ``in_use`` (asked of each; those in use are looked at
-        again later); returns the kernels whose directory went."""
-        removed = []
-        for kernel_id in self.due():
-            if await in_use(kernel_id):
-                self.later(kernel_id)
-            elif await asyncio.to_thread(self.remove, kernel_id):
-                removed.append(kernel_id)
-        return removed
-
-    def _load(self) -> None:
+    def found(self) -> list[tuple[float, str]]:
+        """Returns (when due, kernel id) of each kernel directory there now (reads only: any thread)."""
         try:
             entries = list(os.scandir(self._dir))
         except FileNotFoundError:
-            return
+            return []
+        due = []
         for entry in entries:
             try:
                 check_token(entry.name, "kernel id")
@@ -105,7 +83,44 @@ class Leftovers:
                 continue  # not a kernel's directory: never Berth's to remove
             changed = _last_change(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else None
             if changed is not None:
-                heapq.heappush(self._heap, (changed + self._keep, entry.name))
+                due.append((changed + self._keep, entry.name))
+        return due
+
+    def remove(self, kernel_id: str) -> float | None:
+        """Removes the directory of ``kernel_id`` when nothing in it changed for ``keep`` seconds; returns None
+        once it is gone, else when it is due again (for ``later``: this method changes nothing else, so it may
+        run on any thread). Links in it are removed, never followed."""
+        root = self._dir / kernel_id
+        changed = _last_change(root)
+        if changed is None:
+            return None  # gone already
+        if changed + self._keep > self._clock():
+            return changed + self._keep
+        shutil.rmtree(root, onerror=_logged)
+        return self._clock() + self._keep if root.exists() else None
+
+    async def sweep(self, in_use: Callable[[str], Awaitable[bool]]) -> list[str]:
+        """Removes the directories due whose kernel is not ``in_use`` (asked of each; those in use are looked at
+        again a retention later); returns the kernels whose directory is gone. The file system is read and
+        written on a worker thread, the heap only here."""
+        if self._keep and not self._loaded:
+            self._note_found(await asyncio.to_thread(self.found))
+        gone = []
+        for kernel_id in self.due():
+            if await in_use(kernel_id):
+                self.later(kernel_id, self._clock() + self._keep)
+                continue
+            again = await asyncio.to_thread(self.remove, kernel_id)
+            if again is None:
+                gone.append(kernel_id)
+            else:
+                self.later(kernel_id, again)
+        return gone
+
+    def _note_found(self, found: list[tuple[float, str]]) -> None:
+        self._loaded = True
+        for item in found:
+            heapq.heappush(self._heap, item)
 
 
 def _last_change(root: Path) -> float | None:
