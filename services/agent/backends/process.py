@@ -26,6 +26,7 @@ from contracts.subjects import check_token
 from services.agent.backends.private import private_dirs
 from contracts.mounts import MOUNT_ROOT as CONTAINER_HOME
 from services.agent.backends.folder_mounts import FolderBind, folder_binds
+from services.agent.backends.dir_changes import DirectoryChanges
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 RUNNER_SCRIPT = Path(__file__).resolve().parents[1] / "runner" / "berth_runner.py"
 START_TIMEOUT = 15.0
+LOOK_EVERY = 0.02
+"""Seconds between two looks for the runner's socket where its directory cannot be watched (``dir_changes.py``)."""
 LOG_LIMIT = 1 << 20
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -105,14 +108,15 @@ class ProcessBackend(KernelBackend):
         sock.unlink(missing_ok=True)
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update({"HOME": str(home / "work"), **launch.env})
-        with open(home / "runner.log", "ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                self.python, str(RUNNER_SCRIPT), "--socket", str(sock), cwd=home / "work", env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-        (home / "runner.pid").write_text(f"{proc.pid}\n")
-        await self._until_listening(kernel_id, proc, sock)
+        with DirectoryChanges(sock.parent, fallback=LOOK_EVERY) as changes:  # before the runner can listen
+            with open(home / "runner.log", "ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    self.python, str(RUNNER_SCRIPT), "--socket", str(sock), cwd=home / "work", env=env,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),
+                )
+            (home / "runner.pid").write_text(f"{proc.pid}\n")
+            await self._until_listening(kernel_id, proc, sock, changes)
         self._procs[kernel_id] = proc
         self._stopping.discard(kernel_id)
         waiter = asyncio.create_task(self._wait_exit(kernel_id, proc), name=f"process-wait-{kernel_id}")
@@ -121,17 +125,25 @@ class ProcessBackend(KernelBackend):
         log.info("kernel %s: runner process %d started", kernel_id, proc.pid)
         return f"proc-{proc.pid}"
 
-    async def _until_listening(self, kernel_id: str, proc: asyncio.subprocess.Process, sock: Path) -> None:
+    async def _until_listening(self, kernel_id: str, proc: asyncio.subprocess.Process, sock: Path,
+                               changes: DirectoryChanges) -> None:
+        """Waits until the runner's socket appears, woken by ``changes`` in its directory or by the runner's exit."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
-        while not sock.exists():
-            if proc.returncode is not None:
-                raise KernelStartError(f"the runner of kernel {kernel_id} exited with {proc.returncode}: {self._tail(kernel_id)}")
-            if loop.time() > deadline:
-                await self._kill(proc)
-                raise KernelStartError(f"the runner of kernel {kernel_id} did not listen within {START_TIMEOUT:.0f}s")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.02)
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            while not sock.exists():
+                if proc.returncode is not None:
+                    raise KernelStartError(
+                        f"the runner of kernel {kernel_id} exited with {proc.returncode}: {self._tail(kernel_id)}")
+                if loop.time() > deadline:
+                    await self._kill(proc)
+                    raise KernelStartError(f"the runner of kernel {kernel_id} did not listen within {START_TIMEOUT:.0f}s")
+                changed = asyncio.ensure_future(changes.wait(deadline - loop.time()))
+                await asyncio.wait({exited, changed}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+        finally:
+            exited.cancel()
 
     async def _wait_exit(self, kernel_id: str, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
