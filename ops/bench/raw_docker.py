@@ -21,7 +21,7 @@ import aiodocker
 from contracts.agent import KernelAssigned
 from contracts.slots import parse_slots
 from services.agent.backends.base import KernelLaunch
-from services.agent.backends.dir_changes import DirectoryChanges
+from services.agent.backends.dir_changes import DirectoryWatcher
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
 from services.agent.backends.docker.spec import LABEL_AGENT, KernelPaths, container_config
 from services.agent.backends.private import hand_over, private_dirs
@@ -32,6 +32,8 @@ SLOTS = {"cpu": "1", "mem": "256m"}
 """Slots of each session (and raw container) that starts alone."""
 RUNNER_DIR = ROOT / "services" / "agent" / "runner"
 POLL = 0.005
+_DIRS = DirectoryWatcher()
+"""Watches each raw container's ``io/`` for its runner's socket, as the backend does (one inotify instance)."""
 KERNEL_USER = kernel_user(AUTO_USER)
 """The user the docker backend runs kernels as (its default, ``BERTH_KERNEL_USER=auto``)."""
 SCRATCH = scratch_sizes("1g", "256m")
@@ -62,7 +64,7 @@ async def raw_start(docker: aiodocker.Docker, image: str, agent_id: str, data_di
     t0 = time.perf_counter()
     container = await docker.containers.create(config)
     try:
-        with DirectoryChanges(paths.io, fallback=POLL) as changes:  # woken as the backend is (dir_changes.py)
+        with _DIRS.watch(paths.io, fallback=POLL) as changes:  # woken as the backend is (dir_changes.py)
             await container.start()
             started = time.perf_counter() - t0
             deadline = time.monotonic() + 30

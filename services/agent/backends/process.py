@@ -26,7 +26,7 @@ from contracts.subjects import check_token
 from services.agent.backends.private import private_dirs
 from contracts.mounts import MOUNT_ROOT as CONTAINER_HOME
 from services.agent.backends.folder_mounts import FolderBind, folder_binds
-from services.agent.backends.dir_changes import DirectoryChanges
+from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
@@ -74,6 +74,8 @@ class ProcessBackend(KernelBackend):
         self._stopping: set[str] = set()
         self._exits: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self._waiters: set[asyncio.Task[None]] = set()
+        self._dirs = DirectoryWatcher()
+        """Watches a starting kernel's ``io/`` for its runner's socket (``dir_changes.py``)."""
         log.warning(
             "PROCESS BACKEND: kernels run as plain local processes of this user, WITHOUT ANY ISOLATION "
             "(no container, no resource limits, images ignored). Use it only on a trusted machine."
@@ -108,7 +110,7 @@ class ProcessBackend(KernelBackend):
         sock.unlink(missing_ok=True)
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update({"HOME": str(home / "work"), **launch.env})
-        with DirectoryChanges(sock.parent, fallback=LOOK_EVERY) as changes:  # before the runner can listen
+        with self._dirs.watch(sock.parent, fallback=LOOK_EVERY) as changes:  # before the runner can listen
             with open(home / "runner.log", "ab") as out:
                 proc = await asyncio.create_subprocess_exec(
                     self.python, str(RUNNER_SCRIPT), "--socket", str(sock), cwd=home / "work", env=env,
@@ -206,6 +208,7 @@ class ProcessBackend(KernelBackend):
 
     async def close(self) -> None:
         """Stops watching; the runners keep running (as containers would) while this process lives."""
+        self._dirs.close()
         for waiter in list(self._waiters):
             waiter.cancel()
         await asyncio.gather(*self._waiters, return_exceptions=True)

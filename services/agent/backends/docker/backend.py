@@ -35,7 +35,7 @@ from services.agent.backends.docker.exits import ExitWatcher, exit_reason
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.leftovers import DEFAULT_KEEP, Leftovers
-from services.agent.backends.dir_changes import DirectoryChanges
+from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.folder_mounts import folder_binds
 from services.agent.backends.docker.spec import (
     LABEL_AGENT,
@@ -108,6 +108,8 @@ class DockerBackend(KernelBackend):
         """Kernels whose start is in progress: their exit fails the start instead."""
         self._on_exit: ExitHandler | None = None
         self._leftovers = Leftovers(self.data_dir / "kernels", retention)
+        self._dirs = DirectoryWatcher()
+        """Watches a starting kernel's ``io/`` for its runner's socket (``dir_changes.py``)."""
         self._images: set[str] = set()
         """Images seen present on this node: ``prepare`` does not ask the engine again (1.6-2.1 ms a
         start); a container create that finds one gone has it pulled again, as ``docker run`` does."""
@@ -176,7 +178,7 @@ class DockerBackend(KernelBackend):
             raise
         self._starting.add(kernel_id)
         try:
-            with DirectoryChanges(paths.io, fallback=POLL_INTERVAL) as changes:  # before the runner can listen
+            with self._dirs.watch(paths.io, fallback=POLL_INTERVAL) as changes:  # before the runner can listen
                 await self._start(container, kernel_id)
                 if not launch.kernel.startup_command:
                     await self._until_listening(container, kernel_id, changes)
@@ -331,7 +333,8 @@ class DockerBackend(KernelBackend):
         return path.read_text(errors="replace") if path.exists() else ""
 
     async def close(self) -> None:
-        """Closes the connection to the engine; the containers keep running."""
+        """Closes the connection to the engine and the directory watcher; the containers keep running."""
+        self._dirs.close()
         if self._docker is not None:
             docker, self._docker = self._docker, None
             await docker.close()
