@@ -4,7 +4,8 @@ Containers are named ``berth-<kernel_id>`` and labelled with the kernel, session
 and cluster role, so an agent restarted after a crash finds (adopts) the containers it
 started and never kills a healthy one. Per kernel it keeps ``<data_dir>/kernels/<id>/``:
 ``io/`` (the runner's socket directory), ``container.log`` and ``exit.json`` once the container
-is gone. The scratch (``/home/work``, ``/tmp``) is tmpfs of bounded size, never the host's disk.
+is gone, for ``BERTH_KERNEL_RETENTION`` (``leftovers.py``). The scratch (``/home/work``, ``/tmp``)
+is tmpfs of bounded size, never the host's disk.
 """
 
 from __future__ import annotations
@@ -60,8 +61,7 @@ POLL_INTERVAL = 0.005
 """Seconds between two looks for the runner's socket where its directory cannot be watched (``dir_changes.py``)."""
 STATE_CHECK_PERIOD = 0.5
 """Seconds between two asks to the engine, while the start waits for the socket, whether the container still runs."""
-IMAGES_REMEMBERED = 256
-"""Images a backend remembers as present (then it forgets them all and asks the engine again)."""
+IMAGES_REMEMBERED = 256  # images remembered as present (then all forgotten, the engine asked again)
 
 
 class DockerBackend(KernelBackend):
@@ -108,8 +108,7 @@ class DockerBackend(KernelBackend):
         """Kernels whose start is in progress: their exit fails the start instead."""
         self._on_exit: ExitHandler | None = None
         self._leftovers = Leftovers(self.data_dir / "kernels", retention)
-        self._dirs = DirectoryWatcher()
-        """Watches a starting kernel's ``io/`` for its runner's socket (``dir_changes.py``)."""
+        self._dirs = DirectoryWatcher()  # a starting kernel's io/, for its runner's socket
         self._images: set[str] = set()
         """Images seen present on this node: ``prepare`` does not ask the engine again (1.6-2.1 ms a
         start); a container create that finds one gone has it pulled again, as ``docker run`` does."""
@@ -340,11 +339,9 @@ class DockerBackend(KernelBackend):
             await docker.close()
 
     def _never_began(self, kernel_id: str) -> bool:
-        """True when no start of the kernel ever began on this node: ``create`` makes the kernel's directory
-        before its container (and keeps it after, for the log and the exit, a week by default), so without it there is
-        no container of this agent to look for, and a first start asks the engine nothing before its create
-        (two lookups by name, 1.5-3.7 ms each while Docker creates other containers). Should the directory
-        be gone while the container lives (removed by hand), the create's name conflict finds it."""
+        """True when no start of the kernel began on this node (``create`` makes its directory before the container,
+        and keeps it after): a first start asks the engine nothing before its create. A container whose directory
+        was removed by hand is found by the create's name conflict."""
         return not self._paths(kernel_id).root.exists()
 
     async def _find(self, kernel_id: str) -> DockerContainer | None:
