@@ -74,7 +74,8 @@ def build_backend(settings: Settings) -> KernelBackend:
     if settings.agent_backend == "simulated":
         return SimulatedBackend(delay=settings.sim_delay)
     if settings.agent_backend == "process":
-        return ProcessBackend(settings.data_dir, volumes=parse_volumes(settings.storage_volumes, settings.data_dir))
+        return ProcessBackend(settings.data_dir, volumes=parse_volumes(settings.storage_volumes, settings.data_dir),
+                              retention=settings.kernel_retention)
     if settings.agent_backend == "auto":
         problem = docker_problem()
         if problem is not None:

@@ -94,8 +94,8 @@ class Settings(msgspec.Struct, kw_only=True):
     reconcile_interval: float = 60.0
     """Seconds between two comparisons of an agent's containers with its assigned kernels."""
     kernel_retention: float = 604800.0
-    """Seconds a Docker agent keeps an ended kernel's directory (its log and exit) after its last change: a
-    week (0: for good)."""
+    """Seconds an agent keeps an ended kernel's directory (its log; Docker's exit, the process backend's working
+    directory) after its last change: a week (0: for good)."""
 
     def stuck_deadlines(self) -> dict[SessionStatus, float]:
         """Returns the seconds a session may stay in each transitional status (0: no deadline), from

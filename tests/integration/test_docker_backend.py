@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from tests.support.docker_backend import (
     runner_dir,
 )
 from tests.support.images import kernel_image
+from tests.support.kernel_dirs import age
 from tests.support.waiting import async_wait_for
 
 __all__ = ["agent_id", "backend", "exits", "kernel_image", "runner_dir"]
@@ -191,13 +190,6 @@ async def test_a_running_container_whose_kernel_directory_is_gone_is_found_by_it
         release_io_mounts(tmp_path / "elsewhere")
 
 
-def _age(root: Path, days: float) -> None:
-    """Makes the kernel directory ``root`` and what it holds look last changed ``days`` ago."""
-    then = time.time() - days * 86400
-    for path in [*root.iterdir(), root]:
-        os.utime(path, (then, then), follow_symlinks=False)
-
-
 async def test_an_ended_kernels_directory_goes_once_kept_past_the_retention_and_a_running_ones_stays(
     backend: DockerBackend, kernel_image: str,
 ) -> None:
@@ -210,7 +202,7 @@ async def test_an_ended_kernels_directory_goes_once_kept_past_the_retention_and_
     roots = {request.kernel.kernel_id: backend.data_dir / "kernels" / request.kernel.kernel_id
              for request in (ended, running)}
     for root in roots.values():
-        _age(root, 8)
+        age(root, 8)
     assert await backend.sweep() == [ended.kernel.kernel_id]  # its first look finds every directory there
     assert not roots[ended.kernel.kernel_id].exists()
     assert roots[running.kernel.kernel_id].is_dir()

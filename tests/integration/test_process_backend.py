@@ -18,6 +18,7 @@ from contracts.envelope import Metadata, utc_now
 from services.agent.backends.base import KernelLaunch
 from services.agent.exec_server import open_runner
 from services.agent.backends.process import ProcessBackend
+from tests.support.kernel_dirs import age
 from tests.support.waiting import async_wait_for
 
 
@@ -81,6 +82,23 @@ async def test_destroy_terminates_the_runner_and_is_idempotent(backend: ProcessB
     assert await backend.destroy("k1") is None
     assert await backend.destroy("never") is None
     assert "listening" in await backend.logs("k1"), "the log outlives the kernel"
+
+
+async def test_an_ended_kernels_directory_goes_once_kept_past_the_retention_and_a_running_ones_stays(
+    backend: ProcessBackend, tmp_path: Path,
+) -> None:
+    """The log and working directory of a kernel ended a week ago (``BERTH_KERNEL_RETENTION``) go; those of a
+    kernel whose runner still runs stay, however old."""
+    await backend.create(launch("k-ended"))
+    await backend.create(launch("k-runs"))
+    await backend.destroy("k-ended")
+    for kernel_id in ("k-ended", "k-runs"):
+        age(backend.kernel_dir(kernel_id), 8)
+    assert await backend.sweep() == ["k-ended"]  # its first look finds every directory there
+    assert not backend.kernel_dir("k-ended").exists()
+    assert (backend.kernel_dir("k-runs") / "work").is_dir()
+    assert "k-runs" in await backend.list_running()
+    assert await backend.sweep() == []
 
 
 async def test_a_runner_that_exits_by_itself_is_reported(backend: ProcessBackend) -> None:

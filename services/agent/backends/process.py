@@ -3,7 +3,7 @@
 For machines without a container engine (and for tests). Each kernel gets
 ``<data_dir>/kernels/<kernel_id>/`` with ``io/runner.sock`` (the runner's socket),
 ``work/`` (its working directory and HOME), ``runner.log`` (its stdout and stderr) and
-``runner.pid``. The image and the slot limits are ignored: code runs as the agent's user
+``runner.pid``, kept for ``BERTH_KERNEL_RETENTION`` after the kernel ended (``leftovers.py``). The image and the slot limits are ignored: code runs as the agent's user
 with the agent's privileges. A session's folders appear as symbolic links at their targets
 under ``work/`` (``/home/work/x`` → ``work/x``); ``ro`` is NOT enforced (nothing is, here). Each runner gets SIGTERM when the agent's process dies, even by
 SIGKILL (parent-death signal, ``services.common.lifetime``), and then kills what it started.
@@ -27,6 +27,7 @@ from services.agent.backends.private import private_dirs
 from contracts.mounts import MOUNT_ROOT as CONTAINER_HOME
 from services.agent.backends.folder_mounts import FolderBind, folder_binds
 from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
+from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
@@ -65,7 +66,8 @@ class ProcessBackend(KernelBackend):
     name = "process"
 
     def __init__(self, data_dir: Path, *, python: str = sys.executable, grace: float = 5.0,
-                 volumes: Mapping[str, Path] | None = None) -> None:
+                 volumes: Mapping[str, Path] | None = None, retention: float = DEFAULT_KEEP) -> None:
+        """``retention`` (``BERTH_KERNEL_RETENTION``): seconds an ended kernel's directory is kept (``leftovers.py``)."""
         self.root = Path(data_dir) / "kernels"
         self.volumes = dict(volumes or {})
         self.python = python
@@ -76,6 +78,7 @@ class ProcessBackend(KernelBackend):
         self._waiters: set[asyncio.Task[None]] = set()
         self._dirs = DirectoryWatcher()
         """Watches a starting kernel's ``io/`` for its runner's socket (``dir_changes.py``)."""
+        self._leftovers = Leftovers(self.root, retention)
         log.warning(
             "PROCESS BACKEND: kernels run as plain local processes of this user, WITHOUT ANY ISOLATION "
             "(no container, no resource limits, images ignored). Use it only on a trusted machine."
@@ -105,6 +108,7 @@ class ProcessBackend(KernelBackend):
             return f"proc-{running.pid}"
         home = self.kernel_dir(kernel_id)
         private_dirs(home, home / "io", home / "work")
+        self._leftovers.began(kernel_id)
         _link_folders(home / "work", folder_binds(launch.kernel.mounts, self.volumes))
         sock = home / "io" / "runner.sock"
         sock.unlink(missing_ok=True)
@@ -205,6 +209,14 @@ class ProcessBackend(KernelBackend):
 
     def _tail(self, kernel_id: str) -> str:
         return self._read_log(kernel_id, 2000).strip()[-2000:]
+
+    async def sweep(self) -> list[str]:
+        """Removes the directories (log, working directory) of the kernels ended longer than the retention ago."""
+        return await self._leftovers.sweep(self._in_use)
+
+    async def _in_use(self, kernel_id: str) -> bool:
+        proc = self._procs.get(kernel_id)
+        return proc is not None and proc.returncode is None
 
     async def close(self) -> None:
         """Stops watching; the runners keep running (as containers would) while this process lives."""

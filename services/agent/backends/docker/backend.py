@@ -35,7 +35,7 @@ from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, s
 from services.agent.backends.docker.exits import ExitWatcher, exit_reason
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
-from services.agent.backends.docker.leftovers import DEFAULT_KEEP, Leftovers
+from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
 from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.folder_mounts import folder_binds
 from services.agent.backends.docker.spec import (

@@ -1,4 +1,4 @@
-"""What ended kernels leave on a Docker node goes once kept long enough (``leftovers.py``), on a real
+"""What ended kernels leave on a node goes once kept long enough (``leftovers.py``), on a real
 directory tree with a clock of the test's own."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.agent.backends.docker.leftovers import Leftovers
+from services.agent.backends.leftovers import Leftovers
 
 DAY = 86400.0
 NOW = 1_800_000_000.0

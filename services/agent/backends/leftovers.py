@@ -1,10 +1,11 @@
-"""Retention of the kernels' directories on a Docker node.
+"""Retention of the kernels' directories on a node (the Docker and the process backends).
 
-``<data_dir>/kernels/<kernel_id>`` holds what a kernel leaves behind once its container is removed: its log
-(``berth logs`` after the end) and its exit. Kept for good, they would fill the node's disk with every kernel
-it ever ran (up to 2 x 10 MB of log each, and a directory). A directory is removed once nothing in it has
-changed for ``keep`` seconds (``BERTH_KERNEL_RETENTION``, a week by default; 0 keeps them for good) and the
-backend finds no container of its kernel: a kernel that runs for longer than that keeps its directory.
+``<data_dir>/kernels/<kernel_id>`` holds what a kernel leaves behind once it ended: for Docker its log (``berth
+logs`` after the end) and its exit, once its container is removed; for the process backend its log and its
+working directory. Kept for good, they would fill the node's disk with every kernel it ever ran (up to
+2 x 10 MB of log each, and a directory). A directory is removed once nothing in it has changed for ``keep``
+seconds (``BERTH_KERNEL_RETENTION``, a week by default; 0 keeps them for good) and the backend says its kernel
+is not in use: a kernel that runs for longer than that keeps its directory.
 
 ``Leftovers`` knows when each directory is next due for a look (a heap): the directories found at the first
 look, and each one a start makes. A look (``due``) costs what is due, never a walk of every directory the node
