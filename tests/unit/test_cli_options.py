@@ -94,11 +94,11 @@ def test_the_session_commands_answer_to_backend_ais_names_too() -> None:
     with its aliases; a name that is neither is still refused."""
     _register()
     for alias, name in (("destroy", "rm"), ("kill", "rm"), ("start", "create"), ("list", "ls")):
-        result = CliRunner().invoke(cli, ["session", alias, "-h"])
+        result = CliRunner().invoke(cli, ["session", alias, "--help"])  # (-h: cached per command by click, as first asked)
         assert result.exit_code == 0, result.output
         assert result.stdout.startswith(f"Usage: cli session {name} "), result.stdout  # CliRunner names the root "cli"
     assert cli.commands["rm"] is cli.commands["session"].commands["rm"]  # type: ignore[attr-defined]
-    listing = CliRunner().invoke(cli, ["session", "-h"]).stdout
+    listing = CliRunner().invoke(cli, ["session", "--help"]).stdout
     assert "(also: destroy, kill)" in listing and "(also: start)" in listing
     assert [line.split()[0] for line in listing.split("Commands:")[1].splitlines() if line.strip()] == [
         "create", "info", "ls", "rm"]
