@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 
 from contracts import subjects as s
 from services.common.bus_identities import inbox_prefix
+from services.common.bus_outages import OutageLog
 
 __all__ = ["CREDENTIALS_ENV", "REPLICAS_ENV", "connect", "connect_options", "credentials_identity", "dead_letter", "ensure_streams",
            "existing_heartbeat_bucket", "heartbeat_bucket", "stream_replicas"]
@@ -86,8 +87,8 @@ def connect_options(url: str, name: str, credentials: str | Path | None = None) 
 
 async def connect(url: str, name: str, credentials: str | Path | None = None) -> Client:
     """Returns a connection that keeps reconnecting to ``url``, authenticated by ``credentials``
-    (default ``$BERTH_NATS_CREDS``)."""
-    return await nats.connect(**connect_options(url, name, credentials))
+    (default ``$BERTH_NATS_CREDS``), its outages logged once each (``bus_outages``)."""
+    return await nats.connect(**connect_options(url, name, credentials), **OutageLog(name).callbacks())
 
 
 def stream_replicas() -> int:
