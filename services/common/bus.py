@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from nats.js.kv import KeyValue
 from contracts import subjects as s
 from services.common.bus_identities import inbox_prefix
 from services.common.bus_outages import OutageLog
+from services.common.transient import NATS, backoff, unavailable_dependency
 
 __all__ = ["CREDENTIALS_ENV", "REPLICAS_ENV", "connect", "connect_options", "credentials_identity", "dead_letter", "ensure_streams",
            "existing_heartbeat_bucket", "heartbeat_bucket", "stream_replicas"]
@@ -99,9 +101,27 @@ def stream_replicas() -> int:
     return int(raw)
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
+async def ensure_streams(js: JetStreamContext, *, patience: float = 0.0) -> None:
     """Creates the streams and buckets Berth needs (``stream_replicas()`` replicas each), or updates
-    them to the current config."""
+    them to the current config. For ``patience`` seconds a JetStream that does not answer yet (a cluster
+    just started still electing its leader: its API times out or is unavailable) is waited for, with
+    backoff; then, or at once for any other error, the error is raised."""
+    deadline = time.monotonic() + patience
+    tries = 0
+    while True:
+        try:
+            return await _ensure_streams(js)
+        except Exception as exc:
+            tries += 1
+            if unavailable_dependency(exc) != NATS or time.monotonic() + backoff(tries) > deadline:
+                raise
+            if tries == 1:
+                log.warning("JetStream does not answer yet (%s: %s); waiting for it up to %.0f s",
+                            type(exc).__name__, exc, patience)
+            await asyncio.sleep(backoff(tries))
+
+
+async def _ensure_streams(js: JetStreamContext) -> None:
     replicas = stream_replicas()
     for config in (dataclasses.replace(c, num_replicas=replicas) for c in STREAMS):
         try:

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 GRACE = 10.0  # seconds the services get to finish after a stop request, before they are killed (cancelled)
 CANCEL_GRACE = 5.0  # seconds a cancelled service gets to finish (in-process mode)
 THREAD_GRACE = 2.0  # seconds left threads get once everything else has stopped
+JETSTREAM_PATIENCE = 60.0  # seconds berth up waits at its start for a JetStream not answering yet (a new cluster)
 DEADLINE = 20.0  # the process ends this long after the first SIGINT/SIGTERM at the latest (+ HALT_TIMEOUT)
 GATEWAY_READY = re.compile(r"^Berth GraphQL: (\S+)/graphql$")  # what `python -m services.gateway` prints
 
@@ -89,7 +90,7 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, in_process: bo
 async def _prepare(settings: Settings) -> None:
     nc = await connect(settings.nats_url, "berth-up", settings.nats_creds or None)
     try:
-        await ensure_streams(nc.jetstream())
+        await ensure_streams(nc.jetstream(), patience=JETSTREAM_PATIENCE)
     finally:
         await nc.close()
 
