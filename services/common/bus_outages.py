@@ -14,15 +14,17 @@ import logging
 import time
 from typing import Any
 
-import nats.errors
+from services.common.transient import NATS, unavailable_dependency
 
 __all__ = ["OutageLog"]
 
 log = logging.getLogger(__name__)
 
-_CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, nats.errors.StaleConnectionError, nats.errors.NoServersError,
-                      nats.errors.ConnectionClosedError, nats.errors.TimeoutError)
-"""What a connection meets while its server is away (``UnexpectedEOF`` is a ``StaleConnectionError``)."""
+
+def _server_away(exc: Exception) -> bool:
+    """What a connection meets while its server is away: a socket error of a reconnect attempt, or what
+    ``transient`` counts as NATS unavailable (``UnexpectedEOF``, no servers, a timeout, ...)."""
+    return isinstance(exc, (OSError, asyncio.TimeoutError)) or unavailable_dependency(exc) == NATS
 
 
 class OutageLog:
@@ -39,7 +41,7 @@ class OutageLog:
 
     async def error(self, exc: Exception) -> None:
         """Logs ``exc``: a connection error once per outage, any other as an error."""
-        if not isinstance(exc, _CONNECTION_ERRORS):
+        if not _server_away(exc):
             log.error("%s: NATS error: %s: %s", self._name, type(exc).__name__, exc)
         elif self._since is None:
             self._since = self._clock()
