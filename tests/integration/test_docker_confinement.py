@@ -23,7 +23,7 @@ from tests.support.docker_backend import (
     Exits, agent_id, exec_output, launch, release_io_mounts, remove_agent_containers,
 )
 from tests.support.images import kernel_image
-from tests.support.runner_calls import WRITE_ATTEMPT, run_code
+from tests.support.runner_calls import WRITE_ATTEMPT, ask, run_code
 from tests.support.waiting import async_wait_for
 
 __all__ = ["agent_id", "kernel_image"]
@@ -176,3 +176,20 @@ async def test_a_kernel_cannot_fill_the_host_disk_through_its_socket_directory(a
         await backend.close()
         await remove_agent_containers(agent_id)
         release_io_mounts(data)
+
+
+async def test_a_run_past_the_memory_limit_is_told_so_and_the_kernel_goes_on(backend: DockerBackend,
+                                                                              kernel_image: str) -> None:
+    request = launch(kernel_image, mem=96 * MIB)
+    await backend.create(request)
+    socket_path = backend.runner_socket(request.kernel.kernel_id)
+    assert socket_path is not None
+
+    answers = await ask(socket_path, {"op": "run", "run_id": "hog", "mode": "query",
+                                      "code": "hog = bytearray(512 * 1024 * 1024)\nprint(len(hog))"},
+                        until=lambda a: a.get("kind") == "done")
+    stderr = "".join(a["data"] for a in answers if a.get("kind") == "stderr")
+    assert answers[-1]["exit_code"] == 137, answers
+    assert "berth: the Python worker was killed by SIGKILL; its variables are gone" in stderr
+    assert "berth: out of memory: the kernel reached its memory limit (96 MiB) during this run" in stderr
+    assert await run_code(socket_path, "print('still here')") == ("still here\n", 0)

@@ -133,7 +133,8 @@ def test_mounts_labels_command_and_environment() -> None:
         "berth.kernel_id": "k1", "berth.session_id": "s1", "berth.agent_id": "a1",
         "berth.cluster_role": "main", "berth.mode": "interactive",
     }
-    assert config["Cmd"] == ["python3", "/opt/berth/runner/berth_runner.py", "--socket", "/opt/berth/io/runner.sock"]
+    assert config["Cmd"] == ["python3", "/opt/berth/runner/berth_runner.py", "--socket", "/opt/berth/io/runner.sock",
+                             "--cgroup", "/sys/fs/cgroup"]
     assert config["WorkingDir"] == "/home/work"
     assert config["User"] == "1000:1001"
     assert "BERTH_SESSION_ID=s1" in config["Env"]

@@ -23,13 +23,15 @@ except ImportError:  # an interpreter without CPython's private modules: the pub
     import signal as _signals  # type: ignore[no-redef]
     import socket as _sockets  # type: ignore[no-redef]
 
-USAGE = "usage: berth_runner.py --socket PATH [--max-output BYTES]"
+USAGE = "usage: berth_runner.py --socket PATH [--max-output BYTES] [--cgroup DIR]"
 BACKLOG = 16
 
 
 def parse_args(argv):
-    """Returns ``(socket_path, max_output or None)`` from ``--socket PATH [--max-output BYTES]``
-    (also ``--name=value``); exits 2 with the usage on anything else, 0 on ``-h``/``--help``."""
+    """Returns ``(socket_path, max_output or None, cgroup or None)`` from ``--socket PATH
+    [--max-output BYTES] [--cgroup DIR]`` (also ``--name=value``; ``--cgroup``: the kernel's cgroup
+    filesystem, read for its memory limit and OOM kills); exits 2 with the usage on anything else,
+    0 on ``-h``/``--help``."""
     values = {}
     rest = list(argv)
     while rest:
@@ -38,7 +40,7 @@ def parse_args(argv):
             print(USAGE)
             sys.exit(0)
         name, eq, value = arg.partition("=")
-        if name not in ("--socket", "--max-output"):
+        if name not in ("--socket", "--max-output", "--cgroup"):
             _usage_error(f"unknown argument {arg!r}")
         if not eq:
             if not rest:
@@ -52,7 +54,7 @@ def parse_args(argv):
         if not max_output.isdigit():
             _usage_error(f"--max-output must be a number of bytes, got {max_output!r}")
         max_output = int(max_output)
-    return values["--socket"], max_output
+    return values["--socket"], max_output, values.get("--cgroup")
 
 
 def _usage_error(message):
@@ -106,7 +108,7 @@ def listen(socket_path):
 
 
 def main(argv=None):
-    socket_path, max_output = parse_args(sys.argv[1:] if argv is None else argv)
+    socket_path, max_output, cgroup = parse_args(sys.argv[1:] if argv is None else argv)
     _signals.signal(_signals.SIGTERM, _stop)  # from the moment the socket exists: exit 128+signal, socket removed
     _signals.signal(_signals.SIGINT, _stop)
     server = listen(socket_path)
@@ -116,7 +118,7 @@ def main(argv=None):
             sys.path.insert(0, here)
         import berth_server  # noqa: PLC0415 - loaded once the socket accepts (see the module's doc)
 
-        berth_server.serve(server, socket_path, max_output, STOPS)
+        berth_server.serve(server, socket_path, max_output, STOPS, cgroup)
     finally:
         try:
             os.unlink(socket_path)

@@ -21,6 +21,8 @@ import sys
 import threading
 import time
 
+from berth_memory import MemoryCgroup
+
 MAX_OUTPUT = 1 << 20
 READ_SIZE = 16 << 10
 INTERRUPT_GRACE = 2.0
@@ -58,6 +60,11 @@ class Output:
             text = decoder.decode(b"", final=True)
             if text:
                 self.send({"run_id": self.run_id, "kind": kind, "data": text})
+
+    def note(self, text: str) -> None:
+        """Sends the runner's own line on stderr, after the run's output and past its bound."""
+        self.flush()
+        self.send({"run_id": self.run_id, "kind": "stderr", "data": text})
 
 
 def pump(fds: dict, output: Output, until_fd=None, until=None) -> bytes:
@@ -142,6 +149,7 @@ class QueryKernel:
             return int(json.loads(status.decode("utf-8"))["exit_code"])
         code = self.proc.wait()
         self._stop()
+        output.note(f"berth: the Python worker {_ended(code)}; its variables are gone, the next run starts afresh\n")
         return 128 - code if code < 0 else code
 
     def warm(self) -> None:
@@ -156,6 +164,15 @@ class QueryKernel:
 
     def close(self) -> None:
         self._stop()
+
+
+def _ended(code: int) -> str:
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
 
 
 class BatchRun:
@@ -214,8 +231,9 @@ class BatchRun:
 class Runner:
     """Serves connections: starts runs, streams their output, forwards interrupts."""
 
-    def __init__(self, max_output: int = MAX_OUTPUT) -> None:
+    def __init__(self, max_output: int = MAX_OUTPUT, cgroup: str | None = None) -> None:
         self.max_output = max_output
+        self.memory = MemoryCgroup(cgroup)
         self.query = QueryKernel(os.path.join(os.path.dirname(os.path.abspath(__file__)), "berth_worker.py"))
         self.runs = {}
         self.runs_lock = threading.Lock()
@@ -282,6 +300,7 @@ class Runner:
         run_id = request["run_id"]
         output = Output(send, run_id, self.max_output)
         started = time.monotonic()
+        oom_kills = self.memory.oom_kills()
         try:
             if request.get("mode", "query") == "batch":
                 try:
@@ -294,6 +313,7 @@ class Runner:
                     exit_code = batch.run(output)
             else:
                 with self.query.lock:
+                    oom_kills = self.memory.oom_kills()  # not another run's, waited for here
                     self._register(run_id, self.query)
                     exit_code = self.query.run(request, output)
         except Exception as exc:  # noqa: BLE001 - a runner fault ends the run, never the runner
@@ -303,6 +323,9 @@ class Runner:
             with self.runs_lock:
                 self.runs.pop(run_id, None)
         output.flush()
+        note = self.memory.killed_note(oom_kills)
+        if note:
+            output.note(note)
         duration_ms = int((time.monotonic() - started) * 1000)
         send({"run_id": run_id, "kind": "done", "exit_code": exit_code, "duration_ms": duration_ms, "truncated": output.truncated})
 
@@ -326,13 +349,14 @@ class Runner:
         self.query.close()
 
 
-def serve(listening, socket_path: str, max_output: int | None = None, stops: list | None = None) -> None:
+def serve(listening, socket_path: str, max_output: int | None = None, stops: list | None = None,
+          cgroup: str | None = None) -> None:
     """Serves the connections of ``listening`` (a listening ``_socket.socket`` bound at
     ``socket_path``) until SIGTERM or SIGINT, then raises ``SystemExit(128 + signal)``; removes the
     socket on the way out. ``stops``: the stop signals received so far, appended to by the caller's
     handler (a signal received before this started ends it at once); this one's handler appends there too."""
     server = socket.socket(fileno=listening.detach())
-    runner = Runner(MAX_OUTPUT if max_output is None else max_output)
+    runner = Runner(MAX_OUTPUT if max_output is None else max_output, cgroup)
     stops = [] if stops is None else stops
 
     def stop(signum, frame):  # noqa: ARG001 - signal handler signature

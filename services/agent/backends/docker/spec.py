@@ -52,6 +52,9 @@ CONTAINER_WORK = PurePosixPath("/home/work")
 CONTAINER_TMP = PurePosixPath("/tmp")
 CONTAINER_RUNNER = PurePosixPath("/opt/berth/runner")
 CONTAINER_IO = PurePosixPath("/opt/berth/io")
+CONTAINER_CGROUP = PurePosixPath("/sys/fs/cgroup")
+"""The container's own cgroup filesystem (Docker mounts it read-only): the runner reads its memory
+limit and OOM kills there, to tell a run that lost a process to the limit."""
 RUNNER_FILE = "berth_runner.py"
 SOCKET_NAME = "runner.sock"
 
@@ -150,6 +153,8 @@ def kernel_command(startup_command: str | None) -> list[str]:
         str(CONTAINER_RUNNER / RUNNER_FILE),
         "--socket",
         str(CONTAINER_IO / SOCKET_NAME),
+        "--cgroup",
+        str(CONTAINER_CGROUP),
     ]
 
 
