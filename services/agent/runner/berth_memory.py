@@ -74,4 +74,4 @@ class MemoryCgroup:
         limit = self.limit()
         limit_text = f" ({describe_size(limit)})" if limit is not None else ""
         return (f"berth: out of memory: the kernel reached its memory limit{limit_text} during this run and a "
-                f"process was killed (oom-kill); ask for a larger mem slot, or use less\n")
+                f"process was killed (oom-kill); ask for more (the mem slot, e.g. -r mem=4g) or use less\n")
