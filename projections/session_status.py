@@ -5,7 +5,9 @@ The ``sessions`` read model writes it (``projections.sessions``) and the gateway
 say the same thing: ``session.requested`` → PENDING, ``session.scheduled`` → SCHEDULED
 (reason ``scheduled``), ``session.status_changed`` → its status, reason and detail (the
 cause of a failed start), and ``session.kernel_progressed`` replaces only the detail (an
-image pull's progress) until the next status clears it. Any other event changes nothing.
+image pull's progress) until the next status clears it. ``session.pending_reason_changed``
+sets why the scheduler could not place it yet, until the next status clears it, as the read
+model's ``pending_code`` and ``pending_reason``. Any other event changes nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ class StatusChange(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionStatusView(msgspec.Struct, frozen=True, kw_only=True):
-    """A session's status, why it was entered (``reason``) and its detail for people."""
+    """A session's status, why it was entered (``reason``), its detail for people and, while it
+    waits, why the last scheduling pass could not place it (``pending_code``, ``pending_reason``)."""
 
     status: SessionStatus
     reason: Reason | None = None
     detail: str | None = None
+    pending_code: str | None = None
+    pending_reason: str | None = None
 
 
 @singledispatch
@@ -67,6 +72,10 @@ def _(event: ev.KernelProgressed) -> StatusChange:
 def evolve_status(view: SessionStatusView | None, event: Event) -> SessionStatusView | None:
     """Returns the status after ``event`` (``view`` itself when it changes nothing; None before
     the session's first status)."""
+    if isinstance(event, ev.SessionPendingReasonChanged):
+        if view is None:
+            return None
+        return msgspec.structs.replace(view, pending_code=event.code, pending_reason=event.message)
     change = status_change(event)
     if change is None:
         return view

@@ -45,7 +45,7 @@ query($aggregateId: String, $after: Int, $first: Int, $since: DateTime, $until: 
 
 SESSION_STATUS = """
 subscription($id: String!) {
-  sessionStatus(sessionId: $id) { status statusReason statusDetail position occurredAt }
+  sessionStatus(sessionId: $id) { status statusReason statusDetail pendingReason position occurredAt }
 }
 """
 

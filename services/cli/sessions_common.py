@@ -68,6 +68,8 @@ async def fetch_session(client: BerthClient, session_id: str, after: int | None)
 def outcome(data: dict[str, Any]) -> str:
     """Returns a session's status with its reason and detail for people:
     ``ERROR (failed-to-start): image 'x' not found and could not be pulled: ...``."""
+    if data.get("status") == "PENDING" and data.get("pendingReason"):
+        return f"PENDING: {data['pendingReason']}"
     text = f"{data.get('status')} ({data.get('statusReason') or 'no reason given'})"
     return f"{text}: {data['statusDetail']}" if data.get("statusDetail") else text
 
@@ -104,7 +106,8 @@ async def follow_status(client: BerthClient, out: Output, session_id: str, until
                     continue
                 update = item["sessionStatus"]
                 position, status = update["position"], update["status"]
-                detail = f"  {update['statusDetail']}" if update.get("statusDetail") else ""
+                said = update.get("pendingReason") or update.get("statusDetail")
+                detail = f"  {said}" if said else ""
                 spinner.update(f"session {session_id}: {status}{detail}")
                 out.info(f"  {update['occurredAt']}  {status}{detail}")
                 if status in until:

@@ -24,9 +24,11 @@ from tests.support.gateway import (  # noqa: F401 - fixtures
 from tests.support.projections import Builder
 
 STATUS = """subscription($id: String!) {
-  sessionStatus(sessionId: $id) { sessionId status statusReason statusDetail position occurredAt } }"""
+  sessionStatus(sessionId: $id) {
+    sessionId status statusReason statusDetail pendingCode pendingReason position occurredAt } }"""
 PULLING = "pulling berth/python:latest: 1/3 layers, 1.0 MB of 9.0 MB"
 CAUSE = "image 'berth/python:latest' not found and could not be pulled: no such host"
+NO_AGENT = "no agent in resource group 'default' has 1 cpu, 1 GiB mem free"
 
 
 async def updates(client: BerthClient, ref: str, count: int | None = None) -> list[dict[str, Any]]:
@@ -41,9 +43,11 @@ async def updates(client: BerthClient, ref: str, count: int | None = None) -> li
 
 
 async def fail_to_start(js: Any, session_id: str, position: int) -> int:
-    """Publishes, after ``position``, the events of a start that fails while pulling; returns the last position."""
+    """Publishes, after ``position``, the events of a session that waits for an agent, then fails to start while
+    pulling; returns the last position."""
     build = Builder()
     events = [
+        build(ss.SessionPendingReasonChanged, session_id, code="no-agent", message=NO_AGENT),
         build.scheduled(session_id, **{f"{session_id}-k0": "a1"}),
         build(ss.KernelPreparing, session_id, kernel_id=f"{session_id}-k0"),
         build.status(session_id, SessionStatus.PREPARING, Reason.KERNEL_PREPARING),
@@ -71,12 +75,14 @@ async def test_status_updates_carry_progress_and_the_cause_then_end(served: str,
         live = asyncio.create_task(updates(alice, session_id))
         last = await fail_to_start(clean_streams, session_id, published)
         seen = await live
-    assert [(u["status"], u["statusReason"], u["statusDetail"]) for u in seen] == [
-        ("PENDING", None, None),
-        ("SCHEDULED", "scheduled", None),
-        ("PREPARING", "kernel-preparing", None),
-        ("PREPARING", "kernel-preparing", PULLING),
-        ("ERROR", "failed-to-start", CAUSE),
+    assert [(u["status"], u["statusReason"], u["statusDetail"], u["pendingCode"], u["pendingReason"])
+            for u in seen] == [
+        ("PENDING", None, None, None, None),
+        ("PENDING", None, None, "no-agent", NO_AGENT),
+        ("SCHEDULED", "scheduled", None, None, None),
+        ("PREPARING", "kernel-preparing", None, None, None),
+        ("PREPARING", "kernel-preparing", PULLING, None, None),
+        ("ERROR", "failed-to-start", CAUSE, None, None),
     ]
     assert seen[-1]["position"] == last  # and the stream ended after the final status
 
@@ -100,8 +106,9 @@ async def test_follow_status_shows_the_updates_and_stops_at_the_wanted_status(se
         await publish_from_store(clean_streams, pg_dsn, published)
         assert await follow_status(alice, out, terminated, GONE, 15) == ("CANCELLED", cancelled["position"])
     lines = [line.split(None, 1)[1] for line in err.getvalue().splitlines() if line.startswith("  ")]
-    assert lines[:5] == ["PENDING", "SCHEDULED", "PREPARING", f"PREPARING  {PULLING}", f"ERROR  {CAUSE}"]
-    assert lines[5:] == ["PENDING", "CANCELLED"]
+    assert lines[:6] == ["PENDING", f"PENDING  {NO_AGENT}", "SCHEDULED", "PREPARING", f"PREPARING  {PULLING}",
+                         f"ERROR  {CAUSE}"]
+    assert lines[6:] == ["PENDING", "CANCELLED"]
 
 
 async def test_status_of_a_session_not_yours_is_not_found(served: str, keys: Keys) -> None:

@@ -10,11 +10,13 @@ from tests.support.projections import Builder, Feeder, build, feed, read_models,
 
 PULLING = "pulling x: 1/3 layers, 1.0 MB of 9.0 MB"
 CAUSE = "image 'x' not found and could not be pulled: no such host"
+NO_AGENT = "no agent in resource group 'default' has 1 cpu, 1 GiB mem free"
 
 
 def lifecycle(build: Builder) -> list:
     return [
         build.requested("s1", ("k1", slots("1", "1024"))),
+        build(ss.SessionPendingReasonChanged, "s1", code="no-agent", message=NO_AGENT),
         build.scheduled("s1", k1="a1"),
         build(ss.KernelPreparing, "s1", kernel_id="k1"),
         build.status("s1", SessionStatus.PREPARING, Reason.KERNEL_PREPARING),
@@ -34,9 +36,10 @@ def fold(events: list) -> list[SessionStatusView]:
     return views
 
 
-def test_the_status_follows_the_events_with_progress_and_the_cause_of_a_failed_start(build: Builder) -> None:
+def test_the_status_follows_the_events_with_why_it_waits_progress_and_the_cause_of_a_failed_start(build: Builder) -> None:
     assert fold(lifecycle(build)) == [
         SessionStatusView(status=SessionStatus.PENDING),
+        SessionStatusView(status=SessionStatus.PENDING, pending_code="no-agent", pending_reason=NO_AGENT),
         SessionStatusView(status=SessionStatus.SCHEDULED, reason=Reason.SCHEDULED),
         SessionStatusView(status=SessionStatus.PREPARING, reason=Reason.KERNEL_PREPARING),
         SessionStatusView(status=SessionStatus.PREPARING, reason=Reason.KERNEL_PREPARING, detail=PULLING),
@@ -50,6 +53,7 @@ def test_events_that_change_no_status_change_nothing(build: Builder) -> None:
     assert status_change(event) is None
     assert evolve_status(view, event) is view
     assert evolve_status(None, build(ss.KernelProgressed, "s1", kernel_id="k1", detail=PULLING)) is None
+    assert evolve_status(None, build(ss.SessionPendingReasonChanged, "s1", code="no-agent", message=NO_AGENT)) is None
 
 
 def test_the_read_model_says_what_the_fold_says(feed: Feeder, build: Builder) -> None:
@@ -57,5 +61,7 @@ def test_the_read_model_says_what_the_fold_says(feed: Feeder, build: Builder) ->
     for upto in range(1, len(events) + 1):
         feed.apply(events[upto - 1])
         view = fold(events[:upto])[-1]
-        row = feed.row("SELECT status, status_reason, status_detail FROM sessions WHERE session_id = 's1'")
-        assert row == (view.status.value, view.reason.value if view.reason else None, view.detail)
+        row = feed.row("SELECT status, status_reason, status_detail, pending_code, pending_reason FROM sessions"
+                       " WHERE session_id = 's1'")
+        assert row == (view.status.value, view.reason.value if view.reason else None, view.detail,
+                       view.pending_code, view.pending_reason)

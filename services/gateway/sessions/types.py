@@ -180,6 +180,10 @@ class SessionStatusUpdate:
         description="For people: the image pull's progress while PREPARING; the cause of a failed start.")
     position: int = strawberry.field(description="Event-store position of the event; pass it as afterPosition.")
     occurred_at: dt.datetime
+    pending_code: str | None = strawberry.field(
+        default=None, description="While PENDING: why the last scheduling pass could not place it, as a stable "
+        "code (quota-exceeded, no-agent, head-of-line, dependency, ...); cleared by the next status.")
+    pending_reason: str | None = strawberry.field(default=None, description="The same reason, for people.")
 
     @staticmethod
     def of(session_id: str, position: int, occurred_at: dt.datetime, view: SessionStatusView) -> SessionStatusUpdate:
@@ -187,6 +191,7 @@ class SessionStatusUpdate:
         return SessionStatusUpdate(
             session_id=session_id, status=view.status.value, status_reason=view.reason.value if view.reason else None,
             status_detail=view.detail, position=position, occurred_at=occurred_at,
+            pending_code=view.pending_code, pending_reason=view.pending_reason,
         )
 
 
