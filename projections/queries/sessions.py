@@ -51,20 +51,23 @@ def _where(clauses: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
 
 async def list_sessions(
     pool: AsyncConnectionPool, *, owner: str | None, statuses: Sequence[str] | None,
-    first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None,
+    first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None, newest_first: bool = False,
 ) -> list[SessionRow]:
-    """Returns up to ``first + 1`` sessions in (created_at, session_id) order after the cursor key
-    ``after``, only ``owner``'s, ``domain``'s and those in ``statuses`` when given."""
+    """Returns up to ``first + 1`` sessions in (created_at, session_id) order (descending with
+    ``newest_first``) after the cursor key ``after``, only ``owner``'s, ``domain``'s and those in
+    ``statuses`` when given."""
     clauses: list[tuple[str, Any]] = [("owner = %s", owner), ("domain = %s", domain),
                                       ("status = ANY(%s)", list(statuses) if statuses else None)]
     condition, params = _where(clauses)
+    beyond, order = ("<", "DESC") if newest_first else (">", "ASC")
     if after is not None:
         condition = f"{condition} AND" if condition else "WHERE"
-        condition += " (created_at, session_id) > (%s, %s)"
+        condition += f" (created_at, session_id) {beyond} (%s, %s)"
         params.extend(after)
     return await fetch_all(
         pool, SessionRow,
-        f"SELECT {_SESSION} FROM sessions {condition} ORDER BY created_at, session_id LIMIT %s", (*params, first + 1),
+        f"SELECT {_SESSION} FROM sessions {condition} ORDER BY created_at {order}, session_id {order} LIMIT %s",
+        (*params, first + 1),
     )
 
 

@@ -25,8 +25,8 @@ SESSION_ID = "query($id: String!) { session(id: $id) { id } }"
 """The id of the session an id, unique id prefix or name means (null when none)."""
 
 SESSIONS = (
-    "query($status: [String!], $first: Int, $after: String) {"
-    " sessions(status: $status, first: $first, after: $after) { edges { "
+    "query($status: [String!], $first: Int, $after: String, $newestFirst: Boolean! = false) {"
+    " sessions(status: $status, first: $first, after: $after, newestFirst: $newestFirst) { edges { "
     + SESSION_FIELDS
     + " } endCursor hasNextPage } }"
 )

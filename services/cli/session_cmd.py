@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from contracts.status import SessionStatus
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.options import AliasedGroup
@@ -24,7 +25,11 @@ from services.cli.sessions_common import (
     request_session,
 )
 
-__all__ = ["session"]
+__all__ = ["listed_statuses", "session"]
+
+LIVE = sorted(status.value for status in SessionStatus if not status.is_terminal)
+"""The statuses of sessions not ended: what ``berth ps`` lists without ``--all``."""
+PAGE = 100
 
 SESSION_COLUMNS = [
     ("id", "ID"),
@@ -100,25 +105,35 @@ async def create(out: Output, name: str | None, image: str, resources: tuple[str
         raise click.ClickException(f"session {session_id} ended {outcome(data)}")
 
 
+def listed_statuses(statuses: tuple[str, ...], show_all: bool) -> list[str] | None:
+    """Returns the statuses ``ls`` asks the gateway for: those given, any with ``--all``, else the live
+    ones. The gateway filters, so that listing live sessions never pages through every ended one."""
+    if statuses:
+        return [s.upper() for s in statuses]
+    return None if show_all else LIVE
+
+
 @session.command("ls")
 @click.option("-s", "--status", "statuses", multiple=True, help="Only these statuses (repeatable).")
-@click.option("-a", "--all", "show_all", is_flag=True, help="Include terminated sessions.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("-a", "--all", "show_all", is_flag=True, help="Include ended sessions (terminated, cancelled, error).")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Show the newest LIMIT sessions.")
 @click.pass_obj
 @run_async
 async def ls(out: Output, statuses: tuple[str, ...], show_all: bool, limit: int) -> None:
-    """List your sessions (your domain's for admins, all for superadmins), oldest first."""
+    """List your sessions (your domain's for admins, all for superadmins): the newest LIMIT, oldest first."""
     client = connect_client()
-    wanted = [s.upper() for s in statuses] or None
+    wanted = listed_statuses(statuses, show_all)
     rows: list[dict[str, Any]] = []
     after = None
     while len(rows) < limit:
-        page = (await client.execute(q.SESSIONS, {"status": wanted, "first": min(100, limit - len(rows)), "after": after}))["sessions"]
-        rows += [r for r in page["edges"] if show_all or wanted or r["status"] not in GONE]
+        variables = {"status": wanted, "first": min(PAGE, limit - len(rows)), "after": after, "newestFirst": True}
+        page = (await client.execute(q.SESSIONS, variables))["sessions"]
+        rows += page["edges"]
         if not page["hasNextPage"]:
             break
         after = page["endCursor"]
-    out.table(rows, SESSION_COLUMNS)
+    out.table(rows[::-1], SESSION_COLUMNS)
 
 
 @session.command("info")

@@ -22,8 +22,8 @@ from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, gateway, keys, project_session, read_models, set_position,
 )
 
-SESSIONS = """query($after: String, $first: Int, $status: [String!], $owner: String, $pos: Int) {
-  sessions(after: $after, first: $first, status: $status, owner: $owner, afterPosition: $pos) {
+SESSIONS = """query($after: String, $first: Int, $status: [String!], $owner: String, $pos: Int, $newest: Boolean! = false) {
+  sessions(after: $after, first: $first, status: $status, owner: $owner, afterPosition: $pos, newestFirst: $newest) {
     edges { id name owner status requestedSlots statusHistory kernels { id clusterRole slots } }
     endCursor hasNextPage } }"""
 SESSION = "query($id: String!, $pos: Int) { session(id: $id, afterPosition: $pos) { id owner kernels { id } } }"
@@ -80,14 +80,15 @@ async def test_sessions_page_by_cursor_and_filter_by_status(client_for, keys: Ke
         project_session(pg_dsn, session_id, keys.alice[0], position=i + 1, created_at=T0 + dt.timedelta(minutes=i),
                         status="RUNNING" if i % 2 else "PENDING")
     alice = client_for(keys.alice)
-    seen, after = [], None
-    while True:
-        page = (await alice.execute(SESSIONS, {"first": 2, "after": after}))["sessions"]
-        seen += [s["id"] for s in page["edges"]]
-        if not page["hasNextPage"]:
-            break
-        after = page["endCursor"]
-    assert seen == ids
+    for newest, expected in ((False, ids), (True, ids[::-1])):
+        seen, after = [], None
+        while True:
+            page = (await alice.execute(SESSIONS, {"first": 2, "after": after, "newest": newest}))["sessions"]
+            seen += [s["id"] for s in page["edges"]]
+            if not page["hasNextPage"]:
+                break
+            after = page["endCursor"]
+        assert seen == expected
     running = (await alice.execute(SESSIONS, {"status": ["RUNNING"]}))["sessions"]["edges"]
     assert [s["id"] for s in running] == [ids[1], ids[3]]
 

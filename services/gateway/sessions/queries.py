@@ -48,12 +48,14 @@ async def _with_kernels(info: Info, rows: list[SessionRow]) -> list[Session]:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Sessions, oldest first. Users see their own, admins their domain's, superadmins "
-                      "all (or `owner`'s).")
+    @strawberry.field(description="Sessions, oldest first (newest first with `newestFirst`). Users see their own, "
+                      "admins their domain's, superadmins all (or `owner`'s).")
     async def sessions(
         self, info: Info, status: list[str] | None = None, owner: str | None = None, first: int | None = 50,
         after: Annotated[str | None, strawberry.argument(description="endCursor of the previous page.")] = None,
         after_position: AfterPosition = None,
+        newest_first: Annotated[bool, strawberry.argument(
+            description="Newest first: the last sessions without paging through all the earlier ones.")] = False,
     ) -> SessionPage:
         principal = caller(info)
         first, statuses = _checked_first(first, 50), _checked_statuses(status)
@@ -67,8 +69,8 @@ class Query:
             owner = scope["owner"]
         domain = scope["domain"]
         await await_position(info, after_position)
-        rows = await rm.list_sessions(
-            info.context.resources.pool, owner=owner, statuses=statuses, first=first, after=cursor, domain=domain)
+        rows = await rm.list_sessions(info.context.resources.pool, owner=owner, statuses=statuses, first=first,
+                                      after=cursor, domain=domain, newest_first=newest_first)
         page, more = rows[:first], len(rows) > first
         end = rm.encode_cursor(page[-1].created_at, page[-1].session_id) if page else None
         return SessionPage(edges=await _with_kernels(info, page), end_cursor=end, has_next_page=more)

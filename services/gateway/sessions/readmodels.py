@@ -51,11 +51,12 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 async def list_sessions(
     pool: AsyncConnectionPool, *, owner: str | None, statuses: Sequence[str] | None,
-    first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None,
+    first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None, newest_first: bool = False,
 ) -> list[SessionRow]:
-    """Returns up to ``first + 1`` sessions in (created_at, session_id) order after the cursor key,
-    only ``owner``'s and only ``domain``'s when given."""
-    return await read(q.list_sessions, pool, owner=owner, statuses=statuses, first=first, after=after, domain=domain)
+    """Returns up to ``first + 1`` sessions in (created_at, session_id) order (descending with
+    ``newest_first``) after the cursor key, only ``owner``'s and only ``domain``'s when given."""
+    return await read(q.list_sessions, pool, owner=owner, statuses=statuses, first=first, after=after, domain=domain,
+                      newest_first=newest_first)
 
 
 async def get_session(pool: AsyncConnectionPool, session_id: str) -> SessionRow | None:

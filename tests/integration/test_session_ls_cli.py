@@ -1,0 +1,41 @@
+"""``berth ps`` / ``berth session ls`` as subprocesses against a real gateway, its read models kept current by
+a stand-in projector: the live sessions asked of the gateway (never every ended one paged through), and
+with ``--all`` the newest LIMIT, oldest first."""
+
+from __future__ import annotations
+
+from services.cli.session_cmd import LIVE, listed_statuses
+from tests.support.cli import as_json, berth
+from tests.support.gateway import (  # noqa: F401 - fixtures
+    Keys, clean_streams, keys, read_models, served,
+)
+from tests.support.tenancy import projecting  # noqa: F401 - fixture
+from tests.support.waiting import async_wait_for
+
+
+def test_without_all_only_the_live_statuses_are_asked_for() -> None:
+    assert listed_statuses((), False) == LIVE
+    assert {"PENDING", "RUNNING"} <= set(LIVE) and not {"TERMINATED", "CANCELLED", "ERROR"} & set(LIVE)
+    assert listed_statuses((), True) is None
+    assert listed_statuses(("running",), False) == ["RUNNING"]
+
+
+async def test_ps_lists_the_live_sessions_and_with_all_the_newest(served: str, keys: Keys, projecting: None) -> None:
+    alice = keys.alice
+    ids = [(await as_json(served, alice, "session", "create", "--no-wait"))["id"] for _ in range(4)]
+    await berth(served, alice, "session", "rm", "--no-wait", ids[0], ids[1])
+
+    async def listed(*args: str) -> list[str]:
+        return [row["id"] for row in await as_json(served, alice, "ps", *args)]
+
+    async def cancelled() -> bool:
+        return await listed() == ids[2:]
+
+    await async_wait_for(cancelled, timeout=30, message="the cancelled sessions still listed as live")
+    assert await listed("--all", "--limit", "3") == ids[1:], "the newest three, oldest first"
+    assert await listed("--all", "--limit", "2") == ids[2:]
+    assert await listed("--all") == ids
+    assert await listed("--limit", "1") == ids[3:]
+    assert await listed("-s", "cancelled") == ids[:2]
+    code, _, err = await berth(served, alice, "ps", "--limit", "0", ok=False)
+    assert code == 2 and "--limit" in err
