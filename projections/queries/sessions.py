@@ -108,18 +108,22 @@ async def list_agents(pool: AsyncConnectionPool, *, user: tuple[str, str] | None
 async def list_events(
     pool: AsyncConnectionPool, *, owner: str | None, aggregate_id: str | None, since: dt.datetime | None,
     until: dt.datetime | None, after: int | None, first: int, domain: str | None = None,
+    before: int | None = None, newest_first: bool = False,
 ) -> list[EventLogRow]:
-    """Returns up to ``first`` events of the log in position order; with ``owner`` (or ``domain``),
-    only the events of its sessions (of the domain's sessions)."""
+    """Returns up to ``first`` events of the log in position order (descending with ``newest_first``)
+    between the positions ``after`` and ``before``; with ``owner`` (or ``domain``), only the events of
+    its sessions (of the domain's sessions)."""
     condition, params = _where([
         ("aggregate_id IN (SELECT session_id FROM sessions WHERE owner = %s)", owner),
         ("aggregate_id IN (SELECT session_id FROM sessions WHERE domain = %s)", domain),
         ("aggregate_id = %s", aggregate_id), ("occurred_at >= %s", since), ("occurred_at < %s", until),
-        ("position > %s", after),
+        ("position > %s", after), ("position < %s", before),
     ])
+    order = "DESC" if newest_first else "ASC"
     return await fetch_all(
         pool, EventLogRow,
-        f"SELECT {columns(EventLogRow)} FROM event_log {condition} ORDER BY position LIMIT %s", (*params, first),
+        f"SELECT {columns(EventLogRow)} FROM event_log {condition} ORDER BY position {order} LIMIT %s",
+        (*params, first),
     )
 
 

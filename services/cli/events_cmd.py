@@ -20,6 +20,7 @@ __all__ = ["events"]
 COLUMNS = [("position", "POS"), ("occurredAt", "TIME"), ("type", "TYPE"), ("aggregateId", "AGGREGATE"),
            ("aggregateVersion", "VER"), ("actor", "ACTOR"), ("summary", "DETAILS")]
 PAGE = 500
+DEFAULT_LAST = 100
 _ENVELOPE = {"type", "event_id", "originator_id", "originator_version", "timestamp", "metadata"}
 
 
@@ -32,14 +33,16 @@ def _summary(payload: str) -> str:
 @click.argument("aggregate_id", required=False)
 @click.option("--since", type=click.DateTime(), help="Only events at or after this UTC time.")
 @click.option("--until", type=click.DateTime(), help="Only events before this UTC time.")
+@click.option("-n", "--last", type=click.IntRange(min=0), default=DEFAULT_LAST, show_default=True,
+              help="Only the last N events (0: all of them, oldest first).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
 @click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between checks with --follow.")
 @click.pass_obj
 @run_async
 async def events(out: Output, aggregate_id: str | None, since: dt.datetime | None, until: dt.datetime | None,
-                 follow: bool, poll: float) -> None:
+                 last: int, follow: bool, poll: float) -> None:
     """Show the event history of AGGREGATE_ID (a session: its id, a unique id prefix or its name;
-    an agent or keypair id), or of everything."""
+    an agent or keypair id), or of everything: the last N events (-n), oldest first."""
     client = connect_client()
     if aggregate_id is not None:
         aggregate_id = await _session_or_aggregate(client, aggregate_id)
@@ -51,10 +54,16 @@ async def events(out: Output, aggregate_id: str | None, since: dt.datetime | Non
         "after": None,
     }
     collected: list[dict[str, Any]] = []
-    while True:
-        page = (await client.execute(q.EVENTS, variables))["events"]
-        for row in page:
-            row["summary"] = _summary(row["payload"])
+    if last:
+        collected = await _last(client, variables, last)
+        if len(collected) == last:
+            out.info(f"berth: the last {last} events; earlier ones with -n 0 (all) or --since/--until")
+        if collected:
+            variables["after"] = collected[-1]["position"]
+        if follow:
+            _print_rows(out, collected)
+    while last == 0 or follow:
+        page = await _page(client, variables)
         if follow:
             _print_rows(out, page)
         else:
@@ -70,6 +79,28 @@ async def events(out: Output, aggregate_id: str | None, since: dt.datetime | Non
         out.info("no events" + (f" for {aggregate_id}" if aggregate_id else ""))
         return
     out.table(collected, COLUMNS)
+
+
+async def _page(client: BerthClient, variables: dict[str, Any]) -> list[dict[str, Any]]:
+    page: list[dict[str, Any]] = (await client.execute(q.EVENTS, variables))["events"]
+    for row in page:
+        row["summary"] = _summary(row["payload"])
+    return page
+
+
+async def _last(client: BerthClient, variables: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Returns the last ``count`` events the query matches, oldest first: asked newest first, so that
+    a long history is never paged through."""
+    newest: list[dict[str, Any]] = []
+    asked = {**variables, "newestFirst": True, "before": None}
+    while len(newest) < count:
+        asked["first"] = min(PAGE, count - len(newest))
+        page = await _page(client, asked)
+        newest += page
+        if len(page) < asked["first"]:
+            break
+        asked["before"] = page[-1]["position"]
+    return newest[::-1]
 
 
 async def _session_or_aggregate(client: BerthClient, ref: str) -> str:

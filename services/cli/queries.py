@@ -36,8 +36,10 @@ AGENTS = "query { agents { id hostname backend resourceGroup status capacity occ
 USAGE = "query { quotaUsage { scope name used sessions limit maxSessions } }"
 
 EVENTS = """
-query($aggregateId: String, $after: Int, $first: Int, $since: DateTime, $until: DateTime) {
-  events(aggregateId: $aggregateId, afterPosition: $after, first: $first, since: $since, until: $until) {
+query($aggregateId: String, $after: Int, $first: Int, $since: DateTime, $until: DateTime, $before: Int,
+      $newestFirst: Boolean! = false) {
+  events(aggregateId: $aggregateId, afterPosition: $after, first: $first, since: $since, until: $until,
+         beforePosition: $before, newestFirst: $newestFirst) {
     position type aggregateId aggregateVersion occurredAt actor payload
   }
 }

@@ -27,8 +27,10 @@ SESSIONS = """query($after: String, $first: Int, $status: [String!], $owner: Str
     edges { id name owner status requestedSlots statusHistory kernels { id clusterRole slots } }
     endCursor hasNextPage } }"""
 SESSION = "query($id: String!, $pos: Int) { session(id: $id, afterPosition: $pos) { id owner kernels { id } } }"
-EVENTS = """query($agg: String, $after: Int, $first: Int, $since: DateTime, $until: DateTime) {
-  events(aggregateId: $agg, afterPosition: $after, first: $first, since: $since, until: $until) {
+EVENTS = """query($agg: String, $after: Int, $first: Int, $since: DateTime, $until: DateTime, $before: Int,
+                 $newest: Boolean! = false) {
+  events(aggregateId: $agg, afterPosition: $after, first: $first, since: $since, until: $until,
+         beforePosition: $before, newestFirst: $newest) {
     position type aggregateId occurredAt actor payload } }"""
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -178,6 +180,9 @@ async def test_event_log_by_aggregate_time_and_position_cursor(client_for, keys:
     assert await positions(alice) == [1, 3]
     assert await positions(alice, agg=theirs) == []
     assert await positions(admin, after=1, first=2) == [2, 3]
+    assert await positions(admin, newest=True, first=3) == [4, 3, 2]
+    assert await positions(admin, newest=True, before=3) == [2, 1]
+    assert await positions(alice, newest=True, first=1) == [3]
     assert await positions(admin, since=(T0 + dt.timedelta(minutes=1)).isoformat(),
                            until=(T0 + dt.timedelta(minutes=3)).isoformat()) == [2, 3]
     event = (await alice.execute(EVENTS, {"agg": mine, "first": 1}))["events"][0]

@@ -98,13 +98,17 @@ class Query:
         rows = await rm.list_agents(pool, user=(principal.domain, principal.user_id))
         return [Agent.from_row(row, with_host=False) for row in rows]
 
-    @strawberry.field(description="The event log in position order. Users see only their sessions' events, admins "
-                      "those of their domain's sessions, superadmins every event.")
+    @strawberry.field(description="The event log in position order (newest first with `newestFirst`). Users see only "
+                      "their sessions' events, admins those of their domain's sessions, superadmins every event.")
     async def events(
         self, info: Info, aggregate_id: str | None = None, since: dt.datetime | None = None,
         until: dt.datetime | None = None, first: int | None = 100,
         after_position: Annotated[int | None, strawberry.argument(
             description="Position cursor: only events after it (the read models are awaited up to it first).")] = None,
+        before_position: Annotated[int | None, strawberry.argument(
+            description="Position cursor: only events before it.")] = None,
+        newest_first: Annotated[bool, strawberry.argument(
+            description="Newest first: the last events without paging through all the earlier ones.")] = False,
     ) -> list[EventRecord]:
         principal = caller(info)
         first = _checked_first(first, 100)
@@ -114,5 +118,6 @@ class Query:
         rows = await rm.list_events(
             info.context.resources.pool, **session_scope(principal),
             aggregate_id=aggregate_id, since=since, until=until, after=after_position, first=first,
+            before=before_position, newest_first=newest_first,
         )
         return [EventRecord.from_row(row) for row in rows]

@@ -88,11 +88,13 @@ async def list_agents(pool: AsyncConnectionPool, *, user: tuple[str, str] | None
 async def list_events(
     pool: AsyncConnectionPool, *, owner: str | None, aggregate_id: str | None, since: dt.datetime | None,
     until: dt.datetime | None, after: int | None, first: int, domain: str | None = None,
+    before: int | None = None, newest_first: bool = False,
 ) -> list[EventLogRow]:
-    """Returns up to ``first`` events of the log in position order; with ``owner`` (or ``domain``),
-    only the events of its sessions (of the domain's sessions)."""
+    """Returns up to ``first`` events of the log in position order (descending with ``newest_first``)
+    between ``after`` and ``before``; with ``owner`` (or ``domain``), only the events of its sessions
+    (of the domain's sessions)."""
     return await read(q.list_events, pool, owner=owner, aggregate_id=aggregate_id, since=since, until=until,
-                      after=after, first=first, domain=domain)
+                      after=after, first=first, domain=domain, before=before, newest_first=newest_first)
 
 
 async def pending_of(pool: AsyncConnectionPool, owner: str) -> tuple[int, list[dict[str, Any]]]:

@@ -1,8 +1,10 @@
-"""``berth ps`` / ``berth session ls`` as subprocesses against a real gateway, its read models kept current by
-a stand-in projector: the live sessions asked of the gateway (never every ended one paged through), and
-with ``--all`` the newest LIMIT, oldest first."""
+"""``berth ps`` / ``berth session ls`` and ``berth events`` as subprocesses against a real gateway, its read
+models kept current by a stand-in projector: the live sessions asked of the gateway (never every ended one
+paged through), with ``--all`` the newest LIMIT, oldest first; the last N events, asked newest first."""
 
 from __future__ import annotations
+
+import json
 
 from services.cli.session_cmd import LIVE, listed_statuses
 from tests.support.cli import as_json, berth
@@ -39,3 +41,20 @@ async def test_ps_lists_the_live_sessions_and_with_all_the_newest(served: str, k
     assert await listed("-s", "cancelled") == ids[:2]
     code, _, err = await berth(served, alice, "ps", "--limit", "0", ok=False)
     assert code == 2 and "--limit" in err
+
+
+async def test_events_shows_the_last_n_oldest_first_and_all_with_zero(served: str, keys: Keys, projecting: None) -> None:
+    ids = [(await as_json(served, keys.alice, "session", "create", "--no-wait"))["id"] for _ in range(3)]
+
+    async def logged() -> list[dict]:
+        rows = await as_json(served, keys.admin, "events", "-n", "0")
+        return rows if {row["aggregateId"] for row in rows} >= set(ids) else []
+
+    every = await async_wait_for(logged, timeout=30, message="the sessions' events never reached the log")
+    positions = [row["position"] for row in every]
+    assert positions == sorted(positions) and len(positions) >= 3
+    _, text, err = await berth(served, keys.admin, "-o", "json", "events", "-n", "2")
+    assert [row["position"] for row in json.loads(text)] == positions[-2:]
+    assert "the last 2 events" in err
+    last_of_first = await as_json(served, keys.alice, "events", ids[0], "-n", "1")
+    assert [row["aggregateId"] for row in last_of_first] == [ids[0]]
