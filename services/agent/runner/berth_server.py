@@ -300,9 +300,10 @@ class Runner:
         run_id = request["run_id"]
         output = Output(send, run_id, self.max_output)
         started = time.monotonic()
-        oom_kills = self.memory.oom_kills()
+        oom_kills = None
         try:
             if request.get("mode", "query") == "batch":
+                oom_kills = self.memory.oom_kills()
                 try:
                     batch = BatchRun(request)
                 except OSError as exc:
@@ -313,7 +314,7 @@ class Runner:
                     exit_code = batch.run(output)
             else:
                 with self.query.lock:
-                    oom_kills = self.memory.oom_kills()  # not another run's, waited for here
+                    oom_kills = self.memory.oom_kills()  # once the run before it ended
                     self._register(run_id, self.query)
                     exit_code = self.query.run(request, output)
         except Exception as exc:  # noqa: BLE001 - a runner fault ends the run, never the runner
