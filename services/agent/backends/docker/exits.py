@@ -18,6 +18,7 @@ from aiodocker.events import DockerEvents
 
 from contracts.status import Reason
 from services.agent.backends.docker.spec import LABEL_AGENT, LABEL_KERNEL
+from services.common.transient import unavailable_dependency
 
 __all__ = ["ExitWatcher", "exit_reason"]
 
@@ -41,6 +42,22 @@ def exit_reason(exit_code: int | None, *, oom_killed: bool, batch: bool) -> str:
     if exit_code == 0:
         return Reason.TASK_FINISHED.value if batch else Reason.SELF_TERMINATED.value
     return Reason.TASK_FAILED.value
+
+
+async def _stopped(events: DockerEvents) -> None:
+    """Stops an event stream. ``DockerEvents.stop`` raises the error its stream ended with (an engine that
+    went away mid-stream: ``ClientPayloadError``); that end is what the watcher is recovering from,
+    so it is not raised again here, where it would end the watch for good."""
+    try:
+        await events.stop()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the stream's own end, already handled by reconnecting
+        log.debug("the Docker event stream ended with %s", _said(exc))
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class ExitWatcher:
@@ -71,10 +88,10 @@ class ExitWatcher:
                     await self._handle(event)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the engine went away: reconnect and sweep what was missed
-                log.exception("Docker event stream failed; reconnecting in %.0f s", delay)
+            except Exception as exc:  # the engine went away: reconnect and sweep what was missed
+                log.warning("Docker event stream failed (%s); reconnecting in %.0f s", _said(exc), delay)
             finally:
-                await events.stop()
+                await _stopped(events)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
@@ -102,5 +119,8 @@ class ExitWatcher:
             await self._on_exit(kernel_id, container_id)
         except asyncio.CancelledError:
             raise
-        except Exception:  # one failing kernel must not stop the watch; the next sweep retries
-            log.exception("handling the exit of kernel %s failed", kernel_id)
+        except Exception as exc:  # one failing kernel must not stop the watch; the next sweep retries
+            if unavailable_dependency(exc) is None:
+                log.exception("handling the exit of kernel %s failed", kernel_id)
+            else:  # the engine going away: seen again by the sweep once it is back
+                log.warning("handling the exit of kernel %s waits for Docker (%s)", kernel_id, _said(exc))
