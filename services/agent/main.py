@@ -98,6 +98,25 @@ async def _recall_assignments(js: JetStreamContext, agent_id: str, lifecycle: Ke
         await sub.stop()
 
 
+class BackgroundTaskFailed(RuntimeError):
+    """One of the agent's background tasks (heartbeat, exit watch, reconciliation) failed."""
+
+
+async def until_consumed(consuming: asyncio.Task[None], background: list[asyncio.Task[None]]) -> None:
+    """Waits until the consumer ``consuming`` ends (at stop) and raises what it raised; raises
+    ``BackgroundTaskFailed`` as soon as a ``background`` task fails before that. An agent without its
+    heartbeat would be declared lost, one without its exit watch would never report an exit: it
+    ends, so that its supervisor restarts it whole, rather than running on half alive. A background
+    task that returns (a backend without exits to watch) is no failure."""
+    pending: set[asyncio.Task[None]] = {consuming, *background}
+    while consuming in pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {consuming}:
+            if not task.cancelled() and task.exception() is not None:
+                raise BackgroundTaskFailed(f"{task.get_name()} failed: {task.exception()!r}") from task.exception()
+    consuming.result()
+
+
 async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBackend | None = None) -> None:
     """Runs the agent ``settings.agent_id`` until ``stop`` is set. A given ``backend`` is used
     as is and left open; otherwise one is built from the settings and closed at the end."""
@@ -131,6 +150,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         reconciler = Reconciler(backend, lifecycle, reporter)
         reconciling = asyncio.create_task(reconcile_periodically(reconciler, settings.reconcile_interval, stop),
                                           name="agent-reconcile")
+        background = [heartbeats, watcher, reconciling]
+        tasks = list(background)
         try:
             started = AgentStarted(
                 agent_id=agent_id,
@@ -143,13 +164,15 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
             await reporter.send(started, f"{agent_id}:started:{uuid.uuid4().hex}")
             log.info("agent %s started (%s backend, capacity %s)", agent_id, backend.name,
                      ",".join(f"{name}={amount}" for name, amount in capacity.items()))
-            await consume(broker, js, KERNELS, lifecycle, stop, agent_id=agent_id)
+            consuming = asyncio.create_task(consume(broker, js, KERNELS, lifecycle, stop, agent_id=agent_id),
+                                            name="agent-consume")
+            tasks.append(consuming)
+            await until_consumed(consuming, background)
         finally:
             await exec_server.stop()
-            heartbeats.cancel()
-            watcher.cancel()
-            reconciling.cancel()
-            await asyncio.gather(heartbeats, watcher, reconciling, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await broker.stop()
         if owned:
