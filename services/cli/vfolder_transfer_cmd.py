@@ -31,7 +31,7 @@ from services.cli.vfolder_cmd import human_bytes, vfolder
 from services.common.settings import default_cache_dir
 from services.sdk.tus import TusError, TusUploader
 
-__all__ = ["download", "ls_files", "mkdir", "mv", "rm_files", "upload"]
+__all__ = ["download", "ls_files", "mkdir", "mv", "rm_files", "upload", "walk"]
 
 REQUEST_UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
                   "{ url token expiresAt path maxBytes } }")
@@ -85,18 +85,23 @@ class _Resumes:
             self._save()
 
 
-def _walk(sources: tuple[Path, ...], dest: str) -> Iterator[tuple[Path, str]]:
-    """Yields (local file, folder path) for files and the files under directories (links skipped)."""
+def walk(sources: tuple[Path, ...], dest: str, skipped: list[str]) -> Iterator[tuple[Path, str]]:
+    """Yields (local file, folder path) for files and the files under directories. Links (to files
+    or directories: never followed) and special files under a directory are not uploaded: their
+    local paths are added to ``skipped``."""
     base = dest.strip("/")
     for source in sources:
         if source.is_dir() and not source.is_symlink():
             for root, dirs, files in os.walk(source):
+                skipped.extend(str(Path(root) / name) for name in sorted(dirs) if (Path(root) / name).is_symlink())
                 dirs.sort()
                 for name in sorted(files):
                     local = Path(root) / name
-                    if local.is_file() and not local.is_symlink():
-                        rel = local.relative_to(source.parent).as_posix()
-                        yield local, f"{base}/{rel}" if base else rel
+                    if not local.is_file() or local.is_symlink():
+                        skipped.append(str(local))
+                        continue
+                    rel = local.relative_to(source.parent).as_posix()
+                    yield local, f"{base}/{rel}" if base else rel
         elif source.is_file():
             yield source, f"{base}/{source.name}" if base else source.name
         else:
@@ -123,7 +128,11 @@ def _over_room(files: list[tuple[Path, str, int]], room: float | None) -> str | 
 async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str) -> None:
     """Upload files or directories SOURCES into FOLDER; run it again to resume an interrupted upload."""
     resumes = _Resumes(default_cache_dir() / "uploads.json")
-    files = [(local, path, local.stat().st_size) for local, path in _walk(sources, dest)]
+    skipped: list[str] = []
+    files = [(local, path, local.stat().st_size) for local, path in walk(sources, dest, skipped)]
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        out.info(f"skipped {len(skipped)} link(s) or special file(s), never uploaded or followed: {shown}")
     async with connect_client() as client:
         if len(files) > 1:  # one file: its own requestUpload refuses it before anything is sent
             refused = _over_room(files, (await client.execute(UPLOAD_ROOM, {"f": folder}))["vfolderUploadRoom"])
@@ -153,7 +162,7 @@ async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str)
                 if not out.err_terminal and not out.is_json:
                     out.info(f"uploaded {path} ({size} bytes)")
     if out.is_json:
-        out.json({"uploaded": [p for _, p, _ in files]})
+        out.json({"uploaded": [p for _, p, _ in files], "skipped": skipped})
 
 
 async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Progress, label: str) -> int:
