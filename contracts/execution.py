@@ -14,6 +14,7 @@ import msgspec
 from contracts.subjects import check_token
 
 __all__ = [
+    "MAX_EXEC_INPUT",
     "EXEC_SUBJECTS",
     "IO_SUBJECTS",
     "LOGS_SUBJECTS",
@@ -29,6 +30,10 @@ __all__ = [
     "io_subject",
     "logs_subject",
 ]
+
+
+MAX_EXEC_INPUT = 1 << 20
+"""Bytes (UTF-8) of code and stdin together that one execution takes; larger data goes through a folder."""
 
 
 class ExecMode(str, Enum):

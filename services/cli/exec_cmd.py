@@ -7,13 +7,14 @@ from typing import Any
 
 import click
 
+from contracts.execution import MAX_EXEC_INPUT
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
 from services.cli.running import run_async
 from services.sdk.client import BerthClient
 
-__all__ = ["exec_", "logs", "stream_execution"]
+__all__ = ["check_input_size", "exec_", "logs", "stream_execution"]
 
 INTERRUPTED = 130
 
@@ -33,6 +34,15 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
         stream.flush()
     click.echo("berth: the execution ended without an exit code", err=True)
     return 1
+
+
+def check_input_size(code: str, stdin: str | None) -> None:
+    """Refuses, before anything is sent, code and stdin larger than one execution takes."""
+    size = len(code.encode()) + len((stdin or "").encode())
+    if size > MAX_EXEC_INPUT:
+        raise click.ClickException(
+            f"code and stdin are {size:,} bytes together; an execution takes at most {MAX_EXEC_INPUT:,} "
+            "(1 MiB): put larger data in a folder (berth vfolder upload FOLDER FILE) and mount it (--mount FOLDER)")
 
 
 def exit_with(code: int) -> None:
@@ -57,6 +67,7 @@ def exec_(session_id: str, code: str, batch: bool, stdin_file: Any) -> None:
 
     SESSION is an id, a unique id prefix (4+ characters) or a name."""
     stdin = stdin_file.read() if stdin_file is not None else None
+    check_input_size(code, stdin)
     try:
         exit_with(_exec(session_id, code, "batch" if batch else "query", stdin))
     except KeyboardInterrupt:

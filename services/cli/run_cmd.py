@@ -9,7 +9,7 @@ import click
 
 from services.cli import queries as q
 from services.cli.connection import connect_client
-from services.cli.exec_cmd import INTERRUPTED, exit_with, stream_execution
+from services.cli.exec_cmd import INTERRUPTED, check_input_size, exit_with, stream_execution
 from services.cli.running import run_async
 from services.cli.output import Output
 from services.cli.session_options import mount_option
@@ -101,6 +101,7 @@ def run(out: Output, file: Path | None, code: str | None, command: str | None, i
     if file is not None:
         code = file.read_text()
     mode = "batch" if command is not None else "query"
+    check_input_size(command if command is not None else code or "", None)  # before a session is asked for
     try:
         exit_with(_run(out, image, name, command if command is not None else code, mode, resources, mounts, remove,
                        timeout))

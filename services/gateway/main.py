@@ -20,7 +20,7 @@ from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
-from services.gateway.auth.middleware import MAX_BODY
+from contracts.execution import MAX_EXEC_INPUT
 from services.gateway.coalesced_writes import CoalescingHttpToolsProtocol
 from services.gateway.resources import READ_WAIT, Resources
 from services.gateway.view import GRAPHQL_PATH
@@ -29,6 +29,11 @@ from services.common.waiting import first_of
 __all__ = ["build_app", "main", "run_gateway"]
 
 log = logging.getLogger(__name__)
+
+WS_MAX_MESSAGE = 2 * MAX_EXEC_INPUT + (64 << 10)
+"""Bytes of one websocket message: an ``execute`` of the largest code and stdin it takes, JSON-escaped (a
+newline or a quote is two bytes), with room for the query. Past it the socket closes with 1009, which the
+SDK names (``MESSAGE_TOO_BIG``); within it, a larger input gets ``execute``'s own BAD_INPUT."""
 
 def build_app(settings: Settings, *, nats: Nats | None = None, read_wait: float = READ_WAIT) -> GatewayApp:
     """Returns the gateway's ASGI app; it opens its connections on startup or on the first request.
@@ -81,7 +86,7 @@ async def run_gateway(
         config = uvicorn.Config(
             app, lifespan="off", log_level="warning", access_log=False, ws="websockets-sansio",
             http=CoalescingHttpToolsProtocol,  # one send per response, not headers and body apart
-            timeout_graceful_shutdown=5, ws_max_size=MAX_BODY,  # a websocket message: the HTTP body limit
+            timeout_graceful_shutdown=5, ws_max_size=WS_MAX_MESSAGE,
         )
         server = _Server(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))

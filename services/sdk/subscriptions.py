@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from contracts.execution import MAX_EXEC_INPUT
 from services.sdk.errors import BerthAPIError, raise_first
 
 __all__ = ["PROTOCOL", "SubscriptionChannel"]
@@ -168,10 +169,14 @@ async def _wait_for_ack(ws: ClientConnection) -> None:
             await ws.send(json.dumps({"type": "pong"}))
 
 
+MESSAGE_TOO_BIG = 1009
+"""The websocket close code of a message over the receiver's limit."""
+
+
 def closed_error(exc: ConnectionClosed) -> BerthAPIError:
     """Returns the error of a closed websocket: the refusal the gateway named in its close reason
     (RATE_LIMITED, SUBSCRIPTION_LIMIT), UNAUTHENTICATED when it refused the credentials (close code
-    4403: bad, or a keypair deactivated meanwhile), CONNECTION_CLOSED otherwise."""
+    4403: bad, or a keypair deactivated meanwhile), MESSAGE_TOO_BIG (1009), CONNECTION_CLOSED otherwise."""
     reason = exc.rcvd.reason if exc.rcvd is not None else ""
     code = exc.rcvd.code if exc.rcvd is not None else None
     for refusal in ("RATE_LIMITED", "SUBSCRIPTION_LIMIT"):
@@ -179,4 +184,8 @@ def closed_error(exc: ConnectionClosed) -> BerthAPIError:
             return BerthAPIError(refusal, reason.removeprefix(f"{refusal}: "))
     if code == 4403 or reason.startswith("UNAUTHENTICATED"):
         return BerthAPIError("UNAUTHENTICATED", reason.removeprefix("UNAUTHENTICATED: ") or "connection refused")
+    if code == MESSAGE_TOO_BIG:
+        return BerthAPIError("MESSAGE_TOO_BIG", f"the gateway refused a message this large ({reason}); an execution "
+                             f"takes at most {MAX_EXEC_INPUT >> 20} MiB of code and stdin together: larger data goes "
+                             "through a folder (berth vfolder upload, then --mount)")
     return BerthAPIError("CONNECTION_CLOSED", f"websocket closed ({code}): {reason}")

@@ -18,7 +18,8 @@ import graphql
 import pytest
 import pytest_asyncio
 
-from services.gateway.auth.middleware import MAX_BODY
+from contracts.execution import MAX_EXEC_INPUT
+from services.gateway.main import WS_MAX_MESSAGE
 from services.gateway.schema import build_schema
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.support.isolation import World, tenant_world
@@ -28,8 +29,9 @@ BIG = 70_000
 MANY = 1_000
 """Over every list limit (256 at most)."""
 EXCEPTIONS = {
-    "Subscription.execute(code)": "code and stdin: 1 MiB together, a message over the websocket's 1 MiB closes it "
-                                  "(1009, below); they are never recorded (a digest is) and may hold any character",
+    "Subscription.execute(code)": "code and stdin: 1 MiB together (BAD_INPUT), a message over the websocket's limit "
+                                  "closes it (1009: MESSAGE_TOO_BIG, below); they are never recorded (a digest is) "
+                                  "and may hold any character",
     "Subscription.execute(stdin)": "as code",
 }
 
@@ -184,6 +186,10 @@ async def test_every_text_and_list_is_bounded(world: World, leaf: Leaf, variant:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_code_over_the_websocket_message_limit_closes_the_socket(world: World) -> None:
-    kind, document, variables = request_for(Leaf("Subscription.execute", "code", (), False), "x" * (MAX_BODY + 1))
+    leaf = Leaf("Subscription.execute", "code", (), False)
+    kind, document, variables = request_for(leaf, "x" * (MAX_EXEC_INPUT + 1))
     refused = await _refusal(world.clients["owner"], kind, document, {**variables, "sessionId": world.session_id})
-    assert refused.code == "CONNECTION_CLOSED" and "(1009)" in refused.message, refused
+    assert refused.code == "BAD_INPUT" and "must not exceed" in refused.message, refused
+    kind, document, variables = request_for(leaf, "x" * (WS_MAX_MESSAGE + 1))
+    refused = await _refusal(world.clients["owner"], kind, document, {**variables, "sessionId": world.session_id})
+    assert refused.code == "MESSAGE_TOO_BIG" and "(1009)" not in refused.message, refused

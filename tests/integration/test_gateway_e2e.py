@@ -55,15 +55,15 @@ async def test_created_session_is_readable_after_its_position_and_streams(served
         assert after["status"] == "CANCELLED"
 
 
-async def test_a_websocket_message_over_the_body_limit_closes_the_socket(served: str, keys: Keys) -> None:
+async def test_a_websocket_message_over_its_limit_closes_the_socket(served: str, keys: Keys) -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    from services.gateway.auth.middleware import MAX_BODY
+    from services.gateway.main import WS_MAX_MESSAGE
 
     url = served.replace("http://", "ws://") + "/graphql"
     async with connect(url, subprotocols=["graphql-transport-ws"], max_size=None) as ws:  # type: ignore[list-item]
-        await ws.send('{"type":"connection_init","payload":{"pad":"' + "x" * (MAX_BODY + 1) + '"}}')
+        await ws.send('{"type":"connection_init","payload":{"pad":"' + "x" * (WS_MAX_MESSAGE + 1) + '"}}')
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 30)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value  # message too big

@@ -20,6 +20,7 @@ from contracts.session import KernelSpec, SessionSpec
 from contracts.travel import MAX_EVENT_BYTES, TravelError
 from domain import session as session_domain
 from services.gateway.auth.middleware import MAX_BODY
+from services.gateway.main import WS_MAX_MESSAGE
 from services.sdk.client import BerthAPIError, BerthClient
 from services.application.context import make_context
 from services.application.sessions import Sessions
@@ -125,7 +126,7 @@ async def test_oversized_and_malformed_input_over_http_and_websocket_then_a_sess
                 pass
         assert refused.value.code == "BAD_INPUT" and f"({BIG} characters)" in refused.value.message
         assert await _refused_over_the_websocket(ws_url, alice, "{not json") == 4400
-        too_big = {"type": "subscribe", "id": "1", "payload": {"query": STATUS, "variables": {"id": "x" * MAX_BODY}}}
+        too_big = {"type": "subscribe", "id": "1", "payload": {"query": STATUS, "variables": {"id": "x" * WS_MAX_MESSAGE}}}
         assert await _refused_over_the_websocket(ws_url, alice, json.dumps(too_big)) == 1009
         assert count_events(pg_dsn, excluding=AGENT) == before
 

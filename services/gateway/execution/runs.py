@@ -23,6 +23,7 @@ from nats.aio.client import Client as Nats
 
 from contracts import commands as c
 from contracts.execution import (
+    MAX_EXEC_INPUT,
     ExecAccepted,
     ExecDone,
     ExecMode,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT = 5.0
 """Seconds an agent has to accept a run or answer a log request."""
-MAX_CODE = 1 << 20
+MAX_CODE = MAX_EXEC_INPUT
 
 
 @strawberry.type(description="One item of an execution: an output chunk, or `done` with the exit code.")
