@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["AgentStatus", "ClusterMode", "KernelStatus", "Reason", "SessionStatus", "SessionType"]
+__all__ = ["LIVE_SESSION_STATUSES", "AgentStatus", "ClusterMode", "KernelStatus", "Reason", "SessionStatus",
+           "SessionType"]
 
 
 class SessionStatus(str, Enum):
@@ -24,6 +25,8 @@ class SessionStatus(str, Enum):
 
 
 _TERMINAL_SESSION = frozenset({SessionStatus.TERMINATED, SessionStatus.ERROR, SessionStatus.CANCELLED})
+LIVE_SESSION_STATUSES = [status.value for status in SessionStatus if not status.is_terminal]
+"""The values of the statuses of sessions not ended (a query's ``status = ANY(...)``)."""
 
 
 class KernelStatus(str, Enum):

@@ -12,14 +12,13 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from contracts.mounts import MAX_MOUNTS
-from contracts.status import SessionStatus
+from contracts.status import LIVE_SESSION_STATUSES
 from projections.queries.fetch import columns, fetch_all
 
 __all__ = ["MAX_MOUNTING", "MountCandidateRow", "SessionIdRow", "automatic_folders", "sessions_mounting"]
 
 MAX_MOUNTING = 100
 """The most live sessions ``sessions_mounting`` returns (one is enough to refuse)."""
-_LIVE = [status.value for status in SessionStatus if not status.is_terminal]
 
 
 class MountCandidateRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,5 +46,5 @@ async def sessions_mounting(pool: AsyncConnectionPool, folder_id: str) -> list[s
     first, at most ``MAX_MOUNTING``."""
     query = ("SELECT session_id FROM sessions WHERE status = ANY(%s) AND mounts @> %s::jsonb"
              " ORDER BY created_at, session_id LIMIT %s")
-    rows = await fetch_all(pool, SessionIdRow, query, (_LIVE, json.dumps([{"folder_id": folder_id}]), MAX_MOUNTING))
+    rows = await fetch_all(pool, SessionIdRow, query, (LIVE_SESSION_STATUSES, json.dumps([{"folder_id": folder_id}]), MAX_MOUNTING))
     return [row.session_id for row in rows]

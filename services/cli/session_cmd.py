@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from contracts.status import SessionStatus
+from contracts.status import LIVE_SESSION_STATUSES as LIVE
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.options import AliasedGroup
@@ -27,8 +27,6 @@ from services.cli.sessions_common import (
 
 __all__ = ["listed_statuses", "session"]
 
-LIVE = sorted(status.value for status in SessionStatus if not status.is_terminal)
-"""The statuses of sessions not ended: what ``berth ps`` lists without ``--all``."""
 PAGE = 100
 
 SESSION_COLUMNS = [

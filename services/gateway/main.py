@@ -16,11 +16,11 @@ import uvicorn
 import uvloop
 from nats.aio.client import Client as Nats
 
+from contracts.execution import MAX_EXEC_INPUT
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
-from contracts.execution import MAX_EXEC_INPUT
 from services.gateway.coalesced_writes import CoalescingHttpToolsProtocol
 from services.gateway.resources import READ_WAIT, Resources
 from services.gateway.view import GRAPHQL_PATH
@@ -34,6 +34,7 @@ WS_MAX_MESSAGE = 2 * MAX_EXEC_INPUT + (64 << 10)
 """Bytes of one websocket message: an ``execute`` of the largest code and stdin it takes, JSON-escaped (a
 newline or a quote is two bytes), with room for the query. Past it the socket closes with 1009, which the
 SDK names (``MESSAGE_TOO_BIG``); within it, a larger input gets ``execute``'s own BAD_INPUT."""
+
 
 def build_app(settings: Settings, *, nats: Nats | None = None, read_wait: float = READ_WAIT) -> GatewayApp:
     """Returns the gateway's ASGI app; it opens its connections on startup or on the first request.

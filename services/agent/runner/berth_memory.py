@@ -18,7 +18,16 @@ UNLIMITED_V1 = 1 << 62
 """cgroup v1 writes "no limit" as a page-rounded 2**63 - 1; anything this large is no limit."""
 
 
-def _read(path: str) -> str | None:
+def _existing(root: str | None, *names: str) -> str | None:
+    """Returns the path of the first of ``names`` under ``root`` that exists (v2's, then v1's)."""
+    if root is None:
+        return None
+    return next((path for path in (os.path.join(root, name) for name in names) if os.path.exists(path)), None)
+
+
+def _read(path: str | None) -> str | None:
+    if path is None:
+        return None
     try:
         with open(path, encoding="ascii") as file:
             return file.read(4096)
@@ -35,24 +44,16 @@ def describe_size(size: int) -> str:
 
 
 class MemoryCgroup:
-    """The memory files of one cgroup filesystem (``root``; None: none, every answer None)."""
+    """The memory files of one cgroup filesystem (``root``; None: none, every answer None). Which
+    version's files it has is found once: a run reads one file at its start and one at its end."""
 
     def __init__(self, root: str | None) -> None:
-        self.root = root
-
-    def _first(self, *names: str) -> str | None:
-        if self.root is None:
-            return None
-        for name in names:
-            text = _read(os.path.join(self.root, name))
-            if text is not None:
-                return text
-        return None
+        self._events = _existing(root, "memory.events", "memory/memory.oom_control")
+        self._limit = _existing(root, "memory.max", "memory/memory.limit_in_bytes")
 
     def oom_kills(self) -> int | None:
         """Returns how many processes of the cgroup the OOM killer ended so far; None when unknown."""
-        text = self._first("memory.events", "memory/memory.oom_control")
-        for line in (text or "").splitlines():
+        for line in (_read(self._events) or "").splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value)
@@ -60,7 +61,7 @@ class MemoryCgroup:
 
     def limit(self) -> int | None:
         """Returns the cgroup's memory limit in bytes; None when there is none or it is unknown."""
-        text = (self._first("memory.max", "memory/memory.limit_in_bytes") or "").strip()
+        text = (_read(self._limit) or "").strip()
         if not text.isdigit() or int(text) >= UNLIMITED_V1:
             return None
         return int(text)

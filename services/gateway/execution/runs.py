@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT = 5.0
 """Seconds an agent has to accept a run or answer a log request."""
-MAX_CODE = MAX_EXEC_INPUT
 
 
 @strawberry.type(description="One item of an execution: an output chunk, or `done` with the exit code.")
@@ -87,8 +86,8 @@ async def execute(
 ) -> AsyncGenerator[ExecItem, None]:
     """Runs ``code`` in the session's main kernel and streams its output, then ``done``."""
     exec_mode = _checked_mode(mode)
-    if len(code.encode()) + len((stdin or "").encode()) > MAX_CODE:
-        raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_CODE} bytes together")
+    if len(code.encode()) + len((stdin or "").encode()) > MAX_EXEC_INPUT:
+        raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_EXEC_INPUT} bytes together")
     state = await _owned_session(info, session_id)
     if state.status is not SessionStatus.RUNNING:
         raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}, not RUNNING")
