@@ -51,6 +51,16 @@ async def test_a_memory_hog_is_oom_killed_and_reported(backend: DockerBackend, e
     assert await backend.destroy(kernel_id) == 137  # the exit is remembered after removal
 
 
+async def test_a_batch_command_calls_python_by_the_name_users_know(backend: DockerBackend, exits: Exits,
+                                                                  kernel_image: str) -> None:
+    """`python train.py`, as the help's example and users' scripts say it (exit 127 when the image
+    had `python3` only)."""
+    task = launch(kernel_image, startup_command="python -c 'import sys; sys.exit(7)'")
+    await backend.create(task)
+    await async_wait_for(lambda: task.kernel.kernel_id in exits.reports, timeout=30)
+    assert exits.reports[task.kernel.kernel_id] == (7, "task-failed")
+
+
 async def test_an_exit_code_is_reported_and_the_log_kept(backend: DockerBackend, exits: Exits, kernel_image: str) -> None:
     task = launch(kernel_image, startup_command="echo working; echo oops >&2; exit 3")
     await backend.create(task)

@@ -15,8 +15,8 @@ import aiodocker
 import pytest
 
 from services.agent.backends.docker import kernel_image
-from services.agent.backends.docker.kernel_image import ImageBuildError, ensure_kernel_image, import_rootfs
-from services.agent.backends.docker.rootfs import rootfs_tarball
+from services.agent.backends.docker.kernel_image import ImageBuildError, ensure_kernel_image, import_rootfs, stale
+from services.agent.backends.docker.rootfs import ROOTFS_RECIPE, rootfs_tarball
 from services.common.settings import Settings
 from services.supervisor.runtime import prepare_default_image
 
@@ -65,9 +65,60 @@ async def test_a_cached_rootfs_is_imported_once_with_python3_as_its_command(
     assert said == [f"importing {tarball} (0 MB) into Docker as {tag}"]
     config = (await docker.images.inspect(tag))["Config"]
     assert config["Cmd"] == ["python3"] and "LANG=C.UTF-8" in config["Env"]
+    assert config["Labels"] == {"berth.rootfs": str(ROOTFS_RECIPE)}
 
     again = await ensure_kernel_image(docker, tag, cache_dir=tmp_path, say=said.append, suite="bookworm")
     assert again.how == "present" and len(said) == 1
+
+
+OLDER_CHANGES = ('CMD ["python3"]', "ENV LANG=C.UTF-8")
+"""What an older Berth imported its kernel image with (no recipe label: recipe 1, without `python`)."""
+
+
+async def test_an_image_an_older_berth_imported_is_replaced_from_the_current_recipe(
+        docker: aiodocker.Docker, tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tarball = cached_rootfs(tmp_path)
+    with monkeypatch.context() as older:
+        older.setattr(kernel_image, "IMAGE_CHANGES", OLDER_CHANGES)
+        await import_rootfs(docker, tarball, tag)
+    assert await stale(docker, tag) == (f"{tag} was imported from the kernel root filesystem's recipe 1, "
+                                        f"now {ROOTFS_RECIPE} (`python` added)")
+    said: list[str] = []
+    prepared = await ensure_kernel_image(docker, tag, cache_dir=tmp_path, say=said.append, suite="bookworm")
+    assert prepared.how == "imported" and said[0].endswith("; replacing it")
+    assert (await docker.images.inspect(tag))["Config"]["Labels"] == {"berth.rootfs": str(ROOTFS_RECIPE)}
+    assert await stale(docker, tag) is None
+
+
+async def test_an_older_image_that_cannot_be_replaced_here_is_kept_and_said(
+        docker: aiodocker.Docker, tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tarball = cached_rootfs(tmp_path / "elsewhere")
+    with monkeypatch.context() as older:
+        older.setattr(kernel_image, "IMAGE_CHANGES", OLDER_CHANGES)
+        await import_rootfs(docker, tarball, tag)
+    monkeypatch.setattr(kernel_image, "cannot_build", lambda: "building it needs root")
+    said: list[str] = []
+    prepared = await ensure_kernel_image(docker, tag, cache_dir=tmp_path, say=said.append, suite="bookworm")
+    assert prepared.how == "present" and len(said) == 1
+    assert said[0].startswith(f"{tag} was imported from the kernel root filesystem's recipe 1")
+    assert "; keeping it: building it needs root (run `sudo " in said[0]
+
+
+async def test_a_kernel_image_built_otherwise_is_never_replaced(docker: aiodocker.Docker, tag: str,
+                                                                tmp_path: Path) -> None:
+    tarball = cached_rootfs(tmp_path)
+    source = f"{tag}-source"
+    await import_rootfs(docker, tarball, source)
+    container = await docker.containers.create({"Image": source, "Cmd": ["true"], "Labels": {}})
+    try:  # a commit, as a Dockerfile's build would be: not an import of Berth's
+        await container.commit(repository=tag.rpartition(":")[0], tag=tag.rpartition(":")[2],
+                               changes='LABEL berth.rootfs=1')
+    finally:
+        await container.delete(force=True)
+        await docker.images.delete(source, force=True)
+    assert await stale(docker, tag) is None
+    prepared = await ensure_kernel_image(docker, tag, cache_dir=tmp_path, say=print, suite="bookworm")
+    assert prepared.how == "present"
 
 
 async def test_an_import_the_engine_refuses_is_a_build_error(docker: aiodocker.Docker, tag: str, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ what it says about it, the capacity it shows, which images it builds, where it b
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,15 @@ from aiodocker.exceptions import DockerError
 from services.agent.backends.docker import kernel_image
 from services.agent.backends.docker.kernel_image import ImageBuildError, buildable, ensure_kernel_image, split_tag
 from services.agent.backends.docker.probe import docker_problem, no_docker_message
-from services.agent.backends.docker.rootfs import _PER_PACKAGE, DEFAULT_MIRROR, debian_mirror, debian_suite, rootfs_tarball
+from services.agent.backends.docker.rootfs import (
+    _PER_PACKAGE,
+    DEFAULT_MIRROR,
+    ROOTFS_RECIPE,
+    add_python_alias,
+    debian_mirror,
+    debian_suite,
+    rootfs_tarball,
+)
 from services.agent.main import build_backend
 from services.common.settings import Settings
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity
@@ -95,9 +104,32 @@ def test_the_mirror_is_this_machines_debian_mirror() -> None:
     assert debian_suite({}) == "bookworm" and debian_suite({"BERTH_IMAGE_SUITE": "trixie"}) == "trixie"
 
 
-def test_the_rootfs_is_cached_per_suite_and_architecture(tmp_path: Path) -> None:
+def test_the_rootfs_is_cached_per_suite_architecture_and_recipe(tmp_path: Path) -> None:
     assert rootfs_tarball(tmp_path, "bookworm").name.startswith("kernel-rootfs-bookworm-")
+    assert rootfs_tarball(tmp_path, "bookworm").name.endswith(f"-r{ROOTFS_RECIPE}.tar")
     assert rootfs_tarball(tmp_path, "bookworm").parent == tmp_path
+
+
+def test_the_rootfs_names_python3_python_too(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "usr" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python3.11").write_text("")
+    (bin_dir / "python3").symlink_to("python3.11")
+    add_python_alias(tmp_path)
+    assert os.readlink(bin_dir / "python") == "python3" and (bin_dir / "python").resolve() == bin_dir / "python3.11"
+    add_python_alias(tmp_path)  # again: left as it is
+    assert os.readlink(bin_dir / "python") == "python3"
+
+
+def test_the_rootfs_keeps_its_own_python_and_names_none_without_python3(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "usr" / "bin"
+    bin_dir.mkdir(parents=True)
+    add_python_alias(tmp_path)
+    assert not (bin_dir / "python").is_symlink()
+    (bin_dir / "python3").write_text("")
+    (bin_dir / "python").write_text("its own")
+    add_python_alias(tmp_path)
+    assert (bin_dir / "python").read_text() == "its own"
 
 
 @pytest.mark.parametrize(("line", "per_package"), [

@@ -1,9 +1,11 @@
 """The offline Python kernel image (``berth/python:<tag>``): present, imported, or built.
 
 ``ensure_kernel_image`` returns at once when the tag is present; else it imports the cached
-root filesystem (``rootfs.py``: ``<cache>/kernel-rootfs-<suite>-<arch>.tar``), building that
+root filesystem (``rootfs.py``: ``<cache>/kernel-rootfs-<suite>-<arch>-r<recipe>.tar``), building that
 first with debootstrap when it is not cached (root and debootstrap needed; about a minute),
-with ``CMD ["python3"]`` and ``LANG=C.UTF-8``. No registry is ever asked for ``berth/python``
+with ``CMD ["python3"]``, ``LANG=C.UTF-8`` and the label ``berth.rootfs=<recipe>``. A present image
+that an older Berth imported (an older recipe: ``stale``) is replaced the same way, or kept, and said,
+where it cannot be built. No registry is ever asked for ``berth/python``
 (a name on Docker Hub could be anyone's). ``berth up`` calls it for the default image;
 ``ops/images/build-python-image`` runs ``main`` (``python -m services.agent.backends.docker.kernel_image``).
 """
@@ -24,6 +26,7 @@ from yarl import URL
 
 from services.agent.backends.docker.probe import docker_problem, no_docker_message
 from services.agent.backends.docker.rootfs import (
+    ROOTFS_RECIPE,
     ImageBuildError,
     Say,
     build_rootfs,
@@ -44,11 +47,15 @@ __all__ = [
     "import_rootfs",
     "main",
     "split_tag",
+    "stale",
 ]
 
 KERNEL_REPOSITORY = "berth/python"
-IMAGE_CHANGES = ('CMD ["python3"]', "ENV LANG=C.UTF-8")
+RECIPE_LABEL = "berth.rootfs"
+IMAGE_CHANGES = ('CMD ["python3"]', "ENV LANG=C.UTF-8", f"LABEL {RECIPE_LABEL}={ROOTFS_RECIPE}")
 """Dockerfile instructions applied on import."""
+IMPORTED = "Imported from -"
+"""The comment Docker gives an image imported from a request's body, as ``import_rootfs`` does."""
 
 
 class Prepared(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +80,16 @@ def split_tag(image: str) -> tuple[str, str]:
 def buildable(image: str) -> bool:
     """Returns True when ``image`` is the offline kernel image, which is built, never pulled."""
     return split_tag(image)[0] == KERNEL_REPOSITORY
+
+
+async def stale(docker: aiodocker.Docker, image: str) -> str | None:
+    """Returns why ``image`` (present) is an older kernel image, one that an older Berth imported from an
+    older recipe of the root filesystem; None when it is current, or not one of ours (built otherwise)."""
+    info = await docker.images.inspect(image)
+    recipe = ((info.get("Config") or {}).get("Labels") or {}).get(RECIPE_LABEL) or "1"
+    if not buildable(image) or info.get("Comment") != IMPORTED or recipe == str(ROOTFS_RECIPE):
+        return None
+    return f"{image} was imported from the kernel root filesystem's recipe {recipe}, now {ROOTFS_RECIPE} (`python` added)"
 
 
 async def image_present(docker: aiodocker.Docker, image: str) -> bool:
@@ -109,10 +126,16 @@ async def ensure_kernel_image(docker: aiodocker.Docker, image: str, *, cache_dir
     (``force``: built again from scratch, cache included). ``say`` gets the progress. Raises
     ImageBuildError saying why and what to do when it cannot."""
     started = time.monotonic()
-    if not force and await image_present(docker, image):
-        return Prepared(tag=image, how="present", seconds=0.0)
     suite = suite or debian_suite()
     tarball = rootfs_tarball(cache_dir, suite)
+    if not force and await image_present(docker, image):
+        older = await stale(docker, image)
+        if older is None:
+            return Prepared(tag=image, how="present", seconds=0.0)
+        if not tarball.exists() and (why := cannot_build()) is not None:
+            say(f"{older}; keeping it: {why} (run `sudo {_script()} {image}` once to replace it)")
+            return Prepared(tag=image, how="present", seconds=0.0)
+        say(f"{older}; replacing it")
     how = "imported"
     if force or not tarball.exists():
         why = cannot_build()

@@ -3,8 +3,9 @@
 ``build_rootfs`` runs ``debootstrap --variant=minbase --include=python3 <suite>`` from this
 machine's Debian mirror (the first ``http(s)://…/debian`` of ``/etc/apt/sources.list(.d)``,
 else ``deb.debian.org``; ``BERTH_DEBIAN_MIRROR`` overrides, ``BERTH_IMAGE_SUITE`` picks another
-suite), drops caches and docs, and tars the tree into ``<cache>/kernel-rootfs-<suite>-<arch>.tar``
-(written aside and renamed, under a lock, so concurrent builders never see half a tarball). The
+suite), names ``python3`` ``python`` too (what users' commands and scripts call, as in the ``python``
+images they know), drops caches and docs, and tars the tree into
+``<cache>/kernel-rootfs-<suite>-<arch>-r<ROOTFS_RECIPE>.tar`` (written aside and renamed, under a lock, so concurrent builders never see half a tarball). The
 image is then one ``docker import`` of that tarball (``kernel_image.py``), so a rebuild after the
 image was removed takes seconds, not a minute. Building needs root and ``debootstrap``; it
 reaches only the Debian mirror, never a container registry.
@@ -31,6 +32,8 @@ __all__ = [
     "DEFAULT_MIRROR",
     "DEFAULT_SUITE",
     "ImageBuildError",
+    "ROOTFS_RECIPE",
+    "add_python_alias",
     "build_rootfs",
     "cannot_build",
     "debian_mirror",
@@ -38,6 +41,10 @@ __all__ = [
     "rootfs_tarball",
 ]
 
+ROOTFS_RECIPE = 2
+"""The version of what ``build_rootfs`` puts in the tree, in the cached tarball's name and the image's
+``berth.rootfs`` label (``kernel_image.py``): a changed recipe builds anew, never reuses an older cache
+(2: ``python`` beside ``python3``)."""
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
@@ -83,7 +90,15 @@ def _apt_sources() -> list[str]:
 
 def rootfs_tarball(cache_dir: Path, suite: str = DEFAULT_SUITE) -> Path:
     """Returns where the rootfs tarball of ``suite`` for this machine's architecture is cached."""
-    return Path(cache_dir) / f"kernel-rootfs-{suite}-{platform.machine() or 'unknown'}.tar"
+    return Path(cache_dir) / f"kernel-rootfs-{suite}-{platform.machine() or 'unknown'}-r{ROOTFS_RECIPE}.tar"
+
+
+def add_python_alias(root: Path) -> None:
+    """Names the tree's ``python3`` ``python`` too (a relative link in ``usr/bin``), unless the tree
+    has a ``python`` already or no ``python3``."""
+    alias = root / "usr" / "bin" / "python"
+    if (root / "usr" / "bin" / "python3").exists() and not alias.is_symlink() and not alias.exists():
+        alias.symlink_to("python3")
 
 
 def cannot_build() -> str | None:
@@ -114,6 +129,7 @@ async def build_rootfs(tarball: Path, *, suite: str = DEFAULT_SUITE, mirror: str
             root = workdir / "root"
             say(f"debootstrap {suite} (minbase + python3) from {mirror} into {root}")
             await _run(["debootstrap", "--variant=minbase", "--include=python3", suite, str(root), mirror], say)
+            add_python_alias(root)
             for pruned in PRUNED:
                 for entry in (root / pruned).glob("*"):
                     if entry.is_dir() and not entry.is_symlink():
