@@ -120,12 +120,10 @@ async def create(out: Output, name: str, project: str | None, volume: str, usage
 @vfolder.command("ls")
 @click.option("--status", type=click.Choice(["provisioning", "ready", "error", "trashed", "purging", "purged"]))
 @click.option("--all", "include_purged", is_flag=True, help="Purged folders too.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only ids.")
 @click.pass_obj
 @run_async
-async def ls(out: Output, status: str | None, include_purged: bool, quiet: bool) -> None:
+async def ls(out: Output, status: str | None, include_purged: bool) -> None:
     """List the folders you see: yours, shared with you, your projects' (admins: the domain's)."""
-    out.quiet = quiet
     async with connect_client() as client:
         rows = (await client.execute(LIST, {"s": status, "all": include_purged, "p": None}))["vfolders"]
     out.table(rows if out.is_json else [_shown(r) for r in rows], COLUMNS)

@@ -34,6 +34,15 @@ def test_every_command_takes_output_and_every_ls_takes_quiet() -> None:
     assert cli.commands["ps"] is cli.commands["session"].commands["ls"]  # type: ignore[attr-defined]
 
 
+def test_no_command_declares_an_option_twice() -> None:
+    """An option declared twice makes click warn on every run of the command (`berth vfolder ls` did:
+    its own -q/--quiet and the shared one)."""
+    _register()
+    for path, command in leaves(cli):
+        opts = [opt for param in command.params for opt in getattr(param, "opts", [])]
+        assert len(opts) == len(set(opts)), (path, sorted(opt for opt in opts if opts.count(opt) > 1))
+
+
 def toy() -> BerthGroup:
     @click.group(cls=BerthGroup)
     @click.option("-o", "--output", "fmt", default="table")
