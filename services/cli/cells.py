@@ -47,13 +47,14 @@ def escape_controls(text: str, keep_newlines: bool = False) -> str:
 
 
 def _amount(slot: str, value: Any, plain: bool) -> str:
-    """Returns a slot amount: memory in binary units (exact ones only when ``plain``), the rest as given."""
-    if slot != "mem":
-        return str(value)
+    """Returns a slot amount: memory in binary units (exact ones only when ``plain``), the rest as the
+    number it is, without trailing zeros (two kernels of cpu=0.5 hold cpu=1, not 1.0)."""
     try:
         size = Decimal(str(value))
     except ArithmeticError:
         return str(value)
+    if slot != "mem":
+        return f"{size.normalize():f}" if size.is_finite() else str(value)
     for factor, unit in _BINARY:
         if size >= factor:
             if size % (factor // 1024 or 1) == 0:

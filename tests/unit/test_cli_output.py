@@ -64,6 +64,14 @@ def test_cells_are_one_line_and_plain_cells_have_full_values_without_spaces_of_t
     assert cell("x", 0) == "0" and cell("x", False) == "False"
 
 
+def test_slot_amounts_are_shown_without_trailing_zeros() -> None:
+    """Two kernels of cpu=0.5 hold cpu=1 (their sum was shown as 1.0); what is not a number is shown as given."""
+    assert cell("requestedSlots", {"cpu": "1.0", "cuda.shares": "0.50", "mem": str(512 * 1024**2)}) == \
+        "cpu=1 cuda.shares=0.5 mem=512MiB"
+    assert cell("requestedSlots", {"cpu": "1E+1", "cuda.device": "2"}, plain=True) == "cpu=10,cuda.device=2"
+    assert cell("requestedSlots", {"cpu": "many", "x": "NaN"}) == "cpu=many x=NaN"
+
+
 def test_not_a_terminal_tables_are_plain_aligned_columns_one_line_per_row() -> None:
     out, stdout, _ = make(terminal=False)
     long_image = "registry.example.com:5000/" + "team/" * 30 + "image:tag"
