@@ -156,6 +156,12 @@ async def test_execution_is_refused_clearly(
         with pytest.raises(BerthAPIError) as err:
             await execute(alice, pending["createSession"]["sessionId"], "print(1)")
         assert err.value.code == "CONFLICT" and "not RUNNING" in err.value.message
+        pending_id = pending["createSession"]["sessionId"]
+        with pytest.raises(BerthAPIError) as err:
+            await alice.execute(LOGS, {"id": pending_id})
+        assert (err.value.code, err.value.message) == ("CONFLICT", f"session {pending_id} is PENDING: its main kernel "
+                                                       "is not placed on an agent yet, so it has no log (nor anything "
+                                                       "to run in) until it is")
         await cluster.stop("agent")
         with pytest.raises(BerthAPIError) as err:
             await execute(alice, session_id, "print(1)")

@@ -71,7 +71,8 @@ def _main_kernel(state: SessionState) -> tuple[str, str]:
     for kernel in state.kernels:
         if kernel.cluster_role == "main" and kernel.agent_id is not None:
             return kernel.kernel_id, kernel.agent_id
-    raise GatewayError(CONFLICT, f"session {state.id} has no main kernel placed on an agent")
+    raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}: its main kernel is not placed on an "
+                                 "agent yet, so it has no log (nor anything to run in) until it is")
 
 
 def _checked_mode(mode: str) -> ExecMode:
