@@ -39,6 +39,7 @@ from services.gateway.errors import UNAVAILABLE, GatewayError
 from services.gateway.execution_audit import ExecutionAudit
 from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateDecision, RateLimiter
+from services.gateway.pending_gate import PendingGate
 from services.gateway.subscription_slots import SubscriptionSlots
 
 __all__ = ["POOL_WAIT", "READ_WAIT", "Resources"]
@@ -72,6 +73,8 @@ class Resources:
         """Each keypair's policy limits (rate limit, subscriptions), as of the caller's limits epoch."""
         self.rate_limiter = RateLimiter()
         self.subscription_slots = SubscriptionSlots()
+        self.pending_gate = PendingGate()
+        """The turns of the keypairs whose policy limits their pending sessions (``enqueue.enqueued``)."""
         self.keypair_watch = KeypairWatch(self.pool)
         """Closes websockets of deactivated keypairs (one re-check every 2 s for all of them)."""
         self._nats = nats

@@ -3,12 +3,14 @@ QUOTA or FORBIDDEN error and records nothing; an accepted request carries the te
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 
 import pytest
 
 from contracts.status import ClusterMode
-from services.sdk.client import BerthClient
+from services.sdk.client import BerthAPIError, BerthClient
 from services.application.sessions import Sessions
 from tests.support.gateway import (  # noqa: F401 - fixtures
     CREATE, Keys, client_for, count_events, gateway, keys, read_models,
@@ -75,6 +77,7 @@ async def test_refused_requests_record_nothing(tenants: Tenants, client_for, key
 
 async def test_pending_count_and_slots_count_only_pending_sessions(tenants: Tenants, pg_dsn: str) -> None:
     tess = tenants.make(tenants.keys["tess"])
+    catch_up(pg_dsn)  # tess's pending sessions are counted once the read models have every stored event
     first = await create(tess, resources=[{"slot": "mem", "amount": "2g"}])
     catch_up(pg_dsn)
     await assert_refused(tess, pg_dsn, {"resources": [{"slot": "mem", "amount": "2g"}]}, "QUOTA", "mem")
@@ -85,6 +88,30 @@ async def test_pending_count_and_slots_count_only_pending_sessions(tenants: Tena
     await tess.execute("mutation($id: String!) { terminateSession(sessionId: $id) { position } }", {"id": first})
     catch_up(pg_dsn)
     await create(tess, resources=[{"slot": "mem", "amount": "2g"}])  # the cancelled one no longer counts
+
+
+def _project_until(dsn: str, stop: threading.Event) -> None:
+    """Projects what is stored, again and again, as a running projector would, until ``stop``."""
+    while not stop.wait(0.005):
+        catch_up(dsn)
+
+
+async def test_concurrent_requests_never_pass_the_pending_limit(tenants: Tenants, pg_dsn: str) -> None:
+    """Six requests at once under a limit of 2 pending sessions: two accepted. Each counted the read model
+    before any was recorded, and three or more passed."""
+    tess = tenants.make(tenants.keys["tess"])
+    catch_up(pg_dsn)
+    stop = threading.Event()
+    projector = asyncio.ensure_future(asyncio.to_thread(_project_until, pg_dsn, stop))
+    try:
+        results = await asyncio.gather(*(create(tess) for _ in range(6)), return_exceptions=True)
+    finally:
+        stop.set()
+        await projector
+    refusals = [r for r in results if not isinstance(r, str)]
+    assert len(results) - len(refusals) == 2, results
+    assert all(isinstance(r, BerthAPIError) and r.code == "QUOTA" for r in refusals), refusals
+    assert {r.message for r in refusals} == {"you already have 2 pending sessions; your resource policy allows 2"}
 
 
 async def test_accepted_request_carries_tenancy_and_scheduling_fields(tenants: Tenants, client_for, keys: Keys,

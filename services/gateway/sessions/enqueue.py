@@ -7,12 +7,15 @@ is recorded, in the same transaction (``Sessions.request(..., unique_name=True)`
 
 Tenancy facts come from the event store (never stale: a user created a moment ago may
 create a session at once); the pending sessions of the keypair come from the ``sessions``
-read model. The pure checks live in ``domain.tenancy.enqueue``.
+read model, counted in the keypair's turn when its policy limits them
+(``services.gateway.pending_gate``): once the read models reached the event store's position, the
+turn held until the request is recorded. The pure checks live in ``domain.tenancy.enqueue``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import msgspec
@@ -30,11 +33,12 @@ from services.application.tenancy import Tenancy
 from services.gateway.auth.principal import Principal
 from services.gateway.context import Info
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError, from_domain
+from services.gateway.readmodels import read_caught_up
 from services.gateway.sessions import readmodels as rm
 from services.gateway.sessions.mounts import actor_of, resolved_mounts
 from services.gateway.sessions.refs import resolve_session_id
 
-__all__ = ["enqueue_checked"]
+__all__ = ["enqueued"]
 
 
 class _Loaded(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,10 +85,17 @@ def _keys(project_name: str, policy_name: str) -> tuple[str, str]:
     return project_id(project_name), policy_id(policy_name)
 
 
+def _limits_pending(limits: KeypairLimits) -> bool:
+    return bool(limits.max_pending_session_count or limits.max_pending_session_resource_slots)
+
+
 async def _pending(info: Info, limits: KeypairLimits, owner: str) -> tuple[int, dict[str, Decimal]]:
-    if not limits.max_pending_session_count and not limits.max_pending_session_resource_slots:
+    """Returns how many sessions ``owner`` has pending and their slots, as of the event store's position
+    (every request recorded before is counted); nothing when ``limits`` do not limit them."""
+    if not _limits_pending(limits):
         return 0, {}
-    count, slots = await rm.pending_of(info.context.resources.pool, owner)
+    resources = info.context.resources
+    count, slots = await read_caught_up(resources, rm.pending_of, resources.pool, owner)
     return count, sum_slots(parse_slots(s) for s in slots)
 
 
@@ -102,11 +113,14 @@ async def _resolved_dependencies(info: Info, dependencies: list[str]) -> list[st
     return list(dict.fromkeys(resolved))
 
 
-async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSession,
-                          project: str | None, resource_group: str | None,
-                          mounts: Sequence[MountRequest] = ()) -> c.RequestSession:
-    """Returns ``command`` with the caller's user, domain, project, resource group and resolved ``mounts``
-    filled in, once every enqueue check passed; raises a GraphQL error (BAD_INPUT, QUOTA, FORBIDDEN) otherwise."""
+@contextlib.asynccontextmanager
+async def enqueued(info: Info, principal: Principal, command: c.RequestSession, project: str | None,
+                   resource_group: str | None, mounts: Sequence[MountRequest] = ()) -> AsyncIterator[c.RequestSession]:
+    """Yields ``command`` with the caller's user, domain, project, resource group and resolved ``mounts``
+    filled in, once every enqueue check passed, to be recorded in the ``with`` block: a keypair whose
+    policy limits its pending sessions holds its turn until the block ends (``services.gateway.pending_gate``),
+    so that no other request of it is counted before this one is recorded. Raises a GraphQL error
+    (BAD_INPUT, QUOTA, FORBIDDEN; READ_MODEL_BEHIND when the pending sessions cannot be counted yet) otherwise."""
     spec = command.spec
     if spec.designated_agents and not principal.is_admin:
         raise GatewayError(FORBIDDEN, "only admins may designate agents")
@@ -117,6 +131,21 @@ async def enqueue_checked(info: Info, principal: Principal, command: c.RequestSe
     group = resource_group or DEFAULT_RESOURCE_GROUP
     try:
         loaded = await resources.call(_load, resources.tenancy, principal, project, group)
+    except DomainError as exc:
+        raise from_domain(exc) from exc
+    if not _limits_pending(loaded.limits):
+        yield await _checked(info, principal, command, loaded, group, mounts)
+        return
+    async with resources.pending_gate.turn(principal.access_key):
+        yield await _checked(info, principal, command, loaded, group, mounts)
+
+
+async def _checked(info: Info, principal: Principal, command: c.RequestSession, loaded: _Loaded, group: str,
+                   mounts: Sequence[MountRequest]) -> c.RequestSession:
+    """Returns ``command`` completed, once the checks that need the tenancy facts ``loaded`` passed
+    (see ``enqueued``)."""
+    spec = command.spec
+    try:
         pending_count, pending_slots = await _pending(info, loaded.limits, principal.access_key)
         check_enqueue(EnqueueFacts(
             access_key=principal.access_key, domain=principal.domain, privileged=principal.is_admin,

@@ -24,7 +24,7 @@ from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, GatewayError, from_domain
 from services.gateway.limits import checked, checked_choice, checked_value
-from services.gateway.sessions.enqueue import enqueue_checked
+from services.gateway.sessions.enqueue import enqueued
 from services.gateway.sessions.idempotency import earlier_request, session_id_for
 from services.gateway.sessions.mounts import mount_requests
 from services.gateway.sessions.refs import resolve_owned_session
@@ -108,14 +108,15 @@ class Mutation:
         if key is not None and (earlier := await earlier_request(info, principal, session_id)) is not None:
             return earlier  # a retry: the session its first request created, nothing recorded
         command = build_request(input, principal.access_key, session_id)
-        command = await enqueue_checked(info, principal, command, input.project, input.resource_group,
-                                        mount_requests(input.mounts))
-        try:
-            position = await resources.session_requests.submit((session_id, command, make_context(principal.access_key)))
-        except (DomainError, SlotError, SubjectError) as exc:
-            if key is not None and (earlier := await earlier_request(info, principal, session_id)) is not None:
-                return earlier  # a concurrent retry created it first
-            raise from_domain(exc) from exc
+        async with enqueued(info, principal, command, input.project, input.resource_group,
+                            mount_requests(input.mounts)) as command:
+            try:
+                position = await resources.session_requests.submit(
+                    (session_id, command, make_context(principal.access_key)))
+            except (DomainError, SlotError, SubjectError) as exc:
+                if key is not None and (earlier := await earlier_request(info, principal, session_id)) is not None:
+                    return earlier  # a concurrent retry created it first
+                raise from_domain(exc) from exc
         return SessionCommandResult(session_id=session_id, position=position)
 
     @strawberry.mutation(description="Terminates (or cancels, while pending) one of the caller's sessions: "
