@@ -79,6 +79,8 @@ class NatsServer:
         """Prepares a handle; nothing runs until ``start``."""
         self._proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
+        self._chosen_port: int | None = None
+        """The port the last ``start`` chose (kept when it failed): ``restart`` takes it again."""
         self.data_dir: Path | None = None
         self.trust: BusTrust | None = None
 
@@ -142,7 +144,8 @@ class NatsServer:
                 recorded = int(port_file.read_text().strip())
                 if _port_is_free(self.host, recorded):
                     port = recorded
-        port = port if port is not None else free_port(self.host)
+        port = self._chosen_port = port if port is not None else free_port(self.host)
+        self.data_dir = data_dir
         port_file.write_text(f"{port}\n")
         log_path = data_dir / "nats-server.log"
         self.trust = BusTrust.load_or_create(self.trust_dir(data_dir))
@@ -152,7 +155,7 @@ class NatsServer:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True,
                                           preexec_fn=die_with_parent(signal.SIGTERM))
-        self.port, self.data_dir = port, data_dir
+        self.port = port
         deadline = time.monotonic() + timeout
         while not _port_answers(self.host, port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -163,6 +166,20 @@ class NatsServer:
                                    f"log {log_path}:\n{tail}")
             time.sleep(0.05)
         return self.url
+
+    def exited(self) -> int | None:
+        """Returns the exit status of the server it started once that server has ended, else None."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def restart(self) -> str:
+        """Starts the server again after it ended (or a restart failed), on the same port and state;
+        returns its URL."""
+        if self._proc is not None and self._proc.poll() is None:
+            raise RuntimeError("nats-server is running")
+        if self.data_dir is None or self._chosen_port is None:
+            raise RuntimeError("NatsServer was never started")
+        self._proc = None
+        return self.start(self.data_dir, port=self._chosen_port)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops the server it started: SIGTERM, then SIGKILL after ``timeout`` seconds."""

@@ -41,6 +41,7 @@ class EmbeddedPostgres:
     def __init__(self) -> None:
         """Prepares a handle; nothing runs until ``start``."""
         self._proc: subprocess.Popen[bytes] | None = None
+        self._data_dir: Path | None = None
         self.dsn: str | None = None
 
     @property
@@ -54,7 +55,7 @@ class EmbeddedPostgres:
         connections and returns a libpq URI for the ``postgres`` database."""
         if self.dsn is not None:
             raise RuntimeError("EmbeddedPostgres already started")
-        data_dir = Path(data_dir).resolve()
+        data_dir = self._data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o755)
         pgdata = data_dir / "pg"
@@ -92,6 +93,20 @@ class EmbeddedPostgres:
             time.sleep(0.05)
         self.dsn = _socket_uri(socket_dir)
         return self.dsn
+
+    def exited(self) -> int | None:
+        """Returns the exit status of the server it started once that server has ended, else None."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def restart(self) -> str:
+        """Starts the server again after it ended (or a restart failed), on the same cluster (crash
+        recovery runs at its start) and socket; returns its libpq URI."""
+        if self._proc is not None and self._proc.poll() is None:
+            raise RuntimeError("postgres is running")
+        if self._data_dir is None:
+            raise RuntimeError("EmbeddedPostgres was never started")
+        self._proc, self.dsn = None, None
+        return self.start(self._data_dir)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stops the server it started: SIGINT (fast shutdown: ends the sessions, checkpoints),

@@ -2,7 +2,9 @@
 
 The embedded servers are children of this process that end with it (parent-death signal);
 leaving ``infrastructure()`` stops them in order, each within ``STOP_TIMEOUT`` seconds before it
-is killed; ``Infrastructure.halt`` ends them at once, from any thread."""
+is killed; ``Infrastructure.halt`` ends them at once, from any thread. Meanwhile
+``Infrastructure.kept`` names them for ``server_keeper.keep_servers``, which starts one that ended
+again."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from psycopg import sql
 from services.common.bus_trust import BusTrust
 from services.supervisor.embedded import NatsServer
 from services.supervisor.embedded_postgres import EmbeddedPostgres, dsn_with_dbname
+from services.supervisor.server_keeper import KeptServer
 
 __all__ = ["Infrastructure", "bus_trust_dir", "ensure_database", "infrastructure", "nats_data_dir"]
 
@@ -30,13 +33,15 @@ class Infrastructure:
     """Addresses of the bus and the database in use."""
 
     def __init__(self, nats_url: str, pg_dsn: str, embedded: list[str],
-                 servers: Sequence[NatsServer | EmbeddedPostgres] = (), bus_trust: BusTrust | None = None) -> None:
+                 kept: Sequence[KeptServer] = (), bus_trust: BusTrust | None = None) -> None:
         self.nats_url = nats_url
         self.bus_trust = bus_trust
         """The embedded NATS's trust (it issues each service's credential); None for ``BERTH_NATS_URL``."""
         self.pg_dsn = pg_dsn
         self.embedded = embedded
-        self._servers = list(servers)
+        self.kept = list(kept)
+        """The embedded servers, to keep running (``server_keeper.keep_servers``)."""
+        self._servers = [entry.server for entry in kept]
 
     def halt(self) -> None:
         """Ends the embedded servers at once (NATS: SIGKILL; PostgreSQL: immediate shutdown),
@@ -72,20 +77,21 @@ def infrastructure(data_dir: Path, nats_url: str = "", pg_dsn: str = "") -> Iter
     data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         embedded: list[str] = []
-        servers: list[NatsServer | EmbeddedPostgres] = []
+        kept: list[KeptServer] = []
         bus_trust = None
         if not nats_url:
             nats = NatsServer()
             stack.callback(nats.stop, STOP_TIMEOUT)
-            servers.append(nats)
             nats_url = nats.start(nats_data_dir(data_dir))
+            kept.append(KeptServer("nats-server", nats, nats_url))
             bus_trust = nats.trust
             embedded.append(f"nats-server (pid {nats.pid}, data {nats_data_dir(data_dir)})")
         if not pg_dsn:
             postgres = EmbeddedPostgres()
             stack.callback(postgres.stop, STOP_TIMEOUT)
-            servers.append(postgres)
-            pg_dsn = ensure_database(postgres.start(data_dir))
+            admin_dsn = postgres.start(data_dir)
+            kept.append(KeptServer("postgresql", postgres, admin_dsn))
+            pg_dsn = ensure_database(admin_dsn)
             running = f"pid {postgres.pid}" if postgres.pid else "already running"
             embedded.append(f"postgresql ({running}, data {data_dir / 'pg'})")
-        yield Infrastructure(nats_url, pg_dsn, embedded, servers, bus_trust)
+        yield Infrastructure(nats_url, pg_dsn, embedded, kept, bus_trust)

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import socket
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import msgspec
 
@@ -46,6 +46,7 @@ from services.supervisor.infrastructure import infrastructure
 from services.supervisor.processes import Child, Children, module_argv
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity, prepare_default_image
 from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
+from services.supervisor.server_keeper import KeptServer, keep_servers
 from services.supervisor.supervision import Service, supervise
 
 __all__ = ["agent_settings", "child_env", "service_processes", "up", "with_identity"]
@@ -82,7 +83,8 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, in_process: bo
             say(f"started {line}")
         settings = msgspec.structs.replace(settings, nats_url=infra.nats_url, pg_dsn=infra.pg_dsn)
         settings = with_identity(settings, infra.bus_trust, ADMIN)
-        late = run_loop(functools.partial(_run, settings, infra.bus_trust, say, guard, in_process), guard)
+        late = run_loop(functools.partial(_kept_while_running, infra.kept, settings, infra.bus_trust, say, guard,
+                                          in_process), guard)
     exit_if_threads_stuck(THREAD_GRACE, 1)
     return 1 if late else 0
 
@@ -173,6 +175,18 @@ def service_processes(settings: Settings, gateway_ready: Callable[[str], None], 
         Child(agents, module_argv("services.agent"), env("agents")),
         Child("gateway", module_argv("services.gateway"), env("gateway"), on_line=gateway_line),
     ], grace=grace)
+
+
+async def _kept_while_running(kept: Sequence[KeptServer], settings: Settings, bus_trust: BusTrust | None,
+                              say: Callable[[str], None], guard: StopGuard, in_process: bool,
+                              stop: asyncio.Event) -> list[str]:
+    """``_run``, with the embedded servers of ``kept`` started again whenever one ends meanwhile."""
+    keeping = asyncio.create_task(keep_servers(kept, stop), name="embedded servers")
+    try:
+        return await _run(settings, bus_trust, say, guard, in_process, stop)
+    finally:
+        keeping.cancel()
+        await asyncio.gather(keeping, return_exceptions=True)
 
 
 async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[str], None], guard: StopGuard,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 import nats
@@ -10,9 +13,11 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from services.common.bus import connect_options
+from services.common.bus_identities import ADMIN
 from services.supervisor.embedded import NatsServer, free_port
 from services.supervisor.embedded_postgres import EmbeddedPostgres, dsn_with_dbname
-from tests.support.waiting import wait_for
+from services.supervisor.server_keeper import KeptServer, keep_servers
+from tests.support.waiting import async_wait_for, wait_for
 
 
 async def test_nats_fixture_serves_jetstream(nats_url: str) -> None:
@@ -96,3 +101,58 @@ def test_dsn_with_dbname(dsn: str, expected: str) -> None:
     result = dsn_with_dbname(dsn, "other")
     assert conninfo_to_dict(result) == conninfo_to_dict(expected)
     assert result.startswith("postgresql://") == dsn.startswith("postgresql://")
+
+
+@pytest.mark.slow
+async def test_embedded_servers_that_die_are_started_again_on_their_state_and_address(tmp_path: Path) -> None:
+    """`berth up`'s keeper: a SIGKILLed PostgreSQL and nats-server are running again, at the addresses the
+    services use, with what they held (before, nothing started them again: Berth waited forever)."""
+    nats_server, postgres = NatsServer(), EmbeddedPostgres()
+    nats_url = nats_server.start(tmp_path / "nats")
+    dsn = postgres.start(tmp_path / "state")
+    creds = nats_server.credentials(ADMIN)
+    kept = [KeptServer("nats-server", nats_server, nats_url), KeptServer("postgresql", postgres, dsn)]
+    stop = asyncio.Event()
+    keeping = asyncio.create_task(keep_servers(kept, stop, interval=0.05))
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("create table kept (note text)")
+            conn.execute("insert into kept values ('survives a crash')")
+        nc = await nats.connect(**{**connect_options(nats_url, "test", creds), "max_reconnect_attempts": 0},
+                                connect_timeout=5)
+        await nc.jetstream().add_stream(name="KEPT", subjects=["kept.>"])
+        await nc.jetstream().publish("kept.one", b"survives a crash")
+        await nc.close()
+        old_pids = (nats_server.pid, postgres.pid)
+        for pid in old_pids:
+            os.kill(pid, signal.SIGKILL)
+
+        def postgres_back() -> bool:
+            try:
+                with psycopg.connect(dsn, connect_timeout=2) as conn:
+                    return conn.execute("select note from kept").fetchall() == [("survives a crash",)]
+            except psycopg.OperationalError:
+                return False
+
+        await async_wait_for(lambda: asyncio.to_thread(postgres_back), timeout=90,
+                             message="postgresql was not started again")
+
+        async def nats_back() -> bool:
+            try:
+                nc = await nats.connect(**{**connect_options(nats_url, "test", creds), "max_reconnect_attempts": 0},
+                                        connect_timeout=2, allow_reconnect=False)
+            except Exception:  # noqa: BLE001 - not answering yet
+                return False
+            try:
+                return (await nc.jetstream().stream_info("KEPT")).state.messages == 1
+            finally:
+                await nc.close()
+
+        await async_wait_for(nats_back, timeout=30, message="nats-server was not started again with its stream")
+        assert nats_server.pid not in old_pids and postgres.pid not in old_pids
+        assert not stop.is_set()
+    finally:
+        stop.set()
+        await keeping
+        nats_server.stop()
+        postgres.stop()
