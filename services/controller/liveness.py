@@ -5,6 +5,13 @@ the bucket and ``check_liveness`` applies its decisions through the Agents use c
 Heartbeat age is measured on the controller's own monotonic clock from the moment
 it sees a heartbeat, so agents' clocks need not agree with it; only the values
 already in the bucket when the controller starts are aged by their ``sent_at``.
+
+The watch can fall behind the bucket: after a NATS restart its consumer is recreated only
+seconds later, while the agents beat on. So an agent found silent is judged lost only once the
+bucket itself, read then (``latest_heartbeat``), holds no heartbeat newer than the last one seen;
+a newer one counts as seen now, and a bucket that cannot be read judges nobody (the next check
+does). Before, a NATS restart of half a second had every agent declared lost five seconds later
+and their sessions ended.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Awaitable, Callable
 
 import msgspec
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts import commands as c
@@ -24,11 +32,13 @@ from contracts.status import AgentStatus
 from domain.errors import NotFoundError
 from services.common.waiting import first_of
 
-__all__ = ["Liveness", "check_liveness", "watch_heartbeats"]
+__all__ = ["Latest", "Liveness", "check_liveness", "latest_heartbeat", "watch_heartbeats"]
 
 log = logging.getLogger(__name__)
 
 Apply = Callable[[str, c.Command], Awaitable[object]]
+Latest = Callable[[str], Awaitable[float | None]]
+"""Reads an agent's heartbeat in the bucket now: its ``sent_at`` (``latest_heartbeat``)."""
 
 
 class Liveness:
@@ -63,6 +73,10 @@ class Liveness:
         if seen >= self._beat.get(agent_id, float("-inf")):
             self._beat[agent_id] = seen
             self._sent[agent_id] = sent_at
+
+    def newer(self, agent_id: str, sent_at: float) -> bool:
+        """Returns whether a heartbeat sent at ``sent_at`` is newer than the last one seen of ``agent_id``."""
+        return sent_at > self._sent.get(agent_id, float("-inf"))
 
     def due(self) -> list[tuple[str, c.Command]]:
         """Returns the commands due now: ``MarkAgentLost`` for an alive agent silent for longer
@@ -120,10 +134,44 @@ async def watch_heartbeats(kv: KeyValue, liveness: Liveness, stop: asyncio.Event
         await watcher.stop()
 
 
-async def check_liveness(liveness: Liveness, apply: Apply, interval: float, stop: asyncio.Event) -> None:
-    """Applies what ``liveness`` finds due every ``interval`` seconds until ``stop`` is set."""
+async def latest_heartbeat(kv: KeyValue, agent_id: str) -> float | None:
+    """Returns the ``sent_at`` of ``agent_id``'s heartbeat in the bucket now, None when it holds none (or
+    not one of that agent); raises the bucket's errors (NATS unreachable, a timeout)."""
+    try:
+        entry = await kv.get(agent_id)
+    except KeyNotFoundError:
+        return None
+    try:
+        beat = msgspec.json.decode(entry.value or b"", type=AgentHeartbeat)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return beat.sent_at if beat.agent_id == agent_id else None
+
+
+async def _silent(liveness: Liveness, latest: Latest, agent_id: str) -> bool:
+    """Returns whether the bucket confirms that ``agent_id`` sent nothing since the last heartbeat seen;
+    a newer heartbeat found there is recorded as seen now."""
+    try:
+        sent_at = await latest(agent_id)
+    except Exception as exc:  # noqa: BLE001 - the controller cannot see the bucket: it judges nobody now
+        log.warning("agent %s looks silent, but its heartbeat cannot be read to confirm it (%s: %s); "
+                    "judged at the next check", agent_id, type(exc).__name__, exc)
+        return False
+    if sent_at is not None and liveness.newer(agent_id, sent_at):
+        log.info("agent %s beat on while the heartbeat watch was behind; not lost", agent_id)
+        liveness.heartbeat(agent_id, sent_at)
+        return False
+    return True
+
+
+async def check_liveness(liveness: Liveness, apply: Apply, interval: float, stop: asyncio.Event,
+                         latest: Latest) -> None:
+    """Applies what ``liveness`` finds due every ``interval`` seconds until ``stop`` is set; an agent
+    found silent is marked lost only once ``latest`` (its heartbeat in the bucket) confirms it."""
     while not stop.is_set():
         for agent_id, command in liveness.due():
+            if isinstance(command, c.MarkAgentLost) and not await _silent(liveness, latest, agent_id):
+                continue
             try:
                 await apply(agent_id, command)
             except NotFoundError:

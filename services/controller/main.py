@@ -4,6 +4,7 @@ lost agents' kernels, the session timeouts and the stuck-session deadlines (what
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from contracts import commands as c
@@ -19,7 +20,7 @@ from services.common.settings import Settings
 from services.common.waiting import until
 from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_lost_agents
 from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, STORAGE_REPORTS_IN, AgentWatch, DeadlineWatch
-from services.controller.liveness import Liveness, check_liveness, watch_heartbeats
+from services.controller.liveness import Liveness, check_liveness, latest_heartbeat, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
 from services.controller.storage_reports import StorageReportHandler
 from services.controller.stuck import StuckDeadlines, StuckSessionSweeper
@@ -90,7 +91,8 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
                 tasks.create_task(consume(broker, js, REPORTS_IN, handler, stop))
                 tasks.create_task(consume(broker, js, STORAGE_REPORTS_IN, StorageReportHandler(vfolders, store), stop))
                 tasks.create_task(watch_heartbeats(kv, liveness, stop))
-                tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop))
+                tasks.create_task(check_liveness(liveness, apply, settings.heartbeat_interval, stop,
+                                                 functools.partial(latest_heartbeat, kv)))
                 tasks.create_task(sweep_lost_agents(lost, sweep, settings.heartbeat_interval, stop))
                 tasks.create_task(timeouts())
                 tasks.create_task(stuck_sessions())

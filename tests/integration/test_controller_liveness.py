@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+import msgspec
 import pytest
+from nats.js import JetStreamContext
 
 from contracts import commands as c
-from contracts.reports import AgentStarted, KernelExitedReport, KernelPullingReport, KernelRunningReport
+from contracts.reports import AgentHeartbeat, AgentStarted, KernelExitedReport, KernelPullingReport, KernelRunningReport
 from contracts.status import AgentStatus, Reason
 from services.common.flow import PermanentError
-from services.controller.liveness import Liveness
+from services.common.bus import heartbeat_bucket
+from services.controller.liveness import Liveness, check_liveness, latest_heartbeat
+from tests.support.publish import js  # noqa: F401 - fixture
 from services.controller.reports import agent_of_subject, command_for, reason_of
 
 
@@ -105,6 +111,71 @@ def test_unregistered_agents_are_not_judged(liveness: Liveness, clock: Clock) ->
     liveness.forget("a1")
     clock.advance(60)
     assert liveness.due() == []
+
+
+async def _check_once(liveness: Liveness, latest: Callable[[str], Awaitable[float | None]]) -> list[str]:
+    """Runs one round of ``check_liveness``; returns the names of the commands it applied."""
+    applied: list[str] = []
+    stop = asyncio.Event()
+
+    async def apply(agent_id: str, command: c.Command) -> None:
+        applied.append(type(command).__name__)
+
+    async def latest_then_stop(agent_id: str) -> float | None:
+        stop.set()  # this round ends the loop
+        return await latest(agent_id)
+
+    await asyncio.wait_for(check_liveness(liveness, apply, 0.01, stop, latest_then_stop), 10)
+    return applied
+
+
+async def test_a_silent_agent_whose_bucket_holds_a_newer_heartbeat_is_not_lost(liveness: Liveness,
+                                                                             clock: Clock) -> None:
+    """The watch fell behind (a NATS restart stalls it for seconds) while the agent beat on: before, the agent
+    was declared lost and its sessions ended."""
+    liveness.status("a1", AgentStatus.ALIVE)
+    liveness.heartbeat("a1", clock.wall)
+    clock.advance(6)
+    newer = clock.wall - 0.5
+
+    async def bucket(agent_id: str) -> float | None:
+        return newer
+
+    assert await _check_once(liveness, bucket) == []
+    assert liveness.due() == [] and not liveness.newer("a1", newer)  # seen now
+
+
+async def test_a_silent_agent_is_not_judged_while_its_bucket_cannot_be_read(liveness: Liveness, clock: Clock) -> None:
+    liveness.status("a1", AgentStatus.ALIVE)
+    liveness.heartbeat("a1", clock.wall)
+    clock.advance(6)
+
+    async def unreachable(agent_id: str) -> float | None:
+        raise TimeoutError("nats: timeout")
+
+    assert await _check_once(liveness, unreachable) == []
+    assert names(liveness.due()) == [("a1", "MarkAgentLost")]  # judged at the next check
+
+
+async def test_a_silent_agent_the_bucket_confirms_is_lost(liveness: Liveness, clock: Clock) -> None:
+    liveness.status("a1", AgentStatus.ALIVE)
+    last = clock.wall
+    liveness.heartbeat("a1", last)
+    clock.advance(6)
+
+    async def same(agent_id: str) -> float | None:
+        return last
+
+    assert await _check_once(liveness, same) == ["MarkAgentLost"]
+
+
+async def test_the_latest_heartbeat_is_read_from_the_bucket(js: JetStreamContext) -> None:
+    kv = await heartbeat_bucket(js)
+    await kv.put("a1", msgspec.json.encode(AgentHeartbeat(agent_id="a1", sent_at=123.5)))
+    await kv.put("a2", msgspec.json.encode(AgentHeartbeat(agent_id="a1", sent_at=99.0)))  # someone else's
+    await kv.put("a3", b"not a heartbeat")
+    assert await latest_heartbeat(kv, "a1") == 123.5
+    assert [await latest_heartbeat(kv, key) for key in ("a2", "a3", "a4")] == [None, None, None]
 
 
 def test_timeout_must_be_positive() -> None:
