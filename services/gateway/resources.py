@@ -40,6 +40,7 @@ from services.gateway.execution_audit import ExecutionAudit
 from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateDecision, RateLimiter
 from services.gateway.pending_gate import PendingGate
+from services.gateway.pool_check import SweepingCheck
 from services.gateway.subscription_slots import SubscriptionSlots
 
 __all__ = ["POOL_WAIT", "READ_WAIT", "Resources"]
@@ -63,10 +64,14 @@ class Resources:
             raise ValueError("the gateway needs a PostgreSQL DSN (BERTH_PG_DSN)")
         self.settings = settings
         self.read_wait = read_wait
+        check = SweepingCheck()
         self.pool = AsyncConnectionPool(
             limited_dsn(settings.pg_dsn), min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway",
-            timeout=POOL_WAIT,
+            timeout=POOL_WAIT, check=check,
         )
+        """Each connection is checked as it is handed out; a dead one has every idle one checked
+        (``pool_check``)."""
+        check.pool = self.pool
         self.positions = PositionWatcher(limited_dsn(settings.pg_dsn))  # read-your-writes: one LISTEN connection
         self.authenticator = Authenticator(self.pool)
         self.keypair_limits = KeypairLimitsCache(self._load_limits)

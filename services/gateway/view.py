@@ -18,11 +18,12 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.types.unset import UNSET, UnsetType
 
+from services.common.transient import unavailable_dependency
 from services.gateway.asgi import Receive, Scope, Send, error_body, headers_of, send_json
 from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_limited_reason
 from services.gateway.auth.principal import AUTH_FAILED, AuthError
 from services.gateway.context import GatewayContext
-from services.gateway.errors import BAD_INPUT, RATE_LIMITED
+from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAVAILABLE
 from services.gateway.resources import Resources
 
 __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
@@ -83,6 +84,16 @@ class BerthGraphQL(GraphQL):
             if holder is not None:
                 holder["error"] = f"UNAUTHENTICATED: {AUTH_FAILED}"
             raise ConnectionRejectionError({"message": AUTH_FAILED}) from exc
+        except Exception as exc:
+            away = unavailable_dependency(exc)
+            if away is None:
+                raise
+            log.warning("cannot authenticate a websocket connection_init while %s is away: %s", away, exc)
+            message = f"{away} is unavailable; retry"
+            holder = scope.get(WS_AUTH_KEY)
+            if holder is not None:
+                holder["error"] = f"{UNAVAILABLE}: {message}"
+            raise ConnectionRejectionError({"message": message, "code": UNAVAILABLE}) from exc
         decision = await self.resources.admit(context.principal)
         if not decision.admitted:
             reason = rate_limited_reason(decision)

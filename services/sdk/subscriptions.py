@@ -175,11 +175,11 @@ MESSAGE_TOO_BIG = 1009
 
 def closed_error(exc: ConnectionClosed) -> BerthAPIError:
     """Returns the error of a closed websocket: the refusal the gateway named in its close reason
-    (RATE_LIMITED, SUBSCRIPTION_LIMIT), UNAUTHENTICATED when it refused the credentials (close code
+    (RATE_LIMITED, SUBSCRIPTION_LIMIT, UNAVAILABLE: a dependency away, to retry), UNAUTHENTICATED when it refused the credentials (close code
     4403: bad, or a keypair deactivated meanwhile), MESSAGE_TOO_BIG (1009), CONNECTION_CLOSED otherwise."""
     reason = exc.rcvd.reason if exc.rcvd is not None else ""
     code = exc.rcvd.code if exc.rcvd is not None else None
-    for refusal in ("RATE_LIMITED", "SUBSCRIPTION_LIMIT"):
+    for refusal in ("RATE_LIMITED", "SUBSCRIPTION_LIMIT", "UNAVAILABLE"):
         if reason.startswith(f"{refusal}: "):
             return BerthAPIError(refusal, reason.removeprefix(f"{refusal}: "))
     if code == 4403 or reason.startswith("UNAUTHENTICATED"):
