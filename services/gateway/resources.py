@@ -67,10 +67,10 @@ class Resources:
         check = SweepingCheck()
         self.pool = AsyncConnectionPool(
             limited_dsn(settings.pg_dsn), min_size=1, max_size=8, open=False, kwargs={"autocommit": True}, name="gateway",
-            timeout=POOL_WAIT, check=check,
+            timeout=POOL_WAIT, check=check, reset=check.returned,
         )
-        """Each connection is checked as it is handed out; a dead one has every idle one checked
-        (``pool_check``)."""
+        """A connection idle for a second or more is checked as it is handed out; a dead one has every idle
+        one checked (``pool_check``)."""
         check.pool = self.pool
         self.positions = PositionWatcher(limited_dsn(settings.pg_dsn))  # read-your-writes: one LISTEN connection
         self.authenticator = Authenticator(self.pool)

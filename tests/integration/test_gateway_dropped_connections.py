@@ -10,6 +10,7 @@ import asyncio
 import psycopg
 import pytest
 
+from services.gateway import pool_check
 from services.gateway.auth.verify import Authenticator
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.support.gateway import CREATE, Keys, clean_streams, keys, read_models, served  # noqa: F401 - fixtures
@@ -37,8 +38,11 @@ async def _subscribed_answer(client: BerthClient) -> str:
 
 
 @pytest.mark.parametrize("first", ["query", "subscription"])
-async def test_requests_after_the_database_dropped_every_connection_succeed(served: str, keys: Keys,
-                                                                           read_models: str, first: str) -> None:
+async def test_requests_after_the_database_dropped_every_connection_succeed(
+        served: str, keys: Keys, read_models: str, first: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Every connection checked here: a restart takes longer than the pool's ``CHECK_AFTER_IDLE``, this test
+    does not.)"""
+    monkeypatch.setattr(pool_check, "CHECK_AFTER_IDLE", 0.0)
     async with BerthClient(served, *keys.alice) as alice:
         await alice.execute(CREATE, {"input": {}})
         await asyncio.gather(*(alice.execute(SESSIONS) for _ in range(8)))  # the pool holds several connections
