@@ -32,6 +32,8 @@ class Restartable(Protocol):
 
     def restart(self) -> str: ...
 
+    def halt(self, wait: float = 0.0) -> None: ...
+
 
 class KeptServer:
     """A server to keep, its name for people and the address its clients use (its restart must give it)."""

@@ -89,7 +89,8 @@ async def stale(docker: aiodocker.Docker, image: str) -> str | None:
     recipe = ((info.get("Config") or {}).get("Labels") or {}).get(RECIPE_LABEL) or "1"
     if not buildable(image) or info.get("Comment") != IMPORTED or recipe == str(ROOTFS_RECIPE):
         return None
-    return f"{image} was imported from the kernel root filesystem's recipe {recipe}, now {ROOTFS_RECIPE} (`python` added)"
+    return (f"{image} was imported from the kernel root filesystem's recipe {recipe}, "
+            f"now {ROOTFS_RECIPE} (`python` added)")
 
 
 async def image_present(docker: aiodocker.Docker, image: str) -> bool:

@@ -5,8 +5,8 @@ machine's Debian mirror (the first ``http(s)://…/debian`` of ``/etc/apt/source
 else ``deb.debian.org``; ``BERTH_DEBIAN_MIRROR`` overrides, ``BERTH_IMAGE_SUITE`` picks another
 suite), names ``python3`` ``python`` too (what users' commands and scripts call, as in the ``python``
 images they know), drops caches and docs, and tars the tree into
-``<cache>/kernel-rootfs-<suite>-<arch>-r<ROOTFS_RECIPE>.tar`` (written aside and renamed, under a lock, so concurrent builders never see half a tarball). The
-image is then one ``docker import`` of that tarball (``kernel_image.py``), so a rebuild after the
+``<cache>/kernel-rootfs-<suite>-<arch>-r<ROOTFS_RECIPE>.tar`` (written aside and renamed, under a
+lock, so concurrent builders never see half a tarball). The image is then one ``docker import`` of that tarball (``kernel_image.py``), so a rebuild after the
 image was removed takes seconds, not a minute. Building needs root and ``debootstrap``; it
 reaches only the Debian mirror, never a container registry.
 """
