@@ -25,6 +25,7 @@ __all__ = [
     "ExecOutput",
     "ExecRequest",
     "LogsRequest",
+    "exec_input_size",
     "exec_subject",
     "io_agent_filter",
     "io_subject",
@@ -34,6 +35,11 @@ __all__ = [
 
 MAX_EXEC_INPUT = 1 << 20
 """Bytes (UTF-8) of code and stdin together that one execution takes; larger data goes through a folder."""
+
+
+def exec_input_size(code: str, stdin: str | None) -> int:
+    """Returns the bytes of ``code`` and ``stdin`` together, as ``MAX_EXEC_INPUT`` counts them."""
+    return len(code.encode()) + len((stdin or "").encode())
 
 
 class ExecMode(str, Enum):

@@ -46,5 +46,6 @@ async def sessions_mounting(pool: AsyncConnectionPool, folder_id: str) -> list[s
     first, at most ``MAX_MOUNTING``."""
     query = ("SELECT session_id FROM sessions WHERE status = ANY(%s) AND mounts @> %s::jsonb"
              " ORDER BY created_at, session_id LIMIT %s")
-    rows = await fetch_all(pool, SessionIdRow, query, (LIVE_SESSION_STATUSES, json.dumps([{"folder_id": folder_id}]), MAX_MOUNTING))
+    params = (LIVE_SESSION_STATUSES, json.dumps([{"folder_id": folder_id}]), MAX_MOUNTING)
+    rows = await fetch_all(pool, SessionIdRow, query, params)
     return [row.session_id for row in rows]

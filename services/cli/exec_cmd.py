@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from contracts.execution import MAX_EXEC_INPUT
+from contracts.execution import MAX_EXEC_INPUT, exec_input_size
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
@@ -38,7 +38,7 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
 
 def check_input_size(code: str, stdin: str | None) -> None:
     """Refuses, before anything is sent, code and stdin larger than one execution takes."""
-    size = len(code.encode()) + len((stdin or "").encode())
+    size = exec_input_size(code, stdin)
     if size > MAX_EXEC_INPUT:
         raise click.ClickException(
             f"code and stdin are {size:,} bytes together; an execution takes at most {MAX_EXEC_INPUT:,} "

@@ -80,28 +80,28 @@ class BerthGraphQL(GraphQL):
             )
         except AuthError as exc:
             log.info("refused websocket connection_init: %s", exc)
-            holder = scope.get(WS_AUTH_KEY)
-            if holder is not None:
-                holder["error"] = f"UNAUTHENTICATED: {AUTH_FAILED}"
-            raise ConnectionRejectionError({"message": AUTH_FAILED}) from exc
+            raise _refused(scope, f"UNAUTHENTICATED: {AUTH_FAILED}", {"message": AUTH_FAILED}) from exc
         except Exception as exc:
             away = unavailable_dependency(exc)
             if away is None:
                 raise
             log.warning("cannot authenticate a websocket connection_init while %s is away: %s", away, exc)
             message = f"{away} is unavailable; retry"
-            holder = scope.get(WS_AUTH_KEY)
-            if holder is not None:
-                holder["error"] = f"{UNAVAILABLE}: {message}"
-            raise ConnectionRejectionError({"message": message, "code": UNAVAILABLE}) from exc
+            raise _refused(scope, f"{UNAVAILABLE}: {message}", {"message": message, "code": UNAVAILABLE}) from exc
         decision = await self.resources.admit(context.principal)
         if not decision.admitted:
             reason = rate_limited_reason(decision)
-            holder = scope.get(WS_AUTH_KEY)
-            if holder is not None:
-                holder["error"] = f"{RATE_LIMITED}: {reason}"
-            raise ConnectionRejectionError({"message": reason, "code": RATE_LIMITED})
+            raise _refused(scope, f"{RATE_LIMITED}: {reason}", {"message": reason, "code": RATE_LIMITED})
         holder = scope.get(WS_AUTH_KEY)
         if holder is not None and holder.get("follow") is not None:
             holder["follow"](context.principal.access_key)  # closed once its keypair is deactivated
         return UNSET
+
+
+def _refused(scope: Scope, close_reason: str, payload: dict[str, object]) -> ConnectionRejectionError:
+    """Returns the refusal of a websocket's connection_init; the socket then closes with ``close_reason``
+    (the auth layer's holder carries it, ``services.gateway.auth.middleware``)."""
+    holder = scope.get(WS_AUTH_KEY)
+    if holder is not None:
+        holder["error"] = close_reason
+    return ConnectionRejectionError(payload)

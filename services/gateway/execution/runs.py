@@ -30,6 +30,7 @@ from contracts.execution import (
     ExecOutput,
     ExecRequest,
     LogsRequest,
+    exec_input_size,
     exec_subject,
     io_subject,
     logs_subject,
@@ -87,7 +88,7 @@ async def execute(
 ) -> AsyncGenerator[ExecItem, None]:
     """Runs ``code`` in the session's main kernel and streams its output, then ``done``."""
     exec_mode = _checked_mode(mode)
-    if len(code.encode()) + len((stdin or "").encode()) > MAX_EXEC_INPUT:
+    if exec_input_size(code, stdin) > MAX_EXEC_INPUT:
         raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_EXEC_INPUT} bytes together")
     state = await _owned_session(info, session_id)
     if state.status is not SessionStatus.RUNNING:

@@ -85,7 +85,11 @@ def buildable(image: str) -> bool:
 async def stale(docker: aiodocker.Docker, image: str) -> str | None:
     """Returns why ``image`` (present) is an older kernel image, one that an older Berth imported from an
     older recipe of the root filesystem; None when it is current, or not one of ours (built otherwise)."""
-    info = await docker.images.inspect(image)
+    return _stale(image, await docker.images.inspect(image))
+
+
+def _stale(image: str, info: dict) -> str | None:
+    """``stale`` on what the engine said of ``image`` (its inspection)."""
     recipe = ((info.get("Config") or {}).get("Labels") or {}).get(RECIPE_LABEL) or "1"
     if not buildable(image) or info.get("Comment") != IMPORTED or recipe == str(ROOTFS_RECIPE):
         return None
@@ -93,15 +97,19 @@ async def stale(docker: aiodocker.Docker, image: str) -> str | None:
             f"now {ROOTFS_RECIPE} (`python` added)")
 
 
-async def image_present(docker: aiodocker.Docker, image: str) -> bool:
-    """Returns True when the engine has ``image``."""
+async def _inspected(docker: aiodocker.Docker, image: str) -> dict | None:
+    """Returns the engine's inspection of ``image``, None when it has no such image."""
     try:
-        await docker.images.inspect(image)
-        return True
+        return await docker.images.inspect(image)
     except DockerError as exc:
         if exc.status == 404:
-            return False
+            return None
         raise
+
+
+async def image_present(docker: aiodocker.Docker, image: str) -> bool:
+    """Returns True when the engine has ``image``."""
+    return await _inspected(docker, image) is not None
 
 
 async def import_rootfs(docker: aiodocker.Docker, tarball: Path, image: str) -> None:
@@ -129,8 +137,9 @@ async def ensure_kernel_image(docker: aiodocker.Docker, image: str, *, cache_dir
     started = time.monotonic()
     suite = suite or debian_suite()
     tarball = rootfs_tarball(cache_dir, suite)
-    if not force and await image_present(docker, image):
-        older = await stale(docker, image)
+    info = None if force else await _inspected(docker, image)
+    if info is not None:  # one inspection: present, and whether an older Berth imported it
+        older = _stale(image, info)
         if older is None:
             return Prepared(tag=image, how="present", seconds=0.0)
         if not tarball.exists() and (why := cannot_build()) is not None:
