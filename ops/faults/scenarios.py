@@ -108,6 +108,7 @@ async def _nats(ctx: _Context) -> None:
 
 LOST_AGENT = "lone-agent"
 LOST_AGENT_TIMEOUT = 5.0  # s: BERTH_HEARTBEAT_TIMEOUT in the agent-lost scenario
+LOST_AGENT_GRACE = 5.0  # s: BERTH_AGENT_LOST_GRACE, the lost agent's kernels ended after it (60 s by default)
 LOST_AGENT_KERNELS = 3  # the lone agent is killed once it holds this many kernels
 
 
@@ -180,6 +181,7 @@ async def run_scenario(fault: str, work_dir: Path, load: Load, say: Callable[[st
     berth = BerthUp(work_dir / "berth", ensure_database(admin_dsn), load.agents, None)
     # a killed agent process starts again within a second or two, not a lost agent: no heartbeat timeout
     berth.env["BERTH_HEARTBEAT_TIMEOUT"] = str(HEARTBEAT_TIMEOUT.get(fault, 60))
+    berth.env["BERTH_AGENT_LOST_GRACE"] = str(LOST_AGENT_GRACE)
     berth.data_dir.mkdir(parents=True, exist_ok=True)
     ctx = _Context(berth, postgres, pg_root, load)
     try:

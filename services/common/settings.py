@@ -71,6 +71,10 @@ class Settings(msgspec.Struct, kw_only=True):
     sim_delay: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
+    """Seconds without a heartbeat after which an agent is lost: nothing new is placed on it."""
+    agent_lost_grace: float = 60.0
+    """Seconds a lost agent's kernels are given to come back with it (their sessions stay) before they
+    are marked exited ``agent-lost`` and their sessions end (0: at once)."""
     stuck_scheduled_timeout: float = 300.0
     """Seconds a session may stay SCHEDULED before the controller ends it in ERROR (0: never)."""
     stuck_preparing_timeout: float = 900.0

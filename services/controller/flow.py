@@ -52,7 +52,7 @@ class AgentWatch:
 
     def lost(self, event: Event) -> None:
         self._liveness.status(event.originator_id, AgentStatus.LOST)
-        self._lost.lost(event.originator_id)
+        self._lost.lost(event.originator_id, event.timestamp)
 
 
 class DeadlineWatch:

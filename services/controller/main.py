@@ -54,7 +54,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         await ensure_streams(js)
         kv = await heartbeat_bucket(js)
         liveness = Liveness(settings.heartbeat_timeout)
-        lost = LostAgents()
+        lost = LostAgents(settings.agent_lost_grace)
         deadlines, changed, caught_up = Deadlines(), asyncio.Event(), asyncio.Event()
         sweeper = AgentLostSweeper(sessions, agents)
         stuck, stuck_changed, stuck_sweeper = StuckDeadlines(limits), asyncio.Event(), StuckSessionSweeper(sessions, agents)

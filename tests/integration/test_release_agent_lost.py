@@ -1,6 +1,7 @@
 """Agent lost on real PostgreSQL (and NATS for the controller): every kernel of a lost agent is
-marked exited with ``agent-lost``, the session's kernels on healthy agents are asked to stop,
-and the quota of each scope is released exactly once, even across a controller crash."""
+marked exited with ``agent-lost`` once the grace has passed, the session's kernels on healthy agents
+are asked to stop, and the quota of each scope is released exactly once, even across a controller
+crash; an agent back within the grace keeps its sessions."""
 
 from __future__ import annotations
 
@@ -133,8 +134,9 @@ def test_sweeping_a_lost_agent_ends_its_kernels_and_releases_once(apps: tuple[Se
 def settings(nats_url: str, pg_dsn: str) -> Settings:
     # These tests lose an agent on purpose, but the healthy one must never be lost: 30 missed beats
     # is longer than a busy machine stalls, and still short to wait for.
+    # No grace: a lost agent's kernels end at once (the grace has a test of its own).
     return Settings(nats_url=nats_url, pg_dsn=pg_dsn, agent_capacity="cpu=4,mem=8g", sim_delay=0.01,
-                    heartbeat_interval=0.1, heartbeat_timeout=3.0)
+                    heartbeat_interval=0.1, heartbeat_timeout=3.0, agent_lost_grace=0.0)
 
 
 @pytest.fixture
@@ -144,9 +146,11 @@ async def tasks(js: JetStreamContext, settings: Settings) -> AsyncIterator[Servi
         yield running
 
 
-def start_agent(tasks: ServiceTasks, settings: Settings, agent_id: str) -> None:
+def start_agent(tasks: ServiceTasks, settings: Settings, agent_id: str, backend: SimulatedBackend | None = None) -> None:
+    """Starts agent ``agent_id``; on ``backend``, to start it again on the kernels it ran."""
     mine = msgspec.structs.replace(settings, agent_id=agent_id)
-    tasks.start(agent_id, lambda stop: run_agent(mine, stop, backend=SimulatedBackend(delay=0.01)))
+    node = backend or SimulatedBackend(delay=0.01)
+    tasks.start(agent_id, lambda stop: run_agent(mine, stop, backend=node))
 
 
 async def status_of(sessions: Sessions, session_id: str) -> SessionStatus | None:
@@ -208,3 +212,41 @@ async def test_a_controller_that_crashed_after_agent_lost_sweeps_at_start(
     assert a1 is not None and a1.allocations == {}
     assert await asyncio.to_thread(released, sessions, session_id) == 3
     tasks.check()
+
+
+async def test_an_agent_back_within_the_grace_keeps_its_sessions(
+    tasks: ServiceTasks, settings: Settings, apps: tuple[Sessions, Agents]
+) -> None:
+    """An agent silent for longer than the heartbeat timeout (a stalled process, a paused VM), whose
+    containers ran on, is lost; back before the grace ends, it keeps every session it ran."""
+    sessions, agents = apps
+    settings = msgspec.structs.replace(settings, agent_lost_grace=3600.0)
+    node = SimulatedBackend(delay=0.01)  # the node: its kernels run on while the agent is away
+    tasks.start("relay", lambda stop: run_relay(settings, stop))
+    tasks.start("controller", lambda stop: run_controller(settings, stop))
+    start_agent(tasks, settings, "a1", node)
+    await async_wait_for(lambda: asyncio.to_thread(agents.get, "a1"), timeout=15)
+    session_id = await asyncio.to_thread(request, sessions)
+    await asyncio.to_thread(place, sessions, session_id, "a1")
+    await wait_status(sessions, session_id, SessionStatus.RUNNING)
+
+    await tasks.stop("a1")
+    await async_wait_for(lambda: _agent_is(agents, "a1", AgentStatus.LOST), timeout=30, message="a1 was not lost")
+    start_agent(tasks, settings, "a1", node)
+    await async_wait_for(lambda: _agent_is(agents, "a1", AgentStatus.ALIVE), timeout=30, message="a1 did not recover")
+
+    state = await asyncio.to_thread(sessions.get, session_id)
+    assert state is not None and state.status is SessionStatus.RUNNING
+    assert [k.status for k in state.kernels] == [KernelStatus.RUNNING]
+    history = await asyncio.to_thread(sessions.load, session_id)
+    assert not [e for e in history if isinstance(e, ev.KernelTerminated)], "no kernel ended"
+    a1 = await asyncio.to_thread(agents.get, "a1")
+    assert a1 is not None and list(a1.allocations) == [f"{session_id}-k0"]
+    assert await asyncio.to_thread(released, sessions, session_id) == 0
+    assert await asyncio.to_thread(holders, sessions) == [[session_id]] * 3
+    tasks.check()
+
+
+async def _agent_is(agents: Agents, agent_id: str, status: AgentStatus) -> bool:
+    state = await asyncio.to_thread(agents.get, agent_id)
+    return state is not None and state.status is status
