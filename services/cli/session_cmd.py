@@ -13,6 +13,7 @@ from services.cli.options import AliasedGroup
 from services.cli.running import run_async
 from services.cli.output import Output
 from services.cli.session_options import placement_input, placement_options
+from services.sdk.client import BerthClient
 from services.cli.sessions_common import (
     DEFAULT_IMAGE,
     GONE,
@@ -25,7 +26,7 @@ from services.cli.sessions_common import (
     request_session,
 )
 
-__all__ = ["listed_statuses", "session"]
+__all__ = ["listed_statuses", "session", "termination_order"]
 
 PAGE = 100
 
@@ -163,10 +164,31 @@ async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: flo
 
     Each SESSION is an id, a unique id prefix (4+ characters) or a name."""
     client = connect_client()
-    for ref in session_ids:
-        session_id = (await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": ref}))["terminateSession"]["sessionId"]
-        out.info(f"session {session_id}: termination requested")
+    refs = list(dict.fromkeys(session_ids))
+    statuses = {ref: await _status(client, ref) for ref in refs}
+    ids: dict[str, str] = {}
+    for ref in termination_order(statuses):
+        ids[ref] = (await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": ref}))["terminateSession"]["sessionId"]
+        out.info(f"session {ids[ref]}: termination requested")
+    for ref in refs:
         if wait:
-            _, last = await follow_status(client, out, session_id, GONE, timeout)
-            await fetch_session(client, session_id, last)  # returns once the read models show it
-        click.echo(session_id)
+            _, last = await follow_status(client, out, ids[ref], GONE, timeout)
+            await fetch_session(client, ids[ref], last)  # returns once the read models show it
+        click.echo(ids[ref])
+
+
+async def _status(client: BerthClient, ref: str) -> str | None:
+    """Returns the status the read models show for session ``ref``, None when they show none."""
+    data = (await client.execute(q.SESSION, {"id": ref, "after": None}))["session"]
+    return None if data is None else data["status"]
+
+
+def termination_order(statuses: dict[str, str | None]) -> list[str]:
+    """Returns the sessions (refs, with the status the read models show) in the order to terminate
+    them: first those the read models do not show (a typo is refused before anything changes; a
+    session just requested is pending), then the pending ones, then the rest, each group in the
+    order given. A running session terminated first would free room that a pending one of the same
+    command could be placed in and start (its startup command run, its folders written), only to
+    be terminated."""
+    rank = {None: 0, "PENDING": 1}
+    return sorted(statuses, key=lambda ref: rank.get(statuses[ref], 2))

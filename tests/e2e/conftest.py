@@ -115,9 +115,10 @@ def tenant(berth: RunningBerth, user: str, policy: str = "default") -> Tenant:
 
 
 def berth_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a test's `berth up`. No e2e test means to lose an agent, and a loss ends its
-    sessions: the heartbeat timeout is far longer than an agent's restart (a SIGKILLed agent process
-    starting again) or a stall of a busy machine, not the production default of 5 s. The agent's
+    """The environment of a test's `berth up`. No e2e test means to lose an agent, and a loss stops
+    placements on it (and ends its sessions after the grace): the heartbeat timeout is far longer than
+    an agent's restart (a SIGKILLed agent process starting again) or a stall of a busy machine, not the
+    production default of 5 s. The agent's
     capacity is fixed (`berth up` would detect the machine's), so tests do not depend on the machine,
     and the agent never pulls an image: no test sends traffic to a registry."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}

@@ -125,3 +125,20 @@ def test_a_user_cannot_see_or_touch_another_users_session(cluster: RunningBerth)
     assert alice.json("session", "info", session_id)["status"] == "RUNNING", "bob changed nothing"
     assert [s["id"] for s in alice.sessions()] == [session_id]
     assert session_id in [s["id"] for s in cluster.berth_json("session", "ls", "--all")], "the superadmin sees it"
+
+
+def test_rm_cancels_a_pending_session_before_a_running_one_frees_room_for_it(berth_up: RunningBerth) -> None:
+    """`berth rm RUNNING PENDING`: had the running session ended first, the pending one would have been
+    placed in its room and started (its startup command run) only to be terminated."""
+    running_id = berth_up.berth_json("session", "create", "-r", "cpu=4")["id"]  # the whole agent
+    queued = berth_up.berth_json("session", "create", "-r", "cpu=4", "-t", "batch", "--startup-command", "true",
+                                 "--no-wait")["id"]
+    wait_for(lambda: berth_up.berth_json("session", "info", queued)["pendingCode"] == "no-agent", timeout=30,
+             message="the second session did not wait for room")
+
+    berth_up.berth("session", "rm", running_id, queued)
+
+    ended = berth_up.berth_json("session", "info", queued)
+    assert ended["status"] == "CANCELLED", ended["statusHistory"]
+    assert "SCHEDULED" not in ended["statusHistory"]
+    assert berth_up.berth_json("session", "info", running_id)["status"] == "TERMINATED"
