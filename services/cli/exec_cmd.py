@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -12,7 +16,7 @@ from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
 from services.cli.running import run_async
-from services.sdk.client import BerthClient
+from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = ["check_input_size", "exec_", "logs", "stream_execution"]
 
@@ -21,19 +25,72 @@ INTERRUPTED = 130
 
 async def stream_execution(client: BerthClient, session_id: str, code: str, mode: str, stdin: str | None = None) -> int:
     """Runs ``code`` in the session, writes its output to this process's stdout and stderr as it
-    arrives, and returns its exit code (1 with a message when the stream ends without one)."""
+    arrives, and returns its exit code (1 with a message when the stream ends without one).
+
+    The first Ctrl-C interrupts the run (``interruptExecution``; the stream announces its id) and its
+    output goes on to the end, so that Python's ``KeyboardInterrupt`` shows where it stopped, as in
+    Jupyter; the next one (or one before the run started) stops waiting, and the closed stream
+    interrupts the run."""
     variables: dict[str, Any] = {"id": session_id, "code": code, "mode": mode, "stdin": stdin}
-    async for data in client.subscribe(q.EXECUTE, variables):
-        item = data["execute"]
-        if item["kind"] == "done":
-            if item.get("truncated"):
-                click.echo("berth: output truncated (too much output)", err=True)
-            return int(item["exitCode"])
-        stream = sys.stdout if item["kind"] == "stdout" else sys.stderr
-        stream.write(item["data"] or "")
-        stream.flush()
+    streaming = asyncio.current_task()
+    run_id: str | None = None
+    interrupts: list[asyncio.Task[None]] = []
+
+    def on_ctrl_c() -> None:
+        if run_id is None or interrupts or streaming is None:
+            if streaming is not None:
+                streaming.cancel()
+            return
+        click.echo("\nberth: interrupting the run (Ctrl-C again to stop waiting for it)", err=True)
+        interrupts.append(asyncio.ensure_future(_interrupt(client, session_id, run_id)))
+
+    try:
+        with _on_ctrl_c(on_ctrl_c):
+            async for data in client.subscribe(q.EXECUTE, variables):
+                item = data["execute"]
+                run_id = item["runId"]
+                if item["kind"] == "started":
+                    continue
+                if item["kind"] == "done":
+                    if item.get("truncated"):
+                        click.echo("berth: output truncated (too much output)", err=True)
+                    return int(item["exitCode"])
+                stream = sys.stdout if item["kind"] == "stdout" else sys.stderr
+                stream.write(item["data"] or "")
+                stream.flush()
+    except asyncio.CancelledError:
+        if streaming is not None and streaming.cancelling():  # our Ctrl-C: as an unhandled one would end
+            raise KeyboardInterrupt from None
+        raise
     click.echo("berth: the execution ended without an exit code", err=True)
     return 1
+
+
+async def _interrupt(client: BerthClient, session_id: str, run_id: str) -> None:
+    """Asks the gateway to interrupt the run; says so when it could not."""
+    try:
+        if not (await client.execute(q.INTERRUPT_EXECUTION, {"id": session_id, "runId": run_id}))["interruptExecution"]:
+            click.echo("berth: the run had ended already", err=True)
+    except BerthAPIError as exc:
+        click.echo(f"berth: could not interrupt the run: {exc.code}: {exc.message}", err=True)
+
+
+@contextlib.contextmanager
+def _on_ctrl_c(handler: Callable[[], None]) -> Iterator[None]:
+    """Runs ``handler`` on SIGINT instead of raising KeyboardInterrupt, within the block (where the
+    loop cannot take signals, e.g. off the main thread, Ctrl-C stays as it was)."""
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, handler)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_input_size(code: str, stdin: str | None) -> None:

@@ -53,8 +53,12 @@ subscription($id: String!) {
 
 EXECUTE = """
 subscription($id: String!, $code: String!, $mode: String!, $stdin: String) {
-  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin) { runId kind data exitCode durationMs truncated }
+  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin, announce: true) {
+    runId kind data exitCode durationMs truncated
+  }
 }
 """
+
+INTERRUPT_EXECUTION = "mutation($id: String!, $runId: String!) { interruptExecution(sessionId: $id, runId: $runId) }"
 
 SESSION_LOGS = "query($id: String!) { sessionLogs(sessionId: $id) }"

@@ -8,6 +8,7 @@ mutation loads first, a choice checked against its vocabulary) have their limits
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -16,7 +17,8 @@ from contracts.limits import CHOICE, NAME, Limit, LimitError, Many, Text, check_
 from services.gateway.errors import BAD_INPUT, GatewayError
 
 __all__ = [
-    "ACCESS_KEY", "AGGREGATE_ID", "CURSOR", "STATUSES", "checked", "checked_choice", "checked_name", "checked_value",
+    "ACCESS_KEY", "AGGREGATE_ID", "CURSOR", "RUN_ID", "STATUSES", "checked", "checked_choice", "checked_name",
+    "checked_value",
 ]
 
 ACCESS_KEY = Text("accessKey", 64)
@@ -24,6 +26,8 @@ ACCESS_KEY = Text("accessKey", 64)
 AGGREGATE_ID = Text("aggregateId", 128)
 CURSOR = Text("after", 256)
 """A page cursor (``endCursor``: a timestamp and a session id, base64)."""
+RUN_ID = Text("runId", 32, pattern=re.compile(r"[0-9a-f]{32}"), shape="32 lowercase hex digits")
+"""A run of ``execute`` (its items' ``runId``: a UUID's hex)."""
 STATUSES = Many("status", 16, each=Text("status entry", CHOICE))
 
 C = TypeVar("C", bound=msgspec.Struct)

@@ -15,6 +15,7 @@ from strawberry.tools import merge_types
 from services.gateway.deadletters.resolvers import DeadLetterMutation, DeadLetterQuery
 from services.common.transient import unavailable_dependency
 from services.gateway.errors import BAD_INPUT, INTERNAL, UNAVAILABLE, GatewayError
+from services.gateway.execution.mutations import ExecutionMutation
 from services.gateway.execution.queries import ExecutionQuery
 from services.gateway.execution.subscriptions import ExecutionSubscription
 from services.gateway.health.doctor import DoctorQuery
@@ -93,8 +94,8 @@ def build_schema() -> strawberry.Schema:
     return BerthSchema(
         query=merge_types("Query", (ExecutionQuery, Query, DoctorQuery, DeadLetterQuery, TenancyQuery, UsageQuery,
                                     VFolderQuery, TransferQuery)),
-        mutation=merge_types("Mutation", (Mutation, TenancyMutation, DeadLetterMutation, VFolderMutation,
-                                          TransferMutation)),
+        mutation=merge_types("Mutation", (Mutation, ExecutionMutation, TenancyMutation, DeadLetterMutation,
+                                          VFolderMutation, TransferMutation)),
         subscription=merge_types("Subscription", (ExecutionSubscription, Subscription, VFolderSubscription)),
         extensions=[_MaskInternalErrors, lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
                     lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE), lambda: AddValidationRules(_COST_RULES),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 
@@ -68,6 +69,25 @@ def test_exec_keeps_the_namespace_logs_and_events_show_the_runs(berth: RunningBe
     berth.berth("session", "rm", session_id)
     done = berth.berth("exec", session_id, "print(1)", check=False)
     assert done.returncode == 1 and "not RUNNING" in done.stderr
+
+
+def test_ctrl_c_on_exec_interrupts_the_run_and_shows_where_it_stopped(berth: RunningBerth) -> None:
+    """The first Ctrl-C interrupts the run and waits for its end: Python's KeyboardInterrupt is shown."""
+    session_id = berth.berth("session", "create").stdout.strip()
+    running = subprocess.Popen([*BERTH, "exec", session_id, "import time\nprint('go', flush=True)\ntime.sleep(600)"],
+                               env=berth.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert running.stdout is not None and running.stdout.readline() == "go\n"
+        running.send_signal(signal.SIGINT)
+        _, err = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 130, err
+    assert "interrupting the run" in err and err.endswith("KeyboardInterrupt\n"), err
+    assert 'File "<run 1>", line ' in err and "berth_worker" not in err, "where it stopped, not the worker's frames"
+    assert berth.berth("exec", session_id, "print('free')").stdout == "free\n", "the kernel took the next run"
 
 
 def test_logs_follow_prints_what_is_added_and_ends_with_the_session(berth: RunningBerth) -> None:

@@ -25,6 +25,9 @@ from tests.support.waiting import async_wait_for
 
 EXECUTE = """subscription($id: String!, $code: String!, $mode: String!, $stdin: String) {
   execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin) { runId kind data exitCode durationMs truncated } }"""
+ANNOUNCED = """subscription($id: String!, $code: String!) {
+  execute(sessionId: $id, code: $code, mode: "query", announce: true) { runId kind data exitCode } }"""
+INTERRUPT = "mutation($id: String!, $runId: String!) { interruptExecution(sessionId: $id, runId: $runId) }"
 LOGS = "query($id: String!) { sessionLogs(sessionId: $id) }"
 
 
@@ -127,6 +130,38 @@ async def test_a_client_that_goes_away_interrupts_its_run(
         await stream.aclose()
         after = await execute(alice, session_id, "print('free')")  # would wait forever behind the loop
         assert out(after) == "free\n"
+
+
+async def test_an_interrupted_run_goes_on_to_its_keyboard_interrupt_and_keeps_the_namespace(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice, BerthClient(served, *keys.bob) as bob:
+        session_id = await running_session(alice, sessions)
+        await execute(alice, session_id, "x = 41")
+        stream = alice.subscribe(ANNOUNCED, {"id": session_id, "code": "import time\ntime.sleep(600)\n"})
+        items: list[dict] = []
+        async with asyncio.timeout(30):
+            started = (await stream.__anext__())["execute"]
+            assert started["kind"] == "started" and started["data"] is None, "announced before any output"
+            run_id = started["runId"]
+
+            with pytest.raises(BerthAPIError) as err:
+                await bob.execute(INTERRUPT, {"id": session_id, "runId": run_id})
+            assert err.value.code == "NOT_FOUND", "only the session's owner interrupts its runs"
+            with pytest.raises(BerthAPIError) as err:
+                await alice.execute(INTERRUPT, {"id": session_id, "runId": "not-a-run"})
+            assert err.value.code == "BAD_INPUT"
+            assert (await alice.execute(INTERRUPT, {"id": session_id, "runId": "0" * 32}))["interruptExecution"] is False
+
+            assert (await alice.execute(INTERRUPT, {"id": session_id, "runId": run_id}))["interruptExecution"] is True
+            async for data in stream:
+                items.append(data["execute"])
+                if data["execute"]["kind"] == "done":
+                    break
+        assert "KeyboardInterrupt" in out(items, "stderr") and items[-1]["exitCode"] == 130
+        assert {i["runId"] for i in items} == {run_id}
+        assert (await alice.execute(INTERRUPT, {"id": session_id, "runId": run_id}))["interruptExecution"] is False
+        assert out(await execute(alice, session_id, "print(x + 1)")) == "42\n", "the namespace is kept"
 
 
 async def test_session_logs_return_the_runner_log(

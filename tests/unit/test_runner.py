@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -147,6 +148,20 @@ def test_an_exception_prints_its_traceback_and_gives_1(runner: RunnerClient) -> 
     assert "berth_runner" not in err
 
 
+def test_a_traceback_shows_the_lines_of_each_run_it_passes_through(runner: RunnerClient) -> None:
+    """As IPython's cells: each run's code is ``<run N>``, its lines shown, those of a function an
+    earlier run defined included; nothing of the worker's own."""
+    assert runner.run("def f():\n    return 1 / 0\n", run_id="a")[1]["exit_code"] == 0
+    chunks, done = runner.run("x = 1\ntry:\n    f()\nexcept ZeroDivisionError as e:\n    raise ValueError('x') from e\n",
+                              run_id="b")
+    err = text(chunks, "stderr")
+    assert done["exit_code"] == 1
+    assert 'File "<run 2>", line 3, in <module>\n    f()\n' in err
+    assert 'File "<run 1>", line 2, in f\n    return 1 / 0\n' in err
+    assert "direct cause" in err and err.endswith("ValueError: x\n")
+    assert "berth_worker" not in err and "_run_query" not in err
+
+
 def test_query_mode_reads_stdin_from_the_request(runner: RunnerClient) -> None:
     chunks, _ = runner.run("print(input().upper())", stdin="hello\n")
     assert text(chunks, "stdout") == "HELLO\n"
@@ -168,7 +183,10 @@ def test_a_query_interrupt_raises_keyboard_interrupt(runner: RunnerClient) -> No
         messages.append(message)
     assert {"op": "interrupted", "run_id": "loop", "ok": True} in messages
     assert message["exit_code"] == 130
-    assert "KeyboardInterrupt" in text([m for m in messages if "kind" in m], "stderr")
+    err = text([m for m in messages if "kind" in m], "stderr")
+    assert err.endswith("KeyboardInterrupt\n"), err
+    assert re.search(r'File "<run 1>", line [123], in <module>\n    \S', err), "the line it stopped at is shown"
+    assert "berth_worker" not in err and "on_sigint" not in err, "the worker's own frames are left out"
     chunks, done = runner.run("print('still here')", run_id="after")
     assert (text(chunks, "stdout"), done["exit_code"]) == ("still here\n", 0)
 

@@ -5,6 +5,10 @@ The runner (``berth_runner.py`` next to this file) starts it with its real file 
 1 and 2 as pipes, and two more pipes: it reads one JSON request per line on ``--control-fd``
 and answers ``{"exit_code": n}`` per run on ``--status-fd``. SIGINT during a run raises
 KeyboardInterrupt (exit code 130).
+
+Each run's code is compiled as ``<run N>`` (N counts the kernel's runs from 1) and kept in
+``linecache``, so that a traceback shows the lines it passes through, those of a function an earlier
+run defined included, as IPython's cells do; the worker's own frames are left out of it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import linecache
 import os
 import signal
 import sys
@@ -25,6 +30,7 @@ def worker_main(control_fd: int, status_fd: int) -> None:
 
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     state = {"running": False}
+    runs = 0
 
     def on_sigint(signum, frame):  # noqa: ARG001 - signal handler signature
         if state["running"]:
@@ -43,8 +49,9 @@ def worker_main(control_fd: int, status_fd: int) -> None:
             request = json.loads(line)
             sys.stdin = io.StringIO(request.get("stdin") or "")
             state["running"] = True
+            runs += 1
             try:
-                exit_code = _run_query(request["code"], namespace)
+                exit_code = _run_query(request["code"], namespace, f"<run {runs}>")
             finally:
                 state["running"] = False
         except KeyboardInterrupt:
@@ -59,9 +66,10 @@ def worker_main(control_fd: int, status_fd: int) -> None:
         status.flush()
 
 
-def _run_query(code: str, namespace: dict) -> int:
+def _run_query(code: str, namespace: dict, filename: str = "<run>") -> int:
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)  # mtime None: kept
     try:
-        exec(compile(code, "<berth>", "exec"), namespace)  # noqa: S102 - running user code is the point
+        exec(compile(code, filename, "exec"), namespace)  # noqa: S102 - running user code is the point
         return 0
     except SystemExit as exc:
         return _exit_code_of(exc)
@@ -83,8 +91,28 @@ def _exit_code_of(exc: SystemExit) -> int:
 
 
 def _print_traceback() -> None:
-    etype, value, tb = sys.exc_info()
-    traceback.print_exception(etype, value, tb.tb_next if tb is not None else None)
+    """Prints the exception being handled, and those it was raised from, without the worker's frames
+    (``_run_query``'s own, and the SIGINT handler's that a KeyboardInterrupt was raised in)."""
+    value = sys.exc_info()[1]
+    seen = set()
+    exc = value
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = _without_worker_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+    traceback.print_exception(type(value), value, value.__traceback__ if value is not None else None)
+
+
+def _without_worker_frames(tb):
+    """Returns the traceback ``tb`` with the frames of this file unlinked (None when none is left)."""
+    kept = []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != __file__:
+            kept.append(tb)
+        tb = tb.tb_next
+    for current, following in zip(kept, kept[1:] + [None]):
+        current.tb_next = following
+    return kept[0] if kept else None
 
 
 def main(argv=None) -> None:

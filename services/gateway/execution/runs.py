@@ -1,5 +1,9 @@
 """Code execution in a session's main kernel (subscription ``execute``) and its log (``sessionLogs``).
 
+``interruptExecution`` interrupts a run of the caller's session as Ctrl-C would (its stream goes
+on to ``done``, so the client sees the run's ``KeyboardInterrupt``); a stream closed before its
+``done`` interrupts its run too.
+
 Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
 ``io.agent.<agent_id>.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
 ``exec.agent.<agent_id>``; the agent streams ``ExecChunk``s and one ``ExecDone``. Only the
@@ -40,11 +44,11 @@ from domain.session import SessionState
 from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
-from services.gateway.limits import checked_choice
+from services.gateway.limits import RUN_ID, checked_choice, checked_value
 from services.gateway.sessions.refs import resolve_owned_session
 from services.gateway.subscription_guard import subscription_slot
 
-__all__ = ["ExecItem", "execute", "session_logs"]
+__all__ = ["ExecItem", "execute", "interrupt_execution", "session_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ AGENT_TIMEOUT = 5.0
 @strawberry.type(description="One item of an execution: an output chunk, or `done` with the exit code.")
 class ExecItem:
     run_id: str
-    kind: str = strawberry.field(description="`stdout`, `stderr` or `done`.")
+    kind: str = strawberry.field(description="`stdout`, `stderr` or `done`; first `started` when asked for (`announce`).")
     data: str | None = None
     exit_code: int | None = None
     duration_ms: int | None = None
@@ -84,9 +88,11 @@ def _checked_mode(mode: str) -> ExecMode:
 
 
 async def execute(
-    info: Info, session_id: str, code: str, mode: str = "query", stdin: str | None = None
+    info: Info, session_id: str, code: str, mode: str = "query", stdin: str | None = None, announce: bool = False
 ) -> AsyncGenerator[ExecItem, None]:
-    """Runs ``code`` in the session's main kernel and streams its output, then ``done``."""
+    """Runs ``code`` in the session's main kernel and streams its output, then ``done``; with
+    ``announce``, first an item ``started`` once the agent accepted the run (its ``runId``, to
+    interrupt it before it wrote anything)."""
     exec_mode = _checked_mode(mode)
     if exec_input_size(code, stdin) > MAX_EXEC_INPUT:
         raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_EXEC_INPUT} bytes together")
@@ -103,6 +109,8 @@ async def execute(
         finished = False
         try:
             await _ask_agent(nc, agent_id, request)
+            if announce:
+                yield ExecItem(run_id=run_id, kind="started")
             pending: dict[int, ExecOutput] = {}
             expected = 0
             async for msg in sub.messages:
@@ -135,11 +143,34 @@ async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> None:
         raise GatewayError(UNAVAILABLE, f"agent {agent_id} refused the run: {accepted.error}")
 
 
+async def interrupt_execution(info: Info, session_id: str, run_id: str) -> bool:
+    """Interrupts run ``run_id`` in the main kernel of one of your RUNNING sessions (``sessionId``: its
+    id, a unique id prefix or its name), as Ctrl-C would: Python code gets ``KeyboardInterrupt``, a
+    shell command SIGINT. Its ``execute`` stream goes on to ``done``. Returns false when that run is
+    not running (it ended already, or never ran in this session)."""
+    checked_value(RUN_ID, run_id)
+    state = await _owned_session(info, session_id)
+    if state.status is not SessionStatus.RUNNING:
+        raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}, not RUNNING")
+    kernel_id, agent_id = _main_kernel(state)
+    nc = await info.context.resources.nats()
+    try:
+        return await _send_interrupt(nc, agent_id, kernel_id, run_id)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not answer") from None
+
+
+async def _send_interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> bool:
+    """Asks the kernel's agent to interrupt ``run_id``; returns whether that run was running."""
+    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True)
+    reply = await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
+    return msgspec.json.decode(reply.data, type=ExecAccepted).ok
+
+
 async def _interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> None:
     """Interrupts a run whose client went away (best effort)."""
-    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True)
     try:
-        await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
+        await _send_interrupt(nc, agent_id, kernel_id, run_id)
     except Exception as exc:  # noqa: BLE001 - the client is gone; nothing else to do
         log.info("could not interrupt run %s of kernel %s: %s", run_id, kernel_id, exc)
 
