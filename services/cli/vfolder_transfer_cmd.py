@@ -31,7 +31,7 @@ from services.cli.vfolder_cmd import human_bytes, vfolder
 from services.common.settings import default_cache_dir
 from services.sdk.tus import TusError, TusUploader
 
-__all__ = ["download", "ls_files", "mkdir", "mv", "rm_files", "upload", "walk"]
+__all__ = ["download", "download_name", "ls_files", "mkdir", "mv", "rm_files", "upload", "walk"]
 
 REQUEST_UPLOAD = ("mutation($f: String!, $p: String!, $s: Float!) { requestUpload(folder: $f, path: $p, size: $s) "
                   "{ url token expiresAt path maxBytes } }")
@@ -190,6 +190,13 @@ async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Prog
     return have
 
 
+def download_name(folder: str, path: str, as_tar: bool) -> str:
+    """Returns the local name of a download: PATH's last part, or for the folder's root the folder's
+    (as the user named it), with ``.tar`` for an archive; never a path of several parts."""
+    name = Path(path.rstrip("/")).name or Path(folder.rstrip("/")).name
+    return (name if name not in ("", ".", "..") else "folder") + (".tar" if as_tar else "")
+
+
 @vfolder.command("download")
 @click.argument("folder")
 @click.argument("path")
@@ -200,7 +207,7 @@ async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Prog
 @run_async
 async def download(out: Output, folder: str, path: str, output: Path | None, as_tar: bool) -> None:
     """Download PATH of FOLDER (a file; a directory with --tar); resumes a partial download."""
-    name = (path.rstrip("/").rsplit("/", 1)[-1] or "folder") + (".tar" if as_tar else "")
+    name = download_name(folder, path, as_tar)
     target = output if output is not None else Path(name)
     if target.is_dir():
         target = target / name
