@@ -11,8 +11,9 @@ from services.cli.admin_common import apply_and_show, list_rows, size_bytes, slo
 from services.cli.connection import connect_client
 from services.cli.running import run_async
 from services.cli.output import Output
+from services.cli.vfolder_cmd import human_bytes
 
-__all__ = ["keypair", "policy"]
+__all__ = ["keypair", "policy", "policy_shown"]
 
 KEYPAIR_COLUMNS = [("accessKey", "ACCESS KEY"), ("user", "USER"), ("domain", "DOMAIN"), ("role", "ROLE"),
                    ("resourcePolicy", "POLICY"), ("isActive", "ACTIVE"), ("createdAt", "CREATED")]
@@ -21,9 +22,25 @@ POLICY_COLUMNS = [("name", "NAME"), ("totalResourceSlots", "TOTAL SLOTS"), ("max
                   ("maxContainersPerSession", "CONTAINERS"), ("idleTimeout", "IDLE S"),
                   ("maxSessionLifetime", "LIFETIME S"), ("rateLimit", "REQ/15MIN"),
                   ("maxConcurrentSubscriptions", "SUBSCRIPTIONS"), ("maxVfolderCount", "FOLDERS"),
-                  ("maxQuotaScopeSize", "STORAGE B"), ("allowedVfolderHosts", "VOLUMES")]
+                  ("maxQuotaScopeSize", "STORAGE"), ("allowedVfolderHosts", "VOLUMES")]
 _KEYPAIR_FIELDS = [(key, header.lower()) for key, header in KEYPAIR_COLUMNS]
 _POLICY_FIELDS = [(key, header.lower()) for key, header in POLICY_COLUMNS]
+UNLIMITED = "none"
+_NONE_AT_ZERO = ("maxConcurrentSessions", "maxPendingSessionCount", "maxContainersPerSession", "idleTimeout",
+                 "maxSessionLifetime", "rateLimit", "maxConcurrentSubscriptions", "maxVfolderCount", "maxQuotaScopeSize")
+"""The policy limits whose 0 means unlimited (or never)."""
+
+
+def policy_shown(row: dict[str, Any]) -> dict[str, Any]:
+    """Returns a resource policy as a table shows it: an unlimited limit (0, or no slots) as "none", where
+    a bare 0 read as "nothing allowed"; the storage cap in binary units; each volume's permissions joined."""
+    shown = {**row, **{key: UNLIMITED for key in _NONE_AT_ZERO if not row.get(key)}}
+    shown.update({key: UNLIMITED for key in ("totalResourceSlots", "maxPendingSessionResourceSlots") if not row.get(key)})
+    if row.get("maxQuotaScopeSize"):
+        shown["maxQuotaScopeSize"] = human_bytes(row["maxQuotaScopeSize"])
+    hosts = row.get("allowedVfolderHosts") or {}
+    shown["allowedVfolderHosts"] = {volume: "+".join(perms) for volume, perms in hosts.items()} or UNLIMITED
+    return shown
 
 
 # ---------------------------------------------------------------- keypair
@@ -154,7 +171,7 @@ async def policy_create(out: Output, name: str, total_slots: str | None, max_pen
     """Create a resource policy; a limit left out is unlimited."""
     data = _limits(name, total_slots, max_pending_session_resource_slots, **counts)
     await apply_and_show(out, aq.CREATE_POLICY, {"i": data}, (aq.POLICIES, "resourcePolicies", {}), ("name", name),
-                         _POLICY_FIELDS)
+                         _POLICY_FIELDS, policy_shown)
 
 
 @policy.command("ls")
@@ -162,7 +179,8 @@ async def policy_create(out: Output, name: str, total_slots: str | None, max_pen
 @run_async
 async def policy_ls(out: Output) -> None:
     """List resource policies (a user: those of its keypairs)."""
-    out.table(await list_rows(aq.POLICIES, "resourcePolicies"), POLICY_COLUMNS)
+    rows = await list_rows(aq.POLICIES, "resourcePolicies")
+    out.table(rows if out.is_json else [policy_shown(row) for row in rows], POLICY_COLUMNS)
 
 
 @policy.command("update")
@@ -175,4 +193,4 @@ async def policy_update(out: Output, name: str, total_slots: str | None, max_pen
     """Change the given limits of a resource policy; the others stay."""
     data = _limits(name, total_slots, max_pending_session_resource_slots, **counts)
     await apply_and_show(out, aq.UPDATE_POLICY, {"i": data}, (aq.POLICIES, "resourcePolicies", {}), ("name", name),
-                         _POLICY_FIELDS)
+                         _POLICY_FIELDS, policy_shown)

@@ -3,7 +3,7 @@ changed row" (read-your-writes: the row is read after the read models reach the 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 
@@ -59,9 +59,11 @@ async def list_rows(document: str, key: str, variables: dict[str, Any] | None = 
 
 
 async def apply_and_show(out: Output, mutation: str, variables: dict[str, Any], query: tuple[str, str, dict[str, Any]],
-                         match: tuple[str, str], fields: Sequence[tuple[str, str]]) -> None:
+                         match: tuple[str, str], fields: Sequence[tuple[str, str]],
+                         shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
     """Runs a mutation, then prints the row it changed (``match`` = (key, value)) as the read models
-    show it once they reached the mutation's position."""
+    show it once they reached the mutation's position; ``shown`` gives a table's display fields
+    (JSON prints the row as the API gives it)."""
     document, key, extra = query
     async with connect_client() as client:
         result = next(iter((await client.execute(mutation, variables)).values()))
@@ -69,4 +71,4 @@ async def apply_and_show(out: Output, mutation: str, variables: dict[str, Any], 
     row = next((r for r in rows if r.get(match[0]) == match[1]), None)
     if row is None:
         raise click.ClickException(f"{match[1]} was changed but is not visible to you")
-    out.record(row, fields)
+    out.record(row if shown is None or out.is_json else shown(row), fields)
