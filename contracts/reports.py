@@ -136,3 +136,5 @@ class AgentHeartbeat(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     agent_id: str
     sent_at: float
+    busy_kernels: list[str] = []
+    """The kernels running an execution as it beat: the controller's idle timeout spares their sessions."""

@@ -51,11 +51,17 @@ class ExecServer:
         self._backend = backend
         self._subs: list[Subscription] = []
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._kernel_of: dict[str, str] = {}
+        """The kernel of each run in ``_runs``."""
 
     async def start(self) -> None:
         """Subscribes to the agent's exec and logs subjects."""
         self._subs.append(await self._nc.subscribe(exec_subject(self._agent_id), cb=self._on_exec))
         self._subs.append(await self._nc.subscribe(logs_subject(self._agent_id), cb=self._on_logs))
+
+    def busy_kernels(self) -> list[str]:
+        """Returns the kernels with a run streaming through this server now, by id."""
+        return sorted(set(self._kernel_of.values()))
 
     async def stop(self) -> None:
         """Unsubscribes and stops streaming (the runs themselves go on in the kernels)."""
@@ -66,6 +72,10 @@ class ExecServer:
         for task in list(self._runs.values()):
             task.cancel()
         await asyncio.gather(*self._runs.values(), return_exceptions=True)
+
+    def _ended(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+        self._kernel_of.pop(run_id, None)
 
     async def _reply(self, msg: Msg, ok: bool, error: str | None = None) -> None:
         if msg.reply:
@@ -97,7 +107,8 @@ class ExecServer:
             return
         task = asyncio.create_task(self._stream(request, reader, writer), name=f"exec-{request.run_id}")
         self._runs[request.run_id] = task
-        task.add_done_callback(lambda _: self._runs.pop(request.run_id, None))
+        self._kernel_of[request.run_id] = request.kernel_id
+        task.add_done_callback(lambda _: self._ended(request.run_id))
         await self._reply(msg, True)
 
     async def _interrupt(self, path: Path, run_id: str) -> tuple[bool, str | None]:

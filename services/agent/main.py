@@ -145,7 +145,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
 
         exec_server = ExecServer(nc, agent_id, backend)
         await exec_server.start()
-        heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop), name="agent-heartbeat")
+        heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop,
+                                              busy=exec_server.busy_kernels), name="agent-heartbeat")
         watcher = asyncio.create_task(backend.watch(lifecycle.exited), name="agent-exit-watch")
         reconciler = Reconciler(backend, lifecycle, reporter)
         reconciling = asyncio.create_task(reconcile_periodically(reconciler, settings.reconcile_interval, stop),

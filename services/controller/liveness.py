@@ -32,7 +32,7 @@ from contracts.status import AgentStatus
 from domain.errors import NotFoundError
 from services.common.waiting import first_of
 
-__all__ = ["Latest", "Liveness", "check_liveness", "latest_heartbeat", "watch_heartbeats"]
+__all__ = ["Latest", "Liveness", "busy_kernels", "check_liveness", "latest_heartbeat", "watch_heartbeats"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,18 @@ async def watch_heartbeats(kv: KeyValue, liveness: Liveness, stop: asyncio.Event
 async def latest_heartbeat(kv: KeyValue, agent_id: str) -> float | None:
     """Returns the ``sent_at`` of ``agent_id``'s heartbeat in the bucket now, None when it holds none (or
     not one of that agent); raises the bucket's errors (NATS unreachable, a timeout)."""
+    beat = await _read_heartbeat(kv, agent_id)
+    return None if beat is None else beat.sent_at
+
+
+async def busy_kernels(kv: KeyValue, agent_id: str) -> frozenset[str]:
+    """Returns the kernels ``agent_id``'s heartbeat in the bucket now says run an execution (none when
+    it holds no heartbeat of that agent); raises the bucket's errors."""
+    beat = await _read_heartbeat(kv, agent_id)
+    return frozenset() if beat is None else frozenset(beat.busy_kernels)
+
+
+async def _read_heartbeat(kv: KeyValue, agent_id: str) -> AgentHeartbeat | None:
     try:
         entry = await kv.get(agent_id)
     except KeyNotFoundError:
@@ -145,7 +157,7 @@ async def latest_heartbeat(kv: KeyValue, agent_id: str) -> float | None:
         beat = msgspec.json.decode(entry.value or b"", type=AgentHeartbeat)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return beat.sent_at if beat.agent_id == agent_id else None
+    return beat if beat.agent_id == agent_id else None
 
 
 async def _silent(liveness: Liveness, latest: Latest, agent_id: str) -> bool:

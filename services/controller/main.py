@@ -20,11 +20,11 @@ from services.common.settings import Settings
 from services.common.waiting import until
 from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_lost_agents
 from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, STORAGE_REPORTS_IN, AgentWatch, DeadlineWatch
-from services.controller.liveness import Liveness, check_liveness, latest_heartbeat, watch_heartbeats
+from services.controller.liveness import Liveness, busy_kernels, check_liveness, latest_heartbeat, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
 from services.controller.storage_reports import StorageReportHandler
 from services.controller.stuck import StuckDeadlines, StuckSessionSweeper
-from services.controller.timeouts import Deadlines, enforce_timeouts
+from services.controller.timeouts import Deadlines, enforce_timeouts, spare_busy
 
 __all__ = ["DURABLE", "run_controller"]
 
@@ -68,6 +68,10 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
         async def terminate(session_id: str, reason: Reason) -> object:
             return await store.call(sessions.terminate, session_id, make_context(ACTOR), reason)
 
+        async def kernels_of(session_id: str) -> list[tuple[str, str]]:
+            state = await store.call(sessions.get, session_id)
+            return [] if state is None else [(k.kernel_id, k.agent_id) for k in state.kernels if k.agent_id]
+
         async def expire(session_id: str, reason: Reason) -> object:
             stay = stuck.stay(session_id)
             if stay is None:  # it moved on since it was found due
@@ -76,7 +80,8 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
 
         async def timeouts() -> None:
             await until(caught_up, stop)  # judge on the whole history, not a replay half-way
-            await enforce_timeouts(deadlines, terminate, changed, stop)
+            sparing = spare_busy(terminate, deadlines, kernels_of, functools.partial(busy_kernels, kv))
+            await enforce_timeouts(deadlines, sparing, changed, stop)
 
         async def stuck_sessions() -> None:
             await until(caught_up, stop)

@@ -8,7 +8,9 @@ each due session through ``Sessions.terminate`` with the reason:
 
 * ``max-lifetime``: the owner keypair's ``max_session_lifetime`` seconds after RUNNING;
 * ``idle-timeout``: ``idle_timeout`` seconds without an ``ExecutionFinished`` since RUNNING
-  or the last execution (interactive sessions; a batch session runs its task);
+  or the last execution (interactive sessions; a batch session runs its task), unless one of its
+  kernels is running an execution then (``spare_busy``: its agent's heartbeat says so), which counts
+  as activity at that moment: a long computation is not idleness;
 * ``task-timeout``: a batch session's ``batch_timeout`` seconds after RUNNING.
 
 0 means no limit. A keypair the controller has not seen created has no limits. The
@@ -36,7 +38,7 @@ from services.application.policies import POLICY_EVENTS, KeypairPolicies
 from services.common.waiting import first_of
 from services.controller.deadline_index import DeadlineIndex
 
-__all__ = ["TIMEOUT_EVENTS", "Clock", "Deadlines", "DueSessions", "enforce_timeouts"]
+__all__ = ["TIMEOUT_EVENTS", "Clock", "Deadlines", "DueSessions", "Postponed", "enforce_timeouts", "spare_busy"]
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,13 @@ class Deadlines:
             if not owned:
                 self._of_owner.pop(watch.owner, None)
 
+    def active(self, session_id: str) -> None:
+        """Records activity of ``session_id`` now (an execution found running): its idle time starts again."""
+        watch = self._watch.get(session_id)
+        if watch is not None and watch.last_activity is not None:
+            watch.last_activity = max(watch.last_activity, self._clock())
+            self._reindex((session_id,))
+
     def defer(self, session_id: str, seconds: float) -> None:
         """Postpones the next attempt on ``session_id`` by ``seconds`` (after a failed one)."""
         watch = self._watch.get(session_id)
@@ -172,6 +181,35 @@ def _seconds(value: int) -> dt.timedelta:
 
 
 Terminate = Callable[[str, Reason], Awaitable[object]]
+
+
+class Postponed(Exception):
+    """Raised by a ``Terminate`` that found the session must not end now; it has moved the deadline."""
+
+
+KernelsOf = Callable[[str], Awaitable[list[tuple[str, str]]]]
+"""Returns a session's placed kernels as (kernel id, agent id)."""
+BusyOn = Callable[[str], Awaitable[frozenset[str]]]
+"""Returns the kernels an agent runs an execution in now (``liveness.busy_kernels``)."""
+
+
+def spare_busy(terminate: Terminate, deadlines: Deadlines, kernels_of: KernelsOf, busy_on: BusyOn) -> Terminate:
+    """Returns ``terminate``, except that a session due for ``idle-timeout`` with a kernel running an
+    execution is not terminated: that counts as its activity now (``Deadlines.active``) and
+    ``Postponed`` is raised. An agent that cannot be asked (NATS away) has the termination retried."""
+
+    async def terminate_unless_busy(session_id: str, reason: Reason) -> object:
+        if reason is Reason.IDLE_TIMEOUT:
+            asked: dict[str, frozenset[str]] = {}
+            for kernel_id, agent_id in await kernels_of(session_id):
+                if agent_id not in asked:
+                    asked[agent_id] = await busy_on(agent_id)
+                if kernel_id in asked[agent_id]:
+                    deadlines.active(session_id)
+                    raise Postponed(f"kernel {kernel_id} is running an execution")
+        return await terminate(session_id, reason)
+
+    return terminate_unless_busy
 
 
 class DueSessions(Protocol):
@@ -205,6 +243,9 @@ async def enforce_timeouts(
         for session_id, reason in deadlines.due():
             try:
                 await terminate(session_id, reason)
+            except Postponed as exc:
+                log.info("session %s not terminated (%s): %s", session_id, reason.value, exc)
+                continue
             except DomainError as exc:
                 log.info("not terminating session %s (%s): %s", session_id, reason.value, exc)
             except Exception as exc:  # noqa: BLE001 - retried later

@@ -12,6 +12,7 @@ import pytest
 
 from contracts.status import SessionStatus
 from services.agent.main import run_agent
+from services.cli import admin_queries as aq
 from services.agent.backends.process import ProcessBackend
 from services.sdk.client import BerthAPIError, BerthClient
 from services.application.sessions import Sessions
@@ -162,6 +163,36 @@ async def test_an_interrupted_run_goes_on_to_its_keyboard_interrupt_and_keeps_th
         assert {i["runId"] for i in items} == {run_id}
         assert (await alice.execute(INTERRUPT, {"id": session_id, "runId": run_id}))["interruptExecution"] is False
         assert out(await execute(alice, session_id, "print(x + 1)")) == "42\n", "the namespace is kept"
+
+
+async def test_an_execution_longer_than_the_idle_timeout_is_not_idleness(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    """A session whose keypair allows 4 s without an execution runs one of 9 s to its end (its agent's
+    heartbeat says the kernel is busy); idle after it, the session ends with idle-timeout."""
+    async with BerthClient(served, *keys.admin) as admin, BerthClient(served, *keys.alice) as alice:
+        await admin.execute(aq.CREATE_POLICY, {"i": {"name": "brief", "idleTimeout": 4}})
+        await admin.execute(aq.SET_KEYPAIR_POLICY, {"k": keys.alice[0], "p": "brief"})
+        session_id = await running_session(alice, sessions)
+        items = []
+        async with asyncio.timeout(60):
+            code = "import time\nfor i in range(3):\n    time.sleep(3)\n    print(i, flush=True)\n"
+            async for data in alice.subscribe(EXECUTE, {"id": session_id, "code": code, "mode": "query", "stdin": None}):
+                items.append(data["execute"])
+                if data["execute"]["kind"] == "done":
+                    break
+        assert (out(items), items[-1]["exitCode"]) == ("0\n1\n2\n", 0), out(items, "stderr")
+        state = await asyncio.to_thread(sessions.get, session_id)
+        assert state is not None and state.status is SessionStatus.RUNNING
+
+        async def ended() -> Any:
+            now = await asyncio.to_thread(sessions.get, session_id)
+            return now is not None and now.status is SessionStatus.TERMINATED and now
+
+        await async_wait_for(ended, timeout=60, message="the idle session was not terminated")
+        changes = [e for e in await asyncio.to_thread(sessions.load, session_id)
+                   if type(e).type_name() == "session.status_changed"]
+        assert "idle-timeout" in {e.reason.value for e in changes}
 
 
 async def test_session_logs_return_the_runner_log(

@@ -18,7 +18,7 @@ from contracts.session import KernelSpec
 from contracts.status import Reason, SessionStatus, SessionType
 from contracts.tenancy import KeypairLimits
 from domain.errors import InvalidTransitionError
-from services.controller.timeouts import Deadlines, enforce_timeouts
+from services.controller.timeouts import Deadlines, Postponed, enforce_timeouts, spare_busy
 from tests.support.waiting import async_wait_for
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -267,5 +267,64 @@ async def test_the_loop_drops_refused_and_retries_failed_terminations() -> None:
     await async_wait_for(lambda: attempts.get("flaky") == 2, timeout=5)
     assert attempts["gone"] == 1
     assert deadlines.next_deadline() is None
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+
+async def test_a_session_running_an_execution_is_not_idle() -> None:
+    """Its idle deadline finds a kernel running an execution (a long computation): not terminated, and
+    its idle time starts again then; once no kernel is busy, the next deadline terminates it."""
+    clock = Clock()
+    deadlines = Deadlines(clock)
+    feed(deadlines, policy("p", idle_timeout=30, max_session_lifetime=100), keypair("AK1", "p"), requested("s1"),
+         status("s1", SessionStatus.RUNNING))
+    terminated: list[tuple[str, Reason]] = []
+    busy = {"node": frozenset({"s1-k"})}
+    asked: list[str] = []
+
+    async def terminate(session_id: str, reason: Reason) -> None:
+        terminated.append((session_id, reason))
+
+    async def kernels_of(session_id: str) -> list[tuple[str, str]]:
+        return [(f"{session_id}-k", "node")]
+
+    async def busy_on(agent_id: str) -> frozenset[str]:
+        asked.append(agent_id)
+        return busy[agent_id]
+
+    sparing = spare_busy(terminate, deadlines, kernels_of, busy_on)
+    clock.advance(30)
+    assert deadlines.due() == [("s1", Reason.IDLE_TIMEOUT)]
+    with pytest.raises(Postponed, match="s1-k is running an execution"):
+        await sparing("s1", Reason.IDLE_TIMEOUT)
+    assert terminated == [] and deadlines.due() == []
+    assert deadlines.next_deadline() == T0 + dt.timedelta(seconds=60), "idle from the moment it was found busy"
+
+    await sparing("s1", Reason.MAX_LIFETIME)  # a busy session still ends at its lifetime
+    assert terminated == [("s1", Reason.MAX_LIFETIME)] and asked == ["node"], "only an idle timeout asks"
+
+    busy["node"] = frozenset()
+    clock.advance(30)
+    await sparing("s1", Reason.IDLE_TIMEOUT)
+    assert terminated[-1] == ("s1", Reason.IDLE_TIMEOUT)
+
+
+async def test_the_loop_leaves_a_postponed_session_to_its_moved_deadline() -> None:
+    deadlines = Deadlines(utc_now)
+    past = utc_now() - dt.timedelta(seconds=10)
+    feed(deadlines, policy("p", idle_timeout=1), keypair("AK1", "p"), requested("s1"),
+         status("s1", SessionStatus.RUNNING, past))
+    changed, stop = asyncio.Event(), asyncio.Event()
+    attempts: list[str] = []
+
+    async def terminate(session_id: str, reason: Reason) -> None:
+        attempts.append(session_id)
+        if len(attempts) == 1:
+            deadlines.active(session_id)
+            raise Postponed("busy")
+
+    task = asyncio.create_task(enforce_timeouts(deadlines, terminate, changed, stop))
+    await async_wait_for(lambda: len(attempts) == 2, timeout=10)
+    assert deadlines.next_deadline() is None, "terminated the second time: forgotten"
     stop.set()
     await asyncio.wait_for(task, timeout=10)
