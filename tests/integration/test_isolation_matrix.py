@@ -279,6 +279,8 @@ RULES: dict[str, Rule] = {
                                        "A N A N A U", _the_session),
     "Subscription.vfolderEvents": Rule(f"subscription({F}) {{ vfolderEvents(folder: $f) {{ type }} }}",
                                        "A N A N A U", _the_folder),
+    "Mutation.interruptExecution": Rule(f'mutation({ID}) {{ interruptExecution(sessionId: $id, runId: "{"0" * 32}") }}',
+                                        "C N C N C U", _the_session),
     "Subscription.execute": Rule(f'subscription({ID}) {{ execute(sessionId: $id, code: "1") {{ kind }} }}',
                                  "C N C N C U", _the_session),
 }

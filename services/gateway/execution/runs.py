@@ -45,7 +45,7 @@ from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
 from services.gateway.limits import RUN_ID, checked_choice, checked_value
-from services.gateway.sessions.refs import resolve_owned_session
+from services.gateway.sessions.refs import checked_ref, resolve_owned_session
 from services.gateway.subscription_guard import subscription_slot
 
 __all__ = ["ExecItem", "execute", "interrupt_execution", "session_logs"]
@@ -148,6 +148,7 @@ async def interrupt_execution(info: Info, session_id: str, run_id: str) -> bool:
     id, a unique id prefix or its name), as Ctrl-C would: Python code gets ``KeyboardInterrupt``, a
     shell command SIGINT. Its ``execute`` stream goes on to ``done``. Returns false when that run is
     not running (it ended already, or never ran in this session)."""
+    checked_ref(session_id)
     checked_value(RUN_ID, run_id)
     state = await _owned_session(info, session_id)
     if state.status is not SessionStatus.RUNNING:
