@@ -19,21 +19,16 @@ from contracts.status import Reason, SessionStatus, SessionType
 from contracts.tenancy import KeypairLimits
 from domain.errors import InvalidTransitionError
 from services.controller.timeouts import Deadlines, Postponed, enforce_timeouts, spare_busy
+from tests.support.clocks import UtcClock
 from tests.support.waiting import async_wait_for
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 _versions = itertools.count(1)
 
 
-class Clock:
+class Clock(UtcClock):
     def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
+        super().__init__(T0)
 
 
 def event(cls: type[Event], aggregate_id: str, at: dt.datetime = T0, **fields: Any) -> Event:

@@ -9,19 +9,14 @@ import datetime as dt
 import pytest
 
 from services.controller.agent_lost import LostAgents, sweep_lost_agents
+from tests.support.clocks import UtcClock
 
 T0 = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 
 
-class Clock:
+class Clock(UtcClock):
     def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
+        super().__init__(T0)
 
 
 def test_a_lost_agent_is_due_once_its_grace_has_passed() -> None:
