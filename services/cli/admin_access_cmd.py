@@ -27,15 +27,18 @@ _KEYPAIR_FIELDS = [(key, header.lower()) for key, header in KEYPAIR_COLUMNS]
 _POLICY_FIELDS = [(key, header.lower()) for key, header in POLICY_COLUMNS]
 UNLIMITED = "none"
 _NONE_AT_ZERO = ("maxConcurrentSessions", "maxPendingSessionCount", "maxContainersPerSession", "idleTimeout",
-                 "maxSessionLifetime", "rateLimit", "maxConcurrentSubscriptions", "maxVfolderCount", "maxQuotaScopeSize")
+                 "maxSessionLifetime", "rateLimit", "maxConcurrentSubscriptions", "maxVfolderCount",
+                 "maxQuotaScopeSize")
 """The policy limits whose 0 means unlimited (or never)."""
+_SLOT_LIMITS = ("totalResourceSlots", "maxPendingSessionResourceSlots")
+"""The policy limits whose empty slots mean unlimited."""
 
 
 def policy_shown(row: dict[str, Any]) -> dict[str, Any]:
     """Returns a resource policy as a table shows it: an unlimited limit (0, or no slots) as "none", where
     a bare 0 read as "nothing allowed"; the storage cap in binary units; each volume's permissions joined."""
     shown = {**row, **{key: UNLIMITED for key in _NONE_AT_ZERO if not row.get(key)}}
-    shown.update({key: UNLIMITED for key in ("totalResourceSlots", "maxPendingSessionResourceSlots") if not row.get(key)})
+    shown.update({key: UNLIMITED for key in _SLOT_LIMITS if not row.get(key)})
     if row.get("maxQuotaScopeSize"):
         shown["maxQuotaScopeSize"] = human_bytes(row["maxQuotaScopeSize"])
     hosts = row.get("allowedVfolderHosts") or {}

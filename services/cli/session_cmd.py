@@ -168,7 +168,8 @@ async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: flo
     statuses = {ref: await _status(client, ref) for ref in refs}
     ids: dict[str, str] = {}
     for ref in termination_order(statuses):
-        ids[ref] = (await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": ref}))["terminateSession"]["sessionId"]
+        terminated = await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": ref})
+        ids[ref] = terminated["terminateSession"]["sessionId"]
         out.info(f"session {ids[ref]}: termination requested")
     for ref in refs:
         if wait:

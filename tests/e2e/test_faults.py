@@ -1,7 +1,9 @@
 """Fault suite, CI size (issue 13 item 5): while a load of signed createSession / terminateSession runs
 through the public API on simulated agents, SIGKILL relay, controller and scheduler; stop PostgreSQL
 and start it again; restart NATS; SIGKILL for good an agent running as its own process (its sessions
-end with reason agent-lost after the controller's heartbeat timeout and the lost agent's grace, 5 s each here, and count as converged); SIGKILL for good one node of a 3-node NATS cluster whose streams have 3 replicas. Each scenario on a fresh instance with a PostgreSQL of its own.
+end with reason agent-lost after the controller's heartbeat timeout and the lost agent's grace, 5 s
+each here, and count as converged); SIGKILL for good one node of a 3-node NATS cluster whose streams
+have 3 replicas. Each scenario on a fresh instance with a PostgreSQL of its own.
 
 The full-size version (≥ 1,000 sessions, every service) is ``python -m ops.faults``. After each fault:
 every session converged, `berth doctor` clean, every stored event in EVENTS exactly once, read models

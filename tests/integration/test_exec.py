@@ -152,7 +152,8 @@ async def test_an_interrupted_run_goes_on_to_its_keyboard_interrupt_and_keeps_th
             with pytest.raises(BerthAPIError) as err:
                 await alice.execute(INTERRUPT, {"id": session_id, "runId": "not-a-run"})
             assert err.value.code == "BAD_INPUT"
-            assert (await alice.execute(INTERRUPT, {"id": session_id, "runId": "0" * 32}))["interruptExecution"] is False
+            unknown = await alice.execute(INTERRUPT, {"id": session_id, "runId": "0" * 32})
+            assert unknown["interruptExecution"] is False
 
             assert (await alice.execute(INTERRUPT, {"id": session_id, "runId": run_id}))["interruptExecution"] is True
             async for data in stream:
@@ -177,7 +178,8 @@ async def test_an_execution_longer_than_the_idle_timeout_is_not_idleness(
         items = []
         async with asyncio.timeout(60):
             code = "import time\nfor i in range(3):\n    time.sleep(3)\n    print(i, flush=True)\n"
-            async for data in alice.subscribe(EXECUTE, {"id": session_id, "code": code, "mode": "query", "stdin": None}):
+            variables = {"id": session_id, "code": code, "mode": "query", "stdin": None}
+            async for data in alice.subscribe(EXECUTE, variables):
                 items.append(data["execute"])
                 if data["execute"]["kind"] == "done":
                     break

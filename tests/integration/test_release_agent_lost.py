@@ -146,7 +146,8 @@ async def tasks(js: JetStreamContext, settings: Settings) -> AsyncIterator[Servi
         yield running
 
 
-def start_agent(tasks: ServiceTasks, settings: Settings, agent_id: str, backend: SimulatedBackend | None = None) -> None:
+def start_agent(tasks: ServiceTasks, settings: Settings, agent_id: str,
+                backend: SimulatedBackend | None = None) -> None:
     """Starts agent ``agent_id``; on ``backend``, to start it again on the kernels it ran."""
     mine = msgspec.structs.replace(settings, agent_id=agent_id)
     node = backend or SimulatedBackend(delay=0.01)

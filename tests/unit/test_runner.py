@@ -152,8 +152,8 @@ def test_a_traceback_shows_the_lines_of_each_run_it_passes_through(runner: Runne
     """As IPython's cells: each run's code is ``<run N>``, its lines shown, those of a function an
     earlier run defined included; nothing of the worker's own."""
     assert runner.run("def f():\n    return 1 / 0\n", run_id="a")[1]["exit_code"] == 0
-    chunks, done = runner.run("x = 1\ntry:\n    f()\nexcept ZeroDivisionError as e:\n    raise ValueError('x') from e\n",
-                              run_id="b")
+    code = "x = 1\ntry:\n    f()\nexcept ZeroDivisionError as e:\n    raise ValueError('x') from e\n"
+    chunks, done = runner.run(code, run_id="b")
     err = text(chunks, "stderr")
     assert done["exit_code"] == 1
     assert 'File "<run 2>", line 3, in <module>\n    f()\n' in err

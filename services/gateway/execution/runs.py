@@ -59,7 +59,8 @@ AGENT_TIMEOUT = 5.0
 @strawberry.type(description="One item of an execution: an output chunk, or `done` with the exit code.")
 class ExecItem:
     run_id: str
-    kind: str = strawberry.field(description="`stdout`, `stderr` or `done`; first `started` when asked for (`announce`).")
+    kind: str = strawberry.field(
+        description="`stdout`, `stderr` or `done`; first `started` when asked for (`announce`).")
     data: str | None = None
     exit_code: int | None = None
     duration_ms: int | None = None

@@ -15,6 +15,7 @@ class ExecutionSubscription:
         resolver=runs.execute,
         description="Runs code in the main kernel of one of your RUNNING sessions (`sessionId`: its id, a unique id "
         "prefix or its name; mode `query`: Python in a "
-        "persistent namespace; `batch`: a shell command); streams stdout/stderr chunks, then `done` with the exit code. "
+        "persistent namespace; `batch`: a shell command); streams stdout/stderr chunks, then `done` with the exit "
+        "code. "
         "With `announce`, the first item is `started`, with the run's id (for `interruptExecution`).",
     )
