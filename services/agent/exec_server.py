@@ -50,9 +50,8 @@ class ExecServer:
         self._agent_id = agent_id
         self._backend = backend
         self._subs: list[Subscription] = []
-        self._runs: dict[str, asyncio.Task[None]] = {}
-        self._kernel_of: dict[str, str] = {}
-        """The kernel of each run in ``_runs``."""
+        self._runs: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        """Each run streaming now: its kernel and its task."""
 
     async def start(self) -> None:
         """Subscribes to the agent's exec and logs subjects."""
@@ -61,7 +60,7 @@ class ExecServer:
 
     def busy_kernels(self) -> list[str]:
         """Returns the kernels with a run streaming through this server now, by id."""
-        return sorted(set(self._kernel_of.values()))
+        return sorted({kernel_id for kernel_id, _ in self._runs.values()})
 
     async def stop(self) -> None:
         """Unsubscribes and stops streaming (the runs themselves go on in the kernels)."""
@@ -69,13 +68,10 @@ class ExecServer:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs.clear()
-        for task in list(self._runs.values()):
+        tasks = [task for _, task in self._runs.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._runs.values(), return_exceptions=True)
-
-    def _ended(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
-        self._kernel_of.pop(run_id, None)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _reply(self, msg: Msg, ok: bool, error: str | None = None) -> None:
         if msg.reply:
@@ -106,9 +102,8 @@ class ExecServer:
             await self._reply(msg, False, f"cannot reach the runner of kernel {request.kernel_id}: {exc}")
             return
         task = asyncio.create_task(self._stream(request, reader, writer), name=f"exec-{request.run_id}")
-        self._runs[request.run_id] = task
-        self._kernel_of[request.run_id] = request.kernel_id
-        task.add_done_callback(lambda _: self._ended(request.run_id))
+        self._runs[request.run_id] = request.kernel_id, task
+        task.add_done_callback(lambda _: self._runs.pop(request.run_id, None))
         await self._reply(msg, True)
 
     async def _interrupt(self, path: Path, run_id: str) -> tuple[bool, str | None]:

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from services.cli import admin_queries as aq
+from services.cli.cells import UNLIMITED
 from services.cli.admin_common import apply_and_show, list_rows, size_bytes, slot_list, slots_option
 from services.cli.connection import connect_client
 from services.cli.running import run_async
@@ -25,7 +26,6 @@ POLICY_COLUMNS = [("name", "NAME"), ("totalResourceSlots", "TOTAL SLOTS"), ("max
                   ("maxQuotaScopeSize", "STORAGE"), ("allowedVfolderHosts", "VOLUMES")]
 _KEYPAIR_FIELDS = [(key, header.lower()) for key, header in KEYPAIR_COLUMNS]
 _POLICY_FIELDS = [(key, header.lower()) for key, header in POLICY_COLUMNS]
-UNLIMITED = "none"
 _NONE_AT_ZERO = ("maxConcurrentSessions", "maxPendingSessionCount", "maxContainersPerSession", "idleTimeout",
                  "maxSessionLifetime", "rateLimit", "maxConcurrentSubscriptions", "maxVfolderCount",
                  "maxQuotaScopeSize")

@@ -16,10 +16,12 @@ import re
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["EMPTY", "cell", "escape_controls"]
+__all__ = ["EMPTY", "UNLIMITED", "cell", "escape_controls"]
 
 EMPTY = "-"
 """What an absent or empty value prints as, so every row has every column."""
+UNLIMITED = "none"
+"""What a limit that the API gives as 0 or empty (unlimited) prints as in a table."""
 
 _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f"  # C0, DEL, C1 (CSI \x9b, NEL \x85, ...)

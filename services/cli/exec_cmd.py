@@ -37,12 +37,11 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
     interrupts: list[asyncio.Task[None]] = []
 
     def on_ctrl_c() -> None:
-        if run_id is None or interrupts or streaming is None:
-            if streaming is not None:
-                streaming.cancel()
-            return
-        click.echo("\nberth: interrupting the run (Ctrl-C again to stop waiting for it)", err=True)
-        interrupts.append(asyncio.ensure_future(_interrupt(client, session_id, run_id)))
+        if run_id is not None and not interrupts:
+            click.echo("\nberth: interrupting the run (Ctrl-C again to stop waiting for it)", err=True)
+            interrupts.append(asyncio.ensure_future(_interrupt(client, session_id, run_id)))
+        elif streaming is not None:  # before the run started, or a second Ctrl-C: stop waiting
+            streaming.cancel()
 
     try:
         with _on_ctrl_c(on_ctrl_c):

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from services.cli import queries as q
+from services.cli.cells import UNLIMITED
 from services.cli.connection import connect_client
 from services.cli.running import run_async
 from services.cli.output import Output
@@ -14,7 +15,6 @@ from services.cli.vfolder_cmd import STORAGE, STORAGE_COLUMNS, storage_rows
 
 __all__ = ["usage", "usage_rows"]
 
-UNLIMITED = "none"
 COLUMNS = [("scope", "SCOPE"), ("name", "NAME"), ("used", "USED"), ("limit", "LIMIT"),
            ("sessions", "SESSIONS"), ("maxSessions", "MAX SESSIONS")]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from services.cli.cells import UNLIMITED
 from services.cli.admin_common import size_bytes
 from services.cli.connection import connect_client
 from services.cli.output import Output
@@ -76,14 +77,14 @@ def human_bytes(value: float | int | None) -> str:
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
     """Adds the display fields of a folder row (usage and quota in binary units, shares)."""
     quota = row.get("quotaLimit") or 0
-    return {**row, "usage": human_bytes(row.get("usageBytes")), "quota": human_bytes(quota) if quota else "none",
+    return {**row, "usage": human_bytes(row.get("usageBytes")), "quota": human_bytes(quota) if quota else UNLIMITED,
             "sharedWith": [f"{s['user']}:{s['permission']}" for s in row.get("shares") or []]}
 
 
 def storage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Returns storage usage rows with their display fields (``berth usage``, ``berth vfolder info``)."""
     return [{**r, "used": human_bytes(r["usageBytes"]), "files": r["usageFiles"],
-             "limit": human_bytes(r["limitBytes"]) if r["limitBytes"] else "none"} for r in rows]
+             "limit": human_bytes(r["limitBytes"]) if r["limitBytes"] else UNLIMITED} for r in rows]
 
 
 async def _change(out: Output, mutation: str, variables: dict[str, Any], *, show: str | None = None) -> None:
@@ -144,7 +145,7 @@ async def info(out: Output, folder: str) -> None:
             scope = None
     shown = _shown(row)
     if scope is not None:
-        limit = human_bytes(scope["limitBytes"]) if scope["limitBytes"] else "none"
+        limit = human_bytes(scope["limitBytes"]) if scope["limitBytes"] else UNLIMITED
         shown["scopeUsage"] = f"{human_bytes(scope['usageBytes'])} of {limit} ({scope['folders']} folders)"
     out.record(shown, [*FOLDER_FIELDS[:17], ("scopeUsage", "scope usage"), *FOLDER_FIELDS[17:]])
 

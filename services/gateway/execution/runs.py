@@ -97,12 +97,8 @@ async def execute(
     exec_mode = _checked_mode(mode)
     if exec_input_size(code, stdin) > MAX_EXEC_INPUT:
         raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_EXEC_INPUT} bytes together")
-    state = await _owned_session(info, session_id)
-    if state.status is not SessionStatus.RUNNING:
-        raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}, not RUNNING")
-    kernel_id, agent_id = _main_kernel(state)
-    resources = info.context.resources
-    nc = await resources.nats()
+    state, kernel_id, agent_id = await _running_main_kernel(info, session_id)
+    nc = await info.context.resources.nats()
     run_id = uuid.uuid4().hex
     request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin)
     async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
@@ -134,12 +130,26 @@ async def execute(
                 await _interrupt(nc, agent_id, kernel_id, run_id)
 
 
-async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> None:
+async def _running_main_kernel(info: Info, session_id: str) -> tuple[SessionState, str, str]:
+    """Returns one of the caller's sessions (a reference) with its main kernel and that kernel's agent;
+    CONFLICT when the session is not RUNNING."""
+    state = await _owned_session(info, session_id)
+    if state.status is not SessionStatus.RUNNING:
+        raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}, not RUNNING")
+    return state, *_main_kernel(state)
+
+
+async def _request(nc: Nats, agent_id: str, request: ExecRequest) -> ExecAccepted:
+    """Sends ``request`` to the agent and returns its answer; UNAVAILABLE when it does not answer."""
     try:
         reply = await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not answer") from None
-    accepted = msgspec.json.decode(reply.data, type=ExecAccepted)
+    return msgspec.json.decode(reply.data, type=ExecAccepted)
+
+
+async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> None:
+    accepted = await _request(nc, agent_id, request)
     if not accepted.ok:
         raise GatewayError(UNAVAILABLE, f"agent {agent_id} refused the run: {accepted.error}")
 
@@ -151,28 +161,19 @@ async def interrupt_execution(info: Info, session_id: str, run_id: str) -> bool:
     not running (it ended already, or never ran in this session)."""
     checked_ref(session_id)
     checked_value(RUN_ID, run_id)
-    state = await _owned_session(info, session_id)
-    if state.status is not SessionStatus.RUNNING:
-        raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}, not RUNNING")
-    kernel_id, agent_id = _main_kernel(state)
+    _, kernel_id, agent_id = await _running_main_kernel(info, session_id)
     nc = await info.context.resources.nats()
-    try:
-        return await _send_interrupt(nc, agent_id, kernel_id, run_id)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not answer") from None
+    return (await _request(nc, agent_id, _interruption(kernel_id, run_id))).ok
 
 
-async def _send_interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> bool:
-    """Asks the kernel's agent to interrupt ``run_id``; returns whether that run was running."""
-    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True)
-    reply = await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
-    return msgspec.json.decode(reply.data, type=ExecAccepted).ok
+def _interruption(kernel_id: str, run_id: str) -> ExecRequest:
+    return ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True)
 
 
 async def _interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> None:
     """Interrupts a run whose client went away (best effort)."""
     try:
-        await _send_interrupt(nc, agent_id, kernel_id, run_id)
+        await _request(nc, agent_id, _interruption(kernel_id, run_id))
     except Exception as exc:  # noqa: BLE001 - the client is gone; nothing else to do
         log.info("could not interrupt run %s of kernel %s: %s", run_id, kernel_id, exc)
 
