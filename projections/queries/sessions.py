@@ -15,11 +15,13 @@ from typing import Any
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
+from contracts.status import LIVE_SESSION_STATUSES
 from projections.queries.fetch import columns, fetch_all
 from projections.queries.rows import AgentRow, EventLogRow, KernelRow, SessionRow
 from projections.queries.tenancy import VISIBLE_TO_USER
 
 __all__ = [
+    "count_live",
     "get_session",
     "kernels_of",
     "list_agents",
@@ -133,3 +135,15 @@ async def pending_of(pool: AsyncConnectionPool, owner: str) -> tuple[int, list[d
         pool, _RequestedSlots, "SELECT requested_slots FROM sessions WHERE owner = %s AND status = 'PENDING'", (owner,)
     )
     return len(rows), [row.requested_slots for row in rows]
+
+
+class _StatusCount(msgspec.Struct, frozen=True):
+    status: str
+    n: int
+
+
+async def count_live(pool: AsyncConnectionPool) -> dict[str, int]:
+    """Returns how many sessions not ended there are in each status that has any (index ``sessions_status``)."""
+    rows = await fetch_all(pool, _StatusCount, "SELECT status, count(*) AS n FROM sessions WHERE status = ANY(%s)"
+                           " GROUP BY status", (LIVE_SESSION_STATUSES,))
+    return {row.status: row.n for row in rows}

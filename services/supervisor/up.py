@@ -43,6 +43,7 @@ from services.storage.keys import ensure_key, key_path
 from services.storage.main import run_storage
 from services.storage.server import parse_bind
 from services.supervisor.infrastructure import infrastructure
+from services.supervisor.left_running import describe_left, live_sessions
 from services.supervisor.processes import Child, Children, module_argv
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity, prepare_default_image
 from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
@@ -247,7 +248,7 @@ async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[st
         ids = ", ".join(a.agent_id for a in agents)
         say(f"agent {ids} ({settings.agent_backend} backend) capacity {describe_capacity(settings)} each")
         try_it = "session create" if settings.agent_backend == "simulated" else "run --rm -c 'print(1)'"
-        say(f"In another terminal: .venv/bin/berth {try_it}   ·   Ctrl-C stops everything")
+        say(f"In another terminal: .venv/bin/berth {try_it}   ·   Ctrl-C stops Berth (sessions are kept)")
 
     try:
         if not in_process:
@@ -270,3 +271,6 @@ async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[st
     finally:
         remove_instance(settings.data_dir)
         say("Berth stopped.")
+        left = describe_left(await live_sessions(settings.pg_dsn), settings.agent_backend)
+        if left is not None:
+            say(left)

@@ -18,7 +18,7 @@ from services.common.lifetime import die_with_parent
 from tests.support.waiting import wait_for
 
 BERTH = [sys.executable, "-m", "services.cli"]
-UP_SUMMARY_END = b"Ctrl-C stops everything"
+UP_SUMMARY_END = b"Ctrl-C stops Berth"
 
 
 class RunningBerth:

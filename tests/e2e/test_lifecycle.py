@@ -127,6 +127,8 @@ def test_up_restarts_on_the_same_data_dir_and_resumes(tmp_path: Path, pg_dsn: st
     session_id = berth.berth_json("session", "create")["id"]
     assert berth.stop(signal.SIGINT) == 0
     assert not (berth.data_dir / "instance.json").exists()
+    # the stop says what it leaves: the session is not ended, and the next start resumes it
+    assert "1 session not ended (1 RUNNING): the next `berth up` resumes it" in berth.log_text()
 
     berth.start()
     assert berth.log_text()[len(first_log):].count("secret key:") == 0
