@@ -7,6 +7,7 @@ the agent streams ``ExecChunk`` messages and ends with one ``ExecDone``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 
 import msgspec
@@ -34,12 +35,12 @@ __all__ = [
 
 
 MAX_EXEC_INPUT = 1 << 20
-"""Bytes (UTF-8) of code and stdin together that one execution takes; larger data goes through a folder."""
+"""Bytes (UTF-8) of code, stdin and arguments together that one execution takes; larger data goes through a folder."""
 
 
-def exec_input_size(code: str, stdin: str | None) -> int:
-    """Returns the bytes of ``code`` and ``stdin`` together, as ``MAX_EXEC_INPUT`` counts them."""
-    return len(code.encode()) + len((stdin or "").encode())
+def exec_input_size(code: str, stdin: str | None, argv: Sequence[str] = ()) -> int:
+    """Returns the bytes of ``code``, ``stdin`` and ``argv`` together, as ``MAX_EXEC_INPUT`` counts them."""
+    return len(code.encode()) + len((stdin or "").encode()) + sum(len(arg.encode()) for arg in argv)
 
 
 class ExecMode(str, Enum):
@@ -55,6 +56,9 @@ class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     mode: ExecMode = ExecMode.QUERY
     code: str
     stdin: str | None = None
+    argv: list[str] | None = None
+    """Query mode: the run's ``sys.argv`` (None: as the namespace has it; a new one's is ``[""]``, as Python's
+    interactive prompt's)."""
     interrupt: bool = False
     """When True, interrupts the run ``run_id`` instead of starting one."""
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
@@ -23,7 +23,8 @@ __all__ = ["check_input_size", "exec_", "logs", "stream_execution"]
 INTERRUPTED = 130
 
 
-async def stream_execution(client: BerthClient, session_id: str, code: str, mode: str, stdin: str | None = None) -> int:
+async def stream_execution(client: BerthClient, session_id: str, code: str, mode: str, stdin: str | None = None,
+                           argv: list[str] | None = None) -> int:
     """Runs ``code`` in the session, writes its output to this process's stdout and stderr as it
     arrives, and returns its exit code (1 with a message when the stream ends without one).
 
@@ -31,7 +32,7 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
     output goes on to the end, so that Python's ``KeyboardInterrupt`` shows where it stopped, as in
     Jupyter; the next one (or one before the run started) stops waiting, and the closed stream
     interrupts the run."""
-    variables: dict[str, Any] = {"id": session_id, "code": code, "mode": mode, "stdin": stdin}
+    variables: dict[str, Any] = {"id": session_id, "code": code, "mode": mode, "stdin": stdin, "argv": argv}
     streaming = asyncio.current_task()
     run_id: str | None = None
     interrupts: list[asyncio.Task[None]] = []
@@ -92,12 +93,12 @@ def _on_ctrl_c(handler: Callable[[], None]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def check_input_size(code: str, stdin: str | None) -> None:
-    """Refuses, before anything is sent, code and stdin larger than one execution takes."""
-    size = exec_input_size(code, stdin)
+def check_input_size(code: str, stdin: str | None, argv: Sequence[str] = ()) -> None:
+    """Refuses, before anything is sent, code, stdin and arguments larger than one execution takes."""
+    size = exec_input_size(code, stdin, argv)
     if size > MAX_EXEC_INPUT:
         raise click.ClickException(
-            f"code and stdin are {size:,} bytes together; an execution takes at most {MAX_EXEC_INPUT:,} "
+            f"code, stdin and arguments are {size:,} bytes together; an execution takes at most {MAX_EXEC_INPUT:,} "
             "(1 MiB): put larger data in a folder (berth vfolder upload FOLDER FILE) and mount it (--mount FOLDER)")
 
 

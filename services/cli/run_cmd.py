@@ -30,7 +30,7 @@ __all__ = ["run"]
 
 @run_async
 async def _run(out: Output, image: str, name: str | None, code: str, mode: str, resources: tuple[str, ...],
-               mounts: list[dict[str, str]], remove: bool, timeout: float) -> int:
+               mounts: list[dict[str, str]], remove: bool, timeout: float, argv: list[str] | None) -> int:
     async with connect_client() as client:
         payload: dict[str, Any] = {"image": image}
         if name is not None:
@@ -49,7 +49,7 @@ async def _run(out: Output, image: str, name: str | None, code: str, mode: str, 
                 out.info(f"berth: session {session_id} did not start: {outcome(data)}")
                 return 1
             running = True
-            return await stream_execution(client, session_id, code, mode)
+            return await stream_execution(client, session_id, code, mode, argv=argv)
         finally:
             if remove and status not in GONE:
                 await _remove(client, out, session_id)
@@ -70,8 +70,9 @@ async def _remove(client: Any, out: Output, session_id: str) -> None:
         out.info(f"berth: could not terminate session {session_id}: {exc}")
 
 
-@click.command("run")
+@click.command("run", context_settings={"allow_interspersed_args": False})
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-c", "code", metavar="CODE", help="Python code to run.")
 @click.option("--exec", "command", metavar="CMD", help="A shell command to run (batch mode) instead of Python.")
 @click.option("-i", "--image", default=default_image, show_default=DEFAULT_IMAGE,
@@ -83,14 +84,16 @@ async def _remove(client: Any, out: Output, session_id: str) -> None:
 @click.option("--rm", "remove", is_flag=True, help="Terminate the session afterwards.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the session to run.")
 @click.pass_obj
-def run(out: Output, file: Path | None, code: str | None, command: str | None, image: str, name: str | None,
-        resources: tuple[str, ...], mounts: list[dict[str, str]], remove: bool, timeout: float) -> None:
-    """Start a session, run Python (-c CODE or FILE) or a shell command (--exec CMD) in it,
-    stream its output and exit with its exit status.
+def run(out: Output, file: Path | None, args: tuple[str, ...], code: str | None, command: str | None, image: str,
+        name: str | None, resources: tuple[str, ...], mounts: list[dict[str, str]], remove: bool,
+        timeout: float) -> None:
+    """Start a session, run Python (-c CODE or FILE [ARGS]...) or a shell command (--exec CMD) in it,
+    stream its output and exit with its exit status. A FILE runs with sys.argv = [FILE, ARGS...], as
+    `python FILE ARGS...` would; what follows FILE is its arguments, so berth run's options come before it.
 
     \b
     berth run -c "import os; print(os.cpu_count())"
-    berth run --rm train.py
+    berth run --rm train.py --epochs 3
     berth run --exec "ls -l" -r cpu=2
     berth run -n train --exec "python3 train.py"   (then: berth logs train, berth session info train)
     berth run --mount data --mount models:ro --exec "python3 /home/work/data/train.py"
@@ -98,12 +101,14 @@ def run(out: Output, file: Path | None, code: str | None, command: str | None, i
     given = [name for name, value in (("-c", code), ("FILE", file), ("--exec", command)) if value is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of -c CODE, FILE or --exec CMD")
+    argv = None
     if file is not None:
         code = file.read_text()
+        argv = [file.name, *args]
     mode = "batch" if command is not None else "query"
-    check_input_size(command if command is not None else code or "", None)  # before a session is asked for
+    check_input_size(command if command is not None else code or "", None, argv or ())  # before a session is asked for
     try:
         exit_with(_run(out, image, name, command if command is not None else code, mode, resources, mounts, remove,
-                       timeout))
+                       timeout, argv))
     except KeyboardInterrupt:
         exit_with(INTERRUPTED)

@@ -17,7 +17,7 @@ from contracts.limits import CHOICE, NAME, Limit, LimitError, Many, Text, check_
 from services.gateway.errors import BAD_INPUT, GatewayError
 
 __all__ = [
-    "ACCESS_KEY", "AGGREGATE_ID", "CURSOR", "RUN_ID", "STATUSES", "checked", "checked_choice", "checked_name",
+    "ACCESS_KEY", "AGGREGATE_ID", "ARGV", "CURSOR", "RUN_ID", "STATUSES", "checked", "checked_choice", "checked_name",
     "checked_value",
 ]
 
@@ -29,6 +29,8 @@ CURSOR = Text("after", 256)
 RUN_ID = Text("runId", 32, pattern=re.compile(r"[0-9a-f]{32}"), shape="32 lowercase hex digits")
 """A run of ``execute`` (its items' ``runId``: a UUID's hex)."""
 STATUSES = Many("status", 16, each=Text("status entry", CHOICE))
+ARGV = Many("argv", 256, each=Text("argv entry", 32_768))
+"""The ``sys.argv`` of an ``execute`` run (``berth run FILE ARGS...``)."""
 
 C = TypeVar("C", bound=msgspec.Struct)
 

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,21 @@ def test_berth_run_prints_and_exits_with_the_program_status(berth: RunningBerth)
 def test_berth_run_without_code_is_a_usage_error(berth: RunningBerth) -> None:
     done = berth.berth("run", check=False)
     assert done.returncode == 2 and "exactly one of" in done.stderr
+    done = berth.berth("run", "-c", "print(1)", "extra", check=False)  # only a FILE takes arguments
+    assert done.returncode == 2 and "File 'extra' does not exist" in done.stderr
+
+
+def test_a_file_runs_with_its_arguments_as_python_runs_it(berth: RunningBerth, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("import argparse, sys\nparser = argparse.ArgumentParser()\n"
+                      "parser.add_argument('--epochs', type=int, default=1)\nparser.add_argument('name', nargs='?')\n"
+                      "print(sys.argv, parser.parse_args())\n")
+    done = berth.berth("run", "--rm", str(script), "--epochs", "3", "bob")  # after FILE: the script's, not berth's
+    assert done.stdout == "['train.py', '--epochs', '3', 'bob'] Namespace(epochs=3, name='bob')\n", done.stderr
+    done = berth.berth("run", "--rm", str(script))
+    assert done.stdout == "['train.py'] Namespace(epochs=1, name=None)\n", done.stderr
+    wrong = berth.berth("run", "--rm", str(script), "--bogus", check=False)
+    assert wrong.returncode == 2 and "train.py: error: unrecognized arguments: --bogus" in wrong.stderr
 
 
 def test_exec_keeps_the_namespace_logs_and_events_show_the_runs(berth: RunningBerth) -> None:

@@ -24,8 +24,9 @@ from tests.support.gateway import CREATE, Keys, clean_streams, keys, read_models
 from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
 
-EXECUTE = """subscription($id: String!, $code: String!, $mode: String!, $stdin: String) {
-  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin) { runId kind data exitCode durationMs truncated } }"""
+EXECUTE = """subscription($id: String!, $code: String!, $mode: String!, $stdin: String, $argv: [String!]) {
+  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin, argv: $argv) {
+    runId kind data exitCode durationMs truncated } }"""
 ANNOUNCED = """subscription($id: String!, $code: String!) {
   execute(sessionId: $id, code: $code, mode: "query", announce: true) { runId kind data exitCode } }"""
 INTERRUPT = "mutation($id: String!, $runId: String!) { interruptExecution(sessionId: $id, runId: $runId) }"
@@ -72,10 +73,12 @@ async def running_session(client: BerthClient, sessions: Sessions, cpu: str = "1
     return session_id
 
 
-async def execute(client: BerthClient, session_id: str, code: str, mode: str = "query", stdin: str | None = None) -> list[dict]:
+async def execute(client: BerthClient, session_id: str, code: str, mode: str = "query", stdin: str | None = None,
+                  argv: list[str] | None = None) -> list[dict]:
     items = []
+    variables = {"id": session_id, "code": code, "mode": mode, "stdin": stdin, "argv": argv}
     async with asyncio.timeout(30):
-        async for data in client.subscribe(EXECUTE, {"id": session_id, "code": code, "mode": mode, "stdin": stdin}):
+        async for data in client.subscribe(EXECUTE, variables):
             items.append(data["execute"])
             if data["execute"]["kind"] == "done":
                 break
@@ -110,6 +113,32 @@ async def test_execute_streams_output_keeps_the_namespace_and_records_each_run(
     assert [(e.mode, e.exit_code) for e in runs] == [("query", 0), ("query", 0), ("query", 3), ("batch", 0)]
     assert runs[1].run_id == second[0]["runId"] and runs[1].metadata.actor == keys.alice[0]
     assert runs[1].kernel_id == f"{session_id}-k0" and runs[1].code_digest.startswith("sha256:")
+    cluster.check()
+
+
+ARGPARSE = """import argparse, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int, default=1)
+print(sys.argv, parser.parse_args().epochs)
+"""
+
+
+async def test_a_run_has_the_argv_it_is_given_and_argparse_reads_it(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    """`berth run train.py --epochs 3`: the script sees sys.argv as `python train.py --epochs 3` gives it; with
+    none given, a script's argparse reads no option of the worker's own (it failed on --control-fd before)."""
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        plain = await execute(alice, session_id, ARGPARSE)
+        assert (out(plain), out(plain, "stderr"), plain[-1]["exitCode"]) == ("[''] 1\n", "", 0)
+        given = await execute(alice, session_id, ARGPARSE, argv=["train.py", "--epochs", "3"])
+        assert (out(given), given[-1]["exitCode"]) == ("['train.py', '--epochs', '3'] 3\n", 0)
+        kept = await execute(alice, session_id, "import sys; print(sys.argv)")
+        assert out(kept) == "['train.py', '--epochs', '3']\n"  # the namespace's, as a variable stays
+        with pytest.raises(BerthAPIError) as err:
+            await execute(alice, session_id, "echo", mode="batch", argv=["x"])
+        assert err.value.code == "BAD_INPUT" and "argv is for Python" in err.value.message
     cluster.check()
 
 

@@ -38,9 +38,10 @@ class RunnerClient:
         assert line, "the runner closed the connection"
         return json.loads(line)
 
-    def run(self, code: str, mode: str = "query", run_id: str = "r", stdin: str | None = None) -> tuple[list[dict], dict]:
+    def run(self, code: str, mode: str = "query", run_id: str = "r", stdin: str | None = None,
+            argv: list[str] | None = None) -> tuple[list[dict], dict]:
         """Returns the chunks of a run and its final ``done`` message."""
-        self.send({"op": "run", "run_id": run_id, "mode": mode, "code": code, "stdin": stdin})
+        self.send({"op": "run", "run_id": run_id, "mode": mode, "code": code, "stdin": stdin, "argv": argv})
         chunks = []
         while True:
             message = self.receive()
@@ -162,6 +163,16 @@ def test_a_traceback_shows_the_lines_of_each_run_it_passes_through(runner: Runne
     assert "berth_worker" not in err and "_run_query" not in err
 
 
+def test_sys_argv_is_the_prompt_s_until_a_run_gives_one(runner: RunnerClient) -> None:
+    """Not the worker's own options (`--control-fd N`: a script's argparse failed on them); a run's argv
+    stays the namespace's, as `python FILE ARGS...` would set it."""
+    chunks, done = runner.run("import argparse, sys; print(sys.argv, argparse.ArgumentParser().parse_args())")
+    assert (text(chunks, "stdout"), done["exit_code"]) == ("[''] Namespace()\n", 0)
+    runner.run("pass", argv=["train.py", "--epochs", "3"])
+    chunks, _ = runner.run("print(sys.argv)")
+    assert text(chunks, "stdout") == "['train.py', '--epochs', '3']\n"
+
+
 def test_query_mode_reads_stdin_from_the_request(runner: RunnerClient) -> None:
     chunks, _ = runner.run("print(input().upper())", stdin="hello\n")
     assert text(chunks, "stdout") == "HELLO\n"
@@ -249,6 +260,8 @@ def test_a_dead_worker_gives_its_status_and_a_fresh_namespace(runner: RunnerClie
         ({"op": "run", "mode": "query", "code": "1"}, "run_id"),
         ({"op": "run", "run_id": "r", "mode": "turbo", "code": "1"}, "unknown mode"),
         ({"op": "run", "run_id": "r", "code": 5}, "code"),
+        ({"op": "run", "run_id": "r", "code": "1", "argv": "a b"}, "argv"),
+        ({"op": "run", "run_id": "r", "code": "1", "argv": ["a", 1]}, "argv"),
         ({"op": "dance"}, "unknown op"),
     ],
 )

@@ -139,7 +139,7 @@ class QueryKernel:
         if self.proc is None or self.proc.poll() is not None:
             self._stop()
             self._start()
-        line = json.dumps({"code": request["code"], "stdin": request.get("stdin")}) + "\n"
+        line = json.dumps({"code": request["code"], "stdin": request.get("stdin"), "argv": request.get("argv")}) + "\n"
         try:
             os.write(self.control_w, line.encode("utf-8"))
         except OSError:
@@ -290,6 +290,9 @@ class Runner:
             return "a run needs code (a string)"
         if request.get("stdin") is not None and not isinstance(request["stdin"], str):
             return "stdin must be a string"
+        argv = request.get("argv")
+        if argv is not None and not (isinstance(argv, list) and all(isinstance(arg, str) for arg in argv)):
+            return "argv must be a list of strings"
         with self.runs_lock:
             if run_id in self.runs:
                 return f"run {run_id} is already running"

@@ -9,6 +9,9 @@ KeyboardInterrupt (exit code 130).
 Each run's code is compiled as ``<run N>`` (N counts the kernel's runs from 1) and kept in
 ``linecache``, so that a traceback shows the lines it passes through, those of a function an earlier
 run defined included, as IPython's cells do; the worker's own frames are left out of it.
+
+``sys.argv`` is ``[""]`` (as at Python's interactive prompt), or a run's ``argv`` from that run on
+(``berth run FILE ARGS...`` gives ``[FILE, *ARGS]``, as ``python FILE ARGS...`` would).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def worker_main(control_fd: int, status_fd: int) -> None:
     import builtins
 
     namespace = {"__name__": "__main__", "__builtins__": builtins}
+    sys.argv = [""]  # as Python's interactive prompt: not the worker's own options (argparse would read them)
     state = {"running": False}
     runs = 0
 
@@ -48,6 +52,8 @@ def worker_main(control_fd: int, status_fd: int) -> None:
                 return
             request = json.loads(line)
             sys.stdin = io.StringIO(request.get("stdin") or "")
+            if request.get("argv") is not None:
+                sys.argv = list(request["argv"])
             state["running"] = True
             runs += 1
             try:

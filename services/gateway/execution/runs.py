@@ -44,7 +44,7 @@ from domain.session import SessionState
 from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
-from services.gateway.limits import RUN_ID, checked_choice, checked_value
+from services.gateway.limits import ARGV, RUN_ID, checked_choice, checked_value
 from services.gateway.sessions.refs import checked_ref, resolve_owned_session
 from services.gateway.subscription_guard import subscription_slot
 
@@ -89,18 +89,23 @@ def _checked_mode(mode: str) -> ExecMode:
 
 
 async def execute(
-    info: Info, session_id: str, code: str, mode: str = "query", stdin: str | None = None, announce: bool = False
+    info: Info, session_id: str, code: str, mode: str = "query", stdin: str | None = None, announce: bool = False,
+    argv: list[str] | None = None,
 ) -> AsyncGenerator[ExecItem, None]:
     """Runs ``code`` in the session's main kernel and streams its output, then ``done``; with
     ``announce``, first an item ``started`` once the agent accepted the run (its ``runId``, to
-    interrupt it before it wrote anything)."""
+    interrupt it before it wrote anything). ``argv``: the run's ``sys.argv`` (query mode)."""
     exec_mode = _checked_mode(mode)
-    if exec_input_size(code, stdin) > MAX_EXEC_INPUT:
-        raise GatewayError(BAD_INPUT, f"code and stdin must not exceed {MAX_EXEC_INPUT} bytes together")
+    if argv is not None:
+        checked_value(ARGV, argv)
+        if exec_mode is not ExecMode.QUERY:
+            raise GatewayError(BAD_INPUT, "argv is for Python (mode query); a shell command holds its arguments")
+    if exec_input_size(code, stdin, argv or ()) > MAX_EXEC_INPUT:
+        raise GatewayError(BAD_INPUT, f"code, stdin and argv must not exceed {MAX_EXEC_INPUT} bytes together")
     state, kernel_id, agent_id = await _running_main_kernel(info, session_id)
     nc = await info.context.resources.nats()
     run_id = uuid.uuid4().hex
-    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin)
+    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin, argv=argv)
     async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
         sub = await nc.subscribe(io_subject(agent_id, kernel_id, run_id))
         finished = False

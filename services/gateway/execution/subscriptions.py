@@ -17,5 +17,6 @@ class ExecutionSubscription:
         "prefix or its name; mode `query`: Python in a "
         "persistent namespace; `batch`: a shell command); streams stdout/stderr chunks, then `done` with the exit "
         "code. "
-        "With `announce`, the first item is `started`, with the run's id (for `interruptExecution`).",
+        "With `announce`, the first item is `started`, with the run's id (for `interruptExecution`). `argv`: the "
+        "run's `sys.argv` (mode `query`; a new session's is `[\"\"]`).",
     )
