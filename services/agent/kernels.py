@@ -161,8 +161,9 @@ class KernelLifecycle:
         elif isinstance(event, KernelReleased):
             self._sessions.pop(event.kernel_id, None)
 
-    async def exited(self, kernel_id: str, exit_code: int | None, reason: str) -> None:
-        """Reports a kernel that exited by itself (the backend's ``watch`` calls this)."""
+    async def exited(self, kernel_id: str, exit_code: int | None, reason: str, detail: str | None = None) -> None:
+        """Reports a kernel that exited by itself (the backend's ``watch`` calls this; ``detail``: why, for
+        people, when the reason does not say it all)."""
         session_id = self._sessions.get(kernel_id)
         if session_id is None or kernel_id in self._terminated:
             if self._allocator is not None:
@@ -171,7 +172,7 @@ class KernelLifecycle:
         self._forget(kernel_id)
         report = KernelExitedReport(
             agent_id=self._reporter.agent_id, observed_at=self._clock(), kernel_id=kernel_id,
-            session_id=session_id, exit_code=exit_code, reason=reason,
+            session_id=session_id, exit_code=exit_code, reason=reason, detail=detail,
         )
         await self._reporter.send_kernel(report, kernel_id)
 

@@ -73,6 +73,25 @@ async def test_an_exit_code_is_reported_and_the_log_kept(backend: DockerBackend,
     assert kernel_id not in await backend.list_running()
 
 
+async def test_a_kernel_stopped_from_outside_berth_says_so(backend: DockerBackend, exits: Exits,
+                                                           kernel_image: str) -> None:
+    """`docker stop`, or the engine restarting without live-restore: the session ended `task-failed`
+    (exit 143) with nothing to say why, as if its code had failed."""
+    kernel = launch(kernel_image)
+    await backend.create(kernel)
+    kernel_id = kernel.kernel.kernel_id
+    docker = aiodocker.Docker()
+    try:
+        await docker.containers.container(container_name(kernel_id)).kill(signal="SIGKILL")  # docker kill
+    finally:
+        await docker.close()
+    await async_wait_for(lambda: kernel_id in exits.reports, timeout=30, message="the stop was not reported")
+    assert exits.reports[kernel_id] == (137, "task-failed")
+    detail = exits.details[kernel_id]
+    assert detail is not None and "ended by SIGKILL (exit 137), which Berth did not send" in detail, detail
+    assert "live-restore" in detail
+
+
 async def test_exits_missed_while_the_agent_was_down_are_reported_on_restart(
     backend: DockerBackend, agent_id: str, runner_dir: Path, kernel_image: str
 ) -> None:

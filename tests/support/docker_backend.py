@@ -99,9 +99,11 @@ class Exits:
 
     def __init__(self) -> None:
         self.reports: dict[str, tuple[int | None, str]] = {}
+        self.details: dict[str, str | None] = {}
         self.task: asyncio.Task | None = None
 
-    async def __call__(self, kernel_id: str, exit_code: int | None, reason: str) -> None:
+    async def __call__(self, kernel_id: str, exit_code: int | None, reason: str, detail: str | None = None) -> None:
+        self.details[kernel_id] = detail
         self.reports[kernel_id] = (exit_code, reason)
 
     def start(self, backend: DockerBackend) -> None:

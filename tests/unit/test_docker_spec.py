@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from decimal import Decimal
@@ -13,7 +14,7 @@ from contracts.agent import KernelAssigned
 from contracts.envelope import Metadata, utc_now
 from services.agent.backends.base import KernelLaunch, KernelStartError
 from services.agent.backends.docker.confinement import KernelUser, Scratch, kernel_user, scratch_sizes
-from services.agent.backends.docker.exits import exit_reason
+from services.agent.backends.docker.exits import LIVE_RESTORE_OFF, exit_detail, exit_reason, warn_without_live_restore
 from services.agent.backends.docker.spec import (
     KernelPaths,
     container_config,
@@ -186,6 +187,29 @@ def test_exit_reasons(code: int, oom: bool, batch: bool, reason: str) -> None:
     assert exit_reason(code, oom_killed=oom, batch=batch) == reason
 
 
+@pytest.mark.parametrize(
+    ("code", "oom", "batch", "said"),
+    [
+        (143, False, False, "the kernel was ended by SIGTERM (exit 143), which Berth did not send"),
+        (137, False, False, "the kernel was ended by SIGKILL (exit 137), which Berth did not send"),
+        (143, False, True, "the command ended by SIGTERM (exit 143): its own doing, or a stop from outside Berth"),
+        (137, True, False, None),  # the memory limit: the reason (oom-killed) says it
+        (1, False, False, None),
+        (3, False, True, None),
+        (139, False, True, None),  # SIGSEGV: the program's own crash
+        (None, False, False, None),
+    ],
+)
+def test_an_exit_by_a_signal_berth_did_not_send_says_where_it_may_come_from(
+        code: int | None, oom: bool, batch: bool, said: str | None) -> None:
+    detail = exit_detail(code, oom_killed=oom, batch=batch)
+    if said is None:
+        assert detail is None
+    else:
+        assert detail is not None and detail.startswith(said), detail
+        assert ("live-restore" in detail) is not batch
+
+
 def test_the_probe_says_no_when_no_engine_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from services.agent.backends.docker import docker_available_sync
 
@@ -217,3 +241,29 @@ def test_the_agent_reads_the_kernel_user_and_scratch_settings_and_refuses_bad_on
         build_backend(Settings.from_env({**env, "BERTH_KERNEL_USER": "0:0"}))
     with pytest.raises(ValueError, match="BERTH_KERNEL_TMP must be a size"):
         build_backend(Settings.from_env({**env, "BERTH_KERNEL_TMP": "-1"}))
+
+
+class _Engine:
+    """A Docker client whose ``system.info()`` answers ``info`` (or raises it when it is an exception)."""
+
+    def __init__(self, info: dict | Exception) -> None:
+        self.system = self
+        self._info = info
+
+    async def info(self) -> dict:
+        if isinstance(self._info, Exception):
+            raise self._info
+        return self._info
+
+
+@pytest.mark.parametrize(("info", "warned"), [
+    ({"LiveRestoreEnabled": False}, True),
+    ({"LiveRestoreEnabled": True}, False),
+    ({}, False),  # an engine that does not say
+    (ConnectionError("no engine"), False),  # away for now: the exit watcher waits for it
+])
+def test_an_engine_without_live_restore_is_said_at_the_start(
+        info: dict | Exception, warned: bool, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        assert asyncio.run(warn_without_live_restore(_Engine(info))) is warned  # type: ignore[arg-type]
+    assert (LIVE_RESTORE_OFF in caplog.text) is warned

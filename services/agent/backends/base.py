@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 import msgspec
 
@@ -29,8 +29,13 @@ class KernelLaunch(msgspec.Struct, frozen=True, kw_only=True):
     devices: dict[str, list[str]] = {}
 
 
-ExitHandler = Callable[[str, "int | None", str], Awaitable[None]]
-"""Called with (kernel id, exit code, reason) when a kernel's container exits by itself."""
+class ExitHandler(Protocol):
+    """Called with (kernel id, exit code, reason, detail for people or None) when a kernel's container
+    exits by itself."""
+
+    def __call__(self, kernel_id: str, exit_code: int | None, reason: str, detail: str | None = None,
+                 /) -> Awaitable[None]:
+        ...
 
 ProgressHandler = Callable[[str], Awaitable[None]]
 """Called with a short line for people each time a kernel's preparation advances (an image

@@ -32,7 +32,7 @@ from services.agent.backends.base import (
     ProgressHandler,
 )
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
-from services.agent.backends.docker.exits import ExitWatcher, exit_reason
+from services.agent.backends.docker.exits import ExitWatcher, exit_detail, exit_reason, warn_without_live_restore
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
@@ -281,8 +281,10 @@ class DockerBackend(KernelBackend):
 
     async def watch(self, on_exit: ExitHandler) -> None:
         """Calls ``on_exit`` for each container of this agent that exits by itself (also those
-        that exited while the agent was down), until cancelled."""
+        that exited while the agent was down), until cancelled; says first when the engine runs without
+        live-restore (its restart would end every kernel)."""
         self._on_exit = on_exit
+        await warn_without_live_restore(self._client())
         await ExitWatcher(self._client(), self.agent_id, self._container_exited).run()
 
     async def _container_exited(self, kernel_id: str, container_id: str) -> None:
@@ -300,11 +302,13 @@ class DockerBackend(KernelBackend):
             return
         exit_code = state.get("ExitCode")
         batch = (info["Config"].get("Labels") or {}).get(LABEL_MODE) == "batch"
-        reason = exit_reason(exit_code, oom_killed=bool(state.get("OOMKilled")), batch=batch)
+        oom_killed = bool(state.get("OOMKilled"))
+        reason = exit_reason(exit_code, oom_killed=oom_killed, batch=batch)
+        detail = exit_detail(exit_code, oom_killed=oom_killed, batch=batch)
         await self._save_log(container, kernel_id)
         self._record_exit(kernel_id, exit_code, reason)
         log.info("kernel %s exited by itself: code %s, %s", kernel_id, exit_code, reason)
-        await self._on_exit(kernel_id, exit_code, reason)
+        await self._on_exit(kernel_id, exit_code, reason, detail)
         await self._discard(container, kernel_id)
 
     async def sweep(self) -> list[str]:

@@ -20,7 +20,7 @@ from contracts.status import Reason
 from services.agent.backends.docker.spec import LABEL_AGENT, LABEL_KERNEL
 from services.common.transient import unavailable_dependency
 
-__all__ = ["ExitWatcher", "exit_reason"]
+__all__ = ["LIVE_RESTORE_OFF", "ExitWatcher", "exit_detail", "exit_reason", "warn_without_live_restore"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,41 @@ MAX_RECONNECT_DELAY = 30.0
 
 ContainerExit = Callable[[str, str], Awaitable[None]]
 """Called with (kernel id, container id) for each exited container of the agent."""
+
+
+_SIGNALS = {1: "SIGHUP", 2: "SIGINT", 9: "SIGKILL", 15: "SIGTERM"}
+
+LIVE_RESTORE_OFF = ("the Docker engine runs without live-restore: restarting it (an upgrade, `systemctl restart"
+                    " docker`) ends every session of this agent; with `dockerd --live-restore` (or \"live-restore\": true in"
+                    " /etc/docker/daemon.json) their containers, and the sessions, go on across its restarts")
+
+
+def exit_detail(exit_code: int | None, *, oom_killed: bool, batch: bool) -> str | None:
+    """Returns, for people, why a kernel that exited by itself ended when a signal Berth did not send ended
+    it (exit code 128 + SIGHUP, SIGINT, SIGKILL or SIGTERM, not an OOM kill): ``docker stop`` or ``kill``, or
+    the engine restarting without live-restore; None otherwise (the reason says it all)."""
+    signal = _SIGNALS.get((exit_code or 0) - 128)
+    if oom_killed or signal is None:
+        return None
+    if batch:
+        return (f"the command ended by {signal} (exit {exit_code}): its own doing, or a stop from outside Berth"
+                " (docker stop or kill, the Docker engine restarting)")
+    return (f"the kernel was ended by {signal} (exit {exit_code}), which Berth did not send: docker stop or kill,"
+            " or the Docker engine restarting (with live-restore its sessions would have gone on)")
+
+
+async def warn_without_live_restore(docker: aiodocker.Docker) -> bool:
+    """Logs ``LIVE_RESTORE_OFF`` once when the engine says it runs without live-restore; returns whether it
+    did. An engine that cannot say (away for now) is not warned about: the exit watcher waits for it."""
+    try:
+        info = await docker.system.info()
+    except Exception as exc:  # noqa: BLE001 - a hint at start only; the watch deals with an absent engine
+        log.debug("cannot read the Docker engine's info: %s", _said(exc))
+        return False
+    if info.get("LiveRestoreEnabled", True):
+        return False
+    log.warning(LIVE_RESTORE_OFF)
+    return True
 
 
 def exit_reason(exit_code: int | None, *, oom_killed: bool, batch: bool) -> str:
