@@ -25,6 +25,7 @@ __all__ = [
     "get_session",
     "kernels_of",
     "list_agents",
+    "lost_agents",
     "list_events",
     "list_sessions",
     "pending_of",
@@ -147,3 +148,18 @@ async def count_live(pool: AsyncConnectionPool) -> dict[str, int]:
     rows = await fetch_all(pool, _StatusCount, "SELECT status, count(*) AS n FROM sessions WHERE status = ANY(%s)"
                            " GROUP BY status", (LIVE_SESSION_STATUSES,))
     return {row.status: row.n for row in rows}
+
+
+class _LostAgent(msgspec.Struct, frozen=True):
+    agent_id: str
+    updated_at: dt.datetime
+
+
+async def lost_agents(pool: AsyncConnectionPool, agent_ids: Sequence[str]) -> dict[str, dt.datetime]:
+    """Returns, of ``agent_ids``, those LOST, each with the time of its last event (its ``agent.lost``: the
+    kernels of a lost agent are released only when its grace ends); by primary key."""
+    if not agent_ids:
+        return {}
+    rows = await fetch_all(pool, _LostAgent, "SELECT agent_id, updated_at FROM agents WHERE agent_id = ANY(%s)"
+                           " AND status = 'LOST'", (list(agent_ids),))
+    return {row.agent_id: row.updated_at for row in rows}

@@ -95,6 +95,30 @@ async def test_sessions_page_by_cursor_and_filter_by_status(client_for, keys: Ke
     assert [s["id"] for s in running] == [ids[1], ids[3]]
 
 
+async def test_a_running_session_whose_agent_is_lost_says_so_and_when_it_ends(
+        client_for, keys: Keys, pg_dsn: str) -> None:
+    """The agent stalled past the heartbeat timeout: the session is still RUNNING (its kernels end only after
+    the grace, 60 s here), but nothing can run in it; its detail says why and until when."""
+    on_lost, on_alive = uuid.uuid4().hex, uuid.uuid4().hex
+    for position, (session_id, agent) in enumerate(((on_lost, "gone"), (on_alive, "here")), start=1):
+        project_session(pg_dsn, session_id, keys.alice[0], position=position, status="RUNNING",
+                        created_at=T0 + dt.timedelta(seconds=position))
+        with psycopg.connect(pg_dsn) as conn:
+            conn.execute("UPDATE sessions SET agent_ids = %s WHERE session_id = %s", ([agent], session_id))
+            _agent(conn, agent, "default")
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("UPDATE agents SET status = 'LOST', updated_at = %s WHERE agent_id = 'gone'", (T0,))
+    detailed = SESSIONS.replace("statusHistory", "statusHistory statusDetail")
+    edges = (await client_for(keys.alice).execute(detailed))["sessions"]["edges"]
+    details = {s["id"]: (s["status"], s["statusDetail"]) for s in edges}
+    assert details[on_alive] == ("RUNNING", None)
+    assert details[on_lost] == ("RUNNING", "agent gone lost at 2026-01-01 00:00:00 UTC (no heartbeat): nothing runs in"
+                                           " the session meanwhile, and it ends at 2026-01-01 00:01:00 UTC unless it"
+                                           " comes back")
+    one = (await client_for(keys.alice).execute(SESSION.replace("owner", "owner statusDetail"), {"id": on_lost}))
+    assert one["session"]["statusDetail"] == details[on_lost][1]
+
+
 @pytest.mark.parametrize("variables, fragment", [
     ({"after": "not-a-cursor"}, "invalid cursor"),
     ({"first": 0}, "first must be between"),

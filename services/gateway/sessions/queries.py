@@ -15,6 +15,7 @@ from services.gateway.errors import BAD_INPUT, GatewayError
 from services.gateway.limits import ACCESS_KEY, AGGREGATE_ID, STATUSES, checked_value
 from services.gateway.readmodels import AfterPosition, await_position
 from services.gateway.sessions import readmodels as rm
+from services.gateway.sessions.lost_agents import agents_to_check, lost_agent_detail
 from services.gateway.sessions.ownership import session_scope
 from services.gateway.sessions.refs import find_session
 from services.gateway.sessions.types import Agent, EventRecord, Kernel, Session, SessionPage
@@ -42,8 +43,13 @@ def _checked_statuses(statuses: list[str] | None) -> list[str] | None:
 
 
 async def _with_kernels(info: Info, rows: list[SessionRow]) -> list[Session]:
-    kernels = await rm.kernels_of(info.context.resources.pool, [row.session_id for row in rows])
-    return [Session.from_row(row, [Kernel.from_row(k) for k in kernels[row.session_id]]) for row in rows]
+    """Returns the sessions of ``rows`` with their kernels, and the detail of those whose agent is lost."""
+    resources = info.context.resources
+    kernels = await rm.kernels_of(resources.pool, [row.session_id for row in rows])
+    lost = await rm.lost_agents(resources.pool, agents_to_check(rows))
+    grace = resources.settings.agent_lost_grace
+    return [Session.from_row(row, [Kernel.from_row(k) for k in kernels[row.session_id]],
+                             detail=lost_agent_detail(row, lost, grace)) for row in rows]
 
 
 @strawberry.type

@@ -26,6 +26,7 @@ __all__ = [
     "list_agents",
     "list_events",
     "list_sessions",
+    "lost_agents",
     "match_sessions",
     "pending_of",
 ]
@@ -57,6 +58,11 @@ async def list_sessions(
     ``newest_first``) after the cursor key, only ``owner``'s and only ``domain``'s when given."""
     return await read(q.list_sessions, pool, owner=owner, statuses=statuses, first=first, after=after, domain=domain,
                       newest_first=newest_first)
+
+
+async def lost_agents(pool: AsyncConnectionPool, agent_ids: Sequence[str]) -> dict[str, dt.datetime]:
+    """Returns, of ``agent_ids``, the LOST agents and when each was lost."""
+    return await read(q.lost_agents, pool, agent_ids)
 
 
 async def get_session(pool: AsyncConnectionPool, session_id: str) -> SessionRow | None:

@@ -81,7 +81,8 @@ class Session:
     status_reason: str | None
     status_detail: str | None = strawberry.field(
         description="For people: the image pull's progress while PREPARING; why it ended (the cause of a failed "
-        "start, as the agent saw it: Docker's or the registry's message, the runner's last words, ...).")
+        "start, as the agent saw it: Docker's or the registry's message, the runner's last words, ...); while an "
+        "agent of the session is lost, which one, since when, and when the session ends unless it comes back.")
     requested_slots: JSON = strawberry.field(description="Sum of the kernels' slots, amounts as decimal strings.")
     cluster_size: int
     agent_ids: list[str]
@@ -102,12 +103,15 @@ class Session:
     kernels: list[Kernel]
 
     @staticmethod
-    def from_row(row: SessionRow, kernels: list[Kernel]) -> Session:
-        """Returns a session from a ``sessions`` row and its kernels."""
+    def from_row(row: SessionRow, kernels: list[Kernel], *, detail: str | None = None) -> Session:
+        """Returns a session from a ``sessions`` row and its kernels; ``detail``, when given, is said in place
+        of the row's status detail (a condition the read model of sessions does not follow: a lost agent)."""
         fields = {k: getattr(row, k) for k in (
             "name", "owner", "image", "session_type", "status", "status_reason", "status_detail",
             "cluster_size", "created_at", "updated_at", "terminated_at", "version", "last_position",
             "domain", "project", "resource_group", "priority", "pending_code", "pending_reason")}
+        if detail is not None:
+            fields["status_detail"] = detail
         return Session(
             id=row.session_id, requested_slots=slots_json(row.requested_slots),
             agent_ids=list(row.agent_ids or []), status_history=dict(row.status_history or {}),
