@@ -25,9 +25,9 @@ __all__ = [
     "get_session",
     "kernels_of",
     "list_agents",
-    "lost_agents",
     "list_events",
     "list_sessions",
+    "lost_agents",
     "pending_of",
     "session_row",
 ]
