@@ -149,8 +149,13 @@ async def _request(nc: Nats, agent_id: str, request: ExecRequest) -> ExecAccepte
     try:
         reply = await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not answer") from None
+        raise GatewayError(UNAVAILABLE, _silent(agent_id)) from None
     return msgspec.json.decode(reply.data, type=ExecAccepted)
+
+
+def _silent(agent_id: str) -> str:
+    """What an agent that does not answer is told as: the session's detail says whether it is lost."""
+    return f"agent {agent_id} did not answer (if it is lost, the session's status detail says so and until when)"
 
 
 async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> None:
@@ -202,5 +207,5 @@ async def session_logs(info: Info, session_id: str) -> str:
         reply = await nc.request(logs_subject(agent_id), msgspec.json.encode(LogsRequest(kernel_id=kernel_id)),
                                  timeout=AGENT_TIMEOUT)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not answer") from None
+        raise GatewayError(UNAVAILABLE, _silent(agent_id)) from None
     return reply.data.decode("utf-8", errors="replace")
