@@ -173,6 +173,13 @@ def test_sys_argv_is_the_prompt_s_until_a_run_gives_one(runner: RunnerClient) ->
     assert text(chunks, "stdout") == "['train.py', '--epochs', '3']\n"
 
 
+def test_a_script_s_run_is_named_as_its_file(runner: RunnerClient) -> None:
+    """`berth run train.py`: its traceback and `__file__` name the file, as `python train.py` would."""
+    chunks, done = runner.run("import os\nprint(__file__)\n\n1 / 0\n", argv=["train.py"])
+    assert done["exit_code"] == 1 and text(chunks, "stdout") == "train.py\n"
+    assert 'File "train.py", line 4, in <module>\n    1 / 0\n' in text(chunks, "stderr")
+
+
 def test_query_mode_reads_stdin_from_the_request(runner: RunnerClient) -> None:
     chunks, _ = runner.run("print(input().upper())", stdin="hello\n")
     assert text(chunks, "stdout") == "HELLO\n"

@@ -11,7 +11,8 @@ Each run's code is compiled as ``<run N>`` (N counts the kernel's runs from 1) a
 run defined included, as IPython's cells do; the worker's own frames are left out of it.
 
 ``sys.argv`` is ``[""]`` (as at Python's interactive prompt), or a run's ``argv`` from that run on
-(``berth run FILE ARGS...`` gives ``[FILE, *ARGS]``, as ``python FILE ARGS...`` would).
+(``berth run FILE ARGS...`` gives ``[FILE, *ARGS]``, as ``python FILE ARGS...`` would); such a run is
+compiled as ``argv[0]`` (its traceback says ``File "train.py", line 6``) and sets ``__file__`` to it.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ def worker_main(control_fd: int, status_fd: int) -> None:
                 return
             request = json.loads(line)
             sys.stdin = io.StringIO(request.get("stdin") or "")
+            runs += 1
+            filename = f"<run {runs}>"
             if request.get("argv") is not None:
                 sys.argv = list(request["argv"])
+                if sys.argv and sys.argv[0]:  # a script's run: named as Python names it
+                    filename = namespace["__file__"] = sys.argv[0]
             state["running"] = True
-            runs += 1
             try:
-                exit_code = _run_query(request["code"], namespace, f"<run {runs}>")
+                exit_code = _run_query(request["code"], namespace, filename)
             finally:
                 state["running"] = False
         except KeyboardInterrupt:
