@@ -61,6 +61,10 @@ class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     interactive prompt's)."""
     interrupt: bool = False
     """When True, interrupts the run ``run_id`` instead of starting one."""
+    probe: bool = False
+    """When True, asks whether the run ``run_id`` is still streaming through the agent (``ok``) instead of
+    starting one: the gateway's check of a run that has been silent a while (an agent restarted meanwhile
+    has lost it)."""
 
 
 class ExecAccepted(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -3,7 +3,9 @@
 ``exec.agent.<id>``: an ``ExecRequest`` is answered with ``ExecAccepted`` (ok, or why not),
 then the run goes to the kernel runner's Unix socket and each output chunk is published to
 ``io.agent.<agent_id>.<kernel_id>.<run_id>`` as an ``ExecChunk`` (seq 0, 1, ...), the last one as
-``ExecDone``. A request with ``interrupt`` set interrupts the run ``run_id``.
+``ExecDone``. A request with ``interrupt`` set interrupts the run ``run_id``; one with ``probe`` set is
+answered ok when the run ``run_id`` is streaming through this agent (a restarted agent has lost the runs
+of the one before: their streams cannot be taken up again).
 ``logs.agent.<id>``: a ``LogsRequest`` is answered with the kernel's log as UTF-8 text.
 """
 
@@ -90,6 +92,10 @@ class ExecServer:
             return
         if request.interrupt:
             await self._reply(msg, *await self._interrupt(path, request.run_id))
+            return
+        if request.probe:
+            streaming = request.run_id in self._runs
+            await self._reply(msg, streaming, None if streaming else f"run {request.run_id} is not streaming here")
             return
         if request.run_id in self._runs:
             await self._reply(msg, False, f"run {request.run_id} is already running")

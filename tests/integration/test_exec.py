@@ -13,6 +13,7 @@ import pytest
 from contracts.status import SessionStatus
 from services.agent.main import run_agent
 from services.cli import admin_queries as aq
+from services.gateway.execution import runs
 from services.agent.backends.process import ProcessBackend
 from services.sdk.client import BerthAPIError, BerthClient
 from services.application.sessions import Sessions
@@ -42,10 +43,14 @@ async def backend(tmp_path: Path) -> AsyncIterator[ProcessBackend]:
     await backend.close()
 
 
+def cluster_settings(nats_url: str, pg_dsn: str) -> Settings:
+    return Settings(nats_url=nats_url, pg_dsn=pg_dsn, agent_id="local", agent_capacity="cpu=4,mem=8g",
+                    heartbeat_interval=0.2, heartbeat_timeout=5.0)
+
+
 @pytest.fixture
 async def cluster(served: str, nats_url: str, pg_dsn: str, backend: ProcessBackend) -> AsyncIterator[ServiceTasks]:
-    settings = Settings(nats_url=nats_url, pg_dsn=pg_dsn, agent_id="local", agent_capacity="cpu=4,mem=8g",
-                        heartbeat_interval=0.2, heartbeat_timeout=5.0)
+    settings = cluster_settings(nats_url, pg_dsn)
     async with service_tasks() as tasks:
         tasks.start("relay", lambda stop: run_relay(settings, stop))
         tasks.start("scheduler", lambda stop: run_scheduler(settings, stop))
@@ -160,6 +165,31 @@ async def test_a_client_that_goes_away_interrupts_its_run(
         await stream.aclose()
         after = await execute(alice, session_id, "print('free')")  # would wait forever behind the loop
         assert out(after) == "free\n"
+
+
+async def test_a_run_whose_agent_restarted_ends_with_an_error_not_a_wait_for_good(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, backend: ProcessBackend, nats_url: str,
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent process restarted during a run (a crash, an upgrade): the new one cannot take the run's stream
+    up again. The client waited for its `done` for good (found with `berth exec` and a SIGKILLed agent)."""
+    monkeypatch.setattr(runs, "SILENCE", 0.5)
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        stream = alice.subscribe(EXECUTE, {"id": session_id, "code": "import time\nprint('go', flush=True)\n"
+                                           "time.sleep(30)\n", "mode": "query", "stdin": None})
+        async with asyncio.timeout(30):
+            first = await stream.__anext__()
+            assert first["execute"]["data"].startswith("go")
+            quiet = asyncio.ensure_future(stream.__anext__())
+            await asyncio.sleep(1.5)  # silent past SILENCE while the agent streams it: still waited for
+            assert not quiet.done()
+            await cluster.stop("agent")
+            cluster.start("agent", lambda stop: run_agent(cluster_settings(nats_url, pg_dsn), stop, backend=backend))
+            with pytest.raises(BerthAPIError) as lost:
+                await quiet
+        assert lost.value.code == "UNAVAILABLE" and "the run was lost" in lost.value.message
+    cluster.check()
 
 
 async def test_an_interrupted_run_goes_on_to_its_keyboard_interrupt_and_keeps_the_namespace(

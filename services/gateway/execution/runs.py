@@ -18,12 +18,14 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import msgspec
 import nats.errors
 import strawberry
 from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from contracts import commands as c
 from contracts.execution import (
@@ -54,6 +56,10 @@ log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT = 5.0
 """Seconds an agent has to accept a run or answer a log request."""
+SILENCE = 10.0
+"""Seconds a run may stay silent before the gateway asks its agent whether it still streams it."""
+LAST_WORD = 1.0
+"""Seconds the gateway waits, once the agent said it no longer streams a run, for what it sent before."""
 
 
 @strawberry.type(description="One item of an execution: an output chunk, or `done` with the exit code.")
@@ -115,7 +121,7 @@ async def execute(
                 yield ExecItem(run_id=run_id, kind="started")
             pending: dict[int, ExecOutput] = {}
             expected = 0
-            async for msg in sub.messages:
+            async for msg in _messages(sub, lambda: _lost(info, nc, session_id, request, agent_id)):
                 item = msgspec.json.decode(msg.data, type=ExecOutput)
                 pending[item.seq] = item
                 while expected in pending:
@@ -133,6 +139,37 @@ async def execute(
                 await sub.unsubscribe()
             if not finished:
                 await _interrupt(nc, agent_id, kernel_id, run_id)
+
+
+async def _messages(sub: Subscription, lost: Callable[[], Awaitable[bool]]) -> AsyncIterator[Msg]:
+    """Yields the messages of a run's subscription. After ``SILENCE`` seconds without one, asks ``lost()``
+    whether the run is gone; when it is, waits ``LAST_WORD`` seconds more for what the agent sent before it
+    answered (a run that ended then), then raises UNAVAILABLE: a stream that can no longer end is never
+    waited on for good (it was, when the agent restarted during a run: the client hung)."""
+    gone = False
+    while True:
+        try:
+            yield await sub.next_msg(timeout=LAST_WORD if gone else SILENCE)
+        except nats.errors.TimeoutError:
+            if gone:
+                raise GatewayError(UNAVAILABLE, "the run was lost: its agent restarted while it ran, so its output "
+                                                "from then on and its exit status cannot reach you (the code may "
+                                                "still be running in the session)") from None
+            gone = await lost()
+
+
+async def _lost(info: Info, nc: Nats, session_id: str, request: ExecRequest, agent_id: str) -> bool:
+    """Returns whether the run of ``request`` is gone: its agent says it is not streaming it (restarted since).
+    An agent that does not answer may come back; the session's end (agent lost for good, terminated) ends
+    the stream with CONFLICT."""
+    probe = ExecRequest(run_id=request.run_id, kernel_id=request.kernel_id, code="", probe=True)
+    try:
+        return not (await _request(nc, agent_id, probe)).ok
+    except GatewayError:  # the agent did not answer
+        state = await _owned_session(info, session_id)
+        if state.status is not SessionStatus.RUNNING:
+            raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}: the run ended with it") from None
+        return False
 
 
 async def _running_main_kernel(info: Info, session_id: str) -> tuple[SessionState, str, str]:
