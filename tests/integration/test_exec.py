@@ -21,7 +21,7 @@ from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay
 from services.scheduler.main import run_scheduler
-from tests.support.gateway import CREATE, Keys, clean_streams, keys, read_models, served  # noqa: F401 - fixtures
+from tests.support.gateway import CREATE, TERMINATE, Keys, clean_streams, keys, read_models, served  # noqa: F401
 from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
 
@@ -190,6 +190,27 @@ async def test_a_run_whose_agent_restarted_ends_with_an_error_not_a_wait_for_goo
                 await quiet
         assert lost.value.code == "UNAVAILABLE" and "the run was lost" in lost.value.message
     cluster.check()
+
+
+async def test_a_run_whose_agent_is_away_ends_with_its_session(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent that does not answer may come back, so its run is waited on; not past its session's end."""
+    monkeypatch.setattr(runs, "SILENCE", 0.5)
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        stream = alice.subscribe(EXECUTE, {"id": session_id, "code": "import time\nprint('go', flush=True)\n"
+                                           "time.sleep(30)\n", "mode": "query", "stdin": None})
+        async with asyncio.timeout(30):
+            assert (await stream.__anext__())["execute"]["data"].startswith("go")
+            quiet = asyncio.ensure_future(stream.__anext__())
+            await cluster.stop("agent")
+            await asyncio.sleep(1.5)  # probes unanswered: the session is still RUNNING, so it is waited on
+            assert not quiet.done()
+            await alice.execute(TERMINATE, {"id": session_id})
+            with pytest.raises(BerthAPIError) as ended:
+                await quiet
+        assert ended.value.code == "CONFLICT" and f"session {session_id} is TERMINATING" in ended.value.message
 
 
 async def test_an_interrupted_run_goes_on_to_its_keyboard_interrupt_and_keeps_the_namespace(

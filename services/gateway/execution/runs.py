@@ -121,7 +121,7 @@ async def execute(
                 yield ExecItem(run_id=run_id, kind="started")
             pending: dict[int, ExecOutput] = {}
             expected = 0
-            async for msg in _messages(sub, lambda: _lost(info, nc, session_id, request, agent_id)):
+            async for msg in _messages(sub, lambda: _lost(info, nc, state.id, request, agent_id)):
                 item = msgspec.json.decode(msg.data, type=ExecOutput)
                 pending[item.seq] = item
                 while expected in pending:
