@@ -13,6 +13,9 @@ to it, on start and every ``BERTH_RECONCILE_INTERVAL`` seconds, and corrects the
   pending assignments were carried out), and the domain applies a ``vanished`` exit only to a
   kernel its session knows RUNNING, so a kernel still starting is never ended by it.
 
+* A pass that found suspects is followed by the next one ``SUSPECTS_AGAIN`` (10 s) later, not a whole
+  interval later.
+
 * After each pass, what ended kernels left on the node (the Docker backend keeps an ended kernel's log
   and exit in its directory) is removed once kept for ``BERTH_KERNEL_RETENTION`` seconds (a week):
   ``KernelBackend.sweep``.
@@ -124,10 +127,18 @@ class Reconciler:
             self._lifecycle.vanished(kernel_id)
 
 
+SUSPECTS_AGAIN = 10.0
+"""Seconds after a pass that found suspects (after a restart) until the next one judges them, when the
+interval is longer: a kernel whose process or container is gone (the process backend's runners end with
+the agent) is reported vanished then, not one whole interval later, while its session looked RUNNING."""
+
+
 async def reconcile_periodically(reconciler: Reconciler, interval: float, stop: asyncio.Event) -> None:
     """Runs a pass, then a sweep of what ended kernels left, now and every ``interval`` seconds until ``stop``
-    is set; a failed pass (the engine or NATS away) is logged and tried again at the next one."""
+    is set (``SUSPECTS_AGAIN`` after a pass that found suspects); a failed pass (the engine or NATS away) is
+    logged and tried again at the next one."""
     while not stop.is_set():
+        wait = interval
         try:
             found = await reconciler.once()
             swept = await reconciler.sweep()
@@ -141,4 +152,6 @@ async def reconcile_periodically(reconciler: Reconciler, interval: float, stop: 
                          len(found.orphans), len(found.vanished))
             if swept:
                 log.info("removed what %d kernel(s) left on this node, ended longer than the retention ago", len(swept))
-        await first_of(stop, timeout=interval)
+            if found.suspects:
+                wait = min(interval, SUSPECTS_AGAIN)
+        await first_of(stop, timeout=wait)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.agent import reconcile
 from services.agent.reconcile import Corrections, compare, reconcile_periodically
 
 CASES = [
@@ -71,3 +72,24 @@ async def test_every_pass_is_followed_by_a_sweep_of_what_ended_kernels_left() ->
     passes = Passes()
     await asyncio.wait_for(reconcile_periodically(passes, 0.01, stop), timeout=30)  # type: ignore[arg-type]
     assert passes.calls == ["once", "once", "sweep", "once", "sweep"]
+
+
+async def test_suspects_are_judged_soon_not_a_whole_interval_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart, kernels assigned here and found neither running nor known started are judged at the
+    next pass: that pass comes ``SUSPECTS_AGAIN`` later, where it came an interval (60 s) later (the process
+    backend's sessions looked RUNNING that long after `berth up` started again)."""
+    monkeypatch.setattr(reconcile, "SUSPECTS_AGAIN", 0.01)
+    stop = asyncio.Event()
+    found = [Corrections(suspects=["k1"]), Corrections(vanished=[("k1", "s1")])]
+
+    class Passes:
+        async def once(self) -> Corrections:
+            if len(found) == 1:
+                stop.set()
+            return found.pop(0)
+
+        async def sweep(self) -> list[str]:
+            return []
+
+    await asyncio.wait_for(reconcile_periodically(Passes(), 3600, stop), timeout=30)  # type: ignore[arg-type]
+    assert found == []
