@@ -167,6 +167,15 @@ async def test_a_client_that_goes_away_interrupts_its_run(
         assert out(after) == "free\n"
 
 
+async def _silent_run(client: BerthClient, session_id: str) -> asyncio.Future[Any]:
+    """Starts a run that prints once, then sleeps 30 s in silence; returns, once its first line came, the
+    wait for its next item."""
+    stream = client.subscribe(EXECUTE, {"id": session_id, "code": "import time\nprint('go', flush=True)\n"
+                                        "time.sleep(30)\n", "mode": "query", "stdin": None})
+    assert (await stream.__anext__())["execute"]["data"].startswith("go")
+    return asyncio.ensure_future(stream.__anext__())
+
+
 async def test_a_run_whose_agent_restarted_ends_with_an_error_not_a_wait_for_good(
     served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, backend: ProcessBackend, nats_url: str,
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
@@ -176,12 +185,8 @@ async def test_a_run_whose_agent_restarted_ends_with_an_error_not_a_wait_for_goo
     monkeypatch.setattr(runs, "SILENCE", 0.5)
     async with BerthClient(served, *keys.alice) as alice:
         session_id = await running_session(alice, sessions)
-        stream = alice.subscribe(EXECUTE, {"id": session_id, "code": "import time\nprint('go', flush=True)\n"
-                                           "time.sleep(30)\n", "mode": "query", "stdin": None})
         async with asyncio.timeout(30):
-            first = await stream.__anext__()
-            assert first["execute"]["data"].startswith("go")
-            quiet = asyncio.ensure_future(stream.__anext__())
+            quiet = await _silent_run(alice, session_id)
             await asyncio.sleep(1.5)  # silent past SILENCE while the agent streams it: still waited for
             assert not quiet.done()
             await cluster.stop("agent")
@@ -199,11 +204,8 @@ async def test_a_run_whose_agent_is_away_ends_with_its_session(
     monkeypatch.setattr(runs, "SILENCE", 0.5)
     async with BerthClient(served, *keys.alice) as alice:
         session_id = await running_session(alice, sessions)
-        stream = alice.subscribe(EXECUTE, {"id": session_id, "code": "import time\nprint('go', flush=True)\n"
-                                           "time.sleep(30)\n", "mode": "query", "stdin": None})
         async with asyncio.timeout(30):
-            assert (await stream.__anext__())["execute"]["data"].startswith("go")
-            quiet = asyncio.ensure_future(stream.__anext__())
+            quiet = await _silent_run(alice, session_id)
             await cluster.stop("agent")
             await asyncio.sleep(1.5)  # probes unanswered: the session is still RUNNING, so it is waited on
             assert not quiet.done()
