@@ -303,11 +303,14 @@ async def rebuild_read_models(settings: Settings, stop: asyncio.Event | None = N
     time of the call in bulk (batches of ``REBUILD_BATCH_SIZE``, secondary indexes created at the
     end), and returns the position reached. The events are read from the event store when it holds
     exactly the stream's (``Projector.replay_store``); ``from_store=False`` reads the stream only
-    (``bench_pipeline.py`` compares the two). ``progress`` is told how far it got after each batch."""
+    (``bench_pipeline.py`` compares the two). ``progress`` is told how far it got after each batch. A NATS
+    that does not answer yet is waited out (retried and logged), as the projector waits it out."""
+    stop = stop or asyncio.Event()
     runtime = Runtime(settings)
     try:
-        await runtime.open()
-        return await _rebuild(runtime, stop or asyncio.Event(), from_store, progress)
+        if not await runtime.open(stop):  # a NATS not answering yet (a cluster electing a leader) is waited out
+            raise RuntimeError("the rebuild was stopped before NATS answered")
+        return await _rebuild(runtime, stop, from_store, progress)
     finally:
         await runtime.close()
 
