@@ -35,6 +35,7 @@ from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, s
 from services.agent.backends.docker.exits import ExitWatcher, exit_detail, exit_reason, warn_without_live_restore
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
+from services.agent.backends.docker.kept import record_exit, recorded_exit, save_log
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
 from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.folder_mounts import folder_binds
@@ -206,7 +207,7 @@ class DockerBackend(KernelBackend):
         try:
             await container.start()
         except DockerError as exc:
-            await self._save_log(container, kernel_id)
+            await save_log(container, self._paths(kernel_id), kernel_id)
             await self._discard(container, kernel_id)
             raise KernelStartError(f"cannot start the container of kernel {kernel_id}: {exc.message}") from exc
 
@@ -221,12 +222,12 @@ class DockerBackend(KernelBackend):
             if now >= next_check:
                 next_check = now + STATE_CHECK_PERIOD
                 if not (await container.show())["State"].get("Running"):
-                    await self._save_log(container, kernel_id)
+                    await save_log(container, self._paths(kernel_id), kernel_id)
                     await self._discard(container, kernel_id)
                     tail = self._paths(kernel_id).log.read_text(errors="replace")[-2000:]
                     raise KernelStartError(f"the runner of kernel {kernel_id} exited before listening: {tail}")
             if now > deadline:
-                await self._save_log(container, kernel_id)
+                await save_log(container, self._paths(kernel_id), kernel_id)
                 await self._discard(container, kernel_id)
                 raise KernelStartError(f"the runner of kernel {kernel_id} did not listen within {LISTEN_TIMEOUT:.0f} s")
             await changes.wait(min(next_check, deadline) - loop.time())
@@ -238,7 +239,7 @@ class DockerBackend(KernelBackend):
         container = await self._find(kernel_id)
         if container is None:
             unmount_io(self._paths(kernel_id).io)  # its container removed by someone else
-            return self._recorded_exit(kernel_id)
+            return recorded_exit(self._paths(kernel_id))
         if container["State"].get("Running"):
             try:
                 await container.stop(t=round(self.grace))
@@ -249,11 +250,11 @@ class DockerBackend(KernelBackend):
             state = (await container.show())["State"]
         except DockerError as exc:
             if exc.status == 404:  # removed meanwhile by the exit watcher
-                return self._recorded_exit(kernel_id)
+                return recorded_exit(self._paths(kernel_id))
             raise
         exit_code = None if state.get("StartedAt", NEVER_STARTED) == NEVER_STARTED else state.get("ExitCode")
-        await self._save_log(container, kernel_id)
-        self._record_exit(kernel_id, exit_code, None)
+        await save_log(container, self._paths(kernel_id), kernel_id)
+        record_exit(self._paths(kernel_id), exit_code, None)
         await self._discard(container, kernel_id)
         log.info("kernel %s destroyed (exit code %s)", kernel_id, exit_code)
         return exit_code
@@ -305,8 +306,8 @@ class DockerBackend(KernelBackend):
         oom_killed = bool(state.get("OOMKilled"))
         reason = exit_reason(exit_code, oom_killed=oom_killed, batch=batch)
         detail = exit_detail(exit_code, oom_killed=oom_killed, batch=batch)
-        await self._save_log(container, kernel_id)
-        self._record_exit(kernel_id, exit_code, reason)
+        await save_log(container, self._paths(kernel_id), kernel_id)
+        record_exit(self._paths(kernel_id), exit_code, reason)
         log.info("kernel %s exited by itself: code %s, %s", kernel_id, exit_code, reason)
         await self._on_exit(kernel_id, exit_code, reason, detail)
         await self._discard(container, kernel_id)
@@ -363,27 +364,6 @@ class DockerBackend(KernelBackend):
             if exc.status == 404:
                 return None
             raise
-
-    async def _save_log(self, container: DockerContainer, kernel_id: str) -> None:
-        try:
-            text = "".join(await container.log(stdout=True, stderr=True))
-        except DockerError as exc:
-            log.warning("cannot read the log of kernel %s: %s", kernel_id, exc)
-            return
-        path = self._paths(kernel_id).log
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(path.write_text, text)
-
-    def _record_exit(self, kernel_id: str, exit_code: int | None, reason: str | None) -> None:
-        path = self._paths(kernel_id).exit_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"exit_code": exit_code, "reason": reason}))
-
-    def _recorded_exit(self, kernel_id: str) -> int | None:
-        path = self._paths(kernel_id).exit_file
-        if not path.exists():
-            return None
-        return json.loads(path.read_text()).get("exit_code")
 
     async def _discard(self, container: DockerContainer, kernel_id: str) -> None:
         """Removes the kernel's container, then unmounts its ``io/`` tmpfs (``io_mount.py``)."""
