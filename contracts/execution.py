@@ -83,8 +83,6 @@ class ExecDone(msgspec.Struct, frozen=True, kw_only=True, tag="done", tag_field=
     seq: int
     exit_code: int
     duration_ms: int
-    truncated: bool = False
-    """True when the output exceeded the bound and was cut."""
 
 
 ExecOutput = ExecChunk | ExecDone

@@ -141,7 +141,7 @@ class ExecServer:
                     await self._publish(subject, ExecChunk(seq=seq, stream=kind, data=message["data"]))
                 elif kind == "done":
                     done = ExecDone(seq=seq, exit_code=int(message["exit_code"]),
-                                    duration_ms=int(message["duration_ms"]), truncated=bool(message.get("truncated")))
+                                    duration_ms=int(message["duration_ms"]))
                     await self._publish(subject, done)
                     return
                 elif kind == "error":

@@ -53,7 +53,8 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
                     continue
                 if item["kind"] == "done":
                     if item.get("truncated"):
-                        click.echo("berth: output truncated (too much output)", err=True)
+                        click.echo("berth: some of the run's output was dropped: this command read it more slowly than "
+                                   "the run wrote it (a line in the output says where and how much)", err=True)
                     return int(item["exitCode"])
                 stream = sys.stdout if item["kind"] == "stdout" else sys.stderr
                 stream.write(item["data"] or "")

@@ -147,6 +147,20 @@ async def test_a_run_has_the_argv_it_is_given_and_argparse_reads_it(
     cluster.check()
 
 
+async def test_a_run_writing_more_than_a_mebibyte_reaches_its_client_whole(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions
+) -> None:
+    """A training script's log streams for hours: a run's output past 1 MiB is paced, not cut (it was
+    dropped past 1 MiB, and the client was told only at the run's end)."""
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        code = "import sys\nfor i in range(3):\n    sys.stdout.write(str(i) * (1 << 20))"
+        items = await execute(alice, session_id, code)
+        assert out(items) == "0" * (1 << 20) + "1" * (1 << 20) + "2" * (1 << 20)
+        assert items[-1]["exitCode"] == 0 and items[-1]["truncated"] is False
+    cluster.check()
+
+
 async def _at_least(fetch: Any, count: int) -> list[Any]:
     found = await fetch()
     return found if len(found) >= count else []

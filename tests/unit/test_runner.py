@@ -99,7 +99,7 @@ def test_the_namespace_persists_across_runs(runner: RunnerClient) -> None:
     assert done["exit_code"] == 0
     chunks, done = runner.run("print(x + 1)", run_id="b")
     assert text(chunks, "stdout") == "42\n"
-    assert done == {"run_id": "b", "kind": "done", "exit_code": 0, "duration_ms": done["duration_ms"], "truncated": False}
+    assert done == {"run_id": "b", "kind": "done", "exit_code": 0, "duration_ms": done["duration_ms"]}
 
 
 def test_output_written_by_c_code_is_captured(runner: RunnerClient) -> None:
@@ -233,25 +233,43 @@ def test_interrupting_an_unknown_run_says_so(runner: RunnerClient) -> None:
     assert runner.receive() == {"op": "interrupted", "run_id": "nope", "ok": False}
 
 
-def test_output_beyond_the_bound_is_dropped(tmp_path: Path) -> None:
-    proc, path = start_runner(tmp_path, "--max-output", "1000")
+def test_output_beyond_the_rate_waits_and_none_is_dropped(tmp_path: Path) -> None:
+    proc, path = start_runner(tmp_path, "--output-rate", "100000")
     client = RunnerClient(path)
     try:
-        chunks, done = client.run("print('x' * 5000); print('tail')")
-        assert done["truncated"] is True
-        assert len(text(chunks, "stdout")) == 1000
+        started = time.monotonic()
+        chunks, done = client.run("print('x' * 400000); print('tail')")
+        elapsed = time.monotonic() - started
+        assert text(chunks, "stdout") == "x" * 400000 + "\ntail\n" and done["exit_code"] == 0
+        # A first second's worth goes at once; the rest no faster than the rate, but for one read past the
+        # allowance (16 KiB) and what the pipes hold when the run ends (64 KiB each), drained at once.
+        assert elapsed >= (400006 - 100000 - (16 << 10) - 2 * (64 << 10)) / 100000
         chunks, done = client.run("print('small')", run_id="b")
-        assert (text(chunks, "stdout"), done["truncated"]) == ("small\n", False)
+        assert text(chunks, "stdout") == "small\n" and "truncated" not in done
     finally:
         client.close()
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def test_the_default_bound_is_one_mebibyte(runner: RunnerClient) -> None:
+def test_the_default_rate_streams_three_mebibytes_whole(runner: RunnerClient) -> None:
     chunks, done = runner.run("import sys\nfor _ in range(3):\n    sys.stdout.write('y' * (1 << 20))\n", mode="query")
-    assert done["truncated"] is True
-    assert len(text(chunks, "stdout")) == 1 << 20
+    assert done["exit_code"] == 0
+    assert text(chunks, "stdout") == "y" * (3 << 20)
+
+
+def test_a_shell_command_is_paced_as_python_is(tmp_path: Path) -> None:
+    proc, path = start_runner(tmp_path, "--output-rate", "100000")
+    client = RunnerClient(path)
+    try:
+        started = time.monotonic()
+        chunks, done = client.run("head -c 400000 /dev/zero | tr '\\0' z", mode="batch")
+        assert text(chunks, "stdout") == "z" * 400000 and done["exit_code"] == 0
+        assert time.monotonic() - started >= (400000 - 100000 - (16 << 10) - 2 * (64 << 10)) / 100000
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_a_dead_worker_gives_its_status_and_a_fresh_namespace(runner: RunnerClient) -> None:
@@ -353,9 +371,10 @@ def test_the_runner_listens_before_it_loads_its_server(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_are_refused_with_the_usage(tmp_path: Path) -> None:
-    for args, message in ((["--max-output", "1000"], "--socket is required"),
+    for args, message in ((["--output-rate", "1000"], "--socket is required"),
                           (["--socket", str(tmp_path / "s"), "--bogus"], "unknown argument '--bogus'"),
-                          (["--socket", str(tmp_path / "s"), "--max-output", "lots"], "--max-output must be a number")):
+                          (["--socket", str(tmp_path / "s"), "--output-rate", "lots"], "--output-rate must be a positive"),
+                          (["--socket", str(tmp_path / "s"), "--output-rate", "0"], "--output-rate must be a positive")):
         done = subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
         assert "usage: berth_runner.py --socket PATH" in done.stderr and message in done.stderr

@@ -2,7 +2,7 @@
 
 Stdlib only (Python >= 3.9), no imports from Berth, so any image with ``python3`` runs it:
 
-    python3 berth_runner.py --socket /opt/berth/io/runner.sock [--max-output BYTES]
+    python3 berth_runner.py --socket /opt/berth/io/runner.sock [--output-rate BYTES]
 
 This is its entry point, and it **listens first**: with only the interpreter's own modules
 (``os``, ``sys``, ``_socket``, ``_signal``: no import of ``socket``, ``json``, ``subprocess``, ...)
@@ -23,13 +23,14 @@ except ImportError:  # an interpreter without CPython's private modules: the pub
     import signal as _signals  # type: ignore[no-redef]
     import socket as _sockets  # type: ignore[no-redef]
 
-USAGE = "usage: berth_runner.py --socket PATH [--max-output BYTES] [--cgroup DIR]"
+USAGE = "usage: berth_runner.py --socket PATH [--output-rate BYTES] [--cgroup DIR]"
 BACKLOG = 16
 
 
 def parse_args(argv):
-    """Returns ``(socket_path, max_output or None, cgroup or None)`` from ``--socket PATH
-    [--max-output BYTES] [--cgroup DIR]`` (also ``--name=value``; ``--cgroup``: the kernel's cgroup
+    """Returns ``(socket_path, output_rate or None, cgroup or None)`` from ``--socket PATH
+    [--output-rate BYTES] [--cgroup DIR]`` (also ``--name=value``; ``--output-rate``: bytes per second a
+    run's output streams at; ``--cgroup``: the kernel's cgroup
     filesystem, read for its memory limit and OOM kills); exits 2 with the usage on anything else,
     0 on ``-h``/``--help``."""
     values = {}
@@ -40,7 +41,7 @@ def parse_args(argv):
             print(USAGE)
             sys.exit(0)
         name, eq, value = arg.partition("=")
-        if name not in ("--socket", "--max-output", "--cgroup"):
+        if name not in ("--socket", "--output-rate", "--cgroup"):
             _usage_error(f"unknown argument {arg!r}")
         if not eq:
             if not rest:
@@ -49,12 +50,12 @@ def parse_args(argv):
         values[name] = value
     if not values.get("--socket"):
         _usage_error("--socket is required")
-    max_output = values.get("--max-output")
-    if max_output is not None:
-        if not max_output.isdigit():
-            _usage_error(f"--max-output must be a number of bytes, got {max_output!r}")
-        max_output = int(max_output)
-    return values["--socket"], max_output, values.get("--cgroup")
+    output_rate = values.get("--output-rate")
+    if output_rate is not None:
+        if not output_rate.isdigit() or int(output_rate) == 0:
+            _usage_error(f"--output-rate must be a positive number of bytes (per second), got {output_rate!r}")
+        output_rate = int(output_rate)
+    return values["--socket"], output_rate, values.get("--cgroup")
 
 
 def _usage_error(message):
@@ -108,7 +109,7 @@ def listen(socket_path):
 
 
 def main(argv=None):
-    socket_path, max_output, cgroup = parse_args(sys.argv[1:] if argv is None else argv)
+    socket_path, output_rate, cgroup = parse_args(sys.argv[1:] if argv is None else argv)
     _signals.signal(_signals.SIGTERM, _stop)  # from the moment the socket exists: exit 128+signal, socket removed
     _signals.signal(_signals.SIGINT, _stop)
     server = listen(socket_path)
@@ -118,7 +119,7 @@ def main(argv=None):
             sys.path.insert(0, here)
         import berth_server  # noqa: PLC0415 - loaded once the socket accepts (see the module's doc)
 
-        berth_server.serve(server, socket_path, max_output, STOPS, cgroup)
+        berth_server.serve(server, socket_path, output_rate, STOPS, cgroup)
     finally:
         try:
             os.unlink(socket_path)

@@ -5,7 +5,7 @@ Stdlib only (Python >= 3.9), no imports from Berth, so any image with ``python3`
 Newline-delimited JSON on the socket (ops ``ping``, ``run``, ``interrupt``; the protocol is in
 README.md). Query mode runs Python in one persistent namespace held by the worker process
 (``berth_worker.py``); batch mode runs ``/bin/sh -c`` commands in their own process group.
-Output streams in chunks and is bounded per run (``--max-output``).
+Output streams in chunks at a bounded rate (``--output-rate``): a run that writes faster waits, as on a slow terminal.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ import time
 
 from berth_memory import MemoryCgroup
 
-MAX_OUTPUT = 1 << 20
+OUTPUT_RATE = 1 << 20
+"""Bytes per second a run's output streams at, after a first burst of as many: a run that writes more
+waits for its writes (the runner stops reading its pipes, which fill), as a program on a slow terminal
+does. Nothing is dropped: a training script's log streams for hours, and a flood costs the agent, the
+bus and the gateway at most this much per run."""
 READ_SIZE = 16 << 10
 INTERRUPT_GRACE = 2.0
 
@@ -32,28 +36,41 @@ INTERRUPT_GRACE = 2.0
 
 
 class Output:
-    """Sends a run's output as chunks, decoding UTF-8 incrementally, up to ``limit`` bytes."""
+    """Sends a run's output as chunks, decoding UTF-8 incrementally, at up to ``rate`` bytes per second
+    (``wait`` says how long until more may go; a burst of ``rate`` bytes goes at once)."""
 
-    def __init__(self, send, run_id: str, limit: int) -> None:
+    def __init__(self, send, run_id: str, rate: int = OUTPUT_RATE, clock=time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError(f"the output rate must be positive, got {rate}")
         self.send = send
         self.run_id = run_id
-        self.left = limit
-        self.truncated = False
+        self.rate = rate
+        self.clock = clock
+        self.allowance = float(rate)
+        self.checked = clock()
         self.decoders = {
             "stdout": codecs.getincrementaldecoder("utf-8")("replace"),
             "stderr": codecs.getincrementaldecoder("utf-8")("replace"),
         }
 
+    def wait(self) -> float:
+        """Seconds until the run's output may stream again (0.0: now); what was sent beyond the allowance
+        is paid back at ``rate``."""
+        self._refill()
+        return 0.0 if self.allowance > 0 else (1 - self.allowance) / self.rate
+
     def feed(self, kind: str, data: bytes) -> None:
-        if self.left <= 0:
-            self.truncated = self.truncated or bool(data)
-            return
-        if len(data) > self.left:
-            data, self.truncated = data[: self.left], True
-        self.left -= len(data)
+        self._refill()
+        self.allowance -= len(data)
         text = self.decoders[kind].decode(data)
         if text:
             self.send({"run_id": self.run_id, "kind": kind, "data": text})
+
+    def _refill(self) -> None:
+        """Adds what the time since the last look earned, up to one second's worth."""
+        now = self.clock()
+        self.allowance = min(float(self.rate), self.allowance + (now - self.checked) * self.rate)
+        self.checked = now
 
     def flush(self) -> None:
         for kind, decoder in self.decoders.items():
@@ -62,7 +79,7 @@ class Output:
                 self.send({"run_id": self.run_id, "kind": kind, "data": text})
 
     def note(self, text: str) -> None:
-        """Sends the runner's own line on stderr, after the run's output and past its bound."""
+        """Sends the runner's own line on stderr, after the run's output (at once, whatever the rate)."""
         self.flush()
         self.send({"run_id": self.run_id, "kind": "stderr", "data": text})
 
@@ -70,11 +87,14 @@ class Output:
 def pump(fds: dict, output: Output, until_fd=None, until=None) -> bytes:
     """Reads the file descriptors ``fds`` (fd → stream kind) into ``output`` until all reach
     EOF, or until ``until_fd`` has data (returned) or ``until()`` turns true; then drains
-    what is already buffered in the pipes."""
+    what is already buffered in the pipes. While ``output`` must wait (its rate), ``fds`` are not
+    read: the run's writes block once their pipes are full."""
     open_fds = dict(fds)
     watched = list(open_fds) + ([until_fd] if until_fd is not None else [])
     while open_fds or until_fd is not None:
-        ready, _, _ = select.select(watched, [], [], 0.05)
+        pause = output.wait()
+        reading = ([until_fd] if until_fd is not None else []) if pause else watched
+        ready, _, _ = select.select(reading, [], [], min(pause, 0.05) if pause else 0.05)
         for fd in ready:
             if fd == until_fd:
                 result = os.read(fd, 65536)
@@ -231,8 +251,8 @@ class BatchRun:
 class Runner:
     """Serves connections: starts runs, streams their output, forwards interrupts."""
 
-    def __init__(self, max_output: int = MAX_OUTPUT, cgroup: str | None = None) -> None:
-        self.max_output = max_output
+    def __init__(self, output_rate: int = OUTPUT_RATE, cgroup: str | None = None) -> None:
+        self.output_rate = output_rate
         self.memory = MemoryCgroup(cgroup)
         self.query = QueryKernel(os.path.join(os.path.dirname(os.path.abspath(__file__)), "berth_worker.py"))
         self.runs = {}
@@ -301,7 +321,7 @@ class Runner:
 
     def run(self, request: dict, send) -> None:
         run_id = request["run_id"]
-        output = Output(send, run_id, self.max_output)
+        output = Output(send, run_id, self.output_rate)
         started = time.monotonic()
         oom_kills = None
         try:
@@ -331,7 +351,7 @@ class Runner:
         if note:
             output.note(note)
         duration_ms = int((time.monotonic() - started) * 1000)
-        send({"run_id": run_id, "kind": "done", "exit_code": exit_code, "duration_ms": duration_ms, "truncated": output.truncated})
+        send({"run_id": run_id, "kind": "done", "exit_code": exit_code, "duration_ms": duration_ms})
 
     def _register(self, run_id: str, target) -> None:
         with self.runs_lock:
@@ -353,14 +373,14 @@ class Runner:
         self.query.close()
 
 
-def serve(listening, socket_path: str, max_output: int | None = None, stops: list | None = None,
+def serve(listening, socket_path: str, output_rate: int | None = None, stops: list | None = None,
           cgroup: str | None = None) -> None:
     """Serves the connections of ``listening`` (a listening ``_socket.socket`` bound at
     ``socket_path``) until SIGTERM or SIGINT, then raises ``SystemExit(128 + signal)``; removes the
     socket on the way out. ``stops``: the stop signals received so far, appended to by the caller's
     handler (a signal received before this started ends it at once); this one's handler appends there too."""
     server = socket.socket(fileno=listening.detach())
-    runner = Runner(MAX_OUTPUT if max_output is None else max_output, cgroup)
+    runner = Runner(OUTPUT_RATE if output_rate is None else output_rate, cgroup)
     stops = [] if stops is None else stops
 
     def stop(signum, frame):  # noqa: ARG001 - signal handler signature

@@ -14,6 +14,7 @@ digest, the caller as actor), off the critical path: the record is handed to the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -33,7 +34,6 @@ from contracts.execution import (
     ExecAccepted,
     ExecDone,
     ExecMode,
-    ExecOutput,
     ExecRequest,
     LogsRequest,
     exec_input_size,
@@ -45,6 +45,7 @@ from contracts.status import SessionStatus
 from domain.session import SessionState
 from services.application.context import make_context
 from services.gateway.context import Info, caller
+from services.gateway.execution.run_output import RunOutput, read_run
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
 from services.gateway.limits import ARGV, RUN_ID, checked_choice, checked_value
 from services.gateway.sessions.refs import checked_ref, resolve_owned_session
@@ -70,7 +71,9 @@ class ExecItem:
     data: str | None = None
     exit_code: int | None = None
     duration_ms: int | None = None
-    truncated: bool | None = strawberry.field(default=None, description="On `done`: the output was cut at its bound.")
+    truncated: bool | None = strawberry.field(
+        default=None, description="On `done`: some output was dropped (this client read it more slowly than the run "
+                                  "wrote it; a line on stderr says where and how much).")
 
 
 async def _owned_session(info: Info, session_id: str) -> SessionState:
@@ -119,21 +122,22 @@ async def execute(
             await _ask_agent(nc, agent_id, request)
             if announce:
                 yield ExecItem(run_id=run_id, kind="started")
-            pending: dict[int, ExecOutput] = {}
-            expected = 0
-            async for msg in _messages(sub, lambda: _lost(info, nc, state.id, request, agent_id)):
-                item = msgspec.json.decode(msg.data, type=ExecOutput)
-                pending[item.seq] = item
-                while expected in pending:
-                    item = pending.pop(expected)
-                    expected += 1
+            output = RunOutput()
+            reader = asyncio.create_task(read_run(_messages(sub, lambda: _lost(info, nc, state.id, request, agent_id)),
+                                                  output))
+            try:
+                async for item in output:
                     if isinstance(item, ExecDone):
                         finished = True
                         await _audit(info, state, request, item)
                         yield ExecItem(run_id=run_id, kind="done", exit_code=item.exit_code,
-                                       duration_ms=item.duration_ms, truncated=item.truncated)
+                                       duration_ms=item.duration_ms, truncated=output.dropped > 0)
                         return
                     yield ExecItem(run_id=run_id, kind=item.stream, data=item.data)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
