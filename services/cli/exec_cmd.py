@@ -16,11 +16,18 @@ from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
 from services.cli.running import run_async
+from services.common.backlog import Backlog
 from services.sdk.client import BerthAPIError, BerthClient
 
 __all__ = ["check_input_size", "exec_", "logs", "stream_execution"]
 
 INTERRUPTED = 130
+
+
+BACKLOG = 64 << 20
+"""Characters of a run's output this command holds while its stdout does not take them (a pager waiting):
+past them, output is dropped with a line saying so. The websocket is read meanwhile, so that a paused
+pager does not have its connection (and run) ended for not answering the gateway's pings."""
 
 
 async def stream_execution(client: BerthClient, session_id: str, code: str, mode: str, stdin: str | None = None,
@@ -31,11 +38,14 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
     The first Ctrl-C interrupts the run (``interruptExecution``; the stream announces its id) and its
     output goes on to the end, so that Python's ``KeyboardInterrupt`` shows where it stopped, as in
     Jupyter; the next one (or one before the run started) stops waiting, and the closed stream
-    interrupts the run."""
+    interrupts the run. The output is written by a thread (``_write_out``): the event loop never waits
+    for a stdout that does not take it."""
     variables: dict[str, Any] = {"id": session_id, "code": code, "mode": mode, "stdin": stdin, "argv": argv}
     streaming = asyncio.current_task()
     run_id: str | None = None
     interrupts: list[asyncio.Task[None]] = []
+    backlog: Backlog[dict[str, Any]] = Backlog(BACKLOG, _characters, _dropped, _is_done)
+    writing = asyncio.ensure_future(_write_out(backlog))
 
     def on_ctrl_c() -> None:
         if run_id is not None and not interrupts:
@@ -46,25 +56,59 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
 
     try:
         with _on_ctrl_c(on_ctrl_c):
-            async for data in client.subscribe(q.EXECUTE, variables):
-                item = data["execute"]
-                run_id = item["runId"]
-                if item["kind"] == "started":
-                    continue
-                if item["kind"] == "done":
-                    if item.get("truncated"):
-                        click.echo("berth: some of the run's output was dropped: this command read it more slowly than "
-                                   "the run wrote it (a line in the output says where and how much)", err=True)
-                    return int(item["exitCode"])
-                stream = sys.stdout if item["kind"] == "stdout" else sys.stderr
-                stream.write(item["data"] or "")
-                stream.flush()
+            try:
+                async for data in client.subscribe(q.EXECUTE, variables):
+                    item = data["execute"]
+                    run_id = item["runId"]
+                    if item["kind"] != "started":
+                        backlog.put(item)
+                    if item["kind"] == "done" or writing.done():
+                        break
+            except BerthAPIError as exc:
+                backlog.fail(exc)  # after the output that came before it
+            backlog.close()
+            exit_code = await writing
     except asyncio.CancelledError:
         if streaming is not None and streaming.cancelling():  # our Ctrl-C: as an unhandled one would end
             raise KeyboardInterrupt from None
         raise
-    click.echo("berth: the execution ended without an exit code", err=True)
-    return 1
+    finally:
+        writing.cancel()
+    if exit_code is None:
+        click.echo("berth: the execution ended without an exit code", err=True)
+        return 1
+    return exit_code
+
+
+async def _write_out(backlog: Backlog[dict[str, Any]]) -> int | None:
+    """Writes the run's output to stdout and stderr, each write in a thread; returns the exit code of its
+    ``done``, None when the stream ended without one."""
+    async for item in backlog:
+        if item["kind"] == "done":
+            if item.get("truncated") or backlog.dropped:
+                click.echo("berth: some of the run's output was dropped: it was read more slowly than the run "
+                           "wrote it (a line in the output says where and how much)", err=True)
+            return int(item["exitCode"])
+        await asyncio.to_thread(_write_to, sys.stdout if item["kind"] == "stdout" else sys.stderr, item["data"] or "")
+    return None
+
+
+def _write_to(stream: Any, text: str) -> None:
+    stream.write(text)
+    stream.flush()
+
+
+def _characters(item: dict[str, Any]) -> int | None:
+    return None if item["kind"] == "done" else len(item["data"] or "")
+
+
+def _dropped(characters: int, before: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "stderr", "data": f"\nberth: {characters:,} characters of output dropped here: this command's "
+                                      "output was read more slowly than the run wrote it\n"}
+
+
+def _is_done(item: dict[str, Any]) -> bool:
+    return item["kind"] == "done"
 
 
 async def _interrupt(client: BerthClient, session_id: str, run_id: str) -> None:
@@ -139,8 +183,7 @@ async def _logs(session_id: str) -> str:
 
 
 def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    _write_to(sys.stdout, text)
 
 
 @run_async

@@ -12,14 +12,13 @@ messages silently, ``done`` among them, and the stream would wait for it).
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 
 import msgspec
 from nats.aio.msg import Msg
 
 from contracts.execution import ExecChunk, ExecDone, ExecOutput
+from services.common.backlog import Backlog
 
 __all__ = ["MAX_BUFFERED", "RunOutput", "dropped_note", "read_run"]
 
@@ -34,56 +33,24 @@ def dropped_note(characters: int) -> str:
             "slowly than the run wrote it\n")
 
 
-class RunOutput:
-    """The items of one run waiting for its client, bounded; filled by ``read_run``, emptied by iterating."""
+class RunOutput(Backlog[ExecChunk | ExecDone]):
+    """The items of one run waiting for its client, at most ``limit`` (default ``MAX_BUFFERED``) characters
+    of output; filled by ``read_run``, emptied by iterating; ``done`` is never dropped."""
 
     def __init__(self, limit: int | None = None) -> None:
-        self._limit = MAX_BUFFERED if limit is None else limit
-        self._items: deque[ExecChunk | ExecDone] = deque()
-        self._size = 0
-        self._gap = 0
-        """Characters dropped since the last item kept (told before the next one)."""
-        self.dropped = 0
-        """Characters dropped in all."""
-        self._error: BaseException | None = None
-        self._changed = asyncio.Event()
+        super().__init__(MAX_BUFFERED if limit is None else limit, _characters, _note, _is_done)
 
-    def put(self, item: ExecOutput) -> None:
-        """Keeps ``item`` for the client, or drops it (an output chunk past the bound)."""
-        if isinstance(item, ExecChunk) and self._size + len(item.data) > self._limit:
-            self._gap += len(item.data)
-            self.dropped += len(item.data)
-            return
-        if self._gap:
-            self._keep(ExecChunk(seq=item.seq, stream="stderr", data=dropped_note(self._gap)))
-            self._gap = 0
-        self._keep(item)
 
-    def fail(self, error: BaseException) -> None:
-        """Ends the stream with ``error`` once the client has what came before it."""
-        self._error = error
-        self._changed.set()
+def _characters(item: ExecChunk | ExecDone) -> int | None:
+    return len(item.data) if isinstance(item, ExecChunk) else None
 
-    def _keep(self, item: ExecChunk | ExecDone) -> None:
-        self._items.append(item)
-        if isinstance(item, ExecChunk):
-            self._size += len(item.data)
-        self._changed.set()
 
-    async def __aiter__(self) -> AsyncIterator[ExecChunk | ExecDone]:
-        """Yields the items in order, up to ``done``; raises the error ``fail`` was given after what came before."""
-        while True:
-            while self._items:
-                item = self._items.popleft()
-                if isinstance(item, ExecChunk):
-                    self._size -= len(item.data)
-                yield item
-                if isinstance(item, ExecDone):
-                    return
-            if self._error is not None:
-                raise self._error
-            self._changed.clear()
-            await self._changed.wait()
+def _note(dropped: int, before: ExecChunk | ExecDone) -> ExecChunk:
+    return ExecChunk(seq=before.seq, stream="stderr", data=dropped_note(dropped))
+
+
+def _is_done(item: ExecChunk | ExecDone) -> bool:
+    return isinstance(item, ExecDone)
 
 
 async def read_run(messages: AsyncIterator[Msg], output: RunOutput) -> None:
