@@ -70,8 +70,29 @@ async def _remove(client: Any, out: Output, session_id: str) -> None:
         out.info(f"berth: could not terminate session {session_id}: {exc}")
 
 
+def _argv(file: Path | None, args: tuple[str, ...], code: str | None, command: str | None) -> list[str] | None:
+    """The run's ``sys.argv``, as ``python`` gives it: ``[FILE, ARGS...]``, ``["-c", ARGS...]`` (None for -c
+    alone: the namespace's); a usage error for no program or more than one, arguments after ``--exec CMD``
+    (the command holds its own) and a FILE that is not one."""
+    if code is not None or command is not None:
+        extra = ([str(file)] if file is not None else []) + list(args)
+        if code is not None and command is not None:
+            raise click.UsageError("give exactly one of -c CODE, FILE or --exec CMD")
+        if command is not None:
+            if extra:
+                raise click.UsageError(f"--exec CMD takes no further arguments (the command holds its own): "
+                                       f"got {' '.join(extra)!r}")
+            return None
+        return ["-c", *extra] if extra else None
+    if file is None:
+        raise click.UsageError("give exactly one of -c CODE, FILE or --exec CMD")
+    if not file.is_file():
+        raise click.BadParameter(f"File '{file}' does not exist.", param_hint="'[FILE]'")
+    return [file.name, *args]
+
+
 @click.command("run", context_settings={"allow_interspersed_args": False})
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-c", "code", metavar="CODE", help="Python code to run.")
 @click.option("--exec", "command", metavar="CMD", help="A shell command to run (batch mode) instead of Python.")
@@ -90,21 +111,20 @@ def run(out: Output, file: Path | None, args: tuple[str, ...], code: str | None,
     """Start a session, run Python (-c CODE or FILE [ARGS]...) or a shell command (--exec CMD) in it,
     stream its output and exit with its exit status. A FILE runs with sys.argv = [FILE, ARGS...], as
     `python FILE ARGS...` would; what follows FILE is its arguments, so berth run's options come before it.
+    With -c CODE, ARGS follow it as with `python -c CODE ARGS...` (sys.argv = ["-c", ARGS...]).
 
     \b
     berth run -c "import os; print(os.cpu_count())"
     berth run --rm train.py --epochs 3
+    berth run -c "import sys; print(sys.argv[1:])" a b
     berth run --exec "ls -l" -r cpu=2
     berth run -n train --exec "python3 train.py"   (then: berth logs train, berth session info train)
     berth run --mount data --mount models:ro --exec "python3 /home/work/data/train.py"
     """
-    given = [name for name, value in (("-c", code), ("FILE", file), ("--exec", command)) if value is not None]
-    if len(given) != 1:
-        raise click.UsageError("give exactly one of -c CODE, FILE or --exec CMD")
-    argv = None
-    if file is not None:
+    argv = _argv(file, args, code, command)
+    if code is None and command is None:
+        assert file is not None  # _argv refused the call without any
         code = file.read_text()
-        argv = [file.name, *args]
     mode = "batch" if command is not None else "query"
     check_input_size(command if command is not None else code or "", None, argv or ())  # before a session is asked for
     try:

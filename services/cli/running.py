@@ -8,6 +8,7 @@ import functools
 from typing import Any, Awaitable, Callable
 
 import click
+import httpx
 
 from services.sdk.client import BerthAPIError
 from services.sdk.instance import InstanceNotFoundError
@@ -34,5 +35,20 @@ def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
             raise click.ClickException(f"cannot reach Berth: {exc}") from None
+        except httpx.TimeoutException as exc:
+            raise click.ClickException(f"Berth did not answer{_at(exc)} in time ({type(exc).__name__}): it may be "
+                                       "overloaded or stopped; try again") from None
+        except httpx.TransportError as exc:  # an HTTP request's connection: not an OSError
+            raise click.ClickException(
+                f"cannot reach Berth{_at(exc)}: {exc or type(exc).__name__} (is it running? `ops/up` starts it; "
+                "BERTH_ENDPOINT or the instance file says where it is)") from None
 
     return wrapper
+
+
+def _at(exc: httpx.TransportError) -> str:
+    """`` at URL`` of the request that failed, when it is known."""
+    try:
+        return f" at {exc.request.url}"
+    except RuntimeError:  # raised without a request
+        return ""
