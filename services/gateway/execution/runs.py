@@ -45,8 +45,8 @@ from contracts.status import SessionStatus
 from domain.session import SessionState
 from services.application.context import make_context
 from services.gateway.context import Info, caller
-from services.gateway.execution.run_output import RunOutput, read_run
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
+from services.gateway.execution.run_output import RunOutput, read_run
 from services.gateway.limits import ARGV, RUN_ID, checked_choice, checked_value
 from services.gateway.sessions.refs import checked_ref, resolve_owned_session
 from services.gateway.subscription_guard import subscription_slot
