@@ -22,9 +22,11 @@ from services.common.backlog import Backlog
 
 __all__ = ["MAX_BUFFERED", "RunOutput", "dropped_note", "read_run"]
 
-MAX_BUFFERED = 8 << 20
-"""Characters of a run's output held for a client that reads more slowly than the run writes: 8 s of
-the runner's rate (a paused terminal resumed within them loses nothing)."""
+MAX_BUFFERED = 1 << 20
+"""Characters of a run's output held for a client that reads more slowly than the run writes: a second of
+the runner's rate (beside what the connection's buffers hold). No more: a caller may hold 64 streams whose
+clients never read (64 MiB, as when each run's output was cut at 1 MiB). ``berth exec`` reads its websocket
+whatever its stdout does, and holds up to 64 M characters itself (``services.cli.exec_cmd.BACKLOG``)."""
 
 
 def dropped_note(characters: int) -> str:
