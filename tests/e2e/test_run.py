@@ -48,8 +48,10 @@ def test_berth_run_prints_and_exits_with_the_program_status(berth: RunningBerth)
 def test_berth_run_without_code_is_a_usage_error(berth: RunningBerth) -> None:
     done = berth.berth("run", check=False)
     assert done.returncode == 2 and "exactly one of" in done.stderr
-    done = berth.berth("run", "-c", "print(1)", "extra", check=False)  # only a FILE takes arguments
-    assert done.returncode == 2 and "File 'extra' does not exist" in done.stderr
+    done = berth.berth("run", "--exec", "echo hi", "extra", check=False)  # a command holds its own arguments
+    assert done.returncode == 2 and "--exec CMD takes no further arguments" in done.stderr
+    done = berth.berth("run", "nosuch.py", "x", check=False)
+    assert done.returncode == 2 and "File 'nosuch.py' does not exist" in done.stderr
 
 
 def test_a_file_runs_with_its_arguments_as_python_runs_it(berth: RunningBerth, tmp_path: Path) -> None:
@@ -63,6 +65,8 @@ def test_a_file_runs_with_its_arguments_as_python_runs_it(berth: RunningBerth, t
     assert done.stdout == "['train.py'] Namespace(epochs=1, name=None)\n", done.stderr
     wrong = berth.berth("run", "--rm", str(script), "--bogus", check=False)
     assert wrong.returncode == 2 and "train.py: error: unrecognized arguments: --bogus" in wrong.stderr
+    code = berth.berth("run", "--rm", "-c", "import sys; print(sys.argv)", "a", "--b")  # as python -c CODE ARGS
+    assert code.stdout == "['-c', 'a', '--b']\n", code.stderr
 
 
 def test_exec_keeps_the_namespace_logs_and_events_show_the_runs(berth: RunningBerth) -> None:
