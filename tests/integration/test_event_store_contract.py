@@ -4,112 +4,24 @@
 What the callers rely on: a save of several aggregates is atomic; a stale version raises
 ``ConcurrencyError``; ``record`` returns the position and ``position()`` agrees; ``load`` is the
 history in version order; ``current`` equals a full replay and reads only what is new;
-``newer_than`` returns exactly what a stale view missed, in store order; the bytes stored are the
-canonical msgspec JSON under the stable type name; the travel guard refuses what cannot be
-published and records nothing; notification ids increase, a save's ids are contiguous and a
-reader following ``id > last`` (the relay) never skips one, even under concurrent writers.
+``newer_than`` returns exactly what a stale view missed, in store order; notification ids increase,
+a save's ids are contiguous and a reader following ``id > last`` (the relay) never skips one, even under
+concurrent writers. The stored form and the travel guard: ``test_event_store_encoding.py``; snapshots
+(a cold load costs the same at any age): ``test_event_store_snapshots.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, Callable
 
-import psycopg
 import pytest
-from eventsourcing.persistence import StoredEvent
 
-from contracts import agent as agent_events
-from contracts import quota as quota_events
-from contracts import session as session_events
-from contracts.catalog import decode_event, encode_event
-from contracts.envelope import Event, Metadata
-from contracts.status import Reason, SessionType
-from contracts.travel import MAX_EVENT_BYTES, TravelError
+from contracts.envelope import Event
 from domain import agent as agent_domain
-from domain import session as session_domain
-from domain.emitting import Context, Emitter
-from services.common import snapshots
-from services.common.store import BerthApplication, ConcurrencyError
-from tests.support.read_counting import CountsReads
-
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-SLOTS = {"cpu": Decimal("1.5"), "mem": Decimal(1024**3)}
-
-
-class CountingStore(CountsReads, BerthApplication):
-    """The application as the services use it, counting what ``current`` reads from the store."""
-
-    long_lived = frozenset({agent_domain.evolve})
-
-
-@dataclass
-class Backend:
-    kind: str
-    store: CountingStore
-    open: Callable[[], BerthApplication]
-    """Opens another application on the same store (PostgreSQL: another connection pool, as
-    another service would; in memory: the store itself, the only one that shares its log)."""
-    dsn: str | None = None
-
-
-@pytest.fixture(params=["memory", "postgres"])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    if request.param == "memory":
-        store = CountingStore(None)
-        yield Backend("memory", store, lambda: store)
-        store.close()
-        return
-    dsn: str = request.getfixturevalue("pg_dsn")
-    store = CountingStore(dsn)
-    opened: list[BerthApplication] = []
-
-    def open_peer() -> BerthApplication:
-        opened.append(BerthApplication(dsn))
-        return opened[-1]
-
-    yield Backend("postgres", store, open_peer, dsn)
-    for app in opened:
-        app.close()
-    store.close()
-
-
-# --- events ------------------------------------------------------------------------------------
-
-
-def _ctx(now: dt.datetime = NOW) -> Context:
-    return Context(now=now, metadata=Metadata(actor="contract-test", correlation_id="corr"))
-
-
-def registered(agent_id: str, *, now: dt.datetime = NOW) -> Event:
-    return Emitter(agent_id, 0, _ctx(now))(
-        agent_events.AgentRegistered, capacity={"cpu": Decimal(64), "mem": Decimal(2**40)}, backend="sim", hostname="h"
-    )
-
-
-def assigned(agent_id: str, version: int, *, now: dt.datetime = NOW, startup_command: str | None = None) -> Event:
-    """``KernelAssigned`` as version ``version`` of ``agent_id``."""
-    return Emitter(agent_id, version - 1, _ctx(now))(
-        agent_events.KernelAssigned, kernel_id=f"{agent_id}-k{version}", session_id=f"s{version}", image="img",
-        slots=SLOTS, startup_command=startup_command,
-    )
-
-
-def agent_history(agent_id: str, length: int, *, now: dt.datetime = NOW) -> list[Event]:
-    """Versions 1..length of an agent: registered, then kernels assigned."""
-    return [registered(agent_id, now=now)] + [assigned(agent_id, v, now=now) for v in range(2, length + 1)]
-
-
-def ids(events: Sequence[Event]) -> list[tuple[str, int]]:
-    return [(e.originator_id, e.originator_version) for e in events]
-
-
-def notifications(app: BerthApplication) -> list[Any]:
-    return list(app.recorder.select_notifications(start=1, limit=1_000_000))  # type: ignore[attr-defined]
+from services.common.store import ConcurrencyError
+from tests.support.event_store import NOW, Backend, agent_history, assigned, ids, notifications, registered
+from tests.support.event_store import backend  # noqa: F401 - the fixture
 
 
 # --- position, load, ids ------------------------------------------------------------------------
@@ -299,115 +211,6 @@ def test_newer_than_keeps_store_order_when_timestamps_disagree(backend: Backend)
     assert ids(missed) == [("late", 1), ("early", 1), ("z", 1), ("y", 1)]
 
 
-# --- the stored form ----------------------------------------------------------------------------
-
-
-def test_the_bytes_stored_are_the_canonical_msgspec_json_under_the_stable_type_name(backend: Backend) -> None:
-    store = backend.store
-    meta = Metadata(actor="AK1", correlation_id="corr", causation_id="cause", trace={"traceparent": "00-abc-01"})
-    ctx = Context(now=NOW, metadata=meta)
-    events: list[Event] = [
-        Emitter("s1", 0, ctx)(
-            session_events.SessionRequested, owner="AK1", spec=session_events.SessionSpec(
-                name="n", image="img", kernels=[session_events.KernelSpec(kernel_id="s1-k0", slots=SLOTS)],
-                startup_command="echo \u00e9\u2603",
-            ),
-        ),
-        Emitter("quota_keypair_AK1", 0, ctx)(
-            quota_events.QuotaConsumed, scope=quota_events.QuotaScope.KEYPAIR, name="AK1", allocations={"s1": SLOTS},
-        ),
-        registered("a1"),
-        Emitter("a1", 1, ctx)(agent_events.KernelTerminationRequested, kernel_id="k", session_id="s1",
-                              reason=list(Reason)[0]),
-    ]
-    store.record(events)
-
-    log = notifications(store)
-    assert [(n.originator_id, n.originator_version) for n in log] == ids(events)
-    for stored, event in zip(log, events, strict=True):
-        assert stored.topic == type(event).type_name(), "the stable type name, never a Python path"
-        assert bytes(stored.state) == encode_event(event), "the very bytes the relay publishes"
-        assert decode_event(bytes(stored.state)) == event
-    assert store.load("s1") == events[:1]
-    assert b'"cpu":"1.5"' in encode_event(events[0]), "Decimals are strings, never floats"
-
-    if backend.dsn is not None:  # the table every context shares, as the relay and tools read it
-        with psycopg.connect(backend.dsn) as conn:
-            rows = conn.execute(
-                "SELECT originator_id, originator_version, topic, state FROM berth_events ORDER BY notification_id"
-            ).fetchall()
-        assert [(r[0], r[1], r[2], bytes(r[3])) for r in rows] == [
-            (e.originator_id, e.originator_version, type(e).type_name(), encode_event(e)) for e in events
-        ]
-
-
-FLAT_REQUESTED = (
-    b'{"type":"session.requested","event_id":"00000000-0000-0000-0000-000000000001","originator_id":"s-old",'
-    b'"originator_version":1,"timestamp":"2026-01-01T00:00:00Z","metadata":{"actor":"AK1","correlation_id":"c1",'
-    b'"causation_id":null,"trace":{}},"name":"old","owner":"AK1","image":"py","session_type":"batch",'
-    b'"kernels":[{"kernel_id":"s-old-k0","cluster_role":"main","cluster_idx":0,"slots":{"cpu":"1.5","mem":"1024"}}],'
-    b'"startup_command":"make","user":"alice","domain":"lab","project":"ml","resource_group":"default","priority":10,'
-    b'"cluster_mode":"single-node","starts_at":null,"batch_timeout":60,"dependencies":[],"designated_agents":[]}'
-)
-"""A ``session.requested`` as stored before ``SessionSpec`` (its fields flat beside ``owner``)."""
-
-
-def test_history_stored_in_the_flat_form_loads_with_the_nested_spec(backend: Backend) -> None:
-    backend.store.recorder.insert_events([StoredEvent(
-        originator_id="s-old", originator_version=1, topic="session.requested", state=FLAT_REQUESTED)])
-    peer = backend.open()
-
-    (event,) = peer.load("s-old")
-    state = peer.current("s-old", session_domain.evolve)
-
-    assert isinstance(event, session_events.SessionRequested) and event.owner == "AK1"
-    assert event.spec == session_events.SessionSpec(
-        name="old", image="py", session_type=SessionType.BATCH, startup_command="make", user="alice", domain="lab",
-        project="ml", batch_timeout=60,
-        kernels=[session_events.KernelSpec(kernel_id="s-old-k0", slots={"cpu": Decimal("1.5"), "mem": Decimal(1024)})],
-    )
-    assert state is not None and state.spec == event.spec and state.version == 1
-
-
-# --- the travel guard ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("bad", ["oversized", "dot in id", "space in id", "empty id", "wildcard id", "long id"])
-def test_the_travel_guard_refuses_an_event_that_cannot_be_published_and_records_nothing(
-    backend: Backend, bad: str
-) -> None:
-    store = backend.store
-    store.record([registered("a1")])
-    position, before = store.position(), [(n.id, n.state) for n in notifications(store)]
-    offender = {
-        "oversized": assigned("a1", 3, startup_command="x" * MAX_EVENT_BYTES),
-        "dot in id": registered("a.b"),
-        "space in id": registered("a b"),
-        "empty id": registered(""),
-        "wildcard id": registered(">"),
-        "long id": registered("x" * 129),
-    }[bad]
-    batch = [assigned("a1", 2), registered("a2"), offender]
-
-    with pytest.raises(TravelError):
-        store.record(batch)
-
-    assert store.position() == position
-    assert [(n.id, n.state) for n in notifications(store)] == before
-    assert ids(store.load("a1")) == [("a1", 1)] and store.load("a2") == []
-    assert store.record(batch[:2]) == store.position(), "the rest of the save goes through without the offender"
-
-
-def test_an_event_just_within_the_size_limit_is_recorded(backend: Backend) -> None:
-    store = backend.store
-    store.record([registered("a1")])
-    probe = assigned("a1", 2, startup_command="")
-    event = assigned("a1", 2, startup_command="x" * (MAX_EVENT_BYTES - len(encode_event(probe))))
-    assert len(encode_event(event)) == MAX_EVENT_BYTES
-    store.record([event])
-    assert store.load("a1")[-1] == event
-
-
 # --- concurrent writers and a following reader --------------------------------------------------
 
 
@@ -475,67 +278,3 @@ def test_concurrent_saves_get_contiguous_non_interleaved_ids_and_a_follower_skip
         assert end < start, f"the ids of {a} and {b} interleave"
     assert seen == [n.id for n in log], "the follower saw every id once, in order, skipping none"
     assert backend.store.position() == log[-1].id
-
-
-# --- snapshots: a cold load costs the same at any age ----------------------------------------------
-
-
-def _fresh(backend: Backend) -> CountingStore:
-    """An application as a process that just started would open it (nothing cached)."""
-    if backend.dsn is None:
-        pytest.skip("a new process cannot open the in-memory store of another")
-    return CountingStore(backend.dsn)
-
-
-def test_a_cold_load_reads_a_bounded_number_of_events_after_ten_thousand(backend: Backend) -> None:
-    history = agent_history("a1", 10_000)
-    for start in range(0, len(history), 1000):
-        backend.store.record(history[start:start + 1000])
-    warm = backend.store.current("a1", agent_domain.evolve)  # the first load ever reads it all, once
-    fresh = _fresh(backend)
-    try:
-        cold = fresh.current("a1", agent_domain.evolve)
-        assert cold == warm == agent_domain.replay(fresh.load("a1"))
-        assert sum(n for _, _, n in fresh.reads) <= snapshots.EVERY, fresh.reads
-        # It keeps holding as the aggregate grows: the warm store writes a snapshot as it passes each step.
-        for version in range(10_001, 10_001 + 2 * snapshots.EVERY + 7):
-            backend.store.record([assigned("a1", version)])
-            backend.store.current("a1", agent_domain.evolve)
-        later = _fresh(backend)
-        try:
-            assert later.current("a1", agent_domain.evolve) == agent_domain.replay(later.load("a1"))
-            assert sum(n for _, _, n in later.reads) <= snapshots.EVERY, later.reads
-        finally:
-            later.close()
-    finally:
-        fresh.close()
-
-
-def _put(store: BerthApplication, aggregate_id: str, snapshot: snapshots.Snapshot) -> None:
-    store.recorder.put_snapshot(aggregate_id, snapshots.codec_of(agent_domain.evolve).kind, snapshot)  # type: ignore[attr-defined]
-
-
-def test_a_snapshot_the_store_does_not_back_is_ignored(backend: Backend) -> None:
-    fresh = _fresh(backend)
-    try:
-        backend.store.record(agent_history("a1", 3))
-        ahead = snapshots.codec_of(agent_domain.evolve).encode(agent_domain.replay(agent_history("a1", 500)))
-        assert ahead is not None
-        _put(backend.store, "a1", ahead)  # e.g. the database was restored from an older backup
-        assert fresh.current("a1", agent_domain.evolve) == agent_domain.replay(fresh.load("a1"))
-        assert fresh.current("a1", agent_domain.evolve).version == 3  # type: ignore[union-attr]
-    finally:
-        fresh.close()
-
-
-def test_a_snapshot_of_an_older_state_shape_is_ignored(backend: Backend) -> None:
-    fresh = _fresh(backend)
-    try:
-        backend.store.record(agent_history("a1", 5))
-        snapshot = snapshots.codec_of(agent_domain.evolve).encode(agent_domain.replay(agent_history("a1", 5)))
-        assert snapshot is not None
-        _put(backend.store, "a1", snapshot._replace(fingerprint="older-shape", state=b'{"not": "a state"}'))
-        assert fresh.current("a1", agent_domain.evolve) == agent_domain.replay(fresh.load("a1"))
-        assert sum(n for _, _, n in fresh.reads) == 5, "the history was read instead"
-    finally:
-        fresh.close()
