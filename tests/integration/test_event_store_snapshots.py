@@ -52,13 +52,18 @@ def _put(store: BerthApplication, aggregate_id: str, snapshot: snapshots.Snapsho
     store.recorder.put_snapshot(aggregate_id, snapshots.codec_of(agent_domain.evolve).kind, snapshot)  # type: ignore[attr-defined]
 
 
+def _snapshot_of(length: int) -> snapshots.Snapshot:
+    """The snapshot of agent a1 after ``length`` events of ``agent_history``."""
+    snapshot = snapshots.codec_of(agent_domain.evolve).encode(agent_domain.replay(agent_history("a1", length)))
+    assert snapshot is not None
+    return snapshot
+
+
 def test_a_snapshot_the_store_does_not_back_is_ignored(backend: Backend) -> None:
     fresh = _fresh(backend)
     try:
         backend.store.record(agent_history("a1", 3))
-        ahead = snapshots.codec_of(agent_domain.evolve).encode(agent_domain.replay(agent_history("a1", 500)))
-        assert ahead is not None
-        _put(backend.store, "a1", ahead)  # e.g. the database was restored from an older backup
+        _put(backend.store, "a1", _snapshot_of(500))  # e.g. the database was restored from an older backup
         assert fresh.current("a1", agent_domain.evolve) == agent_domain.replay(fresh.load("a1"))
         assert fresh.current("a1", agent_domain.evolve).version == 3  # type: ignore[union-attr]
     finally:
@@ -69,9 +74,7 @@ def test_a_snapshot_of_an_older_state_shape_is_ignored(backend: Backend) -> None
     fresh = _fresh(backend)
     try:
         backend.store.record(agent_history("a1", 5))
-        snapshot = snapshots.codec_of(agent_domain.evolve).encode(agent_domain.replay(agent_history("a1", 5)))
-        assert snapshot is not None
-        _put(backend.store, "a1", snapshot._replace(fingerprint="older-shape", state=b'{"not": "a state"}'))
+        _put(backend.store, "a1", _snapshot_of(5)._replace(fingerprint="older-shape", state=b'{"not": "a state"}'))
         assert fresh.current("a1", agent_domain.evolve) == agent_domain.replay(fresh.load("a1"))
         assert sum(n for _, _, n in fresh.reads) == 5, "the history was read instead"
     finally:
