@@ -1,4 +1,4 @@
-"""The kernel runner's output rate (``berth_server.Output``), with a clock the test moves: pure."""
+"""The kernel runner's output rate (``berth_output.Output``), with a clock the test moves: pure."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ RUNNER_DIR = Path(__file__).resolve().parents[2] / "services" / "agent" / "runne
 
 
 @pytest.fixture(scope="module")
-def server() -> ModuleType:
+def berth_output() -> ModuleType:
     sys.path.insert(0, str(RUNNER_DIR))  # the runner is stdlib only, its modules side by side
     try:
-        return importlib.import_module("berth_server")
+        return importlib.import_module("berth_output")
     finally:
         sys.path.remove(str(RUNNER_DIR))
 
@@ -29,10 +29,10 @@ class Clock:
         return self.now
 
 
-def test_a_burst_of_one_second_goes_at_once_then_the_rate_is_kept(server: ModuleType) -> None:
+def test_a_burst_of_one_second_goes_at_once_then_the_rate_is_kept(berth_output: ModuleType) -> None:
     sent: list[dict] = []
     clock = Clock()
-    output = server.Output(sent.append, "r", rate=1000, clock=clock)
+    output = berth_output.Output(sent.append, "r", rate=1000, clock=clock)
     assert output.wait() == 0.0
     output.feed("stdout", b"x" * 1500)  # a read may overshoot the allowance: paid back
     assert output.wait() == pytest.approx(0.501)
@@ -43,23 +43,23 @@ def test_a_burst_of_one_second_goes_at_once_then_the_rate_is_kept(server: Module
     assert "".join(message["data"] for message in sent) == "x" * 1500
 
 
-def test_an_idle_run_saves_no_more_than_one_second(server: ModuleType) -> None:
+def test_an_idle_run_saves_no_more_than_one_second(berth_output: ModuleType) -> None:
     clock = Clock()
-    output = server.Output(lambda message: None, "r", rate=1000, clock=clock)
+    output = berth_output.Output(lambda message: None, "r", rate=1000, clock=clock)
     clock.now += 3600
     output.feed("stdout", b"x" * 1000)
     assert output.wait() == pytest.approx(0.001)
 
 
-def test_utf8_split_across_reads_is_sent_whole(server: ModuleType) -> None:
+def test_utf8_split_across_reads_is_sent_whole(berth_output: ModuleType) -> None:
     sent: list[dict] = []
-    output = server.Output(sent.append, "r", rate=1000, clock=Clock())
+    output = berth_output.Output(sent.append, "r", rate=1000, clock=Clock())
     encoded = "é".encode()
     output.feed("stderr", encoded[:1])
     output.feed("stderr", encoded[1:])
     assert sent == [{"run_id": "r", "kind": "stderr", "data": "é"}]
 
 
-def test_a_rate_must_be_positive(server: ModuleType) -> None:
+def test_a_rate_must_be_positive(berth_output: ModuleType) -> None:
     with pytest.raises(ValueError, match="must be positive"):
-        server.Output(lambda message: None, "r", rate=0)
+        berth_output.Output(lambda message: None, "r", rate=0)
