@@ -16,6 +16,7 @@ from contracts.subjects import check_token
 
 __all__ = [
     "MAX_EXEC_INPUT",
+    "output_dropped_note",
     "EXEC_SUBJECTS",
     "IO_SUBJECTS",
     "LOGS_SUBJECTS",
@@ -41,6 +42,13 @@ MAX_EXEC_INPUT = 1 << 20
 def exec_input_size(code: str, stdin: str | None, argv: Sequence[str] = ()) -> int:
     """Returns the bytes of ``code``, ``stdin`` and ``argv`` together, as ``MAX_EXEC_INPUT`` counts them."""
     return len(code.encode()) + len((stdin or "").encode()) + sum(len(arg.encode()) for arg in argv)
+
+
+def output_dropped_note(characters: int, reader: str) -> str:
+    """The line on stderr where ``characters`` of a run's output were dropped because ``reader`` (the gateway's
+    client, ``berth exec``'s stdout) read it more slowly than the run wrote it."""
+    return (f"\nberth: {characters:,} characters of output dropped here: {reader} read the run's output more "
+            "slowly than the run wrote it\n")
 
 
 class ExecMode(str, Enum):

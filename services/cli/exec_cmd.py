@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from contracts.execution import MAX_EXEC_INPUT, exec_input_size
+from contracts.execution import MAX_EXEC_INPUT, exec_input_size, output_dropped_note
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
@@ -99,12 +99,11 @@ def _write_to(stream: Any, text: str) -> None:
 
 
 def _characters(item: dict[str, Any]) -> int | None:
-    return None if item["kind"] == "done" else len(item["data"] or "")
+    return None if _is_done(item) else len(item["data"] or "")
 
 
 def _dropped(characters: int, before: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "stderr", "data": f"\nberth: {characters:,} characters of output dropped here: this command's "
-                                      "output was read more slowly than the run wrote it\n"}
+    return {"kind": "stderr", "data": output_dropped_note(characters, "this command's stdout")}
 
 
 def _is_done(item: dict[str, Any]) -> bool:

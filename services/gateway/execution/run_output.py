@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import msgspec
 from nats.aio.msg import Msg
 
-from contracts.execution import ExecChunk, ExecDone, ExecOutput
+from contracts.execution import ExecChunk, ExecDone, ExecOutput, output_dropped_note
 from services.common.backlog import Backlog
 
 __all__ = ["MAX_BUFFERED", "RunOutput", "dropped_note", "read_run"]
@@ -31,8 +31,7 @@ whatever its stdout does, and holds up to 64 M characters itself (``services.cli
 
 def dropped_note(characters: int) -> str:
     """The line a client finds where output was dropped."""
-    return (f"\nberth: {characters:,} characters of output dropped here: this client read the run's output more "
-            "slowly than the run wrote it\n")
+    return output_dropped_note(characters, "this client")
 
 
 class RunOutput(Backlog[ExecChunk | ExecDone]):
