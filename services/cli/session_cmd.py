@@ -72,7 +72,8 @@ def session() -> None:
 @click.option("--startup-command", help="Command a batch session runs.")
 @placement_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the session runs (or fails).")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for RUNNING.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for RUNNING; past them the command fails (exit 1) and the session stays requested.")
 @click.pass_obj
 @run_async
 async def create(out: Output, name: str | None, image: str, resources: tuple[str, ...], session_type: str,
@@ -102,6 +103,9 @@ async def create(out: Output, name: str | None, image: str, resources: tuple[str
         click.echo(session_id)
     if status in ("ERROR", "CANCELLED"):
         raise click.ClickException(f"session {session_id} ended {outcome(data)}")
+    if wait and status not in RUNNING_OR_DONE:  # gave up waiting: a script must not go on as if it ran
+        raise click.ClickException(f"session {session_id} is not running yet ({outcome(data)}); it stays requested: "
+                                   f"`berth session rm {session_id}` cancels it, --no-wait does not wait")
 
 
 def listed_statuses(statuses: tuple[str, ...], show_all: bool) -> list[str] | None:

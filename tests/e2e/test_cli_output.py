@@ -1,6 +1,7 @@
 """The CLI's output for scripts and its small conveniences, against a real `berth up`: `session ls`
 piped is one awk-parseable line per session, `-q`, `-o json` after the command, `berth ps`,
-`berth --version` and `berth token` (a bearer token GraphQL accepts)."""
+`berth --version`, `berth token` (a bearer token GraphQL accepts), and `session create` that stops
+waiting fails."""
 
 from __future__ import annotations
 
@@ -46,3 +47,13 @@ def test_token_is_a_bearer_token_graphql_accepts(berth_up: RunningBerth) -> None
     assert session_id in {edge["id"] for edge in response.json()["data"]["sessions"]["edges"]}
     as_json = json.loads(berth_up.berth("token", "-o", "json").stdout)
     assert as_json["authorization"] == f"Bearer {as_json['token']}"
+
+
+def test_session_create_that_stops_waiting_before_running_fails(berth_up: RunningBerth) -> None:
+    """A script's `berth session create && berth exec ...` must not go on when the session did not start in
+    ``--timeout``: the command says so and exits 1 (it exited 0), the id still on stdout, the session kept."""
+    done = berth_up.berth("session", "create", "-r", "cpu=100", "--timeout", "1", check=False)  # bigger than the agent
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    session_id = done.stdout.strip()
+    assert session_id and "stays requested" in done.stderr and f"berth session rm {session_id}" in done.stderr
+    assert [row["status"] for row in berth_up.berth_json("session", "ls") if row["id"] == session_id] == ["PENDING"]
