@@ -51,7 +51,8 @@ from ops.bench.cpu_split import CpuSampler, per_item  # noqa: E402
 from ops.bench.cpu_steal import StealMeter  # noqa: E402
 from ops.bench.pg_baselines import measure_baselines  # noqa: E402
 from ops.bench.soak import DEFAULT_ADMIN_DSN, BerthUp, scratch_database  # noqa: E402
-from ops.bench.soak_driver import Endpoint, last_cursor, list_sessions  # noqa: E402
+from ops.bench.session_listing import last_cursor, list_sessions  # noqa: E402
+from ops.bench.soak_driver import Endpoint  # noqa: E402
 from services.cli import queries as q  # noqa: E402
 from services.sdk.client import CREATE_SESSION, BerthClient  # noqa: E402
 

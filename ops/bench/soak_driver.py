@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from ops.bench.session_listing import list_sessions
 from ops.bench.soak_report import RoundResult, SoakResult, ended_by_agent_loss, settled
 from ops.bench.soak_report import counts as _counts
 from services.cli import queries as q
@@ -44,16 +45,6 @@ the first when it caught up and planned again, the second when catching up faile
 PRE_RUNNING = ["PENDING", "SCHEDULED", "PREPARING", "CREATING"]
 LIVE = [*PRE_RUNNING, "RUNNING", "TERMINATING"]
 ENDED = ("TERMINATED", "CANCELLED", "ERROR")
-PAGE = 500
-
-LIST_SESSIONS = """
-query($status: [String!], $first: Int, $after: String, $pos: Int) {
-  sessions(status: $status, first: $first, after: $after, afterPosition: $pos) {
-    edges { id status statusReason statusHistory } endCursor hasNextPage
-  }
-}
-"""
-
 SESSION_END = "query($id: String!) { session(id: $id) { status statusReason } }"
 
 DOCTOR = "query { doctor { clean position checks { name subjects drifts } drifts { kind subject expected actual } } }"
@@ -110,35 +101,6 @@ def count_conflicts(log: Path, start: int, end: int | None) -> int:
         f.seek(start)
         chunk = f.read() if end is None else f.read(max(end - start, 0))
     return sum(chunk.count(mark.encode()) for mark in CONFLICT_MARKS)
-
-
-async def list_sessions(client: BerthClient, statuses: list[str] | None, position: int | None = None,
-                        after: str | None = None) -> list[dict]:
-    """Every session (in ``statuses`` when given) visible to the keypair, all pages; only those
-    created after the cursor ``after`` when given."""
-    rows, _ = await _pages(client, statuses, position, after)
-    return rows
-
-
-async def last_cursor(client: BerthClient) -> str | None:
-    """The cursor after the newest session visible to the keypair (None: there is none): what a
-    later ``list_sessions`` starts from to see only the sessions created since."""
-    _, cursor = await _pages(client, None, None, None)
-    return cursor
-
-
-async def _pages(client: BerthClient, statuses: list[str] | None, position: int | None,
-                 after: str | None) -> tuple[list[dict], str | None]:
-    rows: list[dict] = []
-    for _ in range(10_000):  # bounded: 5 million sessions
-        page = (await client.execute(LIST_SESSIONS, {"status": statuses, "first": PAGE, "after": after,
-                                                     "pos": position}))["sessions"]
-        rows += page["edges"]
-        after = page["endCursor"] or after
-        if not page["hasNextPage"] or not page["endCursor"]:
-            break
-        position = None
-    return rows, after
 
 
 async def _ended_by_agent_loss(client: BerthClient, exc: BaseException, session_id: str) -> bool:
