@@ -21,6 +21,7 @@ from services.projector import backfill as backfill_module
 from services.projector import main as projector_main
 from services.projector.main import rebuild_read_models, run_projector
 from services.relay.main import run_relay
+from services.supervisor.embedded import NatsServer
 from tests.support.projector import (
     caught_up,
     published_and_projected,
@@ -100,6 +101,31 @@ async def test_a_rebuild_tells_how_far_it_got_after_each_batch(
     told: list[tuple[int, int]] = []
     reached = await rebuild_read_models(settings, progress=lambda applied, target: told.append((applied, target)))
     assert told == [(7, 30), (14, 30), (21, 30), (28, 30), (30, 30)] and reached.stream_seq == 30
+    assert read_models_dump(settings.pg_dsn) == before
+
+
+async def test_a_rebuild_begun_while_nats_is_away_waits_for_it_and_resets_nothing_meanwhile(
+    settings: Settings, sessions: Sessions, own_nats: NatsServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """NATS restarting (or a cluster electing its leader) when ``berth projections rebuild`` begins: the
+    rebuild says it waits and does, the read models untouched meanwhile, then rebuilds them once NATS is back."""
+    before = await published_and_projected(settings, sessions, 9)
+    data_dir, port = own_nats.data_dir, own_nats.port
+    assert data_dir is not None
+    own_nats.stop()
+    caplog.set_level(logging.WARNING)
+    rebuilding = asyncio.ensure_future(rebuild_read_models(settings))
+    try:
+        await async_wait_for(lambda: "NATS unreachable" in caplog.text, timeout=30,
+                             message="the rebuild did not say it waits for NATS")
+        assert not rebuilding.done(), rebuilding
+        assert read_models_dump(settings.pg_dsn) == before  # not reset while it cannot go on
+        own_nats.start(data_dir, port=port)
+        reached = await asyncio.wait_for(asyncio.shield(rebuilding), timeout=120)
+    finally:
+        rebuilding.cancel()
+        await asyncio.gather(rebuilding, return_exceptions=True)
+    assert reached.stream_seq == 9
     assert read_models_dump(settings.pg_dsn) == before
 
 
