@@ -171,12 +171,15 @@ async def _wait_for_ack(ws: ClientConnection) -> None:
 
 MESSAGE_TOO_BIG = 1009
 """The websocket close code of a message over the receiver's limit."""
+STOPPING = (1001, 1012)
+"""The websocket close codes of a server going away (uvicorn's as it stops) or restarting."""
 
 
 def closed_error(exc: ConnectionClosed) -> BerthAPIError:
     """Returns the error of a closed websocket: the refusal the gateway named in its close reason
     (RATE_LIMITED, SUBSCRIPTION_LIMIT, UNAVAILABLE: a dependency away, to retry), UNAUTHENTICATED when it refused the credentials (close code
-    4403: bad, or a keypair deactivated meanwhile), MESSAGE_TOO_BIG (1009), CONNECTION_CLOSED otherwise."""
+    4403: bad, or a keypair deactivated meanwhile), MESSAGE_TOO_BIG (1009), CONNECTION_CLOSED otherwise (saying so for
+    a gateway stopping, 1001 or 1012, and for a connection lost without a close frame)."""
     reason = exc.rcvd.reason if exc.rcvd is not None else ""
     code = exc.rcvd.code if exc.rcvd is not None else None
     for refusal in ("RATE_LIMITED", "SUBSCRIPTION_LIMIT", "UNAVAILABLE"):
@@ -188,4 +191,10 @@ def closed_error(exc: ConnectionClosed) -> BerthAPIError:
         return BerthAPIError("MESSAGE_TOO_BIG", f"the gateway refused a message this large ({reason}); an execution "
                              f"takes at most {MAX_EXEC_INPUT >> 20} MiB of code and stdin together: larger data goes "
                              "through a folder (berth vfolder upload, then --mount)")
+    if code in STOPPING:
+        return BerthAPIError("CONNECTION_CLOSED", f"the gateway closed the connection as it stopped or restarted "
+                             f"(websocket close {code}); what streamed on it ended there: try again once Berth answers")
+    if code is None:
+        return BerthAPIError("CONNECTION_CLOSED", "the connection to the gateway was lost without a word (the gateway "
+                             "or the network went away); what streamed on it ended there: try again once Berth answers")
     return BerthAPIError("CONNECTION_CLOSED", f"websocket closed ({code}): {reason}")
