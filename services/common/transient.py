@@ -23,7 +23,7 @@ import nats.errors
 import nats.js.errors
 import psycopg
 
-__all__ = ["OUTAGES", "Outage", "Outages", "UnavailableError", "backoff", "unavailable_dependency"]
+__all__ = ["OUTAGES", "Outage", "Outages", "UnavailableError", "backoff", "unavailable_dependency", "unavailable_message"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,29 @@ def unavailable_dependency(error: BaseException | None) -> str | None:
             return DOCKER
         error = error.__cause__ or error.__context__
         seen += 1
+    return None
+
+
+DISK_FULL = "53100"
+"""PostgreSQL's SQLSTATE for "no space left on device" (``psycopg.errors.DiskFull``)."""
+
+
+def unavailable_message(away: str, error: BaseException | None) -> str:
+    """Returns what a client is told of an outage of ``away`` that ``error`` met: that it is unavailable and to
+    retry; for a PostgreSQL whose disk is full (it answers, but can write nothing until space is freed), that."""
+    if away == POSTGRESQL and _sqlstate(error) == DISK_FULL:
+        return "postgresql cannot write: its disk is full (nothing was recorded); retry once space is freed there"
+    return f"{away} is unavailable; retry"
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    """Returns the SQLSTATE of the first psycopg error in ``error``'s chain (None: none has one)."""
+    for _ in range(_CHAIN_DEPTH):
+        if error is None:
+            return None
+        if isinstance(error, psycopg.Error) and error.sqlstate is not None:
+            return error.sqlstate
+        error = error.__cause__ or error.__context__
     return None
 
 

@@ -13,7 +13,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 
 from services.gateway.deadletters.resolvers import DeadLetterMutation, DeadLetterQuery
-from services.common.transient import unavailable_dependency
+from services.common.transient import unavailable_dependency, unavailable_message
 from services.gateway.errors import BAD_INPUT, INTERNAL, UNAVAILABLE, GatewayError
 from services.gateway.execution.mutations import ExecutionMutation
 from services.gateway.execution.queries import ExecutionQuery
@@ -59,7 +59,8 @@ def _is_internal(error: GraphQLError) -> bool:
 
 class _MaskInternalErrors(MaskErrors):
     """Replaces an unexpected error by "internal error" with code INTERNAL (details stay in the log);
-    one caused by PostgreSQL, NATS or Docker being away by "<it> is unavailable; retry", code UNAVAILABLE;
+    one caused by PostgreSQL, NATS or Docker being away by "<it> is unavailable; retry" (or PostgreSQL's disk
+    being full, ``unavailable_message``), code UNAVAILABLE;
     variables that do not fit the schema by graphql-core's refusal (≤ 500 characters), code BAD_INPUT."""
 
     def __init__(self) -> None:
@@ -73,7 +74,7 @@ class _MaskInternalErrors(MaskErrors):
             return masked
         away = unavailable_dependency(error.original_error) if error.original_error is not None else None
         if away is not None:  # an outage the client waits out and retries (with its idempotency key)
-            masked.message = f"{away} is unavailable; retry"
+            masked.message = unavailable_message(away, error.original_error)
             masked.extensions = {"code": UNAVAILABLE}
         else:
             masked.extensions = {"code": INTERNAL}

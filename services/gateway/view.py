@@ -18,7 +18,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.types.unset import UNSET, UnsetType
 
-from services.common.transient import unavailable_dependency
+from services.common.transient import unavailable_dependency, unavailable_message
 from services.gateway.asgi import Receive, Scope, Send, error_body, headers_of, send_json
 from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_limited_reason
 from services.gateway.auth.principal import AUTH_FAILED, AuthError
@@ -86,7 +86,7 @@ class BerthGraphQL(GraphQL):
             if away is None:
                 raise
             log.warning("cannot authenticate a websocket connection_init while %s is away: %s", away, exc)
-            message = f"{away} is unavailable; retry"
+            message = unavailable_message(away, exc)
             raise _refused(scope, f"{UNAVAILABLE}: {message}", {"message": message, "code": UNAVAILABLE}) from exc
         decision = await self.resources.admit(context.principal)
         if not decision.admitted:

@@ -68,3 +68,22 @@ async def test_a_websocket_authenticated_while_postgresql_is_away_is_refused_una
                 async for _ in alice.subscribe(STATUS, {"id": "0123456789abcdef0123456789abcdef"}):
                     pass
     assert (refused.value.code, refused.value.message) == ("UNAVAILABLE", "postgresql is unavailable; retry")
+
+
+async def test_a_request_met_by_a_full_disk_is_refused_saying_so(
+        served: str, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL up but its disk full: UNAVAILABLE (nothing recorded, retry later) saying that the disk is full,
+    over HTTP and at a websocket's connection_init (it said "postgresql is unavailable; retry")."""
+    async def full(*args: object, **kwargs: object) -> None:
+        raise psycopg.errors.DiskFull('could not extend file "base/16384/16545": No space left on device')
+
+    monkeypatch.setattr(Authenticator, "authenticate", full)
+    async with BerthClient(served, *keys.alice) as alice:
+        with pytest.raises(BerthAPIError) as over_http:
+            await alice.execute(SESSIONS)
+        with pytest.raises(BerthAPIError) as over_websocket:
+            async with asyncio.timeout(15):
+                async for _ in alice.subscribe(STATUS, {"id": "0123456789abcdef0123456789abcdef"}):
+                    pass
+    for refused in (over_http.value, over_websocket.value):
+        assert refused.code == "UNAVAILABLE" and "disk is full" in refused.message, refused

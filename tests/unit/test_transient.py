@@ -11,7 +11,7 @@ import psycopg.errors
 import psycopg_pool
 import pytest
 
-from services.common.transient import UnavailableError, backoff, unavailable_dependency
+from services.common.transient import UnavailableError, backoff, unavailable_dependency, unavailable_message
 
 
 def caused(error: Exception, cause: Exception) -> Exception:
@@ -60,3 +60,18 @@ def test_nats_and_docker_away() -> None:
 
 def test_backoff_doubles_to_a_cap() -> None:
     assert [backoff(n) for n in (1, 2, 3, 4, 5, 6, 20)] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+
+
+def test_a_full_disk_is_said_so_and_other_outages_to_retry() -> None:
+    """PostgreSQL whose disk is full answers every write with DiskFull (an outage, waited out and retried); a
+    client was told "postgresql is unavailable; retry", which sent its operator to look for a server that was up."""
+    full = psycopg.errors.DiskFull('could not extend file "base/16384/16545": No space left on device')
+    wrapped = RuntimeError("saving failed")
+    wrapped.__cause__ = full
+    for error in (full, wrapped):
+        assert unavailable_dependency(error) == "postgresql"
+        said = unavailable_message("postgresql", error)
+        assert "disk is full" in said and "nothing was recorded" in said and "16545" not in said
+    assert unavailable_message("postgresql", psycopg.OperationalError("connection refused")) == \
+        "postgresql is unavailable; retry"
+    assert unavailable_message("nats", nats.errors.NoServersError()) == "nats is unavailable; retry"

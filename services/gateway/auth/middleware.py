@@ -29,7 +29,7 @@ from services.gateway.auth.principal import AUTH_FAILED, AuthError, Principal
 from services.gateway.auth.revocation import KeypairWatch, RevocableSocket
 from services.gateway.auth.tokens import issue_token
 from services.gateway.auth.verify import Authenticator
-from services.common.transient import unavailable_dependency
+from services.common.transient import unavailable_dependency, unavailable_message
 from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAUTHENTICATED, UNAVAILABLE
 from services.gateway.rate_limit import WINDOW, RateDecision
 
@@ -61,10 +61,10 @@ def _too_many_headers(decision: RateDecision) -> dict[str, str]:
             "x-ratelimit-remaining": "0", "x-ratelimit-window": str(int(WINDOW))}
 
 
-async def unavailable(send: Send, away: str) -> None:
-    """Answers 503 ``UNAVAILABLE`` with ``Retry-After: 1``: a dependency is away; the request changed
-    nothing and may be sent again (``createSession`` with its idempotency key)."""
-    await send_json(send, 503, error_body(UNAVAILABLE, f"{away} is unavailable; retry"), {"retry-after": "1"})
+async def unavailable(send: Send, away: str, error: BaseException) -> None:
+    """Answers 503 ``UNAVAILABLE`` with ``Retry-After: 1``: a dependency is away (``error`` says how); the request
+    changed nothing and may be sent again (``createSession`` with its idempotency key)."""
+    await send_json(send, 503, error_body(UNAVAILABLE, unavailable_message(away, error)), {"retry-after": "1"})
 
 
 async def _too_many(send: Send, decision: RateDecision) -> None:
@@ -96,7 +96,7 @@ async def _authenticate_http(
         if away is None:
             raise
         log.warning("cannot authenticate %s %s while %s is away: %s", scope["method"], scope.get("path"), away, exc)
-        await unavailable(send, away)
+        await unavailable(send, away, exc)
         return None
     if not decision.admitted:
         log.info("rate limited %s: %s %s", principal.access_key, scope["method"], scope.get("path"))
@@ -150,7 +150,8 @@ class AuthLayer:
                     raise
                 log.warning("cannot authenticate a websocket upgrade while %s is away: %s", away, exc)
                 await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1013, "reason": f"{UNAVAILABLE}: {away} is unavailable; retry"})
+                await send({"type": "websocket.close", "code": 1013,
+                            "reason": f"{UNAVAILABLE}: {unavailable_message(away, exc)}"})
                 return
             decision = await self._admit(principal)
             if not decision.admitted:
