@@ -51,7 +51,9 @@ def _progress(out: Output) -> Progress:
 
 
 class _Resumes:
-    """Upload URLs to resume, per (folder, path, size, mtime), in a small JSON file (0600)."""
+    """Upload URLs to resume, per (folder, path, size, mtime), in a small JSON file (0600). An upload is kept by
+    the storage service across its restarts, but its URL's host and port are those of the service when the upload
+    began: ``get`` gives it on the service's current URL."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -73,8 +75,10 @@ class _Resumes:
             json.dump(self.data, f)
         os.replace(tmp, self.path)
 
-    def get(self, key: str) -> str | None:
-        return self.data.get(key)
+    def get(self, key: str, storage_url: str) -> str | None:
+        """The upload to resume for ``key``, on the storage service now at ``storage_url`` (None: none)."""
+        stored = self.data.get(key)
+        return str(httpx.URL(storage_url).join(httpx.URL(stored).path)) if stored else None
 
     def put(self, key: str, url: str) -> None:
         self.data[key] = url
@@ -151,7 +155,7 @@ async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str)
                 uploader = TusUploader(http, first["url"], first["token"], renew=lambda p=path, s=size: (
                     asyncio.run_coroutine_threadsafe(ticket(p, s), loop).result()["token"]))
                 try:
-                    await asyncio.to_thread(uploader.upload, local, resumes.get(key),
+                    await asyncio.to_thread(uploader.upload, local, resumes.get(key, first["url"]),
                                             on_url=lambda url, k=key: resumes.put(k, url),
                                             on_progress=lambda done, t=task: progress.update(t, completed=done))
                 except TusError as exc:

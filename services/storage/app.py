@@ -3,7 +3,8 @@
 Every route needs a storage token (``contracts.storage_token``) for its operation; see
 ``tus.py``, ``transfer.py`` and ``file_ops.py``. Errors answer ``{"error": ...}`` with 400 (bad
 path or header), 403 (token refused), 404 (no such folder, file or upload), 409 (offset or
-destination conflict), 413 (over the room left), and never change anything.
+destination conflict), 413 (over the room left), 507 (no room on the volume's disk: ``space``), and never change
+anything (an upload stopped by 507 keeps what it wrote, to resume).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from services.storage import file_ops, transfer, tus
 from services.storage.context import StorageContext
 from services.storage.paths import PathError
 from services.storage.quota import QuotaError
+from services.storage.space import NoSpaceError
 from services.storage.uploads import UploadError
 from services.storage.volume import VolumeError
 
@@ -62,6 +64,7 @@ def build_app(ctx: StorageContext) -> Starlette:
             PathError: _handler(400),
             VolumeError: _handler(409),
             QuotaError: _handler(413),
+            NoSpaceError: _handler(507),
             UploadError: _handler(None),
         },
     )

@@ -24,6 +24,7 @@ from contracts.storage_reports import (
 )
 from contracts.vfolder import VFolderCreated, VFolderPurgeRequested, VFolderRestored, VFolderTrashed
 from services.storage.reporting import Reporter, now_utc
+from services.storage.space import ensure_room
 from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
 from services.storage.volume import PosixVolume, VolumeError
@@ -71,6 +72,8 @@ class Provisioner:
         if clone_of:
             if not self.volume.exists(clone_of):
                 raise VolumeError(f"the source folder {clone_of} is not on volume {self.volume.name}")
+            size, _ = self.volume.usage(clone_of)
+            ensure_room(self.volume.root, size, f"a clone of {clone_of}")
             self.volume.clone(clone_of, folder)
         else:
             self.volume.create(folder)

@@ -12,12 +12,15 @@ An upload whose destination is refused (a malformed path at creation; at the mov
 link, a directory there, the folder gone) is dropped whole: its part, its record, its seal and its
 reservation — nothing of it stays, and it answers the refusal (400 / 409).
 Unfinished uploads expire after ``ttl`` seconds (default 24 h) and are removed.
+An upload is created only when the volume's disk has room for it (and for the rest of the unfinished
+ones), and one being written stops before the disk is full (``space``): 507, resumable once space is freed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -30,12 +33,15 @@ import msgspec
 
 from services.storage.paths import PathError, split_path
 from services.storage.quota import Reservations
+from services.storage.space import NoSpaceError, ensure_room
 from services.storage.volume import PosixVolume, VolumeError
 
 __all__ = ["PendingUpload", "Sealed", "UploadError", "UploadStore", "UPLOAD_TTL"]
 
 log = logging.getLogger(__name__)
 UPLOAD_TTL = 24 * 3600
+ROOM_CHECK_EVERY = 16 << 20
+"""Bytes an upload writes between two looks at its disk's room (a kernel may be filling the disk meanwhile)."""
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -103,6 +109,7 @@ class UploadStore:
         """Starts an upload of ``length`` bytes to ``path`` of ``folder`` (reserving them in
         ``scope`` within ``room``); raises ``QuotaError`` when they do not fit."""
         split_path(path)  # PathError before anything is reserved or written
+        ensure_room(self._dir, length + self._unwritten(), f"this upload ({length} bytes) with the unfinished ones")
         upload = PendingUpload(id=secrets.token_hex(16), folder=folder, path=path, length=length, user=user,
                                scope=scope, created=now)
         self.reservations.reserve(upload.id, scope, length, room)
@@ -111,6 +118,16 @@ class UploadStore:
         meta = self._dir / f"{upload.id}.json"
         meta.write_bytes(msgspec.json.encode(upload))
         return upload
+
+    def _unwritten(self) -> int:
+        """Returns the bytes the unfinished uploads have yet to write."""
+        return sum(max(upload.length - self._size(upload.id), 0) for upload in self.pending())
+
+    def _size(self, upload_id: str) -> int:
+        try:
+            return os.stat(self._part(upload_id)).st_size
+        except FileNotFoundError:
+            return 0
 
     def get(self, upload_id: str) -> PendingUpload:
         """Returns an unfinished upload; ``UploadError`` 404 when there is none by that id."""
@@ -130,7 +147,8 @@ class UploadStore:
     async def append(self, upload: PendingUpload, offset: int, chunks: AsyncIterator[bytes]) -> int:
         """Appends the request's bytes at ``offset`` (which must be the current one: 409 otherwise)
         and returns the new offset; refuses bytes past the upload's length (413) and a second
-        writer of the same upload at once (423)."""
+        writer of the same upload at once (423); stops with ``NoSpaceError`` (507) before the disk is full, what
+        was written kept (the upload resumes once space is freed)."""
         progress = self._progress.setdefault(upload.id, _Progress())
         if progress.lock.locked():
             raise UploadError("this upload is being written by another request", 423)
@@ -142,20 +160,35 @@ class UploadStore:
                 progress.hasher = hashlib.sha256() if current == 0 else None
                 progress.hashed = 0
             fd = os.open(self._part(upload.id), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            unchecked = 0
             try:
                 async for chunk in chunks:
                     if current + len(chunk) > upload.length:
                         raise UploadError("more bytes than the upload's length", 413)
+                    if unchecked <= 0:
+                        unchecked = min(ROOM_CHECK_EVERY, upload.length - current)
+                        ensure_room(self._dir, unchecked, f"the rest of this upload, from byte {current},")
                     view = memoryview(chunk)
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[self._write(fd, view):]
                     current += len(chunk)
+                    unchecked -= len(chunk)
                     if progress.hasher is not None:
                         progress.hasher.update(chunk)
                         progress.hashed = current
             finally:
                 os.close(fd)
             return current
+
+    @staticmethod
+    def _write(fd: int, data: memoryview) -> int:
+        try:
+            return os.write(fd, data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpaceError(f"the volume's disk is full ({exc.strerror}); free space there, then retry "
+                                   "(the upload resumes)") from exc
+            raise
 
     async def finish(self, upload: PendingUpload) -> Sealed:
         """Moves a complete upload into its folder; returns what its report says (acknowledge it

@@ -166,8 +166,12 @@ class PosixVolume:
         work = self.root / ".work" / f"clone-{folder_id}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(mode=0o755)
-        with self.folder_fd(source_id) as src_fd:
-            self._copy_tree(src_fd, work)
+        try:
+            with self.folder_fd(source_id) as src_fd:
+                self._copy_tree(src_fd, work)
+        except BaseException:  # a disk full, say: the copy so far is not left to take the space
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         if self.owner is not None:
             os.chown(work, *self.owner)
         os.rename(work, target)

@@ -1,13 +1,15 @@
 """``berth vfolder upload|download|ls-files|mkdir|mv|rm-files`` as subprocesses against a real
 gateway and a real storage data plane: the upload goes over tus (``services.sdk.tus``) with a gateway-issued
-token, an upload killed half-way resumes the same upload when run again, a partial download
-continues with Range, and the file operations reach the folder."""
+token, an upload killed half-way resumes the same upload when run again (at the storage service's current URL),
+a partial download continues with Range, and the file operations reach the folder."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -101,6 +103,13 @@ async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, t
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     assert not (root / "in" / "big.bin").exists()
+    # the storage service restarted meanwhile, on another port (berth up binds a free one): the upload it kept
+    # resumes at its new URL (the run failed 'Connection refused' at the old one, every time)
+    cache = tmp_path / "cache" / "berth" / "uploads.json"
+    stored = json.loads(cache.read_text())
+    moved = {key: re.sub(r"//[^/]+/", "//127.0.0.1:9/", url, count=1) for key, url in stored.items()}
+    assert moved
+    cache.write_text(json.dumps(moved))
     await berth(url, alice, "vfolder", "upload", "data", str(big), "--dest", "in")
     assert (root / "in" / "big.bin").read_bytes() == big.read_bytes()
     assert throttle.created == 1  # the second run resumed the first run's upload
