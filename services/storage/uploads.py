@@ -107,7 +107,8 @@ class UploadStore:
     def create(self, *, folder: str, path: str, length: int, user: str, scope: str, room: int,
                now: float) -> PendingUpload:
         """Starts an upload of ``length`` bytes to ``path`` of ``folder`` (reserving them in
-        ``scope`` within ``room``); raises ``QuotaError`` when they do not fit."""
+        ``scope`` within ``room``); raises ``QuotaError`` when they do not fit, ``NoSpaceError`` when the disk has
+        no room for them and for the rest of the unfinished uploads."""
         split_path(path)  # PathError before anything is reserved or written
         ensure_room(self._dir, length + self._unwritten(), f"this upload ({length} bytes) with the unfinished ones")
         upload = PendingUpload(id=secrets.token_hex(16), folder=folder, path=path, length=length, user=user,
