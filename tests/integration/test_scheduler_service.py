@@ -151,7 +151,10 @@ async def test_a_restarted_scheduler_starts_from_its_checkpoint_and_follows_only
     await services.stop("scheduler")  # writes a last checkpoint
     kv = await checkpoint_bucket(js)
     checkpoint = decode_checkpoint((await kv.get(KEY)).value or b"")
-    assert checkpoint.stream_seq > 0 and [p.state.id for p in checkpoint.state.pending] == [waiting]
+    pending = [p.state.id for p in checkpoint.state.pending]
+    # the stop may come before the follow saw the placement the scheduler saved: `placed` is then still pending at
+    # the checkpoint's sequence, and the tail after it (followed at the restart) holds its SessionScheduled
+    assert checkpoint.stream_seq > 0 and waiting in pending and set(pending) <= {placed, waiting}
 
     caplog.clear()
     later = await request(sessions, cpu=1)
