@@ -29,7 +29,7 @@ from services.cli.output import Output
 from services.cli.running import run_async
 from services.cli.vfolder_cmd import human_bytes, vfolder
 from services.common.settings import default_cache_dir
-from services.sdk.tus import TusError, TusUploader
+from services.sdk.tus import TusError, TusUploader, refusal_reason
 
 __all__ = ["download", "download_name", "ls_files", "mkdir", "mv", "rm_files", "upload", "walk"]
 
@@ -180,7 +180,7 @@ async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Prog
             return have
         if response.status_code >= 400:
             await response.aread()
-            raise click.ClickException(f"download refused ({response.status_code}): {response.text[:300]}")
+            raise click.ClickException(f"download refused ({response.status_code}): {refusal_reason(response)}")
         if response.status_code == 200:
             have = 0  # no range served: start over
         total = int(response.headers.get("content-length", 0)) + have

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["BUSY_WAIT", "CHUNK", "READ", "SMALL", "TusError", "TusUploader"]
+__all__ = ["BUSY_WAIT", "CHUNK", "READ", "SMALL", "TusError", "TusUploader", "refusal_reason"]
 
 CHUNK = 64 << 20
 """Bytes per PATCH request."""
@@ -47,7 +47,8 @@ class TusError(Exception):
         self.reason = reason
 
 
-def _reason(response: httpx.Response) -> str:
+def refusal_reason(response: httpx.Response) -> str:
+    """The storage service's reason for refusing a request (its ``error``; else the body's start)."""
     text = response.text
     with contextlib.suppress(ValueError, KeyError, TypeError):
         return str(json.loads(text)["error"])[:500]
@@ -86,7 +87,7 @@ class TusUploader:
                 self._token = self._renew()
                 continue
             if response.status_code not in ok:
-                raise TusError(response.status_code, _reason(response))
+                raise TusError(response.status_code, refusal_reason(response))
             return response
         raise AssertionError("unreachable")
 

@@ -129,6 +129,8 @@ async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, t
     assert sorted(p.name for p in root.iterdir()) == ["in"]
     _, _, err = await berth(url, alice, "vfolder", "download", "data", "../etc/passwd", ok=False)
     assert "component" in err or "path" in err
+    _, _, err = await berth(url, alice, "vfolder", "download", "data", "in", ok=False)  # a directory, without --tar
+    assert "download refused (400): not a regular file: 'in'" in err, err  # the service's reason, not its JSON
 
 
 async def test_an_upload_that_does_not_fit_sends_nothing(
