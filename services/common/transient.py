@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aiodocker.exceptions
@@ -66,8 +67,7 @@ class UnavailableError(Exception):
 def unavailable_dependency(error: BaseException | None) -> str | None:
     """Returns ``postgresql``, ``nats`` or ``docker`` when ``error`` (or what caused it) says that
     dependency is unavailable, None for any other error."""
-    seen = 0
-    while error is not None and seen < _CHAIN_DEPTH:
+    for error in _chain(error):
         if isinstance(error, UnavailableError):
             return error.dependency
         if isinstance(error, _PSYCOPG):
@@ -78,9 +78,16 @@ def unavailable_dependency(error: BaseException | None) -> str | None:
             return NATS
         if isinstance(error, aiodocker.exceptions.DockerError) and error.status == DOCKER_UNREACHABLE:
             return DOCKER
-        error = error.__cause__ or error.__context__
-        seen += 1
     return None
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    """Yields ``error`` and what caused it, in turn (at most ``_CHAIN_DEPTH`` of them)."""
+    for _ in range(_CHAIN_DEPTH):
+        if error is None:
+            return
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 DISK_FULL = "53100"
@@ -97,13 +104,7 @@ def unavailable_message(away: str, error: BaseException | None) -> str:
 
 def _sqlstate(error: BaseException | None) -> str | None:
     """Returns the SQLSTATE of the first psycopg error in ``error``'s chain (None: none has one)."""
-    for _ in range(_CHAIN_DEPTH):
-        if error is None:
-            return None
-        if isinstance(error, psycopg.Error) and error.sqlstate is not None:
-            return error.sqlstate
-        error = error.__cause__ or error.__context__
-    return None
+    return next((e.sqlstate for e in _chain(error) if isinstance(e, psycopg.Error) and e.sqlstate), None)
 
 
 def _postgresql_away(error: psycopg.Error) -> bool:

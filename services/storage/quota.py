@@ -29,6 +29,10 @@ class Reservations:
     def reserved(self, scope: str) -> int:
         return self._reserved.get(scope, 0)
 
+    def lengths(self) -> dict[str, int]:
+        """Returns the length of every unfinished upload, by id."""
+        return {upload_id: length for upload_id, (_, length) in self._uploads.items()}
+
     def reserve(self, upload_id: str, scope: str, length: int, room: int) -> None:
         """Reserves ``length`` bytes of ``scope`` for ``upload_id`` when they fit in ``room``
         together with what is reserved already; raises ``QuotaError`` otherwise (nothing reserved)."""

@@ -121,14 +121,17 @@ class UploadStore:
         return upload
 
     def _unwritten(self) -> int:
-        """Returns the bytes the unfinished uploads have yet to write."""
-        return sum(max(upload.length - self._size(upload.id), 0) for upload in self.pending())
+        """Returns the bytes this volume's unfinished uploads have yet to write (from the reservations, which
+        every volume's uploads share: those with a part here are this volume's; no record is read)."""
+        sizes = ((self._size(upload_id), length) for upload_id, length in self.reservations.lengths().items())
+        return sum(max(length - size, 0) for size, length in sizes if size is not None)
 
-    def _size(self, upload_id: str) -> int:
+    def _size(self, upload_id: str) -> int | None:
+        """Returns the bytes an upload has so far (its offset), None when its part is gone."""
         try:
             return os.stat(self._part(upload_id)).st_size
         except FileNotFoundError:
-            return 0
+            return None
 
     def get(self, upload_id: str) -> PendingUpload:
         """Returns an unfinished upload; ``UploadError`` 404 when there is none by that id."""
@@ -140,10 +143,10 @@ class UploadStore:
             raise UploadError("no such upload", 404) from None
 
     def offset(self, upload: PendingUpload) -> int:
-        try:
-            return os.stat(self._part(upload.id)).st_size
-        except FileNotFoundError:
-            raise UploadError("no such upload", 404) from None
+        size = self._size(upload.id)
+        if size is None:
+            raise UploadError("no such upload", 404)
+        return size
 
     async def append(self, upload: PendingUpload, offset: int, chunks: AsyncIterator[bytes]) -> int:
         """Appends the request's bytes at ``offset`` (which must be the current one: 409 otherwise)
