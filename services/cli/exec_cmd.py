@@ -159,20 +159,36 @@ async def _exec(session_id: str, code: str, mode: str, stdin: str | None) -> int
 
 @click.command("exec")
 @click.argument("session_id", metavar="SESSION")
-@click.argument("code")
+@click.argument("code", required=False)
+@click.option("-f", "--file", "code_file", type=click.File("r"),
+              help="Run this file's text instead of CODE ('-' for our stdin).")
 @click.option("--exec", "batch", is_flag=True, help="CODE is a shell command (batch mode), not Python.")
 @click.option("--stdin", "stdin_file", type=click.File("r"), help="Feed this file ('-' for ours) to the program's stdin.")
-def exec_(session_id: str, code: str, batch: bool, stdin_file: Any) -> None:
-    """Run CODE in a running session (Python in its persistent namespace, or a shell command
-    with --exec); stream its output; exit with its exit status.
+def exec_(session_id: str, code: str | None, code_file: Any, batch: bool, stdin_file: Any) -> None:
+    """Run CODE (or the text of -f FILE) in a running session (Python in its persistent namespace, or a
+    shell command with --exec); stream its output; exit with its exit status.
 
     SESSION is an id, a unique id prefix (4+ characters) or a name."""
+    code = _code(code, code_file, stdin_file)
     stdin = stdin_file.read() if stdin_file is not None else None
     check_input_size(code, stdin)
     try:
         exit_with(_exec(session_id, code, "batch" if batch else "query", stdin))
     except KeyboardInterrupt:
         exit_with(INTERRUPTED)
+
+
+def _code(code: str | None, code_file: Any, stdin_file: Any) -> str:
+    """The code to run: CODE or the text of -f FILE, exactly one of them."""
+    if code_file is None:
+        if code is None:
+            raise click.UsageError("give the code to run: CODE, or -f FILE")
+        return code
+    if code is not None:
+        raise click.UsageError("give the code to run as CODE or with -f FILE, not both")
+    if stdin_file is not None and code_file.name == stdin_file.name == "<stdin>":
+        raise click.UsageError("-f - and --stdin - would both read our stdin: give one of them a file")
+    return str(code_file.read())
 
 
 @run_async

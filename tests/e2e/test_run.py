@@ -91,6 +91,23 @@ def test_exec_keeps_the_namespace_logs_and_events_show_the_runs(berth: RunningBe
     assert done.returncode == 1 and "not RUNNING" in done.stderr
 
 
+def test_exec_runs_a_file_or_stdin_given_with_f(berth: RunningBerth, tmp_path: Path) -> None:
+    session_id = berth.berth("session", "create").stdout.strip()
+    step = tmp_path / "step.py"
+    step.write_text("x = globals().get('x', 40) + 1\nprint(x)\n")
+    assert berth.berth("exec", session_id, "-f", str(step)).stdout == "41\n"  # the file's text, not its name
+    piped = subprocess.run([*BERTH, "exec", session_id, "-f", "-"], input=step.read_text(), env=berth.env,
+                           capture_output=True, text=True, timeout=90)
+    assert (piped.returncode, piped.stdout) == (0, "42\n"), piped.stderr  # the same namespace
+    neither = berth.berth("exec", session_id, check=False)
+    assert neither.returncode == 2 and "give the code to run: CODE, or -f FILE" in neither.stderr
+    both = berth.berth("exec", session_id, "print(1)", "-f", str(step), check=False)
+    assert both.returncode == 2 and "not both" in both.stderr
+    stdin_twice = berth.berth("exec", session_id, "-f", "-", "--stdin", "-", check=False)
+    assert stdin_twice.returncode == 2 and "both read our stdin" in stdin_twice.stderr
+    berth.berth("session", "rm", session_id)
+
+
 def test_ctrl_c_on_exec_interrupts_the_run_and_shows_where_it_stopped(berth: RunningBerth) -> None:
     """The first Ctrl-C interrupts the run and waits for its end: Python's KeyboardInterrupt is shown."""
     session_id = berth.berth("session", "create").stdout.strip()
