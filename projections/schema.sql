@@ -66,6 +66,8 @@ CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at, session_id)
 -- Session references (projections/session_refs.py): a name per owner, an id prefix (LIKE 'abcd%').
 CREATE INDEX IF NOT EXISTS sessions_name_owner ON sessions (name, owner);
 CREATE INDEX IF NOT EXISTS sessions_id_pattern ON sessions (session_id text_pattern_ops);
+-- The sessions that ended in a time window (the dashboards of ops/grafana), without reading every one ever ended.
+CREATE INDEX IF NOT EXISTS sessions_terminated ON sessions (terminated_at) WHERE terminated_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS kernels (
     kernel_id     text PRIMARY KEY,
@@ -321,3 +323,14 @@ CREATE TABLE IF NOT EXISTS vfolder_scope_limits (
     quota_scope text PRIMARY KEY,      -- project:<name> (a user's comes from its keypairs' policies)
     limit_bytes bigint NOT NULL        -- 0: no limit
 );
+
+-- The dashboards' reader (ops/grafana/README.md): where an operator made the role berth_dashboards, it may
+-- read what the dashboards show and nothing else: not the event store, not the gateway's credentials, not
+-- the events' payloads, no write. Granted whenever the tables are (re)made (a projector's start, a rebuild).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'berth_dashboards') THEN
+        GRANT SELECT ON sessions, agents, quota_usage, vfolders TO berth_dashboards;
+        GRANT SELECT (position, type, context, occurred_at) ON event_log TO berth_dashboards;
+    END IF;
+END $$;

@@ -163,7 +163,8 @@ async def _exec(session_id: str, code: str, mode: str, stdin: str | None) -> int
 @click.option("-f", "--file", "code_file", type=click.File("r"),
               help="Run this file's text instead of CODE ('-' for our stdin).")
 @click.option("--exec", "batch", is_flag=True, help="CODE is a shell command (batch mode), not Python.")
-@click.option("--stdin", "stdin_file", type=click.File("r"), help="Feed this file ('-' for ours) to the program's stdin.")
+@click.option("--stdin", "stdin_file", type=click.File("r"),
+              help="Feed this file ('-' for ours) to the program's stdin.")
 def exec_(session_id: str, code: str | None, code_file: Any, batch: bool, stdin_file: Any) -> None:
     """Run CODE (or the text of -f FILE) in a running session (Python in its persistent namespace, or a
     shell command with --exec); stream its output; exit with its exit status.
