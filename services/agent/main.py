@@ -82,8 +82,9 @@ def build_backend(settings: Settings) -> KernelBackend:
             raise ValueError(no_docker_message(problem))
     if settings.agent_backend in ("docker", "auto"):
         return DockerBackend(settings.agent_id, settings.data_dir, grace=settings.docker_stop_grace,
-                             pull=settings.image_pull, user=settings.kernel_user, scratch=settings.kernel_scratch,
-                             tmp=settings.kernel_tmp, retention=settings.kernel_retention,
+                             pull=settings.image_pull, registries=settings.image_registries,
+                             user=settings.kernel_user, scratch=settings.kernel_scratch, tmp=settings.kernel_tmp,
+                             retention=settings.kernel_retention,
                              volumes=parse_volumes(settings.storage_volumes, settings.data_dir))
     raise ValueError(f"unknown agent backend {settings.agent_backend!r} (available: {', '.join(BACKENDS)})")
 

@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, kw_only=True):
     image_pull: str = "missing"
     """When the agent pulls a kernel image: ``missing`` (when not on the node) or ``never`` (offline
     nodes and tests: a missing image fails the start at once, without asking any registry)."""
+    image_registries: str = "docker.io"
+    """The registries the agent pulls kernel images from (``host[:port],...``, ``*``: any); an image of
+    another is run only when already on the node (``services.agent.backends.docker.registries``)."""
     kernel_user: str = "auto"
     """``uid:gid`` Docker kernels run as (never root); ``auto``: 1000:1000 under a root agent, else the agent's own."""
     kernel_scratch: str = "1g"

@@ -34,6 +34,7 @@ from services.agent.backends.base import (
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
 from services.agent.backends.docker.exits import ExitWatcher, exit_detail, exit_reason, warn_without_live_restore
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
+from services.agent.backends.docker.registries import DOCKER_HUB, RegistryPolicy
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.kept import record_exit, recorded_exit, save_log
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
@@ -79,6 +80,7 @@ class DockerBackend(KernelBackend):
         runner_dir: Path | None = None,
         docker_url: str | None = None,
         pull: str = "missing",
+        registries: str = DOCKER_HUB,
         user: str = AUTO_USER,
         scratch: str = "1g",
         tmp: str = "256m",
@@ -89,12 +91,14 @@ class DockerBackend(KernelBackend):
         ``BERTH_KERNEL_TMP``) are read by ``confinement.py``; a bad one is a ValueError naming it.
         ``volumes`` (``BERTH_STORAGE_VOLUMES``): the root of each storage volume on this node, from which
         sessions' folders are bind-mounted (none: a session with mounts fails to start). ``retention``
-        (``BERTH_KERNEL_RETENTION``): seconds an ended kernel's directory is kept (``leftovers.py``; 0: for good)."""
+        (``BERTH_KERNEL_RETENTION``): seconds an ended kernel's directory is kept (``leftovers.py``; 0: for good).
+        ``registries`` (``BERTH_IMAGE_REGISTRIES``): where a missing image may be pulled from (``registries.py``)."""
         if grace < 0:
             raise ValueError(f"the stop grace must not be negative, got {grace}")
         if pull not in PULL_POLICIES:
             raise ValueError(f"BERTH_IMAGE_PULL must be one of {', '.join(PULL_POLICIES)}, got {pull!r}")
         self.pull = pull
+        self.registries = RegistryPolicy(registries)
         self.agent_id = agent_id
         self.data_dir = Path(data_dir).absolute()
         self.grace = grace
@@ -129,7 +133,7 @@ class DockerBackend(KernelBackend):
             await self._ensure_image(kernel.image, progress)
 
     async def _ensure_image(self, image: str, progress: ProgressHandler | None = None) -> None:
-        await ensure_image(self._client(), image, progress, pull=self.pull != "never")
+        await ensure_image(self._client(), image, progress, pull=self.pull != "never", registries=self.registries)
         if len(self._images) >= IMAGES_REMEMBERED:
             self._images.clear()
         self._images.add(image)

@@ -19,6 +19,7 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from services.agent.backends.base import KernelStartError, ProgressHandler
+from services.agent.backends.docker.registries import RegistryPolicy
 
 __all__ = ["PULL_POLICIES", "PullProgress", "ensure_image", "human_bytes"]
 
@@ -89,11 +90,12 @@ class PullProgress:
 
 
 async def ensure_image(docker: aiodocker.Docker, image: str, progress: ProgressHandler | None = None,
-                       *, stall_timeout: float = PULL_STALL_TIMEOUT, pull: bool = True) -> bool:
+                       *, stall_timeout: float = PULL_STALL_TIMEOUT, pull: bool = True,
+                       registries: RegistryPolicy | None = None) -> bool:
     """Returns False when ``image`` is present, True after pulling it (its progress handed to
     ``progress`` and logged). Raises KernelStartError when it is neither present nor pullable
-    (nor, with ``pull`` False, present), or when the pull makes no progress for ``stall_timeout``
-    seconds."""
+    (nor, with ``pull`` False, present; nor from one of ``registries``, default Docker Hub's: the engine
+    is asked nothing), or when the pull makes no progress for ``stall_timeout`` seconds."""
     try:
         await docker.images.inspect(image)
         return False
@@ -102,6 +104,9 @@ async def ensure_image(docker: aiodocker.Docker, image: str, progress: ProgressH
             raise
     if not pull:
         raise KernelStartError(f"image {image!r} not found on this agent, and pulling is off (BERTH_IMAGE_PULL=never)")
+    registries = registries or RegistryPolicy()
+    if not registries.allows(image):
+        raise KernelStartError(registries.refusal(image))
     log.info("pulling image %s", image)
     started = time.monotonic()
     pull = PullProgress(image)
