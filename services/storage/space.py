@@ -4,7 +4,7 @@ A folder's quota bounds what its users may keep; the disk under a volume bounds 
 there, and it is often Berth's own disk too (``berth up`` keeps PostgreSQL, NATS and the folders in one
 data directory): an upload that fills it stops the whole platform (PostgreSQL can then write nothing,
 not even a login). So a clone is made only when the disk has room for its source's files; an upload is
-created only when the disk has room for it and for the rest of the unfinished uploads, beside a floor
+created only when the disk has room for it and for the rest of the uploads being written, beside a floor
 kept free (``floor``), and one being written stops at that floor (a kernel may be filling the same disk
 meanwhile): the client is answered 507 and may resume the upload once space is freed. Free space is what
 the disk gives a user that is not root (root's reserve, 5 % of an ext4 disk by default, is left to the

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -42,6 +43,12 @@ log = logging.getLogger(__name__)
 UPLOAD_TTL = 24 * 3600
 ROOM_CHECK_EVERY = 16 << 20
 """Bytes an upload writes between two looks at its disk's room (a kernel may be filling the disk meanwhile)."""
+WRITING_HOLDS = 60.0
+"""Seconds after its last write (or its creation) during which an unfinished upload holds room on the disk for
+the rest of it: a new upload is created only beside what those being written have yet to write. One left
+unwritten longer holds none (it was held for the upload's whole lifetime, 24 h: one request with a large
+length refused every other upload of the volume for a day); written again, it checks the disk's room every
+``ROOM_CHECK_EVERY`` bytes as any upload does."""
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -121,15 +128,22 @@ class UploadStore:
         return upload
 
     def _unwritten(self) -> int:
-        """Returns the bytes this volume's unfinished uploads have yet to write (from the reservations, which
-        every volume's uploads share: those with a part here are this volume's; no record is read)."""
-        sizes = ((self._size(upload_id), length) for upload_id, length in self.reservations.lengths().items())
-        return sum(max(length - size, 0) for size, length in sizes if size is not None)
+        """Returns the bytes this volume's uploads being written (within ``WRITING_HOLDS`` seconds of their
+        part's last change) have yet to write (from the reservations, which every volume's uploads share:
+        those with a part here are this volume's; no record is read)."""
+        since = time.time() - WRITING_HOLDS  # against the parts' modification times: the file system's clock
+        parts = ((self._stat(upload_id), length) for upload_id, length in self.reservations.lengths().items())
+        return sum(max(length - part.st_size, 0) for part, length in parts
+                   if part is not None and part.st_mtime >= since)
 
     def _size(self, upload_id: str) -> int | None:
         """Returns the bytes an upload has so far (its offset), None when its part is gone."""
+        part = self._stat(upload_id)
+        return None if part is None else part.st_size
+
+    def _stat(self, upload_id: str) -> os.stat_result | None:
         try:
-            return os.stat(self._part(upload_id)).st_size
+            return os.stat(self._part(upload_id))
         except FileNotFoundError:
             return None
 

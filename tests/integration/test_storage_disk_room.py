@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from services.sdk.tus import TusError, TusUploader
-from services.storage import space
+from services.storage import space, uploads
 from services.storage.provisioning import Provisioner
 from contracts.vfolder import new_folder_id
 from tests.integration.test_storage_service import created
@@ -100,3 +101,23 @@ async def test_a_clone_the_disk_has_no_room_for_is_refused_before_it_copies_anyt
         assert not storage.volume.exists(clone)
         assert list((storage.volume.root / ".work").glob("clone-*")) == []
         assert space.disk(small_disk).free > 5 * MiB
+
+
+async def test_an_upload_left_unwritten_holds_no_room_for_the_others(small_disk: Path) -> None:
+    """An upload holds room for its rest while it is written only (``WRITING_HOLDS``): one created with a large
+    length and left unwritten refused every other upload of the volume for its whole lifetime (24 h)."""
+    async with running_storage(small_disk / "vol") as storage:
+        store, folder = storage.ctx.uploads["local"], storage.new_folder()
+        found = space.disk(small_disk)
+
+        def create(user: str, path: str, length: int) -> uploads.PendingUpload:
+            return store.create(folder=folder, path=path, length=length, user=user, scope=f"user:{user}",
+                                room=1 << 40, now=time.time())
+
+        held = create("mallory", "huge.bin", found.free - space.floor(found.size) - MiB)
+        with pytest.raises(space.NoSpaceError, match="with the unfinished ones"):  # held while being written
+            create("alice", "data.bin", 2 * MiB)
+        idle = time.time() - uploads.WRITING_HOLDS - 1
+        os.utime(store.volume.uploads / f"{held.id}.part", (idle, idle))  # unwritten for longer than that
+        created_then = create("alice", "data.bin", 2 * MiB)
+        assert {upload.id for upload in store.pending()} == {held.id, created_then.id}
