@@ -20,20 +20,25 @@ class QuotaError(Exception):
 
 
 class Reservations:
-    """Bytes reserved by unfinished uploads, per quota scope."""
+    """Bytes reserved by unfinished uploads, per quota scope; and how many each user has."""
 
     def __init__(self) -> None:
         self._reserved: dict[str, int] = defaultdict(int)
-        self._uploads: dict[str, tuple[str, int]] = {}
+        self._uploads: dict[str, tuple[str, int, str]] = {}
+        self._per_user: dict[str, int] = defaultdict(int)
 
     def reserved(self, scope: str) -> int:
         return self._reserved.get(scope, 0)
 
+    def unfinished(self, user: str) -> int:
+        """Returns how many unfinished uploads ``user`` has (on every volume)."""
+        return self._per_user.get(user, 0)
+
     def lengths(self) -> dict[str, int]:
         """Returns the length of every unfinished upload, by id."""
-        return {upload_id: length for upload_id, (_, length) in self._uploads.items()}
+        return {upload_id: length for upload_id, (_, length, _) in self._uploads.items()}
 
-    def reserve(self, upload_id: str, scope: str, length: int, room: int) -> None:
+    def reserve(self, upload_id: str, scope: str, length: int, room: int, user: str = "") -> None:
         """Reserves ``length`` bytes of ``scope`` for ``upload_id`` when they fit in ``room``
         together with what is reserved already; raises ``QuotaError`` otherwise (nothing reserved)."""
         if upload_id in self._uploads:
@@ -43,19 +48,23 @@ class Reservations:
         if self.reserved(scope) + length > room:
             raise QuotaError(f"{self.reserved(scope)} bytes are reserved by other uploads of {scope}; "
                              f"{length} more would exceed the room left ({room} bytes)")
-        self.restore(upload_id, scope, length)
+        self.restore(upload_id, scope, length, user)
 
-    def restore(self, upload_id: str, scope: str, length: int) -> None:
+    def restore(self, upload_id: str, scope: str, length: int, user: str = "") -> None:
         """Records a reservation without checking it (an upload found on disk at start)."""
         if upload_id not in self._uploads:
-            self._uploads[upload_id] = (scope, length)
+            self._uploads[upload_id] = (scope, length, user)
             self._reserved[scope] += length
+            self._per_user[user] += 1
 
     def release(self, upload_id: str) -> None:
         """Ends the reservation of an upload (finished, terminated or expired); idempotent."""
         found = self._uploads.pop(upload_id, None)
         if found is not None:
-            scope, length = found
+            scope, length, user = found
             self._reserved[scope] -= length
             if not self._reserved[scope]:
                 del self._reserved[scope]
+            self._per_user[user] -= 1
+            if not self._per_user[user]:
+                del self._per_user[user]

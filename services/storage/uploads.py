@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 UPLOAD_TTL = 24 * 3600
 ROOM_CHECK_EVERY = 16 << 20
 """Bytes an upload writes between two looks at its disk's room (a kernel may be filling the disk meanwhile)."""
+MAX_UNFINISHED = 256
+"""Unfinished uploads a user may have at once (each is two files on the volume's disk, kept until it
+finishes, is terminated or expires: without a bound, one upload token created them in a loop)."""
 WRITING_HOLDS = 60.0
 """Seconds after its last write (or its creation) during which an unfinished upload holds room on the disk for
 the rest of it: a new upload is created only beside what those being written have yet to write. One left
@@ -98,7 +101,7 @@ class UploadStore:
         self.recovered = self._recover()
         """Uploads sealed before a restart whose report may not be stored: to report again."""
         for upload in self.pending():
-            reservations.restore(upload.id, upload.scope, upload.length)
+            reservations.restore(upload.id, upload.scope, upload.length, upload.user)
 
     def _part(self, upload_id: str) -> str:
         return str(self._dir / f"{upload_id}.part")
@@ -115,12 +118,16 @@ class UploadStore:
                now: float) -> PendingUpload:
         """Starts an upload of ``length`` bytes to ``path`` of ``folder`` (reserving them in
         ``scope`` within ``room``); raises ``QuotaError`` when they do not fit, ``NoSpaceError`` when the disk has
-        no room for them and for the rest of the unfinished uploads."""
+        no room for them and for the rest of the uploads being written, ``UploadError`` 429 when ``user`` has
+        ``MAX_UNFINISHED`` unfinished uploads."""
         split_path(path)  # PathError before anything is reserved or written
+        if self.reservations.unfinished(user) >= MAX_UNFINISHED:
+            raise UploadError(f"{user} has {MAX_UNFINISHED} unfinished uploads, the most one may have at once: "
+                              "finish, resume or cancel some of them (or wait for them to expire) first", 429)
         ensure_room(self._dir, length + self._unwritten(), f"this upload ({length} bytes) with the unfinished ones")
         upload = PendingUpload(id=secrets.token_hex(16), folder=folder, path=path, length=length, user=user,
                                scope=scope, created=now)
-        self.reservations.reserve(upload.id, scope, length, room)
+        self.reservations.reserve(upload.id, scope, length, room, user)
         fd = os.open(self._part(upload.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         os.close(fd)
         meta = self._dir / f"{upload.id}.json"

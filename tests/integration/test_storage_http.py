@@ -188,3 +188,23 @@ async def test_file_operations_change_the_folder_and_are_reported(tmp_path, js):
     kinds = [(r.type_name(), getattr(r, "by", "")) for r in await _reports(js)]
     assert [k for k in kinds if k[0] != "usage_measured"] == [
         ("directory_created", "alice"), ("file_moved", "alice"), ("files_deleted", "alice")]
+
+
+async def test_a_user_has_a_bounded_number_of_unfinished_uploads(tmp_path, monkeypatch):
+    """Each unfinished upload is two files kept for a day: one token created them in a loop, unbounded."""
+    monkeypatch.setattr("services.storage.uploads.MAX_UNFINISHED", 3)
+    async with running_storage(tmp_path / "vol") as storage:
+        folder = storage.new_folder()
+        token = storage.token(folder, "x.bin", "upload", max_bytes=1 << 20)
+        headers = {"Tus-Resumable": "1.0.0", "Upload-Length": "10", "Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=storage.url) as http:
+            created = [await http.post("/tus", headers=headers) for _ in range(3)]
+            assert [r.status_code for r in created] == [201, 201, 201]
+            refused = await http.post("/tus", headers=headers)
+            assert refused.status_code == 429 and "alice has 3 unfinished uploads" in refused.json()["error"]
+            other = storage.token(folder, "y.bin", "upload", user="bob", max_bytes=1 << 20)
+            assert (await http.post("/tus", headers={**headers, "Authorization": f"Bearer {other}"})).status_code == 201
+            cancelled = await http.delete(created[0].headers["Location"], headers=headers)
+            assert cancelled.status_code == 204
+            assert (await http.post("/tus", headers=headers)).status_code == 201
+        assert len(storage.ctx.uploads["local"].pending()) == 4
