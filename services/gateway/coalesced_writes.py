@@ -5,8 +5,8 @@ holds what is written during one step of the event loop and writes it at once at
 step (``call_soon``): a response written in one step goes out in one ``send``. A websocket's frames
 written in one step go out together too.
 
-``CoalescingHttpToolsProtocol`` is uvicorn's httptools protocol on such a transport; pass it as
-``uvicorn.Config(http=...)``.
+``CoalescingHttpToolsProtocol`` is uvicorn's httptools protocol on such a transport; ``GatewayHttpProtocol``,
+the one the gateway passes as ``uvicorn.Config(http=...)``, also has the deadlines of a request's arrival.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport", "FLUSH_AT"]
+from services.common.request_deadlines import DeadlineHttpToolsProtocol
 
+__all__ = ["BODY_WITHIN", "CoalescingHttpToolsProtocol", "CoalescingTransport", "FLUSH_AT", "GatewayHttpProtocol"]
+
+BODY_WITHIN = 60.0
+"""Seconds a request's body (at most 1 MiB) has to arrive after its headers."""
 FLUSH_AT = 64 * 1024
 """Bytes held at which a write goes out at once (a large body is not copied into the held bytes)."""
 
@@ -115,3 +119,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))
+
+
+class GatewayHttpProtocol(DeadlineHttpToolsProtocol, CoalescingHttpToolsProtocol):
+    """The gateway's: one write per response, and a request's headers and body within their deadlines
+    (``services.common.request_deadlines``; a body is read whole before its request is authenticated)."""
+
+    body_within = BODY_WITHIN

@@ -21,7 +21,7 @@ from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
-from services.gateway.coalesced_writes import CoalescingHttpToolsProtocol
+from services.gateway.coalesced_writes import GatewayHttpProtocol
 from services.gateway.resources import READ_WAIT, Resources
 from services.gateway.view import GRAPHQL_PATH
 from services.common.waiting import first_of
@@ -86,7 +86,7 @@ async def run_gateway(
         sock = _bind(settings.gateway_host, settings.gateway_port)
         config = uvicorn.Config(
             app, lifespan="off", log_level="warning", access_log=False, ws="websockets-sansio",
-            http=CoalescingHttpToolsProtocol,  # one send per response, not headers and body apart
+            http=GatewayHttpProtocol,  # one send per response; a request arrives within its deadlines
             timeout_graceful_shutdown=5, ws_max_size=WS_MAX_MESSAGE,
         )
         server = _Server(config)

@@ -14,6 +14,8 @@ import uvicorn
 import uvloop
 from starlette.applications import Starlette
 
+from services.common.request_deadlines import DeadlineHttpToolsProtocol
+
 __all__ = ["bind", "new_event_loop", "parse_bind", "serving"]
 
 
@@ -52,8 +54,8 @@ def bind(host: str, port: int) -> socket.socket:
 @contextlib.asynccontextmanager
 async def serving(app: Starlette, sock: socket.socket) -> AsyncIterator[str]:
     """Serves ``app`` on ``sock`` while the block runs; yields the base URL."""
-    config = uvicorn.Config(app, http="httptools", log_level=logging.WARNING, access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, http=DeadlineHttpToolsProtocol, log_level=logging.WARNING, access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=5)  # a request's headers within their deadline
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

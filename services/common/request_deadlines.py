@@ -1,0 +1,74 @@
+"""Deadlines for receiving an HTTP request, so that a client cannot hold a connection by sending nothing.
+
+uvicorn closes a connection idle *between* requests (``timeout_keep_alive``), but none that never sends a
+request, or sends its headers (or body) a byte at a time: each such connection is a socket and a file
+descriptor held for ever, and a few thousand of them, opened by anyone who reaches the port and with no
+credential at all (a request is authenticated once it has arrived), leave the service unable to accept
+anyone else (slowloris; uvicorn issue #157). ``DeadlineHttpToolsProtocol`` closes a connection whose request's
+headers are not complete ``headers_within`` seconds after the connection opened or the request began, and,
+with ``body_within``, one whose body is not complete that long after its headers. A websocket, once upgraded,
+is the websocket protocol's (its own pings and timeouts).
+
+Pass it (or a subclass: ``body_within``; another protocol class of httptools' after it) as ``uvicorn.Config(http=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["HEADERS_WITHIN", "DeadlineHttpToolsProtocol"]
+
+log = logging.getLogger(__name__)
+
+HEADERS_WITHIN = 10.0
+"""Seconds a connection has to send a request's headers (a client sends them in one packet)."""
+
+
+class DeadlineHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the deadlines of this module (before another subclass of it, a mixin)."""
+
+    headers_within: float = HEADERS_WITHIN
+    body_within: float | None = None
+    """Seconds a request's body has, after its headers; None: no deadline (uploads that take hours)."""
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.headers_within, "its request's headers")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm(self.headers_within, "its request's headers")  # the next request of a kept-alive connection
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        if self.body_within is not None and not self.parser.should_upgrade():
+            self._arm(self.body_within, "its request's body")
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float, what: str) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(seconds, self._expired, seconds, what)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, seconds: float, what: str) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.debug("closing the connection of %s: %s did not arrive within %.0f s", self.client, what, seconds)
+            self.transport.close()
