@@ -78,6 +78,8 @@ class Resources:
         """Each keypair's policy limits (rate limit, subscriptions), as of the caller's limits epoch."""
         self.rate_limiter = RateLimiter()
         self.subscription_slots = SubscriptionSlots()
+        self.socket_slots = SubscriptionSlots()
+        """Websocket connections per keypair (``view.BerthGraphQL``), within the same policy limit."""
         self.pending_gate = PendingGate()
         """The turns of the keypairs whose policy limits their pending sessions (``enqueue.enqueued``)."""
         self.keypair_watch = KeypairWatch(self.pool)

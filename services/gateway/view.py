@@ -8,6 +8,7 @@ or the signed headers of ``GET /graphql`` with an empty body
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -23,7 +24,7 @@ from services.gateway.asgi import Receive, Scope, Send, error_body, headers_of, 
 from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_limited_reason
 from services.gateway.auth.principal import AUTH_FAILED, AuthError
 from services.gateway.context import GatewayContext
-from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAVAILABLE
+from services.gateway.errors import BAD_INPUT, RATE_LIMITED, SUBSCRIPTION_LIMIT, UNAVAILABLE
 from services.gateway.resources import Resources
 
 __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
@@ -68,19 +69,16 @@ class BerthGraphQL(GraphQL):
         )
 
     async def on_ws_connect(self, context: GatewayContext) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
-        if context.principal is not None:
-            return UNSET
-        params = context.connection_params if isinstance(context.connection_params, dict) else {}
         scope = context.request.scope
-        headers = {name: str(params[name]) for name in _SIGNED_PARAMS if params.get(name) is not None}
-        headers["host"] = headers_of(scope).get("host", "")
         try:
-            context.principal = await self.resources.authenticator.authenticate(
-                method="GET", path=GRAPHQL_PATH, headers=headers, body=b""
-            )
+            if context.principal is None:
+                await self._authenticate_init(context)
+            await self._take_socket_slot(context)
         except AuthError as exc:
             log.info("refused websocket connection_init: %s", exc)
             raise _refused(scope, f"UNAUTHENTICATED: {AUTH_FAILED}", {"message": AUTH_FAILED}) from exc
+        except ConnectionRejectionError:
+            raise
         except Exception as exc:
             away = unavailable_dependency(exc)
             if away is None:
@@ -88,6 +86,17 @@ class BerthGraphQL(GraphQL):
             log.warning("cannot authenticate a websocket connection_init while %s is away: %s", away, exc)
             message = unavailable_message(away, exc)
             raise _refused(scope, f"{UNAVAILABLE}: {message}", {"message": message, "code": UNAVAILABLE}) from exc
+        return UNSET
+
+    async def _authenticate_init(self, context: GatewayContext) -> None:
+        """Authenticates the credentials of a ``connection_init`` and counts it against the rate limit."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        scope = context.request.scope
+        headers = {name: str(params[name]) for name in _SIGNED_PARAMS if params.get(name) is not None}
+        headers["host"] = headers_of(scope).get("host", "")
+        context.principal = await self.resources.authenticator.authenticate(
+            method="GET", path=GRAPHQL_PATH, headers=headers, body=b""
+        )
         decision = await self.resources.admit(context.principal)
         if not decision.admitted:
             reason = rate_limited_reason(decision)
@@ -95,7 +104,23 @@ class BerthGraphQL(GraphQL):
         holder = scope.get(WS_AUTH_KEY)
         if holder is not None and holder.get("follow") is not None:
             holder["follow"](context.principal.access_key)  # closed once its keypair is deactivated
-        return UNSET
+
+    async def _take_socket_slot(self, context: GatewayContext) -> None:
+        """Holds one of the keypair's websocket slots while the connection lasts (the auth layer gives it back):
+        a keypair has at most its policy's ``max_concurrent_subscriptions`` websockets open, subscribed to
+        anything or not (each is a socket held; without a bound, one keypair could hold every one the gateway
+        has)."""
+        principal, scope = context.principal, context.request.scope
+        holder = scope.get(WS_AUTH_KEY)
+        if principal is None or holder is None:
+            return
+        slots = self.resources.socket_slots
+        limit = (await self.resources.current_limits(principal)).max_concurrent_subscriptions
+        if not slots.acquire(principal.access_key, limit):
+            message = (f"too many websocket connections: your resource policy allows {limit} open at once "
+                       "(max_concurrent_subscriptions); close one first")
+            raise _refused(scope, f"{SUBSCRIPTION_LIMIT}: {message}", {"message": message, "code": SUBSCRIPTION_LIMIT})
+        holder.setdefault("on_close", []).append(functools.partial(slots.release, principal.access_key))
 
 
 def _refused(scope: Scope, close_reason: str, payload: dict[str, object]) -> ConnectionRejectionError:

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from contracts import tenancy_commands as tc
 from contracts.tenancy import policy_id
@@ -324,3 +324,40 @@ async def test_a_signed_websocket_upgrade_over_the_rate_limit_gets_429(served: s
     assert refused.value.response.status_code == 429
     assert refused.value.response.headers["Retry-After"] == "900"
     assert json.loads(refused.value.response.body)["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_a_keypair_holds_at_most_its_policy_s_websockets_subscribed_or_not(
+    served: str, keys: Keys, pg_dsn: str,
+) -> None:
+    """Each websocket is a socket the gateway holds: idle ones too count (before, one keypair could open as
+    many as it liked, each with no subscription, until the gateway had no file descriptor left)."""
+    carol_keys = tight_keypair(pg_dsn, max_concurrent_subscriptions=2)
+    url = "ws" + served[len("http"):] + "/graphql"
+    async with BerthClient(served, *carol_keys) as carol:
+        token = await carol.issue_token()
+        signed = carol.signed_headers("GET", carol.graphql_url, b"")
+
+    async def opened(**upgrade: object) -> tuple[object, dict]:
+        ws = await ws_connect(url, subprotocols=["graphql-transport-ws"], **upgrade)
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+        try:
+            async with asyncio.timeout(15):
+                return ws, json.loads(await ws.recv())
+        except ConnectionClosed as closed:
+            return ws, {"closed": closed.rcvd.reason if closed.rcvd else ""}
+
+    first, second = [await opened() for _ in range(2)]
+    assert first[1]["type"] == second[1]["type"] == "connection_ack"
+    third, refused = await opened(additional_headers=signed)  # a signed upgrade counts the same
+    assert refused["closed"].startswith("SUBSCRIPTION_LIMIT: too many websocket connections"), refused
+    await first[0].close()  # its slot comes back once the gateway sees the close
+
+    async def another_opens() -> bool:
+        ws, answer = await opened()
+        await ws.close()
+        return answer.get("type") == "connection_ack"
+
+    async with asyncio.timeout(15):
+        while not await another_opens():
+            await asyncio.sleep(0.1)  # the server notices the close on its own schedule; bounded above
+    await second[0].close()

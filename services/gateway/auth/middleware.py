@@ -174,6 +174,8 @@ class AuthLayer:
             await self._app({**scope, PRINCIPAL_KEY: principal, WS_AUTH_KEY: holder}, socket.receive, socket.send)
         finally:
             socket.release()
+            for release in holder.get("on_close", ()):  # what the view held for the connection (its slot)
+                release()
 
 
 class TokenEndpoint:
