@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -19,6 +20,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.types.unset import UNSET, UnsetType
 
+from services.common.request_deadlines import HEADERS_WITHIN
 from services.common.transient import unavailable_dependency, unavailable_message
 from services.gateway.asgi import Receive, Scope, Send, error_body, headers_of, send_json
 from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_limited_reason
@@ -32,13 +34,17 @@ __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
 log = logging.getLogger(__name__)
 GRAPHQL_PATH = "/graphql"
 _SIGNED_PARAMS = ("authorization", "x-backendai-date", "content-type")
+INIT_WITHIN = HEADERS_WITHIN
+"""Seconds a websocket has to send its ``connection_init`` (strawberry's default, 60, held an unauthenticated
+socket a minute: as long as anyone liked, by opening the next; an HTTP request's headers have as long)."""
 
 
 class BerthGraphQL(GraphQL):
     """Strawberry's ASGI GraphQL with GraphiQL, graphql-transport-ws and Berth's context."""
 
     def __init__(self, schema: BaseSchema, resources: Resources) -> None:
-        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
+        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15,
+                         connection_init_wait_timeout=timedelta(seconds=INIT_WITHIN))
         self.resources = resources
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

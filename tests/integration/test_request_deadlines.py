@@ -1,8 +1,8 @@
 """A connection to the gateway or the storage service that does not send its request (nothing, headers a
 byte at a time, or, to the gateway, a body short of its length) is closed at its deadline
 (``services.common.request_deadlines``); before, it was held for ever, with no credential needed: a few
-thousand of them left the service unable to accept anyone. Requests that arrive, websockets and slow
-uploads are not cut. The deadlines are shortened for the test; every wait is for a condition."""
+thousand of them left the service unable to accept anyone; a websocket that sends no ``connection_init`` is
+closed as soon (strawberry held it a minute). Requests that arrive, websockets and slow uploads are not cut. The deadlines are shortened for the test; every wait is for a condition."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import websockets
 
 from services.common.request_deadlines import DeadlineHttpToolsProtocol
 from services.gateway.coalesced_writes import GatewayHttpProtocol
-from tests.support.gateway import clean_streams, keys, read_models, served  # noqa: F401 - fixtures
+from services.sdk.client import BerthClient
+from tests.support.gateway import Keys, clean_streams, keys, read_models, served  # noqa: F401 - fixtures
 from tests.support.storage import running_storage
 
 pytestmark = pytest.mark.asyncio
@@ -31,6 +32,7 @@ CLOSED_WITHIN = 20.0
 def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DeadlineHttpToolsProtocol, "headers_within", 0.3)
     monkeypatch.setattr(GatewayHttpProtocol, "body_within", 0.3)
+    monkeypatch.setattr("services.gateway.view.INIT_WITHIN", 0.3)
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +67,17 @@ async def test_the_gateway_closes_connections_whose_request_does_not_arrive(serv
         assert await closed_by_the_server(short)
 
 
-async def test_the_gateway_answers_requests_that_arrive_and_keeps_a_websocket_past_the_deadline(served: str) -> None:
+async def test_the_gateway_closes_a_websocket_that_does_not_send_its_connection_init(served: str) -> None:
+    async with websockets.connect(served.replace("http://", "ws://") + "/graphql",
+                                  subprotocols=["graphql-transport-ws"]) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), CLOSED_WITHIN)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408  # graphql-ws: initialisation timeout
+
+
+async def test_the_gateway_answers_requests_that_arrive_and_keeps_a_websocket_past_the_deadline(
+    served: str, keys: Keys,
+) -> None:
     async with connection(served) as (reader, writer):
         for _ in range(2):  # two requests on one kept-alive connection
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -76,9 +88,13 @@ async def test_the_gateway_answers_requests_that_arrive_and_keeps_a_websocket_pa
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             await reader.readexactly(length)
+    async with BerthClient(served, *keys.alice) as alice:
+        token = await alice.issue_token()
     ws_url = served.replace("http://", "ws://") + "/graphql"
     async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws, \
             connection(served) as (silent, _):
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), CLOSED_WITHIN))["type"] == "connection_ack"
         assert await closed_by_the_server(silent)  # the deadline has passed for both
         await ws.send(json.dumps({"type": "ping"}))
         assert json.loads(await asyncio.wait_for(ws.recv(), CLOSED_WITHIN))["type"] == "pong"
