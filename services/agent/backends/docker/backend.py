@@ -34,9 +34,9 @@ from services.agent.backends.base import (
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
 from services.agent.backends.docker.exits import ExitWatcher, exit_detail, exit_reason, warn_without_live_restore
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
-from services.agent.backends.docker.registries import DOCKER_HUB, RegistryPolicy
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.kept import record_exit, recorded_exit, save_log
+from services.agent.backends.docker.registries import DOCKER_HUB, RegistryPolicy
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
 from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.folder_mounts import folder_binds

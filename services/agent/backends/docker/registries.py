@@ -34,9 +34,8 @@ class RegistryPolicy:
     def __init__(self, setting: str = DOCKER_HUB) -> None:
         names = [name.strip().lower() for name in setting.split(",") if name.strip()]
         for name in names:
-            if name != ANY_REGISTRY and (not name or "/" in name or any(c.isspace() for c in name)):
+            if name != ANY_REGISTRY and ("/" in name or any(c.isspace() for c in name)):
                 raise ValueError(f"BERTH_IMAGE_REGISTRIES: {name!r} is not a registry host[:port] (or '*')")
-        self.setting = setting
         self._any = ANY_REGISTRY in names
         self._hosts = frozenset(DOCKER_HUB if name in _HUB_ALIASES else name for name in names)
 
