@@ -6,8 +6,11 @@ descriptor held for ever, and a few thousand of them, opened by anyone who reach
 credential at all (a request is authenticated once it has arrived), leave the service unable to accept
 anyone else (slowloris; uvicorn issue #157). ``DeadlineHttpToolsProtocol`` closes a connection whose request's
 headers are not complete ``headers_within`` seconds after the connection opened or the request began, and,
-with ``body_within``, one whose body is not complete that long after its headers. A websocket, once upgraded,
-is the websocket protocol's (its own pings and timeouts).
+with ``body_within``, one whose body is not complete that long after its headers; and, whatever
+``body_within``, one whose body is still arriving ``rest_within`` seconds after its response went (a refusal
+answered before the body was read: uvicorn keeps the connection for the rest of it, which a client could send a
+byte every few seconds for ever). A websocket, once upgraded, is the websocket protocol's (its own pings and
+timeouts).
 
 Pass it (or a subclass: ``body_within``; another protocol class of httptools' after it) as ``uvicorn.Config(http=...)``.
 """
@@ -19,12 +22,14 @@ import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HEADERS_WITHIN", "DeadlineHttpToolsProtocol"]
+__all__ = ["HEADERS_WITHIN", "REST_WITHIN", "DeadlineHttpToolsProtocol"]
 
 log = logging.getLogger(__name__)
 
 HEADERS_WITHIN = 10.0
 """Seconds a connection has to send a request's headers (a client sends them in one packet)."""
+REST_WITHIN = 60.0
+"""Seconds the rest of a request's body has once its response went (a client sending it on to read the answer)."""
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
@@ -33,8 +38,10 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     headers_within: float = HEADERS_WITHIN
     body_within: float | None = None
     """Seconds a request's body has, after its headers; None: no deadline (uploads that take hours)."""
+    rest_within: float = REST_WITHIN
 
     _deadline: asyncio.TimerHandle | None = None
+    _body_arriving = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -47,12 +54,19 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
-        if self.body_within is not None and not self.parser.should_upgrade():
+        self._body_arriving = not self.parser.should_upgrade()
+        if self.body_within is not None and self._body_arriving:
             self._arm(self.body_within, "its request's body")
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._body_arriving = False
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._body_arriving:
+            self._arm(self.rest_within, "the rest of a request's body after its response")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

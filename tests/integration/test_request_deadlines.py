@@ -32,6 +32,7 @@ CLOSED_WITHIN = 20.0
 def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DeadlineHttpToolsProtocol, "headers_within", 0.3)
     monkeypatch.setattr(GatewayHttpProtocol, "body_within", 0.3)
+    monkeypatch.setattr(DeadlineHttpToolsProtocol, "rest_within", 0.3)
     monkeypatch.setattr("services.gateway.view.INIT_WITHIN", 0.3)
 
 
@@ -113,3 +114,20 @@ async def test_the_storage_service_closes_silent_connections_but_not_slow_upload
             status = await asyncio.wait_for(reader.readline(), CLOSED_WITHIN)
             assert status.startswith(b"HTTP/1.1 201"), status
         assert (storage.volume.folder_path(folder) / "slow.bin").read_bytes() == b"1234567890"
+
+
+async def test_a_body_trickled_on_after_its_refusal_does_not_hold_the_connection(tmp_path: Path) -> None:
+    """A request refused before its body was read (a bad token) keeps its connection for the rest of the body:
+    sent a byte at a time, it held it for ever (uvicorn's keep-alive timer restarts at every byte)."""
+    async with running_storage(tmp_path / "vol") as storage, connection(storage.url) as (reader, writer):
+        writer.write(b"POST /tus HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Length: 1000000\r\n"
+                     b"Content-Type: application/offset+octet-stream\r\nContent-Length: 1000000\r\n"
+                     b"Authorization: Bearer not-a-token\r\n\r\n0123456789")
+        status = await asyncio.wait_for(reader.readline(), CLOSED_WITHIN)
+        assert status.startswith(b"HTTP/1.1 403"), status
+        closed = asyncio.ensure_future(closed_by_the_server(reader))
+        async with asyncio.timeout(CLOSED_WITHIN):
+            while not closed.done():
+                writer.write(b"x")
+                await asyncio.sleep(0.1)  # the trickle's pace: what the test sends, not a wait for the server
+        assert closed.result()
