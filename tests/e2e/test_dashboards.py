@@ -160,9 +160,15 @@ def test_the_dashboards_role_reads_only_what_the_dashboards_show(berth: RunningB
                "SELECT * FROM keypairs LIMIT 1", "SELECT * FROM auth_tokens LIMIT 1", "SELECT * FROM users LIMIT 1",
                "DELETE FROM sessions", "INSERT INTO event_log (position) VALUES (0)")
     with as_dashboards(berth) as conn:
+        conn.execute("SET default_transaction_read_only = off")  # its own setting: the privileges still refuse
         for statement in refused:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+    with as_dashboards(berth) as conn:
+        settings = [conn.execute(f"SHOW {name}").fetchone() for name in ("statement_timeout",
+                                                                          "default_transaction_read_only")]
+        assert settings == [("10s",), ("on",)]  # a runaway panel's query ends; nothing writes, not even a temp table
+        assert conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").fetchone() == (8,)
 
     berth.berth("projections", "rebuild")  # the tables made again: granted again with them
     assert run_panels(berth)["Agents"][0][0]["status"] == "ALIVE"
