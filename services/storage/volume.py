@@ -96,9 +96,11 @@ class PosixVolume:
         self.root = Path(root)
         self.owner = owner if os.geteuid() == 0 else None
         for sub in ("folders", ".uploads", ".work"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
-        os.chmod(self.root / ".uploads", 0o700)
-        os.chmod(self.root / ".work", 0o700)
+            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            # this service's alone (and root's): a folder reaches its kernels by a bind mount, which the
+            # directories above it do not gate; ``folders/`` was 0755, and every local user of the host could
+            # list every tenant's files and read those a kernel wrote (0644 by its umask)
+            os.chmod(self.root / sub, 0o700)
 
     @property
     def uploads(self) -> Path:

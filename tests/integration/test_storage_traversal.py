@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.storage.volume import PosixVolume
 from tests.support.storage import RunningStorage, running_storage
 
 pytestmark = pytest.mark.asyncio
@@ -93,3 +94,16 @@ async def test_a_refused_upload_releases_its_reservation(tmp_path: Path) -> None
         assert (storage.volume.folder_path(folder) / "fits.bin").read_bytes() == b"x" * 100
     assert list(outside.iterdir()) == []
     assert sorted(p.name for p in (tmp_path / "vol" / ".uploads").iterdir()) == []
+
+
+def test_the_volume_s_directories_are_the_service_s_alone(tmp_path: Path) -> None:
+    """Folders reach kernels by bind mounts, which the directories above them do not gate: ``folders/`` was
+    0755, and every local user of the host could list every tenant's files (and read what kernels wrote,
+    0644 by their umask). A volume made before is closed at the service's next start."""
+    root = tmp_path / "vol"
+    (root / "folders").mkdir(parents=True, mode=0o755)
+    (root / "folders").chmod(0o755)
+    volume = PosixVolume("local", root)
+    for sub in ("folders", ".uploads", ".work"):
+        assert (root / sub).stat().st_mode & 0o777 == 0o700, sub
+    assert volume.folder_path("vfolder_" + "0" * 32).parent == root / "folders"
