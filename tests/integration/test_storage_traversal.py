@@ -96,7 +96,7 @@ async def test_a_refused_upload_releases_its_reservation(tmp_path: Path) -> None
     assert sorted(p.name for p in (tmp_path / "vol" / ".uploads").iterdir()) == []
 
 
-def test_the_volume_s_directories_are_the_service_s_alone(tmp_path: Path) -> None:
+async def test_the_volume_s_directories_are_the_service_s_alone(tmp_path: Path) -> None:
     """Folders reach kernels by bind mounts, which the directories above them do not gate: ``folders/`` was
     0755, and every local user of the host could list every tenant's files (and read what kernels wrote,
     0644 by their umask). A volume made before is closed at the service's next start."""
