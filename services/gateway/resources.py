@@ -152,8 +152,12 @@ class Resources:
 
     async def admit(self, principal: Principal) -> RateDecision:
         """Counts one request of ``principal`` against its policy's ``rate_limit``."""
-        limits = await self.keypair_limits.get(principal.access_key, principal.limits_epoch)
-        return self.rate_limiter.take(principal.access_key, limits.rate_limit)
+        return self.rate_limiter.take(principal.access_key, (await self.limits(principal)).rate_limit)
+
+    async def limits(self, principal: Principal) -> KeypairLimits:
+        """The policy limits of ``principal``'s keypair as of its authentication (cached by its limits epoch:
+        no read); ``current_limits`` for a principal authenticated long ago."""
+        return await self.keypair_limits.get(principal.access_key, principal.limits_epoch)
 
     async def current_limits(self, principal: Principal) -> KeypairLimits:
         """The policy limits of ``principal``'s keypair as of now, not as of its authentication (a

@@ -121,12 +121,12 @@ class BerthGraphQL(GraphQL):
         if principal is None or holder is None:
             return
         slots = self.resources.socket_slots
-        limit = (await self.resources.current_limits(principal)).max_concurrent_subscriptions
+        limit = (await self.resources.limits(principal)).max_concurrent_subscriptions  # authenticated just now
         if not slots.acquire(principal.access_key, limit):
             message = (f"too many websocket connections: your resource policy allows {limit} open at once "
                        "(max_concurrent_subscriptions); close one first")
             raise _refused(scope, f"{SUBSCRIPTION_LIMIT}: {message}", {"message": message, "code": SUBSCRIPTION_LIMIT})
-        holder.setdefault("on_close", []).append(functools.partial(slots.release, principal.access_key))
+        holder["on_close"].append(functools.partial(slots.release, principal.access_key))
 
 
 def _refused(scope: Scope, close_reason: str, payload: dict[str, object]) -> ConnectionRejectionError:

@@ -143,12 +143,8 @@ class UploadStore:
         return sum(max(length - part.st_size, 0) for part, length in parts
                    if part is not None and part.st_mtime >= since)
 
-    def _size(self, upload_id: str) -> int | None:
-        """Returns the bytes an upload has so far (its offset), None when its part is gone."""
-        part = self._stat(upload_id)
-        return None if part is None else part.st_size
-
     def _stat(self, upload_id: str) -> os.stat_result | None:
+        """Returns the stat of an upload's part (its size is the upload's offset), None when the part is gone."""
         try:
             return os.stat(self._part(upload_id))
         except FileNotFoundError:
@@ -164,10 +160,10 @@ class UploadStore:
             raise UploadError("no such upload", 404) from None
 
     def offset(self, upload: PendingUpload) -> int:
-        size = self._size(upload.id)
-        if size is None:
+        part = self._stat(upload.id)
+        if part is None:
             raise UploadError("no such upload", 404)
-        return size
+        return part.st_size
 
     async def append(self, upload: PendingUpload, offset: int, chunks: AsyncIterator[bytes]) -> int:
         """Appends the request's bytes at ``offset`` (which must be the current one: 409 otherwise)

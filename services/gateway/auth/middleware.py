@@ -159,7 +159,7 @@ class AuthLayer:
                 await deny_websocket(scope, receive, send, 429, error_body(RATE_LIMITED, reason),
                                      _too_many_headers(decision), 4429, f"{RATE_LIMITED}: {reason}")
                 return
-        holder: dict[str, Any] = {"error": None}
+        holder: dict[str, Any] = {"error": None, "on_close": []}  # on_close: what the view holds for the socket
 
         async def send_with_reason(message: dict[str, Any]) -> None:
             if message.get("type") == "websocket.close" and holder["error"]:
@@ -174,7 +174,7 @@ class AuthLayer:
             await self._app({**scope, PRINCIPAL_KEY: principal, WS_AUTH_KEY: holder}, socket.receive, socket.send)
         finally:
             socket.release()
-            for release in holder.get("on_close", ()):  # what the view held for the connection (its slot)
+            for release in holder["on_close"]:
                 release()
 
 

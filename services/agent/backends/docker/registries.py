@@ -23,7 +23,12 @@ def registry_of(image: str) -> str:
     first, slash, _ = image.partition("/")
     if not slash or not (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):
         return DOCKER_HUB
-    host = first.lower()
+    return _canonical(first)
+
+
+def _canonical(host: str) -> str:
+    """A registry host as compared: lower case, Docker Hub's aliases as ``docker.io``."""
+    host = host.lower()
     return DOCKER_HUB if host in _HUB_ALIASES else host
 
 
@@ -37,7 +42,7 @@ class RegistryPolicy:
             if name != ANY_REGISTRY and ("/" in name or any(c.isspace() for c in name)):
                 raise ValueError(f"BERTH_IMAGE_REGISTRIES: {name!r} is not a registry host[:port] (or '*')")
         self._any = ANY_REGISTRY in names
-        self._hosts = frozenset(DOCKER_HUB if name in _HUB_ALIASES else name for name in names)
+        self._hosts = frozenset(_canonical(name) for name in names)
 
     def allows(self, image: str) -> bool:
         """Whether ``image`` may be pulled."""
