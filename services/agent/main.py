@@ -26,6 +26,7 @@ from services.agent.backends.process import ProcessBackend
 from services.agent.backends.simulated import SimulatedBackend
 from services.agent.capacity import resolve_capacity
 from services.agent.devices import DeviceAllocator
+from services.agent.app_tunnels import AppTunnels
 from services.agent.exec_server import ExecServer
 from services.agent.flow import ATTEMPTS, KERNELS, RECALL
 from services.agent.heartbeat import beat
@@ -146,8 +147,14 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
 
         exec_server = ExecServer(nc, agent_id, backend)
         await exec_server.start()
-        heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop,
-                                              busy=exec_server.busy_kernels), name="agent-heartbeat")
+        tunnels = AppTunnels(nc, agent_id, backend, settings.app_tunnel_host, settings.app_tunnel_port)
+        await tunnels.start()
+
+        def busy() -> list[str]:
+            return sorted({*exec_server.busy_kernels(), *tunnels.busy_kernels()})
+
+        heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop, busy=busy),
+                                         name="agent-heartbeat")
         watcher = asyncio.create_task(backend.watch(lifecycle.exited), name="agent-exit-watch")
         reconciler = Reconciler(backend, lifecycle, reporter)
         reconciling = asyncio.create_task(reconcile_periodically(reconciler, settings.reconcile_interval, stop),
@@ -172,6 +179,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
             await until_consumed(consuming, background)
         finally:
             await exec_server.stop()
+            await tunnels.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

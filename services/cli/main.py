@@ -43,7 +43,7 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 
 def _register() -> None:
     from services.cli import (
-        admin_cmd, agents_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd,
+        admin_cmd, agents_cmd, app_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd,
         token_cmd, up_cmd, usage_cmd, vfolder_cmd,
     )
     from services.cli import vfolder_transfer_cmd  # noqa: F401  (adds the data commands to `berth vfolder`)
@@ -58,6 +58,7 @@ def _register() -> None:
     cli.add_command(run_cmd.run)
     cli.add_command(exec_cmd.exec_)
     cli.add_command(exec_cmd.logs)
+    cli.add_command(app_cmd.app)
     cli.add_command(doctor_cmd.doctor)
     cli.add_command(dlq_cmd.dlq)
     cli.add_command(admin_cmd.admin)

@@ -62,3 +62,6 @@ subscription($id: String!, $code: String!, $mode: String!, $stdin: String, $argv
 INTERRUPT_EXECUTION = "mutation($id: String!, $runId: String!) { interruptExecution(sessionId: $id, runId: $runId) }"
 
 SESSION_LOGS = "query($id: String!) { sessionLogs(sessionId: $id) }"
+
+SESSION_BRIEF = "query($id: String!) { session(id: $id) { id name status } }"
+"""A session's id, name and status, by any reference (null when none)."""

@@ -2,7 +2,7 @@
 
 Least privilege (DESIGN.md §10): only the relay publishes to the ``EVENTS`` stream's subjects
 (``ev.>``); an agent touches nothing but its own subjects — its reports, its own durable consumer
-and recall consumer on ``ev.agent.<id>.>``, its exec and logs subjects, its kernels' output
+and recall consumer on ``ev.agent.<id>.>``, its exec, logs and app subjects, its kernels' output
 ``io.agent.<id>.>``, its own heartbeat key — and answers the requests it receives. Every identity
 reads replies only under its own inbox prefix (``_INBOX_<identity>``), which ``bus.connect``
 sets from the credentials. ``admin`` (``berth up``'s own connection, operators' tools, the
@@ -11,6 +11,7 @@ tests) may do everything.
 
 from __future__ import annotations
 
+from contracts.app_tunnels import APP_SUBJECTS, app_subject
 from contracts.execution import EXEC_SUBJECTS, IO_SUBJECTS, LOGS_SUBJECTS, exec_subject, io_agent_filter, logs_subject
 from contracts.subjects import (
     DEADLETTER_STREAM,
@@ -72,9 +73,9 @@ _SERVICE_EXTRA: dict[str, Permissions] = {
     "controller": Permissions(),
     # folder events in (its durable consumers storage-<volume>), its reports on rp.storage.> out.
     "storage": Permissions(publish=(storage_report_filter(),)),
-    # exec and logs requests into any kernel, their output; ``berth dlq replay`` (superadmins) publishes a
+    # exec, logs and app tunnel requests into any kernel, their output; ``berth dlq replay`` (superadmins) publishes a
     # dead-lettered report again and deletes the entry.
-    "gateway": Permissions(publish=(EXEC_SUBJECTS, LOGS_SUBJECTS, *REPORTS_SUBJECTS,
+    "gateway": Permissions(publish=(EXEC_SUBJECTS, LOGS_SUBJECTS, APP_SUBJECTS, *REPORTS_SUBJECTS,
                                     f"$JS.API.STREAM.MSG.DELETE.{DEADLETTER_STREAM}"),
                            subscribe=(IO_SUBJECTS,)),
 }
@@ -111,7 +112,7 @@ def _agent(agent_id: str) -> Permissions:
             dead_letter_subject(own),
             io_agent_filter(agent_id),
         ),
-        subscribe=(exec_subject(agent_id), logs_subject(agent_id), f"{inbox_prefix(own)}.>"),
+        subscribe=(exec_subject(agent_id), logs_subject(agent_id), app_subject(agent_id), f"{inbox_prefix(own)}.>"),
         respond=True,
     )
 

@@ -62,6 +62,12 @@ class Settings(msgspec.Struct, kw_only=True):
     image_registries: str = "docker.io"
     """The registries the agent pulls kernel images from (``host[:port],...``, ``*``: any); an image of
     another is run only when already on the node (``services.agent.backends.docker.registries``)."""
+    app_tunnel_host: str = "127.0.0.1"
+    """Where the agent listens for the gateway's connections to its kernels' apps (``services.agent.app_tunnels``):
+    an address the gateway reaches (a node of several: the node's own; each connection must first send a
+    one-time nonce the agent handed over the bus)."""
+    app_tunnel_port: int = 0
+    """Its port (0: a free one, told to the gateway with each offer)."""
     kernel_user: str = "auto"
     """``uid:gid`` Docker kernels run as (never root); ``auto``: 1000:1000 under a root agent, else the agent's own."""
     kernel_scratch: str = "1g"

@@ -1,7 +1,8 @@
 """The gateway's ASGI app: routes, lifespan, and the composition of auth layer and GraphQL view.
 
 Routes: ``/graphql`` (GraphiQL page on a browser GET, queries and mutations over
-POST, subscriptions over websocket), ``POST /auth/token`` and ``GET /healthz`` (503 naming
+POST, subscriptions over websocket), ``POST /auth/token``, ``/apps/tunnel`` (websocket: a connection to an app
+in a session, ``services.gateway.apps``) and ``GET /healthz`` (503 naming
 the event while the relay is stuck at one NATS refused: nothing after it reaches anyone;
 ``degraded`` with the outages the services are waiting out).
 """
@@ -13,6 +14,7 @@ import logging
 
 from services.gateway.asgi import Receive, Scope, Send, error_body, send_json
 from services.gateway.errors import NOT_FOUND, UNAVAILABLE
+from services.gateway.apps.tunnel import TUNNEL_PATH, AppTunnelEndpoint
 from services.gateway.auth.middleware import AuthLayer, TokenEndpoint
 from services.gateway.health.doctor import relay_stuck
 from services.gateway.health.outages import service_outages
@@ -35,6 +37,8 @@ class GatewayApp:
         self._graphql = AuthLayer(BerthGraphQL(build_schema(), resources), resources.authenticator, resources.admit,
                                   resources.keypair_watch)
         self._token = TokenEndpoint(resources.authenticator, resources.admit, resources.pool)
+        self._tunnel = AuthLayer(AppTunnelEndpoint(resources), resources.authenticator, resources.admit,
+                                 resources.keypair_watch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -44,7 +48,10 @@ class GatewayApp:
         if path == "/healthz" and scope["type"] == "http":
             await self._health(send)
             return
-        if path not in (GRAPHQL_PATH, TOKEN_PATH) or (path == TOKEN_PATH and scope["type"] != "http"):
+        routes = {GRAPHQL_PATH: self._graphql, TOKEN_PATH: self._token, TUNNEL_PATH: self._tunnel}
+        route = routes.get(path)
+        if route is None or (path == TOKEN_PATH and scope["type"] != "http") or (
+                path == TUNNEL_PATH and scope["type"] != "websocket"):
             await self._not_found(scope, receive, send)
             return
         try:
@@ -57,7 +64,7 @@ class GatewayApp:
                 await receive()
                 await send({"type": "websocket.close", "code": 1011})
             return
-        await (self._graphql if path == GRAPHQL_PATH else self._token)(scope, receive, send)
+        await route(scope, receive, send)
 
     async def aclose(self) -> None:
         """Closes the pool, the event store and the NATS connection this app opened."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 __all__ = [
-    "BodyTooLargeError", "Scope", "deny_websocket", "error_body", "headers_of", "read_body", "replay", "send_json",
+    "BodyTooLargeError", "DeniedHandshakeFilter", "Scope", "deny_websocket", "error_body", "headers_of", "read_body", "replay", "send_json",
     "signed_path",
 ]
 
@@ -90,3 +91,13 @@ async def deny_websocket(scope: Scope, receive: Receive, send: Send, status: int
         await send_json(send, status, document, headers, kind="websocket.http")
     else:
         await send({"type": "websocket.close", "code": close_code, "reason": reason[:120]})
+
+
+class DeniedHandshakeFilter(logging.Filter):
+    """Drops uvicorn's "ASGI callable returned without completing handshake." error: its websockets-sansio
+    protocol logs it after every handshake ``deny_websocket`` refused with an HTTP response (it marks only
+    an accepted one complete), so each refused upgrade (a rate limit, a tunnel to a port nothing listens on)
+    would log an error, as many as a client likes. The gateway's websocket apps either accept or deny."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("ASGI callable returned without completing handshake")

@@ -19,6 +19,7 @@ from nats.aio.client import Client as Nats
 from contracts.execution import MAX_EXEC_INPUT
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
+from services.gateway.asgi import DeniedHandshakeFilter
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
 from services.gateway.coalesced_writes import GatewayHttpProtocol
@@ -29,6 +30,8 @@ from services.common.waiting import first_of
 __all__ = ["build_app", "main", "run_gateway"]
 
 log = logging.getLogger(__name__)
+_DENIED_HANDSHAKES = DeniedHandshakeFilter()
+"""One filter object, so that a gateway started again in the same process adds it once (``addFilter``)."""
 
 WS_MAX_MESSAGE = 2 * MAX_EXEC_INPUT + (64 << 10)
 """Bytes of one websocket message: an ``execute`` of the largest code and stdin it takes, JSON-escaped (a
@@ -89,6 +92,7 @@ async def run_gateway(
             http=GatewayHttpProtocol,  # one send per response; a request arrives within its deadlines
             timeout_graceful_shutdown=5, ws_max_size=WS_MAX_MESSAGE,
         )
+        logging.getLogger("uvicorn.error").addFilter(_DENIED_HANDSHAKES)
         server = _Server(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:

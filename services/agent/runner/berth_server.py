@@ -2,7 +2,7 @@
 socket that ``berth_runner.py`` (the entry point, next to this file) already listens on.
 
 Stdlib only (Python >= 3.9), no imports from Berth, so any image with ``python3`` runs it.
-Newline-delimited JSON on the socket (ops ``ping``, ``run``, ``interrupt``; the protocol is in
+Newline-delimited JSON on the socket (ops ``ping``, ``run``, ``interrupt``, ``connect``; the protocol is in
 README.md). Query mode runs Python in one persistent namespace held by the worker process
 (``berth_worker.py``); batch mode runs ``/bin/sh -c`` commands in their own process group.
 Output streams in chunks at a bounded rate (``--output-rate``): a run that writes faster waits, as on a slow terminal.
@@ -22,6 +22,7 @@ import time
 
 from berth_memory import MemoryCgroup
 from berth_output import OUTPUT_RATE, Output, pump
+from berth_tunnel import check_port, open_app, splice
 
 INTERRUPT_GRACE = 2.0
 
@@ -175,17 +176,26 @@ class Runner:
                     pass  # the client went away; the run goes on
 
         reader = conn.makefile("r", encoding="utf-8")
+        app = None
         try:
             for line in reader:
                 if line.strip():
-                    self.handle(line, send)
+                    app = self.handle(line, send)
+                    if app is not None:
+                        break
         except (OSError, ValueError):
             pass
         finally:
             reader.close()
+        try:
+            if app is not None:  # the agent sends nothing more until it reads "connected": nothing is buffered
+                splice(conn, app)
+        finally:
             conn.close()
 
-    def handle(self, line: str, send) -> None:
+    def handle(self, line: str, send):
+        """Answers one request; returns the app's connection when it was a ``connect`` that succeeded
+        (the connection then carries the app's bytes)."""
         try:
             request = json.loads(line)
             op = request["op"]
@@ -202,8 +212,26 @@ class Runner:
                 send({"kind": "error", "run_id": request.get("run_id"), "message": error})
             else:
                 threading.Thread(target=self.run, args=(request, send), daemon=True).start()
+        elif op == "connect":
+            return self.connect(request, send)
         else:
-            send({"kind": "error", "message": f"unknown op {op!r} (known: ping, run, interrupt)"})
+            send({"kind": "error", "message": f"unknown op {op!r} (known: ping, run, interrupt, connect)"})
+        return None
+
+    @staticmethod
+    def connect(request: dict, send):
+        """Connects to the app on the kernel's loopback at the request's port; returns it, or None."""
+        port, error = check_port(request)
+        if error is None:
+            try:
+                app = open_app(port)
+            except OSError as exc:
+                error = str(exc)
+            else:
+                send({"op": "connected", "port": port})
+                return app
+        send({"kind": "error", "message": error})
+        return None
 
     def check_run(self, request: dict) -> str | None:
         run_id = request.get("run_id")

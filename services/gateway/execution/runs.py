@@ -48,7 +48,8 @@ from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
 from services.gateway.execution.run_output import RunOutput, read_run
 from services.gateway.limits import ARGV, RUN_ID, checked_choice, checked_value
-from services.gateway.sessions.refs import checked_ref, resolve_owned_session
+from services.gateway.sessions.main_kernel import main_kernel, owned_session_ref, running_main_kernel
+from services.gateway.sessions.refs import checked_ref
 from services.gateway.subscription_guard import subscription_slot
 
 __all__ = ["ExecItem", "execute", "interrupt_execution", "session_logs"]
@@ -76,20 +77,6 @@ class ExecItem:
                                   "wrote it; a line on stderr says where and how much).")
 
 
-async def _owned_session(info: Info, session_id: str) -> SessionState:
-    """Returns the session a reference (id, unique id prefix or name) means, if the caller may see it."""
-    caller(info)
-    return await resolve_owned_session(info, session_id)
-
-
-def _main_kernel(state: SessionState) -> tuple[str, str]:
-    for kernel in state.kernels:
-        if kernel.cluster_role == "main" and kernel.agent_id is not None:
-            return kernel.kernel_id, kernel.agent_id
-    raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}: its main kernel is not placed on an "
-                                 "agent yet, so it has no log (nor anything to run in) until it is")
-
-
 def _checked_mode(mode: str) -> ExecMode:
     try:
         return ExecMode(checked_choice("mode", mode).lower())
@@ -111,7 +98,7 @@ async def execute(
             raise GatewayError(BAD_INPUT, "argv is for Python (mode query); a shell command holds its arguments")
     if exec_input_size(code, stdin, argv or ()) > MAX_EXEC_INPUT:
         raise GatewayError(BAD_INPUT, f"code, stdin and argv must not exceed {MAX_EXEC_INPUT} bytes together")
-    state, kernel_id, agent_id = await _running_main_kernel(info, session_id)
+    state, kernel_id, agent_id = await running_main_kernel(info, session_id)
     nc = await info.context.resources.nats()
     run_id = uuid.uuid4().hex
     request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin, argv=argv)
@@ -170,19 +157,10 @@ async def _lost(info: Info, nc: Nats, session_id: str, request: ExecRequest, age
     try:
         return not (await _request(nc, agent_id, probe)).ok
     except GatewayError:  # the agent did not answer
-        state = await _owned_session(info, session_id)
+        state = await owned_session_ref(info, session_id)
         if state.status is not SessionStatus.RUNNING:
             raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}: the run ended with it") from None
         return False
-
-
-async def _running_main_kernel(info: Info, session_id: str) -> tuple[SessionState, str, str]:
-    """Returns one of the caller's sessions (a reference) with its main kernel and that kernel's agent;
-    CONFLICT when the session is not RUNNING."""
-    state = await _owned_session(info, session_id)
-    if state.status is not SessionStatus.RUNNING:
-        raise GatewayError(CONFLICT, f"session {state.id} is {state.status.value}, not RUNNING")
-    return state, *_main_kernel(state)
 
 
 async def _request(nc: Nats, agent_id: str, request: ExecRequest) -> ExecAccepted:
@@ -212,7 +190,7 @@ async def interrupt_execution(info: Info, session_id: str, run_id: str) -> bool:
     not running (it ended already, or never ran in this session)."""
     checked_ref(session_id)
     checked_value(RUN_ID, run_id)
-    _, kernel_id, agent_id = await _running_main_kernel(info, session_id)
+    _, kernel_id, agent_id = await running_main_kernel(info, session_id)
     nc = await info.context.resources.nats()
     return (await _request(nc, agent_id, _interruption(kernel_id, run_id))).ok
 
@@ -241,8 +219,8 @@ async def _audit(info: Info, state: SessionState, request: ExecRequest, done: Ex
 
 async def session_logs(info: Info, session_id: str) -> str:
     """Returns the log of the session's main kernel, as its agent keeps it."""
-    state = await _owned_session(info, session_id)
-    kernel_id, agent_id = _main_kernel(state)
+    state = await owned_session_ref(info, session_id)
+    kernel_id, agent_id = main_kernel(state)
     nc = await info.context.resources.nats()
     try:
         reply = await nc.request(logs_subject(agent_id), msgspec.json.encode(LogsRequest(kernel_id=kernel_id)),

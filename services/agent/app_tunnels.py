@@ -1,0 +1,212 @@
+"""Connections from the gateway to apps inside this agent's kernels (DESIGN.md §12).
+
+``app.agent.<id>``: an ``AppTunnelRequest`` (kernel, port) is answered with an ``AppTunnelOffer``: this
+agent's tunnel listener and a one-time nonce valid ``OFFER_TTL`` seconds. A connection to the listener
+sends the nonce and a newline within ``HELLO_WITHIN``; the agent then asks the kernel's runner to connect
+to the port on the kernel's own loopback (``{"op":"connect"}`` on the runner's Unix socket), answers
+``ok`` (or why not, one line, and closes) and carries bytes both ways until either side ends.
+
+Bounds: at most ``MAX_PER_KERNEL`` tunnels (open or offered) per kernel, ``MAX_OFFERS`` offers
+outstanding and ``MAX_GREETING`` connections that have not sent their nonce yet; a kernel with a tunnel
+open is busy (the heartbeat says so: traffic to an app keeps its session from the idle timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from contracts.app_tunnels import (
+    MAX_NONCE_LINE, OFFER_TTL, TUNNEL_OK, AppTunnelOffer, AppTunnelRequest, app_subject, check_app_port,
+)
+from services.agent.backends.base import KernelBackend
+from services.agent.runner_socket import CONNECT_TIMEOUT, open_runner
+
+__all__ = ["AppTunnels", "HELLO_WITHIN", "MAX_PER_KERNEL", "splice"]
+
+log = logging.getLogger(__name__)
+
+HELLO_WITHIN = 10.0
+"""Seconds a connection to the listener has to send its nonce."""
+MAX_PER_KERNEL = 256
+MAX_OFFERS = 1024
+MAX_GREETING = 64
+CHUNK = 64 * 1024
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+@dataclass(frozen=True)
+class _Offer:
+    kernel_id: str
+    port: int
+    expires: float
+
+
+def _line(text: str) -> bytes:
+    """One line of at most 500 printable characters (what a kernel's runner said may be anything)."""
+    return ("".join(ch if ch.isprintable() else " " for ch in text[:500]) + "\n").encode()
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+
+
+async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                 b: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+    """Carries bytes between two connections until either ends (a tunnel has no half-close: the other
+    direction is cut), then closes both."""
+    pumps = [asyncio.ensure_future(_pump(a[0], b[1])), asyncio.ensure_future(_pump(b[0], a[1]))]
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for _, writer in (a, b):
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+
+class AppTunnels:
+    """Answers ``app.agent.<id>`` and serves the tunnel listener for the kernels of ``backend``."""
+
+    def __init__(self, nc: Nats, agent_id: str, backend: KernelBackend, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._nc = nc
+        self._agent_id = agent_id
+        self._backend = backend
+        self._host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._sub: Subscription | None = None
+        self._offers: dict[str, _Offer] = {}
+        self._open: Counter[str] = Counter()
+        self._greeting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host the gateway is told to connect to, and the listener's port."""
+        assert self._server is not None, "start() first"
+        port = self._server.sockets[0].getsockname()[1]
+        return (socket.gethostname() if self._host in _WILDCARDS else self._host), port
+
+    async def start(self) -> None:
+        """Listens, then subscribes to the agent's app subject."""
+        self._server = await asyncio.start_server(self._on_connection, self._host or None, self._port)
+        self._sub = await self._nc.subscribe(app_subject(self._agent_id), cb=self._on_request)
+        log.info("app tunnels of agent %s listen on %s:%d", self._agent_id, *self.address)
+
+    def busy_kernels(self) -> list[str]:
+        """Returns the kernels with a tunnel open now, by id."""
+        return sorted(kernel for kernel, count in self._open.items() if count > 0)
+
+    async def stop(self) -> None:
+        """Unsubscribes, stops listening and cuts the tunnels."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_request(self, msg: Msg) -> None:
+        offer = self._offer(msg.data)
+        if msg.reply:
+            await self._nc.publish(msg.reply, msgspec.json.encode(offer))
+
+    def _offer(self, data: bytes) -> AppTunnelOffer:
+        try:
+            request = msgspec.json.decode(data, type=AppTunnelRequest)
+            check_app_port(request.port)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            return AppTunnelOffer(ok=False, error=f"bad app tunnel request: {exc}")
+        path = self._backend.runner_socket(request.kernel_id)
+        if path is None or not path.exists():
+            return AppTunnelOffer(ok=False, error=f"kernel {request.kernel_id} does not run on agent {self._agent_id}")
+        now = time.monotonic()
+        for nonce in [nonce for nonce, offer in self._offers.items() if offer.expires <= now]:
+            del self._offers[nonce]
+        offered = sum(1 for offer in self._offers.values() if offer.kernel_id == request.kernel_id)
+        if self._open[request.kernel_id] + offered >= MAX_PER_KERNEL or len(self._offers) >= MAX_OFFERS:
+            return AppTunnelOffer(ok=False, error=f"kernel {request.kernel_id} has {MAX_PER_KERNEL} connections to its "
+                                                  "apps already: close some first")
+        nonce = secrets.token_urlsafe(32)
+        self._offers[nonce] = _Offer(request.kernel_id, request.port, now + OFFER_TTL)
+        host, port = self.address
+        return AppTunnelOffer(ok=True, host=host, port=port, nonce=nonce)
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            offer = await self._greeted(reader, writer)
+            if offer is not None:
+                self._open[offer.kernel_id] += 1
+                try:
+                    await self._tunnel(offer, reader, writer)
+                finally:
+                    self._open[offer.kernel_id] -= 1
+                    if self._open[offer.kernel_id] <= 0:
+                        del self._open[offer.kernel_id]
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _greeted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Offer | None:
+        """Returns the offer whose nonce the connection sent in time, once; None (connection answered) else."""
+        if self._greeting >= MAX_GREETING:
+            return None
+        self._greeting += 1
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), HELLO_WITHIN)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            return None
+        finally:
+            self._greeting -= 1
+        offer = self._offers.pop(line[:-1].decode("ascii", "replace"), None) if len(line) <= MAX_NONCE_LINE else None
+        if offer is None or offer.expires <= time.monotonic():
+            peer = writer.get_extra_info("peername")
+            log.warning("refused a tunnel connection from %s: no such offer (or used, or expired)", peer)
+            writer.write(b"refused: no such offer\n")
+            return None
+        return offer
+
+    async def _tunnel(self, offer: _Offer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        path = self._backend.runner_socket(offer.kernel_id)
+        try:
+            if path is None:
+                raise OSError("the kernel is gone")
+            runner = await open_runner(path)
+            runner[1].write((json.dumps({"op": "connect", "port": offer.port}) + "\n").encode())
+            answer = json.loads(await asyncio.wait_for(runner[0].readline(), CONNECT_TIMEOUT * 3) or b"{}")
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            writer.write(_line(f"cannot reach the runner of kernel {offer.kernel_id}: {exc}"))
+            return
+        if not isinstance(answer, dict) or answer.get("op") != "connected":
+            message = answer.get("message") if isinstance(answer, dict) else None
+            writer.write(_line(str(message or "the runner refused the connection")))
+            runner[1].close()
+            return
+        writer.write(TUNNEL_OK)
+        await splice((reader, writer), runner)

@@ -1,0 +1,90 @@
+"""``berth app SESSION PORT``: an app inside a session (Jupyter, a web server, anything on a TCP port of its main
+kernel) reached on a local port, each local connection carried over its own websocket to the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from services.cli import queries as q
+from services.cli.connection import connect_client
+from services.cli.running import run_async
+from services.sdk.app_tunnel import forward_connection, open_app_tunnel
+from services.sdk.client import BerthAPIError, BerthClient
+
+__all__ = ["app"]
+
+log = logging.getLogger(__name__)
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _bind_address(bind: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on 127.0.0.1) as host and port."""
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise click.BadParameter(f"{bind!r}: use HOST:PORT or PORT (0: a free port)", param_hint="--bind") from None
+    if not 0 <= number <= 65535:
+        raise click.BadParameter(f"port {number} is not from 0 to 65535", param_hint="--bind")
+    return host, number
+
+
+async def _check_session(client: BerthClient, session: str) -> str:
+    """Returns the session's name (or id); raises BerthAPIError when it is not found or not running."""
+    found = (await client.execute(q.SESSION_BRIEF, {"id": session}))["session"]
+    if found is None:
+        raise BerthAPIError("NOT_FOUND", f"no session {session!r} of yours (berth ps lists them)")
+    if found["status"] != "RUNNING":
+        raise BerthAPIError("CONFLICT", f"session {found['name'] or found['id']} is {found['status']}, not RUNNING: "
+                                        "its apps are reached while it runs")
+    return str(found["name"] or found["id"])
+
+
+@run_async
+async def _forward(session: str, port: int, host: str, local_port: int) -> None:
+    async with connect_client() as client:
+        name = await _check_session(client, session)
+
+        async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                tunnel = await open_app_tunnel(client, session, port)
+            except (BerthAPIError, OSError, asyncio.TimeoutError) as exc:
+                click.echo(f"berth: a connection to port {port} of {name} was refused: {exc}", err=True)
+                writer.close()
+                return
+            await forward_connection(tunnel, reader, writer)
+
+        server = await asyncio.start_server(on_connection, host, local_port)
+        bound = server.sockets[0].getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        click.echo(f"berth: port {port} of session {name} is at {shown}:{bound[1]} (http://{shown}:{bound[1]}/ "
+                   "for a web app); Ctrl-C stops", err=False)
+        async with server:
+            await server.serve_forever()
+
+
+@click.command("app")
+@click.argument("session", metavar="SESSION")
+@click.argument("port", type=click.IntRange(1, 65535))
+@click.option("--bind", default="127.0.0.1:0", show_default=True,
+              help="Local HOST:PORT (or PORT) to listen on; port 0 is a free one, printed.")
+def app(session: str, port: int, bind: str) -> None:
+    """Reach PORT of a running session's main kernel (Jupyter, TensorBoard, any TCP app listening on the
+    kernel's localhost) on a local port, until Ctrl-C.
+
+    Each connection to the local port is carried over its own authenticated websocket to the gateway and
+    on to the app; the session's idle timeout counts the traffic as activity. Anyone who can connect to
+    the local port reaches the app as you: keep the default loopback address unless you mean it.
+
+    SESSION is an id, a unique id prefix (4+ characters) or a name."""
+    host, local_port = _bind_address(bind)
+    if host not in _LOOPBACK:
+        click.echo(f"berth: listening on {host}: whoever reaches it reaches the app as you", err=True)
+    try:
+        _forward(session, port, host, local_port)
+    except KeyboardInterrupt:
+        pass

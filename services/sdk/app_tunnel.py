@@ -1,0 +1,72 @@
+"""A connection to an app inside a session (Jupyter, a web server, anything on a TCP port of its main kernel),
+over one websocket to the gateway's ``/apps/tunnel``: ``open_app_tunnel``, and ``forward_connection``
+(a local TCP connection carried over one)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from services.sdk.client import BerthClient
+from services.sdk.errors import BerthAPIError, raise_first
+
+__all__ = ["TUNNEL_PATH", "forward_connection", "open_app_tunnel"]
+
+TUNNEL_PATH = "/apps/tunnel"
+CHUNK = 64 * 1024
+OPEN_TIMEOUT = 30.0
+
+
+def _refusal(exc: InvalidStatus) -> BerthAPIError:
+    """The gateway's refusal of the handshake (its JSON error), as a ``BerthAPIError``."""
+    try:
+        raise_first(json.loads(exc.response.body or b"{}").get("errors") or [], f"HTTP_{exc.response.status_code}")
+    except BerthAPIError as error:
+        return error
+    except (ValueError, AttributeError):
+        pass
+    return BerthAPIError(f"HTTP_{exc.response.status_code}", "the gateway refused the app tunnel")
+
+
+async def open_app_tunnel(client: BerthClient, session: str, port: int) -> ClientConnection:
+    """Opens a connection to ``port`` of the session's main kernel; raises ``BerthAPIError`` with the gateway's
+    reason when it refuses (``NOT_FOUND``, ``CONFLICT`` when nothing listens there or the session does not run,
+    ``SUBSCRIPTION_LIMIT`` ...)."""
+    url = "ws" + client.base_url[len("http"):] + TUNNEL_PATH + "?" + urlencode({"session": session, "port": port})
+    headers = client.signed_headers("GET", url, b"")
+    try:
+        return await ws_connect(url, additional_headers=headers, compression=None, max_size=2 * CHUNK,
+                                open_timeout=OPEN_TIMEOUT)
+    except InvalidStatus as exc:
+        raise _refusal(exc) from None
+
+
+async def forward_connection(tunnel: ClientConnection, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+    """Carries a local connection's bytes over ``tunnel`` and back until either ends; then closes both."""
+
+    async def outbound() -> None:
+        while data := await reader.read(CHUNK):
+            await tunnel.send(data)
+
+    async def inbound() -> None:
+        async for message in tunnel:
+            writer.write(message if isinstance(message, bytes) else message.encode())
+            await writer.drain()
+
+    pumps = [asyncio.ensure_future(outbound()), asyncio.ensure_future(inbound())]
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await tunnel.close()
+        writer.close()

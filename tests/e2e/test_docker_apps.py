@@ -1,0 +1,71 @@
+"""An app inside a real container (network ``none``) reached with ``berth app``: the CLI's local port →
+a signed websocket per connection → the gateway → the agent's tunnel → the kernel runner → the app on the
+container's own loopback (DESIGN.md §12)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import BERTH, RunningBerth, tenant
+from tests.e2e.test_docker_session import docker_berth  # noqa: F401
+from tests.support.images import kernel_image  # noqa: F401
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+
+SERVE = ("cd /tmp && echo '<h1>hello from the kernel</h1>' > index.html"
+         " && python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 8192)' > blob.bin"
+         " && (setsid python3 -m http.server 8000 --bind 127.0.0.1 > /dev/null 2>&1 &)")
+
+
+def _get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None  # the app (or the forwarder) is not listening yet
+
+
+@pytest.fixture
+def forwarder(docker_berth: tuple[RunningBerth, str], kernel_image: str) -> Iterator[tuple[str, str]]:  # noqa: F811
+    """A session serving HTTP on its port 8000, and `berth app` forwarding it: the session and the local URL."""
+    berth, _ = docker_berth
+    session_id = berth.berth_json("session", "create", "-i", kernel_image, "-r", "cpu=0.5,mem=256m")["id"]
+    berth.berth("exec", session_id, "--exec", SERVE)
+    app = subprocess.Popen([*BERTH, "app", session_id, "8000"], env=berth.env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(app.stdout or []), daemon=True).start()
+    try:
+        found = wait_for(lambda: next((m for line in lines if (m := re.search(r"(http://[^/ ]+/)", line))), None),
+                         timeout=60, message="berth app did not print where it listens")
+        yield session_id, found.group(1)
+    finally:
+        app.terminate()
+        app.wait(timeout=10)
+        berth.berth("session", "rm", session_id)
+
+
+def test_berth_app_reaches_a_web_server_inside_a_container_without_a_network(forwarder: tuple[str, str]) -> None:
+    _, url = forwarder
+    page = wait_for(lambda: _get(url), timeout=60, message="the app was not reached through berth app")
+    assert b"<h1>hello from the kernel</h1>" in page
+    blob = _get(url + "blob.bin")
+    assert blob is not None and hashlib.sha256(blob).digest() == hashlib.sha256(bytes(range(256)) * 8192).digest()
+
+
+def test_another_user_cannot_reach_the_app(docker_berth: tuple[RunningBerth, str],  # noqa: F811
+                                           forwarder: tuple[str, str]) -> None:
+    berth, _ = docker_berth
+    session_id, _ = forwarder
+    bob = tenant(berth, "bob")
+    refused = bob.berth("app", session_id, "8000", check=False)
+    assert refused.returncode == 1 and "NOT_FOUND" in refused.stderr
