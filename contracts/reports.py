@@ -138,3 +138,6 @@ class AgentHeartbeat(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     sent_at: float
     busy_kernels: list[str] = []
     """The kernels running an execution as it beat: the controller's idle timeout spares their sessions."""
+    app_traffic: dict[str, float] = {}
+    """Per kernel, when (the agent's wall clock, seconds since the epoch) bytes last moved between one of its apps
+    and a client through the agent's app tunnels: the controller's idle timeout counts it as activity."""

@@ -7,8 +7,9 @@ to the port on the kernel's own loopback (``{"op":"connect"}`` on the runner's U
 ``ok`` (or why not, one line, and closes) and carries bytes both ways until either side ends.
 
 Bounds: at most ``MAX_PER_KERNEL`` tunnels (open or offered) per kernel, ``MAX_OFFERS`` offers
-outstanding and ``MAX_GREETING`` connections that have not sent their nonce yet; a kernel with a tunnel
-open is busy (the heartbeat says so: traffic to an app keeps its session from the idle timeout).
+outstanding and ``MAX_GREETING`` connections that have not sent their nonce yet. When bytes last moved
+through a kernel's tunnels goes into the heartbeat (``traffic``): the controller's idle timeout counts it as
+the session's activity, as Backend.AI's counts app traffic; a tunnel open but silent is not activity.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -59,18 +61,19 @@ def _line(text: str) -> bytes:
     return ("".join(ch if ch.isprintable() else " " for ch in text[:500]) + "\n").encode()
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, moved: Callable[[], None]) -> None:
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(CHUNK):
+            moved()
             writer.write(data)
             await writer.drain()
 
 
 async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                 b: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+                 b: tuple[asyncio.StreamReader, asyncio.StreamWriter], moved: Callable[[], None] = lambda: None) -> None:
     """Carries bytes between two connections until either ends (a tunnel has no half-close: the other
-    direction is cut), then closes both."""
-    pumps = [asyncio.ensure_future(_pump(a[0], b[1])), asyncio.ensure_future(_pump(b[0], a[1]))]
+    direction is cut), then closes both; calls ``moved`` before each chunk carried."""
+    pumps = [asyncio.ensure_future(_pump(a[0], b[1], moved)), asyncio.ensure_future(_pump(b[0], a[1], moved))]
     try:
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -96,6 +99,7 @@ class AppTunnels:
         self._sub: Subscription | None = None
         self._offers: dict[str, _Offer] = {}
         self._open: Counter[str] = Counter()
+        self._traffic: dict[str, float] = {}
         self._greeting = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -112,9 +116,16 @@ class AppTunnels:
         self._sub = await self._nc.subscribe(app_subject(self._agent_id), cb=self._on_request)
         log.info("app tunnels of agent %s listen on %s:%d", self._agent_id, *self.address)
 
-    def busy_kernels(self) -> list[str]:
-        """Returns the kernels with a tunnel open now, by id."""
-        return sorted(kernel for kernel, count in self._open.items() if count > 0)
+    def traffic(self) -> dict[str, float]:
+        """Returns, per kernel of this agent, when (wall clock) bytes last moved through its tunnels; kernels
+        that are gone are forgotten."""
+        for kernel_id in [k for k in self._traffic if self._open[k] <= 0 and not self._runs(k)]:
+            del self._traffic[kernel_id]
+        return dict(self._traffic)
+
+    def _runs(self, kernel_id: str) -> bool:
+        path = self._backend.runner_socket(kernel_id)
+        return path is not None and path.exists()
 
     async def stop(self) -> None:
         """Unsubscribes, stops listening and cuts the tunnels."""
@@ -138,8 +149,7 @@ class AppTunnels:
             check_app_port(request.port)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
             return AppTunnelOffer(ok=False, error=f"bad app tunnel request: {exc}")
-        path = self._backend.runner_socket(request.kernel_id)
-        if path is None or not path.exists():
+        if not self._runs(request.kernel_id):
             return AppTunnelOffer(ok=False, error=f"kernel {request.kernel_id} does not run on agent {self._agent_id}")
         now = time.monotonic()
         for nonce in [nonce for nonce, offer in self._offers.items() if offer.expires <= now]:
@@ -209,4 +219,8 @@ class AppTunnels:
             runner[1].close()
             return
         writer.write(TUNNEL_OK)
-        await splice((reader, writer), runner)
+
+        def moved() -> None:
+            self._traffic[offer.kernel_id] = time.time()
+
+        await splice((reader, writer), runner, moved)

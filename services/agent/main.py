@@ -149,11 +149,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
         await exec_server.start()
         tunnels = AppTunnels(nc, agent_id, backend, settings.app_tunnel_host, settings.app_tunnel_port)
         await tunnels.start()
-
-        def busy() -> list[str]:
-            return sorted({*exec_server.busy_kernels(), *tunnels.busy_kernels()})
-
-        heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop, busy=busy),
+        heartbeats = asyncio.create_task(beat(kv, agent_id, settings.heartbeat_interval, stop,
+                                              busy=exec_server.busy_kernels, app_traffic=tunnels.traffic),
                                          name="agent-heartbeat")
         watcher = asyncio.create_task(backend.watch(lifecycle.exited), name="agent-exit-watch")
         reconciler = Reconciler(backend, lifecycle, reporter)

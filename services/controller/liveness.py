@@ -31,8 +31,9 @@ from contracts.reports import AgentHeartbeat
 from contracts.status import AgentStatus
 from domain.errors import NotFoundError
 from services.common.waiting import first_of
+from services.controller.timeouts import KernelActivity
 
-__all__ = ["Latest", "Liveness", "busy_kernels", "check_liveness", "latest_heartbeat", "watch_heartbeats"]
+__all__ = ["Latest", "Liveness", "check_liveness", "kernel_activity", "latest_heartbeat", "watch_heartbeats"]
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,12 @@ async def latest_heartbeat(kv: KeyValue, agent_id: str) -> float | None:
     return None if beat is None else beat.sent_at
 
 
-async def busy_kernels(kv: KeyValue, agent_id: str) -> frozenset[str]:
-    """Returns the kernels ``agent_id``'s heartbeat in the bucket now says run an execution (none when
-    it holds no heartbeat of that agent); raises the bucket's errors."""
+async def kernel_activity(kv: KeyValue, agent_id: str) -> KernelActivity:
+    """Returns what ``agent_id``'s heartbeat in the bucket now says of its kernels: those running an execution,
+    and when each one's apps last had traffic (nothing when it holds no heartbeat of that agent); raises the
+    bucket's errors."""
     beat = await _read_heartbeat(kv, agent_id)
-    return frozenset() if beat is None else frozenset(beat.busy_kernels)
+    return KernelActivity() if beat is None else KernelActivity(frozenset(beat.busy_kernels), beat.app_traffic)
 
 
 async def _read_heartbeat(kv: KeyValue, agent_id: str) -> AgentHeartbeat | None:

@@ -20,7 +20,7 @@ from services.common.settings import Settings
 from services.common.waiting import until
 from services.controller.agent_lost import AgentLostSweeper, LostAgents, sweep_lost_agents
 from services.controller.flow import AGENTS, DEADLINES, DURABLE, REPORTS_IN, STORAGE_REPORTS_IN, AgentWatch, DeadlineWatch
-from services.controller.liveness import Liveness, busy_kernels, check_liveness, latest_heartbeat, watch_heartbeats
+from services.controller.liveness import Liveness, check_liveness, kernel_activity, latest_heartbeat, watch_heartbeats
 from services.controller.reports import ReportHandler, ReportProcessor
 from services.controller.storage_reports import StorageReportHandler
 from services.controller.stuck import StuckDeadlines, StuckSessionSweeper
@@ -80,7 +80,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
 
         async def timeouts() -> None:
             await until(caught_up, stop)  # judge on the whole history, not a replay half-way
-            sparing = spare_busy(terminate, deadlines, kernels_of, functools.partial(busy_kernels, kv))
+            sparing = spare_busy(terminate, deadlines, kernels_of, functools.partial(kernel_activity, kv))
             await enforce_timeouts(deadlines, sparing, changed, stop)
 
         async def stuck_sessions() -> None:

@@ -24,7 +24,7 @@ import asyncio
 import datetime as dt
 import logging
 from functools import singledispatchmethod
-from typing import Awaitable, Callable, Iterable, Protocol
+from typing import Awaitable, Callable, Iterable, Mapping, NamedTuple, Protocol
 
 import msgspec
 
@@ -161,12 +161,17 @@ class Deadlines:
             if not owned:
                 self._of_owner.pop(watch.owner, None)
 
-    def active(self, session_id: str) -> None:
-        """Records activity of ``session_id`` now (an execution found running): its idle time starts again."""
+    def active(self, session_id: str, at: dt.datetime | None = None) -> bool:
+        """Records activity of ``session_id`` at ``at`` (default now; never later than now): its idle time
+        starts again from there (an execution found running, its apps' traffic). Returns whether the session
+        is no longer due now."""
+        now = self._clock()
         watch = self._watch.get(session_id)
         if watch is not None and watch.last_activity is not None:
-            watch.last_activity = max(watch.last_activity, self._clock())
+            watch.last_activity = max(watch.last_activity, now if at is None else min(at, now))
             self._reindex((session_id,))
+        found = self.deadline(session_id)
+        return found is None or found[0] > now
 
     def defer(self, session_id: str, seconds: float) -> None:
         """Postpones the next attempt on ``session_id`` by ``seconds`` (after a failed one)."""
@@ -189,24 +194,40 @@ class Postponed(Exception):
 
 KernelsOf = Callable[[str], Awaitable[list[tuple[str, str]]]]
 """Returns a session's placed kernels as (kernel id, agent id)."""
-BusyOn = Callable[[str], Awaitable[frozenset[str]]]
-"""Returns the kernels an agent runs an execution in now (``liveness.busy_kernels``)."""
 
 
-def spare_busy(terminate: Terminate, deadlines: Deadlines, kernels_of: KernelsOf, busy_on: BusyOn) -> Terminate:
-    """Returns ``terminate``, except that a session due for ``idle-timeout`` with a kernel running an
-    execution is not terminated: that counts as its activity now (``Deadlines.active``) and
-    ``Postponed`` is raised. An agent that cannot be asked (NATS away) has the termination retried."""
+class KernelActivity(NamedTuple):
+    """What an agent's heartbeat says of its kernels' activity (``liveness.kernel_activity``)."""
+
+    busy: frozenset[str] = frozenset()
+    """The kernels running an execution now."""
+    app_traffic: Mapping[str, float] = {}
+    """Per kernel, when its apps last had traffic through the app tunnels (seconds since the epoch)."""
+
+
+ActivityOn = Callable[[str], Awaitable[KernelActivity]]
+"""Returns what an agent's heartbeat says of its kernels' activity."""
+
+
+def spare_busy(terminate: Terminate, deadlines: Deadlines, kernels_of: KernelsOf, activity_on: ActivityOn) -> Terminate:
+    """Returns ``terminate``, except that a session due for ``idle-timeout`` that was active after all is not
+    terminated, and ``Postponed`` is raised: a kernel running an execution counts as activity now, traffic to
+    its apps as activity when it moved (``Deadlines.active``; traffic older than the idle time does not
+    spare it). An agent that cannot be asked (NATS away) has the termination retried."""
 
     async def terminate_unless_busy(session_id: str, reason: Reason) -> object:
         if reason is Reason.IDLE_TIMEOUT:
-            asked: dict[str, frozenset[str]] = {}
+            asked: dict[str, KernelActivity] = {}
             for kernel_id, agent_id in await kernels_of(session_id):
                 if agent_id not in asked:
-                    asked[agent_id] = await busy_on(agent_id)
-                if kernel_id in asked[agent_id]:
+                    asked[agent_id] = await activity_on(agent_id)
+                activity = asked[agent_id]
+                if kernel_id in activity.busy:
                     deadlines.active(session_id)
                     raise Postponed(f"kernel {kernel_id} is running an execution")
+                traffic = activity.app_traffic.get(kernel_id)
+                if traffic is not None and deadlines.active(session_id, dt.datetime.fromtimestamp(traffic, dt.UTC)):
+                    raise Postponed(f"kernel {kernel_id}'s apps had traffic since")
         return await terminate(session_id, reason)
 
     return terminate_unless_busy

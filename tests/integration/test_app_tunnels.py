@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,16 +15,21 @@ import httpx
 import msgspec
 import pytest
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from contracts.app_tunnels import TUNNEL_OK, AppTunnelOffer, AppTunnelRequest, app_subject
 from contracts.reports import AgentHeartbeat
 from contracts.subjects import HEARTBEAT_BUCKET
+from services.agent import app_tunnels
+from services.application.context import make_context
 from services.application.sessions import Sessions
+from services.application.tenancy import Tenancy
+from services.gateway.auth.keypairs import deactivate_keypair
 from services.common.bus import connect
 from services.sdk.app_tunnel import open_app_tunnel
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.integration.test_exec import backend, cluster, running_session, sessions  # noqa: F401
+from tests.integration.test_gateway_abuse import tight_keypair
 from tests.support.gateway import Keys, clean_streams, keys, read_models, served  # noqa: F401
 from tests.support.publish import ServiceTasks
 from tests.support.waiting import async_wait_for
@@ -53,37 +59,27 @@ async def _echoed(tunnel, payload: bytes) -> bytes:
     return got
 
 
-async def test_a_tunnel_carries_an_apps_bytes_and_keeps_the_kernel_busy_while_open(
+async def test_a_tunnel_carries_an_apps_bytes_and_its_traffic_reaches_the_heartbeat(
     served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, app_port: int, nats_url: str
 ) -> None:
     async with BerthClient(served, *keys.alice) as alice:
         session_id = await running_session(alice, sessions)
         tunnel = await open_app_tunnel(alice, session_id, app_port)
+        before = time.time()
         payload = b"GET / HTTP/1.1\r\n" + bytes(range(256)) * 512
         assert await _echoed(tunnel, payload) == payload.upper()
+        await tunnel.close()
 
         nc = await connect(nats_url, "test")
         kv = await nc.jetstream().key_value(HEARTBEAT_BUCKET)
 
-        async def busy() -> list[str]:
-            entry = await kv.get("local")
-            return msgspec.json.decode(entry.value, type=AgentHeartbeat).busy_kernels
+        async def traffic_seen() -> bool:
+            beat = msgspec.json.decode((await kv.get("local")).value, type=AgentHeartbeat)
+            return beat.app_traffic.get(f"{session_id}-k0", 0.0) >= before
 
-        await async_wait_for(lambda: _contains(busy, f"{session_id}-k0"), timeout=10,
-                             message="an open tunnel does not keep its kernel busy")
-        await tunnel.close()
-        await async_wait_for(lambda: _lacks(busy, f"{session_id}-k0"), timeout=10,
-                             message="a closed tunnel still keeps its kernel busy")
+        await async_wait_for(traffic_seen, timeout=10, message="the app's traffic is not in the agent's heartbeat")
         await nc.close()
     cluster.check()
-
-
-async def _contains(busy, kernel: str) -> bool:
-    return kernel in await busy()
-
-
-async def _lacks(busy, kernel: str) -> bool:
-    return kernel not in await busy()
 
 
 async def test_refusals_name_their_reason_and_open_nothing(
@@ -155,4 +151,69 @@ async def test_the_agents_listener_takes_each_offer_once_and_nothing_else(
                                   type=AppTunnelOffer)
     assert not refused.ok and "does not run on agent local" in (refused.error or "")
     await nc.close()
+    cluster.check()
+
+
+async def test_a_keypair_holds_at_most_its_policys_websockets_in_tunnels_and_refusals_give_theirs_back(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, app_port: int, pg_dsn: str
+) -> None:
+    carol_keys = tight_keypair(pg_dsn, max_concurrent_subscriptions=2)
+    async with BerthClient(served, *carol_keys) as carol:
+        session_id = await running_session(carol, sessions)
+        for _ in range(3):  # refused after taking a slot: each is given back
+            with pytest.raises(BerthAPIError, match="nothing accepts connections"):
+                await open_app_tunnel(carol, session_id, _closed_port())
+        first = await open_app_tunnel(carol, session_id, app_port)
+        second = await open_app_tunnel(carol, session_id, app_port)
+        with pytest.raises(BerthAPIError) as third:
+            await open_app_tunnel(carol, session_id, app_port)
+        assert third.value.code == "SUBSCRIPTION_LIMIT" and "allows 2 open at once" in third.value.message
+        await first.close()
+
+        async def one_more_opens() -> bool:
+            try:
+                await (await open_app_tunnel(carol, session_id, app_port)).close()
+                return True
+            except BerthAPIError as exc:
+                assert exc.code == "SUBSCRIPTION_LIMIT"
+                return False
+
+        await async_wait_for(one_more_opens, timeout=15, message="a closed tunnel's slot was not given back")
+        assert await _echoed(second, b"still open") == b"STILL OPEN"
+        await second.close()
+    cluster.check()
+
+
+async def test_a_tunnel_closes_within_seconds_of_its_keypairs_deactivation(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, app_port: int, pg_dsn: str
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        tunnel = await open_app_tunnel(alice, session_id, app_port)
+        assert await _echoed(tunnel, b"hi") == b"HI"
+        with Tenancy(pg_dsn) as tenancy:
+            deactivate_keypair(tenancy, pg_dsn, keys.alice[0], make_context("test"))
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(15):
+                await tunnel.recv()
+    cluster.check()
+
+
+async def test_a_connection_to_the_agents_listener_that_sends_no_nonce_is_closed(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, app_port: int, nats_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_tunnels, "HELLO_WITHIN", 0.5)
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+    nc = await connect(nats_url, "test")
+    request = msgspec.json.encode(AppTunnelRequest(kernel_id=f"{session_id}-k0", port=app_port))
+    offer = msgspec.json.decode((await nc.request(app_subject("local"), request, timeout=10)).data,
+                                type=AppTunnelOffer)
+    await nc.close()
+    reader, writer = await asyncio.open_connection(offer.host, offer.port)
+    writer.write(offer.nonce[:10].encode())  # a part of it, never the line's end
+    async with asyncio.timeout(15):
+        assert await reader.read() == b"", "the agent closes a connection that does not greet in time"
+    writer.close()
     cluster.check()

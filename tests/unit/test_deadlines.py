@@ -18,7 +18,7 @@ from contracts.session import KernelSpec
 from contracts.status import Reason, SessionStatus, SessionType
 from contracts.tenancy import KeypairLimits
 from domain.errors import InvalidTransitionError
-from services.controller.timeouts import Deadlines, Postponed, enforce_timeouts, spare_busy
+from services.controller.timeouts import Deadlines, KernelActivity, Postponed, enforce_timeouts, spare_busy
 from tests.support.clocks import UtcClock
 from tests.support.waiting import async_wait_for
 
@@ -283,9 +283,9 @@ async def test_a_session_running_an_execution_is_not_idle() -> None:
     async def kernels_of(session_id: str) -> list[tuple[str, str]]:
         return [(f"{session_id}-k", "node")]
 
-    async def busy_on(agent_id: str) -> frozenset[str]:
+    async def busy_on(agent_id: str) -> KernelActivity:
         asked.append(agent_id)
-        return busy[agent_id]
+        return KernelActivity(busy=busy[agent_id])
 
     sparing = spare_busy(terminate, deadlines, kernels_of, busy_on)
     clock.advance(30)
@@ -302,6 +302,45 @@ async def test_a_session_running_an_execution_is_not_idle() -> None:
     clock.advance(30)
     await sparing("s1", Reason.IDLE_TIMEOUT)
     assert terminated[-1] == ("s1", Reason.IDLE_TIMEOUT)
+
+
+async def test_traffic_to_a_sessions_apps_is_activity_when_it_moved() -> None:
+    """The heartbeat says when a kernel's apps last had traffic: at the idle deadline, traffic since the last
+    activity moves the idle time to start from it; traffic as old as the idle time does not spare the session,
+    and an agent's clock ahead of the controller's counts as now, never later."""
+    clock = Clock()
+    deadlines = Deadlines(clock)
+    feed(deadlines, policy("p", idle_timeout=30), keypair("AK1", "p"), requested("s1"),
+         status("s1", SessionStatus.RUNNING))
+    terminated: list[tuple[str, Reason]] = []
+    traffic: dict[str, float] = {}
+
+    async def terminate(session_id: str, reason: Reason) -> None:
+        terminated.append((session_id, reason))
+
+    async def kernels_of(session_id: str) -> list[tuple[str, str]]:
+        return [(f"{session_id}-k", "node")]
+
+    async def activity_on(agent_id: str) -> KernelActivity:
+        return KernelActivity(app_traffic=dict(traffic))
+
+    sparing = spare_busy(terminate, deadlines, kernels_of, activity_on)
+    traffic["s1-k"] = (T0 + dt.timedelta(seconds=20)).timestamp()
+    clock.advance(30)
+    with pytest.raises(Postponed, match="s1-k's apps had traffic"):
+        await sparing("s1", Reason.IDLE_TIMEOUT)
+    assert deadlines.next_deadline() == T0 + dt.timedelta(seconds=50), "idle from the traffic on"
+
+    clock.advance(20)  # T0 + 50: no traffic since T0 + 20
+    await sparing("s1", Reason.IDLE_TIMEOUT)
+    assert terminated == [("s1", Reason.IDLE_TIMEOUT)]
+
+    feed(deadlines, requested("s2"), status("s2", SessionStatus.RUNNING, T0 + dt.timedelta(seconds=50)))
+    traffic["s2-k"] = (T0 + dt.timedelta(hours=1)).timestamp()  # the agent's clock is an hour ahead
+    clock.advance(30)
+    with pytest.raises(Postponed):
+        await sparing("s2", Reason.IDLE_TIMEOUT)
+    assert deadlines.deadline("s2") == (T0 + dt.timedelta(seconds=110), Reason.IDLE_TIMEOUT), "at most now"
 
 
 async def test_the_loop_leaves_a_postponed_session_to_its_moved_deadline() -> None:
