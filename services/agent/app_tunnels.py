@@ -35,6 +35,7 @@ from contracts.app_tunnels import (
 )
 from services.agent.backends.base import KernelBackend
 from services.agent.runner_socket import CONNECT_TIMEOUT, open_runner
+from services.common.pumps import until_first_ends
 
 __all__ = ["AppTunnels", "HELLO_WITHIN", "MAX_PER_KERNEL", "splice"]
 
@@ -73,13 +74,9 @@ async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
                  b: tuple[asyncio.StreamReader, asyncio.StreamWriter], moved: Callable[[], None] = lambda: None) -> None:
     """Carries bytes between two connections until either ends (a tunnel has no half-close: the other
     direction is cut), then closes both; calls ``moved`` before each chunk carried."""
-    pumps = [asyncio.ensure_future(_pump(a[0], b[1], moved)), asyncio.ensure_future(_pump(b[0], a[1], moved))]
     try:
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        await until_first_ends(_pump(a[0], b[1], moved), _pump(b[0], a[1], moved))
     finally:
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
         for _, writer in (a, b):
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):

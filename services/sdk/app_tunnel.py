@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from services.common.pumps import until_first_ends
 from services.sdk.client import BerthClient
 from services.sdk.errors import BerthAPIError, raise_first
 
@@ -60,13 +61,9 @@ async def forward_connection(tunnel: ClientConnection, reader: asyncio.StreamRea
             writer.write(message if isinstance(message, bytes) else message.encode())
             await writer.drain()
 
-    pumps = [asyncio.ensure_future(outbound()), asyncio.ensure_future(inbound())]
     try:
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        await until_first_ends(outbound(), inbound())
     finally:
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
         with contextlib.suppress(ConnectionClosed, OSError):
             await tunnel.close()
         writer.close()

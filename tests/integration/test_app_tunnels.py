@@ -110,6 +110,13 @@ async def test_refusals_name_their_reason_and_open_nothing(
     cluster.check()
 
 
+async def _offer(nc, kernel_id: str, port: int) -> AppTunnelOffer:
+    """Asks agent ``local`` for an offer, as the gateway does."""
+    request = msgspec.json.encode(AppTunnelRequest(kernel_id=kernel_id, port=port))
+    return msgspec.json.decode((await nc.request(app_subject("local"), request, timeout=10)).data,
+                               type=AppTunnelOffer)
+
+
 def _closed_port() -> int:
     import socket
 
@@ -126,9 +133,7 @@ async def test_the_agents_listener_takes_each_offer_once_and_nothing_else(
     async with BerthClient(served, *keys.alice) as alice:
         session_id = await running_session(alice, sessions)
     nc = await connect(nats_url, "test")
-    request = msgspec.json.encode(AppTunnelRequest(kernel_id=f"{session_id}-k0", port=app_port))
-    offer = msgspec.json.decode((await nc.request(app_subject("local"), request, timeout=10)).data,
-                                type=AppTunnelOffer)
+    offer = await _offer(nc, f"{session_id}-k0", app_port)
     assert offer.ok and offer.host == "127.0.0.1" and len(offer.nonce) >= 32
 
     async def greet(line: bytes) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
@@ -146,9 +151,7 @@ async def test_the_agents_listener_takes_each_offer_once_and_nothing_else(
     writer.close()
     answer, _, _ = await greet(offer.nonce.encode() + b"\n")
     assert answer.startswith(b"refused"), "a nonce is used once"
-    unknown = msgspec.json.encode(AppTunnelRequest(kernel_id="nobody-k0", port=app_port))
-    refused = msgspec.json.decode((await nc.request(app_subject("local"), unknown, timeout=10)).data,
-                                  type=AppTunnelOffer)
+    refused = await _offer(nc, "nobody-k0", app_port)
     assert not refused.ok and "does not run on agent local" in (refused.error or "")
     await nc.close()
     cluster.check()
@@ -207,9 +210,7 @@ async def test_a_connection_to_the_agents_listener_that_sends_no_nonce_is_closed
     async with BerthClient(served, *keys.alice) as alice:
         session_id = await running_session(alice, sessions)
     nc = await connect(nats_url, "test")
-    request = msgspec.json.encode(AppTunnelRequest(kernel_id=f"{session_id}-k0", port=app_port))
-    offer = msgspec.json.decode((await nc.request(app_subject("local"), request, timeout=10)).data,
-                                type=AppTunnelOffer)
+    offer = await _offer(nc, f"{session_id}-k0", app_port)
     await nc.close()
     reader, writer = await asyncio.open_connection(offer.host, offer.port)
     writer.write(offer.nonce[:10].encode())  # a part of it, never the line's end

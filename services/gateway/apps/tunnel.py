@@ -23,6 +23,7 @@ import msgspec
 import nats.errors
 
 from contracts.app_tunnels import OFFER_TTL, TUNNEL_OK, AppTunnelOffer, AppTunnelRequest, app_subject, check_app_port
+from services.common.pumps import until_first_ends
 from services.common.transient import unavailable_dependency, unavailable_message
 from services.gateway.asgi import Receive, Scope, Send, deny_websocket, error_body
 from services.gateway.auth.middleware import PRINCIPAL_KEY
@@ -174,13 +175,9 @@ async def _carry(receive: Receive, send: Send, reader: asyncio.StreamReader, wri
         while data := await reader.read(CHUNK):
             await send({"type": "websocket.send", "bytes": data})
 
-    pumps = [asyncio.ensure_future(inbound()), asyncio.ensure_future(outbound())]
     try:
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        await until_first_ends(inbound(), outbound())
     finally:
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
         writer.close()
         if not closed:
             with contextlib.suppress(Exception):
