@@ -194,7 +194,7 @@ class AppTunnels:
         offer = self._offers.pop(line[:-1].decode("ascii", "replace"), None) if len(line) <= MAX_NONCE_LINE else None
         if offer is None or offer.expires <= time.monotonic():
             peer = writer.get_extra_info("peername")
-            log.warning("refused a tunnel connection from %s: no such offer (or used, or expired)", peer)
+            log.debug("refused a tunnel connection from %s: no such offer (or used, or expired)", peer)
             writer.write(b"refused: no such offer\n")
             return None
         return offer
@@ -205,11 +205,14 @@ class AppTunnels:
             if path is None:
                 raise OSError("the kernel is gone")
             runner = await open_runner(path)
+        except (OSError, asyncio.TimeoutError) as exc:
+            writer.write(_line(f"cannot reach the runner of kernel {offer.kernel_id}: {exc}"))
+            return
+        try:
             runner[1].write((json.dumps({"op": "connect", "port": offer.port}) + "\n").encode())
             answer = json.loads(await asyncio.wait_for(runner[0].readline(), CONNECT_TIMEOUT * 3) or b"{}")
         except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            writer.write(_line(f"cannot reach the runner of kernel {offer.kernel_id}: {exc}"))
-            return
+            answer = {"message": f"the runner of kernel {offer.kernel_id} did not answer: {exc}"}
         if not isinstance(answer, dict) or answer.get("op") != "connected":
             message = answer.get("message") if isinstance(answer, dict) else None
             writer.write(_line(str(message or "the runner refused the connection")))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import SimpleNamespace
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import TypeVar, cast
 from urllib.parse import parse_qs
 
@@ -30,7 +30,7 @@ from services.gateway.auth.middleware import PRINCIPAL_KEY
 from services.gateway.auth.principal import Principal
 from services.gateway.context import GatewayContext, Info
 from services.gateway.errors import (
-    BAD_INPUT, CONFLICT, FORBIDDEN, NOT_FOUND, SUBSCRIPTION_LIMIT, UNAUTHENTICATED, UNAVAILABLE, AMBIGUOUS,
+    AMBIGUOUS, BAD_INPUT, CONFLICT, FORBIDDEN, NOT_FOUND, SUBSCRIPTION_LIMIT, UNAUTHENTICATED, UNAVAILABLE,
     GatewayError,
 )
 from services.gateway.resources import Resources
@@ -58,10 +58,13 @@ def _request_of(scope: Scope) -> tuple[str, int]:
     if len(sessions) != 1 or len(ports) != 1:
         raise GatewayError(BAD_INPUT, f"use {TUNNEL_PATH}?session=SESSION&port=PORT (one of each)")
     try:
-        port = check_app_port(int(ports[0]))
+        number = int(ports[0])
+    except ValueError:
+        raise GatewayError(BAD_INPUT, f"port must be an integer from 1 to 65535, not {ports[0]!r}") from None
+    try:
+        return checked_ref(sessions[0]), check_app_port(number)
     except ValueError as exc:
-        raise GatewayError(BAD_INPUT, str(exc) if "port" in str(exc) else f"port must be an integer, not {ports[0]!r}")
-    return checked_ref(sessions[0]), port
+        raise GatewayError(BAD_INPUT, str(exc)) from None
 
 
 class AppTunnelEndpoint:
@@ -88,9 +91,12 @@ class AppTunnelEndpoint:
                 return
             log.info("app tunnel: %s to port %d of session %s (agent %s)", principal.access_key, port, session_id,
                      agent_id)
-            await receive()  # websocket.connect
-            await send({"type": "websocket.accept"})
-            await _carry(receive, send, *tcp)
+            try:
+                await receive()  # websocket.connect
+                await send({"type": "websocket.accept"})
+                await _carry(receive, send, tcp[0], tcp[1])
+            finally:
+                tcp[1].close()
         finally:
             if release is not None:
                 release()
@@ -155,7 +161,7 @@ async def _unavailable_as_error(opening: Awaitable[T]) -> T:
 
 async def _carry(receive: Receive, send: Send, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Carries the websocket's messages to the tunnel and the tunnel's bytes to the websocket, until
-    either ends; then closes both (a websocket has no half-close)."""
+    either ends; then closes the websocket (it has no half-close; the caller closes the tunnel)."""
     closed = False
 
     async def inbound() -> None:
@@ -178,7 +184,6 @@ async def _carry(receive: Receive, send: Send, reader: asyncio.StreamReader, wri
     try:
         await until_first_ends(inbound(), outbound())
     finally:
-        writer.close()
         if not closed:
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": 1000})
