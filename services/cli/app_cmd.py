@@ -8,6 +8,7 @@ import logging
 
 import click
 
+from contracts.status import LIVE_SESSION_STATUSES
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.running import run_async
@@ -33,25 +34,38 @@ def _bind_address(bind: str) -> tuple[str, int]:
     return host, number
 
 
-async def _check_session(client: BerthClient, session: str) -> str:
-    """Returns the session's name (or id); raises BerthAPIError when it is not found or not running."""
+async def _check_session(client: BerthClient, session: str) -> tuple[str, str]:
+    """Returns the session's id and name (or id); raises BerthAPIError when it is not found or not running."""
     found = (await client.execute(q.SESSION_BRIEF, {"id": session}))["session"]
     if found is None:
         raise BerthAPIError("NOT_FOUND", f"no session {session!r} of yours (berth ps lists them)")
     if found["status"] != "RUNNING":
         raise BerthAPIError("CONFLICT", f"session {found['name'] or found['id']} is {found['status']}, not RUNNING: "
                                         "its apps are reached while it runs")
-    return str(found["name"] or found["id"])
+    return str(found["id"]), str(found["name"] or found["id"])
+
+
+async def _until_ended(client: BerthClient, session_id: str) -> str:
+    """Returns the session's status once it ended (its apps are gone with it)."""
+    stream = client.subscribe(q.SESSION_STATUS, {"id": session_id})
+    try:
+        async for item in stream:
+            status = str(item["sessionStatus"]["status"])
+            if status not in LIVE_SESSION_STATUSES:
+                return status
+    finally:
+        await stream.aclose()
+    raise BerthAPIError("CONNECTION_CLOSED", "the session's status stream ended")
 
 
 @run_async
 async def _forward(session: str, port: int, host: str, local_port: int) -> None:
     async with connect_client() as client:
-        name = await _check_session(client, session)
+        session_id, name = await _check_session(client, session)
 
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
-                tunnel = await open_app_tunnel(client, session, port)
+                tunnel = await open_app_tunnel(client, session_id, port)
             except (BerthAPIError, OSError, asyncio.TimeoutError) as exc:
                 click.echo(f"berth: a connection to port {port} of {name} was refused: {exc}", err=True)
                 writer.close()
@@ -62,9 +76,14 @@ async def _forward(session: str, port: int, host: str, local_port: int) -> None:
         bound = server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         click.echo(f"berth: port {port} of session {name} is at {shown}:{bound[1]} (http://{shown}:{bound[1]}/ "
-                   "for a web app); Ctrl-C stops", err=False)
+                   "for a web app); Ctrl-C stops")
         async with server:
-            await server.serve_forever()
+            try:
+                status = await _until_ended(client, session_id)
+            except BerthAPIError as exc:  # the gateway restarted, say: forward on, the connections say what fails
+                log.warning("no longer following the session's status (%s); forwarding on", exc)
+                await server.serve_forever()
+        raise click.ClickException(f"session {name} ended ({status}): its apps are gone with it")
 
 
 @click.command("app")
@@ -74,7 +93,7 @@ async def _forward(session: str, port: int, host: str, local_port: int) -> None:
               help="Local HOST:PORT (or PORT) to listen on; port 0 is a free one, printed.")
 def app(session: str, port: int, bind: str) -> None:
     """Reach PORT of a running session's main kernel (Jupyter, TensorBoard, any TCP app listening on the
-    kernel's localhost) on a local port, until Ctrl-C.
+    kernel's localhost) on a local port, until Ctrl-C or the session's end.
 
     Each connection to the local port is carried over its own authenticated websocket to the gateway and
     on to the app; the session's idle timeout counts the traffic as activity. Anyone who can connect to

@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -34,9 +35,16 @@ def _get(url: str) -> bytes | None:
         return None  # the app (or the forwarder) is not listening yet
 
 
+@dataclass
+class Forwarder:
+    session_id: str
+    url: str
+    process: subprocess.Popen[str]
+
+
 @pytest.fixture
-def forwarder(docker_berth: tuple[RunningBerth, str], kernel_image: str) -> Iterator[tuple[str, str]]:  # noqa: F811
-    """A session serving HTTP on its port 8000, and `berth app` forwarding it: the session and the local URL."""
+def forwarder(docker_berth: tuple[RunningBerth, str], kernel_image: str) -> Iterator[Forwarder]:  # noqa: F811
+    """A session serving HTTP on its port 8000, and `berth app` forwarding it."""
     berth, _ = docker_berth
     session_id = berth.berth_json("session", "create", "-i", kernel_image, "-r", "cpu=0.5,mem=256m")["id"]
     berth.berth("exec", session_id, "--exec", SERVE)
@@ -47,15 +55,16 @@ def forwarder(docker_berth: tuple[RunningBerth, str], kernel_image: str) -> Iter
     try:
         found = wait_for(lambda: next((m for line in lines if (m := re.search(r"(http://[^/ ]+/)", line))), None),
                          timeout=60, message="berth app did not print where it listens")
-        yield session_id, found.group(1)
+        yield Forwarder(session_id, found.group(1), app)
     finally:
-        app.terminate()
+        if app.poll() is None:
+            app.terminate()
         app.wait(timeout=10)
-        berth.berth("session", "rm", session_id)
+        berth.berth("session", "rm", session_id, check=False)
 
 
-def test_berth_app_reaches_a_web_server_inside_a_container_without_a_network(forwarder: tuple[str, str]) -> None:
-    _, url = forwarder
+def test_berth_app_reaches_a_web_server_inside_a_container_without_a_network(forwarder: Forwarder) -> None:
+    url = forwarder.url
     page = wait_for(lambda: _get(url), timeout=60, message="the app was not reached through berth app")
     assert b"<h1>hello from the kernel</h1>" in page
     blob = _get(url + "blob.bin")
@@ -63,9 +72,17 @@ def test_berth_app_reaches_a_web_server_inside_a_container_without_a_network(for
 
 
 def test_another_user_cannot_reach_the_app(docker_berth: tuple[RunningBerth, str],  # noqa: F811
-                                           forwarder: tuple[str, str]) -> None:
+                                           forwarder: Forwarder) -> None:
     berth, _ = docker_berth
-    session_id, _ = forwarder
     bob = tenant(berth, "bob")
-    refused = bob.berth("app", session_id, "8000", check=False)
+    refused = bob.berth("app", forwarder.session_id, "8000", check=False)
     assert refused.returncode == 1 and "NOT_FOUND" in refused.stderr
+
+
+def test_berth_app_ends_when_its_session_ends(docker_berth: tuple[RunningBerth, str],  # noqa: F811
+                                             forwarder: Forwarder) -> None:
+    berth, _ = docker_berth
+    wait_for(lambda: _get(forwarder.url), timeout=60, message="the app was not reached through berth app")
+    berth.berth("session", "rm", forwarder.session_id)
+    assert forwarder.process.wait(timeout=60) == 1
+    assert "ended (TERMINATED): its apps are gone with it" in (forwarder.process.stderr.read() or "")
