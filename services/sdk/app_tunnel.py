@@ -13,7 +13,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from services.common.pumps import until_first_ends
 from services.sdk.client import BerthClient
 from services.sdk.errors import BerthAPIError, raise_first
 
@@ -53,17 +52,22 @@ async def forward_connection(tunnel: ClientConnection, reader: asyncio.StreamRea
     """Carries a local connection's bytes over ``tunnel`` and back until either ends; then closes both."""
 
     async def outbound() -> None:
-        while data := await reader.read(CHUNK):
-            await tunnel.send(data)
+        try:
+            while data := await reader.read(CHUNK):
+                await tunnel.send(data)
+        finally:
+            await tunnel.close()  # the local side ended: the tunnel's messages end too
 
-    async def inbound() -> None:
+    sending = asyncio.ensure_future(outbound())
+    try:
         async for message in tunnel:
             writer.write(message if isinstance(message, bytes) else message.encode())
             await writer.drain()
-
-    try:
-        await until_first_ends(outbound(), inbound())
+    except (ConnectionClosed, OSError):
+        pass
     finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
         with contextlib.suppress(ConnectionClosed, OSError):
             await tunnel.close()
         writer.close()
