@@ -94,13 +94,13 @@ async def plain(port: int, n: int, size: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"connect": [], "rtt": [], "download": []}
     for _ in range(n):
         started = time.perf_counter()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
         send, receive = _tcp(reader, writer)
         await _round_trip(send, receive)
         out["connect"].append(time.perf_counter() - started)
         out["rtt"].append(await _round_trip(send, receive))
         writer.close()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     send, receive = _tcp(reader, writer)
     out["download"] = [await _download(send, receive, size) for _ in range(3)]
     writer.close()
@@ -129,7 +129,7 @@ async def through_cli(env: dict[str, str], session_id: str, size: int) -> list[f
     try:
         line = await asyncio.to_thread(app.stdout.readline)  # type: ignore[union-attr]
         port = int(re.search(r":(\d+) \(http", line).group(1))  # type: ignore[union-attr]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
         send, receive = _tcp(reader, writer)
         downloads = [await _download(send, receive, size) for _ in range(3)]
         writer.close()
