@@ -209,6 +209,15 @@ ActivityOn = Callable[[str], Awaitable[KernelActivity]]
 """Returns what an agent's heartbeat says of its kernels' activity."""
 
 
+def _moment(seconds: float | None) -> dt.datetime | None:
+    """The UTC time of ``seconds`` since the epoch; None for none, or for what no time is (a heartbeat's bytes
+    are an agent's word: ``nan``, ``1e300``)."""
+    try:
+        return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def spare_busy(terminate: Terminate, deadlines: Deadlines, kernels_of: KernelsOf, activity_on: ActivityOn) -> Terminate:
     """Returns ``terminate``, except that a session due for ``idle-timeout`` that was active after all is not
     terminated, and ``Postponed`` is raised: a kernel running an execution counts as activity now, traffic to
@@ -225,8 +234,8 @@ def spare_busy(terminate: Terminate, deadlines: Deadlines, kernels_of: KernelsOf
                 if kernel_id in activity.busy:
                     deadlines.active(session_id)
                     raise Postponed(f"kernel {kernel_id} is running an execution")
-                traffic = activity.app_traffic.get(kernel_id)
-                if traffic is not None and deadlines.active(session_id, dt.datetime.fromtimestamp(traffic, dt.UTC)):
+                traffic = _moment(activity.app_traffic.get(kernel_id))
+                if traffic is not None and deadlines.active(session_id, traffic):
                     raise Postponed(f"kernel {kernel_id}'s apps had traffic since")
         return await terminate(session_id, reason)
 

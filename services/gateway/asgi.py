@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 __all__ = [
-    "BodyTooLargeError", "DeniedHandshakeFilter", "Scope", "deny_websocket", "error_body", "headers_of", "read_body", "replay", "send_json",
-    "signed_path",
+    "BodyTooLargeError", "DeniedHandshakeFilter", "Scope", "deny_websocket", "error_body", "headers_of", "read_body",
+    "replay", "send_json", "signed_path",
 ]
 
 Scope = MutableMapping[str, Any]

@@ -342,6 +342,11 @@ async def test_traffic_to_a_sessions_apps_is_activity_when_it_moved() -> None:
         await sparing("s2", Reason.IDLE_TIMEOUT)
     assert deadlines.deadline("s2") == (T0 + dt.timedelta(seconds=110), Reason.IDLE_TIMEOUT), "at most now"
 
+    clock.advance(30)  # T0 + 110: due again; an agent's word that is no time spares nothing and breaks nothing
+    traffic["s2-k"] = float("nan")
+    await sparing("s2", Reason.IDLE_TIMEOUT)
+    assert terminated[-1] == ("s2", Reason.IDLE_TIMEOUT)
+
 
 async def test_the_loop_leaves_a_postponed_session_to_its_moved_deadline() -> None:
     deadlines = Deadlines(utc_now)
