@@ -70,8 +70,10 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, move
             await writer.drain()
 
 
-async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                 b: tuple[asyncio.StreamReader, asyncio.StreamWriter], moved: Callable[[], None] = lambda: None) -> None:
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def splice(a: Connection, b: Connection, moved: Callable[[], None] = lambda: None) -> None:
     """Carries bytes between two connections until either ends (a tunnel has no half-close: the other
     direction is cut), then closes both; calls ``moved`` before each chunk carried."""
     try:

@@ -43,8 +43,8 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 
 def _register() -> None:
     from services.cli import (
-        admin_cmd, agents_cmd, app_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd, session_cmd,
-        token_cmd, up_cmd, usage_cmd, vfolder_cmd,
+        admin_cmd, agents_cmd, app_cmd, dlq_cmd, doctor_cmd, events_cmd, exec_cmd, projections_cmd, run_cmd,
+        session_cmd, token_cmd, up_cmd, usage_cmd, vfolder_cmd,
     )
     from services.cli import vfolder_transfer_cmd  # noqa: F401  (adds the data commands to `berth vfolder`)
 
