@@ -67,6 +67,9 @@ class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     argv: list[str] | None = None
     """Query mode: the run's ``sys.argv`` (None: as the namespace has it; a new one's is ``[""]``, as Python's
     interactive prompt's)."""
+    detach: bool = False
+    """Batch mode: the command outlives the run (a service), its output going to the kernel's log; the run ends
+    at once with its pid."""
     interrupt: bool = False
     """When True, interrupts the run ``run_id`` instead of starting one."""
     probe: bool = False

@@ -103,7 +103,7 @@ class ExecServer:
         try:
             reader, writer = await open_runner(path)
             run = {"op": "run", "run_id": request.run_id, "mode": request.mode.value, "code": request.code,
-                   "stdin": request.stdin, "argv": request.argv}
+                   "stdin": request.stdin, "argv": request.argv, "detach": request.detach}
             await _send(writer, run)
         except (OSError, asyncio.TimeoutError) as exc:
             await self._reply(msg, False, f"cannot reach the runner of kernel {request.kernel_id}: {exc}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import click
 
 from contracts.status import LIVE_SESSION_STATUSES
 from services.cli import queries as q
 from services.cli.connection import connect_client
+from services.cli.exec_cmd import stream_execution
 from services.cli.running import run_async
 from services.sdk.app_tunnel import forward_connection, open_app_tunnel
 from services.sdk.client import BerthAPIError, BerthClient
@@ -58,10 +60,40 @@ async def _until_ended(client: BerthClient, session_id: str) -> str:
     raise BerthAPIError("CONNECTION_CLOSED", "the session's status stream ended")
 
 
+async def _accepts(client: BerthClient, session_id: str, port: int) -> bool:
+    """Whether an app in the session accepts connections on ``port`` now (one connection opened and closed)."""
+    try:
+        await (await open_app_tunnel(client, session_id, port)).close()
+    except BerthAPIError as exc:
+        if exc.code == "CONFLICT" and "nothing accepts connections" in exc.message:
+            return False
+        raise
+    return True
+
+
+async def _started(client: BerthClient, session_id: str, name: str, port: int, command: str, timeout: float) -> None:
+    """Starts ``command`` in the background in the session unless something accepts connections on ``port``
+    already; then waits until something does, at most ``timeout`` seconds."""
+    if await _accepts(client, session_id, port):
+        click.echo(f"berth: port {port} of {name} accepts connections already: not starting the command", err=True)
+        return
+    if await stream_execution(client, session_id, command, "batch", detach=True) != 0:
+        raise click.ClickException(f"the command did not start in {name}")
+    click.echo(f"berth: waiting for port {port} to accept connections (at most {timeout:.0f} s)", err=True)
+    deadline = time.monotonic() + timeout
+    while not await _accepts(client, session_id, port):
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"nothing accepts connections on port {port} of {name} after {timeout:.0f} s: "
+                                       f"`berth logs {name}` shows what the command said")
+        await asyncio.sleep(0.5)
+
+
 @run_async
-async def _forward(session: str, port: int, host: str, local_port: int) -> None:
+async def _forward(session: str, port: int, host: str, local_port: int, start: str | None, timeout: float) -> None:
     async with connect_client() as client:
         session_id, name = await _check_session(client, session)
+        if start is not None:
+            await _started(client, session_id, name, port, start, timeout)
 
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -91,7 +123,13 @@ async def _forward(session: str, port: int, host: str, local_port: int) -> None:
 @click.argument("port", type=click.IntRange(1, 65535))
 @click.option("--bind", default="127.0.0.1:0", show_default=True,
               help="Local HOST:PORT (or PORT) to listen on; port 0 is a free one, printed.")
-def app(session: str, port: int, bind: str) -> None:
+@click.option("--start", metavar="COMMAND",
+              help="Unless something accepts connections on PORT already, start COMMAND in the session first (a shell "
+                   "command, in the background as `berth exec --detach`: its output goes to `berth logs`) and wait "
+                   "until it does.")
+@click.option("--start-timeout", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="Seconds --start's COMMAND has to accept connections on PORT.")
+def app(session: str, port: int, bind: str, start: str | None, start_timeout: float) -> None:
     """Reach PORT of a running session's main kernel (Jupyter, TensorBoard, any TCP app listening on the
     kernel's localhost) on a local port, until Ctrl-C or the session's end.
 
@@ -99,11 +137,14 @@ def app(session: str, port: int, bind: str) -> None:
     on to the app; the session's idle timeout counts the traffic as activity. Anyone who can connect to
     the local port reaches the app as you: keep the default loopback address unless you mean it.
 
+    Jupyter, in one command: berth app SESSION 8888 --start "jupyter lab --ip=127.0.0.1 --port=8888 --no-browser"
+    (its token is in `berth logs SESSION`).
+
     SESSION is an id, a unique id prefix (4+ characters) or a name."""
     host, local_port = _bind_address(bind)
     if host not in _LOOPBACK:
         click.echo(f"berth: listening on {host}: whoever reaches it reaches the app as you", err=True)
     try:
-        _forward(session, port, host, local_port)
+        _forward(session, port, host, local_port, start, start_timeout)
     except KeyboardInterrupt:
         pass

@@ -31,7 +31,7 @@ pager does not have its connection (and run) ended for not answering the gateway
 
 
 async def stream_execution(client: BerthClient, session_id: str, code: str, mode: str, stdin: str | None = None,
-                           argv: list[str] | None = None) -> int:
+                           argv: list[str] | None = None, detach: bool = False) -> int:
     """Runs ``code`` in the session, writes its output to this process's stdout and stderr as it
     arrives, and returns its exit code (1 with a message when the stream ends without one).
 
@@ -40,7 +40,8 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
     Jupyter; the next one (or one before the run started) stops waiting, and the closed stream
     interrupts the run. The output is written by a thread (``_write_out``): the event loop never waits
     for a stdout that does not take it."""
-    variables: dict[str, Any] = {"id": session_id, "code": code, "mode": mode, "stdin": stdin, "argv": argv}
+    variables: dict[str, Any] = {"id": session_id, "code": code, "mode": mode, "stdin": stdin, "argv": argv,
+                                 "detach": detach}
     streaming = asyncio.current_task()
     run_id: str | None = None
     interrupts: list[asyncio.Task[None]] = []
@@ -152,9 +153,9 @@ def exit_with(code: int) -> None:
 
 
 @run_async
-async def _exec(session_id: str, code: str, mode: str, stdin: str | None) -> int:
+async def _exec(session_id: str, code: str, mode: str, stdin: str | None, detach: bool) -> int:
     async with connect_client() as client:
-        return await stream_execution(client, session_id, code, mode, stdin)
+        return await stream_execution(client, session_id, code, mode, stdin, detach=detach)
 
 
 @click.command("exec")
@@ -165,16 +166,21 @@ async def _exec(session_id: str, code: str, mode: str, stdin: str | None) -> int
 @click.option("--exec", "batch", is_flag=True, help="CODE is a shell command (batch mode), not Python.")
 @click.option("--stdin", "stdin_file", type=click.File("r"),
               help="Feed this file ('-' for ours) to the program's stdin.")
-def exec_(session_id: str, code: str | None, code_file: Any, batch: bool, stdin_file: Any) -> None:
+@click.option("--detach", is_flag=True,
+              help="Start CODE as a shell command that runs on in the background (a service: Jupyter, TensorBoard, "
+                   "for `berth app`); its output goes to the session's log (`berth logs`). Returns at once.")
+def exec_(session_id: str, code: str | None, code_file: Any, batch: bool, stdin_file: Any, detach: bool) -> None:
     """Run CODE (or the text of -f FILE) in a running session (Python in its persistent namespace, or a
     shell command with --exec); stream its output; exit with its exit status.
 
     SESSION is an id, a unique id prefix (4+ characters) or a name."""
     code = _code(code, code_file, stdin_file)
+    if detach and stdin_file is not None:
+        raise click.UsageError("--detach runs on reading nothing: it takes no --stdin")
     stdin = stdin_file.read() if stdin_file is not None else None
     check_input_size(code, stdin)
     try:
-        exit_with(_exec(session_id, code, "batch" if batch else "query", stdin))
+        exit_with(_exec(session_id, code, "batch" if batch or detach else "query", stdin, detach))
     except KeyboardInterrupt:
         exit_with(INTERRUPTED)
 

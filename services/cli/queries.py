@@ -52,8 +52,8 @@ subscription($id: String!) {
 """
 
 EXECUTE = """
-subscription($id: String!, $code: String!, $mode: String!, $stdin: String, $argv: [String!]) {
-  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin, argv: $argv, announce: true) {
+subscription($id: String!, $code: String!, $mode: String!, $stdin: String, $argv: [String!], $detach: Boolean = false) {
+  execute(sessionId: $id, code: $code, mode: $mode, stdin: $stdin, argv: $argv, detach: $detach, announce: true) {
     runId kind data exitCode durationMs truncated
   }
 }

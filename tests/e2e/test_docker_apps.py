@@ -22,9 +22,9 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
-SERVE = ("cd /tmp && echo '<h1>hello from the kernel</h1>' > index.html"
-         " && python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 8192)' > blob.bin"
-         " && (setsid python3 -m http.server 8000 --bind 127.0.0.1 > /dev/null 2>&1 &)")
+FILES = ("cd /tmp && echo '<h1>hello from the kernel</h1>' > index.html"
+         " && python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 8192)' > blob.bin")
+SERVE = "cd /tmp && exec python3 -m http.server 8000 --bind 127.0.0.1"
 
 
 def _get(url: str) -> bytes | None:
@@ -47,9 +47,9 @@ def forwarder(docker_berth: tuple[RunningBerth, str], kernel_image: str) -> Iter
     """A session serving HTTP on its port 8000, and `berth app` forwarding it."""
     berth, _ = docker_berth
     session_id = berth.berth_json("session", "create", "-i", kernel_image, "-r", "cpu=0.5,mem=256m")["id"]
-    berth.berth("exec", session_id, "--exec", SERVE)
-    app = subprocess.Popen([*BERTH, "app", session_id, "8000"], env=berth.env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    berth.berth("exec", session_id, "--exec", FILES)
+    app = subprocess.Popen([*BERTH, "app", session_id, "8000", "--start", SERVE], env=berth.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(app.stdout or []), daemon=True).start()
     try:
@@ -63,12 +63,20 @@ def forwarder(docker_berth: tuple[RunningBerth, str], kernel_image: str) -> Iter
         berth.berth("session", "rm", session_id, check=False)
 
 
-def test_berth_app_reaches_a_web_server_inside_a_container_without_a_network(forwarder: Forwarder) -> None:
+def test_berth_app_starts_and_reaches_a_web_server_inside_a_container_without_a_network(
+        docker_berth: tuple[RunningBerth, str], forwarder: Forwarder) -> None:  # noqa: F811
+    berth, _ = docker_berth
     url = forwarder.url
-    page = wait_for(lambda: _get(url), timeout=60, message="the app was not reached through berth app")
-    assert b"<h1>hello from the kernel</h1>" in page
+    page = _get(url)  # --start waited until the server listened: the first request is answered
+    assert page is not None and b"<h1>hello from the kernel</h1>" in page
     blob = _get(url + "blob.bin")
     assert blob is not None and hashlib.sha256(blob).digest() == hashlib.sha256(bytes(range(256)) * 8192).digest()
+    def served_blob() -> str | None:
+        log = berth.berth("logs", forwarder.session_id).stdout
+        return log if "blob.bin" in log else None
+
+    log = wait_for(served_blob, timeout=30, message="the server's output is not in the session's log")
+    assert '"GET / HTTP/1.1" 200' in log, "the detached server writes to the kernel's log"
 
 
 def test_another_user_cannot_reach_the_app(docker_berth: tuple[RunningBerth, str],  # noqa: F811

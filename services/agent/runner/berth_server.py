@@ -151,6 +151,20 @@ class BatchRun:
             pass
 
 
+def detach(request: dict, output: Output) -> int:
+    """Starts a shell command that outlives its run (a service: Jupyter, TensorBoard): stdin from /dev/null,
+    stdout and stderr the runner's own (the kernel's log, ``berth logs``), in the runner's process group (it
+    ends with the kernel); reaped by a thread when it exits. The run ends at once, saying its pid."""
+    try:
+        proc = subprocess.Popen(["/bin/sh", "-c", request["code"]], stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        output.feed("stderr", f"cannot start /bin/sh: {exc}\n".encode())
+        return 127
+    threading.Thread(target=proc.wait, daemon=True).start()
+    output.feed("stdout", f"started in the background (pid {proc.pid}); its output goes to the kernel's log\n".encode())
+    return 0
+
+
 # ------------------------------------------------------------------ server
 
 
@@ -246,6 +260,10 @@ class Runner:
         argv = request.get("argv")
         if argv is not None and not (isinstance(argv, list) and all(isinstance(arg, str) for arg in argv)):
             return "argv must be a list of strings"
+        if request.get("detach", False) not in (True, False):
+            return "detach must be true or false"
+        if request.get("detach") and request.get("mode", "query") != "batch":
+            return "detach is for a shell command (mode batch)"
         with self.runs_lock:
             if run_id in self.runs:
                 return f"run {run_id} is already running"
@@ -258,7 +276,9 @@ class Runner:
         started = time.monotonic()
         oom_kills = None
         try:
-            if request.get("mode", "query") == "batch":
+            if request.get("detach"):
+                exit_code = detach(request, output)
+            elif request.get("mode", "query") == "batch":
                 oom_kills = self.memory.oom_kills()
                 try:
                     batch = BatchRun(request)

@@ -86,22 +86,27 @@ def _checked_mode(mode: str) -> ExecMode:
 
 async def execute(
     info: Info, session_id: str, code: str, mode: str = "query", stdin: str | None = None, announce: bool = False,
-    argv: list[str] | None = None,
+    argv: list[str] | None = None, detach: bool = False,
 ) -> AsyncGenerator[ExecItem, None]:
     """Runs ``code`` in the session's main kernel and streams its output, then ``done``; with
     ``announce``, first an item ``started`` once the agent accepted the run (its ``runId``, to
-    interrupt it before it wrote anything). ``argv``: the run's ``sys.argv`` (query mode)."""
+    interrupt it before it wrote anything). ``argv``: the run's ``sys.argv`` (query mode). ``detach`` (batch
+    mode): the command outlives the run (a service, for ``berth app``), its output going to the kernel's log."""
     exec_mode = _checked_mode(mode)
     if argv is not None:
         checked_value(ARGV, argv)
         if exec_mode is not ExecMode.QUERY:
             raise GatewayError(BAD_INPUT, "argv is for Python (mode query); a shell command holds its arguments")
+    if detach and (exec_mode is not ExecMode.BATCH or stdin is not None):
+        raise GatewayError(BAD_INPUT, "detach is for a shell command (mode batch) without stdin: it runs on after "
+                                      "the run, reading nothing")
     if exec_input_size(code, stdin, argv or ()) > MAX_EXEC_INPUT:
         raise GatewayError(BAD_INPUT, f"code, stdin and argv must not exceed {MAX_EXEC_INPUT} bytes together")
     state, kernel_id, agent_id = await running_main_kernel(info, session_id)
     nc = await info.context.resources.nats()
     run_id = uuid.uuid4().hex
-    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin, argv=argv)
+    request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin, argv=argv,
+                          detach=detach)
     async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
         sub = await nc.subscribe(io_subject(agent_id, kernel_id, run_id))
         finished = False

@@ -18,5 +18,7 @@ class ExecutionSubscription:
         "persistent namespace; `batch`: a shell command); streams stdout/stderr chunks, then `done` with the exit "
         "code. "
         "With `announce`, the first item is `started`, with the run's id (for `interruptExecution`). `argv`: the "
-        "run's `sys.argv` (mode `query`; a new session's is `[\"\"]`).",
+        "run's `sys.argv` (mode `query`; a new session's is `[\"\"]`). `detach` (mode `batch`, no `stdin`): the "
+        "command runs on after the run (a service such as Jupyter, to reach with `berth app`), its output going to "
+        "the kernel's log (`sessionLogs`); the run ends at once, saying its pid.",
     )
