@@ -1,12 +1,16 @@
-"""What `berth app` and the gateway's `/apps/tunnel` take: the query string and the local bind address."""
+"""What `berth app` and the gateway's `/apps/tunnel` take (the query string, the local bind address), and what a refused
+handshake logs."""
 
 from __future__ import annotations
+
+import logging
 
 import click
 import pytest
 
 from services.cli.app_cmd import _bind_address
 from services.gateway.apps.tunnel import _request_of
+from services.gateway.asgi import DeniedHandshakeFilter
 from services.gateway.errors import BAD_INPUT, GatewayError
 
 
@@ -51,3 +55,13 @@ def test_berth_app_binds_where_it_is_told(bind: str, expected: tuple[str, int]) 
 def test_berth_app_refuses_a_bind_address_it_cannot_use(bind: str) -> None:
     with pytest.raises(click.BadParameter):
         _bind_address(bind)
+
+
+def test_a_refused_handshake_is_not_logged_as_an_error_and_other_errors_are() -> None:
+    """uvicorn's websockets-sansio protocol logs an error after every handshake refused with an HTTP response;
+    each refused tunnel (a port nothing listens on yet) would have logged one, as many as a client liked."""
+    denied = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1,
+                               "ASGI callable returned without completing handshake.", None, None)
+    other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application\n", None, None)
+    assert DeniedHandshakeFilter().filter(denied) is False
+    assert DeniedHandshakeFilter().filter(other) is True
