@@ -9,6 +9,7 @@ The blocking event store runs on a small bounded thread pool, never on the event
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, Callable, TypeVar
 
@@ -35,7 +36,7 @@ from services.gateway.auth.replay import SEEN_SIGNATURES_DDL
 from services.gateway.auth.revocation import KeypairWatch
 from services.gateway.auth.tokens import TOKENS_DDL
 from services.gateway.auth.verify import Authenticator
-from services.gateway.errors import UNAVAILABLE, GatewayError
+from services.gateway.errors import SUBSCRIPTION_LIMIT, UNAVAILABLE, GatewayError
 from services.gateway.execution_audit import ExecutionAudit
 from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateDecision, RateLimiter
@@ -153,6 +154,18 @@ class Resources:
     async def admit(self, principal: Principal) -> RateDecision:
         """Counts one request of ``principal`` against its policy's ``rate_limit``."""
         return self.rate_limiter.take(principal.access_key, (await self.limits(principal)).rate_limit)
+
+    async def take_socket_slot(self, principal: Principal) -> Callable[[], None]:
+        """Takes one of ``principal``'s websocket slots (a GraphQL websocket, an app tunnel) and returns what gives
+        it back: a keypair holds at most its policy's ``max_concurrent_subscriptions`` websockets, subscribed to
+        anything or not (each is a socket held; without a bound, one keypair could hold every one the gateway has).
+        SUBSCRIPTION_LIMIT past them."""
+        limit = (await self.limits(principal)).max_concurrent_subscriptions  # authenticated just now
+        if not self.socket_slots.acquire(principal.access_key, limit):
+            raise GatewayError(SUBSCRIPTION_LIMIT, f"too many websocket connections: your resource policy allows "
+                                                   f"{limit} open at once (max_concurrent_subscriptions); close one "
+                                                   "first")
+        return functools.partial(self.socket_slots.release, principal.access_key)
 
     async def limits(self, principal: Principal) -> KeypairLimits:
         """The policy limits of ``principal``'s keypair as of its authentication (cached by its limits epoch:

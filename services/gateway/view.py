@@ -8,7 +8,6 @@ or the signed headers of ``GET /graphql`` with an empty body
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from services.gateway.asgi import Receive, Scope, Send, error_body, headers_of, 
 from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_limited_reason
 from services.gateway.auth.principal import AUTH_FAILED, AuthError
 from services.gateway.context import GatewayContext
-from services.gateway.errors import BAD_INPUT, RATE_LIMITED, SUBSCRIPTION_LIMIT, UNAVAILABLE
+from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAVAILABLE, GatewayError
 from services.gateway.resources import Resources
 
 __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
@@ -112,21 +111,17 @@ class BerthGraphQL(GraphQL):
             holder["follow"](context.principal.access_key)  # closed once its keypair is deactivated
 
     async def _take_socket_slot(self, context: GatewayContext) -> None:
-        """Holds one of the keypair's websocket slots while the connection lasts (the auth layer gives it back):
-        a keypair has at most its policy's ``max_concurrent_subscriptions`` websockets open, subscribed to
-        anything or not (each is a socket held; without a bound, one keypair could hold every one the gateway
-        has)."""
+        """Holds one of the keypair's websocket slots while the connection lasts (the auth layer gives it back;
+        ``Resources.take_socket_slot``)."""
         principal, scope = context.principal, context.request.scope
         holder = scope.get(WS_AUTH_KEY)
         if principal is None or holder is None:
             return
-        slots = self.resources.socket_slots
-        limit = (await self.resources.limits(principal)).max_concurrent_subscriptions  # authenticated just now
-        if not slots.acquire(principal.access_key, limit):
-            message = (f"too many websocket connections: your resource policy allows {limit} open at once "
-                       "(max_concurrent_subscriptions); close one first")
-            raise _refused(scope, f"{SUBSCRIPTION_LIMIT}: {message}", {"message": message, "code": SUBSCRIPTION_LIMIT})
-        holder["on_close"].append(functools.partial(slots.release, principal.access_key))
+        try:
+            release = await self.resources.take_socket_slot(principal)
+        except GatewayError as exc:
+            raise _refused(scope, f"{exc.code}: {exc.message}", {"message": exc.message, "code": exc.code}) from None
+        holder["on_close"].append(release)
 
 
 def _refused(scope: Scope, close_reason: str, payload: dict[str, object]) -> ConnectionRejectionError:

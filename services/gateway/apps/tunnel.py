@@ -82,7 +82,7 @@ class AppTunnelEndpoint:
                     raise GatewayError(UNAUTHENTICATED, "sign the websocket upgrade (Authorization header) or send a "
                                                         "bearer token: an app tunnel is authenticated before it opens")
                 ref, port = _request_of(scope)
-                release = await self._slot(principal)
+                release = await self._resources.take_socket_slot(principal)
                 session_id, agent_id, tcp = await _unavailable_as_error(self._open(principal, ref, port))
             except GatewayError as exc:
                 status = _STATUS.get(exc.code, 400)
@@ -100,16 +100,6 @@ class AppTunnelEndpoint:
         finally:
             if release is not None:
                 release()
-
-    async def _slot(self, principal: Principal) -> Callable[[], None]:
-        """Takes one of the keypair's websocket slots; returns what gives it back."""
-        limit = (await self._resources.limits(principal)).max_concurrent_subscriptions
-        slots = self._resources.socket_slots
-        if not slots.acquire(principal.access_key, limit):
-            raise GatewayError(SUBSCRIPTION_LIMIT, f"too many websocket connections: your resource policy allows "
-                                                   f"{limit} open at once (max_concurrent_subscriptions); close one "
-                                                   "first")
-        return lambda: slots.release(principal.access_key)
 
     async def _open(self, principal: Principal, ref: str, port: int
                     ) -> tuple[str, str, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
