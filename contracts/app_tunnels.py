@@ -9,25 +9,38 @@ The nonce travels only over the authenticated bus: whoever else reaches the list
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from contracts.subjects import check_token
 
 __all__ = [
+    "AGENT_ANSWER_WITHIN",
     "APP_SUBJECTS",
+    "MAX_ANSWER_LINE",
     "MAX_NONCE_LINE",
+    "RUNNER_ANSWER_WITHIN",
     "OFFER_TTL",
     "TUNNEL_OK",
     "AppTunnelOffer",
     "AppTunnelRequest",
     "app_subject",
     "check_app_port",
+    "printable_reason",
 ]
 
 APP_SUBJECTS = "app.agent.*"
 """Every agent's app subject (the gateway asks any agent)."""
 OFFER_TTL = 10.0
 """Seconds an offer's nonce may be used in, once."""
+RUNNER_ANSWER_WITHIN = 10.0
+"""Seconds the agent waits for its kernel's runner to say whether it connected to the app's port."""
+AGENT_ANSWER_WITHIN = 5.0 + RUNNER_ANSWER_WITHIN
+"""Seconds within which the agent answers a connection that sent its nonce (``ok``, or why not): reaching the
+kernel's runner (5 s at most) and its answer."""
+MAX_ANSWER_LINE = 1024
+"""Bytes of the agent's answer line, at most (its reasons are cut to 500 printable characters)."""
 MAX_NONCE_LINE = 128
 """Bytes of the line a tunnel connection starts with, at most."""
 TUNNEL_OK = b"ok\n"
@@ -41,11 +54,21 @@ class AppTunnelRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class AppTunnelOffer(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An agent's answer; the gateway decodes it with these bounds (an agent, too, may be hostile): the
+    nonce is what the agent's ``secrets.token_urlsafe`` makes, and the host one name or address, so the
+    line the gateway sends is the nonce and nothing else."""
+
     ok: bool
-    error: str | None = None
-    host: str = ""
-    port: int = 0
-    nonce: str = ""
+    error: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    host: Annotated[str, msgspec.Meta(max_length=253, pattern=r"^[A-Za-z0-9._:%-]*$")] = ""
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    nonce: Annotated[str, msgspec.Meta(max_length=MAX_NONCE_LINE - 1, pattern=r"^[A-Za-z0-9_-]*$")] = ""
+
+
+def printable_reason(text: str) -> str:
+    """``text`` cut to 500 characters, each unprintable one a space: a reason told across the tunnel's hops
+    (from a kernel's runner, which may say anything, through the agent to a user)."""
+    return "".join(ch if ch.isprintable() else " " for ch in text[:500]).strip()
 
 
 def check_app_port(port: int) -> int:

@@ -2,20 +2,25 @@
 
 ``app.agent.<id>``: an ``AppTunnelRequest`` (kernel, port) is answered with an ``AppTunnelOffer``: this
 agent's tunnel listener and a one-time nonce valid ``OFFER_TTL`` seconds. A connection to the listener
-sends the nonce and a newline within ``HELLO_WITHIN``; the agent then asks the kernel's runner to connect
-to the port on the kernel's own loopback (``{"op":"connect"}`` on the runner's Unix socket), answers
-``ok`` (or why not, one line, and closes) and carries bytes both ways until either side ends.
+sends the nonce and a newline within ``HELLO_WITHIN`` (the gateway sends it at once); the agent then asks
+the kernel's runner to connect to the port on the kernel's own loopback (``{"op":"connect"}`` on the runner's
+Unix socket), answers ``ok`` (or why not, one line, and closes) and carries bytes both ways until either side
+ends.
 
 Bounds: at most ``MAX_PER_KERNEL`` tunnels (open or offered) per kernel, ``MAX_OFFERS`` offers
-outstanding and ``MAX_GREETING`` connections that have not sent their nonce yet. When bytes last moved
-through a kernel's tunnels goes into the heartbeat (``traffic``): the controller's idle timeout counts it as
-the session's activity, as Backend.AI's counts app traffic; a tunnel open but silent is not activity.
+outstanding and ``MAX_GREETING`` connections that have not sent their nonce yet (one more closes the
+oldest of them: connections that send nothing cannot keep the gateway's out); a tunnel's connection to the
+runner buffers at most ``2 * CHUNK`` (asyncio stops reading there: an app that writes faster than its client
+reads is held back in the kernel, not in the agent's memory); TCP keepalive ends a tunnel whose gateway went
+away silently. When bytes last moved through a kernel's tunnels goes into the heartbeat (``traffic``): the
+controller's idle timeout counts it as the session's activity, as Backend.AI's counts app traffic; a tunnel open but silent is not activity.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import secrets
@@ -31,17 +36,18 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from contracts.app_tunnels import (
-    MAX_NONCE_LINE, OFFER_TTL, TUNNEL_OK, AppTunnelOffer, AppTunnelRequest, app_subject, check_app_port,
+    MAX_NONCE_LINE, OFFER_TTL, RUNNER_ANSWER_WITHIN, TUNNEL_OK, AppTunnelOffer, AppTunnelRequest, app_subject,
+    check_app_port, printable_reason,
 )
 from services.agent.backends.base import KernelBackend
-from services.agent.runner_socket import CONNECT_TIMEOUT, open_runner
-from services.common.pumps import until_first_ends
+from services.agent.runner_socket import open_runner
+from services.common.pumps import keep_alive, until_first_ends
 
 __all__ = ["AppTunnels", "HELLO_WITHIN", "MAX_PER_KERNEL", "splice"]
 
 log = logging.getLogger(__name__)
 
-HELLO_WITHIN = 10.0
+HELLO_WITHIN = 5.0
 """Seconds a connection to the listener has to send its nonce."""
 MAX_PER_KERNEL = 256
 MAX_OFFERS = 1024
@@ -57,9 +63,16 @@ class _Offer:
     expires: float
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, for the user: an OS error's text without the paths it names (the agent's own)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return "timed out" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else type(exc).__name__
+
+
 def _line(text: str) -> bytes:
     """One line of at most 500 printable characters (what a kernel's runner said may be anything)."""
-    return ("".join(ch if ch.isprintable() else " " for ch in text[:500]) + "\n").encode()
+    return (printable_reason(text) + "\n").encode()
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, moved: Callable[[], None]) -> None:
@@ -99,7 +112,7 @@ class AppTunnels:
         self._offers: dict[str, _Offer] = {}
         self._open: Counter[str] = Counter()
         self._traffic: dict[str, float] = {}
-        self._greeting = 0
+        self._greeting: dict[asyncio.StreamWriter, None] = {}  # oldest first
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -169,6 +182,7 @@ class AppTunnels:
         try:
             offer = await self._greeted(reader, writer)
             if offer is not None:
+                keep_alive(writer)
                 self._open[offer.kernel_id] += 1
                 try:
                     await self._tunnel(offer, reader, writer)
@@ -184,15 +198,18 @@ class AppTunnels:
 
     async def _greeted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Offer | None:
         """Returns the offer whose nonce the connection sent in time, once; None (connection answered) else."""
-        if self._greeting >= MAX_GREETING:
-            return None
-        self._greeting += 1
+        if len(self._greeting) >= MAX_GREETING:
+            oldest = next(iter(self._greeting))
+            del self._greeting[oldest]
+            log.debug("closed a tunnel connection that sent no nonce yet: %d newer ones wait", MAX_GREETING)
+            oldest.close()  # its read ends (connection lost), its task closes it
+        self._greeting[writer] = None
         try:
             line = await asyncio.wait_for(reader.readuntil(b"\n"), HELLO_WITHIN)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             return None
         finally:
-            self._greeting -= 1
+            self._greeting.pop(writer, None)
         offer = self._offers.pop(line[:-1].decode("ascii", "replace"), None) if len(line) <= MAX_NONCE_LINE else None
         if offer is None or offer.expires <= time.monotonic():
             peer = writer.get_extra_info("peername")
@@ -205,24 +222,41 @@ class AppTunnels:
         path = self._backend.runner_socket(offer.kernel_id)
         try:
             if path is None:
-                raise OSError("the kernel is gone")
-            runner = await open_runner(path)
+                raise FileNotFoundError(errno.ENOENT, "the kernel is gone")
+            runner = await open_runner(path, limit=CHUNK)
         except (OSError, asyncio.TimeoutError) as exc:
-            writer.write(_line(f"cannot reach the runner of kernel {offer.kernel_id}: {exc}"))
+            log.info("app tunnel to kernel %s: cannot reach its runner at %s: %r", offer.kernel_id, path, exc)
+            writer.write(_line(f"cannot reach the runner of kernel {offer.kernel_id}: {_reason(exc)}"))
             return
+        spliced = False
+        try:
+            answer = await self._connected(runner, offer)
+            if answer is not None:
+                writer.write(_line(answer))
+                return
+            writer.write(TUNNEL_OK)
+
+            def moved() -> None:
+                self._traffic[offer.kernel_id] = time.time()
+
+            spliced = True
+            await splice((reader, writer), runner, moved)
+        finally:
+            if not spliced:
+                runner[1].close()
+
+    @staticmethod
+    async def _connected(runner: Connection, offer: _Offer) -> str | None:
+        """Asks the runner to connect to the offer's port; None when it did, else why not (the runner, in
+        the kernel, may answer anything: a line of at most ``CHUNK`` bytes is read, anything else refused)."""
         try:
             runner[1].write((json.dumps({"op": "connect", "port": offer.port}) + "\n").encode())
-            answer = json.loads(await asyncio.wait_for(runner[0].readline(), CONNECT_TIMEOUT * 3) or b"{}")
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            answer = {"message": f"the runner of kernel {offer.kernel_id} did not answer: {exc}"}
-        if not isinstance(answer, dict) or answer.get("op") != "connected":
-            message = answer.get("message") if isinstance(answer, dict) else None
-            writer.write(_line(str(message or "the runner refused the connection")))
-            runner[1].close()
-            return
-        writer.write(TUNNEL_OK)
-
-        def moved() -> None:
-            self._traffic[offer.kernel_id] = time.time()
-
-        await splice((reader, writer), runner, moved)
+            answer = json.loads(await asyncio.wait_for(runner[0].readline(), RUNNER_ANSWER_WITHIN) or b"{}")
+        except (OSError, asyncio.TimeoutError) as exc:
+            return f"the runner of kernel {offer.kernel_id} did not answer: {_reason(exc)}"
+        except (ValueError, RecursionError):  # not one line of JSON (too long, too deep, not JSON)
+            return f"the runner of kernel {offer.kernel_id} answered something else than a line of JSON"
+        if isinstance(answer, dict) and answer.get("op") == "connected":
+            return None
+        message = answer.get("message") if isinstance(answer, dict) else None
+        return str(message or "the runner refused the connection")

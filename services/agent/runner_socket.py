@@ -47,11 +47,13 @@ def _socket_fd(path: Path) -> int:
     return fd
 
 
-async def open_runner(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connects to the runner's socket at ``path``, never following a link (see the module's docstring)."""
+async def open_runner(path: Path, limit: int = LINE_LIMIT) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connects to the runner's socket at ``path``, never following a link (see the module's docstring).
+    ``limit``: the longest line the reader takes; it also buffers at most twice that before it stops
+    reading (a connection that carries an app's bytes wants far less than exec's lines)."""
     fd = _socket_fd(Path(path))
     try:
-        return await asyncio.wait_for(asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=LINE_LIMIT),
+        return await asyncio.wait_for(asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=limit),
                                       CONNECT_TIMEOUT)
     finally:
         os.close(fd)

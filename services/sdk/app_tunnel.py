@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from services.sdk.client import BerthClient
 from services.sdk.errors import BerthAPIError, raise_first
@@ -45,6 +45,9 @@ async def open_app_tunnel(client: BerthClient, session: str, port: int) -> Clien
                                 open_timeout=OPEN_TIMEOUT)
     except InvalidStatus as exc:
         raise _refusal(exc) from None
+    except InvalidHandshake as exc:  # the gateway dropped the connection mid-handshake (it was stopping, say)
+        raise BerthAPIError("UNAVAILABLE", f"the gateway did not complete the app tunnel's handshake ({exc}): "
+                                           "try again") from None
 
 
 async def forward_connection(tunnel: ClientConnection, reader: asyncio.StreamReader,

@@ -110,7 +110,8 @@ async def test_websocket_accepts_a_bearer_token_or_signed_upgrade_headers(served
     assert (await _first_message(ws_url, {}, headers))["type"] == "connection_ack"
     with pytest.raises(InvalidStatus) as refused:
         await _first_message(ws_url, {}, {**headers, "Authorization": headers["Authorization"][:-4] + "0000"})
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 401  # as an HTTP request is refused, with the reason's code
+    assert json.loads(refused.value.response.body)["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 async def test_stopping_the_gateway_ends_a_live_subscription(read_models: str, keys: Keys, nats_url: str, clean_streams) -> None:

@@ -22,8 +22,11 @@ from urllib.parse import parse_qs
 import msgspec
 import nats.errors
 
-from contracts.app_tunnels import OFFER_TTL, TUNNEL_OK, AppTunnelOffer, AppTunnelRequest, app_subject, check_app_port
-from services.common.pumps import until_first_ends
+from contracts.app_tunnels import (
+    AGENT_ANSWER_WITHIN, MAX_ANSWER_LINE, TUNNEL_OK, AppTunnelOffer, AppTunnelRequest, app_subject, check_app_port,
+    printable_reason,
+)
+from services.common.pumps import keep_alive, until_first_ends
 from services.common.transient import unavailable_dependency, unavailable_message
 from services.gateway.asgi import Receive, Scope, Send, deny_websocket, error_body
 from services.gateway.auth.middleware import PRINCIPAL_KEY
@@ -44,8 +47,11 @@ T = TypeVar("T")
 
 TUNNEL_PATH = "/apps/tunnel"
 AGENT_TIMEOUT = 5.0
-"""Seconds the agent has to answer the offer request, and then the connection with its nonce."""
+"""Seconds the agent has to answer the offer request, and to accept the connection to its listener."""
 CHUNK = 64 * 1024
+MAX_MESSAGE = 4 * CHUNK
+"""Bytes of one websocket message to the app, at most (the SDK sends ``CHUNK``): a larger one closes the
+tunnel (1009), so that a client whose app does not read holds little of the gateway's memory."""
 _STATUS = {BAD_INPUT: 400, UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, CONFLICT: 409, AMBIGUOUS: 409,
            SUBSCRIPTION_LIMIT: 429, UNAVAILABLE: 503}
 _CLOSE = {401: 4401, 403: 4403, 404: 4404, 409: 4409, 429: 4429, 503: 1013}
@@ -118,21 +124,26 @@ class AppTunnelEndpoint:
         except (msgspec.ValidationError, msgspec.DecodeError):
             raise GatewayError(UNAVAILABLE, f"agent {agent_id} answered something else than an offer") from None
         if not offer.ok:
-            raise GatewayError(CONFLICT, offer.error or "the agent refused")
+            raise GatewayError(CONFLICT, printable_reason(offer.error or "the agent refused"))
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(offer.host, offer.port), AGENT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise GatewayError(UNAVAILABLE, f"cannot reach agent {agent_id}'s app tunnels at {offer.host}:"
-                                            f"{offer.port}: {exc}") from None
+        except (OSError, asyncio.TimeoutError) as exc:  # where the agent listens is the operator's business
+            log.warning("app tunnel: cannot reach agent %s's listener at %s:%d: %r", agent_id, offer.host, offer.port,
+                        exc)
+            raise GatewayError(UNAVAILABLE, f"cannot reach agent {agent_id}'s app tunnels: try again") from None
+        keep_alive(writer)
         try:
             writer.write(offer.nonce.encode() + b"\n")
-            answer = await asyncio.wait_for(reader.readline(), OFFER_TTL + AGENT_TIMEOUT)
+            answer = await asyncio.wait_for(reader.readline(), AGENT_ANSWER_WITHIN + AGENT_TIMEOUT)
         except (OSError, asyncio.TimeoutError, ValueError):
             answer = b""
         if answer != TUNNEL_OK:
             writer.close()
-            text = answer.decode("utf-8", "replace").strip() or f"agent {agent_id} closed the tunnel"
-            raise GatewayError(CONFLICT, f"port {port} of session {state.id}: {text}")
+            if not answer.endswith(b"\n") or len(answer) > MAX_ANSWER_LINE:  # closed, silent, or not its answer
+                raise GatewayError(UNAVAILABLE, f"agent {agent_id} did not take the connection to port {port} of "
+                                                f"session {state.id}: try again")
+            reason = printable_reason(answer.decode("utf-8", "replace"))
+            raise GatewayError(CONFLICT, f"port {port} of session {state.id}: {reason}")
         return state.id, agent_id, (reader, writer)
 
 
@@ -164,6 +175,11 @@ async def _carry(receive: Receive, send: Send, reader: asyncio.StreamReader, wri
             data = message.get("bytes")
             if data is None:
                 data = (message.get("text") or "").encode()
+            if len(data) > MAX_MESSAGE:
+                closed = True
+                await send({"type": "websocket.close", "code": 1009,
+                            "reason": f"a message to an app holds at most {MAX_MESSAGE} bytes"})
+                return
             writer.write(data)
             await writer.drain()
 

@@ -139,19 +139,19 @@ class AuthLayer:
                 principal = await self._authenticator.authenticate(
                     method="GET", path=signed_path(scope), headers=headers, body=b""
                 )
-            except AuthError as exc:
+            except AuthError as exc:  # refused as an HTTP request is (where the server can), so a client can tell
                 log.info("refused websocket upgrade: %s", exc)
-                await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1008, "reason": AUTH_FAILED})
+                await deny_websocket(scope, receive, send, 401, error_body(UNAUTHENTICATED, AUTH_FAILED),
+                                     {"www-authenticate": "BackendAI, Bearer"}, 1008, AUTH_FAILED)
                 return
             except Exception as exc:
                 away = unavailable_dependency(exc)
                 if away is None:
                     raise
                 log.warning("cannot authenticate a websocket upgrade while %s is away: %s", away, exc)
-                await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1013,
-                            "reason": f"{UNAVAILABLE}: {unavailable_message(away, exc)}"})
+                reason = unavailable_message(away, exc)
+                await deny_websocket(scope, receive, send, 503, error_body(UNAVAILABLE, reason), {"retry-after": "1"},
+                                     1013, f"{UNAVAILABLE}: {reason}")
                 return
             decision = await self._admit(principal)
             if not decision.admitted:
