@@ -8,6 +8,7 @@ or the signed headers of ``GET /graphql`` with an empty body
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from services.gateway.auth.middleware import PRINCIPAL_KEY, WS_AUTH_KEY, rate_li
 from services.gateway.auth.principal import AUTH_FAILED, AuthError
 from services.gateway.context import GatewayContext
 from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAVAILABLE, GatewayError
+from services.gateway.request_json import decode_json, refusal
 from services.gateway.resources import Resources
 
 __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
@@ -60,10 +62,18 @@ class BerthGraphQL(GraphQL):
             return
         await response(scope, receive, send)
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Returns the value of a request body or websocket message; one nested too deep, not Unicode or
+        holding a lone surrogate is refused as not JSON (``request_json``: a websocket closes with 4400)."""
+        return decode_json(data)
+
     def parse_json(self, data: str | bytes) -> Any:
-        """Returns a request body's JSON object; a body that is valid JSON but not an object (a string,
-        a number, a list: batching is off) is refused (strawberry would fail on it: a 500)."""
-        value = super().parse_json(data)
+        """Returns a request body's JSON object; a body that is not JSON, or valid JSON but not an object (a
+        string, a number, a list: batching is off), is refused (strawberry would fail on the latter: a 500)."""
+        try:
+            value = self.decode_json(data)
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, refusal(exc)) from None
         if not isinstance(value, dict):
             raise HTTPException(400, 'the request body must be a JSON object: {"query": ..., "variables": {...}}')
         return value

@@ -28,7 +28,11 @@ __all__ = [
 ]
 
 API_VERSION = "v8.20260101"
-_AUTH = re.compile(r"^BackendAI signMethod=HMAC-(?P<hash>[A-Z0-9]+), credential=(?P<access>[^:\s]+):(?P<sig>[0-9a-f]+)$")
+_AUTH = re.compile(
+    r"^BackendAI signMethod=HMAC-(?P<hash>[A-Z0-9]+), credential=(?P<access>[A-Za-z0-9]{1,64}):(?P<sig>[0-9a-f]+)$"
+)
+"""The header's form; an access key is letters and digits (``AKIA`` and 16 more where Berth issues it), at most 64
+as the API takes one: any other is malformed, never looked up (NUL or a lone surrogate failed in PostgreSQL)."""
 
 
 _last_date = dt.datetime.min.replace(tzinfo=dt.UTC)
