@@ -39,6 +39,7 @@ __all__ = [
     "VFolderFilesDeleted",
     "VFolderInvitationAccepted",
     "VFolderInvitationRejected",
+    "VFolderInvitationWithdrawn",
     "VFolderInvited",
     "VFolderLeft",
     "VFolderNameClaimed",
@@ -57,6 +58,7 @@ __all__ = [
     "VFolderUnshared",
     "VFolderUsageMeasured",
     "VolumePermission",
+    "WithdrawalReason",
     "check_folder_name",
     "check_folder_path",
     "folder_name_claim_id",
@@ -126,6 +128,16 @@ class VolumePermission(str, Enum):
     DOWNLOAD_FILE = "download-file"
     INVITE_OTHERS = "invite-others"
     SET_USER_SPECIFIC_PERMISSION = "set-user-specific-permission"
+
+
+class WithdrawalReason(str, Enum):
+    """Why a pending invitation ended unanswered: its inviter (or a manager of the folder) withdrew it,
+    or a later share, unshare or permission change concerning its invitee superseded it."""
+
+    WITHDRAWN = "withdrawn"
+    SHARED = "shared"
+    UNSHARED = "unshared"
+    PERMISSION_CHANGED = "permission_changed"
 
 
 class FolderPathError(ValueError):
@@ -268,6 +280,16 @@ class VFolderInvitationRejected(Event, frozen=True, kw_only=True, tag="vfolder.i
     invitee: str
 
 
+class VFolderInvitationWithdrawn(Event, frozen=True, kw_only=True, tag="vfolder.invitation_withdrawn"):
+    """A pending invitation ended unanswered (``reason``): it can no longer be accepted. ``by``: who
+    withdrew it, or who shared, unshared or changed the permission of ``invitee``."""
+
+    invitation_id: str
+    invitee: str
+    reason: WithdrawalReason
+    by: str
+
+
 class VFolderLeft(Event, frozen=True, kw_only=True, tag="vfolder.left"):
     """``user`` no longer has the folder shared with them (they left it)."""
 
@@ -348,9 +370,9 @@ class VFolderNameClaimed(Event, frozen=True, kw_only=True, tag="vfoldername.clai
 
 ALL_VFOLDER_EVENTS: tuple[type[Event], ...] = (
     VFolderCreated, VFolderProvisioned, VFolderProvisionFailed, VFolderRenamed, VFolderShared,
-    VFolderUnshared, VFolderInvited, VFolderInvitationAccepted, VFolderInvitationRejected, VFolderLeft,
-    VFolderPermissionChanged, VFolderTrashed, VFolderRestored, VFolderPurgeRequested, VFolderPurged,
-    VFolderQuotaSet, VFolderUsageMeasured, VFolderFileUploaded, VFolderFilesDeleted, VFolderFileMoved,
-    VFolderDirectoryCreated, VFolderNameClaimed,
+    VFolderUnshared, VFolderInvited, VFolderInvitationAccepted, VFolderInvitationRejected,
+    VFolderInvitationWithdrawn, VFolderLeft, VFolderPermissionChanged, VFolderTrashed, VFolderRestored,
+    VFolderPurgeRequested, VFolderPurged, VFolderQuotaSet, VFolderUsageMeasured, VFolderFileUploaded,
+    VFolderFilesDeleted, VFolderFileMoved, VFolderDirectoryCreated, VFolderNameClaimed,
 )
 """Every event of this module (the catalog lists them)."""

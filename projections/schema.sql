@@ -313,7 +313,7 @@ CREATE TABLE IF NOT EXISTS vfolder_invitations (
     inviter       text NOT NULL,
     invitee       text NOT NULL,
     permission    text NOT NULL,
-    state         text NOT NULL,       -- pending | accepted | rejected
+    state         text NOT NULL,       -- pending | accepted | rejected | withdrawn
     created_at    timestamptz NOT NULL,
     updated_at    timestamptz NOT NULL
 );

@@ -1,7 +1,8 @@
 """Read models of the vfolder context: ``vfolders`` (one row per folder, purged ones kept with
 status ``purged``), ``vfolder_shares`` (who has it shared, directly or by an accepted
-invitation, and with which permission), ``vfolder_invitations`` and ``vfolder_scope_limits``
-(a project's ``project.storage_limit_set``).
+invitation, and with which permission), ``vfolder_invitations`` (state ``pending``, ``accepted``,
+``rejected`` or ``withdrawn``: ended unanswered, ``vfolder.invitation_withdrawn``) and
+``vfolder_scope_limits`` (a project's ``project.storage_limit_set``).
 
 Rows take every value from events; the status follows ``domain.vfolder.state`` (a restore goes
 back to ``ready`` when the folder was ever provisioned, else ``error``). Content events move
@@ -105,7 +106,8 @@ def _(event: ev.VFolderInvited, w: Writer, entry: Entry) -> None:
     _update(w, event, entry)
 
 
-def _answer(w: Writer, event: ev.VFolderInvitationAccepted | ev.VFolderInvitationRejected, state: str) -> None:
+def _answer(w: Writer, event: ev.VFolderInvitationAccepted | ev.VFolderInvitationRejected
+            | ev.VFolderInvitationWithdrawn, state: str) -> None:
     w.execute_one("UPDATE vfolder_invitations SET state = %s, updated_at = %s WHERE invitation_id = %s",
                   (state, event.timestamp, event.invitation_id), f"no invitation {event.invitation_id}")
 
@@ -125,6 +127,13 @@ def _(event: ev.VFolderInvitationAccepted, w: Writer, entry: Entry) -> None:
 @apply_event.register
 def _(event: ev.VFolderInvitationRejected, w: Writer, entry: Entry) -> None:
     _answer(w, event, "rejected")
+    _update(w, event, entry)
+
+
+@apply_event.register
+def _(event: ev.VFolderInvitationWithdrawn, w: Writer, entry: Entry) -> None:
+    """A withdrawn (or superseded) invitation leaves the pending ones: it is kept, as answered ones are."""
+    _answer(w, event, "withdrawn")
     _update(w, event, entry)
 
 

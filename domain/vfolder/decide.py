@@ -6,6 +6,8 @@ included) is checked by ``create`` with the count the caller read (``count.py``,
 creation); a quota cap is 0..2^62 bytes.
 A folder mounted by a live session is neither trashed nor purged (Backend.AI refuses it too):
 ``trash`` and ``purge`` take the live sessions mounting it, as the caller found them.
+Invitations (invite, accept, reject, withdraw) are decided in ``invitations.py``: a share, unshare
+or permission change here withdraws the pending invitations of the user it concerns.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contracts.vfolder import (
     VFolderPermission,
     VFolderStatus,
     VolumePermission,
+    WithdrawalReason,
     check_folder_name,
     check_folder_path,
     quota_scope_of,
@@ -28,8 +31,10 @@ from contracts.vfolder import (
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError, NotFoundError
 from domain.vfolder.access import Actor, check_volume, may_see, require, require_manager
+from domain.vfolder.checks import check_live, check_other_user, valid_permission
 from domain.vfolder.in_use import MountingSession, check_not_mounted
-from domain.vfolder.state import Invitation, VFolderState
+from domain.vfolder.invitations import accept, invite, reject, superseded, withdraw
+from domain.vfolder.state import VFolderState
 
 __all__ = [
     "MAX_QUOTA_BYTES",
@@ -56,6 +61,7 @@ __all__ = [
     "trash",
     "unshare",
     "valid_name",
+    "withdraw",
 ]
 
 MAX_QUOTA_BYTES = 2**62
@@ -72,20 +78,8 @@ def valid_name(name: str) -> str:
         raise InvalidRequestError(str(exc)) from exc
 
 
-def _permission(value: str | VFolderPermission) -> VFolderPermission:
-    try:
-        return VFolderPermission(value)
-    except ValueError:
-        raise InvalidRequestError(f"unknown permission {value!r}: use ro, rw or wd") from None
-
-
 def _emit(state: VFolderState, ctx: Context) -> Emitter:
     return Emitter(state.id, state.version, ctx)
-
-
-def _live(state: VFolderState, what: str) -> None:
-    if state.status in (VFolderStatus.TRASHED, VFolderStatus.PURGING, VFolderStatus.PURGED):
-        raise InvalidTransitionError(f"folder {state.name!r} is {state.status.value}: cannot {what}")
 
 
 class NewFolder:
@@ -100,10 +94,11 @@ class NewFolder:
             self.owner_kind = OwnerKind(owner_kind)
             self.usage_mode = UsageMode(usage_mode)
         except ValueError as exc:
-            raise InvalidRequestError(f"{exc}: owner kind is user or project, usage mode general, model or data") from None
+            raise InvalidRequestError(
+                f"{exc}: owner kind is user or project, usage mode general, model or data") from None
         self.owner = owner
         self.domain = domain
-        self.permission = _permission(permission)
+        self.permission = valid_permission(permission)
         self.cloneable = cloneable
         self.clone_of = clone_of
 
@@ -153,7 +148,7 @@ def clone(source: VFolderState | None, folder_id: str, name: str, actor: Actor, 
 def rename(state: VFolderState | None, name: str, actor: Actor, ctx: Context) -> list[Event]:
     state = require_manager(state, actor, "rename it")
     check_volume(actor, state.volume, VolumePermission.MODIFY_VFOLDER)
-    _live(state, "rename it")
+    check_live(state, "rename it")
     name = valid_name(name)
     if name == state.name:
         return []
@@ -164,96 +159,44 @@ def share(state: VFolderState | None, user: str, permission: str, actor: Actor, 
           user_domain: str | None, user_projects: frozenset[str] = frozenset()) -> list[Event]:
     """Gives ``user`` (of the folder's domain; ``user_domain`` None: no such user) ``permission``:
     a project folder's per-user override (for a member of the project, ``user_projects``), or a
-    user folder shared by its owner directly. Sharing again with another permission changes it."""
+    user folder shared by its owner directly. Sharing again with another permission changes it.
+    The user's pending invitations to the folder are withdrawn (the share decides their permission)."""
     state = require_manager(state, actor, "share it")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
-    _live(state, "share it")
-    wanted = _permission(permission)
-    _check_other_user(state, user, user_domain)
+    check_live(state, "share it")
+    wanted = valid_permission(permission)
+    check_other_user(state, user, user_domain)
     if state.owner_kind is OwnerKind.PROJECT and state.owner not in user_projects:
         raise InvalidRequestError(f"{user!r} is not a member of project {state.owner!r}: a project folder's "
                                   "permissions are its members'")
     current = state.shares.get(user)
-    if current is wanted:
-        return []
     emit = _emit(state, ctx)
-    if current is not None:
-        return [emit(ev.VFolderPermissionChanged, user=user, permission=wanted, by=actor.user)]
-    return [emit(ev.VFolderShared, user=user, permission=wanted, by=actor.user)]
-
-
-def _check_other_user(state: VFolderState, user: str, user_domain: str | None) -> None:
-    if user_domain is None or user_domain != state.domain:
-        raise InvalidRequestError(f"no user {user!r} in domain {state.domain!r}")
-    if state.owner_kind is OwnerKind.USER and user == state.owner:
-        raise InvalidRequestError(f"{user!r} owns folder {state.name!r}")
+    change = ev.VFolderShared if current is None else ev.VFolderPermissionChanged
+    events = [] if current is wanted else [emit(change, user=user, permission=wanted, by=actor.user)]
+    return events + superseded(state, user, WithdrawalReason.SHARED, emit, actor.user)
 
 
 def set_permission(state: VFolderState | None, user: str, permission: str, actor: Actor, ctx: Context) -> list[Event]:
-    """Changes the permission of a user the folder is shared with."""
+    """Changes the permission of a user the folder is shared with (and withdraws their pending invitations)."""
     state = require_manager(state, actor, "change permissions")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
-    wanted = _permission(permission)
+    wanted = valid_permission(permission)
     current = state.shares.get(user)
     if current is None:
         raise InvalidRequestError(f"folder {state.name!r} is not shared with {user!r}")
-    if current is wanted:
-        return []
-    return [_emit(state, ctx)(ev.VFolderPermissionChanged, user=user, permission=wanted, by=actor.user)]
+    emit = _emit(state, ctx)
+    events = [] if current is wanted else [emit(ev.VFolderPermissionChanged, user=user, permission=wanted,
+                                                by=actor.user)]
+    return events + superseded(state, user, WithdrawalReason.PERMISSION_CHANGED, emit, actor.user)
 
 
 def unshare(state: VFolderState | None, user: str, actor: Actor, ctx: Context) -> list[Event]:
+    """Stops sharing the folder with ``user`` and withdraws their pending invitations to it."""
     state = require_manager(state, actor, "unshare it")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
-    if user not in state.shares:
-        return []
-    return [_emit(state, ctx)(ev.VFolderUnshared, user=user, by=actor.user)]
-
-
-def invite(state: VFolderState | None, invitation_id: str, invitee: str, permission: str, actor: Actor,
-           ctx: Context, *, invitee_domain: str | None) -> list[Event]:
-    """Invites ``invitee`` to a user folder (Backend.AI: invitations are for personal folders)."""
-    state = require_manager(state, actor, "invite others")
-    check_volume(actor, state.volume, VolumePermission.INVITE_OTHERS)
-    _live(state, "invite others")
-    if state.owner_kind is not OwnerKind.USER:
-        raise InvalidRequestError("invitations are for user folders: share a project folder instead")
-    wanted = _permission(permission)
-    _check_other_user(state, invitee, invitee_domain)
-    if invitee in state.shares:
-        raise AlreadyExistsError(f"folder {state.name!r} is already shared with {invitee!r}")
-    if state.pending_invitation_of(invitee) is not None:
-        raise AlreadyExistsError(f"{invitee!r} already has a pending invitation to folder {state.name!r}")
-    return [_emit(state, ctx)(ev.VFolderInvited, invitation_id=invitation_id, invitee=invitee, permission=wanted,
-                              by=actor.user)]
-
-
-def _pending(state: VFolderState | None, invitation_id: str, actor: Actor) -> tuple[VFolderState, Invitation]:
-    invitation = state.invitation(invitation_id) if state is not None else None
-    if state is None or invitation is None or invitation.invitee != actor.user:
-        raise InvalidRequestError(f"no invitation {invitation_id!r} for you")
-    return state, invitation
-
-
-def accept(state: VFolderState | None, invitation_id: str, actor: Actor, ctx: Context) -> list[Event]:
-    """The invitee accepts: the folder is shared with them at the invited permission. Accepting
-    again is a no-op; an answered or withdrawn one cannot be accepted."""
-    state, invitation = _pending(state, invitation_id, actor)
-    if invitation.state == "accepted":
-        return []
-    if invitation.state != "pending":
-        raise InvalidTransitionError(f"invitation {invitation_id} was {invitation.state}")
-    _live(state, "accept the invitation")
-    return [_emit(state, ctx)(ev.VFolderInvitationAccepted, invitation_id=invitation_id, invitee=actor.user)]
-
-
-def reject(state: VFolderState | None, invitation_id: str, actor: Actor, ctx: Context) -> list[Event]:
-    state, invitation = _pending(state, invitation_id, actor)
-    if invitation.state == "rejected":
-        return []
-    if invitation.state != "pending":
-        raise InvalidTransitionError(f"invitation {invitation_id} was {invitation.state}")
-    return [_emit(state, ctx)(ev.VFolderInvitationRejected, invitation_id=invitation_id, invitee=actor.user)]
+    emit = _emit(state, ctx)
+    events = [emit(ev.VFolderUnshared, user=user, by=actor.user)] if user in state.shares else []
+    return events + superseded(state, user, WithdrawalReason.UNSHARED, emit, actor.user)
 
 
 def leave(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
@@ -308,7 +251,7 @@ def set_quota(state: VFolderState | None, limit_bytes: int, actor: Actor, ctx: C
         raise ForbiddenError("only an admin may set a folder's quota")
     if not 0 <= limit_bytes <= MAX_QUOTA_BYTES:
         raise InvalidRequestError(f"a quota is 0 (none) to {MAX_QUOTA_BYTES} bytes, not {limit_bytes}")
-    _live(state, "set its quota")
+    check_live(state, "set its quota")
     if limit_bytes == state.quota_limit:
         return []
     return [_emit(state, ctx)(ev.VFolderQuotaSet, limit_bytes=limit_bytes, by=actor.user)]

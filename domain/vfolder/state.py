@@ -29,7 +29,8 @@ class Invitation(msgspec.Struct, frozen=True, kw_only=True):
     permission: VFolderPermission
     inviter: str
     state: str = "pending"
-    """``pending``, ``accepted`` or ``rejected``."""
+    """``pending``, ``accepted``, ``rejected`` or ``withdrawn`` (ended unanswered: withdrawn, or superseded
+    by a share, unshare or permission change concerning the invitee)."""
 
 
 class VFolderState(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,6 +185,12 @@ def _(event: ev.VFolderInvitationAccepted, state: VFolderState | None) -> VFolde
 def _(event: ev.VFolderInvitationRejected, state: VFolderState | None) -> VFolderState:
     assert state is not None
     return _bump(state, event, invitations=_answer(state, event.invitation_id, "rejected"))
+
+
+@_apply.register
+def _(event: ev.VFolderInvitationWithdrawn, state: VFolderState | None) -> VFolderState:
+    assert state is not None
+    return _bump(state, event, invitations=_answer(state, event.invitation_id, "withdrawn"))
 
 
 @_apply.register

@@ -219,6 +219,10 @@ class VFolders(BerthApplication):
     def reject(self, folder_id: str, invitation_id: str, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.reject(s, invitation_id, actor, ctx))
 
+    def withdraw_invitation(self, folder_id: str, invitation_id: str, actor: Actor, ctx: Context) -> int:
+        """Withdraws a pending invitation to the folder (its inviter or a manager); returns the position."""
+        return self._change(folder_id, lambda s: d.withdraw(s, invitation_id, actor, ctx))
+
     def leave(self, folder_id: str, actor: Actor, ctx: Context) -> int:
         return self._change(folder_id, lambda s: d.leave(s, actor, ctx))
 

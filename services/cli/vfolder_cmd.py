@@ -1,5 +1,5 @@
 """``berth vfolder``: virtual folders' metadata — create, ls, info, rename, rm (to the trash),
-restore, purge, clone, share, unshare, invite, invitations, accept, reject, leave, set-quota.
+restore, purge, clone, share, unshare, invite, withdraw, invitations, accept, reject, leave, set-quota.
 
 A FOLDER argument is a folder id or a name (your own folder first; a name several visible folders
 share is refused with their ids). Each change prints the folder as the read models show it once
@@ -44,6 +44,8 @@ INVITATIONS = ("query($all: Boolean!) { vfolderInvitations(all: $all) { id folde
                "permission state createdAt } }")
 ACCEPT = "mutation($i: String!) { acceptVFolderInvitation(invitationId: $i) { id position } }"
 REJECT = "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id position } }"
+WITHDRAW = ("mutation($f: String!, $i: String!) { withdrawVFolderInvitation(folder: $f, invitationId: $i) "
+            "{ id position } }")
 LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id position } }"
 SET_QUOTA = "mutation($f: String!, $b: Float!) { setVFolderQuota(folder: $f, limitBytes: $b) { id position } }"
 STORAGE = "query { storageUsage { quotaScope folders usageBytes usageFiles limitBytes } }"
@@ -222,8 +224,21 @@ async def invite(out: Output, folder: str, user: str, permission: str) -> None:
     out.record(result, [("id", "invitation"), ("position", "position")])
 
 
+@vfolder.command("withdraw")
+@click.argument("folder")
+@click.argument("invitation")
+@click.pass_obj
+@run_async
+async def withdraw(out: Output, folder: str, invitation: str) -> None:
+    """Withdraw INVITATION (pending) to FOLDER, as its inviter or a manager: it can no longer be accepted."""
+    async with connect_client() as client:
+        result = (await client.execute(WITHDRAW, {"f": folder, "i": invitation}))["withdrawVFolderInvitation"]
+    out.record({"invitation": invitation, "folder": result["id"], "state": "withdrawn"},
+               [("invitation", "invitation"), ("folder", "folder"), ("state", "state")])
+
+
 @vfolder.command("invitations")
-@click.option("--all", "everything", is_flag=True, help="Answered invitations too.")
+@click.option("--all", "everything", is_flag=True, help="Answered and withdrawn invitations too.")
 @click.pass_obj
 @run_async
 async def invitations(out: Output, everything: bool) -> None:

@@ -10,6 +10,11 @@ by name (that races with a rename).
 ``split_path`` checks the text first with ``contracts.vfolder.check_folder_path`` (the one
 validator): relative POSIX, NFC, no NUL, no ``.``/``..``/empty component, each component ≤ 255
 bytes, the whole ≤ 4096 bytes.
+
+A walk that creates missing directories (``create``) gives each one it creates to ``owner``
+(uid, gid; None: left to the service's own user), by ``fchown`` on the fd of the new directory
+opened with ``O_NOFOLLOW``: run as root, the directories an upload makes belong to the kernel
+user as its file does, so a kernel can write in them through its rw mount.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Iterator
 
 from contracts.vfolder import FolderPathError, check_folder_path
 
-__all__ = ["MissingPathError", "PathError", "open_dir", "open_parent", "split_path"]
+__all__ = ["MissingPathError", "Owner", "PathError", "open_dir", "open_parent", "split_path"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -49,15 +54,28 @@ def split_path(path: str) -> tuple[str, ...]:
     return tuple(normal.split("/")) if normal else ()
 
 
-def _open_child_dir(parent: int, name: str, create: bool) -> int:
+Owner = tuple[int, int]
+"""A uid and gid to give what a walk creates."""
+
+
+def _open_child_dir(parent: int, name: str, create: bool, owner: Owner | None = None) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=parent)
     except FileNotFoundError:
         if not create:
             raise MissingPathError(f"no such directory: {name!r}") from None
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(name, 0o755, dir_fd=parent)
-        return _open_child_dir(parent, name, create=False)
+        except FileExistsError:  # made meanwhile by another walk: its maker owns it
+            return _open_child_dir(parent, name, create=False)
+        fd = _open_child_dir(parent, name, create=False)
+        if owner is not None:
+            try:
+                os.fchown(fd, *owner)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
             raise PathError(f"not a directory (or a symlink): {name!r}") from None
@@ -65,13 +83,15 @@ def _open_child_dir(parent: int, name: str, create: bool) -> int:
 
 
 @contextlib.contextmanager
-def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool = False) -> Iterator[int]:
+def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool = False,
+             owner: Owner | None = None) -> Iterator[int]:
     """Yields an fd of the directory ``parts`` under ``root_fd`` (closed afterwards), walked
-    without following any symlink; ``create`` makes missing directories on the way."""
+    without following any symlink; ``create`` makes missing directories on the way, each given
+    to ``owner`` (uid, gid) when one is given."""
     fd = os.dup(root_fd)
     try:
         for part in parts:
-            child = _open_child_dir(fd, part, create)
+            child = _open_child_dir(fd, part, create, owner)
             os.close(fd)
             fd = child
         yield fd
@@ -80,9 +100,11 @@ def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool = False) -> I
 
 
 @contextlib.contextmanager
-def open_parent(root_fd: int, parts: tuple[str, ...], *, create: bool = False) -> Iterator[tuple[int, str]]:
-    """Yields ``(fd of the parent directory, last component)`` of a non-empty path."""
+def open_parent(root_fd: int, parts: tuple[str, ...], *, create: bool = False,
+                owner: Owner | None = None) -> Iterator[tuple[int, str]]:
+    """Yields ``(fd of the parent directory, last component)`` of a non-empty path; ``create`` and
+    ``owner`` as for ``open_dir``."""
     if not parts:
         raise PathError("the folder's root is not an entry")
-    with open_dir(root_fd, parts[:-1], create=create) as fd:
+    with open_dir(root_fd, parts[:-1], create=create, owner=owner) as fd:
         yield fd, parts[-1]

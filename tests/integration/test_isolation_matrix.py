@@ -154,6 +154,14 @@ async def _invitation_to_owner(world: World) -> dict[str, Any]:
     return {"i": invitation}
 
 
+async def _invitation_from_owner(world: World) -> dict[str, Any]:
+    """A pending invitation of the peer's to a new folder of the owner's."""
+    folder = await _folder(world)
+    invited = await world.clients["owner"].execute(INVITE_VFOLDER, {"f": folder, "u": "bob"})
+    await world.settle()
+    return {"f": folder, "i": invited["inviteToVFolder"]["id"]}
+
+
 def _folder_shown(data: Any, world: World) -> bool:
     return world.folder_id in {item["id"] for item in data}  # type: ignore[attr-defined]
 
@@ -252,6 +260,9 @@ RULES: dict[str, Rule] = {
     "Mutation.rejectVFolderInvitation": Rule(
         "mutation($i: String!) { rejectVFolderInvitation(invitationId: $i) { id } }", "A N N N N U",
         _invitation_to_owner),
+    "Mutation.withdrawVFolderInvitation": Rule(
+        f"mutation({F}, $i: String!) {{ withdrawVFolderInvitation(folder: $f, invitationId: $i) {{ id }} }}",
+        "A N A N A U", _invitation_from_owner),
     "Mutation.leaveVFolder": Rule(f"mutation({F}) {{ leaveVFolder(folder: $f) {{ id }} }}", "A C C N C U",
                                   _peers_shared),
     "Mutation.setProjectStorageLimit": Rule(

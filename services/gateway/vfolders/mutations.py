@@ -175,6 +175,11 @@ class VFolderMutation:
                                         after_position: AfterPosition = None) -> VFolderResult:
         return await _answer(info, invitation_id, "reject", after_position)
 
+    @strawberry.mutation(name="withdrawVFolderInvitation", description="Withdraws a pending invitation to a folder "
+                         "(its inviter or a manager of the folder): it can no longer be accepted.")
+    async def withdraw_vfolder_invitation(self, info: Info, folder: str, invitation_id: str) -> VFolderResult:
+        return await _change(info, folder, "withdraw_invitation", _bounded(invitation_id, "invitationId"))
+
     @strawberry.mutation(name="leaveVFolder", description="Leaves a folder shared with you.")
     async def leave_vfolder(self, info: Info, folder: str) -> VFolderResult:
         return await _change(info, folder, "leave")
