@@ -12,7 +12,11 @@ from enum import Enum
 from typing import Iterable, Mapping
 
 __all__ = [
+    "COUNT_PLACES",
     "KNOWN_SLOTS",
+    "MAX_BYTES",
+    "MAX_COUNT",
+    "WIDE_PRECISION",
     "ResourceSlots",
     "SlotError",
     "SlotType",
@@ -20,6 +24,7 @@ __all__ = [
     "fits",
     "parse_amount",
     "parse_slots",
+    "stored_slots",
     "subtract_slots",
     "sum_slots",
 ]
@@ -42,6 +47,17 @@ KNOWN_SLOTS: dict[str, SlotType] = {
     "cuda.device": SlotType.COUNT,
     "cuda.shares": SlotType.COUNT,
 }
+
+MAX_BYTES = Decimal(2**63 - 1)
+"""The largest amount of a byte slot (8 EiB: what a 64-bit size holds, and more memory than any node has)."""
+MAX_COUNT = Decimal(10**9)
+"""The largest amount of a count slot (a billion cores or devices)."""
+COUNT_PLACES = 6
+"""Decimal places of a count slot, at most (``cuda.shares`` of 0.000001 of a device)."""
+_COUNT_QUANTUM = Decimal(1).scaleb(-COUNT_PLACES)
+WIDE_PRECISION = 100
+"""Digits of the decimal context in which an amount is rounded or formatted (``localcontext(prec=...)``): the
+default 28 refuse to quantize the amounts that histories recorded before these bounds may hold (80 digits)."""
 
 _BINARY_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -68,9 +84,28 @@ def parse_amount(slot: str, value: str | int | Decimal) -> Decimal:
             raise SlotError(f"slot {slot!r}: cannot parse amount {value!r}") from exc
     if not amount.is_finite() or amount < 0:
         raise SlotError(f"slot {slot!r}: amount must be a non-negative number, got {value!r}")
+    return _bounded(slot, amount, value)
+
+
+def _bounded(slot: str, amount: Decimal, value: object) -> Decimal:
+    """Returns ``amount`` (bytes: to the byte) when it is within the slot's bounds; SlotError else. Every sum
+    and share the scheduler and quotas compute of bounded amounts stays exact in 28 digits: an amount of 51
+    digits made formatting a pending reason fail, and with it every scheduling pass."""
     if KNOWN_SLOTS[slot] is SlotType.BYTES:
-        amount = amount.to_integral_value()
+        if amount > MAX_BYTES:
+            raise SlotError(f"slot {slot!r}: at most {MAX_BYTES} bytes (8 EiB), got {value!r}")
+        return amount.to_integral_value()
+    if amount > MAX_COUNT:
+        raise SlotError(f"slot {slot!r}: at most {MAX_COUNT}, got {value!r}")
+    if amount != amount.quantize(_COUNT_QUANTUM):
+        raise SlotError(f"slot {slot!r}: at most {COUNT_PLACES} decimal places, got {value!r}")
     return amount
+
+
+def stored_slots(stored: Mapping[str, str]) -> ResourceSlots:
+    """Returns slots as a read model stores them (``str`` of each ``Decimal``, which may be ``1E-8``): what was
+    recorded is read back as is, whatever bounds input has today (``parse_slots`` is for input)."""
+    return {name: Decimal(amount) for name, amount in stored.items()}
 
 
 def parse_slots(raw: Mapping[str, str | int | Decimal]) -> ResourceSlots:

@@ -13,7 +13,7 @@ read once and written once (``projections.tallies``).
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from functools import singledispatch
 from typing import Hashable, Mapping
 
@@ -21,7 +21,7 @@ import msgspec
 
 from contracts import quota as ev
 from contracts.envelope import Event
-from contracts.slots import add_slots, subtract_slots
+from contracts.slots import WIDE_PRECISION, add_slots, subtract_slots
 from projections.delivery import Entry
 from projections.errors import MissingRowError
 from projections.tallies import Held, Tally
@@ -68,8 +68,9 @@ def _(event: ev.QuotaReleased, w: Writer, entry: Entry) -> None:
 def _canonical(slots: Mapping[str, Decimal]) -> dict[str, Decimal]:
     """The non-zero amounts, each written the shortest way (a sum after a subtraction reads as the
     sum of what is left: 3.5 - 1.5 is 2, not 2.0)."""
-    return {name: amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
-            for name, amount in slots.items() if amount != 0}
+    with localcontext(prec=WIDE_PRECISION):  # histories from before the slots' bounds may hold 80 digits
+        return {name: amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
+                for name, amount in slots.items() if amount != 0}
 
 
 def _changed(w: Writer, event: ev.QuotaConsumed | ev.QuotaReleased, held: Held) -> None:

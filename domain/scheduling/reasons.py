@@ -8,10 +8,10 @@ scheduler service can record a reason only when it differs from the last one.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Iterable, Mapping, Sequence
 
-from contracts.slots import KNOWN_SLOTS, SlotType
+from contracts.slots import KNOWN_SLOTS, WIDE_PRECISION, SlotType
 from domain.scheduling.model import PendingReason
 
 __all__ = [
@@ -66,7 +66,8 @@ def format_amount(slot: str, amount: Decimal) -> str:
         unit = 0
         while unit < len(_BYTE_UNITS) - 1 and amount >= 1024 ** (unit + 1):
             unit += 1
-        scaled = (amount / (1024**unit)).quantize(_TWO_PLACES).normalize()
+        with localcontext(prec=WIDE_PRECISION):  # histories from before MAX_BYTES may hold 80 digits
+            scaled = (amount / (1024**unit)).quantize(_TWO_PLACES).normalize()
         return f"{scaled:f} {_BYTE_UNITS[unit]}"
     return f"{amount.normalize():f}"
 

@@ -81,6 +81,18 @@ class PassRunner:
         self.stats = PassStats()
         self.max_placements = MAX_PLACEMENTS
 
+    def _retry_later(self, exc: Exception, what: str) -> None:
+        """Wakes the runner again after the next of ``RETRY_DELAYS``: a dependency away is told to ``OUTAGES``
+        (logged once, shown in health), anything else logged with its traceback each time."""
+        delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
+        self._failures += 1
+        away = unavailable_dependency(exc)
+        if away is not None:
+            OUTAGES.failed("scheduler", away, exc)
+        else:
+            log.error("%s; retrying in %.1fs", what, delay, exc_info=exc)
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
     def notify(self) -> None:
         """Marks the snapshot as changed in a way that may allow a placement."""
         self._reruns = 0
@@ -107,9 +119,13 @@ class PassRunner:
             await self._resolve(unresolved)
         started = time.perf_counter()
         now = self._clock()
-        plan = make_plan(self._snapshot.view(self._round_robin), self._snapshot.pending(), now)
         ctx = self._context()
-        decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
+        try:
+            plan = make_plan(self._snapshot.view(self._round_robin), self._snapshot.pending(), now)
+            decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
+        except Exception as exc:  # noqa: BLE001 - a pass that cannot be planned is retried; the service goes on
+            self._retry_later(exc, "scheduling pass could not be planned")
+            return None
         self.stats.plan_seconds += time.perf_counter() - started
         self._set_timer(plan.wake_at, now)
         started = time.perf_counter()
@@ -128,14 +144,7 @@ class PassRunner:
                 rebases += 1
                 decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
             except Exception as exc:  # noqa: BLE001 - the pass is retried later, the service goes on
-                delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
-                self._failures += 1
-                away = unavailable_dependency(exc)
-                if away is not None:  # logged (and shown in health) by OUTAGES, without a traceback each time
-                    OUTAGES.failed("scheduler", away, exc)
-                else:
-                    log.exception("scheduling pass failed; retrying in %.1fs", delay)
-                asyncio.get_running_loop().call_later(delay, self._wake.set)
+                self._retry_later(exc, "scheduling pass failed")
                 return None
         if not decisions.events:
             return None

@@ -57,6 +57,10 @@ async def test_a_450_kb_create_session_is_refused_and_the_next_one_works(
     await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"project": "p" * BIG}}, "project: at most 128")
     await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"resources": [{"slot": "cpu", "amount": "9" * BIG}]}},
                            "resource amount: at most 64")
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"resources": [{"slot": "mem", "amount": "1" + "0" * 50}]}},
+                           "at most 9223372036854775807 bytes")  # before: accepted, and the scheduler halted
+    await assert_bad_input(alice, pg_dsn, CREATE, {"input": {"resources": [{"slot": "cpu", "amount": "0.00000001"}]}},
+                           "at most 6 decimal places")
     await assert_bad_input(alice, pg_dsn, TERMINATE, {"id": "0" * 31 + "\n"}, "invalid session id")
 
     before = count_events(pg_dsn)

@@ -12,7 +12,9 @@ import pytest
 from contracts.catalog import ALL_EVENTS, decode_event, encode_event, event_class
 from contracts.envelope import Metadata
 from contracts.session import KernelSpec, SessionRequested, SessionSpec
-from contracts.slots import SlotError, add_slots, fits, parse_amount, parse_slots, subtract_slots, sum_slots
+from contracts.slots import (
+    SlotError, add_slots, fits, parse_amount, parse_slots, stored_slots, subtract_slots, sum_slots,
+)
 from contracts.subjects import SubjectError, event_subject, report_subject
 
 
@@ -25,6 +27,10 @@ from contracts.subjects import SubjectError, event_subject, report_subject
         ("mem", "256MiB", Decimal(256 * 1024**2)),
         ("mem", 1024, Decimal(1024)),
         ("cuda.shares", "0.25", Decimal("0.25")),
+        ("cuda.shares", "0.000001", Decimal("0.000001")),
+        ("cpu", "1000000000", Decimal(10**9)),
+        ("mem", str(2**63 - 1), Decimal(2**63 - 1)),
+        ("mem", "7p", Decimal(7 * 1024**5)),
     ],
 )
 def test_parses_amounts(slot: str, raw: str, expected: Decimal) -> None:
@@ -41,6 +47,11 @@ def test_parses_amounts(slot: str, raw: str, expected: Decimal) -> None:
         ("cpu", "2g", "takes no unit"),
         ("mem", "lots", "cannot parse"),
         ("cpu", Decimal("NaN"), "non-negative"),
+        ("mem", "1" + "0" * 50, "at most 9223372036854775807 bytes"),  # halted every scheduling pass
+        ("mem", "8192p", "at most 9223372036854775807 bytes"),
+        ("cpu", "1000000001", "at most 1000000000"),
+        ("cpu", "0.0000001", "at most 6 decimal places"),  # its sums and differences drifted at 28 digits
+        ("cuda.shares", Decimal("1E-31"), "at most 6 decimal places"),
     ],
 )
 def test_refuses_bad_amounts(slot: str, raw: object, message: str) -> None:
@@ -117,3 +128,13 @@ def test_subjects() -> None:
     for bad in ("a.b", "a b", "*", ">", ""):
         with pytest.raises(SubjectError):
             event_subject("session.requested", bad)
+
+
+def test_stored_amounts_are_read_back_as_recorded_whatever_the_input_bounds() -> None:
+    """The pending gate read stored amounts with ``parse_slots``: ``str(Decimal)`` of a small one is ``1E-8``, which
+    input refuses, and every later createSession of that keypair was INTERNAL."""
+    stored = {"cpu": str(Decimal("0.00000001")), "mem": "1073741824"}
+    assert stored["cpu"] == "1E-8"
+    assert stored_slots(stored) == {"cpu": Decimal("1E-8"), "mem": Decimal(1024**3)}
+    with pytest.raises(SlotError):
+        parse_slots(stored)

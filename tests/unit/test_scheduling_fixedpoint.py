@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from domain.scheduling.fixedpoint import SlotScale, add_sparse
 from domain.scheduling.reasons import format_amount, format_slots
+from projections.quota_usage import _canonical
 
 GIB = 1024**3
 
@@ -74,3 +75,11 @@ def test_amounts_are_worded_for_people(slot: str, amount: Decimal, text: str) ->
 def test_slots_are_worded_in_name_order() -> None:
     assert format_slots({"mem": Decimal(4 * GIB), "cpu": Decimal(2)}) == "2 cpu, 4 GiB mem"
     assert format_slots({}) == "nothing"
+
+
+def test_amounts_recorded_before_the_slots_bounds_are_formatted_and_tallied() -> None:
+    """Histories from before ``contracts.slots.MAX_BYTES`` may hold 80-digit amounts: quantizing them in the default
+    28 digits raised InvalidOperation, in every scheduling pass (a pending reason) and in the quota projection."""
+    huge = Decimal("1" + "0" * 70)
+    assert format_amount("mem", huge).endswith(" PiB")
+    assert _canonical({"mem": huge, "cpu": Decimal("2.0")}) == {"mem": huge, "cpu": Decimal(2)}

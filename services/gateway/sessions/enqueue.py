@@ -22,7 +22,7 @@ import msgspec
 
 from contracts import commands as c
 from contracts.session import DEFAULT_PRIORITY
-from contracts.slots import parse_slots, sum_slots
+from contracts.slots import stored_slots, sum_slots
 from contracts.tenancy import DEFAULT_POLICY, DEFAULT_RESOURCE_GROUP, KeypairLimits, policy_id, project_id, rgroup_id, user_id
 from domain.errors import DomainError
 from domain.session import MAX_PRIORITY
@@ -96,7 +96,7 @@ async def _pending(info: Info, limits: KeypairLimits, owner: str) -> tuple[int, 
         return 0, {}
     resources = info.context.resources
     count, slots = await read_caught_up(resources, rm.pending_of, resources.pool, owner)
-    return count, sum_slots(parse_slots(s) for s in slots)
+    return count, sum_slots(stored_slots(s) for s in slots)
 
 
 async def _resolved_dependencies(info: Info, dependencies: list[str]) -> list[str]:
