@@ -15,6 +15,7 @@ from contracts.catalog import encode_event
 from contracts.limits import IMAGE_REFERENCE, LIMITS, LimitError, Text, check_limits
 from contracts.mounts import MAX_MOUNTS, MountSpec
 from contracts.session import KernelSpec, SessionSpec
+from contracts.slots import MAX_BYTES
 from contracts.tenancy import ResourceGroupCreated, ResourceGroupOptions, Visibility
 from contracts.travel import MAX_EVENT_BYTES, check_travels
 from domain import agent as agent_domain
@@ -144,8 +145,9 @@ def test_patterns_are_anchored_by_fullmatch() -> None:
 def test_a_request_at_every_limit_yields_events_that_travel() -> None:
     """The session's event and the kernel assignments on the agent (which copy the image, the
     startup command and the mounts) stay far below the travel limit."""
-    kernels = [KernelSpec(kernel_id=f"{'k' * 120}{i:03d}", slots={"cpu": Decimal("9" * 60), "mem": Decimal("9" * 64),
-                                                                   "cuda.device": Decimal("1" * 64)})
+    longest = Decimal("999999999.999999")  # the longest count within the slots' bounds
+    kernels = [KernelSpec(kernel_id=f"{'k' * 120}{i:03d}", slots={"cpu": longest, "mem": MAX_BYTES,
+                                                                   "cuda.device": longest})
                for i in range(64)]
     mounts = [MountSpec(folder_id="f" * 64, name="m" * 128, volume="v" * 64, target="/" + "é" * 255, permission="rw")
               for _ in range(MAX_MOUNTS)]
