@@ -1,6 +1,6 @@
-"""File operations the gateway calls with a token it minted: ``GET /files`` (list a directory),
-``POST /mkdir``, ``POST /move``, ``POST /delete``. Each change posts its report (``by``: the
-token's user) and a new usage measure."""
+"""File operations the gateway calls with a token it minted: ``GET /files`` (list a directory; a
+name no path can name listed escaped, ``escaped: true``), ``POST /mkdir``, ``POST /move``,
+``POST /delete``. Each change posts its report (``by``: the token's user) and a new usage measure."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ async def list_files(request: Request) -> Response:
     claims = ctx.authorize(request, "list", path)
     path = claims.path if path is None else "/".join(split_path(path))
     entries = await asyncio.to_thread(ctx.volume(claims).list, claims.folder, path)
-    return JSONResponse({"path": path, "entries": [
-        {"name": e.name, "type": e.type, "size": e.size, "mtime": e.mtime} for e in entries]})
+    return JSONResponse({"path": path, "entries": [  # every name JSON-safe: odd ones escaped (``listed_name``)
+        {"name": e.name, "type": e.type, "size": e.size, "mtime": e.mtime, "escaped": e.escaped} for e in entries]})
 
 
 def _report_fields(ctx: StorageContext, claims) -> dict:  # noqa: ANN001

@@ -83,8 +83,8 @@ async def run_storage(settings: Settings, stop: asyncio.Event, ready: Callable[[
         for store in uploads.values():  # sealed before a crash: reported again (stored once)
             for sealed in store.recovered:
                 report_uploaded(ctx, store, sealed)
-        tasks = [asyncio.create_task(consume(broker, js, FOLDERS, Provisioner(v, reporter, meter, uploads[name]), stop, volume=name),
-                                     name=f"storage-{name}") for name, v in volumes.items()]
+        tasks = [asyncio.create_task(consume(broker, js, FOLDERS, Provisioner(v, reporter, meter, uploads[name]), stop,
+                                             volume=name), name=f"storage-{name}") for name, v in volumes.items()]
         tasks.append(asyncio.create_task(meter.run(list(volumes.values()), settings.storage_usage_interval, stop)))
         tasks.append(asyncio.create_task(_expire_uploads(list(uploads.values()), stop)))
         try:

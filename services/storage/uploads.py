@@ -10,7 +10,10 @@ start, every seal left is finished (moved, if it was not) and reported again (sa
 stored once).
 An upload whose destination is refused (a malformed path at creation; at the move, a path through a
 link, a directory there, the folder gone) is dropped whole: its part, its record, its seal and its
-reservation — nothing of it stays, and it answers the refusal (400 / 409).
+reservation — nothing of it stays, and it answers the refusal (400 / 409). So is one whose last step
+fails otherwise (the disk full while it is sealed: 507; another ``OSError``: 500), saying so: its client
+uploads it again (a complete upload left behind would hold its reservation, and a resuming client, seeing
+every byte there, would take it for placed).
 Unfinished uploads expire after ``ttl`` seconds (default 24 h) and are removed.
 An upload is created only when the volume's disk has room for it (and for the rest of the unfinished
 ones), and one being written stops before the disk is full (``space``): 507, resumable once space is freed.
@@ -213,14 +216,35 @@ class UploadStore:
 
     async def finish(self, upload: PendingUpload) -> Sealed:
         """Moves a complete upload into its folder; returns what its report says (acknowledge it
-        with ``acknowledge`` once the report is stored)."""
+        with ``acknowledge`` once the report is stored). The upload is over either way: placed, or
+        dropped whole with the error (``PathError``/``VolumeError`` for its destination, ``NoSpaceError``
+        for a full disk, ``UploadError`` 500 for another ``OSError``)."""
         progress = self._progress.pop(upload.id, None)
         hasher = progress.hasher if progress and progress.hashed == upload.length else None
-        sealed = await asyncio.to_thread(self._seal, upload, hasher)
-        self.reservations.release(upload.id)
-        return sealed
+        try:
+            return await asyncio.to_thread(self._seal, upload, hasher)
+        finally:
+            self.reservations.release(upload.id)
 
     def _seal(self, upload: PendingUpload, hasher: "hashlib._Hash | None") -> Sealed:
+        sealed = None
+        try:
+            sealed = self._write_seal(upload, hasher)
+            self._place(sealed)
+        except (PathError, VolumeError):
+            self._drop(upload)
+            raise
+        except OSError as exc:
+            if sealed is not None and not os.path.exists(self._part(upload.id)):  # in its folder: a step after failed
+                log.warning("upload %s is in its folder, but the move did not end well: %s", upload.id, exc)
+                with contextlib.suppress(OSError):
+                    os.unlink(self._dir / f"{upload.id}.json")
+                return sealed
+            self._drop(upload)
+            raise _unplaced(upload, exc) from exc
+        return sealed
+
+    def _write_seal(self, upload: PendingUpload, hasher: "hashlib._Hash | None") -> Sealed:
         with open(self._part(upload.id), "rb") as f:
             os.fsync(f.fileno())
             if hasher is None:
@@ -233,17 +257,14 @@ class UploadStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, done)  # from here on, a crash redoes the move and the report at start
-        try:
-            self._place(sealed)
-        except (PathError, VolumeError):
-            self._drop(sealed)
-            raise
         return sealed
 
-    def _drop(self, sealed: Sealed) -> None:
-        """Forgets a sealed upload whose destination is refused: seal, part, record and reservation."""
-        self.acknowledge(sealed)
-        self.terminate(sealed.upload)
+    def _drop(self, upload: PendingUpload) -> None:
+        """Forgets a complete upload that cannot be placed: seal, part, record and reservation."""
+        for suffix in (".done.tmp", ".done"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._dir / f"{upload.id}{suffix}")
+        self.terminate(upload)
 
     def _place(self, sealed: Sealed) -> None:
         upload = sealed.upload
@@ -265,7 +286,7 @@ class UploadStore:
                 self._place(sealed)
             except (PathError, VolumeError) as exc:
                 log.warning("dropped the sealed upload %s: its destination is refused: %s", done.name, exc)
-                self._drop(sealed)
+                self._drop(sealed.upload)
                 continue
             except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.warning("cannot finish the sealed upload %s: %s", done.name, exc)
@@ -299,3 +320,11 @@ class UploadStore:
         for upload in stale:
             self.terminate(upload)
         return len(stale)
+
+
+def _unplaced(upload: PendingUpload, exc: OSError) -> OSError | UploadError:
+    """Returns the error a client is answered when its complete upload could not be placed (and was dropped)."""
+    what = f"the upload to {upload.path!r} could not be moved into its folder ({exc.strerror or exc}) and was dropped"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpaceError(f"{what}: the volume's disk is full; free space there, then upload it again")
+    return UploadError(f"{what}: upload it again", 500)

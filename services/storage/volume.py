@@ -4,7 +4,9 @@ Layout under a volume's root: ``folders/<folder_id>/`` (a folder's data, what se
 ``.uploads/`` (partial uploads, never inside a folder), ``.work/`` (clones being copied and
 folders being deleted, renamed there first so that a crash mid-way is redone, never half-seen).
 Every path inside a folder is resolved by ``services.storage.paths`` (openat walk, no symlink
-followed); a symlink found in a folder is listed as ``link`` and never read, copied or archived.
+followed); a symlink found in a folder is listed as ``link`` and never read, copied or archived, and
+a FIFO, socket or device is never opened for a wait (``regular_files``). A name no path of the API can
+name (not UTF-8, a control character, not NFC: a kernel made it) is listed escaped (``listed_name``).
 Folder directories and what the service writes in them belong to ``owner`` (the kernels' uid:gid)
 when the service runs as root, so non-root kernels can write rw mounts.
 """
@@ -20,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from contracts.vfolder import is_folder_id
+from contracts.vfolder import check_folder_path, is_folder_id
 from services.storage.paths import MissingPathError, PathError, open_dir, open_parent, split_path
+from services.storage.regular_files import NotRegularFileError, open_regular
 
-__all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id"]
+__all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id", "listed_name"]
 
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LIST_ENTRIES = 10_000
 """Entries one listing returns at most (the rest are left out, ``truncated``)."""
 
@@ -49,6 +51,8 @@ class Entry:
     """``file``, ``dir``, ``link`` (never followed) or ``other``."""
     size: int
     mtime: float
+    escaped: bool = False
+    """True when ``name`` is escaped (``listed_name``): no path of the API names the entry."""
 
 
 def check_folder_id(folder_id: str) -> str:
@@ -64,6 +68,21 @@ def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "dir"
     return "link" if stat.S_ISLNK(mode) else "other"
+
+
+def listed_name(name: str) -> tuple[str, bool]:
+    """Returns how a listing shows the name of an entry (as ``os.scandir`` gives it: undecodable bytes as
+    surrogates) and whether it is escaped: as it is when a path of the API can name it, else as bash's
+    ``$'...'`` of its bytes (printable ASCII as itself, ``\\\\`` and ``\\'`` escaped, every other byte
+    ``\\xHH``): lossless, JSON-safe, and what a terminal in a session takes to rename it."""
+    try:
+        if check_folder_path(name) == name:
+            return name, False
+    except ValueError:  # a control character (FolderPathError), or not UTF-8 (UnicodeEncodeError)
+        pass
+    shown = "".join("\\\\" if b == 0x5C else "\\'" if b == 0x27 else chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}"
+                    for b in os.fsencode(name))
+    return f"$'{shown}'", True
 
 
 class Volume(Protocol):
@@ -161,7 +180,8 @@ class PosixVolume:
 
     def clone(self, source_id: str, folder_id: str) -> None:
         """Copies the source folder into a new one (idempotent: a finished clone is left alone;
-        an interrupted copy is started over). Symlinks and special files are not copied."""
+        an interrupted copy is started over). Symlinks and special files are not copied (nor a file
+        that a kernel removed or replaced by one meanwhile)."""
         target = self.folder_path(folder_id)
         if target.is_dir():
             return
@@ -187,9 +207,10 @@ class PosixVolume:
                     if self.owner is not None:
                         os.chown(out / name, *self.owner)
             for name in files:
-                if not stat.S_ISREG(os.stat(name, dir_fd=top_fd, follow_symlinks=False).st_mode):
+                try:
+                    fd = open_regular(name, top_fd)
+                except (FileNotFoundError, NotRegularFileError):
                     continue
-                fd = os.open(name, _FILE_FLAGS, dir_fd=top_fd)
                 with os.fdopen(fd, "rb") as src, open(out / name, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 if self.owner is not None:
@@ -219,18 +240,13 @@ class PosixVolume:
 
     # -- content ---------------------------------------------------------------------------------
     def open_file(self, folder_id: str, path: str) -> int:
-        """Returns a read-only fd of a regular file of the folder (the caller closes it)."""
+        """Returns a read-only fd of a regular file of the folder (the caller closes it); raises
+        ``NotRegularFileError`` (400) for anything else, a FIFO included, without waiting on it."""
         with self.folder_fd(folder_id) as root, open_parent(root, split_path(path)) as (parent, name):
             try:
-                fd = os.open(name, _FILE_FLAGS, dir_fd=parent)
+                return open_regular(name, parent, path)
             except FileNotFoundError:
                 raise MissingPathError(f"no such file: {path!r}") from None
-            except OSError as exc:
-                raise PathError(f"not a regular file: {path!r}") from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise PathError(f"not a regular file: {path!r}")
-        return fd
 
     @contextlib.contextmanager
     def open_directory(self, folder_id: str, path: str) -> Iterator[int]:
@@ -241,21 +257,30 @@ class PosixVolume:
     def put(self, folder_id: str, path: str, upload_dir_fd: int, upload_name: str) -> None:
         """Moves a finished upload into the folder at ``path`` atomically (``os.replace`` between
         directory fds), creating missing parent directories; an existing directory there is refused."""
-        with self.folder_fd(folder_id) as root, open_parent(root, split_path(path), create=True) as (parent, name):
+        with (self.folder_fd(folder_id) as root,
+              open_parent(root, split_path(path), create=True, owner=self.owner) as (parent, name)):
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
                     raise VolumeError(f"{path!r} exists and is a directory")
-            os.replace(upload_name, name, src_dir_fd=upload_dir_fd, dst_dir_fd=parent)
+            try:
+                os.replace(upload_name, name, src_dir_fd=upload_dir_fd, dst_dir_fd=parent)
+            except IsADirectoryError:  # made since the look above (a kernel's mkdir)
+                raise VolumeError(f"{path!r} exists and is a directory") from None
             self._own(name, parent)
             os.fsync(parent)
 
     def list(self, folder_id: str, path: str) -> list[Entry]:
-        """Returns the entries of a directory of the folder (links listed, not followed)."""
+        """Returns the entries of a directory of the folder (links listed, not followed; names as
+        ``listed_name`` shows them; an entry removed while listed left out)."""
         entries = []
         with self.open_directory(folder_id, path) as fd:
             for item in os.scandir(fd):
-                st = item.stat(follow_symlinks=False)
-                entries.append(Entry(item.name, _kind(st.st_mode), st.st_size, st.st_mtime))
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                name, escaped = listed_name(item.name)
+                entries.append(Entry(name, _kind(st.st_mode), st.st_size, st.st_mtime, escaped))
                 if len(entries) >= MAX_LIST_ENTRIES:
                     break
         return sorted(entries, key=lambda e: e.name)

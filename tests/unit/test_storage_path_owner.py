@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from contracts.vfolder import new_folder_id
 from services.storage.paths import PathError, open_dir, open_parent
+from services.storage.volume import PosixVolume
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="giving directories to another user needs root")
 
@@ -69,3 +71,17 @@ def test_a_planted_link_is_neither_followed_nor_given(folder: tuple[Path, int], 
         pass
     assert _owner(outside) == (0, 0) and not (outside / "sub").exists()
     assert _owner(root / "data") == (0, 0)  # lstat: the link itself
+
+
+def test_a_volumes_put_gives_the_parents_it_creates_to_the_kernels_owner(tmp_path: Path) -> None:
+    volume = PosixVolume("local", tmp_path / "vol", owner=KERNEL)
+    folder = new_folder_id()
+    volume.create(folder)
+    (volume.uploads / "u1").write_bytes(b"data")
+    upload_dir = os.open(volume.uploads, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        volume.put(folder, "data/sub/x.bin", upload_dir, "u1")  # before: data/ and data/sub/ were root's
+    finally:
+        os.close(upload_dir)
+    placed = volume.folder_path(folder)
+    assert [_owner(placed / p) for p in ("data", "data/sub", "data/sub/x.bin")] == [KERNEL] * 3
