@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from tests.support.waiting import async_wait_for
 CREATE = "mutation($i: CreateVFolderInput!) { createVFolder(input: $i) { id } }"
 SHARE = "mutation($f: String!, $u: String!, $p: String!) { shareVFolder(folder: $f, user: $u, permission: $p) { id } }"
 FILES = "query($f: String!, $p: String!) { vfolderFiles(folder: $f, path: $p) { name type size } }"
+ESCAPED_FILES = "query($f: String!, $p: String!) { vfolderFiles(folder: $f, path: $p) { name escaped } }"
 MKDIR = "mutation($f: String!, $p: String!) { vfolderMkdir(folder: $f, path: $p) { id } }"
 MOVE = "mutation($f: String!, $s: String!, $d: String!) { vfolderMove(folder: $f, src: $s, dst: $d) { id } }"
 DELETE = "mutation($f: String!, $p: [String!]!) { vfolderDeleteFiles(folder: $f, paths: $p) { id } }"
@@ -136,3 +138,15 @@ async def test_every_operation_refuses_a_traversal_before_the_storage_service_is
             error = await refused(alice, document, {"f": folder, **variables})
             assert error.code == "BAD_INPUT", (document, bad, error.message)
     assert sorted(p.name for p in storage.volume.folder_path(folder).iterdir()) == ["ok.txt"]
+
+
+async def test_a_name_no_path_can_address_is_listed_escaped_and_marked(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: RunningStorage) -> None:
+    alice = client_for(keys.alice)
+    folder = await ready_folder(alice, storage, pg_dsn, "odd")
+    directory = os.fsencode(storage.volume.root / "folders" / folder)
+    for name in (b"plain.txt", b"\xff"):  # a kernel's file, its name not UTF-8
+        with open(directory + b"/" + name, "wb"):
+            pass
+    listed = (await alice.execute(ESCAPED_FILES, {"f": folder, "p": ""}))["vfolderFiles"]
+    assert sorted((e["name"], e["escaped"]) for e in listed) == [("$'\\xff'", True), ("plain.txt", False)]

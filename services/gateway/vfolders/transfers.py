@@ -110,7 +110,8 @@ class TransferQuery:
         data = await storage_client(info).call("GET", "/files", minted, params={"path": normal})
         entries = data.get("entries", []) if isinstance(data, dict) else []
         return [FolderFile(name=str(e.get("name", "")), type=str(e.get("type", "")), size=float(e.get("size", 0)),
-                           mtime=float(e.get("mtime", 0))) for e in entries[:MAX_LISTING] if isinstance(e, dict)]
+                           mtime=float(e.get("mtime", 0)), escaped=e.get("escaped") is True)
+                for e in entries[:MAX_LISTING] if isinstance(e, dict)]
 
     @strawberry.field(description="The bytes uploads to a folder you may write may still add, by its cap and its "
                       "quota scope's limit (what `requestUpload` checks each size against); null: no limit applies.")

@@ -99,6 +99,9 @@ class FolderFile:
     type: str = strawberry.field(description="file | dir")
     size: float
     mtime: float
+    escaped: bool = strawberry.field(default=False, description="true: the name is shown as bash's $'...' of its bytes "
+                                     "(not UTF-8, a control character, not NFC: made in a session); no path of the API "
+                                     "reaches the entry until it is renamed there")
 
 
 @strawberry.type(description="One quota scope's storage: live folders, their bytes and files, and its limit.")
