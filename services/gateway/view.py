@@ -18,6 +18,7 @@ from starlette.requests import Request
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from services.common.request_deadlines import HEADERS_WITHIN
@@ -29,6 +30,7 @@ from services.gateway.context import GatewayContext
 from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAVAILABLE, GatewayError
 from services.gateway.request_json import decode_json, refusal
 from services.gateway.resources import Resources
+from services.gateway.ws_operations import MAX_OPERATIONS, MeteredTransportWSHandler
 
 __all__ = ["BerthGraphQL", "GRAPHQL_PATH"]
 
@@ -41,11 +43,17 @@ socket a minute: as long as anyone liked, by opening the next; an HTTP request's
 
 
 class BerthGraphQL(GraphQL):
-    """Strawberry's ASGI GraphQL with GraphiQL, graphql-transport-ws and Berth's context."""
+    """Strawberry's ASGI GraphQL with GraphiQL, graphql-transport-ws and Berth's context. Each operation sent over a
+    websocket counts against the rate limit (``ws_operations``); the legacy ``graphql-ws`` protocol is not offered
+    (its handler has neither that count nor the ``connection_init`` deadline)."""
+
+    graphql_transport_ws_handler_class = MeteredTransportWSHandler
 
     def __init__(self, schema: BaseSchema, resources: Resources) -> None:
         super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15,
-                         connection_init_wait_timeout=timedelta(seconds=INIT_WITHIN))
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+                         connection_init_wait_timeout=timedelta(seconds=INIT_WITHIN),
+                         max_subscriptions_per_connection=MAX_OPERATIONS)
         self.resources = resources
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

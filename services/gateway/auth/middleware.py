@@ -8,7 +8,8 @@ on ``connection_init`` (see ``services.gateway.view``). The caller goes to the i
 app in ``scope["berth.principal"]``. Every authenticated request, and every websocket
 connection, counts against its keypair's rate limit (``admit``): over it, HTTP 429 with
 ``Retry-After`` and code RATE_LIMITED (a signed websocket upgrade too; one refused at
-``connection_init`` is closed, the reason starting ``RATE_LIMITED:``). An authenticated
+``connection_init`` is closed, the reason starting ``RATE_LIMITED:``); each operation sent over a websocket
+counts too (``services.gateway.ws_operations``). An authenticated
 websocket is closed within seconds of its keypair's deactivation (``auth.revocation``).
 """
 
