@@ -8,6 +8,7 @@ each one idempotent.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import msgspec
@@ -108,12 +109,19 @@ AnyReport = (
 _report_decoder = msgspec.json.Decoder(AnyReport)
 
 
+_UNSHOWN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+"""What a detail may not hold: control characters but tab and newline (NUL above all: PostgreSQL's text refuses
+it, and the projector dead-lettered the kernel's end), and lone surrogates (not encodable)."""
+
+
 def clip_detail(text: str | None, limit: int = MAX_DETAIL_CHARS) -> str | None:
     """Returns ``text`` stripped and at most ``limit`` characters long: a longer one keeps its
-    beginning and its end (where a log's last words are) around an ellipsis; None stays None."""
+    beginning and its end (where a log's last words are) around an ellipsis; each control character but
+    tab and newline, and each lone surrogate, is U+FFFD (a kernel's last words may hold anything); None stays
+    None."""
     if text is None:
         return None
-    text = text.strip()
+    text = _UNSHOWN.sub("\ufffd", text).strip()
     if len(text) <= limit:
         return text
     head = limit // 3

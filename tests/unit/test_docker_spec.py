@@ -22,6 +22,7 @@ from services.agent.backends.docker.spec import (
     device_env,
     kernel_command,
     limits,
+    volume_mounts,
 )
 
 MIB = 1024**2
@@ -267,3 +268,15 @@ def test_an_engine_without_live_restore_is_said_at_the_start(
     with caplog.at_level("WARNING"):
         assert asyncio.run(warn_without_live_restore(_Engine(info))) is warned  # type: ignore[arg-type]
     assert (LIVE_RESTORE_OFF in caplog.text) is warned
+
+
+def test_an_images_declared_volumes_are_bounded_tmpfs_where_nothing_else_is_mounted() -> None:
+    mounts = volume_mounts(["/data", "/home/work", "/var/lib/db/"], {"/home/work", "/tmp"}, 8 << 20)
+    assert mounts == {"/data": "rw,exec,nosuid,nodev,size=8388608,mode=1777",
+                      "/var/lib/db": "rw,exec,nosuid,nodev,size=8388608,mode=1777"}
+
+
+@pytest.mark.parametrize("volume", ["/", "data", "/a/../etc", "/a//b"])
+def test_a_declared_volume_that_is_not_a_plain_absolute_path_is_refused(volume: str) -> None:
+    with pytest.raises(KernelStartError, match="declares the volume"):
+        volume_mounts([volume], set(), 1 << 20)

@@ -102,3 +102,10 @@ def test_progress_outside_the_preparation_is_a_no_op(status: SessionStatus) -> N
 
 def test_empty_progress_is_a_no_op() -> None:
     assert run(at(SessionStatus.PREPARING), c.RecordKernelProgress(kernel_id="k1", detail=""))[1] == []
+
+
+def test_a_detail_holds_no_control_character_but_tab_and_newline_nor_a_lone_surrogate() -> None:
+    """A kernel's last words reach events through the detail: a NUL there was refused by PostgreSQL's text, and the
+    projector dead-lettered the kernel's end (the session stayed live in the read models)."""
+    shown = clip_detail("out\x00of\x1b[31mmemory\tnow\nbye\x7f\ud800")
+    assert shown == "out\ufffdof\ufffd[31mmemory\tnow\nbye\ufffd\ufffd"

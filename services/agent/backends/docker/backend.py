@@ -33,7 +33,7 @@ from services.agent.backends.base import (
 )
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
 from services.agent.backends.docker.exits import ExitWatcher, exit_detail, exit_reason, warn_without_live_restore
-from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
+from services.agent.backends.docker.images import PULL_POLICIES, ensure_image, image_volumes
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.kept import record_exit, recorded_exit, save_log
 from services.agent.backends.docker.registries import DOCKER_HUB, RegistryPolicy
@@ -114,9 +114,10 @@ class DockerBackend(KernelBackend):
         self._on_exit: ExitHandler | None = None
         self._leftovers = Leftovers(self.data_dir / "kernels", retention)
         self._dirs = DirectoryWatcher()  # a starting kernel's io/, for its runner's socket
-        self._images: set[str] = set()
-        """Images seen present on this node: ``prepare`` does not ask the engine again (1.6-2.1 ms a
-        start); a container create that finds one gone has it pulled again, as ``docker run`` does."""
+        self._images: dict[str, tuple[str, ...]] = {}
+        """Images seen present on this node, and the volumes each declares: ``prepare`` does not ask the engine
+        again (1.6-2.1 ms a start); a container create that finds one gone has it pulled again, as ``docker run``
+        does."""
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -134,9 +135,16 @@ class DockerBackend(KernelBackend):
 
     async def _ensure_image(self, image: str, progress: ProgressHandler | None = None) -> None:
         await ensure_image(self._client(), image, progress, pull=self.pull != "never", registries=self.registries)
+        volumes = await image_volumes(self._client(), image)
         if len(self._images) >= IMAGES_REMEMBERED:
             self._images.clear()
-        self._images.add(image)
+        self._images[image] = volumes
+
+    async def _volumes_of(self, image: str) -> tuple[str, ...]:
+        """The volumes ``image`` declares (made present first when this agent has not seen it yet)."""
+        if image not in self._images:
+            await self._ensure_image(image)
+        return self._images[image]
 
     async def create(self, launch: KernelLaunch) -> str:
         """Creates and starts the kernel's container; returns the id of the one already there
@@ -157,7 +165,8 @@ class DockerBackend(KernelBackend):
             raise KernelStartError(f"the kernel runner {self.runner_dir / RUNNER_FILE} is missing")
         config = container_config(launch, agent_id=self.agent_id, paths=paths, runner_dir=self.runner_dir,
                                   user=self.user, scratch=self.scratch,
-                                  folders=folder_binds(launch.kernel.mounts, self.volumes))
+                                  folders=folder_binds(launch.kernel.mounts, self.volumes),
+                                  image_volumes=await self._volumes_of(launch.kernel.image))
         private_dirs(paths.root, paths.io)
         self._leftovers.began(kernel_id)
         paths.socket.unlink(missing_ok=True)
@@ -202,7 +211,7 @@ class DockerBackend(KernelBackend):
         except DockerError as exc:
             if exc.status != 404 or image not in self._images:
                 raise
-        self._images.discard(image)
+        self._images.pop(image, None)
         log.warning("image %s is gone from this node since a start found it; making it present again", image)
         await self._ensure_image(image)
         return await containers.create(config, name=container_name(kernel_id))
@@ -377,7 +386,7 @@ class DockerBackend(KernelBackend):
 
 async def _remove(container: DockerContainer) -> None:
     try:
-        await container.delete(force=True)
+        await container.delete(force=True, v=True)  # an anonymous volume, if any, goes with it
     except DockerError as exc:
         if exc.status not in (404, 409):  # gone already, or removal already in progress
             raise

@@ -21,7 +21,7 @@ from aiodocker.exceptions import DockerError
 from services.agent.backends.base import KernelStartError, ProgressHandler
 from services.agent.backends.docker.registries import RegistryPolicy
 
-__all__ = ["PULL_POLICIES", "PullProgress", "ensure_image", "human_bytes"]
+__all__ = ["PULL_POLICIES", "PullProgress", "ensure_image", "human_bytes", "image_volumes"]
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +146,11 @@ async def _pull(docker: aiodocker.Docker, pull: PullProgress, progress: Progress
             if time.monotonic() - last_logged >= PROGRESS_EVERY:
                 last_logged = time.monotonic()
                 log.info("%s", pull.line())
+
+
+async def image_volumes(docker: aiodocker.Docker, image: str) -> tuple[str, ...]:
+    """Returns the paths ``image`` declares as volumes (its Dockerfile's ``VOLUME``), sorted: the engine would
+    make an anonymous volume at each, on the host's disk, unbounded by the kernel's slots and kept after its
+    container (``container_config`` covers each with a tmpfs instead)."""
+    info = await docker.images.inspect(image)
+    return tuple(sorted(str(path) for path in ((info.get("Config") or {}).get("Volumes") or {})))

@@ -9,7 +9,7 @@ without network, without capabilities and without privilege escalation.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
@@ -39,6 +39,7 @@ __all__ = [
     "kernel_command",
     "limits",
     "scratch_mounts",
+    "volume_mounts",
 ]
 
 LABEL_KERNEL = "berth.kernel_id"
@@ -172,6 +173,21 @@ def _bind(source: Path, target: PurePosixPath, *, read_only: bool) -> dict[str, 
     return {"Type": "bind", "Source": str(source), "Target": str(target), "ReadOnly": read_only}
 
 
+def volume_mounts(volumes: Sequence[str], taken: Collection[str], size: int | str) -> dict[str, str]:
+    """Returns ``HostConfig.Tmpfs`` entries for the image's declared ``volumes`` that no mount in ``taken`` covers
+    (the engine makes an anonymous volume only where no mount is): each a tmpfs of ``size``, writable by
+    anyone (sticky, as ``/tmp``), never setuid. KernelStartError for a path that is not a normal absolute one
+    below ``/`` (an image may declare anything)."""
+    mounts: dict[str, str] = {}
+    for volume in volumes:
+        path = PurePosixPath(volume)
+        if not path.is_absolute() or str(path) != volume.rstrip("/") or len(path.parts) < 2 or ".." in path.parts:
+            raise KernelStartError(f"the image declares the volume {volume!r}: not a path a kernel can be given")
+        if str(path) not in taken:
+            mounts[str(path)] = f"rw,exec,nosuid,nodev,size={size},mode=1777"
+    return mounts
+
+
 def scratch_mounts(scratch: Scratch, user: KernelUser) -> dict[str, str]:
     """Returns ``HostConfig.Tmpfs``: ``/home/work`` (owned by ``user``) and ``/tmp`` (sticky, like any
     ``/tmp``), each a tmpfs of its size, executable (kernels run what they build) but never setuid."""
@@ -192,13 +208,16 @@ def container_config(
     scratch: Scratch,
     pids_limit: int = DEFAULT_PIDS_LIMIT,
     folders: Sequence[FolderBind] = (),
+    image_volumes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Returns the body of ``POST /containers/create`` for ``launch``: image, command,
     environment, labels, mounts (runner read-only, socket directory: read-only for a batch
     kernel, which has no runner) and a HostConfig with the kernel's limits, no network, no
     capabilities, no new privileges, a read-only root filesystem and ``scratch`` (capped by the
     ``mem`` slot) as the tmpfs ``/home/work`` and ``/tmp``, the session's ``folders`` bound at their targets
-    (read-only for ``ro`` mounts: a write fails with EROFS); the kernel runs as ``user``, never root."""
+    (read-only for ``ro`` mounts: a write fails with EROFS); the kernel runs as ``user``, never root. Each of
+    the ``image_volumes`` (``images.image_volumes``) that nothing else is mounted at is a tmpfs of ``/tmp``'s size
+    (``volume_mounts``): the engine would have made an anonymous volume there, on the host's disk, unbounded."""
     kernel = launch.kernel
     if not kernel.image:
         raise KernelStartError("the kernel has no image")
@@ -213,7 +232,6 @@ def container_config(
         "PidsLimit": pids_limit,
         "Init": True,
         "ReadonlyRootfs": True,
-        "Tmpfs": scratch_mounts(bounded_by_slots(scratch, kernel.slots), user),
         "Mounts": [
             _bind(Path(runner_dir).absolute(), CONTAINER_RUNNER, read_only=True),
             _bind(paths.io, CONTAINER_IO, read_only=batch),
@@ -223,6 +241,10 @@ def container_config(
         "RestartPolicy": {"Name": "no"},
         **limits(kernel.slots),
     }
+    bounded = bounded_by_slots(scratch, kernel.slots)
+    tmpfs = scratch_mounts(bounded, user)
+    taken = {*tmpfs, *(mount["Target"] for mount in host_config["Mounts"])}
+    host_config["Tmpfs"] = {**tmpfs, **volume_mounts(image_volumes, taken, bounded.tmp)}
     config: dict[str, Any] = {
         "Image": kernel.image,
         "Cmd": kernel_command(kernel.startup_command),
