@@ -12,6 +12,7 @@ that read as it ends: never under a read, never left open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import re
@@ -27,6 +28,7 @@ from starlette.responses import Response, StreamingResponse
 
 from services.storage.context import StorageContext
 from services.storage.regular_files import NotRegularFileError, open_regular
+from services.storage.tree_walk import MAX_DEPTH, Visit, walk
 from services.storage.volume import PosixVolume
 
 __all__ = ["archive", "download"]
@@ -202,9 +204,19 @@ async def download(request: Request) -> Response:
 
 
 def _tar_blocks(dir_fd: int) -> Iterator[bytes]:
-    """Yields a tar (PAX) of the directory ``dir_fd``: headers, file data in chunks, padding."""
-    for top, dirs, files, top_fd in os.fwalk(".", dir_fd=dir_fd, follow_symlinks=False):
-        prefix = "" if top == "." else top[2:] + "/"
+    """Yields a tar (PAX) of the directory ``dir_fd``: headers, file data in chunks, padding; raises
+    ``TooDeepError`` (the stream is cut) at a directory more than ``MAX_DEPTH`` levels down."""
+    with contextlib.closing(walk(dir_fd, max_depth=MAX_DEPTH)) as tops:
+        yield from _tar_tree(tops)
+    yield bytes(tarfile.BLOCKSIZE * 2)
+
+
+def _tar_tree(tops: Iterator[Visit]) -> Iterator[bytes]:
+    """Yields the tar blocks of the directories ``tops`` (a walk): their subdirectories' and files' headers,
+    file data in chunks, padding; links and special files left out."""
+    for top in tops:
+        prefix = top.path() + "/" if top.depth else ""
+        dirs, files, top_fd = top.dirs, top.files, top.fd
         for name in sorted(dirs):
             st = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
@@ -231,7 +243,6 @@ def _tar_blocks(dir_fd: int) -> Iterator[bytes]:
                     yield bytes(tarfile.BLOCKSIZE - st.st_size % tarfile.BLOCKSIZE)
             finally:
                 os.close(fd)
-    yield bytes(tarfile.BLOCKSIZE * 2)
 
 
 def _end_tar(blocks: Generator[bytes, None, None], dir_fd: int) -> None:

@@ -1,5 +1,9 @@
 """Measures folders' usage and reports it: after each change of a folder (always: the measure
-settles the bytes of its uploads, which quotas count until then) and periodically (when it changed)."""
+settles the bytes of its uploads, which quotas count until then) and periodically (when it changed).
+
+A folder whose measure fails, whatever the error, is logged (its id) and left at its last usage; the others
+are measured all the same, and the periodic measure goes on (before, a ``RecursionError`` in one folder
+1,000 directories deep ended the meter's task, and with it the service, at every start)."""
 
 from __future__ import annotations
 
@@ -55,11 +59,15 @@ class UsageMeter:
 
     async def measure(self, volume: PosixVolume, folder_id: str, *, changed: bool = False) -> tuple[int, int] | None:
         """Measures one folder (in a thread) and posts a ``usage_measured`` report if the usage differs
-        from the last one reported or the folder ``changed`` (its uploads are then settled)."""
+        from the last one reported or the folder ``changed`` (its uploads are then settled); returns None
+        when the folder is gone or its measure failed (logged: never raised, it stops no other folder)."""
         try:
             usage = await asyncio.to_thread(volume.usage, folder_id)
         except VolumeError:
             self._last.pop(folder_id, None)
+            return None
+        except Exception:  # noqa: BLE001 - one folder's failure (an OSError, a bug) is logged, not spread
+            log.exception("measuring folder %s on volume %s failed", folder_id, volume.name)
             return None
         if changed or self._last.get(folder_id) != usage:
             self._last[folder_id] = usage
@@ -69,17 +77,18 @@ class UsageMeter:
         return usage
 
     async def measure_all(self, volume: PosixVolume) -> None:
+        """Measures every folder of ``volume``, one after the other (one that fails is logged, not the end)."""
         for entry in sorted((volume.root / "folders").iterdir()):
-            with contextlib.suppress(VolumeError):
-                await self.measure(volume, entry.name)
+            await self.measure(volume, entry.name)
 
     async def run(self, volumes: list[PosixVolume], interval: float, stop: asyncio.Event) -> None:
-        """Measures every folder every ``interval`` seconds until ``stop``."""
+        """Measures every folder every ``interval`` seconds until ``stop``; a round that fails, whatever the
+        error, is logged and the next one comes all the same (the service ends when this task does)."""
         while not stop.is_set():
             for volume in volumes:
                 try:
                     await self.measure_all(volume)
-                except OSError as exc:
-                    log.warning("measuring volume %s failed: %s", volume.name, exc)
+                except Exception:  # noqa: BLE001 - the folders' directory unreadable, say: the next round retries
+                    log.exception("measuring the folders of volume %s failed", volume.name)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)

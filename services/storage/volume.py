@@ -4,9 +4,11 @@ Layout under a volume's root: ``folders/<folder_id>/`` (a folder's data, what se
 ``.uploads/`` (partial uploads, never inside a folder), ``.work/`` (clones being copied and
 folders being deleted, renamed there first so that a crash mid-way is redone, never half-seen).
 Every path inside a folder is resolved by ``services.storage.paths`` (openat walk, no symlink
-followed); a symlink found in a folder is listed as ``link`` and never read, copied or archived, and
-a FIFO, socket or device is never opened for a wait (``regular_files``). A name no path of the API can
-name (not UTF-8, a control character, not NFC: a kernel made it) is listed escaped (``listed_name``).
+followed), every tree walked or deleted by ``services.storage.tree_walk`` (a loop, not a recursion: any
+depth, bounded fds; a clone refuses a tree more than ``MAX_DEPTH`` levels deep); a symlink found in a
+folder is listed as ``link`` and never read, copied or archived, and a FIFO, socket or device is never
+opened for a wait (``regular_files``). A name no path of the API can name (not UTF-8, a control character,
+not NFC: a kernel made it) is listed escaped (``listed_name``).
 Folder directories and what the service writes in them belong to ``owner`` (the kernels' uid:gid)
 when the service runs as root, so non-root kernels can write rw mounts.
 """
@@ -14,6 +16,7 @@ when the service runs as root, so non-root kernels can write rw mounts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import stat
@@ -25,6 +28,7 @@ from typing import Protocol
 from contracts.vfolder import check_folder_path, is_folder_id
 from services.storage.paths import MissingPathError, PathError, open_dir, open_parent, split_path
 from services.storage.regular_files import NotRegularFileError, open_regular
+from services.storage.tree_walk import MAX_DEPTH, Chain, TooDeepError, remove_tree, walk
 
 __all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id", "listed_name"]
 
@@ -60,6 +64,10 @@ def check_folder_id(folder_id: str) -> str:
     if not is_folder_id(folder_id):
         raise MissingFolderError(f"not a folder id: {folder_id!r}")
     return folder_id
+
+
+def _create(dir_fd: int, name: str, flags: int) -> int:
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
 
 
 def _kind(mode: int) -> str:
@@ -186,35 +194,58 @@ class PosixVolume:
         if target.is_dir():
             return
         work = self.root / ".work" / f"clone-{folder_id}"
-        shutil.rmtree(work, ignore_errors=True)
+        self._discard(work.name)
         work.mkdir(mode=0o755)
         try:
-            with self.folder_fd(source_id) as src_fd:
-                self._copy_tree(src_fd, work)
-        except BaseException:  # a disk full, say: the copy so far is not left to take the space
-            shutil.rmtree(work, ignore_errors=True)
+            with self.folder_fd(source_id) as src_fd, self._work_fd() as work_fd:
+                self._copy_tree(src_fd, work_fd, work.name)
+        except BaseException as exc:  # a disk full, say: the copy so far is not left to take the space
+            with contextlib.suppress(OSError):
+                self._discard(work.name)
+            if isinstance(exc, TooDeepError):  # reported failed (a VolumeError): a retry cannot help
+                raise VolumeError(f"the source folder {source_id} cannot be cloned: {exc}") from None
             raise
         if self.owner is not None:
             os.chown(work, *self.owner)
         os.rename(work, target)
 
-    def _copy_tree(self, src_fd: int, dest: Path) -> None:
-        for top, dirs, files, top_fd in os.fwalk(".", dir_fd=src_fd, follow_symlinks=False):
-            out = dest / top
-            for name in dirs:
-                if stat.S_ISDIR(os.stat(name, dir_fd=top_fd, follow_symlinks=False).st_mode):
-                    (out / name).mkdir(mode=0o755)
-                    if self.owner is not None:
-                        os.chown(out / name, *self.owner)
-            for name in files:
-                try:
-                    fd = open_regular(name, top_fd)
-                except (FileNotFoundError, NotRegularFileError):
-                    continue
-                with os.fdopen(fd, "rb") as src, open(out / name, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                if self.owner is not None:
-                    os.chown(out / name, *self.owner)
+    def _copy_tree(self, src_fd: int, work_fd: int, work: str) -> None:
+        """Copies the directories and regular files under ``src_fd`` (at most ``MAX_DEPTH`` levels) into the
+        directory ``work`` of ``work_fd``, from fd to fd (no path of a deep tree is ever named)."""
+        with contextlib.closing(Chain(work_fd)) as dest, contextlib.closing(walk(src_fd, max_depth=MAX_DEPTH)) as tops:
+            dest.enter(work)  # the copy of a directory ``depth`` levels down is ``depth`` + 1 levels down in ``dest``
+            for top in tops:
+                if top.depth:
+                    while dest.depth > top.depth:  # back up to the copy of its parent (the walk goes top-down)
+                        dest.leave()
+                    os.mkdir(top.name, 0o755, dir_fd=dest.fd)
+                    self._give(dest.enter(top.name))
+                for name in top.files:
+                    try:
+                        fd = open_regular(name, top.fd)
+                    except (FileNotFoundError, NotRegularFileError):
+                        continue
+                    create = functools.partial(_create, dest.fd)
+                    with os.fdopen(fd, "rb") as src, open(name, "wb", opener=create) as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                        self._give(dst.fileno())
+
+    def _give(self, fd: int) -> None:
+        if self.owner is not None:
+            os.fchown(fd, *self.owner)
+
+    @contextlib.contextmanager
+    def _work_fd(self) -> Iterator[int]:
+        fd = os.open(self.root / ".work", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _discard(self, name: str) -> None:
+        """Removes the entry ``name`` of ``.work`` (a clone's copy, a purge), whatever its depth."""
+        with self._work_fd() as fd:
+            remove_tree(name, fd)
 
     def delete(self, folder_id: str) -> None:
         """Deletes the folder's directory (idempotent): renamed into ``.work`` first, then removed."""
@@ -222,17 +253,16 @@ class PosixVolume:
         work = self.root / ".work" / f"purge-{folder_id}"
         with contextlib.suppress(FileNotFoundError):
             os.rename(path, work)
-        if work.exists():
-            shutil.rmtree(work)
+        self._discard(work.name)
 
     def usage(self, folder_id: str) -> tuple[int, int]:
-        """Returns the folder's (bytes, files): regular files' sizes, links not followed."""
+        """Returns the folder's (bytes, files): regular files' sizes, links not followed, however deep."""
         total = files = 0
-        with self.folder_fd(folder_id) as fd:
-            for _, _, names, top_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
-                for name in names:
+        with self.folder_fd(folder_id) as fd, contextlib.closing(walk(fd)) as tops:
+            for top in tops:  # no depth bound: a quota is not bypassed by hiding data deep
+                for name in top.files:
                     with contextlib.suppress(FileNotFoundError):
-                        st = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
+                        st = os.stat(name, dir_fd=top.fd, follow_symlinks=False)
                         if stat.S_ISREG(st.st_mode):
                             total += st.st_size
                             files += 1
@@ -319,11 +349,8 @@ class PosixVolume:
         """Deletes a file, link or directory tree of the folder; returns False when it was absent."""
         with self.folder_fd(folder_id) as root, open_parent(root, split_path(path)) as (parent, name):
             try:
-                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                os.stat(name, dir_fd=parent, follow_symlinks=False)
             except FileNotFoundError:
                 return False
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(name, dir_fd=parent)
-            else:
-                os.unlink(name, dir_fd=parent)
+            remove_tree(name, parent)  # a link or a file unlinked; a directory with all in it, however deep
             return True
