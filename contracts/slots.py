@@ -25,6 +25,7 @@ __all__ = [
     "parse_amount",
     "parse_slots",
     "stored_slots",
+    "summed_slots",
     "subtract_slots",
     "sum_slots",
 ]
@@ -100,6 +101,26 @@ def _bounded(slot: str, amount: Decimal, value: object) -> Decimal:
     if amount != amount.quantize(_COUNT_QUANTUM):
         raise SlotError(f"slot {slot!r}: at most {COUNT_PLACES} decimal places, got {value!r}")
     return amount
+
+
+def summed_slots(raw: Mapping[str, str | int | Decimal]) -> ResourceSlots:
+    """Returns the slots of a sum the platform computed (a session's total over its kernels, what a quota holds):
+    known names, finite non-negative ``Decimal`` amounts, but not the bounds of one amount as input
+    (``parse_slots``): 64 kernels of the largest amount each sum to more than one may ask for."""
+    slots: ResourceSlots = {}
+    for name, value in sorted(raw.items()):
+        if name not in KNOWN_SLOTS:
+            raise SlotError(f"unknown resource slot {name!r} (known: {', '.join(sorted(KNOWN_SLOTS))})")
+        if isinstance(value, float):
+            raise SlotError(f"slot {name!r}: floats are not accepted, use a string or Decimal")
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            raise SlotError(f"slot {name!r}: cannot parse amount {value!r}") from None
+        if not amount.is_finite() or amount < 0:
+            raise SlotError(f"slot {name!r}: amount must be a non-negative number, got {value!r}")
+        slots[name] = amount
+    return slots
 
 
 def stored_slots(stored: Mapping[str, str]) -> ResourceSlots:

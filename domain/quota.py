@@ -19,7 +19,7 @@ import msgspec
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.quota import QuotaConsumed, QuotaReleased, QuotaScope, quota_id
-from contracts.slots import SlotError, parse_slots, sum_slots
+from contracts.slots import SlotError, sum_slots, summed_slots
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError
@@ -138,7 +138,8 @@ def _(command: c.ConsumeQuota, state: QuotaState | None, ctx: Context, aggregate
     if not command.allocations:
         raise InvalidRequestError(f"nothing to consume in quota {scope.value} {name}: no allocations")
     try:
-        allocations = {check_token(sid, "session id"): parse_slots(slots) for sid, slots in command.allocations.items()}
+        allocations = {check_token(sid, "session id"): summed_slots(slots)
+                       for sid, slots in command.allocations.items()}
     except (SubjectError, SlotError) as exc:
         raise InvalidRequestError(str(exc)) from exc
     holding = state.holding if state is not None else {}

@@ -6,6 +6,7 @@ updates: a report that arrives twice or late yields no event instead of an error
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import singledispatch
 
 import msgspec
@@ -204,14 +205,32 @@ def _validate_request(spec: ev.SessionSpec, session_id: str) -> None:
     _validate_placement_options(spec, session_id)
 
 
+STARTS_AT_RANGE = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(9000, 1, 1, tzinfo=dt.UTC))
+"""When a session may be asked to start, at the earliest and latest (a time in UTC outside Python's years failed
+every checkpoint of the scheduler while the session was pending)."""
+
+
+def _check_starts_at(starts_at: dt.datetime) -> None:
+    if starts_at.tzinfo is None:
+        raise InvalidRequestError("starts_at needs a time zone")
+    earliest, latest = STARTS_AT_RANGE
+    try:
+        within = earliest <= starts_at.astimezone(dt.UTC) <= latest
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
+        within = False
+    if not within:
+        raise InvalidRequestError(f"starts_at must be from {earliest.date()} to {latest.date()} (UTC), "
+                                  f"got {starts_at.isoformat()}")
+
+
 def _validate_placement_options(spec: ev.SessionSpec, session_id: str) -> None:
     """Checks the tenancy and scheduling options of a request (priority, batch timeout, ids)."""
     if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
         raise InvalidRequestError(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {spec.priority}")
     if spec.batch_timeout < 0:
         raise InvalidRequestError(f"batch timeout must be >= 0 seconds, got {spec.batch_timeout}")
-    if spec.starts_at is not None and spec.starts_at.tzinfo is None:
-        raise InvalidRequestError("starts_at needs a time zone")
+    if spec.starts_at is not None:
+        _check_starts_at(spec.starts_at)
     try:
         for value, what in ((spec.domain, "domain"), (spec.project, "project"), (spec.resource_group, "resource group")):
             check_token(value, what)

@@ -284,3 +284,25 @@ def test_events_carry_the_context() -> None:
     event = events[0]
     assert (event.originator_id, event.timestamp, event.metadata.actor) == (SID, NOW, "test")
     assert event.event_id == uuid.UUID(int=1)
+
+
+@pytest.mark.parametrize("starts_at", [
+    dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone(dt.timedelta(hours=-12))),  # year 10000 in UTC
+    dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14))),  # year 0 in UTC
+    dt.datetime(1969, 12, 31, tzinfo=dt.UTC),
+])
+def test_a_start_time_outside_the_range_is_refused(starts_at: dt.datetime) -> None:
+    """A time whose UTC is outside Python's years was accepted, and every checkpoint of the scheduler failed
+    (msgpack) while the session was pending."""
+    command = c.RequestSession(owner="ak", spec=SessionSpec(name="n", image="python:3.11", kernels=[kernel()],
+                                                            starts_at=starts_at))
+    with pytest.raises(InvalidRequestError, match="starts_at must be from 1970-01-01 to 9000-01-01"):
+        run(None, command)
+
+
+def test_a_start_time_in_range_and_any_zone_is_taken() -> None:
+    starts_at = dt.datetime(8999, 12, 31, 12, tzinfo=dt.timezone(dt.timedelta(hours=-12)))
+    command = c.RequestSession(owner="ak", spec=SessionSpec(name="n", image="python:3.11", kernels=[kernel()],
+                                                            starts_at=starts_at))
+    state, _ = run(None, command)
+    assert state is not None

@@ -86,6 +86,7 @@ def test_a_released_session_may_consume_again() -> None:
         ({"s 1": {"cpu": Decimal(1)}}, "invalid session id"),
         ({"s1": {"gpu": Decimal(1)}}, "unknown resource slot"),
         ({"s1": {"cpu": Decimal(-1)}}, "non-negative"),
+        ({"s1": {"cpu": Decimal("NaN")}}, "non-negative"),
     ],
 )
 def test_invalid_consumptions_are_refused(allocations: dict, message: str) -> None:
@@ -166,3 +167,11 @@ def test_release_holder_needs_no_history_and_matches_a_decided_release() -> None
         decided.originator_version, decided.session_id, decided.slots, decided.scope, decided.name)
     assert q.evolve(state, direct).holding == {"s2": slots("1")}
     assert q.release_holder(QID, 0, "s1", slots("2"), ctx()) == [], "nothing was ever consumed"
+
+
+def test_a_sessions_total_beyond_what_one_amount_may_be_is_consumed() -> None:
+    """A total sums its kernels: 64 kernels of the largest count one may ask for (10^9) sum to 64 x 10^9. Held to
+    the bounds of one amount as input, the consumption was refused, in the middle of every scheduling pass."""
+    total = {"cpu": Decimal(64 * 10**9) + Decimal("0.5"), "mem": Decimal(64 * (2**63 - 1))}
+    state, events = run(None, c.ConsumeQuota(allocations={"s1": total}))
+    assert state is not None and state.holding["s1"] == total and len(events) == 1
