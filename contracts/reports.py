@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
+from typing import Annotated
 
 import msgspec
+
+from contracts.limits import CHOICE, SLOTS
 
 __all__ = [
     "AgentHeartbeat",
@@ -23,7 +26,13 @@ __all__ = [
     "KernelProgressReport",
     "KernelPullingReport",
     "KernelRunningReport",
+    "MAX_CAPACITY_SLOTS",
+    "MAX_CONTAINER_ID_CHARS",
     "MAX_DETAIL_CHARS",
+    "MAX_HOSTNAME_CHARS",
+    "MAX_ID_CHARS",
+    "MAX_REASON_CHARS",
+    "MAX_REPORTED_DETAIL_CHARS",
     "OrphanDestroyedReport",
     "Report",
     "clip_detail",
@@ -35,9 +44,31 @@ __all__ = [
 MAX_DETAIL_CHARS = 2000
 """The longest status detail a report carries into an event (longer ones are clipped)."""
 
+# Every string of a report is bounded, generously for what a legitimate agent sends, so that an oversized one
+# is refused when it is decoded (dead-lettered alone), never carried into an event the store refuses
+# (``contracts.travel``) together with the other reports of its fetch.
+MAX_ID_CHARS = 128
+"""The longest agent, session or kernel id: a subject token (``contracts.subjects.check_token``)."""
+MAX_CONTAINER_ID_CHARS = 256
+"""The longest container id: Docker's are 64 hex digits, the other backends' name the kernel (``sim-<kernel id>``)."""
+MAX_HOSTNAME_CHARS = 253
+"""The longest host name (a DNS name)."""
+MAX_REASON_CHARS = 2 * CHOICE
+"""The longest exit reason (a ``contracts.status.Reason`` value, or one this version does not know)."""
+MAX_REPORTED_DETAIL_CHARS = 4 * MAX_DETAIL_CHARS
+"""The longest detail a report may hold (agents clip theirs to ``MAX_DETAIL_CHARS``; the controller clips
+again)."""
+MAX_CAPACITY_SLOTS = 4 * SLOTS.max_items
+"""The most slot kinds an agent's capacity names (a session may ask for ``SLOTS.max_items``)."""
+
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
+ContainerId = Annotated[str, msgspec.Meta(max_length=MAX_CONTAINER_ID_CHARS)]
+Detail = Annotated[str, msgspec.Meta(max_length=MAX_REPORTED_DETAIL_CHARS)]
+SlotName = Annotated[str, msgspec.Meta(max_length=SLOTS.keys.max_length)]  # type: ignore[union-attr]
+
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
-    agent_id: str
+    agent_id: Id
     observed_at: dt.datetime
 
     @classmethod
@@ -46,43 +77,43 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=Fal
 
 
 class AgentStarted(Report, frozen=True, kw_only=True, tag="agent_started"):
-    capacity: dict[str, Decimal]
-    backend: str
-    hostname: str
-    resource_group: str = "default"
+    capacity: Annotated[dict[SlotName, Decimal], msgspec.Meta(max_length=MAX_CAPACITY_SLOTS)]
+    backend: Annotated[str, msgspec.Meta(max_length=CHOICE)]
+    hostname: Annotated[str, msgspec.Meta(max_length=MAX_HOSTNAME_CHARS)]
+    resource_group: Id = "default"
 
 
 class KernelPullingReport(Report, frozen=True, kw_only=True, tag="kernel_pulling"):
-    kernel_id: str
-    session_id: str
+    kernel_id: Id
+    session_id: Id
 
 
 class KernelProgressReport(Report, frozen=True, kw_only=True, tag="kernel_progress"):
     """How the preparation of a kernel advances (an image pull's layers and bytes), for people.
     Sent at most every few seconds per kernel; a lost one is harmless."""
 
-    kernel_id: str
-    session_id: str
-    detail: str
+    kernel_id: Id
+    session_id: Id
+    detail: Detail
 
 
 class KernelCreatingReport(Report, frozen=True, kw_only=True, tag="kernel_creating"):
-    kernel_id: str
-    session_id: str
+    kernel_id: Id
+    session_id: Id
 
 
 class KernelRunningReport(Report, frozen=True, kw_only=True, tag="kernel_running"):
-    kernel_id: str
-    session_id: str
-    container_id: str
+    kernel_id: Id
+    session_id: Id
+    container_id: ContainerId
 
 
 class KernelExitedReport(Report, frozen=True, kw_only=True, tag="kernel_exited"):
-    kernel_id: str
-    session_id: str
+    kernel_id: Id
+    session_id: Id
     exit_code: int | None = None
-    reason: str = "self-terminated"
-    detail: str | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)] = "self-terminated"
+    detail: Detail | None = None
     """Why, for people: the cause of a failed start (Docker's or the registry's message, the
     runner's last words, ...); None when the reason says it all."""
 
@@ -90,8 +121,8 @@ class KernelExitedReport(Report, frozen=True, kw_only=True, tag="kernel_exited")
 class OrphanDestroyedReport(Report, frozen=True, kw_only=True, tag="orphan_destroyed"):
     """The agent destroyed a container of its own that no kernel assigned to it explains."""
 
-    kernel_id: str
-    container_id: str
+    kernel_id: Id
+    container_id: ContainerId
     exit_code: int | None = None
 
 
@@ -142,10 +173,10 @@ def decode_report(data: bytes) -> AnyReport:
 class AgentHeartbeat(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Liveness beacon put in the heartbeat KV bucket; not an event."""
 
-    agent_id: str
+    agent_id: Id
     sent_at: float
-    busy_kernels: list[str] = []
+    busy_kernels: list[Id] = []
     """The kernels running an execution as it beat: the controller's idle timeout spares their sessions."""
-    app_traffic: dict[str, float] = {}
+    app_traffic: dict[Id, float] = {}
     """Per kernel, when (the agent's wall clock, seconds since the epoch) bytes last moved between one of its apps
     and a client through the agent's app tunnels: the controller's idle timeout counts it as activity."""

@@ -26,7 +26,8 @@ from domain.emitting import Context
 from domain.session import SessionState
 from services.application.long_lived import LONG_LIVED
 from services.application.session_reads import Reads
-from services.common.store import BerthApplication, retry_on_conflict
+from services.common.store import BerthApplication, ConcurrencyError, retry_on_conflict
+from services.common.transient import unavailable_dependency
 
 __all__ = ["PROGRESS_FACTS", "Guard", "Sessions", "was_scheduled"]
 
@@ -240,7 +241,8 @@ class Sessions(BerthApplication):
         """``report`` of many kernel exits in **one** transaction, each decided against the states the
         earlier ones left (its session, its agent, the quota scopes it releases); returns, per item,
         None when applied (or a no-op) or the error that refused it (unknown session, a ``guard``
-        refusal, a domain error); a refused item records nothing and does not stop the others."""
+        refusal, a domain error, a save that failed: ``_each_alone_if_refused``); a refused item records
+        nothing and does not stop the others."""
         for _, command, _ in items:
             if not isinstance(command, c.MarkKernelExited):
                 raise TypeError(f"not a kernel exit: {type(command).__name__}")
@@ -257,7 +259,7 @@ class Sessions(BerthApplication):
             self.record([event for group in groups for event in group])
             return outcomes
 
-        return retry_on_conflict(attempt)
+        return self._each_alone_if_refused(attempt, items, guard, self.report_exits)
 
     def _report_events(self, reads: Reads, session_id: str, command: c.Command, ctx: Context) -> list[Event]:
         state = reads.session(session_id)
@@ -272,7 +274,8 @@ class Sessions(BerthApplication):
     ) -> list[Exception | None]:
         """Applies many progress facts (``PROGRESS_FACTS``) in **one** transaction; returns, per item,
         None when applied (or a no-op) or the error that refused it (unknown session, a ``guard``
-        refusal, a domain error); a refused item records nothing and does not stop the others."""
+        refusal, a domain error, a save that failed: ``_each_alone_if_refused``); a refused item records
+        nothing and does not stop the others."""
         for _, command, _ in items:
             if not isinstance(command, PROGRESS_FACTS):
                 raise TypeError(f"not a progress fact: {type(command).__name__}")
@@ -299,7 +302,31 @@ class Sessions(BerthApplication):
             self.record(events)
             return outcomes
 
-        return retry_on_conflict(attempt)
+        return self._each_alone_if_refused(attempt, items, guard, self.report_progress)
+
+    def _each_alone_if_refused(self, attempt: Callable[[], list[Exception | None]], items: Sequence[T],
+                               guard: Guard | None, apply: Callable[..., list[Exception | None]]
+                               ) -> list[Exception | None]:
+        """Returns ``attempt()`` (one save of every item; retried after a conflict). When its save fails for
+        another reason than a conflict or an outage (an event the store's guard refuses, say), each item is
+        applied on its own (``apply([item], guard)``), so that only the bad one fails: before, one forged
+        report refused every report of its fetch, from every agent, until all were dead-lettered."""
+        try:
+            return retry_on_conflict(attempt)
+        except ConcurrencyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - refused as a whole: each alone below, unless an outage
+            if len(items) < 2 or unavailable_dependency(exc) is not None:
+                raise
+            log.warning("a group of %d kernel facts was refused (%s: %s); applying each alone",
+                        len(items), type(exc).__name__, exc)
+        outcomes: list[Exception | None] = []
+        for index, item in enumerate(items):
+            try:
+                outcomes += apply([item], _guard_of(guard, index))
+            except Exception as exc:  # noqa: BLE001 - its own outcome
+                outcomes.append(exc)
+        return outcomes
 
     def _after_exit(
         self, reads: Reads, before: SessionState, events: list[Event], command: c.MarkKernelExited, ctx: Context
@@ -357,3 +384,10 @@ def was_scheduled(state: SessionState) -> bool:
     cancelled never was."""
     return any(kernel.agent_id is not None for kernel in state.kernels)
 
+
+def _guard_of(guard: Guard | None, index: int) -> Guard | None:
+    """Returns ``guard`` as it checks item ``index`` of a batch, for that item applied alone (as item 0)."""
+    if guard is None:
+        return None
+    check = guard
+    return lambda _, state: check(index, state)

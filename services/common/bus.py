@@ -6,6 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -26,14 +27,30 @@ from services.common.bus_identities import inbox_prefix
 from services.common.bus_outages import OutageLog
 from services.common.transient import NATS, backoff, unavailable_dependency
 
-__all__ = ["CREDENTIALS_ENV", "REPLICAS_ENV", "connect", "connect_options", "credentials_identity", "dead_letter", "ensure_streams",
-           "existing_heartbeat_bucket", "heartbeat_bucket", "stream_replicas"]
+__all__ = ["CREDENTIALS_ENV", "HEADER_ORIGINAL_SHA256", "HEADER_ORIGINAL_SIZE", "HEADER_TRUNCATED", "REPLICAS_ENV",
+           "REPORTS_MAX_MSG_SIZE", "closed_for_good", "connect", "connect_options", "credentials_identity",
+           "dead_letter", "dead_letter_body", "ensure_streams", "existing_heartbeat_bucket", "heartbeat_bucket",
+           "stream_replicas"]
 
 CREDENTIALS_ENV = "BERTH_NATS_CREDS"
 """The credential (``.creds`` file) a process connects with when it is given none explicitly."""
 REPLICAS_ENV = "BERTH_STREAM_REPLICAS"
 """Replicas of every stream and bucket Berth creates: 1 (default) on one nats-server, 3 on a 3-node cluster."""
 MAX_REPLICAS = 5  # JetStream's limit
+REPORTS_MAX_MSG_SIZE = 64 * 1024
+"""The largest message (payload and headers) the ``REPORTS`` stream takes; the server refuses a larger one at
+publish. A legitimate report is far smaller, every string of it bounded (``contracts.reports``: at most about
+50 KB, a detail of ``MAX_REPORTED_DETAIL_CHARS`` control characters each escaped in six bytes)."""
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""NATS' default ``max_payload``: what a connection assumes before the server said otherwise."""
+HEADER_TRUNCATED = "Berth-Truncated"
+"""Dead letters: ``true`` when the body is only the beginning of the message (it did not fit with the headers)."""
+HEADER_ORIGINAL_SIZE = "Berth-Original-Size"
+"""Dead letters, truncated: the size of the whole message in bytes (decimal)."""
+HEADER_ORIGINAL_SHA256 = "Berth-Original-Sha256"
+"""Dead letters, truncated: the SHA-256 of the whole message (hex)."""
+HEADER_SLACK = 64
+"""Bytes kept to spare when a dead letter's headers are measured."""
 _USER_JWT = re.compile(r"-----BEGIN NATS USER JWT-----\s*(\S+)\s*------END NATS USER JWT------")
 
 log = logging.getLogger(__name__)
@@ -52,6 +69,7 @@ STREAMS = (
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         duplicate_window=120.0,
+        max_msg_size=REPORTS_MAX_MSG_SIZE,
     ),
     StreamConfig(
         name=s.DEADLETTER_STREAM,
@@ -156,8 +174,44 @@ async def existing_heartbeat_bucket(js: JetStreamContext) -> KeyValue:
 async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: bytes, error: str, *,
                       deliveries: int = 0) -> None:
     """Moves a message that cannot be processed to ``dlq.<consumer>`` with its error, original
-    subject, delivery count, consumer and time (headers: services/common/README.md)."""
+    subject, delivery count, consumer and time (headers: services/common/README.md). A message that
+    would not fit the connection's ``max_payload`` with those headers keeps only its beginning, and
+    says so (``dead_letter_body``)."""
     log.warning("dead-lettering a message on %s for %s after %d deliveries: %s", subject, consumer, deliveries, error)
     headers = {s.HEADER_ERROR: error[:1000], s.HEADER_ORIGINAL_SUBJECT: subject, s.HEADER_DELIVERIES: str(deliveries),
                s.HEADER_CONSUMER: consumer, s.HEADER_DEAD_LETTERED_AT: dt.datetime.now(dt.UTC).isoformat()}
-    await js.publish(s.dead_letter_subject(consumer), data, headers=headers)
+    body, headers = dead_letter_body(data, headers, _max_payload(js))
+    await js.publish(s.dead_letter_subject(consumer), body, headers=headers)
+
+
+def dead_letter_body(data: bytes, headers: dict[str, str], max_payload: int) -> tuple[bytes, dict[str, str]]:
+    """Returns the body and headers of a dead letter of ``data``: ``data`` itself when it fits ``max_payload``
+    with ``headers``; else its first bytes (as many as fit) with ``headers`` plus ``HEADER_TRUNCATED``, its size
+    (``HEADER_ORIGINAL_SIZE``) and its SHA-256 (``HEADER_ORIGINAL_SHA256``). nats-py checks only the payload
+    against ``max_payload``; the server checks the payload and headers together and closes the connection
+    for good when they are over (a hostile agent's report of nearly ``max_payload`` undecodable bytes made
+    the controller lose its connection, and spin, at every start)."""
+    if len(data) + _headers_size(headers) <= max_payload:
+        return data, headers
+    headers = {**headers, HEADER_TRUNCATED: "true", HEADER_ORIGINAL_SIZE: str(len(data)),
+               HEADER_ORIGINAL_SHA256: hashlib.sha256(data).hexdigest()}
+    return data[:max(0, max_payload - _headers_size(headers))], headers
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    """Returns the bytes ``headers`` take in a message (``NATS/1.0``, a ``key: value`` line each, an empty
+    line), with ``HEADER_SLACK`` to spare."""
+    lines = sum(len(f"{key}: {value.strip()}\r\n".encode()) for key, value in headers.items())
+    return len(b"NATS/1.0\r\n\r\n") + lines + HEADER_SLACK
+
+
+def _max_payload(js: JetStreamContext) -> int:
+    """Returns the largest message (payload and headers) the server of ``js``'s connection takes."""
+    value = getattr(getattr(js, "_nc", None), "max_payload", None)  # the server's INFO (nats-py's default before)
+    return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_PAYLOAD
+
+
+def closed_for_good(js: JetStreamContext) -> bool:
+    """Returns True when ``js``'s connection is closed and will not reconnect (nats-py's ``CLOSED``: after
+    ``close()``, or a protocol error of the server such as "maximum payload exceeded")."""
+    return getattr(getattr(js, "_nc", None), "is_closed", False) is True

@@ -11,8 +11,9 @@ in its own ``flow.py``; the filter subjects are derived from the classes
   settled because of it; any other error is nak'ed with backoff and dead-lettered after the
   last try (``settler.Settler``). The server never drops a message (``max_deliver`` -1):
   nothing leaves the consumer but by an ack or a dead letter. The loop never stops on a bad
-  message. With ``batch`` > 1 one handler gets every message of a fetch (to apply them in one
-  transaction, say) and returns one outcome per message, settled the same way; with
+  message; a connection closed for good ends it (``BusClosedError``). With ``batch`` > 1 one
+  handler gets every message of a fetch (to apply them in one transaction, say) and returns one
+  outcome per message, settled the same way; with
   ``concurrent_by`` as well, each message goes to its own handler in the lane of its key
   (``services.common.lanes``): the lanes concurrently, each lane in order, the next fetch as soon as
   there is room (an agent starts several kernels at once, each kernel's events in order, and a
@@ -63,7 +64,7 @@ from services.common.bus import connect_options
 from services.common.settler import ACK_WAIT, PermanentError, Settler
 from services.common.transient import NATS, OUTAGES, unavailable_dependency
 from services.common.lanes import Lanes, event_lane
-from services.common.pull_batches import fetch_timeouts_as_nats, hand_over_available
+from services.common.pull_batches import mend_fetch, pull_until
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
 
@@ -309,7 +310,8 @@ async def consume(
     broker: NatsBroker, js: JetStreamContext, subscription: Subscription, target: Any, stop: asyncio.Event,
     **ids: str,
 ) -> None:
-    """Runs the durable consumer of ``subscription`` until ``stop`` is set."""
+    """Runs the durable consumer of ``subscription`` until ``stop`` is set; raises ``pull_batches.BusClosedError``
+    when its connection is closed for good (the process must end and be started again)."""
     durable = subscription.consumer_name(**ids)
     filters = subscription.filters(**ids)
     config = ConsumerConfig(
@@ -363,13 +365,12 @@ async def consume(
     )
     subscriber(handle)
     await subscriber.start()
-    fetch_timeouts_as_nats(subscriber.subscription)  # type: ignore[attr-defined]
-    if subscription.batch > 1:
-        hand_over_available(subscriber.subscription)  # type: ignore[attr-defined]
+    closed = mend_fetch(subscriber.subscription, batched=subscription.batch > 1)  # type: ignore[attr-defined]
     try:
-        await stop.wait()
+        await pull_until(stop, closed, durable)
     finally:
-        await subscriber.stop()
+        with contextlib.suppress(nats.errors.ConnectionClosedError):  # closed for good: nothing to unsubscribe
+            await subscriber.stop()
         if lanes is not None:
             await lanes.close()
 

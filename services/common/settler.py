@@ -5,7 +5,9 @@
   reason, subject, delivery count, consumer and time (``bus.dead_letter``), then term;
 * PostgreSQL, NATS or Docker away (``services.common.transient``) → tried again in place, in
   order, with backoff and without limit; its ack deadline pushed back (``in_progress``), its
-  delivery count untouched; never acked or dead-lettered because of it;
+  delivery count untouched; never acked or dead-lettered because of it; left unsettled once the
+  consumer's connection is closed for good (``bus.closed_for_good``: no retry can succeed; the
+  consumer then ends, ``pull_batches.park_when_closed``);
 * any other error → nak with backoff, and dead-lettered after ``max_deliver`` tries;
 * still being handled → its ack deadline pushed back every ``KEEP_ALIVE`` seconds, so that a
   slow attempt is not redelivered (and handled twice) meanwhile;
@@ -24,7 +26,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from services.common import transient
-from services.common.bus import dead_letter
+from services.common.bus import closed_for_good, dead_letter
 from services.common.transient import OUTAGES, unavailable_dependency
 from services.common.waiting import first_of
 
@@ -86,9 +88,9 @@ class Settler:
             for msg in waiting:
                 await in_progress(msg)
             await first_of(self._stop, timeout=transient.backoff(tries))
-            if self._stop.is_set():
+            if self._stop.is_set() or closed_for_good(self._js):
                 OUTAGES.forget(self._durable)
-                return  # unsettled: redelivered after the ack deadline
+                return  # unsettled: redelivered after the ack deadline (closed for good: the consumer ends)
             pending = waiting
         if tries:
             OUTAGES.recovered(self._durable)

@@ -30,6 +30,7 @@ from contracts.reports import (
 )
 from contracts.status import Reason
 from contracts.subjects import SubjectError, report_sender
+from contracts.travel import TravelError
 from domain.errors import DomainError
 from services.application.agents import Agents
 from services.application.facade import Facade
@@ -139,7 +140,7 @@ class ReportProcessor:
                 return position
             self._check_owner(sender, report.session_id, report.kernel_id)
             return self._sessions.report(report.session_id, command, ctx)
-        except DomainError as exc:
+        except (DomainError, TravelError) as exc:
             raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
 
     def process_batch(self, items: Sequence[Item]) -> list[Exception | None]:
@@ -149,7 +150,8 @@ class ReportProcessor:
         applied together in one transaction. Exits (which also release agents and quotas) are
         applied together too, each run of them between two other reports in one transaction, in
         order; the others (registrations) one by one. A kernel's exit is reported after its
-        progress, so applying the progress first keeps each session's order.
+        progress, so applying the progress first keeps each session's order. A group whose save is
+        refused is applied item by item (``Sessions.report_progress``), so a forged report fails alone.
         """
         outcomes: list[Exception | None] = [None] * len(items)
         self._together(items, [i for i, item in enumerate(items) if isinstance(item[1], _PROGRESS)],
@@ -208,8 +210,9 @@ def _check_assigned(session: SessionState, kernel_id: str, sender: str) -> None:
 
 
 def _permanent(error: Exception | None) -> Exception | None:
-    """Returns a domain refusal as a ``PermanentError`` (the report can never apply)."""
-    if isinstance(error, DomainError):
+    """Returns a domain refusal, or events the store's guard refuses (``TravelError``), as a ``PermanentError``
+    (the report can never apply)."""
+    if isinstance(error, (DomainError, TravelError)):
         return PermanentError(f"{type(error).__name__}: {error}")
     return error
 
