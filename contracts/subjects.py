@@ -15,9 +15,12 @@ __all__ = [
     "DEADLETTER_STREAM",
     "EVENTS_STREAM",
     "HEADER_POSITION",
+    "HEADER_TRUNCATED",
     "HEADER_CONSUMER",
     "HEADER_DEAD_LETTERED_AT",
     "HEADER_DELIVERIES",
+    "HEADER_ORIGINAL_SHA256",
+    "HEADER_ORIGINAL_SIZE",
     "HEADER_ERROR",
     "HEADER_ORIGINAL_SUBJECT",
     "HEALTH_BUCKET",
@@ -75,6 +78,12 @@ HEADER_CONSUMER = "Berth-Consumer"
 """Dead letters: the consumer that gave the message up (its durable name)."""
 HEADER_DEAD_LETTERED_AT = "Berth-Dead-Lettered-At"
 """Dead letters: when the message was given up (ISO 8601, UTC)."""
+HEADER_TRUNCATED = "Berth-Truncated"
+"""Dead letters: ``true`` when the body is only the beginning of the message (it did not fit with the headers)."""
+HEADER_ORIGINAL_SIZE = "Berth-Original-Size"
+"""Dead letters, truncated: the size of the whole message in bytes (decimal)."""
+HEADER_ORIGINAL_SHA256 = "Berth-Original-Sha256"
+"""Dead letters, truncated: the SHA-256 of the whole message (hex)."""
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """A subject token; always used with ``fullmatch`` (``$`` would let a trailing newline through)."""

@@ -27,9 +27,8 @@ from services.common.bus_identities import inbox_prefix
 from services.common.bus_outages import OutageLog
 from services.common.transient import NATS, backoff, unavailable_dependency
 
-__all__ = ["CREDENTIALS_ENV", "HEADER_ORIGINAL_SHA256", "HEADER_ORIGINAL_SIZE", "HEADER_TRUNCATED", "REPLICAS_ENV",
-           "REPORTS_MAX_MSG_SIZE", "closed_for_good", "connect", "connect_options", "credentials_identity",
-           "dead_letter", "dead_letter_body", "ensure_streams", "existing_heartbeat_bucket", "heartbeat_bucket",
+__all__ = ["CREDENTIALS_ENV", "REPLICAS_ENV", "REPORTS_MAX_MSG_SIZE", "closed_for_good", "connect", "connect_options",
+           "credentials_identity", "dead_letter", "dead_letter_body", "ensure_streams", "existing_heartbeat_bucket", "heartbeat_bucket",
            "stream_replicas"]
 
 CREDENTIALS_ENV = "BERTH_NATS_CREDS"
@@ -43,12 +42,6 @@ publish. A legitimate report is far smaller, every string of it bounded (``contr
 50 KB, a detail of ``MAX_REPORTED_DETAIL_CHARS`` control characters each escaped in six bytes)."""
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """NATS' default ``max_payload``: what a connection assumes before the server said otherwise."""
-HEADER_TRUNCATED = "Berth-Truncated"
-"""Dead letters: ``true`` when the body is only the beginning of the message (it did not fit with the headers)."""
-HEADER_ORIGINAL_SIZE = "Berth-Original-Size"
-"""Dead letters, truncated: the size of the whole message in bytes (decimal)."""
-HEADER_ORIGINAL_SHA256 = "Berth-Original-Sha256"
-"""Dead letters, truncated: the SHA-256 of the whole message (hex)."""
 HEADER_SLACK = 64
 """Bytes kept to spare when a dead letter's headers are measured."""
 _USER_JWT = re.compile(r"-----BEGIN NATS USER JWT-----\s*(\S+)\s*------END NATS USER JWT------")
@@ -193,8 +186,8 @@ def dead_letter_body(data: bytes, headers: dict[str, str], max_payload: int) -> 
     the controller lose its connection, and spin, at every start)."""
     if len(data) + _headers_size(headers) <= max_payload:
         return data, headers
-    headers = {**headers, HEADER_TRUNCATED: "true", HEADER_ORIGINAL_SIZE: str(len(data)),
-               HEADER_ORIGINAL_SHA256: hashlib.sha256(data).hexdigest()}
+    headers = {**headers, s.HEADER_TRUNCATED: "true", s.HEADER_ORIGINAL_SIZE: str(len(data)),
+               s.HEADER_ORIGINAL_SHA256: hashlib.sha256(data).hexdigest()}
     return data[:max(0, max_payload - _headers_size(headers))], headers
 
 

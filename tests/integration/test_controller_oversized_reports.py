@@ -18,10 +18,12 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from contracts.status import SessionStatus
-from contracts.subjects import HEADER_ERROR, REPORTS_STREAM
+from contracts.subjects import (
+    HEADER_ERROR, HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, HEADER_TRUNCATED, REPORTS_STREAM,
+)
 from services.application.agents import Agents
 from services.application.sessions import Sessions
-from services.common.bus import HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, HEADER_TRUNCATED, STREAMS, connect
+from services.common.bus import STREAMS, connect
 from tests.integration.test_controller import drained, has_status, send
 from tests.integration.test_flow import async_wait_for_letters
 from tests.integration.test_report_batches import placed, running

@@ -15,17 +15,18 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from contracts.subjects import HEADER_CONSUMER, HEADER_DELIVERIES, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, REPORTS_STREAM
+from contracts.subjects import (
+    HEADER_CONSUMER, HEADER_DELIVERIES, HEADER_ERROR, HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE,
+    HEADER_ORIGINAL_SUBJECT, HEADER_TRUNCATED, REPORTS_STREAM,
+)
 from services.common.bus import (
-    HEADER_ORIGINAL_SHA256,
-    HEADER_ORIGINAL_SIZE,
-    HEADER_TRUNCATED,
     REPORTS_MAX_MSG_SIZE,
     STREAMS,
     connect,
     dead_letter,
     ensure_streams,
 )
+from services.gateway.deadletters import queue
 from tests.integration.test_flow import async_wait_for_letters
 from tests.unit.test_report_bounds import largest_reports
 
@@ -58,6 +59,10 @@ async def test_a_message_too_big_with_the_headers_is_dead_lettered_truncated(nc:
         HOSTILE_SUBJECT, "controller", "1")
     assert 0 < len(letter.data) < len(data) and data.startswith(letter.data), "its beginning is kept"
     assert len(letter.data) > nc.max_payload - 2048, "as much as fits is kept"
+    [entry] = await queue.entries(js, "controller")
+    with pytest.raises(queue.NotReplayableError, match="too large to dead-letter whole"):
+        await queue.replay(js, entry)  # its first bytes alone would only be dead-lettered again
+    assert await queue.count(js, "controller") == 1, "a refused replay keeps the letter"
 
 
 async def test_a_message_that_fits_is_dead_lettered_whole(nc: Client) -> None:

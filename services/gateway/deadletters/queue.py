@@ -28,9 +28,8 @@ from nats.js.errors import NotFoundError
 
 from contracts.subjects import (
     DEADLETTER_STREAM, DEADLETTER_SUBJECTS, HEADER_CONSUMER, HEADER_DEAD_LETTERED_AT, HEADER_DELIVERIES, HEADER_ERROR,
-    HEADER_ORIGINAL_SUBJECT, REPORTS_STREAM, SubjectError, dead_letter_consumer, dead_letter_subject, is_event_subject,
-    report_sender,
-    storage_report_volume,
+    HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_SUBJECT, HEADER_TRUNCATED, REPORTS_STREAM, SubjectError, dead_letter_consumer,
+    dead_letter_subject, is_event_subject, report_sender, storage_report_volume,
 )
 
 __all__ = ["ALL_DEAD_LETTERS", "DeadLetter", "NotReplayableError", "check_consumer", "count", "drop", "entries",
@@ -137,6 +136,9 @@ def _report_subject(subject: str) -> None:
 async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
     """Publishes ``letter`` again on its original subject, then deletes it (see the module's
     docstring); raises NotReplayableError for an event or an entry without a report subject."""
+    if letter.headers.get(HEADER_TRUNCATED) == "true":  # only its first bytes were kept: it would fail again
+        raise NotReplayableError(f"only the first {len(letter.data)} of its {letter.headers.get(HEADER_ORIGINAL_SIZE)} "
+                                 "bytes were kept (it was too large to dead-letter whole): drop it")
     try:
         _report_subject(letter.subject)
     except SubjectError as exc:
