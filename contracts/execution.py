@@ -72,6 +72,9 @@ class ExecRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     at once with its pid."""
     interrupt: bool = False
     """When True, interrupts the run ``run_id`` instead of starting one."""
+    cancel: bool = False
+    """With ``interrupt``: the run's client is gone, so the agent also ends the run's stream at once (an agent
+    that predates the field takes it as a plain interrupt)."""
     probe: bool = False
     """When True, asks whether the run ``run_id`` is still streaming through the agent (``ok``) instead of
     starting one: the gateway's check of a run that has been silent a while (an agent restarted meanwhile

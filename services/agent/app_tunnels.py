@@ -13,7 +13,8 @@ oldest of them: connections that send nothing cannot keep the gateway's out); a 
 runner buffers at most ``2 * CHUNK`` (asyncio stops reading there: an app that writes faster than its client
 reads is held back in the kernel, not in the agent's memory); TCP keepalive ends a tunnel whose gateway went
 away silently. When bytes last moved through a kernel's tunnels goes into the heartbeat (``traffic``): the
-controller's idle timeout counts it as the session's activity, as Backend.AI's counts app traffic; a tunnel open but silent is not activity.
+controller's idle timeout counts it as the session's activity, as Backend.AI's counts app traffic; a tunnel open
+but silent is not activity.
 """
 
 from __future__ import annotations

@@ -3,45 +3,59 @@
 ``exec.agent.<id>``: an ``ExecRequest`` is answered with ``ExecAccepted`` (ok, or why not),
 then the run goes to the kernel runner's Unix socket and each output chunk is published to
 ``io.agent.<agent_id>.<kernel_id>.<run_id>`` as an ``ExecChunk`` (seq 0, 1, ...), the last one as
-``ExecDone``. A request with ``interrupt`` set interrupts the run ``run_id``; one with ``probe`` set is
-answered ok when the run ``run_id`` is streaming through this agent (a restarted agent has lost the runs
-of the one before: their streams cannot be taken up again).
-``logs.agent.<id>``: a ``LogsRequest`` is answered with the kernel's log as UTF-8 text.
+``ExecDone`` (``exec_stream``). A request with ``interrupt`` set interrupts the run ``run_id``; with ``cancel``
+too, its client is gone and its stream ends at once; one with ``probe`` set is answered ok when the run
+``run_id`` is streaming through this agent (a restarted agent has lost the runs of the one before: their
+streams cannot be taken up again).
+``logs.agent.<id>``: a ``LogsRequest`` is answered with the end of the kernel's log as UTF-8 text.
+
+The kernels are hostile (their runner can be replaced or stopped): no callback awaits a kernel. Each
+request that needs one runs in its own task (``bounded_tasks``: so many per kernel and in all, one more
+refused at once), under a deadline (``KERNEL_DEADLINE``, ``LOG_DEADLINE``: below the gateway's 5 s); the
+runs streaming are bounded and ended from outside when their client is gone or their interrupt did not
+end them (``exec_runs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from contracts.execution import (
-    ExecAccepted,
-    ExecChunk,
-    ExecDone,
-    ExecRequest,
-    LogsRequest,
-    exec_subject,
-    io_subject,
-    logs_subject,
-)
+from contracts.execution import ExecAccepted, ExecRequest, LogsRequest, exec_subject, io_subject, logs_subject
 from services.agent.backends.base import KernelBackend
-from services.agent.runner_socket import CONNECT_TIMEOUT, open_runner
+from services.agent.bounded_tasks import BoundedTasks
+from services.agent.exec_runs import Run, RunRefused, RunTable
+from services.agent.exec_stream import RUN_LINE_LIMIT, stream_run
+from services.agent.runner_lines import RefusedLine, decode_interrupted
+from services.agent.runner_socket import abort, open_runner, send
 
 __all__ = ["ExecServer", "open_runner"]
 
 log = logging.getLogger(__name__)
 
-async def _send(writer: asyncio.StreamWriter, message: dict) -> None:
-    writer.write((json.dumps(message) + "\n").encode())
-    await writer.drain()
+KERNEL_DEADLINE = 4.0
+"""Seconds a request may wait on a kernel's runner in all (connect, send, read its answer)."""
+LOG_DEADLINE = 4.0
+"""Seconds a log request may take."""
+MAX_REQUESTS_PER_KERNEL = 8
+"""Exec requests (runs starting, interrupts) handled at once for one kernel."""
+MAX_REQUESTS = 64
+"""Exec requests handled at once on the agent."""
+MAX_LOG_REQUESTS_PER_KERNEL = 2
+"""Log requests handled at once for one kernel."""
+MAX_LOG_REQUESTS = 8
+"""Log requests handled at once on the agent (each reads up to a few MiB of a log)."""
+_ANSWER_LIMIT = 4096
+"""Bytes of a runner's answer to an interrupt."""
 
 
 class ExecServer:
@@ -52,8 +66,9 @@ class ExecServer:
         self._agent_id = agent_id
         self._backend = backend
         self._subs: list[Subscription] = []
-        self._runs: dict[str, tuple[str, asyncio.Task[None]]] = {}
-        """Each run streaming now: its kernel and its task."""
+        self._runs = RunTable()
+        self._requests = BoundedTasks("exec requests", MAX_REQUESTS_PER_KERNEL, MAX_REQUESTS)
+        self._log_requests = BoundedTasks("log requests", MAX_LOG_REQUESTS_PER_KERNEL, MAX_LOG_REQUESTS)
 
     async def start(self) -> None:
         """Subscribes to the agent's exec and logs subjects."""
@@ -62,7 +77,7 @@ class ExecServer:
 
     def busy_kernels(self) -> list[str]:
         """Returns the kernels with a run streaming through this server now, by id."""
-        return sorted({kernel_id for kernel_id, _ in self._runs.values()})
+        return self._runs.kernels()
 
     async def stop(self) -> None:
         """Unsubscribes and stops streaming (the runs themselves go on in the kernels)."""
@@ -70,16 +85,16 @@ class ExecServer:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs.clear()
-        tasks = [task for _, task in self._runs.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._requests.close()
+        await self._log_requests.close()
+        await self._runs.close()
 
     async def _reply(self, msg: Msg, ok: bool, error: str | None = None) -> None:
         if msg.reply:
             await self._nc.publish(msg.reply, msgspec.json.encode(ExecAccepted(ok=ok, error=error)))
 
     async def _on_exec(self, msg: Msg) -> None:
+        """Decodes a request and answers it, or starts its work in a task of its own: never awaits a kernel."""
         try:
             request = msgspec.json.decode(msg.data, type=ExecRequest)
             io_subject(self._agent_id, request.kernel_id, request.run_id)
@@ -90,91 +105,118 @@ class ExecServer:
         if path is None or not path.exists():
             await self._reply(msg, False, f"kernel {request.kernel_id} does not run on agent {self._agent_id}")
             return
-        if request.interrupt:
-            await self._reply(msg, *await self._interrupt(path, request.run_id))
-            return
         if request.probe:
             streaming = request.run_id in self._runs
             await self._reply(msg, streaming, None if streaming else f"run {request.run_id} is not streaming here")
-            return
-        if request.run_id in self._runs:
-            await self._reply(msg, False, f"run {request.run_id} is already running")
-            return
-        try:
-            reader, writer = await open_runner(path)
-            run = {"op": "run", "run_id": request.run_id, "mode": request.mode.value, "code": request.code,
-                   "stdin": request.stdin, "argv": request.argv, "detach": request.detach}
-            await _send(writer, run)
-        except (OSError, asyncio.TimeoutError) as exc:
-            await self._reply(msg, False, f"cannot reach the runner of kernel {request.kernel_id}: {exc}")
-            return
-        task = asyncio.create_task(self._stream(request, reader, writer), name=f"exec-{request.run_id}")
-        self._runs[request.run_id] = request.kernel_id, task
-        task.add_done_callback(lambda _: self._runs.pop(request.run_id, None))
-        await self._reply(msg, True)
-
-    async def _interrupt(self, path: Path, run_id: str) -> tuple[bool, str | None]:
-        try:
-            reader, writer = await open_runner(path)
+        elif request.interrupt or request.cancel:
+            if request.cancel:
+                self._runs.end(request.run_id, None)  # its client is gone: nobody to tell
+            else:
+                self._runs.arm_grace(request.run_id)
+            await self._spawn(msg, request, lambda: self._interrupt(msg, path, request.run_id))
+        else:
             try:
-                await _send(writer, {"op": "interrupt", "run_id": run_id})
-                answer = json.loads(await asyncio.wait_for(reader.readline(), CONNECT_TIMEOUT))
-            finally:
-                writer.close()
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            return False, f"cannot reach the runner: {exc}"
-        return (True, None) if answer.get("ok") else (False, f"run {run_id} is not running")
+                run = self._runs.reserve(request.run_id, request.kernel_id)
+            except RunRefused as exc:
+                await self._reply(msg, False, str(exc))
+                return
+            if not await self._spawn(msg, request, lambda: self._start_run(msg, path, request, run)):
+                self._runs.release(request.run_id, run)
 
-    async def _stream(self, request: ExecRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        subject = io_subject(self._agent_id, request.kernel_id, request.run_id)
-        seq = 0
+    async def _spawn(self, msg: Msg, request: ExecRequest, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Starts ``work()`` in a task of its own; answers the request when the bounds refuse it (False)."""
+        refused = self._requests.start(request.kernel_id, work, name=f"exec-request-{request.run_id}")
+        if refused is not None:
+            await self._reply(msg, False, refused)
+        return refused is None
+
+    async def _start_run(self, msg: Msg, path: Path, request: ExecRequest, run: Run) -> None:
+        """Sends the run to the kernel's runner, starts streaming its output as ``run``, then accepts the request."""
+        started = False
         try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    await self._publish(subject, ExecChunk(seq=seq, stream="stderr", data="the kernel runner went away\n"))
-                    await self._publish(subject, ExecDone(seq=seq + 1, exit_code=1, duration_ms=0))
-                    return
-                message = json.loads(line)
-                kind = message.get("kind")
-                if kind in ("stdout", "stderr"):
-                    await self._publish(subject, ExecChunk(seq=seq, stream=kind, data=message["data"]))
-                elif kind == "done":
-                    done = ExecDone(seq=seq, exit_code=int(message["exit_code"]),
-                                    duration_ms=int(message["duration_ms"]))
-                    await self._publish(subject, done)
-                    return
-                elif kind == "error":
-                    await self._publish(subject, ExecChunk(seq=seq, stream="stderr", data=f"{message.get('message')}\n"))
-                    await self._publish(subject, ExecDone(seq=seq + 1, exit_code=1, duration_ms=0))
-                    return
-                else:
-                    continue
-                seq += 1
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("run %s of kernel %s: lost the runner stream: %s", request.run_id, request.kernel_id, exc)
-            await self._publish(subject, ExecDone(seq=seq, exit_code=1, duration_ms=0))
+            try:
+                async with asyncio.timeout(KERNEL_DEADLINE):
+                    reader, writer = await open_runner(path, limit=RUN_LINE_LIMIT)
+                    try:
+                        await send(writer, {"op": "run", "run_id": request.run_id, "mode": request.mode.value,
+                                            "code": request.code, "stdin": request.stdin, "argv": request.argv,
+                                            "detach": request.detach})
+                    except BaseException:
+                        abort(writer)
+                        raise
+            except (OSError, TimeoutError) as exc:
+                await self._reply(msg, False, f"cannot reach the runner of kernel {request.kernel_id}: {_why(exc)}")
+                return
+            subject = io_subject(self._agent_id, request.kernel_id, request.run_id)
+            task = asyncio.create_task(stream_run(self._nc, subject, reader, writer, run),
+                                       name=f"exec-{request.run_id}")
+            self._runs.attach(request.run_id, run, task)
+            started = True
+            await self._reply(msg, True)
         finally:
-            writer.close()
+            if not started:
+                self._runs.release(request.run_id, run)
 
-    async def _publish(self, subject: str, item: ExecChunk | ExecDone) -> None:
-        await self._nc.publish(subject, msgspec.json.encode(item))
+    async def _interrupt(self, msg: Msg, path: Path, run_id: str) -> None:
+        """Asks the kernel's runner to interrupt ``run_id`` and answers whether it was running there."""
+        try:
+            async with asyncio.timeout(KERNEL_DEADLINE):
+                reader, writer = await open_runner(path, limit=_ANSWER_LIMIT)
+                try:
+                    await send(writer, {"op": "interrupt", "run_id": run_id})
+                    answer = await reader.readline()  # ValueError past _ANSWER_LIMIT
+                finally:
+                    abort(writer)
+            if not answer:
+                raise ConnectionError("it closed the connection without an answer")
+            running = decode_interrupted(answer)
+        except RefusedLine as exc:
+            await self._reply(msg, False, f"the runner's answer to the interrupt is refused: {exc}")
+        except (OSError, TimeoutError, ValueError) as exc:
+            await self._reply(msg, False, f"cannot reach the runner: {_why(exc)}")
+        else:
+            await self._reply(msg, running, None if running else f"run {run_id} is not running")
 
     async def _on_logs(self, msg: Msg) -> None:
+        """Decodes a log request and starts reading the log in a task of its own."""
         try:
             request = msgspec.json.decode(msg.data, type=LogsRequest)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            await self._answer_logs(msg, f"bad logs request: {exc}")
+            return
+        refused = self._log_requests.start(request.kernel_id, lambda: self._read_logs(msg, request),
+                                           name=f"logs-{request.kernel_id}")
+        if refused is not None:
+            await self._answer_logs(msg, f"berth: {refused}")
+
+    async def _read_logs(self, msg: Msg, request: LogsRequest) -> None:
+        """Answers ``request`` with the end of the kernel's log, or why there is none."""
+        tail = request.tail if request.tail is not None and request.tail >= 0 else None
+        try:
+            async with asyncio.timeout(LOG_DEADLINE):
+                text = await self._backend.logs(request.kernel_id, tail=tail, limit=self._log_limit())
+        except ValueError as exc:  # an id that is no plain token never becomes a path
             text = f"bad logs request: {exc}"
-        else:
-            try:
-                text = await self._backend.logs(request.kernel_id)
-            except ValueError as exc:  # an id that is no plain token never becomes a path
-                text = f"bad logs request: {exc}"
-            if request.tail is not None and request.tail >= 0:
-                text = "".join(text.splitlines(keepends=True)[-request.tail:]) if request.tail else ""
-        data = text.encode()
-        limit = max(1024, self._nc.max_payload - 4096)
-        if len(data) > limit:
-            data = data[-limit:]
+        except TimeoutError:
+            text = f"berth: the log of kernel {request.kernel_id} could not be read within {LOG_DEADLINE:g} s"
+        except Exception:  # noqa: BLE001 - the cause (an engine's error) is in the agent's log, not the answer
+            log.exception("cannot read the log of kernel %s", request.kernel_id)
+            text = f"berth: the log of kernel {request.kernel_id} cannot be read now (the agent's log says why)"
+        await self._answer_logs(msg, text)
+
+    def _log_limit(self) -> int:
+        return max(1024, self._nc.max_payload - 4096)
+
+    async def _answer_logs(self, msg: Msg, text: str) -> None:
+        data = text.encode()[-self._log_limit():]
         if msg.reply:
             await self._nc.publish(msg.reply, data)
+
+
+def _why(exc: BaseException) -> str:
+    """Says why a kernel's runner could not be reached."""
+    if isinstance(exc, TimeoutError):
+        return f"it did not answer within {KERNEL_DEADLINE:g} s"
+    if not isinstance(exc, OSError):  # a line past the reader's limit
+        return "its answer was too long"
+    return str(exc) or type(exc).__name__

@@ -7,22 +7,28 @@ agent send its requests there. Instead the socket is opened with ``O_PATH | O_NO
 the directory (itself opened without following a link), the open file must be a socket, and the
 connection goes through ``/proc/self/fd/<fd>``: the very inode that was checked, with no window
 between the check and the connect. Long paths need no special case either.
+
+The kernel on the other side may stop reading (a SIGSTOPped runner) or never answer: ``send`` waits for
+the kernel to take a request only ``SEND_TIMEOUT`` seconds, and ``abort`` closes a connection at once,
+dropping what the kernel did not read (``close`` would keep the socket until it did).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import stat
 from pathlib import Path
 
-__all__ = ["CONNECT_TIMEOUT", "LINE_LIMIT", "RunnerSocketRefused", "open_runner"]
+__all__ = ["CONNECT_TIMEOUT", "LINE_LIMIT", "SEND_TIMEOUT", "RunnerSocketRefused", "abort", "open_runner", "send"]
 
 log = logging.getLogger(__name__)
 
 LINE_LIMIT = 4 << 20
 CONNECT_TIMEOUT = 5.0
+SEND_TIMEOUT = 5.0
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -57,3 +63,15 @@ async def open_runner(path: Path, limit: int = LINE_LIMIT) -> tuple[asyncio.Stre
                                       CONNECT_TIMEOUT)
     finally:
         os.close(fd)
+
+
+async def send(writer: asyncio.StreamWriter, message: dict, timeout: float = SEND_TIMEOUT) -> None:
+    """Writes ``message`` as one line of JSON and waits, at most ``timeout`` seconds (then TimeoutError), until
+    the kernel took it (or the socket's buffers did)."""
+    writer.write((json.dumps(message) + "\n").encode())
+    await asyncio.wait_for(writer.drain(), timeout)
+
+
+def abort(writer: asyncio.StreamWriter) -> None:
+    """Closes the connection now, dropping what the kernel has not read."""
+    writer.transport.abort()

@@ -12,6 +12,7 @@ import pytest
 from services.agent.backends.base import KernelStartError
 from services.agent.backends.docker import DockerBackend
 from services.agent.backends.docker import backend as backend_module
+from services.agent.backends.docker.images import PresentImage
 from services.agent.backends.docker.io_mount import mounted_under
 from services.agent.backends.docker.spec import container_name
 from tests.support.docker_backend import (
@@ -243,8 +244,8 @@ async def test_an_unknown_image_is_a_start_error(backend: DockerBackend, kernel_
     request = launch("berth-test/no-such-image:never")
     with pytest.raises(KernelStartError, match="not found on this agent, and pulling is off"):
         await backend.prepare(request.kernel)
-    with pytest.raises(KernelStartError, match="cannot create"):
-        await backend.create(request)
+    with pytest.raises(KernelStartError, match="not found on this agent, and pulling is off"):
+        await backend.create(request)  # a start without prepare makes the image present first, as prepare does
     assert await backend.list_running() == {}
 
 
@@ -291,10 +292,10 @@ async def test_an_image_removed_since_a_start_found_it_is_made_present_again(
         await docker.images.delete(image)
         pulls: list[str] = []
 
-        async def pulled_again(engine: aiodocker.Docker, name: str, *args: object, **kwargs: object) -> bool:
+        async def pulled_again(engine: aiodocker.Docker, name: str, *args: object, **kwargs: object) -> PresentImage:
             pulls.append(name)
             await engine.images.tag(kernel_image, repository, tag=tag)
-            return True
+            return PresentImage(pulled=True, volumes=())
 
         monkeypatch.setattr(backend_module, "ensure_image", pulled_again)
         second = launch(image)

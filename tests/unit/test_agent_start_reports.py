@@ -130,7 +130,7 @@ async def test_ensure_image_reports_the_pull_and_its_summary() -> None:
     docker = FakeDocker([{"status": "Pulling fs layer", "id": "l1"},
                          {"status": "Downloading", "id": "l1", "progressDetail": {"current": MB, "total": 2 * MB}},
                          {"status": "Pull complete", "id": "l1"}])
-    assert await ensure_image(docker, "img:1", progress) is True  # type: ignore[arg-type]
+    assert (await ensure_image(docker, "img:1", progress)).pulled is True  # type: ignore[arg-type]
     assert lines[:3] == ["pulling img:1: 0/1 layers", "pulling img:1: 0/1 layers, 1.0 MB of 2.0 MB",
                          "pulling img:1: 1/1 layers, 2.0 MB of 2.0 MB"]
     assert lines[3].startswith("pulled img:1: 1 layers, 2.0 MB in ")

@@ -15,6 +15,7 @@ from typing import Awaitable, Callable, Protocol
 import msgspec
 
 from contracts.agent import KernelAssigned
+from services.agent.backends.log_tail import LOG_LIMIT
 
 __all__ = ["ExitHandler", "KernelBackend", "KernelLaunch", "KernelStartError", "ProgressHandler"]
 
@@ -92,8 +93,9 @@ class KernelBackend(ABC):
         """Returns the host path of the kernel runner's Unix socket, None when there is none."""
         return None
 
-    async def logs(self, kernel_id: str) -> str:
-        """Returns the kernel's container log (kept after exit), empty when there is none."""
+    async def logs(self, kernel_id: str, tail: int | None = None, limit: int = LOG_LIMIT) -> str:
+        """Returns the end of the kernel's container log (kept after exit): its last ``tail`` lines (None: as many
+        as fit) within its last ``limit`` bytes, reading no more of it than that needs; empty when there is none."""
         return ""
 
     async def close(self) -> None:

@@ -28,6 +28,7 @@ from contracts.mounts import MOUNT_ROOT as CONTAINER_HOME
 from services.agent.backends.folder_mounts import FolderBind, folder_binds
 from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
+from services.agent.backends.log_tail import file_tail
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
@@ -194,9 +195,11 @@ class ProcessBackend(KernelBackend):
             log.warning("kernel %s: runner exited by itself with %d", kernel_id, code)
             await on_exit(kernel_id, code, Reason.SELF_TERMINATED.value)
 
-    async def logs(self, kernel_id: str) -> str:
-        """Returns the runner's log (its last MiB), empty when there is none."""
-        return await asyncio.to_thread(self._read_log, kernel_id, LOG_LIMIT)
+    async def logs(self, kernel_id: str, tail: int | None = None, limit: int = LOG_LIMIT) -> str:
+        """Returns the end of the runner's log: its last ``tail`` lines within its last ``limit`` bytes (at most a
+        MiB), empty when there is none."""
+        path = self.kernel_dir(kernel_id) / "runner.log"
+        return await asyncio.to_thread(file_tail, path, tail, min(limit, LOG_LIMIT))
 
     def _read_log(self, kernel_id: str, limit: int) -> str:
         path = self.kernel_dir(kernel_id) / "runner.log"

@@ -2,7 +2,7 @@
 
 ``interruptExecution`` interrupts a run of the caller's session as Ctrl-C would (its stream goes
 on to ``done``, so the client sees the run's ``KeyboardInterrupt``); a stream closed before its
-``done`` interrupts its run too.
+``done`` interrupts its run too, and tells the agent to end the run's stream (``cancel``).
 
 Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
 ``io.agent.<agent_id>.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
@@ -200,14 +200,14 @@ async def interrupt_execution(info: Info, session_id: str, run_id: str) -> bool:
     return (await _request(nc, agent_id, _interruption(kernel_id, run_id))).ok
 
 
-def _interruption(kernel_id: str, run_id: str) -> ExecRequest:
-    return ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True)
+def _interruption(kernel_id: str, run_id: str, cancel: bool = False) -> ExecRequest:
+    return ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True, cancel=cancel)
 
 
 async def _interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> None:
-    """Interrupts a run whose client went away (best effort)."""
+    """Interrupts a run whose client went away and has its agent end its stream (``cancel``; best effort)."""
     try:
-        await _request(nc, agent_id, _interruption(kernel_id, run_id))
+        await _request(nc, agent_id, _interruption(kernel_id, run_id, cancel=True))
     except Exception as exc:  # noqa: BLE001 - the client is gone; nothing else to do
         log.info("could not interrupt run %s of kernel %s: %s", run_id, kernel_id, exc)
 

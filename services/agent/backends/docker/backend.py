@@ -32,12 +32,14 @@ from services.agent.backends.base import (
     ProgressHandler,
 )
 from services.agent.backends.docker.confinement import AUTO_USER, kernel_user, scratch_sizes
+from services.agent.backends.docker.container_log import log_tail
 from services.agent.backends.docker.exits import ExitWatcher, exit_detail, exit_reason, warn_without_live_restore
-from services.agent.backends.docker.images import PULL_POLICIES, ensure_image, image_volumes
+from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.kept import record_exit, recorded_exit, save_log
 from services.agent.backends.docker.registries import DOCKER_HUB, RegistryPolicy
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
+from services.agent.backends.log_tail import LOG_LIMIT, file_tail
 from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.folder_mounts import folder_binds
 from services.agent.backends.docker.spec import (
@@ -134,11 +136,11 @@ class DockerBackend(KernelBackend):
             await self._ensure_image(kernel.image, progress)
 
     async def _ensure_image(self, image: str, progress: ProgressHandler | None = None) -> None:
-        await ensure_image(self._client(), image, progress, pull=self.pull != "never", registries=self.registries)
-        volumes = await image_volumes(self._client(), image)
+        present = await ensure_image(self._client(), image, progress, pull=self.pull != "never",
+                                     registries=self.registries)
         if len(self._images) >= IMAGES_REMEMBERED:
             self._images.clear()
-        self._images[image] = volumes
+        self._images[image] = present.volumes
 
     async def _volumes_of(self, image: str) -> tuple[str, ...]:
         """The volumes ``image`` declares (made present first when this agent has not seen it yet)."""
@@ -337,17 +339,17 @@ class DockerBackend(KernelBackend):
         """Returns ``<data_dir>/kernels/<kernel_id>/io/runner.sock``."""
         return self._paths(kernel_id).socket
 
-    async def logs(self, kernel_id: str) -> str:
-        """Returns the live container log, or the one kept after the container was removed."""
+    async def logs(self, kernel_id: str, tail: int | None = None, limit: int = LOG_LIMIT) -> str:
+        """Returns the end of the live container log (``container_log.log_tail``: only that end is read), or of the
+        one kept after the container was removed."""
         container = await self._find(kernel_id)
         if container is not None:
             try:
-                return "".join(await container.log(stdout=True, stderr=True))
+                return await log_tail(container, tail, limit)
             except DockerError as exc:
                 if exc.status not in (404, 409):  # gone, or being removed (its log is kept by then)
                     raise
-        path = self._paths(kernel_id).log
-        return path.read_text(errors="replace") if path.exists() else ""
+        return await asyncio.to_thread(file_tail, self._paths(kernel_id).log, tail, limit)
 
     async def close(self) -> None:
         """Closes the connection to the engine and the directory watcher; the containers keep running."""

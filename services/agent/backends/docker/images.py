@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiodocker
 from aiodocker.exceptions import DockerError
@@ -21,7 +21,7 @@ from aiodocker.exceptions import DockerError
 from services.agent.backends.base import KernelStartError, ProgressHandler
 from services.agent.backends.docker.registries import RegistryPolicy
 
-__all__ = ["PULL_POLICIES", "PullProgress", "ensure_image", "human_bytes", "image_volumes"]
+__all__ = ["PULL_POLICIES", "PresentImage", "PullProgress", "ensure_image", "human_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +89,29 @@ class PullProgress:
         return f"pulled {self.image}: {len(self._layers)} layers{size} in {seconds:.0f} s"
 
 
+class PresentImage(NamedTuple):
+    """An image ``ensure_image`` made present: whether it pulled it, and the paths it declares as volumes (its
+    Dockerfile's ``VOLUME``, sorted: the engine would make an anonymous volume at each, on the host's disk,
+    unbounded by the kernel's slots and kept after its container; ``container_config`` covers each with a tmpfs)."""
+
+    pulled: bool
+    volumes: tuple[str, ...]
+
+
+def _present(info: dict[str, Any], pulled: bool) -> PresentImage:
+    volumes = (info.get("Config") or {}).get("Volumes") or {}
+    return PresentImage(pulled, tuple(sorted(str(path) for path in volumes)))
+
+
 async def ensure_image(docker: aiodocker.Docker, image: str, progress: ProgressHandler | None = None,
                        *, stall_timeout: float = PULL_STALL_TIMEOUT, pull: bool = True,
-                       registries: RegistryPolicy | None = None) -> bool:
-    """Returns False when ``image`` is present, True after pulling it (its progress handed to
+                       registries: RegistryPolicy | None = None) -> PresentImage:
+    """Returns ``image`` once present: as it was, or after pulling it (its progress handed to
     ``progress`` and logged). Raises KernelStartError when it is neither present nor pullable
     (nor, with ``pull`` False, present; nor from one of ``registries``, default Docker Hub's: the engine
     is asked nothing), or when the pull makes no progress for ``stall_timeout`` seconds."""
     try:
-        await docker.images.inspect(image)
-        return False
+        return _present(await docker.images.inspect(image), pulled=False)
     except DockerError as exc:
         if exc.status != 404:
             raise
@@ -112,7 +125,7 @@ async def ensure_image(docker: aiodocker.Docker, image: str, progress: ProgressH
     pull = PullProgress(image)
     try:
         await _pull(docker, pull, progress, stall_timeout)
-        await docker.images.inspect(image)
+        info = await docker.images.inspect(image)
     except DockerError as exc:
         if exc.status == ENGINE_UNREACHABLE:  # not the image's fault: the start is tried again
             raise
@@ -121,7 +134,7 @@ async def ensure_image(docker: aiodocker.Docker, image: str, progress: ProgressH
     log.info("%s", summary)
     if progress is not None:
         await progress(summary)
-    return True
+    return _present(info, pulled=True)
 
 
 async def _pull(docker: aiodocker.Docker, pull: PullProgress, progress: ProgressHandler | None,
@@ -147,10 +160,3 @@ async def _pull(docker: aiodocker.Docker, pull: PullProgress, progress: Progress
                 last_logged = time.monotonic()
                 log.info("%s", pull.line())
 
-
-async def image_volumes(docker: aiodocker.Docker, image: str) -> tuple[str, ...]:
-    """Returns the paths ``image`` declares as volumes (its Dockerfile's ``VOLUME``), sorted: the engine would
-    make an anonymous volume at each, on the host's disk, unbounded by the kernel's slots and kept after its
-    container (``container_config`` covers each with a tmpfs instead)."""
-    info = await docker.images.inspect(image)
-    return tuple(sorted(str(path) for path in ((info.get("Config") or {}).get("Volumes") or {})))

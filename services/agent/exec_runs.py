@@ -1,0 +1,130 @@
+"""The runs streaming through the agent now, bounded, and how each one's stream is ended from outside.
+
+Each run holds a task, a connection to its kernel's runner and up to twice ``exec_stream.RUN_LINE_LIMIT`` of
+buffered output, for as long as the runner keeps it going, which a hostile kernel can make forever. So:
+
+- at most ``MAX_RUNS_PER_KERNEL`` runs of one kernel and ``MAX_RUNS`` in all stream at once; one more is
+  refused, saying so (``reserve``);
+- a run whose client is gone (the gateway's ``cancel``) is ended at once (``end``);
+- a run interrupted but still streaming ``INTERRUPT_GRACE`` seconds later (its code ignored the interrupt,
+  or the runner did) is ended (``arm_grace``), its client told why on stderr before its ``done``.
+
+Ending a run's stream cancels its task, which closes the runner connection; the run itself may go on in
+the kernel (the runner keeps a run whose client left), as a process does after its terminal closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+__all__ = ["INTERRUPT_GRACE", "MAX_RUNS", "MAX_RUNS_PER_KERNEL", "Run", "RunRefused", "RunTable"]
+
+MAX_RUNS_PER_KERNEL = 16
+"""Runs of one kernel streaming at once (its query runs wait for each other in the runner anyway)."""
+MAX_RUNS = 128
+"""Runs streaming at once on the agent."""
+INTERRUPT_GRACE = 30.0
+"""Seconds an interrupted run may go on streaming (a batch run gets SIGINT, SIGTERM, then SIGKILL 2 s apart)."""
+
+
+@dataclass(eq=False)
+class Run:
+    """One run's stream: its kernel, its task once started, and why the agent ended it (``ending``)."""
+
+    kernel_id: str
+    task: asyncio.Task[None] | None = None
+    ended: bool = False
+    ending: str | None = None
+    """What the run's client is told on stderr before the ``done`` (None: nothing, the client is gone)."""
+    grace: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def end(self, note: str | None) -> None:
+        """Ends the run's stream (its task is cancelled, now or once started), telling its client ``note``."""
+        if self.ended:
+            return
+        self.ended, self.ending = True, note
+        if self.task is not None:
+            self.task.cancel()
+
+
+class RunRefused(ValueError):
+    """Raised when a run cannot stream here now; the message says why."""
+
+
+class RunTable:
+    """The runs streaming through the agent, by run id, at most ``per_kernel`` of one kernel and ``total`` in all."""
+
+    def __init__(self, per_kernel: int | None = None, total: int | None = None) -> None:
+        self._per_kernel = MAX_RUNS_PER_KERNEL if per_kernel is None else per_kernel
+        self._total = MAX_RUNS if total is None else total
+        self._runs: dict[str, Run] = {}
+
+    def reserve(self, run_id: str, kernel_id: str) -> Run:
+        """Takes and returns a place for run ``run_id`` before its start; RunRefused when there is none (nothing
+        taken)."""
+        if run_id in self._runs:
+            raise RunRefused(f"run {run_id} is already running")
+        if len(self._runs) >= self._total:
+            raise RunRefused(f"the agent streams {len(self._runs)} runs already (at most {self._total} at once): "
+                             "try again once one ended")
+        of_kernel = sum(1 for run in self._runs.values() if run.kernel_id == kernel_id)
+        if of_kernel >= self._per_kernel:
+            raise RunRefused(f"kernel {kernel_id} has {of_kernel} runs streaming already (at most "
+                             f"{self._per_kernel} at once): try again once one ended")
+        run = self._runs[run_id] = Run(kernel_id)
+        return run
+
+    def attach(self, run_id: str, run: Run, task: asyncio.Task[None]) -> None:
+        """Gives ``run`` (reserved as ``run_id``) its streaming task; its place is freed when the task ends."""
+        run.task = task
+        task.add_done_callback(lambda _: self.release(run_id, run))
+        if run.ended:
+            task.cancel()
+
+    def release(self, run_id: str, run: Run | None = None) -> None:
+        """Frees run ``run_id``'s place (only that of ``run`` when given: a later run may have the id)."""
+        current = self._runs.get(run_id)
+        if current is None or (run is not None and current is not run):
+            return
+        del self._runs[run_id]
+        if current.grace is not None:
+            current.grace.cancel()
+
+    def get(self, run_id: str) -> Run | None:
+        """Returns the run ``run_id`` when it streams here (or is starting), else None."""
+        return self._runs.get(run_id)
+
+    def end(self, run_id: str, note: str | None) -> bool:
+        """Ends run ``run_id``'s stream (``Run.end``); returns whether it was streaming here."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.end(note)
+        return run is not None
+
+    def arm_grace(self, run_id: str, grace: float | None = None) -> None:
+        """Ends run ``run_id``'s stream once ``grace`` (``INTERRUPT_GRACE``) seconds passed, unless it ended first."""
+        run = self._runs.get(run_id)
+        if run is None or run.grace is not None:
+            return
+        seconds = INTERRUPT_GRACE if grace is None else grace
+        note = (f"berth: the run was still going {seconds:g} s after its interrupt: the agent stopped streaming "
+                "it (it may still run in the kernel)\n")
+        run.grace = asyncio.get_running_loop().call_later(seconds, run.end, note)
+
+    def kernels(self) -> list[str]:
+        """Returns the kernels with a run streaming, by id."""
+        return sorted({run.kernel_id for run in self._runs.values()})
+
+    def __contains__(self, run_id: str) -> bool:
+        return run_id in self._runs
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    async def close(self) -> None:
+        """Ends every stream without a word to the clients (the runs go on in the kernels) and waits for them."""
+        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        for run in list(self._runs.values()):
+            run.end(None)
+        await asyncio.gather(*tasks, return_exceptions=True)
