@@ -14,7 +14,7 @@ import pytest
 
 from services.agent.backends.docker import DockerBackend
 from services.agent.backends.docker.backend import DEFAULT_RUNNER_DIR
-from tests.support.docker_backend import agent_id, exec_output, launch, release_io_mounts, remove_agent_containers
+from tests.support.docker_backend import agent_id, cleaned_up, exec_output, launch
 from tests.support.images import kernel_image
 
 __all__ = ["agent_id", "kernel_image"]
@@ -39,14 +39,9 @@ def volume_image(kernel_image: str) -> Iterator[str]:
 
 @pytest.fixture
 async def backend(agent_id: str, tmp_path: Path) -> AsyncIterator[DockerBackend]:
-    instance = DockerBackend(agent_id, tmp_path / "data", grace=2, runner_dir=DEFAULT_RUNNER_DIR, pull="never",
-                             tmp=f"{TMP // MIB}m")
-    try:
+    async with cleaned_up(DockerBackend(agent_id, tmp_path / "data", grace=2, runner_dir=DEFAULT_RUNNER_DIR,
+                                        pull="never", tmp=f"{TMP // MIB}m")) as instance:
         yield instance
-    finally:
-        await instance.close()
-        await remove_agent_containers(agent_id)
-        release_io_mounts(tmp_path / "data")
 
 
 async def test_a_declared_volume_is_a_bounded_tmpfs_and_leaves_nothing_behind(backend: DockerBackend,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.agent.backends.docker import DockerBackend
-from tests.support.docker_backend import agent_id, launch, release_io_mounts, remove_agent_containers
+from tests.support.docker_backend import agent_id, cleaned_up, launch
 from tests.support.images import kernel_image
 from tests.support.socket_proxy import SocketProxy
 from tests.support.waiting import async_wait_for
@@ -64,14 +64,9 @@ async def backend(agent_id: str, tmp_path: Path, engine: CountingProxy) -> Async
     runner_dir = tmp_path / "runner"
     runner_dir.mkdir()
     (runner_dir / "berth_runner.py").write_text(CHATTY_RUNNER)
-    instance = DockerBackend(agent_id, tmp_path / "data", grace=2, runner_dir=runner_dir, pull="never",
-                             docker_url=f"unix://{engine.path}")
-    try:
+    async with cleaned_up(DockerBackend(agent_id, tmp_path / "data", grace=2, runner_dir=runner_dir, pull="never",
+                                        docker_url=f"unix://{engine.path}")) as instance:
         yield instance
-    finally:
-        await instance.close()
-        await remove_agent_containers(agent_id)
-        release_io_mounts(tmp_path / "data")
 
 
 async def test_the_end_of_a_long_log_is_read_without_reading_the_log(

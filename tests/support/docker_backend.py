@@ -7,6 +7,8 @@ so the backend is tested without the real kernel runner.
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncio
 import json
 import uuid
@@ -27,7 +29,8 @@ from services.agent.backends.docker.spec import LABEL_AGENT
 from services.agent.kernels import launch_for
 
 __all__ = [
-    "PLACEHOLDER_RUNNER", "Exits", "exec_output", "launch", "make_backend", "release_io_mounts", "remove_agent_containers",
+    "PLACEHOLDER_RUNNER", "Exits", "cleaned_up", "exec_output", "launch", "make_backend", "release_io_mounts",
+    "remove_agent_containers",
 ]
 
 PLACEHOLDER_RUNNER = """\
@@ -130,16 +133,22 @@ def runner_dir(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-async def backend(agent_id: str, tmp_path: Path, runner_dir: Path) -> AsyncIterator[DockerBackend]:
-    """Yields a Docker backend of a fresh agent; its containers are removed afterwards."""
-    instance = make_backend(agent_id, tmp_path / "data", runner_dir)
+@contextlib.asynccontextmanager
+async def cleaned_up(instance: DockerBackend) -> AsyncIterator[DockerBackend]:
+    """Yields ``instance``; then closes it, removes its agent's containers and releases its kernels' io mounts."""
     try:
         yield instance
     finally:
         await instance.close()
-        await remove_agent_containers(agent_id)
-        release_io_mounts(tmp_path / "data")
+        await remove_agent_containers(instance.agent_id)
+        release_io_mounts(instance.data_dir)
+
+
+@pytest.fixture
+async def backend(agent_id: str, tmp_path: Path, runner_dir: Path) -> AsyncIterator[DockerBackend]:
+    """Yields a Docker backend of a fresh agent; its containers are removed afterwards."""
+    async with cleaned_up(make_backend(agent_id, tmp_path / "data", runner_dir)) as instance:
+        yield instance
 
 
 @pytest.fixture
