@@ -65,7 +65,14 @@ _AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.I
 
 
 def parse_amount(slot: str, value: str | int | Decimal) -> Decimal:
-    """Returns the amount for ``slot``; byte slots accept units such as ``"4g"`` or ``"256MiB"``."""
+    """Returns the amount for ``slot``, within its bounds; byte slots accept units such as ``"4g"`` or
+    ``"256MiB"``."""
+    return _bounded(slot, _amount(slot, value), value)
+
+
+def _amount(slot: str, value: str | int | Decimal) -> Decimal:
+    """Returns ``value`` as a finite, non-negative ``Decimal`` of the known ``slot`` (units taken for bytes);
+    SlotError else. No bounds: ``parse_amount`` adds them for input, ``summed_slots`` does not for sums."""
     if slot not in KNOWN_SLOTS:
         raise SlotError(f"unknown resource slot {slot!r} (known: {', '.join(sorted(KNOWN_SLOTS))})")
     if isinstance(value, float):
@@ -85,7 +92,7 @@ def parse_amount(slot: str, value: str | int | Decimal) -> Decimal:
             raise SlotError(f"slot {slot!r}: cannot parse amount {value!r}") from exc
     if not amount.is_finite() or amount < 0:
         raise SlotError(f"slot {slot!r}: amount must be a non-negative number, got {value!r}")
-    return _bounded(slot, amount, value)
+    return amount
 
 
 def _bounded(slot: str, amount: Decimal, value: object) -> Decimal:
@@ -107,20 +114,7 @@ def summed_slots(raw: Mapping[str, str | int | Decimal]) -> ResourceSlots:
     """Returns the slots of a sum the platform computed (a session's total over its kernels, what a quota holds):
     known names, finite non-negative ``Decimal`` amounts, but not the bounds of one amount as input
     (``parse_slots``): 64 kernels of the largest amount each sum to more than one may ask for."""
-    slots: ResourceSlots = {}
-    for name, value in sorted(raw.items()):
-        if name not in KNOWN_SLOTS:
-            raise SlotError(f"unknown resource slot {name!r} (known: {', '.join(sorted(KNOWN_SLOTS))})")
-        if isinstance(value, float):
-            raise SlotError(f"slot {name!r}: floats are not accepted, use a string or Decimal")
-        try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            raise SlotError(f"slot {name!r}: cannot parse amount {value!r}") from None
-        if not amount.is_finite() or amount < 0:
-            raise SlotError(f"slot {name!r}: amount must be a non-negative number, got {value!r}")
-        slots[name] = amount
-    return slots
+    return {name: _amount(name, value) for name, value in sorted(raw.items())}
 
 
 def stored_slots(stored: Mapping[str, str]) -> ResourceSlots:

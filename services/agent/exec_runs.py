@@ -91,10 +91,6 @@ class RunTable:
         if current.grace is not None:
             current.grace.cancel()
 
-    def get(self, run_id: str) -> Run | None:
-        """Returns the run ``run_id`` when it streams here (or is starting), else None."""
-        return self._runs.get(run_id)
-
     def end(self, run_id: str, note: str | None) -> bool:
         """Ends run ``run_id``'s stream (``Run.end``); returns whether it was streaming here."""
         run = self._runs.get(run_id)
@@ -118,9 +114,6 @@ class RunTable:
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._runs
-
-    def __len__(self) -> int:
-        return len(self._runs)
 
     async def close(self) -> None:
         """Ends every stream without a word to the clients (the runs go on in the kernels) and waits for them."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 
+from contracts.tenancy import KeypairLimits
 from services.gateway.auth.principal import Principal
 from services.gateway.errors import UNAUTHENTICATED, GatewayError
 from services.gateway.resources import Resources
@@ -23,6 +24,9 @@ class GatewayContext:
     resources: Resources
     principal: Principal | None = None
     connection_params: dict[str, Any] | None = None
+    limits: KeypairLimits | None = None
+    """The caller's policy limits as a websocket operation's rate limit just read them (``ws_operations``): the
+    operation's subscription slot takes them rather than reading them again (``subscription_guard``)."""
 
 
 Info = strawberry.Info[GatewayContext, None]

@@ -14,10 +14,12 @@ __all__ = ["subscription_slot"]
 
 @asynccontextmanager
 async def subscription_slot(info: Info) -> AsyncIterator[None]:
-    """Holds one of the caller's subscription slots for the body; SUBSCRIPTION_LIMIT when none is free."""
+    """Holds one of the caller's subscription slots for the body; SUBSCRIPTION_LIMIT when none is free. The
+    limits are those the operation's rate limit read a moment before (``GatewayContext.limits``), else read now."""
     principal = caller(info)
     resources = info.context.resources
-    limit = (await resources.current_limits(principal)).max_concurrent_subscriptions
+    limits = info.context.limits or await resources.current_limits(principal)
+    limit = limits.max_concurrent_subscriptions
     if not resources.subscription_slots.acquire(principal.access_key, limit):
         raise GatewayError(
             SUBSCRIPTION_LIMIT, f"too many subscriptions: your resource policy allows {limit} open at once;"

@@ -84,7 +84,7 @@ class MeteredTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
             return None
         resources = self.context.resources
         try:
-            limits = await resources.current_limits(principal)
+            limits = self.context.limits = await resources.current_limits(principal)
         except Exception as exc:  # noqa: BLE001 - the operation is answered in every case, never left in flight
             away = unavailable_dependency(exc)
             if away is None:

@@ -6,7 +6,6 @@ levels down: the archive was cut there, silently, a traceback in the log."""
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -14,30 +13,13 @@ import httpx
 import pytest
 
 from services.storage.tree_walk import MAX_DEPTH
-from tests.support.deep_trees import BOTTOM, deep_tmp, make_chain
-from tests.support.storage import running_storage
+from tests.support.deep_trees import BOTTOM, deep_tmp, make_chain, open_fds
+from tests.support.storage import fds_naming, running_storage
 from tests.support.waiting import async_wait_for
 
 __all__ = ["deep_tmp"]  # a fixture of the tests
 
 pytestmark = pytest.mark.asyncio
-
-
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def _naming(root: Path) -> list[str]:
-    """Returns what the open fds of this process name under ``root``."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # closed since the listing
-        if target.startswith(str(root)):
-            found.append(target)
-    return found
 
 
 async def test_a_chain_2000_deep_is_archived_one_past_the_bound_cuts_the_stream_and_the_service_goes_on(
@@ -50,7 +32,7 @@ async def test_a_chain_2000_deep_is_archived_one_past_the_bound_cuts_the_stream_
         make_chain(storage.volume.folder_path(deeper), MAX_DEPTH + 10)
         (storage.volume.folder_path(deeper) / "top.txt").write_text("top")
         assert (await http.get(storage.url + "/health")).status_code == 200  # the client's connection is open
-        before = _open_fds()
+        before = open_fds()
 
         r = await http.get(storage.url + "/archive", params={"token": storage.token(deep, "", "archive")})
         assert r.status_code == 200
@@ -65,5 +47,5 @@ async def test_a_chain_2000_deep_is_archived_one_past_the_bound_cuts_the_stream_
         assert (await http.get(storage.url + "/health")).status_code == 200
         listed = await http.get(storage.url + "/files", params={"token": storage.token(deeper, "", "list")})
         assert listed.status_code == 200 and [e["name"] for e in listed.json()["entries"]] == ["d", "top.txt"]
-        await async_wait_for(lambda: not _naming(root) and _open_fds() <= before, timeout=30, message=(
-            f"fds left open after the archives: {sorted(_naming(root))}, {_open_fds()} now, {before} before"))
+        await async_wait_for(lambda: not fds_naming(root) and open_fds() <= before, timeout=30, message=(
+            f"fds left open after the archives: {sorted(fds_naming(root))}, {open_fds()} now, {before} before"))

@@ -6,14 +6,14 @@ are this process's, ``/proc/self/fd``."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.support.storage import RunningStorage, running_storage
+from tests.support.deep_trees import open_fds
+from tests.support.storage import RunningStorage, fds_naming, running_storage
 from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.asyncio
@@ -23,23 +23,6 @@ SIZE = 64 << 20
 """A sparse file: far more than the sockets' buffers hold, so every interrupted stream is cut mid-way."""
 HUGE = "9" * 5000
 """More digits than ``int()`` converts (Python's 4300-digit limit)."""
-
-
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-def _naming(root: Path) -> list[str]:
-    """Returns what the open fds of this process name under ``root``."""
-    found = []
-    for fd in _open_fds():
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # closed since the listing
-        if target.startswith(str(root)):
-            found.append(target)
-    return found
 
 
 async def _cut_short(storage: RunningStorage, route: str, token: str, path: str) -> None:
@@ -54,10 +37,10 @@ async def _cut_short(storage: RunningStorage, route: str, token: str, path: str)
     writer.transport.abort()  # a reset, as a client killed mid-download
 
 
-async def _settled(before: set[str], root: Path) -> bool:
+async def _settled(before: int, root: Path) -> bool:
     """True once no fd names the volume and the process has no more fds than ``before`` (uvicorn closes
     the dropped connections' sockets as it notices them)."""
-    return not _naming(root) and len(_open_fds()) <= len(before)
+    return not fds_naming(root) and open_fds() <= before
 
 
 async def test_interrupted_downloads_and_archives_close_their_files(tmp_path: Path) -> None:
@@ -70,13 +53,13 @@ async def test_interrupted_downloads_and_archives_close_their_files(tmp_path: Pa
             whole = await http.get(storage.url + "/download", params={"token": storage.token(folder, "big.bin",
                                                                                                   "download")})
             assert whole.status_code == 200 and len(whole.content) == SIZE
-        before = _open_fds()
+        before = open_fds()
         for _ in range(ROUNDS):
             await _cut_short(storage, "/download", storage.token(folder, "big.bin", "download"), "big.bin")
             await _cut_short(storage, "/archive", storage.token(folder, "", "archive"), "")
         await async_wait_for(lambda: _settled(before, root), timeout=30, message=(
-            f"fds left open after {ROUNDS} interrupted downloads and archives: {sorted(_naming(root))}, "
-            f"{len(_open_fds())} fds now, {len(before)} before"))
+            f"fds left open after {ROUNDS} interrupted downloads and archives: {sorted(fds_naming(root))}, "
+            f"{open_fds()} fds now, {before} before"))
 
 
 async def test_ranges_with_numbers_past_int_s_limit_are_answered_and_close_the_file(tmp_path: Path) -> None:
@@ -90,7 +73,7 @@ async def test_ranges_with_numbers_past_int_s_limit_are_answered_and_close_the_f
             return await http.get(storage.url + "/download", params={"token": token}, headers={"Range": value})
 
         assert (await get("bytes=2-4")).content == b"234"  # one whole request: the client's connection is open
-        before = _open_fds()
+        before = open_fds()
         for _ in range(ROUNDS):
             beyond = await get(f"bytes={HUGE}-")  # starts past any file's end
             assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */10"
@@ -102,5 +85,5 @@ async def test_ranges_with_numbers_past_int_s_limit_are_answered_and_close_the_f
             padded = await get(f"bytes={'0' * 5000}4-{'0' * 5000}5")  # leading zeros: still 4-5
             assert (padded.status_code, padded.content) == (206, b"45")
         await async_wait_for(lambda: _settled(before, root), timeout=30, message=(
-            f"fds left open after {ROUNDS * 4} ranged requests: {sorted(_naming(root))}, "
-            f"{len(_open_fds())} fds now, {len(before)} before"))
+            f"fds left open after {ROUNDS * 4} ranged requests: {sorted(fds_naming(root))}, "
+            f"{open_fds()} fds now, {before} before"))

@@ -4,6 +4,7 @@ reports to the test bus, served by uvicorn on a free port."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
 from services.storage.volume import PosixVolume
 
-__all__ = ["RunningStorage", "running_storage"]
+__all__ = ["RunningStorage", "fds_naming", "running_storage"]
 
 
 @dataclass
@@ -58,3 +59,16 @@ async def running_storage(root: Path, js: JetStreamContext | None = None,
         yield RunningStorage(url, ctx, ctx.volumes["local"])
         await ctx.meter.settle()
         await ctx.reporter.flush()
+
+
+def fds_naming(root: Path) -> list[str]:
+    """Returns what the open fds of this process name under ``root`` (a storage service's files left open)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed since the listing
+        if target.startswith(str(root)):
+            found.append(target)
+    return found

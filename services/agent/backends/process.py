@@ -28,7 +28,7 @@ from contracts.mounts import MOUNT_ROOT as CONTAINER_HOME
 from services.agent.backends.folder_mounts import FolderBind, folder_binds
 from services.agent.backends.dir_changes import DirectoryChanges, DirectoryWatcher
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
-from services.agent.backends.log_tail import file_tail
+from services.agent.backends.log_tail import LOG_LIMIT, file_tail
 from services.agent.backends.base import ExitHandler, KernelBackend, KernelLaunch, KernelStartError, ProgressHandler
 from services.common.lifetime import die_with_parent
 
@@ -40,7 +40,6 @@ RUNNER_SCRIPT = Path(__file__).resolve().parents[1] / "runner" / "berth_runner.p
 START_TIMEOUT = 15.0
 LOOK_EVERY = 0.02
 """Seconds between two looks for the runner's socket where its directory cannot be watched (``dir_changes.py``)."""
-LOG_LIMIT = 1 << 20
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
@@ -198,20 +197,13 @@ class ProcessBackend(KernelBackend):
     async def logs(self, kernel_id: str, tail: int | None = None, limit: int = LOG_LIMIT) -> str:
         """Returns the end of the runner's log: its last ``tail`` lines within its last ``limit`` bytes (at most a
         MiB), empty when there is none."""
-        path = self.kernel_dir(kernel_id) / "runner.log"
-        return await asyncio.to_thread(file_tail, path, tail, min(limit, LOG_LIMIT))
+        return await asyncio.to_thread(file_tail, self._log_path(kernel_id), tail, min(limit, LOG_LIMIT))
 
-    def _read_log(self, kernel_id: str, limit: int) -> str:
-        path = self.kernel_dir(kernel_id) / "runner.log"
-        if not path.exists():
-            return ""
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", errors="replace")
+    def _log_path(self, kernel_id: str) -> Path:
+        return self.kernel_dir(kernel_id) / "runner.log"
 
     def _tail(self, kernel_id: str) -> str:
-        return self._read_log(kernel_id, 2000).strip()[-2000:]
+        return file_tail(self._log_path(kernel_id), None, 2000).strip()[-2000:]
 
     async def sweep(self) -> list[str]:
         """Removes the directories (log, working directory) of the kernels ended longer than the retention ago."""
