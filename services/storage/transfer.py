@@ -26,9 +26,9 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from services.common.tree_walk import MAX_DEPTH, Visit, walk
 from services.storage.context import StorageContext
 from services.storage.regular_files import NotRegularFileError, open_regular
-from services.storage.tree_walk import MAX_DEPTH, Visit, walk
 from services.storage.volume import PosixVolume
 
 __all__ = ["archive", "download"]

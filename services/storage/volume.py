@@ -4,7 +4,7 @@ Layout under a volume's root: ``folders/<folder_id>/`` (a folder's data, what se
 ``.uploads/`` (partial uploads, never inside a folder), ``.work/`` (clones being copied and
 folders being deleted, renamed there first so that a crash mid-way is redone, never half-seen).
 Every path inside a folder is resolved by ``services.storage.paths`` (openat walk, no symlink
-followed), every tree walked or deleted by ``services.storage.tree_walk`` (a loop, not a recursion: any
+followed), every tree walked or deleted by ``services.common.tree_walk`` (a loop, not a recursion: any
 depth, bounded fds; a clone refuses a tree more than ``MAX_DEPTH`` levels deep); a symlink found in a
 folder is listed as ``link`` and never read, copied or archived, and a FIFO, socket or device is never
 opened for a wait (``regular_files``). A name no path of the API can name (not UTF-8, a control character,
@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Protocol
 
 from contracts.vfolder import check_folder_path, is_folder_id
+from services.common.tree_walk import MAX_DEPTH, Chain, TooDeepError, remove_tree, walk
 from services.storage.paths import MissingPathError, PathError, open_dir, open_parent, split_path
 from services.storage.regular_files import NotRegularFileError, open_regular
-from services.storage.tree_walk import MAX_DEPTH, Chain, TooDeepError, remove_tree, walk
 
 __all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id", "listed_name"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.storage.tree_walk import MAX_DEPTH
+from services.common.tree_walk import MAX_DEPTH
 from tests.support.deep_trees import BOTTOM, deep_tmp, make_chain, open_fds
 from tests.support.storage import fds_naming, running_storage
 from tests.support.waiting import async_wait_for

@@ -127,3 +127,27 @@ def test_a_retention_of_zero_keeps_everything(tmp_path: Path) -> None:
 def test_a_negative_retention_is_refused_naming_its_setting(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="BERTH_KERNEL_RETENTION must not be negative"):
         Leftovers(tmp_path, -1)
+
+
+def test_a_look_that_fails_leaves_the_kernels_not_yet_looked_at_due_for_the_next_sweep(tmp_path: Path) -> None:
+    clock = Clock()
+    for name in ("k1", "k2", "k3"):
+        kernel_dir(tmp_path, name, NOW - 8 * DAY)
+    leftovers = Leftovers(tmp_path, 7 * DAY, clock)
+    asked: list[str] = []
+
+    async def flaky(kernel_id: str) -> bool:  # the bus answers the first question, then is away
+        asked.append(kernel_id)
+        if len(asked) > 1:
+            raise ConnectionError("bus away")
+        return False
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(leftovers.sweep(flaky))
+    assert not (tmp_path / asked[0]).exists()
+
+    async def not_in_use(kernel_id: str) -> bool:
+        return False
+
+    assert sorted(asyncio.run(leftovers.sweep(not_in_use))) == sorted({"k1", "k2", "k3"} - {asked[0]})
+    assert not any(tmp_path.iterdir())

@@ -18,9 +18,9 @@ import pytest
 
 from contracts.envelope import Metadata
 from contracts.vfolder import OwnerKind, VFolderCreated, VFolderPurgeRequested, new_folder_id
+from services.common.tree_walk import MAX_DEPTH
 from services.storage.provisioning import Provisioner
 from services.storage.quota import Reservations
-from services.storage.tree_walk import MAX_DEPTH
 from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
 from services.storage.volume import PosixVolume

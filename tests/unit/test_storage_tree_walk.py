@@ -1,7 +1,8 @@
-"""``tree_walk``: the storage service's walks and deletes of folder trees, a loop rather than a recursion, at any
-depth (``os.fwalk`` and ``shutil.rmtree`` raised RecursionError about 1,000 levels down) with a bounded number of
-fds (they kept one per level: a chain 100,000 deep exhausts 1,024), never through a link, not even one swapped
-for a directory of the chain while the walk is below it."""
+"""``services.common.tree_walk``: walks and deletes of the trees kernels write (the storage service's folders, the
+agent's kernel directories), a loop rather than a recursion, at any depth (``os.fwalk`` and ``shutil.rmtree`` raised
+RecursionError about 1,000 levels down) with a bounded number of fds (they kept one per level: a chain 100,000 deep
+exhausts 1,024), never through a link, not even one swapped for a directory of the chain while the walk is below
+it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.storage.tree_walk import WINDOW, TooDeepError, remove_tree, walk
+from services.common.tree_walk import WINDOW, TooDeepError, remove_tree, walk
 from tests.support.deep_trees import BOTTOM, DIR_FLAGS, deep_tmp, fd_limit, make_chain, open_fds
 
 __all__ = ["deep_tmp"]  # a fixture of the tests

@@ -12,6 +12,12 @@ look, and each one a start makes. A look (``due``) costs what is due, never a wa
 kept: a node's cost stays the same however many kernels it ran. A directory looked at too soon (changed since,
 or its kernel still running) is due again ``keep`` seconds after its last change, or after the look. The heap
 holds an entry per directory kept: its memory follows the retention, not the node's age.
+
+What a kernel wrote there (the process backend's ``work/``, a non-root Docker agent's ``io/``) is tenant code's:
+a directory is removed by ``services.common.tree_walk.remove_tree``, a loop at any depth with a bounded number
+of fds, links unlinked, never followed. ``shutil.rmtree`` recursed, one frame per level: a chain about 1,000
+levels deep raised ``RecursionError`` out of the sweep, and the directory, with every other one due in the same
+look, was never looked at again until the agent restarted (where the same happened again).
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ import asyncio
 import heapq
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from contracts.subjects import SubjectError, check_token
+from services.common.tree_walk import remove_tree
 
 __all__ = ["DEFAULT_KEEP", "Leftovers"]
 
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = 7 * 86400.0
 """Seconds an ended kernel's directory (its log and exit) stays on the node: a week."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class Leftovers:
@@ -90,28 +97,42 @@ class Leftovers:
     def remove(self, kernel_id: str) -> float | None:
         """Removes the directory of ``kernel_id`` when nothing in it changed for ``keep`` seconds; returns None
         once it is gone, else when it is due again (for ``later``: this method changes nothing else, so it may
-        run on any thread). Links in it are removed, never followed."""
+        run on any thread). Links in it are removed, never followed; what cannot be removed (a directory its
+        kernel made unreadable, say) is logged and tried again a retention later."""
         root = self._dir / kernel_id
         changed = _last_change(root)
         if changed is None:
             return None  # gone already
         if changed + self._keep > self._clock():
             return changed + self._keep
-        shutil.rmtree(root, onerror=_logged)
-        return self._clock() + self._keep if root.exists() else None
+        try:
+            dir_fd = os.open(self._dir, _DIR_FLAGS)
+            try:
+                remove_tree(kernel_id, dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            log.warning("cannot remove all of %s, the directory of an ended kernel: %s", root, exc)
+        return self._clock() + self._keep if os.path.lexists(root) else None
 
     async def sweep(self, in_use: Callable[[str], Awaitable[bool]]) -> list[str]:
         """Removes the directories due whose kernel is not ``in_use`` (asked of each; those in use are looked at
         again a retention later); returns the kernels whose directory is gone. The file system is read and
-        written on a worker thread, the heap only here."""
+        written on a worker thread, the heap only here. When a look fails, the kernels not yet looked at stay due
+        (they were dropped from the heap, and never looked at again until a restart)."""
         if self._keep and not self._loaded:
             self._note_found(await asyncio.to_thread(self.found))
-        gone = []
-        for kernel_id in self.due():
-            if await in_use(kernel_id):
-                self.later(kernel_id, self._clock() + self._keep)
-                continue
-            again = await asyncio.to_thread(self.remove, kernel_id)
+        gone, due = [], self.due()
+        for index, kernel_id in enumerate(due):
+            try:
+                if await in_use(kernel_id):
+                    self.later(kernel_id, self._clock() + self._keep)
+                    continue
+                again = await asyncio.to_thread(self.remove, kernel_id)
+            except BaseException:  # (asking in_use failed, say): this one and the rest stay due for the next sweep
+                for left in due[index:]:
+                    self.later(left, self._clock())
+                raise
             if again is None:
                 gone.append(kernel_id)
             else:
@@ -135,7 +156,3 @@ def _last_change(root: Path) -> float | None:
     except FileNotFoundError:
         return None
     return latest
-
-
-def _logged(function: Callable[..., object], path: str, exc_info: tuple) -> None:
-    log.warning("cannot remove %s of an ended kernel: %s", path, exc_info[1])

@@ -1,11 +1,12 @@
-"""Walking and deleting a folder's directory trees without recursion, with a bounded number of open fds.
+"""Walking and deleting directory trees that code in a kernel wrote, without recursion, with a bounded number
+of open fds: the storage service's folders, the agent's kernel directories.
 
 ``os.fwalk`` and ``shutil.rmtree(dir_fd=...)`` recurse, one Python frame and one open fd per level: a tree
 about 1,000 levels deep (``for i in $(seq 2000); do mkdir d; cd d; done`` in a kernel) raised
-``RecursionError`` in the usage meter, archives, clones and deletes, and one 100,000 levels deep would have
-exhausted the process's fds. Here a walk is a loop over a ``Chain``: the directories from the walk's root to
-where it is, each by name and identity (``st_dev``, ``st_ino``), an fd kept open for the root and the last
-``WINDOW`` of them only.
+``RecursionError`` in the usage meter, archives, clones and deletes, and in the agent's removal of an ended
+kernel's directory, and one 100,000 levels deep would have exhausted the process's fds. Here a walk is a loop
+over a ``Chain``: the directories from the walk's root to where it is, each by name and identity (``st_dev``,
+``st_ino``), an fd kept open for the root and the last ``WINDOW`` of them only.
 
 Nothing is ever followed: every directory is opened ``O_NOFOLLOW | O_DIRECTORY`` relative to its parent's fd,
 so a directory swapped for a symlink mid-walk fails to open and is skipped, never walked. A directory whose fd
@@ -27,8 +28,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from services.storage.paths import PathError
-
 __all__ = ["MAX_DEPTH", "WINDOW", "Chain", "TooDeepError", "Visit", "remove_tree", "walk"]
 
 WINDOW = 16
@@ -47,8 +46,9 @@ _REPLACED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 """Why a directory listed a moment ago is not removed as one: gone, or no longer a directory."""
 
 
-class TooDeepError(PathError):
-    """Raised when a walk bounded by ``max_depth`` meets a directory deeper than that."""
+class TooDeepError(ValueError):
+    """Raised when a walk bounded by ``max_depth`` meets a directory deeper than that (a ``ValueError``; the
+    storage service's clone reports it as a ``VolumeError``, its archive's stream ends there)."""
 
 
 def _ident(fd: int) -> tuple[int, int]:
