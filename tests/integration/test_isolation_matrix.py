@@ -224,7 +224,8 @@ RULES: dict[str, Rule] = {
     "Mutation.dropDeadLetters": Rule('mutation { dropDeadLetters(consumer: "nobody") { done } }', "F F F F A U"),
     "Mutation.deactivateUser": Rule("mutation($n: String!) { deactivateUser(name: $n) { id } }", "F F A N A U",
                                     _new_victim),
-    "Mutation.createKeypair": Rule(CREATE_KEYPAIR, "F F A N A U", lambda w: {"u": "alice"}),
+    # alice's keypair holds a policy a superadmin assigned: a domain admin's new (default) keypair would lift it
+    "Mutation.createKeypair": Rule(CREATE_KEYPAIR, "F F F N A U", lambda w: {"u": "alice"}),
     "Mutation.deactivateKeypair": Rule("mutation($k: String!) { deactivateKeypair(accessKey: $k) { id } }",
                                        "F F A N A U", _new_keypair),
     "Mutation.setKeypairPolicy": Rule(

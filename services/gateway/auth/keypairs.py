@@ -16,6 +16,7 @@ import secrets
 import string
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from contracts import tenancy_commands as tc
 from contracts.tenancy import DEFAULT_POLICY, Role, user_id
@@ -31,6 +32,7 @@ from services.application.tenancy import ADMIN_USER, Tenancy, ensure_defaults
 __all__ = [
     "ADMIN_USER",
     "KEYPAIRS_DDL",
+    "access_keys_of",
     "create_keypair",
     "deactivate_keypair",
     "deactivate_user",
@@ -57,6 +59,10 @@ CREATE INDEX IF NOT EXISTS keypairs_user ON keypairs (user_id);
 
 _ALNUM_UPPER = string.ascii_uppercase + string.digits
 _ADMIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.gateway.admin_keypair'))"
+_USER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('berth.gateway.keypairs_of:' || %s))"
+"""Taken first by each transaction that issues a keypair of a user or deactivates the user: else a
+deactivation's UPDATE could miss a keypair whose row an issuance (its user still active when it decided)
+had not committed yet, and that keypair would outlive its user's deactivation."""
 
 
 def new_access_key() -> str:
@@ -83,6 +89,7 @@ def issue_keypair(tenancy: Tenancy, dsn: str, user: str, ctx: Context, *,
     access_key, secret_key = new_access_key(), new_secret_key()
     command = tc.CreateKeypair(user=user, resource_policy=resource_policy)
     with psycopg.connect(limited_dsn(dsn)) as conn:
+        conn.execute(_USER_LOCK, (user,))  # decided on the user as it is once no deactivation of it runs
         owner = tenancy.get(user_id(user))
         if not isinstance(owner, UserState):
             raise InvalidRequestError(f"user {user} does not exist")
@@ -93,6 +100,13 @@ def issue_keypair(tenancy: Tenancy, dsn: str, user: str, ctx: Context, *,
         position = tenancy.handle(access_key, command, ctx)  # the row commits only after the event is stored
         conn.commit()
     return access_key, secret_key, position
+
+
+async def access_keys_of(pool: AsyncConnectionPool, user: str) -> list[str]:
+    """Returns the access keys of every keypair of ``user``, deactivated ones included."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT access_key FROM keypairs WHERE user_id = %s ORDER BY access_key", (user,))
+        return [row[0] for row in await cur.fetchall()]
 
 
 def create_keypair(dsn: str, user: str, *, resource_policy: str = DEFAULT_POLICY,
@@ -118,6 +132,7 @@ def deactivate_keypair(tenancy: Tenancy, dsn: str, access_key: str, ctx: Context
 def deactivate_user(tenancy: Tenancy, dsn: str, user: str, ctx: Context) -> int:
     """Deactivates a user and every keypair of theirs; returns the position."""
     with psycopg.connect(limited_dsn(dsn)) as conn:
+        conn.execute(_USER_LOCK, (user,))  # every keypair of the user issued before is committed: the UPDATE sees it
         rows = conn.execute(
             "UPDATE keypairs SET is_active = false WHERE user_id = %s AND is_active RETURNING access_key", (user,)
         ).fetchall()

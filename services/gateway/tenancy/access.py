@@ -1,8 +1,9 @@
 """Who may change which tenancy aggregate, and the plumbing the tenancy mutations share.
 
 A superadmin may do everything. An admin acts only within its own domain: it creates and
-updates projects, creates and deactivates users (never a superadmin) and their keypairs,
-and assigns resource policies; domains, policies and resource groups are the superadmin's.
+updates projects, creates and deactivates users (never a superadmin) and their keypairs (with
+the default policy, never lifting one a superadmin assigned); domains, policies, resource
+groups and the assignment of policies are the superadmin's.
 A user may change nothing. Something outside the caller's domain is NOT_FOUND, so that
 existence does not leak; a forbidden action inside it is FORBIDDEN.
 """

@@ -94,6 +94,22 @@ async def _keypair_in_scope(info: Info, access_key: str, what: str) -> tuple[Pri
     return principal, keypair
 
 
+async def _unless_lifting_a_policy(info: Info, principal: Principal, user: str) -> None:
+    """Refuses (FORBIDDEN) a domain admin a new keypair of ``user`` when a superadmin assigned any keypair of
+    theirs (deactivated ones too) another policy than the default: the new one would get the default and lift
+    it (a restricted admin would issue itself an unrestricted keypair). Read from the event store, never stale."""
+    if principal.is_superadmin:
+        return
+    resources = info.context.resources
+    keys = await keypairs.access_keys_of(resources.pool, user)
+    states = await resources.call(resources.tenancy.get_many, keys) if keys else {}
+    assigned = sorted({s.resource_policy for s in states.values() if isinstance(s, KeypairState)} - {DEFAULT_POLICY})
+    if assigned:
+        raise GatewayError(FORBIDDEN, f"only a superadmin may issue keypairs of user {user}: a superadmin assigned "
+                                      f"resource policy {', '.join(map(repr, assigned))} to their keypairs, which a "
+                                      f"new keypair (policy {DEFAULT_POLICY!r}) would lift")
+
+
 @strawberry.type
 class TenancyMutation:
     @strawberry.mutation(description="Creates a domain (superadmin).")
@@ -158,8 +174,8 @@ class TenancyMutation:
                                  make_context(principal.access_key))
         return TenancyResult(id=name, position=position)
 
-    @strawberry.mutation(description="Creates a keypair for a user (its domain's admin or a superadmin); the secret "
-                         "key is returned this once.")
+    @strawberry.mutation(description="Creates a keypair for a user (its domain's admin, for a user whose keypairs all "
+                         "hold the default policy, or a superadmin); the secret key is returned this once.")
     async def create_keypair(self, info: Info, user: str, resource_policy: str = "default") -> KeypairSecret:
         principal = admin_caller(info, "create keypairs")
         if resource_policy != DEFAULT_POLICY and not principal.is_superadmin:
@@ -168,6 +184,7 @@ class TenancyMutation:
         checked(tc.CreateKeypair(user=user, resource_policy=resource_policy))
         owner = in_scope(principal, await load(info, user_id(user)), UserState, "user", user)
         unless_superadmin_target(principal, owner.role, "create a keypair")
+        await _unless_lifting_a_policy(info, principal, user)
         resources = info.context.resources
         access_key, secret_key, position = await guarded(
             info, lambda: keypairs.issue_keypair(resources.tenancy, resources.settings.pg_dsn, user,
