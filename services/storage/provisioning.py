@@ -10,6 +10,14 @@ to the last delivery reports ``folder_provision_failed`` with the reason instead
 A folder moved to the trash is closed (``PosixVolume.close``: a mark under ``.work``, so it survives
 a restart): every request with a token of it is refused from then on — tokens issued before the trash
 included — and its unfinished uploads are dropped; a restore opens it again. A purge leaves it closed.
+
+The events of different folders are carried out at the same time (``flow.FOLDERS``: a lane per folder,
+``flow.folder_lane``), so the long jobs — a clone copying tens of GB, a purge of a large tree — take
+minutes for their own folder only. ``LONG_JOBS_AT_ONCE`` of them run at once per volume, the others wait
+for a place; a clone starts copying only when the disk has room for its source beside what the clones
+being copied may still write (their sources' sizes): while they take the room it waits for one to end,
+and it is refused (``NoSpaceError``) only when the disk has no room for it even alone — as when clones
+were copied one after the other.
 """
 
 from __future__ import annotations
@@ -24,14 +32,18 @@ from contracts.storage_reports import (
 )
 from contracts.vfolder import VFolderCreated, VFolderPurgeRequested, VFolderRestored, VFolderTrashed
 from services.storage.reporting import Reporter, now_utc
-from services.storage.space import ensure_room
+from services.storage.space import NoSpaceError, ensure_room
 from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
 from services.storage.volume import PosixVolume, VolumeError
 
-__all__ = ["Provisioner"]
+__all__ = ["LONG_JOBS_AT_ONCE", "Provisioner"]
 
 log = logging.getLogger(__name__)
+
+LONG_JOBS_AT_ONCE = 4
+"""Clones and purges of one volume carried out at once, each in a worker thread (the data plane's file
+reads share the pool of those threads); the others wait for a place."""
 
 
 class Provisioner:
@@ -42,6 +54,11 @@ class Provisioner:
         self._reporter = reporter
         self._meter = meter
         self._uploads = uploads
+        self._long_jobs = asyncio.Semaphore(LONG_JOBS_AT_ONCE)
+        self._copying: dict[str, int] = {}
+        """The bytes of the source of each clone being copied, by folder."""
+        self._copies = asyncio.Condition()
+        """Held by one clone's admission at a time (``_admit``); notified when a copy ends."""
 
     def _id(self, folder_id: str, step: str) -> str:
         return f"{self.volume.name}:{folder_id}:{step}"
@@ -51,7 +68,10 @@ class Provisioner:
             return
         folder = event.originator_id
         try:
-            await asyncio.to_thread(self._provision, folder, event.clone_of)
+            if event.clone_of:
+                await self._clone(folder, event.clone_of)
+            else:
+                await asyncio.to_thread(self._create, folder)
         except VolumeError as exc:  # the source is not here: retrying cannot help
             await self._failed(folder, str(exc))
             return
@@ -67,16 +87,44 @@ class Provisioner:
                  f" (clone of {event.clone_of})" if event.clone_of else "")
         await self._meter.measure(self.volume, folder)
 
-    def _provision(self, folder: str, clone_of: str | None) -> None:
+    def _create(self, folder: str) -> None:
         self.volume.claim(folder)
-        if clone_of:
-            if not self.volume.exists(clone_of):
-                raise VolumeError(f"the source folder {clone_of} is not on volume {self.volume.name}")
-            size, _ = self.volume.usage(clone_of)
-            ensure_room(self.volume.root, size, f"a clone of {clone_of}")
-            self.volume.clone(clone_of, folder)
-        else:
-            self.volume.create(folder)
+        self.volume.create(folder)
+
+    async def _clone(self, folder: str, source: str) -> None:
+        """Copies ``source`` into ``folder`` as one of the long jobs, once the disk has room for it (``_admit``)."""
+        async with self._long_jobs:
+            size = await asyncio.to_thread(self._source_size, folder, source)
+            await self._admit(folder, source, size)
+            try:
+                await asyncio.to_thread(self.volume.clone, source, folder)
+            finally:
+                async with self._copies:
+                    del self._copying[folder]
+                    self._copies.notify_all()
+
+    def _source_size(self, folder: str, source: str) -> int:
+        self.volume.claim(folder)
+        if not self.volume.exists(source):
+            raise VolumeError(f"the source folder {source} is not on volume {self.volume.name}")
+        return self.volume.usage(source)[0]
+
+    async def _admit(self, folder: str, source: str, size: int) -> None:
+        """Counts ``folder`` among the clones being copied once the disk has room for ``size`` bytes beside
+        what they may still write; while only they take the room, waits for one to end; ``NoSpaceError``
+        when it has no room even with none of them."""
+        async with self._copies:  # one admission at a time: two never count the same room
+            while True:
+                others = sum(self._copying.values())
+                try:
+                    await asyncio.to_thread(ensure_room, self.volume.root, size + others, f"a clone of {source}")
+                except NoSpaceError:
+                    if not others:
+                        raise
+                    await self._copies.wait()
+                    continue
+                self._copying[folder] = size
+                return
 
     async def _failed(self, folder: str, reason: str) -> None:
         log.warning("folder %s could not be provisioned on %s: %s", folder, self.volume.name, reason)
@@ -104,7 +152,8 @@ class Provisioner:
         folder = event.originator_id
         if not self.volume.owns(folder):
             return  # another volume's folder
-        await asyncio.to_thread(self.volume.delete, folder)
+        async with self._long_jobs:
+            await asyncio.to_thread(self.volume.delete, folder)
         await self._reporter.send(FolderPurgedReport(
             report_id=self._id(folder, "purged"), volume=self.volume.name, folder_id=folder, observed_at=now_utc()))
         self._meter.forget(folder)
