@@ -7,7 +7,11 @@ Effective permission of a user (``permission_of``):
   folder's default ``permission``;
 - otherwise none. A domain admin (of the folder's domain) or a superadmin *manages* every folder
   (``may_manage``: rename, trash, restore, purge, share, quota) but gets no permission on another
-  user's personal folder for reading or mounting (Backend.AI does not give it either).
+  user's personal folder for reading or mounting (Backend.AI does not give it either), nor gives
+  itself one by sharing or inviting (``decide.share``, ``invitations.invite``).
+- A superadmin's personal folder is no domain admin's: no admin acts on a superadmin (as in
+  tenancy), so toward it a domain admin is any user of the domain (``toward``, given the owner's
+  role, which the caller reads only when ``owner_role_matters``).
 
 Volume permissions (``allowed_vfolder_hosts`` of the actor's keypair policy): each operation
 also needs its ``VolumePermission`` on the folder's volume (``check_volume``).
@@ -24,7 +28,10 @@ from contracts.vfolder import OwnerKind, VFolderPermission, VolumePermission
 from domain.errors import ForbiddenError, NotFoundError
 from domain.vfolder.state import VFolderState
 
-__all__ = ["Actor", "check_volume", "may_manage", "may_see", "permission_of", "require", "require_manager"]
+__all__ = [
+    "Actor", "check_not_self_granted", "check_volume", "may_manage", "may_see", "owner_role_matters", "permission_of",
+    "require", "require_manager", "toward",
+]
 
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +72,31 @@ def may_manage(folder: VFolderState, actor: Actor) -> bool:
     if folder.owner_kind is OwnerKind.USER and folder.owner == actor.user:
         return True
     return actor.manages(folder.domain)
+
+
+def owner_role_matters(folder: VFolderState, actor: Actor) -> bool:
+    """Returns True when the actor's reach over ``folder`` depends on its owner's role: a domain admin
+    and a personal folder of another user of its domain (``toward``)."""
+    return (actor.role is Role.ADMIN and folder.owner_kind is OwnerKind.USER and folder.owner != actor.user
+            and folder.domain == actor.domain)
+
+
+def toward(folder: VFolderState, actor: Actor, owner_role: Role | None) -> Actor:
+    """Returns the actor as it stands toward ``folder``, whose owner has ``owner_role`` (None: unknown):
+    toward a superadmin's personal folder a domain admin is a user of the domain like any other, so it
+    neither sees nor manages it unless shared with it."""
+    if owner_role is Role.SUPERADMIN and owner_role_matters(folder, actor):
+        return msgspec.structs.replace(actor, role=Role.USER)
+    return actor
+
+
+def check_not_self_granted(folder: VFolderState, actor: Actor, user: str, what: str) -> None:
+    """Raises ForbiddenError when a manager of another user's personal folder would give ``user``, itself,
+    a permission on it (``what``: share, invite): managing gives none (Backend.AI's rule), and a share or
+    an invitation to oneself must not be the way around it."""
+    if folder.owner_kind is OwnerKind.USER and user == actor.user != folder.owner:
+        raise ForbiddenError(f"managing folder {folder.name!r} gives you no permission on it: only its owner "
+                             f"may {what} you")
 
 
 def may_see(folder: VFolderState, actor: Actor) -> bool:

@@ -30,7 +30,9 @@ from contracts.vfolder import (
 )
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError, NotFoundError
-from domain.vfolder.access import Actor, check_volume, may_see, require, require_manager
+from domain.vfolder.access import (
+    Actor, check_not_self_granted, check_volume, may_see, require, require_manager,
+)
 from domain.vfolder.checks import check_live, check_other_user, valid_permission
 from domain.vfolder.in_use import MountingSession, check_not_mounted
 from domain.vfolder.invitations import accept, invite, reject, superseded, withdraw
@@ -159,9 +161,11 @@ def share(state: VFolderState | None, user: str, permission: str, actor: Actor, 
           user_domain: str | None, user_projects: frozenset[str] = frozenset()) -> list[Event]:
     """Gives ``user`` (of the folder's domain; ``user_domain`` None: no such user) ``permission``:
     a project folder's per-user override (for a member of the project, ``user_projects``), or a
-    user folder shared by its owner directly. Sharing again with another permission changes it.
+    user folder shared by its owner directly (a manager may not share another's with itself).
+    Sharing again with another permission changes it.
     The user's pending invitations to the folder are withdrawn (the share decides their permission)."""
     state = require_manager(state, actor, "share it")
+    check_not_self_granted(state, actor, user, "share it with")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
     check_live(state, "share it")
     wanted = valid_permission(permission)

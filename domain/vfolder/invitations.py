@@ -16,7 +16,9 @@ from contracts.envelope import Event
 from contracts.vfolder import OwnerKind, VolumePermission, WithdrawalReason
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, ForbiddenError, InvalidRequestError, InvalidTransitionError, NotFoundError
-from domain.vfolder.access import Actor, check_volume, may_manage, may_see, require_manager
+from domain.vfolder.access import (
+    Actor, check_not_self_granted, check_volume, may_manage, may_see, require_manager,
+)
 from domain.vfolder.checks import check_live, check_other_user, valid_permission
 from domain.vfolder.state import Invitation, VFolderState
 
@@ -31,6 +33,7 @@ def invite(state: VFolderState | None, invitation_id: str, invitee: str, permiss
            ctx: Context, *, invitee_domain: str | None) -> list[Event]:
     """Invites ``invitee`` to a user folder (Backend.AI: invitations are for personal folders)."""
     state = require_manager(state, actor, "invite others")
+    check_not_self_granted(state, actor, invitee, "invite")
     check_volume(actor, state.volume, VolumePermission.INVITE_OTHERS)
     check_live(state, "invite others")
     if state.owner_kind is not OwnerKind.USER:

@@ -18,6 +18,7 @@ from contracts.tenancy import (
     DEFAULT_PROJECT,
     DEFAULT_RESOURCE_GROUP,
     KeypairLimits,
+    Role,
     domain_id,
     policy_id,
     project_id,
@@ -71,6 +72,14 @@ class Tenancy(BerthApplication):
     def get_many(self, aggregate_ids: Iterable[str]) -> dict[str, TenancyState | None]:
         """``get`` of several aggregates, caught up with one read (an enqueue check's facts, say)."""
         return self.current_many(aggregate_ids, tenancy.evolve)
+
+    def keypair_role(self, access_key: str) -> Role | None:
+        """Returns the role of keypair ``access_key`` (its user's), None when unknown. A role never
+        changes, so a cached state answers without reading the store."""
+        keypair = self.cached(access_key)
+        if not isinstance(keypair, KeypairState):
+            keypair = self.get(access_key)
+        return keypair.role if isinstance(keypair, KeypairState) else None
 
     def keypair_limits(self, access_key: str) -> KeypairLimits:
         """Returns the limits of the resource policy of keypair ``access_key`` (the default policy's

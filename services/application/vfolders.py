@@ -42,7 +42,7 @@ from domain.tenancy import KeypairState, PolicyState, ProjectState, UserState
 from domain.vfolder import count as folder_count
 from domain.vfolder import decide as d
 from domain.vfolder import names
-from domain.vfolder.access import Actor
+from domain.vfolder.access import Actor, owner_role_matters, toward
 from domain.vfolder.in_use import MountingSession
 from domain.vfolder.state import VFolderState, evolve
 from services.application.long_lived import LONG_LIVED
@@ -50,7 +50,8 @@ from services.common.store import BerthApplication, retry_on_conflict
 
 __all__ = ["VFolders", "report_context_id"]
 
-Decision = Callable[[VFolderState | None], list[Event]]
+Decision = Callable[[VFolderState | None, Actor], list[Event]]
+"""A folder decision, on the folder's current state and the actor as it stands toward it (``facing``)."""
 _REQUESTED = SessionRequested.type_name()
 
 
@@ -72,6 +73,11 @@ class VFolders(BerthApplication):
             return None
         return self.current(folder_id, evolve)
 
+    def get_as(self, folder_id: str, actor: Actor) -> tuple[VFolderState | None, Actor]:
+        """Returns the current state of a folder and the actor as it stands toward it (``facing``)."""
+        state = self.get(folder_id)
+        return state, self.facing(state, actor)
+
     # --- who acts ---------------------------------------------------------------------------
 
     def actor(self, access_key: str) -> Actor:
@@ -86,6 +92,15 @@ class VFolders(BerthApplication):
         return Actor(user=keypair.user, role=keypair.role, domain=keypair.domain, projects=projects,
                      volumes={volume: frozenset(perms) for volume, perms in limits.allowed_vfolder_hosts.items()},
                      max_vfolder_count=limits.max_vfolder_count)
+
+    def facing(self, state: VFolderState | None, actor: Actor) -> Actor:
+        """Returns the actor as it stands toward the folder (``domain.vfolder.access.toward``: a domain admin
+        has no reach over a superadmin's personal folder); the owner's user (a snapshot: constant cost) is
+        read only when its role matters, and a cached one answers (roles never change)."""
+        if state is None or not owner_role_matters(state, actor):
+            return actor
+        owner = self.peek(user_id(state.owner), tenancy.evolve) or self.current(user_id(state.owner), tenancy.evolve)
+        return toward(state, actor, owner.role if isinstance(owner, UserState) else None)
 
     def limits(self, keypair: KeypairState) -> KeypairLimits:
         """Returns the limits of the keypair's resource policy (none when it is unknown)."""
@@ -166,8 +181,9 @@ class VFolders(BerthApplication):
         name = d.valid_name(name)
 
         def attempt() -> int:
+            source = self.get(source_id)
             events = self._counted(actor.user, owned, folder_id, ctx, lambda count: d.clone(
-                self.get(source_id), folder_id, name, actor, ctx, owned=count, cloneable=cloneable))
+                source, folder_id, name, self.facing(source, actor), ctx, owned=count, cloneable=cloneable))
             events = self._claim(folder_id, OwnerKind.USER, actor.user, name, ctx) + events
             position = self.record(events)
             assert position is not None
@@ -175,70 +191,72 @@ class VFolders(BerthApplication):
 
         return folder_id, retry_on_conflict(attempt)
 
-    def _change(self, folder_id: str, decision: Decision) -> int:
-        """Decides on the folder's current state and saves; returns the position (the current one
-        when nothing changed)."""
+    def _change(self, folder_id: str, actor: Actor, decision: Decision) -> int:
+        """Decides on the folder's current state as ``actor`` stands toward it and saves; returns the
+        position (the current one when nothing changed)."""
 
         def attempt() -> int:
-            return self.record(decision(self.get(folder_id))) or self.position()
+            state = self.get(folder_id)
+            return self.record(decision(state, self.facing(state, actor))) or self.position()
 
         return retry_on_conflict(attempt)
 
     def rename(self, folder_id: str, name: str, actor: Actor, ctx: Context) -> int:
-        def decision(state: VFolderState | None) -> list[Event]:
+        def decision(state: VFolderState | None, actor: Actor) -> list[Event]:
             events = d.rename(state, name, actor, ctx)
             if events and state is not None:
                 events = self._claim(state.id, state.owner_kind, state.owner, events[0].name, ctx) + events  # type: ignore[attr-defined]
             return events
 
-        return self._change(folder_id, decision)
+        return self._change(folder_id, actor, decision)
 
     def share(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context) -> int:
         found = self._user(user)
         domain, projects = (found.domain, frozenset(found.projects)) if found is not None else (None, frozenset())
-        return self._change(folder_id, lambda s: d.share(s, user, permission, actor, ctx, user_domain=domain,
-                                                         user_projects=projects))
+        return self._change(folder_id, actor, lambda s, a: d.share(s, user, permission, a, ctx, user_domain=domain,
+                                                                  user_projects=projects))
 
     def unshare(self, folder_id: str, user: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.unshare(s, user, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.unshare(s, user, a, ctx))
 
     def set_permission(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.set_permission(s, user, permission, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.set_permission(s, user, permission, a, ctx))
 
     def invite(self, folder_id: str, invitee: str, permission: str, actor: Actor, ctx: Context) -> tuple[str, int]:
         """Records an invitation; returns (its id, the position)."""
         invitation_id = uuid.uuid4().hex
         domain = self._user_domain(invitee)
-        position = self._change(folder_id, lambda s: d.invite(s, invitation_id, invitee, permission, actor, ctx,
-                                                               invitee_domain=domain))
+        position = self._change(folder_id, actor, lambda s, a: d.invite(s, invitation_id, invitee, permission, a, ctx,
+                                                                        invitee_domain=domain))
         return invitation_id, position
 
     def accept(self, folder_id: str, invitation_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.accept(s, invitation_id, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.accept(s, invitation_id, a, ctx))
 
     def reject(self, folder_id: str, invitation_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.reject(s, invitation_id, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.reject(s, invitation_id, a, ctx))
 
     def withdraw_invitation(self, folder_id: str, invitation_id: str, actor: Actor, ctx: Context) -> int:
         """Withdraws a pending invitation to the folder (its inviter or a manager); returns the position."""
-        return self._change(folder_id, lambda s: d.withdraw(s, invitation_id, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.withdraw(s, invitation_id, a, ctx))
 
     def leave(self, folder_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.leave(s, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.leave(s, a, ctx))
 
     def trash(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
               seen: int = 0) -> int:
         """Moves the folder to the trash; refused while a live session mounts it (``mounting``)."""
-        return self._change(folder_id, lambda s: d.trash(s, actor, ctx, self.mounting(folder_id, candidates, seen)))
+        return self._change(folder_id, actor,
+                            lambda s, a: d.trash(s, a, ctx, self.mounting(folder_id, candidates, seen)))
 
     def restore(self, folder_id: str, actor: Actor, ctx: Context) -> int:
         """A folder in the trash keeps its name, so a restore needs no claim."""
-        return self._change(folder_id, lambda s: d.restore(s, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.restore(s, a, ctx))
 
     def purge(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
               seen: int = 0) -> int:
         """Purges a folder in the trash; refused, as ``trash``, while a live session mounts it."""
-        def decision(state: VFolderState | None) -> list[Event]:
+        def decision(state: VFolderState | None, actor: Actor) -> list[Event]:
             events = d.purge(state, actor, ctx, self.mounting(folder_id, candidates, seen))
             if events and state is not None and state.owner_kind is OwnerKind.USER:
                 last = self._last_count(state.owner)
@@ -247,7 +265,7 @@ class VFolders(BerthApplication):
                                                    ctx=ctx)
             return events
 
-        return self._change(folder_id, decision)
+        return self._change(folder_id, actor, decision)
 
     def mounting(self, folder_id: str, candidates: Sequence[str], seen: int) -> list[MountingSession]:
         """Returns the live (not ended) sessions that mount the folder, by their current state in the
@@ -273,7 +291,7 @@ class VFolders(BerthApplication):
         return found
 
     def set_quota(self, folder_id: str, limit_bytes: int, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, lambda s: d.set_quota(s, limit_bytes, actor, ctx))
+        return self._change(folder_id, actor, lambda s, a: d.set_quota(s, limit_bytes, a, ctx))
 
     def set_project_storage_limit(self, project: str, limit_bytes: int, actor: Actor, ctx: Context) -> int:
         """Sets the bytes a project's folders may hold together (0: no limit); an admin of its domain."""

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from contracts.tenancy import Role
+from contracts.tenancy import DEFAULT_DOMAIN, Role
 from services.gateway.auth.keypairs import new_access_key, new_secret_key
 from services.gateway.auth.principal import AuthError, Principal
 from services.gateway.auth.verify import Authenticator
@@ -26,8 +26,10 @@ def test_key_formats() -> None:
 @pytest.mark.parametrize("role, sees_others", [(Role.USER, False), (Role.ADMIN, True), (Role.SUPERADMIN, True)])
 def test_who_sees_whose_sessions(role: Role, sees_others: bool) -> None:
     principal = Principal(access_key="AKIAME", user_id="me", role=role)
-    assert principal.may_see("AKIAME")
-    assert principal.may_see("AKIAOTHER") is sees_others
+    assert principal.may_see("AKIAME", DEFAULT_DOMAIN, role)
+    assert principal.may_see("AKIAOTHER", DEFAULT_DOMAIN, Role.USER) is sees_others
+    assert principal.may_see("AKIAOTHER", DEFAULT_DOMAIN, None) is sees_others  # an owner without a known keypair
+    assert principal.may_see("AKIAOTHER", DEFAULT_DOMAIN, Role.SUPERADMIN) is (role is Role.SUPERADMIN)
 
 
 def _authenticator() -> Authenticator:

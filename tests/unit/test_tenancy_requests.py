@@ -68,6 +68,11 @@ def test_bad_options_are_refused(fields: dict, fragment: str) -> None:
 ])
 def test_who_may_see_a_session_of_someone_else(role: Role, domain: str, sees: bool) -> None:
     me = Principal(access_key="AKIAME", user_id="me", role=role, domain="lab")
-    assert me.may_see("AKIAME", "anywhere")
-    assert me.may_see("AKIAOTHER", domain) is sees
+    assert me.may_see("AKIAME", "anywhere", role)
+    assert me.may_see("AKIAOTHER", domain, Role.USER) is sees
+    assert me.may_see("AKIAOTHER", domain, Role.ADMIN) is sees
+    # a superadmin's session is no admin's to see (tenancy: no admin acts on a superadmin)
+    assert me.may_see("AKIAOTHER", domain, Role.SUPERADMIN) is (role is Role.SUPERADMIN)
+    assert me.reaches_as_admin("AKIAOTHER", domain) is (role is Role.ADMIN and domain == "lab")
+    assert not me.reaches_as_admin("AKIAME", domain)
     assert me.manages(domain) is (role is Role.SUPERADMIN or (role is Role.ADMIN and domain == "lab"))

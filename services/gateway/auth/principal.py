@@ -40,12 +40,19 @@ class Principal:
         """Returns True for ``superadmin``: it sees and manages everything."""
         return self.role is Role.SUPERADMIN
 
-    def may_see(self, owner: str, domain: str = DEFAULT_DOMAIN) -> bool:
+    def may_see(self, owner: str, domain: str, owner_role: Role | None) -> bool:
         """Returns True when this caller may see (and touch) a session of ``owner`` (an access key)
-        in ``domain``: a user only their own, an admin those of their domain, a superadmin all."""
+        in ``domain`` whose keypair has ``owner_role`` (None: unknown): a user only their own, an admin
+        those of its domain but a superadmin's (no admin acts on a superadmin, as in tenancy), a
+        superadmin all. The role matters only where ``reaches_as_admin`` says so."""
         if self.is_superadmin or owner == self.access_key:
             return True
-        return self.role is Role.ADMIN and domain == self.domain
+        return self.reaches_as_admin(owner, domain) and owner_role is not Role.SUPERADMIN
+
+    def reaches_as_admin(self, owner: str, domain: str) -> bool:
+        """Returns True when this caller reaches a session of ``owner`` in ``domain`` only as the admin
+        of its domain: then the owner's role decides (``may_see``), and only then is it worth reading."""
+        return self.role is Role.ADMIN and domain == self.domain and owner != self.access_key
 
     def manages(self, domain: str) -> bool:
         """Returns True when this caller administers ``domain`` (superadmin, or admin of it)."""

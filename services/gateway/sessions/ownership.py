@@ -1,9 +1,12 @@
 """The one ownership check: which sessions a caller may see and touch.
 
-A user sees its own sessions (by access key), an admin those of its domain, a superadmin all
+A user sees its own sessions (by access key), an admin those of its domain but a superadmin's
+(no admin acts on a superadmin: tenancy's ``unless_superadmin_target``), a superadmin all
 (``Principal.may_see``). ``owned_session`` is that rule on the write side (load from the event
 store, NOT_FOUND when missing or not the caller's, so that another's session is never revealed);
-``session_scope`` is the same rule as a read-model filter.
+the owner's role is read (its keypair's, from the store: a snapshot, and roles never change) only
+when the caller reaches the session as its domain's admin. ``session_scope`` is the rule as a
+read-model filter, by owner and domain only.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ async def visible_session(info: Info, session_id: str) -> SessionState | None:
     principal = caller(info)
     resources = info.context.resources
     state = await resources.call(resources.sessions.get, session_id)
-    if state is None or not principal.may_see(state.owner, state.spec.domain):
+    if state is None:
         return None
-    return state
+    owner_role = None
+    if principal.reaches_as_admin(state.owner, state.spec.domain):
+        owner_role = await resources.call(resources.tenancy.keypair_role, state.owner)
+    return state if principal.may_see(state.owner, state.spec.domain, owner_role) else None
 
 
 async def owned_session(info: Info, session_id: str) -> SessionState:

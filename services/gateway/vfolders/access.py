@@ -88,10 +88,10 @@ async def resolve_folder(info: Info, actor: Actor, ref: str) -> str:
 
 async def load_folder(info: Info, actor: Actor, ref: str) -> VFolderState:
     """Returns the current state of the folder ``ref`` means, from the event store; NOT_FOUND
-    unless the caller may see it."""
+    unless the caller, as it stands toward the folder (``VFolders.facing``), may see it."""
     folder_id = await resolve_folder(info, actor, ref)
     resources = info.context.resources
-    state = await resources.call(resources.vfolders.get, folder_id)
+    state, actor = await resources.call(resources.vfolders.get_as, folder_id, actor)
     if state is None or (permission_of(state, actor) is None and not may_manage(state, actor)):
         raise GatewayError(NOT_FOUND, f"folder {ref!r} not found")
     return state

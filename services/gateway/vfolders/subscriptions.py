@@ -57,7 +57,7 @@ async def _decided(info: Info, folder_id: str) -> _Access | None:
     them now); None when the caller may no longer see it."""
     actor = await acting(info)
     resources = info.context.resources
-    state = await resources.call(resources.vfolders.get, folder_id)
+    state, actor = await resources.call(resources.vfolders.get_as, folder_id, actor)
     if state is None or not may_see(state, actor):
         return None
     return _Access(state.version, may_manage(state, actor))
