@@ -1,18 +1,20 @@
 """A checkpoint of the scheduler's snapshot, so that a start follows only the tail of ``EVENTS``.
 
 The snapshot is encoded (msgspec msgpack, zlib) with the stream sequence it reflects (the last
-message its follow handled) and put in the NATS key-value bucket ``scheduler_checkpoint``, beside
-the stream whose sequence it names (a lost or recreated stream and its checkpoint go together; the
-stream's creation time is checked anyway), and writable by the scheduler's bus identity alone
-(``services.common.bus_identities``). A start loads it and follows from its sequence + 1. No
-checkpoint, one of another schema (``SCHEMA``: a fingerprint of the state's shape), one that does
-not decode, or one whose sequence the stream no longer holds: the full replay, with a log line.
+message its follow handled) and put in the NATS key-value bucket ``scheduler_checkpoint``, in chunks
+that each fit a message (``checkpoint_chunks``), beside the stream whose sequence it names (a lost or
+recreated stream and its checkpoint go together; the stream's creation time is checked anyway), and
+writable by the scheduler's bus identity alone (``services.common.bus_identities``). A start loads it
+and follows from its sequence + 1. No checkpoint, one of another schema (``SCHEMA``: a fingerprint of
+the state's shape) or layout, one that does not decode or whose chunks do not add up, or one whose
+sequence the stream no longer holds: the full replay, with a log line.
 
 ``Checkpointer`` writes it on its own task every ``EVERY_SECONDS`` (when the follow moved) or
 ``EVERY_EVENTS`` events, and at stop: the copy (``Snapshot.export``) is one synchronous step on the
 event loop between two events (≈3 ms with 10,000 pending sessions), the encoding and compression
-(≈45 ms then) run in a thread, the put is awaited off the passes' path; a failed write is logged and
-tried again at the next turn.
+(≈45 ms then) run in a thread, the put is awaited off the passes' path. A write that fails (NATS
+away, or a checkpoint over ``MAX_CHUNKS`` messages) is logged once with its size and what it costs,
+not at every turn, and tried again at the next turn; the first one written after is logged too.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from typing import Callable
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StreamInfo
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.subjects import EVENTS_STREAM, SCHEDULER_CHECKPOINT_BUCKET
 from services.common.bus import stream_replicas
 from services.common.snapshots import fingerprint
 from services.common.waiting import first_of
+from services.scheduler.checkpoint_chunks import HEAD_KEY, MAX_CHUNKS, ChunkError, read_chunked, write_chunked
 from services.scheduler.snapshot import Snapshot
 from services.scheduler.snapshot_state import SnapshotState
 
@@ -41,7 +44,7 @@ __all__ = ["Checkpoint", "Checkpointer", "SCHEMA", "checkpoint_bucket", "decode_
 
 log = logging.getLogger(__name__)
 
-KEY = "snapshot"
+KEY = HEAD_KEY
 EVERY_SECONDS = 30.0
 EVERY_EVENTS = 10_000
 CHECK_EVERY = 1.0
@@ -106,15 +109,13 @@ async def load_checkpoint(kv: KeyValue, stream: StreamInfo) -> Checkpoint | None
     """Returns the checkpoint a start can follow the tail of ``stream`` (``EVENTS``) after; None
     (logged) when there is none it can trust."""
     try:
-        entry = await kv.get(KEY)
-    except KeyNotFoundError:
-        log.info("no scheduler checkpoint: replaying %s from its start", EVENTS_STREAM)
-        return None
-    try:
-        checkpoint = decode_checkpoint(entry.value or b"")
-    except CheckpointError as exc:
-        log.warning("ignoring the scheduler checkpoint (revision %d), replaying %s from its start: %s",
-                    entry.revision, EVENTS_STREAM, exc)
+        data = await read_chunked(kv)
+        if data is None:
+            log.info("no scheduler checkpoint: replaying %s from its start", EVENTS_STREAM)
+            return None
+        checkpoint = decode_checkpoint(data)
+    except (ChunkError, CheckpointError) as exc:
+        log.warning("ignoring the scheduler checkpoint, replaying %s from its start: %s", EVENTS_STREAM, exc)
         return None
     first, last = stream.state.first_seq, stream.state.last_seq
     why = None
@@ -136,15 +137,19 @@ class Checkpointer:
     """Writes the snapshot's checkpoint now and then, on its own task (``run``)."""
 
     def __init__(self, kv: KeyValue, snapshot: Snapshot, position: Callable[[], int],
-                 stream: tuple[int, dt.datetime | None], max_bytes: int) -> None:
+                 stream: tuple[int, dt.datetime | None], chunk_bytes: int) -> None:
         """``stream``: the sequence of the checkpoint the snapshot started from (0: none) and when
-        ``EVENTS`` was created."""
+        ``EVENTS`` was created; ``chunk_bytes``: the most one message of it may carry."""
         self._kv = kv
         self._snapshot = snapshot
         self._position = position
         self.written, self._created = stream
         """The sequence of the last checkpoint written (or loaded)."""
-        self._max_bytes = max_bytes
+        self._chunk_bytes = chunk_bytes
+        self.max_bytes = chunk_bytes * MAX_CHUNKS
+        """The largest checkpoint it writes (compressed)."""
+        self._failing: str | None = None
+        """Why the last write failed (None: it did not): a failure is logged as a warning once, not at every turn."""
         self.every_seconds = EVERY_SECONDS
         self.every_events = EVERY_EVENTS
 
@@ -170,15 +175,28 @@ class Checkpointer:
         except Exception:  # noqa: BLE001 - a bug here must not stop the scheduler: it replays at the next start
             log.exception("could not encode the scheduler checkpoint at sequence %d", seq)
             return False
-        if len(data) > self._max_bytes:
-            log.warning("scheduler checkpoint not written: %d bytes compressed, above the %d a message may have",
-                        len(data), self._max_bytes)
+        if len(data) > self.max_bytes:
+            self._failed("too large", "scheduler checkpoint at sequence %d not written: %d bytes compressed (%d "
+                         "pending sessions), above the %d it may have (%d messages of %d bytes); until one is "
+                         "written, a start replays %s after sequence %d", seq, len(data), len(state.pending),
+                         self.max_bytes, MAX_CHUNKS, self._chunk_bytes, EVENTS_STREAM, self.written)
             return False
         try:
-            await self._kv.put(KEY, data)
+            head = await write_chunked(self._kv, data, self._chunk_bytes)
         except Exception as exc:  # noqa: BLE001 - NATS away: the next turn writes a newer one
-            log.warning("could not write the scheduler checkpoint at sequence %d: %s", seq, exc)
+            self._failed("not put", "could not write the scheduler checkpoint at sequence %d (%d bytes compressed): "
+                         "%s; until one is written, a start replays %s after sequence %d", seq, len(data), exc,
+                         EVENTS_STREAM, self.written)
             return False
+        if self._failing is not None:
+            log.info("scheduler checkpoint written again at %s sequence %d (%d bytes)", EVENTS_STREAM, seq, len(data))
+            self._failing = None
         self.written = seq
-        log.debug("scheduler checkpoint at %s sequence %d (%d bytes)", EVENTS_STREAM, seq, len(data))
+        log.debug("scheduler checkpoint at %s sequence %d (%d bytes in %d message(s))", EVENTS_STREAM, seq, len(data),
+                  head.chunks)
         return True
+
+    def _failed(self, why: str, message: str, *args: object) -> None:
+        """Logs a failed write: a warning the first time it fails for this reason, then at debug level."""
+        log.log(logging.DEBUG if self._failing == why else logging.WARNING, message, *args)
+        self._failing = why

@@ -6,17 +6,24 @@ quota scope touched: one ``QuotaConsumed`` listing the pass's sessions; per sess
 whose pending reason changed: ``SessionPendingReasonChanged``; per expired session:
 its cancellation. A session the domain refuses (the plan and the aggregates
 disagree) is left out on its own; the rest of the pass goes ahead.
+
+The snapshot keeps what planning needs of a pending session and the version it knows, not the
+free-form fields of its request (startup command, mounts) that its ``KernelAssigned`` carries to the
+agent: the pass hands in the ``SessionRequested`` of the sessions it places or cancels, read from the
+store (``PassRunner``), and each is decided against its state at the snapshot's version.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Mapping, Protocol
+
+import msgspec
 
 from contracts import commands as c
 from contracts.envelope import Event
 from contracts.quota import QuotaScope, quota_id
-from contracts.session import KernelPlacement, SessionPendingReasonChanged
+from contracts.session import KernelPlacement, SessionPendingReasonChanged, SessionRequested
 from contracts.slots import add_slots
 from contracts.status import Reason
 from domain import agent as agent_domain
@@ -29,7 +36,7 @@ from domain.quota import QuotaState
 from domain.scheduling.model import PendingReason, Plan, SessionPlacement
 from domain.session import SessionState
 
-__all__ = ["Decisions", "States", "decide_pass"]
+__all__ = ["Decisions", "States", "decide_pass", "pending_session", "sessions_to_read"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,7 @@ otherwise write one huge transaction); the rest follow in the next passes."""
 class States(Protocol):
     """Where the current states come from (the snapshot)."""
 
-    def session(self, session_id: str) -> SessionState | None: ...
+    def pending_version(self, session_id: str) -> int | None: ...
 
     def agent(self, agent_id: str) -> AgentState | None: ...
 
@@ -72,17 +79,25 @@ class Decisions:
         """Planned placements left for the next pass (over the pass's placement cap)."""
 
 
-def decide_pass(plan: Plan, states: States, ctx: Context, *, max_placements: int = MAX_PLACEMENTS) -> Decisions:
-    """Returns the events of ``plan`` as decided against ``states`` (at most ``max_placements``
-    sessions placed; ``placements_left`` counts the rest)."""
+def sessions_to_read(plan: Plan, max_placements: int = MAX_PLACEMENTS) -> list[str]:
+    """Returns the sessions whose ``SessionRequested`` ``decide_pass`` needs: those the pass may place
+    (the first ``max_placements`` of the plan) or cancel."""
+    return [p.session_id for p in plan.placements[:max_placements]] + list(plan.expired)
+
+
+def decide_pass(plan: Plan, states: States, requests: Mapping[str, SessionRequested], ctx: Context, *,
+                max_placements: int = MAX_PLACEMENTS) -> Decisions:
+    """Returns the events of ``plan`` as decided against ``states`` and the ``requests`` of the sessions
+    named by ``sessions_to_read`` (the first ``max_placements`` placements of the plan are decided;
+    ``placements_left`` counts the rest)."""
     out = Decisions()
     agents: dict[str, AgentState] = {}
     consumed: dict[tuple[QuotaScope, str], dict[str, dict]] = {}
-    for placement in plan.placements:
-        if len(out.placed) == max_placements:
+    for index, placement in enumerate(plan.placements):
+        if index >= max_placements:
             out.placements_left += 1
             continue
-        session = states.session(placement.session_id)
+        session = pending_session(states, requests, placement.session_id)
         if session is None:
             out.refused[placement.session_id] = "no longer pending"
             continue
@@ -104,22 +119,33 @@ def decide_pass(plan: Plan, states: States, ctx: Context, *, max_placements: int
         out.events += quota_domain.decide(state, c.ConsumeQuota(allocations=allocations), ctx, aggregate)
     recorded = 0
     for session_id, reason in plan.pending.items():
-        session = states.session(session_id)
-        if session is None or states.reason(session_id) == reason:
+        version = states.pending_version(session_id)
+        if version is None or states.reason(session_id) == reason:
             continue
         if recorded == MAX_REASONS:
             out.reasons_left += 1
             continue
-        emit = Emitter(session_id, session.version, ctx)
+        emit = Emitter(session_id, version, ctx)
         out.events.append(emit(SessionPendingReasonChanged, code=reason.code, message=reason.message))
         recorded += 1
     for session_id in plan.expired:
-        session = states.session(session_id)
+        session = pending_session(states, requests, session_id)
         if session is not None:
             out.events += session_domain.decide(session, c.TerminateSession(reason=Reason.PENDING_TIMEOUT), ctx, session_id)
             out.expired.append(session_id)
     out.aggregates = {e.originator_id for e in out.events}
     return out
+
+
+def pending_session(states: States, requests: Mapping[str, SessionRequested], session_id: str) -> SessionState | None:
+    """Returns the state of a session the snapshot has pending, at the version it knows; None when it is
+    not pending there (or its request was not read). While a session is pending its state is its request's
+    but for the version: ``domain.session.evolve`` changes nothing else on a pending reason."""
+    version = states.pending_version(session_id)
+    requested = requests.get(session_id)
+    if version is None or requested is None:
+        return None
+    return msgspec.structs.replace(session_domain.evolve(None, requested), version=version)
 
 
 def _place(

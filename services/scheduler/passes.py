@@ -14,6 +14,11 @@ out on its own, as Nomad's plan applier commits a plan partially — and the res
 So placements keep flowing while the controller writes, and a conflict costs one small read,
 not a replan over reloaded histories. A plan's ``wake_at`` (a ``starts_at``, a pending
 timeout) sets a timer for the next pass.
+
+The snapshot keeps no request's free-form fields (startup command, mounts: they made its checkpoint
+too large to write); a pass reads the requests of the sessions it places or cancels from the store
+(their histories, short while they are pending: an indexed read per ``READ_BATCH`` of them) before
+deciding.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ import time
 from typing import Awaitable, Callable, Mapping, Sequence
 
 from contracts.envelope import Event, utc_now
+from contracts.session import SessionRequested
 from domain.emitting import Context
 from domain.scheduling import plan as make_plan
 from services.common.store import ConcurrencyError
 from services.common.waiting import until
 from services.scheduler.dependencies import session_outcome
-from services.scheduler.decisions import MAX_PLACEMENTS, Decisions, decide_pass
+from services.scheduler.decisions import MAX_PLACEMENTS, Decisions, decide_pass, sessions_to_read
 from services.scheduler.snapshot import Snapshot
 from services.common.transient import OUTAGES, unavailable_dependency
 
@@ -48,6 +54,8 @@ MAX_RERUNS = 3
 """Passes run back to back after refused placements before waiting for a new change."""
 RETRY_DELAYS = (0.2, 1.0, 5.0)
 """Waits before retrying after a pass failed (the store was unreachable, say)."""
+READ_BATCH = 100
+"""Sessions whose requests one read of the store asks for (a pass places at most ``MAX_PLACEMENTS``)."""
 
 
 class PassStats:
@@ -122,7 +130,8 @@ class PassRunner:
         ctx = self._context()
         try:
             plan = make_plan(self._snapshot.view(self._round_robin), self._snapshot.pending(), now)
-            decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
+            requests = await self._read_requests(sessions_to_read(plan, self.max_placements))
+            decisions = decide_pass(plan, self._snapshot, requests, ctx, max_placements=self.max_placements)
         except Exception as exc:  # noqa: BLE001 - a pass that cannot be planned is retried; the service goes on
             self._retry_later(exc, "scheduling pass could not be planned")
             return None
@@ -142,7 +151,7 @@ class PassRunner:
                 if not await self._rebase(decisions.events):
                     return None
                 rebases += 1
-                decisions = decide_pass(plan, self._snapshot, ctx, max_placements=self.max_placements)
+                decisions = decide_pass(plan, self._snapshot, requests, ctx, max_placements=self.max_placements)
             except Exception as exc:  # noqa: BLE001 - the pass is retried later, the service goes on
                 self._retry_later(exc, "scheduling pass failed")
                 return None
@@ -164,6 +173,15 @@ class PassRunner:
             self._reruns += 1  # the plan and the aggregates disagreed: plan again
             self._wake.set()
         return decisions
+
+    async def _read_requests(self, session_ids: list[str]) -> dict[str, SessionRequested]:
+        """Returns the requests of the sessions a pass places or cancels, as the store has them (``READ_BATCH``
+        sessions a read)."""
+        requests: dict[str, SessionRequested] = {}
+        for at in range(0, len(session_ids), READ_BATCH):
+            events = await self._catch_up(dict.fromkeys(session_ids[at:at + READ_BATCH], 0))
+            requests.update((e.originator_id, e) for e in events if isinstance(e, SessionRequested))
+        return requests
 
     async def _rebase(self, events: Sequence[Event]) -> bool:
         """Brings the snapshot up to date on the aggregates ``events`` write; False when it could not

@@ -1,8 +1,10 @@
 """The scheduler's in-memory view of the cluster, kept from the EVENTS stream.
 
-It holds the pending sessions (as ``domain.session`` states, with their last pending
-reason), the agents (``domain.agent`` states), quota usage per scope
-(kept incrementally), the tenancy limits and which sessions finished and how.
+It holds the pending sessions (what planning needs of each, ``PendingSession``, with its
+last pending reason: not the free-form fields of its request, such as its startup command,
+which a pass reads from the store for the sessions it places), the agents (``domain.agent``
+states), quota usage per scope (kept incrementally), the tenancy limits and which sessions
+finished and how.
 The event store stays the source of truth: every event the scheduler writes carries
 the version the snapshot knows, so a stale snapshot costs a refused transaction
 (then a reload of the aggregates involved), never a wrong placement.
@@ -22,11 +24,9 @@ from contracts.envelope import Event
 from contracts.slots import add_slots, subtract_slots
 from contracts.status import AgentStatus, SessionStatus
 from domain import agent as agent_domain
-from domain import session as session_domain
 from domain.agent import AgentState
 from domain.quota import QuotaState
 from domain.scheduling.model import AgentView, ClusterView, KernelRequest, PendingReason, PendingSession, Usage
-from domain.session import SessionState
 from services.scheduler.dependencies import Dependencies, session_outcome
 from services.scheduler.snapshot_state import PendingState, QuotaUsage, SnapshotState
 from services.scheduler.tenancy_view import TENANCY_EVENTS, TenancyView
@@ -76,12 +76,11 @@ class _Quota:
 
 
 class _Pending:
-    __slots__ = ("request", "state", "reason")
+    __slots__ = ("request", "reason")
 
-    def __init__(self, state: SessionState, request: PendingSession) -> None:
-        self.state = state
+    def __init__(self, request: PendingSession, reason: PendingReason | None = None) -> None:
         self.request = request
-        self.reason: PendingReason | None = None
+        self.reason = reason
 
 
 class Snapshot:
@@ -102,10 +101,9 @@ class Snapshot:
         """Returns the pending sessions, oldest request first."""
         return [p.request for p in self._pending.values()]
 
-    def session(self, session_id: str) -> SessionState | None:
-        """Returns the state of a pending session."""
-        entry = self._pending.get(session_id)
-        return entry.state if entry is not None else None
+    def pending_version(self, session_id: str) -> int | None:
+        """Returns the version of a pending session's aggregate the snapshot knows (None: not pending)."""
+        return self._versions.get(session_id) if session_id in self._pending else None
 
     def reason(self, session_id: str) -> PendingReason | None:
         """Returns the last pending reason recorded for a pending session."""
@@ -139,7 +137,7 @@ class Snapshot:
         """Returns everything it holds as values (for a checkpoint; ``restore`` takes it back)."""
         return SnapshotState(
             versions=dict(self._versions),
-            pending=[PendingState(state=p.state, request=p.request, reason=p.reason) for p in self._pending.values()],
+            pending=[PendingState(request=p.request, reason=p.reason) for p in self._pending.values()],
             finished=self._dependencies.outcomes(),
             agents=list(self._agents.values()),
             quotas=[QuotaUsage(id=quota_id, version=q.version, scope=q.scope, name=q.name,
@@ -154,8 +152,7 @@ class Snapshot:
         snapshot = cls()
         snapshot._versions = dict(state.versions)
         for entry in state.pending:
-            pending = snapshot._pending[entry.state.id] = _Pending(entry.state, entry.request)
-            pending.reason = entry.reason
+            snapshot._pending[entry.request.session_id] = _Pending(entry.request, entry.reason)
         snapshot._dependencies = Dependencies.restore((p.request.dependencies for p in state.pending), state.finished,
                                                       snapshot._pending.__contains__)
         for agent in state.agents:
@@ -211,23 +208,32 @@ class Snapshot:
 
     @_apply.register
     def _(self, event: session_ev.SessionRequested) -> bool:
-        state = session_domain.evolve(None, event)
         request = _request(event)
-        self._pending[event.originator_id] = _Pending(state, request)
+        self._pending[event.originator_id] = _Pending(request)
         self._dependencies.want(request.dependencies, self._pending.__contains__)
         return True
 
-    @_apply.register(session_ev.SessionScheduled)
-    @_apply.register(session_ev.SessionPendingReasonChanged)
-    @_apply.register(session_ev.SessionStatusChanged)
-    def _(self, event: Event) -> bool:
+    @_apply.register
+    def _(self, event: session_ev.SessionPendingReasonChanged) -> bool:
         entry = self._pending.get(event.originator_id)
         if entry is not None:
-            entry.state = session_domain.evolve(entry.state, event)
-            if isinstance(event, session_ev.SessionPendingReasonChanged):
-                entry.reason = PendingReason(code=event.code, message=event.message)
-            if entry.state.status is not SessionStatus.PENDING:
-                self._drop_pending(event.originator_id)
+            entry.reason = PendingReason(code=event.code, message=event.message)
+        return self._session_moved(event)
+
+    @_apply.register
+    def _(self, event: session_ev.SessionScheduled) -> bool:
+        self._drop_pending(event.originator_id)
+        return self._session_moved(event)
+
+    @_apply.register
+    def _(self, event: session_ev.SessionStatusChanged) -> bool:
+        if event.status is not SessionStatus.PENDING:
+            self._drop_pending(event.originator_id)
+        return self._session_moved(event)
+
+    def _session_moved(self, event: Event) -> bool:
+        """Forgets the version of a session no longer pending and keeps how it finished for the sessions
+        that depend on it; returns True when that may allow a placement."""
         if event.originator_id not in self._pending:  # placed or over: nothing more to order
             self._versions.pop(event.originator_id, None)
         ok = session_outcome(event)

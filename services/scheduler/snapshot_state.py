@@ -10,13 +10,15 @@ from contracts.slots import ResourceSlots
 from contracts.tenancy import KeypairLimits, ResourceGroupOptions
 from domain.agent import AgentState
 from domain.scheduling.model import PendingReason, PendingSession
-from domain.session import SessionState
 
 __all__ = ["PendingState", "PoliciesState", "QuotaUsage", "SnapshotState", "TenancyState"]
 
 
 class PendingState(msgspec.Struct, frozen=True, kw_only=True):
-    state: SessionState
+    """A pending session as planning sees it (its version is in ``SnapshotState.versions``). Not its
+    request's free-form fields (startup command, mounts, name: up to ~75 KiB a session, which made
+    the checkpoint too large to write): a pass reads those from the store for the sessions it places."""
+
     request: PendingSession
     reason: PendingReason | None = None
 

@@ -35,6 +35,7 @@ from services.common.bus_identities import ADMIN, SERVICES, agent_identity, inbo
 from services.common.bus_trust import BusTrust
 from services.common.settings import Settings
 from services.scheduler.checkpoint import KEY, checkpoint_bucket
+from services.scheduler.checkpoint_chunks import read_chunked, write_chunked
 from services.supervisor.embedded import NatsServer, nats_server_binary
 from services.supervisor.up import with_identity
 from tests.integration.test_agent import AgentHistory, Reports
@@ -278,6 +279,7 @@ async def test_only_the_scheduler_writes_and_reads_its_checkpoint(js: JetStreamC
         await probe.refused(_publish(info), info)
     scheduler = await connect_as("scheduler")
     kv = await checkpoint_bucket(scheduler.nc.jetstream())  # creates it, as the scheduler does at start
-    await kv.put(KEY, b"checkpoint")
-    assert (await kv.get(KEY)).value == b"checkpoint"
+    data = b"checkpoint" * 100
+    await write_chunked(kv, data, 256)  # its chunks, then its head: each a key of the bucket
+    assert await read_chunked(kv) == data
     assert scheduler.errors == []

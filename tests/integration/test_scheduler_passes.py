@@ -362,3 +362,36 @@ async def test_a_pass_places_at_most_its_cap_and_the_next_passes_place_the_rest(
         placed += len(more.placed)
     assert placed == 25
     assert all(status(app, f"s{i}") is SessionStatus.SCHEDULED for i in range(25))
+
+
+async def test_a_placed_session_takes_its_startup_command_and_mounts_from_the_store(app: Scheduling) -> None:
+    """The snapshot, and so its checkpoint, keeps no request's free-form fields: a pass reads them from
+    the store for the sessions it places, and the agent gets them in ``KernelAssigned`` as before."""
+    from contracts.mounts import MountSpec
+    from services.scheduler.checkpoint import decode_checkpoint, encode_checkpoint
+
+    record_agent(app, "a1")
+    mount = MountSpec(folder_id=f"vfolder_{'0' * 32}", name="data", volume="local", target="/home/work/data",
+                      permission="rw")
+    record_session(app, "s1", startup_command="python train.py", mounts=[mount])
+    restored = Snapshot.restore(decode_checkpoint(encode_checkpoint(snapshot_of(app).export(), 1, None)).state)
+
+    decisions = await runner_for(app, restored).run_pass()
+
+    assert decisions is not None and decisions.placed == ["s1"]
+    assigned = app.load("a1")[-1]
+    assert (assigned.image, assigned.startup_command, assigned.mounts) == (  # type: ignore[attr-defined]
+        "python:3.11", "python train.py", [mount])
+
+
+async def test_the_requests_of_a_pass_are_read_in_batches(app: Scheduling, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.scheduler import passes
+
+    monkeypatch.setattr(passes, "READ_BATCH", 2)
+    record_agent(app, "a1")
+    for i in range(5):
+        record_session(app, f"s{i}", startup_command=f"echo {i}")
+    decisions = await runner_for(app, snapshot_of(app)).run_pass()
+    assert decisions is not None and decisions.placed == [f"s{i}" for i in range(4)]  # the agent has 4 cpus
+    commands = [getattr(e, "startup_command", None) for e in app.load("a1")[1:]]
+    assert commands == [f"echo {i}" for i in range(4)]

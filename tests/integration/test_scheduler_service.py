@@ -19,7 +19,8 @@ from services.application.context import make_context
 from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.relay.main import run_relay
-from services.scheduler.checkpoint import KEY, checkpoint_bucket, decode_checkpoint
+from services.scheduler.checkpoint import checkpoint_bucket, decode_checkpoint
+from services.scheduler.checkpoint_chunks import read_chunked
 from services.scheduler.main import run_scheduler
 from tests.support.publish import ServiceTasks, service_tasks
 from tests.support.waiting import async_wait_for
@@ -150,8 +151,8 @@ async def test_a_restarted_scheduler_starts_from_its_checkpoint_and_follows_only
     await wait_status(sessions, placed, SessionStatus.SCHEDULED)
     await services.stop("scheduler")  # writes a last checkpoint
     kv = await checkpoint_bucket(js)
-    checkpoint = decode_checkpoint((await kv.get(KEY)).value or b"")
-    pending = [p.state.id for p in checkpoint.state.pending]
+    checkpoint = decode_checkpoint(await read_chunked(kv) or b"")
+    pending = [p.request.session_id for p in checkpoint.state.pending]
     # the stop may come before the follow saw the placement the scheduler saved: `placed` is then still pending at
     # the checkpoint's sequence, and the tail after it (followed at the restart) holds its SessionScheduled
     assert checkpoint.stream_seq > 0 and waiting in pending and set(pending) <= {placed, waiting}

@@ -46,7 +46,7 @@ def test_a_restored_snapshot_holds_and_plans_what_the_original_did() -> None:
 
 def test_the_snapshot_holds_only_live_sessions() -> None:
     state = _snapshot().export()
-    assert {p.state.id for p in state.pending} == {"s4", "s5"}
+    assert {p.request.session_id for p in state.pending} == {"s4", "s5"}
     assert {"s0", "s1", "s2", "s3"}.isdisjoint(state.versions)  # placed, finished or cancelled: forgotten
     assert {q.name: sorted(q.holding) for q in state.quotas} == {"alice": ["s1", "s2"], "default": ["s1", "s2"]}
     assert state.finished == {"s0": True}  # what pending sessions depend on, only
