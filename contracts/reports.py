@@ -29,6 +29,7 @@ __all__ = [
     "MAX_CAPACITY_SLOTS",
     "MAX_CONTAINER_ID_CHARS",
     "MAX_DETAIL_CHARS",
+    "MAX_HEARTBEAT_KERNELS",
     "MAX_HOSTNAME_CHARS",
     "MAX_ID_CHARS",
     "MAX_REASON_CHARS",
@@ -60,6 +61,11 @@ MAX_REPORTED_DETAIL_CHARS = 4 * MAX_DETAIL_CHARS
 again)."""
 MAX_CAPACITY_SLOTS = 4 * SLOTS.max_items
 """The most slot kinds an agent's capacity names (a session may ask for ``SLOTS.max_items``)."""
+MAX_HEARTBEAT_KERNELS = 1024
+"""The most kernels a heartbeat names in each of its lists: far above any real agent (its exec server streams at
+most 128 runs at once, so at most 128 busy kernels; a node runs tens of kernels, Kubernetes' default is 110 pods),
+so that a hostile agent's heartbeat of a million tiny entries is refused when it is decoded instead of being held
+and walked by the controller at every beat."""
 
 Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
 ContainerId = Annotated[str, msgspec.Meta(max_length=MAX_CONTAINER_ID_CHARS)]
@@ -175,8 +181,8 @@ class AgentHeartbeat(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     agent_id: Id
     sent_at: float
-    busy_kernels: list[Id] = []
+    busy_kernels: Annotated[list[Id], msgspec.Meta(max_length=MAX_HEARTBEAT_KERNELS)] = []
     """The kernels running an execution as it beat: the controller's idle timeout spares their sessions."""
-    app_traffic: dict[Id, float] = {}
+    app_traffic: Annotated[dict[Id, float], msgspec.Meta(max_length=MAX_HEARTBEAT_KERNELS)] = {}
     """Per kernel, when (the agent's wall clock, seconds since the epoch) bytes last moved between one of its apps
     and a client through the agent's app tunnels: the controller's idle timeout counts it as activity."""

@@ -23,13 +23,15 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts import subjects as s
+from contracts.travel import MAX_EVENT_BYTES
 from services.common.bus_identities import inbox_prefix
 from services.common.bus_outages import OutageLog
 from services.common.transient import NATS, backoff, unavailable_dependency
 
-__all__ = ["CREDENTIALS_ENV", "REPLICAS_ENV", "REPORTS_MAX_MSG_SIZE", "closed_for_good", "connect", "connect_options",
-           "credentials_identity", "dead_letter", "dead_letter_body", "ensure_streams", "existing_heartbeat_bucket", "heartbeat_bucket",
-           "stream_replicas"]
+__all__ = ["CREDENTIALS_ENV", "DEADLETTER_MAX_BYTES", "DEADLETTER_MAX_MSG_SIZE", "DEADLETTER_MAX_PER_CONSUMER",
+           "HEARTBEAT_MAX_BYTES", "REPLICAS_ENV", "REPORTS_MAX_MSG_SIZE", "closed_for_good", "connect",
+           "connect_options", "credentials_identity", "dead_letter", "dead_letter_body", "ensure_streams",
+           "existing_heartbeat_bucket", "heartbeat_bucket", "stream_replicas"]
 
 CREDENTIALS_ENV = "BERTH_NATS_CREDS"
 """The credential (``.creds`` file) a process connects with when it is given none explicitly."""
@@ -40,6 +42,27 @@ REPORTS_MAX_MSG_SIZE = 64 * 1024
 """The largest message (payload and headers) the ``REPORTS`` stream takes; the server refuses a larger one at
 publish. A legitimate report is far smaller, every string of it bounded (``contracts.reports``: at most about
 50 KB, a detail of ``MAX_REPORTED_DETAIL_CHARS`` control characters each escaped in six bytes)."""
+HEARTBEAT_MAX_BYTES = 512 * 1024
+"""The largest heartbeat the agents' bucket takes (its ``max_value_size``: the server refuses a larger put), so that
+the controller decodes at most this much per beat, not ``max_payload`` (8 MB with nats.conf: 0.4 s of CPU for a
+hostile one). The largest legitimate one is far smaller: each of its lists holds at most
+``contracts.reports.MAX_HEARTBEAT_KERNELS`` kernel ids, each a subject token (at most 128 one-byte characters)."""
+DEADLETTER_MAX_BYTES = 1024**3
+"""The most bytes ``DEADLETTER`` holds. Past it new dead letters are refused (logged, ``dead_letter``), never old ones
+discarded: a dead letter is work an operator replays or drops (``berth dlq``). Before, nothing bounded it: an agent
+publishing on its own dead-letter subject filled JetStream's disk (300 MiB a second here), and every stream with it."""
+DEADLETTER_MAX_PER_CONSUMER = 1000
+"""The most dead letters one subject (``dlq.<consumer>``: one consumer, one agent) holds; past it that subject's new
+ones are refused, others' still taken. With ``DEADLETTER_MAX_MSG_SIZE`` one subject holds at most 320 MiB, under a
+third of the stream: an agent filling its own subject, or the controller's with undecodable reports (64 KiB each at
+most), leaves room for every other consumer's letters. A consumer with this many letters waiting is an incident
+(``berth doctor`` counts them per subject)."""
+DEADLETTER_MAX_MSG_SIZE = MAX_EVENT_BYTES + 64 * 1024
+"""The largest dead letter (payload and headers): the largest event with the headers. A larger message keeps only its
+beginning (``dead_letter_body``), as one over ``max_payload`` does."""
+_STREAM_STORE_FAILED = 10077
+"""JetStream's error code when a stream does not store a message; with "maximum ..." in its description, one of its
+limits refused it (discard new)."""
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """NATS' default ``max_payload``: what a connection assumes before the server said otherwise."""
 HEADER_SLACK = 64
@@ -69,8 +92,12 @@ STREAMS = (
         subjects=s.DEADLETTER_SUBJECTS,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
+        discard=DiscardPolicy.NEW,
+        discard_new_per_subject=True,
         max_msgs=1_000_000,
+        max_bytes=DEADLETTER_MAX_BYTES,
+        max_msgs_per_subject=DEADLETTER_MAX_PER_CONSUMER,
+        max_msg_size=DEADLETTER_MAX_MSG_SIZE,
     ),
 )
 
@@ -138,17 +165,38 @@ async def _ensure_streams(js: JetStreamContext) -> None:
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
+            if config.name == s.DEADLETTER_STREAM:
+                config = await _keeping_dead_letters(js, config)
             await js.update_stream(config)
     await heartbeat_bucket(js)
 
 
+async def _keeping_dead_letters(js: JetStreamContext, config: StreamConfig) -> StreamConfig:
+    """Returns ``config`` (``DEADLETTER``'s) with its per-subject limit raised to the most letters one subject holds
+    now: the server enforces a lowered per-subject limit by deleting that subject's oldest messages, whatever the
+    discard policy (a stream of an older version, unbounded, would lose its oldest letters)."""
+    info = await js.stream_info(config.name, subjects_filter=s.DEADLETTER_SUBJECTS[0])
+    held = max((info.state.subjects or {}).values(), default=0)
+    if held <= (config.max_msgs_per_subject or 0):
+        return config
+    log.warning("%s holds %d dead letters on one subject, more than the %d a subject takes: all are kept, and that "
+                "subject takes no new one until fewer are left (berth dlq)", config.name, held,
+                config.max_msgs_per_subject)
+    return dataclasses.replace(config, max_msgs_per_subject=held)
+
+
 async def heartbeat_bucket(js: JetStreamContext) -> KeyValue:
-    """Returns the agents' heartbeat bucket, creating it when missing."""
+    """Returns the agents' heartbeat bucket, creating it when missing; one an older version created takes no value
+    over ``HEARTBEAT_MAX_BYTES`` from now on either."""
     try:
-        return await js.key_value(s.HEARTBEAT_BUCKET)
+        kv = await js.key_value(s.HEARTBEAT_BUCKET)
     except BucketNotFoundError:
         return await js.create_key_value(KeyValueConfig(bucket=s.HEARTBEAT_BUCKET, history=1,
-                                                        replicas=stream_replicas()))
+                                                        replicas=stream_replicas(), max_value_size=HEARTBEAT_MAX_BYTES))
+    config = (await js.stream_info(f"KV_{s.HEARTBEAT_BUCKET}")).config
+    if config.max_msg_size != HEARTBEAT_MAX_BYTES:
+        await js.update_stream(dataclasses.replace(config, max_msg_size=HEARTBEAT_MAX_BYTES))
+    return kv
 
 
 async def existing_heartbeat_bucket(js: JetStreamContext) -> KeyValue:
@@ -165,25 +213,37 @@ async def existing_heartbeat_bucket(js: JetStreamContext) -> KeyValue:
 
 
 async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: bytes, error: str, *,
-                      deliveries: int = 0) -> None:
+                      deliveries: int = 0) -> bool:
     """Moves a message that cannot be processed to ``dlq.<consumer>`` with its error, original
-    subject, delivery count, consumer and time (headers: services/common/README.md). A message that
-    would not fit the connection's ``max_payload`` with those headers keeps only its beginning, and
-    says so (``dead_letter_body``)."""
+    subject, delivery count, consumer and time (headers: services/common/README.md); returns True. A message that
+    would not fit ``max_payload`` or ``DEADLETTER_MAX_MSG_SIZE`` with those headers keeps only its beginning, and
+    says so (``dead_letter_body``). When ``DEADLETTER`` refuses it (full: ``DEADLETTER_MAX_BYTES``, or its subject
+    holds ``DEADLETTER_MAX_PER_CONSUMER``), the message is dropped, logged as an error with its size and SHA-256, and
+    False returned: the caller goes on as after a dead letter (raised, the refusal would bring the message back for
+    ever: a projector would retry its batch without end)."""
     log.warning("dead-lettering a message on %s for %s after %d deliveries: %s", subject, consumer, deliveries, error)
     headers = {s.HEADER_ERROR: error[:1000], s.HEADER_ORIGINAL_SUBJECT: subject, s.HEADER_DELIVERIES: str(deliveries),
                s.HEADER_CONSUMER: consumer, s.HEADER_DEAD_LETTERED_AT: dt.datetime.now(dt.UTC).isoformat()}
-    body, headers = dead_letter_body(data, headers, _max_payload(js))
-    await js.publish(s.dead_letter_subject(consumer), body, headers=headers)
+    body, headers = dead_letter_body(data, headers, min(_max_payload(js), DEADLETTER_MAX_MSG_SIZE))
+    try:
+        await js.publish(s.dead_letter_subject(consumer), body, headers=headers)
+    except nats.js.errors.APIError as exc:
+        if exc.err_code != _STREAM_STORE_FAILED or "maximum" not in str(exc.description):
+            raise
+        log.error("%s refused the dead letter (%s) of a message on %s for %s: the message (%d bytes, SHA-256 %s) is "
+                  "dropped; the letters held are kept: work through them (berth dlq) to make room", s.DEADLETTER_STREAM,
+                  exc.description, subject, consumer, len(data), hashlib.sha256(data).hexdigest())
+        return False
+    return True
 
 
 def dead_letter_body(data: bytes, headers: dict[str, str], max_payload: int) -> tuple[bytes, dict[str, str]]:
-    """Returns the body and headers of a dead letter of ``data``: ``data`` itself when it fits ``max_payload``
-    with ``headers``; else its first bytes (as many as fit) with ``headers`` plus ``HEADER_TRUNCATED``, its size
-    (``HEADER_ORIGINAL_SIZE``) and its SHA-256 (``HEADER_ORIGINAL_SHA256``). nats-py checks only the payload
-    against ``max_payload``; the server checks the payload and headers together and closes the connection
-    for good when they are over (a hostile agent's report of nearly ``max_payload`` undecodable bytes made
-    the controller lose its connection, and spin, at every start)."""
+    """Returns the body and headers of a dead letter of ``data``: ``data`` itself when it fits ``max_payload`` (the
+    most a letter may be) with ``headers``; else its first bytes (as many as fit) with ``headers`` plus
+    ``HEADER_TRUNCATED``, its size (``HEADER_ORIGINAL_SIZE``) and its SHA-256 (``HEADER_ORIGINAL_SHA256``). nats-py
+    checks only the payload against ``max_payload``; the server checks the payload and headers together and closes
+    the connection for good when they are over (a hostile agent's report of nearly ``max_payload`` undecodable bytes
+    made the controller lose its connection, and spin, at every start)."""
     if len(data) + _headers_size(headers) <= max_payload:
         return data, headers
     headers = {**headers, s.HEADER_TRUNCATED: "true", s.HEADER_ORIGINAL_SIZE: str(len(data)),

@@ -11,19 +11,18 @@ in its own ``flow.py``; the filter subjects are derived from the classes
   settled because of it; any other error is nak'ed with backoff and dead-lettered after the
   last try (``settler.Settler``). The server never drops a message (``max_deliver`` -1):
   nothing leaves the consumer but by an ack or a dead letter. The loop never stops on a bad
-  message; a connection closed for good ends it (``BusClosedError``). With ``batch`` > 1 one
+  message; a connection closed for good ends it (``bus_closed.BusClosedError``). With ``batch`` > 1 one
   handler gets every message of a fetch (to apply them in one transaction, say) and returns one
   outcome per message, settled the same way; with
   ``concurrent_by`` as well, each message goes to its own handler in the lane of its key
   (``services.common.lanes``): the lanes concurrently, each lane in order, the next fetch as soon as
   there is room (an agent starts several kernels at once, each kernel's events in order, and a
   slow start holds back only its own kernel).
-* ``follow`` — an **ordered** (ephemeral, unacknowledged) consumer replaying the stream from
-  its first message, for the in-memory views rebuilt at every start. ``caught_up`` is set once
-  the history that existed at subscription time has been delivered; an event whose handler
-  fails is followed again (it and all after it, after a backoff), never skipped. The hot path
-  of the platform, so it runs on nats-py's ordered consumer directly (figures in ``follow``'s
-  docstring).
+* ``follow`` — an **ordered** (ephemeral, unacknowledged) consumer replaying the stream from its first message, for
+  the in-memory views rebuilt at every start. ``caught_up`` is set once the history that existed at subscription time
+  has been delivered; an event whose handler fails is followed again (it and all after it, after a backoff), never
+  skipped. Its owner ends it once the connection is closed for good (nats-py says nothing: ``bus_closed``). The
+  hot path of the platform, so it runs on nats-py's ordered consumer directly (figures in ``follow``'s docstring).
 
 A handler is called as ``handler(target, message)`` — ``target`` being the object the
 composition root hands over (a view, a use-case adapter) — plus ``last_attempt=`` for a durable
@@ -64,7 +63,8 @@ from services.common.bus import connect_options
 from services.common.settler import ACK_WAIT, PermanentError, Settler
 from services.common.transient import NATS, OUTAGES, unavailable_dependency
 from services.common.lanes import Lanes, event_lane
-from services.common.pull_batches import mend_fetch, pull_until
+from services.common.bus_closed import pull_until
+from services.common.pull_batches import mend_fetch
 
 __all__ = ["BatchHandler", "PermanentError", "Subscription", "consume", "follow", "open_broker", "skip"]
 
@@ -224,7 +224,8 @@ class Following:
             self._restarting.cancel()
             await asyncio.gather(self._restarting, return_exceptions=True)
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            with contextlib.suppress(nats.errors.ConnectionClosedError):  # closed for good: nothing to unsubscribe
+                await self._sub.unsubscribe()
             self._sub = None
         await self._delete_named()
 
@@ -310,7 +311,7 @@ async def consume(
     broker: NatsBroker, js: JetStreamContext, subscription: Subscription, target: Any, stop: asyncio.Event,
     **ids: str,
 ) -> None:
-    """Runs the durable consumer of ``subscription`` until ``stop`` is set; raises ``pull_batches.BusClosedError``
+    """Runs the durable consumer of ``subscription`` until ``stop`` is set; raises ``bus_closed.BusClosedError``
     when its connection is closed for good (the process must end and be started again)."""
     durable = subscription.consumer_name(**ids)
     filters = subscription.filters(**ids)

@@ -1,6 +1,6 @@
 """The pull loop's ``fetch``, mended (``mend_fetch``): a batched pull hands over what is there instead of
 waiting to fill the batch (``hand_over_available``), every fetch timeout is nats-py's (``fetch_timeouts_as_nats``),
-and a connection closed for good ends the consumer instead of spinning (``park_when_closed``, ``pull_until``).
+and a connection closed for good ends the consumer instead of spinning (``park_when_closed``: ``bus_closed``).
 
 faststream's batched pull loop keeps fetching until it has ``batch_size`` messages or its
 timeout ran out, and nats-py's ``fetch(batch=n)``, once a lingering request got its first
@@ -21,19 +21,13 @@ once. ``AVAILABLE_WAIT`` bounds it when another client took some of them meanwhi
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from services.common.waiting import first_of
-
-__all__ = ["AVAILABLE_WAIT", "BusClosedError", "fetch_timeouts_as_nats", "hand_over_available", "mend_fetch",
-           "park_when_closed", "pull_until"]
-
-log = logging.getLogger(__name__)
+__all__ = ["AVAILABLE_WAIT", "fetch_timeouts_as_nats", "hand_over_available", "mend_fetch", "park_when_closed"]
 
 AVAILABLE_WAIT = 0.002
 """Seconds a round waits for the messages already available after its first one."""
@@ -96,18 +90,12 @@ def fetch_timeouts_as_nats(subscription: Any) -> None:
     subscription.fetch = fetch_with_nats_timeouts
 
 
-class BusClosedError(Exception):
-    """Raised by a durable consumer (``flow.consume``) whose NATS connection is closed for good: nats-py
-    reconnects no more (after a protocol error of the server, such as "maximum payload exceeded"), so the
-    process must end and its supervisor start it again."""
-
-
 def park_when_closed(subscription: Any, closed: asyncio.Event) -> None:
     """Makes ``subscription.fetch`` (as faststream's pull loop calls it), once the connection is closed for good
     (``ConnectionClosedError``: nats-py raises it only then), set ``closed`` and wait until it is cancelled
-    instead of raising. faststream's loop catches that error and fetches again at once, and nats-py raises it
-    again without ever yielding: a spin at 100 % CPU in which no other task of the process ran, nor the
-    process ended (so its supervisor never started it again)."""
+    instead of raising (``bus_closed.pull_until`` then ends the consumer). faststream's loop catches that error
+    and fetches again at once, and nats-py raises it again without ever yielding: a spin at 100 % CPU in which no
+    other task of the process ran, nor the process ended (so its supervisor never started it again)."""
     fetch = subscription.fetch
 
     async def fetch_or_park(*args: Any, **kwargs: Any) -> Any:
@@ -130,12 +118,3 @@ def mend_fetch(subscription: Any, *, batched: bool) -> asyncio.Event:
         hand_over_available(subscription)
     park_when_closed(subscription, closed)
     return closed
-
-
-async def pull_until(stop: asyncio.Event, closed: asyncio.Event, consumer: str) -> None:
-    """Returns once ``stop`` is set; raises ``BusClosedError`` when ``closed`` (``mend_fetch``) is set first."""
-    await first_of(stop, closed)
-    if not stop.is_set():
-        message = f"{consumer}: the NATS connection is closed for good (nats-py reconnects no more)"
-        log.error("%s; ending, so that the process is started again", message)
-        raise BusClosedError(message)

@@ -17,11 +17,13 @@ and their sessions ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Awaitable, Callable
 
 import msgspec
+from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
@@ -132,7 +134,8 @@ async def watch_heartbeats(kv: KeyValue, liveness: Liveness, stop: asyncio.Event
                 continue
             liveness.heartbeat(entry.key, beat.sent_at, live=live)
     finally:
-        await watcher.stop()
+        with contextlib.suppress(ConnectionClosedError):  # closed for good (the controller ends): nothing to stop
+            await watcher.stop()
 
 
 async def latest_heartbeat(kv: KeyValue, agent_id: str) -> float | None:

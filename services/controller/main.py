@@ -13,6 +13,7 @@ from services.application.agents import Agents
 from services.application.facade import Facade
 from services.application.vfolders import VFolders
 from services.common.bus import ensure_streams, heartbeat_bucket
+from services.common.bus_closed import stop_broker
 from services.common.flow import consume, follow, open_broker
 from services.application.context import make_context
 from services.application.sessions import Sessions
@@ -105,6 +106,6 @@ async def run_controller(settings: Settings, stop: asyncio.Event) -> None:
             for sub in subs:
                 await sub.stop()
     finally:
-        await broker.stop()
+        await stop_broker(broker)
         await store.close()
 

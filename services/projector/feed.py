@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.subjects import EVENTS_STREAM, EVENTS_SUBJECTS
+from services.common.bus_closed import check_open
 
 __all__ = ["EventFeed"]
 
@@ -58,10 +59,13 @@ class EventFeed:
 
     async def next_batch(self, max_size: int, wait: float) -> list[Msg]:
         """Returns the messages queued so far (at most ``max_size``), waiting up to ``wait``
-        seconds for the first one; [] when none came."""
+        seconds for the first one; [] when none came. Raises ``bus_closed.BusClosedError`` when none came
+        and the connection is closed for good: nats-py then delivers nothing more, and says nothing (the
+        projector waited for ever, its process never started again)."""
         try:
             first = await asyncio.wait_for(self._queue.get(), wait)
         except asyncio.TimeoutError:
+            check_open(self._js, "projector feed")
             return []
         batch = [first]
         while len(batch) < max_size:

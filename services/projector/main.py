@@ -25,6 +25,7 @@ from projections.delivery import Delivery, Entry, Rejected, check
 from projections.errors import PositionMovedError
 from projections.position import Position
 from services.common.bus import dead_letter
+from services.common.bus_closed import BusClosedError, check_open
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.common.transient import OUTAGES, unavailable_dependency
@@ -85,7 +86,8 @@ class _GapContinues(Exception):
 
 
 class Projector:
-    """Feeds EVENTS to the read models until stopped, or until a stream sequence is reached."""
+    """Feeds EVENTS to the read models until stopped, or until a stream sequence is reached; raises
+    ``bus_closed.BusClosedError`` once its connection is closed for good."""
 
     def __init__(self, js: JetStreamContext, applier: BatchApplier, backfill: StoreBackfill,
                  batch_size: int = BATCH_SIZE, *, bulk: bool = False,
@@ -130,7 +132,10 @@ class Projector:
                 catch_up_to = exc.until_seq
             except (PositionMovedError, _GapContinues) as exc:
                 log.info("%s; resuming from the stored position", exc)
+            except BusClosedError:
+                raise  # no retry can succeed: the process ends, and its supervisor starts it again
             except Exception as exc:  # noqa: BLE001 - the projector never dies: it resumes from PostgreSQL
+                check_open(self._js, DEAD_LETTER_CONSUMER)  # ... unless its connection is closed for good
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 OUTAGES.failed(DEAD_LETTER_CONSUMER, unavailable_dependency(exc) or "its stream and read models", exc)

@@ -1,5 +1,6 @@
 """Composition root of the scheduler: builds the snapshot (from its checkpoint when there is one it
-can trust), its follower (``flow.SNAPSHOT``), the checkpointer and the pass runner."""
+can trust), its follower (``flow.SNAPSHOT``), the checkpointer and the pass runner. A connection closed
+for good ends it (``bus_closed.BusClosedError``), so that its supervisor starts it again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Mapping, Sequence
 from contracts.envelope import Event
 from services.application.facade import Facade
 from services.common.bus import ensure_streams
+from services.common.bus_closed import follow_until, stop_broker
 from services.application.context import make_context
 from services.common.flow import follow, open_broker
 from services.common.settings import Settings
@@ -63,11 +65,17 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
                                     nc.max_payload - PAYLOAD_ALLOWANCE)
         checkpoints = asyncio.create_task(checkpointer.run(stop), name="scheduler-checkpoints")
         try:
-            await runner.run(stop, caught_up)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(runner.run(stop, caught_up))
+                tasks.create_task(follow_until(stop, js, SNAPSHOT.name))  # the follow never hears of a closure
         finally:
             await sub.stop()
-            await checkpoints  # a last checkpoint, of the snapshot as the follow left it
+            if stop.is_set():
+                await checkpoints  # a last checkpoint, of the snapshot as the follow left it
+            else:  # ended by an error (its connection closed for good): it would wait for ``stop`` for ever
+                checkpoints.cancel()
+                await asyncio.gather(checkpoints, return_exceptions=True)
     finally:
         OUTAGES.forget("scheduler")  # stopped: it waits out nothing any more
-        await broker.stop()
+        await stop_broker(broker)
         await store.close()
