@@ -220,7 +220,9 @@ class ResourceGroupRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VFolderRow(msgspec.Struct, frozen=True, kw_only=True):
-    """A row of ``vfolders`` with the reader's own share (``shared_permission``, None when none)."""
+    """A row of ``vfolders`` with the reader's own share (``shared_permission``, None when none) and
+    the role of the user who owns it (``owner_role``: a personal folder's, from ``users``; None for a
+    project's or an unknown user's)."""
 
     folder_id: str
     name: str
@@ -244,6 +246,7 @@ class VFolderRow(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     last_position: int
     shared_permission: str | None = None
+    owner_role: str | None = None
 
 
 class VFolderShareRow(msgspec.Struct, frozen=True, kw_only=True):

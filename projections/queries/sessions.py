@@ -4,6 +4,10 @@ Pages of sessions are in (created_at, session_id) order after a cursor key, serv
 indexes ``sessions_created``, ``sessions_owner_created`` and ``sessions_domain_created``;
 kernels by ``kernels_session``; the event log by its primary key, ``event_log_aggregate``
 and ``event_log_time``. Looking sessions up by reference is ``projections.session_refs``.
+
+A domain admin sees no superadmin's session (``hide_superadmins``): the owner's keypair role is
+looked up by ``keypairs_view``'s primary key for each row the other conditions keep
+(``OWNER_ROLE``), so a page costs what it did plus one index probe per row it reads.
 """
 
 from __future__ import annotations
@@ -16,16 +20,20 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from contracts.status import LIVE_SESSION_STATUSES
+from contracts.tenancy import Role
 from projections.queries.fetch import columns, fetch_all
 from projections.queries.rows import AgentRow, EventLogRow, KernelRow, SessionRow
 from projections.queries.tenancy import VISIBLE_TO_USER
 
 __all__ = [
+    "HIDDEN_ROLE",
+    "OWNER_ROLE",
     "count_live",
     "get_session",
     "kernels_of",
     "list_agents",
     "list_events",
+    "list_query",
     "list_sessions",
     "lost_agents",
     "pending_of",
@@ -34,6 +42,14 @@ __all__ = [
 
 _SESSION = columns(SessionRow)
 _KERNEL = columns(KernelRow)
+
+OWNER_ROLE = "(SELECT k.role FROM keypairs_view k WHERE k.access_key = sessions.owner)"
+"""The role of a ``sessions`` row's owner (its keypair's; NULL when unknown): a scalar subquery, one
+probe of ``keypairs_view``'s primary key per row, which the planner never turns into a scan of every
+keypair (an anti-join on the rare superadmin role would be)."""
+HIDDEN_ROLE = Role.SUPERADMIN.value
+"""The owners' role whose sessions ``hide_superadmins`` hides: the parameter of ``OWNER_ROLE IS DISTINCT
+FROM %s``."""
 
 
 class _RequestedSlots(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,33 +61,48 @@ def session_row(row: Mapping[str, Any]) -> SessionRow:
     return SessionRow(**{name: row[name] for name in SessionRow.__struct_fields__})
 
 
+def _hidden(hide_superadmins: bool) -> str | None:
+    """Returns the parameter of the ``OWNER_ROLE`` condition, None when no session is hidden."""
+    return HIDDEN_ROLE if hide_superadmins else None
+
+
 def _where(clauses: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
-    """Returns the WHERE clause of the conditions whose value is not None, and their parameters."""
+    """Returns the WHERE clause of the conditions whose value is not None, and their parameters (a
+    tuple value is the parameters of a condition that has several)."""
     kept = [(clause, value) for clause, value in clauses if value is not None]
     condition = f"WHERE {' AND '.join(clause for clause, _ in kept)}" if kept else ""
-    return condition, [value for _, value in kept]
+    return condition, [param for _, value in kept for param in (value if isinstance(value, tuple) else (value,))]
 
 
 async def list_sessions(
     pool: AsyncConnectionPool, *, owner: str | None, statuses: Sequence[str] | None,
     first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None, newest_first: bool = False,
+    hide_superadmins: bool = False,
 ) -> list[SessionRow]:
     """Returns up to ``first + 1`` sessions in (created_at, session_id) order (descending with
     ``newest_first``) after the cursor key ``after``, only ``owner``'s, ``domain``'s and those in
-    ``statuses`` when given."""
+    ``statuses`` when given; with ``hide_superadmins``, none of a superadmin's."""
+    query, params = list_query(owner=owner, statuses=statuses, first=first, after=after, domain=domain,
+                               newest_first=newest_first, hide_superadmins=hide_superadmins)
+    return await fetch_all(pool, SessionRow, query, params)
+
+
+def list_query(
+    *, owner: str | None, statuses: Sequence[str] | None, first: int, after: tuple[dt.datetime, str] | None,
+    domain: str | None = None, newest_first: bool = False, hide_superadmins: bool = False,
+) -> tuple[str, list[Any]]:
+    """Returns the SQL and parameters of ``list_sessions`` (for it, and to ``EXPLAIN``)."""
     clauses: list[tuple[str, Any]] = [("owner = %s", owner), ("domain = %s", domain),
-                                      ("status = ANY(%s)", list(statuses) if statuses else None)]
+                                      ("status = ANY(%s)", list(statuses) if statuses else None),
+                                      (f"{OWNER_ROLE} IS DISTINCT FROM %s", _hidden(hide_superadmins))]
     condition, params = _where(clauses)
     beyond, order = ("<", "DESC") if newest_first else (">", "ASC")
     if after is not None:
         condition = f"{condition} AND" if condition else "WHERE"
         condition += f" (created_at, session_id) {beyond} (%s, %s)"
         params.extend(after)
-    return await fetch_all(
-        pool, SessionRow,
-        f"SELECT {_SESSION} FROM sessions {condition} ORDER BY created_at {order}, session_id {order} LIMIT %s",
-        (*params, first + 1),
-    )
+    query = f"SELECT {_SESSION} FROM sessions {condition} ORDER BY created_at {order}, session_id {order} LIMIT %s"
+    return query, [*params, first + 1]
 
 
 async def get_session(pool: AsyncConnectionPool, session_id: str) -> SessionRow | None:
@@ -111,14 +142,16 @@ async def list_agents(pool: AsyncConnectionPool, *, user: tuple[str, str] | None
 async def list_events(
     pool: AsyncConnectionPool, *, owner: str | None, aggregate_id: str | None, since: dt.datetime | None,
     until: dt.datetime | None, after: int | None, first: int, domain: str | None = None,
-    before: int | None = None, newest_first: bool = False,
+    before: int | None = None, newest_first: bool = False, hide_superadmins: bool = False,
 ) -> list[EventLogRow]:
     """Returns up to ``first`` events of the log in position order (descending with ``newest_first``)
     between the positions ``after`` and ``before``; with ``owner`` (or ``domain``), only the events of
-    its sessions (of the domain's sessions)."""
+    its sessions (of the domain's sessions); with ``hide_superadmins``, only those of sessions and none
+    of a superadmin's."""
+    sessions, of_sessions = _where([("owner = %s", owner), ("domain = %s", domain),
+                                    (f"{OWNER_ROLE} IS DISTINCT FROM %s", _hidden(hide_superadmins))])
     condition, params = _where([
-        ("aggregate_id IN (SELECT session_id FROM sessions WHERE owner = %s)", owner),
-        ("aggregate_id IN (SELECT session_id FROM sessions WHERE domain = %s)", domain),
+        (f"aggregate_id IN (SELECT session_id FROM sessions {sessions})", tuple(of_sessions) if sessions else None),
         ("aggregate_id = %s", aggregate_id), ("occurred_at >= %s", since), ("occurred_at < %s", until),
         ("position > %s", after), ("position < %s", before),
     ])

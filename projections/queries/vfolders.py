@@ -1,6 +1,8 @@
 """Reads of the folder read models (``projections/vfolders.py``) within a ``FolderScope``: the
 folders a reader may see are its own user folders, those shared with it, its projects' folders,
-and, for an admin, every folder of its domain (a superadmin: all).
+and, for an admin, every folder of its domain but a superadmin's personal folders (no admin reaches
+a superadmin's: ``domain.vfolder.access.toward``); a superadmin sees all. Each row carries its
+owner's role (``owner_role``: ``users`` joined by its primary key) for the reader's access rules.
 
 Served by ``vfolders_owner``, ``vfolders_domain``, ``vfolders_scope``, ``vfolder_shares_user``
 and ``vfolder_invitations_invitee``; every list is bounded by ``limit``.
@@ -13,6 +15,7 @@ from typing import Any
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
+from contracts.tenancy import Role
 from projections.queries.fetch import columns, fetch_all
 from projections.queries.rows import StorageUsageRow, VFolderInvitationRow, VFolderRow, VFolderShareRow
 
@@ -34,22 +37,25 @@ MAX_FOLDERS = 1000
 """The most folders one list returns."""
 
 _LIVE = "f.status NOT IN ('purging', 'purged')"
-_FOLDER_COLUMNS = ", ".join(f"f.{name}" for name in VFolderRow.__struct_fields__ if name != "shared_permission")
+_FOLDER_COLUMNS = ", ".join(f"f.{name}" for name in VFolderRow.__struct_fields__
+                            if name not in ("shared_permission", "owner_role"))
 _SELECT = f"""
-SELECT {_FOLDER_COLUMNS}, s.permission AS shared_permission
+SELECT {_FOLDER_COLUMNS}, s.permission AS shared_permission, o.role AS owner_role
   FROM vfolders f
   LEFT JOIN vfolder_shares s ON s.folder_id = f.folder_id AND s.user_name = %(user)s
+  LEFT JOIN users o ON f.owner_kind = 'user' AND o.name = f.owner
 """
-_VISIBLE = """(%(everything)s
+_VISIBLE = f"""(%(everything)s
         OR (f.owner_kind = 'user' AND f.owner = %(user)s)
         OR s.user_name IS NOT NULL
         OR (f.owner_kind = 'project' AND f.owner = ANY(%(projects)s) AND f.domain = %(own_domain)s)
-        OR f.domain = %(managed)s)"""
+        OR (f.domain = %(managed)s AND o.role IS DISTINCT FROM '{Role.SUPERADMIN.value}'))"""
 
 
 class FolderScope(msgspec.Struct, frozen=True, kw_only=True):
     """Who reads: a user, its domain and projects; ``managed`` the domain it administers (None:
-    none); ``everything`` for a superadmin."""
+    none), whose superadmins' personal folders it does not see unless shared with it; ``everything``
+    for a superadmin."""
 
     user: str
     domain: str

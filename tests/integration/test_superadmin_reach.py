@@ -7,6 +7,9 @@ purge, share (with herself or anyone), set the quota of, download from or follow
 folders: each is NOT_FOUND (they are not hers to see) and records nothing. Managing a user's personal
 folder gives an admin no permission on it (``domain.vfolder.access``): she may share it with others, but
 neither share it with nor invite herself (FORBIDDEN).
+Nor does she read them: the superadmin's sessions are missing from her ``sessions``, ``session`` (by id, name
+or prefix) and ``events``, its personal folders from her ``vfolders`` and ``vfolder`` (one shared with her she
+sees as any user: her own permission, no shares), and its quota scope is NOT_FOUND in her ``storageUsage``.
 The superadmin keeps its full reach, and the admin keeps hers over the domain's users.
 """
 
@@ -55,6 +58,11 @@ SHOW = f"query({F}) {{ vfolder(folder: $f) {{ id }} }}"
 PURGE = f"mutation({F}) {{ purgeVFolder(folder: $f) {{ id }} }}"
 FOLDER_EVENTS = f"subscription({F}) {{ vfolderEvents(folder: $f) {{ type }} }}"
 STREAM_WAIT = 20.0
+SESSIONS = "query { sessions(first: 500) { edges { id name } } }"
+SESSION = "query($id: String!) { session(id: $id) { id } }"
+EVENTS = "query($id: String) { events(aggregateId: $id, first: 500) { aggregateId } }"
+FOLDERS = "query { vfolders { id myPermission shares { user } } }"
+USAGE_OF = "query($s: [String!]) { storageUsage(scopes: $s) { quotaScope } }"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -63,8 +71,8 @@ async def world(pg_admin_dsn: str, nats_url: str) -> AsyncIterator[World]:
         yield built
 
 
-async def _superadmin_session(world: World) -> str:
-    session = (await world.clients["superadmin"].execute(CREATE, {"input": {}}))["createSession"]["sessionId"]
+async def _superadmin_session(world: World, **spec: str) -> str:
+    session = (await world.clients["superadmin"].execute(CREATE, {"input": spec}))["createSession"]["sessionId"]
     await world.settle()
     return session
 
@@ -165,3 +173,59 @@ async def test_the_superadmin_and_the_admin_keep_their_reach_over_folders(world:
     shown = await world.clients["admin"].execute(SHOW, {"f": users})
     assert shown["vfolder"]["id"] == users
     await world.clients["admin"].execute(FOLDER_ACTS["trashVFolder"][0], {"f": users})
+
+
+async def _listed(client: BerthClient) -> set[str]:
+    return {edge["id"] for edge in (await client.execute(SESSIONS))["sessions"]["edges"]}
+
+
+async def _events_of(client: BerthClient, session: str | None) -> set[str]:
+    return {event["aggregateId"] for event in (await client.execute(EVENTS, {"id": session}))["events"]}
+
+
+async def test_a_domain_admin_does_not_list_a_superadmins_sessions_or_their_events(world: World) -> None:
+    superadmins = await _superadmin_session(world, name=world.fresh("su-secret"))
+    users = await world.owner_session()
+    await world.settle()
+    admin, superadmin = world.clients["admin"], world.clients["superadmin"]
+    assert users in await _listed(admin) and superadmins not in await _listed(admin)
+    assert await _events_of(admin, superadmins) == set()
+    assert superadmins not in await _events_of(admin, None) and users in await _events_of(admin, users)
+    assert {users, superadmins} <= await _listed(superadmin) and superadmins in await _events_of(superadmin, None)
+
+
+async def test_a_domain_admin_does_not_find_a_superadmins_session_by_reference(world: World) -> None:
+    name = world.fresh("su-named")
+    superadmins = await _superadmin_session(world, name=name)
+    await world.settle()
+    for ref in (superadmins, name, superadmins[:12]):
+        assert (await world.clients["admin"].execute(SESSION, {"id": ref}))["session"] is None, ref
+        assert (await world.clients["superadmin"].execute(SESSION, {"id": ref}))["session"]["id"] == superadmins
+    denied = await refused(world.clients["admin"], SESSION_ACTS["terminateSession"], {"id": name})
+    assert denied.code == "NOT_FOUND", denied.message
+    assert (await world.clients["admin"].execute(SESSION, {"id": world.session_id}))["session"] is not None
+
+
+async def test_a_domain_admin_does_not_list_or_show_a_superadmins_folders(world: World) -> None:
+    superadmins = seed_folder(world.dsn, world.fresh("su"), owner="admin")
+    shared = seed_folder(world.dsn, world.fresh("su"), owner="admin", shares={"dana": "ro", "bob": "rw"})
+    users = seed_folder(world.dsn, world.fresh("al"), shares={"bob": "ro"})
+    own = seed_folder(world.dsn, world.fresh("da"), owner="dana")
+    await world.settle()
+    listed = {f["id"]: f for f in (await world.clients["admin"].execute(FOLDERS))["vfolders"]}
+    assert superadmins not in listed and {users, own, shared} <= set(listed)
+    assert listed[shared]["myPermission"] == "ro" and listed[shared]["shares"] == [], listed[shared]
+    assert listed[users]["shares"] == [{"user": "bob"}]
+    assert (await refused(world.clients["admin"], SHOW, {"f": superadmins})).code == "NOT_FOUND"
+    everything = {f["id"] for f in (await world.clients["superadmin"].execute(FOLDERS))["vfolders"]}
+    assert {superadmins, shared, users, own} <= everything
+
+
+async def test_a_domain_admin_does_not_read_a_superadmins_storage_usage(world: World) -> None:
+    admin = world.clients["admin"]
+    denied = await refused(admin, USAGE_OF, {"s": ["user:admin"]})
+    assert denied.code == "NOT_FOUND", denied.message
+    usage = (await admin.execute(USAGE_OF, {"s": ["user:alice", "user:dana"]}))["storageUsage"]
+    assert [u["quotaScope"] for u in usage] == ["user:alice", "user:dana"]
+    usage = (await world.clients["superadmin"].execute(USAGE_OF, {"s": ["user:admin"]}))["storageUsage"]
+    assert [u["quotaScope"] for u in usage] == ["user:admin"]

@@ -55,7 +55,7 @@ async def _with_kernels(info: Info, rows: list[SessionRow]) -> list[Session]:
 @strawberry.type
 class Query:
     @strawberry.field(description="Sessions, oldest first (newest first with `newestFirst`). Users see their own, "
-                      "admins their domain's, superadmins all (or `owner`'s).")
+                      "admins their domain's but a superadmin's, superadmins all (or `owner`'s).")
     async def sessions(
         self, info: Info, status: list[str] | None = None, owner: str | None = None, first: int | None = 50,
         after: Annotated[str | None, strawberry.argument(description="endCursor of the previous page.")] = None,
@@ -73,10 +73,10 @@ class Query:
             if owner is not None and owner != scope["owner"]:
                 return SessionPage(edges=[], end_cursor=None, has_next_page=False)
             owner = scope["owner"]
-        domain = scope["domain"]
         await await_position(info, after_position)
         rows = await rm.list_sessions(info.context.resources.pool, owner=owner, statuses=statuses, first=first,
-                                      after=cursor, domain=domain, newest_first=newest_first)
+                                      after=cursor, domain=scope["domain"], newest_first=newest_first,
+                                      hide_superadmins=scope["hide_superadmins"])
         page, more = rows[:first], len(rows) > first
         end = rm.encode_cursor(page[-1].created_at, page[-1].session_id) if page else None
         return SessionPage(edges=await _with_kernels(info, page), end_cursor=end, has_next_page=more)
@@ -105,7 +105,8 @@ class Query:
         return [Agent.from_row(row, with_host=False) for row in rows]
 
     @strawberry.field(description="The event log in position order (newest first with `newestFirst`). Users see only "
-                      "their sessions' events, admins those of their domain's sessions, superadmins every event.")
+                      "their sessions' events, admins those of their domain's sessions but a superadmin's, superadmins "
+                      "every event.")
     async def events(
         self, info: Info, aggregate_id: str | None = None, since: dt.datetime | None = None,
         until: dt.datetime | None = None, first: int | None = 100,

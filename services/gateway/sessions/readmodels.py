@@ -53,11 +53,13 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 async def list_sessions(
     pool: AsyncConnectionPool, *, owner: str | None, statuses: Sequence[str] | None,
     first: int, after: tuple[dt.datetime, str] | None, domain: str | None = None, newest_first: bool = False,
+    hide_superadmins: bool = False,
 ) -> list[SessionRow]:
     """Returns up to ``first + 1`` sessions in (created_at, session_id) order (descending with
-    ``newest_first``) after the cursor key, only ``owner``'s and only ``domain``'s when given."""
+    ``newest_first``) after the cursor key, only ``owner``'s and only ``domain``'s when given, none of
+    a superadmin's with ``hide_superadmins``."""
     return await read(q.list_sessions, pool, owner=owner, statuses=statuses, first=first, after=after, domain=domain,
-                      newest_first=newest_first)
+                      newest_first=newest_first, hide_superadmins=hide_superadmins)
 
 
 async def lost_agents(pool: AsyncConnectionPool, agent_ids: Sequence[str]) -> dict[str, dt.datetime]:
@@ -70,13 +72,16 @@ async def get_session(pool: AsyncConnectionPool, session_id: str) -> SessionRow 
     return await read(q.get_session, pool, session_id)
 
 
-async def match_sessions(pool: AsyncConnectionPool, ref: str, *, owner: str | None, domain: str | None) -> list[dict[str, Any]]:
+async def match_sessions(pool: AsyncConnectionPool, ref: str, *, owner: str | None, domain: str | None,
+                         hide_superadmins: bool = False) -> list[dict[str, Any]]:
     """Returns the session rows a reference may mean (``projections.session_refs.match_sessions``),
-    only ``owner``'s and ``domain``'s when given; UNAVAILABLE when the read models do not exist yet."""
+    only ``owner``'s and ``domain``'s when given, none of a superadmin's with ``hide_superadmins``;
+    UNAVAILABLE when the read models do not exist yet."""
 
     async def match() -> list[dict[str, Any]]:
         async with pool.connection() as conn:
-            return await session_refs.match_sessions(conn, ref, owner=owner, domain=domain)
+            return await session_refs.match_sessions(conn, ref, owner=owner, domain=domain,
+                                                     hide_superadmins=hide_superadmins)
 
     return await read(match)
 
@@ -94,13 +99,14 @@ async def list_agents(pool: AsyncConnectionPool, *, user: tuple[str, str] | None
 async def list_events(
     pool: AsyncConnectionPool, *, owner: str | None, aggregate_id: str | None, since: dt.datetime | None,
     until: dt.datetime | None, after: int | None, first: int, domain: str | None = None,
-    before: int | None = None, newest_first: bool = False,
+    before: int | None = None, newest_first: bool = False, hide_superadmins: bool = False,
 ) -> list[EventLogRow]:
     """Returns up to ``first`` events of the log in position order (descending with ``newest_first``)
     between ``after`` and ``before``; with ``owner`` (or ``domain``), only the events of its sessions
-    (of the domain's sessions)."""
+    (of the domain's sessions), none of a superadmin's sessions with ``hide_superadmins``."""
     return await read(q.list_events, pool, owner=owner, aggregate_id=aggregate_id, since=since, until=until,
-                      after=after, first=first, domain=domain, before=before, newest_first=newest_first)
+                      after=after, first=first, domain=domain, before=before, newest_first=newest_first,
+                      hide_superadmins=hide_superadmins)
 
 
 async def pending_of(pool: AsyncConnectionPool, owner: str) -> tuple[int, list[dict[str, Any]]]:

@@ -1,6 +1,7 @@
 """Session references: every argument of the API that names a session takes its id, a unique id
 prefix (at least 4 characters) or its name, resolved here, once per request, within what the
-caller may see (a user: its own sessions; an admin: its domain's; a superadmin: all).
+caller may see (a user: its own sessions; an admin: its domain's but a superadmin's; a superadmin:
+all: ``ownership.session_scope``).
 
 The rule (also in the README):
 

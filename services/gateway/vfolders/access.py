@@ -15,12 +15,13 @@ from typing import Callable, TypeVar
 
 from contracts.limits import Text
 from contracts.subjects import SubjectError
+from contracts.tenancy import Role
 from contracts.vfolder import (
     MAX_FOLDER_NAME_CHARS, MAX_PATH_BYTES, FolderPathError, OwnerKind, UsageMode, VFolderPermission, VFolderStatus,
     check_folder_name, is_folder_id,
 )
 from domain.errors import DomainError
-from domain.vfolder.access import Actor, may_manage, permission_of
+from domain.vfolder.access import Actor, may_manage, permission_of, toward
 from domain.vfolder.state import VFolderState
 from projections.queries import vfolders as q
 from projections.queries.rows import VFolderRow
@@ -58,7 +59,8 @@ async def acting(info: Info) -> Actor:
 
 
 def folder_scope(actor: Actor) -> q.FolderScope:
-    """Returns what the actor sees of the folder read models."""
+    """Returns what the actor sees of the folder read models (an admin: its domain's folders but its
+    superadmins' personal ones, as ``VFolders.facing`` on the write side)."""
     managed = actor.domain if actor.manages(actor.domain) else None
     return q.FolderScope(user=actor.user, domain=actor.domain, projects=sorted(actor.projects), managed=managed,
                          everything=actor.is_superadmin)
@@ -109,7 +111,10 @@ def state_of_row(row: VFolderRow, actor: Actor) -> VFolderState:
 
 
 def row_access(row: VFolderRow, actor: Actor) -> tuple[str | None, bool]:
-    """Returns the reader's own permission on a folder row (None: none) and whether it manages it."""
+    """Returns the reader's own permission on a folder row (None: none) and whether it manages it, as
+    it stands toward the folder (``toward``, given the row's ``owner_role``: a domain admin does not
+    manage a superadmin's personal folder shared with it)."""
     state = state_of_row(row, actor)
+    actor = toward(state, actor, Role(row.owner_role) if row.owner_role else None)
     own = permission_of(state, actor)
     return (own.value if own is not None else None), may_manage(state, actor)

@@ -7,8 +7,9 @@ import strawberry
 
 from contracts.limits import Many, Text
 from contracts.subjects import SubjectError, check_token
-from contracts.tenancy import project_id, user_id
+from contracts.tenancy import Role, project_id, user_id
 from contracts.vfolder import quota_scope_of
+from domain.tenancy import UserState
 from domain.vfolder.access import Actor
 from projections.queries import vfolders as q
 from projections.queries.rows import VFolderRow
@@ -44,18 +45,22 @@ def is_token(name: str) -> bool:
 
 
 async def _manages_scope(info: Info, actor: Actor, kind: str, name: str) -> bool:
-    """Returns True when the actor administers the domain of the scope's user or project."""
+    """Returns True when the actor administers the domain of the scope's user or project, and the
+    user is no superadmin (no admin reaches a superadmin's folders: ``domain.vfolder.access.toward``)."""
     if actor.is_superadmin:
         return True
     resources = info.context.resources
     state = await resources.call(resources.tenancy.get, user_id(name) if kind == "user" else project_id(name))
+    if isinstance(state, UserState) and state.role is Role.SUPERADMIN:
+        return False
     return state is not None and actor.manages(getattr(state, "domain", ""))
 
 
 @strawberry.type
 class VFolderQuery:
     @strawberry.field(description="The folders you see: your own, shared with you, your projects' (an admin: its "
-                      "domain's; a superadmin: all). Live ones (trashed included) unless includePurged; at most 1000.")
+                      "domain's but a superadmin's personal ones; a superadmin: all). Live ones (trashed included) "
+                      "unless includePurged; at most 1000.")
     async def vfolders(self, info: Info, status: str | None = None, include_purged: bool = False,
                        owner_kind: str | None = None, after_position: AfterPosition = None) -> list[VFolder]:
         if status is not None:
@@ -93,7 +98,8 @@ class VFolderQuery:
         return [VFolderInvitation.from_row(row) for row in rows]
 
     @strawberry.field(description="Storage per quota scope: yours and your projects' (an admin may name any scope "
-                      "of its domain's users and projects in `scopes`, as user:<name> or project:<name>).")
+                      "of its domain's users but a superadmin and of its projects in `scopes`, as user:<name> or "
+                      "project:<name>).")
     async def storage_usage(self, info: Info, scopes: list[str] | None = None,
                             after_position: AfterPosition = None) -> list[StorageUsage]:
         if scopes is not None:
