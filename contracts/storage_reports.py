@@ -8,12 +8,18 @@ into vfolder events (``contracts.vfolder``), idempotently.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import msgspec
+
+from contracts.reports import MAX_ID_CHARS, MAX_REPORTED_DETAIL_CHARS
+from contracts.vfolder import MAX_PATH_BYTES
 
 __all__ = [
     "ALL_STORAGE_REPORTS",
     "AnyStorageReport",
+    "MAX_DELETED_PATHS",
+    "MAX_REPORT_ID_CHARS",
     "DirectoryCreatedReport",
     "FileMovedReport",
     "FileUploadedReport",
@@ -28,13 +34,29 @@ __all__ = [
 ]
 
 
+# Every string and list of a report is bounded, generously for what the storage service sends (as
+# ``contracts.reports`` bounds the agents'), so that an oversized one is refused when it is decoded (dead-lettered
+# alone) instead of being carried into folder events and read models: a path over ``MAX_PATH_BYTES``, which no
+# folder can hold, or a list of a million deleted paths.
+MAX_REPORT_ID_CHARS = 3 * MAX_ID_CHARS
+"""The longest report id: a UUID, or ``<volume>:<folder id>:<step>``."""
+MAX_DELETED_PATHS = 1024
+"""The most paths one ``FilesDeletedReport`` names (the storage service names the one path it removed)."""
+MAX_SHA256_CHARS = 64
+"""A SHA-256 in hex."""
+
+Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
+Path = Annotated[str, msgspec.Meta(max_length=MAX_PATH_BYTES)]  # characters: never more than its UTF-8 bytes
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class StorageReport(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """A fact the storage service observed on one of its volumes. ``report_id`` is unique per
     fact (sent as ``Nats-Msg-Id``; the same fact sent again carries the same id)."""
 
-    report_id: str
-    volume: str
-    folder_id: str
+    report_id: Annotated[str, msgspec.Meta(max_length=MAX_REPORT_ID_CHARS)]
+    volume: Id
+    folder_id: Id
     observed_at: dt.datetime
 
     @classmethod
@@ -47,7 +69,7 @@ class FolderProvisionedReport(StorageReport, frozen=True, kw_only=True, tag="fol
 
 
 class FolderProvisionFailedReport(StorageReport, frozen=True, kw_only=True, tag="folder_provision_failed"):
-    reason: str
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REPORTED_DETAIL_CHARS)]
 
 
 class FolderPurgedReport(StorageReport, frozen=True, kw_only=True, tag="folder_purged"):
@@ -55,31 +77,31 @@ class FolderPurgedReport(StorageReport, frozen=True, kw_only=True, tag="folder_p
 
 
 class FileUploadedReport(StorageReport, frozen=True, kw_only=True, tag="file_uploaded"):
-    path: str
-    size: int
-    sha256: str
-    by: str
+    path: Path
+    size: Count
+    sha256: Annotated[str, msgspec.Meta(max_length=MAX_SHA256_CHARS)]
+    by: Id
 
 
 class FilesDeletedReport(StorageReport, frozen=True, kw_only=True, tag="files_deleted"):
-    paths: list[str]
-    by: str
+    paths: Annotated[list[Path], msgspec.Meta(max_length=MAX_DELETED_PATHS)]
+    by: Id
 
 
 class FileMovedReport(StorageReport, frozen=True, kw_only=True, tag="file_moved"):
-    src: str
-    dst: str
-    by: str
+    src: Path
+    dst: Path
+    by: Id
 
 
 class DirectoryCreatedReport(StorageReport, frozen=True, kw_only=True, tag="directory_created"):
-    path: str
-    by: str
+    path: Path
+    by: Id
 
 
 class UsageMeasuredReport(StorageReport, frozen=True, kw_only=True, tag="usage_measured"):
-    bytes: int
-    files: int
+    bytes: Count
+    files: Count
 
 
 ALL_STORAGE_REPORTS: tuple[type[StorageReport], ...] = (

@@ -34,6 +34,7 @@ from services.agent.kernels import KernelLifecycle
 from services.agent.reconcile import Reconciler, reconcile_periodically
 from services.agent.reporting import Reporter
 from services.common.bus import credentials_identity, existing_heartbeat_bucket
+from services.common.bus_closed import stop_broker
 from services.common.bus_identities import ADMIN, agent_identity
 from services.common.flow import consume, follow, open_broker
 from services.common.settings import Settings
@@ -121,7 +122,8 @@ async def until_consumed(consuming: asyncio.Task[None], background: list[asyncio
 
 async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBackend | None = None) -> None:
     """Runs the agent ``settings.agent_id`` until ``stop`` is set. A given ``backend`` is used
-    as is and left open; otherwise one is built from the settings and closed at the end."""
+    as is and left open; otherwise one is built from the settings and closed at the end. Raises
+    ``bus_closed.BusClosedError`` once its connection is closed for good, so that its supervisor starts it again."""
     agent_id = check_token(settings.agent_id, "agent id")
     allocator = await DeviceAllocator.from_plugins(build_plugins(settings.agent_accelerators))
     capacity = resolve_capacity(settings.agent_capacity, allocator.capacity(),
@@ -181,6 +183,6 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        await broker.stop()
+        await stop_broker(broker)  # a connection closed for good: its BusClosedError, not faststream's, is raised
         if owned:
             await backend.close()

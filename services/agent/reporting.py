@@ -1,4 +1,10 @@
-"""Publishes the agent's reports to the REPORTS work queue, deduplicated by message id."""
+"""Publishes the agent's reports to the REPORTS work queue, deduplicated by message id.
+
+A report the stream refuses for lack of room (``bus.REPORTS_MAX_PER_SUBJECT`` reports of its kind waiting on this
+agent's subject, or ``bus.REPORTS_MAX_BYTES`` in all: the controller lags) raises ``transient.UnavailableError``
+(NATS), as NATS away does: the agent's consumer tries the event again in place, with backoff, its delivery count
+untouched, until the stream takes the report (its message id keeps it stored once); it is never dropped nor
+dead-lettered for it. Progress reports are skipped (best effort); the reconciliation tries again at its next pass."""
 
 from __future__ import annotations
 
@@ -9,9 +15,11 @@ from nats.js import JetStreamContext
 from nats.js.api import Header
 
 from contracts.reports import Report, encode_report
-from contracts.subjects import report_subject
+from contracts.subjects import REPORTS_STREAM, report_subject
+from services.common.bus import refused_for_room
+from services.common.transient import NATS, UnavailableError
 
-__all__ = ["ACK_TIMEOUT", "Reporter", "settled", "stored"]
+__all__ = ["ACK_TIMEOUT", "Reporter", "no_room", "settled", "stored"]
 
 ACK_TIMEOUT = 5.0
 """Seconds the stream has to acknowledge a report posted without waiting (``Reporter.post``)."""
@@ -27,12 +35,17 @@ class Reporter:
     async def send(self, report: Report, msg_id: str) -> None:
         """Publishes ``report`` and waits for the stream's ack. The same ``msg_id`` sent again
         within the stream's duplicate window is stored once, so a redelivered assignment
-        never duplicates a report."""
-        await self._js.publish(
-            report_subject(self.agent_id, report.type_name()),
-            encode_report(report),
-            headers={Header.MSG_ID.value: msg_id},
-        )
+        never duplicates a report. ``UnavailableError`` when the stream has no room for it now."""
+        try:
+            await self._js.publish(
+                report_subject(self.agent_id, report.type_name()),
+                encode_report(report),
+                headers={Header.MSG_ID.value: msg_id},
+            )
+        except Exception as exc:
+            if refused_for_room(exc):
+                raise no_room(exc) from exc
+            raise
 
     async def send_kernel(self, report: Report, kernel_id: str) -> None:
         """Publishes a kernel report with the id ``<agent>:<kernel>:<type>``: one per kernel and step."""
@@ -60,8 +73,17 @@ async def stored(acks: list[Awaitable[object]], timeout: float = ACK_TIMEOUT) ->
         return
     outcomes = await asyncio.wait_for(asyncio.gather(*acks, return_exceptions=True), timeout)
     for outcome in outcomes:
+        if isinstance(outcome, BaseException) and refused_for_room(outcome):
+            raise no_room(outcome) from outcome
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+def no_room(error: BaseException) -> UnavailableError:
+    """Returns the ``UnavailableError`` of NATS that the stream's refusal ``error`` of a report for lack of room
+    (``bus.refused_for_room``) is raised as: waited out like an outage, never a failure of the report's kernel."""
+    return UnavailableError(NATS, f"{REPORTS_STREAM} has no room for this agent's report now ({error}): the "
+                                  "controller has not taken the reports waiting; sent again later")
 
 
 async def settled(acks: list[Awaitable[object]], timeout: float = ACK_TIMEOUT) -> None:

@@ -29,9 +29,10 @@ from services.common.bus_outages import OutageLog
 from services.common.transient import NATS, backoff, unavailable_dependency
 
 __all__ = ["CREDENTIALS_ENV", "DEADLETTER_MAX_BYTES", "DEADLETTER_MAX_MSG_SIZE", "DEADLETTER_MAX_PER_CONSUMER",
-           "HEARTBEAT_MAX_BYTES", "REPLICAS_ENV", "REPORTS_MAX_MSG_SIZE", "closed_for_good", "connect",
-           "connect_options", "credentials_identity", "dead_letter", "dead_letter_body", "ensure_streams",
-           "existing_heartbeat_bucket", "heartbeat_bucket", "stream_replicas"]
+           "HEARTBEAT_MAX_BYTES", "REPLICAS_ENV", "REPORTS_MAX_BYTES", "REPORTS_MAX_MSG_SIZE",
+           "REPORTS_MAX_PER_SUBJECT", "closed_for_good", "connect", "connect_options", "credentials_identity",
+           "dead_letter", "dead_letter_body", "ensure_streams", "existing_heartbeat_bucket", "heartbeat_bucket",
+           "refused_for_room", "stream_replicas"]
 
 CREDENTIALS_ENV = "BERTH_NATS_CREDS"
 """The credential (``.creds`` file) a process connects with when it is given none explicitly."""
@@ -42,6 +43,15 @@ REPORTS_MAX_MSG_SIZE = 64 * 1024
 """The largest message (payload and headers) the ``REPORTS`` stream takes; the server refuses a larger one at
 publish. A legitimate report is far smaller, every string of it bounded (``contracts.reports``: at most about
 50 KB, a detail of ``MAX_REPORTED_DETAIL_CHARS`` control characters each escaped in six bytes)."""
+REPORTS_MAX_BYTES = 1024**3
+"""The most bytes ``REPORTS`` holds (reports not yet taken by the controller). Past it new reports are refused, never
+old ones discarded: a report is work (a kernel running, exited). Before, nothing bounded it: an agent publishing on
+its own report subjects as fast as it could, or the controller away, grew it until JetStream's disk was full."""
+REPORTS_MAX_PER_SUBJECT = 1000
+"""The most reports one subject (``rp.agent.<id>.<type>``: one agent, one kind of report) holds; past it that
+subject's new reports are refused, others' still taken. With ``REPORTS_MAX_MSG_SIZE`` a subject holds at most 64 MiB.
+An agent whose report is refused waits, as for NATS away, and sends it again (``services.agent.reporting``): nothing
+is lost, its kernels' next steps wait until the controller has taken some."""
 HEARTBEAT_MAX_BYTES = 512 * 1024
 """The largest heartbeat the agents' bucket takes (its ``max_value_size``: the server refuses a larger put), so that
 the controller decodes at most this much per beat, not ``max_payload`` (8 MB with nats.conf: 0.4 s of CPU for a
@@ -62,7 +72,7 @@ DEADLETTER_MAX_MSG_SIZE = MAX_EVENT_BYTES + 64 * 1024
 beginning (``dead_letter_body``), as one over ``max_payload`` does."""
 _STREAM_STORE_FAILED = 10077
 """JetStream's error code when a stream does not store a message; with "maximum ..." in its description, one of its
-limits refused it (discard new)."""
+limits refused it (discard new: ``refused_for_room``)."""
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """NATS' default ``max_payload``: what a connection assumes before the server said otherwise."""
 HEADER_SLACK = 64
@@ -85,6 +95,10 @@ STREAMS = (
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         duplicate_window=120.0,
+        discard=DiscardPolicy.NEW,
+        discard_new_per_subject=True,
+        max_bytes=REPORTS_MAX_BYTES,
+        max_msgs_per_subject=REPORTS_MAX_PER_SUBJECT,
         max_msg_size=REPORTS_MAX_MSG_SIZE,
     ),
     StreamConfig(
@@ -165,23 +179,23 @@ async def _ensure_streams(js: JetStreamContext) -> None:
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
-            if config.name == s.DEADLETTER_STREAM:
-                config = await _keeping_dead_letters(js, config)
+            if config.max_msgs_per_subject:
+                config = await _keeping_held(js, config)
             await js.update_stream(config)
     await heartbeat_bucket(js)
 
 
-async def _keeping_dead_letters(js: JetStreamContext, config: StreamConfig) -> StreamConfig:
-    """Returns ``config`` (``DEADLETTER``'s) with its per-subject limit raised to the most letters one subject holds
-    now: the server enforces a lowered per-subject limit by deleting that subject's oldest messages, whatever the
-    discard policy (a stream of an older version, unbounded, would lose its oldest letters)."""
-    info = await js.stream_info(config.name, subjects_filter=s.DEADLETTER_SUBJECTS[0])
+async def _keeping_held(js: JetStreamContext, config: StreamConfig) -> StreamConfig:
+    """Returns ``config`` (``DEADLETTER``'s, ``REPORTS``') with its per-subject limit raised to the most messages one
+    subject holds now: the server enforces a lowered per-subject limit by deleting that subject's oldest messages,
+    whatever the discard policy (a stream of an older version, unbounded, would lose its oldest dead letters or
+    reports not yet handled). Its other limits, with discard new, delete nothing."""
+    info = await js.stream_info(config.name, subjects_filter=">")
     held = max((info.state.subjects or {}).values(), default=0)
     if held <= (config.max_msgs_per_subject or 0):
         return config
-    log.warning("%s holds %d dead letters on one subject, more than the %d a subject takes: all are kept, and that "
-                "subject takes no new one until fewer are left (berth dlq)", config.name, held,
-                config.max_msgs_per_subject)
+    log.warning("%s holds %d messages on one subject, more than the %d a subject takes: all are kept, and that "
+                "subject takes no new one until fewer are left", config.name, held, config.max_msgs_per_subject)
     return dataclasses.replace(config, max_msgs_per_subject=held)
 
 
@@ -228,13 +242,21 @@ async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: b
     try:
         await js.publish(s.dead_letter_subject(consumer), body, headers=headers)
     except nats.js.errors.APIError as exc:
-        if exc.err_code != _STREAM_STORE_FAILED or "maximum" not in str(exc.description):
+        if not refused_for_room(exc):
             raise
         log.error("%s refused the dead letter (%s) of a message on %s for %s: the message (%d bytes, SHA-256 %s) is "
                   "dropped; the letters held are kept: work through them (berth dlq) to make room", s.DEADLETTER_STREAM,
                   exc.description, subject, consumer, len(data), hashlib.sha256(data).hexdigest())
         return False
     return True
+
+
+def refused_for_room(error: BaseException) -> bool:
+    """Whether ``error`` is a stream's refusal of a message for lack of room: one of its limits (bytes, messages,
+    messages per subject) reached, with discard new. Sent again once the stream's consumers took some, it is stored;
+    a message over ``max_msg_size`` is refused otherwise (another error code), for good."""
+    return (isinstance(error, nats.js.errors.APIError) and error.err_code == _STREAM_STORE_FAILED
+            and "maximum" in str(error.description))
 
 
 def dead_letter_body(data: bytes, headers: dict[str, str], max_payload: int) -> tuple[bytes, dict[str, str]]:

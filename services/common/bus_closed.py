@@ -9,9 +9,12 @@ no retry can succeed. How a consumer learns it depends on its kind:
 * a **push** subscription (an ordered follow, ``flow.follow``; the projector's feed) hears nothing: nats-py ends
   its deliveries silently. Its process waited for ever, looking healthy, and was never started again. It looks
   at the connection every ``CLOSED_CHECK`` seconds instead (``follow_until``), or whenever it found nothing to do
-  (``check_open``).
+  (``check_open``);
+* a process that **serves** with the connection (the gateway: subscriptions, requests to agents) fails every use of
+  it from then on while it goes on answering HTTP; it looks at the connection every ``CLOSED_CHECK`` seconds
+  (``watch_until``).
 
-Either way ``BusClosedError`` is raised, logged once; the service then stops its broker with ``stop_broker``
+Either way ``BusClosedError`` is raised, logged once; a service with a broker then stops it with ``stop_broker``
 (faststream's stop raises for every subscriber it cannot unsubscribe and for the drain, hiding that error).
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nats.errors import ConnectionClosedError
@@ -30,7 +34,7 @@ from services.common.waiting import first_of
 if TYPE_CHECKING:  # the projector, which imports this module, runs without faststream
     from faststream.nats import NatsBroker
 
-__all__ = ["BusClosedError", "CLOSED_CHECK", "check_open", "follow_until", "pull_until", "stop_broker"]
+__all__ = ["BusClosedError", "CLOSED_CHECK", "check_open", "follow_until", "pull_until", "stop_broker", "watch_until"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +72,17 @@ async def follow_until(stop: asyncio.Event, js: JetStreamContext, consumer: str,
                        every: float = CLOSED_CHECK) -> None:
     """Returns once ``stop`` is set; raises ``BusClosedError`` when the connection of ``js``, which the push
     subscriptions of ``consumer`` use, is closed for good first (looked at every ``every`` seconds)."""
+    await watch_until(stop, lambda: closed_for_good(js), consumer, every=every)
+
+
+async def watch_until(stop: asyncio.Event, closed: Callable[[], bool], user: str, *,
+                      every: float = CLOSED_CHECK) -> None:
+    """Returns once ``stop`` is set; raises ``BusClosedError`` when ``closed()`` (is the connection ``user`` needs
+    closed for good?) says True first, asked every ``every`` seconds. For a process whose connection is opened
+    later, or by another part (the gateway's, on first use: ``Resources.bus_closed``)."""
     while not stop.is_set():
-        check_open(js, consumer)
+        if closed():
+            raise _closed(user)
         await first_of(stop, timeout=every)
 
 

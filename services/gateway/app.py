@@ -4,7 +4,8 @@ Routes: ``/graphql`` (GraphiQL page on a browser GET, queries and mutations over
 POST, subscriptions over websocket), ``POST /auth/token``, ``/apps/tunnel`` (websocket: a connection to an app
 in a session, ``services.gateway.apps``) and ``GET /healthz`` (503 naming
 the event while the relay is stuck at one NATS refused: nothing after it reaches anyone;
-``degraded`` with the outages the services are waiting out).
+``degraded`` with the outages the services are waiting out; 503 ``bus-closed`` once its NATS connection is closed
+for good).
 """
 
 from __future__ import annotations
@@ -74,11 +75,16 @@ class GatewayApp:
         """Answers 200 ``{"status": "ok"}``, 200 ``{"status": "degraded", "outages": [...]}`` while a
         service waits out PostgreSQL, NATS or Docker (nothing is lost meanwhile), or 503
         ``{"status": "relay-stuck", "relay": ..., "outages": [...]}`` while the relay is stuck (a
-        database the gateway cannot reach yet is not the relay's fault)."""
+        database the gateway cannot reach yet is not the relay's fault); 503 ``{"status": "bus-closed", ...}`` once
+        its NATS connection is closed for good (``Resources.bus_closed``)."""
         try:
             stuck = await asyncio.wait_for(relay_stuck(self.resources.pool), HEALTH_TIMEOUT)
         except Exception:  # noqa: BLE001 - pool not open yet, database unreachable: nothing to report here
             stuck = None
+        if self.resources.bus_closed():  # it ends within a second (``main.run_gateway``): never healthy meanwhile
+            closed = "gateway: its NATS connection is closed for good (nats-py reconnects no more): it ends to restart"
+            await send_json(send, 503, {"status": "bus-closed", "outages": [closed]})
+            return
         try:
             outages = await asyncio.wait_for(service_outages(self.resources), HEALTH_TIMEOUT)
         except TimeoutError:

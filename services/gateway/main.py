@@ -17,6 +17,7 @@ import uvloop
 from nats.aio.client import Client as Nats
 
 from contracts.execution import MAX_EXEC_INPUT
+from services.common.bus_closed import watch_until
 from services.common.entrypoint import run_until_signalled
 from services.common.settings import Settings
 from services.gateway.asgi import DeniedHandshakeFilter
@@ -78,12 +79,15 @@ async def run_gateway(
     Calls ``ready(url)`` with the base URL (``http://host:port``; GraphQL at ``url + "/graphql"``) once
     it accepts connections; ``read_wait`` bounds the wait for ``afterPosition`` (as ``build_app``'s).
     It does not create the admin keypair: the caller does
-    (``ensure_admin_keypair``), so that it can print the new one once.
+    (``ensure_admin_keypair``), so that it can print the new one once. Raises ``bus_closed.BusClosedError`` once
+    its NATS connection is closed for good (``Resources.bus_closed``): subscriptions and requests to agents could
+    never succeed again, so it ends, and its supervisor starts it again.
     """
     app = build_app(settings, nats=nats, read_wait=read_wait)
     sock: socket.socket | None = None
     server: _Server | None = None
     serving: asyncio.Task[None] | None = None
+    watching: asyncio.Task[None] | None = None
     try:
         await app.resources.start()
         sock = _bind(settings.gateway_host, settings.gateway_port)
@@ -105,8 +109,12 @@ async def run_gateway(
         log.info("gateway serving GraphQL at %s%s", url, GRAPHQL_PATH)
         if ready is not None:
             ready(url)
-        await first_of(serving, stop)
+        watching = asyncio.create_task(watch_until(stop, app.resources.bus_closed, "gateway"))
+        await first_of(serving, stop, watching)
     finally:
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         if server is not None and serving is not None:
             server.should_exit = True
             await asyncio.wait({serving}, timeout=15)
@@ -116,9 +124,11 @@ async def run_gateway(
         if sock is not None:
             sock.close()
         await app.aclose()
-    assert serving is not None
+    assert serving is not None and watching is not None
     if not serving.cancelled():
         serving.result()  # re-raises what stopped the server, if anything did
+    if watching.done() and not watching.cancelled():
+        watching.result()  # BusClosedError: its NATS connection closed for good, the process ends to start again
 
 
 def main() -> None:

@@ -204,6 +204,12 @@ class Resources:
                     self._nats = await connect(self.settings.nats_url, "berth-gateway", self.settings.nats_creds or None)
         return self._nats
 
+    def bus_closed(self) -> bool:
+        """Whether the NATS connection, once opened (or handed in), is closed for good: nats-py reconnects no more
+        (after ``close()`` or a protocol error of the server), so every subscription and request to an agent fails
+        from then on; the gateway ends (``main.run_gateway``) and ``/healthz`` says ``bus-closed`` meanwhile."""
+        return self._nats is not None and self._nats.is_closed
+
     async def jetstream(self) -> JetStreamContext:
         """Returns a JetStream context, connecting to ``settings.nats_url`` on first use."""
         return (await self.nats()).jetstream()
