@@ -29,6 +29,7 @@ __all__ = [
     "SCHEDULER_CHECKPOINT_BUCKET",
     "SubjectError",
     "agent_events_filter",
+    "agent_report_subjects",
     "check_token",
     "context_events_filter",
     "dead_letter_consumer",
@@ -39,7 +40,6 @@ __all__ = [
     "is_event_subject",
     "event_type_filter",
     "heartbeat_key_subject",
-    "report_agent_filter",
     "report_filters",
     "report_sender",
     "report_subject",
@@ -172,9 +172,11 @@ def report_subject(agent_id: str, report_type: str) -> str:
     return f"rp.agent.{check_token(agent_id, 'agent id')}.{report_type}"
 
 
-def report_agent_filter(agent_id: str) -> str:
-    """Returns ``rp.agent.<agent_id>.>``: every report of one agent."""
-    return report_subject(agent_id, ">")
+def agent_report_subjects(agent_id: str) -> tuple[str, ...]:
+    """Returns ``rp.agent.<agent_id>.<type>`` of every report type: the subjects one agent may publish
+    its reports on, and no other (with ``rp.agent.<agent_id>.>`` an agent could make up subjects without
+    end, each with its own share of ``REPORTS``' per-subject limit)."""
+    return tuple(report_subject(agent_id, cls.type_name()) for cls in ALL_REPORTS)
 
 
 def heartbeat_key_subject(agent_id: str) -> str:

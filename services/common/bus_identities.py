@@ -24,10 +24,10 @@ from contracts.subjects import (
     REPORTS_SUBJECTS,
     SCHEDULER_CHECKPOINT_BUCKET,
     agent_events_filter,
+    agent_report_subjects,
     check_token,
     dead_letter_subject,
     heartbeat_key_subject,
-    report_agent_filter,
     storage_report_filter,
 )
 from services.common.nats_jwt import Permissions
@@ -100,7 +100,7 @@ def _agent(agent_id: str) -> Permissions:
     consumers = (own, f"{own}-recall")
     return Permissions(
         publish=(
-            report_agent_filter(agent_id),
+            *agent_report_subjects(agent_id),
             heartbeat_key_subject(agent_id),
             f"$JS.API.STREAM.INFO.{_KV_STREAM}",
             "$JS.API.INFO",

@@ -95,7 +95,7 @@ async def test_an_unauthenticated_client_is_refused(nats_url: str) -> None:
 
 async def test_an_agent_cannot_act_as_another_agent(js: JetStreamContext, connect_as) -> None:
     probe = await connect_as(agent_identity(AGENT))
-    report = report_subject(OTHER, "AgentStarted")
+    report = report_subject(OTHER, "agent_started")
     await probe.refused(_publish(report), report)
     await probe.refused(_publish(exec_subject(OTHER)), exec_subject(OTHER))
     kv_key = heartbeat_key_subject(OTHER)
@@ -104,6 +104,18 @@ async def test_an_agent_cannot_act_as_another_agent(js: JetStreamContext, connec
                     f"{inbox_prefix(agent_identity(OTHER))}.x", f"{inbox_prefix('gateway')}.x", "io.agent.*.>"):
         await probe.refused(lambda nc, s=subject: nc.subscribe(s), subject)
     assert (await js.stream_info("REPORTS")).state.messages == 0
+
+
+async def test_an_agent_publishes_reports_only_on_the_subjects_of_report_types(js: JetStreamContext,
+                                                                               connect_as) -> None:
+    """Each subject of REPORTS has its own share of the per-subject limit: an agent allowed
+    ``rp.agent.<id>.>`` could make up subjects without end and fill the stream past its share."""
+    probe = await connect_as(agent_identity(AGENT))
+    for made_up in (report_subject(AGENT, "made-up-0"), f"{report_subject(AGENT, 'agent_started')}.x"):
+        await probe.refused(_publish(made_up), made_up)
+    assert (await js.stream_info("REPORTS")).state.messages == 0
+    ack = await probe.nc.jetstream().publish(report_subject(AGENT, "agent_started"), b"{}")
+    assert ack.stream == "REPORTS"
 
 
 async def test_only_the_relay_publishes_events(connect_as) -> None:
@@ -211,9 +223,9 @@ async def test_an_enrolled_agent_connects_without_a_server_reload_and_a_revoked_
         probe.nc = await nats.connect(**connect_options(server.url, "gpu-7", creds), error_cb=probe.on_error)
         try:
             js = probe.nc.jetstream()
-            ack = await js.publish(report_subject("gpu-7", "AgentStarted"), b"{}")
+            ack = await js.publish(report_subject("gpu-7", "agent_started"), b"{}")
             assert ack.stream == "REPORTS"
-            await probe.refused(_publish(report_subject("gpu-8", "AgentStarted")), report_subject("gpu-8", "AgentStarted"))
+            await probe.refused(_publish(report_subject("gpu-8", "agent_started")), report_subject("gpu-8", "agent_started"))
 
             revoked = CliRunner().invoke(cli, ["admin", "agent", "revoke", "gpu-7", "--data-dir", str(tmp_path / "data")])
             assert revoked.exit_code == 0 and "NATS reloaded" in revoked.output, revoked.output

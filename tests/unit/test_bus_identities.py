@@ -37,7 +37,8 @@ def test_an_agent_publishes_and_subscribes_only_to_its_own_subjects() -> None:
         assert subject in SHARED_BY_AGENTS or "gpu-7" in subject.split(".") or "agent-gpu-7" in subject \
             or subject.startswith(f"{inbox_prefix(agent_identity('gpu-7'))}."), subject
     assert granted.respond
-    for other in ("rp.agent.gpu-8.AgentStarted", "ev.agent.gpu-7.KernelAssigned", "exec.agent.gpu-8",
+    for other in ("rp.agent.gpu-8.agent_started", "rp.agent.gpu-7.made-up", "rp.agent.gpu-7.agent_started.x",
+                  "ev.agent.gpu-7.KernelAssigned", "exec.agent.gpu-8",
                   "$KV.agent_heartbeats.gpu-8", "io.agent.gpu-8.k.r", "$JS.API.CONSUMER.CREATE.EVENTS"):
         assert not any(_covers(p, other) for p in (*granted.publish, *granted.subscribe)), other
 
@@ -74,7 +75,7 @@ def test_a_user_jwt_carries_its_permissions_and_the_account_signature(tmp_path: 
     header, claims, signature = jwt.split(".")
     body = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
     assert body["iss"] == nats_jwt.public_key(account) and body["sub"] == nats_jwt.public_key(user)
-    assert body["nats"]["type"] == "user" and "rp.agent.a.>" in body["nats"]["pub"]["allow"]
+    assert body["nats"]["type"] == "user" and "rp.agent.a.agent_started" in body["nats"]["pub"]["allow"]
     assert body["nats"]["resp"] == {"max": 1, "ttl": 0}
     verifier = nkeys.from_seed(account.encode())
     assert verifier.verify(f"{header}.{claims}".encode(), base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
