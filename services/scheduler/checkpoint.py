@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import zlib
 from typing import Callable
@@ -36,7 +37,7 @@ from services.common.bus import stream_replicas
 from services.common.snapshots import fingerprint
 from services.common.waiting import first_of
 from services.scheduler.checkpoint_chunks import HEAD_KEY, MAX_CHUNKS, ChunkError, read_chunked, write_chunked
-from services.scheduler.snapshot import Snapshot
+from services.scheduler.snapshot import SNAPSHOT_EVENTS, Snapshot
 from services.scheduler.snapshot_state import SnapshotState
 
 __all__ = ["Checkpoint", "Checkpointer", "SCHEMA", "checkpoint_bucket", "decode_checkpoint", "encode_checkpoint",
@@ -51,9 +52,11 @@ CHECK_EVERY = 1.0
 """Seconds between two looks at the follow's position."""
 MAX_DECODED = 1 << 30
 """Bytes a checkpoint may inflate to (a corrupt one never takes more memory)."""
-SCHEMA = fingerprint(SnapshotState)
-"""Changes whenever the shape of the state (or of anything in it) changes: a checkpoint of
-another shape is not decoded, the snapshot is replayed instead."""
+SCHEMA = hashlib.sha256(f"{fingerprint(SnapshotState)}:{','.join(e.type_name() for e in SNAPSHOT_EVENTS)}"
+                        .encode()).hexdigest()[:16]
+"""Changes whenever the shape of the state (or of anything in it) changes, or the events it is made of: a
+checkpoint of another shape, or of a snapshot that skipped events this one applies, is not decoded, the
+snapshot is replayed instead."""
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):

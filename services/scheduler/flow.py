@@ -38,7 +38,7 @@ SNAPSHOT = Subscription(
     routes=dict.fromkeys(SNAPSHOT_EVENTS, SnapshotFeed.apply),
     ignored=(
         session_ev.KernelPreparing, session_ev.KernelProgressed, session_ev.KernelCreating, session_ev.KernelStarted,
-        session_ev.KernelTerminated, session_ev.ExecutionFinished, agent_ev.OrphanContainerDestroyed,
+        session_ev.KernelTerminated, session_ev.ExecutionFinished,
         tenancy.ProjectStorageLimitSet,
     ),
     description="The cluster as the scheduler sees it: pending sessions, agents, quota usage, tenancy limits.",

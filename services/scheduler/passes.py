@@ -185,7 +185,9 @@ class PassRunner:
 
     async def _rebase(self, events: Sequence[Event]) -> bool:
         """Brings the snapshot up to date on the aggregates ``events`` write; False when it could not
-        (the next change, or a timer, runs the pass again)."""
+        (the next change, or a timer, runs the pass again). An aggregate whose missed events the snapshot
+        counts as applied already (a state that skipped one, as an older version's snapshot of an agent that
+        destroyed an orphan container: every pass conflicted on it for ever) is forgotten and reloaded whole."""
         seen: dict[str, int] = {}
         for event in events:
             seen[event.originator_id] = min(seen.get(event.originator_id, event.originator_version),
@@ -193,6 +195,14 @@ class PassRunner:
         known = {aggregate: version - 1 for aggregate, version in seen.items()}
         try:
             missed = await self._catch_up(known)
+            counted = sorted({event.originator_id for event in missed if self._snapshot.knows(event)})
+            if counted:  # counted as applied, yet the write conflicted on them: reload them whole, once
+                log.warning("the scheduler's snapshot counted events of %s that its state does not hold; reloading "
+                            "their history", ", ".join(counted))
+                self._snapshot.forget(counted)
+                reloaded = set(counted)
+                missed = [e for e in missed if e.originator_id not in reloaded]
+                missed += await self._catch_up(dict.fromkeys(counted, 0))
         except Exception:  # noqa: BLE001 - the next pass conflicts again and retries the catch-up
             log.exception("could not catch up after a conflict")
             asyncio.get_running_loop().call_later(RETRY_DELAYS[0], self._wake.set)

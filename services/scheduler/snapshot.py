@@ -45,6 +45,7 @@ SNAPSHOT_EVENTS: tuple[type[Event], ...] = (
     agent_ev.KernelAssigned,
     agent_ev.KernelTerminationRequested,
     agent_ev.KernelReleased,
+    agent_ev.OrphanContainerDestroyed,
     agent_ev.AgentLost,
     agent_ev.AgentRecovered,
     quota_ev.QuotaConsumed,
@@ -193,6 +194,10 @@ class Snapshot:
                 del self._versions[aggregate]
             raise
 
+    def knows(self, event: Event) -> bool:
+        """Returns True when the snapshot counts ``event`` as applied already (``apply`` would skip it)."""
+        return event.originator_version <= self._versions.get(event.originator_id, 0)
+
     def forget(self, aggregate_ids: Iterable[str]) -> None:
         """Drops what the snapshot knows of some aggregates, before reloading them from the store."""
         for aggregate in aggregate_ids:
@@ -252,6 +257,7 @@ class Snapshot:
     @_apply.register(agent_ev.KernelAssigned)
     @_apply.register(agent_ev.KernelTerminationRequested)
     @_apply.register(agent_ev.KernelReleased)
+    @_apply.register(agent_ev.OrphanContainerDestroyed)
     @_apply.register(agent_ev.AgentLost)
     @_apply.register(agent_ev.AgentRecovered)
     def _(self, event: Event) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 from typing import Mapping, Sequence
 
+import msgspec
 import pytest
 
 from contracts import commands as c
@@ -395,3 +396,60 @@ async def test_the_requests_of_a_pass_are_read_in_batches(app: Scheduling, monke
     assert decisions is not None and decisions.placed == [f"s{i}" for i in range(4)]  # the agent has 4 cpus
     commands = [getattr(e, "startup_command", None) for e in app.load("a1")[1:]]
     assert commands == [f"echo {i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("followed", [True, False], ids=["snapshot-has-it", "behind-the-snapshot"])
+async def test_an_agent_that_destroyed_an_orphan_container_still_gets_sessions(app: Scheduling, followed: bool) -> None:
+    """An agent that found a leftover container at its start records ``agent.orphan_container_destroyed``
+    (a fresh instance beside an older one's containers, say). The snapshot skipped that event's state while
+    counting its version, so every placement on the agent conflicted and was retried for ever: nothing placed."""
+    record_agent(app, "a1")
+    snapshot = snapshot_of(app) if not followed else None
+    record_agent(app, "a1", c.RecordOrphanDestroyed(kernel_id="old-k0", container_id="c0", exit_code=0))
+    record_session(app, "s1")
+    snapshot = snapshot_of(app) if followed else snapshot
+    assert snapshot is not None
+    if not followed:
+        snapshot.apply(app.load("s1")[0])
+    runner = runner_for(app, snapshot)
+
+    placed: list[str] = []
+    for _ in range(3):  # a pass behind the snapshot catches up, the next one places
+        decisions = await runner.run_pass()
+        placed += decisions.placed if decisions is not None else []
+        if placed:
+            break
+    assert placed == ["s1"]
+    assert status(app, "s1") is SessionStatus.SCHEDULED
+
+
+async def test_a_snapshot_counting_an_event_its_state_lacks_reloads_the_aggregate_and_places(app: Scheduling) -> None:
+    """A snapshot restored from an older version's checkpoint may count an agent event it never applied (its
+    version ahead of its state): the conflict's catch-up then brought nothing it would apply, for ever."""
+    record_agent(app, "a1")
+    before = snapshot_of(app).export()
+    record_agent(app, "a1", c.RecordOrphanDestroyed(kernel_id="old-k0", container_id="c0", exit_code=0))
+    record_session(app, "s1")
+    counted = msgspec.structs.replace(before, versions={**before.versions, "a1": 2})
+    snapshot = Snapshot.restore(counted)
+    snapshot.apply(app.load("s1")[0])
+    runner = runner_for(app, snapshot)
+
+    placed: list[str] = []
+    for _ in range(3):
+        decisions = await runner.run_pass()
+        placed += decisions.placed if decisions is not None else []
+        if placed:
+            break
+    assert placed == ["s1"]
+
+
+def test_every_event_of_an_agent_is_applied_by_the_snapshot() -> None:
+    """The scheduler writes agent aggregates: an agent event its snapshot skipped would leave the state behind
+    the version it writes at, and every placement on that agent would conflict."""
+    from contracts import agent as agent_ev
+    from contracts.catalog import ALL_EVENTS
+    from services.scheduler.snapshot import SNAPSHOT_EVENTS
+
+    agent_events = {cls for cls in ALL_EVENTS if cls.__module__ == agent_ev.__name__}
+    assert agent_events and agent_events <= set(SNAPSHOT_EVENTS)
