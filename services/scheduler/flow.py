@@ -8,7 +8,6 @@ placement wakes the pass runner. The session events of the kernels' lives are le
 
 from __future__ import annotations
 
-from contracts import agent as agent_ev
 from contracts import session as session_ev
 from contracts import tenancy
 from contracts.envelope import Event
