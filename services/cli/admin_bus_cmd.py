@@ -74,7 +74,7 @@ def enrol(out: Output, agent_id: str, output: Path | None, data_dir: Path | None
     trust = _load_trust(data_dir)
     path = output or Path(f"{agent_id}.creds")
     if path.exists() or path.is_symlink():
-        raise click.ClickException(f"{path} exists: remove it or choose another --output")
+        raise click.ClickException(f"{path} exists: remove it or choose another --file")
     trust.issue(agent_identity(agent_id), path)
     if out.is_json:
         out.json({"agentId": agent_id, "credentials": str(path)})

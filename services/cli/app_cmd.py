@@ -91,9 +91,6 @@ async def _started(client: BerthClient, session_id: str, name: str, port: int, c
 @run_async
 async def _forward(session: str, port: int, host: str, local_port: int, start: str | None, timeout: float) -> None:
     async with connect_client() as client:
-        session_id, name = await _check_session(client, session)
-        if start is not None:
-            await _started(client, session_id, name, port, start, timeout)
 
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -104,12 +101,19 @@ async def _forward(session: str, port: int, host: str, local_port: int, start: s
                 return
             await forward_connection(tunnel, reader, writer)
 
-        server = await asyncio.start_server(on_connection, host, local_port)
-        bound = server.sockets[0].getsockname()
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        click.echo(f"berth: port {port} of session {name} is at {shown}:{bound[1]} (http://{shown}:{bound[1]}/ "
-                   "for a web app); Ctrl-C stops")
+        try:  # bound first, accepting once the session is known: a local address in use says so, not the gateway
+            server = await asyncio.start_server(on_connection, host, local_port, start_serving=False)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{local_port}: {exc.strerror or exc}") from None
         async with server:
+            session_id, name = await _check_session(client, session)
+            if start is not None:
+                await _started(client, session_id, name, port, start, timeout)
+            await server.start_serving()
+            bound = server.sockets[0].getsockname()
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            click.echo(f"berth: port {port} of session {name} is at {shown}:{bound[1]} (http://{shown}:{bound[1]}/ "
+                       "for a web app); Ctrl-C stops")
             try:
                 status = await _until_ended(client, session_id)
             except BerthAPIError as exc:  # the gateway restarted, say: forward on, the connections say what fails

@@ -75,6 +75,9 @@ async def events(out: Output, aggregate_id: str | None, since: dt.datetime | Non
         if not follow:
             break
         await asyncio.sleep(poll)
+    if not collected and aggregate_id is not None and not (since or until or follow):
+        raise click.ClickException(f"no session, agent or keypair {aggregate_id!r} (a session: its id, a unique "
+                                   "id prefix of 4+ characters or its name; `berth ps -a` lists them)")
     if not collected and not out.is_json:
         out.info("no events" + (f" for {aggregate_id}" if aggregate_id else ""))
         return

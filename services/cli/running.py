@@ -1,10 +1,13 @@
 """How a ``berth`` command runs its async body: ``run_async`` turns API and connection errors into a
-one-line message and exit status 1. Commands import it from here; ``main`` only composes them."""
+one-line message and exit status 1 (a local file's error names the file; a closed stdout, `| head`, ends
+quietly). Commands import it from here; ``main`` only composes them."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import select
+import sys
 from typing import Any, Awaitable, Callable
 
 import click
@@ -33,7 +36,13 @@ def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
             raise click.ClickException(f"{exc.code}: {exc.message}{hint}") from None
         except InstanceNotFoundError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            if _stdout_closed():  # `berth ps -o json | head`: click's main ends quietly, exit status 1
+                raise
+            raise click.ClickException("cannot reach Berth: its connection broke (Broken pipe)") from None
         except OSError as exc:
+            if exc.filename is not None:  # a local file (`download --to`, an upload's source), not the connection
+                raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
             raise click.ClickException(f"cannot reach Berth: {exc}") from None
         except httpx.TimeoutException as exc:
             raise click.ClickException(f"Berth did not answer{_at(exc)} in time ({type(exc).__name__}): it may be "
@@ -44,6 +53,17 @@ def run_async(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
                 "BERTH_ENDPOINT or the instance file says where it is)") from None
 
     return wrapper
+
+
+def _stdout_closed() -> bool:
+    """True when nothing reads our stdout any more (a pipe whose reader ended): a write failing with
+    EPIPE there is the reader's choice, not a lost connection to Berth."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll here, or stdout is not a file
+        return False
 
 
 def _at(exc: httpx.TransportError) -> str:

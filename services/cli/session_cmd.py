@@ -164,7 +164,7 @@ async def info(out: Output, session_id: str) -> None:
 @click.pass_obj
 @run_async
 async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: float) -> None:
-    """Terminate sessions (a pending one is cancelled); prints the id of each.
+    """Terminate sessions (a pending one is cancelled); prints the id of each (-o json: a list).
 
     Each SESSION is an id, a unique id prefix (4+ characters) or a name."""
     client = connect_client()
@@ -179,7 +179,10 @@ async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: flo
         if wait:
             _, last = await follow_status(client, out, ids[ref], GONE, timeout)
             await fetch_session(client, ids[ref], last)  # returns once the read models show it
-        click.echo(ids[ref])
+        if not out.is_json:
+            click.echo(ids[ref])
+    if out.is_json:
+        out.json([ids[ref] for ref in refs])
 
 
 async def _status(client: BerthClient, ref: str) -> str | None:

@@ -250,9 +250,15 @@ async def ls_files(out: Output, folder: str, path: str) -> None:
                for r in rows], FILE_COLUMNS)
 
 
-async def _run(query: str, variables: dict[str, Any]) -> None:
+async def _run(out: Output, query: str, variables: dict[str, Any], done: dict[str, Any], message: str) -> None:
+    """Runs one file operation; says what it did: ``message`` for people, with -o json ``done`` and the
+    folder's id."""
     async with connect_client() as client:
-        await client.execute(query, variables)
+        data = await client.execute(query, variables)
+    if out.is_json:
+        out.json({"folder": next(iter(data.values()))["id"], **done})
+    else:
+        out.info(message)
 
 
 @vfolder.command("mkdir")
@@ -262,8 +268,7 @@ async def _run(query: str, variables: dict[str, Any]) -> None:
 @run_async
 async def mkdir(out: Output, folder: str, path: str) -> None:
     """Create the directory PATH (and its parents) in FOLDER."""
-    await _run(MKDIR, {"f": folder, "p": path})
-    out.info(f"created {path}")
+    await _run(out, MKDIR, {"f": folder, "p": path}, {"created": path}, f"created {path}")
 
 
 @vfolder.command("mv")
@@ -274,8 +279,7 @@ async def mkdir(out: Output, folder: str, path: str) -> None:
 @run_async
 async def mv(out: Output, folder: str, src: str, dst: str) -> None:
     """Move or rename SRC to DST inside FOLDER (DST must not exist)."""
-    await _run(MOVE, {"f": folder, "s": src, "d": dst})
-    out.info(f"moved {src} to {dst}")
+    await _run(out, MOVE, {"f": folder, "s": src, "d": dst}, {"moved": src, "to": dst}, f"moved {src} to {dst}")
 
 
 @vfolder.command("rm-files")
@@ -285,5 +289,4 @@ async def mv(out: Output, folder: str, src: str, dst: str) -> None:
 @run_async
 async def rm_files(out: Output, folder: str, paths: tuple[str, ...]) -> None:
     """Delete PATHS (files, or directories with what they hold) of FOLDER."""
-    await _run(DELETE, {"f": folder, "p": list(paths)})
-    out.info(f"deleted {', '.join(paths)}")
+    await _run(out, DELETE, {"f": folder, "p": list(paths)}, {"deleted": list(paths)}, f"deleted {', '.join(paths)}")

@@ -213,6 +213,7 @@ async def test_an_enrolled_agent_connects_without_a_server_reload_and_a_revoked_
         assert stat.S_IMODE(creds.stat().st_mode) == 0o600
         again = CliRunner().invoke(cli, ["admin", "agent", "enrol", "gpu-7", "--data-dir", str(tmp_path / "data")])
         assert again.exit_code != 0 and "exists" in again.output
+        assert "choose another --file" in again.output, again.output  # the option it has (it said --output)
         bad = CliRunner().invoke(cli, ["admin", "agent", "enrol", "../x", "--data-dir", str(tmp_path / "data")])
         assert bad.exit_code != 0 and "invalid agent id" in bad.output
 

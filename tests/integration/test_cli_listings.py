@@ -25,7 +25,7 @@ def test_without_all_only_the_live_statuses_are_asked_for() -> None:
 async def test_ps_lists_the_live_sessions_and_with_all_the_newest(served: str, keys: Keys, projecting: None) -> None:
     alice = keys.alice
     ids = [(await as_json(served, alice, "session", "create", "--no-wait"))["id"] for _ in range(4)]
-    await berth(served, alice, "session", "rm", "--no-wait", ids[0], ids[1])
+    assert await as_json(served, alice, "session", "rm", "--no-wait", ids[0], ids[1]) == ids[:2]  # were plain ids
 
     async def listed(*args: str) -> list[str]:
         return [row["id"] for row in await as_json(served, alice, "ps", *args)]
@@ -58,3 +58,6 @@ async def test_events_shows_the_last_n_oldest_first_and_all_with_zero(served: st
     assert "the last 2 events" in err
     last_of_first = await as_json(served, keys.alice, "events", ids[0], "-n", "1")
     assert [row["aggregateId"] for row in last_of_first] == [ids[0]]
+    # a misspelt session name is an error, not "no events" and status 0
+    code, _, err = await berth(served, keys.alice, "events", "no-such-session", ok=False)
+    assert code == 1 and "no session, agent or keypair 'no-such-session'" in err, err

@@ -120,12 +120,18 @@ async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, t
     (tmp_path / "copy.bin.part").write_bytes(big.read_bytes()[: 5 * MiB])
     await berth(url, alice, "vfolder", "download", "data", "in/big.bin", "--to", str(target))
     assert target.read_bytes() == big.read_bytes()
+    _, _, err = await berth(url, alice, "vfolder", "download", "data", "in/big.bin", "--to",
+                            str(tmp_path / "no-such-dir" / "x"), ok=False)
+    assert f"Error: {tmp_path / 'no-such-dir' / 'x.part'}: No such file or directory" in err, err  # not "cannot reach"
 
-    await berth(url, alice, "vfolder", "mkdir", "data", "made/deep")
-    await berth(url, alice, "vfolder", "mv", "data", "in/big.bin", "made/deep/moved.bin")
+    # -o json says what each did (it printed nothing on stdout)
+    assert await as_json(url, alice, "vfolder", "mkdir", "data", "made/deep") == {"folder": folder,
+                                                                                   "created": "made/deep"}
+    assert await as_json(url, alice, "vfolder", "mv", "data", "in/big.bin", "made/deep/moved.bin") == {
+        "folder": folder, "moved": "in/big.bin", "to": "made/deep/moved.bin"}
     listed = await as_json(url, alice, "vfolder", "ls-files", "data", "made/deep")
     assert [(e["name"], e["type"], int(e["size"])) for e in listed] == [("moved.bin", "file", 40 * MiB)]
-    await berth(url, alice, "vfolder", "rm-files", "data", "made")
+    assert await as_json(url, alice, "vfolder", "rm-files", "data", "made") == {"folder": folder, "deleted": ["made"]}
     assert sorted(p.name for p in root.iterdir()) == ["in"]
     _, _, err = await berth(url, alice, "vfolder", "download", "data", "../etc/passwd", ok=False)
     assert "component" in err or "path" in err
