@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import uuid
 from pathlib import Path
 
@@ -176,19 +177,16 @@ async def test_a_first_start_asks_the_engine_about_no_container_before_creating_
 
 
 async def test_a_running_container_whose_kernel_directory_is_gone_is_found_by_its_name(
-    backend: DockerBackend, agent_id: str, tmp_path: Path, runner_dir: Path, kernel_image: str,
+    backend: DockerBackend, kernel_image: str,
 ) -> None:
     """A kernel directory removed (by hand) while its container runs: the create's name conflict finds the
-    container, which is returned, not replaced."""
-    request = launch(kernel_image)
-    elsewhere = make_backend(agent_id, tmp_path / "elsewhere", runner_dir)  # the same agent, another data dir
-    try:
-        container_id = await elsewhere.create(request)
-        assert await backend.create(request) == container_id
-        assert await backend.list_running() == {request.kernel.kernel_id: container_id}
-    finally:
-        await elsewhere.close()
-        release_io_mounts(tmp_path / "elsewhere")
+    container, which is returned, not replaced. (Another data directory is another Berth instance, whose
+    containers are never this one's: ``test_docker_instances.py``.)"""
+    request = launch(kernel_image, startup_command="sleep 600")  # a batch kernel: no io/ mount to release first
+    container_id = await backend.create(request)
+    shutil.rmtree(backend.data_dir / "kernels" / request.kernel.kernel_id)
+    assert await backend.create(request) == container_id
+    assert await backend.list_running() == {request.kernel.kernel_id: container_id}
 
 
 async def test_an_ended_kernels_directory_goes_once_kept_past_the_retention_and_a_running_ones_stays(

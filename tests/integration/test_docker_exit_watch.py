@@ -13,7 +13,8 @@ import aiodocker
 import pytest
 
 from services.agent.backends.docker.exits import ExitWatcher
-from services.agent.backends.docker.spec import LABEL_AGENT, LABEL_KERNEL
+from services.agent.backends.docker.owner import Owner
+from services.agent.backends.docker.spec import LABEL_AGENT, LABEL_INSTANCE, LABEL_KERNEL
 from tests.support.images import kernel_image
 from tests.support.socket_proxy import SocketProxy
 from tests.support.waiting import async_wait_for
@@ -35,8 +36,9 @@ async def proxy(tmp_path: Path) -> AsyncIterator[SocketProxy]:
 
 
 async def test_the_watcher_outlives_a_broken_event_stream_and_sweeps_what_it_missed(
-        proxy: SocketProxy, kernel_image: str) -> None:
+        proxy: SocketProxy, kernel_image: str, tmp_path: Path) -> None:
     agent_id, kernel_id = f"watch-{uuid.uuid4().hex[:8]}", f"k-{uuid.uuid4().hex[:8]}"
+    owner = Owner.of(agent_id, tmp_path / "data")
     engine, through_proxy = aiodocker.Docker(url=f"unix://{ENGINE}"), aiodocker.Docker(url=f"unix://{proxy.path}")
     exited: list[str] = []
 
@@ -44,9 +46,10 @@ async def test_the_watcher_outlives_a_broken_event_stream_and_sweeps_what_it_mis
         exited.append(kernel)
         await engine.containers.container(container_id).delete(force=True)
 
-    watcher = ExitWatcher(through_proxy, agent_id, on_exit)
+    watcher = ExitWatcher(through_proxy, owner, on_exit)
+    labels = {LABEL_AGENT: agent_id, LABEL_INSTANCE: owner.instance, LABEL_KERNEL: kernel_id}
     container = await engine.containers.run({
-        "Image": kernel_image, "Cmd": ["sleep", "600"], "Labels": {LABEL_AGENT: agent_id, LABEL_KERNEL: kernel_id},
+        "Image": kernel_image, "Cmd": ["sleep", "600"], "Labels": labels,
         "HostConfig": {"NetworkMode": "none"},
     })
     watching = asyncio.create_task(watcher.run())

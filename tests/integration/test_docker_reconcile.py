@@ -1,12 +1,13 @@
 """Agent reconciliation against a real Docker engine (relay → controller → agent with the Docker
 backend): a labelled container of the agent that no assigned kernel explains is destroyed and
-recorded; a kernel's container removed behind the agent's back ends its session, releasing
-everything."""
+recorded, but never one of another Berth instance's agent of the same id; a kernel's container removed
+behind the agent's back ends its session, releasing everything."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiodocker
 import pytest
@@ -24,7 +25,7 @@ from services.application.sessions import Sessions
 from services.common.settings import Settings
 from services.controller.main import run_controller
 from services.relay.main import run_relay
-from tests.support.docker_backend import agent_id, backend, launch, runner_dir
+from tests.support.docker_backend import agent_id, backend, cleaned_up, launch, make_backend, runner_dir
 from tests.support.images import kernel_image
 from tests.support.placed import has_status, quota_releases, start_session
 from tests.support.publish import ServiceTasks, service_tasks
@@ -100,4 +101,25 @@ async def test_orphans_are_destroyed_and_removed_kernels_end_their_sessions(
         (QuotaScope.KEYPAIR, OWNER), (QuotaScope.PROJECT, "default"), (QuotaScope.DOMAIN, "default")]
     agent = await asyncio.to_thread(agents.get, agent_id)
     assert agent is not None and agent.allocations == {}
+    cluster.check()
+
+
+async def test_the_kernels_of_another_instance_whose_agent_has_the_same_id_are_no_orphans(
+    cluster: ServiceTasks, apps: tuple[Sessions, Agents], backend: DockerBackend, agent_id: str, tmp_path: Path,
+    runner_dir: Path, kernel_image: str,
+) -> None:
+    sessions, agents = apps
+    await async_wait_for(lambda: asyncio.to_thread(agents.get, agent_id), timeout=30,
+                         message="the agent did not register")
+    # orphans are destroyed in the order of their kernel ids: theirs would go before ours
+    theirs, ours = sorted((launch(kernel_image, startup_command="sleep 600") for _ in range(2)),
+                          key=lambda request: request.kernel.kernel_id)
+    async with cleaned_up(make_backend(agent_id, tmp_path / "other-instance", runner_dir)) as other:
+        their_container = await other.create(theirs)
+        await backend.create(ours)  # an orphan of this instance's agent: a pass that saw theirs destroys it
+        await async_wait_for(lambda: _gone(ours.kernel.kernel_id), timeout=60, message="the orphan was not destroyed")
+        assert await other.running_container(theirs.kernel.kernel_id) == their_container
+    recorded = [e.kernel_id for e in await asyncio.to_thread(sessions.load, agent_id)
+                if isinstance(e, OrphanContainerDestroyed)]
+    assert theirs.kernel.kernel_id not in recorded
     cluster.check()

@@ -20,6 +20,7 @@ from services.agent.backends.docker.spec import (
     container_config,
     container_name,
     device_env,
+    instance_of,
     kernel_command,
     limits,
     volume_mounts,
@@ -133,7 +134,7 @@ def test_mounts_labels_command_and_environment() -> None:
     }
     assert config["Labels"] == {
         "berth.kernel_id": "k1", "berth.session_id": "s1", "berth.agent_id": "a1",
-        "berth.cluster_role": "main", "berth.mode": "interactive",
+        "berth.instance": instance_of(Path("/data/kernels")), "berth.cluster_role": "main", "berth.mode": "interactive",
     }
     assert config["Cmd"] == ["python3", "/opt/berth/runner/berth_runner.py", "--socket", "/opt/berth/io/runner.sock",
                              "--cgroup", "/sys/fs/cgroup"]

@@ -1,11 +1,11 @@
 """The Docker backend: each kernel is one container, limited, isolated and labelled.
 
-Containers are named ``berth-<kernel_id>`` and labelled with the kernel, session, agent
-and cluster role, so an agent restarted after a crash finds (adopts) the containers it
-started and never kills a healthy one. Per kernel it keeps ``<data_dir>/kernels/<id>/``:
+Containers are named ``berth-<kernel_id>`` and labelled with the kernel, session, agent, its Berth
+instance (``owner.py``) and cluster role, so an agent restarted after a crash finds (adopts) the containers
+it started and never kills a healthy one, nor one of another instance. Per kernel it keeps ``<data_dir>/kernels/<id>/``:
 ``io/`` (the runner's socket directory), ``container.log`` and ``exit.json`` once the container
-is gone, for ``BERTH_KERNEL_RETENTION`` (``leftovers.py``). The scratch (``/home/work``, ``/tmp``)
-is tmpfs of bounded size, never the host's disk.
+is gone, for ``BERTH_KERNEL_RETENTION`` (``leftovers.py``). The scratch (``/home/work``, ``/tmp``) is tmpfs of
+bounded size, never the host's disk.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from services.agent.backends.docker.exits import ExitWatcher, exit_detail, exit_
 from services.agent.backends.docker.images import PULL_POLICIES, ensure_image
 from services.agent.backends.docker.io_mount import mount_io, unmount_io
 from services.agent.backends.docker.kept import record_exit, recorded_exit, save_log
+from services.agent.backends.docker.owner import Owner
 from services.agent.backends.docker.registries import DOCKER_HUB, RegistryPolicy
 from services.agent.backends.leftovers import DEFAULT_KEEP, Leftovers
 from services.agent.backends.log_tail import LOG_LIMIT, file_tail
@@ -102,7 +103,8 @@ class DockerBackend(KernelBackend):
         self.pull = pull
         self.registries = RegistryPolicy(registries)
         self.agent_id = agent_id
-        self.data_dir = Path(data_dir).absolute()
+        self.data_dir = Path(data_dir).resolve()  # its kernels directory is the instance (``owner.py``)
+        self._owner = Owner.of(agent_id, data_dir)
         self.grace = grace
         self.runner_dir = Path(runner_dir or DEFAULT_RUNNER_DIR).absolute()
         self.user = kernel_user(user)
@@ -275,33 +277,33 @@ class DockerBackend(KernelBackend):
         return exit_code
 
     async def running_container(self, kernel_id: str) -> str | None:
-        """Returns the id of the kernel's container when it runs and is this agent's (one lookup by its
-        name, whatever the agent runs; none for a kernel never begun here), else None."""
+        """Returns the id of the kernel's container when it runs and is this agent's, of this instance (one lookup
+        by its name, whatever the agent runs; none for a kernel never begun here), else None."""
         if self._never_began(kernel_id):
             return None
         container = await self._named(kernel_id)
-        if container is None or _agent_of(container) != self.agent_id or container["State"].get("Status") != "running":
+        if container is None or not self._owner.owns(container._container):
             return None
-        return container.id
+        return container.id if container["State"].get("Status") == "running" else None
 
     async def list_running(self) -> dict[str, str]:
-        """Returns this agent's running containers by label: kernel id → container id."""
-        filters = {"label": [f"{LABEL_AGENT}={self.agent_id}"], "status": ["running"]}
+        """Returns the running containers of this agent and instance (``owner.py``): kernel id → container id."""
+        filters = {"label": self._owner.label_filter, "status": ["running"]}
         containers = await self._client().containers.list(filters=json.dumps(filters))
         running: dict[str, str] = {}
         for container in containers:
             kernel_id = (container._container.get("Labels") or {}).get(LABEL_KERNEL)
-            if kernel_id:
+            if kernel_id and self._owner.owns(container._container):
                 running[kernel_id] = container.id
         return running
 
     async def watch(self, on_exit: ExitHandler) -> None:
-        """Calls ``on_exit`` for each container of this agent that exits by itself (also those
+        """Calls ``on_exit`` for each container of this agent and instance that exits by itself (also those
         that exited while the agent was down), until cancelled; says first when the engine runs without
         live-restore (its restart would end every kernel)."""
         self._on_exit = on_exit
         await warn_without_live_restore(self._client())
-        await ExitWatcher(self._client(), self.agent_id, self._container_exited).run()
+        await ExitWatcher(self._client(), self._owner, self._container_exited).run()
 
     async def _container_exited(self, kernel_id: str, container_id: str) -> None:
         if kernel_id in self._stopping or kernel_id in self._starting or self._on_exit is None:
@@ -365,10 +367,13 @@ class DockerBackend(KernelBackend):
         return not self._paths(kernel_id).root.exists()
 
     async def _find(self, kernel_id: str) -> DockerContainer | None:
-        """The kernel's container, None when there is none; raises when another agent's has its name."""
+        """The kernel's container, None when there is none; raises when another agent's (or another instance's
+        agent of the same id, ``owner.py``) has its name."""
         container = await self._named(kernel_id)
-        if container is not None and _agent_of(container) != self.agent_id:
-            raise KernelStartError(f"container {container_name(kernel_id)} belongs to agent {_agent_of(container)!r}")
+        if container is not None and not self._owner.owns(container._container):
+            agent = (container["Config"].get("Labels") or {}).get(LABEL_AGENT)
+            whose = "another Berth instance's agent of the same id" if agent == self.agent_id else f"agent {agent!r}"
+            raise KernelStartError(f"container {container_name(kernel_id)} belongs to {whose}")
         return container
 
     async def _named(self, kernel_id: str) -> DockerContainer | None:
@@ -392,8 +397,3 @@ async def _remove(container: DockerContainer) -> None:
     except DockerError as exc:
         if exc.status not in (404, 409):  # gone already, or removal already in progress
             raise
-
-
-def _agent_of(container: DockerContainer) -> str | None:
-    """The agent a container is labelled with."""
-    return (container["Config"].get("Labels") or {}).get(LABEL_AGENT)

@@ -2,8 +2,9 @@
 
 The watcher follows the engine's ``die`` events filtered by the agent's label, and on
 every (re)connection also sweeps the exited containers it missed (while the agent was
-down or the stream was broken). Each exit is classified (``exit_reason``) and handed to
-the backend's callback; the callback keeps the log and removes the container.
+down or the stream was broken). Only the containers of the agent's own Berth instance are taken
+(``owner.py``: another instance's agent may have the same id). Each exit is classified (``exit_reason``)
+and handed to the backend's callback; the callback keeps the log and removes the container.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import aiodocker
 from aiodocker.events import DockerEvents
 
 from contracts.status import Reason
-from services.agent.backends.docker.spec import LABEL_AGENT, LABEL_KERNEL
+from services.agent.backends.docker.owner import Owner
+from services.agent.backends.docker.spec import LABEL_KERNEL
 from services.common.transient import unavailable_dependency
 
 __all__ = ["LIVE_RESTORE_OFF", "ExitWatcher", "exit_detail", "exit_reason", "warn_without_live_restore"]
@@ -30,7 +32,7 @@ RECONNECT_DELAY = 1.0
 MAX_RECONNECT_DELAY = 30.0
 
 ContainerExit = Callable[[str, str], Awaitable[None]]
-"""Called with (kernel id, container id) for each exited container of the agent."""
+"""Called with (kernel id, container id) for each exited container of the agent and its instance."""
 
 
 _SIGNALS = {1: "SIGHUP", 2: "SIGINT", 9: "SIGKILL", 15: "SIGTERM"}
@@ -96,11 +98,11 @@ def _said(exc: BaseException) -> str:
 
 
 class ExitWatcher:
-    """Follows the ``die`` events of one agent's containers and sweeps missed exits."""
+    """Follows the ``die`` events of one agent's containers (of its instance) and sweeps missed exits."""
 
-    def __init__(self, docker: aiodocker.Docker, agent_id: str, on_container_exit: ContainerExit) -> None:
+    def __init__(self, docker: aiodocker.Docker, owner: Owner, on_container_exit: ContainerExit) -> None:
         self._docker = docker
-        self._agent_id = agent_id
+        self._owner = owner
         self._on_exit = on_container_exit
 
     async def run(self) -> None:
@@ -131,23 +133,37 @@ class ExitWatcher:
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     async def sweep(self) -> None:
-        """Hands over every exited container of this agent still on the engine."""
-        filters = {"label": [f"{LABEL_AGENT}={self._agent_id}"], "status": ["exited", "dead"]}
+        """Hands over every exited container of this agent and instance still on the engine."""
+        filters = {"label": self._owner.label_filter, "status": ["exited", "dead"]}
         for container in await self._docker.containers.list(all=True, filters=json.dumps(filters)):
             labels = container._container.get("Labels") or {}
             kernel_id = labels.get(LABEL_KERNEL)
-            if kernel_id:
+            if kernel_id and self._owner.owns(container._container):
                 await self._deliver(kernel_id, container.id)
 
     def _filters(self) -> str:
-        return json.dumps({"type": ["container"], "event": ["die"], "label": [f"{LABEL_AGENT}={self._agent_id}"]})
+        return json.dumps({"type": ["container"], "event": ["die"], "label": self._owner.label_filter})
 
     async def _handle(self, event: dict) -> None:
         actor = event.get("Actor") or {}
-        kernel_id = (actor.get("Attributes") or {}).get(LABEL_KERNEL)
-        container_id = actor.get("ID") or event.get("id")
+        labels = actor.get("Attributes") or {}  # the container's labels (with its name and image)
+        kernel_id, container_id = labels.get(LABEL_KERNEL), actor.get("ID") or event.get("id")
         if kernel_id and container_id and event.get("Action", event.get("status")) == "die":
-            await self._deliver(kernel_id, container_id)
+            if await self._owns(labels, container_id):
+                await self._deliver(kernel_id, container_id)
+
+    async def _owns(self, labels: dict, container_id: str) -> bool:
+        """Whether the container that died is this agent's, of this instance: its labels tell, or for one made
+        before instance labels its mounts (inspected; one removed meanwhile is nobody's to report)."""
+        verdict = self._owner.by_labels(labels)
+        if verdict is not None:
+            return verdict
+        try:
+            return self._owner.owns(await self._docker.containers.container(container_id).show())
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise
 
     async def _deliver(self, kernel_id: str, container_id: str) -> None:
         try:

@@ -8,6 +8,7 @@ without network, without capabilities and without privilege escalation.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "CONTAINER_TMP",
     "CONTAINER_WORK",
     "LABEL_AGENT",
+    "LABEL_INSTANCE",
     "LABEL_KERNEL",
     "LABEL_MODE",
     "LABEL_ROLE",
@@ -36,6 +38,7 @@ __all__ = [
     "container_config",
     "container_name",
     "device_env",
+    "instance_of",
     "kernel_command",
     "limits",
     "scratch_mounts",
@@ -45,6 +48,9 @@ __all__ = [
 LABEL_KERNEL = "berth.kernel_id"
 LABEL_SESSION = "berth.session_id"
 LABEL_AGENT = "berth.agent_id"
+LABEL_INSTANCE = "berth.instance"
+"""The Berth instance whose agent made the container (``instance_of`` its kernels directory): agents of several
+instances on one engine may have the same id (``owner.py``)."""
 LABEL_ROLE = "berth.cluster_role"
 LABEL_MODE = "berth.mode"
 """``batch`` when the kernel runs its startup command, ``interactive`` when it runs the runner."""
@@ -100,6 +106,13 @@ class KernelPaths:
     def exit_file(self) -> Path:
         """Where the exit code and reason are kept after the container is removed."""
         return self.root / "exit.json"
+
+
+def instance_of(kernels_dir: Path) -> str:
+    """Returns the instance of the agent whose kernels live in ``kernels_dir`` (resolved by the backend): the first
+    16 hex digits of the SHA-256 of its path. The same directory gives the same instance at every restart; two
+    instances on one host never share it (their kernels' directories and sockets would clash)."""
+    return hashlib.sha256(str(kernels_dir).encode()).hexdigest()[:16]
 
 
 def container_name(kernel_id: str) -> str:
@@ -211,7 +224,8 @@ def container_config(
     image_volumes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Returns the body of ``POST /containers/create`` for ``launch``: image, command,
-    environment, labels, mounts (runner read-only, socket directory: read-only for a batch
+    environment, labels (the agent's id, and its instance: ``instance_of`` the kernels directory of ``paths``),
+    mounts (runner read-only, socket directory: read-only for a batch
     kernel, which has no runner) and a HostConfig with the kernel's limits, no network, no
     capabilities, no new privileges, a read-only root filesystem and ``scratch`` (capped by the
     ``mem`` slot) as the tmpfs ``/home/work`` and ``/tmp``, the session's ``folders`` bound at their targets
@@ -255,6 +269,7 @@ def container_config(
             LABEL_KERNEL: kernel.kernel_id,
             LABEL_SESSION: kernel.session_id,
             LABEL_AGENT: agent_id,
+            LABEL_INSTANCE: instance_of(paths.root.parent),
             LABEL_ROLE: kernel.cluster_role,
             LABEL_MODE: "batch" if batch else "interactive",
         },
