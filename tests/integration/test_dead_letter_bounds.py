@@ -7,7 +7,6 @@ older version created (unbounded, old letters discarded first) is brought to the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
 import nats.js.errors
 import pytest
@@ -17,48 +16,30 @@ from nats.js.api import DiscardPolicy
 
 from contracts.subjects import DEADLETTER_STREAM, dead_letter_subject
 from services.common.bus import (
-    DEADLETTER_MAX_MSG_SIZE, DEADLETTER_MAX_PER_CONSUMER, STREAMS, connect, dead_letter, ensure_streams,
+    DEADLETTER_MAX_MSG_SIZE, DEADLETTER_MAX_PER_CONSUMER, STREAMS, dead_letter, ensure_streams,
 )
 from services.common.bus_identities import agent_identity
 from services.gateway.deadletters import queue
-from services.supervisor.embedded import NatsServer
 from tests.integration.test_flow import Recorder, assigned, publish, running, table
+from tests.support.hostile_agent import HOSTILE, PAYLOAD, fill, hostile_nc  # noqa: F401 - the fixture
 from tests.support.waiting import async_wait_for
 
-AGENT = "evil"
-LETTER = b"x" * 64
 
-
-@pytest.fixture
-async def agent_nc(nats_server: NatsServer, js: JetStreamContext) -> AsyncIterator[Client]:
-    """A connection with the agent ``AGENT``'s own credential (the streams reset by ``js``)."""
-    nc = await connect(nats_server.url, "dead-letter-bounds-agent", nats_server.credentials(agent_identity(AGENT)))
-    try:
-        yield nc
-    finally:
-        await nc.close()
-
-
-async def fill(js: JetStreamContext, subject: str, count: int) -> None:
-    for index in range(count):
-        await js.publish(subject, LETTER + str(index).encode())
-
-
-async def test_an_agent_fills_only_its_own_dead_letter_subject(js: JetStreamContext, agent_nc: Client) -> None:
-    own = dead_letter_subject(agent_identity(AGENT))
-    agent_js = agent_nc.jetstream()
+async def test_an_agent_fills_only_its_own_dead_letter_subject(js: JetStreamContext, hostile_nc: Client) -> None:
+    own = dead_letter_subject(agent_identity(HOSTILE))
+    agent_js = hostile_nc.jetstream()
     with pytest.raises(nats.js.errors.APIError, match="message size exceeds maximum allowed"):
         await agent_js.publish(own, b"x" * (DEADLETTER_MAX_MSG_SIZE + 1))
     await fill(agent_js, own, DEADLETTER_MAX_PER_CONSUMER)
     with pytest.raises(nats.js.errors.APIError, match="maximum messages per subject exceeded"):
         await agent_js.publish(own, b"one more")
-    assert agent_nc.is_connected, "a refusal of the stream: the agent's connection stays"
+    assert hostile_nc.is_connected, "a refusal of the stream: the agent's connection stays"
 
     assert await dead_letter(js, "controller", "rp.agent.a1.kernel_running", b"{}", "PermanentError: no")
     counts = (await js.stream_info(DEADLETTER_STREAM, subjects_filter="dlq.>")).state.subjects
     assert counts == {own: DEADLETTER_MAX_PER_CONSUMER, "dlq.controller": 1}
-    [first] = await queue.entries(js, agent_identity(AGENT), limit=1)
-    assert first.data == LETTER + b"0", "the oldest letter is kept"
+    [first] = await queue.entries(js, agent_identity(HOSTILE), limit=1)
+    assert first.data == PAYLOAD + b"0", "the oldest letter is kept"
 
 
 async def test_a_refused_dead_letter_is_dropped_with_a_log_and_the_consumer_goes_on(
@@ -78,7 +59,7 @@ async def test_a_refused_dead_letter_is_dropped_with_a_log_and_the_consumer_goes
     assert "DEADLETTER refused the dead letter (maximum messages per subject exceeded)" in caplog.text
     assert await queue.count(js, "flowtest-a1") == DEADLETTER_MAX_PER_CONSUMER
     [first] = await queue.entries(js, "flowtest-a1", limit=1)
-    assert first.data == LETTER + b"0", "the letters held are kept"
+    assert first.data == PAYLOAD + b"0", "the letters held are kept"
 
 
 async def test_an_older_unbounded_stream_is_bounded_without_losing_a_letter(js: JetStreamContext) -> None:
@@ -98,4 +79,4 @@ async def test_an_older_unbounded_stream_is_bounded_without_losing_a_letter(js: 
     assert not await dead_letter(js, "controller", "rp.agent.a1.kernel_running", b"{}", "PermanentError: no")
     assert await dead_letter(js, "scheduler", "ev.session.s1.requested", b"{}", "PermanentError: no")
     [first] = await queue.entries(js, "controller", limit=1)
-    assert first.data == LETTER + b"0"
+    assert first.data == PAYLOAD + b"0"

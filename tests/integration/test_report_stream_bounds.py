@@ -9,7 +9,6 @@ report."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
 import nats.js.errors
 import pytest
@@ -20,34 +19,16 @@ from nats.js.api import DiscardPolicy
 from contracts.reports import KernelRunningReport, decode_report
 from contracts.subjects import REPORTS_STREAM, report_subject
 from services.agent.main import run_agent
-from services.common.bus import REPORTS_MAX_BYTES, REPORTS_MAX_PER_SUBJECT, STREAMS, connect, ensure_streams
+from services.common.bus import REPORTS_MAX_BYTES, REPORTS_MAX_PER_SUBJECT, STREAMS, ensure_streams
 from services.common.bus_identities import agent_identity
 from services.common.settings import Settings
 from services.common.transient import OUTAGES
 from services.gateway.deadletters import queue
-from services.supervisor.embedded import NatsServer
 from tests.support.agent_reports import AGENT, AgentHistory
 from tests.support.agent_reports import history, services, settings  # noqa: F401 - the fixtures
+from tests.support.hostile_agent import HOSTILE, PAYLOAD, fill, hostile_nc  # noqa: F401 - the fixture
 from tests.support.publish import ServiceTasks
 from tests.support.waiting import async_wait_for
-
-EVIL = "evil"
-REPORT = b"x" * 64
-
-
-@pytest.fixture
-async def agent_nc(nats_server: NatsServer, js: JetStreamContext) -> AsyncIterator[Client]:
-    """A connection with the agent ``EVIL``'s own credential (the streams reset by ``js``)."""
-    nc = await connect(nats_server.url, "report-bounds-agent", nats_server.credentials(agent_identity(EVIL)))
-    try:
-        yield nc
-    finally:
-        await nc.close()
-
-
-async def fill(js: JetStreamContext, subject: str, count: int) -> None:
-    for index in range(count):
-        await js.publish(subject, REPORT + str(index).encode())
 
 
 async def first_on(js: JetStreamContext, subject: str) -> bytes:
@@ -55,20 +36,20 @@ async def first_on(js: JetStreamContext, subject: str) -> bytes:
     return (await js.get_msg(REPORTS_STREAM, seq=1, subject=subject, next=True)).data or b""
 
 
-async def test_an_agent_fills_only_its_own_report_subject(js: JetStreamContext, agent_nc: Client) -> None:
-    own = report_subject(EVIL, "kernel_running")
-    agent_js = agent_nc.jetstream()
+async def test_an_agent_fills_only_its_own_report_subject(js: JetStreamContext, hostile_nc: Client) -> None:
+    own = report_subject(HOSTILE, "kernel_running")
+    agent_js = hostile_nc.jetstream()
     await fill(agent_js, own, REPORTS_MAX_PER_SUBJECT)
     with pytest.raises(nats.js.errors.APIError, match="maximum messages per subject exceeded"):
         await agent_js.publish(own, b"one more")
-    assert agent_nc.is_connected, "a refusal of the stream: the agent's connection stays"
+    assert hostile_nc.is_connected, "a refusal of the stream: the agent's connection stays"
 
     other = report_subject("a1", "kernel_running")
     await js.publish(other, b"{}")
     info = await js.stream_info(REPORTS_STREAM, subjects_filter="rp.>")
     assert info.state.subjects == {own: REPORTS_MAX_PER_SUBJECT, other: 1}
     assert (info.config.max_bytes, info.config.discard) == (REPORTS_MAX_BYTES, DiscardPolicy.NEW)
-    assert await first_on(js, own) == REPORT + b"0", "the oldest report is kept"
+    assert await first_on(js, own) == PAYLOAD + b"0", "the oldest report is kept"
 
 
 async def test_a_refused_report_is_sent_again_once_the_controller_took_some(
@@ -120,4 +101,4 @@ async def test_an_older_unbounded_stream_is_bounded_without_losing_a_report(js: 
     with pytest.raises(nats.js.errors.APIError, match="maximum messages per subject exceeded"):
         await js.publish(subject, b"one more")
     await js.publish(report_subject("a2", "kernel_running"), b"{}")
-    assert await first_on(js, subject) == REPORT + b"0"
+    assert await first_on(js, subject) == PAYLOAD + b"0"
