@@ -126,7 +126,7 @@ class BerthGraphQL(GraphQL):
             raise _refused(scope, f"{RATE_LIMITED}: {reason}", {"message": reason, "code": RATE_LIMITED})
         holder = scope.get(WS_AUTH_KEY)
         if holder is not None and holder.get("follow") is not None:
-            holder["follow"](context.principal.access_key)  # closed once its keypair is deactivated
+            holder["follow"](context.principal)  # closed once its keypair is deactivated or its token expires
 
     async def _take_socket_slot(self, context: GatewayContext) -> None:
         """Holds one of the keypair's websocket slots while the connection lasts (the auth layer gives it back;

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import httpx
 import msgspec
@@ -30,6 +31,7 @@ from services.sdk.app_tunnel import open_app_tunnel
 from services.sdk.client import BerthAPIError, BerthClient
 from tests.integration.test_exec import backend, cluster, running_session, sessions  # noqa: F401
 from tests.integration.test_gateway_abuse import tight_keypair
+from tests.integration.test_token_expiry_websockets import expire
 from tests.support.gateway import Keys, clean_streams, keys, read_models, served  # noqa: F401
 from tests.support.publish import ServiceTasks
 from tests.support.waiting import async_wait_for
@@ -199,6 +201,23 @@ async def test_a_tunnel_closes_within_seconds_of_its_keypairs_deactivation(
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(15):
                 await tunnel.recv()
+    cluster.check()
+
+
+async def test_a_tunnel_opened_with_a_bearer_token_closes_within_seconds_of_the_tokens_expiry(
+    served: str, keys: Keys, cluster: ServiceTasks, sessions: Sessions, app_port: int, pg_dsn: str
+) -> None:
+    async with BerthClient(served, *keys.alice) as alice:
+        session_id = await running_session(alice, sessions)
+        token = await alice.issue_token()
+    url = "ws" + served[len("http"):] + "/apps/tunnel?" + urlencode({"session": session_id, "port": app_port})
+    tunnel = await ws_connect(url, additional_headers={"Authorization": f"Bearer {token}"})
+    assert await _echoed(tunnel, b"hi") == b"HI"
+    expire(pg_dsn, token)
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(15):
+            await tunnel.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.reason == "UNAUTHENTICATED: token expired"
     cluster.check()
 
 

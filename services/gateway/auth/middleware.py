@@ -10,7 +10,7 @@ connection, counts against its keypair's rate limit (``admit``): over it, HTTP 4
 ``Retry-After`` and code RATE_LIMITED (a signed websocket upgrade too; one refused at
 ``connection_init`` is closed, the reason starting ``RATE_LIMITED:``); each operation sent over a websocket
 counts too (``services.gateway.ws_operations``). An authenticated
-websocket is closed within seconds of its keypair's deactivation (``auth.revocation``).
+websocket is closed within seconds of its keypair's deactivation or its bearer token's expiry (``auth.revocation``).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class AuthLayer:
 
         socket = RevocableSocket(receive, send_with_reason, self._watch)
         if principal is not None:
-            socket.follow(principal.access_key)
+            socket.follow(principal)
         holder["follow"] = socket.follow  # the view follows a principal authenticated at connection_init
         try:
             await self._app({**scope, PRINCIPAL_KEY: principal, WS_AUTH_KEY: holder}, socket.receive, socket.send)

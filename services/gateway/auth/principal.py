@@ -29,6 +29,9 @@ class Principal:
     limits_epoch: int = 0
     """The limits epoch when this caller was authenticated (``services.gateway.auth.limits_epoch``):
     policy limits cached at an older epoch are not used for its request."""
+    token_hash: str | None = None
+    """The SHA-256 of the bearer token this caller was authenticated with (None: a signed request): a websocket it
+    opened ends when that token expires (``services.gateway.auth.revocation``)."""
 
     @property
     def is_admin(self) -> bool:

@@ -12,9 +12,11 @@ from contracts.tenancy import Role
 from services.gateway.auth.limits_epoch import LIMITS_EPOCH
 from services.gateway.auth.principal import AuthError, Principal
 
-__all__ = ["TOKENS_DDL", "TOKEN_TTL", "issue_token", "principal_for_token"]
+__all__ = ["TOKENS_DDL", "TOKEN_LIVE", "TOKEN_TTL", "issue_token", "principal_for_token"]
 
 TOKEN_TTL = dt.timedelta(hours=12)
+TOKEN_LIVE = "t.expires_at > now()"
+"""When the token ``t`` (a row of ``auth_tokens``) is valid: for a request as for an open websocket (``revocation``)."""
 
 TOKENS_DDL = """
 CREATE TABLE IF NOT EXISTS auth_tokens (
@@ -46,14 +48,16 @@ async def issue_token(pool: AsyncConnectionPool, access_key: str, *, ttl: dt.tim
 
 async def principal_for_token(pool: AsyncConnectionPool, token: str) -> Principal:
     """Returns the caller a token stands for; raises ``AuthError`` when it is unknown, expired or revoked."""
+    token_hash = _hash(token)
     async with pool.connection() as conn:
         cur = await conn.execute(
             f"SELECT k.access_key, k.user_id, k.role, k.domain, {LIMITS_EPOCH} FROM auth_tokens t"
             " JOIN keypairs k ON k.access_key = t.access_key"
-            " WHERE t.token_hash = %s AND t.expires_at > now() AND k.is_active",
-            (_hash(token),),
+            f" WHERE t.token_hash = %s AND {TOKEN_LIVE} AND k.is_active",
+            (token_hash,),
         )
         row = await cur.fetchone()
     if row is None:
         raise AuthError("unknown or expired token")
-    return Principal(access_key=row[0], user_id=row[1], role=Role(row[2]), domain=row[3], limits_epoch=row[4])
+    return Principal(access_key=row[0], user_id=row[1], role=Role(row[2]), domain=row[3], limits_epoch=row[4],
+                     token_hash=token_hash)
