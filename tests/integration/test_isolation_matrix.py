@@ -195,7 +195,7 @@ RULES: dict[str, Rule] = {
                         shows=_names("name", lambda w: "alice")),
     "Query.keypairs": Rule('query { keypairs(user: "alice") { accessKey } }', "A H A H A U",
                            shows=_names("accessKey", lambda w: w.owner_key)),
-    "Query.resourcePolicies": Rule("query { resourcePolicies { name } }", "A H A A A U",
+    "Query.resourcePolicies": Rule("query { resourcePolicies { name } }", "A H A H A U",
                                    shows=_names("name", lambda w: w.policy)),
     "Query.resourceGroups": Rule("query { resourceGroups { name } }", "A A A H A U",
                                  shows=_names("name", lambda w: w.group)),

@@ -30,7 +30,7 @@ from tests.support.infra import fresh_database
 from tests.support.publish import fresh_bus, publish_from_store
 from tests.support.tenancy import CREATE_DOMAIN, CREATE_POLICY, CREATE_PROJECT, CREATE_RGROUP, catch_up
 
-__all__ = ["ACTORS", "UNREACHABLE_STORAGE", "World", "tenant_world"]
+__all__ = ["ACTORS", "UNREACHABLE_STORAGE", "World", "hold_quota", "tenant_world"]
 
 UNREACHABLE_STORAGE = "http://127.0.0.1:9"
 """The storage URL of the world's gateway: the discard port, where nothing answers on loopback."""
@@ -93,8 +93,8 @@ class World:
             await client.aclose()
 
 
-def _hold_quota(dsn: str, access_key: str, session_id: str) -> None:
-    """Writes the owner's keypair quota usage as the projector would once her session holds slots."""
+def hold_quota(dsn: str, access_key: str, session_id: str) -> None:
+    """Writes the quota usage of keypair ``access_key`` as the projector would once its session holds slots."""
     slots = json.dumps({"cpu": "1", "mem": "1073741824"})
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -143,7 +143,7 @@ async def tenant_world(admin_dsn: str, nats_url: str) -> AsyncIterator[World]:
                 world.session_id = await world.owner_session()
                 world.js = js
                 await world.settle()
-                _hold_quota(dsn, world.owner_key, world.session_id)
+                hold_quota(dsn, world.owner_key, world.session_id)
                 yield world
             finally:
                 await world.aclose()

@@ -1,6 +1,6 @@
 """The tenancy feature's reads, no SQL: the query functions of ``projections.queries.tenancy``
 (a missing read model is UNAVAILABLE), narrowed to what a caller may see: a superadmin
-everything, an admin its domain, a user itself (``scope_of``)."""
+everything, an admin its domain but its superadmins' keypairs, a user itself (``scope_of``)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ async def list_keypairs(pool: AsyncConnectionPool, scope: TenancyScope, *, user:
 
 
 async def list_policies(pool: AsyncConnectionPool, scope: TenancyScope) -> list[ResourcePolicyRow]:
-    """Returns the resource policies: admins see all (to assign them), a user those of its keypairs."""
+    """Returns the resource policies in scope: a superadmin all, an admin the default and its domain's keypairs'
+    (but its superadmins'), a user its keypairs'."""
     return await read(q.list_policies, pool, scope)
 
 

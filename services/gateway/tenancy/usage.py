@@ -1,7 +1,8 @@
 """Query ``quotaUsage``: what each quota scope holds now, next to its limit.
 
-A user sees its keypair, its projects and its domain; an admin every scope of its domain;
-a superadmin all. Read from the ``quota_usage`` read model and the tenancy read models by
+A user sees its keypair, its projects and its domain; an admin every scope of its domain but its
+superadmins' keypairs (the domain's and its projects' sums count their sessions: they are the domain's
+quotas); a superadmin all. Read from the ``quota_usage`` read model and the tenancy read models by
 ``projections.queries.usage.quota_usage``.
 """
 
@@ -46,7 +47,8 @@ def usage_scope(principal: Principal) -> UsageScope:
 
 @strawberry.type
 class UsageQuery:
-    @strawberry.field(description="Quota usage and limits: yours (users), your domain's (admins) or all (superadmins).")
+    @strawberry.field(description="Quota usage and limits: yours (users), your domain's but its superadmins' "
+                                "keypairs (admins) or all (superadmins).")
     async def quota_usage(self, info: Info) -> list[QuotaUsage]:
         rows = await read(quota_usage, info.context.resources.pool, usage_scope(caller(info)))
         return [QuotaUsage.from_row(row) for row in rows]
