@@ -41,7 +41,7 @@ REQUEST_ARCHIVE = "mutation($f: String!, $p: String!) { requestArchive(folder: $
 FILES = "query($f: String!, $p: String!) { vfolderFiles(folder: $f, path: $p) { name type size mtime } }"
 MKDIR = "mutation($f: String!, $p: String!) { vfolderMkdir(folder: $f, path: $p) { id } }"
 MOVE = "mutation($f: String!, $s: String!, $d: String!) { vfolderMove(folder: $f, src: $s, dst: $d) { id } }"
-DELETE = "mutation($f: String!, $p: [String!]!) { vfolderDeleteFiles(folder: $f, paths: $p) { id } }"
+DELETE = "mutation($f: String!, $p: [String!]!) { vfolderDeleteFiles(folder: $f, paths: $p) { id deleted missing } }"
 FILE_COLUMNS = [("name", "NAME"), ("type", "TYPE"), ("size", "SIZE"), ("modified", "MODIFIED")]
 
 
@@ -288,5 +288,13 @@ async def mv(out: Output, folder: str, src: str, dst: str) -> None:
 @click.pass_obj
 @run_async
 async def rm_files(out: Output, folder: str, paths: tuple[str, ...]) -> None:
-    """Delete PATHS (files, or directories with what they hold) of FOLDER."""
-    await _run(out, DELETE, {"f": folder, "p": list(paths)}, {"deleted": list(paths)}, f"deleted {', '.join(paths)}")
+    """Delete PATHS (files, or directories with what they hold) of FOLDER. Says which it deleted; a path that named
+    nothing is named on stderr and makes it exit 1 (as rm does), the others deleted all the same."""
+    async with connect_client() as client:
+        done = (await client.execute(DELETE, {"f": folder, "p": list(paths)}))["vfolderDeleteFiles"]
+    if out.is_json:
+        out.json({"folder": done["id"], "deleted": done["deleted"], "missing": done["missing"]})
+    elif done["deleted"]:
+        out.info(f"deleted {', '.join(done['deleted'])}")
+    if done["missing"]:
+        raise click.ClickException(f"not found (nothing deleted): {', '.join(done['missing'])}")

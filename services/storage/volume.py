@@ -346,11 +346,22 @@ class PosixVolume:
             os.rename(sname, dname, src_dir_fd=sp, dst_dir_fd=dp)
 
     def remove(self, folder_id: str, path: str) -> bool:
-        """Deletes a file, link or directory tree of the folder; returns False when it was absent."""
-        with self.folder_fd(folder_id) as root, open_parent(root, split_path(path)) as (parent, name):
+        """Deletes a file, link or directory tree of the folder; returns False when it was absent (a directory on
+        its way too: ``MissingPathError`` of a folder that is there means the path names nothing)."""
+        with self.folder_fd(folder_id) as root:
             try:
-                os.stat(name, dir_fd=parent, follow_symlinks=False)
-            except FileNotFoundError:
+                with open_parent(root, split_path(path)) as (parent, name):
+                    return _remove_entry(parent, name)
+            except MissingPathError:
                 return False
-            remove_tree(name, parent)  # a link or a file unlinked; a directory with all in it, however deep
-            return True
+
+
+def _remove_entry(parent: int, name: str) -> bool:
+    """Deletes the entry ``name`` of the directory ``parent`` (a link or a file unlinked; a directory with all in it,
+    however deep); returns False when there is none."""
+    try:
+        os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    remove_tree(name, parent)
+    return True

@@ -19,6 +19,7 @@ import pytest
 
 from contracts.storage_reports import FolderProvisionedReport
 from services.common.settings import Settings
+from services.sdk.client import BerthClient
 from services.storage.uploads import UploadStore
 from tests.integration.test_vfolder_cli import projecting, storage_says  # noqa: F401 - fixture
 from tests.support.cli import as_json, berth
@@ -28,6 +29,8 @@ from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.asyncio
 MiB = 1 << 20
+DELETE_FILES = ("mutation($f: String!, $p: [String!]!) { vfolderDeleteFiles(folder: $f, paths: $p) {"
+                " id deleted missing } }")
 
 
 class Throttled:
@@ -80,10 +83,7 @@ async def test_upload_resume_download_and_file_operations_through_the_cli(
 
 
 async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, tmp_path: Path, pg_dsn: str) -> None:
-    folder = (await as_json(url, alice, "vfolder", "create", "data"))["id"]
-    storage.volume.create(folder)
-    storage_says(pg_dsn, FolderProvisionedReport, folder)
-    await async_wait_for(lambda: _ready(url, alice), timeout=20, message="folder never ready")
+    folder = await _ready_folder(url, alice, storage, pg_dsn)
     root = storage.volume.folder_path(folder)
 
     big = tmp_path / "big.bin"
@@ -131,7 +131,8 @@ async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, t
         "folder": folder, "moved": "in/big.bin", "to": "made/deep/moved.bin"}
     listed = await as_json(url, alice, "vfolder", "ls-files", "data", "made/deep")
     assert [(e["name"], e["type"], int(e["size"])) for e in listed] == [("moved.bin", "file", 40 * MiB)]
-    assert await as_json(url, alice, "vfolder", "rm-files", "data", "made") == {"folder": folder, "deleted": ["made"]}
+    assert await as_json(url, alice, "vfolder", "rm-files", "data", "made") == {"folder": folder, "deleted": ["made"],
+                                                                                 "missing": []}
     assert sorted(p.name for p in root.iterdir()) == ["in"]
     _, _, err = await berth(url, alice, "vfolder", "download", "data", "../etc/passwd", ok=False)
     assert "component" in err or "path" in err
@@ -144,10 +145,7 @@ async def test_an_upload_that_does_not_fit_sends_nothing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     async with _gateway_and_storage(tmp_path, read_models, nats_url) as (url, storage):
-        folder = (await as_json(url, keys.alice, "vfolder", "create", "data"))["id"]
-        storage.volume.create(folder)
-        storage_says(pg_dsn, FolderProvisionedReport, folder)
-        await async_wait_for(lambda: _ready(url, keys.alice), timeout=20, message="folder never ready")
+        folder = await _ready_folder(url, keys.alice, storage, pg_dsn)
         await berth(url, keys.admin, "vfolder", "set-quota", folder, "25")
         throttle = Throttled(storage.ctx.uploads["local"], delay=0)
         (tmp_path / "a.txt").write_bytes(b"a" * 10)
@@ -160,6 +158,48 @@ async def test_an_upload_that_does_not_fit_sends_nothing(
         assert (throttle.created, list(storage.volume.folder_path(folder).iterdir())) == (0, [])
         await berth(url, keys.alice, "vfolder", "upload", "data", str(tmp_path / "b.txt"))  # this one fits
         assert (storage.volume.folder_path(folder) / "b.txt").read_bytes() == b"b" * 20
+
+
+async def test_rm_files_says_which_paths_it_deleted_and_which_did_not_exist(
+        tmp_path: Path, read_models: str, keys: Keys, nats_url: str, clean_streams, projecting, pg_dsn: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, every path given was reported deleted, one that named nothing too (and one under a directory that
+    did not exist failed the whole command, NOT_FOUND, after the paths before it were deleted); a path that did
+    not exist makes it exit 1, as rm does, once it said what it deleted."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    async with _gateway_and_storage(tmp_path, read_models, nats_url) as (url, storage):
+        folder = await _ready_folder(url, keys.alice, storage, pg_dsn)
+        root = storage.volume.folder_path(folder)
+
+        def fill() -> None:
+            (root / "dir").mkdir()
+            (root / "dir" / "b.txt").write_bytes(b"b")
+            (root / "a.txt").write_bytes(b"a")
+
+        fill()
+        _, out, err = await berth(url, keys.alice, "vfolder", "rm-files", "data", "a.txt", "nope", "gone/x", "dir",
+                                  "a.txt", ok=False)
+        assert "deleted a.txt, dir" in err and "not found (nothing deleted): nope, gone/x, a.txt" in err, (out, err)
+        assert list(root.iterdir()) == []
+        fill()
+        status, out, _ = await berth(url, keys.alice, "-o", "json", "vfolder", "rm-files", "data", "dir", "nope",
+                                     ok=False)
+        assert (status, json.loads(out)) == (1, {"folder": folder, "deleted": ["dir"], "missing": ["nope"]})
+        assert await as_json(url, keys.alice, "vfolder", "rm-files", "data", "a.txt") == {
+            "folder": folder, "deleted": ["a.txt"], "missing": []}
+        async with BerthClient(url, *keys.alice) as alice:
+            answer = (await alice.execute(DELETE_FILES, {"f": folder, "p": ["a.txt", "x/y"]}))["vfolderDeleteFiles"]
+        assert answer == {"id": folder, "deleted": [], "missing": ["a.txt", "x/y"]}
+
+
+async def _ready_folder(url: str, alice: tuple[str, str], storage: RunningStorage, pg_dsn: str) -> str:
+    """Creates alice's folder ``data``, its directory on the volume and its provisioned fact; returns its id once
+    the gateway sees it ready."""
+    folder = (await as_json(url, alice, "vfolder", "create", "data"))["id"]
+    storage.volume.create(folder)
+    storage_says(pg_dsn, FolderProvisionedReport, folder)
+    await async_wait_for(lambda: _ready(url, alice), timeout=20, message="folder never ready")
+    return folder
 
 
 async def _ready(url: str, alice: tuple[str, str]) -> bool:

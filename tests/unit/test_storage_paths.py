@@ -137,6 +137,7 @@ def test_move_mkdir_remove_and_delete_are_idempotent_and_bounded(volume):
     assert [e.name for e in volume.list(FOLDER, "")] == ["a", "c"]
     assert volume.remove(FOLDER, "a") is True
     assert volume.remove(FOLDER, "a") is False
+    assert volume.remove(FOLDER, "a/b/c") is False, "a directory on the way missing: the path names nothing"
     volume.delete(FOLDER)
     volume.delete(FOLDER)
     assert not volume.exists(FOLDER)

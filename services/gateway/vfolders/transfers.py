@@ -28,13 +28,13 @@ from domain.vfolder.access import Actor, check_volume, require
 from domain.vfolder.state import VFolderState
 from projections.queries import vfolders as q
 from services.gateway.context import Info
-from services.gateway.errors import BAD_INPUT, CONFLICT, QUOTA, GatewayError, from_domain
+from services.gateway.errors import BAD_INPUT, CONFLICT, QUOTA, UNAVAILABLE, GatewayError, from_domain
 from services.gateway.limits import checked_value
 from services.gateway.readmodels import read
 from services.gateway.resources import Resources
 from services.gateway.vfolders.access import FOLDER_REF, PATH, acting, load_folder
 from services.gateway.vfolders.storage_client import MAX_LISTING, Minted, StorageClient
-from services.gateway.vfolders.types import FolderFile, TransferTicket, VFolderResult
+from services.gateway.vfolders.types import FilesDeleted, FolderFile, TransferTicket, VFolderResult
 
 __all__ = ["TransferMutation", "TransferQuery", "remaining_bytes"]
 
@@ -74,6 +74,15 @@ async def _allowed(info: Info, ref: str, needed: VFolderPermission, volume_permi
     if state.status is not VFolderStatus.READY:
         raise GatewayError(CONFLICT, f"folder {state.name!r} is {state.status.value}: {what} needs it ready")
     return actor, state
+
+
+def _deleted(answer: object) -> bool:
+    """Returns True when the storage service's answer to deleting one path says it deleted it (``{"deleted":
+    [path]}``; ``[]``: the path named nothing); UNAVAILABLE when it answered something else."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("deleted"), list):
+        raise GatewayError(UNAVAILABLE, "the storage service answered a deletion with something else than "
+                                        '{"deleted": [...]}')
+    return bool(answer["deleted"])
 
 
 def remaining_bytes(scope_limit: int, scope_usage: int, folder_cap: int, folder_usage: int) -> int | None:
@@ -168,8 +177,9 @@ class TransferMutation:
                                         body={"src": source, "dst": target})
         return VFolderResult(id=state.id, position=0)
 
-    @strawberry.mutation(description="Deletes files or directories (recursively) of a folder where you have wd.")
-    async def vfolder_delete_files(self, info: Info, folder: str, paths: list[str]) -> VFolderResult:
+    @strawberry.mutation(description="Deletes files or directories (recursively) of a folder where you have wd; "
+                         "says which paths it deleted and which named nothing.")
+    async def vfolder_delete_files(self, info: Info, folder: str, paths: list[str]) -> FilesDeleted:
         checked_value(Many("paths", MAX_PATHS), paths)
         checked_value(FOLDER_REF, folder)
         if not paths:
@@ -178,6 +188,10 @@ class TransferMutation:
         actor, state = await _allowed(info, folder, VFolderPermission.WD, VolumePermission.UPLOAD_FILE,
                                       "deleting files")
         client = storage_client(info)
+        deleted: list[str] = []
+        missing: list[str] = []
         for one in normal:  # a token names one path: one call each
-            await client.call("POST", "/delete", _mint(info, actor, state, one, "delete"), body={"paths": [one]})
-        return VFolderResult(id=state.id, position=0)
+            answer = await client.call("POST", "/delete", _mint(info, actor, state, one, "delete"),
+                                       body={"paths": [one]})
+            (deleted if _deleted(answer) else missing).append(one)
+        return FilesDeleted(id=state.id, position=0, deleted=deleted, missing=missing)

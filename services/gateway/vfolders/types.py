@@ -84,6 +84,17 @@ class VFolderResult:
     position: int
 
 
+@strawberry.type(description="What vfolderDeleteFiles did: the folder, the paths it deleted and those that named "
+                 "nothing (each path given is in one of them, in the order given).")
+class FilesDeleted:
+    id: str
+    position: int = strawberry.field(description="0: deleting records no event of its own here (the storage "
+                                     "service reports it).")
+    deleted: list[str] = strawberry.field(description="The paths deleted (a directory with all in it).")
+    missing: list[str] = strawberry.field(description="The paths that named nothing (nothing deleted for them), "
+                                          "a directory on their way missing too.")
+
+
 @strawberry.type(description="A storage token for one operation on one folder path, and where to use it.")
 class TransferTicket:
     url: str
