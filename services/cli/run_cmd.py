@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +31,51 @@ from services.cli.sessions_common import (
 
 __all__ = ["run"]
 
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""What ends `berth run` from outside (``timeout``, a CI job cancelled, a closed terminal): like Ctrl-C, it stops
+waiting and its cleanup runs (``--rm`` terminates, or cancels, the session), then it exits with 128 + the signal.
+Python's default for them ended the process at once, leaving a ``--rm`` session holding its slots for good."""
+
 
 @run_async
-async def _run(out: Output, image: str, name: str | None, code: str, mode: str, resources: tuple[str, ...],
-               mounts: list[dict[str, str]], remove: bool, timeout: float, argv: list[str] | None) -> int:
+async def _run(*args: Any) -> int:
+    """``_run_session`` until it ends or one of ``ENDING_SIGNALS`` arrives: then its cleanup runs and the
+    status is 128 + the signal (a second one stops the cleanup too)."""
+    received: list[int] = []
+    try:
+        with _ended_by(ENDING_SIGNALS, received):
+            return await _run_session(*args)
+    except (asyncio.CancelledError, KeyboardInterrupt):  # stream_execution turns our cancel into KeyboardInterrupt
+        if received:
+            return 128 + received[0]
+        raise
+
+
+@contextlib.contextmanager
+def _ended_by(signals: tuple[signal.Signals, ...], received: list[int]) -> Iterator[None]:
+    """Within the block, each of ``signals`` cancels the current task (recorded in ``received``) instead of ending
+    the process; where the loop cannot take signals (off the main thread), they stay as they were."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    installed = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if task is not None:
+            task.cancel()
+
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal, int(sig))
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _run_session(out: Output, image: str, name: str | None, code: str, mode: str, resources: tuple[str, ...],
+                       mounts: list[dict[str, str]], remove: bool, timeout: float, argv: list[str] | None) -> int:
     async with connect_client() as client:
         payload: dict[str, Any] = {"image": image}
         if name is not None:
