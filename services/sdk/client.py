@@ -53,6 +53,9 @@ class BerthClient:
         self.access_key = access_key
         self._secret_key = secret_key
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._answered = False
+        """Whether the gateway has answered this client once: a refused connection after that is a gateway
+        restarting (``execute_while_unavailable`` waits for it), before it most likely none running."""
         self._channel = SubscriptionChannel("ws" + self.graphql_url[len("http"):], self.connection_params)
 
     async def __aenter__(self) -> BerthClient:
@@ -80,6 +83,7 @@ class BerthClient:
         response = await self._http.post(
             self.graphql_url, content=body, headers=self.signed_headers("POST", self.graphql_url, body)
         )
+        self._answered = True
         document = self._document(response)
         if document.get("errors"):
             raise_first(document["errors"])
@@ -108,9 +112,11 @@ class BerthClient:
     async def execute_while_unavailable(self, query: str, variables: dict[str, Any] | None = None, *,
                                         deadline: float | None = None) -> dict[str, Any]:
         """Runs ``execute``, sent again while the gateway answers UNAVAILABLE (its PostgreSQL or NATS
-        away, a gateway restarting: the request recorded nothing) until ``deadline`` (the event loop's
-        clock; default ``UNAVAILABLE_WINDOW`` seconds from now). For a request that may be sent twice
-        when it recorded nothing the first time (``terminateSession``, any query); other errors raise."""
+        away: the request recorded nothing), or refuses the connection once it has answered this client (a
+        gateway restarting, killed or upgraded: the request never reached it), until ``deadline`` (the event
+        loop's clock; default ``UNAVAILABLE_WINDOW`` seconds from now). For a request that may be sent twice
+        when it recorded nothing the first time (``terminateSession``, any query); other errors raise, and
+        so does a refused connection to a gateway that never answered (none running: said at once)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + UNAVAILABLE_WINDOW if deadline is None else deadline
         while True:
@@ -119,7 +125,10 @@ class BerthClient:
             except BerthAPIError as exc:
                 if exc.code not in RETRIED_CODES or loop.time() >= deadline:
                     raise
-                await asyncio.sleep(RETRY_DELAY)  # the gateway's store or bus is away: nothing was recorded
+            except httpx.ConnectError:
+                if not self._answered or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(RETRY_DELAY)  # the gateway, its store or its bus is away: nothing was recorded
 
     async def issue_token(self) -> str:
         """Returns a new bearer token (valid 12 h) for this keypair, from ``POST /auth/token``."""
