@@ -25,6 +25,8 @@ from berth_output import OUTPUT_RATE, Output, pump
 from berth_tunnel import check_port, open_app, splice
 
 INTERRUPT_GRACE = 2.0
+INTERRUPTED = 130
+"""Exit status of a run interrupted before it started, as the worker's for KeyboardInterrupt."""
 
 
 # ------------------------------------------------------------------ kernels of code
@@ -151,6 +153,18 @@ class BatchRun:
             pass
 
 
+class Waiting:
+    """A run accepted but not started yet (a query run waits for the one before it, a batch run for its thread): an
+    interrupt now is kept, and the run then never starts (it was lost: the run started later, ran to its end, and a
+    query run that never ends held the namespace for good, every later run waiting behind it)."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+
+
 def detach(request: dict, output: Output) -> int:
     """Starts a shell command that outlives its run (a service: Jupyter, TensorBoard): stdin from /dev/null,
     stdout and stderr the runner's own (the kernel's log, ``berth logs``), in the runner's process group (it
@@ -163,6 +177,12 @@ def detach(request: dict, output: Output) -> int:
     threading.Thread(target=proc.wait, daemon=True).start()
     output.feed("stdout", f"started in the background (pid {proc.pid}); its output goes to the kernel's log\n".encode())
     return 0
+
+
+def not_started(output: Output) -> int:
+    """Ends a run interrupted before it started: a line on its stderr and 130, as Ctrl-C's KeyboardInterrupt."""
+    output.note("berth: interrupted before it started: the run did not run\n")
+    return INTERRUPTED
 
 
 # ------------------------------------------------------------------ server
@@ -267,7 +287,7 @@ class Runner:
         with self.runs_lock:
             if run_id in self.runs:
                 return f"run {run_id} is already running"
-            self.runs[run_id] = None
+            self.runs[run_id] = Waiting()
         return None
 
     def run(self, request: dict, send) -> None:
@@ -281,18 +301,17 @@ class Runner:
             elif request.get("mode", "query") == "batch":
                 oom_kills = self.memory.oom_kills()
                 try:
-                    batch = BatchRun(request)
+                    batch = self._start(run_id, lambda: BatchRun(request))
                 except OSError as exc:
                     output.feed("stderr", f"cannot start /bin/sh: {exc}\n".encode())
                     exit_code = 127
                 else:
-                    self._register(run_id, batch)
-                    exit_code = batch.run(output)
+                    exit_code = batch.run(output) if batch else not_started(output)
             else:
                 with self.query.lock:
                     oom_kills = self.memory.oom_kills()  # once the run before it ended
-                    self._register(run_id, self.query)
-                    exit_code = self.query.run(request, output)
+                    query = self._start(run_id, lambda: self.query)
+                    exit_code = query.run(request, output) if query else not_started(output)
         except Exception as exc:  # noqa: BLE001 - a runner fault ends the run, never the runner
             output.feed("stderr", f"berth runner error: {exc!r}\n".encode())
             exit_code = 1
@@ -306,9 +325,16 @@ class Runner:
         duration_ms = int((time.monotonic() - started) * 1000)
         send({"run_id": run_id, "kind": "done", "exit_code": exit_code, "duration_ms": duration_ms})
 
-    def _register(self, run_id: str, target) -> None:
+    def _start(self, run_id: str, make):
+        """Returns ``make()``, the run's target from now on (interrupts reach it), made under the lock that
+        interrupts take: an interrupt lands on the ``Waiting`` before or on the target after, never between. None,
+        making nothing, when the run was interrupted while it waited."""
         with self.runs_lock:
-            self.runs[run_id] = target
+            waiting = self.runs.get(run_id)
+            if isinstance(waiting, Waiting) and waiting.interrupted:
+                return None
+            target = self.runs[run_id] = make()
+            return target
 
     def interrupt(self, run_id) -> bool:
         with self.runs_lock:
