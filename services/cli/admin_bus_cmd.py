@@ -106,8 +106,8 @@ def revoke(out: Output, agent_id: str, data_dir: Path | None) -> None:
         return
     out.info(f"revoked {revoked} credential(s) of agent {agent_id}; " + (
         "NATS reloaded: they are refused now" if reloaded else
-        f"no NATS of this instance runs: they are refused from its next start (a NATS of your own: "
-        f"nats-server --signal reload)"))
+        "no NATS of this instance runs: they are refused from its next start (a NATS of your own: "
+        "nats-server --signal reload)"))
 
 
 @click.group()
