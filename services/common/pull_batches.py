@@ -27,6 +27,8 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from services.common.js_reply import delivery_of
+
 __all__ = ["AVAILABLE_WAIT", "fetch_timeouts_as_nats", "hand_over_available", "mend_fetch", "park_when_closed"]
 
 AVAILABLE_WAIT = 0.002
@@ -62,7 +64,7 @@ def hand_over_available(subscription: Any) -> None:
 def _pending_after(message: Msg) -> int:
     """Returns how many messages the consumer held after ``message`` when it was delivered."""
     try:
-        return int(message.metadata.num_pending)
+        return delivery_of(message).num_pending
     except Exception:  # noqa: BLE001 - not a JetStream message (no metadata): ask as before, for the batch
         return 1 << 30
 

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 
 from services.common import transient
 from services.common.bus import closed_for_good, dead_letter
+from services.common.js_reply import delivery_of
 from services.common.transient import OUTAGES, unavailable_dependency
 from services.common.waiting import first_of
 
@@ -98,7 +99,7 @@ class Settler:
     async def _unsettled_too_often(self, msg: Msg) -> bool:
         """Dead-letters a message delivered many times more than its tries without ever being
         settled (the consumer died handling it each time); True when it did."""
-        delivered = msg.metadata.num_delivered
+        delivered = delivery_of(msg).num_delivered
         if delivered <= self._max_deliver + SETTLE_SLACK:
             return False
         await self._dead_letter(msg, f"delivered {delivered} times without being settled "
