@@ -184,10 +184,10 @@ class Sessions(BerthApplication):
             events += self._release_quota_if_ended(reads, state, events, ctx)
         return events
 
-    def _reads_of(self, session_ids: Iterable[str]) -> Reads:
-        """A batch's ``Reads``, its sessions read in one read."""
+    def _reads_of(self, session_ids: Iterable[str], *, quotas: bool = False) -> Reads:
+        """A batch's ``Reads``, its sessions read in one read (``Reads.read_sessions``)."""
         reads = Reads(self)
-        reads.read_sessions(session_ids)
+        reads.read_sessions(session_ids, quotas=quotas)
         return reads
 
     @staticmethod
@@ -255,7 +255,8 @@ class Sessions(BerthApplication):
             return self._report_events(reads, session_id, command, ctx)
 
         def attempt() -> list[Exception | None]:
-            groups, outcomes = self._each(self._reads_of(session_id for session_id, _, _ in items), items, exit_of)
+            reads = self._reads_of((session_id for session_id, _, _ in items), quotas=True)
+            groups, outcomes = self._each(reads, items, exit_of)
             self.record([event for group in groups for event in group])
             return outcomes
 
