@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from contracts.envelope import context_of
 from projections.delivery import Entry
 from projections.writer import Writer, bulk_insert
 
-__all__ = ["project"]
+__all__ = ["INSERT", "project", "row"]
 
-_insert = bulk_insert(
+INSERT = bulk_insert(
     "event_log",
     [
         ("position", "bigint"),
@@ -27,13 +29,19 @@ _insert = bulk_insert(
         ("payload", "json"),
     ],
 )
+"""The log's insert: ``project`` defers its rows, a bulk batch copies them beside its projecting (``runner``)."""
 
 
 def project(w: Writer, entry: Entry) -> None:
     """Appends ``entry`` to the event log, whatever its type (one insert per batch: no other
     statement reads or changes the log while a batch is applied)."""
+    w.defer(INSERT, row(entry), ordered=False)
+
+
+def row(entry: Entry) -> tuple[Any, ...]:
+    """Returns the log's row of ``entry`` (``INSERT``'s columns): the entry's alone, whatever the batch holds."""
     head = entry.envelope
-    row = (
+    return (
         entry.position,
         entry.stream_seq,
         head.event_id,
@@ -47,4 +55,3 @@ def project(w: Writer, entry: Entry) -> None:
         head.metadata.causation_id,
         msgspec.Raw(entry.payload),
     )
-    w.defer(_insert, row, ordered=False)

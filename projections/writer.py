@@ -21,11 +21,19 @@ in the pipeline: ``copy_pending`` sends them with ``COPY ... FROM STDIN (FORMAT 
 pipeline is closed (COPY cannot run in pipeline mode): each value in its column type's binary
 form, which psycopg writes in C and the server takes without parsing text (a third of the client's
 time of text COPY), JSON values as the statement's JSON text.
+
+A bulk batch also copies rows that depend on nothing it projects (the event log's) beside its
+projecting (``copying_beside``): the COPY runs on a thread of its own while the batch's events are
+projected in Python, so that the server stores those rows while the client builds the others. The
+connection is the COPY's meanwhile: the statements asked for are recorded and sent, in order, by
+``settle`` (a read settles first).
 """
 
 from __future__ import annotations
 
-from typing import Any, Collection, Hashable, Mapping, Sequence
+import contextlib
+import threading
+from typing import Any, Collection, Hashable, Iterator, Mapping, Sequence
 
 import msgspec
 import psycopg
@@ -80,6 +88,32 @@ class BulkInsert:
                 copy.write_row(row)
 
 
+_Statement = tuple[str, Any, "tuple[int, str] | None"]
+"""A statement, its parameters and what it must change (rows, ``MissingRowError`` message), or None."""
+
+
+class _Copying:
+    """A ``COPY`` of rows on a thread of its own (``Writer.copying_beside``), and the statements recorded meanwhile."""
+
+    def __init__(self, cur: psycopg.Cursor, insert: BulkInsert, rows: list[Any]) -> None:
+        self.recorded: list[_Statement] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._copy, args=(cur, insert, rows), name="copy-beside", daemon=True)
+        self._thread.start()
+
+    def _copy(self, cur: psycopg.Cursor, insert: BulkInsert, rows: list[Any]) -> None:
+        try:
+            insert.copy(cur, rows)
+        except BaseException as exc:  # noqa: BLE001 - raised by ``wait``, on the batch's thread
+            self._error = exc
+
+    def wait(self) -> None:
+        """Returns once the copy is done; raises what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class Writer:
     """Runs read-model statements; defers bulk inserts and pipelined row-count checks."""
 
@@ -93,6 +127,7 @@ class Writer:
         self._expectations: list[tuple[psycopg.Cursor, int, str]] = []
         self._ordered: dict[BulkInsert, list[Any]] = {}
         self._unordered: dict[BulkInsert, list[Any]] = {}
+        self._copying: _Copying | None = None
         self.tallies = Tallies(self, pipelined=pipelined)
         """The batch's tallied rows (``projections.tallies``)."""
 
@@ -132,33 +167,59 @@ class Writer:
     def execute(self, query: str, params: Sequence[Any] = ()) -> None:
         """Runs one statement (after the ordered deferred inserts)."""
         self._flush(self._ordered)
-        self._cur.execute(query, params)  # type: ignore[arg-type]
+        self._send((query, params, None))
 
     def execute_one(self, query: str, params: Sequence[Any] | Mapping[str, Any], missing: str, rows: int = 1) -> None:
         """Runs an update that must change exactly one row (or ``rows``); raises ``MissingRowError(missing)``
         otherwise (at once, or at ``verify`` when pipelined)."""
         self._flush(self._ordered)
-        if self._pipelined:
-            cur = self._conn.cursor()
-            cur.execute(query, params)  # type: ignore[arg-type]
-            self._expectations.append((cur, rows, missing))
-            return
-        self._cur.execute(query, params)  # type: ignore[arg-type]
-        if self._cur.rowcount != rows:
-            raise MissingRowError(missing)
+        self._send((query, params, (rows, missing)))
 
     def fetchone(self, query: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """Runs a query and returns its first row (a pipeline syncs here)."""
         self._flush(self._ordered)
+        self.settle()
         return self._cur.execute(query, params).fetchone()  # type: ignore[arg-type]
 
     def fetchall(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Runs a query and returns its rows (a pipeline syncs here)."""
         self._flush(self._ordered)
+        self.settle()
         return self._cur.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def copying_beside(self, insert: BulkInsert, rows: list[Any]) -> Iterator[None]:
+        """Copies ``rows`` with ``insert``'s ``COPY`` on a thread of its own while the block runs (the connection
+        not in a pipeline; rows that nothing else in the batch reads or changes). Until ``settle``, the
+        statements asked for are recorded; a read settles first. Leaving the block waits for the copy and
+        raises what it raised (unless the block raised)."""
+        self.settle()
+        if not rows:
+            yield
+            return
+        copying = self._copying = _Copying(self._conn.cursor(), insert, rows)
+        try:
+            yield
+        except BaseException:
+            self._copying = None  # the batch failed: its transaction goes, and what was recorded with it
+            with contextlib.suppress(Exception):
+                copying.wait()
+            raise
+        copying.wait()
+
+    def settle(self) -> None:
+        """Waits for the copy beside, if one runs (raising what it raised), then sends the statements recorded
+        meanwhile, in order (pipelined when the caller opened the pipeline again)."""
+        copying, self._copying = self._copying, None
+        if copying is None:
+            return
+        copying.wait()
+        for statement in copying.recorded:
+            self._send(statement)
 
     def flush(self) -> None:
         """Sends every deferred insert and held row, and writes every changed tallied row."""
+        self.settle()
         self.tallies.flush()
         self._release_held()
         self._flush(self._ordered)
@@ -166,6 +227,7 @@ class Writer:
 
     def copy_pending(self) -> None:
         """Sends every deferred insert and held row with ``COPY`` (call once the pipeline is closed)."""
+        self.settle()
         self._release_held()
         for pending in (self._ordered, self._unordered):
             while pending:
@@ -190,6 +252,26 @@ class Writer:
             self._cur.execute(insert.delete_keys, (keys,))
         for insert, rows in writes.items():
             self._unordered.setdefault(insert, []).extend(rows)
+
+    def _send(self, statement: _Statement) -> None:
+        """Runs a statement, or records it while a copy runs beside; one that must change some rows is checked at
+        once, or by ``verify`` when pipelined."""
+        if self._copying is not None:
+            self._copying.recorded.append(statement)
+            return
+        query, params, expected = statement
+        if expected is None:
+            self._cur.execute(query, params)  # type: ignore[arg-type]
+            return
+        rows, missing = expected
+        if self._pipelined:
+            cur = self._conn.cursor()
+            cur.execute(query, params)  # type: ignore[arg-type]
+            self._expectations.append((cur, rows, missing))
+            return
+        self._cur.execute(query, params)  # type: ignore[arg-type]
+        if self._cur.rowcount != rows:
+            raise MissingRowError(missing)
 
     def _flush(self, pending: dict[BulkInsert, list[Any]]) -> None:
         while pending:
