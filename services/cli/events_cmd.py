@@ -22,11 +22,25 @@ COLUMNS = [("position", "POS"), ("occurredAt", "TIME"), ("type", "TYPE"), ("aggr
 PAGE = 500
 DEFAULT_LAST = 100
 _ENVELOPE = {"type", "event_id", "originator_id", "originator_version", "timestamp", "metadata"}
+SHOWN_ON_TERMINAL = 120
+"""Characters of an event's DETAILS shown on a terminal (cut with an ellipsis); piped, they are whole."""
 
 
 def _summary(payload: str) -> str:
     body = {k: v for k, v in json.loads(payload).items() if k not in _ENVELOPE and v not in (None, [], {})}
-    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, separators=(',', ':'))}" for k, v in body.items())[:120]
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, separators=(',', ':'))}" for k, v in body.items())
+
+
+def _for(out: Output, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Returns ``rows`` as ``out`` shows them: on a terminal, each DETAILS cut to ``SHOWN_ON_TERMINAL`` characters
+    (an ellipsis saying so); piped or as JSON, whole (a script reading them lost what was past 120 characters)."""
+    if not out.terminal or out.is_json:
+        return rows
+    return [{**row, "summary": _cut(row["summary"])} for row in rows]
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SHOWN_ON_TERMINAL else text[:SHOWN_ON_TERMINAL - 1] + "…"
 
 
 @click.command()
@@ -61,11 +75,11 @@ async def events(out: Output, aggregate_id: str | None, since: dt.datetime | Non
         if collected:
             variables["after"] = collected[-1]["position"]
         if follow:
-            _print_rows(out, collected)
+            _print_rows(out, _for(out, collected))
     while last == 0 or follow:
         page = await _page(client, variables)
         if follow:
-            _print_rows(out, page)
+            _print_rows(out, _for(out, page))
         else:
             collected += page
         if page:
@@ -81,7 +95,7 @@ async def events(out: Output, aggregate_id: str | None, since: dt.datetime | Non
     if not collected and not out.is_json:
         out.info("no events" + (f" for {aggregate_id}" if aggregate_id else ""))
         return
-    out.table(collected, COLUMNS)
+    out.table(_for(out, collected), COLUMNS)
 
 
 async def _page(client: BerthClient, variables: dict[str, Any]) -> list[dict[str, Any]]:

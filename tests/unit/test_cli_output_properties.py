@@ -116,3 +116,15 @@ def test_events_never_crash_and_print_payloads_literally(rows: list[dict[str, An
             assert f"name={name}" in followed and f"name={name}" in listed
     piped = render(False, lambda out: out.table(rows, events_cmd.COLUMNS)).splitlines()
     assert len(piped) == 1 + len(rows)
+
+
+def test_events_details_are_whole_when_piped_and_cut_with_an_ellipsis_on_a_terminal() -> None:
+    reason = "r" * 400
+    rows = [{"position": 1, "occurredAt": None, "type": "session.terminated", "aggregateId": "s1",
+             "aggregateVersion": 3, "actor": "u", "payload": json.dumps({"reason": reason})}]
+    for row in rows:
+        row["summary"] = events_cmd._summary(row["payload"])
+    piped = render(False, lambda out: out.table(events_cmd._for(out, rows), events_cmd.COLUMNS))
+    assert f'reason="{reason}"' in piped, "a script reading berth events gets the whole details"
+    on_terminal = render(True, lambda out: events_cmd._print_rows(out, events_cmd._for(out, rows)))
+    assert "…" in on_terminal and reason not in on_terminal
