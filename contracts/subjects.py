@@ -33,7 +33,9 @@ __all__ = [
     "check_token",
     "context_events_filter",
     "dead_letter_consumer",
+    "dead_letter_filters",
     "dead_letter_subject",
+    "dead_letter_subject_of",
     "event_filters",
     "event_subject",
     "invalid_event_subject",
@@ -237,15 +239,39 @@ def report_sender(subject: str) -> str:
     return check_token(parts[2], "agent id")
 
 
-def dead_letter_subject(consumer: str) -> str:
-    """Returns the dead-letter subject of a consumer: ``dlq.<consumer>``."""
-    return f"dlq.{check_token(consumer, 'consumer')}"
+def dead_letter_subject(consumer: str, sender: str | None = None) -> str:
+    """Returns the dead-letter subject of a consumer, ``dlq.<consumer>``, or with ``sender`` that of its letters of
+    one sender's messages, ``dlq.<consumer>.<sender>`` (``dead_letter_subject_of``)."""
+    own = f"dlq.{check_token(consumer, 'consumer')}"
+    return own if sender is None else f"{own}.{check_token(sender, 'sender')}"
+
+
+def dead_letter_subject_of(consumer: str, subject: str) -> str:
+    """Returns where ``consumer``'s dead letter of a message consumed on ``subject`` goes: for an agent's report
+    ``dlq.<consumer>.<agent id>``, the agent id taken from ``subject`` (which only that agent may publish on), never
+    from what the agent wrote, so that each agent fills its own share of ``DEADLETTER``'s per-subject limit and no
+    other agent's (one agent's bad reports filled the controller's one subject, and every other agent's dead letters
+    were refused); ``dlq.<consumer>`` for any other message."""
+    try:
+        return dead_letter_subject(consumer, report_sender(subject))
+    except SubjectError:
+        return dead_letter_subject(consumer)
+
+
+def dead_letter_filters(consumer: str | None = None) -> tuple[str, ...]:
+    """Returns the filter subjects of every dead letter of ``consumer``: ``dlq.<consumer>`` (with the letters a
+    version before per-sender subjects wrote) and ``dlq.<consumer>.>`` (per sender); every consumer's when None."""
+    if consumer is None:
+        return tuple(DEADLETTER_SUBJECTS)
+    own = dead_letter_subject(consumer)
+    return own, f"{own}.>"
 
 
 def dead_letter_consumer(subject: str) -> str:
-    """Returns the consumer of a dead-letter subject ``dlq.<consumer>`` (empty when it is not one)."""
-    head, _, consumer = subject.partition(".")
-    return consumer if head == DEADLETTER_SUBJECTS[0].split(".")[0] else ""
+    """Returns the consumer of a dead-letter subject ``dlq.<consumer>`` or ``dlq.<consumer>.<sender>`` (empty when
+    it is not one)."""
+    parts = subject.split(".")
+    return parts[1] if len(parts) in (2, 3) and parts[0] == DEADLETTER_SUBJECTS[0].split(".")[0] else ""
 
 
 def is_event_subject(subject: str) -> bool:

@@ -62,11 +62,13 @@ DEADLETTER_MAX_BYTES = 1024**3
 discarded: a dead letter is work an operator replays or drops (``berth dlq``). Before, nothing bounded it: an agent
 publishing on its own dead-letter subject filled JetStream's disk (300 MiB a second here), and every stream with it."""
 DEADLETTER_MAX_PER_CONSUMER = 1000
-"""The most dead letters one subject (``dlq.<consumer>``: one consumer, one agent) holds; past it that subject's new
-ones are refused, others' still taken. With ``DEADLETTER_MAX_MSG_SIZE`` one subject holds at most 320 MiB, under a
-third of the stream: an agent filling its own subject, or the controller's with undecodable reports (64 KiB each at
-most), leaves room for every other consumer's letters. A consumer with this many letters waiting is an incident
-(``berth doctor`` counts them per subject)."""
+"""The most dead letters one subject holds (``dlq.<consumer>``: one consumer, one agent;
+``dlq.<consumer>.<agent id>``: one consumer's letters of one agent's reports,
+``contracts.subjects.dead_letter_subject_of``); past it that subject's new ones are refused, others' still taken.
+With ``DEADLETTER_MAX_MSG_SIZE`` one subject holds at most 320 MiB, under a third of the stream: an agent filling its
+own subject, or its share of the controller's with undecodable reports (64 KiB each at most), leaves room for every
+other consumer's and agent's letters. A subject with this many letters waiting is an incident (``berth doctor``
+counts them per consumer)."""
 DEADLETTER_MAX_MSG_SIZE = MAX_EVENT_BYTES + 64 * 1024
 """The largest dead letter (payload and headers): the largest event with the headers. A larger message keeps only its
 beginning (``dead_letter_body``), as one over ``max_payload`` does."""
@@ -228,7 +230,8 @@ async def existing_heartbeat_bucket(js: JetStreamContext) -> KeyValue:
 
 async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: bytes, error: str, *,
                       deliveries: int = 0) -> bool:
-    """Moves a message that cannot be processed to ``dlq.<consumer>`` with its error, original
+    """Moves a message that cannot be processed to ``dlq.<consumer>`` (an agent's report to ``dlq.<consumer>.<agent
+    id>``: ``contracts.subjects.dead_letter_subject_of``) with its error, original
     subject, delivery count, consumer and time (headers: services/common/README.md); returns True. A message that
     would not fit ``max_payload`` or ``DEADLETTER_MAX_MSG_SIZE`` with those headers keeps only its beginning, and
     says so (``dead_letter_body``). When ``DEADLETTER`` refuses it (full: ``DEADLETTER_MAX_BYTES``, or its subject
@@ -240,7 +243,7 @@ async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: b
                s.HEADER_CONSUMER: consumer, s.HEADER_DEAD_LETTERED_AT: dt.datetime.now(dt.UTC).isoformat()}
     body, headers = dead_letter_body(data, headers, min(_max_payload(js), DEADLETTER_MAX_MSG_SIZE))
     try:
-        await js.publish(s.dead_letter_subject(consumer), body, headers=headers)
+        await js.publish(s.dead_letter_subject_of(consumer, subject), body, headers=headers)
     except nats.js.errors.APIError as exc:
         if not refused_for_room(exc):
             raise

@@ -125,7 +125,7 @@ async def agent_has(agents: Agents, agent_id: str, status: AgentStatus) -> bool:
 
 
 async def dead_letters(js: JetStreamContext, count: int) -> list:  # type: ignore[type-arg]
-    sub = await js.pull_subscribe("dlq.controller", stream=DEADLETTER_STREAM)
+    sub = await js.pull_subscribe("dlq.controller.>", stream=DEADLETTER_STREAM)  # every agent's share
     got: list = []  # type: ignore[type-arg]
 
     async def more() -> bool:

@@ -37,7 +37,7 @@ async def test_an_agent_fills_only_its_own_dead_letter_subject(js: JetStreamCont
 
     assert await dead_letter(js, "controller", "rp.agent.a1.kernel_running", b"{}", "PermanentError: no")
     counts = (await js.stream_info(DEADLETTER_STREAM, subjects_filter="dlq.>")).state.subjects
-    assert counts == {own: DEADLETTER_MAX_PER_CONSUMER, "dlq.controller": 1}
+    assert counts == {own: DEADLETTER_MAX_PER_CONSUMER, dead_letter_subject("controller", "a1"): 1}
     [first] = await queue.entries(js, agent_identity(HOSTILE), limit=1)
     assert first.data == PAYLOAD + b"0", "the oldest letter is kept"
 
@@ -76,7 +76,10 @@ async def test_an_older_unbounded_stream_is_bounded_without_losing_a_letter(js: 
     info = await js.stream_info(DEADLETTER_STREAM)
     assert (info.config.max_msg_size, info.config.discard) == (DEADLETTER_MAX_MSG_SIZE, DiscardPolicy.NEW)
     assert info.state.messages == held, "no letter lost"
-    assert not await dead_letter(js, "controller", "rp.agent.a1.kernel_running", b"{}", "PermanentError: no")
+    assert not await dead_letter(js, "controller", "rp.storage.v1.purged", b"{}", "PermanentError: no")
+    assert await dead_letter(js, "controller", "rp.agent.a1.kernel_running", b"{}", "PermanentError: no"), (
+        "an agent's report has its own share")
     assert await dead_letter(js, "scheduler", "ev.session.s1.requested", b"{}", "PermanentError: no")
     [first] = await queue.entries(js, "controller", limit=1)
     assert first.data == PAYLOAD + b"0"
+    assert await queue.count(js, "controller") == held + 1, "the older letters are the controller's with the new"

@@ -18,10 +18,11 @@ from nats.js import JetStreamContext
 from contracts import agent as ev
 from contracts.catalog import decode_event, encode_event
 from contracts.envelope import Event, Metadata
-from contracts.subjects import DEADLETTER_STREAM, EVENTS_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, event_subject
+from contracts.subjects import EVENTS_STREAM, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, event_subject
 from domain.emitting import Context, Emitter
 from services.common import flow, pull_batches
 from services.common.flow import Following, PermanentError, Subscription, consume, follow, open_broker
+from services.gateway.deadletters import queue as deadletter_queue
 from tests.support.waiting import async_wait_for
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -75,13 +76,8 @@ def table(**kw: Any) -> Subscription:
 
 
 async def dead_letters(js: JetStreamContext, consumer: str) -> list[Any]:
-    sub = await js.pull_subscribe(f"dlq.{consumer}", stream=DEADLETTER_STREAM)
-    try:
-        return await sub.fetch(100, timeout=1)
-    except Exception:  # noqa: BLE001 - none
-        return []
-    finally:
-        await sub.unsubscribe()
+    """Returns the consumer's dead letters, whatever their sender (``dlq.<consumer>`` and ``dlq.<consumer>.<agent>``)."""
+    return await deadletter_queue.entries(js, consumer, limit=100)
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,12 @@ def test_every_consumer_with_dead_letters_drifts() -> None:
     assert check_dead_letters({})[1] == []
 
 
+def test_a_consumers_letters_of_every_sender_are_one_drift() -> None:
+    check, drifts = check_dead_letters({"dlq.controller": 1, "dlq.controller.a1": 2, "dlq.controller.evil": 1000})
+    assert (check.subjects, check.drifts) == (1, 1)
+    assert drifts == [Drift(kind="dead-letters", subject="consumer/controller", expected=0, actual=1003)]
+
+
 def test_lag_of_the_relay_and_of_the_projector() -> None:
     assert check_lag(Positions(store=10, stream=10, read_models=10))[1] == []
     assert check_lag(Positions(store=10, stream=12, read_models=10))[1] == []  # newer events are not awaited

@@ -1,7 +1,8 @@
 """The dead-letter stream as a queue an operator works through (JetStream only, no GraphQL).
 
-Every message a consumer gave up is in ``DEADLETTER`` on ``dlq.<consumer>`` with its error, the
-subject it was consumed from, the delivery count, the consumer and the time in headers
+Every message a consumer gave up is in ``DEADLETTER`` on ``dlq.<consumer>`` (an agent's report on
+``dlq.<consumer>.<agent id>``, so that one agent fills only its own share; a consumer's entries are those of both)
+with its error, the subject it was consumed from, the delivery count, the consumer and the time in headers
 (``contracts.subjects.HEADER_*``; older entries may lack the last three). Entries are addressed
 by their stream sequence.
 
@@ -14,7 +15,10 @@ work queue whose one consumer is the controller) are replayed: an event (``ev.>`
 published again — every consumer of ``EVENTS`` would get it twice and the relay resumes from the
 stream's last message; such an entry is refused with that reason (drop it once its cause is dealt
 with: the agents' reconciliation and the controller's deadlines converge what it left undone,
-``berth projections rebuild`` re-applies events to the read models).
+``berth projections rebuild`` re-applies events to the read models). Only a letter a service wrote is replayed:
+an agent may publish on its own dead-letter subject (``dlq.agent-<id>``) whatever it likes, headers included, and a
+``Berth-Original-Subject`` of another agent's report would have had the gateway publish that report for it; an
+agent's own letters are of events anyway. A letter's consumer is its subject's, never its headers' word.
 """
 
 from __future__ import annotations
@@ -26,16 +30,20 @@ from nats.js import JetStreamContext
 from nats.js.api import Header, RawStreamMsg
 from nats.js.errors import NotFoundError
 
+from services.common.bus_identities import AGENT_IDENTITY
+
 from contracts.subjects import (
     DEADLETTER_STREAM, DEADLETTER_SUBJECTS, HEADER_CONSUMER, HEADER_DEAD_LETTERED_AT, HEADER_DELIVERIES, HEADER_ERROR,
     HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_SUBJECT, HEADER_TRUNCATED, REPORTS_STREAM, SubjectError, dead_letter_consumer,
-    dead_letter_subject, is_event_subject, report_sender, storage_report_volume,
+    dead_letter_filters, dead_letter_subject, is_event_subject, report_sender, storage_report_volume,
 )
 
 __all__ = ["ALL_DEAD_LETTERS", "DeadLetter", "NotReplayableError", "check_consumer", "count", "drop", "entries",
            "entry", "replay"]
 
 ALL_DEAD_LETTERS = DEADLETTER_SUBJECTS[0]
+_AGENT_WRITTEN = AGENT_IDENTITY.format(agent_id="")
+"""How the consumer of a dead-letter subject an agent may publish on begins (``dlq.agent-<id>``: its own)."""
 
 
 class NotReplayableError(Exception):
@@ -55,6 +63,13 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     dead_lettered_at: dt.datetime | None
     headers: dict[str, str]
     data: bytes
+    stored_on: str = ""
+    """The dead-letter subject it is stored on (who could write it: ``dlq.agent-<id>`` that agent)."""
+
+    @property
+    def agent_written(self) -> bool:
+        """Returns True when an agent could have written this letter, headers and all (its own subject)."""
+        return dead_letter_consumer(self.stored_on).startswith(_AGENT_WRITTEN)
 
 
 def _entry(msg: RawStreamMsg) -> DeadLetter:
@@ -64,13 +79,14 @@ def _entry(msg: RawStreamMsg) -> DeadLetter:
     stamped = headers.get(HEADER_DEAD_LETTERED_AT)
     return DeadLetter(
         seq=msg.seq or 0,
-        consumer=headers.get(HEADER_CONSUMER) or dead_letter_consumer(subject),
+        consumer=dead_letter_consumer(subject) or headers.get(HEADER_CONSUMER, ""),
         subject=headers.get(HEADER_ORIGINAL_SUBJECT, ""),
         reason=headers.get(HEADER_ERROR, ""),
         deliveries=int(deliveries) if deliveries.isdigit() and int(deliveries) > 0 else None,
         dead_lettered_at=_parse_time(stamped) or msg.time,
         headers=headers,
         data=msg.data or b"",
+        stored_on=subject,
     )
 
 
@@ -87,34 +103,39 @@ def check_consumer(consumer: str) -> str:
     return consumer
 
 
-def _filter(consumer: str | None) -> str:
-    """Returns the subject filter of ``consumer``'s entries (all when None); raises SubjectError
-    for a consumer name that is not a subject token."""
-    return ALL_DEAD_LETTERS if consumer is None else dead_letter_subject(consumer)
-
-
 async def count(js: JetStreamContext, consumer: str | None = None) -> int:
-    """Returns how many entries there are (of ``consumer``, or all)."""
-    try:
-        info = await js.stream_info(DEADLETTER_STREAM, subjects_filter=_filter(consumer))
-    except NotFoundError:
-        return 0
-    return sum((info.state.subjects or {}).values())
+    """Returns how many entries there are (of ``consumer``, whatever the sender, or all)."""
+    total = 0
+    for subject in dead_letter_filters(consumer):
+        try:
+            info = await js.stream_info(DEADLETTER_STREAM, subjects_filter=subject)
+        except NotFoundError:
+            return 0
+        total += sum((info.state.subjects or {}).values())
+    return total
 
 
 async def entries(js: JetStreamContext, consumer: str | None = None, *, after: int = 0, limit: int = 100) -> list[DeadLetter]:
-    """Returns at most ``limit`` entries (of ``consumer``, or all) with a sequence above ``after``, oldest first."""
-    subject = _filter(consumer)
+    """Returns at most ``limit`` entries (of ``consumer``, whatever the sender, or all) with a sequence above
+    ``after``, oldest first: the next entry of each of the consumer's filters (``dead_letter_filters``), merged."""
+    heads = {subject: await _next(js, subject, after + 1) for subject in dead_letter_filters(consumer)}
     found: list[DeadLetter] = []
-    seq = after + 1
     while len(found) < limit:
-        try:
-            msg = await js.get_msg(DEADLETTER_STREAM, seq=seq, subject=subject, next=True)
-        except NotFoundError:
+        waiting = [(msg.seq or 0, subject, msg) for subject, msg in heads.items() if msg is not None]
+        if not waiting:
             break
+        seq, subject, msg = min(waiting, key=lambda head: head[0])
         found.append(_entry(msg))
-        seq = (msg.seq or seq) + 1
+        heads[subject] = await _next(js, subject, seq + 1)
     return found
+
+
+async def _next(js: JetStreamContext, subject: str, seq: int) -> RawStreamMsg | None:
+    """Returns the first entry on ``subject`` (a filter) from sequence ``seq`` on, None when there is none."""
+    try:
+        return await js.get_msg(DEADLETTER_STREAM, seq=seq, subject=subject, next=True)
+    except NotFoundError:
+        return None
 
 
 async def entry(js: JetStreamContext, seq: int) -> DeadLetter | None:
@@ -139,6 +160,9 @@ async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
     if letter.headers.get(HEADER_TRUNCATED) == "true":  # only its first bytes were kept: it would fail again
         raise NotReplayableError(f"only the first {len(letter.data)} of its {letter.headers.get(HEADER_ORIGINAL_SIZE)} "
                                  "bytes were kept (it was too large to dead-letter whole): drop it")
+    if letter.agent_written:
+        raise NotReplayableError(f"it is stored on {letter.stored_on}, which its agent may write whatever it likes "
+                                 "(the original subject included): only letters a service wrote are replayed; drop it")
     try:
         _report_subject(letter.subject)
     except SubjectError as exc:

@@ -85,7 +85,7 @@ async def read_snapshot(pool: AsyncConnectionPool) -> dict[str, list[dict[str, A
 
 
 async def dead_letter_counts(resources: Resources) -> dict[str, int]:
-    """Returns how many messages each dead-letter subject (``dlq.<consumer>``) holds."""
+    """Returns how many messages each dead-letter subject (``dlq.<consumer>``, ``dlq.<consumer>.<agent id>``) holds."""
     js = await resources.jetstream()
     try:
         info = await js.stream_info(DEADLETTER_STREAM, subjects_filter=DEADLETTER_SUBJECTS[0])

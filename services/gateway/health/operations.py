@@ -1,7 +1,7 @@
 """``berth doctor``'s operational checks: is anything left behind? (pure, no I/O)
 
-* **dead-letters**: every consumer's dead-letter subject (``dlq.<consumer>``) is empty — a
-  message there was given up and waits for ``berth dlq``;
+* **dead-letters**: every consumer's dead-letter subjects (``dlq.<consumer>``, and per agent
+  ``dlq.<consumer>.<agent id>``) are empty — a message there was given up and waits for ``berth dlq``;
 * **lag**: the relay published every event recorded when the doctor started (``relay-lag``:
   the event store's position against the last ``Berth-Position`` in ``EVENTS``), and the read
   models applied every event the stream holds of those (``projector-lag``), within the
@@ -34,11 +34,15 @@ OPERATION_KINDS = {"dead-letters": DEAD_LETTER_KINDS, "lag": LAG_KINDS, "stuck":
 
 
 def check_dead_letters(counts: Mapping[str, int]) -> tuple[Check, list[Drift]]:
-    """Reports each consumer with messages in its dead-letter subject: ``counts`` maps
-    ``dlq.<consumer>`` to how many it holds."""
-    drifts = [Drift(kind=DEAD_LETTER_KINDS[0], subject=f"consumer/{dead_letter_consumer(subject)}", expected=0,
-                    actual=count) for subject, count in sorted(counts.items()) if count > 0]
-    return Check(name="dead-letters", subjects=len(counts), drifts=len(drifts)), drifts
+    """Reports each consumer with messages in its dead-letter subjects, whatever their sender: ``counts`` maps
+    each dead-letter subject (``dlq.<consumer>``, ``dlq.<consumer>.<agent id>``) to how many it holds."""
+    by_consumer: dict[str, int] = {}
+    for subject, count in counts.items():
+        consumer = dead_letter_consumer(subject)
+        by_consumer[consumer] = by_consumer.get(consumer, 0) + count
+    drifts = [Drift(kind=DEAD_LETTER_KINDS[0], subject=f"consumer/{consumer}", expected=0, actual=count)
+              for consumer, count in sorted(by_consumer.items()) if count > 0]
+    return Check(name="dead-letters", subjects=len(by_consumer), drifts=len(drifts)), drifts
 
 
 class Positions(msgspec.Struct, frozen=True, kw_only=True):
