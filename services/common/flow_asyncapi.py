@@ -20,6 +20,7 @@ from contracts.catalog import ALL_EVENTS
 from contracts.reports import ALL_REPORTS
 from contracts.storage_reports import ALL_STORAGE_REPORTS
 from contracts.subjects import (
+    AGENT_REPORTS_FILTER,
     DEADLETTER_STREAM,
     EVENTS_STREAM,
     REPORTS_STREAM,
@@ -87,11 +88,19 @@ def _operation(service: str, sub: Subscription) -> dict[str, Any]:
             "filter_subjects": [_template(f, agent_id="", volume="") for f in sub.filters(**ids)],
             **({"batch": sub.batch} if sub.batch > 1 else {}),
             **({"concurrent_by": sub.concurrent_by.__name__} if sub.concurrent_by is not None else {}),
-            **({"max_deliver": sub.max_deliver, "dead_letters": _template(dead_letter_subject(sub.consumer_name(**ids)), agent_id="", volume="")} if sub.durable else {}),
+            **({"max_deliver": sub.max_deliver, "dead_letters": _dead_letters(sub, ids)} if sub.durable else {}),
             "handlers": dict(sorted(handlers.items())),
             "ignored": sorted(c.type_name() for c in sub.ignored),  # type: ignore[attr-defined]
         },
     }
+
+
+def _dead_letters(sub: Subscription, ids: Mapping[str, str]) -> str:
+    """Returns where ``sub``'s dead letters go: ``dlq.<consumer>``, an agent's report's ``dlq.<consumer>.<agent id>``
+    (``contracts.subjects.dead_letter_subject_of``)."""
+    own = _template(dead_letter_subject(sub.consumer_name(**ids)), agent_id="", volume="")
+    per_agent = any(f.startswith(AGENT_REPORTS_FILTER[:-1]) for f in sub.filters(**ids))
+    return f"{own}.{{agent_id}}" if per_agent else own
 
 
 def asyncapi_document(flows: Mapping[str, Sequence[Subscription]]) -> dict[str, Any]:
@@ -103,7 +112,8 @@ def asyncapi_document(flows: Mapping[str, Sequence[Subscription]]) -> dict[str, 
         "address": _template(dead_letter_subject("__consumer__"), consumer=""),
         "parameters": {"consumer": {"description": "the durable consumer that gave the message up"}},
         "description": "A message a consumer could not process, as it was, with the headers "
-        "Berth-Error and Berth-Original-Subject.",
+        "Berth-Error and Berth-Original-Subject; an agent's report on dlq.{consumer}.{agent_id} (each agent its own "
+        "share of the per-subject limit).",
         "x-stream": DEADLETTER_STREAM,
     }
     operations = {
