@@ -16,11 +16,13 @@ __all__ = [
     "KNOWN_SLOTS",
     "MAX_BYTES",
     "MAX_COUNT",
+    "MIN_KERNEL_CPU",
     "WIDE_PRECISION",
     "ResourceSlots",
     "SlotError",
     "SlotType",
     "add_slots",
+    "check_kernel_slots",
     "fits",
     "parse_amount",
     "parse_slots",
@@ -130,6 +132,20 @@ def parse_slots(raw: Mapping[str, str | int | Decimal]) -> ResourceSlots:
 
 _ZERO = Decimal(0)
 """The amount of a slot that a mapping leaves out (one constant: these run on every event of the scheduler)."""
+
+MIN_KERNEL_CPU = Decimal("0.01")
+"""The least ``cpu`` a kernel may ask for, 0 (no limit) aside: a CFS quota of 1 ms per 100 ms period, the least Linux
+enforces (Docker refuses less), so no backend that limits CPU can start a kernel asked for less; the process and
+simulated backends limit none, so refusing it loses nothing there."""
+
+
+def check_kernel_slots(slots: Mapping[str, Decimal]) -> None:
+    """Raises SlotError when a kernel's parsed slots ask for what no kernel can be given (a ``cpu`` below
+    ``MIN_KERNEL_CPU``): refused at the request, not when the kernel starts."""
+    cpu = slots.get("cpu", _ZERO)
+    if _ZERO < cpu < MIN_KERNEL_CPU:
+        raise SlotError(f"slot 'cpu': a kernel gets at least {MIN_KERNEL_CPU} cores (the least a CPU limit can be), "
+                        f"got {cpu}")
 
 
 def add_slots(a: Mapping[str, Decimal], b: Mapping[str, Decimal]) -> ResourceSlots:

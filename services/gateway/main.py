@@ -24,6 +24,7 @@ from services.gateway.asgi import DeniedHandshakeFilter
 from services.gateway.app import GatewayApp
 from services.gateway.auth.keypairs import ensure_admin_keypair
 from services.gateway.coalesced_writes import GatewayHttpProtocol
+from services.gateway.execution import run_end
 from services.gateway.resources import READ_WAIT, Resources
 from services.gateway.view import GRAPHQL_PATH
 from services.common.waiting import first_of
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 _DENIED_HANDSHAKES = DeniedHandshakeFilter()
 """One filter object, so that a gateway started again in the same process adds it once (``addFilter``)."""
 
+ENDING_WAIT = 5.0
+"""Seconds a stopping gateway waits for the interrupts of runs whose clients went (``run_end``)."""
 WS_MAX_MESSAGE = 2 * MAX_EXEC_INPUT + (64 << 10)
 """Bytes of one websocket message: an ``execute`` of the largest code and stdin it takes, JSON-escaped (a
 newline or a quote is two bytes), with room for the query. Past it the socket closes with 1009, which the
@@ -123,6 +126,7 @@ async def run_gateway(
                 await asyncio.gather(serving, return_exceptions=True)
         if sock is not None:
             sock.close()
+        await run_end.settle(ENDING_WAIT)
         await app.aclose()
     assert serving is not None and watching is not None
     if not serving.cancelled():

@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from contracts.execution import ExecAccepted, ExecDone, ExecRequest, exec_subject
 from services.agent import exec_runs
 from services.common.bus import connect
-from services.gateway.execution import runs
+from services.gateway.execution import run_end
 from tests.support.exec_agent import FakeRunner, Output, ScriptedBackend, Served, run, serving
 from tests.support.waiting import async_wait_for
 
@@ -117,17 +117,27 @@ async def _started(served: Served, request: ExecRequest) -> Output:
     return output
 
 
-async def test_the_gateway_says_cancel_with_the_interrupt_of_a_run_whose_client_left(nats_url: str) -> None:
+async def test_the_gateway_says_cancel_with_the_interrupt_of_a_run_whose_client_left(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """... and asks again while the agent cannot take it now (its bound of requests at once was full: the run went
+    on in the kernel), not when it says the run is not running."""
+    monkeypatch.setattr(run_end, "RETRY_PAUSE", 0.01)
     nc = await connect(nats_url, "test-gateway")
     try:
         asked: list[ExecRequest] = []
+        answers = [ExecAccepted(ok=False, error="the agent is handling 8 exec requests for kernel k1 already (at "
+                                                "most 8 at once per kernel): try again once they are answered"),
+                   ExecAccepted(ok=True), ExecAccepted(ok=False, error="run r2 is not running")]
 
         async def agent(msg: Msg) -> None:
             asked.append(msgspec.json.decode(msg.data, type=ExecRequest))
-            await msg.respond(msgspec.json.encode(ExecAccepted(ok=True)))
+            await msg.respond(msgspec.json.encode(answers.pop(0)))
 
         await nc.subscribe(exec_subject("a-cancel"), cb=agent)
-        await runs._interrupt(nc, "a-cancel", "k1", "r1")
-        assert [(r.run_id, r.interrupt, r.cancel) for r in asked] == [("r1", True, True)]
+        await run_end._interrupt(nc, "a-cancel", "k1", "r1")
+        assert [(r.run_id, r.interrupt, r.cancel) for r in asked] == [("r1", True, True)] * 2
+        await run_end._interrupt(nc, "a-cancel", "k1", "r2")
+        assert [r.run_id for r in asked] == ["r1", "r1", "r2"] and answers == []
     finally:
         await nc.close()

@@ -63,6 +63,7 @@ async def test_create_session_with_options(client_for, keys: Keys, sessions: Ses
     ({"resources": [{"slot": "mem", "amount": "1e9"}]}, "cannot parse amount"),
     ({"resources": [{"slot": "cpu", "amount": "NaN"}]}, "cannot parse amount"),
     ({"resources": [{"slot": "cpu", "amount": "0"}]}, "positive 'cpu' and 'mem'"),
+    ({"resources": [{"slot": "cpu", "amount": "0.001"}]}, "at least 0.01 cores"),  # accepted; failed at the start
     ({"resources": [{"slot": "cpu", "amount": "1"}, {"slot": "cpu", "amount": "2"}]}, "given twice"),
     ({"clusterSize": 0}, "clusterSize"),
     ({"sessionType": "forever"}, "unknown sessionType"),

@@ -11,7 +11,8 @@ import pytest
 
 from contracts.execution import ExecChunk, ExecDone
 from services.gateway.errors import UNAVAILABLE, GatewayError
-from services.gateway.execution.run_output import RunOutput, dropped_note, read_run
+from services.gateway.execution import run_output
+from services.gateway.execution.run_output import REORDER_WINDOW, RunOutput, dropped_note, lost_note, read_run
 
 
 @dataclass
@@ -72,3 +73,33 @@ async def test_an_error_reaches_the_client_after_what_came_before() -> None:
         async for item in output:
             got.append(item)
     assert got == [chunk(0, "a")]
+
+
+async def test_messages_lost_on_the_way_are_told_where_once_later_ones_pass_the_window() -> None:
+    """nats-py drops a run's messages past its bounded queue (``subscribe_run``): the stream goes on after the gap
+    with a line saying so, instead of waiting for good for what is not coming."""
+    output = RunOutput()
+    later = [chunk(seq, "x") for seq in range(3, 3 + REORDER_WINDOW + 1)]
+    await read_run(messages([chunk(0, "a"), *later, ExecDone(seq=4 + REORDER_WINDOW, exit_code=0, duration_ms=1)]),
+                   output)
+    got = await drained(output)
+    assert [getattr(item, "data", None) for item in got[:2]] == ["a", lost_note(2)]
+    assert "".join(item.data for item in got[2:-1]) == "x" * (REORDER_WINDOW + 1)  # type: ignore[union-attr]
+    assert isinstance(got[-1], ExecDone) and output.lost == 2 and output.truncated
+
+
+async def test_a_done_after_a_gap_ends_the_stream_once_the_gap_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_output, "GAP_WAIT", 0.05)
+    quiet = asyncio.Event()
+
+    async def then_nothing() -> AsyncIterator[Message]:
+        async for message in messages([chunk(0, "a"), chunk(2, "c"), ExecDone(seq=3, exit_code=4, duration_ms=1)]):
+            yield message
+        await quiet.wait()  # the subscription stays open, nothing more comes
+
+    output = RunOutput()
+    async with asyncio.timeout(30):
+        await read_run(then_nothing(), output)
+    got = await drained(output)
+    assert [getattr(item, "data", None) for item in got] == ["a", lost_note(1), "c", None]
+    assert got[-1].exit_code == 4 and output.truncated  # type: ignore[union-attr]

@@ -10,6 +10,8 @@ Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
 outcome is recorded, as ``session.execution_finished`` (run id, exit code, duration, code
 digest, the caller as actor), off the critical path: the record is handed to the gateway's
 ``ExecutionAudit`` (``services/gateway/execution_audit.py``) and ``done`` goes out without waiting for the store.
+Whatever ends the stream, its subscription is ended and a run whose client went away is interrupted by
+``run_end.end_run``, in a task of its own that a cancellation of the stream does not cut short.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
@@ -31,13 +32,11 @@ from nats.aio.subscription import Subscription
 from contracts import commands as c
 from contracts.execution import (
     MAX_EXEC_INPUT,
-    ExecAccepted,
     ExecDone,
     ExecMode,
     ExecRequest,
     LogsRequest,
     exec_input_size,
-    exec_subject,
     io_subject,
     logs_subject,
 )
@@ -46,7 +45,9 @@ from domain.session import SessionState
 from services.application.context import make_context
 from services.gateway.context import Info, caller
 from services.gateway.errors import BAD_INPUT, CONFLICT, UNAVAILABLE, GatewayError
-from services.gateway.execution.run_output import RunOutput, read_run
+from services.gateway.execution.agent_calls import AGENT_TIMEOUT, interruption, request_agent, silent_agent
+from services.gateway.execution.run_end import end_run
+from services.gateway.execution.run_output import RunOutput, read_run, subscribe_run
 from services.gateway.limits import ARGV, RUN_ID, checked_choice, checked_value
 from services.gateway.sessions.main_kernel import main_kernel, owned_session_ref, running_main_kernel
 from services.gateway.sessions.refs import checked_ref
@@ -54,10 +55,6 @@ from services.gateway.subscription_guard import subscription_slot
 
 __all__ = ["ExecItem", "execute", "interrupt_execution", "session_logs"]
 
-log = logging.getLogger(__name__)
-
-AGENT_TIMEOUT = 5.0
-"""Seconds an agent has to accept a run or answer a log request."""
 SILENCE = 10.0
 """Seconds a run may stay silent before the gateway asks its agent whether it still streams it."""
 LAST_WORD = 1.0
@@ -108,10 +105,13 @@ async def execute(
     request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin, argv=argv,
                           detach=detach)
     async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
-        sub = await nc.subscribe(io_subject(agent_id, kernel_id, run_id))
-        finished = False
+        sub = await subscribe_run(nc, io_subject(agent_id, kernel_id, run_id))
+        finished = False  # or nothing to interrupt: the run ended, or never started
         try:
-            await _ask_agent(nc, agent_id, request)
+            refusal = await _ask_agent(nc, agent_id, request)
+            if refusal is not None:
+                finished = True
+                raise GatewayError(UNAVAILABLE, f"agent {agent_id} refused the run: {refusal}")
             if announce:
                 yield ExecItem(run_id=run_id, kind="started")
             output = RunOutput()
@@ -123,7 +123,7 @@ async def execute(
                         finished = True
                         await _audit(info, state, request, item)
                         yield ExecItem(run_id=run_id, kind="done", exit_code=item.exit_code,
-                                       duration_ms=item.duration_ms, truncated=output.dropped > 0)
+                                       duration_ms=item.duration_ms, truncated=output.truncated)
                         return
                     yield ExecItem(run_id=run_id, kind=item.stream, data=item.data)
             finally:
@@ -131,10 +131,7 @@ async def execute(
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-            if not finished:
-                await _interrupt(nc, agent_id, kernel_id, run_id)
+            end_run(nc, sub, agent_id, kernel_id, run_id, interrupt=not finished)
 
 
 async def _messages(sub: Subscription, lost: Callable[[], Awaitable[bool]]) -> AsyncIterator[Msg]:
@@ -160,7 +157,7 @@ async def _lost(info: Info, nc: Nats, session_id: str, request: ExecRequest, age
     the stream with CONFLICT."""
     probe = ExecRequest(run_id=request.run_id, kernel_id=request.kernel_id, code="", probe=True)
     try:
-        return not (await _request(nc, agent_id, probe)).ok
+        return not (await request_agent(nc, agent_id, probe)).ok
     except GatewayError:  # the agent did not answer
         state = await owned_session_ref(info, session_id)
         if state.status is not SessionStatus.RUNNING:
@@ -168,24 +165,11 @@ async def _lost(info: Info, nc: Nats, session_id: str, request: ExecRequest, age
         return False
 
 
-async def _request(nc: Nats, agent_id: str, request: ExecRequest) -> ExecAccepted:
-    """Sends ``request`` to the agent and returns its answer; UNAVAILABLE when it does not answer."""
-    try:
-        reply = await nc.request(exec_subject(agent_id), msgspec.json.encode(request), timeout=AGENT_TIMEOUT)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        raise GatewayError(UNAVAILABLE, _silent(agent_id)) from None
-    return msgspec.json.decode(reply.data, type=ExecAccepted)
-
-
-def _silent(agent_id: str) -> str:
-    """What an agent that does not answer is told as: the session's detail says whether it is lost."""
-    return f"agent {agent_id} did not answer (if it is lost, the session's status detail says so and until when)"
-
-
-async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> None:
-    accepted = await _request(nc, agent_id, request)
-    if not accepted.ok:
-        raise GatewayError(UNAVAILABLE, f"agent {agent_id} refused the run: {accepted.error}")
+async def _ask_agent(nc: Nats, agent_id: str, request: ExecRequest) -> str | None:
+    """Asks the agent to start the run; returns why it refused (nothing runs), None when it accepted; UNAVAILABLE
+    when it did not answer (the run may have started, its answer lost: it is interrupted then)."""
+    accepted = await request_agent(nc, agent_id, request)
+    return None if accepted.ok else (accepted.error or "refused")
 
 
 async def interrupt_execution(info: Info, session_id: str, run_id: str) -> bool:
@@ -197,19 +181,7 @@ async def interrupt_execution(info: Info, session_id: str, run_id: str) -> bool:
     checked_value(RUN_ID, run_id)
     _, kernel_id, agent_id = await running_main_kernel(info, session_id)
     nc = await info.context.resources.nats()
-    return (await _request(nc, agent_id, _interruption(kernel_id, run_id))).ok
-
-
-def _interruption(kernel_id: str, run_id: str, cancel: bool = False) -> ExecRequest:
-    return ExecRequest(run_id=run_id, kernel_id=kernel_id, code="", interrupt=True, cancel=cancel)
-
-
-async def _interrupt(nc: Nats, agent_id: str, kernel_id: str, run_id: str) -> None:
-    """Interrupts a run whose client went away and has its agent end its stream (``cancel``; best effort)."""
-    try:
-        await _request(nc, agent_id, _interruption(kernel_id, run_id, cancel=True))
-    except Exception as exc:  # noqa: BLE001 - the client is gone; nothing else to do
-        log.info("could not interrupt run %s of kernel %s: %s", run_id, kernel_id, exc)
+    return (await request_agent(nc, agent_id, interruption(kernel_id, run_id))).ok
 
 
 async def _audit(info: Info, state: SessionState, request: ExecRequest, done: ExecDone) -> None:
@@ -231,5 +203,5 @@ async def session_logs(info: Info, session_id: str) -> str:
         reply = await nc.request(logs_subject(agent_id), msgspec.json.encode(LogsRequest(kernel_id=kernel_id)),
                                  timeout=AGENT_TIMEOUT)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        raise GatewayError(UNAVAILABLE, _silent(agent_id)) from None
+        raise GatewayError(UNAVAILABLE, silent_agent(agent_id)) from None
     return reply.data.decode("utf-8", errors="replace")
