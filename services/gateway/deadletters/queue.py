@@ -160,9 +160,6 @@ async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
     if letter.headers.get(HEADER_TRUNCATED) == "true":  # only its first bytes were kept: it would fail again
         raise NotReplayableError(f"only the first {len(letter.data)} of its {letter.headers.get(HEADER_ORIGINAL_SIZE)} "
                                  "bytes were kept (it was too large to dead-letter whole): drop it")
-    if letter.agent_written:
-        raise NotReplayableError(f"it is stored on {letter.stored_on}, which its agent may write whatever it likes "
-                                 "(the original subject included): only letters a service wrote are replayed; drop it")
     try:
         _report_subject(letter.subject)
     except SubjectError as exc:
@@ -171,6 +168,9 @@ async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
                 f"{letter.subject} is an event: it is never published again (every consumer of EVENTS would get it "
                 "twice); drop it once its cause is dealt with") from exc
         raise NotReplayableError(f"no report subject to replay it on ({letter.subject or 'none recorded'})") from exc
+    if letter.agent_written:
+        raise NotReplayableError(f"it is stored on {letter.stored_on}, which its agent may write whatever it likes "
+                                 "(the original subject included): only letters a service wrote are replayed; drop it")
     await js.publish(letter.subject, letter.data, stream=REPORTS_STREAM,
                      headers={Header.MSG_ID.value: f"dlq-replay:{letter.seq}"})
     await drop(js, letter.seq)
