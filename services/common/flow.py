@@ -75,10 +75,9 @@ BACKOFF = (0.1, 0.5, 2.0, 5.0)
 FETCH_WAIT = 0.5
 """Seconds a pull waits for a first message (one message at a time)."""
 BATCH_WAIT = 0.1
-"""Seconds a batched pull waits for the first message of a batch; what else is there then is handed over with
-it at once (``pull_batches.hand_over_available``), a batch never waits to fill. 0.5 s (as ``FETCH_WAIT``) would
-save an idle controller ~7 ms CPU/s of empty pulls, but the CI run with it saw the controller once not end on a
-closed connection (``tests/integration/test_follow_closed_bus.py``), cause not found: kept at 0.1 s until it is."""
+"""Seconds a batched pull waits for a batch's first message (the rest is handed over at once: ``pull_batches``).
+0.5 s would save an idle controller ~7 ms CPU/s, but a CI run with it once saw the controller not end on a closed
+connection (``test_follow_closed_bus.py``), cause not found: kept at 0.1 s until it is."""
 
 FOLLOW_HEARTBEAT = 1.0
 """Seconds between the server's idle heartbeats to an ordered follow: two missed ones make
