@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -15,7 +14,7 @@ from contracts.execution import MAX_EXEC_INPUT, exec_input_size, output_dropped_
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
-from services.cli.running import run_async
+from services.cli.running import on_signals, run_async
 from services.common.backlog import Backlog
 from services.sdk.client import BerthAPIError, BerthClient
 
@@ -56,7 +55,7 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
             streaming.cancel()
 
     try:
-        with _on_ctrl_c(on_ctrl_c):
+        with on_signals((signal.SIGINT,), lambda _signum: on_ctrl_c()):
             try:
                 async for data in client.subscribe(q.EXECUTE, variables):
                     item = data["execute"]
@@ -118,24 +117,6 @@ async def _interrupt(client: BerthClient, session_id: str, run_id: str) -> None:
             click.echo("berth: the run had ended already", err=True)
     except BerthAPIError as exc:
         click.echo(f"berth: could not interrupt the run: {exc.code}: {exc.message}", err=True)
-
-
-@contextlib.contextmanager
-def _on_ctrl_c(handler: Callable[[], None]) -> Iterator[None]:
-    """Runs ``handler`` on SIGINT instead of raising KeyboardInterrupt, within the block (where the
-    loop cannot take signals, e.g. off the main thread, Ctrl-C stays as it was)."""
-    loop = asyncio.get_running_loop()
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        loop.add_signal_handler(signal.SIGINT, handler)
-    except (NotImplementedError, RuntimeError, ValueError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        signal.signal(signal.SIGINT, previous)
 
 
 def check_input_size(code: str, stdin: str | None, argv: Sequence[str] = ()) -> None:

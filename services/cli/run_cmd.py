@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import click
 from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.exec_cmd import INTERRUPTED, check_input_size, exit_with, stream_execution
-from services.cli.running import run_async
+from services.cli.running import on_signals, run_async
 from services.cli.output import Output
 from services.cli.session_options import mount_option
 from services.cli.sessions_common import (
@@ -51,27 +49,17 @@ async def _run(*args: Any) -> int:
         raise
 
 
-@contextlib.contextmanager
-def _ended_by(signals: tuple[signal.Signals, ...], received: list[int]) -> Iterator[None]:
+def _ended_by(signals: tuple[signal.Signals, ...], received: list[int]) -> Any:
     """Within the block, each of ``signals`` cancels the current task (recorded in ``received``) instead of ending
-    the process; where the loop cannot take signals (off the main thread), they stay as they were."""
-    loop, task = asyncio.get_running_loop(), asyncio.current_task()
-    installed = []
+    the process (``running.on_signals``)."""
+    task = asyncio.current_task()
 
     def on_signal(signum: int) -> None:
         received.append(signum)
         if task is not None:
             task.cancel()
 
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal, int(sig))
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    return on_signals(signals, on_signal)
 
 
 async def _run_session(out: Output, image: str, name: str | None, code: str, mode: str, resources: tuple[str, ...],

@@ -5,10 +5,12 @@ quietly). Commands import it from here; ``main`` only composes them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import select
+import signal
 import sys
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import click
 import httpx
@@ -16,7 +18,7 @@ import httpx
 from services.sdk.client import BerthAPIError
 from services.sdk.instance import InstanceNotFoundError
 
-__all__ = ["run_async"]
+__all__ = ["on_signals", "run_async"]
 
 
 AUTH_HINT = ("\n(the gateway answers every authentication failure the same way: check the keypair — "
@@ -72,3 +74,23 @@ def _at(exc: httpx.TransportError) -> str:
         return f" at {exc.request.url}"
     except RuntimeError:  # raised without a request
         return ""
+
+
+@contextlib.contextmanager
+def on_signals(signals: tuple[signal.Signals, ...], handler: Callable[[int], None]) -> Iterator[None]:
+    """Within the block, runs ``handler(signum)`` on each of ``signals`` instead of its usual effect (Ctrl-C's
+    KeyboardInterrupt, SIGTERM's end); restores what each did after. Where the loop cannot take signals (off the
+    main thread), they stay as they were."""
+    loop = asyncio.get_running_loop()
+    installed: list[tuple[signal.Signals, Any]] = []
+    for sig in signals:
+        previous = signal.getsignal(sig)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, handler, int(sig))
+            installed.append((sig, previous))
+    try:
+        yield
+    finally:
+        for sig, previous in installed:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)
