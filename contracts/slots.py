@@ -141,7 +141,8 @@ simulated backends limit none, so refusing it loses nothing there."""
 
 def check_kernel_slots(slots: Mapping[str, Decimal]) -> None:
     """Raises SlotError when a kernel's parsed slots ask for what no kernel can be given (a ``cpu`` below
-    ``MIN_KERNEL_CPU``): refused at the request, not when the kernel starts."""
+    ``MIN_KERNEL_CPU``): refused at the request (the Session aggregate's, whoever issues it), not when the kernel
+    starts."""
     cpu = slots.get("cpu", _ZERO)
     if _ZERO < cpu < MIN_KERNEL_CPU:
         raise SlotError(f"slot 'cpu': a kernel gets at least {MIN_KERNEL_CPU} cores (the least a CPU limit can be), "

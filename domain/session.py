@@ -14,7 +14,7 @@ import msgspec
 from contracts import commands as c
 from contracts import session as ev
 from contracts.envelope import Event
-from contracts.slots import ResourceSlots, SlotError, parse_slots
+from contracts.slots import ResourceSlots, SlotError, check_kernel_slots, parse_slots
 from contracts.status import KernelStatus, Reason, SessionStatus
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
@@ -202,6 +202,10 @@ def _validate_request(spec: ev.SessionSpec, session_id: str) -> None:
     for kernel_id, kernel_slots in slots.items():
         if kernel_slots.get("cpu", 0) <= 0 or kernel_slots.get("mem", 0) <= 0:
             raise InvalidRequestError(f"kernel {kernel_id} needs positive 'cpu' and 'mem' slots")
+        try:  # here, where every path that issues the command passes, not only the gateway's input
+            check_kernel_slots(kernel_slots)
+        except SlotError as exc:
+            raise InvalidRequestError(f"kernel {kernel_id}: {exc}") from exc
     _validate_placement_options(spec, session_id)
 
 

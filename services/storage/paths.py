@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 from contracts.vfolder import FolderPathError, check_folder_path
 
-__all__ = ["MissingPathError", "Owner", "PathError", "open_dir", "open_parent", "split_path"]
+__all__ = ["MissingPathError", "NotADirectoryPathError", "Owner", "PathError", "open_dir", "open_parent", "split_path"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -41,6 +41,11 @@ class MissingPathError(PathError):
     """Raised when a path names nothing (HTTP 404)."""
 
     status = 404
+
+
+class NotADirectoryPathError(PathError):
+    """Raised when a walk meets an entry that is no directory to it (a file, or a link: never followed) where the
+    path needs one (HTTP 400: nothing can be made or read there; a removal finds nothing there to remove)."""
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -78,7 +83,7 @@ def _open_child_dir(parent: int, name: str, create: bool, owner: Owner | None = 
         return fd
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-            raise PathError(f"not a directory (or a symlink): {name!r}") from None
+            raise NotADirectoryPathError(f"not a directory (or a symlink): {name!r}") from None
         raise
 
 

@@ -27,7 +27,14 @@ from typing import Protocol
 
 from contracts.vfolder import check_folder_path, is_folder_id
 from services.common.tree_walk import MAX_DEPTH, Chain, TooDeepError, remove_tree, walk
-from services.storage.paths import MissingPathError, PathError, open_dir, open_parent, split_path
+from services.storage.paths import (
+    MissingPathError,
+    NotADirectoryPathError,
+    PathError,
+    open_dir,
+    open_parent,
+    split_path,
+)
 from services.storage.regular_files import NotRegularFileError, open_regular
 
 __all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id", "listed_name"]
@@ -346,13 +353,15 @@ class PosixVolume:
             os.rename(sname, dname, src_dir_fd=sp, dst_dir_fd=dp)
 
     def remove(self, folder_id: str, path: str) -> bool:
-        """Deletes a file, link or directory tree of the folder; returns False when it was absent (a directory on
-        its way too: ``MissingPathError`` of a folder that is there means the path names nothing)."""
+        """Deletes a file, link or directory tree of the folder; returns False when it was absent: a directory on
+        its way too, or a file or link where one is needed (in a folder that is there, the path names nothing, as
+        ``rm`` finds nothing at ``file/x``), so that a deletion of several paths names those as missing and
+        deletes the others, where a 400 after the first ones failed it half done."""
         with self.folder_fd(folder_id) as root:
             try:
                 with open_parent(root, split_path(path)) as (parent, name):
                     return _remove_entry(parent, name)
-            except MissingPathError:
+            except (MissingPathError, NotADirectoryPathError):
                 return False
 
 

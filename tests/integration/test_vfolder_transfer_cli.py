@@ -192,6 +192,26 @@ async def test_rm_files_says_which_paths_it_deleted_and_which_did_not_exist(
         assert answer == {"id": folder, "deleted": [], "missing": ["a.txt", "x/y"]}
 
 
+async def test_rm_files_names_a_path_through_a_file_missing_and_deletes_the_others(
+        tmp_path: Path, read_models: str, keys: Keys, nats_url: str, clean_streams, projecting, pg_dsn: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a path whose parent is a file (``f.txt/x``) failed the whole command BAD_INPUT after the paths before
+    it were deleted: it names nothing, as a path under a missing directory, so it is reported missing."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    async with _gateway_and_storage(tmp_path, read_models, nats_url) as (url, storage):
+        folder = await _ready_folder(url, keys.alice, storage, pg_dsn)
+        root = storage.volume.folder_path(folder)
+        (root / "a.txt").write_bytes(b"a")
+        (root / "f.txt").write_bytes(b"f")
+        _, out, err = await berth(url, keys.alice, "vfolder", "rm-files", "data", "a.txt", "f.txt/x", ok=False)
+        assert "deleted a.txt" in err and "not found (nothing deleted): f.txt/x" in err, (out, err)
+        assert [p.name for p in root.iterdir()] == ["f.txt"]
+        async with BerthClient(url, *keys.alice) as alice:
+            answer = (await alice.execute(DELETE_FILES, {"f": folder, "p": ["f.txt/x/y", "f.txt"]}))
+        assert answer["vfolderDeleteFiles"] == {"id": folder, "deleted": ["f.txt"], "missing": ["f.txt/x/y"]}
+        assert list(root.iterdir()) == []
+
+
 async def _ready_folder(url: str, alice: tuple[str, str], storage: RunningStorage, pg_dsn: str) -> str:
     """Creates alice's folder ``data``, its directory on the volume and its provisioned fact; returns its id once
     the gateway sees it ready."""

@@ -248,6 +248,15 @@ def test_bad_requests_are_refused(session_id: str, command: c.RequestSession) ->
         s.decide(None, command, ctx(), session_id)
 
 
+def test_a_kernel_asking_for_less_cpu_than_a_limit_can_be_is_refused_whoever_issues_the_request() -> None:
+    """Only the gateway's input checked ``MIN_KERNEL_CPU``: a command issued another way (replayed, hand-written, a
+    later API) was accepted with 0.001 cores, a session no backend that limits CPU can start."""
+    with pytest.raises(InvalidRequestError, match=r"kernel k2: slot 'cpu': a kernel gets at least 0\.01 cores"):
+        s.decide(None, request(kernel("k1"), kernel("k2", cpu="0.009")), ctx(), SID)
+    state, _ = run(None, request(kernel(cpu="0.01")))
+    assert state is not None and state.kernel("k1").slots["cpu"] == Decimal("0.01")
+
+
 def test_request_normalises_slots() -> None:
     command = c.RequestSession(owner="o", spec=SessionSpec(
         name="n", image="i",

@@ -141,3 +141,19 @@ def test_move_mkdir_remove_and_delete_are_idempotent_and_bounded(volume):
     volume.delete(FOLDER)
     volume.delete(FOLDER)
     assert not volume.exists(FOLDER)
+
+
+def test_a_path_through_a_file_or_a_link_names_nothing_to_remove(volume):
+    """``f.txt/x`` (a file on the way) was a PathError, 400: the gateway's vfolderDeleteFiles failed BAD_INPUT after
+    deleting the paths before it. The walk follows no link, so a link on the way is no directory either."""
+    root = volume.folder_path(FOLDER)
+    (root / "d").mkdir()
+    (root / "d" / "x").write_text("kept")
+    (root / "f.txt").write_text("kept")
+    os.symlink("d", root / "link")
+    assert volume.remove(FOLDER, "f.txt/x") is False
+    assert volume.remove(FOLDER, "f.txt/x/y") is False
+    assert volume.remove(FOLDER, "link/x") is False
+    assert (root / "f.txt").read_text() == (root / "d" / "x").read_text() == "kept"
+    with pytest.raises(PathError):  # what is not a path at all stays refused
+        volume.remove(FOLDER, "a/../b")

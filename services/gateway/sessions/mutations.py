@@ -15,7 +15,7 @@ import strawberry
 from contracts import commands as c
 from contracts.limits import LIMITS
 from contracts.session import KernelSpec, SessionSpec
-from contracts.slots import SlotError, check_kernel_slots, parse_slots
+from contracts.slots import SlotError, parse_slots
 from contracts.status import ClusterMode, SessionType
 from contracts.subjects import SubjectError
 from domain.errors import DomainError
@@ -55,8 +55,7 @@ def build_request(data: CreateSessionInput, owner: str, session_id: str) -> c.Re
         raw[item.slot] = item.amount
     try:
         checked_value(LIMITS[KernelSpec]["slots"], raw)
-        slots = parse_slots(raw)
-        check_kernel_slots(slots)
+        slots = parse_slots(raw)  # what any kernel may ask for (cpu > 0, at least MIN_KERNEL_CPU): the domain's check
     except SlotError as exc:
         raise GatewayError(BAD_INPUT, str(exc)) from exc
     kernels = [
