@@ -135,7 +135,8 @@ class PositionWatcher:
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters[waiter] = position
         try:
-            return await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):
+                return await waiter
         except TimeoutError:
             raise PositionTimeoutError(position, self._known or 0, timeout) from None
         finally:
@@ -194,7 +195,8 @@ async def wait_for_position(conn: psycopg.AsyncConnection, position: int, timeou
         raise AssertionError("unreachable")
 
     try:
-        return await asyncio.wait_for(reach(), timeout)
+        async with asyncio.timeout(timeout):
+            return await reach()
     except TimeoutError:
         raise PositionTimeoutError(position, current, timeout) from None
     finally:

@@ -105,7 +105,8 @@ async def kill_services(parent: int, plan: KillPlan, stop: asyncio.Event,
     wait = plan.delay
     for service in order:
         try:
-            await asyncio.wait_for(stop.wait(), timeout=wait)
+            async with asyncio.timeout(wait):
+                await stop.wait()
             return plan  # the load ended first
         except asyncio.TimeoutError:
             pass

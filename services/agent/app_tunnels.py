@@ -206,7 +206,8 @@ class AppTunnels:
             oldest.close()  # its read ends (connection lost), its task closes it
         self._greeting[writer] = None
         try:
-            line = await asyncio.wait_for(reader.readuntil(b"\n"), HELLO_WITHIN)
+            async with asyncio.timeout(HELLO_WITHIN):
+                line = await reader.readuntil(b"\n")
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             return None
         finally:
@@ -252,7 +253,9 @@ class AppTunnels:
         the kernel, may answer anything: a line of at most ``CHUNK`` bytes is read, anything else refused)."""
         try:
             runner[1].write((json.dumps({"op": "connect", "port": offer.port}) + "\n").encode())
-            answer = json.loads(await asyncio.wait_for(runner[0].readline(), RUNNER_ANSWER_WITHIN) or b"{}")
+            async with asyncio.timeout(RUNNER_ANSWER_WITHIN):
+                line = await runner[0].readline()
+            answer = json.loads(line or b"{}")
         except (OSError, asyncio.TimeoutError) as exc:
             return f"the runner of kernel {offer.kernel_id} did not answer: {_reason(exc)}"
         except (ValueError, RecursionError):  # not one line of JSON (too long, too deep, not JSON)

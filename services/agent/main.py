@@ -96,7 +96,8 @@ async def _recall_assignments(js: JetStreamContext, agent_id: str, lifecycle: Ke
     caught_up = asyncio.Event()
     sub = await follow(js, RECALL, lifecycle, caught_up, agent_id=agent_id)
     try:
-        await asyncio.wait_for(caught_up.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await caught_up.wait()
     finally:
         await sub.stop()
 

@@ -71,7 +71,8 @@ async def stored(acks: list[Awaitable[object]], timeout: float = ACK_TIMEOUT) ->
     ``TimeoutError``) after ``timeout`` seconds. Every ack is awaited, failed or not."""
     if not acks:
         return
-    outcomes = await asyncio.wait_for(asyncio.gather(*acks, return_exceptions=True), timeout)
+    async with asyncio.timeout(timeout):
+        outcomes = await asyncio.gather(*acks, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException) and refused_for_room(outcome):
             raise no_room(outcome) from outcome

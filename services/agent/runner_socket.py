@@ -59,8 +59,8 @@ async def open_runner(path: Path, limit: int = LINE_LIMIT) -> tuple[asyncio.Stre
     reading (a connection that carries an app's bytes wants far less than exec's lines)."""
     fd = _socket_fd(Path(path))
     try:
-        return await asyncio.wait_for(asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=limit),
-                                      CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=limit)
     finally:
         os.close(fd)
 
@@ -69,7 +69,8 @@ async def send(writer: asyncio.StreamWriter, message: dict, timeout: float = SEN
     """Writes ``message`` as one line of JSON and waits, at most ``timeout`` seconds (then TimeoutError), until
     the kernel took it (or the socket's buffers did)."""
     writer.write((json.dumps(message) + "\n").encode())
-    await asyncio.wait_for(writer.drain(), timeout)
+    async with asyncio.timeout(timeout):
+        await writer.drain()
 
 
 def abort(writer: asyncio.StreamWriter) -> None:

@@ -99,7 +99,8 @@ async def follow_status(client: BerthClient, out: Output, session_id: str, until
                              f"see `berth session info {session_id}`")
                     return Followed(status, position)
                 try:
-                    item = await asyncio.wait_for(stream.__anext__(), timeout=remaining)
+                    async with asyncio.timeout(remaining):
+                        item = await stream.__anext__()
                 except StopAsyncIteration:
                     return Followed(status, position)
                 except asyncio.TimeoutError:

@@ -24,7 +24,6 @@ from typing import Awaitable, Callable
 
 import msgspec
 from nats.errors import ConnectionClosedError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
@@ -109,15 +108,26 @@ class Liveness:
             table.pop(agent_id, None)
 
 
+WATCH_WAIT = 0.5
+"""Seconds the heartbeat watch waits for an update before it looks at ``stop`` again."""
+
+
 async def watch_heartbeats(kv: KeyValue, liveness: Liveness, stop: asyncio.Event) -> None:
-    """Feeds every heartbeat put in the bucket to ``liveness`` until ``stop`` is set."""
+    """Feeds every heartbeat put in the bucket to ``liveness`` until ``stop`` is set, or until it is cancelled.
+
+    Each wait is bounded by ``asyncio.timeout``, not by nats-py's ``updates(timeout=…)``: that is
+    ``asyncio.wait_for``, which on Python 3.11 returns an update that arrived as its task was being cancelled
+    and drops the cancellation. The watch then went on for ever: the controller, its connection closed for good
+    and its other tasks ended, never ended, nor was started again (seen as ``test_follow_closed_bus`` failing
+    once in a CI run and 2 times in 81 runs under load)."""
     watcher = await kv.watchall()
     live = False
     try:
         while not stop.is_set():
             try:
-                entry = await watcher.updates(timeout=0.5)
-            except NatsTimeoutError:
+                async with asyncio.timeout(WATCH_WAIT):
+                    entry = await watcher.updates(timeout=None)
+            except TimeoutError:
                 continue
             if entry is None:
                 live = True  # the values present at start have all been delivered

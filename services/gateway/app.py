@@ -78,7 +78,8 @@ class GatewayApp:
         database the gateway cannot reach yet is not the relay's fault); 503 ``{"status": "bus-closed", ...}`` once
         its NATS connection is closed for good (``Resources.bus_closed``)."""
         try:
-            stuck = await asyncio.wait_for(relay_stuck(self.resources.pool), HEALTH_TIMEOUT)
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                stuck = await relay_stuck(self.resources.pool)
         except Exception:  # noqa: BLE001 - pool not open yet, database unreachable: nothing to report here
             stuck = None
         if self.resources.bus_closed():  # it ends within a second (``main.run_gateway``): never healthy meanwhile
@@ -86,7 +87,8 @@ class GatewayApp:
             await send_json(send, 503, {"status": "bus-closed", "outages": [closed]})
             return
         try:
-            outages = await asyncio.wait_for(service_outages(self.resources), HEALTH_TIMEOUT)
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                outages = await service_outages(self.resources)
         except TimeoutError:
             outages = ["gateway: no answer from NATS within the health timeout"]
         if stuck is not None:

@@ -68,7 +68,8 @@ class ExecutionAudit:
         if self._worker is None:
             return
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._queue.join()
         except TimeoutError:
             pass
         current = self._current

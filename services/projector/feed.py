@@ -63,7 +63,8 @@ class EventFeed:
         and the connection is closed for good: nats-py then delivers nothing more, and says nothing (the
         projector waited for ever, its process never started again)."""
         try:
-            first = await asyncio.wait_for(self._queue.get(), wait)
+            async with asyncio.timeout(wait):
+                first = await self._queue.get()
         except asyncio.TimeoutError:
             check_open(self._js, "projector feed")
             return []

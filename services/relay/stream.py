@@ -162,7 +162,8 @@ class InFlight(NamedTuple):
         """Waits for every ack and returns the new cursor; raises ``PublishError`` when any
         publish failed or ``timeout`` seconds passed."""
         try:
-            acks = await asyncio.wait_for(asyncio.gather(*self.futures, return_exceptions=True), timeout)
+            async with asyncio.timeout(timeout):
+                acks = await asyncio.gather(*self.futures, return_exceptions=True)
         except asyncio.TimeoutError as exc:
             self.cancel()
             raise PublishError(f"no ack for {len(self.futures)} events within {timeout} s") from exc

@@ -57,7 +57,8 @@ async def _expire_uploads(stores: list[UploadStore], stop: asyncio.Event) -> Non
             if removed:
                 log.info("removed %d expired uploads from %s", removed, store.volume.name)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), EXPIRY_INTERVAL)
+            async with asyncio.timeout(EXPIRY_INTERVAL):
+                await stop.wait()
 
 
 async def run_storage(settings: Settings, stop: asyncio.Event, ready: Callable[[str], None] | None = None) -> None:
@@ -97,8 +98,10 @@ async def run_storage(settings: Settings, stop: asyncio.Event, ready: Callable[[
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(meter.settle(), 10)
-                await asyncio.wait_for(reporter.flush(), 10)
+                async with asyncio.timeout(10):
+                    await meter.settle()
+                async with asyncio.timeout(10):
+                    await reporter.flush()
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception():
                 raise task.exception()  # type: ignore[misc]

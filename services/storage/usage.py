@@ -91,4 +91,5 @@ class UsageMeter:
                 except Exception:  # noqa: BLE001 - the folders' directory unreadable, say: the next round retries
                     log.exception("measuring the folders of volume %s failed", volume.name)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from contracts import agent as ev
 from contracts.envelope import Event
 from contracts.subjects import EVENTS_STREAM
+from services.common.bus_closed import BusClosedError, stop_broker
 from services.common.flow import Subscription, consume, open_broker
 from tests.integration.test_flow import assigned, publish
 
@@ -84,6 +85,18 @@ async def test_a_consumer_whose_connection_is_closed_for_good_ends_its_process(
         pytest.fail(f"the consumer's process did not end within {EXIT_WITHIN} s of its connection's closure")
     assert child.returncode != 0
     assert b"BusClosedError" in stderr and b"closed for good" in stderr, stderr.decode(errors="replace")[-3000:]
+
+
+async def test_a_consumer_whose_connection_is_closed_as_it_starts_ends_with_bus_closed(nats_url: str) -> None:
+    """Closed before its consumer is created or subscribed: the same ``BusClosedError`` as when closed while it
+    pulls, not nats-py's ``ConnectionClosedError`` (a controller closed as it started ended so)."""
+    broker = open_broker(nats_url, "closed-at-start-test")
+    nc = await broker.connect()
+    await broker.start()
+    await nc.close()
+    with pytest.raises(BusClosedError, match="closed for good"):
+        await consume(broker, nc.jetstream(), table(1), object(), asyncio.Event(), agent_id="a1")
+    await stop_broker(broker)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ with the ``ConnectionClosedError`` of draining the closed connection at the end)
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,6 +73,9 @@ async def ends_when_closed(run: Callable[[asyncio.Event], Awaitable[None]], name
         [nc] = [c for c in clients if c.options["name"] == name]
         await nc.close()
         done, _ = await asyncio.wait([task], timeout=ENDS_WITHIN)
+        if not done:  # where it waits: what a CI log needs to find the cause (a swallowed cancellation, once)
+            for waiting in asyncio.all_tasks():
+                waiting.print_stack(file=sys.stderr)
         assert done, f"{name} did not end within {ENDS_WITHIN} s of its connection's closure"
         assert is_bus_closed(task.exception()), task.exception()
     finally:

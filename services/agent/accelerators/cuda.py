@@ -71,7 +71,8 @@ class CudaPlugin(AcceleratorPlugin):
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self._command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):
+                out, err = await proc.communicate()
         except (TimeoutError, OSError) as exc:
             log.warning("cuda accelerator: %s failed (%s); this node offers no GPUs", self._command[0], exc)
             return []

@@ -61,7 +61,8 @@ class DirectoryChanges:
             return False
         if not self._changed.is_set():
             try:
-                await asyncio.wait_for(self._changed.wait(), max(0.0, timeout))
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await self._changed.wait()
             except asyncio.TimeoutError:
                 return False
         self._changed.clear()

@@ -167,7 +167,8 @@ class ProcessBackend(KernelBackend):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), self.grace)
+                async with asyncio.timeout(self.grace):
+                    await proc.wait()
             except asyncio.TimeoutError:
                 await self._kill(proc)
         with contextlib.suppress(ProcessLookupError):

@@ -126,7 +126,8 @@ class AppTunnelEndpoint:
         if not offer.ok:
             raise GatewayError(CONFLICT, printable_reason(offer.error or "the agent refused"))
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(offer.host, offer.port), AGENT_TIMEOUT)
+            async with asyncio.timeout(AGENT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(offer.host, offer.port)
         except (OSError, asyncio.TimeoutError) as exc:  # where the agent listens is the operator's business
             log.warning("app tunnel: cannot reach agent %s's listener at %s:%d: %r", agent_id, offer.host, offer.port,
                         exc)
@@ -134,7 +135,8 @@ class AppTunnelEndpoint:
         keep_alive(writer)
         try:
             writer.write(offer.nonce.encode() + b"\n")
-            answer = await asyncio.wait_for(reader.readline(), AGENT_ANSWER_WITHIN + AGENT_TIMEOUT)
+            async with asyncio.timeout(AGENT_ANSWER_WITHIN + AGENT_TIMEOUT):
+                answer = await reader.readline()
         except (OSError, asyncio.TimeoutError, ValueError):
             answer = b""
         if answer != TUNNEL_OK:

@@ -102,7 +102,8 @@ async def read_run(messages: AsyncIterator[Msg], output: RunOutput) -> None:
     try:
         while not order.ended:
             try:
-                msg = await (asyncio.wait_for(anext(messages), GAP_WAIT) if order.done_waits else anext(messages))
+                async with asyncio.timeout(GAP_WAIT if order.done_waits else None):
+                    msg = await anext(messages)
             except TimeoutError:  # what is missing before the run's done is not coming: lost
                 order.flush()
                 return

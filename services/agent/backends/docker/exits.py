@@ -116,7 +116,8 @@ class ExitWatcher:
                 delay = RECONNECT_DELAY
                 while True:
                     try:
-                        event = await asyncio.wait_for(subscriber.get(), timeout=SWEEP_EVERY)
+                        async with asyncio.timeout(SWEEP_EVERY):
+                            event = await subscriber.get()
                     except TimeoutError:
                         await self.sweep()
                         continue

@@ -145,7 +145,8 @@ async def _pull(docker: aiodocker.Docker, pull: PullProgress, progress: Progress
     async with contextlib.aclosing(steps):
         while True:
             try:
-                step = await asyncio.wait_for(anext(steps), stall_timeout)
+                async with asyncio.timeout(stall_timeout):
+                    step = await anext(steps)
             except StopAsyncIteration:
                 return
             except TimeoutError as exc:
