@@ -9,6 +9,11 @@ buffered output, for as long as the runner keeps it going, which a hostile kerne
 - a run interrupted but still streaming ``INTERRUPT_GRACE`` seconds later (its code ignored the interrupt,
   or the runner did) is ended (``arm_grace``), its client told why on stderr before its ``done``.
 
+An interrupt of a run here (``interrupt``) needs no task and no new connection: once the run was sent, it goes
+on the run's own runner connection, after the run (the runner reads that connection's lines in order: it never
+answers "not running" for a run it has not read yet), at most ``MAX_INTERRUPTS_PER_RUN`` times; before, it is
+kept and the run is never sent (``connected``), as the runner keeps one of a run queued there.
+
 Ending a run's stream cancels its task, which closes the runner connection; the run itself may go on in
 the kernel (the runner keeps a run whose client left), as a process does after its terminal closed.
 """
@@ -16,9 +21,11 @@ the kernel (the runner keeps a run whose client left), as a process does after i
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 
-__all__ = ["INTERRUPT_GRACE", "MAX_RUNS", "MAX_RUNS_PER_KERNEL", "Run", "RunRefused", "RunTable"]
+__all__ = ["INTERRUPT_GRACE", "MAX_INTERRUPTS_PER_RUN", "MAX_RUNS", "MAX_RUNS_PER_KERNEL", "Run", "RunRefused",
+           "RunTable"]
 
 MAX_RUNS_PER_KERNEL = 16
 """Runs of one kernel streaming at once (its query runs wait for each other in the runner anyway)."""
@@ -26,18 +33,47 @@ MAX_RUNS = 128
 """Runs streaming at once on the agent."""
 INTERRUPT_GRACE = 30.0
 """Seconds an interrupted run may go on streaming (a batch run gets SIGINT, SIGTERM, then SIGKILL 2 s apart)."""
+MAX_INTERRUPTS_PER_RUN = 64
+"""Interrupts sent on one run's connection (each a line the runner may not read: a stopped one); the stream of a
+run that outlived them ends ``INTERRUPT_GRACE`` seconds after the first."""
 
 
 @dataclass(eq=False)
 class Run:
-    """One run's stream: its kernel, its task once started, and why the agent ended it (``ending``)."""
+    """One run's stream: its kernel, its runner connection once the run is sent there, its task once started, and
+    why the agent ended it (``ending``)."""
 
+    run_id: str
     kernel_id: str
     task: asyncio.Task[None] | None = None
     ended: bool = False
     ending: str | None = None
     """What the run's client is told on stderr before the ``done`` (None: nothing, the client is gone)."""
     grace: asyncio.TimerHandle | None = field(default=None, repr=False)
+    writer: asyncio.StreamWriter | None = field(default=None, repr=False)
+    interrupted: bool = False
+    """Interrupted before it was sent: it never is."""
+    interrupts: int = 0
+
+    def connected(self, writer: asyncio.StreamWriter) -> bool:
+        """Takes ``writer``, the run's runner connection, which the run must be written to next, with no await
+        between; False, taking nothing, when the run was interrupted or ended before: it must not be sent."""
+        if self.interrupted or self.ended:
+            return False
+        self.writer = writer
+        return True
+
+    def interrupt(self) -> bool:
+        """Interrupts the run: on its runner connection once it has one, else before it is sent. False when it had
+        ``MAX_INTERRUPTS_PER_RUN`` already (nothing sent)."""
+        if self.writer is None:
+            self.interrupted = True
+            return True
+        if self.interrupts >= MAX_INTERRUPTS_PER_RUN:
+            return False
+        self.interrupts += 1
+        self.writer.write((json.dumps({"op": "interrupt", "run_id": self.run_id}) + "\n").encode())
+        return True
 
     def end(self, note: str | None) -> None:
         """Ends the run's stream (its task is cancelled, now or once started), telling its client ``note``."""
@@ -72,7 +108,7 @@ class RunTable:
         if of_kernel >= self._per_kernel:
             raise RunRefused(f"kernel {kernel_id} has {of_kernel} runs streaming already (at most "
                              f"{self._per_kernel} at once): try again once one ended")
-        run = self._runs[run_id] = Run(kernel_id)
+        run = self._runs[run_id] = Run(run_id, kernel_id)
         return run
 
     def attach(self, run_id: str, run: Run, task: asyncio.Task[None]) -> None:
@@ -90,6 +126,12 @@ class RunTable:
         del self._runs[run_id]
         if current.grace is not None:
             current.grace.cancel()
+
+    def interrupt(self, run_id: str) -> bool | None:
+        """Interrupts run ``run_id`` (``Run.interrupt``): None when it is not streaming here (nothing done), else
+        whether the interrupt was taken."""
+        run = self._runs.get(run_id)
+        return None if run is None else run.interrupt()
 
     def end(self, run_id: str, note: str | None) -> bool:
         """Ends run ``run_id``'s stream (``Run.end``); returns whether it was streaming here."""

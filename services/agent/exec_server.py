@@ -7,6 +7,14 @@ then the run goes to the kernel runner's Unix socket and each output chunk is pu
 too, its client is gone and its stream ends at once; one with ``probe`` set is answered ok when the run
 ``run_id`` is streaming through this agent (a restarted agent has lost the runs of the one before: their
 streams cannot be taken up again).
+
+An interrupt frees what its run holds, so it never waits for a place among the kernel's exec requests (it was
+refused when a tenant had 8 slow starts under way: its own Ctrl-C and the gateway's clean-up of runs whose client
+left were refused with them). The interrupt of a run streaming here is answered at once, without a task
+(``exec_runs``: on the run's own runner connection, or kept until the run's start, which then never happens: the
+client gets a line on stderr and exit code 130; such an interrupt was answered "not running" and the run ran to
+its end). Only that of a run not streaming here (started before the agent restarted, or its stream ended) needs
+a connection to the runner: a task under a bound of its own (``MAX_INTERRUPTS_PER_KERNEL``, ``MAX_INTERRUPTS``).
 ``logs.agent.<id>``: a ``LogsRequest`` is answered with the end of the kernel's log as UTF-8 text.
 
 The kernels are hostile (their runner can be replaced or stopped): no callback awaits a kernel. Each
@@ -33,8 +41,9 @@ from nats.aio.subscription import Subscription
 from contracts.execution import ExecAccepted, ExecRequest, LogsRequest, exec_subject, io_subject, logs_subject
 from services.agent.backends.base import KernelBackend
 from services.agent.bounded_tasks import BoundedTasks
-from services.agent.exec_runs import Run, RunRefused, RunTable
-from services.agent.exec_stream import RUN_LINE_LIMIT, stream_run
+from services.agent.exec_runs import MAX_INTERRUPTS_PER_RUN, Run, RunRefused, RunTable
+from services.agent.exec_stream import RUN_LINE_LIMIT, not_started, stream_run
+from services.agent.output_rate import OutputBudgets
 from services.agent.runner_lines import RefusedLine, decode_interrupted
 from services.agent.runner_socket import abort, open_runner, send
 
@@ -47,9 +56,14 @@ KERNEL_DEADLINE = 4.0
 LOG_DEADLINE = 4.0
 """Seconds a log request may take."""
 MAX_REQUESTS_PER_KERNEL = 8
-"""Exec requests (runs starting, interrupts) handled at once for one kernel."""
+"""Runs starting at once for one kernel."""
 MAX_REQUESTS = 64
-"""Exec requests handled at once on the agent."""
+"""Runs starting at once on the agent."""
+MAX_INTERRUPTS_PER_KERNEL = 2
+"""Interrupts of runs not streaming here (each asked of the runner on a connection of its own) at once for one
+kernel."""
+MAX_INTERRUPTS = 16
+"""Interrupts of runs not streaming here at once on the agent."""
 MAX_LOG_REQUESTS_PER_KERNEL = 2
 """Log requests handled at once for one kernel."""
 MAX_LOG_REQUESTS = 8
@@ -68,6 +82,8 @@ class ExecServer:
         self._subs: list[Subscription] = []
         self._runs = RunTable()
         self._requests = BoundedTasks("exec requests", MAX_REQUESTS_PER_KERNEL, MAX_REQUESTS)
+        self._interrupts = BoundedTasks("interrupts", MAX_INTERRUPTS_PER_KERNEL, MAX_INTERRUPTS)
+        self._budgets = OutputBudgets()
         self._log_requests = BoundedTasks("log requests", MAX_LOG_REQUESTS_PER_KERNEL, MAX_LOG_REQUESTS)
 
     async def start(self) -> None:
@@ -86,6 +102,7 @@ class ExecServer:
                 await sub.unsubscribe()
         self._subs.clear()
         await self._requests.close()
+        await self._interrupts.close()
         await self._log_requests.close()
         await self._runs.close()
 
@@ -109,23 +126,36 @@ class ExecServer:
             streaming = request.run_id in self._runs
             await self._reply(msg, streaming, None if streaming else f"run {request.run_id} is not streaming here")
         elif request.interrupt or request.cancel:
-            if request.cancel:
-                self._runs.end(request.run_id, None)  # its client is gone: nobody to tell
-            else:
-                self._runs.arm_grace(request.run_id)
-            await self._spawn(msg, request, lambda: self._interrupt(msg, path, request.run_id))
+            await self._on_interrupt(msg, path, request)
         else:
             try:
                 run = self._runs.reserve(request.run_id, request.kernel_id)
             except RunRefused as exc:
                 await self._reply(msg, False, str(exc))
                 return
-            if not await self._spawn(msg, request, lambda: self._start_run(msg, path, request, run)):
+            if not await self._spawn(self._requests, msg, request, lambda: self._start_run(msg, path, request, run)):
                 self._runs.release(request.run_id, run)
 
-    async def _spawn(self, msg: Msg, request: ExecRequest, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
-        """Starts ``work()`` in a task of its own; answers the request when the bounds refuse it (False)."""
-        refused = self._requests.start(request.kernel_id, work, name=f"exec-request-{request.run_id}")
+    async def _on_interrupt(self, msg: Msg, path: Path, request: ExecRequest) -> None:
+        """Interrupts a run streaming here at once (with ``cancel``, ends its stream too), or asks the runner in a
+        task of the interrupts' bound (see the module's docstring)."""
+        taken = self._runs.interrupt(request.run_id)
+        if request.cancel:
+            self._runs.end(request.run_id, None)  # its client is gone: nobody to tell
+        elif taken:
+            self._runs.arm_grace(request.run_id)
+        if taken is None:
+            await self._spawn(self._interrupts, msg, request, lambda: self._interrupt(msg, path, request.run_id))
+        elif taken:
+            await self._reply(msg, True)
+        else:
+            await self._reply(msg, False, f"run {request.run_id} was interrupted {MAX_INTERRUPTS_PER_RUN} times "
+                                          "already: the agent sends it no more")
+
+    async def _spawn(self, bound: BoundedTasks, msg: Msg, request: ExecRequest,
+                     work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Starts ``work()`` in a task of ``bound``; answers the request when the bound refuses it (False)."""
+        refused = bound.start(request.kernel_id, work, name=f"exec-request-{request.run_id}")
         if refused is not None:
             await self._reply(msg, False, refused)
         return refused is None
@@ -133,22 +163,20 @@ class ExecServer:
     async def _start_run(self, msg: Msg, path: Path, request: ExecRequest, run: Run) -> None:
         """Sends the run to the kernel's runner, starts streaming its output as ``run``, then accepts the request."""
         started = False
+        subject = io_subject(self._agent_id, request.kernel_id, request.run_id)
         try:
             try:
                 async with asyncio.timeout(KERNEL_DEADLINE):
-                    reader, writer = await open_runner(path, limit=RUN_LINE_LIMIT)
-                    try:
-                        await send(writer, {"op": "run", "run_id": request.run_id, "mode": request.mode.value,
-                                            "code": request.code, "stdin": request.stdin, "argv": request.argv,
-                                            "detach": request.detach})
-                    except BaseException:
-                        abort(writer)
-                        raise
+                    connection = await _send_run(path, request, run)
             except (OSError, TimeoutError) as exc:
                 await self._reply(msg, False, f"cannot reach the runner of kernel {request.kernel_id}: {_why(exc)}")
                 return
-            subject = io_subject(self._agent_id, request.kernel_id, request.run_id)
-            task = asyncio.create_task(stream_run(self._nc, subject, reader, writer, run),
+            if connection is None or run.ended:  # interrupted or its client gone first: never sent, or not streamed
+                await self._not_streamed(msg, request, run, subject)
+                return
+            reader, writer = connection
+            task = asyncio.create_task(stream_run(self._nc, subject, reader, writer, run,
+                                                  self._budgets.for_run(request.kernel_id)),
                                        name=f"exec-{request.run_id}")
             self._runs.attach(request.run_id, run, task)
             started = True
@@ -156,6 +184,19 @@ class ExecServer:
         finally:
             if not started:
                 self._runs.release(request.run_id, run)
+
+    async def _not_streamed(self, msg: Msg, request: ExecRequest, run: Run, subject: str) -> None:
+        """Answers the request of a run that will not stream: interrupted before it was sent (accepted, then ended
+        as interrupted), or ended first (its client gone: refused)."""
+        if run.writer is not None:
+            abort(run.writer)
+        if run.ended:
+            when = "while it started: its runner was told to interrupt it" if run.writer is not None else (
+                "before it started: it did not run")
+            await self._reply(msg, False, f"run {request.run_id} was cancelled {when}")
+            return
+        await self._reply(msg, True)
+        await not_started(self._nc, subject)
 
     async def _interrupt(self, msg: Msg, path: Path, run_id: str) -> None:
         """Asks the kernel's runner to interrupt ``run_id`` and answers whether it was running there."""
@@ -211,6 +252,23 @@ class ExecServer:
         data = text.encode()[-self._log_limit():]
         if msg.reply:
             await self._nc.publish(msg.reply, data)
+
+
+async def _send_run(path: Path, request: ExecRequest, run: Run) -> tuple[asyncio.StreamReader,
+                                                                         asyncio.StreamWriter] | None:
+    """Connects to the kernel's runner and sends it the run, ``run``'s connection from then on (``Run.connected``);
+    None, sending nothing, when the run was interrupted or ended meanwhile."""
+    reader, writer = await open_runner(path, limit=RUN_LINE_LIMIT)
+    if not run.connected(writer):
+        abort(writer)
+        return None
+    try:
+        await send(writer, {"op": "run", "run_id": request.run_id, "mode": request.mode.value, "code": request.code,
+                            "stdin": request.stdin, "argv": request.argv, "detach": request.detach})
+    except BaseException:
+        abort(writer)
+        raise
+    return reader, writer
 
 
 def _why(exc: BaseException) -> str:

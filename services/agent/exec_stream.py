@@ -1,13 +1,17 @@
 """One run's output, from its kernel's runner to ``io.agent.<agent>.<kernel>.<run>``, always ended by a ``done``.
 
 ``stream_run`` reads the runner's lines (each at most ``RUN_LINE_LIMIT`` bytes, decoded against the strict
-schema of ``runner_lines``) at most at ``output_rate``'s pace, counting the characters of output they carry: a
-run that outruns it is not read until the allowance is paid back (the socket's buffers fill and the runner's
+schema of ``runner_lines``) at most at ``output_rate``'s pace, counting the characters of output they carry
+against the run's own rate, its kernel's and its agent's (``OutputBudgets``, the exec server's): a
+run that outruns one is not read until the allowance is paid back (the socket's buffers fill and the runner's
 writes wait). Each output line becomes one
 ``ExecChunk`` or more (a chunk is cut to fit the bus's max payload). Whatever ends the stream (the runner's
 ``done`` or ``error``, the runner gone, a line refused, a failure to publish, the agent ending the run:
 ``exec_runs``), the client gets a last ``ExecDone``, after a line on stderr saying why when it was not the
 run's own end; only a stream ended without a note (its client gone, the agent stopping) sends nothing more.
+The runner's answers to interrupts sent on the run's connection (``exec_runs``) are read and passed over.
+``not_started`` ends the stream of a run interrupted before it was sent to its runner, as the runner ends one
+interrupted before it started.
 """
 
 from __future__ import annotations
@@ -20,25 +24,29 @@ from nats.aio.client import Client as Nats
 
 from contracts.execution import ExecChunk, ExecDone
 from services.agent.exec_runs import Run
-from services.agent.output_rate import OutputRate
+from services.agent.output_rate import OutputRate, RunBudget
 from services.agent.runner_lines import (
     INT32,
     RefusedLine,
     RunnerDone,
     RunnerError,
+    RunnerLine,
     RunnerStderr,
     RunnerStdout,
+    decode_interrupted,
     decode_line,
 )
 from services.agent.runner_socket import abort
 
-__all__ = ["RUN_LINE_LIMIT", "stream_run"]
+__all__ = ["INTERRUPTED", "RUN_LINE_LIMIT", "not_started", "stream_run"]
 
 log = logging.getLogger(__name__)
 
 RUN_LINE_LIMIT = 128 << 10
 """Bytes of one runner line on a run's connection (the runner's are at most 16 KiB of output, escaped:
 < 100 KiB); the connection buffers at most twice that before it stops reading."""
+INTERRUPTED = 130
+"""Exit code of a run interrupted before it started (the runner's, as Ctrl-C's KeyboardInterrupt)."""
 _ENVELOPE = 256
 """Bytes of an ``ExecChunk`` besides its data (kind, seq, stream)."""
 _WORST_CHARACTER = 6
@@ -65,11 +73,11 @@ class _Output:
         self.done = True
         await self._publish(ExecDone(seq=self._seq, exit_code=exit_code, duration_ms=min(duration_ms, INT32)))
 
-    async def fail(self, note: str) -> None:
-        """Tells the client ``note`` on stderr, then ends the run with exit code 1; a failure here is logged."""
+    async def fail(self, note: str, exit_code: int = 1) -> None:
+        """Tells the client ``note`` on stderr, then ends the run with ``exit_code``; a failure here is logged."""
         try:
             await self.chunk("stderr", note)
-            await self.end(1)
+            await self.end(exit_code)
         except Exception as exc:  # noqa: BLE001 - the bus is away: the gateway's probe finds the run lost
             log.warning("could not end the stream of %s: %s", self._subject, exc)
 
@@ -78,13 +86,20 @@ class _Output:
         self._seq += 1
 
 
+async def not_started(nc: Nats, subject: str) -> None:
+    """Ends the stream of a run interrupted before it was sent to its runner: a line on stderr, then its ``done``
+    with ``INTERRUPTED``, as the runner ends a run interrupted while it waited there."""
+    await _Output(nc, subject).fail("berth: interrupted before it started: the run did not run\n", INTERRUPTED)
+
+
 async def stream_run(nc: Nats, subject: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, run: Run,
-                     output_rate: OutputRate | None = None) -> None:
+                     output_rate: OutputRate | RunBudget) -> None:
     """Streams the run's output from ``reader`` to ``subject`` until its end (see the module's docstring), then
-    closes the runner connection."""
+    closes the runner connection. ``output_rate``: what its reads are charged to (``OutputBudgets.for_run``: the
+    run's own rate, its kernel's and its agent's)."""
     output = _Output(nc, subject)
     try:
-        await _relay(reader, output, output_rate or OutputRate())
+        await _relay(reader, output, output_rate)
     except asyncio.CancelledError:
         if run.ending is not None and not output.done:
             await output.fail(run.ending)
@@ -102,7 +117,7 @@ async def stream_run(nc: Nats, subject: str, reader: asyncio.StreamReader, write
         abort(writer)
 
 
-async def _relay(reader: asyncio.StreamReader, output: _Output, rate: OutputRate) -> None:
+async def _relay(reader: asyncio.StreamReader, output: _Output, rate: OutputRate | RunBudget) -> None:
     """Publishes the runner's lines until the run's end. Each line costs the rate the characters of output it
     carries, or a sixth of its bytes when that is more (the most an escaped character takes: a line padded
     with anything but output costs too)."""
@@ -111,7 +126,7 @@ async def _relay(reader: asyncio.StreamReader, output: _Output, rate: OutputRate
         if not line:
             await output.fail("the kernel runner went away\n")
             return
-        item = decode_line(line) if line.strip() else None
+        item = _decoded(line)
         carried = len(item.data) if isinstance(item, (RunnerStdout, RunnerStderr)) else 0
         pause = rate.take(max(carried, len(line) // _WORST_CHARACTER))
         if isinstance(item, (RunnerStdout, RunnerStderr)):
@@ -124,6 +139,21 @@ async def _relay(reader: asyncio.StreamReader, output: _Output, rate: OutputRate
             return
         if pause:
             await asyncio.sleep(pause)
+
+
+def _decoded(line: bytes) -> RunnerLine | None:
+    """Returns the runner's ``line`` decoded; None for a blank line or an answer to an interrupt; RefusedLine
+    (saying what was wrong as a run's line) for anything else."""
+    if not line.strip():
+        return None
+    try:
+        return decode_line(line)
+    except RefusedLine as refused:
+        try:
+            decode_interrupted(line)
+        except RefusedLine:
+            raise refused from None
+        return None
 
 
 async def _next_line(reader: asyncio.StreamReader) -> bytes:

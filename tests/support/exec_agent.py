@@ -63,8 +63,7 @@ class ScriptedBackend:
 
 
 async def silent(request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Takes the run and sends nothing, until the agent closes the connection."""
-    await reader.read()
+    """Takes the run and sends nothing (the connection is held until the agent closes it)."""
 
 
 class MuteRunner:
@@ -100,8 +99,8 @@ class MuteRunner:
 @dataclass
 class FakeRunner:
     """A runner's socket at ``path``: each ``run`` is handed to ``behaviour`` once its line was read, then the
-    connection is held until the agent closes it (``ended`` counts those); an ``interrupt`` is answered ``ok``
-    and changes nothing (a runner whose run ignores it)."""
+    connection is held until the agent closes it (``ended`` counts those); an ``interrupt``, on a connection of its
+    own or on its run's after the run, is answered ``ok`` and changes nothing (a runner whose run ignores it)."""
 
     path: Path
     behaviour: Behaviour = silent
@@ -121,12 +120,13 @@ class FakeRunner:
             request = json.loads(await reader.readline())
             self.requests.append(request)
             if request.get("op") == "interrupt":
-                answer = {"op": "interrupted", "run_id": request["run_id"], "ok": True}
-                writer.write((json.dumps(answer) + "\n").encode())
-                await writer.drain()
+                await self._answer(request, writer)
                 return
             await self.behaviour(request, reader, writer)
-            await reader.read()
+            while line := await reader.readline():  # the run's interrupts, until the agent closes
+                interrupt = json.loads(line)
+                self.requests.append(interrupt)
+                await self._answer(interrupt, writer)
         except (OSError, ValueError):
             pass
         finally:
@@ -134,6 +134,18 @@ class FakeRunner:
                 self.ended += 1
             self._writers.discard(writer)
             writer.transport.abort()
+
+    @staticmethod
+    async def _answer(interrupt: dict, writer: asyncio.StreamWriter) -> None:
+        answer = {"op": "interrupted", "run_id": interrupt["run_id"], "ok": True}
+        writer.write((json.dumps(answer) + "\n").encode())
+        await writer.drain()
+
+    def stop_listening(self) -> None:
+        """Takes no new connection (its socket's path is free again); those it has go on."""
+        if self._server is not None:
+            self._server.close()
+        self.path.unlink(missing_ok=True)
 
     async def close(self) -> None:
         if self._server is not None:
