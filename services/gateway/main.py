@@ -83,8 +83,9 @@ async def run_gateway(
     it accepts connections; ``read_wait`` bounds the wait for ``afterPosition`` (as ``build_app``'s).
     It does not create the admin keypair: the caller does
     (``ensure_admin_keypair``), so that it can print the new one once. Raises ``bus_closed.BusClosedError`` once
-    its NATS connection is closed for good (``Resources.bus_closed``): subscriptions and requests to agents could
-    never succeed again, so it ends, and its supervisor starts it again.
+    one of its NATS connections (requests and subscriptions; runs' output) is closed for good
+    (``Resources.bus_closed``): what it carries could never succeed again, so it ends, and its supervisor starts it
+    again.
     """
     app = build_app(settings, nats=nats, read_wait=read_wait)
     sock: socket.socket | None = None

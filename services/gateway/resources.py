@@ -44,7 +44,7 @@ from services.gateway.pending_gate import PendingGate
 from services.gateway.pool_check import SweepingCheck
 from services.gateway.subscription_slots import SubscriptionSlots
 
-__all__ = ["POOL_WAIT", "READ_WAIT", "Resources"]
+__all__ = ["CONTROL_CONNECTION", "OUTPUT_CONNECTION", "POOL_WAIT", "READ_WAIT", "Resources"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +55,10 @@ POOL_WAIT = 5.0
 within it (a restart): the request goes on; else it is answered 503 UNAVAILABLE with ``Retry-After``,
 having changed nothing, and the client sends it again (the SDK and the CLI do)."""
 STORE_THREADS = 4
+CONTROL_CONNECTION = "berth-gateway"
+"""The name of the gateway's NATS connection of requests to agents and event subscriptions (``Resources.nats``)."""
+OUTPUT_CONNECTION = "berth-gateway-output"
+"""The name of its NATS connection of runs' output (``Resources.output_nats``)."""
 
 
 class Resources:
@@ -87,6 +91,8 @@ class Resources:
         """Closes websockets of deactivated keypairs (one re-check every 2 s for all of them)."""
         self._nats = nats
         self._own_nats = nats is None
+        self._output_nats: Nats | None = None
+        """Runs' output (``output_nats``): opened on first use, beside ``_nats``; the handed-in client when one is."""
         self._store = Facade("gateway-store", STORE_THREADS)
         self._sessions: Sessions | None = None
         self._tenancy: Tenancy | None = None
@@ -195,32 +201,58 @@ class Resources:
         await self.call(self.sessions.record_execution, session_id, command, ctx, seen_version=seen_version)
 
     async def nats(self) -> Nats:
-        """Returns the NATS connection, connecting to ``settings.nats_url`` on first use."""
+        """Returns the NATS connection of control requests to agents (runs, interrupts, logs, app tunnels) and of
+        subscriptions to events, connecting to ``settings.nats_url`` on first use."""
         if self._nats is None:
             async with self._lock:
                 if self._nats is None:
-                    if not self.settings.nats_url:
-                        raise GatewayError(UNAVAILABLE, "subscriptions and execution need NATS: set BERTH_NATS_URL")
-                    self._nats = await connect(self.settings.nats_url, "berth-gateway", self.settings.nats_creds or None)
+                    self._nats = await self._connect(CONTROL_CONNECTION)
         return self._nats
 
+    async def output_nats(self) -> Nats:
+        """Returns the NATS connection that carries runs' output (``io.agent.<agent>.<kernel>.<run>``), connecting to
+        ``settings.nats_url`` on first use, with the same credential as ``nats()``; a client handed in serves both.
+
+        Output floods (up to 8 Mi characters a second per agent, ``services.agent.output_rate``, from many agents)
+        are queued by nats-server for the connection that subscribed to them: on the one connection of everything,
+        control replies waited behind seconds of output, and a gateway reading too slowly was cut as a slow consumer
+        (past the server's max pending), failing every request and stream of every tenant. On its own, a cut of it
+        is a gap in the streams of the runs then streaming (``run_output.read_run`` tells their clients
+        ``truncated``); requests go on on ``nats()``."""
+        if not self._own_nats:
+            return await self.nats()
+        if self._output_nats is None:
+            async with self._lock:
+                if self._output_nats is None:
+                    self._output_nats = await self._connect(OUTPUT_CONNECTION)
+        return self._output_nats
+
+    async def _connect(self, name: str) -> Nats:
+        if not self.settings.nats_url:
+            raise GatewayError(UNAVAILABLE, "subscriptions and execution need NATS: set BERTH_NATS_URL")
+        return await connect(self.settings.nats_url, name, self.settings.nats_creds or None)
+
     def bus_closed(self) -> bool:
-        """Whether the NATS connection, once opened (or handed in), is closed for good: nats-py reconnects no more
-        (after ``close()`` or a protocol error of the server), so every subscription and request to an agent fails
-        from then on; the gateway ends (``main.run_gateway``) and ``/healthz`` says ``bus-closed`` meanwhile."""
-        return self._nats is not None and self._nats.is_closed
+        """Whether a NATS connection of the gateway (``nats()``, ``output_nats()``), once opened (or handed in), is
+        closed for good: nats-py reconnects no more (after ``close()`` or a protocol error of the server), so every
+        subscription and request to an agent, or every run's output, fails from then on; the gateway ends
+        (``main.run_gateway``) and ``/healthz`` says ``bus-closed`` meanwhile. An outage of either (nats-py
+        reconnecting) is waited out."""
+        return any(nc is not None and nc.is_closed for nc in (self._nats, self._output_nats))
 
     async def jetstream(self) -> JetStreamContext:
         """Returns a JetStream context, connecting to ``settings.nats_url`` on first use."""
         return (await self.nats()).jetstream()
 
     async def close(self) -> None:
-        """Closes what this object opened (a NATS client handed in stays open), after the queued
+        """Closes what this object opened (both NATS connections; a client handed in stays open), after the queued
         execution records are written."""
         await self.execution_audit.close()
-        if self._own_nats and self._nats is not None:
-            await self._nats.close()
-            self._nats = None
+        if self._own_nats:
+            for nc in (self._output_nats, self._nats):
+                if nc is not None:
+                    await nc.close()
+            self._nats = self._output_nats = None
         await self.positions.close()
         await self.keypair_watch.close()
         self.positions = PositionWatcher(limited_dsn(self.settings.pg_dsn))  # a restart listens afresh

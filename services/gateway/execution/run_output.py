@@ -21,18 +21,21 @@ run's messages (and says so as a slow consumer), never the connection. ``read_ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from contracts.execution import ExecChunk, ExecDone, ExecOutput, output_dropped_note
 from services.common.backlog import Backlog
+from services.gateway.errors import UNAVAILABLE, GatewayError
 
 __all__ = ["GAP_WAIT", "MAX_BUFFERED", "REORDER_WINDOW", "RUN_PENDING_BYTES", "RUN_PENDING_MSGS", "RunOutput",
-           "dropped_note", "lost_note", "read_run", "subscribe_run"]
+           "SUBSCRIBED_WITHIN", "dropped_note", "lost_note", "read_run", "subscribe_run"]
 
 MAX_BUFFERED = 1 << 20
 """Characters of a run's output held for a client that reads more slowly than the run writes: a second of
@@ -49,11 +52,27 @@ REORDER_WINDOW = 64
 """Messages that may come before one missing; past them, the missing ones are taken as lost."""
 GAP_WAIT = 1.0
 """Seconds the messages missing before a run's ``done`` are waited for."""
+SUBSCRIBED_WITHIN = 5.0
+"""Seconds nats-server has to confirm a run's subscription (``subscribe_run``), as an agent has to accept a run."""
 
 
 async def subscribe_run(nc: Nats, subject: str) -> Subscription:
-    """Subscribes to a run's output, its queue in nats-py bounded (see the module)."""
-    return await nc.subscribe(subject, pending_msgs_limit=RUN_PENDING_MSGS, pending_bytes_limit=RUN_PENDING_BYTES)
+    """Subscribes to a run's output, its queue in nats-py bounded (see the module), and returns once nats-server has
+    the subscription: the output has a connection of its own (``Resources.output_nats``), the run is asked for on
+    another, so without the round trip the agent's first messages could reach the server before the subscription.
+    UNAVAILABLE, nothing subscribed, when the server does not confirm it within ``SUBSCRIBED_WITHIN`` seconds (that
+    connection is away, or behind on output): the caller asks for no run then."""
+    sub: Subscription | None = None
+    try:
+        sub = await nc.subscribe(subject, pending_msgs_limit=RUN_PENDING_MSGS, pending_bytes_limit=RUN_PENDING_BYTES)
+        await nc.flush(timeout=SUBSCRIBED_WITHIN)
+    except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
+        if sub is not None:
+            with contextlib.suppress(Exception):  # closed already: nothing to end
+                await sub.unsubscribe()
+        raise GatewayError(UNAVAILABLE, "the gateway's connection for runs' output is not ready (NATS away or "
+                                        "reconnecting): nothing was run, try again") from None
+    return sub
 
 
 def lost_note(messages: int) -> str:

@@ -5,8 +5,9 @@ on to ``done``, so the client sees the run's ``KeyboardInterrupt``); a stream cl
 ``done`` interrupts its run too, and tells the agent to end the run's stream (``cancel``).
 
 Interactive I/O is not an event (DESIGN.md §7): the gateway subscribes to
-``io.agent.<agent_id>.<kernel_id>.<run_id>`` first, then asks the kernel's agent on
-``exec.agent.<agent_id>``; the agent streams ``ExecChunk``s and one ``ExecDone``. Only the
+``io.agent.<agent_id>.<kernel_id>.<run_id>`` first, on its connection for runs' output, then asks the kernel's agent
+on ``exec.agent.<agent_id>`` on its connection for requests (``Resources.output_nats``: output floods never delay
+requests); the agent streams ``ExecChunk``s and one ``ExecDone``. Only the
 outcome is recorded, as ``session.execution_finished`` (run id, exit code, duration, code
 digest, the caller as actor), off the critical path: the record is handed to the gateway's
 ``ExecutionAudit`` (``services/gateway/execution_audit.py``) and ``done`` goes out without waiting for the store.
@@ -101,11 +102,12 @@ async def execute(
         raise GatewayError(BAD_INPUT, f"code, stdin and argv must not exceed {MAX_EXEC_INPUT} bytes together")
     state, kernel_id, agent_id = await running_main_kernel(info, session_id)
     nc = await info.context.resources.nats()
+    output_nc = await info.context.resources.output_nats()  # never the requests' (``Resources.output_nats``)
     run_id = uuid.uuid4().hex
     request = ExecRequest(run_id=run_id, kernel_id=kernel_id, mode=exec_mode, code=code, stdin=stdin, argv=argv,
                           detach=detach)
     async with subscription_slot(info):  # one of the caller's concurrent subscriptions while it runs
-        sub = await subscribe_run(nc, io_subject(agent_id, kernel_id, run_id))
+        sub = await subscribe_run(output_nc, io_subject(agent_id, kernel_id, run_id))
         finished = False  # or nothing to interrupt: the run ended, or never started
         try:
             refusal = await _ask_agent(nc, agent_id, request)
