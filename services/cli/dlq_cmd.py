@@ -13,7 +13,7 @@ from services.cli.running import run_async
 
 __all__ = ["dlq"]
 
-FIELDS = "seq consumer subject reason deliveries deadLetteredAt size"
+FIELDS = "seq consumer subject reason deliveries deadLetteredAt size originalSize cut"
 LIST = f"""query($c: String, $a: Int!, $l: Int!) {{
   deadLetters(consumer: $c, after: $a, limit: $l) {{ total entries {{ {FIELDS} }} }} }}"""
 SHOW = f"query($s: Int!) {{ deadLetter(seq: $s) {{ {FIELDS} headers body truncated }} }}"
@@ -26,7 +26,7 @@ COLUMNS = [("seq", "SEQ"), ("consumer", "CONSUMER"), ("subject", "SUBJECT"), ("r
            ("deliveries", "DELIVERIES"), ("deadLetteredAt", "TIME")]
 DETAIL = [("seq", "seq"), ("consumer", "consumer"), ("subject", "subject"), ("reason", "reason"),
           ("deliveries", "deliveries"), ("deadLetteredAt", "dead-lettered at"), ("size", "bytes"),
-          ("headers", "headers")]
+          ("originalSize", "original bytes"), ("headers", "headers")]
 MAX_LIMIT = 1000
 
 
@@ -71,6 +71,9 @@ async def show(out: Output, seq: int) -> None:
     out.line(letter["body"])
     if letter["truncated"]:
         out.info("(body cut at 16,000 characters)")
+    if letter["cut"]:
+        out.info(f"(only the first {letter['size']} of the message's {letter['originalSize']} bytes were kept, "
+                 "too large to dead-letter whole: it cannot be replayed)")
 
 
 def _target(seq: int | None, consumer: str | None, all_: bool) -> dict[str, Any]:

@@ -23,16 +23,15 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts import subjects as s
-from contracts.travel import MAX_EVENT_BYTES
 from services.common.bus_identities import inbox_prefix
 from services.common.bus_outages import OutageLog
 from services.common.transient import NATS, backoff, unavailable_dependency
 
-__all__ = ["CREDENTIALS_ENV", "DEADLETTER_MAX_BYTES", "DEADLETTER_MAX_MSG_SIZE", "DEADLETTER_MAX_PER_CONSUMER",
-           "HEARTBEAT_MAX_BYTES", "REPLICAS_ENV", "REPORTS_MAX_BYTES", "REPORTS_MAX_MSG_SIZE",
-           "REPORTS_MAX_PER_SUBJECT", "closed_for_good", "connect", "connect_options", "credentials_identity",
-           "dead_letter", "dead_letter_body", "ensure_streams", "existing_heartbeat_bucket", "heartbeat_bucket",
-           "refused_for_room", "stream_replicas"]
+__all__ = ["CREDENTIALS_ENV", "DEADLETTER_HEADER_ROOM", "DEADLETTER_KEPT_BYTES", "DEADLETTER_MAX_BYTES",
+           "DEADLETTER_MAX_MSG_SIZE", "DEADLETTER_MAX_PER_CONSUMER", "HEARTBEAT_MAX_BYTES", "REPLICAS_ENV",
+           "REPORTS_MAX_BYTES", "REPORTS_MAX_MSG_SIZE", "REPORTS_MAX_PER_SUBJECT", "closed_for_good", "connect",
+           "connect_options", "credentials_identity", "dead_letter", "dead_letter_body", "ensure_streams",
+           "existing_heartbeat_bucket", "heartbeat_bucket", "refused_for_room", "stream_replicas"]
 
 CREDENTIALS_ENV = "BERTH_NATS_CREDS"
 """The credential (``.creds`` file) a process connects with when it is given none explicitly."""
@@ -65,13 +64,23 @@ DEADLETTER_MAX_PER_CONSUMER = 1000
 """The most dead letters one subject holds (``dlq.<consumer>``: one consumer, one agent;
 ``dlq.<consumer>.<agent id>``: one consumer's letters of one agent's reports,
 ``contracts.subjects.dead_letter_subject_of``); past it that subject's new ones are refused, others' still taken.
-With ``DEADLETTER_MAX_MSG_SIZE`` one subject holds at most 320 MiB, under a third of the stream: an agent filling its
-own subject, or its share of the controller's with undecodable reports (64 KiB each at most), leaves room for every
-other consumer's and agent's letters. A subject with this many letters waiting is an incident (``berth doctor``
-counts them per consumer)."""
-DEADLETTER_MAX_MSG_SIZE = MAX_EVENT_BYTES + 64 * 1024
-"""The largest dead letter (payload and headers): the largest event with the headers. A larger message keeps only its
-beginning (``dead_letter_body``), as one over ``max_payload`` does."""
+A subject with this many letters waiting is an incident (``berth doctor`` counts them per consumer)."""
+DEADLETTER_KEPT_BYTES = 16 * 1024
+"""The most bytes of a message its dead letter keeps; of a larger one only its beginning, with its size and SHA-256
+(``dead_letter_body``), and it is not replayed (``berth dlq replay`` says why). It bounds one sender in bytes: with
+``DEADLETTER_MAX_PER_CONSUMER`` a subject holds at most 20 MiB (``DEADLETTER_MAX_MSG_SIZE`` each), an agent its own
+``dlq.agent-<id>`` and its share of the controller's, 40 MiB: under 4 % of ``DEADLETTER_MAX_BYTES``, so that about
+26 hostile agents together, not 3, are needed to fill it and have every other sender's letters refused. Before,
+a letter kept up to 320 KiB (the largest event and its headers): one agent held about 375 MiB, 310 on its own subject.
+An ordinary report or event is far smaller and kept whole: the letters replayed are reports, a few KiB (the largest
+the bounds of ``contracts.reports`` let through, about 50 KB of escaped control characters, is the rare one cut);
+an event is never replayed (``EVENTS`` keeps it whole)."""
+DEADLETTER_HEADER_ROOM = 4 * 1024
+"""Bytes of a dead letter for its headers (``Berth-Error`` at most 1,000 characters, the original subject, the
+consumer, the time, and when cut its size and SHA-256); with larger headers less of the body is kept."""
+DEADLETTER_MAX_MSG_SIZE = DEADLETTER_KEPT_BYTES + DEADLETTER_HEADER_ROOM
+"""The largest dead letter (payload and headers) the stream takes, whoever publishes it: an agent, which may publish
+on its own ``dlq.agent-<id>`` whatever it likes, is bounded by the stream, not by ``dead_letter``."""
 _STREAM_STORE_FAILED = 10077
 """JetStream's error code when a stream does not store a message; with "maximum ..." in its description, one of its
 limits refused it (discard new: ``refused_for_room``)."""
@@ -232,12 +241,12 @@ async def dead_letter(js: JetStreamContext, consumer: str, subject: str, data: b
                       deliveries: int = 0) -> bool:
     """Moves a message that cannot be processed to ``dlq.<consumer>`` (an agent's report to ``dlq.<consumer>.<agent
     id>``: ``contracts.subjects.dead_letter_subject_of``) with its error, original
-    subject, delivery count, consumer and time (headers: services/common/README.md); returns True. A message that
-    would not fit ``max_payload`` or ``DEADLETTER_MAX_MSG_SIZE`` with those headers keeps only its beginning, and
-    says so (``dead_letter_body``). When ``DEADLETTER`` refuses it (full: ``DEADLETTER_MAX_BYTES``, or its subject
-    holds ``DEADLETTER_MAX_PER_CONSUMER``), the message is dropped, logged as an error with its size and SHA-256, and
-    False returned: the caller goes on as after a dead letter (raised, the refusal would bring the message back for
-    ever: a projector would retry its batch without end)."""
+    subject, delivery count, consumer and time (headers: services/common/README.md); returns True. A message over
+    ``DEADLETTER_KEPT_BYTES``, or that would not fit ``max_payload`` or ``DEADLETTER_MAX_MSG_SIZE`` with those
+    headers, keeps only its beginning, and says so (``dead_letter_body``). When ``DEADLETTER`` refuses it (full:
+    ``DEADLETTER_MAX_BYTES``, or its subject holds ``DEADLETTER_MAX_PER_CONSUMER``), the message is dropped, logged
+    as an error with its size and SHA-256, and False returned: the caller goes on as after a dead letter (raised, the
+    refusal would bring the message back for ever: a projector would retry its batch without end)."""
     log.warning("dead-lettering a message on %s for %s after %d deliveries: %s", subject, consumer, deliveries, error)
     headers = {s.HEADER_ERROR: error[:1000], s.HEADER_ORIGINAL_SUBJECT: subject, s.HEADER_DELIVERIES: str(deliveries),
                s.HEADER_CONSUMER: consumer, s.HEADER_DEAD_LETTERED_AT: dt.datetime.now(dt.UTC).isoformat()}
@@ -263,17 +272,23 @@ def refused_for_room(error: BaseException) -> bool:
 
 
 def dead_letter_body(data: bytes, headers: dict[str, str], max_payload: int) -> tuple[bytes, dict[str, str]]:
-    """Returns the body and headers of a dead letter of ``data``: ``data`` itself when it fits ``max_payload`` (the
-    most a letter may be) with ``headers``; else its first bytes (as many as fit) with ``headers`` plus
-    ``HEADER_TRUNCATED``, its size (``HEADER_ORIGINAL_SIZE``) and its SHA-256 (``HEADER_ORIGINAL_SHA256``). nats-py
-    checks only the payload against ``max_payload``; the server checks the payload and headers together and closes
-    the connection for good when they are over (a hostile agent's report of nearly ``max_payload`` undecodable bytes
-    made the controller lose its connection, and spin, at every start)."""
-    if len(data) + _headers_size(headers) <= max_payload:
+    """Returns the body and headers of a dead letter of ``data``: ``data`` itself when it is at most
+    ``DEADLETTER_KEPT_BYTES`` and fits ``max_payload`` (the most a letter may be) with ``headers``; else its first
+    bytes (at most ``DEADLETTER_KEPT_BYTES``, as many as fit) with ``headers`` plus ``HEADER_TRUNCATED``, its size
+    (``HEADER_ORIGINAL_SIZE``) and its SHA-256 (``HEADER_ORIGINAL_SHA256``). nats-py checks only the payload against
+    ``max_payload``; the server checks the payload and headers together and closes the connection for good when they
+    are over (a hostile agent's report of nearly ``max_payload`` undecodable bytes made the controller lose its
+    connection, and spin, at every start)."""
+    if len(data) <= _kept(headers, max_payload):
         return data, headers
     headers = {**headers, s.HEADER_TRUNCATED: "true", s.HEADER_ORIGINAL_SIZE: str(len(data)),
                s.HEADER_ORIGINAL_SHA256: hashlib.sha256(data).hexdigest()}
-    return data[:max(0, max_payload - _headers_size(headers))], headers
+    return data[:_kept(headers, max_payload)], headers
+
+
+def _kept(headers: dict[str, str], max_payload: int) -> int:
+    """Returns how many bytes of a message a dead letter with ``headers`` keeps at most."""
+    return max(0, min(DEADLETTER_KEPT_BYTES, max_payload - _headers_size(headers)))
 
 
 def _headers_size(headers: dict[str, str]) -> int:

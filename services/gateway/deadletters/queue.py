@@ -30,12 +30,14 @@ from nats.js import JetStreamContext
 from nats.js.api import Header, RawStreamMsg
 from nats.js.errors import NotFoundError
 
+from services.common.bus import DEADLETTER_KEPT_BYTES
 from services.common.bus_identities import AGENT_IDENTITY
 
 from contracts.subjects import (
     DEADLETTER_STREAM, DEADLETTER_SUBJECTS, HEADER_CONSUMER, HEADER_DEAD_LETTERED_AT, HEADER_DELIVERIES, HEADER_ERROR,
-    HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_SUBJECT, HEADER_TRUNCATED, REPORTS_STREAM, SubjectError, dead_letter_consumer,
-    dead_letter_filters, dead_letter_subject, is_event_subject, report_sender, storage_report_volume,
+    HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_SUBJECT, HEADER_TRUNCATED, REPORTS_STREAM,
+    SubjectError, dead_letter_consumer, dead_letter_filters, dead_letter_subject, is_event_subject, report_sender,
+    storage_report_volume,
 )
 
 __all__ = ["ALL_DEAD_LETTERS", "DeadLetter", "NotReplayableError", "check_consumer", "count", "drop", "entries",
@@ -65,6 +67,18 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     stored_on: str = ""
     """The dead-letter subject it is stored on (who could write it: ``dlq.agent-<id>`` that agent)."""
+
+    @property
+    def cut(self) -> bool:
+        """Returns True when only the beginning of the message was kept (``services.common.bus.dead_letter_body``:
+        it was over ``DEADLETTER_KEPT_BYTES``, or too large with the headers): it cannot be replayed."""
+        return self.headers.get(HEADER_TRUNCATED) == "true"
+
+    @property
+    def original_size(self) -> int:
+        """Returns the bytes of the message the consumer gave up: more than those kept when the letter is ``cut``."""
+        recorded = self.headers.get(HEADER_ORIGINAL_SIZE, "")
+        return int(recorded) if self.cut and recorded.isdigit() else len(self.data)
 
     @property
     def agent_written(self) -> bool:
@@ -157,9 +171,11 @@ def _report_subject(subject: str) -> None:
 async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
     """Publishes ``letter`` again on its original subject, then deletes it (see the module's
     docstring); raises NotReplayableError for an event or an entry without a report subject."""
-    if letter.headers.get(HEADER_TRUNCATED) == "true":  # only its first bytes were kept: it would fail again
-        raise NotReplayableError(f"only the first {len(letter.data)} of its {letter.headers.get(HEADER_ORIGINAL_SIZE)} "
-                                 "bytes were kept (it was too large to dead-letter whole): drop it")
+    if letter.cut:  # only its first bytes were kept: published, they would not be the message
+        raise NotReplayableError(
+            f"only the first {len(letter.data)} of its {letter.original_size} bytes were kept (it was too large to "
+            f"dead-letter whole: a letter keeps at most {DEADLETTER_KEPT_BYTES} bytes of a message; SHA-256 "
+            f"{letter.headers.get(HEADER_ORIGINAL_SHA256, 'not recorded')}): it cannot be replayed; drop it")
     try:
         _report_subject(letter.subject)
     except SubjectError as exc:

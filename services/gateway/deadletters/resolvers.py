@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from strawberry.scalars import JSON
 
 from contracts.subjects import SubjectError
+from services.common.bus import DEADLETTER_KEPT_BYTES
 from services.gateway.context import Info, caller
 from services.gateway.deadletters import queue
 from services.gateway.errors import BAD_INPUT, FORBIDDEN, NOT_FOUND, GatewayError
@@ -32,7 +33,12 @@ class DeadLetter:
     reason: str = strawberry.field(description="The error that made the consumer give it up.")
     deliveries: int | None = strawberry.field(description="How many times the consumer got it (null: not recorded).")
     dead_lettered_at: dt.datetime | None
-    size: int = strawberry.field(description="Bytes of its body.")
+    size: int = strawberry.field(description="Bytes of its body: those of the message kept.")
+    original_size: int = strawberry.field(description="Bytes of the message the consumer gave up: more than size "
+                                                      "when only its beginning was kept (cut).")
+    cut: bool = strawberry.field(description="Only the beginning of the message was kept (a letter keeps at most "
+                                             f"{DEADLETTER_KEPT_BYTES} bytes of it, so that no sender fills the "
+                                             "stream): it cannot be replayed; its headers give its SHA-256.")
 
 
 @strawberry.type(description="One dead letter with its headers and body (decoded when it is JSON text).")
@@ -62,7 +68,8 @@ class DeadLetterOutcome:
 
 def _summary(letter: queue.DeadLetter) -> DeadLetter:
     return DeadLetter(seq=letter.seq, consumer=letter.consumer, subject=letter.subject, reason=letter.reason,
-                      deliveries=letter.deliveries, dead_lettered_at=letter.dead_lettered_at, size=len(letter.data))
+                      deliveries=letter.deliveries, dead_lettered_at=letter.dead_lettered_at, size=len(letter.data),
+                      original_size=letter.original_size, cut=letter.cut)
 
 
 def _detail(letter: queue.DeadLetter) -> DeadLetterDetail:
@@ -139,7 +146,8 @@ class DeadLetterQuery:
 class DeadLetterMutation:
     @strawberry.mutation(description="Publishes dead letters again on their original subject, then removes them, "
                                      "exactly once in effect (superadmins). Only reports are replayed; an event is "
-                                     "refused with the reason. Give exactly one of seq, consumer or all.")
+                                     "refused with the reason, as is a cut letter. Give exactly one of seq, consumer "
+                                     "or all.")
     async def replay_dead_letters(self, info: Info, seq: int | None = None, consumer: str | None = None,
                                   all: bool = False, limit: int = 100) -> DeadLetterOutcome:  # noqa: A002 - the API's word
         js = await _jetstream(info, "replay")
