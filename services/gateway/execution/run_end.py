@@ -5,9 +5,11 @@ before its ``done``, the run interrupted (``cancel``: the agent stops streaming 
 in the stream's: the websocket handler cancels a stream's task when its client goes (at ``complete``, or when the
 connection drops, even while the stream's ``finally`` is already running after a failed send), and a cleanup
 awaited there could be cut short, leaving the run going and its subscription open. The interrupt is asked again
-while the agent says it cannot take it now (it bounds the exec requests it handles at once per kernel: of 16
-clients gone at once, 8 had their interrupt refused, and those runs went on in the kernel until their session
-ended) or does not answer; a refusal for good, or the last failure, is logged.
+while the agent says it cannot take it now or does not answer; a refusal for good, or the last failure, is logged.
+(Of 16 clients gone at once, 8 had their interrupt refused when the agent counted interrupts among the exec
+requests it handles at once per kernel, and those runs went on until their session ended; it answers those of
+runs streaming through it at once now, and bounds only those it must ask a runner for on a connection of their
+own: ``services.agent.exec_server``.)
 """
 
 from __future__ import annotations
