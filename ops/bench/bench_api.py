@@ -183,7 +183,11 @@ async def run_phase(endpoint: Endpoint, observer: BerthClient, phase: Phase, tim
         async def terminate(client: BerthClient, _: int) -> None:
             nonlocal position
             session_id = next(ids)
-            data = await client.execute(q.TERMINATE_SESSION, {"id": session_id})
+            try:
+                data = await client.execute(q.TERMINATE_SESSION, {"id": session_id})
+            except Exception as exc:  # noqa: BLE001 - counted and shown (it ended the whole run before)
+                phase.errors[f"terminateSession: {type(exc).__name__}: {str(exc)[:100]}"] += 1
+                return
             position = max(position, int(data["terminateSession"]["position"] or 0))
 
         first_terminate = time.time()
