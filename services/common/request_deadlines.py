@@ -12,6 +12,10 @@ answered before the body was read: uvicorn keeps the connection for the rest of 
 byte every few seconds for ever). A websocket, once upgraded, is the websocket protocol's (its own pings and
 timeouts).
 
+A request's head (request line and headers) is bounded too, ``MAX_HEAD`` bytes: httptools and uvicorn keep whatever
+arrives before the empty line, so a client with no credential sent gigabytes of headers within the deadline and the
+service held them all in memory. A head that grows past the bound is answered 431 and its connection closed.
+
 Pass it (or a subclass: ``body_within``; another protocol class of httptools' after it) as ``uvicorn.Config(http=...)``.
 """
 
@@ -20,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-__all__ = ["HEADERS_WITHIN", "REST_WITHIN", "DeadlineHttpToolsProtocol"]
+__all__ = ["HEADERS_WITHIN", "MAX_HEAD", "REST_WITHIN", "DeadlineHttpToolsProtocol"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,9 @@ HEADERS_WITHIN = 10.0
 """Seconds a connection has to send a request's headers (a client sends them in one packet)."""
 REST_WITHIN = 60.0
 """Seconds the rest of a request's body has once its response went (a client sending it on to read the answer)."""
+MAX_HEAD = 64 * 1024
+"""Bytes a request's head may take, at most (nginx takes 32 KiB, Node 16 KiB; a signed request's is under 1 KiB).
+It is counted by what arrives before the head is complete, so the parser holds at most one read (256 KiB) more."""
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
@@ -42,10 +49,25 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     _deadline: asyncio.TimerHandle | None = None
     _body_arriving = False
+    _head_bytes = 0
+    """Bytes of the head arriving, counted by the reads that began and ended within it."""
+    _head_complete = False
+    _requests_ended = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.headers_within, "its request's headers")
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        ended_before = self._requests_ended
+        super().data_received(data)
+        if self._head_complete or self._requests_ended != ended_before:
+            return  # a read that ended a head or a request: what follows in it is below one read, not counted
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD and not self.transport.is_closing():
+            self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -53,6 +75,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._head_complete = True
         super().on_headers_complete()
         self._body_arriving = not self.parser.should_upgrade()
         if self.body_within is not None and self._body_arriving:
@@ -61,6 +84,8 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         self._body_arriving = False
+        self._head_complete, self._head_bytes = False, 0  # the next request's head, on a kept-alive connection
+        self._requests_ended += 1
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -80,6 +105,16 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def _refuse_head(self) -> None:
+        """Answers 431 and closes the connection: the head arriving is over ``MAX_HEAD``."""
+        log.debug("closing the connection of %s: a request's head over %d bytes", self.client, MAX_HEAD)
+        message = f"request header fields too large: a request's line and headers take at most {MAX_HEAD} bytes"
+        self.transport.write(b"".join([
+            STATUS_LINE[431], b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(message), b"connection: close\r\n\r\n", message.encode(),
+        ]))
+        self.transport.close()
 
     def _expired(self, seconds: float, what: str) -> None:
         self._deadline = None

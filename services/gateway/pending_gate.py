@@ -12,34 +12,13 @@ processes at once could pass its limit by N - 1.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from services.gateway.keyed_turns import KeyedTurns
 
 __all__ = ["PendingGate"]
 
 
-class PendingGate:
-    """A lock per keypair, kept only while some request holds or awaits it."""
+class PendingGate(KeyedTurns):
+    """A lock per keypair (``turn(access_key)``), kept only while some request holds or awaits it."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def turn(self, access_key: str) -> AsyncIterator[None]:
-        """Holds ``access_key``'s turn: its other requests wait until this one leaves."""
-        lock, users = self._locks.get(access_key) or (asyncio.Lock(), 0)
-        self._locks[access_key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[access_key]
-            if users == 1:
-                del self._locks[access_key]
-            else:
-                self._locks[access_key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        """Returns how many keypairs have a request holding or awaiting their turn."""
-        return len(self._locks)
+        super().__init__(1)

@@ -11,6 +11,8 @@ connection, counts against its keypair's rate limit (``admit``): over it, HTTP 4
 ``connection_init`` is closed, the reason starting ``RATE_LIMITED:``); each operation sent over a websocket
 counts too (``services.gateway.ws_operations``). An authenticated
 websocket is closed within seconds of its keypair's deactivation or its bearer token's expiry (``auth.revocation``).
+A keypair has at most ``MAX_IN_FLIGHT`` HTTP requests past authentication at once; its others wait their turn
+(``keyed_turns``), so that one keypair's burst cannot hold every connection of the gateway's pool.
 """
 
 from __future__ import annotations
@@ -32,15 +34,22 @@ from services.gateway.auth.tokens import issue_token
 from services.gateway.auth.verify import Authenticator
 from services.common.transient import unavailable_dependency, unavailable_message
 from services.gateway.errors import BAD_INPUT, RATE_LIMITED, UNAUTHENTICATED, UNAVAILABLE
+from services.gateway.keyed_turns import KeyedTurns
 from services.gateway.rate_limit import WINDOW, RateDecision
 
-__all__ = ["MAX_BODY", "PRINCIPAL_KEY", "WS_AUTH_KEY", "Admit", "AuthLayer", "TokenEndpoint", "rate_limited_reason",
-           "unauthorized"]
+__all__ = ["MAX_BODY", "MAX_IN_FLIGHT", "PRINCIPAL_KEY", "WS_AUTH_KEY", "Admit", "AuthLayer", "TokenEndpoint",
+           "rate_limited_reason", "unauthorized"]
 
 log = logging.getLogger(__name__)
 PRINCIPAL_KEY = "berth.principal"
 WS_AUTH_KEY = "berth.ws_auth"
 MAX_BODY = 1 << 20
+MAX_IN_FLIGHT = 16
+"""HTTP requests of one keypair served at once, at most. Before, 400 concurrent requests of one keypair (within its
+rate limit, per 15 minutes) queued for the gateway's pool of 8 connections, and another keypair's request waited
+10 s behind them and was answered 503. Twice the pool: a burst queues at most one pool's worth ahead of another
+keypair's request, while a client's concurrent requests still run together (16 clients' ``createSession`` are
+committed in one transaction: a bound of 4 would cut those batches to 4)."""
 Admit = Callable[[Principal], Awaitable[RateDecision]]
 """Counts one request of a caller against its rate limit, as of its limits epoch (``Resources.admit``)."""
 
@@ -114,6 +123,7 @@ class AuthLayer:
         self._authenticator = authenticator
         self._admit = admit
         self._watch = watch
+        self._in_flight = KeyedTurns(MAX_IN_FLIGHT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -130,7 +140,8 @@ class AuthLayer:
         found = await _authenticate_http(self._authenticator, self._admit, scope, receive, send, allow_bearer=True)
         if found is not None:
             principal, body = found
-            await self._app({**scope, PRINCIPAL_KEY: principal}, replay(body, receive), send)
+            async with self._in_flight.turn(principal.access_key):
+                await self._app({**scope, PRINCIPAL_KEY: principal}, replay(body, receive), send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
