@@ -14,7 +14,7 @@ from services.sdk.client import BerthClient
 from services.sdk.instance import read_instance
 from services.common.settings import default_data_dir
 
-__all__ = ["connect_client", "env_keypair"]
+__all__ = ["checked_endpoint", "connect_client", "env_keypair"]
 
 
 def env_keypair(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
@@ -32,12 +32,23 @@ def env_keypair(environ: Mapping[str, str] | None = None) -> tuple[str, str] | N
     return access_key, secret_key
 
 
+def checked_endpoint(endpoint: str) -> str:
+    """Returns ``BERTH_ENDPOINT`` when it is an http(s) URL; raises ``click.ClickException`` otherwise: the
+    client would otherwise try ``/host:port/graphql`` and blame an unreachable Berth ("is it running?")."""
+    scheme, sep, rest = endpoint.strip().partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise click.ClickException(
+            f"BERTH_ENDPOINT must be the gateway's http:// or https:// URL, as `berth up` prints it "
+            f"(http://127.0.0.1:PORT or http://127.0.0.1:PORT/graphql), got {endpoint!r}")
+    return endpoint.strip()
+
+
 def connect_client() -> BerthClient:
     """Returns a client for the configured endpoint and keypair; raises ``InstanceNotFoundError`` when there
     is no endpoint (or keypair) to use, ``click.ClickException`` when only one key of a keypair is set."""
     keypair = env_keypair()
     endpoint = os.environ.get("BERTH_ENDPOINT")
     if endpoint:
-        return BerthClient(endpoint, *(keypair or ("", "")))
+        return BerthClient(checked_endpoint(endpoint), *(keypair or ("", "")))
     instance = read_instance(default_data_dir())
     return BerthClient(instance.gateway_url, *(keypair or (instance.access_key, instance.secret_key)))

@@ -43,7 +43,8 @@ def dlq() -> None:
 @dlq.command("ls")
 @click.option("--consumer", help="Only this consumer's (e.g. controller, agent-<id>, projector).")
 @click.option("--after", type=int, default=0, show_default=True, help="Only entries after this sequence.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True,
+              help="List at most this many entries.")
 @click.pass_obj
 @run_async
 async def ls(out: Output, consumer: str | None, after: int, limit: int) -> None:
@@ -98,7 +99,8 @@ def _targets(func: Any) -> Any:
         click.argument("seq", type=int, required=False),
         click.option("--consumer", help="Every entry of this consumer (the first --limit)."),
         click.option("--all", "all_", is_flag=True, help="Every entry (the first --limit)."),
-        click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True),
+        click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True,
+                     help="With --consumer or --all: at most this many entries, the oldest first."),
     ]):
         func = option(func)
     return func

@@ -68,7 +68,8 @@ def session() -> None:
 @click.option("-i", "--image", default=default_image, show_default=DEFAULT_IMAGE, help="Kernel image ($BERTH_DEFAULT_IMAGE overrides the default).")
 @click.option("-r", "--resources", "resources", multiple=True, metavar="SLOT=AMOUNT",
               help="Resource slots per kernel, repeatable or comma-separated: -r cpu=2 -r mem=4g (default cpu=1,mem=1g).")
-@click.option("-t", "--type", "session_type", type=click.Choice(["interactive", "batch"]), default="interactive", show_default=True)
+@click.option("-t", "--type", "session_type", type=click.Choice(["interactive", "batch"]), default="interactive",
+              show_default=True, help="interactive: you run code in it (berth exec); batch: it runs --startup-command.")
 @click.option("--startup-command", help="Command a batch session runs.")
 @placement_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the session runs (or fails).")
@@ -160,7 +161,9 @@ async def info(out: Output, session_id: str) -> None:
 @session.command("rm")
 @click.argument("session_ids", metavar="SESSION...", nargs=-1, required=True)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until terminated.")
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for each session to end; past them it exits 1 naming those still live "
+                   "(their termination stays requested).")
 @click.pass_obj
 @run_async
 async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: float) -> None:
@@ -175,14 +178,20 @@ async def rm(out: Output, session_ids: tuple[str, ...], wait: bool, timeout: flo
         terminated = await client.execute_while_unavailable(q.TERMINATE_SESSION, {"id": ref})
         ids[ref] = terminated["terminateSession"]["sessionId"]
         out.info(f"session {ids[ref]}: termination requested")
+    unfinished = []
     for ref in refs:
         if wait:
-            _, last = await follow_status(client, out, ids[ref], GONE, timeout)
+            status, last = await follow_status(client, out, ids[ref], GONE, timeout)
             await fetch_session(client, ids[ref], last)  # returns once the read models show it
+            if status not in GONE:
+                unfinished.append(f"{ids[ref]} ({status})")
         if not out.is_json:
             click.echo(ids[ref])
     if out.is_json:
         out.json([ids[ref] for ref in refs])
+    if unfinished:  # `berth rm X && reuse its slots` must not go on while X still holds them
+        raise click.ClickException(f"not ended within {timeout:g}s: {', '.join(unfinished)}; "
+                                   "the termination stays requested")
 
 
 async def _status(client: BerthClient, ref: str) -> str | None:

@@ -65,6 +65,7 @@ STORAGE_COLUMNS = [("quotaScope", "SCOPE"), ("folders", "FOLDERS"), ("used", "US
                    ("limit", "LIMIT")]
 _UNITS = ((1024**5, "PiB"), (1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB"))
 _PERMISSIONS = click.Choice(["ro", "rw", "wd"])
+_USER_PERMISSION = "What USER may do: ro read, rw read and write, wd read, write and delete."
 
 
 def human_bytes(value: float | int | None) -> str:
@@ -106,7 +107,8 @@ def vfolder() -> None:
 @click.argument("name")
 @click.option("--project", help="Create the project's folder (admins); its members get --permission.")
 @click.option("--volume", default="local", show_default=True, help="The storage volume (host).")
-@click.option("--usage-mode", type=click.Choice(["general", "model", "data"]), default="general", show_default=True)
+@click.option("--usage-mode", type=click.Choice(["general", "model", "data"]), default="general", show_default=True,
+              help="What the folder holds (Backend.AI's usage mode; kept with it, shown by info).")
 @click.option("--permission", type=_PERMISSIONS, default="rw", show_default=True,
               help="A project folder's default permission for its members.")
 @click.option("--cloneable", is_flag=True, help="Others who may read it may clone it.")
@@ -121,7 +123,8 @@ async def create(out: Output, name: str, project: str | None, volume: str, usage
 
 
 @vfolder.command("ls")
-@click.option("--status", type=click.Choice(["provisioning", "ready", "error", "trashed", "purging", "purged"]))
+@click.option("--status", type=click.Choice(["provisioning", "ready", "error", "trashed", "purging", "purged"]),
+              help="Only folders in this status (trashed: those `berth vfolder rm` moved to the trash).")
 @click.option("--all", "include_purged", is_flag=True, help="Purged folders too.")
 @click.pass_obj
 @run_async
@@ -193,7 +196,7 @@ async def clone(out: Output, folder: str, new_name: str, cloneable: bool) -> Non
 @vfolder.command("share")
 @click.argument("folder")
 @click.argument("user")
-@click.option("--permission", type=_PERMISSIONS, default="ro", show_default=True)
+@click.option("--permission", type=_PERMISSIONS, default="ro", show_default=True, help=_USER_PERMISSION)
 @click.pass_obj
 @run_async
 async def share(out: Output, folder: str, user: str, permission: str) -> None:
@@ -214,7 +217,7 @@ async def unshare(out: Output, folder: str, user: str) -> None:
 @vfolder.command("invite")
 @click.argument("folder")
 @click.argument("user")
-@click.option("--permission", type=_PERMISSIONS, default="ro", show_default=True)
+@click.option("--permission", type=_PERMISSIONS, default="ro", show_default=True, help=_USER_PERMISSION)
 @click.pass_obj
 @run_async
 async def invite(out: Output, folder: str, user: str, permission: str) -> None:
