@@ -15,7 +15,7 @@ from contracts import commands as c
 from contracts import session as ev
 from contracts.envelope import Event
 from contracts.slots import ResourceSlots, SlotError, check_kernel_slots, parse_slots
-from contracts.status import KernelStatus, Reason, SessionStatus
+from contracts.status import KernelStatus, Reason, SessionStatus, SessionType
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
@@ -197,6 +197,9 @@ def _validate_request(spec: ev.SessionSpec, session_id: str) -> None:
         raise InvalidRequestError(f"session name must be 1-{MAX_NAME} characters")
     if not spec.image.strip():
         raise InvalidRequestError("image must not be empty")
+    if spec.session_type is SessionType.BATCH and not (spec.startup_command or "").strip():
+        # nothing would run in it and nothing would end it: it stayed RUNNING for ever (Backend.AI refuses it too)
+        raise InvalidRequestError("a batch session needs a startup command (the command it runs to its end)")
     if len({k.kernel_id for k in spec.kernels}) != len(spec.kernels):
         raise InvalidRequestError("kernel ids must be unique")
     for kernel_id, kernel_slots in slots.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ from services.cli.admin_common import apply_and_show, list_rows, size_bytes, slo
 from services.cli.connection import connect_client
 from services.cli.running import run_async
 from services.cli.output import Output
-from services.cli.vfolder_cmd import human_bytes
+from services.cli.vfolder_cmd import size_shown
 
 __all__ = ["keypair", "policy", "policy_shown"]
 
@@ -34,13 +35,13 @@ _SLOT_LIMITS = ("totalResourceSlots", "maxPendingSessionResourceSlots")
 """The policy limits whose empty slots mean unlimited."""
 
 
-def policy_shown(row: dict[str, Any]) -> dict[str, Any]:
-    """Returns a resource policy as a table shows it: an unlimited limit (0, or no slots) as "none", where
-    a bare 0 read as "nothing allowed"; the storage cap in binary units; each volume's permissions joined."""
+def policy_shown(out: Output, row: dict[str, Any]) -> dict[str, Any]:
+    """Returns a resource policy as ``out`` shows it: an unlimited limit (0, or no slots) as "none", where
+    a bare 0 read as "nothing allowed"; the storage cap as ``size_shown``; each volume's permissions joined."""
     shown = {**row, **{key: UNLIMITED for key in _NONE_AT_ZERO if not row.get(key)}}
     shown.update({key: UNLIMITED for key in _SLOT_LIMITS if not row.get(key)})
     if row.get("maxQuotaScopeSize"):
-        shown["maxQuotaScopeSize"] = human_bytes(row["maxQuotaScopeSize"])
+        shown["maxQuotaScopeSize"] = size_shown(out, row["maxQuotaScopeSize"])
     hosts = row.get("allowedVfolderHosts") or {}
     shown["allowedVfolderHosts"] = {volume: "+".join(perms) for volume, perms in hosts.items()} or UNLIMITED
     return shown
@@ -174,7 +175,7 @@ async def policy_create(out: Output, name: str, total_slots: str | None, max_pen
     """Create a resource policy; a limit left out is unlimited."""
     data = _limits(name, total_slots, max_pending_session_resource_slots, **counts)
     await apply_and_show(out, aq.CREATE_POLICY, {"i": data}, (aq.POLICIES, "resourcePolicies", {}), ("name", name),
-                         _POLICY_FIELDS, policy_shown)
+                         _POLICY_FIELDS, functools.partial(policy_shown, out))
 
 
 @policy.command("ls")
@@ -183,7 +184,7 @@ async def policy_create(out: Output, name: str, total_slots: str | None, max_pen
 async def policy_ls(out: Output) -> None:
     """List resource policies (a user: those of its keypairs)."""
     rows = await list_rows(aq.POLICIES, "resourcePolicies")
-    out.table(rows if out.is_json else [policy_shown(row) for row in rows], POLICY_COLUMNS)
+    out.table(rows if out.is_json else [policy_shown(out, row) for row in rows], POLICY_COLUMNS)
 
 
 @policy.command("update")
@@ -196,4 +197,4 @@ async def policy_update(out: Output, name: str, total_slots: str | None, max_pen
     """Change the given limits of a resource policy; the others stay."""
     data = _limits(name, total_slots, max_pending_session_resource_slots, **counts)
     await apply_and_show(out, aq.UPDATE_POLICY, {"i": data}, (aq.POLICIES, "resourcePolicies", {}), ("name", name),
-                         _POLICY_FIELDS, policy_shown)
+                         _POLICY_FIELDS, functools.partial(policy_shown, out))

@@ -70,7 +70,7 @@ def session() -> None:
               help="Resource slots per kernel, repeatable or comma-separated: -r cpu=2 -r mem=4g (default cpu=1,mem=1g).")
 @click.option("-t", "--type", "session_type", type=click.Choice(["interactive", "batch"]), default="interactive",
               show_default=True, help="interactive: you run code in it (berth exec); batch: it runs --startup-command.")
-@click.option("--startup-command", help="Command a batch session runs.")
+@click.option("--startup-command", help="Command a batch session runs (required with -t batch).")
 @placement_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the session runs (or fails).")
 @click.option("--timeout", type=float, default=60.0, show_default=True,

@@ -95,7 +95,7 @@ async def follow_status(client: BerthClient, out: Output, session_id: str, until
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    out.info(f"session {session_id} is still {status} after {timeout:.0f}s; "
+                    out.info(f"session {session_id} is still {status} after {timeout:g}s; "
                              f"see `berth session info {session_id}`")
                     return Followed(status, position)
                 try:

@@ -47,5 +47,5 @@ async def usage(out: Output, storage_only: bool) -> None:
     if not storage_only:
         out.table(rows if out.is_json else usage_rows(rows), COLUMNS)
     if storage_only or not out.is_json:
-        out.table(storage if out.is_json else storage_rows(storage), STORAGE_COLUMNS,
+        out.table(storage if out.is_json else storage_rows(out, storage), STORAGE_COLUMNS,
                   title=None if storage_only or not out.terminal else "Storage")

@@ -20,7 +20,7 @@ from services.cli.output import Output
 from services.cli.running import run_async
 from services.sdk.client import BerthAPIError
 
-__all__ = ["FOLDER_FIELDS", "STORAGE_COLUMNS", "human_bytes", "storage_rows", "vfolder"]
+__all__ = ["FOLDER_FIELDS", "STORAGE_COLUMNS", "human_bytes", "size_shown", "storage_rows", "vfolder"]
 
 _FOLDER = ("id name volume ownerKind owner domain quotaScope usageMode permission myPermission cloneable cloneOf "
            "status statusDetail quotaLimit usageBytes usageFiles createdBy createdAt updatedAt position "
@@ -77,17 +77,24 @@ def human_bytes(value: float | int | None) -> str:
     return f"{size} B"
 
 
-def _shown(row: dict[str, Any]) -> dict[str, Any]:
-    """Adds the display fields of a folder row (usage and quota in binary units, shares)."""
+def size_shown(out: Output, value: float | int | None) -> str:
+    """Returns a byte count as ``out`` shows it: in binary units on a terminal (a person reads ``2.9 MiB``), the
+    exact count when piped (a script sums and compares them; ``2.9 MiB`` is not the folder's size)."""
+    return human_bytes(value) if out.terminal else str(int(value or 0))
+
+
+def _shown(out: Output, row: dict[str, Any]) -> dict[str, Any]:
+    """Adds the display fields of a folder row (usage and quota as ``size_shown``, shares)."""
     quota = row.get("quotaLimit") or 0
-    return {**row, "usage": human_bytes(row.get("usageBytes")), "quota": human_bytes(quota) if quota else UNLIMITED,
+    return {**row, "usage": size_shown(out, row.get("usageBytes")),
+            "quota": size_shown(out, quota) if quota else UNLIMITED,
             "sharedWith": [f"{s['user']}:{s['permission']}" for s in row.get("shares") or []]}
 
 
-def storage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def storage_rows(out: Output, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Returns storage usage rows with their display fields (``berth usage``, ``berth vfolder info``)."""
-    return [{**r, "used": human_bytes(r["usageBytes"]), "files": r["usageFiles"],
-             "limit": human_bytes(r["limitBytes"]) if r["limitBytes"] else UNLIMITED} for r in rows]
+    return [{**r, "used": size_shown(out, r["usageBytes"]), "files": r["usageFiles"],
+             "limit": size_shown(out, r["limitBytes"]) if r["limitBytes"] else UNLIMITED} for r in rows]
 
 
 async def _change(out: Output, mutation: str, variables: dict[str, Any], *, show: str | None = None) -> None:
@@ -95,7 +102,7 @@ async def _change(out: Output, mutation: str, variables: dict[str, Any], *, show
     async with connect_client() as client:
         result = next(iter((await client.execute(mutation, variables)).values()))
         folder = (await client.execute(ONE, {"f": show or result["id"], "p": result["position"]}))["vfolder"]
-    out.record(_shown(folder), FOLDER_FIELDS)
+    out.record(_shown(out, folder), FOLDER_FIELDS)
 
 
 @click.group()
@@ -132,7 +139,7 @@ async def ls(out: Output, status: str | None, include_purged: bool) -> None:
     """List the folders you see: yours, shared with you, your projects' (admins: the domain's)."""
     async with connect_client() as client:
         rows = (await client.execute(LIST, {"s": status, "all": include_purged, "p": None}))["vfolders"]
-    out.table(rows if out.is_json else [_shown(r) for r in rows], COLUMNS)
+    out.table(rows if out.is_json else [_shown(out, r) for r in rows], COLUMNS)
 
 
 @vfolder.command("info")
@@ -148,10 +155,10 @@ async def info(out: Output, folder: str) -> None:
             (scope,) = (await client.execute(SCOPE, {"s": [row["quotaScope"]]}))["storageUsage"]
         except BerthAPIError:  # a scope not yours (a folder shared with you): its figures are not shown
             scope = None
-    shown = _shown(row)
+    shown = _shown(out, row)
     if scope is not None:
-        limit = human_bytes(scope["limitBytes"]) if scope["limitBytes"] else UNLIMITED
-        shown["scopeUsage"] = f"{human_bytes(scope['usageBytes'])} of {limit} ({scope['folders']} folders)"
+        limit = size_shown(out, scope["limitBytes"]) if scope["limitBytes"] else UNLIMITED
+        shown["scopeUsage"] = f"{size_shown(out, scope['usageBytes'])} of {limit} ({scope['folders']} folders)"
     out.record(shown, [*FOLDER_FIELDS[:17], ("scopeUsage", "scope usage"), *FOLDER_FIELDS[17:]])
 
 

@@ -69,6 +69,8 @@ async def test_create_session_with_options(client_for, keys: Keys, sessions: Ses
     ({"sessionType": "forever"}, "unknown sessionType"),
     ({"name": "x" * 65}, "session name"),
     ({"image": "  "}, "image"),
+    ({"sessionType": "batch"}, "a batch session needs a startup command"),  # accepted; RUNNING for ever
+    ({"sessionType": "batch", "startupCommand": " "}, "a batch session needs a startup command"),
 ])
 async def test_bad_create_input_is_refused_and_records_nothing(client_for, keys: Keys, pg_dsn: str, data, fragment) -> None:
     before = count_events(pg_dsn)

@@ -31,7 +31,7 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     assert (created["name"], created["status"], created["myPermission"]) == ("data", "provisioning", "wd")
     folder_id = created["id"]
     storage_says(pg_dsn, FolderProvisionedReport, folder_id)
-    storage_says(pg_dsn, UsageMeasuredReport, folder_id, bytes=3 * 1024**2, files=2)
+    storage_says(pg_dsn, UsageMeasuredReport, folder_id, bytes=3_041_280, files=2)  # 2.9 MiB, rounded
     _, err_out, err = await berth(served, alice, "vfolder", "create", "data", ok=False)
     assert "already exists" in err
 
@@ -40,7 +40,8 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     (seen,) = await as_json(served, bob, "vfolder", "ls")
     assert (seen["id"], seen["myPermission"], seen["status"]) == (folder_id, "rw", "ready")
     _, text, _ = await berth(served, alice, "vfolder", "info", "data")
-    assert "3.0 MiB" in text and "bob:rw" in text and "3.0 MiB of none (1 folders)" in text
+    # piped: exact byte counts, as the README promises (it printed the rounded 2.9 MiB)
+    assert "3041280" in text and "bob:rw" in text and "3041280 of none (1 folders)" in text
     await as_json(served, alice, "vfolder", "unshare", "data", "bob")
     assert await as_json(served, bob, "vfolder", "ls") == []
 
@@ -74,6 +75,8 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     assert storage["user:alice"]["folders"] == 1 and storage["user:alice"]["limitBytes"] == 0
     _, table, _ = await berth(served, alice, "usage")
     assert "user:alice" in table
+    _, table, _ = await berth(served, alice, "usage", "--storage")
+    assert ["user:alice", "1", "0", "0", "none"] in [line.split() for line in table.splitlines()], table
 
 
 async def _has(rows, done) -> bool:  # type: ignore[no-untyped-def]

@@ -48,3 +48,5 @@ def test_rm_exits_1_when_a_session_has_not_ended_within_the_timeout(ends: bool,
     else:
         assert result.exit_code == 1, result.output
         assert f"not ended within 0.3s: {SESSION} (TERMINATING); the termination stays requested" in result.output
+        # the timeout as given (follow_status said "after 0s" for one under a second)
+        assert f"session {SESSION} is still TERMINATING after 0.3s;" in result.output

@@ -13,9 +13,9 @@ from contracts import commands as c
 from contracts import session as ev
 from contracts.envelope import Event, Metadata
 from contracts.session import KernelPlacement, KernelSpec, SessionSpec
-from contracts.status import KernelStatus, Reason, SessionStatus
+from contracts.status import KernelStatus, Reason, SessionStatus, SessionType
 from domain import session as s
-from domain.emitting import Context
+from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
 
 SID = "s1"
@@ -315,3 +315,25 @@ def test_a_start_time_in_range_and_any_zone_is_taken() -> None:
                                                             starts_at=starts_at))
     state, _ = run(None, command)
     assert state is not None
+
+
+def batch_request(startup_command: str | None) -> c.RequestSession:
+    spec = SessionSpec(name="n", image="python:3.11", kernels=[kernel()], session_type=SessionType.BATCH,
+                       startup_command=startup_command)
+    return c.RequestSession(owner="ak", spec=spec)
+
+
+@pytest.mark.parametrize("startup_command", [None, "", "  \n"])
+def test_a_batch_session_without_a_startup_command_is_refused(startup_command: str | None) -> None:
+    """It was accepted and, once RUNNING, stayed so for ever: nothing ran in it and nothing ended it."""
+    with pytest.raises(InvalidRequestError, match="a batch session needs a startup command"):
+        run(None, batch_request(startup_command))
+    state, _ = run(None, batch_request("make"))
+    assert state is not None and state.spec.startup_command == "make"
+
+
+def test_a_batch_session_recorded_without_a_startup_command_still_loads() -> None:
+    """History is replayed, not re-validated: a session recorded before the refusal still has its state."""
+    requested = Emitter(SID, 0, ctx())(ev.SessionRequested, owner="ak", spec=batch_request(None).spec)
+    state = s.evolve(None, requested)
+    assert state is not None and (state.status, state.spec.startup_command) == (SessionStatus.PENDING, None)
