@@ -16,6 +16,7 @@ end with it (parent-death signal)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -44,6 +45,7 @@ from services.storage.main import run_storage
 from services.storage.server import parse_bind
 from services.supervisor.infrastructure import infrastructure
 from services.supervisor.left_running import describe_left, live_sessions
+from services.supervisor.preflight import check_settings, holding_data_dir
 from services.supervisor.processes import Child, Children, module_argv
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity, prepare_default_image
 from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
@@ -66,15 +68,25 @@ def up(settings: Settings, say: Callable[[str], None] = print, *, in_process: bo
     """Runs Berth in the foreground until SIGINT or SIGTERM; returns the exit status: 0 when every
     service stopped within the grace period, else 1 (the ones that did not are logged). Ends the
     process itself (status 1) when threads are still stuck once everything else has stopped.
-    Refuses to start (status 1, one line said) when the backend wants Docker and none answers.
-    Each service is a child process, or, with ``in_process``, an asyncio task of this process."""
-    try:
-        settings, note = choose_backend(settings)
-    except StartRefused as exc:
-        say(f"berth up: {exc}")
-        return 1
-    if note:
-        say(note)
+    Refuses to start (status 1, one line said, nothing started nor changed) when another ``berth up``
+    holds the data directory, when the backend wants Docker and none answers, or when a setting would
+    only make a service fail at its every start (``preflight``); the data directory stays locked until
+    it returns. Each service is a child process, or, with ``in_process``, an asyncio task of this process."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(holding_data_dir(settings.data_dir))
+            settings, note = choose_backend(settings)
+            check_settings(settings)
+        except StartRefused as exc:
+            say(f"berth up: {exc}")
+            return 1
+        if note:
+            say(note)
+        return _up(settings, say, in_process)
+
+
+def _up(settings: Settings, say: Callable[[str], None], in_process: bool) -> int:
+    """``up`` once it may start: the infrastructure, then the services until the stop."""
     guard = StopGuard(DEADLINE)
     guard.install()
     guard.add_halt(lambda: remove_instance(settings.data_dir))
