@@ -21,8 +21,9 @@ the kernel (the runner keeps a run whose client left), as a process does after i
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
+
+from services.agent.runner_socket import encoded, interrupt_request
 
 __all__ = ["INTERRUPT_GRACE", "MAX_INTERRUPTS_PER_RUN", "MAX_RUNS", "MAX_RUNS_PER_KERNEL", "Run", "RunRefused",
            "RunTable"]
@@ -72,7 +73,7 @@ class Run:
         if self.interrupts >= MAX_INTERRUPTS_PER_RUN:
             return False
         self.interrupts += 1
-        self.writer.write((json.dumps({"op": "interrupt", "run_id": self.run_id}) + "\n").encode())
+        self.writer.write(encoded(interrupt_request(self.run_id)))
         return True
 
     def end(self, note: str | None) -> None:

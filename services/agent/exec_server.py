@@ -45,7 +45,7 @@ from services.agent.exec_runs import MAX_INTERRUPTS_PER_RUN, Run, RunRefused, Ru
 from services.agent.exec_stream import RUN_LINE_LIMIT, not_started, stream_run
 from services.agent.output_rate import OutputBudgets
 from services.agent.runner_lines import RefusedLine, decode_interrupted
-from services.agent.runner_socket import abort, open_runner, send
+from services.agent.runner_socket import abort, interrupt_request, open_runner, send
 
 __all__ = ["ExecServer", "open_runner"]
 
@@ -204,7 +204,7 @@ class ExecServer:
             async with asyncio.timeout(KERNEL_DEADLINE):
                 reader, writer = await open_runner(path, limit=_ANSWER_LIMIT)
                 try:
-                    await send(writer, {"op": "interrupt", "run_id": run_id})
+                    await send(writer, interrupt_request(run_id))
                     answer = await reader.readline()  # ValueError past _ANSWER_LIMIT
                 finally:
                     abort(writer)

@@ -22,7 +22,8 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["CONNECT_TIMEOUT", "LINE_LIMIT", "SEND_TIMEOUT", "RunnerSocketRefused", "abort", "open_runner", "send"]
+__all__ = ["CONNECT_TIMEOUT", "LINE_LIMIT", "SEND_TIMEOUT", "RunnerSocketRefused", "abort", "encoded", "interrupt_request",
+           "open_runner", "send"]
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,20 @@ async def open_runner(path: Path, limit: int = LINE_LIMIT) -> tuple[asyncio.Stre
         os.close(fd)
 
 
+def encoded(message: dict) -> bytes:
+    """Returns ``message`` as the runner reads a request: one line of JSON."""
+    return (json.dumps(message) + "\n").encode()
+
+
+def interrupt_request(run_id: str) -> dict:
+    """Returns the runner's request to interrupt run ``run_id``."""
+    return {"op": "interrupt", "run_id": run_id}
+
+
 async def send(writer: asyncio.StreamWriter, message: dict, timeout: float = SEND_TIMEOUT) -> None:
     """Writes ``message`` as one line of JSON and waits, at most ``timeout`` seconds (then TimeoutError), until
     the kernel took it (or the socket's buffers did)."""
-    writer.write((json.dumps(message) + "\n").encode())
+    writer.write(encoded(message))
     async with asyncio.timeout(timeout):
         await writer.drain()
 

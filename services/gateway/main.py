@@ -29,7 +29,7 @@ from services.gateway.resources import READ_WAIT, Resources
 from services.gateway.view import GRAPHQL_PATH
 from services.common.waiting import first_of
 
-__all__ = ["build_app", "main", "run_gateway"]
+__all__ = ["bind_listener", "build_app", "main", "run_gateway"]
 
 log = logging.getLogger(__name__)
 _DENIED_HANDSHAKES = DeniedHandshakeFilter()
@@ -61,7 +61,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Returns a socket bound to ``host:port`` as the gateway listens (``SO_REUSEADDR``: a port with connections in
+    TIME_WAIT is free); OSError when it cannot be bound (``berth up`` tries it before it starts anything)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -94,7 +96,7 @@ async def run_gateway(
     watching: asyncio.Task[None] | None = None
     try:
         await app.resources.start()
-        sock = _bind(settings.gateway_host, settings.gateway_port)
+        sock = bind_listener(settings.gateway_host, settings.gateway_port)
         config = uvicorn.Config(
             app, lifespan="off", log_level="warning", access_log=False, ws="websockets-sansio",
             http=GatewayHttpProtocol,  # one send per response; a request arrives within its deadlines

@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 from pathlib import Path
 from typing import Iterator
 
 from services.agent.capacity import CapacityError, resolve_capacity
 from services.agent.fleet import fleet_settings
 from services.common.settings import Settings
+from services.gateway.main import bind_listener
 from services.storage.server import parse_bind
 from services.supervisor.runtime import StartRefused
 
@@ -59,16 +59,12 @@ def holding_data_dir(data_dir: Path) -> Iterator[None]:
 
 
 def check_port(what: str, host: str, port: int, instead: str) -> None:
-    """Raises StartRefused when ``host:port`` cannot be bound now (0: any free port, not checked),
-    binding as the gateway does (``SO_REUSEADDR``: a port with connections in TIME_WAIT is free);
-    ``instead`` says what to do about it."""
+    """Raises StartRefused when ``host:port`` cannot be bound now (0: any free port, not checked), bound as the
+    gateway binds its listener; ``instead`` says what to do about it."""
     if port == 0:
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
+        bind_listener(host, port).close()
     except OSError as exc:
         raise StartRefused(f"the {what} cannot listen on {host}:{port} ({exc.strerror or exc}); {instead}") from None
 

@@ -30,15 +30,14 @@ from nats.js import JetStreamContext
 from nats.js.api import Header, RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from services.common.bus import DEADLETTER_KEPT_BYTES
-from services.common.bus_identities import AGENT_IDENTITY
-
 from contracts.subjects import (
     DEADLETTER_STREAM, DEADLETTER_SUBJECTS, HEADER_CONSUMER, HEADER_DEAD_LETTERED_AT, HEADER_DELIVERIES, HEADER_ERROR,
     HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, HEADER_ORIGINAL_SUBJECT, HEADER_TRUNCATED, REPORTS_STREAM,
     SubjectError, dead_letter_consumer, dead_letter_filters, dead_letter_subject, is_event_subject, report_sender,
     storage_report_volume,
 )
+from services.common.bus import DEADLETTER_KEPT_BYTES
+from services.common.bus_identities import AGENT_IDENTITY
 
 __all__ = ["ALL_DEAD_LETTERS", "DeadLetter", "NotReplayableError", "check_consumer", "count", "drop", "entries",
            "entry", "replay"]
