@@ -5,7 +5,6 @@ the gateway's one NATS connection, which nats-server cut as a slow consumer, fai
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import pytest
 
 from contracts.execution import ExecChunk, ExecRequest
 from services.agent import output_rate
+from tests.integration.test_exec_server_output import LINE, flood
 from tests.support.exec_agent import FakeRunner, ScriptedBackend, run, serving
 from tests.support.waiting import async_wait_for
 
-LINE = 16 << 10
 RUNS = 4
 KERNEL_RATE = 256 << 10
 KERNEL_BURST = 128 << 10
@@ -25,13 +24,6 @@ KERNEL_BURST = 128 << 10
 @pytest.fixture
 def backend(tmp_path: Path) -> ScriptedBackend:
     return ScriptedBackend(tmp_path)
-
-
-async def flood(request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    line = (json.dumps({"run_id": request["run_id"], "kind": "stdout", "data": "x" * LINE}) + "\n").encode()
-    while True:
-        writer.write(line * 4)
-        await writer.drain()
 
 
 async def test_the_runs_of_a_kernel_are_read_no_faster_than_its_rate_together(

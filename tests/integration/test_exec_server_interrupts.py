@@ -9,8 +9,6 @@ clean-up of runs whose client left, from their runs; and an interrupt that came 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,9 +18,9 @@ from contracts.execution import ExecRequest
 from services.agent import exec_server
 from services.agent.exec_stream import RUN_LINE_LIMIT
 from tests.support.exec_agent import FakeRunner, MuteRunner, ScriptedBackend, run, serving
+from tests.support.exec_agent import real_runner as running_runner
 from tests.support.waiting import async_wait_for
 
-RUNNER = Path(exec_server.__file__).parent / "runner" / "berth_runner.py"
 BIG = "#" * 1_000_000
 """A run's code that no socket buffer holds whole: its start waits on a runner that takes nothing."""
 
@@ -43,13 +41,8 @@ async def fake(backend: ScriptedBackend) -> AsyncIterator[FakeRunner]:
 @pytest.fixture
 def real_runner(backend: ScriptedBackend) -> Iterator[Path]:
     """Kernel k1's runner: the real one (berth_runner.py), its socket's path."""
-    path = backend.runner_socket("k1")
-    proc = subprocess.Popen([sys.executable, str(RUNNER), "--socket", str(path)], stderr=subprocess.DEVNULL)
-    try:
-        yield path
-    finally:
-        proc.kill()
-        proc.wait()
+    with running_runner(backend, "k1"):
+        yield backend.runner_socket("k1")
 
 
 @pytest.fixture

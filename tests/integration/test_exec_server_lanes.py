@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import pytest
 
 from contracts.execution import ExecRequest
 from services.agent import exec_server
-from tests.support.exec_agent import FakeRunner, MuteRunner, ScriptedBackend, run, serving
+from tests.support.exec_agent import FakeRunner, MuteRunner, ScriptedBackend, real_runner, run, serving
 from tests.support.waiting import async_wait_for
 
-RUNNER = Path(exec_server.__file__).parent / "runner" / "berth_runner.py"
 BIG = "#" * 1_000_000
 """A run's code that no socket buffer holds whole."""
 
@@ -45,13 +43,8 @@ async def healthy(backend: ScriptedBackend) -> AsyncIterator[FakeRunner]:
 def stopped_runner(backend: ScriptedBackend) -> Iterator[subprocess.Popen]:
     """The real kernel runner of kernel ``stopped``, SIGSTOPped once it listens (what a query run's
     ``os.kill(os.getppid(), signal.SIGSTOP)`` does)."""
-    path = backend.runner_socket("stopped")
-    proc = subprocess.Popen([sys.executable, str(RUNNER), "--socket", str(path)], stderr=subprocess.DEVNULL)
-    try:
+    with real_runner(backend, "stopped") as proc:
         yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 async def test_a_stopped_runner_holds_up_no_other_kernel(

@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,11 @@ from services.agent.exec_server import ExecServer
 from services.common.bus import connect
 from tests.support.waiting import async_wait_for
 
-__all__ = ["FakeRunner", "MuteRunner", "Output", "Pending", "ScriptedBackend", "Served", "run", "serving", "silent"]
+__all__ = ["RUNNER", "FakeRunner", "MuteRunner", "Output", "Pending", "ScriptedBackend", "Served", "real_runner", "run",
+           "serving", "silent"]
+
+RUNNER = Path(__file__).resolve().parents[2] / "services" / "agent" / "runner" / "berth_runner.py"
+"""The real kernel runner."""
 
 Behaviour = Callable[[dict, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -222,6 +228,18 @@ class Served:
     async def logs(self, kernel_id: str, tail: int | None = None, timeout: float = 20) -> str:
         data = msgspec.json.encode(LogsRequest(kernel_id=kernel_id, tail=tail))
         return (await self.nc.request(logs_subject(self.agent_id), data, timeout=timeout)).data.decode()
+
+
+@contextlib.contextmanager
+def real_runner(backend: ScriptedBackend, kernel_id: str) -> Iterator[subprocess.Popen]:
+    """Runs the real kernel runner on ``kernel_id``'s socket for the block; kills it at the end."""
+    path = backend.runner_socket(kernel_id)
+    proc = subprocess.Popen([sys.executable, str(RUNNER), "--socket", str(path)], stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def run(kernel_id: str, code: str = "x", run_id: str | None = None) -> ExecRequest:
