@@ -8,14 +8,7 @@ import gc
 import pytest
 
 from services.agent.output_rate import OutputBudgets, OutputRate, RunBudget
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.test_exec_output_limits import Clock
 
 
 def test_the_runs_of_a_kernel_share_its_rate() -> None:
