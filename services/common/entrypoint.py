@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 
 from services.common.gc_tuning import tune_gc
 from services.common.health_board import publish_health
+from services.common.process_exit import end_leftover_tasks, exit_within
 from services.common.settings import Settings
 
 __all__ = ["run_until_signalled"]
@@ -32,7 +33,9 @@ def run_until_signalled(
     putting the outages the process waits out in the health bucket meanwhile (``health_board``) unless
     ``health`` is False (agents: their bus identity may write nothing shared; they log their outages).
     ``BERTH_LOG_LEVEL`` (default INFO) sets the log level; ``loop_factory`` makes the event loop
-    (default: asyncio's). The garbage collector is set for a long-running process (``gc_tuning``)."""
+    (default: asyncio's). The garbage collector is set for a long-running process (``gc_tuning``). Once ``run``
+    has ended, the process ends within ``process_exit.EXIT_WITHIN`` seconds: what holds it (a task outliving its
+    cancellation, a thread in a blocking call) is logged with its stack, and the process ends with status 1."""
     tune_gc()
     logging.basicConfig(level=os.environ.get("BERTH_LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
     settings = Settings.from_env()
@@ -45,6 +48,7 @@ def run_until_signalled(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        log = logging.getLogger(name)
         board = asyncio.create_task(publish_health(settings.nats_url, name, stop)) if settings.nats_url and health else None
         try:
             await run(settings, stop)
@@ -52,7 +56,9 @@ def run_until_signalled(
             stop.set()
             if board is not None:
                 await asyncio.wait([board], timeout=HEALTH_GRACE)
-        logging.getLogger(name).info("%s stopped", name)
+            exit_within(log)
+            await end_leftover_tasks(log)
+        log.info("%s stopped", name)
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(serve())
