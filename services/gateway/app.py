@@ -36,7 +36,7 @@ class GatewayApp:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
         self._graphql = AuthLayer(BerthGraphQL(build_schema(), resources), resources.authenticator, resources.admit,
-                                  resources.keypair_watch)
+                                  resources.keypair_watch, resources.requests_in_flight)
         self._token = TokenEndpoint(resources.authenticator, resources.admit, resources.pool)
         self._tunnel = AuthLayer(AppTunnelEndpoint(resources), resources.authenticator, resources.admit,
                                  resources.keypair_watch)

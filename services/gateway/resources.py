@@ -30,6 +30,7 @@ from services.application.vfolders import VFolders
 from services.common.pg_limits import limited_dsn
 from services.common.settings import Settings
 from services.gateway.auth.keypairs import KEYPAIRS_DDL
+from services.gateway.auth.middleware import MAX_IN_FLIGHT
 from services.gateway.auth.limits_epoch import LIMITS_EPOCH, LIMITS_EVENTS_TRIGGER_DDL
 from services.gateway.auth.principal import Principal
 from services.gateway.auth.replay import SEEN_SIGNATURES_DDL
@@ -38,6 +39,7 @@ from services.gateway.auth.tokens import TOKENS_DDL
 from services.gateway.auth.verify import Authenticator
 from services.gateway.errors import SUBSCRIPTION_LIMIT, UNAVAILABLE, GatewayError
 from services.gateway.execution_audit import ExecutionAudit
+from services.gateway.keyed_turns import KeyedTurns
 from services.gateway.keypair_limits import KeypairLimitsCache
 from services.gateway.rate_limit import RateDecision, RateLimiter
 from services.gateway.pending_gate import PendingGate
@@ -85,6 +87,9 @@ class Resources:
         self.subscription_slots = SubscriptionSlots()
         self.socket_slots = SubscriptionSlots()
         """Websocket connections per keypair (``view.BerthGraphQL``), within the same policy limit."""
+        self.requests_in_flight = KeyedTurns(MAX_IN_FLIGHT)
+        """Each keypair's GraphQL requests served at once: its HTTP requests (``auth.middleware``) and its websockets'
+        queries and mutations (``ws_operations``), at most ``MAX_IN_FLIGHT`` together."""
         self.pending_gate = PendingGate()
         """The turns of the keypairs whose policy limits their pending sessions (``enqueue.enqueued``)."""
         self.keypair_watch = KeypairWatch(self.pool)

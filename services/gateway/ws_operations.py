@@ -9,13 +9,19 @@ authenticated long before a change), before anything of it runs. Over the limit,
 an ``error`` message, code RATE_LIMITED and the reason of HTTP's 429, and is not run; the socket stays open and
 may send it again later. An operation past ``MAX_OPERATIONS`` in flight is answered SUBSCRIPTION_LIMIT, also
 without running (and without counting).
+
+A query or a mutation runs in one of its keypair's turns of GraphQL requests in flight
+(``Resources.requests_in_flight``, ``auth.middleware.MAX_IN_FLIGHT``), as over HTTP: before, a keypair's 64 sockets
+of 100 operations each ran 6,400 at once beside its 16 HTTP requests, and held every connection of the gateway's
+pool. A subscription does not take one (it lasts; the subscription slots bound those).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 
@@ -23,14 +29,43 @@ from services.common.transient import unavailable_dependency, unavailable_messag
 from services.gateway.auth.middleware import rate_limited_reason
 from services.gateway.context import GatewayContext
 from services.gateway.errors import INTERNAL, RATE_LIMITED, SUBSCRIPTION_LIMIT, UNAVAILABLE
+from services.gateway.schema import MAX_TOKENS
 
-__all__ = ["MAX_OPERATIONS", "MeteredTransportWSHandler"]
+__all__ = ["MAX_OPERATIONS", "MeteredTransportWSHandler", "takes_a_turn"]
 
 log = logging.getLogger(__name__)
 
 MAX_OPERATIONS = 100
 """Operations (queries, mutations and subscriptions) one websocket may have in flight (strawberry's default,
 stated here so that it stays bounded); the keypair's websockets are bounded by its policy."""
+
+
+CACHED_DOCUMENT_CHARS = 16 << 10
+"""Documents up to this long have their operation's kind remembered (``CACHED_DOCUMENTS`` of them): a client sends
+the same few again and again. A longer one is parsed each time (strawberry parses it again: its cost, twice)."""
+CACHED_DOCUMENTS = 256
+
+
+def takes_a_turn(query: str, operation_name: str | None) -> bool:
+    """Returns True when the operation ``operation_name`` of ``query`` is a query or a mutation: it runs to its one
+    answer, in one of its keypair's turns. False for a subscription, and for a document strawberry refuses before
+    running anything (it does not parse, or names no single operation)."""
+    if len(query) > CACHED_DOCUMENT_CHARS:
+        return _takes_a_turn(query, operation_name)
+    return _remembered(query, operation_name)
+
+
+def _takes_a_turn(query: str, operation_name: str | None) -> bool:
+    try:
+        document = parse(query, no_location=True, max_tokens=MAX_TOKENS)
+    except GraphQLError:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)
+                  and (operation_name is None or (d.name is not None and d.name.value == operation_name))]
+    return len(operations) == 1 and operations[0].operation is not OperationType.SUBSCRIPTION
+
+
+_remembered = functools.lru_cache(maxsize=CACHED_DOCUMENTS)(_takes_a_turn)
 
 
 def _error(code: str, message: str) -> GraphQLError:
@@ -69,12 +104,17 @@ class MeteredTransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, No
         await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[GatewayContext, None]) -> None:
-        """Runs the operation once its keypair's rate limit admits it; else answers it with the refusal."""
+        """Runs the operation once its keypair's rate limit admits it (a query or a mutation, in one of its
+        keypair's turns); else answers it with the refusal."""
         refusal = await self._refusal()
-        if refusal is None:
-            await super().run_operation(operation)
-        else:
+        principal = self.context.principal
+        if refusal is not None:
             await operation.send_initial_errors([refusal])
+        elif principal is not None and takes_a_turn(operation.query, operation.operation_name):
+            async with self.context.resources.requests_in_flight.turn(principal.access_key):
+                await super().run_operation(operation)
+        else:
+            await super().run_operation(operation)
 
     async def _refusal(self) -> GraphQLError | None:
         """Counts one request of the socket's caller; returns why the operation may not run (None: it may). A

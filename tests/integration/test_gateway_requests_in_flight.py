@@ -14,7 +14,10 @@ import pytest
 
 from services.gateway.auth.middleware import MAX_IN_FLIGHT
 from services.sdk.client import BerthClient
-from tests.support.gateway import Keys, client_for, gateway, keys, read_models  # noqa: F401 - fixtures
+from tests.integration.test_gateway_ws_operations import answers, send, socket_of  # noqa: F401 - a fixture
+from tests.support.gateway import (  # noqa: F401 - fixtures
+    Keys, clean_streams, client_for, gateway, keys, read_models, served,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -53,3 +56,37 @@ async def test_a_keypair_s_burst_waits_its_turn_and_another_keypair_is_served(
         release.set()
     results = await asyncio.wait_for(asyncio.gather(*burst), WITHIN)
     assert results == [{"agents": []}] * (MAX_IN_FLIGHT + 3) and inside["alice"] == MAX_IN_FLIGHT + 3
+
+
+async def test_a_keypair_s_websocket_queries_take_the_same_turns_as_its_http_requests(
+    served: str, keys: Keys, socket_of: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, queries and mutations sent over websockets ran without a turn: a keypair's sockets (64 of 100
+    operations each) ran thousands at once beside its HTTP requests."""
+    inside: Counter[str] = Counter()
+    release = asyncio.Event()
+
+    async def held_agents(pool: Any, user: tuple[str, str] | None = None) -> list[Any]:
+        caller = user[1] if user else "admin"
+        inside[caller] += 1
+        if caller == "alice":
+            await release.wait()
+        return []
+
+    monkeypatch.setattr("services.gateway.sessions.readmodels.list_agents", held_agents)
+    ws = await socket_of(served, keys.alice)
+    ids = {f"q{i}" for i in range(MAX_IN_FLIGHT + 3)}
+    for op_id in ids:
+        await send(ws, op_id, AGENTS)
+    async with BerthClient(served, *keys.alice) as alice, BerthClient(served, *keys.bob) as bob:
+        try:
+            await until(lambda: inside["alice"] >= MAX_IN_FLIGHT)
+            over_http = asyncio.create_task(alice.execute(AGENTS))  # waits for a turn too
+            assert await asyncio.wait_for(bob.execute(AGENTS), WITHIN) == {"agents": []}
+            assert inside["alice"] == MAX_IN_FLIGHT and not over_http.done()
+        finally:
+            release.set()
+        assert await asyncio.wait_for(over_http, WITHIN) == {"agents": []}
+    got = await answers(ws, ids)
+    assert all(messages[0]["payload"] == {"data": {"agents": []}} for messages in got.values())
+    assert inside["alice"] == MAX_IN_FLIGHT + 4

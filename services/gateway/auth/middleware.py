@@ -12,7 +12,9 @@ connection, counts against its keypair's rate limit (``admit``): over it, HTTP 4
 counts too (``services.gateway.ws_operations``). An authenticated
 websocket is closed within seconds of its keypair's deactivation or its bearer token's expiry (``auth.revocation``).
 A keypair has at most ``MAX_IN_FLIGHT`` HTTP requests past authentication at once; its others wait their turn
-(``keyed_turns``), so that one keypair's burst cannot hold every connection of the gateway's pool.
+(``keyed_turns``), so that one keypair's burst cannot hold every connection of the gateway's pool. The GraphQL
+layer's turns are ``Resources.requests_in_flight``, which its websockets' queries and mutations take too
+(``ws_operations``).
 """
 
 from __future__ import annotations
@@ -118,12 +120,15 @@ async def _authenticate_http(
 class AuthLayer:
     """Wraps the GraphQL app: authenticates each request and hands the caller on in the scope."""
 
-    def __init__(self, app: App, authenticator: Authenticator, admit: Admit, watch: KeypairWatch) -> None:
+    def __init__(self, app: App, authenticator: Authenticator, admit: Admit, watch: KeypairWatch,
+                 in_flight: KeyedTurns | None = None) -> None:
+        """``in_flight``: the keypairs' turns its HTTP requests take (default: turns of its own, ``MAX_IN_FLIGHT``
+        each)."""
         self._app = app
         self._authenticator = authenticator
         self._admit = admit
         self._watch = watch
-        self._in_flight = KeyedTurns(MAX_IN_FLIGHT)
+        self._in_flight = in_flight if in_flight is not None else KeyedTurns(MAX_IN_FLIGHT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
