@@ -41,6 +41,9 @@ POSITION_CHANNEL = "berth_projection_position"
 """The PostgreSQL channel notified with the new position (decimal text) after each applied batch."""
 RESET = "0"
 """The payload notified when the read models were reset (the position is back to zero)."""
+WARN_EVERY = 20
+"""While the watcher cannot listen (PostgreSQL away, or full), it warns at the first failed try and at every 20th
+(every 10 s at the default retry), not at each try (two lines a second)."""
 
 _SELECT = "SELECT position, stream_seq FROM projection_position WHERE projection = %s"
 _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
@@ -110,6 +113,8 @@ class PositionWatcher:
         self._closed = False
         self.connects = 0
         """How many times the LISTEN connection was opened (for tests and logs)."""
+        self.failures = 0
+        """How many times opening or keeping it failed (for tests and logs)."""
         self.backend_pid: int | None = None
         """The server process of the LISTEN connection while it is open."""
 
@@ -163,17 +168,25 @@ class PositionWatcher:
                 waiter.set_result(self._known)
 
     async def _listen(self) -> None:
+        failed = 0  # tries in a row that failed: the first, and every WARN_EVERY-th, is logged
         while not self._closed:
             try:
                 async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, **_KEEPALIVE) as conn:
                     self.connects += 1
                     self.backend_pid = conn.info.backend_pid
+                    if failed:
+                        log.info("position watcher: listening again after %d failed tries", failed)
+                        failed = 0
                     async for seen in _follow(conn, self._recheck, lambda: bool(self._waiters)):
                         self._seen(seen)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a lost or refused connection: waiters keep their deadlines
-                log.warning("position watcher: %s: %s; listening again in %.1f s", type(exc).__name__, exc, self._retry)
+                failed += 1
+                self.failures += 1
+                if failed % WARN_EVERY == 1:
+                    log.warning("position watcher: %s: %s; trying again every %.1f s (failed %d in a row)",
+                                type(exc).__name__, exc, self._retry, failed)
             finally:
                 self.backend_pid = None
             await asyncio.sleep(self._retry)

@@ -135,3 +135,22 @@ async def test_a_one_off_wait_listens_on_the_callers_connection(dsn: str) -> Non
         with pytest.raises(PositionTimeoutError):
             await wait_for_position(conn, 60, timeout=0.2)
         assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)  # still usable afterwards
+
+
+async def test_a_watcher_that_cannot_listen_warns_once_per_twenty_tries_not_at_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before, every failed try was a warning: two lines a second for as long as PostgreSQL was away or full."""
+    refused = "postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=2"  # nothing listens on port 1
+    positions = PositionWatcher(refused, retry=0.01)
+    caplog.set_level("WARNING", logger="projections.position")
+    try:
+        waiting = asyncio.create_task(positions.wait(1, timeout=60))
+        async with asyncio.timeout(60):
+            while positions.failures < 45:
+                await asyncio.sleep(0.01)
+        waiting.cancel()
+    finally:
+        await positions.close()
+    warnings = [r for r in caplog.records if r.name == "projections.position" and r.levelname == "WARNING"]
+    assert 1 <= len(warnings) <= 3 and "failed 1 in a row" in warnings[0].getMessage()
