@@ -10,8 +10,8 @@ the interpreter's wakeup fd by a thread of its own, so this works even while the
 the event loop is blocked.
 
 ``run_loop`` runs the main coroutine like ``asyncio.run`` but never waits for the executor's
-threads; ``exit_if_threads_stuck`` ends the process once everything else has stopped if threads
-are still running.
+threads; ``exit_if_threads_stuck`` (``services.common.process_exit``) ends the process once everything else
+has stopped if threads are still running.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ import logging
 import os
 import select
 import signal
-import sys
 import threading
 import time
-import traceback
-from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
-__all__ = ["StopGuard", "describe_threads", "exit_if_threads_stuck", "run_loop"]
+from services.common.process_exit import describe_threads, end_leftover_tasks, flush_logs
+
+__all__ = ["StopGuard", "run_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +118,14 @@ class StopGuard:
     def _report_and_halt(self, reason: str) -> None:
         log.error("%s. Services still running: %s. Threads: %s", reason, ", ".join(self._unfinished()) or "none",
                   describe_threads())
-        _flush()
+        flush_logs()
         logging.disable(logging.ERROR)  # from here on, the services' complaints about the servers are noise
         for halt in self._halts:
             try:
                 halt()
             except Exception:  # noqa: BLE001 - the other halts must still run
                 log.critical("halting failed", exc_info=True)
-        _flush()
+        flush_logs()
 
     def _unfinished(self) -> list[str]:
         loop = self._loop
@@ -143,7 +142,8 @@ def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]], guard: Sto
              cancel_timeout: float = 2.0) -> T:
     """Runs ``main(stop)`` on a new event loop, ``stop`` being set on the first SIGINT/SIGTERM;
     then cancels the tasks left (waiting at most ``cancel_timeout`` seconds for them) and closes
-    the loop without waiting for the threads of its default executor."""
+    the loop without waiting for the threads of its default executor (one that outlives its cancellation is
+    logged with its stack and left behind)."""
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     asyncio.set_event_loop(loop)
@@ -152,57 +152,9 @@ def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]], guard: Sto
         return loop.run_until_complete(main(stop))
     finally:
         try:
-            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                _, stuck = loop.run_until_complete(asyncio.wait(tasks, timeout=cancel_timeout))
-                for task in stuck:
-                    log.error("task %s ignored its cancellation for %.0fs; leaving it behind", task.get_name(),
-                              cancel_timeout)
+            loop.run_until_complete(end_leftover_tasks(log, cancel_timeout))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             guard.serve(None)
             asyncio.set_event_loop(None)
             loop.close()  # shuts the default executor down with wait=False
-
-
-def exit_if_threads_stuck(timeout: float, code: int = 1) -> None:
-    """Waits up to ``timeout`` seconds for the threads that are not daemons; when some still run,
-    logs where they are and ends the process with ``os._exit(code)``, since the interpreter would
-    wait for them at exit, possibly forever."""
-    deadline = time.monotonic() + timeout
-    for thread in _others():
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in _others()):
-        log.error("threads still running after the stop, not waiting for them: %s", describe_threads())
-        _flush()
-        os._exit(code)
-
-
-def describe_threads() -> str:
-    """Names the threads that are not daemons (the main thread included) with their innermost frames."""
-    threads = {t.ident: t for t in threading.enumerate() if not t.daemon}
-    parts = []
-    for ident, frame in sys._current_frames().items():
-        thread = threads.get(ident)
-        if thread is None:
-            continue
-        frames = traceback.extract_stack(frame)[-3:]
-        where = " < ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(frames))
-        parts.append(f"{thread.name}: {where}")
-    return "; ".join(parts)
-
-
-def _others() -> list[threading.Thread]:
-    current = threading.current_thread()
-    return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
-
-
-def _flush() -> None:
-    for handler in logging.getLogger().handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()

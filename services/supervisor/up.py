@@ -45,10 +45,11 @@ from services.storage.main import run_storage
 from services.storage.server import parse_bind
 from services.supervisor.infrastructure import infrastructure
 from services.supervisor.left_running import describe_left, live_sessions
+from services.common.process_exit import exit_if_threads_stuck
 from services.supervisor.preflight import check_settings, holding_data_dir
 from services.supervisor.processes import Child, Children, module_argv
 from services.supervisor.runtime import StartRefused, choose_backend, describe_capacity, prepare_default_image
-from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
+from services.supervisor.stopping import StopGuard, run_loop
 from services.supervisor.server_keeper import KeptServer, keep_servers
 from services.supervisor.supervision import Service, supervise
 

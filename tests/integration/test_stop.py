@@ -243,7 +243,8 @@ def test_kernel_runners_end_with_the_process_that_started_them(tmp_path: Path) -
 
 SUPERVISOR = textwrap.dedent('''
     import asyncio, logging, sys, threading
-    from services.supervisor.stopping import StopGuard, exit_if_threads_stuck, run_loop
+    from services.common.process_exit import exit_if_threads_stuck
+    from services.supervisor.stopping import StopGuard, run_loop
     from services.supervisor.supervision import Service, supervise
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
