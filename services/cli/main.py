@@ -31,6 +31,7 @@ def cli(ctx: click.Context, fmt: str, verbose: bool) -> None:
 
     \b
     Start an instance:   berth up            (or ops/up)
+    Stop it:             berth down          (or Ctrl-C where it runs)
     Create a session:    berth session create
     Watch it:            berth events SESSION_ID --follow
 
@@ -49,6 +50,7 @@ def _register() -> None:
     from services.cli import vfolder_transfer_cmd  # noqa: F401  (adds the data commands to `berth vfolder`)
 
     cli.add_command(up_cmd.up)
+    cli.add_command(up_cmd.down)
     cli.add_command(session_cmd.session)
     cli.add_command(session_cmd.ls, "ps")
     cli.add_command(session_cmd.rm, "rm")

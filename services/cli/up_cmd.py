@@ -1,4 +1,4 @@
-"""``berth up``."""
+"""``berth up`` and ``berth down``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 
 from services.common.settings import Settings
 
-__all__ = ["up"]
+__all__ = ["down", "up"]
 
 
 @click.command()
@@ -56,5 +56,26 @@ def up(data_dir: Path | None, port: int | None, agent_capacity: str | None, back
         agents=agents,
     )
     status = run_up(settings, say=lambda line: click.echo(line, err=True), in_process=in_process)
+    if status:
+        raise SystemExit(status)
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(path_type=Path),
+              help="The data directory of the instance to stop (default $BERTH_DATA_DIR or ~/.berth).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds to wait for it to end.")
+def down(data_dir: Path | None, timeout: float) -> None:
+    """Stop the `berth up` running on a data directory, as Ctrl-C in its terminal would.
+
+    Every service stops in order (then NATS and PostgreSQL when berth up
+    started them); sessions stay as they are, and the next `berth up` on the
+    same data directory resumes them. Exits 0 once it has stopped, or when
+    Berth is not running there; 1 when it is still running after --timeout.
+    """
+    from services.supervisor.down import stop_instance
+
+    settings = Settings.from_env(data_dir=data_dir)
+    status = stop_instance(settings.data_dir, timeout, lambda line: click.echo(line, err=True))
     if status:
         raise SystemExit(status)

@@ -261,7 +261,7 @@ async def _run(settings: Settings, bus_trust: BusTrust | None, say: Callable[[st
         ids = ", ".join(a.agent_id for a in agents)
         say(f"agent {ids} ({settings.agent_backend} backend) capacity {describe_capacity(settings)} each")
         try_it = "session create" if settings.agent_backend == "simulated" else "run --rm -c 'print(1)'"
-        say(f"In another terminal: .venv/bin/berth {try_it}   ·   Ctrl-C stops Berth (sessions are kept)")
+        say(f"In another terminal: .venv/bin/berth {try_it}   ·   Ctrl-C stops Berth (sessions are kept; or berth down)")
 
     try:
         if not in_process:

@@ -143,7 +143,12 @@ def test_up_restarts_on_the_same_data_dir_and_resumes(tmp_path: Path, pg_dsn: st
     berth.start()
     assert "for the local CLI" in berth.log_text()
     assert berth.berth_json("session", "info", second)["status"] == "RUNNING"
-    assert berth.stop() == 0
+
+    # `berth down` from another terminal stops it as Ctrl-C would; then there is nothing to stop
+    assert "Berth stopped" in berth.berth("down").stderr
+    assert berth.proc is not None and berth.proc.wait(timeout=30) == 0  # it ends as it lets the lock go
+    assert "2 sessions not ended (2 RUNNING)" in berth.log_text()  # its own stop, said as at a Ctrl-C
+    assert "Berth is not running on" in berth.berth("down").stderr
 
 
 @pytest.mark.slow
