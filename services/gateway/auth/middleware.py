@@ -87,17 +87,20 @@ async def _too_many(send: Send, decision: RateDecision) -> None:
 async def _authenticate_http(
     authenticator: Authenticator, admit: Admit, scope: Scope, receive: Receive, send: Send, *, allow_bearer: bool
 ) -> tuple[Principal, bytes] | None:
-    """Returns the caller and the body, or answers the error itself and returns None."""
+    """Returns the caller and the body, or answers the error itself and returns None. What can be checked before
+    the body is read is (``Authenticator.screen``): a request that cannot pass is refused without reading it."""
+    headers = headers_of(scope)
     try:
-        body = await read_body(receive, MAX_BODY)
-    except BodyTooLargeError as exc:
-        await send_json(send, 413, error_body(BAD_INPUT, str(exc)))
-        return None
-    try:
-        principal = await authenticator.authenticate(
-            method=scope["method"], path=signed_path(scope), headers=headers_of(scope), body=body,
-            allow_bearer=allow_bearer,
-        )
+        found = await authenticator.screen(headers=headers, allow_bearer=allow_bearer)
+        try:
+            body = await read_body(receive, MAX_BODY)
+        except BodyTooLargeError as exc:
+            await send_json(send, 413, error_body(BAD_INPUT, str(exc)))
+            return None
+        if not isinstance(found, Principal):  # a signed request: its signature covers the body
+            found = await authenticator.verify(found, method=scope["method"], path=signed_path(scope),
+                                               content_type=headers.get("content-type", ""), body=body)
+        principal = found
         decision = await admit(principal)
     except AuthError as exc:
         log.info("refused %s %s: %s", scope["method"], scope.get("path"), exc)

@@ -2,7 +2,8 @@
 
 The signed string covers the method, the request path with its query string, the
 ``X-BackendAI-Date``, the ``Host`` and ``Content-Type`` headers and a hash of the
-body (see ``services.sdk.signing``). The date must lie within a window around
+body (see ``services.sdk.signing``). What does not need the body is checked before it is read (``screen``:
+a bearer token; a signed request's form, date, Host and access key), the signature after (``verify``). The date must lie within a window around
 the server's clock so that a captured request cannot be replayed later, and within
 the window a signature is accepted once (``services.gateway.auth.replay``): a replayed
 request gets the one "authentication failed" answer.
@@ -19,7 +20,7 @@ import datetime as dt
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -31,7 +32,7 @@ from services.gateway.auth.principal import AuthError, Principal
 from services.gateway.auth.replay import SignatureLedger
 from services.gateway.auth.tokens import principal_for_token
 
-__all__ = ["DATE_WINDOW", "Authenticator"]
+__all__ = ["DATE_WINDOW", "Authenticator", "SignedClaim"]
 
 DATE_WINDOW = dt.timedelta(minutes=15)
 MISSING = (
@@ -43,6 +44,16 @@ MISSING = (
 def _aware(date: dt.datetime) -> dt.datetime:
     """Returns ``date`` with UTC as its zone when it has none."""
     return date if date.tzinfo is not None else date.replace(tzinfo=dt.UTC)
+
+
+class SignedClaim(NamedTuple):
+    """A signed request as ``Authenticator.screen`` found it before its body: what ``verify`` checks then."""
+
+    signature: str
+    date: dt.datetime
+    host: str
+    keypair: CachedKeypair
+    """The keypair its access key names, as cached or read at the screening."""
 
 
 class Authenticator:
@@ -63,7 +74,18 @@ class Authenticator:
     async def authenticate(
         self, *, method: str, path: str, headers: Mapping[str, str], body: bytes, allow_bearer: bool = True
     ) -> Principal:
-        """Returns the caller of a request; ``headers`` have lower-case names."""
+        """Returns the caller of a request; ``headers`` have lower-case names (``screen``, then ``verify``)."""
+        found = await self.screen(headers=headers, allow_bearer=allow_bearer)
+        if isinstance(found, Principal):
+            return found
+        return await self.verify(found, method=method, path=path, content_type=headers.get("content-type", ""),
+                                 body=body)
+
+    async def screen(self, *, headers: Mapping[str, str], allow_bearer: bool = True) -> Principal | SignedClaim:
+        """What can be checked before the body is read: returns the caller of a bearer token (the body plays no part
+        in it), or a signed request's claim once its ``Authorization`` parses, its date lies within the window, it
+        names its Host and its access key is an active keypair's; raises ``AuthError`` otherwise. So a request that
+        cannot pass is refused before its body is read (up to ``MAX_BODY`` held per connection of anyone)."""
         authorization = (headers.get("authorization") or "").strip()
         if not authorization:
             raise AuthError(MISSING)
@@ -71,11 +93,6 @@ class Authenticator:
             if not allow_bearer:
                 raise AuthError("this endpoint needs a signed request, not a bearer token")
             return await principal_for_token(self._pool, authorization[7:].strip())
-        return await self._verify_signature(method, path, headers, body, authorization)
-
-    async def _verify_signature(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes, authorization: str
-    ) -> Principal:
         try:
             access_key, signature = parse_authorization(authorization)
         except SignatureError as exc:
@@ -84,15 +101,26 @@ class Authenticator:
         host = headers.get("host")
         if not host:
             raise AuthError("missing Host header")
-        signed = {"method": method, "path": path, "date": date, "host": host,
-                  "content_type": headers.get("content-type", ""), "body": body}
+        keypair = self._keypairs.get(access_key)
+        if keypair is None:
+            async with self._pool.connection() as conn:
+                keypair = await self._read(conn, access_key)
+        return SignedClaim(signature, date, host, keypair)
+
+    async def verify(self, claim: SignedClaim, *, method: str, path: str, content_type: str,
+                     body: bytes) -> Principal:
+        """Returns the caller of a signed request ``screen`` let through, once its signature (of its body too) is
+        its keypair's and was not accepted before; raises ``AuthError`` otherwise."""
+        signed = {"method": method, "path": path, "date": claim.date, "host": claim.host,
+                  "content_type": content_type, "body": body}
+        keypair = claim.keypair
+        access_key = keypair.principal.access_key
         async with self._pool.connection() as conn:
-            keypair = self._keypairs.get(access_key) or await self._read(conn, access_key)
-            _check_signature(keypair, signature, signed)
-            recorded = await self._ledger.record(conn, access_key, signature, self._window_end(date))
+            _check_signature(keypair, claim.signature, signed)
+            recorded = await self._ledger.record(conn, access_key, claim.signature, self._window_end(claim.date))
             if recorded.epoch != keypair.epoch:  # a keypair changed since it was read: read it as of now
                 keypair = await self._read(conn, access_key)
-                _check_signature(keypair, signature, signed)
+                _check_signature(keypair, claim.signature, signed)
             self._keypairs.put(keypair)  # its signature matched
             if not recorded.first_use:
                 raise AuthError("replayed signature: this signed request was accepted before")
