@@ -25,16 +25,10 @@ AGENTS = "{ agents { id } }"
 WITHIN = 30.0
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Returns once ``condition()`` holds; fails after ``WITHIN`` seconds."""
-    async with asyncio.timeout(WITHIN):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
-async def test_a_keypair_s_burst_waits_its_turn_and_another_keypair_is_served(
-    client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> tuple[Counter[str], asyncio.Event]:
+    """Returns how many ``agents`` queries each caller has begun, and the event that lets alice's end: until it is
+    set, each of alice's holds its turn."""
     inside: Counter[str] = Counter()
     release = asyncio.Event()
 
@@ -46,6 +40,20 @@ async def test_a_keypair_s_burst_waits_its_turn_and_another_keypair_is_served(
         return []
 
     monkeypatch.setattr("services.gateway.sessions.readmodels.list_agents", held_agents)
+    return inside, release
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Returns once ``condition()`` holds; fails after ``WITHIN`` seconds."""
+    async with asyncio.timeout(WITHIN):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_keypair_s_burst_waits_its_turn_and_another_keypair_is_served(
+    client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, held: tuple[Counter[str], asyncio.Event],
+) -> None:
+    inside, release = held
     alice, bob = client_for(keys.alice), client_for(keys.bob)
     burst = [asyncio.create_task(alice.execute(AGENTS)) for _ in range(MAX_IN_FLIGHT + 3)]
     try:
@@ -59,21 +67,11 @@ async def test_a_keypair_s_burst_waits_its_turn_and_another_keypair_is_served(
 
 
 async def test_a_keypair_s_websocket_queries_take_the_same_turns_as_its_http_requests(
-    served: str, keys: Keys, socket_of: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+    served: str, keys: Keys, socket_of: Callable[..., Any], held: tuple[Counter[str], asyncio.Event],
 ) -> None:
     """Before, queries and mutations sent over websockets ran without a turn: a keypair's sockets (64 of 100
     operations each) ran thousands at once beside its HTTP requests."""
-    inside: Counter[str] = Counter()
-    release = asyncio.Event()
-
-    async def held_agents(pool: Any, user: tuple[str, str] | None = None) -> list[Any]:
-        caller = user[1] if user else "admin"
-        inside[caller] += 1
-        if caller == "alice":
-            await release.wait()
-        return []
-
-    monkeypatch.setattr("services.gateway.sessions.readmodels.list_agents", held_agents)
+    inside, release = held
     ws = await socket_of(served, keys.alice)
     ids = {f"q{i}" for i in range(MAX_IN_FLIGHT + 3)}
     for op_id in ids:
