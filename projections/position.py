@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NamedTuple
 
 import psycopg
@@ -102,8 +102,13 @@ class PositionWatcher:
     notifications on one ``LISTEN`` connection that it opens on the first wait and keeps,
     reconnecting after ``retry`` seconds when it is lost."""
 
-    def __init__(self, dsn: str, *, recheck: float = 1.0, retry: float = 0.5) -> None:
-        """Prepares the watcher on ``dsn``; nothing connects before the first ``wait``."""
+    def __init__(self, dsn: str, *, recheck: float = 1.0, retry: float = 0.5,
+                 fallback: Callable[[], Awaitable[int]] | None = None) -> None:
+        """Prepares the watcher on ``dsn``; nothing connects before the first ``wait``. ``fallback`` reads the stored
+        position another way (a connection the caller holds already, from its pool): while the LISTEN connection
+        cannot be opened (PostgreSQL refusing new connections: "too many clients"), the waiters are served by it,
+        once per ``retry``, instead of timing out while the read models move on."""
+        self._fallback = fallback
         self._dsn = dsn
         self._recheck = recheck
         self._retry = retry
@@ -115,6 +120,8 @@ class PositionWatcher:
         """How many times the LISTEN connection was opened (for tests and logs)."""
         self.failures = 0
         """How many times opening or keeping it failed (for tests and logs)."""
+        self.fallback_reads = 0
+        """How many times ``fallback`` read the position meanwhile (for tests and logs)."""
         self.backend_pid: int | None = None
         """The server process of the LISTEN connection while it is open."""
 
@@ -189,7 +196,22 @@ class PositionWatcher:
                                 type(exc).__name__, exc, self._retry, failed)
             finally:
                 self.backend_pid = None
+            await self._read_meanwhile()
             await asyncio.sleep(self._retry)
+
+    async def _read_meanwhile(self) -> None:
+        """Reads the stored position with ``fallback`` for the waiters while the watcher cannot listen."""
+        if self._fallback is None or not self._waiters or self._closed:
+            return
+        try:
+            position = await self._fallback()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - that way is closed too: the next try may open either
+            log.debug("position watcher: its fallback read failed: %s", exc)
+            return
+        self.fallback_reads += 1
+        self._seen(_Seen(position, True))
 
 
 async def wait_for_position(conn: psycopg.AsyncConnection, position: int, timeout: float) -> int:

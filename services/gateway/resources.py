@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from contracts.commands import RecordExecution, RequestSession
 from contracts.tenancy import KeypairLimits
 from domain.emitting import Context
-from projections.position import PositionWatcher
+from projections.position import PositionWatcher, read_position_async
 from services.application.facade import Facade
 from services.application.group_commit import GroupCommit
 from services.common.bus import connect
@@ -79,7 +79,7 @@ class Resources:
         """A connection idle for a second or more is checked as it is handed out; a dead one has every idle
         one checked (``pool_check``)."""
         check.pool = self.pool
-        self.positions = PositionWatcher(limited_dsn(settings.pg_dsn))  # read-your-writes: one LISTEN connection
+        self.positions = self._position_watcher()  # read-your-writes: one LISTEN connection
         self.authenticator = Authenticator(self.pool)
         self.keypair_limits = KeypairLimitsCache(self._load_limits)
         """Each keypair's policy limits (rate limit, subscriptions), as of the caller's limits epoch."""
@@ -108,6 +108,15 @@ class Resources:
         """Records each run's ``session.execution_finished`` off the critical path (drained by ``close``)."""
         self._lock = asyncio.Lock()
         self._started = False
+
+    def _position_watcher(self) -> PositionWatcher:
+        """The read-your-writes watcher: its own LISTEN connection, and the pool's meanwhile when that cannot be
+        opened (PostgreSQL refusing new connections)."""
+        return PositionWatcher(limited_dsn(self.settings.pg_dsn), fallback=self._stored_position)
+
+    async def _stored_position(self) -> int:
+        async with self.pool.connection() as conn:
+            return (await read_position_async(conn)).position
 
     @property
     def sessions(self) -> Sessions:
@@ -260,7 +269,7 @@ class Resources:
             self._nats = self._output_nats = None
         await self.positions.close()
         await self.keypair_watch.close()
-        self.positions = PositionWatcher(limited_dsn(self.settings.pg_dsn))  # a restart listens afresh
+        self.positions = self._position_watcher()  # a restart listens afresh
         for commits in (self._requests, self._terminations):
             if commits is not None:
                 await commits.close()

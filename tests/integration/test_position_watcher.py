@@ -9,7 +9,9 @@ import time
 import psycopg
 import pytest
 
-from projections.position import POSITION_CHANNEL, PROJECTION, PositionTimeoutError, PositionWatcher, wait_for_position
+from projections.position import (
+    POSITION_CHANNEL, PROJECTION, PositionTimeoutError, PositionWatcher, read_position_async, wait_for_position,
+)
 from projections.rebuild import reset_read_models
 from projections.schema import create_schema
 
@@ -154,3 +156,21 @@ async def test_a_watcher_that_cannot_listen_warns_once_per_twenty_tries_not_at_e
         await positions.close()
     warnings = [r for r in caplog.records if r.name == "projections.position" and r.levelname == "WARNING"]
     assert 1 <= len(warnings) <= 3 and "failed 1 in a row" in warnings[0].getMessage()
+
+
+async def test_while_it_cannot_listen_its_waiters_are_served_by_its_fallback(dsn: str) -> None:
+    """PostgreSQL refusing new connections ("too many clients") while the gateway's pool still holds its own: before,
+    every read-your-writes wait timed out (READ_MODEL_BEHIND, "at 0") although the read models moved on."""
+    refused = "postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=2"
+
+    async def stored() -> int:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            return (await read_position_async(conn)).position
+
+    positions = PositionWatcher(refused, retry=0.05, fallback=stored)
+    try:
+        commit_position(dsn, 7, notify=False)
+        assert await positions.wait(7, timeout=30) == 7
+        assert positions.connects == 0 and positions.fallback_reads >= 1
+    finally:
+        await positions.close()
