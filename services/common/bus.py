@@ -211,16 +211,20 @@ async def _keeping_held(js: JetStreamContext, config: StreamConfig) -> StreamCon
 
 
 async def heartbeat_bucket(js: JetStreamContext) -> KeyValue:
-    """Returns the agents' heartbeat bucket, creating it when missing; one an older version created takes no value
-    over ``HEARTBEAT_MAX_BYTES`` from now on either."""
+    """Returns the agents' heartbeat bucket, creating it when missing; it takes no value over ``HEARTBEAT_MAX_BYTES``
+    and no rollup header (one an older version created is brought to both). nats-py's buckets allow rollups (its
+    ``purge``): an agent, whose identity may put its own key only, wiped every agent's heartbeat with one put carrying
+    ``Nats-Rollup: all`` (the controller reads busy kernels and app traffic there: another agent's busy sessions could
+    be ended as idle). Nothing purges a key of this bucket."""
     try:
         kv = await js.key_value(s.HEARTBEAT_BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=s.HEARTBEAT_BUCKET, history=1,
-                                                        replicas=stream_replicas(), max_value_size=HEARTBEAT_MAX_BYTES))
+        kv = await js.create_key_value(KeyValueConfig(bucket=s.HEARTBEAT_BUCKET, history=1,
+                                                      replicas=stream_replicas(), max_value_size=HEARTBEAT_MAX_BYTES))
     config = (await js.stream_info(f"KV_{s.HEARTBEAT_BUCKET}")).config
-    if config.max_msg_size != HEARTBEAT_MAX_BYTES:
-        await js.update_stream(dataclasses.replace(config, max_msg_size=HEARTBEAT_MAX_BYTES))
+    wanted = dataclasses.replace(config, max_msg_size=HEARTBEAT_MAX_BYTES, allow_rollup_hdrs=False)
+    if wanted != config:
+        await js.update_stream(wanted)
     return kv
 
 
