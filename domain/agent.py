@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from functools import singledispatch
 
@@ -16,7 +17,22 @@ from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import InsufficientCapacityError, InvalidRequestError, InvalidTransitionError, NotFoundError
 
-__all__ = ["AgentState", "Allocation", "decide", "evolve", "replay"]
+__all__ = ["CAPACITY_BURST", "CAPACITY_INTERVAL", "ORPHAN_BURST", "ORPHAN_INTERVAL", "AgentState", "Allocation",
+           "decide", "evolve", "replay"]
+
+# What an agent reports is recorded at a bounded rate (a cell-rate limit: the state keeps when the next event is due,
+# ``_due``; a report beyond ``burst`` at once, or over one per ``interval`` on average, is over it, ``_over``: an
+# orphan is refused, a capacity change not recorded, the registration otherwise applied, so that a lost agent still
+# recovers): before, only an honest agent's own habits bounded them, and an agent's credential could have the
+# controller record events as fast as it took its reports (the event store grew without bound), or flap its capacity
+# (each change a scheduling pass over every pending session).
+ORPHAN_INTERVAL = dt.timedelta(seconds=1)
+ORPHAN_BURST = 1024
+"""``OrphanContainerDestroyed``: an agent back from a long absence destroys every orphan at once (a node runs tens of
+kernels; ``contracts.reports.MAX_HEARTBEAT_KERNELS``), then one a second."""
+CAPACITY_INTERVAL = dt.timedelta(minutes=1)
+CAPACITY_BURST = 5
+"""``AgentCapacityChanged``: an agent registers at its start; its capacity changes with its host or its settings."""
 
 
 class Allocation(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +54,10 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
     """The allocations' slots summed, kept as kernels are assigned and released (an agent's every
     event used to sum all its allocations again: 64 % of the scheduler's CPU with 200 kernels on
     each agent). None in a state saved before it was kept: summed once, at the next change."""
+    capacity_due: dt.datetime | None = None
+    orphans_due: dt.datetime | None = None
+    """When its next ``AgentCapacityChanged`` / ``OrphanContainerDestroyed`` is due at the rate allowed (None before
+    the first, and in a state saved before it was kept)."""
 
     @property
     def occupied(self) -> dict[str, Decimal]:
@@ -87,7 +107,8 @@ def _(event: ev.AgentRegistered, state: AgentState | None) -> AgentState:
 
 @_apply.register
 def _(event: ev.AgentCapacityChanged, state: AgentState) -> AgentState:
-    return _bump(state, event, capacity=dict(event.capacity))
+    return _bump(state, event, capacity=dict(event.capacity),
+                 capacity_due=_due(state.capacity_due, event.timestamp, CAPACITY_INTERVAL))
 
 
 @_apply.register
@@ -115,7 +136,19 @@ def _(event: ev.KernelReleased, state: AgentState) -> AgentState:
 
 @_apply.register
 def _(event: ev.OrphanContainerDestroyed, state: AgentState) -> AgentState:
-    return _bump(state, event)
+    return _bump(state, event, orphans_due=_due(state.orphans_due, event.timestamp, ORPHAN_INTERVAL))
+
+
+def _due(due: dt.datetime | None, at: dt.datetime, interval: dt.timedelta) -> dt.datetime:
+    """Returns when the next event is due after one recorded ``at``, the last being due at ``due``."""
+    return (at if due is None else max(due, at)) + interval
+
+
+def _over(due: dt.datetime | None, now: dt.datetime, interval: dt.timedelta, burst: int) -> bool:
+    """Returns whether one more event ``now`` would be over ``burst`` at once or one per ``interval``. A due time more
+    than a whole burst ahead is never reached by the rate (the clock went back since): it refuses nothing, for a clock
+    set back an hour must not refuse an agent's capacity for an hour."""
+    return due is not None and (burst - 1) * interval < due - now <= burst * interval
 
 
 @_apply.register
@@ -151,6 +184,7 @@ def _existing(state: AgentState | None, agent_id: str) -> AgentState:
 def _(command: c.RegisterAgent, state: AgentState | None, ctx: Context, agent_id: str) -> list[Event]:
     try:
         check_token(agent_id, "agent id")
+        check_token(command.resource_group, "resource group")  # as a session's; an agent's own report names it
         capacity = parse_slots(command.capacity)
     except (SubjectError, SlotError) as exc:
         raise InvalidRequestError(str(exc)) from exc
@@ -164,9 +198,9 @@ def _(command: c.RegisterAgent, state: AgentState | None, ctx: Context, agent_id
         ]
     emit = Emitter(agent_id, state.version, ctx)
     events: list[Event] = []
-    if capacity != state.capacity:
-        events.append(emit(ev.AgentCapacityChanged, capacity=capacity))
-    if state.status is AgentStatus.LOST:
+    if capacity != state.capacity and not _over(state.capacity_due, ctx.now, CAPACITY_INTERVAL, CAPACITY_BURST):
+        events.append(emit(ev.AgentCapacityChanged, capacity=capacity))  # over the rate: its capacity stays as it was
+    if state.status is AgentStatus.LOST:  # the registration still counts: a lost agent is back
         events.append(emit(ev.AgentRecovered))
     return events
 
@@ -245,5 +279,8 @@ def _(command: c.RecordOrphanDestroyed, state: AgentState | None, ctx: Context, 
     allocation = state.allocations.get(command.kernel_id)
     if allocation is not None and not allocation.terminating:
         raise InvalidRequestError(f"kernel {command.kernel_id} is assigned to agent {agent_id}: not an orphan")
+    if _over(state.orphans_due, ctx.now, ORPHAN_INTERVAL, ORPHAN_BURST):
+        raise InvalidRequestError(f"agent {agent_id} reports more than {ORPHAN_BURST} orphans at once or one every "
+                                  f"{ORPHAN_INTERVAL.total_seconds():g} s: refused")
     return [Emitter(agent_id, state.version, ctx)(ev.OrphanContainerDestroyed, kernel_id=command.kernel_id,
                                                   container_id=command.container_id, exit_code=command.exit_code)]

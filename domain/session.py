@@ -20,10 +20,19 @@ from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
 from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
 
-__all__ = ["KernelState", "SessionState", "decide", "evolve", "replay"]
+__all__ = ["PROGRESS_BURST", "PROGRESS_INTERVAL", "KernelState", "SessionState", "decide", "evolve", "replay"]
 
 MAX_NAME = 64
 MIN_PRIORITY, MAX_PRIORITY = 0, 100
+PROGRESS_INTERVAL = dt.timedelta(seconds=1)
+PROGRESS_BURST = 3
+"""A kernel's ``KernelProgressed`` are recorded at most one per ``PROGRESS_INTERVAL`` on average, ``PROGRESS_BURST``
+at once (a cell-rate limit: ``KernelState.progress_due``); a report beyond records nothing. An agent sends one every
+2 s at most and its last line at once (``services.agent.progress``). Before, only the agent throttled itself: its
+credential sending progress as fast as the controller took it had every report recorded (2,000 characters each)."""
+_OVER_RATE = ((PROGRESS_BURST - 1) * PROGRESS_INTERVAL, PROGRESS_BURST * PROGRESS_INTERVAL)
+"""How far ahead of now a kernel's ``progress_due`` is when one more line is over the rate; a due time further ahead is
+never reached by the rate (the clock went back since) and refuses nothing."""
 
 
 class KernelState(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +45,9 @@ class KernelState(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
     detail: str | None = None
     """Why it ended, for people (the cause of a failed start)."""
+    progress_due: dt.datetime | None = None
+    """When its next ``KernelProgressed`` is due at the rate ``PROGRESS_INTERVAL`` (the later of this and the last
+    one's time, plus the interval; None before the first, and in a state saved before it was kept)."""
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,10 +137,16 @@ def _(event: ev.KernelTerminated, state: SessionState) -> SessionState:
     return _bump(state, event, kernels=kernels)
 
 
-@_apply.register(ev.ExecutionFinished)
-@_apply.register(ev.KernelProgressed)
-def _(event: Event, state: SessionState) -> SessionState:
+@_apply.register
+def _(event: ev.ExecutionFinished, state: SessionState) -> SessionState:
     return _bump(state, event)
+
+
+@_apply.register
+def _(event: ev.KernelProgressed, state: SessionState) -> SessionState:
+    due = state.kernel(event.kernel_id).progress_due
+    due = (event.timestamp if due is None else max(due, event.timestamp)) + PROGRESS_INTERVAL
+    return _bump(state, event, kernels=state.with_kernel(event.kernel_id, progress_due=due))
 
 
 @_apply.register
@@ -337,9 +355,12 @@ def _why_ended(state: SessionState) -> str | None:
 @_decide.register
 def _(command: c.RecordKernelProgress, state: SessionState | None, ctx: Context, session_id: str) -> list[Event]:
     state = _existing(state, session_id)
-    preparing = state.kernel(command.kernel_id).status is KernelStatus.PREPARING and state.status in _STARTING
+    kernel = state.kernel(command.kernel_id)
+    preparing = kernel.status is KernelStatus.PREPARING and state.status in _STARTING
     if not preparing or not command.detail:
         return []
+    if kernel.progress_due is not None and _OVER_RATE[0] < kernel.progress_due - ctx.now <= _OVER_RATE[1]:
+        return []  # over the rate: a flood of lines (a due time further ahead: the clock went back, nothing refused)
     return [Emitter(session_id, state.version, ctx)(ev.KernelProgressed, kernel_id=command.kernel_id,
                                                     detail=command.detail)]
 

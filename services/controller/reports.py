@@ -39,7 +39,8 @@ from services.application.context import make_context
 from domain.session import SessionState
 from services.application.sessions import Sessions
 
-__all__ = ["ReportHandler", "ReportProcessor", "agent_of_subject", "command_for", "reason_of"]
+__all__ = ["EXIT_CODE_RANGE", "MAX_CAUSATION_CHARS", "ReportHandler", "ReportProcessor", "agent_of_subject",
+           "causation_of", "command_for", "exit_code_of", "reason_of", "shown"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,40 @@ _PROGRESS = (KernelPullingReport, KernelProgressReport, KernelCreatingReport, Ke
 
 Item = tuple[str, AnyReport, str | None]
 """(sending agent, report, causation id) of one report message."""
+
+
+EXIT_CODE_RANGE = (-(2**31), 2**31 - 1)
+"""The exit codes an exit records: a 32-bit signed integer, as every read model stores it (``kernels.exit_code`` is
+``integer``). A process's status is 0-255, a signal's negative; an agent reporting more (a report's ``int`` is
+unbounded) had its kernel's end recorded, and the projector dead-lettered it: the kernel stayed RUNNING there."""
+
+
+def exit_code_of(code: int | None) -> int | None:
+    """Returns ``code`` when it is within ``EXIT_CODE_RANGE``, None (unknown) else: the exit still applies (the kernel
+    ended; its session ends and its slots and quota are released), only its code is not believed."""
+    if code is None or EXIT_CODE_RANGE[0] <= code <= EXIT_CODE_RANGE[1]:
+        return code
+    log.warning("an exit code of %d bits reported, out of range; recording none", code.bit_length())
+    return None
+
+
+def shown(text: str) -> str:
+    """Returns a name an agent reports (a container id, a host name, a backend) as it may be recorded: each control
+    character (NUL above all: PostgreSQL's text refuses it, and the projector dead-lettered the event) and each lone
+    surrogate U+FFFD, stripped (``clip_detail``; its length is the decoder's to bound, ``contracts.reports``)."""
+    return clip_detail(text, len(text)) or ""
+
+
+MAX_CAUSATION_CHARS = 512
+"""The longest causation id a report's message id gives the events it causes: an agent's ids are
+``<agent>:<kernel>:<type>[:<n>]`` (``services.agent.reporting``), under 300 characters."""
+
+
+def causation_of(msg_id: str | None) -> str | None:
+    """Returns a report's message id as the causation id of its events, as ``shown`` and at most ``MAX_CAUSATION_CHARS``
+    (a header is the sender's to write, and no decoder bounds it: a NUL there had the projector dead-letter every event
+    the report caused, and 60 KB of it were copied into each)."""
+    return None if msg_id is None else clip_detail(msg_id, MAX_CAUSATION_CHARS) or None
 
 
 def reason_of(text: str) -> Reason:
@@ -68,8 +103,8 @@ def command_for(report: AnyReport) -> c.Command:
 @command_for.register
 def _(report: AgentStarted) -> c.Command:
     return c.RegisterAgent(
-        capacity=dict(report.capacity), backend=report.backend, hostname=report.hostname,
-        resource_group=report.resource_group,
+        capacity=dict(report.capacity), backend=shown(report.backend),
+        hostname=shown(report.hostname), resource_group=report.resource_group,
     )
 
 
@@ -90,19 +125,21 @@ def _(report: KernelCreatingReport) -> c.Command:
 
 @command_for.register
 def _(report: KernelRunningReport) -> c.Command:
-    return c.MarkKernelStarted(kernel_id=report.kernel_id, container_id=report.container_id)
+    return c.MarkKernelStarted(kernel_id=report.kernel_id, container_id=shown(report.container_id))
 
 
 @command_for.register
 def _(report: KernelExitedReport) -> c.Command:
-    return c.MarkKernelExited(kernel_id=report.kernel_id, exit_code=report.exit_code, reason=reason_of(report.reason),
+    return c.MarkKernelExited(kernel_id=report.kernel_id, exit_code=exit_code_of(report.exit_code),
+                              reason=reason_of(report.reason),
                               detail=clip_detail(report.detail) or None)
 
 
 @command_for.register
 def _(report: OrphanDestroyedReport) -> c.Command:
-    return c.RecordOrphanDestroyed(kernel_id=report.kernel_id, container_id=report.container_id,
-                                   exit_code=report.exit_code)
+    return c.RecordOrphanDestroyed(kernel_id=report.kernel_id,
+                                   container_id=shown(report.container_id),
+                                   exit_code=exit_code_of(report.exit_code))
 
 
 _AGENT_FACTS = (AgentStarted, OrphanDestroyedReport)
@@ -234,7 +271,7 @@ class ReportHandler:
             except Exception as exc:  # noqa: BLE001 - settled (dead-lettered) by the consumer
                 outcomes[index] = exc
                 continue
-            items.append((index, (sender, report, (msg.headers or {}).get(Header.MSG_ID.value))))
+            items.append((index, (sender, report, causation_of((msg.headers or {}).get(Header.MSG_ID.value)))))
         results = await self._store.call(self._processor.process_batch, [i for _, i in items])
         for (index, _), result in zip(items, results, strict=True):
             outcomes[index] = result
