@@ -3,8 +3,9 @@
 Every route needs a storage token (``contracts.storage_token``) for its operation; see
 ``tus.py``, ``transfer.py`` and ``file_ops.py``. Errors answer ``{"error": ...}`` with 400 (bad
 path or header), 403 (token refused), 404 (no such folder, file or upload), 409 (offset or
-destination conflict), 413 (over the room left), 507 (no room on the volume's disk: ``space``), and never change
-anything (an upload stopped by 507 keeps what it wrote, to resume).
+destination conflict), 413 (over the room left), 429 (too many streams or uploads of one user at once), 507 (no
+room on the volume's disk: ``space``), and never change anything (an upload stopped by 507 keeps what it wrote,
+to resume).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.storage.context import StorageContext
 from services.storage.paths import PathError
 from services.storage.quota import QuotaError
 from services.storage.space import NoSpaceError
+from services.storage.streams import TooManyStreamsError
 from services.storage.uploads import UploadError
 from services.storage.volume import VolumeError
 
@@ -66,6 +68,7 @@ def build_app(ctx: StorageContext) -> Starlette:
             QuotaError: _handler(413),
             NoSpaceError: _handler(507),
             UploadError: _handler(None),
+            TooManyStreamsError: _handler(429),
         },
     )
     app.state.ctx = ctx

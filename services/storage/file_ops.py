@@ -1,10 +1,15 @@
 """File operations the gateway calls with a token it minted: ``GET /files`` (list a directory; a
 name no path can name listed escaped, ``escaped: true``), ``POST /mkdir``, ``POST /move``,
-``POST /delete``. Each change posts its report (``by``: the token's user) and a new usage measure."""
+``POST /delete``. Each change posts its report (``by``: the token's user) and a new usage measure.
+
+A deletion removes a tree as large as a kernel made it (millions of files: seconds to minutes), so it runs in
+threads of its own (``REMOVALS_AT_ONCE``), never in the pool every download, listing and upload's last step
+waits for: a tenant's deletions of huge trees, a few dozen at once, held every thread of that pool."""
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,7 +19,11 @@ from services.storage.context import StorageContext
 from services.storage.paths import split_path
 from services.storage.reporting import new_report_id, now_utc
 
-__all__ = ["delete_files", "list_files", "make_directory", "move_file"]
+__all__ = ["REMOVALS_AT_ONCE", "delete_files", "list_files", "make_directory", "move_file"]
+
+REMOVALS_AT_ONCE = 4
+"""Deletions carried out at once (the others wait for one of these threads, not for the data plane's)."""
+_removals = ThreadPoolExecutor(REMOVALS_AT_ONCE, thread_name_prefix="remove")
 
 
 async def list_files(request: Request) -> Response:
@@ -55,7 +64,7 @@ async def delete_files(request: Request) -> Response:
     ctx: StorageContext = request.app.state.ctx
     claims = ctx.authorize(request, "delete")
     volume = ctx.volume(claims)
-    removed = await asyncio.to_thread(volume.remove, claims.folder, claims.path)
+    removed = await asyncio.get_running_loop().run_in_executor(_removals, volume.remove, claims.folder, claims.path)
     if removed:
         ctx.reporter.post(FilesDeletedReport(**_report_fields(ctx, claims), paths=[claims.path], by=claims.user))
         ctx.meter.touch(volume, claims.folder)

@@ -1,7 +1,8 @@
 """The storage service's event flow: the durable consumer ``storage-<volume>`` on every folder
 event (``ev.vfolder.>``), one per volume this process serves. ``VFolderCreated``,
-``VFolderTrashed``, ``VFolderRestored`` and ``VFolderPurgeRequested`` are carried out by
-``Provisioner`` (only for folders of its volume); the other folder events need nothing from storage.
+``VFolderTrashed``, ``VFolderRestored``, ``VFolderPurgeRequested`` and the events that take access back from a
+user (``VFolderUnshared``, ``VFolderLeft``, ``VFolderPermissionChanged``: its older tokens refused) are carried out
+by ``Provisioner`` (only for folders of its volume); the other folder events need nothing from storage.
 
 Up to ``FOLDERS_AT_ONCE`` events are held at once and carried out concurrently, one lane per folder
 (``folder_lane``, ``services.common.lanes``): a clone of tens of GB or the purge of a large tree holds
@@ -37,7 +38,9 @@ def folder_lane(event: Event) -> str:
 
 
 _HANDLED = {ev.VFolderCreated: Provisioner.created, ev.VFolderTrashed: Provisioner.trashed,
-            ev.VFolderRestored: Provisioner.restored, ev.VFolderPurgeRequested: Provisioner.purge_requested}
+            ev.VFolderRestored: Provisioner.restored, ev.VFolderPurgeRequested: Provisioner.purge_requested,
+            ev.VFolderUnshared: Provisioner.access_changed, ev.VFolderLeft: Provisioner.access_changed,
+            ev.VFolderPermissionChanged: Provisioner.access_changed}
 
 FOLDERS = Subscription(
     name="storage-{volume}",

@@ -7,6 +7,10 @@ id fixed per folder and step, so a redelivered event redoes what is missing and 
 twice is stored once (JetStream dedup) and is a no-op at the controller. A failure that persists
 to the last delivery reports ``folder_provision_failed`` with the reason instead of dead-lettering.
 
+A user whose access to a folder is taken back (unshared, left, its permission lowered) has the tokens issued
+to it before refused (``revocations``), and its unfinished uploads into the folder dropped when it may no
+longer upload.
+
 A folder moved to the trash is closed (``PosixVolume.close``: a mark under ``.work``, so it survives
 a restart): every request with a token of it is refused from then on — tokens issued before the trash
 included — and its unfinished uploads are dropped; a restore opens it again. A purge leaves it closed.
@@ -30,8 +34,17 @@ from contracts.storage_reports import (
     FolderProvisionFailedReport,
     FolderPurgedReport,
 )
-from contracts.vfolder import VFolderCreated, VFolderPurgeRequested, VFolderRestored, VFolderTrashed
+from contracts.vfolder import (
+    VFolderCreated,
+    VFolderLeft,
+    VFolderPermissionChanged,
+    VFolderPurgeRequested,
+    VFolderRestored,
+    VFolderTrashed,
+    VFolderUnshared,
+)
 from services.storage.reporting import Reporter, now_utc
+from services.storage.revocations import revoked_ops
 from services.storage.space import NoSpaceError, ensure_room
 from services.storage.uploads import UploadStore
 from services.storage.usage import UsageMeter
@@ -148,12 +161,29 @@ class Provisioner:
         if self.volume.owns(folder):
             await asyncio.to_thread(self.volume.close, folder, False)
 
+    async def access_changed(self, event: VFolderUnshared | VFolderLeft | VFolderPermissionChanged, *,
+                             last_attempt: bool = False) -> None:
+        """Refuses the tokens a user was issued before its access was taken back (``revocations``): all of them when
+        the folder is no longer shared with it, those of the operations its new permission lacks when lowered;
+        drops its unfinished uploads into the folder when it may no longer upload."""
+        folder = event.originator_id
+        if self.volume.owns(folder):
+            permission = event.permission if isinstance(event, VFolderPermissionChanged) else None
+            await asyncio.to_thread(self._revoke, folder, event.user, revoked_ops(permission),
+                                    int(event.timestamp.timestamp()))
+
+    def _revoke(self, folder: str, user: str, ops: frozenset[str], at: int) -> None:
+        self.volume.revocations.revoke(folder, user, ops, at)
+        if "upload" in ops and (dropped := self._uploads.terminate_folder(folder, user)):
+            log.info("folder %s: %s's access taken back, %d unfinished upload(s) dropped", folder, user, dropped)
+
     async def purge_requested(self, event: VFolderPurgeRequested, *, last_attempt: bool = False) -> None:
         folder = event.originator_id
         if not self.volume.owns(folder):
             return  # another volume's folder
         async with self._long_jobs:
             await asyncio.to_thread(self.volume.delete, folder)
+        await asyncio.to_thread(self.volume.revocations.forget, folder)
         await self._reporter.send(FolderPurgedReport(
             report_id=self._id(folder, "purged"), volume=self.volume.name, folder_id=folder, observed_at=now_utc()))
         self._meter.forget(folder)

@@ -6,11 +6,23 @@ plus every byte already reserved by unfinished uploads of the same scope, fits i
 ``max_bytes`` of the token that creates it; the reservation lasts until the upload finishes
 (its bytes are then usage, measured and reported), is terminated or expires. In memory: rebuilt
 at start from the partial uploads on disk (``UploadStore.pending``).
+
+A token's room is the gateway's view when it minted it, and a token lives up to ``MAX_TTL``: the bytes of the
+uploads of its scope finished after its issue are not in it. They are counted here (``finished``), for an hour:
+an upload is created only when its length, the reserved bytes and the bytes finished since the second after its
+token's issue (``iat`` + 1: what the gateway cannot have seen) fit in its room. Without this, tokens asked for in
+a burst, before any upload, each carried the whole room, and used one after the other stored the quota as many
+times as there were tokens (5 tokens of a 1000-byte folder quota: 5000 bytes). Uploads finished within the
+second of a token's issue are not counted against it (the gateway may have counted them already): what one
+client uploads in about a second is all a burst may still add. Lost at a restart (within the hour).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
+
+from contracts.storage_token import MAX_TTL
 
 __all__ = ["QuotaError", "Reservations"]
 
@@ -26,6 +38,8 @@ class Reservations:
         self._reserved: dict[str, int] = defaultdict(int)
         self._uploads: dict[str, tuple[str, int, str]] = {}
         self._per_user: dict[str, int] = defaultdict(int)
+        self._finished: dict[str, deque[tuple[float, int]]] = {}
+        """Per scope, (when, bytes) of the uploads finished within the last ``MAX_TTL`` seconds, oldest first."""
 
     def reserved(self, scope: str) -> int:
         return self._reserved.get(scope, 0)
@@ -38,9 +52,11 @@ class Reservations:
         """Returns the length of every unfinished upload, by id."""
         return {upload_id: length for upload_id, (_, length, _) in self._uploads.items()}
 
-    def reserve(self, upload_id: str, scope: str, length: int, room: int, user: str = "") -> None:
-        """Reserves ``length`` bytes of ``scope`` for ``upload_id`` when they fit in ``room``
-        together with what is reserved already; raises ``QuotaError`` otherwise (nothing reserved)."""
+    def reserve(self, upload_id: str, scope: str, length: int, room: int, user: str = "",
+                issued_at: int | None = None) -> None:
+        """Reserves ``length`` bytes of ``scope`` for ``upload_id`` when they fit in ``room`` (the room of a token
+        issued at ``issued_at``, unix seconds) together with what is reserved already and what was finished since
+        the token's issue; raises ``QuotaError`` otherwise (nothing reserved)."""
         if upload_id in self._uploads:
             return
         if length > room:
@@ -48,7 +64,30 @@ class Reservations:
         if self.reserved(scope) + length > room:
             raise QuotaError(f"{self.reserved(scope)} bytes are reserved by other uploads of {scope}; "
                              f"{length} more would exceed the room left ({room} bytes)")
+        since = self.finished_since(scope, issued_at + 1) if issued_at is not None else 0
+        if since + self.reserved(scope) + length > room:
+            raise QuotaError(f"{since} bytes of {scope} were uploaded since this token was issued; {length} more would "
+                             f"exceed the room it grants ({room} bytes): ask for a new token")
         self.restore(upload_id, scope, length, user)
+
+    def finished(self, scope: str, length: int, at: float | None = None) -> None:
+        """Records that an upload of ``length`` bytes of ``scope`` finished (now, or at ``at``)."""
+        at = time.time() if at is None else at
+        self._prune(at)
+        if length:
+            self._finished.setdefault(scope, deque()).append((at, length))
+
+    def finished_since(self, scope: str, since: float) -> int:
+        """Returns the bytes of the uploads of ``scope`` finished at or after ``since`` (unix seconds)."""
+        return sum(length for at, length in self._finished.get(scope, ()) if at >= since)
+
+    def _prune(self, now: float) -> None:
+        for scope in list(self._finished):
+            done = self._finished[scope]
+            while done and done[0][0] < now - MAX_TTL:
+                done.popleft()
+            if not done:
+                del self._finished[scope]
 
     def restore(self, upload_id: str, scope: str, length: int, user: str = "") -> None:
         """Records a reservation without checking it (an upload found on disk at start)."""

@@ -1,6 +1,7 @@
 """Downloads (``GET /download``: one regular file, single ``Range``, ETag) and archives (``GET /archive``:
 a directory as a tar stream, built block by block in constant memory; links and special files
-left out).
+left out). A user streams at most ``streams.MAX_STREAMS_PER_USER`` of them at once, and
+``streams.MAX_ARCHIVES_PER_USER`` archives (429 past them), their places freed with the file.
 
 The file (or the directory) is opened in a worker thread, never a FIFO's wait (``regular_files``); from
 then on it is closed on every way out. A response owns it through a ``_Lease``, which the response releases
@@ -180,11 +181,26 @@ def _span(request: Request, etag: str, size: int) -> tuple[int, int, int]:
     return (416, 0, -1) if span is None else (206, *span)
 
 
+def _then(free: Callable[[], None], end: Callable[[], None]) -> Callable[[], None]:
+    """Returns what runs ``free`` and then, whatever it raised, ``end`` (the stream's place among its user's)."""
+    def both() -> None:
+        try:
+            free()
+        finally:
+            end()
+    return both
+
+
 async def download(request: Request) -> Response:
     ctx: StorageContext = request.app.state.ctx
     claims = ctx.authorize(request, "download")
-    fd = await _in_thread(ctx.volume(claims).open_file, claims.folder, claims.path)
-    lease = _Lease(functools.partial(os.close, fd))
+    end = ctx.streams.acquire(claims.user)  # a user's streams at once are bounded (``streams``): 429 past them
+    try:
+        fd = await _in_thread(ctx.volume(claims).open_file, claims.folder, claims.path)
+    except BaseException:
+        end()
+        raise
+    lease = _Lease(_then(functools.partial(os.close, fd), end))
     try:  # the fd is closed on every way out, until a response owns it
         st = os.fstat(fd)
         headers = {"ETag": _etag(st), "Accept-Ranges": "bytes", "Cache-Control": "no-store",
@@ -273,9 +289,19 @@ async def archive(request: Request) -> Response:
     path = request.query_params.get("path")
     claims = ctx.authorize(request, "archive", path)
     path = claims.path if path is None else path
-    dir_fd = await _in_thread(_directory, ctx.volume(claims), claims.folder, path)
+    end_archive = ctx.archives.acquire(claims.user)
+    try:
+        end = _then(ctx.streams.acquire(claims.user), end_archive)
+    except BaseException:
+        end_archive()
+        raise
+    try:
+        dir_fd = await _in_thread(_directory, ctx.volume(claims), claims.folder, path)
+    except BaseException:
+        end()
+        raise
     blocks = _tar_blocks(dir_fd)
-    lease = _Lease(functools.partial(_end_tar, blocks, dir_fd))
+    lease = _Lease(_then(functools.partial(_end_tar, blocks, dir_fd), end))
     name = (path.rsplit("/", 1)[-1] or claims.folder) + ".tar"
     return _LeasedResponse(lease, _stream_tar(blocks, lease), media_type="application/x-tar",
                            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",

@@ -68,7 +68,7 @@ async def tus_create(request: Request) -> Response:
     store = ctx.uploads[claims.volume]
     upload = store.create(folder=claims.folder, path=claims.path, length=length, user=claims.user,
                           scope=claims.quota_scope or f"folder:{claims.folder}", room=claims.max_bytes,
-                          now=ctx.clock())
+                          now=ctx.clock(), issued_at=claims.iat)
     offset = 0
     if request.headers.get("content-type") == OCTETS:
         try:

@@ -118,11 +118,11 @@ class UploadStore:
         return found
 
     def create(self, *, folder: str, path: str, length: int, user: str, scope: str, room: int,
-               now: float) -> PendingUpload:
-        """Starts an upload of ``length`` bytes to ``path`` of ``folder`` (reserving them in
-        ``scope`` within ``room``); raises ``QuotaError`` when they do not fit, ``NoSpaceError`` when the disk has
-        no room for them and for the rest of the uploads being written, ``UploadError`` 429 when ``user`` has
-        ``MAX_UNFINISHED`` unfinished uploads."""
+               now: float, issued_at: int | None = None) -> PendingUpload:
+        """Starts an upload of ``length`` bytes to ``path`` of ``folder`` (reserving them in ``scope`` within
+        ``room``, the room of a token issued at ``issued_at``: ``quota``); raises ``QuotaError`` when they do not
+        fit, ``NoSpaceError`` when the disk has no room for them and for the rest of the uploads being written,
+        ``UploadError`` 429 when ``user`` has ``MAX_UNFINISHED`` unfinished uploads."""
         split_path(path)  # PathError before anything is reserved or written
         if self.reservations.unfinished(user) >= MAX_UNFINISHED:
             raise UploadError(f"{user} has {MAX_UNFINISHED} unfinished uploads, the most one may have at once: "
@@ -130,7 +130,7 @@ class UploadStore:
         ensure_room(self._dir, length + self._unwritten(), f"this upload ({length} bytes) with the unfinished ones")
         upload = PendingUpload(id=secrets.token_hex(16), folder=folder, path=path, length=length, user=user,
                                scope=scope, created=now)
-        self.reservations.reserve(upload.id, scope, length, room, user)
+        self.reservations.reserve(upload.id, scope, length, room, user, issued_at)
         fd = os.open(self._part(upload.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         os.close(fd)
         meta = self._dir / f"{upload.id}.json"
@@ -222,9 +222,11 @@ class UploadStore:
         progress = self._progress.pop(upload.id, None)
         hasher = progress.hasher if progress and progress.hashed == upload.length else None
         try:
-            return await asyncio.to_thread(self._seal, upload, hasher)
+            sealed = await asyncio.to_thread(self._seal, upload, hasher)
         finally:
             self.reservations.release(upload.id)
+        self.reservations.finished(upload.scope, upload.length)  # counted against tokens issued before (``quota``)
+        return sealed
 
     def _seal(self, upload: PendingUpload, hasher: "hashlib._Hash | None") -> Sealed:
         sealed = None
@@ -307,9 +309,10 @@ class UploadStore:
                 os.unlink(self._dir / f"{upload.id}{suffix}")
         self.reservations.release(upload.id)
 
-    def terminate_folder(self, folder: str) -> int:
-        """Removes the unfinished uploads into ``folder`` (closed to its tokens); returns how many."""
-        pending = [u for u in self.pending() if u.folder == folder]
+    def terminate_folder(self, folder: str, user: str | None = None) -> int:
+        """Removes the unfinished uploads into ``folder`` (closed to its tokens), only ``user``'s when given (its
+        access taken back); returns how many."""
+        pending = [u for u in self.pending() if u.folder == folder and user in (None, u.user)]
         for upload in pending:
             self.terminate(upload)
         return len(pending)

@@ -3,13 +3,20 @@ settles the bytes of its uploads, which quotas count until then) and periodicall
 
 A folder whose measure fails, whatever the error, is logged (its id) and left at its last usage; the others
 are measured all the same, and the periodic measure goes on (before, a ``RecursionError`` in one folder
-1,000 directories deep ended the meter's task, and with it the service, at every start)."""
+1,000 directories deep ended the meter's task, and with it the service, at every start).
+
+Measures walk in threads of their own (``MEASURES_AT_ONCE``), never in the pool the data plane's file reads,
+opens, listings and uploads' last steps share: a walk lasts as long as the tree is large, and a kernel makes
+trees of millions of files at no cost to its quota; a tenant touching a few such folders at once (one small
+upload to each, again and again) held every thread of that pool, and every tenant's downloads and uploads waited
+behind its walks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from contracts.storage_reports import UsageMeasuredReport
 from services.storage.reporting import Reporter, new_report_id, now_utc
@@ -20,6 +27,8 @@ __all__ = ["UsageMeter"]
 log = logging.getLogger(__name__)
 
 
+MEASURES_AT_ONCE = 2
+"""Folders measured at once (the others wait for a thread of the meter, not for one of the data plane)."""
 DEBOUNCE = 1.0
 """Seconds a measure after a change waits, so that a burst of changes to one folder (10,000 small
 uploads) costs one walk of it, not one per change."""
@@ -33,6 +42,7 @@ class UsageMeter:
         self._last: dict[str, tuple[int, int]] = {}
         self._pending: dict[str, asyncio.Task[object]] = {}
         self._debounce = debounce
+        self._walkers = ThreadPoolExecutor(MEASURES_AT_ONCE, thread_name_prefix="usage")
 
     def touch(self, volume: PosixVolume, folder_id: str) -> None:
         """Measures the folder ``DEBOUNCE`` seconds from now, unless a measure is already due."""
@@ -62,7 +72,7 @@ class UsageMeter:
         from the last one reported or the folder ``changed`` (its uploads are then settled); returns None
         when the folder is gone or its measure failed (logged: never raised, it stops no other folder)."""
         try:
-            usage = await asyncio.to_thread(volume.usage, folder_id)
+            usage = await asyncio.get_running_loop().run_in_executor(self._walkers, volume.usage, folder_id)
         except VolumeError:
             self._last.pop(folder_id, None)
             return None

@@ -36,6 +36,7 @@ from services.storage.paths import (
     split_path,
 )
 from services.storage.regular_files import NotRegularFileError, open_regular
+from services.storage.revocations import Revocations
 
 __all__ = ["Entry", "MissingFolderError", "PosixVolume", "Volume", "VolumeError", "check_folder_id", "listed_name"]
 
@@ -135,6 +136,8 @@ class PosixVolume:
             # directories above it do not gate; ``folders/`` was 0755, and every local user of the host could
             # list every tenant's files and read those a kernel wrote (0644 by its umask)
             os.chmod(self.root / sub, 0o700)
+        self.revocations = Revocations(self.root / ".work" / "revoked")
+        """Access taken back from a user of a folder (unshared, left, permission lowered): their older tokens."""
 
     @property
     def uploads(self) -> Path:
