@@ -32,6 +32,7 @@ from services.agent.flow import ATTEMPTS, KERNELS, RECALL
 from services.agent.heartbeat import beat
 from services.agent.kernels import KernelLifecycle
 from services.agent.reconcile import Reconciler, reconcile_periodically
+from services.common.report_ids import ReportIds
 from services.agent.reporting import Reporter
 from services.common.bus import credentials_identity, existing_heartbeat_bucket
 from services.common.bus_closed import stop_broker
@@ -143,7 +144,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event, backend: KernelBack
     try:
         js = nc.jetstream()
         kv = await existing_heartbeat_bucket(js)
-        reporter = Reporter(js, agent_id)
+        reporter = Reporter(js, agent_id, ReportIds.of_credentials(creds))
         lifecycle = KernelLifecycle(backend, reporter, allocator=allocator)
         await broker.start()
         await _recall_assignments(js, agent_id, lifecycle)

@@ -69,7 +69,7 @@ class ProgressReports:
         self._count += 1
         report = KernelProgressReport(agent_id=self._reporter.agent_id, observed_at=self._clock(),
                                       kernel_id=self._kernel_id, session_id=self._session_id, detail=line)
-        msg_id = f"{self._reporter.agent_id}:{self._kernel_id}:{report.type_name()}:{self._count}"
+        msg_id = self._reporter.kernel_msg_id(report, self._kernel_id, str(self._count))
         try:
             await self._reporter.send(report, msg_id)
         except Exception as exc:  # noqa: BLE001 - progress is best effort; the start goes on

@@ -17,6 +17,7 @@ from nats.js.api import Header
 from contracts.reports import Report, encode_report
 from contracts.subjects import REPORTS_STREAM, report_subject
 from services.common.bus import refused_for_room
+from services.common.report_ids import ReportIds
 from services.common.transient import NATS, UnavailableError
 
 __all__ = ["ACK_TIMEOUT", "Reporter", "no_room", "settled", "stored"]
@@ -28,9 +29,12 @@ ACK_TIMEOUT = 5.0
 class Reporter:
     """Sends reports of one agent on ``rp.agent.<agent_id>.<type>``."""
 
-    def __init__(self, js: JetStreamContext, agent_id: str) -> None:
+    def __init__(self, js: JetStreamContext, agent_id: str, ids: ReportIds | None = None) -> None:
+        """``ids`` makes the message ids (``report_ids``: keyed with the agent's credential, so that no other agent
+        can have the stream drop this one's reports; default: unkeyed)."""
         self._js = js
         self.agent_id = agent_id
+        self.ids = ids if ids is not None else ReportIds(None)
 
     async def send(self, report: Report, msg_id: str) -> None:
         """Publishes ``report`` and waits for the stream's ack. The same ``msg_id`` sent again
@@ -62,8 +66,9 @@ class Reporter:
             headers={Header.MSG_ID.value: self.kernel_msg_id(report, kernel_id)},
         )
 
-    def kernel_msg_id(self, report: Report, kernel_id: str) -> str:
-        return f"{self.agent_id}:{kernel_id}:{report.type_name()}"
+    def kernel_msg_id(self, report: Report, kernel_id: str, step: str = "") -> str:
+        """Returns the message id of a kernel's report: ``<agent>:<kernel>:<type>[:<step>]`` with the agent's MAC."""
+        return self.ids(f"{self.agent_id}:{kernel_id}:{report.type_name()}{f':{step}' if step else ''}")
 
 
 async def stored(acks: list[Awaitable[object]], timeout: float = ACK_TIMEOUT) -> None:

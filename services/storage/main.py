@@ -14,6 +14,7 @@ from collections.abc import Callable
 from services.common.bus import ensure_streams
 from services.common.flow import consume, open_broker
 from services.common.kernel_user import kernel_user
+from services.common.report_ids import ReportIds
 from services.common.settings import Settings
 from services.common.volumes import parse_volumes
 from services.common.waiting import first_of
@@ -75,7 +76,7 @@ async def run_storage(settings: Settings, stop: asyncio.Event, ready: Callable[[
     try:
         js = nc.jetstream()
         await ensure_streams(js)
-        reporter = Reporter(js)
+        reporter = Reporter(js, ReportIds.of_credentials(settings.nats_creds or None))
         meter = UsageMeter(reporter)
         reservations = Reservations()
         uploads = {name: UploadStore(v, reservations, settings.storage_upload_ttl) for name, v in volumes.items()}

@@ -19,6 +19,7 @@ from nats.js.api import Header
 
 from contracts.subjects import storage_report_subject
 from contracts.storage_reports import StorageReport, encode_storage_report
+from services.common.report_ids import ReportIds
 
 __all__ = ["Reporter", "new_report_id", "now_utc"]
 
@@ -37,8 +38,11 @@ def now_utc() -> dt.datetime:
 class Reporter:
     """Sends storage reports; ``published`` keeps the last ones sent (for tests and doctor)."""
 
-    def __init__(self, js: JetStreamContext | None) -> None:
+    def __init__(self, js: JetStreamContext | None, ids: ReportIds | None = None) -> None:
+        """``ids`` makes each report's message id from its ``report_id`` (``report_ids``: keyed with the service's
+        credential, so that no agent can have the stream drop a storage report; default: unkeyed)."""
         self._js = js
+        self._ids = ids if ids is not None else ReportIds(None)
         self._queue: asyncio.Queue[tuple[StorageReport, Callable[[], None] | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -51,7 +55,7 @@ class Reporter:
         attempt = 0
         while True:
             try:
-                await self._js.publish(subject, data, headers={Header.MSG_ID.value: report.report_id})
+                await self._js.publish(subject, data, headers={Header.MSG_ID.value: self._ids(report.report_id)})
                 return
             except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
                 delay = RETRY[min(attempt, len(RETRY) - 1)]

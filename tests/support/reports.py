@@ -44,8 +44,8 @@ class RecordingReporter:
     async def post_kernel(self, report: Report, kernel_id: str) -> asyncio.Future[object]:
         return await self._record(report, self.kernel_msg_id(report, kernel_id))
 
-    def kernel_msg_id(self, report: Report, kernel_id: str) -> str:
-        return f"{self.agent_id}:{kernel_id}:{report.type_name()}"
+    def kernel_msg_id(self, report: Report, kernel_id: str, step: str = "") -> str:
+        return f"{self.agent_id}:{kernel_id}:{report.type_name()}{f':{step}' if step else ''}"
 
     @property
     def reports(self) -> list[Report]:
