@@ -34,7 +34,7 @@ from domain.vfolder.access import (
     Actor, check_not_self_granted, check_volume, may_see, require, require_manager,
 )
 from domain.vfolder.checks import check_live, check_other_user, valid_permission
-from domain.vfolder.in_use import MountingSession, check_not_mounted
+from domain.vfolder.in_use import MountingSession, check_not_mounted, users_sessions
 from domain.vfolder.invitations import accept, invite, reject, superseded, withdraw
 from domain.vfolder.state import VFolderState
 
@@ -180,36 +180,47 @@ def share(state: VFolderState | None, user: str, permission: str, actor: Actor, 
     return events + superseded(state, user, WithdrawalReason.SHARED, emit, actor.user)
 
 
-def set_permission(state: VFolderState | None, user: str, permission: str, actor: Actor, ctx: Context) -> list[Event]:
-    """Changes the permission of a user the folder is shared with (and withdraws their pending invitations)."""
+def set_permission(state: VFolderState | None, user: str, permission: str, actor: Actor, ctx: Context,
+                   mounted_by: Sequence[MountingSession] = ()) -> list[Event]:
+    """Changes the permission of a user the folder is shared with (and withdraws their pending invitations); a lower
+    one is refused while that user's live sessions (among ``mounted_by``) mount it."""
     state = require_manager(state, actor, "change permissions")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
     wanted = valid_permission(permission)
     current = state.shares.get(user)
     if current is None:
         raise InvalidRequestError(f"folder {state.name!r} is not shared with {user!r}")
+    if wanted.rank < current.rank:
+        check_not_mounted(state, users_sessions(mounted_by, user), actor, f"lower {user}'s permission")
     emit = _emit(state, ctx)
     events = [] if current is wanted else [emit(ev.VFolderPermissionChanged, user=user, permission=wanted,
                                                 by=actor.user)]
     return events + superseded(state, user, WithdrawalReason.PERMISSION_CHANGED, emit, actor.user)
 
 
-def unshare(state: VFolderState | None, user: str, actor: Actor, ctx: Context) -> list[Event]:
-    """Stops sharing the folder with ``user`` and withdraws their pending invitations to it."""
+def unshare(state: VFolderState | None, user: str, actor: Actor, ctx: Context,
+            mounted_by: Sequence[MountingSession] = ()) -> list[Event]:
+    """Stops sharing the folder with ``user`` and withdraws their pending invitations to it; refused while that user's
+    live sessions (among ``mounted_by``) mount it."""
     state = require_manager(state, actor, "unshare it")
     check_volume(actor, state.volume, VolumePermission.SET_USER_SPECIFIC_PERMISSION)
+    if user in state.shares:
+        check_not_mounted(state, users_sessions(mounted_by, user), actor, f"stop sharing it with {user!r}")
     emit = _emit(state, ctx)
     events = [emit(ev.VFolderUnshared, user=user, by=actor.user)] if user in state.shares else []
     return events + superseded(state, user, WithdrawalReason.UNSHARED, emit, actor.user)
 
 
-def leave(state: VFolderState | None, actor: Actor, ctx: Context) -> list[Event]:
-    """A user the folder is shared with stops having it (its owner and project members cannot leave)."""
+def leave(state: VFolderState | None, actor: Actor, ctx: Context,
+          mounted_by: Sequence[MountingSession] = ()) -> list[Event]:
+    """A user the folder is shared with stops having it (its owner and project members cannot leave); refused while
+    the user's live sessions (among ``mounted_by``) mount it."""
     if state is None or not may_see(state, actor):
         raise NotFoundError("folder not found")
     if actor.user not in state.shares:
         raise InvalidTransitionError(f"folder {state.name!r} is not shared with you (you own it, manage it or are a "
                                      "member of its project): nothing to leave")
+    check_not_mounted(state, users_sessions(mounted_by, actor.user), actor, "leave it")
     return [_emit(state, ctx)(ev.VFolderLeft, user=actor.user)]
 
 

@@ -1,5 +1,7 @@
 """A folder in use: the live sessions that mount it, and the refusal of what would pull it from under
-them (``trash``, ``purge``), as Backend.AI refuses to delete a folder mounted by a running kernel.
+them (``trash``, ``purge``), as Backend.AI refuses to delete a folder mounted by a running kernel; and of what would
+take a user's access from under their own sessions (``unshare``, ``leave``, a lower permission): the agent mounted
+it at the start, and the kernel kept reading and writing it after the user lost it.
 
 The caller finds the sessions (``services.application.vfolders``): a live session is one not ended
 (PENDING through TERMINATING) whose recorded mounts include the folder.
@@ -15,7 +17,7 @@ from domain.errors import InvalidTransitionError
 from domain.vfolder.access import Actor
 from domain.vfolder.state import VFolderState
 
-__all__ = ["MAX_SESSIONS_NAMED", "MountingSession", "check_not_mounted"]
+__all__ = ["MAX_SESSIONS_NAMED", "MountingSession", "check_not_mounted", "users_sessions"]
 
 MAX_SESSIONS_NAMED = 5
 """The most of the actor's own sessions a refusal names one by one (the rest are counted)."""
@@ -43,3 +45,8 @@ def check_not_mounted(folder: VFolderState, mounted_by: Sequence[MountingSession
         parts.append(f"{others} of other users")
     raise InvalidTransitionError(f"folder {folder.name!r} is mounted by live session(s) {', '.join(parts)}: "
                                  f"{what} once they have ended")
+
+
+def users_sessions(mounted_by: Sequence[MountingSession], user: str) -> list[MountingSession]:
+    """Returns the sessions of ``user`` among ``mounted_by``."""
+    return [session for session in mounted_by if session.user == user]

@@ -216,11 +216,17 @@ class VFolders(BerthApplication):
         return self._change(folder_id, actor, lambda s, a: d.share(s, user, permission, a, ctx, user_domain=domain,
                                                                   user_projects=projects))
 
-    def unshare(self, folder_id: str, user: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, actor, lambda s, a: d.unshare(s, user, a, ctx))
+    def unshare(self, folder_id: str, user: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
+                seen: int = 0) -> int:
+        """Stops sharing the folder with ``user``; refused while the user's live sessions mount it (``mounting``)."""
+        return self._change(folder_id, actor,
+                            lambda s, a: d.unshare(s, user, a, ctx, self.mounting(folder_id, candidates, seen)))
 
-    def set_permission(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, actor, lambda s, a: d.set_permission(s, user, permission, a, ctx))
+    def set_permission(self, folder_id: str, user: str, permission: str, actor: Actor, ctx: Context, *,
+                       candidates: Sequence[str] = (), seen: int = 0) -> int:
+        """A lower permission is refused while the user's live sessions mount the folder (``mounting``)."""
+        return self._change(folder_id, actor, lambda s, a: d.set_permission(
+            s, user, permission, a, ctx, self.mounting(folder_id, candidates, seen)))
 
     def invite(self, folder_id: str, invitee: str, permission: str, actor: Actor, ctx: Context) -> tuple[str, int]:
         """Records an invitation; returns (its id, the position)."""
@@ -240,8 +246,11 @@ class VFolders(BerthApplication):
         """Withdraws a pending invitation to the folder (its inviter or a manager); returns the position."""
         return self._change(folder_id, actor, lambda s, a: d.withdraw(s, invitation_id, a, ctx))
 
-    def leave(self, folder_id: str, actor: Actor, ctx: Context) -> int:
-        return self._change(folder_id, actor, lambda s, a: d.leave(s, a, ctx))
+    def leave(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
+              seen: int = 0) -> int:
+        """Refused while the actor's live sessions mount the folder (``mounting``)."""
+        return self._change(folder_id, actor,
+                            lambda s, a: d.leave(s, a, ctx, self.mounting(folder_id, candidates, seen)))
 
     def trash(self, folder_id: str, actor: Actor, ctx: Context, *, candidates: Sequence[str] = (),
               seen: int = 0) -> int:

@@ -73,3 +73,34 @@ async def test_a_session_that_raced_the_trash_keeps_the_folder_from_being_purged
     await alice.execute(PURGE, {"f": folder})
     catch_up(dsn)
     assert (await alice.execute(STATUS, {"f": folder}))["vfolder"]["status"] == "purging"
+
+
+UNSHARE = "mutation($f: String!, $u: String!) { unshareVFolder(folder: $f, user: $u) { id } }"
+SET_PERMISSION = ("mutation($f: String!, $u: String!, $p: String!) "
+                  "{ setVFolderPermission(folder: $f, user: $u, permission: $p) { id } }")
+LEAVE = "mutation($f: String!) { leaveVFolder(folder: $f) { id } }"
+
+
+async def test_a_user_s_access_is_not_taken_from_under_their_live_sessions(
+        client_for, keys: Keys, read_models: str, sessions: Sessions) -> None:
+    """Before, unsharing a folder, lowering a user's permission or the user leaving it succeeded while their session
+    mounted it, and the kernel kept reading (and writing) what they no longer had."""
+    dsn = read_models
+    folder = seed_folder(dsn, "data", shares={"bob": "rw"})
+    alice, bob = client_for(keys.alice), client_for(keys.bob)
+    theirs = (await bob.execute(CREATE, {"input": {"mounts": [{"name": folder}]}}))["createSession"]["sessionId"]
+    before = count_events(dsn)
+
+    for client, query, variables, what in (
+            (alice, UNSHARE, {"f": "data", "u": "bob"}, "stop sharing it with 'bob'"),
+            (alice, SET_PERMISSION, {"f": "data", "u": "bob", "p": "ro"}, "lower bob's permission"),
+            (bob, LEAVE, {"f": folder}, "leave it")):
+        error = await refused(client, query, variables)
+        assert error.code == "CONFLICT" and f"{what} once they have ended" in error.message, error.message
+    assert count_events(dsn) == before
+    await alice.execute(SET_PERMISSION, {"f": "data", "u": "bob", "p": "wd"})  # more is no harm
+
+    sessions.terminate(theirs, make_context("test"))
+    await alice.execute(UNSHARE, {"f": "data", "u": "bob"})
+    catch_up(dsn)
+    assert (await refused(bob, STATUS, {"f": folder})).code == "NOT_FOUND"

@@ -143,14 +143,16 @@ class VFolderMutation:
     async def share_vfolder(self, info: Info, folder: str, user: str, permission: str = "ro") -> VFolderResult:
         return await _change(info, folder, "share", _bounded(user, "user"), checked_choice("permission", permission))
 
-    @strawberry.mutation(name="unshareVFolder", description="Stops sharing a folder with a user.")
+    @strawberry.mutation(name="unshareVFolder", description="Stops sharing a folder with a user; CONFLICT while a live "
+                         "session of that user mounts it.")
     async def unshare_vfolder(self, info: Info, folder: str, user: str) -> VFolderResult:
-        return await _change(info, folder, "unshare", _bounded(user, "user"))
+        return await _change(info, folder, "unshare", _bounded(user, "user"), in_use=True)
 
-    @strawberry.mutation(name="setVFolderPermission", description="Changes the permission of a user a folder is shared with.")
+    @strawberry.mutation(name="setVFolderPermission", description="Changes the permission of a user a folder is shared "
+                         "with; a lower one is CONFLICT while a live session of that user mounts it.")
     async def set_vfolder_permission(self, info: Info, folder: str, user: str, permission: str) -> VFolderResult:
         return await _change(info, folder, "set_permission", _bounded(user, "user"),
-                             checked_choice("permission", permission))
+                             checked_choice("permission", permission), in_use=True)
 
     @strawberry.mutation(name="setVFolderQuota", description="Sets a folder's own cap in bytes, 0: none (admins).")
     async def set_vfolder_quota(self, info: Info, folder: str, limit_bytes: float) -> VFolderResult:
@@ -180,9 +182,10 @@ class VFolderMutation:
     async def withdraw_vfolder_invitation(self, info: Info, folder: str, invitation_id: str) -> VFolderResult:
         return await _change(info, folder, "withdraw_invitation", _bounded(invitation_id, "invitationId"))
 
-    @strawberry.mutation(name="leaveVFolder", description="Leaves a folder shared with you.")
+    @strawberry.mutation(name="leaveVFolder", description="Leaves a folder shared with you; CONFLICT while a live "
+                         "session of yours mounts it.")
     async def leave_vfolder(self, info: Info, folder: str) -> VFolderResult:
-        return await _change(info, folder, "leave")
+        return await _change(info, folder, "leave", in_use=True)
 
     @strawberry.mutation(name="setProjectStorageLimit", description="Sets the bytes a project's folders may hold together, 0: no limit (admins of "
                          "its domain).")
