@@ -175,15 +175,16 @@ class VFolders(BerthApplication):
         return last if isinstance(last, VFolderCountChanged) else None
 
     def clone(self, source_id: str, actor: Actor, name: str, ctx: Context, *, owned: int,
-              cloneable: bool = False) -> tuple[str, int]:
-        """Records a new folder of the actor cloned from ``source_id``; returns (its id, position)."""
+              cloneable: bool = False, room: int | None = None) -> tuple[str, int]:
+        """Records a new folder of the actor cloned from ``source_id``, when the source's bytes fit in ``room`` (what
+        the actor's quota scope has left; None: no limit); returns (its id, position)."""
         folder_id = new_folder_id()
         name = d.valid_name(name)
 
         def attempt() -> int:
             source = self.get(source_id)
             events = self._counted(actor.user, owned, folder_id, ctx, lambda count: d.clone(
-                source, folder_id, name, self.facing(source, actor), ctx, owned=count, cloneable=cloneable))
+                source, folder_id, name, self.facing(source, actor), ctx, owned=count, cloneable=cloneable, room=room))
             events = self._claim(folder_id, OwnerKind.USER, actor.user, name, ctx) + events
             position = self.record(events)
             assert position is not None

@@ -249,6 +249,28 @@ async def test_policy_limits_folder_count_and_scope_size(
     assert (await carol.execute(UPLOAD, {"f": first, "p": "x", "s": 5}))["requestUpload"]["maxBytes"] == 5
 
 
+async def test_a_clone_fits_in_what_the_quota_scope_has_left(
+        client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: Any) -> None:
+    """Before, a clone ignored the scope's limit: three clones of a 40-byte folder in a 100-byte scope held 160."""
+    admin = client_for(keys.admin)
+    await admin.execute("mutation { createResourcePolicy(input: {name: \"clones\", maxQuotaScopeSize: 100}) "
+                        "{ id } }")
+    create_user(pg_dsn, "fay")
+    fay = client_for(create_keypair(pg_dsn, "fay", resource_policy="clones"))
+    catch_up(pg_dsn)
+    source = await create(fay, pg_dsn, "src", cloneable=True)
+    storage(FolderProvisionedReport, source)
+    storage(UsageMeasuredReport, source, bytes=40, files=1)
+    copy = (await fay.execute(CLONE, {"f": "src", "n": "c1"}))["cloneVFolder"]["id"]  # 40 of 100: 60 left
+    storage(FolderProvisionedReport, copy)
+    storage(UsageMeasuredReport, copy, bytes=40, files=1)  # 80 of 100 used: 20 left
+    catch_up(pg_dsn)
+    error = await refused(fay, CLONE, {"f": "src", "n": "c2"})
+    assert error.code == "QUOTA" and "20 bytes left" in error.message, error.message
+    usage = {u["quotaScope"]: u for u in (await fay.execute(USAGE))["storageUsage"]}
+    assert (usage["user:fay"]["folders"], usage["user:fay"]["usageBytes"]) == (2, 80)
+
+
 async def test_uploaded_files_count_against_the_quota_before_their_usage_is_measured(
         client_for: Callable[[tuple[str, str]], BerthClient], keys: Keys, pg_dsn: str, storage: Any) -> None:
     admin = client_for(keys.admin)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import strawberry
 
 from contracts.subjects import SubjectError, check_token
-from contracts.vfolder import DEFAULT_VOLUME, OwnerKind
+from contracts.vfolder import DEFAULT_VOLUME, OwnerKind, quota_scope_of
 from domain.emitting import Context
 from domain.vfolder.decide import NewFolder
 from projections.queries import vfolders as q
@@ -115,8 +115,10 @@ class VFolderMutation:
         source = await resolve_folder(info, actor, folder)
         resources = info.context.resources
         owned = await read(q.owned_count, resources.pool, actor.user)
+        scope = await read(q.scope_usage, resources.pool, quota_scope_of(OwnerKind.USER, actor.user))
+        room = max(0, scope.limit_bytes - scope.usage_bytes) if scope.limit_bytes > 0 else None
         folder_id, position = await guarded(info, resources.vfolders.clone, source, actor, name,
-                                            _ctx(info), owned=owned, cloneable=cloneable)
+                                            _ctx(info), owned=owned, cloneable=cloneable, room=room)
         return VFolderResult(id=folder_id, position=position)
 
     @strawberry.mutation(name="renameVFolder", description="Renames a folder (its owner or an admin).")
