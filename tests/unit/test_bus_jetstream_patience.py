@@ -11,6 +11,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import pytest
+from nats.js.api import StreamConfig
 
 from services.common import bus
 
@@ -32,8 +33,9 @@ class JetStream:
     async def key_value(self, bucket: str) -> str:
         return bucket
 
-    async def stream_info(self, stream: str) -> Any:  # the heartbeat bucket's, already at its limit
-        return SimpleNamespace(config=SimpleNamespace(max_msg_size=bus.HEARTBEAT_MAX_BYTES))
+    async def stream_info(self, stream: str) -> Any:  # the heartbeat bucket's, already as it should be
+        return SimpleNamespace(config=StreamConfig(name=stream, max_msg_size=bus.HEARTBEAT_MAX_BYTES,
+                                                   allow_rollup_hdrs=False))
 
 
 @pytest.fixture(autouse=True)
