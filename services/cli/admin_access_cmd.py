@@ -196,5 +196,7 @@ async def policy_update(out: Output, name: str, total_slots: str | None, max_pen
                         **counts: int | None) -> None:
     """Change the given limits of a resource policy; the others stay."""
     data = _limits(name, total_slots, max_pending_session_resource_slots, **counts)
+    if all(value is None for key, value in data.items() if key != "name"):  # it showed the policy, exit 0
+        raise click.UsageError("nothing to update: give at least one limit (berth admin policy update --help)")
     await apply_and_show(out, aq.UPDATE_POLICY, {"i": data}, (aq.POLICIES, "resourcePolicies", {}), ("name", name),
                          _POLICY_FIELDS, functools.partial(policy_shown, out))

@@ -17,8 +17,10 @@ from services.cli.admin_bus_cmd import agent, bus
 from services.cli.connection import connect_client
 from services.cli.admin_common import apply_and_show, csv_list, list_rows, size_bytes, slot_list, slots_option
 from services.cli.admin_rgroup_cmd import rgroup
+from services.cli.cells import UNLIMITED
 from services.cli.running import run_async
 from services.cli.output import Output
+from services.cli.vfolder_cmd import size_shown
 
 __all__ = ["admin"]
 
@@ -152,11 +154,15 @@ async def project_update(out: Output, name: str, total_slots: str | None) -> Non
 @run_async
 async def project_set_storage_limit(out: Output, name: str, size: str) -> None:
     """Set the bytes all folders of project NAME may hold together, e.g. 1t (0 = no limit)."""
+    limit = int(size_bytes(size, "SIZE") or 0)
     async with connect_client() as client:
-        result = (await client.execute(aq.SET_PROJECT_STORAGE_LIMIT,
-                                       {"n": name, "b": size_bytes(size, "SIZE")}))["setProjectStorageLimit"]
-    out.record({"project": name, "limitBytes": size_bytes(size, "SIZE"), "position": result["position"]},
-               [("project", "project"), ("limitBytes", "storage limit (bytes)"), ("position", "position")])
+        result = (await client.execute(aq.SET_PROJECT_STORAGE_LIMIT, {"n": name, "b": limit}))["setProjectStorageLimit"]
+    if out.is_json:
+        out.json({"project": name, "limitBytes": limit, "position": result["position"]})
+        return
+    # as `berth usage` shows a limit: binary units on a terminal, exact bytes piped, none for 0 (not 1099511627776.0)
+    out.record({"project": name, "limit": size_shown(out, limit) if limit else UNLIMITED},
+               [("project", "project"), ("limit", "storage limit")])
 
 
 # ---------------------------------------------------------------- user

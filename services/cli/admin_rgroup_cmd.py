@@ -86,5 +86,8 @@ async def rgroup_ls(out: Output) -> None:
 @run_async
 async def rgroup_update(out: Output, name: str, **options: Any) -> None:
     """Change the given options of a resource group; the others stay."""
-    await apply_and_show(out, aq.UPDATE_RGROUP, {"i": _input(name, **options)}, (aq.RGROUPS, "resourceGroups", {}),
-                         ("name", name), _FIELDS)
+    data = _input(name, **options)
+    if all(value is None for key, value in data.items() if key not in ("name", "description")):  # create only
+        raise click.UsageError("nothing to update: give at least one option (berth admin rgroup update --help)")
+    await apply_and_show(out, aq.UPDATE_RGROUP, {"i": data}, (aq.RGROUPS, "resourceGroups", {}), ("name", name),
+                         _FIELDS)

@@ -17,7 +17,7 @@ from services.cli.running import run_async
 from services.sdk.app_tunnel import forward_connection, open_app_tunnel
 from services.sdk.client import BerthAPIError, BerthClient
 
-__all__ = ["app"]
+__all__ = ["app", "seconds"]
 
 log = logging.getLogger(__name__)
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -79,13 +79,21 @@ async def _started(client: BerthClient, session_id: str, name: str, port: int, c
         return
     if await stream_execution(client, session_id, command, "batch", detach=True) != 0:
         raise click.ClickException(f"the command did not start in {name}")
-    click.echo(f"berth: waiting for port {port} to accept connections (at most {timeout:.0f} s)", err=True)
-    deadline = time.monotonic() + timeout
+    click.echo(f"berth: waiting for port {port} to accept connections (at most {seconds(timeout)})", err=True)
+    started = time.monotonic()
     while not await _accepts(client, session_id, port):
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"nothing accepts connections on port {port} of {name} after {timeout:.0f} s: "
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise click.ClickException(f"nothing accepts connections on port {port} of {name} after "
+                                       f"{seconds(waited)} (--start-timeout {timeout:g}): "
                                        f"`berth logs {name}` shows what the command said")
         await asyncio.sleep(0.5)
+
+
+def seconds(value: float) -> str:
+    """A duration for people: ``0.4 s``, ``3 s``, ``120 s`` (whole seconds from 10 on); ``{:.0f}`` said "after
+    0 s" of a wait under a second, and rounded ``--start-timeout 0.4`` to "at most 0 s"."""
+    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
 
 
 @run_async

@@ -11,6 +11,7 @@ import click
 
 from services.cli import queries as q
 from services.cli.connection import connect_client
+from services.cli.exec_cmd import INTERRUPTED
 from services.cli.running import run_async
 from services.cli.output import Output
 from services.sdk.client import BerthAPIError, BerthClient
@@ -76,26 +77,38 @@ async def events(out: Output, aggregate_id: str | None, since: dt.datetime | Non
             variables["after"] = collected[-1]["position"]
         if follow:
             _print_rows(out, _for(out, collected))
-    while last == 0 or follow:
-        page = await _page(client, variables)
-        if follow:
-            _print_rows(out, _for(out, page))
-        else:
-            collected += page
-        if page:
-            variables["after"] = page[-1]["position"]
-        if len(page) == PAGE:
-            continue
+    if follow and aggregate_id is not None and not (since or until or collected) and not await _last(
+            client, variables, 1):  # a misspelt name: following it printed nothing, for ever
+        raise click.ClickException(_unknown(aggregate_id))
+    try:
+        while last == 0 or follow:
+            page = await _page(client, variables)
+            if follow:
+                _print_rows(out, _for(out, page))
+            else:
+                collected += page
+            if page:
+                variables["after"] = page[-1]["position"]
+            if len(page) == PAGE:
+                continue
+            if not follow:
+                break
+            await asyncio.sleep(poll)
+    except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels us): how a follow ends, as `berth logs -f` ends
         if not follow:
-            break
-        await asyncio.sleep(poll)
+            raise
+        raise click.exceptions.Exit(INTERRUPTED) from None  # it said "Aborted!" and exited 1, as for an error
     if not collected and aggregate_id is not None and not (since or until or follow):
-        raise click.ClickException(f"no session, agent or keypair {aggregate_id!r} (a session: its id, a unique "
-                                   "id prefix of 4+ characters or its name; `berth ps -a` lists them)")
+        raise click.ClickException(_unknown(aggregate_id))
     if not collected and not out.is_json:
         out.info("no events" + (f" for {aggregate_id}" if aggregate_id else ""))
         return
     out.table(_for(out, collected), COLUMNS)
+
+
+def _unknown(aggregate_id: str) -> str:
+    return (f"no session, agent or keypair {aggregate_id!r} (a session: its id, a unique id prefix of 4+ characters "
+            "or its name; `berth ps -a` lists them)")
 
 
 async def _page(client: BerthClient, variables: dict[str, Any]) -> list[dict[str, Any]]:

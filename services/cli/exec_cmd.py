@@ -15,6 +15,7 @@ from services.cli import queries as q
 from services.cli.connection import connect_client
 from services.cli.logs_follow import follow_logs
 from services.cli.running import on_signals, run_async
+from services.cli.sessions_common import ended_under
 from services.common.backlog import Backlog
 from services.sdk.client import BerthAPIError, BerthClient
 
@@ -74,6 +75,10 @@ async def stream_execution(client: BerthClient, session_id: str, code: str, mode
         raise
     finally:
         writing.cancel()
+    if exit_code != 0 and not detach:  # cut short by the session's end? (its worker killed, its runner gone)
+        ended = await ended_under(client, session_id)
+        if ended is not None:
+            click.echo(ended, err=True)
     if exit_code is None:
         click.echo("berth: the execution ended without an exit code", err=True)
         return 1
@@ -197,7 +202,8 @@ async def _follow(session_id: str, poll: float) -> None:
 
 @click.command("logs")
 @click.argument("session_id", metavar="SESSION")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing what is added until the session ends (or Ctrl-C).")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing what is added until the session ends (then say how it ended, on stderr) or Ctrl-C.")
 @click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between checks with --follow.")
 def logs(session_id: str, follow: bool, poll: float) -> None:
     """Print the log of a session's main kernel; with -f, follow it.

@@ -63,5 +63,5 @@ INTERRUPT_EXECUTION = "mutation($id: String!, $runId: String!) { interruptExecut
 
 SESSION_LOGS = "query($id: String!) { sessionLogs(sessionId: $id) }"
 
-SESSION_BRIEF = "query($id: String!) { session(id: $id) { id name status } }"
-"""A session's id, name and status, by any reference (null when none)."""
+SESSION_BRIEF = "query($id: String!) { session(id: $id) { id name status statusReason statusDetail pendingReason } }"
+"""A session's id, name and status with its reason, by any reference (null when none)."""

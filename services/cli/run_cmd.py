@@ -20,6 +20,7 @@ from services.cli.sessions_common import (
     GONE,
     RUNNING_OR_DONE,
     default_image,
+    ended_under,
     fetch_session,
     follow_status,
     outcome,
@@ -84,15 +85,16 @@ async def _run_session(out: Output, image: str, name: str | None, code: str, mod
             running = True
             return await stream_execution(client, session_id, code, mode, argv=argv)
         finally:
+            ref = name or session_id  # a live session's name addresses it (unique among the owner's live ones)
             if remove and status not in GONE:
                 await _remove(client, out, session_id)
-            elif running:
-                out.info(f"session {session_id} kept: `berth exec {session_id} CODE`, `berth session rm {session_id}`")
-            elif status in GONE:
-                out.info(f"its history: `berth events {session_id}`")
+            elif running and await ended_under(client, session_id) is None:  # still running (or cannot be told)
+                out.info(f"session {ref} kept: `berth exec {ref} CODE`, `berth session rm {ref}`")
+            elif running or status in GONE:  # ended under the run (stream_execution said how): not kept
+                out.info(f"its history: `berth events {session_id}`")  # an ended one's name may be another's too
             else:
-                out.info(f"session {session_id} is still {status}: `berth session info {session_id}` says why, "
-                         f"`berth session rm {session_id}` cancels it")
+                out.info(f"session {ref} is still {status}: `berth session info {ref}` says why, "
+                         f"`berth session rm {ref}` cancels it")
 
 
 async def _remove(client: Any, out: Output, session_id: str) -> None:

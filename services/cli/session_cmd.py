@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import click
@@ -96,7 +97,14 @@ async def create(out: Output, name: str | None, image: str, resources: tuple[str
         payload["startupCommand"] = startup_command
     session_id, position = await request_session(client, payload)
     out.info(f"session {session_id} requested")
-    status, last = await follow_status(client, out, session_id, RUNNING_OR_DONE, timeout) if wait else ("PENDING", None)
+    status, last = "PENDING", None
+    try:
+        if wait:
+            status, last = await follow_status(client, out, session_id, RUNNING_OR_DONE, timeout)
+    except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels us): it stops the waiting, not the session
+        out.info(f"session {session_id} stays requested (Ctrl-C stopped the waiting only): "
+                 f"`berth session rm {session_id}` cancels it")
+        raise
     data = await fetch_session(client, session_id, last or position)
     if out.is_json:
         out.json(data)

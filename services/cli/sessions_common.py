@@ -20,6 +20,7 @@ __all__ = [
     "GONE",
     "RUNNING_OR_DONE",
     "default_image",
+    "ended_under",
     "fetch_session",
     "follow_status",
     "outcome",
@@ -63,6 +64,21 @@ async def fetch_session(client: BerthClient, session_id: str, after: int | None)
     if data is None:
         raise click.ClickException(f"session {session_id} not found")
     return data
+
+
+async def ended_under(client: BerthClient, session_id: str) -> str | None:
+    """Returns a line saying how the session ended when it no longer runs after a run stopped (``berth rm`` from
+    elsewhere, its lifetime or idle timeout, its agent lost): the run's own last words only tell that its
+    worker was killed, and ``berth run`` said the session was kept for ``berth exec``. None while it runs, or
+    when that cannot be told (the check gets 10 s)."""
+    try:
+        async with asyncio.timeout(10):
+            data = (await client.execute(q.SESSION_BRIEF, {"id": session_id}))["session"]
+    except Exception:  # noqa: BLE001 - only a hint: the run's own outcome stands
+        return None
+    if data is None or data["status"] == "RUNNING":
+        return None
+    return f"berth: session {data['name'] or data['id']} ended under the run: {outcome(data)}"
 
 
 def outcome(data: dict[str, Any]) -> str:

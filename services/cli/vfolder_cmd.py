@@ -158,7 +158,7 @@ async def info(out: Output, folder: str) -> None:
     shown = _shown(out, row)
     if scope is not None:
         limit = size_shown(out, scope["limitBytes"]) if scope["limitBytes"] else UNLIMITED
-        shown["scopeUsage"] = f"{size_shown(out, scope['usageBytes'])} of {limit} ({scope['folders']} folders)"
+        shown["scopeUsage"] = f"{size_shown(out, scope['usageBytes'])} of {limit} ({scope['folders']} folder{'' if scope['folders'] == 1 else 's'})"
     out.record(shown, [*FOLDER_FIELDS[:17], ("scopeUsage", "scope usage"), *FOLDER_FIELDS[17:]])
 
 
@@ -228,10 +228,14 @@ async def unshare(out: Output, folder: str, user: str) -> None:
 @click.pass_obj
 @run_async
 async def invite(out: Output, folder: str, user: str, permission: str) -> None:
-    """Invite USER to your FOLDER; prints the invitation's id."""
+    """Invite USER to your FOLDER; prints the invitation's id (-o json: with its position)."""
     async with connect_client() as client:
         result = (await client.execute(INVITE, {"f": folder, "u": user, "m": permission}))["inviteToVFolder"]
-    out.record(result, [("id", "invitation"), ("position", "position")])
+    if out.is_json:
+        out.json(result)
+        return
+    click.echo(result["id"])  # alone, as `session create` prints its id: `ID=$(berth vfolder invite ...)`
+    out.info(f"invited {user} to {folder} ({permission}): `berth vfolder accept {result['id']}` as {user}")
 
 
 @vfolder.command("withdraw")

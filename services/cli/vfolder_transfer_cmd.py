@@ -223,8 +223,13 @@ async def download(out: Output, folder: str, path: str, output: Path | None, as_
         target.with_name(target.name + ".part").unlink(missing_ok=True)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=None)) as http:
         with _progress(out) as progress:
-            size = await _fetch(http, f"{ticket['url'].rstrip('/')}{route}?token={ticket['token']}", target,
-                                progress, path)
+            try:
+                size = await _fetch(http, f"{ticket['url'].rstrip('/')}{route}?token={ticket['token']}", target,
+                                    progress, path)
+            except click.ClickException as exc:
+                if not as_tar and "is a directory" in exc.message:  # the storage service's 400 for a directory
+                    exc.message += f"; a directory comes as a tar archive: berth vfolder download {folder} {path} --tar"
+                raise
     if out.is_json:
         out.json({"path": path, "file": str(target), "bytes": size})
     elif not out.err_terminal:

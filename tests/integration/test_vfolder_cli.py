@@ -41,7 +41,7 @@ async def test_vfolder_commands(served: str, keys: Keys, projecting: None, pg_ds
     assert (seen["id"], seen["myPermission"], seen["status"]) == (folder_id, "rw", "ready")
     _, text, _ = await berth(served, alice, "vfolder", "info", "data")
     # piped: exact byte counts, as the README promises (it printed the rounded 2.9 MiB)
-    assert "3041280" in text and "bob:rw" in text and "3041280 of none (1 folders)" in text
+    assert "3041280" in text and "bob:rw" in text and "3041280 of none (1 folder)" in text
     await as_json(served, alice, "vfolder", "unshare", "data", "bob")
     assert await as_json(served, bob, "vfolder", "ls") == []
 
