@@ -24,6 +24,7 @@ import click
 import httpx
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from services.cli.disk_room import RoomWatch, check_room
 from services.cli.connection import connect_client
 from services.cli.output import Output
 from services.cli.running import run_async
@@ -170,7 +171,8 @@ async def upload(out: Output, folder: str, sources: tuple[Path, ...], dest: str)
 
 
 async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Progress, label: str) -> int:
-    """Downloads ``url`` to ``target`` through ``<target>.part``, continuing a partial one with Range."""
+    """Downloads ``url`` to ``target`` through ``<target>.part``, continuing a partial one with Range; never leaves
+    the disk with under ``disk_room.KEEP_FREE`` free (refused, or stopped, with what to do)."""
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
@@ -183,13 +185,17 @@ async def _fetch(http: httpx.AsyncClient, url: str, target: Path, progress: Prog
             raise click.ClickException(f"download refused ({response.status_code}): {refusal_reason(response)}")
         if response.status_code == 200:
             have = 0  # no range served: start over
-        total = int(response.headers.get("content-length", 0)) + have
+        announced = int(response.headers.get("content-length", 0))
+        check_room(part.parent, announced)  # a sparse file is its whole length on the wire: refused before a byte
+        total = announced + have
         task = progress.add_task(label, total=total or None, completed=have)
+        room = RoomWatch(part.parent)
         with open(part, "ab" if have else "wb") as f:
             async for chunk in response.aiter_raw():  # as received: the service never encodes a body
                 f.write(chunk)
                 have += len(chunk)
                 progress.update(task, completed=have)
+                room.wrote(len(chunk))  # an archive's length is unknown: stopped before the disk fills
     part.replace(target)
     return have
 
@@ -229,6 +235,8 @@ async def download(out: Output, folder: str, path: str, output: Path | None, as_
             except click.ClickException as exc:
                 if not as_tar and "is a directory" in exc.message:  # the storage service's 400 for a directory
                     exc.message += f"; a directory comes as a tar archive: berth vfolder download {folder} {path} --tar"
+                if as_tar:  # a cut archive is of no use (never resumed): its space is given back
+                    target.with_name(target.name + ".part").unlink(missing_ok=True)
                 raise
     if out.is_json:
         out.json({"path": path, "file": str(target), "bytes": size})
