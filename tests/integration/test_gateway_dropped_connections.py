@@ -77,7 +77,7 @@ async def test_a_request_met_by_a_full_disk_is_refused_saying_so(
     async def full(*args: object, **kwargs: object) -> None:
         raise psycopg.errors.DiskFull('could not extend file "base/16384/16545": No space left on device')
 
-    monkeypatch.setattr(Authenticator, "authenticate", full)
+    monkeypatch.setattr(Authenticator, "screen", full)  # the first step of every authentication, HTTP or websocket
     async with BerthClient(served, *keys.alice) as alice:
         with pytest.raises(BerthAPIError) as over_http:
             await alice.execute(SESSIONS)
