@@ -122,7 +122,7 @@ async def _exercise(url: str, alice: tuple[str, str], storage: RunningStorage, t
     assert target.read_bytes() == big.read_bytes()
     _, _, err = await berth(url, alice, "vfolder", "download", "data", "in/big.bin", "--to",
                             str(tmp_path / "no-such-dir" / "x"), ok=False)
-    assert f"Error: {tmp_path / 'no-such-dir' / 'x.part'}: No such file or directory" in err, err  # not "cannot reach"
+    assert f"Error: {tmp_path / 'no-such-dir'}: No such file or directory" in err, err  # not "cannot reach"
 
     # -o json says what each did (it printed nothing on stdout)
     assert await as_json(url, alice, "vfolder", "mkdir", "data", "made/deep") == {"folder": folder,
