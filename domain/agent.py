@@ -15,17 +15,18 @@ from contracts.slots import SlotError, add_slots, fits, parse_slots, subtract_sl
 from contracts.status import AgentStatus
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
+from domain.report_rate import next_due, over_rate
 from domain.errors import InsufficientCapacityError, InvalidRequestError, InvalidTransitionError, NotFoundError
 
 __all__ = ["CAPACITY_BURST", "CAPACITY_INTERVAL", "ORPHAN_BURST", "ORPHAN_INTERVAL", "AgentState", "Allocation",
            "decide", "evolve", "replay"]
 
-# What an agent reports is recorded at a bounded rate (a cell-rate limit: the state keeps when the next event is due,
-# ``_due``; a report beyond ``burst`` at once, or over one per ``interval`` on average, is over it, ``_over``: an
-# orphan is refused, a capacity change not recorded, the registration otherwise applied, so that a lost agent still
-# recovers): before, only an honest agent's own habits bounded them, and an agent's credential could have the
-# controller record events as fast as it took its reports (the event store grew without bound), or flap its capacity
-# (each change a scheduling pass over every pending session).
+# What an agent reports is recorded at a bounded rate (``domain.report_rate``: the state keeps when the next event is
+# due; a report beyond ``burst`` at once, or over one per ``interval`` on average, is over it): an orphan is refused,
+# a capacity change not recorded, the registration otherwise applied, so that a lost agent still recovers. Before,
+# only an honest agent's own habits bounded them, and an agent's credential could have the controller record events
+# as fast as it took its reports (the event store grew without bound), or flap its capacity (each change a
+# scheduling pass over every pending session).
 ORPHAN_INTERVAL = dt.timedelta(seconds=1)
 ORPHAN_BURST = 1024
 """``OrphanContainerDestroyed``: an agent back from a long absence destroys every orphan at once (a node runs tens of
@@ -108,7 +109,7 @@ def _(event: ev.AgentRegistered, state: AgentState | None) -> AgentState:
 @_apply.register
 def _(event: ev.AgentCapacityChanged, state: AgentState) -> AgentState:
     return _bump(state, event, capacity=dict(event.capacity),
-                 capacity_due=_due(state.capacity_due, event.timestamp, CAPACITY_INTERVAL))
+                 capacity_due=next_due(state.capacity_due, event.timestamp, CAPACITY_INTERVAL))
 
 
 @_apply.register
@@ -136,19 +137,7 @@ def _(event: ev.KernelReleased, state: AgentState) -> AgentState:
 
 @_apply.register
 def _(event: ev.OrphanContainerDestroyed, state: AgentState) -> AgentState:
-    return _bump(state, event, orphans_due=_due(state.orphans_due, event.timestamp, ORPHAN_INTERVAL))
-
-
-def _due(due: dt.datetime | None, at: dt.datetime, interval: dt.timedelta) -> dt.datetime:
-    """Returns when the next event is due after one recorded ``at``, the last being due at ``due``."""
-    return (at if due is None else max(due, at)) + interval
-
-
-def _over(due: dt.datetime | None, now: dt.datetime, interval: dt.timedelta, burst: int) -> bool:
-    """Returns whether one more event ``now`` would be over ``burst`` at once or one per ``interval``. A due time more
-    than a whole burst ahead is never reached by the rate (the clock went back since): it refuses nothing, for a clock
-    set back an hour must not refuse an agent's capacity for an hour."""
-    return due is not None and (burst - 1) * interval < due - now <= burst * interval
+    return _bump(state, event, orphans_due=next_due(state.orphans_due, event.timestamp, ORPHAN_INTERVAL))
 
 
 @_apply.register
@@ -198,7 +187,7 @@ def _(command: c.RegisterAgent, state: AgentState | None, ctx: Context, agent_id
         ]
     emit = Emitter(agent_id, state.version, ctx)
     events: list[Event] = []
-    if capacity != state.capacity and not _over(state.capacity_due, ctx.now, CAPACITY_INTERVAL, CAPACITY_BURST):
+    if capacity != state.capacity and not over_rate(state.capacity_due, ctx.now, CAPACITY_INTERVAL, CAPACITY_BURST):
         events.append(emit(ev.AgentCapacityChanged, capacity=capacity))  # over the rate: its capacity stays as it was
     if state.status is AgentStatus.LOST:  # the registration still counts: a lost agent is back
         events.append(emit(ev.AgentRecovered))
@@ -279,7 +268,7 @@ def _(command: c.RecordOrphanDestroyed, state: AgentState | None, ctx: Context, 
     allocation = state.allocations.get(command.kernel_id)
     if allocation is not None and not allocation.terminating:
         raise InvalidRequestError(f"kernel {command.kernel_id} is assigned to agent {agent_id}: not an orphan")
-    if _over(state.orphans_due, ctx.now, ORPHAN_INTERVAL, ORPHAN_BURST):
+    if over_rate(state.orphans_due, ctx.now, ORPHAN_INTERVAL, ORPHAN_BURST):
         raise InvalidRequestError(f"agent {agent_id} reports more than {ORPHAN_BURST} orphans at once or one every "
                                   f"{ORPHAN_INTERVAL.total_seconds():g} s: refused")
     return [Emitter(agent_id, state.version, ctx)(ev.OrphanContainerDestroyed, kernel_id=command.kernel_id,

@@ -18,6 +18,7 @@ from contracts.slots import ResourceSlots, SlotError, check_kernel_slots, parse_
 from contracts.status import KernelStatus, Reason, SessionStatus, SessionType
 from contracts.subjects import SubjectError, check_token
 from domain.emitting import Context, Emitter
+from domain.report_rate import next_due, over_rate
 from domain.errors import AlreadyExistsError, InvalidRequestError, InvalidTransitionError, NotFoundError
 
 __all__ = ["PROGRESS_BURST", "PROGRESS_INTERVAL", "KernelState", "SessionState", "decide", "evolve", "replay"]
@@ -27,12 +28,10 @@ MIN_PRIORITY, MAX_PRIORITY = 0, 100
 PROGRESS_INTERVAL = dt.timedelta(seconds=1)
 PROGRESS_BURST = 3
 """A kernel's ``KernelProgressed`` are recorded at most one per ``PROGRESS_INTERVAL`` on average, ``PROGRESS_BURST``
-at once (a cell-rate limit: ``KernelState.progress_due``); a report beyond records nothing. An agent sends one every
-2 s at most and its last line at once (``services.agent.progress``). Before, only the agent throttled itself: its
-credential sending progress as fast as the controller took it had every report recorded (2,000 characters each)."""
-_OVER_RATE = ((PROGRESS_BURST - 1) * PROGRESS_INTERVAL, PROGRESS_BURST * PROGRESS_INTERVAL)
-"""How far ahead of now a kernel's ``progress_due`` is when one more line is over the rate; a due time further ahead is
-never reached by the rate (the clock went back since) and refuses nothing."""
+at once (a cell-rate limit, ``domain.report_rate``: ``KernelState.progress_due``); a report beyond records nothing.
+An agent sends one every 2 s at most and its last line at once (``services.agent.progress``). Before, only the agent
+throttled itself: its credential sending progress as fast as the controller took it had every report recorded
+(2,000 characters each)."""
 
 
 class KernelState(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,8 +143,7 @@ def _(event: ev.ExecutionFinished, state: SessionState) -> SessionState:
 
 @_apply.register
 def _(event: ev.KernelProgressed, state: SessionState) -> SessionState:
-    due = state.kernel(event.kernel_id).progress_due
-    due = (event.timestamp if due is None else max(due, event.timestamp)) + PROGRESS_INTERVAL
+    due = next_due(state.kernel(event.kernel_id).progress_due, event.timestamp, PROGRESS_INTERVAL)
     return _bump(state, event, kernels=state.with_kernel(event.kernel_id, progress_due=due))
 
 
@@ -359,8 +357,8 @@ def _(command: c.RecordKernelProgress, state: SessionState | None, ctx: Context,
     preparing = kernel.status is KernelStatus.PREPARING and state.status in _STARTING
     if not preparing or not command.detail:
         return []
-    if kernel.progress_due is not None and _OVER_RATE[0] < kernel.progress_due - ctx.now <= _OVER_RATE[1]:
-        return []  # over the rate: a flood of lines (a due time further ahead: the clock went back, nothing refused)
+    if over_rate(kernel.progress_due, ctx.now, PROGRESS_INTERVAL, PROGRESS_BURST):
+        return []  # over the rate: a flood of lines
     return [Emitter(session_id, state.version, ctx)(ev.KernelProgressed, kernel_id=command.kernel_id,
                                                     detail=command.detail)]
 
