@@ -19,8 +19,9 @@ client uploads in about a second is all a burst may still add. Lost at a restart
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 
 from contracts.storage_token import MAX_TTL
 
@@ -31,6 +32,32 @@ class QuotaError(Exception):
     """Raised when an upload would exceed the room its token grants."""
 
 
+class _Finished:
+    """The uploads of one scope finished lately: their times, oldest first, and the bytes finished before each (a
+    running total), so that the bytes finished since a time are one bisection, whatever their number (a sum over
+    them cost each upload's creation as much as the scope's uploads of the last hour)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.before: list[int] = []
+        self.total = 0
+
+    def add(self, at: float, length: int) -> None:
+        self.times.append(max(at, self.times[-1]) if self.times else at)  # kept in order if the clock stepped back
+        self.before.append(self.total)
+        self.total += length
+
+    def since(self, at: float) -> int:
+        index = bisect.bisect_left(self.times, at)
+        return self.total - self.before[index] if index < len(self.times) else 0
+
+    def keep_from(self, at: float) -> bool:
+        """Forgets the uploads finished before ``at``; returns whether any is left."""
+        index = bisect.bisect_left(self.times, at)
+        del self.times[:index], self.before[:index]
+        return bool(self.times)
+
+
 class Reservations:
     """Bytes reserved by unfinished uploads, per quota scope; and how many each user has."""
 
@@ -38,8 +65,8 @@ class Reservations:
         self._reserved: dict[str, int] = defaultdict(int)
         self._uploads: dict[str, tuple[str, int, str]] = {}
         self._per_user: dict[str, int] = defaultdict(int)
-        self._finished: dict[str, deque[tuple[float, int]]] = {}
-        """Per scope, (when, bytes) of the uploads finished within the last ``MAX_TTL`` seconds, oldest first."""
+        self._finished: dict[str, _Finished] = {}
+        """Per scope, the uploads finished within the last ``MAX_TTL`` seconds."""
 
     def reserved(self, scope: str) -> int:
         return self._reserved.get(scope, 0)
@@ -75,18 +102,16 @@ class Reservations:
         at = time.time() if at is None else at
         self._prune(at)
         if length:
-            self._finished.setdefault(scope, deque()).append((at, length))
+            self._finished.setdefault(scope, _Finished()).add(at, length)
 
     def finished_since(self, scope: str, since: float) -> int:
         """Returns the bytes of the uploads of ``scope`` finished at or after ``since`` (unix seconds)."""
-        return sum(length for at, length in self._finished.get(scope, ()) if at >= since)
+        done = self._finished.get(scope)
+        return 0 if done is None else done.since(since)
 
     def _prune(self, now: float) -> None:
         for scope in list(self._finished):
-            done = self._finished[scope]
-            while done and done[0][0] < now - MAX_TTL:
-                done.popleft()
-            if not done:
+            if not self._finished[scope].keep_from(now - MAX_TTL):
                 del self._finished[scope]
 
     def restore(self, upload_id: str, scope: str, length: int, user: str = "") -> None:
